@@ -1,0 +1,26 @@
+# viewseg: every command a user needs. `make test` sets up on first use.
+SHELL := /bin/bash
+VENV ?= .venv
+ACTIVATE := . $(VENV)/bin/activate
+# Loopback-only DDS and a random domain, so tests never talk to a robot on the LAN.
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+
+.PHONY: setup test test-all test-gpu clean
+
+setup:
+	bash scripts/setup.sh
+
+# The default suite: everything except `slow` (and `gpu`, which skips itself without CUDA).
+test: setup
+	$(ACTIVATE) && python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Everything, including slow training/convergence tests.
+test-all: setup
+	$(ACTIVATE) && python -m pytest $(PYTEST_ARGS)
+
+# On a CUDA machine: only the GPU tests (kernel parity, bf16 paths).
+test-gpu: setup
+	$(ACTIVATE) && python -m pytest -m gpu $(PYTEST_ARGS)
+
+clean:
+	rm -rf build $(VENV) .pytest_cache

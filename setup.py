@@ -1,0 +1,32 @@
+"""viewseg: the ROS 2 package viewseg_ros (ament_python) and the library viewseg_core."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "viewseg_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Semantic segmentation and depth at novel camera poses (ViewSeg) for ROS 2",
+    license="BSD-3-Clause",
+    python_requires=">=3.10",
+    packages=find_packages(include=["viewseg_core", "viewseg_core.*", "viewseg_ros", "viewseg_ros.*",
+                                    "training", "training.*"]),
+    package_data={"training": ["configs/*.yaml"]},
+    data_files=[
+        # ament index registration + package manifest: `ros2 pkg prefix viewseg_ros` finds us.
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+    ],
+    install_requires=["numpy", "torch", "torchvision", "opencv-python-headless", "h5py", "pyyaml",
+                      "tqdm", "tensorboard", "rosbags"],
+    zip_safe=False,
+    entry_points={
+        "console_scripts": [
+            "viewseg = viewseg_core.cli:main",
+        ],
+    },
+)

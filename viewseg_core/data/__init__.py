@@ -1,0 +1,1 @@
+"""Views from every source (synthetic scenes, Hypersim, Replica, bags) as one record type."""
