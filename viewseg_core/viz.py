@@ -1,0 +1,86 @@
+"""Pictures people look at: coloured semantics, depth and confidence maps, labelled panels."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from viewseg_core.classes import colorize
+
+__all__ = ["colorize", "colorize_depth", "colorize_scalar", "panel", "save_png"]
+
+
+def colorize_depth(depth: np.ndarray, max_depth: float | None = None) -> np.ndarray:
+    """Turbo colormap of planar depth; near is red, far is blue, NaN/unknown is black.
+
+    Args:
+        depth: [H, W] float metres (NaN = unknown).
+        max_depth: the depth mapped to the far end; defaults to the 99th percentile of the
+            finite values, so one stray far pixel does not flatten the picture. Pass the
+            ground truth's value to compare a prediction with it on one scale.
+    Returns:
+        [H, W, 3] uint8 RGB.
+    """
+    depth = np.asarray(depth, dtype=np.float32)
+    finite = np.isfinite(depth) & (depth > 0)
+    if max_depth is None:
+        max_depth = float(np.percentile(depth[finite], 99)) if finite.any() else 1.0
+    scaled = np.clip(depth / max(max_depth, 1e-6), 0.0, 1.0)
+    return colorize_scalar(1.0 - scaled, finite)
+
+
+def colorize_scalar(values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Turbo colormap of values in [0, 1] (e.g. confidence); invalid pixels are black.
+
+    Returns:
+        [H, W, 3] uint8 RGB.
+    """
+    values = np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0)
+    u8 = (np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    rgb = cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
+    if valid is not None:
+        rgb[~np.asarray(valid, dtype=bool)] = 0
+    return rgb
+
+
+def panel(rows: list[list[tuple[str, np.ndarray]]], tile_height: int = 180) -> np.ndarray:
+    """Lay out titled RGB tiles in rows, each tile scaled to ``tile_height``.
+
+    Args:
+        rows: rows of (title, [H, W, 3] uint8 RGB image). Rows may differ in length.
+    Returns:
+        [H_total, W_total, 3] uint8 RGB, white background, titles above each tile.
+    """
+    title_h, pad = 18, 4
+    rendered_rows = []
+    for row in rows:
+        tiles = []
+        for title, image in row:
+            image = np.asarray(image)
+            if image.ndim == 2:
+                image = np.repeat(image[..., None], 3, axis=2)
+            scale = tile_height / image.shape[0]
+            width = max(1, int(round(image.shape[1] * scale)))
+            tile = np.full((tile_height + title_h, width, 3), 255, np.uint8)
+            tile[title_h:] = cv2.resize(image, (width, tile_height), interpolation=cv2.INTER_NEAREST)
+            cv2.putText(tile, title, (2, title_h - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
+                        cv2.LINE_AA)
+            tiles.append(tile)
+            tiles.append(np.full((tile.shape[0], pad, 3), 255, np.uint8))
+        rendered_rows.append(np.concatenate(tiles[:-1], axis=1))
+    width = max(r.shape[1] for r in rendered_rows)
+    out = []
+    for r in rendered_rows:
+        filler = np.full((r.shape[0], width - r.shape[1], 3), 255, np.uint8)
+        out += [np.concatenate([r, filler], axis=1), np.full((pad, width, 3), 255, np.uint8)]
+    return np.concatenate(out[:-1], axis=0)
+
+
+def save_png(path: str | Path, rgb: np.ndarray) -> Path:
+    """Write an RGB uint8 image as PNG (OpenCV wants BGR), creating parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+    return path

@@ -1,0 +1,308 @@
+"""ROS message <-> numpy conversions without cv_bridge: images, CameraInfo, poses and times.
+
+Readers are duck-typed: they take rclpy messages and rosbags messages alike (bag import
+uses them without rclpy). Writers build rclpy messages and import them lazily.
+
+Images: colour encodings always come out as RGB [H, W, 3] uint8 (alpha is dropped), mono8
+as [H, W] uint8, mono16/16UC1 as [H, W] uint16 and 32FC1 as [H, W] float32, all in native
+byte order, as fresh contiguous arrays (never views into the message buffer). ``step``
+(row stride, which may include padding) and ``is_bigendian`` are honoured both ways.
+
+Poses: 4x4 float64 homogeneous matrices; a Pose/Transform of frame ``child`` in frame
+``parent`` is T_parent_child. Quaternions are (x, y, z, w) and are checked with the same
+tolerance as the TF buffer (see :func:`viewseg_ros.tf_buffer.normalize_quaternion`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from viewseg_ros.tf_buffer import NS_PER_S, matrix_to_quaternion, normalize_quaternion, quaternion_to_matrix
+
+# Largest accepted side: far beyond any camera, small enough that height*step cannot
+# describe a buffer that would exhaust memory before we notice it is wrong.
+MAX_IMAGE_SIDE = 16384
+
+
+@dataclass(frozen=True)
+class _Encoding:
+    channels: int
+    dtype: str  # numpy kind + size, byte order added per message
+    order: str  # how the channels are laid out: "rgb", "bgr", "rgba", "bgra" or "mono"
+
+
+ENCODINGS: dict[str, _Encoding] = {
+    "rgb8": _Encoding(3, "u1", "rgb"),
+    "bgr8": _Encoding(3, "u1", "bgr"),
+    "rgba8": _Encoding(4, "u1", "rgba"),
+    "bgra8": _Encoding(4, "u1", "bgra"),
+    "mono8": _Encoding(1, "u1", "mono"),
+    "8UC1": _Encoding(1, "u1", "mono"),
+    "mono16": _Encoding(1, "u2", "mono"),
+    "16UC1": _Encoding(1, "u2", "mono"),
+    "32FC1": _Encoding(1, "f4", "mono"),
+}
+COLOR_ENCODINGS = frozenset(name for name, enc in ENCODINGS.items() if enc.channels > 1)
+
+
+def _encoding(name: str, what: str) -> _Encoding:
+    try:
+        return ENCODINGS[name]
+    except KeyError:
+        raise ValueError(f"{what}: unsupported encoding {name!r} "
+                         f"(supported: {', '.join(sorted(ENCODINGS))})") from None
+
+
+def _buffer(data: Any) -> memoryview | np.ndarray:
+    """The raw bytes of a message's ``data`` (bytes, array.array, numpy array or list)."""
+    if isinstance(data, np.ndarray):
+        return data.reshape(-1).view(np.uint8)
+    if isinstance(data, (list, tuple)):
+        return np.asarray(data, dtype=np.uint8)
+    return memoryview(data).cast("B")
+
+
+# --------------------------------------------------------------------------- images
+def image_to_numpy(msg: Any, what: str = "image") -> np.ndarray:
+    """sensor_msgs/Image -> numpy (see the module docstring for shapes and dtypes).
+
+    Raises ValueError naming ``what`` for an unknown encoding, zero or absurd sizes, a
+    ``step`` shorter than a row, or a data length other than ``step * height``.
+    """
+    enc = _encoding(msg.encoding, what)
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if not (0 < height <= MAX_IMAGE_SIDE and 0 < width <= MAX_IMAGE_SIDE):
+        raise ValueError(f"{what}: size {width}x{height} is outside 1..{MAX_IMAGE_SIDE} per side")
+    itemsize = np.dtype(enc.dtype).itemsize
+    row_bytes = width * enc.channels * itemsize
+    if step < row_bytes:
+        raise ValueError(f"{what}: step {step} is shorter than a row of {width} px x {enc.channels} ch "
+                         f"x {itemsize} B = {row_bytes} B ({msg.encoding})")
+    if step > row_bytes + 4096 * itemsize * enc.channels:  # more padding than any allocator adds
+        raise ValueError(f"{what}: step {step} is absurd for a row of {row_bytes} B")
+    data = _buffer(msg.data)
+    if len(data) != step * height:
+        raise ValueError(f"{what}: data has {len(data)} B but step {step} x height {height} = "
+                         f"{step * height} B ({width}x{height} {msg.encoding})")
+    rows = np.frombuffer(data, dtype=np.uint8).reshape(height, step)[:, :row_bytes]
+    dtype = np.dtype(enc.dtype).newbyteorder(">" if msg.is_bigendian else "<") if itemsize > 1 else np.dtype(enc.dtype)
+    pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, enc.channels)
+    if enc.order == "mono":
+        return pixels[:, :, 0].astype(dtype.newbyteorder("="), copy=True)
+    if enc.order in ("bgr", "bgra"):
+        return np.ascontiguousarray(pixels[:, :, 2::-1])
+    return np.ascontiguousarray(pixels[:, :, :3])
+
+
+def numpy_to_image(array: np.ndarray, encoding: str, *, frame_id: str = "", stamp_ns: int = 0,
+                   step: int | None = None, is_bigendian: bool = False) -> Any:
+    """numpy -> sensor_msgs/Image (rclpy). The inverse of :func:`image_to_numpy`.
+
+    Colour input is RGB [H, W, 3] uint8 (or [H, W, 4] RGBA for the alpha encodings; RGB
+    gets an opaque alpha); ``encoding`` says how it is laid out in the message. ``step``
+    defaults to the packed row size; a larger value pads each row with zeros.
+    """
+    from sensor_msgs.msg import Image
+
+    enc = _encoding(encoding, "numpy_to_image")
+    array = np.asarray(array)
+    height, width = array.shape[:2]
+    if not (0 < height <= MAX_IMAGE_SIDE and 0 < width <= MAX_IMAGE_SIDE):
+        raise ValueError(f"numpy_to_image: size {width}x{height} is outside 1..{MAX_IMAGE_SIDE} per side")
+    if enc.order == "mono":
+        if array.ndim != 2:
+            raise ValueError(f"numpy_to_image: {encoding} needs an [H, W] array, got {array.shape}")
+        pixels = array[:, :, None]
+    else:
+        if array.ndim != 3 or array.shape[2] not in (3, 4) or array.dtype != np.uint8:
+            raise ValueError(f"numpy_to_image: {encoding} needs [H, W, 3] RGB uint8, got {array.shape} {array.dtype}")
+        rgb = array[:, :, :3]
+        alpha = array[:, :, 3:] if array.shape[2] == 4 else np.full((height, width, 1), 255, np.uint8)
+        pixels = {"rgb": rgb, "bgr": rgb[:, :, ::-1],
+                  "rgba": np.concatenate([rgb, alpha], axis=2),
+                  "bgra": np.concatenate([rgb[:, :, ::-1], alpha], axis=2)}[enc.order]
+    dtype = np.dtype(enc.dtype)
+    if dtype.kind != array.dtype.kind or (dtype.kind == "u" and array.dtype.itemsize > dtype.itemsize):
+        raise ValueError(f"numpy_to_image: {encoding} holds {dtype} values, got a {array.dtype} array")
+    if dtype.itemsize > 1:
+        dtype = dtype.newbyteorder(">" if is_bigendian else "<")
+    row_bytes = width * enc.channels * dtype.itemsize
+    step = row_bytes if step is None else int(step)
+    if step < row_bytes:
+        raise ValueError(f"numpy_to_image: step {step} is shorter than a row ({row_bytes} B)")
+    packed = np.ascontiguousarray(pixels, dtype=dtype).view(np.uint8).reshape(height, row_bytes)
+    if step > row_bytes:
+        padded = np.zeros((height, step), np.uint8)
+        padded[:, :row_bytes] = packed
+        packed = padded
+    msg = Image()
+    msg.header.frame_id = frame_id
+    msg.header.stamp = ns_to_time(stamp_ns)
+    msg.height, msg.width, msg.encoding = height, width, encoding
+    msg.is_bigendian = int(bool(is_bigendian and dtype.itemsize > 1))
+    msg.step = step
+    msg.data = packed.tobytes()
+    return msg
+
+
+# --------------------------------------------------------------------------- camera info
+def camera_info_to_K(msg: Any, what: str = "camera_info") -> np.ndarray:
+    """sensor_msgs/CameraInfo -> K [3, 3] float64 (the ``k`` field, row-major).
+
+    Raises ValueError naming ``what`` for a zero, non-finite or singular K, or a zero size.
+    """
+    from viewseg_core.cameras import K_from_camera_info
+
+    k = np.asarray(msg.k, dtype=np.float64).reshape(-1)
+    if k.shape != (9,):
+        raise ValueError(f"{what}: k must have 9 values, got {k.shape[0]}")
+    if not np.all(np.isfinite(k)):
+        raise ValueError(f"{what}: k has non-finite values {k.tolist()}")
+    if not np.any(k):
+        raise ValueError(f"{what}: k is all zero (uncalibrated camera)")
+    if int(msg.width) <= 0 or int(msg.height) <= 0:
+        raise ValueError(f"{what}: size {msg.width}x{msg.height} must be positive")
+    K = np.asarray(K_from_camera_info(k), dtype=np.float64)
+    if abs(np.linalg.det(K)) < 1e-12 or K[2, 2] == 0:
+        raise ValueError(f"{what}: K is singular {k.tolist()}")
+    return K
+
+
+def make_camera_info(K: np.ndarray, width: int, height: int, *, frame_id: str = "", stamp_ns: int = 0) -> Any:
+    """K [3, 3] + size -> sensor_msgs/CameraInfo (rclpy) of an undistorted camera (P = [K | 0])."""
+    from sensor_msgs.msg import CameraInfo
+
+    K = np.asarray(K, dtype=np.float64)
+    msg = CameraInfo()
+    msg.header.frame_id = frame_id
+    msg.header.stamp = ns_to_time(stamp_ns)
+    msg.width, msg.height = int(width), int(height)
+    msg.distortion_model = "plumb_bob"
+    msg.d = [0.0] * 5
+    msg.k = K.reshape(-1).tolist()
+    msg.r = np.eye(3).reshape(-1).tolist()
+    msg.p = np.concatenate([K, np.zeros((3, 1))], axis=1).reshape(-1).tolist()
+    return msg
+
+
+# --------------------------------------------------------------------------- poses
+def _rigid(translation: Any, rotation: Any, what: str) -> np.ndarray:
+    t = np.array([translation.x, translation.y, translation.z], dtype=np.float64)
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"{what}: non-finite position {t.tolist()}")
+    q = normalize_quaternion([rotation.x, rotation.y, rotation.z, rotation.w], what)
+    matrix = np.eye(4)
+    matrix[:3, :3] = quaternion_to_matrix(q)
+    matrix[:3, 3] = t
+    return matrix
+
+
+def pose_to_matrix(msg: Any, what: str = "pose") -> np.ndarray:
+    """Pose, PoseStamped, Transform or TransformStamped -> [4, 4] float64.
+
+    Raises ValueError naming ``what`` for NaN/inf values or a quaternion that is not
+    normalised within tolerance; one within tolerance is normalised.
+    """
+    if hasattr(msg, "pose"):  # PoseStamped (PoseWithCovariance has .pose too: handled alike)
+        msg = msg.pose
+    if hasattr(msg, "transform"):  # TransformStamped
+        msg = msg.transform
+    if hasattr(msg, "position"):
+        return _rigid(msg.position, msg.orientation, what)
+    if hasattr(msg, "translation"):
+        return _rigid(msg.translation, msg.rotation, what)
+    raise ValueError(f"{what}: {type(msg).__name__} is not a Pose, PoseStamped, Transform or TransformStamped")
+
+
+def _check_rigid(matrix: np.ndarray, what: str) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
+        raise ValueError(f"{what}: expected a finite 4x4 matrix, got shape {matrix.shape}")
+    rotation = matrix[:3, :3]
+    if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-6) or np.linalg.det(rotation) < 0:
+        raise ValueError(f"{what}: the 3x3 block is not a rotation")
+    return matrix
+
+
+def matrix_to_pose(matrix: np.ndarray) -> Any:
+    """[4, 4] rigid transform -> geometry_msgs/Pose (rclpy)."""
+    from geometry_msgs.msg import Pose
+
+    matrix = _check_rigid(matrix, "matrix_to_pose")
+    msg = Pose()
+    msg.position.x, msg.position.y, msg.position.z = (float(v) for v in matrix[:3, 3])
+    q = matrix_to_quaternion(matrix[:3, :3])
+    msg.orientation.x, msg.orientation.y, msg.orientation.z, msg.orientation.w = (float(v) for v in q)
+    return msg
+
+
+def matrix_to_pose_stamped(matrix: np.ndarray, frame_id: str, stamp_ns: int = 0) -> Any:
+    from geometry_msgs.msg import PoseStamped
+
+    msg = PoseStamped()
+    msg.header.frame_id = frame_id
+    msg.header.stamp = ns_to_time(stamp_ns)
+    msg.pose = matrix_to_pose(matrix)
+    return msg
+
+
+def matrix_to_transform(matrix: np.ndarray) -> Any:
+    """[4, 4] rigid transform -> geometry_msgs/Transform (rclpy)."""
+    from geometry_msgs.msg import Transform
+
+    matrix = _check_rigid(matrix, "matrix_to_transform")
+    msg = Transform()
+    msg.translation.x, msg.translation.y, msg.translation.z = (float(v) for v in matrix[:3, 3])
+    q = matrix_to_quaternion(matrix[:3, :3])
+    msg.rotation.x, msg.rotation.y, msg.rotation.z, msg.rotation.w = (float(v) for v in q)
+    return msg
+
+
+def matrix_to_transform_stamped(matrix: np.ndarray, parent_frame: str, child_frame: str,
+                                stamp_ns: int = 0) -> Any:
+    """T_parent_child [4, 4] -> geometry_msgs/TransformStamped (rclpy), as TF publishes it."""
+    from geometry_msgs.msg import TransformStamped
+
+    msg = TransformStamped()
+    msg.header.frame_id = parent_frame
+    msg.header.stamp = ns_to_time(stamp_ns)
+    msg.child_frame_id = child_frame
+    msg.transform = matrix_to_transform(matrix)
+    return msg
+
+
+# --------------------------------------------------------------------------- time
+def time_to_ns(stamp: Any) -> int:
+    """builtin_interfaces/Time (rclpy or rosbags) -> integer nanoseconds."""
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+
+
+def time_to_sec(stamp: Any) -> float:
+    return time_to_ns(stamp) / NS_PER_S
+
+
+def ns_to_time(stamp_ns: int) -> Any:
+    """Integer nanoseconds -> builtin_interfaces/Time (rclpy); nanosec always in [0, 1e9)."""
+    from builtin_interfaces.msg import Time
+
+    sec, nanosec = divmod(int(stamp_ns), NS_PER_S)
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def sec_to_ns(seconds: float) -> int:
+    """Float seconds -> integer nanoseconds (rounded, not truncated: 0.3 s is 300000000 ns)."""
+    return int(round(float(seconds) * NS_PER_S))
+
+
+def sec_to_time(seconds: float) -> Any:
+    return ns_to_time(sec_to_ns(seconds))
+
+
+__all__ = [
+    "ENCODINGS", "COLOR_ENCODINGS", "MAX_IMAGE_SIDE", "image_to_numpy", "numpy_to_image",
+    "camera_info_to_K", "make_camera_info", "pose_to_matrix", "matrix_to_pose",
+    "matrix_to_pose_stamped", "matrix_to_transform", "matrix_to_transform_stamped",
+    "time_to_ns", "time_to_sec", "ns_to_time", "sec_to_ns", "sec_to_time",
+]
