@@ -80,8 +80,6 @@ def image_to_numpy(msg: Any, what: str = "image") -> np.ndarray:
     if step < row_bytes:
         raise ValueError(f"{what}: step {step} is shorter than a row of {width} px x {enc.channels} ch "
                          f"x {itemsize} B = {row_bytes} B ({msg.encoding})")
-    if step > row_bytes + 4096 * itemsize * enc.channels:  # more padding than any allocator adds
-        raise ValueError(f"{what}: step {step} is absurd for a row of {row_bytes} B")
     data = _buffer(msg.data)
     if len(data) != step * height:
         raise ValueError(f"{what}: data has {len(data)} B but step {step} x height {height} = "
@@ -205,7 +203,7 @@ def pose_to_matrix(msg: Any, what: str = "pose") -> np.ndarray:
     Raises ValueError naming ``what`` for NaN/inf values or a quaternion that is not
     normalised within tolerance; one within tolerance is normalised.
     """
-    if hasattr(msg, "pose"):  # PoseStamped (PoseWithCovariance has .pose too: handled alike)
+    while hasattr(msg, "pose"):  # PoseStamped, PoseWithCovariance(Stamped)
         msg = msg.pose
     if hasattr(msg, "transform"):  # TransformStamped
         msg = msg.transform

@@ -1,0 +1,91 @@
+"""Config loading with overrides, and atomic, code-free, exactly-resumable checkpoints."""
+from __future__ import annotations
+
+import pickle
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import torch
+
+from training.checkpoint import (FORMAT, latest_checkpoint, load_checkpoint, rng_state, save_atomic,
+                                 set_rng_state)
+from training.config_io import apply_overrides, load_config, to_dict
+
+
+@dataclass
+class Inner:
+    lr: float = 5e-4
+    size: tuple[int, int] = (240, 320)
+
+
+@dataclass
+class Outer:
+    name: str = "x"
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: run\ninner:\n  lr: 0.001\n")
+    cfg = load_config(Outer, path, ["inner.size=[120,160]", "name=other"])
+    assert cfg == Outer(name="other", inner=Inner(lr=0.001, size=(120, 160)))
+    assert to_dict(cfg) == {"name": "other", "inner": {"lr": 0.001, "size": [120, 160]}}
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) inner.lrr"):
+        load_config(Outer, None, ["inner.lrr=1"])
+    with pytest.raises(ValueError, match="not of the form"):
+        apply_overrides({}, ["inner.lr"])
+    (tmp_path / "bad.yaml").write_text("a: [1,\n")
+    with pytest.raises(ValueError, match="bad.yaml"):
+        load_config(Outer, tmp_path / "bad.yaml")
+
+
+def test_rng_state_round_trip_through_weights_only_file(tmp_path):
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    save_atomic({"format": FORMAT, "rng": rng_state()}, tmp_path / "step_5.pt")
+    expected = (random.random(), np.random.rand(), torch.rand(3))
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    set_rng_state(load_checkpoint(tmp_path / "step_5.pt")["rng"])
+    got = (random.random(), np.random.rand(), torch.rand(3))
+    assert got[0] == expected[0] and got[1] == expected[1]
+    assert torch.equal(got[2], expected[2])
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("this ran on load",))
+
+
+def test_load_refuses_code_and_foreign_files(tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": FORMAT, "payload": Evil()}, evil)
+    with pytest.raises(ValueError, match="weights_only"):
+        load_checkpoint(evil)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ValueError, match="not a viewseg training checkpoint"):
+        load_checkpoint(foreign)
+    torn = tmp_path / "torn.pt"
+    torn.write_bytes(pickle.dumps({"a": 1})[:5])
+    with pytest.raises(ValueError, match="torn.pt"):
+        load_checkpoint(torn)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_atomic_save_leaves_no_temp_and_keeps_old_file_on_failure(tmp_path):
+    path = tmp_path / "step_1.pt"
+    save_atomic({"format": FORMAT, "v": 1}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        save_atomic({"format": FORMAT, "v": Unpicklable()}, path)
+    assert load_checkpoint(path)["v"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["step_1.pt"]
+    save_atomic({"format": FORMAT}, tmp_path / "step_10.pt")
+    save_atomic({"format": FORMAT}, tmp_path / "step_9.pt")
+    assert latest_checkpoint(tmp_path).name == "step_10.pt"

@@ -1,0 +1,196 @@
+"""Image/CameraInfo/pose/time conversions: round trips for every encoding, padded rows,
+big-endian data, foreign (rosbags-style) messages, and the errors bad input must raise."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from viewseg_ros.conversions import (
+    ENCODINGS, camera_info_to_K, image_to_numpy, make_camera_info, matrix_to_pose, matrix_to_pose_stamped,
+    matrix_to_transform, matrix_to_transform_stamped, ns_to_time, numpy_to_image, pose_to_matrix,
+    sec_to_ns, sec_to_time, time_to_ns, time_to_sec)
+
+RNG = np.random.default_rng(7)
+H, W = 5, 7
+
+
+def sample(encoding: str) -> np.ndarray:
+    """What image_to_numpy returns for `encoding` (RGB for colour)."""
+    if ENCODINGS[encoding].channels > 1:
+        return RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    if encoding in ("mono8", "8UC1"):
+        return RNG.integers(0, 256, (H, W), dtype=np.uint8)
+    if encoding in ("mono16", "16UC1"):
+        return RNG.integers(0, 65536, (H, W), dtype=np.uint16)
+    values = RNG.normal(size=(H, W)).astype(np.float32)
+    values[0, 0] = np.nan  # NaN = unknown depth must survive
+    return values
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@pytest.mark.parametrize("bigendian", [False, True])
+@pytest.mark.parametrize("pad", [0, 13])
+def test_image_round_trip(encoding, bigendian, pad):
+    array = sample(encoding)
+    bpp = ENCODINGS[encoding].channels * np.dtype(ENCODINGS[encoding].dtype).itemsize
+    msg = numpy_to_image(array, encoding, frame_id="cam", stamp_ns=1_500_000_001,
+                         step=W * bpp + pad, is_bigendian=bigendian)
+    assert msg.step == W * bpp + pad and len(msg.data) == msg.step * H
+    assert msg.header.frame_id == "cam" and time_to_ns(msg.header.stamp) == 1_500_000_001
+    out = image_to_numpy(msg)
+    assert out.dtype == array.dtype.newbyteorder("=") and out.dtype.isnative
+    assert out.flags.c_contiguous and out.flags.writeable
+    np.testing.assert_array_equal(out, array)
+
+
+def test_byte_layouts_by_hand():
+    """The bytes on the wire, written by hand, decode as the encoding says."""
+    # One 2x1 bgr8 image with a 2-byte row pad: pixel 0 = (b=1, g=2, r=3), pixel 1 = (4, 5, 6).
+    msg = SimpleNamespace(height=1, width=2, encoding="bgr8", step=8, is_bigendian=0,
+                          data=bytes([1, 2, 3, 4, 5, 6, 99, 99]))
+    np.testing.assert_array_equal(image_to_numpy(msg), [[[3, 2, 1], [6, 5, 4]]])
+    # bgra8 drops alpha and reorders.
+    msg = SimpleNamespace(height=1, width=1, encoding="bgra8", step=4, is_bigendian=0, data=bytes([1, 2, 3, 4]))
+    np.testing.assert_array_equal(image_to_numpy(msg), [[[3, 2, 1]]])
+    # 16UC1 value 0x0102 = 258: little-endian bytes 02 01, big-endian bytes 01 02.
+    little = SimpleNamespace(height=1, width=1, encoding="16UC1", step=2, is_bigendian=0, data=bytes([2, 1]))
+    big = SimpleNamespace(height=1, width=1, encoding="16UC1", step=2, is_bigendian=1, data=bytes([1, 2]))
+    assert image_to_numpy(little)[0, 0] == 258 == image_to_numpy(big)[0, 0]
+    # 32FC1 big-endian 1.5 = 0x3FC00000.
+    msg = SimpleNamespace(height=1, width=1, encoding="32FC1", step=4, is_bigendian=1, data=bytes([0x3F, 0xC0, 0, 0]))
+    assert image_to_numpy(msg)[0, 0] == np.float32(1.5)
+
+
+def test_rosbags_style_numpy_data_and_rgba_with_alpha():
+    """rosbags messages carry data as a numpy uint8 array; the reader takes it as is."""
+    rgba = RNG.integers(0, 256, (H, W, 4), dtype=np.uint8)
+    msg = numpy_to_image(rgba, "rgba8")
+    np.testing.assert_array_equal(np.frombuffer(bytes(msg.data), np.uint8).reshape(H, W, 4), rgba)  # alpha kept
+    foreign = SimpleNamespace(height=H, width=W, encoding="rgba8", step=W * 4, is_bigendian=0,
+                              data=np.frombuffer(bytes(msg.data), np.uint8).copy())
+    np.testing.assert_array_equal(image_to_numpy(foreign), rgba[:, :, :3])
+    # RGB input to an alpha encoding gets an opaque alpha.
+    msg = numpy_to_image(rgba[:, :, :3], "bgra8")
+    assert set(np.frombuffer(bytes(msg.data), np.uint8)[3::4]) == {255}
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(encoding="yuv422"), "unsupported encoding 'yuv422'"),
+    (dict(step=W * 3 - 1), "step 20 is shorter than a row"),
+    (dict(data=bytes(W * 3 * H - 1)), "data has 104 B but step 21 x height 5 = 105 B"),
+    (dict(height=0, data=b""), "size 7x0 is outside"),
+    (dict(width=100000), "size 100000x5 is outside"),
+])
+def test_image_errors(change, match):
+    fields = dict(height=H, width=W, encoding="rgb8", step=W * 3, is_bigendian=0, data=bytes(W * 3 * H))
+    fields.update(change)
+    with pytest.raises(ValueError, match=match):
+        image_to_numpy(SimpleNamespace(**fields), what="test image")
+
+
+def test_numpy_to_image_errors():
+    with pytest.raises(ValueError, match="needs an \\[H, W\\] array"):
+        numpy_to_image(np.zeros((2, 2, 3), np.uint8), "mono8")
+    with pytest.raises(ValueError, match="needs \\[H, W, 3\\] RGB uint8"):
+        numpy_to_image(np.zeros((2, 2), np.uint8), "rgb8")
+    with pytest.raises(ValueError, match="holds uint8 values, got a uint16"):
+        numpy_to_image(np.zeros((2, 2), np.uint16), "mono8")
+    with pytest.raises(ValueError, match="step 3 is shorter"):
+        numpy_to_image(np.zeros((2, 2), np.uint16), "16UC1", step=3)
+
+
+# --------------------------------------------------------------------------- camera info
+def test_camera_info_round_trip_and_errors():
+    pytest.importorskip("viewseg_core.cameras")
+    K = np.array([[500.0, 0.5, 320.0], [0.0, 510.0, 240.0], [0.0, 0.0, 1.0]])
+    msg = make_camera_info(K, 640, 480, frame_id="cam", stamp_ns=42)
+    np.testing.assert_array_equal(camera_info_to_K(msg), K)
+    np.testing.assert_array_equal(np.reshape(msg.p, (3, 4))[:, :3], K)
+    assert (msg.width, msg.height, msg.header.frame_id) == (640, 480, "cam")
+    msg.k = [0.0] * 9
+    with pytest.raises(ValueError, match="all zero"):
+        camera_info_to_K(msg)
+    msg.k = [500.0, 0, 320, 0, math.nan, 240, 0, 0, 1]
+    with pytest.raises(ValueError, match="non-finite"):
+        camera_info_to_K(msg)
+    msg.k = [1.0, 2, 3, 2, 4, 6, 0, 0, 1]  # rank 2
+    with pytest.raises(ValueError, match="singular"):
+        camera_info_to_K(msg)
+
+
+# --------------------------------------------------------------------------- poses
+def random_rigid(rng) -> np.ndarray:
+    q = rng.normal(size=4)
+    q /= np.linalg.norm(q)
+    x, y, z, w = q
+    matrix = np.eye(4)
+    matrix[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                      [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                      [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+    matrix[:3, 3] = rng.normal(size=3) * 3
+    return matrix
+
+
+def test_pose_round_trips():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        T = random_rigid(rng)
+        np.testing.assert_allclose(pose_to_matrix(matrix_to_pose(T)), T, atol=1e-12)
+        np.testing.assert_allclose(pose_to_matrix(matrix_to_transform(T)), T, atol=1e-12)
+        stamped = matrix_to_pose_stamped(T, "map", stamp_ns=7)
+        assert stamped.header.frame_id == "map" and time_to_ns(stamped.header.stamp) == 7
+        np.testing.assert_allclose(pose_to_matrix(stamped), T, atol=1e-12)
+        tf = matrix_to_transform_stamped(T, "map", "cam", stamp_ns=9)
+        assert (tf.header.frame_id, tf.child_frame_id) == ("map", "cam")
+        np.testing.assert_allclose(pose_to_matrix(tf), T, atol=1e-12)
+    # 180 degrees about x (trace = -1) goes through the non-trace branch of the quaternion.
+    flip = np.diag([1.0, -1.0, -1.0, 1.0])
+    np.testing.assert_allclose(pose_to_matrix(matrix_to_pose(flip)), flip, atol=1e-12)
+
+
+def test_pose_by_hand():
+    from geometry_msgs.msg import Pose
+
+    msg = Pose()
+    msg.position.x, msg.position.y, msg.position.z = 1.0, 2.0, 3.0
+    s = math.sqrt(0.5)
+    msg.orientation.z, msg.orientation.w = s, s  # +90 degrees about z
+    expected = np.array([[0, -1, 0, 1], [1, 0, 0, 2], [0, 0, 1, 3], [0, 0, 0, 1]], float)
+    np.testing.assert_allclose(pose_to_matrix(msg), expected, atol=1e-12)
+
+
+def test_pose_errors_and_normalisation():
+    from geometry_msgs.msg import Pose
+
+    msg = Pose()
+    msg.orientation.w = 1.004  # |q|^2 - 1 = 0.008: within tf2's tolerance, normalised
+    np.testing.assert_allclose(pose_to_matrix(msg)[:3, :3], np.eye(3), atol=1e-12)
+    msg.orientation.w = 1.1
+    with pytest.raises(ValueError, match="query pose: quaternion .* is not normalised"):
+        pose_to_matrix(msg, what="query pose")
+    msg.orientation.w = 0.0  # the all-zero default quaternion
+    with pytest.raises(ValueError, match="not normalised"):
+        pose_to_matrix(msg)
+    msg.orientation.w = math.nan
+    with pytest.raises(ValueError, match="non-finite quaternion"):
+        pose_to_matrix(msg)
+    msg.orientation.w, msg.position.y = 1.0, math.inf
+    with pytest.raises(ValueError, match="non-finite position"):
+        pose_to_matrix(msg)
+    with pytest.raises(ValueError, match="not a rotation"):
+        matrix_to_pose(np.diag([1.0, 1.0, -1.0, 1.0]))
+    with pytest.raises(ValueError, match="is not a Pose"):
+        pose_to_matrix(object())
+
+
+# --------------------------------------------------------------------------- time
+def test_time_helpers():
+    for ns in (0, 1, 999_999_999, 1_000_000_000, 1_732_000_000_123_456_789):
+        stamp = ns_to_time(ns)
+        assert 0 <= stamp.nanosec < 1_000_000_000 and time_to_ns(stamp) == ns
+    assert sec_to_ns(0.3) == 300_000_000  # rounded, not truncated (0.3 * 1e9 = 299999999.99...)
+    assert time_to_ns(sec_to_time(12.25)) == 12_250_000_000
+    assert time_to_sec(SimpleNamespace(sec=3, nanosec=500_000_000)) == 3.5

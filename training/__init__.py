@@ -1,0 +1,1 @@
+"""Training, evaluation and export entry points of viewseg, with their YAML configs."""
