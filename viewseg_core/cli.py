@@ -11,7 +11,10 @@ import importlib
 import sys
 
 # module path -> the subcommand it registers. Later work appends here.
-SUBCOMMAND_MODULES: list[str] = []
+SUBCOMMAND_MODULES: list[str] = [
+    "viewseg_core.pretrain",
+    "viewseg_ros.bag_import",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -104,20 +104,22 @@ def test_numpy_to_image_errors():
 
 # --------------------------------------------------------------------------- camera info
 def test_camera_info_round_trip_and_errors():
-    pytest.importorskip("viewseg_core.cameras")
     K = np.array([[500.0, 0.5, 320.0], [0.0, 510.0, 240.0], [0.0, 0.0, 1.0]])
     msg = make_camera_info(K, 640, 480, frame_id="cam", stamp_ns=42)
     np.testing.assert_array_equal(camera_info_to_K(msg), K)
     np.testing.assert_array_equal(np.reshape(msg.p, (3, 4))[:, :3], K)
     assert (msg.width, msg.height, msg.header.frame_id) == (640, 480, "cam")
     msg.k = [0.0] * 9
-    with pytest.raises(ValueError, match="all zero"):
+    with pytest.raises(ValueError, match="camera_info: CameraInfo.k is all zeros"):
         camera_info_to_K(msg)
     msg.k = [500.0, 0, 320, 0, math.nan, 240, 0, 0, 1]
     with pytest.raises(ValueError, match="non-finite"):
         camera_info_to_K(msg)
     msg.k = [1.0, 2, 3, 2, 4, 6, 0, 0, 1]  # rank 2
     with pytest.raises(ValueError, match="singular"):
+        camera_info_to_K(msg)
+    msg.k, msg.width = K.reshape(-1).tolist(), 0
+    with pytest.raises(ValueError, match="size 0x480 must be positive"):
         camera_info_to_K(msg)
 
 

@@ -1,0 +1,103 @@
+"""Fixtures for the model tests: a tiny analytic box room and a small CPU model config.
+
+The room is rendered by exact ray-box intersection (no dependence on the data package), so
+labels, colours and planar depth are ground truth to float precision.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from viewseg_core.cameras import pixel_grid, pixels_to_rays
+from viewseg_core.model.viewseg import ModelConfig
+
+# World frame: y points down (like the OpenCV camera frame), the room is an axis-aligned box.
+ROOM_MIN = torch.tensor([-2.0, -1.0, -2.5])
+ROOM_MAX = torch.tensor([2.0, 1.0, 2.5])
+# A table-like box standing on the floor (y = +1).
+OBJ_MIN = torch.tensor([0.4, 0.3, 0.9])
+OBJ_MAX = torch.tensor([1.4, 1.0, 1.9])
+# Class per room face (-x, +x, -y = ceiling, +y = floor, -z, +z) and for the object.
+FACE_CLASSES = torch.tensor([0, 8, 21, 1, 7, 10])      # wall, window, ceiling, floor, door, picture
+OBJ_CLASS = 6                                           # table
+FACE_COLORS = torch.tensor([[0.8, 0.3, 0.3], [0.3, 0.8, 0.3], [0.9, 0.9, 0.9],
+                            [0.5, 0.35, 0.2], [0.3, 0.3, 0.8], [0.8, 0.8, 0.2]])
+OBJ_COLOR = torch.tensor([0.2, 0.7, 0.8])
+
+
+def yaw_pose(position, yaw_deg: float, pitch_deg: float = 0.0) -> torch.Tensor:
+    """c2w [4, 4] of an OpenCV camera at ``position`` turned by yaw about world y (down)."""
+    th, ph = math.radians(yaw_deg), math.radians(pitch_deg)
+    yaw = torch.tensor([[math.cos(th), 0.0, math.sin(th)], [0.0, 1.0, 0.0], [-math.sin(th), 0.0, math.cos(th)]])
+    pitch = torch.tensor([[1.0, 0.0, 0.0], [0.0, math.cos(ph), -math.sin(ph)], [0.0, math.sin(ph), math.cos(ph)]])
+    c2w = torch.eye(4)
+    c2w[:3, :3] = yaw @ pitch
+    c2w[:3, 3] = torch.as_tensor(position, dtype=torch.float32)
+    return c2w
+
+
+def intrinsics(height: int, width: int, focal: float) -> torch.Tensor:
+    return torch.tensor([[focal, 0.0, (width - 1) / 2], [0.0, focal, (height - 1) / 2], [0.0, 0.0, 1.0]])
+
+
+def render_room(K: torch.Tensor, c2w: torch.Tensor, height: int, width: int):
+    """Exact RGB [H, W, 3] in [0, 1], labels [H, W] int64 and planar depth [H, W] of the room."""
+    uv = pixel_grid(height, width)
+    o, d = pixels_to_rays(K, c2w, uv)                                  # [N, 3]
+    safe = torch.where(d.abs() < 1e-9, torch.full_like(d, 1e-9), d)
+    # Exit of the room (the camera is inside): nearest positive wall along each axis.
+    t_axes = torch.where(d > 0, (ROOM_MAX - o) / safe, (ROOM_MIN - o) / safe)  # [N, 3]
+    t_room, axis = t_axes.min(-1)
+    face = 2 * axis + (d.gather(-1, axis[:, None])[:, 0] > 0).long()
+    labels, color = FACE_CLASSES[face], FACE_COLORS[face]
+    # Slab test for the object box.
+    t1, t2 = (OBJ_MIN - o) / safe, (OBJ_MAX - o) / safe
+    t_in, t_out = torch.minimum(t1, t2).max(-1).values, torch.maximum(t1, t2).min(-1).values
+    hit = (t_in <= t_out) & (t_in > 0) & (t_in < t_room)
+    t = torch.where(hit, t_in, t_room)
+    labels = torch.where(hit, OBJ_CLASS, labels)
+    color = torch.where(hit[:, None], OBJ_COLOR, color)
+    # A 0.5 m checker texture, so that colours and features vary along every surface.
+    p = o + t[:, None] * d
+    checker = (torch.floor(p / 0.5).sum(-1) % 2)[:, None]
+    rgb = color * (0.65 + 0.35 * checker)
+    depth = t * (d @ c2w[:3, 2])                                      # planar: along the optical axis
+    return rgb.reshape(height, width, 3), labels.reshape(height, width), depth.reshape(height, width)
+
+
+class BoxRoom:
+    """Four source views looking at the four walls and a handful of target views."""
+
+    def __init__(self, height: int = 24, width: int = 32, focal: float = 18.0) -> None:
+        self.height, self.width = height, width
+        self.K = intrinsics(height, width, focal)
+        self.source_c2w = torch.stack([yaw_pose([0.1 * i - 0.15, 0.0, 0.05 * i], 90.0 * i + 10.0, -10.0)
+                                       for i in range(4)])
+        self.target_c2w = torch.stack([yaw_pose([0.3, -0.1, -0.2], 40.0, -12.0),
+                                       yaw_pose([-0.3, 0.1, 0.3], 200.0, -5.0)])
+        self.source = [render_room(self.K, c, height, width) for c in self.source_c2w]
+        self.target = [render_room(self.K, c, height, width) for c in self.target_c2w]
+
+    def source_rgb(self) -> torch.Tensor:
+        """[1, 4, 3, H, W]."""
+        return torch.stack([r for r, _, _ in self.source]).permute(0, 3, 1, 2)[None]
+
+
+@pytest.fixture(scope="session")
+def box_room() -> BoxRoom:
+    return BoxRoom()
+
+
+def tiny_config(**overrides) -> ModelConfig:
+    """A CPU-sized model: ResNet-18 DeepLabv3+ with 32-d features, hidden width 32."""
+    base = dict(encoder="deeplabv3plus_resnet18", feature_dim=32, hidden_dim=32, num_coarse=8,
+                num_fine=8, near=0.1, far=6.0, chunk_size=256)
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
+@pytest.fixture
+def tiny_model_config() -> ModelConfig:
+    return tiny_config()

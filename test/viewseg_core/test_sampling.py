@@ -1,0 +1,81 @@
+"""Hierarchical sampling: stratified bins, inverse-CDF importance samples, determinism and seeds."""
+from __future__ import annotations
+
+import torch
+
+from viewseg_core.rays import RayBundle
+from viewseg_core.sampling import (hierarchical_samples, importance_samples, merge_samples,
+                                   stratified_samples)
+
+
+def _rays(n: int, near: float = 1.0, far: float = 5.0) -> RayBundle:
+    o = torch.zeros(n, 3, dtype=torch.float64)
+    d = torch.zeros(n, 3, dtype=torch.float64)
+    d[:, 2] = 1.0
+    full = lambda v: torch.full((n,), v, dtype=torch.float64)  # noqa: E731
+    return RayBundle(o, d, full(near), full(far), full(1.0))
+
+
+def test_stratified_eval_is_bin_centres():
+    t = stratified_samples(_rays(2), 4, perturb=False)
+    assert t.tolist() == [[1.5, 2.5, 3.5, 4.5]] * 2
+
+
+def test_stratified_perturbed_one_per_bin_and_seeded():
+    rays = _rays(100)
+    t = stratified_samples(rays, 8, perturb=True, generator=torch.Generator().manual_seed(1))
+    lower = 1.0 + 0.5 * torch.arange(8, dtype=torch.float64)
+    assert torch.all(t >= lower) and torch.all(t < lower + 0.5)
+    t2 = stratified_samples(rays, 8, perturb=True, generator=torch.Generator().manual_seed(1))
+    t3 = stratified_samples(rays, 8, perturb=True, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(t, t2) and not torch.equal(t, t3)
+
+
+def test_stratified_lindisp_is_uniform_in_disparity():
+    t = stratified_samples(_rays(1, 1.0, 4.0), 3, perturb=False, lindisp=True)
+    # disparity from 1 to 0.25 in 3 bins of 0.25: centres at 0.875, 0.625, 0.375
+    assert torch.allclose(1.0 / t[0], torch.tensor([0.875, 0.625, 0.375], dtype=torch.float64))
+
+
+def test_importance_uniform_weights_give_even_quantiles():
+    t = torch.linspace(0.0, 4.0, 5, dtype=torch.float64)[None]
+    fine = importance_samples(t, torch.ones_like(t), 3, perturb=False)
+    assert torch.allclose(fine, torch.tensor([[2 / 3, 2.0, 10 / 3]], dtype=torch.float64))
+
+
+def test_importance_covers_both_intervals_around_the_weight():
+    """w on sample 2 only: bins [1, 2] and [2, 3] get max(w) = 1 each, the rest PDF_EPS."""
+    t = torch.linspace(0.0, 4.0, 5, dtype=torch.float64)[None]
+    w = torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0]], dtype=torch.float64)
+    fine = importance_samples(t, w, 4, perturb=False)
+    assert torch.allclose(fine, torch.tensor([[1.25, 1.75, 2.25, 2.75]], dtype=torch.float64), atol=1e-4)
+
+
+def test_importance_concentrates_on_the_peak():
+    t = torch.linspace(0.0, 10.0, 21, dtype=torch.float64).expand(3, 21)
+    w = torch.zeros(3, 21, dtype=torch.float64)
+    w[:, 12] = 1.0  # t = 6: the intervals on either side, [5.5, 6.5]
+    for perturb in (False, True):
+        fine = importance_samples(t, w, 64, perturb, generator=torch.Generator().manual_seed(0))
+        inside = ((fine >= 5.5) & (fine <= 6.5)).double().mean()
+        assert inside > 0.99
+        assert torch.all(fine[:, 1:] >= fine[:, :-1])  # sorted
+
+
+def test_importance_empty_ray_spreads_evenly_and_is_deterministic():
+    t = torch.linspace(1.0, 5.0, 9, dtype=torch.float64)[None]
+    fine = importance_samples(t, torch.zeros_like(t), 4, perturb=False)
+    # all-zero weights: PDF_EPS in every bin, so the quantiles spread evenly over [1, 5]
+    assert torch.allclose(fine, torch.tensor([[1.5, 2.5, 3.5, 4.5]], dtype=torch.float64))
+    assert torch.equal(fine, importance_samples(t, torch.zeros_like(t), 4, perturb=False))
+
+
+def test_merge_and_hierarchical_are_sorted_without_grad():
+    rays = _rays(5)
+    tc = stratified_samples(rays, 16, perturb=True, generator=torch.Generator().manual_seed(3))
+    w = torch.rand(5, 16, dtype=torch.float64, requires_grad=True)
+    t = hierarchical_samples(tc, w, 32, perturb=True, generator=torch.Generator().manual_seed(4))
+    assert t.shape == (5, 48) and not t.requires_grad
+    assert torch.all(t[:, 1:] >= t[:, :-1])
+    assert torch.equal(merge_samples(torch.tensor([[3.0, 1.0]]), torch.tensor([[2.0]])),
+                       torch.tensor([[1.0, 2.0, 3.0]]))

@@ -1,0 +1,205 @@
+"""Bag import on bags written with rosbags (sqlite3 and mcap): poses interpolated from /tf and
+/tf_static equal the analytic trajectory, keyframes subsample as the buffer would, labels and
+depth pair by stamp, pseudo-labels say so, and bad bags fail with clear errors."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+from viewseg_core.cli import main as cli_main
+from viewseg_core.data.scene_folder import SceneFolder
+from viewseg_ros.bag_import import BagImportConfig, import_bag
+from viewseg_ros.keyframes import KeyframeConfig
+
+TS = get_typestore(Stores.ROS2_KILTED)
+T0 = 1_700_000_000 * 10**9  # ns: a realistic wall-clock epoch
+H, W = 12, 16
+K = np.array([[20.0, 0.0, 7.5], [0.0, 20.0, 5.5], [0.0, 0.0, 1.0]])
+IMAGE_TIMES = [0.05 + 0.2 * i for i in range(12)]  # s; the first precedes any TF: skipped
+TF_TIMES = [0.1 * i for i in range(1, 31)]  # 10 Hz from 0.1 s to 3.0 s
+# base_link -> camera_optical: 10 cm ahead, 50 cm up, optical axes (z forward, x right, y down).
+CAMERA_IN_BASE = np.array([[0, 0, 1, 0.1], [-1, 0, 0, 0], [0, -1, 0, 0.5], [0, 0, 0, 1]], float)
+
+
+def base_in_map(t: float) -> np.ndarray:
+    """Straight line at constant speed with a constant yaw rate: lerp + slerp reproduce it exactly."""
+    yaw = 0.3 * t
+    c, s = math.cos(yaw), math.sin(yaw)
+    return np.array([[c, -s, 0, 1.0 + 0.5 * t], [s, c, 0, 0.2 * t], [0, 0, 1, 0], [0, 0, 0, 1]])
+
+
+def expected_c2w(t: float) -> np.ndarray:
+    return base_in_map(t) @ CAMERA_IN_BASE
+
+
+def _stamp(t: float):
+    ns = T0 + int(round(t * 1e9))
+    return TS.types["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9)
+
+
+def _header(t: float, frame: str):
+    return TS.types["std_msgs/msg/Header"](stamp=_stamp(t), frame_id=frame)
+
+
+def _transform(matrix: np.ndarray, t: float, parent: str, child: str):
+    from viewseg_ros.tf_buffer import matrix_to_quaternion
+
+    types = TS.types
+    q = matrix_to_quaternion(matrix[:3, :3])
+    return types["geometry_msgs/msg/TransformStamped"](
+        header=_header(t, parent), child_frame_id=child,
+        transform=types["geometry_msgs/msg/Transform"](
+            translation=types["geometry_msgs/msg/Vector3"](x=matrix[0, 3], y=matrix[1, 3], z=matrix[2, 3]),
+            rotation=types["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3])))
+
+
+def _image(array: np.ndarray, encoding: str, t: float, pad: int = 0):
+    """rosbags Image from numpy, through the project's own rclpy-free byte layout."""
+    itemsize = array.dtype.itemsize
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    row = array.shape[1] * channels * itemsize
+    rows = np.zeros((array.shape[0], row + pad), np.uint8)
+    rows[:, :row] = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"))).view(np.uint8).reshape(
+        array.shape[0], row)
+    return TS.types["sensor_msgs/msg/Image"](
+        header=_header(t, "camera_optical"), height=array.shape[0], width=array.shape[1], encoding=encoding,
+        is_bigendian=0, step=row + pad, data=rows.reshape(-1))
+
+
+def _camera_info(t: float):
+    types = TS.types
+    return types["sensor_msgs/msg/CameraInfo"](
+        header=_header(t, "camera_optical"), height=H, width=W, distortion_model="plumb_bob",
+        d=np.zeros(5), k=K.reshape(-1), r=np.eye(3).reshape(-1), p=np.concatenate([K, np.zeros((3, 1))], 1).reshape(-1),
+        binning_x=0, binning_y=0,
+        roi=types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+
+
+def rgb_of(i: int) -> np.ndarray:
+    return ((np.arange(H * W * 3).reshape(H, W, 3) * (i + 1)) % 256).astype(np.uint8)
+
+
+def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encoding="32FC1",
+              image_encoding="rgb8") -> Path:
+    """A small robot recording: /tf (10 Hz), /tf_static once, images + CameraInfo + labels + depth at 5 Hz."""
+    with Writer(path, version=9, storage_plugin=storage) as writer:
+        def conn(topic, msgtype):
+            return writer.add_connection(topic, msgtype, typestore=TS)
+
+        tf, tf_static = conn("/tf", "tf2_msgs/msg/TFMessage"), conn("/tf_static", "tf2_msgs/msg/TFMessage")
+        image = conn("/camera/image", "sensor_msgs/msg/Image")
+        info = conn("/camera/camera_info", "sensor_msgs/msg/CameraInfo")
+        labels = conn("/camera/semantic", "sensor_msgs/msg/Image") if semantic else None
+        depth = conn("/camera/depth", "sensor_msgs/msg/Image")
+        events = [(0.0, tf_static, TS.types["tf2_msgs/msg/TFMessage"](
+            transforms=[_transform(CAMERA_IN_BASE, 0.0, "base_link", "camera_optical")]))]
+        events += [(t, tf, TS.types["tf2_msgs/msg/TFMessage"](
+            transforms=[_transform(base_in_map(t), t, "map", "base_link")])) for t in TF_TIMES]
+        for i, t in enumerate(IMAGE_TIMES):
+            rgb = rgb_of(i)
+            pixels = rgb[:, :, ::-1] if image_encoding == "bgr8" else rgb
+            events.append((t + 0.001, image, _image(pixels, image_encoding, t, pad=3)))
+            events.append((t + 0.001, info, _camera_info(t)))
+            if labels is not None:
+                ids = np.full((H, W), i % 37, np.uint8)
+                ids[0, :] = 255
+                ids[1, 0] = 200  # not a class: becomes ignore
+                events.append((t + 0.002, labels, _image(ids, "mono8", t)))
+            metres = np.full((H, W), 1.0 + i, np.float32)
+            metres[2, 2] = 0.0  # unknown
+            raw = metres if depth_encoding == "32FC1" else (metres * 1000).astype(np.uint16)
+            events.append((t + 0.003, depth, _image(raw, depth_encoding, t + 0.004)))  # 4 ms off: paired
+        for t, connection, msg in sorted(events, key=lambda e: e[0]):
+            writer.write(connection, T0 + int(round(t * 1e9)), TS.serialize_cdr(msg, connection.msgtype))
+    return path
+
+
+def config(**changes) -> BagImportConfig:
+    args = dict(image_topic="/camera/image", camera_info_topic="/camera/camera_info", fixed_frame="map",
+                semantic_topic="/camera/semantic", depth_topic="/camera/depth",
+                keyframes=KeyframeConfig(min_translation=0.0, min_rotation_deg=0.0, min_interval_s=0.0))
+    args.update(changes)
+    return BagImportConfig(**args)
+
+
+@pytest.mark.parametrize("storage, depth_encoding, image_encoding", [
+    (StoragePlugin.SQLITE3, "32FC1", "rgb8"), (StoragePlugin.MCAP, "16UC1", "bgr8")], ids=["sqlite3", "mcap"])
+def test_poses_labels_depth_round_trip(tmp_path, storage, depth_encoding, image_encoding):
+    bag = write_bag(tmp_path / "bag", storage, depth_encoding=depth_encoding, image_encoding=image_encoding)
+    report = import_bag(bag, tmp_path / "scene", config())
+    assert report.images == 12 and report.keyframes == 11
+    assert list(report.skipped.values()) == [1] and "no TF" in next(iter(report.skipped))
+    assert report.label_source == "topic:/camera/semantic" and not report.pseudo_labels
+    scene = SceneFolder(tmp_path / "scene")
+    assert len(scene) == 11 and scene.meta["pseudo_labels"] is False
+    for index in range(len(scene)):
+        i = index + 1  # image 0 had no TF
+        view = scene.load_view(index)
+        assert view.stamp == pytest.approx(T0 / 1e9 + IMAGE_TIMES[i], abs=1e-6)
+        np.testing.assert_allclose(view.c2w, expected_c2w(IMAGE_TIMES[i]), atol=1e-9)
+        np.testing.assert_array_equal(view.K, K)
+        np.testing.assert_array_equal(view.rgb, rgb_of(i))
+        expected_labels = np.full((H, W), i % 37, np.uint8)
+        expected_labels[0, :] = 255
+        expected_labels[1, 0] = 255
+        np.testing.assert_array_equal(view.labels, expected_labels)
+        expected_depth = np.full((H, W), 1.0 + i, np.float32)
+        expected_depth[2, 2] = np.nan
+        np.testing.assert_allclose(view.depth, expected_depth, rtol=1e-6)
+    assert "semantic ids >= 37 set to ignore" in report.summary()
+
+
+def test_keyframe_thresholds_subsample(tmp_path):
+    # Images are 0.2 s apart: the camera moves ~0.11 m (0.539 m/s plus its lever arm) and turns
+    # 3.4 deg between images, so a 0.3 m threshold (90 deg: rotation never decides) keeps every
+    # third image of those that have TF: images 1, 4, 7, 10.
+    bag = write_bag(tmp_path / "bag", StoragePlugin.MCAP)
+    kf = KeyframeConfig(min_translation=0.3, min_rotation_deg=90.0, min_interval_s=0.0)
+    report = import_bag(bag, tmp_path / "scene", config(keyframes=kf, depth_topic=None))
+    scene = SceneFolder(tmp_path / "scene")
+    stamps = [scene.frames[j].stamp for j in range(len(scene))]
+    np.testing.assert_allclose(stamps, [T0 / 1e9 + IMAGE_TIMES[i] for i in (1, 4, 7, 10)], atol=1e-6)
+    assert scene.load_depth(0) is None and report.skipped[
+        "not a keyframe (too close in pose or time to an earlier one)"] == 7
+
+
+def test_pseudo_labels_from_a_segmenter(tmp_path, capsys):
+    from viewseg_core.model.encoder import build_encoder
+    from viewseg_core.model.weights import save_encoder
+
+    ckpt = save_encoder(build_encoder("deeplabv3plus_resnet18", feature_dim=16), tmp_path / "seg.pt")
+    bag = write_bag(tmp_path / "bag", StoragePlugin.SQLITE3, semantic=False)
+    code = cli_main(["bag2scene", str(bag), "--out", str(tmp_path / "scene"), "--image-topic", "/camera/image",
+                     "--camera-info-topic", "/camera/camera_info", "--fixed-frame", "map",
+                     "--segmenter", str(ckpt), "--min-translation", "0.3"])
+    out = capsys.readouterr().out
+    assert code == 0 and "PSEUDO-LABELS" in out and "wrote 4 keyframes (of 12 images)" in out
+    scene = SceneFolder(tmp_path / "scene")
+    assert scene.meta["pseudo_labels"] is True and scene.meta["labels"] == f"pseudo:{ckpt}"
+    labels = scene.load_labels(0)
+    assert labels.shape == (H, W) and labels.max() < 37
+
+
+def test_errors(tmp_path, capsys):
+    bag = write_bag(tmp_path / "bag", StoragePlugin.SQLITE3, semantic=False)
+    with pytest.raises(ValueError, match="no topic '/nope' for --image-topic; the bag has: .*/camera/image"):
+        import_bag(bag, tmp_path / "a", config(image_topic="/nope", semantic_topic=None, no_labels=True))
+    with pytest.raises(ValueError, match="has type sensor_msgs/msg/Image, expected sensor_msgs/msg/CameraInfo"):
+        import_bag(bag, tmp_path / "b", config(camera_info_topic="/camera/image", semantic_topic=None, no_labels=True))
+    with pytest.raises(ValueError, match="cannot place camera frame 'camera_optical' in 'odom'"):
+        import_bag(bag, tmp_path / "c", config(fixed_frame="odom", semantic_topic=None, no_labels=True))
+    with pytest.raises(ValueError, match="no labels: give --semantic-topic, or --segmenter"):
+        config(semantic_topic=None)
+    with pytest.raises(ValueError, match="no such bag"):
+        import_bag(tmp_path / "missing", tmp_path / "d", config())
+    code = cli_main(["bag2scene", str(bag), "--out", str(tmp_path / "e"), "--image-topic", "/camera/image",
+                     "--camera-info-topic", "/camera/camera_info"])
+    assert code == 2 and "no labels" in capsys.readouterr().err
+    code = cli_main(["bag2scene", str(bag), "--out", str(tmp_path / "f"), "--image-topic", "/camera/image",
+                     "--camera-info-topic", "/camera/camera_info", "--segmenter", str(tmp_path / "none.pt")])
+    assert code == 2 and "does not exist" in capsys.readouterr().err

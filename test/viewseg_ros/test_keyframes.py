@@ -1,0 +1,108 @@
+"""Keyframe buffer: admission by translation/rotation/time, refresh, and both bounds with both
+eviction policies, on poses whose distances are written by hand."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from viewseg_core.data.records import View
+from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, admission_decision, nbytes_of, pose_difference
+
+SEC = 1_000_000_000
+K = np.array([[20.0, 0, 8], [0, 20.0, 6], [0, 0, 1]])
+
+
+def pose(x: float = 0.0, yaw_deg: float = 0.0) -> np.ndarray:
+    c, s = math.cos(math.radians(yaw_deg)), math.sin(math.radians(yaw_deg))
+    T = np.eye(4)
+    T[:3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]  # turn about the optical frame's y (down) axis
+    T[0, 3] = x
+    return T
+
+
+def view(x=0.0, yaw=0.0, size=(12, 16)) -> View:
+    return View(rgb=np.zeros((*size, 3), np.uint8), K=K, c2w=pose(x, yaw))
+
+
+CFG = dict(min_translation=0.5, min_rotation_deg=20.0, min_interval_s=1.0)
+
+
+def test_pose_difference_by_hand():
+    translation, angle = pose_difference(pose(1.0, 10.0), pose(4.0, -25.0))
+    assert translation == pytest.approx(3.0) and angle == pytest.approx(35.0)
+
+
+def test_admission_rules():
+    buffer = KeyframeBuffer(KeyframeConfig(**CFG))
+    assert buffer.add(view(), 0).id == 0  # first frame
+    assert buffer.add(view(x=2.0), SEC // 2) is None  # novel, but only 0.5 s after the last
+    assert "min_interval_s" in buffer.should_admit(pose(2.0), SEC // 2).reason
+    assert buffer.add(view(x=0.4, yaw=19.0), 2 * SEC) is None  # 0.4 m and 19 deg: both below
+    assert "of keyframe 0" in buffer.should_admit(pose(0.4, 19.0), 2 * SEC).reason
+    assert buffer.add(view(x=0.5), 2 * SEC).id == 1  # translation reaches the threshold
+    assert buffer.add(view(x=0.25, yaw=21.0), 4 * SEC).id == 2  # rotation passes it
+    assert [k.id for k in buffer] == [0, 1, 2] and buffer.get(2).stamp == 4.0
+    # A frame close to keyframe 0 but far from 1 and 2 is still a duplicate (vs *every* keyframe).
+    assert not buffer.should_admit(pose(0.1), 10 * SEC).admit
+
+
+def test_refresh_replaces_stale_duplicates():
+    buffer = KeyframeBuffer(KeyframeConfig(**CFG, refresh_after_s=30.0))
+    buffer.add(view(), 0)
+    buffer.add(view(x=3.0), 2 * SEC)
+    assert buffer.add(view(x=0.1), 20 * SEC) is None  # keyframe 0 is only 20 s old
+    fresh = buffer.add(view(x=0.1), 31 * SEC)
+    assert fresh.id == 2 and [k.id for k in buffer] == [1, 2]
+
+
+def test_count_bound_oldest():
+    buffer = KeyframeBuffer(KeyframeConfig(**CFG, max_keyframes=3, eviction="oldest"))
+    for i in range(5):
+        buffer.add(view(x=float(i)), i * 2 * SEC)
+    assert [k.id for k in buffer] == [2, 3, 4] and buffer.evicted == 2
+
+
+def test_count_bound_redundant_keeps_coverage():
+    # Keyframes at x = 0, 5, 5.6, 5.9 m (each >= 0.25 m from the others). Nearest-neighbour
+    # distances: 5, 0.6, 0.3, 0.3. The new one (5.9) is protected, so 5.6 goes, and the
+    # oldest (x = 0), which "oldest" would have dropped, survives.
+    buffer = KeyframeBuffer(KeyframeConfig(min_translation=0.25, min_rotation_deg=20.0, min_interval_s=0,
+                                           max_keyframes=3, eviction="redundant"))
+    for i, x in enumerate((0.0, 5.0, 5.6, 5.9)):
+        assert buffer.add(view(x=x), i * SEC) is not None
+    assert [k.c2w[0, 3] for k in buffer] == [0.0, 5.0, 5.9]
+
+
+def test_byte_bound_and_feature_cache():
+    one_view = 12 * 16 * 3  # bytes of one rgb image
+    buffer = KeyframeBuffer(KeyframeConfig(**CFG, max_bytes=3 * one_view + 100, eviction="oldest"))
+    for i in range(3):
+        buffer.add(view(x=float(i)), 2 * i * SEC)
+    assert len(buffer) == 3 and buffer.nbytes == 3 * one_view
+    # Caching 200 B of features on keyframe 2 goes over the byte bound: the oldest goes.
+    features = {"feat": torch.zeros(50, dtype=torch.float32), "extra": [np.zeros(0)]}
+    assert nbytes_of(features) == 200
+    buffer.set_features(2, features)
+    assert [k.id for k in buffer] == [1, 2] and buffer.get(2).features is features
+    assert buffer.nbytes == 2 * one_view + 200
+    with pytest.raises(ValueError, match="exceeds max_bytes"):
+        buffer.add(view(x=9.0, size=(100, 100)), 100 * SEC)
+    with pytest.raises(ValueError, match="push it over max_bytes"):
+        buffer.set_features(2, torch.zeros(10_000))
+    assert buffer.get(2).features is None  # the refused cache is not kept
+    buffer.map_features(lambda k: torch.zeros(1))
+    assert all(k.features is not None for k in buffer)
+
+
+def test_shared_decision_function_and_config_errors():
+    config = KeyframeConfig(**CFG)
+    kept = [(0, 0, pose()), (1, 5 * SEC, pose(3.0))]
+    assert admission_decision(pose(1.5), 7 * SEC, kept, config).admit
+    assert not admission_decision(pose(3.2), 7 * SEC, kept, config).admit
+    for bad in (dict(min_translation=-1), dict(max_keyframes=0), dict(eviction="random"),
+                dict(refresh_after_s=0)):
+        with pytest.raises(ValueError):
+            KeyframeConfig(**bad)

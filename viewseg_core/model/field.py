@@ -1,0 +1,262 @@
+"""The semantic field f: a 3D point seen from several source views -> density, RGB, class logits.
+
+Per source view v (pixelNeRF, Yu et al. 2021; ViewSeg, Qian et al. 2022, Sec. 3):
+
+    h_v = ResBlock^3( W [gamma(x_v), gamma(d_v), F_v(pi_v(x))] + b )
+
+where ``x_v``/``d_v`` are the point and viewing direction in view v's camera frame,
+``gamma`` the harmonic embedding and ``F_v(pi_v(x))`` the source feature map bilinearly
+sampled at the point's projection. The ``h_v`` are averaged over the views that SEE the
+point (in front of the camera and inside the image), then two heads of two residual blocks
+each give class logits and RGB + density.
+
+Why the camera frame and not the world frame: the world frame is arbitrary (a dataset's
+origin, a robot's ``map`` or ``odom``), so world coordinates would tie the weights to one
+scene's layout; in the view frame the field sees "this far in front of camera v, along
+this ray of v", which transfers across scenes (the argument pixelNeRF makes).
+
+Points that no source view sees get density 0: nothing is known there, so the point must
+not occlude or colour the render; their logits and RGB are the heads' output for a zero
+hidden state (finite, and weightless in compositing since alpha is 0).
+
+Projected features: the feature part ``W_f`` of the first linear layer commutes with
+bilinear sampling (sampling is a linear combination of feature pixels with weights summing
+to one), so ``W_f F(pi(x)) == (W_f * F)(pi(x))``. The default path applies ``W_f`` to each
+source feature map once as a 1x1 convolution (:meth:`SemanticField.prepare`) and samples
+``hidden_dim`` channels per point instead of ``feature_dim``; ``projected_features=False``
+keeps the naive reference path (sample, concatenate, linear).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from viewseg_core.cameras import in_image, project_points, world_to_camera
+from viewseg_core.classes import NUM_CLASSES
+from viewseg_core.model.embedding import HarmonicEmbedding
+
+
+@dataclass
+class FieldConfig:
+    """Architecture of one semantic field (coarse and fine fields each have their own)."""
+
+    hidden_dim: int = 128          # paper: 128 by default, up to 512
+    n_blocks: int = 3              # residual blocks per view, before the mean over views
+    n_head_blocks: int = 2         # residual blocks in each head
+    n_harmonic_xyz: int = 10
+    n_harmonic_dir: int = 4
+    num_classes: int = NUM_CLASSES
+    projected_features: bool = True  # False: the naive reference path (sample 256-d, then linear)
+
+
+@dataclass
+class SourceViews:
+    """Encoded source views for a batch of queries.
+
+    Attributes:
+        features: [B, V, C, h, w] encoder feature maps (any stride; they cover the image).
+        K: [B, V, 3, 3] intrinsics for images of size (height, width).
+        c2w: [B, V, 4, 4] camera-to-world poses (OpenCV optical frame, metres).
+        height, width: the source image size that K refers to.
+        valid: optional [B, V] bool; False marks a padding view that is never used.
+    """
+
+    features: torch.Tensor
+    K: torch.Tensor
+    c2w: torch.Tensor
+    height: int
+    width: int
+    valid: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        f = self.features
+        if f.ndim != 5:
+            raise ValueError(f"SourceViews.features must be [B, V, C, h, w], got {tuple(f.shape)}")
+        b, v = f.shape[:2]
+        if tuple(self.K.shape) != (b, v, 3, 3):
+            raise ValueError(f"SourceViews.K must be [{b}, {v}, 3, 3], got {tuple(self.K.shape)}")
+        if tuple(self.c2w.shape) != (b, v, 4, 4):
+            raise ValueError(f"SourceViews.c2w must be [{b}, {v}, 4, 4], got {tuple(self.c2w.shape)}")
+        if self.valid is not None and tuple(self.valid.shape) != (b, v):
+            raise ValueError(f"SourceViews.valid must be [{b}, {v}], got {tuple(self.valid.shape)}")
+        if int(self.height) <= 0 or int(self.width) <= 0:
+            raise ValueError(f"SourceViews image size must be positive, got {self.height}x{self.width}")
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def num_views(self) -> int:
+        return int(self.features.shape[1])
+
+
+@dataclass
+class PreparedSources:
+    """What one field needs per forward pass, computed once by :meth:`SemanticField.prepare`.
+
+    Attributes:
+        sources: the SourceViews.
+        maps: [B*V, M, h, w] the maps to sample: projected (M = hidden_dim) or raw (M = C).
+        rotation: [B, V, 3, 3] camera-to-world rotations R (d_cam = d @ R).
+    """
+
+    sources: SourceViews
+    maps: torch.Tensor
+    rotation: torch.Tensor
+
+
+@dataclass
+class FieldOutput:
+    """Field values at sample points. Shapes: logits [B, R, S, num_classes], rgb [B, R, S, 3]
+    in [0, 1], density [B, R, S] >= 0 (per metre), num_visible [B, R, S] (source views that see
+    the point)."""
+
+    logits: torch.Tensor
+    rgb: torch.Tensor
+    density: torch.Tensor
+    num_visible: torch.Tensor
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual MLP block ``x + fc1(relu(fc0(relu(x))))`` (pixelNeRF's
+    ResnetBlockFC). ``fc1`` starts at zero, so every block starts as the identity."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.fc0 = nn.Linear(dim, dim)
+        self.fc1 = nn.Linear(dim, dim)
+        nn.init.kaiming_normal_(self.fc0.weight, a=0.0, mode="fan_in")
+        nn.init.zeros_(self.fc0.bias)
+        nn.init.zeros_(self.fc1.weight)
+        nn.init.zeros_(self.fc1.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fc1(F.relu(self.fc0(F.relu(x))))
+
+
+class Head(nn.Module):
+    """``n_blocks`` residual blocks, ReLU, then a linear layer to ``out_dim``."""
+
+    def __init__(self, dim: int, out_dim: int, n_blocks: int) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*[ResBlock(dim) for _ in range(n_blocks)])
+        self.out = nn.Linear(dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(F.relu(self.blocks(x)))
+
+
+def pixels_to_grid(uv: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pixel-centre (u, v) -> grid_sample coordinates in [-1, 1] for ``align_corners=False``.
+
+    The image spans u in [-0.5, W - 0.5], mapped to [-1, 1]; a feature map of any stride
+    covers the same span, so the same coordinates address it.
+    Args: uv [..., 2]. Returns: [..., 2].
+    """
+    scale = uv.new_tensor([2.0 / width, 2.0 / height])
+    return (uv + 0.5) * scale - 1.0
+
+
+class SemanticField(nn.Module):
+    """The multi-view semantic field of ViewSeg. See the module docstring."""
+
+    def __init__(self, feature_dim: int, config: FieldConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or FieldConfig()
+        self.feature_dim = int(feature_dim)
+        self.embed_xyz = HarmonicEmbedding(cfg.n_harmonic_xyz)
+        self.embed_dir = HarmonicEmbedding(cfg.n_harmonic_dir)
+        self.xyz_dim = self.embed_xyz.output_dim(3)
+        self.dir_dim = self.embed_dir.output_dim(3)
+        # One layer over [gamma(x), gamma(d), feature]; the paths below use slices of its weight.
+        self.lin_in = nn.Linear(self.xyz_dim + self.dir_dim + self.feature_dim, cfg.hidden_dim)
+        self.blocks = nn.Sequential(*[ResBlock(cfg.hidden_dim) for _ in range(cfg.n_blocks)])
+        self.semantic_head = Head(cfg.hidden_dim, cfg.num_classes, cfg.n_head_blocks)
+        self.rgb_density_head = Head(cfg.hidden_dim, 4, cfg.n_head_blocks)
+
+    # Slices of lin_in's weight: [hidden, xyz_dim], [hidden, dir_dim], [hidden, feature_dim].
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        w = self.lin_in.weight
+        a, b = self.xyz_dim, self.xyz_dim + self.dir_dim
+        return w[:, :a], w[:, a:b], w[:, b:]
+
+    def prepare(self, sources: SourceViews) -> PreparedSources:
+        """Once per forward pass: project (or keep) the feature maps, split the poses."""
+        feats = sources.features
+        if feats.shape[2] != self.feature_dim:
+            raise ValueError(f"source features have {feats.shape[2]} channels, the field expects "
+                             f"{self.feature_dim}")
+        maps = feats.flatten(0, 1)
+        if self.config.projected_features:
+            w_feat = self._weights()[2]
+            maps = F.conv2d(maps, w_feat[:, :, None, None].to(maps.dtype))  # [B*V, hidden, h, w]
+        c2w = sources.c2w.to(feats.dtype)
+        return PreparedSources(sources, maps, c2w[..., :3, :3])
+
+    def forward(self, points: torch.Tensor, directions: torch.Tensor,
+                prepared: PreparedSources) -> FieldOutput:
+        """Evaluate the field.
+
+        Args:
+            points: [B, R, S, 3] world points (S samples on each of R rays).
+            directions: [B, R, 3] unit world viewing directions of the rays.
+            prepared: from :meth:`prepare` of THIS field.
+        Returns:
+            FieldOutput with [B, R, S, ...] tensors.
+        """
+        src = prepared.sources
+        if points.ndim != 4 or points.shape[-1] != 3:
+            raise ValueError(f"points must be [B, R, S, 3], got {tuple(points.shape)}")
+        B, R, S, _ = points.shape
+        if tuple(directions.shape) != (B, R, 3):
+            raise ValueError(f"directions must be [{B}, {R}, 3], got {tuple(directions.shape)}")
+        if src.batch_size != B:
+            raise ValueError(f"points have batch {B}, the source views {src.batch_size}")
+        V, N = src.num_views, R * S
+        dtype = prepared.maps.dtype
+        points = points.to(dtype)
+        directions = directions.to(dtype)
+
+        # Projection and visibility of every point in every view: [B, V, N].
+        pts = points.reshape(B, 1, N, 3).expand(B, V, N, 3)
+        uv, _, in_front = project_points(src.K.to(dtype), src.c2w.to(dtype), pts)
+        visible = in_front & in_image(uv, src.height, src.width)
+        if src.valid is not None:
+            visible = visible & src.valid[:, :, None]
+        # Invisible points may project to inf/NaN; park them at the centre so that nothing
+        # non-finite enters grid_sample (0 * NaN would survive the masking below).
+        grid = torch.where(visible[..., None], pixels_to_grid(uv, src.height, src.width), 0.0)
+        sampled = F.grid_sample(prepared.maps, grid.reshape(B * V, N, 1, 2), mode="bilinear",
+                                padding_mode="border", align_corners=False)  # [B*V, M, N, 1]
+        sampled = sampled.reshape(B, V, -1, R, S).permute(0, 1, 3, 4, 2)  # [B, V, R, S, M]
+
+        # Point and direction in each source camera's frame: x_cam = R^T (x - t), d_cam = R^T d.
+        rot = prepared.rotation
+        x_cam = world_to_camera(src.c2w.to(dtype), pts)                    # [B, V, N, 3]
+        d_cam = directions[:, None] @ rot                                   # [B, V, R, 3]
+        g_x = self.embed_xyz(x_cam).reshape(B, V, R, S, self.xyz_dim)
+        g_d = self.embed_dir(d_cam)[:, :, :, None]                          # [B, V, R, 1, dir_dim]
+
+        if self.config.projected_features:
+            w_x, w_d, _ = self._weights()
+            # The direction term is per ray, shared by the ray's S samples.
+            h = F.linear(g_x, w_x) + F.linear(g_d, w_d, self.lin_in.bias) + sampled
+        else:
+            h = self.lin_in(torch.cat([g_x, g_d.expand(B, V, R, S, self.dir_dim), sampled], dim=-1))
+        h = self.blocks(h)                                                  # [B, V, R, S, hidden]
+
+        vis = visible.reshape(B, V, R, S)
+        count = vis.sum(dim=1)                                              # [B, R, S]
+        h = torch.where(vis[..., None], h, 0.0).sum(dim=1)
+        h = h / count.clamp(min=1)[..., None].to(h.dtype)
+
+        logits = self.semantic_head(h)
+        raw = self.rgb_density_head(h)
+        rgb = torch.sigmoid(raw[..., :3])
+        # softplus, not ReLU: a ReLU density stuck below zero gets no gradient.
+        density = torch.where(count > 0, F.softplus(raw[..., 3]), 0.0)
+        return FieldOutput(logits=logits, rgb=rgb, density=density, num_visible=count)

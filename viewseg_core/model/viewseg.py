@@ -1,0 +1,191 @@
+"""The ViewSeg model: a 2D encoder over the source views plus the coarse-to-fine renderer.
+
+Two ways in:
+
+- training: ``model(batch)`` with source images, cameras and ray bundles (see
+  :meth:`ViewSeg.forward`), returning per-ray outputs for the losses;
+- inference: ``features = model.encode_sources(rgb)`` once per keyframe (the ROS node
+  caches them), ``sources = model.make_sources(features, K, c2w, height, width)``, then
+  ``model.render(K, c2w, height, width, sources)`` for any number of query poses.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from viewseg_core.classes import NUM_CLASSES
+from viewseg_core.model.encoder import ENCODER_NAMES, NORM_MODES, build_encoder
+from viewseg_core.model.field import FieldConfig, SourceViews
+from viewseg_core.model.renderer import PassOutput, Renderer, RendererConfig, RayOutput
+from viewseg_core.rays import RayBundle
+
+
+@dataclass
+class ModelConfig:
+    """Everything that defines a ViewSeg network (stored in its checkpoints).
+
+    Defaults are the paper's: DeepLabv3+ ResNet-50, 256-d features, hidden width 128,
+    10/4 harmonics, 64 coarse + 128 fine samples between 0.1 m and 20 m.
+    """
+
+    encoder: str = "deeplabv3plus_resnet50"
+    norm: str = "bn"                     # bn | frozen_bn | sync_bn
+    feature_dim: int = 256               # DeepLabv3+ width (pixelnerf_resnet34 is always 512)
+    encoder_weights: str = ""            # local file to start the encoder from ("" = random init)
+    encoder_weights_head: bool = False   # also load its class head (same label set only)
+    hidden_dim: int = 128
+    n_blocks: int = 3
+    n_head_blocks: int = 2
+    n_harmonic_xyz: int = 10
+    n_harmonic_dir: int = 4
+    num_classes: int = NUM_CLASSES
+    projected_features: bool = True      # False: the naive reference path (benchmarks, tests)
+    num_coarse: int = 64
+    num_fine: int = 128
+    lindisp: bool = False
+    near: float = 0.1
+    far: float = 20.0
+    opacity_threshold: float = 0.5
+    chunk_size: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODER_NAMES:
+            raise ValueError(f"ModelConfig.encoder must be one of {ENCODER_NAMES}, got {self.encoder!r}")
+        if self.norm not in NORM_MODES:
+            raise ValueError(f"ModelConfig.norm must be one of {NORM_MODES}, got {self.norm!r}")
+        if not 0 <= self.near < self.far:
+            raise ValueError(f"ModelConfig needs 0 <= near < far, got {self.near}, {self.far}")
+        for name in ("hidden_dim", "num_coarse", "num_classes", "chunk_size", "feature_dim"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"ModelConfig.{name} must be positive, got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> "ModelConfig":
+        """Build from plain values; unknown keys are an error naming ``source``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"{source}: unknown model config key(s) {unknown}; valid: {sorted(names)}")
+        return cls(**dict(data))
+
+    def field_config(self) -> FieldConfig:
+        return FieldConfig(hidden_dim=self.hidden_dim, n_blocks=self.n_blocks,
+                           n_head_blocks=self.n_head_blocks, n_harmonic_xyz=self.n_harmonic_xyz,
+                           n_harmonic_dir=self.n_harmonic_dir, num_classes=self.num_classes,
+                           projected_features=self.projected_features)
+
+    def renderer_config(self) -> RendererConfig:
+        return RendererConfig(num_coarse=self.num_coarse, num_fine=self.num_fine, lindisp=self.lindisp,
+                              near=self.near, far=self.far, opacity_threshold=self.opacity_threshold,
+                              chunk_size=self.chunk_size)
+
+
+def _as_float_rgb(rgb: torch.Tensor) -> torch.Tensor:
+    return rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb
+
+
+class ViewSeg(nn.Module):
+    """Encoder + renderer. Construction never reads files; :func:`build_model` does."""
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or ModelConfig()
+        self.encoder = build_encoder(cfg.encoder, feature_dim=cfg.feature_dim, num_classes=cfg.num_classes,
+                                     norm=cfg.norm)
+        self.renderer = Renderer(self.encoder.feature_dim, cfg.field_config(), cfg.renderer_config())
+
+    def set_projected_features(self, enabled: bool) -> None:
+        """Switch both fields between the projected (fast) and naive (reference) paths."""
+        self.config = dataclasses.replace(self.config, projected_features=bool(enabled))
+        for f in (self.renderer.coarse, self.renderer.fine):
+            if f is not None:
+                f.config = dataclasses.replace(f.config, projected_features=bool(enabled))
+
+    def encode_sources(self, rgb: torch.Tensor) -> torch.Tensor:
+        """Source images -> feature maps.
+
+        Args:
+            rgb: [B, V, 3, H, W] float in [0, 1] (or uint8).
+        Returns:
+            [B, V, C, h, w] with h = ceil(H / stride).
+        """
+        if rgb.ndim != 5 or rgb.shape[2] != 3:
+            raise ValueError(f"source rgb must be [B, V, 3, H, W], got {tuple(rgb.shape)}")
+        B, V = rgb.shape[:2]
+        feats = self.encoder(_as_float_rgb(rgb).flatten(0, 1))
+        return feats.reshape(B, V, *feats.shape[1:])
+
+    @staticmethod
+    def make_sources(features: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, height: int, width: int,
+                     valid: torch.Tensor | None = None) -> SourceViews:
+        """Bundle (possibly cached) features [B, V, C, h, w] with their cameras [B, V, ...]."""
+        dtype = features.dtype
+        return SourceViews(features, K.to(features.device, dtype), c2w.to(features.device, dtype),
+                           int(height), int(width), None if valid is None else valid.to(features.device))
+
+    def forward(self, batch: Mapping[str, Any], *, perturb: bool | None = None,
+                generator: torch.Generator | None = None) -> dict[str, RayOutput]:
+        """Training forward pass.
+
+        ``batch`` keys:
+            source_rgb: [B, V, 3, H, W] float in [0, 1] (or uint8).
+            source_K: [B, V, 3, 3] for (H, W); source_c2w: [B, V, 4, 4].
+            target_rays: RayBundle [B, R] rays of the target view.
+            source_rays: optional RayBundle [B, Rs] rays of the source views (paper Eq. 6).
+            source_valid: optional [B, V] bool (False = padding view).
+        ``perturb`` defaults to ``self.training``.
+        Returns:
+            {"target": RayOutput [B, R], "source": RayOutput [B, Rs] (when given)}.
+        """
+        missing = [k for k in ("source_rgb", "source_K", "source_c2w", "target_rays") if k not in batch]
+        if missing:
+            raise ValueError(f"ViewSeg batch lacks {missing}")
+        rgb = batch["source_rgb"]
+        sources = self.make_sources(self.encode_sources(rgb), batch["source_K"], batch["source_c2w"],
+                                    rgb.shape[-2], rgb.shape[-1], batch.get("source_valid"))
+        perturb = self.training if perturb is None else perturb
+        target: RayBundle = batch["target_rays"]
+        extra: RayBundle | None = batch.get("source_rays")
+        # One pass over all rays, so each field projects the source features once.
+        rays = target if extra is None else RayBundle.cat([target, extra.to(target.dtype)], dim=1)
+        out = self.renderer(rays.to(sources.features.device), sources, perturb=perturb, generator=generator)
+        if extra is None:
+            return {"target": out}
+        n = target.shape[1]
+        split = lambda p, sl: None if p is None else p.map(lambda x: x[:, sl])  # noqa: E731
+        return {"target": RayOutput(split(out.coarse, slice(0, n)), split(out.fine, slice(0, n))),
+                "source": RayOutput(split(out.coarse, slice(n, None)), split(out.fine, slice(n, None)))}
+
+    @torch.no_grad()
+    def render(self, K: torch.Tensor, c2w: torch.Tensor, height: int, width: int, sources: SourceViews,
+               chunk_size: int | None = None) -> PassOutput:
+        """Render target cameras [B] (or one camera, unbatched) at (height, width).
+
+        Args:
+            K: [B, 3, 3] or [3, 3]; c2w: [B, 4, 4] or [4, 4] (world frame of the sources).
+        Returns:
+            PassOutput with [B, H, W, ...] tensors ([H, W, ...] for an unbatched camera):
+            probabilities, depth (planar, NaN = background), confidence, ``labels``...
+        """
+        single = K.ndim == 2
+        dev, dtype = sources.features.device, sources.features.dtype
+        K, c2w = K.to(dev, dtype), c2w.to(dev, dtype)
+        if single:
+            K, c2w = K[None], c2w[None]
+        out = self.renderer.render_image(K, c2w, height, width, sources, chunk_size)
+        return out.map(lambda x: x[0]) if single else out
+
+
+def build_model(config: ModelConfig | None = None) -> ViewSeg:
+    """A ViewSeg with its encoder initialised from ``config.encoder_weights`` when set."""
+    from viewseg_core.model.weights import load_encoder_weights
+
+    model = ViewSeg(config)
+    if model.config.encoder_weights:
+        load_encoder_weights(model.encoder, model.config.encoder_weights,
+                             include_head=model.config.encoder_weights_head)
+    return model

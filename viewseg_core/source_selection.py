@@ -1,0 +1,154 @@
+"""Source selection: which K of the kept views best support rendering a query camera.
+
+Score (deterministic; all weights in :class:`SourceSelectionConfig`):
+
+1. Sample a fixed grid of points in the query frustum: ``grid x grid`` pixel centres spread
+   evenly over the query image, each at ``depth_samples`` planar depths evenly spaced in
+   [near, far] (no scene geometry is needed, so it works before anything is rendered).
+2. A point is *seen* by a source view when it projects in front of that camera and inside
+   its image (``cameras.project_points`` + ``cameras.in_image``). ``overlap`` is the
+   fraction of the query's points a view sees, in [0, 1].
+3. Views are picked greedily. At each pick, a point already seen by ``c`` picked views is
+   worth ``redundancy_decay ** c``, so a second view of the same wall counts less than a
+   view of what no pick covers yet (``redundancy_decay = 1`` ranks by plain overlap). A
+   view's score is
+       gain - angle_weight * angle / 180deg - distance_weight * min(distance / far, 1)
+   where ``gain`` is the mean point worth it sees, ``angle`` the angle between its optical
+   axis and the query's (features of a surface seen from the same side transfer best) and
+   ``distance`` between camera centres (nearby views see at similar scale).
+4. Ties go to the lower index. Views that see nothing still rank (by angle and distance)
+   so a caller always gets min(K, N) views; it can read ``overlap`` to refuse.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from viewseg_core.cameras import in_image, pixels_to_rays, project_points, ray_z_component
+
+
+@dataclass
+class SourceSelectionConfig:
+    num_sources: int = 4  # K: views returned
+    near: float = 0.3  # metres: the sampled part of the query frustum
+    far: float = 6.0
+    grid: int = 12  # pixel samples per image side
+    depth_samples: int = 8
+    angle_weight: float = 0.25  # score lost by a view looking the opposite way
+    distance_weight: float = 0.1  # score lost by a view `far` metres (or more) away
+    redundancy_decay: float = 0.5  # worth of a point per earlier pick that sees it
+
+    def __post_init__(self) -> None:
+        if self.num_sources < 1:
+            raise ValueError(f"num_sources must be >= 1, got {self.num_sources}")
+        if not 0 < self.near < self.far:
+            raise ValueError(f"need 0 < near < far, got near={self.near} far={self.far}")
+        if self.grid < 1 or self.depth_samples < 1:
+            raise ValueError(f"grid and depth_samples must be >= 1: {self}")
+        if not 0 <= self.redundancy_decay <= 1:
+            raise ValueError(f"redundancy_decay must be in [0, 1], got {self.redundancy_decay}")
+
+
+@dataclass
+class SourceSelection:
+    """Result: ``indices`` in pick order (best first) and per-candidate diagnostics.
+
+    Attributes:
+        indices: list of min(K, N) candidate indices.
+        scores: the score of each pick when it was picked (same order as ``indices``).
+        overlap: [N] fraction of query frustum points each candidate sees.
+        angle_deg: [N] angle between optical axes, degrees.
+        distance: [N] distance between camera centres, metres.
+    """
+
+    indices: list[int]
+    scores: list[float]
+    overlap: torch.Tensor
+    angle_deg: torch.Tensor
+    distance: torch.Tensor
+
+
+def frustum_points(K: torch.Tensor, c2w: torch.Tensor, height: int, width: int,
+                   config: SourceSelectionConfig) -> torch.Tensor:
+    """[grid * grid * depth_samples, 3] world points filling the query frustum (step 1)."""
+    dtype = torch.float64
+    g = config.grid
+    u = (torch.arange(g, dtype=dtype) + 0.5) * (width / g) - 0.5
+    v = (torch.arange(g, dtype=dtype) + 0.5) * (height / g) - 0.5
+    vv, uu = torch.meshgrid(v, u, indexing="ij")
+    uv = torch.stack([uu.reshape(-1), vv.reshape(-1)], dim=-1)  # [g*g, 2]
+    origins, directions = pixels_to_rays(K.to(dtype), c2w.to(dtype), uv)
+    cos_z = ray_z_component(K, c2w.to(dtype), directions)  # ray distance = planar depth / cos_z
+    depths = torch.linspace(config.near, config.far, config.depth_samples, dtype=dtype)
+    distance = depths[:, None] / cos_z[None, :]  # [D, g*g]
+    points = origins[None] + directions[None] * distance[..., None]
+    return points.reshape(-1, 3)
+
+
+def select_sources(query_K, query_c2w, query_hw: Sequence[int], source_K, source_c2w,
+                   source_hw: Sequence[Sequence[int]] | Sequence[int],
+                   config: SourceSelectionConfig | None = None) -> SourceSelection:
+    """Pick the best ``config.num_sources`` source views for a query camera.
+
+    Args:
+        query_K: [3, 3]; query_c2w: [4, 4]; query_hw: (height, width) of the query image.
+        source_K: [N, 3, 3]; source_c2w: [N, 4, 4] (numpy or torch, any float dtype).
+        source_hw: (height, width) shared by all sources, or one pair per source.
+    """
+    config = config or SourceSelectionConfig()
+    dtype = torch.float64
+    qK, qT = torch.as_tensor(np.asarray(query_K), dtype=dtype), torch.as_tensor(np.asarray(query_c2w), dtype=dtype)
+    sK = torch.as_tensor(np.asarray(source_K), dtype=dtype).reshape(-1, 3, 3)
+    sT = torch.as_tensor(np.asarray(source_c2w), dtype=dtype).reshape(-1, 4, 4)
+    n = sK.shape[0]
+    if sT.shape[0] != n:
+        raise ValueError(f"select_sources: {n} source K but {sT.shape[0]} source poses")
+    empty = torch.zeros(0, dtype=dtype)
+    if n == 0:
+        return SourceSelection([], [], empty, empty, empty)
+    hw = torch.as_tensor(np.asarray(source_hw), dtype=dtype).reshape(-1, 2)
+    if hw.shape[0] not in (1, n):
+        raise ValueError(f"select_sources: {n} sources but {hw.shape[0]} (height, width) pairs")
+    hw = hw.expand(n, 2)
+    if not (torch.isfinite(qK).all() and torch.isfinite(qT).all()):
+        raise ValueError("select_sources: query K and pose must be finite")
+
+    points = frustum_points(qK, qT, int(query_hw[0]), int(query_hw[1]), config)  # [P, 3]
+    uv, _, in_front = project_points(sK, sT, points.expand(n, *points.shape))  # [N, P, 2], [N, P]
+    seen = in_front & in_image(uv, hw[:, 0:1], hw[:, 1:2])  # [N, P]
+    overlap = seen.to(dtype).mean(dim=1)
+
+    cos_angle = (sT[:, :3, 2] * qT[:3, 2]).sum(-1).clamp(-1.0, 1.0)
+    angle = torch.arccos(cos_angle)
+    distance = torch.linalg.norm(sT[:, :3, 3] - qT[:3, 3], dim=-1)
+    penalty = (config.angle_weight * angle / math.pi
+               + config.distance_weight * (distance / config.far).clamp(max=1.0))
+
+    worth = torch.ones(points.shape[0], dtype=dtype)
+    available = torch.ones(n, dtype=torch.bool)
+    indices, scores = [], []
+    for _ in range(min(config.num_sources, n)):
+        gain = (seen.to(dtype) * worth).mean(dim=1)
+        score = torch.where(available, gain - penalty, torch.full_like(gain, -math.inf))
+        best = int(torch.argmax(score))  # argmax returns the first maximum: ties -> lower index
+        indices.append(best)
+        scores.append(float(score[best]))
+        available[best] = False
+        worth = torch.where(seen[best], worth * config.redundancy_decay, worth)
+    return SourceSelection(indices, scores, overlap, torch.rad2deg(angle), distance)
+
+
+def select_views(query_K, query_c2w, query_hw: Sequence[int], views: Sequence,
+                 config: SourceSelectionConfig | None = None) -> SourceSelection:
+    """:func:`select_sources` for objects with ``K``, ``c2w``, ``height`` and ``width`` (View records)."""
+    if not views:
+        return select_sources(query_K, query_c2w, query_hw, np.zeros((0, 3, 3)), np.zeros((0, 4, 4)), (1, 1), config)
+    return select_sources(query_K, query_c2w, query_hw, np.stack([v.K for v in views]),
+                          np.stack([v.c2w for v in views]), [(v.height, v.width) for v in views], config)
+
+
+__all__ = ["SourceSelectionConfig", "SourceSelection", "select_sources", "select_views", "frustum_points"]

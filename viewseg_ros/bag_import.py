@@ -1,0 +1,438 @@
+"""``viewseg bag2scene``: turn a recorded ROS 2 bag into a scene folder that training reads.
+
+Reads sqlite3 and mcap bags with rosbags (no ROS install needed: the TF core and the
+message conversions are ROS-free). Three passes over the bag, so memory holds keyframes
+being assembled, never the whole bag:
+
+1. /tf, /tf_static and CameraInfo go into a :class:`TransformBuffer` with unlimited history.
+2. For every image (by header stamp), the camera pose in the fixed frame is interpolated at
+   the stamp; frames are subsampled with the node's keyframe rule
+   (:func:`viewseg_ros.keyframes.admission_decision`, same thresholds as the keyframe buffer).
+3. Images, semantic labels and depth of the admitted stamps are decoded, paired (nearest
+   header stamp within ``--sync-tolerance``) and written with :class:`SceneFolderWriter`.
+
+Labels come from ``--semantic-topic`` (class ids, or NYU40 ids with ``--semantic-format
+nyu40``). Without one, a 2D segmenter checkpoint (``--segmenter``, a ``viewseg-encoder``
+file from ``viewseg pretrain-2d``) predicts PSEUDO-LABELS: the output and the scene's
+metadata say so, because training on them teaches the segmenter's mistakes.
+"""
+from __future__ import annotations
+
+import argparse
+import bisect
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from viewseg_core.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, nyu40_to_classes
+from viewseg_core.data.records import View
+from viewseg_ros.conversions import camera_info_to_K, image_to_numpy, time_to_ns
+from viewseg_ros.keyframes import KeyframeConfig, admission_decision
+from viewseg_ros.tf_buffer import (
+    NS_PER_S, ConnectivityError, ExtrapolationError, TransformBuffer, UnknownFrameError, add_tf_message)
+
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+TF_TYPE = "tf2_msgs/msg/TFMessage"
+
+
+@dataclass
+class BagImportConfig:
+    """Everything ``viewseg bag2scene`` takes besides the bag and the output folder."""
+
+    image_topic: str
+    camera_info_topic: str
+    fixed_frame: str = "map"
+    semantic_topic: str | None = None
+    semantic_format: str = "classes"  # "classes": ids 0..36 (255 ignore); "nyu40": NYU40 ids
+    depth_topic: str | None = None
+    segmenter: str | None = None  # viewseg-encoder checkpoint for pseudo-labels
+    no_labels: bool = False  # write RGB + depth only (no labels at all)
+    camera_frame: str | None = None  # overrides the images' header.frame_id
+    tf_topic: str = "/tf"
+    tf_static_topic: str = "/tf_static"
+    sync_tolerance_s: float = 0.02  # pairing image <-> semantic/depth by header stamp
+    keyframes: KeyframeConfig = field(default_factory=lambda: KeyframeConfig(max_keyframes=1 << 30,
+                                                                             max_bytes=1 << 62))
+    scene_name: str | None = None
+    device: str = "cpu"  # for the segmenter
+
+    def __post_init__(self) -> None:
+        if self.semantic_format not in ("classes", "nyu40"):
+            raise ValueError(f"semantic_format must be 'classes' or 'nyu40', got {self.semantic_format!r}")
+        if not self.sync_tolerance_s >= 0:
+            raise ValueError(f"sync_tolerance_s must be >= 0, got {self.sync_tolerance_s}")
+        if not self.semantic_topic and not self.segmenter and not self.no_labels:
+            raise ValueError("no labels: give --semantic-topic, or --segmenter CKPT to make pseudo-labels "
+                             "with a 2D segmenter (viewseg pretrain-2d writes one), or --no-labels")
+
+
+@dataclass
+class ImportReport:
+    out_dir: Path
+    images: int = 0
+    keyframes: int = 0
+    label_source: str = "none"  # "topic:<name>", "pseudo:<checkpoint>" or "none"
+    skipped: dict[str, int] = field(default_factory=dict)
+    warnings: dict[str, list] = field(default_factory=dict)  # kind -> [count, first example]
+
+    @property
+    def pseudo_labels(self) -> bool:
+        return self.label_source.startswith("pseudo:")
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def warn(self, kind: str, example: str) -> None:
+        """Count a problem by kind, keeping its first example (a bag can repeat one 10^5 times)."""
+        self.warnings.setdefault(kind, [0, example])[0] += 1
+
+    def summary(self) -> str:
+        lines = [f"wrote {self.keyframes} keyframes (of {self.images} images) to {self.out_dir}"]
+        if self.pseudo_labels:
+            lines.append(f"labels: PSEUDO-LABELS predicted by the 2D segmenter {self.label_source[7:]} "
+                         f"(not ground truth; the scene's cameras.json records this)")
+        elif self.label_source.startswith("topic:"):
+            lines.append(f"labels: from topic {self.label_source[6:]}")
+        else:
+            lines.append("labels: none")
+        for reason, count in sorted(self.skipped.items()):
+            lines.append(f"skipped {count} image(s): {reason}")
+        lines.extend(f"warning: {kind} ({count}x), first: {example}"
+                     for kind, (count, example) in self.warnings.items())
+        return "\n".join(lines)
+
+
+@dataclass
+class _CameraInfo:
+    stamp_ns: int
+    K: np.ndarray
+    width: int
+    height: int
+
+
+@dataclass
+class _Pending:
+    """A keyframe being assembled in pass 3."""
+
+    index: int
+    stamp_ns: int
+    c2w: np.ndarray
+    camera: _CameraInfo
+    rgb: np.ndarray | None = None
+    parts: dict[str, tuple[int, Any]] = field(default_factory=dict)  # topic role -> (|dt| ns, message)
+
+
+# --------------------------------------------------------------------------- reading
+def _open(bag: Path):
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import Stores, get_typestore
+
+    if not bag.exists():
+        raise ValueError(f"{bag}: no such bag (a ROS 2 bag folder with metadata.yaml, or its .db3/.mcap file)")
+    try:
+        reader = AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_KILTED))
+        reader.open()
+    except Exception as error:  # rosbags raises its own ReaderError/AnyReaderError
+        raise ValueError(f"{bag}: cannot read as a ROS 2 bag: {error}") from error
+    return reader
+
+
+def _connections(reader, topic: str | None, msgtype: str, what: str, bag: Path) -> list:
+    if not topic:
+        return []
+    found = [c for c in reader.connections if c.topic == topic]
+    if not found:
+        topics = ", ".join(f"{c.topic} ({c.msgtype})" for c in reader.connections)
+        raise ValueError(f"{bag}: no topic {topic!r} for {what}; the bag has: {topics}")
+    wrong = [c.msgtype for c in found if c.msgtype != msgtype]
+    if wrong:
+        raise ValueError(f"{bag}: topic {topic!r} ({what}) has type {wrong[0]}, expected {msgtype}")
+    return found
+
+
+def _header_ns(msg: Any, log_ns: int, report: ImportReport) -> int:
+    stamp = time_to_ns(msg.header.stamp)
+    if stamp == 0:  # unstamped publisher: the recording time is the best we have
+        report.warn("header stamp 0, used the bag's record time", f"{msg.header.frame_id!r} at {log_ns} ns")
+        return log_ns
+    return stamp
+
+
+def _nearest_camera_info(infos: list[_CameraInfo], stamps: list[int], stamp_ns: int) -> _CameraInfo:
+    index = bisect.bisect_right(stamps, stamp_ns)  # the latest at or before the image...
+    return infos[max(index - 1, 0)]  # ...or the first one, for images before any CameraInfo
+
+
+# --------------------------------------------------------------------------- labels and depth
+def _labels(msg: Any, config: BagImportConfig, report: ImportReport, what: str) -> np.ndarray:
+    if msg.encoding not in ("mono8", "8UC1", "mono16", "16UC1"):
+        raise ValueError(f"{what}: semantic images must be mono8/mono16/16UC1 class ids, got {msg.encoding!r}")
+    ids = image_to_numpy(msg, what)
+    if config.semantic_format == "nyu40":
+        return nyu40_to_classes(ids)
+    out = ids.astype(np.uint16)
+    bad = (out >= NUM_CLASSES) & (out != IGNORE_LABEL)
+    if bad.any():
+        report.warn(f"semantic ids >= {NUM_CLASSES} set to ignore", f"{what}: {int(bad.sum())} pixels")
+        out[bad] = IGNORE_LABEL
+    return out.astype(np.uint8)
+
+
+def _depth(msg: Any, what: str) -> np.ndarray:
+    """REP 118 depth -> float32 planar metres, NaN where unknown (0, +-inf, NaN)."""
+    if msg.encoding == "32FC1":
+        depth = image_to_numpy(msg, what).astype(np.float32)
+    elif msg.encoding in ("16UC1", "mono16"):
+        depth = image_to_numpy(msg, what).astype(np.float32) / 1000.0  # millimetres (REP 118)
+    else:
+        raise ValueError(f"{what}: depth must be 32FC1 (m) or 16UC1 (mm), got {msg.encoding!r}")
+    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
+    return depth
+
+
+class _Segmenter:
+    """A ``viewseg-encoder`` checkpoint's class head, for pseudo-labels in viewseg's classes."""
+
+    def __init__(self, path: str, device: str):
+        import torch
+
+        from viewseg_core.model.encoder import build_encoder
+        from viewseg_core.model.weights import ENCODER_FORMAT, load_encoder_weights, read_weights_file
+
+        ckpt = read_weights_file(path)
+        if not isinstance(ckpt, dict) or ckpt.get("format") != ENCODER_FORMAT:
+            raise ValueError(f"{path}: --segmenter needs a {ENCODER_FORMAT!r} checkpoint "
+                             f"(written by `viewseg pretrain-2d`)")
+        self.encoder = build_encoder(ckpt["encoder"], feature_dim=int(ckpt.get("feature_dim", 256)),
+                                     num_classes=int(ckpt["num_classes"]))
+        load_encoder_weights(self.encoder, path)
+        self.encoder.eval().to(device)
+        self.device = device
+        names = list(ckpt.get("class_names") or CLASS_NAMES[: int(ckpt["num_classes"])])
+        # Checkpoint class index -> viewseg class id by name (255 for classes viewseg lacks).
+        self.lut = np.array([CLASS_NAMES.index(n) if n in CLASS_NAMES else IGNORE_LABEL for n in names], np.uint8)
+        self.torch = torch
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None].float() / 255.0
+            ids = self.encoder.segment(x).argmax(dim=1)[0].cpu().numpy()
+        return self.lut[ids]
+
+
+# --------------------------------------------------------------------------- import
+def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) -> ImportReport:
+    """Import ``bag`` into the scene folder ``out_dir`` (see the module docstring)."""
+    from viewseg_core.data.scene_folder import SceneFolderWriter
+
+    bag, out_dir = Path(bag), Path(out_dir)
+    report = ImportReport(out_dir)
+    segmenter = None
+    if not config.semantic_topic and not config.no_labels:
+        segmenter = _Segmenter(config.segmenter, config.device)  # fail before reading a big bag
+        report.label_source = f"pseudo:{config.segmenter}"
+    elif config.semantic_topic:
+        report.label_source = f"topic:{config.semantic_topic}"
+    kf_config = config.keyframes
+    tolerance_ns = int(round(config.sync_tolerance_s * NS_PER_S))
+
+    reader = _open(bag)
+    try:
+        image_conns = _connections(reader, config.image_topic, IMAGE_TYPE, "--image-topic", bag)
+        info_conns = _connections(reader, config.camera_info_topic, CAMERA_INFO_TYPE, "--camera-info-topic", bag)
+        semantic_conns = _connections(reader, config.semantic_topic, IMAGE_TYPE, "--semantic-topic", bag)
+        depth_conns = _connections(reader, config.depth_topic, IMAGE_TYPE, "--depth-topic", bag)
+        tf_conns = [c for c in reader.connections if c.topic == config.tf_topic and c.msgtype == TF_TYPE]
+        static_conns = [c for c in reader.connections if c.topic == config.tf_static_topic and c.msgtype == TF_TYPE]
+        if not tf_conns and not static_conns:
+            raise ValueError(f"{bag}: no {config.tf_topic} or {config.tf_static_topic} ({TF_TYPE}): "
+                             f"camera poses come from the bag's TF")
+
+        # Pass 1: TF and camera calibration.
+        buffer = TransformBuffer(cache_time_s=None, max_history=None)
+        infos: list[_CameraInfo] = []
+        for conn, log_ns, raw in reader.messages(connections=tf_conns + static_conns + info_conns):
+            msg = reader.deserialize(raw, conn.msgtype)
+            if conn.msgtype == TF_TYPE:
+                for problem in add_tf_message(buffer, msg, static=conn.topic == config.tf_static_topic):
+                    report.warn("dropped invalid TF transforms", f"at {log_ns / NS_PER_S:.3f} s: {problem}")
+            else:
+                what = f"{bag}: {conn.topic} at {log_ns / NS_PER_S:.3f} s"
+                try:
+                    K = camera_info_to_K(msg, what)
+                except ValueError as error:
+                    report.warn("dropped invalid CameraInfo", str(error))
+                    continue
+                infos.append(_CameraInfo(_header_ns(msg, log_ns, report), K, int(msg.width), int(msg.height)))
+        if not infos:
+            raise ValueError(f"{bag}: no valid CameraInfo on {config.camera_info_topic}")
+        infos.sort(key=lambda info: info.stamp_ns)
+        info_stamps = [info.stamp_ns for info in infos]
+
+        # Pass 2: poses at image stamps and keyframe subsampling (headers only; nothing decoded).
+        candidates = []
+        for conn, log_ns, raw in reader.messages(connections=image_conns):
+            msg = reader.deserialize(raw, conn.msgtype)
+            report.images += 1
+            candidates.append((_header_ns(msg, log_ns, report), config.camera_frame or msg.header.frame_id))
+        candidates.sort()
+        kept: list[tuple[int, int, np.ndarray]] = []
+        pending: dict[int, _Pending] = {}
+        for stamp_ns, frame in candidates:
+            if stamp_ns in pending:
+                report.skip("another image has the same stamp")
+                continue
+            if not frame:
+                raise ValueError(f"{bag}: images on {config.image_topic} have no header.frame_id; "
+                                 f"pass --camera-frame")
+            try:
+                c2w = buffer.lookup(config.fixed_frame, frame, stamp_ns)
+            except ExtrapolationError:
+                report.skip("no TF at the image stamp (before the first or after the last transform)")
+                continue
+            except (UnknownFrameError, ConnectivityError) as error:
+                raise ValueError(f"{bag}: cannot place camera frame {frame!r} in {config.fixed_frame!r}: "
+                                 f"{error}") from error
+            if not admission_decision(c2w, stamp_ns, kept, kf_config).admit:
+                report.skip("not a keyframe (too close in pose or time to an earlier one)")
+                continue
+            index = len(kept)
+            kept.append((index, stamp_ns, c2w))
+            pending[stamp_ns] = _Pending(index, stamp_ns, c2w, _nearest_camera_info(infos, info_stamps, stamp_ns))
+        keyframe_stamps = sorted(pending)
+
+        # Pass 3: decode and pair the keyframes' images, labels and depth; write as they complete.
+        roles = {c.id: "rgb" for c in image_conns}
+        roles.update({c.id: "semantic" for c in semantic_conns})
+        roles.update({c.id: "depth" for c in depth_conns})
+        needed = sorted(set(roles.values()))
+        newest_seen = {role: -1 for role in needed}
+        meta = {"source": "rosbag2", "bag": str(bag), "fixed_frame": config.fixed_frame,
+                "image_topic": config.image_topic, "camera_info_topic": config.camera_info_topic,
+                "labels": report.label_source, "pseudo_labels": segmenter is not None,
+                "keyframes": asdict(kf_config)}
+        writer = SceneFolderWriter(out_dir, scene=config.scene_name or bag.stem, meta=meta)
+
+        def finish(item: _Pending) -> None:
+            del pending[item.stamp_ns]
+            what = f"{bag}: keyframe at {item.stamp_ns / NS_PER_S:.9f} s"
+            missing = [role for role in needed if role not in item.parts]
+            if missing:
+                report.skip(f"no {'/'.join(missing)} message within {config.sync_tolerance_s} s of the image")
+                return
+            rgb_msg = item.parts["rgb"][1]
+            if rgb_msg.encoding in ("mono8", "8UC1"):
+                rgb = np.repeat(image_to_numpy(rgb_msg, what)[:, :, None], 3, axis=2)
+            elif rgb_msg.encoding in ("rgb8", "bgr8", "rgba8", "bgra8"):
+                rgb = image_to_numpy(rgb_msg, what)
+            else:
+                raise ValueError(f"{what}: colour images must be rgb8/bgr8/rgba8/bgra8/mono8, got {rgb_msg.encoding!r}")
+            if (item.camera.height, item.camera.width) != rgb.shape[:2]:
+                raise ValueError(f"{what}: CameraInfo is {item.camera.width}x{item.camera.height} but the image is "
+                                 f"{rgb.shape[1]}x{rgb.shape[0]} (binning/ROI are not supported)")
+            labels = depth = None
+            if "semantic" in item.parts:
+                labels = _labels(item.parts["semantic"][1], config, report, what + " semantic")
+            elif segmenter is not None:
+                labels = segmenter(rgb)
+            if "depth" in item.parts:
+                depth = _depth(item.parts["depth"][1], what + " depth")
+            for name, image in (("semantic", labels), ("depth", depth)):
+                if image is not None and image.shape != rgb.shape[:2]:
+                    raise ValueError(f"{what}: {name} is {image.shape[1]}x{image.shape[0]}, "
+                                     f"image is {rgb.shape[1]}x{rgb.shape[0]}")
+            writer.add(View(rgb=rgb, K=item.camera.K, c2w=item.c2w, labels=labels, depth=depth,
+                            view_id=f"{item.index:06d}", stamp=item.stamp_ns / NS_PER_S,
+                            meta={"stamp_ns": item.stamp_ns, "label_source": report.label_source}))
+            report.keyframes += 1
+
+        for conn, log_ns, raw in reader.messages(connections=image_conns + semantic_conns + depth_conns):
+            if not pending:
+                break
+            role = roles[conn.id]
+            msg = reader.deserialize(raw, conn.msgtype)
+            stamp_ns = _header_ns(msg, log_ns, report)
+            newest_seen[role] = max(newest_seen[role], stamp_ns)
+            # The keyframe nearest in stamp; a closer message later on the topic replaces it.
+            at = bisect.bisect_left(keyframe_stamps, stamp_ns)
+            near = [s for s in keyframe_stamps[max(at - 1, 0): at + 1] if s in pending]
+            if near:
+                target = min(near, key=lambda s: abs(s - stamp_ns))
+                dt = abs(target - stamp_ns)
+                limit = 0 if role == "rgb" else tolerance_ns  # the image itself: exact stamp
+                part = pending[target].parts.get(role)
+                if dt <= limit and (part is None or dt < part[0]):
+                    pending[target].parts[role] = (dt, msg)
+            # Finished: every part present, and no topic can still bring a closer message
+            # (per-topic stamps only grow, so a stamp past the window closes it).
+            for stamp in [s for s in pending if s + tolerance_ns < min(newest_seen.values())]:
+                finish(pending[stamp])
+        for stamp in sorted(pending):
+            finish(pending[stamp])
+        writer.close()
+    finally:
+        reader.close()
+    if report.keyframes == 0:
+        raise ValueError(f"{bag}: no keyframes written ({report.images} images; skipped: {report.skipped})")
+    return report
+
+
+# --------------------------------------------------------------------------- CLI
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "bag2scene", help="import a ROS 2 bag (sqlite3 or mcap) as a scene folder",
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("bag", help="bag folder (with metadata.yaml) or its .db3/.mcap file")
+    parser.add_argument("--out", required=True, help="scene folder to write")
+    parser.add_argument("--image-topic", required=True, help="sensor_msgs/Image colour topic")
+    parser.add_argument("--camera-info-topic", required=True, help="sensor_msgs/CameraInfo topic of the images")
+    parser.add_argument("--fixed-frame", default="map", help="world frame of the poses")
+    parser.add_argument("--camera-frame", default=None, help="optical frame (default: the images' header.frame_id)")
+    parser.add_argument("--semantic-topic", default=None, help="class-id images (mono8/mono16/16UC1) at image stamps")
+    parser.add_argument("--semantic-format", default="classes", choices=("classes", "nyu40"),
+                        help="ids on --semantic-topic: viewseg's 37 classes or NYU40 ids")
+    parser.add_argument("--depth-topic", default=None,
+                        help="depth images (32FC1 m or 16UC1 mm), registered to the images")
+    parser.add_argument("--segmenter", default=None,
+                        help="viewseg-encoder checkpoint for PSEUDO-LABELS when there is no --semantic-topic")
+    parser.add_argument("--no-labels", action="store_true", help="write images (and depth) without labels")
+    defaults = KeyframeConfig()
+    parser.add_argument("--min-translation", type=float, default=defaults.min_translation,
+                        help="keyframe threshold (m), as the node's keyframe buffer")
+    parser.add_argument("--min-rotation", type=float, default=defaults.min_rotation_deg,
+                        help="keyframe threshold (deg)")
+    parser.add_argument("--min-interval", type=float, default=defaults.min_interval_s,
+                        help="keyframe threshold (s)")
+    parser.add_argument("--sync-tolerance", type=float, default=0.02,
+                        help="max stamp difference (s) pairing an image with its semantic/depth image")
+    parser.add_argument("--tf-topic", default="/tf")
+    parser.add_argument("--tf-static-topic", default="/tf_static")
+    parser.add_argument("--scene-name", default=None, help="scene name (default: the bag's name)")
+    parser.add_argument("--device", default="cpu", help="torch device for --segmenter")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = BagImportConfig(
+            image_topic=args.image_topic, camera_info_topic=args.camera_info_topic, fixed_frame=args.fixed_frame,
+            semantic_topic=args.semantic_topic, semantic_format=args.semantic_format, depth_topic=args.depth_topic,
+            segmenter=args.segmenter, no_labels=args.no_labels, camera_frame=args.camera_frame,
+            tf_topic=args.tf_topic, tf_static_topic=args.tf_static_topic, sync_tolerance_s=args.sync_tolerance,
+            keyframes=KeyframeConfig(min_translation=args.min_translation, min_rotation_deg=args.min_rotation,
+                                     min_interval_s=args.min_interval, max_keyframes=1 << 30, max_bytes=1 << 62),
+            scene_name=args.scene_name, device=args.device)
+        report = import_bag(args.bag, args.out, config)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"viewseg bag2scene: error: {error}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0
+
+
+__all__ = ["BagImportConfig", "ImportReport", "import_bag", "register", "run"]

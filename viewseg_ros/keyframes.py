@@ -1,0 +1,286 @@
+"""The keyframe buffer: which posed images the node keeps as source views, bounded in count and bytes.
+
+Pure Python + numpy (no rclpy) so it is unit-tested without ROS and shared with bag import.
+
+Admission (:meth:`KeyframeBuffer.should_admit`, thresholds in :class:`KeyframeConfig`):
+1. A frame stamped less than ``min_interval_s`` after the newest keyframe is refused (rate
+   limit: every keyframe costs an encoder pass).
+2. Otherwise it is admitted when its pose is *novel*: for every kept keyframe, the camera
+   centre moved at least ``min_translation`` metres OR the optical frame turned at least
+   ``min_rotation_deg`` degrees. An empty buffer admits the first frame.
+3. A frame that is not novel is still admitted when every keyframe it duplicates is older
+   than ``refresh_after_s`` (if set); those stale duplicates are dropped, so a changed
+   scene replaces its old views instead of piling up next to them.
+
+Eviction, after each admission, while the buffer holds more than ``max_keyframes`` or more
+than ``max_bytes`` (images, labels, depth and cached features), never the new keyframe:
+- ``"oldest"``: drop the keyframe with the oldest stamp;
+- ``"redundant"`` (default): drop the keyframe closest in pose to another keyframe, with
+  distance ``d = |dt| / min_translation + angle / min_rotation`` (both thresholds count as
+  1); ties go to the older one. This keeps coverage of the places seen while a robot
+  dwells, where "oldest" would forget the start of a room once it has been left.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from viewseg_core.data.records import View
+
+NS_PER_S = 1_000_000_000
+
+
+@dataclass
+class KeyframeConfig:
+    """Keyframe admission and bounds (node parameters ``keyframes.*``; bag import flags)."""
+
+    min_translation: float = 0.25  # metres between camera centres
+    min_rotation_deg: float = 15.0  # degrees between optical frames
+    min_interval_s: float = 0.2  # seconds between admitted keyframes
+    refresh_after_s: float | None = None  # re-admit a seen pose when its keyframes are this old
+    max_keyframes: int = 64
+    max_bytes: int = 1 << 30  # 1 GiB: images + labels + depth + cached features
+    eviction: str = "redundant"  # or "oldest"
+
+    def __post_init__(self) -> None:
+        if not (self.min_translation >= 0 and self.min_rotation_deg >= 0 and self.min_interval_s >= 0):
+            raise ValueError(f"keyframe thresholds must be >= 0: {self}")
+        if self.refresh_after_s is not None and not self.refresh_after_s > 0:
+            raise ValueError(f"refresh_after_s must be > 0 or None, got {self.refresh_after_s}")
+        if self.max_keyframes < 1 or self.max_bytes < 1:
+            raise ValueError(f"max_keyframes and max_bytes must be >= 1: {self}")
+        if self.eviction not in ("redundant", "oldest"):
+            raise ValueError(f"eviction must be 'redundant' or 'oldest', got {self.eviction!r}")
+
+
+def pose_difference(c2w_a: np.ndarray, c2w_b: np.ndarray) -> tuple[float, float]:
+    """(distance between camera centres in metres, rotation angle between them in degrees)."""
+    translation = float(np.linalg.norm(c2w_a[:3, 3] - c2w_b[:3, 3]))
+    relative = c2w_a[:3, :3].T @ c2w_b[:3, :3]
+    cos_angle = (np.trace(relative) - 1.0) / 2.0
+    return translation, math.degrees(math.acos(min(1.0, max(-1.0, cos_angle))))
+
+
+def is_novel(c2w: np.ndarray, others: Sequence[np.ndarray], config: KeyframeConfig) -> bool:
+    """True when ``c2w`` differs from every pose in ``others`` by a threshold (rule 2)."""
+    return not _duplicates(c2w, others, config)
+
+
+def _duplicates(c2w: np.ndarray, others: Sequence[np.ndarray], config: KeyframeConfig) -> list[int]:
+    found = []
+    for index, other in enumerate(others):
+        translation, angle = pose_difference(c2w, other)
+        if translation < config.min_translation and angle < config.min_rotation_deg:
+            found.append(index)
+    return found
+
+
+@dataclass
+class Decision:
+    admit: bool
+    reason: str
+    replaces: list[int] = field(default_factory=list)  # ids of stale duplicates (rule 3)
+
+
+def admission_decision(c2w: np.ndarray, stamp_ns: int, kept: Sequence[tuple[int, int, np.ndarray]],
+                       config: KeyframeConfig) -> Decision:
+    """Rules 1-3 of the module docstring for a frame against ``kept`` = [(id, stamp_ns, c2w)].
+
+    Shared by :class:`KeyframeBuffer` and bag import, so a bag subsamples exactly as the
+    node would.
+    """
+    if not kept:
+        return Decision(True, "first keyframe")
+    newest = max(stamp for _, stamp, _ in kept)
+    if stamp_ns - newest < config.min_interval_s * NS_PER_S:
+        return Decision(False, f"{(stamp_ns - newest) / NS_PER_S:.3f} s after the newest keyframe "
+                               f"(min_interval_s = {config.min_interval_s})")
+    duplicates = [kept[i] for i in _duplicates(c2w, [pose for _, _, pose in kept], config)]
+    if not duplicates:
+        return Decision(True, "novel pose")
+    if config.refresh_after_s is not None and all(
+            stamp_ns - stamp >= config.refresh_after_s * NS_PER_S for _, stamp, _ in duplicates):
+        return Decision(True, f"refreshes {len(duplicates)} stale keyframe(s)", [i for i, _, _ in duplicates])
+    return Decision(False, f"within {config.min_translation} m and {config.min_rotation_deg} deg "
+                           f"of keyframe {duplicates[0][0]}")
+
+
+def nbytes_of(value: Any) -> int:
+    """Bytes held by arrays/tensors in ``value`` (nested dicts, lists, tuples, dataclasses)."""
+    if value is None:
+        return 0
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if hasattr(value, "element_size") and hasattr(value, "numel"):  # a torch.Tensor, without importing torch
+        return int(value.element_size() * value.numel())
+    if isinstance(value, dict):
+        return sum(nbytes_of(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(nbytes_of(v) for v in value)
+    if hasattr(value, "__dataclass_fields__"):
+        return sum(nbytes_of(getattr(value, name)) for name in value.__dataclass_fields__)
+    return 0
+
+
+@dataclass
+class Keyframe:
+    """One kept view. ``features`` caches the encoder output so a query never re-encodes."""
+
+    id: int
+    stamp_ns: int
+    view: View
+    features: Any = None
+    nbytes: int = 0
+
+    @property
+    def c2w(self) -> np.ndarray:
+        return self.view.c2w
+
+    @property
+    def stamp(self) -> float:
+        return self.stamp_ns / NS_PER_S
+
+    def recount(self) -> int:
+        view = self.view
+        self.nbytes = (nbytes_of(view.rgb) + nbytes_of(view.labels) + nbytes_of(view.depth)
+                       + nbytes_of(self.features))
+        return self.nbytes
+
+
+class KeyframeBuffer:
+    """Thread-safe bounded set of keyframes (see the module docstring for the policy).
+
+    Ids are assigned from 0 upwards and never reused, so a response's keyframe ids stay
+    meaningful after evictions.
+    """
+
+    def __init__(self, config: KeyframeConfig | None = None):
+        self.config = config or KeyframeConfig()
+        self._keyframes: dict[int, Keyframe] = {}  # insertion order = admission order
+        self._next_id = 0
+        self._lock = threading.RLock()
+        self.evicted = 0
+
+    # ------------------------------------------------------------------ admission
+    def should_admit(self, c2w: np.ndarray, stamp_ns: int) -> Decision:
+        """Decide on a frame from its pose alone, before paying for image conversion/encoding."""
+        with self._lock:
+            kept = [(k.id, k.stamp_ns, k.c2w) for k in self._keyframes.values()]
+        return admission_decision(c2w, stamp_ns, kept, self.config)
+
+    def add(self, view: View, stamp_ns: int, features: Any = None, force: bool = False) -> Keyframe | None:
+        """Admit ``view`` if :meth:`should_admit` says so (or ``force``); evict to stay in bounds.
+
+        Returns the new keyframe, or None when refused. Raises ValueError when a single
+        keyframe is larger than ``max_bytes`` (no eviction could make room for it).
+        """
+        with self._lock:
+            decision = self.should_admit(view.c2w, stamp_ns)
+            if not (decision.admit or force):
+                return None
+            keyframe = Keyframe(self._next_id, int(stamp_ns), view, features)
+            if keyframe.recount() > self.config.max_bytes:
+                raise ValueError(f"keyframe of {keyframe.nbytes} B exceeds max_bytes = {self.config.max_bytes}")
+            self._next_id += 1
+            for stale in decision.replaces:
+                self._remove(stale)
+            self._keyframes[keyframe.id] = keyframe
+            self._enforce_bounds(protect=keyframe.id)
+            return keyframe
+
+    def set_features(self, keyframe_id: int, features: Any) -> None:
+        """Cache encoder output for a keyframe (re-checks the byte bound; others may be evicted)."""
+        with self._lock:
+            keyframe = self._keyframes.get(keyframe_id)
+            if keyframe is None:
+                return  # evicted meanwhile: nothing to cache
+            keyframe.features = features
+            if keyframe.recount() > self.config.max_bytes:
+                keyframe.features = None
+                keyframe.recount()
+                raise ValueError(f"features of keyframe {keyframe_id} push it over max_bytes = {self.config.max_bytes}")
+            self._enforce_bounds(protect=keyframe_id)
+
+    def drop_features(self) -> None:
+        """Forget every cached feature (e.g. after the model changes)."""
+        with self._lock:
+            for keyframe in self._keyframes.values():
+                keyframe.features = None
+                keyframe.recount()
+
+    # ------------------------------------------------------------------ eviction
+    def _remove(self, keyframe_id: int) -> None:
+        if self._keyframes.pop(keyframe_id, None) is not None:
+            self.evicted += 1
+
+    def _over_bounds(self) -> bool:
+        return len(self._keyframes) > self.config.max_keyframes or self.nbytes > self.config.max_bytes
+
+    def _enforce_bounds(self, protect: int) -> None:
+        while self._over_bounds():
+            candidates = [k for k in self._keyframes.values() if k.id != protect]
+            if not candidates:
+                break
+            self._remove(self._victim(candidates).id)
+
+    def _victim(self, candidates: list[Keyframe]) -> Keyframe:
+        if self.config.eviction == "oldest" or len(self._keyframes) < 2:
+            return min(candidates, key=lambda k: (k.stamp_ns, k.id))
+        cfg = self.config
+        scale_t = cfg.min_translation or 1.0  # a zero threshold would divide by zero; metres then
+        scale_r = cfg.min_rotation_deg or 1.0
+        everyone = list(self._keyframes.values())
+
+        def nearest(k: Keyframe) -> float:
+            distances = []
+            for other in everyone:
+                if other.id != k.id:
+                    translation, angle = pose_difference(k.c2w, other.c2w)
+                    distances.append(translation / scale_t + angle / scale_r)
+            return min(distances)
+
+        return min(candidates, key=lambda k: (nearest(k), k.stamp_ns, k.id))
+
+    # ------------------------------------------------------------------ reading
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._keyframes)
+
+    def __iter__(self) -> Iterator[Keyframe]:
+        return iter(self.snapshot())
+
+    def __contains__(self, keyframe_id: int) -> bool:
+        with self._lock:
+            return keyframe_id in self._keyframes
+
+    def get(self, keyframe_id: int) -> Keyframe | None:
+        with self._lock:
+            return self._keyframes.get(keyframe_id)
+
+    def snapshot(self) -> list[Keyframe]:
+        """The keyframes in admission order (a list copy: safe while callbacks add more)."""
+        with self._lock:
+            return list(self._keyframes.values())
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(k.nbytes for k in self._keyframes.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._keyframes.clear()
+
+    def map_features(self, fn: Callable[[Keyframe], Any]) -> None:
+        """Fill missing feature caches with ``fn(keyframe)`` (e.g. after loading the model)."""
+        for keyframe in self.snapshot():
+            if keyframe.features is None:
+                self.set_features(keyframe.id, fn(keyframe))
+
+
+__all__ = ["KeyframeConfig", "Keyframe", "KeyframeBuffer", "Decision", "admission_decision", "pose_difference",
+           "is_novel", "nbytes_of"]
