@@ -27,6 +27,8 @@ setup(
     entry_points={
         "console_scripts": [
             "viewseg = viewseg_core.cli:main",
+            "viewseg_node = viewseg_ros.node:main",
+            "viewseg_sim_camera = viewseg_ros.sim_camera:main",
         ],
     },
 )

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -110,11 +110,18 @@ def composite_reference(densities: torch.Tensor, t: torch.Tensor, values: torch.
         densities: [..., S]; t: [..., S]; values: [..., S, C]; far: None | float | [...].
     Returns:
         composited [..., C], weights [..., S], opacity [...], distance_sum [...] = sum w_i t_i.
+        Half/bfloat16 inputs are computed in float32 and the results cast back (as the
+        kernel accumulates in float32): a bf16 cumulative sum would lose the transmittance.
     """
+    dtype = torch.promote_types(densities.dtype, values.dtype)
+    work = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    densities, t, values = densities.to(work), t.to(work), values.to(work)
+    far = far.to(work) if isinstance(far, torch.Tensor) else far
     weights, _, _ = render_weights(densities, t, far)
     tau_total = (densities * sample_deltas(t, far)).sum(-1)
     opacity = -torch.expm1(-tau_total)
-    return composite(weights, values), weights, opacity, (weights * t).sum(-1)
+    outs = (composite(weights, values), weights, opacity, (weights * t).sum(-1))
+    return tuple(o.to(dtype) for o in outs)
 
 
 # --------------------------------------------------------------------------------------
@@ -126,8 +133,11 @@ def _choose_backend(backend: str, *tensors: torch.Tensor) -> str:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if os.environ.get("VIEWSEG_COMPOSITING", "").strip().lower() == "reference":
         return "reference"
+    on_cuda = all(x.is_cuda for x in tensors)
     if backend == "auto":
-        return "cuda" if all(x.is_cuda for x in tensors) else "reference"
+        return "cuda" if on_cuda else "reference"
+    if backend == "cuda" and not on_cuda:
+        raise ValueError("backend='cuda' needs densities, t and values on a CUDA device")
     return backend
 
 
@@ -183,7 +193,6 @@ class RenderOutput:
     distance: torch.Tensor
     depth: torch.Tensor | None
     valid: torch.Tensor
-    extras: dict = field(default_factory=dict)
 
 
 def render(densities: torch.Tensor, t: torch.Tensor, channels: dict[str, torch.Tensor], *,

@@ -135,3 +135,19 @@ def test_composite_fused_dispatches_to_reference_on_cpu(monkeypatch):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="backend"):
         composite_fused(sigma, t, v, backend="triton")
+    monkeypatch.delenv("VIEWSEG_COMPOSITING")
+    with pytest.raises(ValueError, match="CUDA device"):
+        composite_fused(sigma, t, v, backend="cuda")
+
+
+def test_reference_low_precision_accumulates_in_float32():
+    g = torch.Generator().manual_seed(2)
+    sigma = torch.rand(8, 192, generator=g) * 2
+    t = torch.sort(torch.rand(8, 192, generator=g) * 20, -1).values
+    v = torch.randn(8, 192, 40, generator=g)
+    ref = composite_reference(sigma, t, v, 20.0)
+    low = composite_reference(sigma.bfloat16(), t.bfloat16(), v.bfloat16(), 20.0)
+    assert all(x.dtype == torch.bfloat16 for x in low)
+    # inputs rounded to bf16 (t to ~0.06 m near 20 m), sums still in float32
+    torch.testing.assert_close(low[2].float(), ref[2], rtol=0.02, atol=0.02)
+    torch.testing.assert_close(low[0].float(), ref[0], rtol=0.1, atol=0.1)

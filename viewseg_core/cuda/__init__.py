@@ -83,10 +83,26 @@ def _build(verbose: bool) -> ModuleType:
         env_changed = True
     try:
         return load(name=EXTENSION_NAME, sources=[str(p) for p in SOURCES],
-                    extra_cflags=EXTRA_CFLAGS, extra_cuda_cflags=EXTRA_CUDA_CFLAGS, verbose=verbose)
+                    extra_cflags=EXTRA_CFLAGS, extra_cuda_cflags=EXTRA_CUDA_CFLAGS,
+                    extra_ldflags=_cudart_ldflags(), verbose=verbose)
     finally:
         if env_changed:
             os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
+
+
+def _cudart_ldflags() -> list[str]:
+    """-L for libcudart when torch's guessed CUDA_HOME lacks it.
+
+    torch derives CUDA_HOME from the first ``nvcc`` on PATH; a wrapper script such as
+    /usr/local/bin/nvcc makes that /usr/local, which compiles but cannot link -lcudart.
+    """
+    home = Path(cuda_toolkit() or "")
+    if any((home / d / "libcudart.so").exists() for d in ("lib64", "lib")):
+        return []
+    for candidate in (Path("/usr/local/cuda/lib64"), Path("/usr/local/cuda/lib")):
+        if (candidate / "libcudart.so").exists():
+            return [f"-L{candidate}"]
+    return []
 
 
 def is_built() -> bool:

@@ -24,7 +24,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 
@@ -318,7 +318,7 @@ std::vector<at::Tensor> composite_forward_cuda(const at::Tensor& sigma, const at
     const int64_t blocks = (R + wpb - 1) / wpb;
     TORCH_CHECK(blocks < (int64_t(1) << 31), "composite: too many rays for one launch");
     composite_forward_kernel<scalar_t><<<static_cast<unsigned>(blocks), wpb * kWarp, per_warp * wpb,
-                                         at::cuda::getCurrentCUDAStream()>>>(
+                                         c10::cuda::getCurrentCUDAStream()>>>(
         sigma.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), values.data_ptr<scalar_t>(),
         far.has_value() ? far->data_ptr<scalar_t>() : nullptr, out.data_ptr<scalar_t>(),
         weights.data_ptr<scalar_t>(), opacity.data_ptr<scalar_t>(), dist.data_ptr<scalar_t>(), R, S, C,
@@ -360,7 +360,7 @@ std::vector<at::Tensor> composite_backward_cuda(const at::Tensor& sigma, const a
     const int64_t blocks = (R + wpb - 1) / wpb;
     TORCH_CHECK(blocks < (int64_t(1) << 31), "composite: too many rays for one launch");
     composite_backward_kernel<scalar_t><<<static_cast<unsigned>(blocks), wpb * kWarp, per_warp * wpb,
-                                          at::cuda::getCurrentCUDAStream()>>>(
+                                          c10::cuda::getCurrentCUDAStream()>>>(
         sigma.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), values.data_ptr<scalar_t>(),
         far.has_value() ? far->data_ptr<scalar_t>() : nullptr, grad_out.data_ptr<scalar_t>(),
         grad_weights.data_ptr<scalar_t>(), grad_opacity.data_ptr<scalar_t>(), grad_dist.data_ptr<scalar_t>(),

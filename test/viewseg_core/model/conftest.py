@@ -27,14 +27,14 @@ FACE_COLORS = torch.tensor([[0.8, 0.3, 0.3], [0.3, 0.8, 0.3], [0.9, 0.9, 0.9],
 OBJ_COLOR = torch.tensor([0.2, 0.7, 0.8])
 
 
-def yaw_pose(position, yaw_deg: float, pitch_deg: float = 0.0) -> torch.Tensor:
-    """c2w [4, 4] of an OpenCV camera at ``position`` turned by yaw about world y (down)."""
-    th, ph = math.radians(yaw_deg), math.radians(pitch_deg)
-    yaw = torch.tensor([[math.cos(th), 0.0, math.sin(th)], [0.0, 1.0, 0.0], [-math.sin(th), 0.0, math.cos(th)]])
-    pitch = torch.tensor([[1.0, 0.0, 0.0], [0.0, math.cos(ph), -math.sin(ph)], [0.0, math.sin(ph), math.cos(ph)]])
+def look_at(position, target) -> torch.Tensor:
+    """c2w [4, 4] of an OpenCV camera at ``position`` looking at ``target``, image-down ~ world +y."""
+    pos, tgt = torch.as_tensor(position, dtype=torch.float32), torch.as_tensor(target, dtype=torch.float32)
+    z = torch.nn.functional.normalize(tgt - pos, dim=0)
+    x = torch.nn.functional.normalize(torch.linalg.cross(torch.tensor([0.0, 1.0, 0.0]), z), dim=0)
     c2w = torch.eye(4)
-    c2w[:3, :3] = yaw @ pitch
-    c2w[:3, 3] = torch.as_tensor(position, dtype=torch.float32)
+    c2w[:3, :3] = torch.stack([x, torch.linalg.cross(z, x), z], dim=1)
+    c2w[:3, 3] = pos
     return c2w
 
 
@@ -68,15 +68,18 @@ def render_room(K: torch.Tensor, c2w: torch.Tensor, height: int, width: int):
 
 
 class BoxRoom:
-    """Four source views looking at the four walls and a handful of target views."""
+    """Four overlapping source views of the far corner (with the table) and two target views
+    between them, as pair mining would choose them (shared content, different poses)."""
+
+    SOURCES = [((-1.2, -0.2, -1.5), (0.6, 0.4, 1.8)), ((1.4, 0.1, -1.2), (0.6, 0.4, 1.8)),
+               ((-1.5, 0.3, 0.2), (0.9, 0.2, 2.0)), ((0.2, -0.4, -2.0), (0.3, 0.5, 1.5))]
+    TARGETS = [((0.0, 0.0, -1.0), (0.9, 0.5, 1.2)), ((1.2, -0.3, -0.3), (0.0, 0.3, 2.5))]
 
     def __init__(self, height: int = 24, width: int = 32, focal: float = 18.0) -> None:
         self.height, self.width = height, width
         self.K = intrinsics(height, width, focal)
-        self.source_c2w = torch.stack([yaw_pose([0.1 * i - 0.15, 0.0, 0.05 * i], 90.0 * i + 10.0, -10.0)
-                                       for i in range(4)])
-        self.target_c2w = torch.stack([yaw_pose([0.3, -0.1, -0.2], 40.0, -12.0),
-                                       yaw_pose([-0.3, 0.1, 0.3], 200.0, -5.0)])
+        self.source_c2w = torch.stack([look_at(p, t) for p, t in self.SOURCES])
+        self.target_c2w = torch.stack([look_at(p, t) for p, t in self.TARGETS])
         self.source = [render_room(self.K, c, height, width) for c in self.source_c2w]
         self.target = [render_room(self.K, c, height, width) for c in self.target_c2w]
 
@@ -99,5 +102,6 @@ def tiny_config(**overrides) -> ModelConfig:
 
 
 @pytest.fixture
-def tiny_model_config() -> ModelConfig:
-    return tiny_config()
+def make_config():
+    """``make_config(**overrides) -> ModelConfig`` of the tiny CPU model."""
+    return tiny_config

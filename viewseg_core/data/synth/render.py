@@ -36,14 +36,35 @@ class Rendering:
     primitive: np.ndarray
 
 
+_DIRECTION_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def _camera_directions(K: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[H, W, 3] unit camera-frame directions of the pixel centres, cached per (K, size).
+
+    A scene's views share one camera, so the (torch) ray construction of
+    :mod:`viewseg_core.cameras` runs once per camera model rather than once per view.
+    """
+    key = (K.tobytes(), height, width)
+    d = _DIRECTION_CACHE.get(key)
+    if d is None:
+        uv = cameras.pixel_grid(height, width, dtype=torch.float64)
+        d = cameras.camera_directions(torch.as_tensor(K), uv).numpy().reshape(height, width, 3)
+        if len(_DIRECTION_CACHE) > 16:
+            _DIRECTION_CACHE.clear()
+        _DIRECTION_CACHE[key] = d
+    return d
+
+
 def camera_rays(K: np.ndarray, c2w: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unit world directions [H, W, 3] and their optical-axis components [H, W] (float64)."""
-    K_t = torch.as_tensor(np.asarray(K, dtype=np.float64))
-    c2w_t = torch.as_tensor(np.asarray(c2w, dtype=np.float64))
-    uv = cameras.pixel_grid(height, width, dtype=torch.float64)
-    _, dirs = cameras.pixels_to_rays(K_t, c2w_t, uv)
-    z = cameras.ray_z_component(K_t, c2w_t, dirs)
-    return dirs.numpy().reshape(height, width, 3), z.numpy().reshape(height, width)
+    """Unit world directions [H, W, 3] and their optical-axis components [H, W] (float64).
+
+    The optical-axis component of a unit direction is its camera-frame z (planar depth =
+    ray distance * z), what :func:`viewseg_core.cameras.ray_z_component` computes in torch.
+    """
+    d_cam = _camera_directions(np.asarray(K, dtype=np.float64), height, width)
+    R = np.asarray(c2w, dtype=np.float64)[:3, :3]
+    return d_cam @ R.T, d_cam[..., 2]
 
 
 def render(scene: Scene, K: np.ndarray, c2w: np.ndarray, height: int, width: int,
@@ -60,17 +81,24 @@ def render(scene: Scene, K: np.ndarray, c2w: np.ndarray, height: int, width: int
     dirs, z = camera_rays(K, c2w, height, width)
     rects = pixel_rects(scene, K, c2w, height, width)
     dist, prim = cast_camera(scene, c2w[:3, 3], dirs, rects, dtype=precision)
+    exposure = scene.meta.get("exposure", 1.0) if exposure is None else exposure
     hit = prim >= 0
-    labels = np.full((height, width), IGNORE_LABEL, dtype=np.uint8)
-    labels[hit] = scene.label[prim[hit]].astype(np.uint8)
-    depth = np.full((height, width), np.nan, dtype=np.float32)
-    depth[hit] = (dist[hit] * z[hit]).astype(np.float32)
-    rgb = np.zeros((height, width, 3), dtype=np.uint8)
-    if hit.any():
-        d = dirs[hit]
-        points = c2w[:3, 3] + dist[hit, None] * d
-        rad = shade(scene, prim[hit], points, d)
-        rgb[hit] = to_srgb8(rad, scene.meta.get("exposure", 1.0) if exposure is None else exposure)
+    if hit.all():   # the usual case inside a closed room: skip the masking
+        labels = scene.label.astype(np.uint8)[prim]
+        depth = (dist * z).astype(np.float32)
+        d = dirs.reshape(-1, 3)
+        points = c2w[:3, 3] + dist.reshape(-1, 1) * d
+        rgb = to_srgb8(shade(scene, prim.reshape(-1), points, d), exposure).reshape(height, width, 3)
+    else:
+        labels = np.full((height, width), IGNORE_LABEL, dtype=np.uint8)
+        labels[hit] = scene.label[prim[hit]].astype(np.uint8)
+        depth = np.full((height, width), np.nan, dtype=np.float32)
+        depth[hit] = (dist[hit] * z[hit]).astype(np.float32)
+        rgb = np.zeros((height, width, 3), dtype=np.uint8)
+        if hit.any():
+            d = dirs[hit]
+            points = c2w[:3, 3] + dist[hit, None] * d
+            rgb[hit] = to_srgb8(shade(scene, prim[hit], points, d), exposure)
     return Rendering(rgb=rgb, labels=labels, depth=depth, distance=dist, primitive=prim)
 
 

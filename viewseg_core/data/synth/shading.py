@@ -40,40 +40,51 @@ def surface(scene: Scene, prim: np.ndarray, points: np.ndarray) -> tuple[np.ndar
     Returns:
         normals [M, 3] unit (world), s [M], t [M] surface coordinates in metres.
     """
-    c = scene.center[prim]
-    h = scene.half[prim]
-    yaw = np.where(scene.kind[prim] == BOX, scene.yaw[prim], 0.0)
-    cy, sy = np.cos(yaw), np.sin(yaw)
-    rel = points - c
-    qx = cy * rel[:, 0] + sy * rel[:, 1]
-    qy = -sy * rel[:, 0] + cy * rel[:, 1]
-    qz = rel[:, 2]
+    m = len(prim)
+    normals = np.zeros((m, 3))
+    s = np.empty(m)
+    t = np.empty(m)
     is_box = scene.kind[prim] == BOX
-
-    # Boxes: the face is the axis where the point sits closest to the boundary.
-    r = np.abs(np.stack([qx / h[:, 0], qy / h[:, 1], qz / h[:, 2]], axis=1))
-    axis = np.argmax(r, axis=1)
-    q = np.stack([qx, qy, qz], axis=1)
-    sign = np.sign(q[np.arange(len(prim)), axis])
-    n_local = np.zeros_like(q)
-    n_local[np.arange(len(prim)), axis] = sign
-    s_box = np.where(axis == 0, qy + h[:, 1], qx + h[:, 0])
-    t_box = np.where(axis == 2, qy + h[:, 1], qz + h[:, 2])
+    # Boxes: the face is the axis along which the point sits closest to the boundary.
+    idx = np.nonzero(is_box)[0] if not is_box.all() else slice(None)
+    p = prim[idx]
+    rel = points[idx] - scene.center[p]
+    h = scene.half[p]
+    yaw = scene.yaw[p]
+    if np.any(yaw != 0.0):
+        cy, sy = np.cos(yaw), np.sin(yaw)
+        qx = cy * rel[:, 0] + sy * rel[:, 1]
+        qy = -sy * rel[:, 0] + cy * rel[:, 1]
+    else:
+        cy, sy = 1.0, 0.0
+        qx, qy = rel[:, 0], rel[:, 1]
+    qz = rel[:, 2]
+    ax, ay, az = np.abs(qx) / h[:, 0], np.abs(qy) / h[:, 1], np.abs(qz) / h[:, 2]
+    on_x = (ax >= ay) & (ax >= az)
+    on_y = ~on_x & (ay >= az)
+    on_z = ~on_x & ~on_y
+    nx = np.where(on_x, np.sign(qx), 0.0)
+    ny = np.where(on_y, np.sign(qy), 0.0)
+    normals[idx, 0] = cy * nx - sy * ny
+    normals[idx, 1] = sy * nx + cy * ny
+    normals[idx, 2] = np.where(on_z, np.sign(qz), 0.0)
+    s[idx] = np.where(on_x, qy + h[:, 1], qx + h[:, 0])
+    t[idx] = np.where(on_z, qy + h[:, 1], qz + h[:, 2])
 
     # Cylinders: side or cap, whichever boundary is nearer in relative terms.
-    rho = np.sqrt(qx * qx + qy * qy)
-    cap = np.abs(qz) / h[:, 2] > rho / h[:, 0]
-    n_cyl = np.where(cap[:, None], np.stack([0 * qx, 0 * qx, np.sign(qz)], 1),
-                     np.stack([qx, qy, 0 * qx], 1) / np.maximum(rho, 1e-12)[:, None])
-    s_cyl = np.where(cap, qx, np.arctan2(qy, qx) * h[:, 0])
-    t_cyl = np.where(cap, qy, qz + h[:, 2])
-
-    n_local = np.where(is_box[:, None], n_local, n_cyl)
-    nx = cy * n_local[:, 0] - sy * n_local[:, 1]
-    ny = sy * n_local[:, 0] + cy * n_local[:, 1]
-    normals = np.stack([nx, ny, n_local[:, 2]], axis=1)
-    s = np.where(is_box, s_box, s_cyl)
-    t = np.where(is_box, t_box, t_cyl)
+    idx = np.nonzero(~is_box)[0]
+    if idx.size:
+        p = prim[idx]
+        rel = points[idx] - scene.center[p]
+        h = scene.half[p]
+        qx, qy, qz = rel[:, 0], rel[:, 1], rel[:, 2]
+        rho = np.maximum(np.sqrt(qx * qx + qy * qy), 1e-12)
+        cap = np.abs(qz) / h[:, 2] > rho / h[:, 0]
+        normals[idx, 0] = np.where(cap, 0.0, qx / rho)
+        normals[idx, 1] = np.where(cap, 0.0, qy / rho)
+        normals[idx, 2] = np.where(cap, np.sign(qz), 0.0)
+        s[idx] = np.where(cap, qx, np.arctan2(qy, qx) * h[:, 0])
+        t[idx] = np.where(cap, qy, qz + h[:, 2])
     return normals, s, t
 
 
@@ -145,28 +156,36 @@ def shade(scene: Scene, prim: np.ndarray, points: np.ndarray, view_dirs: np.ndar
         prim: [M]; points: [M, 3]; view_dirs: [M, 3] unit ray directions (camera -> point).
     """
     normals, s, t = surface(scene, prim, points)
-    # A face seen from behind (thin slabs seen edge-on at grazing angles) is lit as its front.
-    facing = np.sum(normals * view_dirs, axis=1) > 0
-    normals[facing] *= -1
+    # A face seen from behind (a thin slab hit exactly on its rim) is lit as its front.
+    flip = np.einsum("ij,ij->i", normals, view_dirs) > 0
+    if flip.any():
+        normals[flip] *= -1
     alb = albedo(scene, prim, s, t)
-    light = np.full((len(prim), 3), scene.ambient)
-    light += 0.12 * (0.5 + 0.5 * normals[:, 2:3])      # sky-ish fill from above
+    nx, ny, nz = normals[:, 0], normals[:, 1], normals[:, 2]
+    px, py, pz = points[:, 0], points[:, 1], points[:, 2]
+    light = np.empty_like(alb)
+    light[:] = (scene.ambient + 0.06 + 0.06 * nz)[:, None]      # ambient + sky-ish fill from above
     for lp, lc in zip(scene.light_pos, scene.light_color):
-        L = lp - points
-        d2 = np.sum(L * L, axis=1)
-        cos = np.maximum(np.sum(normals * L, axis=1) / np.sqrt(d2 + 1e-12), 0.0)
+        lx, ly, lz = lp[0] - px, lp[1] - py, lp[2] - pz
+        d2 = lx * lx + ly * ly + lz * lz
+        cos = np.maximum(nx * lx + ny * ly + nz * lz, 0.0) / np.sqrt(d2 + 1e-12)
         light += (cos / (1.0 + 0.12 * d2))[:, None] * lc
     rad = alb * light
     em = scene.mat_emissive[scene.material[prim]]
     glow = em > 0
-    rad[glow] = alb[glow] * em[glow, None]
+    if glow.any():
+        rad[glow] = alb[glow] * em[glow, None]
     return rad
+
+
+# Linear [0, 1] (in 4096 steps) -> gamma-2.2 8-bit: a lookup is ~5x cheaper than a power.
+_SRGB_LUT = (np.linspace(0.0, 1.0, 4096) ** (1 / 2.2) * 255.0 + 0.5).astype(np.uint8)
 
 
 def to_srgb8(radiance: np.ndarray, exposure: float = 1.0) -> np.ndarray:
     """Linear radiance -> 8-bit display values (clip, gamma 2.2)."""
-    x = np.clip(radiance * exposure, 0.0, 1.0) ** (1 / 2.2)
-    return (x * 255.0 + 0.5).astype(np.uint8)
+    x = np.clip(radiance * (exposure * 4095.0), 0.0, 4095.0)
+    return _SRGB_LUT[(x + 0.5).astype(np.int32)]
 
 
 __all__ = ["surface", "albedo", "shade", "to_srgb8", "value_noise"]

@@ -1,0 +1,153 @@
+"""Semantic field: projected == naive features, visibility masking, pixel alignment."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from viewseg_core.model.field import FieldConfig, ResBlock, SemanticField, SourceViews, pixels_to_grid
+
+H, W = 24, 32
+
+
+def _field(feature_dim=16, hidden=32, seed=0, **kw) -> SemanticField:
+    torch.manual_seed(seed)
+    f = SemanticField(feature_dim, FieldConfig(hidden_dim=hidden, **kw))
+    # fc1 starts at zero (identity blocks); randomise it so every layer matters in the tests.
+    with torch.no_grad():
+        for m in f.modules():
+            if isinstance(m, ResBlock):
+                m.fc1.weight.normal_(0, 0.2)
+                m.fc1.bias.normal_(0, 0.1)
+    return f
+
+
+def _look_at_origin(position) -> torch.Tensor:
+    """c2w of a camera at ``position`` whose optical axis points at the world origin."""
+    pos = torch.as_tensor(position, dtype=torch.float32)
+    z = F.normalize(-pos, dim=0)
+    up = torch.tensor([0.0, -1.0, 0.0]) if abs(float(z[1])) < 0.9 else torch.tensor([1.0, 0.0, 0.0])
+    x = F.normalize(torch.linalg.cross(-up, z), dim=0)
+    y = torch.linalg.cross(z, x)
+    c2w = torch.eye(4)
+    c2w[:3, :3] = torch.stack([x, y, z], dim=1)
+    c2w[:3, 3] = pos
+    return c2w
+
+
+K0 = torch.tensor([[20.0, 0.0, 15.5], [0.0, 20.0, 11.5], [0.0, 0.0, 1.0]])
+
+
+def _sources(positions_per_batch, C=16, seed=1, valid=None) -> SourceViews:
+    g = torch.Generator().manual_seed(seed)
+    c2w = torch.stack([torch.stack([_look_at_origin(p) for p in ps]) for ps in positions_per_batch])
+    B, V = c2w.shape[:2]
+    feats = torch.randn(B, V, C, H // 4, W // 4, generator=g)
+    return SourceViews(feats, K0.expand(B, V, 3, 3).clone(), c2w, H, W, valid)
+
+
+def _points(B=2, R=5, S=6, seed=2):
+    g = torch.Generator().manual_seed(seed)
+    pts = 0.4 * torch.randn(B, R, S, 3, generator=g)
+    dirs = F.normalize(torch.randn(B, R, 3, generator=g), dim=-1)
+    return pts, dirs
+
+
+CAMS = [[(0, 0, -3), (2.5, 0.3, -1.5), (-2.5, -0.2, -1.0)], [(0.3, 0.1, -2.5), (1.5, 1.0, -2.0), (0, -2.8, 0.5)]]
+
+
+def test_projected_equals_naive():
+    field = _field()
+    src = _sources(CAMS)
+    pts, dirs = _points()
+    src.features.requires_grad_(True)
+    fast = field(pts, dirs, field.prepare(src))
+    g_fast = torch.autograd.grad(fast.logits.sum() + fast.density.sum() + fast.rgb.sum(),
+                                 [src.features, field.lin_in.weight])
+    field.config.projected_features = False
+    ref = field(pts, dirs, field.prepare(src))
+    g_ref = torch.autograd.grad(ref.logits.sum() + ref.density.sum() + ref.rgb.sum(),
+                                [src.features, field.lin_in.weight])
+    assert fast.num_visible.min() >= 1  # the comparison covers real features
+    for a, b in [(fast.logits, ref.logits), (fast.rgb, ref.rgb), (fast.density, ref.density)] + \
+            list(zip(g_fast, g_ref)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_shapes_and_dtypes():
+    field = _field()
+    out = field(*_points(), field.prepare(_sources(CAMS)))
+    assert out.logits.shape == (2, 5, 6, 37) and out.logits.dtype == torch.float32
+    assert out.rgb.shape == (2, 5, 6, 3) and out.density.shape == (2, 5, 6)
+    assert out.num_visible.shape == (2, 5, 6) and not out.num_visible.dtype.is_floating_point
+    assert (out.rgb >= 0).all() and (out.rgb <= 1).all() and (out.density >= 0).all()
+    field64 = _field().double()
+    src = _sources(CAMS)
+    src64 = SourceViews(src.features.double(), src.K.double(), src.c2w.double(), H, W)
+    pts, dirs = _points()
+    assert field64(pts.double(), dirs.double(), field64.prepare(src64)).logits.dtype == torch.float64
+
+
+@pytest.mark.parametrize("kind", ["behind", "outside", "invalid"])
+def test_view_that_sees_nothing_changes_nothing(kind):
+    field = _field()
+    pts, dirs = _points()
+    base = _sources(CAMS)
+    extra = _sources([[p] for p in [(0, 0, 3), (0, 0, 3)]], seed=7)  # cameras at +z looking at the origin
+    c2w = extra.c2w.clone()
+    valid = torch.ones(2, 4, dtype=torch.bool)
+    if kind == "behind":
+        # Turn 180 degrees about the camera's y axis: it now looks away from every point.
+        c2w[:, :, :3, 0] = -c2w[:, :, :3, 0]
+        c2w[:, :, :3, 2] = -c2w[:, :, :3, 2]
+    elif kind == "outside":
+        c2w[:, :, :3, 3] = torch.tensor([40.0, 0.0, 3.0])  # far to the side: projections leave the image
+    else:
+        valid[:, 3] = False
+    both = SourceViews(torch.cat([base.features, extra.features], 1), torch.cat([base.K, extra.K], 1),
+                       torch.cat([base.c2w, c2w], 1), H, W, valid)
+    ref = field(pts, dirs, field.prepare(base))
+    out = field(pts, dirs, field.prepare(both))
+    assert torch.equal(out.num_visible, ref.num_visible)
+    torch.testing.assert_close(out.logits, ref.logits, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(out.density, ref.density, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(out.rgb, ref.rgb, rtol=1e-6, atol=1e-6)
+
+
+def test_unseen_points_have_zero_density():
+    field = _field()
+    src = _sources([[(0, 0, -3)], [(0, 0, -3)]])
+    pts = torch.tensor([0.0, 0.0, -5.0]).expand(2, 3, 4, 3).clone()  # behind the only camera
+    pts[:, 0, 0] = 0.0                                                # ... except one point at the origin
+    out = field(pts, F.normalize(torch.ones(2, 3, 3), dim=-1), field.prepare(src))
+    assert out.num_visible[:, 0, 0].tolist() == [1, 1]
+    assert (out.num_visible.flatten(1)[:, 1:] == 0).all()
+    assert (out.density.flatten(1)[:, 1:] == 0).all() and (out.density[:, 0, 0] > 0).all()
+    assert torch.isfinite(out.logits).all() and torch.isfinite(out.rgb).all()
+
+
+def test_pixel_centres_hit_feature_centres():
+    """A point projecting to the centre of image pixel (u, v) samples the stride-s feature
+    pixel that covers it, exactly at feature-pixel centres: (u + 0.5) / s - 0.5."""
+    fmap = (10.0 * torch.arange(6)[:, None] + torch.arange(8)[None]).float()[None, None]  # [1,1,6,8], stride 4
+    i, j = torch.meshgrid(torch.arange(6), torch.arange(8), indexing="ij")
+    uv = torch.stack([4.0 * j + 1.5, 4.0 * i + 1.5], -1).reshape(1, -1, 1, 2)  # feature-pixel centres
+    got = F.grid_sample(fmap, pixels_to_grid(uv, H, W), align_corners=False).reshape(6, 8)
+    torch.testing.assert_close(got, fmap[0, 0])
+    # The image's outer edges map to -1 and +1.
+    edges = pixels_to_grid(torch.tensor([[-0.5, -0.5], [W - 0.5, H - 0.5]]), H, W)
+    torch.testing.assert_close(edges, torch.tensor([[-1.0, -1.0], [1.0, 1.0]]))
+
+
+def test_bad_inputs():
+    field = _field()
+    src = _sources(CAMS)
+    pts, dirs = _points()
+    with pytest.raises(ValueError, match="points must be"):
+        field(pts[..., :2], dirs, field.prepare(src))
+    with pytest.raises(ValueError, match="directions must be"):
+        field(pts, dirs[:, :2], field.prepare(src))
+    with pytest.raises(ValueError, match="channels"):
+        _field(feature_dim=8).prepare(src)
+    with pytest.raises(ValueError, match="SourceViews.K"):
+        SourceViews(src.features, src.K[:, :2], src.c2w, H, W)

@@ -1,0 +1,605 @@
+"""The ``viewseg`` ROS 2 node: posed keyframes in, semantics and depth at any camera pose out.
+
+Contract: design.md, "ROS 2 interface". In short:
+
+- Subscribes ``image`` + ``camera_info`` (sensor-data QoS) and ``/tf`` + ``/tf_static``. Each
+  image's optical-frame pose in ``fixed_frame`` is looked up at its stamp (waiting up to
+  ``tf_wait_s`` for TF to catch up). Frames that pass the keyframe rule
+  (:mod:`viewseg_ros.keyframes`) are resized to the working size, encoded ONCE and kept with
+  their encoder features: a query never re-encodes a keyframe.
+- Service ``~/render_view`` (viewseg_interfaces/srv/RenderView) and topic mode (``~/query``
+  PoseStamped -> ``~/semantic``, ``~/semantic_color``, ``~/depth``, ``~/confidence``,
+  ``~/camera_info``): transform the query pose into ``fixed_frame``, pick
+  ``query.num_sources`` keyframes (:func:`viewseg_core.source_selection.select_views`), render.
+- ``/diagnostics``: keyframe count and bytes, device, last latency, drop counters.
+
+Output frame and stamp. The query pose is that of the query camera's optical frame, which
+has no name in TF of its own, so the output ``frame_id`` is, in order: the request's
+``camera_info.header.frame_id`` when set (the client names its virtual camera); the pose's
+``header.frame_id`` when the pose is the identity (the query camera IS that frame, e.g.
+"render from camera_optical"); else the parameter ``query.frame_id``. The stamp is the
+pose's stamp, or for stamp 0 ("latest") the TF time that was used (now, if all static).
+
+Bad input never takes the node down: malformed images and uncalibrated CameraInfo are
+dropped with a throttled warning (and counted in /diagnostics); a bad query gets
+``success=false`` and a message saying what was wrong.
+
+Run: ``python -m viewseg_ros.node --ros-args --params-file config/viewseg.yaml`` or
+``viewseg_node``; the model is loaded and warmed up before the node logs "ready".
+"""
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+from viewseg_core.cameras import resize_intrinsics
+from viewseg_core.classes import IGNORE_LABEL, colorize
+from viewseg_core.data.records import View
+from viewseg_core.model.weights import load_model
+from viewseg_core.source_selection import SourceSelectionConfig, select_views
+from viewseg_ros.conversions import (COLOR_ENCODINGS, camera_info_to_K, image_to_numpy, make_camera_info,
+                                     numpy_to_image, ns_to_time, pose_to_matrix, time_to_ns)
+from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig
+from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformError
+
+NODE_NAME = "viewseg"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_CHECKPOINT = Path("checkpoints") / "demo.pt"
+WARN_PERIOD_S = 5.0
+
+# name -> (default, description). Numbers are coerced (a YAML "1" for a float is fine).
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    "image_topic": ("image", "sensor_msgs/Image topic (rgb8/bgr8/rgba8/bgra8)"),
+    "camera_info_topic": ("camera_info", "sensor_msgs/CameraInfo topic of the same camera"),
+    "fixed_frame": ("map", "world frame of keyframe poses and rendering (map or odom)"),
+    "checkpoint": ("", "viewseg-model file; empty = the demo checkpoint checkpoints/demo.pt"),
+    "device": ("auto", "torch device: auto (cuda when available), cpu, cuda, cuda:1..."),
+    "num_threads": (0, "torch CPU threads (0 = torch's default)"),
+    "warmup": (True, "run one encode + render before reporting ready"),
+    "tf_wait_s": (0.1, "how long to wait for TF at an image/query stamp before giving up"),
+    "diagnostics_period_s": (1.0, "period of /diagnostics"),
+    "keyframes.min_translation": (0.25, "metres between keyframe camera centres"),
+    "keyframes.min_rotation_deg": (15.0, "degrees between keyframe optical frames"),
+    "keyframes.min_interval_s": (0.2, "seconds between admitted keyframes"),
+    "keyframes.refresh_after_s": (0.0, "re-admit a seen pose when its keyframes are this old (0 = never)"),
+    "keyframes.max_keyframes": (64, "keyframes kept at most"),
+    "keyframes.max_bytes": (1 << 30, "bytes kept at most: images + cached features"),
+    "keyframes.eviction": ("redundant", "redundant | oldest"),
+    "keyframes.width": (0, "resize keyframes to this width (0 = as received)"),
+    "keyframes.height": (0, "resize keyframes to this height (0 = as received)"),
+    "query.num_sources": (4, "keyframes used per query"),
+    "query.num_coarse": (-1, "coarse samples per ray (-1 = the checkpoint's)"),
+    "query.num_fine": (-1, "fine samples per ray (-1 = the checkpoint's, 0 = coarse pass only)"),
+    "query.chunk_size": (0, "rays per model chunk (0 = the checkpoint's)"),
+    "query.max_width": (1280, "largest query width accepted"),
+    "query.max_height": (1024, "largest query height accepted"),
+    "query.width": (0, "topic mode image width (0 = the keyframes')"),
+    "query.height": (0, "topic mode image height (0 = the keyframes')"),
+    "query.frame_id": ("viewseg_query_optical", "output frame_id when the request names none"),
+}
+
+
+class QueryError(ValueError):
+    """A query the node refuses; the message goes to the client as is."""
+
+
+@dataclass
+class QueryResult:
+    """One rendered query. Images are [height, width]."""
+
+    labels: np.ndarray          # uint8/uint16 class ids, 255/65535 = unknown
+    depth: np.ndarray           # float32 metres, NaN = empty
+    confidence: np.ndarray      # float32 in [0, 1]
+    K: np.ndarray               # [3, 3] of the query camera
+    width: int
+    height: int
+    frame_id: str
+    stamp_ns: int
+    keyframe_ids: list[int]
+    keyframe_stamps_ns: list[int]
+    render_s: float
+    total_s: float = 0.0
+    timings: dict = field(default_factory=dict)
+
+
+def resolve_checkpoint(value: str) -> Path:
+    """The checkpoint file for parameter ``checkpoint``; FileNotFoundError naming every place tried.
+
+    Empty = the demo checkpoint ``checkpoints/demo.pt``, looked up in the working directory,
+    the source tree and ``<prefix>/share/viewseg_ros``; a relative path is tried against the
+    working directory, then the source tree.
+    """
+    if value:
+        path = Path(value).expanduser()
+        candidates = [path] if path.is_absolute() else [Path.cwd() / path, REPO_ROOT / path]
+    else:
+        candidates = [Path.cwd() / DEMO_CHECKPOINT, REPO_ROOT / DEMO_CHECKPOINT,
+                      Path(sys.prefix) / "share" / "viewseg_ros" / DEMO_CHECKPOINT]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    what = f"checkpoint {value!r}" if value else "the demo checkpoint (parameter checkpoint is empty)"
+    raise FileNotFoundError(f"{what} not found; tried {', '.join(str(c) for c in dict.fromkeys(candidates))}. "
+                            f"Train one (README: 'train the demo model') or set the checkpoint parameter "
+                            f"to a viewseg-model file")
+
+
+def resolve_device(value: str) -> torch.device:
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(value)
+    except RuntimeError as error:
+        raise ValueError(f"parameter device: {value!r} is not a torch device ({error})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"parameter device: {value!r} asked for, but CUDA is not available")
+    return device
+
+
+def _is_identity(matrix: np.ndarray) -> bool:
+    return bool(np.allclose(matrix, np.eye(4), atol=1e-9))
+
+
+class ViewSegNode(Node):
+    """See the module docstring. ``kwargs`` go to rclpy's Node (e.g. parameter_overrides)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        self.params = self._read_parameters()
+        p = self.params
+        self._warned: dict[str, float] = {}
+        self.drops: dict[str, int] = {"image": 0, "camera_info": 0, "tf": 0, "query": 0}
+        self.warnings_logged = 0
+        self.queries = 0
+        self.last_latency_s = float("nan")
+        self.last_render_s = float("nan")
+        self.last_timings: dict[str, float] = {}
+        self._camera: tuple[np.ndarray, int, int, str] | None = None  # K, width, height, frame
+        self._working_hw: tuple[int, int] | None = (
+            (p["keyframes.height"], p["keyframes.width"]) if p["keyframes.width"] and p["keyframes.height"] else None)
+        self.ready = False
+
+        # The model: loaded once, sample counts set once (never mutated while serving).
+        if p["num_threads"] > 0:
+            torch.set_num_threads(p["num_threads"])
+        self.device = resolve_device(p["device"])
+        self.checkpoint = resolve_checkpoint(p["checkpoint"])
+        self.model = load_model(self.checkpoint, map_location=self.device).eval()
+        self._configure_sampling()
+        self.keyframes = KeyframeBuffer(KeyframeConfig(
+            min_translation=p["keyframes.min_translation"], min_rotation_deg=p["keyframes.min_rotation_deg"],
+            min_interval_s=p["keyframes.min_interval_s"],
+            refresh_after_s=p["keyframes.refresh_after_s"] or None,
+            max_keyframes=p["keyframes.max_keyframes"], max_bytes=p["keyframes.max_bytes"],
+            eviction=p["keyframes.eviction"]))
+        self.selection = SourceSelectionConfig(num_sources=p["query.num_sources"])
+        self._model_lock = threading.Lock()  # one model call at a time: no oversubscribed CPU
+        if p["warmup"]:
+            self._warm_up()
+
+        # ROS interfaces, only once the model is ready. Callback groups: TF never waits
+        # behind an image that waits for TF, and a long render never blocks keyframes.
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseStamped
+        from sensor_msgs.msg import CameraInfo, Image
+
+        from viewseg_interfaces.srv import RenderView
+
+        self._tf_group = MutuallyExclusiveCallbackGroup()
+        self._frames_group = MutuallyExclusiveCallbackGroup()
+        self._info_group = MutuallyExclusiveCallbackGroup()
+        self._query_group = MutuallyExclusiveCallbackGroup()
+        self.tf = TfListener(self, callback_group=self._tf_group)
+        self.create_subscription(Image, p["image_topic"], self._on_image, qos_profile_sensor_data,
+                                 callback_group=self._frames_group)
+        self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_camera_info, qos_profile_sensor_data,
+                                 callback_group=self._info_group)
+        self.create_service(RenderView, "~/render_view", self._on_render_view, callback_group=self._query_group)
+        latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(PoseStamped, "~/query", self._on_query, latest, callback_group=self._query_group)
+        out_qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+        self.pubs = {name: self.create_publisher(Image, f"~/{name}", out_qos)
+                     for name in ("semantic", "semantic_color", "depth", "confidence")}
+        self.pubs["camera_info"] = self.create_publisher(CameraInfo, "~/camera_info", out_qos)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, callback_group=self._info_group)
+        self.ready = True
+        cfg = self.model.renderer.config
+        self.get_logger().info(
+            f"ready: {self.model.config.encoder} from {self.checkpoint} on {self.device}, "
+            f"{cfg.num_coarse}+{cfg.num_fine if self.model.renderer.fine is not None else 0} samples, "
+            f"fixed frame {p['fixed_frame']!r}, images on {self.resolve_topic_name(p['image_topic'])}")
+
+    # ------------------------------------------------------------------ setup
+    def _read_parameters(self) -> dict[str, Any]:
+        values = {}
+        for name, (default, description) in PARAMETERS.items():
+            descriptor = ParameterDescriptor(description=description, dynamic_typing=True)
+            value = self.declare_parameter(name, default, descriptor).value
+            try:
+                values[name] = type(default)(value) if not isinstance(default, bool) else bool(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"parameter {name}: expected a {type(default).__name__}, got {value!r}") from None
+        positive = ("keyframes.max_keyframes", "keyframes.max_bytes", "query.num_sources", "query.max_width",
+                    "query.max_height", "tf_wait_s", "diagnostics_period_s")
+        for name in positive:
+            if not values[name] > 0 and not (name == "tf_wait_s" and values[name] == 0):
+                raise ValueError(f"parameter {name} must be positive, got {values[name]}")
+        for name in ("keyframes.width", "keyframes.height", "query.width", "query.height", "query.chunk_size"):
+            if values[name] < 0:
+                raise ValueError(f"parameter {name} must be >= 0, got {values[name]}")
+        if bool(values["keyframes.width"]) != bool(values["keyframes.height"]):
+            raise ValueError("parameters keyframes.width and keyframes.height must both be 0 or both be set")
+        if bool(values["query.width"]) != bool(values["query.height"]):
+            raise ValueError("parameters query.width and query.height must both be 0 or both be set")
+        if not values["fixed_frame"]:
+            raise ValueError("parameter fixed_frame must not be empty")
+        return values
+
+    def _configure_sampling(self) -> None:
+        """Apply query.num_coarse / num_fine / chunk_size to the loaded renderer (once, at start)."""
+        import dataclasses
+
+        p, renderer = self.params, self.model.renderer
+        cfg = renderer.config
+        changes = {}
+        if p["query.num_coarse"] >= 0:
+            if p["query.num_coarse"] == 0:
+                raise ValueError("parameter query.num_coarse must be >= 1 (or -1 for the checkpoint's)")
+            changes["num_coarse"] = p["query.num_coarse"]
+        if p["query.num_fine"] >= 0:
+            if p["query.num_fine"] == 0:
+                renderer.fine = None  # coarse pass only: the fine field is never evaluated
+            elif renderer.fine is None:
+                raise ValueError("parameter query.num_fine > 0, but the checkpoint has no fine field")
+            changes["num_fine"] = p["query.num_fine"]
+        if p["query.chunk_size"] > 0:
+            changes["chunk_size"] = p["query.chunk_size"]
+        renderer.config = dataclasses.replace(cfg, **changes)
+
+    @torch.no_grad()
+    def _warm_up(self) -> None:
+        """One encode and one small render, so the first real query pays no first-call costs."""
+        height, width = self._working_hw or (48, 64)
+        t0 = time.perf_counter()
+        features = self._encode(np.zeros((height, width, 3), np.uint8))
+        K = np.array([[width, 0.0, width / 2 - 0.5], [0.0, width, height / 2 - 0.5], [0.0, 0.0, 1.0]])
+        c2w = torch.eye(4, dtype=torch.float64)
+        sources = self.model.make_sources(features[None, None], torch.as_tensor(K)[None, None], c2w[None, None],
+                                          height, width)
+        self.model.render(torch.as_tensor(K), c2w, min(height, 16), min(width, 16), sources)
+        self._sync()
+        self.get_logger().info(f"warm-up took {time.perf_counter() - t0:.2f} s")
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # ------------------------------------------------------------------ warnings
+    def _warn(self, key: str, message: str) -> None:
+        """At most one warning per ``key`` every WARN_PERIOD_S (rclpy's throttle is per call site)."""
+        now = time.monotonic()
+        if now - self._warned.get(key, -math.inf) >= WARN_PERIOD_S:
+            self._warned[key] = now
+            self.warnings_logged += 1
+            self.get_logger().warning(message)
+
+    def _drop(self, kind: str, message: str) -> None:
+        self.drops[kind] += 1
+        self._warn(kind, f"dropped {kind}: {message} ({self.drops[kind]} dropped so far)")
+
+    # ------------------------------------------------------------------ TF
+    def _lookup(self, target: str, source: str, stamp_ns: int) -> tuple[np.ndarray, int]:
+        """(T_target_source, stamp used), waiting up to tf_wait_s for TF to reach ``stamp_ns``.
+
+        Raises TransformError when it does not arrive in time (or can never arrive: a stamp
+        older than the buffer's history).
+        """
+        if target == source:
+            return np.eye(4), stamp_ns
+        deadline = time.monotonic() + self.params["tf_wait_s"]
+        while True:
+            try:
+                found = self.tf.buffer.lookup_transform(target, source, stamp_ns)
+                return found.matrix, found.stamp_ns
+            except ExtrapolationError as error:
+                if error.requested_ns < error.available_ns[0] or time.monotonic() >= deadline:
+                    raise
+            except TransformError:  # unknown frame: /tf_static may still be on its way
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.002)
+
+    # ------------------------------------------------------------------ keyframes in
+    def _on_camera_info(self, msg: Any) -> None:
+        try:
+            K = camera_info_to_K(msg, "camera_info")
+        except ValueError as error:
+            self._drop("camera_info", str(error))
+            return
+        self._camera = (K, int(msg.width), int(msg.height), msg.header.frame_id)
+
+    def _on_image(self, msg: Any) -> None:
+        try:
+            self._admit_image(msg)
+        except Exception as error:  # a bad frame must never take the node down
+            self._drop("image", f"unexpected {type(error).__name__}: {error}")
+
+    def _admit_image(self, msg: Any) -> None:
+        if msg.encoding not in COLOR_ENCODINGS:
+            self._drop("image", f"encoding {msg.encoding!r} is not a colour encoding "
+                                f"({', '.join(sorted(COLOR_ENCODINGS))})")
+            return
+        try:
+            rgb = image_to_numpy(msg, "image")
+        except ValueError as error:
+            self._drop("image", str(error))
+            return
+        frame, stamp_ns = msg.header.frame_id, time_to_ns(msg.header.stamp)
+        if not frame:
+            self._drop("image", "header.frame_id is empty: the camera's optical frame is needed for its pose")
+            return
+        camera = self._camera
+        if camera is None:
+            self._drop("image", f"no valid CameraInfo yet on {self.resolve_topic_name(self.params['camera_info_topic'])}")
+            return
+        K, info_width, info_height, _ = camera
+        if (info_width, info_height) != (rgb.shape[1], rgb.shape[0]):
+            self._drop("image", f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
+                                f"{info_width}x{info_height}")
+            return
+        try:
+            c2w, _ = self._lookup(self.params["fixed_frame"], frame, stamp_ns)
+        except TransformError as error:
+            self._drop("tf", f"no pose for image at {stamp_ns / 1e9:.3f} s: {error}")
+            return
+        if not self.keyframes.should_admit(c2w, stamp_ns).admit:
+            return  # decided from the pose alone: no encoder pass for a redundant frame
+        rgb, K = self._to_working_size(rgb, K)
+        features = self._encode(rgb)
+        view = View(rgb=rgb, K=K, c2w=c2w, view_id=f"{stamp_ns}", stamp=stamp_ns / 1e9, meta={"frame_id": frame})
+        try:
+            keyframe = self.keyframes.add(view, stamp_ns, features=features)
+        except ValueError as error:  # one keyframe larger than max_bytes
+            self._drop("image", str(error))
+            return
+        if keyframe is not None:
+            self.get_logger().debug(f"keyframe {keyframe.id} at {stamp_ns / 1e9:.3f} s "
+                                    f"({len(self.keyframes)} kept)")
+
+    def _to_working_size(self, rgb: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """All keyframes share one size (the model batches their features): resize to it."""
+        if self._working_hw is None:
+            self._working_hw = (rgb.shape[0], rgb.shape[1])
+        height, width = self._working_hw
+        if rgb.shape[:2] == (height, width):
+            return rgb, K
+        resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+        return resized, resize_intrinsics(K, rgb.shape[:2], (height, width))
+
+    @torch.no_grad()
+    def _encode(self, rgb: np.ndarray) -> torch.Tensor:
+        """[H, W, 3] uint8 -> features [C, h, w] on the model's device."""
+        image = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None, None]
+        with self._model_lock:
+            features = self.model.encode_sources(image)[0, 0]
+            self._sync()
+        return features
+
+    # ------------------------------------------------------------------ queries
+    def render_query(self, pose: Any, camera_info: Any | None) -> QueryResult:
+        """Render a PoseStamped (+ optional CameraInfo); QueryError says what is wrong with it."""
+        t0 = time.perf_counter()
+        timings = {}
+        p = self.params
+        frame = pose.header.frame_id
+        if not frame:
+            raise QueryError("pose.header.frame_id is empty: name the TF frame the pose is expressed in "
+                             f"(e.g. {p['fixed_frame']!r})")
+        try:
+            pose_matrix = pose_to_matrix(pose, "pose")
+        except ValueError as error:
+            raise QueryError(str(error)) from None
+        stamp_ns = time_to_ns(pose.header.stamp)
+        try:
+            T_fixed_frame, tf_stamp_ns = self._lookup(p["fixed_frame"], frame, stamp_ns)
+        except TransformError as error:
+            raise QueryError(f"cannot express the pose (frame {frame!r}) in the fixed frame "
+                             f"{p['fixed_frame']!r}: {error}") from None
+        c2w = T_fixed_frame @ pose_matrix
+
+        keyframes = self.keyframes.snapshot()
+        if not keyframes:
+            raise QueryError("the keyframe buffer is empty: no posed image has been received yet (check "
+                             f"{self.resolve_topic_name(p['image_topic'])}, "
+                             f"{self.resolve_topic_name(p['camera_info_topic'])} and TF from "
+                             f"{p['fixed_frame']!r} to the camera frame)")
+        K, width, height = self._query_camera(camera_info, keyframes[-1].view)
+        timings["prepare"] = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        selection = select_views(K, c2w, (height, width), [k.view for k in keyframes], self.selection)
+        chosen = [keyframes[i] for i in selection.indices]
+        timings["select"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        features = torch.stack([k.features for k in chosen])[None]  # [1, V, C, h, w]
+        source_K = torch.as_tensor(np.stack([k.view.K for k in chosen]))[None]
+        source_c2w = torch.as_tensor(np.stack([k.c2w for k in chosen]))[None]
+        sources = self.model.make_sources(features, source_K, source_c2w, chosen[0].view.height,
+                                          chosen[0].view.width)
+        with self._model_lock:
+            out = self.model.render(torch.as_tensor(K), torch.as_tensor(c2w), height, width, sources)
+            self._sync()
+        render_s = time.perf_counter() - t2
+
+        t3 = time.perf_counter()
+        num_classes = self.model.config.num_classes
+        labels = out.labels
+        if num_classes < 255:
+            labels = labels.to(torch.uint8)
+        else:  # mono16, 65535 = unknown
+            labels = torch.where(labels == IGNORE_LABEL, 65535, labels).to(torch.int32)
+        labels = labels.cpu().numpy()
+        if num_classes >= 255:
+            labels = labels.astype(np.uint16)
+        depth = out.depth.float().cpu().numpy()
+        confidence = out.confidence.float().cpu().numpy()
+        if camera_info is not None and camera_info.header.frame_id:
+            out_frame = camera_info.header.frame_id
+        elif _is_identity(pose_matrix):
+            out_frame = frame
+        else:
+            out_frame = p["query.frame_id"]
+        out_stamp = stamp_ns or tf_stamp_ns or self.get_clock().now().nanoseconds
+        timings["to_numpy"] = time.perf_counter() - t3
+        return QueryResult(labels, depth, confidence, K, width, height, out_frame, out_stamp,
+                           [k.id for k in chosen], [k.stamp_ns for k in chosen], render_s, timings=timings)
+
+    def _query_camera(self, info: Any | None, reference: View) -> tuple[np.ndarray, int, int]:
+        """(K, width, height) of the query camera; the keyframes' camera where the request leaves it open."""
+        p = self.params
+        if info is None:
+            width, height = p["query.width"], p["query.height"]
+            k = None
+        else:
+            width, height, k = int(info.width), int(info.height), info.k
+        if width == 0 and height == 0:
+            width, height = reference.width, reference.height
+        if width <= 0 or height <= 0:
+            raise QueryError(f"camera_info size {width}x{height}: give both width and height, or neither")
+        if width > p["query.max_width"] or height > p["query.max_height"]:
+            raise QueryError(f"requested {width}x{height} exceeds the maximum query size "
+                             f"{p['query.max_width']}x{p['query.max_height']} (parameters query.max_width, "
+                             f"query.max_height)")
+        if k is None or not np.any(np.asarray(k, dtype=np.float64)):
+            K = resize_intrinsics(reference.K, (reference.height, reference.width), (height, width))
+        else:
+            try:
+                K = camera_info_to_K(info, "camera_info")
+            except ValueError as error:
+                raise QueryError(str(error)) from None
+        return K, width, height
+
+    def _finish(self, result: QueryResult, t0: float) -> None:
+        result.total_s = time.perf_counter() - t0
+        self.queries += 1
+        self.last_latency_s, self.last_render_s = result.total_s, result.render_s
+        self.last_timings = dict(result.timings, render=result.render_s, total=result.total_s)
+
+    def images_of(self, result: QueryResult) -> dict[str, Any]:
+        """The four output images and their CameraInfo, all with the result's frame and stamp."""
+        stamp, frame = result.stamp_ns, result.frame_id
+        mono = "mono8" if result.labels.dtype == np.uint8 else "mono16"
+        return {
+            "semantic": numpy_to_image(result.labels, mono, frame_id=frame, stamp_ns=stamp),
+            "semantic_color": numpy_to_image(colorize(result.labels), "rgb8", frame_id=frame, stamp_ns=stamp),
+            "depth": numpy_to_image(result.depth, "32FC1", frame_id=frame, stamp_ns=stamp),
+            "confidence": numpy_to_image(result.confidence, "32FC1", frame_id=frame, stamp_ns=stamp),
+            "camera_info": make_camera_info(result.K, result.width, result.height, frame_id=frame, stamp_ns=stamp),
+        }
+
+    def _on_render_view(self, request: Any, response: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            result = self.render_query(request.pose, request.camera_info)
+            t_images = time.perf_counter()
+            images = self.images_of(result)
+            result.timings["to_msg"] = time.perf_counter() - t_images
+        except QueryError as error:
+            return self._fail(response, str(error), t0)
+        except Exception as error:  # never let a query take the node down
+            return self._fail(response, f"internal error: {type(error).__name__}: {error}", t0)
+        for name, msg in images.items():
+            setattr(response, name, msg)
+        response.success, response.message = True, ""
+        response.keyframe_ids = result.keyframe_ids
+        response.keyframe_stamps = [ns_to_time(s) for s in result.keyframe_stamps_ns]
+        self._finish(result, t0)
+        response.render_time, response.total_time = float(result.render_s), float(result.total_s)
+        return response
+
+    def _fail(self, response: Any, message: str, t0: float) -> Any:
+        self.drops["query"] += 1
+        self._warn("query:" + message[:40], f"query refused: {message}")
+        response.success, response.message = False, message
+        response.total_time = float(time.perf_counter() - t0)
+        return response
+
+    def _on_query(self, pose: Any) -> None:
+        t0 = time.perf_counter()
+        try:
+            result = self.render_query(pose, None)
+            images = self.images_of(result)
+        except Exception as error:
+            self.drops["query"] += 1
+            self._warn("topic_query", f"query on {self.resolve_topic_name('~/query')} refused: {error}")
+            return
+        for name, msg in images.items():
+            self.pubs[name].publish(msg)
+        self._finish(result, t0)
+
+    # ------------------------------------------------------------------ diagnostics
+    def publish_diagnostics(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+        count = len(self.keyframes)
+        status = DiagnosticStatus()
+        status.name = f"{self.get_name()}: keyframes and queries"
+        status.hardware_id = str(self.device)
+        status.level = DiagnosticStatus.OK if count else DiagnosticStatus.WARN
+        status.message = f"{count} keyframes" if count else "no keyframes yet"
+        values = {"keyframes": count, "keyframe_bytes": self.keyframes.nbytes, "device": str(self.device),
+                  "checkpoint": str(self.checkpoint), "ready": self.ready, "queries": self.queries,
+                  "last_latency_ms": round(self.last_latency_s * 1e3, 3),
+                  "last_render_ms": round(self.last_render_s * 1e3, 3),
+                  "last_overhead_ms": round((self.last_latency_s - self.last_render_s) * 1e3, 3)}
+        values.update({f"dropped_{kind}": n for kind, n in self.drops.items()})
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
+
+
+def main(args: list[str] | None = None) -> int:
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    try:
+        try:
+            node = ViewSegNode()
+        except (FileNotFoundError, ValueError) as error:
+            rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
+            return 2
+        executor = MultiThreadedExecutor(num_threads=4)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+__all__ = ["ViewSegNode", "QueryError", "QueryResult", "PARAMETERS", "resolve_checkpoint", "resolve_device",
+           "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())
