@@ -5,7 +5,7 @@ ACTIVATE := . $(VENV)/bin/activate
 # Loopback-only DDS and a random domain, so tests never talk to a robot on the LAN.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: setup test test-all test-gpu clean
+.PHONY: setup test test-all test-gpu demo clean
 
 setup:
 	bash scripts/setup.sh
@@ -21,6 +21,11 @@ test-all: setup
 # On a CUDA machine: only the GPU tests (kernel parity, bf16 paths).
 test-gpu: setup
 	$(ACTIVATE) && python -m pytest -m gpu $(PYTEST_ARGS)
+
+# The README's main job: sim camera + viewseg node + a client querying unseen poses (CPU is fine).
+# Panels and logs go to out/demo/; DEMO_ARGS passes options (scripts/demo.py --help).
+demo: setup
+	$(ACTIVATE) && python scripts/demo.py $(DEMO_ARGS)
 
 clean:
 	rm -rf build $(VENV) .pytest_cache

@@ -13,7 +13,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["viewseg_core", "viewseg_core.*", "viewseg_ros", "viewseg_ros.*",
                                     "training", "training.*"]),
-    package_data={"training": ["configs/*.yaml"]},
+    package_data={"training": ["configs/*.yaml"], "viewseg_core": ["cuda/*.cu", "cuda/*.cpp"]},
     data_files=[
         # ament index registration + package manifest: `ros2 pkg prefix viewseg_ros` finds us.
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

@@ -124,6 +124,16 @@ def in_image(uv: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return (u >= -0.5) & (u < width - 0.5) & (v >= -0.5) & (v < height - 0.5)
 
 
+def uv_to_grid(uv: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """[..., 2] pixels -> [..., 2] coordinates for ``F.grid_sample(..., align_corners=False)``.
+
+    grid_sample's -1 and +1 are the outer image edges (-0.5 and W - 0.5 in pixels), so
+    pixel centre c maps to (2c + 1) / W - 1 and sampling at a centre returns that pixel.
+    """
+    size = torch.tensor([width, height], dtype=uv.dtype, device=uv.device)
+    return (2.0 * uv + 1.0) / size - 1.0
+
+
 def ray_z_component(K: torch.Tensor | None, c2w: torch.Tensor,
                     directions: torch.Tensor) -> torch.Tensor:
     """Optical-axis component of unit world directions: planar depth = ray distance * this.
@@ -363,7 +373,7 @@ def planar_depth_to_distance(depth, K) -> np.ndarray:
 
 __all__ = [
     "pixel_grid", "camera_directions", "pixels_to_rays", "world_to_camera", "project_points",
-    "in_image", "ray_z_component", "scale_intrinsics", "resize_intrinsics", "crop_intrinsics",
+    "in_image", "uv_to_grid", "ray_z_component", "scale_intrinsics", "resize_intrinsics", "crop_intrinsics",
     "K_from_camera_info", "camera_info_k_from_K", "K_from_hfov", "hypersim_K",
     "hypersim_M_cam_from_uv", "hypersim_c2w", "opencv_c2w_to_hypersim",
     "habitat_c2w_to_opencv", "opencv_c2w_to_habitat", "pytorch3d_RT_to_opencv_c2w",

@@ -14,6 +14,7 @@ import sys
 SUBCOMMAND_MODULES: list[str] = [
     "viewseg_core.pretrain",
     "viewseg_ros.bag_import",
+    "viewseg_core.data.cli",
 ]
 
 

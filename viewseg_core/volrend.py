@@ -117,10 +117,12 @@ def composite_reference(densities: torch.Tensor, t: torch.Tensor, values: torch.
     work = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
     densities, t, values = densities.to(work), t.to(work), values.to(work)
     far = far.to(work) if isinstance(far, torch.Tensor) else far
-    weights, _, _ = render_weights(densities, t, far)
-    tau_total = (densities * sample_deltas(t, far)).sum(-1)
-    opacity = -torch.expm1(-tau_total)
-    outs = (composite(weights, values), weights, opacity, (weights * t).sum(-1))
+    # autocast would run the einsum in bf16/fp16; the sums stay in `work` precision
+    with torch.autocast(device_type=densities.device.type, enabled=False):
+        weights, _, _ = render_weights(densities, t, far)
+        tau_total = (densities * sample_deltas(t, far)).sum(-1)
+        opacity = -torch.expm1(-tau_total)
+        outs = (composite(weights, values), weights, opacity, (weights * t).sum(-1))
     return tuple(o.to(dtype) for o in outs)
 
 

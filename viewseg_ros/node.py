@@ -162,6 +162,7 @@ class ViewSegNode(Node):
         p = self.params
         self._warned: dict[str, float] = {}
         self.drops: dict[str, int] = {"image": 0, "camera_info": 0, "tf": 0, "query": 0}
+        self.last_drop: dict[str, str] = {}
         self.warnings_logged = 0
         self.queries = 0
         self.last_latency_s = float("nan")
@@ -299,6 +300,7 @@ class ViewSegNode(Node):
 
     def _drop(self, kind: str, message: str) -> None:
         self.drops[kind] += 1
+        self.last_drop[kind] = message
         self._warn(kind, f"dropped {kind}: {message} ({self.drops[kind]} dropped so far)")
 
     # ------------------------------------------------------------------ TF

@@ -85,6 +85,13 @@ def test_round_trip_float32_is_subpixel():
     assert (uv2 - uv).abs().max() < 1e-2
 
 
+def test_uv_to_grid_samples_pixel_centres_exactly():
+    img = torch.arange(12.0).reshape(1, 1, 3, 4)
+    uv = torch.tensor([[[[2.0, 1.0], [0.0, 0.0], [3.0, 2.0], [2.5, 1.0]]]])
+    out = torch.nn.functional.grid_sample(img, C.uv_to_grid(uv, 3, 4), align_corners=False)
+    assert out.flatten().tolist() == pytest.approx([6.0, 0.0, 11.0, 6.5], abs=1e-5)
+
+
 def test_in_image_uses_pixel_area():
     uv = torch.tensor([[-0.5, -0.5], [-0.51, 0.0], [3.49, 1.49], [3.5, 0.0], [0.0, 1.5]])
     assert C.in_image(uv, 2, 4).tolist() == [True, False, True, False, False]

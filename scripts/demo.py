@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""`make demo`: a simulated robot camera, the viewseg node and a client, as three processes.
+
+1. Starts ``viewseg_ros.sim_camera`` (a synthetic room replayed as Image, CameraInfo and TF)
+   and ``viewseg_ros.node`` (with config/viewseg.yaml and the demo checkpoint) as children,
+   on loopback in a private ROS domain.
+2. This process is the client: it waits (via /diagnostics) until the node holds keyframes
+   from one full loop of the camera, then calls ``/viewseg/render_view`` for poses the camera
+   never took (beside its loop, turned away from where it looked).
+3. For each query it ray-casts the true semantics and depth of the same camera in the same
+   room, saves a panel (true vs predicted semantics and depth, confidence) to
+   ``out/demo/query_NN.png`` and prints the query's mIoU, depth error and latency; all
+   panels together go to ``out/demo/demo.png``.
+
+Child logs: out/demo/logs/. Exit status 0 when every query succeeded.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # runnable from a checkout without `pip install -e .`
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "demo.pt"))
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, default=0, help="synthetic room of the simulated camera")
+    p.add_argument("--camera-size", default="160x120", help="simulated camera WxH")
+    p.add_argument("--query-size", default="160x120", help="rendered query WxH")
+    p.add_argument("--rate", type=float, default=5.0, help="simulated camera frame rate (Hz)")
+    p.add_argument("--period", type=float, default=20.0, help="seconds per loop of the camera")
+    p.add_argument("--queries", type=int, default=4)
+    p.add_argument("--num-coarse", type=int, default=-1, help="samples per ray (-1 = the checkpoint's)")
+    p.add_argument("--num-fine", type=int, default=-1)
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for keyframes")
+    p.add_argument("--out", default=str(REPO / "out" / "demo"))
+    return p.parse_args(argv)
+
+
+def size(text: str) -> tuple[int, int]:
+    w, h = text.lower().split("x")
+    return int(w), int(h)
+
+
+def start(name: str, command: list[str], logs: Path, env: dict) -> subprocess.Popen:
+    logs.mkdir(parents=True, exist_ok=True)
+    log = open(logs / f"{name}.log", "w")
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+                            start_new_session=True)
+
+
+def stop(procs: dict[str, subprocess.Popen]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file():
+        print(f"demo: the checkpoint {checkpoint} does not exist. Train the demo model first (README, "
+              f"'train the demo model') or pass --checkpoint PATH.", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    logs = out / "logs"
+    cam_w, cam_h = size(args.camera_size)
+    query_w, query_h = size(args.query_size)
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    env.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
+    os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=env["ROS_DOMAIN_ID"])
+
+    py = sys.executable
+    procs = {
+        "sim_camera": start("sim_camera", [py, "-m", "viewseg_ros.sim_camera", "--ros-args",
+                                           "-p", f"seed:={args.seed}", "-p", f"rate:={args.rate}",
+                                           "-p", f"width:={cam_w}", "-p", f"height:={cam_h}",
+                                           "-p", f"period_s:={args.period}"], logs, env),
+        "viewseg": start("viewseg", [py, "-m", "viewseg_ros.node", "--ros-args", "--params-file",
+                                     str(REPO / "config" / "viewseg.yaml"), "-p", f"checkpoint:={checkpoint}",
+                                     "-p", f"device:={args.device}", "-p", f"query.num_coarse:={args.num_coarse}",
+                                     "-p", f"query.num_fine:={args.num_fine}"], logs, env),
+    }
+    print(f"demo: sim camera + viewseg node started (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {logs})")
+    try:
+        return run_client(args, procs, out, logs, (query_w, query_h))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        stop(procs)
+
+
+def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) -> int:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+
+    from viewseg_core.classes import colorize
+    from viewseg_core.data.synth.render import render
+    from viewseg_core.metrics import SegmentationEvaluator
+    from viewseg_core.viz import colorize_depth, colorize_scalar, panel, save_png
+    from viewseg_interfaces.srv import RenderView
+    from viewseg_ros.conversions import image_to_numpy, matrix_to_pose_stamped
+    from viewseg_ros.sim_camera import Trajectory, make_scene, mount_pose, unseen_poses
+
+    rclpy.init()
+    node = rclpy.create_node("viewseg_demo_client")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    status: dict[str, str] = {}
+
+    def on_diagnostics(msg):
+        for s in msg.status:
+            if s.name.startswith("viewseg:"):
+                status.update({kv.key: kv.value for kv in s.values})
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+    client = node.create_client(RenderView, "/viewseg/render_view")
+
+    def alive() -> None:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise SystemExit(f"demo: {name} exited with status {proc.returncode}; its log:\n"
+                                 f"{tail(logs / f'{name}.log')}")
+
+    # The node is ready once its service exists (it loads and warms up the model first);
+    # the keyframes of one full loop are in once a loop has passed since the first keyframe.
+    t0 = time.monotonic()
+    first_keyframe = None
+    while True:
+        alive()
+        executor.spin_once(timeout_sec=0.1)
+        count = int(status.get("keyframes", 0))
+        if count and first_keyframe is None:
+            first_keyframe = time.monotonic()
+            print(f"demo: first keyframe after {first_keyframe - t0:.1f} s; waiting one camera loop "
+                  f"({args.period:.0f} s)")
+        if first_keyframe is not None and time.monotonic() - first_keyframe >= args.period + 1.0 \
+                and client.service_is_ready():
+            break
+        if time.monotonic() - t0 > args.timeout:
+            raise SystemExit(f"demo: no keyframes after {args.timeout:.0f} s (keyframes: {count}); "
+                             f"node log:\n{tail(logs / 'viewseg.log')}")
+    print(f"demo: {status.get('keyframes')} keyframes on {status.get('device')}; querying {args.queries} unseen poses")
+
+    scene = make_scene(args.seed)
+    trajectory = Trajectory.for_scene(scene, args.period)
+    evaluator = SegmentationEvaluator()
+    rows_all, ok = [], True
+    print(f"{'query':>5} {'mIoU':>6} {'AbsRel':>7} {'render ms':>10} {'service ms':>11} {'round trip ms':>14} "
+          f"{'overhead ms':>12}  keyframes")
+    for i, c2w in enumerate(unseen_poses(trajectory, args.queries, mount_pose())):
+        request = RenderView.Request()
+        request.pose = matrix_to_pose_stamped(c2w, "map")
+        request.camera_info.width, request.camera_info.height = query_size
+        t_call = time.perf_counter()
+        future = client.call_async(request)
+        executor.spin_until_future_complete(future, timeout_sec=300)
+        round_trip = time.perf_counter() - t_call
+        response = future.result()
+        if response is None or not response.success:
+            ok = False
+            print(f"{i:>5} failed: {response.message if response else 'no response'}")
+            continue
+        K = np.reshape(response.camera_info.k, (3, 3))
+        w, h = query_size
+        truth = render(scene, K, c2w, h, w)
+        labels = image_to_numpy(response.semantic)
+        depth = image_to_numpy(response.depth)
+        confidence = image_to_numpy(response.confidence)
+        miou = evaluator.add(labels, truth.labels)
+        both = np.isfinite(depth) & np.isfinite(truth.depth)
+        abs_rel = float(np.mean(np.abs(depth[both] - truth.depth[both]) / truth.depth[both])) if both.any() else np.nan
+        print(f"{i:>5} {miou:6.3f} {abs_rel:7.3f} {response.render_time * 1e3:10.1f} "
+              f"{response.total_time * 1e3:11.1f} {round_trip * 1e3:14.1f} "
+              f"{(response.total_time - response.render_time) * 1e3:12.2f}  {list(response.keyframe_ids)}")
+        max_depth = float(np.nanpercentile(truth.depth, 99)) if np.isfinite(truth.depth).any() else None
+        rows = [[("camera view (true)", truth.rgb), ("semantics: true", colorize(truth.labels)),
+                 ("semantics: viewseg", colorize(labels))],
+                [("confidence", colorize_scalar(confidence)), ("depth: true", colorize_depth(truth.depth, max_depth)),
+                 ("depth: viewseg", colorize_depth(depth, max_depth))]]
+        save_png(out / f"query_{i:02d}.png", panel(rows))
+        rows_all += rows
+    if rows_all:
+        save_png(out / "demo.png", panel(rows_all, tile_height=120))
+    scores = evaluator.scores()
+    print(f"demo: mIoU over all queries {scores['miou']:.3f} (per image {scores['per_image_miou']:.3f}); "
+          f"panels in {out}/")
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

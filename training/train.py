@@ -1,0 +1,233 @@
+"""``viewseg train``: one training loop for a CPU, a GPU, or many GPUs under torchrun.
+
+    viewseg train --config training/configs/synthetic_small.yaml run.out_dir=runs/x optim.lr=1e-3
+    torchrun --nproc_per_node 8 -m training.train --config training/configs/hypersim.yaml
+
+Checkpoints (``<out_dir>/checkpoints/step_N.pt``) are written atomically and hold the model,
+optimizer, scheduler, step, config and RNG states; rerunning the same command resumes from
+the newest one and reaches the same weights as a run that never stopped (data order and
+ray sampling depend only on the seed, the epoch and the example index).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from training import distributed
+from training.checkpoint import FORMAT, FORMAT_VERSION, latest_checkpoint, load_checkpoint, rng_state, save_atomic, set_rng_state
+from training.config_io import load_config, to_dict
+from training.data import DataConfig, build_dataset, collate, to_model_batch
+from viewseg_core.model.losses import LossConfig, viewseg_losses
+from viewseg_core.model.viewseg import ModelConfig, ViewSeg, build_model
+from viewseg_core.model.weights import save_model
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-4
+    lr_final_ratio: float = 0.1       # exponential decay to lr * ratio at max_steps
+    warmup_steps: int = 0
+    batch_size: int = 1               # examples per GPU/process (each: sources + rays)
+    grad_clip: float = 0.0            # 0 = off
+
+
+@dataclass
+class RunConfig:
+    out_dir: str = "runs/default"
+    max_steps: int = 1000
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    image_every: int = 0              # 0 = no image panels
+    seed: int = 0
+    device: str = "auto"              # auto | cpu | cuda
+    bf16: bool = True                 # bf16 autocast on CUDA (ignored on CPU)
+    threads: int = 0                  # torch CPU threads, 0 = torch's default
+
+
+@dataclass
+class TrainConfig:
+    model: dict = field(default_factory=dict)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.model, source="config 'model'")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, max_steps: int):
+    """Linear warm-up, then exponential decay from lr to lr * lr_final_ratio (NeRF-style)."""
+    def factor(step: int) -> float:
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        return cfg.lr_final_ratio ** (min(step, max_steps) / max(1, max_steps))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _unwrap(model: torch.nn.Module) -> ViewSeg:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def _prune_checkpoints(directory: Path, keep: int) -> None:
+    files = sorted(directory.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    for old in files[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train (or resume) and return the path of the final model file."""
+    info = distributed.setup(cfg.run.device)
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    out_dir = Path(cfg.run.out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    torch.manual_seed(cfg.run.seed + info.rank)
+
+    dataset = build_dataset(cfg.data, split=cfg.data.train_split, seed=cfg.run.seed)
+    sampler = distributed.ResumableDistributedSampler(len(dataset), info.world_size, info.rank, cfg.run.seed,
+                                                      cfg.optim.batch_size)
+    model_cfg = cfg.model_config()
+    model = build_model(model_cfg).to(info.device)
+    if info.distributed and model_cfg.norm == "sync_bn":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
+    scheduler = make_scheduler(optimizer, cfg.optim, cfg.run.max_steps)
+
+    step = 0
+    resume_from = latest_checkpoint(ckpt_dir)
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from, map_location=info.device)
+        if ckpt["model_config"] != to_dict_model(model_cfg):
+            raise ValueError(f"{resume_from} was trained with a different model config; use a new run.out_dir")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        step = int(ckpt["step"])
+        set_rng_state(ckpt["rng"][min(info.rank, len(ckpt["rng"]) - 1)])
+    if info.distributed:
+        model = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+
+    writer = None
+    if info.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(out_dir / "tensorboard"))
+        (out_dir / "config.yaml").parent.mkdir(parents=True, exist_ok=True)
+        import yaml
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        if resume_from is not None:
+            print(f"[train] resumed from {resume_from} at step {step}")
+
+    use_bf16 = cfg.run.bf16 and info.device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+    per_epoch = sampler.batches_per_epoch()
+    model.train()
+    progress = tqdm(total=cfg.run.max_steps, initial=step, desc="train", disable=not info.is_main,
+                    dynamic_ncols=True)
+    batches = None
+    t_start, rays_seen = time.perf_counter(), 0
+    while step < cfg.run.max_steps:
+        if batches is None or step % per_epoch == 0:
+            epoch, offset = divmod(step, per_epoch)
+            sampler.set_position(epoch, offset)
+            # The loader's own generator (not the global RNG) seeds workers, so where in an
+            # epoch we start does not shift the random stream the model consumes.
+            loader = DataLoader(dataset, batch_size=cfg.optim.batch_size, sampler=sampler,
+                                num_workers=cfg.data.num_workers, collate_fn=collate, drop_last=False,
+                                generator=torch.Generator().manual_seed(cfg.run.seed * 7919 + epoch),
+                                persistent_workers=False)
+            batches = iter(loader)
+        batch = next(batches)
+        model_batch, targets = to_model_batch(batch, info.device, model_cfg)
+        with autocast():
+            outputs = model(model_batch)
+            losses = viewseg_losses(outputs, targets, cfg.loss)
+        loss = losses["total"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; last terms: "
+                                     f"{ {k: float(v) for k, v in losses.items()} }")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        rays_seen += int(targets["target"]["labels"].numel())
+        progress.update(1)
+
+        if writer is not None and (step % cfg.run.log_every == 0 or step == cfg.run.max_steps):
+            elapsed = time.perf_counter() - t_start
+            for name, value in losses.items():
+                writer.add_scalar(f"loss/{name}", float(value), step)
+            writer.add_scalar("optim/lr", scheduler.get_last_lr()[0], step)
+            writer.add_scalar("perf/target_rays_per_s", rays_seen * info.world_size / max(elapsed, 1e-9), step)
+            progress.set_postfix(loss=f"{float(loss):.4f}", ce=f"{float(losses.get('target/fine/semantic', losses.get('target/coarse/semantic', 0.0))):.3f}")
+        if writer is not None and cfg.run.image_every and step % cfg.run.image_every == 0:
+            from training.panels import log_panel
+            log_panel(writer, _unwrap(model), dataset, step, info.device, out_dir / "panels")
+            model.train()
+        if step % cfg.run.checkpoint_every == 0 or step == cfg.run.max_steps:
+            states = _gather_rng_states(info)
+            if info.is_main:
+                save_atomic({"format": FORMAT, "format_version": FORMAT_VERSION, "step": step,
+                             "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "rng": states,
+                             "model_config": to_dict_model(model_cfg), "config": to_dict(cfg)},
+                            ckpt_dir / f"step_{step}.pt")
+                _prune_checkpoints(ckpt_dir, cfg.run.keep_checkpoints)
+    progress.close()
+    final = out_dir / "model.pt"
+    if info.is_main:
+        save_model(_unwrap(model), final)
+        writer.add_scalar("perf/train_seconds", time.perf_counter() - t_start, step)
+        writer.close()
+        print(f"[train] done: {step} steps, model at {final}")
+    distributed.teardown()
+    return final
+
+
+def to_dict_model(model_cfg: ModelConfig) -> dict[str, Any]:
+    from dataclasses import asdict
+    return asdict(model_cfg)
+
+
+def _gather_rng_states(info: distributed.DistInfo) -> list[dict]:
+    """Every rank's RNG state (rank order), so each rank resumes its own random stream."""
+    state = rng_state()
+    if not info.distributed:
+        return [state]
+    gathered: list[Any] = [None] * info.world_size
+    torch.distributed.all_gather_object(gathered, state)
+    return gathered
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train ViewSeg (single process or under torchrun)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="YAML file, e.g. training/configs/synthetic_small.yaml")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. run.max_steps=100")
+    p.set_defaults(func=lambda args: train(load_config(TrainConfig, args.config, args.overrides)) and 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.train")
+    sub = parser.add_subparsers(dest="command")
+    register(sub)
+    args = parser.parse_args(["train", *(argv if argv is not None else __import__("sys").argv[1:])])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
