@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +119,9 @@ def train(cfg: TrainConfig) -> Path:
     if info.distributed:
         model = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
 
-    writer = None
+    writer, panel_data = None, None
+    if info.is_main and cfg.run.image_every:
+        panel_data = build_dataset(cfg.data, split=cfg.data.val_split, seed=cfg.run.seed, full_target=True)
     if info.is_main:
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(str(out_dir / "tensorboard"))
@@ -141,6 +143,7 @@ def train(cfg: TrainConfig) -> Path:
         if batches is None or step % per_epoch == 0:
             epoch, offset = divmod(step, per_epoch)
             sampler.set_position(epoch, offset)
+            dataset.set_epoch(epoch)
             # The loader's own generator (not the global RNG) seeds workers, so where in an
             # epoch we start does not shift the random stream the model consumes.
             loader = DataLoader(dataset, batch_size=cfg.optim.batch_size, sampler=sampler,
@@ -170,13 +173,13 @@ def train(cfg: TrainConfig) -> Path:
         if writer is not None and (step % cfg.run.log_every == 0 or step == cfg.run.max_steps):
             elapsed = time.perf_counter() - t_start
             for name, value in losses.items():
-                writer.add_scalar(f"loss/{name}", float(value), step)
+                writer.add_scalar(f"loss/{name}", float(value.detach()), step)
             writer.add_scalar("optim/lr", scheduler.get_last_lr()[0], step)
             writer.add_scalar("perf/target_rays_per_s", rays_seen * info.world_size / max(elapsed, 1e-9), step)
             progress.set_postfix(loss=f"{float(loss):.4f}", ce=f"{float(losses.get('target/fine/semantic', losses.get('target/coarse/semantic', 0.0))):.3f}")
         if writer is not None and cfg.run.image_every and step % cfg.run.image_every == 0:
             from training.panels import log_panel
-            log_panel(writer, _unwrap(model), dataset, step, info.device, out_dir / "panels")
+            log_panel(writer, _unwrap(model), panel_data, step, info.device, out_dir / "panels")
             model.train()
         if step % cfg.run.checkpoint_every == 0 or step == cfg.run.max_steps:
             states = _gather_rng_states(info)
@@ -188,10 +191,16 @@ def train(cfg: TrainConfig) -> Path:
                             ckpt_dir / f"step_{step}.pt")
                 _prune_checkpoints(ckpt_dir, cfg.run.keep_checkpoints)
     progress.close()
+    checksums = _replica_checksums(_unwrap(model), info)
     final = out_dir / "model.pt"
     if info.is_main:
         save_model(_unwrap(model), final)
         writer.add_scalar("perf/train_seconds", time.perf_counter() - t_start, step)
+        if info.distributed:
+            (out_dir / "replica_checksums.json").write_text(json.dumps(checksums))
+            if len(set(checksums)) != 1:
+                raise RuntimeError(f"DDP replicas diverged: parameter checksums {checksums}")
+            print(f"[train] {info.world_size} replicas in sync (checksum {checksums[0]:.10e})")
         writer.close()
         print(f"[train] done: {step} steps, model at {final}")
     distributed.teardown()
@@ -201,6 +210,16 @@ def train(cfg: TrainConfig) -> Path:
 def to_dict_model(model_cfg: ModelConfig) -> dict[str, Any]:
     from dataclasses import asdict
     return asdict(model_cfg)
+
+
+def _replica_checksums(model: torch.nn.Module, info: distributed.DistInfo) -> list[float]:
+    """A float64 sum over all parameters, from every rank (equal iff replicas agree)."""
+    local = sum(p.detach().double().sum() for p in model.parameters()).item()
+    if not info.distributed:
+        return [local]
+    gathered: list[Any] = [None] * info.world_size
+    torch.distributed.all_gather_object(gathered, local)
+    return gathered
 
 
 def _gather_rng_states(info: distributed.DistInfo) -> list[dict]:

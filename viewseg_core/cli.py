@@ -15,6 +15,7 @@ SUBCOMMAND_MODULES: list[str] = [
     "viewseg_core.pretrain",
     "viewseg_ros.bag_import",
     "viewseg_core.data.cli",
+    "training.train",
 ]
 
 

@@ -9,18 +9,19 @@ starts the field's encoder from. Layouts:
   label 0 ("other") is ignored and label k becomes class k-1 (150 classes).
 - ``folder``: ``images/*.{jpg,png}`` beside ``labels/*.png`` with the same stem; labels are
   class ids with 255 = ignore (37 viewseg classes unless ``--num-classes``).
-- ``scenes``: viewseg scene folders (every folder under ``--data`` holding a
-  ``cameras.json``), read with the scene-folder reader; the 37 viewseg classes.
+- ``scenes``: a viewseg scene folder, or a folder of them (``viewseg synth`` output),
+  read with :mod:`viewseg_core.data.scene_folder`; the 37 viewseg classes.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -40,12 +41,14 @@ _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 @dataclass
 class Sample:
-    """One training image: either files, or a loader returning (rgb [H,W,3] uint8, labels [H,W])."""
+    """One training image: an image and a label file, or view ``index`` of scene folder ``scene``
+    (plain fields, so DataLoader workers can receive it under any start method)."""
 
     name: str
     image: Path | None = None
     label: Path | None = None
-    load: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
+    scene: Path | None = None
+    index: int = 0
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -102,24 +105,28 @@ def folder_samples(root: Path) -> list[Sample]:
 
 def scene_samples(root: Path) -> list[Sample]:
     """Every labelled view of every viewseg scene folder under ``root``."""
-    try:
-        from viewseg_core.data.scene_folder import SceneFolder  # written by the data issue
-    except ImportError as exc:
-        raise ValueError("the 'scenes' layout needs viewseg_core.data.scene_folder.SceneFolder") from exc
-    scene_dirs = sorted({p.parent for p in root.rglob("cameras.json")})
+    from viewseg_core.data.scene_folder import find_scene_folders
+
+    scene_dirs = find_scene_folders(root)
     if not scene_dirs:
         raise ValueError(f"no viewseg scene folders (cameras.json) under {root}")
-    samples = []
-    for d in scene_dirs:
-        scene = SceneFolder(d)
-        for i in range(len(scene)):
-            def load(scene=scene, i=i):
-                labels = scene.load_labels(i)
-                if labels is None:
-                    raise ValueError(f"scene {scene.name} view {i}: no labels to pretrain on")
-                return scene.load_rgb(i), labels
-            samples.append(Sample(f"{scene.name}/{i}", load=load))
-    return samples
+    return [Sample(f"{d.name}/{i}", scene=d, index=i) for d in scene_dirs for i in range(len(_scene_folder(d)))]
+
+
+@functools.lru_cache(maxsize=32)
+def _scene_folder(scene: Path):
+    """One parsed cameras.json per scene and process (workers each build their own)."""
+    from viewseg_core.data.scene_folder import SceneFolder
+
+    return SceneFolder(scene)
+
+
+def _load_scene_view(scene: Path, index: int) -> tuple[np.ndarray, np.ndarray]:
+    folder = _scene_folder(scene)
+    labels = folder.load_labels(index)
+    if labels is None:
+        raise ValueError(f"scene {scene} view {index}: no labels to pretrain on")
+    return folder.load_rgb(index), labels
 
 
 def detect_layout(root: Path) -> str:
@@ -127,7 +134,9 @@ def detect_layout(root: Path) -> str:
         return "ade20k"
     if (root / "images").is_dir() and (root / "labels").is_dir():
         return "folder"
-    if any(root.rglob("cameras.json")):
+    from viewseg_core.data.scene_folder import find_scene_folders
+
+    if find_scene_folders(root):
         return "scenes"
     raise ValueError(f"cannot tell the layout of {root}: expected ADEChallengeData2016, images/+labels/, "
                      f"or scene folders with cameras.json")
@@ -148,8 +157,8 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.samples[i]
-        if s.load is not None:
-            rgb, lab = s.load()
+        if s.scene is not None:
+            rgb, lab = _load_scene_view(s.scene, s.index)
         else:
             rgb, lab = _read_rgb(s.image), _read_label(s.label)
         if rgb.shape[:2] != lab.shape[:2]:
@@ -262,7 +271,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")

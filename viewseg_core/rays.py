@@ -155,6 +155,20 @@ def grid_rays(K: torch.Tensor, c2w: torch.Tensor, height: int, width: int,
     return _bundle(K, c2w, uv, near, far)
 
 
+def rays_at_pixels(K: torch.Tensor, c2w: torch.Tensor, uv: torch.Tensor,
+                   near: float | torch.Tensor = DEFAULT_NEAR, far: float | torch.Tensor = DEFAULT_FAR,
+                   dtype: torch.dtype | None = None) -> RayBundle:
+    """Rays through given pixel positions (e.g. the pixels a dataset sampled).
+
+    Args:
+        K: [..., 3, 3]; c2w: [..., 4, 4]; uv: [..., N, 2] continuous pixel coordinates.
+    Returns:
+        RayBundle [..., N].
+    """
+    K, c2w, _, dtype = _prepare(K, c2w, dtype)
+    return _bundle(K, c2w, uv.to(device=K.device, dtype=dtype), near, far)
+
+
 def random_rays(K: torch.Tensor, c2w: torch.Tensor, height: int, width: int, num_rays: int,
                 generator: torch.Generator | None = None,
                 near: float | torch.Tensor = DEFAULT_NEAR, far: float | torch.Tensor = DEFAULT_FAR,
@@ -193,4 +207,4 @@ def random_rays(K: torch.Tensor, c2w: torch.Tensor, height: int, width: int, num
     return _bundle(K, c2w, uv, near, far), index
 
 
-__all__ = ["RayBundle", "grid_rays", "random_rays", "DEFAULT_NEAR", "DEFAULT_FAR"]
+__all__ = ["RayBundle", "grid_rays", "rays_at_pixels", "random_rays", "DEFAULT_NEAR", "DEFAULT_FAR"]

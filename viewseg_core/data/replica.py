@@ -29,7 +29,6 @@ from which the 37-class id (:func:`viewseg_core.classes.nyu40_to_classes`) and t
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path

@@ -101,7 +101,7 @@ class PreparedSources:
     Attributes:
         sources: the SourceViews.
         maps: [B*V, M, h, w] the maps to sample: projected (M = hidden_dim) or raw (M = C).
-        rotation: [B, V, 3, 3] camera-to-world rotations R (d_cam = d @ R).
+        rotation: [B, V, 3, 3] camera-to-world rotations R (d_cam = d @ R), in the cameras' dtype.
     """
 
     sources: SourceViews
@@ -194,8 +194,42 @@ class SemanticField(nn.Module):
         if self.config.projected_features:
             w_feat = self._weights()[2]
             maps = F.conv2d(maps, w_feat[:, :, None, None].to(maps.dtype))  # [B*V, hidden, h, w]
-        c2w = sources.c2w.to(feats.dtype)
-        return PreparedSources(sources, maps, c2w[..., :3, :3])
+        return PreparedSources(sources, maps, sources.c2w[..., :3, :3])
+
+    def _inputs(self, points: torch.Tensor, directions: torch.Tensor, prepared: PreparedSources):
+        """Sampled (projected) features [B, V, R, S, M], embeddings gamma(x_v) [B, V, R, S, *]
+        and gamma(d_v) [B, V, R, 1, *] in the weights' dtype, and visibility [B, V, R*S]."""
+        src = prepared.sources
+        B, R, S, _ = points.shape
+        V, N = src.num_views, R * S
+        gdtype = torch.promote_types(points.dtype, torch.float32)
+        points, directions = points.to(gdtype), directions.to(gdtype)
+        K, c2w = src.K.to(gdtype), src.c2w.to(gdtype)
+        maps = prepared.maps
+        if maps.dtype not in (torch.float32, torch.float64):
+            maps = maps.float()
+
+        # Projection and visibility of every point in every view: [B, V, N].
+        pts = points.reshape(B, 1, N, 3).expand(B, V, N, 3)
+        uv, _, in_front = project_points(K, c2w, pts)
+        visible = in_front & in_image(uv, src.height, src.width)
+        if src.valid is not None:
+            visible = visible & src.valid[:, :, None]
+        # Invisible points may project to inf/NaN; park them at the centre so that nothing
+        # non-finite enters grid_sample (0 * NaN would survive the masking below).
+        grid = torch.where(visible[..., None], pixels_to_grid(uv, src.height, src.width), 0.0)
+        sampled = F.grid_sample(maps, grid.reshape(B * V, N, 1, 2).to(maps.dtype), mode="bilinear",
+                                padding_mode="border", align_corners=False)  # [B*V, M, N, 1]
+        sampled = sampled.reshape(B, V, -1, R, S).permute(0, 1, 3, 4, 2)  # [B, V, R, S, M]
+
+        # Point and direction in each source camera's frame: x_cam = R^T (x - t), d_cam = R^T d.
+        rot = prepared.rotation
+        x_cam = world_to_camera(c2w, pts)                                   # [B, V, N, 3]
+        d_cam = directions[:, None] @ rot.to(gdtype)                        # [B, V, R, 3]
+        wdtype = self.lin_in.weight.dtype
+        g_x = self.embed_xyz(x_cam).reshape(B, V, R, S, self.xyz_dim).to(wdtype)
+        g_d = self.embed_dir(d_cam)[:, :, :, None].to(wdtype)               # [B, V, R, 1, dir_dim]
+        return sampled.to(wdtype), g_x, g_d, visible
 
     def forward(self, points: torch.Tensor, directions: torch.Tensor,
                 prepared: PreparedSources) -> FieldOutput:
@@ -216,31 +250,13 @@ class SemanticField(nn.Module):
             raise ValueError(f"directions must be [{B}, {R}, 3], got {tuple(directions.shape)}")
         if src.batch_size != B:
             raise ValueError(f"points have batch {B}, the source views {src.batch_size}")
-        V, N = src.num_views, R * S
-        dtype = prepared.maps.dtype
-        points = points.to(dtype)
-        directions = directions.to(dtype)
-
-        # Projection and visibility of every point in every view: [B, V, N].
-        pts = points.reshape(B, 1, N, 3).expand(B, V, N, 3)
-        uv, _, in_front = project_points(src.K.to(dtype), src.c2w.to(dtype), pts)
-        visible = in_front & in_image(uv, src.height, src.width)
-        if src.valid is not None:
-            visible = visible & src.valid[:, :, None]
-        # Invisible points may project to inf/NaN; park them at the centre so that nothing
-        # non-finite enters grid_sample (0 * NaN would survive the masking below).
-        grid = torch.where(visible[..., None], pixels_to_grid(uv, src.height, src.width), 0.0)
-        sampled = F.grid_sample(prepared.maps, grid.reshape(B * V, N, 1, 2), mode="bilinear",
-                                padding_mode="border", align_corners=False)  # [B*V, M, N, 1]
-        sampled = sampled.reshape(B, V, -1, R, S).permute(0, 1, 3, 4, 2)  # [B, V, R, S, M]
-
-        # Point and direction in each source camera's frame: x_cam = R^T (x - t), d_cam = R^T d.
-        rot = prepared.rotation
-        x_cam = world_to_camera(src.c2w.to(dtype), pts)                    # [B, V, N, 3]
-        d_cam = directions[:, None] @ rot                                   # [B, V, R, 3]
-        g_x = self.embed_xyz(x_cam).reshape(B, V, R, S, self.xyz_dim)
-        g_d = self.embed_dir(d_cam)[:, :, :, None]                          # [B, V, R, 1, dir_dim]
-
+        V = src.num_views
+        # Geometry (projection, frames, embedding) and feature sampling run in at least
+        # float32 with autocast off: autocast would run these einsums/matmuls in bf16, and a
+        # bf16 coordinate is off by centimetres (sin(2^9 x) becomes noise) or by a fraction
+        # of a feature pixel. Only the MLP below follows autocast.
+        with torch.autocast(points.device.type, enabled=False):
+            sampled, g_x, g_d, visible = self._inputs(points, directions, prepared)
         if self.config.projected_features:
             w_x, w_d, _ = self._weights()
             # The direction term is per ray, shared by the ray's S samples.

@@ -161,7 +161,7 @@ class Renderer(nn.Module):
             raise ValueError(f"render_image: K must be [{B}, 3, 3] and c2w [{B}, 4, 4], "
                              f"got {tuple(K.shape)} and {tuple(c2w.shape)}")
         chunk = max(1, int(chunk_size or self.config.chunk_size) // B)
-        dtype = sources.features.dtype
+        dtype = torch.promote_types(sources.c2w.dtype, torch.float32)
         rays = grid_rays(K.to(dtype), c2w.to(dtype), height, width, near=self.config.near,
                          far=self.config.far)
         prepared = self.prepare(sources)

@@ -123,7 +123,8 @@ class ViewSeg(nn.Module):
     def make_sources(features: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, height: int, width: int,
                      valid: torch.Tensor | None = None) -> SourceViews:
         """Bundle (possibly cached) features [B, V, C, h, w] with their cameras [B, V, ...]."""
-        dtype = features.dtype
+        # Cameras stay in (at least) float32 whatever the feature dtype: geometry needs it.
+        dtype = torch.promote_types(features.dtype, torch.float32)
         return SourceViews(features, K.to(features.device, dtype), c2w.to(features.device, dtype),
                            int(height), int(width), None if valid is None else valid.to(features.device))
 
@@ -172,7 +173,7 @@ class ViewSeg(nn.Module):
             probabilities, depth (planar, NaN = background), confidence, ``labels``...
         """
         single = K.ndim == 2
-        dev, dtype = sources.features.device, sources.features.dtype
+        dev, dtype = sources.features.device, sources.c2w.dtype
         K, c2w = K.to(dev, dtype), c2w.to(dev, dtype)
         if single:
             K, c2w = K[None], c2w[None]

@@ -48,7 +48,16 @@ def read_weights_file(path: str | Path) -> Any:
     except Exception as exc:  # UnpicklingError for code objects; RuntimeError/EOFError for torn files
         raise ValueError(f"refusing weights file {path}: it is corrupt or holds pickled Python objects "
                          f"beyond tensors and plain containers (torch.load(weights_only=True) said: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+                         f"{_reason(exc)})") from exc
+
+
+def _reason(exc: Exception) -> str:
+    """The informative line of torch.load's error (the unsupported global, if named)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for ln in lines:
+        if "Unsupported global" in ln or "WeightsUnpickler error" in ln:
+            return ln
+    return lines[0] if lines else type(exc).__name__
 
 
 def extract_state_dict(obj: Any, path: str | Path = "<memory>") -> dict[str, torch.Tensor]:

@@ -12,7 +12,8 @@ import torch
 
 from viewseg_core import cameras
 from viewseg_core.classes import CLASS_NAMES, IGNORE_LABEL
-from viewseg_core.data.hypersim import HypersimScene, inspect_frame, read_split_csv, split_scenes, tonemap
+from viewseg_core.data.hypersim import (HypersimScene, inspect_frame, load_split, read_split_csv, split_scenes,
+                                        tonemap)
 
 SCENE = "ai_001_002"
 W, H = 16, 12
@@ -177,7 +178,9 @@ def test_inspect_cli_json(hypersim_root, capsys):
 def test_split_csv(hypersim_root):
     split = read_split_csv(hypersim_root / "metadata_images_split_scene_v1.csv")
     assert split == {"train": [(SCENE, "cam_00", 0)], "val": [(SCENE, "cam_00", 1)]}
-    scenes = split_scenes(hypersim_root, hypersim_root / "metadata_images_split_scene_v1.csv", "val")
+    csv_path = hypersim_root / "metadata_images_split_scene_v1.csv"
+    assert split_scenes(hypersim_root, csv_path, "val") == {SCENE: [("cam_00", 1)]}
+    scenes = load_split(hypersim_root, csv_path, "val")
     assert [len(s) for s in scenes] == [1] and scenes[0].camera(0).view_id == "cam_00/0001"
 
 
@@ -197,6 +200,8 @@ def test_corrupt_and_missing_files_name_the_file(hypersim_root):
     with pytest.raises(ValueError, match="no row for scene 'ai_009_009'"):
         (scene.parent / "ai_009_009").mkdir()
         HypersimScene(hypersim_root, "ai_009_009")
+    (scene / "_detail" / "metadata_scene.csv").write_text(f"parameter_name,parameter_value\n"
+                                                          f"meters_per_asset_unit,{MPAU}\n")
     pos = scene / "_detail" / "cam_00" / "camera_keyframe_positions.hdf5"
     pos.write_bytes(b"not hdf5")
     with pytest.raises(ValueError, match="camera_keyframe_positions.hdf5"):

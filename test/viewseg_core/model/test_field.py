@@ -151,3 +151,19 @@ def test_bad_inputs():
         _field(feature_dim=8).prepare(src)
     with pytest.raises(ValueError, match="SourceViews.K"):
         SourceViews(src.features, src.K[:, :2], src.c2w, H, W)
+
+
+def test_bf16_autocast_keeps_geometry_exact():
+    """Under autocast the MLP runs in bf16 but projection and visibility stay float32."""
+    field = _field()
+    src = _sources(CAMS)
+    pts, dirs = _points()
+    with torch.no_grad():
+        ref = field(pts, dirs, field.prepare(src))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = field(pts, dirs, field.prepare(src))
+    assert torch.equal(low.num_visible, ref.num_visible)
+    for a, b in ((low.density, ref.density), (low.logits, ref.logits)):
+        rel = float((a.float() - b).norm() / b.norm())
+        # Seen: 0.005. With the geometry in bf16 too it was 0.13 (sin(2^9 x) of bf16 x is noise).
+        assert rel < 0.02, rel

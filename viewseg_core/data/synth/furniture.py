@@ -313,7 +313,8 @@ def refrigerator(f: Frame, pal: Palette, rng: np.random.Generator) -> None:
 
 def tv(f: Frame, w: float, pal: Palette, rng: np.random.Generator) -> None:
     """Flat TV, centred at the frame (its back against the wall)."""
-    screen = pal.b.material([0.03, 0.03, 0.04], [0.1] * 3, PLAIN, emissive=rng.uniform(0.0, 0.8) if rng.random() < 0.5 else 0)
+    glow = rng.uniform(0.0, 0.8) if rng.random() < 0.5 else 0.0      # switched on or off
+    screen = pal.b.material([0.03, 0.03, 0.04], [0.1] * 3, PLAIN, emissive=glow)
     f.box(0, 0.03, 0, w / 2, 0.03, w * 0.29, C["television"], screen)
 
 

@@ -9,7 +9,6 @@ dataset is reproducible scene by scene, in any order and with any number of work
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

@@ -96,6 +96,8 @@ class Placer:
             a = yaw if yaw is not None else self.rng.choice([0.0, 0.5 * math.pi]) + self.rng.uniform(-0.3, 0.3)
             c, s = abs(math.cos(a)), abs(math.sin(a))
             hx, hy = (c * w + s * d) / 2, (s * w + c * d) / 2
+            if 2 * hx >= x1 - x0 or 2 * hy >= y1 - y0:
+                continue
             px, py = self.rng.uniform(x0 + hx, x1 - hx), self.rng.uniform(y0 + hy, y1 - hy)
             rect = (px - hx, py - hy, px + hx, py + hy)
             if self.room.rect_inside(rect, wall_gap) and self.room.rect_free(rect, pad):

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from viewseg_core.data.synth.scene import BOX, CYLINDER, Scene
+from viewseg_core.data.synth.scene import BOX, Scene
 
 _TINY = 1e-12
 

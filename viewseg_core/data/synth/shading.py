@@ -18,7 +18,7 @@ def _hash2(i: np.ndarray, j: np.ndarray, seed: np.ndarray | int) -> np.ndarray:
     h = (i.astype(np.int64) * 73856093) ^ (j.astype(np.int64) * 19349663) ^ (np.asarray(seed, np.int64) * 83492791)
     h = (h ^ (h >> 13)) * 1274126177
     h = h ^ (h >> 16)
-    return (h & 0xFFFF).astype(np.float64) / 65536.0
+    return (h & 0xFFFF).astype(np.float32) * np.float32(1.0 / 65536.0)
 
 
 def value_noise(s: np.ndarray, t: np.ndarray, freq, seed) -> np.ndarray:
@@ -41,16 +41,18 @@ def surface(scene: Scene, prim: np.ndarray, points: np.ndarray) -> tuple[np.ndar
         normals [M, 3] unit (world), s [M], t [M] surface coordinates in metres.
     """
     m = len(prim)
-    normals = np.zeros((m, 3))
-    s = np.empty(m)
-    t = np.empty(m)
+    dt = points.dtype
+    center, half = scene.center.astype(dt), scene.half.astype(dt)
+    normals = np.zeros((m, 3), dtype=dt)
+    s = np.empty(m, dtype=dt)
+    t = np.empty(m, dtype=dt)
     is_box = scene.kind[prim] == BOX
     # Boxes: the face is the axis along which the point sits closest to the boundary.
     idx = np.nonzero(is_box)[0] if not is_box.all() else slice(None)
     p = prim[idx]
-    rel = points[idx] - scene.center[p]
-    h = scene.half[p]
-    yaw = scene.yaw[p]
+    rel = points[idx] - center[p]
+    h = half[p]
+    yaw = scene.yaw.astype(dt)[p]
     if np.any(yaw != 0.0):
         cy, sy = np.cos(yaw), np.sin(yaw)
         qx = cy * rel[:, 0] + sy * rel[:, 1]
@@ -75,8 +77,8 @@ def surface(scene: Scene, prim: np.ndarray, points: np.ndarray) -> tuple[np.ndar
     idx = np.nonzero(~is_box)[0]
     if idx.size:
         p = prim[idx]
-        rel = points[idx] - scene.center[p]
-        h = scene.half[p]
+        rel = points[idx] - center[p]
+        h = half[p]
         qx, qy, qz = rel[:, 0], rel[:, 1], rel[:, 2]
         rho = np.maximum(np.sqrt(qx * qx + qy * qy), 1e-12)
         cap = np.abs(qz) / h[:, 2] > rho / h[:, 0]
@@ -91,8 +93,9 @@ def surface(scene: Scene, prim: np.ndarray, points: np.ndarray) -> tuple[np.ndar
 def albedo(scene: Scene, prim: np.ndarray, s: np.ndarray, t: np.ndarray) -> np.ndarray:
     """[M, 3] linear albedo of each hit from its material's procedural texture."""
     mat = scene.material[prim]
-    c1, c2 = scene.mat_color[mat], scene.mat_color2[mat]
-    f = scene.mat_scale[mat]
+    dt = s.dtype
+    c1, c2 = scene.mat_color.astype(dt)[mat], scene.mat_color2.astype(dt)[mat]
+    f = scene.mat_scale.astype(dt)[mat]
     kind = scene.mat_texture[mat]
     seed = prim.astype(np.int64) + 7919 * scene.seed
     out = np.empty_like(c1)
@@ -154,7 +157,10 @@ def shade(scene: Scene, prim: np.ndarray, points: np.ndarray, view_dirs: np.ndar
 
     Args:
         prim: [M]; points: [M, 3]; view_dirs: [M, 3] unit ray directions (camera -> point).
+            Shading runs in float32 (colours need no more), whatever the input precision.
     """
+    points = points.astype(np.float32)
+    view_dirs = view_dirs.astype(np.float32)
     normals, s, t = surface(scene, prim, points)
     # A face seen from behind (a thin slab hit exactly on its rim) is lit as its front.
     flip = np.einsum("ij,ij->i", normals, view_dirs) > 0
@@ -164,14 +170,14 @@ def shade(scene: Scene, prim: np.ndarray, points: np.ndarray, view_dirs: np.ndar
     nx, ny, nz = normals[:, 0], normals[:, 1], normals[:, 2]
     px, py, pz = points[:, 0], points[:, 1], points[:, 2]
     light = np.empty_like(alb)
-    light[:] = (scene.ambient + 0.06 + 0.06 * nz)[:, None]      # ambient + sky-ish fill from above
-    for lp, lc in zip(scene.light_pos, scene.light_color):
+    light[:] = (float(scene.ambient) + 0.06 + 0.06 * nz)[:, None]      # ambient + sky-ish fill from above
+    for lp, lc in zip(scene.light_pos.tolist(), scene.light_color.astype(np.float32)):
         lx, ly, lz = lp[0] - px, lp[1] - py, lp[2] - pz
         d2 = lx * lx + ly * ly + lz * lz
         cos = np.maximum(nx * lx + ny * ly + nz * lz, 0.0) / np.sqrt(d2 + 1e-12)
         light += (cos / (1.0 + 0.12 * d2))[:, None] * lc
     rad = alb * light
-    em = scene.mat_emissive[scene.material[prim]]
+    em = scene.mat_emissive.astype(np.float32)[scene.material[prim]]
     glow = em > 0
     if glow.any():
         rad[glow] = alb[glow] * em[glow, None]

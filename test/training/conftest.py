@@ -1,0 +1,22 @@
+"""A tiny synthetic dataset and a tiny model config shared by the training tests."""
+from __future__ import annotations
+
+import pytest
+
+TINY_OVERRIDES = [
+    "model.encoder=deeplabv3plus_resnet18", "model.feature_dim=16", "model.hidden_dim=16",
+    "model.n_harmonic_xyz=4", "model.n_harmonic_dir=2", "model.num_coarse=8", "model.num_fine=8",
+    "model.far=12.0", "data.image_size=[30,40]", "data.target_rays=32", "data.source_rays=8",
+    "data.num_workers=0", "data.pairs={min_rotation_deg: 10.0, min_baseline: 0.2, min_overlap: 0.05}",
+    "optim.lr=0.001", "run.log_every=1", "run.image_every=0", "run.threads=1",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory):
+    """3 procedural scenes x 12 views at 40x30 (train/val/test: one scene each)."""
+    from viewseg_core.data.synth.generate import SynthConfig, write_dataset
+
+    root = tmp_path_factory.mktemp("tiny_synth")
+    write_dataset(root, 3, SynthConfig(views=12, height=30, width=40), seed=3, progress=False)
+    return root

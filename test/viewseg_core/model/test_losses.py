@@ -1,0 +1,71 @@
+"""Losses (paper Eq. 6): hand-computed CE with ignore labels, MSE, depth L1, weighting."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from viewseg_core.classes import IGNORE_LABEL, LOSS_IGNORE_INDEX
+from viewseg_core.model.losses import LossConfig, depth_l1, photometric_mse, semantic_ce, viewseg_losses
+from viewseg_core.model.renderer import PassOutput, RayOutput
+
+
+def test_ce_by_hand_with_ignore_labels():
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [5.0, 5.0, 5.0], [1.0, 2.0, 3.0]])
+    labels = torch.tensor([0, 2, IGNORE_LABEL, LOSS_IGNORE_INDEX])
+    lse0 = math.log(math.exp(2) + 2)
+    lse1 = math.log(math.exp(1) + 2)
+    expected = ((lse0 - 2.0) + (lse1 - 0.0)) / 2
+    assert semantic_ce(logits, labels).item() == pytest.approx(expected, rel=1e-6)
+    torch.testing.assert_close(semantic_ce(logits[:2], labels[:2]),
+                               torch.nn.functional.cross_entropy(logits[:2], labels[:2]))
+
+
+def test_all_ignored_is_zero_with_finite_gradient():
+    logits = torch.randn(2, 3, 5, requires_grad=True)
+    loss = semantic_ce(logits, torch.full((2, 3), IGNORE_LABEL))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(logits.grad).all() and (logits.grad == 0).all()
+
+
+def test_mse_and_depth_by_hand():
+    assert photometric_mse(torch.tensor([[0.0, 0.5, 1.0]]), torch.tensor([[0.5, 0.5, 0.0]])).item() == \
+        pytest.approx((0.25 + 0 + 1) / 3)
+    pred = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    true = torch.tensor([1.5, float("nan"), 2.0, 0.0])  # NaN and 0 = unknown
+    assert depth_l1(pred, true).item() == pytest.approx((0.5 + 1.0) / 2)
+
+
+def _pass(logit_value: float, rgb_value: float, depth: float, R: int = 3) -> PassOutput:
+    logits = torch.zeros(1, R, 4)
+    logits[..., 0] = logit_value
+    z = torch.zeros(1, R)
+    return PassOutput(logits=logits, probabilities=logits.softmax(-1), rgb=torch.full((1, R, 3), rgb_value),
+                      depth=z + depth, expected_depth=z + depth, opacity=z + 1, confidence=z,
+                      valid=torch.ones(1, R, dtype=torch.bool))
+
+
+def test_weighted_total_by_hand():
+    outputs = {"target": RayOutput(_pass(1.0, 0.2, 2.0), _pass(3.0, 0.4, 2.5)),
+               "source": RayOutput(_pass(0.0, 0.0, 1.0), _pass(2.0, 0.1, 1.0))}
+    gt = {"labels": torch.zeros(1, 3, dtype=torch.long), "rgb": torch.zeros(1, 3, 3), "depth": torch.full((1, 3), 2.0)}
+    cfg = LossConfig(semantic_weight=0.04, rgb_weight=1.0, depth_weight=0.5, source_weight=0.25, coarse_weight=0.5)
+    losses = viewseg_losses(outputs, {"target": gt, "source": gt}, cfg)
+    ce = lambda a: math.log(math.exp(a) + 3) - a  # noqa: E731  label 0 has logit a, three others 0
+    expected = 0.0
+    for split, sw, passes in (("target", 1.0, ((1.0, 0.2, 2.0), (3.0, 0.4, 2.5))),
+                              ("source", 0.25, ((0.0, 0.0, 1.0), (2.0, 0.1, 1.0)))):
+        for name, pw, (a, c, d) in zip(("coarse", "fine"), (0.5, 1.0), passes):
+            assert losses[f"{split}/{name}/semantic"].item() == pytest.approx(ce(a), rel=1e-5)
+            assert losses[f"{split}/{name}/rgb"].item() == pytest.approx(c * c, rel=1e-5)
+            assert losses[f"{split}/{name}/depth"].item() == pytest.approx(abs(d - 2.0), rel=1e-5)
+            expected += sw * pw * (0.04 * ce(a) + 1.0 * c * c + 0.5 * abs(d - 2.0))
+    assert losses["total"].item() == pytest.approx(expected, rel=1e-5)
+    # Defaults: no depth term at all, and missing targets are errors.
+    assert not any(k.endswith("/depth") for k in viewseg_losses(outputs, {"target": gt, "source": gt}))
+    with pytest.raises(ValueError, match="split 'source'"):
+        viewseg_losses(outputs, {"target": gt})
+    with pytest.raises(ValueError, match="no 'depth'"):
+        viewseg_losses({"target": outputs["target"]}, {"target": {"labels": gt["labels"], "rgb": gt["rgb"]}},
+                       LossConfig(depth_weight=1.0))

@@ -1,0 +1,138 @@
+"""From a data config to training/evaluation examples: scenes of a split, their mined
+source-target pairs (cached next to the data), and the model's input batch.
+
+Supported ``kind`` values:
+
+* ``scene_folders``: a folder of viewseg scene folders (``viewseg synth`` output, bag
+  imports, converted datasets); ``splits.json`` picks the scenes of a split, otherwise
+  every scene is used for every split.
+* ``hypersim``: the Hypersim release under ``root``; ``split_csv`` is the official split file.
+* ``replica``: Habitat-rendered Replica scene folders under ``root`` (``splits.json`` optional).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from viewseg_core.data.dataset import DatasetConfig, ViewSegDataset, collate
+from viewseg_core.data.pairs import PairConfig, mine_all, read_pairs, write_pairs
+from viewseg_core.data.source import SceneSource
+from viewseg_core.model.viewseg import ModelConfig
+from viewseg_core.rays import rays_at_pixels
+
+__all__ = ["DataConfig", "load_scenes", "build_dataset", "collate", "to_model_batch"]
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/synthetic"
+    kind: str = "scene_folders"            # scene_folders | hypersim | replica
+    split_csv: str = ""                    # hypersim: metadata_images_split_scene_v1.csv
+    train_split: str = "train"
+    val_split: str = "val"                 # training-time panels
+    eval_split: str = "test"
+    image_size: tuple[int, int] = (240, 320)   # (H, W)
+    num_sources: int = 4
+    target_rays: int = 1024
+    source_rays: int = 256
+    num_workers: int = 0
+    pairs: dict = field(default_factory=dict)  # PairConfig overrides, e.g. {min_rotation_deg: 20}
+
+
+def _split_names(root: Path, split: str) -> list[str] | None:
+    path = root / "splits.json"
+    if not path.is_file():
+        return None
+    try:
+        splits = json.loads(path.read_text())["splits"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: unreadable splits file ({exc})") from exc
+    if split not in splits:
+        raise ValueError(f"{path} has no split {split!r} (it has {sorted(splits)})")
+    return list(splits[split])
+
+
+def load_scenes(cfg: DataConfig, split: str) -> list[SceneSource]:
+    """The scenes of ``split`` as SceneSources."""
+    root = Path(cfg.root)
+    if not root.exists():
+        raise FileNotFoundError(f"data root {root} does not exist (for synthetic data run "
+                                f"`viewseg synth --out {root} ...` first)")
+    if cfg.kind == "scene_folders":
+        from viewseg_core.data.scene_folder import SceneFolder, find_scene_folders
+        names = _split_names(root, split)
+        folders = [root / n for n in names] if names is not None else find_scene_folders(root)
+        scenes: list[SceneSource] = [SceneFolder(f) for f in folders]
+    elif cfg.kind == "replica":
+        from viewseg_core.data.replica import ReplicaScene
+        names = _split_names(root, split)
+        folders = [root / n for n in names] if names is not None else sorted(p for p in root.iterdir() if (p / "rgb").is_dir())
+        scenes = [ReplicaScene(f) for f in folders]
+    elif cfg.kind == "hypersim":
+        from viewseg_core.data.hypersim import HypersimScene, split_scenes
+        if not cfg.split_csv:
+            raise ValueError("data.kind=hypersim needs data.split_csv (the official split CSV)")
+        scenes = [HypersimScene(root, name, frames=frames) for name, frames in split_scenes(root, cfg.split_csv, split).items()]
+    else:
+        raise ValueError(f"unknown data.kind {cfg.kind!r} (scene_folders | hypersim | replica)")
+    if not scenes:
+        raise ValueError(f"no scenes for split {split!r} under {root}")
+    return scenes
+
+
+def load_pairs(cfg: DataConfig, split: str, scenes: list[SceneSource]):
+    """Mined pairs of a split, read from ``<root>/pairs_<split>.json`` when it matches the
+    pair config, mined (and written there) otherwise."""
+    pair_cfg = PairConfig(**{**cfg.pairs, "num_sources": cfg.num_sources})
+    cache = Path(cfg.root) / f"pairs_{split}.json"
+    if cache.is_file():
+        doc = json.loads(cache.read_text())
+        if doc.get("config") == json.loads(json.dumps(_pair_cfg_json(pair_cfg))):
+            return read_pairs(cache)
+    pairs = mine_all(scenes, pair_cfg, progress=False)
+    if not pairs:
+        raise ValueError(f"pair mining found no target with {cfg.num_sources} sources in split {split!r} "
+                         f"of {cfg.root}; relax data.pairs (e.g. min_rotation_deg) or add views")
+    write_pairs(cache, pairs, pair_cfg)
+    return pairs
+
+
+def _pair_cfg_json(pair_cfg: PairConfig) -> dict:
+    from viewseg_core.data.pairs import _config_json
+    return _config_json(pair_cfg)
+
+
+def build_dataset(cfg: DataConfig, split: str, seed: int = 0, full_target: bool = False) -> ViewSegDataset:
+    scenes = load_scenes(cfg, split)
+    pairs = load_pairs(cfg, split, scenes)
+    ds_cfg = DatasetConfig(num_sources=cfg.num_sources, image_size=tuple(cfg.image_size),
+                           target_rays=cfg.target_rays, source_rays=0 if full_target else cfg.source_rays,
+                           resample_sources=not full_target, full_target=full_target, seed=seed)
+    return ViewSegDataset(scenes, pairs, ds_cfg)
+
+
+def to_model_batch(batch: dict[str, Any], device: torch.device, model_cfg: ModelConfig):
+    """Collated dataset batch -> (``ViewSeg.forward`` inputs, loss targets) on ``device``."""
+    def dev(x):
+        return x.to(device, non_blocking=True)
+
+    near, far = model_cfg.near, model_cfg.far
+    target_rays = rays_at_pixels(dev(batch["target_K"]), dev(batch["target_c2w"]), dev(batch["target_ray_uv"]),
+                                 near=near, far=far)
+    model_batch = {"source_rgb": dev(batch["source_rgb"]), "source_K": dev(batch["source_K"]),
+                   "source_c2w": dev(batch["source_c2w"]), "target_rays": target_rays}
+    targets = {"target": {"labels": dev(batch["target_labels"]), "rgb": dev(batch["target_rgb"]),
+                          "depth": dev(batch["target_depth"])}}
+    if batch["source_ray_uv"].shape[-2] > 0:
+        B, V, Rs = batch["source_ray_uv"].shape[:3]
+        src_rays = rays_at_pixels(dev(batch["source_K"]), dev(batch["source_c2w"]), dev(batch["source_ray_uv"]),
+                                  near=near, far=far)
+        model_batch["source_rays"] = src_rays.reshape(B, V * Rs)
+        targets["source"] = {"labels": dev(batch["source_ray_labels"]).reshape(B, V * Rs),
+                             "rgb": dev(batch["source_ray_rgb"]).reshape(B, V * Rs, 3),
+                             "depth": dev(batch["source_ray_depth"]).reshape(B, V * Rs)}
+    return model_batch, targets
