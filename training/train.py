@@ -100,9 +100,12 @@ def train(cfg: TrainConfig) -> Path:
                                                       cfg.optim.batch_size)
     model_cfg = cfg.model_config()
     model = build_model(model_cfg).to(info.device)
+    # The 2D class head is for pretraining and the oracle; the field never uses it, and DDP
+    # rejects parameters that get no gradient.
+    model.encoder.head.requires_grad_(False)
     if info.distributed and model_cfg.norm == "sync_bn":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.optim.lr)
     scheduler = make_scheduler(optimizer, cfg.optim, cfg.run.max_steps)
 
     step = 0
@@ -176,7 +179,7 @@ def train(cfg: TrainConfig) -> Path:
                 writer.add_scalar(f"loss/{name}", float(value.detach()), step)
             writer.add_scalar("optim/lr", scheduler.get_last_lr()[0], step)
             writer.add_scalar("perf/target_rays_per_s", rays_seen * info.world_size / max(elapsed, 1e-9), step)
-            progress.set_postfix(loss=f"{float(loss):.4f}", ce=f"{float(losses.get('target/fine/semantic', losses.get('target/coarse/semantic', 0.0))):.3f}")
+            progress.set_postfix(loss=f"{loss.item():.4f}")
         if writer is not None and cfg.run.image_every and step % cfg.run.image_every == 0:
             from training.panels import log_panel
             log_panel(writer, _unwrap(model), panel_data, step, info.device, out_dir / "panels")

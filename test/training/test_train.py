@@ -70,10 +70,10 @@ def test_killed_run_resumes_to_identical_weights(tiny_synth, tmp_path):
 def test_torchrun_two_gloo_processes_stay_in_sync(tiny_synth, tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "training.train", "--config", CONFIG,
            *_overrides(tiny_synth, out, "run.max_steps=3", "run.checkpoint_every=3", "run.device=cpu")]
-    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     checksums = json.loads((out / "replica_checksums.json").read_text())
     assert len(checksums) == 2 and checksums[0] == checksums[1]

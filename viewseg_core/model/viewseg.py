@@ -97,6 +97,9 @@ class ViewSeg(nn.Module):
         self.encoder = build_encoder(cfg.encoder, feature_dim=cfg.feature_dim, num_classes=cfg.num_classes,
                                      norm=cfg.norm)
         self.renderer = Renderer(self.encoder.feature_dim, cfg.field_config(), cfg.renderer_config())
+        # The encoder's class head serves 2D pretraining and the oracle baseline; no ViewSeg
+        # loss reaches it, so it is frozen here (DDP then needs no find_unused_parameters).
+        self.encoder.head.requires_grad_(False)
 
     def set_projected_features(self, enabled: bool) -> None:
         """Switch both fields between the projected (fast) and naive (reference) paths."""

@@ -68,7 +68,9 @@ def test_gradients_reach_encoder_and_both_fields(model, box_room):
     for name, p in params.items():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     # The class head is for 2D pretraining only: the field never uses it.
-    assert model.encoder.head.weight.grad is None
+    assert model.encoder.head.weight.grad is None and not model.encoder.head.weight.requires_grad
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unused, unused  # DDP-ready without find_unused_parameters
 
 
 def test_eval_is_deterministic_and_chunk_independent(model, box_room):
