@@ -14,7 +14,7 @@ import argparse
 import contextlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from training.config_io import load_config, to_dict
 from training.data import DataConfig, build_dataset, collate, to_model_batch
 from viewseg_core.model.losses import LossConfig, viewseg_losses
 from viewseg_core.model.viewseg import ModelConfig, ViewSeg, build_model
-from viewseg_core.model.weights import save_model
+from viewseg_core.model.weights import load_model, load_state_strict, model_checkpoint, save_model
 
 
 @dataclass
@@ -53,6 +53,7 @@ class RunConfig:
     device: str = "auto"              # auto | cpu | cuda
     bf16: bool = True                 # bf16 autocast on CUDA (ignored on CPU)
     threads: int = 0                  # torch CPU threads, 0 = torch's default
+    init_from: str = ""               # start from another run's model (fine-tuning); not a resume
 
 
 @dataclass
@@ -112,13 +113,16 @@ def train(cfg: TrainConfig) -> Path:
     resume_from = latest_checkpoint(ckpt_dir)
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from, map_location=info.device)
-        if ckpt["model_config"] != to_dict_model(model_cfg):
+        if ckpt["model"]["config"] != asdict(model_cfg):
             raise ValueError(f"{resume_from} was trained with a different model config; use a new run.out_dir")
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt["model"]["state_dict"], strict=True)  # own file: every buffer, exactly
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         step = int(ckpt["step"])
         set_rng_state(ckpt["rng"][min(info.rank, len(ckpt["rng"]) - 1)])
+    elif cfg.run.init_from:
+        # Fine-tuning: weights from another run (e.g. Hypersim -> Replica), fresh optimizer.
+        load_state_strict(model, load_model(cfg.run.init_from).state_dict(), cfg.run.init_from)
     if info.distributed:
         model = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
 
@@ -188,9 +192,8 @@ def train(cfg: TrainConfig) -> Path:
             states = _gather_rng_states(info)
             if info.is_main:
                 save_atomic({"format": FORMAT, "format_version": FORMAT_VERSION, "step": step,
-                             "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "rng": states,
-                             "model_config": to_dict_model(model_cfg), "config": to_dict(cfg)},
+                             "model": model_checkpoint(_unwrap(model)), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "rng": states, "config": to_dict(cfg)},
                             ckpt_dir / f"step_{step}.pt")
                 _prune_checkpoints(ckpt_dir, cfg.run.keep_checkpoints)
     progress.close()
@@ -208,11 +211,6 @@ def train(cfg: TrainConfig) -> Path:
         print(f"[train] done: {step} steps, model at {final}")
     distributed.teardown()
     return final
-
-
-def to_dict_model(model_cfg: ModelConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-    return asdict(model_cfg)
 
 
 def _replica_checksums(model: torch.nn.Module, info: distributed.DistInfo) -> list[float]:

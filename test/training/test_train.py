@@ -29,7 +29,7 @@ def _overrides(root, out_dir, *extra):
 
 def _final_state(out_dir: Path) -> dict:
     ckpt = load_checkpoint(out_dir / "checkpoints" / "step_6.pt")
-    return ckpt["model"]
+    return ckpt["model"]["state_dict"]
 
 
 def test_killed_run_resumes_to_identical_weights(tiny_synth, tmp_path):
@@ -63,7 +63,7 @@ def test_killed_run_resumes_to_identical_weights(tiny_synth, tmp_path):
     for key in a:
         assert torch.equal(a[key], b[key]), f"{key} differs after resume"
     # and training did move the weights
-    first = load_checkpoint(straight / "checkpoints" / "step_2.pt")["model"]
+    first = load_checkpoint(straight / "checkpoints" / "step_2.pt")["model"]["state_dict"]
     assert any(not torch.equal(first[k], a[k]) for k in a if a[k].is_floating_point())
 
 

@@ -197,8 +197,9 @@ def model_from_checkpoint(ckpt: Mapping[str, Any], source: str = "<memory>") -> 
         raise ValueError(f"{source}: format_version {ckpt['format_version']} is newer than this viewseg "
                          f"understands ({FORMAT_VERSION})")
     config = ModelConfig.from_dict(ckpt.get("config", {}), source)
-    # The file's weights replace any initialisation, so no encoder weights are read here.
-    model = ViewSeg(dataclasses.replace(config, encoder_weights=""))
+    # ViewSeg() never reads ``config.encoder_weights`` (build_model does): the file's weights
+    # are the whole model, and the path may not exist where the checkpoint is loaded.
+    model = ViewSeg(config)
     load_state_strict(model, extract_state_dict(ckpt, source), source)
     return model
 

@@ -47,7 +47,8 @@ def test_pickled_code_is_refused(tmp_path, make_config):
 
 def test_model_round_trip(tmp_path, make_config, box_room):
     torch.manual_seed(0)
-    model = ViewSeg(make_config(hidden_dim=24, norm="frozen_bn")).eval()
+    # encoder_weights names a file that does not exist here: a whole-model checkpoint never reads it.
+    model = ViewSeg(make_config(hidden_dim=24, norm="frozen_bn", encoder_weights="/elsewhere/enc.pt")).eval()
     path = save_model(model, tmp_path / "m" / "viewseg.pt")
     assert not list(path.parent.glob("*.tmp"))
     loaded = load_model(path).eval()
