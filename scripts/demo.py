@@ -5,8 +5,8 @@
    and ``viewseg_ros.node`` (with config/viewseg.yaml and the demo checkpoint) as children,
    on loopback in a private ROS domain.
 2. This process is the client: it waits (via /diagnostics) until the node holds keyframes
-   from one full loop of the camera, then calls ``/viewseg/render_view`` for poses the camera
-   never took (beside its loop, turned away from where it looked).
+   from the camera's whole walk through the room, then calls ``/viewseg/render_view`` for
+   poses the camera never took (beside its walk, turned away from where it looked).
 3. For each query it ray-casts the true semantics and depth of the same camera in the same
    room, saves a panel (true vs predicted semantics and depth, confidence) to
    ``out/demo/query_NN.png`` and prints the query's mIoU, depth error and latency; all
@@ -36,10 +36,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "demo.pt"))
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="synthetic room of the simulated camera")
+    p.add_argument("--kind", default="human", choices=("human", "robot"), help="camera height class")
     p.add_argument("--camera-size", default="160x120", help="simulated camera WxH")
     p.add_argument("--query-size", default="160x120", help="rendered query WxH")
     p.add_argument("--rate", type=float, default=5.0, help="simulated camera frame rate (Hz)")
-    p.add_argument("--period", type=float, default=20.0, help="seconds per loop of the camera")
+    p.add_argument("--period", type=float, default=20.0,
+                   help="seconds for the camera's walk through the room and back")
     p.add_argument("--queries", type=int, default=4)
     p.add_argument("--num-coarse", type=int, default=-1, help="samples per ray (-1 = the checkpoint's)")
     p.add_argument("--num-fine", type=int, default=-1)
@@ -99,7 +101,8 @@ def main(argv=None) -> int:
         "sim_camera": start("sim_camera", [py, "-m", "viewseg_ros.sim_camera", "--ros-args",
                                            "-p", f"seed:={args.seed}", "-p", f"rate:={args.rate}",
                                            "-p", f"width:={cam_w}", "-p", f"height:={cam_h}",
-                                           "-p", f"period_s:={args.period}"], logs, env),
+                                           "-p", f"period_s:={args.period}", "-p", f"kind:={args.kind}"],
+                            logs, env),
         "viewseg": start("viewseg", [py, "-m", "viewseg_ros.node", "--ros-args", "--params-file",
                                      str(REPO / "config" / "viewseg.yaml"), "-p", f"checkpoint:={checkpoint}",
                                      "-p", f"device:={args.device}", "-p", f"query.num_coarse:={args.num_coarse}",
@@ -125,7 +128,7 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
     from viewseg_core.viz import colorize_depth, colorize_scalar, panel, save_png
     from viewseg_interfaces.srv import RenderView
     from viewseg_ros.conversions import image_to_numpy, matrix_to_pose_stamped
-    from viewseg_ros.sim_camera import Trajectory, make_scene, mount_pose, unseen_poses
+    from viewseg_ros.sim_camera import SimWorld
 
     rclpy.init()
     node = rclpy.create_node("viewseg_demo_client")
@@ -148,7 +151,7 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
                                  f"{tail(logs / f'{name}.log')}")
 
     # The node is ready once its service exists (it loads and warms up the model first);
-    # the keyframes of one full loop are in once a loop has passed since the first keyframe.
+    # the keyframes of the whole walk are in half a period after the first keyframe.
     t0 = time.monotonic()
     first_keyframe = None
     while True:
@@ -157,9 +160,9 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
         count = int(status.get("keyframes", 0))
         if count and first_keyframe is None:
             first_keyframe = time.monotonic()
-            print(f"demo: first keyframe after {first_keyframe - t0:.1f} s; waiting one camera loop "
-                  f"({args.period:.0f} s)")
-        if first_keyframe is not None and time.monotonic() - first_keyframe >= args.period + 1.0 \
+            print(f"demo: first keyframe after {first_keyframe - t0:.1f} s; waiting for the camera's walk "
+                  f"({args.period / 2:.0f} s)")
+        if first_keyframe is not None and time.monotonic() - first_keyframe >= args.period / 2 + 1.0 \
                 and client.service_is_ready():
             break
         if time.monotonic() - t0 > args.timeout:
@@ -167,13 +170,13 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
                              f"node log:\n{tail(logs / 'viewseg.log')}")
     print(f"demo: {status.get('keyframes')} keyframes on {status.get('device')}; querying {args.queries} unseen poses")
 
-    scene = make_scene(args.seed)
-    trajectory = Trajectory.for_scene(scene, args.period)
+    world = SimWorld.create(args.seed, args.kind, args.period)  # the sim camera's room and walk
+    scene = world.scene
     evaluator = SegmentationEvaluator()
     rows_all, ok = [], True
     print(f"{'query':>5} {'mIoU':>6} {'AbsRel':>7} {'render ms':>10} {'service ms':>11} {'round trip ms':>14} "
           f"{'overhead ms':>12}  keyframes")
-    for i, c2w in enumerate(unseen_poses(trajectory, args.queries, mount_pose())):
+    for i, c2w in enumerate(world.unseen_poses(args.queries)):
         request = RenderView.Request()
         request.pose = matrix_to_pose_stamped(c2w, "map")
         request.camera_info.width, request.camera_info.height = query_size

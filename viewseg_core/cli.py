@@ -16,6 +16,8 @@ SUBCOMMAND_MODULES: list[str] = [
     "viewseg_ros.bag_import",
     "viewseg_core.data.cli",
     "training.train",
+    "training.evaluate",
+    "training.export3d",
 ]
 
 

@@ -1,14 +1,17 @@
 """A simulated robot camera: replays a procedural synthetic room as Image, CameraInfo and TF.
 
-The scene is a pure function of ``seed`` (:func:`make_scene`) and the camera pose a pure
-function of time (:func:`camera_pose`), so a test or the demo client can rebuild the ground
-truth (labels, planar depth) for any pose the node is asked about.
+The room is the project's procedural scene for ``seed`` (:mod:`viewseg_core.data.synth`, the
+generator the models train on) and the camera walks the generator's own collision-free
+trajectory through it (:func:`viewseg_core.data.synth.trajectory.trajectory`), forth and
+back, once per ``period_s``. Scene and motion are pure functions of the parameters
+(:class:`SimWorld`), so a test or the demo client rebuilds the ground truth (labels, planar
+depth) for any pose it asks the node about.
 
-Frames (REP 103/105): ``map -> base_link`` is the robot driving a closed loop through the
-middle of the room, published on ``/tf`` with the image stamp; ``base_link -> camera_optical``
-(camera ``height`` metres up, pitched down by ``pitch_deg``, OpenCV optical axes) is static
-on ``/tf_static``. Images are rgb8 with ``header.frame_id = camera_optical``; CameraInfo
-carries the pinhole K of ``hfov_deg`` and no distortion.
+Frames (REP 103/105): ``map -> base_link`` is the robot's planar pose (x, y, heading along
+the walk's gaze), published on ``/tf`` with each image's stamp; ``base_link ->
+camera_optical`` is static on ``/tf_static``: the camera at the walk's median height and
+pitch, OpenCV optical axes. Images are rgb8 with ``header.frame_id = camera_optical``;
+CameraInfo carries the pinhole K of ``hfov_deg`` and no distortion.
 
 Run: ``python -m viewseg_ros.sim_camera --ros-args -p seed:=0 -p rate:=5.0 -p width:=160 -p height:=120``
 (or the console script ``viewseg_sim_camera``).
@@ -22,76 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from viewseg_core.cameras import K_from_hfov
-from viewseg_core.data.synth import furniture as fu
-from viewseg_core.data.synth.room import Room, rectilinear_outline
-from viewseg_core.data.synth.scene import Scene, SceneBuilder
+from viewseg_core.data.synth.generate import SynthConfig, make_scene
+from viewseg_core.data.synth.scene import Scene
+from viewseg_core.data.synth.trajectory import TrajectoryConfig, free_cells, look_c2w, trajectory
 
-# OpenCV optical axes in a REP 103 body frame (x forward, y left, z up): columns are the
-# optical x (right = -y), y (down = -z) and z (forward = +x) axes.
-R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0],
-                           [-1.0, 0.0, 0.0],
-                           [0.0, -1.0, 0.0]])
-
-
-# --------------------------------------------------------------------------- the scene
-def make_scene(seed: int) -> Scene:
-    """A furnished rectangular room, deterministic in ``seed`` (world: z up, floor at z = 0).
-
-    Furniture stands against the walls and the middle stays free, so the camera loop of
-    :func:`camera_pose` never enters a solid.
-    """
-    rng = np.random.default_rng(seed)
-    builder = SceneBuilder()
-    pal = fu.Palette(builder, rng)
-    width, depth = rng.uniform(4.5, 6.0), rng.uniform(4.0, 5.5)
-    height = rng.uniform(2.5, 2.9)
-    room = Room(rectilinear_outline(rng, width, depth, "rect"), height)
-    room.shell(builder, rng, pal.wall_paint(), pal.painted() if rng.random() < 0.5 else None, pal.floor(),
-               builder.material([0.92, 0.92, 0.9]), {"wall": fu.C["wall"], "floor": fu.C["floor"],
-                                                     "ceiling": fu.C["ceiling"]})
-    # One object group per wall (walls 0..3 of a counter-clockwise rectangle: south, east,
-    # north, west), each against its wall and facing into the room; the bed (2 m deep)
-    # sits near a corner, outside the camera loop's x range.
-    south, east, north, west = room.walls
-    fu.bed(fu.Frame(builder, *south.point(0.2 * south.length, 1.02), yaw=south.yaw), 1.4, 2.0, pal, rng)
-    fu.night_stand(fu.Frame(builder, *south.point(0.2 * south.length + 1.0, 0.22), yaw=south.yaw), pal, rng)
-    fu.shelf_unit(fu.Frame(builder, *east.point(0.5 * east.length, 0.2), yaw=east.yaw), 1.2, 0.35, 1.8, pal, rng)
-    fu.sofa(fu.Frame(builder, *north.point(0.5 * north.length, 0.45), yaw=north.yaw), 1.8, 0.85, pal, rng)
-    fu.picture(fu.Frame(builder, *north.point(0.5 * north.length, 0.02), yaw=north.yaw, z=1.45), 0.9, 0.6, pal, rng)
-    fu.desk(fu.Frame(builder, *west.point(0.4 * west.length, 0.35), yaw=west.yaw), 1.2, 0.6, pal, rng)
-    fu.chair(fu.Frame(builder, *west.point(0.4 * west.length, 0.95), yaw=west.yaw + math.pi), pal, rng)
-    fu.door(fu.Frame(builder, *west.point(0.85 * west.length, 0.01), yaw=west.yaw), 0.9, 2.05, pal, rng)
-    builder.light([width / 2, depth / 2, height - 0.2], [1.0, 0.97, 0.9])
-    return builder.build(f"sim_room_{seed}", seed, room.polygon, height, ambient=0.35)
-
-
-# --------------------------------------------------------------------------- the trajectory
-@dataclass
-class Trajectory:
-    """A closed loop in the room: an ellipse around its centre, the camera sweeping its gaze.
-
-    ``base_pose(t)`` is T_map_base_link at ``t`` seconds; the robot's heading turns once per
-    ``period_s`` and swings ``swing_deg`` either side of the outward normal of the loop, so
-    consecutive keyframes see every wall from several places.
-    """
-
-    center: tuple[float, float]
-    radii: tuple[float, float]
-    period_s: float = 30.0
-    swing_deg: float = 40.0
-
-    @classmethod
-    def for_scene(cls, scene: Scene, period_s: float = 30.0) -> "Trajectory":
-        (x0, y0), (x1, y1) = scene.polygon.min(0), scene.polygon.max(0)
-        # 0.12 x the room size keeps >= 1.3 m from any wall of a >= 4 m room (furniture: < 1.1 m).
-        return cls(((x0 + x1) / 2, (y0 + y1) / 2), (0.12 * (x1 - x0), 0.12 * (y1 - y0)), period_s)
-
-    def base_pose(self, t: float) -> np.ndarray:
-        phase = 2.0 * math.pi * t / self.period_s
-        x = self.center[0] + self.radii[0] * math.cos(phase)
-        y = self.center[1] + self.radii[1] * math.sin(phase)
-        yaw = phase + math.radians(self.swing_deg) * math.sin(3.0 * phase)
-        return planar_pose(x, y, yaw)
+WALK_POSES = 60  # poses of the generator's walk; the camera interpolates between them
 
 
 def planar_pose(x: float, y: float, yaw: float, z: float = 0.0) -> np.ndarray:
@@ -103,34 +41,66 @@ def planar_pose(x: float, y: float, yaw: float, z: float = 0.0) -> np.ndarray:
     return pose
 
 
-def mount_pose(height: float = 1.3, pitch_deg: float = 10.0) -> np.ndarray:
-    """T_base_link_camera_optical: ``height`` m up, pitched down ``pitch_deg`` (a rotation about +y)."""
-    p = math.radians(pitch_deg)
-    pitch = np.array([[math.cos(p), 0.0, math.sin(p)], [0.0, 1.0, 0.0], [-math.sin(p), 0.0, math.cos(p)]])
-    pose = np.eye(4)
-    pose[:3, :3] = pitch @ R_BODY_OPTICAL
-    pose[:3, 3] = (0.0, 0.0, height)
-    return pose
+@dataclass
+class SimWorld:
+    """The simulated room and the robot's motion through it.
 
+    Attributes:
+        scene: the procedural room (world = ``map``: z up, floor at z = 0).
+        xy: [N, 2] the walk's floor positions; yaw: [N] its headings (unwrapped, radians).
+        mount: [4, 4] T_base_link_camera_optical (static).
+        period_s: seconds for one walk forth and back.
+    """
 
-def camera_pose(trajectory: Trajectory, t: float, mount: np.ndarray | None = None) -> np.ndarray:
-    """c2w of ``camera_optical`` in ``map`` at time ``t`` (seconds since the start)."""
-    return trajectory.base_pose(t) @ (mount_pose() if mount is None else mount)
+    scene: Scene
+    xy: np.ndarray
+    yaw: np.ndarray
+    mount: np.ndarray
+    period_s: float
 
+    @classmethod
+    def create(cls, seed: int, kind: str = "human", period_s: float = 30.0, room_type: str | None = None
+               ) -> "SimWorld":
+        """Room ``seed`` (a layout the generator can walk; it redraws one that it cannot) and a walk
+        of ``kind`` "robot" (0.3-0.6 m) or "human" (1.45-1.65 m height)."""
+        scene, _ = make_scene(int(seed), SynthConfig(views=2, room_type=room_type or None))
+        poses = trajectory(scene, WALK_POSES, kind, np.random.default_rng([int(seed), 0x51A]))
+        forward = np.stack([p[:3, 2] for p in poses])
+        yaw = np.unwrap(np.arctan2(forward[:, 1], forward[:, 0]))
+        height = float(np.median([p[2, 3] for p in poses]))
+        pitch = float(np.median(np.arcsin(np.clip(forward[:, 2], -1.0, 1.0))))
+        mount = look_c2w([0.0, 0.0, height], 0.0, pitch)  # the camera in base_link (yaw 0 = +x)
+        return cls(scene, np.stack([p[:2, 3] for p in poses]), yaw, mount, float(period_s))
 
-def unseen_poses(trajectory: Trajectory, count: int, mount: np.ndarray | None = None) -> list[np.ndarray]:
-    """``count`` query poses off the loop: 0.25-0.35 m beside it and turned 20-30 degrees
-    away from where the camera looked there, spread around the loop."""
-    mount = mount_pose() if mount is None else mount
-    poses = []
-    for i in range(count):
-        t = trajectory.period_s * (i + 0.37) / count
-        base = trajectory.base_pose(t)
-        side = 0.25 + 0.1 * (i % 2)
-        turn = math.radians(20.0 + 10.0 * (i % 3)) * (1 if i % 2 else -1)
-        offset = planar_pose(0.0, side * (1 if i % 2 else -1), turn)
-        poses.append(base @ offset @ mount)
-    return poses
+    def base_pose(self, t: float) -> np.ndarray:
+        """T_map_base_link at ``t`` seconds: along the walk in the first half period, back in the second."""
+        phase = (t / self.period_s) % 1.0
+        s = (2.0 * phase if phase < 0.5 else 2.0 - 2.0 * phase) * (len(self.xy) - 1)
+        i = min(int(s), len(self.xy) - 2)
+        a = s - i
+        x, y = (1.0 - a) * self.xy[i] + a * self.xy[i + 1]
+        return planar_pose(x, y, (1.0 - a) * self.yaw[i] + a * self.yaw[i + 1])
+
+    def camera_pose(self, t: float) -> np.ndarray:
+        """c2w of ``camera_optical`` in ``map`` at ``t`` seconds."""
+        return self.base_pose(t) @ self.mount
+
+    def unseen_poses(self, count: int) -> list[np.ndarray]:
+        """``count`` camera poses the walk never takes: up to 0.3 m beside it (on free floor) and
+        turned 20-30 degrees away from where the camera looked there, spread along the walk."""
+        free, centres = free_cells(self.scene, TrajectoryConfig())
+        free_xy = centres[free]
+        poses = []
+        for i in range(count):
+            base = self.base_pose(0.5 * self.period_s * (i + 0.5) / count)
+            sign = 1.0 if i % 2 else -1.0
+            turn = sign * math.radians(20.0 + 10.0 * (i % 3))
+            for side in (0.3, -0.3, 0.15, -0.15, 0.0):  # the first offset that stays on free floor
+                moved = base @ planar_pose(0.0, sign * side, turn)
+                if np.min(np.linalg.norm(free_xy - moved[:2, 3], axis=1)) <= 0.1:
+                    break
+            poses.append(moved @ self.mount)
+        return poses
 
 
 # --------------------------------------------------------------------------- the node
@@ -150,14 +120,13 @@ def _make_node_class():
             super().__init__("viewseg_sim_camera", **kwargs)
             p = {name: self.declare_parameter(name, default).value for name, default in (
                 ("seed", 0), ("rate", 5.0), ("width", 160), ("height", 120), ("hfov_deg", 70.0),
-                ("period_s", 30.0), ("camera_height", 1.3), ("pitch_deg", 10.0), ("fixed_frame", "map"),
+                ("period_s", 30.0), ("kind", "human"), ("room_type", ""), ("fixed_frame", "map"),
                 ("base_frame", "base_link"), ("camera_frame", "camera_optical"))}
             if not (p["rate"] > 0 and p["width"] > 0 and p["height"] > 0 and p["period_s"] > 0):
                 raise ValueError(f"viewseg_sim_camera: rate, width, height and period_s must be positive: {p}")
             self.params = p
-            self.scene = make_scene(int(p["seed"]))
-            self.trajectory = Trajectory.for_scene(self.scene, float(p["period_s"]))
-            self.mount = mount_pose(float(p["camera_height"]), float(p["pitch_deg"]))
+            self.world = SimWorld.create(int(p["seed"]), p["kind"], float(p["period_s"]), p["room_type"])
+            self.scene, self.mount = self.world.scene, self.world.mount
             self.K = K_from_hfov(float(p["hfov_deg"]), int(p["width"]), int(p["height"]))
             self.image_pub = self.create_publisher(Image, "image", qos_profile_sensor_data)
             self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
@@ -170,16 +139,18 @@ def _make_node_class():
             self.start_ns = self.get_clock().now().nanoseconds
             self.frames_published = 0
             self.timer = self.create_timer(1.0 / float(p["rate"]), self._tick)
-            self.get_logger().info(f"replaying {self.scene.name} at {p['width']}x{p['height']}, {p['rate']} Hz")
+            self.get_logger().info(f"replaying {self.scene.name} ({self.scene.meta.get('room_type')}) at "
+                                   f"{p['width']}x{p['height']}, {p['rate']} Hz, one walk forth and back per "
+                                   f"{p['period_s']} s")
 
         def pose_at(self, stamp_ns: int) -> np.ndarray:
             """c2w of the camera at a stamp this node published (or any stamp after its start)."""
-            return camera_pose(self.trajectory, (stamp_ns - self.start_ns) / 1e9, self.mount)
+            return self.world.camera_pose((stamp_ns - self.start_ns) / 1e9)
 
         def _tick(self) -> None:
             p = self.params
             stamp_ns = self.get_clock().now().nanoseconds
-            base = self.trajectory.base_pose((stamp_ns - self.start_ns) / 1e9)
+            base = self.world.base_pose((stamp_ns - self.start_ns) / 1e9)
             # TF and CameraInfo first: the node needs both the moment the image lands.
             self.tf_pub.publish(TFMessage(transforms=[matrix_to_transform_stamped(
                 base, p["fixed_frame"], p["base_frame"], stamp_ns)]))
@@ -222,8 +193,7 @@ def main(args: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["make_scene", "Trajectory", "planar_pose", "mount_pose", "camera_pose", "unseen_poses", "main",
-           "R_BODY_OPTICAL"]
+__all__ = ["SimWorld", "planar_pose", "main", "WALK_POSES"]
 
 if __name__ == "__main__":
     sys.exit(main())

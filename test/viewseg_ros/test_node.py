@@ -148,9 +148,7 @@ def render_request(c2w: np.ndarray, frame: str = "map", width: int = 40, height:
 
 
 def unseen_pose(g: Graph) -> np.ndarray:
-    from viewseg_ros.sim_camera import unseen_poses
-
-    return unseen_poses(g.sim.trajectory, 3, g.sim.mount)[0]
+    return g.sim.world.unseen_poses(3)[0]
 
 
 # --------------------------------------------------------------------------- keyframes
@@ -469,7 +467,7 @@ def test_depth_matches_true_geometry_with_the_demo_checkpoint():
                     f"(the lead trains it; see the README's demo section). It is not skipped on purpose.")
     from viewseg_core.data.synth.render import render
     from viewseg_ros.node import ViewSegNode
-    from viewseg_ros.sim_camera import SimCameraNode, unseen_poses
+    from viewseg_ros.sim_camera import SimCameraNode
 
     # A domain of its own: its sim camera must not feed the shared graph's node (TF is global).
     g = Graph(domain_id=(int(os.environ["ROS_DOMAIN_ID"]) + 50) % 100 + 1)
@@ -480,11 +478,11 @@ def test_depth_matches_true_geometry_with_the_demo_checkpoint():
             "keyframes.min_interval_s": 0.1})))
         sim = g.add(SimCameraNode(context=g.context, parameter_overrides=params({
             "seed": 0, "rate": 10.0, "width": 96, "height": 72, "period_s": 6.0})))
-        # One full loop of the camera, so every query pose has keyframes around it.
-        wait_for(lambda: sim.frames_published >= 62 and len(node.keyframes) >= 8,
-                 60.0, "a full camera loop of keyframes")
+        # The camera's whole walk (half a period), so every query pose has keyframes around it.
+        wait_for(lambda: sim.frames_published >= 32 and len(node.keyframes) >= 8,
+                 60.0, "keyframes of the camera's whole walk")
         errors, coverage = [], []
-        for c2w in unseen_poses(sim.trajectory, 2, sim.mount):
+        for c2w in sim.world.unseen_poses(2):
             response = g.call("/viewseg/render_view", render_request(c2w, width=48, height=36), timeout=120)
             assert response.success, response.message
             K = np.reshape(response.camera_info.k, (3, 3))

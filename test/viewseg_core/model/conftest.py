@@ -5,7 +5,6 @@ labels, colours and planar depth are ground truth to float precision.
 """
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -86,6 +85,20 @@ class BoxRoom:
     def source_rgb(self) -> torch.Tensor:
         """[1, 4, 3, H, W]."""
         return torch.stack([r for r, _, _ in self.source]).permute(0, 3, 1, 2)[None]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run these small-tensor tests on one intra-op thread, then restore the setting.
+
+    Their ops are tiny, so a second thread buys nothing, and on a busy 2-core machine two
+    OpenMP threads thrash: the quick overfit test took 57 s with 2 threads and 8 s with 1
+    under the same load.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,10 @@
 
 Training uses only the paper's losses (semantic CE + photometric MSE; no depth loss) on
 rays of the two target views and the four source views, with the four source views as
-inputs. Numbers seen when this was written (torch 2.14 CPU, seed 0): fine-pass CE on the
-target views 3.5 -> 0.04-0.08 and mean relative depth error 0.49 -> 0.12-0.14 after 400
-steps; CE 3.5 -> ~0.4 after 60 steps.
+inputs. Numbers seen when this was written (torch 2.14 CPU, one thread, seed 0), over the
+two full target images: fine-pass CE 3.56 -> 0.060 and mean relative depth error
+0.44 -> 0.14 after 400 steps (the slow test, ~170 s on a busy 2-core machine); CE
+3.57 -> 0.58 after 40 small steps (the quick test, ~7 s).
 """
 from __future__ import annotations
 
@@ -60,9 +61,9 @@ def _train(room, config, steps: int, rays_per_view: int, lr: float = 2e-3):
 
 
 def test_semantics_fall_quickly(box_room, make_config):
-    (ce0, _), (ce1, _) = _train(box_room, make_config(num_coarse=16, num_fine=16), steps=60, rays_per_view=32)
+    (ce0, _), (ce1, _) = _train(box_room, make_config(num_coarse=8, num_fine=8), steps=40, rays_per_view=16)
     assert ce0 > 3.0  # ~log(37) at the start
-    assert ce1 < ce0 / 4, (ce0, ce1)
+    assert ce1 < ce0 / 4, (ce0, ce1)  # seen: 3.57 -> 0.58
 
 
 @pytest.mark.slow

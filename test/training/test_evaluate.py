@@ -1,0 +1,198 @@
+"""Evaluation and baselines: `viewseg eval` end to end on a tiny synthetic split, metric
+self-consistency, z-buffered splatting on hand-computed cases, CloudSeg's identity case and
+nearest-view's pose choice."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from training.baselines import cloudseg, nearest_source, nearest_view, pose_distance, splat
+from training.checkpoint import FORMAT as TRAIN_FORMAT
+from training.config_io import load_config, to_dict
+from training.data import build_dataset
+from training.evaluate import (METHOD_TITLES, ExampleContext, load_viewseg, resolve_data_config,
+                               run_evaluation)
+from training.train import TrainConfig
+from viewseg_core import cli
+from viewseg_core.classes import IGNORE_LABEL
+from viewseg_core.model.encoder import build_encoder
+from viewseg_core.model.viewseg import ViewSeg
+from viewseg_core.model.weights import model_checkpoint, save_encoder, save_model
+
+from .conftest import TINY_OVERRIDES
+
+CONFIG = str(Path(__file__).resolve().parents[2] / "training" / "configs" / "synthetic_small.yaml")
+DATA_OVERRIDES = [o for o in TINY_OVERRIDES if o.startswith("data.")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg(tiny_synth):
+    return load_config(TrainConfig, CONFIG, [*TINY_OVERRIDES, f"data.root={tiny_synth}"])
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tiny_cfg, tmp_path_factory):
+    """A random tiny ViewSeg (model file and training checkpoint) and a random 2D segmenter."""
+    root = tmp_path_factory.mktemp("eval_models")
+    torch.manual_seed(0)
+    model = ViewSeg(tiny_cfg.model_config()).eval()
+    seg = build_encoder("deeplabv3plus_resnet18", feature_dim=16).eval()
+    train_ckpt = root / "step_3.pt"
+    torch.save({"format": TRAIN_FORMAT, "format_version": 1, "step": 3, "model": model_checkpoint(model),
+                "config": to_dict(tiny_cfg)}, train_ckpt)
+    return {"model": save_model(model, root / "model.pt"), "train": train_ckpt,
+            "segmenter": save_encoder(seg, root / "segmenter.pt"), "state": model.state_dict()}
+
+
+@pytest.fixture(scope="module")
+def test_split(tiny_cfg):
+    return build_dataset(tiny_cfg.data, split="test", seed=0, full_target=True)
+
+
+def test_eval_cli_writes_every_artefact(tiny_synth, tiny_files, tmp_path):
+    out = tmp_path / "eval"
+    rc = cli.main(["eval", "--checkpoint", str(tiny_files["model"]), "--data", str(tiny_synth), "--split", "test",
+                   "--out", str(out), "--config", CONFIG, "--baselines", "all", "--segmenter",
+                   str(tiny_files["segmenter"]), "--max-examples", "3", "--panels", "2", "--threads", "1",
+                   *DATA_OVERRIDES])
+    assert rc == 0
+    report = json.loads((out / "metrics.json").read_text())  # strict JSON: NaN became null
+    assert report["num_examples"] == 3 and len(report["per_example"]) == 3
+    assert list(report["methods"]) == ["viewseg", "cloudseg_pred", "cloudseg_true", "nearest_view", "oracle"]
+    for name, s in report["methods"].items():
+        for key in ("dataset_miou", "per_image_miou", "fwiou", "pacc", "macc", "miou_things", "miou_stuff",
+                    "depth_l1", "depth_absrel", "depth_l1_things", "depth_l1_stuff", "depth_absrel_things",
+                    "depth_absrel_stuff", "delta1", "delta2", "delta3", "depth_missing_fraction"):
+            assert key in s, (name, key)
+        assert 0.0 <= s["pacc"] <= 1.0 and len(s["iou_per_class"]) == 37
+        # per-image mIoU is the mean of the per-example values
+        images = [row["image_miou"][name] for row in report["per_example"]]
+        images = [v for v in images if v is not None]
+        assert s["per_image_miou"] == pytest.approx(float(np.mean(images)), abs=1e-12)
+    assert report["methods"]["oracle"]["depth_l1"] is None  # the oracle predicts no depth
+    assert report["methods"]["cloudseg_true"]["depth_l1"] is not None
+    # true-depth CloudSeg puts points on the true surfaces: where it answers, depth is nearly always
+    # right (wrong only where the target sees a surface no source sees, and a hidden one shows through)
+    assert report["methods"]["cloudseg_true"]["delta1"] > 0.9
+    md = (out / "metrics.md").read_text()
+    for title in METHOD_TITLES.values():
+        assert f"| {title} |" in md
+    assert "mIoU (dataset)" in md and "mIoU (per image)" in md and "δ<1.25" in md
+    pngs = sorted((out / "panels").glob("*.png"))
+    assert len(pngs) == 2
+    image = cv2.imread(str(pngs[0]))
+    assert image is not None and image.shape[0] > 150 * 4  # sources, truth, ViewSeg, 4 baseline rows
+
+
+def test_checkpoint_layouts_and_data_settings(tiny_files, tiny_cfg):
+    for path in (tiny_files["model"], tiny_files["train"]):
+        model, train_config = load_viewseg(path)
+        for key, value in tiny_files["state"].items():
+            assert torch.equal(model.state_dict()[key], value), key
+    # the older training layout: a bare state dict beside model_config
+    old = Path(tiny_files["train"]).with_name("old_layout.pt")
+    torch.save({"format": TRAIN_FORMAT, "format_version": 1, "model": tiny_files["state"],
+                "model_config": model_checkpoint(model)["config"], "config": to_dict(tiny_cfg)}, old)
+    model, train_config = load_viewseg(old)
+    assert torch.equal(next(iter(model.state_dict().values())), next(iter(tiny_files["state"].values())))
+    data = resolve_data_config(train_config, overrides=["data.num_sources=3"], data_root="/elsewhere")
+    assert tuple(data.image_size) == (30, 40) and data.num_sources == 3 and data.root == "/elsewhere"
+    with pytest.raises(ValueError, match="data"):
+        resolve_data_config(train_config, overrides=["model.hidden_dim=3"])
+    with pytest.raises(ValueError, match="neither"):
+        load_viewseg(tiny_files["segmenter"])
+
+
+def test_truth_scores_one_and_abstaining_scores_zero(test_split):
+    truth = lambda ctx: {"labels": ctx.truth["labels"], "depth": ctx.truth["depth"]}  # noqa: E731
+    empty = lambda ctx: {"labels": np.full_like(ctx.truth["labels"], IGNORE_LABEL),  # noqa: E731
+                         "depth": np.full(ctx.truth["depth"].shape, np.nan, np.float32)}
+    result = run_evaluation(test_split, {"truth": truth, "empty": empty}, indices=[0, 1], progress=False)
+    t, e = result["methods"]["truth"], result["methods"]["empty"]
+    for key in ("dataset_miou", "per_image_miou", "fwiou", "pacc", "macc", "delta1", "delta3"):
+        assert t[key] == pytest.approx(1.0), key
+    assert t["depth_l1"] == 0.0 and t["depth_absrel"] == 0.0 and t["depth_missing_fraction"] == 0.0
+    assert t["num_images"] == 2
+    assert e["pacc"] == 0.0 and e["dataset_miou"] == 0.0 and e["depth_missing_fraction"] == 1.0
+    assert math.isnan(e["depth_l1"])
+
+
+def test_splat_hand_computed():
+    K = torch.tensor([[10.0, 0, 4.5], [0, 10.0, 4.5], [0, 0, 1]])
+    eye = torch.eye(4)
+    # Camera-frame points at (u, v) = (2, 3) depth 2 and depth 3, and (7, 7) depth 4.
+    pts = torch.tensor([[(2 - 4.5) * 2 / 10, (3 - 4.5) * 2 / 10, 2.0],
+                        [(2 - 4.5) * 3 / 10, (3 - 4.5) * 3 / 10, 3.0],
+                        [(7 - 4.5) * 4 / 10, (7 - 4.5) * 4 / 10, 4.0]])
+    values = torch.tensor([5, 6, 7])
+    lab, dep = splat(pts, values, pts[:, 2], torch.full((3,), 10.0), K, eye, 10, 10)
+    assert lab[3, 2] == 5 and dep[3, 2] == pytest.approx(2.0)  # the nearer point wins
+    assert lab[7, 7] == 7 and dep[7, 7] == pytest.approx(4.0)
+    assert (lab != IGNORE_LABEL).sum() == 2 and torch.isnan(dep).sum() == 98
+    # a source pixel seen from twice as close (depth 8 -> 4) is 2 pixels wide: centred on the
+    # corner (6.5, 6.5) it covers the 2 x 2 pixels around it
+    corner = torch.tensor([[(6.5 - 4.5) * 4 / 10, (6.5 - 4.5) * 4 / 10, 4.0]])
+    lab, dep = splat(corner, values[2:], torch.tensor([8.0]), torch.tensor([10.0]), K, eye, 10, 10)
+    assert sorted((lab == 7).nonzero().tolist()) == [[6, 6], [6, 7], [7, 6], [7, 7]]
+    assert (lab != IGNORE_LABEL).sum() == 4
+
+
+def test_cloudseg_true_depth_on_a_source_pose_reproduces_its_labels(test_split):
+    ex = test_split[0]
+    H, W = (int(x) for x in ex["target_size"])
+    labels = ex["source_labels"].clone()
+    labels[labels < 0] = IGNORE_LABEL
+    out = cloudseg(labels[:1], ex["source_depth"][:1], ex["source_K"][:1], ex["source_c2w"][:1],
+                   ex["source_K"][0], ex["source_c2w"][0], H, W)
+    visible = torch.isfinite(ex["source_depth"][0]).numpy() & (labels[0].numpy() != IGNORE_LABEL)
+    assert visible.mean() > 0.9
+    np.testing.assert_array_equal(out["labels"][visible], labels[0].numpy()[visible])
+    np.testing.assert_allclose(out["depth"][visible], ex["source_depth"][0].numpy()[visible], rtol=1e-4)
+    # with every source's true labels, the other views agree almost everywhere
+    out = cloudseg(labels, ex["source_depth"], ex["source_K"], ex["source_c2w"], ex["source_K"][0],
+                   ex["source_c2w"][0], H, W)
+    assert (out["labels"][visible] == labels[0].numpy()[visible]).mean() > 0.95
+
+
+def _pose(yaw_deg: float, position) -> torch.Tensor:
+    a = math.radians(yaw_deg)
+    T = torch.eye(4, dtype=torch.float64)
+    T[:3, :3] = torch.tensor([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]],
+                             dtype=torch.float64)
+    T[:3, 3] = torch.tensor(position, dtype=torch.float64)
+    return T
+
+
+def test_nearest_view_picks_the_closest_pose():
+    target = _pose(0, [0, 0, 0])
+    sources = torch.stack([_pose(90, [0.1, 0, 0]),      # close, but turned away
+                           _pose(10, [0.5, 0, 0]),      # a little further, nearly the same heading
+                           _pose(0, [3.0, 0, 0])])      # same heading, far
+    d = pose_distance(target, sources, rotation_weight=2.0)
+    np.testing.assert_allclose(d.numpy(), [0.1 + 2 * math.pi / 2, 0.5 + 2 * math.radians(10), 3.0], rtol=1e-9)
+    assert nearest_source(target, sources) == 1
+    assert nearest_source(target, sources, rotation_weight=0.0) == 0
+    labels = torch.arange(3)[:, None, None].expand(3, 2, 2)
+    depth = torch.arange(3, dtype=torch.float32)[:, None, None].expand(3, 2, 2) + 1
+    out = nearest_view(labels, depth, sources.float(), target.float())
+    assert out["source"] == 1 and (out["labels"] == 1).all() and (out["depth"] == 2).all()
+
+
+def test_context_refuses_a_missing_segmenter(test_split):
+    ctx = ExampleContext(test_split[0])
+    with pytest.raises(ValueError, match="segmenter"):
+        ctx.source_labels_2d

@@ -1,0 +1,527 @@
+"""``viewseg eval``: ViewSeg and its baselines on one split, scored by one protocol.
+
+    viewseg eval --checkpoint runs/synthetic_small/model.pt --data data/synthetic_small \\
+        --split test --out runs/synthetic_small/eval --segmenter runs/segmenter_2d/segmenter.pt \\
+        --baselines all
+
+Every method predicts the full target image of every (sources, target) pair of the split;
+the same :class:`~viewseg_core.metrics.SegmentationEvaluator` scores each one:
+
+* ``dataset_miou``: mIoU from one confusion matrix summed over the whole split (detectron2's
+  definition, what ViewSeg reported), with fwIoU, pixel accuracy, mean class accuracy and
+  the things / stuff (wall, floor, ceiling) means;
+* ``per_image_miou``: mIoU of each image's own confusion matrix, averaged over images (the
+  Semantic-NeRF / S-Ray protocol; usually higher, since absent classes cannot hurt an image);
+* depth L1 and AbsRel (all pixels, things, stuff) and the delta < 1.25^k accuracies, on
+  pixels with true depth; pixels a method leaves empty are counted in
+  ``depth_missing_fraction`` and are semantic errors (label 255 = "unknown").
+
+Writes ``metrics.json`` (every score, per-class IoU, per-example image mIoU, timings),
+``metrics.md`` (tables of every method) and ``panels/*.png`` (sources | true target RGB,
+semantics, depth | ViewSeg's semantics, depth, confidence | each baseline's semantics, depth).
+
+The data settings (image size, number of sources, pair mining) come from the training
+checkpoint's config, then ``--config YAML``, then ``data.key=value`` overrides; ``--data``
+sets the root. A ``viewseg-model`` file (``model.pt``) carries no data settings, so give
+``--config`` with it unless the defaults fit.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from training.baselines import (DEFAULT_MAX_SPLAT, DEFAULT_ROTATION_WEIGHT, cloudseg, load_segmenter,
+                                nearest_view, predicted_source_depth, segment)
+from training.checkpoint import FORMAT as TRAIN_FORMAT, FORMAT_VERSION as TRAIN_FORMAT_VERSION
+from training.config_io import apply_overrides, from_dict
+from training.data import DataConfig, build_dataset
+from training.panels import example_panel, full_target_truth, render_example
+from viewseg_core.classes import CLASS_NAMES, colorize
+from viewseg_core.metrics import SegmentationEvaluator
+from viewseg_core.model.viewseg import ViewSeg
+from viewseg_core.model.weights import FORMAT_VERSION, MODEL_FORMAT, model_from_checkpoint, read_weights_file
+from viewseg_core.viz import colorize_depth, panel, save_png
+
+METHOD_TITLES: dict[str, str] = {
+    "viewseg": "ViewSeg",
+    "cloudseg_pred": "CloudSeg (predicted depth)",
+    "cloudseg_true": "CloudSeg (true depth)",
+    "nearest_view": "nearest source view",
+    "oracle": "oracle (2D segmenter on true target RGB)",
+}
+BASELINES: tuple[str, ...] = ("cloudseg_pred", "cloudseg_true", "nearest_view", "oracle")
+NEEDS_SEGMENTER = ("cloudseg_pred", "cloudseg_true", "oracle")
+
+
+# --------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------
+
+def load_viewseg(path: str | Path) -> tuple[ViewSeg, dict | None]:
+    """A ViewSeg from a ``viewseg-model`` file or a training checkpoint (either layout).
+
+    Returns:
+        (model on CPU, the training config dict or None for a plain model file).
+    """
+    obj = read_weights_file(path)
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path} holds a {type(obj).__name__}, not a viewseg model or training checkpoint")
+    if obj.get("format") == MODEL_FORMAT:
+        return model_from_checkpoint(obj, str(path)), None
+    if obj.get("format") != TRAIN_FORMAT:
+        raise ValueError(f"{path} is neither a viewseg model (format={MODEL_FORMAT!r}) nor a training "
+                         f"checkpoint (format={TRAIN_FORMAT!r})")
+    if obj.get("format_version", 0) > TRAIN_FORMAT_VERSION:
+        raise ValueError(f"{path}: training checkpoint format_version {obj['format_version']} is newer than "
+                         f"this viewseg understands ({TRAIN_FORMAT_VERSION})")
+    inner = obj.get("model")
+    if isinstance(inner, Mapping) and inner.get("format") == MODEL_FORMAT:
+        model = model_from_checkpoint(inner, str(path))
+    elif isinstance(inner, Mapping) and isinstance(obj.get("model_config"), Mapping):
+        # Older layout: a bare state dict beside the model config.
+        model = model_from_checkpoint({"format": MODEL_FORMAT, "format_version": FORMAT_VERSION,
+                                       "config": obj["model_config"], "state_dict": inner}, str(path))
+    else:
+        raise ValueError(f"{path}: training checkpoint has no model (expected 'model' as a viewseg-model "
+                         f"dict, or a state dict beside 'model_config')")
+    config = obj.get("config")
+    return model, dict(config) if isinstance(config, Mapping) else None
+
+
+def _merge(base: dict, update: Mapping) -> dict:
+    """Recursive dict update (``update`` wins), without touching either input."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def resolve_data_config(train_config: Mapping | None, config_path: str = "", overrides: list[str] | None = None,
+                        data_root: str = "") -> DataConfig:
+    """Data settings: checkpoint's training config < ``--config`` YAML < ``data.*`` overrides < ``--data``."""
+    doc: dict[str, Any] = {"data": dict((train_config or {}).get("data") or {})}
+    if config_path:
+        try:
+            loaded = yaml.safe_load(Path(config_path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read config {config_path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config {config_path} must be a mapping at the top level")
+        doc = _merge(doc, {"data": loaded.get("data") or {}})
+    bad = [o for o in overrides or [] if not o.strip().startswith("data.")]
+    if bad:
+        raise ValueError(f"viewseg eval takes only data.* overrides (the model comes from the checkpoint), "
+                         f"got {bad}")
+    apply_overrides(doc, list(overrides or []))
+    cfg = from_dict(DataConfig, doc["data"], "data.")
+    if data_root:
+        cfg.root = str(data_root)
+    return cfg
+
+
+# --------------------------------------------------------------------------------------
+# Methods
+# --------------------------------------------------------------------------------------
+
+class ExampleContext:
+    """One dataset example plus the inputs several methods share, computed once, on demand.
+
+    ``timings`` records the seconds spent on each shared input, so that a method's own time
+    excludes them (they are reported separately).
+    """
+
+    def __init__(self, example: dict, model: ViewSeg | None = None, segmenter=None,
+                 device: torch.device | str = "cpu", rotation_weight: float = DEFAULT_ROTATION_WEIGHT,
+                 max_splat: int = DEFAULT_MAX_SPLAT) -> None:
+        self.example = example
+        self.model, self.segmenter, self.device = model, segmenter, torch.device(device)
+        self.rotation_weight, self.max_splat = rotation_weight, max_splat
+        self.height, self.width = (int(x) for x in example["target_size"])
+        truth = full_target_truth(example)
+        if truth is None:
+            raise ValueError("evaluation needs full-target examples (build_dataset(..., full_target=True))")
+        self.truth = truth
+        self.timings: dict[str, float] = {}
+        self._cache: dict[str, Any] = {}
+
+    def _cached(self, name: str, fn: Callable[[], Any]) -> Any:
+        if name not in self._cache:
+            t0 = time.perf_counter()
+            self._cache[name] = fn()
+            self.timings[name] = time.perf_counter() - t0
+        return self._cache[name]
+
+    def _need(self, what: str):
+        obj = getattr(self, what)
+        if obj is None:
+            raise ValueError(f"this method needs a {what} (pass --{what if what != 'model' else 'checkpoint'})")
+        return obj
+
+    @property
+    def source_labels_2d(self) -> torch.Tensor:
+        """[V, H, W] the 2D segmenter's labels on the source images."""
+        return self._cached("segment_sources", lambda: segment(self._need("segmenter"),
+                                                               self.example["source_rgb"].to(self.device)).cpu())
+
+    @property
+    def source_depth_pred(self) -> torch.Tensor:
+        """[V, H, W] the depth ViewSeg renders at the source cameras."""
+        return self._cached("render_source_depth",
+                            lambda: predicted_source_depth(self._need("model"), self.example, self.device))
+
+    @property
+    def source_depth_true(self) -> torch.Tensor:
+        return self.example["source_depth"]
+
+    @property
+    def target_rgb(self) -> torch.Tensor:
+        """[3, H, W] float true target image."""
+        return self.example["target_rgb"].reshape(self.height, self.width, 3).permute(2, 0, 1)
+
+
+Method = Callable[[ExampleContext], dict]
+
+
+def _viewseg(ctx: ExampleContext) -> dict:
+    return render_example(ctx._need("model"), ctx.example, ctx.device)
+
+
+def _cloudseg(depth_attr: str) -> Method:
+    def run(ctx: ExampleContext) -> dict:
+        ex = ctx.example
+        return cloudseg(ctx.source_labels_2d, getattr(ctx, depth_attr), ex["source_K"], ex["source_c2w"],
+                        ex["target_K"], ex["target_c2w"], ctx.height, ctx.width, ctx.max_splat)
+    return run
+
+
+def _nearest(ctx: ExampleContext) -> dict:
+    ex = ctx.example
+    labels = ctx.source_labels_2d if ctx.segmenter is not None else ex["source_labels"]
+    return nearest_view(labels, ctx.source_depth_true, ex["source_c2w"], ex["target_c2w"], ctx.rotation_weight)
+
+
+def _oracle(ctx: ExampleContext) -> dict:
+    labels = segment(ctx._need("segmenter"), ctx.target_rgb[None].to(ctx.device))[0]
+    return {"labels": labels.cpu().numpy(), "depth": None}
+
+
+METHODS: dict[str, Method] = {"viewseg": _viewseg, "cloudseg_pred": _cloudseg("source_depth_pred"),
+                              "cloudseg_true": _cloudseg("source_depth_true"), "nearest_view": _nearest,
+                              "oracle": _oracle}
+
+
+def method_descriptions(names: list[str], with_segmenter: bool) -> dict[str, str]:
+    text = {
+        "viewseg": "ViewSeg rendered at the target pose from the source views",
+        "cloudseg_pred": "2D segmenter labels of the sources lifted with the depth ViewSeg renders at the "
+                         "source cameras, z-buffered into the target",
+        "cloudseg_true": "2D segmenter labels of the sources lifted with the true source depth, z-buffered "
+                         "into the target",
+        "nearest_view": ("2D segmenter" if with_segmenter else "true") + " labels and true depth of the "
+                        "source closest in pose (translation + rotation), copied",
+        "oracle": "2D segmenter run on the true target RGB (semantic upper bound; no depth)",
+    }
+    return {n: text.get(n, n) for n in names}
+
+
+# --------------------------------------------------------------------------------------
+# The evaluation loop and its reports
+# --------------------------------------------------------------------------------------
+
+def _scores(evaluator: SegmentationEvaluator) -> dict:
+    raw = evaluator.scores()
+    out = {"dataset_miou": raw.pop("miou"), "per_image_miou": raw.pop("per_image_miou")}
+    iou = raw.pop("iou_per_class")
+    out.update(raw)
+    out["iou_per_class"] = {name: v for name, v in zip(CLASS_NAMES, iou)}
+    return out
+
+
+def method_panel(example: dict, truth: dict, preds: Mapping[str, dict]) -> np.ndarray:
+    """training.panels' panel for the first method, then a row per further method."""
+    names = list(preds)
+    first = preds[names[0]]
+    H, W = truth["labels"].shape
+    main = {"labels": first["labels"],
+            "depth": first["depth"] if first.get("depth") is not None else np.full((H, W), np.nan, np.float32),
+            "confidence": first.get("confidence", np.zeros((H, W), np.float32)),
+            "rgb": first.get("rgb", np.zeros((H, W, 3), np.uint8))}
+    image = example_panel(example, main, truth)
+    finite = truth["depth"][np.isfinite(truth["depth"])]
+    max_depth = float(np.percentile(finite, 99)) if finite.size else None
+    rows = []
+    for name in names[1:]:
+        p = preds[name]
+        row = [(f"{name} semantics", colorize(p["labels"]))]
+        if p.get("depth") is not None:
+            row.append((f"{name} depth", colorize_depth(p["depth"], max_depth)))
+        rows.append(row)
+    if not rows:
+        return image
+    extra = panel(rows, tile_height=150)
+    width = max(image.shape[1], extra.shape[1])
+    pad = lambda im: np.pad(im, ((0, 0), (0, width - im.shape[1]), (0, 0)), constant_values=255)  # noqa: E731
+    return np.concatenate([pad(image), np.full((4, width, 3), 255, np.uint8), pad(extra)], axis=0)
+
+
+def example_indices(n: int, max_examples: int = 0) -> list[int]:
+    """All indices, or ``max_examples`` spread evenly over the split (every scene gets some)."""
+    if max_examples <= 0 or max_examples >= n:
+        return list(range(n))
+    return sorted(set(np.linspace(0, n - 1, max_examples).round().astype(int).tolist()))
+
+
+def run_evaluation(dataset, methods: Mapping[str, Method], *, indices: list[int] | None = None,
+                   model: ViewSeg | None = None, segmenter=None, device: torch.device | str = "cpu",
+                   out_dir: str | Path | None = None, panels: int = 0,
+                   rotation_weight: float = DEFAULT_ROTATION_WEIGHT, max_splat: int = DEFAULT_MAX_SPLAT,
+                   progress: bool = True) -> dict:
+    """Score every method on ``dataset[indices]`` (full-target examples).
+
+    Returns:
+        {"methods": {name: scores}, "per_example": [...], "seconds": {...}, "num_examples": n}.
+    """
+    indices = list(range(len(dataset))) if indices is None else list(indices)
+    if not indices:
+        raise ValueError("nothing to evaluate: the split has no examples")
+    evaluators = {name: SegmentationEvaluator() for name in methods}
+    seconds = {name: 0.0 for name in methods}
+    shared: dict[str, float] = {}
+    per_example = []
+    for n, index in enumerate(tqdm(indices, desc="eval", disable=not progress, dynamic_ncols=True)):
+        example = dataset[index]
+        ctx = ExampleContext(example, model, segmenter, device, rotation_weight, max_splat)
+        preds: dict[str, dict] = {}
+        row = {"index": int(index), "scene": example["scene"], "target_id": example["target_id"],
+               "source_ids": list(example["source_ids"]), "image_miou": {}}
+        for name, fn in methods.items():
+            before = sum(ctx.timings.values())
+            t0 = time.perf_counter()
+            pred = fn(ctx)
+            seconds[name] += time.perf_counter() - t0 - (sum(ctx.timings.values()) - before)
+            depth = pred.get("depth")
+            row["image_miou"][name] = evaluators[name].add(
+                pred["labels"], ctx.truth["labels"], depth, None if depth is None else ctx.truth["depth"])
+            if "source" in pred:
+                row.setdefault("nearest_source", pred["source"])
+            preds[name] = pred
+        for key, value in ctx.timings.items():
+            shared[key] = shared.get(key, 0.0) + value
+        if out_dir is not None and n < panels:
+            name = f"{n:03d}_{example['scene']}_{example['target_id']}.png".replace("/", "_")
+            save_png(Path(out_dir) / "panels" / name, method_panel(example, ctx.truth, preds))
+        per_example.append(row)
+    count = len(indices)
+    return {"num_examples": count,
+            "methods": {name: _scores(ev) for name, ev in evaluators.items()},
+            "seconds_per_image": {name: s / count for name, s in seconds.items()},
+            "shared_input_seconds_per_image": {k: v / count for k, v in shared.items()},
+            "per_example": per_example}
+
+
+def _plain(obj):
+    """JSON-safe: NaN/inf -> None (strict JSON has no NaN), numpy scalars -> Python."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _pct(v) -> str:
+    return "—" if v is None or not math.isfinite(v) else f"{100 * v:.1f}"
+
+
+def _num(v, digits: int = 3) -> str:
+    return "—" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def metrics_markdown(report: dict) -> str:
+    """The markdown tables of :func:`write_reports`."""
+    methods = report["methods"]
+    titles = {n: METHOD_TITLES.get(n, n) for n in methods}
+    lines = [f"# Evaluation: {report.get('split', '')} split of {report.get('data', '')}", "",
+             f"- checkpoint: `{report.get('checkpoint', '')}`",
+             f"- segmenter: `{report.get('segmenter') or 'none'}`",
+             f"- examples (target images): {report['num_examples']}", "",
+             "mIoU (dataset) is computed from one confusion matrix over the whole split; mIoU (per image) "
+             "averages each image's own mIoU (Semantic-NeRF / S-Ray protocol). Pixels a method leaves "
+             "empty count as wrong. Semantic scores are percentages; depth errors are in metres "
+             "(AbsRel unitless) over pixels that have a prediction, and 'empty' is the share of pixels "
+             "with true depth that got none.", "",
+             "## Semantics", "",
+             "| method | mIoU (dataset) | mIoU (per image) | fwIoU | pixel acc. | mean class acc. "
+             "| mIoU things | mIoU stuff |",
+             "|---|---|---|---|---|---|---|---|"]
+    for n, s in methods.items():
+        lines.append(f"| {titles[n]} | {_pct(s['dataset_miou'])} | {_pct(s['per_image_miou'])} | "
+                     f"{_pct(s['fwiou'])} | {_pct(s['pacc'])} | {_pct(s['macc'])} | "
+                     f"{_pct(s['miou_things'])} | {_pct(s['miou_stuff'])} |")
+    lines += ["", "## Depth", "",
+              "| method | L1 | AbsRel | L1 things | L1 stuff | AbsRel things | AbsRel stuff "
+              "| δ<1.25 | δ<1.25² | δ<1.25³ | empty |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for n, s in methods.items():
+        lines.append(f"| {titles[n]} | {_num(s['depth_l1'])} | {_num(s['depth_absrel'])} | "
+                     f"{_num(s['depth_l1_things'])} | {_num(s['depth_l1_stuff'])} | "
+                     f"{_num(s['depth_absrel_things'])} | {_num(s['depth_absrel_stuff'])} | "
+                     f"{_pct(s['delta1'])} | {_pct(s['delta2'])} | {_pct(s['delta3'])} | "
+                     f"{_pct(s['depth_missing_fraction'])} |")
+    if "viewseg" in methods and "oracle" in methods:
+        gap = methods["oracle"]["dataset_miou"] - methods["viewseg"]["dataset_miou"]
+        if math.isfinite(gap):
+            lines += ["", f"Gap to the oracle: ViewSeg's dataset mIoU is {100 * gap:.1f} points below the "
+                          f"2D segmenter's on the true target images."]
+    present = [c for c in CLASS_NAMES if any(s["iou_per_class"].get(c) is not None for s in methods.values())]
+    lines += ["", "## IoU per class", "", "| class | " + " | ".join(titles[n] for n in methods) + " |",
+              "|---|" + "---|" * len(methods)]
+    for c in present:
+        lines.append(f"| {c} | " + " | ".join(_pct(s["iou_per_class"].get(c)) for s in methods.values()) + " |")
+    timing = report.get("seconds_per_image", {})
+    if timing:
+        lines += ["", "## Time per target image (s)", "",
+                  "| " + " | ".join(titles[n] for n in timing) + " |", "|" + "---|" * len(timing),
+                  "| " + " | ".join(_num(v, 2) for v in timing.values()) + " |"]
+        shared = report.get("shared_input_seconds_per_image", {})
+        if shared:
+            lines += ["", "Shared inputs (not in the method times): " +
+                      ", ".join(f"{k} {v:.2f} s" for k, v in shared.items())]
+    lines += ["", "## Methods", ""] + [f"- **{titles[n]}** (`{n}`): {d}" for n, d in
+                                       report.get("descriptions", {}).items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(out_dir: str | Path, report: dict) -> tuple[Path, Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "metrics.json", out / "metrics.md"
+    json_path.write_text(json.dumps(_plain(report), indent=1, allow_nan=False) + "\n")
+    md_path.write_text(metrics_markdown(report))
+    return json_path, md_path
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class EvalConfig:
+    checkpoint: str
+    out: str
+    data: str = ""                   # data root (overrides the config's data.root)
+    split: str = "test"
+    config: str = ""                 # YAML whose data section is used
+    overrides: list[str] = field(default_factory=list)   # data.key=value
+    baselines: tuple[str, ...] = ()  # names from BASELINES
+    segmenter: str = ""              # viewseg-encoder checkpoint from `viewseg pretrain-2d`
+    max_examples: int = 0            # 0 = the whole split
+    panels: int = 8
+    device: str = "auto"
+    threads: int = 0
+    rotation_weight: float = DEFAULT_ROTATION_WEIGHT
+    max_splat: int = DEFAULT_MAX_SPLAT
+    progress: bool = True
+
+
+def parse_baselines(items: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    names: list[str] = []
+    for item in items:
+        for name in (x.strip() for x in item.split(",")):
+            if not name:
+                continue
+            chosen = BASELINES if name == "all" else (name,)
+            for n in chosen:
+                if n not in BASELINES:
+                    raise ValueError(f"unknown baseline {n!r}; choose from {', '.join(BASELINES)} or 'all'")
+                if n not in names:
+                    names.append(n)
+    return tuple(names)
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Run ``viewseg eval``; returns the report written to ``cfg.out``."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    baselines = parse_baselines(cfg.baselines)
+    needs = [b for b in baselines if b in NEEDS_SEGMENTER]
+    if needs and not cfg.segmenter:
+        raise ValueError(f"baselines {needs} need --segmenter (a `viewseg pretrain-2d` checkpoint)")
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    model, train_config = load_viewseg(cfg.checkpoint)
+    model = model.to(device).eval()
+    segmenter = load_segmenter(cfg.segmenter, device) if cfg.segmenter else None
+    data_cfg = resolve_data_config(train_config, cfg.config, cfg.overrides, cfg.data)
+    dataset = build_dataset(data_cfg, split=cfg.split, seed=0, full_target=True)
+    indices = example_indices(len(dataset), cfg.max_examples)
+    names = ["viewseg", *baselines]
+    t0 = time.perf_counter()
+    result = run_evaluation(dataset, {n: METHODS[n] for n in names}, indices=indices, model=model,
+                            segmenter=segmenter, device=device, out_dir=cfg.out, panels=cfg.panels,
+                            rotation_weight=cfg.rotation_weight, max_splat=cfg.max_splat, progress=cfg.progress)
+    report = {"checkpoint": str(cfg.checkpoint), "segmenter": str(cfg.segmenter), "data": data_cfg.root,
+              "split": cfg.split, "device": str(device), "image_size": list(data_cfg.image_size),
+              "num_sources": data_cfg.num_sources, "examples_in_split": len(dataset),
+              "descriptions": method_descriptions(names, segmenter is not None),
+              "settings": {"rotation_weight_m_per_rad": cfg.rotation_weight, "max_splat_px": cfg.max_splat},
+              "wall_seconds": time.perf_counter() - t0, **result}
+    write_reports(cfg.out, report)
+    return report
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="evaluate ViewSeg and baselines on a split (metrics + panels)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="model.pt or a training checkpoint step_N.pt")
+    p.add_argument("--data", default="", help="data root (default: the checkpoint's / config's data.root)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--config", default="", help="YAML whose data section sets image size, sources, pairs")
+    p.add_argument("--baselines", nargs="*", default=[],
+                   help=f"any of {', '.join(BASELINES)} (space or comma separated), or 'all'")
+    p.add_argument("--segmenter", default="", help="2D segmenter checkpoint (`viewseg pretrain-2d`) for "
+                                                   "CloudSeg, the oracle and nearest-view labels")
+    p.add_argument("--max-examples", type=int, default=0, help="evaluate this many targets, spread over the "
+                                                               "split (0 = all)")
+    p.add_argument("--panels", type=int, default=8, help="PNG panels to write (first N examples)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--rotation-weight", type=float, default=DEFAULT_ROTATION_WEIGHT,
+                   help="nearest view: metres of travel equal to one radian of rotation")
+    p.add_argument("--max-splat", type=int, default=DEFAULT_MAX_SPLAT, help="CloudSeg: largest point "
+                                                                            "footprint, pixels")
+    p.add_argument("overrides", nargs="*", help="data.key=value overrides, e.g. data.image_size=[60,80]")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    # `--baselines a b data.x=1` hands the override to --baselines (both take many words).
+    overrides = [b for b in args.baselines if "=" in b] + list(args.overrides)
+    baselines = tuple(b for b in args.baselines if "=" not in b)
+    cfg = EvalConfig(checkpoint=args.checkpoint, out=args.out, data=args.data, split=args.split,
+                     config=args.config, overrides=overrides, baselines=baselines,
+                     segmenter=args.segmenter, max_examples=args.max_examples, panels=args.panels,
+                     device=args.device, threads=args.threads, rotation_weight=args.rotation_weight,
+                     max_splat=args.max_splat)
+    report = evaluate(cfg)
+    print(metrics_markdown(report).split("## IoU per class")[0].rstrip())
+    print(f"[eval] wrote {Path(cfg.out) / 'metrics.json'}, {Path(cfg.out) / 'metrics.md'} and panels")
+    return 0
