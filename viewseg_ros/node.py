@@ -467,7 +467,10 @@ class ViewSegNode(Node):
                                           chosen[0].view.width)
         with self._model_lock:
             out = self.model.render(torch.as_tensor(K), torch.as_tensor(c2w), height, width, sources)
-            labels = out.labels  # the argmax is part of rendering semantics, on the model's device
+            # The argmax is part of rendering semantics (on the model's device); freeing the
+            # [H, W, C] logits and probabilities is the render's cost too (tens of MB at 320x240).
+            labels, depth, confidence = out.labels, out.depth, out.confidence
+            del out, sources, features
             self._sync()
         render_s = time.perf_counter() - t2
 
@@ -480,8 +483,8 @@ class ViewSegNode(Node):
         labels = labels.cpu().numpy()
         if num_classes >= 255:
             labels = labels.astype(np.uint16)
-        depth = out.depth.float().cpu().numpy()
-        confidence = out.confidence.float().cpu().numpy()
+        depth = depth.float().cpu().numpy()
+        confidence = confidence.float().cpu().numpy()
         if camera_info is not None and camera_info.header.frame_id:
             out_frame = camera_info.header.frame_id
         elif _is_identity(pose_matrix):

@@ -41,6 +41,7 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
+from viewseg_core.atomic_io import write_bytes_atomic
 from viewseg_core.classes import CLASS_NAMES, IGNORE_LABEL
 from viewseg_core.data.records import View
 from viewseg_core.data.source import CameraFrame
@@ -99,7 +100,7 @@ def write_png(path: str | os.PathLike, image: np.ndarray, *, compression: int = 
     ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
     if not ok:
         raise ValueError(f"{path}: PNG encoding failed for {image.shape} {image.dtype}")
-    _atomic_write(path, buf.tobytes())
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def read_depth_npy(path: str | os.PathLike) -> np.ndarray:
@@ -137,15 +138,7 @@ def read_json(path: str | os.PathLike) -> dict:
 
 
 def write_json(path: str | os.PathLike, obj, *, indent: int | None = 1) -> None:
-    _atomic_write(Path(path), json.dumps(obj, indent=indent).encode("utf-8"))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    # Write-then-rename: a crash never leaves a half-written file under the final name.
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, json.dumps(obj, indent=indent).encode("utf-8"))
 
 
 # --------------------------------------------------------------------------------------

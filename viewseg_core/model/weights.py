@@ -20,13 +20,13 @@ File formats (all plain dicts of tensors, numbers and strings):
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import torch
 from torch import nn
+
+from viewseg_core.atomic_io import torch_save_atomic
 
 if TYPE_CHECKING:
     from viewseg_core.model.encoder import Encoder
@@ -155,22 +155,6 @@ def load_encoder_weights(encoder: "Encoder", path: str | Path, *, include_head: 
     load_state_strict(encoder, state, str(path), skip_prefixes=() if include_head else ("head.",))
 
 
-def _save_atomic(obj: dict, path: str | Path) -> Path:
-    """torch.save to a temporary file beside ``path``, then rename: never a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def save_encoder(encoder: "Encoder", path: str | Path, class_names: Iterable[str] = (),
                  extra: Mapping[str, Any] | None = None) -> Path:
     """Write a ``viewseg-encoder`` checkpoint (plain types only; ``extra`` must be plain too)."""
@@ -178,7 +162,7 @@ def save_encoder(encoder: "Encoder", path: str | Path, class_names: Iterable[str
             "feature_dim": encoder.feature_dim, "num_classes": encoder.num_classes,
             "class_names": list(class_names), "state_dict": encoder.state_dict()}
     ckpt.update(dict(extra or {}))
-    return _save_atomic(ckpt, path)
+    return torch_save_atomic(ckpt, path)
 
 
 def model_checkpoint(model: "ViewSeg") -> dict[str, Any]:
@@ -206,7 +190,7 @@ def model_from_checkpoint(ckpt: Mapping[str, Any], source: str = "<memory>") -> 
 
 def save_model(model: "ViewSeg", path: str | Path) -> Path:
     """Write a ``viewseg-model`` checkpoint atomically."""
-    return _save_atomic(model_checkpoint(model), path)
+    return torch_save_atomic(model_checkpoint(model), path)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> "ViewSeg":
