@@ -378,7 +378,8 @@ class ViewSegNode(Node):
             return
         camera = self._camera
         if camera is None:
-            self._drop("image", f"no valid CameraInfo yet on {self.resolve_topic_name(self.params['camera_info_topic'])}")
+            topic = self.resolve_topic_name(self.params["camera_info_topic"])
+            self._drop("image", f"no valid CameraInfo yet on {topic}")
             return
         K, info_width, info_height, _ = camera
         if (info_width, info_height) != (rgb.shape[1], rgb.shape[0]):
