@@ -65,7 +65,8 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig.from_dict(self.model, source="config 'model'")
+        model = {"source_size": list(self.data.image_size), **self.model}
+        return ModelConfig.from_dict(model, source="config 'model'")
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, max_steps: int):

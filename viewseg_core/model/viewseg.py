@@ -51,8 +51,14 @@ class ModelConfig:
     far: float = 20.0
     opacity_threshold: float = 0.5
     chunk_size: int = 4096
+    # (H, W) the encoder saw in training; inference resizes source images to it so that
+    # features keep their trained scale. (0, 0) = use images as given.
+    source_size: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
+        self.source_size = tuple(int(x) for x in self.source_size)  # lists from YAML/JSON
+        if len(self.source_size) != 2 or min(self.source_size) < 0:
+            raise ValueError(f"ModelConfig.source_size must be (H, W) >= 0, got {self.source_size}")
         if self.encoder not in ENCODER_NAMES:
             raise ValueError(f"ModelConfig.encoder must be one of {ENCODER_NAMES}, got {self.encoder!r}")
         if self.norm not in NORM_MODES:
