@@ -10,13 +10,16 @@
   whose pose is closest to the target's (:func:`pose_distance`).
 * **oracle** (semantic upper bound): the 2D segmenter run on the true target RGB.
 
-Splatting: a source pixel at planar depth ``d_s`` covers a patch of the surface that the
-target sees ``scale = (f_t / f_s) * (d_s / d_t)`` target pixels wide (``f`` = sqrt of the
-area scale of ``K``'s 2x2 block, ``d_t`` its target depth), so each point fills the target
-pixels whose centres fall in that square around its projection (at least its own pixel, at
-most ``max_splat`` wide). Adjacent source pixels then tile a surface without holes when
-the target is closer than the source, and a point at the same pose lands on its own pixel
-only. Surface slant is ignored, as in a fixed-radius point renderer.
+Splatting: each lifted source pixel fills the target pixels that its own footprint covers,
+so that adjacent source pixels tile a surface without holes even where the target sees it
+closer or more head-on than the source did. The footprint is the box spanned by the target
+projections of the pixel's neighbours (its slant and scale) that lie on the same surface
+(depths within ``SAME_SURFACE_RATIO``), reaching the farther one on each axis so adjacent
+points always meet; where a pixel has no such neighbour on an axis (a depth edge) it
+falls back to ``(f_t / f_s) * (d_s / d_t)`` pixels square (``f`` = sqrt of the area scale of
+``K``'s 2x2 block, ``d`` the planar depths in the source and the target). Footprints are at
+least one pixel (the pixel holding the projection) and at most ``max_splat`` wide, and a
+source pixel seen from its own pose lands on itself only.
 """
 from __future__ import annotations
 
@@ -35,7 +38,10 @@ from viewseg_core.model.weights import ENCODER_FORMAT, load_encoder_weights, rea
 # turning by 1 rad sweeps content at a typical 2 m indoor viewing distance about as far
 # across the image as 2 m of sideways motion does.
 DEFAULT_ROTATION_WEIGHT = 2.0
-DEFAULT_MAX_SPLAT = 6
+DEFAULT_MAX_SPLAT = 8
+# Neighbouring source pixels whose depths differ by less than this factor are taken to lie
+# on one surface (their projections then give the footprint).
+SAME_SURFACE_RATIO = 1.1
 
 
 # --------------------------------------------------------------------------------------
@@ -100,32 +106,33 @@ def _focal(K: torch.Tensor) -> torch.Tensor:
     return torch.linalg.det(K[..., :2, :2]).abs().sqrt()
 
 
-def splat(points: torch.Tensor, values: torch.Tensor, point_depth: torch.Tensor, point_focal: torch.Tensor,
-          K: torch.Tensor, c2w: torch.Tensor, height: int, width: int,
-          max_splat: int = DEFAULT_MAX_SPLAT) -> tuple[torch.Tensor, torch.Tensor]:
-    """Z-buffer points into one camera; each pixel takes the value of its nearest point.
+def splat(uv: torch.Tensor, depth: torch.Tensor, values: torch.Tensor, size: torch.Tensor,
+          height: int, width: int, max_splat: int = DEFAULT_MAX_SPLAT) -> tuple[torch.Tensor, torch.Tensor]:
+    """Z-buffer footprints into an image; each pixel takes the value of its nearest point.
+
+    A point fills the pixels whose centres c satisfy u - s/2 < c <= u + s/2 on each axis
+    (s clamped to [1, max_splat]), i.e. for s = 1 exactly the pixel whose area
+    [c - 0.5, c + 0.5) holds u.
 
     Args:
-        points: [N, 3] world points (finite).
-        values: [N] int64 per-point values (labels).
-        point_depth: [N] planar depth of each point in the camera it came from.
-        point_focal: [N] focal scale (:func:`_focal`) of that camera.
-        K: [3, 3]; c2w: [4, 4] target camera; height, width: target image size.
+        uv: [N, 2] pixel positions in the image; depth: [N] their planar depth (<= 0 or
+            non-finite: dropped); values: [N] int64; size: [N, 2] footprint width (u, v), pixels.
     Returns:
         values [H, W] (``IGNORE_LABEL`` where no point lands) and planar depth [H, W] (NaN there).
     """
     dtype = torch.float64  # pixel rounding must not flip on float32 noise
-    uv, depth, in_front = project_points(K.to(dtype), c2w.to(dtype), points.to(dtype))
-    keep = in_front & torch.isfinite(uv).all(-1)
-    uv, depth, values = uv[keep], depth[keep], values[keep]
-    scale = _focal(K.to(dtype)) / point_focal.to(dtype)[keep] * point_depth.to(dtype)[keep] / depth
-    size = scale.clamp(1.0, float(max_splat))
-    # Pixels c whose area [c - 0.5, c + 0.5) meets the footprint's centre band, i.e. centres
-    # u - size/2 < c <= u + size/2; for size 1 that is exactly the pixel containing u.
-    lo = torch.floor(uv - size[:, None] / 2) + 1
-    hi = torch.maximum(torch.floor(uv + size[:, None] / 2), lo)
-    lo, hi = lo.long(), hi.long()
-    span = int((hi - lo).max().item()) + 1 if uv.shape[0] else 0
+    uv, depth, size = uv.to(dtype), depth.to(dtype), size.to(dtype)
+    keep = (depth > 0) & torch.isfinite(depth) & torch.isfinite(uv).all(-1)
+    size = torch.nan_to_num(size, nan=1.0).clamp(1.0, float(max_splat))
+    uv, depth, values, size = uv[keep], depth[keep], values[keep], size[keep]
+    lo = (torch.floor(uv - size / 2) + 1).long()
+    hi = torch.maximum(torch.floor(uv + size / 2).long(), lo)
+    n_pix = height * width
+    out_values = torch.full((n_pix,), IGNORE_LABEL, dtype=torch.int64, device=uv.device)
+    out_depth = torch.full((n_pix,), float("nan"), dtype=torch.float32, device=uv.device)
+    if uv.shape[0] == 0:
+        return out_values.reshape(height, width), out_depth.reshape(height, width)
+    span = int((hi - lo).max().item()) + 1
     pix_list, depth_list, idx_list = [], [], []
     point_index = torch.arange(uv.shape[0], device=uv.device)
     for dv in range(span):
@@ -135,23 +142,64 @@ def splat(points: torch.Tensor, values: torch.Tensor, point_depth: torch.Tensor,
             pix_list.append((r * width + c)[ok])
             depth_list.append(depth[ok])
             idx_list.append(point_index[ok])
-    n_pix = height * width
-    out_values = torch.full((n_pix,), IGNORE_LABEL, dtype=torch.int64, device=points.device)
-    out_depth = torch.full((n_pix,), float("nan"), dtype=torch.float32, device=points.device)
-    if not pix_list or sum(p.numel() for p in pix_list) == 0:
-        return out_values.reshape(height, width), out_depth.reshape(height, width)
     pix, dep, idx = torch.cat(pix_list), torch.cat(depth_list), torch.cat(idx_list)
+    if pix.numel() == 0:
+        return out_values.reshape(height, width), out_depth.reshape(height, width)
     zbuf = torch.full((n_pix,), float("inf"), dtype=dtype, device=pix.device)
     zbuf = zbuf.scatter_reduce(0, pix, dep, reduce="amin")
     front = dep == zbuf[pix]
     # Ties (equal depth) go to the lowest point index: deterministic whatever the scatter order.
-    sentinel = idx.numel() + uv.shape[0] + 1
+    sentinel = uv.shape[0]
     winner = torch.full((n_pix,), sentinel, dtype=torch.int64, device=pix.device)
     winner = winner.scatter_reduce(0, pix[front], idx[front], reduce="amin")
     hit = winner < sentinel
     out_values[hit] = values[winner[hit]]
     out_depth[hit] = zbuf[hit].float()
     return out_values.reshape(height, width), out_depth.reshape(height, width)
+
+
+def _shifted(x: torch.Tensor, dim: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x moved by ``step`` (+1: next, -1: previous) along ``dim``, and a [n] mask of where that
+    neighbour exists (edges repeat themselves and are masked)."""
+    n = x.shape[dim]
+    index = torch.arange(n, device=x.device) + step
+    exists = (index >= 0) & (index < n)
+    return x.index_select(dim, index.clamp(0, n - 1)), exists
+
+
+def footprints(uv: torch.Tensor, source_depth: torch.Tensor, target_depth: torch.Tensor,
+               source_K: torch.Tensor, target_K: torch.Tensor) -> torch.Tensor:
+    """Target-pixel footprint of every source pixel (see the module docstring).
+
+    Along each source image axis the footprint reaches the farther of the two neighbours'
+    projections that lie on the same surface, so adjacent points always meet (perspective
+    makes the spacing uneven); with no such neighbour on an axis, the scale rule is used.
+
+    Args:
+        uv: [V, H, W, 2] target projections of the source pixels; source_depth: [V, H, W];
+        target_depth: [V, H, W] their planar depth in the target; source_K: [V, 3, 3]; target_K: [3, 3].
+    Returns:
+        [V, H, W, 2] footprint widths (u, v) in target pixels (unclamped).
+    """
+    d = source_depth.to(torch.float64)
+    uv = uv.to(torch.float64)
+    scale = (_focal(target_K.double()) / _focal(source_K.double()))[:, None, None] * d / target_depth.double()
+    extent = torch.zeros_like(uv)
+    usable = torch.ones_like(d, dtype=torch.bool)
+    for dim in (2, 1):  # neighbours along the source's columns, then its rows
+        reach = torch.zeros_like(uv)
+        found = torch.zeros_like(d, dtype=torch.bool)
+        for step in (1, -1):
+            dn, exists = _shifted(d, dim, step)
+            shape = [1] * d.dim()
+            shape[dim] = -1
+            same = exists.reshape(shape) & (torch.maximum(dn / d, d / dn) < SAME_SURFACE_RATIO)  # NaN: False
+            delta = (_shifted(uv, dim, step)[0] - uv).abs()
+            reach = torch.where(same[..., None], torch.maximum(reach, delta), reach)
+            found |= same
+        extent += reach
+        usable &= found
+    return torch.where(usable[..., None], extent, scale[..., None].expand_as(extent))
 
 
 def cloudseg(source_labels: torch.Tensor, source_depth: torch.Tensor, source_K: torch.Tensor,
@@ -166,14 +214,15 @@ def cloudseg(source_labels: torch.Tensor, source_depth: torch.Tensor, source_K: 
     Returns:
         {"labels": [height, width] int64 (255 = no point), "depth": [height, width] float32 (NaN)}.
     """
-    V = source_labels.shape[0]
-    points = lift_depth(source_K, source_c2w, source_depth).reshape(-1, 3)
-    d = source_depth.reshape(-1).float()
-    labels = source_labels.reshape(-1).long()
-    valid = torch.isfinite(d) & (d > 0) & (labels >= 0) & (labels < NUM_CLASSES) & torch.isfinite(points).all(-1)
-    focal = _focal(source_K.double())[:, None].expand(V, source_depth[0].numel()).reshape(-1)
-    lab, dep = splat(points[valid], labels[valid], d[valid], focal[valid], target_K, target_c2w,
-                     height, width, max_splat)
+    V, H, W = source_depth.shape
+    depth = source_depth.double()
+    points = lift_depth(source_K.double(), source_c2w.double(), depth)  # [V, H*W, 3]
+    uv, d_t, _ = project_points(target_K.double(), target_c2w.double(), points.reshape(-1, 3))
+    uv, d_t = uv.reshape(V, H, W, 2), d_t.reshape(V, H, W)
+    size = footprints(uv, depth, d_t, source_K, target_K)
+    labels = source_labels.long()
+    valid = torch.isfinite(depth) & (depth > 0) & (labels >= 0) & (labels < NUM_CLASSES)
+    lab, dep = splat(uv[valid], d_t[valid], labels[valid], size[valid], height, width, max_splat)
     return {"labels": lab.cpu().numpy(), "depth": dep.cpu().numpy()}
 
 
@@ -243,6 +292,6 @@ def predicted_source_depth(model, example: dict, device: torch.device | str) -> 
     return out.depth.float().cpu()
 
 
-__all__ = ["load_segmenter", "segment", "lift_depth", "splat", "cloudseg", "pose_distance",
+__all__ = ["load_segmenter", "segment", "lift_depth", "splat", "footprints", "cloudseg", "pose_distance",
            "nearest_source", "nearest_view", "predicted_source_depth", "DEFAULT_ROTATION_WEIGHT",
            "DEFAULT_MAX_SPLAT"]

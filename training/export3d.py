@@ -25,7 +25,7 @@ import torch
 
 from training.baselines import lift_depth
 from training.data import load_scenes
-from training.evaluate import load_viewseg, resolve_data_config
+from training.evaluate import load_viewseg, resolve_data_config, set_render_chunk
 from viewseg_core.classes import NUM_CLASSES, PALETTE
 from viewseg_core.data.dataset import resize_view
 from viewseg_core.data.source import SceneSource
@@ -220,14 +220,15 @@ class ExportConfig:
     config: str = ""
     overrides: list[str] = field(default_factory=list)
     views: tuple[str, ...] = ()          # source view ids; () = num_sources spread over the scene
-    yaw_deg: tuple[float, ...] = (-40.0, -20.0, 0.0, 20.0, 40.0)
-    pitch_deg: tuple[float, ...] = (-20.0, 0.0, 20.0)
+    yaw_deg: tuple[float, ...] = (-30.0, 0.0, 30.0)
+    pitch_deg: tuple[float, ...] = (-15.0, 0.0, 15.0)
     halfway: bool = True
     min_confidence: float = 0.5
     voxel: float = 0.02
     color: str = "semantic"
     binary: bool = True
     batch: int = 4                       # query cameras per render call
+    chunk_size: int = 0                  # rays per render chunk (0: 128 on CPU, the model's own on GPU)
     device: str = "auto"
     threads: int = 0
 
@@ -260,6 +261,7 @@ def export_3d(cfg: ExportConfig) -> tuple[Path, PointCloud, int]:
                           ("cpu" if cfg.device == "auto" else cfg.device))
     model, train_config = load_viewseg(cfg.checkpoint)
     model = model.to(device).eval()
+    set_render_chunk(model, cfg.chunk_size, device)
     data_cfg = resolve_data_config(train_config, cfg.config, cfg.overrides, cfg.data)
     source = find_scene(data_cfg, cfg.scene)
     ids = [source.camera(i).view_id for i in range(len(source))]
@@ -319,14 +321,15 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="PLY file to write")
     p.add_argument("--config", default="", help="YAML whose data section sets image size and num_sources")
     p.add_argument("--views", default="", help="comma-separated source view ids (default: spread evenly)")
-    p.add_argument("--yaw", type=_floats, default=ExportConfig.yaw_deg, help="yaw offsets, degrees, comma-separated; write --yaw=-40,0,40 when the first is negative")
+    p.add_argument("--yaw", type=_floats, default=ExportConfig.yaw_deg, help="yaw offsets, degrees, comma-separated; write --yaw=-30,0,30 when the first is negative")
     p.add_argument("--pitch", type=_floats, default=ExportConfig.pitch_deg, help="pitch offsets, degrees")
     p.add_argument("--no-halfway", action="store_true", help="no query cameras between consecutive sources")
     p.add_argument("--min-confidence", type=float, default=0.5)
     p.add_argument("--voxel", type=float, default=0.02, help="fusion voxel size, metres (0 = no fusion)")
     p.add_argument("--color", choices=("semantic", "rgb"), default="semantic")
     p.add_argument("--ascii", action="store_true", help="ASCII PLY (default: binary little-endian)")
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--batch", type=int, default=4, help="query cameras per render call")
+    p.add_argument("--chunk-size", type=int, default=0, help="rays per render chunk (0: 128 on CPU)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("overrides", nargs="*", help="data.key=value overrides")
@@ -339,7 +342,8 @@ def _run(args: argparse.Namespace) -> int:
                        views=tuple(v.strip() for v in args.views.split(",") if v.strip()),
                        yaw_deg=tuple(args.yaw), pitch_deg=tuple(args.pitch), halfway=not args.no_halfway,
                        min_confidence=args.min_confidence, voxel=args.voxel, color=args.color,
-                       binary=not args.ascii, batch=args.batch, device=args.device, threads=args.threads)
+                       binary=not args.ascii, batch=args.batch, chunk_size=args.chunk_size, device=args.device,
+                       threads=args.threads)
     path, cloud, n_views = export_3d(cfg)
     print(f"[export-3d] {n_views} views rendered, {len(cloud)} points -> {path}")
     return 0

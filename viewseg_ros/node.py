@@ -78,8 +78,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "keyframes.max_keyframes": (64, "keyframes kept at most"),
     "keyframes.max_bytes": (1 << 30, "bytes kept at most: images + cached features"),
     "keyframes.eviction": ("redundant", "redundant | oldest"),
-    "keyframes.width": (0, "resize keyframes to this width (0 = as received)"),
-    "keyframes.height": (0, "resize keyframes to this height (0 = as received)"),
+    "keyframes.width": (0, "resize keyframes to this width (0 = the model's trained source size, "
+                           "else as received)"),
+    "keyframes.height": (0, "resize keyframes to this height (0 = the model's trained source size, "
+                            "else as received)"),
     "query.num_sources": (4, "keyframes used per query"),
     "query.selection_grid": (8, "source selection: query pixels sampled per image side"),
     "query.selection_depth_samples": (6, "source selection: depths sampled per pixel"),
@@ -194,6 +196,10 @@ class ViewSegNode(Node):
         self.device = resolve_device(p["device"])
         self.checkpoint = resolve_checkpoint(p["checkpoint"])
         self.model = load_model(self.checkpoint, map_location=self.device).eval()
+        if self._working_hw is None and all(self.model.config.source_size):
+            # keyframes.width/height left at 0: the size the encoder was trained at, so that
+            # features keep their trained scale (a camera of another size is resized to it).
+            self._working_hw = tuple(self.model.config.source_size)
         self._configure_sampling()
         self.keyframes = KeyframeBuffer(KeyframeConfig(
             min_translation=p["keyframes.min_translation"], min_rotation_deg=p["keyframes.min_rotation_deg"],
@@ -439,11 +445,13 @@ class ViewSegNode(Node):
         except ValueError as error:
             raise QueryError(str(error)) from None
         stamp_ns = time_to_ns(pose.header.stamp)
+        t_tf = time.perf_counter()
         try:
             T_fixed_frame, tf_stamp_ns = self._lookup(p["fixed_frame"], frame, stamp_ns)
         except TransformError as error:
             raise QueryError(f"cannot express the pose (frame {frame!r}) in the fixed frame "
                              f"{p['fixed_frame']!r}: {error}") from None
+        timings["tf"] = time.perf_counter() - t_tf  # part of "prepare"
         c2w = T_fixed_frame @ pose_matrix
 
         keyframes = self.keyframes.snapshot()

@@ -132,23 +132,41 @@ def test_truth_scores_one_and_abstaining_scores_zero(test_split):
 
 
 def test_splat_hand_computed():
-    K = torch.tensor([[10.0, 0, 4.5], [0, 10.0, 4.5], [0, 0, 1]])
-    eye = torch.eye(4)
-    # Camera-frame points at (u, v) = (2, 3) depth 2 and depth 3, and (7, 7) depth 4.
-    pts = torch.tensor([[(2 - 4.5) * 2 / 10, (3 - 4.5) * 2 / 10, 2.0],
-                        [(2 - 4.5) * 3 / 10, (3 - 4.5) * 3 / 10, 3.0],
-                        [(7 - 4.5) * 4 / 10, (7 - 4.5) * 4 / 10, 4.0]])
+    uv = torch.tensor([[2.0, 3.0], [2.2, 2.9], [7.0, 7.0]])
+    depth = torch.tensor([2.0, 3.0, 4.0])
     values = torch.tensor([5, 6, 7])
-    lab, dep = splat(pts, values, pts[:, 2], torch.full((3,), 10.0), K, eye, 10, 10)
+    lab, dep = splat(uv, depth, values, torch.ones(3, 2), 10, 10)
     assert lab[3, 2] == 5 and dep[3, 2] == pytest.approx(2.0)  # the nearer point wins
     assert lab[7, 7] == 7 and dep[7, 7] == pytest.approx(4.0)
     assert (lab != IGNORE_LABEL).sum() == 2 and torch.isnan(dep).sum() == 98
-    # a source pixel seen from twice as close (depth 8 -> 4) is 2 pixels wide: centred on the
-    # corner (6.5, 6.5) it covers the 2 x 2 pixels around it
-    corner = torch.tensor([[(6.5 - 4.5) * 4 / 10, (6.5 - 4.5) * 4 / 10, 4.0]])
-    lab, dep = splat(corner, values[2:], torch.tensor([8.0]), torch.tensor([10.0]), K, eye, 10, 10)
+    # a 2-pixel footprint centred on the corner (6.5, 6.5) covers the 2 x 2 pixels around it;
+    # 3 x 1 centred on pixel (2, 5) covers columns 1-3 of row 5; behind the camera: nothing
+    lab, _ = splat(torch.tensor([[6.5, 6.5], [2.0, 5.0], [4.0, 4.0]]), torch.tensor([1.0, 1.0, -1.0]),
+                   torch.tensor([7, 8, 9]), torch.tensor([[2.0, 2.0], [3.0, 1.0], [1.0, 1.0]]), 10, 10)
     assert sorted((lab == 7).nonzero().tolist()) == [[6, 6], [6, 7], [7, 6], [7, 7]]
-    assert (lab != IGNORE_LABEL).sum() == 4
+    assert sorted((lab == 8).nonzero().tolist()) == [[5, 1], [5, 2], [5, 3]]
+    assert (lab != IGNORE_LABEL).sum() == 7
+
+
+def test_cloudseg_fills_a_slanted_wall_seen_head_on():
+    """A wall the source sees at 60 degrees, 4 m away, and the target head-on from 1.5 m: the
+    slant-aware footprints leave no hole, and every depth is the head-on 1.5 m."""
+    H, W, f = 12, 16, 20.0
+    K = torch.tensor([[f, 0, (W - 1) / 2], [0, f, (H - 1) / 2], [0, 0, 1]], dtype=torch.float64)
+    a = math.radians(60)
+    n = torch.tensor([math.sin(a), 0.0, math.cos(a)], dtype=torch.float64)  # wall normal (away from source)
+    p0 = torch.tensor([0.0, 0.0, 4.0], dtype=torch.float64)
+    u, v = torch.meshgrid(torch.arange(W, dtype=torch.float64), torch.arange(H, dtype=torch.float64), indexing="xy")
+    rays = torch.stack([(u - K[0, 2]) / f, (v - K[1, 2]) / f, torch.ones_like(u)], -1)
+    source_depth = (n @ p0) / (rays @ n)  # planar depth of the wall at each source pixel
+    target = torch.eye(4, dtype=torch.float64)
+    x_axis = torch.tensor([math.cos(a), 0.0, -math.sin(a)], dtype=torch.float64)
+    target[:3, :3] = torch.stack([x_axis, torch.linalg.cross(n, x_axis), n], 1)
+    target[:3, 3] = p0 - 1.5 * n
+    out = cloudseg(torch.full((1, H, W), 4), source_depth[None], K[None], torch.eye(4, dtype=torch.float64)[None],
+                   K, target, H, W)
+    assert (out["labels"] == 4).all()
+    np.testing.assert_allclose(out["depth"], 1.5, rtol=1e-9)
 
 
 def test_cloudseg_true_depth_on_a_source_pose_reproduces_its_labels(test_split):

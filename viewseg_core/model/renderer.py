@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from viewseg_core.classes import IGNORE_LABEL
-from viewseg_core.model.field import FieldConfig, PreparedSources, SemanticField, SourceViews
+from viewseg_core.model.field import FieldConfig, FieldOutput, PreparedSources, SemanticField, SourceViews
 from viewseg_core.rays import RayBundle, grid_rays
 from viewseg_core.sampling import hierarchical_samples, stratified_samples
 from viewseg_core.volrend import DEFAULT_OPACITY_THRESHOLD, confidence, render
@@ -108,7 +108,11 @@ class Renderer(nn.Module):
 
     def _pass(self, field: SemanticField, prepared: PreparedSources, rays: RayBundle,
               t: torch.Tensor) -> PassOutput:
-        out = field(rays.points(t), rays.directions, prepared)
+        return self.composite_pass(field(rays.points(t), rays.directions, prepared), rays, t)
+
+    def composite_pass(self, out: FieldOutput, rays: RayBundle, t: torch.Tensor) -> PassOutput:
+        """Field values at samples ``t`` [B, R, S] of ``rays`` [B, R] -> a rendered PassOutput
+        (also used by :mod:`viewseg_core.model.fast`, which evaluates the field differently)."""
         r = render(out.density, t, {"logits": out.logits, "rgb": out.rgb}, rays=rays,
                    opacity_threshold=self.config.opacity_threshold)
         logits = r.channels["logits"]

@@ -1,0 +1,604 @@
+"""Query latency of ViewSeg: the fast path against the reference path, in one process.
+
+A query renders one target camera from 4 cached source views (the node keeps per-keyframe
+encoder features, so a query never re-encodes: encoding is timed on its own row). Scene:
+one procedural room of ``viewseg_core.data.synth`` rendered at ``--size`` (default
+320x240); the target is a view of its camera walk and the 4 sources are picked by the
+node's own source selection.
+
+Paths, for each preset (``paper`` = 64 coarse + 128 fine samples, ``fast``; see
+``viewseg_core.model.fast.PRESETS``):
+
+- **fast**: :func:`viewseg_core.model.fast.render_query` (projected feature maps, fused
+  compositing on CUDA, bf16 MLP on CUDA, memory-budget chunks, fine-pass occupancy
+  skipping where the preset sets it);
+- **reference**: plain PyTorch as in the original code, ``ViewSeg.render`` with per-point
+  sampling of the full feature maps (``projected_features=False``), unfused compositing
+  (``VIEWSEG_COMPOSITING=reference``), float32, 6000-ray chunks, at the preset's samples.
+
+Columns: median and p90 milliseconds over ``--repeats`` runs after warm-up (the reference
+may use fewer, ``--ref-repeats``: "n"); field points evaluated per ray; peak memory (CUDA:
+``max_memory_allocated``; CPU: growth of the process's peak RSS during the runs, reset via
+/proc/self/clear_refs); GFLOP per query counted from the architecture (every matmul and
+convolution the path executes: see :func:`field_flops`); achieved TFLOP/s and its share of
+the device's measured dense matmul rate (a large square matmul in the path's dtype); the
+"floor" = GFLOP / that rate; speed-up over the reference at the same samples and over the
+reference at the paper's samples (the original code's setting). A dated row per case, with
+the device, the torch version and the 1-minute load average, is appended to the "Query
+latency" section of docs/benchmarks.md (``--no-record`` to skip).
+
+    python benchmarks/bench_query.py                        # paper model, 320x240, CUDA if present
+    python benchmarks/bench_query.py --size 160x120 --model small --threads 2   # the CPU target
+    python benchmarks/bench_query.py --model runs/synthetic_small/model.pt --size 160x120
+    python benchmarks/bench_query.py --miou runs/synthetic_small/model.pt   # quality of the presets
+    python benchmarks/bench_query.py --quick                # tiny model, a few seconds (tests)
+
+``--model``: ``paper`` (ModelConfig defaults: DeepLabv3+ ResNet-50, 256-d features, hidden
+128; random weights), ``small`` (training/configs/synthetic_small.yaml's architecture,
+random weights), or a model/checkpoint file. Random weights give representative times for
+every path except occupancy skipping, whose savings depend on how concentrated the trained
+densities are: the "points/ray" column shows what was skipped.
+
+``--miou CHECKPOINT`` measures the other half of the trade: dataset mIoU of each preset on
+the checkpoint's test split (its training data config), beside the checkpoint's own
+sample counts, and appends those rows to the "Fast preset quality" section.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from viewseg_core.model.fast import PRESETS, QueryPreset, render_query_stats  # noqa: E402
+from viewseg_core.model.field import SemanticField, SourceViews  # noqa: E402
+from viewseg_core.model.viewseg import ModelConfig, ViewSeg  # noqa: E402
+
+REFERENCE_CHUNK = 6000
+DOCS = ROOT / "docs" / "benchmarks.md"
+SECTION = "## Query latency (benchmarks/bench_query.py)"
+TABLE_HEADER = ("| date | device | torch | load | model | size | batch | preset | path | points/ray | median ms "
+                "| p90 ms | n | peak MiB | GFLOP | TFLOP/s | % of matmul | floor ms | speed-up (same samples) "
+                "| speed-up vs reference 64+128 |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+QUALITY_SECTION = "## Fast preset quality (benchmarks/bench_query.py --miou)"
+QUALITY_HEADER = ("| date | checkpoint (trained samples) | data / split | examples | sampling | points/ray "
+                  "| dataset mIoU | per-image mIoU | pixel acc. | labels equal to trained sampling |\n"
+                  "|---|---|---|---|---|---|---|---|---|---|\n")
+QUICK_CONFIG = dict(encoder="deeplabv3plus_resnet18", feature_dim=32, hidden_dim=32, n_harmonic_xyz=6,
+                    n_harmonic_dir=2, near=0.1, far=12.0, chunk_size=2048)
+
+
+# --------------------------------------------------------------------------------------
+# Device, timing, memory
+# --------------------------------------------------------------------------------------
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"CPU {model} ({torch.get_num_threads()} threads)"
+
+
+def load_average() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "-"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_runs(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1) -> list[float]:
+    """Wall milliseconds of ``repeats`` calls after ``warmup`` calls (synchronised on CUDA)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def p90(times: list[float]) -> float:
+    return float(np.percentile(np.asarray(times), 90))
+
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+class PeakMemory:
+    """Peak memory of the code inside ``with``: CUDA ``max_memory_allocated`` above the
+    allocation at entry, or on CPU the growth of peak RSS (VmHWM, reset by writing 5 to
+    /proc/self/clear_refs) over the RSS at entry. ``mib`` is None where unsupported."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.mib = device, None
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+        else:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")
+                self._base = _rss_kib("VmRSS")
+            except OSError:
+                self._base = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.mib = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
+        elif self._base is not None:
+            with contextlib.suppress(OSError):
+                self.mib = max(0, _rss_kib("VmHWM") - self._base) / 1024
+
+
+def matmul_tflops(device: torch.device, dtype: torch.dtype) -> float:
+    """Measured dense matmul rate (TFLOP/s): a square matmul, 8192 on CUDA, 1024 on CPU."""
+    n = 8192 if device.type == "cuda" else 1024
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    times = time_runs(lambda: a @ b, device, repeats=10 if device.type == "cuda" else 5, warmup=2)
+    return 2 * n ** 3 / (min(times) * 1e-3) / 1e12
+
+
+# --------------------------------------------------------------------------------------
+# FLOPs counted from the architecture
+# --------------------------------------------------------------------------------------
+
+def field_flops(field: SemanticField, num_views: int, points: int, ray_groups: int, projected: bool,
+                map_pixels: int = 0, with_geometry: bool = True) -> float:
+    """Matmul FLOPs (2 x multiply-adds) of one field call.
+
+    Args:
+        field: its config gives widths (hidden H, embeddings X/D, features F, classes C).
+        num_views: V source views (per-view work is done for every view, visible or not).
+        points: field points in the call (summed over the batch).
+        ray_groups: rays whose samples share one direction embedding in the call (the dense
+            path: rays; the packed fine path: one per point).
+        projected: the projected-features path (True) or the reference (False).
+        map_pixels: B*V*h*w feature pixels projected by ``prepare`` (count it once per
+            prepare call, e.g. with points=0).
+        with_geometry: the 3x3 matmuls of projection and frame changes.
+    """
+    cfg = field.config
+    H, X, D, F, C = cfg.hidden_dim, field.xyz_dim, field.dir_dim, field.feature_dim, cfg.num_classes
+    pv, rv = points * num_views, ray_groups * num_views
+    if projected:
+        first = 2 * pv * X * H + 2 * rv * D * H + 2 * map_pixels * F * H
+    else:
+        first = 2 * pv * (X + D + F) * H
+    blocks = pv * cfg.n_blocks * 2 * (2 * H * H)
+    heads = points * (2 * cfg.n_head_blocks * 2 * (2 * H * H) + 2 * H * (C + 4))
+    geometry = (3 * 2 * 9 * pv + 2 * 9 * rv) if with_geometry else 0
+    return float(first + blocks + heads + geometry)
+
+
+def composite_flops(points: int, channels: int) -> float:
+    """The compositing sum over samples (an einsum in the reference)."""
+    return 2.0 * points * channels
+
+
+def query_flops(model: ViewSeg, num_views: int, map_pixels: int, rays: int, coarse_points: int,
+                fine_points: int, path: str, packed_fine: bool = False) -> float:
+    """FLOPs of one query (both passes, both fields' prepare, compositing).
+
+    ``path``: ``fast`` (render_query: the model's feature path, only the final pass is
+    composited; ``packed_fine`` when it skipped) or ``reference`` (per-point features, both
+    passes composited).
+    """
+    r = model.renderer
+    projected = path == "fast" and model.config.projected_features
+    channels = r.coarse.config.num_classes + 3
+    total = field_flops(r.coarse, num_views, coarse_points, rays, projected,
+                        map_pixels if projected else 0)
+    if path == "reference" or not fine_points:
+        total += composite_flops(coarse_points, channels)
+    if r.fine is not None and fine_points:
+        groups = fine_points if packed_fine else rays
+        total += field_flops(r.fine, num_views, fine_points, groups, projected, map_pixels if projected else 0)
+        total += composite_flops(fine_points, channels)
+    return total
+
+
+def encoder_flops(model: ViewSeg, rgb: torch.Tensor) -> float:
+    """Convolution FLOPs of encoding ``rgb`` [B, V, 3, H, W] (counted by torch's FlopCounterMode,
+    which multiplies out every convolution's shape: the encoder's architecture)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.encode_sources(rgb)
+    return float(counter.get_total_flops())
+
+
+# --------------------------------------------------------------------------------------
+# Scene and models
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class QueryScene:
+    """One synthetic query: 4 sources and a target of the same room (float32 torch)."""
+
+    source_rgb: torch.Tensor      # [1, V, 3, H, W] in [0, 1]
+    source_K: torch.Tensor        # [1, V, 3, 3]
+    source_c2w: torch.Tensor      # [1, V, 4, 4]
+    K: torch.Tensor               # [T, 3, 3] target cameras (T >= 1)
+    c2w: torch.Tensor             # [T, 4, 4]
+    height: int
+    width: int
+    target_labels: np.ndarray     # [T, H, W]
+
+
+def synthetic_scene(height: int, width: int, num_sources: int = 4, num_targets: int = 1,
+                    seed: int = 0) -> QueryScene:
+    """A procedural room at (height, width); sources chosen by the node's source selection."""
+    from viewseg_core.data.synth.generate import SynthConfig, make_scene, render_views
+    from viewseg_core.source_selection import SourceSelectionConfig, select_sources
+
+    cfg = SynthConfig(views=24, height=height, width=width)
+    scene, cams = make_scene(seed, cfg)
+    targets = [cams[(6 + 3 * i) % len(cams)] for i in range(num_targets)]
+    others = [c for c in cams if all(c is not t for t in targets)]
+    sel = select_sources(targets[0].K, targets[0].c2w, (height, width), np.stack([c.K for c in others]),
+                         np.stack([c.c2w for c in others]), (height, width),
+                         SourceSelectionConfig(num_sources=num_sources))
+    views = list(render_views(scene, [others[i] for i in sel.indices] + targets, cfg))
+    src, tgt = views[:num_sources], views[num_sources:]
+    f32 = lambda xs: torch.from_numpy(np.stack(xs)).float()  # noqa: E731
+    rgb = torch.from_numpy(np.stack([v.rgb for v in src])).permute(0, 3, 1, 2).float() / 255.0
+    return QueryScene(rgb[None], f32([v.K for v in src])[None], f32([v.c2w for v in src])[None],
+                      f32([v.K for v in tgt]), f32([v.c2w for v in tgt]), height, width,
+                      np.stack([v.labels for v in tgt]))
+
+
+def build_bench_model(spec: str, quick: bool = False) -> tuple[ViewSeg, str]:
+    """``paper`` | ``small`` | a model/checkpoint path -> (eval-mode model on CPU, description)."""
+    torch.manual_seed(0)
+    if quick:
+        return ViewSeg(ModelConfig(**QUICK_CONFIG)).eval(), "tiny (random)"
+    if spec == "paper":
+        return ViewSeg(ModelConfig()).eval(), "paper R50/256/128 (random)"
+    if spec == "small":
+        import yaml
+        doc = yaml.safe_load((ROOT / "training" / "configs" / "synthetic_small.yaml").read_text())
+        return ViewSeg(ModelConfig.from_dict(doc["model"], "synthetic_small.yaml")).eval(), "small R18/64/64 (random)"
+    from viewseg_core.model.weights import load_model
+    model = load_model(spec).eval()
+    c = model.config
+    return model, f"{Path(spec).name} ({c.encoder.split('_')[-1]}/{c.feature_dim}/{c.hidden_dim}, trained {c.num_coarse}+{c.num_fine})"
+
+
+@contextlib.contextmanager
+def reference_path(model: ViewSeg, num_coarse: int, num_fine: int):
+    """The original code's path on ``model``: per-point 256-d sampling, unfused compositing,
+    6000-ray chunks, the given samples; restores the model afterwards."""
+    renderer = model.renderer
+    saved_cfg, saved_proj = renderer.config, model.config.projected_features
+    saved_env = os.environ.get("VIEWSEG_COMPOSITING")
+    model.set_projected_features(False)
+    renderer.config = replace(saved_cfg, num_coarse=num_coarse, num_fine=num_fine, chunk_size=REFERENCE_CHUNK)
+    os.environ["VIEWSEG_COMPOSITING"] = "reference"
+    try:
+        yield
+    finally:
+        renderer.config = saved_cfg
+        model.set_projected_features(saved_proj)
+        if saved_env is None:
+            os.environ.pop("VIEWSEG_COMPOSITING", None)
+        else:
+            os.environ["VIEWSEG_COMPOSITING"] = saved_env
+
+
+def parse_preset(spec: str) -> QueryPreset:
+    """A name in PRESETS, or ``NC+NF`` / ``NC+NF@SKIP`` (e.g. ``32+16@1e-3``)."""
+    if spec in PRESETS:
+        return PRESETS[spec]
+    try:
+        samples, _, skip = spec.partition("@")
+        nc, nf = (int(x) for x in samples.split("+"))
+        return QueryPreset("", nc, nf, skip_weight=float(skip) if skip else 0.0)
+    except ValueError as exc:
+        raise ValueError(f"preset {spec!r}: use one of {sorted(PRESETS)} or NC+NF[@skip_weight]") from exc
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``WxH`` -> (height, width)."""
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--size must be WxH, e.g. 320x240, got {text!r}") from exc
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"--size must be positive, got {text!r}")
+    return h, w
+
+
+# --------------------------------------------------------------------------------------
+# Recording
+# --------------------------------------------------------------------------------------
+
+def record(rows: list[str], path: Path, section: str, header: str) -> None:
+    """Append rows to ``section``'s table in ``path`` (creating the section when missing)."""
+    text = path.read_text() if path.exists() else "# viewseg benchmarks\n"
+    if section not in text:
+        text = text.rstrip("\n") + "\n\n" + section + "\n\n" + header
+    start = text.index(section)
+    nxt = text.find("\n## ", start + len(section))
+    end = len(text) if nxt < 0 else nxt + 1
+    body = text[start:end].rstrip("\n") + "\n" + "".join(rows)
+    path.write_text(text[:start] + body + ("\n" + text[end:] if nxt >= 0 else ""))
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+# --------------------------------------------------------------------------------------
+# Latency
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    preset: QueryPreset
+    path: str
+    times: list[float]
+    points_per_ray: float
+    peak_mib: float | None
+    gflop: float
+
+
+def run_latency(args: argparse.Namespace) -> int:
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    height, width = args.size
+    model, model_desc = build_bench_model(args.model, args.quick)
+    model = model.to(device)
+    presets = [parse_preset(p) for p in args.presets.split(",")]
+    scene = synthetic_scene(height, width, num_targets=args.batch)
+    B = args.batch
+    dev = lambda x: x.to(device)  # noqa: E731
+    rgb = dev(scene.source_rgb)
+    with torch.no_grad():
+        feats = model.encode_sources(rgb)
+    # The same 4 sources for every query of a batch (expand: no copy of the features).
+    sources = model.make_sources(feats.expand(B, *feats.shape[1:]), dev(scene.source_K).expand(B, -1, -1, -1),
+                                 dev(scene.source_c2w).expand(B, -1, -1, -1), height, width)
+    K, c2w = dev(scene.K), dev(scene.c2w)
+    V = sources.num_views
+    map_pixels = B * V * feats.shape[-2] * feats.shape[-1]
+    rays = B * height * width
+    name = device_name(device)
+    fast_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    peak_fast = matmul_tflops(device, fast_dtype)
+    peak_ref = peak_fast if fast_dtype == torch.float32 else matmul_tflops(device, torch.float32)
+    repeats = args.repeats
+    ref_repeats = args.ref_repeats or (repeats if device.type == "cuda" else min(repeats, 3))
+    print(f"device: {name}   torch {torch.__version__}   load {load_average()}   model {model_desc}   "
+          f"{width}x{height}, batch {B}, {V} sources   matmul: {peak_fast:.2f} TFLOP/s "
+          f"({str(fast_dtype).removeprefix('torch.')})" +
+          (f", {peak_ref:.2f} TFLOP/s (float32)" if peak_ref != peak_fast else ""))
+
+    if args.compile:
+        # Fields only (sampling and compositing stay eager); dynamic: chunk sizes vary.
+        for f in (model.renderer.coarse, model.renderer.fine):
+            if f is not None:
+                f.forward = torch.compile(f.forward, dynamic=True)
+
+    results: list[Result] = []
+    ref_cache: dict[tuple[int, int], Result] = {}
+
+    def reference(nc: int, nf: int, preset: QueryPreset) -> Result:
+        if (nc, nf) not in ref_cache:
+            fn = lambda: model.render(K if B > 1 else K[0], c2w if B > 1 else c2w[0], height, width, sources)  # noqa: E731
+            with reference_path(model, nc, nf), torch.no_grad():
+                with PeakMemory(device) as mem:
+                    times = time_runs(fn, device, ref_repeats, warmup=args.warmup)
+            coarse, fine = rays * nc, rays * (nc + nf) if nf else 0
+            flops = query_flops(model, V, map_pixels, rays, coarse, fine, "reference")
+            ref_cache[(nc, nf)] = Result(preset, "reference", times, (coarse + fine) / rays, mem.mib, flops / 1e9)
+        return ref_cache[(nc, nf)]
+
+    for preset in presets:
+        stats_box = {}
+
+        def fast():
+            out, stats = render_query_stats(model, K if B > 1 else K[0], c2w if B > 1 else c2w[0], height, width,
+                                            sources, preset)
+            stats_box["stats"] = stats
+            return out
+
+        with PeakMemory(device) as mem:
+            times = time_runs(fast, device, repeats, warmup=args.warmup)
+        st = stats_box["stats"]
+        flops = query_flops(model, V, map_pixels, rays, st.coarse_points, st.fine_points, "fast",
+                            packed_fine=preset.skip_weight > 0)
+        results.append(Result(preset, "fast", times, st.points_per_ray, mem.mib, flops / 1e9))
+        if not args.no_reference:
+            results.append(reference(preset.num_coarse, preset.num_fine, preset))
+    paper_ref = None
+    if not args.no_reference and not args.quick:
+        paper_ref = reference(64, 128, PRESETS["paper"])
+
+    enc_times = time_runs(lambda: model.encode_sources(rgb), device, max(3, repeats // 2), warmup=1) \
+        if args.encoder else None
+    with torch.no_grad():
+        enc_gflop = encoder_flops(model, rgb) / 1e9
+
+    header = (f"{'preset':<28} {'path':<9} {'pts/ray':>7} {'median ms':>10} {'p90 ms':>9} {'n':>3} {'peak MiB':>9} "
+              f"{'GFLOP':>8} {'TFLOP/s':>8} {'%mm':>5} {'floor ms':>9} {'x same':>7} {'x ref64+128':>11}")
+    print(header)
+    print("-" * len(header))
+    today, load = _dt.date.today().isoformat(), load_average()
+    rows = []
+    seen_refs: set[int] = set()
+    for r in results:
+        if r.path == "reference":
+            if id(r) in seen_refs:
+                continue
+            seen_refs.add(id(r))
+        med = statistics.median(r.times)
+        peak = peak_fast if r.path == "fast" else peak_ref
+        tflops = r.gflop / med  # GFLOP / ms = TFLOP/s
+        same = ref_cache.get((r.preset.num_coarse, r.preset.num_fine))
+        x_same = statistics.median(same.times) / med if same is not None and r.path == "fast" else None
+        x_paper = statistics.median(paper_ref.times) / med if paper_ref is not None else None
+        label = r.preset.label if r.path == "fast" else f"{r.preset.num_coarse}+{r.preset.num_fine}"
+        line = (f"{label:<28} {r.path:<9} {r.points_per_ray:>7.1f} {med:>10.1f} {p90(r.times):>9.1f} {len(r.times):>3} "
+                f"{_fmt(r.peak_mib):>9} {r.gflop:>8.1f} {tflops:>8.3f} {100 * tflops / peak:>5.1f} "
+                f"{r.gflop / peak:>9.1f} {_fmt(x_same) + 'x' if x_same else '-':>7} "
+                f"{_fmt(x_paper) + 'x' if x_paper else '-':>11}")
+        print(line)
+        rows.append(f"| {today} | {name} | {torch.__version__} | {load} | {model_desc}"
+                    f"{' +compile' if args.compile and r.path == 'fast' else ''} | {width}x{height} | {B} | {label} "
+                    f"| {r.path} | {r.points_per_ray:.1f} | {med:.1f} | {p90(r.times):.1f} | {len(r.times)} "
+                    f"| {_fmt(r.peak_mib)} | {r.gflop:.1f} | {tflops:.3f} | {100 * tflops / peak:.1f} "
+                    f"| {r.gflop / peak:.1f} | {_fmt(x_same) + 'x' if x_same else '-'} "
+                    f"| {_fmt(x_paper) + 'x' if x_paper else '-'} |\n")
+    if enc_times is not None:
+        med = statistics.median(enc_times)
+        print(f"{'encode ' + str(V) + ' sources':<28} {'-':<9} {'-':>7} {med:>10.1f} {p90(enc_times):>9.1f} "
+              f"{len(enc_times):>3} {'-':>9} {enc_gflop:>8.1f} {enc_gflop / med:>8.3f}")
+        rows.append(f"| {today} | {name} | {torch.__version__} | {load} | {model_desc} | {width}x{height} | 1 "
+                    f"| encode {V} sources (not in a query) | eager fp32 | - | {med:.1f} | {p90(enc_times):.1f} "
+                    f"| {len(enc_times)} | - | {enc_gflop:.1f} | {enc_gflop / med:.3f} "
+                    f"| {100 * enc_gflop / med / peak_ref:.1f} | {enc_gflop / peak_ref:.1f} | - | - |\n")
+    if not args.no_record:
+        record(rows, args.output, SECTION, TABLE_HEADER)
+        print(f"appended {len(rows)} rows to {args.output}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# Quality (mIoU) of the presets on a checkpoint's test split
+# --------------------------------------------------------------------------------------
+
+def run_miou(args: argparse.Namespace) -> int:
+    from training.data import build_dataset
+    from training.evaluate import example_indices, load_viewseg, resolve_data_config, run_evaluation
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, train_config = load_viewseg(args.miou)
+    model = model.to(device).eval()
+    cfg = model.config
+    data_cfg = resolve_data_config(train_config, data_root=args.miou_data)
+    dataset = build_dataset(data_cfg, split=args.miou_split, seed=0, full_target=True)
+    indices = example_indices(len(dataset), args.miou_examples)
+    trained = QueryPreset(f"trained {cfg.num_coarse}+{cfg.num_fine}", cfg.num_coarse, cfg.num_fine)
+    presets = [trained] + [parse_preset(p) for p in args.presets.split(",")]
+    points: dict[str, list[float]] = {p.label: [] for p in presets}
+    labels: dict[str, list[np.ndarray]] = {p.label: [] for p in presets}
+
+    def method(preset: QueryPreset):
+        def run(ctx) -> dict:
+            ex = ctx.example
+            H, W = (int(x) for x in ex["target_size"])
+            with torch.no_grad():
+                feats = model.encode_sources(ex["source_rgb"][None].to(device))
+                sources = model.make_sources(feats, ex["source_K"][None].to(device),
+                                             ex["source_c2w"][None].to(device), H, W)
+                out, stats = render_query_stats(model, ex["target_K"].to(device), ex["target_c2w"].to(device),
+                                                H, W, sources, preset)
+            points[preset.label].append(stats.points_per_ray)
+            lab = out.labels.cpu().numpy().astype(np.int64)
+            depth = out.depth.float().cpu().numpy()
+            lab[~np.isfinite(depth)] = 255
+            labels[preset.label].append(lab)
+            return {"labels": lab, "depth": depth}
+        return run
+
+    report = run_evaluation(dataset, {p.label: method(p) for p in presets}, indices=indices, model=model,
+                            device=device, progress=not args.quick)
+    today = _dt.date.today().isoformat()
+    ckpt = f"{Path(args.miou).parent.name}/{Path(args.miou).name} ({cfg.num_coarse}+{cfg.num_fine})"
+    print(f"checkpoint {ckpt}   {data_cfg.root} / {args.miou_split}   {len(indices)} examples")
+    print(f"{'sampling':<30} {'pts/ray':>8} {'mIoU':>7} {'img mIoU':>9} {'pACC':>7} {'same labels':>12}")
+    rows = []
+    for p in presets:
+        s = report["methods"][p.label]
+        same = np.mean([np.mean(a == b) for a, b in zip(labels[p.label], labels[trained.label])])
+        pts = float(np.mean(points[p.label]))
+        print(f"{p.label:<30} {pts:>8.1f} {100 * s['dataset_miou']:>7.2f} {100 * s['per_image_miou']:>9.2f} "
+              f"{100 * s['pacc']:>7.2f} {100 * same:>11.2f}%")
+        rows.append(f"| {today} | {ckpt} | {data_cfg.root} / {args.miou_split} | {len(indices)} | {p.label} "
+                    f"| {pts:.1f} | {100 * s['dataset_miou']:.2f} | {100 * s['per_image_miou']:.2f} "
+                    f"| {100 * s['pacc']:.2f} | {100 * same:.2f}% |\n")
+    if not args.no_record:
+        record(rows, args.output, QUALITY_SECTION, QUALITY_HEADER)
+        print(f"appended {len(rows)} rows to {args.output}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny model and image, 2 runs (for tests)")
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    parser.add_argument("--size", type=parse_size, default=None, help="query and source size WxH (default 320x240)")
+    parser.add_argument("--model", default="paper", help="paper | small | a model or checkpoint file")
+    parser.add_argument("--presets", default="paper,fast", help="comma-separated names or NC+NF[@skip]")
+    parser.add_argument("--batch", type=int, default=1, help="target cameras per query call (batched queries)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per fast path (default 20; quick 2)")
+    parser.add_argument("--ref-repeats", type=int, default=0, help="timed runs of the reference (default: "
+                                                                   "--repeats on CUDA, at most 3 on CPU)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 3; quick 1)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference path")
+    parser.add_argument("--no-encoder", dest="encoder", action="store_false", help="skip the encoder row")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the fields (fast path)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--miou", default="", help="checkpoint: measure the presets' mIoU on its test split")
+    parser.add_argument("--miou-data", default="", help="data root for --miou (default: the checkpoint's)")
+    parser.add_argument("--miou-split", default="test")
+    parser.add_argument("--miou-examples", type=int, default=0, help="targets to score (0 = the whole split)")
+    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
+    parser.add_argument("--output", type=Path, default=DOCS)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.batch < 1:
+        parser.error("--batch must be >= 1")
+    if args.quick:
+        args.size = args.size or (16, 24)
+        args.repeats = args.repeats or 2
+        args.warmup = 1 if args.warmup is None else args.warmup
+        if args.presets == "paper,fast":
+            args.presets = "8+8,8+8@1e-3"
+    args.size = args.size or (240, 320)
+    args.repeats = args.repeats or 20
+    args.warmup = 3 if args.warmup is None else args.warmup
+    if args.miou:
+        return run_miou(args)
+    return run_latency(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

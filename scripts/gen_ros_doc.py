@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Write the parameter tables of docs/ros.md from the parameters the nodes declare.
+
+docs/ros.md is hand-written except for blocks between ``<!-- BEGIN gen_ros_doc: NAME -->``
+and ``<!-- END gen_ros_doc: NAME -->``, which this script owns:
+
+- ``viewseg parameters``: :data:`viewseg_ros.node.PARAMETERS` (the node declares exactly
+  these: name, default, description), type from the default, YAML default as in
+  config/viewseg.yaml;
+- ``sim camera parameters``: the parameters a real ``viewseg_sim_camera`` node declares
+  (built in a private rclpy context, never spun), with the descriptions in
+  :data:`SIM_CAMERA_DESCRIPTIONS`; a declared parameter without a description is an error.
+
+    python scripts/gen_ros_doc.py            # rewrite the blocks in place
+    python scripts/gen_ros_doc.py --check    # exit 1 (and show what differs) if out of date
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import random
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # runnable from a checkout without `pip install -e .`
+DOC = REPO / "docs" / "ros.md"
+
+# rclpy adds these to every node; they are not the node's own interface.
+ROS_BUILTIN_PARAMETERS = frozenset({"use_sim_time", "start_type_description_service"})
+ROS_TYPES = {bool: "bool", int: "int", float: "double", str: "string"}
+
+SIM_CAMERA_DESCRIPTIONS = {
+    "seed": "procedural room (viewseg_core.data.synth) replayed; the same seed is the same room and walk",
+    "rate": "frames per second (Hz): one TF, CameraInfo and Image per frame",
+    "width": "image width in pixels",
+    "height": "image height in pixels",
+    "hfov_deg": "horizontal field of view (degrees) of the pinhole camera",
+    "period_s": "seconds for one walk through the room and back",
+    "kind": "camera height class: human (1.45-1.65 m) or robot (0.3-0.6 m)",
+    "room_type": "room type to generate (empty = the generator's choice for the seed)",
+    "fixed_frame": "parent frame of the robot's pose on /tf",
+    "base_frame": "the robot's body frame (child of fixed_frame)",
+    "camera_frame": "optical frame of the camera (child of base_frame on /tf_static); images' frame_id",
+}
+
+
+def _markdown_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, str):
+        return f'`"{value}"`' if value == "" else f"`{value}`"
+    return f"`{value}`"
+
+
+def _table(rows: list[tuple[str, Any, str]]) -> str:
+    lines = ["| parameter | type | default | meaning |", "|---|---|---|---|"]
+    for name, default, description in rows:
+        kind = ROS_TYPES.get(type(default), type(default).__name__)
+        lines.append(f"| `{name}` | {kind} | {_markdown_value(default)} | {description.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def viewseg_parameters() -> str:
+    from viewseg_ros.node import PARAMETERS
+
+    return _table([(name, default, description) for name, (default, description) in PARAMETERS.items()])
+
+
+def declared_parameters(node: Any) -> dict[str, Any]:
+    """name -> value of every parameter ``node`` declared itself (rclpy's built-ins left out)."""
+    return {name: parameter.value for name, parameter in node._parameters.items()
+            if name not in ROS_BUILTIN_PARAMETERS}
+
+
+def sim_camera_declared() -> dict[str, Any]:
+    """The parameters (and defaults) a freshly built ``viewseg_sim_camera`` node declares."""
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
+    import rclpy
+    from rclpy.context import Context
+
+    from viewseg_ros.sim_camera import SimCameraNode
+
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        node = SimCameraNode(context=context)
+        try:
+            return declared_parameters(node)
+        finally:
+            node.destroy_node()
+    finally:
+        context.try_shutdown()
+
+
+def sim_camera_parameters() -> str:
+    declared = sim_camera_declared()
+    missing = sorted(set(declared) - set(SIM_CAMERA_DESCRIPTIONS))
+    if missing:
+        raise SystemExit(f"gen_ros_doc: viewseg_sim_camera declares {missing} but SIM_CAMERA_DESCRIPTIONS in "
+                         f"{Path(__file__).name} has no description for them: add one")
+    return _table([(name, value, SIM_CAMERA_DESCRIPTIONS[name]) for name, value in declared.items()])
+
+
+BLOCKS = {"viewseg parameters": viewseg_parameters, "sim camera parameters": sim_camera_parameters}
+
+
+def render(text: str, blocks: dict[str, str]) -> str:
+    """``text`` with every generated block replaced; ValueError naming a missing marker."""
+    for name, body in blocks.items():
+        pattern = re.compile(rf"(<!-- BEGIN gen_ros_doc: {re.escape(name)} -->\n).*?"
+                             rf"(<!-- END gen_ros_doc: {re.escape(name)} -->)", re.S)
+        if not pattern.search(text):
+            raise ValueError(f"{DOC}: no '<!-- BEGIN gen_ros_doc: {name} -->' ... "
+                             f"'<!-- END gen_ros_doc: {name} -->' block")
+        text = pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only check that docs/ros.md is up to date")
+    parser.add_argument("--doc", type=Path, default=DOC)
+    args = parser.parse_args(argv)
+    current = args.doc.read_text()
+    wanted = render(current, {name: make() for name, make in BLOCKS.items()})
+    if current == wanted:
+        print(f"{args.doc}: up to date")
+        return 0
+    if args.check:
+        sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), wanted.splitlines(True),
+                                                   str(args.doc), "generated"))
+        print(f"{args.doc} is out of date: run python scripts/gen_ros_doc.py", file=sys.stderr)
+        return 1
+    args.doc.write_text(wanted)
+    print(f"{args.doc}: parameter tables rewritten")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

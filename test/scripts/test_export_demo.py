@@ -1,0 +1,92 @@
+"""scripts/export_demo.py on a tiny random model: float16 storage, float32 after load_model,
+source_size, the size limit, and the fp16-vs-fp32 agreement on rendered views."""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from viewseg_core.model.viewseg import ModelConfig, ViewSeg
+from viewseg_core.model.weights import MODEL_FORMAT, load_model, model_checkpoint, save_model
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def export_demo():
+    spec = importlib.util.spec_from_file_location("export_demo", REPO / "scripts" / "export_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    config = ModelConfig(encoder="deeplabv3plus_resnet18", feature_dim=16, hidden_dim=32, n_blocks=1,
+                         n_head_blocks=1, n_harmonic_xyz=4, n_harmonic_dir=2, num_coarse=8, num_fine=4)
+    return save_model(ViewSeg(config), tmp_path_factory.mktemp("export") / "model.pt")
+
+
+def test_export_stores_float16_and_loads_as_float32(tiny, tmp_path, capsys):
+    module = export_demo()
+    out = tmp_path / "demo" / "demo.pt"
+    assert module.main(["--model", str(tiny), "--out", str(out), "--source-size", "24x32"]) == 0
+    printed = capsys.readouterr().out
+    assert "labels equal on" in printed and f"wrote {out}" in printed
+
+    original = load_model(tiny)
+    reference = original.state_dict()
+    raw = torch.load(out, map_location="cpu", weights_only=True)
+    assert raw["format"] == MODEL_FORMAT and tuple(raw["config"]["source_size"]) == (24, 32)
+    halved = 0
+    for name, stored in raw["state_dict"].items():
+        fp32 = reference[name]
+        if fp32.is_floating_point() and fp32.numel() >= module.SMALL_TENSOR:
+            assert stored.dtype == torch.float16, name
+            halved += 1
+        else:  # small float tensors (biases, BatchNorm statistics) and integer counters stay as they were
+            assert stored.dtype == fp32.dtype and torch.equal(stored, fp32), name
+    assert halved >= 10
+    assert out.stat().st_size < 0.6 * tiny.stat().st_size  # the float16 bulk halves the file
+
+    loaded = load_model(out)
+    assert loaded.config.source_size == (24, 32)
+    assert dataclasses.replace(loaded.config, source_size=(0, 0)) == original.config
+    for name, value in loaded.state_dict().items():
+        fp32 = reference[name]
+        assert value.dtype == fp32.dtype, name  # load_model casts back: the module computes in float32
+        expected = fp32.half().float() if raw["state_dict"][name].dtype == torch.float16 else fp32
+        assert torch.equal(value, expected), name  # exactly the float16-rounded weights
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+
+    # Numerically: the fp16-stored model renders the same labels as the fp32 one.
+    original.config = dataclasses.replace(original.config, source_size=(24, 32))  # test views at 24x32
+    check = module.compare(original, loaded)
+    assert check["pixels"] == module.VERIFY_QUERIES * 24 * 32
+    assert check["agreement"] >= 0.99 and check["agreement_occupied"] >= 0.99, check
+    assert 0 < check["max_probability_diff"] < 0.05, check
+
+
+def test_export_keeps_unknown_source_size_and_reads_training_checkpoints(tiny, tmp_path):
+    module = export_demo()
+    training = tmp_path / "step_10.pt"
+    torch.save({"step": 10, "model": model_checkpoint(load_model(tiny)), "optimizer": {}}, training)
+    out = tmp_path / "demo.pt"
+    assert module.main(["--model", str(training), "--out", str(out)]) == 0
+    assert load_model(out).config.source_size == (0, 0)
+
+
+def test_export_refuses_oversize_and_bad_arguments(tiny, tmp_path, capsys):
+    module = export_demo()
+    out = tmp_path / "demo.pt"
+    assert module.main(["--model", str(tiny), "--out", str(out), "--max-mb", "0.01"]) == 1
+    assert "> --max-mb 0.01 MB" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.iterdir())  # nothing written, no temporary left
+    with pytest.raises(SystemExit) as error:
+        module.main(["--model", str(tiny), "--out", str(out), "--source-size", "60by80"])
+    assert error.value.code == 2 and "expected HEIGHTxWIDTH" in capsys.readouterr().err
+    assert module.main(["--model", str(tmp_path / "missing.pt"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
