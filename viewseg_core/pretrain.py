@@ -103,11 +103,23 @@ def folder_samples(root: Path) -> list[Sample]:
     return samples
 
 
-def scene_samples(root: Path) -> list[Sample]:
-    """Every labelled view of every viewseg scene folder under ``root``."""
-    from viewseg_core.data.scene_folder import find_scene_folders
+def scene_samples(root: Path, split: str = "training") -> list[Sample]:
+    """Every labelled view of the viewseg scene folders under ``root``.
 
-    scene_dirs = find_scene_folders(root)
+    With a ``splits.json`` (``viewseg synth`` output) only the scenes of its ``train``
+    (``split="training"``) or ``val`` (``"validation"``) split are used, so the 2D model
+    never sees the scenes ViewSeg is evaluated on. Without one, every scene is training data.
+    """
+    from viewseg_core.data.scene_folder import find_scene_folders
+    from viewseg_core.data.synth.generate import SPLITS_FILE, read_splits
+
+    if (root / SPLITS_FILE).is_file():
+        names = read_splits(root)["train" if split == "training" else "val"]
+        scene_dirs = [root / n for n in names]
+    elif split == "training":
+        scene_dirs = find_scene_folders(root)
+    else:
+        return []
     if not scene_dirs:
         raise ValueError(f"no viewseg scene folders (cameras.json) under {root}")
     return [Sample(f"{d.name}/{i}", scene=d, index=i) for d in scene_dirs for i in range(len(_scene_folder(d)))]
@@ -203,12 +215,12 @@ def _samples(cfg: PretrainConfig, split: str) -> tuple[list[Sample], str]:
     layout = detect_layout(root) if cfg.layout == "auto" else cfg.layout
     if layout == "ade20k":
         return ade20k_samples(root, split), layout
+    if layout == "scenes":
+        return scene_samples(root, split), layout
     if split != "training":
-        return [], layout  # only ADE20k has a validation split in its layout
+        return [], layout  # an images/labels folder has no validation split
     if layout == "folder":
         return folder_samples(root), layout
-    if layout == "scenes":
-        return scene_samples(root), layout
     raise ValueError(f"unknown layout {layout!r}; choose auto, ade20k, folder or scenes")
 
 
