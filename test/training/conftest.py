@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 TINY_OVERRIDES = [
-    "model.encoder=deeplabv3plus_resnet18", "model.feature_dim=16", "model.hidden_dim=16",
+    "model.encoder=deeplabv3plus_resnet18", "model.encoder_weights=\"\"", "model.feature_dim=16", "model.hidden_dim=16",
     "model.n_harmonic_xyz=4", "model.n_harmonic_dir=2", "model.num_coarse=8", "model.num_fine=8",
     "model.far=12.0", "data.image_size=[30,40]", "data.target_rays=32", "data.source_rays=8",
     "data.num_workers=0", "data.pairs={min_rotation_deg: 10.0, min_baseline: 0.2, min_overlap: 0.05}",
