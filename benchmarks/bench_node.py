@@ -16,9 +16,10 @@ Per call:
 - overhead ms = service - render: pose checks, TF, keyframe snapshot, source selection,
   labels/depth/confidence to numpy, the four output Images + CameraInfo, the response.
   The issue's target is < 5 ms.
-- breakdown (medians): ``tf`` (the lookup), ``select`` (source selection), ``to numpy``
-  (device -> numpy outputs), ``messages`` (Images + CameraInfo), ``other`` = overhead
-  minus those four.
+- breakdown (medians over calls): ``tf`` (the lookup), ``select`` (source selection),
+  ``to numpy`` (device -> numpy outputs), ``messages`` (Images + CameraInfo), ``other`` =
+  the call's overhead minus those four (pose checks, keyframe snapshot, the response, and
+  on a loaded machine the time the process waited for a core).
 
 Also printed (not recorded): ``model.render`` alone with the same sources, timed separately.
 The first round of calls is warm-up and not counted. The machine's 1-minute load average
@@ -198,7 +199,10 @@ def measure(node, world, width: int, height: int, num_keyframes: int, rounds: in
                 pure.append(pure_render_s(node, response, c2w, width, height))
     overhead = [s - r for s, r in zip(service, render)]
     breakdown = {label: 1e3 * float(np.median(parts[key])) for label, key in BREAKDOWN}
-    breakdown["other"] = percentiles(overhead)[1] - sum(breakdown.values())
+    # Per call, what the four timed parts leave of the overhead (its median, not a difference
+    # of medians: under load the parts' tails land in different calls).
+    rest = [o - sum(parts[key][i] for _, key in BREAKDOWN) for i, o in enumerate(overhead)]
+    breakdown["other"] = 1e3 * float(np.median(rest))
     return {"size": f"{width}x{height}", "keyframes": len(node.keyframes), "calls": len(service),
             "render": percentiles(render), "service": percentiles(service), "overhead": percentiles(overhead),
             "breakdown": breakdown, "pure_render_ms": 1e3 * float(np.median(pure)), "load": load_avg()}

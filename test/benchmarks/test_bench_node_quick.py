@@ -61,7 +61,7 @@ def test_quick_run_prints_and_records_a_row(tmp_path, ros_subprocess_env):
     assert 0 < render[1] < service[1] and overhead[0] > 0
     parts = [float(cells[name]) for name in ("tf", "select", "to numpy", "messages")]
     assert all(v > 0 for v in parts)  # each step was timed, the TF lookup included
-    assert sum(parts) + float(cells["other"]) == pytest.approx(overhead[1], abs=0.03)  # 5 cells rounded to 0.01
+    assert 0 <= float(cells["other"]) <= overhead[2]  # per call: overhead minus the timed parts
     assert cells["overhead < 5 ms"] in ("p90 met", "median met", "p10 only", "missed")
 
 

@@ -42,7 +42,7 @@ from viewseg_core.volrend import render_weights
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 # Default per-call budget: bytes of one [points, views, hidden] float32 activation.
-CPU_BUDGET_BYTES = 8 << 20
+CPU_BUDGET_BYTES = 3 << 20
 CUDA_FREE_MEMORY_SHARE = 1 / 32   # the field holds ~10 such tensors at its peak
 
 
@@ -248,9 +248,10 @@ def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, w
     if prepared is None:
         prepared = renderer.prepare(sources)
     budget = point_budget(preset, renderer.coarse, sources.num_views, dev)
-    # Rays per chunk (over the whole batch): the coarse call fills the budget; the fine pass
-    # splits its packed points by the same budget.
-    chunk = max(1, budget // (B * preset.num_coarse))
+    # Rays per chunk (over the whole batch): the densest field call fills the budget (with
+    # skipping, the fine pass packs the kept points into calls of at most the budget).
+    dense = preset.num_coarse if preset.skip_weight > 0 else preset.num_coarse + preset.num_fine
+    chunk = max(1, budget // (B * dense))
     stats = QueryStats(rays=B * height * width)
     pieces = []
     with _autocast(preset, dev):
