@@ -212,19 +212,17 @@ def composite_flops(points: int, channels: int) -> float:
 
 
 def query_flops(model: ViewSeg, num_views: int, map_pixels: int, rays: int, coarse_points: int,
-                fine_points: int, path: str, packed_fine: bool = False) -> float:
-    """FLOPs of one query (both passes, both fields' prepare, compositing).
+                fine_points: int, *, projected: bool, composite_coarse: bool, packed_fine: bool = False) -> float:
+    """Forward FLOPs of rendering ``rays``: both passes, each field's ``prepare`` (projected),
+    compositing (the coarse pass only when ``composite_coarse``: the reference and training
+    composite it, :func:`render_query` needs only its weights).
 
-    ``path``: ``fast`` (render_query: the model's feature path, only the final pass is
-    composited; ``packed_fine`` when it skipped) or ``reference`` (per-point features, both
-    passes composited).
+    ``packed_fine``: the fine points were evaluated as a flat list (one direction each).
     """
     r = model.renderer
-    projected = path == "fast" and model.config.projected_features
     channels = r.coarse.config.num_classes + 3
-    total = field_flops(r.coarse, num_views, coarse_points, rays, projected,
-                        map_pixels if projected else 0)
-    if path == "reference" or not fine_points:
+    total = field_flops(r.coarse, num_views, coarse_points, rays, projected, map_pixels if projected else 0)
+    if composite_coarse or not fine_points:
         total += composite_flops(coarse_points, channels)
     if r.fine is not None and fine_points:
         groups = fine_points if packed_fine else rays
@@ -259,6 +257,8 @@ class QueryScene:
     height: int
     width: int
     target_labels: np.ndarray     # [T, H, W]
+    source_views: list            # the View records (labels, depth) of the sources ...
+    target_views: list            # ... and of the targets
 
 
 def synthetic_scene(height: int, width: int, num_sources: int = 4, num_targets: int = 1,
@@ -280,7 +280,7 @@ def synthetic_scene(height: int, width: int, num_sources: int = 4, num_targets: 
     rgb = torch.from_numpy(np.stack([v.rgb for v in src])).permute(0, 3, 1, 2).float() / 255.0
     return QueryScene(rgb[None], f32([v.K for v in src])[None], f32([v.c2w for v in src])[None],
                       f32([v.K for v in tgt]), f32([v.c2w for v in tgt]), height, width,
-                      np.stack([v.labels for v in tgt]))
+                      np.stack([v.labels for v in tgt]), src, tgt)
 
 
 def build_bench_model(spec: str, quick: bool = False) -> tuple[ViewSeg, str]:
@@ -424,7 +424,7 @@ def run_latency(args: argparse.Namespace) -> int:
                 with PeakMemory(device) as mem:
                     times = time_runs(fn, device, ref_repeats, warmup=args.warmup)
             coarse, fine = rays * nc, rays * (nc + nf) if nf else 0
-            flops = query_flops(model, V, map_pixels, rays, coarse, fine, "reference")
+            flops = query_flops(model, V, map_pixels, rays, coarse, fine, projected=False, composite_coarse=True)
             ref_cache[(nc, nf)] = Result(preset, "reference", times, (coarse + fine) / rays, mem.mib, flops / 1e9)
         return ref_cache[(nc, nf)]
 
@@ -440,7 +440,8 @@ def run_latency(args: argparse.Namespace) -> int:
         with PeakMemory(device) as mem:
             times = time_runs(fast, device, repeats, warmup=args.warmup)
         st = stats_box["stats"]
-        flops = query_flops(model, V, map_pixels, rays, st.coarse_points, st.fine_points, "fast",
+        flops = query_flops(model, V, map_pixels, rays, st.coarse_points, st.fine_points,
+                            projected=model.config.projected_features, composite_coarse=False,
                             packed_fine=preset.skip_weight > 0)
         results.append(Result(preset, "fast", times, st.points_per_ray, mem.mib, flops / 1e9))
         if not args.no_reference:

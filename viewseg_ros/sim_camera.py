@@ -85,9 +85,18 @@ class SimWorld:
         """c2w of ``camera_optical`` in ``map`` at ``t`` seconds."""
         return self.base_pose(t) @ self.mount
 
+    def _median_depth(self, c2w: np.ndarray) -> float:
+        from viewseg_core.cameras import K_from_hfov
+        from viewseg_core.data.synth.render import render
+
+        depth = render(self.scene, K_from_hfov(60.0, 16, 12), c2w, 12, 16).depth
+        finite = depth[np.isfinite(depth)]
+        return float(np.median(finite)) if finite.size else 0.0
+
     def unseen_poses(self, count: int) -> list[np.ndarray]:
         """``count`` camera poses the walk never takes: up to 0.3 m beside it (on free floor) and
-        turned 20-30 degrees away from where the camera looked there, spread along the walk."""
+        turned 10-30 degrees away from where the camera looked there, spread along the walk,
+        preferring poses whose view has a median depth of at least 1 m."""
         free, centres = free_cells(self.scene, TrajectoryConfig())
         free_xy = centres[free]
         poses = []
@@ -95,11 +104,23 @@ class SimWorld:
             base = self.base_pose(0.5 * self.period_s * (i + 0.5) / count)
             sign = 1.0 if i % 2 else -1.0
             turn = sign * math.radians(20.0 + 10.0 * (i % 3))
-            for side in (0.3, -0.3, 0.15, -0.15, 0.0):  # the first offset that stays on free floor
-                moved = base @ planar_pose(0.0, sign * side, turn)
-                if np.min(np.linalg.norm(free_xy - moved[:2, 3], axis=1)) <= 0.1:
+            # The first candidate on free floor that looks into the room (median depth >= 1 m)
+            # rather than at a nearby surface no source view sees; else the deepest-looking one.
+            best, best_depth = base, -1.0
+            for side in (0.3, -0.3, 0.15, -0.15, 0.0):
+                for t in (turn, 0.5 * turn, -turn, -0.5 * turn):
+                    moved = base @ planar_pose(0.0, sign * side, t)
+                    if np.min(np.linalg.norm(free_xy - moved[:2, 3], axis=1)) > 0.1:
+                        continue
+                    depth = self._median_depth(moved @ self.mount)
+                    if depth > best_depth:
+                        best, best_depth = moved, depth
+                    if depth >= 1.0:
+                        break
+                if best_depth >= 1.0:
                     break
-            poses.append(moved @ self.mount)
+            chosen = best
+            poses.append((chosen if chosen is not None else base) @ self.mount)
         return poses
 
 

@@ -1,0 +1,98 @@
+"""benchmarks/bench_query.py and bench_train_step.py cannot rot: their --quick runs work end to
+end and land rows in their own tables, and the FLOP counter they report agrees with torch's
+FlopCounterMode on a real render (reference path and fast path, with and without skipping)."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "benchmarks"
+
+
+def load(name: str):
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module          # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def table_rows(text: str, section: str) -> list[list[str]]:
+    body = text[text.index(section) + len(section):]
+    body = body[:body.find("\n## ")] if "\n## " in body else body
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in body.splitlines() if ln.startswith("| 20")]
+
+
+def run_quick(script: str, page: Path) -> str:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, str(BENCH / script), "--quick", "--threads", "1", "--device", "cpu",
+                           "--output", str(page)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_quick_runs_record_their_tables(tmp_path):
+    bq, bt = load("bench_query"), load("bench_train_step")
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# viewseg benchmarks\n\n## Someone else's section\n\n| a |\n")
+    out = run_quick("bench_query.py", page)
+    assert "reference" in out and "fast" in out and "encode 4 sources" in out
+    out = run_quick("bench_train_step.py", page)
+    assert "target rays/s" in out
+    text = page.read_text()
+    assert text.startswith("# viewseg benchmarks\n\n## Someone else's section\n\n| a |\n")
+    query = table_rows(text, bq.SECTION)
+    header = [c.strip() for c in bq.TABLE_HEADER.splitlines()[0].strip("|").split("|")]
+    assert len(query) == 4 and all(len(r) == len(header) for r in query)   # 2 fast, 1 reference, encoder
+    assert [r[header.index("path")] for r in query[:3]] == ["fast", "reference", "fast"]
+    assert query[0][header.index("speed-up (same samples)")].endswith("x")
+    train = table_rows(text, bt.SECTION)
+    assert [r[8] for r in train] == ["fast", "reference"]
+    assert float(train[0][9]) > 0                                             # target rays/s
+
+
+def test_flop_counter_matches_torch_flop_counter():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from viewseg_core.model.fast import QueryPreset, render_query_stats
+
+    bq = load("bench_query")
+    torch.set_num_threads(1)
+    model, _ = bq.build_bench_model("", quick=True)
+    H, W = 12, 16
+    scene = bq.synthetic_scene(H, W)
+    with torch.no_grad():
+        feats = model.encode_sources(scene.source_rgb)
+        sources = model.make_sources(feats, scene.source_K, scene.source_c2w, H, W)
+        map_pixels = feats.shape[1] * feats.shape[-2] * feats.shape[-1]
+        R = H * W
+        for preset in (QueryPreset("", 4, 4), QueryPreset("", 4, 4, skip_weight=1e-2)):
+            with FlopCounterMode(display=False) as counter:
+                _, st = render_query_stats(model, scene.K[0], scene.c2w[0], H, W, sources, preset)
+            est = bq.query_flops(model, 4, map_pixels, R, st.coarse_points, st.fine_points, projected=True,
+                                 composite_coarse=False, packed_fine=preset.skip_weight > 0)
+            assert abs(est / counter.get_total_flops() - 1) < 1e-3
+        with bq.reference_path(model, 4, 4), FlopCounterMode(display=False) as counter:
+            model.render(scene.K[0], scene.c2w[0], H, W, sources)
+        est = bq.query_flops(model, 4, map_pixels, R, R * 4, R * 8, projected=False, composite_coarse=True)
+        assert abs(est / counter.get_total_flops() - 1) < 1e-3
+    # The reference path was restored.
+    assert model.config.projected_features and "VIEWSEG_COMPOSITING" not in os.environ
+
+
+def test_parse_preset_and_size():
+    bq = load("bench_query")
+    p = bq.parse_preset("32+16@1e-3")
+    assert (p.num_coarse, p.num_fine, p.skip_weight, p.label) == (32, 16, 1e-3, "32+16 skip<0.001")
+    assert bq.parse_preset("paper").num_fine == 128
+    assert bq.parse_size("160x120") == (120, 160)

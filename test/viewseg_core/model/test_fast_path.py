@@ -1,0 +1,173 @@
+"""The query fast path (viewseg_core/model/fast.py) renders what the reference path renders.
+
+Reference = ``ViewSeg.render`` with per-point sampling of the raw feature maps
+(``projected_features=False``), unfused PyTorch compositing, float32. Tolerances:
+
+- fp32, nothing skipped: logits within 1e-4 of the reference relative to their largest
+  magnitude (the paths differ only in summation order: projected maps, chunking);
+- bf16 autocast (CPU here; the CUDA default): logits within 5e-2 relative to their largest
+  magnitude (bf16 keeps 8 mantissa bits, ~4e-3 per rounding, through ~12 layers), and
+  argmax labels equal on >= 99% of pixels.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from viewseg_core.model.fast import PRESETS, QueryPreset, _eval_packed, occupied_samples, render_query, \
+    render_query_stats
+from viewseg_core.model.field import ResBlock
+from viewseg_core.model.viewseg import ViewSeg
+
+H, W = 24, 32
+
+
+def _model(make_config, **overrides) -> ViewSeg:
+    """A tiny model with every field weight random (fc1 starts at zero otherwise, making the
+    blocks identities), scaled so the field has structure."""
+    torch.manual_seed(0)
+    model = ViewSeg(make_config(**overrides)).eval()
+    with torch.no_grad():
+        for name, p in model.renderer.named_parameters():
+            p.copy_(torch.randn_like(p) * (0.3 / max(1, p.shape[-1]) ** 0.5 if p.ndim > 1 else 0.1))
+    return model
+
+
+def _sources(model, room):
+    with torch.no_grad():
+        feats = model.encode_sources(room.source_rgb())
+    return model.make_sources(feats, room.K.expand(1, 4, 3, 3), room.source_c2w[None], room.height, room.width)
+
+
+def _reference(model, room, sources, monkeypatch, c2w):
+    monkeypatch.setenv("VIEWSEG_COMPOSITING", "reference")
+    model.set_projected_features(False)
+    try:
+        return model.render(room.K, c2w, room.height, room.width, sources)
+    finally:
+        model.set_projected_features(True)
+        monkeypatch.delenv("VIEWSEG_COMPOSITING")
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).abs().max() / b.float().abs().max())
+
+
+def test_fp32_fast_path_matches_reference(make_config, box_room, monkeypatch):
+    model = _model(make_config)
+    sources = _sources(model, box_room)
+    c2w = box_room.target_c2w[0]
+    ref = _reference(model, box_room, sources, monkeypatch, c2w)
+    cfg = model.config
+    # A small point budget forces several chunks and several fine calls.
+    preset = QueryPreset("exact", cfg.num_coarse, cfg.num_fine, point_budget=97)
+    out, stats = render_query_stats(model, box_room.K, c2w, box_room.height, box_room.width, sources, preset)
+    assert out.logits.shape == (box_room.height, box_room.width, cfg.num_classes)
+    assert stats.field_calls > 2 and stats.fine_points == stats.fine_points_dense
+    assert _rel(out.logits, ref.logits) < 1e-4
+    assert _rel(out.rgb, ref.rgb) < 1e-4
+    torch.testing.assert_close(out.opacity, ref.opacity, rtol=1e-4, atol=1e-5)
+    assert torch.equal(out.valid, ref.valid)
+    assert torch.equal(out.labels, ref.labels)
+
+
+def test_bf16_autocast_within_documented_tolerance(make_config, box_room, monkeypatch):
+    model = _model(make_config)
+    sources = _sources(model, box_room)
+    c2w = box_room.target_c2w[1]
+    ref = _reference(model, box_room, sources, monkeypatch, c2w)
+    cfg = model.config
+    out = render_query(model, box_room.K, c2w, box_room.height, box_room.width, sources,
+                       QueryPreset("bf16", cfg.num_coarse, cfg.num_fine, amp="bf16"))
+    assert out.logits.dtype == torch.float32      # compositing accumulates in float32
+    assert _rel(out.logits, ref.logits) < 5e-2
+    agree = (out.logits.argmax(-1) == ref.logits.argmax(-1)).float().mean()
+    assert agree >= 0.99, f"bf16 argmax agrees on {100 * float(agree):.1f}% of pixels"
+
+
+def test_batched_queries_equal_single_queries(make_config, box_room):
+    model = _model(make_config)
+    sources = _sources(model, box_room)
+    B = 2
+    batched = model.make_sources(sources.features.expand(B, -1, -1, -1, -1), sources.K.expand(B, -1, -1, -1),
+                                 sources.c2w.expand(B, -1, -1, -1), H, W)
+    preset = QueryPreset("skip", 8, 8, skip_weight=1e-3)
+    both = render_query(model, box_room.K.expand(B, 3, 3), box_room.target_c2w, H, W, batched, preset)
+    assert both.logits.shape == (B, H, W, model.config.num_classes)
+    for b in range(B):
+        one = render_query(model, box_room.K, box_room.target_c2w[b], H, W, sources, preset)
+        assert _rel(both.logits[b], one.logits) < 1e-5
+        assert torch.equal(both.valid[b], one.valid)
+
+
+def test_skipping_drops_points_and_keeps_the_image_close(make_config, box_room):
+    model = _model(make_config)
+    sources = _sources(model, box_room)
+    c2w = box_room.target_c2w[0]
+    exact, s0 = render_query_stats(model, box_room.K, c2w, H, W, sources, QueryPreset("", 8, 16))
+    skipped, s1 = render_query_stats(model, box_room.K, c2w, H, W, sources, QueryPreset("", 8, 16, skip_weight=1e-2))
+    assert s1.fine_points < s0.fine_points == s0.fine_points_dense == H * W * 24
+    assert s1.coarse_points == s0.coarse_points == H * W * 8
+    # Skipped samples carry < 1e-2 coarse weight; the fine image moves little.
+    assert (skipped.labels == exact.labels).float().mean() > 0.9
+
+
+def test_packed_evaluation_equals_dense(make_config, box_room):
+    """Packing kept samples (with padding across a batch of 2) and scattering back gives the
+    dense field's values at kept samples and zeros elsewhere."""
+    from viewseg_core.model.fast import QueryStats
+    from viewseg_core.rays import grid_rays
+
+    model = _model(make_config)
+    sources = _sources(model, box_room)
+    B = 2
+    src = model.make_sources(sources.features.expand(B, -1, -1, -1, -1), sources.K.expand(B, -1, -1, -1),
+                             sources.c2w.expand(B, -1, -1, -1), H, W)
+    field = model.renderer.fine
+    prepared = field.prepare(src)
+    rays = grid_rays(box_room.K.expand(B, 3, 3), box_room.target_c2w, H, W, near=0.1, far=6.0)[:, :50]
+    t = torch.linspace(0.5, 5.0, 6).expand(B, 50, 6)
+    points = rays.points(t)
+    keep = torch.rand(B, 50, 6, generator=torch.Generator().manual_seed(0)) < torch.tensor([0.3, 0.7])[:, None, None]
+    with torch.no_grad():
+        dense = field(points, rays.directions, prepared)
+        packed = _eval_packed(field, prepared, points, rays.directions, keep, budget=37, stats=QueryStats())
+    for name in ("density", "logits", "rgb", "num_visible"):
+        d, p = getattr(dense, name), getattr(packed, name)
+        k = keep.reshape(B, 50, 6, *([1] * (d.ndim - 3))).expand_as(d)
+        torch.testing.assert_close(p[k], d[k].to(p.dtype), rtol=1e-4, atol=1e-5)  # matmul shapes differ
+        assert (p[~k] == 0).all()
+
+
+def test_occupied_samples_by_hand():
+    t_c = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    w = torch.tensor([0.0, 0.5, 0.0, 0.0])
+    t = torch.tensor([-0.5, 0.5, 1.5, 2.5, 3.5])
+    # slots: before t0 -> w0 = 0; [0,1] -> 0.5; [1,2] -> 0.5; [2,3] -> 0; after -> w3 = 0
+    assert occupied_samples(t_c, w, t, 0.1).tolist() == [False, True, True, False, False]
+    w_last = torch.tensor([0.0, 0.0, 0.0, 0.2])
+    assert occupied_samples(t_c, w_last, t, 0.1).tolist() == [False, False, False, True, True]
+
+
+def test_inference_resblock_is_bit_exact():
+    torch.manual_seed(0)
+    block = ResBlock(16)
+    torch.nn.init.normal_(block.fc1.weight)
+    torch.nn.init.normal_(block.fc1.bias)
+    x = torch.randn(5, 7, 16)
+    with torch.enable_grad():
+        trained_path = block(x)
+    with torch.no_grad():
+        inference_path = block(x)
+    assert torch.equal(trained_path, inference_path)
+
+
+def test_presets_and_validation():
+    assert (PRESETS["paper"].num_coarse, PRESETS["paper"].num_fine, PRESETS["paper"].skip_weight) == (64, 128, 0.0)
+    assert PRESETS["fast"].num_coarse + PRESETS["fast"].num_fine < 192
+    with pytest.raises(ValueError, match="amp"):
+        QueryPreset("x", 8, 8, amp="int8")
+    with pytest.raises(ValueError, match="skip_weight"):
+        QueryPreset("x", 8, 8, skip_weight=1.5)
+    with pytest.raises(ValueError, match="num_coarse"):
+        QueryPreset("x", 1, 8)
