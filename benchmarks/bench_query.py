@@ -47,7 +47,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import datetime as _dt
+import gc
 import os
 import platform
 import statistics
@@ -149,6 +151,11 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
         else:
+            # Hand freed heap back first, so that memory an earlier run left cached in the
+            # allocator does not hide this run's growth (glibc; elsewhere RSS is unsupported).
+            gc.collect()
+            with contextlib.suppress(OSError, AttributeError):
+                ctypes.CDLL("libc.so.6").malloc_trim(0)
             try:
                 Path("/proc/self/clear_refs").write_text("5")
                 self._base = _rss_kib("VmRSS")

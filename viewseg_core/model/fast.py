@@ -174,6 +174,11 @@ def _eval_packed(field: SemanticField, prepared: PreparedSources, points: torch.
     keep = keep.reshape(B, M)
     count = keep.sum(dim=1)                                                     # [B]
     N = int(count.max())
+    if N == 0:  # nothing occupied in this chunk: an empty fine pass
+        zeros = points.new_zeros((B, R, S))
+        return FieldOutput(logits=points.new_zeros((B, R, S, field.config.num_classes)),
+                           rgb=points.new_zeros((B, R, S, 3)), density=zeros,
+                           num_visible=torch.zeros((B, R, S), dtype=torch.int64, device=points.device))
     # Kept samples first (stable: ray order is kept); slots past a batch element's count
     # hold its skipped samples and are written back as zeros.
     order = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)[:, :N]   # [B, N]

@@ -112,6 +112,15 @@ def test_skipping_drops_points_and_keeps_the_image_close(make_config, box_room):
     assert (skipped.labels == exact.labels).float().mean() > 0.9
 
 
+def test_skipping_everything_gives_an_empty_image(make_config, box_room):
+    model = _model(make_config)
+    sources = _sources(model, box_room)
+    out, stats = render_query_stats(model, box_room.K, box_room.target_c2w[0], H, W, sources,
+                                    QueryPreset("", 8, 8, skip_weight=0.999999))
+    assert stats.fine_points == 0
+    assert (out.opacity == 0).all() and (out.labels == 255).all() and out.depth.isnan().all()
+
+
 def test_packed_evaluation_equals_dense(make_config, box_room):
     """Packing kept samples (with padding across a batch of 2) and scattering back gives the
     dense field's values at kept samples and zeros elsewhere."""
@@ -171,3 +180,25 @@ def test_presets_and_validation():
         QueryPreset("x", 8, 8, skip_weight=1.5)
     with pytest.raises(ValueError, match="num_coarse"):
         QueryPreset("x", 1, 8)
+
+
+@pytest.mark.gpu
+def test_cuda_fast_path_fused_and_bf16_match_reference(make_config, box_room, monkeypatch):
+    """On CUDA the fast path runs the fused compositing kernel (fp32: 1e-4) and, by default,
+    the bf16 MLP (the documented bf16 tolerance)."""
+    model = _model(make_config).cuda()
+    with torch.no_grad():
+        feats = model.encode_sources(box_room.source_rgb().cuda())
+    sources = model.make_sources(feats, box_room.K.expand(1, 4, 3, 3), box_room.source_c2w[None], H, W)
+    K, c2w = box_room.K.cuda(), box_room.target_c2w[0].cuda()
+    monkeypatch.setenv("VIEWSEG_COMPOSITING", "reference")
+    model.set_projected_features(False)
+    ref = model.render(K, c2w, H, W, sources)
+    model.set_projected_features(True)
+    monkeypatch.delenv("VIEWSEG_COMPOSITING")
+    cfg = model.config
+    exact = render_query(model, K, c2w, H, W, sources, QueryPreset("fp32", cfg.num_coarse, cfg.num_fine, amp="off"))
+    assert _rel(exact.logits, ref.logits) < 1e-4
+    fast = render_query(model, K, c2w, H, W, sources, QueryPreset("bf16", cfg.num_coarse, cfg.num_fine))
+    assert _rel(fast.logits, ref.logits) < 5e-2
+    assert (fast.logits.argmax(-1) == ref.logits.argmax(-1)).float().mean() >= 0.99
