@@ -518,7 +518,11 @@ def run_miou(args: argparse.Namespace) -> int:
     model, train_config = load_viewseg(args.miou)
     model = model.to(device).eval()
     cfg = model.config
-    data_cfg = resolve_data_config(train_config, data_root=args.miou_data)
+    config_path = args.miou_config
+    beside = Path(args.miou).parent / "config.yaml"     # a run folder's model.pt has its config there
+    if not config_path and train_config is None and beside.is_file():
+        config_path = str(beside)
+    data_cfg = resolve_data_config(train_config, config_path, data_root=args.miou_data)
     dataset = build_dataset(data_cfg, split=args.miou_split, seed=0, full_target=True)
     indices = example_indices(len(dataset), args.miou_examples)
     trained = QueryPreset(f"trained {cfg.num_coarse}+{cfg.num_fine}", cfg.num_coarse, cfg.num_fine)
@@ -585,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--miou", default="", help="checkpoint: measure the presets' mIoU on its test split")
     parser.add_argument("--miou-data", default="", help="data root for --miou (default: the checkpoint's)")
+    parser.add_argument("--miou-config", default="", help="YAML with the data section for --miou (default: the "
+                                                          "checkpoint's, or config.yaml beside it)")
     parser.add_argument("--miou-split", default="test")
     parser.add_argument("--miou-examples", type=int, default=0, help="targets to score (0 = the whole split)")
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
