@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import platform
 import statistics
 import sys
 import time
@@ -24,8 +23,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when loaded by path
 
 from viewseg_core.volrend import composite_fused, composite_reference  # noqa: E402
+from report import append_rows, cpu_name  # noqa: E402  (benchmarks/report.py)
 
 NUM_CHANNELS = 37 + 3
 FULL_CASES = [("train coarse", 4096, 64), ("train fine", 4096, 192), ("query 240x320", 76800, 192)]
@@ -39,15 +40,7 @@ TABLE_HEADER = ("| date | device | torch | dtype | case (rays x samples x channe
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU {model} ({torch.get_num_threads()} threads)"
+    return f"CPU {cpu_name()} ({torch.get_num_threads()} threads)"
 
 
 def make_inputs(rays: int, samples: int, dtype: torch.dtype, device: torch.device):
@@ -104,19 +97,6 @@ def bench_case(rays: int, samples: int, dtype, device, repeats: int, use_kernel:
     return result
 
 
-def record(rows: list[str], path: Path) -> None:
-    """Append rows to the section's table in ``path`` (creating section/file as needed)."""
-    text = path.read_text() if path.exists() else "# viewseg benchmarks\n"
-    if SECTION not in text:
-        text = text.rstrip("\n") + "\n\n" + SECTION + "\n\n" + TABLE_HEADER
-    start = text.index(SECTION)
-    nxt = text.find("\n## ", start + len(SECTION))
-    end = len(text) if nxt < 0 else nxt + 1
-    section = text[start:end].rstrip("\n") + "\n" + "".join(rows)
-    text = text[:start] + section + ("\n" + text[end:] if nxt >= 0 else "")
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (CPU-friendly)")
@@ -153,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(f"| {today} | {name} | {torch.__version__} | {args.dtype} | {case} | {pass_name} "
                         f"| {ref:.3f} | {ker_s} | {ratio} |\n")
     if not args.no_record:
-        record(rows, args.output)
+        append_rows(args.output, SECTION, TABLE_HEADER, rows)
         print(f"appended {len(rows)} rows to {args.output}")
     return 0
 

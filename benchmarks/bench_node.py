@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when loaded by path
 
 # Loopback only and a private domain: the node creates real publishers and subscriptions.
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -54,6 +54,7 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from report import append_rows, cpu_name, load_avg  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "## Node latency: what the render_view service adds to the render (issue 8, section 3)"
 TABLE_HEADER = ("| date | device | load avg | model | size | keyframes | calls | render p10 / median / p90 ms "
@@ -69,27 +70,10 @@ QUERY_POSES = 4
 BREAKDOWN = (("tf", "tf"), ("select", "select"), ("to numpy", "outputs"), ("messages", "to_msg"))
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def device_name(device: torch.device, threads: int) -> str:
     if device.type == "cuda":
         return f"GPU {torch.cuda.get_device_name(device)} (CPU {cpu_name()}, {os.cpu_count()} cores)"
     return f"CPU {cpu_name()}, {os.cpu_count()} cores, {threads} thread{'s' if threads != 1 else ''}"
-
-
-def load_avg() -> float:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float("nan")
 
 
 def tiny_checkpoint(path: Path) -> Path:
@@ -221,27 +205,6 @@ def triple(values: tuple[float, float, float]) -> str:
     return " / ".join(f"{v:.2f}" for v in values)
 
 
-def record(rows: list[str], path: Path) -> None:
-    """Append rows at the end of this benchmark's table in ``path`` (creating section/table as needed)."""
-    text = path.read_text() if path.exists() else "# viewseg benchmarks\n"
-    if SECTION not in text:
-        text = text.rstrip("\n") + "\n\n" + SECTION + "\n\n" + INTRO + TABLE_HEADER
-    start = text.index(SECTION)
-    next_section = text.find("\n## ", start + len(SECTION))
-    end = len(text) if next_section < 0 else next_section + 1
-    section = text[start:end]
-    if TABLE_HEADER not in section:  # a section without this table (yet): table at its end
-        section = section.rstrip("\n") + "\n\n" + TABLE_HEADER + ("\n" if next_section >= 0 else "")
-    table = section.index(TABLE_HEADER) + len(TABLE_HEADER)
-    lines = section[table:].splitlines(keepends=True)
-    kept = 0
-    while kept < len(lines) and lines[kept].startswith("|"):
-        kept += 1
-    insert_at = table + sum(len(line) for line in lines[:kept])
-    section = section[:insert_at] + "".join(rows) + section[insert_at:]
-    path.write_text(text[:start] + section + text[end:])
-
-
 def parse_size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(x) for x in text.lower().split("x"))
@@ -316,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             node.destroy_node()
             context.try_shutdown()
     if not args.no_record:
-        record(rows, args.output)
+        append_rows(args.output, SECTION, TABLE_HEADER, rows, intro=INTRO)
         print(f"appended {len(rows)} row(s) to {args.output}")
     return 0
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -33,10 +32,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when loaded by path
 
 import torch  # noqa: E402
 
 from viewseg_core.data.synth import SynthConfig, make_scene, render, write_dataset  # noqa: E402
+from report import append_rows, cpu_name, load_avg  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "## Synthetic scenes (viewseg_core/data/synth)"
 INTRO = ("`python benchmarks/bench_synth.py [--quick]` measures views per second of the procedural "
@@ -49,24 +50,6 @@ INTRO = ("`python benchmarks/bench_synth.py [--quick]` measures views per second
 TABLE_HEADER = ("| date | CPU | cores | load avg | size | measurement | workers | views | views/s (wall) "
                 "| CPU ms/view | idle-core estimate views/s |\n"
                 "|---|---|---|---|---|---|---|---|---|---|---|\n")
-
-
-def cpu_name() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return model
-
-
-def load_avg() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.1f}"
-    except OSError:
-        return "-"
 
 
 def _cpu_seconds() -> float:
@@ -103,19 +86,6 @@ def bench_write(scenes: int, views: int, width: int, height: int, workers: int) 
     return n / wall, 1000.0 * cpu / n
 
 
-def record(rows: list[str], path: Path) -> None:
-    """Append rows to this benchmark's section in ``path`` (creating section/file as needed)."""
-    text = path.read_text() if path.exists() else "# viewseg benchmarks\n"
-    if SECTION not in text:
-        text = text.rstrip("\n") + "\n\n" + SECTION + "\n\n" + INTRO + TABLE_HEADER
-    start = text.index(SECTION)
-    nxt = text.find("\n## ", start + len(SECTION))
-    end = len(text) if nxt < 0 else nxt + 1
-    section = text[start:end].rstrip("\n") + "\n" + "".join(rows)
-    text = text[:start] + section + ("\n" + text[end:] if nxt >= 0 else "")
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer views (~20 s on 2 cores)")
@@ -137,12 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, w, n, vps, cpu_ms, load in results:
         est = w * 1000.0 / cpu_ms
         print(f"{name:<7} {w} worker(s)  {vps:6.1f} views/s wall   {cpu_ms:6.1f} CPU ms/view   "
-              f"~{est:5.1f} views/s on {w} idle core(s)   (load {load})")
+              f"~{est:5.1f} views/s on {w} idle core(s)   (load {load:.1f})")
         label = name + (" (quick)" if args.quick else "")
-        rows.append(f"| {today} | {cpu} | {cores} | {load} | {width}x{height} | {label} "
+        rows.append(f"| {today} | {cpu} | {cores} | {load:.1f} | {width}x{height} | {label} "
                     f"| {w} | {n} | {vps:.1f} | {cpu_ms:.1f} | {est:.1f} |\n")
     if not args.no_record:
-        record(rows, args.output)
+        append_rows(args.output, SECTION, TABLE_HEADER, rows, intro=INTRO)
         print(f"appended {len(rows)} rows to {args.output}")
     return 0
 
