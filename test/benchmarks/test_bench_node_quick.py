@@ -63,14 +63,3 @@ def test_quick_run_prints_and_records_a_row(tmp_path, ros_subprocess_env):
     assert all(v > 0 for v in parts)  # each step was timed, the TF lookup included
     assert 0 <= float(cells["other"]) <= overhead[2]  # per call: overhead minus the timed parts
     assert cells["overhead < 5 ms"] in ("p90 met", "median met", "p10 only", "missed")
-
-
-def test_record_creates_the_section_and_keeps_appending_to_its_table(tmp_path):
-    bench = load_bench()
-    page = tmp_path / "benchmarks.md"
-    page.write_text("# viewseg benchmarks\n\n## Other\n\ntext\n")
-    bench.record(["| 2026-01-01 | a |\n"], page)
-    bench.record(["| 2026-01-02 | b |\n"], page)
-    text = page.read_text()
-    assert text.startswith("# viewseg benchmarks\n\n## Other\n\ntext\n\n" + bench.SECTION)
-    assert text.endswith(bench.TABLE_HEADER + "| 2026-01-01 | a |\n| 2026-01-02 | b |\n")

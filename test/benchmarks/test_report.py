@@ -1,0 +1,36 @@
+"""benchmarks/report.py: rows land at the end of their own section's table, nowhere else."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+REPORT = Path(__file__).resolve().parents[2] / "benchmarks" / "report.py"
+SECTION = "## Bench"
+HEADER = "| date | v |\n|---|---|\n"
+
+
+def load_report():
+    spec = importlib.util.spec_from_file_location("bench_report", REPORT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_append_creates_section_then_appends_to_its_table(tmp_path):
+    report = load_report()
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# viewseg benchmarks\n\n## Other\n\ntext\n")
+    report.append_rows(page, SECTION, HEADER, ["| 1 | a |\n"], intro="How to run.\n\n")
+    report.append_rows(page, SECTION, HEADER, ["| 2 | b |\n"])
+    assert page.read_text() == ("# viewseg benchmarks\n\n## Other\n\ntext\n\n## Bench\n\nHow to run.\n\n"
+                                + HEADER + "| 1 | a |\n| 2 | b |\n")
+
+
+def test_rows_go_above_notes_and_before_the_next_section(tmp_path):
+    report = load_report()
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# b\n\n## Bench\n\n" + HEADER + "| 1 | a |\n\nA log below the table.\n\n## Next\n\nx\n")
+    report.append_rows(page, SECTION, HEADER, ["| 2 | b |\n"])
+    assert page.read_text() == ("# b\n\n## Bench\n\n" + HEADER + "| 1 | a |\n| 2 | b |\n\n"
+                                "A log below the table.\n\n## Next\n\nx\n")
+    assert report.cpu_name()
