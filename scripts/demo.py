@@ -46,8 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-coarse", type=int, default=-1, help="samples per ray (-1 = the checkpoint's)")
     p.add_argument("--num-fine", type=int, default=-1)
     p.add_argument("--chunk-size", type=int, default=128,
-                   help="rays per model chunk (0 = the checkpoint's); small chunks stay in CPU cache "
-                        "(one loaded core, 160x120 query: 128 took half the time of 2048)")
+                   help="rays per model chunk (0 = the checkpoint's); small chunks stay in the CPU's "
+                        "cache, so 128 suits a CPU, a GPU wants thousands")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for keyframes")
     p.add_argument("--out", default=str(REPO / "out" / "demo"))
     return p.parse_args(argv)
