@@ -51,7 +51,6 @@ import ctypes
 import datetime as _dt
 import gc
 import os
-import platform
 import statistics
 import sys
 import time
@@ -64,9 +63,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when loaded by path
+
+from report import append_rows, cpu_name, load_avg  # noqa: E402  (benchmarks/report.py)
 
 from viewseg_core.model.fast import PRESETS, QueryPreset, render_query_stats  # noqa: E402
-from viewseg_core.model.field import SemanticField, SourceViews  # noqa: E402
+from viewseg_core.model.field import SemanticField  # noqa: E402
 from viewseg_core.model.viewseg import ModelConfig, ViewSeg  # noqa: E402
 
 REFERENCE_CHUNK = 6000
@@ -91,20 +93,11 @@ QUICK_CONFIG = dict(encoder="deeplabv3plus_resnet18", feature_dim=32, hidden_dim
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"CPU {model} ({torch.get_num_threads()} threads)"
+    return f"CPU {cpu_name()} ({torch.get_num_threads()} threads)"
 
 
 def load_average() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.1f}"
-    except OSError:
-        return "-"
+    return f"{load_avg():.1f}"
 
 
 def sync(device: torch.device) -> None:
@@ -351,22 +344,6 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-# --------------------------------------------------------------------------------------
-# Recording
-# --------------------------------------------------------------------------------------
-
-def record(rows: list[str], path: Path, section: str, header: str) -> None:
-    """Append rows to ``section``'s table in ``path`` (creating the section when missing)."""
-    text = path.read_text() if path.exists() else "# viewseg benchmarks\n"
-    if section not in text:
-        text = text.rstrip("\n") + "\n\n" + section + "\n\n" + header
-    start = text.index(section)
-    nxt = text.find("\n## ", start + len(section))
-    end = len(text) if nxt < 0 else nxt + 1
-    body = text[start:end].rstrip("\n") + "\n" + "".join(rows)
-    path.write_text(text[:start] + body + ("\n" + text[end:] if nxt >= 0 else ""))
-
-
 def _fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -501,7 +478,7 @@ def run_latency(args: argparse.Namespace) -> int:
                     f"| {len(enc_times)} | - | {enc_gflop:.1f} | {enc_gflop / med:.3f} "
                     f"| {100 * enc_gflop / med / peak_ref:.1f} | {enc_gflop / peak_ref:.1f} | - | - |\n")
     if not args.no_record:
-        record(rows, args.output, SECTION, TABLE_HEADER)
+        append_rows(args.output, SECTION, TABLE_HEADER, rows)
         print(f"appended {len(rows)} rows to {args.output}")
     return 0
 
@@ -525,7 +502,7 @@ def run_miou(args: argparse.Namespace) -> int:
     data_cfg = resolve_data_config(train_config, config_path, data_root=args.miou_data)
     dataset = build_dataset(data_cfg, split=args.miou_split, seed=0, full_target=True)
     indices = example_indices(len(dataset), args.miou_examples)
-    trained = QueryPreset(f"trained {cfg.num_coarse}+{cfg.num_fine}", cfg.num_coarse, cfg.num_fine)
+    trained = QueryPreset("trained", cfg.num_coarse, cfg.num_fine)
     presets = [trained] + [parse_preset(p) for p in args.presets.split(",")]
     points: dict[str, list[float]] = {p.label: [] for p in presets}
     labels: dict[str, list[np.ndarray]] = {p.label: [] for p in presets}
@@ -565,7 +542,7 @@ def run_miou(args: argparse.Namespace) -> int:
                     f"| {pts:.1f} | {100 * s['dataset_miou']:.2f} | {100 * s['per_image_miou']:.2f} "
                     f"| {100 * s['pacc']:.2f} | {100 * same:.2f}% |\n")
     if not args.no_record:
-        record(rows, args.output, QUALITY_SECTION, QUALITY_HEADER)
+        append_rows(args.output, QUALITY_SECTION, QUALITY_HEADER, rows)
         print(f"appended {len(rows)} rows to {args.output}")
     return 0
 

@@ -39,12 +39,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_query as bq  # noqa: E402  (also puts the repository root on sys.path)
+from report import append_rows  # noqa: E402  (benchmarks/report.py)
 from training.data import to_model_batch  # noqa: E402
 from viewseg_core.data.dataset import DatasetConfig, ViewSegDataset, collate  # noqa: E402
 from viewseg_core.data.pairs import PairEntry  # noqa: E402
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"| {med:.1f} | {bq.p90(times):.1f} | {len(times)} | {bq._fmt(mib)} | {gflop:.1f} "
                     f"| {tflops:.3f} | {100 * tflops / peak:.1f} | {gflop / peak:.1f} | {speed} |\n")
     if not args.no_record:
-        bq.record(rows, args.output, SECTION, TABLE_HEADER)
+        append_rows(args.output, SECTION, TABLE_HEADER, rows)
         print(f"appended {len(rows)} rows to {args.output}")
     return 0
 

@@ -96,3 +96,30 @@ def test_parse_preset_and_size():
     assert (p.num_coarse, p.num_fine, p.skip_weight, p.label) == (32, 16, 1e-3, "32+16 skip<0.001")
     assert bq.parse_preset("paper").num_fine == 128
     assert bq.parse_size("160x120") == (120, 160)
+
+
+def test_miou_mode_scores_presets_on_a_test_split(tmp_path):
+    """--miou on a tiny synthetic split with a tiny model file and the run's config.yaml beside it."""
+    from viewseg_core.data.synth.generate import SynthConfig, write_dataset
+    from viewseg_core.model.viewseg import ModelConfig, ViewSeg
+    from viewseg_core.model.weights import save_model
+
+    bq = load("bench_query")
+    data = tmp_path / "data"
+    write_dataset(data, 3, SynthConfig(views=12, height=30, width=40), seed=3, progress=False)
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    save_model(ViewSeg(ModelConfig(**dict(bq.QUICK_CONFIG, num_coarse=8, num_fine=8))), run / "model.pt")
+    (run / "config.yaml").write_text(
+        f"data:\n  root: {data}\n  image_size: [30, 40]\n  num_sources: 4\n"
+        "  pairs: {min_rotation_deg: 10.0, min_baseline: 0.2, min_overlap: 0.05}\n")
+    page = tmp_path / "benchmarks.md"
+    done = subprocess.run([sys.executable, str(BENCH / "bench_query.py"), "--miou", str(run / "model.pt"),
+                           "--miou-examples", "2", "--presets", "4+4@1e-3", "--threads", "1", "--device", "cpu",
+                           "--output", str(page)], cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                           capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = table_rows(page.read_text(), bq.QUALITY_SECTION)
+    assert [r[4] for r in rows] == ["trained (8+8)", "4+4 skip<0.001"]
+    assert rows[0][-1] == "100.00%" and float(rows[1][5]) <= 12.0          # points/ray <= 4 + 8
+    assert all(0.0 <= float(r[6]) <= 100.0 for r in rows)                   # dataset mIoU in percent

@@ -17,9 +17,10 @@ reference path by ``benchmarks/bench_query.py`` (see docs/benchmarks.md):
    sample and matches :meth:`Renderer.render_image` to float rounding.
 3. **Chunks are sized by a memory budget** (points per field call), not by a fixed ray
    count: a few MiB of activations on CPU, where the 2-core development machine ran
-   128-ray chunks 2.5x faster than 2048-ray ones (elementwise passes over tensors larger
-   than the L2 cache dominated), and a share of the free memory on CUDA, where a 320x240
-   query then takes a handful of field calls instead of 13 Python-looped 6000-ray chunks.
+   128-ray chunks 2.4x faster than 2048-ray ones (elementwise passes over tensors larger
+   than the L2 cache dominated), and a share of the free memory on CUDA (1/32 per
+   [points, views, hidden] float32 tensor; untuned: no GPU was available), so chunks follow
+   the device instead of the original fixed 6000 rays.
 
 On CUDA the field's MLP also runs under autocast (``amp``, bf16 by default); the field keeps
 projection, embedding and feature sampling in float32 itself, and compositing runs in
