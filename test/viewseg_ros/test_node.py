@@ -178,7 +178,9 @@ def test_keyframes_accumulate_from_sim_camera(graph):
         graph.client.destroy_subscription(sub)
     (status,) = received[-1].status
     values = {kv.key: kv.value for kv in status.values}
-    assert int(values["keyframes"]) == len(keyframes) and values["device"] == "cpu" and values["ready"] == "True"
+    # The camera keeps walking while we wait for /diagnostics: the count can only have grown.
+    assert len(keyframes) <= int(values["keyframes"]) <= len(node.keyframes)
+    assert values["device"] == "cpu" and values["ready"] == "True"
     assert "last_latency_ms" in values and status.hardware_id == "cpu"
 
 
