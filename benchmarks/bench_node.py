@@ -12,7 +12,8 @@ Per call:
 
 - service ms: wall time of the service callback (``ViewSegNode._on_render_view``);
 - render ms: the node's own ``render_time`` of the same call (stacking the cached keyframe
-  features, ``ViewSeg.render``, the argmax, freeing the render's tensors);
+  features, ``render_query`` with the node's ``query.preset``, the argmax, freeing the
+  render's tensors);
 - overhead ms = service - render: pose checks, TF, keyframe snapshot, source selection,
   labels/depth/confidence to numpy, the four output Images + CameraInfo, the response.
   The issue's target is < 5 ms.
@@ -21,7 +22,7 @@ Per call:
   the call's overhead minus those four (pose checks, keyframe snapshot, the response, and
   on a loaded machine the time the process waited for a core).
 
-Also printed (not recorded): ``model.render`` alone with the same sources, timed separately.
+Also printed (not recorded): ``render_query`` alone with the same sources and preset, timed separately.
 The first round of calls is warm-up and not counted. The machine's 1-minute load average
 is recorded next to each row (the development machine is shared: on a loaded machine the
 p10 is the closest to an idle one). DDS transport (serialising ~1 MB of images at 320x240
@@ -143,7 +144,9 @@ def query_requests(node, world, width: int, height: int) -> list:
 
 
 def pure_render_s(node, response, c2w: np.ndarray, width: int, height: int) -> float:
-    """``ViewSeg.render`` alone with the sources the service picked (for reference)."""
+    """``render_query`` alone with the sources and preset the service used (for reference)."""
+    from viewseg_core.model.fast import render_query
+
     chosen = [node.keyframes.get(i) for i in response.keyframe_ids]
     features = torch.stack([k.features for k in chosen])[None]
     sources = node.model.make_sources(features, torch.as_tensor(np.stack([k.view.K for k in chosen]))[None],
@@ -153,7 +156,7 @@ def pure_render_s(node, response, c2w: np.ndarray, width: int, height: int) -> f
     node._sync()
     t0 = time.perf_counter()
     with torch.no_grad():
-        node.model.render(K, torch.as_tensor(c2w), height, width, sources)
+        render_query(node.model, K, torch.as_tensor(c2w), height, width, sources, node.preset)
     node._sync()
     return time.perf_counter() - t0
 
@@ -222,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=parse_size, nargs="+", help="query (= keyframe) sizes WIDTHxHEIGHT")
     parser.add_argument("--keyframes", type=int, nargs="+", help="keyframe counts")
     parser.add_argument("--rounds", type=int, help=f"timed rounds of {QUERY_POSES} query poses")
-    parser.add_argument("--num-coarse", type=int, default=-1, help="node query.num_coarse (-1 = checkpoint's)")
-    parser.add_argument("--num-fine", type=int, default=-1, help="node query.num_fine (-1 = checkpoint's)")
+    parser.add_argument("--preset", default="fast", help="node query.preset: fast, paper or checkpoint")
+    parser.add_argument("--num-coarse", type=int, default=-1, help="node query.num_coarse (-1 = the preset's)")
+    parser.add_argument("--num-fine", type=int, default=-1, help="node query.num_fine (-1 = the preset's)")
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
@@ -246,21 +250,19 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = Path(args.checkpoint) if args.checkpoint else tiny_checkpoint(Path(tmp) / "tiny.pt")
         model_label = checkpoint.name if args.checkpoint else "tiny random"
         overrides = {"checkpoint": str(checkpoint), "device": args.device, "num_threads": args.threads,
-                     "query.num_coarse": args.num_coarse, "query.num_fine": args.num_fine,
+                     "query.preset": args.preset, "query.num_coarse": args.num_coarse, "query.num_fine": args.num_fine,
                      "keyframes.max_keyframes": max(counts), "tf_wait_s": 0.0}
         node = ViewSegNode(context=context,
                            parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
         try:
             fill_tf(node, world, 0.5 * world.period_s)  # one pass along the walk (TF keeps 10 s)
-            cfg = node.model.renderer.config
-            samples = f"{cfg.num_coarse}+{cfg.num_fine if node.model.renderer.fine is not None else 0}"
-            model_label = f"{model_label}, {samples} samples"
+            model_label = f"{model_label}, {node.preset.label} samples"
             device = device_name(node.device, torch.get_num_threads())
             today = _dt.date.today().isoformat()
             print(f"device: {device}   model: {model_label}   load {load_avg():.1f}")
             print(f"{'size':>8} {'kf':>3} {'calls':>5}  {'render p10/med/p90 ms':>24}  "
                   f"{'service p10/med/p90 ms':>24}  {'overhead p10/med/p90 ms':>24}  "
-                  f"{'tf':>5} {'select':>6} {'numpy':>5} {'msgs':>5} {'other':>5}  {'model.render':>12}  load")
+                  f"{'tf':>5} {'select':>6} {'numpy':>5} {'msgs':>5} {'other':>5}  {'render_query':>12}  load")
             for width, height in sizes:
                 for count in counts:
                     r = measure(node, world, width, height, count, rounds)

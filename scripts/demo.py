@@ -43,11 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--period", type=float, default=20.0,
                    help="seconds for the camera's walk through the room and back")
     p.add_argument("--queries", type=int, default=4)
-    p.add_argument("--num-coarse", type=int, default=-1, help="samples per ray (-1 = the checkpoint's)")
-    p.add_argument("--num-fine", type=int, default=-1)
-    p.add_argument("--chunk-size", type=int, default=128,
-                   help="rays per model chunk (0 = the checkpoint's); small chunks stay in the CPU's "
-                        "cache, so 128 suits a CPU, a GPU wants thousands")
+    p.add_argument("--preset", default="fast", choices=("fast", "paper", "checkpoint"),
+                   help="the node's query.preset (sampling per ray)")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for keyframes")
     p.add_argument("--out", default=str(REPO / "out" / "demo"))
     return p.parse_args(argv)
@@ -108,9 +105,8 @@ def main(argv=None) -> int:
                             logs, env),
         "viewseg": start("viewseg", [py, "-m", "viewseg_ros.node", "--ros-args", "--params-file",
                                      str(REPO / "config" / "viewseg.yaml"), "-p", f"checkpoint:={checkpoint}",
-                                     "-p", f"device:={args.device}", "-p", f"query.num_coarse:={args.num_coarse}",
-                                     "-p", f"query.num_fine:={args.num_fine}",
-                                     "-p", f"query.chunk_size:={args.chunk_size}"], logs, env),
+                                     "-p", f"device:={args.device}", "-p", f"query.preset:={args.preset}"],
+                         logs, env),
     }
     print(f"demo: sim camera + viewseg node started (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {logs})")
     try:

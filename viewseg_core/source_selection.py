@@ -6,7 +6,7 @@ Score (deterministic; all weights in :class:`SourceSelectionConfig`):
    evenly over the query image, each at ``depth_samples`` planar depths evenly spaced in
    [near, far] (no scene geometry is needed, so it works before anything is rendered).
 2. A point is *seen* by a source view when it projects in front of that camera and inside
-   its image (``cameras.project_points`` + ``cameras.in_image``). ``overlap`` is the
+   its image (the test of ``cameras.project_points`` + ``cameras.in_image``, in NumPy). ``overlap`` is the
    fraction of the query's points a view sees, in [0, 1].
 3. Views are picked greedily. At each pick, a point already seen by ``c`` picked views is
    worth ``redundancy_decay ** c``, so a second view of the same wall counts less than a
@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from viewseg_core.cameras import in_image, pixels_to_rays, project_points, ray_z_component
+from viewseg_core.cameras import _HOMOGENEOUS_EPS, pixels_to_rays, ray_z_component
 
 
 @dataclass
@@ -100,46 +100,68 @@ def select_sources(query_K, query_c2w, query_hw: Sequence[int], source_K, source
         source_hw: (height, width) shared by all sources, or one pair per source.
     """
     config = config or SourceSelectionConfig()
-    dtype = torch.float64
-    qK, qT = torch.as_tensor(np.asarray(query_K), dtype=dtype), torch.as_tensor(np.asarray(query_c2w), dtype=dtype)
-    sK = torch.as_tensor(np.asarray(source_K), dtype=dtype).reshape(-1, 3, 3)
-    sT = torch.as_tensor(np.asarray(source_c2w), dtype=dtype).reshape(-1, 4, 4)
+    qK, qT = _as_float64(query_K), _as_float64(query_c2w)
+    sK, sT = _as_float64(source_K).reshape(-1, 3, 3), _as_float64(source_c2w).reshape(-1, 4, 4)
     n = sK.shape[0]
     if sT.shape[0] != n:
         raise ValueError(f"select_sources: {n} source K but {sT.shape[0]} source poses")
-    empty = torch.zeros(0, dtype=dtype)
     if n == 0:
+        empty = torch.zeros(0, dtype=torch.float64)
         return SourceSelection([], [], empty, empty, empty)
-    hw = torch.as_tensor(np.asarray(source_hw), dtype=dtype).reshape(-1, 2)
+    hw = np.asarray(source_hw, dtype=np.float64).reshape(-1, 2)
     if hw.shape[0] not in (1, n):
         raise ValueError(f"select_sources: {n} sources but {hw.shape[0]} (height, width) pairs")
-    hw = hw.expand(n, 2)
-    if not (torch.isfinite(qK).all() and torch.isfinite(qT).all()):
+    hw = np.broadcast_to(hw, (n, 2))
+    if not (np.isfinite(qK).all() and np.isfinite(qT).all()):
         raise ValueError("select_sources: query K and pose must be finite")
 
-    points = frustum_points(qK, qT, int(query_hw[0]), int(query_hw[1]), config)  # [P, 3]
-    uv, _, in_front = project_points(sK, sT, points.expand(n, *points.shape))  # [N, P, 2], [N, P]
-    seen = in_front & in_image(uv, hw[:, 0:1], hw[:, 1:2])  # [N, P]
-    overlap = seen.to(dtype).mean(dim=1)
+    points = frustum_points(torch.from_numpy(qK), torch.from_numpy(qT), int(query_hw[0]), int(query_hw[1]),
+                            config).numpy()  # [P, 3]
+    seen = _seen(sK, sT, hw, points)  # [N, P]
+    overlap = seen.mean(axis=1)
 
-    cos_angle = (sT[:, :3, 2] * qT[:3, 2]).sum(-1).clamp(-1.0, 1.0)
-    angle = torch.arccos(cos_angle)
-    distance = torch.linalg.norm(sT[:, :3, 3] - qT[:3, 3], dim=-1)
-    penalty = (config.angle_weight * angle / math.pi
-               + config.distance_weight * (distance / config.far).clamp(max=1.0))
+    angle = np.arccos(np.clip((sT[:, :3, 2] * qT[:3, 2]).sum(-1), -1.0, 1.0))
+    distance = np.linalg.norm(sT[:, :3, 3] - qT[:3, 3], axis=-1)
+    penalty = config.angle_weight * angle / math.pi + config.distance_weight * np.minimum(distance / config.far, 1.0)
 
-    worth = torch.ones(points.shape[0], dtype=dtype)
-    available = torch.ones(n, dtype=torch.bool)
+    seen_f = seen.astype(np.float64)
+    worth = np.ones(points.shape[0])
+    available = np.ones(n, dtype=bool)
     indices, scores = [], []
     for _ in range(min(config.num_sources, n)):
-        gain = (seen.to(dtype) * worth).mean(dim=1)
-        score = torch.where(available, gain - penalty, torch.full_like(gain, -math.inf))
-        best = int(torch.argmax(score))  # argmax returns the first maximum: ties -> lower index
+        score = np.where(available, seen_f @ worth / points.shape[0] - penalty, -math.inf)
+        best = int(np.argmax(score))  # argmax returns the first maximum: ties -> lower index
         indices.append(best)
         scores.append(float(score[best]))
         available[best] = False
-        worth = torch.where(seen[best], worth * config.redundancy_decay, worth)
-    return SourceSelection(indices, scores, overlap, torch.rad2deg(angle), distance)
+        worth = np.where(seen[best], worth * config.redundancy_decay, worth)
+    return SourceSelection(indices, scores, torch.from_numpy(overlap), torch.from_numpy(np.rad2deg(angle)),
+                           torch.from_numpy(distance))
+
+
+def _as_float64(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _seen(K: np.ndarray, c2w: np.ndarray, hw: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """[N, P] bool: point p projects in front of camera n and inside its image.
+
+    The same test as ``cameras.project_points`` + ``cameras.in_image`` (checked against
+    them in the tests), in NumPy: a query's handful of small arrays costs per-op
+    dispatch in torch, which made selection the node's largest overhead.
+    """
+    R, t = c2w[:, :3, :3], c2w[:, None, :3, 3]
+    # One product per camera gives the homogeneous pixel (R K^T) and the depth (R's z column):
+    # rows of (p - t) @ R are R^T (p - t).
+    A = np.concatenate([R @ K.transpose(0, 2, 1), R[:, :, 2:3]], axis=2)  # [N, 3, 4]
+    h = points @ A - t @ A  # [N, P, 4]
+    w = h[..., 2]
+    w = np.where(np.abs(w) < _HOMOGENEOUS_EPS, _HOMOGENEOUS_EPS, w)
+    u, v = h[..., 0] / w, h[..., 1] / w
+    height, width = hw[:, 0:1], hw[:, 1:2]
+    return (h[..., 3] > 0) & (u >= -0.5) & (u < width - 0.5) & (v >= -0.5) & (v < height - 0.5)
 
 
 def select_views(query_K, query_c2w, query_hw: Sequence[int], views: Sequence,

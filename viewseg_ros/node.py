@@ -10,7 +10,9 @@ Contract: design.md, "ROS 2 interface". In short:
 - Service ``~/render_view`` (viewseg_interfaces/srv/RenderView) and topic mode (``~/query``
   PoseStamped -> ``~/semantic``, ``~/semantic_color``, ``~/depth``, ``~/confidence``,
   ``~/camera_info``): transform the query pose into ``fixed_frame``, pick
-  ``query.num_sources`` keyframes (:func:`viewseg_core.source_selection.select_views`), render.
+  ``query.num_sources`` keyframes (:func:`viewseg_core.source_selection.select_views`), render
+  with the ``query.preset`` sampling (:func:`viewseg_core.model.fast.render_query`; default
+  ``fast``: 8 + 8 samples, the fine pass skipping empty space).
 - ``/diagnostics``: keyframe count and bytes, device, last latency, drop counters.
 
 Output frame and stamp. The query pose is that of the query camera's optical frame, which
@@ -33,7 +35,7 @@ import math
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from viewseg_core.cameras import K_from_camera_info, resize_intrinsics
 from viewseg_core.classes import IGNORE_LABEL, PALETTE, colorize
 from viewseg_core.data.records import View
+from viewseg_core.model.fast import PRESETS, QueryPreset, render_query
 from viewseg_core.model.weights import load_model
 from viewseg_core.source_selection import SourceSelectionConfig, select_views
 from viewseg_ros.conversions import (COLOR_ENCODINGS, camera_info_to_K, image_to_numpy, make_camera_info,
@@ -85,9 +88,14 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "query.num_sources": (4, "keyframes used per query"),
     "query.selection_grid": (8, "source selection: query pixels sampled per image side"),
     "query.selection_depth_samples": (6, "source selection: depths sampled per pixel"),
-    "query.num_coarse": (-1, "coarse samples per ray (-1 = the checkpoint's)"),
-    "query.num_fine": (-1, "fine samples per ray (-1 = the checkpoint's, 0 = coarse pass only)"),
-    "query.chunk_size": (0, "rays per model chunk (0 = the checkpoint's)"),
+    "query.preset": ("fast", "sampling: fast (8+8 samples, fine pass skips empty space) | paper (64+128) | "
+                             "checkpoint (the samples the model was trained with); see "
+                             "viewseg_core/model/fast.py"),
+    "query.num_coarse": (-1, "coarse samples per ray (-1 = the preset's)"),
+    "query.num_fine": (-1, "fine samples per ray (-1 = the preset's, 0 = coarse pass only)"),
+    "query.skip_weight": (-1.0, "fine-pass occupancy threshold (-1 = the preset's, 0 = evaluate every sample)"),
+    "query.point_budget": (0, "points per field call (0 = from the device: a few MiB of activations on CPU, "
+                              "a share of free GPU memory on CUDA)"),
     "query.max_width": (1280, "largest query width accepted"),
     "query.max_height": (1024, "largest query height accepted"),
     "query.width": (0, "topic mode image width (0 = the keyframes')"),
@@ -246,10 +254,9 @@ class ViewSegNode(Node):
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, callback_group=self._info_group)
         self.ready = True
-        cfg = self.model.renderer.config
         self.get_logger().info(
             f"ready: {self.model.config.encoder} from {self.checkpoint} on {self.device}, "
-            f"{cfg.num_coarse}+{cfg.num_fine if self.model.renderer.fine is not None else 0} samples, "
+            f"sampling {self.preset.label}, "
             f"fixed frame {p['fixed_frame']!r}, images on {self.resolve_topic_name(p['image_topic'])}")
 
     # ------------------------------------------------------------------ setup
@@ -267,7 +274,7 @@ class ViewSegNode(Node):
         for name in positive:
             if not values[name] > 0 and not (name == "tf_wait_s" and values[name] == 0):
                 raise ValueError(f"parameter {name} must be positive, got {values[name]}")
-        for name in ("keyframes.width", "keyframes.height", "query.width", "query.height", "query.chunk_size"):
+        for name in ("keyframes.width", "keyframes.height", "query.width", "query.height", "query.point_budget"):
             if values[name] < 0:
                 raise ValueError(f"parameter {name} must be >= 0, got {values[name]}")
         if bool(values["keyframes.width"]) != bool(values["keyframes.height"]):
@@ -279,25 +286,36 @@ class ViewSegNode(Node):
         return values
 
     def _configure_sampling(self) -> None:
-        """Apply query.num_coarse / num_fine / chunk_size to the loaded renderer (once, at start)."""
-        import dataclasses
-
+        """The QueryPreset every render uses: ``query.preset`` with the query.* overrides applied."""
         p, renderer = self.params, self.model.renderer
-        cfg = renderer.config
-        changes = {}
+        name = p["query.preset"]
+        if name == "checkpoint":
+            cfg = renderer.config
+            base = QueryPreset("checkpoint", cfg.num_coarse, cfg.num_fine if renderer.fine is not None else 0)
+        elif name in PRESETS:
+            base = PRESETS[name]
+        else:
+            raise ValueError(f"parameter query.preset must be one of {sorted(PRESETS) + ['checkpoint']}, "
+                             f"got {name!r}")
+        changes: dict[str, Any] = {}
         if p["query.num_coarse"] >= 0:
             if p["query.num_coarse"] == 0:
-                raise ValueError("parameter query.num_coarse must be >= 1 (or -1 for the checkpoint's)")
+                raise ValueError("parameter query.num_coarse must be >= 1 (or -1 for the preset's)")
             changes["num_coarse"] = p["query.num_coarse"]
         if p["query.num_fine"] >= 0:
-            if p["query.num_fine"] == 0:
-                renderer.fine = None  # coarse pass only: the fine field is never evaluated
-            elif renderer.fine is None:
+            if p["query.num_fine"] > 0 and renderer.fine is None:
                 raise ValueError("parameter query.num_fine > 0, but the checkpoint has no fine field")
             changes["num_fine"] = p["query.num_fine"]
-        if p["query.chunk_size"] > 0:
-            changes["chunk_size"] = p["query.chunk_size"]
-        renderer.config = dataclasses.replace(cfg, **changes)
+        elif renderer.fine is None and base.num_fine > 0:
+            changes["num_fine"] = 0  # a coarse-only checkpoint: the preset's coarse pass alone
+        if p["query.skip_weight"] >= 0:
+            changes["skip_weight"] = p["query.skip_weight"]
+        if p["query.point_budget"] > 0:
+            changes["point_budget"] = p["query.point_budget"]
+        try:
+            self.preset = replace(base, **changes)
+        except ValueError as error:
+            raise ValueError(f"parameters query.*: {error}") from None
 
     @torch.no_grad()
     def _warm_up(self) -> None:
@@ -309,7 +327,7 @@ class ViewSegNode(Node):
         c2w = torch.eye(4, dtype=torch.float64)
         sources = self.model.make_sources(features[None, None], torch.as_tensor(K)[None, None], c2w[None, None],
                                           height, width)
-        self.model.render(torch.as_tensor(K), c2w, min(height, 16), min(width, 16), sources)
+        render_query(self.model, torch.as_tensor(K), c2w, min(height, 16), min(width, 16), sources, self.preset)
         self._sync()
         self.get_logger().info(f"warm-up took {time.perf_counter() - t0:.2f} s")
 
@@ -475,7 +493,8 @@ class ViewSegNode(Node):
         sources = self.model.make_sources(features, source_K, source_c2w, chosen[0].view.height,
                                           chosen[0].view.width)
         with self._model_lock:
-            out = self.model.render(torch.as_tensor(K), torch.as_tensor(c2w), height, width, sources)
+            out = render_query(self.model, torch.as_tensor(K), torch.as_tensor(c2w), height, width, sources,
+                               self.preset)
             # The argmax is part of rendering semantics (on the model's device); freeing the
             # [H, W, C] logits and probabilities is the render's cost too (tens of MB at 320x240).
             labels, depth, confidence = out.labels, out.depth, out.confidence

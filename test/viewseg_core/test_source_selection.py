@@ -93,3 +93,26 @@ def test_views_api_determinism_and_edge_cases():
         SourceSelectionConfig(near=2.0, far=1.0)
     with pytest.raises(ValueError, match="must be finite"):
         select_sources(K, np.full((4, 4), np.nan), (100, 100), K[None], c2w()[None], (100, 100))
+
+
+def test_seen_mask_matches_project_points_and_in_image():
+    """The NumPy visibility test equals cameras.project_points + in_image, general K included."""
+    from viewseg_core.cameras import in_image
+    from viewseg_core.source_selection import _seen
+
+    rng = np.random.default_rng(3)
+    poses, Ks = [], []
+    for i in range(12):
+        q = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+        q[:, 0] *= np.sign(np.linalg.det(q))
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = q, rng.uniform(-1, 1, 3)
+        poses.append(T)
+        Ks.append(np.array([[60.0, 3.0, 40.0], [0.0, 55.0, 30.0], [1e-3, 2e-3, 1.0]]) if i % 2 else K)
+    sK, sT = np.stack(Ks), np.stack(poses)
+    hw = np.array([[60.0, 80.0]] * 12)
+    points = rng.uniform(-4, 4, (500, 3))
+    uv, _, in_front = project_points(torch.tensor(sK), torch.tensor(sT), torch.tensor(points).expand(12, 500, 3))
+    expected = (in_front & in_image(uv, 60, 80)).numpy()
+    assert 0.05 < expected.mean() < 0.5  # both outcomes well represented
+    np.testing.assert_array_equal(_seen(sK, sT, hw, points), expected)

@@ -225,6 +225,67 @@ def test_render_view_follows_the_contract(graph):
     assert 0 < response.render_time <= response.total_time
 
 
+def test_render_view_is_the_library_render_with_the_query_preset(graph):
+    """The service's images are exactly viewseg_core's render_query on the keyframes it names,
+    with the preset built from query.preset=fast and the num_coarse/num_fine overrides."""
+    import torch
+
+    from viewseg_core.model.fast import QueryPreset, render_query
+
+    node = graph.node
+    assert node.preset == QueryPreset("fast", 8, 4, skip_weight=1e-3)
+    c2w = unseen_pose(graph)
+    response = graph.call("/viewseg/render_view", render_request(c2w))
+    assert response.success, response.message
+    chosen = [node.keyframes.get(i) for i in response.keyframe_ids]
+    sources = node.model.make_sources(torch.stack([k.features for k in chosen])[None],
+                                      torch.as_tensor(np.stack([k.view.K for k in chosen]))[None],
+                                      torch.as_tensor(np.stack([k.c2w for k in chosen]))[None],
+                                      chosen[0].view.height, chosen[0].view.width)
+    K = torch.as_tensor(np.reshape(response.camera_info.k, (3, 3)))
+    out = render_query(node.model, K, torch.as_tensor(c2w), 30, 40, sources, node.preset)
+    labels = out.labels.numpy()
+    labels[~np.isfinite(out.depth.numpy())] = IGNORE_LABEL
+    np.testing.assert_array_equal(image_to_numpy(response.semantic), labels)
+    np.testing.assert_allclose(image_to_numpy(response.depth), out.depth.numpy(), rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(image_to_numpy(response.confidence), out.confidence.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_sampling_parameters(graph, checkpoint, tmp_path):
+    """query.preset and its overrides become the node's QueryPreset; bad values fail at start."""
+    import torch
+
+    from viewseg_core.model.fast import PRESETS, QueryPreset
+    from viewseg_core.model.viewseg import ModelConfig, ViewSeg
+    from viewseg_core.model.weights import save_model
+    from viewseg_ros.node import ViewSegNode
+
+    def preset_of(path, **overrides):
+        node = ViewSegNode(context=graph.context, namespace="sampling", parameter_overrides=params({
+            "checkpoint": str(path), "device": "cpu", "warmup": False, **overrides}))
+        try:
+            return node.preset
+        finally:
+            node.destroy_node()
+
+    assert preset_of(checkpoint, **{"query.preset": "paper"}) == PRESETS["paper"]
+    assert preset_of(checkpoint, **{"query.preset": "checkpoint"}) == QueryPreset("checkpoint", 8, 4)
+    assert preset_of(checkpoint, **{"query.skip_weight": 0.0, "query.num_fine": 0,
+                                    "query.point_budget": 4096}) == QueryPreset("fast", 8, 0, 0.0, "auto", 4096)
+    torch.manual_seed(0)
+    coarse_only = save_model(ViewSeg(ModelConfig(encoder="deeplabv3plus_resnet18", feature_dim=16, hidden_dim=32,
+                                                 n_blocks=1, n_head_blocks=1, n_harmonic_xyz=2,
+                                                 n_harmonic_dir=1, num_coarse=4, num_fine=0)),
+                             tmp_path / "coarse_only.pt")
+    assert preset_of(coarse_only).num_fine == 0  # the preset's coarse pass alone
+    with pytest.raises(ValueError, match="query.preset must be one of"):
+        preset_of(checkpoint, **{"query.preset": "fastest"})
+    with pytest.raises(ValueError, match="no fine field"):
+        preset_of(coarse_only, **{"query.num_fine": 4})
+    with pytest.raises(ValueError, match="skip_weight"):
+        preset_of(checkpoint, **{"query.skip_weight": 1.5})
+
+
 def test_render_view_frames_and_explicit_camera(graph):
     """Identity pose in a TF frame: the output is in that frame, stamped with the TF time used.
     A CameraInfo with K and a frame_id: that K and that frame come back."""
