@@ -10,6 +10,14 @@ sampled at the point's projection. The ``h_v`` are averaged over the views that 
 point (in front of the camera and inside the image), then two heads of two residual blocks
 each give class logits and RGB + density.
 
+``view_pooling="mean_var"`` (not in the paper; IBRNet, Wang et al. 2021, pools this way)
+also takes the variance of the ``h_v`` over the visible views and maps [mean, variance]
+back to ``hidden_dim`` with one linear layer. A point on a surface looks alike from every
+view that sees it, a point in free space does not, so the variance is a direct cue for
+density that mean pooling leaves the heads to infer (they see only the average). The layer
+starts as the identity on the mean and zero on the variance: training begins from the
+paper's model.
+
 Why the camera frame and not the world frame: the world frame is arbitrary (a dataset's
 origin, a robot's ``map`` or ``odom``), so world coordinates would tie the weights to one
 scene's layout; in the view frame the field sees "this far in front of camera v, along
@@ -39,6 +47,9 @@ from viewseg_core.classes import NUM_CLASSES
 from viewseg_core.model.embedding import HarmonicEmbedding
 
 
+VIEW_POOLING_MODES = ("mean", "mean_var")
+
+
 @dataclass
 class FieldConfig:
     """Architecture of one semantic field (coarse and fine fields each have their own)."""
@@ -50,6 +61,12 @@ class FieldConfig:
     n_harmonic_dir: int = 4
     num_classes: int = NUM_CLASSES
     projected_features: bool = True  # False: the naive reference path (sample 256-d, then linear)
+    view_pooling: str = "mean"       # mean (paper) | mean_var (see the module docstring)
+
+    def __post_init__(self) -> None:
+        if self.view_pooling not in VIEW_POOLING_MODES:
+            raise ValueError(f"FieldConfig.view_pooling must be one of {VIEW_POOLING_MODES}, "
+                             f"got {self.view_pooling!r}")
 
 
 @dataclass
@@ -181,6 +198,13 @@ class SemanticField(nn.Module):
         # One layer over [gamma(x), gamma(d), feature]; the paths below use slices of its weight.
         self.lin_in = nn.Linear(self.xyz_dim + self.dir_dim + self.feature_dim, cfg.hidden_dim)
         self.blocks = nn.Sequential(*[ResBlock(cfg.hidden_dim) for _ in range(cfg.n_blocks)])
+        self.pool_proj = None
+        if cfg.view_pooling == "mean_var":
+            self.pool_proj = nn.Linear(2 * cfg.hidden_dim, cfg.hidden_dim)
+            with torch.no_grad():
+                self.pool_proj.weight.zero_()
+                self.pool_proj.weight[:, :cfg.hidden_dim].copy_(torch.eye(cfg.hidden_dim))
+                self.pool_proj.bias.zero_()
         self.semantic_head = Head(cfg.hidden_dim, cfg.num_classes, cfg.n_head_blocks)
         self.rgb_density_head = Head(cfg.hidden_dim, 4, cfg.n_head_blocks)
 
@@ -273,8 +297,15 @@ class SemanticField(nn.Module):
 
         vis = visible.reshape(B, V, R, S)
         count = vis.sum(dim=1)                                              # [B, R, S]
-        h = torch.where(vis[..., None], h, 0.0).sum(dim=1)
-        h = h / count.clamp(min=1)[..., None].to(h.dtype)
+        n = count.clamp(min=1)[..., None].to(h.dtype)
+        h = torch.where(vis[..., None], h, 0.0)
+        mean = h.sum(dim=1) / n
+        if self.pool_proj is not None:
+            # E[h^2] - E[h]^2 over the visible views; 0 for a point one view sees.
+            var = ((h * h).sum(dim=1) / n - mean * mean).clamp_min(0.0)
+            h = self.pool_proj(torch.cat([mean, var], dim=-1))
+        else:
+            h = mean
 
         logits = self.semantic_head(h)
         raw = self.rgb_density_head(h)

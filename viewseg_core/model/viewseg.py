@@ -19,7 +19,7 @@ from torch import nn
 
 from viewseg_core.classes import NUM_CLASSES
 from viewseg_core.model.encoder import ENCODER_NAMES, NORM_MODES, build_encoder
-from viewseg_core.model.field import FieldConfig, SourceViews
+from viewseg_core.model.field import VIEW_POOLING_MODES, FieldConfig, SourceViews
 from viewseg_core.model.renderer import PassOutput, Renderer, RendererConfig, RayOutput
 from viewseg_core.rays import RayBundle
 
@@ -44,6 +44,7 @@ class ModelConfig:
     n_harmonic_dir: int = 4
     num_classes: int = NUM_CLASSES
     projected_features: bool = True      # False: the naive reference path (benchmarks, tests)
+    view_pooling: str = "mean"           # mean (paper) | mean_var (adds the variance over views)
     num_coarse: int = 64
     num_fine: int = 128
     lindisp: bool = False
@@ -61,6 +62,9 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.source_size must be (H, W) >= 0, got {self.source_size}")
         if self.encoder not in ENCODER_NAMES:
             raise ValueError(f"ModelConfig.encoder must be one of {ENCODER_NAMES}, got {self.encoder!r}")
+        if self.view_pooling not in VIEW_POOLING_MODES:
+            raise ValueError(f"ModelConfig.view_pooling must be one of {VIEW_POOLING_MODES}, "
+                             f"got {self.view_pooling!r}")
         if self.norm not in NORM_MODES:
             raise ValueError(f"ModelConfig.norm must be one of {NORM_MODES}, got {self.norm!r}")
         if not 0 <= self.near < self.far:
@@ -82,7 +86,7 @@ class ModelConfig:
         return FieldConfig(hidden_dim=self.hidden_dim, n_blocks=self.n_blocks,
                            n_head_blocks=self.n_head_blocks, n_harmonic_xyz=self.n_harmonic_xyz,
                            n_harmonic_dir=self.n_harmonic_dir, num_classes=self.num_classes,
-                           projected_features=self.projected_features)
+                           projected_features=self.projected_features, view_pooling=self.view_pooling)
 
     def renderer_config(self) -> RendererConfig:
         return RendererConfig(num_coarse=self.num_coarse, num_fine=self.num_fine, lindisp=self.lindisp,

@@ -88,9 +88,13 @@ def test_shapes_and_dtypes():
     assert field64(pts.double(), dirs.double(), field64.prepare(src64)).logits.dtype == torch.float64
 
 
+@pytest.mark.parametrize("pooling", ["mean", "mean_var"])
 @pytest.mark.parametrize("kind", ["behind", "outside", "invalid"])
-def test_view_that_sees_nothing_changes_nothing(kind):
-    field = _field()
+def test_view_that_sees_nothing_changes_nothing(kind, pooling):
+    field = _field(view_pooling=pooling)
+    if field.pool_proj is not None:
+        with torch.no_grad():
+            field.pool_proj.weight.normal_(0, 0.3)  # the variance term counts
     pts, dirs = _points()
     base = _sources(CAMS)
     extra = _sources([[p] for p in [(0, 0, 3), (0, 0, 3)]], seed=7)  # cameras at +z looking at the origin
@@ -167,3 +171,41 @@ def test_bf16_autocast_keeps_geometry_exact():
         rel = float((a.float() - b).norm() / b.norm())
         # Seen: 0.005. With the geometry in bf16 too it was 0.13 (sin(2^9 x) of bf16 x is noise).
         assert rel < 0.02, rel
+
+
+def test_mean_var_pooling_starts_as_the_paper_model():
+    """At initialisation mean_var gives exactly what mean pooling gives with the same weights."""
+    mean_field = _field()
+    mv_field = _field(view_pooling="mean_var")
+    missing, unexpected = mv_field.load_state_dict(mean_field.state_dict(), strict=False)
+    assert set(missing) == {"pool_proj.weight", "pool_proj.bias"} and not unexpected
+    src, (pts, dirs) = _sources(CAMS), _points()
+    a, b = mean_field(pts, dirs, mean_field.prepare(src)), mv_field(pts, dirs, mv_field.prepare(src))
+    torch.testing.assert_close(b.logits, a.logits, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(b.density, a.density, rtol=1e-6, atol=1e-6)
+
+
+def test_mean_var_pools_the_variance_over_visible_views():
+    """With pool_proj = [0 | I] the heads see the per-point variance of h_v over the views
+    that see the point (computed here by hand from the per-view states)."""
+    field = _field(view_pooling="mean_var", hidden=8)
+    with torch.no_grad():
+        field.pool_proj.weight.zero_()
+        field.pool_proj.weight[:, 8:].copy_(torch.eye(8))
+    src, (pts, dirs) = _sources(CAMS), _points()
+    seen = {}
+    field.blocks.register_forward_hook(lambda m, i, o: seen.__setitem__("h_v", o.detach()))
+    field.semantic_head.register_forward_hook(lambda m, i, o: seen.__setitem__("pooled", i[0].detach()))
+    prepared = field.prepare(src)
+    out = field(pts, dirs, prepared)
+    visible = field._inputs(pts, dirs, prepared)[3].reshape(2, 3, 5, 6)      # [B, V, R, S]
+    assert 1 <= int(out.num_visible.min()) and int(out.num_visible.max()) >= 2
+    h_v = seen["h_v"]                                                         # [B, V, R, S, 8]
+    for b in range(2):
+        for r in range(5):
+            for s_ in range(6):
+                views = h_v[b, visible[b, :, r, s_], r, s_].double()        # [n, 8]
+                expected = views.var(dim=0, unbiased=False)
+                torch.testing.assert_close(seen["pooled"][b, r, s_].double(), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="view_pooling"):
+        FieldConfig(view_pooling="max")
