@@ -202,6 +202,8 @@ def field_flops(field: SemanticField, num_views: int, points: int, ray_groups: i
         first = 2 * pv * (X + D + F) * H
     blocks = pv * cfg.n_blocks * 2 * (2 * H * H)
     heads = points * (2 * cfg.n_head_blocks * 2 * (2 * H * H) + 2 * H * (C + 4))
+    if field.pool_proj is not None:  # view_pooling="mean_var": [mean, variance] -> hidden
+        heads += points * 2 * (2 * H) * H
     geometry = (3 * 2 * 9 * pv + 2 * 9 * rv) if with_geometry else 0
     return float(first + blocks + heads + geometry)
 

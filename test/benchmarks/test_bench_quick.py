@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,14 +62,19 @@ def test_quick_runs_record_their_tables(tmp_path):
     assert float(train[0][9]) > 0                                             # target rays/s
 
 
-def test_flop_counter_matches_torch_flop_counter():
+@pytest.mark.parametrize("pooling", ["mean", "mean_var"])
+def test_flop_counter_matches_torch_flop_counter(pooling):
+    import dataclasses
+
     from torch.utils.flop_counter import FlopCounterMode
 
     from viewseg_core.model.fast import QueryPreset, render_query_stats
+    from viewseg_core.model.viewseg import ViewSeg
 
     bq = load("bench_query")
     torch.set_num_threads(1)
     model, _ = bq.build_bench_model("", quick=True)
+    model = ViewSeg(dataclasses.replace(model.config, view_pooling=pooling)).eval()
     H, W = 12, 16
     scene = bq.synthetic_scene(H, W)
     with torch.no_grad():

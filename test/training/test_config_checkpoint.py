@@ -4,6 +4,7 @@ from __future__ import annotations
 import pickle
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +90,14 @@ def test_atomic_save_leaves_no_temp_and_keeps_old_file_on_failure(tmp_path):
     save_atomic({"format": FORMAT}, tmp_path / "step_10.pt")
     save_atomic({"format": FORMAT}, tmp_path / "step_9.pt")
     assert latest_checkpoint(tmp_path).name == "step_10.pt"
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "training" / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_committed_config_loads(path):
+    """Each config in training/configs parses into a TrainConfig and a valid ModelConfig."""
+    from training.train import TrainConfig
+
+    cfg = load_config(TrainConfig, path)
+    model = cfg.model_config()
+    assert cfg.run.max_steps > 0 and cfg.optim.lr > 0
+    assert model.source_size == tuple(cfg.data.image_size)
