@@ -147,11 +147,7 @@ def pure_render_s(node, response, c2w: np.ndarray, width: int, height: int) -> f
     """``render_query`` alone with the sources and preset the service used (for reference)."""
     from viewseg_core.model.fast import render_query
 
-    chosen = [node.keyframes.get(i) for i in response.keyframe_ids]
-    features = torch.stack([k.features for k in chosen])[None]
-    sources = node.model.make_sources(features, torch.as_tensor(np.stack([k.view.K for k in chosen]))[None],
-                                      torch.as_tensor(np.stack([k.c2w for k in chosen]))[None],
-                                      chosen[0].view.height, chosen[0].view.width)
+    sources = node.keyframe_sources([node.keyframes.get(i) for i in response.keyframe_ids])
     K = torch.as_tensor(np.reshape(response.camera_info.k, (3, 3)))
     node._sync()
     t0 = time.perf_counter()

@@ -487,18 +487,14 @@ class ViewSegNode(Node):
         timings["select"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
-        features = torch.stack([k.features for k in chosen])[None]  # [1, V, C, h, w]
-        source_K = torch.as_tensor(np.stack([k.view.K for k in chosen]))[None]
-        source_c2w = torch.as_tensor(np.stack([k.c2w for k in chosen]))[None]
-        sources = self.model.make_sources(features, source_K, source_c2w, chosen[0].view.height,
-                                          chosen[0].view.width)
+        sources = self.keyframe_sources(chosen)
         with self._model_lock:
             out = render_query(self.model, torch.as_tensor(K), torch.as_tensor(c2w), height, width, sources,
                                self.preset)
             # The argmax is part of rendering semantics (on the model's device); freeing the
             # [H, W, C] logits and probabilities is the render's cost too (tens of MB at 320x240).
             labels, depth, confidence = out.labels, out.depth, out.confidence
-            del out, sources, features
+            del out, sources
             self._sync()
         render_s = time.perf_counter() - t2
 
@@ -523,6 +519,14 @@ class ViewSegNode(Node):
         timings["outputs"] = time.perf_counter() - t3
         return QueryResult(labels, depth, confidence, K, width, height, out_frame, out_stamp,
                            [k.id for k in chosen], [k.stamp_ns for k in chosen], render_s, timings=timings)
+
+    def keyframe_sources(self, chosen: list) -> Any:
+        """SourceViews (batch 1) of kept keyframes, from their cached encoder features."""
+        features = torch.stack([k.features for k in chosen])[None]  # [1, V, C, h, w]
+        source_K = torch.as_tensor(np.stack([k.view.K for k in chosen]))[None]
+        source_c2w = torch.as_tensor(np.stack([k.c2w for k in chosen]))[None]
+        return self.model.make_sources(features, source_K, source_c2w, chosen[0].view.height,
+                                       chosen[0].view.width)
 
     def _query_camera(self, info: Any | None, reference: View) -> tuple[np.ndarray, int, int]:
         """(K, width, height) of the query camera; the keyframes' camera where the request leaves it open."""
