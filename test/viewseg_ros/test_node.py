@@ -123,7 +123,12 @@ def graph(checkpoint):
             "diagnostics_period_s": 0.2, **KEYFRAME_PARAMS})))
         g.sim = g.add(SimCameraNode(context=g.context, parameter_overrides=params({
             "seed": 3, "rate": 10.0, "width": SIM_W, "height": SIM_H, "period_s": 8.0})))
-        wait_for(lambda: len(g.node.keyframes) >= 6, 30.0, "6 keyframes from the sim camera")
+        try:
+            wait_for(lambda: len(g.node.keyframes) >= 6, 30.0, "6 keyframes from the sim camera")
+        except AssertionError as error:  # seen once in CI: say where the frames stopped
+            raise AssertionError(f"{error}: sim published {g.sim.frames_published} frames, the node kept "
+                                 f"{len(g.node.keyframes)} keyframes, drops {g.node.drops}, "
+                                 f"last drops {g.node.last_drop}") from None
         # Freeze the camera: every test below sees the same keyframes (none evicted between a
         # response and its check), and the 2-core machine stops rendering frames.
         g.sim.timer.cancel()
