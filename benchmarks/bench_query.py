@@ -204,6 +204,8 @@ def field_flops(field: SemanticField, num_views: int, points: int, ray_groups: i
     heads = points * (2 * cfg.n_head_blocks * 2 * (2 * H * H) + 2 * H * (C + 4))
     if field.pool_proj is not None:  # view_pooling="mean_var": [mean, variance] -> hidden
         heads += points * 2 * (2 * H) * H
+    if field.lin_rgb is not None:    # source_rgb: sampled colours -> hidden, added per view
+        first += 2 * pv * 3 * H
     geometry = (3 * 2 * 9 * pv + 2 * 9 * rv) if with_geometry else 0
     return float(first + blocks + heads + geometry)
 
@@ -378,7 +380,8 @@ def run_latency(args: argparse.Namespace) -> int:
         feats = model.encode_sources(rgb)
     # The same 4 sources for every query of a batch (expand: no copy of the features).
     sources = model.make_sources(feats.expand(B, *feats.shape[1:]), dev(scene.source_K).expand(B, -1, -1, -1),
-                                 dev(scene.source_c2w).expand(B, -1, -1, -1), height, width)
+                                 dev(scene.source_c2w).expand(B, -1, -1, -1), height, width,
+                                 rgb=rgb.expand(B, *rgb.shape[1:]))
     K, c2w = dev(scene.K), dev(scene.c2w)
     V = sources.num_views
     map_pixels = B * V * feats.shape[-2] * feats.shape[-1]
@@ -514,9 +517,9 @@ def run_miou(args: argparse.Namespace) -> int:
             ex = ctx.example
             H, W = (int(x) for x in ex["target_size"])
             with torch.no_grad():
-                feats = model.encode_sources(ex["source_rgb"][None].to(device))
-                sources = model.make_sources(feats, ex["source_K"][None].to(device),
-                                             ex["source_c2w"][None].to(device), H, W)
+                rgb = ex["source_rgb"][None].to(device)
+                sources = model.make_sources(model.encode_sources(rgb), ex["source_K"][None].to(device),
+                                             ex["source_c2w"][None].to(device), H, W, rgb=rgb)
                 out, stats = render_query_stats(model, ex["target_K"].to(device), ex["target_c2w"].to(device),
                                                 H, W, sources, preset)
             points[preset.label].append(stats.points_per_ray)

@@ -112,7 +112,7 @@ def render_labels(model: ViewSeg, sources: list, queries: list, size: tuple[int,
     rgb = torch.as_tensor(np.stack([s[0] for s in sources])).permute(0, 3, 1, 2)[None]
     features = model.encode_sources(rgb)
     views = model.make_sources(features, torch.as_tensor(np.stack([s[1] for s in sources]))[None],
-                               torch.as_tensor(np.stack([s[2] for s in sources]))[None], height, width)
+                               torch.as_tensor(np.stack([s[2] for s in sources]))[None], height, width, rgb=rgb)
     outputs = []
     for K, c2w in queries:
         out = model.render(torch.as_tensor(K), torch.as_tensor(c2w), height, width, views)

@@ -287,7 +287,7 @@ def predicted_source_depth(model, example: dict, device: torch.device | str) -> 
     c2w = example["source_c2w"].to(device)
     # One batch of V queries, each seeing all V sources.
     sources = model.make_sources(feats.expand(V, *feats.shape[1:]), K[None].expand(V, V, 3, 3),
-                                 c2w[None].expand(V, V, 4, 4), H, W)
+                                 c2w[None].expand(V, V, 4, 4), H, W, rgb=rgb.expand(V, *rgb.shape[1:]))
     out = model.render(K, c2w, H, W, sources)
     return out.depth.float().cpu()
 

@@ -288,7 +288,8 @@ def export_3d(cfg: ExportConfig) -> tuple[Path, PointCloud, int]:
         for start in range(0, len(poses), cfg.batch):
             B = min(cfg.batch, len(poses) - start)
             sources = model.make_sources(feats.expand(B, *feats.shape[1:]), src_K[None].expand(B, -1, 3, 3),
-                                         src_c2w[None].expand(B, -1, 4, 4), H, W)
+                                         src_c2w[None].expand(B, -1, 4, 4), H, W,
+                                         rgb=rgb[None].to(device).expand(B, *rgb.shape))
             outs.append(model.render(K_q[start:start + B], c2w_q[start:start + B], H, W, sources).map(
                 lambda x: x.float().cpu() if x.is_floating_point() else x.cpu()))
     cat = lambda name: torch.cat([getattr(o, name) for o in outs])  # noqa: E731

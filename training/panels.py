@@ -24,9 +24,9 @@ def render_example(model, example: dict, device: torch.device) -> dict[str, np.n
     """
     model.eval()
     H, W = (int(x) for x in example["target_size"])
-    feats = model.encode_sources(example["source_rgb"][None].to(device))
-    sources = model.make_sources(feats, example["source_K"][None].to(device), example["source_c2w"][None].to(device),
-                                 H, W)
+    rgb = example["source_rgb"][None].to(device)
+    sources = model.make_sources(model.encode_sources(rgb), example["source_K"][None].to(device),
+                                 example["source_c2w"][None].to(device), H, W, rgb=rgb)
     out = model.render(example["target_K"].to(device), example["target_c2w"].to(device), H, W, sources)
     labels = out.labels.cpu().numpy().astype(np.int64)
     depth = out.depth.float().cpu().numpy()

@@ -28,6 +28,7 @@ from training.checkpoint import FORMAT, FORMAT_VERSION, latest_checkpoint, load_
 from training.config_io import load_config, to_dict
 from training.data import DataConfig, build_dataset, collate, to_model_batch
 from viewseg_core.model.losses import LossConfig, viewseg_losses
+from viewseg_core.model.field import NOOP_AT_INIT
 from viewseg_core.model.viewseg import ModelConfig, ViewSeg, build_model
 from viewseg_core.model.weights import load_model, load_state_strict, model_checkpoint, save_model
 
@@ -123,7 +124,9 @@ def train(cfg: TrainConfig) -> Path:
         set_rng_state(ckpt["rng"][min(info.rank, len(ckpt["rng"]) - 1)])
     elif cfg.run.init_from:
         # Fine-tuning: weights from another run (e.g. Hypersim -> Replica), fresh optimizer.
-        load_state_strict(model, load_model(cfg.run.init_from).state_dict(), cfg.run.init_from)
+        # Layers that start as a no-op may be new (say, turning on model.source_rgb).
+        load_state_strict(model, load_model(cfg.run.init_from).state_dict(), cfg.run.init_from,
+                          allow_new=NOOP_AT_INIT)
     if info.distributed:
         model = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
 

@@ -325,8 +325,9 @@ class ViewSegNode(Node):
         features = self._encode(np.zeros((height, width, 3), np.uint8))
         K = np.array([[width, 0.0, width / 2 - 0.5], [0.0, width, height / 2 - 0.5], [0.0, 0.0, 1.0]])
         c2w = torch.eye(4, dtype=torch.float64)
+        rgb = torch.zeros((1, 1, 3, height, width), device=self.device)
         sources = self.model.make_sources(features[None, None], torch.as_tensor(K)[None, None], c2w[None, None],
-                                          height, width)
+                                          height, width, rgb=rgb if self.model.config.source_rgb else None)
         render_query(self.model, torch.as_tensor(K), c2w, min(height, 16), min(width, 16), sources, self.preset)
         self._sync()
         self.get_logger().info(f"warm-up took {time.perf_counter() - t0:.2f} s")
@@ -521,12 +522,16 @@ class ViewSegNode(Node):
                            [k.id for k in chosen], [k.stamp_ns for k in chosen], render_s, timings=timings)
 
     def keyframe_sources(self, chosen: list) -> Any:
-        """SourceViews (batch 1) of kept keyframes, from their cached encoder features."""
+        """SourceViews (batch 1) of kept keyframes, from their cached encoder features (and
+        their images, for a model that reads source colours)."""
         features = torch.stack([k.features for k in chosen])[None]  # [1, V, C, h, w]
         source_K = torch.as_tensor(np.stack([k.view.K for k in chosen]))[None]
         source_c2w = torch.as_tensor(np.stack([k.c2w for k in chosen]))[None]
+        rgb = None
+        if self.model.config.source_rgb:  # [1, V, 3, H, W] uint8; the field converts
+            rgb = torch.from_numpy(np.stack([k.view.rgb for k in chosen])).permute(0, 3, 1, 2)[None]
         return self.model.make_sources(features, source_K, source_c2w, chosen[0].view.height,
-                                       chosen[0].view.width)
+                                       chosen[0].view.width, rgb=rgb)
 
     def _query_camera(self, info: Any | None, reference: View) -> tuple[np.ndarray, int, int]:
         """(K, width, height) of the query camera; the keyframes' camera where the request leaves it open."""

@@ -62,8 +62,8 @@ def test_quick_runs_record_their_tables(tmp_path):
     assert float(train[0][9]) > 0                                             # target rays/s
 
 
-@pytest.mark.parametrize("pooling", ["mean", "mean_var"])
-def test_flop_counter_matches_torch_flop_counter(pooling):
+@pytest.mark.parametrize("pooling,source_rgb", [("mean", False), ("mean_var", False), ("mean_var", True)])
+def test_flop_counter_matches_torch_flop_counter(pooling, source_rgb):
     import dataclasses
 
     from torch.utils.flop_counter import FlopCounterMode
@@ -74,12 +74,12 @@ def test_flop_counter_matches_torch_flop_counter(pooling):
     bq = load("bench_query")
     torch.set_num_threads(1)
     model, _ = bq.build_bench_model("", quick=True)
-    model = ViewSeg(dataclasses.replace(model.config, view_pooling=pooling)).eval()
+    model = ViewSeg(dataclasses.replace(model.config, view_pooling=pooling, source_rgb=source_rgb)).eval()
     H, W = 12, 16
     scene = bq.synthetic_scene(H, W)
     with torch.no_grad():
         feats = model.encode_sources(scene.source_rgb)
-        sources = model.make_sources(feats, scene.source_K, scene.source_c2w, H, W)
+        sources = model.make_sources(feats, scene.source_K, scene.source_c2w, H, W, rgb=scene.source_rgb)
         map_pixels = feats.shape[1] * feats.shape[-2] * feats.shape[-1]
         R = H * W
         for preset in (QueryPreset("", 4, 4), QueryPreset("", 4, 4, skip_weight=1e-2)):

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +95,8 @@ class Graph:
 
 
 def tiny_checkpoint(path: Path) -> Path:
-    """A randomly initialised small ViewSeg saved with the model's own writer."""
+    """A randomly initialised small ViewSeg saved with the model's own writer. It reads source
+    colours (with non-zero colour weights), so the node's keyframe images take part."""
     import torch
 
     from viewseg_core.model.viewseg import ModelConfig, ViewSeg
@@ -102,8 +104,13 @@ def tiny_checkpoint(path: Path) -> Path:
 
     torch.manual_seed(0)
     config = ModelConfig(encoder="deeplabv3plus_resnet18", feature_dim=16, hidden_dim=32, n_blocks=1,
-                         n_head_blocks=1, n_harmonic_xyz=4, n_harmonic_dir=2, num_coarse=8, num_fine=4)
-    return save_model(ViewSeg(config), path)
+                         n_head_blocks=1, n_harmonic_xyz=4, n_harmonic_dir=2, num_coarse=8, num_fine=4,
+                         view_pooling="mean_var", source_rgb=True)
+    model = ViewSeg(config)
+    with torch.no_grad():
+        for field in (model.renderer.coarse, model.renderer.fine):
+            field.lin_rgb.weight.normal_(0.0, 1.0)
+    return save_model(model, path)
 
 
 @pytest.fixture(scope="module")
@@ -244,12 +251,17 @@ def test_render_view_is_the_library_render_with_the_query_preset(graph):
     assert response.success, response.message
     # Built here, not with the node's keyframe_sources, so that the check stays independent.
     chosen = [node.keyframes.get(i) for i in response.keyframe_ids]
+    rgb = torch.as_tensor(np.stack([k.view.rgb for k in chosen])).permute(0, 3, 1, 2)[None].float() / 255
     sources = node.model.make_sources(torch.stack([k.features for k in chosen])[None],
                                       torch.as_tensor(np.stack([k.view.K for k in chosen]))[None],
                                       torch.as_tensor(np.stack([k.c2w for k in chosen]))[None],
-                                      chosen[0].view.height, chosen[0].view.width)
+                                      chosen[0].view.height, chosen[0].view.width, rgb=rgb)
     K = torch.as_tensor(np.reshape(response.camera_info.k, (3, 3)))
     out = render_query(node.model, K, torch.as_tensor(c2w), 30, 40, sources, node.preset)
+    # The keyframe colours matter to this model: other colours give other labels.
+    other = replace(sources, rgb=1.0 - rgb)
+    assert (render_query(node.model, K, torch.as_tensor(c2w), 30, 40, other, node.preset).labels
+            != out.labels).any()
     np.testing.assert_array_equal(image_to_numpy(response.semantic), out.labels.numpy())
     np.testing.assert_allclose(image_to_numpy(response.depth), out.depth.numpy(), rtol=1e-6, equal_nan=True)
     np.testing.assert_allclose(image_to_numpy(response.confidence), out.confidence.numpy(), rtol=1e-5, atol=1e-7)

@@ -18,6 +18,14 @@ density that mean pooling leaves the heads to infer (they see only the average).
 starts as the identity on the mean and zero on the variance: training begins from the
 paper's model.
 
+``source_rgb=True`` (not in the paper; IBRNet and GeoNeRF feed colours the same way) also
+adds ``W_c c_v`` to the first layer, with ``c_v`` the source image's colour bilinearly
+sampled at the point's full-resolution projection. Encoder features live at stride 4 and
+come from a segmenter, which is trained to ignore texture; the colours give each view's
+evidence at pixel scale, and with ``mean_var`` pooling their agreement across views (the
+photo-consistency of a surface point) reaches the density head directly. ``W_c`` starts at
+zero, so a model without it is the same function (:data:`NOOP_AT_INIT`).
+
 Why the camera frame and not the world frame: the world frame is arbitrary (a dataset's
 origin, a robot's ``map`` or ``odom``), so world coordinates would tie the weights to one
 scene's layout; in the view frame the field sees "this far in front of camera v, along
@@ -48,6 +56,9 @@ from viewseg_core.model.embedding import HarmonicEmbedding
 
 
 VIEW_POOLING_MODES = ("mean", "mean_var")
+# Parameters that begin as a no-op (identity / zero): a checkpoint that lacks them starts
+# the same function, so fine-tuning may add them (``load_state_strict(allow_new=...)``).
+NOOP_AT_INIT = ("pool_proj", "lin_rgb")
 
 
 @dataclass
@@ -62,6 +73,7 @@ class FieldConfig:
     num_classes: int = NUM_CLASSES
     projected_features: bool = True  # False: the naive reference path (sample 256-d, then linear)
     view_pooling: str = "mean"       # mean (paper) | mean_var (see the module docstring)
+    source_rgb: bool = False         # also read source colours (see the module docstring)
 
     def __post_init__(self) -> None:
         if self.view_pooling not in VIEW_POOLING_MODES:
@@ -79,6 +91,8 @@ class SourceViews:
         c2w: [B, V, 4, 4] camera-to-world poses (OpenCV optical frame, metres).
         height, width: the source image size that K refers to.
         valid: optional [B, V] bool; False marks a padding view that is never used.
+        rgb: optional [B, V, 3, H', W'] source colours in [0, 1] (any size covering the
+            image; fields with ``source_rgb`` need them).
     """
 
     features: torch.Tensor
@@ -87,6 +101,7 @@ class SourceViews:
     height: int
     width: int
     valid: torch.Tensor | None = None
+    rgb: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         f = self.features
@@ -99,6 +114,8 @@ class SourceViews:
             raise ValueError(f"SourceViews.c2w must be [{b}, {v}, 4, 4], got {tuple(self.c2w.shape)}")
         if self.valid is not None and tuple(self.valid.shape) != (b, v):
             raise ValueError(f"SourceViews.valid must be [{b}, {v}], got {tuple(self.valid.shape)}")
+        if self.rgb is not None and (self.rgb.ndim != 5 or tuple(self.rgb.shape[:3]) != (b, v, 3)):
+            raise ValueError(f"SourceViews.rgb must be [{b}, {v}, 3, H, W], got {tuple(self.rgb.shape)}")
         if int(self.height) <= 0 or int(self.width) <= 0:
             raise ValueError(f"SourceViews image size must be positive, got {self.height}x{self.width}")
 
@@ -119,11 +136,13 @@ class PreparedSources:
         sources: the SourceViews.
         maps: [B*V, M, h, w] the maps to sample: projected (M = hidden_dim) or raw (M = C).
         rotation: [B, V, 3, 3] camera-to-world rotations R (d_cam = d @ R), in the cameras' dtype.
+        colours: [B*V, 3, H', W'] float source colours (fields with ``source_rgb``), else None.
     """
 
     sources: SourceViews
     maps: torch.Tensor
     rotation: torch.Tensor
+    colours: torch.Tensor | None = None
 
 
 @dataclass
@@ -197,6 +216,10 @@ class SemanticField(nn.Module):
         self.dir_dim = self.embed_dir.output_dim(3)
         # One layer over [gamma(x), gamma(d), feature]; the paths below use slices of its weight.
         self.lin_in = nn.Linear(self.xyz_dim + self.dir_dim + self.feature_dim, cfg.hidden_dim)
+        self.lin_rgb = None
+        if cfg.source_rgb:
+            self.lin_rgb = nn.Linear(3, cfg.hidden_dim, bias=False)
+            nn.init.zeros_(self.lin_rgb.weight)
         self.blocks = nn.Sequential(*[ResBlock(cfg.hidden_dim) for _ in range(cfg.n_blocks)])
         self.pool_proj = None
         if cfg.view_pooling == "mean_var":
@@ -224,11 +247,19 @@ class SemanticField(nn.Module):
         if self.config.projected_features:
             w_feat = self._weights()[2]
             maps = F.conv2d(maps, w_feat[:, :, None, None].to(maps.dtype))  # [B*V, hidden, h, w]
-        return PreparedSources(sources, maps, sources.c2w[..., :3, :3])
+        colours = None
+        if self.lin_rgb is not None:
+            if sources.rgb is None:
+                raise ValueError("this field reads source colours (model config source_rgb: true): "
+                                 "pass the source images as make_sources(..., rgb=...)")
+            colours = sources.rgb.flatten(0, 1)
+            colours = colours.float() / 255.0 if colours.dtype == torch.uint8 else colours.float()
+        return PreparedSources(sources, maps, sources.c2w[..., :3, :3], colours)
 
     def _inputs(self, points: torch.Tensor, directions: torch.Tensor, prepared: PreparedSources):
         """Sampled (projected) features [B, V, R, S, M], embeddings gamma(x_v) [B, V, R, S, *]
-        and gamma(d_v) [B, V, R, 1, *] in the weights' dtype, and visibility [B, V, R*S]."""
+        and gamma(d_v) [B, V, R, 1, *] in the weights' dtype, visibility [B, V, R*S], and
+        the sampled source colours [B, V, R, S, 3] (None without ``source_rgb``)."""
         src = prepared.sources
         B, R, S, _ = points.shape
         V, N = src.num_views, R * S
@@ -251,6 +282,11 @@ class SemanticField(nn.Module):
         sampled = F.grid_sample(maps, grid.reshape(B * V, N, 1, 2).to(maps.dtype), mode="bilinear",
                                 padding_mode="border", align_corners=False)  # [B*V, M, N, 1]
         sampled = sampled.reshape(B, V, -1, R, S).permute(0, 1, 3, 4, 2)  # [B, V, R, S, M]
+        colours = None
+        if prepared.colours is not None:
+            colours = F.grid_sample(prepared.colours, grid.reshape(B * V, N, 1, 2).float(), mode="bilinear",
+                                    padding_mode="border", align_corners=False)  # [B*V, 3, N, 1]
+            colours = colours.reshape(B, V, 3, R, S).permute(0, 1, 3, 4, 2)
 
         # Point and direction in each source camera's frame: x_cam = R^T (x - t), d_cam = R^T d.
         rot = prepared.rotation
@@ -259,7 +295,7 @@ class SemanticField(nn.Module):
         wdtype = self.lin_in.weight.dtype
         g_x = self.embed_xyz(x_cam).reshape(B, V, R, S, self.xyz_dim).to(wdtype)
         g_d = self.embed_dir(d_cam)[:, :, :, None].to(wdtype)               # [B, V, R, 1, dir_dim]
-        return sampled.to(wdtype), g_x, g_d, visible
+        return sampled.to(wdtype), g_x, g_d, visible, None if colours is None else colours.to(wdtype)
 
     def forward(self, points: torch.Tensor, directions: torch.Tensor,
                 prepared: PreparedSources) -> FieldOutput:
@@ -286,13 +322,15 @@ class SemanticField(nn.Module):
         # bf16 coordinate is off by centimetres (sin(2^9 x) becomes noise) or by a fraction
         # of a feature pixel. Only the MLP below follows autocast.
         with torch.autocast(points.device.type, enabled=False):
-            sampled, g_x, g_d, visible = self._inputs(points, directions, prepared)
+            sampled, g_x, g_d, visible, colours = self._inputs(points, directions, prepared)
         if self.config.projected_features:
             w_x, w_d, _ = self._weights()
             # The direction term is per ray, shared by the ray's S samples.
             h = F.linear(g_x, w_x) + F.linear(g_d, w_d, self.lin_in.bias) + sampled
         else:
             h = self.lin_in(torch.cat([g_x, g_d.expand(B, V, R, S, self.dir_dim), sampled], dim=-1))
+        if colours is not None:
+            h = h + self.lin_rgb(colours)
         h = self.blocks(h)                                                  # [B, V, R, S, hidden]
 
         vis = visible.reshape(B, V, R, S)

@@ -45,6 +45,7 @@ class ModelConfig:
     num_classes: int = NUM_CLASSES
     projected_features: bool = True      # False: the naive reference path (benchmarks, tests)
     view_pooling: str = "mean"           # mean (paper) | mean_var (adds the variance over views)
+    source_rgb: bool = False             # the field also reads source colours (not the paper's)
     num_coarse: int = 64
     num_fine: int = 128
     lindisp: bool = False
@@ -86,7 +87,8 @@ class ModelConfig:
         return FieldConfig(hidden_dim=self.hidden_dim, n_blocks=self.n_blocks,
                            n_head_blocks=self.n_head_blocks, n_harmonic_xyz=self.n_harmonic_xyz,
                            n_harmonic_dir=self.n_harmonic_dir, num_classes=self.num_classes,
-                           projected_features=self.projected_features, view_pooling=self.view_pooling)
+                           projected_features=self.projected_features, view_pooling=self.view_pooling,
+                           source_rgb=self.source_rgb)
 
     def renderer_config(self) -> RendererConfig:
         return RendererConfig(num_coarse=self.num_coarse, num_fine=self.num_fine, lindisp=self.lindisp,
@@ -134,12 +136,15 @@ class ViewSeg(nn.Module):
 
     @staticmethod
     def make_sources(features: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, height: int, width: int,
-                     valid: torch.Tensor | None = None) -> SourceViews:
-        """Bundle (possibly cached) features [B, V, C, h, w] with their cameras [B, V, ...]."""
+                     valid: torch.Tensor | None = None, rgb: torch.Tensor | None = None) -> SourceViews:
+        """Bundle (possibly cached) features [B, V, C, h, w] with their cameras [B, V, ...]
+        and, for models with ``source_rgb``, the source images [B, V, 3, H', W'] (float in
+        [0, 1] or uint8; any size: they are sampled at the same relative positions)."""
         # Cameras stay in (at least) float32 whatever the feature dtype: geometry needs it.
         dtype = torch.promote_types(features.dtype, torch.float32)
         return SourceViews(features, K.to(features.device, dtype), c2w.to(features.device, dtype),
-                           int(height), int(width), None if valid is None else valid.to(features.device))
+                           int(height), int(width), None if valid is None else valid.to(features.device),
+                           None if rgb is None else rgb.to(features.device))
 
     def forward(self, batch: Mapping[str, Any], *, perturb: bool | None = None,
                 generator: torch.Generator | None = None) -> dict[str, RayOutput]:
@@ -160,7 +165,7 @@ class ViewSeg(nn.Module):
             raise ValueError(f"ViewSeg batch lacks {missing}")
         rgb = batch["source_rgb"]
         sources = self.make_sources(self.encode_sources(rgb), batch["source_K"], batch["source_c2w"],
-                                    rgb.shape[-2], rgb.shape[-1], batch.get("source_valid"))
+                                    rgb.shape[-2], rgb.shape[-1], batch.get("source_valid"), rgb)
         perturb = self.training if perturb is None else perturb
         target: RayBundle = batch["target_rays"]
         extra: RayBundle | None = batch.get("source_rays")

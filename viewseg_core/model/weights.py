@@ -93,18 +93,20 @@ def _skipped(key: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def load_state_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str, *,
-                      skip_prefixes: tuple[str, ...] = ()) -> None:
+                      skip_prefixes: tuple[str, ...] = (), allow_new: tuple[str, ...] = ()) -> None:
     """Copy ``state`` into ``module``, refusing any missing, unexpected or mismatched key.
 
     Keys under ``skip_prefixes`` (on either side) and ``num_batches_tracked`` counters are
-    left out of the comparison; skipped model entries keep their current values.
+    left out of the comparison; skipped model entries keep their current values. Model keys
+    inside a submodule named in ``allow_new`` (e.g. ``field.NOOP_AT_INIT``) may be absent
+    from ``state`` and keep their initial values too.
     Raises:
         ValueError listing every bad key, grouped by kind, with ``source`` (the file).
     """
     own = module.state_dict()
     want = {k: v for k, v in own.items() if not _skipped(k, skip_prefixes)}
     have = {k: v for k, v in state.items() if not _skipped(k, skip_prefixes)}
-    missing = sorted(set(want) - set(have))
+    missing = sorted(k for k in set(want) - set(have) if not set(k.split(".")[:-1]) & set(allow_new))
     unexpected = sorted(set(have) - set(want))
     mismatched = sorted(f"{k} (file {tuple(have[k].shape)} vs model {tuple(want[k].shape)})"
                         for k in set(want) & set(have) if have[k].shape != want[k].shape)

@@ -209,3 +209,68 @@ def test_mean_var_pools_the_variance_over_visible_views():
                 torch.testing.assert_close(seen["pooled"][b, r, s_].double(), expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="view_pooling"):
         FieldConfig(view_pooling="max")
+
+
+def _with_colours(src: SourceViews, seed=3) -> SourceViews:
+    g = torch.Generator().manual_seed(seed)
+    B, V = src.features.shape[:2]
+    return SourceViews(src.features, src.K, src.c2w, H, W, src.valid, torch.rand(B, V, 3, H, W, generator=g))
+
+
+def test_source_colours_start_as_a_no_op():
+    """lin_rgb starts at zero: a colour-reading field equals the field without it."""
+    plain, coloured = _field(), _field(source_rgb=True)
+    missing, unexpected = coloured.load_state_dict(plain.state_dict(), strict=False)
+    assert missing == ["lin_rgb.weight"] and not unexpected
+    src, (pts, dirs) = _sources(CAMS), _points()
+    a = plain(pts, dirs, plain.prepare(src))
+    b = coloured(pts, dirs, coloured.prepare(_with_colours(src)))
+    torch.testing.assert_close(b.logits, a.logits, rtol=0, atol=0)
+    torch.testing.assert_close(b.density, a.density, rtol=0, atol=0)
+
+
+def test_source_colours_are_sampled_at_the_full_resolution_projection():
+    """A point on a source's optical axis projects to (cx, cy) = (15.5, 11.5), the corner of
+    four pixels: its sampled colour is their mean (full resolution, not the stride-4 map)."""
+    field = _field(source_rgb=True)
+    src = _with_colours(_sources([[(0, 0, -3), (0, 0, 3)]], C=16))
+    src.rgb[0, 1] = 7.0  # the second camera looks at the origin too, from the other side
+    pts = torch.tensor([[[[0.0, 0.0, -1.0]]]])   # on both cameras' axes, in front of both
+    dirs = torch.tensor([[[0.0, 0.0, 1.0]]])
+    colours = field._inputs(pts, dirs, field.prepare(src))[4]  # [1, V, 1, 1, 3]
+    expected = src.rgb[0, 0, :, 11:13, 15:17].mean(dim=(-2, -1))
+    torch.testing.assert_close(colours[0, 0, 0, 0], expected)
+    torch.testing.assert_close(colours[0, 1, 0, 0], torch.full((3,), 7.0))
+    # uint8 images are read as colour / 255.
+    src8 = SourceViews(src.features, src.K, src.c2w, H, W, None, (src.rgb[:, :1].clamp(0, 1) * 255).round()
+                       .to(torch.uint8).expand(1, 2, 3, H, W))
+    c8 = field._inputs(pts, dirs, field.prepare(src8))[4]
+    torch.testing.assert_close(c8[0, 0, 0, 0], expected, atol=1 / 255, rtol=0)
+
+
+def test_source_colours_reach_every_output_on_both_paths():
+    field = _field(source_rgb=True)
+    with torch.no_grad():
+        field.lin_rgb.weight.normal_(0, 0.5)
+    src, (pts, dirs) = _with_colours(_sources(CAMS)), _points()
+    src.rgb.requires_grad_(True)
+    fast = field(pts, dirs, field.prepare(src))
+    g_fast = torch.autograd.grad(fast.logits.sum() + fast.density.sum(), [src.rgb, field.lin_rgb.weight])
+    field.config.projected_features = False
+    ref = field(pts, dirs, field.prepare(src))
+    g_ref = torch.autograd.grad(ref.logits.sum() + ref.density.sum(), [src.rgb, field.lin_rgb.weight])
+    for a, b in [(fast.logits, ref.logits), (fast.density, ref.density)] + list(zip(g_fast, g_ref)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert g_fast[0].abs().sum() > 0
+    # Other colours, other outputs.
+    other = SourceViews(src.features, src.K, src.c2w, H, W, None, src.rgb.detach().flip(-1))
+    assert (field(pts, dirs, field.prepare(other)).logits - ref.logits).abs().max() > 1e-3
+
+
+def test_source_colours_are_required_and_checked():
+    field = _field(source_rgb=True)
+    with pytest.raises(ValueError, match="source_rgb: true.*rgb="):
+        field.prepare(_sources(CAMS))
+    src = _sources(CAMS)
+    with pytest.raises(ValueError, match="SourceViews.rgb"):
+        SourceViews(src.features, src.K, src.c2w, H, W, None, torch.zeros(2, 3, 1, H, W))

@@ -129,3 +129,28 @@ def test_torchvision_backbone_weights(tmp_path, make_config):
     with pytest.raises(ValueError, match="not a torchvision ResNet"):
         torch.save({"x": torch.zeros(1)}, tmp_path / "x.pt")
         load_backbone_weights(enc, tmp_path / "x.pt")
+
+
+def test_fine_tuning_may_add_layers_that_start_as_a_no_op(make_config, box_room):
+    """A paper-model checkpoint loads into a mean_var + source_rgb model (the init_from path of
+    training) and renders the same images; any other missing key is still refused."""
+    from viewseg_core.model.field import NOOP_AT_INIT
+    from viewseg_core.model.weights import load_state_strict
+    torch.manual_seed(0)
+    old = ViewSeg(make_config(hidden_dim=24)).eval()
+    new = ViewSeg(make_config(hidden_dim=24, view_pooling="mean_var", source_rgb=True)).eval()
+    with pytest.raises(ValueError, match="missing 6: .*lin_rgb.*pool_proj"):
+        load_state_strict(new, old.state_dict(), "old.pt")
+    load_state_strict(new, old.state_dict(), "old.pt", allow_new=NOOP_AT_INIT)
+    state = old.state_dict()
+    del state["renderer.coarse.lin_in.bias"]
+    with pytest.raises(ValueError, match="missing 1: renderer.coarse.lin_in.bias"):
+        load_state_strict(new, state, "old.pt", allow_new=NOOP_AT_INIT)
+    H, W = box_room.height, box_room.width
+    rgb = box_room.source_rgb()
+    with torch.no_grad():
+        outs = [m.render(box_room.K, box_room.target_c2w[0], H, W,
+                         m.make_sources(m.encode_sources(rgb), box_room.K.expand(1, 4, 3, 3),
+                                        box_room.source_c2w[None], H, W, rgb=rgb)) for m in (old, new)]
+    torch.testing.assert_close(outs[1].logits, outs[0].logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outs[1].depth, outs[0].depth, rtol=1e-5, atol=1e-5, equal_nan=True)
