@@ -204,8 +204,8 @@ def field_flops(field: SemanticField, num_views: int, points: int, ray_groups: i
     heads = points * (2 * cfg.n_head_blocks * 2 * (2 * H * H) + 2 * H * (C + 4))
     if field.pool_proj is not None:  # view_pooling="mean_var": [mean, variance] -> hidden
         heads += points * 2 * (2 * H) * H
-    if field.lin_rgb is not None:    # source_rgb: sampled colours -> hidden, added per view
-        first += 2 * pv * 3 * H
+    if field.colour_proj is not None:  # source_rgb: [mean, variance] of the colours -> hidden
+        heads += points * 2 * 6 * H
     geometry = (3 * 2 * 9 * pv + 2 * 9 * rv) if with_geometry else 0
     return float(first + blocks + heads + geometry)
 

@@ -109,7 +109,7 @@ def tiny_checkpoint(path: Path) -> Path:
     model = ViewSeg(config)
     with torch.no_grad():
         for field in (model.renderer.coarse, model.renderer.fine):
-            field.lin_rgb.weight.normal_(0.0, 1.0)
+            field.colour_proj.weight.normal_(0.0, 1.0)
     return save_model(model, path)
 
 

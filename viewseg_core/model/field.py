@@ -18,13 +18,16 @@ density that mean pooling leaves the heads to infer (they see only the average).
 starts as the identity on the mean and zero on the variance: training begins from the
 paper's model.
 
-``source_rgb=True`` (not in the paper; IBRNet and GeoNeRF feed colours the same way) also
-adds ``W_c c_v`` to the first layer, with ``c_v`` the source image's colour bilinearly
-sampled at the point's full-resolution projection. Encoder features live at stride 4 and
-come from a segmenter, which is trained to ignore texture; the colours give each view's
-evidence at pixel scale, and with ``mean_var`` pooling their agreement across views (the
-photo-consistency of a surface point) reaches the density head directly. ``W_c`` starts at
-zero, so a model without it is the same function (:data:`NOOP_AT_INIT`).
+``source_rgb=True`` (not in the paper; IBRNet pools source colours in the same spirit)
+samples each source image's colour ``c_v`` at the point's full-resolution projection and
+adds ``W_c [mean_v c_v, var_v c_v]`` (over the visible views) to the pooled state. The
+encoder features live at stride 4 and come from a segmenter, which is trained to ignore
+texture; the colour variance is the photo-consistency of the point at pixel scale (a
+surface point looks alike from every view, a point in free space does not), handed to the
+heads directly. ``W_c`` starts at zero, so a model without it is the same function
+(:data:`NOOP_AT_INIT`), and it is linear in its inputs, so it gets a gradient from the first
+step (a per-view colour term seen only through the variance would be quadratic in its
+weights and start with none).
 
 Why the camera frame and not the world frame: the world frame is arbitrary (a dataset's
 origin, a robot's ``map`` or ``odom``), so world coordinates would tie the weights to one
@@ -58,7 +61,7 @@ from viewseg_core.model.embedding import HarmonicEmbedding
 VIEW_POOLING_MODES = ("mean", "mean_var")
 # Parameters that begin as a no-op (identity / zero): a checkpoint that lacks them starts
 # the same function, so fine-tuning may add them (``load_state_strict(allow_new=...)``).
-NOOP_AT_INIT = ("pool_proj", "lin_rgb")
+NOOP_AT_INIT = ("pool_proj", "colour_proj")
 
 
 @dataclass
@@ -216,10 +219,10 @@ class SemanticField(nn.Module):
         self.dir_dim = self.embed_dir.output_dim(3)
         # One layer over [gamma(x), gamma(d), feature]; the paths below use slices of its weight.
         self.lin_in = nn.Linear(self.xyz_dim + self.dir_dim + self.feature_dim, cfg.hidden_dim)
-        self.lin_rgb = None
-        if cfg.source_rgb:
-            self.lin_rgb = nn.Linear(3, cfg.hidden_dim, bias=False)
-            nn.init.zeros_(self.lin_rgb.weight)
+        self.colour_proj = None
+        if cfg.source_rgb:  # [mean colour, colour variance] over the visible views -> hidden
+            self.colour_proj = nn.Linear(6, cfg.hidden_dim, bias=False)
+            nn.init.zeros_(self.colour_proj.weight)
         self.blocks = nn.Sequential(*[ResBlock(cfg.hidden_dim) for _ in range(cfg.n_blocks)])
         self.pool_proj = None
         if cfg.view_pooling == "mean_var":
@@ -248,7 +251,7 @@ class SemanticField(nn.Module):
             w_feat = self._weights()[2]
             maps = F.conv2d(maps, w_feat[:, :, None, None].to(maps.dtype))  # [B*V, hidden, h, w]
         colours = None
-        if self.lin_rgb is not None:
+        if self.colour_proj is not None:
             if sources.rgb is None:
                 raise ValueError("this field reads source colours (model config source_rgb: true): "
                                  "pass the source images as make_sources(..., rgb=...)")
@@ -329,8 +332,6 @@ class SemanticField(nn.Module):
             h = F.linear(g_x, w_x) + F.linear(g_d, w_d, self.lin_in.bias) + sampled
         else:
             h = self.lin_in(torch.cat([g_x, g_d.expand(B, V, R, S, self.dir_dim), sampled], dim=-1))
-        if colours is not None:
-            h = h + self.lin_rgb(colours)
         h = self.blocks(h)                                                  # [B, V, R, S, hidden]
 
         vis = visible.reshape(B, V, R, S)
@@ -344,6 +345,11 @@ class SemanticField(nn.Module):
             h = self.pool_proj(torch.cat([mean, var], dim=-1))
         else:
             h = mean
+        if colours is not None:
+            c = torch.where(vis[..., None], colours, 0.0)
+            c_mean = c.sum(dim=1) / n
+            c_var = ((c * c).sum(dim=1) / n - c_mean * c_mean).clamp_min(0.0)
+            h = h + self.colour_proj(torch.cat([c_mean, c_var], dim=-1))
 
         logits = self.semantic_head(h)
         raw = self.rgb_density_head(h)

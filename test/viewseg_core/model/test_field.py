@@ -218,10 +218,10 @@ def _with_colours(src: SourceViews, seed=3) -> SourceViews:
 
 
 def test_source_colours_start_as_a_no_op():
-    """lin_rgb starts at zero: a colour-reading field equals the field without it."""
+    """colour_proj starts at zero: a colour-reading field equals the field without it."""
     plain, coloured = _field(), _field(source_rgb=True)
     missing, unexpected = coloured.load_state_dict(plain.state_dict(), strict=False)
-    assert missing == ["lin_rgb.weight"] and not unexpected
+    assert missing == ["colour_proj.weight"] and not unexpected
     src, (pts, dirs) = _sources(CAMS), _points()
     a = plain(pts, dirs, plain.prepare(src))
     b = coloured(pts, dirs, coloured.prepare(_with_colours(src)))
@@ -251,14 +251,14 @@ def test_source_colours_are_sampled_at_the_full_resolution_projection():
 def test_source_colours_reach_every_output_on_both_paths():
     field = _field(source_rgb=True)
     with torch.no_grad():
-        field.lin_rgb.weight.normal_(0, 0.5)
+        field.colour_proj.weight.normal_(0, 0.5)
     src, (pts, dirs) = _with_colours(_sources(CAMS)), _points()
     src.rgb.requires_grad_(True)
     fast = field(pts, dirs, field.prepare(src))
-    g_fast = torch.autograd.grad(fast.logits.sum() + fast.density.sum(), [src.rgb, field.lin_rgb.weight])
+    g_fast = torch.autograd.grad(fast.logits.sum() + fast.density.sum(), [src.rgb, field.colour_proj.weight])
     field.config.projected_features = False
     ref = field(pts, dirs, field.prepare(src))
-    g_ref = torch.autograd.grad(ref.logits.sum() + ref.density.sum(), [src.rgb, field.lin_rgb.weight])
+    g_ref = torch.autograd.grad(ref.logits.sum() + ref.density.sum(), [src.rgb, field.colour_proj.weight])
     for a, b in [(fast.logits, ref.logits), (fast.density, ref.density)] + list(zip(g_fast, g_ref)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     assert g_fast[0].abs().sum() > 0
@@ -274,3 +274,31 @@ def test_source_colours_are_required_and_checked():
     src = _sources(CAMS)
     with pytest.raises(ValueError, match="SourceViews.rgb"):
         SourceViews(src.features, src.K, src.c2w, H, W, None, torch.zeros(2, 3, 1, H, W))
+
+
+def test_source_colours_pool_mean_and_variance_over_visible_views():
+    """With colour_proj = [I | 0] (then [0 | I]) the heads see the hand-computed mean (then
+    variance) of the sampled colours over the views that see each point, added to the state."""
+    field = _field(source_rgb=True, hidden=8)
+    src, (pts, dirs) = _with_colours(_sources(CAMS)), _points()
+    seen = {}
+    field.semantic_head.register_forward_hook(lambda m, i, o: seen.__setitem__("pooled", i[0].detach()))
+    prepared = field.prepare(src)
+    field(pts, dirs, prepared)
+    without = seen["pooled"]
+    _, _, _, visible, colours = field._inputs(pts, dirs, prepared)
+    visible = visible.reshape(2, 3, 5, 6)
+    assert int(visible.sum(1).min()) >= 1 and int(visible.sum(1).max()) >= 2
+    for part in ("mean", "variance"):
+        with torch.no_grad():
+            field.colour_proj.weight.zero_()
+            field.colour_proj.weight[:3, 0 if part == "mean" else 3:][:, :3].copy_(torch.eye(3))
+        field(pts, dirs, prepared)
+        added = seen["pooled"] - without
+        for b in range(2):
+            for r in range(5):
+                for s_ in range(6):
+                    c = colours[b, visible[b, :, r, s_], r, s_].double()      # [n, 3]
+                    expected = c.mean(0) if part == "mean" else c.var(0, unbiased=False)
+                    torch.testing.assert_close(added[b, r, s_, :3].double(), expected, rtol=1e-4, atol=1e-5)
+        assert added[..., 3:].abs().max() == 0

@@ -139,7 +139,7 @@ def test_fine_tuning_may_add_layers_that_start_as_a_no_op(make_config, box_room)
     torch.manual_seed(0)
     old = ViewSeg(make_config(hidden_dim=24)).eval()
     new = ViewSeg(make_config(hidden_dim=24, view_pooling="mean_var", source_rgb=True)).eval()
-    with pytest.raises(ValueError, match="missing 6: .*lin_rgb.*pool_proj"):
+    with pytest.raises(ValueError, match="missing 6: .*colour_proj.*pool_proj"):
         load_state_strict(new, old.state_dict(), "old.pt")
     load_state_strict(new, old.state_dict(), "old.pt", allow_new=NOOP_AT_INIT)
     state = old.state_dict()
