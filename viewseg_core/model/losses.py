@@ -2,11 +2,22 @@
 target-view rays and on source-view rays, for the coarse and the fine pass.
 
     L = sum_{split in target, source} w_split sum_{pass in coarse, fine}
-            lambda_sem CE(logits, labels) + lambda_rgb MSE(rgb, rgb_gt) [+ lambda_depth L1(depth)]
+            lambda_sem CE(logits, labels) + lambda_rgb MSE(rgb, rgb_gt)
+            [+ lambda_depth L1(depth)] [+ lambda_dist distortion(weights, t)]
 
 Labels outside 0..C-1 (255 in label images, -100 in PyTorch) are ignored. The optional
 depth term (off by default) compares the expected planar depth with the true planar depth
-where the latter is finite and positive.
+where the latter is finite and positive; it is 3D supervision, which ViewSeg never uses.
+
+The optional distortion term (mip-NeRF 360, Barron et al. 2022, Eq. 15; off by default, not
+in ViewSeg) needs no labels: for each ray it is
+
+    sum_{i,j} w_i w_j |m_i - m_j| + 1/3 sum_i w_i^2 delta_i     (metres)
+
+over the samples' intervals (midpoints m_i, widths delta_i). It is small when a ray's
+weight sits in one short stretch and large for "fog", density spread thinly along the ray,
+which a generalising field falls into before it learns where surfaces are (the colour of a
+fog is the average of what the sources see). The weight is per metre of spread.
 """
 from __future__ import annotations
 
@@ -25,6 +36,7 @@ class LossConfig:
     semantic_weight: float = 0.04
     rgb_weight: float = 1.0
     depth_weight: float = 0.0
+    distortion_weight: float = 0.0 # per metre (see the module docstring); 0 = the paper's losses
     source_weight: float = 1.0     # weight of the source-view ray terms relative to the target's
     coarse_weight: float = 1.0     # weight of the coarse pass relative to the fine pass
 
@@ -56,6 +68,29 @@ def depth_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return diff.sum() / keep.sum().clamp(min=1)
 
 
+def distortion(weights: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Mean over rays of the mip-NeRF 360 distortion of render weights (metres).
+
+    Sample i stands for the interval from t_i to t_{i+1} (the last one repeats its
+    predecessor's width). The pairwise sum is O(S) on sorted midpoints:
+    sum_{i,j} w_i w_j |m_i - m_j| = 2 sum_i w_i (m_i W_{<i} - (wm)_{<i}).
+
+    Args: weights [..., S] >= 0; t [..., S] sorted sample distances.
+    """
+    if weights.shape != t.shape or weights.shape[-1] < 2:
+        raise ValueError(f"distortion needs weights and t of one shape [..., S >= 2], got "
+                         f"{tuple(weights.shape)} and {tuple(t.shape)}")
+    t = t.to(weights)
+    delta = torch.diff(t, dim=-1)
+    delta = torch.cat([delta, delta[..., -1:]], dim=-1)
+    mid = t + 0.5 * delta
+    w_before = torch.cumsum(weights, dim=-1) - weights
+    wm_before = torch.cumsum(weights * mid, dim=-1) - weights * mid
+    pairwise = 2.0 * (weights * (mid * w_before - wm_before)).sum(dim=-1)
+    self_term = (weights * weights * delta).sum(dim=-1) / 3.0
+    return (pairwise + self_term).mean()
+
+
 def _pass_terms(out: PassOutput, gt: Mapping[str, torch.Tensor], cfg: LossConfig) -> dict[str, torch.Tensor]:
     terms = {"semantic": semantic_ce(out.logits, gt["labels"]),
              "rgb": photometric_mse(out.rgb, gt["rgb"])}
@@ -63,6 +98,10 @@ def _pass_terms(out: PassOutput, gt: Mapping[str, torch.Tensor], cfg: LossConfig
         if gt.get("depth") is None:
             raise ValueError("LossConfig.depth_weight > 0 but the targets have no 'depth'")
         terms["depth"] = depth_l1(out.expected_depth, gt["depth"])
+    if cfg.distortion_weight > 0:
+        if out.weights is None or out.t is None:
+            raise ValueError("LossConfig.distortion_weight > 0 needs the render weights and samples")
+        terms["distortion"] = distortion(out.weights, out.t)
     return terms
 
 
@@ -78,7 +117,8 @@ def viewseg_losses(outputs: Mapping[str, RayOutput], targets: Mapping[str, Mappi
         {"total": scalar, "<split>/<pass>/<term>": unweighted scalar, ...}.
     """
     cfg = cfg or LossConfig()
-    weights = {"semantic": cfg.semantic_weight, "rgb": cfg.rgb_weight, "depth": cfg.depth_weight}
+    weights = {"semantic": cfg.semantic_weight, "rgb": cfg.rgb_weight, "depth": cfg.depth_weight,
+               "distortion": cfg.distortion_weight}
     losses: dict[str, torch.Tensor] = {}
     total = None
     for split, ray_out in outputs.items():

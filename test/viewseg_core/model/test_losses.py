@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from viewseg_core.classes import IGNORE_LABEL, LOSS_IGNORE_INDEX
-from viewseg_core.model.losses import LossConfig, depth_l1, photometric_mse, semantic_ce, viewseg_losses
+from viewseg_core.model.losses import LossConfig, depth_l1, distortion, photometric_mse, semantic_ce, viewseg_losses
 from viewseg_core.model.renderer import PassOutput, RayOutput
 
 
@@ -69,3 +69,50 @@ def test_weighted_total_by_hand():
     with pytest.raises(ValueError, match="no 'depth'"):
         viewseg_losses({"target": outputs["target"]}, {"target": {"labels": gt["labels"], "rgb": gt["rgb"]}},
                        LossConfig(depth_weight=1.0))
+
+
+def _distortion_brute_force(w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The definition, summed pair by pair in float64."""
+    w, t = w.double(), t.double()
+    delta = torch.cat([t[..., 1:] - t[..., :-1], t[..., -1:] - t[..., -2:-1]], dim=-1)
+    mid = t + delta / 2
+    pair = (w[..., :, None] * w[..., None, :] * (mid[..., :, None] - mid[..., None, :]).abs()).sum((-2, -1))
+    return (pair + (w * w * delta).sum(-1) / 3).mean()
+
+
+def test_distortion_by_hand_and_against_the_pairwise_sum():
+    # One sample holds all the weight: only its own interval counts, delta / 3.
+    t = torch.tensor([[1.0, 1.5, 2.5, 3.0]])
+    assert distortion(torch.tensor([[0.0, 1.0, 0.0, 0.0]]), t).item() == pytest.approx(1.0 / 3)
+    # Half the weight at each end: midpoints 1.25 and 3.25 (the last interval repeats 0.5):
+    # 2 * 0.25 * 2.0 + (0.25 * 0.5 + 0.25 * 0.5) / 3.
+    assert distortion(torch.tensor([[0.5, 0.0, 0.0, 0.5]]), t).item() == pytest.approx(1.0 + 0.25 / 3)
+    # Random sorted samples, several batch dims, against the O(S^2) definition; gradients too.
+    g = torch.Generator().manual_seed(0)
+    t = torch.sort(12 * torch.rand(2, 7, 24, generator=g, dtype=torch.float64), dim=-1).values
+    w = torch.rand(2, 7, 24, generator=g, dtype=torch.float64) / 12
+    torch.testing.assert_close(distortion(w, t), _distortion_brute_force(w, t))
+    assert torch.autograd.gradcheck(lambda w_: distortion(w_, t), (w.clone().requires_grad_(True),))
+    # Fog (the same total weight spread along the ray) costs more than a surface.
+    ray = torch.linspace(0.1, 12, 64)[None]
+    fog = torch.full((1, 64), 0.9 / 64)
+    surface = torch.zeros(1, 64)
+    surface[0, 30:32] = 0.45
+    assert distortion(fog, ray) > 10 * distortion(surface, ray)
+    with pytest.raises(ValueError, match="one shape"):
+        distortion(w[..., :3], t)
+
+
+def test_distortion_term_enters_the_total():
+    out = _pass(1.0, 0.2, 2.0)
+    t = torch.tensor([[[1.0, 1.5, 2.5, 3.0]]]).expand(1, 3, 4)
+    out.weights, out.t = torch.tensor([[[0.5, 0.0, 0.0, 0.5]]]).expand(1, 3, 4), t
+    gt = {"labels": torch.zeros(1, 3, dtype=torch.long), "rgb": torch.zeros(1, 3, 3)}
+    plain = viewseg_losses({"target": RayOutput(out, None)}, {"target": gt})
+    assert "target/coarse/distortion" not in plain
+    losses = viewseg_losses({"target": RayOutput(out, None)}, {"target": gt}, LossConfig(distortion_weight=0.1))
+    assert losses["target/coarse/distortion"].item() == pytest.approx(1.0 + 0.25 / 3)
+    assert (losses["total"] - plain["total"]).item() == pytest.approx(0.1 * (1.0 + 0.25 / 3), rel=1e-5)
+    out.weights = None
+    with pytest.raises(ValueError, match="render weights"):
+        viewseg_losses({"target": RayOutput(out, None)}, {"target": gt}, LossConfig(distortion_weight=0.1))
