@@ -278,7 +278,8 @@ def test_source_colours_are_required_and_checked():
 
 def test_source_colours_pool_mean_and_variance_over_visible_views():
     """With colour_proj = [I | 0] (then [0 | I]) the heads see the hand-computed mean (then
-    variance) of the sampled colours over the views that see each point, added to the state."""
+    log(variance + eps)) of the sampled colours over the views that see each point, added
+    to the state."""
     field = _field(source_rgb=True, hidden=8)
     src, (pts, dirs) = _with_colours(_sources(CAMS)), _points()
     seen = {}
@@ -299,6 +300,6 @@ def test_source_colours_pool_mean_and_variance_over_visible_views():
             for r in range(5):
                 for s_ in range(6):
                     c = colours[b, visible[b, :, r, s_], r, s_].double()      # [n, 3]
-                    expected = c.mean(0) if part == "mean" else c.var(0, unbiased=False)
+                    expected = c.mean(0) if part == "mean" else torch.log(c.var(0, unbiased=False) + 1e-4)
                     torch.testing.assert_close(added[b, r, s_, :3].double(), expected, rtol=1e-4, atol=1e-5)
         assert added[..., 3:].abs().max() == 0
