@@ -21,9 +21,8 @@ paper's model.
 ``source_rgb=True`` (not in the paper; IBRNet pools source colours in the same spirit)
 samples each source image's colour ``c_v`` at the point's full-resolution projection and
 adds ``W_c [mean_v c_v, log(var_v c_v + 1e-4)]`` (over the visible views) to the pooled
-state. The
-encoder features live at stride 4 and come from a segmenter, which is trained to ignore
-texture; the colour variance is the photo-consistency of the point at pixel scale (a
+state. The encoder features live at stride 4 and come from a segmenter, which is trained
+to ignore texture; the colour variance is the photo-consistency of the point at pixel scale (a
 surface point looks alike from every view, a point in free space does not), handed to the
 heads directly. ``W_c`` starts at zero, so a model without it is the same function
 (:data:`NOOP_AT_INIT`), and it is linear in its inputs, so it gets a gradient from the first
@@ -224,7 +223,7 @@ class SemanticField(nn.Module):
         # One layer over [gamma(x), gamma(d), feature]; the paths below use slices of its weight.
         self.lin_in = nn.Linear(self.xyz_dim + self.dir_dim + self.feature_dim, cfg.hidden_dim)
         self.colour_proj = None
-        if cfg.source_rgb:  # [mean colour, colour variance] over the visible views -> hidden
+        if cfg.source_rgb:  # [mean colour, log colour variance] over the visible views -> hidden
             self.colour_proj = nn.Linear(6, cfg.hidden_dim, bias=False)
             nn.init.zeros_(self.colour_proj.weight)
         self.blocks = nn.Sequential(*[ResBlock(cfg.hidden_dim) for _ in range(cfg.n_blocks)])
