@@ -67,6 +67,29 @@ NOOP_AT_INIT = ("pool_proj", "colour_proj")
 COLOUR_VAR_EPS = 1e-4  # floor of the colour variance before its log (a colour std of 1%)
 
 
+def as_float_rgb(rgb: torch.Tensor) -> torch.Tensor:
+    """Images as floats in [0, 1]: uint8 is divided by 255, float images pass unchanged."""
+    return rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb
+
+
+def masked_mean_var(values: torch.Tensor, visible: torch.Tensor, count: torch.Tensor,
+                    variance: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Mean and (population) variance over the views that see each point.
+
+    Args:
+        values: [B, V, R, S, D]; visible: [B, V, R, S] bool;
+        count: [B, R, S, 1] visible views, clamped to >= 1, in ``values``' dtype.
+        variance: False skips it (one pass less over ``values`` on the query path).
+    Returns:
+        mean, variance: [B, R, S, D]; E[x^2] - E[x]^2, clamped at 0 (0 for one view), or None.
+    """
+    x = torch.where(visible[..., None], values, 0.0)
+    mean = x.sum(dim=1) / count
+    if not variance:
+        return mean, None
+    return mean, ((x * x).sum(dim=1) / count - mean * mean).clamp_min(0.0)
+
+
 @dataclass
 class FieldConfig:
     """Architecture of one semantic field (coarse and fine fields each have their own)."""
@@ -258,8 +281,7 @@ class SemanticField(nn.Module):
             if sources.rgb is None:
                 raise ValueError("this field reads source colours (model config source_rgb: true): "
                                  "pass the source images as make_sources(..., rgb=...)")
-            colours = sources.rgb.flatten(0, 1)
-            colours = colours.float() / 255.0 if colours.dtype == torch.uint8 else colours.float()
+            colours = as_float_rgb(sources.rgb.flatten(0, 1)).float()
         return PreparedSources(sources, maps, sources.c2w[..., :3, :3], colours)
 
     def _inputs(self, points: torch.Tensor, directions: torch.Tensor, prepared: PreparedSources):
@@ -340,18 +362,10 @@ class SemanticField(nn.Module):
         vis = visible.reshape(B, V, R, S)
         count = vis.sum(dim=1)                                              # [B, R, S]
         n = count.clamp(min=1)[..., None].to(h.dtype)
-        h = torch.where(vis[..., None], h, 0.0)
-        mean = h.sum(dim=1) / n
-        if self.pool_proj is not None:
-            # E[h^2] - E[h]^2 over the visible views; 0 for a point one view sees.
-            var = ((h * h).sum(dim=1) / n - mean * mean).clamp_min(0.0)
-            h = self.pool_proj(torch.cat([mean, var], dim=-1))
-        else:
-            h = mean
+        mean, var = masked_mean_var(h, vis, n, variance=self.pool_proj is not None)
+        h = mean if var is None else self.pool_proj(torch.cat([mean, var], dim=-1))
         if colours is not None:
-            c = torch.where(vis[..., None], colours, 0.0)
-            c_mean = c.sum(dim=1) / n
-            c_var = ((c * c).sum(dim=1) / n - c_mean * c_mean).clamp_min(0.0)
+            c_mean, c_var = masked_mean_var(colours, vis, n)
             h = h + self.colour_proj(torch.cat([c_mean, torch.log(c_var + COLOUR_VAR_EPS)], dim=-1))
 
         logits = self.semantic_head(h)

@@ -19,7 +19,7 @@ from torch import nn
 
 from viewseg_core.classes import NUM_CLASSES
 from viewseg_core.model.encoder import ENCODER_NAMES, NORM_MODES, build_encoder
-from viewseg_core.model.field import VIEW_POOLING_MODES, FieldConfig, SourceViews
+from viewseg_core.model.field import VIEW_POOLING_MODES, FieldConfig, SourceViews, as_float_rgb
 from viewseg_core.model.renderer import PassOutput, Renderer, RendererConfig, RayOutput
 from viewseg_core.rays import RayBundle
 
@@ -96,10 +96,6 @@ class ModelConfig:
                               chunk_size=self.chunk_size)
 
 
-def _as_float_rgb(rgb: torch.Tensor) -> torch.Tensor:
-    return rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb
-
-
 class ViewSeg(nn.Module):
     """Encoder + renderer. Construction never reads files; :func:`build_model` does."""
 
@@ -131,7 +127,7 @@ class ViewSeg(nn.Module):
         if rgb.ndim != 5 or rgb.shape[2] != 3:
             raise ValueError(f"source rgb must be [B, V, 3, H, W], got {tuple(rgb.shape)}")
         B, V = rgb.shape[:2]
-        feats = self.encoder(_as_float_rgb(rgb).flatten(0, 1))
+        feats = self.encoder(as_float_rgb(rgb).flatten(0, 1))
         return feats.reshape(B, V, *feats.shape[1:])
 
     @staticmethod
