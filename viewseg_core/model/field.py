@@ -28,8 +28,8 @@ heads directly. ``W_c`` starts at zero, so a model without it is the same functi
 (:data:`NOOP_AT_INIT`), and it is linear in its inputs, so it gets a gradient from the first
 step (a per-view colour term seen only through the variance would be quadratic in its
 weights and start with none). The log matters: colour variances are 1e-4..1e-1, too small
-for a zero-initialised layer to make anything of in a few thousand Adam steps (measured:
-with the raw variance the layer stayed at a norm of 0.18 and changed nothing).
+for a zero-initialised layer to make anything of in a few thousand Adam steps (measured in
+docs/results.md: with the raw variance the layer stayed near zero and changed nothing).
 
 Why the camera frame and not the world frame: the world frame is arbitrary (a dataset's
 origin, a robot's ``map`` or ``odom``), so world coordinates would tie the weights to one
