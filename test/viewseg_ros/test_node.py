@@ -59,10 +59,17 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.02):
 
 
 class Graph:
-    """Nodes spinning in a background multi-threaded executor, plus a client node."""
+    """Nodes spinning in a background multi-threaded executor, plus a client node.
+
+    Entities made on the spun nodes (clients, test subscriptions and publishers) live until
+    :meth:`close`: destroying one while the executor thread waits on it can kill that thread
+    (rclpy raises InvalidHandle from ``add_to_wait_set``; seen in CI, after which every
+    later service call timed out).
+    """
 
     def __init__(self, domain_id: int | None = None):
         self.context = Context()
+        self._clients = {}
         rclpy.init(context=self.context, domain_id=domain_id)
         self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
         self.client = Node("viewseg_test_client", context=self.context)
@@ -77,14 +84,13 @@ class Graph:
     def call(self, service: str, request, timeout: float = 30.0):
         from viewseg_interfaces.srv import RenderView
 
-        client = self.client.create_client(RenderView, service)
-        try:
-            wait_for(client.service_is_ready, 10.0, f"service {service}")
-            future = client.call_async(request)
-            wait_for(future.done, timeout, f"a response from {service}")
-            return future.result()
-        finally:
-            self.client.destroy_client(client)
+        if service not in self._clients:
+            self._clients[service] = self.client.create_client(RenderView, service)
+        client = self._clients[service]
+        wait_for(client.service_is_ready, 10.0, f"service {service}")
+        future = client.call_async(request)
+        wait_for(future.done, timeout, f"a response from {service}")
+        return future.result()
 
     def close(self):
         self.executor.shutdown(timeout_sec=5)
@@ -183,11 +189,8 @@ def test_keyframes_accumulate_from_sim_camera(graph):
     assert node.drops["tf"] == 0 and node.drops["camera_info"] == 0
 
     received = []
-    sub = graph.client.create_subscription(DiagnosticArray, "/diagnostics", received.append, 10)
-    try:
-        wait_for(lambda: received, 10.0, "/diagnostics")
-    finally:
-        graph.client.destroy_subscription(sub)
+    graph.client.create_subscription(DiagnosticArray, "/diagnostics", received.append, 10)  # lives until close
+    wait_for(lambda: received, 10.0, "/diagnostics")
     (status,) = received[-1].status
     values = {kv.key: kv.value for kv in status.values}
     # The camera keeps walking while we wait for /diagnostics: the count can only have grown.
@@ -342,16 +345,11 @@ def test_query_topic_mode_publishes_all_outputs(graph):
             for name in ("semantic", "semantic_color", "depth", "confidence")]
     subs.append(graph.client.create_subscription(CameraInfo, "/viewseg/camera_info",
                                                  lambda m: got.setdefault("camera_info", m), qos))
-    pub = graph.client.create_publisher(PoseStamped, "/viewseg/query", qos)
-    try:
-        wait_for(lambda: pub.get_subscription_count() > 0 and all(s.get_publisher_count() for s in subs), 10.0,
-                 "query topic discovery")
-        pub.publish(matrix_to_pose_stamped(unseen_pose(graph), "map", 42_000_000_001))
-        wait_for(lambda: len(got) == 5, 30.0, f"all five outputs (got {sorted(got)})")
-    finally:
-        for sub in subs:
-            graph.client.destroy_subscription(sub)
-        graph.client.destroy_publisher(pub)
+    pub = graph.client.create_publisher(PoseStamped, "/viewseg/query", qos)  # these live until close
+    wait_for(lambda: pub.get_subscription_count() > 0 and all(s.get_publisher_count() for s in subs), 10.0,
+             "query topic discovery")
+    pub.publish(matrix_to_pose_stamped(unseen_pose(graph), "map", 42_000_000_001))
+    wait_for(lambda: len(got) == 5, 30.0, f"all five outputs (got {sorted(got)})")
     encodings = {"semantic": "mono8", "semantic_color": "rgb8", "depth": "32FC1", "confidence": "32FC1"}
     for name, msg in got.items():
         assert (msg.width, msg.height) == (SIM_W, SIM_H), name  # topic mode: the keyframes' size
@@ -448,8 +446,6 @@ def test_bad_inputs_are_dropped_with_throttled_warnings(graph, checkpoint):
 
     response = graph.call("/bad/viewseg/render_view", render_request(np.eye(4)))
     assert not response.success and "keyframe buffer is empty" in response.message
-    graph.client.destroy_publisher(image_pub)
-    graph.client.destroy_publisher(info_pub)
 
 
 # --------------------------------------------------------------------------- processes and launch
