@@ -93,7 +93,7 @@ def load_pairs(cfg: DataConfig, split: str, scenes: list[SceneSource]):
         doc = json.loads(cache.read_text())
         if doc.get("config") == json.loads(json.dumps(_pair_cfg_json(pair_cfg))):
             return read_pairs(cache)
-    pairs = mine_all(scenes, pair_cfg, progress=False)
+    pairs = mine_all(scenes, pair_cfg, progress=False, workers=max(1, cfg.num_workers))
     if not pairs:
         raise ValueError(f"pair mining found no target with {cfg.num_sources} sources in split {split!r} "
                          f"of {cfg.root}; relax data.pairs (e.g. min_rotation_deg) or add views")

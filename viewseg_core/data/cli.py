@@ -32,7 +32,8 @@ def _run_synth(args) -> int:
 
         cfg = PairConfig(seed=args.seed)
         names = sorted(n for v in splits.values() for n in v)
-        entries = mine_all((SceneFolder(Path(args.out) / n) for n in names), cfg, progress=not args.no_progress)
+        entries = mine_all((SceneFolder(Path(args.out) / n) for n in names), cfg, progress=not args.no_progress,
+                           workers=args.workers)
         write_pairs(Path(args.out) / "pairs.json", entries, cfg)
         print(f"{len(entries)} source-target pairs -> {Path(args.out) / 'pairs.json'}", file=sys.stderr)
     print(json.dumps({k: len(v) for k, v in splits.items()}))
@@ -74,7 +75,7 @@ def _run_mine_pairs(args) -> int:
         return 1
     cfg = PairConfig(num_sources=args.sources, min_overlap=args.min_overlap, min_baseline=args.min_baseline,
                      min_rotation_deg=args.min_rotation, seed=args.seed)
-    entries = mine_all((SceneFolder(f) for f in folders), cfg, progress=True)
+    entries = mine_all((SceneFolder(f) for f in folders), cfg, progress=True, workers=args.workers)
     write_pairs(args.out, entries, cfg)
     print(json.dumps({"scenes": len(folders), "pairs": len(entries), "out": str(args.out)}))
     return 0
@@ -111,6 +112,7 @@ def register(subparsers) -> None:
     p.add_argument("--min-baseline", type=float, default=0.5)
     p.add_argument("--min-rotation", type=float, default=30.0, help="degrees")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="processes mining scenes in parallel (same result)")
     p.set_defaults(func=_run_mine_pairs)
 
 

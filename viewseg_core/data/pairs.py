@@ -163,11 +163,32 @@ def mine_pairs(source: SceneSource, cfg: PairConfig = PairConfig(), progress: bo
     return entries
 
 
+def _mine_one(args: tuple[SceneSource, PairConfig]) -> list[PairEntry]:
+    return mine_pairs(*args)
+
+
 def mine_all(sources: Iterable[SceneSource], cfg: PairConfig = PairConfig(),
-             progress: bool = False) -> list[PairEntry]:
-    out: list[PairEntry] = []
-    for s in sources:
-        out += mine_pairs(s, cfg, progress=progress)
+             progress: bool = False, workers: int = 1) -> list[PairEntry]:
+    """Pairs of every scene, in scene order.
+
+    Args:
+        workers: processes mining whole scenes in parallel (each scene draws from its own
+            seeded RNG, so the result equals the serial one); 1 mines in this process.
+    """
+    sources = list(sources)
+    if workers <= 1 or len(sources) <= 1:
+        out: list[PairEntry] = []
+        for s in sources:
+            out += mine_pairs(s, cfg, progress=progress)
+        return out
+    import multiprocessing as mp
+    from tqdm import tqdm
+
+    out = []
+    with mp.get_context("fork" if os.name == "posix" else "spawn").Pool(min(workers, len(sources))) as pool:
+        jobs = pool.imap(_mine_one, [(s, cfg) for s in sources])
+        for entries in tqdm(jobs, total=len(sources), unit="scene", desc="pairs", disable=not progress):
+            out += entries
     return out
 
 

@@ -142,3 +142,17 @@ def test_sources_are_deterministic_and_round_trip(tmp_path):
     with pytest.raises(ValueError, match="bad.json"):
         read_pairs(tmp_path / "bad.json")
     assert PairEntry("s", "t", ["a"]).candidates == []
+
+
+def test_parallel_mining_equals_serial_over_scene_folders(tmp_path):
+    from viewseg_core.data.pairs import mine_all
+    from viewseg_core.data.scene_folder import SceneFolder
+    from viewseg_core.data.synth.generate import SynthConfig, write_dataset
+
+    write_dataset(tmp_path, 3, SynthConfig(width=32, height=24, views=8), seed=5, progress=False)
+    folders = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    cfg = PairConfig(num_sources=2, min_overlap=0.05, min_baseline=0.2, min_rotation_deg=10.0, seed=2)
+    serial = mine_all((SceneFolder(f) for f in folders), cfg)
+    parallel = mine_all((SceneFolder(f) for f in folders), cfg, workers=3)
+    assert len({e.scene for e in serial}) == 3
+    assert [e.__dict__ for e in parallel] == [e.__dict__ for e in serial]
