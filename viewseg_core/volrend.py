@@ -161,14 +161,20 @@ def composite_fused(densities: torch.Tensor, t: torch.Tensor, values: torch.Tens
     from viewseg_core.cuda.function import fused_composite_cuda
 
     batch, S, C = t.shape[:-1], t.shape[-1], values.shape[-1]
-    dtype = torch.promote_types(densities.dtype, values.dtype)
-    far_t = _far_like(far, t)
-    out, weights, opacity, dist = fused_composite_cuda(
-        densities.to(dtype).reshape(-1, S), t.to(dtype).reshape(-1, S),
-        values.to(dtype).reshape(-1, S, C),
-        None if far_t is None else far_t.to(dtype).reshape(-1))
+    out, weights, opacity, dist = fused_composite_cuda(*flatten_rays(densities, t, values, _far_like(far, t)))
     return (out.reshape(*batch, C), weights.reshape(*batch, S), opacity.reshape(batch),
             dist.reshape(batch))
+
+
+def flatten_rays(densities: torch.Tensor, t: torch.Tensor, values: torch.Tensor, far: torch.Tensor | None):
+    """[..., S], [..., S], [..., S, C], [...] | None -> [R, S], [R, S], [R, S, C], [R] | None in
+    one promoted dtype: the kernel's layout. The ray count is explicit because a reshape with
+    -1 is ambiguous for zero channels."""
+    S, C = t.shape[-1], values.shape[-1]
+    rays = math.prod(t.shape[:-1])
+    dtype = torch.promote_types(densities.dtype, values.dtype)
+    return (densities.to(dtype).reshape(rays, S), t.to(dtype).reshape(rays, S),
+            values.to(dtype).reshape(rays, S, C), None if far is None else far.to(dtype).reshape(rays))
 
 
 # --------------------------------------------------------------------------------------

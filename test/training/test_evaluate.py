@@ -214,3 +214,19 @@ def test_context_refuses_a_missing_segmenter(test_split):
     ctx = ExampleContext(test_split[0])
     with pytest.raises(ValueError, match="segmenter"):
         ctx.source_labels_2d
+
+
+@pytest.mark.parametrize("viewseg_miou, sentence", [(0.10, "4.0 points below"), (0.179, "3.9 points above")])
+def test_markdown_states_the_oracle_gap_with_its_sign(viewseg_miou, sentence):
+    from training.evaluate import metrics_markdown
+
+    def scores(miou):
+        keys = ["per_image_miou", "fwiou", "pacc", "macc", "miou_things", "miou_stuff", "depth_l1",
+                "depth_absrel", "depth_l1_things", "depth_l1_stuff", "depth_absrel_things",
+                "depth_absrel_stuff", "delta1", "delta2", "delta3", "depth_missing_fraction"]
+        return {"dataset_miou": miou, "iou_per_class": {}, **{k: 0.5 for k in keys}}
+
+    text = metrics_markdown({"methods": {"viewseg": scores(viewseg_miou), "oracle": scores(0.14)},
+                             "num_examples": 1})
+    assert f"ViewSeg's dataset mIoU is {sentence} the 2D segmenter's" in text
+    assert ("no upper bound" in text) == (viewseg_miou > 0.14)

@@ -151,3 +151,19 @@ def test_reference_low_precision_accumulates_in_float32():
     # inputs rounded to bf16 (t to ~0.06 m near 20 m), sums still in float32
     torch.testing.assert_close(low[2].float(), ref[2], rtol=0.02, atol=0.02)
     torch.testing.assert_close(low[0].float(), ref[0], rtol=0.1, atol=0.1)
+
+
+@pytest.mark.parametrize("channels", [0, 3])
+def test_flatten_rays_for_the_kernel_handles_zero_channels(channels):
+    # Seen on an H200: reshape(-1, S, 0) is ambiguous, so zero-channel renders failed before
+    # reaching the kernel (which supports them).
+    from viewseg_core.volrend import flatten_rays
+
+    sigma = torch.rand(2, 5, 7, dtype=torch.float32)
+    t = torch.rand(2, 5, 7, dtype=torch.float32)
+    values = torch.rand(2, 5, 7, channels, dtype=torch.float64)   # the promoted dtype wins
+    flat = flatten_rays(sigma, t, values, torch.ones(2, 5))
+    assert [tuple(x.shape) for x in flat] == [(10, 7), (10, 7), (10, 7, channels), (10,)]
+    assert {x.dtype for x in flat} == {torch.float64}
+    assert torch.equal(flat[0], sigma.double().reshape(10, 7))
+    assert flatten_rays(sigma, t, values, None)[3] is None
