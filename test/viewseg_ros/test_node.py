@@ -531,9 +531,9 @@ def test_params_file_matches_the_node_parameters():
 
 
 # --------------------------------------------------------------------------- accuracy (demo checkpoint)
-# Measured with the committed demo checkpoint (docs/results.md: test-split AbsRel 0.54): per-pose
-# median AbsRel 0.26, 0.39, 0.96, 0.31 on these four poses through the node. The bounds catch a
-# wrong frame or convention (AbsRel well above 1, little coverage), not a weak model.
+# The committed demo checkpoint scores test-split AbsRel 0.39 (docs/results.md) and 0.17-0.24 on
+# the poses of `make demo`. The bounds catch a wrong frame or convention (AbsRel well above 1,
+# little coverage), not a weak model.
 DEPTH_MEDIAN_ABS_REL = 0.5      # median over poses of each pose's median |pred - true| / true
 DEPTH_WORST_ABS_REL = 1.2       # no single pose worse than this
 DEPTH_COVERAGE = 0.6            # at least this share of true-depth pixels gets a finite prediction
