@@ -1,34 +1,20 @@
 """scripts/depth_profile.py on a tiny synthetic split: its bands against a direct computation."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from viewseg_core.model.viewseg import ModelConfig, ViewSeg
 from viewseg_core.model.weights import save_model
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-def depth_profile_module():
-    spec = importlib.util.spec_from_file_location("depth_profile", REPO / "scripts" / "depth_profile.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_bands_match_a_direct_computation(tmp_path, capsys):
+def test_bands_match_a_direct_computation(tmp_path, capsys, load_script):
     from training.config_io import load_config
     from training.data import build_dataset
     from training.train import TrainConfig
     from viewseg_core.data.synth.generate import SynthConfig, write_dataset
 
-    dp = depth_profile_module()
+    dp = load_script("depth_profile")
     data = tmp_path / "data"
     write_dataset(data, 3, SynthConfig(views=10, height=30, width=40), seed=5, progress=False)
     config = tmp_path / "config.yaml"

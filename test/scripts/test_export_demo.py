@@ -3,7 +3,6 @@ source_size, the size limit, and the fp16-vs-fp32 agreement on rendered views.""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -11,15 +10,6 @@ import torch
 
 from viewseg_core.model.viewseg import ModelConfig, ViewSeg
 from viewseg_core.model.weights import MODEL_FORMAT, load_model, model_checkpoint, save_model
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def export_demo():
-    spec = importlib.util.spec_from_file_location("export_demo", REPO / "scripts" / "export_demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +20,8 @@ def tiny(tmp_path_factory) -> Path:
     return save_model(ViewSeg(config), tmp_path_factory.mktemp("export") / "model.pt")
 
 
-def test_export_stores_float16_and_loads_as_float32(tiny, tmp_path, capsys):
-    module = export_demo()
+def test_export_stores_float16_and_loads_as_float32(tiny, tmp_path, capsys, load_script):
+    module = load_script("export_demo")
     out = tmp_path / "demo" / "demo.pt"
     assert module.main(["--model", str(tiny), "--out", str(out), "--source-size", "24x32"]) == 0
     printed = capsys.readouterr().out
@@ -70,8 +60,8 @@ def test_export_stores_float16_and_loads_as_float32(tiny, tmp_path, capsys):
     assert 0 < check["max_probability_diff"] < 0.05, check
 
 
-def test_export_keeps_unknown_source_size_and_reads_training_checkpoints(tiny, tmp_path):
-    module = export_demo()
+def test_export_keeps_unknown_source_size_and_reads_training_checkpoints(tiny, tmp_path, load_script):
+    module = load_script("export_demo")
     training = tmp_path / "step_10.pt"
     torch.save({"step": 10, "model": model_checkpoint(load_model(tiny)), "optimizer": {}}, training)
     out = tmp_path / "demo.pt"
@@ -79,8 +69,8 @@ def test_export_keeps_unknown_source_size_and_reads_training_checkpoints(tiny, t
     assert load_model(out).config.source_size == (0, 0)
 
 
-def test_export_refuses_oversize_and_bad_arguments(tiny, tmp_path, capsys):
-    module = export_demo()
+def test_export_refuses_oversize_and_bad_arguments(tiny, tmp_path, capsys, load_script):
+    module = load_script("export_demo")
     out = tmp_path / "demo.pt"
     assert module.main(["--model", str(tiny), "--out", str(out), "--max-mb", "0.01"]) == 1
     assert "> --max-mb 0.01 MB" in capsys.readouterr().err

@@ -1,24 +1,13 @@
 """scripts/union_splits.py over two real `viewseg synth` datasets that reuse scene names."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 from viewseg_core.data.synth.generate import SynthConfig, read_splits, write_dataset
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-def union_module():
-    spec = importlib.util.spec_from_file_location("union_splits", REPO / "scripts" / "union_splits.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_union_keeps_every_train_split_and_one_val_split(tmp_path, capsys):
-    union = union_module()
+def test_union_keeps_every_train_split_and_one_val_split(tmp_path, capsys, load_script):
+    union = load_script("union_splits")
     config = SynthConfig(width=16, height=12, views=2)
     a = tmp_path / "set_a"
     b = tmp_path / "set_b"
@@ -44,8 +33,8 @@ def test_union_keeps_every_train_split_and_one_val_split(tmp_path, capsys):
     assert read_splits(out) == splits
 
 
-def test_union_refuses_a_link_to_another_room_and_a_missing_scene(tmp_path, capsys):
-    union = union_module()
+def test_union_refuses_a_link_to_another_room_and_a_missing_scene(tmp_path, capsys, load_script):
+    union = load_script("union_splits")
     a = tmp_path / "set_a"
     splits = write_dataset(a, 10, SynthConfig(width=16, height=12, views=2), seed=0, progress=False)
     out = tmp_path / "union"
