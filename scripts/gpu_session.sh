@@ -5,8 +5,9 @@
 #
 #   STAGES="checks train eval" OUT=out/gpu_session bash scripts/gpu_session.sh
 #
-# On an H200 `checks` took 2.5 min and `train eval` 8 min (docs/results.md); where one command
-# may run 10 minutes, run `checks` and `train eval` as two. It uses the machine's own python3
+# On an H200 (2026-11-26) the checks took 2.5 min, each training stage about 3 min and the
+# evaluation about 1 min; where one command may run 10 minutes, run `checks` and `train eval`
+# as two. It uses the machine's own python3
 # and packages (a lent GPU machine is bare and offline: no venv), and needs
 # runs/synthetic_medium/model.pt (stage 2, which stage 3 starts from) and, for the same val/test
 # pairs as the CPU tables, data/synthetic_small/pairs_{val,test}.json. Each step is time-capped
