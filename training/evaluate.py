@@ -14,10 +14,15 @@ the same :class:`~viewseg_core.metrics.SegmentationEvaluator` scores each one:
   Semantic-NeRF / S-Ray protocol; usually higher, since absent classes cannot hurt an image);
 * depth L1 and AbsRel (all pixels, things, stuff) and the delta < 1.25^k accuracies, on
   pixels with true depth; pixels a method leaves empty are counted in
-  ``depth_missing_fraction`` and are semantic errors (label 255 = "unknown").
+  ``depth_missing_fraction`` and are semantic errors (label 255 = "unknown");
+* ViewSeg minus each baseline on the main scores, with a paired image-bootstrap interval
+  (:func:`~viewseg_core.metrics.paired_bootstrap`; ``--bootstrap N`` resamples, 0 = none), so
+  that "beats" is read against the noise of a small test split.
 
-Writes ``metrics.json`` (every score, per-class IoU, per-example image mIoU, timings),
-``metrics.md`` (tables of every method) and ``panels/*.png`` (sources | true target RGB,
+Writes ``metrics.json`` (every score, the comparisons, per-class IoU, per-example image mIoU, timings),
+``metrics.md`` (tables of every method), ``per_image_stats.npz`` (each method's per-image
+confusion matrix and depth sums, so that any subset of the images can be re-scored and
+re-compared without rendering again: ``scripts/compare_methods.py``) and ``panels/*.png`` (sources | true target RGB,
 semantics, depth | ViewSeg's semantics, depth, confidence | each baseline's semantics, depth).
 
 The data settings (image size, number of sources, pair mining) come from the training
@@ -29,9 +34,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
 import math
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -47,8 +54,9 @@ from training.checkpoint import FORMAT as TRAIN_FORMAT, FORMAT_VERSION as TRAIN_
 from training.config_io import apply_overrides, from_dict
 from training.data import DataConfig, build_dataset
 from training.panels import example_panel, full_target_truth, render_example
+from viewseg_core.atomic_io import write_bytes_atomic
 from viewseg_core.classes import CLASS_NAMES, colorize
-from viewseg_core.metrics import SegmentationEvaluator
+from viewseg_core.metrics import HIGHER_IS_BETTER, SegmentationEvaluator, paired_bootstrap
 from viewseg_core.model.viewseg import ViewSeg
 from viewseg_core.model.weights import FORMAT_VERSION, MODEL_FORMAT, model_from_checkpoint, read_weights_file
 from viewseg_core.viz import colorize_depth, panel, save_png
@@ -62,6 +70,8 @@ METHOD_TITLES: dict[str, str] = {
 }
 BASELINES: tuple[str, ...] = ("cloudseg_pred", "cloudseg_true", "nearest_view", "oracle")
 NEEDS_SEGMENTER = ("cloudseg_pred", "cloudseg_true", "oracle")
+DEFAULT_BOOTSTRAP = 1000   # image resamples behind the ViewSeg-vs-baseline intervals
+BOOTSTRAP_LEVEL = 0.95
 
 
 # --------------------------------------------------------------------------------------
@@ -302,11 +312,14 @@ def run_evaluation(dataset, methods: Mapping[str, Method], *, indices: list[int]
                    model: ViewSeg | None = None, segmenter=None, device: torch.device | str = "cpu",
                    out_dir: str | Path | None = None, panels: int = 0,
                    rotation_weight: float = DEFAULT_ROTATION_WEIGHT, max_splat: int = DEFAULT_MAX_SPLAT,
-                   progress: bool = True) -> dict:
-    """Score every method on ``dataset[indices]`` (full-target examples).
+                   progress: bool = True, bootstrap: int = DEFAULT_BOOTSTRAP,
+                   stats_meta: Mapping[str, str] | None = None) -> dict:
+    """Score every method on ``dataset[indices]`` (full-target examples); with ``out_dir``,
+    also write the per-image statistics (:func:`write_image_stats`, with ``stats_meta``).
 
     Returns:
-        {"methods": {name: scores}, "per_example": [...], "seconds": {...}, "num_examples": n}.
+        {"methods": {name: scores}, "comparisons": :func:`compare_to_baselines` (``bootstrap``
+        resamples), "per_example": [...], "seconds": {...}, "num_examples": n}.
     """
     indices = list(range(len(dataset))) if indices is None else list(indices)
     if not indices:
@@ -339,11 +352,82 @@ def run_evaluation(dataset, methods: Mapping[str, Method], *, indices: list[int]
             save_png(Path(out_dir) / "panels" / name, method_panel(example, ctx.truth, preds))
         per_example.append(row)
     count = len(indices)
-    return {"num_examples": count,
-            "methods": {name: _scores(ev) for name, ev in evaluators.items()},
+    if out_dir is not None:
+        write_image_stats(Path(out_dir) / IMAGE_STATS_FILE, evaluators, indices, len(dataset), stats_meta)
+    return {"num_examples": count, **score_methods(evaluators, bootstrap),
             "seconds_per_image": {name: s / count for name, s in seconds.items()},
             "shared_input_seconds_per_image": {k: v / count for k, v in shared.items()},
             "per_example": per_example}
+
+
+def score_methods(evaluators: Mapping[str, SegmentationEvaluator], bootstrap: int = DEFAULT_BOOTSTRAP,
+                  seed: int = 0) -> dict:
+    """{"methods": {name: scores}, "comparisons": :func:`compare_to_baselines`} of a report."""
+    return {"methods": {name: _scores(ev) for name, ev in evaluators.items()},
+            "comparisons": compare_to_baselines(evaluators, bootstrap, seed)}
+
+
+IMAGE_STATS_FILE = "per_image_stats.npz"
+META = "meta"  # key prefix of the evaluation's description in IMAGE_STATS_FILE
+
+
+def write_image_stats(path: Path, evaluators: Mapping[str, SegmentationEvaluator], indices: list[int],
+                      examples_in_split: int, meta: Mapping[str, str] | None = None) -> None:
+    """Every method's per-image statistics (``SegmentationEvaluator.image_arrays``) as one .npz:
+    ``<method>/conf``, ``<method>/depth``, ``<method>/missing``, plus ``index`` (dataset index of
+    each row), ``examples_in_split`` and ``meta/<key>`` strings (checkpoint, data, split,
+    segmenter); :func:`read_image_stats` reads it back."""
+    arrays = {"index": np.asarray(indices, dtype=np.int64), "examples_in_split": np.int64(examples_in_split)}
+    arrays.update({f"{META}/{key}": np.asarray(str(value)) for key, value in (meta or {}).items()})
+    for name, ev in evaluators.items():
+        arrays.update({f"{name}/{key}": value for key, value in ev.image_arrays().items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def read_image_stats(path: str | Path) -> tuple[dict[str, SegmentationEvaluator], np.ndarray, int, dict[str, str]]:
+    """(evaluators by method, dataset index of each image, examples in the split, meta) from
+    :func:`write_image_stats`'s file."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"cannot read per-image statistics {path}: {exc}") from exc
+    if "index" not in arrays or "examples_in_split" not in arrays:
+        raise ValueError(f"{path} is not a viewseg eval {IMAGE_STATS_FILE} (no 'index' / 'examples_in_split')")
+    meta = {key.split("/", 1)[1]: str(value) for key, value in arrays.items() if key.startswith(META + "/")}
+    methods = list(dict.fromkeys(key.split("/")[0] for key in arrays if "/" in key and not key.startswith(META + "/")))
+    evaluators = {}
+    for name in methods:
+        try:
+            evaluators[name] = SegmentationEvaluator.from_image_arrays(
+                arrays[f"{name}/conf"], arrays[f"{name}/depth"], arrays[f"{name}/missing"])
+        except KeyError as exc:
+            raise ValueError(f"{path}: method {name!r} lacks {exc.args[0]!r}") from None
+    return evaluators, arrays["index"], int(arrays["examples_in_split"]), meta
+
+
+# Scores compared between ViewSeg and each baseline (see paired_bootstrap).
+COMPARED_SCORES = ("miou", "pacc", "depth_l1", "depth_absrel", "depth_l1_stuff", "delta1", "delta2", "delta3")
+
+
+def compare_to_baselines(evaluators: Mapping[str, SegmentationEvaluator], resamples: int = 1000,
+                         seed: int = 0) -> dict:
+    """ViewSeg minus each other method, with paired image-bootstrap intervals.
+
+    Returns {"resamples": n, "level": 0.95, "against": {baseline: {score: {difference, low,
+    high, a_better}}}}; empty "against" without ViewSeg, another method or ``resamples`` > 0.
+    """
+    out = {"resamples": int(resamples), "level": BOOTSTRAP_LEVEL, "seed": int(seed), "against": {}}
+    if "viewseg" not in evaluators or resamples <= 0:
+        return out
+    for name, ev in evaluators.items():
+        if name != "viewseg":
+            out["against"][name] = paired_bootstrap(evaluators["viewseg"], ev, COMPARED_SCORES,
+                                                    resamples=resamples, level=BOOTSTRAP_LEVEL, seed=seed)
+    return out
 
 
 def _plain(obj):
@@ -408,6 +492,7 @@ def metrics_markdown(report: dict) -> str:
                           f"2D segmenter's on the true target images."]
             if gap < 0:
                 lines += ["The segmenter is no upper bound here: train it on the rooms ViewSeg saw."]
+    lines += comparison_markdown(report.get("comparisons", {}), titles)
     present = [c for c in CLASS_NAMES if any(s["iou_per_class"].get(c) is not None for s in methods.values())]
     lines += ["", "## IoU per class", "", "| class | " + " | ".join(titles[n] for n in methods) + " |",
               "|---|" + "---|" * len(methods)]
@@ -425,6 +510,41 @@ def metrics_markdown(report: dict) -> str:
     lines += ["", "## Methods", ""] + [f"- **{titles[n]}** (`{n}`): {d}" for n, d in
                                        report.get("descriptions", {}).items()]
     return "\n".join(lines) + "\n"
+
+
+_COMPARED_TITLES = {"miou": ("mIoU (dataset)", "points"), "pacc": ("pixel acc.", "points"),
+                    "depth_l1": ("depth L1", "m"), "depth_absrel": ("AbsRel", ""),
+                    "depth_l1_stuff": ("depth L1 stuff", "m"), "delta1": ("δ<1.25", "points"),
+                    "delta2": ("δ<1.25²", "points"), "delta3": ("δ<1.25³", "points")}
+
+
+def comparison_markdown(comparisons: Mapping, titles: Mapping[str, str]) -> list[str]:
+    """Lines of the ViewSeg-minus-baseline table (none without comparisons)."""
+    against = comparisons.get("against") or {}
+    if not against:
+        return []
+    level = 100 * comparisons.get("level", BOOTSTRAP_LEVEL)
+    lines = ["", "## ViewSeg against each method (paired image bootstrap)", "",
+             f"ViewSeg's score minus the method's on the same images, with the {level:.0f}% percentile "
+             f"interval over {comparisons.get('resamples')} resamples of the images (the same draw for both) "
+             "and the share of resamples in which ViewSeg is better. Images of one scene are correlated: "
+             "with few scenes these intervals are narrower than scene-level ones.", "",
+             "| method | score | ViewSeg − method | interval | ViewSeg better in |", "|---|---|---|---|---|"]
+    for name, scores in against.items():
+        for score, c in scores.items():
+            diff = c.get("difference")
+            if diff is None or not math.isfinite(diff):
+                continue
+            label, unit = _COMPARED_TITLES.get(score, (score, ""))
+            scale, digits = (100.0, 1) if unit == "points" else (1.0, 3)
+            low, high = c.get("low"), c.get("high")
+
+            def fmt(v):
+                return "—" if v is None or not math.isfinite(v) else f"{scale * v:+.{digits}f}"
+            direction = "higher" if HIGHER_IS_BETTER.get(score, True) else "lower"
+            lines.append(f"| {titles.get(name, name)} | {label} ({unit + ', ' if unit else ''}{direction} is better) "
+                         f"| {fmt(diff)} | [{fmt(low)}, {fmt(high)}] | {100 * c['a_better']:.0f}% |")
+    return lines
 
 
 def write_reports(out_dir: str | Path, report: dict) -> tuple[Path, Path]:
@@ -458,6 +578,7 @@ class EvalConfig:
     max_splat: int = DEFAULT_MAX_SPLAT
     chunk_size: int = 0              # rays per render chunk (0: 128 on CPU, the model's own on GPU)
     progress: bool = True
+    bootstrap: int = DEFAULT_BOOTSTRAP  # image resamples for the ViewSeg-vs-baseline intervals (0: none)
 
 
 def parse_baselines(items: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -477,6 +598,8 @@ def parse_baselines(items: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 def evaluate(cfg: EvalConfig) -> dict:
     """Run ``viewseg eval``; returns the report written to ``cfg.out``."""
+    if cfg.bootstrap < 0:
+        raise ValueError(f"--bootstrap must be >= 0 (0 = no comparison table), got {cfg.bootstrap}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     baselines = parse_baselines(cfg.baselines)
@@ -496,7 +619,10 @@ def evaluate(cfg: EvalConfig) -> dict:
     t0 = time.perf_counter()
     result = run_evaluation(dataset, {n: METHODS[n] for n in names}, indices=indices, model=model,
                             segmenter=segmenter, device=device, out_dir=cfg.out, panels=cfg.panels,
-                            rotation_weight=cfg.rotation_weight, max_splat=cfg.max_splat, progress=cfg.progress)
+                            rotation_weight=cfg.rotation_weight, max_splat=cfg.max_splat, progress=cfg.progress,
+                            bootstrap=cfg.bootstrap,
+                            stats_meta={"checkpoint": cfg.checkpoint, "segmenter": cfg.segmenter,
+                                        "data": data_cfg.root, "split": cfg.split})
     report = {"checkpoint": str(cfg.checkpoint), "segmenter": str(cfg.segmenter), "data": data_cfg.root,
               "split": cfg.split, "device": str(device), "image_size": list(data_cfg.image_size),
               "num_sources": data_cfg.num_sources, "examples_in_split": len(dataset),
@@ -531,6 +657,8 @@ def register(subparsers) -> None:
                                                                             "footprint, pixels")
     p.add_argument("--chunk-size", type=int, default=0, help="rays per render chunk (0: 128 on CPU, the "
                                                              "model's own on GPU)")
+    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP,
+                   help="image resamples for the ViewSeg-vs-baseline intervals (0: no comparison table)")
     p.add_argument("overrides", nargs="*", help="data.key=value overrides, e.g. data.image_size=[60,80]")
     p.set_defaults(func=_run)
 
@@ -543,7 +671,7 @@ def _run(args: argparse.Namespace) -> int:
                      config=args.config, overrides=overrides, baselines=baselines,
                      segmenter=args.segmenter, max_examples=args.max_examples, panels=args.panels,
                      device=args.device, threads=args.threads, rotation_weight=args.rotation_weight,
-                     max_splat=args.max_splat, chunk_size=args.chunk_size)
+                     max_splat=args.max_splat, chunk_size=args.chunk_size, bootstrap=args.bootstrap)
     report = evaluate(cfg)
     print(metrics_markdown(report).split("## IoU per class")[0].rstrip())
     print(f"[eval] wrote {Path(cfg.out) / 'metrics.json'}, {Path(cfg.out) / 'metrics.md'} and panels")

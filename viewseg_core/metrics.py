@@ -14,6 +14,12 @@ Semantic definitions follow detectron2's ``SemSegEvaluator`` (what ViewSeg repor
 
 Per-image mIoU (Semantic-NeRF / S-Ray protocol) computes mIoU on each image's own confusion
 matrix and averages over images; it is reported separately and named ``per_image_miou``.
+
+Is a difference between two methods real? :func:`paired_bootstrap` resamples the images of a
+split (the same resample for both methods, since both predicted the same targets), recomputes
+every dataset-level score from the resampled images' own sums, and reports the difference
+with a percentile interval. Images of one scene are correlated, so with few scenes the
+interval is narrower than a scene-level one would be; it measures image-sampling noise only.
 """
 from __future__ import annotations
 
@@ -111,17 +117,26 @@ class DepthAccumulator:
                                          *[(ratio < t).sum() for t in DELTA_THRESHOLDS]])
 
     def scores(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for name, (n, l1, absrel, d1, d2, d3) in self.sums.items():
-            suffix = "" if name == "all" else f"_{name}"
-            div = n if n else float("nan")
-            out[f"depth_l1{suffix}"] = l1 / div
-            out[f"depth_absrel{suffix}"] = absrel / div
-            if name == "all":
-                out.update(delta1=d1 / div, delta2=d2 / div, delta3=d3 / div)
-        total = self.sums["all"][0] + self.missing
-        out["depth_missing_fraction"] = self.missing / total if total else float("nan")
-        return out
+        return depth_scores(self.sums, self.missing)
+
+
+DEPTH_GROUPS = ("all", "things", "stuff")
+
+
+def depth_scores(sums: dict[str, np.ndarray], missing: float) -> dict[str, float]:
+    """Depth scores from :class:`DepthAccumulator` sums ({group: [n, sum |e|, sum |e|/gt, d1, d2, d3]})."""
+    out: dict[str, float] = {}
+    for name in DEPTH_GROUPS:
+        n, l1, absrel, d1, d2, d3 = sums[name]
+        suffix = "" if name == "all" else f"_{name}"
+        div = n if n else float("nan")
+        out[f"depth_l1{suffix}"] = l1 / div
+        out[f"depth_absrel{suffix}"] = absrel / div
+        if name == "all":
+            out.update(delta1=d1 / div, delta2=d2 / div, delta3=d3 / div)
+    total = sums["all"][0] + missing
+    out["depth_missing_fraction"] = missing / total if total else float("nan")
+    return out
 
 
 @dataclass
@@ -132,6 +147,11 @@ class SegmentationEvaluator:
     conf: np.ndarray = None  # type: ignore[assignment]
     per_image_miou: list = field(default_factory=list)
     depth: DepthAccumulator = field(default_factory=DepthAccumulator)
+    # Every added image's own statistics, in order (for paired_bootstrap): its confusion
+    # matrix, its depth sums [group, 6] (DEPTH_GROUPS) and its missing-depth pixel count.
+    image_conf: list = field(default_factory=list)
+    image_depth: list = field(default_factory=list)
+    image_missing: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.conf is None:
@@ -140,14 +160,45 @@ class SegmentationEvaluator:
     def add(self, pred_labels: np.ndarray, gt_labels: np.ndarray,
             pred_depth: np.ndarray | None = None, gt_depth: np.ndarray | None = None) -> float:
         """Add one image; returns its own mIoU (NaN when it has no labelled pixel)."""
-        image_conf = confusion_matrix(pred_labels, gt_labels, self.num_classes)
+        image_depth = DepthAccumulator()
+        if pred_depth is not None and gt_depth is not None:
+            image_depth.add(pred_depth, gt_depth, gt_labels)
+        return self._add_image(confusion_matrix(pred_labels, gt_labels, self.num_classes),
+                               np.stack([image_depth.sums[name] for name in DEPTH_GROUPS]), image_depth.missing)
+
+    def _add_image(self, image_conf: np.ndarray, image_depth: np.ndarray, image_missing: int) -> float:
+        """Add one image's statistics (conf [C, C+1], depth sums [3, 6], missing); returns its mIoU."""
         self.conf += image_conf
         image_miou = semantic_scores(image_conf)["miou"]
         if np.isfinite(image_miou):
             self.per_image_miou.append(image_miou)
-        if pred_depth is not None and gt_depth is not None:
-            self.depth.add(pred_depth, gt_depth, gt_labels)
+        for g, name in enumerate(DEPTH_GROUPS):
+            self.depth.sums[name] += image_depth[g]
+        self.depth.missing += int(image_missing)
+        self.image_conf.append(image_conf)
+        self.image_depth.append(image_depth)
+        self.image_missing.append(int(image_missing))
         return image_miou
+
+    def image_arrays(self) -> dict[str, np.ndarray]:
+        """The per-image statistics as arrays: conf [N, C, C+1], depth [N, 3, 6], missing [N]."""
+        n, c = len(self.image_conf), self.num_classes
+        return {"conf": np.stack(self.image_conf) if n else np.zeros((0, c, c + 1), np.int64),
+                "depth": np.stack(self.image_depth) if n else np.zeros((0, len(DEPTH_GROUPS), 6)),
+                "missing": np.asarray(self.image_missing, dtype=np.int64)}
+
+    @classmethod
+    def from_image_arrays(cls, conf: np.ndarray, depth: np.ndarray, missing: np.ndarray) -> "SegmentationEvaluator":
+        """An evaluator that has seen exactly these images (the inverse of :meth:`image_arrays`)."""
+        conf, depth, missing = np.asarray(conf), np.asarray(depth, dtype=np.float64), np.asarray(missing)
+        if conf.ndim != 3 or conf.shape[2] != conf.shape[1] + 1 or depth.shape != (len(conf), len(DEPTH_GROUPS), 6) \
+                or missing.shape != (len(conf),):
+            raise ValueError(f"per-image arrays do not fit together: conf {conf.shape}, depth {depth.shape}, "
+                             f"missing {missing.shape} (expected [N, C, C+1], [N, {len(DEPTH_GROUPS)}, 6], [N])")
+        ev = cls(num_classes=conf.shape[1])
+        for image_conf, image_depth, image_missing in zip(conf.astype(np.int64), depth, missing):
+            ev._add_image(image_conf, image_depth, int(image_missing))
+        return ev
 
     def scores(self) -> dict:
         out = dict(semantic_scores(self.conf))
@@ -157,5 +208,72 @@ class SegmentationEvaluator:
         return out
 
 
+# Scores compared by paired_bootstrap, and whether a larger value is better.
+HIGHER_IS_BETTER = {"miou": True, "pacc": True, "delta1": True, "delta2": True, "delta3": True,
+                    "depth_l1": False, "depth_absrel": False, "depth_l1_stuff": False,
+                    "depth_l1_things": False, "depth_absrel_stuff": False, "depth_absrel_things": False}
+
+
+def _resampled_scores(conf: np.ndarray, depth: np.ndarray, missing: np.ndarray, counts: np.ndarray,
+                      names: tuple[str, ...]) -> np.ndarray:
+    """[resamples, len(names)] scores of images weighted by ``counts`` [resamples, images]."""
+    out = np.empty((counts.shape[0], len(names)))
+    for r, weight in enumerate(counts):
+        scores = dict(semantic_scores(np.tensordot(weight, conf, axes=1)))
+        summed = np.tensordot(weight, depth, axes=1)
+        scores.update(depth_scores(dict(zip(DEPTH_GROUPS, summed)), float(weight @ missing)))
+        out[r] = [scores[name] for name in names]
+    return out
+
+
+def paired_bootstrap(a: SegmentationEvaluator, b: SegmentationEvaluator,
+                     names: tuple[str, ...] = ("miou", "depth_l1", "depth_absrel", "depth_l1_stuff",
+                                               "delta1", "delta2", "delta3"),
+                     resamples: int = 1000, level: float = 0.95, seed: int = 0,
+                     counts: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    """Score differences ``a - b`` over image resamples (both evaluators scored the same images).
+
+    Args:
+        a, b: evaluators that saw the same images in the same order.
+        names: scores of :func:`semantic_scores` / :func:`depth_scores` (keys of HIGHER_IS_BETTER).
+        resamples, seed: the bootstrap (images drawn with replacement, one draw for both methods).
+        counts: optional [resamples, images] draw counts, instead of random draws (tests).
+    Returns:
+        {name: {"difference": a - b on all images, "low"/"high": the ``level`` percentile
+        interval of a - b, "a_better": share of resamples where ``a`` is strictly better
+        (NaN resamples, e.g. no depth, count as not better)}}.
+    """
+    n = len(a.image_conf)
+    if n == 0 or len(b.image_conf) != n:
+        raise ValueError(f"paired_bootstrap needs the same images in both evaluators, got {n} and "
+                         f"{len(b.image_conf)}")
+    unknown = [name for name in names if name not in HIGHER_IS_BETTER]
+    if unknown:
+        raise ValueError(f"paired_bootstrap: unknown score(s) {unknown}; known: {sorted(HIGHER_IS_BETTER)}")
+    if counts is None:
+        rng = np.random.default_rng(seed)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=int(resamples))
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 2 or counts.shape[1] != n:
+        raise ValueError(f"counts must be [resamples, {n}], got {counts.shape}")
+    full = np.ones((1, n))
+    stats = {}
+    for key, ev in (("a", a), ("b", b)):
+        arrays = tuple(v.astype(np.float64) for v in ev.image_arrays().values())
+        stats[key] = (_resampled_scores(*arrays, full, names)[0], _resampled_scores(*arrays, counts, names))
+    diff_all = stats["a"][0] - stats["b"][0]
+    diffs = stats["a"][1] - stats["b"][1]
+    tail = 100 * (1 - level) / 2
+    out = {}
+    for j, name in enumerate(names):
+        d = diffs[:, j]
+        finite = d[np.isfinite(d)]
+        low, high = (np.percentile(finite, [tail, 100 - tail]) if finite.size else (np.nan, np.nan))
+        better = d > 0 if HIGHER_IS_BETTER[name] else d < 0
+        out[name] = {"difference": float(diff_all[j]), "low": float(low), "high": float(high),
+                     "a_better": float(np.mean(better & np.isfinite(d)))}
+    return out
+
+
 __all__ = ["confusion_matrix", "semantic_scores", "DepthAccumulator", "SegmentationEvaluator",
-           "IGNORE_LABEL", "DELTA_THRESHOLDS"]
+           "depth_scores", "paired_bootstrap", "HIGHER_IS_BETTER", "IGNORE_LABEL", "DELTA_THRESHOLDS"]

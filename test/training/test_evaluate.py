@@ -92,6 +92,34 @@ def test_eval_cli_writes_every_artefact(tiny_synth, tiny_files, tmp_path):
     for title in METHOD_TITLES.values():
         assert f"| {title} |" in md
     assert "mIoU (dataset)" in md and "mIoU (per image)" in md and "δ<1.25" in md
+    # ViewSeg minus each baseline, with its bootstrap interval; the point difference is the
+    # difference of the two methods' own scores
+    comparisons = report["comparisons"]
+    assert comparisons["resamples"] == 1000 and list(comparisons["against"]) == list(report["methods"])[1:]
+    for name, scores in comparisons["against"].items():
+        for score, key in (("miou", "dataset_miou"), ("depth_l1", "depth_l1"), ("delta1", "delta1")):
+            c, a, b = scores[score], report["methods"]["viewseg"][key], report["methods"][name][key]
+            if b is None:
+                assert c["difference"] is None and c["a_better"] == 0.0
+                continue
+            assert c["difference"] == pytest.approx(a - b, abs=1e-12)
+            assert c["low"] <= c["high"] and 0.0 <= c["a_better"] <= 1.0
+    # per-image statistics: read back, they give the same scores as metrics.json
+    from training.evaluate import read_image_stats, score_methods
+    evaluators, index, in_split, meta = read_image_stats(out / "per_image_stats.npz")
+    assert list(evaluators) == list(report["methods"]) and in_split == report["examples_in_split"]
+    assert meta == {"checkpoint": str(tiny_files["model"]), "segmenter": str(tiny_files["segmenter"]),
+                    "data": str(tiny_synth), "split": "test"}
+    assert index.tolist() == [row["index"] for row in report["per_example"]]
+    again = json.loads(json.dumps(score_methods(evaluators), default=float).replace("NaN", "null"))
+    for name, s in report["methods"].items():
+        for key in ("dataset_miou", "per_image_miou", "pacc", "depth_l1", "depth_absrel_stuff", "delta3"):
+            assert again["methods"][name][key] == pytest.approx(s[key], abs=1e-12) if s[key] is not None \
+                else again["methods"][name][key] is None
+    assert again["comparisons"] == report["comparisons"]
+    assert "## ViewSeg against each method (paired image bootstrap)" in md
+    assert f"| {METHOD_TITLES['nearest_view']} | depth L1 (m, lower is better) |" in md
+    assert "| oracle (2D segmenter on true target RGB) | depth L1" not in md  # the oracle has no depth
     pngs = sorted((out / "panels").glob("*.png"))
     assert len(pngs) == 2
     image = cv2.imread(str(pngs[0]))
@@ -230,3 +258,31 @@ def test_markdown_states_the_oracle_gap_with_its_sign(viewseg_miou, sentence):
                              "num_examples": 1})
     assert f"ViewSeg's dataset mIoU is {sentence} the 2D segmenter's" in text
     assert ("no upper bound" in text) == (viewseg_miou > 0.14)
+
+
+def test_bootstrap_switch(tiny_synth, tiny_files, tmp_path):
+    """--bootstrap 0 drops the comparison table; a negative count is refused before any work."""
+    from training.evaluate import EvalConfig, evaluate
+    args = dict(checkpoint=str(tiny_files["model"]), data=str(tiny_synth), split="test", config=CONFIG,
+                overrides=list(DATA_OVERRIDES), baselines=("nearest_view",), max_examples=2, panels=0,
+                threads=1, progress=False)
+    with pytest.raises(ValueError, match="--bootstrap must be >= 0"):
+        evaluate(EvalConfig(out=str(tmp_path / "bad"), bootstrap=-1, **args))
+    assert not (tmp_path / "bad").exists()
+    report = evaluate(EvalConfig(out=str(tmp_path / "none"), bootstrap=0, **args))
+    assert report["comparisons"]["against"] == {}
+    assert "paired image bootstrap" not in (tmp_path / "none" / "metrics.md").read_text()
+
+
+def test_read_image_stats_refuses_other_files(tmp_path):
+    from training.evaluate import read_image_stats
+    bad = tmp_path / "per_image_stats.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="cannot read per-image statistics"):
+        read_image_stats(bad)
+    np.savez(bad, something=np.zeros(2))
+    with pytest.raises(ValueError, match="not a viewseg eval"):
+        read_image_stats(bad)
+    np.savez(bad, index=np.arange(2), examples_in_split=np.int64(2), **{"viewseg/conf": np.zeros((2, 37, 38))})
+    with pytest.raises(ValueError, match="lacks 'viewseg/depth'"):
+        read_image_stats(bad)

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from viewseg_core.metrics import DepthAccumulator, SegmentationEvaluator, confusion_matrix, semantic_scores
+from viewseg_core.metrics import (DepthAccumulator, SegmentationEvaluator, confusion_matrix, paired_bootstrap,
+                                  semantic_scores)
 
 #            wall wall wall floor floor cabinet cabinet ignore bed
 GT = np.array([0, 0, 0, 1, 1, 2, 2, 255, 3])
@@ -72,3 +73,94 @@ def test_depth_errors_by_hand():
     assert s["delta2"] == pytest.approx(1.0)
     assert s["depth_missing_fraction"] == pytest.approx(1 / 4)
     assert math.isnan(DepthAccumulator().scores()["depth_l1"])
+
+
+def _two_image_evaluators():
+    """Method a gets image 0 right and image 1 wrong; method b the other way round.
+
+    Image 0: 4 wall pixels at 2 m. Image 1: 2 floor pixels at 1 m.
+    a: image 0 wall at 2 m (exact); image 1 wall (wrong) at 2 m (|e| 1, ratio 2).
+    b: image 0 floor (wrong) at 3 m (|e| 1, ratio 1.5); image 1 floor at 1 m (exact).
+    """
+    wall, floor = np.zeros((2, 2), int), np.ones((1, 2), int)
+    a, b = SegmentationEvaluator(), SegmentationEvaluator()
+    a.add(wall, wall, np.full((2, 2), 2.0), np.full((2, 2), 2.0))
+    a.add(np.zeros((1, 2), int), floor, np.full((1, 2), 2.0), np.full((1, 2), 1.0))
+    b.add(np.ones((2, 2), int), wall, np.full((2, 2), 3.0), np.full((2, 2), 2.0))
+    b.add(floor, floor, np.full((1, 2), 1.0), np.full((1, 2), 1.0))
+    return a, b
+
+
+def test_per_image_statistics_sum_to_the_dataset_scores():
+    a, _ = _two_image_evaluators()
+    assert len(a.image_conf) == len(a.image_depth) == len(a.image_missing) == 2
+    np.testing.assert_array_equal(sum(a.image_conf), a.conf)
+    np.testing.assert_allclose(sum(a.image_depth)[0], a.depth.sums["all"])
+    np.testing.assert_allclose(sum(a.image_depth)[2], a.depth.sums["stuff"])  # wall and floor are stuff
+
+
+def test_paired_bootstrap_by_hand():
+    a, b = _two_image_evaluators()
+    # Resamples: image 0 twice; image 1 twice; both once.
+    counts = np.array([[2, 0], [0, 2], [1, 1]])
+    out = paired_bootstrap(a, b, names=("miou", "depth_l1", "delta1"), counts=counts)
+    # All images: a's wall IoU 4/6, floor 0 -> 1/3; b's floor IoU 2/6, wall 0 -> 1/6.
+    assert out["miou"]["difference"] == pytest.approx(1 / 3 - 1 / 6)
+    # a: |e| = 0,0,0,0,1,1 -> 2/6; b: 1,1,1,1,0,0 -> 4/6.
+    assert out["depth_l1"]["difference"] == pytest.approx(2 / 6 - 4 / 6)
+    # delta1: a's exact pixels 4/6; b's exact 2/6 (ratio 1.5 fails 1.25).
+    assert out["delta1"]["difference"] == pytest.approx(4 / 6 - 2 / 6)
+    # Per resample, a - b for depth L1: image 0 only: 0 - 1; image 1 only: 1 - 0; both: -1/3.
+    diffs = np.array([-1.0, 1.0, -1 / 3])
+    assert out["depth_l1"]["low"] == pytest.approx(np.percentile(diffs, 2.5))
+    assert out["depth_l1"]["high"] == pytest.approx(np.percentile(diffs, 97.5))
+    assert out["depth_l1"]["a_better"] == pytest.approx(2 / 3)  # lower L1 is better
+    # mIoU: image 0 only: a 1 (wall only), b 0 (wall 0, floor 0) -> +1; image 1 only: a 0, b 1 -> -1.
+    assert out["miou"]["a_better"] == pytest.approx(2 / 3)
+
+
+def test_paired_bootstrap_identical_methods_and_a_constant_offset():
+    rng = np.random.default_rng(1)
+    a, b, c = SegmentationEvaluator(), SegmentationEvaluator(), SegmentationEvaluator()
+    for _ in range(12):
+        gt = rng.integers(0, 4, size=(6, 5))
+        depth = rng.uniform(1, 5, size=(6, 5))
+        pred = np.where(rng.random((6, 5)) < 0.7, gt, rng.integers(0, 4, size=(6, 5)))
+        a.add(pred, gt, depth, depth)
+        b.add(pred, gt, depth, depth)
+        c.add(pred, gt, depth + 0.5, depth)
+    same = paired_bootstrap(a, b, resamples=200)
+    for scores in same.values():
+        assert scores["difference"] == scores["low"] == scores["high"] == 0.0
+        assert scores["a_better"] == 0.0
+    offset = paired_bootstrap(a, c, names=("depth_l1", "miou"), resamples=200, seed=3)
+    assert offset["depth_l1"]["difference"] == offset["depth_l1"]["low"] == pytest.approx(-0.5)
+    assert offset["depth_l1"]["high"] == pytest.approx(-0.5) and offset["depth_l1"]["a_better"] == 1.0
+    assert offset["miou"]["difference"] == 0.0
+    assert paired_bootstrap(a, c, resamples=50, seed=3) == paired_bootstrap(a, c, resamples=50, seed=3)
+
+
+def test_paired_bootstrap_refuses_mismatched_inputs():
+    a, b = _two_image_evaluators()
+    with pytest.raises(ValueError, match="same images"):
+        paired_bootstrap(a, SegmentationEvaluator())
+    with pytest.raises(ValueError, match="unknown score"):
+        paired_bootstrap(a, b, names=("mIoU",))
+    with pytest.raises(ValueError, match="counts must be"):
+        paired_bootstrap(a, b, counts=np.ones((3, 5)))
+
+
+def test_image_arrays_round_trip():
+    a, _ = _two_image_evaluators()
+    b = SegmentationEvaluator.from_image_arrays(**a.image_arrays())
+    scores_a, scores_b = a.scores(), b.scores()
+    assert scores_a.keys() == scores_b.keys()
+    for key, value in scores_a.items():  # NaN (no thing pixels) must stay NaN
+        np.testing.assert_equal(scores_b[key], value, err_msg=key)
+    np.testing.assert_array_equal(b.conf, a.conf)
+    assert b.per_image_miou == a.per_image_miou
+    empty = SegmentationEvaluator().image_arrays()
+    assert empty["conf"].shape == (0, 37, 38) and empty["depth"].shape == (0, 3, 6)
+    arrays = a.image_arrays()
+    with pytest.raises(ValueError, match="do not fit together"):
+        SegmentationEvaluator.from_image_arrays(arrays["conf"], arrays["depth"][:1], arrays["missing"])

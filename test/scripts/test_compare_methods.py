@@ -1,0 +1,74 @@
+"""scripts/compare_methods.py: a subset re-scored from per_image_stats.npz equals evaluating that subset."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from viewseg_core.model.viewseg import ModelConfig, ViewSeg
+from viewseg_core.model.weights import save_model
+
+
+@pytest.fixture(scope="module")
+def tiny_eval_inputs(tmp_path_factory):
+    from viewseg_core.data.synth.generate import SynthConfig, write_dataset
+    root = tmp_path_factory.mktemp("compare")
+    data = root / "data"
+    write_dataset(data, 3, SynthConfig(views=10, height=30, width=40), seed=5, progress=False)
+    config = root / "config.yaml"
+    config.write_text(f"data:\n  root: {data}\n  image_size: [30, 40]\n  num_sources: 3\n"
+                      "  pairs: {min_rotation_deg: 10.0, min_baseline: 0.2, min_overlap: 0.05}\n")
+    torch.manual_seed(0)
+    model = ViewSeg(ModelConfig(encoder="deeplabv3plus_resnet18", feature_dim=16, hidden_dim=16, n_blocks=1,
+                                n_head_blocks=1, n_harmonic_xyz=4, n_harmonic_dir=2, num_coarse=8, num_fine=4,
+                                far=8.0)).eval()
+    save_model(model, root / "model.pt")
+    return root, config
+
+
+def _evaluate(root, config, out, max_examples):
+    from training.evaluate import EvalConfig, evaluate
+    return evaluate(EvalConfig(checkpoint=str(root / "model.pt"), out=str(root / out), split="test",
+                               config=str(config), baselines=("nearest_view",), max_examples=max_examples,
+                               panels=0, threads=1, progress=False, bootstrap=200))
+
+
+def _same(a, b):
+    return (a is None and b is None) or (isinstance(a, float) and math.isnan(a) and b is None) or \
+        (a is None and isinstance(b, float) and math.isnan(b)) or a == pytest.approx(b, abs=1e-12)
+
+
+def test_subset_equals_a_direct_evaluation(tiny_eval_inputs, load_script, capsys, tmp_path):
+    cm = load_script("compare_methods")
+    root, config = tiny_eval_inputs
+    full = _evaluate(root, config, "full", 0)
+    part = _evaluate(root, config, "part", 2)
+    assert full["num_examples"] > part["num_examples"] == 2
+    report = cm.compare(root / "full" / "per_image_stats.npz", max_examples=2, resamples=200)
+    assert report["num_examples"] == 2
+    for name, scores in part["methods"].items():
+        for key in ("dataset_miou", "per_image_miou", "fwiou", "depth_l1", "depth_l1_stuff", "delta1"):
+            assert _same(report["methods"][name][key], scores[key]), (name, key)
+    assert report["comparisons"]["against"]["nearest_view"]["depth_l1"] == \
+        pytest.approx(part["comparisons"]["against"]["nearest_view"]["depth_l1"])
+    # Every image: the evaluation's own numbers.
+    whole = cm.compare(root / "full" / "per_image_stats.npz", resamples=200)
+    assert whole["methods"]["viewseg"]["dataset_miou"] == pytest.approx(full["methods"]["viewseg"]["dataset_miou"])
+
+    out = tmp_path / "subset.md"
+    assert cm.main(["--stats", str(root / "full" / "per_image_stats.npz"), "--max-examples", "2",
+                    "--resamples", "50", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "## ViewSeg against each method (paired image bootstrap)" in printed and out.read_text() == printed
+    assert "# Evaluation: test split of" in printed and "model.pt`" in printed
+
+
+def test_refuses_a_subset_the_evaluation_did_not_score(tiny_eval_inputs, load_script, capsys):
+    cm = load_script("compare_methods")
+    root, config = tiny_eval_inputs
+    _evaluate(root, config, "two", 2)
+    assert cm.main(["--stats", str(root / "two" / "per_image_stats.npz"), "--max-examples", "3"]) == 2
+    assert "did not score" in capsys.readouterr().err
+    assert cm.main(["--stats", str(root / "missing.npz")]) == 2
+    assert "cannot read per-image statistics" in capsys.readouterr().err
