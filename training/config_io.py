@@ -3,11 +3,18 @@
 Unknown keys are errors (a typo must not silently train the wrong model), and override
 values are parsed as YAML scalars, so ``optim.lr=1e-3``, ``data.image_size=[120,160]`` and
 ``train.bf16=false`` all get their natural types.
+
+A config may start from another: ``base: other.yaml`` (a path relative to the file that names
+it) reads that file first, and this file's sections are merged over it key by key, so a
+variant states only what it changes (``synthetic_gpu.yaml`` is ``synthetic_medium.yaml`` plus
+its data, optimiser and run). Bases may chain; a cycle is an error.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -64,16 +71,43 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def deep_merge(base: dict, update: Mapping) -> dict:
+    """Recursive dict update (``update`` wins), without touching either input."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+BASE_KEY = "base"
+
+
+def read_config_dict(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping in YAML ``path``, merged over its ``base:`` chain; errors name the file."""
+    path = Path(path)
+    resolved = path.resolve()
+    if resolved in _chain:
+        cycle = " -> ".join(str(p) for p in (*_chain, resolved))
+        raise ValueError(f"config base cycle: {cycle}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read config {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"config {path} must be a mapping at the top level")
+    base = data.pop(BASE_KEY, None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise ValueError(f"config {path}: '{BASE_KEY}' must be a file name, got {base!r}")
+    return deep_merge(read_config_dict(path.parent / base, (*_chain, resolved)), data)
+
+
 def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
-    """Read YAML ``path`` (optional), apply overrides, build ``cls``; errors name the file."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"cannot read config {path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ValueError(f"config {path} must be a mapping at the top level")
+    """Read YAML ``path`` (optional, with its ``base:`` chain), apply overrides, build ``cls``."""
+    data: dict[str, Any] = read_config_dict(path) if path is not None else {}
     apply_overrides(data, overrides or [])
     return from_dict(cls, data)

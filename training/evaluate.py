@@ -33,7 +33,6 @@ sets the root. A ``viewseg-model`` file (``model.pt``) carries no data settings,
 from __future__ import annotations
 
 import argparse
-import copy
 import io
 import json
 import math
@@ -45,13 +44,12 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
 from training.baselines import (DEFAULT_MAX_SPLAT, DEFAULT_ROTATION_WEIGHT, cloudseg, load_segmenter,
                                 nearest_view, predicted_source_depth, segment)
 from training.checkpoint import FORMAT as TRAIN_FORMAT, FORMAT_VERSION as TRAIN_FORMAT_VERSION
-from training.config_io import apply_overrides, from_dict
+from training.config_io import apply_overrides, deep_merge, from_dict, read_config_dict
 from training.data import DataConfig, build_dataset
 from training.panels import example_panel, full_target_truth, render_example
 from viewseg_core.atomic_io import write_bytes_atomic
@@ -122,29 +120,12 @@ def set_render_chunk(model: ViewSeg, chunk_size: int, device: torch.device) -> i
     return int(chunk_size)
 
 
-def _merge(base: dict, update: Mapping) -> dict:
-    """Recursive dict update (``update`` wins), without touching either input."""
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def resolve_data_config(train_config: Mapping | None, config_path: str = "", overrides: list[str] | None = None,
                         data_root: str = "") -> DataConfig:
     """Data settings: checkpoint's training config < ``--config`` YAML < ``data.*`` overrides < ``--data``."""
     doc: dict[str, Any] = {"data": dict((train_config or {}).get("data") or {})}
     if config_path:
-        try:
-            loaded = yaml.safe_load(Path(config_path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"cannot read config {config_path}: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ValueError(f"config {config_path} must be a mapping at the top level")
-        doc = _merge(doc, {"data": loaded.get("data") or {}})
+        doc = deep_merge(doc, {"data": read_config_dict(config_path).get("data") or {}})
     bad = [o for o in overrides or [] if not o.strip().startswith("data.")]
     if bad:
         raise ValueError(f"viewseg eval takes only data.* overrides (the model comes from the checkpoint), "

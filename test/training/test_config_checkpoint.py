@@ -42,6 +42,40 @@ def test_yaml_and_overrides(tmp_path):
         load_config(Outer, tmp_path / "bad.yaml")
 
 
+def test_base_configs_merge_key_by_key(tmp_path):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "root.yaml").write_text("name: root\ninner:\n  lr: 0.1\n  size: [1, 2]\n")
+    (tmp_path / "mid.yaml").write_text("base: shared/root.yaml\ninner:\n  lr: 0.2\n")
+    (tmp_path / "leaf.yaml").write_text("base: mid.yaml\nname: leaf\n")
+    # Each file wins over its base key by key; the command line wins over every file.
+    assert load_config(Outer, tmp_path / "leaf.yaml") == Outer(name="leaf", inner=Inner(lr=0.2, size=(1, 2)))
+    assert load_config(Outer, tmp_path / "leaf.yaml", ["inner.lr=0.3"]).inner.lr == 0.3
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ValueError, match="config base cycle: .*a.yaml -> .*b.yaml -> .*a.yaml"):
+        load_config(Outer, tmp_path / "a.yaml")
+    (tmp_path / "lost.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ValueError, match="cannot read config .*nowhere.yaml"):
+        load_config(Outer, tmp_path / "lost.yaml")
+    (tmp_path / "odd.yaml").write_text("base: [mid.yaml]\n")
+    with pytest.raises(ValueError, match="'base' must be a file name"):
+        load_config(Outer, tmp_path / "odd.yaml")
+
+
+def test_gpu_config_is_stage_two_with_its_stated_changes():
+    """synthetic_gpu.yaml states only what differs from synthetic_medium.yaml (its base)."""
+    from training.train import TrainConfig
+    configs = Path(__file__).resolve().parents[2] / "training" / "configs"
+    medium = to_dict(load_config(TrainConfig, configs / "synthetic_medium.yaml"))
+    gpu = to_dict(load_config(TrainConfig, configs / "synthetic_gpu.yaml"))
+    assert gpu["model"] == {**medium["model"], "source_rgb": True}
+    assert gpu["loss"] == medium["loss"]
+    assert gpu["data"] == {**medium["data"], "root": "data/synthetic_large", "target_rays": 1024,
+                           "source_rays": 64, "num_workers": 12}
+    assert (gpu["optim"]["batch_size"], gpu["optim"]["lr"], gpu["run"]["init_from"]) == \
+        (8, 5e-4, "runs/synthetic_medium/model.pt")
+
+
 def test_rng_state_round_trip_through_weights_only_file(tmp_path):
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     save_atomic({"format": FORMAT, "rng": rng_state()}, tmp_path / "step_5.pt")
