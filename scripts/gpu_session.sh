@@ -1,28 +1,37 @@
 #!/usr/bin/env bash
-# A short GPU lease, used in order of value: the CUDA tests and the GPU benchmark rows
-# (`checks`), then the synthetic reference model's GPU stages (`train`: stage 3 and stage 4 of
-# docs/results.md) and their evaluation on the val/test rooms (`eval`).
+# A short GPU lease, used in order of value. Stages (any subset, in this order):
+#   checks    the CUDA tests and the GPU benchmark rows (2.5 min on an H200)
+#   cuda      the CUDA tests only (pytest -m gpu; under a minute)
+#   train     stages 3 and 4 of docs/results.md (about 3 min each on an H200)
+#   continue  stage 5: stage 4 (the committed checkpoints/demo.pt, or $CONTINUE_FROM) trained
+#             $CONTINUE_STEPS more steps (default 4000, about 6 min on an H200)
+#   eval      val scores of the checkpoints at $VAL_STEPS, test scores of each run's last step
 #
 #   STAGES="checks train eval" OUT=out/gpu_session bash scripts/gpu_session.sh
+#   STAGES="cuda continue eval" OUT=out/gpu_session bash scripts/gpu_session.sh   # one 10-min call
 #
-# On an H200 (2026-11-26) the checks took 2.5 min, each training stage about 3 min and the
-# evaluation about 1 min; where one command may run 10 minutes, run `checks` and `train eval`
-# as two. It uses the machine's own python3
-# and packages (a lent GPU machine is bare and offline: no venv), and needs
-# runs/synthetic_medium/model.pt (stage 2, which stage 3 starts from) and, for the same val/test
-# pairs as the CPU tables, data/synthetic_small/pairs_{val,test}.json. Each step is time-capped
-# and a failure does not stop the later ones. $OUT receives session.log, benchmarks.md (the
-# benchmark rows, appended to docs/benchmarks.md as on any machine), results.tgz (metrics,
-# pytest report, tensorboard, panels, logs) and the model files of the last checkpoints.
+# It uses the machine's own python3 and packages (a lent GPU machine is bare and offline: no
+# venv). `train` needs runs/synthetic_medium/model.pt (stage 2); `continue` needs nothing
+# beyond the checkout. For the same val/test pairs as the CPU tables, carry
+# data/synthetic_small/pairs_{val,test}.json. Each step is time-capped and a failure does
+# not stop the later ones. $OUT receives session.log, benchmarks.md (the benchmark rows,
+# appended to docs/benchmarks.md as on any machine), results.tgz (metrics, pytest report,
+# tensorboard, logs) and model files of the last checkpoints (`viewseg export-model`).
 set -uo pipefail
 STAGES=${STAGES:-checks train eval}
 OUT=${OUT:-out/gpu_session}
 PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}                 # DEVICE=cpu: a slow smoke run of the same steps on any machine
 VIEWSEG=("$PY" -m viewseg_core.cli)    # an array, not a function: `timeout` runs programs only
 LOGS=runs/gpu_logs                     # packed into results.tgz: $OUT may hold 8 files at most
 STAGE3=(run.out_dir=runs/synthetic_gpu run.max_steps=2000)
 STAGE4=(run.init_from=runs/synthetic_gpu/model.pt run.out_dir=runs/synthetic_gpu2 run.max_steps=2000
         optim.lr=2.5e-4 optim.warmup_steps=50 run.image_every=0 run.seed=4)
+CONTINUE_STEPS=${CONTINUE_STEPS:-4000}
+STAGE5=(run.init_from=${CONTINUE_FROM:-checkpoints/demo.pt} run.out_dir=runs/synthetic_gpu3
+        run.max_steps=$CONTINUE_STEPS run.checkpoint_every=500 optim.lr=2.5e-4 optim.warmup_steps=50
+        run.image_every=0 run.seed=5)
+VAL_STEPS=${VAL_STEPS:-1000|1500|2000|3000|4000|5000|6000}
 mkdir -p "$OUT" "$LOGS"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 START=$(date +%s)
@@ -35,13 +44,14 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 $PY -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, \
 torch.cuda.get_device_name(0))"
 
-if wants train || wants eval; then
+if wants train || wants continue || wants eval; then
   stage "data (background): synthetic_small (eval rooms), synthetic_large (960 training rooms), pairs"
   (
     "${VIEWSEG[@]}" synth --out data/synthetic_small --scenes 30 --views 32 --size 80x60 --seed 0 --no-pairs \
       --workers 4 --no-progress
-    "${VIEWSEG[@]}" synth --out data/synthetic_large --scenes 960 --views 32 --size 80x60 --seed 2 --no-pairs \
-      --workers 12 --no-progress
+    [ -f data/synthetic_large/splits.json ] || \
+      "${VIEWSEG[@]}" synth --out data/synthetic_large --scenes 960 --views 32 --size 80x60 --seed 2 --no-pairs \
+        --workers 12 --no-progress
     $PY - <<'EOF'
 from training.config_io import load_config
 from training.data import build_dataset
@@ -68,6 +78,12 @@ if wants checks; then
   cp docs/benchmarks.md "$OUT/benchmarks.md"
 fi
 
+if wants cuda && ! wants checks; then
+  stage "CUDA tests (pytest -m gpu)"
+  timeout 240 $PY -m pytest -m gpu -q -p no:cacheprovider --junitxml="$LOGS/pytest_gpu.xml" \
+    test/viewseg_core/test_compositing_cuda.py test/viewseg_core/model/test_fast_path.py
+fi
+
 if [ -n "${DATA_PID:-}" ]; then
   stage "waiting for data"
   wait "$DATA_PID"; echo "data job exit $?"; tail -3 "$LOGS/data.log"
@@ -84,30 +100,39 @@ if wants train; then
   echo "stage 4 exit $?"
 fi
 
+if wants continue; then
+  stage "stage 5: $CONTINUE_STEPS more steps from ${CONTINUE_FROM:-checkpoints/demo.pt}"
+  rm -rf runs/synthetic_gpu3
+  timeout $(( CONTINUE_STEPS / 9 + 60 )) "${VIEWSEG[@]}" train --config training/configs/synthetic_gpu.yaml "${STAGE5[@]}"
+  echo "stage 5 exit $?"
+fi
+
 if wants eval; then
   stage "evaluation on the val rooms (checkpoint choice) and the test rooms"
-  CKPTS=$(ls runs/synthetic_gpu/checkpoints/step_*.pt runs/synthetic_gpu2/checkpoints/step_*.pt 2>/dev/null \
-          | grep -E 'step_(1000|1500|2000)\.pt')
-  for c in $CKPTS; do
-    name=$(basename "$(dirname "$(dirname "$c")")")_$(basename "$c" .pt)
-    timeout 30 "${VIEWSEG[@]}" eval --checkpoint "$c" --config training/configs/synthetic_small.yaml --split val \
-      --out "runs/gpu_eval/val_$name" --max-examples 12 --panels 0 --device cuda > "$LOGS/eval_$name.log" 2>&1
-    $PY -c "import json; m = json.load(open('runs/gpu_eval/val_$name/metrics.json'))['methods']['viewseg']; \
+  RUNS=$(ls -d runs/synthetic_gpu runs/synthetic_gpu2 runs/synthetic_gpu3 2>/dev/null)
+  for run in $RUNS; do
+    for c in $(ls "$run"/checkpoints/step_*.pt 2>/dev/null | grep -E "step_($VAL_STEPS)\.pt"); do
+      name=$(basename "$run")_$(basename "$c" .pt)
+      timeout 30 "${VIEWSEG[@]}" eval --checkpoint "$c" --config training/configs/synthetic_small.yaml --split val \
+        --out "runs/gpu_eval/val_$name" --max-examples 12 --panels 0 --device "$DEVICE" > "$LOGS/eval_$name.log" 2>&1
+      $PY -c "import json; m = json.load(open('runs/gpu_eval/val_$name/metrics.json'))['methods']['viewseg']; \
 print('$name val', {k: round(m[k], 4) for k in ('dataset_miou', 'per_image_miou', 'depth_l1', 'depth_absrel')})" || true
+    done
+    LAST=$(ls "$run"/checkpoints/step_*.pt 2>/dev/null | sort -V | tail -1)
+    [ -n "$LAST" ] && timeout 120 "${VIEWSEG[@]}" eval --checkpoint "$LAST" --config training/configs/synthetic_small.yaml \
+      --split test --out "runs/gpu_eval/test_$(basename "$run")" --panels 0 --device "$DEVICE" | tail -12
   done
-  LAST=runs/synthetic_gpu2/checkpoints/step_2000.pt
-  [ -f "$LAST" ] && timeout 60 "${VIEWSEG[@]}" eval --checkpoint "$LAST" --config training/configs/synthetic_small.yaml \
-    --split test --out runs/gpu_eval/test_stage4 --max-examples 48 --device cuda | tail -12
-  stage "packing"
-  for c in runs/synthetic_gpu/checkpoints/step_2000.pt runs/synthetic_gpu2/checkpoints/step_{1500,2000}.pt; do
-    [ -f "$c" ] || continue
-    $PY -c "import sys; from training.checkpoint import load_checkpoint; \
-from viewseg_core.model.weights import model_from_checkpoint, save_model; \
-save_model(model_from_checkpoint(load_checkpoint(sys.argv[1])['model'], sys.argv[1]), sys.argv[2])" \
-      "$c" "$OUT/model_$(basename "$(dirname "$(dirname "$c")")")_$(basename "$c")"
+  stage "packing: model files of each run's last two checkpoints (at most 5)"
+  PACKED=0
+  for run in $RUNS; do
+    for c in $(ls "$run"/checkpoints/step_*.pt 2>/dev/null | sort -V | tail -2); do
+      [ "$PACKED" -lt 5 ] || break
+      timeout 60 "${VIEWSEG[@]}" export-model --checkpoint "$c" --out "$OUT/model_$(basename "$run")_$(basename "$c")" \
+        && PACKED=$(( PACKED + 1 ))
+    done
   done
 fi
 cp docs/benchmarks.md "$OUT/benchmarks.md"
-tar czf "$OUT/results.tgz" --exclude='*.pt' "$LOGS" $(ls -d runs/gpu_eval runs/synthetic_gpu runs/synthetic_gpu2 2>/dev/null)
+tar czf "$OUT/results.tgz" --exclude='*.pt' "$LOGS" $(ls -d runs/gpu_eval runs/synthetic_gpu runs/synthetic_gpu2 runs/synthetic_gpu3 2>/dev/null)
 ls -la "$OUT"
 stage "done"

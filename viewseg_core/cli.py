@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES: list[str] = [
     "training.train",
     "training.evaluate",
     "training.export3d",
+    "training.export_model",
 ]
 
 

@@ -97,7 +97,8 @@ def load_state_strict(module: nn.Module, state: Mapping[str, torch.Tensor], sour
     """Copy ``state`` into ``module``, refusing any missing, unexpected or mismatched key.
 
     Keys under ``skip_prefixes`` (on either side) and ``num_batches_tracked`` counters are
-    left out of the comparison; skipped model entries keep their current values. Model keys
+    left out of the comparison; skipped model entries keep their current values, except
+    counters that the file does have, which are copied. Model keys
     inside a submodule named in ``allow_new`` (e.g. ``field.NOOP_AT_INIT``) may be absent
     from ``state`` and keep their initial values too.
     Raises:
@@ -116,6 +117,10 @@ def load_state_strict(module: nn.Module, state: Mapping[str, torch.Tensor], sour
         raise ValueError(f"weights from {source} do not fit {type(module).__name__}; " + "; ".join(parts))
     merged = dict(own)
     merged.update({k: v.to(own[k].dtype) for k, v in have.items()})
+    # Counters are optional (torchvision files lack them) but kept when the file has them, so
+    # that a model read and written again is the same file.
+    merged.update({k: v.to(own[k].dtype) for k, v in state.items() if k.endswith("num_batches_tracked")
+                   and k in own and not k.startswith(skip_prefixes) and v.shape == own[k].shape})
     module.load_state_dict(merged, strict=True)
 
 
