@@ -8,7 +8,11 @@
 #   eval      val scores of the checkpoints at $VAL_STEPS, test scores of each run's last step
 #
 #   STAGES="checks train eval" OUT=out/gpu_session bash scripts/gpu_session.sh
-#   STAGES="cuda continue eval" OUT=out/gpu_session bash scripts/gpu_session.sh   # one 10-min call
+#   STAGES="cuda continue eval" CONTINUE_STEPS=3000 OUT=out/gpu_session bash scripts/gpu_session.sh
+#
+# The second line is sized for one 10-minute call on an H100/H200 (estimated from the measured
+# parts, not yet run as one: data 1-2 min beside the CUDA tests, 3000 steps at the measured
+# 11.3 steps/s = 4.5 min, evaluation and packing about 1.5 min).
 #
 # It uses the machine's own python3 and packages (a lent GPU machine is bare and offline: no
 # venv). `train` needs runs/synthetic_medium/model.pt (stage 2); `continue` needs nothing

@@ -4,27 +4,17 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
-from viewseg_core.model.viewseg import ModelConfig, ViewSeg
 from viewseg_core.model.weights import save_model
+
+from .conftest import tiny_viewseg
 
 
 @pytest.fixture(scope="module")
-def tiny_eval_inputs(tmp_path_factory):
-    from viewseg_core.data.synth.generate import SynthConfig, write_dataset
+def tiny_eval_inputs(tiny_rooms, tmp_path_factory):
     root = tmp_path_factory.mktemp("compare")
-    data = root / "data"
-    write_dataset(data, 3, SynthConfig(views=10, height=30, width=40), seed=5, progress=False)
-    config = root / "config.yaml"
-    config.write_text(f"data:\n  root: {data}\n  image_size: [30, 40]\n  num_sources: 3\n"
-                      "  pairs: {min_rotation_deg: 10.0, min_baseline: 0.2, min_overlap: 0.05}\n")
-    torch.manual_seed(0)
-    model = ViewSeg(ModelConfig(encoder="deeplabv3plus_resnet18", feature_dim=16, hidden_dim=16, n_blocks=1,
-                                n_head_blocks=1, n_harmonic_xyz=4, n_harmonic_dir=2, num_coarse=8, num_fine=4,
-                                far=8.0)).eval()
-    save_model(model, root / "model.pt")
-    return root, config
+    save_model(tiny_viewseg(), root / "model.pt")
+    return root, tiny_rooms[1]
 
 
 def _evaluate(root, config, out, max_examples):

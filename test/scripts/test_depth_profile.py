@@ -4,26 +4,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from viewseg_core.model.viewseg import ModelConfig, ViewSeg
 from viewseg_core.model.weights import save_model
 
+from .conftest import tiny_viewseg
 
-def test_bands_match_a_direct_computation(tmp_path, capsys, load_script):
+
+def test_bands_match_a_direct_computation(tmp_path, capsys, load_script, tiny_rooms):
     from training.config_io import load_config
     from training.data import build_dataset
     from training.train import TrainConfig
-    from viewseg_core.data.synth.generate import SynthConfig, write_dataset
 
     dp = load_script("depth_profile")
-    data = tmp_path / "data"
-    write_dataset(data, 3, SynthConfig(views=10, height=30, width=40), seed=5, progress=False)
-    config = tmp_path / "config.yaml"
-    config.write_text(f"data:\n  root: {data}\n  image_size: [30, 40]\n  num_sources: 3\n"
-                      "  pairs: {min_rotation_deg: 10.0, min_baseline: 0.2, min_overlap: 0.05}\n")
-    torch.manual_seed(0)
-    model = ViewSeg(ModelConfig(encoder="deeplabv3plus_resnet18", feature_dim=16, hidden_dim=16, n_blocks=1,
-                                n_head_blocks=1, n_harmonic_xyz=4, n_harmonic_dir=2, num_coarse=8, num_fine=4,
-                                view_pooling="mean_var", source_rgb=True, far=8.0)).eval()
+    _, config = tiny_rooms
+    model = tiny_viewseg(view_pooling="mean_var", source_rgb=True)
     dataset = build_dataset(load_config(TrainConfig, config).data, "test", full_target=True)
     rows, total = dp.depth_profile(model, dataset, 2)
 
