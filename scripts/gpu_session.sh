@@ -26,6 +26,8 @@ STAGES=${STAGES:-checks train eval}
 OUT=${OUT:-out/gpu_session}
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}                 # DEVICE=cpu: a slow smoke run of the same steps on any machine
+TIME_SCALE=${TIME_SCALE:-1}            # multiplies the train/eval time caps (a CPU smoke run wants ~20)
+TEST_EXAMPLES=${TEST_EXAMPLES:-0}      # test targets per run's last checkpoint (0: the whole split)
 VIEWSEG=("$PY" -m viewseg_core.cli)    # an array, not a function: `timeout` runs programs only
 LOGS=runs/gpu_logs                     # packed into results.tgz: $OUT may hold 8 files at most
 STAGE3=(run.out_dir=runs/synthetic_gpu run.max_steps=2000)
@@ -40,6 +42,12 @@ mkdir -p "$OUT" "$LOGS"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 START=$(date +%s)
 stage() { echo; echo "=== [$(( $(date +%s) - START )) s] $*"; }
+cap() { echo $(( $1 * TIME_SCALE )); }   # a time cap in seconds, scaled
+cuda_tests() {
+  stage "CUDA tests (pytest -m gpu)"
+  timeout 240 $PY -m pytest -m gpu -q -p no:cacheprovider --junitxml="$LOGS/pytest_gpu.xml" \
+    test/viewseg_core/test_compositing_cuda.py test/viewseg_core/model/test_fast_path.py
+}
 wants() { [[ " $STAGES " == *" $1 "* ]]; }
 exec > >(tee -a "$OUT/session.log") 2>&1
 
@@ -69,9 +77,7 @@ EOF
 fi
 
 if wants checks; then
-  stage "CUDA tests (pytest -m gpu)"
-  timeout 240 $PY -m pytest -m gpu -q -p no:cacheprovider --junitxml="$LOGS/pytest_gpu.xml" \
-    test/viewseg_core/test_compositing_cuda.py test/viewseg_core/model/test_fast_path.py
+  cuda_tests
   stage "benchmarks"
   timeout 45 $PY benchmarks/bench_compositing.py
   timeout 60 $PY benchmarks/bench_train_step.py --repeats 5 --ref-repeats 3
@@ -83,9 +89,7 @@ if wants checks; then
 fi
 
 if wants cuda && ! wants checks; then
-  stage "CUDA tests (pytest -m gpu)"
-  timeout 240 $PY -m pytest -m gpu -q -p no:cacheprovider --junitxml="$LOGS/pytest_gpu.xml" \
-    test/viewseg_core/test_compositing_cuda.py test/viewseg_core/model/test_fast_path.py
+  cuda_tests
 fi
 
 if [ -n "${DATA_PID:-}" ]; then
@@ -96,18 +100,18 @@ fi
 if wants train; then
   stage "stage 3: synthetic_gpu.yaml from stage 2"
   rm -rf runs/synthetic_gpu
-  timeout 300 "${VIEWSEG[@]}" train --config training/configs/synthetic_gpu.yaml "${STAGE3[@]}"
+  timeout "$(cap 300)" "${VIEWSEG[@]}" train --config training/configs/synthetic_gpu.yaml "${STAGE3[@]}"
   echo "stage 3 exit $?"
   stage "stage 4: continuation at half the rate"
   rm -rf runs/synthetic_gpu2
-  timeout 300 "${VIEWSEG[@]}" train --config training/configs/synthetic_gpu.yaml "${STAGE4[@]}"
+  timeout "$(cap 300)" "${VIEWSEG[@]}" train --config training/configs/synthetic_gpu.yaml "${STAGE4[@]}"
   echo "stage 4 exit $?"
 fi
 
 if wants continue; then
   stage "stage 5: $CONTINUE_STEPS more steps from ${CONTINUE_FROM:-checkpoints/demo.pt}"
   rm -rf runs/synthetic_gpu3
-  timeout $(( CONTINUE_STEPS / 9 + 60 )) "${VIEWSEG[@]}" train --config training/configs/synthetic_gpu.yaml "${STAGE5[@]}"
+  timeout "$(cap $(( CONTINUE_STEPS / 9 + 180 )))" "${VIEWSEG[@]}" train --config training/configs/synthetic_gpu.yaml "${STAGE5[@]}"
   echo "stage 5 exit $?"
 fi
 
@@ -117,21 +121,21 @@ if wants eval; then
   for run in $RUNS; do
     for c in $(ls "$run"/checkpoints/step_*.pt 2>/dev/null | grep -E "step_($VAL_STEPS)\.pt"); do
       name=$(basename "$run")_$(basename "$c" .pt)
-      timeout 30 "${VIEWSEG[@]}" eval --checkpoint "$c" --config training/configs/synthetic_small.yaml --split val \
+      timeout "$(cap 30)" "${VIEWSEG[@]}" eval --checkpoint "$c" --config training/configs/synthetic_small.yaml --split val \
         --out "runs/gpu_eval/val_$name" --max-examples 12 --panels 0 --device "$DEVICE" > "$LOGS/eval_$name.log" 2>&1
       $PY -c "import json; m = json.load(open('runs/gpu_eval/val_$name/metrics.json'))['methods']['viewseg']; \
 print('$name val', {k: round(m[k], 4) for k in ('dataset_miou', 'per_image_miou', 'depth_l1', 'depth_absrel')})" || true
     done
     LAST=$(ls "$run"/checkpoints/step_*.pt 2>/dev/null | sort -V | tail -1)
-    [ -n "$LAST" ] && timeout 120 "${VIEWSEG[@]}" eval --checkpoint "$LAST" --config training/configs/synthetic_small.yaml \
-      --split test --out "runs/gpu_eval/test_$(basename "$run")" --panels 0 --device "$DEVICE" | tail -12
+    [ -n "$LAST" ] && timeout "$(cap 120)" "${VIEWSEG[@]}" eval --checkpoint "$LAST" --config training/configs/synthetic_small.yaml \
+      --split test --out "runs/gpu_eval/test_$(basename "$run")" --max-examples "$TEST_EXAMPLES" --panels 0 --device "$DEVICE" | tail -12
   done
   stage "packing: model files of each run's last two checkpoints (at most 5)"
   PACKED=0
   for run in $RUNS; do
     for c in $(ls "$run"/checkpoints/step_*.pt 2>/dev/null | sort -V | tail -2); do
       [ "$PACKED" -lt 5 ] || break
-      timeout 60 "${VIEWSEG[@]}" export-model --checkpoint "$c" --out "$OUT/model_$(basename "$run")_$(basename "$c")" \
+      timeout "$(cap 60)" "${VIEWSEG[@]}" export-model --checkpoint "$c" --out "$OUT/model_$(basename "$run")_$(basename "$c")" \
         && PACKED=$(( PACKED + 1 ))
     done
   done

@@ -420,6 +420,13 @@ class TfListener:
             self.node.get_logger().warning(f"dropped TF: {problem}", throttle_duration_sec=5.0)
 
     def destroy(self) -> None:
+        """Remove the two subscriptions from the node.
+
+        Call it while no executor is spinning the node in another thread (after
+        ``executor.shutdown()`` or ``remove_node``): rclpy may raise ``InvalidHandle`` in a
+        spinning executor's wait set for an entity destroyed under it (seen with clients in
+        test_node). The node itself never calls this; destroying the node removes them too.
+        """
         for subscription in self._subscriptions:
             self.node.destroy_subscription(subscription)
         self._subscriptions = []

@@ -204,8 +204,10 @@ def test_tf_listener_resolves_chain_from_real_publishers(rclpy_context):
         executor.spin_once(timeout_sec=0.05)
     expected = rz(math.pi / 4, (1, 0, 0)) @ camera_in_base
     np.testing.assert_allclose(listener.buffer.lookup("map", "camera", 2 * SEC), expected, atol=1e-9)
+    executor.shutdown()  # destroy() wants no executor spinning the node (its docstring)
+    assert {sub.topic_name for sub in listener_node.subscriptions} == {"/tf", "/tf_static"}
     listener.destroy()
-    executor.shutdown()
+    assert list(listener_node.subscriptions) == []
     listener_node.destroy_node()
     publisher_node.destroy_node()
 
