@@ -12,7 +12,10 @@
 #
 # The second line is sized for one 10-minute call on an H100/H200 (estimated from the measured
 # parts, not yet run as one: data 1-2 min beside the CUDA tests, 3000 steps at the measured
-# 11.3 steps/s = 4.5 min, evaluation and packing about 1.5 min).
+# 11.3 steps/s = 4.5 min, evaluation and packing about 1.5 min). The same steps, tiny, on
+# any machine (run on the 2-core CPU from a clean clone, data/synthetic_large linked in: 4.5 min):
+#   STAGES="continue eval" CONTINUE_STEPS=2 DEVICE=cpu TIME_SCALE=20 TEST_EXAMPLES=2 VAL_STEPS=2 \
+#     PYTHON=.venv/bin/python OUT=out/gpu_smoke bash scripts/gpu_session.sh
 #
 # It uses the machine's own python3 and packages (a lent GPU machine is bare and offline: no
 # venv). `train` needs runs/synthetic_medium/model.pt (stage 2); `continue` needs nothing
