@@ -3,7 +3,7 @@
 #   checks    the CUDA tests and the GPU benchmark rows (2.5 min on an H200)
 #   cuda      the CUDA tests only (pytest -m gpu; under a minute)
 #   train     stages 3 and 4 of docs/results.md (about 3 min each on an H200)
-#   continue  stage 5: stage 4 (the committed checkpoints/demo.pt, or $CONTINUE_FROM) trained
+#   continue  the shipped model (stage 4: the committed checkpoints/demo.pt, or $CONTINUE_FROM) trained
 #             $CONTINUE_STEPS more steps (default 4000, about 6 min on an H200)
 #   eval      val scores of the checkpoints at $VAL_STEPS, test scores of each run's last step
 #
@@ -37,7 +37,7 @@ STAGE3=(run.out_dir=runs/synthetic_gpu run.max_steps=2000)
 STAGE4=(run.init_from=runs/synthetic_gpu/model.pt run.out_dir=runs/synthetic_gpu2 run.max_steps=2000
         optim.lr=2.5e-4 optim.warmup_steps=50 run.image_every=0 run.seed=4)
 CONTINUE_STEPS=${CONTINUE_STEPS:-4000}
-STAGE5=(run.init_from=${CONTINUE_FROM:-checkpoints/demo.pt} run.out_dir=runs/synthetic_gpu3
+CONTINUATION=(run.init_from=${CONTINUE_FROM:-checkpoints/demo.pt} run.out_dir=runs/synthetic_gpu3
         run.max_steps=$CONTINUE_STEPS run.checkpoint_every=500 optim.lr=2.5e-4 optim.warmup_steps=50
         run.image_every=0 run.seed=5)
 VAL_STEPS=${VAL_STEPS:-1000|1500|2000|3000|4000|5000|6000}
@@ -112,10 +112,10 @@ if wants train; then
 fi
 
 if wants continue; then
-  stage "stage 5: $CONTINUE_STEPS more steps from ${CONTINUE_FROM:-checkpoints/demo.pt}"
+  stage "continuation: $CONTINUE_STEPS more steps from ${CONTINUE_FROM:-checkpoints/demo.pt}"
   rm -rf runs/synthetic_gpu3
-  timeout "$(cap $(( CONTINUE_STEPS / 9 + 180 )))" "${VIEWSEG[@]}" train --config training/configs/synthetic_gpu.yaml "${STAGE5[@]}"
-  echo "stage 5 exit $?"
+  timeout "$(cap $(( CONTINUE_STEPS / 9 + 180 )))" "${VIEWSEG[@]}" train --config training/configs/synthetic_gpu.yaml "${CONTINUATION[@]}"
+  echo "continuation exit $?"
 fi
 
 if wants eval; then
