@@ -362,7 +362,6 @@ def write_image_stats(path: Path, evaluators: Mapping[str, SegmentationEvaluator
     arrays.update({f"{META}/{key}": np.asarray(str(value)) for key, value in (meta or {}).items()})
     for name, ev in evaluators.items():
         arrays.update({f"{name}/{key}": value for key, value in ev.image_arrays().items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     write_bytes_atomic(path, buffer.getvalue())
@@ -511,20 +510,21 @@ def comparison_markdown(comparisons: Mapping, titles: Mapping[str, str]) -> list
              "and the share of resamples in which ViewSeg is better. Images of one scene are correlated: "
              "with few scenes these intervals are narrower than scene-level ones.", "",
              "| method | score | ViewSeg − method | interval | ViewSeg better in |", "|---|---|---|---|---|"]
+    def signed(v, unit: str) -> str:
+        if v is None or not math.isfinite(v):
+            return "—"
+        return f"{100 * v:+.1f}" if unit == "points" else f"{v:+.3f}"
+
     for name, scores in against.items():
         for score, c in scores.items():
             diff = c.get("difference")
             if diff is None or not math.isfinite(diff):
                 continue
             label, unit = _COMPARED_TITLES.get(score, (score, ""))
-            scale, digits = (100.0, 1) if unit == "points" else (1.0, 3)
-            low, high = c.get("low"), c.get("high")
-
-            def fmt(v):
-                return "—" if v is None or not math.isfinite(v) else f"{scale * v:+.{digits}f}"
             direction = "higher" if HIGHER_IS_BETTER.get(score, True) else "lower"
             lines.append(f"| {titles.get(name, name)} | {label} ({unit + ', ' if unit else ''}{direction} is better) "
-                         f"| {fmt(diff)} | [{fmt(low)}, {fmt(high)}] | {100 * c['a_better']:.0f}% |")
+                         f"| {signed(diff, unit)} | [{signed(c.get('low'), unit)}, {signed(c.get('high'), unit)}] "
+                         f"| {100 * c['a_better']:.0f}% |")
     return lines
 
 
