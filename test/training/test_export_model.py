@@ -50,3 +50,14 @@ def test_export_refuses_bad_inputs(tmp_path):
     assert not (tmp_path / "out.pt").exists()
     with pytest.raises(ValueError, match="is the checkpoint itself"):
         export_model(bad, bad)
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    assert cli.main(["export-model", "--checkpoint", str(bad), "--out", str(tmp_path / "out.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("viewseg export-model: error: refusing weights file") and "Traceback" not in err
+    assert cli.main(["export-model", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o.pt")]) == 2
+    assert "viewseg export-model: error:" in capsys.readouterr().err
+    assert not (tmp_path / "out.pt").exists() and not (tmp_path / "o.pt").exists()
