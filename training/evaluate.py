@@ -52,7 +52,8 @@ from training.checkpoint import FORMAT as TRAIN_FORMAT, FORMAT_VERSION as TRAIN_
 from training.config_io import apply_overrides, deep_merge, from_dict, read_config_dict
 from training.data import DataConfig, build_dataset
 from training.panels import example_panel, full_target_truth, render_example
-from viewseg_core.atomic_io import write_bytes_atomic
+from viewseg_core.atomic_io import check_writable, write_bytes_atomic, write_text_atomic
+from viewseg_core.cli import nonnegative_float, nonnegative_int, positive_int, resolve_device
 from viewseg_core.classes import CLASS_NAMES, colorize
 from viewseg_core.metrics import HIGHER_IS_BETTER, SegmentationEvaluator, paired_bootstrap
 from viewseg_core.model.viewseg import ViewSeg
@@ -530,10 +531,9 @@ def comparison_markdown(comparisons: Mapping, titles: Mapping[str, str]) -> list
 
 def write_reports(out_dir: str | Path, report: dict) -> tuple[Path, Path]:
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "metrics.json", out / "metrics.md"
-    json_path.write_text(json.dumps(_plain(report), indent=1, allow_nan=False) + "\n")
-    md_path.write_text(metrics_markdown(report))
+    write_text_atomic(json_path, json.dumps(_plain(report), indent=1, allow_nan=False) + "\n")
+    write_text_atomic(md_path, metrics_markdown(report))
     return json_path, md_path
 
 
@@ -587,8 +587,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     needs = [b for b in baselines if b in NEEDS_SEGMENTER]
     if needs and not cfg.segmenter:
         raise ValueError(f"baselines {needs} need --segmenter (a `viewseg pretrain-2d` checkpoint)")
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = resolve_device(cfg.device)
+    check_writable(Path(cfg.out) / "metrics.json")  # before the evaluation, not after it
     model, train_config = load_viewseg(cfg.checkpoint)
     model = model.to(device).eval()
     chunk = set_render_chunk(model, cfg.chunk_size, device)
@@ -627,18 +627,18 @@ def register(subparsers) -> None:
                    help=f"any of {', '.join(BASELINES)} (space or comma separated), or 'all'")
     p.add_argument("--segmenter", default="", help="2D segmenter checkpoint (`viewseg pretrain-2d`) for "
                                                    "CloudSeg, the oracle and nearest-view labels")
-    p.add_argument("--max-examples", type=int, default=0, help="evaluate this many targets, spread over the "
+    p.add_argument("--max-examples", type=nonnegative_int, default=0, help="evaluate this many targets, spread over the "
                                                                "split (0 = all)")
-    p.add_argument("--panels", type=int, default=8, help="PNG panels to write (first N examples)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    p.add_argument("--rotation-weight", type=float, default=DEFAULT_ROTATION_WEIGHT,
+    p.add_argument("--panels", type=nonnegative_int, default=8, help="PNG panels to write (first N examples)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=nonnegative_int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--rotation-weight", type=nonnegative_float, default=DEFAULT_ROTATION_WEIGHT,
                    help="nearest view: metres of travel equal to one radian of rotation")
-    p.add_argument("--max-splat", type=int, default=DEFAULT_MAX_SPLAT, help="CloudSeg: largest point "
+    p.add_argument("--max-splat", type=positive_int, default=DEFAULT_MAX_SPLAT, help="CloudSeg: largest point "
                                                                             "footprint, pixels")
-    p.add_argument("--chunk-size", type=int, default=0, help="rays per render chunk (0: 128 on CPU, the "
+    p.add_argument("--chunk-size", type=nonnegative_int, default=0, help="rays per render chunk (0: 128 on CPU, the "
                                                              "model's own on GPU)")
-    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP,
+    p.add_argument("--bootstrap", type=nonnegative_int, default=DEFAULT_BOOTSTRAP,
                    help="image resamples for the ViewSeg-vs-baseline intervals (0: no comparison table)")
     p.add_argument("overrides", nargs="*", help="data.key=value overrides, e.g. data.image_size=[60,80]")
     p.set_defaults(func=_run)

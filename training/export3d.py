@@ -16,6 +16,7 @@ colour, or the rendered RGB with ``--color rgb``) and ``label`` (uchar class id,
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -26,7 +27,9 @@ import torch
 from training.baselines import lift_depth
 from training.data import load_scenes
 from training.evaluate import load_viewseg, resolve_data_config, set_render_chunk
+from viewseg_core.atomic_io import check_writable, write_bytes_atomic
 from viewseg_core.classes import NUM_CLASSES, PALETTE
+from viewseg_core.cli import fraction, nonnegative_float, nonnegative_int, positive_int, resolve_device
 from viewseg_core.data.dataset import resize_view
 from viewseg_core.data.source import SceneSource
 
@@ -62,8 +65,6 @@ class PointCloud:
 
 def write_ply(path: str | Path, cloud: PointCloud, binary: bool = True, comments: Sequence[str] = ()) -> Path:
     """Write ``x y z red green blue label`` vertices (binary little-endian or ASCII)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = np.empty(len(cloud), dtype=list(PLY_PROPERTIES))
     for i, axis in enumerate("xyz"):
         rows[axis] = cloud.points[:, i]
@@ -73,15 +74,10 @@ def write_ply(path: str | Path, cloud: PointCloud, binary: bool = True, comments
     header = ["ply", f"format {'binary_little_endian' if binary else 'ascii'} 1.0",
               *[f"comment {c}" for c in comments], f"element vertex {len(cloud)}",
               *[f"property {_PLY_NAMES[t]} {name}" for name, t in PLY_PROPERTIES], "end_header"]
-    with open(path, "wb") as f:
-        f.write(("\n".join(header) + "\n").encode("ascii"))
-        if binary:
-            f.write(rows.tobytes())
-        else:
-            for r in rows:
-                f.write(f"{r['x']:.6f} {r['y']:.6f} {r['z']:.6f} {r['red']} {r['green']} {r['blue']} "
-                        f"{r['label']}\n".encode("ascii"))
-    return path
+    body = rows.tobytes() if binary else "".join(
+        f"{r['x']:.6f} {r['y']:.6f} {r['z']:.6f} {r['red']} {r['green']} {r['blue']} {r['label']}\n"
+        for r in rows).encode("ascii")
+    return write_bytes_atomic(path, ("\n".join(header) + "\n").encode("ascii") + body)
 
 
 def read_ply(path: str | Path) -> dict[str, np.ndarray]:
@@ -257,8 +253,8 @@ def export_3d(cfg: ExportConfig) -> tuple[Path, PointCloud, int]:
     """Render, fuse and write; returns (path, cloud, number of rendered views)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = resolve_device(cfg.device)
+    check_writable(cfg.out)  # before rendering, not after it
     model, train_config = load_viewseg(cfg.checkpoint)
     model = model.to(device).eval()
     set_render_chunk(model, cfg.chunk_size, device)
@@ -307,9 +303,12 @@ def export_3d(cfg: ExportConfig) -> tuple[Path, PointCloud, int]:
 
 def _floats(text: str) -> tuple[float, ...]:
     try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
+        values = tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        values = ()
+    if not values or not all(math.isfinite(v) for v in values):  # no offsets would render no views
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    return values
 
 
 def register(subparsers) -> None:
@@ -325,14 +324,14 @@ def register(subparsers) -> None:
     p.add_argument("--yaw", type=_floats, default=ExportConfig.yaw_deg, help="yaw offsets, degrees, comma-separated; write --yaw=-30,0,30 when the first is negative")
     p.add_argument("--pitch", type=_floats, default=ExportConfig.pitch_deg, help="pitch offsets, degrees")
     p.add_argument("--no-halfway", action="store_true", help="no query cameras between consecutive sources")
-    p.add_argument("--min-confidence", type=float, default=0.5)
-    p.add_argument("--voxel", type=float, default=0.02, help="fusion voxel size, metres (0 = no fusion)")
+    p.add_argument("--min-confidence", type=fraction, default=0.5)
+    p.add_argument("--voxel", type=nonnegative_float, default=0.02, help="fusion voxel size, metres (0 = no fusion)")
     p.add_argument("--color", choices=("semantic", "rgb"), default="semantic")
     p.add_argument("--ascii", action="store_true", help="ASCII PLY (default: binary little-endian)")
-    p.add_argument("--batch", type=int, default=4, help="query cameras per render call")
-    p.add_argument("--chunk-size", type=int, default=0, help="rays per render chunk (0: 128 on CPU)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--batch", type=positive_int, default=4, help="query cameras per render call")
+    p.add_argument("--chunk-size", type=nonnegative_int, default=0, help="rays per render chunk (0: 128 on CPU)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=nonnegative_int, default=0)
     p.add_argument("overrides", nargs="*", help="data.key=value overrides")
     p.set_defaults(func=_run)
 

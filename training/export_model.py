@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from viewseg_core.atomic_io import check_writable
 from viewseg_core.model.weights import load_model, save_model
 
 
@@ -24,6 +25,7 @@ def export_model(checkpoint: str | Path, out: str | Path) -> Path:
     checkpoint, out = Path(checkpoint), Path(out)
     if out.resolve() == checkpoint.resolve():
         raise ValueError(f"--out {out} is the checkpoint itself: write the model file elsewhere")
+    check_writable(out)
     model = load_model(checkpoint)
     save_model(model, out)
     reloaded = load_model(out)

@@ -78,9 +78,9 @@ def panel(rows: list[list[tuple[str, np.ndarray]]], tile_height: int = 180) -> n
 
 
 def save_png(path: str | Path, rgb: np.ndarray) -> Path:
-    """Write an RGB uint8 image as PNG (OpenCV wants BGR), creating parent folders."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-    return path
+    """Write an RGB uint8 image as PNG, atomically (a killed run leaves no torn panel),
+    creating parent folders."""
+    from viewseg_core.data.scene_folder import write_png  # the one PNG writer; lazy: no import cycle
+
+    write_png(path, rgb)
+    return Path(path)

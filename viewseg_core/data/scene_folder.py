@@ -31,6 +31,7 @@ name on read. Every malformed file raises ValueError naming the file.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -120,10 +121,9 @@ def write_depth_npy(path: str | os.PathLike, depth: np.ndarray) -> None:
     depth = np.asarray(depth)
     if depth.ndim != 2 or depth.dtype != np.float32:
         raise ValueError(f"{path}: depth must be [H, W] float32, got {depth.shape} {depth.dtype}")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, depth, allow_pickle=False)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.save(buffer, depth, allow_pickle=False)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def read_json(path: str | os.PathLike) -> dict:
