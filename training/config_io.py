@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,11 +38,62 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         hint = hints[name]
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             kwargs[name] = from_dict(hint, value, f"{where}{name}.")
-        elif typing.get_origin(hint) is tuple and isinstance(value, list):
-            kwargs[name] = tuple(value)
         else:
-            kwargs[name] = value
+            kwargs[name] = _typed(value, hint, where + name)
     return cls(**kwargs)
+
+
+_NO_MATCH = object()
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """``value`` as type ``hint``, or _NO_MATCH. Lossless conversions only."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            out = _coerce(value, option)
+            if out is not _NO_MATCH:
+                return out
+        return _NO_MATCH
+    if hint is type(None):
+        return None if value is None else _NO_MATCH
+    if hint is bool:
+        return value if isinstance(value, bool) else _NO_MATCH
+    if hint is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _NO_MATCH
+    if hint is float:
+        # PyYAML reads '1e-3' (no dot) as a string; a float field takes it as the number.
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                return _NO_MATCH
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _NO_MATCH
+    if hint is str:
+        return value if isinstance(value, str) else _NO_MATCH
+    if hint is dict or origin is dict:
+        return value if isinstance(value, dict) else _NO_MATCH
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return _NO_MATCH
+        args = typing.get_args(hint)
+        kinds = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(kinds) != len(value):
+            return _NO_MATCH
+        items = [_coerce(v, t) for v, t in zip(value, kinds)]
+        return _NO_MATCH if any(i is _NO_MATCH for i in items) else tuple(items)
+    return value  # a type this reader does not check (the dataclass may)
+
+
+def _typed(value: Any, hint: Any, key: str) -> Any:
+    """``value`` converted to ``hint``; a wrong type is an error naming the key."""
+    out = _coerce(value, hint)
+    if out is _NO_MATCH:
+        name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+        raise ValueError(f"config key {key}: expected {name}, got {value!r} ({type(value).__name__})")
+    return out
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -111,3 +163,16 @@ def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | No
     data: dict[str, Any] = read_config_dict(path) if path is not None else {}
     apply_overrides(data, overrides or [])
     return from_dict(cls, data)
+
+
+def check_bounds(obj: Any, section: str, at_least: Mapping[str, float] = {},
+                 above: Mapping[str, float] = {}) -> None:
+    """Range checks for a config section's numbers: a zero or negative count must not run.
+
+    ``viewseg train run.max_steps=-5`` used to 'finish' at once with exit 0 and no model.
+    """
+    for bounds, ok, word in ((at_least, lambda v, b: v >= b, ">="), (above, lambda v, b: v > b, ">")):
+        for name, bound in bounds.items():
+            value = getattr(obj, name)
+            if not ok(value, bound):  # NaN fails both comparisons
+                raise ValueError(f"config key {section}.{name} must be {word} {bound}, got {value!r}")

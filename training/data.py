@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from training.config_io import check_bounds
 from viewseg_core.data.dataset import DatasetConfig, ViewSegDataset, collate
 from viewseg_core.data.pairs import PairConfig, mine_all, read_pairs, write_pairs
 from viewseg_core.data.source import SceneSource
@@ -25,6 +26,8 @@ from viewseg_core.model.viewseg import ModelConfig
 from viewseg_core.rays import rays_at_pixels
 
 __all__ = ["DataConfig", "load_scenes", "build_dataset", "collate", "to_model_batch"]
+
+KINDS = ("scene_folders", "hypersim", "replica")
 
 
 @dataclass
@@ -41,6 +44,13 @@ class DataConfig:
     source_rays: int = 256
     num_workers: int = 0
     pairs: dict = field(default_factory=dict)  # PairConfig overrides, e.g. {min_rotation_deg: 20}
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"config key data.kind: unknown kind {self.kind!r} ({' | '.join(KINDS)})")
+        if len(self.image_size) != 2 or min(self.image_size) < 1:
+            raise ValueError(f"config key data.image_size must be [H, W] with both >= 1, got {self.image_size!r}")
+        check_bounds(self, "data", at_least={"num_sources": 1, "target_rays": 1, "source_rays": 0, "num_workers": 0})
 
 
 def _split_names(root: Path, split: str) -> list[str] | None:
@@ -78,7 +88,7 @@ def load_scenes(cfg: DataConfig, split: str) -> list[SceneSource]:
             raise ValueError("data.kind=hypersim needs data.split_csv (the official split CSV)")
         scenes = [HypersimScene(root, name, frames=frames) for name, frames in split_scenes(root, cfg.split_csv, split).items()]
     else:
-        raise ValueError(f"unknown data.kind {cfg.kind!r} (scene_folders | hypersim | replica)")
+        raise ValueError(f"unknown data.kind {cfg.kind!r} ({' | '.join(KINDS)})")
     if not scenes:
         raise ValueError(f"no scenes for split {split!r} under {root}")
     return scenes

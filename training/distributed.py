@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from viewseg_core.cli import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -37,9 +39,7 @@ def setup(device_name: str = "auto") -> DistInfo:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device_name == "auto" else device_name.startswith("cuda")
-    if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device_name!r} requested but CUDA is not available")
+    use_cuda = resolve_device(device_name).type == "cuda"  # ValueError for a GPU this machine lacks
     device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
     if use_cuda:
         torch.cuda.set_device(device)

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from viewseg_core.classes import CLASS_NAMES, IGNORE_LABEL
+from viewseg_core.cli import image_size, nonnegative_int, positive_float, positive_int, resolve_device
 from viewseg_core.metrics import confusion_matrix, semantic_scores
 from viewseg_core.model.encoder import ENCODER_NAMES, NORM_MODES, build_encoder
 from viewseg_core.model.weights import load_encoder_weights, save_encoder
@@ -241,8 +242,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = resolve_device(cfg.device)
     train_samples, layout = _samples(cfg, "training")
     val_samples, _ = _samples(cfg, "validation")
     num_classes = cfg.num_classes or (ADE20K_NUM_CLASSES if layout == "ade20k" else len(CLASS_NAMES))
@@ -303,14 +303,6 @@ def pretrain(cfg: PretrainConfig) -> dict:
             "seconds": time.time() - t0}
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 320x240, got {text!r}") from None
-    return h, w
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser("pretrain-2d", help="train the 2D encoder + class head on labelled images",
                               description=__doc__.split("\n\n")[0])
@@ -320,24 +312,24 @@ def register(subparsers) -> None:
     p.add_argument("--layout", default="auto", choices=("auto", "ade20k", "folder", "scenes"))
     p.add_argument("--encoder", default="deeplabv3plus_resnet50", choices=ENCODER_NAMES)
     p.add_argument("--norm", default="bn", choices=NORM_MODES)
-    p.add_argument("--feature-dim", type=int, default=256)
-    p.add_argument("--num-classes", type=int, default=0, help="0: 150 for ADE20k, 37 otherwise")
-    p.add_argument("--size", type=_size, default=(240, 320), help="training size WIDTHxHEIGHT (320x240)")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--max-steps", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--feature-dim", type=positive_int, default=256)
+    p.add_argument("--num-classes", type=nonnegative_int, default=0, help="0: 150 for ADE20k, 37 otherwise")
+    p.add_argument("--size", type=image_size, default=(320, 240), help="training size WIDTHxHEIGHT (320x240)")
+    p.add_argument("--epochs", type=positive_int, default=1)
+    p.add_argument("--max-steps", type=nonnegative_int, default=0, help="0: no limit beyond --epochs")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--lr", type=positive_float, default=0.01)
     p.add_argument("--init", default="", help="local ImageNet backbone or encoder weights to start from")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=nonnegative_int, default=2, help="data loader processes (0: in process)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     cfg = PretrainConfig(data=args.data, out=args.out, layout=args.layout, encoder=args.encoder,
                          norm=args.norm, feature_dim=args.feature_dim, num_classes=args.num_classes,
-                         size_hw=args.size, epochs=args.epochs, max_steps=args.max_steps,
+                         size_hw=args.size[::-1], epochs=args.epochs, max_steps=args.max_steps,
                          batch_size=args.batch_size, lr=args.lr, init=args.init, workers=args.workers,
                          device=args.device, seed=args.seed)
     summary = pretrain(cfg)

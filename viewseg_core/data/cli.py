@@ -5,16 +5,7 @@ import argparse
 import json
 import sys
 
-
-def _size(text: str) -> tuple[int, int]:
-    """'320x240' -> (width, height)."""
-    try:
-        w, h = (int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 320x240, got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return w, h
+from viewseg_core.cli import fraction, image_size, nonnegative_float, nonnegative_int, positive_int
 
 
 def _run_synth(args) -> int:
@@ -43,11 +34,7 @@ def _run_synth(args) -> int:
 def _run_inspect_hypersim(args) -> int:
     from viewseg_core.data.hypersim import inspect_frame
 
-    try:
-        info = inspect_frame(args.root, args.scene, args.cam, args.frame, camera_table=args.camera_table)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    info = inspect_frame(args.root, args.scene, args.cam, args.frame, camera_table=args.camera_table)
     if args.json:
         print(json.dumps(info, indent=1))
     else:
@@ -65,14 +52,9 @@ def _run_mine_pairs(args) -> int:
     from viewseg_core.data.pairs import PairConfig, mine_all, write_pairs
     from viewseg_core.data.scene_folder import SceneFolder, find_scene_folders
 
-    try:
-        folders = find_scene_folders(args.root)
-    except OSError as e:
-        print(f"error: {args.root}: {e}", file=sys.stderr)
-        return 1
+    folders = find_scene_folders(args.root)
     if not folders:
-        print(f"error: no scene folders (cameras.json) under {args.root}", file=sys.stderr)
-        return 1
+        raise ValueError(f"no scene folders (cameras.json) under {args.root}")
     cfg = PairConfig(num_sources=args.sources, min_overlap=args.min_overlap, min_baseline=args.min_baseline,
                      min_rotation_deg=args.min_rotation, seed=args.seed)
     entries = mine_all((SceneFolder(f) for f in folders), cfg, progress=True, workers=args.workers)
@@ -84,11 +66,12 @@ def _run_mine_pairs(args) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("synth", help="generate procedural indoor scenes (scene folders + splits)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--scenes", type=int, default=10, help="number of scenes")
-    p.add_argument("--views", type=int, default=40, help="views per scene (half robot, half human height)")
-    p.add_argument("--size", type=_size, default=(320, 240), help="image size WIDTHxHEIGHT (default 320x240)")
-    p.add_argument("--seed", type=int, default=0, help="dataset seed (scene i depends only on seed and i)")
-    p.add_argument("--workers", type=int, default=1, help="processes rendering scenes in parallel")
+    p.add_argument("--scenes", type=positive_int, default=10, help="number of scenes")
+    p.add_argument("--views", type=positive_int, default=40, help="views per scene (half robot, half human height)")
+    p.add_argument("--size", type=image_size, default=(320, 240), help="image size WIDTHxHEIGHT (default 320x240)")
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="dataset seed (scene i depends only on seed and i)")
+    p.add_argument("--workers", type=positive_int, default=1, help="processes rendering scenes in parallel")
     p.add_argument("--room-type", default=None, help="force one room type (bedroom, living, office, ...)")
     p.add_argument("--pairs", action=argparse.BooleanOptionalAction, default=True,
                    help="also mine source-target pairs into OUT/pairs.json (default on)")
@@ -99,7 +82,7 @@ def register(subparsers) -> None:
     p.add_argument("root", help="directory holding the ai_VVV_NNN scene folders")
     p.add_argument("--scene", required=True)
     p.add_argument("--cam", default="cam_00")
-    p.add_argument("--frame", type=int, default=0)
+    p.add_argument("--frame", type=nonnegative_int, default=0)
     p.add_argument("--camera-table", default=None, help="metadata_camera_parameters.csv (default: searched)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_run_inspect_hypersim)
@@ -107,12 +90,12 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("mine-pairs", help="mine source-target pairs over scene folders")
     p.add_argument("root", help="a scene folder or a directory of scene folders")
     p.add_argument("--out", required=True, help="pairs file to write (JSON)")
-    p.add_argument("--sources", type=int, default=4)
-    p.add_argument("--min-overlap", type=float, default=0.10)
-    p.add_argument("--min-baseline", type=float, default=0.5)
-    p.add_argument("--min-rotation", type=float, default=30.0, help="degrees")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1, help="processes mining scenes in parallel (same result)")
+    p.add_argument("--sources", type=positive_int, default=4)
+    p.add_argument("--min-overlap", type=fraction, default=0.10)
+    p.add_argument("--min-baseline", type=nonnegative_float, default=0.5, help="metres")
+    p.add_argument("--min-rotation", type=nonnegative_float, default=30.0, help="degrees")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--workers", type=positive_int, default=1, help="processes mining scenes in parallel (same result)")
     p.set_defaults(func=_run_mine_pairs)
 
 

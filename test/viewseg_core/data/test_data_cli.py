@@ -52,7 +52,11 @@ def test_mine_pairs_command(tmp_path, capsys):
                  "--min-rotation", "10"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["scenes"] == 1 and summary["pairs"] == len(read_pairs(tmp_path / "p.json"))
-    assert main(["mine-pairs", str(tmp_path / "empty"), "--out", str(tmp_path / "q.json")]) == 1
+    assert main(["mine-pairs", str(tmp_path / "empty"), "--out", str(tmp_path / "q.json")]) == 2
+    assert capsys.readouterr().err == f"viewseg mine-pairs: error: {tmp_path / 'empty'}: No such file or directory\n"
+    (tmp_path / "empty").mkdir()
+    assert main(["mine-pairs", str(tmp_path / "empty"), "--out", str(tmp_path / "q.json")]) == 2
+    assert "no scene folders (cameras.json) under" in capsys.readouterr().err
 
 
 def test_bad_size_is_a_usage_error(tmp_path):

@@ -9,6 +9,7 @@ dataset is reproducible scene by scene, in any order and with any number of work
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from viewseg_core import cameras
+from viewseg_core.atomic_io import ensure_dir
 from viewseg_core.data.records import View
 from viewseg_core.data.scene_folder import SceneFolder, SceneFolderWriter, read_json, write_json
 from viewseg_core.data.synth.layout import generate_scene
@@ -49,6 +51,20 @@ class SynthConfig:
     room_type: str | None = None
     frame_interval: float = 0.5
     trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
+
+    def __post_init__(self) -> None:
+        # Zero views or a zero-pixel image would "succeed" and write empty scene folders.
+        for name in ("views", "height", "width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"synth {name} must be an integer >= 1, got {value!r}")
+        lo, hi = self.hfov
+        if not 0 < lo <= hi < 180:
+            raise ValueError(f"synth hfov must be a range within (0, 180) degrees, got {self.hfov!r}")
+        if not 0 <= self.robot_fraction <= 1:
+            raise ValueError(f"synth robot_fraction must be in [0, 1], got {self.robot_fraction!r}")
+        if not self.frame_interval > 0:
+            raise ValueError(f"synth frame_interval must be > 0 s, got {self.frame_interval!r}")
 
 
 @dataclass(frozen=True)
@@ -157,8 +173,11 @@ def write_dataset(out: str | os.PathLike, num_scenes: int, config: SynthConfig, 
     """
     from tqdm import tqdm
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(num_scenes, bool) or not isinstance(num_scenes, numbers.Integral) or num_scenes < 1:
+        raise ValueError(f"number of scenes must be an integer >= 1, got {num_scenes!r}")
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    out = ensure_dir(out)
     names = [f"synth_{i:05d}" for i in range(num_scenes)]
     bar = tqdm(total=num_scenes * config.views, unit="view", desc="synth", disable=not progress,
                dynamic_ncols=True)

@@ -4,12 +4,12 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 
 from viewseg_core.classes import colorize
+from viewseg_core.cli import OneLineParser, nonnegative_int, positive_int
 from viewseg_core.data.synth.generate import SynthConfig, make_scene
 from viewseg_core.data.synth.render import render
 from viewseg_core.viz import colorize_depth, panel, save_png
@@ -31,10 +31,10 @@ def preview_sheet(seeds: list[int], views: int = 2, width: int = 320, height: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("out")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
-    p.add_argument("--views", type=int, default=2)
+    p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[0, 1, 2, 3])
+    p.add_argument("--views", type=positive_int, default=2)
     args = p.parse_args(argv)
     save_png(args.out, preview_sheet(args.seeds, args.views))
     print(args.out)
