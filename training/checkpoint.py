@@ -64,8 +64,37 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """The ``step_N.pt`` files in ``directory``, oldest (smallest N) first."""
+    found = [p for p in Path(directory).glob("step_*.pt") if p.stem.split("_", 1)[1].isdigit()]
+    return sorted(found, key=lambda p: int(p.stem.split("_", 1)[1]))
+
+
 def latest_checkpoint(directory: str | Path) -> Path | None:
     """The newest ``step_*.pt`` in ``directory`` by step number, or None."""
-    candidates = sorted(Path(directory).glob("step_*.pt"),
-                        key=lambda p: int(p.stem.split("_")[1]) if p.stem.split("_")[1].isdigit() else -1)
+    candidates = list_checkpoints(directory)
     return candidates[-1] if candidates else None
+
+
+def load_latest_readable(directory: str | Path, map_location: str | torch.device = "cpu",
+                         warn=print) -> tuple[Path, dict[str, Any]] | tuple[None, None]:
+    """The newest checkpoint in ``directory`` that loads, skipping unreadable ones with a warning.
+
+    A torn or corrupt newest file (a disk that filled, a copy cut short) should cost the steps
+    since the previous checkpoint, not the run. The bad file is left where it is, for a look
+    and because the run rewrites that step's file when it gets there. If no checkpoint loads,
+    that is an error: starting from scratch over a run's checkpoints must be a decision.
+    """
+    candidates = list_checkpoints(directory)
+    problems = []
+    for path in reversed(candidates):
+        try:
+            return path, load_checkpoint(path, map_location=map_location)
+        except ValueError as exc:
+            problems.append(str(exc))
+            older = "an older one" if path != candidates[0] else "none older"
+            warn(f"[train] warning: skipping unreadable checkpoint {path} ({exc}); trying {older}")
+    if candidates:
+        raise ValueError(f"no checkpoint in {directory} can be read ({len(candidates)} tried; newest: "
+                         f"{problems[0]}); move them away to start this run over")
+    return None, None

@@ -7,14 +7,27 @@ Checkpoints (``<out_dir>/checkpoints/step_N.pt``) are written atomically and hol
 optimizer, scheduler, step, config and RNG states; rerunning the same command resumes from
 the newest one and reaches the same weights as a run that never stopped (data order and
 ray sampling depend only on the seed, the epoch and the example index).
+
+Resuming:
+
+* temp files that a kill during a checkpoint write left (``.step_N.pt.*.tmp``) are deleted
+  at start, with a line saying so;
+* an unreadable newest checkpoint is skipped with a warning and the previous one is used;
+  if none can be read the command stops rather than starting over;
+* learning-rate settings given now (``optim.lr``, ``optim.lr_final_ratio``,
+  ``optim.warmup_steps``, ``run.max_steps``) are APPLIED from the resumed step, with a line
+  naming each change: the schedule continues at the new values, as ``config.yaml`` records.
+  ``optim.grad_clip`` and ``optim.batch_size`` are read every step and apply as well.
+  The model config cannot change on resume (an error; use a new ``run.out_dir``).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +37,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from training import distributed
-from training.checkpoint import FORMAT, FORMAT_VERSION, latest_checkpoint, load_checkpoint, rng_state, save_atomic, set_rng_state
-from training.config_io import load_config, to_dict
+from training.checkpoint import (FORMAT, FORMAT_VERSION, list_checkpoints, load_latest_readable, rng_state, save_atomic,
+                                 set_rng_state)
+from training.config_io import check_bounds, load_config, to_dict
 from training.data import DataConfig, build_dataset, collate, to_model_batch
+from viewseg_core.atomic_io import ensure_dir, remove_stale_temps, write_text_atomic
 from viewseg_core.model.losses import LossConfig, viewseg_losses
 from viewseg_core.model.field import NOOP_AT_INIT
 from viewseg_core.model.viewseg import ModelConfig, ViewSeg, build_model
@@ -40,6 +55,10 @@ class OptimConfig:
     warmup_steps: int = 0
     batch_size: int = 1               # examples per GPU/process (each: sources + rays)
     grad_clip: float = 0.0            # 0 = off
+
+    def __post_init__(self) -> None:
+        check_bounds(self, "optim", at_least={"warmup_steps": 0, "batch_size": 1, "grad_clip": 0.0},
+                     above={"lr": 0.0, "lr_final_ratio": 0.0})
 
 
 @dataclass
@@ -56,6 +75,10 @@ class RunConfig:
     threads: int = 0                  # torch CPU threads, 0 = torch's default
     init_from: str = ""               # start from another run's model (fine-tuning); not a resume
 
+    def __post_init__(self) -> None:
+        check_bounds(self, "run", at_least={"max_steps": 1, "checkpoint_every": 1, "keep_checkpoints": 0,
+                                            "log_every": 1, "image_every": 0, "seed": 0, "threads": 0})
+
 
 @dataclass
 class TrainConfig:
@@ -64,6 +87,10 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        # LossConfig lives with the losses; its weights are checked here, where configs are read.
+        check_bounds(self.loss, "loss", at_least={f.name: 0.0 for f in fields(self.loss)})
 
     def model_config(self) -> ModelConfig:
         model = {"source_size": list(self.data.image_size), **self.model}
@@ -84,9 +111,43 @@ def _unwrap(model: torch.nn.Module) -> ViewSeg:
 
 
 def _prune_checkpoints(directory: Path, keep: int) -> None:
-    files = sorted(directory.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    files = list_checkpoints(directory)
     for old in files[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# What a resumed run takes from the command line rather than the checkpoint: the schedule is
+# rebuilt from these, so they are applied (and logged) instead of silently kept from before.
+_SCHEDULE_KEYS = (("optim", "lr"), ("optim", "lr_final_ratio"), ("optim", "warmup_steps"), ("run", "max_steps"))
+
+
+def _apply_schedule_changes(saved_config: dict, cfg: TrainConfig, optimizer: torch.optim.Optimizer,
+                            scheduler, step: int, log) -> list[str]:
+    """Make a resumed optimizer follow ``cfg``'s learning-rate schedule; returns what changed.
+
+    ``scheduler.load_state_dict`` restores the old base learning rate, so without this a
+    resumed ``optim.lr=...`` would be recorded in config.yaml and ignored by the optimizer.
+    Unchanged settings leave the restored state untouched (bit-identical resume).
+    """
+    changed = []
+    for section, key in _SCHEDULE_KEYS:
+        old, new = saved_config.get(section, {}).get(key), getattr(getattr(cfg, section), key)
+        if old is not None and old != new:
+            changed.append(f"{section}.{key} {old} -> {new}")
+    if not changed:
+        return changed
+    scheduler.base_lrs = [cfg.optim.lr] * len(optimizer.param_groups)
+    for group, lr_lambda in zip(optimizer.param_groups, scheduler.lr_lambdas):
+        group["initial_lr"] = cfg.optim.lr
+        group["lr"] = cfg.optim.lr * lr_lambda(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    log(f"[train] resumed at step {step} with {', '.join(changed)} (changed since the checkpoint): "
+        f"applied, learning rate now {optimizer.param_groups[0]['lr']:.6g}")
+    return changed
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -96,6 +157,16 @@ def train(cfg: TrainConfig) -> Path:
         torch.set_num_threads(cfg.run.threads)
     out_dir = Path(cfg.run.out_dir)
     ckpt_dir = out_dir / "checkpoints"
+    log = _warn if info.is_main else (lambda message: None)
+    if info.is_main:
+        ensure_dir(ckpt_dir)  # a file in the way fails now, not after the data is loaded
+        # A run killed inside an atomic write leaves its temp file; nothing else writes here.
+        stale = remove_stale_temps(ckpt_dir, "step_*.pt")
+        for name in ("model.pt", "config.yaml", "replica_checksums.json"):
+            stale += remove_stale_temps(out_dir, name)
+        if stale:
+            log(f"[train] removed {len(stale)} temp file(s) left by an interrupted run: "
+                f"{', '.join(str(p) for p in stale)}")
     torch.manual_seed(cfg.run.seed + info.rank)
 
     dataset = build_dataset(cfg.data, split=cfg.data.train_split, seed=cfg.run.seed)
@@ -112,9 +183,8 @@ def train(cfg: TrainConfig) -> Path:
     scheduler = make_scheduler(optimizer, cfg.optim, cfg.run.max_steps)
 
     step = 0
-    resume_from = latest_checkpoint(ckpt_dir)
+    resume_from, ckpt = load_latest_readable(ckpt_dir, map_location=info.device, warn=log)
     if resume_from is not None:
-        ckpt = load_checkpoint(resume_from, map_location=info.device)
         if ckpt["model"]["config"] != asdict(model_cfg):
             raise ValueError(f"{resume_from} was trained with a different model config; use a new run.out_dir")
         model.load_state_dict(ckpt["model"]["state_dict"], strict=True)  # own file: every buffer, exactly
@@ -122,6 +192,7 @@ def train(cfg: TrainConfig) -> Path:
         scheduler.load_state_dict(ckpt["scheduler"])
         step = int(ckpt["step"])
         set_rng_state(ckpt["rng"][min(info.rank, len(ckpt["rng"]) - 1)])
+        _apply_schedule_changes(ckpt.get("config", {}), cfg, optimizer, scheduler, step, log)
     elif cfg.run.init_from:
         # Fine-tuning: weights from another run (e.g. Hypersim -> Replica), fresh optimizer.
         # Layers that start as a no-op may be new (say, turning on model.source_rgb).
@@ -136,9 +207,8 @@ def train(cfg: TrainConfig) -> Path:
     if info.is_main:
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(str(out_dir / "tensorboard"))
-        (out_dir / "config.yaml").parent.mkdir(parents=True, exist_ok=True)
         import yaml
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         if resume_from is not None:
             print(f"[train] resumed from {resume_from} at step {step}")
 
@@ -207,7 +277,7 @@ def train(cfg: TrainConfig) -> Path:
         save_model(_unwrap(model), final)
         writer.add_scalar("perf/train_seconds", time.perf_counter() - t_start, step)
         if info.distributed:
-            (out_dir / "replica_checksums.json").write_text(json.dumps(checksums))
+            write_text_atomic(out_dir / "replica_checksums.json", json.dumps(checksums))
             if len(set(checksums)) != 1:
                 raise RuntimeError(f"DDP replicas diverged: parameter checksums {checksums}")
             print(f"[train] {info.world_size} replicas in sync (checksum {checksums[0]:.10e})")
