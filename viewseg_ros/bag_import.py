@@ -15,11 +15,20 @@ Labels come from ``--semantic-topic`` (class ids, or NYU40 ids with ``--semantic
 nyu40``). Without one, a 2D segmenter checkpoint (``--segmenter``, a ``viewseg-encoder``
 file from ``viewseg pretrain-2d``) predicts PSEUDO-LABELS: the output and the scene's
 metadata say so, because training on them teaches the segmenter's mistakes.
+
+A bad frame (an unsupported encoding, a malformed image, a size that does not match its
+CameraInfo) is skipped and counted, not fatal. A bag whose file ends early (a recorder killed
+mid-write, a copy cut short) is imported up to where it stops being readable, with a warning;
+a bag that cannot be opened at all fails with a hint on how to salvage it. The scene is
+assembled in a hidden ``.<out>.partial-*`` folder beside ``--out`` and renamed into place
+only when complete, so ``--out`` is either the whole import or untouched.
 """
 from __future__ import annotations
 
 import argparse
 import bisect
+import errno
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from viewseg_core.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, nyu40_to_classes
+from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
 from viewseg_ros.conversions import camera_info_to_K, image_to_numpy, time_to_ns
 from viewseg_ros.keyframes import KeyframeConfig, admission_decision
@@ -77,14 +87,18 @@ class ImportReport:
     keyframes: int = 0
     label_source: str = "none"  # "topic:<name>", "pseudo:<checkpoint>" or "none"
     skipped: dict[str, int] = field(default_factory=dict)
+    skip_examples: dict[str, str] = field(default_factory=dict)  # reason -> first example
     warnings: dict[str, list] = field(default_factory=dict)  # kind -> [count, first example]
+    truncated: bool = False  # the bag stopped being readable part-way (see warnings)
 
     @property
     def pseudo_labels(self) -> bool:
         return self.label_source.startswith("pseudo:")
 
-    def skip(self, reason: str) -> None:
+    def skip(self, reason: str, example: str | None = None) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        if example is not None:
+            self.skip_examples.setdefault(reason, example)
 
     def warn(self, kind: str, example: str) -> None:
         """Count a problem by kind, keeping its first example (a bag can repeat one 10^5 times)."""
@@ -100,7 +114,8 @@ class ImportReport:
         else:
             lines.append("labels: none")
         for reason, count in sorted(self.skipped.items()):
-            lines.append(f"skipped {count} image(s): {reason}")
+            first = self.skip_examples.get(reason)
+            lines.append(f"skipped {count} image(s): {reason}" + (f" (first: {first})" if first else ""))
         lines.extend(f"warning: {kind} ({count}x), first: {example}"
                      for kind, (count, example) in self.warnings.items())
         return "\n".join(lines)
@@ -136,9 +151,54 @@ def _open(bag: Path):
     try:
         reader = AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_KILTED))
         reader.open()
-    except Exception as error:  # rosbags raises its own ReaderError/AnyReaderError
-        raise ValueError(f"{bag}: cannot read as a ROS 2 bag: {error}") from error
+    except Exception as error:  # rosbags raises its own ReaderError/AnyReaderError, apsw its own
+        raise ValueError(f"{bag}: cannot read as a ROS 2 bag: {str(error).rstrip('.')}{_salvage_hint(bag, error)}") from error
     return reader
+
+
+def _salvage_hint(bag: Path, error: Exception) -> str:
+    """How to get at the readable part of a bag whose file was cut short or damaged."""
+    text = str(error).lower()
+    if "magic" in text or "footer" in text or "summary" in text:
+        return ("; the MCAP file has no valid end (recording cut short?): rebuild it with "
+                "`mcap recover IN.mcap -o OUT.mcap` (the mcap CLI) and import OUT.mcap")
+    if "malformed" in text or "not a database" in text or "missing tables" in text:
+        return ("; the sqlite3 file is damaged or truncated: salvage its readable rows with "
+                "`sqlite3 IN.db3 .dump | sqlite3 OUT.db3` and import OUT.db3")
+    return ""
+
+
+def _messages(reader, connections: list, report: ImportReport, bag: Path, stage: str):
+    """``reader.messages`` that stops, with a warning, where the file stops being readable.
+
+    A truncated or damaged bag raises from deep inside rosbags (ReaderError, apsw.CorruptError,
+    struct.error, a decompressor's error...) at the first bad record; what came before it is
+    good, so the import keeps it instead of failing.
+    """
+    iterator = reader.messages(connections=connections)
+    count = 0
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except Exception as error:  # noqa: BLE001 -- see the docstring: the types vary by storage
+            report.warn("the bag is unreadable from here on (truncated or damaged); imported what came before",
+                        f"{bag}: {stage}, after {count} message(s): {type(error).__name__}: {error}")
+            report.truncated = True
+            return
+        count += 1
+        yield item
+
+
+def _deserialize(reader, conn, raw: bytes, report: ImportReport, bag: Path, log_ns: int):
+    """The message, or None (counted) when its bytes do not decode as its type."""
+    try:
+        return reader.deserialize(raw, conn.msgtype)
+    except Exception as error:  # noqa: BLE001 -- CDR decoding of cut bytes raises struct/Index/ValueError
+        report.warn("dropped undecodable messages", f"{bag}: {conn.topic} at {log_ns / NS_PER_S:.3f} s: "
+                                                    f"{type(error).__name__}: {error}")
+        return None
 
 
 def _connections(reader, topic: str | None, msgtype: str, what: str, bag: Path) -> list:
@@ -210,6 +270,7 @@ class _Segmenter:
         self.encoder = build_encoder(ckpt["encoder"], feature_dim=int(ckpt.get("feature_dim", 256)),
                                      num_classes=int(ckpt["num_classes"]))
         load_encoder_weights(self.encoder, path)
+        device = resolve_device(device)
         self.encoder.eval().to(device)
         self.device = device
         names = list(ckpt.get("class_names") or CLASS_NAMES[: int(ckpt["num_classes"])])
@@ -226,8 +287,100 @@ class _Segmenter:
 
 
 # --------------------------------------------------------------------------- import
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1")
+
+
+class _BadFrame(ValueError):
+    """One keyframe cannot be used; the import skips it, counted under ``reason``."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+def _decode_keyframe(item: _Pending, config: BagImportConfig, report: ImportReport, segmenter,
+                     what: str) -> View:
+    """The scene-folder view of a complete keyframe; _BadFrame for anything frame-specific."""
+    rgb_msg = item.parts["rgb"][1]
+    try:
+        rgb = image_to_numpy(rgb_msg, what)
+    except ValueError as error:
+        raise _BadFrame("malformed colour image", str(error)) from error
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+    if (item.camera.height, item.camera.width) != rgb.shape[:2]:
+        raise _BadFrame("image size differs from its CameraInfo (binning/ROI are not supported)",
+                        f"{what}: CameraInfo is {item.camera.width}x{item.camera.height} but the image is "
+                        f"{rgb.shape[1]}x{rgb.shape[0]}")
+    labels = depth = None
+    try:
+        if "semantic" in item.parts:
+            labels = _labels(item.parts["semantic"][1], config, report, what + " semantic")
+    except ValueError as error:
+        raise _BadFrame("unusable semantic image", str(error)) from error
+    try:
+        if "depth" in item.parts:
+            depth = _depth(item.parts["depth"][1], what + " depth")
+    except ValueError as error:
+        raise _BadFrame("unusable depth image", str(error)) from error
+    for name, image in (("semantic", labels), ("depth", depth)):
+        if image is not None and image.shape != rgb.shape[:2]:
+            raise _BadFrame(f"{name} image size differs from the colour image",
+                            f"{what}: {name} is {image.shape[1]}x{image.shape[0]}, "
+                            f"image is {rgb.shape[1]}x{rgb.shape[0]}")
+    if labels is None and segmenter is not None:
+        labels = segmenter(rgb)
+    return View(rgb=rgb, K=item.camera.K, c2w=item.c2w, labels=labels, depth=depth,
+                view_id=f"{item.index:06d}", stamp=item.stamp_ns / NS_PER_S,
+                meta={"stamp_ns": item.stamp_ns, "label_source": report.label_source})
+
+
+def _staging_folder(out_dir: Path) -> Path:
+    """A fresh hidden folder beside ``out_dir`` to assemble the scene in.
+
+    Checks ``out_dir`` first: replacing an earlier import is fine, replacing anything else is
+    not. Stale staging folders of a killed import into the same ``out_dir`` are removed.
+    """
+    import shutil
+    import tempfile
+
+    from viewseg_core.atomic_io import ensure_dir
+    from viewseg_core.data.scene_folder import is_scene_folder
+
+    if out_dir.exists() or out_dir.is_symlink():
+        if not out_dir.is_dir():
+            raise ValueError(f"--out {out_dir} exists and is not a folder")
+        if any(out_dir.iterdir()) and not is_scene_folder(out_dir):
+            raise ValueError(f"--out {out_dir} is a non-empty folder that is not a scene folder (no cameras.json); "
+                             f"refusing to replace it")
+    parent = ensure_dir(out_dir.parent)
+    for stale in parent.glob(f".{out_dir.name}.partial-*"):
+        print(f"viewseg bag2scene: removing {stale}, left by an import that did not finish", file=sys.stderr)
+        shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    """Move the finished scene in place of ``out_dir`` (an earlier import there is replaced)."""
+    import shutil
+
+    try:
+        os.rename(staging, out_dir)  # atomic; also replaces an empty folder
+        return
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    # An earlier import: move it aside, then in, so a crash leaves one of the two complete.
+    old = staging.with_name(staging.name.replace(".partial-", ".replaced-"))
+    os.rename(out_dir, old)
+    os.rename(staging, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) -> ImportReport:
     """Import ``bag`` into the scene folder ``out_dir`` (see the module docstring)."""
+    import shutil
+
     from viewseg_core.data.scene_folder import SceneFolderWriter
 
     bag, out_dir = Path(bag), Path(out_dir)
@@ -242,7 +395,9 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
     tolerance_ns = int(round(config.sync_tolerance_s * NS_PER_S))
 
     reader = _open(bag)
+    staging = None
     try:
+        staging = _staging_folder(out_dir)  # checks --out before the passes over the bag
         image_conns = _connections(reader, config.image_topic, IMAGE_TYPE, "--image-topic", bag)
         info_conns = _connections(reader, config.camera_info_topic, CAMERA_INFO_TYPE, "--camera-info-topic", bag)
         semantic_conns = _connections(reader, config.semantic_topic, IMAGE_TYPE, "--semantic-topic", bag)
@@ -256,8 +411,11 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
         # Pass 1: TF and camera calibration.
         buffer = TransformBuffer(cache_time_s=None, max_history=None)
         infos: list[_CameraInfo] = []
-        for conn, log_ns, raw in reader.messages(connections=tf_conns + static_conns + info_conns):
-            msg = reader.deserialize(raw, conn.msgtype)
+        for conn, log_ns, raw in _messages(reader, tf_conns + static_conns + info_conns, report, bag,
+                                           "reading TF and CameraInfo"):
+            msg = _deserialize(reader, conn, raw, report, bag, log_ns)
+            if msg is None:
+                continue
             if conn.msgtype == TF_TYPE:
                 for problem in add_tf_message(buffer, msg, static=conn.topic == config.tf_static_topic):
                     report.warn("dropped invalid TF transforms", f"at {log_ns / NS_PER_S:.3f} s: {problem}")
@@ -276,10 +434,19 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
 
         # Pass 2: poses at image stamps and keyframe subsampling (headers only; nothing decoded).
         candidates = []
-        for conn, log_ns, raw in reader.messages(connections=image_conns):
-            msg = reader.deserialize(raw, conn.msgtype)
+        for conn, log_ns, raw in _messages(reader, image_conns, report, bag, "reading image headers"):
+            msg = _deserialize(reader, conn, raw, report, bag, log_ns)
+            if msg is None:
+                continue
             report.images += 1
-            candidates.append((_header_ns(msg, log_ns, report), config.camera_frame or msg.header.frame_id))
+            stamp_ns = _header_ns(msg, log_ns, report)
+            if msg.encoding not in COLOR_ENCODINGS:
+                # Before admission: a frame that cannot be decoded must not keep a good
+                # neighbour out as "too close to an earlier keyframe".
+                report.skip(f"unsupported colour encoding {msg.encoding!r} (supported: {', '.join(COLOR_ENCODINGS)})",
+                            f"{bag}: image at {stamp_ns / NS_PER_S:.9f} s")
+                continue
+            candidates.append((stamp_ns, config.camera_frame or msg.header.frame_id))
         candidates.sort()
         kept: list[tuple[int, int, np.ndarray]] = []
         pending: dict[int, _Pending] = {}
@@ -316,7 +483,7 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                 "image_topic": config.image_topic, "camera_info_topic": config.camera_info_topic,
                 "labels": report.label_source, "pseudo_labels": segmenter is not None,
                 "keyframes": asdict(kf_config)}
-        writer = SceneFolderWriter(out_dir, scene=config.scene_name or bag.stem, meta=meta)
+        writer = SceneFolderWriter(staging, scene=config.scene_name or bag.stem, meta=meta)
 
         def finish(item: _Pending) -> None:
             del pending[item.stamp_ns]
@@ -325,37 +492,22 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
             if missing:
                 report.skip(f"no {'/'.join(missing)} message within {config.sync_tolerance_s} s of the image")
                 return
-            rgb_msg = item.parts["rgb"][1]
-            if rgb_msg.encoding in ("mono8", "8UC1"):
-                rgb = np.repeat(image_to_numpy(rgb_msg, what)[:, :, None], 3, axis=2)
-            elif rgb_msg.encoding in ("rgb8", "bgr8", "rgba8", "bgra8"):
-                rgb = image_to_numpy(rgb_msg, what)
-            else:
-                raise ValueError(f"{what}: colour images must be rgb8/bgr8/rgba8/bgra8/mono8, got {rgb_msg.encoding!r}")
-            if (item.camera.height, item.camera.width) != rgb.shape[:2]:
-                raise ValueError(f"{what}: CameraInfo is {item.camera.width}x{item.camera.height} but the image is "
-                                 f"{rgb.shape[1]}x{rgb.shape[0]} (binning/ROI are not supported)")
-            labels = depth = None
-            if "semantic" in item.parts:
-                labels = _labels(item.parts["semantic"][1], config, report, what + " semantic")
-            elif segmenter is not None:
-                labels = segmenter(rgb)
-            if "depth" in item.parts:
-                depth = _depth(item.parts["depth"][1], what + " depth")
-            for name, image in (("semantic", labels), ("depth", depth)):
-                if image is not None and image.shape != rgb.shape[:2]:
-                    raise ValueError(f"{what}: {name} is {image.shape[1]}x{image.shape[0]}, "
-                                     f"image is {rgb.shape[1]}x{rgb.shape[0]}")
-            writer.add(View(rgb=rgb, K=item.camera.K, c2w=item.c2w, labels=labels, depth=depth,
-                            view_id=f"{item.index:06d}", stamp=item.stamp_ns / NS_PER_S,
-                            meta={"stamp_ns": item.stamp_ns, "label_source": report.label_source}))
+            try:
+                view = _decode_keyframe(item, config, report, segmenter, what)
+            except _BadFrame as bad:
+                report.skip(bad.reason, str(bad))
+                return
+            writer.add(view)
             report.keyframes += 1
 
-        for conn, log_ns, raw in reader.messages(connections=image_conns + semantic_conns + depth_conns):
+        for conn, log_ns, raw in _messages(reader, image_conns + semantic_conns + depth_conns, report, bag,
+                                           "reading images"):
             if not pending:
                 break
             role = roles[conn.id]
-            msg = reader.deserialize(raw, conn.msgtype)
+            msg = _deserialize(reader, conn, raw, report, bag, log_ns)
+            if msg is None:
+                continue
             stamp_ns = _header_ns(msg, log_ns, report)
             newest_seen[role] = max(newest_seen[role], stamp_ns)
             # The keyframe nearest in stamp; a closer message later on the topic replaces it.
@@ -374,11 +526,17 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                 finish(pending[stamp])
         for stamp in sorted(pending):
             finish(pending[stamp])
+        if report.keyframes == 0:
+            hint = " (the bag ends early: see the warning)" if report.truncated else ""
+            raise ValueError(f"{bag}: no keyframes written ({report.images} images; skipped: "
+                             f"{report.skipped}){hint}")
         writer.close()
+        _publish(staging, out_dir)
+        staging = None
     finally:
         reader.close()
-    if report.keyframes == 0:
-        raise ValueError(f"{bag}: no keyframes written ({report.images} images; skipped: {report.skipped})")
+        if staging is not None:  # failed: nothing half-written is left under any name
+            shutil.rmtree(staging, ignore_errors=True)
     return report
 
 
@@ -402,36 +560,32 @@ def register(subparsers: Any) -> None:
                         help="viewseg-encoder checkpoint for PSEUDO-LABELS when there is no --semantic-topic")
     parser.add_argument("--no-labels", action="store_true", help="write images (and depth) without labels")
     defaults = KeyframeConfig()
-    parser.add_argument("--min-translation", type=float, default=defaults.min_translation,
+    parser.add_argument("--min-translation", type=nonnegative_float, default=defaults.min_translation,
                         help="keyframe threshold (m), as the node's keyframe buffer")
-    parser.add_argument("--min-rotation", type=float, default=defaults.min_rotation_deg,
+    parser.add_argument("--min-rotation", type=nonnegative_float, default=defaults.min_rotation_deg,
                         help="keyframe threshold (deg)")
-    parser.add_argument("--min-interval", type=float, default=defaults.min_interval_s,
+    parser.add_argument("--min-interval", type=nonnegative_float, default=defaults.min_interval_s,
                         help="keyframe threshold (s)")
-    parser.add_argument("--sync-tolerance", type=float, default=0.02,
+    parser.add_argument("--sync-tolerance", type=nonnegative_float, default=0.02,
                         help="max stamp difference (s) pairing an image with its semantic/depth image")
     parser.add_argument("--tf-topic", default="/tf")
     parser.add_argument("--tf-static-topic", default="/tf_static")
     parser.add_argument("--scene-name", default=None, help="scene name (default: the bag's name)")
-    parser.add_argument("--device", default="cpu", help="torch device for --segmenter")
+    parser.add_argument("--device", default="cpu", help="torch device for --segmenter (auto, cpu, cuda, cuda:N)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = BagImportConfig(
-            image_topic=args.image_topic, camera_info_topic=args.camera_info_topic, fixed_frame=args.fixed_frame,
-            semantic_topic=args.semantic_topic, semantic_format=args.semantic_format, depth_topic=args.depth_topic,
-            segmenter=args.segmenter, no_labels=args.no_labels, camera_frame=args.camera_frame,
-            tf_topic=args.tf_topic, tf_static_topic=args.tf_static_topic, sync_tolerance_s=args.sync_tolerance,
-            keyframes=KeyframeConfig(min_translation=args.min_translation, min_rotation_deg=args.min_rotation,
-                                     min_interval_s=args.min_interval, max_keyframes=1 << 30, max_bytes=1 << 62),
-            scene_name=args.scene_name, device=args.device)
-        report = import_bag(args.bag, args.out, config)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"viewseg bag2scene: error: {error}", file=sys.stderr)
-        return 2
-    print(report.summary())
+    # Errors (ValueError, OSError) become one line and exit 2 in viewseg_core.cli.main.
+    config = BagImportConfig(
+        image_topic=args.image_topic, camera_info_topic=args.camera_info_topic, fixed_frame=args.fixed_frame,
+        semantic_topic=args.semantic_topic, semantic_format=args.semantic_format, depth_topic=args.depth_topic,
+        segmenter=args.segmenter, no_labels=args.no_labels, camera_frame=args.camera_frame,
+        tf_topic=args.tf_topic, tf_static_topic=args.tf_static_topic, sync_tolerance_s=args.sync_tolerance,
+        keyframes=KeyframeConfig(min_translation=args.min_translation, min_rotation_deg=args.min_rotation,
+                                 min_interval_s=args.min_interval, max_keyframes=1 << 30, max_bytes=1 << 62),
+        scene_name=args.scene_name, device=args.device)
+    print(import_bag(args.bag, args.out, config).summary())
     return 0
 
 
