@@ -203,7 +203,36 @@ def _as_matrix(x, shape: tuple[int, ...], name: str) -> np.ndarray:
 
 def _check_invertible(K: np.ndarray, name: str) -> None:
     if abs(np.linalg.det(K)) < 1e-12:
-        raise ValueError(f"{name}: matrix is singular: {K!r}")
+        # One line: this text ends up in a service response and a log line.
+        raise ValueError(f"{name}: matrix is singular: {_one_line(K)}")
+
+
+def _one_line(matrix: np.ndarray) -> str:
+    return np.array2string(np.asarray(matrix), separator=", ", max_line_width=10**6).replace("\n", "")
+
+
+# How far outside the image the principal point may lie, as a fraction of the image size.
+# Real pinhole cameras put it within a few percent of the centre; a value far outside is a
+# unit or size mix-up (K for another resolution), which would render a shifted world.
+PRINCIPAL_POINT_MARGIN = 0.25
+
+
+def check_pinhole(K: np.ndarray, width: int, height: int, name: str = "K") -> None:
+    """ValueError (one line, naming ``name``) unless K is a usable pinhole for a width x height
+    image: fx, fy > 0, last row [0, 0, 1], and the principal point inside the image grown by
+    :data:`PRINCIPAL_POINT_MARGIN` of its size on every side."""
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3) or not np.all(np.isfinite(K)):
+        raise ValueError(f"{name}: need a finite 3x3 matrix, got {_one_line(K)}")
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    if not (fx > 0 and fy > 0):
+        raise ValueError(f"{name}: focal lengths must be positive, got fx={fx:g}, fy={fy:g}")
+    if not np.allclose(K[2], [0.0, 0.0, 1.0]) or K[1, 0] != 0:
+        raise ValueError(f"{name}: not a pinhole matrix (third row must be [0, 0, 1], K[1][0] = 0): {_one_line(K)}")
+    mx, my = PRINCIPAL_POINT_MARGIN * width, PRINCIPAL_POINT_MARGIN * height
+    if not (-mx <= cx <= width + mx and -my <= cy <= height + my):
+        raise ValueError(f"{name}: principal point ({cx:g}, {cy:g}) is far outside the {width}x{height} image "
+                         f"(allowed: x in [{-mx:g}, {width + mx:g}], y in [{-my:g}, {height + my:g}])")
 
 
 def _normalise_K(K: np.ndarray) -> np.ndarray:
@@ -374,7 +403,7 @@ def planar_depth_to_distance(depth, K) -> np.ndarray:
 __all__ = [
     "pixel_grid", "camera_directions", "pixels_to_rays", "world_to_camera", "project_points",
     "in_image", "uv_to_grid", "ray_z_component", "scale_intrinsics", "resize_intrinsics", "crop_intrinsics",
-    "K_from_camera_info", "camera_info_k_from_K", "K_from_hfov", "hypersim_K",
+    "K_from_camera_info", "camera_info_k_from_K", "check_pinhole", "PRINCIPAL_POINT_MARGIN", "K_from_hfov", "hypersim_K",
     "hypersim_M_cam_from_uv", "hypersim_c2w", "opencv_c2w_to_hypersim",
     "habitat_c2w_to_opencv", "opencv_c2w_to_habitat", "pytorch3d_RT_to_opencv_c2w",
     "opencv_c2w_to_pytorch3d_RT", "distance_to_planar_depth", "planar_depth_to_distance",

@@ -6,8 +6,11 @@ Score (deterministic; all weights in :class:`SourceSelectionConfig`):
    evenly over the query image, each at ``depth_samples`` planar depths evenly spaced in
    [near, far] (no scene geometry is needed, so it works before anything is rendered).
 2. A point is *seen* by a source view when it projects in front of that camera and inside
-   its image (the test of ``cameras.project_points`` + ``cameras.in_image``, in NumPy). ``overlap`` is the
-   fraction of the query's points a view sees, in [0, 1].
+   its image (the test of ``cameras.project_points`` + ``cameras.in_image``, in NumPy), and,
+   when ``max_source_depth`` is set, no deeper than that in the source camera: a camera
+   "sees" a point a kilometre away at its image centre, but its features say nothing about
+   it. ``overlap`` is the fraction of the query's points a view sees, in [0, 1]; ``coverage``
+   the fraction that at least one picked view sees.
 3. Views are picked greedily. At each pick, a point already seen by ``c`` picked views is
    worth ``redundancy_decay ** c``, so a second view of the same wall counts less than a
    view of what no pick covers yet (``redundancy_decay = 1`` ranks by plain overlap). A
@@ -41,6 +44,7 @@ class SourceSelectionConfig:
     angle_weight: float = 0.25  # score lost by a view looking the opposite way
     distance_weight: float = 0.1  # score lost by a view `far` metres (or more) away
     redundancy_decay: float = 0.5  # worth of a point per earlier pick that sees it
+    max_source_depth: float | None = None  # metres; None = a point at any depth in front counts
 
     def __post_init__(self) -> None:
         if self.num_sources < 1:
@@ -51,6 +55,8 @@ class SourceSelectionConfig:
             raise ValueError(f"grid and depth_samples must be >= 1: {self}")
         if not 0 <= self.redundancy_decay <= 1:
             raise ValueError(f"redundancy_decay must be in [0, 1], got {self.redundancy_decay}")
+        if self.max_source_depth is not None and not self.max_source_depth > 0:
+            raise ValueError(f"max_source_depth must be > 0 or None, got {self.max_source_depth}")
 
 
 @dataclass
@@ -63,6 +69,7 @@ class SourceSelection:
         overlap: [N] fraction of query frustum points each candidate sees.
         angle_deg: [N] angle between optical axes, degrees.
         distance: [N] distance between camera centres, metres.
+        coverage: fraction of query frustum points that at least one picked view sees.
     """
 
     indices: list[int]
@@ -70,6 +77,7 @@ class SourceSelection:
     overlap: torch.Tensor
     angle_deg: torch.Tensor
     distance: torch.Tensor
+    coverage: float = 0.0
 
 
 def frustum_points(K: torch.Tensor, c2w: torch.Tensor, height: int, width: int,
@@ -117,7 +125,7 @@ def select_sources(query_K, query_c2w, query_hw: Sequence[int], source_K, source
 
     points = frustum_points(torch.from_numpy(qK), torch.from_numpy(qT), int(query_hw[0]), int(query_hw[1]),
                             config).numpy()  # [P, 3]
-    seen = _seen(sK, sT, hw, points)  # [N, P]
+    seen = _seen(sK, sT, hw, points, config.max_source_depth)  # [N, P]
     overlap = seen.mean(axis=1)
 
     angle = np.arccos(np.clip((sT[:, :3, 2] * qT[:3, 2]).sum(-1), -1.0, 1.0))
@@ -135,8 +143,9 @@ def select_sources(query_K, query_c2w, query_hw: Sequence[int], source_K, source
         scores.append(float(score[best]))
         available[best] = False
         worth = np.where(seen[best], worth * config.redundancy_decay, worth)
+    coverage = float(seen[indices].any(axis=0).mean())
     return SourceSelection(indices, scores, torch.from_numpy(overlap), torch.from_numpy(np.rad2deg(angle)),
-                           torch.from_numpy(distance))
+                           torch.from_numpy(distance), coverage)
 
 
 def _as_float64(x) -> np.ndarray:
@@ -145,8 +154,10 @@ def _as_float64(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def _seen(K: np.ndarray, c2w: np.ndarray, hw: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """[N, P] bool: point p projects in front of camera n and inside its image.
+def _seen(K: np.ndarray, c2w: np.ndarray, hw: np.ndarray, points: np.ndarray,
+          max_depth: float | None = None) -> np.ndarray:
+    """[N, P] bool: point p projects in front of camera n and inside its image (and, with
+    ``max_depth``, at most that deep in camera n).
 
     The same test as ``cameras.project_points`` + ``cameras.in_image`` (checked against
     them in the tests), in NumPy: a query's handful of small arrays costs per-op
@@ -161,7 +172,43 @@ def _seen(K: np.ndarray, c2w: np.ndarray, hw: np.ndarray, points: np.ndarray) ->
     w = np.where(np.abs(w) < _HOMOGENEOUS_EPS, _HOMOGENEOUS_EPS, w)
     u, v = h[..., 0] / w, h[..., 1] / w
     height, width = hw[:, 0:1], hw[:, 1:2]
-    return (h[..., 3] > 0) & (u >= -0.5) & (u < width - 0.5) & (v >= -0.5) & (v < height - 0.5)
+    seen = (h[..., 3] > 0) & (u >= -0.5) & (u < width - 0.5) & (v >= -0.5) & (v < height - 0.5)
+    if max_depth is not None:
+        seen &= h[..., 3] <= max_depth
+    return seen
+
+
+def pixel_coverage(K, c2w, depth, source_K, source_c2w, source_hw: Sequence[Sequence[int]] | Sequence[int],
+                   max_source_depth: float | None = None) -> np.ndarray:
+    """Which pixels of a rendered image show a surface that some source view sees.
+
+    The pixel's rendered surface point (planar ``depth`` along the query camera's rays) must
+    pass the test of :func:`select_sources` in at least one source camera. It is a test of
+    the frustums only: without source depth a source cannot tell whether it sees the surface
+    or something in front of it.
+
+    Args:
+        K: [3, 3], c2w: [4, 4] of the query camera; depth: [H, W] planar metres, NaN = no surface.
+        source_K: [N, 3, 3]; source_c2w: [N, 4, 4]; source_hw: (height, width), shared or per source.
+        max_source_depth: as in :class:`SourceSelectionConfig`.
+    Returns:
+        [H, W] bool; False where ``depth`` is NaN.
+    """
+    depth = np.asarray(depth, dtype=np.float64)
+    height, width = depth.shape
+    qK, qT = _as_float64(K), _as_float64(c2w)
+    vv, uu = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
+    # Camera-frame point of pixel (u, v) at planar depth z: z * K^-1 [u, v, 1].
+    rays_cam = np.stack([uu, vv, np.ones_like(uu)], axis=-1).reshape(-1, 3) @ np.linalg.inv(qK).T
+    finite = np.isfinite(depth.reshape(-1))
+    points_cam = rays_cam * np.where(finite, depth.reshape(-1), 0.0)[:, None]
+    points = points_cam @ qT[:3, :3].T + qT[:3, 3]
+    sK, sT = _as_float64(source_K).reshape(-1, 3, 3), _as_float64(source_c2w).reshape(-1, 4, 4)
+    if sK.shape[0] == 0:
+        return np.zeros((height, width), dtype=bool)
+    hw = np.broadcast_to(np.asarray(source_hw, dtype=np.float64).reshape(-1, 2), (sK.shape[0], 2))
+    seen = _seen(sK, sT, hw, points, max_source_depth).any(axis=0) & finite
+    return seen.reshape(height, width)
 
 
 def select_views(query_K, query_c2w, query_hw: Sequence[int], views: Sequence,
@@ -173,4 +220,5 @@ def select_views(query_K, query_c2w, query_hw: Sequence[int], views: Sequence,
                           np.stack([v.c2w for v in views]), [(v.height, v.width) for v in views], config)
 
 
-__all__ = ["SourceSelectionConfig", "SourceSelection", "select_sources", "select_views", "frustum_points"]
+__all__ = ["SourceSelectionConfig", "SourceSelection", "select_sources", "select_views", "frustum_points",
+           "pixel_coverage"]

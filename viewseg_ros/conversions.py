@@ -149,14 +149,18 @@ def numpy_to_image(array: np.ndarray, encoding: str, *, frame_id: str = "", stam
 def camera_info_to_K(msg: Any, what: str = "camera_info") -> np.ndarray:
     """sensor_msgs/CameraInfo -> K [3, 3] float64 (the ``k`` field, row-major).
 
-    Raises ValueError naming ``what`` for a zero, non-finite or singular K, or a zero size.
+    Raises ValueError naming ``what`` for a zero, non-finite or singular K, a zero size, or
+    K that is no usable pinhole for that size (:func:`viewseg_core.cameras.check_pinhole`:
+    a negative focal length, a principal point far outside the image).
     """
-    from viewseg_core.cameras import K_from_camera_info
+    from viewseg_core.cameras import K_from_camera_info, check_pinhole
 
     if int(msg.width) <= 0 or int(msg.height) <= 0:
         raise ValueError(f"{what}: size {msg.width}x{msg.height} must be positive")
     try:
-        return K_from_camera_info(np.asarray(msg.k, dtype=np.float64).reshape(-1))
+        K = K_from_camera_info(np.asarray(msg.k, dtype=np.float64).reshape(-1))
+        check_pinhole(K, int(msg.width), int(msg.height), "CameraInfo.k")
+        return K
     except ValueError as error:  # name the message, not just the field
         raise ValueError(f"{what}: {error}") from None
 

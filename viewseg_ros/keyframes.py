@@ -32,6 +32,9 @@ import numpy as np
 from viewseg_core.data.records import View
 
 NS_PER_S = 1_000_000_000
+# The stamp a keyframe from before a clock reset counts with: older than anything, so it is
+# never "the newest keyframe" (rule 1) and always stale (rule 3).
+_PREVIOUS_EPOCH_NS = -(1 << 62)
 
 
 @dataclass
@@ -135,6 +138,7 @@ class Keyframe:
     view: View
     features: Any = None
     nbytes: int = 0
+    epoch: int = 0  # clock epoch (see KeyframeBuffer.reset_clock) the stamp belongs to
 
     @property
     def c2w(self) -> np.ndarray:
@@ -164,12 +168,22 @@ class KeyframeBuffer:
         self._next_id = 0
         self._lock = threading.RLock()
         self.evicted = 0
+        self.epoch = 0
+
+    def reset_clock(self) -> None:
+        """The stamp clock jumped back (a bag loop, a simulator restart): stamps of kept
+        keyframes no longer compare with new ones. Kept keyframes stay (their poses and images
+        are still valid), but they stop counting for rule 1 (the newest stamp) and count as
+        stale for rule 3; eviction by age treats them as older than any new keyframe."""
+        with self._lock:
+            self.epoch += 1
 
     # ------------------------------------------------------------------ admission
     def should_admit(self, c2w: np.ndarray, stamp_ns: int) -> Decision:
         """Decide on a frame from its pose alone, before paying for image conversion/encoding."""
         with self._lock:
-            kept = [(k.id, k.stamp_ns, k.c2w) for k in self._keyframes.values()]
+            kept = [(k.id, k.stamp_ns if k.epoch == self.epoch else _PREVIOUS_EPOCH_NS, k.c2w)
+                    for k in self._keyframes.values()]
         return admission_decision(c2w, stamp_ns, kept, self.config)
 
     def add(self, view: View, stamp_ns: int, features: Any = None, force: bool = False) -> Keyframe | None:
@@ -182,7 +196,7 @@ class KeyframeBuffer:
             decision = self.should_admit(view.c2w, stamp_ns)
             if not (decision.admit or force):
                 return None
-            keyframe = Keyframe(self._next_id, int(stamp_ns), view, features)
+            keyframe = Keyframe(self._next_id, int(stamp_ns), view, features, epoch=self.epoch)
             if keyframe.recount() > self.config.max_bytes:
                 raise ValueError(f"keyframe of {keyframe.nbytes} B exceeds max_bytes = {self.config.max_bytes}")
             self._next_id += 1
@@ -229,7 +243,7 @@ class KeyframeBuffer:
 
     def _victim(self, candidates: list[Keyframe]) -> Keyframe:
         if self.config.eviction == "oldest" or len(self._keyframes) < 2:
-            return min(candidates, key=lambda k: (k.stamp_ns, k.id))
+            return min(candidates, key=lambda k: (k.epoch, k.stamp_ns, k.id))
         cfg = self.config
         scale_t = cfg.min_translation or 1.0  # a zero threshold would divide by zero; metres then
         scale_r = cfg.min_rotation_deg or 1.0
@@ -243,7 +257,7 @@ class KeyframeBuffer:
                     distances.append(translation / scale_t + angle / scale_r)
             return min(distances)
 
-        return min(candidates, key=lambda k: (nearest(k), k.stamp_ns, k.id))
+        return min(candidates, key=lambda k: (nearest(k), k.epoch, k.stamp_ns, k.id))
 
     # ------------------------------------------------------------------ reading
     def __len__(self) -> int:

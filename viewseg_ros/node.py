@@ -2,18 +2,32 @@
 
 Contract: design.md, "ROS 2 interface". In short:
 
-- Subscribes ``image`` + ``camera_info`` (sensor-data QoS) and ``/tf`` + ``/tf_static``. Each
-  image's optical-frame pose in ``fixed_frame`` is looked up at its stamp (waiting up to
-  ``tf_wait_s`` for TF to catch up). Frames that pass the keyframe rule
+- Subscribes ``image`` (QoS from ``image_qos.*``; best effort by default, which matches
+  best-effort and reliable cameras) + ``camera_info`` (sensor-data QoS) and ``/tf`` +
+  ``/tf_static``. Each image's optical-frame pose in ``fixed_frame`` is looked up at its stamp;
+  an image whose TF has not arrived yet waits in a bounded queue (``tf_pending_max``) for up to
+  ``tf_wait_s`` without blocking the images behind it (under heavy image traffic TF was
+  measured arriving ~1 s late). Frames that pass the keyframe rule
   (:mod:`viewseg_ros.keyframes`) are resized to the working size, encoded ONCE and kept with
-  their encoder features: a query never re-encodes a keyframe.
+  their encoder features: a query never re-encodes a keyframe. Encoding has its own lock:
+  keyframe intake never waits for a render.
 - Service ``~/render_view`` (viewseg_interfaces/srv/RenderView) and topic mode (``~/query``
   PoseStamped -> ``~/semantic``, ``~/semantic_color``, ``~/depth``, ``~/confidence``,
   ``~/camera_info``): transform the query pose into ``fixed_frame``, pick
   ``query.num_sources`` keyframes (:func:`viewseg_core.source_selection.select_views`), render
   with the ``query.preset`` sampling (:func:`viewseg_core.model.fast.render_query`; default
   ``fast``: 8 + 8 samples, the fine pass skipping empty space).
-- ``/diagnostics``: keyframe count and bytes, device, last latency, drop counters.
+- Bounded queries. At most ``query.max_in_flight`` queries are served or waiting at once;
+  one more is answered at once with ``success=false``, "busy (N in flight)". A query whose
+  estimated cost (rays x points per ray x views x the measured seconds per point-view) exceeds
+  ``query.timeout_s`` is refused before rendering; a render that outlives ``query.timeout_s``
+  is abandoned between chunks and answered with ``success=false``. Every request is answered.
+- Honest confidence. A query whose frustum no keyframe sees (coverage below
+  ``query.min_coverage``; a point deeper than ``query.max_source_depth`` in a keyframe does
+  not count as seen) is refused with the coverage found. Pixels whose rendered surface no
+  selected keyframe sees get confidence 0, label unknown and depth NaN.
+- ``/diagnostics``: keyframe count and bytes, device, last latency, drop and refusal counters,
+  image delivery against the camera's CameraInfo rate, clock jumps and pose jumps.
 
 Output frame and stamp. The query pose is that of the query camera's optical frame, which
 has no name in TF of its own, so the output ``frame_id`` is, in order: the request's
@@ -22,15 +36,19 @@ has no name in TF of its own, so the output ``frame_id`` is, in order: the reque
 "render from camera_optical"); else the parameter ``query.frame_id``. The stamp is the
 pose's stamp, or for stamp 0 ("latest") the TF time that was used (now, if all static).
 
-Bad input never takes the node down: malformed images and uncalibrated CameraInfo are
-dropped with a throttled warning (and counted in /diagnostics); a bad query gets
-``success=false`` and a message saying what was wrong.
+Bad input never takes the node down: malformed images and CameraInfo that is uncalibrated or
+no usable pinhole (fx, fy <= 0, principal point far outside the image) are dropped with a
+throttled warning (and counted in /diagnostics); a bad query gets ``success=false`` and a
+one-line message saying what was wrong. A clock that jumps back by more than
+``clock_jump_s`` on /tf or the images (a bag loop, a simulator restart) resets the TF history
+and the keyframe time state, logs once and is counted: intake resumes at once.
 
 Run: ``python -m viewseg_ros.node --ros-args --params-file config/viewseg.yaml`` or
 ``viewseg_node``; the model is loaded and warmed up before the node logs "ready".
 """
 from __future__ import annotations
 
+import collections
 import math
 import sys
 import threading
@@ -42,21 +60,21 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
-from viewseg_core.cameras import K_from_camera_info, resize_intrinsics
+from viewseg_core.cameras import K_from_camera_info, check_pinhole, resize_intrinsics
 from viewseg_core.classes import IGNORE_LABEL, PALETTE, colorize
 from viewseg_core.data.records import View
-from viewseg_core.model.fast import PRESETS, QueryPreset, render_query
+from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, render_query, render_query_stats
 from viewseg_core.model.weights import load_model
-from viewseg_core.source_selection import SourceSelectionConfig, select_views
+from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
 from viewseg_ros.conversions import (COLOR_ENCODINGS, camera_info_to_K, image_to_numpy, make_camera_info,
                                      numpy_to_image, ns_to_time, pose_to_matrix, time_to_ns)
-from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig
-from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformError
+from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, pose_difference
+from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformBuffer, TransformError
 
 NODE_NAME = "viewseg"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -66,17 +84,29 @@ WARN_PERIOD_S = 5.0
 # name -> (default, description). Numbers are coerced (a YAML "1" for a float is fine).
 PARAMETERS: dict[str, tuple[Any, str]] = {
     "image_topic": ("image", "sensor_msgs/Image topic (rgb8/bgr8/rgba8/bgra8)"),
+    "image_qos.reliability": ("best_effort", "image subscription: best_effort (receives from best-effort and "
+                                             "reliable cameras) | reliable (reliable cameras only)"),
+    "image_qos.depth": (5, "image subscription queue depth (keep last)"),
     "camera_info_topic": ("camera_info", "sensor_msgs/CameraInfo topic of the same camera"),
     "fixed_frame": ("map", "world frame of keyframe poses and rendering (map or odom)"),
     "checkpoint": ("", "viewseg-model file; empty = the demo checkpoint checkpoints/demo.pt"),
     "device": ("auto", "torch device: auto (cuda when available), cpu, cuda, cuda:1..."),
     "num_threads": (0, "torch CPU threads (0 = torch's default)"),
     "warmup": (True, "run one encode + render before reporting ready"),
-    "tf_wait_s": (0.1, "how long to wait for TF at an image/query stamp before giving up"),
+    "tf_wait_s": (1.0, "how long an image is held (in a queue, not blocking intake) and a query waits for TF "
+                       "at its stamp before giving up"),
+    "tf_pending_max": (30, "images held at most while they wait for TF (older ones are dropped, counted)"),
+    "clock_jump_s": (1.0, "a stamp on /tf or an image this many seconds before the newest one is a clock that "
+                          "jumped back: TF history and keyframe time state are reset"),
+    "camera_rate.window_s": (5.0, "diagnostics: window over which images are counted against CameraInfo"),
+    "camera_rate.min_ratio": (0.5, "diagnostics: warn when fewer than this share of the camera's frames "
+                                   "(counted by its CameraInfo) arrive as images"),
     "diagnostics_period_s": (1.0, "period of /diagnostics"),
     "keyframes.min_translation": (0.25, "metres between keyframe camera centres"),
     "keyframes.min_rotation_deg": (15.0, "degrees between keyframe optical frames"),
     "keyframes.min_interval_s": (0.2, "seconds between admitted keyframes"),
+    "keyframes.teleport_distance": (1.0, "flag in /diagnostics a camera pose that moved more than this many "
+                                         "metres since the previous frame (a TF teleport; 0 = off)"),
     "keyframes.refresh_after_s": (0.0, "re-admit a seen pose when its keyframes are this old (0 = never)"),
     "keyframes.max_keyframes": (64, "keyframes kept at most"),
     "keyframes.max_bytes": (1 << 30, "bytes kept at most: images + cached features"),
@@ -98,6 +128,13 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                               "a share of free GPU memory on CUDA)"),
     "query.max_width": (1280, "largest query width accepted"),
     "query.max_height": (1024, "largest query height accepted"),
+    "query.timeout_s": (30.0, "a query estimated to take longer is refused up front; a render that takes "
+                              "longer is abandoned (success=false)"),
+    "query.max_in_flight": (4, "queries served or waiting at once; more are answered 'busy' at once"),
+    "query.min_coverage": (0.05, "refuse a query when less than this share of its frustum is seen by the "
+                                 "selected keyframes"),
+    "query.max_source_depth": (0.0, "a keyframe sees points at most this deep, metres (0 = the model's far "
+                                    "plane)"),
     "query.width": (0, "topic mode image width (0 = the keyframes')"),
     "query.height": (0, "topic mode image height (0 = the keyframes')"),
     "query.frame_id": ("viewseg_query_optical", "output frame_id when the request names none"),
@@ -186,10 +223,24 @@ class ViewSegNode(Node):
         self.params = self._read_parameters()
         p = self.params
         self._warned: dict[str, float] = {}
+        # Counters are written from several executor threads: every update holds _stats_lock.
+        self._stats_lock = threading.Lock()
         self.drops: dict[str, int] = {"image": 0, "camera_info": 0, "tf": 0, "query": 0}
         self.last_drop: dict[str, str] = {}
+        self.events: dict[str, int] = {"busy": 0, "timeouts": 0, "refused_budget": 0, "refused_coverage": 0,
+                                       "clock_jumps": 0, "pose_jumps": 0}
+        self.last_event: dict[str, str] = {}
         self.warnings_logged = 0
         self.queries = 0
+        self.in_flight = 0
+        self._last_clock_jump = -math.inf  # monotonic time of the last reset (TF and images both see one)
+        self._newest_image_ns: int | None = None
+        self._previous_pose: np.ndarray | None = None
+        # Images whose TF has not arrived: (monotonic arrival, rgb, K, frame, stamp_ns, last error).
+        self._pending: collections.deque = collections.deque()
+        window = max(1, int(p["camera_rate.window_s"] * 200))  # arrival times, bounded at 200 Hz
+        self._arrivals = {"image": collections.deque(maxlen=window), "camera_info": collections.deque(maxlen=window)}
+        self._started = time.monotonic()
         self.last_latency_s = float("nan")
         self.last_render_s = float("nan")
         self.last_timings: dict[str, float] = {}
@@ -209,6 +260,13 @@ class ViewSegNode(Node):
             # features keep their trained scale (a camera of another size is resized to it).
             self._working_hw = tuple(self.model.config.source_size)
         self._configure_sampling()
+        self.max_source_depth = p["query.max_source_depth"] or float(self.model.renderer.config.far)
+        # Seconds per (point x view) of the field and points per ray: the cost model that refuses
+        # a query that cannot finish in time. Seeded by the warm-up, then a running average of
+        # real renders (a render's fixed overhead makes it err on the slow side for small ones).
+        self._seconds_per_point_view = 0.0
+        dense = self.preset.num_coarse + (self.preset.num_coarse + self.preset.num_fine if self.preset.num_fine else 0)
+        self._points_per_ray = float(dense)
         self.keyframes = KeyframeBuffer(KeyframeConfig(
             min_translation=p["keyframes.min_translation"], min_rotation_deg=p["keyframes.min_rotation_deg"],
             min_interval_s=p["keyframes.min_interval_s"],
@@ -220,10 +278,14 @@ class ViewSegNode(Node):
         # one CPU core; the picked set differs only among near-tied views.
         try:
             self.selection = SourceSelectionConfig(num_sources=p["query.num_sources"], grid=p["query.selection_grid"],
-                                                   depth_samples=p["query.selection_depth_samples"])
+                                                   depth_samples=p["query.selection_depth_samples"],
+                                                   max_source_depth=self.max_source_depth)
         except ValueError as error:
             raise ValueError(f"parameters query.num_sources / query.selection_*: {error}") from None
-        self._model_lock = threading.Lock()  # one model call at a time: no oversubscribed CPU
+        # One render at a time (no oversubscribed CPU, bounded memory), and one encode at a
+        # time; the two are separate so keyframe intake never waits behind a render.
+        self._render_lock = threading.Lock()
+        self._encode_lock = threading.Lock()
         if p["warmup"]:
             self._warm_up()
 
@@ -238,13 +300,23 @@ class ViewSegNode(Node):
         self._tf_group = MutuallyExclusiveCallbackGroup()
         self._frames_group = MutuallyExclusiveCallbackGroup()
         self._info_group = MutuallyExclusiveCallbackGroup()
-        self._query_group = MutuallyExclusiveCallbackGroup()
-        self.tf = TfListener(self, callback_group=self._tf_group)
-        self.create_subscription(Image, p["image_topic"], self._on_image, qos_profile_sensor_data,
+        # Reentrant: a request beyond max_in_flight is answered 'busy' while others render, and
+        # requests are taken off the middleware queue at once (a full queue loses them silently).
+        self._query_group = ReentrantCallbackGroup()
+        self.tf = TfListener(self, TransformBuffer(jump_back_s=p["clock_jump_s"]), callback_group=self._tf_group,
+                             on_time_jump=lambda what: self._on_clock_jump("/tf", what))
+        image_qos = QoSProfile(depth=p["image_qos.depth"], history=HistoryPolicy.KEEP_LAST,
+                               reliability=ReliabilityPolicy.BEST_EFFORT
+                               if p["image_qos.reliability"] == "best_effort" else ReliabilityPolicy.RELIABLE)
+        self.create_subscription(Image, p["image_topic"], self._on_image, image_qos,
                                  callback_group=self._frames_group)
+        self.create_timer(0.02, self._retry_pending, callback_group=self._frames_group)
         self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_camera_info, qos_profile_sensor_data,
                                  callback_group=self._info_group)
-        self.create_service(RenderView, "~/render_view", self._on_render_view, callback_group=self._query_group)
+        service_qos = QoSProfile(depth=max(64, 4 * p["query.max_in_flight"]), history=HistoryPolicy.KEEP_LAST,
+                                 reliability=ReliabilityPolicy.RELIABLE)
+        self.create_service(RenderView, "~/render_view", self._on_render_view, qos_profile=service_qos,
+                            callback_group=self._query_group)
         latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(PoseStamped, "~/query", self._on_query, latest, callback_group=self._query_group)
         out_qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
@@ -270,11 +342,13 @@ class ViewSegNode(Node):
             except (TypeError, ValueError):
                 raise ValueError(f"parameter {name}: expected a {type(default).__name__}, got {value!r}") from None
         positive = ("keyframes.max_keyframes", "keyframes.max_bytes", "query.num_sources", "query.max_width",
-                    "query.max_height", "tf_wait_s", "diagnostics_period_s")
+                    "query.max_height", "tf_wait_s", "diagnostics_period_s", "query.timeout_s", "query.max_in_flight",
+                    "image_qos.depth", "tf_pending_max", "clock_jump_s", "camera_rate.window_s")
         for name in positive:
             if not values[name] > 0 and not (name == "tf_wait_s" and values[name] == 0):
                 raise ValueError(f"parameter {name} must be positive, got {values[name]}")
-        for name in ("keyframes.width", "keyframes.height", "query.width", "query.height", "query.point_budget"):
+        for name in ("keyframes.width", "keyframes.height", "query.width", "query.height", "query.point_budget",
+                     "query.max_source_depth", "keyframes.teleport_distance"):
             if values[name] < 0:
                 raise ValueError(f"parameter {name} must be >= 0, got {values[name]}")
         if bool(values["keyframes.width"]) != bool(values["keyframes.height"]):
@@ -283,7 +357,19 @@ class ViewSegNode(Node):
             raise ValueError("parameters query.width and query.height must both be 0 or both be set")
         if not values["fixed_frame"]:
             raise ValueError("parameter fixed_frame must not be empty")
+        if values["image_qos.reliability"] not in ("best_effort", "reliable"):
+            raise ValueError(f"parameter image_qos.reliability must be best_effort or reliable, "
+                             f"got {values['image_qos.reliability']!r}")
+        for name in ("query.min_coverage", "camera_rate.min_ratio"):
+            if not 0.0 <= values[name] <= 1.0:
+                raise ValueError(f"parameter {name} must be in [0, 1], got {values[name]}")
         return values
+
+    @property
+    def executor_threads(self) -> int:
+        """Threads a MultiThreadedExecutor needs so that TF, images and a 'busy' answer always
+        find a free one while max_in_flight queries wait or render."""
+        return self.params["query.max_in_flight"] + 4
 
     def _configure_sampling(self) -> None:
         """The QueryPreset every render uses: ``query.preset`` with the query.* overrides applied."""
@@ -328,9 +414,30 @@ class ViewSegNode(Node):
         rgb = torch.zeros((1, 1, 3, height, width), device=self.device)
         sources = self.model.make_sources(features[None, None], torch.as_tensor(K)[None, None], c2w[None, None],
                                           height, width, rgb=rgb if self.model.config.source_rgb else None)
+        # Two renders: the first pays one-time costs, the second seeds the cost model.
         render_query(self.model, torch.as_tensor(K), c2w, min(height, 16), min(width, 16), sources, self.preset)
+        t1 = time.perf_counter()
+        _, stats = render_query_stats(self.model, torch.as_tensor(K), c2w, min(height, 32), min(width, 32),
+                                      sources, self.preset)
         self._sync()
+        self._record_cost(stats.coarse_points + stats.fine_points, 1, time.perf_counter() - t1, stats.points_per_ray)
         self.get_logger().info(f"warm-up took {time.perf_counter() - t0:.2f} s")
+
+    def _record_cost(self, points: int, views: int, seconds: float, points_per_ray: float) -> None:
+        """Fold one render into the cost model (a running average; the first render sets it)."""
+        if points <= 0 or seconds <= 0:
+            return
+        rate = seconds / (points * views)
+        with self._stats_lock:
+            if self._seconds_per_point_view == 0.0:
+                self._seconds_per_point_view = rate
+            else:
+                self._seconds_per_point_view = 0.7 * self._seconds_per_point_view + 0.3 * rate
+                self._points_per_ray = 0.7 * self._points_per_ray + 0.3 * points_per_ray
+
+    def estimate_render_s(self, width: int, height: int, views: int) -> float:
+        """Seconds a render of width x height from ``views`` keyframes is expected to take."""
+        return width * height * self._points_per_ray * views * self._seconds_per_point_view
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -340,15 +447,25 @@ class ViewSegNode(Node):
     def _warn(self, key: str, message: str) -> None:
         """At most one warning per ``key`` every WARN_PERIOD_S (rclpy's throttle is per call site)."""
         now = time.monotonic()
-        if now - self._warned.get(key, -math.inf) >= WARN_PERIOD_S:
+        with self._stats_lock:
+            if now - self._warned.get(key, -math.inf) < WARN_PERIOD_S:
+                return
             self._warned[key] = now
             self.warnings_logged += 1
-            self.get_logger().warning(message)
+        self.get_logger().warning(message)
 
     def _drop(self, kind: str, message: str) -> None:
-        self.drops[kind] += 1
-        self.last_drop[kind] = message
-        self._warn(kind, f"dropped {kind}: {message} ({self.drops[kind]} dropped so far)")
+        with self._stats_lock:
+            self.drops[kind] += 1
+            self.last_drop[kind] = message
+            count = self.drops[kind]
+        self._warn(kind, f"dropped {kind}: {message} ({count} dropped so far)")
+
+    def _event(self, kind: str, message: str) -> int:
+        with self._stats_lock:
+            self.events[kind] += 1
+            self.last_event[kind] = message
+            return self.events[kind]
 
     # ------------------------------------------------------------------ TF
     def _lookup(self, target: str, source: str, stamp_ns: int) -> tuple[np.ndarray, int]:
@@ -374,6 +491,7 @@ class ViewSegNode(Node):
 
     # ------------------------------------------------------------------ keyframes in
     def _on_camera_info(self, msg: Any) -> None:
+        self._arrived("camera_info")
         try:
             K = camera_info_to_K(msg, "camera_info")
         except ValueError as error:
@@ -381,7 +499,12 @@ class ViewSegNode(Node):
             return
         self._camera = (K, int(msg.width), int(msg.height), msg.header.frame_id)
 
+    def _arrived(self, topic: str) -> None:
+        with self._stats_lock:
+            self._arrivals[topic].append(time.monotonic())
+
     def _on_image(self, msg: Any) -> None:
+        self._arrived("image")
         try:
             self._admit_image(msg)
         except Exception as error:  # a bad frame must never take the node down
@@ -411,14 +534,63 @@ class ViewSegNode(Node):
             self._drop("image", f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
                                 f"{info_width}x{info_height}")
             return
-        try:
-            c2w, _ = self._lookup(self.params["fixed_frame"], frame, stamp_ns)
-        except TransformError as error:
-            self._drop("tf", f"no pose for image at {stamp_ns / 1e9:.3f} s: {error}")
-            return
+        newest = self._newest_image_ns
+        if newest is not None and stamp_ns < newest - self.params["clock_jump_s"] * 1e9:
+            self._on_clock_jump(self.resolve_topic_name(self.params["image_topic"]),
+                                f"image stamped {stamp_ns / 1e9:.3f} s, {(newest - stamp_ns) / 1e9:.3f} s before the "
+                                f"newest")
+        self._newest_image_ns = stamp_ns if self._newest_image_ns is None else max(self._newest_image_ns, stamp_ns)
+        rgb, K = self._to_working_size(rgb, K)
+        self._pending.append((time.monotonic(), rgb, K, frame, stamp_ns, ""))
+        while len(self._pending) > self.params["tf_pending_max"]:
+            _, _, _, _, old_ns, error = self._pending.popleft()
+            self._drop("tf", f"no pose for image at {old_ns / 1e9:.3f} s: {self.params['tf_pending_max']} newer "
+                             f"images wait for TF (tf_pending_max){'; ' + error if error else ''}")
+        self._retry_pending()
+
+    def _retry_pending(self) -> None:
+        """Pose, and admit or refuse, the images waiting for TF, oldest first. An image leaves
+        the queue when its pose is known, when TF can never give it (a stamp older than the TF
+        history), or after tf_wait_s. Runs in the images' callback group: no lock needed."""
+        fixed = self.params["fixed_frame"]
+        wait_s = self.params["tf_wait_s"]
+        while self._pending:
+            arrived, rgb, K, frame, stamp_ns, _ = self._pending[0]
+            try:
+                c2w = self._lookup_now(fixed, frame, stamp_ns)
+            except TransformError as error:
+                never = isinstance(error, ExtrapolationError) and error.requested_ns < error.available_ns[0]
+                if never or time.monotonic() - arrived >= wait_s:
+                    self._pending.popleft()
+                    self._drop("tf", f"no pose for image at {stamp_ns / 1e9:.3f} s after "
+                                     f"{time.monotonic() - arrived:.2f} s: {error}")
+                    continue
+                # Images are stamped in order: if this one must wait, later ones must too.
+                self._pending[0] = (arrived, rgb, K, frame, stamp_ns, str(error))
+                return
+            self._pending.popleft()
+            try:
+                self._admit_posed(rgb, K, c2w, frame, stamp_ns)
+            except Exception as error:  # one bad frame must not wedge the queue
+                self._drop("image", f"unexpected {type(error).__name__}: {error}")
+
+    def _lookup_now(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
+        if target == source:
+            return np.eye(4)
+        return self.tf.buffer.lookup_transform(target, source, stamp_ns).matrix
+
+    def _admit_posed(self, rgb: np.ndarray, K: np.ndarray, c2w: np.ndarray, frame: str, stamp_ns: int) -> None:
+        teleport = self.params["keyframes.teleport_distance"]
+        previous, self._previous_pose = self._previous_pose, c2w
+        if teleport > 0 and previous is not None:
+            moved, _ = pose_difference(previous, c2w)
+            if moved > teleport:
+                message = (f"camera {frame!r} moved {moved:.2f} m between consecutive frames (at {stamp_ns / 1e9:.3f} s; "
+                           f"keyframes.teleport_distance = {teleport} m): a TF teleport or relocalisation?")
+                count = self._event("pose_jumps", message)
+                self._warn("pose_jump", f"{message} ({count} so far)")
         if not self.keyframes.should_admit(c2w, stamp_ns).admit:
             return  # decided from the pose alone: no encoder pass for a redundant frame
-        rgb, K = self._to_working_size(rgb, K)
         features = self._encode(rgb)
         view = View(rgb=rgb, K=K, c2w=c2w, view_id=f"{stamp_ns}", stamp=stamp_ns / 1e9, meta={"frame_id": frame})
         try:
@@ -429,6 +601,22 @@ class ViewSegNode(Node):
         if keyframe is not None:
             self.get_logger().debug(f"keyframe {keyframe.id} at {stamp_ns / 1e9:.3f} s "
                                     f"({len(self.keyframes)} kept)")
+
+    def _on_clock_jump(self, where: str, what: str) -> None:
+        """Time went back (bag loop, simulator restart): start a new timeline for TF and keyframes.
+        TF and the images both notice one jump; it is counted and logged once."""
+        self.tf.buffer.clear_dynamic()
+        self.keyframes.reset_clock()
+        self._newest_image_ns = None
+        self._previous_pose = None
+        now = time.monotonic()
+        with self._stats_lock:
+            first = now - self._last_clock_jump > 2.0
+            self._last_clock_jump = now
+        if first:
+            count = self._event("clock_jumps", f"{where}: {what}")
+            self.get_logger().warning(f"clock jumped back on {where} ({what}): TF history and keyframe time "
+                                      f"state reset, keyframes kept ({count} jump(s) so far)")
 
     def _to_working_size(self, rgb: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """All keyframes share one size (the model batches their features): resize to it."""
@@ -444,15 +632,22 @@ class ViewSegNode(Node):
     def _encode(self, rgb: np.ndarray) -> torch.Tensor:
         """[H, W, 3] uint8 -> features [C, h, w] on the model's device."""
         image = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None, None]
-        with self._model_lock:
+        with self._encode_lock:
             features = self.model.encode_sources(image)[0, 0]
             self._sync()
         return features
 
     # ------------------------------------------------------------------ queries
-    def render_query(self, pose: Any, camera_info: Any | None) -> QueryResult:
-        """Render a PoseStamped (+ optional CameraInfo); QueryError says what is wrong with it."""
+    def render_query(self, pose: Any, camera_info: Any | None, deadline: float | None = None) -> QueryResult:
+        """Render a PoseStamped (+ optional CameraInfo); QueryError says what is wrong with it.
+
+        ``deadline`` (time.monotonic) defaults to now + query.timeout_s: a query expected to
+        take longer is refused before rendering, one that takes longer is abandoned.
+        """
         t0 = time.perf_counter()
+        timeout_s = self.params["query.timeout_s"]
+        if deadline is None:
+            deadline = time.monotonic() + timeout_s
         timings = {}
         p = self.params
         frame = pose.header.frame_id
@@ -486,17 +681,49 @@ class ViewSegNode(Node):
         selection = select_views(K, c2w, (height, width), [k.view for k in keyframes], self.selection)
         chosen = [keyframes[i] for i in selection.indices]
         timings["select"] = time.perf_counter() - t1
+        if selection.coverage < p["query.min_coverage"]:
+            count = self._event("refused_coverage", f"coverage {selection.coverage:.3f}")
+            raise QueryError(
+                f"no keyframe sees this view: the {len(chosen)} best of {len(keyframes)} keyframes cover "
+                f"{100 * selection.coverage:.1f}% of its frustum (best single keyframe "
+                f"{100 * float(selection.overlap.max()):.1f}%), below query.min_coverage = "
+                f"{100 * p['query.min_coverage']:.1f}% (points deeper than {self.max_source_depth:g} m in a keyframe "
+                f"do not count; {count} such refusals so far)")
+        estimate = self.estimate_render_s(width, height, len(chosen))
+        if estimate > timeout_s:
+            self._event("refused_budget", f"{width}x{height}: {estimate:.1f} s")
+            side = math.sqrt(timeout_s / max(estimate, 1e-12))
+            raise QueryError(
+                f"{width}x{height} from {len(chosen)} keyframes would take about {estimate:.1f} s on {self.device} "
+                f"({self._points_per_ray:.1f} points per ray at {self._seconds_per_point_view * 1e9:.0f} ns per point "
+                f"and view), over query.timeout_s = {timeout_s:g} s; ask for at most about "
+                f"{max(1, int(width * side))}x{max(1, int(height * side))}")
 
         t2 = time.perf_counter()
         sources = self.keyframe_sources(chosen)
-        with self._model_lock:
-            out = render_query(self.model, torch.as_tensor(K), torch.as_tensor(c2w), height, width, sources,
-                               self.preset)
+        if not self._render_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            self._event("timeouts", "waiting for the renderer")
+            raise QueryError(f"timed out after {timeout_s:g} s (query.timeout_s) waiting behind other renders")
+        try:
+            t_render = time.perf_counter()
+            try:
+                out, stats = render_query_stats(self.model, torch.as_tensor(K), torch.as_tensor(c2w), height, width,
+                                                sources, self.preset,
+                                                should_stop=lambda: time.monotonic() > deadline)
+            except RenderCancelled as error:
+                self._event("timeouts", str(error))
+                raise QueryError(f"abandoned after {time.perf_counter() - t0:.1f} s, over query.timeout_s = "
+                                 f"{timeout_s:g} s ({error}); ask for a smaller image or raise query.timeout_s"
+                                 ) from None
             # The argmax is part of rendering semantics (on the model's device); freeing the
             # [H, W, C] logits and probabilities is the render's cost too (tens of MB at 320x240).
             labels, depth, confidence = out.labels, out.depth, out.confidence
             del out, sources
             self._sync()
+            self._record_cost(stats.coarse_points + stats.fine_points, len(chosen), time.perf_counter() - t_render,
+                              stats.points_per_ray)
+        finally:
+            self._render_lock.release()
         render_s = time.perf_counter() - t2
 
         t3 = time.perf_counter()
@@ -510,6 +737,12 @@ class ViewSegNode(Node):
             labels = labels.astype(np.uint16)
         depth = depth.float().cpu().numpy()
         confidence = confidence.float().cpu().numpy()
+        # What no selected keyframe sees is unknown, whatever the field made of it.
+        seen = pixel_coverage(K, c2w, depth, np.stack([k.view.K for k in chosen]), np.stack([k.c2w for k in chosen]),
+                              [(k.view.height, k.view.width) for k in chosen], self.max_source_depth)
+        labels[~seen] = 65535 if labels.dtype == np.uint16 else IGNORE_LABEL
+        confidence[~seen] = 0.0
+        depth[~seen] = np.nan
         if camera_info is not None and camera_info.header.frame_id:
             out_frame = camera_info.header.frame_id
         elif _is_identity(pose_matrix):
@@ -554,13 +787,15 @@ class ViewSegNode(Node):
         else:  # K as given, for width x height (the keyframes' size when the request left it 0x0)
             try:
                 K = K_from_camera_info(np.asarray(k, dtype=np.float64))
+                check_pinhole(K, width, height, "CameraInfo.k")
             except ValueError as error:
                 raise QueryError(f"camera_info: {error}") from None
         return K, width, height
 
     def _finish(self, result: QueryResult, t0: float) -> None:
         result.total_s = time.perf_counter() - t0
-        self.queries += 1
+        with self._stats_lock:
+            self.queries += 1
         self.last_latency_s, self.last_render_s = result.total_s, result.render_s
         self.last_timings = dict(result.timings, render=result.render_s, total=result.total_s)
 
@@ -576,10 +811,30 @@ class ViewSegNode(Node):
             "camera_info": make_camera_info(result.K, result.width, result.height, frame_id=frame, stamp_ns=stamp),
         }
 
+    def _enter(self) -> int:
+        """Take an in-flight slot: the number in flight before, or -1 (and nothing taken) when full."""
+        with self._stats_lock:
+            if self.in_flight >= self.params["query.max_in_flight"]:
+                return -1
+            self.in_flight += 1
+            return self.in_flight - 1
+
+    def _leave(self) -> None:
+        with self._stats_lock:
+            self.in_flight -= 1
+
+    def _busy_message(self) -> str:
+        limit = self.params["query.max_in_flight"]
+        count = self._event("busy", f"{limit} in flight")
+        return f"busy ({limit} in flight, query.max_in_flight = {limit}; {count} busy answers so far): retry later"
+
     def _on_render_view(self, request: Any, response: Any) -> Any:
         t0 = time.perf_counter()
+        deadline = time.monotonic() + self.params["query.timeout_s"]
+        if self._enter() < 0:
+            return self._fail(response, self._busy_message(), t0, count=False)
         try:
-            result = self.render_query(request.pose, request.camera_info)
+            result = self.render_query(request.pose, request.camera_info, deadline)
             t_images = time.perf_counter()
             images = self.images_of(result)
             result.timings["to_msg"] = time.perf_counter() - t_images
@@ -587,6 +842,8 @@ class ViewSegNode(Node):
             return self._fail(response, str(error), t0)
         except Exception as error:  # never let a query take the node down
             return self._fail(response, f"internal error: {type(error).__name__}: {error}", t0)
+        finally:
+            self._leave()
         t_respond = time.perf_counter()
         for name, msg in images.items():
             setattr(response, name, msg)
@@ -598,8 +855,11 @@ class ViewSegNode(Node):
         response.render_time, response.total_time = float(result.render_s), float(result.total_s)
         return response
 
-    def _fail(self, response: Any, message: str, t0: float) -> Any:
-        self.drops["query"] += 1
+    def _fail(self, response: Any, message: str, t0: float, count: bool = True) -> Any:
+        message = " ".join(message.split())  # one line, whatever an exception's text held
+        if count:
+            with self._stats_lock:
+                self.drops["query"] += 1
         self._warn("query:" + message[:40], f"query refused: {message}")
         response.success, response.message = False, message
         response.total_time = float(time.perf_counter() - t0)
@@ -607,33 +867,82 @@ class ViewSegNode(Node):
 
     def _on_query(self, pose: Any) -> None:
         t0 = time.perf_counter()
+        if self._enter() < 0:
+            self._warn("topic_query_busy", f"query on {self.resolve_topic_name('~/query')} dropped: "
+                                           f"{self._busy_message()}")
+            return
         try:
             result = self.render_query(pose, None)
             images = self.images_of(result)
         except Exception as error:
-            self.drops["query"] += 1
+            with self._stats_lock:
+                self.drops["query"] += 1
             self._warn("topic_query", f"query on {self.resolve_topic_name('~/query')} refused: {error}")
             return
+        finally:
+            self._leave()
         for name, msg in images.items():
             self.pubs[name].publish(msg)
         self._finish(result, t0)
 
     # ------------------------------------------------------------------ diagnostics
+    def camera_delivery(self) -> tuple[int, int, str]:
+        """(images, CameraInfo messages) received in the last camera_rate.window_s, and a warning
+        ('' when none): a driver publishes one CameraInfo per image, and CameraInfo is small
+        enough to arrive when large images are lost in transport, so it stands for the camera's
+        publish rate."""
+        p = self.params
+        window = p["camera_rate.window_s"]
+        now = time.monotonic()
+        with self._stats_lock:
+            images = sum(1 for t in self._arrivals["image"] if now - t <= window)
+            infos = sum(1 for t in self._arrivals["camera_info"] if now - t <= window)
+        if now - self._started < window:
+            return images, infos, ""  # not a whole window yet
+        image_topic = self.resolve_topic_name(p["image_topic"])
+        if infos >= 2 and images < p["camera_rate.min_ratio"] * infos:
+            return images, infos, (
+                f"{image_topic} delivered {images} images in {window:g} s while its CameraInfo arrived {infos} times: "
+                f"large images are being lost in transport (docs/ros.md, 'Large images and Fast DDS': the camera's "
+                f"process needs FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_large_images.xml)")
+        if images == 0:
+            publishers = self.count_publishers(image_topic)
+            if publishers:
+                return images, infos, (f"no image on {image_topic} for {window:g} s although {publishers} publisher(s) "
+                                       f"exist (QoS mismatch? a reliable subscription ignores best-effort cameras)")
+        return images, infos, ""
+
     def publish_diagnostics(self) -> None:
         from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
         count = len(self.keyframes)
+        images, infos, delivery = self.camera_delivery()
+        if delivery:
+            self._warn("camera_delivery", delivery)
+        with self._stats_lock:
+            drops, events, in_flight = dict(self.drops), dict(self.events), self.in_flight
+            recent_jump = time.monotonic() - self._last_clock_jump < 10.0
         status = DiagnosticStatus()
         status.name = f"{self.get_name()}: keyframes and queries"
         status.hardware_id = str(self.device)
-        status.level = DiagnosticStatus.OK if count else DiagnosticStatus.WARN
-        status.message = f"{count} keyframes" if count else "no keyframes yet"
+        problems = [text for text in (
+            "" if count else "no keyframes yet", delivery,
+            "clock jumped back in the last 10 s" if recent_jump else "",
+            f"{events['pose_jumps']} pose jump(s): {self.last_event.get('pose_jumps', '')}" if events["pose_jumps"]
+            else "") if text]
+        status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+        status.message = "; ".join(problems) if problems else f"{count} keyframes"
+        window = self.params["camera_rate.window_s"]
         values = {"keyframes": count, "keyframe_bytes": self.keyframes.nbytes, "device": str(self.device),
                   "checkpoint": str(self.checkpoint), "ready": self.ready, "queries": self.queries,
+                  "in_flight": in_flight, "tf_pending": len(self._pending),
+                  "image_rate_hz": round(images / window, 3), "camera_info_rate_hz": round(infos / window, 3),
                   "last_latency_ms": round(self.last_latency_s * 1e3, 3),
                   "last_render_ms": round(self.last_render_s * 1e3, 3),
-                  "last_overhead_ms": round((self.last_latency_s - self.last_render_s) * 1e3, 3)}
-        values.update({f"dropped_{kind}": n for kind, n in self.drops.items()})
+                  "last_overhead_ms": round((self.last_latency_s - self.last_render_s) * 1e3, 3),
+                  "ns_per_point_view": round(self._seconds_per_point_view * 1e9, 3)}
+        values.update({f"dropped_{kind}": n for kind, n in drops.items()})
+        values.update(events)
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
@@ -641,23 +950,37 @@ class ViewSegNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    """``viewseg_node``: status 0 when stopped by SIGINT/SIGTERM (however many arrive), 2 with one
+    FATAL line for a missing checkpoint or a bad parameter, 1 with a traceback for anything else."""
+    import signal
+
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
+    # rclpy's handlers (installed by init, chained to this one) shut the context down and wake
+    # the executor. Python's default handler would also raise KeyboardInterrupt wherever the
+    # process is, e.g. inside destroy_node when `ros2 launch` forwards a second SIGINT.
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
     rclpy.init(args=args if args is not None else sys.argv)
-    node = None
+    node = executor = None
     try:
         try:
             node = ViewSegNode()
         except (FileNotFoundError, ValueError) as error:
             rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
             return 2
-        executor = MultiThreadedExecutor(num_threads=4)
+        executor = MultiThreadedExecutor(num_threads=node.executor_threads)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # A signal while the model loaded: the node was asked to stop, not broken.
     finally:
+        if executor is not None:
+            executor.shutdown()  # lets a render in flight finish before its node goes away
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

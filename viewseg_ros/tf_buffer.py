@@ -221,15 +221,26 @@ class TransformBuffer:
             newest stamp (tf2's default is 10 s). None keeps everything (bag import).
         max_history: upper bound on stored stamps per edge, whatever their times (protects
             memory against a publisher at absurd rates). None = unbounded.
+        jump_back_s: a dynamic transform stamped more than this before its edge's newest
+            stamp means the clock jumped back (a bag loop, a simulator restart): every dynamic
+            edge is cleared (static ones stay), ``time_jumps`` counts it and ``last_jump``
+            describes it. Without this, new poses would interpolate against the old timeline.
+            None = insert late data as it comes (bag import reads in order).
     """
 
-    def __init__(self, cache_time_s: float | None = 10.0, max_history: int | None = 10_000):
+    def __init__(self, cache_time_s: float | None = 10.0, max_history: int | None = 10_000,
+                 jump_back_s: float | None = None):
         if cache_time_s is not None and not cache_time_s > 0:
             raise ValueError(f"cache_time_s must be > 0 or None, got {cache_time_s}")
         if max_history is not None and max_history < 2:
             raise ValueError(f"max_history must be >= 2 (interpolation needs two stamps), got {max_history}")
         self.cache_time_ns = None if cache_time_s is None else int(round(cache_time_s * NS_PER_S))
         self.max_history = max_history
+        if jump_back_s is not None and not jump_back_s > 0:
+            raise ValueError(f"jump_back_s must be > 0 or None, got {jump_back_s}")
+        self.jump_back_ns = None if jump_back_s is None else int(round(jump_back_s * NS_PER_S))
+        self.time_jumps = 0
+        self.last_jump = ""
         self._edges: dict[str, _Edge] = {}  # child frame -> its edge to its parent
         self._lock = threading.Lock()
 
@@ -257,6 +268,13 @@ class TransformBuffer:
         quaternion = normalize_quaternion(quaternion, what)
         with self._lock:
             edge = self._edges.get(child)
+            if (self.jump_back_ns is not None and not static and edge is not None and not edge.static
+                    and edge.stamps and stamp_ns < edge.stamps[-1] - self.jump_back_ns):
+                self.time_jumps += 1
+                self.last_jump = (f"{what} stamped {format_ns(stamp_ns)}, {(edge.stamps[-1] - stamp_ns) / NS_PER_S:.3f} s "
+                                  f"before its newest; dynamic transforms cleared")
+                self._clear_dynamic()
+                edge = None
             if edge is None or edge.parent != parent or edge.static != static:
                 edge = self._edges[child] = _Edge(parent, static)
             edge.insert(stamp_ns, translation, quaternion)
@@ -266,6 +284,14 @@ class TransformBuffer:
     def clear(self) -> None:
         with self._lock:
             self._edges.clear()
+
+    def clear_dynamic(self) -> None:
+        """Forget every dynamic edge, keep the static ones (a new timeline starts)."""
+        with self._lock:
+            self._clear_dynamic()
+
+    def _clear_dynamic(self) -> None:
+        self._edges = {name: edge for name, edge in self._edges.items() if edge.static}
 
     # ------------------------------------------------------------------ reading
     def frames(self) -> set[str]:
@@ -396,12 +422,13 @@ class TfListener:
 
     def __init__(self, node: Any, buffer: TransformBuffer | None = None, *, qos_depth: int = 100,
                  tf_topic: str = TF_TOPIC, tf_static_topic: str = TF_STATIC_TOPIC,
-                 callback_group: Any = None):
+                 callback_group: Any = None, on_time_jump: Any = None):
         from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
         from tf2_msgs.msg import TFMessage
 
         self.node = node
         self.buffer = buffer if buffer is not None else TransformBuffer()
+        self.on_time_jump = on_time_jump  # called with buffer.last_jump after a backward jump
         dynamic_qos = QoSProfile(depth=qos_depth, history=HistoryPolicy.KEEP_LAST,
                                  reliability=ReliabilityPolicy.RELIABLE,
                                  durability=DurabilityPolicy.VOLATILE)
@@ -416,8 +443,11 @@ class TfListener:
         ]
 
     def _on_message(self, message: Any, static: bool) -> None:
+        jumps = self.buffer.time_jumps
         for problem in add_tf_message(self.buffer, message, static):
             self.node.get_logger().warning(f"dropped TF: {problem}", throttle_duration_sec=5.0)
+        if self.buffer.time_jumps != jumps and self.on_time_jump is not None:
+            self.on_time_jump(self.buffer.last_jump)
 
     def destroy(self) -> None:
         """Remove the two subscriptions from the node.

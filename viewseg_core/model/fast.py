@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, fields, replace
+from typing import Callable
 
 import torch
 
@@ -45,6 +46,10 @@ AMP_MODES = ("auto", "off", "bf16", "fp16")
 # Default per-call budget: bytes of one [points, views, hidden] float32 activation.
 CPU_BUDGET_BYTES = 3 << 20
 CUDA_FREE_MEMORY_SHARE = 1 / 32   # the field holds ~10 such tensors at its peak
+
+
+class RenderCancelled(RuntimeError):
+    """:func:`render_query` stopped between chunks because ``should_stop`` said so."""
 
 
 @dataclass(frozen=True)
@@ -234,6 +239,7 @@ def _render_rays(renderer: Renderer, rays: RayBundle, prepared, preset: QueryPre
 def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, width: int,
                        sources: SourceViews, preset: QueryPreset | str = "fast",
                        prepared: tuple[PreparedSources, PreparedSources | None] | None = None,
+                       should_stop: Callable[[], bool] | None = None,
                        ) -> tuple[PassOutput, QueryStats]:
     """:func:`render_query` plus the work it did (:class:`QueryStats`)."""
     preset = PRESETS[preset] if isinstance(preset, str) else preset
@@ -263,6 +269,8 @@ def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, w
     pieces = []
     with _autocast(preset, dev):
         for start in range(0, height * width, chunk):
+            if should_stop is not None and should_stop():
+                raise RenderCancelled(f"render stopped after {start} of {height * width} rays")
             out = _render_rays(renderer, rays[:, start:start + chunk], prepared, preset, budget, stats)
             pieces.append(replace(out, weights=None, t=None))  # drop [.., S] tensors early
     merged = PassOutput(**{f.name: None if getattr(pieces[0], f.name) is None else
@@ -274,7 +282,8 @@ def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, w
 
 def render_query(model, K: torch.Tensor, c2w: torch.Tensor, height: int, width: int, sources: SourceViews,
                  preset: QueryPreset | str = "fast",
-                 prepared: tuple[PreparedSources, PreparedSources | None] | None = None) -> PassOutput:
+                 prepared: tuple[PreparedSources, PreparedSources | None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> PassOutput:
     """Render target cameras with a query preset (inference; no gradient).
 
     Args:
@@ -283,12 +292,14 @@ def render_query(model, K: torch.Tensor, c2w: torch.Tensor, height: int, width: 
         sources: SourceViews with batch B (``model.make_sources``).
         preset: a :class:`QueryPreset` or a name in :data:`PRESETS`.
         prepared: ``model.renderer.prepare(sources)``, to reuse across queries.
+        should_stop: asked before every chunk; True raises :class:`RenderCancelled` (a caller's
+            deadline or cancellation: a chunk is the unit of work that cannot be interrupted).
     Returns:
         PassOutput of the final pass with [B, H, W, ...] ([H, W, ...] for one camera) tensors,
         as :meth:`ViewSeg.render` returns.
     """
-    return render_query_stats(model, K, c2w, height, width, sources, preset, prepared)[0]
+    return render_query_stats(model, K, c2w, height, width, sources, preset, prepared, should_stop)[0]
 
 
-__all__ = ["QueryPreset", "QueryStats", "PRESETS", "AMP_MODES", "render_query", "render_query_stats",
+__all__ = ["QueryPreset", "QueryStats", "RenderCancelled", "PRESETS", "AMP_MODES", "render_query", "render_query_stats",
            "occupied_samples", "point_budget"]
