@@ -16,10 +16,15 @@ setup(
     package_data={"training": ["configs/*.yaml"], "viewseg_core": ["cuda/*.cu", "cuda/*.cpp"]},
     data_files=[
         # ament index registration + package manifest: `ros2 pkg prefix viewseg_ros` finds us.
+        # A colcon-style install (`setup.py install`, as ament_python runs it) copies these;
+        # scripts/setup.sh symlinks the same list into the venv, as `--symlink-install` does.
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", sorted(glob("config/*.yaml") + glob("config/*.xml"))),
+        # The demo model, so an installed node runs without the source tree
+        # (viewseg_ros.node.resolve_checkpoint looks in share/viewseg_ros/checkpoints).
+        (f"share/{PACKAGE}/checkpoints", glob("checkpoints/*.pt")),
     ],
     install_requires=["numpy", "torch", "torchvision", "opencv-python-headless", "h5py", "pyyaml",
                       "tqdm", "tensorboard", "rosbags"],

@@ -7,9 +7,18 @@ Parameters come from ``params_file`` (default: the installed config/viewseg.yaml
 ``checkpoint`` and ``device`` arguments override it, and the topic arguments remap the
 node's relative ``image`` / ``camera_info`` names. ``sim:=true`` also starts
 ``viewseg_sim_camera`` (a synthetic room on ``image``, ``camera_info`` and TF).
+
+``fastdds_profile`` (default: the installed config/fastdds_large_images.xml) is exported as
+``FASTDDS_DEFAULT_PROFILES_FILE`` (and, for Fast DDS 2.x, ``FASTRTPS_DEFAULT_PROFILES_FILE``)
+to the nodes this file starts; ``fastdds_profile:=`` (empty) leaves the environment as it is.
+
+Both nodes are required: when either exits, the launch shuts down, and when it exits with an
+error (a missing checkpoint, a bad parameter) ``ros2 launch`` exits non-zero.
 """
+import os
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable, Shutdown
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -18,11 +27,45 @@ from launch_ros.substitutions import FindPackageShare
 PACKAGE = "viewseg_ros"
 
 
+def _fastdds_profile(context):
+    """SetEnvironmentVariable actions for the Fast DDS profile; none when the argument is empty."""
+    path = LaunchConfiguration("fastdds_profile").perform(context)
+    if not path:
+        return []
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"launch argument fastdds_profile: {path!r} is not a file "
+                                f"(fastdds_profile:= keeps the environment's Fast DDS settings)")
+    actions = [SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", path)]
+    if not _fast_dds_3():
+        # Fast DDS 2.x (Humble, Jazzy) reads only the old name. Fast DDS 3 reads both and would
+        # load the file twice ("There is other transport with the same id").
+        actions.append(SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", path))
+    return actions
+
+
+def _fast_dds_3() -> bool:
+    """Fast DDS 3 installs share/fastdds; 2.x installs share/fastrtps."""
+    prefixes = os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)
+    return any(os.path.isdir(os.path.join(prefix, "share", "fastdds")) for prefix in prefixes if prefix)
+
+
+def _required(executable: str):
+    """on_exit for a node the launch cannot run without: any exit shuts the launch down, and an
+    error exit makes ``ros2 launch`` exit non-zero (launch returns 1 when an action raises;
+    a plain Shutdown would end it with status 0)."""
+    def on_exit(event, context):
+        if event.returncode != 0:
+            raise RuntimeError(f"{executable} exited with status {event.returncode} (its output is above); "
+                               f"shutting down")
+        return [Shutdown(reason=f"{executable} exited")]
+    return on_exit
+
+
 def generate_launch_description() -> LaunchDescription:
+    share = FindPackageShare(PACKAGE)
     arguments = [
         DeclareLaunchArgument("params_file", description="node parameters (YAML, viewseg: ros__parameters:)",
-                              default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), "config",
-                                                                  "viewseg.yaml"])),
+                              default_value=PathJoinSubstitution([share, "config", "viewseg.yaml"])),
         DeclareLaunchArgument("checkpoint", default_value="",
                               description="viewseg-model file; empty = the demo checkpoint"),
         DeclareLaunchArgument("device", default_value="auto", description="auto, cpu, cuda or cuda:N"),
@@ -30,6 +73,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("camera_info_topic", default_value="camera_info",
                               description="CameraInfo of the same camera"),
         DeclareLaunchArgument("sim", default_value="false", description="also start the simulated camera"),
+        DeclareLaunchArgument("fastdds_profile",
+                              default_value=PathJoinSubstitution([share, "config", "fastdds_large_images.xml"]),
+                              description="Fast DDS XML profile for the started nodes "
+                                          "(FASTDDS_DEFAULT_PROFILES_FILE); empty = leave the environment as it is"),
     ]
     remappings = [("image", LaunchConfiguration("image_topic")),
                   ("camera_info", LaunchConfiguration("camera_info_topic"))]
@@ -37,8 +84,9 @@ def generate_launch_description() -> LaunchDescription:
         package=PACKAGE, executable="viewseg_node", name="viewseg", output="screen",
         parameters=[LaunchConfiguration("params_file"),
                     {"checkpoint": LaunchConfiguration("checkpoint"), "device": LaunchConfiguration("device")}],
-        remappings=remappings)
+        remappings=remappings, on_exit=_required("viewseg_node"))
     sim_camera = Node(
         package=PACKAGE, executable="viewseg_sim_camera", name="viewseg_sim_camera", output="screen",
-        remappings=remappings, condition=IfCondition(LaunchConfiguration("sim")))
-    return LaunchDescription(arguments + [viewseg, sim_camera])
+        remappings=remappings, condition=IfCondition(LaunchConfiguration("sim")),
+        on_exit=_required("viewseg_sim_camera"))
+    return LaunchDescription(arguments + [OpaqueFunction(function=_fastdds_profile), viewseg, sim_camera])

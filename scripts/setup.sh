@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # One-command setup of viewseg on a fresh Debian/Ubuntu x86_64 machine (Python 3.11):
 #   .venv with pinned PyTorch + ROS 2 Kilted wheels, the interface packages in interfaces/
-#   built into the venv prefix, the project installed editable, and a loopback smoke check.
+#   built into the venv prefix, the ROS 2 launch stack when its vendored files are present,
+#   the project installed editable and registered in the venv's ament index (as
+#   `colcon build --symlink-install` would), and a loopback smoke check.
 # Idempotent: every step is skipped when the inputs it depends on are unchanged
 # (stamps in .venv/.viewseg-stamps), so a second run takes seconds.
 #
-# Usage: scripts/setup.sh [--force]        env: PYTHON (default python3), VENV (default .venv)
+# Usage: scripts/setup.sh [--force]        env: PYTHON (default python3), VENV (default .venv),
+#   VIEWSEG_LAUNCH_VENDOR (default ../shared/vendor/ros2-launch-kilted next to the repo: the
+#   upstream launch/launch_ros/ros2cli wheels; set it to an empty string to skip them)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -88,7 +92,41 @@ build_pkg() {  # $1 = package dir; tf2_msgs must come before packages that use i
 build_pkg interfaces/tf2_msgs
 build_pkg interfaces/viewseg_interfaces
 
-# --- 4. the project itself, editable ------------------------------------------------------
+# --- 4. the ROS 2 launch stack: `ros2 launch/run/node/pkg` (no wheels on the index) ----------
+# Third-party upstream files (pinned: their README lists the release tags), installed into the
+# venv, never copied into this repository. Without them, `ros2 ...` needs a system ROS 2.
+LAUNCH_VENDOR_DEFAULT="$ROOT/../shared/vendor/ros2-launch-kilted"
+LAUNCH_VENDOR="${VIEWSEG_LAUNCH_VENDOR-$LAUNCH_VENDOR_DEFAULT}"
+LAUNCH_PINS=('osrf-pycommon==2.0.2' 'argcomplete==3.7.2' 'psutil==7.2.2')  # the stack's index deps
+if [ -n "$LAUNCH_VENDOR" ] && [ -d "$LAUNCH_VENDOR" ]; then
+  LAUNCH_VENDOR=$(cd "$LAUNCH_VENDOR" && pwd)
+  ls "$LAUNCH_VENDOR"/launch-*.whl "$LAUNCH_VENDOR"/composition_interfaces-*.tar.gz >/dev/null 2>&1 \
+    || fail "$LAUNCH_VENDOR has no launch-*.whl / composition_interfaces-*.tar.gz (see its README)"
+  # launch_ros imports composition_interfaces: an interface package, built like ours.
+  src="$ROOT/build/vendor"; rm -rf "$src"; mkdir -p "$src"
+  tar -xzf "$LAUNCH_VENDOR"/composition_interfaces-*.tar.gz -C "$src"
+  build_pkg "$src/composition_interfaces"
+  launch_hash=$(hash_of "$LAUNCH_VENDOR"/*.whl "$STAMPS/pip"; echo "${LAUNCH_PINS[*]}")
+  if stamp_ok launch-stack "$launch_hash" && python -c 'import launch, launch_ros, ros2launch, ros2node' 2>/dev/null; then
+    say "ROS 2 launch stack up to date ($LAUNCH_VENDOR)"
+  else
+    say "installing the ROS 2 launch stack from $LAUNCH_VENDOR"
+    python -m pip install -q -c requirements.lock "${LAUNCH_PINS[@]}" \
+      || fail "pip could not install ${LAUNCH_PINS[*]} (needed by the launch stack)"
+    # --no-deps: upstream names its dependencies (ament_index_python, rclpy) as ROS packages,
+    # which the index spells ros-kilted-*; requirements-ros.txt already installed those.
+    python -m pip install -q --no-deps --force-reinstall "$LAUNCH_VENDOR"/*.whl \
+      || fail "pip could not install the launch stack wheels from $LAUNCH_VENDOR"
+    python -c 'import launch, launch_ros, ros2launch, ros2node' || fail "the launch stack does not import (see above)"
+    stamp_set launch-stack "$launch_hash"
+  fi
+elif [ -n "${VIEWSEG_LAUNCH_VENDOR:-}" ]; then
+  fail "VIEWSEG_LAUNCH_VENDOR=$VIEWSEG_LAUNCH_VENDOR is not a folder"
+else
+  say "no ROS 2 launch stack: \`ros2 launch\` (and ros2 run/node/pkg) needs a system ROS 2 or the vendored stack in $LAUNCH_VENDOR_DEFAULT (VIEWSEG_LAUNCH_VENDOR); the launch tests skip"
+fi
+
+# --- 5. the project itself, editable ------------------------------------------------------
 proj_hash=$(hash_of setup.py package.xml "$STAMPS/pip")
 if stamp_ok project "$proj_hash" && python -c 'import viewseg_core, viewseg_ros' 2>/dev/null; then
   say "viewseg installed (editable)"
@@ -97,7 +135,60 @@ else
   stamp_set project "$proj_hash"
 fi
 
-# --- 5. smoke check: rclpy pub/sub on loopback, generated types, torch ------------------
+# --- 6. ament registration in the venv prefix, as `colcon build --symlink-install` does -------
+# setup.py's data_files (ament index marker, package.xml, launch/, config/, checkpoints/) are
+# symlinked into real folders under $VENV/share (ros2launch does not follow a symlinked
+# launch folder), and lib/viewseg_ros/<executable> links to the console script in bin/.
+# Rebuilt on every run (instant), so a new launch or config file shows up after `make setup`.
+python - "$ROOT" "$VENV" <<'PYEOF' || fail "registering viewseg_ros in the ament index of $VENV failed (see above)"
+import os, runpy, shutil, sys
+from pathlib import Path
+
+import setuptools
+
+root, prefix = Path(sys.argv[1]), Path(sys.argv[2])
+spec = {}
+setuptools.setup = lambda **kwargs: spec.update(kwargs)  # read setup.py's arguments, build nothing
+os.chdir(root)
+runpy.run_path(str(root / "setup.py"), run_name="__main__")
+package = spec["name"]
+for folder in (prefix / "share" / package, prefix / "lib" / package):
+    shutil.rmtree(folder, ignore_errors=True)
+for dest, files in spec["data_files"]:
+    target = prefix / dest
+    target.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        link = target / Path(name).name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(root / name)
+libexec = prefix / "lib" / package
+libexec.mkdir(parents=True)
+for entry in spec["entry_points"]["console_scripts"]:
+    script = entry.split("=")[0].strip()
+    if not (prefix / "bin" / script).is_file():
+        sys.exit(f"{prefix / 'bin' / script} is missing: pip install -e . did not make it")
+    (libexec / script).symlink_to(Path("..", "..", "bin", script))
+os.environ["AMENT_PREFIX_PATH"] = str(prefix)
+from ament_index_python.packages import get_package_share_directory
+assert Path(get_package_share_directory(package)) == prefix / "share" / package
+print(f"[setup] {package} registered in {prefix} (share/{package}, lib/{package}: "
+      f"{', '.join(sorted(p.name for p in libexec.iterdir()))})")
+PYEOF
+# Activation puts the venv on AMENT_PREFIX_PATH (as a colcon workspace's setup.bash does), once.
+if ! grep -q '>>> viewseg: AMENT_PREFIX_PATH' "$VENV/bin/activate"; then
+  cat >> "$VENV/bin/activate" <<'SHEOF'
+# >>> viewseg: AMENT_PREFIX_PATH (added by scripts/setup.sh) >>>
+case ":${AMENT_PREFIX_PATH:-}:" in
+  *":$VIRTUAL_ENV:"*) ;;
+  *) AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"; export AMENT_PREFIX_PATH ;;
+esac
+# <<< viewseg <<<
+SHEOF
+  say "activation now sets AMENT_PREFIX_PATH ($VENV/bin/activate)"
+fi
+
+# --- 7. smoke check: rclpy pub/sub on loopback, generated types, torch ------------------
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( RANDOM % 100 + 100 ))}"
 timeout 60 python - <<'PYEOF' || fail "smoke check failed (see above)"
 import time

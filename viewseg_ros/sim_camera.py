@@ -194,9 +194,15 @@ def __getattr__(name: str):
 
 
 def main(args: list[str] | None = None) -> int:
+    """``viewseg_sim_camera``: status 0 when stopped by SIGINT/SIGTERM, 2 for a bad parameter."""
+    import signal
+
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
+    # rclpy's handlers stop the spin; a Python KeyboardInterrupt could instead land in
+    # destroy_node on the second SIGINT that a non-interactive `ros2 launch` forwards.
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
     rclpy.init(args=args if args is not None else sys.argv)
     node = None
     try:
