@@ -95,7 +95,7 @@ build_pkg interfaces/viewseg_interfaces
 # --- 4. the ROS 2 launch stack: `ros2 launch/run/node/pkg` (no wheels on the index) ----------
 # Third-party upstream files (pinned: their README lists the release tags), installed into the
 # venv, never copied into this repository. Without them, `ros2 ...` needs a system ROS 2.
-LAUNCH_VENDOR_DEFAULT="$ROOT/../shared/vendor/ros2-launch-kilted"
+LAUNCH_VENDOR_DEFAULT="$(dirname "$ROOT")/shared/vendor/ros2-launch-kilted"
 LAUNCH_VENDOR="${VIEWSEG_LAUNCH_VENDOR-$LAUNCH_VENDOR_DEFAULT}"
 LAUNCH_PINS=('osrf-pycommon==2.0.2' 'argcomplete==3.7.2' 'psutil==7.2.2')  # the stack's index deps
 if [ -n "$LAUNCH_VENDOR" ] && [ -d "$LAUNCH_VENDOR" ]; then
@@ -122,6 +122,8 @@ if [ -n "$LAUNCH_VENDOR" ] && [ -d "$LAUNCH_VENDOR" ]; then
   fi
 elif [ -n "${VIEWSEG_LAUNCH_VENDOR:-}" ]; then
   fail "VIEWSEG_LAUNCH_VENDOR=$VIEWSEG_LAUNCH_VENDOR is not a folder"
+elif python -c 'import ros2launch' 2>/dev/null; then
+  say "no launch stack folder ($LAUNCH_VENDOR_DEFAULT); keeping the launch stack already in $VENV"
 else
   say "no ROS 2 launch stack: \`ros2 launch\` (and ros2 run/node/pkg) needs a system ROS 2 or the vendored stack in $LAUNCH_VENDOR_DEFAULT (VIEWSEG_LAUNCH_VENDOR); the launch tests skip"
 fi
