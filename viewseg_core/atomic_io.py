@@ -76,9 +76,13 @@ def _write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) ->
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(error, OSError) and error.errno is not None and error.filename in (None, tmp):
+            # A full disk fails in write() or fsync(), whose error names no file (or the
+            # temp file): name the file the caller asked for.
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise
     return path
 

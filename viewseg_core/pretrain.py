@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from viewseg_core.atomic_io import check_writable
 from viewseg_core.classes import CLASS_NAMES, IGNORE_LABEL
 from viewseg_core.cli import image_size, nonnegative_int, positive_float, positive_int, resolve_device
 from viewseg_core.metrics import confusion_matrix, semantic_scores
@@ -243,6 +244,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
+    check_writable(cfg.out)  # before training, not after it
     train_samples, layout = _samples(cfg, "training")
     val_samples, _ = _samples(cfg, "validation")
     num_classes = cfg.num_classes or (ADE20K_NUM_CLASSES if layout == "ade20k" else len(CLASS_NAMES))

@@ -263,6 +263,7 @@ class _Segmenter:
         from viewseg_core.model.encoder import build_encoder
         from viewseg_core.model.weights import ENCODER_FORMAT, load_encoder_weights, read_weights_file
 
+        device = resolve_device(device)  # before reading a checkpoint it could not use
         ckpt = read_weights_file(path)
         if not isinstance(ckpt, dict) or ckpt.get("format") != ENCODER_FORMAT:
             raise ValueError(f"{path}: --segmenter needs a {ENCODER_FORMAT!r} checkpoint "
@@ -270,7 +271,6 @@ class _Segmenter:
         self.encoder = build_encoder(ckpt["encoder"], feature_dim=int(ckpt.get("feature_dim", 256)),
                                      num_classes=int(ckpt["num_classes"]))
         load_encoder_weights(self.encoder, path)
-        device = resolve_device(device)
         self.encoder.eval().to(device)
         self.device = device
         names = list(ckpt.get("class_names") or CLASS_NAMES[: int(ckpt["num_classes"])])
