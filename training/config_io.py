@@ -91,7 +91,7 @@ def _typed(value: Any, hint: Any, key: str) -> Any:
     """``value`` converted to ``hint``; a wrong type is an error naming the key."""
     out = _coerce(value, hint)
     if out is _NO_MATCH:
-        name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+        name = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
         raise ValueError(f"config key {key}: expected {name}, got {value!r} ({type(value).__name__})")
     return out
 

@@ -126,6 +126,26 @@ def test_atomic_save_leaves_no_temp_and_keeps_old_file_on_failure(tmp_path):
     assert latest_checkpoint(tmp_path).name == "step_10.pt"
 
 
+def test_config_values_are_typed_and_range_checked():
+    from training.train import TrainConfig
+
+    cfg = load_config(TrainConfig, None, ["optim.lr=1e-3", "loss.depth_weight=1", "data.image_size=[60, 80]"])
+    assert cfg.optim.lr == 0.001 and type(cfg.loss.depth_weight) is float and cfg.data.image_size == (60, 80)
+    for override, message in [
+        ("run.max_steps=-5", "config key run.max_steps must be >= 1, got -5"),
+        ("optim.lr=0", "config key optim.lr must be > 0.0, got 0.0"),
+        ("optim.lr=fast", "config key optim.lr: expected float, got 'fast' (str)"),
+        ("run.max_steps=1.5", "config key run.max_steps: expected int, got 1.5 (float)"),
+        ("run.bf16=1", "config key run.bf16: expected bool, got 1 (int)"),
+        ("data.image_size=[60]", "config key data.image_size: expected tuple[int, int], got [60] (list)"),
+        ("loss.semantic_weight=-0.1", "config key loss.semantic_weight must be >= 0.0, got -0.1"),
+        ("optim.lr=.nan", "config key optim.lr must be > 0.0, got nan"),
+    ]:
+        with pytest.raises(ValueError) as error:
+            load_config(TrainConfig, None, [override])
+        assert str(error.value) == message
+
+
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "training" / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_committed_config_loads(path):
     """Each config in training/configs parses into a TrainConfig and a valid ModelConfig."""
