@@ -84,9 +84,24 @@ def rgb_of(i: int) -> np.ndarray:
     return ((np.arange(H * W * 3).reshape(H, W, 3) * (i + 1)) % 256).astype(np.uint8)
 
 
+def _bad_image(kind: str, i: int, t: float):
+    """A colour image a real driver might emit that cannot be used: an encoding viewseg does not
+    decode (``yuv422``), or (``short``) fewer data bytes than step x height."""
+    msg = _image(rgb_of(i), "rgb8", t, pad=3)
+    if kind == "yuv422":
+        msg.encoding = "yuv422"
+        msg.step = W * 2
+        msg.data = msg.data[: W * 2 * H]
+    else:
+        msg.data = msg.data[: len(msg.data) // 2]
+    return msg
+
+
 def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encoding="32FC1",
-              image_encoding="rgb8") -> Path:
-    """A small robot recording: /tf (10 Hz), /tf_static once, images + CameraInfo + labels + depth at 5 Hz."""
+              image_encoding="rgb8", bad: dict[int, str] | None = None) -> Path:
+    """A small robot recording: /tf (10 Hz), /tf_static once, images + CameraInfo + labels + depth at 5 Hz.
+
+    ``bad``: image index -> kind of :func:`_bad_image` to record instead of that image."""
     with Writer(path, version=9, storage_plugin=storage) as writer:
         def conn(topic, msgtype):
             return writer.add_connection(topic, msgtype, typestore=TS)
@@ -103,7 +118,8 @@ def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encodi
         for i, t in enumerate(IMAGE_TIMES):
             rgb = rgb_of(i)
             pixels = rgb[:, :, ::-1] if image_encoding == "bgr8" else rgb
-            events.append((t + 0.001, image, _image(pixels, image_encoding, t, pad=3)))
+            colour = _bad_image(bad[i], i, t) if bad and i in bad else _image(pixels, image_encoding, t, pad=3)
+            events.append((t + 0.001, image, colour))
             events.append((t + 0.001, info, _camera_info(t)))
             if labels is not None:
                 ids = np.full((H, W), i % 37, np.uint8)
@@ -203,3 +219,119 @@ def test_errors(tmp_path, capsys):
     code = cli_main(["bag2scene", str(bag), "--out", str(tmp_path / "f"), "--image-topic", "/camera/image",
                      "--camera-info-topic", "/camera/camera_info", "--segmenter", str(tmp_path / "none.pt")])
     assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- bad frames, partial output, damaged bags
+UNSUPPORTED = "unsupported colour encoding 'yuv422' (supported: rgb8, bgr8, rgba8, bgra8, mono8, 8UC1)"
+
+
+def test_bad_frames_are_skipped_and_counted(tmp_path):
+    bag = write_bag(tmp_path / "bag", StoragePlugin.SQLITE3, bad={3: "yuv422", 6: "short"})
+    report = import_bag(bag, tmp_path / "scene", config())
+    # 12 images: 0 has no TF, 3 and 6 are bad: 9 keyframes, the others intact.
+    assert report.images == 12 and report.keyframes == 9
+    assert report.skipped[UNSUPPORTED] == 1 and report.skipped["malformed colour image"] == 1
+    summary = report.summary()
+    assert f"skipped 1 image(s): {UNSUPPORTED}" in summary
+    assert "skipped 1 image(s): malformed colour image (first: " in summary and "data has" in summary
+    scene = SceneFolder(tmp_path / "scene")
+    expected = [i for i in range(1, 12) if i not in (3, 6)]
+    np.testing.assert_allclose([f.stamp for f in scene.frames], [T0 / 1e9 + IMAGE_TIMES[i] for i in expected],
+                               atol=1e-6)
+    for index, i in enumerate(expected):
+        np.testing.assert_array_equal(scene.load_view(index).rgb, rgb_of(i))
+
+
+def test_an_undecodable_frame_does_not_shadow_the_next_keyframe(tmp_path):
+    # With a 0.3 m threshold the keyframes are images 1, 4, 7, 10 (see above). Image 4 cannot be
+    # decoded: image 5 takes its place, and the rest shift to 8 and 11.
+    bag = write_bag(tmp_path / "bag", StoragePlugin.MCAP, bad={4: "yuv422"})
+    kf = KeyframeConfig(min_translation=0.3, min_rotation_deg=90.0, min_interval_s=0.0)
+    report = import_bag(bag, tmp_path / "scene", config(keyframes=kf, depth_topic=None))
+    scene = SceneFolder(tmp_path / "scene")
+    np.testing.assert_allclose([f.stamp for f in scene.frames], [T0 / 1e9 + IMAGE_TIMES[i] for i in (1, 5, 8, 11)],
+                               atol=1e-6)
+    assert report.skipped[UNSUPPORTED] == 1
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_output_folder_is_whole_or_absent(tmp_path, capsys):
+    bag = write_bag(tmp_path / "bag", StoragePlugin.SQLITE3)
+    out = tmp_path / "scene"
+    # A failed import (every image unusable) leaves no folder under any name.
+    all_bad = write_bag(tmp_path / "all_bad", StoragePlugin.SQLITE3, bad={i: "yuv422" for i in range(12)})
+    with pytest.raises(ValueError, match="no keyframes written"):
+        import_bag(all_bad, out, config())
+    assert not out.exists() and _hidden(tmp_path) == []
+
+    # A killed import's staging folder is removed, with a line saying so, and the import completes.
+    stale = tmp_path / ".scene.partial-k1ll3d"
+    (stale / "rgb").mkdir(parents=True)
+    (stale / "rgb" / "000000.png").write_bytes(b"half")
+    assert import_bag(bag, out, config()).keyframes == 11
+    assert f"removing {stale}, left by an import that did not finish" in capsys.readouterr().err
+    assert _hidden(tmp_path) == [] and len(SceneFolder(out)) == 11
+
+    # Importing again replaces the earlier import entirely (no stale frames from it survive).
+    kf = KeyframeConfig(min_translation=0.3, min_rotation_deg=90.0, min_interval_s=0.0)
+    assert import_bag(bag, out, config(keyframes=kf)).keyframes == 4
+    assert len(SceneFolder(out)) == 4 and len(list((out / "rgb").iterdir())) == 4
+    assert _hidden(tmp_path) == []
+
+    # Anything that is not an earlier import is not replaced.
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "todo.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a scene folder .* refusing to replace it"):
+        import_bag(bag, other, config())
+    assert [p.name for p in other.iterdir()] == ["todo.txt"]
+    code = cli_main(["bag2scene", str(bag), "--out", str(other / "todo.txt"), "--image-topic", "/camera/image",
+                     "--camera-info-topic", "/camera/camera_info", "--no-labels"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "exists and is not a folder" in err and "Traceback" not in err
+
+
+def _cut(bag: Path, tmp_path: Path, name: str, keep) -> Path:
+    """A copy of ``bag`` whose storage file lost its end (a recorder killed, a copy cut short)."""
+    import shutil
+
+    copy = tmp_path / name
+    shutil.copytree(bag, copy)
+    (storage,) = [p for p in copy.iterdir() if p.suffix in (".db3", ".mcap")]
+    data = storage.read_bytes()
+    storage.write_bytes(data[: keep(len(data))])
+    return copy
+
+
+def test_a_bag_that_ends_early_imports_what_is_readable(tmp_path, capsys):
+    bag = write_bag(tmp_path / "bag", StoragePlugin.SQLITE3)
+    # The last half page of the sqlite file is gone: the header still opens, reading stops there.
+    cut = _cut(bag, tmp_path, "cut", lambda n: n - 2048)
+    code = cli_main(["bag2scene", str(cut), "--out", str(tmp_path / "scene"), "--image-topic", "/camera/image",
+                     "--camera-info-topic", "/camera/camera_info", "--no-labels", "--min-translation", "0",
+                     "--min-rotation", "0", "--min-interval", "0"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "warning: the bag is unreadable from here on (truncated or damaged); imported what came before" in captured.out
+    scene = SceneFolder(tmp_path / "scene")
+    assert 1 <= len(scene) <= 11
+    for index in range(len(scene)):  # what was imported is right, not approximately right
+        i = IMAGE_TIMES.index(min(IMAGE_TIMES, key=lambda t: abs(T0 / 1e9 + t - scene.frames[index].stamp)))
+        np.testing.assert_allclose(scene.load_view(index).c2w, expected_c2w(IMAGE_TIMES[i]), atol=1e-9)
+        np.testing.assert_array_equal(scene.load_view(index).rgb, rgb_of(i))
+
+
+@pytest.mark.parametrize("storage, hint", [(StoragePlugin.MCAP, "mcap recover IN.mcap -o OUT.mcap"),
+                                           (StoragePlugin.SQLITE3, "sqlite3 IN.db3 .dump | sqlite3 OUT.db3")],
+                         ids=["mcap", "sqlite3"])
+def test_a_bag_that_cannot_be_opened_fails_with_a_salvage_hint(storage, hint, tmp_path, capsys):
+    cut = _cut(write_bag(tmp_path / "bag", storage), tmp_path, "cut", lambda n: n // 2)
+    code = cli_main(["bag2scene", str(cut), "--out", str(tmp_path / "scene"), "--image-topic", "/camera/image",
+                     "--camera-info-topic", "/camera/camera_info", "--no-labels"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"viewseg bag2scene: error: {cut}: cannot read as a ROS 2 bag: ") and hint in err
+    assert not (tmp_path / "scene").exists() and _hidden(tmp_path) == []
