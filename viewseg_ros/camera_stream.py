@@ -28,6 +28,7 @@ from viewseg_core.cameras import K_from_hfov
 
 PARAMETERS = {
     "views": (40, "distinct views"),
+    "first_view": (0, "index of the first view (streams with disjoint ranges show disjoint views)"),
     "frames_per_view": (8, "frames published at each view"),
     "rate": (15.0, "frames per second"),
     "width": (640, "image width"),
@@ -90,7 +91,8 @@ def main(args: list[str] | None = None) -> int:
         clock_start = time.monotonic()
         stamp0 = int(p["start_stamp_s"] * 1e9) or node.get_clock().now().nanoseconds
         published = 0
-        for view in range(int(p["views"])):
+        first = int(p["first_view"])
+        for view in range(first, first + int(p["views"])):
             c2w = view_pose(view, float(p["spacing"]), float(p["turn_deg"]))
             rgb = view_image(texture, view, height, width)
             for _ in range(int(p["frames_per_view"])):

@@ -80,6 +80,7 @@ NODE_NAME = "viewseg"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CHECKPOINT = Path("checkpoints") / "demo.pt"
 WARN_PERIOD_S = 5.0
+MIN_COST_SAMPLE = 50_000  # point-views a render needs to update the cost model
 
 # name -> (default, description). Numbers are coerced (a YAML "1" for a float is fine).
 PARAMETERS: dict[str, tuple[Any, str]] = {
@@ -238,6 +239,7 @@ class ViewSegNode(Node):
         self._previous_pose: np.ndarray | None = None
         # Images whose TF has not arrived: (monotonic arrival, rgb, K, frame, stamp_ns, last error).
         self._pending: collections.deque = collections.deque()
+        self._held_for_info: Any = None  # the latest image that came before any valid CameraInfo
         window = max(1, int(p["camera_rate.window_s"] * 200))  # arrival times, bounded at 200 Hz
         self._arrivals = {"image": collections.deque(maxlen=window), "camera_info": collections.deque(maxlen=window)}
         self._started = time.monotonic()
@@ -414,18 +416,24 @@ class ViewSegNode(Node):
         rgb = torch.zeros((1, 1, 3, height, width), device=self.device)
         sources = self.model.make_sources(features[None, None], torch.as_tensor(K)[None, None], c2w[None, None],
                                           height, width, rgb=rgb if self.model.config.source_rgb else None)
-        # Two renders: the first pays one-time costs, the second seeds the cost model.
         render_query(self.model, torch.as_tensor(K), c2w, min(height, 16), min(width, 16), sources, self.preset)
-        t1 = time.perf_counter()
-        _, stats = render_query_stats(self.model, torch.as_tensor(K), c2w, min(height, 32), min(width, 32),
-                                      sources, self.preset)
-        self._sync()
-        self._record_cost(stats.coarse_points + stats.fine_points, 1, time.perf_counter() - t1, stats.points_per_ray)
-        self.get_logger().info(f"warm-up took {time.perf_counter() - t0:.2f} s")
+        # The cost model's seed: the faster of two 64x64 renders (the first of a shape pays for
+        # kernel selection; a small render's fixed overhead would inflate the estimate).
+        best = math.inf
+        for _ in range(2):
+            t1 = time.perf_counter()
+            _, stats = render_query_stats(self.model, torch.as_tensor(K), c2w, 64, 64, sources, self.preset)
+            self._sync()
+            best = min(best, time.perf_counter() - t1)
+        self._record_cost(stats.coarse_points + stats.fine_points, 1, best, stats.points_per_ray)
+        self.get_logger().info(f"warm-up took {time.perf_counter() - t0:.2f} s "
+                               f"({self._seconds_per_point_view * 1e9:.0f} ns per point and view)")
 
     def _record_cost(self, points: int, views: int, seconds: float, points_per_ray: float) -> None:
-        """Fold one render into the cost model (a running average; the first render sets it)."""
-        if points <= 0 or seconds <= 0:
+        """Fold one render into the cost model (a running average; the first render sets it).
+        Renders under MIN_COST_SAMPLE point-views are skipped: their fixed overhead (selection,
+        chunk setup) would make the model refuse large queries that fit."""
+        if points * views < MIN_COST_SAMPLE or seconds <= 0:
             return
         rate = seconds / (points * views)
         with self._stats_lock:
@@ -505,6 +513,9 @@ class ViewSegNode(Node):
 
     def _on_image(self, msg: Any) -> None:
         self._arrived("image")
+        self._admit_guarded(msg)
+
+    def _admit_guarded(self, msg: Any) -> None:
         try:
             self._admit_image(msg)
         except Exception as error:  # a bad frame must never take the node down
@@ -526,8 +537,12 @@ class ViewSegNode(Node):
             return
         camera = self._camera
         if camera is None:
-            topic = self.resolve_topic_name(self.params["camera_info_topic"])
-            self._drop("image", f"no valid CameraInfo yet on {topic}")
+            # The first image of a stream often races its CameraInfo: keep the latest one
+            # (bounded: one) and take it when a CameraInfo arrives; count the one it replaces.
+            held, self._held_for_info = self._held_for_info, msg
+            if held is not None:
+                topic = self.resolve_topic_name(self.params["camera_info_topic"])
+                self._drop("image", f"no valid CameraInfo yet on {topic} (only the latest image is held)")
             return
         K, info_width, info_height, _ = camera
         if (info_width, info_height) != (rgb.shape[1], rgb.shape[0]):
@@ -552,6 +567,11 @@ class ViewSegNode(Node):
         """Pose, and admit or refuse, the images waiting for TF, oldest first. An image leaves
         the queue when its pose is known, when TF can never give it (a stamp older than the TF
         history), or after tf_wait_s. Runs in the images' callback group: no lock needed."""
+        held = self._held_for_info
+        if held is not None and self._camera is not None:
+            self._held_for_info = None
+            self._admit_guarded(held)
+            return  # admitting it retried the queue
         fixed = self.params["fixed_frame"]
         wait_s = self.params["tf_wait_s"]
         while self._pending:

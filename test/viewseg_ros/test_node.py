@@ -14,7 +14,6 @@ import math
 import os
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,16 +24,15 @@ import pytest
 pytestmark = pytest.mark.ros
 
 import rclpy  # noqa: E402  (a missing rclpy must fail, not skip)
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 
 from viewseg_core.cameras import resize_intrinsics  # noqa: E402
 from viewseg_core.classes import IGNORE_LABEL, NUM_CLASSES, colorize  # noqa: E402
 from viewseg_ros.conversions import (image_to_numpy, make_camera_info, matrix_to_pose_stamped,  # noqa: E402
                                      numpy_to_image, time_to_ns)
+from ros_graph import Graph, params, render_request, tiny_checkpoint, wait_for  # noqa: E402  (test/support)
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CHECKPOINT = REPO / "checkpoints" / "demo.pt"
@@ -42,81 +40,6 @@ SIM_W, SIM_H = 64, 48
 # Small thresholds + a fast loop: a keyframe every few frames of a 10 Hz camera.
 KEYFRAME_PARAMS = {"keyframes.min_translation": 0.1, "keyframes.min_rotation_deg": 10.0,
                    "keyframes.min_interval_s": 0.1}
-
-
-def params(mapping: dict) -> list[Parameter]:
-    return [Parameter(name, value=value) for name, value in mapping.items()]
-
-
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-class Graph:
-    """Nodes spinning in a background multi-threaded executor, plus a client node.
-
-    Entities made on the spun nodes (clients, test subscriptions and publishers) live until
-    :meth:`close`: destroying one while the executor thread waits on it can kill that thread
-    (rclpy raises InvalidHandle from ``add_to_wait_set``; seen in CI, after which every
-    later service call timed out).
-    """
-
-    def __init__(self, domain_id: int | None = None):
-        self.context = Context()
-        self._clients = {}
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
-        self.client = Node("viewseg_test_client", context=self.context)
-        self.executor.add_node(self.client)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def add(self, node):
-        self.executor.add_node(node)
-        return node
-
-    def call(self, service: str, request, timeout: float = 30.0):
-        from viewseg_interfaces.srv import RenderView
-
-        if service not in self._clients:
-            self._clients[service] = self.client.create_client(RenderView, service)
-        client = self._clients[service]
-        wait_for(client.service_is_ready, 10.0, f"service {service}")
-        future = client.call_async(request)
-        wait_for(future.done, timeout, f"a response from {service}")
-        return future.result()
-
-    def close(self):
-        self.executor.shutdown(timeout_sec=5)
-        for node in self.executor.get_nodes():
-            node.destroy_node()
-        self.context.try_shutdown()
-        self.thread.join(timeout=5)
-
-
-def tiny_checkpoint(path: Path) -> Path:
-    """A randomly initialised small ViewSeg saved with the model's own writer. It reads source
-    colours (with non-zero colour weights), so the node's keyframe images take part."""
-    import torch
-
-    from viewseg_core.model.viewseg import ModelConfig, ViewSeg
-    from viewseg_core.model.weights import save_model
-
-    torch.manual_seed(0)
-    config = ModelConfig(encoder="deeplabv3plus_resnet18", feature_dim=16, hidden_dim=32, n_blocks=1,
-                         n_head_blocks=1, n_harmonic_xyz=4, n_harmonic_dir=2, num_coarse=8, num_fine=4,
-                         view_pooling="mean_var", source_rgb=True)
-    model = ViewSeg(config)
-    with torch.no_grad():
-        for field in (model.renderer.coarse, model.renderer.fine):
-            field.colour_proj.weight.normal_(0.0, 1.0)
-    return save_model(model, path)
 
 
 @pytest.fixture(scope="module")
@@ -149,20 +72,6 @@ def graph(checkpoint):
         yield g
     finally:
         g.close()
-
-
-def render_request(c2w: np.ndarray, frame: str = "map", width: int = 40, height: int = 30, stamp_ns: int = 0,
-                   K: np.ndarray | None = None, camera_frame: str = ""):
-    from viewseg_interfaces.srv import RenderView
-
-    request = RenderView.Request()
-    request.pose = matrix_to_pose_stamped(c2w, frame, stamp_ns)
-    if K is not None:
-        request.camera_info = make_camera_info(K, width, height, frame_id=camera_frame)
-    else:
-        request.camera_info.width, request.camera_info.height = width, height
-        request.camera_info.header.frame_id = camera_frame
-    return request
 
 
 def unseen_pose(g: Graph) -> np.ndarray:
