@@ -166,6 +166,7 @@ def test_output_path_that_is_a_file_or_a_folder(tmp_path, capsys):
         (["export-model", "--checkpoint", str(tmp_path / "c.pt"), "--out", str(a_file / "model.pt")],
          str(a_file), "not a folder"),
         (["pretrain-2d", "--data", str(tmp_path), "--out", str(tmp_path)], str(tmp_path), "is a folder"),
+        (["mine-pairs", str(tmp_path), "--out", str(tmp_path)], str(tmp_path), "is a folder"),
     ]
     for argv, path, reason in cases:
         code, _, err = run(argv, capsys)

@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from viewseg_core.atomic_io import check_writable
 from viewseg_core.cli import fraction, image_size, nonnegative_float, nonnegative_int, positive_int
 
 
@@ -52,6 +53,7 @@ def _run_mine_pairs(args) -> int:
     from viewseg_core.data.pairs import PairConfig, mine_all, write_pairs
     from viewseg_core.data.scene_folder import SceneFolder, find_scene_folders
 
+    check_writable(args.out)  # before mining, not after it
     folders = find_scene_folders(args.root)
     if not folders:
         raise ValueError(f"no scene folders (cameras.json) under {args.root}")
