@@ -226,3 +226,12 @@ def test_disk_full_mid_write_is_one_line_and_leaves_no_temp_file(tmp_path):
     assert [p.name for p in out.rglob("*.tmp")] == []
     scene = out / "synth_00000"
     assert (scene / "rgb" / "000000.png").stat().st_size > 1000 and (scene / "scene.json").stat().st_size > 20000
+
+
+def test_torchrun_entry_point_reports_errors_the_same_way(tmp_path):
+    # torchrun starts `python -m training.train`, not `viewseg train`: same one-line errors.
+    proc = subprocess.run([sys.executable, "-m", "training.train", "--config", CONFIG,
+                           f"run.out_dir={tmp_path / 'run'}", "run.max_steps=-5"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == "viewseg train: error: config key run.max_steps must be >= 1, got -5\n"

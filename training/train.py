@@ -316,11 +316,14 @@ def register(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.train")
+    """``python -m training.train`` (what torchrun starts): ``viewseg train``'s arguments and errors."""
+    from viewseg_core.cli import OneLineParser, run_subcommand
+
+    parser = OneLineParser(prog="python -m training.train")
     sub = parser.add_subparsers(dest="command")
     register(sub)
-    args = parser.parse_args(["train", *(argv if argv is not None else __import__("sys").argv[1:])])
-    return args.func(args)
+    args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
+    return run_subcommand(args.command, args.func, args)
 
 
 if __name__ == "__main__":

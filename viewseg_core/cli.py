@@ -132,13 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    return run_subcommand(args.command, args.func, args)
+
+
+def run_subcommand(command: str, func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """``func(args)``'s exit status; a user-fixable error is one stderr line and exit 2."""
     try:
-        return int(args.func(args) or 0)
+        return int(func(args) or 0)
     except (ValueError, OSError) as exc:
         # Bad input (a corrupt checkpoint, a missing file, a config typo, an unwritable or
         # full output path, a missing GPU) is the user's to fix: say what is wrong in one
         # line, not in a traceback. OSError includes FileNotFoundError and PermissionError.
-        print(f"viewseg {args.command}: error: {describe_error(exc)}", file=sys.stderr)
+        print(f"viewseg {command}: error: {describe_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
 
 
