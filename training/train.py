@@ -161,7 +161,7 @@ def train(cfg: TrainConfig) -> Path:
     if info.is_main:
         ensure_dir(ckpt_dir)  # a file in the way fails now, not after the data is loaded
         # A run killed inside an atomic write leaves its temp file; nothing else writes here.
-        stale = remove_stale_temps(ckpt_dir, "step_*.pt")
+        stale = remove_stale_temps(ckpt_dir, "step_*.pt") + remove_stale_temps(out_dir / "panels", "step_*.png")
         for name in ("model.pt", "config.yaml", "replica_checksums.json"):
             stale += remove_stale_temps(out_dir, name)
         if stale:
