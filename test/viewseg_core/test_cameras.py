@@ -197,3 +197,81 @@ def test_distance_planar_depth_round_trip():
     assert np.all(depth[1:] < 3.0)
     back = C.planar_depth_to_distance(depth, K)
     assert np.allclose(back[1:], 3.0) and np.isnan(back[0, 0])
+
+
+# --------------------------------------------------------------------------------------
+# Pinhole validation (camera_info_to_K in the node; messages end up in one log line)
+# --------------------------------------------------------------------------------------
+
+def _pinhole_error(K, width=640, height=480, name="cam_K") -> str:
+    with pytest.raises(ValueError) as info:
+        C.check_pinhole(K, width, height, name)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{name}: "), message
+    return message
+
+
+def _with(K: np.ndarray, **entries) -> np.ndarray:
+    """A copy of K with entries named like ``r0c2`` (row 0, column 2) replaced."""
+    K = np.array(K, dtype=np.float64)
+    for key, value in entries.items():
+        K[int(key[1]), int(key[3])] = value
+    return K
+
+
+def test_check_pinhole_accepts_usable_matrices():
+    assert C.check_pinhole(PINHOLE, 640, 480) is None
+    C.check_pinhole(torch.tensor(PINHOLE), 640, 480)  # any array-like
+    C.check_pinhole(_with(PINHOLE, r0c1=2.5), 640, 480)  # skew is allowed
+    C.check_pinhole(C.K_from_hfov(90.0, 64, 48), 64, 48)
+    C.check_pinhole(PINHOLE.tolist(), 640, 480)
+
+
+@pytest.mark.parametrize("entries, fragment", [
+    (dict(r0c0=0.0), "focal lengths must be positive, got fx=0, fy=480"),
+    (dict(r0c0=-500.0), "focal lengths must be positive, got fx=-500, fy=480"),
+    (dict(r1c1=0.0), "focal lengths must be positive, got fx=500, fy=0"),
+    (dict(r1c1=-480.0), "fy=-480"),
+    (dict(r0c1=np.nan), "need a finite 3x3 matrix"),
+    (dict(r2c2=np.inf), "need a finite 3x3 matrix"),
+    (dict(r2c2=2.0), "not a pinhole matrix"),
+    (dict(r2c0=1e-3), "not a pinhole matrix"),
+    (dict(r2c1=-1e-3), "not a pinhole matrix"),
+    (dict(r1c0=0.5), "not a pinhole matrix"),
+])
+def test_check_pinhole_rejects(entries, fragment):
+    assert fragment in _pinhole_error(_with(PINHOLE, **entries))
+
+
+def test_check_pinhole_shape_and_default_name():
+    assert "need a finite 3x3 matrix" in _pinhole_error(np.eye(4), name="K4")
+    with pytest.raises(ValueError, match=r"^K: focal lengths"):
+        C.check_pinhole(_with(PINHOLE, r0c0=-1.0), 640, 480)
+
+
+def test_check_pinhole_principal_point_margin_boundary():
+    """Allowed: cx in [-m W, W + m W], cy in [-m H, H + m H] (m = PRINCIPAL_POINT_MARGIN)."""
+    m = C.PRINCIPAL_POINT_MARGIN
+    assert m == 0.25
+    lo_x, hi_x, lo_y, hi_y = -m * 640, 640 + m * 640, -m * 480, 480 + m * 480
+    assert (lo_x, hi_x, lo_y, hi_y) == (-160.0, 800.0, -120.0, 600.0)
+    for cx, cy in ((lo_x, 239.5), (hi_x, 239.5), (319.5, lo_y), (319.5, hi_y), (lo_x, lo_y), (hi_x, hi_y)):
+        C.check_pinhole(_with(PINHOLE, r0c2=cx, r1c2=cy), 640, 480)  # exactly at the boundary: inside
+    for cx, cy in ((np.nextafter(lo_x, -np.inf), 239.5), (np.nextafter(hi_x, np.inf), 239.5),
+                   (319.5, np.nextafter(lo_y, -np.inf)), (319.5, np.nextafter(hi_y, np.inf)),
+                   (hi_x + 1, 239.5), (319.5, -1000.0)):
+        message = _pinhole_error(_with(PINHOLE, r0c2=cx, r1c2=cy))
+        assert "principal point" in message and "far outside the 640x480 image" in message
+        assert "allowed: x in [-160, 800], y in [-120, 600]" in message
+    # K of a 1280x960 camera given for a 320x240 image: the unit/size mix-up it exists for.
+    big = np.array([[1000.0, 0.0, 639.5], [0.0, 1000.0, 479.5], [0.0, 0.0, 1.0]])
+    C.check_pinhole(big, 1280, 960)
+    assert "(639.5, 479.5)" in _pinhole_error(big, 320, 240)
+
+
+def test_singular_camera_info_message_is_one_line():
+    with pytest.raises(ValueError) as info:
+        C.K_from_camera_info([1.0, 2.0, 3.0, 2.0, 4.0, 6.0, 0.0, 0.0, 1.0])  # rank 2
+    message = str(info.value)
+    assert "\n" not in message
+    assert message == "CameraInfo.k: matrix is singular: [[1., 2., 3.], [2., 4., 6.], [0., 0., 1.]]"

@@ -123,6 +123,45 @@ def test_camera_info_round_trip_and_errors():
         camera_info_to_K(msg)
 
 
+
+def test_camera_info_rejects_unusable_pinholes():
+    K = np.array([[500.0, 0.0, 320.0], [0.0, 510.0, 240.0], [0.0, 0.0, 1.0]])
+
+    def refused(k, width=640, height=480, what="camera_info") -> str:
+        msg = make_camera_info(np.asarray(k, dtype=np.float64), width, height)
+        with pytest.raises(ValueError) as info:
+            camera_info_to_K(msg, what)
+        message = str(info.value)
+        assert "\n" not in message and message.startswith(f"{what}: CameraInfo.k: "), message
+        return message
+
+    flipped = K.copy()
+    flipped[0, 0] = -500.0  # invertible (det < 0): only the pinhole check catches it
+    assert "focal lengths must be positive, got fx=-500, fy=510" in refused(flipped, what="/left/camera_info")
+    flipped = K.copy()
+    flipped[1, 1] = -510.0
+    assert "fy=-510" in refused(flipped)
+    # Principal point: allowed x in [-160, 800], y in [-120, 600] for 640 x 480 (a quarter of the size).
+    for cx, cy, ok in ((800.0, 240.0, True), (-160.0, -120.0, True), (320.0, 600.0, True),
+                       (800.5, 240.0, False), (-161.0, 240.0, False), (320.0, 601.0, False), (320.0, -121.0, False)):
+        shifted = K.copy()
+        shifted[0, 2], shifted[1, 2] = cx, cy
+        if ok:
+            np.testing.assert_array_equal(camera_info_to_K(make_camera_info(shifted, 640, 480)), shifted)
+        else:
+            assert f"principal point ({cx:g}, {cy:g}) is far outside the 640x480 image" in refused(shifted)
+    # K for 1280 x 720 sent with a 320 x 240 image (a resize that forgot to scale K).
+    hd = np.array([[900.0, 0.0, 639.5], [0.0, 900.0, 359.5], [0.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(camera_info_to_K(make_camera_info(hd, 1280, 720)), hd)
+    assert "far outside the 320x240 image (allowed: x in [-80, 400], y in [-60, 300])" in refused(hd, 320, 240)
+    # A projective third row is no pinhole either.
+    tilted = K.copy()
+    tilted[2, 0] = 1e-3
+    assert "not a pinhole matrix" in refused(tilted)
+    # Singular K: the message is one line too (it ends up in a service response).
+    assert "singular: [[1., 2., 3.], [2., 4., 6.], [0., 0., 1.]]" in refused([[1.0, 2, 3], [2, 4, 6], [0, 0, 1]])
+
+
 # --------------------------------------------------------------------------- poses
 def random_rigid(rng) -> np.ndarray:
     q = rng.normal(size=4)

@@ -106,3 +106,85 @@ def test_shared_decision_function_and_config_errors():
                 dict(refresh_after_s=0)):
         with pytest.raises(ValueError):
             KeyframeConfig(**bad)
+
+
+# --------------------------------------------------------------------------- clock resets
+def _three_at_100s(**config) -> KeyframeBuffer:
+    """Keyframes 0, 1, 2 at x = 0, 2, 4 m, stamped 100, 101, 102 s."""
+    buffer = KeyframeBuffer(KeyframeConfig(**{**CFG, **config}))
+    for i in range(3):
+        assert buffer.add(view(x=2.0 * i), (100 + i) * SEC).id == i
+    return buffer
+
+
+def test_reset_clock_lets_a_new_timeline_in():
+    buffer = _three_at_100s()
+    decision = buffer.should_admit(pose(6.0), 5 * SEC)  # novel, but "97 s before the newest"
+    assert not decision.admit and "-97.000 s after the newest keyframe" in decision.reason
+    assert buffer.add(view(x=6.0), 5 * SEC) is None
+    assert buffer.epoch == 0
+    buffer.reset_clock()
+    assert buffer.epoch == 1 and len(buffer) == 3  # kept keyframes stay
+    decision = buffer.should_admit(pose(6.0), 5 * SEC)
+    assert decision.admit and decision.reason == "novel pose"
+    new = buffer.add(view(x=6.0), 5 * SEC)
+    assert new.id == 3 and new.epoch == 1 and buffer.get(0).epoch == 0
+    # Rule 1 now counts the new timeline only: 0.5 s after keyframe 3 is too soon, 1 s is not.
+    assert "min_interval_s" in buffer.should_admit(pose(8.0), int(5.5 * SEC)).reason
+    assert buffer.should_admit(pose(8.0), 6 * SEC).admit
+    # Rule 2 still compares against every kept pose: old keyframes keep their places.
+    decision = buffer.should_admit(pose(2.1), 6 * SEC)
+    assert not decision.admit and "of keyframe 1" in decision.reason
+    assert [k.id for k in buffer] == [0, 1, 2, 3]
+
+
+def test_reset_clock_old_duplicates_are_stale_only_with_refresh():
+    # refresh_after_s = 30: keyframe 0 (stamped 100 s, old timeline) counts as stale at 5 s.
+    buffer = _three_at_100s(refresh_after_s=30.0)
+    assert buffer.add(view(x=0.1), 105 * SEC) is None  # same timeline: keyframe 0 is only 5 s old
+    buffer.reset_clock()
+    decision = buffer.should_admit(pose(0.1), 5 * SEC)
+    assert decision.admit and decision.replaces == [0]
+    fresh = buffer.add(view(x=0.1), 5 * SEC)
+    assert fresh.id == 3 and [k.id for k in buffer] == [1, 2, 3] and buffer.evicted == 1
+    # The replacement belongs to the new timeline: 20 s later it is not stale yet, 30 s later it is.
+    assert buffer.add(view(x=0.2), 25 * SEC) is None
+    assert buffer.should_admit(pose(0.2), 35 * SEC).replaces == [3]
+
+    # Without refresh_after_s an old-timeline duplicate is refused like any duplicate.
+    buffer = _three_at_100s()
+    buffer.reset_clock()
+    decision = buffer.should_admit(pose(0.1), 5 * SEC)
+    assert not decision.admit and decision.replaces == [] and "of keyframe 0" in decision.reason
+    assert buffer.add(view(x=0.1), 5 * SEC) is None and len(buffer) == 3 and buffer.evicted == 0
+
+
+def test_reset_clock_oldest_eviction_drops_the_old_timeline_first():
+    buffer = _three_at_100s(max_keyframes=3, eviction="oldest")
+    buffer.reset_clock()
+    # New stamps (1, 3 s) are smaller than the old ones (100-102 s), but the old ones go first.
+    buffer.add(view(x=6.0), 1 * SEC)
+    assert [k.id for k in buffer] == [1, 2, 3]
+    buffer.add(view(x=8.0), 3 * SEC)
+    assert [k.id for k in buffer] == [2, 3, 4]  # plain stamp order would have dropped keyframe 3 (1 s)
+    buffer.add(view(x=10.0), 5 * SEC)
+    assert [k.id for k in buffer] == [3, 4, 5]
+    buffer.add(view(x=12.0), 7 * SEC)  # now the new timeline's own order
+    assert [k.id for k in buffer] == [4, 5, 6] and buffer.evicted == 4
+    # A second reset: everything kept so far counts as the previous timeline.
+    buffer.reset_clock()
+    buffer.add(view(x=14.0), 0)
+    assert [k.id for k in buffer] == [5, 6, 7] and buffer.epoch == 2
+
+
+def test_reset_clock_redundant_eviction_ties_go_to_the_old_timeline():
+    # x = 0, 1 (old, stamps 100, 101 s), then x = 3, 4 (new, 1, 2 s); each keyframe's nearest
+    # neighbour is 1 m away (2 thresholds), keyframe at x = 4 is protected. The tie among
+    # 0, 1 and 3 goes to the old timeline, then its older stamp: x = 0 goes.
+    buffer = KeyframeBuffer(KeyframeConfig(**CFG, max_keyframes=3, eviction="redundant"))
+    buffer.add(view(x=0.0), 100 * SEC)
+    buffer.add(view(x=1.0), 101 * SEC)
+    buffer.reset_clock()
+    buffer.add(view(x=3.0), 1 * SEC)
+    buffer.add(view(x=4.0), 2 * SEC)
+    assert [k.c2w[0, 3] for k in buffer] == [1.0, 3.0, 4.0]

@@ -169,6 +169,101 @@ def test_add_tf_message_skips_bad_transforms():
     np.testing.assert_allclose(buffer.lookup("a", "b", SEC + 5)[:3, 3], [1, 2, 3])
 
 
+
+# --------------------------------------------------------------------------- clock jumps
+def _jumpy(jump_back_s) -> TransformBuffer:
+    """Static map -> odom and base -> camera; dynamic odom -> base at 10 and 12 s, map -> marker at 11 and 12 s."""
+    buffer = TransformBuffer(cache_time_s=None, jump_back_s=jump_back_s)
+    buffer.add_transform("map", "odom", 0, (10.0, 0.0, 0.0), qz(0.0), static=True)
+    buffer.add_transform("base", "camera", 0, (0.5, 0.0, 1.0), qz(math.pi), static=True)
+    buffer.add_transform("odom", "base", 10 * SEC, (0.0, 0.0, 0.0), qz(0.0))
+    buffer.add_transform("odom", "base", 12 * SEC, (2.0, 0.0, 0.0), qz(0.0))
+    buffer.add_transform("map", "marker", 11 * SEC, (1.0, 0.0, 0.0), qz(0.0))
+    buffer.add_transform("map", "marker", 12 * SEC, (1.0, 0.0, 0.0), qz(0.0))
+    return buffer
+
+
+def test_jump_back_clears_every_dynamic_edge():
+    from viewseg_ros.tf_buffer import TransformError
+
+    buffer = _jumpy(1.0)
+    assert buffer.time_jumps == 0 and buffer.last_jump == ""
+    np.testing.assert_allclose(buffer.lookup("odom", "base", 11 * SEC)[:3, 3], [1, 0, 0])
+    # 2 s before the edge's newest (12 s): a jump. The new value starts a fresh timeline.
+    buffer.add_transform("odom", "base", 10 * SEC, (5.0, 0.0, 0.0), qz(0.0))
+    assert buffer.time_jumps == 1
+    assert buffer.last_jump == ("transform 'odom' -> 'base' stamped 10.000000000 s, 2.000 s before its newest; "
+                                "dynamic transforms cleared")
+    np.testing.assert_allclose(buffer.lookup("odom", "base", 10 * SEC)[:3, 3], [5, 0, 0])  # not the old 0
+    with pytest.raises(ExtrapolationError) as info:  # the old 12 s sample is gone
+        buffer.lookup("odom", "base", 11 * SEC)
+    assert info.value.available_ns == (10 * SEC, 10 * SEC)
+    # The other dynamic edge is gone too, at any stamp; both static edges stay.
+    assert "marker" not in buffer.frames()
+    with pytest.raises(TransformError):
+        buffer.lookup("map", "marker", 11 * SEC)
+    np.testing.assert_allclose(buffer.lookup("map", "odom", 0), rz(0.0, (10, 0, 0)), atol=1e-12)
+    np.testing.assert_allclose(buffer.lookup("base", "camera", 0), rz(math.pi, (0.5, 0, 1)), atol=1e-12)
+    # The whole chain works at the new stamp: map <- odom (static) <- base (new) <- camera (static).
+    expected = rz(0.0, (10, 0, 0)) @ rz(0.0, (5, 0, 0)) @ rz(math.pi, (0.5, 0, 1))
+    np.testing.assert_allclose(buffer.lookup("map", "camera", 10 * SEC), expected, atol=1e-12)
+    # Later data on the new timeline is ordinary data.
+    buffer.add_transform("odom", "base", 11 * SEC, (6.0, 0.0, 0.0), qz(0.0))
+    assert buffer.time_jumps == 1
+    np.testing.assert_allclose(buffer.lookup("odom", "base", int(10.5 * SEC))[:3, 3], [5.5, 0, 0])
+
+
+def test_small_steps_back_are_late_data_not_jumps():
+    buffer = _jumpy(1.0)
+    buffer.add_transform("odom", "base", int(11.5 * SEC), (7.0, 0.0, 0.0), qz(0.0))  # 0.5 s before the newest
+    buffer.add_transform("odom", "base", 11 * SEC, (1.0, 0.0, 0.0), qz(0.0))  # exactly 1 s: still late data
+    assert buffer.time_jumps == 0 and buffer.last_jump == ""
+    # Inserted in order: 10 s (0), 11 s (1), 11.5 s (7), 12 s (2); the marker edge is untouched.
+    np.testing.assert_allclose(buffer.lookup("odom", "base", int(11.25 * SEC))[:3, 3], [4, 0, 0])
+    np.testing.assert_allclose(buffer.lookup("odom", "base", 10 * SEC)[:3, 3], [0, 0, 0])
+    assert buffer.can_transform("map", "marker", int(11.5 * SEC))
+    # One nanosecond more than jump_back_s is a jump.
+    buffer.add_transform("odom", "base", 11 * SEC - 1, (1.0, 0.0, 0.0), qz(0.0))
+    assert buffer.time_jumps == 1 and "1.000 s before its newest" in buffer.last_jump
+    # Static edges never trigger a jump, whatever their stamps; a new edge has nothing to jump from.
+    buffer = _jumpy(1.0)
+    buffer.add_transform("base", "camera", 0, (0.5, 0.0, 1.0), qz(math.pi), static=True)
+    buffer.add_transform("map", "other", 0, (0.0, 0.0, 0.0), qz(0.0))
+    assert buffer.time_jumps == 0
+    # A jump is judged per edge: 10.5 s is 1.5 s before marker's newest (12 s), a jump.
+    buffer.add_transform("map", "marker", int(10.5 * SEC), (1.0, 0.0, 0.0), qz(0.0))
+    assert buffer.time_jumps == 1 and "'map' -> 'marker'" in buffer.last_jump
+    assert "other" not in buffer.frames() and "base" in buffer.frames()  # base: parent of static camera
+
+
+def test_jump_back_none_keeps_everything():
+    buffer = _jumpy(None)
+    buffer.add_transform("odom", "base", 0, (9.0, 0.0, 0.0), qz(0.0))  # 12 s back: inserted as late data
+    assert buffer.time_jumps == 0 and buffer.last_jump == ""
+    np.testing.assert_allclose(buffer.lookup("odom", "base", 11 * SEC)[:3, 3], [1, 0, 0])
+    np.testing.assert_allclose(buffer.lookup("odom", "base", 5 * SEC)[:3, 3], [4.5, 0, 0])
+    assert buffer.can_transform("map", "marker", 11 * SEC)
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -1.0, math.nan])
+def test_jump_back_s_must_be_positive(bad):
+    with pytest.raises(ValueError, match="jump_back_s must be > 0 or None"):
+        TransformBuffer(jump_back_s=bad)
+
+
+def test_clear_dynamic_keeps_static_edges():
+    buffer = _jumpy(1.0)
+    buffer.clear_dynamic()
+    assert buffer.frames() == {"map", "odom", "base", "camera"}
+    assert buffer.time_jumps == 0  # an explicit clear is not a detected jump
+    assert not buffer.can_transform("odom", "base", 11 * SEC)
+    np.testing.assert_allclose(buffer.lookup("base", "camera", 0), rz(math.pi, (0.5, 0, 1)), atol=1e-12)
+    # Old stamps are free to come back now: no jump against a cleared edge.
+    buffer.add_transform("odom", "base", SEC, (3.0, 0.0, 0.0), qz(0.0))
+    assert buffer.time_jumps == 0
+    np.testing.assert_allclose(buffer.lookup("map", "base", SEC)[:3, 3], [13, 0, 0])
+
+
 # --------------------------------------------------------------------------- real ROS
 @pytest.mark.ros
 def test_tf_listener_resolves_chain_from_real_publishers(rclpy_context):
@@ -210,6 +305,57 @@ def test_tf_listener_resolves_chain_from_real_publishers(rclpy_context):
     assert list(listener_node.subscriptions) == []
     listener_node.destroy_node()
     publisher_node.destroy_node()
+
+
+
+@pytest.mark.ros
+def test_tf_listener_reports_a_clock_jump_once(rclpy_context):
+    """A publisher's /tf goes from t = 100 s back to t = 10 s (a bag loop): the listener's
+    buffer clears its dynamic edges and on_time_jump is called once with the description."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from tf2_msgs.msg import TFMessage
+
+    from viewseg_ros.conversions import matrix_to_transform_stamped
+    from viewseg_ros.tf_buffer import TfListener
+
+    publisher_node = Node("tf_jump_publisher", context=rclpy_context)
+    dynamic_pub = publisher_node.create_publisher(TFMessage, "/tf", 100)
+    listener_node = Node("tf_jump_listener", context=rclpy_context)
+    jumps: list[str] = []
+    listener = TfListener(listener_node, TransformBuffer(jump_back_s=1.0), on_time_jump=jumps.append)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(publisher_node)
+    executor.add_node(listener_node)
+
+    def publish(stamp_ns: int, x: float) -> None:
+        dynamic_pub.publish(TFMessage(transforms=[matrix_to_transform_stamped(rz(0, (x, 0, 0)), "map", "base", stamp_ns)]))
+
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not listener.buffer.can_transform("map", "base", 100 * SEC):
+            publish(100 * SEC, 1.0)
+            executor.spin_once(timeout_sec=0.05)
+        assert listener.buffer.can_transform("map", "base", 100 * SEC) and jumps == []
+        # One writer delivers in order: every queued t = 100 s message arrives before t = 10 s.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not jumps:
+            publish(10 * SEC, 2.0)
+            executor.spin_once(timeout_sec=0.05)
+        # More of the same new timeline (and a drain of anything still queued) is no new jump.
+        for _ in range(10):
+            publish(10 * SEC, 2.0)
+            executor.spin_once(timeout_sec=0.05)
+        assert jumps == ["transform 'map' -> 'base' stamped 10.000000000 s, 90.000 s before its newest; "
+                         "dynamic transforms cleared"]
+        assert listener.buffer.time_jumps == 1 and listener.buffer.last_jump == jumps[0]
+        assert not listener.buffer.can_transform("map", "base", 100 * SEC)
+        np.testing.assert_allclose(listener.buffer.lookup("map", "base", 10 * SEC)[:3, 3], [2, 0, 0], atol=1e-12)
+    finally:
+        executor.shutdown()
+        listener.destroy()
+        listener_node.destroy_node()
+        publisher_node.destroy_node()
 
 
 def test_core_imports_no_rclpy():

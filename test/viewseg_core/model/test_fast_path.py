@@ -11,11 +11,13 @@ Reference = ``ViewSeg.render`` with per-point sampling of the raw feature maps
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
-from viewseg_core.model.fast import PRESETS, QueryPreset, _eval_packed, occupied_samples, render_query, \
-    render_query_stats
+from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, _eval_packed, occupied_samples, \
+    render_query, render_query_stats
 from viewseg_core.model.field import ResBlock
 from viewseg_core.model.viewseg import ViewSeg
 
@@ -180,6 +182,60 @@ def test_presets_and_validation():
         QueryPreset("x", 8, 8, skip_weight=1.5)
     with pytest.raises(ValueError, match="num_coarse"):
         QueryPreset("x", 1, 8)
+
+
+# 16 points per ray (8 coarse + 8 fine, nothing skipped) and 1600 points per call: 100 rays per
+# chunk, so the 24 x 32 = 768 rays take 8 chunks (starting at rays 0, 100, ..., 700).
+CHUNKED = QueryPreset("chunked", 8, 8, amp="off", point_budget=1600)
+
+
+class _Counter:
+    def __init__(self, stop_at: int | None):
+        self.calls, self.stop_at = 0, stop_at
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        return self.stop_at is not None and self.calls >= self.stop_at
+
+
+def test_should_stop_cancels_between_chunks(make_config, box_room):
+    model = _model(make_config)
+    sources = _sources(model, box_room)
+    c2w = box_room.target_c2w[0]
+    stop = _Counter(stop_at=3)
+    with pytest.raises(RenderCancelled, match=r"^render stopped after 200 of 768 rays$"):
+        render_query(model, box_room.K, c2w, H, W, sources, CHUNKED, should_stop=stop)
+    assert stop.calls == 3  # asked before chunks 0, 1 and 2; chunk 2 (rays 200..299) never ran
+    assert issubclass(RenderCancelled, RuntimeError)
+    first = _Counter(stop_at=1)
+    with pytest.raises(RenderCancelled, match="after 0 of 768 rays"):
+        render_query_stats(model, box_room.K, c2w, H, W, sources, CHUNKED, should_stop=first)
+    assert first.calls == 1
+
+
+def test_should_stop_false_changes_nothing(make_config, box_room):
+    model = _model(make_config)
+    sources = _sources(model, box_room)
+    c2w = box_room.target_c2w[1]
+    plain, plain_stats = render_query_stats(model, box_room.K, c2w, H, W, sources, CHUNKED)
+    never = _Counter(stop_at=None)
+    asked, asked_stats = render_query_stats(model, box_room.K, c2w, H, W, sources, CHUNKED, should_stop=never)
+    assert never.calls == 8  # once per chunk, never after the last
+    assert asked_stats == plain_stats
+    compared = 0
+    for name in [f.name for f in dataclasses.fields(plain)] + ["labels"]:
+        a, b = getattr(asked, name), getattr(plain, name)
+        if b is None:
+            assert a is None, name
+            continue
+        assert a.shape == b.shape and a.dtype == b.dtype, name
+        # Bit-identical, NaN (background depth) in the same places.
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True, msg=name)
+        compared += 1
+    assert compared >= 8
+    # The last call may stop it too: a deadline that passes before the final chunk.
+    with pytest.raises(RenderCancelled, match="after 700 of 768 rays"):
+        render_query(model, box_room.K, c2w, H, W, sources, CHUNKED, should_stop=_Counter(stop_at=8))
 
 
 @pytest.mark.gpu
