@@ -37,7 +37,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="synthetic room of the simulated camera")
     p.add_argument("--kind", default="human", choices=("human", "robot"), help="camera height class")
-    p.add_argument("--camera-size", default="160x120", help="simulated camera WxH")
+    p.add_argument("--camera-size", default="640x480", help="simulated camera WxH (the node resizes to its "
+                                                             "working size)")
+    p.add_argument("--render-scale", type=float, default=0.25,
+                   help="the simulated camera renders at this fraction of its size and upsamples")
     p.add_argument("--query-size", default="160x120", help="rendered query WxH")
     p.add_argument("--rate", type=float, default=5.0, help="simulated camera frame rate (Hz)")
     p.add_argument("--period", type=float, default=20.0,
@@ -94,13 +97,17 @@ def main(argv=None) -> int:
     query_w, query_h = size(args.query_size)
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     env.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
-    os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=env["ROS_DOMAIN_ID"])
+    # Camera-sized images need the shared-memory profile in the camera's process (docs/ros.md).
+    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_large_images.xml"))
+    os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=env["ROS_DOMAIN_ID"],
+                      FASTDDS_DEFAULT_PROFILES_FILE=env["FASTDDS_DEFAULT_PROFILES_FILE"])
 
     py = sys.executable
     procs = {
         "sim_camera": start("sim_camera", [py, "-m", "viewseg_ros.sim_camera", "--ros-args",
                                            "-p", f"seed:={args.seed}", "-p", f"rate:={args.rate}",
                                            "-p", f"width:={cam_w}", "-p", f"height:={cam_h}",
+                                           "-p", f"render_scale:={args.render_scale}",
                                            "-p", f"period_s:={args.period}", "-p", f"kind:={args.kind}"],
                             logs, env),
         "viewseg": start("viewseg", [py, "-m", "viewseg_ros.node", "--ros-args", "--params-file",

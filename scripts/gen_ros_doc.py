@@ -38,6 +38,8 @@ SIM_CAMERA_DESCRIPTIONS = {
     "rate": "frames per second (Hz): one TF, CameraInfo and Image per frame",
     "width": "image width in pixels",
     "height": "image height in pixels",
+    "render_scale": "render at this fraction of width x height and upsample (bilinear): a camera-sized stream "
+                    "at its rate on a CPU (1 = render every pixel)",
     "hfov_deg": "horizontal field of view (degrees) of the pinhole camera",
     "period_s": "seconds for one walk through the room and back",
     "kind": "camera height class: human (1.45-1.65 m) or robot (0.3-0.6 m)",

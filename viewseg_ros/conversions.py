@@ -295,7 +295,81 @@ def sec_to_time(seconds: float) -> Any:
     return ns_to_time(sec_to_ns(seconds))
 
 
+# ---------------------------------------------------------------------------- point clouds
+# x, y, z (metres, the query camera's optical frame), rgb (0x00RRGGBB in a float32, as RViz
+# reads colour), confidence, label (uint16, 65535 = unknown); 2 bytes of padding.
+POINT_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb", "confidence", "label"],
+                        "formats": ["<f4", "<f4", "<f4", "<f4", "<f4", "<u2"],
+                        "offsets": [0, 4, 8, 12, 16, 20], "itemsize": 24})
+_POINTFIELD_TYPES = {np.dtype("<f4"): 7, np.dtype("<u2"): 4}  # sensor_msgs/PointField FLOAT32, UINT16
+_POINTFIELD_DTYPES = {7: "<f4", 4: "<u2", 2: "u1", 6: "<u4", 8: "<f8"}
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """[N, 3] uint8 -> [N] float32 whose bits are 0x00RRGGBB (PCL/RViz's ``rgb`` field)."""
+    rgb = np.asarray(rgb, dtype=np.uint32)
+    return ((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]).astype("<u4").view("<f4")
+
+
+def unpack_rgb(packed: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_rgb`: [N] float32 -> [N, 3] uint8."""
+    bits = np.ascontiguousarray(packed, dtype="<f4").view("<u4")
+    return np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], axis=-1).astype(np.uint8)
+
+
+def make_point_cloud(points: np.ndarray, rgb: np.ndarray, confidence: np.ndarray, label: np.ndarray, *,
+                     frame_id: str = "", stamp_ns: int = 0) -> Any:
+    """Unorganised sensor_msgs/PointCloud2 (rclpy) of N points with :data:`POINT_DTYPE` fields.
+
+    Args:
+        points: [N, 3] metres; rgb: [N, 3] uint8; confidence: [N]; label: [N] class ids.
+    """
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    n = int(np.asarray(points).shape[0])
+    cloud = np.zeros(n, dtype=POINT_DTYPE)
+    if n:
+        cloud["x"], cloud["y"], cloud["z"] = np.asarray(points, dtype=np.float32).T
+        cloud["rgb"] = pack_rgb(rgb)
+        cloud["confidence"] = confidence
+        cloud["label"] = label
+    msg = PointCloud2()
+    msg.header.frame_id = frame_id
+    msg.header.stamp = ns_to_time(stamp_ns)
+    msg.height, msg.width = 1, n
+    msg.fields = [PointField(name=name, offset=POINT_DTYPE.fields[name][1],
+                             datatype=_POINTFIELD_TYPES[POINT_DTYPE.fields[name][0]], count=1)
+                  for name in POINT_DTYPE.names]
+    msg.is_bigendian = False
+    msg.point_step = POINT_DTYPE.itemsize
+    msg.row_step = msg.point_step * n
+    msg.is_dense = True
+    msg.data = cloud.tobytes()
+    return msg
+
+
+def point_cloud_to_numpy(msg: Any) -> np.ndarray:
+    """sensor_msgs/PointCloud2 -> structured array with one field per PointField (count 1),
+    decoded from the message's own layout (offsets, datatypes, point_step)."""
+    if msg.is_bigendian:
+        raise ValueError("point cloud: big-endian data is not supported")
+    names, formats, offsets = [], [], []
+    for f in msg.fields:
+        if f.datatype not in _POINTFIELD_DTYPES or f.count != 1:
+            raise ValueError(f"point cloud field {f.name!r}: datatype {f.datatype} x {f.count} is not supported")
+        names.append(f.name)
+        formats.append(_POINTFIELD_DTYPES[f.datatype])
+        offsets.append(f.offset)
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
+    count = msg.width * msg.height
+    data = _buffer(msg.data)
+    if len(data) < count * msg.point_step:
+        raise ValueError(f"point cloud: {len(data)} bytes for {count} points of {msg.point_step} B")
+    return np.frombuffer(data, dtype=dtype, count=count)
+
+
 __all__ = [
+    "POINT_DTYPE", "pack_rgb", "unpack_rgb", "make_point_cloud", "point_cloud_to_numpy",
     "ENCODINGS", "COLOR_ENCODINGS", "MAX_IMAGE_SIDE", "image_to_numpy", "numpy_to_image",
     "camera_info_to_K", "make_camera_info", "pose_to_matrix", "matrix_to_pose",
     "matrix_to_pose_stamped", "matrix_to_transform", "matrix_to_transform_stamped",

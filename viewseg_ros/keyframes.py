@@ -3,8 +3,9 @@
 Pure Python + numpy (no rclpy) so it is unit-tested without ROS and shared with bag import.
 
 Admission (:meth:`KeyframeBuffer.should_admit`, thresholds in :class:`KeyframeConfig`):
-1. A frame stamped less than ``min_interval_s`` after the newest keyframe is refused (rate
-   limit: every keyframe costs an encoder pass).
+1. A frame stamped less than ``min_interval_s`` after the newest keyframe is refused (a rate
+   floor: every keyframe costs an encoder pass; the default 0.01 s is well below common frame
+   periods, so admission is decided by rule 2).
 2. Otherwise it is admitted when its pose is *novel*: for every kept keyframe, the camera
    centre moved at least ``min_translation`` metres OR the optical frame turned at least
    ``min_rotation_deg`` degrees. An empty buffer admits the first frame.
@@ -43,7 +44,9 @@ class KeyframeConfig:
 
     min_translation: float = 0.25  # metres between camera centres
     min_rotation_deg: float = 15.0  # degrees between optical frames
-    min_interval_s: float = 0.2  # seconds between admitted keyframes
+    # A floor only (each keyframe costs an encoder pass): well below a 30 Hz frame period, so
+    # clock jitter never refuses a new view (0.2 s refused 6 of 20 views of a 5 Hz camera).
+    min_interval_s: float = 0.01
     refresh_after_s: float | None = None  # re-admit a seen pose when its keyframes are this old
     max_keyframes: int = 64
     max_bytes: int = 1 << 30  # 1 GiB: images + labels + depth + cached features
@@ -87,6 +90,7 @@ class Decision:
     admit: bool
     reason: str
     replaces: list[int] = field(default_factory=list)  # ids of stale duplicates (rule 3)
+    kind: str = ""  # first | novel | refresh (admitted); too_soon | duplicate (refused)
 
 
 def admission_decision(c2w: np.ndarray, stamp_ns: int, kept: Sequence[tuple[int, int, np.ndarray]],
@@ -97,19 +101,20 @@ def admission_decision(c2w: np.ndarray, stamp_ns: int, kept: Sequence[tuple[int,
     node would.
     """
     if not kept:
-        return Decision(True, "first keyframe")
+        return Decision(True, "first keyframe", kind="first")
     newest = max(stamp for _, stamp, _ in kept)
     if stamp_ns - newest < config.min_interval_s * NS_PER_S:
         return Decision(False, f"{(stamp_ns - newest) / NS_PER_S:.3f} s after the newest keyframe "
-                               f"(min_interval_s = {config.min_interval_s})")
+                               f"(min_interval_s = {config.min_interval_s})", kind="too_soon")
     duplicates = [kept[i] for i in _duplicates(c2w, [pose for _, _, pose in kept], config)]
     if not duplicates:
-        return Decision(True, "novel pose")
+        return Decision(True, "novel pose", kind="novel")
     if config.refresh_after_s is not None and all(
             stamp_ns - stamp >= config.refresh_after_s * NS_PER_S for _, stamp, _ in duplicates):
-        return Decision(True, f"refreshes {len(duplicates)} stale keyframe(s)", [i for i, _, _ in duplicates])
+        return Decision(True, f"refreshes {len(duplicates)} stale keyframe(s)", [i for i, _, _ in duplicates],
+                        kind="refresh")
     return Decision(False, f"within {config.min_translation} m and {config.min_rotation_deg} deg "
-                           f"of keyframe {duplicates[0][0]}")
+                           f"of keyframe {duplicates[0][0]}", kind="duplicate")
 
 
 def nbytes_of(value: Any) -> int:
@@ -260,6 +265,11 @@ class KeyframeBuffer:
         return min(candidates, key=lambda k: (nearest(k), k.epoch, k.stamp_ns, k.id))
 
     # ------------------------------------------------------------------ reading
+    @property
+    def admitted(self) -> int:
+        """Keyframes admitted since the buffer was made (ids are never reused), evicted or not."""
+        return self._next_id
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._keyframes)

@@ -72,7 +72,7 @@ from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, rende
 from viewseg_core.model.weights import load_model
 from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
 from viewseg_ros.conversions import (COLOR_ENCODINGS, camera_info_to_K, image_to_numpy, make_camera_info,
-                                     numpy_to_image, ns_to_time, pose_to_matrix, time_to_ns)
+                                     make_point_cloud, numpy_to_image, ns_to_time, pose_to_matrix, time_to_ns)
 from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, pose_difference
 from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformBuffer, TransformError
 
@@ -81,6 +81,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CHECKPOINT = Path("checkpoints") / "demo.pt"
 WARN_PERIOD_S = 5.0
 MIN_COST_SAMPLE = 50_000  # point-views a render needs to update the cost model
+# The cost model refuses queries only while a real render updated it this recently. A stale
+# model (only the warm-up, or a machine that was loaded earlier) lets the next query run:
+# it is abandoned at the deadline if it is really too slow, and either way updates the model,
+# so a wrong estimate can never lock a query size out for good.
+COST_MODEL_TTL_S = 120.0
 
 # name -> (default, description). Numbers are coerced (a YAML "1" for a float is fine).
 PARAMETERS: dict[str, tuple[Any, str]] = {
@@ -105,7 +110,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "diagnostics_period_s": (1.0, "period of /diagnostics"),
     "keyframes.min_translation": (0.25, "metres between keyframe camera centres"),
     "keyframes.min_rotation_deg": (15.0, "degrees between keyframe optical frames"),
-    "keyframes.min_interval_s": (0.2, "seconds between admitted keyframes"),
+    "keyframes.min_interval_s": (0.01, "seconds between admitted keyframes at least (a floor: admission is by "
+                                       "pose novelty)"),
     "keyframes.teleport_distance": (1.0, "flag in /diagnostics a camera pose that moved more than this many "
                                          "metres since the previous frame (a TF teleport; 0 = off)"),
     "keyframes.refresh_after_s": (0.0, "re-admit a seen pose when its keyframes are this old (0 = never)"),
@@ -139,6 +145,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "query.width": (0, "topic mode image width (0 = the keyframes')"),
     "query.height": (0, "topic mode image height (0 = the keyframes')"),
     "query.frame_id": ("viewseg_query_optical", "output frame_id when the request names none"),
+    "points.on_service": (False, "also publish ~/points (PointCloud2) for every answered render_view call "
+                                 "(topic-mode queries always publish it)"),
 }
 
 
@@ -231,6 +239,7 @@ class ViewSegNode(Node):
         self.events: dict[str, int] = {"busy": 0, "timeouts": 0, "refused_budget": 0, "refused_coverage": 0,
                                        "clock_jumps": 0, "pose_jumps": 0}
         self.last_event: dict[str, str] = {}
+        self.not_admitted: dict[str, int] = {"too_soon": 0, "duplicate": 0}  # frames posed but not kept
         self.warnings_logged = 0
         self.queries = 0
         self.in_flight = 0
@@ -267,6 +276,7 @@ class ViewSegNode(Node):
         # a query that cannot finish in time. Seeded by the warm-up, then a running average of
         # real renders (a render's fixed overhead makes it err on the slow side for small ones).
         self._seconds_per_point_view = 0.0
+        self._cost_updated = -math.inf  # monotonic time of the last update from a real render
         dense = self.preset.num_coarse + (self.preset.num_coarse + self.preset.num_fine if self.preset.num_fine else 0)
         self._points_per_ray = float(dense)
         self.keyframes = KeyframeBuffer(KeyframeConfig(
@@ -295,7 +305,7 @@ class ViewSegNode(Node):
         # behind an image that waits for TF, and a long render never blocks keyframes.
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseStamped
-        from sensor_msgs.msg import CameraInfo, Image
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
         from viewseg_interfaces.srv import RenderView
 
@@ -325,6 +335,7 @@ class ViewSegNode(Node):
         self.pubs = {name: self.create_publisher(Image, f"~/{name}", out_qos)
                      for name in ("semantic", "semantic_color", "depth", "confidence")}
         self.pubs["camera_info"] = self.create_publisher(CameraInfo, "~/camera_info", out_qos)
+        self.points_pub = self.create_publisher(PointCloud2, "~/points", out_qos)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, callback_group=self._info_group)
         self.ready = True
@@ -425,11 +436,12 @@ class ViewSegNode(Node):
             _, stats = render_query_stats(self.model, torch.as_tensor(K), c2w, 64, 64, sources, self.preset)
             self._sync()
             best = min(best, time.perf_counter() - t1)
-        self._record_cost(stats.coarse_points + stats.fine_points, 1, best, stats.points_per_ray)
+        self._record_cost(stats.coarse_points + stats.fine_points, 1, best, stats.points_per_ray, real=False)
         self.get_logger().info(f"warm-up took {time.perf_counter() - t0:.2f} s "
                                f"({self._seconds_per_point_view * 1e9:.0f} ns per point and view)")
 
-    def _record_cost(self, points: int, views: int, seconds: float, points_per_ray: float) -> None:
+    def _record_cost(self, points: int, views: int, seconds: float, points_per_ray: float,
+                     real: bool = True) -> None:
         """Fold one render into the cost model (a running average; the first render sets it).
         Renders under MIN_COST_SAMPLE point-views are skipped: their fixed overhead (selection,
         chunk setup) would make the model refuse large queries that fit."""
@@ -437,11 +449,13 @@ class ViewSegNode(Node):
             return
         rate = seconds / (points * views)
         with self._stats_lock:
-            if self._seconds_per_point_view == 0.0:
-                self._seconds_per_point_view = rate
+            if self._seconds_per_point_view == 0.0 or (real and self._cost_updated == -math.inf):
+                self._seconds_per_point_view = rate  # the first real render replaces the warm-up's seed
             else:
                 self._seconds_per_point_view = 0.7 * self._seconds_per_point_view + 0.3 * rate
+            if real:
                 self._points_per_ray = 0.7 * self._points_per_ray + 0.3 * points_per_ray
+                self._cost_updated = time.monotonic()
 
     def estimate_render_s(self, width: int, height: int, views: int) -> float:
         """Seconds a render of width x height from ``views`` keyframes is expected to take."""
@@ -609,8 +623,10 @@ class ViewSegNode(Node):
                            f"keyframes.teleport_distance = {teleport} m): a TF teleport or relocalisation?")
                 count = self._event("pose_jumps", message)
                 self._warn("pose_jump", f"{message} ({count} so far)")
-        if not self.keyframes.should_admit(c2w, stamp_ns).admit:
-            return  # decided from the pose alone: no encoder pass for a redundant frame
+        decision = self.keyframes.should_admit(c2w, stamp_ns)
+        if not decision.admit:  # decided from the pose alone: no encoder pass for a redundant frame
+            self._not_admitted(decision)
+            return
         features = self._encode(rgb)
         view = View(rgb=rgb, K=K, c2w=c2w, view_id=f"{stamp_ns}", stamp=stamp_ns / 1e9, meta={"frame_id": frame})
         try:
@@ -618,9 +634,21 @@ class ViewSegNode(Node):
         except ValueError as error:  # one keyframe larger than max_bytes
             self._drop("image", str(error))
             return
+        if keyframe is None:  # another frame was admitted meanwhile and made this one redundant
+            self._not_admitted(self.keyframes.should_admit(c2w, stamp_ns))
         if keyframe is not None:
             self.get_logger().debug(f"keyframe {keyframe.id} at {stamp_ns / 1e9:.3f} s "
                                     f"({len(self.keyframes)} kept)")
+
+    def _not_admitted(self, decision: Any) -> None:
+        """Count a frame that did not become a keyframe by reason; log each reason once (info)."""
+        kind = decision.kind or "other"
+        with self._stats_lock:
+            self.not_admitted[kind] = self.not_admitted.get(kind, 0) + 1
+            first = self.not_admitted[kind] == 1
+        if first:
+            self.get_logger().info(f"a frame was not made a keyframe: {decision.reason} (counted as "
+                                   f"not_admitted_{kind} in /diagnostics; logged once)")
 
     def _on_clock_jump(self, where: str, what: str) -> None:
         """Time went back (bag loop, simulator restart): start a new timeline for TF and keyframes.
@@ -710,7 +738,7 @@ class ViewSegNode(Node):
                 f"{100 * p['query.min_coverage']:.1f}% (points deeper than {self.max_source_depth:g} m in a keyframe "
                 f"do not count; {count} such refusals so far)")
         estimate = self.estimate_render_s(width, height, len(chosen))
-        if estimate > timeout_s:
+        if estimate > timeout_s and time.monotonic() - self._cost_updated < COST_MODEL_TTL_S:
             self._event("refused_budget", f"{width}x{height}: {estimate:.1f} s")
             side = math.sqrt(timeout_s / max(estimate, 1e-12))
             raise QueryError(
@@ -732,6 +760,8 @@ class ViewSegNode(Node):
                                                 should_stop=lambda: time.monotonic() > deadline)
             except RenderCancelled as error:
                 self._event("timeouts", str(error))
+                self._record_cost(error.stats.coarse_points + error.stats.fine_points, len(chosen),
+                                  time.perf_counter() - t_render, error.stats.points_per_ray)
                 raise QueryError(f"abandoned after {time.perf_counter() - t0:.1f} s, over query.timeout_s = "
                                  f"{timeout_s:g} s ({error}); ask for a smaller image or raise query.timeout_s"
                                  ) from None
@@ -848,6 +878,18 @@ class ViewSegNode(Node):
         count = self._event("busy", f"{limit} in flight")
         return f"busy ({limit} in flight, query.max_in_flight = {limit}; {count} busy answers so far): retry later"
 
+    def points_of(self, result: QueryResult) -> Any:
+        """sensor_msgs/PointCloud2 of the pixels with a depth: x, y, z in the query camera's optical
+        frame (z = planar depth), the class colour, confidence and label; same header as the images."""
+        depth = result.depth
+        v, u = np.nonzero(np.isfinite(depth))
+        z = depth[v, u].astype(np.float64)
+        rays = np.stack([u, v, np.ones_like(u)], axis=-1).astype(np.float64) @ np.linalg.inv(result.K).T
+        labels = result.labels[v, u]
+        return make_point_cloud(rays * z[:, None], colorize_fast(labels) if labels.dtype == np.uint8 else colorize(labels),
+                                result.confidence[v, u], labels.astype(np.uint16),
+                                frame_id=result.frame_id, stamp_ns=result.stamp_ns)
+
     def _on_render_view(self, request: Any, response: Any) -> Any:
         t0 = time.perf_counter()
         deadline = time.monotonic() + self.params["query.timeout_s"]
@@ -868,6 +910,8 @@ class ViewSegNode(Node):
         for name, msg in images.items():
             setattr(response, name, msg)
         response.success, response.message = True, ""
+        if self.params["points.on_service"]:
+            self.points_pub.publish(self.points_of(result))
         response.keyframe_ids = result.keyframe_ids
         response.keyframe_stamps = [ns_to_time(s) for s in result.keyframe_stamps_ns]
         result.timings["respond"] = time.perf_counter() - t_respond
@@ -903,6 +947,7 @@ class ViewSegNode(Node):
             self._leave()
         for name, msg in images.items():
             self.pubs[name].publish(msg)
+        self.points_pub.publish(self.points_of(result))
         self._finish(result, t0)
 
     # ------------------------------------------------------------------ diagnostics
@@ -953,7 +998,8 @@ class ViewSegNode(Node):
         status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
         status.message = "; ".join(problems) if problems else f"{count} keyframes"
         window = self.params["camera_rate.window_s"]
-        values = {"keyframes": count, "keyframe_bytes": self.keyframes.nbytes, "device": str(self.device),
+        values = {"keyframes": count, "keyframes_admitted": self.keyframes.admitted,
+                  "keyframe_bytes": self.keyframes.nbytes, "device": str(self.device),
                   "checkpoint": str(self.checkpoint), "ready": self.ready, "queries": self.queries,
                   "in_flight": in_flight, "tf_pending": len(self._pending),
                   "image_rate_hz": round(images / window, 3), "camera_info_rate_hz": round(infos / window, 3),
@@ -963,6 +1009,8 @@ class ViewSegNode(Node):
                   "ns_per_point_view": round(self._seconds_per_point_view * 1e9, 3)}
         values.update({f"dropped_{kind}": n for kind, n in drops.items()})
         values.update(events)
+        with self._stats_lock:
+            values.update({f"not_admitted_{kind}": n for kind, n in self.not_admitted.items()})
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()

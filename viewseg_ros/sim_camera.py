@@ -131,6 +131,9 @@ def _make_node_class():
     from sensor_msgs.msg import CameraInfo, Image
     from tf2_msgs.msg import TFMessage
 
+    import cv2
+
+    from viewseg_core.cameras import resize_intrinsics
     from viewseg_core.data.synth.render import render
     from viewseg_ros.conversions import make_camera_info, matrix_to_transform_stamped, numpy_to_image
 
@@ -140,12 +143,18 @@ def _make_node_class():
         def __init__(self, **kwargs):
             super().__init__("viewseg_sim_camera", **kwargs)
             p = {name: self.declare_parameter(name, default).value for name, default in (
-                ("seed", 0), ("rate", 5.0), ("width", 160), ("height", 120), ("hfov_deg", 70.0),
+                ("seed", 0), ("rate", 5.0), ("width", 160), ("height", 120), ("render_scale", 1.0), ("hfov_deg", 70.0),
                 ("period_s", 30.0), ("kind", "human"), ("room_type", ""), ("fixed_frame", "map"),
                 ("base_frame", "base_link"), ("camera_frame", "camera_optical"))}
             if not (p["rate"] > 0 and p["width"] > 0 and p["height"] > 0 and p["period_s"] > 0):
                 raise ValueError(f"viewseg_sim_camera: rate, width, height and period_s must be positive: {p}")
+            if not 0 < p["render_scale"] <= 1:
+                raise ValueError(f"viewseg_sim_camera: render_scale must be in (0, 1], got {p['render_scale']}")
             self.params = p
+            # The ray caster costs ~1 s per 640x480 frame on a 2-core CPU: render smaller and
+            # upsample, so that the camera keeps a real camera's size AND its rate.
+            self.render_hw = (max(1, round(p["height"] * p["render_scale"])),
+                              max(1, round(p["width"] * p["render_scale"])))
             self.world = SimWorld.create(int(p["seed"]), p["kind"], float(p["period_s"]), p["room_type"])
             self.scene, self.mount = self.world.scene, self.world.mount
             self.K = K_from_hfov(float(p["hfov_deg"]), int(p["width"]), int(p["height"]))
@@ -175,10 +184,16 @@ def _make_node_class():
             # TF and CameraInfo first: the node needs both the moment the image lands.
             self.tf_pub.publish(TFMessage(transforms=[matrix_to_transform_stamped(
                 base, p["fixed_frame"], p["base_frame"], stamp_ns)]))
-            frame = render(self.scene, self.K, base @ self.mount, int(p["height"]), int(p["width"]))
+            size = (int(p["height"]), int(p["width"]))
+            if self.render_hw == size:
+                rgb = render(self.scene, self.K, base @ self.mount, *size).rgb
+            else:
+                small = render(self.scene, resize_intrinsics(self.K, size, self.render_hw), base @ self.mount,
+                               *self.render_hw).rgb
+                rgb = cv2.resize(small, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
             self.info_pub.publish(make_camera_info(self.K, int(p["width"]), int(p["height"]),
                                                    frame_id=p["camera_frame"], stamp_ns=stamp_ns))
-            self.image_pub.publish(numpy_to_image(frame.rgb, "rgb8", frame_id=p["camera_frame"], stamp_ns=stamp_ns))
+            self.image_pub.publish(numpy_to_image(rgb, "rgb8", frame_id=p["camera_frame"], stamp_ns=stamp_ns))
             self.frames_published += 1
 
     return SimCameraNode

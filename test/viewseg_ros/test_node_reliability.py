@@ -82,6 +82,10 @@ def rig(tmp_path_factory):
             "keyframes.width": W, "keyframes.height": H, "keyframes.teleport_distance": 2.0,
             "diagnostics_period_s": 0.2, "camera_rate.window_s": 1.0})))
         g.camera = PosedCamera(g)
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        g.diagnostics = []  # never destroyed while spinning (see Graph)
+        g.client.create_subscription(DiagnosticArray, "/diagnostics", g.diagnostics.append, 10)
         g.stamp_ns = 1_000 * 10**9
         # Three keyframes at x = 0, 0.3, 0.6, all looking along +x.
         for x in (0.0, 0.3, 0.6):
@@ -100,15 +104,10 @@ def publish_next(g: Graph, c2w: np.ndarray, step_s: float = 0.1, **kwargs) -> in
 
 
 def diagnostics_values(g: Graph) -> dict[str, str]:
-    from diagnostic_msgs.msg import DiagnosticArray
-
-    got = []
-    sub = g.client.create_subscription(DiagnosticArray, "/diagnostics", got.append, 10)
-    try:
-        wait_for(lambda: got, 5.0, "/diagnostics")
-    finally:
-        g.client.destroy_subscription(sub)
-    status = got[-1].status[0]
+    """The node's next /diagnostics status (published after this call) as a dict."""
+    seen = len(g.diagnostics)
+    wait_for(lambda: len(g.diagnostics) > seen, 5.0, "/diagnostics")
+    status = g.diagnostics[-1].status[0]
     return {"level": int.from_bytes(status.level, "little") if isinstance(status.level, bytes) else int(status.level),
             "message": status.message, **{kv.key: kv.value for kv in status.values}}
 
@@ -157,6 +156,8 @@ def test_every_concurrent_request_is_answered_busy_or_served(rig):
 
 
 def test_a_query_that_cannot_finish_in_time_is_refused_up_front(rig):
+    # A real render first: the cost model refuses only while real renders keep it current.
+    assert rig.call("/viewseg/render_view", render_request(line_pose(0.3), width=W, height=H)).success
     t0 = time.monotonic()
     response = rig.call("/viewseg/render_view", render_request(line_pose(0.3), width=1280, height=1024))
     assert not response.success
@@ -193,6 +194,50 @@ def test_a_render_past_its_timeout_is_abandoned_and_intake_goes_on(rig):
     assert not response.success and response.message.startswith("abandoned after"), response.message
     assert elapsed < TIMEOUT_S + 2.0
     assert admitted_during >= 3, f"{admitted_during} keyframes admitted during a {elapsed:.1f} s render"
+
+
+# --------------------------------------------------------------------------- planner-facing output
+def test_topic_mode_publishes_a_point_cloud_that_matches_depth_and_K(rig):
+    from geometry_msgs.msg import PoseStamped
+    from sensor_msgs.msg import Image, PointCloud2
+
+    from viewseg_core.classes import colorize
+    from viewseg_ros.conversions import matrix_to_pose_stamped, point_cloud_to_numpy, unpack_rgb
+
+    got: dict[str, list] = {"points": [], "depth": [], "semantic": [], "confidence": []}
+    qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+    subs = [rig.client.create_subscription(PointCloud2, "/viewseg/points", got["points"].append, qos)]
+    subs += [rig.client.create_subscription(Image, f"/viewseg/{name}", got[name].append, qos)
+             for name in ("depth", "semantic", "confidence")]
+    query = rig.client.create_publisher(PoseStamped, "/viewseg/query", QoSProfile(depth=1,
+                                        reliability=ReliabilityPolicy.RELIABLE))
+    wait_for(lambda: query.get_subscription_count() > 0, 5.0, "the node's ~/query subscription")
+    query.publish(matrix_to_pose_stamped(line_pose(0.3), "map"))
+    wait_for(lambda: all(got.values()), 20.0, "the topic-mode outputs")
+    cloud_msg = got["points"][-1]
+    depth, labels = image_to_numpy(got["depth"][-1]), image_to_numpy(got["semantic"][-1])
+    confidence = image_to_numpy(got["confidence"][-1])
+    assert cloud_msg.header == got["depth"][-1].header
+    assert [f.name for f in cloud_msg.fields] == ["x", "y", "z", "rgb", "confidence", "label"]
+    cloud = point_cloud_to_numpy(cloud_msg)
+    v, u = np.nonzero(np.isfinite(depth))
+    assert len(cloud) == len(v) > 0
+    K_query = K  # the keyframes' camera at their size (the request left it open)
+    np.testing.assert_allclose(cloud["z"], depth[v, u], rtol=1e-6)
+    np.testing.assert_allclose(cloud["x"], (u - K_query[0, 2]) / K_query[0, 0] * depth[v, u], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cloud["y"], (v - K_query[1, 2]) / K_query[1, 1] * depth[v, u], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(cloud["label"], labels[v, u])
+    np.testing.assert_allclose(cloud["confidence"], confidence[v, u])
+    np.testing.assert_array_equal(unpack_rgb(cloud["rgb"]), colorize(labels[v, u]))
+
+
+def test_frames_that_are_not_keyframes_are_counted_by_reason(rig):
+    node = rig.node
+    before = dict(node.not_admitted)
+    publish_next(rig, line_pose(0.0))  # the first keyframe's pose again: a duplicate
+    wait_for(lambda: node.not_admitted["duplicate"] > before["duplicate"], 5.0, "a counted duplicate")
+    values = diagnostics_values(rig)
+    assert int(values["not_admitted_duplicate"]) >= 1 and "not_admitted_too_soon" in values
 
 
 # --------------------------------------------------------------------------- bad input

@@ -49,7 +49,12 @@ CUDA_FREE_MEMORY_SHARE = 1 / 32   # the field holds ~10 such tensors at its peak
 
 
 class RenderCancelled(RuntimeError):
-    """:func:`render_query` stopped between chunks because ``should_stop`` said so."""
+    """:func:`render_query` stopped between chunks because ``should_stop`` said so; ``stats``
+    is the work done until then (a caller's cost model learns from it too)."""
+
+    def __init__(self, message: str, stats: "QueryStats"):
+        super().__init__(message)
+        self.stats = stats
 
 
 @dataclass(frozen=True)
@@ -111,9 +116,11 @@ class QueryStats:
         coarse_points / fine_points: field evaluations per pass (fine: after skipping).
         fine_points_dense: fine evaluations without skipping (rays x (coarse + fine)).
         field_calls: calls of a field (chunks).
+        rays_done: rays of the chunks finished (``rays`` unless the render was cancelled).
     """
 
     rays: int = 0
+    rays_done: int = 0
     coarse_points: int = 0
     fine_points: int = 0
     fine_points_dense: int = 0
@@ -121,7 +128,7 @@ class QueryStats:
 
     @property
     def points_per_ray(self) -> float:
-        return (self.coarse_points + self.fine_points) / max(1, self.rays)
+        return (self.coarse_points + self.fine_points) / max(1, self.rays_done)
 
 
 def point_budget(preset: QueryPreset, field: SemanticField, num_views: int, device: torch.device) -> int:
@@ -270,8 +277,9 @@ def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, w
     with _autocast(preset, dev):
         for start in range(0, height * width, chunk):
             if should_stop is not None and should_stop():
-                raise RenderCancelled(f"render stopped after {start} of {height * width} rays")
+                raise RenderCancelled(f"render stopped after {start} of {height * width} rays", stats)
             out = _render_rays(renderer, rays[:, start:start + chunk], prepared, preset, budget, stats)
+            stats.rays_done += B * min(chunk, height * width - start)
             pieces.append(replace(out, weights=None, t=None))  # drop [.., S] tensors early
     merged = PassOutput(**{f.name: None if getattr(pieces[0], f.name) is None else
                            torch.cat([getattr(p, f.name) for p in pieces], dim=1)

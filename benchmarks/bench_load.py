@@ -1,0 +1,260 @@
+"""The viewseg node under load: concurrent clients while a camera-sized stream comes in (issue 17).
+
+Three processes on one machine, as on a robot: the node (``python -m viewseg_ros.node`` with
+config/viewseg.yaml, the demo checkpoint), a camera (``python -m viewseg_ros.camera_stream``,
+640x480 rgb8 at 15 Hz, a new view every ``--frames-per-view`` frames) and this process, which
+runs ``--clients`` client threads that call ``/viewseg/render_view`` back to back at poses
+near the views streamed so far. All three use config/fastdds_large_images.xml.
+
+Two phases with the same stream:
+
+1. **idle**: the camera streams for ``--idle`` seconds, nobody queries: the keyframe
+   admission rate (new keyframes per new view) the node reaches on its own;
+2. **load**: the camera streams on (views it has not shown before) for ``--duration``
+   seconds while the clients query.
+
+Reported (and appended as a row of the "Load" section of docs/benchmarks.md):
+
+- requests answered with success, answered ``busy``, answered with another refusal, and
+  **lost** (no answer within ``query.timeout_s`` + 10 s; target 0);
+- latency p50 / p99 of the successful answers;
+- keyframe admission under load as a share of the idle rate (target >= 80%);
+- the node's RSS (from /proc) after warm-up (the first 10% of the load phase) and at the
+  end, and its drift (target: within 10% over 10 minutes, ``--duration 600``).
+
+    python benchmarks/bench_load.py --quick            # ~40 s: 2 clients, 8 s of load
+    python benchmarks/bench_load.py                    # 4 clients, 60 s
+    python benchmarks/bench_load.py --duration 600     # the 10-minute RSS target
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when loaded by path
+
+PROFILE = ROOT / "config" / "fastdds_large_images.xml"
+# Before rclpy creates this process's participant: the profile and a private loopback domain.
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(PROFILE))
+
+from report import append_rows, cpu_name, load_avg  # noqa: E402  (benchmarks/report.py)
+
+SECTION = "## Load: concurrent clients while a 640x480 camera streams (issue 17)"
+TABLE_HEADER = ("| date | device | clients | load s | query | served | busy | refused | lost | p50 ms | p99 ms "
+                "| render p50 ms | admission vs idle | RSS after warm-up MB | RSS end MB | RSS drift | load avg |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+INTRO = ("`python benchmarks/bench_load.py` (see its docstring). Node, camera and clients are three "
+         "processes on the same machine with config/fastdds_large_images.xml. Targets: 0 lost, admission "
+         ">= 80% of the idle rate, RSS drift within 10% over 10 minutes (`--duration 600`).\n\n")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process in MiB (NaN once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+class Camera:
+    """The camera process: ``views`` views from ``first_view``, ``frames_per_view`` frames each, at 15 Hz."""
+
+    def __init__(self, first_view: int, views: int, frames_per_view: int, width: int, height: int):
+        self.first_view, self.views = first_view, views
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "viewseg_ros.camera_stream", "--ros-args", "-p", f"first_view:={first_view}",
+             "-p", f"views:={views}", "-p", f"frames_per_view:={frames_per_view}", "-p", "rate:=15.0",
+             "-p", f"width:={width}", "-p", f"height:={height}", "-p", "start_delay_s:=0.5"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        self.started = time.monotonic()
+
+    def views_shown(self, frames_per_view: int) -> int:
+        """Views published so far (from the clock: the stream keeps its rate)."""
+        return min(self.views, int(max(0.0, time.monotonic() - self.started - 0.5) * 15.0 / frames_per_view))
+
+    def finish(self) -> dict:
+        out, err = self.process.communicate(timeout=120)
+        if self.process.returncode != 0:
+            raise RuntimeError(f"camera_stream failed: {err[-2000:]}")
+        return json.loads(out.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    parser.add_argument("--idle", type=float, default=15.0, help="seconds of the idle phase")
+    parser.add_argument("--query-size", default="160x120", help="WIDTHxHEIGHT of each query")
+    parser.add_argument("--frames-per-view", type=int, default=6)
+    parser.add_argument("--camera-size", default="640x480")
+    parser.add_argument("--checkpoint", default="", help="model file (default: the demo checkpoint)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="2 clients, 10 s of load, 8 s idle, 80x60 queries")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.clients, args.duration, args.idle, args.query_size = 2, 8.0, 6.0, "80x60"
+    for name in ("clients", "duration", "idle", "frames_per_view"):
+        if not getattr(args, name) > 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    qw, qh = (int(v) for v in args.query_size.lower().split("x"))
+    cw, ch = (int(v) for v in args.camera_size.lower().split("x"))
+
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.node import Node
+
+    from viewseg_interfaces.srv import RenderView
+    from viewseg_ros.camera_stream import view_pose
+    from viewseg_ros.conversions import matrix_to_pose_stamped
+
+    node_cmd = [sys.executable, "-m", "viewseg_ros.node", "--ros-args", "--params-file",
+                str(ROOT / "config" / "viewseg.yaml"), "-p", f"device:={args.device}",
+                "-p", "diagnostics_period_s:=0.5"]
+    if args.checkpoint:
+        node_cmd += ["-p", f"checkpoint:={args.checkpoint}"]
+    node_log = open(os.devnull, "w")
+    server = subprocess.Popen(node_cmd, cwd=ROOT, stdout=node_log, stderr=subprocess.STDOUT)
+    rclpy.init()
+    client_node = Node("viewseg_bench_load")
+    diagnostics: dict[str, str] = {}
+    client_node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diagnostics.update(
+        {kv.key: kv.value for kv in m.status[0].values}), 10)
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(client_node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        deadline = time.monotonic() + 120
+        while "keyframes_admitted" not in diagnostics:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the node did not start (run it by hand: " + " ".join(node_cmd) + ")")
+            time.sleep(0.2)
+        timeout_s = 30.0 + 10.0
+
+        def admitted() -> int:
+            stamp = time.monotonic()
+            seen = diagnostics.get("keyframes_admitted")
+            while diagnostics.get("keyframes_admitted") == seen and time.monotonic() - stamp < 1.5:
+                time.sleep(0.05)  # the next diagnostics message, so the count is current
+            return int(diagnostics["keyframes_admitted"])
+
+        # ---- idle phase
+        idle_views = max(4, int(args.idle * 15.0 / args.frames_per_view))
+        before = admitted()
+        camera = Camera(0, idle_views, args.frames_per_view, cw, ch)
+        camera.finish()
+        time.sleep(1.5)
+        idle_rate = (admitted() - before) / idle_views
+        print(f"idle: {idle_rate:.0%} of {idle_views} views became keyframes")
+
+        # ---- load phase
+        load_views = max(4, int(args.duration * 15.0 / args.frames_per_view))
+        first = idle_views + 10
+        before = admitted()
+        results: list[tuple[str, float, float]] = []  # (outcome, seconds end to end, node's render_time)
+        results_lock = threading.Lock()
+        stop = threading.Event()
+        camera = Camera(first, load_views, args.frames_per_view, cw, ch)
+        rss: list[tuple[float, float]] = []
+
+        def client_loop(index: int) -> None:
+            client = client_node.create_client(RenderView, "/viewseg/render_view")
+            client.wait_for_service(timeout_sec=10.0)
+            rng = random.Random(index)
+            while not stop.is_set():
+                shown = max(1, camera.views_shown(args.frames_per_view))
+                view = first + rng.randrange(max(1, shown - 8), shown + 1) - 1
+                request = RenderView.Request()
+                request.pose = matrix_to_pose_stamped(view_pose(view, 0.5, 20.0), "map")
+                request.camera_info.width, request.camera_info.height = qw, qh
+                t0 = time.monotonic()
+                future = client.call_async(request)
+                while not future.done() and time.monotonic() - t0 < timeout_s:
+                    time.sleep(0.005)
+                elapsed = time.monotonic() - t0
+                render = float("nan")
+                if not future.done():
+                    outcome = "lost"
+                    client.remove_pending_request(future)
+                else:
+                    response = future.result()
+                    outcome = ("served" if response.success else
+                               "busy" if response.message.startswith("busy") else "refused")
+                    render = response.render_time
+                with results_lock:
+                    results.append((outcome, elapsed, render))
+
+        threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(args.clients)]
+        load_start = time.monotonic()
+        for thread in threads:
+            thread.start()
+        while camera.process.poll() is None:
+            rss.append((time.monotonic() - load_start, rss_mb(server.pid)))
+            time.sleep(1.0)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=timeout_s + 5)
+        camera.finish()
+        time.sleep(1.5)
+        load_rate = (admitted() - before) / load_views
+        load_s = time.monotonic() - load_start
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        executor.shutdown()
+        rclpy.try_shutdown()
+
+    counts = {k: sum(1 for outcome, _, _ in results if outcome == k) for k in ("served", "busy", "refused", "lost")}
+    served = [t for outcome, t, _ in results if outcome == "served"]
+    renders = [r for outcome, _, r in results if outcome == "served"]
+    warm = [m for t, m in rss if t >= 0.1 * load_s] or [m for _, m in rss]
+    rss_start, rss_end = (warm[0], warm[-1]) if warm else (float("nan"), float("nan"))
+    drift = (rss_end - rss_start) / rss_start if warm else float("nan")
+    admission = load_rate / idle_rate if idle_rate > 0 else float("nan")
+    p50, p99 = percentile(served, 0.5) * 1e3, percentile(served, 0.99) * 1e3
+    render_p50 = percentile(renders, 0.5) * 1e3
+    print(f"load: {args.clients} clients for {load_s:.0f} s, queries {qw}x{qh}: {counts}; "
+          f"p50 {p50:.0f} ms, p99 {p99:.0f} ms (the node's render_time p50 {render_p50:.0f} ms; the rest is "
+          f"waiting behind other clients' renders)")
+    print(f"keyframe admission: {load_rate:.0%} under load vs {idle_rate:.0%} idle ({admission:.0%} of idle)")
+    print(f"node RSS: {rss_start:.0f} MB after warm-up, {rss_end:.0f} MB at the end ({drift:+.1%})")
+    if not args.no_record:
+        row = (f"| {_dt.date.today().isoformat()} | {cpu_name()} ({args.device}) | {args.clients} | {load_s:.0f} | "
+               f"{qw}x{qh} | {counts['served']} | {counts['busy']} | {counts['refused']} | {counts['lost']} | "
+               f"{p50:.0f} | {p99:.0f} | {render_p50:.0f} | {admission:.0%} | {rss_start:.0f} | {rss_end:.0f} | {drift:+.1%} | "
+               f"{load_avg():.1f} |\n")
+        append_rows(args.output, SECTION, TABLE_HEADER, [row], INTRO)
+        print(f"row appended to {args.output}")
+    return 0 if counts["lost"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
