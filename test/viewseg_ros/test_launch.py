@@ -273,7 +273,8 @@ def test_sigint_ends_the_launch_cleanly(sim_launch):
 
 # --------------------------------------------------------------------------- failures must show
 @needs_launch
-@pytest.mark.parametrize("kind", ["missing", "corrupt"])
+# Both take the same path (any error exit of a required node); the second launch costs ~6 s.
+@pytest.mark.parametrize("kind", ["missing", pytest.param("corrupt", marks=pytest.mark.slow)])
 def test_a_bad_checkpoint_fails_the_launch(tmp_path, kind):
     checkpoint = tmp_path / f"{kind}.pt"
     if kind == "corrupt":
