@@ -1,0 +1,108 @@
+"""The depth-camera model's statistics: noise sigma = k z^2, millimetre steps, range limit, hole
+rate, edge dropout, unknown input, and seeding."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from viewseg_core.data.depth_sensor import DepthSensorConfig, apply_sensor, edge_mask, hole_mask
+
+CLEAN = dict(hole_rate=0.0, edge_dropout=0.0)
+
+
+@pytest.mark.parametrize("z, k", [(1.0, 0.002), (3.0, 0.002), (5.0, 0.001), (6.0, 0.003)])
+def test_noise_std_is_k_z_squared_on_a_flat_plane(z, k):
+    plane = np.full((400, 500), z, np.float32)   # 200k pixels: std known to about 0.2%
+    out = apply_sensor(plane, DepthSensorConfig(noise_k=k, max_range_m=0.0, **CLEAN), 0)
+    assert np.isfinite(out).all()
+    sigma = k * z * z
+    # quantisation to 1 mm adds its own variance q^2 / 12 (visible at 1 m, where sigma is 2 mm)
+    expected = np.sqrt(sigma ** 2 + 0.001 ** 2 / 12)
+    assert out.std() == pytest.approx(expected, rel=0.02)
+    assert out.mean() == pytest.approx(z, abs=4 * sigma / np.sqrt(out.size) + 1e-4)
+
+
+def test_values_are_whole_millimetres_and_nothing_lies_beyond_max_range():
+    rng = np.random.default_rng(1)
+    depth = rng.uniform(0.3, 12.0, (120, 160)).astype(np.float32)
+    out = apply_sensor(depth, DepthSensorConfig(max_range_m=8.0, **CLEAN), 5)
+    good = out[np.isfinite(out)]
+    mm = good.astype(np.float64) * 1000
+    assert np.abs(mm - np.round(mm)).max() < 1e-3       # float32 of a whole number of millimetres
+    assert good.max() <= 8.0 and good.min() > 0
+    assert np.isnan(out[depth > 8.5]).all()            # far beyond range: no return, whatever the noise
+    assert np.isfinite(out[depth < 7.5]).all()         # well within: always a return (no holes/edges here)
+    # quantisation alone is rounding to the nearest millimetre
+    exact = apply_sensor(np.array([[1.23449, 1.23451, 2.0]], np.float32),
+                         DepthSensorConfig(noise_k=0.0, **CLEAN), 0)
+    np.testing.assert_allclose(exact, [[1.234, 1.235, 2.0]], atol=1e-6)
+    near = apply_sensor(np.full((4, 4), 0.2, np.float32), DepthSensorConfig(min_range_m=0.3, **CLEAN), 0)
+    assert np.isnan(near).all()
+
+
+@pytest.mark.parametrize("rate, radius", [(0.02, 1.5), (0.1, 1.5), (0.05, 3.0), (0.2, 0.0)])
+def test_hole_fraction_matches_the_rate(rate, radius):
+    plane = np.full((480, 640), 2.0, np.float32)
+    out = apply_sensor(plane, DepthSensorConfig(hole_rate=rate, hole_radius_px=radius, edge_dropout=0.0), 3)
+    missing = np.isnan(out).mean()
+    # 307k pixels in blobs of <= 29: the blob count is in the thousands, so 10% relative is > 4 sigma
+    assert missing == pytest.approx(rate, rel=0.1)
+    mask = hole_mask((480, 640), rate, radius, np.random.default_rng(4))
+    assert mask.mean() == pytest.approx(rate, rel=0.1)
+    if radius >= 1.5:  # blobs, not salt: most missing pixels have a missing 4-neighbour
+        inner = mask[1:-1, 1:-1]
+        neighbour = mask[:-2, 1:-1] | mask[2:, 1:-1] | mask[1:-1, :-2] | mask[1:-1, 2:]
+        assert (inner & neighbour).sum() > 0.8 * inner.sum()
+    # borders get holes as often as the middle (centres are drawn beyond the image)
+    assert mask[:, :8].mean() == pytest.approx(rate, rel=0.35)
+
+
+def test_edge_pixels_of_a_step_are_dropped():
+    depth = np.full((40, 60), 2.0, np.float32)
+    depth[:, 30:] = 4.0                                    # a step between columns 29 and 30
+    depth[10:12, 5:7] = 2.1                                # 5%: below the 10% threshold, not an edge
+    edges = edge_mask(depth, 0.1)
+    assert edges[:, 29].all() and edges[:, 30].all() and edges.sum() == 80
+    out = apply_sensor(depth, DepthSensorConfig(noise_k=0.0, edge_dropout=1.0, hole_rate=0.0), 0)
+    assert np.isnan(out[:, 29:31]).all()
+    assert np.isfinite(out[:, :29]).all() and np.isfinite(out[:, 31:]).all()
+    half = apply_sensor(np.tile(depth, (10, 1)), DepthSensorConfig(noise_k=0.0, edge_dropout=0.5,
+                                                                   hole_rate=0.0), 0)
+    dropped = np.isnan(half[:, 29:31]).mean()
+    assert dropped == pytest.approx(0.5, abs=0.06) and np.isfinite(half[:, :29]).all()
+    # an unknown neighbour is no edge
+    hole = np.full((5, 5), 2.0, np.float32)
+    hole[2, 2] = np.nan
+    assert not edge_mask(hole, 0.1).any()
+
+
+def test_unknown_input_stays_unknown_and_shapes_and_types_are_kept():
+    depth = np.full((2, 3, 8, 10), 2.0, np.float32)
+    depth[0, 0, 0, 0], depth[1, 2, 3, 4], depth[0, 1, 5, 5] = np.nan, 0.0, -1.0
+    out = apply_sensor(depth, DepthSensorConfig(**CLEAN), 0)
+    assert out.shape == depth.shape and out.dtype == np.float32
+    assert np.isnan(out[0, 0, 0, 0]) and np.isnan(out[1, 2, 3, 4]) and np.isnan(out[0, 1, 5, 5])
+    assert np.isfinite(out).sum() == depth.size - 3
+    t = apply_sensor(torch.from_numpy(depth), DepthSensorConfig(**CLEAN), 0)
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
+    np.testing.assert_array_equal(t.numpy(), out)          # same seed, numpy or torch: same draw
+
+
+def test_same_seed_same_output_different_seed_different():
+    depth = np.random.default_rng(0).uniform(0.5, 9.0, (60, 80)).astype(np.float32)
+    cfg = DepthSensorConfig()
+    a, b, c = apply_sensor(depth, cfg, 7), apply_sensor(depth, cfg, 7), apply_sensor(depth, cfg, 8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(np.isnan(a), np.isnan(c))
+    both = np.isfinite(a) & np.isfinite(c)
+    assert (a[both] != c[both]).mean() > 0.5
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    np.testing.assert_array_equal(apply_sensor(depth, cfg, g1), apply_sensor(depth, cfg, g2))
+
+
+def test_config_checks():
+    for bad in (dict(noise_k=-1.0), dict(hole_rate=1.0), dict(edge_dropout=1.5), dict(max_range_m=0.2, min_range_m=0.5),
+                dict(quantization_m=float("nan"))):
+        with pytest.raises(ValueError, match="depth sensor"):
+            DepthSensorConfig(**bad)
