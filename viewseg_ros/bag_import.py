@@ -39,7 +39,7 @@ import numpy as np
 from viewseg_core.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, nyu40_to_classes
 from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
-from viewseg_ros.conversions import camera_info_to_K, image_to_numpy, time_to_ns
+from viewseg_ros.conversions import camera_info_to_K, depth_image_to_metres, image_to_numpy, time_to_ns
 from viewseg_ros.keyframes import KeyframeConfig, admission_decision
 from viewseg_ros.tf_buffer import (
     NS_PER_S, ConnectivityError, ExtrapolationError, TransformBuffer, UnknownFrameError, add_tf_message)
@@ -242,16 +242,6 @@ def _labels(msg: Any, config: BagImportConfig, report: ImportReport, what: str) 
     return out.astype(np.uint8)
 
 
-def _depth(msg: Any, what: str) -> np.ndarray:
-    """REP 118 depth -> float32 planar metres, NaN where unknown (0, +-inf, NaN)."""
-    if msg.encoding == "32FC1":
-        depth = image_to_numpy(msg, what).astype(np.float32)
-    elif msg.encoding in ("16UC1", "mono16"):
-        depth = image_to_numpy(msg, what).astype(np.float32) / 1000.0  # millimetres (REP 118)
-    else:
-        raise ValueError(f"{what}: depth must be 32FC1 (m) or 16UC1 (mm), got {msg.encoding!r}")
-    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
-    return depth
 
 
 class _Segmenter:
@@ -320,7 +310,7 @@ def _decode_keyframe(item: _Pending, config: BagImportConfig, report: ImportRepo
         raise _BadFrame("unusable semantic image", str(error)) from error
     try:
         if "depth" in item.parts:
-            depth = _depth(item.parts["depth"][1], what + " depth")
+            depth = depth_image_to_metres(item.parts["depth"][1], what + " depth")
     except ValueError as error:
         raise _BadFrame("unusable depth image", str(error)) from error
     for name, image in (("semantic", labels), ("depth", depth)):

@@ -94,6 +94,24 @@ def image_to_numpy(msg: Any, what: str = "image") -> np.ndarray:
     return np.ascontiguousarray(pixels[:, :, :3])
 
 
+DEPTH_ENCODINGS = ("32FC1", "16UC1", "mono16")
+
+
+def depth_image_to_metres(msg: Any, what: str = "depth") -> np.ndarray:
+    """REP 118 depth image -> [H, W] float32 planar metres, NaN where unknown (0, +-inf, NaN).
+
+    32FC1 is metres; 16UC1 (and mono16, as some drivers label it) is millimetres.
+    """
+    if msg.encoding == "32FC1":
+        depth = image_to_numpy(msg, what).astype(np.float32)
+    elif msg.encoding in ("16UC1", "mono16"):
+        depth = image_to_numpy(msg, what).astype(np.float32) / 1000.0
+    else:
+        raise ValueError(f"{what}: depth must be 32FC1 (m) or 16UC1 (mm), got {msg.encoding!r}")
+    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
+    return depth
+
+
 def numpy_to_image(array: np.ndarray, encoding: str, *, frame_id: str = "", stamp_ns: int = 0,
                    step: int | None = None, is_bigendian: bool = False) -> Any:
     """numpy -> sensor_msgs/Image (rclpy). The inverse of :func:`image_to_numpy`.
@@ -369,7 +387,7 @@ def point_cloud_to_numpy(msg: Any) -> np.ndarray:
 
 
 __all__ = [
-    "POINT_DTYPE", "pack_rgb", "unpack_rgb", "make_point_cloud", "point_cloud_to_numpy",
+    "DEPTH_ENCODINGS", "depth_image_to_metres", "POINT_DTYPE", "pack_rgb", "unpack_rgb", "make_point_cloud", "point_cloud_to_numpy",
     "ENCODINGS", "COLOR_ENCODINGS", "MAX_IMAGE_SIDE", "image_to_numpy", "numpy_to_image",
     "camera_info_to_K", "make_camera_info", "pose_to_matrix", "matrix_to_pose",
     "matrix_to_pose_stamped", "matrix_to_transform", "matrix_to_transform_stamped",

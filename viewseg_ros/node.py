@@ -71,7 +71,8 @@ from viewseg_core.data.records import View
 from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, render_query, render_query_stats
 from viewseg_core.model.weights import load_model
 from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
-from viewseg_ros.conversions import (COLOR_ENCODINGS, camera_info_to_K, image_to_numpy, make_camera_info,
+from viewseg_ros.conversions import (COLOR_ENCODINGS, camera_info_to_K, depth_image_to_metres, image_to_numpy,
+                                     make_camera_info,
                                      make_point_cloud, numpy_to_image, ns_to_time, pose_to_matrix, time_to_ns)
 from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, pose_difference
 from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformBuffer, TransformError
@@ -90,9 +91,12 @@ COST_MODEL_TTL_S = 120.0
 # name -> (default, description). Numbers are coerced (a YAML "1" for a float is fine).
 PARAMETERS: dict[str, tuple[Any, str]] = {
     "image_topic": ("image", "sensor_msgs/Image topic (rgb8/bgr8/rgba8/bgra8)"),
-    "image_qos.reliability": ("best_effort", "image subscription: best_effort (receives from best-effort and "
-                                             "reliable cameras) | reliable (reliable cameras only)"),
-    "image_qos.depth": (5, "image subscription queue depth (keep last)"),
+    "image_qos.reliability": ("best_effort", "image and depth subscriptions: best_effort (receives from "
+                                             "best-effort and reliable cameras) | reliable (reliable cameras only)"),
+    "image_qos.depth": (5, "image and depth subscription queue depth (keep last)"),
+    "depth_topic": ("", "sensor_msgs/Image depth registered to the colour camera (same frame_id and size, as "
+                        "aligned_depth_to_color drivers publish; 32FC1 m or 16UC1 mm); empty = RGB only"),
+    "depth_sync_tolerance_s": (0.02, "largest stamp difference pairing a depth image with a colour image"),
     "camera_info_topic": ("camera_info", "sensor_msgs/CameraInfo topic of the same camera"),
     "fixed_frame": ("map", "world frame of keyframe poses and rendering (map or odom)"),
     "checkpoint": ("", "viewseg-model file; empty = the demo checkpoint checkpoints/demo.pt"),
@@ -171,6 +175,7 @@ class QueryResult:
     render_s: float
     total_s: float = 0.0
     timings: dict = field(default_factory=dict)
+    note: str = ""  # a success with a caveat (an RGB-D model without some source depth)
 
 
 def resolve_checkpoint(value: str) -> Path:
@@ -234,7 +239,7 @@ class ViewSegNode(Node):
         self._warned: dict[str, float] = {}
         # Counters are written from several executor threads: every update holds _stats_lock.
         self._stats_lock = threading.Lock()
-        self.drops: dict[str, int] = {"image": 0, "camera_info": 0, "tf": 0, "query": 0}
+        self.drops: dict[str, int] = {"image": 0, "camera_info": 0, "tf": 0, "query": 0, "depth": 0}
         self.last_drop: dict[str, str] = {}
         self.events: dict[str, int] = {"busy": 0, "timeouts": 0, "refused_budget": 0, "refused_coverage": 0,
                                        "clock_jumps": 0, "pose_jumps": 0}
@@ -249,8 +254,12 @@ class ViewSegNode(Node):
         # Images whose TF has not arrived: (monotonic arrival, rgb, K, frame, stamp_ns, last error).
         self._pending: collections.deque = collections.deque()
         self._held_for_info: Any = None  # the latest image that came before any valid CameraInfo
+        # Recent depth images (stamp_ns, frame_id, [H, W] metres), for pairing by stamp; only
+        # touched from the images' callback group.
+        self._depths: collections.deque = collections.deque(maxlen=30)
+        self.keyframes_without_depth = 0
         window = max(1, int(p["camera_rate.window_s"] * 200))  # arrival times, bounded at 200 Hz
-        self._arrivals = {"image": collections.deque(maxlen=window), "camera_info": collections.deque(maxlen=window)}
+        self._arrivals = {topic: collections.deque(maxlen=window) for topic in ("image", "camera_info", "depth")}
         self._started = time.monotonic()
         self.last_latency_s = float("nan")
         self.last_render_s = float("nan")
@@ -322,6 +331,9 @@ class ViewSegNode(Node):
                                if p["image_qos.reliability"] == "best_effort" else ReliabilityPolicy.RELIABLE)
         self.create_subscription(Image, p["image_topic"], self._on_image, image_qos,
                                  callback_group=self._frames_group)
+        if p["depth_topic"]:
+            self.create_subscription(Image, p["depth_topic"], self._on_depth, image_qos,
+                                     callback_group=self._frames_group)
         self.create_timer(0.02, self._retry_pending, callback_group=self._frames_group)
         self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_camera_info, qos_profile_sensor_data,
                                  callback_group=self._info_group)
@@ -425,8 +437,9 @@ class ViewSegNode(Node):
         K = np.array([[width, 0.0, width / 2 - 0.5], [0.0, width, height / 2 - 0.5], [0.0, 0.0, 1.0]])
         c2w = torch.eye(4, dtype=torch.float64)
         rgb = torch.zeros((1, 1, 3, height, width), device=self.device)
+        extra = {"depth": torch.full((1, 1, height, width), 2.0)} if self.uses_depth else {}
         sources = self.model.make_sources(features[None, None], torch.as_tensor(K)[None, None], c2w[None, None],
-                                          height, width, rgb=rgb if self.model.config.source_rgb else None)
+                                          height, width, rgb=rgb if self.model.config.source_rgb else None, **extra)
         render_query(self.model, torch.as_tensor(K), c2w, min(height, 16), min(width, 16), sources, self.preset)
         # The cost model's seed: the faster of two 64x64 renders (the first of a shape pays for
         # kernel selection; a small render's fixed overhead would inflate the estimate).
@@ -569,10 +582,11 @@ class ViewSegNode(Node):
                                 f"image stamped {stamp_ns / 1e9:.3f} s, {(newest - stamp_ns) / 1e9:.3f} s before the "
                                 f"newest")
         self._newest_image_ns = stamp_ns if self._newest_image_ns is None else max(self._newest_image_ns, stamp_ns)
+        received_hw = rgb.shape[:2]
         rgb, K = self._to_working_size(rgb, K)
-        self._pending.append((time.monotonic(), rgb, K, frame, stamp_ns, ""))
+        self._pending.append((time.monotonic(), rgb, K, frame, stamp_ns, "", received_hw))
         while len(self._pending) > self.params["tf_pending_max"]:
-            _, _, _, _, old_ns, error = self._pending.popleft()
+            _, _, _, _, old_ns, error, _ = self._pending.popleft()
             self._drop("tf", f"no pose for image at {old_ns / 1e9:.3f} s: {self.params['tf_pending_max']} newer "
                              f"images wait for TF (tf_pending_max){'; ' + error if error else ''}")
         self._retry_pending()
@@ -589,7 +603,7 @@ class ViewSegNode(Node):
         fixed = self.params["fixed_frame"]
         wait_s = self.params["tf_wait_s"]
         while self._pending:
-            arrived, rgb, K, frame, stamp_ns, _ = self._pending[0]
+            arrived, rgb, K, frame, stamp_ns, _, received_hw = self._pending[0]
             try:
                 c2w = self._lookup_now(fixed, frame, stamp_ns)
             except TransformError as error:
@@ -600,11 +614,16 @@ class ViewSegNode(Node):
                                      f"{time.monotonic() - arrived:.2f} s: {error}")
                     continue
                 # Images are stamped in order: if this one must wait, later ones must too.
-                self._pending[0] = (arrived, rgb, K, frame, stamp_ns, str(error))
+                self._pending[0] = (arrived, rgb, K, frame, stamp_ns, str(error), received_hw)
                 return
+            depth = None
+            if self.params["depth_topic"]:
+                depth, wait = self._match_depth(stamp_ns, frame, received_hw)
+                if depth is None and wait and time.monotonic() - arrived < wait_s:
+                    return  # its depth image may still be on its way
             self._pending.popleft()
             try:
-                self._admit_posed(rgb, K, c2w, frame, stamp_ns)
+                self._admit_posed(rgb, K, c2w, frame, stamp_ns, depth)
             except Exception as error:  # one bad frame must not wedge the queue
                 self._drop("image", f"unexpected {type(error).__name__}: {error}")
 
@@ -613,7 +632,45 @@ class ViewSegNode(Node):
             return np.eye(4)
         return self.tf.buffer.lookup_transform(target, source, stamp_ns).matrix
 
-    def _admit_posed(self, rgb: np.ndarray, K: np.ndarray, c2w: np.ndarray, frame: str, stamp_ns: int) -> None:
+    def _on_depth(self, msg: Any) -> None:
+        self._arrived("depth")
+        what = f"depth on {self.resolve_topic_name(self.params['depth_topic'])}"
+        try:
+            depth = depth_image_to_metres(msg, what)
+        except ValueError as error:
+            self._drop("depth", str(error))
+            return
+        if not np.isfinite(depth).any():
+            self._drop("depth", f"{what}: every pixel is unknown (0 or NaN)")
+            return
+        self._depths.append((time_to_ns(msg.header.stamp), msg.header.frame_id, depth))
+
+    def _match_depth(self, stamp_ns: int, frame: str, received_hw: tuple[int, int]
+                     ) -> tuple[np.ndarray | None, bool]:
+        """(the depth image paired with a colour image, or None; whether a match may still come).
+
+        Pairs by nearest stamp within depth_sync_tolerance_s. A pair whose frame or size differs
+        from the colour image is dropped and counted: depth must be registered to the colour camera.
+        """
+        tolerance = int(self.params["depth_sync_tolerance_s"] * 1e9)
+        best = min(self._depths, key=lambda d: abs(d[0] - stamp_ns), default=None)
+        if best is None or abs(best[0] - stamp_ns) > tolerance:
+            newest = max((d[0] for d in self._depths), default=None)
+            return None, newest is None or newest < stamp_ns + tolerance
+        depth_stamp, depth_frame, depth = best
+        if depth_frame != frame or depth.shape != tuple(received_hw):
+            self._drop("depth", f"depth at {depth_stamp / 1e9:.3f} s is {depth_frame!r} {depth.shape[1]}x{depth.shape[0]}"
+                                f" but its colour image is {frame!r} {received_hw[1]}x{received_hw[0]}: publish depth "
+                                f"registered to the colour camera (aligned_depth_to_color)")
+            return None, False
+        if self._working_hw is not None and depth.shape != tuple(self._working_hw):
+            height, width = self._working_hw
+            # Nearest, not area: averaging would invent depths between a foreground edge and the wall.
+            depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_NEAREST)
+        return depth, False
+
+    def _admit_posed(self, rgb: np.ndarray, K: np.ndarray, c2w: np.ndarray, frame: str, stamp_ns: int,
+                     depth: np.ndarray | None = None) -> None:
         teleport = self.params["keyframes.teleport_distance"]
         previous, self._previous_pose = self._previous_pose, c2w
         if teleport > 0 and previous is not None:
@@ -628,7 +685,8 @@ class ViewSegNode(Node):
             self._not_admitted(decision)
             return
         features = self._encode(rgb)
-        view = View(rgb=rgb, K=K, c2w=c2w, view_id=f"{stamp_ns}", stamp=stamp_ns / 1e9, meta={"frame_id": frame})
+        view = View(rgb=rgb, K=K, c2w=c2w, depth=depth, view_id=f"{stamp_ns}", stamp=stamp_ns / 1e9,
+                    meta={"frame_id": frame})
         try:
             keyframe = self.keyframes.add(view, stamp_ns, features=features)
         except ValueError as error:  # one keyframe larger than max_bytes
@@ -636,6 +694,9 @@ class ViewSegNode(Node):
             return
         if keyframe is None:  # another frame was admitted meanwhile and made this one redundant
             self._not_admitted(self.keyframes.should_admit(c2w, stamp_ns))
+        if keyframe is not None and depth is None and self.params["depth_topic"]:
+            with self._stats_lock:
+                self.keyframes_without_depth += 1
         if keyframe is not None:
             self.get_logger().debug(f"keyframe {keyframe.id} at {stamp_ns / 1e9:.3f} s "
                                     f"({len(self.keyframes)} kept)")
@@ -749,6 +810,7 @@ class ViewSegNode(Node):
 
         t2 = time.perf_counter()
         sources = self.keyframe_sources(chosen)
+        note = self.depth_note(chosen)
         if not self._render_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             self._event("timeouts", "waiting for the renderer")
             raise QueryError(f"timed out after {timeout_s:g} s (query.timeout_s) waiting behind other renders")
@@ -802,7 +864,8 @@ class ViewSegNode(Node):
         out_stamp = stamp_ns or tf_stamp_ns or self.get_clock().now().nanoseconds
         timings["outputs"] = time.perf_counter() - t3
         return QueryResult(labels, depth, confidence, K, width, height, out_frame, out_stamp,
-                           [k.id for k in chosen], [k.stamp_ns for k in chosen], render_s, timings=timings)
+                           [k.id for k in chosen], [k.stamp_ns for k in chosen], render_s, timings=timings,
+                           note=note)
 
     def keyframe_sources(self, chosen: list) -> Any:
         """SourceViews (batch 1) of kept keyframes, from their cached encoder features (and
@@ -813,8 +876,31 @@ class ViewSegNode(Node):
         rgb = None
         if self.model.config.source_rgb:  # [1, V, 3, H, W] uint8; the field converts
             rgb = torch.from_numpy(np.stack([k.view.rgb for k in chosen])).permute(0, 3, 1, 2)[None]
+        extra = {}
+        if self.uses_depth:  # [1, V, H, W] metres; a keyframe without depth is all unknown
+            height, width = chosen[0].view.height, chosen[0].view.width
+            extra["depth"] = torch.from_numpy(np.stack([
+                k.view.depth if k.view.depth is not None else np.full((height, width), np.nan, np.float32)
+                for k in chosen]))[None]
         return self.model.make_sources(features, source_K, source_c2w, chosen[0].view.height,
-                                       chosen[0].view.width, rgb=rgb)
+                                       chosen[0].view.width, rgb=rgb, **extra)
+
+    @property
+    def uses_depth(self) -> bool:
+        """The checkpoint reads source depth (an RGB-D model)."""
+        return bool(getattr(self.model.config, "source_depth", False))
+
+    def depth_note(self, chosen: list) -> str:
+        """'' or why an RGB-D model rendered without some source depth (it never does so silently)."""
+        if not self.uses_depth:
+            return ""
+        missing = sum(1 for k in chosen if k.view.depth is None)
+        if not missing:
+            return ""
+        why = ("parameter depth_topic is empty" if not self.params["depth_topic"]
+               else "no depth image was paired with them")
+        return (f"{missing} of {len(chosen)} source keyframes have no depth ({why}): rendered with the RGB-D "
+                f"model's no-depth behaviour, expect lower depth accuracy")
 
     def _query_camera(self, info: Any | None, reference: View) -> tuple[np.ndarray, int, int]:
         """(K, width, height) of the query camera; the keyframes' camera where the request leaves it open."""
@@ -909,7 +995,7 @@ class ViewSegNode(Node):
         t_respond = time.perf_counter()
         for name, msg in images.items():
             setattr(response, name, msg)
-        response.success, response.message = True, ""
+        response.success, response.message = True, result.note
         if self.params["points.on_service"]:
             self.points_pub.publish(self.points_of(result))
         response.keyframe_ids = result.keyframe_ids
@@ -945,12 +1031,19 @@ class ViewSegNode(Node):
             return
         finally:
             self._leave()
+        if result.note:
+            self._warn("topic_query_note", f"query on {self.resolve_topic_name('~/query')}: {result.note}")
         for name, msg in images.items():
             self.pubs[name].publish(msg)
         self.points_pub.publish(self.points_of(result))
         self._finish(result, t0)
 
     # ------------------------------------------------------------------ diagnostics
+    def _rate(self, topic: str, window: float) -> float:
+        now = time.monotonic()
+        with self._stats_lock:
+            return sum(1 for t in self._arrivals[topic] if now - t <= window) / window
+
     def camera_delivery(self) -> tuple[int, int, str]:
         """(images, CameraInfo messages) received in the last camera_rate.window_s, and a warning
         ('' when none): a driver publishes one CameraInfo per image, and CameraInfo is small
@@ -990,8 +1083,13 @@ class ViewSegNode(Node):
         status = DiagnosticStatus()
         status.name = f"{self.get_name()}: keyframes and queries"
         status.hardware_id = str(self.device)
+        depth_warning = ""
+        if self.uses_depth and not self.params["depth_topic"]:
+            depth_warning = "RGB-D checkpoint without depth_topic: every render runs on its no-depth behaviour"
+        elif self.params["depth_topic"] and self.keyframes_without_depth:
+            depth_warning = f"{self.keyframes_without_depth} keyframe(s) admitted without a paired depth image"
         problems = [text for text in (
-            "" if count else "no keyframes yet", delivery,
+            "" if count else "no keyframes yet", delivery, depth_warning,
             "clock jumped back in the last 10 s" if recent_jump else "",
             f"{events['pose_jumps']} pose jump(s): {self.last_event.get('pose_jumps', '')}" if events["pose_jumps"]
             else "") if text]
@@ -1003,6 +1101,9 @@ class ViewSegNode(Node):
                   "checkpoint": str(self.checkpoint), "ready": self.ready, "queries": self.queries,
                   "in_flight": in_flight, "tf_pending": len(self._pending),
                   "image_rate_hz": round(images / window, 3), "camera_info_rate_hz": round(infos / window, 3),
+                  "depth_rate_hz": round(self._rate("depth", window), 3),
+                  "keyframes_with_depth": sum(1 for k in self.keyframes.snapshot() if k.view.depth is not None),
+                  "keyframes_without_depth": self.keyframes_without_depth, "model_reads_depth": self.uses_depth,
                   "last_latency_ms": round(self.last_latency_s * 1e3, 3),
                   "last_render_ms": round(self.last_render_s * 1e3, 3),
                   "last_overhead_ms": round((self.last_latency_s - self.last_render_s) * 1e3, 3),

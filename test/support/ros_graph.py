@@ -104,3 +104,49 @@ def render_request(c2w: np.ndarray, frame: str = "map", width: int = 40, height:
         request.camera_info.width, request.camera_info.height = width, height
         request.camera_info.header.frame_id = camera_frame
     return request
+
+
+class PosedCamera:
+    """A camera driven by a test: publishes TF (map -> ``frame``), CameraInfo, Image and, with
+    ``depth_topic``, a depth image, at poses and stamps the test chooses, from the graph's
+    client node. Waits until the node under test subscribes to each."""
+
+    def __init__(self, graph: Graph, K: np.ndarray, frame: str, depth_topic: str = "", namespace: str = ""):
+        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+        from sensor_msgs.msg import CameraInfo, Image
+        from tf2_msgs.msg import TFMessage
+
+        node = graph.client
+        self.K, self.frame = np.asarray(K, dtype=np.float64), frame
+        self.width, self.height = int(round(2 * (self.K[0, 2] + 0.5))), int(round(2 * (self.K[1, 2] + 0.5)))
+        prefix = f"{namespace}/" if namespace else ""
+        reliable = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
+        self.tf = node.create_publisher(TFMessage, "/tf", 100)
+        self.info = node.create_publisher(CameraInfo, prefix + "camera_info", qos_profile_sensor_data)
+        self.image = node.create_publisher(Image, prefix + "image", reliable)
+        self.depth = node.create_publisher(Image, prefix + depth_topic, reliable) if depth_topic else None
+        self.rng = np.random.default_rng(0)
+        publishers = [self.tf, self.info, self.image] + ([self.depth] if self.depth else [])
+        wait_for(lambda: all(pub.get_subscription_count() for pub in publishers), 10.0,
+                 "the node to subscribe to the test camera")
+
+    def publish(self, c2w: np.ndarray, stamp_ns: int, K_info: np.ndarray | None = None,
+                depth: np.ndarray | None = None, depth_encoding: str = "32FC1", depth_frame: str | None = None,
+                depth_delay_s: float = 0.0) -> None:
+        """TF, CameraInfo and a random colour image at ``stamp_ns``; then ``depth`` (if given,
+        after ``depth_delay_s``) with the same stamp."""
+        import time
+
+        from tf2_msgs.msg import TFMessage
+
+        from viewseg_ros.conversions import matrix_to_transform_stamped, numpy_to_image
+
+        self.tf.publish(TFMessage(transforms=[matrix_to_transform_stamped(c2w, "map", self.frame, stamp_ns)]))
+        self.info.publish(make_camera_info(self.K if K_info is None else K_info, self.width, self.height,
+                                           frame_id=self.frame, stamp_ns=stamp_ns))
+        rgb = self.rng.integers(0, 256, (self.height, self.width, 3), dtype=np.uint8)
+        self.image.publish(numpy_to_image(rgb, "rgb8", frame_id=self.frame, stamp_ns=stamp_ns))
+        if depth is not None:
+            time.sleep(depth_delay_s)
+            self.depth.publish(numpy_to_image(depth, depth_encoding, frame_id=depth_frame or self.frame,
+                                              stamp_ns=stamp_ns))

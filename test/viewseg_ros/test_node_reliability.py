@@ -26,39 +26,14 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # 
 
 from viewseg_core.cameras import K_from_hfov  # noqa: E402
 from viewseg_ros.camera_stream import view_pose  # noqa: E402
-from viewseg_ros.conversions import (image_to_numpy, make_camera_info, matrix_to_transform_stamped,  # noqa: E402
-                                     numpy_to_image)
-from ros_graph import Graph, params, render_request, tiny_checkpoint, wait_for  # noqa: E402  (test/support)
+from viewseg_ros.conversions import image_to_numpy, make_camera_info  # noqa: E402
+from ros_graph import Graph, PosedCamera, params, render_request, tiny_checkpoint, wait_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 W, H = 64, 48
 K = K_from_hfov(70.0, W, H)
 FRAME = "test_camera_optical"
 TIMEOUT_S = 2.0
-
-
-class PosedCamera:
-    """Publishes TF (map -> FRAME), CameraInfo and Image from the graph's client node."""
-
-    def __init__(self, graph: Graph):
-        from sensor_msgs.msg import CameraInfo, Image
-        from tf2_msgs.msg import TFMessage
-
-        node = graph.client
-        self.tf = node.create_publisher(TFMessage, "/tf", 100)
-        self.info = node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
-        self.image = node.create_publisher(Image, "image", QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE))
-        self.rng = np.random.default_rng(0)
-        wait_for(lambda: all(pub.get_subscription_count() for pub in (self.tf, self.info, self.image)), 10.0,
-                 "the node to subscribe to the test camera")
-
-    def publish(self, c2w: np.ndarray, stamp_ns: int, K_info: np.ndarray = K) -> None:
-        from tf2_msgs.msg import TFMessage
-
-        self.tf.publish(TFMessage(transforms=[matrix_to_transform_stamped(c2w, "map", FRAME, stamp_ns)]))
-        self.info.publish(make_camera_info(K_info, W, H, frame_id=FRAME, stamp_ns=stamp_ns))
-        rgb = self.rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
-        self.image.publish(numpy_to_image(rgb, "rgb8", frame_id=FRAME, stamp_ns=stamp_ns))
 
 
 def line_pose(x: float, yaw_deg: float = 0.0) -> np.ndarray:
@@ -81,7 +56,7 @@ def rig(tmp_path_factory):
             "keyframes.min_translation": 0.1, "keyframes.min_rotation_deg": 10.0, "keyframes.min_interval_s": 0.0,
             "keyframes.width": W, "keyframes.height": H, "keyframes.teleport_distance": 2.0,
             "diagnostics_period_s": 0.2, "camera_rate.window_s": 1.0})))
-        g.camera = PosedCamera(g)
+        g.camera = PosedCamera(g, K, FRAME)
         from diagnostic_msgs.msg import DiagnosticArray
 
         g.diagnostics = []  # never destroyed while spinning (see Graph)
