@@ -3,11 +3,18 @@ target-view rays and on source-view rays, for the coarse and the fine pass.
 
     L = sum_{split in target, source} w_split sum_{pass in coarse, fine}
             lambda_sem CE(logits, labels) + lambda_rgb MSE(rgb, rgb_gt)
-            [+ lambda_depth L1(depth)] [+ lambda_dist distortion(weights, t)]
+            [+ lambda_depth rho(depth)] [+ lambda_dist distortion(weights, t)]
 
 Labels outside 0..C-1 (255 in label images, -100 in PyTorch) are ignored. The optional
-depth term (off by default) compares the expected planar depth with the true planar depth
-where the latter is finite and positive; it is 3D supervision, which ViewSeg never uses.
+depth term (off by default: 3D supervision, which ViewSeg never uses; on in the RGB-D
+configs) is a robust L1, the Charbonnier penalty
+
+    rho(d) = sqrt(d^2 + eps^2) - eps,     d = expected planar depth - true planar depth
+
+(metres; ``loss.depth_eps``, default 0.01 m), averaged over the rays whose true depth is
+known (finite and > 0). It is |d| - eps far from 0 (an L1: a few wrong depth labels, say at
+edges, pull no harder than any other pixel) and d^2 / (2 eps) within a centimetre (smooth, so
+a ray that is right stops being pushed back and forth). ``depth_eps = 0`` is the plain L1.
 
 The optional distortion term (mip-NeRF 360, Barron et al. 2022, Eq. 15; off by default, not
 in ViewSeg) needs no labels: for each ray it is
@@ -36,6 +43,7 @@ class LossConfig:
     semantic_weight: float = 0.04
     rgb_weight: float = 1.0
     depth_weight: float = 0.0
+    depth_eps: float = 0.01        # metres: the Charbonnier depth penalty's smooth core (0 = plain L1)
     distortion_weight: float = 0.0 # per metre (see the module docstring); 0 = the paper's losses
     source_weight: float = 1.0     # weight of the source-view ray terms relative to the target's
     coarse_weight: float = 1.0     # weight of the coarse pass relative to the fine pass
@@ -62,10 +70,24 @@ def photometric_mse(rgb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def depth_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean |pred - target| where the target is finite and positive (0 when none is)."""
+    return depth_robust_l1(pred, target, eps=0.0)
+
+
+def depth_robust_l1(pred: torch.Tensor, target: torch.Tensor, eps: float = 0.01) -> torch.Tensor:
+    """Mean Charbonnier penalty sqrt(d^2 + eps^2) - eps, d = pred - target, over the pixels
+    whose target is finite and positive and whose prediction is finite; 0 (with a zero,
+    finite gradient) when there are none. eps = 0 gives |d|.
+
+    Unknown pixels contribute neither value nor gradient, even where the prediction is NaN.
+    """
     target = target.to(pred)
     keep = torch.isfinite(target) & (target > 0) & torch.isfinite(pred)
-    diff = torch.where(keep, (pred - torch.where(keep, target, 0.0)).abs(), 0.0)
-    return diff.sum() / keep.sum().clamp(min=1)
+    d = torch.where(keep, pred, 0.0) - torch.where(keep, target, 0.0)
+    if eps > 0:
+        rho = torch.sqrt(d * d + eps * eps) - eps
+    else:
+        rho = d.abs()
+    return torch.where(keep, rho, 0.0).sum() / keep.sum().clamp(min=1)
 
 
 def distortion(weights: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -97,7 +119,7 @@ def _pass_terms(out: PassOutput, gt: Mapping[str, torch.Tensor], cfg: LossConfig
     if cfg.depth_weight > 0:
         if gt.get("depth") is None:
             raise ValueError("LossConfig.depth_weight > 0 but the targets have no 'depth'")
-        terms["depth"] = depth_l1(out.expected_depth, gt["depth"])
+        terms["depth"] = depth_robust_l1(out.expected_depth, gt["depth"], cfg.depth_eps)
     if cfg.distortion_weight > 0:
         if out.weights is None or out.t is None:
             raise ValueError("LossConfig.distortion_weight > 0 needs the render weights and samples")

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from viewseg_core.classes import IGNORE_LABEL, LOSS_IGNORE_INDEX
-from viewseg_core.model.losses import LossConfig, depth_l1, distortion, photometric_mse, semantic_ce, viewseg_losses
+from viewseg_core.model.losses import (LossConfig, depth_l1, depth_robust_l1, distortion, photometric_mse, semantic_ce,
+                                       viewseg_losses)
 from viewseg_core.model.renderer import PassOutput, RayOutput
 
 
@@ -37,6 +38,50 @@ def test_mse_and_depth_by_hand():
     assert depth_l1(pred, true).item() == pytest.approx((0.5 + 1.0) / 2)
 
 
+def test_robust_depth_ignores_unknown_pixels_by_hand():
+    eps = 0.1
+    pred = torch.tensor([1.0, float("nan"), 3.0, 4.0, 2.0], requires_grad=True)
+    true = torch.tensor([1.5, float("nan"), 2.0, 0.0, float("inf")])  # NaN, 0 and inf = unknown
+    loss = depth_robust_l1(pred, true, eps)
+    # only pixels 0 (d = -0.5) and 2 (d = 1.0) count
+    expected = ((math.sqrt(0.25 + eps ** 2) - eps) + (math.sqrt(1.0 + eps ** 2) - eps)) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    # d rho / d pred = d / sqrt(d^2 + eps^2), divided by the 2 known pixels; nothing elsewhere,
+    # not even NaN from the NaN prediction of an unknown pixel
+    grad = [-0.5 / math.sqrt(0.25 + eps ** 2) / 2, 0.0, 1.0 / math.sqrt(1.0 + eps ** 2) / 2, 0.0, 0.0]
+    torch.testing.assert_close(pred.grad, torch.tensor(grad), rtol=1e-6, atol=0)
+    # robust: far from 0 it is |d| - eps (slope 1), within eps it is about d^2 / (2 eps)
+    far = depth_robust_l1(torch.tensor([7.0]), torch.tensor([2.0]), 0.01)
+    near = depth_robust_l1(torch.tensor([2.001]), torch.tensor([2.0]), 0.01)
+    assert far.item() == pytest.approx(5.0 - 0.01, rel=1e-4)
+    assert near.item() == pytest.approx(0.001 ** 2 / 0.02, rel=1e-2)
+    # eps = 0 is the plain L1, and with nothing known the loss is 0 with a zero gradient
+    assert depth_robust_l1(pred.detach(), true, 0.0).item() == pytest.approx(0.75)
+    p = torch.tensor([1.0, 2.0], requires_grad=True)
+    empty = depth_robust_l1(p, torch.tensor([float("nan"), 0.0]))
+    empty.backward()
+    assert empty.item() == 0.0 and (p.grad == 0).all()
+    # gradcheck of the smooth penalty on random known pixels
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(20, generator=g, dtype=torch.float64) * 4 + 0.5).requires_grad_(True)
+    y = torch.rand(20, generator=g, dtype=torch.float64) * 4 + 0.5
+    y[::3] = float("nan")
+    assert torch.autograd.gradcheck(lambda x_: depth_robust_l1(x_, y, 0.05), (x,))
+
+
+def test_depth_term_in_the_losses_is_the_robust_one_for_both_passes():
+    outputs = {"target": RayOutput(_pass(1.0, 0.2, 2.5), _pass(3.0, 0.4, 1.0))}
+    depth = torch.tensor([[2.0, float("nan"), 0.0]])  # one known ray
+    gt = {"labels": torch.zeros(1, 3, dtype=torch.long), "rgb": torch.zeros(1, 3, 3), "depth": depth}
+    losses = viewseg_losses(outputs, {"target": gt}, LossConfig(depth_weight=0.1))
+    rho = lambda d: math.sqrt(d * d + 0.01 ** 2) - 0.01  # noqa: E731  the default eps, 1 cm
+    assert losses["target/coarse/depth"].item() == pytest.approx(rho(0.5), rel=1e-5)
+    assert losses["target/fine/depth"].item() == pytest.approx(rho(1.0), rel=1e-5)
+    plain = viewseg_losses(outputs, {"target": gt})
+    assert (losses["total"] - plain["total"]).item() == pytest.approx(0.1 * (rho(0.5) + rho(1.0)), rel=1e-5)
+
+
 def _pass(logit_value: float, rgb_value: float, depth: float, R: int = 3) -> PassOutput:
     logits = torch.zeros(1, R, 4)
     logits[..., 0] = logit_value
@@ -50,7 +95,8 @@ def test_weighted_total_by_hand():
     outputs = {"target": RayOutput(_pass(1.0, 0.2, 2.0), _pass(3.0, 0.4, 2.5)),
                "source": RayOutput(_pass(0.0, 0.0, 1.0), _pass(2.0, 0.1, 1.0))}
     gt = {"labels": torch.zeros(1, 3, dtype=torch.long), "rgb": torch.zeros(1, 3, 3), "depth": torch.full((1, 3), 2.0)}
-    cfg = LossConfig(semantic_weight=0.04, rgb_weight=1.0, depth_weight=0.5, source_weight=0.25, coarse_weight=0.5)
+    cfg = LossConfig(semantic_weight=0.04, rgb_weight=1.0, depth_weight=0.5, depth_eps=0.0, source_weight=0.25,
+                     coarse_weight=0.5)
     losses = viewseg_losses(outputs, {"target": gt, "source": gt}, cfg)
     ce = lambda a: math.log(math.exp(a) + 3) - a  # noqa: E731  label 0 has logit a, three others 0
     expected = 0.0
