@@ -182,15 +182,22 @@ def resolve_checkpoint(value: str) -> Path:
     """The checkpoint file for parameter ``checkpoint``; FileNotFoundError naming every place tried.
 
     Empty = the demo checkpoint ``checkpoints/demo.pt``, looked up in the working directory,
-    the source tree and ``<prefix>/share/viewseg_ros``; a relative path is tried against the
-    working directory, then the source tree.
+    the package's share folder in the ament index (a colcon install prefix), the source tree
+    and ``<sys.prefix>/share/viewseg_ros``; a relative path is tried against the working
+    directory, then the source tree.
     """
     if value:
         path = Path(value).expanduser()
         candidates = [path] if path.is_absolute() else [Path.cwd() / path, REPO_ROOT / path]
     else:
-        candidates = [Path.cwd() / DEMO_CHECKPOINT, REPO_ROOT / DEMO_CHECKPOINT,
-                      Path(sys.prefix) / "share" / "viewseg_ros" / DEMO_CHECKPOINT]
+        candidates = [Path.cwd() / DEMO_CHECKPOINT]
+        try:
+            from ament_index_python.packages import get_package_share_directory
+
+            candidates.append(Path(get_package_share_directory("viewseg_ros")) / DEMO_CHECKPOINT)
+        except (ImportError, LookupError, OSError, ValueError):
+            pass  # not installed through ament (a plain checkout): the places below
+        candidates += [REPO_ROOT / DEMO_CHECKPOINT, Path(sys.prefix) / "share" / "viewseg_ros" / DEMO_CHECKPOINT]
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()

@@ -85,10 +85,10 @@ def test_every_declared_viewseg_parameter_topic_and_service_is_documented(rclpy_
     doc = section(DOC.read_text(), "viewseg_ros/viewseg_node")
     table = documented_parameters(doc)
     assert set(table) == set(declared)
-    assert table["keyframes.width"] == ("int", "0") and table["tf_wait_s"] == ("double", "0.1")
+    assert table["keyframes.width"] == ("int", "0") and table["tf_wait_s"] == ("double", "1.0")
     assert table["warmup"] == ("bool", "true") and table["fixed_frame"] == ("string", "map")
     assert interface == {"image", "camera_info", "/tf", "/tf_static", "~/query", "~/semantic",
-                         "~/semantic_color", "~/depth", "~/confidence", "~/camera_info", "/diagnostics",
+                         "~/semantic_color", "~/depth", "~/confidence", "~/camera_info", "~/points", "/diagnostics",
                          "~/render_view"}
     for name in interface:
         assert f"`{name}`" in doc, name
