@@ -318,7 +318,7 @@ def keyframe_count(env: dict) -> int:
               "n.create_subscription(DiagnosticArray, '/diagnostics', got.append, 10)\n"
               "import time; t = time.time()\n"
               "while not got and time.time() - t < 10: rclpy.spin_once(n, timeout_sec=0.1)\n"
-              "print(dict((kv.key, kv.value) for kv in got[-1].status[0].values)['keyframes'])\n")
+              "print(dict((kv.key, kv.value) for kv in got[-1].status[0].values)['keyframes_admitted'])\n")
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return int(out.stdout.strip().splitlines()[-1])
@@ -345,3 +345,18 @@ def test_camera_sized_stream_becomes_keyframes(node_process, width, height, reli
     admitted = keyframe_count(env) - before
     assert admitted >= 0.75 * STREAM_VIEWS, (f"{admitted} of {STREAM_VIEWS} views became keyframes at {width}x{height} "
                                              f"{reliability}; node log:\n{log.read_text()[-3000:]}")
+
+
+def test_a_5hz_camera_with_a_new_view_every_frame_keeps_every_view(node_process):
+    """Issue 16: 20 distinct views at 5 Hz, one frame each, became 14 keyframes when the time
+    floor (0.2 s) equalled the frame period; admission is by pose novelty now."""
+    env, log = node_process
+    before = keyframe_count(env)
+    stream = subprocess.run(
+        [sys.executable, "-m", "viewseg_ros.camera_stream", "--ros-args", "-p", "width:=160", "-p", "height:=120",
+         "-p", "reliability:=reliable", "-p", "views:=20", "-p", "frames_per_view:=1", "-p", "rate:=5.0",
+         "-p", "first_view:=300"], env=env, capture_output=True, text=True, timeout=120)
+    assert stream.returncode == 0, stream.stderr
+    time.sleep(1.0)
+    admitted = keyframe_count(env) - before
+    assert admitted >= 19, f"{admitted} of 20 views became keyframes; node log:\n{log.read_text()[-3000:]}"
