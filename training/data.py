@@ -8,6 +8,13 @@ Supported ``kind`` values:
   every scene is used for every split.
 * ``hypersim``: the Hypersim release under ``root``; ``split_csv`` is the official split file.
 * ``replica``: Habitat-rendered Replica scene folders under ``root`` (``splits.json`` optional).
+
+Source depth (RGB-D keyframes, issue 15): ``source_depth: none | clean | sensor`` decides
+whether batches carry ``source_depth_input`` (what a depth camera measured of each source
+view: none = the paper's RGB-only input, clean = the true depth, sensor = the true depth
+through the ``depth_sensor`` model); ``source_depth_dropout`` drops a source view's whole
+depth with that probability in training (never in evaluation or panels). The true
+``source_depth`` is always there as well (baselines, metrics).
 """
 from __future__ import annotations
 
@@ -19,7 +26,8 @@ from typing import Any
 import torch
 
 from training.config_io import check_bounds
-from viewseg_core.data.dataset import DatasetConfig, ViewSegDataset, collate
+from viewseg_core.data.dataset import SOURCE_DEPTH_MODES, DatasetConfig, ViewSegDataset, collate
+from viewseg_core.data.depth_sensor import DepthSensorConfig
 from viewseg_core.data.pairs import PairConfig, mine_all, read_pairs, write_pairs
 from viewseg_core.data.source import SceneSource
 from viewseg_core.model.viewseg import ModelConfig
@@ -44,10 +52,19 @@ class DataConfig:
     source_rays: int = 256
     num_workers: int = 0
     pairs: dict = field(default_factory=dict)  # PairConfig overrides, e.g. {min_rotation_deg: 20}
+    source_depth: str = "none"             # none (the paper) | clean | sensor: source depth as a model input
+    depth_sensor: DepthSensorConfig = field(default_factory=DepthSensorConfig)  # for source_depth: sensor
+    source_depth_dropout: float = 0.0      # training: probability a source view's input depth is all NaN
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"config key data.kind: unknown kind {self.kind!r} ({' | '.join(KINDS)})")
+        if self.source_depth not in SOURCE_DEPTH_MODES:
+            raise ValueError(f"config key data.source_depth: unknown mode {self.source_depth!r} "
+                             f"({' | '.join(SOURCE_DEPTH_MODES)})")
+        if not 0.0 <= self.source_depth_dropout <= 1.0:
+            raise ValueError(f"config key data.source_depth_dropout must be in [0, 1], "
+                             f"got {self.source_depth_dropout!r}")
         if len(self.image_size) != 2 or min(self.image_size) < 1:
             raise ValueError(f"config key data.image_size must be [H, W] with both >= 1, got {self.image_size!r}")
         check_bounds(self, "data", at_least={"num_sources": 1, "target_rays": 1, "source_rays": 0, "num_workers": 0})
@@ -121,7 +138,9 @@ def build_dataset(cfg: DataConfig, split: str, seed: int = 0, full_target: bool 
     pairs = load_pairs(cfg, split, scenes)
     ds_cfg = DatasetConfig(num_sources=cfg.num_sources, image_size=tuple(cfg.image_size),
                            target_rays=cfg.target_rays, source_rays=0 if full_target else cfg.source_rays,
-                           resample_sources=not full_target, full_target=full_target, seed=seed)
+                           resample_sources=not full_target, full_target=full_target, seed=seed,
+                           source_depth=cfg.source_depth, depth_sensor=cfg.depth_sensor,
+                           source_depth_dropout=0.0 if full_target else cfg.source_depth_dropout)
     return ViewSegDataset(scenes, pairs, ds_cfg)
 
 
@@ -135,6 +154,8 @@ def to_model_batch(batch: dict[str, Any], device: torch.device, model_cfg: Model
                                  near=near, far=far)
     model_batch = {"source_rgb": dev(batch["source_rgb"]), "source_K": dev(batch["source_K"]),
                    "source_c2w": dev(batch["source_c2w"]), "target_rays": target_rays}
+    if "source_depth_input" in batch:  # RGB-D keyframes: what the depth camera measured (NaN = none)
+        model_batch["source_depth_input"] = dev(batch["source_depth_input"])
     targets = {"target": {"labels": dev(batch["target_labels"]), "rgb": dev(batch["target_rgb"]),
                           "depth": dev(batch["target_depth"])}}
     if batch["source_ray_uv"].shape[-2] > 0:

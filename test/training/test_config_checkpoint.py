@@ -146,6 +146,30 @@ def test_config_values_are_typed_and_range_checked():
         assert str(error.value) == message
 
 
+def test_source_depth_data_keys():
+    from training.train import TrainConfig
+    from viewseg_core.data.depth_sensor import DepthSensorConfig
+
+    cfg = load_config(TrainConfig, None)
+    assert cfg.data.source_depth == "none" and cfg.data.source_depth_dropout == 0.0  # the paper's RGB input
+    cfg = load_config(TrainConfig, None, ["data.source_depth=sensor", "data.source_depth_dropout=0.2",
+                                          "data.depth_sensor.noise_k=0.003", "data.depth_sensor.max_range_m=6"])
+    assert cfg.data.source_depth == "sensor" and cfg.data.source_depth_dropout == 0.2
+    assert cfg.data.depth_sensor == DepthSensorConfig(noise_k=0.003, max_range_m=6.0)
+    assert to_dict(cfg)["data"]["depth_sensor"]["noise_k"] == 0.003
+    for override, message in [
+        ("data.source_depth=lidar", "config key data.source_depth: unknown mode 'lidar' (none | clean | sensor)"),
+        ("data.source_depth_dropout=2", "config key data.source_depth_dropout must be in [0, 1], got 2.0"),
+        ("data.depth_sensor.hole_rate=1", "depth_sensor.hole_rate must be in [0, 1), got 1.0"),
+        ("data.depth_sensor.noise=1", "unknown config key(s) data.depth_sensor.noise; valid keys under "
+                                      "'data.depth_sensor.': edge_dropout, edge_threshold, hole_radius_px, hole_rate, "
+                                      "max_range_m, min_range_m, noise_k, quantization_m"),
+    ]:
+        with pytest.raises(ValueError) as error:
+            load_config(TrainConfig, None, [override])
+        assert str(error.value) == message
+
+
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "training" / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_committed_config_loads(path):
     """Each config in training/configs parses into a TrainConfig and a valid ModelConfig."""

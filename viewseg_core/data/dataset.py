@@ -18,7 +18,9 @@ source_rgb            [V, 3, H, W] f32  RGB in [0, 1]
 source_K              [V, 3, 3] f32     intrinsics of the resized images (OpenCV pixels)
 source_c2w            [V, 4, 4] f32     camera-to-world (OpenCV optical frame), metres
 source_labels         [V, H, W] i64     class ids 0-36, ignore = LOSS_IGNORE_INDEX (-100)
-source_depth          [V, H, W] f32     planar depth, metres, NaN = unknown (all NaN if none)
+source_depth          [V, H, W] f32     planar depth, metres, NaN = unknown (all NaN if none): the TRUTH
+source_depth_input    [V, H, W] f32     (only when ``source_depth`` is not "none") what the depth camera
+                                        measured: planar metres, NaN = no return (see below)
 source_ray_index      [V, Rs] i64       flat pixel index r * W + c of each source ray
 source_ray_uv         [V, Rs, 2] f32    its pixel centre (u, v) = (c, r)
 source_ray_rgb        [V, Rs, 3] f32    RGB at those pixels
@@ -38,11 +40,26 @@ scene                 str               scene name (list of B strings after coll
 target_id             str               target view id
 source_ids            list[str]         source view ids (list of B lists after collate)
 ====================  ================  ===========================================================
+
+Source depth as a model input (RGB-D keyframes; ``DatasetConfig.source_depth``):
+
+* ``none`` (default, the paper): no ``source_depth_input`` key at all.
+* ``clean``: the true depth, unknown (NaN, 0, negative, inf) as NaN: a perfect depth camera.
+* ``sensor``: the true depth through :func:`viewseg_core.data.depth_sensor.apply_sensor`
+  (noise, millimetres, range, holes, edges). The measurement of a view is seeded by
+  (seed, epoch, scene, view id): within an epoch a view measures the same whatever example
+  it serves in; evaluation (epoch 0, one seed) always sees the same measurement.
+* ``source_depth_dropout`` p: each source view's depth is dropped whole (all NaN) with
+  probability p, seeded by (seed, epoch, index) (training only: the keyframe without depth).
+
+Neither draws from the example's ray/source generator, so sources and rays are the same
+with or without source depth.
 """
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import cv2
@@ -52,6 +69,7 @@ from torch.utils.data import Dataset
 
 from viewseg_core import cameras
 from viewseg_core.classes import IGNORE_LABEL, LOSS_IGNORE_INDEX, NUM_CLASSES
+from viewseg_core.data.depth_sensor import DepthSensorConfig, apply_sensor
 from viewseg_core.data.pairs import PairEntry
 from viewseg_core.data.records import View
 from viewseg_core.data.source import SceneSource, check_sources, index_by_id
@@ -71,6 +89,10 @@ class DatasetConfig:
             (training); False uses the pair's stored sources (evaluation).
         full_target: return every target pixel as a ray, in row-major order (evaluation).
         seed: base seed; example randomness is seeded by (seed, epoch, index).
+        source_depth: "none" | "clean" | "sensor": whether and how examples carry
+            ``source_depth_input`` (see the module docstring).
+        depth_sensor: the sensor model of ``source_depth="sensor"``.
+        source_depth_dropout: probability that a source view's input depth is all NaN.
     """
 
     num_sources: int = 4
@@ -80,6 +102,30 @@ class DatasetConfig:
     resample_sources: bool = True
     full_target: bool = False
     seed: int = 0
+    source_depth: str = "none"
+    depth_sensor: DepthSensorConfig = field(default_factory=DepthSensorConfig)
+    source_depth_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.source_depth not in SOURCE_DEPTH_MODES:
+            raise ValueError(f"source_depth must be one of {' | '.join(SOURCE_DEPTH_MODES)}, "
+                             f"got {self.source_depth!r}")
+        if not 0.0 <= self.source_depth_dropout <= 1.0:
+            raise ValueError(f"source_depth_dropout must be in [0, 1], got {self.source_depth_dropout!r}")
+
+
+SOURCE_DEPTH_MODES = ("none", "clean", "sensor")
+# Tags that keep the source-depth generators apart from the example's own (and each other).
+_SENSOR_TAG, _DROPOUT_TAG = 0x5E45, 0xD409
+
+
+def known_depth(depth: torch.Tensor) -> torch.Tensor:
+    """Planar depth with every unknown value (NaN, inf, 0, negative) as NaN."""
+    return torch.where(torch.isfinite(depth) & (depth > 0), depth, torch.full_like(depth, float("nan")))
+
+
+def _name_key(text: str) -> int:
+    return zlib.crc32(text.encode("utf-8"))
 
 
 def resize_view(view: View, size: tuple[int, int] | None) -> View:
@@ -157,6 +203,26 @@ class ViewSegDataset(Dataset):
     def rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([int(self.config.seed), self.epoch, int(index)])
 
+    def view_depth_rng(self, scene: str, view_id: str) -> np.random.Generator:
+        """The generator of a view's simulated depth measurement (seed, epoch, scene, view)."""
+        return np.random.default_rng([int(self.config.seed), self.epoch, _name_key(scene), _name_key(view_id),
+                                      _SENSOR_TAG])
+
+    def source_depth_input(self, scene: str, source_ids: Sequence[str], depth: torch.Tensor,
+                           index: int) -> torch.Tensor:
+        """[V, H, W] what the depth camera measured of the true source ``depth`` [V, H, W]."""
+        cfg = self.config
+        if cfg.source_depth == "sensor":
+            measured = torch.stack([apply_sensor(d, cfg.depth_sensor, self.view_depth_rng(scene, v))
+                                    for d, v in zip(depth, source_ids)])
+        else:
+            measured = known_depth(depth.clone())
+        if cfg.source_depth_dropout > 0:
+            rng = np.random.default_rng([int(cfg.seed), self.epoch, int(index), _DROPOUT_TAG])
+            drop = torch.from_numpy(rng.random(len(source_ids)) < cfg.source_depth_dropout)
+            measured[drop] = float("nan")
+        return measured
+
     def _choose_sources(self, pair: PairEntry, rng: np.random.Generator) -> list[str]:
         V = self.config.num_sources
         if self.config.resample_sources and len(pair.candidates) >= V:
@@ -200,12 +266,17 @@ class ViewSegDataset(Dataset):
             if Rs > 0 else np.zeros((len(sources), 0), dtype=np.int64)
         si = torch.from_numpy(s_idx)
         flat_rgb = s_rgb.reshape(len(sources), 3, -1)
-        return {
+        example = {
             "source_rgb": s_rgb,
             "source_K": torch.from_numpy(np.stack([s.K for s in sources])).float(),
             "source_c2w": torch.from_numpy(np.stack([s.c2w for s in sources])).float(),
             "source_labels": s_lab,
             "source_depth": s_dep,
+        }
+        if cfg.source_depth != "none":
+            example["source_depth_input"] = self.source_depth_input(pair.scene, source_ids, s_dep, index)
+        return {
+            **example,
             "source_ray_index": si,
             "source_ray_uv": _ray_uv(s_idx, W),
             "source_ray_rgb": torch.gather(flat_rgb, 2, si[:, None, :].expand(-1, 3, -1)).permute(0, 2, 1),
@@ -255,4 +326,5 @@ def seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-__all__ = ["DatasetConfig", "ViewSegDataset", "collate", "seed_worker", "resize_view"]
+__all__ = ["DatasetConfig", "ViewSegDataset", "collate", "seed_worker", "resize_view", "known_depth",
+           "SOURCE_DEPTH_MODES"]

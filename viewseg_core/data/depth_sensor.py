@@ -67,13 +67,13 @@ class DepthSensorConfig:
                      "edge_threshold"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"depth sensor {name} must be a finite number >= 0, got {value!r}")
+                raise ValueError(f"depth_sensor.{name} must be a finite number >= 0, got {value!r}")
         if not 0.0 <= self.hole_rate < 1.0:
-            raise ValueError(f"depth sensor hole_rate must be in [0, 1), got {self.hole_rate!r}")
+            raise ValueError(f"depth_sensor.hole_rate must be in [0, 1), got {self.hole_rate!r}")
         if not 0.0 <= self.edge_dropout <= 1.0:
-            raise ValueError(f"depth sensor edge_dropout must be in [0, 1], got {self.edge_dropout!r}")
+            raise ValueError(f"depth_sensor.edge_dropout must be in [0, 1], got {self.edge_dropout!r}")
         if self.max_range_m and self.max_range_m <= self.min_range_m:
-            raise ValueError(f"depth sensor max_range_m ({self.max_range_m}) must exceed min_range_m "
+            raise ValueError(f"depth_sensor.max_range_m ({self.max_range_m}) must exceed min_range_m "
                              f"({self.min_range_m}) (or be 0 = unlimited)")
 
 

@@ -104,5 +104,5 @@ def test_same_seed_same_output_different_seed_different():
 def test_config_checks():
     for bad in (dict(noise_k=-1.0), dict(hole_rate=1.0), dict(edge_dropout=1.5), dict(max_range_m=0.2, min_range_m=0.5),
                 dict(quantization_m=float("nan"))):
-        with pytest.raises(ValueError, match="depth sensor"):
+        with pytest.raises(ValueError, match="depth_sensor"):
             DepthSensorConfig(**bad)
