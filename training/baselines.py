@@ -4,7 +4,9 @@
   lift each labelled pixel to 3D with a depth map, and z-buffer the points into the target
   camera. Two variants, named by where the source depth comes from:
   ``cloudseg_pred`` uses the depth ViewSeg renders at the source cameras (no depth sensor,
-  like ViewSeg), ``cloudseg_true`` the true source depth (a perfect depth sensor).
+  like ViewSeg), ``cloudseg_true`` the true source depth (a perfect depth sensor), and
+  ``cloudseg_input`` the source depth an RGB-D ViewSeg is given (``viewseg eval
+  --source-depth sensor|clean``: the same measurement, a fair fight).
   Target pixels no point reaches stay unknown (255, depth NaN) and count as errors.
 * **nearest source view** (lower bound): copy the labels and the depth image of the source
   whose pose is closest to the target's (:func:`pose_distance`).
@@ -274,7 +276,8 @@ def nearest_view(source_labels: torch.Tensor, source_depth: torch.Tensor, source
 
 @torch.no_grad()
 def predicted_source_depth(model, example: dict, device: torch.device | str) -> torch.Tensor:
-    """The depth ViewSeg renders at each source camera of a dataset example.
+    """The depth ViewSeg renders at each source camera of a dataset example (an RGB-D model
+    also sees the example's ``source_depth_input``).
 
     Returns:
         [V, H, W] float32 planar depth (NaN where the model renders background), on CPU.
@@ -286,8 +289,11 @@ def predicted_source_depth(model, example: dict, device: torch.device | str) -> 
     K = example["source_K"].to(device)
     c2w = example["source_c2w"].to(device)
     # One batch of V queries, each seeing all V sources.
+    from training.panels import source_depth_kwargs
+
     sources = model.make_sources(feats.expand(V, *feats.shape[1:]), K[None].expand(V, V, 3, 3),
-                                 c2w[None].expand(V, V, 4, 4), H, W, rgb=rgb.expand(V, *rgb.shape[1:]))
+                                 c2w[None].expand(V, V, 4, 4), H, W, rgb=rgb.expand(V, *rgb.shape[1:]),
+                                 **source_depth_kwargs(model, example, device, batch=V))
     out = model.render(K, c2w, H, W, sources)
     return out.depth.float().cpu()
 

@@ -29,6 +29,22 @@ The data settings (image size, number of sources, pair mining) come from the tra
 checkpoint's config, then ``--config YAML``, then ``data.key=value`` overrides; ``--data``
 sets the root. A ``viewseg-model`` file (``model.pt``) carries no data settings, so give
 ``--config`` with it unless the defaults fit.
+
+Source depth (RGB-D keyframes): ``--source-depth sensor|clean|none`` says what depth camera
+the sources had. ``sensor`` passes the true source depth through the data config's
+``depth_sensor`` model (noise sigma = k z^2, millimetres, range, holes, edges), seeded per
+source view (the same measurement for every method, on every run); ``clean`` is the true
+depth; ``none`` is no depth camera. With source depth:
+
+* an RGB-D ViewSeg (``model.source_depth``) reads it (an RGB model ignores it);
+* ``cloudseg_input`` (in ``--baselines all``) lifts the 2D segmenter's labels with the SAME
+  measured depth, holes and all;
+* ``nearest_view`` copies the nearest source's measured depth (instead of its true depth);
+* ``--rgb-checkpoint`` adds an RGB-only ViewSeg (``viewseg_rgb``) on the same examples.
+
+The paired bootstrap compares ViewSeg with each of them. The default, ``auto``, is today's
+behaviour for an RGB model (``none``) and, for an RGB-D model, the checkpoint's
+``data.source_depth`` (``sensor`` when that is ``none``).
 """
 from __future__ import annotations
 
@@ -49,7 +65,7 @@ from tqdm import tqdm
 from training.baselines import (DEFAULT_MAX_SPLAT, DEFAULT_ROTATION_WEIGHT, cloudseg, load_segmenter,
                                 nearest_view, predicted_source_depth, segment)
 from training.checkpoint import FORMAT as TRAIN_FORMAT, FORMAT_VERSION as TRAIN_FORMAT_VERSION
-from training.config_io import apply_overrides, deep_merge, from_dict, read_config_dict
+from training.config_io import apply_overrides, deep_merge, from_dict, read_config_dict, to_dict
 from training.data import DataConfig, build_dataset
 from training.panels import example_panel, full_target_truth, render_example
 from viewseg_core.atomic_io import check_writable, write_bytes_atomic, write_text_atomic
@@ -62,13 +78,17 @@ from viewseg_core.viz import colorize_depth, panel, save_png
 
 METHOD_TITLES: dict[str, str] = {
     "viewseg": "ViewSeg",
+    "viewseg_rgb": "ViewSeg (RGB only)",
     "cloudseg_pred": "CloudSeg (predicted depth)",
     "cloudseg_true": "CloudSeg (true depth)",
+    "cloudseg_input": "CloudSeg (source depth input)",
     "nearest_view": "nearest source view",
     "oracle": "oracle (2D segmenter on true target RGB)",
 }
-BASELINES: tuple[str, ...] = ("cloudseg_pred", "cloudseg_true", "nearest_view", "oracle")
-NEEDS_SEGMENTER = ("cloudseg_pred", "cloudseg_true", "oracle")
+BASELINES: tuple[str, ...] = ("cloudseg_pred", "cloudseg_true", "cloudseg_input", "nearest_view", "oracle")
+NEEDS_SEGMENTER = ("cloudseg_pred", "cloudseg_true", "cloudseg_input", "oracle")
+NEEDS_SOURCE_DEPTH = ("cloudseg_input",)
+SOURCE_DEPTH_CHOICES = ("auto", "none", "clean", "sensor")
 DEFAULT_BOOTSTRAP = 1000   # image resamples behind the ViewSeg-vs-baseline intervals
 BOOTSTRAP_LEVEL = 0.95
 
@@ -151,9 +171,10 @@ class ExampleContext:
 
     def __init__(self, example: dict, model: ViewSeg | None = None, segmenter=None,
                  device: torch.device | str = "cpu", rotation_weight: float = DEFAULT_ROTATION_WEIGHT,
-                 max_splat: int = DEFAULT_MAX_SPLAT) -> None:
+                 max_splat: int = DEFAULT_MAX_SPLAT, rgb_model: ViewSeg | None = None) -> None:
         self.example = example
         self.model, self.segmenter, self.device = model, segmenter, torch.device(device)
+        self.rgb_model = rgb_model
         self.rotation_weight, self.max_splat = rotation_weight, max_splat
         self.height, self.width = (int(x) for x in example["target_size"])
         truth = full_target_truth(example)
@@ -193,6 +214,22 @@ class ExampleContext:
         return self.example["source_depth"]
 
     @property
+    def has_source_depth_input(self) -> bool:
+        return self.example.get("source_depth_input") is not None
+
+    @property
+    def source_depth_input(self) -> torch.Tensor:
+        """[V, H, W] the measured source depth the RGB-D model is given (NaN = no return)."""
+        if not self.has_source_depth_input:
+            raise ValueError("this method needs source depth (pass --source-depth clean or sensor)")
+        return self.example["source_depth_input"]
+
+    @property
+    def source_depth_given(self) -> torch.Tensor:
+        """The depth a depth camera gave (``source_depth_input``), else the true depth."""
+        return self.source_depth_input if self.has_source_depth_input else self.source_depth_true
+
+    @property
     def target_rgb(self) -> torch.Tensor:
         """[3, H, W] float true target image."""
         return self.example["target_rgb"].reshape(self.height, self.width, 3).permute(2, 0, 1)
@@ -203,6 +240,12 @@ Method = Callable[[ExampleContext], dict]
 
 def _viewseg(ctx: ExampleContext) -> dict:
     return render_example(ctx._need("model"), ctx.example, ctx.device)
+
+
+def _viewseg_rgb(ctx: ExampleContext) -> dict:
+    if ctx.rgb_model is None:
+        raise ValueError("method viewseg_rgb needs --rgb-checkpoint")
+    return render_example(ctx.rgb_model, ctx.example, ctx.device)
 
 
 def _cloudseg(depth_attr: str) -> Method:
@@ -216,7 +259,7 @@ def _cloudseg(depth_attr: str) -> Method:
 def _nearest(ctx: ExampleContext) -> dict:
     ex = ctx.example
     labels = ctx.source_labels_2d if ctx.segmenter is not None else ex["source_labels"]
-    return nearest_view(labels, ctx.source_depth_true, ex["source_c2w"], ex["target_c2w"], ctx.rotation_weight)
+    return nearest_view(labels, ctx.source_depth_given, ex["source_c2w"], ex["target_c2w"], ctx.rotation_weight)
 
 
 def _oracle(ctx: ExampleContext) -> dict:
@@ -224,20 +267,32 @@ def _oracle(ctx: ExampleContext) -> dict:
     return {"labels": labels.cpu().numpy(), "depth": None}
 
 
-METHODS: dict[str, Method] = {"viewseg": _viewseg, "cloudseg_pred": _cloudseg("source_depth_pred"),
-                              "cloudseg_true": _cloudseg("source_depth_true"), "nearest_view": _nearest,
+METHODS: dict[str, Method] = {"viewseg": _viewseg, "viewseg_rgb": _viewseg_rgb,
+                              "cloudseg_pred": _cloudseg("source_depth_pred"),
+                              "cloudseg_true": _cloudseg("source_depth_true"),
+                              "cloudseg_input": _cloudseg("source_depth_input"), "nearest_view": _nearest,
                               "oracle": _oracle}
 
 
-def method_descriptions(names: list[str], with_segmenter: bool) -> dict[str, str]:
+def method_descriptions(names: list[str], with_segmenter: bool, source_depth: str = "none",
+                        reads_depth: bool = False) -> dict[str, str]:
+    given = {"sensor": "the source depth measured through the sensor model", "clean": "the true source depth "
+             "given as input"}.get(source_depth, "")
+    viewseg = "ViewSeg rendered at the target pose from the source views"
+    if reads_depth:
+        viewseg += f" and {given}" if given else " (an RGB-D model given no source depth: its no-depth behaviour)"
     text = {
-        "viewseg": "ViewSeg rendered at the target pose from the source views",
+        "viewseg": viewseg,
+        "viewseg_rgb": "the RGB-only ViewSeg of --rgb-checkpoint on the same examples",
         "cloudseg_pred": "2D segmenter labels of the sources lifted with the depth ViewSeg renders at the "
                          "source cameras, z-buffered into the target",
         "cloudseg_true": "2D segmenter labels of the sources lifted with the true source depth, z-buffered "
                          "into the target",
-        "nearest_view": ("2D segmenter" if with_segmenter else "true") + " labels and true depth of the "
-                        "source closest in pose (translation + rotation), copied",
+        "cloudseg_input": f"2D segmenter labels of the sources lifted with {given or 'the source depth input'} "
+                          "(the same depth ViewSeg is given), z-buffered into the target",
+        "nearest_view": ("2D segmenter" if with_segmenter else "true") + " labels and "
+                        + ("measured" if given else "true") + " depth of the source closest in pose "
+                        "(translation + rotation), copied",
         "oracle": "2D segmenter run on the true target RGB (semantic upper bound; no depth)",
     }
     return {n: text.get(n, n) for n in names}
@@ -295,7 +350,7 @@ def run_evaluation(dataset, methods: Mapping[str, Method], *, indices: list[int]
                    out_dir: str | Path | None = None, panels: int = 0,
                    rotation_weight: float = DEFAULT_ROTATION_WEIGHT, max_splat: int = DEFAULT_MAX_SPLAT,
                    progress: bool = True, bootstrap: int = DEFAULT_BOOTSTRAP,
-                   stats_meta: Mapping[str, str] | None = None) -> dict:
+                   stats_meta: Mapping[str, str] | None = None, rgb_model: ViewSeg | None = None) -> dict:
     """Score every method on ``dataset[indices]`` (full-target examples); with ``out_dir``,
     also write the per-image statistics (:func:`write_image_stats`, with ``stats_meta``).
 
@@ -312,7 +367,7 @@ def run_evaluation(dataset, methods: Mapping[str, Method], *, indices: list[int]
     per_example = []
     for n, index in enumerate(tqdm(indices, desc="eval", disable=not progress, dynamic_ncols=True)):
         example = dataset[index]
-        ctx = ExampleContext(example, model, segmenter, device, rotation_weight, max_splat)
+        ctx = ExampleContext(example, model, segmenter, device, rotation_weight, max_splat, rgb_model)
         preds: dict[str, dict] = {}
         row = {"index": int(index), "scene": example["scene"], "target_id": example["target_id"],
                "source_ids": list(example["source_ids"]), "image_miou": {}}
@@ -435,10 +490,12 @@ def _num(v, digits: int = 3) -> str:
 def metrics_markdown(report: dict) -> str:
     """The markdown tables of :func:`write_reports`."""
     methods = report["methods"]
-    titles = {n: METHOD_TITLES.get(n, n) for n in methods}
+    titles = {n: (report.get("titles") or {}).get(n) or METHOD_TITLES.get(n, n) for n in methods}
     lines = [f"# Evaluation: {report.get('split', '')} split of {report.get('data', '')}", "",
              f"- checkpoint: `{report.get('checkpoint', '')}`",
              f"- segmenter: `{report.get('segmenter') or 'none'}`",
+             *([f"- RGB-only checkpoint: `{report['rgb_checkpoint']}`"] if report.get("rgb_checkpoint") else []),
+             *([f"- source depth: {report['source_depth']}"] if report.get("source_depth") else []),
              f"- examples (target images): {report['num_examples']}", "",
              "mIoU (dataset) is computed from one confusion matrix over the whole split; mIoU (per image) "
              "averages each image's own mIoU (Semantic-NeRF / S-Ray protocol). Pixels a method leaves "
@@ -560,21 +617,44 @@ class EvalConfig:
     chunk_size: int = 0              # rays per render chunk (0: 128 on CPU, the model's own on GPU)
     progress: bool = True
     bootstrap: int = DEFAULT_BOOTSTRAP  # image resamples for the ViewSeg-vs-baseline intervals (0: none)
+    source_depth: str = "auto"       # auto | none | clean | sensor (see the module docstring)
+    rgb_checkpoint: str = ""         # an RGB-only ViewSeg scored beside (method viewseg_rgb)
 
 
-def parse_baselines(items: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+def parse_baselines(items: list[str] | tuple[str, ...], source_depth: bool = False) -> tuple[str, ...]:
+    """Baseline names from ``--baselines`` words; ``all`` holds ``cloudseg_input`` only with
+    ``source_depth`` (which naming it explicitly requires)."""
     names: list[str] = []
     for item in items:
         for name in (x.strip() for x in item.split(",")):
             if not name:
                 continue
-            chosen = BASELINES if name == "all" else (name,)
+            chosen = tuple(b for b in BASELINES if source_depth or b not in NEEDS_SOURCE_DEPTH) \
+                if name == "all" else (name,)
             for n in chosen:
                 if n not in BASELINES:
                     raise ValueError(f"unknown baseline {n!r}; choose from {', '.join(BASELINES)} or 'all'")
+                if n in NEEDS_SOURCE_DEPTH and not source_depth:
+                    raise ValueError(f"baseline {n} needs source depth: pass --source-depth clean or sensor")
                 if n not in names:
                     names.append(n)
     return tuple(names)
+
+
+def resolve_source_depth(choice: str, model_reads_depth: bool, data_source_depth: str) -> str:
+    """``--source-depth``: an explicit none/clean/sensor as given; ``auto`` is ``none`` for an
+    RGB model and, for an RGB-D one, the data config's mode (``sensor`` when that is ``none``)."""
+    if choice not in SOURCE_DEPTH_CHOICES:
+        raise ValueError(f"--source-depth must be one of {', '.join(SOURCE_DEPTH_CHOICES)}, got {choice!r}")
+    if choice != "auto":
+        return choice
+    if not model_reads_depth:
+        return "none"
+    return data_source_depth if data_source_depth != "none" else "sensor"
+
+
+def model_reads_depth(model: ViewSeg) -> bool:
+    return bool(getattr(model.config, "source_depth", False))
 
 
 def evaluate(cfg: EvalConfig) -> dict:
@@ -583,31 +663,55 @@ def evaluate(cfg: EvalConfig) -> dict:
         raise ValueError(f"--bootstrap must be >= 0 (0 = no comparison table), got {cfg.bootstrap}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    baselines = parse_baselines(cfg.baselines)
-    needs = [b for b in baselines if b in NEEDS_SEGMENTER]
-    if needs and not cfg.segmenter:
-        raise ValueError(f"baselines {needs} need --segmenter (a `viewseg pretrain-2d` checkpoint)")
+    if cfg.source_depth not in SOURCE_DEPTH_CHOICES:
+        raise ValueError(f"--source-depth must be one of {', '.join(SOURCE_DEPTH_CHOICES)}, got {cfg.source_depth!r}")
     device = resolve_device(cfg.device)
     check_writable(Path(cfg.out) / "metrics.json")  # before the evaluation, not after it
     model, train_config = load_viewseg(cfg.checkpoint)
     model = model.to(device).eval()
     chunk = set_render_chunk(model, cfg.chunk_size, device)
-    segmenter = load_segmenter(cfg.segmenter, device) if cfg.segmenter else None
     data_cfg = resolve_data_config(train_config, cfg.config, cfg.overrides, cfg.data)
+    data_cfg.source_depth = resolve_source_depth(cfg.source_depth, model_reads_depth(model), data_cfg.source_depth)
+    with_depth = data_cfg.source_depth != "none"
+    baselines = parse_baselines(cfg.baselines, with_depth)
+    needs = [b for b in baselines if b in NEEDS_SEGMENTER]
+    if needs and not cfg.segmenter:
+        raise ValueError(f"baselines {needs} need --segmenter (a `viewseg pretrain-2d` checkpoint)")
+    rgb_model = None
+    if cfg.rgb_checkpoint:
+        rgb_model, _ = load_viewseg(cfg.rgb_checkpoint)
+        if model_reads_depth(rgb_model):
+            raise ValueError(f"--rgb-checkpoint {cfg.rgb_checkpoint} is an RGB-D model (model.source_depth); "
+                             f"give an RGB-only one")
+        rgb_model = rgb_model.to(device).eval()
+        set_render_chunk(rgb_model, cfg.chunk_size, device)
+    segmenter = load_segmenter(cfg.segmenter, device) if cfg.segmenter else None
     dataset = build_dataset(data_cfg, split=cfg.split, seed=0, full_target=True)
     indices = example_indices(len(dataset), cfg.max_examples)
-    names = ["viewseg", *baselines]
+    names = ["viewseg", *(["viewseg_rgb"] if rgb_model is not None else []), *baselines]
     t0 = time.perf_counter()
     result = run_evaluation(dataset, {n: METHODS[n] for n in names}, indices=indices, model=model,
                             segmenter=segmenter, device=device, out_dir=cfg.out, panels=cfg.panels,
                             rotation_weight=cfg.rotation_weight, max_splat=cfg.max_splat, progress=cfg.progress,
-                            bootstrap=cfg.bootstrap,
+                            bootstrap=cfg.bootstrap, rgb_model=rgb_model,
                             stats_meta={"checkpoint": cfg.checkpoint, "segmenter": cfg.segmenter,
-                                        "data": data_cfg.root, "split": cfg.split})
+                                        "data": data_cfg.root, "split": cfg.split,
+                                        **({"source_depth": data_cfg.source_depth} if with_depth else {}),
+                                        **({"rgb_checkpoint": cfg.rgb_checkpoint} if cfg.rgb_checkpoint else {})})
+    depth_line = {"none": "none (RGB keyframes)", "clean": "clean (the true depth as input)",
+                  "sensor": f"sensor ({data_cfg.depth_sensor}, seeded per source view)"}[data_cfg.source_depth]
+    if model_reads_depth(model):
+        depth_line += "; ViewSeg is an RGB-D model and reads it" if with_depth else \
+            "; ViewSeg is an RGB-D model and gets none (its no-depth behaviour)"
     report = {"checkpoint": str(cfg.checkpoint), "segmenter": str(cfg.segmenter), "data": data_cfg.root,
               "split": cfg.split, "device": str(device), "image_size": list(data_cfg.image_size),
               "num_sources": data_cfg.num_sources, "examples_in_split": len(dataset),
-              "descriptions": method_descriptions(names, segmenter is not None),
+              "source_depth": depth_line, "source_depth_mode": data_cfg.source_depth,
+              **({"titles": {"viewseg": "ViewSeg RGB-D"}} if model_reads_depth(model) else {}),
+              "depth_sensor": to_dict(data_cfg.depth_sensor) if data_cfg.source_depth == "sensor" else None,
+              **({"rgb_checkpoint": str(cfg.rgb_checkpoint)} if cfg.rgb_checkpoint else {}),
+              "descriptions": method_descriptions(names, segmenter is not None, data_cfg.source_depth,
+                                                  model_reads_depth(model)),
               "settings": {"rotation_weight_m_per_rad": cfg.rotation_weight, "max_splat_px": cfg.max_splat,
                            "render_chunk_rays": chunk, "threads": torch.get_num_threads()},
               "wall_seconds": time.perf_counter() - t0, **result}
@@ -640,6 +744,15 @@ def register(subparsers) -> None:
                                                              "model's own on GPU)")
     p.add_argument("--bootstrap", type=nonnegative_int, default=DEFAULT_BOOTSTRAP,
                    help="image resamples for the ViewSeg-vs-baseline intervals (0: no comparison table)")
+    p.add_argument("--source-depth", choices=SOURCE_DEPTH_CHOICES, default="auto",
+                   help="the sources' depth camera: sensor = true depth through the data config's depth_sensor "
+                        "model (seeded per source view), clean = true depth, none = RGB only. An RGB-D ViewSeg "
+                        "reads it, CloudSeg gets the same depth (cloudseg_input, in --baselines all), the nearest "
+                        "view copies it. auto (default): none for an RGB model, the checkpoint's data.source_depth "
+                        "(or sensor) for an RGB-D one")
+    p.add_argument("--rgb-checkpoint", default="",
+                   help="an RGB-only ViewSeg to score beside the checkpoint on the same examples (viewseg_rgb), "
+                        "e.g. checkpoints/demo.pt beside an RGB-D model")
     p.add_argument("overrides", nargs="*", help="data.key=value overrides, e.g. data.image_size=[60,80]")
     p.set_defaults(func=_run)
 
@@ -652,7 +765,8 @@ def _run(args: argparse.Namespace) -> int:
                      config=args.config, overrides=overrides, baselines=baselines,
                      segmenter=args.segmenter, max_examples=args.max_examples, panels=args.panels,
                      device=args.device, threads=args.threads, rotation_weight=args.rotation_weight,
-                     max_splat=args.max_splat, chunk_size=args.chunk_size, bootstrap=args.bootstrap)
+                     max_splat=args.max_splat, chunk_size=args.chunk_size, bootstrap=args.bootstrap,
+                     source_depth=args.source_depth, rgb_checkpoint=args.rgb_checkpoint)
     report = evaluate(cfg)
     print(metrics_markdown(report).split("## IoU per class")[0].rstrip())
     print(f"[eval] wrote {Path(cfg.out) / 'metrics.json'}, {Path(cfg.out) / 'metrics.md'} and panels")

@@ -15,9 +15,20 @@ def _rgb_u8(chw: torch.Tensor) -> np.ndarray:
     return (chw.permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
 
+def source_depth_kwargs(model, example: dict, device: torch.device, batch: int = 1) -> dict:
+    """``{"depth": [batch, V, H, W]}`` for ``make_sources`` when the model reads source depth
+    (``model.source_depth``) and the example carries ``source_depth_input``; else ``{}`` (an
+    RGB model, or an RGB-D model left to its no-depth behaviour)."""
+    depth = example.get("source_depth_input")
+    if depth is None or not getattr(model.config, "source_depth", False):
+        return {}
+    return {"depth": depth[None].expand(batch, *depth.shape).to(device)}
+
+
 @torch.no_grad()
 def render_example(model, example: dict, device: torch.device) -> dict[str, np.ndarray]:
-    """Render the full target of one dataset example (any ``full_target`` setting).
+    """Render the full target of one dataset example (any ``full_target`` setting); an RGB-D
+    model gets the example's ``source_depth_input`` when it has one.
 
     Returns numpy images: labels [H, W] (255 = unknown), depth [H, W] (NaN = empty),
     confidence [H, W], rgb [H, W, 3] uint8.
@@ -26,7 +37,8 @@ def render_example(model, example: dict, device: torch.device) -> dict[str, np.n
     H, W = (int(x) for x in example["target_size"])
     rgb = example["source_rgb"][None].to(device)
     sources = model.make_sources(model.encode_sources(rgb), example["source_K"][None].to(device),
-                                 example["source_c2w"][None].to(device), H, W, rgb=rgb)
+                                 example["source_c2w"][None].to(device), H, W, rgb=rgb,
+                                 **source_depth_kwargs(model, example, device))
     out = model.render(example["target_K"].to(device), example["target_c2w"].to(device), H, W, sources)
     labels = out.labels.cpu().numpy().astype(np.int64)
     depth = out.depth.float().cpu().numpy()

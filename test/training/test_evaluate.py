@@ -89,8 +89,10 @@ def test_eval_cli_writes_every_artefact(tiny_synth, tiny_files, tmp_path):
     # right (wrong only where the target sees a surface no source sees, and a hidden one shows through)
     assert report["methods"]["cloudseg_true"]["delta1"] > 0.9
     md = (out / "metrics.md").read_text()
-    for title in METHOD_TITLES.values():
-        assert f"| {title} |" in md
+    for name in report["methods"]:
+        assert f"| {METHOD_TITLES[name]} |" in md
+    assert "cloudseg_input" not in report["methods"]  # no source depth: as before issue 15
+    assert report["source_depth_mode"] == "none" and "source depth: none (RGB keyframes)" in md
     assert "mIoU (dataset)" in md and "mIoU (per image)" in md and "δ<1.25" in md
     # ViewSeg minus each baseline, with its bootstrap interval; the point difference is the
     # difference of the two methods' own scores
@@ -286,3 +288,69 @@ def test_read_image_stats_refuses_other_files(tmp_path):
     np.savez(bad, index=np.arange(2), examples_in_split=np.int64(2), **{"viewseg/conf": np.zeros((2, 37, 38))})
     with pytest.raises(ValueError, match="lacks 'viewseg/depth'"):
         read_image_stats(bad)
+
+
+def test_source_depth_eval_gives_every_method_the_same_measured_depth(tiny_synth, tiny_files, tmp_path):
+    """--source-depth sensor: cloudseg_input lifts the measured depth (not the truth), the nearest
+    view copies it, an RGB ViewSeg beside (--rgb-checkpoint) is compared by the bootstrap, the same
+    measurement comes back on a second run; --source-depth clean makes cloudseg_input cloudseg_true."""
+    from training.evaluate import EvalConfig, evaluate, read_image_stats
+    args = dict(checkpoint=str(tiny_files["model"]), data=str(tiny_synth), split="test", config=CONFIG,
+                overrides=list(DATA_OVERRIDES), baselines=("all",), segmenter=str(tiny_files["segmenter"]),
+                max_examples=2, panels=1, threads=1, progress=False, bootstrap=50)
+    sensor = evaluate(EvalConfig(out=str(tmp_path / "sensor"), source_depth="sensor",
+                                 rgb_checkpoint=str(tiny_files["model"]), **args))
+    assert list(sensor["methods"]) == ["viewseg", "viewseg_rgb", "cloudseg_pred", "cloudseg_true",
+                                       "cloudseg_input", "nearest_view", "oracle"]
+    assert sensor["source_depth_mode"] == "sensor" and sensor["depth_sensor"]["noise_k"] == 0.002
+    m = sensor["methods"]
+    # the RGB model ignores source depth: viewseg and viewseg_rgb are the same renders
+    assert m["viewseg"]["dataset_miou"] == m["viewseg_rgb"]["dataset_miou"]
+    assert sensor["comparisons"]["against"]["viewseg_rgb"]["miou"]["difference"] == 0.0
+    assert set(sensor["comparisons"]["against"]) == set(m) - {"viewseg"}
+    # measured depth is noisy and has holes: CloudSeg with it is close to, but not, true-depth CloudSeg
+    assert m["cloudseg_input"]["depth_l1"] != m["cloudseg_true"]["depth_l1"]
+    assert m["cloudseg_input"]["delta1"] > 0.8
+    md = (tmp_path / "sensor" / "metrics.md").read_text()
+    assert "| CloudSeg (source depth input) |" in md and "| ViewSeg (RGB only) |" in md
+    assert "source depth: sensor (DepthSensorConfig(noise_k=0.002" in md
+    _, _, _, meta = read_image_stats(tmp_path / "sensor" / "per_image_stats.npz")
+    assert meta["source_depth"] == "sensor" and meta["rgb_checkpoint"] == str(tiny_files["model"])
+    again = evaluate(EvalConfig(out=str(tmp_path / "again"), source_depth="sensor", **args))
+    for name in ("cloudseg_input", "nearest_view"):
+        assert again["methods"][name]["depth_l1"] == m[name]["depth_l1"], name  # fixed seeds
+    clean = evaluate(EvalConfig(out=str(tmp_path / "clean"), source_depth="clean", **args))
+    c = clean["methods"]
+    for key in ("dataset_miou", "depth_l1", "delta1", "depth_missing_fraction"):
+        assert c["cloudseg_input"][key] == c["cloudseg_true"][key], key
+    # the nearest view copies the measured depth: sensor noise moves its depth error, its labels stay
+    assert m["nearest_view"]["dataset_miou"] == c["nearest_view"]["dataset_miou"]
+    assert m["nearest_view"]["depth_l1"] != c["nearest_view"]["depth_l1"]
+    # the default for an RGB model stays no source depth; cloudseg_input then needs it
+    with pytest.raises(ValueError, match="cloudseg_input needs source depth"):
+        evaluate(EvalConfig(out=str(tmp_path / "bad"), **{**args, "baselines": ("cloudseg_input",)}))
+
+
+def test_source_depth_choices_and_model_inputs(test_split):
+    from training.evaluate import parse_baselines, resolve_source_depth
+    from training.panels import source_depth_kwargs
+
+    assert resolve_source_depth("auto", False, "sensor") == "none"      # an RGB model: as today
+    assert resolve_source_depth("auto", True, "none") == "sensor"       # an RGB-D model
+    assert resolve_source_depth("auto", True, "clean") == "clean"
+    assert resolve_source_depth("clean", False, "none") == "clean"
+    with pytest.raises(ValueError, match="--source-depth"):
+        resolve_source_depth("lidar", False, "none")
+    assert "cloudseg_input" not in parse_baselines(["all"]) and "cloudseg_input" in parse_baselines(["all"], True)
+
+    class Stub:
+        def __init__(self, reads):
+            self.config = type("C", (), {"source_depth": reads})()
+
+    ex = dict(test_split[0])
+    assert source_depth_kwargs(Stub(True), ex, "cpu") == {}            # no measurement in the example
+    ex["source_depth_input"] = ex["source_depth"].clone()
+    assert source_depth_kwargs(Stub(False), ex, "cpu") == {}           # an RGB model reads none
+    depth = source_depth_kwargs(Stub(True), ex, "cpu", batch=3)["depth"]
+    V, H, W = ex["source_depth"].shape
+    assert depth.shape == (3, V, H, W) and torch.equal(depth[2].nan_to_num(-1), ex["source_depth"].nan_to_num(-1))
