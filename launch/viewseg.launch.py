@@ -72,6 +72,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("image_topic", default_value="image", description="camera image (rgb8/bgr8)"),
         DeclareLaunchArgument("camera_info_topic", default_value="camera_info",
                               description="CameraInfo of the same camera"),
+        DeclareLaunchArgument("depth_topic", default_value="",
+                              description="depth registered to the colour camera (32FC1 m / 16UC1 mm) for an RGB-D "
+                                          "checkpoint; empty = RGB only (with sim:=true, 'depth' is the sim's)"),
         DeclareLaunchArgument("sim", default_value="false", description="also start the simulated camera"),
         DeclareLaunchArgument("fastdds_profile",
                               default_value=PathJoinSubstitution([share, "config", "fastdds_large_images.xml"]),
@@ -83,7 +86,8 @@ def generate_launch_description() -> LaunchDescription:
     viewseg = Node(
         package=PACKAGE, executable="viewseg_node", name="viewseg", output="screen",
         parameters=[LaunchConfiguration("params_file"),
-                    {"checkpoint": LaunchConfiguration("checkpoint"), "device": LaunchConfiguration("device")}],
+                    {"checkpoint": LaunchConfiguration("checkpoint"), "device": LaunchConfiguration("device"),
+                     "depth_topic": LaunchConfiguration("depth_topic")}],
         remappings=remappings, on_exit=_required("viewseg_node"))
     sim_camera = Node(
         package=PACKAGE, executable="viewseg_sim_camera", name="viewseg_sim_camera", output="screen",

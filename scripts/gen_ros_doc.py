@@ -38,6 +38,10 @@ SIM_CAMERA_DESCRIPTIONS = {
     "rate": "frames per second (Hz): one TF, CameraInfo and Image per frame",
     "width": "image width in pixels",
     "height": "image height in pixels",
+    "publish_depth": "also publish depth (registered to the image: same frame, size and stamp)",
+    "depth_encoding": "16UC1 (millimetres, 0 = no return) or 32FC1 (metres, NaN = no return)",
+    "depth_sensor": "pass depth through the depth-camera model (viewseg_core.data.depth_sensor: z^2 noise, mm steps, "
+                    "8 m range, holes, missing edges); false = exact depth",
     "render_scale": "render at this fraction of width x height and upsample (bilinear): a camera-sized stream "
                     "at its rate on a CPU (1 = render every pixel)",
     "hfov_deg": "horizontal field of view (degrees) of the pinhole camera",

@@ -7,6 +7,12 @@ back, once per ``period_s``. Scene and motion are pure functions of the paramete
 (:class:`SimWorld`), so a test or the demo client rebuilds the ground truth (labels, planar
 depth) for any pose it asks the node about.
 
+With ``publish_depth`` (default) it also publishes ``depth``: planar depth registered to
+the colour image (same frame, size and stamp; 16UC1 millimetres by default, 0 = no return),
+through the depth-camera model of :mod:`viewseg_core.data.depth_sensor` (noise growing with
+z^2, millimetre steps, no return beyond 8 m, holes, missing edges; ``depth_sensor:=false``
+for clean depth), seeded by ``seed`` and the frame number.
+
 Frames (REP 103/105): ``map -> base_link`` is the robot's planar pose (x, y, heading along
 the walk's gaze), published on ``/tf`` with each image's stamp; ``base_link ->
 camera_optical`` is static on ``/tf_static``: the camera at the walk's median height and
@@ -134,6 +140,7 @@ def _make_node_class():
     import cv2
 
     from viewseg_core.cameras import resize_intrinsics
+    from viewseg_core.data.depth_sensor import DepthSensorConfig, apply_sensor
     from viewseg_core.data.synth.render import render
     from viewseg_ros.conversions import make_camera_info, matrix_to_transform_stamped, numpy_to_image
 
@@ -145,11 +152,14 @@ def _make_node_class():
             p = {name: self.declare_parameter(name, default).value for name, default in (
                 ("seed", 0), ("rate", 5.0), ("width", 160), ("height", 120), ("render_scale", 1.0), ("hfov_deg", 70.0),
                 ("period_s", 30.0), ("kind", "human"), ("room_type", ""), ("fixed_frame", "map"),
+                ("publish_depth", True), ("depth_encoding", "16UC1"), ("depth_sensor", True),
                 ("base_frame", "base_link"), ("camera_frame", "camera_optical"))}
             if not (p["rate"] > 0 and p["width"] > 0 and p["height"] > 0 and p["period_s"] > 0):
                 raise ValueError(f"viewseg_sim_camera: rate, width, height and period_s must be positive: {p}")
             if not 0 < p["render_scale"] <= 1:
                 raise ValueError(f"viewseg_sim_camera: render_scale must be in (0, 1], got {p['render_scale']}")
+            if p["depth_encoding"] not in ("16UC1", "32FC1"):
+                raise ValueError(f"viewseg_sim_camera: depth_encoding must be 16UC1 or 32FC1, got {p['depth_encoding']!r}")
             self.params = p
             # The ray caster costs ~1 s per 640x480 frame on a 2-core CPU: render smaller and
             # upsample, so that the camera keeps a real camera's size AND its rate.
@@ -159,6 +169,10 @@ def _make_node_class():
             self.scene, self.mount = self.world.scene, self.world.mount
             self.K = K_from_hfov(float(p["hfov_deg"]), int(p["width"]), int(p["height"]))
             self.image_pub = self.create_publisher(Image, "image", qos_profile_sensor_data)
+            # Depth registered to the colour camera (same frame, size and stamp), as an RGB-D
+            # driver's aligned_depth_to_color topic; through the depth sensor model by default.
+            self.depth_pub = (self.create_publisher(Image, "depth", qos_profile_sensor_data)
+                              if p["publish_depth"] else None)
             self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
             self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
             static_qos = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL,
@@ -186,14 +200,24 @@ def _make_node_class():
                 base, p["fixed_frame"], p["base_frame"], stamp_ns)]))
             size = (int(p["height"]), int(p["width"]))
             if self.render_hw == size:
-                rgb = render(self.scene, self.K, base @ self.mount, *size).rgb
+                frame = render(self.scene, self.K, base @ self.mount, *size)
+                rgb, depth = frame.rgb, frame.depth
             else:
                 small = render(self.scene, resize_intrinsics(self.K, size, self.render_hw), base @ self.mount,
-                               *self.render_hw).rgb
-                rgb = cv2.resize(small, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+                               *self.render_hw)
+                rgb = cv2.resize(small.rgb, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+                depth = cv2.resize(small.depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
             self.info_pub.publish(make_camera_info(self.K, int(p["width"]), int(p["height"]),
                                                    frame_id=p["camera_frame"], stamp_ns=stamp_ns))
             self.image_pub.publish(numpy_to_image(rgb, "rgb8", frame_id=p["camera_frame"], stamp_ns=stamp_ns))
+            if self.depth_pub is not None:
+                if p["depth_sensor"]:
+                    depth = apply_sensor(depth, DepthSensorConfig(), np.random.default_rng(
+                        [int(p["seed"]), self.frames_published]))
+                if p["depth_encoding"] == "16UC1":  # millimetres, 0 = no return (REP 118)
+                    depth = np.where(np.isfinite(depth), np.round(depth * 1000.0), 0).clip(0, 65535).astype(np.uint16)
+                self.depth_pub.publish(numpy_to_image(depth, p["depth_encoding"], frame_id=p["camera_frame"],
+                                                      stamp_ns=stamp_ns))
             self.frames_published += 1
 
     return SimCameraNode

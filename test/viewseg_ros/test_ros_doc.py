@@ -107,7 +107,7 @@ def test_every_declared_sim_camera_parameter_and_topic_is_documented(rclpy_conte
         node.destroy_node()
     doc = section(DOC.read_text(), "viewseg_ros/viewseg_sim_camera")
     assert set(documented_parameters(doc)) == set(declared)
-    assert interface == {"image", "camera_info", "/tf", "/tf_static"}
+    assert interface == {"image", "camera_info", "depth", "/tf", "/tf_static"}
     for name in interface:
         assert f"`{name}`" in doc, name
 
