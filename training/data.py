@@ -156,6 +156,9 @@ def to_model_batch(batch: dict[str, Any], device: torch.device, model_cfg: Model
                    "source_c2w": dev(batch["source_c2w"]), "target_rays": target_rays}
     if "source_depth_input" in batch:  # RGB-D keyframes: what the depth camera measured (NaN = none)
         model_batch["source_depth_input"] = dev(batch["source_depth_input"])
+        # A depth-guided model splats the source depth into the target camera to place its samples.
+        model_batch.update(target_K=dev(batch["target_K"]), target_c2w=dev(batch["target_c2w"]),
+                           target_size=batch["target_size"])
     targets = {"target": {"labels": dev(batch["target_labels"]), "rgb": dev(batch["target_rgb"]),
                           "depth": dev(batch["target_depth"])}}
     if batch["source_ray_uv"].shape[-2] > 0:

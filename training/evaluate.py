@@ -67,7 +67,7 @@ from training.baselines import (DEFAULT_MAX_SPLAT, DEFAULT_ROTATION_WEIGHT, clou
 from training.checkpoint import FORMAT as TRAIN_FORMAT, FORMAT_VERSION as TRAIN_FORMAT_VERSION
 from training.config_io import apply_overrides, deep_merge, from_dict, read_config_dict, to_dict
 from training.data import DataConfig, build_dataset
-from training.panels import example_panel, full_target_truth, render_example
+from training.panels import example_panel, full_target_truth, model_reads_depth, render_example
 from viewseg_core.atomic_io import check_writable, write_bytes_atomic, write_text_atomic
 from viewseg_core.cli import nonnegative_float, nonnegative_int, positive_int, resolve_device
 from viewseg_core.classes import CLASS_NAMES, colorize
@@ -641,20 +641,16 @@ def parse_baselines(items: list[str] | tuple[str, ...], source_depth: bool = Fal
     return tuple(names)
 
 
-def resolve_source_depth(choice: str, model_reads_depth: bool, data_source_depth: str) -> str:
+def resolve_source_depth(choice: str, reads_depth: bool, data_source_depth: str) -> str:
     """``--source-depth``: an explicit none/clean/sensor as given; ``auto`` is ``none`` for an
     RGB model and, for an RGB-D one, the data config's mode (``sensor`` when that is ``none``)."""
     if choice not in SOURCE_DEPTH_CHOICES:
         raise ValueError(f"--source-depth must be one of {', '.join(SOURCE_DEPTH_CHOICES)}, got {choice!r}")
     if choice != "auto":
         return choice
-    if not model_reads_depth:
+    if not reads_depth:
         return "none"
     return data_source_depth if data_source_depth != "none" else "sensor"
-
-
-def model_reads_depth(model: ViewSeg) -> bool:
-    return bool(getattr(model.config, "source_depth", False))
 
 
 def evaluate(cfg: EvalConfig) -> dict:
@@ -681,7 +677,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     if cfg.rgb_checkpoint:
         rgb_model, _ = load_viewseg(cfg.rgb_checkpoint)
         if model_reads_depth(rgb_model):
-            raise ValueError(f"--rgb-checkpoint {cfg.rgb_checkpoint} is an RGB-D model (model.source_depth); "
+            raise ValueError(f"--rgb-checkpoint {cfg.rgb_checkpoint} is an RGB-D model (it reads source depth); "
                              f"give an RGB-only one")
         rgb_model = rgb_model.to(device).eval()
         set_render_chunk(rgb_model, cfg.chunk_size, device)

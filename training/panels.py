@@ -15,12 +15,18 @@ def _rgb_u8(chw: torch.Tensor) -> np.ndarray:
     return (chw.permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
 
+def model_reads_depth(model) -> bool:
+    """The model uses measured source depth (``model.source_depth`` or ``model.depth_guided``)."""
+    cfg = model.config
+    return bool(getattr(cfg, "reads_source_depth", getattr(cfg, "source_depth", False)))
+
+
 def source_depth_kwargs(model, example: dict, device: torch.device, batch: int = 1) -> dict:
     """``{"depth": [batch, V, H, W]}`` for ``make_sources`` when the model reads source depth
-    (``model.source_depth``) and the example carries ``source_depth_input``; else ``{}`` (an
+    (:func:`model_reads_depth`) and the example carries ``source_depth_input``; else ``{}`` (an
     RGB model, or an RGB-D model left to its no-depth behaviour)."""
     depth = example.get("source_depth_input")
-    if depth is None or not getattr(model.config, "source_depth", False):
+    if depth is None or not model_reads_depth(model):
         return {}
     return {"depth": depth[None].expand(batch, *depth.shape).to(device)}
 
