@@ -1,10 +1,18 @@
-"""Where to evaluate the field along each ray: stratified coarse and importance fine samples.
+"""Where to evaluate the field along each ray: stratified coarse, importance fine and depth-guided samples.
 
 Hierarchical sampling as in NeRF/pixelNeRF/ViewSeg: 64 stratified samples between near and
 far, then 128 more drawn by inverse-CDF from the coarse pass's weights, merged and sorted.
 ``perturb=False`` (evaluation) is fully deterministic; ``perturb=True`` (training) draws
 from ``generator``, so a seeded generator reproduces a run. Sample positions carry no
 gradient: they are where the field is probed, not something to learn.
+
+Depth-guided samples (RGB-D keyframes, :func:`guided_samples`): where the source depth
+cameras give a ray a candidate surface distance d (:mod:`viewseg_core.model.depth_guide`),
+``num_band`` samples are stratified over the band [d - band, d + band] and ``num_stratified``
+over [near, far] (so that space no source measured, such as an object hidden from every
+keyframe, is still probed); a ray without a candidate gets ``num_stratified + num_band``
+stratified samples instead (the RGB coarse pass at that count), so every ray has the same
+number of samples and the tensors stay rectangular.
 """
 from __future__ import annotations
 
@@ -59,6 +67,66 @@ def stratified_samples(rays: RayBundle, num_samples: int, perturb: bool,
     if lindisp:
         return 1.0 / (1.0 / near * (1.0 - s) + 1.0 / far * s)
     return near + (far - near) * s
+
+
+def band_samples(guide: torch.Tensor, num_samples: int, band: float, perturb: bool,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Stratified distances in [guide - band, guide + band]: bin centres, or uniform within
+    each of the ``num_samples`` equal bins with ``perturb``.
+
+    Args:
+        guide: [...] candidate surface distances (finite where used).
+    Returns:
+        t: [..., num_samples] sorted (not clipped to the rays' bounds).
+    """
+    if num_samples <= 0:
+        raise ValueError(f"num_samples must be positive, got {num_samples}")
+    if not band > 0:
+        raise ValueError(f"band must be positive, got {band}")
+    guide = guide.detach()[..., None]
+    k = torch.arange(num_samples, device=guide.device, dtype=guide.dtype)
+    if perturb:
+        frac = _uniform((*guide.shape[:-1], num_samples), guide, generator)
+    else:
+        frac = torch.full((*guide.shape[:-1], num_samples), 0.5, device=guide.device, dtype=guide.dtype)
+    return guide + band * (2.0 * (k + frac) / num_samples - 1.0)
+
+
+def has_guide(rays: RayBundle, guide: torch.Tensor, band: float) -> torch.Tensor:
+    """[...] bool: the candidate is finite and its band overlaps [near, far]."""
+    guide = guide.detach()
+    return torch.isfinite(guide) & (guide + band > rays.near) & (guide - band < rays.far)
+
+
+def guided_samples(rays: RayBundle, guide: torch.Tensor, num_stratified: int, num_band: int,
+                   band: float, perturb: bool, generator: torch.Generator | None = None,
+                   lindisp: bool = False) -> torch.Tensor:
+    """Depth-guided distances (see the module docstring).
+
+    Args:
+        rays: RayBundle [...].
+        guide: [...] candidate surface distance per ray, NaN = none.
+        num_stratified: samples over [near, far] on every ray (>= 0; 0 = band only where
+            there is a candidate).
+        num_band: samples in [guide - band, guide + band], clipped to [near, far].
+    Returns:
+        t: [..., num_stratified + num_band] sorted distances in [near, far], no gradient.
+    """
+    if num_stratified < 0 or num_band <= 0:
+        raise ValueError(f"guided_samples needs num_stratified >= 0 and num_band > 0, got "
+                         f"{num_stratified}, {num_band}")
+    if guide.shape != rays.shape:
+        raise ValueError(f"guide {tuple(guide.shape)} must have the rays' shape {tuple(rays.shape)}")
+    guide = guide.detach().to(rays.dtype)
+    total = num_stratified + num_band
+    fallback = stratified_samples(rays, total, perturb, generator, lindisp=lindisp)
+    near, far = rays.near.detach()[..., None], rays.far.detach()[..., None]
+    around = band_samples(torch.nan_to_num(guide, nan=0.0), num_band, band, perturb, generator)
+    around = torch.minimum(torch.maximum(around, near), far)
+    if num_stratified > 0:
+        spread = stratified_samples(rays, num_stratified, perturb, generator, lindisp=lindisp)
+        around = torch.sort(torch.cat([spread, around], dim=-1), dim=-1).values
+    return torch.where(has_guide(rays, guide, band)[..., None], around, fallback)
 
 
 def importance_samples(t_coarse: torch.Tensor, weights: torch.Tensor, num_samples: int,
@@ -124,4 +192,4 @@ def hierarchical_samples(t_coarse: torch.Tensor, coarse_weights: torch.Tensor, n
 
 
 __all__ = ["SamplingConfig", "stratified_samples", "importance_samples", "merge_samples",
-           "hierarchical_samples", "PDF_EPS"]
+           "hierarchical_samples", "band_samples", "guided_samples", "has_guide", "PDF_EPS"]

@@ -22,6 +22,13 @@ reference path by ``benchmarks/bench_query.py`` (see docs/benchmarks.md):
    [points, views, hidden] float32 tensor; untuned: no GPU was available), so chunks follow
    the device instead of the original fixed 6000 rays.
 
+4. **Depth-guided presets** (``guide_samples > 0``, RGB-D keyframes): the coarse samples are
+   ``num_coarse`` stratified plus ``guide_samples`` in a band around the surface the source
+   depth puts on each ray (:mod:`viewseg_core.model.depth_guide`, splatted once per call;
+   band width and footprint from the model config), as a depth-guided model is trained.
+   Rays without a candidate, and every ray when the sources carry no depth, get
+   ``num_coarse + guide_samples`` stratified samples. ``rgbd`` is one such pass.
+
 On CUDA the field's MLP also runs under autocast (``amp``, bf16 by default); the field keeps
 projection, embedding and feature sampling in float32 itself, and compositing runs in
 float32 in the fused kernel. Projected feature maps (``projected_features``) are the model's
@@ -39,7 +46,7 @@ import torch
 from viewseg_core.model.field import FieldOutput, PreparedSources, SemanticField, SourceViews
 from viewseg_core.model.renderer import PassOutput, Renderer
 from viewseg_core.rays import RayBundle, grid_rays
-from viewseg_core.sampling import hierarchical_samples, stratified_samples
+from viewseg_core.sampling import hierarchical_samples
 from viewseg_core.volrend import render_weights
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
@@ -69,6 +76,8 @@ class QueryPreset:
         amp: autocast for the MLP: ``auto`` (bf16 on CUDA, off on CPU, where bf16 measured
             no faster), ``off``, ``bf16``, ``fp16`` (CUDA only).
         point_budget: points per field call (0 = from the device, see the module docstring).
+        guide_samples: depth-guided band samples per ray added to the coarse pass (0 = none;
+            ``num_coarse`` then counts its stratified samples).
     """
 
     name: str
@@ -77,6 +86,7 @@ class QueryPreset:
     skip_weight: float = 0.0
     amp: str = "auto"
     point_budget: int = 0
+    guide_samples: int = 0
 
     def __post_init__(self) -> None:
         if self.num_coarse < 2 and self.num_fine > 0:
@@ -90,11 +100,19 @@ class QueryPreset:
             raise ValueError(f"QueryPreset {self.name!r}: amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.point_budget < 0:
             raise ValueError(f"QueryPreset {self.name!r}: point_budget must be >= 0, got {self.point_budget}")
+        if self.guide_samples < 0:
+            raise ValueError(f"QueryPreset {self.name!r}: guide_samples must be >= 0, got {self.guide_samples}")
+
+    @property
+    def coarse_samples(self) -> int:
+        """Samples per ray in the coarse pass (stratified + band)."""
+        return self.num_coarse + self.guide_samples
 
     @property
     def label(self) -> str:
         skip = f" skip<{self.skip_weight:g}" if self.skip_weight > 0 else ""
-        samples = f"{self.num_coarse}+{self.num_fine}{skip}"
+        guided = f"{self.num_coarse}s+{self.guide_samples}b" if self.guide_samples else f"{self.num_coarse}"
+        samples = f"{guided}+{self.num_fine}{skip}"
         return samples if self.name in ("", samples) else f"{self.name} ({samples})"
 
 
@@ -104,6 +122,9 @@ PRESETS: dict[str, QueryPreset] = {
     # 21.7 points/ray instead of 256: chosen for the 2-core CPU target; on the synthetic test
     # split no measurable mIoU cost vs 32+32 (docs/benchmarks.md, "Fast preset quality").
     "fast": QueryPreset("fast", 8, 8, skip_weight=1e-3),
+    # RGB-D keyframes: one pass of 8 stratified + 8 band samples around the measured surface
+    # (16 points/ray; docs/benchmarks.md has its latency beside the RGB presets).
+    "rgbd": QueryPreset("rgbd", 8, 0, guide_samples=8),
 }
 
 
@@ -218,13 +239,15 @@ def _eval_packed(field: SemanticField, prepared: PreparedSources, points: torch.
 
 
 def _render_rays(renderer: Renderer, rays: RayBundle, prepared, preset: QueryPreset, budget: int,
-                 stats: QueryStats) -> PassOutput:
-    """Coarse pass, then the (skipping) fine pass, for rays [B, R]."""
+                 stats: QueryStats, guide: torch.Tensor | None = None) -> PassOutput:
+    """Coarse pass (depth-guided where ``guide`` [B, R] is given), then the (skipping) fine
+    pass, for rays [B, R]."""
     prep_c, prep_f = prepared
     B, R = rays.shape
-    t_c = stratified_samples(rays, preset.num_coarse, perturb=False, lindisp=renderer.config.lindisp)
+    t_c = renderer.coarse_samples(rays, guide, perturb=False, num_coarse=preset.num_coarse,
+                                  guide_samples=preset.guide_samples)
     coarse = renderer.coarse(rays.points(t_c), rays.directions, prep_c)
-    stats.coarse_points += B * R * preset.num_coarse
+    stats.coarse_points += t_c.numel()
     stats.field_calls += 1
     if preset.num_fine == 0:
         return renderer.composite_pass(coarse, rays, t_c)
@@ -270,15 +293,20 @@ def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, w
     budget = point_budget(preset, renderer.coarse, sources.num_views, dev)
     # Rays per chunk (over the whole batch): the densest field call fills the budget (with
     # skipping, the fine pass packs the kept points into calls of at most the budget).
-    dense = preset.num_coarse if preset.skip_weight > 0 else preset.num_coarse + preset.num_fine
+    dense = preset.coarse_samples + (0 if preset.skip_weight > 0 else preset.num_fine)
     chunk = max(1, budget // (B * dense))
     stats = QueryStats(rays=B * height * width)
+    guide = None
+    if preset.guide_samples > 0:  # one splat per call; rays read their candidates per chunk
+        guide = renderer.guides(sources, K[:, None], c2w[:, None], height, width, rays)
     pieces = []
     with _autocast(preset, dev):
         for start in range(0, height * width, chunk):
             if should_stop is not None and should_stop():
                 raise RenderCancelled(f"render stopped after {start} of {height * width} rays", stats)
-            out = _render_rays(renderer, rays[:, start:start + chunk], prepared, preset, budget, stats)
+            sl = slice(start, start + chunk)
+            out = _render_rays(renderer, rays[:, sl], prepared, preset, budget, stats,
+                               None if guide is None else guide[:, sl])
             stats.rays_done += B * min(chunk, height * width - start)
             pieces.append(replace(out, weights=None, t=None))  # drop [.., S] tensors early
     merged = PassOutput(**{f.name: None if getattr(pieces[0], f.name) is None else

@@ -31,6 +31,24 @@ weights and start with none). The log matters: colour variances are 1e-4..1e-1, 
 for a zero-initialised layer to make anything of in a few thousand Adam steps (measured in
 docs/results.md: with the raw variance the layer stayed near zero and changed nothing).
 
+``source_depth=True`` (not in the paper; RGB-D keyframes, issue 15) adds a per-(point, view)
+visibility cue: the signed difference ``z_v(x) - D_v(pi_v(x))`` between the point's planar
+depth in source camera v and the depth that camera MEASURED at the point's projection
+(positive: the point lies behind the measured surface, hidden from v; negative: in front
+of it, in space v saw to be empty; near 0: on the surface). ``D_v`` is read at the nearest
+depth pixel, not bilinearly: interpolating across a depth edge invents a surface midway
+between foreground and background (exactly where the cue would then claim one), and
+nearest never mixes a measurement with an unknown neighbour. The difference enters as
+``tanh(diff / s)`` for s in :data:`DEPTH_FEATURE_SCALES` (2 cm resolves sensor noise near
+the surface, 1 m still orders points far from it; tanh keeps a 10 m miss finite), through
+``W_z`` into the per-view first layer: ``h_v += W_z e_v``. Where the camera measured
+nothing (NaN or 0 in the depth map, or no depth at all for the view: sensor holes, source
+depth dropout, a keyframe without depth) ``h_v`` gets a LEARNED vector ``u`` instead of
+``W_z e_v`` ("unknown" is not "on the surface", which is what e = 0 would say). ``W_z`` and
+``u`` both start at zero (:data:`NOOP_AT_INIT`): an RGB model's weights load into the RGB-D
+model and render the same images, bit for bit, until training moves them; both are linear in
+their inputs, so both get a gradient at the first step.
+
 Why the camera frame and not the world frame: the world frame is arbitrary (a dataset's
 origin, a robot's ``map`` or ``odom``), so world coordinates would tie the weights to one
 scene's layout; in the view frame the field sees "this far in front of camera v, along
@@ -57,14 +75,17 @@ from torch import nn
 
 from viewseg_core.cameras import in_image, project_points, world_to_camera
 from viewseg_core.classes import NUM_CLASSES
+from viewseg_core.model.depth_guide import known_depth
 from viewseg_core.model.embedding import HarmonicEmbedding
 
 
 VIEW_POOLING_MODES = ("mean", "mean_var")
 # Parameters that begin as a no-op (identity / zero): a checkpoint that lacks them starts
 # the same function, so fine-tuning may add them (``load_state_strict(allow_new=...)``).
-NOOP_AT_INIT = ("pool_proj", "colour_proj")
+NOOP_AT_INIT = ("pool_proj", "colour_proj", "depth_embed")
 COLOUR_VAR_EPS = 1e-4  # floor of the colour variance before its log (a colour std of 1%)
+# Metres: the signed depth difference enters as tanh(diff / s) for each s (source_depth).
+DEPTH_FEATURE_SCALES = (0.02, 0.05, 0.2, 1.0)
 
 
 def as_float_rgb(rgb: torch.Tensor) -> torch.Tensor:
@@ -103,6 +124,7 @@ class FieldConfig:
     projected_features: bool = True  # False: the naive reference path (sample 256-d, then linear)
     view_pooling: str = "mean"       # mean (paper) | mean_var (see the module docstring)
     source_rgb: bool = False         # also read source colours (see the module docstring)
+    source_depth: bool = False       # also read measured source depth (see the module docstring)
 
     def __post_init__(self) -> None:
         if self.view_pooling not in VIEW_POOLING_MODES:
@@ -122,6 +144,9 @@ class SourceViews:
         valid: optional [B, V] bool; False marks a padding view that is never used.
         rgb: optional [B, V, 3, H', W'] source colours in [0, 1] (any size covering the
             image; fields with ``source_rgb`` need them).
+        depth: optional [B, V, H'', W''] measured planar source depth in metres, NaN (or 0)
+            = no measurement (any size covering the image, like ``rgb``). Read by fields
+            with ``source_depth`` and by depth-guided sampling; None = no view has depth.
     """
 
     features: torch.Tensor
@@ -131,6 +156,7 @@ class SourceViews:
     width: int
     valid: torch.Tensor | None = None
     rgb: torch.Tensor | None = None
+    depth: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         f = self.features
@@ -145,6 +171,10 @@ class SourceViews:
             raise ValueError(f"SourceViews.valid must be [{b}, {v}], got {tuple(self.valid.shape)}")
         if self.rgb is not None and (self.rgb.ndim != 5 or tuple(self.rgb.shape[:3]) != (b, v, 3)):
             raise ValueError(f"SourceViews.rgb must be [{b}, {v}, 3, H, W], got {tuple(self.rgb.shape)}")
+        if self.depth is not None and (self.depth.ndim != 4 or tuple(self.depth.shape[:2]) != (b, v)
+                                       or not self.depth.is_floating_point()):
+            raise ValueError(f"SourceViews.depth must be float [{b}, {v}, H, W] (metres, NaN = unknown), "
+                             f"got {tuple(self.depth.shape)} {self.depth.dtype}")
         if int(self.height) <= 0 or int(self.width) <= 0:
             raise ValueError(f"SourceViews image size must be positive, got {self.height}x{self.width}")
 
@@ -166,12 +196,15 @@ class PreparedSources:
         maps: [B*V, M, h, w] the maps to sample: projected (M = hidden_dim) or raw (M = C).
         rotation: [B, V, 3, 3] camera-to-world rotations R (d_cam = d @ R), in the cameras' dtype.
         colours: [B*V, 3, H', W'] float source colours (fields with ``source_rgb``), else None.
+        depth: [B*V, H'', W''] float32 measured depth, NaN = unknown (fields with
+            ``source_depth`` whose sources have depth), else None.
     """
 
     sources: SourceViews
     maps: torch.Tensor
     rotation: torch.Tensor
     colours: torch.Tensor | None = None
+    depth: torch.Tensor | None = None
 
 
 @dataclass
@@ -221,6 +254,36 @@ class Head(nn.Module):
         return self.out(F.relu(self.blocks(x)))
 
 
+class DepthEmbedding(nn.Module):
+    """Per-(point, view) depth cue -> hidden offset: ``W_z e`` where measured, ``u`` where not.
+
+    ``proj`` (``W_z``, no bias) and ``unknown`` (``u``) start at zero: a no-op at init.
+    """
+
+    def __init__(self, hidden_dim: int, scales: tuple[float, ...] = DEPTH_FEATURE_SCALES) -> None:
+        super().__init__()
+        self.register_buffer("inv_scales", 1.0 / torch.tensor(scales, dtype=torch.float32), persistent=False)
+        self.proj = nn.Linear(len(scales), hidden_dim, bias=False)
+        nn.init.zeros_(self.proj.weight)
+        self.unknown = nn.Parameter(torch.zeros(hidden_dim))
+
+    def features(self, diff: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """[...] signed differences (metres) and [...] bool -> e [..., n_scales] float32,
+        0 where unknown (so that nothing non-finite reaches the layer: 0 * NaN is NaN)."""
+        e = torch.tanh(torch.where(known, diff, 0.0)[..., None].float() * self.inv_scales)
+        return torch.where(known[..., None], e, 0.0)
+
+    def forward(self, features: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """features [..., n_scales] (from :meth:`features`), known [...] -> [..., hidden].
+
+        One linear layer over [known * e, 1 - known] with weight [W_z, u]: the same as
+        ``where(known, W_z e, u)`` without a second pass over [..., hidden].
+        """
+        w = torch.cat([self.proj.weight, self.unknown[:, None]], dim=1)
+        x = torch.cat([features.to(w.dtype), (~known)[..., None].to(w.dtype)], dim=-1)
+        return F.linear(x, w)
+
+
 def pixels_to_grid(uv: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Pixel-centre (u, v) -> grid_sample coordinates in [-1, 1] for ``align_corners=False``.
 
@@ -249,6 +312,7 @@ class SemanticField(nn.Module):
         if cfg.source_rgb:  # [mean colour, log colour variance] over the visible views -> hidden
             self.colour_proj = nn.Linear(6, cfg.hidden_dim, bias=False)
             nn.init.zeros_(self.colour_proj.weight)
+        self.depth_embed = DepthEmbedding(cfg.hidden_dim) if cfg.source_depth else None
         self.blocks = nn.Sequential(*[ResBlock(cfg.hidden_dim) for _ in range(cfg.n_blocks)])
         self.pool_proj = None
         if cfg.view_pooling == "mean_var":
@@ -282,12 +346,43 @@ class SemanticField(nn.Module):
                 raise ValueError("this field reads source colours (model config source_rgb: true): "
                                  "pass the source images as make_sources(..., rgb=...)")
             colours = as_float_rgb(sources.rgb.flatten(0, 1)).float()
-        return PreparedSources(sources, maps, sources.c2w[..., :3, :3], colours)
+        depth = None
+        if self.depth_embed is not None and sources.depth is not None:
+            depth = sources.depth.flatten(0, 1).float()
+        return PreparedSources(sources, maps, sources.c2w[..., :3, :3], colours, depth)
+
+    def depth_difference(self, x_cam: torch.Tensor, uv: torch.Tensor, prepared: PreparedSources
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Signed planar-depth difference to the measured surface, per (point, view).
+
+        Args:
+            x_cam: [B, V, N, 3] points in each source camera's frame; uv: [B, V, N, 2] their
+                projections (source image pixels; only meaningful where visible).
+        Returns:
+            diff [B, V, N] = x_cam.z - D_v at the nearest depth pixel (metres), and known
+            [B, V, N] bool (the depth pixel holds a measurement; False everywhere when the
+            sources carry no depth).
+        """
+        src = prepared.sources
+        B, V, N = x_cam.shape[:3]
+        if prepared.depth is None:
+            return x_cam.new_zeros((B, V, N)), torch.zeros((B, V, N), dtype=torch.bool, device=x_cam.device)
+        depth = prepared.depth                                                # [B*V, H'', W'']
+        Hd, Wd = depth.shape[-2:]
+        # Nearest depth pixel: column floor((u + 0.5) W'' / W) (pixel areas, any map size).
+        uv = torch.nan_to_num(uv, nan=0.0, posinf=0.0, neginf=0.0)
+        col = torch.floor((uv[..., 0] + 0.5) * (Wd / src.width)).clamp(0, Wd - 1).long()
+        row = torch.floor((uv[..., 1] + 0.5) * (Hd / src.height)).clamp(0, Hd - 1).long()
+        measured = depth.reshape(B, V, Hd * Wd).gather(2, row * Wd + col).to(x_cam.dtype)
+        known = known_depth(measured)
+        return torch.where(known, x_cam[..., 2] - measured, 0.0), known
 
     def _inputs(self, points: torch.Tensor, directions: torch.Tensor, prepared: PreparedSources):
         """Sampled (projected) features [B, V, R, S, M], embeddings gamma(x_v) [B, V, R, S, *]
-        and gamma(d_v) [B, V, R, 1, *] in the weights' dtype, visibility [B, V, R*S], and
-        the sampled source colours [B, V, R, S, 3] (None without ``source_rgb``)."""
+        and gamma(d_v) [B, V, R, 1, *] in the weights' dtype, visibility [B, V, R*S], the
+        sampled source colours [B, V, R, S, 3] (None without ``source_rgb``) and the depth
+        cue (features [B, V, R, S, n_scales], known [B, V, R, S]; None without
+        ``source_depth``)."""
         src = prepared.sources
         B, R, S, _ = points.shape
         V, N = src.num_views, R * S
@@ -323,7 +418,13 @@ class SemanticField(nn.Module):
         wdtype = self.lin_in.weight.dtype
         g_x = self.embed_xyz(x_cam).reshape(B, V, R, S, self.xyz_dim).to(wdtype)
         g_d = self.embed_dir(d_cam)[:, :, :, None].to(wdtype)               # [B, V, R, 1, dir_dim]
-        return sampled.to(wdtype), g_x, g_d, visible, None if colours is None else colours.to(wdtype)
+        depth_cue = None
+        if self.depth_embed is not None:
+            diff, known = self.depth_difference(x_cam, uv, prepared)
+            depth_cue = (self.depth_embed.features(diff, known).reshape(B, V, R, S, -1),
+                         known.reshape(B, V, R, S))
+        return (sampled.to(wdtype), g_x, g_d, visible, None if colours is None else colours.to(wdtype),
+                depth_cue)
 
     def forward(self, points: torch.Tensor, directions: torch.Tensor,
                 prepared: PreparedSources) -> FieldOutput:
@@ -350,13 +451,15 @@ class SemanticField(nn.Module):
         # bf16 coordinate is off by centimetres (sin(2^9 x) becomes noise) or by a fraction
         # of a feature pixel. Only the MLP below follows autocast.
         with torch.autocast(points.device.type, enabled=False):
-            sampled, g_x, g_d, visible, colours = self._inputs(points, directions, prepared)
+            sampled, g_x, g_d, visible, colours, depth_cue = self._inputs(points, directions, prepared)
         if self.config.projected_features:
             w_x, w_d, _ = self._weights()
             # The direction term is per ray, shared by the ray's S samples.
             h = F.linear(g_x, w_x) + F.linear(g_d, w_d, self.lin_in.bias) + sampled
         else:
             h = self.lin_in(torch.cat([g_x, g_d.expand(B, V, R, S, self.dir_dim), sampled], dim=-1))
+        if depth_cue is not None:  # added last: with W_z = u = 0 it adds exact zeros
+            h = h + self.depth_embed(*depth_cue)
         h = self.blocks(h)                                                  # [B, V, R, S, hidden]
 
         vis = visible.reshape(B, V, R, S)

@@ -10,6 +10,14 @@ and reports planar depth, opacity and confidence.
 :meth:`Renderer.render_image` renders every pixel of a target camera in chunks of rays
 under ``torch.no_grad`` for inference; each field projects its source feature maps once
 per call (not per chunk).
+
+Depth-guided sampling (``depth_guided``, RGB-D keyframes): the coarse pass evaluates
+``num_coarse`` stratified samples plus ``guide_samples`` in [d - guide_band, d + guide_band]
+around each ray's candidate surface distance d, which :mod:`viewseg_core.model.depth_guide`
+splats from the sources' measured depth (rays without a candidate get ``num_coarse +
+guide_samples`` stratified samples; :func:`viewseg_core.sampling.guided_samples`). The fine
+pass, when there is one, places importance samples from those coarse weights as before.
+Training jitters both the stratified and the band samples within their bins.
 """
 from __future__ import annotations
 
@@ -19,9 +27,10 @@ import torch
 from torch import nn
 
 from viewseg_core.classes import IGNORE_LABEL
+from viewseg_core.model.depth_guide import camera_guides
 from viewseg_core.model.field import FieldConfig, FieldOutput, PreparedSources, SemanticField, SourceViews
 from viewseg_core.rays import RayBundle, grid_rays
-from viewseg_core.sampling import hierarchical_samples, stratified_samples
+from viewseg_core.sampling import guided_samples, hierarchical_samples, stratified_samples
 from viewseg_core.volrend import DEFAULT_OPACITY_THRESHOLD, confidence, render
 
 
@@ -36,6 +45,10 @@ class RendererConfig:
     far: float = 20.0
     opacity_threshold: float = DEFAULT_OPACITY_THRESHOLD
     chunk_size: int = 4096         # rays per chunk in render_image (over the whole batch)
+    depth_guided: bool = False     # coarse samples concentrated around measured source depth
+    guide_samples: int = 8         # band samples per ray (depth_guided)
+    guide_band: float = 0.1        # band half-width, metres (depth_guided)
+    guide_footprint: int = 2       # splat block width, pixels of the splat grid (depth_guided)
 
 
 @dataclass
@@ -106,6 +119,25 @@ class Renderer(nn.Module):
         """Per-forward-pass source preparation of both fields (the projected feature maps)."""
         return self.coarse.prepare(sources), (self.fine.prepare(sources) if self.fine is not None else None)
 
+    def coarse_samples(self, rays: RayBundle, guide: torch.Tensor | None, perturb: bool,
+                       generator: torch.Generator | None = None, num_coarse: int | None = None,
+                       guide_samples: int | None = None) -> torch.Tensor:
+        """The coarse pass's sample distances [B, R, S] (stratified, or depth-guided when
+        ``guide`` [B, R] is given: see the module docstring). Counts default to the config."""
+        cfg = self.config
+        nc = cfg.num_coarse if num_coarse is None else num_coarse
+        if guide is None:
+            return stratified_samples(rays, nc, perturb, generator, lindisp=cfg.lindisp)
+        nb = cfg.guide_samples if guide_samples is None else guide_samples
+        return guided_samples(rays, guide, nc, nb, cfg.guide_band, perturb, generator, lindisp=cfg.lindisp)
+
+    def guides(self, sources: SourceViews, K: torch.Tensor, c2w: torch.Tensor, height: int, width: int,
+               rays: RayBundle) -> torch.Tensor:
+        """Candidate surface distances [B, R] for rays [B, R] that start at C cameras
+        K [B, C, 3, 3], c2w [B, C, 4, 4] of images (height, width) (NaN = none)."""
+        return camera_guides(sources.depth, sources.K, sources.c2w, sources.height, sources.width, K, c2w,
+                             height, width, rays.origins, rays.directions, self.config.guide_footprint)
+
     def _pass(self, field: SemanticField, prepared: PreparedSources, rays: RayBundle,
               t: torch.Tensor) -> PassOutput:
         return self.composite_pass(field(rays.points(t), rays.directions, prepared), rays, t)
@@ -124,7 +156,8 @@ class Renderer(nn.Module):
 
     def forward(self, rays: RayBundle, sources: SourceViews, *, perturb: bool = False,
                 generator: torch.Generator | None = None,
-                prepared: tuple[PreparedSources, PreparedSources | None] | None = None) -> RayOutput:
+                prepared: tuple[PreparedSources, PreparedSources | None] | None = None,
+                guide: torch.Tensor | None = None) -> RayOutput:
         """Render rays [B, R] from the batch's source views.
 
         Args:
@@ -133,6 +166,9 @@ class Renderer(nn.Module):
             perturb: jitter the samples (training); False is deterministic.
             generator: seeds the jitter.
             prepared: from :meth:`prepare`, to reuse across chunks.
+            guide: [B, R] candidate surface distances (NaN = none; :meth:`guides`). Needed
+                by a ``depth_guided`` renderer whose sources have depth; without source
+                depth every ray is unguided (the dropout behaviour).
         Returns:
             RayOutput with [B, R, ...] tensors.
         """
@@ -140,7 +176,12 @@ class Renderer(nn.Module):
             raise ValueError(f"rays must be a RayBundle [B, R], got leading shape {tuple(rays.shape)}")
         prep_c, prep_f = prepared if prepared is not None else self.prepare(sources)
         cfg = self.config
-        t_c = stratified_samples(rays, cfg.num_coarse, perturb, generator, lindisp=cfg.lindisp)
+        if cfg.depth_guided and guide is None:
+            if sources.depth is not None:
+                raise ValueError("a depth-guided renderer needs guide distances for its rays when the "
+                                 "sources have depth (Renderer.guides)")
+            guide = torch.full(rays.shape, float("nan"), dtype=rays.dtype, device=rays.device)
+        t_c = self.coarse_samples(rays, guide if cfg.depth_guided else None, perturb, generator)
         coarse = self._pass(self.coarse, prep_c, rays, t_c)
         fine = None
         if self.fine is not None:
@@ -169,9 +210,14 @@ class Renderer(nn.Module):
         rays = grid_rays(K.to(dtype), c2w.to(dtype), height, width, near=self.config.near,
                          far=self.config.far)
         prepared = self.prepare(sources)
+        guide = None
+        if self.config.depth_guided:  # the splat is per image, not per chunk
+            guide = self.guides(sources, K[:, None], c2w[:, None], height, width, rays)
         pieces = []
         for start in range(0, height * width, chunk):
-            out = self(rays[:, start:start + chunk], sources, perturb=False, prepared=prepared).final
+            sl = slice(start, start + chunk)
+            out = self(rays[:, sl], sources, perturb=False, prepared=prepared,
+                       guide=None if guide is None else guide[:, sl]).final
             pieces.append(replace(out, weights=None, t=None))  # drop [.., S] tensors early
         merged = PassOutput(**{f.name: None if getattr(pieces[0], f.name) is None else
                                torch.cat([getattr(p, f.name) for p in pieces], dim=1)

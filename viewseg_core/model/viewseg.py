@@ -7,6 +7,14 @@ Two ways in:
 - inference: ``features = model.encode_sources(rgb)`` once per keyframe (the ROS node
   caches them), ``sources = model.make_sources(features, K, c2w, height, width)``, then
   ``model.render(K, c2w, height, width, sources)`` for any number of query poses.
+
+RGB-D keyframes (issue 15, opt-in): ``source_depth`` makes the field read the measured source
+depth (a per-view visibility cue, see :mod:`viewseg_core.model.field`) and ``depth_guided``
+concentrates the coarse samples around the surfaces that depth puts on each query ray (see
+:mod:`viewseg_core.model.depth_guide`). Both read ``make_sources(..., depth=...)``; a view
+without depth (NaN everywhere), or no depth at all, is the dropout behaviour: the learned
+"unknown" cue and stratified samples. Both start from an RGB model's weights as a no-op
+(:func:`viewseg_core.model.weights.extend_model`).
 """
 from __future__ import annotations
 
@@ -46,6 +54,11 @@ class ModelConfig:
     projected_features: bool = True      # False: the naive reference path (benchmarks, tests)
     view_pooling: str = "mean"           # mean (paper) | mean_var (adds the variance over views)
     source_rgb: bool = False             # the field also reads source colours (not the paper's)
+    source_depth: bool = False           # the field also reads measured source depth (RGB-D, not the paper's)
+    depth_guided: bool = False           # coarse samples around the surfaces source depth measured (RGB-D)
+    guide_samples: int = 8               # band samples per ray (depth_guided)
+    guide_band: float = 0.1              # band half-width, metres (depth_guided)
+    guide_footprint: int = 2             # splat block width in pixels (depth_guided)
     num_coarse: int = 64
     num_fine: int = 128
     lindisp: bool = False
@@ -70,7 +83,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.norm must be one of {NORM_MODES}, got {self.norm!r}")
         if not 0 <= self.near < self.far:
             raise ValueError(f"ModelConfig needs 0 <= near < far, got {self.near}, {self.far}")
-        for name in ("hidden_dim", "num_coarse", "num_classes", "chunk_size", "feature_dim"):
+        for name in ("hidden_dim", "num_coarse", "num_classes", "chunk_size", "feature_dim", "guide_samples",
+                     "guide_band", "guide_footprint"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ModelConfig.{name} must be positive, got {getattr(self, name)}")
 
@@ -88,12 +102,19 @@ class ModelConfig:
                            n_head_blocks=self.n_head_blocks, n_harmonic_xyz=self.n_harmonic_xyz,
                            n_harmonic_dir=self.n_harmonic_dir, num_classes=self.num_classes,
                            projected_features=self.projected_features, view_pooling=self.view_pooling,
-                           source_rgb=self.source_rgb)
+                           source_rgb=self.source_rgb, source_depth=self.source_depth)
 
     def renderer_config(self) -> RendererConfig:
         return RendererConfig(num_coarse=self.num_coarse, num_fine=self.num_fine, lindisp=self.lindisp,
                               near=self.near, far=self.far, opacity_threshold=self.opacity_threshold,
-                              chunk_size=self.chunk_size)
+                              chunk_size=self.chunk_size, depth_guided=self.depth_guided,
+                              guide_samples=self.guide_samples, guide_band=self.guide_band,
+                              guide_footprint=self.guide_footprint)
+
+    @property
+    def reads_source_depth(self) -> bool:
+        """The model uses measured source depth (field cue or guided sampling)."""
+        return self.source_depth or self.depth_guided
 
 
 class ViewSeg(nn.Module):
@@ -132,15 +153,19 @@ class ViewSeg(nn.Module):
 
     @staticmethod
     def make_sources(features: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, height: int, width: int,
-                     valid: torch.Tensor | None = None, rgb: torch.Tensor | None = None) -> SourceViews:
+                     valid: torch.Tensor | None = None, rgb: torch.Tensor | None = None, *,
+                     depth: torch.Tensor | None = None) -> SourceViews:
         """Bundle (possibly cached) features [B, V, C, h, w] with their cameras [B, V, ...]
         and, for models with ``source_rgb``, the source images [B, V, 3, H', W'] (float in
-        [0, 1] or uint8; any size: they are sampled at the same relative positions)."""
+        [0, 1] or uint8; any size: they are sampled at the same relative positions), and for
+        RGB-D models the measured depth [B, V, H'', W''] (planar metres, NaN or 0 = unknown;
+        any size covering the image; None = no view has depth)."""
         # Cameras stay in (at least) float32 whatever the feature dtype: geometry needs it.
         dtype = torch.promote_types(features.dtype, torch.float32)
         return SourceViews(features, K.to(features.device, dtype), c2w.to(features.device, dtype),
                            int(height), int(width), None if valid is None else valid.to(features.device),
-                           None if rgb is None else rgb.to(features.device))
+                           None if rgb is None else rgb.to(features.device),
+                           None if depth is None else depth.to(features.device, torch.float32))
 
     def forward(self, batch: Mapping[str, Any], *, perturb: bool | None = None,
                 generator: torch.Generator | None = None) -> dict[str, RayOutput]:
@@ -152,6 +177,13 @@ class ViewSeg(nn.Module):
             target_rays: RayBundle [B, R] rays of the target view.
             source_rays: optional RayBundle [B, Rs] rays of the source views (paper Eq. 6).
             source_valid: optional [B, V] bool (False = padding view).
+            source_depth_input: [B, V, H', W'] measured source depth (NaN = unknown), read
+                by models with ``source_depth`` / ``depth_guided``; absent = no view has
+                depth (the dropout behaviour).
+            target_K [B, 3, 3], target_c2w [B, 4, 4], target_size [B, 2] or [2] (H, W): the
+                target camera, needed by ``depth_guided`` models when source depth is given
+                (the splat of source depth into the target image guides its rays; source
+                rays are guided by splats into their own source cameras).
         ``perturb`` defaults to ``self.training``.
         Returns:
             {"target": RayOutput [B, R], "source": RayOutput [B, Rs] (when given)}.
@@ -160,20 +192,49 @@ class ViewSeg(nn.Module):
         if missing:
             raise ValueError(f"ViewSeg batch lacks {missing}")
         rgb = batch["source_rgb"]
+        depth = batch.get("source_depth_input") if self.config.reads_source_depth else None
         sources = self.make_sources(self.encode_sources(rgb), batch["source_K"], batch["source_c2w"],
-                                    rgb.shape[-2], rgb.shape[-1], batch.get("source_valid"), rgb)
+                                    rgb.shape[-2], rgb.shape[-1], batch.get("source_valid"), rgb, depth=depth)
         perturb = self.training if perturb is None else perturb
         target: RayBundle = batch["target_rays"]
         extra: RayBundle | None = batch.get("source_rays")
+        guide = None
+        if self.config.depth_guided and sources.depth is not None:
+            guide = self._training_guides(batch, sources, target, extra)
         # One pass over all rays, so each field projects the source features once.
         rays = target if extra is None else RayBundle.cat([target, extra.to(target.dtype)], dim=1)
-        out = self.renderer(rays.to(sources.features.device), sources, perturb=perturb, generator=generator)
+        out = self.renderer(rays.to(sources.features.device), sources, perturb=perturb, generator=generator,
+                            guide=guide)
         if extra is None:
             return {"target": out}
         n = target.shape[1]
         split = lambda p, sl: None if p is None else p.map(lambda x: x[:, sl])  # noqa: E731
         return {"target": RayOutput(split(out.coarse, slice(0, n)), split(out.fine, slice(0, n))),
                 "source": RayOutput(split(out.coarse, slice(n, None)), split(out.fine, slice(n, None)))}
+
+    @torch.no_grad()
+    def _training_guides(self, batch: Mapping[str, Any], sources: SourceViews, target: RayBundle,
+                         extra: RayBundle | None) -> torch.Tensor:
+        """Candidate distances [B, R (+ Rs)] for the target rays (splat into the target
+        camera) and the source rays (splats into the source cameras they start from)."""
+        missing = [k for k in ("target_K", "target_c2w", "target_size") if k not in batch]
+        if missing:
+            raise ValueError(f"a depth_guided ViewSeg batch with source_depth_input needs the target camera: "
+                             f"it lacks {missing}")
+        dev = sources.features.device
+        size = torch.as_tensor(batch["target_size"]).reshape(-1, 2)
+        if not bool((size == size[0]).all()):
+            raise ValueError(f"target_size must be the same for the whole batch, got {size.tolist()}")
+        H, W = int(size[0, 0]), int(size[0, 1])
+        dtype = target.dtype
+        target = target.to(dev, sources.c2w.dtype)
+        guides = [self.renderer.guides(sources, batch["target_K"].to(dev, sources.K.dtype)[:, None],
+                                       batch["target_c2w"].to(dev, sources.c2w.dtype)[:, None], H, W, target)]
+        if extra is not None:
+            extra = extra.to(dev, sources.c2w.dtype)
+            guides.append(self.renderer.guides(sources, sources.K, sources.c2w, sources.height, sources.width,
+                                               extra))
+        return torch.cat(guides, dim=1).to(dtype)
 
     @torch.no_grad()
     def render(self, K: torch.Tensor, c2w: torch.Tensor, height: int, width: int, sources: SourceViews,

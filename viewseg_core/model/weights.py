@@ -195,6 +195,26 @@ def model_from_checkpoint(ckpt: Mapping[str, Any], source: str = "<memory>") -> 
     return model
 
 
+def extend_model(model: "ViewSeg", **changes: Any) -> "ViewSeg":
+    """A new ViewSeg with ``changes`` to ``model``'s config and its weights, where the layers
+    the changes add begin as no-ops (``field.NOOP_AT_INIT``: e.g. ``source_depth=True``,
+    ``source_rgb=True``, ``view_pooling="mean_var"``), so the new model starts as the same
+    function; ``depth_guided`` and sample counts change only where the field is probed.
+
+    E.g. an RGB checkpoint as the start of an RGB-D model:
+    ``extend_model(load_model(path), source_depth=True, depth_guided=True)``.
+    Raises:
+        ValueError if a change adds or reshapes any other weight (strict loading).
+    """
+    from viewseg_core.model.field import NOOP_AT_INIT
+    from viewseg_core.model.viewseg import ViewSeg
+
+    new = ViewSeg(dataclasses.replace(model.config, **changes))
+    load_state_strict(new, model.state_dict(), "extend_model", allow_new=NOOP_AT_INIT)
+    param = next(model.parameters())
+    return new.to(param.device).train(model.training)
+
+
 def save_model(model: "ViewSeg", path: str | Path) -> Path:
     """Write a ``viewseg-model`` checkpoint atomically."""
     return torch_save_atomic(model_checkpoint(model), path)

@@ -1,0 +1,220 @@
+"""Where along each query ray the source depth cameras measured a surface (RGB-D keyframes).
+
+Depth-guided sampling (issue 15) needs, per query ray, a candidate distance to the first
+surface. The sources' measured depth gives it directly:
+
+1. **lift** every source depth pixel with a measurement to a world point
+   (:func:`lift_source_depth`);
+2. **splat** the points into the query camera with a z-buffer: each point fills a small
+   ``footprint`` x ``footprint`` block of pixels around its projection and every pixel keeps
+   the nearest point's planar depth (:func:`splat_depth`: ``scatter_reduce`` amin, pure
+   PyTorch, no gradient: sample positions are not learned);
+3. **look up** each ray's pixel in the splat of the camera it starts from and turn planar
+   depth into ray distance, ``t = z / (d . optical axis)`` (:func:`ray_guides`).
+
+Footprint and grid: a 1-pixel footprint leaves cracks wherever the query sees a surface a
+little closer or more head-on than the source did (resampling a grid by a non-integer shift
+misses pixels); a 2x2 block (the four pixel centres around the projection) closes them up
+to a magnification of 2. Where the query camera has more pixels per radian than the depth
+maps (a 320x240 query of 160x120 keyframes), the splat is done on a proportionally coarser
+grid (``grid_scale``) and each ray reads the grid cell its pixel falls in, so the footprint
+keeps its meaning whatever the query resolution. The cost is that a foreground point also
+covers up to one grid cell of the background beside it (z-buffer keeps the nearest): those
+rays get the foreground's distance, and only their stratified samples see the background.
+
+The z-buffer keeps one candidate per ray: the nearest measured surface, which is the
+visible one when the sources agree. A surface no source measured (an object hidden from
+every keyframe, a window without return) is not a candidate; the stratified samples of
+:func:`viewseg_core.sampling.guided_samples` are what sees it.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from viewseg_core.cameras import project_points, world_to_camera
+
+# Points closer to a camera than this (metres, planar) are not splatted into it: the
+# projection divides by the depth.
+MIN_SPLAT_DEPTH = 1e-4
+# A ray belongs to the camera whose centre is within this distance of its origin (metres).
+ORIGIN_TOLERANCE = 1e-4
+
+
+def known_depth(depth: torch.Tensor) -> torch.Tensor:
+    """[...] bool: a measurement (finite and > 0; NaN, 0 and inf mean no return)."""
+    return torch.isfinite(depth) & (depth > 0)
+
+
+def depth_pixel_centres(height: int, width: int, depth_height: int, depth_width: int,
+                        device=None, dtype=torch.float32) -> torch.Tensor:
+    """Centres of a depth map's pixels in the source IMAGE's pixel coordinates.
+
+    A depth map of any size covers the image (like the source colours): depth pixel (j, i)
+    spans image columns [i W / W', (i + 1) W / W') - 0.5, so its centre is at
+    ``(i + 0.5) W / W' - 0.5``.
+    Returns:
+        [H' * W', 2] (u, v), row-major.
+    """
+    cols = (torch.arange(depth_width, device=device, dtype=dtype) + 0.5) * (width / depth_width) - 0.5
+    rows = (torch.arange(depth_height, device=device, dtype=dtype) + 0.5) * (height / depth_height) - 0.5
+    v, u = torch.meshgrid(rows, cols, indexing="ij")
+    return torch.stack([u.reshape(-1), v.reshape(-1)], dim=-1)
+
+
+def lift_source_depth(depth: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, height: int,
+                      width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """World points of every measured source depth pixel.
+
+    Args:
+        depth: [B, V, H', W'] planar metres (NaN / <= 0 = unknown), covering images of
+            (height, width) that ``K`` [B, V, 3, 3] refers to; c2w: [B, V, 4, 4].
+    Returns:
+        points [B, V * H' * W', 3] world (unknown pixels hold a finite dummy), known
+        [B, V * H' * W'] bool.
+    """
+    B, V, Hd, Wd = depth.shape
+    dtype = torch.promote_types(depth.dtype, torch.float32)
+    uv = depth_pixel_centres(height, width, Hd, Wd, depth.device, dtype)                 # [N, 2]
+    homog = torch.cat([uv, torch.ones_like(uv[:, :1])], dim=-1)                          # [N, 3]
+    rays = torch.einsum("bvij,nj->bvni", torch.linalg.inv(K.to(dtype)), homog)            # [B, V, N, 3]
+    # Planar depth z is the camera-frame z: X = z * r / r_z (a general K may not give r_z = 1).
+    rays = rays / rays[..., 2:3]
+    z = depth.to(dtype).reshape(B, V, Hd * Wd)
+    known = known_depth(z)
+    x_cam = rays * torch.where(known, z, 0.0)[..., None]
+    c2w = c2w.to(dtype)
+    pts = torch.einsum("bvij,bvnj->bvni", c2w[..., :3, :3], x_cam) + c2w[:, :, None, :3, 3]
+    return pts.reshape(B, V * Hd * Wd, 3), known.reshape(B, V * Hd * Wd)
+
+
+def focal_pixels(K: torch.Tensor) -> torch.Tensor:
+    """[..., 3, 3] -> [...] pixels per unit of the normalised image plane (sqrt of the area
+    scale of K's 2x2 block: a pinhole's focal length, also for skewed or tilt-shift K)."""
+    return torch.linalg.det(K[..., :2, :2].double()).abs().sqrt()
+
+
+def grid_scale(query_K: torch.Tensor, source_K: torch.Tensor, height: int, width: int,
+               depth_height: int, depth_width: int) -> float:
+    """Splat grid / query image size: 1, or less where the query has more pixels per radian
+    than the coarsest source depth map (so that footprints of adjacent measurements meet).
+
+    Args:
+        query_K: [..., 3, 3] for the query image; source_K: [..., 3, 3] for source images
+            of (height, width) whose depth maps are (depth_height, depth_width).
+    """
+    depth_focal = focal_pixels(source_K).min() * math.sqrt(depth_height * depth_width / (height * width))
+    return float(min(1.0, float(depth_focal / focal_pixels(query_K).max())))
+
+
+def grid_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """The splat grid of an image of (height, width) at ``scale`` (at least 1x1)."""
+    return max(1, math.ceil(height * scale)), max(1, math.ceil(width * scale))
+
+
+def splat_depth(points: torch.Tensor, known: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor,
+                height: int, width: int, footprint: int = 2, scale: float = 1.0) -> torch.Tensor:
+    """Z-buffer world points into cameras: per grid pixel, the nearest point's planar depth.
+
+    A point projecting to image pixel position u (grid position g = (u + 0.5) s - 0.5 at
+    ``scale`` s) fills the ``footprint`` grid columns starting at floor(g + 1 - f / 2) (f = 1:
+    the pixel holding g; f = 2: the two centres around g; f = 3: round(g) -+ 1), likewise
+    for rows.
+
+    Args:
+        points: [B, N, 3] world; known: [B, N] bool (False: not splatted).
+        K: [B, C, 3, 3] intrinsics of C cameras per batch element for images of (height,
+            width); c2w: [B, C, 4, 4].
+        footprint: block width in grid pixels (>= 1).
+        scale: grid size / image size (see :func:`grid_scale`).
+    Returns:
+        [B, C, h, w] planar depth in each camera (metres), NaN where no point lands;
+        (h, w) = :func:`grid_size` (height, width, scale).
+    """
+    if footprint < 1:
+        raise ValueError(f"splat footprint must be >= 1 pixel, got {footprint}")
+    B, N, _ = points.shape
+    C = K.shape[1]
+    h, w = grid_size(height, width, scale)
+    dtype = torch.promote_types(points.dtype, torch.float32)
+    pts = points.to(dtype)[:, None].expand(B, C, N, 3)
+    uv, z, _ = project_points(K.to(dtype), c2w.to(dtype), pts)                  # [B, C, N, 2], [B, C, N]
+    ok = known[:, None] & torch.isfinite(z) & (z > MIN_SPLAT_DEPTH) & torch.isfinite(uv).all(-1)
+    grid = (torch.where(ok[..., None], uv, 0.0) + 0.5) * scale - 0.5
+    start = torch.floor(grid + 1.0 - footprint / 2.0).long()                    # [B, C, N, 2]
+    cam = torch.arange(B * C, device=points.device).reshape(B, C, 1)
+    dump = B * C * h * w                     # one extra slot takes everything that misses
+    zbuf = torch.full((dump + 1,), math.inf, dtype=dtype, device=points.device)
+    for dv in range(footprint):
+        for du in range(footprint):
+            col, row = start[..., 0] + du, start[..., 1] + dv
+            inside = ok & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+            index = torch.where(inside, (cam * h + row) * w + col, dump)
+            zbuf.scatter_reduce_(0, index.reshape(-1), z.reshape(-1), reduce="amin")
+    zbuf = zbuf[:dump].reshape(B, C, h, w)
+    return torch.where(torch.isinf(zbuf), math.nan, zbuf)
+
+
+def ray_guides(images: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, height: int, width: int,
+               scale: float, origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Candidate surface distance along each ray from splats into the cameras rays start from.
+
+    Each ray belongs to the camera whose centre is its origin (within ORIGIN_TOLERANCE; a
+    ray that starts at none of them gets no candidate). Its pixel is the projection of
+    ``origin + direction`` into that camera, its grid cell floor((u + 0.5) s), and the
+    planar depth z there becomes the ray distance z / (direction . optical axis).
+
+    Args:
+        images: [B, C, h, w] from :func:`splat_depth` (same K, c2w, height, width, scale).
+        origins, directions: [B, R, 3] world rays (unit directions).
+    Returns:
+        [B, R] ray distances in metres, NaN = no candidate.
+    """
+    B, C, h, w = images.shape
+    R = origins.shape[1]
+    dtype = torch.promote_types(origins.dtype, torch.float32)
+    origins, directions = origins.to(dtype), directions.to(dtype)
+    K, c2w = K.to(dtype), c2w.to(dtype)
+    gap = torch.linalg.norm(origins[:, :, None] - c2w[:, None, :, :3, 3], dim=-1)     # [B, R, C]
+    best_gap, cam = gap.min(dim=-1)                                                  # [B, R]
+    K_r = K.gather(1, cam[..., None, None].expand(B, R, 3, 3))
+    c2w_r = c2w.gather(1, cam[..., None, None].expand(B, R, 4, 4))
+    uv, _, in_front = project_points(K_r, c2w_r, (origins + directions)[:, :, None])  # [B, R, 1, ...]
+    uv, in_front = uv[:, :, 0], in_front[:, :, 0]
+    cell = torch.floor((torch.where(in_front[..., None], uv, 0.0) + 0.5) * scale).long()
+    col, row = cell[..., 0], cell[..., 1]
+    inside = in_front & (col >= 0) & (col < w) & (row >= 0) & (row < h) & (best_gap <= ORIGIN_TOLERANCE)
+    flat = torch.where(inside, (cam * h + row.clamp(0, h - 1)) * w + col.clamp(0, w - 1), 0)
+    z = images.reshape(B, C * h * w).gather(1, flat)
+    axis_cos = (directions * c2w_r[..., :3, 2]).sum(-1)
+    return torch.where(inside & (axis_cos > 0), z / axis_cos.clamp_min(1e-12), math.nan)
+
+
+def camera_guides(depth: torch.Tensor | None, source_K: torch.Tensor, source_c2w: torch.Tensor,
+                  source_height: int, source_width: int, K: torch.Tensor, c2w: torch.Tensor,
+                  height: int, width: int, origins: torch.Tensor, directions: torch.Tensor,
+                  footprint: int = 2) -> torch.Tensor:
+    """Lift, splat into C cameras and look up rays, in one call (see the module docstring).
+
+    Args:
+        depth: [B, V, H', W'] measured source depth (NaN / <= 0 = unknown) or None (no
+            candidates); source_K [B, V, 3, 3], source_c2w [B, V, 4, 4] for images of
+            (source_height, source_width).
+        K: [B, C, 3, 3], c2w: [B, C, 4, 4] the cameras the rays start from, images of
+            (height, width); origins, directions: [B, R, 3].
+    Returns:
+        [B, R] candidate ray distances, NaN = none.
+    """
+    B, R = origins.shape[:2]
+    if depth is None:
+        return torch.full((B, R), math.nan, dtype=torch.promote_types(origins.dtype, torch.float32),
+                          device=origins.device)
+    points, known = lift_source_depth(depth, source_K, source_c2w, source_height, source_width)
+    scale = grid_scale(K, source_K, height, width, depth.shape[-2], depth.shape[-1])
+    images = splat_depth(points, known, K, c2w, height, width, footprint, scale)
+    return ray_guides(images, K, c2w, height, width, scale, origins, directions)
+
+
+__all__ = ["known_depth", "lift_source_depth", "splat_depth", "ray_guides", "camera_guides", "grid_scale",
+           "grid_size", "depth_pixel_centres", "focal_pixels", "MIN_SPLAT_DEPTH", "ORIGIN_TOLERANCE"]
