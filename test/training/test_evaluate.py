@@ -224,17 +224,11 @@ def test_cloudseg_true_depth_on_a_source_pose_reproduces_its_labels(test_split):
 
 
 def depth_edges(depth: np.ndarray, radius: int, jump: float = 0.1) -> np.ndarray:
-    """[H, W] bool: within ``radius`` pixels of a 4-neighbour pair whose depths differ by more
-    than ``jump`` (relative) or where one is unknown."""
-    edge = np.zeros(depth.shape, bool)
-    for a, b, where in ((depth[1:], depth[:-1], (slice(1, None), slice(None))),
-                        (depth[:, 1:], depth[:, :-1], (slice(None), slice(1, None)))):
-        step = ~(np.abs(a - b) <= jump * np.minimum(a, b))  # NaN counts as a step
-        edge[where] |= step
-        shifted = (slice(None, -1), slice(None)) if where[0] != slice(None) else (slice(None), slice(None, -1))
-        edge[shifted] |= step
+    """[H, W] bool: within ``radius`` pixels of a depth step of more than ``jump`` (relative)."""
+    from viewseg_core.data.depth_sensor import edge_mask
+
     kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
-    return cv2.dilate(edge.astype(np.uint8), kernel).astype(bool)
+    return cv2.dilate(edge_mask(depth, jump).astype(np.uint8), kernel).astype(bool)
 
 
 def _pose(yaw_deg: float, position) -> torch.Tensor:
