@@ -79,7 +79,9 @@ def depth_robust_l1(pred: torch.Tensor, target: torch.Tensor, eps: float = 0.01)
     finite gradient) when there are none. eps = 0 gives |d|.
 
     Unknown pixels contribute neither value nor gradient, even where the prediction is NaN.
+    Computed in (at least) float32: bf16 depth would step by 1.6 cm at 4 m, more than eps.
     """
+    pred = pred.to(torch.promote_types(pred.dtype, torch.float32))
     target = target.to(pred)
     keep = torch.isfinite(target) & (target > 0) & torch.isfinite(pred)
     d = torch.where(keep, pred, 0.0) - torch.where(keep, target, 0.0)
