@@ -1,0 +1,281 @@
+"""Triton kernel: the whole semantic field forward for a tile of points, on chip.
+
+One program evaluates ``BLOCK_P`` points of one batch element. For each source view it
+projects the points, tests visibility, bilinearly samples the projected feature map
+(NHWC, ``hidden`` channels per pixel), adds the first layer's embedding terms, runs the
+per-view residual blocks with ``tl.dot``, and accumulates the masked sum (and sum of
+squares) of the per-view states; after the views it pools, runs both heads and writes only
+logits, rgb, density and the visible-view count. Nothing of size [points, views, hidden]
+ever reaches global memory.
+
+The Python side (weight packing, dispatch, the contract of ``SemanticField.forward``) is
+:mod:`viewseg_core.model.fused_field`; this module holds only ``@triton.jit`` code, so
+that :mod:`viewseg_core.kernels` can load a second copy of it under ``TRITON_INTERPRET=1``
+(triton decides compiled vs interpreted when ``@triton.jit`` runs, i.e. at import).
+
+Only core builtin ``tl.*`` ops are used (no ``libdevice``/``extra``), so it compiles with
+the triton that ships beside torch 2.x on the GPU machine. Nor does it call triton's own
+``@jit`` library helpers (``tl.zeros``, ``tl.sum``, ``tl.max``, ``tl.sigmoid``, ...): those
+are compiled-or-interpreted as of the process's first ``import triton``, so in a process
+that imported triton without ``TRITON_INTERPRET=1`` they cannot run inside the interpreted
+copy. Hence ``tl.full`` for zeros, ``tl.reduce`` with a local combine function, and a
+masked store instead of a row sum.
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _max_combine(a, b):
+    return tl.maximum(a, b)
+
+
+@triton.jit
+def _mm(a, w, DOT: tl.constexpr):
+    """a [P, K] float32 @ w [K, N] -> [P, N] float32.
+
+    DOT: 0 = IEEE float32 operands (no TF32); 1 = bfloat16 operands (w is bf16), float32
+    accumulation (tensor cores); 2 = the same numbers as 1 on float32 hardware: ``a`` rounded
+    to bf16 and back, w holds bf16-representable float32 values (the interpreter, whose
+    ``tl.dot`` multiplies the raw uint16 storage of bf16 operands in triton 3.8).
+    """
+    if DOT == 1:
+        r = tl.dot(a.to(tl.bfloat16), w, out_dtype=tl.float32)
+    elif DOT == 2:
+        r = tl.dot(a.to(tl.bfloat16).to(tl.float32), w, input_precision="ieee", out_dtype=tl.float32)
+    else:
+        r = tl.dot(a, w, input_precision="ieee", out_dtype=tl.float32)
+    return r
+
+
+@triton.jit
+def _load_w(ptr, K: tl.constexpr, N: tl.constexpr):
+    """A row-major [K, N] weight tile (in x out)."""
+    rk = tl.arange(0, K)
+    rn = tl.arange(0, N)
+    return tl.load(ptr + rk[:, None] * N + rn[None, :])
+
+
+@triton.jit
+def _resblock(x, w_ptr, b_ptr, H: tl.constexpr, DOT: tl.constexpr):
+    """``x + fc1(relu(fc0(relu(x))))``; w_ptr: [2, H, H] (in x out), b_ptr: [2, H]."""
+    rh = tl.arange(0, H)
+    t = _mm(tl.maximum(x, 0.0), _load_w(w_ptr, H, H), DOT) + tl.load(b_ptr + rh)[None, :]
+    t = tl.maximum(t, 0.0)
+    return x + (_mm(t, _load_w(w_ptr + H * H, H, H), DOT) + tl.load(b_ptr + H + rh)[None, :])
+
+
+@triton.jit
+def _harmonic_term(c0, c1, c2, freq_ptr, w_id_ptr, w_sin_ptr, w_cos_ptr,
+                   L: tl.constexpr, LS: tl.constexpr, KP: tl.constexpr, H: tl.constexpr,
+                   DOT: tl.constexpr):
+    """``W [c, sin(c f), cos(c f)]`` for a [P] x 3 coordinate tile -> [P, H] float32.
+
+    HarmonicEmbedding's layout: [c_0..c_2, sin(c_i f_k) at 3 + i L + k, cos(... ) after].
+    The identity part is three rank-1 updates (fp32); sin and cos are computed once per
+    (coordinate, frequency) on a [P, KP] tile (KP = 3L padded to a power of two >= 16) and
+    multiplied by the matching weight rows (zero rows past 3L).
+    w_id_ptr: [3, H] fp32; w_sin_ptr, w_cos_ptr: [KP, H]; freq_ptr: [max(L, 1)].
+    """
+    rh = tl.arange(0, H)
+    acc = c0[:, None] * tl.load(w_id_ptr + rh)[None, :]
+    acc += c1[:, None] * tl.load(w_id_ptr + H + rh)[None, :]
+    acc += c2[:, None] * tl.load(w_id_ptr + 2 * H + rh)[None, :]
+    if L > 0:
+        col = tl.arange(0, KP)
+        live = col < 3 * L
+        dim = col // LS
+        freq = tl.load(freq_ptr + (col % LS), mask=live, other=0.0)
+        coord = tl.where(dim[None, :] == 0, c0[:, None], tl.where(dim[None, :] == 1, c1[:, None], c2[:, None]))
+        arg = coord * freq[None, :]                       # exact as in torch: freq = 2^k
+        # Reduce to [-pi, pi] first (Cody-Waite, 2 pi in three parts whose products with k
+        # are exact): arguments reach 2^9 x ~ 10^3 rad, and the GPU's fast sin/cos lose
+        # accuracy with the argument's size where an accurate reduction does not.
+        k = tl.floor(arg * 0.15915494309189535 + 0.5)
+        arg = ((arg - k * 6.28125) - k * 1.93500518798828125e-3) - k * 3.019915981956753e-7
+        s = tl.where(live[None, :], tl.sin(arg), 0.0)
+        c = tl.where(live[None, :], tl.cos(arg), 0.0)
+        acc += _mm(s, _load_w(w_sin_ptr, KP, H), DOT)
+        acc += _mm(c, _load_w(w_cos_ptr, KP, H), DOT)
+    return acc
+
+
+@triton.jit
+def field_forward_kernel(
+    pts_ptr, dirs_ptr, cam_ptr, valid_ptr, maps_ptr,
+    fx_ptr, fd_ptr,
+    wx_id_ptr, wx_sin_ptr, wx_cos_ptr,
+    wd_id_ptr, wd_sin_ptr, wd_cos_ptr, b_in_ptr,
+    blk_w_ptr, blk_b_ptr,
+    pool_w_ptr, pool_b_ptr,
+    head_w_ptr, head_b_ptr,
+    sem_w_ptr, sem_b_ptr, rgbd_w_ptr, rgbd_b_ptr,
+    logits_ptr, rgb_ptr, density_ptr, count_ptr,
+    N, S, V, C,
+    img_w, img_h, grid_sx, grid_sy, map_w, map_h, map_wf, map_hf,
+    H: tl.constexpr, LX: tl.constexpr, LXS: tl.constexpr, XP: tl.constexpr,
+    LD: tl.constexpr, LDS: tl.constexpr, DP: tl.constexpr,
+    NB: tl.constexpr, NHB: tl.constexpr, CP: tl.constexpr, MEAN_VAR: tl.constexpr,
+    BLOCK_P: tl.constexpr, DOT: tl.constexpr,
+):
+    """Grid (cdiv(N, BLOCK_P), B). Shapes (all contiguous):
+
+    pts [B, N, 3] f32 (N = R S, point n on ray n // S); dirs [B, R, 3] f32;
+    cam [B, V, 21] f32: c2w rotation row-major (9), c2w translation (3), K row-major (9);
+    valid [B, V] i32; maps [B V, map_h, map_w, H] f32 (projected features, NHWC);
+    fx [max(LX, 1)], fd [max(LD, 1)] f32: harmonic frequencies;
+    wx_id [3, H] f32, wx_sin/wx_cos [XP, H]; wd_id [3, H] f32, wd_sin/wd_cos [DP, H]; b_in [H] f32;
+    blk_w [NB, 2, H, H], blk_b [NB, 2, H] f32; pool_w [2, H, H] (mean, variance), pool_b [H];
+    head_w [2, NHB, 2, H, H] (semantic, rgb+density), head_b [2, NHB, 2, H];
+    sem_w [H, CP], sem_b [CP]; rgbd_w [H, 16], rgbd_b [16]  (matrices in x out, the dot dtype);
+    out: logits [B, N, C] f32, rgb [B, N, 3] f32, density [B, N] f32, count [B, N] i64.
+    img_w/img_h: source image size; grid_sx/grid_sy: float32(2 / width), float32(2 / height)
+    (``pixels_to_grid``); map_w/map_h: feature map size (ints), map_wf/map_hf: the same as floats
+    (an int argument equal to 1 is specialised to a constant, which has no ``.to``).
+    """
+    pid = tl.program_id(0)
+    b = tl.program_id(1)
+    rp = pid * BLOCK_P + tl.arange(0, BLOCK_P)
+    pmask = rp < N
+    rh = tl.arange(0, H)
+    row = b.to(tl.int64) * N + rp.to(tl.int64)            # flat point index
+
+    p0 = tl.load(pts_ptr + row * 3 + 0, mask=pmask, other=0.0)
+    p1 = tl.load(pts_ptr + row * 3 + 1, mask=pmask, other=0.0)
+    p2 = tl.load(pts_ptr + row * 3 + 2, mask=pmask, other=0.0)
+    ray = b.to(tl.int64) * (N // S) + (rp // S).to(tl.int64)
+    d0 = tl.load(dirs_ptr + ray * 3 + 0, mask=pmask, other=0.0)
+    d1 = tl.load(dirs_ptr + ray * 3 + 1, mask=pmask, other=0.0)
+    d2 = tl.load(dirs_ptr + ray * 3 + 2, mask=pmask, other=0.0)
+    b_in = tl.load(b_in_ptr + rh)
+
+    s1 = tl.full((BLOCK_P, H), 0.0, tl.float32)            # sum of visible h_v
+    s2 = tl.full((BLOCK_P, H), 0.0, tl.float32)            # sum of visible h_v^2
+    count = tl.full((BLOCK_P,), 0, tl.int32)
+
+    for v in range(V):
+        cam = cam_ptr + (b * V + v) * 21
+        r00 = tl.load(cam + 0)
+        r01 = tl.load(cam + 1)
+        r02 = tl.load(cam + 2)
+        r10 = tl.load(cam + 3)
+        r11 = tl.load(cam + 4)
+        r12 = tl.load(cam + 5)
+        r20 = tl.load(cam + 6)
+        r21 = tl.load(cam + 7)
+        r22 = tl.load(cam + 8)
+        t0 = tl.load(cam + 9)
+        t1 = tl.load(cam + 10)
+        t2 = tl.load(cam + 11)
+        k00 = tl.load(cam + 12)
+        k01 = tl.load(cam + 13)
+        k02 = tl.load(cam + 14)
+        k10 = tl.load(cam + 15)
+        k11 = tl.load(cam + 16)
+        k12 = tl.load(cam + 17)
+        k20 = tl.load(cam + 18)
+        k21 = tl.load(cam + 19)
+        k22 = tl.load(cam + 20)
+        ok = tl.load(valid_ptr + b * V + v)
+
+        # world_to_camera: x_cam = R^T (p - t); d_cam = R^T d.
+        q0 = p0 - t0
+        q1 = p1 - t1
+        q2 = p2 - t2
+        x0 = r00 * q0 + r10 * q1 + r20 * q2
+        x1 = r01 * q0 + r11 * q1 + r21 * q2
+        x2 = r02 * q0 + r12 * q1 + r22 * q2
+        # project_points: h = K x, uv = h[:2] / h[2] (|h[2]| < 1e-9 -> 1e-9), in front: z > 0.
+        h0 = k00 * x0 + k01 * x1 + k02 * x2
+        h1 = k10 * x0 + k11 * x1 + k12 * x2
+        h2 = k20 * x0 + k21 * x1 + k22 * x2
+        h2 = tl.where(tl.abs(h2) < 1e-9, 1e-9, h2)
+        u = h0 / h2
+        w = h1 / h2
+        vis = pmask & (x2 > 0) & (u >= -0.5) & (u < img_w - 0.5) & (w >= -0.5) & (w < img_h - 0.5) & (ok != 0)
+
+        if tl.reduce(vis.to(tl.int32), 0, _max_combine) > 0:  # some point of the tile sees this view
+            # pixels_to_grid, then grid_sample's unnormalisation (align_corners=False) and
+            # border padding (clamp to the outer pixel centres); invisible points park at 0.
+            gx = tl.where(vis, (u + 0.5) * grid_sx - 1.0, 0.0)
+            gy = tl.where(vis, (w + 0.5) * grid_sy - 1.0, 0.0)
+            ix = ((gx + 1.0) * map_wf - 1.0) / 2.0
+            iy = ((gy + 1.0) * map_hf - 1.0) / 2.0
+            ix = tl.minimum(tl.maximum(ix, 0.0), map_wf - 1.0)
+            iy = tl.minimum(tl.maximum(iy, 0.0), map_hf - 1.0)
+            fx0 = tl.floor(ix)
+            fy0 = tl.floor(iy)
+            ax0 = fx0.to(tl.int32)
+            ay0 = fy0.to(tl.int32)
+            # grid_sample's bilinear weights (nw, ne, sw, se), corners past the map count 0.
+            wnw = (fx0 + 1.0 - ix) * (fy0 + 1.0 - iy)
+            wne = (ix - fx0) * (fy0 + 1.0 - iy)
+            wsw = (fx0 + 1.0 - ix) * (iy - fy0)
+            wse = (ix - fx0) * (iy - fy0)
+            in_x1 = (ax0 + 1) < map_w
+            in_y1 = (ay0 + 1) < map_h
+            base = (b * V + v).to(tl.int64) * map_h * map_w
+            pix = base + ay0.to(tl.int64) * map_w + ax0.to(tl.int64)           # [P]
+            m00 = vis[:, None]
+            m10 = (vis & in_x1)[:, None]
+            m01 = (vis & in_y1)[:, None]
+            m11 = (vis & in_x1 & in_y1)[:, None]
+            f = wnw[:, None] * tl.load(maps_ptr + pix[:, None] * H + rh[None, :], mask=m00, other=0.0)
+            f += wne[:, None] * tl.load(maps_ptr + (pix + 1)[:, None] * H + rh[None, :], mask=m10, other=0.0)
+            f += wsw[:, None] * tl.load(maps_ptr + (pix + map_w)[:, None] * H + rh[None, :], mask=m01, other=0.0)
+            f += wse[:, None] * tl.load(maps_ptr + (pix + map_w + 1)[:, None] * H + rh[None, :], mask=m11,
+                                        other=0.0)
+
+            # First layer: W_x gamma(x_v) + W_d gamma(d_v) + b + (W_f F_v)(pi_v(x)).
+            e0 = r00 * d0 + r10 * d1 + r20 * d2
+            e1 = r01 * d0 + r11 * d1 + r21 * d2
+            e2 = r02 * d0 + r12 * d1 + r22 * d2
+            hv = _harmonic_term(x0, x1, x2, fx_ptr, wx_id_ptr, wx_sin_ptr, wx_cos_ptr, LX, LXS, XP, H, DOT)
+            hv += _harmonic_term(e0, e1, e2, fd_ptr, wd_id_ptr, wd_sin_ptr, wd_cos_ptr, LD, LDS, DP, H,
+                                 DOT)
+            hv += b_in[None, :]
+            hv += f
+            for i in tl.static_range(NB):
+                hv = _resblock(hv, blk_w_ptr + i * 2 * H * H, blk_b_ptr + i * 2 * H, H, DOT)
+            hv = tl.where(vis[:, None], hv, 0.0)
+            s1 += hv
+            if MEAN_VAR:
+                s2 += hv * hv
+            count += vis.to(tl.int32)
+
+    n = tl.maximum(count, 1).to(tl.float32)[:, None]
+    mean = s1 / n
+    if MEAN_VAR:
+        var = tl.maximum(s2 / n - mean * mean, 0.0)
+        h = _mm(mean, _load_w(pool_w_ptr, H, H), DOT) + _mm(var, _load_w(pool_w_ptr + H * H, H, H), DOT)
+        h += tl.load(pool_b_ptr + rh)[None, :]
+    else:
+        h = mean
+
+    # Semantic head.
+    hs = h
+    for i in tl.static_range(NHB):
+        hs = _resblock(hs, head_w_ptr + i * 2 * H * H, head_b_ptr + i * 2 * H, H, DOT)
+    rc = tl.arange(0, CP)
+    logits = _mm(tl.maximum(hs, 0.0), _load_w(sem_w_ptr, H, CP), DOT) + tl.load(sem_b_ptr + rc)[None, :]
+    tl.store(logits_ptr + row[:, None] * C + rc[None, :], logits, mask=pmask[:, None] & (rc[None, :] < C))
+
+    # RGB + density head.
+    hr = h
+    for i in tl.static_range(NHB):
+        hr = _resblock(hr, head_w_ptr + (NHB + i) * 2 * H * H, head_b_ptr + (NHB + i) * 2 * H, H, DOT)
+    r4 = tl.arange(0, 16)
+    raw = _mm(tl.maximum(hr, 0.0), _load_w(rgbd_w_ptr, H, 16), DOT) + tl.load(rgbd_b_ptr + r4)[None, :]
+    rgb = 1.0 / (1.0 + tl.exp(-raw))
+    tl.store(rgb_ptr + row[:, None] * 3 + r4[None, :], rgb, mask=pmask[:, None] & (r4[None, :] < 3))
+    # Density = softplus(raw[:, 3]) (torch: threshold 20), as max(x, 0) + log1p(exp(-|x|))
+    # with a series for tiny arguments (no log1p in core tl), computed on the whole [P, 16]
+    # tile and stored from column 3 only (a store, not a reduction: see the module docstring).
+    e = tl.exp(-tl.abs(raw))
+    l1p = tl.where(e < 1e-4, e - 0.5 * e * e, tl.log(1.0 + e))
+    sp = tl.where(raw > 20.0, raw, tl.maximum(raw, 0.0) + l1p)
+    sp = tl.where((count > 0)[:, None], sp, 0.0)
+    tl.store(density_ptr + row[:, None] + r4[None, :] * 0, sp, mask=pmask[:, None] & (r4[None, :] == 3))
+    tl.store(count_ptr + row, count.to(tl.int64), mask=pmask)
