@@ -26,11 +26,12 @@ import torch
 
 from training.baselines import lift_depth
 from training.data import load_scenes
-from training.evaluate import load_viewseg, resolve_data_config, set_render_chunk
+from training.evaluate import SOURCE_DEPTH_CHOICES, load_viewseg, resolve_data_config, resolve_source_depth, set_render_chunk
+from training.panels import model_reads_depth
 from viewseg_core.atomic_io import check_writable, write_bytes_atomic
 from viewseg_core.classes import NUM_CLASSES, PALETTE
 from viewseg_core.cli import fraction, nonnegative_float, nonnegative_int, positive_int, resolve_device
-from viewseg_core.data.dataset import resize_view
+from viewseg_core.data.dataset import measured_depth, resize_view
 from viewseg_core.data.source import SceneSource
 
 PLY_PROPERTIES = (("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"),
@@ -227,6 +228,7 @@ class ExportConfig:
     chunk_size: int = 0                  # rays per render chunk (0: 128 on CPU, the model's own on GPU)
     device: str = "auto"
     threads: int = 0
+    source_depth: str = "auto"           # RGB-D models: auto | none | clean | sensor (as viewseg eval)
 
 
 def find_scene(data_cfg, scene: str) -> SceneSource:
@@ -275,6 +277,12 @@ def export_3d(cfg: ExportConfig) -> tuple[Path, PointCloud, int]:
     rgb = torch.stack([torch.from_numpy(np.ascontiguousarray(v.rgb)).permute(2, 0, 1) for v in views])
     src_K = torch.from_numpy(np.stack([v.K for v in views])).float().to(device)
     src_c2w = torch.from_numpy(np.stack([v.c2w for v in views])).float().to(device)
+    depth = None  # [1, V, H, W] for an RGB-D model: what the depth camera measured of each source
+    mode = resolve_source_depth(cfg.source_depth, model_reads_depth(model), data_cfg.source_depth)
+    if model_reads_depth(model) and mode != "none":
+        depth = torch.stack([
+            measured_depth(torch.from_numpy(v.depth) if v.depth is not None else torch.full((H, W), float("nan")),
+                           mode, data_cfg.depth_sensor, source.name, v.view_id) for v in views])[None].to(device)
     poses = query_poses(np.stack([v.c2w for v in views]), cfg.yaw_deg, cfg.pitch_deg, cfg.halfway)
     K_q = src_K[:1].expand(len(poses), 3, 3).cpu()  # the first source's camera for every query
     c2w_q = torch.from_numpy(poses).float()
@@ -285,7 +293,8 @@ def export_3d(cfg: ExportConfig) -> tuple[Path, PointCloud, int]:
             B = min(cfg.batch, len(poses) - start)
             sources = model.make_sources(feats.expand(B, *feats.shape[1:]), src_K[None].expand(B, -1, 3, 3),
                                          src_c2w[None].expand(B, -1, 4, 4), H, W,
-                                         rgb=rgb[None].to(device).expand(B, *rgb.shape))
+                                         rgb=rgb[None].to(device).expand(B, *rgb.shape),
+                                         **({} if depth is None else {"depth": depth.expand(B, *depth.shape[1:])}))
             outs.append(model.render(K_q[start:start + B], c2w_q[start:start + B], H, W, sources).map(
                 lambda x: x.float().cpu() if x.is_floating_point() else x.cpu()))
     cat = lambda name: torch.cat([getattr(o, name) for o in outs])  # noqa: E731
@@ -332,6 +341,9 @@ def register(subparsers) -> None:
     p.add_argument("--chunk-size", type=nonnegative_int, default=0, help="rays per render chunk (0: 128 on CPU)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=nonnegative_int, default=0)
+    p.add_argument("--source-depth", choices=SOURCE_DEPTH_CHOICES, default="auto",
+                   help="RGB-D models: the sources' depth (sensor model, clean = as stored, none); auto: the "
+                        "checkpoint's data.source_depth, or sensor")
     p.add_argument("overrides", nargs="*", help="data.key=value overrides")
     p.set_defaults(func=_run)
 
@@ -343,7 +355,7 @@ def _run(args: argparse.Namespace) -> int:
                        yaw_deg=tuple(args.yaw), pitch_deg=tuple(args.pitch), halfway=not args.no_halfway,
                        min_confidence=args.min_confidence, voxel=args.voxel, color=args.color,
                        binary=not args.ascii, batch=args.batch, chunk_size=args.chunk_size, device=args.device,
-                       threads=args.threads)
+                       threads=args.threads, source_depth=args.source_depth)
     path, cloud, n_views = export_3d(cfg)
     print(f"[export-3d] {n_views} views rendered, {len(cloud)} points -> {path}")
     return 0

@@ -128,6 +128,22 @@ def _name_key(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
 
 
+def view_depth_rng(seed: int, epoch: int, scene: str, view_id: str) -> np.random.Generator:
+    """The generator of the simulated depth measurement of view ``view_id`` of ``scene``."""
+    return np.random.default_rng([int(seed), int(epoch), _name_key(scene), _name_key(view_id), _SENSOR_TAG])
+
+
+def measured_depth(depth: torch.Tensor, mode: str, sensor: DepthSensorConfig, scene: str, view_id: str,
+                   seed: int = 0, epoch: int = 0) -> torch.Tensor:
+    """What a depth camera measured of one view's true depth [H, W] (``mode`` clean or
+    sensor; see the module docstring): the dataset's measurement of that view, bit for bit."""
+    if mode == "sensor":
+        return apply_sensor(depth, sensor, view_depth_rng(seed, epoch, scene, view_id))
+    if mode == "clean":
+        return known_depth(depth.clone())
+    raise ValueError(f"measured_depth: mode must be clean or sensor, got {mode!r}")
+
+
 def resize_view(view: View, size: tuple[int, int] | None) -> View:
     """A view resized to (H, W), with K moved to match; labels/depth by nearest neighbour."""
     if size is None or (view.height, view.width) == tuple(size):
@@ -205,18 +221,14 @@ class ViewSegDataset(Dataset):
 
     def view_depth_rng(self, scene: str, view_id: str) -> np.random.Generator:
         """The generator of a view's simulated depth measurement (seed, epoch, scene, view)."""
-        return np.random.default_rng([int(self.config.seed), self.epoch, _name_key(scene), _name_key(view_id),
-                                      _SENSOR_TAG])
+        return view_depth_rng(self.config.seed, self.epoch, scene, view_id)
 
     def source_depth_input(self, scene: str, source_ids: Sequence[str], depth: torch.Tensor,
                            index: int) -> torch.Tensor:
         """[V, H, W] what the depth camera measured of the true source ``depth`` [V, H, W]."""
         cfg = self.config
-        if cfg.source_depth == "sensor":
-            measured = torch.stack([apply_sensor(d, cfg.depth_sensor, self.view_depth_rng(scene, v))
-                                    for d, v in zip(depth, source_ids)])
-        else:
-            measured = known_depth(depth.clone())
+        measured = torch.stack([measured_depth(d, cfg.source_depth, cfg.depth_sensor, scene, v, cfg.seed, self.epoch)
+                                for d, v in zip(depth, source_ids)])
         if cfg.source_depth_dropout > 0:
             rng = np.random.default_rng([int(cfg.seed), self.epoch, int(index), _DROPOUT_TAG])
             drop = torch.from_numpy(rng.random(len(source_ids)) < cfg.source_depth_dropout)
@@ -327,4 +339,4 @@ def seed_worker(worker_id: int) -> None:
 
 
 __all__ = ["DatasetConfig", "ViewSegDataset", "collate", "seed_worker", "resize_view", "known_depth",
-           "SOURCE_DEPTH_MODES"]
+           "measured_depth", "view_depth_rng", "SOURCE_DEPTH_MODES"]
