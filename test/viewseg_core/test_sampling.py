@@ -1,6 +1,7 @@
 """Hierarchical sampling: stratified bins, inverse-CDF importance samples, determinism and seeds."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from viewseg_core.rays import RayBundle
@@ -79,3 +80,55 @@ def test_merge_and_hierarchical_are_sorted_without_grad():
     assert torch.all(t[:, 1:] >= t[:, :-1])
     assert torch.equal(merge_samples(torch.tensor([[3.0, 1.0]]), torch.tensor([[2.0]])),
                        torch.tensor([[1.0, 2.0, 3.0]]))
+
+
+# --------------------------------------------------------------------------------------
+# Depth-guided samples
+# --------------------------------------------------------------------------------------
+
+def test_guided_samples_bracket_a_known_surface():
+    """A surface at 3 m, band 0.1 m: 8 band samples at the bin centres of [2.9, 3.1] plus 4
+    stratified over [1, 5] (1.5, 2.5, 3.5, 4.5: none in the band), sorted, in [near, far]."""
+    from viewseg_core.sampling import guided_samples
+    rays = _rays(3)
+    guide = torch.full((3,), 3.0, dtype=torch.float64)
+    t = guided_samples(rays, guide, num_stratified=4, num_band=8, band=0.1, perturb=False)
+    assert t.shape == (3, 12)
+    band = 3.0 + 0.1 * (2 * (torch.arange(8, dtype=torch.float64) + 0.5) / 8 - 1)
+    expect = torch.sort(torch.cat([torch.tensor([1.5, 2.5, 3.5, 4.5], dtype=torch.float64), band])).values
+    torch.testing.assert_close(t, expect.expand(3, 12))
+    # Training: still exactly 8 samples within 0.1 m, one per 2.5 cm bin, sorted, seeded.
+    rays = _rays(200)
+    guide = 1.0 + 4.0 * torch.rand(200, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    t = guided_samples(rays, guide, 4, 8, 0.1, perturb=True, generator=torch.Generator().manual_seed(3))
+    assert bool((t[:, 1:] >= t[:, :-1]).all()) and bool((t >= 1.0).all()) and bool((t <= 5.0).all())
+    offset = t - guide[:, None]
+    inside = offset.abs() <= 0.1
+    near_edge = (guide - 0.1 < 1.0) | (guide + 0.1 > 5.0)          # clipped bands may collect more
+    assert bool((inside.sum(-1)[~near_edge] >= 8).all())
+    for k in range(8):                                                  # one jittered sample per bin
+        lo, hi = -0.1 + 0.025 * k, -0.1 + 0.025 * (k + 1)
+        assert bool((((offset >= lo) & (offset < hi)).sum(-1)[~near_edge] >= 1).all())
+    again = guided_samples(rays, guide, 4, 8, 0.1, perturb=True, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(t, again)
+
+
+def test_guided_samples_without_a_candidate_are_stratified():
+    """NaN, or a candidate whose band misses [near, far]: num_stratified + num_band
+    stratified samples, exactly the RGB coarse pass at that count."""
+    from viewseg_core.sampling import guided_samples
+    rays = _rays(4)
+    guide = torch.tensor([float("nan"), 0.5, 5.2, 3.0], dtype=torch.float64)
+    t = guided_samples(rays, guide, 4, 4, 0.1, perturb=False)
+    flat = stratified_samples(rays, 8, perturb=False)
+    assert torch.equal(t[:3], flat[:3]) and not torch.equal(t[3], flat[3])
+    # Band partly outside the bounds: clipped to [near, far], still sorted.
+    t = guided_samples(_rays(1), torch.tensor([1.02], dtype=torch.float64), 2, 4, 0.1, perturb=False)
+    torch.testing.assert_close(t[0], torch.tensor([1.0, 1.0, 1.045, 1.095, 2.0, 4.0], dtype=torch.float64))
+    # Band samples only.
+    t = guided_samples(_rays(1), torch.tensor([2.0], dtype=torch.float64), 0, 2, 0.1, perturb=False)
+    assert torch.allclose(t[0], torch.tensor([1.95, 2.05], dtype=torch.float64))
+    with pytest.raises(ValueError, match="num_band > 0"):
+        guided_samples(_rays(1), torch.tensor([2.0], dtype=torch.float64), 2, 0, 0.1, perturb=False)
+    with pytest.raises(ValueError, match="guide"):
+        guided_samples(_rays(2), torch.tensor([2.0], dtype=torch.float64), 2, 2, 0.1, perturb=False)

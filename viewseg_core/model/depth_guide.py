@@ -38,6 +38,9 @@ from viewseg_core.cameras import project_points, world_to_camera
 # Points closer to a camera than this (metres, planar) are not splatted into it: the
 # projection divides by the depth.
 MIN_SPLAT_DEPTH = 1e-4
+# Points within this fraction of a cell's nearest depth count as the same surface (the splat
+# then takes the one projecting closest to the cell centre, see splat_depth).
+SAME_SURFACE = 0.1
 # A ray belongs to the camera whose centre is within this distance of its origin (metres).
 ORIGIN_TOLERANCE = 1e-4
 
@@ -145,13 +148,30 @@ def splat_depth(points: torch.Tensor, known: torch.Tensor, K: torch.Tensor, c2w:
     start = torch.floor(grid + 1.0 - footprint / 2.0).long()                    # [B, C, N, 2]
     cam = torch.arange(B * C, device=points.device).reshape(B, C, 1)
     dump = B * C * h * w                     # one extra slot takes everything that misses
-    zbuf = torch.full((dump + 1,), math.inf, dtype=dtype, device=points.device)
-    for dv in range(footprint):
-        for du in range(footprint):
-            col, row = start[..., 0] + du, start[..., 1] + dv
-            inside = ok & (col >= 0) & (col < w) & (row >= 0) & (row < h)
-            index = torch.where(inside, (cam * h + row) * w + col, dump)
-            zbuf.scatter_reduce_(0, index.reshape(-1), z.reshape(-1), reduce="amin")
+    offsets = [(du, dv) for dv in range(footprint) for du in range(footprint)]
+
+    def cells(du: int, dv: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat cell index [B*C*N] of every point's (du, dv) block cell (``dump`` where it
+        misses) and the squared distance from the cell centre to the projection."""
+        col, row = start[..., 0] + du, start[..., 1] + dv
+        inside = ok & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+        dist2 = (col - grid[..., 0]) ** 2 + (row - grid[..., 1]) ** 2
+        return torch.where(inside, (cam * h + row) * w + col, dump).reshape(-1), dist2.reshape(-1)
+
+    def reduce(values_of) -> torch.Tensor:
+        buf = torch.full((dump + 1,), math.inf, dtype=dtype, device=points.device)
+        for du, dv in offsets:
+            index, dist2 = cells(du, dv)
+            buf.scatter_reduce_(0, index, values_of(index, dist2), reduce="amin")
+        return buf
+
+    flat_z = z.reshape(-1)
+    # 1. the nearest surface per cell; 2. on it (within SAME_SURFACE of the nearest depth),
+    # the point projecting closest to the cell centre; 3. that point's depth.
+    zmin = reduce(lambda index, dist2: flat_z)
+    front = lambda index: flat_z <= zmin[index] * (1.0 + SAME_SURFACE)  # noqa: E731
+    dmin = reduce(lambda index, dist2: torch.where(front(index), dist2, math.inf))
+    zbuf = reduce(lambda index, dist2: torch.where(front(index) & (dist2 <= dmin[index]), flat_z, math.inf))
     zbuf = zbuf[:dump].reshape(B, C, h, w)
     return torch.where(torch.isinf(zbuf), math.nan, zbuf)
 

@@ -312,7 +312,6 @@ class SemanticField(nn.Module):
         if cfg.source_rgb:  # [mean colour, log colour variance] over the visible views -> hidden
             self.colour_proj = nn.Linear(6, cfg.hidden_dim, bias=False)
             nn.init.zeros_(self.colour_proj.weight)
-        self.depth_embed = DepthEmbedding(cfg.hidden_dim) if cfg.source_depth else None
         self.blocks = nn.Sequential(*[ResBlock(cfg.hidden_dim) for _ in range(cfg.n_blocks)])
         self.pool_proj = None
         if cfg.view_pooling == "mean_var":
@@ -323,6 +322,8 @@ class SemanticField(nn.Module):
                 self.pool_proj.bias.zero_()
         self.semantic_head = Head(cfg.hidden_dim, cfg.num_classes, cfg.n_head_blocks)
         self.rgb_density_head = Head(cfg.hidden_dim, 4, cfg.n_head_blocks)
+        # Last, so that the random init of every other layer is the same with or without it.
+        self.depth_embed = DepthEmbedding(cfg.hidden_dim) if cfg.source_depth else None
 
     # Slices of lin_in's weight: [hidden, xyz_dim], [hidden, dir_dim], [hidden, feature_dim].
     def _weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

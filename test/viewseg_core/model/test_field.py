@@ -303,3 +303,139 @@ def test_source_colours_pool_mean_and_variance_over_visible_views():
                     expected = c.mean(0) if part == "mean" else torch.log(c.var(0, unbiased=False) + 1e-4)
                     torch.testing.assert_close(added[b, r, s_, :3].double(), expected, rtol=1e-4, atol=1e-5)
         assert added[..., 3:].abs().max() == 0
+
+
+# --------------------------------------------------------------------------------------
+# Source depth (RGB-D keyframes)
+# --------------------------------------------------------------------------------------
+
+def _with_depth(src: SourceViews, depth: torch.Tensor | None) -> SourceViews:
+    return SourceViews(src.features, src.K, src.c2w, H, W, src.valid, src.rgb, depth)
+
+
+def _randomise_depth_embed(field: SemanticField, seed: int = 5) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        field.depth_embed.proj.weight.copy_(torch.randn(field.depth_embed.proj.weight.shape, generator=g))
+        field.depth_embed.unknown.copy_(torch.randn(field.depth_embed.unknown.shape, generator=g))
+
+
+def _at_pixels(uvz) -> torch.Tensor:
+    """World points [1, R, 1, 3] of an identity-pose camera with K0 at pixel (u, v), depth z."""
+    rows = [[(u - 15.5) * z / 20.0, (v - 11.5) * z / 20.0, z] for u, v, z in uvz]
+    return torch.tensor(rows)[None, :, None]
+
+
+def test_depth_difference_is_the_signed_planar_difference_by_hand():
+    """One camera at the origin looking down +z (K0: f = 20, c = (15.5, 11.5)); it measured
+    2 m everywhere except 1.5 m at (row 5, col 10), nothing at (6, 20) (NaN) and (7, 3) (0).
+    diff = the point's camera z minus the depth at the NEAREST depth pixel."""
+    from viewseg_core.cameras import project_points, world_to_camera
+    field = _field(source_depth=True)
+    depth = torch.full((1, 1, H, W), 2.0)
+    depth[0, 0, 5, 10], depth[0, 0, 6, 20], depth[0, 0, 7, 3] = 1.5, float("nan"), 0.0
+    feats = torch.zeros(1, 1, 16, H // 4, W // 4)
+    src = SourceViews(feats, K0[None, None], torch.eye(4)[None, None], H, W, depth=depth)
+    pts = _at_pixels([(25.2, 15.7, 2.5),     # plain 2 m: 0.5 m behind the surface
+                      (10.3, 4.8, 1.2),      # rounds to (row 5, col 10): 1.2 - 1.5 = -0.3
+                      (10.6, 4.8, 1.9),      # (5, 11): 2 m, -0.1
+                      (20.2, 6.4, 1.0),      # (6, 20): NaN, unknown
+                      (3.1, 7.2, 3.0)])      # (7, 3): 0, unknown
+    flat = pts.reshape(1, 1, 5, 3)
+    uv, _, _ = project_points(src.K, src.c2w, flat)
+    diff, known = field.depth_difference(world_to_camera(src.c2w, flat), uv, field.prepare(src))
+    assert known[0, 0].tolist() == [True, True, True, False, False]
+    torch.testing.assert_close(diff[0, 0], torch.tensor([0.5, -0.3, -0.1, 0.0, 0.0]), rtol=0, atol=1e-6)
+    # A depth map of twice the resolution is read at the same relative position: image pixel
+    # (10.3, 4.8) covers depth pixels [20, 22) x [9, 11), and (21.1, 10.1) is the nearest.
+    fine = torch.full((1, 1, 2 * H, 2 * W), 2.0)
+    fine[0, 0, 10, 21] = 0.7
+    src2 = SourceViews(feats, K0[None, None], torch.eye(4)[None, None], H, W, depth=fine)
+    diff2, known2 = field.depth_difference(world_to_camera(src.c2w, flat), uv, field.prepare(src2))
+    torch.testing.assert_close(diff2[0, 0, :3], torch.tensor([0.5, 0.5, -0.1]), rtol=0, atol=1e-6)
+    assert bool(known2.all())
+    # Sources without depth: every view unknown.
+    _, none = field.depth_difference(world_to_camera(src.c2w, flat), uv, field.prepare(_with_depth(src, None)))
+    assert not bool(none.any())
+
+
+def test_depth_embedding_is_tanh_scales_through_w_or_the_learned_unknown():
+    from viewseg_core.model.field import DEPTH_FEATURE_SCALES, DepthEmbedding
+    emb = DepthEmbedding(8)
+    assert torch.equal(emb.proj.weight, torch.zeros(8, 4)) and torch.equal(emb.unknown, torch.zeros(8))
+    with torch.no_grad():
+        emb.proj.weight.normal_()
+        emb.unknown.normal_()
+    diff = torch.tensor([0.03, -0.5, float("nan"), 2.0])
+    known = torch.tensor([True, True, False, False])
+    e = emb.features(diff, known)
+    scales = torch.tensor(DEPTH_FEATURE_SCALES)
+    torch.testing.assert_close(e[:2], torch.tanh(diff[:2, None] / scales))
+    assert torch.equal(e[2:], torch.zeros(2, 4))                        # no NaN gets through
+    out = emb(e, known)
+    torch.testing.assert_close(out[:2], e[:2] @ emb.proj.weight.T)
+    torch.testing.assert_close(out[2:], emb.unknown.expand(2, 8))       # unknown: u, not W_z 0 = 0
+
+
+def test_depth_embedding_gradcheck():
+    """The module's gradients w.r.t. W_z and u (finite differences, float64)."""
+    from torch.func import functional_call
+
+    from viewseg_core.model.field import DepthEmbedding
+    emb = DepthEmbedding(3).double()
+    known = torch.tensor([True, True, False, True])
+    e = emb.features(torch.tensor([0.01, -0.2, 0.7, 0.0], dtype=torch.float64), known).double()
+    w = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    u = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda w, u: functional_call(emb, {"proj.weight": w, "unknown": u}, (e, known)), (w, u))
+
+
+def test_source_depth_starts_as_a_no_op():
+    """depth_embed is zero at init: the RGB field's weights in the RGB-D field give the same
+    function, bit for bit, with or without depth."""
+    plain, rgbd = _field(), _field(source_depth=True)
+    missing, unexpected = rgbd.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["depth_embed.proj.weight", "depth_embed.unknown"] and not unexpected
+    src, (pts, dirs) = _sources(CAMS), _points()
+    depth = 1.0 + torch.rand(2, 3, H, W, generator=torch.Generator().manual_seed(0))
+    depth[:, 1, :, :10] = float("nan")
+    a = plain(pts, dirs, plain.prepare(src))
+    for d in (depth, None):
+        b = rgbd(pts, dirs, rgbd.prepare(_with_depth(src, d)))
+        assert torch.equal(b.logits, a.logits) and torch.equal(b.density, a.density) and torch.equal(b.rgb, a.rgb)
+
+
+def test_unknown_depth_is_one_learned_value_whatever_says_unknown():
+    """NaN, 0 and no depth at all give the same output (the unknown embedding), which is not
+    the output of a zero cue; a measured depth gives another."""
+    field = _field(source_depth=True)
+    _randomise_depth_embed(field)
+    src, (pts, dirs) = _sources(CAMS), _points()
+    out = lambda d: field(pts, dirs, field.prepare(_with_depth(src, d)))  # noqa: E731
+    nan, zero, none = out(torch.full((2, 3, H, W), float("nan"))), out(torch.zeros(2, 3, H, W)), out(None)
+    assert torch.equal(nan.logits, zero.logits) and torch.equal(nan.logits, none.logits)
+    measured = out(torch.full((2, 3, H, W), 3.0))
+    assert (measured.logits - nan.logits).abs().max() > 1e-3
+    with torch.no_grad():
+        field.depth_embed.unknown.zero_()
+    assert (out(None).logits - nan.logits).abs().max() > 1e-3
+
+
+def test_depth_cue_gets_gradients_at_the_first_step():
+    field = _field(source_depth=True)
+    src, (pts, dirs) = _sources(CAMS), _points()
+    depth = 1.0 + 2.0 * torch.rand(2, 3, H, W, generator=torch.Generator().manual_seed(0))
+    depth[:, 0] = float("nan")                                          # view 0: no depth
+    out = field(pts, dirs, field.prepare(_with_depth(src, depth)))
+    (out.logits.square().sum() + out.density.sum()).backward()
+    assert field.depth_embed.proj.weight.grad.abs().sum() > 0
+    assert field.depth_embed.unknown.grad.abs().sum() > 0
+
+
+def test_source_depth_is_checked():
+    src = _sources(CAMS)
+    with pytest.raises(ValueError, match=r"depth must be float \[2, 3, H, W\]"):
+        _with_depth(src, torch.zeros(2, 3, 1, H, W))
+    with pytest.raises(ValueError, match="depth must be float"):
+        _with_depth(src, torch.zeros(2, 3, H, W, dtype=torch.int64))

@@ -1,0 +1,181 @@
+"""Depth guide: lifting source depth, the z-buffered splat and per-ray candidates, by hand.
+
+Hand case: a source camera at the origin looking down +z (identity pose) sees a
+fronto-parallel plane z = 2 m; K has f = 4 px, so a point at planar depth z moves by
+f * t / z pixels when the camera translates sideways by t.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from viewseg_core.model.depth_guide import (camera_guides, depth_pixel_centres, grid_scale, grid_size,
+                                            lift_source_depth, ray_guides, splat_depth)
+from viewseg_core.rays import grid_rays
+
+from .conftest import BoxRoom
+
+NAN = math.nan
+H, W = 4, 6
+
+
+def _K(f=4.0, cx=2.5, cy=1.5) -> torch.Tensor:
+    return torch.tensor([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]], dtype=torch.float64)
+
+
+def _pose(tx=0.0, ty=0.0, tz=0.0) -> torch.Tensor:
+    c2w = torch.eye(4, dtype=torch.float64)
+    c2w[:3, 3] = torch.tensor([tx, ty, tz], dtype=torch.float64)
+    return c2w
+
+
+def _splat(depths, source_poses, K_src, K_q, c2w_q, footprint, height=H, width=W, scale=1.0):
+    depth = torch.stack(depths)[None]                                   # [1, V, h, w]
+    V = depth.shape[1]
+    pts, known = lift_source_depth(depth, K_src.expand(1, V, 3, 3), torch.stack(source_poses)[None], height, width)
+    return splat_depth(pts, known, K_q[None, None], c2w_q[None, None], height, width, footprint, scale)[0, 0]
+
+
+def _rows(*row):
+    return torch.tensor([list(row)] * H, dtype=torch.float64)
+
+
+def test_lift_planar_depth_at_depth_pixel_centres():
+    # A 2x3 depth map covering a 4x6 image: depth pixel (0, 0) is centred on image (0.5, 0.5).
+    assert depth_pixel_centres(4, 6, 2, 3, dtype=torch.float64)[:2].tolist() == [[0.5, 0.5], [2.5, 0.5]]
+    depth = torch.tensor([[[[2.0, NAN, 0.0], [1.0, 3.0, -1.0]]]], dtype=torch.float64)
+    pts, known = lift_source_depth(depth, _K()[None, None], _pose(1.0)[None, None], 4, 6)
+    assert known[0].tolist() == [True, False, False, True, True, False]
+    # (u, v) = (0.5, 0.5), z = 2: x = (0.5 - 2.5) * 2 / 4 = -1 (+1 m camera offset), y = (0.5 - 1.5) * 2 / 4
+    torch.testing.assert_close(pts[0, 0], torch.tensor([0.0, -0.5, 2.0], dtype=torch.float64))
+    # (u, v) = (2.5, 2.5), z = 3: x = 0 + 1, y = 1 * 3 / 4
+    torch.testing.assert_close(pts[0, 4], torch.tensor([1.0, 0.75, 3.0], dtype=torch.float64))
+
+
+def test_splat_sideways_shift_by_hand():
+    """Query 0.375 m to the right: every point moves 4 * 0.375 / 2 = 0.75 px to the left."""
+    plane = torch.full((H, W), 2.0, dtype=torch.float64)
+    one = _splat([plane], [_pose()], _K(), _K(), _pose(0.375), footprint=1)
+    # Column u lands at u - 0.75: the pixel holding it is u - 1 (column 0's point leaves the
+    # image), so query column 5 gets nothing.
+    torch.testing.assert_close(one, _rows(2, 2, 2, 2, 2, NAN), equal_nan=True)
+    # 2x2: the two centres around u - 0.75, columns u - 1 and u: no hole.
+    two = _splat([plane], [_pose()], _K(), _K(), _pose(0.375), footprint=2)
+    torch.testing.assert_close(two, torch.full((H, W), 2.0, dtype=torch.float64))
+
+
+def test_splat_forward_move_magnifies_and_the_footprint_closes_the_cracks():
+    """Query 1 m forward, plane now 1 m away: u_q - 2 = 2 (u - 2) with cx = cy = 2."""
+    K = _K(cx=2.0, cy=2.0)
+    plane = torch.full((H, W), 2.0, dtype=torch.float64)
+    one = _splat([plane], [_pose()], K, K, _pose(tz=1.0), footprint=1)
+    # Columns 1, 2, 3 land on 0, 2, 4 (0 and 4, 5 leave the image); rows 1, 2 on 0, 2.
+    expect = torch.full((H, W), NAN, dtype=torch.float64)
+    expect[0::2, 0::2] = 1.0                                              # planar depth 2 - 1
+    torch.testing.assert_close(one, expect, equal_nan=True)
+    two = _splat([plane], [_pose()], K, K, _pose(tz=1.0), footprint=2)
+    torch.testing.assert_close(two, torch.full((H, W), 1.0, dtype=torch.float64))
+
+
+def test_zbuffer_keeps_the_nearest_of_two_surfaces():
+    """Source B sits at the query's pose: its pixels land on themselves. It measured a box at
+    1 m (row 1, columns 2-3, in front of A's plane) and a far point at 3 m (row 2, column 1,
+    behind the plane); elsewhere nothing."""
+    plane = torch.full((H, W), 2.0, dtype=torch.float64)
+    b = torch.full((H, W), NAN, dtype=torch.float64)
+    b[1, 2:4] = 1.0
+    b[2, 1] = 3.0
+    out = _splat([plane, b], [_pose(), _pose(0.375)], _K(), _K(), _pose(0.375), footprint=1)
+    expect = _rows(2, 2, 2, 2, 2, NAN)
+    expect[1, 2:4] = 1.0                                                  # nearer: B's box wins
+    torch.testing.assert_close(out, expect, equal_nan=True)               # (2, 1): A's 2 m beats B's 3 m
+    # Order of the sources does not matter.
+    swapped = _splat([b, plane], [_pose(0.375), _pose()], _K(), _K(), _pose(0.375), footprint=1)
+    torch.testing.assert_close(swapped, out, equal_nan=True)
+
+
+def test_points_behind_the_query_and_unknown_depth_are_not_splatted():
+    plane = torch.full((H, W), 2.0, dtype=torch.float64)
+    plane[:, :3] = NAN
+    plane[0, 3] = 0.0
+    behind = _splat([plane], [_pose()], _K(), _K(), _pose(tz=2.5), footprint=3)
+    assert torch.isnan(behind).all()
+    same = _splat([plane], [_pose()], _K(), _K(), _pose(), footprint=1)
+    expect = plane.clone()
+    expect[0, 3] = NAN
+    torch.testing.assert_close(same, expect, equal_nan=True)
+
+
+def test_ray_candidates_are_ray_distances():
+    """Planar 2 m at every pixel; the ray through (u, v) has z-component 1 / |((u - cx) / f,
+    (v - cy) / f, 1)|, so its candidate distance is 2 |(...)|."""
+    plane = torch.full((H, W), 2.0, dtype=torch.float64)
+    K, c2w = _K(), _pose(0.375)
+    rays = grid_rays(K[None], c2w[None], H, W)                            # [1, H*W]
+    depth = plane[None, None]
+    t = camera_guides(depth, K.expand(1, 1, 3, 3), _pose().expand(1, 1, 4, 4), H, W, K[None, None],
+                      c2w[None, None], H, W, rays.origins, rays.directions, footprint=1)
+    u = torch.arange(W, dtype=torch.float64).repeat(H)
+    v = torch.arange(H, dtype=torch.float64).repeat_interleave(W)
+    expect = 2.0 * torch.sqrt(((u - 2.5) / 4) ** 2 + ((v - 1.5) / 4) ** 2 + 1.0)
+    expect[u == 5] = NAN                                                  # column 5: no point (see above)
+    torch.testing.assert_close(t[0], expect, equal_nan=True)
+    # No depth at all: no candidates.
+    none = camera_guides(None, K.expand(1, 1, 3, 3), _pose().expand(1, 1, 4, 4), H, W, K[None, None],
+                         c2w[None, None], H, W, rays.origins, rays.directions)
+    assert none.shape == (1, H * W) and torch.isnan(none).all()
+
+
+def test_rays_read_the_splat_of_the_camera_they_start_from():
+    """Two cameras in one call: camera 0 sees the plane at 2 m, camera 1 (1 m forward) at
+    1 m; a ray from neither gets no candidate."""
+    plane = torch.full((H, W), 2.0, dtype=torch.float64)
+    pts, known = lift_source_depth(plane[None, None], _K()[None, None], _pose()[None, None], H, W)
+    Ks = _K().expand(1, 2, 3, 3)
+    poses = torch.stack([_pose(), _pose(tz=1.0)])[None]
+    images = splat_depth(pts, known, Ks, poses, H, W, footprint=2)
+    assert images.shape == (1, 2, H, W)
+    origins = torch.tensor([[[0.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.0, 0.0]]], dtype=torch.float64)
+    directions = torch.tensor([[[0.0, 0.0, 1.0]] * 3], dtype=torch.float64)
+    t = ray_guides(images, Ks, poses, H, W, 1.0, origins, directions)
+    torch.testing.assert_close(t[0, :2], torch.tensor([2.0, 1.0], dtype=torch.float64))
+    assert math.isnan(float(t[0, 2]))
+
+
+def test_coarse_grid_for_queries_finer_than_the_depth_maps():
+    """A query with twice the focal length of the 4x6 depth maps splats on a half-size grid,
+    and each ray reads the cell its pixel falls in."""
+    assert grid_scale(_K(f=8.0), _K(f=4.0), H, W, H, W) == 0.5
+    assert grid_scale(_K(f=4.0), _K(f=4.0), H, W, 2 * H, 2 * W) == 1.0  # denser depth: never above 1
+    assert grid_scale(_K(f=4.0), _K(f=4.0), H, W, H // 2, W // 2) == 0.5
+    assert grid_size(H * 2, W * 2, 0.5) == (H, W)
+    plane = torch.full((H, W), 2.0, dtype=torch.float64)
+    K_q = _K(f=8.0, cx=5.5, cy=3.5)                                       # an 8x12 image of the same view
+    rays = grid_rays(K_q[None], _pose()[None], 2 * H, 2 * W)
+    t = camera_guides(plane[None, None], _K().expand(1, 1, 3, 3), _pose().expand(1, 1, 4, 4), H, W,
+                      K_q[None, None], _pose()[None, None], 2 * H, 2 * W, rays.origins, rays.directions,
+                      footprint=1)
+    assert not torch.isnan(t).any()                                      # 1 px footprint, no crack
+    torch.testing.assert_close(t * rays.z_axis, torch.full_like(t, 2.0))
+
+
+def test_true_depth_guides_land_on_the_true_surface():
+    """The box room's exact source depth (80x60), splatted into the two targets between the
+    sources: nearly every pixel gets a candidate, and nearly every candidate is within the
+    default 0.1 m band of the target's true planar depth (the misses are depth edges, where
+    the footprint lets the foreground cover a cell of the background beside it)."""
+    room = BoxRoom(60, 80, 45.0)
+    depth = torch.stack([d for _, _, d in room.source])[None]           # [1, 4, H, W]
+    for i, c2w_t in enumerate(room.target_c2w):
+        rays = grid_rays(room.K[None], c2w_t[None], room.height, room.width)
+        t = camera_guides(depth, room.K.expand(1, 4, 3, 3), room.source_c2w[None], room.height, room.width,
+                          room.K[None, None], c2w_t[None, None], room.height, room.width, rays.origins,
+                          rays.directions, footprint=2)
+        planar = (t * rays.z_axis)[0]
+        truth = room.target[i][2].reshape(-1)
+        has = ~torch.isnan(planar)
+        err = (planar[has] - truth[has]).abs()
+        assert float(has.float().mean()) > 0.98
+        assert float(err.median()) < 0.01
+        assert float((err < 0.1).float().mean()) > 0.96

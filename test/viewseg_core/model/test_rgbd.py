@@ -1,0 +1,195 @@
+"""RGB-D ViewSeg (issue 15): an RGB model's weights start the RGB-D model as the same function,
+depth-guided sampling in training and in the query presets, and the dropout behaviour."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from viewseg_core.model.fast import PRESETS, render_query_stats
+from viewseg_core.model.viewseg import ModelConfig, ViewSeg
+from viewseg_core.model.weights import extend_model, load_state_strict, model_checkpoint, model_from_checkpoint
+from viewseg_core.rays import grid_rays, random_rays
+
+from .conftest import BoxRoom
+
+
+def _rgb_model(make_config, **overrides) -> ViewSeg:
+    """A tiny RGB model with every renderer weight random (so that every layer matters)."""
+    torch.manual_seed(0)
+    model = ViewSeg(make_config(**overrides)).eval()
+    with torch.no_grad():
+        for p in model.renderer.parameters():
+            p.copy_(torch.randn_like(p) * (0.3 / max(1, p.shape[-1]) ** 0.5 if p.ndim > 1 else 0.1))
+    return model
+
+
+def _source_depth(room, holes: bool = True) -> torch.Tensor:
+    """[1, 4, H, W] the room's exact source depth, with a NaN block and a zero block."""
+    depth = torch.stack([d for _, _, d in room.source])[None].clone()
+    if holes:
+        depth[0, 0, 2:8, 3:12] = math.nan
+        depth[0, 2, 10:14, 20:30] = 0.0
+    return depth
+
+
+def _sources(model, room, depth=None):
+    rgb = room.source_rgb()
+    with torch.no_grad():
+        feats = model.encode_sources(rgb)
+    return model.make_sources(feats, room.K.expand(1, 4, 3, 3), room.source_c2w[None], room.height, room.width,
+                              rgb=rgb, depth=depth)
+
+
+def _equal(a, b) -> bool:
+    return all(torch.equal(torch.nan_to_num(x, nan=-1.0), torch.nan_to_num(y, nan=-1.0))
+               for x, y in ((a.logits, b.logits), (a.depth, b.depth), (a.rgb, b.rgb), (a.opacity, b.opacity)))
+
+
+def test_new_config_keys_default_off_and_old_checkpoints_load():
+    cfg = ModelConfig()
+    assert (cfg.source_depth, cfg.depth_guided, cfg.guide_samples, cfg.guide_band, cfg.guide_footprint) == \
+        (False, False, 8, 0.1, 2)
+    assert not cfg.reads_source_depth and ModelConfig(depth_guided=True).reads_source_depth
+    for bad in ({"guide_band": 0.0}, {"guide_samples": 0}, {"guide_footprint": 0}):
+        with pytest.raises(ValueError, match="must be positive"):
+            ModelConfig(**bad)
+
+
+def test_rgb_checkpoint_starts_the_rgbd_model_bit_identically(make_config, box_room):
+    """A checkpoint written before these keys existed loads as RGB; extend_model adds the
+    depth cue as a no-op: the same images, bit for bit, from the reference and the fast path."""
+    rgb_model = _rgb_model(make_config, view_pooling="mean_var", source_rgb=True)
+    ckpt = model_checkpoint(rgb_model)
+    for key in ("source_depth", "depth_guided", "guide_samples", "guide_band", "guide_footprint"):
+        del ckpt["config"][key]
+    old = model_from_checkpoint(ckpt, "old.pt").eval()
+    assert not old.config.source_depth and not old.config.depth_guided
+    rgbd = extend_model(old, source_depth=True)
+    assert rgbd.renderer.coarse.depth_embed is not None and not rgbd.training
+    with pytest.raises(ValueError, match="missing 4: .*depth_embed"):
+        load_state_strict(ViewSeg(rgbd.config), old.state_dict(), "old.pt")
+    depth = _source_depth(box_room)
+    H, W, K, c2w = box_room.height, box_room.width, box_room.K, box_room.target_c2w[0]
+    with torch.no_grad():
+        a = old.render(K, c2w, H, W, _sources(old, box_room))
+        b = rgbd.render(K, c2w, H, W, _sources(rgbd, box_room, depth))
+    assert _equal(a, b)
+    fa, _ = render_query_stats(old, K, c2w, H, W, _sources(old, box_room), "fast")
+    fb, _ = render_query_stats(rgbd, K, c2w, H, W, _sources(rgbd, box_room, depth), "fast")
+    assert _equal(fa, fb)
+
+
+def test_depth_guided_without_depth_is_the_rgb_coarse_pass(make_config, box_room):
+    """Keyframes without depth (dropout behaviour): every ray gets num_coarse + guide_samples
+    stratified samples, the RGB model with that many coarse samples."""
+    rgb_model = _rgb_model(make_config, num_coarse=8, num_fine=8)
+    guided = extend_model(rgb_model, source_depth=True, depth_guided=True, guide_samples=8)
+    dense = extend_model(rgb_model, num_coarse=16)
+    H, W, K, c2w = box_room.height, box_room.width, box_room.K, box_room.target_c2w[1]
+    with torch.no_grad():
+        a = dense.render(K, c2w, H, W, _sources(dense, box_room))
+        b = guided.render(K, c2w, H, W, _sources(guided, box_room))
+        nan = guided.render(K, c2w, H, W, _sources(guided, box_room, torch.full((1, 4, H, W), math.nan)))
+    assert _equal(a, b) and _equal(a, nan)
+
+
+def test_rgbd_preset_matches_the_reference_path(make_config, box_room, monkeypatch):
+    """The rgbd preset (8 stratified + 8 band, one pass) renders what ViewSeg.render renders
+    for a depth-guided model with those counts, to float rounding; 16 points per ray."""
+    model = extend_model(_rgb_model(make_config, num_coarse=8, num_fine=0), source_depth=True,
+                         depth_guided=True, guide_samples=8)
+    with torch.no_grad():
+        model.renderer.coarse.depth_embed.proj.weight.normal_(0, 0.3)
+        model.renderer.coarse.depth_embed.unknown.normal_(0, 0.3)
+    sources = _sources(model, box_room, _source_depth(box_room))
+    H, W, K, c2w = box_room.height, box_room.width, box_room.K, box_room.target_c2w[0]
+    fast, stats = render_query_stats(model, K, c2w, H, W, sources, "rgbd")
+    assert PRESETS["rgbd"].label == "rgbd (8s+8b+0)"
+    assert stats.points_per_ray == 16 and stats.fine_points == 0
+    monkeypatch.setenv("VIEWSEG_COMPOSITING", "reference")
+    model.set_projected_features(False)
+    ref = model.render(K, c2w, H, W, sources)
+    scale = float(ref.logits.abs().max())
+    assert float((fast.logits - ref.logits).abs().max()) < 1e-4 * scale
+    torch.testing.assert_close(fast.depth, ref.depth, rtol=1e-4, atol=1e-4, equal_nan=True)
+    # The preset on an RGB model's sources without depth: the 16 samples are stratified.
+    plain, st = render_query_stats(model, K, c2w, H, W, _sources(model, box_room), "rgbd")
+    assert st.points_per_ray == 16 and not _equal(plain, fast)
+
+
+def _training_batch(room, B=2, R=60, Rs=16, seed=0, depth=True):
+    g = torch.Generator().manual_seed(seed)
+    H, W = room.height, room.width
+    tgt = room.target_c2w[torch.arange(B) % 2]
+    rays, idx = random_rays(room.K.expand(B, 3, 3), tgt, H, W, R, g, near=0.1, far=6.0)
+    srays, sidx = random_rays(room.K.expand(B, 4, 3, 3), room.source_c2w.expand(B, 4, 4, 4), H, W, Rs // 4, g,
+                              near=0.1, far=6.0)
+    batch = {"source_rgb": room.source_rgb().expand(B, -1, -1, -1, -1), "source_K": room.K.expand(B, 4, 3, 3),
+             "source_c2w": room.source_c2w.expand(B, 4, 4, 4), "target_rays": rays,
+             "source_rays": srays.reshape(B, -1), "target_K": room.K.expand(B, 3, 3), "target_c2w": tgt,
+             "target_size": torch.tensor([H, W]).expand(B, 2)}
+    if depth:
+        batch["source_depth_input"] = _source_depth(room).expand(B, -1, -1, -1)
+    truth = torch.stack([room.target[b % 2][2].reshape(-1)[idx[b]] for b in range(B)])          # [B, R]
+    src_truth = torch.stack([torch.stack([room.source[v][2].reshape(-1)[sidx[b, v]] for v in range(4)])
+                             for b in range(B)]).reshape(B, -1)                                     # [B, Rs]
+    return batch, torch.cat([truth, src_truth], dim=1)
+
+
+def test_training_samples_bracket_the_measured_surface(make_config):
+    """Training forward of a depth-guided model: target rays are guided by the splat into the
+    target camera, source rays by the splats into their own cameras; wherever a ray has a
+    candidate, its 8 jittered band samples lie within 0.1 m of it, and the candidates are
+    the true surface for nearly every ray."""
+    room = BoxRoom(48, 64, 36.0)                                      # twice the fixture's resolution
+    torch.manual_seed(0)
+    model = ViewSeg(make_config(source_depth=True, depth_guided=True, guide_samples=8, num_coarse=4)).train()
+    batch, truth = _training_batch(room)
+    out = model(batch, generator=torch.Generator().manual_seed(0))
+    t = torch.cat([out["target"].coarse.t, out["source"].coarse.t], dim=1)                           # [B, R+Rs, 12]
+    rays = type(batch["target_rays"]).cat([batch["target_rays"], batch["source_rays"]], dim=1)
+    sources = model.make_sources(torch.zeros(2, 4, 32, 12, 16), batch["source_K"], batch["source_c2w"], 48, 64,
+                                 depth=batch["source_depth_input"])
+    guide = model._training_guides(batch, sources, batch["target_rays"], batch["source_rays"])
+    has = ~torch.isnan(guide)
+    assert float(has.float().mean()) > 0.95
+    in_band = ((t - guide[..., None]).abs() <= 0.1 + 1e-6).sum(-1)
+    assert bool((in_band[has] >= 8).all())
+    assert bool((t[..., 1:] >= t[..., :-1]).all())
+    planar = guide * rays.z_axis
+    err = (planar - truth)[has].abs()
+    assert float((err < 0.1).float().mean()) > 0.95
+    # The depth cue reaches the loss from the first step.
+    out["target"].coarse.logits.square().mean().backward()
+    assert model.renderer.coarse.depth_embed.proj.weight.grad.abs().sum() > 0
+
+
+def test_training_batch_without_depth_or_target_camera(make_config, box_room):
+    torch.manual_seed(0)
+    model = ViewSeg(make_config(source_depth=True, depth_guided=True, num_coarse=4, guide_samples=4)).train()
+    batch, _ = _training_batch(box_room, depth=False)                  # dropout behaviour: no candidates
+    out = model(batch, perturb=False)
+    rays = batch["target_rays"]
+    from viewseg_core.sampling import stratified_samples
+    assert torch.equal(out["target"].coarse.t, stratified_samples(rays, 8, perturb=False))
+    batch, _ = _training_batch(box_room)
+    for key in ("target_K", "target_c2w", "target_size"):
+        del batch[key]
+    with pytest.raises(ValueError, match=r"needs the target camera: it lacks \['target_K', 'target_c2w', "
+                                         r"'target_size'\]"):
+        model(batch)
+    # An RGB model ignores source depth entirely.
+    rgb = ViewSeg(dataclasses.replace(model.config, source_depth=False, depth_guided=False))
+    batch, _ = _training_batch(box_room)
+    rgb(batch)
+
+
+def test_renderer_refuses_depth_without_guides(make_config, box_room):
+    model = ViewSeg(make_config(depth_guided=True)).eval()
+    sources = _sources(model, box_room, _source_depth(box_room))
+    rays = grid_rays(box_room.K[None], box_room.target_c2w[:1], box_room.height, box_room.width)
+    with pytest.raises(ValueError, match="needs guide distances"):
+        model.renderer(rays, sources)
