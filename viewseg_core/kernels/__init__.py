@@ -40,14 +40,15 @@ def interpret_requested() -> bool:
 def load(name: str, interpret: bool) -> ModuleType:
     """The kernel module ``viewseg_core.kernels.<name>``, compiled or interpreted.
 
-    With ``TRITON_INTERPRET=1`` already in the environment the normal import is interpreted
-    too, so both requests return an interpreting module then.
+    ``interpret=True`` always returns the private interpreted copy (so that a test never
+    turns the shared module into an interpreted one); ``interpret=False`` the normal module,
+    which triton interprets anyway if ``TRITON_INTERPRET=1`` was set when it was imported.
     """
     ok, why = triton_available()
     if not ok:
         raise TritonUnavailable(why)
     qualified = f"{__name__}.{name}"
-    if not interpret or interpret_requested():
+    if not interpret:
         return importlib.import_module(qualified)
     with _lock:
         mod = _interpreted.get(name)

@@ -35,8 +35,10 @@ to bf16 too, so the fused path is, if anything, closer to the fp32 reference).
 the CPU interpreter tests. Outputs are float32 whatever the weights' dtype.
 
 Devices: CUDA with compute capability >= 8.0 (bf16 ``tl.dot``). On CPU the kernel runs only
-under the triton interpreter (``interpret=True`` or ``TRITON_INTERPRET=1``), which is for
-parity tests: it is orders of magnitude slower than the PyTorch field.
+under the triton interpreter, and only when asked explicitly (``interpret=True``): that is
+for parity tests, orders of magnitude slower than the PyTorch field, so a dispatcher that
+asks ``fused_supported(field, device)`` on CPU always hears "no" (even with
+``TRITON_INTERPRET=1`` in the environment).
 
 Training keeps the PyTorch field. A backward needs, per (point, view), the pre-activations
 of all 2 * n_blocks layers (or their recomputation inside the backward kernel) and weight
@@ -86,10 +88,7 @@ def _pow2(n: int, minimum: int = 16) -> int:
 
 
 def _interpret_mode(device: torch.device, interpret: bool | None) -> bool:
-    from viewseg_core.kernels import interpret_requested
-
-    if interpret is None:
-        return device.type != "cuda" and interpret_requested()
+    """Interpreter only on request: None means compiled (CUDA)."""
     return bool(interpret)
 
 
@@ -140,8 +139,8 @@ def fused_supported(field: nn.Module, device: torch.device | str, prepared: Prep
     """(True, "") if :func:`fused_field_forward` can evaluate ``field`` on ``device``, else
     (False, the reason). ``prepared`` (optional) is checked too.
 
-    CPU counts as supported only in interpreter mode (``interpret=True`` or
-    ``TRITON_INTERPRET=1``): the interpreter is for tests, never for speed.
+    CPU counts as supported only with ``interpret=True`` (the triton interpreter: tests,
+    never speed).
     Autograd is checked at call time (the fused path is inference-only).
     """
     device = torch.device(device)
@@ -163,7 +162,7 @@ def fused_supported(field: nn.Module, device: torch.device | str, prepared: Prep
             return False, f"compute capability {major}.{minor} < 8.0 (bf16 tl.dot)"
     else:
         return False, (f"device {device.type}: the fused kernel runs on CUDA (on CPU only under the "
-                       "triton interpreter, TRITON_INTERPRET=1, for tests)")
+                       "triton interpreter, interpret=True, for tests)")
     if prepared is not None:
         maps = prepared.maps
         if maps.ndim != 4 or maps.shape[1] != field.config.hidden_dim:
@@ -316,8 +315,7 @@ def fused_field_forward(field: SemanticField, points: torch.Tensor, directions: 
         field, points [B, R, S, 3], directions [B, R, 3], prepared: as for ``field(...)``.
         precision: "bf16" (CUDA default) or "fp32" (IEEE; the interpreter's default).
         block_points, num_warps: launch configuration (defaults: untuned, see the module).
-        interpret: run under the triton interpreter (CPU tensors); None: when
-            ``TRITON_INTERPRET=1`` and the tensors are not on CUDA.
+        interpret: run under the triton interpreter (CPU tensors; tests only). Default: compiled.
     Returns:
         FieldOutput: logits [B, R, S, C], rgb [B, R, S, 3], density [B, R, S] float32;
         num_visible [B, R, S] int64.
