@@ -72,10 +72,12 @@ _KNOWN_CHILDREN = {"embed_xyz", "embed_dir", "lin_in", "blocks", "pool_proj", "s
                    "rgb_density_head"}
 _REFUSED_CHILDREN = {"colour_proj": "source_rgb (the source colour term)",
                      "depth_embed": "source_depth (the measured-depth cue)"}
-# Launch defaults. NOT tuned: chosen without a GPU (register file: 4 fp32 [P, H] tiles live
-# across the view loop). benchmarks/bench_fused_field.py sweeps them on CUDA.
-DEFAULT_BLOCK_POINTS = {16: 64, 32: 64, 64: 64, 128: 32, 256: 16}
-DEFAULT_NUM_WARPS = {16: 4, 32: 4, 64: 4, 128: 8, 256: 8}
+# Launch defaults: points per program and warps, by hidden width. The kernel's dots have
+# M = points x views (rounded up to a power of two) rows: 16 points x 4 views = 64 rows, the
+# smallest M for Hopper's wgmma. NOT tuned (chosen without a GPU from sm_90 builds' register
+# and spill counts, docs/benchmarks.md); benchmarks/bench_fused_field.py sweeps them on CUDA.
+DEFAULT_BLOCK_POINTS = {16: 16, 32: 16, 64: 16, 128: 16, 256: 16}
+DEFAULT_NUM_WARPS = {16: 4, 32: 4, 64: 4, 128: 4, 256: 8}
 INTERPRET_BLOCK_POINTS = 64  # fewer, larger programs: the interpreter's cost is per op
 
 
@@ -403,7 +405,7 @@ def fused_field_forward(field: SemanticField, points: torch.Tensor, directions: 
         float(width), float(height), grid_sx, grid_sy, map_w, map_h, float(map_w), float(map_h),
         H=H, LX=d["Lx"], LXS=max(d["Lx"], 1), XP=d["Kx"], LD=d["Ld"], LDS=max(d["Ld"], 1), DP=d["Kd"],
         NB=d["NB"], NHB=d["NHB"], CP=d["CP"], MEAN_VAR=d["MEAN_VAR"],
-        BLOCK_P=block_points, DOT=dot, num_warps=num_warps,
+        BLOCK_P=block_points, VP=_pow2(V, 1), DOT=dot, num_warps=num_warps,
     )
     return FieldOutput(logits=logits, rgb=rgb, density=density, num_visible=count)
 

@@ -16,7 +16,10 @@ costs ~0.5 s per program of 64 points on the shared 2-core machine). Tolerances:
   12% of points have a smaller margin; the fused bf16 argmax agrees on 119 of 120 points
   overall, PyTorch's own bf16 autocast on 118);
 - the visibility mask: views that see nothing (behind the points, or padding views marked
-  invalid) leave every output bit-identical.
+  invalid) leave the visible counts and zero densities identical and every value within
+  float32 rounding (1e-5; measured 3.6e-7 on logits): not bit-identical, because the kernel
+  runs each layer as one GEMM over (point, view) rows and more views change the GEMM's shape,
+  hence its blocking and summation order.
 
 GPU (``gpu`` marker): the compiled kernel at the paper architecture (feature 256, hidden 128,
 4 views, 8192 points per batch element) against the float32 PyTorch field, same criteria.
@@ -137,6 +140,15 @@ def _argmax_agreement(out: FieldOutput, ref: FieldOutput, margin: float = 0.0) -
     return float(same[decisive].float().mean()) if n else 1.0, n
 
 
+def _assert_same(a: FieldOutput, b: FieldOutput, tol: float = 1e-5) -> None:
+    """Equal up to float32 rounding: counts exactly, values within ``tol``."""
+    assert torch.equal(a.num_visible, b.num_visible)
+    assert torch.equal(a.density == 0, b.density == 0)
+    assert _logit_error(a, b) <= tol
+    torch.testing.assert_close(a.rgb, b.rgb, rtol=0, atol=tol)
+    torch.testing.assert_close(a.density, b.density, rtol=tol, atol=tol)
+
+
 def _assert_parity(out: FieldOutput, ref: FieldOutput, tol: float = FP32_TOL) -> None:
     assert out.logits.shape == ref.logits.shape and out.rgb.shape == ref.rgb.shape
     assert out.density.shape == ref.density.shape and out.num_visible.shape == ref.num_visible.shape
@@ -175,16 +187,14 @@ def test_interpreter_fp32_parity(pooling):
 
 def test_invisible_and_padding_views_change_nothing():
     """Views that see no point (one behind them all, one that would see them but is marked
-    invalid) leave every output bit-identical: the mask excludes them from the pooling."""
+    invalid) change nothing: the mask excludes them from the pooling."""
     field, src, pts, dirs, ref, out = _case("mean_var")
     more = _with_extra_views(src)
     # The padding view would see most points if it were valid; the turned one sees none.
     seen_if_valid = _ref(field, pts, dirs, dataclasses.replace(more, valid=None)).num_visible
     assert int((seen_if_valid - ref.num_visible).max()) == 1
     assert float((seen_if_valid > ref.num_visible).float().mean()) > 0.3
-    out6 = _fused(field, pts, dirs, more, interpret=True)
-    for name in ("logits", "rgb", "density", "num_visible"):
-        assert torch.equal(getattr(out6, name), getattr(out, name)), name
+    _assert_same(_fused(field, pts, dirs, more, interpret=True), out)
 
 
 def test_interpreter_bf16_within_documented_tolerance():
@@ -196,12 +206,12 @@ def test_interpreter_bf16_within_documented_tolerance():
 
 
 def test_single_sample_rays_and_weight_updates():
-    """S = 1 (the packed fine pass calls the field so), one partial tile, and packed weights
-    that follow in-place updates of the parameters."""
+    """S = 1 (the packed fine pass calls the field so), one view, 16-point tiles (three
+    programs, the last one partial), and packed weights that follow in-place updates."""
     field = _field(seed=3)
     src = _sources(cams=CAMS[:1])
     pts, dirs = _points(B=1, R=37, S=1, seed=4)
-    _assert_parity(_fused(field, pts, dirs, src, interpret=True), _ref(field, pts, dirs, src))
+    _assert_parity(_fused(field, pts, dirs, src, interpret=True, block_points=16), _ref(field, pts, dirs, src))
     with torch.no_grad():
         field.blocks[0].fc1.weight.mul_(-1.5)
         field.semantic_head.out.bias.add_(0.3)
@@ -294,7 +304,5 @@ def test_gpu_invisible_and_padding_views_change_nothing():
     seen_if_valid = _ref(field, pts, dirs, dataclasses.replace(more, valid=None)).num_visible
     assert int((seen_if_valid - _ref(field, pts, dirs, src).num_visible).max()) == 1
     for precision in ("fp32", "bf16"):
-        a = _fused(field, pts, dirs, src, precision=precision)
-        b = _fused(field, pts, dirs, more, precision=precision)
-        for name in ("logits", "rgb", "density", "num_visible"):
-            assert torch.equal(getattr(a, name), getattr(b, name)), (precision, name)
+        _assert_same(_fused(field, pts, dirs, more, precision=precision),
+                     _fused(field, pts, dirs, src, precision=precision))
