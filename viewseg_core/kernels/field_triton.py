@@ -144,9 +144,10 @@ def field_forward_kernel(
     VP: V rounded up to a power of two (views past V are masked out).
 
     Layout: the per-view part runs on BLOCK_P * VP rows, row = (point, view) with the view
-    fastest, so every layer is ONE ``tl.dot`` with M = BLOCK_P * VP (each weight tile is
-    loaded once per program, not once per view, and no accumulator lives across a loop over
-    views: a view loop measured 1.4-7.6 KB of register spills per thread in sm_90 builds).
+    fastest, so every layer is ONE ``tl.dot`` with M = BLOCK_P * VP: each weight tile is
+    loaded once per program instead of once per view, and 16 points x 4 views already give
+    the M = 64 of Hopper's wgmma (a first version looped over views with [BLOCK_P, H]
+    accumulators; both layouts spill registers in sm_90 builds, see docs/benchmarks.md).
     The masked sums over views are a reshape to [BLOCK_P, VP, H] and a reduction.
     """
     pid = tl.program_id(0)
@@ -232,10 +233,10 @@ def field_forward_kernel(
     m10 = (vis & in_x1)[:, None]
     m01 = (vis & in_y1)[:, None]
     m11 = (vis & in_x1 & in_y1)[:, None]
-    hv = wnw[:, None] * tl.load(maps_ptr + pix[:, None] * H + rh[None, :], mask=m00, other=0.0)
-    hv += wne[:, None] * tl.load(maps_ptr + (pix + 1)[:, None] * H + rh[None, :], mask=m10, other=0.0)
-    hv += wsw[:, None] * tl.load(maps_ptr + (pix + map_w)[:, None] * H + rh[None, :], mask=m01, other=0.0)
-    hv += wse[:, None] * tl.load(maps_ptr + (pix + map_w + 1)[:, None] * H + rh[None, :], mask=m11, other=0.0)
+    hv = wnw[:, None] * tl.load(maps_ptr + pix[:, None] * H + rh[None, :], mask=m00, other=0.0).to(tl.float32)
+    hv += wne[:, None] * tl.load(maps_ptr + (pix + 1)[:, None] * H + rh[None, :], mask=m10, other=0.0).to(tl.float32)
+    hv += wsw[:, None] * tl.load(maps_ptr + (pix + map_w)[:, None] * H + rh[None, :], mask=m01, other=0.0).to(tl.float32)
+    hv += wse[:, None] * tl.load(maps_ptr + (pix + map_w + 1)[:, None] * H + rh[None, :], mask=m11, other=0.0).to(tl.float32)
 
     # First layer: W_x gamma(x_v) + W_d gamma(d_v) + b + (W_f F_v)(pi_v(x)).
     e0 = r00 * d0 + r10 * d1 + r20 * d2

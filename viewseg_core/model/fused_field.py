@@ -77,7 +77,7 @@ _REFUSED_CHILDREN = {"colour_proj": "source_rgb (the source colour term)",
 # smallest M for Hopper's wgmma. NOT tuned (chosen without a GPU from sm_90 builds' register
 # and spill counts, docs/benchmarks.md); benchmarks/bench_fused_field.py sweeps them on CUDA.
 DEFAULT_BLOCK_POINTS = {16: 16, 32: 16, 64: 16, 128: 16, 256: 16}
-DEFAULT_NUM_WARPS = {16: 4, 32: 4, 64: 4, 128: 4, 256: 8}
+DEFAULT_NUM_WARPS = {16: 4, 32: 4, 64: 4, 128: 8, 256: 8}
 INTERPRET_BLOCK_POINTS = 64  # fewer, larger programs: the interpreter's cost is per op
 
 
