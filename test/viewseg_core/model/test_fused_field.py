@@ -205,17 +205,21 @@ def test_interpreter_bf16_within_documented_tolerance():
     assert n >= 0.8 * ref.logits[..., 0].numel() and agree >= 0.99
 
 
-def test_single_sample_rays_and_weight_updates():
-    """S = 1 (the packed fine pass calls the field so), one view, 16-point tiles (three
-    programs, the last one partial), and packed weights that follow in-place updates."""
+@pytest.mark.parametrize("views", [1, 3])
+def test_single_sample_rays_and_weight_updates(views):
+    """S = 1 (the packed fine pass calls the field so), 1 view or 3 (one padded row slot per
+    point: views are rounded up to a power of two), 16-point tiles (three programs, the last
+    one partial), and packed weights that follow in-place updates of the parameters."""
     field = _field(seed=3)
-    src = _sources(cams=CAMS[:1])
+    src = _sources(cams=[CAMS[0][:views]])
     pts, dirs = _points(B=1, R=37, S=1, seed=4)
-    _assert_parity(_fused(field, pts, dirs, src, interpret=True, block_points=16), _ref(field, pts, dirs, src))
+    ref = _ref(field, pts, dirs, src)
+    assert ref.num_visible.max() == views and ref.num_visible.min() == 0
+    _assert_parity(_fused(field, pts, dirs, src, interpret=True, block_points=16), ref)
     with torch.no_grad():
         field.blocks[0].fc1.weight.mul_(-1.5)
         field.semantic_head.out.bias.add_(0.3)
-    _assert_parity(_fused(field, pts, dirs, src, interpret=True), _ref(field, pts, dirs, src))
+    _assert_parity(_fused(field, pts, dirs, src, interpret=True, block_points=16), _ref(field, pts, dirs, src))
 
 
 class _Extra(nn.Module):
