@@ -29,6 +29,7 @@ Reported (and appended as a row of the "Load" section of docs/benchmarks.md):
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as _dt
 import json
 import os
@@ -89,10 +90,6 @@ class Camera:
              "-p", f"width:={width}", "-p", f"height:={height}", "-p", "start_delay_s:=0.5"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         self.started = time.monotonic()
-
-    def views_shown(self, frames_per_view: int) -> int:
-        """Views published so far (from the clock: the stream keeps its rate)."""
-        return min(self.views, int(max(0.0, time.monotonic() - self.started - 0.5) * 15.0 / frames_per_view))
 
     def finish(self) -> dict:
         out, err = self.process.communicate(timeout=120)
@@ -178,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         before = admitted()
         results: list[tuple[str, float, float]] = []  # (outcome, seconds end to end, node's render_time)
         results_lock = threading.Lock()
+        reasons: collections.Counter = collections.Counter()
         stop = threading.Event()
         camera = Camera(first, load_views, args.frames_per_view, cw, ch)
         rss: list[tuple[float, float]] = []
@@ -187,8 +185,13 @@ def main(argv: list[str] | None = None) -> int:
             client.wait_for_service(timeout_sec=10.0)
             rng = random.Random(index)
             while not stop.is_set():
-                shown = max(1, camera.views_shown(args.frames_per_view))
-                view = first + rng.randrange(max(1, shown - 8), shown + 1) - 1
+                # Near the views the node has made keyframes of (the camera process takes a few
+                # seconds to start, so its clock says nothing about what has arrived).
+                kept = int(diagnostics["keyframes_admitted"]) - before
+                if kept < 1:
+                    time.sleep(0.05)
+                    continue
+                view = first + rng.randrange(max(0, kept - 8), kept)
                 request = RenderView.Request()
                 request.pose = matrix_to_pose_stamped(view_pose(view, 0.5, 20.0), "map")
                 request.camera_info.width, request.camera_info.height = qw, qh
@@ -206,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
                     outcome = ("served" if response.success else
                                "busy" if response.message.startswith("busy") else "refused")
                     render = response.render_time
+                    if outcome == "refused":
+                        with results_lock:
+                            reasons[response.message.split(":")[0][:80]] += 1
                 with results_lock:
                     results.append((outcome, elapsed, render))
 
@@ -244,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load: {args.clients} clients for {load_s:.0f} s, queries {qw}x{qh}: {counts}; "
           f"p50 {p50:.0f} ms, p99 {p99:.0f} ms (the node's render_time p50 {render_p50:.0f} ms; the rest is "
           f"waiting behind other clients' renders)")
+    if reasons:
+        print("refusals:", "; ".join(f"{n} x {why}" for why, n in reasons.most_common(3)))
     print(f"keyframe admission: {load_rate:.0%} under load vs {idle_rate:.0%} idle ({admission:.0%} of idle)")
     print(f"node RSS: {rss_start:.0f} MB after warm-up, {rss_end:.0f} MB at the end ({drift:+.1%})")
     if not args.no_record:
