@@ -248,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                     best = min(timings)[1:]
             cases = [("pytorch bf16", "2048-ray chunks", lambda: torch_field(field, pts, dirs, prepared, True))]
             if args.fp32:
-                cases.append(("pytorch fp32", "2048-ray chunks", lambda: torch_field(field, pts, dirs, prepared, False)))
+                cases.append(("pytorch fp32", "2048-ray chunks",
+                              lambda: torch_field(field, pts, dirs, prepared, False)))
             bp, nw = best if best else (None, None)
             launch = f"block {bp}, warps {nw}" if best else "defaults"
             cases.append(("fused bf16", launch, lambda: fused("bf16", bp, nw).logits))
@@ -268,13 +269,13 @@ def main(argv: list[str] | None = None) -> int:
                       f"  {gflop:8.1f} GFLOP {tflops:7.2f} TFLOP/s {100 * tflops / peak:5.1f}% of matmul  {speed:>7s}"
                       f"  err {err:.1e} argmax {100 * agree:.2f}%")
                 results.append(dict(device=dev_name, pooling=pooling, pass_=name, rays=R, samples=samples,
-                                    views=args.views, path=path, launch=launch_desc, median_ms=med, p90_ms=p90(times),
-                                    gflop=gflop, tflops=tflops, matmul_tflops=peak, speedup=base / med if base else None,
-                                    logit_err=err, argmax=agree))
+                                    views=args.views, path=path, launch=launch_desc, median_ms=med,
+                                    p90_ms=p90(times), gflop=gflop, tflops=tflops, matmul_tflops=peak,
+                                    speedup=base / med if base else None, logit_err=err, argmax=agree))
                 rows.append(f"| {date} | {dev_name} | {torch.__version__} | {triton.__version__} | {pooling} | {label} "
                             f"| {path} | {launch_desc} | {med:.2f} | {p90(times):.2f} | {gflop:.1f} | {tflops:.2f} "
                             f"| {100 * tflops / peak:.1f} | {speed} | {err:.1e} | {100 * agree:.2f}% |\n")
-            del pts, dirs, prepared
+            pts = dirs = prepared = None  # free the pass's tensors before the next one
             torch.cuda.empty_cache()
     print(f"load average {load_avg():.1f}")
     if args.json:

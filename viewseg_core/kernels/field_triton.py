@@ -233,10 +233,12 @@ def field_forward_kernel(
     m10 = (vis & in_x1)[:, None]
     m01 = (vis & in_y1)[:, None]
     m11 = (vis & in_x1 & in_y1)[:, None]
-    hv = wnw[:, None] * tl.load(maps_ptr + pix[:, None] * H + rh[None, :], mask=m00, other=0.0).to(tl.float32)
-    hv += wne[:, None] * tl.load(maps_ptr + (pix + 1)[:, None] * H + rh[None, :], mask=m10, other=0.0).to(tl.float32)
-    hv += wsw[:, None] * tl.load(maps_ptr + (pix + map_w)[:, None] * H + rh[None, :], mask=m01, other=0.0).to(tl.float32)
-    hv += wse[:, None] * tl.load(maps_ptr + (pix + map_w + 1)[:, None] * H + rh[None, :], mask=m11, other=0.0).to(tl.float32)
+    cols = rh[None, :]
+    hv = wnw[:, None] * tl.load(maps_ptr + pix[:, None] * H + cols, mask=m00, other=0.0).to(tl.float32)
+    hv += wne[:, None] * tl.load(maps_ptr + (pix + 1)[:, None] * H + cols, mask=m10, other=0.0).to(tl.float32)
+    hv += wsw[:, None] * tl.load(maps_ptr + (pix + map_w)[:, None] * H + cols, mask=m01, other=0.0).to(tl.float32)
+    hv += wse[:, None] * tl.load(maps_ptr + (pix + map_w + 1)[:, None] * H + cols, mask=m11,
+                                 other=0.0).to(tl.float32)
 
     # First layer: W_x gamma(x_v) + W_d gamma(d_v) + b + (W_f F_v)(pi_v(x)).
     e0 = r00 * d0 + r10 * d1 + r20 * d2
