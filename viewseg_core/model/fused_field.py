@@ -10,8 +10,9 @@ exactly: same unnormalisation, clamping and corner weights), the embedding terms
 first layer, the per-view residual blocks (``tl.dot``), masked mean (and variance) over the
 views that see the point, the pooling layer, both heads, sigmoid/softplus. Only logits,
 rgb, density and the visible-view count are written; the [points, views, hidden]
-activations that the PyTorch field streams through memory a dozen times stay on chip. A
-tile skips a view that none of its points sees.
+activations that the PyTorch field streams through memory a dozen times stay on chip.
+Every (point, view) row is computed, visible or not (the mask applies at the pooling), as
+in the PyTorch field: visibility compaction is not done.
 
 Supported (:func:`fused_supported` says why not otherwise; the caller then keeps the
 PyTorch field):
