@@ -39,6 +39,17 @@ random weights), or a model/checkpoint file. Random weights give representative 
 every path except occupancy skipping, whose savings depend on how concentrated the trained
 densities are: the "points/ray" column shows what was skipped.
 
+RGB-D (issue 15): the sources carry their depth (``--source-depth``: ``clean`` synthetic depth,
+``sensor`` through ``viewseg_core.data.depth_sensor``'s default camera, seed 0, or ``none``),
+and ``--rgbd`` turns the model into an RGB-D one with the new layers as no-ops
+(``extend_model(model, source_depth=True, depth_guided=True)``: a trained RGB checkpoint then
+renders the same image, at the RGB-D model's cost). Depth-guided presets (``rgbd``, or
+``NSs+NBb+NF`` specs such as ``8s+8b+0``, ``/free`` appended for measured-free-space
+skipping) are compared with the reference path at the same guided
+samples.
+
+    python benchmarks/bench_query.py --model checkpoints/demo.pt --size 160x120 --threads 2 --rgbd --presets fast,rgbd
+
 ``--miou CHECKPOINT`` measures the other half of the trade: dataset mIoU of each preset on
 the checkpoint's test split (its training data config), beside the checkpoint's own
 sample counts, and appends those rows to the "Fast preset quality" section.
@@ -206,6 +217,8 @@ def field_flops(field: SemanticField, num_views: int, points: int, ray_groups: i
         heads += points * 2 * (2 * H) * H
     if field.colour_proj is not None:  # source_rgb: [mean, variance] of the colours -> hidden
         heads += points * 2 * 6 * H
+    if field.depth_embed is not None:  # source_depth: [known * e, 1 - known] -> hidden, per view
+        first += 2 * pv * (field.depth_embed.proj.in_features + 1) * H
     geometry = (3 * 2 * 9 * pv + 2 * 9 * rv) if with_geometry else 0
     return float(first + blocks + heads + geometry)
 
@@ -264,6 +277,20 @@ class QueryScene:
     source_views: list            # the View records (labels, depth) of the sources ...
     target_views: list            # ... and of the targets
 
+    def source_depth(self, mode: str = "clean") -> torch.Tensor | None:
+        """[1, V, H, W] measured source depth: ``clean``, ``sensor`` (the default depth
+        camera model, seed 0) or ``none`` (None)."""
+        if mode == "none":
+            return None
+        depth = np.stack([v.depth if v.depth is not None else np.full((self.height, self.width), np.nan, np.float32)
+                          for v in self.source_views])
+        if mode == "sensor":
+            from viewseg_core.data.depth_sensor import apply_sensor
+            depth = apply_sensor(depth, rng=0)
+        elif mode != "clean":
+            raise ValueError(f"source depth mode must be clean, sensor or none, got {mode!r}")
+        return torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None]
+
 
 def synthetic_scene(height: int, width: int, num_sources: int = 4, num_targets: int = 1,
                     seed: int = 0) -> QueryScene:
@@ -305,14 +332,17 @@ def build_bench_model(spec: str, quick: bool = False) -> tuple[ViewSeg, str]:
 
 
 @contextlib.contextmanager
-def reference_path(model: ViewSeg, num_coarse: int, num_fine: int):
+def reference_path(model: ViewSeg, num_coarse: int, num_fine: int, guide_samples: int = 0):
     """The original code's path on ``model``: per-point 256-d sampling, unfused compositing,
-    6000-ray chunks, the given samples; restores the model afterwards."""
+    6000-ray chunks, the given samples (depth-guided when ``guide_samples``); restores the
+    model afterwards."""
     renderer = model.renderer
     saved_cfg, saved_proj = renderer.config, model.config.projected_features
     saved_env = os.environ.get("VIEWSEG_COMPOSITING")
     model.set_projected_features(False)
-    renderer.config = replace(saved_cfg, num_coarse=num_coarse, num_fine=num_fine, chunk_size=REFERENCE_CHUNK)
+    guided = dict(depth_guided=True, guide_samples=guide_samples) if guide_samples else dict(depth_guided=False)
+    renderer.config = replace(saved_cfg, num_coarse=num_coarse, num_fine=num_fine, chunk_size=REFERENCE_CHUNK,
+                              **guided)
     os.environ["VIEWSEG_COMPOSITING"] = "reference"
     try:
         yield
@@ -326,15 +356,24 @@ def reference_path(model: ViewSeg, num_coarse: int, num_fine: int):
 
 
 def parse_preset(spec: str) -> QueryPreset:
-    """A name in PRESETS, or ``NC+NF`` / ``NC+NF@SKIP`` (e.g. ``32+16@1e-3``)."""
+    """A name in PRESETS, or ``NC+NF`` / ``NC+NF@SKIP`` (e.g. ``32+16@1e-3``), or depth-guided
+    ``NSs+NBb+NF[@SKIP]`` (e.g. ``4s+8b+0``: 4 stratified + 8 band samples, no fine pass), with
+    ``/free`` at the end for ``skip_free`` (e.g. ``8s+8b+0/free``)."""
     if spec in PRESETS:
         return PRESETS[spec]
+    spec, free = (spec[:-len("/free")], True) if spec.endswith("/free") else (spec, False)
     try:
         samples, _, skip = spec.partition("@")
-        nc, nf = (int(x) for x in samples.split("+"))
-        return QueryPreset("", nc, nf, skip_weight=float(skip) if skip else 0.0)
+        parts = samples.split("+")
+        guide = 0
+        if len(parts) == 3 and parts[0].endswith("s") and parts[1].endswith("b"):
+            parts, guide = [parts[0][:-1], parts[2]], int(parts[1][:-1])
+        nc, nf = (int(x) for x in parts)
+        return QueryPreset("", nc, nf, skip_weight=float(skip) if skip else 0.0, guide_samples=guide,
+                           skip_free=free)
     except ValueError as exc:
-        raise ValueError(f"preset {spec!r}: use one of {sorted(PRESETS)} or NC+NF[@skip_weight]") from exc
+        raise ValueError(f"preset {spec!r}: use one of {sorted(PRESETS)}, NC+NF[@skip_weight] or "
+                         f"NSs+NBb+NF[@skip_weight][/free]") from exc
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -370,6 +409,10 @@ def run_latency(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     height, width = args.size
     model, model_desc = build_bench_model(args.model, args.quick)
+    if args.rgbd and not (model.config.source_depth and model.config.depth_guided):
+        from viewseg_core.model.weights import extend_model
+        model = extend_model(model, source_depth=True, depth_guided=True).eval()
+        model_desc += " +RGB-D (no-op init)"
     model = model.to(device)
     presets = [parse_preset(p) for p in args.presets.split(",")]
     scene = synthetic_scene(height, width, num_targets=args.batch)
@@ -379,9 +422,11 @@ def run_latency(args: argparse.Namespace) -> int:
     with torch.no_grad():
         feats = model.encode_sources(rgb)
     # The same 4 sources for every query of a batch (expand: no copy of the features).
+    depth = scene.source_depth(args.source_depth)
     sources = model.make_sources(feats.expand(B, *feats.shape[1:]), dev(scene.source_K).expand(B, -1, -1, -1),
                                  dev(scene.source_c2w).expand(B, -1, -1, -1), height, width,
-                                 rgb=rgb.expand(B, *rgb.shape[1:]))
+                                 rgb=rgb.expand(B, *rgb.shape[1:]),
+                                 depth=None if depth is None else dev(depth).expand(B, -1, -1, -1))
     K, c2w = dev(scene.K), dev(scene.c2w)
     V = sources.num_views
     map_pixels = B * V * feats.shape[-2] * feats.shape[-1]
@@ -393,7 +438,7 @@ def run_latency(args: argparse.Namespace) -> int:
     repeats = args.repeats
     ref_repeats = args.ref_repeats or (repeats if device.type == "cuda" else min(repeats, 3))
     print(f"device: {name}   torch {torch.__version__}   load {load_average()}   model {model_desc}   "
-          f"{width}x{height}, batch {B}, {V} sources   matmul: {peak_fast:.2f} TFLOP/s "
+          f"{width}x{height}, batch {B}, {V} sources, source depth {args.source_depth}   matmul: {peak_fast:.2f} TFLOP/s "
           f"({str(fast_dtype).removeprefix('torch.')})" +
           (f", {peak_ref:.2f} TFLOP/s (float32)" if peak_ref != peak_fast else ""))
 
@@ -404,18 +449,19 @@ def run_latency(args: argparse.Namespace) -> int:
                 f.forward = torch.compile(f.forward, dynamic=True)
 
     results: list[Result] = []
-    ref_cache: dict[tuple[int, int], Result] = {}
+    ref_cache: dict[tuple[int, int, int], Result] = {}
 
     def reference(nc: int, nf: int, preset: QueryPreset) -> Result:
-        if (nc, nf) not in ref_cache:
+        ng = preset.guide_samples
+        if (nc, nf, ng) not in ref_cache:
             fn = lambda: model.render(K if B > 1 else K[0], c2w if B > 1 else c2w[0], height, width, sources)  # noqa: E731
-            with reference_path(model, nc, nf), torch.no_grad():
+            with reference_path(model, nc, nf, ng), torch.no_grad():
                 with PeakMemory(device) as mem:
                     times = time_runs(fn, device, ref_repeats, warmup=args.warmup)
-            coarse, fine = rays * nc, rays * (nc + nf) if nf else 0
+            coarse, fine = rays * (nc + ng), rays * (nc + ng + nf) if nf else 0
             flops = query_flops(model, V, map_pixels, rays, coarse, fine, projected=False, composite_coarse=True)
-            ref_cache[(nc, nf)] = Result(preset, "reference", times, (coarse + fine) / rays, mem.mib, flops / 1e9)
-        return ref_cache[(nc, nf)]
+            ref_cache[(nc, nf, ng)] = Result(preset, "reference", times, (coarse + fine) / rays, mem.mib, flops / 1e9)
+        return ref_cache[(nc, nf, ng)]
 
     for preset in presets:
         stats_box = {}
@@ -459,10 +505,12 @@ def run_latency(args: argparse.Namespace) -> int:
         med = statistics.median(r.times)
         peak = peak_fast if r.path == "fast" else peak_ref
         tflops = r.gflop / med  # GFLOP / ms = TFLOP/s
-        same = ref_cache.get((r.preset.num_coarse, r.preset.num_fine))
+        same = ref_cache.get((r.preset.num_coarse, r.preset.num_fine, r.preset.guide_samples))
         x_same = statistics.median(same.times) / med if same is not None and r.path == "fast" else None
         x_paper = statistics.median(paper_ref.times) / med if paper_ref is not None else None
-        label = r.preset.label if r.path == "fast" else f"{r.preset.num_coarse}+{r.preset.num_fine}"
+        label = r.preset.label if r.path == "fast" else \
+            (f"{r.preset.num_coarse}s+{r.preset.guide_samples}b+{r.preset.num_fine}" if r.preset.guide_samples
+             else f"{r.preset.num_coarse}+{r.preset.num_fine}")
         line = (f"{label:<28} {r.path:<9} {r.points_per_ray:>7.1f} {med:>10.1f} {p90(r.times):>9.1f} {len(r.times):>3} "
                 f"{_fmt(r.peak_mib):>9} {r.gflop:>8.1f} {tflops:>8.3f} {100 * tflops / peak:>5.1f} "
                 f"{r.gflop / peak:>9.1f} {_fmt(x_same) + 'x' if x_same else '-':>7} "
@@ -518,8 +566,10 @@ def run_miou(args: argparse.Namespace) -> int:
             H, W = (int(x) for x in ex["target_size"])
             with torch.no_grad():
                 rgb = ex["source_rgb"][None].to(device)
+                depth = ex.get("source_depth_input")  # data.source_depth: clean | sensor (RGB-D)
                 sources = model.make_sources(model.encode_sources(rgb), ex["source_K"][None].to(device),
-                                             ex["source_c2w"][None].to(device), H, W, rgb=rgb)
+                                             ex["source_c2w"][None].to(device), H, W, rgb=rgb,
+                                             depth=None if depth is None else depth[None].to(device))
                 out, stats = render_query_stats(model, ex["target_K"].to(device), ex["target_c2w"].to(device),
                                                 H, W, sources, preset)
             points[preset.label].append(stats.points_per_ray)
@@ -569,6 +619,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-encoder", dest="encoder", action="store_false", help="skip the encoder row")
     parser.add_argument("--compile", action="store_true", help="torch.compile the fields (fast path)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--source-depth", choices=("clean", "sensor", "none"), default="clean",
+                        help="source depth handed to the model (read by RGB-D models and guided presets)")
+    parser.add_argument("--rgbd", action="store_true", help="make the model RGB-D (source_depth + depth_guided, "
+                                                            "new layers as no-ops)")
     parser.add_argument("--miou", default="", help="checkpoint: measure the presets' mIoU on its test split")
     parser.add_argument("--miou-data", default="", help="data root for --miou (default: the checkpoint's)")
     parser.add_argument("--miou-config", default="", help="YAML with the data section for --miou (default: the "

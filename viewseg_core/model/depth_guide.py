@@ -22,6 +22,12 @@ keeps its meaning whatever the query resolution. The cost is that a foreground p
 covers up to one grid cell of the background beside it (z-buffer keeps the nearest): those
 rays get the foreground's distance, and only their stratified samples see the background.
 
+Measured empty space (:func:`measured_empty`, for the query presets): a point no source sees
+has density zero in the field by construction; a point no depth camera measured a surface
+at, that some depth camera's ray passed through (observed empty) or that lies behind the
+query ray's own measured surface (hidden), contributes nothing the depth did not already
+say. The presets may skip such points instead of evaluating them (``QueryPreset.skip_free``).
+
 The z-buffer keeps one candidate per ray: the nearest measured surface, which is the
 visible one when the sources agree. A surface no source measured (an object hidden from
 every keyframe, a window without return) is not a candidate; the stratified samples of
@@ -236,5 +242,63 @@ def camera_guides(depth: torch.Tensor | None, source_K: torch.Tensor, source_c2w
     return ray_guides(images, K, c2w, height, width, scale, origins, directions)
 
 
-__all__ = ["known_depth", "lift_source_depth", "splat_depth", "ray_guides", "camera_guides", "grid_scale",
+def measured_empty(points: torch.Tensor, depth: torch.Tensor | None, K: torch.Tensor, c2w: torch.Tensor,
+                   height: int, width: int, margin: float, valid: torch.Tensor | None = None,
+                   behind: torch.Tensor | None = None) -> torch.Tensor:
+    """Which points the source depth cameras account for as empty or hidden (see the module
+    docstring): the points a query may skip.
+
+    Each view v that sees a point (in front of the camera, inside its image: the field's
+    visibility rule) classifies it by its planar depth z against the depth D that v measured
+    at the nearest depth pixel, with m = max(margin, 5% of D) (noise grows with distance):
+    *unknown* (no measurement there), *surface* (|z - D| <= m), *free* (z < D - m: v's depth
+    ray passed the point) or *hidden* (z > D + m). A point is skipped when
+
+    - no view sees it (the field gives it density 0: exact), or
+    - no view calls it surface or unknown, and either some view saw through it (free), or
+      it lies ``behind`` the query ray's own measured surface (hidden from every source
+      that sees it, and from the query by that surface).
+
+    A point any view calls surface or unknown is always kept: nothing is skipped where a
+    surface was measured or where nothing is known.
+
+    Args:
+        points: [B, ..., 3] world; depth: [B, V, H', W'] measured (NaN / <= 0 = unknown) or
+            None (then only unseen points are skipped); K: [B, V, 3, 3] for images of
+            (height, width); c2w: [B, V, 4, 4]; valid: optional [B, V] bool (padding views).
+        behind: optional [B, ...] bool, the point lies beyond the query ray's candidate
+            surface (plus the band).
+    Returns:
+        [B, ...] bool, True = skip.
+    """
+    from viewseg_core.cameras import in_image
+
+    B, V = K.shape[:2]
+    shape = points.shape[:-1]
+    dtype = torch.promote_types(points.dtype, torch.float32)
+    pts = points.to(dtype).reshape(B, 1, -1, 3)
+    uv, z, in_front = project_points(K.to(dtype), c2w.to(dtype), pts)                 # [B, V, N, ...]
+    seen = in_front & in_image(uv, height, width)
+    if valid is not None:
+        seen = seen & valid[:, :, None]
+    unseen = ~seen.any(dim=1)
+    if depth is None:
+        return unseen.reshape(shape)
+    Hd, Wd = depth.shape[-2:]
+    uv = torch.nan_to_num(uv, nan=0.0, posinf=0.0, neginf=0.0)
+    col = torch.floor((uv[..., 0] + 0.5) * (Wd / width)).clamp(0, Wd - 1).long()
+    row = torch.floor((uv[..., 1] + 0.5) * (Hd / height)).clamp(0, Hd - 1).long()
+    measured = depth.to(dtype).reshape(B, V, Hd * Wd).gather(2, row * Wd + col)     # [B, V, N]
+    known = known_depth(measured)
+    m = torch.clamp(0.05 * measured, min=margin)
+    free = seen & known & (z < measured - m)
+    hidden = seen & known & (z > measured + m)
+    keep = (seen & ~free & ~hidden).any(dim=1)                                       # surface or unknown
+    empty = free.any(dim=1)
+    if behind is not None:
+        empty = empty | behind.reshape(B, -1)
+    return (unseen | (~keep & empty)).reshape(shape)
+
+
+__all__ = ["measured_empty", "known_depth", "lift_source_depth", "splat_depth", "ray_guides", "camera_guides", "grid_scale",
            "grid_size", "depth_pixel_centres", "focal_pixels", "MIN_SPLAT_DEPTH", "ORIGIN_TOLERANCE"]

@@ -27,7 +27,13 @@ reference path by ``benchmarks/bench_query.py`` (see docs/benchmarks.md):
    depth puts on each ray (:mod:`viewseg_core.model.depth_guide`, splatted once per call;
    band width and footprint from the model config), as a depth-guided model is trained.
    Rays without a candidate, and every ray when the sources carry no depth, get
-   ``num_coarse + guide_samples`` stratified samples. ``rgbd`` is one such pass.
+   ``num_coarse + guide_samples`` stratified samples. With ``skip_free`` the coarse pass
+   evaluates only the samples that the source depth does not account for
+   (:func:`viewseg_core.model.depth_guide.measured_empty`: unseen by every source, or with
+   no measured surface near it and either seen through by a depth camera or behind the
+   ray's own candidate surface) and packs them like the fine pass's occupancy skipping;
+   the rest get density 0. Unseen points have density 0 in the field anyway (exact); the
+   others are an approximation whose cost is measured.
 
 On CUDA the field's MLP also runs under autocast (``amp``, bf16 by default); the field keeps
 projection, embedding and feature sampling in float32 itself, and compositing runs in
@@ -43,6 +49,7 @@ from typing import Callable
 
 import torch
 
+from viewseg_core.model.depth_guide import measured_empty
 from viewseg_core.model.field import FieldOutput, PreparedSources, SemanticField, SourceViews
 from viewseg_core.model.renderer import PassOutput, Renderer
 from viewseg_core.rays import RayBundle, grid_rays
@@ -78,6 +85,9 @@ class QueryPreset:
         point_budget: points per field call (0 = from the device, see the module docstring).
         guide_samples: depth-guided band samples per ray added to the coarse pass (0 = none;
             ``num_coarse`` then counts its stratified samples).
+        skip_free: the coarse pass skips what the source depth accounts for as empty or
+            hidden (needs source depth to skip more than the points no source sees; see
+            the module docstring).
     """
 
     name: str
@@ -87,6 +97,7 @@ class QueryPreset:
     amp: str = "auto"
     point_budget: int = 0
     guide_samples: int = 0
+    skip_free: bool = False
 
     def __post_init__(self) -> None:
         if self.num_coarse < 2 and self.num_fine > 0:
@@ -112,7 +123,8 @@ class QueryPreset:
     def label(self) -> str:
         skip = f" skip<{self.skip_weight:g}" if self.skip_weight > 0 else ""
         guided = f"{self.num_coarse}s+{self.guide_samples}b" if self.guide_samples else f"{self.num_coarse}"
-        samples = f"{guided}+{self.num_fine}{skip}"
+        free = " free-skip" if self.skip_free else ""
+        samples = f"{guided}+{self.num_fine}{skip}{free}"
         return samples if self.name in ("", samples) else f"{self.name} ({samples})"
 
 
@@ -122,9 +134,13 @@ PRESETS: dict[str, QueryPreset] = {
     # 21.7 points/ray instead of 256: chosen for the 2-core CPU target; on the synthetic test
     # split no measurable mIoU cost vs 32+32 (docs/benchmarks.md, "Fast preset quality").
     "fast": QueryPreset("fast", 8, 8, skip_weight=1e-3),
-    # RGB-D keyframes: one pass of 8 stratified + 8 band samples around the measured surface
-    # (16 points/ray; docs/benchmarks.md has its latency beside the RGB presets).
-    "rgbd": QueryPreset("rgbd", 8, 0, guide_samples=8),
+    # RGB-D keyframes, one pass: 8 stratified + 4 band samples around the measured surface,
+    # skipping what the source depth accounts for as empty or hidden (5.6 of the 12 evaluated
+    # on the 160x120 bench scene with sensor depth); rgbd_full: 8 + 8 (the training default),
+    # all 16 evaluated. Chosen on speed; their quality needs a trained RGB-D model
+    # (benchmarks/bench_query.py --miou).
+    "rgbd": QueryPreset("rgbd", 8, 0, guide_samples=4, skip_free=True),
+    "rgbd_full": QueryPreset("rgbd_full", 8, 0, guide_samples=8),
 }
 
 
@@ -196,11 +212,13 @@ def occupied_samples(t_coarse: torch.Tensor, coarse_weights: torch.Tensor, t: to
 
 
 def _eval_packed(field: SemanticField, prepared: PreparedSources, points: torch.Tensor,
-                 directions: torch.Tensor, keep: torch.Tensor, budget: int, stats: QueryStats) -> FieldOutput:
+                 directions: torch.Tensor, keep: torch.Tensor, budget: int, stats: QueryStats,
+                 count_as: str = "fine_points") -> FieldOutput:
     """The field at the kept samples only; skipped samples get zeros (density 0).
 
     Args:
         points: [B, R, S, 3]; directions: [B, R, 3]; keep: [B, R, S] bool.
+        count_as: the QueryStats counter the evaluated points add to.
     Returns:
         FieldOutput with [B, R, S, ...] tensors.
     """
@@ -225,7 +243,7 @@ def _eval_packed(field: SemanticField, prepared: PreparedSources, points: torch.
         sl = slice(start, start + budget)
         outs.append(field(pts[:, sl, None], dirs[:, sl], prepared))            # [B, n, 1, ...]
         stats.field_calls += 1
-    stats.fine_points += int(count.sum())
+    setattr(stats, count_as, getattr(stats, count_as) + int(count.sum()))
 
     def scatter(name: str) -> torch.Tensor:
         vals = torch.cat([getattr(o, name) for o in outs], dim=1)[:, :, 0]     # [B, N, ...]
@@ -246,9 +264,16 @@ def _render_rays(renderer: Renderer, rays: RayBundle, prepared, preset: QueryPre
     B, R = rays.shape
     t_c = renderer.coarse_samples(rays, guide, perturb=False, num_coarse=preset.num_coarse,
                                   guide_samples=preset.guide_samples)
-    coarse = renderer.coarse(rays.points(t_c), rays.directions, prep_c)
-    stats.coarse_points += t_c.numel()
-    stats.field_calls += 1
+    if preset.skip_free:
+        src, points, band = prep_c.sources, rays.points(t_c), renderer.config.guide_band
+        behind = None if guide is None else t_c > (guide + band)[..., None]      # NaN guide: False
+        skip = measured_empty(points, src.depth, src.K, src.c2w, src.height, src.width, band, src.valid, behind)
+        coarse = _eval_packed(renderer.coarse, prep_c, points, rays.directions, ~skip, budget, stats,
+                              count_as="coarse_points")
+    else:
+        coarse = renderer.coarse(rays.points(t_c), rays.directions, prep_c)
+        stats.coarse_points += t_c.numel()
+        stats.field_calls += 1
     if preset.num_fine == 0:
         return renderer.composite_pass(coarse, rays, t_c)
     weights, _, _ = render_weights(coarse.density.to(t_c.dtype), t_c, rays.far)

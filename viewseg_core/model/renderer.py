@@ -184,7 +184,7 @@ class Renderer(nn.Module):
         t_c = self.coarse_samples(rays, guide if cfg.depth_guided else None, perturb, generator)
         coarse = self._pass(self.coarse, prep_c, rays, t_c)
         fine = None
-        if self.fine is not None:
+        if self.fine is not None and cfg.num_fine > 0:  # a fine field with num_fine 0: coarse only
             t_f = hierarchical_samples(t_c, coarse.weights, cfg.num_fine, perturb, generator)
             fine = self._pass(self.fine, prep_f, rays, t_f)
         return RayOutput(coarse, fine)

@@ -179,3 +179,44 @@ def test_true_depth_guides_land_on_the_true_surface():
         assert float(has.float().mean()) > 0.98
         assert float(err.median()) < 0.01
         assert float((err < 0.1).float().mean()) > 0.96
+
+
+def test_measured_empty_by_hand():
+    """Camera A at the origin looking down +z measured 2 m everywhere but a hole (NaN) in
+    columns 0-1; margin 0.1 m (5% of 2 m is also 0.1)."""
+    from viewseg_core.model.depth_guide import measured_empty
+    K = _K()[None, None].float()
+    depth = torch.full((1, 1, H, W), 2.0)
+    depth[..., :2] = NAN
+    pose = _pose()[None, None].float()
+    at = lambda u, v, z: [(u - 2.5) * z / 4, (v - 1.5) * z / 4, z]  # noqa: E731
+    pts = torch.tensor([[at(3, 1, 1.0),      # free: A's ray passed it                -> skip
+                         at(3, 1, 2.05),     # on the surface                         -> keep
+                         at(3, 1, 3.0),      # hidden behind the surface              -> keep
+                         at(0, 1, 1.0),      # in the hole: unknown                   -> keep
+                         at(9, 1, 1.0),      # outside the image: unseen              -> skip
+                         [0.0, 0.0, -1.0]]])  # behind the camera: unseen             -> skip
+    skip = measured_empty(pts, depth, K, pose, H, W, margin=0.1)
+    assert skip[0].tolist() == [True, False, False, False, True, True]
+    # Behind the query's own candidate: the hidden point goes too, nothing else changes.
+    behind = torch.tensor([[False, True, True, True, False, False]])
+    assert measured_empty(pts, depth, K, pose, H, W, 0.1, behind=behind)[0].tolist() == \
+        [True, False, True, False, True, True]
+    # No depth at all: only what no source sees.
+    assert measured_empty(pts, None, K, pose, H, W, 0.1)[0].tolist() == [False] * 4 + [True, True]
+    # A padding view sees nothing.
+    assert bool(measured_empty(pts, depth, K, pose, H, W, 0.1, valid=torch.tensor([[False]])).all())
+
+
+def test_measured_empty_needs_every_view_to_agree():
+    """Camera B, 1 m to the right of A and looking the same way, measured a surface at 1 m
+    in front of it everywhere: a point one view calls surface is kept whatever the other
+    says; free in one view and hidden in the other is empty (a depth ray passed it)."""
+    from viewseg_core.model.depth_guide import measured_empty
+    K = _K().expand(1, 2, 3, 3).float()
+    poses = torch.stack([_pose(), _pose(1.0)])[None].float()
+    depth = torch.stack([torch.full((H, W), 2.0), torch.full((H, W), 1.0)])[None]
+    pts = torch.tensor([[[0.5, 0.0, 1.0],     # A: free (1 < 2 - 0.1), B: surface (1 = 1)  -> keep
+                         [0.5, 0.0, 1.5],     # A: free, B: hidden (1.5 > 1.1)             -> skip
+                         [0.5, 0.0, 2.0]]])   # A: surface, B: hidden                      -> keep
+    assert measured_empty(pts, depth, K, poses, H, W, margin=0.1)[0].tolist() == [False, True, False]

@@ -97,7 +97,7 @@ def test_depth_guided_without_depth_is_the_rgb_coarse_pass(make_config, box_room
 
 
 def test_rgbd_preset_matches_the_reference_path(make_config, box_room, monkeypatch):
-    """The rgbd preset (8 stratified + 8 band, one pass) renders what ViewSeg.render renders
+    """The rgbd_full preset (8 stratified + 8 band, one pass) renders what ViewSeg.render renders
     for a depth-guided model with those counts, to float rounding; 16 points per ray."""
     model = extend_model(_rgb_model(make_config, num_coarse=8, num_fine=0), source_depth=True,
                          depth_guided=True, guide_samples=8)
@@ -106,8 +106,8 @@ def test_rgbd_preset_matches_the_reference_path(make_config, box_room, monkeypat
         model.renderer.coarse.depth_embed.unknown.normal_(0, 0.3)
     sources = _sources(model, box_room, _source_depth(box_room))
     H, W, K, c2w = box_room.height, box_room.width, box_room.K, box_room.target_c2w[0]
-    fast, stats = render_query_stats(model, K, c2w, H, W, sources, "rgbd")
-    assert PRESETS["rgbd"].label == "rgbd (8s+8b+0)"
+    fast, stats = render_query_stats(model, K, c2w, H, W, sources, "rgbd_full")
+    assert PRESETS["rgbd_full"].label == "rgbd_full (8s+8b+0)"
     assert stats.points_per_ray == 16 and stats.fine_points == 0
     monkeypatch.setenv("VIEWSEG_COMPOSITING", "reference")
     model.set_projected_features(False)
@@ -116,7 +116,7 @@ def test_rgbd_preset_matches_the_reference_path(make_config, box_room, monkeypat
     assert float((fast.logits - ref.logits).abs().max()) < 1e-4 * scale
     torch.testing.assert_close(fast.depth, ref.depth, rtol=1e-4, atol=1e-4, equal_nan=True)
     # The preset on an RGB model's sources without depth: the 16 samples are stratified.
-    plain, st = render_query_stats(model, K, c2w, H, W, _sources(model, box_room), "rgbd")
+    plain, st = render_query_stats(model, K, c2w, H, W, _sources(model, box_room), "rgbd_full")
     assert st.points_per_ray == 16 and not _equal(plain, fast)
 
 
@@ -193,3 +193,24 @@ def test_renderer_refuses_depth_without_guides(make_config, box_room):
     rays = grid_rays(box_room.K[None], box_room.target_c2w[:1], box_room.height, box_room.width)
     with pytest.raises(ValueError, match="needs guide distances"):
         model.renderer(rays, sources)
+
+
+def test_skip_free_is_exact_without_depth_and_skips_with_it(make_config, box_room):
+    """skip_free without source depth skips only what no source sees, where the field's
+    density is 0 anyway: the same image as evaluating every sample. With the room's depth it
+    evaluates fewer points."""
+    from viewseg_core.model.fast import QueryPreset
+    model = extend_model(_rgb_model(make_config, num_coarse=8, num_fine=0), source_depth=True,
+                         depth_guided=True, guide_samples=8)
+    H, W, K, c2w = box_room.height, box_room.width, box_room.K, box_room.target_c2w[1]
+    full, skip = QueryPreset("full", 8, 0, guide_samples=8), QueryPreset("skip", 8, 0, guide_samples=8, skip_free=True)
+    plain = _sources(model, box_room)
+    a, sa = render_query_stats(model, K, c2w, H, W, plain, full)
+    b, sb = render_query_stats(model, K, c2w, H, W, plain, skip)
+    assert sb.points_per_ray < sa.points_per_ray == 16                  # target 1 sees past the sources
+    torch.testing.assert_close(b.logits, a.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(b.depth, a.depth, rtol=1e-5, atol=1e-5, equal_nan=True)
+    with_depth = _sources(model, box_room, _source_depth(box_room))
+    _, sd = render_query_stats(model, K, c2w, H, W, with_depth, skip)
+    assert sd.points_per_ray < sb.points_per_ray
+    assert PRESETS["rgbd"].skip_free and PRESETS["rgbd"].guide_samples == 4 and PRESETS["rgbd"].num_fine == 0
