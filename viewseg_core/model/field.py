@@ -273,15 +273,29 @@ class DepthEmbedding(nn.Module):
         e = torch.tanh(torch.where(known, diff, 0.0)[..., None].float() * self.inv_scales)
         return torch.where(known[..., None], e, 0.0)
 
+    def _inputs(self, features: torch.Tensor, known: torch.Tensor, dtype: torch.dtype):
+        w = torch.cat([self.proj.weight, self.unknown[:, None]], dim=1).to(dtype)
+        return torch.cat([features.to(dtype), (~known)[..., None].to(dtype)], dim=-1), w
+
     def forward(self, features: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         """features [..., n_scales] (from :meth:`features`), known [...] -> [..., hidden].
 
         One linear layer over [known * e, 1 - known] with weight [W_z, u]: the same as
         ``where(known, W_z e, u)`` without a second pass over [..., hidden].
         """
-        w = torch.cat([self.proj.weight, self.unknown[:, None]], dim=1)
-        x = torch.cat([features.to(w.dtype), (~known)[..., None].to(w.dtype)], dim=-1)
+        x, w = self._inputs(features, known, self.proj.weight.dtype)
         return F.linear(x, w)
+
+    def add_to(self, h: torch.Tensor, features: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """``h + self(features, known)`` for h [..., hidden], in one GEMM that accumulates
+        into h (addmm: no separate [..., hidden] tensor and pass for the sum; under autocast
+        the plain sum, which keeps h's dtype). With W_z = u = 0 the product is exact zeros, so
+        h comes back bit for bit."""
+        if torch.is_autocast_enabled(h.device.type):  # addmm would run (and return) in bf16/fp16
+            return h + self(features, known)
+        x, w = self._inputs(features, known, h.dtype)
+        out = torch.addmm(h.reshape(-1, h.shape[-1]), x.reshape(-1, x.shape[-1]), w.t())
+        return out.reshape(h.shape)
 
 
 def pixels_to_grid(uv: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -460,7 +474,7 @@ class SemanticField(nn.Module):
         else:
             h = self.lin_in(torch.cat([g_x, g_d.expand(B, V, R, S, self.dir_dim), sampled], dim=-1))
         if depth_cue is not None:  # added last: with W_z = u = 0 it adds exact zeros
-            h = h + self.depth_embed(*depth_cue)
+            h = self.depth_embed.add_to(h, *depth_cue)
         h = self.blocks(h)                                                  # [B, V, R, S, hidden]
 
         vis = visible.reshape(B, V, R, S)

@@ -439,3 +439,20 @@ def test_source_depth_is_checked():
         _with_depth(src, torch.zeros(2, 3, 1, H, W))
     with pytest.raises(ValueError, match="depth must be float"):
         _with_depth(src, torch.zeros(2, 3, H, W, dtype=torch.int64))
+
+
+def test_depth_cue_under_bf16_autocast():
+    """Under autocast the cue is added as a plain sum (addmm would turn the residual stream
+    into bf16): outputs stay within bf16 rounding of float32."""
+    field = _field(source_depth=True)
+    _randomise_depth_embed(field)
+    src, (pts, dirs) = _sources(CAMS), _points()
+    depth = 1.0 + 2.0 * torch.rand(2, 3, H, W, generator=torch.Generator().manual_seed(0))
+    depth[:, 0] = float("nan")
+    prepared = field.prepare(_with_depth(src, depth))
+    with torch.no_grad():
+        ref = field(pts, dirs, prepared)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = field(pts, dirs, prepared)
+    scale = float(ref.logits.abs().max())
+    assert float((low.logits.float() - ref.logits).abs().max()) < 5e-2 * scale
