@@ -220,3 +220,16 @@ def test_measured_empty_needs_every_view_to_agree():
                          [0.5, 0.0, 1.5],     # A: free, B: hidden (1.5 > 1.1)             -> skip
                          [0.5, 0.0, 2.0]]])   # A: surface, B: hidden                      -> keep
     assert measured_empty(pts, depth, K, poses, H, W, margin=0.1)[0].tolist() == [False, True, False]
+
+
+def test_padding_views_are_not_splatted():
+    plane = torch.full((H, W), 2.0, dtype=torch.float64)
+    near = torch.full((H, W), 1.0, dtype=torch.float64)
+    depth = torch.stack([plane, near])[None]
+    rays = grid_rays(_K()[None], _pose()[None], H, W)
+    args = (_K().expand(1, 2, 3, 3), _pose().expand(1, 2, 4, 4), H, W, _K()[None, None], _pose()[None, None],
+            H, W, rays.origins, rays.directions)
+    both = camera_guides(depth, *args, footprint=1) * rays.z_axis
+    padded = camera_guides(depth, *args, footprint=1, valid=torch.tensor([[True, False]])) * rays.z_axis
+    torch.testing.assert_close(both, torch.full_like(both, 1.0))
+    torch.testing.assert_close(padded, torch.full_like(padded, 2.0))
