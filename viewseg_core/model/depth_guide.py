@@ -220,7 +220,7 @@ def ray_guides(images: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, height:
 def camera_guides(depth: torch.Tensor | None, source_K: torch.Tensor, source_c2w: torch.Tensor,
                   source_height: int, source_width: int, K: torch.Tensor, c2w: torch.Tensor,
                   height: int, width: int, origins: torch.Tensor, directions: torch.Tensor,
-                  footprint: int = 2) -> torch.Tensor:
+                  footprint: int = 2, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Lift, splat into C cameras and look up rays, in one call (see the module docstring).
 
     Args:
@@ -229,6 +229,7 @@ def camera_guides(depth: torch.Tensor | None, source_K: torch.Tensor, source_c2w
             (source_height, source_width).
         K: [B, C, 3, 3], c2w: [B, C, 4, 4] the cameras the rays start from, images of
             (height, width); origins, directions: [B, R, 3].
+        valid: optional [B, V] bool, False = a padding view (its depth is not splatted).
     Returns:
         [B, R] candidate ray distances, NaN = none.
     """
@@ -237,6 +238,8 @@ def camera_guides(depth: torch.Tensor | None, source_K: torch.Tensor, source_c2w
         return torch.full((B, R), math.nan, dtype=torch.promote_types(origins.dtype, torch.float32),
                           device=origins.device)
     points, known = lift_source_depth(depth, source_K, source_c2w, source_height, source_width)
+    if valid is not None:
+        known = known & valid.to(known.device).repeat_interleave(depth.shape[-2] * depth.shape[-1], dim=1)
     scale = grid_scale(K, source_K, height, width, depth.shape[-2], depth.shape[-1])
     images = splat_depth(points, known, K, c2w, height, width, footprint, scale)
     return ray_guides(images, K, c2w, height, width, scale, origins, directions)

@@ -136,7 +136,8 @@ class Renderer(nn.Module):
         """Candidate surface distances [B, R] for rays [B, R] that start at C cameras
         K [B, C, 3, 3], c2w [B, C, 4, 4] of images (height, width) (NaN = none)."""
         return camera_guides(sources.depth, sources.K, sources.c2w, sources.height, sources.width, K, c2w,
-                             height, width, rays.origins, rays.directions, self.config.guide_footprint)
+                             height, width, rays.origins, rays.directions, self.config.guide_footprint,
+                             sources.valid)
 
     def _pass(self, field: SemanticField, prepared: PreparedSources, rays: RayBundle,
               t: torch.Tensor) -> PassOutput:
