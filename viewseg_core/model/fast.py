@@ -33,7 +33,10 @@ reference path by ``benchmarks/bench_query.py`` (see docs/benchmarks.md):
    no measured surface near it and either seen through by a depth camera or behind the
    ray's own candidate surface) and packs them like the fine pass's occupancy skipping;
    the rest get density 0. Unseen points have density 0 in the field anyway (exact); the
-   others are an approximation whose cost is measured.
+   others are an approximation whose cost is measured. A ray that comes out below the
+   opacity threshold with samples skipped is evaluated again at all of them (the field had
+   not made the measured surface opaque, so what lies behind it counts), so skipping never
+   leaves a pixel empty that the full pass fills.
 
 On CUDA the field's MLP also runs under autocast (``amp``, bf16 by default); the field keeps
 projection, embedding and feature sampling in float32 itself, and compositing runs in
@@ -136,9 +139,10 @@ PRESETS: dict[str, QueryPreset] = {
     "fast": QueryPreset("fast", 8, 8, skip_weight=1e-3),
     # RGB-D keyframes, one pass: 8 stratified + 4 band samples around the measured surface,
     # skipping what the source depth accounts for as empty or hidden (5.6 of the 12 evaluated
-    # on the 160x120 bench scene with sensor depth); rgbd_full: 8 + 8 (the training default),
-    # all 16 evaluated. Chosen on speed; their quality needs a trained RGB-D model
-    # (benchmarks/bench_query.py --miou).
+    # on the 160x120 bench scene with sensor depth, plus the rays evaluated again below the
+    # opacity threshold); rgbd_full: 8 + 8 (the training default), all 16 evaluated. Chosen
+    # on speed and a first look at quality (an early RGB-D checkpoint on 4 synthetic rooms);
+    # the test split with a trained model decides (benchmarks/bench_query.py --miou).
     "rgbd": QueryPreset("rgbd", 8, 0, guide_samples=4, skip_free=True),
     "rgbd_full": QueryPreset("rgbd_full", 8, 0, guide_samples=8),
 }
@@ -256,6 +260,33 @@ def _eval_packed(field: SemanticField, prepared: PreparedSources, points: torch.
                        num_visible=scatter("num_visible"))
 
 
+def _coarse_skipping_free(renderer: Renderer, prepared: PreparedSources, rays: RayBundle, t: torch.Tensor,
+                          guide: torch.Tensor | None, budget: int, stats: QueryStats) -> FieldOutput:
+    """The coarse field at the samples ``t`` [B, R, S] that the source depth does not account
+    for (:func:`measured_empty`); skipped samples get density 0.
+
+    Fallback: a ray that comes out below the opacity threshold although samples of it were
+    skipped (the field had not concentrated its surface in the band, so what lay behind it
+    mattered) is evaluated again at every sample, so skipping never turns a ray the full pass
+    would render into background.
+    """
+    src, points, band = prepared.sources, rays.points(t), renderer.config.guide_band
+    behind = None if guide is None else t > (guide + band)[..., None]            # NaN guide: False
+    skip = measured_empty(points, src.depth, src.K, src.c2w, src.height, src.width, band, src.valid, behind)
+    out = _eval_packed(renderer.coarse, prepared, points, rays.directions, ~skip, budget, stats,
+                       count_as="coarse_points")
+    weights, _, _ = render_weights(out.density.to(t.dtype), t, rays.far)
+    redo = skip & (weights.sum(-1) < renderer.config.opacity_threshold)[..., None]  # [B, R, S]
+    if not bool(redo.any()):
+        return out
+    extra = _eval_packed(renderer.coarse, prepared, points, rays.directions, redo, budget, stats,
+                         count_as="coarse_points")
+    merge = lambda a, b: torch.where(redo.reshape(*redo.shape, *([1] * (a.ndim - 3))), b, a)  # noqa: E731
+    return FieldOutput(logits=merge(out.logits, extra.logits), rgb=merge(out.rgb, extra.rgb),
+                       density=merge(out.density, extra.density),
+                       num_visible=merge(out.num_visible, extra.num_visible))
+
+
 def _render_rays(renderer: Renderer, rays: RayBundle, prepared, preset: QueryPreset, budget: int,
                  stats: QueryStats, guide: torch.Tensor | None = None) -> PassOutput:
     """Coarse pass (depth-guided where ``guide`` [B, R] is given), then the (skipping) fine
@@ -265,11 +296,7 @@ def _render_rays(renderer: Renderer, rays: RayBundle, prepared, preset: QueryPre
     t_c = renderer.coarse_samples(rays, guide, perturb=False, num_coarse=preset.num_coarse,
                                   guide_samples=preset.guide_samples)
     if preset.skip_free:
-        src, points, band = prep_c.sources, rays.points(t_c), renderer.config.guide_band
-        behind = None if guide is None else t_c > (guide + band)[..., None]      # NaN guide: False
-        skip = measured_empty(points, src.depth, src.K, src.c2w, src.height, src.width, band, src.valid, behind)
-        coarse = _eval_packed(renderer.coarse, prep_c, points, rays.directions, ~skip, budget, stats,
-                              count_as="coarse_points")
+        coarse = _coarse_skipping_free(renderer, prep_c, rays, t_c, guide, budget, stats)
     else:
         coarse = renderer.coarse(rays.points(t_c), rays.directions, prep_c)
         stats.coarse_points += t_c.numel()

@@ -214,3 +214,30 @@ def test_skip_free_is_exact_without_depth_and_skips_with_it(make_config, box_roo
     _, sd = render_query_stats(model, K, c2w, H, W, with_depth, skip)
     assert sd.points_per_ray < sb.points_per_ray
     assert PRESETS["rgbd"].skip_free and PRESETS["rgbd"].guide_samples == 4 and PRESETS["rgbd"].num_fine == 0
+
+
+def test_skip_free_never_empties_a_pixel_the_full_pass_fills(make_config, box_room, monkeypatch):
+    """Rays that come out below the opacity threshold with samples skipped (plenty, with
+    random weights) are evaluated again at every sample: they equal the full pass, and every
+    pixel the full pass fills is filled."""
+    import viewseg_core.model.fast as fast
+    from viewseg_core.model.fast import QueryPreset
+    model = extend_model(_rgb_model(make_config, num_coarse=8, num_fine=0), source_depth=True,
+                         depth_guided=True, guide_samples=8)
+    sources = _sources(model, box_room, _source_depth(box_room))
+    H, W, K = box_room.height, box_room.width, box_room.K
+    one_chunk = dict(guide_samples=8, point_budget=10**6)
+    full, skip = QueryPreset("full", 8, 0, **one_chunk), QueryPreset("skip", 8, 0, skip_free=True, **one_chunk)
+    masks = []
+    packed = fast._eval_packed
+    monkeypatch.setattr(fast, "_eval_packed", lambda *a, **k: masks.append(a[4]) or packed(*a, **k))
+    for c2w in box_room.target_c2w:
+        masks.clear()
+        a, _ = render_query_stats(model, K, c2w, H, W, sources, full)
+        b, st = render_query_stats(model, K, c2w, H, W, sources, skip)
+        assert len(masks) == 2                                          # the skipping pass, the redo
+        redone = masks[1].any(-1).reshape(H, W)
+        assert 0 < int(redone.sum()) < H * W and st.points_per_ray < 16
+        assert bool((b.valid | ~a.valid).all())
+        torch.testing.assert_close(b.logits[redone], a.logits[redone], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(b.depth[redone], a.depth[redone], rtol=1e-5, atol=1e-5, equal_nan=True)
