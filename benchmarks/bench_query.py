@@ -438,7 +438,8 @@ def run_latency(args: argparse.Namespace) -> int:
     repeats = args.repeats
     ref_repeats = args.ref_repeats or (repeats if device.type == "cuda" else min(repeats, 3))
     print(f"device: {name}   torch {torch.__version__}   load {load_average()}   model {model_desc}   "
-          f"{width}x{height}, batch {B}, {V} sources, source depth {args.source_depth}   matmul: {peak_fast:.2f} TFLOP/s "
+          f"{width}x{height}, batch {B}, {V} sources, source depth {args.source_depth}   "
+          f"matmul: {peak_fast:.2f} TFLOP/s "
           f"({str(fast_dtype).removeprefix('torch.')})" +
           (f", {peak_ref:.2f} TFLOP/s (float32)" if peak_ref != peak_fast else ""))
 

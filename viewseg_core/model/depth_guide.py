@@ -6,9 +6,11 @@ surface. The sources' measured depth gives it directly:
 1. **lift** every source depth pixel with a measurement to a world point
    (:func:`lift_source_depth`);
 2. **splat** the points into the query camera with a z-buffer: each point fills a small
-   ``footprint`` x ``footprint`` block of pixels around its projection and every pixel keeps
-   the nearest point's planar depth (:func:`splat_depth`: ``scatter_reduce`` amin, pure
-   PyTorch, no gradient: sample positions are not learned);
+   ``footprint`` x ``footprint`` block of pixels around its projection; every pixel finds
+   the nearest surface among the points that reach it and keeps the planar depth of the
+   point on that surface that projects closest to its centre (:func:`splat_depth`: three
+   ``scatter_reduce`` amin passes, pure PyTorch, no gradient: sample positions are not
+   learned);
 3. **look up** each ray's pixel in the splat of the camera it starts from and turn planar
    depth into ray distance, ``t = z / (d . optical axis)`` (:func:`ray_guides`).
 
@@ -18,9 +20,15 @@ misses pixels); a 2x2 block (the four pixel centres around the projection) close
 to a magnification of 2. Where the query camera has more pixels per radian than the depth
 maps (a 320x240 query of 160x120 keyframes), the splat is done on a proportionally coarser
 grid (``grid_scale``) and each ray reads the grid cell its pixel falls in, so the footprint
-keeps its meaning whatever the query resolution. The cost is that a foreground point also
-covers up to one grid cell of the background beside it (z-buffer keeps the nearest): those
-rays get the foreground's distance, and only their stratified samples see the background.
+keeps its meaning whatever the query resolution. Why the closest projection and not the
+plain minimum: a block collects points up to a pixel away, and on a slanted surface (a
+floor seen at a grazing angle) the nearest of them lies in front of the pixel's own surface
+point; the minimum put candidates up to a band width in front (on the 80x60 box room, 87%
+within 0.1 m with a 2x2 block, against 97% for the closest projection on the nearest
+surface, ``SAME_SURFACE`` = 10% of depth). The cost of a block is that a foreground point
+also covers up to one grid cell of the background beside it (the nearest surface wins):
+those rays get the foreground's distance, and only their stratified samples see the
+background.
 
 Measured empty space (:func:`measured_empty`, for the query presets): a point no source sees
 has density zero in the field by construction; a point no depth camera measured a surface
@@ -39,7 +47,7 @@ import math
 
 import torch
 
-from viewseg_core.cameras import project_points, world_to_camera
+from viewseg_core.cameras import in_image, project_points
 
 # Points closer to a camera than this (metres, planar) are not splatted into it: the
 # projection divides by the depth.
@@ -124,7 +132,12 @@ def grid_size(height: int, width: int, scale: float) -> tuple[int, int]:
 
 def splat_depth(points: torch.Tensor, known: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor,
                 height: int, width: int, footprint: int = 2, scale: float = 1.0) -> torch.Tensor:
-    """Z-buffer world points into cameras: per grid pixel, the nearest point's planar depth.
+    """Z-buffer world points into cameras: per grid pixel, the planar depth of the nearest
+    surface, read at the point of it that projects closest to the cell centre.
+
+    Per cell: 1. the minimum depth z0 of the points that reach it; 2. among the points
+    within ``SAME_SURFACE`` of it (z <= z0 (1 + SAME_SURFACE)), the smallest squared distance
+    from projection to cell centre; 3. the depth of that point (the nearest, on ties).
 
     A point projecting to image pixel position u (grid position g = (u + 0.5) s - 0.5 at
     ``scale`` s) fills the ``footprint`` grid columns starting at floor(g + 1 - f / 2) (f = 1:
@@ -274,7 +287,6 @@ def measured_empty(points: torch.Tensor, depth: torch.Tensor | None, K: torch.Te
     Returns:
         [B, ...] bool, True = skip.
     """
-    from viewseg_core.cameras import in_image
 
     B, V = K.shape[:2]
     shape = points.shape[:-1]
@@ -303,5 +315,6 @@ def measured_empty(points: torch.Tensor, depth: torch.Tensor | None, K: torch.Te
     return (unseen | (~keep & empty)).reshape(shape)
 
 
-__all__ = ["measured_empty", "known_depth", "lift_source_depth", "splat_depth", "ray_guides", "camera_guides", "grid_scale",
-           "grid_size", "depth_pixel_centres", "focal_pixels", "MIN_SPLAT_DEPTH", "ORIGIN_TOLERANCE"]
+__all__ = ["measured_empty", "known_depth", "lift_source_depth", "splat_depth", "ray_guides", "camera_guides",
+           "grid_scale", "grid_size", "depth_pixel_centres", "focal_pixels", "MIN_SPLAT_DEPTH", "ORIGIN_TOLERANCE",
+           "SAME_SURFACE"]
