@@ -448,15 +448,14 @@ class ViewSegNode(Node):
         sources = self.model.make_sources(features[None, None], torch.as_tensor(K)[None, None], c2w[None, None],
                                           height, width, rgb=rgb if self.model.config.source_rgb else None, **extra)
         render_query(self.model, torch.as_tensor(K), c2w, min(height, 16), min(width, 16), sources, self.preset)
-        # The cost model's seed: the faster of two 64x64 renders (the first of a shape pays for
-        # kernel selection; a small render's fixed overhead would inflate the estimate).
-        best = math.inf
-        for _ in range(2):
-            t1 = time.perf_counter()
-            _, stats = render_query_stats(self.model, torch.as_tensor(K), c2w, 64, 64, sources, self.preset)
-            self._sync()
-            best = min(best, time.perf_counter() - t1)
-        self._record_cost(stats.coarse_points + stats.fine_points, 1, best, stats.points_per_ray, real=False)
+        # A seed for /diagnostics only: the cost model refuses queries only once real renders
+        # have measured the machine (COST_MODEL_TTL_S), never from this small render's rate.
+        t1 = time.perf_counter()
+        _, stats = render_query_stats(self.model, torch.as_tensor(K), c2w, min(height, 32), min(width, 32),
+                                      sources, self.preset)
+        self._sync()
+        self._record_cost(stats.coarse_points + stats.fine_points, 1, time.perf_counter() - t1,
+                          stats.points_per_ray, real=False)
         self.get_logger().info(f"warm-up took {time.perf_counter() - t0:.2f} s "
                                f"({self._seconds_per_point_view * 1e9:.0f} ns per point and view)")
 
@@ -465,7 +464,7 @@ class ViewSegNode(Node):
         """Fold one render into the cost model (a running average; the first render sets it).
         Renders under MIN_COST_SAMPLE point-views are skipped: their fixed overhead (selection,
         chunk setup) would make the model refuse large queries that fit."""
-        if points * views < MIN_COST_SAMPLE or seconds <= 0:
+        if seconds <= 0 or points <= 0 or (real and points * views < MIN_COST_SAMPLE):
             return
         rate = seconds / (points * views)
         with self._stats_lock:
@@ -587,8 +586,9 @@ class ViewSegNode(Node):
         if newest is not None and stamp_ns < newest - self.params["clock_jump_s"] * 1e9:
             self._on_clock_jump(self.resolve_topic_name(self.params["image_topic"]),
                                 f"image stamped {stamp_ns / 1e9:.3f} s, {(newest - stamp_ns) / 1e9:.3f} s before the "
-                                f"newest")
-        self._newest_image_ns = stamp_ns if self._newest_image_ns is None else max(self._newest_image_ns, stamp_ns)
+                                f"newest", stamp_ns)
+            newest = None
+        self._newest_image_ns = stamp_ns if newest is None else max(newest, stamp_ns)
         received_hw = rgb.shape[:2]
         rgb, K = self._to_working_size(rgb, K)
         self._pending.append((time.monotonic(), rgb, K, frame, stamp_ns, "", received_hw))
@@ -718,13 +718,21 @@ class ViewSegNode(Node):
             self.get_logger().info(f"a frame was not made a keyframe: {decision.reason} (counted as "
                                    f"not_admitted_{kind} in /diagnostics; logged once)")
 
-    def _on_clock_jump(self, where: str, what: str) -> None:
-        """Time went back (bag loop, simulator restart): start a new timeline for TF and keyframes.
-        TF and the images both notice one jump; it is counted and logged once."""
-        self.tf.buffer.clear_dynamic()
-        self.keyframes.reset_clock()
-        self._newest_image_ns = None
-        self._previous_pose = None
+    def _on_clock_jump(self, where: str, what: str, stamp_ns: int | None = None) -> None:
+        """Time went back (bag loop, simulator restart): a new timeline for TF and keyframes.
+        TF and the images both notice one jump; it is counted and logged once.
+
+        ``stamp_ns`` None: /tf noticed, and the TF buffer has already replaced the old timeline
+        with the new one's first pose; nothing else changes yet, because images of the old
+        timeline may still be queued. The image stream (in order, in one callback group) then
+        notices the jump at its first new-timeline image (``stamp_ns``): the keyframes' time
+        state resets there, and TF is cleared only if it still holds the old timeline."""
+        if stamp_ns is not None:
+            newest_tf = self.tf.buffer.newest_dynamic_stamp()
+            if newest_tf is not None and newest_tf > stamp_ns + self.params["clock_jump_s"] * 1e9:
+                self.tf.buffer.clear_dynamic()
+            self.keyframes.reset_clock()
+            self._previous_pose = None
         now = time.monotonic()
         with self._stats_lock:
             first = now - self._last_clock_jump > 2.0

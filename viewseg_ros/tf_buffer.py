@@ -285,6 +285,12 @@ class TransformBuffer:
         with self._lock:
             self._edges.clear()
 
+    def newest_dynamic_stamp(self) -> int | None:
+        """The newest stamp of any dynamic edge (None when there is none)."""
+        with self._lock:
+            stamps = [edge.stamps[-1] for edge in self._edges.values() if not edge.static and edge.stamps]
+        return max(stamps) if stamps else None
+
     def clear_dynamic(self) -> None:
         """Forget every dynamic edge, keep the static ones (a new timeline starts)."""
         with self._lock:

@@ -243,14 +243,25 @@ def test_a_clock_that_jumps_back_resets_and_intake_resumes(rig):
     start = rig.stamp_ns + 10**9
     for replay, x0 in enumerate((10.0, 20.0)):
         rig.stamp_ns = start
-        before = len(node.keyframes)
+        before = node.keyframes.admitted
         t0 = time.monotonic()
-        for i in range(5):
-            publish_next(rig, line_pose(x0 + 0.5 * i, 12.0 * i), step_s=0.3)
-        wait_for(lambda: len(node.keyframes) - before >= 4, 5.0,
-                 f"4 of 5 views admitted in pass {replay} (drops {node.drops}, {node.last_drop})")
+        publish_next(rig, line_pose(x0, 0.0), step_s=0.3)
+        try:
+            # Intake resumes at once: the pass's first view is a keyframe within a few seconds
+            # (each keyframe costs an encoder pass; a loaded 2-core CI machine is slow).
+            wait_for(lambda: node.keyframes.admitted > before, 5.0, "the first view of the pass")
+            first_s = time.monotonic() - t0
+            for i in range(1, 5):
+                publish_next(rig, line_pose(x0 + 0.5 * i, 12.0 * i), step_s=0.3)
+            wait_for(lambda: node.keyframes.admitted - before >= 4, 20.0, "4 of 5 views admitted")
+        except AssertionError as error:
+            raise AssertionError(f"pass {replay}: {error} (drops {node.drops}, {node.last_drop}, not admitted "
+                                 f"{node.not_admitted}, {len(node._pending)} waiting for TF, "
+                                 f"events {node.events}, epoch {node.keyframes.epoch}, kept "
+                                 f"{[(k.id, k.stamp_ns, k.epoch) for k in node.keyframes.snapshot()][-8:]}, "
+                                 f"published up to {rig.stamp_ns})") from None
         if replay:
-            assert time.monotonic() - t0 < 5.0
+            assert first_s < 5.0
     assert node.events["clock_jumps"] == jumps + 1
     assert "clock_jumps" in node.last_event
 
@@ -258,10 +269,10 @@ def test_a_clock_that_jumps_back_resets_and_intake_resumes(rig):
 def test_a_pose_that_jumps_is_flagged_in_diagnostics(rig):
     node = rig.node
     jumps = node.events["pose_jumps"]
-    publish_next(rig, line_pose(40.0))
+    publish_next(rig, line_pose(40.0))  # (itself a jump from the previous test's last pose)
     publish_next(rig, line_pose(45.0))  # 5 m in 0.1 s, over keyframes.teleport_distance = 2 m
-    wait_for(lambda: node.events["pose_jumps"] > jumps, 5.0, "a flagged pose jump")
-    assert "moved 5.00 m" in node.last_event["pose_jumps"]
+    wait_for(lambda: "moved 5.00 m" in node.last_event.get("pose_jumps", ""), 5.0, "a flagged 5 m pose jump")
+    assert node.events["pose_jumps"] > jumps
     values = diagnostics_values(rig)
     assert int(values["pose_jumps"]) >= 1 and values["level"] >= 1 and "pose jump" in values["message"]
 
@@ -300,12 +311,18 @@ def node_process(tmp_path_factory):
              "-p", "device:=cpu", "-p", "diagnostics_period_s:=0.5", "-p", "keyframes.max_keyframes:=100"],
             env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     try:
-        wait_for(lambda: "ready:" in log.read_text() or process.poll() is not None, 60.0, "the node to be ready")
+        # Generous: the demo model loads and warms up in ~5 s on an idle 2-core machine, but a
+        # loaded CI machine has been seen taking over a minute.
+        wait_for(lambda: "ready:" in log.read_text() or process.poll() is not None, 180.0, "the node to be ready")
         assert process.poll() is None, log.read_text()
         yield env, log
     finally:
         process.terminate()
-        process.wait(timeout=20)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def keyframe_count(env: dict) -> int:
