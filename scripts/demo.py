@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
 """`make demo`: a simulated robot camera, the viewseg node and a client, as three processes.
 
-1. Starts ``viewseg_ros.sim_camera`` (a synthetic room replayed as Image, CameraInfo and TF)
-   and ``viewseg_ros.node`` (with config/viewseg.yaml and the demo checkpoint) as children,
-   on loopback in a private ROS domain.
+1. Starts ``viewseg_ros.sim_camera`` (a synthetic room replayed as 640x480 Image,
+   CameraInfo, aligned depth through the depth-camera model, and TF) and ``viewseg_ros.node``
+   as children, on loopback in a private ROS domain: by default the RGB-D demo model
+   (checkpoints/demo_rgbd.pt, reading the depth topic, ``query.preset`` rgbd) and, beside it
+   in namespace ``/rgb``, the paper-faithful RGB demo model (checkpoints/demo.pt) on the same
+   camera; ``--rgb-only`` runs the RGB model alone (the demo before RGB-D).
 2. This process is the client: it waits (via /diagnostics) until the node holds keyframes
    from the camera's whole walk through the room, then calls ``/viewseg/render_view`` for
    poses the camera never took (beside its walk, turned away from where it looked).
 3. For each query it ray-casts the true semantics and depth of the same camera in the same
    room, saves a panel (true vs predicted semantics and depth, confidence) to
-   ``out/demo/query_NN.png`` and prints the query's mIoU, depth error and latency; all
-   panels together go to ``out/demo/demo.png``.
+   ``out/demo/query_NN.png`` and prints the query's mIoU, depth error and latency (for
+   RGB-D and RGB, side by side); all panels together go to ``out/demo/demo.png``.
 
 Child logs: out/demo/logs/. Exit status 0 when every query succeeded.
 """
@@ -33,7 +36,12 @@ sys.path.insert(0, str(REPO))  # runnable from a checkout without `pip install -
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "demo.pt"))
+    p.add_argument("--checkpoint", default=None,
+                   help="model file (default: checkpoints/demo_rgbd.pt, or demo.pt with --rgb-only)")
+    p.add_argument("--rgb-only", action="store_true",
+                   help="the RGB (paper) demo model alone, no depth topic: the demo as it was before RGB-D")
+    p.add_argument("--rgb-checkpoint", default=str(REPO / "checkpoints" / "demo.pt"),
+                   help="the RGB model run beside the RGB-D one")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="synthetic room of the simulated camera")
     p.add_argument("--kind", default="human", choices=("human", "robot"), help="camera height class")
@@ -86,6 +94,8 @@ def tail(path: Path, lines: int = 15) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.checkpoint is None:
+        args.checkpoint = str(REPO / "checkpoints" / ("demo.pt" if args.rgb_only else "demo_rgbd.pt"))
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
         print(f"demo: the checkpoint {checkpoint} does not exist. Train the demo model first (README, "
@@ -103,6 +113,9 @@ def main(argv=None) -> int:
                       FASTDDS_DEFAULT_PROFILES_FILE=env["FASTDDS_DEFAULT_PROFILES_FILE"])
 
     py = sys.executable
+    # The RGB-D model reads the sim camera's depth and samples around it (query.preset rgbd).
+    depth_args = [] if args.rgb_only else ["-p", "depth_topic:=depth"]
+    preset = args.preset if args.rgb_only or args.preset != "fast" else "rgbd"
     procs = {
         "sim_camera": start("sim_camera", [py, "-m", "viewseg_ros.sim_camera", "--ros-args",
                                            "-p", f"seed:={args.seed}", "-p", f"rate:={args.rate}",
@@ -112,9 +125,15 @@ def main(argv=None) -> int:
                             logs, env),
         "viewseg": start("viewseg", [py, "-m", "viewseg_ros.node", "--ros-args", "--params-file",
                                      str(REPO / "config" / "viewseg.yaml"), "-p", f"checkpoint:={checkpoint}",
-                                     "-p", f"device:={args.device}", "-p", f"query.preset:={args.preset}"],
-                         logs, env),
+                                     "-p", f"device:={args.device}", "-p", f"query.preset:={preset}",
+                                     *depth_args], logs, env),
     }
+    if not args.rgb_only:  # the RGB model beside, on the same camera
+        procs["viewseg_rgb"] = start("viewseg_rgb", [
+            py, "-m", "viewseg_ros.node", "--ros-args", "-r", "__ns:=/rgb", "-r", "image:=/image",
+            "-r", "camera_info:=/camera_info", "--params-file", str(REPO / "config" / "viewseg.yaml"),
+            "-p", f"checkpoint:={args.rgb_checkpoint}", "-p", f"device:={args.device}",
+            "-p", f"query.preset:={args.preset}"], logs, env)
     print(f"demo: sim camera + viewseg node started (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {logs})")
     try:
         return run_client(args, procs, out, logs, (query_w, query_h))
@@ -149,7 +168,10 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
                 status.update({kv.key: kv.value for kv in s.values})
 
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
-    client = node.create_client(RenderView, "/viewseg/render_view")
+    # label -> service: the demo's model, and (RGB-D demo) the RGB model beside it
+    services = ({"rgb": "/viewseg/render_view"} if args.rgb_only else
+                {"rgbd": "/viewseg/render_view", "rgb": "/rgb/viewseg/render_view"})
+    clients = {label: node.create_client(RenderView, name) for label, name in services.items()}
 
     def alive() -> None:
         for name, proc in procs.items():
@@ -170,7 +192,7 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
             print(f"demo: first keyframe after {first_keyframe - t0:.1f} s; waiting for the camera's walk "
                   f"({args.period / 2:.0f} s)")
         if first_keyframe is not None and time.monotonic() - first_keyframe >= args.period / 2 + 1.0 \
-                and client.service_is_ready():
+                and all(c.service_is_ready() for c in clients.values()):
             break
         if time.monotonic() - t0 > args.timeout:
             raise SystemExit(f"demo: no keyframes after {args.timeout:.0f} s (keyframes: {count}); "
@@ -179,47 +201,55 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
 
     world = SimWorld.create(args.seed, args.kind, args.period)  # the sim camera's room and walk
     scene = world.scene
-    evaluator = SegmentationEvaluator()
+    evaluators = {label: SegmentationEvaluator() for label in clients}
     rows_all, ok = [], True
-    print(f"{'query':>5} {'mIoU':>6} {'AbsRel':>7} {'render ms':>10} {'service ms':>11} {'round trip ms':>14} "
-          f"{'overhead ms':>12}  keyframes")
+    print(f"{'query':>5} {'model':>5} {'mIoU':>6} {'AbsRel':>7} {'empty':>6} {'render ms':>10} {'service ms':>11} "
+          f"{'round trip ms':>14}  keyframes")
     for i, c2w in enumerate(world.unseen_poses(args.queries)):
-        request = RenderView.Request()
-        request.pose = matrix_to_pose_stamped(c2w, "map")
-        request.camera_info.width, request.camera_info.height = query_size
-        t_call = time.perf_counter()
-        future = client.call_async(request)
-        executor.spin_until_future_complete(future, timeout_sec=300)
-        round_trip = time.perf_counter() - t_call
-        response = future.result()
-        if response is None or not response.success:
-            ok = False
-            print(f"{i:>5} failed: {response.message if response else 'no response'}")
-            continue
-        K = np.reshape(response.camera_info.k, (3, 3))
-        w, h = query_size
-        truth = render(scene, K, c2w, h, w)
-        labels = image_to_numpy(response.semantic)
-        depth = image_to_numpy(response.depth)
-        confidence = image_to_numpy(response.confidence)
-        miou = evaluator.add(labels, truth.labels)
-        both = np.isfinite(depth) & np.isfinite(truth.depth)
-        abs_rel = float(np.mean(np.abs(depth[both] - truth.depth[both]) / truth.depth[both])) if both.any() else np.nan
-        print(f"{i:>5} {miou:6.3f} {abs_rel:7.3f} {response.render_time * 1e3:10.1f} "
-              f"{response.total_time * 1e3:11.1f} {round_trip * 1e3:14.1f} "
-              f"{(response.total_time - response.render_time) * 1e3:12.2f}  {list(response.keyframe_ids)}")
-        max_depth = float(np.nanpercentile(truth.depth, 99)) if np.isfinite(truth.depth).any() else None
-        rows = [[("camera view (true)", truth.rgb), ("semantics: true", colorize(truth.labels)),
-                 ("semantics: viewseg", colorize(labels))],
-                [("confidence", colorize_scalar(confidence)), ("depth: true", colorize_depth(truth.depth, max_depth)),
-                 ("depth: viewseg", colorize_depth(depth, max_depth))]]
-        save_png(out / f"query_{i:02d}.png", panel(rows))
-        rows_all += rows
+        truth, rows = None, []
+        for label, query_client in clients.items():
+            request = RenderView.Request()
+            request.pose = matrix_to_pose_stamped(c2w, "map")
+            request.camera_info.width, request.camera_info.height = query_size
+            t_call = time.perf_counter()
+            future = query_client.call_async(request)
+            executor.spin_until_future_complete(future, timeout_sec=300)
+            round_trip = time.perf_counter() - t_call
+            response = future.result()
+            if response is None or not response.success:
+                ok = False
+                print(f"{i:>5} {label:>5} failed: {response.message if response else 'no response'}")
+                continue
+            K = np.reshape(response.camera_info.k, (3, 3))
+            w, h = query_size
+            if truth is None:
+                truth = render(scene, K, c2w, h, w)
+                max_depth = float(np.nanpercentile(truth.depth, 99)) if np.isfinite(truth.depth).any() else None
+                rows.append([("camera view (true)", truth.rgb), ("semantics: true", colorize(truth.labels)),
+                             ("depth: true", colorize_depth(truth.depth, max_depth))])
+            labels = image_to_numpy(response.semantic)
+            depth = image_to_numpy(response.depth)
+            confidence = image_to_numpy(response.confidence)
+            miou = evaluators[label].add(labels, truth.labels)
+            both = np.isfinite(depth) & np.isfinite(truth.depth)
+            abs_rel = (float(np.mean(np.abs(depth[both] - truth.depth[both]) / truth.depth[both])) if both.any()
+                       else np.nan)
+            empty = float(np.mean(~np.isfinite(depth) & np.isfinite(truth.depth)))
+            print(f"{i:>5} {label:>5} {miou:6.3f} {abs_rel:7.3f} {empty:6.1%} {response.render_time * 1e3:10.1f} "
+                  f"{response.total_time * 1e3:11.1f} {round_trip * 1e3:14.1f}  {list(response.keyframe_ids)}")
+            if response.message:
+                print(f"      {label}: {response.message}")
+            rows.append([(f"semantics: {label}", colorize(labels)), (f"confidence: {label}", colorize_scalar(confidence)),
+                         (f"depth: {label}", colorize_depth(depth, max_depth))])
+        if rows:
+            save_png(out / f"query_{i:02d}.png", panel(rows))
+            rows_all += rows
     if rows_all:
         save_png(out / "demo.png", panel(rows_all, tile_height=120))
-    scores = evaluator.scores()
-    print(f"demo: mIoU over all queries {scores['miou']:.3f} (per image {scores['per_image_miou']:.3f}); "
-          f"panels in {out}/")
+    for label, evaluator in evaluators.items():
+        scores = evaluator.scores()
+        print(f"demo: {label}: mIoU over all queries {scores['miou']:.3f} (per image {scores['per_image_miou']:.3f})")
+    print(f"demo: panels in {out}/")
     node.destroy_node()
     rclpy.try_shutdown()
     return 0 if ok else 1
