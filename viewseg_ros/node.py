@@ -1012,7 +1012,10 @@ class ViewSegNode(Node):
             setattr(response, name, msg)
         response.success, response.message = True, result.note
         if self.params["points.on_service"]:
-            self.points_pub.publish(self.points_of(result))
+            try:  # the answer must go out whatever happens to the extra cloud
+                self.points_pub.publish(self.points_of(result))
+            except Exception as error:
+                self._warn("points", f"~/points not published: {type(error).__name__}: {error}")
         response.keyframe_ids = result.keyframe_ids
         response.keyframe_stamps = [ns_to_time(s) for s in result.keyframe_stamps_ns]
         result.timings["respond"] = time.perf_counter() - t_respond
