@@ -20,3 +20,14 @@ def tiny_synth(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_synth")
     write_dataset(root, 3, SynthConfig(views=12, height=30, width=40), seed=3, progress=False)
     return root
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module (its timings and results do not depend on the machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

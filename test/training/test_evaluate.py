@@ -31,12 +31,7 @@ CONFIG = str(Path(__file__).resolve().parents[2] / "training" / "configs" / "syn
 DATA_OVERRIDES = [o for o in TINY_OVERRIDES if o.startswith("data.")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -104,12 +104,7 @@ def write_rgbd_bag(path: Path, views) -> dict[str, np.ndarray]:
     return written
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_bag_to_scene_to_rgbd_training_to_eval(tmp_path, capsys):
