@@ -117,8 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("clients", "duration", "idle", "frames_per_view"):
         if not getattr(args, name) > 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
-    qw, qh = (int(v) for v in args.query_size.lower().split("x"))
-    cw, ch = (int(v) for v in args.camera_size.lower().split("x"))
+    try:
+        qw, qh = (int(v) for v in args.query_size.lower().split("x"))
+        cw, ch = (int(v) for v in args.camera_size.lower().split("x"))
+    except ValueError:
+        parser.error(f"--query-size and --camera-size are WIDTHxHEIGHT, got {args.query_size!r}, {args.camera_size!r}")
 
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
