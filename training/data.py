@@ -55,6 +55,7 @@ class DataConfig:
     source_depth: str = "none"             # none (the paper) | clean | sensor: source depth as a model input
     depth_sensor: DepthSensorConfig = field(default_factory=DepthSensorConfig)  # for source_depth: sensor
     source_depth_dropout: float = 0.0      # training: probability a source view's input depth is all NaN
+    pose_noise: tuple[float, float] = (0.0, 0.0)  # source pose noise sigma (degrees, cm); paper appendix D
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -67,6 +68,10 @@ class DataConfig:
                              f"got {self.source_depth_dropout!r}")
         if len(self.image_size) != 2 or min(self.image_size) < 1:
             raise ValueError(f"config key data.image_size must be [H, W] with both >= 1, got {self.image_size!r}")
+        if len(self.pose_noise) != 2 or min(float(x) for x in self.pose_noise) < 0:
+            raise ValueError(f"config key data.pose_noise must be [degrees, centimetres], both >= 0, "
+                             f"got {self.pose_noise!r}")
+        self.pose_noise = tuple(float(x) for x in self.pose_noise)
         check_bounds(self, "data", at_least={"num_sources": 1, "target_rays": 1, "source_rays": 0, "num_workers": 0})
 
 
@@ -140,7 +145,8 @@ def build_dataset(cfg: DataConfig, split: str, seed: int = 0, full_target: bool 
                            target_rays=cfg.target_rays, source_rays=0 if full_target else cfg.source_rays,
                            resample_sources=not full_target, full_target=full_target, seed=seed,
                            source_depth=cfg.source_depth, depth_sensor=cfg.depth_sensor,
-                           source_depth_dropout=0.0 if full_target else cfg.source_depth_dropout)
+                           source_depth_dropout=0.0 if full_target else cfg.source_depth_dropout,
+                           pose_noise=tuple(cfg.pose_noise))
     return ViewSegDataset(scenes, pairs, ds_cfg)
 
 

@@ -52,8 +52,16 @@ Source depth as a model input (RGB-D keyframes; ``DatasetConfig.source_depth``):
 * ``source_depth_dropout`` p: each source view's depth is dropped whole (all NaN) with
   probability p, seeded by (seed, epoch, index) (training only: the keyframe without depth).
 
-Neither draws from the example's ray/source generator, so sources and rays are the same
-with or without source depth.
+Noisy source poses (the paper's appendix D; ``DatasetConfig.pose_noise = (deg, cm)``): each
+source pose is rotated about its own camera centre by an angle ~ N(0, deg) about a uniformly
+random axis, and moved by a translation with each world axis ~ N(0, cm / 100) metres. The
+draw is seeded by (seed, epoch, scene, view id), like the depth measurement: one keyframe has
+one (wrong) pose estimate in every example of an epoch, and evaluation always sees the same
+one. Only ``source_c2w`` changes: the target pose, the images, labels and depth stay true,
+so a model (and every baseline) renders the true target from miscalibrated sources.
+
+None of these draws from the example's ray/source generator, so sources and rays are the same
+with or without source depth or pose noise.
 """
 from __future__ import annotations
 
@@ -93,6 +101,8 @@ class DatasetConfig:
             ``source_depth_input`` (see the module docstring).
         depth_sensor: the sensor model of ``source_depth="sensor"``.
         source_depth_dropout: probability that a source view's input depth is all NaN.
+        pose_noise: (degrees, centimetres) standard deviations of the source pose noise
+            (see the module docstring); (0, 0) = true poses.
     """
 
     num_sources: int = 4
@@ -105,8 +115,14 @@ class DatasetConfig:
     source_depth: str = "none"
     depth_sensor: DepthSensorConfig = field(default_factory=DepthSensorConfig)
     source_depth_dropout: float = 0.0
+    pose_noise: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
+        noise = tuple(float(x) for x in self.pose_noise)
+        if len(noise) != 2 or not all(np.isfinite(noise)) or min(noise) < 0:
+            raise ValueError(f"pose_noise must be (degrees, centimetres), both finite and >= 0, "
+                             f"got {self.pose_noise!r}")
+        object.__setattr__(self, "pose_noise", noise)
         if self.source_depth not in SOURCE_DEPTH_MODES:
             raise ValueError(f"source_depth must be one of {' | '.join(SOURCE_DEPTH_MODES)}, "
                              f"got {self.source_depth!r}")
@@ -116,7 +132,7 @@ class DatasetConfig:
 
 SOURCE_DEPTH_MODES = ("none", "clean", "sensor")
 # Tags that keep the source-depth generators apart from the example's own (and each other).
-_SENSOR_TAG, _DROPOUT_TAG = 0x5E45, 0xD409
+_SENSOR_TAG, _DROPOUT_TAG, _POSE_TAG = 0x5E45, 0xD409, 0x905E
 
 
 def known_depth(depth: torch.Tensor) -> torch.Tensor:
@@ -131,6 +147,24 @@ def _name_key(text: str) -> int:
 def view_depth_rng(seed: int, epoch: int, scene: str, view_id: str) -> np.random.Generator:
     """The generator of the simulated depth measurement of view ``view_id`` of ``scene``."""
     return np.random.default_rng([int(seed), int(epoch), _name_key(scene), _name_key(view_id), _SENSOR_TAG])
+
+
+def pose_noise_rng(seed: int, epoch: int, scene: str, view_id: str) -> np.random.Generator:
+    """The generator of the pose noise of source view ``view_id`` of ``scene``."""
+    return np.random.default_rng([int(seed), int(epoch), _name_key(scene), _name_key(view_id), _POSE_TAG])
+
+
+def perturb_pose(c2w: np.ndarray, rotation_deg: float, translation_cm: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """``c2w`` [4, 4] rotated about its camera centre by N(0, rotation_deg) degrees about a
+    uniform random axis and translated by N(0, translation_cm / 100) m on each world axis."""
+    axis = rng.normal(size=3)
+    axis /= max(float(np.linalg.norm(axis)), 1e-12)
+    angle = np.deg2rad(rotation_deg) * rng.normal()
+    noisy = np.array(c2w, dtype=np.float64, copy=True)
+    noisy[:3, :3] = cv2.Rodrigues(axis * angle)[0] @ noisy[:3, :3]
+    noisy[:3, 3] += rng.normal(scale=translation_cm / 100.0, size=3)
+    return noisy.astype(np.asarray(c2w).dtype)
 
 
 def measured_depth(depth: torch.Tensor, mode: str, sensor: DepthSensorConfig, scene: str, view_id: str,
@@ -235,6 +269,13 @@ class ViewSegDataset(Dataset):
             measured[drop] = float("nan")
         return measured
 
+    def source_pose(self, scene: str, view: View) -> np.ndarray:
+        """The c2w a source view is given: the true pose, or it with ``pose_noise``."""
+        deg, cm = self.config.pose_noise
+        if deg == 0 and cm == 0:
+            return view.c2w
+        return perturb_pose(view.c2w, deg, cm, pose_noise_rng(self.config.seed, self.epoch, scene, view.view_id))
+
     def _choose_sources(self, pair: PairEntry, rng: np.random.Generator) -> list[str]:
         V = self.config.num_sources
         if self.config.resample_sources and len(pair.candidates) >= V:
@@ -281,7 +322,7 @@ class ViewSegDataset(Dataset):
         example = {
             "source_rgb": s_rgb,
             "source_K": torch.from_numpy(np.stack([s.K for s in sources])).float(),
-            "source_c2w": torch.from_numpy(np.stack([s.c2w for s in sources])).float(),
+            "source_c2w": torch.from_numpy(np.stack([self.source_pose(pair.scene, s) for s in sources])).float(),
             "source_labels": s_lab,
             "source_depth": s_dep,
         }
@@ -339,4 +380,4 @@ def seed_worker(worker_id: int) -> None:
 
 
 __all__ = ["DatasetConfig", "ViewSegDataset", "collate", "seed_worker", "resize_view", "known_depth",
-           "measured_depth", "view_depth_rng", "SOURCE_DEPTH_MODES"]
+           "measured_depth", "view_depth_rng", "SOURCE_DEPTH_MODES", "perturb_pose", "pose_noise_rng"]

@@ -125,6 +125,7 @@ class FieldConfig:
     view_pooling: str = "mean"       # mean (paper) | mean_var (see the module docstring)
     source_rgb: bool = False         # also read source colours (see the module docstring)
     source_depth: bool = False       # also read measured source depth (see the module docstring)
+    view_direction: bool = True      # False: no gamma(d_v) input at all (the paper's "w/o view dir." ablation)
 
     def __post_init__(self) -> None:
         if self.view_pooling not in VIEW_POOLING_MODES:
@@ -319,7 +320,9 @@ class SemanticField(nn.Module):
         self.embed_xyz = HarmonicEmbedding(cfg.n_harmonic_xyz)
         self.embed_dir = HarmonicEmbedding(cfg.n_harmonic_dir)
         self.xyz_dim = self.embed_xyz.output_dim(3)
-        self.dir_dim = self.embed_dir.output_dim(3)
+        # Without view direction the input layer has no direction columns: n_harmonic_dir=0
+        # alone would still feed the raw direction (include_input), so it is no off switch.
+        self.dir_dim = self.embed_dir.output_dim(3) if cfg.view_direction else 0
         # One layer over [gamma(x), gamma(d), feature]; the paths below use slices of its weight.
         self.lin_in = nn.Linear(self.xyz_dim + self.dir_dim + self.feature_dim, cfg.hidden_dim)
         self.colour_proj = None
@@ -432,7 +435,7 @@ class SemanticField(nn.Module):
         d_cam = directions[:, None] @ rot.to(gdtype)                        # [B, V, R, 3]
         wdtype = self.lin_in.weight.dtype
         g_x = self.embed_xyz(x_cam).reshape(B, V, R, S, self.xyz_dim).to(wdtype)
-        g_d = self.embed_dir(d_cam)[:, :, :, None].to(wdtype)               # [B, V, R, 1, dir_dim]
+        g_d = self.embed_dir(d_cam)[:, :, :, None].to(wdtype) if self.dir_dim else None  # [B, V, R, 1, dir_dim]
         depth_cue = None
         if self.depth_embed is not None:
             diff, known = self.depth_difference(x_cam, uv, prepared)
@@ -470,9 +473,13 @@ class SemanticField(nn.Module):
         if self.config.projected_features:
             w_x, w_d, _ = self._weights()
             # The direction term is per ray, shared by the ray's S samples.
-            h = F.linear(g_x, w_x) + F.linear(g_d, w_d, self.lin_in.bias) + sampled
+            if g_d is None:
+                h = F.linear(g_x, w_x, self.lin_in.bias) + sampled
+            else:
+                h = F.linear(g_x, w_x) + F.linear(g_d, w_d, self.lin_in.bias) + sampled
         else:
-            h = self.lin_in(torch.cat([g_x, g_d.expand(B, V, R, S, self.dir_dim), sampled], dim=-1))
+            parts = [g_x] + ([] if g_d is None else [g_d.expand(B, V, R, S, self.dir_dim)]) + [sampled]
+            h = self.lin_in(torch.cat(parts, dim=-1))
         if depth_cue is not None:  # added last: with W_z = u = 0 it adds exact zeros
             h = self.depth_embed.add_to(h, *depth_cue)
         h = self.blocks(h)                                                  # [B, V, R, S, hidden]

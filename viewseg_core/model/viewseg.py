@@ -50,6 +50,7 @@ class ModelConfig:
     n_head_blocks: int = 2
     n_harmonic_xyz: int = 10
     n_harmonic_dir: int = 4
+    view_direction: bool = True          # False: the field gets no viewing direction (paper's ablation)
     num_classes: int = NUM_CLASSES
     projected_features: bool = True      # False: the naive reference path (benchmarks, tests)
     view_pooling: str = "mean"           # mean (paper) | mean_var (adds the variance over views)
@@ -102,7 +103,8 @@ class ModelConfig:
                            n_head_blocks=self.n_head_blocks, n_harmonic_xyz=self.n_harmonic_xyz,
                            n_harmonic_dir=self.n_harmonic_dir, num_classes=self.num_classes,
                            projected_features=self.projected_features, view_pooling=self.view_pooling,
-                           source_rgb=self.source_rgb, source_depth=self.source_depth)
+                           source_rgb=self.source_rgb, source_depth=self.source_depth,
+                           view_direction=self.view_direction)
 
     def renderer_config(self) -> RendererConfig:
         return RendererConfig(num_coarse=self.num_coarse, num_fine=self.num_fine, lindisp=self.lindisp,
