@@ -127,3 +127,65 @@ def test_bad_pairs_are_rejected(scene_and_pairs):
     with pytest.raises(ValueError, match="fewer than 4"):
         ViewSegDataset([folder], [PairEntry(folder.name, "000000", ["000001"])])
     assert isinstance(folder, SceneFolder)
+
+
+def test_perturb_pose_has_the_requested_distribution():
+    """Rotation angle ~ |N(0, deg)| about a uniform axis, translation ~ N(0, cm/100) per axis,
+    about the camera centre (the rotation never moves the centre)."""
+    import cv2
+
+    from viewseg_core.data.dataset import perturb_pose
+
+    rng = np.random.default_rng(0)
+    c2w = np.eye(4)
+    c2w[:3, :3] = cv2.Rodrigues(np.array([0.2, -0.7, 0.4]))[0]
+    c2w[:3, 3] = [1.0, 2.0, -0.5]
+    n = 4000
+    noisy = np.stack([perturb_pose(c2w, 5.0, 10.0, rng) for _ in range(n)])
+    delta = noisy[:, :3, :3] @ c2w[:3, :3].T                   # the world-frame noise rotation
+    rotvec = np.degrees(np.stack([cv2.Rodrigues(m)[0][:, 0] for m in delta]))
+    angle = np.linalg.norm(rotvec, axis=1)
+    # |N(0, s)| has mean s sqrt(2/pi) and second moment s^2.
+    assert abs(angle.mean() - 5.0 * np.sqrt(2 / np.pi)) < 0.15
+    assert abs(np.sqrt((angle ** 2).mean()) - 5.0) < 0.15
+    axes = rotvec / angle[:, None]
+    assert np.abs(axes.mean(axis=0)).max() < 0.05             # no preferred axis
+    assert np.abs(np.abs(axes).mean(axis=0) - 0.5).max() < 0.03   # uniform on the sphere: E|a_i| = 1/2
+    shift = noisy[:, :3, 3] - c2w[:3, 3]
+    np.testing.assert_allclose(shift.mean(axis=0), 0.0, atol=0.01)
+    np.testing.assert_allclose(shift.std(axis=0), 0.10, rtol=0.05)
+    np.testing.assert_allclose(noisy[:, 3], np.broadcast_to([0, 0, 0, 1], (n, 4)))
+    np.testing.assert_allclose(noisy[:, :3, :3] @ noisy[:, :3, :3].transpose(0, 2, 1),
+                               np.broadcast_to(np.eye(3), (n, 3, 3)), atol=1e-12)   # still a rotation
+    np.testing.assert_array_equal(perturb_pose(c2w, 0.0, 0.0, rng), c2w)
+
+
+def test_pose_noise_touches_only_the_source_poses(scene_and_pairs):
+    folder, pairs = scene_and_pairs
+    base = dict(num_sources=2, image_size=(24, 32), target_rays=64, source_rays=8, seed=5)
+    clean = ViewSegDataset([folder], pairs, DatasetConfig(**base))
+    noisy = ViewSegDataset([folder], pairs, DatasetConfig(**base, pose_noise=(5.0, 5.0)))
+    for index in range(3):
+        a, b = clean[index], noisy[index]
+        assert a["source_ids"] == b["source_ids"]
+        for key in a:
+            if key == "source_c2w" or not isinstance(a[key], torch.Tensor):
+                continue
+            assert torch.equal(a[key].nan_to_num(-1.0), b[key].nan_to_num(-1.0)), key
+        moved = (b["source_c2w"][:, :3, 3] - a["source_c2w"][:, :3, 3]).norm(dim=-1)
+        assert (moved > 0).all() and (moved < 0.5).all()
+    # One keyframe, one wrong pose per epoch: the same view gets the same noise in any example.
+    same = {}
+    for index in range(len(noisy)):
+        ex = noisy[index]
+        for view_id, c2w in zip(ex["source_ids"], ex["source_c2w"]):
+            if view_id in same:
+                assert torch.equal(same[view_id], c2w)
+            same[view_id] = c2w
+    noisy.set_epoch(1)
+    ex = noisy[0]
+    assert not torch.equal(ex["source_c2w"], clean[0]["source_c2w"])
+    with pytest.raises(ValueError, match="pose_noise"):
+        DatasetConfig(pose_noise=(-1.0, 0.0))
+    with pytest.raises(ValueError, match="pose_noise"):
+        DatasetConfig(pose_noise=(float("nan"), 0.0))

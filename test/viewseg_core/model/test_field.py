@@ -456,3 +456,38 @@ def test_depth_cue_under_bf16_autocast():
             low = field(pts, dirs, prepared)
     scale = float(ref.logits.abs().max())
     assert float((low.logits.float() - ref.logits).abs().max()) < 5e-2 * scale
+
+
+@pytest.mark.parametrize("projected", [True, False])
+def test_view_direction_off_removes_the_input(projected):
+    """view_direction=False: the input layer has no direction columns, the output does not
+    depend on the direction (zero gradient), while with it on the gradient is non-zero."""
+    src = _sources(CAMS)
+    pts, dirs = _points()
+    on = _field(projected_features=projected, n_harmonic_dir=0)   # n_harmonic_dir=0 is NOT an off switch
+    off = _field(projected_features=projected, view_direction=False)
+    assert off.lin_in.in_features == off.xyz_dim + 16 and off.dir_dim == 0
+    assert on.dir_dim == 3                                        # the raw direction is still fed
+    for field, expect_grad in ((on, True), (off, False)):
+        d = dirs.clone().requires_grad_(True)
+        out = field(pts, d, field.prepare(src))
+        (out.logits.sum() + out.density.sum() + out.rgb.sum()).backward()
+        if expect_grad:
+            assert d.grad.abs().max() > 1e-6
+        else:
+            assert d.grad is None or torch.count_nonzero(d.grad) == 0
+    # Other directions, the same output.
+    a = off(pts, dirs, off.prepare(src))
+    b = off(pts, -dirs, off.prepare(src))
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.density, b.density)
+
+
+def test_view_direction_off_projected_equals_naive():
+    src = _sources(CAMS)
+    pts, dirs = _points()
+    naive = _field(projected_features=False, view_direction=False)
+    proj = _field(projected_features=True, view_direction=False)
+    proj.load_state_dict(naive.state_dict())
+    a, b = naive(pts, dirs, naive.prepare(src)), proj(pts, dirs, proj.prepare(src))
+    torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(a.density, b.density, atol=1e-5, rtol=1e-4)
