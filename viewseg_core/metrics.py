@@ -9,8 +9,13 @@ Semantic definitions follow detectron2's ``SemSegEvaluator`` (what ViewSeg repor
 * Class accuracy = TP / (TP + FN), for classes in the ground truth; mACC averages those.
 * fwIoU weights IoU_c by the class's share of ground-truth pixels.
 * pACC = sum TP / number of labelled pixels.
-* "things" and "stuff" mIoU: the same mean restricted to :data:`THING_CLASSES` and
-  :data:`STUFF_CLASSES` (wall, floor, ceiling).
+* "things" and "stuff" mIoU (``miou_things``, ``miou_stuff``): the same mean restricted to
+  :data:`THING_CLASSES` and :data:`STUFF_CLASSES` (wall, floor, ceiling).
+* The paper's IoU_T and IoU_S (``iou_t_merged``, ``iou_s_merged``): every thing class merged
+  into one class "thing" and wall, floor and ceiling into one class "stuff", then the IoU of
+  each merged class (:func:`merged_iou`). A thing pixel labelled as another thing class is
+  right here and wrong in ``miou_things``; a pixel predicted "unknown" (255, an empty ray) is
+  a false negative of its true group.
 
 Per-image mIoU (Semantic-NeRF / S-Ray protocol) computes mIoU on each image's own confusion
 matrix and averages over images; it is reported separately and named ``per_image_miou``.
@@ -73,6 +78,8 @@ def semantic_scores(conf: np.ndarray) -> dict[str, float | list[float | None]]:
 
     return {
         "miou": mean_over(range(num_classes)),
+        "iou_t_merged": merged_iou(conf, THING_CLASSES),
+        "iou_s_merged": merged_iou(conf, STUFF_CLASSES),
         "fwiou": float((iou * pos_gt)[iou_valid].sum() / total) if total else float("nan"),
         "pacc": float(tp.sum() / total) if total else float("nan"),
         "macc": float(acc[acc_valid].mean()) if acc_valid.any() else float("nan"),
@@ -80,6 +87,26 @@ def semantic_scores(conf: np.ndarray) -> dict[str, float | list[float | None]]:
         "miou_stuff": mean_over(STUFF_CLASSES),
         "iou_per_class": [float(v) if ok else None for v, ok in zip(iou, iou_valid)],
     }
+
+
+def merged_iou(conf: np.ndarray, group) -> float:
+    """IoU of ``group`` (class ids) merged into one class, from a [C, C + 1] confusion matrix.
+
+    TP: a true pixel of the group predicted as any class of the group; FN: a true pixel of the
+    group predicted outside it, including "unknown" (the last column); FP: a pixel of another
+    true class predicted inside the group. NaN when the group occurs in neither truth nor
+    prediction.
+    """
+    conf = np.asarray(conf, dtype=np.float64)
+    num_classes = conf.shape[0]
+    inside = np.zeros(num_classes + 1, dtype=bool)
+    inside[[c for c in group if 0 <= c < num_classes]] = True
+    rows = inside[:num_classes]
+    tp = conf[np.ix_(rows, inside)].sum()
+    fn = conf[rows].sum() - tp
+    fp = conf[np.ix_(~rows, inside)].sum()
+    union = tp + fn + fp
+    return float(tp / union) if union > 0 else float("nan")
 
 
 @dataclass
@@ -209,7 +236,9 @@ class SegmentationEvaluator:
 
 
 # Scores compared by paired_bootstrap, and whether a larger value is better.
-HIGHER_IS_BETTER = {"miou": True, "pacc": True, "delta1": True, "delta2": True, "delta3": True,
+HIGHER_IS_BETTER = {"miou": True, "pacc": True, "fwiou": True, "macc": True, "miou_things": True,
+                    "miou_stuff": True, "iou_t_merged": True, "iou_s_merged": True,
+                    "delta1": True, "delta2": True, "delta3": True,
                     "depth_l1": False, "depth_absrel": False, "depth_l1_stuff": False,
                     "depth_l1_things": False, "depth_absrel_stuff": False, "depth_absrel_things": False}
 
@@ -279,5 +308,5 @@ def paired_bootstrap(a: SegmentationEvaluator, b: SegmentationEvaluator,
     return out
 
 
-__all__ = ["confusion_matrix", "semantic_scores", "DepthAccumulator", "SegmentationEvaluator",
+__all__ = ["confusion_matrix", "semantic_scores", "merged_iou", "DepthAccumulator", "SegmentationEvaluator",
            "depth_scores", "paired_bootstrap", "HIGHER_IS_BETTER", "IGNORE_LABEL", "DELTA_THRESHOLDS"]

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from viewseg_core.metrics import (DepthAccumulator, SegmentationEvaluator, confusion_matrix, paired_bootstrap,
-                                  semantic_scores)
+from viewseg_core.metrics import (DepthAccumulator, SegmentationEvaluator, confusion_matrix, merged_iou,
+                                  paired_bootstrap, semantic_scores)
 
 #            wall wall wall floor floor cabinet cabinet ignore bed
 GT = np.array([0, 0, 0, 1, 1, 2, 2, 255, 3])
@@ -35,6 +35,68 @@ def test_semantic_scores_by_hand():
     assert scores["miou_things"] == pytest.approx((1 / 2 + 0 + 0) / 3)
     assert scores["iou_per_class"][5] == 0.0
     assert scores["iou_per_class"][6] is None  # table: neither in GT nor predicted
+
+
+# Paper-style IoU_T / IoU_S. Rows: true class; columns: predicted class (37 = unknown, an
+# empty ray). Ids: wall 0, floor 1, cabinet 2, bed 3, chair 4, sofa 5, ceiling 21.
+HAND_CONF = {  # (true, predicted): pixels
+    (0, 0): 6, (0, 1): 2, (0, 4): 1, (0, 37): 1,   # wall: 6 wall, 2 floor, 1 chair, 1 unknown
+    (1, 1): 5, (1, 3): 2,                          # floor: 5 floor, 2 bed
+    (21, 0): 3, (21, 37): 2,                       # ceiling: 3 wall, 2 unknown
+    (2, 2): 4, (2, 5): 2, (2, 0): 2, (2, 37): 1,   # cabinet: 4 cabinet, 2 sofa, 2 wall, 1 unknown
+    (3, 4): 3, (3, 1): 1,                          # bed: 3 chair, 1 floor
+}
+
+
+def _hand_matrix() -> np.ndarray:
+    conf = np.zeros((37, 38), np.int64)
+    for (row, col), count in HAND_CONF.items():
+        conf[row, col] = count
+    return conf
+
+
+def test_merged_things_and_stuff_iou_by_hand():
+    scores = semantic_scores(_hand_matrix())
+    # stuff merged: TP = wall->wall 6 + wall->floor 2 + floor->floor 5 + ceiling->wall 3 = 16;
+    # FN = wall->chair 1 + wall->unknown 1 + floor->bed 2 + ceiling->unknown 2 = 6;
+    # FP = cabinet->wall 2 + bed->floor 1 = 3.
+    assert scores["iou_s_merged"] == pytest.approx(16 / 25)
+    # thing merged: TP = cabinet->cabinet 4 + cabinet->sofa 2 + bed->chair 3 = 9;
+    # FN = cabinet->wall 2 + cabinet->unknown 1 + bed->floor 1 = 4; FP = wall->chair 1 + floor->bed 2 = 3.
+    assert scores["iou_t_merged"] == pytest.approx(9 / 16)
+    # the per-class means of the same matrix: wall 6/(10+11-6), floor 5/(7+8-5), ceiling 0;
+    # cabinet 4/9, bed 0, chair 0 (predicted, never true), sofa 0
+    assert scores["miou_stuff"] == pytest.approx((6 / 15 + 5 / 10 + 0) / 3)
+    assert scores["miou_things"] == pytest.approx((4 / 9 + 0 + 0 + 0) / 4)
+    # merged_iou on a 3-class matrix with any group; no pixel of the group: NaN
+    small = np.array([[3, 1, 0, 1],    # class 0: 3 right, 1 as class 1, 1 unknown
+                      [2, 4, 0, 0],    # class 1
+                      [0, 0, 0, 0]])   # class 2: absent
+    assert merged_iou(small, (0, 1)) == pytest.approx(10 / 11)  # only the unknown pixel is wrong
+    assert merged_iou(small, (0,)) == pytest.approx(3 / (3 + 2 + 2))
+    assert math.isnan(merged_iou(small, (2,)))
+    # the last column is never a class of a group (an unknown pixel is no thing)
+    assert merged_iou(small, (0, 1, 3)) == pytest.approx(10 / 11)
+
+
+def test_merged_scores_in_the_bootstrap():
+    """IoU_T / IoU_S recomputed per resample from the images' own matrices."""
+    thing, stuff = np.full((1, 2), 2), np.zeros((1, 2), int)   # cabinet, wall
+    a, b = SegmentationEvaluator(), SegmentationEvaluator()
+    a.add(np.array([[3, 0]]), thing)    # image 0: one thing pixel right (bed for cabinet), one as wall
+    a.add(stuff, stuff)                 # image 1: stuff right
+    b.add(np.full((1, 2), 255), thing)  # image 0: unknown everywhere
+    b.add(np.ones((1, 2), int), stuff)  # image 1: floor for wall (still stuff)
+    out = paired_bootstrap(a, b, names=("iou_t_merged", "iou_s_merged"), counts=np.array([[2, 0], [0, 2]]))
+    # all images: a thing 1/2, stuff 2/3 (one FP from the thing pixel called wall); b thing 0, stuff 1
+    assert out["iou_t_merged"]["difference"] == pytest.approx(1 / 2 - 0)
+    assert out["iou_s_merged"]["difference"] == pytest.approx(2 / 3 - 1)
+    # image 0 twice: thing a 2/4 - b 0/4 = +1/2; stuff a 0/2 (the FP only), b NaN (no stuff at all)
+    # image 1 twice: thing NaN for both; stuff a 1 - b 1 = 0
+    assert out["iou_t_merged"]["low"] == out["iou_t_merged"]["high"] == pytest.approx(1 / 2)
+    assert out["iou_t_merged"]["a_better"] == pytest.approx(1 / 2)  # the NaN resample is not "better"
+    assert out["iou_s_merged"]["low"] == out["iou_s_merged"]["high"] == 0.0
+    assert out["iou_s_merged"]["a_better"] == 0.0
 
 
 def test_perfect_prediction_and_shape_mismatch():
