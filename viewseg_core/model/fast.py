@@ -38,6 +38,21 @@ reference path by ``benchmarks/bench_query.py`` (see docs/benchmarks.md):
    not made the measured surface opaque, so what lies behind it counts), so skipping never
    leaves a pixel empty that the full pass fills.
 
+5. **The field implementation** (``QueryPreset.field_impl``, overridden by the environment
+   variable ``VIEWSEG_FIELD``): ``fused`` evaluates every field call of the query (coarse,
+   the coarse re-evaluation of ``skip_free``, fine; all through :class:`FieldChoice`) with
+   the fused Triton kernel (:func:`viewseg_core.model.fused_field.fused_field_forward`: the
+   whole field in one kernel per tile of points, bf16 ``tl.dot`` with float32 accumulation,
+   or IEEE float32 when ``amp`` resolves to ``off``), ``reference`` with the PyTorch
+   :class:`SemanticField`. ``auto`` (the default) takes ``fused`` on CUDA where
+   :func:`~viewseg_core.model.fused_field.fused_supported` accepts every field of the model,
+   and the PyTorch field otherwise; on CPU it never picks the triton interpreter. A forced
+   ``fused`` that cannot run raises :class:`~viewseg_core.model.fused_field.FusedFieldUnsupported`
+   (one line, with the reason); on CPU it runs under the interpreter only when
+   ``TRITON_INTERPRET=1`` is set (parity tests: orders of magnitude slower).
+   :attr:`QueryStats.field_impl` says which ran and :attr:`QueryStats.field_note` why
+   ``auto`` fell back. Training keeps the PyTorch field (no fused backward).
+
 On CUDA the field's MLP also runs under autocast (``amp``, bf16 by default); the field keeps
 projection, embedding and feature sampling in float32 itself, and compositing runs in
 float32 in the fused kernel. Projected feature maps (``projected_features``) are the model's
@@ -47,6 +62,7 @@ own default path; :func:`render_query` prepares them once per call, or takes the
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, fields, replace
 from typing import Callable
 
@@ -54,12 +70,15 @@ import torch
 
 from viewseg_core.model.depth_guide import measured_empty
 from viewseg_core.model.field import FieldOutput, PreparedSources, SemanticField, SourceViews
+from viewseg_core.model.fused_field import FusedFieldUnsupported, fused_field_forward, fused_supported
 from viewseg_core.model.renderer import PassOutput, Renderer
 from viewseg_core.rays import RayBundle, grid_rays
 from viewseg_core.sampling import hierarchical_samples
 from viewseg_core.volrend import render_weights
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+FIELD_IMPLS = ("auto", "fused", "reference")
+FIELD_ENV = "VIEWSEG_FIELD"   # overrides QueryPreset.field_impl (benchmarks, tests)
 # Default per-call budget: bytes of one [points, views, hidden] float32 activation.
 CPU_BUDGET_BYTES = 3 << 20
 CUDA_FREE_MEMORY_SHARE = 1 / 32   # the field holds ~10 such tensors at its peak
@@ -91,6 +110,9 @@ class QueryPreset:
         skip_free: the coarse pass skips what the source depth accounts for as empty or
             hidden (needs source depth to skip more than the points no source sees; see
             the module docstring).
+        field_impl: ``auto`` | ``fused`` | ``reference``: which implementation evaluates the
+            fields (module docstring, item 5; the environment variable ``VIEWSEG_FIELD``
+            overrides it).
     """
 
     name: str
@@ -101,6 +123,7 @@ class QueryPreset:
     point_budget: int = 0
     guide_samples: int = 0
     skip_free: bool = False
+    field_impl: str = "auto"
 
     def __post_init__(self) -> None:
         if self.num_coarse < 2 and self.num_fine > 0:
@@ -116,6 +139,9 @@ class QueryPreset:
             raise ValueError(f"QueryPreset {self.name!r}: point_budget must be >= 0, got {self.point_budget}")
         if self.guide_samples < 0:
             raise ValueError(f"QueryPreset {self.name!r}: guide_samples must be >= 0, got {self.guide_samples}")
+        if self.field_impl not in FIELD_IMPLS:
+            raise ValueError(f"QueryPreset {self.name!r}: field_impl must be one of {FIELD_IMPLS}, "
+                             f"got {self.field_impl!r}")
 
     @property
     def coarse_samples(self) -> int:
@@ -158,6 +184,8 @@ class QueryStats:
         fine_points_dense: fine evaluations without skipping (rays x (coarse + fine)).
         field_calls: calls of a field (chunks).
         rays_done: rays of the chunks finished (``rays`` unless the render was cancelled).
+        field_impl: the field implementation that ran: ``fused`` or ``reference``.
+        field_note: why ``auto`` kept the PyTorch field ('' when fused ran or was not asked for).
     """
 
     rays: int = 0
@@ -166,6 +194,8 @@ class QueryStats:
     fine_points: int = 0
     fine_points_dense: int = 0
     field_calls: int = 0
+    field_impl: str = ""
+    field_note: str = ""
 
     @property
     def points_per_ray(self) -> float:
@@ -197,6 +227,93 @@ def _autocast(preset: QueryPreset, device: torch.device):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def _amp_mode(preset: QueryPreset, device: torch.device) -> str:
+    return ("bf16" if device.type == "cuda" else "off") if preset.amp == "auto" else preset.amp
+
+
+@dataclass(frozen=True)
+class FieldChoice:
+    """The one dispatch point of a query's field evaluations (coarse, coarse re-evaluation,
+    fine): call it like the field, ``choice(field, points, directions, prepared)``.
+
+    Attributes:
+        impl: ``fused`` or ``reference`` (what runs).
+        requested: ``auto``, ``fused`` or ``reference`` (what was asked for).
+        source: where the request came from: ``preset`` or ``VIEWSEG_FIELD``.
+        note: why ``auto`` took the PyTorch field ('' otherwise).
+        precision: the fused kernel's dot precision (``bf16`` or ``fp32``); None for reference.
+        interpret: the fused kernel runs under the triton interpreter (CPU tests only).
+    """
+
+    impl: str
+    requested: str = "reference"
+    source: str = "preset"
+    note: str = ""
+    precision: str | None = None
+    interpret: bool = False
+
+    def __call__(self, field: SemanticField, points: torch.Tensor, directions: torch.Tensor,
+                 prepared: PreparedSources) -> FieldOutput:
+        if self.impl == "fused":
+            return fused_field_forward(field, points, directions, prepared, precision=self.precision,
+                                       interpret=self.interpret)
+        return field(points, directions, prepared)
+
+
+REFERENCE_FIELD = FieldChoice("reference")
+
+
+def requested_field_impl(preset: QueryPreset) -> tuple[str, str]:
+    """(``auto`` | ``fused`` | ``reference``, where from): ``VIEWSEG_FIELD`` when set, else the preset's."""
+    env = os.environ.get(FIELD_ENV, "").strip().lower()
+    if not env:
+        return preset.field_impl, "preset"
+    if env not in FIELD_IMPLS:
+        raise ValueError(f"{FIELD_ENV}={env!r}: use one of {', '.join(FIELD_IMPLS)}")
+    return env, FIELD_ENV
+
+
+def choose_field(renderer: Renderer, preset: QueryPreset, device: torch.device | str,
+                 prepared: tuple[PreparedSources, PreparedSources | None] | None = None) -> FieldChoice:
+    """Which implementation evaluates the query's fields (module docstring, item 5).
+
+    ``auto``: fused on CUDA when :func:`fused_supported` accepts every field the preset uses
+    (with its prepared maps) and autograd is off, else the PyTorch field. ``fused``: the
+    same checks, raising :class:`FusedFieldUnsupported` (one line, the reason) when they
+    fail; a CPU device needs ``TRITON_INTERPRET=1`` (the interpreter).
+    """
+    device = torch.device(device)
+    requested, source = requested_field_impl(preset)
+    if requested == "reference":
+        return FieldChoice("reference", requested, source)
+    from viewseg_core.kernels import interpret_requested
+
+    # The interpreter only on explicit request: a forced ``fused`` on a non-CUDA device
+    # with TRITON_INTERPRET=1 in the environment (``auto`` never runs it).
+    interpret = requested == "fused" and device.type != "cuda" and interpret_requested()
+    fields_used = [(renderer.coarse, None if prepared is None else prepared[0])]
+    if preset.num_fine > 0 and renderer.fine is not None:
+        fields_used.append((renderer.fine, None if prepared is None else prepared[1]))
+    reason = ""
+    if torch.is_grad_enabled():
+        reason = "autograd is on (the fused field is inference-only; training keeps the PyTorch field)"
+    else:
+        for field, prep in fields_used:
+            ok, why = fused_supported(field, device, prep, interpret=interpret)
+            if not ok:
+                reason = why
+                break
+    if reason:
+        if requested == "fused":
+            hint = ("; set TRITON_INTERPRET=1 to run it under the triton interpreter (tests only)"
+                    if device.type != "cuda" and not interpret else "")
+            where = f"{FIELD_ENV}=fused" if source == FIELD_ENV else "field_impl='fused'"
+            raise FusedFieldUnsupported(f"{where}: {reason}{hint}".replace("\n", " "))
+        return FieldChoice("reference", requested, source, note=reason)
+    precision = "fp32" if _amp_mode(preset, device) == "off" else "bf16"
+    return FieldChoice("fused", requested, source, precision=precision, interpret=interpret)
+
+
 def occupied_samples(t_coarse: torch.Tensor, coarse_weights: torch.Tensor, t: torch.Tensor,
                      skip_weight: float) -> torch.Tensor:
     """Which samples ``t`` lie in a coarse interval with render weight >= ``skip_weight``.
@@ -217,12 +334,13 @@ def occupied_samples(t_coarse: torch.Tensor, coarse_weights: torch.Tensor, t: to
 
 def _eval_packed(field: SemanticField, prepared: PreparedSources, points: torch.Tensor,
                  directions: torch.Tensor, keep: torch.Tensor, budget: int, stats: QueryStats,
-                 count_as: str = "fine_points") -> FieldOutput:
+                 count_as: str = "fine_points", evaluate: FieldChoice = REFERENCE_FIELD) -> FieldOutput:
     """The field at the kept samples only; skipped samples get zeros (density 0).
 
     Args:
         points: [B, R, S, 3]; directions: [B, R, 3]; keep: [B, R, S] bool.
         count_as: the QueryStats counter the evaluated points add to.
+        evaluate: the field implementation (:class:`FieldChoice`).
     Returns:
         FieldOutput with [B, R, S, ...] tensors.
     """
@@ -245,7 +363,7 @@ def _eval_packed(field: SemanticField, prepared: PreparedSources, points: torch.
     outs = []
     for start in range(0, N, budget):
         sl = slice(start, start + budget)
-        outs.append(field(pts[:, sl, None], dirs[:, sl], prepared))            # [B, n, 1, ...]
+        outs.append(evaluate(field, pts[:, sl, None], dirs[:, sl], prepared))  # [B, n, 1, ...]
         stats.field_calls += 1
     setattr(stats, count_as, getattr(stats, count_as) + int(count.sum()))
 
@@ -261,7 +379,8 @@ def _eval_packed(field: SemanticField, prepared: PreparedSources, points: torch.
 
 
 def _coarse_skipping_free(renderer: Renderer, prepared: PreparedSources, rays: RayBundle, t: torch.Tensor,
-                          guide: torch.Tensor | None, budget: int, stats: QueryStats) -> FieldOutput:
+                          guide: torch.Tensor | None, budget: int, stats: QueryStats,
+                          evaluate: FieldChoice = REFERENCE_FIELD) -> FieldOutput:
     """The coarse field at the samples ``t`` [B, R, S] that the source depth does not account
     for (:func:`measured_empty`); skipped samples get density 0.
 
@@ -274,13 +393,13 @@ def _coarse_skipping_free(renderer: Renderer, prepared: PreparedSources, rays: R
     behind = None if guide is None else t > (guide + band)[..., None]            # NaN guide: False
     skip = measured_empty(points, src.depth, src.K, src.c2w, src.height, src.width, band, src.valid, behind)
     out = _eval_packed(renderer.coarse, prepared, points, rays.directions, ~skip, budget, stats,
-                       count_as="coarse_points")
+                       count_as="coarse_points", evaluate=evaluate)
     weights, _, _ = render_weights(out.density.to(t.dtype), t, rays.far)
     redo = skip & (weights.sum(-1) < renderer.config.opacity_threshold)[..., None]  # [B, R, S]
     if not bool(redo.any()):
         return out
     extra = _eval_packed(renderer.coarse, prepared, points, rays.directions, redo, budget, stats,
-                         count_as="coarse_points")
+                         count_as="coarse_points", evaluate=evaluate)
     merge = lambda a, b: torch.where(redo.reshape(*redo.shape, *([1] * (a.ndim - 3))), b, a)  # noqa: E731
     return FieldOutput(logits=merge(out.logits, extra.logits), rgb=merge(out.rgb, extra.rgb),
                        density=merge(out.density, extra.density),
@@ -288,17 +407,18 @@ def _coarse_skipping_free(renderer: Renderer, prepared: PreparedSources, rays: R
 
 
 def _render_rays(renderer: Renderer, rays: RayBundle, prepared, preset: QueryPreset, budget: int,
-                 stats: QueryStats, guide: torch.Tensor | None = None) -> PassOutput:
+                 stats: QueryStats, guide: torch.Tensor | None = None,
+                 evaluate: FieldChoice = REFERENCE_FIELD) -> PassOutput:
     """Coarse pass (depth-guided where ``guide`` [B, R] is given), then the (skipping) fine
-    pass, for rays [B, R]."""
+    pass, for rays [B, R]; every field evaluation goes through ``evaluate``."""
     prep_c, prep_f = prepared
     B, R = rays.shape
     t_c = renderer.coarse_samples(rays, guide, perturb=False, num_coarse=preset.num_coarse,
                                   guide_samples=preset.guide_samples)
     if preset.skip_free:
-        coarse = _coarse_skipping_free(renderer, prep_c, rays, t_c, guide, budget, stats)
+        coarse = _coarse_skipping_free(renderer, prep_c, rays, t_c, guide, budget, stats, evaluate)
     else:
-        coarse = renderer.coarse(rays.points(t_c), rays.directions, prep_c)
+        coarse = evaluate(renderer.coarse, rays.points(t_c), rays.directions, prep_c)
         stats.coarse_points += t_c.numel()
         stats.field_calls += 1
     if preset.num_fine == 0:
@@ -309,9 +429,10 @@ def _render_rays(renderer: Renderer, rays: RayBundle, prepared, preset: QueryPre
     points = rays.points(t_f)
     if preset.skip_weight > 0:
         keep = occupied_samples(t_c, weights, t_f, preset.skip_weight)
-        fine = _eval_packed(renderer.fine, prep_f, points, rays.directions, keep, budget, stats)
+        fine = _eval_packed(renderer.fine, prep_f, points, rays.directions, keep, budget, stats,
+                            evaluate=evaluate)
     else:
-        fine = renderer.fine(points, rays.directions, prep_f)
+        fine = evaluate(renderer.fine, points, rays.directions, prep_f)
         stats.fine_points += t_f.numel()
         stats.field_calls += 1
     return renderer.composite_pass(fine, rays, t_f)
@@ -342,12 +463,13 @@ def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, w
     rays = grid_rays(K, c2w, height, width, near=cfg.near, far=cfg.far)          # [B, H*W]
     if prepared is None:
         prepared = renderer.prepare(sources)
+    evaluate = choose_field(renderer, preset, dev, prepared)
     budget = point_budget(preset, renderer.coarse, sources.num_views, dev)
     # Rays per chunk (over the whole batch): the densest field call fills the budget (with
     # skipping, the fine pass packs the kept points into calls of at most the budget).
     dense = preset.coarse_samples + (0 if preset.skip_weight > 0 else preset.num_fine)
     chunk = max(1, budget // (B * dense))
-    stats = QueryStats(rays=B * height * width)
+    stats = QueryStats(rays=B * height * width, field_impl=evaluate.impl, field_note=evaluate.note)
     guide = None
     if preset.guide_samples > 0:  # one splat per call; rays read their candidates per chunk
         guide = renderer.guides(sources, K[:, None], c2w[:, None], height, width, rays)
@@ -358,7 +480,7 @@ def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, w
                 raise RenderCancelled(f"render stopped after {start} of {height * width} rays", stats)
             sl = slice(start, start + chunk)
             out = _render_rays(renderer, rays[:, sl], prepared, preset, budget, stats,
-                               None if guide is None else guide[:, sl])
+                               None if guide is None else guide[:, sl], evaluate)
             stats.rays_done += B * min(chunk, height * width - start)
             pieces.append(replace(out, weights=None, t=None))  # drop [.., S] tensors early
     merged = PassOutput(**{f.name: None if getattr(pieces[0], f.name) is None else
@@ -389,5 +511,6 @@ def render_query(model, K: torch.Tensor, c2w: torch.Tensor, height: int, width: 
     return render_query_stats(model, K, c2w, height, width, sources, preset, prepared, should_stop)[0]
 
 
-__all__ = ["QueryPreset", "QueryStats", "RenderCancelled", "PRESETS", "AMP_MODES", "render_query", "render_query_stats",
+__all__ = ["QueryPreset", "QueryStats", "RenderCancelled", "PRESETS", "AMP_MODES", "FIELD_IMPLS", "FIELD_ENV",
+           "FieldChoice", "choose_field", "requested_field_impl", "render_query", "render_query_stats",
            "occupied_samples", "point_budget"]
