@@ -221,10 +221,10 @@ def test_disk_full_mid_write_is_one_line_and_leaves_no_temp_file(tmp_path):
     assert failed.parent.is_dir() and out in failed.parents
     # scene.json (~45 KB), the RGB and label PNGs fit; a 160x120 float32 depth map (76928 B)
     # does not: the first one fails, and is absent rather than torn.
-    assert failed == out / "synth_00000" / "depth" / "000000.npy"
+    assert failed == out / "synth_s0_00000" / "depth" / "000000.npy"
     assert not failed.exists()
     assert [p.name for p in out.rglob("*.tmp")] == []
-    scene = out / "synth_00000"
+    scene = out / "synth_s0_00000"
     assert (scene / "rgb" / "000000.png").stat().st_size > 1000 and (scene / "scene.json").stat().st_size > 20000
 
 

@@ -15,7 +15,8 @@ def _run_synth(args) -> int:
     width, height = args.size
     config = SynthConfig(views=args.views, width=width, height=height, room_type=args.room_type)
     splits = write_dataset(args.out, args.scenes, config, seed=args.seed, workers=args.workers,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, val_scenes=args.val_scenes,
+                           test_scenes=args.test_scenes)
     if args.pairs:
         from pathlib import Path
 
@@ -72,7 +73,13 @@ def register(subparsers) -> None:
     p.add_argument("--views", type=positive_int, default=40, help="views per scene (half robot, half human height)")
     p.add_argument("--size", type=image_size, default=(320, 240), help="image size WIDTHxHEIGHT (default 320x240)")
     p.add_argument("--seed", type=nonnegative_int, default=0,
-                   help="dataset seed (scene i depends only on seed and i)")
+                   help="dataset seed (scene i depends only on seed and i; it is named synth_s<seed>_<i>)")
+    p.add_argument("--val-scenes", type=nonnegative_int, default=None, metavar="N",
+                   help="scenes in the val split (default: 10%% of --scenes, at least 1 from 3 scenes, "
+                        "capped at what --test-scenes leaves)")
+    p.add_argument("--test-scenes", type=nonnegative_int, default=None, metavar="N",
+                   help="scenes in the test split (default as --val-scenes); "
+                        "--scenes N --test-scenes N writes an evaluation-only set")
     p.add_argument("--workers", type=positive_int, default=1, help="processes rendering scenes in parallel")
     p.add_argument("--room-type", default=None, help="force one room type (bedroom, living, office, ...)")
     p.add_argument("--pairs", action=argparse.BooleanOptionalAction, default=True,

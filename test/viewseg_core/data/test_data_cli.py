@@ -22,9 +22,11 @@ def test_synth_writes_scene_folders_splits_and_pairs(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "view" in captured.err and "24/24" in captured.err          # the tqdm bar counted views
     splits = read_splits(out)
-    assert sorted(sum(splits.values(), [])) == ["synth_00000", "synth_00001", "synth_00002"]
+    assert sorted(sum(splits.values(), [])) == ["synth_s7_00000", "synth_s7_00001", "synth_s7_00002"]
     assert all(len(v) == 1 for v in splits.values())
-    folder = SceneFolder(out / "synth_00001")
+    assert json.loads(captured.out) == {"train": 1, "val": 1, "test": 1}
+    folder = SceneFolder(out / "synth_s7_00001")
+    assert folder.name == "synth_s7_00001"
     assert len(folder) == 8 and folder.camera(0).width == 48 and folder.camera(0).height == 36
     assert folder.meta["source"] == "viewseg.synth" and folder.meta["config"]["views"] == 8
     view = folder.load_view(5)
@@ -41,6 +43,37 @@ def test_synth_writes_scene_folders_splits_and_pairs(tmp_path, capsys):
     a, b = _tree(out), _tree(out2)
     a.pop("pairs.json")
     assert a == b
+
+
+def test_synth_split_controls(tmp_path, capsys):
+    tiny = ["--views", "2", "--size", "16x12", "--no-pairs", "--no-progress"]
+    # An evaluation-only set: every scene in test.
+    out = tmp_path / "eval"
+    assert main(["synth", "--out", str(out), "--scenes", "3", "--test-scenes", "3", "--seed", "4"] + tiny) == 0
+    assert json.loads(capsys.readouterr().out) == {"train": 0, "val": 0, "test": 3}
+    assert read_splits(out) == {"train": [], "val": [], "test": ["synth_s4_00000", "synth_s4_00001", "synth_s4_00002"]}
+    # One scene can make a test split now (the default gives it to train).
+    assert main(["synth", "--out", str(tmp_path / "one"), "--scenes", "1", "--test-scenes", "1"] + tiny) == 0
+    assert json.loads(capsys.readouterr().out) == {"train": 0, "val": 0, "test": 1}
+    assert main(["synth", "--out", str(tmp_path / "one_default"), "--scenes", "1"] + tiny) == 0
+    assert json.loads(capsys.readouterr().out) == {"train": 1, "val": 0, "test": 0}
+    # Both counts exact; the rest is train.
+    assert main(["synth", "--out", str(tmp_path / "five"), "--scenes", "5", "--val-scenes", "2",
+                 "--test-scenes", "0"] + tiny) == 0
+    assert json.loads(capsys.readouterr().out) == {"train": 3, "val": 2, "test": 0}
+    # Too many, or negative: one-line errors, exit 2, nothing written.
+    bad = tmp_path / "bad"
+    assert main(["synth", "--out", str(bad), "--scenes", "2", "--val-scenes", "1", "--test-scenes", "2"] + tiny) == 2
+    err = capsys.readouterr().err
+    assert err == ("viewseg synth: error: 1 val + 2 test scenes do not fit in 2 scene(s) "
+                   "(--val-scenes + --test-scenes must be <= --scenes)\n")
+    assert not bad.exists()
+    with pytest.raises(SystemExit) as exc:          # a usage error, from argparse
+        main(["synth", "--out", str(bad), "--scenes", "2", "--test-scenes", "-1"] + tiny)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "argument --test-scenes: expected an integer >= 0" in err
+    assert not bad.exists()
 
 
 def test_mine_pairs_command(tmp_path, capsys):

@@ -215,3 +215,112 @@ def test_scene_json_rejects_malformed(tmp_path):
     bad.write_text('{"name": "a", "seed"')
     with pytest.raises(ValueError, match="scene.json"):
         load_scene(tmp_path)
+
+
+# --- dataset names and splits (issue 18) -------------------------------------------------------
+
+def _content_hash(folder) -> str:
+    """RGB, labels, depth (mm) and cameras of every view of a scene folder."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for i in range(len(folder)):
+        v = folder.load_view(i)
+        h.update(v.rgb.tobytes())
+        h.update(v.labels.astype(np.uint8).tobytes())
+        h.update(np.round(np.nan_to_num(v.depth) * 1000).astype(np.int64).tobytes())
+        h.update(np.round(v.c2w, 6).tobytes())
+        h.update(np.round(v.K, 6).tobytes())
+    return h.hexdigest()[:16]
+
+
+# Written by the generator before names carried the seed (folders synth_00000..2, seed 0 and
+# 3, 16x12, 2 views): a scene's content must not change with its name.
+_BEFORE = {0: ["2c037e96e3f91d4c", "e1d0f0cd5f9f362f", "ef3c6b253bdab2fd"],
+           3: ["068229404b09ee02", "c3d093b097ddbd2e", "4cb781e4728afa83"]}
+
+
+def test_scene_names_carry_the_seed_and_content_is_as_before(tmp_path):
+    from viewseg_core.data.scene_folder import SceneFolder
+    from viewseg_core.data.synth import scene_name, scene_seed, write_dataset
+
+    cfg = SynthConfig(width=16, height=12, views=2)
+    for seed, before in _BEFORE.items():
+        splits = write_dataset(tmp_path / f"s{seed}", 3, cfg, seed=seed, progress=False)
+        names = [scene_name(seed, i) for i in range(3)]
+        assert names == [f"synth_s{seed}_{i:05d}" for i in range(3)]
+        assert sorted(sum(splits.values(), [])) == names
+        assert [_content_hash(SceneFolder(tmp_path / f"s{seed}" / n)) for n in names] == before
+    # The old name, written directly: byte-identical images, labels and depth.
+    old = write_scene(tmp_path / "synth_00001", scene_seed(0, 1), cfg, name="synth_00001")
+    new = tmp_path / "s0" / "synth_s0_00001"
+    assert old.name == "synth_00001" and SceneFolder(new).name == "synth_s0_00001"
+    files = sorted(p.relative_to(new) for p in new.rglob("*") if p.suffix in (".png", ".npy"))
+    assert len(files) >= 6
+    for rel in files:
+        assert (new / rel).read_bytes() == (old.root / rel).read_bytes(), rel
+
+
+def test_datasets_of_two_seeds_load_together(tmp_path):
+    from viewseg_core.data.scene_folder import SceneFolder
+    from viewseg_core.data.source import check_sources
+    from viewseg_core.data.synth import write_dataset
+
+    cfg = SynthConfig(width=16, height=12, views=2)
+    a = write_dataset(tmp_path / "a", 3, cfg, seed=1, progress=False, test_scenes=3)
+    b = write_dataset(tmp_path / "b", 3, cfg, seed=2, progress=False, test_scenes=3)
+    folders = [SceneFolder(tmp_path / "a" / n) for n in a["test"]] + [SceneFolder(tmp_path / "b" / n) for n in b["test"]]
+    by_name = check_sources(folders)
+    assert sorted(by_name) == [f"synth_s{s}_{i:05d}" for s in (1, 2) for i in range(3)]
+    # Folders named as before (synth_<i>) clash: the error this naming removes.
+    from viewseg_core.data.synth import scene_seed
+    old = [write_scene(tmp_path / d / "synth_00000", scene_seed(seed, 0), cfg) for d, seed in (("c", 1), ("e", 2))]
+    with pytest.raises(ValueError, match="duplicate scene name 'synth_00000'"):
+        check_sources(old)
+
+
+def test_split_counts_defaults_and_explicit():
+    from viewseg_core.data.synth.generate import split_counts
+
+    # Defaults (today's sizes): 10% each, at least 1 from 3 scenes, none below.
+    assert [split_counts(n) for n in (1, 2, 3, 10, 30, 240, 960)] == \
+        [(0, 0), (0, 0), (1, 1), (1, 1), (3, 3), (24, 24), (96, 96)]
+    # Explicit counts are exact; an unset one keeps its default, capped at what is left.
+    assert split_counts(3, test_scenes=3) == (0, 3)          # evaluation-only set
+    assert split_counts(1, test_scenes=1) == (0, 1)
+    assert split_counts(30, test_scenes=5) == (3, 5)
+    assert split_counts(30, val_scenes=0) == (0, 3)
+    assert split_counts(2, val_scenes=1, test_scenes=1) == (1, 1)
+    assert split_counts(5, val_scenes=0, test_scenes=0) == (0, 0)
+    for kwargs, msg in [(dict(val_scenes=2, test_scenes=2), "2 val \\+ 2 test scenes do not fit in 3"),
+                        (dict(test_scenes=4), "0 val \\+ 4 test scenes do not fit in 3"),
+                        (dict(val_scenes=-1), "val scenes must be an integer >= 0"),
+                        (dict(test_scenes=1.5), "test scenes must be an integer >= 0"),
+                        (dict(test_scenes=True), "test scenes must be an integer >= 0"),
+                        (dict(val_fraction=0.7, test_fraction=0.7), "leave no room")]:
+        with pytest.raises(ValueError, match=msg):
+            split_counts(3, **kwargs)
+
+
+def test_split_of_synthetic_small_is_unchanged():
+    from viewseg_core.data.synth import scene_name
+    from viewseg_core.data.synth.generate import split_names
+
+    # data/synthetic_small (--scenes 30 --seed 0), as written before names carried the seed.
+    splits = split_names([scene_name(0, i) for i in range(30)], 0)
+    idx = {k: [int(n[-5:]) for n in v] for k, v in splits.items()}
+    assert idx["val"] == [0, 10, 25] and idx["test"] == [3, 22, 28]
+    assert idx["train"] == sorted(set(range(30)) - {0, 10, 25, 3, 22, 28})
+    # Explicit counts draw from the same permutation: val first, then test.
+    assert split_names([scene_name(0, i) for i in range(30)], 0, val_scenes=3, test_scenes=3) == splits
+    only_test = split_names([scene_name(0, i) for i in range(3)], 0, test_scenes=3)
+    assert only_test == {"train": [], "val": [], "test": [scene_name(0, i) for i in range(3)]}
+
+
+def test_write_dataset_checks_split_counts_before_writing(tmp_path):
+    from viewseg_core.data.synth import write_dataset
+
+    with pytest.raises(ValueError, match="do not fit in 2 scene"):
+        write_dataset(tmp_path / "x", 2, SynthConfig(width=16, height=12, views=2), val_scenes=1, test_scenes=2,
+                      progress=False)
+    assert not (tmp_path / "x").exists()

@@ -5,6 +5,17 @@
 any other camera can be rendered later with :func:`load_scene` + ``render``), and
 ``out/splits.json``. Scene ``i`` of a dataset depends only on (seed, i) and the config, so a
 dataset is reproducible scene by scene, in any order and with any number of workers.
+
+Scene ``i`` of a dataset drawn with ``seed`` is named ``synth_s<seed>_<i:05d>``
+(:func:`scene_name`), so datasets of different seeds can be loaded and evaluated together.
+A name only labels a scene: no random draw reads it, and datasets written before names
+carried the seed (``synth_<i:05d>``) hold the same rooms, views, labels and depth.
+
+Splits: by default 10% of the scenes (at least 1 from 3 scenes on, none below) go to ``val``
+and as many to ``test``, the rest to ``train``, chosen by a permutation drawn from the seed.
+``val_scenes`` / ``test_scenes`` (``viewseg synth --val-scenes N --test-scenes N``) set a count
+exactly; a count left unset keeps its default, capped at the scenes the other count leaves.
+``--scenes 3 --test-scenes 3`` is an evaluation-only set (train 0, val 0, test 3).
 """
 from __future__ import annotations
 
@@ -81,6 +92,11 @@ def scene_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
 
 
+def scene_name(seed: int, index: int) -> str:
+    """The folder name of scene ``index`` of a dataset drawn with ``seed``: ``synth_s<seed>_<index:05d>``."""
+    return f"synth_s{int(seed)}_{int(index):05d}"
+
+
 def scene_cameras(scene: Scene, config: SynthConfig) -> list[SynthCamera]:
     """The camera poses of a scene's views (robot walk, then human walk)."""
     rng = np.random.default_rng([scene.seed, 0xCA3E])
@@ -136,14 +152,54 @@ def load_scene(folder: str | os.PathLike) -> Scene:
     return Scene.from_dict(read_json(path), where=str(path))
 
 
-def split_names(names: list[str], seed: int, val_fraction: float = 0.1,
-                test_fraction: float = 0.1) -> dict[str, list[str]]:
-    """Deterministic train/val/test split of scene names (>= 1 val and test scene from 3 scenes)."""
+def _count(value, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{what} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def split_counts(num_scenes: int, val_scenes: int | None = None, test_scenes: int | None = None,
+                 val_fraction: float = 0.1, test_fraction: float = 0.1) -> tuple[int, int]:
+    """(val, test) scene counts of a dataset of ``num_scenes`` scenes.
+
+    An explicit count is taken as is; an unset one is ``max(1, round(n * fraction))`` from 3
+    scenes on (0 below), capped at the scenes the explicit count leaves. Raises ValueError
+    when the counts do not fit in ``num_scenes``.
+    """
+    n = int(num_scenes)
+    val, test = _count(val_scenes, "val scenes"), _count(test_scenes, "test scenes")
+    for what, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= frac <= 1.0:
+            raise ValueError(f"{what} must be in [0, 1], got {frac!r}")
+    if (val or 0) + (test or 0) > n:
+        raise ValueError(f"{val or 0} val + {test or 0} test scenes do not fit in {n} scene(s) "
+                         f"(--val-scenes + --test-scenes must be <= --scenes)")
+    default_val = max(1, int(round(n * val_fraction))) if n >= 3 else 0
+    default_test = max(1, int(round(n * test_fraction))) if n >= 3 else 0
+    if val is None and test is None:
+        if default_val + default_test > n:
+            raise ValueError(f"val_fraction {val_fraction} + test_fraction {test_fraction} leave no room "
+                             f"in {n} scene(s)")
+        return default_val, default_test
+    if val is None:
+        return min(default_val, n - test), test
+    if test is None:
+        return val, min(default_test, n - val)
+    return val, test
+
+
+def split_names(names: list[str], seed: int, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                val_scenes: int | None = None, test_scenes: int | None = None) -> dict[str, list[str]]:
+    """Deterministic train/val/test split of scene names (counts: :func:`split_counts`).
+
+    Which scenes go where depends on the seed and the number of names only (a permutation of
+    their positions), never on the names themselves.
+    """
     rng = np.random.default_rng([int(seed), 0x5B1])
     order = [names[i] for i in rng.permutation(len(names))]
-    n = len(names)
-    n_val = max(1, int(round(n * val_fraction))) if n >= 3 else 0
-    n_test = max(1, int(round(n * test_fraction))) if n >= 3 else 0
+    n_val, n_test = split_counts(len(names), val_scenes, test_scenes, val_fraction, test_fraction)
     return {"train": sorted(order[n_val + n_test:]), "val": sorted(order[:n_val]),
             "test": sorted(order[n_val:n_val + n_test])}
 
@@ -157,19 +213,22 @@ def _worker(args) -> str:
     out, index, seed, config = args
     import torch
     torch.set_num_threads(1)        # one process per core; torch only builds the rays here
-    name = f"synth_{index:05d}"
+    name = scene_name(seed, index)
     write_scene(Path(out) / name, scene_seed(seed, index), config, name=name)
     return name
 
 
 def write_dataset(out: str | os.PathLike, num_scenes: int, config: SynthConfig, seed: int = 0,
                   workers: int = 1, progress: bool = True, val_fraction: float = 0.1,
-                  test_fraction: float = 0.1) -> dict[str, list[str]]:
+                  test_fraction: float = 0.1, val_scenes: int | None = None,
+                  test_scenes: int | None = None) -> dict[str, list[str]]:
     """Write ``num_scenes`` scene folders and ``splits.json`` under ``out``; returns the splits.
 
     Args:
         workers: processes (each renders whole scenes); 1 renders in this process.
         progress: show a tqdm bar counting views.
+        val_scenes, test_scenes: exact split sizes (None: the default, see :func:`split_counts`);
+            checked before anything is written.
     """
     from tqdm import tqdm
 
@@ -177,8 +236,9 @@ def write_dataset(out: str | os.PathLike, num_scenes: int, config: SynthConfig, 
         raise ValueError(f"number of scenes must be an integer >= 1, got {num_scenes!r}")
     if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    names = [scene_name(seed, i) for i in range(num_scenes)]
+    split_counts(num_scenes, val_scenes, test_scenes, val_fraction, test_fraction)   # fail before rendering
     out = ensure_dir(out)
-    names = [f"synth_{i:05d}" for i in range(num_scenes)]
     bar = tqdm(total=num_scenes * config.views, unit="view", desc="synth", disable=not progress,
                dynamic_ncols=True)
     try:
@@ -196,7 +256,7 @@ def write_dataset(out: str | os.PathLike, num_scenes: int, config: SynthConfig, 
                     bar.update(config.views)
     finally:
         bar.close()
-    splits = split_names(names, seed, val_fraction, test_fraction)
+    splits = split_names(names, seed, val_fraction, test_fraction, val_scenes, test_scenes)
     write_json(out / SPLITS_FILE, {"format_version": 1, "source": "viewseg.synth", "seed": int(seed),
                                    "scenes": num_scenes, "views_per_scene": config.views,
                                    "size": [config.width, config.height], "splits": splits})
@@ -215,5 +275,5 @@ def read_splits(path: str | os.PathLike) -> dict[str, list[str]]:
     return {k: [str(n) for n in v] for k, v in splits.items()}
 
 
-__all__ = ["SynthConfig", "SynthCamera", "scene_seed", "scene_cameras", "render_views", "make_scene",
+__all__ = ["SynthConfig", "SynthCamera", "scene_seed", "scene_name", "split_counts", "scene_cameras", "render_views", "make_scene",
            "write_scene", "load_scene", "write_dataset", "read_splits", "split_names", "GENERATOR_VERSION"]
