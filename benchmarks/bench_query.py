@@ -12,6 +12,14 @@ Paths, for each preset (``paper`` = 64 coarse + 128 fine samples, ``fast``; see
 - **fast**: :func:`viewseg_core.model.fast.render_query` (projected feature maps, fused
   compositing on CUDA, bf16 MLP on CUDA, memory-budget chunks, fine-pass occupancy
   skipping where the preset sets it);
+- **fast+fused**: the same with the fused Triton field (issue 19: every field call of the
+  query in one kernel per tile of points, ``QueryPreset.field_impl``): ``--field`` picks the
+  field implementations of the fast rows, ``auto`` (default: fused on CUDA where supported,
+  the PyTorch field otherwise), ``reference`` (path "fast": the PyTorch field), ``fused``,
+  or a list (``--field reference,fused``: both rows per preset). Fused rows are GPU-only: on
+  CPU they are skipped with a note (under ``TRITON_INTERPRET=1`` they run in the triton
+  interpreter, for tests, and are printed but never recorded). The row's path says which
+  implementation ran (``QueryStats.field_impl``), whatever was asked;
 - **reference**: plain PyTorch as in the original code, ``ViewSeg.render`` with per-point
   sampling of the full feature maps (``projected_features=False``), unfused compositing
   (``VIEWSEG_COMPOSITING=reference``), float32, 6000-ray chunks, at the preset's samples.
@@ -20,8 +28,10 @@ Columns: median and p90 milliseconds over ``--repeats`` runs after warm-up (the 
 may use fewer, ``--ref-repeats``: "n"); field points evaluated per ray; peak memory (CUDA:
 ``max_memory_allocated``; CPU: growth of the process's peak RSS during the runs, reset via
 /proc/self/clear_refs); GFLOP per query counted from the architecture (every matmul and
-convolution the path executes: see :func:`field_flops`); achieved TFLOP/s and its share of
-the device's measured dense matmul rate (a large square matmul in the path's dtype); the
+convolution the path executes: see :func:`field_flops`; the fused kernel embeds the viewing
+direction per point, not per ray); achieved TFLOP/s and its share of the device's measured
+dense matmul rate (a large square matmul in the path's dtype: bf16 for the fast and fused
+rows on CUDA); the
 "floor" = GFLOP / that rate; speed-up over the reference at the same samples and over the
 reference at the paper's samples (the original code's setting). A dated row per case, with
 the device, the torch version and the 1-minute load average, is appended to the "Query
@@ -32,6 +42,7 @@ latency" section of docs/benchmarks.md (``--no-record`` to skip).
     python benchmarks/bench_query.py --model runs/synthetic_small/model.pt --size 160x120
     python benchmarks/bench_query.py --miou runs/synthetic_small/model.pt   # quality of the presets
     python benchmarks/bench_query.py --quick                # tiny model, a few seconds (tests)
+    python benchmarks/bench_query.py --field reference,fused --presets paper,fast   # CUDA: fused vs PyTorch field
 
 ``--model``: ``paper`` (ModelConfig defaults: DeepLabv3+ ResNet-50, 256-d features, hidden
 128; random weights), ``small`` (training/configs/synthetic_small.yaml's architecture,
@@ -78,8 +89,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when
 
 from report import append_rows, cpu_name, load_avg  # noqa: E402  (benchmarks/report.py)
 
-from viewseg_core.model.fast import PRESETS, QueryPreset, render_query_stats  # noqa: E402
+from viewseg_core.model.fast import FIELD_ENV, FIELD_IMPLS, PRESETS, QueryPreset, render_query_stats  # noqa: E402
 from viewseg_core.model.field import SemanticField  # noqa: E402
+from viewseg_core.model.fused_field import FusedFieldUnsupported  # noqa: E402
 from viewseg_core.model.viewseg import ModelConfig, ViewSeg  # noqa: E402
 
 REFERENCE_CHUNK = 6000
@@ -229,20 +241,23 @@ def composite_flops(points: int, channels: int) -> float:
 
 
 def query_flops(model: ViewSeg, num_views: int, map_pixels: int, rays: int, coarse_points: int,
-                fine_points: int, *, projected: bool, composite_coarse: bool, packed_fine: bool = False) -> float:
+                fine_points: int, *, projected: bool, composite_coarse: bool, packed_fine: bool = False,
+                per_point_directions: bool = False) -> float:
     """Forward FLOPs of rendering ``rays``: both passes, each field's ``prepare`` (projected),
     compositing (the coarse pass only when ``composite_coarse``: the reference and training
     composite it, :func:`render_query` needs only its weights).
 
     ``packed_fine``: the fine points were evaluated as a flat list (one direction each).
+    ``per_point_directions``: every point of both passes embeds its direction (the fused kernel).
     """
     r = model.renderer
     channels = r.coarse.config.num_classes + 3
-    total = field_flops(r.coarse, num_views, coarse_points, rays, projected, map_pixels if projected else 0)
+    coarse_groups = coarse_points if per_point_directions else rays
+    total = field_flops(r.coarse, num_views, coarse_points, coarse_groups, projected, map_pixels if projected else 0)
     if composite_coarse or not fine_points:
         total += composite_flops(coarse_points, channels)
     if r.fine is not None and fine_points:
-        groups = fine_points if packed_fine else rays
+        groups = fine_points if packed_fine or per_point_directions else rays
         total += field_flops(r.fine, num_views, fine_points, groups, projected, map_pixels if projected else 0)
         total += composite_flops(fine_points, channels)
     return total
@@ -391,6 +406,29 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def fast_field_impls(spec: str, device: torch.device) -> list[str]:
+    """``--field`` (comma-separated ``auto``/``fused``/``reference``) -> the field
+    implementations of the fast rows. ``fused`` is GPU-only: on CPU it is dropped with a note
+    (kept under ``TRITON_INTERPRET=1``: the interpreter, for tests; its rows are not recorded)."""
+    from viewseg_core.kernels import interpret_requested
+
+    impls = [x.strip().lower() for x in spec.split(",") if x.strip()]
+    bad = [x for x in impls if x not in FIELD_IMPLS]
+    if bad or not impls:
+        raise ValueError(f"--field {spec!r}: use a comma-separated list of {', '.join(FIELD_IMPLS)}")
+    if os.environ.get(FIELD_ENV):
+        print(f"note: {FIELD_ENV}={os.environ[FIELD_ENV]} is set and overrides --field (rows say what ran)")
+    if device.type != "cuda" and "fused" in impls:
+        if interpret_requested():
+            print("fused rows: TRITON_INTERPRET=1, run in the triton interpreter (a test of the path, not a "
+                  "benchmark: printed, never recorded)")
+        else:
+            print("fused rows: GPU-only (the fused Triton field runs compiled on CUDA; on CPU only in the triton "
+                  "interpreter, for tests): skipped")
+            impls = [x for x in impls if x != "fused"] or ["reference"]
+    return list(dict.fromkeys(impls))
+
+
 # --------------------------------------------------------------------------------------
 # Latency
 # --------------------------------------------------------------------------------------
@@ -415,6 +453,7 @@ def run_latency(args: argparse.Namespace) -> int:
         model_desc += " +RGB-D (no-op init)"
     model = model.to(device)
     presets = [parse_preset(p) for p in args.presets.split(",")]
+    field_impls = fast_field_impls(args.field, device)
     scene = synthetic_scene(height, width, num_targets=args.batch)
     B = args.batch
     dev = lambda x: x.to(device)  # noqa: E731
@@ -465,21 +504,31 @@ def run_latency(args: argparse.Namespace) -> int:
         return ref_cache[(nc, nf, ng)]
 
     for preset in presets:
-        stats_box = {}
+        for impl in field_impls:
+            stats_box = {}
+            fast_preset = replace(preset, field_impl=impl)
 
-        def fast():
-            out, stats = render_query_stats(model, K if B > 1 else K[0], c2w if B > 1 else c2w[0], height, width,
-                                            sources, preset)
-            stats_box["stats"] = stats
-            return out
+            def fast():
+                out, stats = render_query_stats(model, K if B > 1 else K[0], c2w if B > 1 else c2w[0], height,
+                                                width, sources, fast_preset)
+                stats_box["stats"] = stats
+                return out
 
-        with PeakMemory(device) as mem:
-            times = time_runs(fast, device, repeats, warmup=args.warmup)
-        st = stats_box["stats"]
-        flops = query_flops(model, V, map_pixels, rays, st.coarse_points, st.fine_points,
-                            projected=model.config.projected_features, composite_coarse=False,
-                            packed_fine=preset.skip_weight > 0)
-        results.append(Result(preset, "fast", times, st.points_per_ray, mem.mib, flops / 1e9))
+            try:
+                with PeakMemory(device) as mem:
+                    times = time_runs(fast, device, repeats, warmup=args.warmup)
+            except FusedFieldUnsupported as error:   # a forced fused field this model cannot use
+                print(f"fused rows of {preset.label}: skipped ({error})")
+                continue
+            st = stats_box["stats"]
+            fused = st.field_impl == "fused"
+            if impl == "auto" and st.field_note:
+                print(f"field: auto kept the PyTorch field ({st.field_note})")
+            flops = query_flops(model, V, map_pixels, rays, st.coarse_points, st.fine_points,
+                                projected=model.config.projected_features, composite_coarse=False,
+                                packed_fine=preset.skip_weight > 0, per_point_directions=fused)
+            path = ("fast+fused" + (" (interpreter)" if device.type != "cuda" else "")) if fused else "fast"
+            results.append(Result(preset, path, times, st.points_per_ray, mem.mib, flops / 1e9))
         if not args.no_reference:
             results.append(reference(preset.num_coarse, preset.num_fine, preset))
     paper_ref = None
@@ -491,7 +540,7 @@ def run_latency(args: argparse.Namespace) -> int:
     with torch.no_grad():
         enc_gflop = encoder_flops(model, rgb) / 1e9
 
-    header = (f"{'preset':<28} {'path':<9} {'pts/ray':>7} {'median ms':>10} {'p90 ms':>9} {'n':>3} {'peak MiB':>9} "
+    header = (f"{'preset':<28} {'path':<10} {'pts/ray':>7} {'median ms':>10} {'p90 ms':>9} {'n':>3} {'peak MiB':>9} "
               f"{'GFLOP':>8} {'TFLOP/s':>8} {'%mm':>5} {'floor ms':>9} {'x same':>7} {'x ref64+128':>11}")
     print(header)
     print("-" * len(header))
@@ -504,19 +553,21 @@ def run_latency(args: argparse.Namespace) -> int:
                 continue
             seen_refs.add(id(r))
         med = statistics.median(r.times)
-        peak = peak_fast if r.path == "fast" else peak_ref
+        peak = peak_ref if r.path == "reference" else peak_fast
         tflops = r.gflop / med  # GFLOP / ms = TFLOP/s
         same = ref_cache.get((r.preset.num_coarse, r.preset.num_fine, r.preset.guide_samples))
-        x_same = statistics.median(same.times) / med if same is not None and r.path == "fast" else None
+        x_same = statistics.median(same.times) / med if same is not None and r.path != "reference" else None
         x_paper = statistics.median(paper_ref.times) / med if paper_ref is not None else None
-        label = r.preset.label if r.path == "fast" else \
+        label = r.preset.label if r.path != "reference" else \
             (f"{r.preset.num_coarse}s+{r.preset.guide_samples}b+{r.preset.num_fine}" if r.preset.guide_samples
              else f"{r.preset.num_coarse}+{r.preset.num_fine}")
-        line = (f"{label:<28} {r.path:<9} {r.points_per_ray:>7.1f} {med:>10.1f} {p90(r.times):>9.1f} {len(r.times):>3} "
+        line = (f"{label:<28} {r.path:<10} {r.points_per_ray:>7.1f} {med:>10.1f} {p90(r.times):>9.1f} {len(r.times):>3} "
                 f"{_fmt(r.peak_mib):>9} {r.gflop:>8.1f} {tflops:>8.3f} {100 * tflops / peak:>5.1f} "
                 f"{r.gflop / peak:>9.1f} {_fmt(x_same) + 'x' if x_same else '-':>7} "
                 f"{_fmt(x_paper) + 'x' if x_paper else '-':>11}")
         print(line)
+        if r.path.endswith("(interpreter)"):
+            continue  # the triton interpreter's times are no benchmark: never recorded
         rows.append(f"| {today} | {name} | {torch.__version__} | {load} | {model_desc}"
                     f"{' +compile' if args.compile and r.path == 'fast' else ''} | {width}x{height} | {B} | {label} "
                     f"| {r.path} | {r.points_per_ray:.1f} | {med:.1f} | {p90(r.times):.1f} | {len(r.times)} "
@@ -525,7 +576,7 @@ def run_latency(args: argparse.Namespace) -> int:
                     f"| {_fmt(x_paper) + 'x' if x_paper else '-'} |\n")
     if enc_times is not None:
         med = statistics.median(enc_times)
-        print(f"{'encode ' + str(V) + ' sources':<28} {'-':<9} {'-':>7} {med:>10.1f} {p90(enc_times):>9.1f} "
+        print(f"{'encode ' + str(V) + ' sources':<28} {'-':<10} {'-':>7} {med:>10.1f} {p90(enc_times):>9.1f} "
               f"{len(enc_times):>3} {'-':>9} {enc_gflop:>8.1f} {enc_gflop / med:>8.3f}")
         rows.append(f"| {today} | {name} | {torch.__version__} | {load} | {model_desc} | {width}x{height} | 1 "
                     f"| encode {V} sources (not in a query) | eager fp32 | - | {med:.1f} | {p90(enc_times):.1f} "
@@ -618,6 +669,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 3; quick 1)")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference path")
     parser.add_argument("--no-encoder", dest="encoder", action="store_false", help="skip the encoder row")
+    parser.add_argument("--field", default="auto", help="field implementations of the fast rows, comma-separated: "
+                                                       "auto (fused on CUDA where supported) | reference (the "
+                                                       "PyTorch field) | fused (GPU-only); e.g. reference,fused")
     parser.add_argument("--compile", action="store_true", help="torch.compile the fields (fast path)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--source-depth", choices=("clean", "sensor", "none"), default="clean",

@@ -34,10 +34,12 @@ def table_rows(text: str, section: str) -> list[list[str]]:
     return [[c.strip() for c in ln.strip("|").split("|")] for ln in body.splitlines() if ln.startswith("| 20")]
 
 
-def run_quick(script: str, page: Path) -> str:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+def run_quick(script: str, page: Path, *extra: str, env: dict | None = None) -> str:
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+    env.pop("VIEWSEG_FIELD", None)
     done = subprocess.run([sys.executable, str(BENCH / script), "--quick", "--threads", "1", "--device", "cpu",
-                           "--output", str(page)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                           "--output", str(page), *extra], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -129,3 +131,25 @@ def test_miou_mode_scores_presets_on_a_test_split(tmp_path):
     assert [r[4] for r in rows] == ["trained (8+8)", "4+4 skip<0.001"]
     assert rows[0][-1] == "100.00%" and float(rows[1][5]) <= 12.0          # points/ray <= 4 + 8
     assert all(0.0 <= float(r[6]) <= 100.0 for r in rows)                   # dataset mIoU in percent
+
+
+def test_fused_field_rows_are_gpu_only_on_cpu(tmp_path, monkeypatch, capsys):
+    """``--field reference,fused`` on CPU: the fused rows are dropped with a note (GPU-only);
+    under TRITON_INTERPRET=1 they run in the interpreter (8x6, 2+2 samples: the whole fused
+    query path, row and FLOP count included) and are printed, never recorded."""
+    pytest.importorskip("triton")
+    bq = load("bench_query")
+    monkeypatch.delenv("VIEWSEG_FIELD", raising=False)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert bq.fast_field_impls("reference,fused", torch.device("cpu")) == ["reference"]
+    assert bq.fast_field_impls("fused", torch.device("cpu")) == ["reference"]
+    assert "fused rows: GPU-only" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="--field"):
+        bq.fast_field_impls("fused,triton", torch.device("cpu"))
+    page = tmp_path / "benchmarks.md"
+    out = run_quick("bench_query.py", page, "--field", "reference,fused", "--no-encoder", "--no-reference",
+                    "--size", "8x6", "--presets", "2+2", env={"TRITON_INTERPRET": "1"})
+    lines = [ln.split()[:2] for ln in out.splitlines() if ln.startswith("2+2 ")]
+    assert lines == [["2+2", "fast"], ["2+2", "fast+fused"]] and "fast+fused (interpreter)" in out
+    header = [c.strip() for c in bq.TABLE_HEADER.splitlines()[0].strip("|").split("|")]
+    assert [r[header.index("path")] for r in table_rows(page.read_text(), bq.SECTION)] == ["fast"]
