@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
 # A short GPU lease, used in order of value. Stages (any subset, in this order):
+#   fused     issue 19, the fused Triton field: its CUDA tests, bench_query at 320x240 from 4 sources
+#             (paper and fast presets; fast path with the PyTorch field vs the fused field, and the
+#             reference path), bench_fused_field (launch sweep, both poolings, --record), and
+#             bench_train_step as in `checks` (capped at 9.5 min in all; estimated, not yet run)
 #   checks    the CUDA tests and the GPU benchmark rows (2.5 min on an H200)
 #   cuda      the CUDA tests only (pytest -m gpu; under a minute)
 #   train     stages 3 and 4 of docs/results.md (about 3 min each on an H200)
@@ -8,6 +12,7 @@
 #   eval      val scores of the checkpoints at $VAL_STEPS, test scores of each run's last step
 #
 #   STAGES="checks train eval" OUT=out/gpu_session bash scripts/gpu_session.sh
+#   STAGES=fused OUT=out/gpu_session bash scripts/gpu_session.sh      # one 10-minute call
 #   STAGES="cuda continue eval" CONTINUE_STEPS=3000 OUT=out/gpu_session bash scripts/gpu_session.sh
 #
 # The second line is sized for one 10-minute call on an H100/H200 (estimated from the measured
@@ -48,8 +53,9 @@ stage() { echo; echo "=== [$(( $(date +%s) - START )) s] $*"; }
 cap() { echo $(( $1 * TIME_SCALE )); }   # a time cap in seconds, scaled
 cuda_tests() {
   stage "CUDA tests (pytest -m gpu)"
-  timeout 240 $PY -m pytest -m gpu -q -p no:cacheprovider --junitxml="$LOGS/pytest_gpu.xml" \
-    test/viewseg_core/test_compositing_cuda.py test/viewseg_core/model/test_fast_path.py
+  timeout "${1:-240}" $PY -m pytest -m gpu -q -p no:cacheprovider --junitxml="$LOGS/pytest_gpu.xml" \
+    test/viewseg_core/test_compositing_cuda.py test/viewseg_core/model/test_fast_path.py \
+    test/viewseg_core/model/test_fused_field.py
 }
 wants() { [[ " $STAGES " == *" $1 "* ]]; }
 exec > >(tee -a "$OUT/session.log") 2>&1
@@ -79,8 +85,24 @@ EOF
   DATA_PID=$!
 fi
 
+if wants fused; then
+  # Order of value: correctness of the compiled kernel, then the query rows the wiring is
+  # for, then the kernel's own sweep; the training step (PyTorch field) last.
+  cuda_tests 130
+  stage "fused field: bench_query 320x240, 4 sources, paper + fast, PyTorch field vs fused field vs reference"
+  timeout 150 $PY benchmarks/bench_query.py --size 320x240 --presets paper,fast --field reference,fused \
+    --repeats 5 --ref-repeats 2
+  stage "fused field: bench_fused_field (sweep, mean and mean_var, recorded)"
+  timeout 200 $PY benchmarks/bench_fused_field.py --pooling both --record --json "$LOGS/bench_fused_field.json"
+  stage "training step (the PyTorch field: no fused backward)"
+  timeout 60 $PY benchmarks/bench_train_step.py --repeats 5 --ref-repeats 3
+  timeout 40 $PY benchmarks/bench_train_step.py --model small --size 80x60 --target-rays 1024 --source-rays 64 \
+    --samples 32+32 --repeats 10 --ref-repeats 3
+  cp docs/benchmarks.md "$OUT/benchmarks.md"
+fi
+
 if wants checks; then
-  cuda_tests
+  wants fused || cuda_tests
   stage "benchmarks"
   timeout 45 $PY benchmarks/bench_compositing.py
   timeout 60 $PY benchmarks/bench_train_step.py --repeats 5 --ref-repeats 3
@@ -91,7 +113,7 @@ if wants checks; then
   cp docs/benchmarks.md "$OUT/benchmarks.md"
 fi
 
-if wants cuda && ! wants checks; then
+if wants cuda && ! wants checks && ! wants fused; then
   cuda_tests
 fi
 

@@ -41,6 +41,9 @@ for parity tests, orders of magnitude slower than the PyTorch field, so a dispat
 asks ``fused_supported(field, device)`` on CPU always hears "no" (even with
 ``TRITON_INTERPRET=1`` in the environment).
 
+The query path dispatches here: :func:`viewseg_core.model.fast.choose_field`
+(``QueryPreset.field_impl`` / ``VIEWSEG_FIELD``; ``auto`` = this kernel on CUDA when supported).
+
 Training keeps the PyTorch field. A backward needs, per (point, view), the pre-activations
 of all 2 * n_blocks layers (or their recomputation inside the backward kernel) and weight
 gradients reduced over every point of the batch (a split reduction or atomics per tile);
