@@ -3,8 +3,14 @@
     python scripts/union_splits.py --out data/segmenter_rooms \
         data/synthetic_small data/synthetic_medium data/synthetic_large --val-from data/synthetic_small
 
-Scene folders are symbolic links named ``<dataset>__<scene>`` (datasets of different seeds
-reuse scene names); ``splits.json`` lists the union of every root's ``train`` split and the
+Scene folders are symbolic links named ``<dataset>__<scene>``. ``viewseg synth`` names now
+carry the seed (``synth_s<seed>_<i>``), but datasets written before that (``synth_<i>``, e.g.
+the data/synthetic_* sets of docs/results.md) and two roots drawn with the same seed reuse
+scene names, so the root's folder name is kept as a prefix (enough for ``viewseg pretrain-2d``,
+which names views by folder); the scene name inside each folder's ``cameras.json`` is not
+changed, so when two roots share scene names the union is refused by ``viewseg train``/``eval``
+(``training.data.load_scenes``: duplicate scene name) and this script warns on stderr.
+``splits.json`` lists the union of every root's ``train`` split and the
 ``val`` and ``test`` splits of ``--val-from`` only. Used to train the 2D segmenter (CloudSeg
 and the oracle) on every room the ViewSeg reference model saw (docs/results.md).
 """
@@ -18,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from viewseg_core.data.scene_folder import SceneFolder  # noqa: E402
 from viewseg_core.data.synth.generate import SPLITS_FILE, read_splits  # noqa: E402
 
 
@@ -40,11 +47,25 @@ def union(out: Path, roots: list[Path], val_from: Path | None) -> dict[str, list
                 if not link.is_symlink():
                     link.symlink_to(target)
                 splits[split].append(name)
+    shared = _shared_scene_names(out, [n for names in splits.values() for n in names])
+    if shared:
+        print(f"warning: {len(shared)} scene name(s) occur in more than one root (e.g. {shared[0]!r}: datasets "
+              f"written before `viewseg synth` names carried the seed, or of one seed twice); "
+              f"viewseg pretrain-2d reads the union, viewseg train/eval refuse it", file=sys.stderr)
     (out / SPLITS_FILE).write_text(json.dumps({
         "format_version": 1, "source": "scripts/union_splits.py",
         "roots": [str(r) for r in roots], "val_from": str(val_from) if val_from else None,
         "splits": splits}, indent=1))
     return splits
+
+
+def _shared_scene_names(out: Path, links: list[str]) -> list[str]:
+    """Scene names (``cameras.json``) that more than one linked folder carries."""
+    seen: dict[str, int] = {}
+    for link in links:
+        name = SceneFolder(out / link).name
+        seen[name] = seen.get(name, 0) + 1
+    return sorted(n for n, k in seen.items() if k > 1)
 
 
 def main(argv: list[str] | None = None) -> int:

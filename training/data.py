@@ -4,10 +4,17 @@ source-target pairs (cached next to the data), and the model's input batch.
 Supported ``kind`` values:
 
 * ``scene_folders``: a folder of viewseg scene folders (``viewseg synth`` output, bag
-  imports, converted datasets); ``splits.json`` picks the scenes of a split, otherwise
-  every scene is used for every split.
+  imports, converted datasets); ``splits.json`` (or ``split_file``) picks the scenes of a
+  split, otherwise every scene is used for every split (a one-scene bag import is used for
+  everything).
 * ``hypersim``: the Hypersim release under ``root``; ``split_csv`` is the official split file.
-* ``replica``: Habitat-rendered Replica scene folders under ``root`` (``splits.json`` optional).
+* ``replica``: Habitat-rendered Replica scene folders under ``root``; a split file is required
+  (``<root>/splits.json`` or ``split_file``; ``split_file: all`` = every scene in every split),
+  and ``replica_hfov_deg`` gives the field of view of scenes without ``intrinsics.json``
+  (:mod:`viewseg_core.data.replica`).
+
+A split file has the shape ``viewseg synth`` writes: ``{"splits": {"train": [scene folder
+names under root], "val": [...], "test": [...]}}``.
 
 Source depth (RGB-D keyframes, issue 15): ``source_depth: none | clean | sensor`` decides
 whether batches carry ``source_depth_input`` (what a depth camera measured of each source
@@ -56,6 +63,8 @@ class DataConfig:
     depth_sensor: DepthSensorConfig = field(default_factory=DepthSensorConfig)  # for source_depth: sensor
     source_depth_dropout: float = 0.0      # training: probability a source view's input depth is all NaN
     pose_noise: tuple[float, float] = (0.0, 0.0)  # source pose noise sigma (degrees, cm); paper appendix D
+    split_file: str = ""                   # scene_folders/replica: splits file instead of <root>/splits.json; "all" = every scene in every split
+    replica_hfov_deg: float | None = None  # replica: horizontal FOV (degrees) of scenes without intrinsics.json (None: refuse)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -75,17 +84,35 @@ class DataConfig:
         check_bounds(self, "data", at_least={"num_sources": 1, "target_rays": 1, "source_rays": 0, "num_workers": 0})
 
 
-def _split_names(root: Path, split: str) -> list[str] | None:
-    path = root / "splits.json"
+SPLIT_SHAPE = '{"splits": {"train": [scene folder names], "val": [...], "test": [...]}}'
+ALL_SCENES = "all"                         # data.split_file: every scene in every split
+
+
+def _split_names(root: Path, split: str, split_file: str = "") -> list[str] | None:
+    """Scene folder names of ``split`` from ``split_file`` (or ``<root>/splits.json``); None when
+    there is no split file (or ``split_file`` is ``all``): every scene."""
+    if split_file == ALL_SCENES:
+        return None
+    path = Path(split_file) if split_file else root / "splits.json"
     if not path.is_file():
+        if split_file:
+            raise ValueError(f"data.split_file {split_file}: no such file (expected {SPLIT_SHAPE})")
         return None
     try:
         splits = json.loads(path.read_text())["splits"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"{path}: unreadable splits file ({exc})") from exc
+        if not isinstance(splits, dict):
+            raise ValueError("'splits' is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: unreadable splits file ({exc}; expected {SPLIT_SHAPE})") from exc
     if split not in splits:
         raise ValueError(f"{path} has no split {split!r} (it has {sorted(splits)})")
-    return list(splits[split])
+    names = splits[split]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{path}: split {split!r} must be a list of scene folder names")
+    for n in names:
+        if not (root / n).is_dir():
+            raise ValueError(f"{path}: split {split!r} lists {n!r}, which is not a folder under {root}")
+    return list(names)
 
 
 def load_scenes(cfg: DataConfig, split: str) -> list[SceneSource]:
@@ -96,16 +123,23 @@ def load_scenes(cfg: DataConfig, split: str) -> list[SceneSource]:
                                 f"`viewseg synth --out {root} ...` first)")
     if cfg.kind == "scene_folders":
         from viewseg_core.data.scene_folder import SceneFolder, find_scene_folders
-        names = _split_names(root, split)
+        names = _split_names(root, split, cfg.split_file)
         folders = [root / n for n in names] if names is not None else find_scene_folders(root)
         scenes: list[SceneSource] = [SceneFolder(f) for f in folders]
     elif cfg.kind == "replica":
         from viewseg_core.data.replica import ReplicaScene
-        names = _split_names(root, split)
+        if not cfg.split_file and not (root / "splits.json").is_file():
+            raise ValueError(f"{root / 'splits.json'}: missing; data.kind=replica does not invent a split "
+                             f"(every scene in every split would test on training scenes). Write it as "
+                             f"{SPLIT_SHAPE} (folder names under {root}), or set data.split_file to such a "
+                             f"file, or data.split_file={ALL_SCENES} to use every scene in every split")
+        names = _split_names(root, split, cfg.split_file)
         folders = [root / n for n in names] if names is not None else sorted(p for p in root.iterdir() if (p / "rgb").is_dir())
-        scenes = [ReplicaScene(f) for f in folders]
+        scenes = [ReplicaScene(f, hfov_deg=cfg.replica_hfov_deg) for f in folders]
     elif cfg.kind == "hypersim":
         from viewseg_core.data.hypersim import HypersimScene, split_scenes
+        if cfg.split_file:
+            raise ValueError("data.split_file is for kind scene_folders or replica; hypersim's split is data.split_csv")
         if not cfg.split_csv:
             raise ValueError("data.kind=hypersim needs data.split_csv (the official split CSV)")
         scenes = [HypersimScene(root, name, frames=frames) for name, frames in split_scenes(root, cfg.split_csv, split).items()]
@@ -113,7 +147,19 @@ def load_scenes(cfg: DataConfig, split: str) -> list[SceneSource]:
         raise ValueError(f"unknown data.kind {cfg.kind!r} ({' | '.join(KINDS)})")
     if not scenes:
         raise ValueError(f"no scenes for split {split!r} under {root}")
+    seen: dict[str, SceneSource] = {}
+    for s in scenes:
+        if s.name in seen:
+            raise ValueError(f"duplicate scene name {s.name!r} in split {split!r} of {root} (folders "
+                             f"{_where(seen[s.name])} and {_where(s)}): scene names must be unique. Two "
+                             f"`viewseg synth` datasets of one seed, or written before names carried the seed "
+                             f"(synth_<i>, now synth_s<seed>_<i>), repeat them: regenerate one of them")
+        seen[s.name] = s
     return scenes
+
+
+def _where(scene: SceneSource) -> str:
+    return str(getattr(scene, "root", None) or getattr(scene, "dir", None) or scene.name)
 
 
 def load_pairs(cfg: DataConfig, split: str, scenes: list[SceneSource]):

@@ -12,9 +12,23 @@ Folder layout read (one folder per rendered scene, e.g. ``ROOT/room_0``)::
     poses.txt | poses.npy | poses.json   Habitat camera-to-world per frame (camera x right,
                                y up, -z forward): 16 row-major numbers per line / [N, 4, 4] /
                                {"frames": [{"id", "c2w"} or {"id", "position", "rotation" wxyz}]}
-    intrinsics.json            {"hfov": degrees} (Habitat's pinhole) or {"K": 3x3}, optional
-                               "width"/"height"; default hfov 90
+    intrinsics.json            {"hfov": degrees} (Habitat's pinhole: horizontal field of view,
+                               square pixels, principal point at the image centre) or
+                               {"K": [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]} (pixels), optional
+                               "width"/"height". Required: without it the reader refuses the
+                               scene unless it is given the field of view (``hfov_deg``, from
+                               ``data.replica_hfov_deg``); it never assumes one.
     info_semantic.json         optional: its class table overrides the built-in ids (by name)
+
+Splits (``training.data.load_scenes`` with ``data.kind: replica``): ``ROOT/splits.json`` names
+the scene folders of each split, in the shape ``viewseg synth`` writes::
+
+    {"splits": {"train": ["room_0", "office_0"], "val": ["room_1"], "test": ["office_3"]}}
+
+or ``data.split_file`` names such a file elsewhere. Without either, loading refuses: no split
+is invented (every scene in every split would score a model on its own training scenes).
+``data.split_file: all`` is the explicit opt-in to every scene in every split, for evaluating
+a model that never trained on these scenes.
 
 Frame ids are the file stems of ``rgb/`` in sorted order; line/array ``i`` of the poses is
 the ``i``-th frame. Poses become OpenCV c2w with
@@ -218,12 +232,18 @@ class ReplicaScene:
         semantic: "class" (ids are Replica classes) or "instance" (map through info_semantic.json).
         depth_scale: units per metre of 16-bit depth PNGs (1000 = millimetres).
         z_up: rotate Habitat's y-up world to viewseg's z-up.
+        hfov_deg: horizontal field of view (degrees) for a scene without ``intrinsics.json``
+            (None: such a scene is an error). A scene's own ``intrinsics.json`` wins; one that
+            disagrees with ``hfov_deg`` by more than 0.01 degrees is an error.
     """
 
     def __init__(self, folder: str | os.PathLike, name: str | None = None, semantic: str = "class",
-                 depth_scale: float = 1000.0, z_up: bool = True):
+                 depth_scale: float = 1000.0, z_up: bool = True, hfov_deg: float | None = None):
         if semantic not in ("class", "instance"):
             raise ValueError(f"semantic must be 'class' or 'instance', got {semantic!r}")
+        if hfov_deg is not None and not 0.0 < float(hfov_deg) < 180.0:
+            raise ValueError(f"Replica hfov_deg (data.replica_hfov_deg) must be in (0, 180) degrees, got {hfov_deg!r}")
+        self.hfov_deg = None if hfov_deg is None else float(hfov_deg)
         self.dir = Path(folder)
         self.name = name or self.dir.name
         self.depth_scale = float(depth_scale)
@@ -254,16 +274,32 @@ class ReplicaScene:
 
     def _read_intrinsics(self) -> np.ndarray:
         intr = self.dir / "intrinsics.json"
-        d = read_json(intr) if intr.is_file() else {}
-        if "K" in d:
-            K = np.asarray(d["K"], dtype=np.float64)
-            if K.shape != (3, 3):
-                raise ValueError(f"{intr}: K must be 3x3")
-            return K
+        fmt = ('{"hfov": <horizontal field of view, degrees>} or {"K": [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]} '
+               '(pixels), optionally with "width" and "height"')
+        if not intr.is_file():
+            if self.hfov_deg is None:
+                raise ValueError(f"{intr}: missing, and no field of view was given; the Replica reader assumes "
+                                 f"none. Write it as {fmt}, or set data.replica_hfov_deg (ReplicaScene(hfov_deg=...)) "
+                                 f"to the hfov the scenes were rendered with")
+            return cameras.K_from_hfov(self.hfov_deg, self.width, self.height)
+        d = read_json(intr)
+        if not isinstance(d, dict) or ("K" not in d and "hfov" not in d):
+            raise ValueError(f"{intr}: has neither 'hfov' nor 'K'; expected {fmt}")
         try:
-            return cameras.K_from_hfov(float(d.get("hfov", 90.0)), self.width, self.height)
-        except ValueError as e:
+            if "K" in d:
+                K = np.asarray(d["K"], dtype=np.float64)
+                if K.shape != (3, 3) or not np.isfinite(K).all():
+                    raise ValueError("K must be 3x3 finite numbers")
+            else:
+                K = cameras.K_from_hfov(float(d["hfov"]), self.width, self.height)
+        except (TypeError, ValueError) as e:
             raise ValueError(f"{intr}: {e}") from e
+        if self.hfov_deg is not None:
+            own = math.degrees(2.0 * math.atan(0.5 * self.width / K[0, 0]))
+            if abs(own - self.hfov_deg) > 0.01:
+                raise ValueError(f"{intr}: horizontal field of view {own:.4f} degrees disagrees with "
+                                 f"data.replica_hfov_deg {self.hfov_deg:g}")
+        return K
 
     def _class_luts(self, semantic: str) -> tuple[np.ndarray, np.ndarray]:
         info_path = self.dir / "info_semantic.json"

@@ -127,3 +127,104 @@ def test_broken_folders_name_the_file(replica_folder):
     (replica_folder / "poses.txt").write_text("1 2 3\n")
     with pytest.raises(ValueError, match="poses.txt"):
         ReplicaScene(replica_folder)
+
+
+# --- no assumed field of view, no invented split (issue 18) -----------------------------------
+
+def test_missing_intrinsics_is_refused_unless_the_fov_is_given(replica_folder):
+    (replica_folder / "intrinsics.json").unlink()
+    with pytest.raises(ValueError) as exc:
+        ReplicaScene(replica_folder)
+    msg = str(exc.value)
+    assert str(replica_folder / "intrinsics.json") in msg and "missing" in msg
+    assert '{"hfov": <horizontal field of view, degrees>}' in msg and '"K"' in msg
+    assert "data.replica_hfov_deg" in msg
+    # Given explicitly: hfov 60 over 8 pixels, f = 4 / tan(30 deg).
+    K = ReplicaScene(replica_folder, hfov_deg=60.0).camera(0).K
+    np.testing.assert_allclose(K, [[4 / np.tan(np.pi / 6), 0, 3.5], [0, 4 / np.tan(np.pi / 6), 2.5], [0, 0, 1]])
+    for bad in (0.0, 180.0, -5.0):
+        with pytest.raises(ValueError, match="hfov_deg .*must be in \\(0, 180\\)"):
+            ReplicaScene(replica_folder, hfov_deg=bad)
+
+
+def test_intrinsics_file_wins_and_must_say_something(replica_folder):
+    intr = replica_folder / "intrinsics.json"
+    # The file's hfov 90 (f = 4) and an agreeing config value.
+    np.testing.assert_allclose(ReplicaScene(replica_folder, hfov_deg=90.0).camera(0).K[0, 0], 4.0)
+    with pytest.raises(ValueError, match="intrinsics.json: horizontal field of view 90.0000 degrees disagrees "
+                                         "with data.replica_hfov_deg 70"):
+        ReplicaScene(replica_folder, hfov_deg=70.0)
+    # A K in the file is used as is.
+    intr.write_text(json.dumps({"K": [[5.0, 0, 3.5], [0, 5.0, 2.5], [0, 0, 1]]}))
+    np.testing.assert_allclose(ReplicaScene(replica_folder).camera(1).K[0, 0], 5.0)
+    # Size only: no field of view any more (it used to mean 90 degrees).
+    intr.write_text(json.dumps({"width": 8, "height": 6}))
+    with pytest.raises(ValueError, match="intrinsics.json: has neither 'hfov' nor 'K'"):
+        ReplicaScene(replica_folder)
+    intr.write_text(json.dumps({"K": [[5.0, 0, 3.5], [0, 5.0, 2.5]]}))
+    with pytest.raises(ValueError, match="intrinsics.json: K must be 3x3"):
+        ReplicaScene(replica_folder)
+
+
+@pytest.fixture
+def replica_root(replica_folder):
+    """ROOT with room_0, room_1 (no intrinsics.json) and office_0, and no splits.json."""
+    import shutil
+
+    root = replica_folder.parent
+    shutil.copytree(replica_folder, root / "room_1")
+    (root / "room_1" / "intrinsics.json").unlink()
+    shutil.copytree(replica_folder, root / "office_0")
+    return root
+
+
+def test_load_scenes_refuses_to_invent_a_replica_split(replica_root, tmp_path):
+    from training.data import DataConfig, load_scenes
+
+    cfg = DataConfig(root=str(replica_root), kind="replica")
+    with pytest.raises(ValueError) as exc:
+        load_scenes(cfg, "test")
+    msg = str(exc.value)
+    assert msg.startswith(f"{replica_root / 'splits.json'}: missing; data.kind=replica does not invent a split")
+    assert '{"splits": {"train": [scene folder names], "val": [...], "test": [...]}}' in msg
+    assert "data.split_file" in msg
+
+    # With splits.json: exactly the listed scenes, per split.
+    doc = {"splits": {"train": ["room_0", "office_0"], "val": ["office_0"], "test": ["room_1"]}}
+    (replica_root / "splits.json").write_text(json.dumps(doc))
+    assert [s.name for s in load_scenes(cfg, "train")] == ["room_0", "office_0"]
+    # room_1 has no intrinsics.json: refused, unless the config gives the field of view.
+    with pytest.raises(ValueError, match="room_1/intrinsics.json: missing"):
+        load_scenes(cfg, "test")
+    (sc,) = load_scenes(DataConfig(root=str(replica_root), kind="replica", replica_hfov_deg=60.0), "test")
+    np.testing.assert_allclose(sc.camera(0).K[0, 0], 4 / np.tan(np.pi / 6))
+
+    # A split file elsewhere, named by the config, and the explicit "every scene everywhere".
+    other = tmp_path / "my_split.json"
+    other.write_text(json.dumps({"splits": {"train": ["office_0"], "val": [], "test": ["room_0"]}}))
+    (replica_root / "splits.json").unlink()
+    assert [s.name for s in load_scenes(DataConfig(root=str(replica_root), kind="replica",
+                                                   split_file=str(other)), "test")] == ["room_0"]
+    every = DataConfig(root=str(replica_root), kind="replica", split_file="all", replica_hfov_deg=90.0)
+    assert [s.name for s in load_scenes(every, "val")] == ["office_0", "room_0", "room_1"]
+
+    # Split files that cannot be honoured.
+    with pytest.raises(ValueError, match="data.split_file .*nope.json: no such file"):
+        load_scenes(DataConfig(root=str(replica_root), kind="replica", split_file=str(tmp_path / "nope.json")), "test")
+    other.write_text(json.dumps({"splits": {"test": ["room_9"]}}))
+    with pytest.raises(ValueError, match="my_split.json: split 'test' lists 'room_9', which is not a folder under"):
+        load_scenes(DataConfig(root=str(replica_root), kind="replica", split_file=str(other)), "test")
+    other.write_text(json.dumps({"train": ["room_0"]}))
+    with pytest.raises(ValueError, match="my_split.json: unreadable splits file"):
+        load_scenes(DataConfig(root=str(replica_root), kind="replica", split_file=str(other)), "test")
+    with pytest.raises(ValueError, match="data.split_file is for kind scene_folders or replica"):
+        load_scenes(DataConfig(root=str(replica_root), kind="hypersim", split_csv="x.csv", split_file="all"), "test")
+
+
+def test_replica_options_read_from_a_config_file(tmp_path):
+    from training.config_io import from_dict
+    from training.data import DataConfig
+
+    cfg = from_dict(DataConfig, {"kind": "replica", "split_file": "all", "replica_hfov_deg": 90})
+    assert cfg.replica_hfov_deg == 90.0 and cfg.split_file == "all"
+    assert from_dict(DataConfig, {"replica_hfov_deg": None}).replica_hfov_deg is None
