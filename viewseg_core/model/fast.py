@@ -51,7 +51,10 @@ reference path by ``benchmarks/bench_query.py`` (see docs/benchmarks.md):
    (one line, with the reason); on CPU it runs under the interpreter only when
    ``TRITON_INTERPRET=1`` is set (parity tests: orders of magnitude slower).
    :attr:`QueryStats.field_impl` says which ran and :attr:`QueryStats.field_note` why
-   ``auto`` fell back. Training keeps the PyTorch field (no fused backward).
+   ``auto`` fell back. Under ``auto`` a run-time failure of the compiled kernel (a compile
+   error, no C compiler for triton's launcher) does not fail the query: the PyTorch field
+   takes over, for that query and for the rest of the process on that device, with a
+   warning and the reason in the stats. Training keeps the PyTorch field (no fused backward).
 
 On CUDA the field's MLP also runs under autocast (``amp``, bf16 by default); the field keeps
 projection, embedding and feature sampling in float32 itself, and compositing runs in
@@ -63,7 +66,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, fields, replace
+import threading
+import warnings
+from dataclasses import dataclass, field as dc_field, fields, replace
 from typing import Callable
 
 import torch
@@ -243,6 +248,10 @@ class FieldChoice:
         note: why ``auto`` took the PyTorch field ('' otherwise).
         precision: the fused kernel's dot precision (``bf16`` or ``fp32``); None for reference.
         interpret: the fused kernel runs under the triton interpreter (CPU tests only).
+        failure: under ``auto``, why the fused kernel failed at run time (a compile error, a
+            missing C compiler for triton's launcher, ...): that call and the rest of the query
+            ran the PyTorch field, and ``auto`` keeps it on that device for the process
+            (:func:`fused_failures`). A forced ``fused`` raises instead.
     """
 
     impl: str
@@ -251,13 +260,47 @@ class FieldChoice:
     note: str = ""
     precision: str | None = None
     interpret: bool = False
+    failure: list = dc_field(default_factory=list, compare=False, repr=False)
 
     def __call__(self, field: SemanticField, points: torch.Tensor, directions: torch.Tensor,
                  prepared: PreparedSources) -> FieldOutput:
-        if self.impl == "fused":
+        if self.impl != "fused" or self.failure:
+            return field(points, directions, prepared)
+        if self.requested != "auto":
             return fused_field_forward(field, points, directions, prepared, precision=self.precision,
                                        interpret=self.interpret)
-        return field(points, directions, prepared)
+        try:
+            return fused_field_forward(field, points, directions, prepared, precision=self.precision,
+                                       interpret=self.interpret)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except FusedFieldUnsupported as exc:  # this query's inputs (not the device): this query only
+            self.failure.append(f"{type(exc).__name__}: {exc}")
+            return field(points, directions, prepared)
+        except Exception as exc:  # noqa: BLE001 - auto must not take a query down with the kernel
+            why = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+            self.failure.append(why)
+            with _failures_lock:
+                _fused_failed[str(points.device)] = why
+            warnings.warn(f"fused field kernel failed on {points.device} ({why}); field_impl=auto uses the "
+                          "PyTorch field there from now on", RuntimeWarning, stacklevel=2)
+            return field(points, directions, prepared)
+
+
+# Devices where the compiled fused kernel failed at run time under ``auto`` (why): ``auto``
+# keeps the PyTorch field there for the rest of the process.
+_fused_failed: dict[str, str] = {}
+_failures_lock = threading.Lock()
+
+
+def fused_failures(clear: bool = False) -> dict[str, str]:
+    """{device: why} where the fused kernel failed under ``auto`` (``clear``: forget them, so
+    that ``auto`` tries again)."""
+    with _failures_lock:
+        out = dict(_fused_failed)
+        if clear:
+            _fused_failed.clear()
+    return out
 
 
 REFERENCE_FIELD = FieldChoice("reference")
@@ -274,13 +317,16 @@ def requested_field_impl(preset: QueryPreset) -> tuple[str, str]:
 
 
 def choose_field(renderer: Renderer, preset: QueryPreset, device: torch.device | str,
-                 prepared: tuple[PreparedSources, PreparedSources | None] | None = None) -> FieldChoice:
+                 prepared: tuple[PreparedSources, PreparedSources | None] | None = None,
+                 dtype: torch.dtype = torch.float32) -> FieldChoice:
     """Which implementation evaluates the query's fields (module docstring, item 5).
 
     ``auto``: fused on CUDA when :func:`fused_supported` accepts every field the preset uses
-    (with its prepared maps) and autograd is off, else the PyTorch field. ``fused``: the
-    same checks, raising :class:`FusedFieldUnsupported` (one line, the reason) when they
-    fail; a CPU device needs ``TRITON_INTERPRET=1`` (the interpreter).
+    (with its prepared maps), the cameras (``dtype``) are not float64, autograd is off and
+    the kernel has not failed on the device before (:func:`fused_failures`), else the
+    PyTorch field. ``fused``: the same checks, raising :class:`FusedFieldUnsupported` (one
+    line, the reason) when they fail; a CPU device needs ``TRITON_INTERPRET=1`` (the
+    interpreter).
     """
     device = torch.device(device)
     requested, source = requested_field_impl(preset)
@@ -295,7 +341,13 @@ def choose_field(renderer: Renderer, preset: QueryPreset, device: torch.device |
     if preset.num_fine > 0 and renderer.fine is not None:
         fields_used.append((renderer.fine, None if prepared is None else prepared[1]))
     reason = ""
-    if torch.is_grad_enabled():
+    with _failures_lock:
+        failed = _fused_failed.get(str(device)) if requested == "auto" else None
+    if failed:
+        reason = f"the fused kernel failed earlier on {device} ({failed})"
+    elif dtype == torch.float64:
+        reason = "float64 cameras: the fused kernel computes geometry in float32"
+    elif torch.is_grad_enabled():
         reason = "autograd is on (the fused field is inference-only; training keeps the PyTorch field)"
     else:
         for field, prep in fields_used:
@@ -463,7 +515,7 @@ def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, w
     rays = grid_rays(K, c2w, height, width, near=cfg.near, far=cfg.far)          # [B, H*W]
     if prepared is None:
         prepared = renderer.prepare(sources)
-    evaluate = choose_field(renderer, preset, dev, prepared)
+    evaluate = choose_field(renderer, preset, dev, prepared, dtype)
     budget = point_budget(preset, renderer.coarse, sources.num_views, dev)
     # Rays per chunk (over the whole batch): the densest field call fills the budget (with
     # skipping, the fine pass packs the kept points into calls of at most the budget).
@@ -483,6 +535,8 @@ def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, w
                                None if guide is None else guide[:, sl], evaluate)
             stats.rays_done += B * min(chunk, height * width - start)
             pieces.append(replace(out, weights=None, t=None))  # drop [.., S] tensors early
+    if evaluate.failure:  # auto fell back at run time (module docstring, item 5)
+        stats.field_impl, stats.field_note = "reference", f"the fused kernel failed ({evaluate.failure[0]})"
     merged = PassOutput(**{f.name: None if getattr(pieces[0], f.name) is None else
                            torch.cat([getattr(p, f.name) for p in pieces], dim=1)
                            for f in fields(PassOutput)})
@@ -512,5 +566,5 @@ def render_query(model, K: torch.Tensor, c2w: torch.Tensor, height: int, width: 
 
 
 __all__ = ["QueryPreset", "QueryStats", "RenderCancelled", "PRESETS", "AMP_MODES", "FIELD_IMPLS", "FIELD_ENV",
-           "FieldChoice", "choose_field", "requested_field_impl", "render_query", "render_query_stats",
+           "FieldChoice", "choose_field", "requested_field_impl", "fused_failures", "render_query", "render_query_stats",
            "occupied_samples", "point_budget"]

@@ -370,6 +370,39 @@ def test_every_field_evaluation_goes_through_the_dispatch(make_config, box_room,
     assert torch.equal(out.logits, ref.logits) and torch.equal(out.labels, ref.labels)
 
 
+def test_auto_survives_a_kernel_that_fails_at_run_time(make_config, box_room, monkeypatch):
+    """Under ``auto`` a fused kernel that fails when it runs (a compile error, no C compiler
+    for triton's launcher) does not fail the query: the PyTorch field renders it, the stats
+    say so, and later queries on that device do not try the kernel again. Forced ``fused``
+    raises the error."""
+    import viewseg_core.model.fast as fast
+
+    model = _model(make_config)
+    sources = _sources(model, box_room)
+    ref, _ = _small_query(model, box_room, sources, QueryPreset("", 4, 4, field_impl="reference"))
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("failed to compile the launcher\nsecond line")
+
+    monkeypatch.delenv("VIEWSEG_FIELD", raising=False)
+    monkeypatch.setattr(fast, "fused_supported", lambda *a, **k: (True, ""))
+    monkeypatch.setattr(fast, "fused_field_forward", broken)
+    monkeypatch.setattr(fast, "_fused_failed", {})
+    with pytest.warns(RuntimeWarning, match="fused field kernel failed on cpu"):
+        out, st = _small_query(model, box_room, sources, QueryPreset("", 4, 4))
+    assert (st.field_impl, len(calls)) == ("reference", 1)
+    assert st.field_note == "the fused kernel failed (RuntimeError: failed to compile the launcher)"
+    assert torch.equal(out.logits, ref.logits)
+    assert fast.fused_failures() == {"cpu": "RuntimeError: failed to compile the launcher"}
+    _, st2 = _small_query(model, box_room, sources, QueryPreset("", 4, 4))
+    assert len(calls) == 1 and st2.field_impl == "reference" and "failed earlier on cpu" in st2.field_note
+    with pytest.raises(RuntimeError, match="failed to compile"):
+        _small_query(model, box_room, sources, QueryPreset("", 4, 4, field_impl="fused"))
+    assert fast.fused_failures(clear=True) and not fast.fused_failures()
+
+
 def _compare(out, ref, tol: float) -> float:
     assert _rel(out.logits, ref.logits) < tol
     assert _rel(out.rgb, ref.rgb) < tol
