@@ -517,8 +517,11 @@ def run_latency(args: argparse.Namespace) -> int:
             try:
                 with PeakMemory(device) as mem:
                     times = time_runs(fast, device, repeats, warmup=args.warmup)
-            except FusedFieldUnsupported as error:   # a forced fused field this model cannot use
-                print(f"fused rows of {preset.label}: skipped ({error})")
+            except Exception as error:  # noqa: BLE001 - a forced fused field that cannot run: the other rows stay
+                if impl != "fused" or isinstance(error, torch.cuda.OutOfMemoryError):
+                    raise
+                kind = "" if isinstance(error, FusedFieldUnsupported) else f"{type(error).__name__}: "
+                print(f"fused rows of {preset.label}: skipped ({kind}{str(error).strip().splitlines()[0][:300]})")
                 continue
             st = stats_box["stats"]
             fused = st.field_impl == "fused"
