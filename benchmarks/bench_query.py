@@ -521,7 +521,8 @@ def run_latency(args: argparse.Namespace) -> int:
                 if impl != "fused" or isinstance(error, torch.cuda.OutOfMemoryError):
                     raise
                 kind = "" if isinstance(error, FusedFieldUnsupported) else f"{type(error).__name__}: "
-                print(f"fused rows of {preset.label}: skipped ({kind}{str(error).strip().splitlines()[0][:300]})")
+                first = (str(error).strip().splitlines() or [""])[0][:300]
+                print(f"fused rows of {preset.label}: skipped ({kind}{first})")
                 continue
             st = stats_box["stats"]
             fused = st.field_impl == "fused"
