@@ -63,8 +63,9 @@ class DataConfig:
     depth_sensor: DepthSensorConfig = field(default_factory=DepthSensorConfig)  # for source_depth: sensor
     source_depth_dropout: float = 0.0      # training: probability a source view's input depth is all NaN
     pose_noise: tuple[float, float] = (0.0, 0.0)  # source pose noise sigma (degrees, cm); paper appendix D
-    split_file: str = ""                   # scene_folders/replica: splits file instead of <root>/splits.json; "all" = every scene in every split
-    replica_hfov_deg: float | None = None  # replica: horizontal FOV (degrees) of scenes without intrinsics.json (None: refuse)
+    split_file: str = ""                   # scene_folders/replica: splits file instead of <root>/splits.json
+    #                                        ("all": every scene in every split)
+    replica_hfov_deg: float | None = None  # replica: hfov (degrees) of scenes without intrinsics.json (None: refuse)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -139,7 +140,8 @@ def load_scenes(cfg: DataConfig, split: str) -> list[SceneSource]:
     elif cfg.kind == "hypersim":
         from viewseg_core.data.hypersim import HypersimScene, split_scenes
         if cfg.split_file:
-            raise ValueError("data.split_file is for kind scene_folders or replica; hypersim's split is data.split_csv")
+            raise ValueError("data.split_file is for kind scene_folders or replica; "
+                             "hypersim's split is data.split_csv")
         if not cfg.split_csv:
             raise ValueError("data.kind=hypersim needs data.split_csv (the official split CSV)")
         scenes = [HypersimScene(root, name, frames=frames) for name, frames in split_scenes(root, cfg.split_csv, split).items()]

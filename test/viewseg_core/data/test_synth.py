@@ -269,7 +269,7 @@ def test_datasets_of_two_seeds_load_together(tmp_path):
     cfg = SynthConfig(width=16, height=12, views=2)
     a = write_dataset(tmp_path / "a", 3, cfg, seed=1, progress=False, test_scenes=3)
     b = write_dataset(tmp_path / "b", 3, cfg, seed=2, progress=False, test_scenes=3)
-    folders = [SceneFolder(tmp_path / "a" / n) for n in a["test"]] + [SceneFolder(tmp_path / "b" / n) for n in b["test"]]
+    folders = [SceneFolder(tmp_path / d / n) for d, splits in (("a", a), ("b", b)) for n in splits["test"]]
     by_name = check_sources(folders)
     assert sorted(by_name) == [f"synth_s{s}_{i:05d}" for s in (1, 2) for i in range(3)]
     # Folders named as before (synth_<i>) clash: the error this naming removes.

@@ -275,5 +275,6 @@ def read_splits(path: str | os.PathLike) -> dict[str, list[str]]:
     return {k: [str(n) for n in v] for k, v in splits.items()}
 
 
-__all__ = ["SynthConfig", "SynthCamera", "scene_seed", "scene_name", "split_counts", "scene_cameras", "render_views", "make_scene",
+__all__ = ["SynthConfig", "SynthCamera", "scene_seed", "scene_name", "split_counts",
+           "scene_cameras", "render_views", "make_scene",
            "write_scene", "load_scene", "write_dataset", "read_splits", "split_names", "GENERATOR_VERSION"]
