@@ -565,7 +565,8 @@ def run_latency(args: argparse.Namespace) -> int:
         label = r.preset.label if r.path != "reference" else \
             (f"{r.preset.num_coarse}s+{r.preset.guide_samples}b+{r.preset.num_fine}" if r.preset.guide_samples
              else f"{r.preset.num_coarse}+{r.preset.num_fine}")
-        line = (f"{label:<28} {r.path:<10} {r.points_per_ray:>7.1f} {med:>10.1f} {p90(r.times):>9.1f} {len(r.times):>3} "
+        line = (f"{label:<28} {r.path:<10} {r.points_per_ray:>7.1f} {med:>10.1f} {p90(r.times):>9.1f} "
+                f"{len(r.times):>3} "
                 f"{_fmt(r.peak_mib):>9} {r.gflop:>8.1f} {tflops:>8.3f} {100 * tflops / peak:>5.1f} "
                 f"{r.gflop / peak:>9.1f} {_fmt(x_same) + 'x' if x_same else '-':>7} "
                 f"{_fmt(x_paper) + 'x' if x_paper else '-':>11}")

@@ -566,5 +566,6 @@ def render_query(model, K: torch.Tensor, c2w: torch.Tensor, height: int, width: 
 
 
 __all__ = ["QueryPreset", "QueryStats", "RenderCancelled", "PRESETS", "AMP_MODES", "FIELD_IMPLS", "FIELD_ENV",
-           "FieldChoice", "choose_field", "requested_field_impl", "fused_failures", "render_query", "render_query_stats",
+           "FieldChoice", "choose_field", "requested_field_impl", "fused_failures", "render_query",
+           "render_query_stats",
            "occupied_samples", "point_budget"]
