@@ -4,8 +4,9 @@
         data/synthetic_small data/synthetic_medium data/synthetic_large --val-from data/synthetic_small
 
 Scene folders are symbolic links named ``<dataset>__<scene>``. ``viewseg synth`` names now
-carry the seed (``synth_s<seed>_<i>``), but datasets written before that (``synth_<i>``, e.g.
-the data/synthetic_* sets of docs/results.md) and two roots drawn with the same seed reuse
+carry the seed (``synth_s<seed>_<i>``), but datasets written before that or with
+``--legacy-names`` (``synth_<i>``, e.g. the data/synthetic_* sets of docs/results.md) and two
+roots drawn with the same seed reuse
 scene names, so the root's folder name is kept as a prefix (enough for ``viewseg pretrain-2d``,
 which names views by folder); the scene name inside each folder's ``cameras.json`` is not
 changed, so when two roots share scene names the union is refused by ``viewseg train``/``eval``

@@ -16,7 +16,7 @@ def _run_synth(args) -> int:
     config = SynthConfig(views=args.views, width=width, height=height, room_type=args.room_type)
     splits = write_dataset(args.out, args.scenes, config, seed=args.seed, workers=args.workers,
                            progress=not args.no_progress, val_scenes=args.val_scenes,
-                           test_scenes=args.test_scenes)
+                           test_scenes=args.test_scenes, legacy_names=args.legacy_names)
     if args.pairs:
         from pathlib import Path
 
@@ -80,6 +80,9 @@ def register(subparsers) -> None:
     p.add_argument("--test-scenes", type=nonnegative_int, default=None, metavar="N",
                    help="scenes in the test split (default as --val-scenes); "
                         "--scenes N --test-scenes N writes an evaluation-only set")
+    p.add_argument("--legacy-names", action="store_true",
+                   help="name scenes synth_<i> (no seed) as before: reproduces a dataset written then, with its "
+                        "pairs files (pair sources and noise streams are keyed by scene name)")
     p.add_argument("--workers", type=positive_int, default=1, help="processes rendering scenes in parallel")
     p.add_argument("--room-type", default=None, help="force one room type (bedroom, living, office, ...)")
     p.add_argument("--pairs", action=argparse.BooleanOptionalAction, default=True,

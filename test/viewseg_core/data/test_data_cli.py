@@ -61,6 +61,11 @@ def test_synth_split_controls(tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path / "five"), "--scenes", "5", "--val-scenes", "2",
                  "--test-scenes", "0"] + tiny) == 0
     assert json.loads(capsys.readouterr().out) == {"train": 3, "val": 2, "test": 0}
+    # --legacy-names: the names datasets had before they carried the seed.
+    assert main(["synth", "--out", str(tmp_path / "legacy"), "--scenes", "3", "--legacy-names"] + tiny) == 0
+    capsys.readouterr()
+    assert sorted(sum(read_splits(tmp_path / "legacy").values(), [])) == ["synth_00000", "synth_00001", "synth_00002"]
+    assert SceneFolder(tmp_path / "legacy" / "synth_00002").name == "synth_00002"
     # Too many, or negative: one-line errors, exit 2, nothing written.
     bad = tmp_path / "bad"
     assert main(["synth", "--out", str(bad), "--scenes", "2", "--val-scenes", "1", "--test-scenes", "2"] + tiny) == 2

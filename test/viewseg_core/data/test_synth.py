@@ -261,6 +261,27 @@ def test_scene_names_carry_the_seed_and_content_is_as_before(tmp_path):
         assert (new / rel).read_bytes() == (old.root / rel).read_bytes(), rel
 
 
+def test_legacy_names_reproduce_a_dataset_written_before(tmp_path):
+    import json
+
+    from viewseg_core.data.pairs import PairConfig, mine_all
+    from viewseg_core.data.scene_folder import SceneFolder
+    from viewseg_core.data.synth import write_dataset
+
+    cfg = SynthConfig(width=16, height=12, views=2)
+    splits = write_dataset(tmp_path / "old", 3, cfg, seed=0, progress=False, legacy_names=True)
+    assert splits == {"train": ["synth_00001"], "val": ["synth_00000"], "test": ["synth_00002"]}
+    assert [_content_hash(SceneFolder(tmp_path / "old" / f"synth_{i:05d}")) for i in range(3)] == _BEFORE[0]
+    assert json.loads((tmp_path / "old" / "synth_00000" / "cameras.json").read_text())["scene"] == "synth_00000"
+    # Why the old names matter: pair mining draws each target's sources from a stream keyed by
+    # the scene name, so the same room under another name gets other sources.
+    big = SynthConfig(width=32, height=24, views=12)
+    rooms = [write_scene(tmp_path / n, 123, big, name=n) for n in ("synth_00000", "synth_s0_00000")]
+    a, b = (mine_all([r], PairConfig(num_sources=2, min_rotation_deg=10), progress=False) for r in rooms)
+    assert [e.target for e in a] == [e.target for e in b] and len(a) >= 4
+    assert any(x.sources != y.sources for x, y in zip(a, b))
+
+
 def test_datasets_of_two_seeds_load_together(tmp_path):
     from viewseg_core.data.scene_folder import SceneFolder
     from viewseg_core.data.source import check_sources

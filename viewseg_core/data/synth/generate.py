@@ -8,8 +8,11 @@ dataset is reproducible scene by scene, in any order and with any number of work
 
 Scene ``i`` of a dataset drawn with ``seed`` is named ``synth_s<seed>_<i:05d>``
 (:func:`scene_name`), so datasets of different seeds can be loaded and evaluated together.
-A name only labels a scene: no random draw reads it, and datasets written before names
-carried the seed (``synth_<i:05d>``) hold the same rooms, views, labels and depth.
+A name only labels a scene: no random draw of the generator reads it, and datasets written
+before names carried the seed (``synth_<i:05d>``) hold the same rooms, views, labels and depth.
+Later stages do key random streams by scene name (pair mining's source choice, the simulated
+depth sensor, pose noise), so ``legacy_names=True`` (``viewseg synth --legacy-names``) writes
+the old names to reproduce such a dataset, its pairs files and its scores exactly.
 
 Splits: by default 10% of the scenes (at least 1 from 3 scenes on, none below) go to ``val``
 and as many to ``test``, the rest to ``train``, chosen by a permutation drawn from the seed.
@@ -95,6 +98,11 @@ def scene_seed(seed: int, index: int) -> int:
 def scene_name(seed: int, index: int) -> str:
     """The folder name of scene ``index`` of a dataset drawn with ``seed``: ``synth_s<seed>_<index:05d>``."""
     return f"synth_s{int(seed)}_{int(index):05d}"
+
+
+def legacy_scene_name(index: int) -> str:
+    """The name scene ``index`` had before names carried the seed: ``synth_<index:05d>``."""
+    return f"synth_{int(index):05d}"
 
 
 def scene_cameras(scene: Scene, config: SynthConfig) -> list[SynthCamera]:
@@ -210,10 +218,9 @@ def _config_dict(config: SynthConfig) -> dict:
 
 
 def _worker(args) -> str:
-    out, index, seed, config = args
+    out, index, name, seed, config = args
     import torch
     torch.set_num_threads(1)        # one process per core; torch only builds the rays here
-    name = scene_name(seed, index)
     write_scene(Path(out) / name, scene_seed(seed, index), config, name=name)
     return name
 
@@ -221,7 +228,7 @@ def _worker(args) -> str:
 def write_dataset(out: str | os.PathLike, num_scenes: int, config: SynthConfig, seed: int = 0,
                   workers: int = 1, progress: bool = True, val_fraction: float = 0.1,
                   test_fraction: float = 0.1, val_scenes: int | None = None,
-                  test_scenes: int | None = None) -> dict[str, list[str]]:
+                  test_scenes: int | None = None, legacy_names: bool = False) -> dict[str, list[str]]:
     """Write ``num_scenes`` scene folders and ``splits.json`` under ``out``; returns the splits.
 
     Args:
@@ -229,6 +236,7 @@ def write_dataset(out: str | os.PathLike, num_scenes: int, config: SynthConfig, 
         progress: show a tqdm bar counting views.
         val_scenes, test_scenes: exact split sizes (None: the default, see :func:`split_counts`);
             checked before anything is written.
+        legacy_names: name scenes ``synth_<i>`` (no seed), as datasets written before were.
     """
     from tqdm import tqdm
 
@@ -236,7 +244,7 @@ def write_dataset(out: str | os.PathLike, num_scenes: int, config: SynthConfig, 
         raise ValueError(f"number of scenes must be an integer >= 1, got {num_scenes!r}")
     if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-    names = [scene_name(seed, i) for i in range(num_scenes)]
+    names = [legacy_scene_name(i) if legacy_names else scene_name(seed, i) for i in range(num_scenes)]
     split_counts(num_scenes, val_scenes, test_scenes, val_fraction, test_fraction)   # fail before rendering
     out = ensure_dir(out)
     bar = tqdm(total=num_scenes * config.views, unit="view", desc="synth", disable=not progress,
@@ -250,7 +258,7 @@ def write_dataset(out: str | os.PathLike, num_scenes: int, config: SynthConfig, 
             import multiprocessing as mp
             ctx = mp.get_context("spawn" if os.name != "posix" else "fork")
             with ctx.Pool(workers) as pool:
-                jobs = [(str(out), i, seed, config) for i in range(num_scenes)]
+                jobs = [(str(out), i, names[i], seed, config) for i in range(num_scenes)]
                 for name in pool.imap_unordered(_worker, jobs):
                     bar.set_postfix_str(name)
                     bar.update(config.views)
@@ -275,6 +283,6 @@ def read_splits(path: str | os.PathLike) -> dict[str, list[str]]:
     return {k: [str(n) for n in v] for k, v in splits.items()}
 
 
-__all__ = ["SynthConfig", "SynthCamera", "scene_seed", "scene_name", "split_counts",
+__all__ = ["SynthConfig", "SynthCamera", "scene_seed", "scene_name", "legacy_scene_name", "split_counts",
            "scene_cameras", "render_views", "make_scene",
            "write_scene", "load_scene", "write_dataset", "read_splits", "split_names", "GENERATOR_VERSION"]
