@@ -6,13 +6,12 @@
 Scene folders are symbolic links named ``<dataset>__<scene>``. ``viewseg synth`` names now
 carry the seed (``synth_s<seed>_<i>``), but datasets written before that or with
 ``--legacy-names`` (``synth_<i>``, e.g. the data/synthetic_* sets of docs/results.md) and two
-roots drawn with the same seed reuse
-scene names, so the root's folder name is kept as a prefix (enough for ``viewseg pretrain-2d``,
-which names views by folder); the scene name inside each folder's ``cameras.json`` is not
-changed, so when two roots share scene names the union is refused by ``viewseg train``/``eval``
-(``training.data.load_scenes``: duplicate scene name) and this script warns on stderr.
-``splits.json`` lists the union of every root's ``train`` split and the
-``val`` and ``test`` splits of ``--val-from`` only. Used to train the 2D segmenter (CloudSeg
+roots drawn with the same seed reuse scene names, so the root's folder name is kept as a
+prefix (enough for ``viewseg pretrain-2d``, which names views by folder). The scene name inside
+each folder's ``cameras.json`` is not changed, so when two roots share scene names the union
+is refused by ``viewseg train``/``eval`` (``training.data.load_scenes``: duplicate scene name)
+and this script warns on stderr. ``splits.json`` lists the union of every root's ``train``
+split and the ``val`` and ``test`` splits of ``--val-from`` only. Used to train the 2D segmenter (CloudSeg
 and the oracle) on every room the ViewSeg reference model saw (docs/results.md).
 """
 from __future__ import annotations
