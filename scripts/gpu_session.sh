@@ -68,10 +68,10 @@ torch.cuda.get_device_name(0))"
 if wants train || wants continue || wants eval; then
   stage "data (background): synthetic_small (eval rooms), synthetic_large (960 training rooms), pairs"
   (
-    "${VIEWSEG[@]}" synth --out data/synthetic_small --scenes 30 --views 32 --size 80x60 --seed 0 --no-pairs \
+    "${VIEWSEG[@]}" synth --out data/synthetic_small --scenes 30 --views 32 --size 80x60 --seed 0 --no-pairs --legacy-names \
       --workers 4 --no-progress
     [ -f data/synthetic_large/splits.json ] || \
-      "${VIEWSEG[@]}" synth --out data/synthetic_large --scenes 960 --views 32 --size 80x60 --seed 2 --no-pairs \
+      "${VIEWSEG[@]}" synth --out data/synthetic_large --scenes 960 --views 32 --size 80x60 --seed 2 --no-pairs --legacy-names \
         --workers 12 --no-progress
     $PY - <<'EOF'
 from training.config_io import load_config

@@ -1,7 +1,7 @@
 """``viewseg export-3d``: a coloured semantic point cloud of a scene, rendered by ViewSeg.
 
     viewseg export-3d --checkpoint runs/synthetic_small/model.pt --data data/synthetic_small \\
-        --scene synth_00003 --out cloud.ply
+        --scene synth_00003 --out cloud.ply   # synth_s0_00003 for data made without --legacy-names
 
 ViewSeg sees a few source views of the scene (``--views``, default: ``num_sources`` views
 spread evenly over the scene's trajectory) and renders many query cameras around them:
