@@ -9,7 +9,10 @@
 and ViewSeg minus each baseline with paired image-bootstrap intervals) for the same images or
 for ``--max-examples N`` of them, chosen as ``viewseg eval --max-examples N`` chooses them
 (spread evenly over the split). Nothing is rendered again, so a subset or another bootstrap
-seed costs seconds instead of the evaluation's minutes.
+seed costs seconds instead of the evaluation's minutes. The paper's merged IoU_T / IoU_S come
+back from the per-image matrices as well. A file written before the nearest-view names were
+split, by an evaluation without ``--segmenter``, holds the true-label nearest view under
+``nearest_view``: it is read back as ``nearest_view_true_labels``.
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """From a data config to training/evaluation examples: scenes of a split, their mined
-source-target pairs (cached next to the data), and the model's input batch.
+source-target pairs (kept in the run's or evaluation's folder, never written into the data
+root: :func:`find_pairs`), and the model's input batch.
 
 Supported ``kind`` values:
 
@@ -164,21 +165,53 @@ def _where(scene: SceneSource) -> str:
     return str(getattr(scene, "root", None) or getattr(scene, "dir", None) or scene.name)
 
 
-def load_pairs(cfg: DataConfig, split: str, scenes: list[SceneSource]):
-    """Mined pairs of a split, read from ``<root>/pairs_<split>.json`` when it matches the
-    pair config, mined (and written there) otherwise."""
+PAIRS_ORIGINS = ("pairs_dir", "data_root", "mined")
+
+
+def find_pairs(cfg: DataConfig, split: str, scenes: list[SceneSource], pairs_dir: str | Path | None = None):
+    """Mined pairs of a split and where they came from: ``(pairs, path or None, origin)``.
+
+    ``pairs_<split>.json`` is used when its pair config matches, looked for first in
+    ``pairs_dir`` (a run's or an evaluation's output folder), then in the data root (read
+    only: e.g. the pairs handed to a machine with the data); otherwise the pairs are mined
+    and written to ``pairs_dir`` (not written at all when it is None). Nothing is ever
+    written into the data root: a dataset is read by many runs with different pair rules.
+    ``origin`` is one of :data:`PAIRS_ORIGINS`; a file found in the data root is also copied
+    into ``pairs_dir``, so that the results sit beside the pairs they were scored on.
+    """
+    if pairs_dir is not None and Path(pairs_dir).resolve() == Path(cfg.root).resolve():
+        pairs_dir = None  # an output folder that is the data root: still never written
     pair_cfg = PairConfig(**{**cfg.pairs, "num_sources": cfg.num_sources})
-    cache = Path(cfg.root) / f"pairs_{split}.json"
-    if cache.is_file():
-        doc = json.loads(cache.read_text())
-        if doc.get("config") == json.loads(json.dumps(_pair_cfg_json(pair_cfg))):
-            return read_pairs(cache)
+    wanted = json.loads(json.dumps(_pair_cfg_json(pair_cfg)))
+    name = f"pairs_{split}.json"
+    places = [("pairs_dir", Path(pairs_dir))] if pairs_dir is not None else []
+    for origin, folder in [*places, ("data_root", Path(cfg.root))]:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            matches = json.loads(path.read_text()).get("config") == wanted
+        except (OSError, ValueError, AttributeError):
+            matches = False  # unreadable: not these pairs (a pairs_dir copy is rewritten below)
+        if matches:
+            pairs = read_pairs(path)
+            if origin == "data_root" and pairs_dir is not None:
+                write_pairs(Path(pairs_dir) / name, pairs, pair_cfg)
+            return pairs, path, origin
     pairs = mine_all(scenes, pair_cfg, progress=False, workers=max(1, cfg.num_workers))
     if not pairs:
         raise ValueError(f"pair mining found no target with {cfg.num_sources} sources in split {split!r} "
                          f"of {cfg.root}; relax data.pairs (e.g. min_rotation_deg) or add views")
-    write_pairs(cache, pairs, pair_cfg)
-    return pairs
+    if pairs_dir is None:
+        return pairs, None, "mined"
+    path = Path(pairs_dir) / name
+    write_pairs(path, pairs, pair_cfg)
+    return pairs, path, "mined"
+
+
+def load_pairs(cfg: DataConfig, split: str, scenes: list[SceneSource], pairs_dir: str | Path | None = None):
+    """Mined pairs of a split (:func:`find_pairs` without where they came from)."""
+    return find_pairs(cfg, split, scenes, pairs_dir)[0]
 
 
 def _pair_cfg_json(pair_cfg: PairConfig) -> dict:
@@ -186,16 +219,23 @@ def _pair_cfg_json(pair_cfg: PairConfig) -> dict:
     return _config_json(pair_cfg)
 
 
-def build_dataset(cfg: DataConfig, split: str, seed: int = 0, full_target: bool = False) -> ViewSegDataset:
+def build_dataset(cfg: DataConfig, split: str, seed: int = 0, full_target: bool = False,
+                  pairs_dir: str | Path | None = None) -> ViewSegDataset:
+    """The examples of ``split``; pairs from :func:`find_pairs` (``pairs_dir``: where a run or an
+    evaluation keeps its pairs file). The dataset's ``pairs_file`` (path or None) and
+    ``pairs_origin`` say which pairs it holds."""
     scenes = load_scenes(cfg, split)
-    pairs = load_pairs(cfg, split, scenes)
+    pairs, pairs_file, pairs_origin = find_pairs(cfg, split, scenes, pairs_dir)
     ds_cfg = DatasetConfig(num_sources=cfg.num_sources, image_size=tuple(cfg.image_size),
                            target_rays=cfg.target_rays, source_rays=0 if full_target else cfg.source_rays,
                            resample_sources=not full_target, full_target=full_target, seed=seed,
                            source_depth=cfg.source_depth, depth_sensor=cfg.depth_sensor,
                            source_depth_dropout=0.0 if full_target else cfg.source_depth_dropout,
                            pose_noise=tuple(cfg.pose_noise))
-    return ViewSegDataset(scenes, pairs, ds_cfg)
+    dataset = ViewSegDataset(scenes, pairs, ds_cfg)
+    dataset.pairs_file = None if pairs_file is None else str(pairs_file)
+    dataset.pairs_origin = pairs_origin
+    return dataset
 
 
 def to_model_batch(batch: dict[str, Any], device: torch.device, model_cfg: ModelConfig):

@@ -169,7 +169,8 @@ def train(cfg: TrainConfig) -> Path:
                 f"{', '.join(str(p) for p in stale)}")
     torch.manual_seed(cfg.run.seed + info.rank)
 
-    dataset = build_dataset(cfg.data, split=cfg.data.train_split, seed=cfg.run.seed)
+    # The pairs file sits in the run folder (a resume reads it back), never in the data root.
+    dataset = build_dataset(cfg.data, split=cfg.data.train_split, seed=cfg.run.seed, pairs_dir=out_dir)
     sampler = distributed.ResumableDistributedSampler(len(dataset), info.world_size, info.rank, cfg.run.seed,
                                                       cfg.optim.batch_size)
     model_cfg = cfg.model_config()
@@ -203,7 +204,8 @@ def train(cfg: TrainConfig) -> Path:
 
     writer, panel_data = None, None
     if info.is_main and cfg.run.image_every:
-        panel_data = build_dataset(cfg.data, split=cfg.data.val_split, seed=cfg.run.seed, full_target=True)
+        panel_data = build_dataset(cfg.data, split=cfg.data.val_split, seed=cfg.run.seed, full_target=True,
+                                   pairs_dir=out_dir)
     if info.is_main:
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(str(out_dir / "tensorboard"))

@@ -20,7 +20,8 @@ def tiny_eval_inputs(tiny_rooms, tmp_path_factory):
 def _evaluate(root, config, out, max_examples):
     from training.evaluate import EvalConfig, evaluate
     return evaluate(EvalConfig(checkpoint=str(root / "model.pt"), out=str(root / out), split="test",
-                               config=str(config), baselines=("nearest_view",), max_examples=max_examples,
+                               config=str(config), baselines=("nearest_view_true_labels",),
+                               max_examples=max_examples,
                                panels=0, threads=1, progress=False, bootstrap=200))
 
 
@@ -40,8 +41,13 @@ def test_subset_equals_a_direct_evaluation(tiny_eval_inputs, load_script, capsys
     for name, scores in part["methods"].items():
         for key in ("dataset_miou", "per_image_miou", "fwiou", "depth_l1", "depth_l1_stuff", "delta1"):
             assert _same(report["methods"][name][key], scores[key]), (name, key)
-    assert report["comparisons"]["against"]["nearest_view"]["depth_l1"] == \
-        pytest.approx(part["comparisons"]["against"]["nearest_view"]["depth_l1"])
+    assert report["comparisons"]["against"]["nearest_view_true_labels"]["depth_l1"] == \
+        pytest.approx(part["comparisons"]["against"]["nearest_view_true_labels"]["depth_l1"])
+    # the paper's merged IoU_T / IoU_S come back from the per-image matrices too, and are compared
+    for key in ("iou_t_merged", "iou_s_merged"):
+        assert _same(report["methods"]["viewseg"][key], part["methods"]["viewseg"][key]), key
+        assert _same(report["comparisons"]["against"]["nearest_view_true_labels"][key]["difference"],
+                     part["comparisons"]["against"]["nearest_view_true_labels"][key]["difference"]), key
     # Every image: the evaluation's own numbers.
     whole = cm.compare(root / "full" / "per_image_stats.npz", resamples=200)
     assert whole["methods"]["viewseg"]["dataset_miou"] == pytest.approx(full["methods"]["viewseg"]["dataset_miou"])
@@ -62,3 +68,21 @@ def test_refuses_a_subset_the_evaluation_did_not_score(tiny_eval_inputs, load_sc
     assert "did not score" in capsys.readouterr().err
     assert cm.main(["--stats", str(root / "missing.npz")]) == 2
     assert "cannot read per-image statistics" in capsys.readouterr().err
+
+
+def test_an_older_file_names_true_label_nearest_view_for_what_it_was(tiny_eval_inputs, load_script, tmp_path):
+    """Before the names were split, an evaluation without a segmenter stored its true-label nearest
+    view as "nearest_view": read back, it is nearest_view_true_labels (with a segmenter it stays)."""
+    import numpy as np
+
+    cm = load_script("compare_methods")
+    root, config = tiny_eval_inputs
+    _evaluate(root, config, "new", 2)
+    with np.load(root / "new" / "per_image_stats.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    old = {k.replace("nearest_view_true_labels/", "nearest_view/"): v for k, v in arrays.items()}
+    np.savez(tmp_path / "old.npz", **old)
+    report = cm.compare(tmp_path / "old.npz", resamples=20)
+    assert list(report["methods"]) == ["viewseg", "nearest_view_true_labels"]
+    np.savez(tmp_path / "with_segmenter.npz", **{**old, "meta/segmenter": np.asarray("seg.pt")})
+    assert list(cm.compare(tmp_path / "with_segmenter.npz", resamples=20)["methods"]) == ["viewseg", "nearest_view"]
