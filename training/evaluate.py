@@ -566,7 +566,8 @@ def read_image_stats(path: str | Path) -> tuple[dict[str, SegmentationEvaluator]
 
 
 # Scores compared between ViewSeg and each baseline (see paired_bootstrap).
-COMPARED_SCORES = ("miou", "pacc", "iou_t_merged", "iou_s_merged", "depth_l1", "depth_absrel", "depth_l1_stuff", "delta1", "delta2", "delta3")
+COMPARED_SCORES = ("miou", "pacc", "iou_t_merged", "iou_s_merged", "depth_l1", "depth_absrel", "depth_l1_stuff",
+                   "delta1", "delta2", "delta3")
 
 
 def compare_to_baselines(evaluators: Mapping[str, SegmentationEvaluator], resamples: int = 1000,

@@ -276,7 +276,7 @@ def train(cfg: TrainConfig) -> Path:
     checksums = _replica_checksums(_unwrap(model), info)
     final = out_dir / "model.pt"
     if info.is_main:
-        save_model(_unwrap(model), final)
+        save_model(_unwrap(model), final, data=to_dict(cfg.data))  # eval reads the run's data settings
         writer.add_scalar("perf/train_seconds", time.perf_counter() - t_start, step)
         if info.distributed:
             write_text_atomic(out_dir / "replica_checksums.json", json.dumps(checksums))

@@ -8,11 +8,9 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from training.checkpoint import FORMAT as TRAIN_FORMAT
 from training.config_io import load_config, to_dict
 from training.data import build_dataset, find_pairs, load_scenes
 from training.evaluate import (METHOD_TITLES, EvalConfig, evaluate, parse_baselines, pose_noise_datasets,
