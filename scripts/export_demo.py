@@ -2,9 +2,16 @@
 """Export a trained ViewSeg as a small demo checkpoint: a viewseg-model file with float16 weights.
 
     python scripts/export_demo.py --model runs/synthetic_small/model.pt --out checkpoints/demo.pt \\
-        [--source-size 60x80]
+        [--source-size 60x80] [--data-config training/configs/synthetic_small.yaml]
 
 - Reads a ``viewseg-model`` file or a training checkpoint (``step_N.pt``, the model inside).
+- Carries the data settings the model was trained with (the file's ``data``, or a training
+  checkpoint's ``config['data']``) into the demo file's ``data``; ``--data-config YAML``
+  sets them from a training config's ``data`` section (with its ``base:`` chain) instead,
+  for models written before files recorded them. ``viewseg eval`` reads them.
+- Re-exporting a demo file (``--model checkpoints/demo.pt --out checkpoints/demo.pt``) keeps
+  every stored tensor bit for bit (float16 -> float32 -> float16 is exact) and the original
+  ``export.from``; the command refuses to write if any stored tensor would change.
 - ``--source-size HxW`` (height x width, as ``data.image_size`` and ``ModelConfig.source_size``)
   sets the size the encoder was trained at, for models trained before training recorded it;
   the ROS node resizes keyframes to it.
@@ -36,11 +43,11 @@ import torch  # noqa: E402
 
 from viewseg_core.atomic_io import write_bytes_atomic  # noqa: E402
 from viewseg_core.model.viewseg import ViewSeg  # noqa: E402
-from viewseg_core.model.weights import load_model, model_checkpoint, model_from_checkpoint  # noqa: E402
+from viewseg_core.model.weights import (FP16_MAX, MODEL_FORMAT, SMALL_TENSOR, half_state_dict,  # noqa: E402,F401
+                                        load_model, model_checkpoint, model_data, model_from_checkpoint,
+                                        read_weights_file)
 
 MB = 1_000_000
-SMALL_TENSOR = 4096   # elements: kept in float32 (negligible bytes, and norm statistics stay exact)
-FP16_MAX = 65504.0
 VERIFY_SIZE = (60, 80)  # (H, W) of the test views when the model has no source_size
 VERIFY_QUERIES = 2
 VERIFY_SOURCES = 4
@@ -57,27 +64,26 @@ def parse_hw(text: str) -> tuple[int, int]:
     return height, width
 
 
-def half_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int, int]:
-    """(state with large float tensors as float16, count stored as float16, count kept float32)."""
-    out, halved, kept = {}, 0, 0
-    for name, tensor in state.items():
-        tensor = tensor.detach().cpu()
-        if tensor.is_floating_point() and tensor.numel() >= SMALL_TENSOR and \
-                (tensor.numel() == 0 or float(tensor.abs().max()) <= FP16_MAX):
-            out[name] = tensor.to(torch.float16)
-            halved += 1
-        else:
-            out[name] = tensor.clone()  # own, compact storage (no shared views in the file)
-            kept += tensor.is_floating_point()
-    return out, halved, kept
+def read_data_config(path: Path) -> dict:
+    """The ``data`` section of training config ``path`` (with its ``base:`` chain) as a full
+    plain ``DataConfig`` dict, checked by the same reader that training uses."""
+    from training.config_io import from_dict, read_config_dict, to_dict
+    from training.data import DataConfig
+
+    section = read_config_dict(path).get("data") or {}
+    if not isinstance(section, dict):
+        raise ValueError(f"config {path}: 'data' must be a mapping")
+    return to_dict(from_dict(DataConfig, section, "data."))
 
 
-def export_bytes(model: ViewSeg, source: str) -> bytes:
-    """The demo checkpoint's bytes: ``model_checkpoint(model)`` with float16 weights."""
-    checkpoint = model_checkpoint(model)
+def export_bytes(model: ViewSeg, source: str, data: dict | None = None, data_from: str = "") -> bytes:
+    """The demo checkpoint's bytes: ``model_checkpoint(model, data)`` with float16 weights."""
+    checkpoint = model_checkpoint(model, data)
     checkpoint["state_dict"], halved, kept = half_state_dict(checkpoint["state_dict"])
     checkpoint["export"] = {"from": source, "stored_dtype": "float16", "float16_tensors": halved,
                             "float32_tensors": kept}
+    if data is not None and data_from:
+        checkpoint["export"]["data_from"] = data_from
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     return buffer.getvalue()
@@ -153,23 +159,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-mb", type=float, default=30.0, help="refuse a file larger than this (10^6 bytes)")
     parser.add_argument("--min-agreement", type=float, default=0.99,
                         help="least share of test-view pixels whose argmax label must not change")
+    parser.add_argument("--data-config", type=Path, metavar="YAML",
+                        help="training config whose data section the model was trained with (default: the "
+                             "data settings the input file carries)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # a few small renders; extra threads only contend on a shared machine
 
     try:
+        raw = read_weights_file(args.model)
         model = load_model(args.model).eval()
+        settings = read_data_config(args.data_config) if args.data_config else model_data(raw)
     except (FileNotFoundError, ValueError) as error:
         print(f"export_demo: {error}", file=sys.stderr)
         return 2
     before = model.config.source_size
     if args.source_size is not None:
         model.config = dataclasses.replace(model.config, source_size=args.source_size)
-    data = export_bytes(model, str(args.model))
+    # A demo file re-exported (say, to add its data settings) keeps where its weights came from.
+    previous = raw.get("export") if isinstance(raw, dict) and raw.get("format") == MODEL_FORMAT and \
+        isinstance(raw.get("export"), dict) else None
+    origin = str(previous["from"]) if isinstance(previous, dict) and previous.get("from") else str(args.model)
+    data_from = str(args.data_config) if args.data_config else \
+        str(previous.get("data_from", args.model)) if isinstance(previous, dict) else str(args.model)
+    data = export_bytes(model, origin, settings, data_from)
+    if previous is not None and isinstance(raw.get("state_dict"), dict):
+        new_state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)["state_dict"]
+        changed = [k for k, v in raw["state_dict"].items()
+                   if k not in new_state or new_state[k].dtype != v.dtype or not torch.equal(new_state[k], v)]
+        if changed or new_state.keys() != raw["state_dict"].keys():
+            print(f"export_demo: refusing to write {args.out}: re-exporting {args.model} would change stored "
+                  f"tensors {changed[:5]}", file=sys.stderr)
+            return 1
     size_mb = len(data) / MB
     fp32_mb = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / MB
     print(f"{args.model}: {model.config.encoder}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
           f"parameters, {fp32_mb:.1f} MB of float32 tensors -> {size_mb:.1f} MB file; "
-          f"source_size (H, W) {before} -> {model.config.source_size}")
+          f"source_size (H, W) {before} -> {model.config.source_size}; data settings: "
+          f"{'none (viewseg eval will need --config)' if settings is None else data_from}")
+    trained = tuple(settings.get("image_size", ())) if settings else ()
+    if trained and all(model.config.source_size) and trained != tuple(model.config.source_size):
+        print(f"export_demo: warning: data.image_size {list(trained)} differs from the model's source_size "
+              f"{list(model.config.source_size)}", file=sys.stderr)
     if len(data) > args.max_mb * MB:
         print(f"export_demo: refusing to write {args.out}: {size_mb:.1f} MB > --max-mb {args.max_mb:g} MB",
               file=sys.stderr)

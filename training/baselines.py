@@ -51,20 +51,33 @@ SAME_SURFACE_RATIO = 1.1
 # --------------------------------------------------------------------------------------
 
 def load_segmenter(path: str | Path, device: torch.device | str = "cpu") -> Encoder:
-    """A ``viewseg-encoder`` checkpoint (``viewseg pretrain-2d``) as an eval-mode segmenter."""
+    """A ``viewseg-encoder`` checkpoint (``viewseg pretrain-2d``, or its float16 export
+    ``checkpoints/segmenter_small.pt`` from ``scripts/export_segmenter.py``) as an eval-mode
+    float32 segmenter.
+
+    The file is read with ``torch.load(weights_only=True)``; float16-stored tensors are cast
+    to the module's float32, so the segmenter computes in float32 either way.
+    Raises:
+        ValueError (one line) for a file that is not a 2D segmenter checkpoint.
+    """
     obj = read_weights_file(path)
     if not isinstance(obj, Mapping) or obj.get("format") != ENCODER_FORMAT:
-        raise ValueError(f"{path} is not a 2D segmenter checkpoint (no format={ENCODER_FORMAT!r}; "
-                         f"write one with `viewseg pretrain-2d`)")
+        found = f"a {obj['format']!r} file" if isinstance(obj, Mapping) and isinstance(obj.get("format"), str) \
+            else "no format=" + repr(ENCODER_FORMAT)
+        raise ValueError(f"{path} is not a 2D segmenter checkpoint ({found}; write one with "
+                         f"`viewseg pretrain-2d`, or use checkpoints/segmenter_small.pt)")
     for key in ("encoder", "feature_dim", "num_classes"):
         if key not in obj:
             raise ValueError(f"{path}: segmenter checkpoint lacks {key!r}")
     # sync_bn needs a process group; at evaluation it is plain BatchNorm with running stats.
     norm = {"sync_bn": "bn"}.get(str(obj.get("norm", "bn")), str(obj.get("norm", "bn")))
-    encoder = build_encoder(str(obj["encoder"]), feature_dim=int(obj["feature_dim"]),
-                            num_classes=int(obj["num_classes"]), norm=norm)
+    try:
+        encoder = build_encoder(str(obj["encoder"]), feature_dim=int(obj["feature_dim"]),
+                                num_classes=int(obj["num_classes"]), norm=norm)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: segmenter checkpoint describes no buildable encoder: {error}") from None
     load_encoder_weights(encoder, path, include_head=True)
-    return encoder.to(device).eval()
+    return encoder.float().to(device).eval()
 
 
 @torch.no_grad()

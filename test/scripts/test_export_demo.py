@@ -80,3 +80,62 @@ def test_export_refuses_oversize_and_bad_arguments(tiny, tmp_path, capsys, load_
     assert error.value.code == 2 and "expected HEIGHTxWIDTH" in capsys.readouterr().err
     assert module.main(["--model", str(tmp_path / "missing.pt"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_data_settings_are_recorded_and_a_reexport_keeps_every_tensor(tiny, tmp_path, capsys, load_script):
+    from training.config_io import from_dict, load_config, to_dict
+    from training.data import DataConfig
+    from training.train import TrainConfig
+
+    module = load_script("export_demo")
+    first = tmp_path / "demo.pt"
+    config = REPO / "training" / "configs" / "synthetic_small_rgbd.yaml"  # a base: chain, nested sections
+    assert module.main(["--model", str(tiny), "--out", str(first), "--data-config", str(config)]) == 0
+    raw = torch.load(first, map_location="cpu", weights_only=True)
+    expected = to_dict(load_config(TrainConfig, config).data)
+    assert raw["data"] == expected and raw["data"]["root"] == "data/synthetic_medium"
+    assert from_dict(DataConfig, raw["data"], "data.") == load_config(TrainConfig, config).data  # what eval reads
+    assert raw["export"]["data_from"] == str(config) and raw["export"]["from"] == str(tiny)
+
+    # Re-exporting the demo file in place (to change its data settings) keeps every stored tensor,
+    # its dtype and where the weights came from.
+    again = tmp_path / "again.pt"
+    small = REPO / "training" / "configs" / "synthetic_small.yaml"
+    assert module.main(["--model", str(first), "--out", str(again), "--data-config", str(small)]) == 0
+    second = torch.load(again, map_location="cpu", weights_only=True)
+    assert second["state_dict"].keys() == raw["state_dict"].keys()
+    for name, value in raw["state_dict"].items():
+        assert second["state_dict"][name].dtype == value.dtype and torch.equal(second["state_dict"][name], value), name
+    assert second["export"]["from"] == str(tiny) and second["data"]["root"] == "data/synthetic_small"
+    # Without --data-config the input's own settings are carried.
+    third = tmp_path / "third.pt"
+    assert module.main(["--model", str(again), "--out", str(third)]) == 0
+    carried = torch.load(third, map_location="cpu", weights_only=True)
+    assert carried["data"] == second["data"] and carried["export"]["data_from"] == str(small)
+    # A model file without settings gives a file without them (eval then needs --config).
+    capsys.readouterr()
+    bare = tmp_path / "bare.pt"
+    assert module.main(["--model", str(tiny), "--out", str(bare)]) == 0
+    assert "data settings: none" in capsys.readouterr().out
+    assert "data" not in torch.load(bare, map_location="cpu", weights_only=True)
+    # A config whose data section is wrong is refused before anything is written.
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("data:\n  kind: nope\n")
+    assert module.main(["--model", str(tiny), "--out", str(tmp_path / "no.pt"), "--data-config", str(wrong)]) == 2
+    assert "data.kind" in capsys.readouterr().err and not (tmp_path / "no.pt").exists()
+
+
+def test_shipped_demo_files_carry_their_data_settings():
+    from training.config_io import from_dict, load_config
+    from training.data import DataConfig
+    from training.train import TrainConfig
+
+    for name, config in (("demo.pt", "synthetic_small.yaml"), ("demo_rgbd.pt", "synthetic_small_rgbd.yaml")):
+        raw = torch.load(REPO / "checkpoints" / name, map_location="cpu", weights_only=True)
+        data = from_dict(DataConfig, raw["data"], "data.")
+        assert data == load_config(TrainConfig, REPO / "training" / "configs" / config).data, name
+        assert raw["export"]["data_from"] == f"training/configs/{config}"
+        assert list(data.image_size) == list(raw["config"]["source_size"]) == [60, 80]

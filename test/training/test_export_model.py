@@ -40,6 +40,27 @@ def test_export_equals_the_checkpointed_model(tiny_synth, tmp_path, capsys):
     # A step-1 weight differs from step 2's: the export did not just copy the final model.
     assert any(not torch.equal(expected[k], final[k]) for k in final if expected[k].is_floating_point())
 
+    # Both files carry the run's data settings, as eval will read them.
+    from training.config_io import from_dict, to_dict
+    from training.data import DataConfig
+    run_data = load_checkpoint(step1)["config"]["data"]
+    assert run_data["root"] == str(tiny_synth)
+    for path in (exported, tmp_path / "last.pt", out_dir / "model.pt"):
+        data = torch.load(path, weights_only=True)["data"]
+        assert data == run_data and to_dict(from_dict(DataConfig, data, "data.")) == data, path
+    # --data-config records another config's data section instead.
+    other = tmp_path / "other.pt"
+    assert cli.main(["export-model", "--checkpoint", str(step1), "--out", str(other),
+                     "--data-config", CONFIG]) == 0
+    assert torch.load(other, weights_only=True)["data"]["root"] == "data/synthetic_small"
+    # A model file without data settings exports without them, and says so.
+    from viewseg_core.model.weights import save_model
+    bare = save_model(load_model(exported), tmp_path / "bare.pt")
+    capsys.readouterr()
+    assert cli.main(["export-model", "--checkpoint", str(bare), "--out", str(tmp_path / "bare_out.pt")]) == 0
+    assert "no data settings recorded" in capsys.readouterr().out
+    assert "data" not in torch.load(tmp_path / "bare_out.pt", weights_only=True)
+
 
 def test_export_refuses_bad_inputs(tmp_path):
     from training.export_model import export_model

@@ -5,7 +5,10 @@ projection of every 3D point. Every encoder also carries a 1x1 class head over i
 features, used for 2D pretraining and for the oracle baseline; the field never uses it.
 
 No encoder downloads anything: torchvision models are built with ``weights=None`` and
-weights come from local files (:mod:`viewseg_core.model.weights`).
+weights come from local files (:mod:`viewseg_core.model.weights`). ``pixelnerf_resnet34``
+can also start from torchvision's own ImageNet file in the local torch hub cache
+(``model.encoder_weights: torchvision:imagenet``, :data:`TORCHVISION_IMAGENET`): that is
+pixelNeRF's initialisation, and with ViewSeg's semantic head it is the paper's PixelNeRF++.
 
 Feature maps have stride ``encoder.stride`` (4 for DeepLabv3+, 2 for pixelNeRF) and cover
 the whole image, so a pixel-centre coordinate ``u`` maps to the normalised coordinate
@@ -29,6 +32,13 @@ ENCODER_NAMES: tuple[str, ...] = (
     "pixelnerf_resnet34",       # pixelNeRF's multi-scale ResNet-34 (the paper's ablation)
 )
 NORM_MODES: tuple[str, ...] = ("bn", "frozen_bn", "sync_bn")
+
+# ``model.encoder_weights`` value that loads torchvision's ImageNet backbone weights from the
+# local torch hub cache, and the torchvision weights enum member it means for each encoder
+# that may use it (``<enum>.<member>`` in ``torchvision.models``). pixelNeRF initialises its
+# ResNet-34 from exactly these weights; the DeepLabv3+ encoders start from a 2D segmenter.
+TORCHVISION_IMAGENET = "torchvision:imagenet"
+IMAGENET_WEIGHTS: dict[str, str] = {"pixelnerf_resnet34": "ResNet34_Weights.IMAGENET1K_V1"}
 
 # ImageNet statistics, the normalisation every torchvision backbone was trained with.
 _MEAN = (0.485, 0.456, 0.406)

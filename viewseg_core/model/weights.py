@@ -13,13 +13,21 @@ File formats (all plain dicts of tensors, numbers and strings):
 
 - ``viewseg-encoder``: a 2D encoder with its class head, written by ``viewseg pretrain-2d``:
   ``{format, format_version, encoder, feature_dim, num_classes, class_names, state_dict}``.
-- ``viewseg-model``: a whole ViewSeg: ``{format, format_version, config, state_dict}``.
+- ``viewseg-model``: a whole ViewSeg: ``{format, format_version, config, state_dict}`` and,
+  when known, ``data``: the data settings it was trained with (``training.data.DataConfig``
+  as a plain dict, ``training.config_io.to_dict``), which ``viewseg eval`` reads. Readers
+  ignore keys they do not know, so files with and without ``data`` load alike.
 - a torchvision ResNet ImageNet state dict (``conv1.weight``, ``layer1.0...``, ``fc.weight``)
-  loads into an encoder's backbone.
+  loads into an encoder's backbone; ``torchvision:imagenet`` (:data:`TORCHVISION_IMAGENET`)
+  names torchvision's own file in the local torch hub cache, which is never downloaded
+  (:func:`torchvision_weights_file`).
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
@@ -35,7 +43,12 @@ if TYPE_CHECKING:
 ENCODER_FORMAT = "viewseg-encoder"
 MODEL_FORMAT = "viewseg-model"
 FORMAT_VERSION = 1
+DATA_KEY = "data"  # a model file's data settings (training.data.DataConfig as a plain dict)
 _MAX_LISTED = 25  # keys listed per category in an error; the count is always given
+# Float16 storage (demo checkpoints, the committed 2D segmenter): tensors with fewer elements
+# stay float32 (biases, norm statistics: a few KB in all, and statistics stay exact).
+SMALL_TENSOR = 4096
+FP16_MAX = 65504.0
 
 
 def read_weights_file(path: str | Path) -> Any:
@@ -141,13 +154,78 @@ def load_backbone_weights(encoder: "Encoder", path: str | Path) -> None:
     load_state_strict(encoder.backbone, state, str(path), skip_prefixes=encoder.backbone_unused_prefixes)
 
 
+def torchvision_weights_file(encoder_name: str, spec: str = "") -> tuple[Path, str]:
+    """(local path, download URL) of torchvision's ImageNet file for ``encoder_name``.
+
+    The path is where torchvision itself caches it: ``torch.hub.get_dir()/checkpoints/<file
+    name of the URL>`` (``$TORCH_HOME/hub/checkpoints``, by default ``~/.cache/torch/hub/...``).
+    Raises:
+        ValueError for an encoder without torchvision ImageNet weights here.
+    """
+    from urllib.parse import urlparse
+
+    import torchvision
+
+    from viewseg_core.model.encoder import IMAGENET_WEIGHTS, TORCHVISION_IMAGENET
+
+    spec = spec or TORCHVISION_IMAGENET
+    if encoder_name not in IMAGENET_WEIGHTS:
+        raise ValueError(f"model.encoder_weights {spec!r} is only for encoder(s) {', '.join(sorted(IMAGENET_WEIGHTS))} "
+                         f"(pixelNeRF's ImageNet ResNet-34), not {encoder_name!r}: give a local weights file "
+                         f"(e.g. a `viewseg pretrain-2d` segmenter) or \"\"")
+    enum_name, member = IMAGENET_WEIGHTS[encoder_name].split(".")
+    url = getattr(torchvision.models, enum_name)[member].url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path), url
+
+
+def load_torchvision_imagenet(encoder: "Encoder", spec: str = "", *, include_head: bool = False) -> Path:
+    """Load torchvision's ImageNet weights for ``encoder`` from the local torch hub cache.
+
+    Never downloads: where the file is absent the error names the file, the folder to put it
+    in and the URL to fetch it from on a machine with network. The file is read with
+    ``weights_only=True`` and loaded strictly into the backbone (``fc`` and unused layers
+    dropped by name). A file whose SHA-256 does not begin with the hash torchvision puts in
+    its name (``resnet34-<hash>.pth``) loads with a warning: it is not torchvision's release.
+    Returns the file's path.
+    """
+    from viewseg_core.model.encoder import TORCHVISION_IMAGENET
+
+    spec = spec or TORCHVISION_IMAGENET
+    path, url = torchvision_weights_file(encoder.name, spec)
+    if include_head:
+        raise ValueError(f"model.encoder_weights {spec!r}: ImageNet weights have no {encoder.num_classes}-class "
+                         f"head; set model.encoder_weights_head false")
+    if not path.is_file():
+        raise FileNotFoundError(f"model.encoder_weights {spec!r}: {path} is missing and viewseg never downloads; "
+                                f"fetch {url} on a machine with network and place it at {path} "
+                                f"(torch.hub.get_dir()/checkpoints; TORCH_HOME moves it)")
+    stem = path.name.rsplit(".", 1)[0]
+    expected = stem.rsplit("-", 1)[-1] if "-" in stem else ""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if expected and not digest.startswith(expected):
+        warnings.warn(f"{path}: SHA-256 {digest[:12]}... does not start with {expected}, the hash in "
+                      f"torchvision's file name: this is not torchvision's release of {url}", stacklevel=2)
+    load_backbone_weights(encoder, path)
+    return path
+
+
 def load_encoder_weights(encoder: "Encoder", path: str | Path, *, include_head: bool = True) -> None:
     """Initialise an encoder from a local file: a ``viewseg-encoder`` checkpoint (from
-    ``viewseg pretrain-2d``), a plain encoder state dict, or torchvision ResNet weights.
+    ``viewseg pretrain-2d``), a plain encoder state dict, or torchvision ResNet weights;
+    ``torchvision:imagenet`` (:data:`~viewseg_core.model.encoder.TORCHVISION_IMAGENET`) is
+    torchvision's ImageNet file from the local hub cache (:func:`load_torchvision_imagenet`).
 
     ``include_head=False`` leaves the class head out on both sides, e.g. to start a 37-class
     ViewSeg from an ADE20k (150-class) DeepLabv3+: the field only uses the features.
     """
+    from viewseg_core.model.encoder import TORCHVISION_IMAGENET
+
+    if isinstance(path, str) and path.startswith("torchvision:"):
+        if path != TORCHVISION_IMAGENET:
+            raise ValueError(f"model.encoder_weights {path!r}: the only torchvision weights viewseg knows are "
+                             f"{TORCHVISION_IMAGENET!r}")
+        load_torchvision_imagenet(encoder, path, include_head=include_head)
+        return
     obj = read_weights_file(path)
     if isinstance(obj, Mapping) and obj.get("format") == ENCODER_FORMAT:
         if obj.get("format_version", 0) > FORMAT_VERSION:
@@ -172,10 +250,69 @@ def save_encoder(encoder: "Encoder", path: str | Path, class_names: Iterable[str
     return torch_save_atomic(ckpt, path)
 
 
-def model_checkpoint(model: "ViewSeg") -> dict[str, Any]:
-    """A ``viewseg-model`` dict: the config as plain values and the state dict, nothing pickled."""
-    return {"format": MODEL_FORMAT, "format_version": FORMAT_VERSION,
+def _plain(value: Any, where: str) -> Any:
+    """``value`` as plain containers (tuples become lists); anything else is an error."""
+    if isinstance(value, Mapping):
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise ValueError(f"{where}: keys must be strings, got {bad!r}")
+        return {k: _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    raise ValueError(f"{where}: {type(value).__name__} is not a plain value (str, number, bool, list, dict)")
+
+
+def model_checkpoint(model: "ViewSeg", data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A ``viewseg-model`` dict: the config as plain values and the state dict, nothing pickled;
+    with ``data`` (the training ``DataConfig`` as a plain dict) under :data:`DATA_KEY`."""
+    ckpt = {"format": MODEL_FORMAT, "format_version": FORMAT_VERSION,
             "config": dataclasses.asdict(model.config), "state_dict": model.state_dict()}
+    if data is not None:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"model data settings must be a dict, got {type(data).__name__}")
+        ckpt[DATA_KEY] = _plain(data, DATA_KEY)
+    return ckpt
+
+
+def model_data(obj: Any) -> dict[str, Any] | None:
+    """The data settings a loaded model file carries, or None.
+
+    ``obj`` is what :func:`read_weights_file` returned for a ``viewseg-model`` file (its
+    ``data``) or a training checkpoint (its model's ``data``, else ``config['data']``).
+    """
+    if not isinstance(obj, Mapping):
+        return None
+    if obj.get("format") == MODEL_FORMAT:
+        data = obj.get(DATA_KEY)
+        return dict(data) if isinstance(data, Mapping) else None
+    inner = obj.get("model")
+    if isinstance(inner, Mapping) and isinstance(inner.get(DATA_KEY), Mapping):
+        return dict(inner[DATA_KEY])
+    config = obj.get("config")
+    if isinstance(config, Mapping) and isinstance(config.get(DATA_KEY), Mapping):
+        return dict(config[DATA_KEY])
+    return None
+
+
+def half_state_dict(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int, int]:
+    """(state with large float tensors as float16, count stored as float16, count kept float32).
+
+    Tensors under :data:`SMALL_TENSOR` elements and any that float16 cannot hold
+    (|x| > 65504) stay as they are; loaders cast every tensor back to the module's dtype.
+    """
+    out, halved, kept = {}, 0, 0
+    for name, tensor in state.items():
+        tensor = tensor.detach().cpu()
+        if tensor.is_floating_point() and tensor.numel() >= SMALL_TENSOR and \
+                (tensor.numel() == 0 or float(tensor.abs().max()) <= FP16_MAX):
+            out[name] = tensor.to(torch.float16)
+            halved += 1
+        else:
+            out[name] = tensor.clone()  # own, compact storage (no shared views in the file)
+            kept += tensor.is_floating_point()
+    return out, halved, kept
 
 
 def model_from_checkpoint(ckpt: Mapping[str, Any], source: str = "<memory>") -> "ViewSeg":
@@ -215,9 +352,9 @@ def extend_model(model: "ViewSeg", **changes: Any) -> "ViewSeg":
     return new.to(param.device).train(model.training)
 
 
-def save_model(model: "ViewSeg", path: str | Path) -> Path:
-    """Write a ``viewseg-model`` checkpoint atomically."""
-    return torch_save_atomic(model_checkpoint(model), path)
+def save_model(model: "ViewSeg", path: str | Path, data: Mapping[str, Any] | None = None) -> Path:
+    """Write a ``viewseg-model`` checkpoint atomically (with its data settings when given)."""
+    return torch_save_atomic(model_checkpoint(model, data), path)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> "ViewSeg":

@@ -154,3 +154,30 @@ def test_fine_tuning_may_add_layers_that_start_as_a_no_op(make_config, box_room)
                                         box_room.source_c2w[None], H, W, rgb=rgb)) for m in (old, new)]
     torch.testing.assert_close(outs[1].logits, outs[0].logits, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(outs[1].depth, outs[0].depth, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_model_files_carry_data_settings_and_old_readers_ignore_them(tmp_path, make_config):
+    from viewseg_core.model.weights import DATA_KEY, model_data, model_from_checkpoint
+
+    torch.manual_seed(0)
+    model = ViewSeg(make_config()).eval()
+    data = {"root": "data/x", "image_size": (60, 80), "pairs": {"min_baseline": 0.3}, "pose_noise": [0.0, 1.5]}
+    path = save_model(model, tmp_path / "with_data.pt", data=data)
+    raw = read_weights_file(path)
+    assert DATA_KEY == "data" and raw["data"] == {"root": "data/x", "image_size": [60, 80],
+                                                  "pairs": {"min_baseline": 0.3}, "pose_noise": [0.0, 1.5]}
+    assert model_data(raw) == raw["data"]
+    # Every reader of model files loads it as before (they ignore keys they do not know).
+    for loaded in (load_model(path), model_from_checkpoint(raw, str(path))):
+        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    # A file without the key: no data settings; a training checkpoint: its config's data section.
+    plain = read_weights_file(save_model(model, tmp_path / "plain.pt"))
+    assert "data" not in plain and model_data(plain) is None
+    assert model_data({"model": plain, "config": {"data": {"root": "r"}}}) == {"root": "r"}
+    assert model_data({"model": model_checkpoint(model, {"root": "inner"}), "config": {"data": {"root": "r"}}}) == \
+        {"root": "inner"}
+    # Only plain values: the file must load with weights_only=True.
+    with pytest.raises(ValueError, match=r"data.root: PosixPath is not a plain value"):
+        model_checkpoint(model, {"root": tmp_path})
+    with pytest.raises(ValueError, match="must be a dict"):
+        model_checkpoint(model, ["root"])
