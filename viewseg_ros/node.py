@@ -135,6 +135,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "query.num_coarse": (-1, "coarse samples per ray (-1 = the preset's)"),
     "query.num_fine": (-1, "fine samples per ray (-1 = the preset's, 0 = coarse pass only)"),
     "query.skip_weight": (-1.0, "fine-pass occupancy threshold (-1 = the preset's, 0 = evaluate every sample)"),
+    "query.field_impl": ("auto", "field implementation: auto (the fused Triton kernel on CUDA when it supports the "
+                                 "model, else PyTorch) | fused | reference (PyTorch); env VIEWSEG_FIELD overrides"),
     "query.point_budget": (0, "points per field call (0 = from the device: a few MiB of activations on CPU, "
                               "a share of free GPU memory on CUDA)"),
     "query.max_width": (1280, "largest query width accepted"),
@@ -152,6 +154,12 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "points.on_service": (False, "also publish ~/points (PointCloud2) for every answered render_view call "
                                  "(topic-mode queries always publish it)"),
 }
+
+
+def _field_impl_text(stats) -> str:
+    """Which field implementation the last render used, with the reason ``auto`` fell back."""
+    note = getattr(stats, "field_note", "")
+    return f"{stats.field_impl} ({note})" if note else str(stats.field_impl)
 
 
 class QueryError(ValueError):
@@ -270,6 +278,7 @@ class ViewSegNode(Node):
         self._started = time.monotonic()
         self.last_latency_s = float("nan")
         self.last_render_s = float("nan")
+        self.field_impl = "not yet rendered"
         self.last_timings: dict[str, float] = {}
         self._camera: tuple[np.ndarray, int, int, str] | None = None  # K, width, height, frame
         self._working_hw: tuple[int, int] | None = (
@@ -430,6 +439,7 @@ class ViewSegNode(Node):
             changes["skip_weight"] = p["query.skip_weight"]
         if p["query.point_budget"] > 0:
             changes["point_budget"] = p["query.point_budget"]
+        changes["field_impl"] = p["query.field_impl"]
         try:
             self.preset = replace(base, **changes)
         except ValueError as error:
@@ -456,6 +466,7 @@ class ViewSegNode(Node):
         self._sync()
         self._record_cost(stats.coarse_points + stats.fine_points, 1, time.perf_counter() - t1,
                           stats.points_per_ray, real=False)
+        self.field_impl = _field_impl_text(stats)
         self.get_logger().info(f"warm-up took {time.perf_counter() - t0:.2f} s "
                                f"({self._seconds_per_point_view * 1e9:.0f} ns per point and view)")
 
@@ -849,6 +860,7 @@ class ViewSegNode(Node):
             self._sync()
             self._record_cost(stats.coarse_points + stats.fine_points, len(chosen), time.perf_counter() - t_render,
                               stats.points_per_ray)
+            self.field_impl = _field_impl_text(stats)
         finally:
             self._render_lock.release()
         render_s = time.perf_counter() - t2
@@ -1125,7 +1137,8 @@ class ViewSegNode(Node):
                   "last_latency_ms": round(self.last_latency_s * 1e3, 3),
                   "last_render_ms": round(self.last_render_s * 1e3, 3),
                   "last_overhead_ms": round((self.last_latency_s - self.last_render_s) * 1e3, 3),
-                  "ns_per_point_view": round(self._seconds_per_point_view * 1e9, 3)}
+                  "ns_per_point_view": round(self._seconds_per_point_view * 1e9, 3),
+                  "field_impl": self.field_impl}
         values.update({f"dropped_{kind}": n for kind, n in drops.items()})
         values.update(events)
         with self._stats_lock:

@@ -106,6 +106,7 @@ def test_keyframes_accumulate_from_sim_camera(graph):
     assert len(keyframes) <= int(values["keyframes"]) <= len(node.keyframes)
     assert values["device"] == "cpu" and values["ready"] == "True"
     assert "last_latency_ms" in values and status.hardware_id == "cpu"
+    assert values["field_impl"].startswith("reference")   # auto on CPU: the PyTorch field (warm-up rendered)
 
 
 # --------------------------------------------------------------------------- render_view
