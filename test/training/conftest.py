@@ -1,6 +1,8 @@
 """A tiny synthetic dataset and a tiny model config shared by the training tests."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 TINY_OVERRIDES = [
@@ -10,6 +12,19 @@ TINY_OVERRIDES = [
     "data.num_workers=0", "data.pairs={min_rotation_deg: 10.0, min_baseline: 0.2, min_overlap: 0.05}",
     "optim.lr=0.001", "run.log_every=1", "run.image_every=0", "run.threads=1",
 ]
+
+
+CONFIG = str(Path(__file__).resolve().parents[2] / "training" / "configs" / "synthetic_small.yaml")
+DATA_OVERRIDES = [o for o in TINY_OVERRIDES if o.startswith("data.")]
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg(tiny_synth):
+    """synthetic_small.yaml with TINY_OVERRIDES on the tiny dataset."""
+    from training.config_io import load_config
+    from training.train import TrainConfig
+
+    return load_config(TrainConfig, CONFIG, [*TINY_OVERRIDES, f"data.root={tiny_synth}"])
 
 
 @pytest.fixture(scope="session")

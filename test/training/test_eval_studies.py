@@ -22,20 +22,13 @@ from viewseg_core.model.encoder import build_encoder
 from viewseg_core.model.viewseg import ViewSeg
 from viewseg_core.model.weights import model_checkpoint, save_encoder, save_model
 
-from .conftest import TINY_OVERRIDES
+from .conftest import CONFIG, DATA_OVERRIDES, TINY_OVERRIDES
 
-CONFIG = str(Path(__file__).resolve().parents[2] / "training" / "configs" / "synthetic_small.yaml")
-DATA_OVERRIDES = [o for o in TINY_OVERRIDES if o.startswith("data.")]
 # Scores a study row shares with a plain evaluation's ViewSeg, compared exactly.
 SAME_SCORES = ("dataset_miou", "per_image_miou", "fwiou", "pacc", "iou_t_merged", "iou_s_merged", "miou_things",
                "depth_l1", "depth_absrel", "delta1", "depth_missing_fraction")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def tiny_cfg(tiny_synth):
-    return load_config(TrainConfig, CONFIG, [*TINY_OVERRIDES, f"data.root={tiny_synth}"])
 
 
 @pytest.fixture(scope="module")

@@ -14,29 +14,21 @@ import torch
 
 from training.baselines import cloudseg, nearest_source, nearest_view, pose_distance, splat
 from training.checkpoint import FORMAT as TRAIN_FORMAT
-from training.config_io import load_config, to_dict
+from training.config_io import to_dict
 from training.data import build_dataset
 from training.evaluate import (METHOD_TITLES, ExampleContext, load_viewseg, resolve_data_config,
                                run_evaluation)
-from training.train import TrainConfig
 from viewseg_core import cli
 from viewseg_core.classes import IGNORE_LABEL
 from viewseg_core.model.encoder import build_encoder
 from viewseg_core.model.viewseg import ViewSeg
 from viewseg_core.model.weights import model_checkpoint, save_encoder, save_model
 
-from .conftest import TINY_OVERRIDES
+from .conftest import CONFIG, DATA_OVERRIDES
 
-CONFIG = str(Path(__file__).resolve().parents[2] / "training" / "configs" / "synthetic_small.yaml")
-DATA_OVERRIDES = [o for o in TINY_OVERRIDES if o.startswith("data.")]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def tiny_cfg(tiny_synth):
-    return load_config(TrainConfig, CONFIG, [*TINY_OVERRIDES, f"data.root={tiny_synth}"])
 
 
 @pytest.fixture(scope="module")
