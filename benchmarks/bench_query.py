@@ -609,7 +609,8 @@ def run_miou(args: argparse.Namespace) -> int:
     beside = Path(args.miou).parent / "config.yaml"     # a run folder's model.pt has its config there
     if not config_path and train_config is None and beside.is_file():
         config_path = str(beside)
-    data_cfg = resolve_data_config(train_config, config_path, data_root=args.miou_data)
+    data_cfg = resolve_data_config(train_config, config_path, data_root=args.miou_data, source=str(args.miou),
+                                   config_flag="--miou-config")
     dataset = build_dataset(data_cfg, split=args.miou_split, seed=0, full_target=True)
     indices = example_indices(len(dataset), args.miou_examples)
     trained = QueryPreset("trained", cfg.num_coarse, cfg.num_fine)

@@ -205,14 +205,16 @@ def _pinned_value(cfg: DataConfig, key: str):
 
 
 def resolve_data_config(train_config: Mapping | None, config_path: str = "", overrides: list[str] | None = None,
-                        data_root: str = "", source: str = "", record: dict | None = None) -> DataConfig:
+                        data_root: str = "", source: str = "", record: dict | None = None,
+                        config_flag: str = "--config") -> DataConfig:
     """Data settings: the checkpoint's (``train_config["data"]``) < ``--config`` YAML < ``data.*``
     overrides < ``--data``.
 
     Refuses (ValueError) when neither the checkpoint nor ``config_path`` gives data settings
     (``source`` names the checkpoint in the message), and when both do and disagree on a
     :data:`PINNED_DATA_KEYS` key that no override sets. ``record``, when given, receives where the settings came
-    from, the overrides and every key that differs from the checkpoint's.
+    from, the overrides and every key that differs from the checkpoint's. ``config_flag`` is
+    the calling command's name for ``config_path`` in that message.
     """
     overrides = list(overrides or [])
     bad = [o for o in overrides if not o.strip().startswith("data.")]
@@ -223,7 +225,7 @@ def resolve_data_config(train_config: Mapping | None, config_path: str = "", ove
     carried = copy.deepcopy(dict(carried)) if isinstance(carried, Mapping) and carried else None
     if carried is None and not config_path:
         raise ValueError(f"{source or 'the checkpoint'} carries no data settings (image size, pair rules); "
-                         f"pass --config <the training YAML>")
+                         f"pass {config_flag} <the training YAML>")
     doc: dict[str, Any] = {"data": copy.deepcopy(carried or {})}
     yaml_data: dict = {}
     if config_path:
