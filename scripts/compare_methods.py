@@ -3,6 +3,8 @@
 
     python scripts/compare_methods.py --stats runs/synthetic_gpu2/eval_full/per_image_stats.npz \\
         [--max-examples 48] [--resamples 1000] [--seed 0] [--out subset.md]
+    python scripts/compare_methods.py --stats runs/ablation_base/eval24/per_image_stats.npz \\
+        --against runs/ablation_no_viewdir/eval24/per_image_stats.npz     # two checkpoints, same images
 
 ``viewseg eval`` writes each method's per-image confusion matrix and depth sums to
 ``per_image_stats.npz``; this prints the evaluation's markdown tables (scores of every method
@@ -10,7 +12,10 @@ and ViewSeg minus each baseline with paired image-bootstrap intervals) for the s
 for ``--max-examples N`` of them, chosen as ``viewseg eval --max-examples N`` chooses them
 (spread evenly over the split). Nothing is rendered again, so a subset or another bootstrap
 seed costs seconds instead of the evaluation's minutes. The paper's merged IoU_T / IoU_S come
-back from the per-image matrices as well. A file written before the nearest-view names were
+back from the per-image matrices as well. ``--against OTHER.npz`` adds the ViewSeg of another
+evaluation of the SAME images (another checkpoint: an ablation, a noise-trained model) as the
+method ``against``, so that the ViewSeg-minus-method table compares the two checkpoints with
+the paired bootstrap. A file written before the nearest-view names were
 split, by an evaluation without ``--segmenter``, holds the true-label nearest view under
 ``nearest_view``: it is read back as ``nearest_view_true_labels``.
 """
@@ -48,12 +53,27 @@ def subset(evaluators: dict[str, SegmentationEvaluator], index: np.ndarray, exam
     return out, wanted
 
 
-def compare(stats: str | Path, max_examples: int = 0, resamples: int = 1000, seed: int = 0) -> dict:
-    """The report (scores and comparisons) of ``max_examples`` of the images in ``stats``."""
+AGAINST = "against"  # method name of --against's ViewSeg
+
+
+def compare(stats: str | Path, max_examples: int = 0, resamples: int = 1000, seed: int = 0,
+            against: str | Path | None = None) -> dict:
+    """The report (scores and comparisons) of ``max_examples`` of the images in ``stats``
+    (with ``against``: that evaluation's ViewSeg on the same images as method ``against``)."""
     evaluators, index, in_split, meta = read_image_stats(stats)
+    titles = {}
+    if against is not None:
+        other, other_index, _, other_meta = read_image_stats(against)
+        if "viewseg" not in evaluators or "viewseg" not in other:
+            raise ValueError("--against compares the ViewSeg of two evaluations: both files need method 'viewseg'")
+        if not np.array_equal(index, other_index):
+            raise ValueError(f"--against {against} scored other images than {stats} (dataset indices differ): "
+                             "evaluate both with the same split and --max-examples")
+        evaluators = {**evaluators, AGAINST: other["viewseg"]}
+        titles[AGAINST] = f"ViewSeg of {other_meta.get('checkpoint', against)}"
     evaluators, chosen = subset(evaluators, index, in_split, max_examples)
     split = meta.get("split", "?")
-    return {"num_examples": len(chosen), "examples_in_split": in_split, "split": split,
+    return {"titles": titles, "num_examples": len(chosen), "examples_in_split": in_split, "split": split,
             "data": meta.get("data", "?"), "checkpoint": meta.get("checkpoint", "?"),
             "segmenter": meta.get("segmenter", ""), "stats": str(stats),
             **score_methods(evaluators, resamples, seed)}
@@ -67,11 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="", help="also write the markdown here")
+    parser.add_argument("--against", default="", help="per_image_stats.npz of another checkpoint's evaluation of "
+                                                      "the same images: compared with this ViewSeg")
     args = parser.parse_args(argv)
     if args.resamples < 0:
         parser.error(f"--resamples must be >= 0, got {args.resamples}")
     try:
-        report = compare(args.stats, args.max_examples, args.resamples, args.seed)
+        report = compare(args.stats, args.max_examples, args.resamples, args.seed, args.against or None)
     except ValueError as exc:
         print(f"compare_methods: {exc}", file=sys.stderr)
         return 2

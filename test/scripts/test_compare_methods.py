@@ -86,3 +86,24 @@ def test_an_older_file_names_true_label_nearest_view_for_what_it_was(tiny_eval_i
     assert list(report["methods"]) == ["viewseg", "nearest_view_true_labels"]
     np.savez(tmp_path / "with_segmenter.npz", **{**old, "meta/segmenter": np.asarray("seg.pt")})
     assert list(cm.compare(tmp_path / "with_segmenter.npz", resamples=20)["methods"]) == ["viewseg", "nearest_view"]
+
+
+def test_against_compares_two_evaluations_of_the_same_images(tiny_eval_inputs, load_script, capsys):
+    """--against: the other file's ViewSeg becomes method 'against'; ViewSeg minus it is the
+    difference of the two evaluations' own scores, and other images are refused."""
+    cm = load_script("compare_methods")
+    root, config = tiny_eval_inputs
+    a = _evaluate(root, config, "a", 2)
+    save_model(tiny_viewseg(hidden_dim=8), root / "other.pt")   # another model
+    from training.evaluate import EvalConfig, evaluate
+    b = evaluate(EvalConfig(checkpoint=str(root / "other.pt"), out=str(root / "b"), split="test", config=str(config),
+                            max_examples=2, panels=0, threads=1, progress=False, bootstrap=0))
+    report = cm.compare(root / "a" / "per_image_stats.npz", resamples=200, against=root / "b" / "per_image_stats.npz")
+    assert report["methods"]["against"]["dataset_miou"] == pytest.approx(b["methods"]["viewseg"]["dataset_miou"])
+    expected = a["methods"]["viewseg"]["depth_l1"] - b["methods"]["viewseg"]["depth_l1"]
+    assert report["comparisons"]["against"]["against"]["depth_l1"]["difference"] == pytest.approx(expected)
+    assert "other.pt" in report["titles"]["against"]
+    _evaluate(root, config, "three", 3)
+    assert cm.main(["--stats", str(root / "a" / "per_image_stats.npz"),
+                    "--against", str(root / "three" / "per_image_stats.npz")]) == 2
+    assert "other images" in capsys.readouterr().err
