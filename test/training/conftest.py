@@ -27,6 +27,31 @@ def tiny_cfg(tiny_synth):
     return load_config(TrainConfig, CONFIG, [*TINY_OVERRIDES, f"data.root={tiny_synth}"])
 
 
+@pytest.fixture(scope="module")
+def tiny_files(tiny_cfg, tmp_path_factory):
+    """A random tiny ViewSeg (seed 0) as a model file ("model"), the same with its data settings
+    ("with_data"), as a training checkpoint ("train"), its state dict, and a random 2D segmenter."""
+    import torch
+
+    from training.checkpoint import FORMAT as TRAIN_FORMAT
+    from training.config_io import to_dict
+    from viewseg_core.model.encoder import build_encoder
+    from viewseg_core.model.viewseg import ViewSeg
+    from viewseg_core.model.weights import model_checkpoint, save_encoder, save_model
+
+    root = tmp_path_factory.mktemp("eval_models")
+    torch.manual_seed(0)
+    model = ViewSeg(tiny_cfg.model_config()).eval()
+    seg = build_encoder("deeplabv3plus_resnet18", feature_dim=16).eval()
+    train_ckpt = root / "step_3.pt"
+    torch.save({"format": TRAIN_FORMAT, "format_version": 1, "step": 3, "model": model_checkpoint(model),
+                "config": to_dict(tiny_cfg)}, train_ckpt)
+    with_data = root / "with_data.pt"
+    torch.save({**model_checkpoint(model), "data": to_dict(tiny_cfg.data)}, with_data)
+    return {"model": save_model(model, root / "model.pt"), "with_data": with_data, "train": train_ckpt,
+            "segmenter": save_encoder(seg, root / "segmenter.pt"), "state": model.state_dict()}
+
+
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory):
     """3 procedural scenes x 12 views at 40x30 (train/val/test: one scene each)."""

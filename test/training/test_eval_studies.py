@@ -18,9 +18,6 @@ from training.evaluate import (METHOD_TITLES, EvalConfig, evaluate, parse_baseli
 from training.train import TrainConfig
 from viewseg_core import cli
 from viewseg_core.data.pairs import read_pairs
-from viewseg_core.model.encoder import build_encoder
-from viewseg_core.model.viewseg import ViewSeg
-from viewseg_core.model.weights import model_checkpoint, save_encoder, save_model
 
 from .conftest import CONFIG, DATA_OVERRIDES, TINY_OVERRIDES
 
@@ -32,16 +29,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def files(tiny_cfg, tmp_path_factory):
-    """A random tiny ViewSeg as a model file with its data settings, one without, and a segmenter."""
-    root = tmp_path_factory.mktemp("study_models")
-    torch.manual_seed(0)
-    model = ViewSeg(tiny_cfg.model_config()).eval()
-    with_data = root / "with_data.pt"
-    torch.save({**model_checkpoint(model), "data": to_dict(tiny_cfg.data)}, with_data)
-    seg = build_encoder("deeplabv3plus_resnet18", feature_dim=16).eval()
-    return {"with_data": with_data, "bare": save_model(model, root / "bare.pt"),
-            "segmenter": save_encoder(seg, root / "segmenter.pt")}
+def files(tiny_files, tmp_path_factory):
+    """The shared tiny ViewSeg as a model file with its data settings, one without (named bare.pt,
+    which the refusal message must name), and a segmenter."""
+    bare = shutil.copy(tiny_files["model"], tmp_path_factory.mktemp("study_models") / "bare.pt")
+    return {"with_data": tiny_files["with_data"], "bare": bare, "segmenter": tiny_files["segmenter"]}
 
 
 def _eval(files, out, **kw) -> dict:

@@ -20,29 +20,11 @@ from training.evaluate import (METHOD_TITLES, ExampleContext, load_viewseg, reso
                                run_evaluation)
 from viewseg_core import cli
 from viewseg_core.classes import IGNORE_LABEL
-from viewseg_core.model.encoder import build_encoder
-from viewseg_core.model.viewseg import ViewSeg
-from viewseg_core.model.weights import model_checkpoint, save_encoder, save_model
+from viewseg_core.model.weights import model_checkpoint
 
 from .conftest import CONFIG, DATA_OVERRIDES
 
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def tiny_files(tiny_cfg, tmp_path_factory):
-    """A random tiny ViewSeg (model file and training checkpoint) and a random 2D segmenter."""
-    root = tmp_path_factory.mktemp("eval_models")
-    torch.manual_seed(0)
-    model = ViewSeg(tiny_cfg.model_config()).eval()
-    seg = build_encoder("deeplabv3plus_resnet18", feature_dim=16).eval()
-    train_ckpt = root / "step_3.pt"
-    torch.save({"format": TRAIN_FORMAT, "format_version": 1, "step": 3, "model": model_checkpoint(model),
-                "config": to_dict(tiny_cfg)}, train_ckpt)
-    return {"model": save_model(model, root / "model.pt"), "train": train_ckpt,
-            "segmenter": save_encoder(seg, root / "segmenter.pt"), "state": model.state_dict()}
 
 
 @pytest.fixture(scope="module")
