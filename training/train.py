@@ -43,7 +43,7 @@ from training.config_io import check_bounds, load_config, to_dict
 from training.data import DataConfig, build_dataset, collate, to_model_batch
 from viewseg_core.atomic_io import ensure_dir, remove_stale_temps, write_text_atomic
 from viewseg_core.model.losses import LossConfig, viewseg_losses
-from viewseg_core.model.field import NOOP_AT_INIT
+from viewseg_core.model.field import EVIDENCE_AT_INIT, NOOP_AT_INIT
 from viewseg_core.model.viewseg import ModelConfig, ViewSeg, build_model
 from viewseg_core.model.weights import load_model, load_state_strict, model_checkpoint, save_model
 
@@ -197,8 +197,13 @@ def train(cfg: TrainConfig) -> Path:
     elif cfg.run.init_from:
         # Fine-tuning: weights from another run (e.g. Hypersim -> Replica), fresh optimizer.
         # Layers that start as a no-op may be new (say, turning on model.source_rgb).
-        load_state_strict(model, load_model(cfg.run.init_from).state_dict(), cfg.run.init_from,
-                          allow_new=NOOP_AT_INIT)
+        start = load_model(cfg.run.init_from).state_dict()
+        load_state_strict(model, start, cfg.run.init_from, allow_new=NOOP_AT_INIT + EVIDENCE_AT_INIT)
+        gained = sorted({k.rsplit(".", 1)[0] for k in model.state_dict() if k not in start
+                         and set(k.split(".")[:-1]) & set(EVIDENCE_AT_INIT)})
+        if gained:
+            log(f"[train] init_from {cfg.run.init_from}: {', '.join(gained)} start at their initial values "
+                f"and change the model's renders from the first step (model.depth_evidence)")
     if info.distributed:
         model = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
 

@@ -56,6 +56,7 @@ class ModelConfig:
     view_pooling: str = "mean"           # mean (paper) | mean_var (adds the variance over views)
     source_rgb: bool = False             # the field also reads source colours (not the paper's)
     source_depth: bool = False           # the field also reads measured source depth (RGB-D, not the paper's)
+    depth_evidence: bool = False         # measured depth carves free space, adds surface density (needs source_depth)
     depth_guided: bool = False           # coarse samples around the surfaces source depth measured (RGB-D)
     guide_samples: int = 8               # band samples per ray (depth_guided)
     guide_band: float = 0.1              # band half-width, metres (depth_guided)
@@ -80,6 +81,9 @@ class ModelConfig:
         if self.view_pooling not in VIEW_POOLING_MODES:
             raise ValueError(f"ModelConfig.view_pooling must be one of {VIEW_POOLING_MODES}, "
                              f"got {self.view_pooling!r}")
+        if self.depth_evidence and not self.source_depth:
+            raise ValueError("ModelConfig.depth_evidence needs source_depth: true (the evidence is the measured "
+                             "source depth the field reads)")
         if self.norm not in NORM_MODES:
             raise ValueError(f"ModelConfig.norm must be one of {NORM_MODES}, got {self.norm!r}")
         if not 0 <= self.near < self.far:
@@ -104,7 +108,7 @@ class ModelConfig:
                            n_harmonic_dir=self.n_harmonic_dir, num_classes=self.num_classes,
                            projected_features=self.projected_features, view_pooling=self.view_pooling,
                            source_rgb=self.source_rgb, source_depth=self.source_depth,
-                           view_direction=self.view_direction)
+                           view_direction=self.view_direction, depth_evidence=self.depth_evidence)
 
     def renderer_config(self) -> RendererConfig:
         return RendererConfig(num_coarse=self.num_coarse, num_fine=self.num_fine, lindisp=self.lindisp,

@@ -337,17 +337,19 @@ def extend_model(model: "ViewSeg", **changes: Any) -> "ViewSeg":
     the changes add begin as no-ops (``field.NOOP_AT_INIT``: e.g. ``source_depth=True``,
     ``source_rgb=True``, ``view_pooling="mean_var"``), so the new model starts as the same
     function; ``depth_guided`` and sample counts change only where the field is probed.
+    ``depth_evidence=True`` is the exception (``field.EVIDENCE_AT_INIT``): it is added at its
+    initial value and changes the renders at once, by design.
 
     E.g. an RGB checkpoint as the start of an RGB-D model:
     ``extend_model(load_model(path), source_depth=True, depth_guided=True)``.
     Raises:
         ValueError if a change adds or reshapes any other weight (strict loading).
     """
-    from viewseg_core.model.field import NOOP_AT_INIT
+    from viewseg_core.model.field import EVIDENCE_AT_INIT, NOOP_AT_INIT
     from viewseg_core.model.viewseg import ViewSeg
 
     new = ViewSeg(dataclasses.replace(model.config, **changes))
-    load_state_strict(new, model.state_dict(), "extend_model", allow_new=NOOP_AT_INIT)
+    load_state_strict(new, model.state_dict(), "extend_model", allow_new=NOOP_AT_INIT + EVIDENCE_AT_INIT)
     param = next(model.parameters())
     return new.to(param.device).train(model.training)
 
