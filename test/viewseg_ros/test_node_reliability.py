@@ -361,7 +361,7 @@ def test_camera_sized_stream_becomes_keyframes(node_process, width, height, reli
     time.sleep(1.0)
     admitted = keyframe_count(env) - before
     assert admitted >= 0.75 * STREAM_VIEWS, (f"{admitted} of {STREAM_VIEWS} views became keyframes at {width}x{height} "
-                                             f"{reliability}; node log:\n{log.read_text()[-3000:]}")
+                                             f"{reliability}; stream {summary}; node log:\n{log.read_text()[-3000:]}")
 
 
 def test_a_5hz_camera_with_a_new_view_every_frame_keeps_every_view(node_process):
