@@ -377,3 +377,17 @@ def test_a_5hz_camera_with_a_new_view_every_frame_keeps_every_view(node_process)
     time.sleep(1.0)
     admitted = keyframe_count(env) - before
     assert admitted >= 19, f"{admitted} of 20 views became keyframes; node log:\n{log.read_text()[-3000:]}"
+
+
+def test_camera_stream_without_a_subscriber_says_so_and_publishes_nothing():
+    """The stream waits for an image subscriber (a best-effort writer drops frames published
+    before the match); with none it exits 3 after its timeout, naming the topic."""
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(random.randint(221, 232)))
+    t0 = time.monotonic()
+    stream = subprocess.run(
+        [sys.executable, "-m", "viewseg_ros.camera_stream", "--ros-args", "-p", "width:=64", "-p", "height:=48",
+         "-p", "views:=2", "-p", "subscriber_timeout_s:=1.0", "-r", "image:=nobody_listens"],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert stream.returncode == 3, stream.stderr
+    assert "no subscriber on /nobody_listens after 1 s" in stream.stderr
+    assert stream.stdout.strip() == "" and time.monotonic() - t0 >= 1.0
