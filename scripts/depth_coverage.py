@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Where an RGB-D model's depth is right: the pixels some source depth camera measured against
+the pixels none did.
+
+    python scripts/depth_coverage.py --checkpoint checkpoints/demo_rgbd.pt \\
+        --config training/configs/synthetic_small_rgbd_evidence.yaml data.root=data/synthetic_small \\
+        --split test --max-examples 24 --source-depth sensor
+
+Renders the full target of each example (the model's own samples, ``ViewSeg.render``) and
+splits its pixels (those with true depth) by whether the splat of the sources' measured depth
+gives the pixel's ray a candidate surface (:func:`viewseg_core.model.depth_guide.camera_guides`
+with the model's footprint: "measured"). For each part it prints the share of pixels, the
+rendered depth's δ<1.25 and AbsRel over the pixels it fills, and its empty share; for the
+measured part also the candidate surface's own δ<1.25 and AbsRel (what the depth camera
+says, a ceiling for the render there). The last line is the share of pixels whose true surface
+some source sees at all (true geometry: the pixel's true 3D point lies, within 5% + 3 cm, on
+a source's true depth map): what no model of these keyframes can measure is the rest.
+docs/results.md quotes this table for the RGB-D model.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from training.data import build_dataset  # noqa: E402
+from training.evaluate import SOURCE_DEPTH_CHOICES, example_indices, load_viewseg, resolve_data_config  # noqa: E402
+from training.panels import source_depth_kwargs  # noqa: E402
+from viewseg_core.cameras import in_image, project_points  # noqa: E402
+from viewseg_core.model.depth_guide import camera_guides, lift_source_depth  # noqa: E402
+from viewseg_core.rays import grid_rays  # noqa: E402
+
+PARTS = ("measured", "not measured", "all")
+# A target pixel's true point counts as seen by a source when it lies this close to the
+# source's true depth (planar, relative + absolute).
+SEEN_REL, SEEN_ABS = 0.05, 0.03
+
+
+def _scores(pred: torch.Tensor, true: torch.Tensor) -> tuple[int, int, float, float]:
+    """(pixels, empty pixels, δ<1.25 %, AbsRel) of predicted depth over pixels with true depth."""
+    filled = torch.isfinite(pred) & (pred > 0)
+    p, t = pred[filled], true[filled]
+    if p.numel() == 0:
+        return int(true.numel()), int(true.numel()), float("nan"), float("nan")
+    ratio = torch.maximum(p / t, t / p)
+    return (int(true.numel()), int((~filled).sum()), float((ratio < 1.25).float().mean() * 100),
+            float(((p - t).abs() / t).mean()))
+
+
+def seen_by_a_source(example: dict) -> torch.Tensor:
+    """[H * W] bool: the target pixel's true surface point lies on some source's true depth map."""
+    H, W = (int(x) for x in example["target_size"])
+    depth = example["target_depth"].reshape(1, 1, H, W).float()
+    points, known = lift_source_depth(depth, example["target_K"][None, None].float(),
+                                      example["target_c2w"][None, None].float(), H, W)
+    V = example["source_K"].shape[0]
+    Hs, Ws = example["source_depth"].shape[-2:]
+    uv, z, front = project_points(example["source_K"][None].float(), example["source_c2w"][None].float(),
+                                  points[:, None].expand(1, V, -1, 3))
+    inside = front & in_image(uv, H, W)
+    col = torch.floor((uv[..., 0] + 0.5) * (Ws / W)).clamp(0, Ws - 1).long()
+    row = torch.floor((uv[..., 1] + 0.5) * (Hs / H)).clamp(0, Hs - 1).long()
+    surface = example["source_depth"].float().reshape(1, V, Hs * Ws).gather(2, row * Ws + col)
+    on_it = inside & torch.isfinite(surface) & ((z - surface).abs() <= SEEN_REL * surface + SEEN_ABS)
+    return (on_it.any(dim=1) & known)[0]
+
+
+@torch.no_grad()
+def depth_coverage(model, dataset, max_examples: int) -> dict:
+    """Per part (PARTS): pixels, empty, δ<1.25, AbsRel of the render; ``guide``: the candidate
+    surfaces' own scores on the measured part; ``seen_share``: pixels some source sees. Scores
+    ``max_examples`` examples spread evenly over the dataset (as ``viewseg eval``)."""
+    model = model.float().eval()
+    pred, true, measured, guide, seen = [], [], [], [], []
+    for i in example_indices(len(dataset), max_examples):
+        ex = dataset[i]
+        H, W = (int(x) for x in ex["target_size"])
+        rgb = ex["source_rgb"][None]
+        sources = model.make_sources(model.encode_sources(rgb), ex["source_K"][None], ex["source_c2w"][None], H, W,
+                                     rgb=rgb, **source_depth_kwargs(model, ex, torch.device("cpu")))
+        out = model.render(ex["target_K"], ex["target_c2w"], H, W, sources)
+        rays = grid_rays(ex["target_K"][None].float(), ex["target_c2w"][None].float(), H, W,
+                         near=model.config.near, far=model.config.far)
+        depth_in = ex.get("source_depth_input")
+        cand = camera_guides(None if depth_in is None else depth_in[None].float(), ex["source_K"][None].float(),
+                             ex["source_c2w"][None].float(), H, W, ex["target_K"][None, None].float(),
+                             ex["target_c2w"][None, None].float(), H, W, rays.origins, rays.directions,
+                             model.config.guide_footprint)[0] * rays.z_axis[0]
+        t = ex["target_depth"].reshape(-1).float()
+        known = torch.isfinite(t) & (t > 0)
+        pred.append(out.depth.reshape(-1)[known])
+        true.append(t[known])
+        guide.append(cand[known])
+        measured.append(torch.isfinite(cand[known]))
+        seen.append(seen_by_a_source(ex)[known])
+    if not pred:
+        raise ValueError("depth_coverage: the split has no examples")
+    pred, true, guide, measured, seen = (torch.cat(x) for x in (pred, true, guide, measured, seen))
+    masks = {"measured": measured, "not measured": ~measured, "all": torch.ones_like(measured)}
+    report = {part: _scores(pred[m], true[m]) for part, m in masks.items()}
+    report["guide"] = _scores(guide[measured], true[measured])
+    report["seen_share"] = float(seen.float().mean() * 100)
+    return report
+
+
+def format_table(report: dict) -> str:
+    total = report["all"][0]
+    lines = ["| pixels | share | δ<1.25 | AbsRel | empty |", "|---|---|---|---|---|"]
+    for part in PARTS:
+        n, empty, d1, absrel = report[part]
+        lines.append(f"| {part} | {100 * n / max(total, 1):.1f}% | {d1:.1f} | {absrel:.3f} | "
+                     f"{100 * empty / max(n, 1):.1f}% |")
+    n, _, d1, absrel = report["guide"]
+    lines.append(f"| measured: the candidate surface itself | {100 * n / max(total, 1):.1f}% | {d1:.1f} | "
+                 f"{absrel:.3f} | |")
+    lines.append(f"\ntrue surface seen by some source: {report['seen_share']:.1f}% of pixels")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", required=True, help="viewseg-model file or training checkpoint")
+    ap.add_argument("--config", default="", help="training YAML whose data section to read (default: the "
+                                                 "checkpoint's data settings)")
+    ap.add_argument("overrides", nargs="*", help="data.key=value")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--max-examples", type=int, default=24)
+    ap.add_argument("--source-depth", choices=[c for c in SOURCE_DEPTH_CHOICES if c != "auto"], default="sensor")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, train_config = load_viewseg(args.checkpoint)
+    data = resolve_data_config(train_config, args.config, args.overrides, source=args.checkpoint)
+    data.source_depth = args.source_depth
+    with tempfile.TemporaryDirectory() as pairs_dir:  # mined pairs, if any, never go into the data or model folder
+        dataset = build_dataset(data, args.split, seed=0, full_target=True, pairs_dir=pairs_dir)
+        print(format_table(depth_coverage(model, dataset, args.max_examples)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
