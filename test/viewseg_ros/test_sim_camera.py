@@ -74,3 +74,33 @@ def test_sensor_depth_is_noisy_within_its_model():
     # never far beyond a few sigma; and the sensor loses some pixels (holes, edges), not most.
     assert 0.3 < z.std() < 1.5 and np.abs(z).max() < 8
     assert 0.0 < np.concatenate([m.ravel() for m in missing]).mean() < 0.3
+
+
+def test_sigint_while_a_frame_is_being_rendered_exits_cleanly(tmp_path):
+    """Frames slower than the timer keep a tick running all the time, so SIGINT lands inside
+    one and the frame's publish meets a shut-down context: that is the requested stop (status
+    0, no traceback), as `ros2 launch` needs (a launch test once failed on it)."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(random.randint(150, 230)))
+    log = tmp_path / "sim.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "viewseg_ros.sim_camera", "--ros-args", "-p", "rate:=50.0",
+                                 "-p", "width:=320", "-p", "height:=240"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "replaying" in log.read_text() or proc.poll() is not None, 60.0, "the sim camera to start")
+        time.sleep(1.0)  # several ticks, each longer than the 20 ms period
+        proc.send_signal(signal.SIGINT)
+        status = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert status == 0 and "Traceback" not in text, text
