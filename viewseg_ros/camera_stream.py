@@ -9,9 +9,9 @@ View ``i`` puts ``camera_optical`` at x = i * ``spacing`` metres in ``fixed_fram
 ``turn_deg`` degrees per view about the vertical, so consecutive views differ by more than
 the node's default keyframe thresholds (0.25 m, 15 deg). Every frame publishes, in this
 order, ``fixed_frame -> camera_optical`` on ``/tf``, CameraInfo and Image, all with the
-frame's stamp. The stream starts once an image subscriber has matched (best-effort
-writers drop what they publish before that), then waits ``start_delay_s`` more (CameraInfo
-and /tf readers). ``start_stamp_s`` > 0 stamps the stream from that time instead of now (two
+frame's stamp. The stream starts once the image, CameraInfo and /tf publishers each have a
+matched subscriber (best-effort writers drop what they publish before that, and a volatile
+reader never gets it), then waits ``start_delay_s`` more (the readers' side of the match). ``start_stamp_s`` > 0 stamps the stream from that time instead of now (two
 runs with the same value replay the same stamps: a clock that jumps back).
 
 Run: ``python -m viewseg_ros.camera_stream --ros-args -p width:=640 -p height:=480 -p rate:=15.0``
@@ -40,7 +40,8 @@ PARAMETERS = {
     "spacing": (0.5, "metres between consecutive views"),
     "turn_deg": (20.0, "degrees turned between consecutive views"),
     "start_stamp_s": (0.0, "stamp of the first frame (0 = now)"),
-    "subscriber_timeout_s": (30.0, "seconds to wait for an image subscriber to match (0 = do not wait)"),
+    "subscriber_timeout_s": (30.0, "seconds to wait for image, camera_info and /tf subscribers to match "
+                                    "(0 = do not wait)"),
     "start_delay_s": (1.0, "seconds to wait after the match before the first frame"),
     "fixed_frame": ("map", "parent frame of the camera on /tf"),
     "camera_frame": ("camera_optical", "the images' frame_id"),
@@ -89,13 +90,17 @@ def main(args: list[str] | None = None) -> int:
         width, height = int(p["width"]), int(p["height"])
         K = K_from_hfov(float(p["hfov_deg"]), width, height)
         texture = np.random.default_rng(0).integers(0, 256, (height + 512, width + 1024, 3), dtype=np.uint8)
-        # A best-effort writer drops what it publishes before a reader has matched, and on a
-        # loaded machine discovery can take longer than any fixed delay: wait for the match.
+        # A best-effort writer drops what it publishes before a reader has matched, and a
+        # volatile /tf reader never gets what came before its match; on a loaded machine
+        # discovery can take longer than any fixed delay: wait for all three to match.
         waited = time.monotonic()
         timeout = float(p["subscriber_timeout_s"])
-        while timeout > 0 and image_pub.get_subscription_count() == 0:
+        while timeout > 0:
+            unmatched = [pub.topic_name for pub in (image_pub, info_pub, tf_pub) if pub.get_subscription_count() == 0]
+            if not unmatched:
+                break
             if time.monotonic() - waited > timeout:
-                print(f"camera_stream: no subscriber on {image_pub.topic_name} after {timeout:g} s", file=sys.stderr)
+                print(f"camera_stream: no subscriber on {', '.join(unmatched)} after {timeout:g} s", file=sys.stderr)
                 return 3
             time.sleep(0.05)
         waited = time.monotonic() - waited

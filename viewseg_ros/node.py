@@ -275,6 +275,7 @@ class ViewSegNode(Node):
         self.keyframes_without_depth = 0
         window = max(1, int(p["camera_rate.window_s"] * 200))  # arrival times, bounded at 200 Hz
         self._arrivals = {topic: collections.deque(maxlen=window) for topic in ("image", "camera_info", "depth")}
+        self.received = {topic: 0 for topic in self._arrivals}  # since start: compare with what the camera sent
         self._started = time.monotonic()
         self.last_latency_s = float("nan")
         self.last_render_s = float("nan")
@@ -554,6 +555,7 @@ class ViewSegNode(Node):
     def _arrived(self, topic: str) -> None:
         with self._stats_lock:
             self._arrivals[topic].append(time.monotonic())
+            self.received[topic] += 1
 
     def _on_image(self, msg: Any) -> None:
         self._arrived("image")
@@ -1109,6 +1111,7 @@ class ViewSegNode(Node):
             self._warn("camera_delivery", delivery)
         with self._stats_lock:
             drops, events, in_flight = dict(self.drops), dict(self.events), self.in_flight
+            received = dict(self.received)
             recent_jump = time.monotonic() - self._last_clock_jump < 10.0
         status = DiagnosticStatus()
         status.name = f"{self.get_name()}: keyframes and queries"
@@ -1139,6 +1142,7 @@ class ViewSegNode(Node):
                   "last_overhead_ms": round((self.last_latency_s - self.last_render_s) * 1e3, 3),
                   "ns_per_point_view": round(self._seconds_per_point_view * 1e9, 3),
                   "field_impl": self.field_impl}
+        values.update({f"received_{topic}": n for topic, n in received.items()})
         values.update({f"dropped_{kind}": n for kind, n in drops.items()})
         values.update(events)
         with self._stats_lock:
