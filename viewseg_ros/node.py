@@ -93,7 +93,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "image_topic": ("image", "sensor_msgs/Image topic (rgb8/bgr8/rgba8/bgra8)"),
     "image_qos.reliability": ("best_effort", "image and depth subscriptions: best_effort (receives from "
                                              "best-effort and reliable cameras) | reliable (reliable cameras only)"),
-    "image_qos.depth": (5, "image and depth subscription queue depth (keep last)"),
+    "image_qos.depth": (30, "image and depth subscription queue depth (keep last): frames that arrive while "
+                            "the node's executor is busy wait here (30: 2 s of a 15 Hz camera)"),
     "depth_topic": ("", "sensor_msgs/Image depth registered to the colour camera (same frame_id and size, as "
                         "aligned_depth_to_color drivers publish; 32FC1 m or 16UC1 mm); empty = RGB only"),
     "depth_sync_tolerance_s": (0.02, "largest stamp difference pairing a depth image with a colour image"),

@@ -278,28 +278,45 @@ def test_a_pose_that_jumps_is_flagged_in_diagnostics(rig):
 
 
 def test_diagnostics_warn_when_camera_info_arrives_without_images(rig):
+    """A camera whose CameraInfo arrives and whose images do not (large images lost in
+    transport) puts /diagnostics at WARN with the reason. CameraInfo keeps coming from a thread
+    while the test reads the result: this process is shared with the node's executor, and a
+    clean-clone CI run managed 11 publishes in 2 s of a 20 Hz loop, so no rate is assumed,
+    only what the node received (it needs 2 in its window to judge)."""
+    import threading
+
     from sensor_msgs.msg import CameraInfo
 
     node = rig.node
     info_only = rig.client.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
-    # Best effort: what is published before both sides have matched is lost (measured: 7 of
-    # an expected 20 in the window on a busy machine), so the window starts after the match.
+    # Best effort: what is published before both sides have matched is lost.
     wait_for(lambda: info_only.get_subscription_count() > 0, 10.0, "the node's camera_info subscription")
-    received_before, published = node.received["camera_info"], 0
+    stop = threading.Event()
+
+    def publish_camera_info() -> None:
+        while not stop.is_set():
+            info_only.publish(make_camera_info(K, W, H, frame_id=FRAME))
+            time.sleep(0.05)
+
+    publisher = threading.Thread(target=publish_camera_info, daemon=True)
+    received_before = node.received["camera_info"]
     t0 = time.monotonic()
-    deadline = t0 + 2.0  # > camera_rate.window_s of 1 s without an image, plus the reader's match
-    while time.monotonic() < deadline:
-        info_only.publish(make_camera_info(K, W, H, frame_id=FRAME))
-        published += 1
-        time.sleep(0.05)
-    images, infos, warning = node.camera_delivery()
-    assert images == 0 and infos >= 10, (f"{infos} CameraInfo in the last second; {published} published in "
-                                         f"{time.monotonic() - t0:.2f} s, {node.received['camera_info'] - received_before}"
-                                         f" received")
-    assert "fastdds_large_images.xml" in warning
-    values = diagnostics_values(rig)
+    publisher.start()
+    try:
+        # Longer than camera_rate.window_s (1 s) of CameraInfo without an image.
+        wait_for(lambda: time.monotonic() - t0 > 1.5 and node.received["camera_info"] - received_before >= 10, 30.0,
+                 "10 CameraInfo messages at the node")
+        images, infos, warning = node.camera_delivery()
+        assert images == 0 and infos >= 2, (f"{infos} CameraInfo in the last second, "
+                                            f"{node.received['camera_info'] - received_before} received in "
+                                            f"{time.monotonic() - t0:.2f} s")
+        assert "fastdds_large_images.xml" in warning and f"arrived {infos} times" in warning
+        values = diagnostics_values(rig)
+    finally:
+        stop.set()
+        publisher.join(timeout=5.0)
     assert values["level"] >= 1 and "lost in transport" in values["message"]
-    assert float(values["image_rate_hz"]) == 0.0 and float(values["camera_info_rate_hz"]) > 5
+    assert float(values["image_rate_hz"]) == 0.0 and float(values["camera_info_rate_hz"]) >= 2.0
 
 
 # --------------------------------------------------------------------------- a real camera's size
@@ -405,7 +422,8 @@ def test_a_5hz_camera_with_a_new_view_every_frame_keeps_every_view(node_process)
     assert admitted >= 19, (f"{admitted} of 20 views became keyframes; stream {stream.stdout.strip()}; node counters "
                             f"that changed {counter_changes(before, after)}; node log:\n{log.read_text()[-3000:]}")
     received = int(after["received_image"]) - int(before["received_image"])
-    assert admitted <= received <= 20, f"received_image moved by {received} for 20 images, {admitted} admitted"
+    sent = 20 + json.loads(stream.stdout.strip().splitlines()[-1])["lead_in_frames"]
+    assert admitted <= received <= sent, f"received_image moved by {received} for {sent} images, {admitted} admitted"
 
 
 def test_camera_stream_without_a_subscriber_says_so_and_publishes_nothing():
