@@ -130,11 +130,10 @@ def main(args: list[str] | None = None) -> int:
 
         first = int(p["first_view"])
         # Lead-in: the writer matched the readers, but a reader ignores what arrives before it
-        # has matched the writer in turn, and a volatile reader does not ask for it afterwards
-        # (measured: 3 of 20 reliable frames lost, all acknowledged). A reliable reader
-        # acknowledges only once it has matched: repeat the first view until every reliable
-        # reader (/tf always) has acknowledged it. Its frames show the first view again, so
-        # they add no view.
+        # has matched the writer in turn, and a volatile reader does not ask for it afterwards.
+        # A reliable reader acknowledges only once it has matched: repeat the first view until
+        # every reliable reader (/tf always) has acknowledged it. Its frames show the first
+        # view again, so they add no view.
         lead_in, lead_in_deadline = 0, time.monotonic() + float(p["lead_in_timeout_s"])
         first_pose = view_pose(first, float(p["spacing"]), float(p["turn_deg"]))
         first_rgb = view_image(texture, first, height, width)
