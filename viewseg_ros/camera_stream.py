@@ -1,7 +1,7 @@
 """A camera-sized test stream: ``views`` distinct posed views, each held for a few frames, at a
 real camera's size and rate, then exit with a one-line JSON summary on stdout.
 
-It stands in for a camera driver in delivery tests and load benchmarks (test_node_camera.py,
+It stands in for a camera driver in delivery tests and load benchmarks (test_node_reliability.py, test_node_depth.py,
 benchmarks/bench_load.py): what matters there is size, rate, QoS and pose novelty, not the
 picture, so each view is a cheap textured image (a fixed noise texture, shifted per view).
 
