@@ -241,8 +241,8 @@ def test_launched_node_answers_a_separate_client(sim_launch):
 @needs_launch
 def test_ros2_node_list_sees_both_nodes(sim_launch):
     assert sim_launch.proc.poll() is None, sim_launch.output()
-    for _ in range(3):  # discovery on a busy machine can miss a node within one spin time
-        listed = subprocess.run([ROS2, "node", "list", "--no-daemon", "--spin-time", "2"], env=sim_launch.env,
+    for _ in range(6):  # discovery on a busy machine can miss a node within one spin time (seen 1 in 3)
+        listed = subprocess.run([ROS2, "node", "list", "--no-daemon", "--spin-time", "3"], env=sim_launch.env,
                                 capture_output=True, text=True, timeout=60)
         if {"/viewseg", "/viewseg_sim_camera"} <= set(listed.stdout.split()):
             break
