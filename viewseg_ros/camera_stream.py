@@ -94,6 +94,7 @@ def main(args: list[str] | None = None) -> int:
         image_pub = node.create_publisher(Image, "image", qos)
         info_pub = node.create_publisher(CameraInfo, "camera_info", qos)
         tf_pub = node.create_publisher(TFMessage, "/tf", 100)
+        publishers = (image_pub, info_pub, tf_pub)
         width, height = int(p["width"]), int(p["height"])
         K = K_from_hfov(float(p["hfov_deg"]), width, height)
         texture = np.random.default_rng(0).integers(0, 256, (height + 512, width + 1024, 3), dtype=np.uint8)
@@ -103,7 +104,7 @@ def main(args: list[str] | None = None) -> int:
         waited = time.monotonic()
         timeout = float(p["subscriber_timeout_s"])
         while timeout > 0:
-            unmatched = [pub.topic_name for pub in (image_pub, info_pub, tf_pub) if pub.get_subscription_count() == 0]
+            unmatched = [pub.topic_name for pub in publishers if pub.get_subscription_count() == 0]
             if not unmatched:
                 break
             if time.monotonic() - waited > timeout:
@@ -140,7 +141,7 @@ def main(args: list[str] | None = None) -> int:
         while time.monotonic() < lead_in_deadline:
             send(first_pose, first_rgb)
             lead_in += 1
-            if all([pub.wait_for_all_acked(Duration(seconds=period)) for pub in (tf_pub, info_pub, image_pub)]):
+            if all([pub.wait_for_all_acked(Duration(seconds=period)) for pub in publishers]):
                 break
         else:
             print(f"camera_stream: readers did not acknowledge the lead-in frames in {p['lead_in_timeout_s']:g} s",
@@ -161,8 +162,7 @@ def main(args: list[str] | None = None) -> int:
         # A reliable sample lost in transport is sent again after the reader's NACK: wait until
         # every reliable reader has acknowledged all of them (/tf always; the images when
         # reliable), or the last frames die with this process. A fixed 0.5 s lost some under load.
-        acked = all([publisher.wait_for_all_acked(Duration(seconds=float(p["ack_timeout_s"])))
-                     for publisher in (tf_pub, info_pub, image_pub)])
+        acked = all([pub.wait_for_all_acked(Duration(seconds=float(p["ack_timeout_s"]))) for pub in publishers])
         time.sleep(0.5)  # best-effort readers: nothing to acknowledge, but give them the last frames
         print(json.dumps({"views": int(p["views"]), "frames": published, "elapsed_s": round(elapsed, 3),
                           "achieved_rate": round(published / elapsed, 2) if elapsed > 0 else None,
