@@ -28,7 +28,9 @@ per-point class logits, compositing them is linear in the weights, and the cross
 is taken on softmax(composited logits). Compositing is linear, so the channels can be
 anything (probabilities work too, and then sum to ``opacity``); ViewSeg's choice keeps the
 loss identical to the paper. ``confidence`` is opacity * (1 - normalised entropy of the
-class probabilities), in [0, 1]: 0 for empty rays and for uniform class distributions.
+class probabilities), in [0, 1]: 0 for empty rays and for uniform class distributions (the
+renderer passes the ray's *observed* opacity, gathered where some source view looks:
+:func:`viewseg_core.model.renderer.observed_opacity`).
 
 ``composite_fused`` is the single entry point for the heavy part (weights, channels,
 opacity, distance in one pass): on CUDA tensors it runs the fused kernel of

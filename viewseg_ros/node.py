@@ -25,7 +25,9 @@ Contract: design.md, "ROS 2 interface". In short:
 - Honest confidence. A query whose frustum no keyframe sees (coverage below
   ``query.min_coverage``; a point deeper than ``query.max_source_depth`` in a keyframe does
   not count as seen) is refused with the coverage found. Pixels whose rendered surface no
-  selected keyframe sees get confidence 0, label unknown and depth NaN.
+  selected keyframe sees get confidence 0, label unknown and depth NaN (with
+  ``query.unseen_pixels: extrapolated``, confidence 0 and the model's label and depth: a best
+  guess a planner can tell from knowledge).
 - ``/diagnostics``: keyframe count and bytes, device, last latency, drop and refusal counters,
   image delivery against the camera's CameraInfo rate, clock jumps and pose jumps.
 
@@ -149,12 +151,18 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                  "selected keyframes"),
     "query.max_source_depth": (0.0, "a keyframe sees points at most this deep, metres (0 = the model's far "
                                     "plane)"),
+    "query.unseen_pixels": ("unknown", "pixels whose rendered surface no selected keyframe sees: unknown (label "
+                                      "unknown, depth NaN, confidence 0) | extrapolated (the model's label and depth, "
+                                      "confidence 0; for checkpoints with model.unseen_points extrapolate)"),
     "query.width": (0, "topic mode image width (0 = the keyframes')"),
     "query.height": (0, "topic mode image height (0 = the keyframes')"),
     "query.frame_id": ("viewseg_query_optical", "output frame_id when the request names none"),
     "points.on_service": (False, "also publish ~/points (PointCloud2) for every answered render_view call "
                                  "(topic-mode queries always publish it)"),
 }
+
+
+UNSEEN_PIXEL_MODES = ("unknown", "extrapolated")
 
 
 def _field_impl_text(stats) -> str:
@@ -403,6 +411,9 @@ class ViewSegNode(Node):
         if values["image_qos.reliability"] not in ("best_effort", "reliable"):
             raise ValueError(f"parameter image_qos.reliability must be best_effort or reliable, "
                              f"got {values['image_qos.reliability']!r}")
+        if values["query.unseen_pixels"] not in UNSEEN_PIXEL_MODES:
+            raise ValueError(f"parameter query.unseen_pixels must be one of {UNSEEN_PIXEL_MODES}, "
+                             f"got {values['query.unseen_pixels']!r}")
         for name in ("query.min_coverage", "camera_rate.min_ratio"):
             if not 0.0 <= values[name] <= 1.0:
                 raise ValueError(f"parameter {name} must be in [0, 1], got {values[name]}")
@@ -882,9 +893,10 @@ class ViewSegNode(Node):
         # What no selected keyframe sees is unknown, whatever the field made of it.
         seen = pixel_coverage(K, c2w, depth, np.stack([k.view.K for k in chosen]), np.stack([k.c2w for k in chosen]),
                               [(k.view.height, k.view.width) for k in chosen], self.max_source_depth)
-        labels[~seen] = 65535 if labels.dtype == np.uint16 else IGNORE_LABEL
         confidence[~seen] = 0.0
-        depth[~seen] = np.nan
+        if p["query.unseen_pixels"] == "unknown":
+            labels[~seen] = 65535 if labels.dtype == np.uint16 else IGNORE_LABEL
+            depth[~seen] = np.nan
         if camera_info is not None and camera_info.header.frame_id:
             out_frame = camera_info.header.frame_id
         elif _is_identity(pose_matrix):

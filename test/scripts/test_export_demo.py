@@ -133,7 +133,7 @@ def test_shipped_demo_files_carry_their_data_settings():
     from training.data import DataConfig
     from training.train import TrainConfig
 
-    for name, config in (("demo.pt", "synthetic_small.yaml"), ("demo_rgbd.pt", "synthetic_small_rgbd_evidence.yaml")):
+    for name, config in (("demo.pt", "synthetic_small.yaml"), ("demo_rgbd.pt", "synthetic_small_rgbd_extrapolate.yaml")):
         raw = torch.load(REPO / "checkpoints" / name, map_location="cpu", weights_only=True)
         data = from_dict(DataConfig, raw["data"], "data.")
         assert data == load_config(TrainConfig, REPO / "training" / "configs" / config).data, name

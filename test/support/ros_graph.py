@@ -73,18 +73,19 @@ class Graph:
         self.thread.join(timeout=5)
 
 
-def tiny_checkpoint(path: Path) -> Path:
+def tiny_checkpoint(path: Path, **changes) -> Path:
     """A randomly initialised small ViewSeg saved with the model's own writer. It reads source
-    colours (with non-zero colour weights), so the node's keyframe images take part."""
+    colours (with non-zero colour weights), so the node's keyframe images take part.
+    ``changes``: other ModelConfig values (e.g. ``unseen_points="extrapolate"``)."""
     import torch
 
     from viewseg_core.model.viewseg import ModelConfig, ViewSeg
     from viewseg_core.model.weights import save_model
 
     torch.manual_seed(0)
-    config = ModelConfig(encoder="deeplabv3plus_resnet18", feature_dim=16, hidden_dim=32, n_blocks=1,
-                         n_head_blocks=1, n_harmonic_xyz=4, n_harmonic_dir=2, num_coarse=8, num_fine=4,
-                         view_pooling="mean_var", source_rgb=True)
+    config = ModelConfig(**{**dict(encoder="deeplabv3plus_resnet18", feature_dim=16, hidden_dim=32, n_blocks=1,
+                                   n_head_blocks=1, n_harmonic_xyz=4, n_harmonic_dir=2, num_coarse=8, num_fine=4,
+                                   view_pooling="mean_var", source_rgb=True), **changes})
     model = ViewSeg(config)
     with torch.no_grad():
         for field in (model.renderer.coarse, model.renderer.fine):

@@ -31,7 +31,8 @@ those rays get the foreground's distance, and only their stratified samples see 
 background.
 
 Measured empty space (:func:`measured_empty`, for the query presets): a point no source sees
-has density zero in the field by construction; a point no depth camera measured a surface
+has density zero in the field by construction (``unseen_points="empty"``; with
+``"extrapolate"`` only a point in front of no source camera does); a point no depth camera measured a surface
 at, that some depth camera's ray passed through (observed empty) or that lies behind the
 query ray's own measured surface (hidden), contributes nothing the depth did not already
 say. The presets may skip such points instead of evaluating them (``QueryPreset.skip_free``).
@@ -260,7 +261,7 @@ def camera_guides(depth: torch.Tensor | None, source_K: torch.Tensor, source_c2w
 
 def measured_empty(points: torch.Tensor, depth: torch.Tensor | None, K: torch.Tensor, c2w: torch.Tensor,
                    height: int, width: int, margin: float, valid: torch.Tensor | None = None,
-                   behind: torch.Tensor | None = None) -> torch.Tensor:
+                   behind: torch.Tensor | None = None, extrapolate: bool = False) -> torch.Tensor:
     """Which points the source depth cameras account for as empty or hidden (see the module
     docstring): the points a query may skip.
 
@@ -270,7 +271,8 @@ def measured_empty(points: torch.Tensor, depth: torch.Tensor | None, K: torch.Te
     *unknown* (no measurement there), *surface* (|z - D| <= m), *free* (z < D - m: v's depth
     ray passed the point) or *hidden* (z > D + m). A point is skipped when
 
-    - no view sees it (the field gives it density 0: exact), or
+    - no view sees it (the field gives it density 0: exact); with ``extrapolate`` (a field
+      with ``unseen_points="extrapolate"``) only when it lies in front of no view, or
     - no view calls it surface or unknown, and either some view saw through it (free), or
       it lies ``behind`` the query ray's own measured surface (hidden from every source
       that sees it, and from the query by that surface).
@@ -284,6 +286,7 @@ def measured_empty(points: torch.Tensor, depth: torch.Tensor | None, K: torch.Te
             (height, width); c2w: [B, V, 4, 4]; valid: optional [B, V] bool (padding views).
         behind: optional [B, ...] bool, the point lies beyond the query ray's candidate
             surface (plus the band).
+        extrapolate: the field evaluates unseen points in front of a view (see above).
     Returns:
         [B, ...] bool, True = skip.
     """
@@ -297,6 +300,9 @@ def measured_empty(points: torch.Tensor, depth: torch.Tensor | None, K: torch.Te
     if valid is not None:
         seen = seen & valid[:, :, None]
     unseen = ~seen.any(dim=1)
+    if extrapolate:
+        front = in_front if valid is None else in_front & valid[:, :, None]
+        unseen = ~front.any(dim=1)
     if depth is None:
         return unseen.reshape(shape)
     Hd, Wd = depth.shape[-2:]

@@ -32,8 +32,9 @@ reference path by ``benchmarks/bench_query.py`` (see docs/benchmarks.md):
    (:func:`viewseg_core.model.depth_guide.measured_empty`: unseen by every source, or with
    no measured surface near it and either seen through by a depth camera or behind the
    ray's own candidate surface) and packs them like the fine pass's occupancy skipping;
-   the rest get density 0. Unseen points have density 0 in the field anyway (exact); the
-   others are an approximation whose cost is measured. A ray that comes out below the
+   the rest get density 0. Unseen points have density 0 in the field anyway (exact; a field
+   with ``unseen_points="extrapolate"`` evaluates those in front of a source, so only points
+   in front of none count as unseen); the others are an approximation whose cost is measured. A ray that comes out below the
    opacity threshold with samples skipped is evaluated again at all of them (the field had
    not made the measured surface opaque, so what lies behind it counts), so skipping never
    leaves a pixel empty that the full pass fills.
@@ -443,7 +444,8 @@ def _coarse_skipping_free(renderer: Renderer, prepared: PreparedSources, rays: R
     """
     src, points, band = prepared.sources, rays.points(t), renderer.config.guide_band
     behind = None if guide is None else t > (guide + band)[..., None]            # NaN guide: False
-    skip = measured_empty(points, src.depth, src.K, src.c2w, src.height, src.width, band, src.valid, behind)
+    skip = measured_empty(points, src.depth, src.K, src.c2w, src.height, src.width, band, src.valid, behind,
+                          extrapolate=renderer.coarse.config.unseen_points == "extrapolate")
     out = _eval_packed(renderer.coarse, prepared, points, rays.directions, ~skip, budget, stats,
                        count_as="coarse_points", evaluate=evaluate)
     weights, _, _ = render_weights(out.density.to(t.dtype), t, rays.far)

@@ -76,9 +76,19 @@ origin, a robot's ``map`` or ``odom``), so world coordinates would tie the weigh
 scene's layout; in the view frame the field sees "this far in front of camera v, along
 this ray of v", which transfers across scenes (the argument pixelNeRF makes).
 
-Points that no source view sees get density 0: nothing is known there, so the point must
-not occlude or colour the render; their logits and RGB are the heads' output for a zero
-hidden state (finite, and weightless in compositing since alpha is 0).
+Points that no source view sees get density 0 by default (``unseen_points="empty"``, the
+paper's model): nothing is known there, so the point must not occlude or colour the render;
+their logits and RGB are the heads' output for a zero hidden state (finite, and weightless in
+compositing since alpha is 0). With RGB-D keyframes that leaves the rays that leave every
+source frustum empty once the depth evidence has carved the fog in front of them (issue 15:
+70% of the not-measured pixels whose true surface lies outside every frustum came out empty).
+``unseen_points="extrapolate"`` evaluates such a point from the views it lies in front of,
+as pixelNeRF does: features, colours and measured depth from the nearest image border pixel
+(border padding), its own position and direction in the view's frame, pooled over those
+views; the MLP then says whether the wall or floor at the image edge goes on. Its density is
+the MLP's alone (the depth evidence votes only where a view sees the point), and
+``num_visible`` stays 0 there, so that the renderer can tell observed opacity from
+extrapolated opacity (the confidence output). A point behind every camera still gets 0.
 
 Projected features: the feature part ``W_f`` of the first linear layer commutes with
 bilinear sampling (sampling is a linear combination of feature pixels with weights summing
@@ -103,6 +113,11 @@ from viewseg_core.model.embedding import HarmonicEmbedding
 
 
 VIEW_POOLING_MODES = ("mean", "mean_var")
+UNSEEN_POINT_MODES = ("empty", "extrapolate")
+# Projected coordinates of points outside an image are clamped to this many half-images
+# before grid_sample (border padding reads the edge either way; this keeps a point almost in
+# a camera's plane, whose projection is huge, finite).
+EXTRAPOLATE_GRID_LIMIT = 4.0
 # Parameters that begin as a no-op (identity / zero): a checkpoint that lacks them starts
 # the same function, so fine-tuning may add them (``load_state_strict(allow_new=...)``).
 NOOP_AT_INIT = ("pool_proj", "colour_proj", "depth_embed")
@@ -161,11 +176,15 @@ class FieldConfig:
     source_depth: bool = False       # also read measured source depth (see the module docstring)
     view_direction: bool = True      # False: no gamma(d_v) input at all (the paper's "w/o view dir." ablation)
     depth_evidence: bool = False     # measured depth carves free space and adds surface density (see above)
+    unseen_points: str = "empty"     # empty (density 0, paper) | extrapolate (from the image borders; see above)
 
     def __post_init__(self) -> None:
         if self.view_pooling not in VIEW_POOLING_MODES:
             raise ValueError(f"FieldConfig.view_pooling must be one of {VIEW_POOLING_MODES}, "
                              f"got {self.view_pooling!r}")
+        if self.unseen_points not in UNSEEN_POINT_MODES:
+            raise ValueError(f"FieldConfig.unseen_points must be one of {UNSEEN_POINT_MODES}, "
+                             f"got {self.unseen_points!r}")
         if self.depth_evidence and not self.source_depth:
             raise ValueError("FieldConfig.depth_evidence needs source_depth: the evidence is read from the "
                              "measured source depth")
@@ -463,10 +482,13 @@ class SemanticField(nn.Module):
 
     def _inputs(self, points: torch.Tensor, directions: torch.Tensor, prepared: PreparedSources):
         """Sampled (projected) features [B, V, R, S, M], embeddings gamma(x_v) [B, V, R, S, *]
-        and gamma(d_v) [B, V, R, 1, *] in the weights' dtype, visibility [B, V, R*S], the
-        sampled source colours [B, V, R, S, 3] (None without ``source_rgb``) and the depth
-        cue (features [B, V, R, S, n_scales], known [B, V, R, S], the signed difference
-        [B, V, R*S] and the measured depth [B, V, R*S]; None without ``source_depth``)."""
+        and gamma(d_v) [B, V, R, 1, *] in the weights' dtype, visibility [B, V, R*S] (in
+        front of the view, inside its image), the sampled source colours [B, V, R, S, 3] (None
+        without ``source_rgb``), the depth cue (features [B, V, R, S, n_scales], known
+        [B, V, R, S], the signed difference [B, V, R*S] and the measured depth [B, V, R*S];
+        None without ``source_depth``) and the views pooled [B, V, R*S] (the visible ones;
+        with ``unseen_points="extrapolate"``, for a point no view sees, every view it lies in
+        front of)."""
         src = prepared.sources
         B, R, S, _ = points.shape
         V, N = src.num_views, R * S
@@ -483,9 +505,15 @@ class SemanticField(nn.Module):
         visible = in_front & in_image(uv, src.height, src.width)
         if src.valid is not None:
             visible = visible & src.valid[:, :, None]
-        # Invisible points may project to inf/NaN; park them at the centre so that nothing
-        # non-finite enters grid_sample (0 * NaN would survive the masking below).
-        grid = torch.where(visible[..., None], pixels_to_grid(uv, src.height, src.width), 0.0)
+        pooled = visible
+        grid = pixels_to_grid(uv, src.height, src.width)
+        if self.config.unseen_points == "extrapolate":
+            front = in_front if src.valid is None else in_front & src.valid[:, :, None]
+            pooled = torch.where(visible.any(dim=1, keepdim=True), visible, front)
+            grid = grid.clamp(-EXTRAPOLATE_GRID_LIMIT, EXTRAPOLATE_GRID_LIMIT)
+        # Points no pooled view sees may project to inf/NaN; park them at the centre so that
+        # nothing non-finite enters grid_sample (0 * NaN would survive the masking below).
+        grid = torch.where(pooled[..., None], grid, 0.0)
         sampled = F.grid_sample(maps, grid.reshape(B * V, N, 1, 2).to(maps.dtype), mode="bilinear",
                                 padding_mode="border", align_corners=False)  # [B*V, M, N, 1]
         sampled = sampled.reshape(B, V, -1, R, S).permute(0, 1, 3, 4, 2)  # [B, V, R, S, M]
@@ -508,7 +536,7 @@ class SemanticField(nn.Module):
             depth_cue = (self.depth_embed.features(diff, known).reshape(B, V, R, S, -1),
                          known.reshape(B, V, R, S), diff, x_cam[..., 2] - diff)
         return (sampled.to(wdtype), g_x, g_d, visible, None if colours is None else colours.to(wdtype),
-                depth_cue)
+                depth_cue, pooled)
 
     def forward(self, points: torch.Tensor, directions: torch.Tensor,
                 prepared: PreparedSources) -> FieldOutput:
@@ -535,7 +563,7 @@ class SemanticField(nn.Module):
         # bf16 coordinate is off by centimetres (sin(2^9 x) becomes noise) or by a fraction
         # of a feature pixel. Only the MLP below follows autocast.
         with torch.autocast(points.device.type, enabled=False):
-            sampled, g_x, g_d, visible, colours, depth_cue = self._inputs(points, directions, prepared)
+            sampled, g_x, g_d, visible, colours, depth_cue, pooled = self._inputs(points, directions, prepared)
         if self.config.projected_features:
             w_x, w_d, _ = self._weights()
             # The direction term is per ray, shared by the ray's S samples.
@@ -550,7 +578,7 @@ class SemanticField(nn.Module):
             h = self.depth_embed.add_to(h, *depth_cue[:2])
         h = self.blocks(h)                                                  # [B, V, R, S, hidden]
 
-        vis = visible.reshape(B, V, R, S)
+        vis = pooled.reshape(B, V, R, S)
         count = vis.sum(dim=1)                                              # [B, R, S]
         n = count.clamp(min=1)[..., None].to(h.dtype)
         mean, var = masked_mean_var(h, vis, n, variance=self.pool_proj is not None)
@@ -568,4 +596,5 @@ class SemanticField(nn.Module):
             _, known, diff, measured = depth_cue
             density = self.depth_evidence(density.reshape(B, R * S), diff, measured,
                                           known.reshape(B, V, R * S), visible).reshape(B, R, S)
-        return FieldOutput(logits=logits, rgb=rgb, density=density, num_visible=count)
+        num_visible = count if pooled is visible else visible.reshape(B, V, R, S).sum(dim=1)
+        return FieldOutput(logits=logits, rgb=rgb, density=density, num_visible=num_visible)

@@ -109,6 +109,8 @@ def field_reason(field: nn.Module) -> str | None:
         return "source_rgb (the source colour term) is not fused"
     if getattr(cfg, "source_depth", False):
         return "source_depth (the measured-depth cue) is not fused"
+    if getattr(cfg, "unseen_points", "empty") != "empty":
+        return f"unseen_points={cfg.unseen_points!r} (extrapolation from the image borders) is not fused"
     if not getattr(cfg, "view_direction", True):
         return "view_direction=False (the no-direction ablation) is not fused"
     for name, child in field.named_children():

@@ -31,7 +31,7 @@ from viewseg_core.model.depth_guide import camera_guides
 from viewseg_core.model.field import FieldConfig, FieldOutput, PreparedSources, SemanticField, SourceViews
 from viewseg_core.rays import RayBundle, grid_rays
 from viewseg_core.sampling import guided_samples, hierarchical_samples, stratified_samples
-from viewseg_core.volrend import DEFAULT_OPACITY_THRESHOLD, confidence, render
+from viewseg_core.volrend import DEFAULT_OPACITY_THRESHOLD, RenderOutput, confidence, render
 
 
 @dataclass
@@ -105,6 +105,18 @@ class RayOutput:
         return {"coarse": self.coarse} | ({"fine": self.fine} if self.fine is not None else {})
 
 
+def observed_opacity(r: RenderOutput, out: FieldOutput) -> torch.Tensor:
+    """[B, R] the opacity the ray gathered at points some source view sees.
+
+    Confidence rests on it: opacity a field with ``unseen_points="extrapolate"`` puts where no
+    keyframe looked is a guess, and a planner must not read it as knowledge. For a field that
+    gives unseen points density 0 their weights are exactly 0, so this is ``r.opacity`` bit for
+    bit.
+    """
+    unseen = (out.num_visible == 0).to(r.weights.dtype)
+    return (r.opacity - (r.weights * unseen).sum(dim=-1)).clamp_min(0.0)
+
+
 class Renderer(nn.Module):
     """Coarse and fine semantic fields plus hierarchical sampling and compositing."""
 
@@ -152,7 +164,7 @@ class Renderer(nn.Module):
         probs = torch.softmax(logits, dim=-1)
         return PassOutput(logits=logits, probabilities=probs, rgb=r.channels["rgb"], depth=r.depth,
                           expected_depth=r.distance * rays.z_axis.to(r.distance.dtype),
-                          opacity=r.opacity, confidence=confidence(probs, r.opacity), valid=r.valid,
+                          opacity=r.opacity, confidence=confidence(probs, observed_opacity(r, out)), valid=r.valid,
                           weights=r.weights, t=t)
 
     def forward(self, rays: RayBundle, sources: SourceViews, *, perturb: bool = False,

@@ -27,7 +27,7 @@ from torch import nn
 
 from viewseg_core.classes import NUM_CLASSES
 from viewseg_core.model.encoder import ENCODER_NAMES, NORM_MODES, build_encoder
-from viewseg_core.model.field import VIEW_POOLING_MODES, FieldConfig, SourceViews, as_float_rgb
+from viewseg_core.model.field import UNSEEN_POINT_MODES, VIEW_POOLING_MODES, FieldConfig, SourceViews, as_float_rgb
 from viewseg_core.model.renderer import PassOutput, Renderer, RendererConfig, RayOutput
 from viewseg_core.rays import RayBundle
 
@@ -57,6 +57,7 @@ class ModelConfig:
     source_rgb: bool = False             # the field also reads source colours (not the paper's)
     source_depth: bool = False           # the field also reads measured source depth (RGB-D, not the paper's)
     depth_evidence: bool = False         # measured depth carves free space, adds surface density (needs source_depth)
+    unseen_points: str = "empty"         # empty (density 0, paper) | extrapolate (from the image borders, RGB-D)
     depth_guided: bool = False           # coarse samples around the surfaces source depth measured (RGB-D)
     guide_samples: int = 8               # band samples per ray (depth_guided)
     guide_band: float = 0.1              # band half-width, metres (depth_guided)
@@ -84,6 +85,9 @@ class ModelConfig:
         if self.depth_evidence and not self.source_depth:
             raise ValueError("ModelConfig.depth_evidence needs source_depth: true (the evidence is the measured "
                              "source depth the field reads)")
+        if self.unseen_points not in UNSEEN_POINT_MODES:
+            raise ValueError(f"ModelConfig.unseen_points must be one of {UNSEEN_POINT_MODES}, "
+                             f"got {self.unseen_points!r}")
         if self.norm not in NORM_MODES:
             raise ValueError(f"ModelConfig.norm must be one of {NORM_MODES}, got {self.norm!r}")
         if not 0 <= self.near < self.far:
@@ -108,7 +112,8 @@ class ModelConfig:
                            n_harmonic_dir=self.n_harmonic_dir, num_classes=self.num_classes,
                            projected_features=self.projected_features, view_pooling=self.view_pooling,
                            source_rgb=self.source_rgb, source_depth=self.source_depth,
-                           view_direction=self.view_direction, depth_evidence=self.depth_evidence)
+                           view_direction=self.view_direction, depth_evidence=self.depth_evidence,
+                           unseen_points=self.unseen_points)
 
     def renderer_config(self) -> RendererConfig:
         return RendererConfig(num_coarse=self.num_coarse, num_fine=self.num_fine, lindisp=self.lindisp,

@@ -287,7 +287,7 @@ def test_source_colours_pool_mean_and_variance_over_visible_views():
     prepared = field.prepare(src)
     field(pts, dirs, prepared)
     without = seen["pooled"]
-    _, _, _, visible, colours, _ = field._inputs(pts, dirs, prepared)
+    _, _, _, visible, colours, _, _ = field._inputs(pts, dirs, prepared)
     visible = visible.reshape(2, 3, 5, 6)
     assert int(visible.sum(1).min()) >= 1 and int(visible.sum(1).max()) >= 2
     for part in ("mean", "variance"):
