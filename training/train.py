@@ -45,7 +45,8 @@ from viewseg_core.atomic_io import ensure_dir, remove_stale_temps, write_text_at
 from viewseg_core.model.losses import LossConfig, viewseg_losses
 from viewseg_core.model.field import EVIDENCE_AT_INIT, NOOP_AT_INIT
 from viewseg_core.model.viewseg import ModelConfig, ViewSeg, build_model
-from viewseg_core.model.weights import load_model, load_state_strict, model_checkpoint, save_model
+from viewseg_core.model.weights import (load_model, load_state_strict, model_checkpoint, require_encoder_weights,
+                                        save_model)
 
 
 @dataclass
@@ -169,11 +170,12 @@ def train(cfg: TrainConfig) -> Path:
                 f"{', '.join(str(p) for p in stale)}")
     torch.manual_seed(cfg.run.seed + info.rank)
 
+    model_cfg = cfg.model_config()
+    require_encoder_weights(model_cfg.encoder, model_cfg.encoder_weights)  # seconds before the data, not after
     # The pairs file sits in the run folder (a resume reads it back), never in the data root.
     dataset = build_dataset(cfg.data, split=cfg.data.train_split, seed=cfg.run.seed, pairs_dir=out_dir)
     sampler = distributed.ResumableDistributedSampler(len(dataset), info.world_size, info.rank, cfg.run.seed,
                                                       cfg.optim.batch_size)
-    model_cfg = cfg.model_config()
     model = build_model(model_cfg).to(info.device)
     # The 2D class head is for pretraining and the oracle; the field never uses it, and DDP
     # rejects parameters that get no gradient.

@@ -32,8 +32,8 @@ background.
 
 Measured empty space (:func:`measured_empty`, for the query presets): a point no source sees
 has density zero in the field by construction (``unseen_points="empty"``; with
-``"extrapolate"`` only a point in front of no source camera does); a point no depth camera measured a surface
-at, that some depth camera's ray passed through (observed empty) or that lies behind the
+``"extrapolate"`` only a point in front of no source camera does); a point no depth camera
+measured a surface at, that some depth camera's ray passed through (observed empty) or that lies behind the
 query ray's own measured surface (hidden), contributes nothing the depth did not already
 say. The presets may skip such points instead of evaluating them (``QueryPreset.skip_free``).
 

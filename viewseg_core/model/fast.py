@@ -34,10 +34,11 @@ reference path by ``benchmarks/bench_query.py`` (see docs/benchmarks.md):
    ray's own candidate surface) and packs them like the fine pass's occupancy skipping;
    the rest get density 0. Unseen points have density 0 in the field anyway (exact; a field
    with ``unseen_points="extrapolate"`` evaluates those in front of a source, so only points
-   in front of none count as unseen); the others are an approximation whose cost is measured. A ray that comes out below the
-   opacity threshold with samples skipped is evaluated again at all of them (the field had
-   not made the measured surface opaque, so what lies behind it counts), so skipping never
-   leaves a pixel empty that the full pass fills.
+   in front of none count as unseen); the others are an approximation whose cost is
+   measured. A ray that comes out below the opacity threshold with samples skipped is
+   evaluated again at all of them (the field had not made the measured surface opaque, so
+   what lies behind it counts), so skipping never leaves a pixel empty that the full pass
+   fills.
 
 5. **The field implementation** (``QueryPreset.field_impl``, overridden by the environment
    variable ``VIEWSEG_FIELD``): ``fused`` evaluates every field call of the query (coarse,

@@ -178,6 +178,30 @@ def torchvision_weights_file(encoder_name: str, spec: str = "") -> tuple[Path, s
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path), url
 
 
+def _require_torchvision_file(spec: str, path: Path, url: str) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"model.encoder_weights {spec!r}: {path} is missing and viewseg never downloads; "
+                                f"fetch {url} on a machine with network and place it at {path} "
+                                f"(torch.hub.get_dir()/checkpoints; TORCH_HOME moves it)")
+
+
+def require_encoder_weights(encoder_name: str, spec: str) -> None:
+    """Raise now what :func:`load_encoder_weights` would raise later for a missing or unknown
+    ``model.encoder_weights`` (``""`` = random init: nothing to check), so that a training
+    run fails before it builds its dataset. Reads no file."""
+    from viewseg_core.model.encoder import TORCHVISION_IMAGENET
+
+    if not spec:
+        return
+    if spec.startswith("torchvision:"):
+        if spec != TORCHVISION_IMAGENET:
+            raise ValueError(f"model.encoder_weights {spec!r}: the only torchvision weights viewseg knows are "
+                             f"{TORCHVISION_IMAGENET!r}")
+        _require_torchvision_file(spec, *torchvision_weights_file(encoder_name, spec))
+    elif not Path(spec).is_file():
+        raise FileNotFoundError(f"weights file {spec} does not exist (viewseg never downloads weights)")
+
+
 def load_torchvision_imagenet(encoder: "Encoder", spec: str = "", *, include_head: bool = False) -> Path:
     """Load torchvision's ImageNet weights for ``encoder`` from the local torch hub cache.
 
@@ -195,10 +219,7 @@ def load_torchvision_imagenet(encoder: "Encoder", spec: str = "", *, include_hea
     if include_head:
         raise ValueError(f"model.encoder_weights {spec!r}: ImageNet weights have no {encoder.num_classes}-class "
                          f"head; set model.encoder_weights_head false")
-    if not path.is_file():
-        raise FileNotFoundError(f"model.encoder_weights {spec!r}: {path} is missing and viewseg never downloads; "
-                                f"fetch {url} on a machine with network and place it at {path} "
-                                f"(torch.hub.get_dir()/checkpoints; TORCH_HOME moves it)")
+    _require_torchvision_file(spec, path, url)
     stem = path.name.rsplit(".", 1)[0]
     expected = stem.rsplit("-", 1)[-1] if "-" in stem else ""
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -218,12 +239,8 @@ def load_encoder_weights(encoder: "Encoder", path: str | Path, *, include_head: 
     ``include_head=False`` leaves the class head out on both sides, e.g. to start a 37-class
     ViewSeg from an ADE20k (150-class) DeepLabv3+: the field only uses the features.
     """
-    from viewseg_core.model.encoder import TORCHVISION_IMAGENET
-
     if isinstance(path, str) and path.startswith("torchvision:"):
-        if path != TORCHVISION_IMAGENET:
-            raise ValueError(f"model.encoder_weights {path!r}: the only torchvision weights viewseg knows are "
-                             f"{TORCHVISION_IMAGENET!r}")
+        require_encoder_weights(encoder.name, path)
         load_torchvision_imagenet(encoder, path, include_head=include_head)
         return
     obj = read_weights_file(path)
