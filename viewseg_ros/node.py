@@ -890,7 +890,8 @@ class ViewSegNode(Node):
             labels = labels.astype(np.uint16)
         depth = depth.float().cpu().numpy()
         confidence = confidence.float().cpu().numpy()
-        # What no selected keyframe sees is unknown, whatever the field made of it.
+        # What no selected keyframe sees is not known, whatever the field made of it: confidence 0,
+        # and label and depth unknown unless the user asked for the field's guess.
         seen = pixel_coverage(K, c2w, depth, np.stack([k.view.K for k in chosen]), np.stack([k.c2w for k in chosen]),
                               [(k.view.height, k.view.width) for k in chosen], self.max_source_depth)
         confidence[~seen] = 0.0
