@@ -22,7 +22,9 @@ def test_parts_add_up_and_match_a_direct_computation(tmp_path, capsys, load_scri
     dataset = build_dataset(data, "test", full_target=True, pairs_dir=tmp_path)
     report = dc.depth_coverage(model, dataset, 2)
 
-    preds, truths = [], []
+    from viewseg_core.source_selection import pixel_coverage
+
+    preds, truths, outside = [], [], []
     for i in dc.example_indices(len(dataset), 2):
         ex = dataset[i]
         H, W = (int(x) for x in ex["target_size"])
@@ -31,8 +33,12 @@ def test_parts_add_up_and_match_a_direct_computation(tmp_path, capsys, load_scri
                                  rgb=rgb, depth=ex["source_depth_input"][None])
         depth = ex["target_depth"].reshape(-1)
         known = torch.isfinite(depth) & (depth > 0)
-        preds.append(model.render(ex["target_K"], ex["target_c2w"], H, W, src).depth.reshape(-1)[known])
+        rendered = model.render(ex["target_K"], ex["target_c2w"], H, W, src).depth
+        preds.append(rendered.reshape(-1)[known])
         truths.append(depth[known])
+        covered = pixel_coverage(ex["target_K"].numpy(), ex["target_c2w"].numpy(), rendered.numpy(),
+                                 ex["source_K"].numpy(), ex["source_c2w"].numpy(), (H, W), model.config.far)
+        outside.append((torch.isfinite(rendered) & ~torch.from_numpy(covered)).reshape(-1)[known])
     pred, true = torch.cat(preds), torch.cat(truths)
     filled = torch.isfinite(pred)
     ratio = torch.maximum(pred[filled] / true[filled], true[filled] / pred[filled])
@@ -44,6 +50,25 @@ def test_parts_add_up_and_match_a_direct_computation(tmp_path, capsys, load_scri
     # With clean source depth the candidate surface is the true one, to the splat's footprint.
     assert report["guide"][0] == report["measured"][0] and report["guide"][2] > 90.0
     assert 0.0 < report["seen_share"] <= 100.0
+    # The node's unknown pixels: filled by the render, outside every source frustum.
+    unseen = report["rendered surface in no source's view"]
+    assert unseen[0] == int(torch.cat(outside).sum()) and unseen[1] == 0
+    # That row is empty for this model. Turned away from the sources, a field that extrapolates
+    # with a dense bias stops its rays where no source looks: the row counts them.
+    dense = tiny_viewseg(source_depth=True, depth_guided=True, guide_samples=4, unseen_points="extrapolate")
+    with torch.no_grad():
+        for field in (dense.renderer.coarse, dense.renderer.fine):
+            field.rgb_density_head.out.bias[3] = 50.0
+    turned = []  # the same targets, turned around: they look where the sources do not
+    for i in dc.example_indices(len(dataset), 2):
+        ex = dict(dataset[i])
+        ex["target_c2w"] = ex["target_c2w"].clone()
+        ex["target_c2w"][:3, :3] = ex["target_c2w"][:3, :3] @ torch.diag(torch.tensor([-1.0, 1.0, -1.0]))
+        turned.append(ex)
+    dense_report = dc.depth_coverage(dense, turned, 2)
+    dense_unseen = dense_report["rendered surface in no source's view"]
+    assert unseen[0] == 0 and dense_unseen[1] == 0
+    assert 0 < dense_unseen[0] <= dense_report["all"][0] - dense_report["all"][1]   # filled pixels only
 
     from training.config_io import to_dict
     path = save_model(model, tmp_path / "model.pt", data=to_dict(load_config(TrainConfig, config).data))
