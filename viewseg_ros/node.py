@@ -193,6 +193,7 @@ class QueryResult:
     total_s: float = 0.0
     timings: dict = field(default_factory=dict)
     note: str = ""  # a success with a caveat (an RGB-D model without some source depth)
+    unseen_share: float = 0.0  # of the rendered pixels, those whose surface no selected keyframe sees
 
 
 def resolve_checkpoint(value: str) -> Path:
@@ -288,6 +289,7 @@ class ViewSegNode(Node):
         self._started = time.monotonic()
         self.last_latency_s = float("nan")
         self.last_render_s = float("nan")
+        self.last_unseen_share = float("nan")
         self.field_impl = "not yet rendered"
         self.last_timings: dict[str, float] = {}
         self._camera: tuple[np.ndarray, int, int, str] | None = None  # K, width, height, frame
@@ -894,6 +896,8 @@ class ViewSegNode(Node):
         # and label and depth unknown unless the user asked for the field's guess.
         seen = pixel_coverage(K, c2w, depth, np.stack([k.view.K for k in chosen]), np.stack([k.c2w for k in chosen]),
                               [(k.view.height, k.view.width) for k in chosen], self.max_source_depth)
+        rendered = int(np.isfinite(depth).sum())
+        unseen_share = int((~seen & np.isfinite(depth)).sum()) / max(rendered, 1)
         confidence[~seen] = 0.0
         if p["query.unseen_pixels"] == "unknown":
             labels[~seen] = 65535 if labels.dtype == np.uint16 else IGNORE_LABEL
@@ -908,7 +912,7 @@ class ViewSegNode(Node):
         timings["outputs"] = time.perf_counter() - t3
         return QueryResult(labels, depth, confidence, K, width, height, out_frame, out_stamp,
                            [k.id for k in chosen], [k.stamp_ns for k in chosen], render_s, timings=timings,
-                           note=note)
+                           note=note, unseen_share=unseen_share)
 
     def keyframe_sources(self, chosen: list) -> Any:
         """SourceViews (batch 1) of kept keyframes, from their cached encoder features (and
@@ -932,6 +936,14 @@ class ViewSegNode(Node):
     def uses_depth(self) -> bool:
         """The checkpoint reads source depth (an RGB-D model)."""
         return bool(getattr(self.model.config, "source_depth", False))
+
+    def unseen_text(self, result: QueryResult) -> str:
+        """'' or, under ``query.unseen_pixels: extrapolated``, how much of the answer is the model's
+        guess (the service says it; topic mode does not warn about a mode the user chose)."""
+        if self.params["query.unseen_pixels"] != "extrapolated" or result.unseen_share <= 0:
+            return ""
+        return f"{100 * result.unseen_share:.1f}% of the rendered pixels extrapolate past every keyframe's view " \
+               f"(confidence 0)"
 
     def depth_note(self, chosen: list) -> str:
         """'' or why an RGB-D model rendered without some source depth (it never does so silently)."""
@@ -976,6 +988,7 @@ class ViewSegNode(Node):
         with self._stats_lock:
             self.queries += 1
         self.last_latency_s, self.last_render_s = result.total_s, result.render_s
+        self.last_unseen_share = result.unseen_share
         self.last_timings = dict(result.timings, render=result.render_s, total=result.total_s)
 
     def images_of(self, result: QueryResult) -> dict[str, Any]:
@@ -1038,7 +1051,7 @@ class ViewSegNode(Node):
         t_respond = time.perf_counter()
         for name, msg in images.items():
             setattr(response, name, msg)
-        response.success, response.message = True, result.note
+        response.success, response.message = True, "; ".join(filter(None, [result.note, self.unseen_text(result)]))
         if self.params["points.on_service"]:
             try:  # the answer must go out whatever happens to the extra cloud
                 self.points_pub.publish(self.points_of(result))
@@ -1155,7 +1168,8 @@ class ViewSegNode(Node):
                   "last_render_ms": round(self.last_render_s * 1e3, 3),
                   "last_overhead_ms": round((self.last_latency_s - self.last_render_s) * 1e3, 3),
                   "ns_per_point_view": round(self._seconds_per_point_view * 1e9, 3),
-                  "field_impl": self.field_impl}
+                  "field_impl": self.field_impl,
+                  "last_unseen_share": round(self.last_unseen_share, 4)}
         values.update({f"received_{topic}": n for topic, n in received.items()})
         values.update({f"dropped_{kind}": n for kind, n in drops.items()})
         values.update(events)

@@ -41,6 +41,7 @@ def test_extrapolated_pixels_keep_label_and_depth_with_zero_confidence(tmp_path)
         wait_for(lambda: len(g.node.keyframes) >= 3, 20.0, "3 keyframes from the test camera")
         response = g.call("/viewseg/render_view", render_request(line_pose(0.0, 35.0), width=W, height=H))
         assert response.success, response.message
+        share = g.node.last_unseen_share
     finally:
         g.close()
     confidence = image_to_numpy(response.confidence)
@@ -50,3 +51,8 @@ def test_extrapolated_pixels_keep_label_and_depth_with_zero_confidence(tmp_path)
     assert (confidence[:, left] == 0).all()
     assert (labels[:, left] != 255).mean() > 0.8 and np.isfinite(depth[:, left]).mean() > 0.8
     assert (labels[:, right] != 255).mean() > 0.8 and confidence[:, right].max() > 0
+    # The answer says how much of it is a guess: the pixels with confidence forced to 0 by the
+    # coverage test, of those with a depth.
+    assert 0.3 < share < 0.8
+    assert response.message == f"{100 * share:.1f}% of the rendered pixels extrapolate past every keyframe's " \
+                               f"view (confidence 0)"
