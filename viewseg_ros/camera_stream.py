@@ -135,18 +135,18 @@ def main(args: list[str] | None = None) -> int:
         # A reliable reader acknowledges only once it has matched: repeat the first view until
         # every reliable reader (/tf always) has acknowledged it. Its frames show the first
         # view again, so they add no view.
-        lead_in, lead_in_deadline = 0, time.monotonic() + float(p["lead_in_timeout_s"])
+        lead_in_deadline = time.monotonic() + float(p["lead_in_timeout_s"])
         first_pose = view_pose(first, float(p["spacing"]), float(p["turn_deg"]))
         first_rgb = view_image(texture, first, height, width)
         while time.monotonic() < lead_in_deadline:
             send(first_pose, first_rgb)
-            lead_in += 1
             if all([pub.wait_for_all_acked(Duration(seconds=period)) for pub in publishers]):
                 break
         else:
             print(f"camera_stream: readers did not acknowledge the lead-in frames in {p['lead_in_timeout_s']:g} s",
                   file=sys.stderr)
             return 3
+        lead_in = sent
         # The acknowledgement wait put the schedule behind: restart it now rather than publish
         # the missed frames in a burst (a burst overflows a reader's queue, as a camera never does).
         stream_start = time.monotonic()

@@ -896,8 +896,8 @@ class ViewSegNode(Node):
         # and label and depth unknown unless the user asked for the field's guess.
         seen = pixel_coverage(K, c2w, depth, np.stack([k.view.K for k in chosen]), np.stack([k.c2w for k in chosen]),
                               [(k.view.height, k.view.width) for k in chosen], self.max_source_depth)
-        rendered = int(np.isfinite(depth).sum())
-        unseen_share = int((~seen & np.isfinite(depth)).sum()) / max(rendered, 1)
+        rendered = np.isfinite(depth)
+        unseen_share = int((rendered & ~seen).sum()) / max(int(rendered.sum()), 1)
         confidence[~seen] = 0.0
         if p["query.unseen_pixels"] == "unknown":
             labels[~seen] = 65535 if labels.dtype == np.uint16 else IGNORE_LABEL

@@ -296,13 +296,10 @@ def measured_empty(points: torch.Tensor, depth: torch.Tensor | None, K: torch.Te
     dtype = torch.promote_types(points.dtype, torch.float32)
     pts = points.to(dtype).reshape(B, 1, -1, 3)
     uv, z, in_front = project_points(K.to(dtype), c2w.to(dtype), pts)                 # [B, V, N, ...]
-    seen = in_front & in_image(uv, height, width)
     if valid is not None:
-        seen = seen & valid[:, :, None]
-    unseen = ~seen.any(dim=1)
-    if extrapolate:
-        front = in_front if valid is None else in_front & valid[:, :, None]
-        unseen = ~front.any(dim=1)
+        in_front = in_front & valid[:, :, None]
+    seen = in_front & in_image(uv, height, width)
+    unseen = ~(in_front if extrapolate else seen).any(dim=1)
     if depth is None:
         return unseen.reshape(shape)
     Hd, Wd = depth.shape[-2:]

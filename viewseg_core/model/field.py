@@ -502,14 +502,13 @@ class SemanticField(nn.Module):
         # Projection and visibility of every point in every view: [B, V, N].
         pts = points.reshape(B, 1, N, 3).expand(B, V, N, 3)
         uv, _, in_front = project_points(K, c2w, pts)
-        visible = in_front & in_image(uv, src.height, src.width)
         if src.valid is not None:
-            visible = visible & src.valid[:, :, None]
+            in_front = in_front & src.valid[:, :, None]
+        visible = in_front & in_image(uv, src.height, src.width)
         pooled = visible
         grid = pixels_to_grid(uv, src.height, src.width)
         if self.config.unseen_points == "extrapolate":
-            front = in_front if src.valid is None else in_front & src.valid[:, :, None]
-            pooled = torch.where(visible.any(dim=1, keepdim=True), visible, front)
+            pooled = torch.where(visible.any(dim=1, keepdim=True), visible, in_front)
             grid = grid.clamp(-EXTRAPOLATE_GRID_LIMIT, EXTRAPOLATE_GRID_LIMIT)
         # Points no pooled view sees may project to inf/NaN; park them at the centre so that
         # nothing non-finite enters grid_sample (0 * NaN would survive the masking below).

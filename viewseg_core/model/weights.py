@@ -160,7 +160,8 @@ def torchvision_weights_file(encoder_name: str, spec: str = "") -> tuple[Path, s
     The path is where torchvision itself caches it: ``torch.hub.get_dir()/checkpoints/<file
     name of the URL>`` (``$TORCH_HOME/hub/checkpoints``, by default ``~/.cache/torch/hub/...``).
     Raises:
-        ValueError for an encoder without torchvision ImageNet weights here.
+        ValueError for a spec other than ``torchvision:imagenet`` and for an encoder without
+        torchvision ImageNet weights here.
     """
     from urllib.parse import urlparse
 
@@ -169,6 +170,9 @@ def torchvision_weights_file(encoder_name: str, spec: str = "") -> tuple[Path, s
     from viewseg_core.model.encoder import IMAGENET_WEIGHTS, TORCHVISION_IMAGENET
 
     spec = spec or TORCHVISION_IMAGENET
+    if spec != TORCHVISION_IMAGENET:
+        raise ValueError(f"model.encoder_weights {spec!r}: the only torchvision weights viewseg knows are "
+                         f"{TORCHVISION_IMAGENET!r}")
     if encoder_name not in IMAGENET_WEIGHTS:
         raise ValueError(f"model.encoder_weights {spec!r} is only for encoder(s) {', '.join(sorted(IMAGENET_WEIGHTS))} "
                          f"(pixelNeRF's ImageNet ResNet-34), not {encoder_name!r}: give a local weights file "
@@ -189,14 +193,9 @@ def require_encoder_weights(encoder_name: str, spec: str) -> None:
     """Raise now what :func:`load_encoder_weights` would raise later for a missing or unknown
     ``model.encoder_weights`` (``""`` = random init: nothing to check), so that a training
     run fails before it builds its dataset. Reads no file."""
-    from viewseg_core.model.encoder import TORCHVISION_IMAGENET
-
     if not spec:
         return
     if spec.startswith("torchvision:"):
-        if spec != TORCHVISION_IMAGENET:
-            raise ValueError(f"model.encoder_weights {spec!r}: the only torchvision weights viewseg knows are "
-                             f"{TORCHVISION_IMAGENET!r}")
         _require_torchvision_file(spec, *torchvision_weights_file(encoder_name, spec))
     elif not Path(spec).is_file():
         raise FileNotFoundError(f"weights file {spec} does not exist (viewseg never downloads weights)")
@@ -240,7 +239,6 @@ def load_encoder_weights(encoder: "Encoder", path: str | Path, *, include_head: 
     ViewSeg from an ADE20k (150-class) DeepLabv3+: the field only uses the features.
     """
     if isinstance(path, str) and path.startswith("torchvision:"):
-        require_encoder_weights(encoder.name, path)
         load_torchvision_imagenet(encoder, path, include_head=include_head)
         return
     obj = read_weights_file(path)
