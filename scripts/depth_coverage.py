@@ -15,9 +15,11 @@ measured part also the candidate surface's own δ<1.25 and AbsRel (what the dept
 says, a ceiling for the render there). The last line is the share of pixels whose true surface
 some source sees at all (true geometry: the pixel's true 3D point lies, within 5% + 3 cm, on
 a source's true depth map): what no model of these keyframes can measure is the rest. The
-row "rendered surface in no source's view" counts the pixels whose *rendered* surface lies
-outside every source frustum (:func:`viewseg_core.source_selection.pixel_coverage`, the
-node's test): the node answers those "unknown" unless ``query.unseen_pixels: extrapolated``,
+row "true surface in no source's view" is the pixels whose true surface lies outside every
+source frustum (:func:`viewseg_core.source_selection.pixel_coverage`), with the render's
+scores and empty share there. The row "rendered surface in no source's view" counts the
+pixels whose *rendered* surface lies outside every source frustum (the same test, the
+node's): the node answers those "unknown" unless ``query.unseen_pixels: extrapolated``,
 so the empty share a robot sees by default is that row's share plus the render's empties.
 docs/results.md quotes this table for the RGB-D model.
 """
@@ -42,7 +44,7 @@ from viewseg_core.model.depth_guide import camera_guides, lift_source_depth  # n
 from viewseg_core.rays import grid_rays  # noqa: E402
 from viewseg_core.source_selection import pixel_coverage  # noqa: E402
 
-PARTS = ("measured", "not measured", "all", "rendered surface in no source's view")
+PARTS = ("measured", "not measured", "all", "true surface in no source's view", "rendered surface in no source's view")
 # A target pixel's true point counts as seen by a source when it lies this close to the
 # source's true depth (planar, relative + absolute).
 SEEN_REL, SEEN_ABS = 0.05, 0.03
@@ -83,7 +85,7 @@ def depth_coverage(model, dataset, max_examples: int) -> dict:
     surfaces' own scores on the measured part; ``seen_share``: pixels some source sees. Scores
     ``max_examples`` examples spread evenly over the dataset (as ``viewseg eval``)."""
     model = model.float().eval()
-    pred, true, measured, guide, seen, outside = [], [], [], [], [], []
+    pred, true, measured, guide, seen, outside, true_outside = [], [], [], [], [], [], []
     for i in example_indices(len(dataset), max_examples):
         ex = dataset[i]
         H, W = (int(x) for x in ex["target_size"])
@@ -105,15 +107,20 @@ def depth_coverage(model, dataset, max_examples: int) -> dict:
         guide.append(cand[known])
         measured.append(torch.isfinite(cand[known]))
         seen.append(seen_by_a_source(ex)[known])
-        covered = pixel_coverage(ex["target_K"].numpy(), ex["target_c2w"].numpy(), out.depth.reshape(H, W).numpy(),
-                                 ex["source_K"].numpy(), ex["source_c2w"].numpy(), tuple(ex["source_rgb"].shape[-2:]),
-                                 model.config.far)
-        outside.append(torch.isfinite(out.depth.reshape(-1))[known] & ~torch.from_numpy(covered.reshape(-1))[known])
+        def in_no_view(depth: torch.Tensor) -> torch.Tensor:  # [H, W] -> [pixels with true depth]
+            covered = pixel_coverage(ex["target_K"].numpy(), ex["target_c2w"].numpy(), depth.reshape(H, W).numpy(),
+                                     ex["source_K"].numpy(), ex["source_c2w"].numpy(),
+                                     tuple(ex["source_rgb"].shape[-2:]), model.config.far)
+            return (torch.isfinite(depth.reshape(-1)) & ~torch.from_numpy(covered.reshape(-1)))[known]
+
+        outside.append(in_no_view(out.depth))
+        true_outside.append(in_no_view(ex["target_depth"].float()))
     if not pred:
         raise ValueError("depth_coverage: the split has no examples")
-    pred, true, guide, measured, seen, outside = (torch.cat(x) for x in (pred, true, guide, measured, seen, outside))
+    pred, true, guide, measured, seen, outside, true_outside = (
+        torch.cat(x) for x in (pred, true, guide, measured, seen, outside, true_outside))
     masks = {"measured": measured, "not measured": ~measured, "all": torch.ones_like(measured),
-             "rendered surface in no source's view": outside}
+             "true surface in no source's view": true_outside, "rendered surface in no source's view": outside}
     report = {part: _scores(pred[m], true[m]) for part, m in masks.items()}
     report["guide"] = _scores(guide[measured], true[measured])
     report["seen_share"] = float(seen.float().mean() * 100)

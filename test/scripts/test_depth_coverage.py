@@ -24,7 +24,7 @@ def test_parts_add_up_and_match_a_direct_computation(tmp_path, capsys, load_scri
 
     from viewseg_core.source_selection import pixel_coverage
 
-    preds, truths, outside = [], [], []
+    preds, truths, outside, true_outside = [], [], [], []
     for i in dc.example_indices(len(dataset), 2):
         ex = dataset[i]
         H, W = (int(x) for x in ex["target_size"])
@@ -39,6 +39,9 @@ def test_parts_add_up_and_match_a_direct_computation(tmp_path, capsys, load_scri
         covered = pixel_coverage(ex["target_K"].numpy(), ex["target_c2w"].numpy(), rendered.numpy(),
                                  ex["source_K"].numpy(), ex["source_c2w"].numpy(), (H, W), model.config.far)
         outside.append((torch.isfinite(rendered) & ~torch.from_numpy(covered)).reshape(-1)[known])
+        true_covered = pixel_coverage(ex["target_K"].numpy(), ex["target_c2w"].numpy(), depth.reshape(H, W).numpy(),
+                                      ex["source_K"].numpy(), ex["source_c2w"].numpy(), (H, W), model.config.far)
+        true_outside.append(~torch.from_numpy(true_covered).reshape(-1)[known])
     pred, true = torch.cat(preds), torch.cat(truths)
     filled = torch.isfinite(pred)
     ratio = torch.maximum(pred[filled] / true[filled], true[filled] / pred[filled])
@@ -53,6 +56,10 @@ def test_parts_add_up_and_match_a_direct_computation(tmp_path, capsys, load_scri
     # The node's unknown pixels: filled by the render, outside every source frustum.
     unseen = report["rendered surface in no source's view"]
     assert unseen[0] == int(torch.cat(outside).sum()) and unseen[1] == 0
+    # Pixels whose TRUE surface no source frustum holds: counted by the same test on the true depth.
+    true_outside = torch.cat(true_outside)
+    assert report["true surface in no source's view"][0] == int(true_outside.sum())
+    assert report["true surface in no source's view"][1] == int((true_outside & ~filled).sum())
     # That row is empty for this model. Turned away from the sources, a field that extrapolates
     # with a dense bias stops its rays where no source looks: the row counts them.
     dense = tiny_viewseg(source_depth=True, depth_guided=True, guide_samples=4, unseen_points="extrapolate")
