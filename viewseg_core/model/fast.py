@@ -20,7 +20,12 @@ reference path by ``benchmarks/bench_query.py`` (see docs/benchmarks.md):
    128-ray chunks 2.4x faster than 2048-ray ones (elementwise passes over tensors larger
    than the L2 cache dominated), and a share of the free memory on CUDA (1/32 per
    [points, views, hidden] float32 tensor; untuned: no GPU was available), so chunks follow
-   the device instead of the original fixed 6000 rays.
+   the device instead of the original fixed 6000 rays. The rays of one chunk (sampling,
+   packing, compositing) are :data:`RAY_CHUNK_CALLS` field calls' worth of dense samples:
+   a field call stays within the budget (dense passes are split by rays, packed ones by
+   points), while the many small per-chunk operations run a few times per image instead of
+   once per field call (on the 2-core CPU, 76 chunks of 256 rays spent most of an ``rgbd``
+   query outside the MLP; docs/benchmarks.md, "Ray chunks").
 
 4. **Depth-guided presets** (``guide_samples > 0``, RGB-D keyframes): the coarse samples are
    ``num_coarse`` stratified plus ``guide_samples`` in a band around the surface the source
@@ -89,6 +94,10 @@ FIELD_ENV = "VIEWSEG_FIELD"   # overrides QueryPreset.field_impl (benchmarks, te
 # Default per-call budget: bytes of one [points, views, hidden] float32 activation.
 CPU_BUDGET_BYTES = 3 << 20
 CUDA_FREE_MEMORY_SHARE = 1 / 32   # the field holds ~10 such tensors at its peak
+# Dense samples per ray chunk, in field calls (module docstring, item 3). A chunk is also the
+# unit a cancelled render cannot interrupt: at 8, a 160x120 rgbd query on the 2-core CPU has
+# 10 chunks (about 0.1 s each).
+RAY_CHUNK_CALLS = 8
 
 
 class RenderCancelled(RuntimeError):
@@ -432,6 +441,28 @@ def _eval_packed(field: SemanticField, prepared: PreparedSources, points: torch.
                        num_visible=scatter("num_visible"))
 
 
+def _eval_dense(evaluate: FieldChoice, field: SemanticField, prepared: PreparedSources, points: torch.Tensor,
+                directions: torch.Tensor, budget: int, stats: QueryStats, count_as: str) -> FieldOutput:
+    """The field at every sample, in calls of at most ``budget`` points (split by rays).
+
+    Args:
+        points: [B, R, S, 3]; directions: [B, R, 3].
+    Returns:
+        FieldOutput with [B, R, S, ...] tensors.
+    """
+    B, R, S, _ = points.shape
+    step = max(1, budget // (B * S))
+    outs = []
+    for start in range(0, R, step):
+        sl = slice(start, start + step)
+        outs.append(evaluate(field, points[:, sl], directions[:, sl], prepared))
+        stats.field_calls += 1
+    setattr(stats, count_as, getattr(stats, count_as) + points[..., 0].numel())
+    if len(outs) == 1:
+        return outs[0]
+    return FieldOutput(**{f.name: torch.cat([getattr(o, f.name) for o in outs], dim=1) for f in fields(FieldOutput)})
+
+
 def _coarse_skipping_free(renderer: Renderer, prepared: PreparedSources, rays: RayBundle, t: torch.Tensor,
                           guide: torch.Tensor | None, budget: int, stats: QueryStats,
                           evaluate: FieldChoice = REFERENCE_FIELD) -> FieldOutput:
@@ -473,9 +504,8 @@ def _render_rays(renderer: Renderer, rays: RayBundle, prepared, preset: QueryPre
     if preset.skip_free:
         coarse = _coarse_skipping_free(renderer, prep_c, rays, t_c, guide, budget, stats, evaluate)
     else:
-        coarse = evaluate(renderer.coarse, rays.points(t_c), rays.directions, prep_c)
-        stats.coarse_points += t_c.numel()
-        stats.field_calls += 1
+        coarse = _eval_dense(evaluate, renderer.coarse, prep_c, rays.points(t_c), rays.directions, budget, stats,
+                             "coarse_points")
     if preset.num_fine == 0:
         return renderer.composite_pass(coarse, rays, t_c)
     weights, _, _ = render_weights(coarse.density.to(t_c.dtype), t_c, rays.far)
@@ -487,9 +517,7 @@ def _render_rays(renderer: Renderer, rays: RayBundle, prepared, preset: QueryPre
         fine = _eval_packed(renderer.fine, prep_f, points, rays.directions, keep, budget, stats,
                             evaluate=evaluate)
     else:
-        fine = evaluate(renderer.fine, points, rays.directions, prep_f)
-        stats.fine_points += t_f.numel()
-        stats.field_calls += 1
+        fine = _eval_dense(evaluate, renderer.fine, prep_f, points, rays.directions, budget, stats, "fine_points")
     return renderer.composite_pass(fine, rays, t_f)
 
 
@@ -520,10 +548,10 @@ def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, w
         prepared = renderer.prepare(sources)
     evaluate = choose_field(renderer, preset, dev, prepared, dtype)
     budget = point_budget(preset, renderer.coarse, sources.num_views, dev)
-    # Rays per chunk (over the whole batch): the densest field call fills the budget (with
-    # skipping, the fine pass packs the kept points into calls of at most the budget).
+    # Rays per chunk (over the whole batch): RAY_CHUNK_CALLS budgets of the densest pass's
+    # samples; every pass splits its field calls to the budget (module docstring, item 3).
     dense = preset.coarse_samples + (0 if preset.skip_weight > 0 else preset.num_fine)
-    chunk = max(1, budget // (B * dense))
+    chunk = max(1, RAY_CHUNK_CALLS * budget // (B * dense))
     stats = QueryStats(rays=B * height * width, field_impl=evaluate.impl, field_note=evaluate.note)
     guide = None
     if preset.guide_samples > 0:  # one splat per call; rays read their candidates per chunk
@@ -568,7 +596,7 @@ def render_query(model, K: torch.Tensor, c2w: torch.Tensor, height: int, width: 
     return render_query_stats(model, K, c2w, height, width, sources, preset, prepared, should_stop)[0]
 
 
-__all__ = ["QueryPreset", "QueryStats", "RenderCancelled", "PRESETS", "AMP_MODES", "FIELD_IMPLS", "FIELD_ENV",
+__all__ = ["QueryPreset", "QueryStats", "RenderCancelled", "PRESETS", "RAY_CHUNK_CALLS", "AMP_MODES", "FIELD_IMPLS", "FIELD_ENV",
            "FieldChoice", "choose_field", "requested_field_impl", "fused_failures", "render_query",
            "render_query_stats",
            "occupied_samples", "point_budget"]

@@ -144,16 +144,24 @@ def as_float_rgb(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def masked_mean_var(values: torch.Tensor, visible: torch.Tensor, count: torch.Tensor,
-                    variance: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    variance: bool = True, overwrite: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Mean and (population) variance over the views that see each point.
 
     Args:
         values: [B, V, R, S, D]; visible: [B, V, R, S] bool;
         count: [B, R, S, 1] visible views, clamped to >= 1, in ``values``' dtype.
         variance: False skips it (one pass less over ``values`` on the query path).
+        overwrite: use ``values`` as scratch (inference: no new [B, V, R, S, D] tensors; the
+            same numbers bit for bit).
     Returns:
         mean, variance: [B, R, S, D]; E[x^2] - E[x]^2, clamped at 0 (0 for one view), or None.
     """
+    if overwrite:
+        x = values.masked_fill_(~visible[..., None], 0.0)
+        mean = x.sum(dim=1).div_(count)
+        if not variance:
+            return mean, None
+        return mean, x.mul_(x).sum(dim=1).div_(count).sub_(mean * mean).clamp_min_(0.0)
     x = torch.where(visible[..., None], values, 0.0)
     mean = x.sum(dim=1) / count
     if not variance:
@@ -345,14 +353,18 @@ class DepthEmbedding(nn.Module):
         x, w = self._inputs(features, known, self.proj.weight.dtype)
         return F.linear(x, w)
 
-    def add_to(self, h: torch.Tensor, features: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    def add_to(self, h: torch.Tensor, features: torch.Tensor, known: torch.Tensor,
+               overwrite: bool = False) -> torch.Tensor:
         """``h + self(features, known)`` for h [..., hidden], in one GEMM that accumulates
         into h (addmm: no separate [..., hidden] tensor and pass for the sum; under autocast
-        the plain sum, which keeps h's dtype). With W_z = u = 0 the product is exact zeros, so
-        h comes back bit for bit."""
+        the plain sum, which keeps h's dtype; ``overwrite``: into h itself, which must be
+        contiguous). With W_z = u = 0 the product is exact zeros, so h comes back bit for bit."""
         if torch.is_autocast_enabled(h.device.type):  # addmm would run (and return) in bf16/fp16
             return h + self(features, known)
         x, w = self._inputs(features, known, h.dtype)
+        if overwrite:
+            h.view(-1, h.shape[-1]).addmm_(x.reshape(-1, x.shape[-1]), w.t())
+            return h
         out = torch.addmm(h.reshape(-1, h.shape[-1]), x.reshape(-1, x.shape[-1]), w.t())
         return out.reshape(h.shape)
 
@@ -564,10 +576,19 @@ class SemanticField(nn.Module):
         # of a feature pixel. Only the MLP below follows autocast.
         with torch.autocast(points.device.type, enabled=False):
             sampled, g_x, g_d, visible, colours, depth_cue, pooled = self._inputs(points, directions, prepared)
+        # Inference in one dtype: the [B, V, R, S, hidden] tensors below are this call's own,
+        # so the input layer's GEMMs accumulate into one of them and the pooling reuses it
+        # (four fewer passes over it, and fewer fresh allocations, which on the CPU cost page
+        # faults; docs/benchmarks.md, "Ray chunks").
+        overwrite = not (torch.is_grad_enabled() or torch.is_autocast_enabled(points.device.type))
         if self.config.projected_features:
             w_x, w_d, _ = self._weights()
             # The direction term is per ray, shared by the ray's S samples.
-            if g_d is None:
+            if overwrite and sampled.dtype == g_x.dtype == w_x.dtype:
+                shared = self.lin_in.bias if g_d is None else F.linear(g_d, w_d, self.lin_in.bias)
+                h = torch.add(sampled, shared, out=sampled.new_empty((B, V, R, S, self.config.hidden_dim)))
+                h.view(-1, h.shape[-1]).addmm_(g_x.reshape(-1, g_x.shape[-1]), w_x.t())
+            elif g_d is None:
                 h = F.linear(g_x, w_x, self.lin_in.bias) + sampled
             else:
                 h = F.linear(g_x, w_x) + F.linear(g_d, w_d, self.lin_in.bias) + sampled
@@ -575,13 +596,13 @@ class SemanticField(nn.Module):
             parts = [g_x] + ([] if g_d is None else [g_d.expand(B, V, R, S, self.dir_dim)]) + [sampled]
             h = self.lin_in(torch.cat(parts, dim=-1))
         if depth_cue is not None:  # added last: with W_z = u = 0 it adds exact zeros
-            h = self.depth_embed.add_to(h, *depth_cue[:2])
+            h = self.depth_embed.add_to(h, *depth_cue[:2], overwrite=overwrite and h.is_contiguous())
         h = self.blocks(h)                                                  # [B, V, R, S, hidden]
 
         vis = pooled.reshape(B, V, R, S)
         count = vis.sum(dim=1)                                              # [B, R, S]
         n = count.clamp(min=1)[..., None].to(h.dtype)
-        mean, var = masked_mean_var(h, vis, n, variance=self.pool_proj is not None)
+        mean, var = masked_mean_var(h, vis, n, variance=self.pool_proj is not None, overwrite=overwrite)
         h = mean if var is None else self.pool_proj(torch.cat([mean, var], dim=-1))
         if colours is not None:
             c_mean, c_var = masked_mean_var(colours, vis, n)

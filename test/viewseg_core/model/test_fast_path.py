@@ -16,8 +16,9 @@ import dataclasses
 import pytest
 import torch
 
-from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, _eval_packed, occupied_samples, \
-    render_query, render_query_stats
+from viewseg_core.model import fast
+from viewseg_core.model.fast import PRESETS, RAY_CHUNK_CALLS, QueryPreset, RenderCancelled, _eval_packed, \
+    occupied_samples, render_query, render_query_stats
 from viewseg_core.model.field import ResBlock
 from viewseg_core.model.viewseg import ViewSeg
 
@@ -186,9 +187,10 @@ def test_presets_and_validation():
         QueryPreset("x", 1, 8)
 
 
-# 16 points per ray (8 coarse + 8 fine, nothing skipped) and 1600 points per call: 100 rays per
-# chunk, so the 24 x 32 = 768 rays take 8 chunks (starting at rays 0, 100, ..., 700).
-CHUNKED = QueryPreset("chunked", 8, 8, amp="off", point_budget=1600)
+# 16 points per ray (8 coarse + 8 fine, nothing skipped) and RAY_CHUNK_CALLS field calls of
+# 1600 / RAY_CHUNK_CALLS points per chunk: 100 rays per chunk, so the 24 x 32 = 768 rays take 8
+# chunks (starting at rays 0, 100, ..., 700).
+CHUNKED = QueryPreset("chunked", 8, 8, amp="off", point_budget=1600 // RAY_CHUNK_CALLS)
 
 
 class _Counter:
@@ -213,6 +215,37 @@ def test_should_stop_cancels_between_chunks(make_config, box_room):
     with pytest.raises(RenderCancelled, match="after 0 of 768 rays"):
         render_query_stats(model, box_room.K, c2w, H, W, sources, CHUNKED, should_stop=first)
     assert first.calls == 1
+
+
+@pytest.mark.parametrize("preset", [QueryPreset("dense", 8, 8, amp="off", point_budget=150),
+                                    QueryPreset("skip", 8, 8, skip_weight=1e-3, amp="off", point_budget=150)],
+                         ids=["dense", "skipping"])
+def test_ray_chunks_hold_several_calls_each_within_the_budget(make_config, box_room, monkeypatch, preset):
+    """A ray chunk spans RAY_CHUNK_CALLS budgets of dense samples, yet no field call exceeds the
+    budget, and the image is the one that one-call chunks render (to float rounding: a call
+    holds other rays, and a GEMM's rounding may follow its row count)."""
+    model = _model(make_config)
+    sources = _sources(model, box_room)
+    c2w = box_room.target_c2w[0]
+    sizes = []
+    for f in (model.renderer.coarse, model.renderer.fine):
+        plain = f.forward
+        f.forward = lambda points, *a, _plain=plain: sizes.append(points.shape[1] * points.shape[2]) or _plain(points, *a)
+    chunks = _Counter(stop_at=None)
+    out, stats = render_query_stats(model, box_room.K, c2w, H, W, sources, preset, should_stop=chunks)
+    assert max(sizes) <= 150 and len(sizes) == stats.field_calls
+    dense = 8 if preset.skip_weight > 0 else 16
+    rays_per_chunk = RAY_CHUNK_CALLS * 150 // dense
+    assert chunks.calls == -(-H * W // rays_per_chunk)  # ceil: 768 rays in chunks of 75 or 150
+    sizes.clear()
+    monkeypatch.setattr(fast, "RAY_CHUNK_CALLS", 1)
+    one, one_stats = render_query_stats(model, box_room.K, c2w, H, W, sources, preset)
+    assert max(sizes) <= 150 and one_stats.field_calls > stats.field_calls
+    assert dataclasses.replace(one_stats, field_calls=0) == dataclasses.replace(stats, field_calls=0)
+    assert _rel(out.logits, one.logits) < 1e-5 and _rel(out.rgb, one.rgb) < 1e-5
+    torch.testing.assert_close(out.depth, one.depth, rtol=1e-5, atol=1e-5, equal_nan=True)
+    torch.testing.assert_close(out.opacity, one.opacity, rtol=1e-5, atol=1e-6)
+    assert torch.equal(out.labels, one.labels)
 
 
 def test_should_stop_false_changes_nothing(make_config, box_room):

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from viewseg_core.model.field import FieldConfig, ResBlock, SemanticField, SourceViews, pixels_to_grid
+from viewseg_core.model.field import FieldConfig, ResBlock, SemanticField, SourceViews, masked_mean_var, \
+    pixels_to_grid
 
 H, W = 24, 32
 
@@ -491,3 +492,49 @@ def test_view_direction_off_projected_equals_naive():
     a, b = naive(pts, dirs, naive.prepare(src)), proj(pts, dirs, proj.prepare(src))
     torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(a.density, b.density, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(view_direction=False),
+                                dict(view_pooling="mean_var", source_depth=True, unseen_points="extrapolate")],
+                         ids=["paper", "no-direction", "rgbd-mean-var-extrapolate"])
+def test_inference_forward_matches_the_training_forward(kw):
+    """Under no_grad the field accumulates its input layer into one tensor and pools in place
+    (fewer passes); it computes the training forward's function: the same numbers up to the
+    order of the input layer's sums (pooling itself is bit for bit, see the next test)."""
+    field = _field(**kw)
+    src, (pts, dirs) = _sources(CAMS), _points()
+    if field.depth_embed is not None:
+        _randomise_depth_embed(field)
+        depth = 1.0 + torch.rand(2, 3, H, W, generator=torch.Generator().manual_seed(0))
+        depth[:, 1, :, :10] = float("nan")
+        src = _with_depth(src, depth)
+    with torch.enable_grad():
+        train = field(pts, dirs, field.prepare(src))
+    with torch.no_grad():
+        infer = field(pts, dirs, field.prepare(src))
+    assert train.logits.requires_grad and not infer.logits.requires_grad
+    scale = float(train.logits.abs().max())
+    assert float((infer.logits - train.logits.detach()).abs().max()) <= 1e-5 * scale
+    torch.testing.assert_close(infer.density, train.density.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(infer.rgb, train.rgb.detach(), rtol=1e-5, atol=1e-6)
+    assert torch.equal(infer.num_visible, train.num_visible)
+
+
+def test_masked_mean_var_overwrite_is_bit_exact_and_uses_values_as_scratch():
+    g = torch.Generator().manual_seed(0)
+    values = torch.randn(2, 4, 3, 5, 7, generator=g)
+    values[0, 1, 0, 0] = float("nan")  # a view that does not see the point may hold anything
+    visible = torch.rand(2, 4, 3, 5, generator=g) > 0.4
+    visible[0, 1, 0, 0] = False
+    count = visible.sum(dim=1).clamp(min=1)[..., None].float()
+    mean, var = masked_mean_var(values, visible, count)
+    scratch = values.clone()
+    mean2, var2 = masked_mean_var(scratch, visible, count, overwrite=True)
+    assert torch.equal(mean, mean2) and torch.equal(var, var2) and torch.isfinite(mean).all()
+    assert not torch.equal(scratch.nan_to_num(), values.nan_to_num())  # overwritten, as documented
+    # By hand at one point seen by views 0 and 2: mean and population variance of two values.
+    vis = torch.zeros(1, 4, 1, 1, dtype=torch.bool)
+    vis[0, [0, 2]] = True
+    vals = torch.tensor([1.0, 100.0, 3.0, -7.0]).reshape(1, 4, 1, 1, 1)
+    m, v = masked_mean_var(vals.clone(), vis, torch.full((1, 1, 1, 1), 2.0), overwrite=True)
+    assert m.item() == 2.0 and v.item() == 1.0
