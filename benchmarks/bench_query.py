@@ -343,7 +343,8 @@ def build_bench_model(spec: str, quick: bool = False) -> tuple[ViewSeg, str]:
     from viewseg_core.model.weights import load_model
     model = load_model(spec).eval()
     c = model.config
-    return model, f"{Path(spec).name} ({c.encoder.split('_')[-1]}/{c.feature_dim}/{c.hidden_dim}, trained {c.num_coarse}+{c.num_fine})"
+    trained = (f"{c.num_coarse}s+{c.guide_samples}b+{c.num_fine}" if c.depth_guided else f"{c.num_coarse}+{c.num_fine}")
+    return model, f"{Path(spec).name} ({c.encoder.split('_')[-1]}/{c.feature_dim}/{c.hidden_dim}, trained {trained})"
 
 
 @contextlib.contextmanager
@@ -613,7 +614,9 @@ def run_miou(args: argparse.Namespace) -> int:
                                    config_flag="--miou-config")
     dataset = build_dataset(data_cfg, split=args.miou_split, seed=0, full_target=True)
     indices = example_indices(len(dataset), args.miou_examples)
-    trained = QueryPreset("trained", cfg.num_coarse, cfg.num_fine)
+    # The model's own training sampling (a depth-guided model trained with band samples too).
+    trained = QueryPreset("trained", cfg.num_coarse, cfg.num_fine,
+                          guide_samples=cfg.guide_samples if cfg.depth_guided else 0)
     presets = [trained] + [parse_preset(p) for p in args.presets.split(",")]
     points: dict[str, list[float]] = {p.label: [] for p in presets}
     labels: dict[str, list[np.ndarray]] = {p.label: [] for p in presets}
@@ -641,7 +644,7 @@ def run_miou(args: argparse.Namespace) -> int:
     report = run_evaluation(dataset, {p.label: method(p) for p in presets}, indices=indices, model=model,
                             device=device, progress=not args.quick)
     today = _dt.date.today().isoformat()
-    ckpt = f"{Path(args.miou).parent.name}/{Path(args.miou).name} ({cfg.num_coarse}+{cfg.num_fine})"
+    ckpt = f"{Path(args.miou).parent.name}/{Path(args.miou).name} ({replace(trained, name='').label})"
     print(f"checkpoint {ckpt}   {data_cfg.root} / {args.miou_split}   {len(indices)} examples")
     print(f"{'sampling':<30} {'pts/ray':>8} {'mIoU':>7} {'img mIoU':>9} {'pACC':>7} {'same labels':>12}")
     rows = []
