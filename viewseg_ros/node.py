@@ -132,9 +132,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "query.num_sources": (4, "keyframes used per query"),
     "query.selection_grid": (8, "source selection: query pixels sampled per image side"),
     "query.selection_depth_samples": (6, "source selection: depths sampled per pixel"),
-    "query.preset": ("fast", "sampling: fast (8+8 samples, fine pass skips empty space) | paper (64+128) | "
-                             "checkpoint (the samples the model was trained with); see "
-                             "viewseg_core/model/fast.py"),
+    "query.preset": ("auto", "sampling: auto (rgbd for a depth-guided RGB-D checkpoint reading depth_topic, "
+                             "else fast) | fast (8+8 samples, fine pass skips empty space) | paper (64+128) | "
+                             "rgbd (8 stratified + 4 band samples around the keyframes' measured depth, skipping "
+                             "what it accounts for as empty) | rgbd_full (8 + 8 band, nothing skipped) | "
+                             "checkpoint (the samples the model was trained with); see viewseg_core/model/fast.py"),
     "query.num_coarse": (-1, "coarse samples per ray (-1 = the preset's)"),
     "query.num_fine": (-1, "fine samples per ray (-1 = the preset's, 0 = coarse pass only)"),
     "query.skip_weight": (-1.0, "fine-pass occupancy threshold (-1 = the preset's, 0 = evaluate every sample)"),
@@ -314,7 +316,8 @@ class ViewSegNode(Node):
         # real renders (a render's fixed overhead makes it err on the slow side for small ones).
         self._seconds_per_point_view = 0.0
         self._cost_updated = -math.inf  # monotonic time of the last update from a real render
-        dense = self.preset.num_coarse + (self.preset.num_coarse + self.preset.num_fine if self.preset.num_fine else 0)
+        coarse = self.preset.coarse_samples
+        dense = coarse + (coarse + self.preset.num_fine if self.preset.num_fine else 0)
         self._points_per_ray = float(dense)
         self.keyframes = KeyframeBuffer(KeyframeConfig(
             min_translation=p["keyframes.min_translation"], min_rotation_deg=p["keyframes.min_rotation_deg"],
@@ -431,13 +434,15 @@ class ViewSegNode(Node):
         """The QueryPreset every render uses: ``query.preset`` with the query.* overrides applied."""
         p, renderer = self.params, self.model.renderer
         name = p["query.preset"]
+        if name == "auto":  # the guided preset needs the depth the model was trained to sample around
+            name = "rgbd" if self.model.config.depth_guided and p["depth_topic"] else "fast"
         if name == "checkpoint":
             cfg = renderer.config
             base = QueryPreset("checkpoint", cfg.num_coarse, cfg.num_fine if renderer.fine is not None else 0)
         elif name in PRESETS:
             base = PRESETS[name]
         else:
-            raise ValueError(f"parameter query.preset must be one of {sorted(PRESETS) + ['checkpoint']}, "
+            raise ValueError(f"parameter query.preset must be one of {['auto', 'checkpoint'] + sorted(PRESETS)}, "
                              f"got {name!r}")
         changes: dict[str, Any] = {}
         if p["query.num_coarse"] >= 0:

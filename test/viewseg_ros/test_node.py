@@ -216,6 +216,12 @@ def test_sampling_parameters(graph, checkpoint, tmp_path):
                                                  n_harmonic_dir=1, num_coarse=4, num_fine=0)),
                              tmp_path / "coarse_only.pt")
     assert preset_of(coarse_only).num_fine == 0  # the preset's coarse pass alone
+    # auto (the default): rgbd only for a depth-guided checkpoint that reads a depth topic.
+    rgbd = tiny_checkpoint(tmp_path / "rgbd.pt", source_depth=True, depth_guided=True)
+    assert preset_of(rgbd, depth_topic="depth") == PRESETS["rgbd"]
+    assert preset_of(rgbd) == PRESETS["fast"]  # no depth to guide the samples
+    assert preset_of(checkpoint, depth_topic="depth") == PRESETS["fast"]  # an RGB model
+    assert preset_of(rgbd, depth_topic="depth", **{"query.num_coarse": 4}).label == "rgbd (4s+4b+0 free-skip)"
     with pytest.raises(ValueError, match="query.preset must be one of"):
         preset_of(checkpoint, **{"query.preset": "fastest"})
     with pytest.raises(ValueError, match="no fine field"):

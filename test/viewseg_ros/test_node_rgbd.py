@@ -1,0 +1,126 @@
+"""The viewseg node with an RGB-D checkpoint (issue 15, item 5), real rclpy nodes on loopback:
+the keyframes' depth reaches the model (the service's images are the library's render of those
+keyframes with their depth, and other depth gives other images), ``query.preset: auto`` samples
+around it (``rgbd``), and a node without a depth topic renders on the no-depth behaviour and
+says so in the response.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+
+import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
+
+from viewseg_core.cameras import K_from_hfov  # noqa: E402
+from viewseg_ros.camera_stream import view_pose  # noqa: E402
+from viewseg_ros.conversions import image_to_numpy  # noqa: E402
+from ros_graph import Graph, PosedCamera, params, render_request, tiny_checkpoint, wait_for  # noqa: E402
+
+W, H = 32, 24
+K = K_from_hfov(70.0, W, H)
+FRAME = "rgbd_test_optical"
+VIEWS = 4
+
+
+WALL_X = 6.0  # a wall across the cameras' path, facing them
+
+
+def pose(index: int) -> np.ndarray:
+    """Views 1 m apart along their optical axis (+x), each one novel."""
+    return view_pose(index, 1.0, 0.0)
+
+
+def wall_depth(index: int) -> np.ndarray:
+    """What view ``index``'s depth camera measures: the wall (planar depth WALL_X - x), with a
+    sensor hole."""
+    depth = np.full((H, W), WALL_X - pose(index)[0, 3], np.float32)
+    depth[:3, -3:] = np.nan
+    return depth
+
+
+def start(g: Graph, checkpoint, namespace: str, depth_topic: str) -> None:
+    from viewseg_ros.node import ViewSegNode
+
+    g.node = g.add(ViewSegNode(context=g.context, namespace=namespace, parameter_overrides=params({
+        "checkpoint": str(checkpoint), "device": "cpu", "depth_topic": depth_topic, "image_topic": "image",
+        "camera_info_topic": "camera_info", "keyframes.width": W, "keyframes.height": H, "tf_wait_s": 1.0})))
+    g.camera = PosedCamera(g, K, FRAME, depth_topic=depth_topic, namespace=namespace)
+    for index in range(1, VIEWS + 1):
+        g.camera.publish(pose(index), (100 + index) * 10**9, depth=wall_depth(index) if depth_topic else None)
+        wait_for(lambda: g.node.keyframes.admitted >= index, 5.0, f"view {index} to become a keyframe")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("rgbd") / "rgbd.pt", source_depth=True, depth_guided=True,
+                           depth_evidence=True)
+
+
+@pytest.fixture(scope="module")
+def rig(checkpoint):
+    g = Graph()
+    try:
+        start(g, checkpoint, "rgbd_model", depth_topic="depth")
+        yield g
+    finally:
+        g.close()
+
+
+def test_keyframe_depth_reaches_the_model_through_the_rgbd_preset(rig):
+    import torch
+
+    from viewseg_core.model.fast import PRESETS, render_query
+    from viewseg_core.source_selection import pixel_coverage
+
+    node = rig.node
+    assert node.uses_depth and node.preset == PRESETS["rgbd"]  # query.preset auto
+    c2w = pose(2)
+    response = rig.call("/rgbd_model/viewseg/render_view", render_request(c2w, width=W, height=H))
+    assert response.success, response.message
+    assert response.message == ""  # every keyframe has its depth: nothing to say
+    chosen = [node.keyframes.get(i) for i in response.keyframe_ids]
+    assert len(chosen) == VIEWS and all(k.view.depth is not None for k in chosen)
+    rgb = torch.as_tensor(np.stack([k.view.rgb for k in chosen])).permute(0, 3, 1, 2)[None].float() / 255
+    depth = torch.as_tensor(np.stack([k.view.depth for k in chosen]))[None]
+    sources = node.model.make_sources(torch.stack([k.features for k in chosen])[None],
+                                      torch.as_tensor(np.stack([k.view.K for k in chosen]))[None],
+                                      torch.as_tensor(np.stack([k.c2w for k in chosen]))[None], H, W,
+                                      rgb=rgb, depth=depth)
+    Kq = torch.as_tensor(np.reshape(response.camera_info.k, (3, 3)))
+    out = render_query(node.model, Kq, torch.as_tensor(c2w), H, W, sources, node.preset)
+    labels, rendered = out.labels.numpy().copy(), out.depth.numpy().copy()
+    seen = pixel_coverage(Kq.numpy(), c2w, rendered, np.stack([k.view.K for k in chosen]),
+                          np.stack([k.c2w for k in chosen]), [(H, W)] * len(chosen), node.max_source_depth)
+    labels[~seen], rendered[~seen] = 255, np.nan
+    assert seen.mean() > 0.5
+    np.testing.assert_array_equal(image_to_numpy(response.semantic), labels)
+    np.testing.assert_allclose(image_to_numpy(response.depth), rendered, rtol=1e-6, equal_nan=True)
+    # The depth evidence puts the surface where the keyframes measured it (the wall, 4 m ahead of
+    # view 2), not where the random field's fog would.
+    answered = image_to_numpy(response.depth)
+    assert np.median(np.abs(answered[np.isfinite(answered)] - (WALL_X - c2w[0, 3]))) < 0.25
+    # Other measured depth gives another render: the node's answer depends on it.
+    moved = render_query(node.model, Kq, torch.as_tensor(c2w), H, W, replace(sources, depth=depth + 1.0),
+                         node.preset)
+    assert not torch.allclose(moved.depth.nan_to_num(0.0), out.depth.nan_to_num(0.0), atol=0.1)
+
+
+def test_without_a_depth_topic_the_response_says_the_model_runs_without_depth(checkpoint):
+    from viewseg_core.model.fast import PRESETS
+
+    g = Graph()
+    try:
+        start(g, checkpoint, "rgbd_no_depth", depth_topic="")
+        assert g.node.preset == PRESETS["fast"]  # auto: nothing to guide the samples
+        response = g.call("/rgbd_no_depth/viewseg/render_view",
+                          render_request(pose(2), width=W, height=H))
+        assert response.success, response.message
+        assert f"{VIEWS} of {VIEWS} source keyframes have no depth (parameter depth_topic is empty)" \
+            in response.message
+        assert all(k.view.depth is None for k in g.node.keyframes.snapshot())
+    finally:
+        g.close()
