@@ -1173,7 +1173,7 @@ class ViewSegNode(Node):
                   "last_render_ms": round(self.last_render_s * 1e3, 3),
                   "last_overhead_ms": round((self.last_latency_s - self.last_render_s) * 1e3, 3),
                   "ns_per_point_view": round(self._seconds_per_point_view * 1e9, 3),
-                  "field_impl": self.field_impl,
+                  "field_impl": self.field_impl, "sampling": self.preset.label,
                   "last_unseen_share": round(self.last_unseen_share, 4)}
         values.update({f"received_{topic}": n for topic, n in received.items()})
         values.update({f"dropped_{kind}": n for kind, n in drops.items()})

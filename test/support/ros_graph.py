@@ -73,6 +73,27 @@ class Graph:
         self.thread.join(timeout=5)
 
 
+def diagnostics_values(g: Graph, checkpoint: str | None = None) -> dict[str, str]:
+    """The node's next /diagnostics status (published after this call) as a dict; ``g.diagnostics``
+    is the list a subscription of the test fills. ``checkpoint``: only a status whose node loaded
+    that file (/diagnostics is one topic for every node of the test's domain)."""
+    def as_dict(message) -> dict[str, str]:
+        status = message.status[0]
+        level = int.from_bytes(status.level, "little") if isinstance(status.level, bytes) else int(status.level)
+        return {"level": level, "message": status.message, **{kv.key: kv.value for kv in status.values}}
+
+    seen = len(g.diagnostics)
+    found: list[dict[str, str]] = []
+
+    def arrived() -> bool:
+        found[:] = [d for d in map(as_dict, g.diagnostics[seen:])
+                    if checkpoint is None or d.get("checkpoint") == checkpoint]
+        return bool(found)
+
+    wait_for(arrived, 5.0, "/diagnostics")
+    return found[-1]
+
+
 def tiny_checkpoint(path: Path, **changes) -> Path:
     """A randomly initialised small ViewSeg saved with the model's own writer. It reads source
     colours (with non-zero colour weights), so the node's keyframe images take part.

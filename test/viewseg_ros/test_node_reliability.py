@@ -27,7 +27,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # 
 from viewseg_core.cameras import K_from_hfov  # noqa: E402
 from viewseg_ros.camera_stream import view_pose  # noqa: E402
 from viewseg_ros.conversions import image_to_numpy, make_camera_info  # noqa: E402
-from ros_graph import Graph, PosedCamera, params, render_request, tiny_checkpoint, wait_for  # noqa: E402
+from ros_graph import Graph, PosedCamera, diagnostics_values, params, render_request, tiny_checkpoint, \
+    wait_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 W, H = 64, 48
@@ -76,15 +77,6 @@ def publish_next(g: Graph, c2w: np.ndarray, step_s: float = 0.1, **kwargs) -> in
     g.camera.publish(c2w, g.stamp_ns, **kwargs)
     time.sleep(0.05)
     return g.stamp_ns
-
-
-def diagnostics_values(g: Graph) -> dict[str, str]:
-    """The node's next /diagnostics status (published after this call) as a dict."""
-    seen = len(g.diagnostics)
-    wait_for(lambda: len(g.diagnostics) > seen, 5.0, "/diagnostics")
-    status = g.diagnostics[-1].status[0]
-    return {"level": int.from_bytes(status.level, "little") if isinstance(status.level, bytes) else int(status.level),
-            "message": status.message, **{kv.key: kv.value for kv in status.values}}
 
 
 # --------------------------------------------------------------------------- coverage

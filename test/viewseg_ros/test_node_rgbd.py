@@ -18,7 +18,8 @@ import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 from viewseg_core.cameras import K_from_hfov  # noqa: E402
 from viewseg_ros.camera_stream import view_pose  # noqa: E402
 from viewseg_ros.conversions import image_to_numpy  # noqa: E402
-from ros_graph import Graph, PosedCamera, params, render_request, tiny_checkpoint, wait_for  # noqa: E402
+from ros_graph import Graph, PosedCamera, diagnostics_values, params, render_request, tiny_checkpoint, \
+    wait_for  # noqa: E402
 
 W, H = 32, 24
 K = K_from_hfov(70.0, W, H)
@@ -43,11 +44,16 @@ def wall_depth(index: int) -> np.ndarray:
 
 
 def start(g: Graph, checkpoint, namespace: str, depth_topic: str) -> None:
+    from diagnostic_msgs.msg import DiagnosticArray
+
     from viewseg_ros.node import ViewSegNode
 
     g.node = g.add(ViewSegNode(context=g.context, namespace=namespace, parameter_overrides=params({
         "checkpoint": str(checkpoint), "device": "cpu", "depth_topic": depth_topic, "image_topic": "image",
-        "camera_info_topic": "camera_info", "keyframes.width": W, "keyframes.height": H, "tf_wait_s": 1.0})))
+        "camera_info_topic": "camera_info", "keyframes.width": W, "keyframes.height": H, "tf_wait_s": 1.0,
+        "diagnostics_period_s": 0.2})))
+    g.diagnostics = []  # never destroyed while spinning (see Graph)
+    g.client.create_subscription(DiagnosticArray, "/diagnostics", g.diagnostics.append, 10)
     g.camera = PosedCamera(g, K, FRAME, depth_topic=depth_topic, namespace=namespace)
     for index in range(1, VIEWS + 1):
         g.camera.publish(pose(index), (100 + index) * 10**9, depth=wall_depth(index) if depth_topic else None)
@@ -103,15 +109,22 @@ def test_keyframe_depth_reaches_the_model_through_the_rgbd_preset(rig):
     # view 2), not where the random field's fog would.
     answered = image_to_numpy(response.depth)
     assert np.median(np.abs(answered[np.isfinite(answered)] - (WALL_X - c2w[0, 3]))) < 0.25
+    values = diagnostics_values(rig, checkpoint=str(rig.node.checkpoint))
+    assert values["sampling"] == "rgbd (8s+4b+0 free-skip)" and values["model_reads_depth"] == "True"
+    assert values["keyframes_with_depth"] == str(VIEWS) and values["keyframes_without_depth"] == "0"
+    assert "depth" not in values["message"]
     # Other measured depth gives another render: the node's answer depends on it.
     moved = render_query(node.model, Kq, torch.as_tensor(c2w), H, W, replace(sources, depth=depth + 1.0),
                          node.preset)
     assert not torch.allclose(moved.depth.nan_to_num(0.0), out.depth.nan_to_num(0.0), atol=0.1)
 
 
-def test_without_a_depth_topic_the_response_says_the_model_runs_without_depth(checkpoint):
+def test_without_a_depth_topic_the_response_says_the_model_runs_without_depth(checkpoint, tmp_path):
+    import shutil
+
     from viewseg_core.model.fast import PRESETS
 
+    checkpoint = shutil.copy(checkpoint, tmp_path / "rgbd_no_depth.pt")  # tells its /diagnostics apart
     g = Graph()
     try:
         start(g, checkpoint, "rgbd_no_depth", depth_topic="")
@@ -122,5 +135,9 @@ def test_without_a_depth_topic_the_response_says_the_model_runs_without_depth(ch
         assert f"{VIEWS} of {VIEWS} source keyframes have no depth (parameter depth_topic is empty)" \
             in response.message
         assert all(k.view.depth is None for k in g.node.keyframes.snapshot())
+        values = diagnostics_values(g, checkpoint=str(checkpoint))
+        assert values["level"] == 1 and values["sampling"] == "fast (8+8 skip<0.001)"  # WARN
+        assert "RGB-D checkpoint without depth_topic: every render runs on its no-depth behaviour" \
+            in values["message"]
     finally:
         g.close()
