@@ -110,8 +110,24 @@ _SUM = getattr(getattr(tl, "standard", None), "_sum_combine", None) or _add_comb
 
 
 @triton.jit
+def _colour_term(c, vis, n, colw_ptr, channel: tl.constexpr, eps, BLOCK_P: tl.constexpr, VP: tl.constexpr,
+                 H: tl.constexpr):
+    """One colour channel's part of ``W_c [mean, log(var + eps)]``: c [BLOCK_P * VP] (rows
+    (point, view)), vis the same, n [BLOCK_P] visible views (>= 1); colw [6, H] (rows: mean of
+    channels 0..2, log-variance of channels 0..2) -> [BLOCK_P, H]. The population variance
+    E[c^2] - E[c]^2, clamped at 0, as ``masked_mean_var``."""
+    c = tl.where(vis, c, 0.0)
+    mean = tl.reduce(tl.reshape(c, (BLOCK_P, VP)), 1, _SUM) / n
+    var = tl.maximum(tl.reduce(tl.reshape(c * c, (BLOCK_P, VP)), 1, _SUM) / n - mean * mean, 0.0)
+    rh = tl.arange(0, H)
+    w_mean = tl.load(colw_ptr + channel * H + rh)
+    w_var = tl.load(colw_ptr + (3 + channel) * H + rh)
+    return mean[:, None] * w_mean[None, :] + tl.log(var + eps)[:, None] * w_var[None, :]
+
+
+@triton.jit
 def field_forward_kernel(
-    pts_ptr, dirs_ptr, cam_ptr, valid_ptr, maps_ptr,
+    pts_ptr, dirs_ptr, cam_ptr, valid_ptr, maps_ptr, col_ptr, colw_ptr,
     fx_ptr, fd_ptr,
     wx_id_ptr, wx_sin_ptr, wx_cos_ptr,
     wd_id_ptr, wd_sin_ptr, wd_cos_ptr, b_in_ptr,
@@ -121,11 +137,11 @@ def field_forward_kernel(
     sem_w_ptr, sem_b_ptr, rgbd_w_ptr, rgbd_b_ptr,
     logits_ptr, rgb_ptr, density_ptr, count_ptr,
     N, S, V, C,
-    img_w, img_h, grid_sx, grid_sy, map_w, map_h, map_wf, map_hf,
+    img_w, img_h, grid_sx, grid_sy, map_w, map_h, map_wf, map_hf, col_w, col_h, col_plane, col_wf, col_hf, col_eps,
     H: tl.constexpr, LX: tl.constexpr, LXS: tl.constexpr, XP: tl.constexpr,
     LD: tl.constexpr, LDS: tl.constexpr, DP: tl.constexpr,
     NB: tl.constexpr, NHB: tl.constexpr, CP: tl.constexpr, MEAN_VAR: tl.constexpr,
-    BLOCK_P: tl.constexpr, VP: tl.constexpr, DOT: tl.constexpr,
+    BLOCK_P: tl.constexpr, VP: tl.constexpr, DOT: tl.constexpr, SRC_RGB: tl.constexpr,
 ):
     """Grid (cdiv(N, BLOCK_P), B). Shapes (all contiguous):
 
@@ -142,6 +158,11 @@ def field_forward_kernel(
     (``pixels_to_grid``); map_w/map_h: feature map size (ints), map_wf/map_hf: the same as floats
     (an int argument equal to 1 is specialised to a constant, which has no ``.to``).
     VP: V rounded up to a power of two (views past V are masked out).
+    SRC_RGB (``source_rgb``): col [B V, 3, col_h, col_w] f32 (col_plane = col_h col_w), the source images (NCHW), sampled
+    bilinearly at the same grid point as the features (full resolution, border padding);
+    colw [6, H] f32, the colour layer ``W_c`` (in x out) applied to [mean colour, log(colour
+    variance + col_eps)] over the visible views and added to the pooled state. Without it,
+    col/colw are unused.
 
     Layout: the per-view part runs on BLOCK_P * VP rows, row = (point, view) with the view
     fastest, so every layer is ONE ``tl.dot`` with M = BLOCK_P * VP: each weight tile is
@@ -240,6 +261,37 @@ def field_forward_kernel(
     hv += wse[:, None] * tl.load(maps_ptr + (pix + map_w + 1)[:, None] * H + cols, mask=m11,
                                  other=0.0).to(tl.float32)
 
+    if SRC_RGB:
+        # The source colours at the same grid point: grid_sample at the image's own size.
+        cx = tl.minimum(tl.maximum(((gx + 1.0) * col_wf - 1.0) / 2.0, 0.0), col_wf - 1.0)
+        cy = tl.minimum(tl.maximum(((gy + 1.0) * col_hf - 1.0) / 2.0, 0.0), col_hf - 1.0)
+        cfx = tl.floor(cx)
+        cfy = tl.floor(cy)
+        cax = cfx.to(tl.int32)
+        cay = cfy.to(tl.int32)
+        cnw = (cfx + 1.0 - cx) * (cfy + 1.0 - cy)
+        cne = (cx - cfx) * (cfy + 1.0 - cy)
+        csw = (cfx + 1.0 - cx) * (cy - cfy)
+        cse = (cx - cfx) * (cy - cfy)
+        c_x1 = vis & ((cax + 1) < col_w)
+        c_y1 = vis & ((cay + 1) < col_h)
+        c_11 = c_x1 & ((cay + 1) < col_h)
+        cpix = vmap.to(tl.int64) * 3 * col_plane + cay.to(tl.int64) * col_w + cax.to(tl.int64)
+        c0 = (cnw * tl.load(col_ptr + cpix, mask=vis, other=0.0)
+              + cne * tl.load(col_ptr + cpix + 1, mask=c_x1, other=0.0)
+              + csw * tl.load(col_ptr + cpix + col_w, mask=c_y1, other=0.0)
+              + cse * tl.load(col_ptr + cpix + col_w + 1, mask=c_11, other=0.0))
+        cpix += col_plane
+        c1 = (cnw * tl.load(col_ptr + cpix, mask=vis, other=0.0)
+              + cne * tl.load(col_ptr + cpix + 1, mask=c_x1, other=0.0)
+              + csw * tl.load(col_ptr + cpix + col_w, mask=c_y1, other=0.0)
+              + cse * tl.load(col_ptr + cpix + col_w + 1, mask=c_11, other=0.0))
+        cpix += col_plane
+        c2 = (cnw * tl.load(col_ptr + cpix, mask=vis, other=0.0)
+              + cne * tl.load(col_ptr + cpix + 1, mask=c_x1, other=0.0)
+              + csw * tl.load(col_ptr + cpix + col_w, mask=c_y1, other=0.0)
+              + cse * tl.load(col_ptr + cpix + col_w + 1, mask=c_11, other=0.0))
+
     # First layer: W_x gamma(x_v) + W_d gamma(d_v) + b + (W_f F_v)(pi_v(x)).
     e0 = r00 * d0 + r10 * d1 + r20 * d2
     e1 = r01 * d0 + r11 * d1 + r21 * d2
@@ -262,6 +314,12 @@ def field_forward_kernel(
         h += tl.load(pool_b_ptr + rh)[None, :]
     else:
         h = mean
+    if SRC_RGB:
+        # + W_c [mean_v c_v, log(var_v c_v + eps)] over the visible views: six rank-1 updates.
+        nc = tl.maximum(count, 1).to(tl.float32)
+        h += _colour_term(c0, vis, nc, colw_ptr, 0, col_eps, BLOCK_P, VP, H)
+        h += _colour_term(c1, vis, nc, colw_ptr, 1, col_eps, BLOCK_P, VP, H)
+        h += _colour_term(c2, vis, nc, colw_ptr, 2, col_eps, BLOCK_P, VP, H)
 
     # Per point from here: BLOCK_P rows.
     pp = pid * BLOCK_P + tl.arange(0, BLOCK_P)

@@ -23,7 +23,11 @@ PyTorch field):
   ``n_blocks``/``n_head_blocks``/harmonic counts/``num_classes`` <= 256,
 - float32/bfloat16/float16 weights; float32 (or half, promoted) points; float32 geometry.
 
-Refused: ``source_rgb`` (the colour term), ``source_depth`` (the depth cue), any field
+- ``source_rgb`` (the colour term: the source images sampled bilinearly at each point's
+  full-resolution projection, their mean and log variance over the visible views through
+  ``W_c`` into the pooled state, in float32).
+
+Refused: ``source_depth`` (the depth cue), ``unseen_points="extrapolate"``, any field
 component the kernel does not know (checked by name, so a new optional part of
 ``SemanticField`` is refused rather than silently dropped), float64 points (the reference
 then does its geometry in float64), and autograd (below).
@@ -66,16 +70,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from viewseg_core.model.field import FieldOutput, PreparedSources, ResBlock, SemanticField
+from viewseg_core.model.field import COLOUR_VAR_EPS, FieldOutput, PreparedSources, ResBlock, SemanticField
 
 PRECISIONS = ("bf16", "fp32")
 MAX_HIDDEN = 256
 MAX_CLASSES = 256
 # Children of SemanticField the kernel implements; optional ones may be None.
-_KNOWN_CHILDREN = {"embed_xyz", "embed_dir", "lin_in", "blocks", "pool_proj", "semantic_head",
+_KNOWN_CHILDREN = {"embed_xyz", "embed_dir", "lin_in", "blocks", "pool_proj", "colour_proj", "semantic_head",
                    "rgb_density_head"}
-_REFUSED_CHILDREN = {"colour_proj": "source_rgb (the source colour term)",
-                     "depth_embed": "source_depth (the measured-depth cue)"}
+_REFUSED_CHILDREN = {"depth_embed": "source_depth (the measured-depth cue)"}
 # Launch defaults: points per program and warps, by hidden width. The kernel's dots have
 # M = points x views (rounded up to a power of two) rows: 16 points x 4 views = 64 rows, the
 # smallest M for Hopper's wgmma. NOT tuned (chosen without a GPU from sm_90 builds' register
@@ -105,8 +108,6 @@ def field_reason(field: nn.Module) -> str | None:
     cfg = field.config
     if not cfg.projected_features:
         return "projected_features=False (the naive reference path) is not fused"
-    if getattr(cfg, "source_rgb", False):
-        return "source_rgb (the source colour term) is not fused"
     if getattr(cfg, "source_depth", False):
         return "source_depth (the measured-depth cue) is not fused"
     if getattr(cfg, "unseen_points", "empty") != "empty":
@@ -280,7 +281,12 @@ def _pack(field: SemanticField, device: torch.device, dot: int) -> _Packed:
         tensors["sem_b"] = pad_rows(f32(field.semantic_head.out.bias)[:, None], CP)[:, 0].contiguous()
         tensors["rgbd_w"] = to_mat(pad_cols(f32(field.rgb_density_head.out.weight).t(), 16))
         tensors["rgbd_b"] = pad_rows(f32(field.rgb_density_head.out.bias)[:, None], 16)[:, 0].contiguous()
-        dims.update(H=H, NB=len(field.blocks), NHB=NHB, C=C, CP=CP, MEAN_VAR=field.pool_proj is not None)
+        if field.colour_proj is not None:  # [H, 6] -> [6, H]: rows mean(r, g, b), log-variance(r, g, b)
+            tensors["colour_w"] = f32(field.colour_proj.weight).t().contiguous()
+        else:
+            tensors["colour_w"] = torch.zeros(1, device=device)
+        dims.update(H=H, NB=len(field.blocks), NHB=NHB, C=C, CP=CP, MEAN_VAR=field.pool_proj is not None,
+                    SRC_RGB=field.colour_proj is not None)
     packed = _Packed(key, tensors, dims)
     with _cache_lock:
         _pack_cache[field] = packed
@@ -389,6 +395,14 @@ def fused_field_forward(field: SemanticField, points: torch.Tensor, directions: 
         valid = src.valid.to(device=device, dtype=torch.int32).contiguous()
     maps = _nhwc_maps(prepared.maps)                                        # [B*V, h, w, H]
     map_h, map_w = int(maps.shape[1]), int(maps.shape[2])
+    if d["SRC_RGB"]:
+        if prepared.colours is None:
+            raise ValueError("this field reads source colours (model config source_rgb: true): pass the "
+                             "source images as make_sources(..., rgb=...)")
+        colours = prepared.colours.detach().to(device=device, dtype=f32).contiguous()  # [B*V, 3, h, w]
+    else:
+        colours = torch.zeros(1, device=device)
+    col_h, col_w = (int(colours.shape[2]), int(colours.shape[3])) if d["SRC_RGB"] else (1, 1)
     width, height = int(src.width), int(src.height)
     # pixels_to_grid multiplies by float32(2 / width): the same constant here.
     grid_sx = float(torch.tensor(2.0 / width, dtype=f32))
@@ -402,7 +416,7 @@ def fused_field_forward(field: SemanticField, points: torch.Tensor, directions: 
         num_warps = DEFAULT_NUM_WARPS[H]
     grid = (math.ceil(N / block_points), B)
     kernels.field_forward_kernel[grid](
-        pts, dirs, cam, valid, maps,
+        pts, dirs, cam, valid, maps, colours, t["colour_w"],
         t["fx"], t["fd"],
         t["wx_id"], t["wx_sin"], t["wx_cos"],
         t["wd_id"], t["wd_sin"], t["wd_cos"], t["b_in"],
@@ -411,9 +425,10 @@ def fused_field_forward(field: SemanticField, points: torch.Tensor, directions: 
         logits, rgb, density, count,
         N, S, V, C,
         float(width), float(height), grid_sx, grid_sy, map_w, map_h, float(map_w), float(map_h),
+        col_w, col_h, col_h * col_w, float(col_w), float(col_h), COLOUR_VAR_EPS,
         H=H, LX=d["Lx"], LXS=max(d["Lx"], 1), XP=d["Kx"], LD=d["Ld"], LDS=max(d["Ld"], 1), DP=d["Kd"],
         NB=d["NB"], NHB=d["NHB"], CP=d["CP"], MEAN_VAR=d["MEAN_VAR"],
-        BLOCK_P=block_points, VP=_pow2(V, 1), DOT=dot, num_warps=num_warps,
+        BLOCK_P=block_points, VP=_pow2(V, 1), DOT=dot, SRC_RGB=d["SRC_RGB"], num_warps=num_warps,
     )
     return FieldOutput(logits=logits, rgb=rgb, density=density, num_visible=count)
 
@@ -431,6 +446,8 @@ def field_macs(field: SemanticField, num_views: int, points: int, rays: int | No
     per_point = points * (2 * len(field.semantic_head.blocks) * 2 * H * H + H * (C + 4))
     if field.pool_proj is not None:
         per_point += points * 2 * H * H
+    if field.colour_proj is not None:
+        per_point += points * 6 * H
     return int(num_views * per_view + per_point)
 
 

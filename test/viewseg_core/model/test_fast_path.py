@@ -355,19 +355,16 @@ def test_forced_fused_field_that_cannot_run_is_one_clear_line(make_config, box_r
     assert str(info.value).startswith("field_impl='fused': device cpu: the fused kernel runs on CUDA")
     assert str(info.value).endswith("set TRITON_INTERPRET=1 to run it under the triton interpreter (tests only)")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    rgb_model = _model(make_config, source_rgb=True)
-    rgb = box_room.source_rgb()
-    with torch.no_grad():
-        feats = rgb_model.encode_sources(rgb)
-    rgb_sources = rgb_model.make_sources(feats, box_room.K.expand(1, 4, 3, 3), box_room.source_c2w[None], H, W, rgb=rgb)
+    depth_model = _model(make_config, source_depth=True)
+    depth_sources = _sources(depth_model, box_room)
     monkeypatch.setenv("VIEWSEG_FIELD", "fused")
     with pytest.raises(FusedFieldUnsupported) as info:
-        _small_query(rgb_model, box_room, rgb_sources, QueryPreset("", 4, 4))
-    assert str(info.value) == "VIEWSEG_FIELD=fused: source_rgb (the source colour term) is not fused"
+        _small_query(depth_model, box_room, depth_sources, QueryPreset("", 4, 4))
+    assert str(info.value) == "VIEWSEG_FIELD=fused: source_depth (the measured-depth cue) is not fused"
     # auto on the same field: the PyTorch field, and the reason in the stats.
     monkeypatch.setenv("VIEWSEG_FIELD", "auto")
-    _, st = _small_query(rgb_model, box_room, rgb_sources, QueryPreset("", 4, 4))
-    assert st.field_impl == "reference" and st.field_note.startswith("source_rgb")
+    _, st = _small_query(depth_model, box_room, depth_sources, QueryPreset("", 4, 4))
+    assert st.field_impl == "reference" and st.field_note.startswith("source_depth")
 
 
 def test_every_field_evaluation_goes_through_the_dispatch(make_config, box_room, monkeypatch):
@@ -445,12 +442,16 @@ def _compare(out, ref, tol: float) -> float:
     return agree
 
 
-def test_fused_field_query_matches_pytorch_field_fp32(make_config, box_room, monkeypatch):
+@pytest.mark.parametrize("source_rgb", [False, True], ids=["paper", "source-colours"])
+def test_fused_field_query_matches_pytorch_field_fp32(make_config, box_room, monkeypatch, source_rgb):
     """The fused kernel (interpreter, IEEE fp32 dots) through the whole query, fine-pass
-    skipping included: the PyTorch field's image to 1e-4."""
+    skipping included: the PyTorch field's image to 1e-4 (also for a model that reads the
+    source colours, as both shipped ones do)."""
     _interpreter(monkeypatch)
-    model = _model(make_config)
+    model = _model(make_config, view_pooling="mean_var", source_rgb=True) if source_rgb else _model(make_config)
     sources = _sources(model, box_room)
+    if source_rgb:
+        sources = dataclasses.replace(sources, rgb=box_room.source_rgb())
     ref, st_ref = _small_query(model, box_room, sources, QueryPreset("", 4, 4, skip_weight=1e-3, amp="off",
                                                                      field_impl="reference"))
     out, st = _small_query(model, box_room, sources, QueryPreset("", 4, 4, skip_weight=1e-3, amp="off",

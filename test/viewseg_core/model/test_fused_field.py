@@ -222,13 +222,32 @@ def test_single_sample_rays_and_weight_updates(views):
     _assert_parity(_fused(field, pts, dirs, src, interpret=True, block_points=16), _ref(field, pts, dirs, src))
 
 
+def test_interpreter_fp32_parity_with_source_colours():
+    """source_rgb (both shipped models read source colours): the colour term's mean and log
+    variance over the visible views, at the full-resolution projection, match the PyTorch
+    field; the term is not a no-op here (random W_c), so a kernel that dropped it would fail."""
+    field = _field(view_pooling="mean_var", source_rgb=True, seed=5)
+    with torch.no_grad():
+        field.colour_proj.weight.normal_(0.0, 0.5)
+    src = _sources(rgb=True)
+    pts, dirs = _points(seed=6)
+    ref = _ref(field, pts, dirs, src)
+    counts = torch.bincount(ref.num_visible.flatten(), minlength=5)
+    assert counts[1] > 0 and counts[2:].sum() > 0, counts  # one view (variance 0) and several
+    _assert_parity(_fused(field, pts, dirs, src, interpret=True), ref)
+    with torch.no_grad():
+        field.colour_proj.weight.zero_()
+    without = _ref(field, pts, dirs, src)
+    assert _logit_error(without, ref) > 100 * FP32_TOL
+
+
 class _Extra(nn.Module):
     def forward(self, x):
         return x
 
 
 @pytest.mark.parametrize("change, words", [
-    (dict(source_rgb=True), "source_rgb"),
+    (dict(view_direction=False), "view_direction"),
     (dict(projected_features=False), "projected_features"),
     (dict(hidden=48), "hidden_dim"),
 ])
@@ -272,12 +291,22 @@ def test_cpu_needs_the_interpreter_and_autograd_is_refused(monkeypatch):
 # GPU: the compiled kernel at the paper architecture's widths
 # --------------------------------------------------------------------------------------
 
-def _gpu_case(pooling: str):
+def _gpu_case(pooling: str, source_rgb: bool = False):
     dev = "cuda"
-    field = _field(feature_dim=256, hidden=128, view_pooling=pooling).to(dev)
-    src = _sources(C=256, height=240, width=320, device=dev)
+    field = _field(feature_dim=256, hidden=128, view_pooling=pooling, source_rgb=source_rgb)
+    if source_rgb:
+        with torch.no_grad():
+            field.colour_proj.weight.normal_(0.0, 0.5)
+    src = _sources(C=256, height=240, width=320, device=dev, rgb=source_rgb)
     pts, dirs = _points(B=2, R=128, S=64, device=dev)
-    return field, src, pts, dirs
+    return field.to(dev), src, pts, dirs
+
+
+@pytest.mark.gpu
+def test_gpu_fp32_parity_with_source_colours():
+    field, src, pts, dirs = _gpu_case("mean_var", source_rgb=True)
+    assert fused_supported(field, "cuda") == (True, "")
+    _assert_parity(_fused(field, pts, dirs, src, precision="fp32"), _ref(field, pts, dirs, src))
 
 
 @pytest.mark.gpu
