@@ -110,6 +110,33 @@ _SUM = getattr(getattr(tl, "standard", None), "_sum_combine", None) or _add_comb
 
 
 @triton.jit
+def _bilinear(gx, gy, size_wf, size_hf):
+    """grid_sample's arithmetic for grid points (gx, gy) in [-1, 1] on a size_wf x size_hf map
+    (``align_corners=False`` unnormalisation, ``padding_mode="border"`` clamp to the outer pixel
+    centres): the top-left corner (int32 column, row) and the nw, ne, sw, se weights."""
+    ix = ((gx + 1.0) * size_wf - 1.0) / 2.0
+    iy = ((gy + 1.0) * size_hf - 1.0) / 2.0
+    ix = tl.minimum(tl.maximum(ix, 0.0), size_wf - 1.0)
+    iy = tl.minimum(tl.maximum(iy, 0.0), size_hf - 1.0)
+    fx0 = tl.floor(ix)
+    fy0 = tl.floor(iy)
+    return (fx0.to(tl.int32), fy0.to(tl.int32), (fx0 + 1.0 - ix) * (fy0 + 1.0 - iy), (ix - fx0) * (fy0 + 1.0 - iy),
+            (fx0 + 1.0 - ix) * (iy - fy0), (ix - fx0) * (iy - fy0))
+
+
+@triton.jit
+def _tap(base, pix, row, stride, wnw, wne, wsw, wse, m00, m10, m01, m11):
+    """The weighted sum of a pixel's four corners: ``base + (pix + offset) * stride`` addresses
+    them (offset 0, 1, row, row + 1); a corner whose mask is off (past the map, or an invisible
+    row) counts 0. Shapes broadcast: per-row scalars, or [rows, 1] against a [1, channels] base."""
+    acc = wnw * tl.load(base + pix * stride, mask=m00, other=0.0).to(tl.float32)
+    acc += wne * tl.load(base + (pix + 1) * stride, mask=m10, other=0.0).to(tl.float32)
+    acc += wsw * tl.load(base + (pix + row) * stride, mask=m01, other=0.0).to(tl.float32)
+    acc += wse * tl.load(base + (pix + row + 1) * stride, mask=m11, other=0.0).to(tl.float32)
+    return acc
+
+
+@triton.jit
 def _colour_term(c, vis, n, colw_ptr, channel: tl.constexpr, eps, BLOCK_P: tl.constexpr, VP: tl.constexpr,
                  H: tl.constexpr):
     """One colour channel's part of ``W_c [mean, log(var + eps)]``: c [BLOCK_P * VP] (rows
@@ -233,64 +260,25 @@ def field_forward_kernel(
     # padding (clamp to the outer pixel centres); invisible rows park at 0 and load nothing.
     gx = tl.where(vis, (u + 0.5) * grid_sx - 1.0, 0.0)
     gy = tl.where(vis, (w + 0.5) * grid_sy - 1.0, 0.0)
-    ix = ((gx + 1.0) * map_wf - 1.0) / 2.0
-    iy = ((gy + 1.0) * map_hf - 1.0) / 2.0
-    ix = tl.minimum(tl.maximum(ix, 0.0), map_wf - 1.0)
-    iy = tl.minimum(tl.maximum(iy, 0.0), map_hf - 1.0)
-    fx0 = tl.floor(ix)
-    fy0 = tl.floor(iy)
-    ax0 = fx0.to(tl.int32)
-    ay0 = fy0.to(tl.int32)
-    # grid_sample's bilinear weights (nw, ne, sw, se); corners past the map count 0.
-    wnw = (fx0 + 1.0 - ix) * (fy0 + 1.0 - iy)
-    wne = (ix - fx0) * (fy0 + 1.0 - iy)
-    wsw = (fx0 + 1.0 - ix) * (iy - fy0)
-    wse = (ix - fx0) * (iy - fy0)
+    ax0, ay0, wnw, wne, wsw, wse = _bilinear(gx, gy, map_wf, map_hf)
     in_x1 = (ax0 + 1) < map_w
     in_y1 = (ay0 + 1) < map_h
     vmap = tl.where(vmask, b * V + v, 0)
     pix = vmap.to(tl.int64) * map_h * map_w + ay0.to(tl.int64) * map_w + ax0.to(tl.int64)
-    m00 = vis[:, None]
-    m10 = (vis & in_x1)[:, None]
-    m01 = (vis & in_y1)[:, None]
-    m11 = (vis & in_x1 & in_y1)[:, None]
-    cols = rh[None, :]
-    hv = wnw[:, None] * tl.load(maps_ptr + pix[:, None] * H + cols, mask=m00, other=0.0).to(tl.float32)
-    hv += wne[:, None] * tl.load(maps_ptr + (pix + 1)[:, None] * H + cols, mask=m10, other=0.0).to(tl.float32)
-    hv += wsw[:, None] * tl.load(maps_ptr + (pix + map_w)[:, None] * H + cols, mask=m01, other=0.0).to(tl.float32)
-    hv += wse[:, None] * tl.load(maps_ptr + (pix + map_w + 1)[:, None] * H + cols, mask=m11,
-                                 other=0.0).to(tl.float32)
+    hv = _tap(maps_ptr + rh[None, :], pix[:, None], map_w, H, wnw[:, None], wne[:, None], wsw[:, None],
+              wse[:, None], vis[:, None], (vis & in_x1)[:, None], (vis & in_y1)[:, None],
+              (vis & in_x1 & in_y1)[:, None])
 
     if SRC_RGB:
         # The source colours at the same grid point: grid_sample at the image's own size.
-        cx = tl.minimum(tl.maximum(((gx + 1.0) * col_wf - 1.0) / 2.0, 0.0), col_wf - 1.0)
-        cy = tl.minimum(tl.maximum(((gy + 1.0) * col_hf - 1.0) / 2.0, 0.0), col_hf - 1.0)
-        cfx = tl.floor(cx)
-        cfy = tl.floor(cy)
-        cax = cfx.to(tl.int32)
-        cay = cfy.to(tl.int32)
-        cnw = (cfx + 1.0 - cx) * (cfy + 1.0 - cy)
-        cne = (cx - cfx) * (cfy + 1.0 - cy)
-        csw = (cfx + 1.0 - cx) * (cy - cfy)
-        cse = (cx - cfx) * (cy - cfy)
+        cax, cay, cnw, cne, csw, cse = _bilinear(gx, gy, col_wf, col_hf)
         c_x1 = vis & ((cax + 1) < col_w)
         c_y1 = vis & ((cay + 1) < col_h)
         c_11 = c_x1 & ((cay + 1) < col_h)
         cpix = vmap.to(tl.int64) * 3 * col_plane + cay.to(tl.int64) * col_w + cax.to(tl.int64)
-        c0 = (cnw * tl.load(col_ptr + cpix, mask=vis, other=0.0)
-              + cne * tl.load(col_ptr + cpix + 1, mask=c_x1, other=0.0)
-              + csw * tl.load(col_ptr + cpix + col_w, mask=c_y1, other=0.0)
-              + cse * tl.load(col_ptr + cpix + col_w + 1, mask=c_11, other=0.0))
-        cpix += col_plane
-        c1 = (cnw * tl.load(col_ptr + cpix, mask=vis, other=0.0)
-              + cne * tl.load(col_ptr + cpix + 1, mask=c_x1, other=0.0)
-              + csw * tl.load(col_ptr + cpix + col_w, mask=c_y1, other=0.0)
-              + cse * tl.load(col_ptr + cpix + col_w + 1, mask=c_11, other=0.0))
-        cpix += col_plane
-        c2 = (cnw * tl.load(col_ptr + cpix, mask=vis, other=0.0)
-              + cne * tl.load(col_ptr + cpix + 1, mask=c_x1, other=0.0)
-              + csw * tl.load(col_ptr + cpix + col_w, mask=c_y1, other=0.0)
-              + cse * tl.load(col_ptr + cpix + col_w + 1, mask=c_11, other=0.0))
+        c0 = _tap(col_ptr, cpix, col_w, 1, cnw, cne, csw, cse, vis, c_x1, c_y1, c_11)
+        c1 = _tap(col_ptr + col_plane, cpix, col_w, 1, cnw, cne, csw, cse, vis, c_x1, c_y1, c_11)
+        c2 = _tap(col_ptr + 2 * col_plane, cpix, col_w, 1, cnw, cne, csw, cse, vis, c_x1, c_y1, c_11)
 
     # First layer: W_x gamma(x_v) + W_d gamma(d_v) + b + (W_f F_v)(pi_v(x)).
     e0 = r00 * d0 + r10 * d1 + r20 * d2
