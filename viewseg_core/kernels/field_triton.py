@@ -6,7 +6,9 @@ feature map (NHWC, ``hidden`` channels per pixel), adds the first layer's embedd
 runs the per-view residual blocks with one ``tl.dot`` per layer over all rows, then takes the
 masked mean (and variance) over each point's views, runs both heads on ``BLOCK_P`` rows and
 writes only logits, rgb, density and the visible-view count. Nothing of size
-[points, views, hidden] ever reaches global memory.
+[points, views, hidden] ever reaches global memory. The options of the shipped models (source
+colours, the measured-depth cue, the depth evidence, extrapolation past the images) are
+compile-time switches of the same kernel (``field_forward_kernel``'s docstring).
 
 The Python side (weight packing, dispatch, the contract of ``SemanticField.forward``) is
 :mod:`viewseg_core.model.fused_field`; this module holds only ``@triton.jit`` code, so
@@ -153,8 +155,57 @@ def _colour_term(c, vis, n, colw_ptr, channel: tl.constexpr, eps, BLOCK_P: tl.co
 
 
 @triton.jit
+def _max_combine(a, b):
+    return tl.maximum(a, b)
+
+
+@triton.jit
+def _tanh(x):
+    """tanh without libdevice: 1 - 2 / (exp(2x) + 1), x clamped to +-15 first (float32 tanh is
+    already +-1 there, and exp stays finite)."""
+    x = tl.minimum(tl.maximum(x, -15.0), 15.0)
+    return 1.0 - 2.0 / (tl.exp(2.0 * x) + 1.0)
+
+
+@triton.jit
+def _per_row(x, BLOCK_P: tl.constexpr, VP: tl.constexpr):
+    """A per-point [BLOCK_P] value repeated on each of the point's VP (point, view) rows."""
+    return tl.reshape(tl.broadcast_to(x[:, None], (BLOCK_P, VP)), (BLOCK_P * VP,))
+
+
+@triton.jit
+def _depth_term(diff, known, dscale_ptr, dw_ptr, NS: tl.constexpr, H: tl.constexpr):
+    """``DepthEmbedding``: W_z tanh(diff / s) (s over the NS scales) where the depth pixel holds a
+    measurement, the learned ``u`` where it does not -> [rows, H]. dscale [NS] = 1 / s;
+    dw [NS + 1, H]: W_z's columns, then u."""
+    rh = tl.arange(0, H)
+    acc = tl.where(known, 0.0, 1.0)[:, None] * tl.load(dw_ptr + NS * H + rh)[None, :]
+    for i in tl.static_range(NS):
+        e = tl.where(known, _tanh(diff * tl.load(dscale_ptr + i)), 0.0)
+        acc += e[:, None] * tl.load(dw_ptr + i * H + rh)[None, :]
+    return acc
+
+
+@triton.jit
+def _evidence(seen_known, diff, measured, alpha, BLOCK_P: tl.constexpr, VP: tl.constexpr,
+              SIGMA_M: tl.constexpr, SIGMA_REL: tl.constexpr, FREE: tl.constexpr, ONSET: tl.constexpr,
+              EDGE: tl.constexpr):
+    """``DepthEvidence`` per point (rows (point, view) -> [BLOCK_P]): carve (more views saw
+    through the point than call it surface) and alpha x the largest surface step over the views."""
+    sigma = tl.maximum(SIGMA_REL * tl.where(seen_known, measured, 0.0), SIGMA_M)
+    z = tl.where(seen_known, diff, 0.0) / sigma
+    free = tl.reduce(tl.reshape((seen_known & (z < -FREE)).to(tl.int32), (BLOCK_P, VP)), 1, _SUM)
+    shell = seen_known & (tl.abs(z) <= FREE)
+    carve = free > tl.reduce(tl.reshape(shell.to(tl.int32), (BLOCK_P, VP)), 1, _SUM)
+    # The sigmoid's argument clamped to +-30 (only |z| <= FREE, where it is within +-16, counts).
+    step = (1.0 / (1.0 + tl.exp(tl.minimum(tl.maximum(-EDGE * (z + ONSET), -30.0), 30.0)))) / sigma
+    surface = tl.reduce(tl.reshape(tl.where(shell, step, 0.0), (BLOCK_P, VP)), 1, _max_combine)
+    return carve, alpha * surface
+
+
+@triton.jit
 def field_forward_kernel(
-    pts_ptr, dirs_ptr, cam_ptr, valid_ptr, maps_ptr, col_ptr, colw_ptr,
+    pts_ptr, dirs_ptr, cam_ptr, valid_ptr, maps_ptr, col_ptr, colw_ptr, depth_ptr, dscale_ptr, dw_ptr,
     fx_ptr, fd_ptr,
     wx_id_ptr, wx_sin_ptr, wx_cos_ptr,
     wd_id_ptr, wd_sin_ptr, wd_cos_ptr, b_in_ptr,
@@ -165,10 +216,14 @@ def field_forward_kernel(
     logits_ptr, rgb_ptr, density_ptr, count_ptr,
     N, S, V, C,
     img_w, img_h, grid_sx, grid_sy, map_w, map_h, map_wf, map_hf, col_w, col_h, col_plane, col_wf, col_hf, col_eps,
+    dep_w, dep_plane, dep_sx, dep_sy, dep_wf, dep_hf, ev_alpha, grid_limit,
     H: tl.constexpr, LX: tl.constexpr, LXS: tl.constexpr, XP: tl.constexpr,
     LD: tl.constexpr, LDS: tl.constexpr, DP: tl.constexpr,
     NB: tl.constexpr, NHB: tl.constexpr, CP: tl.constexpr, MEAN_VAR: tl.constexpr,
     BLOCK_P: tl.constexpr, VP: tl.constexpr, DOT: tl.constexpr, SRC_RGB: tl.constexpr,
+    SRC_DEPTH: tl.constexpr, HAS_DEPTH: tl.constexpr, NS: tl.constexpr, EVIDENCE: tl.constexpr,
+    EV_SIGMA_M: tl.constexpr, EV_SIGMA_REL: tl.constexpr, EV_FREE: tl.constexpr, EV_ONSET: tl.constexpr,
+    EV_EDGE: tl.constexpr, EXTRAPOLATE: tl.constexpr,
 ):
     """Grid (cdiv(N, BLOCK_P), B). Shapes (all contiguous):
 
@@ -190,6 +245,15 @@ def field_forward_kernel(
     colw [6, H] f32, the colour layer ``W_c`` (in x out) applied to [mean colour, log(colour
     variance + col_eps)] over the visible views and added to the pooled state. Without it,
     col/colw are unused.
+    SRC_DEPTH (``source_depth``): the depth cue of ``DepthEmbedding`` on every row (dscale [NS]
+    = 1 / s, dw [NS + 1, H] = W_z's columns then u); HAS_DEPTH: the sources carry depth, depth
+    [B V, dep_h, dep_w] f32 (dep_plane = dep_h dep_w; dep_sx = float32(dep_w / width), ...),
+    read at the nearest pixel; without it every row is "unknown". EVIDENCE (``depth_evidence``,
+    needs SRC_DEPTH): ``DepthEvidence`` on the density, ev_alpha = exp(log_alpha), the EV_*
+    constants those of viewseg_core.model.field. EXTRAPOLATE (``unseen_points="extrapolate"``):
+    a point no view sees is pooled over the views it lies in front of, features and colours
+    read at its projection clamped to +-grid_limit in grid units (border padding); the stored
+    count stays the views that see the point.
 
     Layout: the per-view part runs on BLOCK_P * VP rows, row = (point, view) with the view
     fastest, so every layer is ONE ``tl.dot`` with M = BLOCK_P * VP: each weight tile is
@@ -254,12 +318,22 @@ def field_forward_kernel(
     h2 = tl.where(tl.abs(h2) < 1e-9, 1e-9, h2)
     u = h0 / h2
     w = h1 / h2
-    vis = pmask & vmask & (ok != 0) & (x2 > 0) & (u >= -0.5) & (u < img_w - 0.5) & (w >= -0.5) & (w < img_h - 0.5)
+    front = pmask & vmask & (ok != 0) & (x2 > 0)
+    seen = front & (u >= -0.5) & (u < img_w - 0.5) & (w >= -0.5) & (w < img_h - 0.5)
+    nseen = tl.reduce(tl.reshape(seen.to(tl.int32), (BLOCK_P, VP)), 1, _SUM)          # [BLOCK_P]
+    gx = (u + 0.5) * grid_sx - 1.0
+    gy = (w + 0.5) * grid_sy - 1.0
+    if EXTRAPOLATE:  # the rows pooled: the seeing views, or (seen by none) the views in front
+        vis = tl.where(_per_row(nseen, BLOCK_P, VP) > 0, seen, front)
+        gx = tl.minimum(tl.maximum(gx, -grid_limit), grid_limit)
+        gy = tl.minimum(tl.maximum(gy, -grid_limit), grid_limit)
+    else:
+        vis = seen
 
     # pixels_to_grid, then grid_sample's unnormalisation (align_corners=False) and border
-    # padding (clamp to the outer pixel centres); invisible rows park at 0 and load nothing.
-    gx = tl.where(vis, (u + 0.5) * grid_sx - 1.0, 0.0)
-    gy = tl.where(vis, (w + 0.5) * grid_sy - 1.0, 0.0)
+    # padding (clamp to the outer pixel centres); rows not pooled park at 0 and load nothing.
+    gx = tl.where(vis, gx, 0.0)
+    gy = tl.where(vis, gy, 0.0)
     ax0, ay0, wnw, wne, wsw, wse = _bilinear(gx, gy, map_wf, map_hf)
     in_x1 = (ax0 + 1) < map_w
     in_y1 = (ay0 + 1) < map_h
@@ -287,6 +361,18 @@ def field_forward_kernel(
     hv += _harmonic_term(x0, x1, x2, fx_ptr, wx_id_ptr, wx_sin_ptr, wx_cos_ptr, LX, LXS, XP, H, DOT)
     hv += _harmonic_term(e0, e1, e2, fd_ptr, wd_id_ptr, wd_sin_ptr, wd_cos_ptr, LD, LDS, DP, H, DOT)
     hv += tl.load(b_in_ptr + rh)[None, :]
+    if SRC_DEPTH:
+        if HAS_DEPTH:  # the nearest depth pixel (pixel areas), as SemanticField.depth_difference
+            dcol = tl.minimum(tl.maximum(tl.floor((u + 0.5) * dep_sx), 0.0), dep_wf - 1.0).to(tl.int32)
+            drow = tl.minimum(tl.maximum(tl.floor((w + 0.5) * dep_sy), 0.0), dep_hf - 1.0).to(tl.int32)
+            dpix = vmap.to(tl.int64) * dep_plane + drow.to(tl.int64) * dep_w + dcol.to(tl.int64)
+            measured = tl.load(depth_ptr + dpix, mask=pmask & vmask, other=0.0)
+            known = (measured > 0.0) & (measured < 3.0e38)                 # NaN and inf fail both
+        else:
+            measured = x2 * 0.0
+            known = rr < 0
+        diff = tl.where(known, x2 - measured, 0.0)
+        hv += _depth_term(diff, known, dscale_ptr, dw_ptr, NS, H)
     for i in tl.static_range(NB):
         hv = _resblock(hv, blk_w_ptr + i * 2 * H * H, blk_b_ptr + i * 2 * H, H, DOT)
 
@@ -337,5 +423,9 @@ def field_forward_kernel(
     l1p = tl.where(e < 1e-4, e - 0.5 * e * e, tl.log(1.0 + e))
     sp = tl.where(raw > 20.0, raw, tl.maximum(raw, 0.0) + l1p)
     sp = tl.where((count > 0)[:, None], sp, 0.0)
+    if EVIDENCE:
+        carve, surface = _evidence(seen & known, diff, measured, ev_alpha, BLOCK_P, VP, EV_SIGMA_M, EV_SIGMA_REL,
+                                   EV_FREE, EV_ONSET, EV_EDGE)
+        sp = tl.where(carve[:, None], 0.0, sp + surface[:, None])
     tl.store(density_ptr + prow[:, None] + r4[None, :] * 0, sp, mask=pm[:, None] & (r4[None, :] == 3))
-    tl.store(count_ptr + prow, count.to(tl.int64), mask=pm)
+    tl.store(count_ptr + prow, nseen.to(tl.int64), mask=pm)

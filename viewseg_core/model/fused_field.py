@@ -21,13 +21,17 @@ PyTorch field):
 - ``view_pooling`` ``mean`` and ``mean_var``,
 - ``hidden_dim`` a power of two in [16, 256] (tl.dot tiles; 128 is the paper's), any
   ``n_blocks``/``n_head_blocks``/harmonic counts/``num_classes`` <= 256,
-- float32/bfloat16/float16 weights; float32 (or half, promoted) points; float32 geometry.
+- float32/bfloat16/float16 weights; float32 (or half, promoted) points; float32 geometry;
+- the RGB-D and colour options of the shipped models, all in float32 on chip:
+  ``source_rgb`` (the source images sampled bilinearly at each point's full-resolution
+  projection, their mean and log variance over the visible views through ``W_c`` into the
+  pooled state), ``source_depth`` (the signed difference to the measured depth at the nearest
+  depth pixel through tanh at the model's scales and ``W_z``, or the learned unknown vector),
+  ``depth_evidence`` (carving and the surface step on the density) and
+  ``unseen_points="extrapolate"`` (points no view sees pooled over the views they lie in front
+  of, read at their projection clamped to the grid limit).
 
-- ``source_rgb`` (the colour term: the source images sampled bilinearly at each point's
-  full-resolution projection, their mean and log variance over the visible views through
-  ``W_c`` into the pooled state, in float32).
-
-Refused: ``source_depth`` (the depth cue), ``unseen_points="extrapolate"``, any field
+Refused: ``view_direction=False`` (the ablation), ``projected_features=False``, any field
 component the kernel does not know (checked by name, so a new optional part of
 ``SemanticField`` is refused rather than silently dropped), float64 points (the reference
 then does its geometry in float64), and autograd (below).
@@ -70,15 +74,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from viewseg_core.model.field import COLOUR_VAR_EPS, FieldOutput, PreparedSources, ResBlock, SemanticField
+from viewseg_core.model.field import COLOUR_VAR_EPS, DEPTH_FEATURE_SCALES, EVIDENCE_EDGE, EVIDENCE_FREE_SIGMAS, \
+    EVIDENCE_ONSET, EVIDENCE_SIGMA_M, EVIDENCE_SIGMA_REL, EXTRAPOLATE_GRID_LIMIT, FieldOutput, PreparedSources, \
+    ResBlock, SemanticField
 
 PRECISIONS = ("bf16", "fp32")
 MAX_HIDDEN = 256
 MAX_CLASSES = 256
 # Children of SemanticField the kernel implements; optional ones may be None.
 _KNOWN_CHILDREN = {"embed_xyz", "embed_dir", "lin_in", "blocks", "pool_proj", "colour_proj", "semantic_head",
-                   "rgb_density_head"}
-_REFUSED_CHILDREN = {"depth_embed": "source_depth (the measured-depth cue)"}
+                   "rgb_density_head", "depth_embed", "depth_evidence"}
+_REFUSED_CHILDREN: dict[str, str] = {}  # optional parts the kernel does not implement (none today)
 # Launch defaults: points per program and warps, by hidden width. The kernel's dots have
 # M = points x views (rounded up to a power of two) rows: 16 points x 4 views = 64 rows, the
 # smallest M for Hopper's wgmma. NOT tuned (chosen without a GPU from sm_90 builds' register
@@ -108,10 +114,10 @@ def field_reason(field: nn.Module) -> str | None:
     cfg = field.config
     if not cfg.projected_features:
         return "projected_features=False (the naive reference path) is not fused"
-    if getattr(cfg, "source_depth", False):
-        return "source_depth (the measured-depth cue) is not fused"
-    if getattr(cfg, "unseen_points", "empty") != "empty":
-        return f"unseen_points={cfg.unseen_points!r} (extrapolation from the image borders) is not fused"
+    if getattr(cfg, "unseen_points", "empty") not in ("empty", "extrapolate"):
+        return f"unseen_points={cfg.unseen_points!r} is not fused"
+    if field.depth_embed is not None and tuple(field.depth_embed.inv_scales.shape) != (len(DEPTH_FEATURE_SCALES),):
+        return "a depth embedding with other scales is not fused"
     if not getattr(cfg, "view_direction", True):
         return "view_direction=False (the no-direction ablation) is not fused"
     for name, child in field.named_children():
@@ -285,8 +291,18 @@ def _pack(field: SemanticField, device: torch.device, dot: int) -> _Packed:
             tensors["colour_w"] = f32(field.colour_proj.weight).t().contiguous()
         else:
             tensors["colour_w"] = torch.zeros(1, device=device)
+        de = field.depth_embed
+        if de is not None:  # 1 / s per scale; [W_z^T; u]: [NS + 1, H]
+            tensors["dscale"] = f32(de.inv_scales)
+            tensors["dw"] = torch.cat([f32(de.proj.weight).t(), f32(de.unknown)[None]]).contiguous()
+        else:
+            tensors["dscale"] = tensors["dw"] = torch.zeros(1, device=device)
+        ev = field.depth_evidence
         dims.update(H=H, NB=len(field.blocks), NHB=NHB, C=C, CP=CP, MEAN_VAR=field.pool_proj is not None,
-                    SRC_RGB=field.colour_proj is not None)
+                    SRC_RGB=field.colour_proj is not None, SRC_DEPTH=de is not None,
+                    NS=len(DEPTH_FEATURE_SCALES), EVIDENCE=ev is not None,
+                    EV_ALPHA=float(ev.log_alpha.detach().float().exp()) if ev is not None else 0.0,
+                    EXTRAPOLATE=cfg.unseen_points == "extrapolate")
     packed = _Packed(key, tensors, dims)
     with _cache_lock:
         _pack_cache[field] = packed
@@ -407,6 +423,15 @@ def fused_field_forward(field: SemanticField, points: torch.Tensor, directions: 
     # pixels_to_grid multiplies by float32(2 / width): the same constant here.
     grid_sx = float(torch.tensor(2.0 / width, dtype=f32))
     grid_sy = float(torch.tensor(2.0 / height, dtype=f32))
+    has_depth = d["SRC_DEPTH"] and prepared.depth is not None
+    if has_depth:
+        depth = prepared.depth.detach().to(device=device, dtype=f32).contiguous()        # [B*V, h, w]
+        dep_h, dep_w = int(depth.shape[1]), int(depth.shape[2])
+    else:
+        depth, dep_h, dep_w = torch.zeros(1, device=device), 1, 1
+    # SemanticField.depth_difference multiplies by the Python float dep_w / width: in float32.
+    dep_sx = float(torch.tensor(dep_w / width, dtype=f32))
+    dep_sy = float(torch.tensor(dep_h / height, dtype=f32))
 
     if block_points is None:
         block_points = INTERPRET_BLOCK_POINTS if use_interp else DEFAULT_BLOCK_POINTS[H]
@@ -416,7 +441,7 @@ def fused_field_forward(field: SemanticField, points: torch.Tensor, directions: 
         num_warps = DEFAULT_NUM_WARPS[H]
     grid = (math.ceil(N / block_points), B)
     kernels.field_forward_kernel[grid](
-        pts, dirs, cam, valid, maps, colours, t["colour_w"],
+        pts, dirs, cam, valid, maps, colours, t["colour_w"], depth, t["dscale"], t["dw"],
         t["fx"], t["fd"],
         t["wx_id"], t["wx_sin"], t["wx_cos"],
         t["wd_id"], t["wd_sin"], t["wd_cos"], t["b_in"],
@@ -426,9 +451,13 @@ def fused_field_forward(field: SemanticField, points: torch.Tensor, directions: 
         N, S, V, C,
         float(width), float(height), grid_sx, grid_sy, map_w, map_h, float(map_w), float(map_h),
         col_w, col_h, col_h * col_w, float(col_w), float(col_h), COLOUR_VAR_EPS,
+        dep_w, dep_h * dep_w, dep_sx, dep_sy, float(dep_w), float(dep_h), d["EV_ALPHA"], EXTRAPOLATE_GRID_LIMIT,
         H=H, LX=d["Lx"], LXS=max(d["Lx"], 1), XP=d["Kx"], LD=d["Ld"], LDS=max(d["Ld"], 1), DP=d["Kd"],
         NB=d["NB"], NHB=d["NHB"], CP=d["CP"], MEAN_VAR=d["MEAN_VAR"],
-        BLOCK_P=block_points, VP=_pow2(V, 1), DOT=dot, SRC_RGB=d["SRC_RGB"], num_warps=num_warps,
+        BLOCK_P=block_points, VP=_pow2(V, 1), DOT=dot, SRC_RGB=d["SRC_RGB"],
+        SRC_DEPTH=d["SRC_DEPTH"], HAS_DEPTH=has_depth, NS=d["NS"], EVIDENCE=d["EVIDENCE"],
+        EV_SIGMA_M=EVIDENCE_SIGMA_M, EV_SIGMA_REL=EVIDENCE_SIGMA_REL, EV_FREE=EVIDENCE_FREE_SIGMAS,
+        EV_ONSET=EVIDENCE_ONSET, EV_EDGE=EVIDENCE_EDGE, EXTRAPOLATE=d["EXTRAPOLATE"], num_warps=num_warps,
     )
     return FieldOutput(logits=logits, rgb=rgb, density=density, num_visible=count)
 
@@ -448,6 +477,8 @@ def field_macs(field: SemanticField, num_views: int, points: int, rays: int | No
         per_point += points * 2 * H * H
     if field.colour_proj is not None:
         per_point += points * 6 * H
+    if field.depth_embed is not None:
+        per_view += points * (len(DEPTH_FEATURE_SCALES) + 1) * H
     return int(num_views * per_view + per_point)
 
 

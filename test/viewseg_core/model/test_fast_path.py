@@ -12,6 +12,7 @@ Reference = ``ViewSeg.render`` with per-point sampling of the raw feature maps
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 
 import pytest
 import torch
@@ -355,16 +356,16 @@ def test_forced_fused_field_that_cannot_run_is_one_clear_line(make_config, box_r
     assert str(info.value).startswith("field_impl='fused': device cpu: the fused kernel runs on CUDA")
     assert str(info.value).endswith("set TRITON_INTERPRET=1 to run it under the triton interpreter (tests only)")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    depth_model = _model(make_config, source_depth=True)
-    depth_sources = _sources(depth_model, box_room)
+    ablation = _model(make_config, view_direction=False)
+    ablation_sources = _sources(ablation, box_room)
     monkeypatch.setenv("VIEWSEG_FIELD", "fused")
     with pytest.raises(FusedFieldUnsupported) as info:
-        _small_query(depth_model, box_room, depth_sources, QueryPreset("", 4, 4))
-    assert str(info.value) == "VIEWSEG_FIELD=fused: source_depth (the measured-depth cue) is not fused"
+        _small_query(ablation, box_room, ablation_sources, QueryPreset("", 4, 4))
+    assert str(info.value) == "VIEWSEG_FIELD=fused: view_direction=False (the no-direction ablation) is not fused"
     # auto on the same field: the PyTorch field, and the reason in the stats.
     monkeypatch.setenv("VIEWSEG_FIELD", "auto")
-    _, st = _small_query(depth_model, box_room, depth_sources, QueryPreset("", 4, 4))
-    assert st.field_impl == "reference" and st.field_note.startswith("source_depth")
+    _, st = _small_query(ablation, box_room, ablation_sources, QueryPreset("", 4, 4))
+    assert st.field_impl == "reference" and st.field_note.startswith("view_direction=False")
 
 
 def test_every_field_evaluation_goes_through_the_dispatch(make_config, box_room, monkeypatch):
@@ -458,6 +459,26 @@ def test_fused_field_query_matches_pytorch_field_fp32(make_config, box_room, mon
                                                                  field_impl="fused"))
     assert (st.field_impl, st_ref.field_impl) == ("fused", "reference")
     assert st.fine_points == st_ref.fine_points and st.field_calls == st_ref.field_calls
+    _compare(out, ref, 1e-4)
+    assert torch.equal(out.valid, ref.valid)
+
+
+def test_fused_field_rgbd_query_matches_pytorch_field_fp32(make_config, box_room, monkeypatch):
+    """The shipped RGB-D model's options (colours, depth cue, depth evidence, extrapolation,
+    depth-guided samples) through the rgbd preset's query (band samples, measured-free
+    skipping and its re-evaluation): the fused kernel gives the PyTorch field's image."""
+    _interpreter(monkeypatch)
+    model = _model(make_config, view_pooling="mean_var", source_rgb=True, source_depth=True, depth_evidence=True,
+                   unseen_points="extrapolate", depth_guided=True, guide_samples=4, num_fine=0)
+    rgb = box_room.source_rgb()
+    depth = torch.stack([d for _, _, d in box_room.source])[None].clone()
+    depth[0, 0, :6] = float("nan")                                             # a sensor hole
+    sources = dataclasses.replace(_sources(model, box_room), rgb=rgb, depth=depth)
+    preset = QueryPreset("", 4, 0, amp="off", guide_samples=4, skip_free=True)
+    ref, st_ref = _small_query(model, box_room, sources, replace(preset, field_impl="reference"))
+    out, st = _small_query(model, box_room, sources, replace(preset, field_impl="fused"))
+    assert (st.field_impl, st_ref.field_impl) == ("fused", "reference")
+    assert st.coarse_points == st_ref.coarse_points < 8 * SMALL_H * SMALL_W  # measured free space was skipped
     _compare(out, ref, 1e-4)
     assert torch.equal(out.valid, ref.valid)
 
