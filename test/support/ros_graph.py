@@ -74,9 +74,11 @@ class Graph:
 
 
 def diagnostics_values(g: Graph, checkpoint: str | None = None) -> dict[str, str]:
-    """The node's next /diagnostics status (published after this call) as a dict; ``g.diagnostics``
-    is the list a subscription of the test fills. ``checkpoint``: only a status whose node loaded
-    that file (/diagnostics is one topic for every node of the test's domain)."""
+    """A /diagnostics status composed after this call, as a dict: the second one to arrive (the
+    first may have been composed before the call, with the state the test just changed not yet
+    in it; a clean-clone CI run read such a stale one). ``g.diagnostics`` is the list a
+    subscription of the test fills. ``checkpoint``: only statuses of the node that loaded that
+    file (/diagnostics is one topic for every node of the test's domain)."""
     def as_dict(message) -> dict[str, str]:
         status = message.status[0]
         level = int.from_bytes(status.level, "little") if isinstance(status.level, bytes) else int(status.level)
@@ -88,9 +90,9 @@ def diagnostics_values(g: Graph, checkpoint: str | None = None) -> dict[str, str
     def arrived() -> bool:
         found[:] = [d for d in map(as_dict, g.diagnostics[seen:])
                     if checkpoint is None or d.get("checkpoint") == checkpoint]
-        return bool(found)
+        return len(found) >= 2
 
-    wait_for(arrived, 5.0, "/diagnostics")
+    wait_for(arrived, 10.0, "two /diagnostics statuses")
     return found[-1]
 
 
