@@ -86,7 +86,7 @@ def test_a_far_pose_is_refused_with_the_coverage_found(rig):
     assert not response.success
     assert "no keyframe sees this view" in response.message and "0.0% of its frustum" in response.message
     assert "\n" not in response.message
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 5.0  # no render: well under a second unless the machine is loaded
 
 
 def test_half_covered_view_has_no_confidence_where_no_keyframe_sees(rig):
@@ -125,11 +125,16 @@ def test_every_concurrent_request_is_answered_busy_or_served(rig):
 def test_a_query_that_cannot_finish_in_time_is_refused_up_front(rig):
     # A real render first: the cost model refuses only while real renders keep it current.
     assert rig.call("/viewseg/render_view", render_request(line_pose(0.3), width=W, height=H)).success
+    refused, renders = rig.node.events["refused_budget"], rig.node.last_render_s
     t0 = time.monotonic()
     response = rig.call("/viewseg/render_view", render_request(line_pose(0.3), width=1280, height=1024))
     assert not response.success
     assert "would take about" in response.message and f"query.timeout_s = {TIMEOUT_S:g} s" in response.message
-    assert time.monotonic() - t0 < 1.0
+    # Up front: counted as refused, nothing rendered. The round trip is normally well under a
+    # second; the bound is loose because a loaded CI machine once took 1.16 s to schedule it
+    # (the render it refuses would take minutes).
+    assert rig.node.events["refused_budget"] == refused + 1 and rig.node.last_render_s == renders
+    assert time.monotonic() - t0 < 5.0
 
 
 def test_a_render_past_its_timeout_is_abandoned_and_intake_goes_on(rig):
