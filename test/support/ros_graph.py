@@ -73,12 +73,13 @@ class Graph:
         self.thread.join(timeout=5)
 
 
-def diagnostics_values(g: Graph, checkpoint: str | None = None) -> dict[str, str]:
+def diagnostics_values(g: Graph, checkpoint: str | None = None, until=None) -> dict[str, str]:
     """A /diagnostics status composed after this call, as a dict: the second one to arrive (the
     first may have been composed before the call, with the state the test just changed not yet
     in it; a clean-clone CI run read such a stale one). ``g.diagnostics`` is the list a
     subscription of the test fills. ``checkpoint``: only statuses of the node that loaded that
-    file (/diagnostics is one topic for every node of the test's domain)."""
+    file (/diagnostics is one topic for every node of the test's domain). ``until``: the first
+    such status for which ``until(values)`` holds (a state the node reports over a time window)."""
     def as_dict(message) -> dict[str, str]:
         status = message.status[0]
         level = int.from_bytes(status.level, "little") if isinstance(status.level, bytes) else int(status.level)
@@ -89,11 +90,13 @@ def diagnostics_values(g: Graph, checkpoint: str | None = None) -> dict[str, str
 
     def arrived() -> bool:
         found[:] = [d for d in map(as_dict, g.diagnostics[seen:])
-                    if checkpoint is None or d.get("checkpoint") == checkpoint]
-        return len(found) >= 2
+                    if checkpoint is None or d.get("checkpoint") == checkpoint][1:]
+        if until is not None:
+            found[:] = [d for d in found if until(d)]
+        return bool(found)
 
-    wait_for(arrived, 10.0, "two /diagnostics statuses")
-    return found[-1]
+    wait_for(arrived, 10.0, "a /diagnostics status" + ("" if until is None else " with the expected state"))
+    return found[0] if until is not None else found[-1]
 
 
 def tiny_checkpoint(path: Path, **changes) -> Path:
