@@ -395,6 +395,22 @@ def occupied_samples(t_coarse: torch.Tensor, coarse_weights: torch.Tensor, t: to
     return per_slot.gather(-1, slot) >= skip_weight
 
 
+def _evaluate_in_calls(evaluate: FieldChoice, field: SemanticField, prepared: PreparedSources,
+                       points: torch.Tensor, directions: torch.Tensor, rays_per_call: int,
+                       stats: QueryStats) -> FieldOutput:
+    """The field at ``points`` [B, R, S, 3] (``directions`` [B, R, 3]), ``rays_per_call`` rays
+    per call (counted in ``stats.field_calls``), the outputs joined along R."""
+    R = points.shape[1]
+    outs = []
+    for start in range(0, R, rays_per_call):
+        sl = slice(start, start + rays_per_call)
+        outs.append(evaluate(field, points[:, sl], directions[:, sl], prepared))
+        stats.field_calls += 1
+    if len(outs) == 1:
+        return outs[0]
+    return FieldOutput(**{f.name: torch.cat([getattr(o, f.name) for o in outs], dim=1) for f in fields(FieldOutput)})
+
+
 def _eval_packed(field: SemanticField, prepared: PreparedSources, points: torch.Tensor,
                  directions: torch.Tensor, keep: torch.Tensor, budget: int, stats: QueryStats,
                  count_as: str = "fine_points", evaluate: FieldChoice = REFERENCE_FIELD) -> FieldOutput:
@@ -423,15 +439,11 @@ def _eval_packed(field: SemanticField, prepared: PreparedSources, points: torch.
     valid = torch.arange(N, device=keep.device)[None] < count[:, None]          # [B, N]
     pts = points.reshape(B, M, 3).gather(1, order[..., None].expand(B, N, 3))
     dirs = directions.gather(1, (order // S)[..., None].expand(B, N, 3))
-    outs = []
-    for start in range(0, N, budget):
-        sl = slice(start, start + budget)
-        outs.append(evaluate(field, pts[:, sl, None], dirs[:, sl], prepared))  # [B, n, 1, ...]
-        stats.field_calls += 1
+    out = _evaluate_in_calls(evaluate, field, prepared, pts[:, :, None], dirs, budget, stats)  # [B, N, 1, ...]
     setattr(stats, count_as, getattr(stats, count_as) + int(count.sum()))
 
     def scatter(name: str) -> torch.Tensor:
-        vals = torch.cat([getattr(o, name) for o in outs], dim=1)[:, :, 0]     # [B, N, ...]
+        vals = getattr(out, name)[:, :, 0]                                     # [B, N, ...]
         vals = torch.where(valid.reshape(B, N, *([1] * (vals.ndim - 2))), vals, 0)
         full = vals.new_zeros((B, M, *vals.shape[2:]))
         idx = order.reshape(B, N, *([1] * (vals.ndim - 2))).expand_as(vals)
@@ -451,16 +463,8 @@ def _eval_dense(evaluate: FieldChoice, field: SemanticField, prepared: PreparedS
         FieldOutput with [B, R, S, ...] tensors.
     """
     B, R, S, _ = points.shape
-    step = max(1, budget // (B * S))
-    outs = []
-    for start in range(0, R, step):
-        sl = slice(start, start + step)
-        outs.append(evaluate(field, points[:, sl], directions[:, sl], prepared))
-        stats.field_calls += 1
     setattr(stats, count_as, getattr(stats, count_as) + points[..., 0].numel())
-    if len(outs) == 1:
-        return outs[0]
-    return FieldOutput(**{f.name: torch.cat([getattr(o, f.name) for o in outs], dim=1) for f in fields(FieldOutput)})
+    return _evaluate_in_calls(evaluate, field, prepared, points, directions, max(1, budget // (B * S)), stats)
 
 
 def _coarse_skipping_free(renderer: Renderer, prepared: PreparedSources, rays: RayBundle, t: torch.Tensor,

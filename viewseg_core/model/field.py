@@ -584,7 +584,7 @@ class SemanticField(nn.Module):
         if self.config.projected_features:
             w_x, w_d, _ = self._weights()
             # The direction term is per ray, shared by the ray's S samples.
-            if overwrite and sampled.dtype == g_x.dtype == w_x.dtype:
+            if overwrite:  # sampled, g_x and the weights share one dtype (_inputs casts them)
                 shared = self.lin_in.bias if g_d is None else F.linear(g_d, w_d, self.lin_in.bias)
                 h = torch.add(sampled, shared, out=sampled.new_empty((B, V, R, S, self.config.hidden_dim)))
                 h.view(-1, h.shape[-1]).addmm_(g_x.reshape(-1, g_x.shape[-1]), w_x.t())
