@@ -89,7 +89,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when
 
 from report import append_rows, cpu_name, load_avg  # noqa: E402  (benchmarks/report.py)
 
-from viewseg_core.model.fast import FIELD_ENV, FIELD_IMPLS, PRESETS, QueryPreset, render_query_stats  # noqa: E402
+from viewseg_core.model.fast import FIELD_ENV, FIELD_IMPLS, PRESETS, QueryPreset, render_query_stats, \
+    trained_preset  # noqa: E402
 from viewseg_core.model.field import SemanticField  # noqa: E402
 from viewseg_core.model.fused_field import FusedFieldUnsupported  # noqa: E402
 from viewseg_core.model.viewseg import ModelConfig, ViewSeg  # noqa: E402
@@ -343,7 +344,7 @@ def build_bench_model(spec: str, quick: bool = False) -> tuple[ViewSeg, str]:
     from viewseg_core.model.weights import load_model
     model = load_model(spec).eval()
     c = model.config
-    trained = (f"{c.num_coarse}s+{c.guide_samples}b+{c.num_fine}" if c.depth_guided else f"{c.num_coarse}+{c.num_fine}")
+    trained = trained_preset(model.renderer, name="").label
     return model, f"{Path(spec).name} ({c.encoder.split('_')[-1]}/{c.feature_dim}/{c.hidden_dim}, trained {trained})"
 
 
@@ -605,7 +606,6 @@ def run_miou(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, train_config = load_viewseg(args.miou)
     model = model.to(device).eval()
-    cfg = model.config
     config_path = args.miou_config
     beside = Path(args.miou).parent / "config.yaml"     # a run folder's model.pt has its config there
     if not config_path and train_config is None and beside.is_file():
@@ -614,9 +614,7 @@ def run_miou(args: argparse.Namespace) -> int:
                                    config_flag="--miou-config")
     dataset = build_dataset(data_cfg, split=args.miou_split, seed=0, full_target=True)
     indices = example_indices(len(dataset), args.miou_examples)
-    # The model's own training sampling (a depth-guided model trained with band samples too).
-    trained = QueryPreset("trained", cfg.num_coarse, cfg.num_fine,
-                          guide_samples=cfg.guide_samples if cfg.depth_guided else 0)
+    trained = trained_preset(model.renderer, name="trained")
     presets = [trained] + [parse_preset(p) for p in args.presets.split(",")]
     points: dict[str, list[float]] = {p.label: [] for p in presets}
     labels: dict[str, list[np.ndarray]] = {p.label: [] for p in presets}

@@ -70,7 +70,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 from viewseg_core.cameras import K_from_camera_info, check_pinhole, resize_intrinsics
 from viewseg_core.classes import IGNORE_LABEL, PALETTE, colorize
 from viewseg_core.data.records import View
-from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, render_query, render_query_stats
+from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, render_query, render_query_stats, \
+    trained_preset
 from viewseg_core.model.weights import load_model
 from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
 from viewseg_ros.conversions import (COLOR_ENCODINGS, camera_info_to_K, depth_image_to_metres, image_to_numpy,
@@ -437,8 +438,7 @@ class ViewSegNode(Node):
         if name == "auto":  # the guided preset needs the depth the model was trained to sample around
             name = "rgbd" if self.model.config.depth_guided and p["depth_topic"] else "fast"
         if name == "checkpoint":
-            cfg = renderer.config
-            base = QueryPreset("checkpoint", cfg.num_coarse, cfg.num_fine if renderer.fine is not None else 0)
+            base = trained_preset(renderer)
         elif name in PRESETS:
             base = PRESETS[name]
         else:

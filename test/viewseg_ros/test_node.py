@@ -222,6 +222,9 @@ def test_sampling_parameters(graph, checkpoint, tmp_path):
     assert preset_of(rgbd) == PRESETS["fast"]  # no depth to guide the samples
     assert preset_of(checkpoint, depth_topic="depth") == PRESETS["fast"]  # an RGB model
     assert preset_of(rgbd, depth_topic="depth", **{"query.num_coarse": 4}).label == "rgbd (4s+4b+0 free-skip)"
+    # checkpoint: the samples it was trained with, band samples included (8 + 8 band + 4).
+    assert preset_of(rgbd, depth_topic="depth", **{"query.preset": "checkpoint"}) == \
+        QueryPreset("checkpoint", 8, 4, guide_samples=8)
     with pytest.raises(ValueError, match="query.preset must be one of"):
         preset_of(checkpoint, **{"query.preset": "fastest"})
     with pytest.raises(ValueError, match="no fine field"):

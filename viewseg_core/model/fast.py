@@ -190,6 +190,14 @@ PRESETS: dict[str, QueryPreset] = {
 }
 
 
+def trained_preset(renderer: Renderer, name: str = "checkpoint") -> QueryPreset:
+    """The samples the model was trained with: its coarse samples (plus its band samples when
+    it is depth-guided) and fine samples (0 without a fine field), nothing skipped."""
+    cfg = renderer.config
+    return QueryPreset(name, cfg.num_coarse, cfg.num_fine if renderer.fine is not None else 0,
+                       guide_samples=cfg.guide_samples if cfg.depth_guided else 0)
+
+
 @dataclass
 class QueryStats:
     """Work done by one :func:`render_query_stats` call.
@@ -603,4 +611,4 @@ def render_query(model, K: torch.Tensor, c2w: torch.Tensor, height: int, width: 
 __all__ = ["QueryPreset", "QueryStats", "RenderCancelled", "PRESETS", "RAY_CHUNK_CALLS", "AMP_MODES", "FIELD_IMPLS", "FIELD_ENV",
            "FieldChoice", "choose_field", "requested_field_impl", "fused_failures", "render_query",
            "render_query_stats",
-           "occupied_samples", "point_budget"]
+           "occupied_samples", "point_budget", "trained_preset"]
