@@ -73,6 +73,20 @@ class Graph:
         self.thread.join(timeout=5)
 
 
+def resend(send, arrived, what: str, tries: int = 3, timeout: float = 5.0) -> bool:
+    """``send(attempt)``, then wait up to ``timeout`` s for ``arrived()``; again, up to ``tries``
+    times. Camera topics are best effort, and a loaded machine loses messages: a test that
+    needs one to arrive sends it again instead of failing on transport. Whether it arrived."""
+    for attempt in range(tries):
+        send(attempt)
+        try:
+            wait_for(arrived, timeout, what)
+            return True
+        except AssertionError:
+            continue
+    return False
+
+
 def diagnostics_values(g: Graph, checkpoint: str | None = None, until=None) -> dict[str, str]:
     """A /diagnostics status composed after this call, as a dict: the second one to arrive (the
     first may have been composed before the call, with the state the test just changed not yet

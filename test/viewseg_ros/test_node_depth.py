@@ -16,7 +16,7 @@ import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 
 from viewseg_core.cameras import K_from_hfov  # noqa: E402
 from viewseg_ros.camera_stream import view_pose  # noqa: E402
-from ros_graph import Graph, PosedCamera, params, render_request, tiny_checkpoint, wait_for  # noqa: E402
+from ros_graph import Graph, PosedCamera, params, render_request, resend, tiny_checkpoint  # noqa: E402
 
 W, H = 64, 48
 K = K_from_hfov(70.0, W, H)
@@ -53,18 +53,18 @@ def next_view(g: Graph, arrived=None, **depth_kwargs):
     The camera topics are best effort: on a loaded machine a message can be lost, so a view that
     did not become a keyframe, or did but without ``arrived()`` (e.g. its depth counted) being
     true, is sent again as the next novel view, up to three times."""
-    for attempt in range(3):
+    before = [0]
+
+    def send(_attempt: int) -> None:
         g.index += 1
         g.stamp_ns += 10**9
-        before = g.node.keyframes.admitted
+        before[0] = g.node.keyframes.admitted
         g.camera.publish(pose(g.index), g.stamp_ns, **depth_kwargs)
-        try:
-            wait_for(lambda: g.node.keyframes.admitted > before and (arrived is None or arrived()), 5.0,
-                     f"view {g.index} to become a keyframe")
-        except AssertionError:
-            continue
-        return next(k for k in g.node.keyframes.snapshot() if k.stamp_ns == g.stamp_ns)
-    return None
+
+    if not resend(send, lambda: g.node.keyframes.admitted > before[0] and (arrived is None or arrived()),
+                  "a novel view to become a keyframe"):
+        return None
+    return next(k for k in g.node.keyframes.snapshot() if k.stamp_ns == g.stamp_ns)
 
 
 def kept_with_depth(g: Graph):

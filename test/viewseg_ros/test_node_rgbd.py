@@ -18,8 +18,8 @@ import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 from viewseg_core.cameras import K_from_hfov  # noqa: E402
 from viewseg_ros.camera_stream import view_pose  # noqa: E402
 from viewseg_ros.conversions import image_to_numpy  # noqa: E402
-from ros_graph import Graph, PosedCamera, diagnostics_values, params, render_request, tiny_checkpoint, \
-    wait_for  # noqa: E402
+from ros_graph import Graph, PosedCamera, diagnostics_values, params, render_request, resend, \
+    tiny_checkpoint  # noqa: E402
 
 W, H = 32, 24
 K = K_from_hfov(70.0, W, H)
@@ -56,16 +56,10 @@ def start(g: Graph, checkpoint, namespace: str, depth_topic: str) -> None:
     g.client.create_subscription(DiagnosticArray, "/diagnostics", g.diagnostics.append, 10)
     g.camera = PosedCamera(g, K, FRAME, depth_topic=depth_topic, namespace=namespace)
     for index in range(1, VIEWS + 1):
-        # Camera topics are best effort: a view lost on a loaded machine is sent again (new stamp).
-        for attempt in range(3):
-            g.camera.publish(pose(index), (100 * index + attempt) * 10**9,
-                             depth=wall_depth(index) if depth_topic else None)
-            try:
-                wait_for(lambda: g.node.keyframes.admitted >= index, 3.0, f"view {index} to become a keyframe")
-                break
-            except AssertionError:
-                if attempt == 2:
-                    raise
+        assert resend(lambda attempt: g.camera.publish(pose(index), (100 * index + attempt) * 10**9,
+                                                       depth=wall_depth(index) if depth_topic else None),
+                      lambda: g.node.keyframes.admitted >= index, f"view {index} to become a keyframe",
+                      timeout=3.0), f"view {index} never became a keyframe (sent 3 times)"
 
 
 @pytest.fixture(scope="module")
