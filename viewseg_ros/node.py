@@ -21,7 +21,7 @@ Contract: design.md, "ROS 2 interface". In short:
   one more is answered at once with ``success=false``, "busy (N in flight)". A query whose
   estimated cost (rays x points per ray x views x the measured seconds per point-view) exceeds
   ``query.timeout_s`` is refused before rendering; a render that outlives ``query.timeout_s``
-  is abandoned between chunks and answered with ``success=false``. Every request is answered.
+  is abandoned before its next field call and answered with ``success=false``. Every request is answered.
 - Honest confidence. A query whose frustum no keyframe sees (coverage below
   ``query.min_coverage``; a point deeper than ``query.max_source_depth`` in a keyframe does
   not count as seen) is refused with the coverage found. Pixels whose rendered surface no

@@ -94,19 +94,24 @@ FIELD_ENV = "VIEWSEG_FIELD"   # overrides QueryPreset.field_impl (benchmarks, te
 # Default per-call budget: bytes of one [points, views, hidden] float32 activation.
 CPU_BUDGET_BYTES = 3 << 20
 CUDA_FREE_MEMORY_SHARE = 1 / 32   # the field holds ~10 such tensors at its peak
-# Dense samples per ray chunk, in field calls (module docstring, item 3). A chunk is also the
-# unit a cancelled render cannot interrupt: at 8, a 160x120 rgbd query on the 2-core CPU has
-# 10 chunks (about 0.1 s each).
+# Dense samples per ray chunk, in field calls (module docstring, item 3). A cancelled render
+# stops before its next field call, not at the end of a chunk (about 0.1 s at 8 on the 2-core CPU).
 RAY_CHUNK_CALLS = 8
 
 
 class RenderCancelled(RuntimeError):
-    """:func:`render_query` stopped between chunks because ``should_stop`` said so; ``stats``
-    is the work done until then (a caller's cost model learns from it too)."""
+    """:func:`render_query` stopped before a field call because ``should_stop`` said so;
+    ``stats`` is the work done until then (a caller's cost model learns from it too), with
+    ``rays_done`` counting the rays of the chunks that finished."""
 
     def __init__(self, message: str, stats: "QueryStats"):
         super().__init__(message)
         self.stats = stats
+
+
+class _StopAsked(Exception):
+    """Raised by :class:`FieldChoice` before a field call that ``should_stop`` refused; the
+    query loop turns it into :class:`RenderCancelled` with its stats."""
 
 
 @dataclass(frozen=True)
@@ -271,6 +276,9 @@ class FieldChoice:
             missing C compiler for triton's launcher, ...): that call and the rest of the query
             ran the PyTorch field, and ``auto`` keeps it on that device for the process
             (:func:`fused_failures`). A forced ``fused`` raises instead.
+        should_stop: asked before every call; True stops the query (:class:`RenderCancelled`).
+            Here because every field evaluation of a query passes through this one object, so
+            a deadline is honoured to within one field call, whatever the chunking.
     """
 
     impl: str
@@ -280,9 +288,12 @@ class FieldChoice:
     precision: str | None = None
     interpret: bool = False
     failure: list = dc_field(default_factory=list, compare=False, repr=False)
+    should_stop: Callable[[], bool] | None = dc_field(default=None, compare=False, repr=False)
 
     def __call__(self, field: SemanticField, points: torch.Tensor, directions: torch.Tensor,
                  prepared: PreparedSources) -> FieldOutput:
+        if self.should_stop is not None and self.should_stop():
+            raise _StopAsked
         if self.impl != "fused" or self.failure:
             return field(points, directions, prepared)
         if self.requested != "auto":
@@ -471,8 +482,9 @@ def _eval_dense(evaluate: FieldChoice, field: SemanticField, prepared: PreparedS
         FieldOutput with [B, R, S, ...] tensors.
     """
     B, R, S, _ = points.shape
-    setattr(stats, count_as, getattr(stats, count_as) + points[..., 0].numel())
-    return _evaluate_in_calls(evaluate, field, prepared, points, directions, max(1, budget // (B * S)), stats)
+    out = _evaluate_in_calls(evaluate, field, prepared, points, directions, max(1, budget // (B * S)), stats)
+    setattr(stats, count_as, getattr(stats, count_as) + points[..., 0].numel())  # after: a cancelled pass adds none
+    return out
 
 
 def _coarse_skipping_free(renderer: Renderer, prepared: PreparedSources, rays: RayBundle, t: torch.Tensor,
@@ -558,7 +570,7 @@ def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, w
     rays = grid_rays(K, c2w, height, width, near=cfg.near, far=cfg.far)          # [B, H*W]
     if prepared is None:
         prepared = renderer.prepare(sources)
-    evaluate = choose_field(renderer, preset, dev, prepared, dtype)
+    evaluate = replace(choose_field(renderer, preset, dev, prepared, dtype), should_stop=should_stop)
     budget = point_budget(preset, renderer.coarse, sources.num_views, dev)
     # Rays per chunk (over the whole batch): RAY_CHUNK_CALLS budgets of the densest pass's
     # samples; every pass splits its field calls to the budget (module docstring, item 3).
@@ -571,11 +583,13 @@ def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, w
     pieces = []
     with _autocast(preset, dev):
         for start in range(0, height * width, chunk):
-            if should_stop is not None and should_stop():
-                raise RenderCancelled(f"render stopped after {start} of {height * width} rays", stats)
             sl = slice(start, start + chunk)
-            out = _render_rays(renderer, rays[:, sl], prepared, preset, budget, stats,
-                               None if guide is None else guide[:, sl], evaluate)
+            try:
+                out = _render_rays(renderer, rays[:, sl], prepared, preset, budget, stats,
+                                   None if guide is None else guide[:, sl], evaluate)
+            except _StopAsked:
+                raise RenderCancelled(f"render stopped after {start} of {height * width} rays "
+                                      f"({stats.field_calls} field calls)", stats) from None
             stats.rays_done += B * min(chunk, height * width - start)
             pieces.append(replace(out, weights=None, t=None))  # drop [.., S] tensors early
     if evaluate.failure:  # auto fell back at run time (module docstring, item 5)
@@ -599,8 +613,9 @@ def render_query(model, K: torch.Tensor, c2w: torch.Tensor, height: int, width: 
         sources: SourceViews with batch B (``model.make_sources``).
         preset: a :class:`QueryPreset` or a name in :data:`PRESETS`.
         prepared: ``model.renderer.prepare(sources)``, to reuse across queries.
-        should_stop: asked before every chunk; True raises :class:`RenderCancelled` (a caller's
-            deadline or cancellation: a chunk is the unit of work that cannot be interrupted).
+        should_stop: asked before every field call; True raises :class:`RenderCancelled` (a
+            caller's deadline or cancellation: one field call is the unit of work that cannot be
+            interrupted, a few tens of milliseconds on the 2-core CPU).
     Returns:
         PassOutput of the final pass with [B, H, W, ...] ([H, W, ...] for one camera) tensors,
         as :meth:`ViewSeg.render` returns.

@@ -12,6 +12,7 @@ Reference = ``ViewSeg.render`` with per-point sampling of the raw feature maps
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import replace
 
 import pytest
@@ -190,8 +191,11 @@ def test_presets_and_validation():
 
 # 16 points per ray (8 coarse + 8 fine, nothing skipped) and RAY_CHUNK_CALLS field calls of
 # 1600 / RAY_CHUNK_CALLS points per chunk: 100 rays per chunk, so the 24 x 32 = 768 rays take 8
-# chunks (starting at rays 0, 100, ..., 700).
+# chunks (starting at rays 0, 100, ..., 700). A chunk's coarse pass takes 4 calls of 25 rays x 8
+# samples; its fine pass (coarse and fine samples, 16 per ray) takes 9 calls of up to 12 rays; the
+# last chunk (68 rays) 3 + 6 calls.
 CHUNKED = QueryPreset("chunked", 8, 8, amp="off", point_budget=1600 // RAY_CHUNK_CALLS)
+CHUNKED_CALLS = 7 * (4 + 9) + 3 + 6
 
 
 class _Counter:
@@ -203,19 +207,29 @@ class _Counter:
         return self.stop_at is not None and self.calls >= self.stop_at
 
 
-def test_should_stop_cancels_between_chunks(make_config, box_room):
+@pytest.mark.parametrize("stop_at, message, calls_done, rays_done", [
+    (1, "after 0 of 768 rays (0 field calls)", 0, 0),
+    (3, "after 0 of 768 rays (2 field calls)", 2, 0),        # inside the first chunk's coarse pass
+    (6, "after 0 of 768 rays (5 field calls)", 5, 0),        # inside its fine pass
+    (15, "after 100 of 768 rays (14 field calls)", 14, 100),  # chunk 0 done, one call of chunk 1
+], ids=["first-call", "coarse", "fine", "second-chunk"])
+def test_should_stop_is_asked_before_every_field_call(make_config, box_room, stop_at, message, calls_done,
+                                                     rays_done):
+    """A deadline stops the render before its next field call, not at the end of a ray chunk
+    (8 field calls): the stats say what finished, and the cost counters hold only finished
+    passes."""
     model = _model(make_config)
     sources = _sources(model, box_room)
     c2w = box_room.target_c2w[0]
-    stop = _Counter(stop_at=3)
-    with pytest.raises(RenderCancelled, match=r"^render stopped after 200 of 768 rays$"):
+    stop = _Counter(stop_at=stop_at)
+    with pytest.raises(RenderCancelled, match=r"^render stopped " + re.escape(message) + "$") as caught:
         render_query(model, box_room.K, c2w, H, W, sources, CHUNKED, should_stop=stop)
-    assert stop.calls == 3  # asked before chunks 0, 1 and 2; chunk 2 (rays 200..299) never ran
+    assert stop.calls == stop_at
+    stats = caught.value.stats
+    assert (stats.field_calls, stats.rays_done) == (calls_done, rays_done)
+    assert stats.coarse_points == (800 if calls_done >= 4 else 0) + (800 if calls_done >= 17 else 0)
+    assert stats.fine_points == (1600 if calls_done >= 13 else 0)
     assert issubclass(RenderCancelled, RuntimeError)
-    first = _Counter(stop_at=1)
-    with pytest.raises(RenderCancelled, match="after 0 of 768 rays"):
-        render_query_stats(model, box_room.K, c2w, H, W, sources, CHUNKED, should_stop=first)
-    assert first.calls == 1
 
 
 @pytest.mark.parametrize("preset", [QueryPreset("dense", 8, 8, amp="off", point_budget=150),
@@ -232,12 +246,17 @@ def test_ray_chunks_hold_several_calls_each_within_the_budget(make_config, box_r
     for f in (model.renderer.coarse, model.renderer.fine):
         plain = f.forward
         f.forward = lambda points, *a, _plain=plain: sizes.append(points.shape[1] * points.shape[2]) or _plain(points, *a)
-    chunks = _Counter(stop_at=None)
-    out, stats = render_query_stats(model, box_room.K, c2w, H, W, sources, preset, should_stop=chunks)
-    assert max(sizes) <= 150 and len(sizes) == stats.field_calls
+    chunks = []
+    render_rays = fast._render_rays
+    monkeypatch.setattr(fast, "_render_rays", lambda renderer, rays, *a: chunks.append(rays.shape[1])
+                        or render_rays(renderer, rays, *a))
+    asked = _Counter(stop_at=None)
+    out, stats = render_query_stats(model, box_room.K, c2w, H, W, sources, preset, should_stop=asked)
+    assert max(sizes) <= 150 and len(sizes) == stats.field_calls == asked.calls
     dense = 8 if preset.skip_weight > 0 else 16
     rays_per_chunk = RAY_CHUNK_CALLS * 150 // dense
-    assert chunks.calls == -(-H * W // rays_per_chunk)  # ceil: 768 rays in chunks of 75 or 150
+    assert len(chunks) == -(-H * W // rays_per_chunk) and max(chunks) == rays_per_chunk  # 768 rays, chunks of 75 or 150
+    monkeypatch.setattr(fast, "_render_rays", render_rays)
     sizes.clear()
     monkeypatch.setattr(fast, "RAY_CHUNK_CALLS", 1)
     one, one_stats = render_query_stats(model, box_room.K, c2w, H, W, sources, preset)
@@ -256,7 +275,7 @@ def test_should_stop_false_changes_nothing(make_config, box_room):
     plain, plain_stats = render_query_stats(model, box_room.K, c2w, H, W, sources, CHUNKED)
     never = _Counter(stop_at=None)
     asked, asked_stats = render_query_stats(model, box_room.K, c2w, H, W, sources, CHUNKED, should_stop=never)
-    assert never.calls == 8  # once per chunk, never after the last
+    assert never.calls == plain_stats.field_calls == CHUNKED_CALLS  # once per field call, never after the last
     assert asked_stats == plain_stats
     compared = 0
     for name in [f.name for f in dataclasses.fields(plain)] + ["labels"]:
@@ -269,9 +288,9 @@ def test_should_stop_false_changes_nothing(make_config, box_room):
         torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True, msg=name)
         compared += 1
     assert compared >= 8
-    # The last call may stop it too: a deadline that passes before the final chunk.
-    with pytest.raises(RenderCancelled, match="after 700 of 768 rays"):
-        render_query(model, box_room.K, c2w, H, W, sources, CHUNKED, should_stop=_Counter(stop_at=8))
+    # The last call may stop it too: a deadline that passes before the final field call.
+    with pytest.raises(RenderCancelled, match=f"after 700 of 768 rays \\({CHUNKED_CALLS - 1} field calls\\)"):
+        render_query(model, box_room.K, c2w, H, W, sources, CHUNKED, should_stop=_Counter(stop_at=CHUNKED_CALLS))
 
 
 @pytest.mark.gpu
