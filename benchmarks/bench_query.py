@@ -375,7 +375,11 @@ def reference_path(model: ViewSeg, num_coarse: int, num_fine: int, guide_samples
 def parse_preset(spec: str) -> QueryPreset:
     """A name in PRESETS, or ``NC+NF`` / ``NC+NF@SKIP`` (e.g. ``32+16@1e-3``), or depth-guided
     ``NSs+NBb+NF[@SKIP]`` (e.g. ``4s+8b+0``: 4 stratified + 8 band samples, no fine pass), with
-    ``/free`` at the end for ``skip_free`` (e.g. ``8s+8b+0/free``)."""
+    ``/free`` at the end for ``skip_free`` (e.g. ``8s+8b+0/free``); ``:AMP`` after any of them
+    sets the MLP precision (e.g. ``rgbd:bf16``; the presets' own is ``auto``)."""
+    spec, _, amp = spec.partition(":")
+    if amp:
+        return replace(parse_preset(spec), amp=amp)
     if spec in PRESETS:
         return PRESETS[spec]
     spec, free = (spec[:-len("/free")], True) if spec.endswith("/free") else (spec, False)

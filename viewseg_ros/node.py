@@ -143,6 +143,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "query.skip_weight": (-1.0, "fine-pass occupancy threshold (-1 = the preset's, 0 = evaluate every sample)"),
     "query.field_impl": ("auto", "field implementation: auto (the fused Triton kernel on CUDA when it supports the "
                                  "model, else PyTorch) | fused | reference (PyTorch); env VIEWSEG_FIELD overrides"),
+    "query.amp": ("auto", "MLP precision: auto (bf16 on CUDA, float32 on CPU) | off (float32) | bf16 (CUDA "
+                          "autocast; CPU: a bf16 copy of the field's weights, faster on CPUs with AVX512-BF16 or "
+                          "AMX; docs/benchmarks.md, \"CPU bf16\")"),
     "query.point_budget": (0, "points per field call (0 = from the device: a few MiB of activations on CPU, "
                               "a share of free GPU memory on CUDA)"),
     "query.max_width": (1280, "largest query width accepted"),
@@ -460,6 +463,9 @@ class ViewSegNode(Node):
         if p["query.point_budget"] > 0:
             changes["point_budget"] = p["query.point_budget"]
         changes["field_impl"] = p["query.field_impl"]
+        changes["amp"] = p["query.amp"]
+        if p["query.amp"] == "fp16" and self.device.type != "cuda":
+            raise ValueError("parameter query.amp fp16 needs CUDA (on CPU use bf16 or off)")
         try:
             self.preset = replace(base, **changes)
         except ValueError as error:

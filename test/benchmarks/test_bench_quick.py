@@ -3,6 +3,7 @@ end and land rows in their own tables, and the FLOP counter they report agrees w
 FlopCounterMode on a real render (reference path and fast path, with and without skipping)."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import subprocess
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from viewseg_core.model.fast import PRESETS
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "benchmarks"
@@ -108,6 +111,11 @@ def test_parse_preset_and_size():
     p = bq.parse_preset("32+16@1e-3")
     assert (p.num_coarse, p.num_fine, p.skip_weight, p.label) == (32, 16, 1e-3, "32+16 skip<0.001")
     assert bq.parse_preset("paper").num_fine == 128
+    p = bq.parse_preset("rgbd:bf16")
+    assert p == dataclasses.replace(PRESETS["rgbd"], amp="bf16") and p.label == "rgbd (8s+4b+0 free-skip bf16)"
+    assert bq.parse_preset("8+8@1e-3:off").label == "8+8 skip<0.001 off"
+    with pytest.raises(ValueError, match="amp must be one of"):
+        bq.parse_preset("fast:int8")
     assert bq.parse_size("160x120") == (120, 160)
 
 

@@ -65,16 +65,21 @@ reference path by ``benchmarks/bench_query.py`` (see docs/benchmarks.md):
 
 On CUDA the field's MLP also runs under autocast (``amp``, bf16 by default); the field keeps
 projection, embedding and feature sampling in float32 itself, and compositing runs in
-float32 in the fused kernel. Projected feature maps (``projected_features``) are the model's
+float32 in the fused kernel. On CPU, ``amp="bf16"`` runs the PyTorch field from a bfloat16
+copy of its weights instead (:func:`low_precision_field`, made once per weight version):
+the field's inference forward then works in bf16 end to end, where CPU autocast measured no
+faster (it casts around every op and takes the field's out-of-place training forward). Projected feature maps (``projected_features``) are the model's
 own default path; :func:`render_query` prepares them once per call, or takes them from
 ``prepared`` (a node can keep them per keyframe set).
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass, field as dc_field, fields, replace
 from typing import Callable
 
@@ -123,8 +128,9 @@ class QueryPreset:
         num_coarse / num_fine: samples per ray (fine: importance samples, evaluated together
             with the coarse ones, as in training); num_fine 0 = coarse pass only.
         skip_weight: fine-pass occupancy threshold (0 = evaluate every merged sample).
-        amp: autocast for the MLP: ``auto`` (bf16 on CUDA, off on CPU, where bf16 measured
-            no faster), ``off``, ``bf16``, ``fp16`` (CUDA only).
+        amp: the MLP's precision: ``auto`` (bf16 on CUDA, float32 on CPU), ``off``
+            (float32), ``bf16`` (CUDA: autocast; CPU: a bf16 copy of the field's weights, see
+            the module docstring), ``fp16`` (CUDA autocast only).
         point_budget: points per field call (0 = from the device, see the module docstring).
         guide_samples: depth-guided band samples per ray added to the coarse pass (0 = none;
             ``num_coarse`` then counts its stratified samples).
@@ -174,7 +180,8 @@ class QueryPreset:
         skip = f" skip<{self.skip_weight:g}" if self.skip_weight > 0 else ""
         guided = f"{self.num_coarse}s+{self.guide_samples}b" if self.guide_samples else f"{self.num_coarse}"
         free = " free-skip" if self.skip_free else ""
-        samples = f"{guided}+{self.num_fine}{skip}{free}"
+        amp = "" if self.amp == "auto" else f" {self.amp}"
+        samples = f"{guided}+{self.num_fine}{skip}{free}{amp}"
         return samples if self.name in ("", samples) else f"{self.name} ({samples})"
 
 
@@ -245,15 +252,31 @@ def point_budget(preset: QueryPreset, field: SemanticField, num_views: int, devi
 
 
 def _autocast(preset: QueryPreset, device: torch.device):
-    mode = preset.amp
-    if mode == "auto":
-        mode = "bf16" if device.type == "cuda" else "off"
-    if mode == "off":
-        return contextlib.nullcontext()
+    mode = _amp_mode(preset, device)
     if mode == "fp16" and device.type != "cuda":
         raise ValueError("amp='fp16' needs CUDA (CPU autocast supports bfloat16 only)")
+    if mode == "off" or device.type == "cpu":  # CPU bf16: the field's weights (low_precision_field)
+        return contextlib.nullcontext()
     dtype = torch.bfloat16 if mode == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
+
+
+_low_precision: "weakref.WeakKeyDictionary[SemanticField, tuple[tuple, SemanticField]]" = weakref.WeakKeyDictionary()
+_low_precision_lock = threading.Lock()
+
+
+def low_precision_field(field: SemanticField, dtype: torch.dtype) -> SemanticField:
+    """``field`` with its weights and buffers in ``dtype`` (inference only): a copy, kept while
+    the original's parameters are the same tensors at the same version, so a query pays the
+    cast once and a training step or ``load_state_dict`` (both bump the versions) is seen."""
+    key = (dtype, tuple((p.data_ptr(), p._version) for p in field.parameters()))
+    with _low_precision_lock:
+        hit = _low_precision.get(field)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        low = copy.deepcopy(field).to(dtype).eval().requires_grad_(False)
+        _low_precision[field] = (key, low)
+        return low
 
 
 def _amp_mode(preset: QueryPreset, device: torch.device) -> str:
@@ -279,6 +302,8 @@ class FieldChoice:
         should_stop: asked before every call; True stops the query (:class:`RenderCancelled`).
             Here because every field evaluation of a query passes through this one object, so
             a deadline is honoured to within one field call, whatever the chunking.
+        weights_dtype: the PyTorch field runs from a copy with weights in this dtype
+            (:func:`low_precision_field`; CPU bf16); None: the field as it is.
     """
 
     impl: str
@@ -289,12 +314,15 @@ class FieldChoice:
     interpret: bool = False
     failure: list = dc_field(default_factory=list, compare=False, repr=False)
     should_stop: Callable[[], bool] | None = dc_field(default=None, compare=False, repr=False)
+    weights_dtype: torch.dtype | None = None
 
     def __call__(self, field: SemanticField, points: torch.Tensor, directions: torch.Tensor,
                  prepared: PreparedSources) -> FieldOutput:
         if self.should_stop is not None and self.should_stop():
             raise _StopAsked
         if self.impl != "fused" or self.failure:
+            if self.weights_dtype is not None and not torch.is_grad_enabled():
+                field = low_precision_field(field, self.weights_dtype)
             return field(points, directions, prepared)
         if self.requested != "auto":
             return fused_field_forward(field, points, directions, prepared, precision=self.precision,
@@ -570,7 +598,8 @@ def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, w
     rays = grid_rays(K, c2w, height, width, near=cfg.near, far=cfg.far)          # [B, H*W]
     if prepared is None:
         prepared = renderer.prepare(sources)
-    evaluate = replace(choose_field(renderer, preset, dev, prepared, dtype), should_stop=should_stop)
+    evaluate = replace(choose_field(renderer, preset, dev, prepared, dtype), should_stop=should_stop,
+                       weights_dtype=torch.bfloat16 if dev.type == "cpu" and _amp_mode(preset, dev) == "bf16" else None)
     budget = point_budget(preset, renderer.coarse, sources.num_views, dev)
     # Rays per chunk (over the whole batch): RAY_CHUNK_CALLS budgets of the densest pass's
     # samples; every pass splits its field calls to the budget (module docstring, item 3).
@@ -624,6 +653,6 @@ def render_query(model, K: torch.Tensor, c2w: torch.Tensor, height: int, width: 
 
 
 __all__ = ["QueryPreset", "QueryStats", "RenderCancelled", "PRESETS", "RAY_CHUNK_CALLS", "AMP_MODES", "FIELD_IMPLS", "FIELD_ENV",
-           "FieldChoice", "choose_field", "requested_field_impl", "fused_failures", "render_query",
+           "FieldChoice", "choose_field", "low_precision_field", "requested_field_impl", "fused_failures", "render_query",
            "render_query_stats",
            "occupied_samples", "point_budget", "trained_preset"]

@@ -20,8 +20,8 @@ import torch
 
 from viewseg_core.model import fast
 from viewseg_core.model.fast import PRESETS, RAY_CHUNK_CALLS, QueryPreset, RenderCancelled, _eval_packed, \
-    occupied_samples, render_query, render_query_stats
-from viewseg_core.model.field import ResBlock
+    low_precision_field, occupied_samples, render_query, render_query_stats
+from viewseg_core.model.field import ResBlock, SemanticField
 from viewseg_core.model.viewseg import ViewSeg
 
 from .conftest import BoxRoom
@@ -78,7 +78,8 @@ def test_fp32_fast_path_matches_reference(make_config, box_room, monkeypatch):
     assert torch.equal(out.labels, ref.labels)
 
 
-def test_bf16_autocast_within_documented_tolerance(make_config, box_room, monkeypatch):
+def test_bf16_within_documented_tolerance(make_config, box_room, monkeypatch):
+    """amp=bf16 (on CPU: a bf16 copy of the field's weights) against the float32 reference."""
     model = _model(make_config)
     sources = _sources(model, box_room)
     c2w = box_room.target_c2w[1]
@@ -90,6 +91,42 @@ def test_bf16_autocast_within_documented_tolerance(make_config, box_room, monkey
     assert _rel(out.logits, ref.logits) < 5e-2
     agree = (out.logits.argmax(-1) == ref.logits.argmax(-1)).float().mean()
     assert agree >= 0.99, f"bf16 argmax agrees on {100 * float(agree):.1f}% of pixels"
+
+
+def test_cpu_bf16_runs_a_cached_bf16_copy_of_the_field(make_config, box_room):
+    """On CPU amp=bf16 evaluates a bf16 copy of each field, made once, rebuilt when a weight
+    of the original changes, never touching the original."""
+    model = _model(make_config)
+    sources = _sources(model, box_room)
+    c2w = box_room.target_c2w[1]
+    cfg = model.config
+    preset = QueryPreset("bf16", cfg.num_coarse, cfg.num_fine, amp="bf16")
+    coarse = model.renderer.coarse
+    seen = []
+    plain = SemanticField.forward
+    try:
+        SemanticField.forward = lambda self, *a: seen.append(self) or plain(self, *a)
+        first = render_query(model, box_room.K, c2w, box_room.height, box_room.width, sources, preset)
+    finally:
+        SemanticField.forward = plain
+    low = low_precision_field(coarse, torch.bfloat16)
+    assert low is not coarse and low in seen and coarse not in seen
+    assert all(p.dtype == torch.bfloat16 for p in low.parameters())
+    assert all(p.dtype == torch.float32 for p in coarse.parameters())
+    assert low_precision_field(coarse, torch.bfloat16) is low  # cached
+    render_query(model, box_room.K, c2w, box_room.height, box_room.width, sources, preset)
+    assert low_precision_field(coarse, torch.bfloat16) is low  # a query does not rebuild it
+    with torch.no_grad():  # a training step changes the weights in place (version bump)
+        coarse.lin_in.bias.add_(1.0)
+    fresh = low_precision_field(coarse, torch.bfloat16)
+    assert fresh is not low
+    torch.testing.assert_close(fresh.lin_in.bias.float(), coarse.lin_in.bias.to(torch.bfloat16).float())
+    changed = render_query(model, box_room.K, c2w, box_room.height, box_room.width, sources, preset)
+    assert _rel(changed.logits, first.logits) > 1e-3  # the new weights are the ones used
+    # float32 queries still run the original field.
+    f32 = render_query(model, box_room.K, c2w, box_room.height, box_room.width, sources,
+                       replace(preset, amp="off"))
+    assert f32.logits.dtype == torch.float32
 
 
 def test_batched_queries_equal_single_queries(make_config, box_room):
