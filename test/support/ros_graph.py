@@ -66,11 +66,15 @@ class Graph:
         return future.result()
 
     def close(self):
+        # The nodes are listed first: Executor.shutdown forgets them. The spin thread is joined
+        # before the nodes and the context go; destroying them under a spin still waiting on
+        # them raised "context is not valid" in that thread (a warning in a CI run).
+        nodes = self.executor.get_nodes()
         self.executor.shutdown(timeout_sec=5)
-        for node in self.executor.get_nodes():
+        self.thread.join(timeout=10)
+        for node in nodes:
             node.destroy_node()
         self.context.try_shutdown()
-        self.thread.join(timeout=5)
 
 
 def resend(send, arrived, what: str, tries: int = 3, timeout: float = 5.0) -> bool:
