@@ -486,7 +486,8 @@ def _eval_packed(field: SemanticField, prepared: PreparedSources, points: torch.
     valid = torch.arange(N, device=keep.device)[None] < count[:, None]          # [B, N]
     pts = points.reshape(B, M, 3).gather(1, order[..., None].expand(B, N, 3))
     dirs = directions.gather(1, (order // S)[..., None].expand(B, N, 3))
-    out = _evaluate_in_calls(evaluate, field, prepared, pts[:, :, None], dirs, budget, stats)  # [B, N, 1, ...]
+    # budget // B kept samples per batch element: a call holds at most ``budget`` points in all.
+    out = _evaluate_in_calls(evaluate, field, prepared, pts[:, :, None], dirs, max(1, budget // B), stats)
     setattr(stats, count_as, getattr(stats, count_as) + int(count.sum()))
 
     def scatter(name: str) -> torch.Tensor:

@@ -130,13 +130,22 @@ def test_cpu_bf16_runs_a_cached_bf16_copy_of_the_field(make_config, box_room):
 
 
 def test_batched_queries_equal_single_queries(make_config, box_room):
+    """B cameras in one call give each camera's image, and a field call holds at most the point
+    budget in all, dense and packed (skipping) passes alike."""
     model = _model(make_config)
     sources = _sources(model, box_room)
     B = 2
     batched = model.make_sources(sources.features.expand(B, -1, -1, -1, -1), sources.K.expand(B, -1, -1, -1),
                                  sources.c2w.expand(B, -1, -1, -1), H, W)
-    preset = QueryPreset("skip", 8, 8, skip_weight=1e-3)
-    both = render_query(model, box_room.K.expand(B, 3, 3), box_room.target_c2w, H, W, batched, preset)
+    preset = QueryPreset("skip", 8, 8, skip_weight=1e-3, point_budget=300)
+    sizes = []
+    plain = SemanticField.forward
+    try:
+        SemanticField.forward = lambda self, points, *a: sizes.append(points[..., 0].numel()) or plain(self, points, *a)
+        both = render_query(model, box_room.K.expand(B, 3, 3), box_room.target_c2w, H, W, batched, preset)
+    finally:
+        SemanticField.forward = plain
+    assert max(sizes) <= 300 and max(sizes) >= 200  # budget // B = 150 kept samples per camera
     assert both.logits.shape == (B, H, W, model.config.num_classes)
     for b in range(B):
         one = render_query(model, box_room.K, box_room.target_c2w[b], H, W, sources, preset)
