@@ -143,9 +143,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "query.skip_weight": (-1.0, "fine-pass occupancy threshold (-1 = the preset's, 0 = evaluate every sample)"),
     "query.field_impl": ("auto", "field implementation: auto (the fused Triton kernel on CUDA when it supports the "
                                  "model, else PyTorch) | fused | reference (PyTorch); env VIEWSEG_FIELD overrides"),
-    "query.amp": ("auto", "MLP precision: auto (bf16 on CUDA, float32 on CPU) | off (float32) | bf16 (CUDA "
-                          "autocast; CPU: a bf16 copy of the field's weights, faster on CPUs with AVX512-BF16 or "
-                          "AMX; docs/benchmarks.md, \"CPU bf16\")"),
+    "query.amp": ("auto", "MLP precision: auto (bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, else float32) "
+                          "| off (float32) | bf16 (CUDA: autocast; CPU: a bf16 copy of the field's weights); "
+                          "docs/benchmarks.md, \"CPU bf16\""),
     "query.point_budget": (0, "points per field call (0 = from the device: a few MiB of activations on CPU, "
                               "a share of free GPU memory on CUDA)"),
     "query.max_width": (1280, "largest query width accepted"),
@@ -297,6 +297,7 @@ class ViewSegNode(Node):
         self.last_render_s = float("nan")
         self.last_unseen_share = float("nan")
         self.field_impl = "not yet rendered"
+        self.precision = "not yet rendered"
         self.last_timings: dict[str, float] = {}
         self._camera: tuple[np.ndarray, int, int, str] | None = None  # K, width, height, frame
         self._working_hw: tuple[int, int] | None = (
@@ -492,7 +493,7 @@ class ViewSegNode(Node):
         self._sync()
         self._record_cost(stats.coarse_points + stats.fine_points, 1, time.perf_counter() - t1,
                           stats.points_per_ray, real=False)
-        self.field_impl = _field_impl_text(stats)
+        self.field_impl, self.precision = _field_impl_text(stats), stats.precision
         self.get_logger().info(f"warm-up took {time.perf_counter() - t0:.2f} s "
                                f"({self._seconds_per_point_view * 1e9:.0f} ns per point and view)")
 
@@ -887,7 +888,7 @@ class ViewSegNode(Node):
             self._sync()
             self._record_cost(stats.coarse_points + stats.fine_points, len(chosen), time.perf_counter() - t_render,
                               stats.points_per_ray)
-            self.field_impl = _field_impl_text(stats)
+            self.field_impl, self.precision = _field_impl_text(stats), stats.precision
         finally:
             self._render_lock.release()
         render_s = time.perf_counter() - t2
@@ -1179,7 +1180,7 @@ class ViewSegNode(Node):
                   "last_render_ms": round(self.last_render_s * 1e3, 3),
                   "last_overhead_ms": round((self.last_latency_s - self.last_render_s) * 1e3, 3),
                   "ns_per_point_view": round(self._seconds_per_point_view * 1e9, 3),
-                  "field_impl": self.field_impl, "sampling": self.preset.label,
+                  "field_impl": self.field_impl, "precision": self.precision, "sampling": self.preset.label,
                   "last_unseen_share": round(self.last_unseen_share, 4)}
         values.update({f"received_{topic}": n for topic, n in received.items()})
         values.update({f"dropped_{kind}": n for kind, n in drops.items()})

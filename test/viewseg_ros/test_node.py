@@ -107,6 +107,8 @@ def test_keyframes_accumulate_from_sim_camera(graph):
     assert values["device"] == "cpu" and values["ready"] == "True"
     assert "last_latency_ms" in values and status.hardware_id == "cpu"
     assert values["field_impl"].startswith("reference")   # auto on CPU: the PyTorch field (warm-up rendered)
+    from viewseg_core.model.fast import cpu_has_native_bf16
+    assert values["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")  # query.amp auto on this CPU
 
 
 # --------------------------------------------------------------------------- render_view

@@ -26,7 +26,10 @@ def test_extrapolated_pixels_keep_label_and_depth_with_zero_confidence(tmp_path)
     checkpoint = tiny_checkpoint(tmp_path / "extrapolating.pt", unseen_points="extrapolate")
     base = {"checkpoint": str(checkpoint), "device": "cpu", "query.num_coarse": 8, "query.num_fine": 4,
             "query.num_sources": 2, "keyframes.min_translation": 0.1, "keyframes.min_interval_s": 0.0,
-            "keyframes.width": W, "keyframes.height": H}
+            "keyframes.width": W, "keyframes.height": H,
+            # float32: this random tiny model's opacity sits near the 0.5 background threshold,
+            # where bf16 rounding (query.amp auto on CPUs with native bf16) moves the shares below.
+            "query.amp": "off"}
     g = Graph()
     try:
         with pytest.raises(ValueError, match="query.unseen_pixels must be one of"):

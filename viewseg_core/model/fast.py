@@ -65,10 +65,12 @@ reference path by ``benchmarks/bench_query.py`` (see docs/benchmarks.md):
 
 On CUDA the field's MLP also runs under autocast (``amp``, bf16 by default); the field keeps
 projection, embedding and feature sampling in float32 itself, and compositing runs in
-float32 in the fused kernel. On CPU, ``amp="bf16"`` runs the PyTorch field from a bfloat16
-copy of its weights instead (:func:`low_precision_field`, made once per weight version):
-the field's inference forward then works in bf16 end to end, where CPU autocast measured no
-faster (it casts around every op and takes the field's out-of-place training forward). Projected feature maps (``projected_features``) are the model's
+float32 in the fused kernel. On CPU, ``amp="bf16"`` (and ``auto`` on CPUs with AVX512-BF16
+or AMX) runs the PyTorch field from a bfloat16 copy of its weights instead
+(:func:`low_precision_field`, made once per weight version): the field's inference forward
+then works in bf16 end to end, where CPU autocast measured no faster (it casts around every
+op and takes the field's out-of-place training forward). The triton interpreter (tests)
+keeps ``auto`` at float32 on CPU. Projected feature maps (``projected_features``) are the model's
 own default path; :func:`render_query` prepares them once per call, or takes them from
 ``prepared`` (a node can keep them per keyframe set).
 """
@@ -128,9 +130,11 @@ class QueryPreset:
         num_coarse / num_fine: samples per ray (fine: importance samples, evaluated together
             with the coarse ones, as in training); num_fine 0 = coarse pass only.
         skip_weight: fine-pass occupancy threshold (0 = evaluate every merged sample).
-        amp: the MLP's precision: ``auto`` (bf16 on CUDA, float32 on CPU), ``off``
-            (float32), ``bf16`` (CUDA: autocast; CPU: a bf16 copy of the field's weights, see
-            the module docstring), ``fp16`` (CUDA autocast only).
+        amp: the MLP's precision: ``auto`` (bf16 on CUDA; on CPU bf16 where the CPU has it
+            natively, :func:`cpu_weights_dtype`, else float32), ``off`` (float32), ``bf16``
+            (CUDA: autocast; CPU: a bf16 copy of the field's weights, see the module
+            docstring), ``fp16`` (CUDA autocast only). :attr:`QueryStats.precision` says
+            what ran.
         point_budget: points per field call (0 = from the device, see the module docstring).
         guide_samples: depth-guided band samples per ray added to the coarse pass (0 = none;
             ``num_coarse`` then counts its stratified samples).
@@ -222,6 +226,7 @@ class QueryStats:
         rays_done: rays of the chunks finished (``rays`` unless the render was cancelled).
         field_impl: the field implementation that ran: ``fused`` or ``reference``.
         field_note: why ``auto`` kept the PyTorch field ('' when fused ran or was not asked for).
+        precision: the MLP's arithmetic: ``fp32``, ``bf16`` or ``fp16`` (what ``amp`` resolved to).
     """
 
     rays: int = 0
@@ -232,6 +237,7 @@ class QueryStats:
     field_calls: int = 0
     field_impl: str = ""
     field_note: str = ""
+    precision: str = ""
 
     @property
     def points_per_ray(self) -> float:
@@ -283,6 +289,34 @@ def _amp_mode(preset: QueryPreset, device: torch.device) -> str:
     return ("bf16" if device.type == "cuda" else "off") if preset.amp == "auto" else preset.amp
 
 
+def _precision(evaluate: "FieldChoice", fused: bool, preset: QueryPreset, device: torch.device) -> str:
+    """What :attr:`QueryStats.precision` reports for a query's MLP."""
+    if fused:
+        return evaluate.precision
+    if evaluate.weights_dtype is not None:
+        return "bf16"
+    amp = _amp_mode(preset, device)
+    return "fp32" if amp == "off" or device.type == "cpu" else amp
+
+
+def cpu_has_native_bf16() -> bool:
+    """The CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated and
+    slower than float32."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: do not guess
+        return False
+
+
+def cpu_weights_dtype(preset: QueryPreset) -> torch.dtype | None:
+    """The dtype of the PyTorch field's weights for a CPU query (None: the field's own):
+    ``bf16`` always, ``auto`` on CPUs with native bf16, where it measured 0.8x the float32
+    time at the same mIoU (docs/benchmarks.md, "CPU bf16")."""
+    if preset.amp == "bf16" or (preset.amp == "auto" and cpu_has_native_bf16()):
+        return torch.bfloat16
+    return None
+
+
 @dataclass(frozen=True)
 class FieldChoice:
     """The one dispatch point of a query's field evaluations (coarse, coarse re-evaluation,
@@ -321,9 +355,7 @@ class FieldChoice:
         if self.should_stop is not None and self.should_stop():
             raise _StopAsked
         if self.impl != "fused" or self.failure:
-            if self.weights_dtype is not None and not torch.is_grad_enabled():
-                field = low_precision_field(field, self.weights_dtype)
-            return field(points, directions, prepared)
+            return self._reference(field, points, directions, prepared)
         if self.requested != "auto":
             return fused_field_forward(field, points, directions, prepared, precision=self.precision,
                                        interpret=self.interpret)
@@ -334,7 +366,7 @@ class FieldChoice:
             raise
         except FusedFieldUnsupported as exc:  # this query's inputs (not the device): this query only
             self.failure.append(f"{type(exc).__name__}: {exc}")
-            return field(points, directions, prepared)
+            return self._reference(field, points, directions, prepared)
         except Exception as exc:  # noqa: BLE001 - auto must not take a query down with the kernel
             why = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
             self.failure.append(why)
@@ -342,7 +374,14 @@ class FieldChoice:
                 _fused_failed[str(points.device)] = why
             warnings.warn(f"fused field kernel failed on {points.device} ({why}); field_impl=auto uses the "
                           "PyTorch field there from now on", RuntimeWarning, stacklevel=2)
-            return field(points, directions, prepared)
+            return self._reference(field, points, directions, prepared)
+
+    def _reference(self, field: SemanticField, points: torch.Tensor, directions: torch.Tensor,
+                   prepared: PreparedSources) -> FieldOutput:
+        """The PyTorch field, from its ``weights_dtype`` copy where one is asked for."""
+        if self.weights_dtype is not None and not torch.is_grad_enabled():
+            field = low_precision_field(field, self.weights_dtype)
+        return field(points, directions, prepared)
 
 
 # Devices where the compiled fused kernel failed at run time under ``auto`` (why): ``auto``
@@ -600,13 +639,14 @@ def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, w
     if prepared is None:
         prepared = renderer.prepare(sources)
     evaluate = replace(choose_field(renderer, preset, dev, prepared, dtype), should_stop=should_stop,
-                       weights_dtype=torch.bfloat16 if dev.type == "cpu" and _amp_mode(preset, dev) == "bf16" else None)
+                       weights_dtype=cpu_weights_dtype(preset) if dev.type == "cpu" else None)
     budget = point_budget(preset, renderer.coarse, sources.num_views, dev)
     # Rays per chunk (over the whole batch): RAY_CHUNK_CALLS budgets of the densest pass's
     # samples; every pass splits its field calls to the budget (module docstring, item 3).
     dense = preset.coarse_samples + (0 if preset.skip_weight > 0 else preset.num_fine)
     chunk = max(1, RAY_CHUNK_CALLS * budget // (B * dense))
-    stats = QueryStats(rays=B * height * width, field_impl=evaluate.impl, field_note=evaluate.note)
+    stats = QueryStats(rays=B * height * width, field_impl=evaluate.impl, field_note=evaluate.note,
+                       precision=_precision(evaluate, evaluate.impl == "fused", preset, dev))
     guide = None
     if preset.guide_samples > 0:  # one splat per call; rays read their candidates per chunk
         guide = renderer.guides(sources, K[:, None], c2w[:, None], height, width, rays)
@@ -624,6 +664,7 @@ def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, w
             pieces.append(replace(out, weights=None, t=None))  # drop [.., S] tensors early
     if evaluate.failure:  # auto fell back at run time (module docstring, item 5)
         stats.field_impl, stats.field_note = "reference", f"the fused kernel failed ({evaluate.failure[0]})"
+        stats.precision = _precision(evaluate, False, preset, dev)
     merged = PassOutput(**{f.name: None if getattr(pieces[0], f.name) is None else
                            torch.cat([getattr(p, f.name) for p in pieces], dim=1)
                            for f in fields(PassOutput)})
@@ -654,6 +695,6 @@ def render_query(model, K: torch.Tensor, c2w: torch.Tensor, height: int, width: 
 
 
 __all__ = ["QueryPreset", "QueryStats", "RenderCancelled", "PRESETS", "RAY_CHUNK_CALLS", "AMP_MODES", "FIELD_IMPLS", "FIELD_ENV",
-           "FieldChoice", "choose_field", "low_precision_field", "requested_field_impl", "fused_failures", "render_query",
+           "FieldChoice", "choose_field", "cpu_weights_dtype", "low_precision_field", "requested_field_impl", "fused_failures", "render_query",
            "render_query_stats",
            "occupied_samples", "point_budget", "trained_preset"]

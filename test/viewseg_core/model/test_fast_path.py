@@ -67,7 +67,7 @@ def test_fp32_fast_path_matches_reference(make_config, box_room, monkeypatch):
     ref = _reference(model, box_room, sources, monkeypatch, c2w)
     cfg = model.config
     # A small point budget forces several chunks and several fine calls.
-    preset = QueryPreset("exact", cfg.num_coarse, cfg.num_fine, point_budget=97)
+    preset = QueryPreset("exact", cfg.num_coarse, cfg.num_fine, amp="off", point_budget=97)
     out, stats = render_query_stats(model, box_room.K, c2w, box_room.height, box_room.width, sources, preset)
     assert out.logits.shape == (box_room.height, box_room.width, cfg.num_classes)
     assert stats.field_calls > 2 and stats.fine_points == stats.fine_points_dense
@@ -127,6 +127,25 @@ def test_cpu_bf16_runs_a_cached_bf16_copy_of_the_field(make_config, box_room):
     f32 = render_query(model, box_room.K, c2w, box_room.height, box_room.width, sources,
                        replace(preset, amp="off"))
     assert f32.logits.dtype == torch.float32
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native-bf16-cpu", "other-cpu"])
+def test_auto_precision_on_cpu_follows_the_hardware(make_config, box_room, monkeypatch, native):
+    """amp=auto on CPU: bf16 weights where the CPU multiplies bf16 natively (the same image as
+    amp=bf16), float32 elsewhere (the same image as amp=off); the stats say which ran."""
+    monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: native)
+    model = _model(make_config)
+    sources = _sources(model, box_room)
+    c2w = box_room.target_c2w[1]
+    cfg = model.config
+    runs = {amp: render_query_stats(model, box_room.K, c2w, H, W, sources,
+                                    QueryPreset("", cfg.num_coarse, cfg.num_fine, amp=amp))
+            for amp in ("auto", "bf16", "off")}
+    expected = "bf16" if native else "off"
+    assert runs["auto"][1].precision == ("bf16" if native else "fp32")
+    assert (runs["bf16"][1].precision, runs["off"][1].precision) == ("bf16", "fp32")
+    assert torch.equal(runs["auto"][0].logits, runs[expected][0].logits)
+    assert not torch.equal(runs["bf16"][0].logits, runs["off"][0].logits)
 
 
 def test_batched_queries_equal_single_queries(make_config, box_room):
