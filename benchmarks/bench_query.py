@@ -143,6 +143,21 @@ def time_runs(fn: Callable[[], object], device: torch.device, repeats: int, warm
     return times
 
 
+def time_interleaved(fns: list[Callable[[], object]], device: torch.device, repeats: int) -> list[list[float]]:
+    """Wall milliseconds of ``repeats`` rounds that call every function once, in turn
+    (synchronised on CUDA): a machine whose speed drifts within minutes slows every row of a
+    round alike, so the rows' ratios hold where back-to-back blocks of runs did not."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, row in zip(fns, times):
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            row.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
 def p90(times: list[float]) -> float:
     return float(np.percentile(np.asarray(times), 90))
 
@@ -509,20 +524,21 @@ def run_latency(args: argparse.Namespace) -> int:
             ref_cache[(nc, nf, ng)] = Result(preset, "reference", times, (coarse + fine) / rays, mem.mib, flops / 1e9)
         return ref_cache[(nc, nf, ng)]
 
+    interleaved: list[tuple[int, Callable[[], object]]] = []   # (index in results, fn) to time in rounds
     for preset in presets:
         for impl in field_impls:
             stats_box = {}
             fast_preset = replace(preset, field_impl=impl)
 
-            def fast():
+            def fast(fast_preset=fast_preset, stats_box=stats_box):
                 out, stats = render_query_stats(model, K if B > 1 else K[0], c2w if B > 1 else c2w[0], height,
                                                 width, sources, fast_preset)
                 stats_box["stats"] = stats
                 return out
 
             try:
-                with PeakMemory(device) as mem:
-                    times = time_runs(fast, device, repeats, warmup=args.warmup)
+                with PeakMemory(device) as mem:  # --interleave: the warm-up runs alone here, timed below
+                    times = time_runs(fast, device, 0 if args.interleave else repeats, warmup=args.warmup)
             except Exception as error:  # noqa: BLE001 - a forced fused field that cannot run: the other rows stay
                 if impl != "fused" or isinstance(error, torch.cuda.OutOfMemoryError):
                     raise
@@ -538,9 +554,15 @@ def run_latency(args: argparse.Namespace) -> int:
                                 projected=model.config.projected_features, composite_coarse=False,
                                 packed_fine=preset.skip_weight > 0, per_point_directions=fused)
             path = ("fast+fused" + (" (interpreter)" if device.type != "cuda" else "")) if fused else "fast"
+            path += f" {st.precision}"  # amp auto resolves per device (fast.py, QueryPreset.amp)
+            if args.interleave:
+                interleaved.append((len(results), fast))
             results.append(Result(preset, path, times, st.points_per_ray, mem.mib, flops / 1e9))
         if not args.no_reference:
             results.append(reference(preset.num_coarse, preset.num_fine, preset))
+    if interleaved:
+        for (i, _), times in zip(interleaved, time_interleaved([fn for _, fn in interleaved], device, repeats)):
+            results[i] = replace(results[i], times=times)
     paper_ref = None
     if not args.no_reference and not args.quick:
         paper_ref = reference(64, 128, PRESETS["paper"])
@@ -550,7 +572,7 @@ def run_latency(args: argparse.Namespace) -> int:
     with torch.no_grad():
         enc_gflop = encoder_flops(model, rgb) / 1e9
 
-    header = (f"{'preset':<28} {'path':<10} {'pts/ray':>7} {'median ms':>10} {'p90 ms':>9} {'n':>3} {'peak MiB':>9} "
+    header = (f"{'preset':<28} {'path':<14} {'pts/ray':>7} {'median ms':>10} {'p90 ms':>9} {'n':>3} {'peak MiB':>9} "
               f"{'GFLOP':>8} {'TFLOP/s':>8} {'%mm':>5} {'floor ms':>9} {'x same':>7} {'x ref64+128':>11}")
     print(header)
     print("-" * len(header))
@@ -571,16 +593,16 @@ def run_latency(args: argparse.Namespace) -> int:
         label = r.preset.label if r.path != "reference" else \
             (f"{r.preset.num_coarse}s+{r.preset.guide_samples}b+{r.preset.num_fine}" if r.preset.guide_samples
              else f"{r.preset.num_coarse}+{r.preset.num_fine}")
-        line = (f"{label:<28} {r.path:<10} {r.points_per_ray:>7.1f} {med:>10.1f} {p90(r.times):>9.1f} "
+        line = (f"{label:<28} {r.path:<14} {r.points_per_ray:>7.1f} {med:>10.1f} {p90(r.times):>9.1f} "
                 f"{len(r.times):>3} "
                 f"{_fmt(r.peak_mib):>9} {r.gflop:>8.1f} {tflops:>8.3f} {100 * tflops / peak:>5.1f} "
                 f"{r.gflop / peak:>9.1f} {_fmt(x_same) + 'x' if x_same else '-':>7} "
                 f"{_fmt(x_paper) + 'x' if x_paper else '-':>11}")
         print(line)
-        if r.path.endswith("(interpreter)"):
+        if "(interpreter)" in r.path:
             continue  # the triton interpreter's times are no benchmark: never recorded
         rows.append(f"| {today} | {name} | {torch.__version__} | {load} | {model_desc}"
-                    f"{' +compile' if args.compile and r.path == 'fast' else ''} | {width}x{height} | {B} | {label} "
+                    f"{' +compile' if args.compile and r.path.startswith('fast ') else ''} | {width}x{height} | {B} | {label} "
                     f"| {r.path} | {r.points_per_ray:.1f} | {med:.1f} | {p90(r.times):.1f} | {len(r.times)} "
                     f"| {_fmt(r.peak_mib)} | {r.gflop:.1f} | {tflops:.3f} | {100 * tflops / peak:.1f} "
                     f"| {r.gflop / peak:.1f} | {_fmt(x_same) + 'x' if x_same else '-'} "
@@ -684,6 +706,8 @@ def main(argv: list[str] | None = None) -> int:
                                                        "auto (fused on CUDA where supported) | reference (the "
                                                        "PyTorch field) | fused (GPU-only); e.g. reference,fused")
     parser.add_argument("--compile", action="store_true", help="torch.compile the fields (fast path)")
+    parser.add_argument("--interleave", action="store_true", help="time the fast rows in rounds, one run of each "
+                        "per round, so that a drifting machine slows them alike (ratios between rows)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--source-depth", choices=("clean", "sensor", "none"), default="clean",
                         help="source depth handed to the model (read by RGB-D models and guided presets)")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from viewseg_core.model.fast import PRESETS
+from viewseg_core.model.fast import PRESETS, cpu_has_native_bf16
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "benchmarks"
@@ -60,11 +60,32 @@ def test_quick_runs_record_their_tables(tmp_path):
     query = table_rows(text, bq.SECTION)
     header = [c.strip() for c in bq.TABLE_HEADER.splitlines()[0].strip("|").split("|")]
     assert len(query) == 4 and all(len(r) == len(header) for r in query)   # 2 fast, 1 reference, encoder
-    assert [r[header.index("path")] for r in query[:3]] == ["fast", "reference", "fast"]
+    fast_path = "fast bf16" if cpu_has_native_bf16() else "fast fp32"  # amp auto on this CPU
+    assert [r[header.index("path")] for r in query[:3]] == [fast_path, "reference", fast_path]
     assert query[0][header.index("speed-up (same samples)")].endswith("x")
     train = table_rows(text, bt.SECTION)
     assert [r[8] for r in train] == ["fast", "reference"]
     assert float(train[0][9]) > 0                                             # target rays/s
+
+
+def test_interleaved_rows_are_timed_in_rounds(tmp_path):
+    """--interleave: each round calls every fast row once, in order; each row keeps its own
+    preset (the closures bind it) and its repeat count."""
+    bq = load("bench_query")
+    calls = []
+    fns = [lambda i=i: calls.append(i) for i in range(3)]
+    times = bq.time_interleaved(fns, torch.device("cpu"), 4)
+    assert calls == [0, 1, 2] * 4 and [len(t) for t in times] == [4, 4, 4] and min(min(t) for t in times) >= 0
+    page = tmp_path / "benchmarks.md"
+    out = run_quick("bench_query.py", page, "--interleave", "--no-reference", "--no-encoder",
+                    "--presets", "2+2,4+4", "--repeats", "3")
+    lines = [ln.split() for ln in out.splitlines() if ln.startswith(("2+2 ", "4+4 "))]
+    assert [ln[0] for ln in lines] == ["2+2", "4+4"]
+    header = [c.strip() for c in bq.TABLE_HEADER.splitlines()[0].strip("|").split("|")]
+    rows = table_rows(page.read_text(), bq.SECTION)
+    assert [r[header.index("preset")] for r in rows] == ["2+2", "4+4"]
+    assert [r[header.index("n")] for r in rows] == ["3", "3"]
+    assert float(rows[0][header.index("points/ray")]) < float(rows[1][header.index("points/ray")])
 
 
 @pytest.mark.parametrize("pooling,source_rgb", [("mean", False), ("mean_var", False), ("mean_var", True)])
@@ -165,4 +186,5 @@ def test_fused_field_rows_are_gpu_only_on_cpu(tmp_path, monkeypatch, capsys):
     lines = [ln.split()[:2] for ln in out.splitlines() if ln.startswith("2+2 ")]
     assert lines == [["2+2", "fast"], ["2+2", "fast+fused"]] and "fast+fused (interpreter)" in out
     header = [c.strip() for c in bq.TABLE_HEADER.splitlines()[0].strip("|").split("|")]
-    assert [r[header.index("path")] for r in table_rows(page.read_text(), bq.SECTION)] == ["fast"]
+    fast_path = "fast bf16" if cpu_has_native_bf16() else "fast fp32"  # amp auto on this CPU
+    assert [r[header.index("path")] for r in table_rows(page.read_text(), bq.SECTION)] == [fast_path]
