@@ -10,8 +10,10 @@ Paths, for each preset (``paper`` = 64 coarse + 128 fine samples, ``fast``; see
 ``viewseg_core.model.fast.PRESETS``):
 
 - **fast**: :func:`viewseg_core.model.fast.render_query` (projected feature maps, fused
-  compositing on CUDA, bf16 MLP on CUDA, memory-budget chunks, fine-pass occupancy
-  skipping where the preset sets it);
+  compositing on CUDA, bf16 MLP on CUDA and on CPUs with native bf16, memory-budget chunks,
+  fine-pass occupancy skipping where the preset sets it); the path names the MLP precision
+  that ran (``fast bf16`` / ``fast fp32``; a preset spec ``NAME:AMP`` such as ``rgbd:off``
+  sets it);
 - **fast+fused**: the same with the fused Triton field (issue 19: every field call of the
   query in one kernel per tile of points, ``QueryPreset.field_impl``): ``--field`` picks the
   field implementations of the fast rows, ``auto`` (default: fused on CUDA where supported,
@@ -24,7 +26,9 @@ Paths, for each preset (``paper`` = 64 coarse + 128 fine samples, ``fast``; see
   sampling of the full feature maps (``projected_features=False``), unfused compositing
   (``VIEWSEG_COMPOSITING=reference``), float32, 6000-ray chunks, at the preset's samples.
 
-Columns: median and p90 milliseconds over ``--repeats`` runs after warm-up (the reference
+Columns: median and p90 milliseconds over ``--repeats`` runs after warm-up (``--interleave``:
+the fast rows' runs in rounds, one of each per round, for ratios on a machine whose speed
+drifts; the reference
 may use fewer, ``--ref-repeats``: "n"); field points evaluated per ray; peak memory (CUDA:
 ``max_memory_allocated``; CPU: growth of the process's peak RSS during the runs, reset via
 /proc/self/clear_refs); GFLOP per query counted from the architecture (every matmul and
