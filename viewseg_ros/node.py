@@ -70,7 +70,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 from viewseg_core.cameras import K_from_camera_info, check_pinhole, resize_intrinsics
 from viewseg_core.classes import IGNORE_LABEL, PALETTE, colorize
 from viewseg_core.data.records import View
-from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, render_query, render_query_stats, \
+from viewseg_core.model.fast import PRESETS, RenderCancelled, check_amp, render_query, render_query_stats, \
     trained_preset
 from viewseg_core.model.weights import load_model
 from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
@@ -465,10 +465,9 @@ class ViewSegNode(Node):
             changes["point_budget"] = p["query.point_budget"]
         changes["field_impl"] = p["query.field_impl"]
         changes["amp"] = p["query.amp"]
-        if p["query.amp"] == "fp16" and self.device.type != "cuda":
-            raise ValueError("parameter query.amp fp16 needs CUDA (on CPU use bf16 or off)")
         try:
             self.preset = replace(base, **changes)
+            check_amp(self.preset, self.device)
         except ValueError as error:
             raise ValueError(f"parameters query.*: {error}") from None
 

@@ -257,10 +257,17 @@ def point_budget(preset: QueryPreset, field: SemanticField, num_views: int, devi
     return max(1, budget // per_point)
 
 
+def check_amp(preset: QueryPreset, device: torch.device | str) -> None:
+    """Refuses a precision the device cannot run (a node checks at start what a query would
+    otherwise refuse at its first render)."""
+    device = torch.device(device)
+    if _amp_mode(preset, device) == "fp16" and device.type != "cuda":
+        raise ValueError("amp fp16 needs CUDA (on CPU use bf16 or off)")
+
+
 def _autocast(preset: QueryPreset, device: torch.device):
+    check_amp(preset, device)
     mode = _amp_mode(preset, device)
-    if mode == "fp16" and device.type != "cuda":
-        raise ValueError("amp='fp16' needs CUDA (CPU autocast supports bfloat16 only)")
     if mode == "off" or device.type == "cpu":  # CPU bf16: the field's weights (low_precision_field)
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if mode == "bf16" else torch.float16
@@ -695,6 +702,6 @@ def render_query(model, K: torch.Tensor, c2w: torch.Tensor, height: int, width: 
 
 
 __all__ = ["QueryPreset", "QueryStats", "RenderCancelled", "PRESETS", "RAY_CHUNK_CALLS", "AMP_MODES", "FIELD_IMPLS", "FIELD_ENV",
-           "FieldChoice", "choose_field", "cpu_weights_dtype", "low_precision_field", "requested_field_impl", "fused_failures", "render_query",
+           "FieldChoice", "check_amp", "choose_field", "cpu_weights_dtype", "low_precision_field", "requested_field_impl", "fused_failures", "render_query",
            "render_query_stats",
            "occupied_samples", "point_budget", "trained_preset"]

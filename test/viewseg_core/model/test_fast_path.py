@@ -20,7 +20,7 @@ import torch
 
 from viewseg_core.model import fast
 from viewseg_core.model.fast import PRESETS, RAY_CHUNK_CALLS, QueryPreset, RenderCancelled, _eval_packed, \
-    low_precision_field, occupied_samples, render_query, render_query_stats
+    check_amp, low_precision_field, occupied_samples, render_query, render_query_stats
 from viewseg_core.model.field import ResBlock, SemanticField
 from viewseg_core.model.viewseg import ViewSeg
 
@@ -252,6 +252,11 @@ def test_presets_and_validation():
         QueryPreset("x", 8, 8, skip_weight=1.5)
     with pytest.raises(ValueError, match="num_coarse"):
         QueryPreset("x", 1, 8)
+    # fp16 is CUDA autocast only: refused on CPU (a node checks it at start, a query at render).
+    with pytest.raises(ValueError, match="amp fp16 needs CUDA"):
+        check_amp(QueryPreset("x", 8, 8, amp="fp16"), "cpu")
+    check_amp(QueryPreset("x", 8, 8, amp="fp16"), "cuda")
+    check_amp(QueryPreset("x", 8, 8, amp="bf16"), "cpu")
 
 
 # 16 points per ray (8 coarse + 8 fine, nothing skipped) and RAY_CHUNK_CALLS field calls of
