@@ -169,6 +169,10 @@ def test_a_render_past_its_timeout_is_abandoned_and_intake_goes_on(rig):
     # says it gave up within a second of the deadline; the round trip adds the executor's delays.
     abandoned_s = float(re.match(r"abandoned after ([0-9.]+) s", response.message).group(1))
     assert TIMEOUT_S <= abandoned_s < TIMEOUT_S + 1.0, response.message
+    # The abandoned render still teaches the cost model, with the points of the chunks it
+    # finished over their rays: never more points per ray than the preset evaluates.
+    p = node.preset
+    assert 0 < node._points_per_ray <= p.coarse_samples + (p.coarse_samples + p.num_fine if p.num_fine else 0)
     assert elapsed < TIMEOUT_S + 2.0
     assert admitted_during >= 3, f"{admitted_during} keyframes admitted during a {elapsed:.1f} s render"
 

@@ -108,8 +108,8 @@ RAY_CHUNK_CALLS = 8
 
 class RenderCancelled(RuntimeError):
     """:func:`render_query` stopped before a field call because ``should_stop`` said so;
-    ``stats`` is the work done until then (a caller's cost model learns from it too), with
-    ``rays_done`` counting the rays of the chunks that finished."""
+    ``stats`` is the work done until then (a caller's cost model learns from it too): the rays
+    and points of the chunks that finished, and every field call made."""
 
     def __init__(self, message: str, stats: "QueryStats"):
         super().__init__(message)
@@ -557,9 +557,8 @@ def _eval_dense(evaluate: FieldChoice, field: SemanticField, prepared: PreparedS
         FieldOutput with [B, R, S, ...] tensors.
     """
     B, R, S, _ = points.shape
-    out = _evaluate_in_calls(evaluate, field, prepared, points, directions, max(1, budget // (B * S)), stats)
-    setattr(stats, count_as, getattr(stats, count_as) + points[..., 0].numel())  # after: a cancelled pass adds none
-    return out
+    setattr(stats, count_as, getattr(stats, count_as) + points[..., 0].numel())
+    return _evaluate_in_calls(evaluate, field, prepared, points, directions, max(1, budget // (B * S)), stats)
 
 
 def _coarse_skipping_free(renderer: Renderer, prepared: PreparedSources, rays: RayBundle, t: torch.Tensor,
@@ -661,10 +660,15 @@ def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, w
     with _autocast(preset, dev):
         for start in range(0, height * width, chunk):
             sl = slice(start, start + chunk)
+            done = (stats.coarse_points, stats.fine_points, stats.fine_points_dense)
             try:
                 out = _render_rays(renderer, rays[:, sl], prepared, preset, budget, stats,
                                    None if guide is None else guide[:, sl], evaluate)
             except _StopAsked:
+                # The point counters keep the finished chunks only, as rays_done does: a cost
+                # model divides one by the other (a stop inside the first chunk once gave the
+                # node 29501 "points per ray" and it refused every query after).
+                stats.coarse_points, stats.fine_points, stats.fine_points_dense = done
                 raise RenderCancelled(f"render stopped after {start} of {height * width} rays "
                                       f"({stats.field_calls} field calls)", stats) from None
             stats.rays_done += B * min(chunk, height * width - start)

@@ -286,8 +286,8 @@ class _Counter:
 def test_should_stop_is_asked_before_every_field_call(make_config, box_room, stop_at, message, calls_done,
                                                      rays_done):
     """A deadline stops the render before its next field call, not at the end of a ray chunk
-    (8 field calls): the stats say what finished, and the cost counters hold only finished
-    passes."""
+    (8 field calls): the stats say what finished, and the point counters hold only finished
+    chunks, like rays_done, so points per ray stays the render's (8 + 16 = 24 here)."""
     model = _model(make_config)
     sources = _sources(model, box_room)
     c2w = box_room.target_c2w[0]
@@ -297,8 +297,9 @@ def test_should_stop_is_asked_before_every_field_call(make_config, box_room, sto
     assert stop.calls == stop_at
     stats = caught.value.stats
     assert (stats.field_calls, stats.rays_done) == (calls_done, rays_done)
-    assert stats.coarse_points == (800 if calls_done >= 4 else 0) + (800 if calls_done >= 17 else 0)
-    assert stats.fine_points == (1600 if calls_done >= 13 else 0)
+    chunks_done = rays_done // 100
+    assert (stats.coarse_points, stats.fine_points) == (800 * chunks_done, 1600 * chunks_done)
+    assert stats.points_per_ray == (24 if chunks_done else 0)
     assert issubclass(RenderCancelled, RuntimeError)
 
 
