@@ -95,6 +95,7 @@ from report import append_rows, cpu_name, load_avg  # noqa: E402  (benchmarks/re
 
 from viewseg_core.model.fast import FIELD_ENV, FIELD_IMPLS, PRESETS, QueryPreset, render_query_stats, \
     trained_preset  # noqa: E402
+from viewseg_core.model import cpu_linear  # noqa: E402
 from viewseg_core.model.field import SemanticField  # noqa: E402
 from viewseg_core.model.fused_field import FusedFieldUnsupported  # noqa: E402
 from viewseg_core.model.viewseg import ModelConfig, ViewSeg  # noqa: E402
@@ -370,7 +371,7 @@ def build_bench_model(spec: str, quick: bool = False) -> tuple[ViewSeg, str]:
 @contextlib.contextmanager
 def reference_path(model: ViewSeg, num_coarse: int, num_fine: int, guide_samples: int = 0):
     """The original code's path on ``model``: per-point 256-d sampling, unfused compositing,
-    6000-ray chunks, the given samples (depth-guided when ``guide_samples``); restores the
+    plain linear layers (no fused epilogues), 6000-ray chunks, the given samples (depth-guided when ``guide_samples``); restores the
     model afterwards."""
     renderer = model.renderer
     saved_cfg, saved_proj = renderer.config, model.config.projected_features
@@ -381,7 +382,8 @@ def reference_path(model: ViewSeg, num_coarse: int, num_fine: int, guide_samples
                               **guided)
     os.environ["VIEWSEG_COMPOSITING"] = "reference"
     try:
-        yield
+        with cpu_linear.epilogues(False):   # the plain ops, as the original code ran them
+            yield
     finally:
         renderer.config = saved_cfg
         model.set_projected_features(saved_proj)
@@ -389,6 +391,23 @@ def reference_path(model: ViewSeg, num_coarse: int, num_fine: int, guide_samples
             os.environ.pop("VIEWSEG_COMPOSITING", None)
         else:
             os.environ["VIEWSEG_COMPOSITING"] = saved_env
+
+
+def parse_epilogues(spec: str) -> list[bool]:
+    """``on`` | ``off`` | ``on,off`` -> the fast rows' cpu_linear settings, in order."""
+    modes = [m.strip().lower() for m in spec.split(",") if m.strip()]
+    if not modes or any(m not in ("on", "off") for m in modes):
+        raise ValueError(f"--epilogues takes on, off or on,off, got {spec!r}")
+    return [m == "on" for m in modes]
+
+
+def epilogues_fuse(device: torch.device, precision: str, on: bool) -> bool:
+    """Whether the PyTorch field's linear layers ran with fused epilogues (cpu_linear)."""
+    if not on or device.type != "cpu" or precision not in ("fp32", "bf16"):
+        return False
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    with torch.no_grad(), cpu_linear.epilogues(True):
+        return cpu_linear.fusable(torch.empty(1, 1, dtype=dtype), torch.empty(1, 1, dtype=dtype))
 
 
 def parse_preset(spec: str) -> QueryPreset:
@@ -479,6 +498,7 @@ def run_latency(args: argparse.Namespace) -> int:
     model = model.to(device)
     presets = [parse_preset(p) for p in args.presets.split(",")]
     field_impls = fast_field_impls(args.field, device)
+    epilogue_modes = parse_epilogues(args.epilogues)
     scene = synthetic_scene(height, width, num_targets=args.batch)
     B = args.batch
     dev = lambda x: x.to(device)  # noqa: E731
@@ -530,13 +550,14 @@ def run_latency(args: argparse.Namespace) -> int:
 
     interleaved: list[tuple[int, Callable[[], object]]] = []   # (index in results, fn) to time in rounds
     for preset in presets:
-        for impl in field_impls:
+        for impl, epi in [(i, e) for i in field_impls for e in epilogue_modes]:
             stats_box = {}
             fast_preset = replace(preset, field_impl=impl)
 
-            def fast(fast_preset=fast_preset, stats_box=stats_box):
-                out, stats = render_query_stats(model, K if B > 1 else K[0], c2w if B > 1 else c2w[0], height,
-                                                width, sources, fast_preset)
+            def fast(fast_preset=fast_preset, stats_box=stats_box, epi=epi):
+                with cpu_linear.epilogues(epi):
+                    out, stats = render_query_stats(model, K if B > 1 else K[0], c2w if B > 1 else c2w[0], height,
+                                                    width, sources, fast_preset)
                 stats_box["stats"] = stats
                 return out
 
@@ -559,6 +580,8 @@ def run_latency(args: argparse.Namespace) -> int:
                                 packed_fine=preset.skip_weight > 0, per_point_directions=fused)
             path = ("fast+fused" + (" (interpreter)" if device.type != "cuda" else "")) if fused else "fast"
             path += f" {st.precision}"  # amp auto resolves per device (fast.py, QueryPreset.amp)
+            if not fused and epilogues_fuse(device, st.precision, epi):
+                path += " +epi"
             if args.interleave:
                 interleaved.append((len(results), fast))
             results.append(Result(preset, path, times, st.points_per_ray, mem.mib, flops / 1e9))
@@ -709,6 +732,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--field", default="auto", help="field implementations of the fast rows, comma-separated: "
                                                        "auto (fused on CUDA where supported) | reference (the "
                                                        "PyTorch field) | fused (GPU-only); e.g. reference,fused")
+    parser.add_argument("--epilogues", default="on", help="the PyTorch field's linear layers with their bias, ReLU "
+                        "and residual add fused into the GEMM on CPU (viewseg_core.model.cpu_linear): on | off | "
+                        "on,off (both rows per preset; path '+epi' where they ran)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the fields (fast path)")
     parser.add_argument("--interleave", action="store_true", help="time the fast rows in rounds, one run of each "
                         "per round, so that a drifting machine slows them alike (ratios between rows)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import os
 import subprocess
 import sys
@@ -60,12 +61,28 @@ def test_quick_runs_record_their_tables(tmp_path):
     query = table_rows(text, bq.SECTION)
     header = [c.strip() for c in bq.TABLE_HEADER.splitlines()[0].strip("|").split("|")]
     assert len(query) == 4 and all(len(r) == len(header) for r in query)   # 2 fast, 1 reference, encoder
-    fast_path = "fast bf16" if cpu_has_native_bf16() else "fast fp32"  # amp auto on this CPU
+    fast_path = ("fast bf16" if cpu_has_native_bf16() else "fast fp32") + " +epi"  # amp auto, fused epilogues
     assert [r[header.index("path")] for r in query[:3]] == [fast_path, "reference", fast_path]
     assert query[0][header.index("speed-up (same samples)")].endswith("x")
     train = table_rows(text, bt.SECTION)
     assert [r[8] for r in train] == ["fast", "reference"]
     assert float(train[0][9]) > 0                                             # target rays/s
+
+
+def test_epilogue_rows_on_and_off(tmp_path):
+    """--epilogues on,off: two fast rows per preset, named for what ran, with one reference."""
+    bq = load("bench_query")
+    page = tmp_path / "benchmarks.md"
+    run_quick("bench_query.py", page, "--epilogues", "on,off", "--no-encoder", "--presets", "2+2:off")
+    header = [c.strip() for c in bq.TABLE_HEADER.splitlines()[0].strip("|").split("|")]
+    rows = table_rows(page.read_text(), bq.SECTION)
+    assert [r[header.index("path")] for r in rows] == ["fast fp32 +epi", "fast fp32", "reference"]
+    assert rows[0][header.index("points/ray")] == rows[1][header.index("points/ray")]
+    with pytest.raises(ValueError, match="--epilogues takes on, off or on,off"):
+        bq.parse_epilogues("maybe")
+    assert bq.parse_epilogues("off,on") == [False, True]
+    assert not bq.epilogues_fuse(torch.device("cpu"), "fp32", False)
+    assert not bq.epilogues_fuse(torch.device("cpu"), "fp16", True)
 
 
 def test_interleaved_rows_are_timed_in_rounds(tmp_path):
@@ -114,7 +131,14 @@ def test_flop_counter_matches_torch_flop_counter(pooling, source_rgb):
             def addmm_flop(self_shape, a_shape, b_shape, *args, **kwargs) -> int:
                 return 2 * a_shape[0] * a_shape[1] * b_shape[1]
 
-            with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: addmm_flop}) as counter:
+            # Nor the fused CPU linear layers (viewseg_core.model.cpu_linear): 2 m k n as well. The
+            # counter looks ops up by packet: (x, w, b, attr, ...) or, for .binary, (x, other, w, b, attr).
+            def linear_flop(x_shape, *args, **kwargs) -> int:
+                w_shape = args[0] if isinstance(args[2], str) else args[1]
+                return 2 * math.prod(x_shape[:-1]) * x_shape[-1] * w_shape[0]
+
+            mapping = {torch.ops.aten.addmm_: addmm_flop, torch.ops.mkldnn._linear_pointwise: linear_flop}
+            with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
                 _, st = render_query_stats(model, scene.K[0], scene.c2w[0], H, W, sources, preset)
             est = bq.query_flops(model, 4, map_pixels, R, st.coarse_points, st.fine_points, projected=True,
                                  composite_coarse=False, packed_fine=preset.skip_weight > 0)
@@ -186,5 +210,5 @@ def test_fused_field_rows_are_gpu_only_on_cpu(tmp_path, monkeypatch, capsys):
     lines = [ln.split()[:2] for ln in out.splitlines() if ln.startswith("2+2 ")]
     assert lines == [["2+2", "fast"], ["2+2", "fast+fused"]] and "fast+fused (interpreter)" in out
     header = [c.strip() for c in bq.TABLE_HEADER.splitlines()[0].strip("|").split("|")]
-    fast_path = "fast bf16" if cpu_has_native_bf16() else "fast fp32"  # amp auto on this CPU
+    fast_path = ("fast bf16" if cpu_has_native_bf16() else "fast fp32") + " +epi"  # amp auto, fused epilogues
     assert [r[header.index("path")] for r in table_rows(page.read_text(), bq.SECTION)] == [fast_path]

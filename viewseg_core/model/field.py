@@ -109,6 +109,7 @@ from torch import nn
 
 from viewseg_core.cameras import in_image, project_points, world_to_camera
 from viewseg_core.classes import NUM_CLASSES
+from viewseg_core.model import cpu_linear
 from viewseg_core.model.depth_guide import known_depth
 from viewseg_core.model.embedding import HarmonicEmbedding
 
@@ -300,13 +301,10 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.fc1.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type):
-            return x + self.fc1(F.relu(self.fc0(F.relu(x))))
-        # Inference in one dtype: the same arithmetic, bit for bit, with the second ReLU and
-        # the residual add in place (two fewer passes over [points, views, hidden]; 15% of
-        # the blocks' time on the 2-core CPU, where elementwise passes dominate).
-        h = self.fc0(F.relu(x)).relu_()
-        return self.fc1(h).add_(x)
+        # Inference: the second ReLU and the residual add run in place, or inside the GEMM on
+        # the CPU (cpu_linear): passes over [points, views, hidden], not the GEMMs, bound the
+        # 2-core CPU's query time.
+        return cpu_linear.linear(cpu_linear.linear(F.relu(x), self.fc0, "relu"), self.fc1, residual=x)
 
 
 class Head(nn.Module):
@@ -318,7 +316,7 @@ class Head(nn.Module):
         self.out = nn.Linear(dim, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(F.relu(self.blocks(x)))
+        return cpu_linear.linear(F.relu(self.blocks(x)), self.out)
 
 
 class DepthEmbedding(nn.Module):
@@ -603,10 +601,17 @@ class SemanticField(nn.Module):
         count = vis.sum(dim=1)                                              # [B, R, S]
         n = count.clamp(min=1)[..., None].to(h.dtype)
         mean, var = masked_mean_var(h, vis, n, variance=self.pool_proj is not None, overwrite=overwrite)
-        h = mean if var is None else self.pool_proj(torch.cat([mean, var], dim=-1))
         if colours is not None:
             c_mean, c_var = masked_mean_var(colours, vis, n)
-            h = h + self.colour_proj(torch.cat([c_mean, torch.log(c_var + COLOUR_VAR_EPS)], dim=-1))
+            c_term = cpu_linear.linear(torch.cat([c_mean, torch.log(c_var + COLOUR_VAR_EPS)], dim=-1),
+                                       self.colour_proj)
+        if var is not None:
+            h = cpu_linear.linear(torch.cat([mean, var], dim=-1), self.pool_proj,
+                                  residual=None if colours is None else c_term)
+        elif colours is not None:
+            h = mean + c_term
+        else:
+            h = mean
 
         logits = self.semantic_head(h)
         raw = self.rgb_density_head(h)

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from viewseg_core.model import cpu_linear
 from viewseg_core.model.field import FieldConfig, ResBlock, SemanticField, SourceViews, masked_mean_var, \
     pixels_to_grid
 
@@ -538,3 +539,31 @@ def test_masked_mean_var_overwrite_is_bit_exact_and_uses_values_as_scratch():
     vals = torch.tensor([1.0, 100.0, 3.0, -7.0]).reshape(1, 4, 1, 1, 1)
     m, v = masked_mean_var(vals.clone(), vis, torch.full((1, 1, 1, 1), 2.0), overwrite=True)
     assert m.item() == 2.0 and v.item() == 1.0
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(view_pooling="mean_var", source_rgb=True)], ids=["paper", "mean-var-rgb"])
+def test_inference_forward_fuses_its_linear_epilogues_on_the_cpu(kw, monkeypatch):
+    """Every linear layer after the input layer (3 blocks x 2 + 2 heads x (2 blocks x 2 + out),
+    and pool_proj / colour_proj where present) runs through cpu_linear's fused op under
+    no_grad, and the field's outputs are those of the plain ops (float32: to rounding)."""
+    field = _field(**kw)
+    src, (pts, dirs) = _sources(CAMS), _points()
+    if field.colour_proj is not None:
+        with torch.no_grad():
+            field.colour_proj.weight.normal_(0, 0.5)
+            field.pool_proj.weight.normal_(0, 0.2)
+        src = SourceViews(src.features, src.K, src.c2w, H, W, src.valid,
+                          torch.rand(2, 3, 3, H, W, generator=torch.Generator().manual_seed(9)))
+    fused_calls = []
+    real = cpu_linear.fusable
+    monkeypatch.setattr(cpu_linear, "fusable", lambda x, w: fused_calls.append(real(x, w)) or fused_calls[-1])
+    with torch.no_grad():
+        fused = field(pts, dirs, field.prepare(src))
+        n = len(fused_calls)
+        with cpu_linear.epilogues(False):
+            plain = field(pts, dirs, field.prepare(src))
+    extra = 2 if field.colour_proj is not None else 0
+    assert n == 3 * 2 + 2 * (2 * 2 + 1) + extra and all(fused_calls[:n])
+    assert not any(fused_calls[n:])
+    for name in ("logits", "rgb", "density"):
+        torch.testing.assert_close(getattr(fused, name), getattr(plain, name), rtol=1e-5, atol=1e-5)
