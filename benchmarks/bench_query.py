@@ -22,9 +22,17 @@ Paths, for each preset (``paper`` = 64 coarse + 128 fine samples, ``fast``; see
   CPU they are skipped with a note (under ``TRITON_INTERPRET=1`` they run in the triton
   interpreter, for tests, and are printed but never recorded). The row's path says which
   implementation ran (``QueryStats.field_impl``), whatever was asked;
+- on CPU, the fast rows' linear layers run with their bias, ReLU and residual add fused into
+  the GEMM (:mod:`viewseg_core.model.cpu_linear`; path suffix ``+epi``); ``--epilogues
+  on,off`` adds the rows without, ``off`` runs only those;
 - **reference**: plain PyTorch as in the original code, ``ViewSeg.render`` with per-point
   sampling of the full feature maps (``projected_features=False``), unfused compositing
   (``VIEWSEG_COMPOSITING=reference``), float32, 6000-ray chunks, at the preset's samples.
+
+The process keeps freed memory for reuse as ``viewseg_node`` does (glibc malloc's thresholds
+raised: :mod:`viewseg_core.cpu_allocator`); ``--malloc default`` leaves malloc as it is, and the
+model column then says ``[malloc default]`` (rows before 2026-12-05's "CPU allocator" section
+ran that way without saying so).
 
 Columns: median and p90 milliseconds over ``--repeats`` runs after warm-up (``--interleave``:
 the fast rows' runs in rounds, one of each per round, for ratios on a machine whose speed
@@ -95,6 +103,7 @@ from report import append_rows, cpu_name, load_avg  # noqa: E402  (benchmarks/re
 
 from viewseg_core.model.fast import FIELD_ENV, FIELD_IMPLS, PRESETS, QueryPreset, render_query_stats, \
     trained_preset  # noqa: E402
+from viewseg_core.cpu_allocator import keep_freed_memory  # noqa: E402
 from viewseg_core.model import cpu_linear  # noqa: E402
 from viewseg_core.model.field import SemanticField  # noqa: E402
 from viewseg_core.model.fused_field import FusedFieldUnsupported  # noqa: E402
@@ -491,6 +500,8 @@ def run_latency(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     height, width = args.size
     model, model_desc = build_bench_model(args.model, args.quick)
+    if args.malloc == "default" and device.type == "cpu":
+        model_desc += " [malloc default]"
     if args.rgbd and not (model.config.source_depth and model.config.depth_guided):
         from viewseg_core.model.weights import extend_model
         model = extend_model(model, source_depth=True, depth_guided=True).eval()
@@ -735,6 +746,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epilogues", default="on", help="the PyTorch field's linear layers with their bias, ReLU "
                         "and residual add fused into the GEMM on CPU (viewseg_core.model.cpu_linear): on | off | "
                         "on,off (both rows per preset; path '+epi' where they ran)")
+    parser.add_argument("--malloc", choices=("keep", "default"), default="keep", help="keep: glibc keeps freed "
+                        "memory for reuse, as viewseg_node runs (viewseg_core/cpu_allocator.py); default: leave "
+                        "malloc as it is (the model column says so)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the fields (fast path)")
     parser.add_argument("--interleave", action="store_true", help="time the fast rows in rounds, one run of each "
                         "per round, so that a drifting machine slows them alike (ratios between rows)")
@@ -752,6 +766,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
     parser.add_argument("--output", type=Path, default=DOCS)
     args = parser.parse_args(argv)
+    if args.malloc == "keep":   # as viewseg_node and the viewseg command run (viewseg_core/cpu_allocator.py)
+        print(f"cpu allocator: {keep_freed_memory()}")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.batch < 1:

@@ -17,7 +17,10 @@ some source sees at all (true geometry: the pixel's true 3D point lies, within 5
 a source's true depth map): what no model of these keyframes can measure is the rest. The
 row "true surface in no source's view" is the pixels whose true surface lies outside every
 source frustum (:func:`viewseg_core.source_selection.pixel_coverage`), with the render's
-scores and empty share there. The row "rendered surface in no source's view" counts the
+scores and empty share there. The measured part is split again at the true depth edges
+(:func:`depth_edges`: the true depths within one pixel span more than 10%, an object's
+silhouette), where the splat's footprint can hand a background ray a foreground candidate and
+the sensor model drops pixels. The row "rendered surface in no source's view" counts the
 pixels whose *rendered* surface lies outside every source frustum (the same test, the
 node's): the node answers those "unknown" unless ``query.unseen_pixels: extrapolated``,
 so the empty share a robot sees by default is that row's share plus the render's empties.
@@ -44,7 +47,11 @@ from viewseg_core.model.depth_guide import camera_guides, lift_source_depth  # n
 from viewseg_core.rays import grid_rays  # noqa: E402
 from viewseg_core.source_selection import pixel_coverage  # noqa: E402
 
-PARTS = ("measured", "not measured", "all", "true surface in no source's view", "rendered surface in no source's view")
+PARTS = ("measured", "measured, at a depth edge", "measured, elsewhere", "not measured", "all",
+         "true surface in no source's view", "rendered surface in no source's view")
+# A target pixel lies at a depth edge when the true depths within EDGE_RADIUS pixels of it
+# span more than this ratio (an object's silhouette against what lies behind it).
+EDGE_RATIO, EDGE_RADIUS = 1.1, 1
 # A target pixel's true point counts as seen by a source when it lies this close to the
 # source's true depth (planar, relative + absolute).
 SEEN_REL, SEEN_ABS = 0.05, 0.03
@@ -59,6 +66,16 @@ def _scores(pred: torch.Tensor, true: torch.Tensor) -> tuple[int, int, float, fl
     ratio = torch.maximum(p / t, t / p)
     return (int(true.numel()), int((~filled).sum()), float((ratio < 1.25).float().mean() * 100),
             float(((p - t).abs() / t).mean()))
+
+
+def depth_edges(depth: torch.Tensor, ratio: float = EDGE_RATIO, radius: int = EDGE_RADIUS) -> torch.Tensor:
+    """[H, W] true depth (NaN / 0: unknown) -> [H, W] bool: the known depths within ``radius``
+    pixels (a square) span more than ``ratio`` (max / min; unknown neighbours do not count)."""
+    known = torch.isfinite(depth) & (depth > 0)
+    k = 2 * radius + 1
+    hi = torch.nn.functional.max_pool2d(torch.where(known, depth, 0.0)[None, None], k, 1, radius)[0, 0]
+    lo = -torch.nn.functional.max_pool2d(torch.where(known, -depth, -float("inf"))[None, None], k, 1, radius)[0, 0]
+    return known & (hi > ratio * lo)
 
 
 def seen_by_a_source(example: dict) -> torch.Tensor:
@@ -85,7 +102,7 @@ def depth_coverage(model, dataset, max_examples: int) -> dict:
     surfaces' own scores on the measured part; ``seen_share``: pixels some source sees. Scores
     ``max_examples`` examples spread evenly over the dataset (as ``viewseg eval``)."""
     model = model.float().eval()
-    pred, true, measured, guide, seen, outside, true_outside = [], [], [], [], [], [], []
+    pred, true, measured, guide, seen, outside, true_outside, edge = [], [], [], [], [], [], [], []
     for i in example_indices(len(dataset), max_examples):
         ex = dataset[i]
         H, W = (int(x) for x in ex["target_size"])
@@ -107,6 +124,7 @@ def depth_coverage(model, dataset, max_examples: int) -> dict:
         guide.append(cand[known])
         measured.append(torch.isfinite(cand[known]))
         seen.append(seen_by_a_source(ex)[known])
+        edge.append(depth_edges(ex["target_depth"].reshape(H, W).float()).reshape(-1)[known])
         def in_no_view(depth: torch.Tensor) -> torch.Tensor:  # [H, W] -> [pixels with true depth]
             covered = pixel_coverage(ex["target_K"].numpy(), ex["target_c2w"].numpy(), depth.reshape(H, W).numpy(),
                                      ex["source_K"].numpy(), ex["source_c2w"].numpy(),
@@ -117,12 +135,14 @@ def depth_coverage(model, dataset, max_examples: int) -> dict:
         true_outside.append(in_no_view(ex["target_depth"].float()))
     if not pred:
         raise ValueError("depth_coverage: the split has no examples")
-    pred, true, guide, measured, seen, outside, true_outside = (
-        torch.cat(x) for x in (pred, true, guide, measured, seen, outside, true_outside))
-    masks = {"measured": measured, "not measured": ~measured, "all": torch.ones_like(measured),
+    pred, true, guide, measured, seen, outside, true_outside, edge = (
+        torch.cat(x) for x in (pred, true, guide, measured, seen, outside, true_outside, edge))
+    masks = {"measured": measured, "measured, at a depth edge": measured & edge, "measured, elsewhere": measured & ~edge,
+             "not measured": ~measured, "all": torch.ones_like(measured),
              "true surface in no source's view": true_outside, "rendered surface in no source's view": outside}
     report = {part: _scores(pred[m], true[m]) for part, m in masks.items()}
-    report["guide"] = _scores(guide[measured], true[measured])
+    for part in ("measured", "measured, at a depth edge", "measured, elsewhere"):
+        report[f"guide: {part}"] = _scores(guide[masks[part]], true[masks[part]])
     report["seen_share"] = float(seen.float().mean() * 100)
     return report
 
@@ -134,9 +154,10 @@ def format_table(report: dict) -> str:
         n, empty, d1, absrel = report[part]
         lines.append(f"| {part} | {100 * n / max(total, 1):.1f}% | {d1:.1f} | {absrel:.3f} | "
                      f"{100 * empty / max(n, 1):.1f}% |")
-    n, _, d1, absrel = report["guide"]
-    lines.append(f"| measured: the candidate surface itself | {100 * n / max(total, 1):.1f}% | {d1:.1f} | "
-                 f"{absrel:.3f} | |")
+    for part in ("measured", "measured, at a depth edge", "measured, elsewhere"):
+        n, _, d1, absrel = report[f"guide: {part}"]
+        lines.append(f"| {part}: the candidate surface itself | {100 * n / max(total, 1):.1f}% | {d1:.1f} | "
+                     f"{absrel:.3f} | |")
     lines.append(f"\ntrue surface seen by some source: {report['seen_share']:.1f}% of pixels")
     return "\n".join(lines)
 

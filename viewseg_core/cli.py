@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    from viewseg_core.cpu_allocator import keep_freed_memory
+
+    keep_freed_memory()   # a policy of this process: tensors reuse freed memory (cpu_allocator)
     return run_subcommand(args.command, args.func, args)
 
 

@@ -69,6 +69,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 
 from viewseg_core.cameras import K_from_camera_info, check_pinhole, resize_intrinsics
 from viewseg_core.classes import IGNORE_LABEL, PALETTE, colorize
+from viewseg_core.cpu_allocator import keep_freed_memory, status as cpu_allocator_status
 from viewseg_core.data.records import View
 from viewseg_core.model.fast import PRESETS, RenderCancelled, check_amp, render_query, render_query_stats, \
     trained_preset
@@ -1180,6 +1181,7 @@ class ViewSegNode(Node):
                   "last_overhead_ms": round((self.last_latency_s - self.last_render_s) * 1e3, 3),
                   "ns_per_point_view": round(self._seconds_per_point_view * 1e9, 3),
                   "field_impl": self.field_impl, "precision": self.precision, "sampling": self.preset.label,
+                  "cpu_allocator": cpu_allocator_status(),
                   "last_unseen_share": round(self.last_unseen_share, 4)}
         values.update({f"received_{topic}": n for topic, n in received.items()})
         values.update({f"dropped_{kind}": n for kind, n in drops.items()})
@@ -1204,6 +1206,7 @@ def main(args: list[str] | None = None) -> int:
     # the executor. Python's default handler would also raise KeyboardInterrupt wherever the
     # process is, e.g. inside destroy_node when `ros2 launch` forwards a second SIGINT.
     signal.signal(signal.SIGINT, lambda signum, frame: None)
+    keep_freed_memory()   # a policy of this process: queries reuse freed memory (cpu_allocator)
     rclpy.init(args=args if args is not None else sys.argv)
     node = executor = None
     try:

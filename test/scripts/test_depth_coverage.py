@@ -51,7 +51,12 @@ def test_parts_add_up_and_match_a_direct_computation(tmp_path, capsys, load_scri
     assert absrel == pytest.approx(float(((pred[filled] - true[filled]).abs() / true[filled]).mean()), rel=1e-4)
     assert report["measured"][0] + report["not measured"][0] == n and report["measured"][0] > 0
     # With clean source depth the candidate surface is the true one, to the splat's footprint.
-    assert report["guide"][0] == report["measured"][0] and report["guide"][2] > 90.0
+    guide = report["guide: measured"]
+    assert guide[0] == report["measured"][0] and guide[2] > 90.0
+    # The measured part splits into its depth-edge pixels and the rest.
+    at_edge, elsewhere = report["measured, at a depth edge"], report["measured, elsewhere"]
+    assert at_edge[0] + elsewhere[0] == report["measured"][0] and at_edge[0] > 0 and elsewhere[0] > 0
+    assert report["guide: measured, at a depth edge"][0] == at_edge[0]
     assert 0.0 < report["seen_share"] <= 100.0
     # The node's unknown pixels: filled by the render, outside every source frustum.
     unseen = report["rendered surface in no source's view"]
@@ -84,3 +89,20 @@ def test_parts_add_up_and_match_a_direct_computation(tmp_path, capsys, load_scri
     out = capsys.readouterr().out
     assert f"| all | 100.0% | {d1:.1f} | {absrel:.3f} |" in out and "true surface seen by some source" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model.pt", *[p.name for p in tmp_path.glob("pairs_*")]])
+
+
+def test_depth_edges_by_hand(load_script):
+    """A 1 m box in front of a 2 m wall, one unknown pixel: edges are the pixels within one
+    pixel of the box's border (both sides); an unknown neighbour does not make an edge."""
+    dc = load_script("depth_coverage")
+    depth = torch.full((6, 7), 2.0)
+    depth[2:4, 2:4] = 1.0
+    depth[0, 6] = float("nan")
+    depth[5, 0] = 0.0
+    edges = dc.depth_edges(depth)
+    want = torch.zeros(6, 7, dtype=torch.bool)
+    want[1:5, 1:5] = True                       # the box and its one-pixel ring
+    assert torch.equal(edges, want)
+    assert not dc.depth_edges(torch.full((3, 3), 2.0)).any()
+    slanted = torch.tensor([[1.0, 1.05, 1.1]])  # 5% per pixel: under the 10% ratio
+    assert not dc.depth_edges(slanted).any() and dc.depth_edges(slanted, ratio=1.04).all()

@@ -109,6 +109,8 @@ def test_keyframes_accumulate_from_sim_camera(graph):
     assert values["field_impl"].startswith("reference")   # auto on CPU: the PyTorch field (warm-up rendered)
     from viewseg_core.model.fast import cpu_has_native_bf16
     assert values["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")  # query.amp auto on this CPU
+    from viewseg_core.cpu_allocator import status
+    assert values["cpu_allocator"] == status()   # this test process built the node itself, not main()
 
 
 # --------------------------------------------------------------------------- render_view

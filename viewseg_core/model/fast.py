@@ -69,8 +69,10 @@ float32 in the fused kernel. On CPU, ``amp="bf16"`` (and ``auto`` on CPUs with A
 or AMX) runs the PyTorch field from a bfloat16 copy of its weights instead
 (:func:`low_precision_field`, made once per weight version): the field's inference forward
 then works in bf16 end to end, where CPU autocast measured no faster (it casts around every
-op and takes the field's out-of-place training forward). The triton interpreter (tests)
-keeps ``auto`` at float32 on CPU. Projected feature maps (``projected_features``) are the model's
+op and takes the field's out-of-place training forward). In either precision the CPU field's
+linear layers run with their bias, ReLU and residual add fused into the GEMM
+(:mod:`viewseg_core.model.cpu_linear`). The triton interpreter (tests) keeps ``auto`` at
+float32 on CPU. Projected feature maps (``projected_features``) are the model's
 own default path; :func:`render_query` prepares them once per call, or takes them from
 ``prepared`` (a node can keep them per keyframe set).
 """

@@ -1,0 +1,72 @@
+"""cpu_allocator: glibc keeps freed memory in the heap once asked, and is left alone otherwise.
+
+Each case runs in a fresh interpreter (the setting is process-wide) and asks glibc itself
+(mallinfo2) whether a new 8 MiB tensor came from mmap."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from viewseg_core import cpu_allocator
+
+PROBE = """
+import ctypes, json, sys
+import torch
+from viewseg_core import cpu_allocator
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+said = cpu_allocator.keep_freed_memory() if sys.argv[1] == "call" else cpu_allocator.status()
+before = libc.mallinfo2().hblkhd
+x = torch.empty(8 << 20, dtype=torch.uint8)
+x.fill_(1)
+mmapped = libc.mallinfo2().hblkhd - before
+del x
+y = torch.empty(8 << 20, dtype=torch.uint8)
+print(json.dumps({"status": said, "mmapped_mib": mmapped / 2**20}))
+"""
+
+
+def _probe(call: bool, **env) -> dict:
+    import json
+    full = {k: v for k, v in os.environ.items() if k not in (cpu_allocator.ENV, *cpu_allocator.GLIBC_TUNABLES)}
+    done = subprocess.run([sys.executable, "-c", PROBE, "call" if call else "no"], env={**full, **env},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or cpu_allocator._glibc() is None,
+                           reason="glibc malloc only")
+
+
+@glibc
+def test_keep_freed_memory_serves_large_tensors_from_the_heap():
+    default = _probe(call=False)
+    assert default["status"].startswith("process default (keep_freed_memory not called)")
+    assert default["mmapped_mib"] >= 8                   # glibc's default: a fresh mmap per 8 MiB tensor
+    kept = _probe(call=True)
+    assert kept["status"] == "keeps freed memory (glibc mmap threshold 32 MiB, trim 128 MiB)"
+    assert kept["mmapped_mib"] == 0
+
+
+@glibc
+@pytest.mark.parametrize("env, why", [({"VIEWSEG_MALLOC": "default"}, "VIEWSEG_MALLOC=default"),
+                                      ({"MALLOC_MMAP_THRESHOLD_": "131072"}, "MALLOC_MMAP_THRESHOLD_ set")])
+def test_the_user_can_keep_the_default(env, why):
+    out = _probe(call=True, **env)
+    assert why in out["status"] and out["status"].startswith("process default")
+    assert out["mmapped_mib"] >= 8
+
+
+def test_bad_settings_are_refused(monkeypatch):
+    with pytest.raises(ValueError, match="mmap threshold <= trim threshold"):
+        cpu_allocator.keep_freed_memory(64, 32)
+    monkeypatch.setenv(cpu_allocator.ENV, "sometimes")
+    with pytest.raises(ValueError, match="VIEWSEG_MALLOC='sometimes': use keep or default"):
+        cpu_allocator.keep_freed_memory()

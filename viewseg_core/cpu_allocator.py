@@ -1,0 +1,82 @@
+"""Keep freed CPU memory in the process (glibc malloc), so that tensors do not page-fault anew.
+
+A CPU query allocates and frees tensors of a few MiB (the field's [views, points, hidden]
+activations) hundreds of times. glibc serves allocations above its mmap threshold with a
+fresh ``mmap`` and returns them on ``free``, and trims freed memory off the top of the heap
+once more than its trim threshold lies there; either way the next tensor of that size
+touches new pages, and the kernel's page faults (zeroing every 4 KiB page) cost more than
+the arithmetic on them. docs/benchmarks.md ("CPU allocator") measures it: the ``rgbd`` query
+took 0.6-0.7x the time with freed memory kept. PyTorch's CPU tuning guides reach the same end
+with jemalloc or tcmalloc through ``LD_PRELOAD``; raising glibc's two thresholds with
+``mallopt`` needs no extra library and works however the process was started.
+
+:func:`keep_freed_memory` is called by the process entry points (``viewseg_node``, the
+``viewseg`` command, ``benchmarks/bench_query.py``), not on import: it is a policy of the whole
+process. The cost is that the process keeps up to ``trim_threshold`` of freed memory (its
+peak working set, e.g. after a large query) instead of returning it at once. It leaves the
+allocator alone with ``VIEWSEG_MALLOC=default``, when the glibc tunables
+``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` are set (the user's choice), and where
+the C library is not glibc.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import threading
+
+ENV = "VIEWSEG_MALLOC"                 # keep (default) | default (leave malloc as it is)
+MMAP_THRESHOLD_MIB = 32                # allocations up to this size come from the heap
+TRIM_THRESHOLD_MIB = 128               # free memory kept at the heap's top before trimming
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3   # glibc's mallopt parameters (malloc.h)
+GLIBC_TUNABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+
+_lock = threading.Lock()
+_status = "process default (keep_freed_memory not called)"
+
+
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        libc.gnu_get_libc_version.restype = ctypes.c_char_p
+        libc.gnu_get_libc_version()
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        return libc
+    except (OSError, AttributeError):   # musl, macOS, Windows: no glibc malloc to tune
+        return None
+
+
+def keep_freed_memory(mmap_threshold_mib: int = MMAP_THRESHOLD_MIB, trim_threshold_mib: int = TRIM_THRESHOLD_MIB) -> str:
+    """Raise glibc's mmap and trim thresholds for this process (module docstring); returns what
+    it did (also :func:`status`). Idempotent; safe from any thread."""
+    global _status
+    if not 0 < mmap_threshold_mib <= trim_threshold_mib < 2048:
+        raise ValueError(f"keep_freed_memory: need 0 < mmap threshold <= trim threshold < 2048 MiB, got "
+                         f"{mmap_threshold_mib} and {trim_threshold_mib}")
+    with _lock:
+        mode = os.environ.get(ENV, "keep").strip().lower() or "keep"
+        if mode not in ("keep", "default"):
+            raise ValueError(f"{ENV}={mode!r}: use keep or default")
+        tunables = [name for name in GLIBC_TUNABLES if name in os.environ]
+        libc = None if mode == "default" or tunables else _glibc()
+        if mode == "default":
+            _status = f"process default ({ENV}=default)"
+        elif tunables:
+            _status = f"process default ({', '.join(tunables)} set in the environment)"
+        elif libc is None:
+            _status = "process default (not glibc)"
+        elif (libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold_mib << 20) == 1
+              and libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold_mib << 20) == 1):
+            _status = f"keeps freed memory (glibc mmap threshold {mmap_threshold_mib} MiB, trim {trim_threshold_mib} MiB)"
+        else:
+            _status = "process default (glibc refused mallopt)"
+        return _status
+
+
+def status() -> str:
+    """What :func:`keep_freed_memory` did in this process (or that it was not called)."""
+    return _status
+
+
+__all__ = ["ENV", "GLIBC_TUNABLES", "MMAP_THRESHOLD_MIB", "TRIM_THRESHOLD_MIB", "keep_freed_memory", "status"]
