@@ -74,8 +74,9 @@ samples.
     python benchmarks/bench_query.py --model checkpoints/demo.pt --size 160x120 --threads 2 --rgbd --presets fast,rgbd
 
 ``--miou CHECKPOINT`` measures the other half of the trade: dataset mIoU of each preset on
-the checkpoint's test split (its training data config), beside the checkpoint's own
-sample counts, and appends those rows to the "Fast preset quality" section.
+the checkpoint's test split (its training data config), and its depth (δ<1.25, AbsRel, empty
+pixels), beside the checkpoint's own sample counts, and appends those rows to the "Fast
+preset quality" section.
 """
 from __future__ import annotations
 
@@ -118,8 +119,9 @@ TABLE_HEADER = ("| date | device | torch | load | model | size | batch | preset 
                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 QUALITY_SECTION = "## Fast preset quality (benchmarks/bench_query.py --miou)"
 QUALITY_HEADER = ("| date | checkpoint (trained samples) | data / split | examples | sampling | points/ray "
-                  "| dataset mIoU | per-image mIoU | pixel acc. | labels equal to trained sampling |\n"
-                  "|---|---|---|---|---|---|---|---|---|---|\n")
+                  "| dataset mIoU | per-image mIoU | pixel acc. | labels equal to trained sampling "
+                  "| depth δ<1.25 | depth AbsRel | depth empty |\n"
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 QUICK_CONFIG = dict(encoder="deeplabv3plus_resnet18", feature_dim=32, hidden_dim=32, n_harmonic_xyz=6,
                     n_harmonic_dir=2, near=0.1, far=12.0, chunk_size=2048)
 
@@ -708,17 +710,19 @@ def run_miou(args: argparse.Namespace) -> int:
     today = _dt.date.today().isoformat()
     ckpt = f"{Path(args.miou).parent.name}/{Path(args.miou).name} ({replace(trained, name='').label})"
     print(f"checkpoint {ckpt}   {data_cfg.root} / {args.miou_split}   {len(indices)} examples")
-    print(f"{'sampling':<30} {'pts/ray':>8} {'mIoU':>7} {'img mIoU':>9} {'pACC':>7} {'same labels':>12}")
+    print(f"{'sampling':<30} {'pts/ray':>8} {'mIoU':>7} {'img mIoU':>9} {'pACC':>7} {'same labels':>12} "
+          f"{'δ<1.25':>7} {'AbsRel':>7} {'empty':>7}")
     rows = []
     for p in presets:
         s = report["methods"][p.label]
         same = np.mean([np.mean(a == b) for a, b in zip(labels[p.label], labels[trained.label])])
         pts = float(np.mean(points[p.label]))
+        d1, absrel, empty = 100 * s["delta1"], s["depth_absrel"], 100 * s["depth_missing_fraction"]
         print(f"{p.label:<30} {pts:>8.1f} {100 * s['dataset_miou']:>7.2f} {100 * s['per_image_miou']:>9.2f} "
-              f"{100 * s['pacc']:>7.2f} {100 * same:>11.2f}%")
+              f"{100 * s['pacc']:>7.2f} {100 * same:>11.2f}% {d1:>7.2f} {absrel:>7.4f} {empty:>6.2f}%")
         rows.append(f"| {today} | {ckpt} | {data_cfg.root} / {args.miou_split} | {len(indices)} | {p.label} "
                     f"| {pts:.1f} | {100 * s['dataset_miou']:.2f} | {100 * s['per_image_miou']:.2f} "
-                    f"| {100 * s['pacc']:.2f} | {100 * same:.2f}% |\n")
+                    f"| {100 * s['pacc']:.2f} | {100 * same:.2f}% | {d1:.2f} | {absrel:.4f} | {empty:.2f}% |\n")
     if not args.no_record:
         append_rows(args.output, QUALITY_SECTION, QUALITY_HEADER, rows)
         print(f"appended {len(rows)} rows to {args.output}")

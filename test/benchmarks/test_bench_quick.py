@@ -187,8 +187,18 @@ def test_miou_mode_scores_presets_on_a_test_split(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     rows = table_rows(page.read_text(), bq.QUALITY_SECTION)
     assert [r[4] for r in rows] == ["trained (8+8)", "4+4 skip<0.001"]
-    assert rows[0][-1] == "100.00%" and float(rows[1][5]) <= 12.0          # points/ray <= 4 + 8
-    assert all(0.0 <= float(r[6]) <= 100.0 for r in rows)                   # dataset mIoU in percent
+    header = [c.strip() for c in bq.QUALITY_HEADER.splitlines()[0].strip("|").split("|")]
+    col = {name: header.index(name) for name in ("points/ray", "dataset mIoU", "labels equal to trained sampling",
+                                                 "depth δ<1.25", "depth AbsRel", "depth empty")}
+    assert all(len(r) == len(header) for r in rows)
+    assert rows[0][col["labels equal to trained sampling"]] == "100.00%"
+    assert float(rows[1][col["points/ray"]]) <= 12.0                      # points/ray <= 4 + 8
+    for r in rows:
+        assert 0.0 <= float(r[col["dataset mIoU"]]) <= 100.0                # percent
+        empty = float(r[col["depth empty"]].rstrip("%"))
+        assert 0.0 <= empty <= 100.0
+        if empty < 100.0:                                                  # some pixel has a depth
+            assert 0.0 <= float(r[col["depth δ<1.25"]]) <= 100.0 and float(r[col["depth AbsRel"]]) >= 0.0
 
 
 def test_fused_field_rows_are_gpu_only_on_cpu(tmp_path, monkeypatch, capsys):
