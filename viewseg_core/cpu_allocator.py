@@ -24,6 +24,7 @@ import ctypes
 import ctypes.util
 import os
 import threading
+import warnings
 
 ENV = "VIEWSEG_MALLOC"                 # keep (default) | default (leave malloc as it is)
 MMAP_THRESHOLD_MIB = 32                # allocations up to this size come from the heap
@@ -49,18 +50,21 @@ def _glibc() -> ctypes.CDLL | None:
 
 def keep_freed_memory(mmap_threshold_mib: int = MMAP_THRESHOLD_MIB, trim_threshold_mib: int = TRIM_THRESHOLD_MIB) -> str:
     """Raise glibc's mmap and trim thresholds for this process (module docstring); returns what
-    it did (also :func:`status`). Idempotent; safe from any thread."""
+    it did (also :func:`status`). Idempotent; safe from any thread. A bad ``VIEWSEG_MALLOC``
+    warns and changes nothing; bad thresholds (a programming error) raise ValueError."""
     global _status
     if not 0 < mmap_threshold_mib <= trim_threshold_mib < 2048:
         raise ValueError(f"keep_freed_memory: need 0 < mmap threshold <= trim threshold < 2048 MiB, got "
                          f"{mmap_threshold_mib} and {trim_threshold_mib}")
     with _lock:
         mode = os.environ.get(ENV, "keep").strip().lower() or "keep"
-        if mode not in ("keep", "default"):
-            raise ValueError(f"{ENV}={mode!r}: use keep or default")
         tunables = [name for name in GLIBC_TUNABLES if name in os.environ]
-        libc = None if mode == "default" or tunables else _glibc()
-        if mode == "default":
+        libc = None if mode != "keep" or tunables else _glibc()
+        if mode not in ("keep", "default"):
+            # A typo in a speed setting must not stop a robot's node: say so, change nothing.
+            _status = f"process default ({ENV}={mode!r} is neither keep nor default)"
+            warnings.warn(f"{ENV}={mode!r}: use keep or default; malloc left as it is", RuntimeWarning, stacklevel=2)
+        elif mode == "default":
             _status = f"process default ({ENV}=default)"
         elif tunables:
             _status = f"process default ({', '.join(tunables)} set in the environment)"

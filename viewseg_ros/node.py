@@ -138,6 +138,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                              "else fast) | fast (8+8 samples, fine pass skips empty space) | paper (64+128) | "
                              "rgbd (8 stratified + 4 band samples around the keyframes' measured depth, skipping "
                              "what it accounts for as empty) | rgbd_full (8 + 8 band, nothing skipped) | "
+                             "rgbd_fine (rgbd plus a 4-sample fine pass on the rays the measured depth does "
+                             "not explain) | "
                              "checkpoint (the samples the model was trained with); see viewseg_core/model/fast.py"),
     "query.num_coarse": (-1, "coarse samples per ray (-1 = the preset's)"),
     "query.num_fine": (-1, "fine samples per ray (-1 = the preset's, 0 = coarse pass only)"),
@@ -460,6 +462,8 @@ class ViewSegNode(Node):
             changes["num_fine"] = p["query.num_fine"]
         elif renderer.fine is None and base.num_fine > 0:
             changes["num_fine"] = 0  # a coarse-only checkpoint: the preset's coarse pass alone
+        if changes.get("num_fine") == 0:
+            changes["fine_unexplained"] = False   # no fine pass left to restrict
         if p["query.skip_weight"] >= 0:
             changes["skip_weight"] = p["query.skip_weight"]
         if p["query.point_budget"] > 0:

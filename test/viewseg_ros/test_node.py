@@ -220,6 +220,9 @@ def test_sampling_parameters(graph, checkpoint, tmp_path):
                                                  n_harmonic_dir=1, num_coarse=4, num_fine=0)),
                              tmp_path / "coarse_only.pt")
     assert preset_of(coarse_only).num_fine == 0  # the preset's coarse pass alone
+    # rgbd_fine on a coarse-only checkpoint: no fine pass left, so nothing to restrict to unexplained rays.
+    assert preset_of(coarse_only, **{"query.preset": "rgbd_fine"}) == \
+        replace(PRESETS["rgbd_fine"], num_fine=0, fine_unexplained=False)
     # auto (the default): rgbd only for a depth-guided checkpoint that reads a depth topic.
     rgbd = tiny_checkpoint(tmp_path / "rgbd.pt", source_depth=True, depth_guided=True)
     assert preset_of(rgbd, depth_topic="depth") == PRESETS["rgbd"]

@@ -43,7 +43,12 @@ reference path by ``benchmarks/bench_query.py`` (see docs/benchmarks.md):
    measured. A ray that comes out below the opacity threshold with samples skipped is
    evaluated again at all of them (the field had not made the measured surface opaque, so
    what lies behind it counts), so skipping never leaves a pixel empty that the full pass
-   fills.
+   fills. With ``fine_unexplained`` the fine pass runs only on the rays that the measured
+   depth does not explain: no candidate surface, or a coarse depth more than
+   :data:`EXPLAINED_BANDS` band half-widths from it along the ray (:func:`explained_rays`);
+   the others keep the coarse pass's output, for which the band already sampled the measured
+   surface. On the synthetic test rays that is about 30% of them, and where depth is wrong
+   it is mostly there (edges, unmeasured surfaces).
 
 5. **The field implementation** (``QueryPreset.field_impl``, overridden by the environment
    variable ``VIEWSEG_FIELD``): ``fused`` evaluates every field call of the query (coarse,
@@ -146,6 +151,8 @@ class QueryPreset:
         field_impl: ``auto`` | ``fused`` | ``reference``: which implementation evaluates the
             fields (module docstring, item 5; the environment variable ``VIEWSEG_FIELD``
             overrides it).
+        fine_unexplained: the fine pass only on the rays whose coarse depth the source depth
+            does not explain (module docstring, item 4); the rest keep the coarse pass.
     """
 
     name: str
@@ -157,6 +164,7 @@ class QueryPreset:
     guide_samples: int = 0
     skip_free: bool = False
     field_impl: str = "auto"
+    fine_unexplained: bool = False
 
     def __post_init__(self) -> None:
         if self.num_coarse < 2 and self.num_fine > 0:
@@ -175,6 +183,9 @@ class QueryPreset:
         if self.field_impl not in FIELD_IMPLS:
             raise ValueError(f"QueryPreset {self.name!r}: field_impl must be one of {FIELD_IMPLS}, "
                              f"got {self.field_impl!r}")
+        if self.fine_unexplained and (self.guide_samples == 0 or self.num_fine == 0):
+            raise ValueError(f"QueryPreset {self.name!r}: fine_unexplained needs band samples and a fine pass "
+                             f"(guide_samples > 0 and num_fine > 0), got {self.guide_samples} and {self.num_fine}")
 
     @property
     def coarse_samples(self) -> int:
@@ -186,8 +197,9 @@ class QueryPreset:
         skip = f" skip<{self.skip_weight:g}" if self.skip_weight > 0 else ""
         guided = f"{self.num_coarse}s+{self.guide_samples}b" if self.guide_samples else f"{self.num_coarse}"
         free = " free-skip" if self.skip_free else ""
+        unexplained = " fine-unexplained" if self.fine_unexplained else ""
         amp = "" if self.amp == "auto" else f" {self.amp}"
-        samples = f"{guided}+{self.num_fine}{skip}{free}{amp}"
+        samples = f"{guided}+{self.num_fine}{skip}{free}{unexplained}{amp}"
         return samples if self.name in ("", samples) else f"{self.name} ({samples})"
 
 
@@ -205,7 +217,15 @@ PRESETS: dict[str, QueryPreset] = {
     # the test split with a trained model decides (benchmarks/bench_query.py --miou).
     "rgbd": QueryPreset("rgbd", 8, 0, guide_samples=4, skip_free=True),
     "rgbd_full": QueryPreset("rgbd_full", 8, 0, guide_samples=8),
+    # rgbd plus a 4-sample fine pass on the rays whose coarse depth the measured depth does not
+    # explain (no candidate surface, or rendered away from it: about 30% of the synthetic test
+    # rays): most of the fine pass's depth for a fraction of its points (docs/benchmarks.md,
+    # "Fast preset quality").
+    "rgbd_fine": QueryPreset("rgbd_fine", 8, 4, skip_weight=1e-3, guide_samples=4, skip_free=True,
+                             fine_unexplained=True),
 }
+# A ray's coarse depth is "explained" by its candidate surface within this many band half-widths.
+EXPLAINED_BANDS = 2.0
 
 
 def trained_preset(renderer: Renderer, name: str = "checkpoint") -> QueryPreset:
@@ -612,13 +632,33 @@ def _render_rays(renderer: Renderer, rays: RayBundle, prepared, preset: QueryPre
     t_f = hierarchical_samples(t_c, weights, preset.num_fine, perturb=False)
     stats.fine_points_dense += t_f.numel()
     points = rays.points(t_f)
-    if preset.skip_weight > 0:
-        keep = occupied_samples(t_c, weights, t_f, preset.skip_weight)
+    explained = None
+    if preset.fine_unexplained and guide is not None:
+        coarse_pass = renderer.composite_pass(coarse, rays, t_c)
+        explained = explained_rays(coarse_pass, rays, guide, EXPLAINED_BANDS * renderer.config.guide_band)
+    if preset.skip_weight > 0 or explained is not None:
+        keep = occupied_samples(t_c, weights, t_f, preset.skip_weight) if preset.skip_weight > 0 \
+            else torch.ones_like(t_f, dtype=torch.bool)
+        if explained is not None:
+            keep = keep & ~explained[..., None]
         fine = _eval_packed(renderer.fine, prep_f, points, rays.directions, keep, budget, stats,
                             evaluate=evaluate)
     else:
         fine = _eval_dense(evaluate, renderer.fine, prep_f, points, rays.directions, budget, stats, "fine_points")
-    return renderer.composite_pass(fine, rays, t_f)
+    fine_pass = renderer.composite_pass(fine, rays, t_f)
+    if explained is None:
+        return fine_pass
+    pick = lambda a, b: torch.where(explained.reshape(*explained.shape, *([1] * (a.ndim - 2))), a, b)  # noqa: E731
+    return PassOutput(**{f.name: None if f.name in ("weights", "t") else
+                         pick(getattr(coarse_pass, f.name), getattr(fine_pass, f.name)) for f in fields(PassOutput)})
+
+
+def explained_rays(coarse: PassOutput, rays: RayBundle, guide: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """Rays [B, R] whose coarse pass rendered a surface within ``tolerance`` metres (along the
+    ray) of the candidate surface ``guide`` [B, R] that the source depth put there (NaN: none,
+    never explained): the fine pass of ``fine_unexplained`` leaves them to the coarse pass."""
+    distance = coarse.depth / rays.z_axis.to(coarse.depth.dtype)      # NaN where the ray is background
+    return torch.isfinite(guide) & ((distance - guide.to(distance.dtype)).abs() <= tolerance)
 
 
 @torch.no_grad()
@@ -710,4 +750,4 @@ def render_query(model, K: torch.Tensor, c2w: torch.Tensor, height: int, width: 
 __all__ = ["QueryPreset", "QueryStats", "RenderCancelled", "PRESETS", "RAY_CHUNK_CALLS", "AMP_MODES", "FIELD_IMPLS", "FIELD_ENV",
            "FieldChoice", "check_amp", "choose_field", "cpu_weights_dtype", "low_precision_field", "requested_field_impl", "fused_failures", "render_query",
            "render_query_stats",
-           "occupied_samples", "point_budget", "trained_preset"]
+           "occupied_samples", "explained_rays", "point_budget", "trained_preset", "EXPLAINED_BANDS"]

@@ -242,3 +242,54 @@ def test_skip_free_never_empties_a_pixel_the_full_pass_fills(make_config, box_ro
         assert bool((b.valid | ~a.valid).all())
         torch.testing.assert_close(b.logits[redone], a.logits[redone], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(b.depth[redone], a.depth[redone], rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_fine_pass_only_where_the_measured_depth_does_not_explain_the_ray(make_config, box_room):
+    """fine_unexplained: rays whose coarse depth lies within EXPLAINED_BANDS band half-widths of
+    their candidate surface keep the coarse pass (exactly the coarse-only preset there); the
+    others get the fine pass (the full fine preset there), and only their points are evaluated."""
+    from viewseg_core.model.fast import EXPLAINED_BANDS, QueryPreset, explained_rays
+    model = extend_model(_rgb_model(make_config, num_coarse=8, num_fine=4), source_depth=True, depth_guided=True,
+                         guide_samples=4, depth_evidence=True)
+    sources = _sources(model, box_room, _source_depth(box_room))
+    H, W, K = box_room.height, box_room.width, box_room.K
+    common = dict(guide_samples=4, skip_free=True, point_budget=10**6, amp="off")
+    coarse_only = QueryPreset("coarse", 8, 0, **common)
+    full_fine = QueryPreset("fine", 8, 4, skip_weight=1e-3, **common)
+    selective = dataclasses.replace(full_fine, name="selective", fine_unexplained=True)
+    for c2w in box_room.target_c2w:
+        c, _ = render_query_stats(model, K, c2w, H, W, sources, coarse_only)
+        f, sf = render_query_stats(model, K, c2w, H, W, sources, full_fine)
+        s, ss = render_query_stats(model, K, c2w, H, W, sources, selective)
+        rays = grid_rays(K[None], c2w[None], H, W, near=model.config.near, far=model.config.far)
+        guide = model.renderer.guides(sources, K[None, None], c2w[None, None], H, W, rays)
+        explained = explained_rays(c.map(lambda x: x.reshape(1, H * W, *x.shape[2:])), rays, guide,
+                                   EXPLAINED_BANDS * model.config.guide_band).reshape(H, W)
+        assert 0 < int(explained.sum()) < H * W
+        assert 0 < ss.fine_points < sf.fine_points
+        for name in ("logits", "depth", "opacity", "confidence", "rgb"):
+            a, b = getattr(s, name), getattr(c, name)
+            assert torch.equal(torch.nan_to_num(a[explained], nan=-1.0), torch.nan_to_num(b[explained], nan=-1.0))
+            torch.testing.assert_close(a[~explained], getattr(f, name)[~explained], rtol=1e-5, atol=1e-5,
+                                       equal_nan=True)
+    assert "fine-unexplained" in selective.label and PRESETS["rgbd_fine"].fine_unexplained
+    for bad in (dict(guide_samples=0), dict(num_fine=0)):
+        with pytest.raises(ValueError, match="fine_unexplained needs band samples and a fine pass"):
+            dataclasses.replace(selective, **bad)
+
+
+def test_explained_rays_by_hand():
+    """A ray explained: rendered depth (planar) / z_axis within the tolerance of its candidate."""
+    from viewseg_core.model.fast import explained_rays
+    from viewseg_core.model.renderer import PassOutput
+    from viewseg_core.rays import RayBundle
+    depth = torch.tensor([[2.0, 2.0, float("nan"), 2.0, 2.0]])
+    z_axis = torch.tensor([[1.0, 0.5, 1.0, 1.0, 1.0]])
+    guide = torch.tensor([[2.1, 4.1, 2.0, float("nan"), 2.5]])      # ray distances
+    zeros = torch.zeros(1, 5)
+    coarse = PassOutput(zeros[..., None], zeros[..., None], zeros[..., None].expand(1, 5, 3), depth, depth, zeros,
+                        zeros, torch.isfinite(depth))
+    rays = RayBundle(origins=torch.zeros(1, 5, 3), directions=torch.zeros(1, 5, 3), near=zeros, far=zeros + 10,
+                     z_axis=z_axis)
+    got = explained_rays(coarse, rays, guide, tolerance=0.2)
+    assert got.tolist() == [[True, True, False, False, False]]   # 0.1 off, 0.1 off (4.0 along the ray), NaN, NaN, 0.5
