@@ -424,13 +424,15 @@ def epilogues_fuse(device: torch.device, precision: str, on: bool) -> bool:
 def parse_preset(spec: str) -> QueryPreset:
     """A name in PRESETS, or ``NC+NF`` / ``NC+NF@SKIP`` (e.g. ``32+16@1e-3``), or depth-guided
     ``NSs+NBb+NF[@SKIP]`` (e.g. ``4s+8b+0``: 4 stratified + 8 band samples, no fine pass), with
-    ``/free`` at the end for ``skip_free`` (e.g. ``8s+8b+0/free``); ``:AMP`` after any of them
+    ``/free`` at the end for ``skip_free`` (e.g. ``8s+8b+0/free``), then ``/unexplained`` for
+    ``fine_unexplained`` (e.g. ``8s+4b+4@1e-3/free/unexplained``, the ``rgbd_fine`` preset); ``:AMP`` after any of them
     sets the MLP precision (e.g. ``rgbd:bf16``; the presets' own is ``auto``)."""
     spec, _, amp = spec.partition(":")
     if amp:
         return replace(parse_preset(spec), amp=amp)
     if spec in PRESETS:
         return PRESETS[spec]
+    spec, unexplained = (spec[:-len("/unexplained")], True) if spec.endswith("/unexplained") else (spec, False)
     spec, free = (spec[:-len("/free")], True) if spec.endswith("/free") else (spec, False)
     try:
         samples, _, skip = spec.partition("@")
@@ -440,7 +442,7 @@ def parse_preset(spec: str) -> QueryPreset:
             parts, guide = [parts[0][:-1], parts[2]], int(parts[1][:-1])
         nc, nf = (int(x) for x in parts)
         return QueryPreset("", nc, nf, skip_weight=float(skip) if skip else 0.0, guide_samples=guide,
-                           skip_free=free)
+                           skip_free=free, fine_unexplained=unexplained)
     except ValueError as exc:
         raise ValueError(f"preset {spec!r}: use one of {sorted(PRESETS)}, NC+NF[@skip_weight] or "
                          f"NSs+NBb+NF[@skip_weight][/free]") from exc

@@ -161,6 +161,7 @@ def test_parse_preset_and_size():
     assert bq.parse_preset("8+8@1e-3:off").label == "8+8 skip<0.001 off"
     with pytest.raises(ValueError, match="amp must be one of"):
         bq.parse_preset("fast:int8")
+    assert bq.parse_preset("8s+4b+4@1e-3/free/unexplained") == dataclasses.replace(PRESETS["rgbd_fine"], name="")
     assert bq.parse_size("160x120") == (120, 160)
 
 
