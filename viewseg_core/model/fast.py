@@ -606,10 +606,7 @@ def _coarse_skipping_free(renderer: Renderer, prepared: PreparedSources, rays: R
         return out
     extra = _eval_packed(renderer.coarse, prepared, points, rays.directions, redo, budget, stats,
                          count_as="coarse_points", evaluate=evaluate)
-    merge = lambda a, b: torch.where(redo.reshape(*redo.shape, *([1] * (a.ndim - 3))), b, a)  # noqa: E731
-    return FieldOutput(logits=merge(out.logits, extra.logits), rgb=merge(out.rgb, extra.rgb),
-                       density=merge(out.density, extra.density),
-                       num_visible=merge(out.num_visible, extra.num_visible))
+    return _where(redo, extra, out)
 
 
 def _render_rays(renderer: Renderer, rays: RayBundle, prepared, preset: QueryPreset, budget: int,
@@ -648,9 +645,18 @@ def _render_rays(renderer: Renderer, rays: RayBundle, prepared, preset: QueryPre
     fine_pass = renderer.composite_pass(fine, rays, t_f)
     if explained is None:
         return fine_pass
-    pick = lambda a, b: torch.where(explained.reshape(*explained.shape, *([1] * (a.ndim - 2))), a, b)  # noqa: E731
-    return PassOutput(**{f.name: None if f.name in ("weights", "t") else
-                         pick(getattr(coarse_pass, f.name), getattr(fine_pass, f.name)) for f in fields(PassOutput)})
+    # weights and t have each pass's own sample count: the merged image has none.
+    return _where(explained, replace(coarse_pass, weights=None, t=None), replace(fine_pass, weights=None, t=None))
+
+
+def _where(mask: torch.Tensor, a, b):
+    """The dataclass (FieldOutput, PassOutput) with ``a``'s tensors where ``mask`` [*M] is True
+    and ``b``'s elsewhere; every tensor is [*M, ...]; None fields stay None."""
+    def pick(x: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None:
+            return None
+        return torch.where(mask.reshape(*mask.shape, *([1] * (x.ndim - mask.ndim))), x, y)
+    return type(a)(**{f.name: pick(getattr(a, f.name), getattr(b, f.name)) for f in fields(a)})
 
 
 def explained_rays(coarse: PassOutput, rays: RayBundle, guide: torch.Tensor, tolerance: float) -> torch.Tensor:

@@ -601,17 +601,15 @@ class SemanticField(nn.Module):
         count = vis.sum(dim=1)                                              # [B, R, S]
         n = count.clamp(min=1)[..., None].to(h.dtype)
         mean, var = masked_mean_var(h, vis, n, variance=self.pool_proj is not None, overwrite=overwrite)
+        c_term = None
         if colours is not None:
             c_mean, c_var = masked_mean_var(colours, vis, n)
             c_term = cpu_linear.linear(torch.cat([c_mean, torch.log(c_var + COLOUR_VAR_EPS)], dim=-1),
                                        self.colour_proj)
-        if var is not None:
-            h = cpu_linear.linear(torch.cat([mean, var], dim=-1), self.pool_proj,
-                                  residual=None if colours is None else c_term)
-        elif colours is not None:
-            h = mean + c_term
+        if var is not None:  # the colour term rides on pool_proj's GEMM as its residual
+            h = cpu_linear.linear(torch.cat([mean, var], dim=-1), self.pool_proj, residual=c_term)
         else:
-            h = mean
+            h = mean if c_term is None else mean + c_term
 
         logits = self.semantic_head(h)
         raw = self.rgb_density_head(h)
