@@ -412,6 +412,14 @@ def parse_epilogues(spec: str) -> list[bool]:
     return [m == "on" for m in modes]
 
 
+def epilogues_arg(spec: str) -> list[bool]:
+    """argparse type of ``--epilogues``: a usage error, not a traceback, for a bad value."""
+    try:
+        return parse_epilogues(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def epilogues_fuse(device: torch.device, precision: str, on: bool) -> bool:
     """Whether the PyTorch field's linear layers ran with fused epilogues (cpu_linear)."""
     if not on or device.type != "cpu" or precision not in ("fp32", "bf16"):
@@ -513,7 +521,7 @@ def run_latency(args: argparse.Namespace) -> int:
     model = model.to(device)
     presets = [parse_preset(p) for p in args.presets.split(",")]
     field_impls = fast_field_impls(args.field, device)
-    epilogue_modes = parse_epilogues(args.epilogues)
+    epilogue_modes = args.epilogues
     scene = synthetic_scene(height, width, num_targets=args.batch)
     B = args.batch
     dev = lambda x: x.to(device)  # noqa: E731
@@ -749,7 +757,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--field", default="auto", help="field implementations of the fast rows, comma-separated: "
                                                        "auto (fused on CUDA where supported) | reference (the "
                                                        "PyTorch field) | fused (GPU-only); e.g. reference,fused")
-    parser.add_argument("--epilogues", default="on", help="the PyTorch field's linear layers with their bias, ReLU "
+    parser.add_argument("--epilogues", type=epilogues_arg, default="on", help="the PyTorch field's linear layers with their bias, ReLU "
                         "and residual add fused into the GEMM on CPU (viewseg_core.model.cpu_linear): on | off | "
                         "on,off (both rows per preset; path '+epi' where they ran)")
     parser.add_argument("--malloc", choices=("keep", "default"), default="keep", help="keep: glibc keeps freed "

@@ -81,6 +81,10 @@ def test_epilogue_rows_on_and_off(tmp_path):
     with pytest.raises(ValueError, match="--epilogues takes on, off or on,off"):
         bq.parse_epilogues("maybe")
     assert bq.parse_epilogues("off,on") == [False, True]
+    bad = subprocess.run([sys.executable, str(BENCH / "bench_query.py"), "--quick", "--epilogues", "maybe"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--epilogues takes on, off or on,off, got 'maybe'" in bad.stderr
+    assert "Traceback" not in bad.stderr
     assert not bq.epilogues_fuse(torch.device("cpu"), "fp32", False)
     assert not bq.epilogues_fuse(torch.device("cpu"), "fp16", True)
 
