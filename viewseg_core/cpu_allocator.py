@@ -4,9 +4,11 @@ A CPU query allocates and frees tensors of a few MiB (the field's [views, points
 activations) hundreds of times. glibc serves allocations above its mmap threshold with a
 fresh ``mmap`` and returns them on ``free``, and trims freed memory off the top of the heap
 once more than its trim threshold lies there; either way the next tensor of that size
-touches new pages, and the kernel's page faults (zeroing every 4 KiB page) cost more than
-the arithmetic on them. docs/benchmarks.md ("CPU allocator") measures it: the ``rgbd`` query
-took 0.6-0.7x the time with freed memory kept. PyTorch's CPU tuning guides reach the same end
+touches new pages, and the kernel zeroes every 4 KiB page on its first touch.
+docs/benchmarks.md ("Fused epilogues and the CPU allocator") measures it: in a process that
+renders only ``rgbd`` queries, float32 queries took 0.77-0.88x the time with freed memory
+kept (bf16 ones, with half-size tensors, no gain; nor did a process whose larger tensors had
+already raised glibc's adaptive threshold). PyTorch's CPU tuning guides reach the same end
 with jemalloc or tcmalloc through ``LD_PRELOAD``; raising glibc's two thresholds with
 ``mallopt`` needs no extra library and works however the process was started.
 

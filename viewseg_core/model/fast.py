@@ -47,8 +47,9 @@ reference path by ``benchmarks/bench_query.py`` (see docs/benchmarks.md):
    depth does not explain: no candidate surface, or a coarse depth more than
    :data:`EXPLAINED_BANDS` band half-widths from it along the ray (:func:`explained_rays`);
    the others keep the coarse pass's output, for which the band already sampled the measured
-   surface. On the synthetic test rays that is about 30% of them, and where depth is wrong
-   it is mostly there (edges, unmeasured surfaces).
+   surface. On the synthetic test split its fine pass evaluated a third of the full fine
+   pass's points (3.0 against 9.1 per ray) for the full fine pass's depth
+   (docs/benchmarks.md, "Fast preset quality").
 
 5. **The field implementation** (``QueryPreset.field_impl``, overridden by the environment
    variable ``VIEWSEG_FIELD``): ``fused`` evaluates every field call of the query (coarse,
@@ -218,9 +219,9 @@ PRESETS: dict[str, QueryPreset] = {
     "rgbd": QueryPreset("rgbd", 8, 0, guide_samples=4, skip_free=True),
     "rgbd_full": QueryPreset("rgbd_full", 8, 0, guide_samples=8),
     # rgbd plus a 4-sample fine pass on the rays whose coarse depth the measured depth does not
-    # explain (no candidate surface, or rendered away from it: about 30% of the synthetic test
-    # rays): the full fine pass's depth on the synthetic test split for 9.7 points per ray
-    # instead of 15.8 (docs/benchmarks.md, "Fast preset quality").
+    # explain (no candidate surface, or rendered away from it): the full fine pass's depth on
+    # the synthetic test split for 9.7 points per ray instead of 15.8 (docs/benchmarks.md,
+    # "Fast preset quality").
     "rgbd_fine": QueryPreset("rgbd_fine", 8, 4, skip_weight=1e-3, guide_samples=4, skip_free=True,
                              fine_unexplained=True),
 }
