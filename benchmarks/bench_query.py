@@ -603,7 +603,8 @@ def run_latency(args: argparse.Namespace) -> int:
                                 packed_fine=preset.skip_weight > 0, per_point_directions=fused)
             path = ("fast+fused" + (" (interpreter)" if device.type != "cuda" else "")) if fused else "fast"
             path += f" {st.precision}"  # amp auto resolves per device (fast.py, QueryPreset.amp)
-            if not fused and epilogues_fuse(device, st.precision, epi):
+            # Compiled fields: inductor fuses the epilogues itself and cpu_linear stands aside.
+            if not fused and not args.compile and epilogues_fuse(device, st.precision, epi):
                 path += " +epi"
             if args.interleave:
                 interleaved.append((len(results), fast))

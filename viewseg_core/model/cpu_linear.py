@@ -90,8 +90,11 @@ def epilogues(on: bool):
 
 def fusable(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether :func:`linear` runs the fused op for input ``x`` and ``weight`` (module docstring)."""
+    # Not while torch.compile traces: inductor fuses the same epilogues itself, and lowers this
+    # op only for weights it has frozen as graph constants.
     return (x.device.type == "cpu" and x.dtype == weight.dtype and x.dtype in _FUSED_DTYPES
             and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+            and not torch.compiler.is_compiling()
             and weight.device.type == "cpu" and enabled() and _probe(x.dtype))
 
 
@@ -116,7 +119,8 @@ def linear(x: torch.Tensor, layer: nn.Linear, activation: str = "none",
             return torch.ops.mkldnn._linear_pointwise.binary(x, residual, w, b, "add")
         return torch.ops.mkldnn._linear_pointwise(x, w, b, activation, [], "")
     out = F.linear(x, w, b)
-    if torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type):
+    if (torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type)
+            or torch.compiler.is_compiling()):
         out = F.relu(out) if activation == "relu" else out
         return out if residual is None else out + residual
     # Inference: ``out`` is this call's own tensor, so the epilogue may run in place.

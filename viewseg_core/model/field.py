@@ -578,7 +578,10 @@ class SemanticField(nn.Module):
         # so the input layer's GEMMs accumulate into one of them and the pooling reuses it
         # (four fewer passes over it, and fewer fresh allocations, which on the CPU cost page
         # faults; docs/benchmarks.md, "Ray chunks").
-        overwrite = not (torch.is_grad_enabled() or torch.is_autocast_enabled(points.device.type))
+        # Not under torch.compile: inductor plans its own buffers, and the in-place writes into
+        # views of fresh tensors below confuse its layouts (a failed view at compile time).
+        overwrite = not (torch.is_grad_enabled() or torch.is_autocast_enabled(points.device.type)
+                         or torch.compiler.is_compiling())
         if self.config.projected_features:
             w_x, w_d, _ = self._weights()
             # The direction term is per ray, shared by the ray's S samples.

@@ -567,3 +567,23 @@ def test_inference_forward_fuses_its_linear_epilogues_on_the_cpu(kw, monkeypatch
     assert not any(fused_calls[n:])
     for name in ("logits", "rgb", "density"):
         torch.testing.assert_close(getattr(fused, name), getattr(plain, name), rtol=1e-5, atol=1e-5)
+
+
+def test_inference_forward_compiles_with_torch_compile():
+    """``torch.compile`` of the inference forward (bench_query --compile) builds and computes
+    the eager function: while tracing, the field writes no views of fresh tensors in place and
+    cpu_linear leaves the epilogues to inductor (its oneDNN op lowers only for frozen weights)."""
+    field = _field(view_pooling="mean_var", source_depth=True).eval()
+    _randomise_depth_embed(field)
+    depth = 1.0 + torch.rand(2, 3, H, W, generator=torch.Generator().manual_seed(0))
+    src = _with_depth(_sources(CAMS), depth)
+    pts, dirs = _points()
+    torch._dynamo.reset()
+    compiled = torch.compile(field.forward, dynamic=False)
+    with torch.no_grad():
+        prepared = field.prepare(src)
+        eager, traced = field(pts, dirs, prepared), compiled(pts, dirs, prepared)
+    scale = float(eager.logits.abs().max())
+    assert float((traced.logits - eager.logits).abs().max()) <= 1e-4 * scale
+    torch.testing.assert_close(traced.density, eager.density, rtol=1e-4, atol=1e-5)
+    assert torch.equal(traced.num_visible, eager.num_visible)
