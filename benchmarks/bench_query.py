@@ -437,7 +437,11 @@ def parse_preset(spec: str) -> QueryPreset:
     sets the MLP precision (e.g. ``rgbd:bf16``; the presets' own is ``auto``)."""
     spec, _, amp = spec.partition(":")
     if amp:
-        return replace(parse_preset(spec), amp=amp)
+        preset = parse_preset(spec)
+        try:
+            return replace(preset, amp=amp)
+        except ValueError as exc:
+            raise ValueError(f"preset {spec + ':' + amp!r}: {exc}") from exc
     if spec in PRESETS:
         return PRESETS[spec]
     spec, unexplained = (spec[:-len("/unexplained")], True) if spec.endswith("/unexplained") else (spec, False)
@@ -453,7 +457,18 @@ def parse_preset(spec: str) -> QueryPreset:
                            skip_free=free, fine_unexplained=unexplained)
     except ValueError as exc:
         raise ValueError(f"preset {spec!r}: use one of {sorted(PRESETS)}, NC+NF[@skip_weight] or "
-                         f"NSs+NBb+NF[@skip_weight][/free]") from exc
+                         f"NSs+NBb+NF[@skip_weight][/free][/unexplained], then optionally :AMP ({exc})") from exc
+
+
+def presets_arg(text: str) -> str:
+    """argparse type of ``--presets``: every comma-separated spec parses (a usage error naming
+    the bad one, not a traceback after the model has loaded); the text itself is kept."""
+    try:
+        for spec in text.split(","):
+            parse_preset(spec.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -519,7 +534,7 @@ def run_latency(args: argparse.Namespace) -> int:
         model = extend_model(model, source_depth=True, depth_guided=True).eval()
         model_desc += " +RGB-D (no-op init)"
     model = model.to(device)
-    presets = [parse_preset(p) for p in args.presets.split(",")]
+    presets = [parse_preset(p.strip()) for p in args.presets.split(",")]
     field_impls = fast_field_impls(args.field, device)
     epilogue_modes = args.epilogues
     scene = synthetic_scene(height, width, num_targets=args.batch)
@@ -692,7 +707,7 @@ def run_miou(args: argparse.Namespace) -> int:
     dataset = build_dataset(data_cfg, split=args.miou_split, seed=0, full_target=True)
     indices = example_indices(len(dataset), args.miou_examples)
     trained = trained_preset(model.renderer, name="trained")
-    presets = [trained] + [parse_preset(p) for p in args.presets.split(",")]
+    presets = [trained] + [parse_preset(p.strip()) for p in args.presets.split(",")]
     points: dict[str, list[float]] = {p.label: [] for p in presets}
     labels: dict[str, list[np.ndarray]] = {p.label: [] for p in presets}
 
@@ -747,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     parser.add_argument("--size", type=parse_size, default=None, help="query and source size WxH (default 320x240)")
     parser.add_argument("--model", default="paper", help="paper | small | a model or checkpoint file")
-    parser.add_argument("--presets", default="paper,fast", help="comma-separated names or NC+NF[@skip]")
+    parser.add_argument("--presets", type=presets_arg, default="paper,fast", help="comma-separated names or NC+NF[@skip]")
     parser.add_argument("--batch", type=int, default=1, help="target cameras per query call (batched queries)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per fast path (default 20; quick 2)")
     parser.add_argument("--ref-repeats", type=int, default=0, help="timed runs of the reference (default: "

@@ -89,6 +89,20 @@ def test_epilogue_rows_on_and_off(tmp_path):
     assert not bq.epilogues_fuse(torch.device("cpu"), "fp16", True)
 
 
+
+@pytest.mark.parametrize("spec, named", [("fast,8s+4b", "'8s+4b'"), ("rgbd:fp8", "'rgbd:fp8'"), ("2+0@1.5", "'2+0@1.5'")])
+def test_a_bad_preset_is_a_usage_error_naming_it(spec, named):
+    """--presets is checked before anything loads: exit 2, one line naming the bad spec (a
+    missing count, an unknown precision, a skip weight out of range), no traceback."""
+    bq = load("bench_query")
+    assert bq.presets_arg(" rgbd , 8s+4b+4/free/unexplained:off") == " rgbd , 8s+4b+4/free/unexplained:off"
+    assert bq.parse_preset("8s+4b+4@1e-3/free/unexplained:off") == dataclasses.replace(
+        PRESETS["rgbd_fine"], name="", amp="off")
+    bad = subprocess.run([sys.executable, str(BENCH / "bench_query.py"), "--quick", "--presets", spec],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert f"argument --presets: preset {named}" in bad.stderr
+
 def test_interleaved_rows_are_timed_in_rounds(tmp_path):
     """--interleave: each round calls every fast row once, in order; each row keeps its own
     preset (the closures bind it) and its repeat count."""
