@@ -73,6 +73,7 @@ from viewseg_core.cpu_allocator import keep_freed_memory, status as cpu_allocato
 from viewseg_core.data.records import View
 from viewseg_core.model.fast import PRESETS, RenderCancelled, check_amp, render_query, render_query_stats, \
     trained_preset
+from viewseg_core.model.prepared_cache import PreparedCache
 from viewseg_core.model.weights import load_model
 from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
 from viewseg_ros.conversions import (COLOR_ENCODINGS, camera_info_to_K, depth_image_to_metres, image_to_numpy,
@@ -156,6 +157,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "query.timeout_s": (30.0, "a query estimated to take longer is refused up front; a render that takes "
                               "longer is abandoned (success=false)"),
     "query.max_in_flight": (4, "queries served or waiting at once; more are answered 'busy' at once"),
+    "query.prepared_cache": (2, "keyframe sets whose stacked source views and projected feature maps are kept for "
+                                "the next query that picks the same keyframes (0 = none; not counted in keyframes.max_bytes: "
+                                "diagnostics prepared_cache says hits and memory)"),
     "query.min_coverage": (0.05, "refuse a query when less than this share of its frustum is seen by the "
                                  "selected keyframes"),
     "query.max_source_depth": (0.0, "a keyframe sees points at most this deep, metres (0 = the model's far "
@@ -327,6 +331,7 @@ class ViewSegNode(Node):
         coarse = self.preset.coarse_samples
         dense = coarse + (coarse + self.preset.num_fine if self.preset.num_fine else 0)
         self._points_per_ray = float(dense)
+        self.prepared_cache = PreparedCache(p["query.prepared_cache"])
         self.keyframes = KeyframeBuffer(KeyframeConfig(
             min_translation=p["keyframes.min_translation"], min_rotation_deg=p["keyframes.min_rotation_deg"],
             min_interval_s=p["keyframes.min_interval_s"],
@@ -412,7 +417,7 @@ class ViewSegNode(Node):
             if not values[name] > 0 and not (name == "tf_wait_s" and values[name] == 0):
                 raise ValueError(f"parameter {name} must be positive, got {values[name]}")
         for name in ("keyframes.width", "keyframes.height", "query.width", "query.height", "query.point_budget",
-                     "query.max_source_depth", "keyframes.teleport_distance"):
+                     "query.max_source_depth", "keyframes.teleport_distance", "query.prepared_cache"):
             if values[name] < 0:
                 raise ValueError(f"parameter {name} must be >= 0, got {values[name]}")
         if bool(values["keyframes.width"]) != bool(values["keyframes.height"]):
@@ -867,16 +872,16 @@ class ViewSegNode(Node):
                 f"{max(1, int(width * side))}x{max(1, int(height * side))}")
 
         t2 = time.perf_counter()
-        sources = self.keyframe_sources(chosen)
         note = self.depth_note(chosen)
         if not self._render_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             self._event("timeouts", "waiting for the renderer")
             raise QueryError(f"timed out after {timeout_s:g} s (query.timeout_s) waiting behind other renders")
         try:
             t_render = time.perf_counter()
+            sources, prepared = self.prepared_sources(chosen)
             try:
                 out, stats = render_query_stats(self.model, torch.as_tensor(K), torch.as_tensor(c2w), height, width,
-                                                sources, self.preset,
+                                                sources, self.preset, prepared=prepared,
                                                 should_stop=lambda: time.monotonic() > deadline)
             except RenderCancelled as error:
                 self._event("timeouts", str(error))
@@ -888,7 +893,7 @@ class ViewSegNode(Node):
             # The argmax is part of rendering semantics (on the model's device); freeing the
             # [H, W, C] logits and probabilities is the render's cost too (tens of MB at 320x240).
             labels, depth, confidence = out.labels, out.depth, out.confidence
-            del out, sources
+            del out, sources, prepared
             self._sync()
             self._record_cost(stats.coarse_points + stats.fine_points, len(chosen), time.perf_counter() - t_render,
                               stats.points_per_ray)
@@ -929,6 +934,20 @@ class ViewSegNode(Node):
         return QueryResult(labels, depth, confidence, K, width, height, out_frame, out_stamp,
                            [k.id for k in chosen], [k.stamp_ns for k in chosen], render_s, timings=timings,
                            note=note, unseen_share=unseen_share)
+
+    def prepared_sources(self, chosen: list) -> tuple[Any, Any]:
+        """(SourceViews, both fields' prepared maps) of the picked keyframes, from
+        ``self.prepared_cache`` when the last queries picked the same ones (same ids, same
+        feature tensors and views), else built and kept."""
+        owners = [obj for k in chosen for obj in (k.features, k.view)]
+
+        def prepare(sources: Any) -> Any:
+            with torch.no_grad():
+                return self.model.renderer.prepare(sources)
+
+        sources, prepared, _ = self.prepared_cache.get(tuple(k.id for k in chosen), owners,
+                                                       lambda: self.keyframe_sources(chosen), prepare)
+        return sources, prepared
 
     def keyframe_sources(self, chosen: list) -> Any:
         """SourceViews (batch 1) of kept keyframes, from their cached encoder features (and
@@ -1185,7 +1204,7 @@ class ViewSegNode(Node):
                   "last_overhead_ms": round((self.last_latency_s - self.last_render_s) * 1e3, 3),
                   "ns_per_point_view": round(self._seconds_per_point_view * 1e9, 3),
                   "field_impl": self.field_impl, "precision": self.precision, "sampling": self.preset.label,
-                  "cpu_allocator": cpu_allocator_status(),
+                  "cpu_allocator": cpu_allocator_status(), "prepared_cache": str(self.prepared_cache.stats()),
                   "last_unseen_share": round(self.last_unseen_share, 4)}
         values.update({f"received_{topic}": n for topic, n in received.items()})
         values.update({f"dropped_{kind}": n for kind, n in drops.items()})

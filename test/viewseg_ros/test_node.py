@@ -193,6 +193,35 @@ def test_render_view_is_the_library_render_with_the_query_preset(graph):
     np.testing.assert_allclose(image_to_numpy(response.confidence), confidence, rtol=1e-5, atol=1e-7)
 
 
+
+def test_queries_that_pick_the_same_keyframes_reuse_their_prepared_maps(graph):
+    """Issue 19, item 3: a second query from the same keyframes takes their stacked sources and
+    projected feature maps from the node's PreparedCache (a hit, the same images); once the
+    keyframes' features are re-encoded (new tensors under the same ids) it is a miss again,
+    still with the same images. /diagnostics-style counters say so."""
+    node = graph.node
+    c2w = unseen_pose(graph)
+    first = graph.call("/viewseg/render_view", render_request(c2w))
+    assert first.success, first.message
+    before = node.prepared_cache.stats()
+    again = graph.call("/viewseg/render_view", render_request(c2w))
+    assert again.success and list(again.keyframe_ids) == list(first.keyframe_ids)
+    after = node.prepared_cache.stats()
+    assert (after.hits, after.misses) == (before.hits + 1, before.misses)
+    assert 1 <= after.entries <= node.params["query.prepared_cache"] and after.nbytes > 0
+    for name in ("semantic", "depth", "confidence"):
+        np.testing.assert_array_equal(image_to_numpy(getattr(again, name)), image_to_numpy(getattr(first, name)))
+
+    chosen = [node.keyframes.get(i) for i in first.keyframe_ids]
+    for k in chosen:  # what a model reload does: the same keyframes, features encoded anew
+        node.keyframes.set_features(k.id, k.features.clone())
+    third = graph.call("/viewseg/render_view", render_request(c2w))
+    assert third.success and list(third.keyframe_ids) == list(first.keyframe_ids)
+    last = node.prepared_cache.stats()
+    assert (last.hits, last.misses) == (after.hits, after.misses + 1)
+    np.testing.assert_array_equal(image_to_numpy(third.semantic), image_to_numpy(first.semantic))
+    assert f"{last.hits} hits, {last.misses} misses" in str(last)
+
 def test_sampling_parameters(graph, checkpoint, tmp_path):
     """query.preset and its overrides become the node's QueryPreset; bad values fail at start."""
     import torch

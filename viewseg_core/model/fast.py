@@ -80,7 +80,8 @@ linear layers run with their bias, ReLU and residual add fused into the GEMM
 (:mod:`viewseg_core.model.cpu_linear`). The triton interpreter (tests) keeps ``auto`` at
 float32 on CPU. Projected feature maps (``projected_features``) are the model's
 own default path; :func:`render_query` prepares them once per call, or takes them from
-``prepared`` (a node can keep them per keyframe set).
+``prepared`` (``viewseg_node`` keeps them per keyframe set:
+:mod:`viewseg_core.model.prepared_cache`).
 """
 from __future__ import annotations
 
