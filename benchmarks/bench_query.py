@@ -25,6 +25,10 @@ Paths, for each preset (``paper`` = 64 coarse + 128 fine samples, ``fast``; see
 - on CPU, the fast rows' linear layers run with their bias, ReLU and residual add fused into
   the GEMM (:mod:`viewseg_core.model.cpu_linear`; path suffix ``+epi``); ``--epilogues
   on,off`` adds the rows without, ``off`` runs only those;
+- ``--prepared query,kept`` adds fast rows that reuse the sources' projected feature maps
+  (path suffix ``kept-maps``; prepared once before timing, as ``viewseg_node``'s
+  :mod:`~viewseg_core.model.prepared_cache` does for queries that pick the same keyframes: issue 19,
+  item 3); the default ``query`` prepares them in every timed query, and their FLOPs count only there;
 - **reference**: plain PyTorch as in the original code, ``ViewSeg.render`` with per-point
   sampling of the full feature maps (``projected_features=False``), unfused compositing
   (``VIEWSEG_COMPOSITING=reference``), float32, 6000-ray chunks, at the preset's samples.
@@ -420,6 +424,15 @@ def epilogues_arg(spec: str) -> list[bool]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def prepared_arg(spec: str) -> list[bool]:
+    """argparse type of ``--prepared``: ``query`` | ``kept`` | ``query,kept`` -> [kept maps?] per row."""
+    modes = {"query": False, "kept": True}
+    parts = [p.strip() for p in spec.split(",")]
+    if not parts or any(p not in modes for p in parts) or len(set(parts)) != len(parts):
+        raise argparse.ArgumentTypeError(f"--prepared takes query, kept or query,kept, got {spec!r}")
+    return [modes[p] for p in parts]
+
+
 def epilogues_fuse(device: torch.device, precision: str, on: bool) -> bool:
     """Whether the PyTorch field's linear layers ran with fused epilogues (cpu_linear)."""
     if not on or device.type != "cpu" or precision not in ("fp32", "bf16"):
@@ -586,16 +599,26 @@ def run_latency(args: argparse.Namespace) -> int:
             ref_cache[(nc, nf, ng)] = Result(preset, "reference", times, (coarse + fine) / rays, mem.mib, flops / 1e9)
         return ref_cache[(nc, nf, ng)]
 
+    kept_box: list = []
+
+    def kept_maps():
+        """Both fields' prepared sources, made once (outside the timed runs after the warm-up)."""
+        if not kept_box:
+            with torch.no_grad():
+                kept_box.append(model.renderer.prepare(sources))
+        return kept_box[0]
+
     interleaved: list[tuple[int, Callable[[], object]]] = []   # (index in results, fn) to time in rounds
     for preset in presets:
-        for impl, epi in [(i, e) for i in field_impls for e in epilogue_modes]:
+        for impl, epi, kept in [(i, e, k) for i in field_impls for e in epilogue_modes for k in args.prepared]:
             stats_box = {}
             fast_preset = replace(preset, field_impl=impl)
 
-            def fast(fast_preset=fast_preset, stats_box=stats_box, epi=epi):
+            def fast(fast_preset=fast_preset, stats_box=stats_box, epi=epi, kept=kept):
                 with cpu_linear.epilogues(epi):
                     out, stats = render_query_stats(model, K if B > 1 else K[0], c2w if B > 1 else c2w[0], height,
-                                                    width, sources, fast_preset)
+                                                    width, sources, fast_preset,
+                                                    prepared=kept_maps() if kept else None)
                 stats_box["stats"] = stats
                 return out
 
@@ -613,7 +636,7 @@ def run_latency(args: argparse.Namespace) -> int:
             fused = st.field_impl == "fused"
             if impl == "auto" and st.field_note:
                 print(f"field: auto kept the PyTorch field ({st.field_note})")
-            flops = query_flops(model, V, map_pixels, rays, st.coarse_points, st.fine_points,
+            flops = query_flops(model, V, 0 if kept else map_pixels, rays, st.coarse_points, st.fine_points,
                                 projected=model.config.projected_features, composite_coarse=False,
                                 packed_fine=preset.skip_weight > 0, per_point_directions=fused)
             path = ("fast+fused" + (" (interpreter)" if device.type != "cuda" else "")) if fused else "fast"
@@ -621,6 +644,8 @@ def run_latency(args: argparse.Namespace) -> int:
             # Compiled fields: inductor fuses the epilogues itself and cpu_linear stands aside.
             if not fused and not args.compile and epilogues_fuse(device, st.precision, epi):
                 path += " +epi"
+            if kept:
+                path += " kept-maps"
             if args.interleave:
                 interleaved.append((len(results), fast))
             results.append(Result(preset, path, times, st.points_per_ray, mem.mib, flops / 1e9))
@@ -776,6 +801,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epilogues", type=epilogues_arg, default="on", help="the PyTorch field's linear layers with their bias, ReLU "
                         "and residual add fused into the GEMM on CPU (viewseg_core.model.cpu_linear): on | off | "
                         "on,off (both rows per preset; path '+epi' where they ran)")
+    parser.add_argument("--prepared", type=prepared_arg, default="query", help="query: every timed query "
+                        "prepares the sources' projected maps | kept: prepared once, as the node's cache does for "
+                        "queries that pick the same keyframes (path 'kept-maps') | query,kept: both rows")
     parser.add_argument("--malloc", choices=("keep", "default"), default="keep", help="keep: glibc keeps freed "
                         "memory for reuse, as viewseg_node runs (viewseg_core/cpu_allocator.py); default: leave "
                         "malloc as it is (the model column says so)")

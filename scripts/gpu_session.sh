@@ -92,9 +92,9 @@ if wants fused; then
   stage "fused field: bench_query 320x240, 4 sources, paper + fast, PyTorch field vs fused field vs reference"
   timeout 150 $PY benchmarks/bench_query.py --size 320x240 --presets paper,fast --field reference,fused \
     --repeats 5 --ref-repeats 2
-  stage "RGB-D query (issue 15's GPU target: rgbd preset at 320x240 <= 15 ms): demo_rgbd.pt, PyTorch vs fused field"
-  timeout 90 $PY benchmarks/bench_query.py --model checkpoints/demo_rgbd.pt --size 320x240 --presets rgbd,fast \
-    --source-depth sensor --field reference,fused --no-reference --repeats 10
+  stage "RGB-D query (issue 15's GPU target: rgbd preset at 320x240 <= 15 ms): demo_rgbd.pt, PyTorch vs fused field, maps per query vs kept (the node's cache, issue 19 item 3)"
+  timeout 120 $PY benchmarks/bench_query.py --model checkpoints/demo_rgbd.pt --size 320x240 --presets rgbd,fast \
+    --source-depth sensor --field reference,fused --prepared query,kept --no-reference --repeats 10
   stage "fused field: bench_fused_field (sweep, mean and mean_var, recorded)"
   timeout 200 $PY benchmarks/bench_fused_field.py --pooling both --record --json "$LOGS/bench_fused_field.json"
   stage "training step (the PyTorch field: no fused backward)"

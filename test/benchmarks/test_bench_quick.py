@@ -103,6 +103,30 @@ def test_a_bad_preset_is_a_usage_error_naming_it(spec, named):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert f"argument --presets: preset {named}" in bad.stderr
 
+
+def test_kept_map_rows_beside_the_per_query_rows(tmp_path):
+    """--prepared query,kept: a row that prepares the projected maps in every query and one that
+    reuses maps prepared once (the node's PreparedCache), with the same points and the
+    projection's FLOPs only in the first; a bad value is a usage error."""
+    bq = load("bench_query")
+    page = tmp_path / "benchmarks.md"
+    run_quick("bench_query.py", page, "--prepared", "query,kept", "--no-encoder", "--presets", "2+2:off")
+    header = [c.strip() for c in bq.TABLE_HEADER.splitlines()[0].strip("|").split("|")]
+    rows = table_rows(page.read_text(), bq.SECTION)
+    assert [r[header.index("path")] for r in rows] == ["fast fp32 +epi", "fast fp32 +epi kept-maps", "reference"]
+    assert rows[0][header.index("points/ray")] == rows[1][header.index("points/ray")]
+    assert float(rows[1][header.index("GFLOP")]) <= float(rows[0][header.index("GFLOP")])
+    model, _ = bq.build_bench_model("paper", quick=True)
+    F, Hd = model.renderer.coarse.feature_dim, model.renderer.coarse.config.hidden_dim
+    fields = 1 + (model.renderer.fine is not None)
+    per_query, kept = (bq.query_flops(model, 4, m, 100, 400, 400, projected=True, composite_coarse=False)
+                       for m in (1000, 0))
+    assert per_query - kept == fields * 2 * 1000 * F * Hd   # the 1x1 projection of 1000 map pixels, per field
+    assert bq.prepared_arg("kept,query") == [True, False]
+    for bad in ("cached", "query,query", ""):
+        with pytest.raises(Exception, match="--prepared takes query, kept or query,kept"):
+            bq.prepared_arg(bad)
+
 def test_interleaved_rows_are_timed_in_rounds(tmp_path):
     """--interleave: each round calls every fast row once, in order; each row keeps its own
     preset (the closures bind it) and its repeat count."""
