@@ -25,6 +25,7 @@ Reported (and appended as a row of the "Load" section of docs/benchmarks.md):
     python benchmarks/bench_load.py --quick            # ~40 s: 2 clients, 8 s of load
     python benchmarks/bench_load.py                    # 4 clients, 60 s
     python benchmarks/bench_load.py --duration 600     # the 10-minute RSS target
+    python benchmarks/bench_load.py --executor submit_once   # the node on viewseg_ros/executor.py
 """
 from __future__ import annotations
 
@@ -108,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camera-size", default="640x480")
     parser.add_argument("--checkpoint", default="", help="model file (default: the demo checkpoint)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--executor", choices=("rclpy", "submit_once"), default="rclpy",
+                        help="the node's executor parameter (rclpy: its default, rclpy's MultiThreadedExecutor; "
+                             "submit_once: viewseg_ros/executor.py)")
     parser.add_argument("--quick", action="store_true", help="2 clients, 10 s of load, 8 s idle, 80x60 queries")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-record", action="store_true")
@@ -134,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     node_cmd = [sys.executable, "-m", "viewseg_ros.node", "--ros-args", "--params-file",
                 str(ROOT / "config" / "viewseg.yaml"), "-p", f"device:={args.device}",
-                "-p", "diagnostics_period_s:=0.5"]
+                "-p", "diagnostics_period_s:=0.5", "-p", f"executor:={args.executor}"]
     if args.checkpoint:
         node_cmd += ["-p", f"checkpoint:={args.checkpoint}"]
     node_log = open(os.devnull, "w")
@@ -258,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"keyframe admission: {load_rate:.0%} under load vs {idle_rate:.0%} idle ({admission:.0%} of idle)")
     print(f"node RSS: {rss_start:.0f} MB after warm-up, {rss_end:.0f} MB at the end ({drift:+.1%})")
     if not args.no_record:
-        row = (f"| {_dt.date.today().isoformat()} | {cpu_name()} ({args.device}) | {args.clients} | {load_s:.0f} | "
+        device = f"{cpu_name()} ({args.device}" + (", executor submit_once)" if args.executor == "submit_once" else ")")
+        row = (f"| {_dt.date.today().isoformat()} | {device} | {args.clients} | {load_s:.0f} | "
                f"{qw}x{qh} | {counts['served']} | {counts['busy']} | {counts['refused']} | {counts['lost']} | "
                f"{p50:.0f} | {p99:.0f} | {render_p50:.0f} | {admission:.0%} | {rss_start:.0f} | {rss_end:.0f} | {drift:+.1%} | "
                f"{load_avg():.1f} |\n")

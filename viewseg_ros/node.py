@@ -83,6 +83,7 @@ from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, pose_differenc
 from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformBuffer, TransformError
 
 NODE_NAME = "viewseg"
+EXECUTORS = ("rclpy", "submit_once")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CHECKPOINT = Path("checkpoints") / "demo.pt"
 WARN_PERIOD_S = 5.0
@@ -157,6 +158,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "query.timeout_s": (30.0, "a query estimated to take longer is refused up front; a render that takes "
                               "longer is abandoned (success=false)"),
     "query.max_in_flight": (4, "queries served or waiting at once; more are answered 'busy' at once"),
+    "executor": ("rclpy", "rclpy (rclpy's MultiThreadedExecutor as it is; it re-submits callbacks still queued in "
+                          "its thread pool, spending CPU while the pool is busy) | submit_once (each ready callback "
+                          "handed to the pool once: viewseg_ros/executor.py; opt-in, docs/benchmarks.md 'Load')"),
     "query.prepared_cache": (2, "keyframe sets whose stacked source views and projected feature maps are kept for "
                                 "the next query that picks the same keyframes (0 = none; not counted in keyframes.max_bytes: "
                                 "diagnostics prepared_cache says hits and memory)"),
@@ -426,6 +430,8 @@ class ViewSegNode(Node):
             raise ValueError("parameters query.width and query.height must both be 0 or both be set")
         if not values["fixed_frame"]:
             raise ValueError("parameter fixed_frame must not be empty")
+        if values["executor"] not in EXECUTORS:
+            raise ValueError(f"parameter executor must be one of {' | '.join(EXECUTORS)}, got {values['executor']!r}")
         if values["image_qos.reliability"] not in ("best_effort", "reliable"):
             raise ValueError(f"parameter image_qos.reliability must be best_effort or reliable, "
                              f"got {values['image_qos.reliability']!r}")
@@ -1225,6 +1231,8 @@ def main(args: list[str] | None = None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
+    from viewseg_ros.executor import SubmitOnceExecutor
+
     # rclpy's handlers (installed by init, chained to this one) shut the context down and wake
     # the executor. Python's default handler would also raise KeyboardInterrupt wherever the
     # process is, e.g. inside destroy_node when `ros2 launch` forwards a second SIGINT.
@@ -1238,7 +1246,8 @@ def main(args: list[str] | None = None) -> int:
         except (FileNotFoundError, ValueError) as error:
             rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
             return 2
-        executor = MultiThreadedExecutor(num_threads=node.executor_threads)
+        executor = (SubmitOnceExecutor if node.params["executor"] == "submit_once" else MultiThreadedExecutor)(
+            num_threads=node.executor_threads)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

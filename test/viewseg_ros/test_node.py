@@ -263,6 +263,8 @@ def test_sampling_parameters(graph, checkpoint, tmp_path):
         QueryPreset("checkpoint", 8, 4, guide_samples=8)
     with pytest.raises(ValueError, match="query.preset must be one of"):
         preset_of(checkpoint, **{"query.preset": "fastest"})
+    with pytest.raises(ValueError, match="parameter executor must be one of rclpy | submit_once"):
+        preset_of(checkpoint, executor="multi")
     # query.amp: bf16 on CPU runs a bf16 copy of the field (viewseg_core.model.fast.low_precision_field).
     assert preset_of(checkpoint, **{"query.amp": "bf16"}) == replace(PRESETS["fast"], amp="bf16")
     with pytest.raises(ValueError, match="fp16 needs CUDA"):
