@@ -48,6 +48,26 @@ def run_quick(script: str, page: Path, *extra: str, env: dict | None = None) -> 
     return done.stdout
 
 
+def header_of(module) -> list[str]:
+    """Column names of a bench module's recorded table."""
+    return [c.strip() for c in module.TABLE_HEADER.splitlines()[0].strip("|").split("|")]
+
+
+def query_rows(bq, tmp_path: Path, *extra: str) -> list[dict[str, str]]:
+    """``bench_query.py --quick *extra`` into a fresh page: its recorded rows, by column name."""
+    page = tmp_path / "benchmarks.md"
+    run_quick("bench_query.py", page, *extra)
+    return [dict(zip(header_of(bq), row)) for row in table_rows(page.read_text(), bq.SECTION)]
+
+
+def usage_error(*extra: str) -> str:
+    """``bench_query.py --quick *extra`` must stop at argument parsing: exit 2, no traceback; its stderr."""
+    bad = subprocess.run([sys.executable, str(BENCH / "bench_query.py"), "--quick", *extra],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+    return bad.stderr
+
+
 def test_quick_runs_record_their_tables(tmp_path):
     bq, bt = load("bench_query"), load("bench_train_step")
     page = tmp_path / "benchmarks.md"
@@ -59,7 +79,7 @@ def test_quick_runs_record_their_tables(tmp_path):
     text = page.read_text()
     assert text.startswith("# viewseg benchmarks\n\n## Someone else's section\n\n| a |\n")
     query = table_rows(text, bq.SECTION)
-    header = [c.strip() for c in bq.TABLE_HEADER.splitlines()[0].strip("|").split("|")]
+    header = header_of(bq)
     assert len(query) == 4 and all(len(r) == len(header) for r in query)   # 2 fast, 1 reference, encoder
     fast_path = ("fast bf16" if cpu_has_native_bf16() else "fast fp32") + " +epi"  # amp auto, fused epilogues
     assert [r[header.index("path")] for r in query[:3]] == [fast_path, "reference", fast_path]
@@ -72,19 +92,13 @@ def test_quick_runs_record_their_tables(tmp_path):
 def test_epilogue_rows_on_and_off(tmp_path):
     """--epilogues on,off: two fast rows per preset, named for what ran, with one reference."""
     bq = load("bench_query")
-    page = tmp_path / "benchmarks.md"
-    run_quick("bench_query.py", page, "--epilogues", "on,off", "--no-encoder", "--presets", "2+2:off")
-    header = [c.strip() for c in bq.TABLE_HEADER.splitlines()[0].strip("|").split("|")]
-    rows = table_rows(page.read_text(), bq.SECTION)
-    assert [r[header.index("path")] for r in rows] == ["fast fp32 +epi", "fast fp32", "reference"]
-    assert rows[0][header.index("points/ray")] == rows[1][header.index("points/ray")]
+    rows = query_rows(bq, tmp_path, "--epilogues", "on,off", "--no-encoder", "--presets", "2+2:off")
+    assert [r["path"] for r in rows] == ["fast fp32 +epi", "fast fp32", "reference"]
+    assert rows[0]["points/ray"] == rows[1]["points/ray"]
     with pytest.raises(ValueError, match="--epilogues takes on, off or on,off"):
         bq.parse_epilogues("maybe")
     assert bq.parse_epilogues("off,on") == [False, True]
-    bad = subprocess.run([sys.executable, str(BENCH / "bench_query.py"), "--quick", "--epilogues", "maybe"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "--epilogues takes on, off or on,off, got 'maybe'" in bad.stderr
-    assert "Traceback" not in bad.stderr
+    assert "--epilogues takes on, off or on,off, got 'maybe'" in usage_error("--epilogues", "maybe")
     assert not bq.epilogues_fuse(torch.device("cpu"), "fp32", False)
     assert not bq.epilogues_fuse(torch.device("cpu"), "fp16", True)
 
@@ -98,10 +112,7 @@ def test_a_bad_preset_is_a_usage_error_naming_it(spec, named):
     assert bq.presets_arg(" rgbd , 8s+4b+4/free/unexplained:off") == " rgbd , 8s+4b+4/free/unexplained:off"
     assert bq.parse_preset("8s+4b+4@1e-3/free/unexplained:off") == dataclasses.replace(
         PRESETS["rgbd_fine"], name="", amp="off")
-    bad = subprocess.run([sys.executable, str(BENCH / "bench_query.py"), "--quick", "--presets", spec],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert f"argument --presets: preset {named}" in bad.stderr
+    assert f"argument --presets: preset {named}" in usage_error("--presets", spec)
 
 
 def test_kept_map_rows_beside_the_per_query_rows(tmp_path):
@@ -109,13 +120,10 @@ def test_kept_map_rows_beside_the_per_query_rows(tmp_path):
     reuses maps prepared once (the node's PreparedCache), with the same points and the
     projection's FLOPs only in the first; a bad value is a usage error."""
     bq = load("bench_query")
-    page = tmp_path / "benchmarks.md"
-    run_quick("bench_query.py", page, "--prepared", "query,kept", "--no-encoder", "--presets", "2+2:off")
-    header = [c.strip() for c in bq.TABLE_HEADER.splitlines()[0].strip("|").split("|")]
-    rows = table_rows(page.read_text(), bq.SECTION)
-    assert [r[header.index("path")] for r in rows] == ["fast fp32 +epi", "fast fp32 +epi kept-maps", "reference"]
-    assert rows[0][header.index("points/ray")] == rows[1][header.index("points/ray")]
-    assert float(rows[1][header.index("GFLOP")]) <= float(rows[0][header.index("GFLOP")])
+    rows = query_rows(bq, tmp_path, "--prepared", "query,kept", "--no-encoder", "--presets", "2+2:off")
+    assert [r["path"] for r in rows] == ["fast fp32 +epi", "fast fp32 +epi kept-maps", "reference"]
+    assert rows[0]["points/ray"] == rows[1]["points/ray"]
+    assert float(rows[1]["GFLOP"]) <= float(rows[0]["GFLOP"])
     model, _ = bq.build_bench_model("paper", quick=True)
     F, Hd = model.renderer.coarse.feature_dim, model.renderer.coarse.config.hidden_dim
     fields = 1 + (model.renderer.fine is not None)
@@ -140,7 +148,7 @@ def test_interleaved_rows_are_timed_in_rounds(tmp_path):
                     "--presets", "2+2,4+4", "--repeats", "3")
     lines = [ln.split() for ln in out.splitlines() if ln.startswith(("2+2 ", "4+4 "))]
     assert [ln[0] for ln in lines] == ["2+2", "4+4"]
-    header = [c.strip() for c in bq.TABLE_HEADER.splitlines()[0].strip("|").split("|")]
+    header = header_of(bq)
     rows = table_rows(page.read_text(), bq.SECTION)
     assert [r[header.index("preset")] for r in rows] == ["2+2", "4+4"]
     assert [r[header.index("n")] for r in rows] == ["3", "3"]
@@ -262,6 +270,6 @@ def test_fused_field_rows_are_gpu_only_on_cpu(tmp_path, monkeypatch, capsys):
                     "--size", "8x6", "--presets", "2+2", env={"TRITON_INTERPRET": "1"})
     lines = [ln.split()[:2] for ln in out.splitlines() if ln.startswith("2+2 ")]
     assert lines == [["2+2", "fast"], ["2+2", "fast+fused"]] and "fast+fused (interpreter)" in out
-    header = [c.strip() for c in bq.TABLE_HEADER.splitlines()[0].strip("|").split("|")]
+    header = header_of(bq)
     fast_path = ("fast bf16" if cpu_has_native_bf16() else "fast fp32") + " +epi"  # amp auto, fused epilogues
     assert [r[header.index("path")] for r in table_rows(page.read_text(), bq.SECTION)] == [fast_path]
