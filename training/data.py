@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from training.config_io import check_bounds
-from viewseg_core.data.dataset import SOURCE_DEPTH_MODES, DatasetConfig, ViewSegDataset, collate
+from viewseg_core.data.dataset import POSE_NOISE_SPREADS, SOURCE_DEPTH_MODES, DatasetConfig, ViewSegDataset, collate
 from viewseg_core.data.depth_sensor import DepthSensorConfig
 from viewseg_core.data.pairs import PairConfig, mine_all, read_pairs, write_pairs
 from viewseg_core.data.source import SceneSource
@@ -64,6 +64,7 @@ class DataConfig:
     depth_sensor: DepthSensorConfig = field(default_factory=DepthSensorConfig)  # for source_depth: sensor
     source_depth_dropout: float = 0.0      # training: probability a source view's input depth is all NaN
     pose_noise: tuple[float, float] = (0.0, 0.0)  # source pose noise sigma (degrees, cm); paper appendix D
+    pose_noise_spread: str = "fixed"       # fixed | uniform: each source view's sigma scaled by U(0, 2)
     split_file: str = ""                   # scene_folders/replica: splits file instead of <root>/splits.json
     #                                        ("all": every scene in every split)
     replica_hfov_deg: float | None = None  # replica: hfov (degrees) of scenes without intrinsics.json (None: refuse)
@@ -83,6 +84,9 @@ class DataConfig:
             raise ValueError(f"config key data.pose_noise must be [degrees, centimetres], both >= 0, "
                              f"got {self.pose_noise!r}")
         self.pose_noise = tuple(float(x) for x in self.pose_noise)
+        if self.pose_noise_spread not in POSE_NOISE_SPREADS:
+            raise ValueError(f"config key data.pose_noise_spread: unknown spread {self.pose_noise_spread!r} "
+                             f"({' | '.join(POSE_NOISE_SPREADS)})")
         check_bounds(self, "data", at_least={"num_sources": 1, "target_rays": 1, "source_rays": 0, "num_workers": 0})
 
 
@@ -231,7 +235,7 @@ def build_dataset(cfg: DataConfig, split: str, seed: int = 0, full_target: bool 
                            resample_sources=not full_target, full_target=full_target, seed=seed,
                            source_depth=cfg.source_depth, depth_sensor=cfg.depth_sensor,
                            source_depth_dropout=0.0 if full_target else cfg.source_depth_dropout,
-                           pose_noise=tuple(cfg.pose_noise))
+                           pose_noise=tuple(cfg.pose_noise), pose_noise_spread=cfg.pose_noise_spread)
     dataset = ViewSegDataset(scenes, pairs, ds_cfg)
     dataset.pairs_file = None if pairs_file is None else str(pairs_file)
     dataset.pairs_origin = pairs_origin

@@ -922,6 +922,11 @@ def evaluate(cfg: EvalConfig) -> dict:
         data_cfg.pose_noise = (0.0, 0.0)
     if cfg.pose_noise:
         data_cfg.pose_noise = tuple(float(x) for x in cfg.pose_noise[0])
+    if (cfg.pose_noise or any(data_cfg.pose_noise)) and data_cfg.pose_noise_spread != "fixed":
+        # A noise level is one sigma for every source; a spread is a training recipe.
+        _notice(notices, f"data.pose_noise_spread {data_cfg.pose_noise_spread!r} is a training recipe: "
+                         f"each noise level is evaluated with every source at that sigma (fixed)")
+        data_cfg.pose_noise_spread = "fixed"
     if cfg.num_sources:
         data_cfg.num_sources = max(cfg.num_sources)
     data_cfg.source_depth = resolve_source_depth(cfg.source_depth, model_reads_depth(model), data_cfg.source_depth)

@@ -160,6 +160,8 @@ def test_source_depth_data_keys():
     for override, message in [
         ("data.source_depth=lidar", "config key data.source_depth: unknown mode 'lidar' (none | clean | sensor)"),
         ("data.source_depth_dropout=2", "config key data.source_depth_dropout must be in [0, 1], got 2.0"),
+        ("data.pose_noise_spread=normal", "config key data.pose_noise_spread: unknown spread 'normal' "
+                                          "(fixed | uniform)"),
         ("data.depth_sensor.hole_rate=1", "depth_sensor.hole_rate must be in [0, 1), got 1.0"),
         ("data.depth_sensor.noise=1", "unknown config key(s) data.depth_sensor.noise; valid keys under "
                                       "'data.depth_sensor.': edge_dropout, edge_threshold, hole_radius_px, hole_rate, "

@@ -103,6 +103,20 @@ def test_training_pose_noise_is_not_applied_in_evaluation(tiny_cfg, files, tmp_p
     _same_scores(report["methods"]["viewseg"], plain["methods"]["viewseg"])
 
 
+def test_a_training_noise_spread_never_changes_a_noise_level(files, tmp_path):
+    """A model trained with pose_noise_spread "uniform" is scored at each --pose-noise level with
+    every source at that sigma, the level 0 first included, exactly as a fixed-noise model."""
+    spread = tmp_path / "spread_trained.pt"
+    obj = torch.load(files["with_data"], weights_only=False)
+    obj["data"].update(pose_noise=[5.0, 10.0], pose_noise_spread="uniform")
+    torch.save(obj, spread)
+    study = _eval(files, tmp_path / "s", checkpoint=str(spread), pose_noise=((0.0, 0.0), (10.0, 20.0)),
+                  max_examples=1)
+    fixed = _eval(files, tmp_path / "f", pose_noise=((10.0, 20.0),), max_examples=1)
+    _same_scores(study["rows"][1]["scores"], fixed["methods"]["viewseg"])
+    assert any("'uniform' is a training recipe" in n for n in study["notices"])
+
+
 # --------------------------------------------------------------------------------------
 # Pairs beside the results
 # --------------------------------------------------------------------------------------

@@ -59,6 +59,10 @@ draw is seeded by (seed, epoch, scene, view id), like the depth measurement: one
 one (wrong) pose estimate in every example of an epoch, and evaluation always sees the same
 one. Only ``source_c2w`` changes: the target pose, the images, labels and depth stay true,
 so a model (and every baseline) renders the true target from miscalibrated sources.
+With ``pose_noise_spread = "uniform"`` (a training recipe) each source view's two sigmas are
+first scaled by one s ~ U(0, 2) from the same generator: the mean sigma is unchanged, but the
+model sees near-exact, slightly wrong and badly wrong keyframes side by side, so it can learn
+when to trust a view instead of learning one noise level.
 
 None of these draws from the example's ray/source generator, so sources and rays are the same
 with or without source depth or pose noise.
@@ -103,6 +107,8 @@ class DatasetConfig:
         source_depth_dropout: probability that a source view's input depth is all NaN.
         pose_noise: (degrees, centimetres) standard deviations of the source pose noise
             (see the module docstring); (0, 0) = true poses.
+        pose_noise_spread: "fixed" (every source at ``pose_noise``) | "uniform" (each source
+            view's sigmas scaled by its own s ~ U(0, 2); see the module docstring).
     """
 
     num_sources: int = 4
@@ -116,6 +122,7 @@ class DatasetConfig:
     depth_sensor: DepthSensorConfig = field(default_factory=DepthSensorConfig)
     source_depth_dropout: float = 0.0
     pose_noise: tuple[float, float] = (0.0, 0.0)
+    pose_noise_spread: str = "fixed"
 
     def __post_init__(self) -> None:
         noise = tuple(float(x) for x in self.pose_noise)
@@ -123,6 +130,9 @@ class DatasetConfig:
             raise ValueError(f"pose_noise must be (degrees, centimetres), both finite and >= 0, "
                              f"got {self.pose_noise!r}")
         object.__setattr__(self, "pose_noise", noise)
+        if self.pose_noise_spread not in POSE_NOISE_SPREADS:
+            raise ValueError(f"pose_noise_spread must be one of {' | '.join(POSE_NOISE_SPREADS)}, "
+                             f"got {self.pose_noise_spread!r}")
         if self.source_depth not in SOURCE_DEPTH_MODES:
             raise ValueError(f"source_depth must be one of {' | '.join(SOURCE_DEPTH_MODES)}, "
                              f"got {self.source_depth!r}")
@@ -131,6 +141,7 @@ class DatasetConfig:
 
 
 SOURCE_DEPTH_MODES = ("none", "clean", "sensor")
+POSE_NOISE_SPREADS = ("fixed", "uniform")
 # Tags that keep the source-depth generators apart from the example's own (and each other).
 _SENSOR_TAG, _DROPOUT_TAG, _POSE_TAG = 0x5E45, 0xD409, 0x905E
 
@@ -274,7 +285,11 @@ class ViewSegDataset(Dataset):
         deg, cm = self.config.pose_noise
         if deg == 0 and cm == 0:
             return view.c2w
-        return perturb_pose(view.c2w, deg, cm, pose_noise_rng(self.config.seed, self.epoch, scene, view.view_id))
+        rng = pose_noise_rng(self.config.seed, self.epoch, scene, view.view_id)
+        if self.config.pose_noise_spread == "uniform":
+            scale = rng.uniform(0.0, 2.0)
+            deg, cm = deg * scale, cm * scale
+        return perturb_pose(view.c2w, deg, cm, rng)
 
     def _choose_sources(self, pair: PairEntry, rng: np.random.Generator) -> list[str]:
         V = self.config.num_sources
@@ -380,4 +395,4 @@ def seed_worker(worker_id: int) -> None:
 
 
 __all__ = ["DatasetConfig", "ViewSegDataset", "collate", "seed_worker", "resize_view", "known_depth",
-           "measured_depth", "view_depth_rng", "SOURCE_DEPTH_MODES", "perturb_pose", "pose_noise_rng"]
+           "measured_depth", "view_depth_rng", "SOURCE_DEPTH_MODES", "perturb_pose", "pose_noise_rng", "POSE_NOISE_SPREADS"]

@@ -160,6 +160,43 @@ def test_perturb_pose_has_the_requested_distribution():
     np.testing.assert_array_equal(perturb_pose(c2w, 0.0, 0.0, rng), c2w)
 
 
+def test_uniform_pose_noise_spread_scales_each_view_by_u_0_2(scene_and_pairs):
+    """spread "uniform": angle = s * |N(0, deg)| with s ~ U(0, 2) per view, so the mean angle is the
+    fixed spread's and the second moment is E[s^2] = 4/3 times it; a quarter of the views get
+    s < 1/2 (fixed: none). Translation scales alike."""
+    import cv2
+
+    from viewseg_core.data.records import View
+
+    folder, pairs = scene_and_pairs
+    n, deg, cm = 3000, 5.0, 10.0
+    c2w = np.eye(4)
+    views = [View(view_id=f"{i:06d}", rgb=np.zeros((2, 2, 3), np.uint8), K=np.eye(3), c2w=c2w)
+             for i in range(n)]
+
+    def noise(spread):
+        ds = ViewSegDataset([folder], pairs, DatasetConfig(num_sources=2, pose_noise=(deg, cm),
+                                                           pose_noise_spread=spread, seed=3))
+        poses = np.stack([ds.source_pose(folder.name, v) for v in views])
+        angle = np.degrees([np.linalg.norm(cv2.Rodrigues(m[:3, :3])[0]) for m in poses])
+        return angle, np.linalg.norm(poses[:, :3, 3], axis=1)
+
+    angle_f, shift_f = noise("fixed")
+    angle_u, shift_u = noise("uniform")
+    half_normal_mean = deg * np.sqrt(2 / np.pi)
+    assert abs(angle_f.mean() - half_normal_mean) < 0.2 and abs(angle_u.mean() - half_normal_mean) < 0.25
+    assert abs(np.sqrt((angle_f ** 2).mean()) - deg) < 0.2
+    assert abs(np.sqrt((angle_u ** 2).mean()) - deg * np.sqrt(4 / 3)) < 0.25
+    # translation: |N(0, cm/100)^3| has second moment 3 (cm/100)^2, times E[s^2] = 4/3 for uniform
+    assert abs((shift_f ** 2).mean() - 3 * (cm / 100) ** 2) < 0.003
+    assert abs((shift_u ** 2).mean() - 4 * (cm / 100) ** 2) < 0.004
+    # the spread shows in the tails: exact-ish and very wrong views are both commoner than fixed
+    assert (angle_u < 0.5).mean() > 1.5 * (angle_f < 0.5).mean()
+    assert (angle_u > 3 * deg).mean() > 5 * max((angle_f > 3 * deg).mean(), 1e-3)
+    with pytest.raises(ValueError, match="pose_noise_spread must be one of fixed | uniform"):
+        DatasetConfig(pose_noise=(1.0, 1.0), pose_noise_spread="gaussian")
+
+
 def test_pose_noise_touches_only_the_source_poses(scene_and_pairs):
     folder, pairs = scene_and_pairs
     base = dict(num_sources=2, image_size=(24, 32), target_rays=64, source_rays=8, seed=5)
