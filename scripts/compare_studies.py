@@ -1,0 +1,161 @@
+#!/usr/bin/env python
+"""Compare how two checkpoints degrade in the same ``viewseg eval`` study: the drop of each from
+the study's reference row, and the other's drop as a difference and a ratio of the reference
+model's, with paired image-bootstrap intervals.
+
+    python scripts/compare_studies.py \
+        --reference runs/ablation_base/eval_noise95/study_pose_noise.json \
+        --other runs/pose_spread_stage1/eval_noise95/study_pose_noise.json [--resamples 1000] [--out F.md]
+
+Issue 18's pose-noise target is such a ratio ("the model trained with noise loses at most half
+as much mIoU at 5° as the clean-trained one"), and a ratio of two small drops is noisy: this
+gives it an interval. Both studies must have scored the same targets with the same sources
+(same split, pairs and levels); the script refuses otherwise. The measure is the per-image mIoU
+each study stores per example (``image_miou``): the dataset mIoU needs per-image confusion
+matrices, which a study does not keep. Images where either model's per-image mIoU is undefined
+at either row are left out, and counted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def read_study(path: str | Path) -> dict:
+    """A study report written by ``viewseg eval`` (study_*.json); errors name the file."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read study {path}: {exc}") from exc
+    if not isinstance(report, dict) or "study" not in report or "per_example" not in report:
+        raise ValueError(f"{path} is not a viewseg eval study report (study_*.json)")
+    return report
+
+
+def per_image_scores(report: dict, source: str) -> tuple[list[str], np.ndarray, list[tuple]]:
+    """(row labels, [images, rows] per-image mIoU in %, the identity of each image)."""
+    labels = [row["label"] for row in report["rows"]]
+    scores, identity = [], []
+    for example in report["per_example"]:
+        miou = example["image_miou"]
+        if set(miou) != set(labels):
+            raise ValueError(f"{source}: example {example['index']} lacks rows {sorted(set(labels) - set(miou))}")
+        scores.append([np.nan if miou[label] is None else 100.0 * float(miou[label]) for label in labels])
+        identity.append((example["index"], example["scene"], example["target_id"],
+                         tuple(example["source_ids"][labels[0]])))
+    return labels, np.asarray(scores, dtype=np.float64).reshape(len(identity), len(labels)), identity
+
+
+def compare_studies(reference: dict, other: dict, resamples: int = 1000, level: float = 0.95, seed: int = 0,
+                    counts: np.ndarray | None = None) -> dict:
+    """Each non-reference row's drop (row minus the study's reference row, per-image mIoU, %) for
+    both studies, ``other - reference`` and ``other / reference`` of those drops, each with its
+    ``level`` percentile interval over image resamples drawn once for both studies (``counts``
+    [resamples, images]: fixed draw counts instead, for tests)."""
+    if reference.get("study") != other.get("study"):
+        raise ValueError(f"different studies: {reference.get('study')!r} and {other.get('study')!r}")
+    labels, a, ids_a = per_image_scores(reference, "reference")
+    labels_b, b, ids_b = per_image_scores(other, "other")
+    if labels != labels_b:
+        raise ValueError(f"the studies have different rows: {labels} and {labels_b}")
+    if ids_a != ids_b:
+        first = next((i for i, (x, y) in enumerate(zip(ids_a, ids_b)) if x != y), min(len(ids_a), len(ids_b)))
+        raise ValueError(f"the studies scored different targets or sources (first difference at example "
+                         f"{first} of {len(ids_a)} and {len(ids_b)}): compare two evaluations of the same pairs")
+    keep = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
+    a, b = a[keep], b[keep]
+    n = len(a)
+    if n == 0:
+        raise ValueError("no image has a defined per-image mIoU in every row of both studies")
+    if counts is None:
+        counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=int(resamples))
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 2 or counts.shape[1] != n:
+        raise ValueError(f"counts must be [resamples, {n}], got {counts.shape}")
+    weights = counts / counts.sum(axis=1, keepdims=True)
+    ref = reference.get("reference", labels[0])
+    r = labels.index(ref)
+    tail = 100 * (1 - level) / 2
+
+    def interval(values: np.ndarray) -> list[float]:
+        finite = values[np.isfinite(values)]
+        return [float(x) for x in np.percentile(finite, [tail, 100 - tail])] if finite.size else [np.nan, np.nan]
+
+    rows = []
+    for j, label in enumerate(labels):
+        if j == r:
+            continue
+        drop_a, drop_b = a[:, j] - a[:, r], b[:, j] - b[:, r]
+        boot_a, boot_b = weights @ drop_a, weights @ drop_b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            boot_ratio = np.where(boot_a != 0, boot_b / boot_a, np.nan)
+        mean_a, mean_b = float(drop_a.mean()), float(drop_b.mean())
+        rows.append({"label": label,
+                     "reference_drop": mean_a, "reference_drop_interval": interval(boot_a),
+                     "other_drop": mean_b, "other_drop_interval": interval(boot_b),
+                     "difference": mean_b - mean_a, "difference_interval": interval(boot_b - boot_a),
+                     "ratio": mean_b / mean_a if mean_a != 0 else float("nan"),
+                     "ratio_interval": interval(boot_ratio),
+                     "ratio_undefined_resamples": int(np.sum(~np.isfinite(boot_ratio)))})
+    return {"study": reference["study"], "reference_row": ref, "measure": "per-image mIoU (%)",
+            "images": n, "images_left_out": int((~keep).sum()), "resamples": int(counts.shape[0]),
+            "level": level, "reference_checkpoint": reference.get("checkpoint"),
+            "other_checkpoint": other.get("checkpoint"),
+            "reference_scores": dict(zip(labels, map(float, a.mean(axis=0)))),
+            "other_scores": dict(zip(labels, map(float, b.mean(axis=0)))), "rows": rows}
+
+
+def _span(value: float, low_high: list[float], digits: int = 2, sign: str = "+") -> str:
+    fmt = f"{{:{sign}.{digits}f}}"
+    return f"{fmt.format(value)} [{fmt.format(low_high[0])}, {fmt.format(low_high[1])}]"
+
+
+def comparison_markdown(result: dict) -> str:
+    pct = round(100 * result["level"])
+    lines = [f"# Two checkpoints in one {result['study']} study: drops from {result['reference_row']}", "",
+             f"- reference: `{result['reference_checkpoint']}`", f"- other: `{result['other_checkpoint']}`",
+             f"- measure: {result['measure']}, on {result['images']} images "
+             f"({result['images_left_out']} left out: undefined in some row); "
+             f"{pct}% paired image-bootstrap intervals over {result['resamples']} resamples", "",
+             "| row | reference | other | reference: drop | other: drop | other - reference | other / reference |",
+             "|---|---|---|---|---|---|---|"]
+    ref_row = result["reference_row"]
+    lines.append(f"| {ref_row} | {result['reference_scores'][ref_row]:.2f} | {result['other_scores'][ref_row]:.2f} "
+                 f"| | | | |")
+    for row in result["rows"]:
+        label = row["label"]
+        lines.append(f"| {label} | {result['reference_scores'][label]:.2f} | {result['other_scores'][label]:.2f} | "
+                     f"{_span(row['reference_drop'], row['reference_drop_interval'])} | "
+                     f"{_span(row['other_drop'], row['other_drop_interval'])} | "
+                     f"{_span(row['difference'], row['difference_interval'])} | "
+                     f"{_span(row['ratio'], row['ratio_interval'], sign='')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reference", required=True, help="study_*.json of the reference checkpoint")
+    parser.add_argument("--other", required=True, help="study_*.json of the other checkpoint, same targets")
+    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="also write the markdown here")
+    args = parser.parse_args(argv)
+    try:
+        result = compare_studies(read_study(args.reference), read_study(args.other), args.resamples, seed=args.seed)
+    except ValueError as error:
+        print(f"compare_studies: {error}", file=sys.stderr)
+        return 2
+    text = comparison_markdown(result)
+    print(text, end="")
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""scripts/compare_studies.py: two checkpoints' drops in one study, their difference and ratio,
+with paired image-bootstrap intervals; refuses studies of different targets."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from viewseg_core.model.weights import save_model
+
+from .conftest import tiny_viewseg
+
+LABELS = ["0°, 0 cm", "5°, 5 cm"]
+
+
+def _study(per_image: list[list[float | None]], checkpoint: str, targets=("a", "b", "c")) -> dict:
+    """A study report in the layout viewseg eval writes, with per-image mIoU as fractions."""
+    return {"study": "pose_noise", "reference": LABELS[0], "checkpoint": checkpoint,
+            "rows": [{"label": label} for label in LABELS],
+            "per_example": [{"index": i, "scene": "room", "target_id": target,
+                             "source_ids": {label: ["1", "2"] for label in LABELS},
+                             "image_miou": dict(zip(LABELS, scores))}
+                            for i, (target, scores) in enumerate(zip(targets, per_image))]}
+
+
+def test_drops_difference_and_ratio_by_hand(load_script):
+    cs = load_script("compare_studies")
+    # reference drops 4, 2, 0 points (mean 2); other drops 1, 1, 1 (mean 1): ratio 0.5, difference +1
+    reference = _study([[0.30, 0.26], [0.20, 0.18], [0.10, 0.10]], "clean.pt")
+    other = _study([[0.31, 0.30], [0.21, 0.20], [0.11, 0.10]], "noisy.pt")
+    result = cs.compare_studies(reference, other, counts=np.ones((1, 3)))
+    (row,) = result["rows"]
+    assert row["label"] == "5°, 5 cm" and result["images"] == 3 and result["images_left_out"] == 0
+    assert row["reference_drop"] == pytest.approx(-2.0) and row["other_drop"] == pytest.approx(-1.0)
+    assert row["difference"] == pytest.approx(1.0) and row["ratio"] == pytest.approx(0.5)
+    assert row["ratio_interval"] == pytest.approx([0.5, 0.5])        # one resample: every image once
+    assert result["reference_scores"][LABELS[0]] == pytest.approx(20.0)
+    # Fixed draws: image 0 twice + image 1, and image 2 three times (reference drop 0: no ratio).
+    result = cs.compare_studies(reference, other, counts=np.array([[2, 1, 0], [0, 0, 3]]), level=1.0)
+    (row,) = result["rows"]
+    assert row["reference_drop_interval"] == pytest.approx([-10 / 3, 0.0])
+    assert row["other_drop_interval"] == pytest.approx([-1.0, -1.0])
+    assert row["difference_interval"] == pytest.approx([-1.0, 7 / 3])
+    assert row["ratio_interval"] == pytest.approx([0.3, 0.3]) and row["ratio_undefined_resamples"] == 1
+    # An image with an undefined per-image mIoU in any row of either study is left out, and counted.
+    holed = _study([[0.30, None], [0.20, 0.18], [0.10, 0.10]], "clean.pt")
+    result = cs.compare_studies(holed, other, counts=np.ones((1, 2)))
+    assert result["images"] == 2 and result["images_left_out"] == 1
+    assert result["rows"][0]["reference_drop"] == pytest.approx(-1.0)
+
+
+def test_refuses_studies_of_different_targets(load_script, tmp_path, capsys):
+    cs = load_script("compare_studies")
+    scores = [[0.3, 0.2], [0.2, 0.1], [0.1, 0.1]]
+    with pytest.raises(ValueError, match="different targets or sources .first difference at example 2"):
+        cs.compare_studies(_study(scores, "a.pt"), _study(scores, "b.pt", targets=("a", "b", "z")))
+    other_rows = _study(scores, "b.pt")
+    other_rows["rows"].append({"label": "10°, 10 cm"})
+    for example in other_rows["per_example"]:
+        example["image_miou"]["10°, 10 cm"] = 0.1
+    with pytest.raises(ValueError, match="different rows"):
+        cs.compare_studies(_study(scores, "a.pt"), other_rows)
+    with pytest.raises(ValueError, match="different studies"):
+        cs.compare_studies(_study(scores, "a.pt"), {**_study(scores, "b.pt"), "study": "num_sources"})
+    (tmp_path / "metrics.json").write_text(json.dumps({"methods": {}}))
+    assert cs.main(["--reference", str(tmp_path / "metrics.json"), "--other", str(tmp_path / "metrics.json")]) == 2
+    assert "is not a viewseg eval study report" in capsys.readouterr().err
+
+
+def test_two_real_studies(tiny_rooms, load_script, tmp_path, capsys):
+    """Two checkpoints' studies as viewseg eval writes them: the per-row scores are the studies'
+    own per-image mIoU, and the markdown carries every row."""
+    from training.evaluate import EvalConfig, evaluate
+
+    cs = load_script("compare_studies")
+    _, config = tiny_rooms
+    reports = {}
+    for name, width in (("a", 16), ("b", 24)):
+        save_model(tiny_viewseg(hidden_dim=width), tmp_path / f"{name}.pt")
+        reports[name] = evaluate(EvalConfig(checkpoint=str(tmp_path / f"{name}.pt"), out=str(tmp_path / name),
+                                            split="test", config=str(config), max_examples=2,
+                                            pose_noise=((0.0, 0.0), (10.0, 20.0)), panels=0, threads=1,
+                                            progress=False, bootstrap=0))
+    out = tmp_path / "compare.md"
+    assert cs.main(["--reference", str(tmp_path / "a" / "study_pose_noise.json"),
+                    "--other", str(tmp_path / "b" / "study_pose_noise.json"), "--resamples", "50",
+                    "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert out.read_text() == text and "| 10°, 20 cm |" in text and "a.pt`" in text and "b.pt`" in text
+    result = cs.compare_studies(cs.read_study(tmp_path / "a" / "study_pose_noise.json"),
+                                cs.read_study(tmp_path / "b" / "study_pose_noise.json"), resamples=50)
+    assert result["images"] == 2 and result["images_left_out"] == 0
+    for key, name in (("reference_scores", "a"), ("other_scores", "b")):
+        for row in reports[name]["rows"]:
+            assert result[key][row["label"]] == pytest.approx(100 * row["scores"]["per_image_miou"])
+    (row,) = result["rows"]
+    assert row["difference"] == pytest.approx(row["other_drop"] - row["reference_drop"])
