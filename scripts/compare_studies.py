@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="also write the markdown here")
     args = parser.parse_args(argv)
+    if args.resamples < 1:
+        parser.error(f"--resamples must be >= 1 (the intervals are bootstrap percentiles), got {args.resamples}")
     try:
         result = compare_studies(read_study(args.reference), read_study(args.other), args.resamples, seed=args.seed)
     except ValueError as error:

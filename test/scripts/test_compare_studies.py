@@ -66,6 +66,9 @@ def test_refuses_studies_of_different_targets(load_script, tmp_path, capsys):
     (tmp_path / "metrics.json").write_text(json.dumps({"methods": {}}))
     assert cs.main(["--reference", str(tmp_path / "metrics.json"), "--other", str(tmp_path / "metrics.json")]) == 2
     assert "is not a viewseg eval study report" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        cs.main(["--reference", "a.json", "--other", "b.json", "--resamples", "0"])
+    assert usage.value.code == 2 and "--resamples must be >= 1" in capsys.readouterr().err
 
 
 def test_two_real_studies(tiny_rooms, load_script, tmp_path, capsys):
