@@ -24,6 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # runnable from a checkout without `pip install -e .`
+
+from viewseg_core.metrics import bootstrap_counts, percentile_interval  # noqa: E402
+
 
 def read_study(path: str | Path) -> dict:
     """A study report written by ``viewseg eval`` (study_*.json); errors name the file."""
@@ -72,18 +77,16 @@ def compare_studies(reference: dict, other: dict, resamples: int = 1000, level: 
     if n == 0:
         raise ValueError("no image has a defined per-image mIoU in every row of both studies")
     if counts is None:
-        counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=int(resamples))
+        counts = bootstrap_counts(n, resamples, seed)
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 2 or counts.shape[1] != n:
         raise ValueError(f"counts must be [resamples, {n}], got {counts.shape}")
     weights = counts / counts.sum(axis=1, keepdims=True)
     ref = reference.get("reference", labels[0])
     r = labels.index(ref)
-    tail = 100 * (1 - level) / 2
 
     def interval(values: np.ndarray) -> list[float]:
-        finite = values[np.isfinite(values)]
-        return [float(x) for x in np.percentile(finite, [tail, 100 - tail])] if finite.size else [np.nan, np.nan]
+        return list(percentile_interval(values, level))
 
     rows = []
     for j, label in enumerate(labels):

@@ -259,6 +259,23 @@ def _resampled_scores(conf: np.ndarray, depth: np.ndarray, missing: np.ndarray, 
     return out
 
 
+def bootstrap_counts(n: int, resamples: int, seed: int = 0) -> np.ndarray:
+    """[resamples, n] draw counts of an image bootstrap: each row draws ``n`` images with
+    replacement (row sums are ``n``); one draw serves every method of a paired comparison."""
+    return np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=int(resamples))
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` percentile interval of the finite ``values`` (NaN, NaN if none)."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if not finite.size:
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def paired_bootstrap(a: SegmentationEvaluator, b: SegmentationEvaluator,
                      names: tuple[str, ...] = ("miou", "depth_l1", "depth_absrel", "depth_l1_stuff",
                                                "delta1", "delta2", "delta3"),
@@ -284,8 +301,7 @@ def paired_bootstrap(a: SegmentationEvaluator, b: SegmentationEvaluator,
     if unknown:
         raise ValueError(f"paired_bootstrap: unknown score(s) {unknown}; known: {sorted(HIGHER_IS_BETTER)}")
     if counts is None:
-        rng = np.random.default_rng(seed)
-        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=int(resamples))
+        counts = bootstrap_counts(n, resamples, seed)
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 2 or counts.shape[1] != n:
         raise ValueError(f"counts must be [resamples, {n}], got {counts.shape}")
@@ -296,12 +312,10 @@ def paired_bootstrap(a: SegmentationEvaluator, b: SegmentationEvaluator,
         stats[key] = (_resampled_scores(*arrays, full, names)[0], _resampled_scores(*arrays, counts, names))
     diff_all = stats["a"][0] - stats["b"][0]
     diffs = stats["a"][1] - stats["b"][1]
-    tail = 100 * (1 - level) / 2
     out = {}
     for j, name in enumerate(names):
         d = diffs[:, j]
-        finite = d[np.isfinite(d)]
-        low, high = (np.percentile(finite, [tail, 100 - tail]) if finite.size else (np.nan, np.nan))
+        low, high = percentile_interval(d, level)
         better = d > 0 if HIGHER_IS_BETTER[name] else d < 0
         out[name] = {"difference": float(diff_all[j]), "low": float(low), "high": float(high),
                      "a_better": float(np.mean(better & np.isfinite(d)))}
@@ -309,4 +323,4 @@ def paired_bootstrap(a: SegmentationEvaluator, b: SegmentationEvaluator,
 
 
 __all__ = ["confusion_matrix", "semantic_scores", "merged_iou", "DepthAccumulator", "SegmentationEvaluator",
-           "depth_scores", "paired_bootstrap", "HIGHER_IS_BETTER", "IGNORE_LABEL", "DELTA_THRESHOLDS"]
+           "depth_scores", "paired_bootstrap", "bootstrap_counts", "percentile_interval", "HIGHER_IS_BETTER", "IGNORE_LABEL", "DELTA_THRESHOLDS"]
