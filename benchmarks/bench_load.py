@@ -52,6 +52,7 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(PROFILE))
 
 from report import append_rows, cpu_name, load_avg  # noqa: E402  (benchmarks/report.py)
+from viewseg_ros.executor import EXECUTORS  # noqa: E402
 
 SECTION = "## Load: concurrent clients while a 640x480 camera streams (issue 17)"
 TABLE_HEADER = ("| date | device | clients | load s | query | served | busy | refused | lost | p50 ms | p99 ms "
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camera-size", default="640x480")
     parser.add_argument("--checkpoint", default="", help="model file (default: the demo checkpoint)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--executor", choices=("rclpy", "submit_once"), default="rclpy",
+    parser.add_argument("--executor", choices=EXECUTORS, default="rclpy",
                         help="the node's executor parameter (rclpy: its default, rclpy's MultiThreadedExecutor; "
                              "submit_once: viewseg_ros/executor.py)")
     parser.add_argument("--quick", action="store_true", help="2 clients, 10 s of load, 8 s idle, 80x60 queries")

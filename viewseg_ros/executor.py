@@ -27,6 +27,8 @@ from collections.abc import Callable
 from rclpy.executors import (ConditionReachedException, ExternalShutdownException, MultiThreadedExecutor,
                              ShutdownException, TimeoutException)
 
+# The node's ``executor`` parameter: rclpy's MultiThreadedExecutor as it is, or this module's.
+EXECUTORS = ("rclpy", "submit_once")
 # Longest wait of the spin loop for a worker to start a task it queued earlier (seconds): short
 # enough that a message arriving meanwhile is taken promptly, long enough not to spin.
 QUEUED_WAIT_S = 0.005
@@ -77,4 +79,4 @@ class SubmitOnceExecutor(MultiThreadedExecutor):
                 task.result()  # a callback's exception surfaces in spin(), as rclpy's executor does
 
 
-__all__ = ["QUEUED_WAIT_S", "SubmitOnceExecutor"]
+__all__ = ["EXECUTORS", "QUEUED_WAIT_S", "SubmitOnceExecutor"]

@@ -79,11 +79,11 @@ from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage,
 from viewseg_ros.conversions import (COLOR_ENCODINGS, camera_info_to_K, depth_image_to_metres, image_to_numpy,
                                      make_camera_info,
                                      make_point_cloud, numpy_to_image, ns_to_time, pose_to_matrix, time_to_ns)
+from viewseg_ros.executor import EXECUTORS, SubmitOnceExecutor
 from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, pose_difference
 from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformBuffer, TransformError
 
 NODE_NAME = "viewseg"
-EXECUTORS = ("rclpy", "submit_once")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CHECKPOINT = Path("checkpoints") / "demo.pt"
 WARN_PERIOD_S = 5.0
@@ -1230,8 +1230,6 @@ def main(args: list[str] | None = None) -> int:
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-
-    from viewseg_ros.executor import SubmitOnceExecutor
 
     # rclpy's handlers (installed by init, chained to this one) shut the context down and wake
     # the executor. Python's default handler would also raise KeyboardInterrupt wherever the
