@@ -12,7 +12,7 @@ as much mIoU at 5° as the clean-trained one"), and a ratio of two small drops i
 gives it an interval. Both studies must have scored the same targets with the same sources
 (same split, pairs and levels); the script refuses otherwise. The measure is the per-image mIoU
 each study stores per example (``image_miou``): the dataset mIoU needs per-image confusion
-matrices, which a study does not keep. Images where either model's per-image mIoU is undefined
+matrices, which a study does not keep, so its drops and their ratio come as point estimates. Images where either model's per-image mIoU is undefined
 at either row are left out, and counted.
 """
 from __future__ import annotations
@@ -105,11 +105,33 @@ def compare_studies(reference: dict, other: dict, resamples: int = 1000, level: 
                      "ratio_interval": interval(boot_ratio),
                      "ratio_undefined_resamples": int(np.sum(~np.isfinite(boot_ratio)))})
     return {"study": reference["study"], "reference_row": ref, "measure": "per-image mIoU (%)",
+            "dataset_miou": dataset_miou_drops(reference, other, ref),
             "images": n, "images_left_out": int((~keep).sum()), "resamples": int(counts.shape[0]),
             "level": level, "reference_checkpoint": reference.get("checkpoint"),
             "other_checkpoint": other.get("checkpoint"),
             "reference_scores": dict(zip(labels, map(float, a.mean(axis=0)))),
             "other_scores": dict(zip(labels, map(float, b.mean(axis=0)))), "rows": rows}
+
+
+def dataset_miou_drops(reference: dict, other: dict, ref: str) -> list[dict] | None:
+    """Each row's drop in dataset mIoU (%, from the studies' own row scores: point estimates,
+    as a study keeps no per-image confusion matrices) and the ratio of the two drops; None when
+    a row has no dataset mIoU."""
+    def scores(report: dict) -> dict[str, float] | None:
+        values = {row["label"]: (row.get("scores") or {}).get("dataset_miou") for row in report["rows"]}
+        return None if any(v is None for v in values.values()) else {k: 100.0 * v for k, v in values.items()}
+
+    a, b = scores(reference), scores(other)
+    if a is None or b is None:
+        return None
+    out = []
+    for label in a:
+        if label == ref:
+            continue
+        drop_a, drop_b = a[label] - a[ref], b[label] - b[ref]
+        out.append({"label": label, "reference_drop": drop_a, "other_drop": drop_b,
+                    "ratio": drop_b / drop_a if drop_a != 0 else float("nan")})
+    return out
 
 
 def _span(value: float, low_high: list[float], digits: int = 2, sign: str = "+") -> str:
@@ -136,6 +158,12 @@ def comparison_markdown(result: dict) -> str:
                      f"{_span(row['other_drop'], row['other_drop_interval'])} | "
                      f"{_span(row['difference'], row['difference_interval'])} | "
                      f"{_span(row['ratio'], row['ratio_interval'], sign='')} |")
+    if result.get("dataset_miou"):
+        lines += ["", "Dataset mIoU (%), from each study's row scores: point estimates only (a study keeps no "
+                      "per-image confusion matrices to resample).", "",
+                  "| row | reference: drop | other: drop | other / reference |", "|---|---|---|---|"]
+        lines += [f"| {row['label']} | {row['reference_drop']:+.3f} | {row['other_drop']:+.3f} | {row['ratio']:.2f} |"
+                  for row in result["dataset_miou"]]
     return "\n".join(lines) + "\n"
 
 

@@ -30,6 +30,7 @@ def test_drops_difference_and_ratio_by_hand(load_script):
     reference = _study([[0.30, 0.26], [0.20, 0.18], [0.10, 0.10]], "clean.pt")
     other = _study([[0.31, 0.30], [0.21, 0.20], [0.11, 0.10]], "noisy.pt")
     result = cs.compare_studies(reference, other, counts=np.ones((1, 3)))
+    assert result["dataset_miou"] is None                              # these rows carry no scores
     (row,) = result["rows"]
     assert row["label"] == "5°, 5 cm" and result["images"] == 3 and result["images_left_out"] == 0
     assert row["reference_drop"] == pytest.approx(-2.0) and row["other_drop"] == pytest.approx(-1.0)
@@ -99,3 +100,9 @@ def test_two_real_studies(tiny_rooms, load_script, tmp_path, capsys):
             assert result[key][row["label"]] == pytest.approx(100 * row["scores"]["per_image_miou"])
     (row,) = result["rows"]
     assert row["difference"] == pytest.approx(row["other_drop"] - row["reference_drop"])
+    (dataset,) = result["dataset_miou"]
+    a_rows, b_rows = reports["a"]["rows"], reports["b"]["rows"]
+    drop = [100 * (rows[1]["scores"]["dataset_miou"] - rows[0]["scores"]["dataset_miou"]) for rows in (a_rows, b_rows)]
+    assert dataset["label"] == "10°, 20 cm"
+    assert (dataset["reference_drop"], dataset["other_drop"]) == pytest.approx(drop)
+    assert dataset["ratio"] == pytest.approx(drop[1] / drop[0]) and "| row | reference: drop |" in text
