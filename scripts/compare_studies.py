@@ -1,11 +1,18 @@
 #!/usr/bin/env python
-"""Compare how two checkpoints degrade in the same ``viewseg eval`` study: the drop of each from
-the study's reference row, and the other's drop as a difference and a ratio of the reference
-model's, with paired image-bootstrap intervals.
+"""Compare how two training recipes degrade in the same ``viewseg eval`` study: the drop of each
+from the study's reference row, and the other's drop as a difference and a ratio of the reference
+recipe's, with paired image-bootstrap intervals.
 
     python scripts/compare_studies.py \
         --reference runs/ablation_base/eval_noise95/study_pose_noise.json \
         --other runs/pose_spread_stage1/eval_noise95/study_pose_noise.json [--resamples 1000] [--out F.md]
+
+Each side takes one study, or several: one per training seed of the same recipe. A recipe's
+per-image drop is then the mean over its seeds' drops on that image, so the drops and the ratio
+estimate what the recipe does on average over seeds, and each seed's own drops are listed
+beside them. The intervals resample images, not seeds (a handful of seeds cannot be resampled):
+they say how sure the targets make us of the seed-averaged drops, and the per-seed rows show
+how far one seed strays from them.
 
 Issue 18's pose-noise target is such a ratio ("the model trained with noise loses at most half
 as much mIoU at 5° as the clean-trained one"), and a ratio of two small drops is noisy: this
@@ -55,33 +62,60 @@ def per_image_scores(report: dict, source: str) -> tuple[list[str], np.ndarray, 
     return labels, np.asarray(scores, dtype=np.float64).reshape(len(identity), len(labels)), identity
 
 
-def compare_studies(reference: dict, other: dict, resamples: int = 1000, level: float = 0.95, seed: int = 0,
-                    counts: np.ndarray | None = None) -> dict:
-    """Each non-reference row's drop (row minus the study's reference row, per-image mIoU, %) for
-    both studies, ``other - reference`` and ``other / reference`` of those drops, each with its
-    ``level`` percentile interval over image resamples drawn once for both studies (``counts``
-    [resamples, images]: fixed draw counts instead, for tests)."""
-    if reference.get("study") != other.get("study"):
-        raise ValueError(f"different studies: {reference.get('study')!r} and {other.get('study')!r}")
-    labels, a, ids_a = per_image_scores(reference, "reference")
-    labels_b, b, ids_b = per_image_scores(other, "other")
-    if labels != labels_b:
-        raise ValueError(f"the studies have different rows: {labels} and {labels_b}")
+def _side(reports: dict | list[dict], name: str) -> tuple[list[str], np.ndarray, list[tuple]]:
+    """(row labels, [seeds, images, rows] per-image mIoU, image identity) of one side's studies,
+    which must agree on rows and images."""
+    reports = [reports] if isinstance(reports, dict) else list(reports)
+    if not reports:
+        raise ValueError(f"no {name} study given")
+    labels, scores, ids = per_image_scores(reports[0], f"{name} 1")
+    stacked = [scores]
+    for k, report in enumerate(reports[1:], start=2):
+        labels_k, scores_k, ids_k = per_image_scores(report, f"{name} {k}")
+        _check_same(labels, ids, labels_k, ids_k, f"{name} 1", f"{name} {k}")
+        stacked.append(scores_k)
+    return labels, np.stack(stacked), ids
+
+
+def _check_same(labels_a: list[str], ids_a: list[tuple], labels_b: list[str], ids_b: list[tuple],
+                name_a: str, name_b: str) -> None:
+    if labels_a != labels_b:
+        raise ValueError(f"the studies have different rows: {labels_a} ({name_a}) and {labels_b} ({name_b})")
     if ids_a != ids_b:
         first = next((i for i, (x, y) in enumerate(zip(ids_a, ids_b)) if x != y), min(len(ids_a), len(ids_b)))
         raise ValueError(f"the studies scored different targets or sources (first difference at example "
-                         f"{first} of {len(ids_a)} and {len(ids_b)}): compare two evaluations of the same pairs")
-    keep = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
-    a, b = a[keep], b[keep]
+                         f"{first} of {len(ids_a)} and {len(ids_b)}, {name_a} and {name_b}): compare "
+                         "evaluations of the same pairs")
+
+
+def compare_studies(reference: dict | list[dict], other: dict | list[dict], resamples: int = 1000,
+                    level: float = 0.95, seed: int = 0, counts: np.ndarray | None = None) -> dict:
+    """Each non-reference row's drop (row minus the study's reference row, per-image mIoU, %) for
+    both sides, ``other - reference`` and ``other / reference`` of those drops, each with its
+    ``level`` percentile interval over image resamples drawn once for both sides (``counts``
+    [resamples, images]: fixed draw counts instead, for tests). A side is one study or a list
+    of them (one per training seed): its per-image scores are the mean over its studies."""
+    references = [reference] if isinstance(reference, dict) else list(reference)
+    others = [other] if isinstance(other, dict) else list(other)
+    studies = {r.get("study") for r in references + others}
+    if len(studies) != 1:
+        raise ValueError(f"different studies: {sorted(map(repr, studies))}")
+    labels, a_seeds, ids_a = _side(references, "reference")
+    labels_b, b_seeds, ids_b = _side(others, "other")
+    _check_same(labels, ids_a, labels_b, ids_b, "reference", "other")
+    keep = np.isfinite(a_seeds).all(axis=(0, 2)) & np.isfinite(b_seeds).all(axis=(0, 2))
+    a_seeds, b_seeds = a_seeds[:, keep], b_seeds[:, keep]
+    a, b = a_seeds.mean(axis=0), b_seeds.mean(axis=0)
     n = len(a)
     if n == 0:
-        raise ValueError("no image has a defined per-image mIoU in every row of both studies")
+        raise ValueError("no image has a defined per-image mIoU in every row of every study")
     if counts is None:
         counts = bootstrap_counts(n, resamples, seed)
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 2 or counts.shape[1] != n:
         raise ValueError(f"counts must be [resamples, {n}], got {counts.shape}")
     weights = counts / counts.sum(axis=1, keepdims=True)
+    reference = references[0]
     ref = reference.get("reference", labels[0])
     r = labels.index(ref)
 
@@ -103,34 +137,44 @@ def compare_studies(reference: dict, other: dict, resamples: int = 1000, level: 
                      "difference": mean_b - mean_a, "difference_interval": interval(boot_b - boot_a),
                      "ratio": mean_b / mean_a if mean_a != 0 else float("nan"),
                      "ratio_interval": interval(boot_ratio),
-                     "ratio_undefined_resamples": int(np.sum(~np.isfinite(boot_ratio)))})
+                     "ratio_undefined_resamples": int(np.sum(~np.isfinite(boot_ratio))),
+                     "reference_seed_drops": [float(d) for d in (a_seeds[:, :, j] - a_seeds[:, :, r]).mean(axis=1)],
+                     "other_seed_drops": [float(d) for d in (b_seeds[:, :, j] - b_seeds[:, :, r]).mean(axis=1)]})
     return {"study": reference["study"], "reference_row": ref, "measure": "per-image mIoU (%)",
-            "dataset_miou": dataset_miou_drops(reference, other, ref),
+            "dataset_miou": dataset_miou_drops(references, others, ref),
             "images": n, "images_left_out": int((~keep).sum()), "resamples": int(counts.shape[0]),
-            "level": level, "reference_checkpoint": reference.get("checkpoint"),
-            "other_checkpoint": other.get("checkpoint"),
+            "level": level, "reference_checkpoint": references[0].get("checkpoint"),
+            "other_checkpoint": others[0].get("checkpoint"),
+            "reference_checkpoints": [r.get("checkpoint") for r in references],
+            "other_checkpoints": [o.get("checkpoint") for o in others],
             "reference_scores": dict(zip(labels, map(float, a.mean(axis=0)))),
             "other_scores": dict(zip(labels, map(float, b.mean(axis=0)))), "rows": rows}
 
 
-def dataset_miou_drops(reference: dict, other: dict, ref: str) -> list[dict] | None:
+def dataset_miou_drops(reference: dict | list[dict], other: dict | list[dict], ref: str) -> list[dict] | None:
     """Each row's drop in dataset mIoU (%, from the studies' own row scores: point estimates,
-    as a study keeps no per-image confusion matrices) and the ratio of the two drops; None when
-    a row has no dataset mIoU."""
+    as a study keeps no per-image confusion matrices), averaged over a side's studies, and the
+    ratio of the two sides' drops; None when a row of some study has no dataset mIoU."""
     def scores(report: dict) -> dict[str, float] | None:
         values = {row["label"]: (row.get("scores") or {}).get("dataset_miou") for row in report["rows"]}
         return None if any(v is None for v in values.values()) else {k: 100.0 * v for k, v in values.items()}
 
-    a, b = scores(reference), scores(other)
-    if a is None or b is None:
-        return None
+    sides = []
+    for reports in (reference, other):
+        reports = [reports] if isinstance(reports, dict) else list(reports)
+        side = [scores(report) for report in reports]
+        if any(s is None for s in side):
+            return None
+        sides.append(side)
     out = []
-    for label in a:
+    for label in sides[0][0]:
         if label == ref:
             continue
-        drop_a, drop_b = a[label] - a[ref], b[label] - b[ref]
+        seed_a, seed_b = ([s[label] - s[ref] for s in side] for side in sides)
+        drop_a, drop_b = float(np.mean(seed_a)), float(np.mean(seed_b))
         out.append({"label": label, "reference_drop": drop_a, "other_drop": drop_b,
-                    "ratio": drop_b / drop_a if drop_a != 0 else float("nan")})
+                    "ratio": drop_b / drop_a if drop_a != 0 else float("nan"),
+                    "reference_seed_drops": seed_a, "other_seed_drops": seed_b})
     return out
 
 
@@ -141,13 +185,22 @@ def _span(value: float, low_high: list[float], digits: int = 2, sign: str = "+")
 
 def comparison_markdown(result: dict) -> str:
     pct = round(100 * result["level"])
-    lines = [f"# Two checkpoints in one {result['study']} study: drops from {result['reference_row']}", "",
-             f"- reference: `{result['reference_checkpoint']}`", f"- other: `{result['other_checkpoint']}`",
+    refs, others = result["reference_checkpoints"], result["other_checkpoints"]
+    seeds = len(refs) > 1 or len(others) > 1
+
+    def names(checkpoints: list) -> str:
+        return ", ".join(f"`{c}`" for c in checkpoints)
+
+    lines = [f"# Two recipes in one {result['study']} study: drops from {result['reference_row']}", "",
+             f"- reference: {names(refs)}", f"- other: {names(others)}",
              f"- measure: {result['measure']}, on {result['images']} images "
              f"({result['images_left_out']} left out: undefined in some row); "
-             f"{pct}% paired image-bootstrap intervals over {result['resamples']} resamples", "",
-             "| row | reference | other | reference: drop | other: drop | other - reference | other / reference |",
-             "|---|---|---|---|---|---|---|"]
+             f"{pct}% paired image-bootstrap intervals over {result['resamples']} resamples"]
+    if seeds:
+        lines.append(f"- each side's scores and drops are the mean over its {len(refs)} and {len(others)} "
+                     "studies (training seeds); the intervals resample images, not seeds")
+    lines += ["", "| row | reference | other | reference: drop | other: drop | other - reference | other / reference |",
+              "|---|---|---|---|---|---|---|"]
     ref_row = result["reference_row"]
     lines.append(f"| {ref_row} | {result['reference_scores'][ref_row]:.2f} | {result['other_scores'][ref_row]:.2f} "
                  f"| | | | |")
@@ -158,9 +211,15 @@ def comparison_markdown(result: dict) -> str:
                      f"{_span(row['other_drop'], row['other_drop_interval'])} | "
                      f"{_span(row['difference'], row['difference_interval'])} | "
                      f"{_span(row['ratio'], row['ratio_interval'], sign='')} |")
+    if seeds:
+        lines += ["", "Each study's own drop (per-image mIoU, %), in the order given:", "",
+                  "| row | reference: drop per study | other: drop per study |", "|---|---|---|"]
+        lines += [f"| {row['label']} | {', '.join(f'{d:+.2f}' for d in row['reference_seed_drops'])} | "
+                  f"{', '.join(f'{d:+.2f}' for d in row['other_seed_drops'])} |" for row in result["rows"]]
     if result.get("dataset_miou"):
         lines += ["", "Dataset mIoU (%), from each study's row scores: point estimates only (a study keeps no "
-                      "per-image confusion matrices to resample).", "",
+                      "per-image confusion matrices to resample)" + ("; each side's drop is the mean over its "
+                                                                     "studies." if seeds else "."), "",
                   "| row | reference: drop | other: drop | other / reference |", "|---|---|---|---|"]
         lines += [f"| {row['label']} | {row['reference_drop']:+.3f} | {row['other_drop']:+.3f} | {row['ratio']:.2f} |"
                   for row in result["dataset_miou"]]
@@ -170,8 +229,10 @@ def comparison_markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reference", required=True, help="study_*.json of the reference checkpoint")
-    parser.add_argument("--other", required=True, help="study_*.json of the other checkpoint, same targets")
+    parser.add_argument("--reference", required=True, nargs="+",
+                        help="study_*.json of the reference recipe: one, or one per training seed")
+    parser.add_argument("--other", required=True, nargs="+",
+                        help="study_*.json of the other recipe (same targets): one, or one per training seed")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="also write the markdown here")
@@ -179,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.resamples < 1:
         parser.error(f"--resamples must be >= 1 (the intervals are bootstrap percentiles), got {args.resamples}")
     try:
-        result = compare_studies(read_study(args.reference), read_study(args.other), args.resamples, seed=args.seed)
+        result = compare_studies([read_study(path) for path in args.reference],
+                                 [read_study(path) for path in args.other], args.resamples, seed=args.seed)
     except ValueError as error:
         print(f"compare_studies: {error}", file=sys.stderr)
         return 2

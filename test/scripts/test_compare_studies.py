@@ -51,6 +51,40 @@ def test_drops_difference_and_ratio_by_hand(load_script):
     assert result["rows"][0]["reference_drop"] == pytest.approx(-1.0)
 
 
+def test_several_seeds_per_side_average_per_image(load_script, capsys, tmp_path):
+    """A side given one study per training seed: per-image scores are the seeds' mean, each
+    seed's own drop is listed, and an image undefined in any seed is left out of every seed."""
+    cs = load_script("compare_studies")
+    # reference seeds drop (4, 2, 0) and (2, 4, 0): per image (3, 3, 0), mean 2; other drops 1, 1, 1
+    seed0 = _study([[0.30, 0.26], [0.20, 0.18], [0.10, 0.10]], "clean0.pt")
+    seed1 = _study([[0.40, 0.38], [0.30, 0.26], [0.20, 0.20]], "clean1.pt")
+    other = _study([[0.31, 0.30], [0.21, 0.20], [0.11, 0.10]], "noisy.pt")
+    result = cs.compare_studies([seed0, seed1], other, counts=np.array([[1, 1, 1], [3, 0, 0], [0, 0, 3]]), level=1.0)
+    (row,) = result["rows"]
+    assert row["reference_drop"] == pytest.approx(-2.0) and row["ratio"] == pytest.approx(0.5)
+    assert row["reference_seed_drops"] == pytest.approx([-2.0, -2.0]) and row["other_seed_drops"] == pytest.approx([-1.0])
+    assert row["reference_drop_interval"] == pytest.approx([-3.0, 0.0])   # image 0 alone: (-4 - 2) / 2
+    assert row["ratio_interval"] == pytest.approx([1 / 3, 0.5]) and row["ratio_undefined_resamples"] == 1
+    assert result["reference_scores"][LABELS[0]] == pytest.approx(25.0)
+    assert result["reference_checkpoints"] == ["clean0.pt", "clean1.pt"]
+    holed = _study([[0.40, 0.38], [0.30, None], [0.20, 0.20]], "clean1.pt")
+    result = cs.compare_studies([seed0, holed], other, counts=np.ones((1, 2)))
+    assert result["images"] == 2 and result["images_left_out"] == 1
+    assert result["rows"][0]["reference_seed_drops"] == pytest.approx([-2.0, -1.0])
+    with pytest.raises(ValueError, match="different targets or sources .first difference at example 1 of 3 and 3, "
+                                         "reference 1 and reference 2"):
+        cs.compare_studies([seed0, _study([[0.3, 0.2]] * 3, "x.pt", targets=("a", "q", "c"))], other)
+    # The command line takes several studies per side and prints each one's drop.
+    paths = []
+    for name, report in (("s0", seed0), ("s1", seed1), ("o", other)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(report))
+    assert cs.main(["--reference", str(paths[0]), str(paths[1]), "--other", str(paths[2]), "--resamples", "20"]) == 0
+    text = capsys.readouterr().out
+    assert "`clean0.pt`, `clean1.pt`" in text and "mean over its 2 and 1 studies" in text
+    assert "| 5°, 5 cm | -2.00, -2.00 | -1.00 |" in text
+
+
 def test_refuses_studies_of_different_targets(load_script, tmp_path, capsys):
     cs = load_script("compare_studies")
     scores = [[0.3, 0.2], [0.2, 0.1], [0.1, 0.1]]
