@@ -405,6 +405,19 @@ class DepthEvidence(nn.Module):
         return torch.where(carve, 0.0, density + (alpha * surface).to(density.dtype))
 
 
+def query_shape(points: torch.Tensor, directions: torch.Tensor, sources: SourceViews) -> tuple[int, int, int]:
+    """(B, R, S) of a field query, after checking that points [B, R, S, 3], directions [B, R, 3]
+    and the source views' batch agree; a ValueError names the mismatch."""
+    if points.ndim != 4 or points.shape[-1] != 3:
+        raise ValueError(f"points must be [B, R, S, 3], got {tuple(points.shape)}")
+    B, R, S, _ = points.shape
+    if tuple(directions.shape) != (B, R, 3):
+        raise ValueError(f"directions must be [{B}, {R}, 3], got {tuple(directions.shape)}")
+    if sources.batch_size != B:
+        raise ValueError(f"points have batch {B}, the source views {sources.batch_size}")
+    return B, R, S
+
+
 class SemanticField(nn.Module):
     """The multi-view semantic field of ViewSeg. See the module docstring."""
 
@@ -560,13 +573,7 @@ class SemanticField(nn.Module):
             FieldOutput with [B, R, S, ...] tensors.
         """
         src = prepared.sources
-        if points.ndim != 4 or points.shape[-1] != 3:
-            raise ValueError(f"points must be [B, R, S, 3], got {tuple(points.shape)}")
-        B, R, S, _ = points.shape
-        if tuple(directions.shape) != (B, R, 3):
-            raise ValueError(f"directions must be [{B}, {R}, 3], got {tuple(directions.shape)}")
-        if src.batch_size != B:
-            raise ValueError(f"points have batch {B}, the source views {src.batch_size}")
+        B, R, S = query_shape(points, directions, src)
         V = src.num_views
         # Geometry (projection, frames, embedding) and feature sampling run in at least
         # float32 with autocast off: autocast would run these einsums/matmuls in bf16, and a

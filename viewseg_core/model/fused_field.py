@@ -76,7 +76,7 @@ from torch import nn
 
 from viewseg_core.model.field import COLOUR_VAR_EPS, DEPTH_FEATURE_SCALES, EVIDENCE_EDGE, EVIDENCE_FREE_SIGMAS, \
     EVIDENCE_ONSET, EVIDENCE_SIGMA_M, EVIDENCE_SIGMA_REL, EXTRAPOLATE_GRID_LIMIT, FieldOutput, PreparedSources, \
-    ResBlock, SemanticField
+    ResBlock, SemanticField, query_shape
 
 PRECISIONS = ("bf16", "fp32")
 MAX_HIDDEN = 256
@@ -361,13 +361,7 @@ def fused_field_forward(field: SemanticField, points: torch.Tensor, directions: 
     if not ok:
         raise FusedFieldUnsupported(reason)
     src = prepared.sources
-    if points.ndim != 4 or points.shape[-1] != 3:
-        raise ValueError(f"points must be [B, R, S, 3], got {tuple(points.shape)}")
-    B, R, S, _ = points.shape
-    if tuple(directions.shape) != (B, R, 3):
-        raise ValueError(f"directions must be [{B}, {R}, 3], got {tuple(directions.shape)}")
-    if src.batch_size != B:
-        raise ValueError(f"points have batch {B}, the source views {src.batch_size}")
+    B, R, S = query_shape(points, directions, src)
     if points.dtype == torch.float64 or directions.dtype == torch.float64:
         raise FusedFieldUnsupported("float64 points: the kernel computes geometry in float32")
     if torch.is_grad_enabled() and (points.requires_grad or directions.requires_grad

@@ -90,6 +90,18 @@ def test_shapes_and_dtypes():
     assert field64(pts.double(), dirs.double(), field64.prepare(src64)).logits.dtype == torch.float64
 
 
+def test_mismatched_query_shapes_are_named():
+    field = _field()
+    prepared = field.prepare(_sources(CAMS))                          # batch 2
+    pts, dirs = _points()                                             # [2, 5, 6, 3], [2, 5, 3]
+    with pytest.raises(ValueError, match=r"points must be \[B, R, S, 3\], got \(2, 5, 3\)"):
+        field(pts[:, :, 0], dirs, prepared)
+    with pytest.raises(ValueError, match=r"directions must be \[2, 5, 3\], got \(2, 4, 3\)"):
+        field(pts, dirs[:, :4], prepared)
+    with pytest.raises(ValueError, match="points have batch 1, the source views 2"):
+        field(pts[:1], dirs[:1], prepared)
+
+
 @pytest.mark.parametrize("pooling", ["mean", "mean_var"])
 @pytest.mark.parametrize("kind", ["behind", "outside", "invalid"])
 def test_view_that_sees_nothing_changes_nothing(kind, pooling):
