@@ -1077,13 +1077,19 @@ def study_rows(evaluators: Mapping[str, SegmentationEvaluator], reference: str, 
     return rows
 
 
+def study_stats_file(kind: str) -> str:
+    """The per-image statistics a study writes beside ``study_<kind>.json`` (rows as methods)."""
+    return f"study_{kind}_per_image.npz"
+
+
 STUDY_TITLES = {"num_sources": "number of source views (the paper's Table 4)",
                 "pose_noise": "noisy source poses (the paper's Table 6)"}
 
 
 def run_study(kind: str, cfg: "EvalConfig", model: ViewSeg, data_cfg: DataConfig, device: torch.device,
               common: Mapping, notices: list[str], chunk: int) -> dict:
-    """The ``--num-sources`` or ``--pose-noise`` study; writes ``study_<kind>.json`` / ``.md``."""
+    """The ``--num-sources`` or ``--pose-noise`` study; writes ``study_<kind>.json`` / ``.md``
+    and each row's per-image statistics (:func:`study_stats_file`)."""
     dataset = build_dataset(data_cfg, split=cfg.split, seed=0, full_target=True, pairs_dir=cfg.out)
     indices = example_indices(len(dataset), cfg.max_examples)
     if kind == "num_sources":
@@ -1123,6 +1129,10 @@ def run_study(kind: str, cfg: "EvalConfig", model: ViewSeg, data_cfg: DataConfig
                                   "sources in candidate order, most overlap with the target first), so every N's "
                                   "sources are a subset of the next N's")
     out = Path(cfg.out)
+    # Each row's per-image statistics, keyed by row label, so that a study's drops can be
+    # resampled in any score, not only the per-image mIoU the JSON keeps (compare_studies.py).
+    write_image_stats(out / study_stats_file(kind), evaluators, indices, len(dataset),
+                      {"checkpoint": report.get("checkpoint", ""), "study": kind, "split": cfg.split})
     write_text_atomic(out / f"study_{kind}.json", json.dumps(_plain(report), indent=1, allow_nan=False) + "\n")
     write_text_atomic(out / f"study_{kind}.md", study_markdown(report))
     return report

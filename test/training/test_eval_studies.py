@@ -14,7 +14,7 @@ import torch
 from training.config_io import load_config, to_dict
 from training.data import build_dataset, find_pairs, load_scenes
 from training.evaluate import (METHOD_TITLES, EvalConfig, evaluate, parse_baselines, pose_noise_datasets,
-                               resolve_data_config, source_subset)
+                               _scores, read_image_stats, resolve_data_config, source_subset, study_stats_file)
 from training.train import TrainConfig
 from viewseg_core import cli
 from viewseg_core.data.pairs import read_pairs
@@ -236,6 +236,12 @@ def test_num_sources_study(files, tmp_path):
     assert "ViewSeg only" in md and "## Each row minus N=3" in md and "| N=1 |" in md
     assert "IoU_T (paper: things merged)" in md and "first N sources" in md
     assert not (out / "metrics.json").exists()
+    # every row's per-image statistics, read back as evaluators, give the row's scores exactly
+    evaluators, index, in_split, meta = read_image_stats(out / study_stats_file("num_sources"))
+    assert list(evaluators) == ["N=1", "N=2", "N=3"] and meta["study"] == "num_sources"
+    assert list(index) == [r["index"] for r in report["per_example"]] and in_split == report["examples_in_split"]
+    for row in report["rows"]:
+        _same_scores(_scores(evaluators[row["label"]]), row["scores"])
 
 
 def test_source_subset_takes_every_source_tensor(tiny_cfg):
@@ -329,3 +335,5 @@ def test_cli_pose_noise_takes_overrides_after_the_levels(files, tiny_synth, tmp_
     report = json.loads((tmp_path / "o" / "study_pose_noise.json").read_text())
     assert report["image_size"] == [30, 40] and len(report["rows"]) == 2
     assert report["data_settings"]["overrides"] == DATA_OVERRIDES
+    evaluators, *_ = read_image_stats(tmp_path / "o" / study_stats_file("pose_noise"))
+    assert list(evaluators) == ["0°, 0 cm", "1°, 2 cm"]                      # the labels survive the npz
