@@ -227,6 +227,15 @@ class SegmentationEvaluator:
             ev._add_image(image_conf, image_depth, int(image_missing))
         return ev
 
+    def resampled_scores(self, counts: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+        """[resamples, len(names)] scores (keys of HIGHER_IS_BETTER) of this evaluator's images
+        weighted by ``counts`` [resamples, images] (``np.ones((1, n))``: the plain scores)."""
+        counts = np.asarray(counts, dtype=np.float64)
+        if counts.ndim != 2 or counts.shape[1] != len(self.image_conf):
+            raise ValueError(f"counts must be [resamples, {len(self.image_conf)}], got {counts.shape}")
+        arrays = tuple(v.astype(np.float64) for v in self.image_arrays().values())
+        return _resampled_scores(*arrays, counts, names)
+
     def scores(self) -> dict:
         out = dict(semantic_scores(self.conf))
         out["per_image_miou"] = float(np.mean(self.per_image_miou)) if self.per_image_miou else float("nan")
@@ -306,10 +315,8 @@ def paired_bootstrap(a: SegmentationEvaluator, b: SegmentationEvaluator,
     if counts.ndim != 2 or counts.shape[1] != n:
         raise ValueError(f"counts must be [resamples, {n}], got {counts.shape}")
     full = np.ones((1, n))
-    stats = {}
-    for key, ev in (("a", a), ("b", b)):
-        arrays = tuple(v.astype(np.float64) for v in ev.image_arrays().values())
-        stats[key] = (_resampled_scores(*arrays, full, names)[0], _resampled_scores(*arrays, counts, names))
+    stats = {key: (ev.resampled_scores(full, names)[0], ev.resampled_scores(counts, names))
+             for key, ev in (("a", a), ("b", b))}
     diff_all = stats["a"][0] - stats["b"][0]
     diffs = stats["a"][1] - stats["b"][1]
     out = {}

@@ -85,6 +85,41 @@ def test_several_seeds_per_side_average_per_image(load_script, capsys, tmp_path)
     assert "| 5°, 5 cm | -2.00, -2.00 | -1.00 |" in text
 
 
+def _pacc_rows(correct_per_row: list[tuple[int, ...]]) -> dict:
+    """{row label: evaluator} whose images have 10 pixels of class 0, ``correct`` of them right."""
+    from viewseg_core.metrics import SegmentationEvaluator
+
+    rows = {}
+    for label, correct in zip(LABELS, correct_per_row):
+        conf = np.zeros((len(correct), 2, 3), dtype=np.int64)
+        conf[:, 0, 0], conf[:, 0, 1] = correct, 10 - np.asarray(correct)
+        rows[label] = SegmentationEvaluator.from_image_arrays(conf, np.zeros((len(correct), 3, 6)),
+                                                              np.zeros(len(correct), dtype=np.int64))
+    return rows
+
+
+def test_a_pooled_measure_over_seeds_by_hand(load_script):
+    cs = load_script("compare_studies")
+    studies = [_study([[0.5, 0.5], [0.5, 0.5]], name, targets=("a", "b")) for name in ("c0.pt", "c1.pt", "n.pt")]
+    # pixel accuracy 100% at 0°; at 5°: seed 0 gets 8 + 6 of 20 pixels right (-30), seed 1 10 + 6
+    # (-20): mean -25; the other recipe 9 + 9 (-10): ratio 0.4
+    clean = [_pacc_rows([(10, 10), (8, 6)]), _pacc_rows([(10, 10), (10, 6)])]
+    noisy = [_pacc_rows([(10, 10), (9, 9)])]
+    result = cs.compare_studies(studies[:2], studies[2:], measure="pacc", reference_stats=clean, other_stats=noisy,
+                                counts=np.array([[1, 1], [2, 0]]), level=1.0)
+    (row,) = result["rows"]
+    assert row["reference_seed_drops"] == pytest.approx([-30.0, -20.0]) and row["reference_drop"] == pytest.approx(-25.0)
+    assert row["other_drop"] == pytest.approx(-10.0) and row["ratio"] == pytest.approx(0.4)
+    # image 0 twice: seed 0 -20, seed 1 0 (mean -10); the other -10: ratio 1
+    assert row["reference_drop_interval"] == pytest.approx([-25.0, -10.0])
+    assert row["ratio_interval"] == pytest.approx([0.4, 1.0])
+    assert result["measure"] == "pixel accuracy (%)" and result["reference_scores"][LABELS[1]] == pytest.approx(75.0)
+    with pytest.raises(ValueError, match="needs the other studies' per-image statistics"):
+        cs.compare_studies(studies[:2], studies[2:], measure="pacc", reference_stats=clean)
+    with pytest.raises(ValueError, match="unknown measure 'fwiou'"):
+        cs.compare_studies(studies[:2], studies[2:], measure="fwiou")
+
+
 def test_refuses_studies_of_different_targets(load_script, tmp_path, capsys):
     cs = load_script("compare_studies")
     scores = [[0.3, 0.2], [0.2, 0.1], [0.1, 0.1]]
@@ -119,7 +154,7 @@ def test_two_real_studies(tiny_rooms, load_script, tmp_path, capsys):
         reports[name] = evaluate(EvalConfig(checkpoint=str(tmp_path / f"{name}.pt"), out=str(tmp_path / name),
                                             split="test", config=str(config), max_examples=2,
                                             pose_noise=((0.0, 0.0), (10.0, 20.0)), panels=0, threads=1,
-                                            progress=False, bootstrap=0))
+                                            progress=False, bootstrap=50))
     out = tmp_path / "compare.md"
     assert cs.main(["--reference", str(tmp_path / "a" / "study_pose_noise.json"),
                     "--other", str(tmp_path / "b" / "study_pose_noise.json"), "--resamples", "50",
@@ -140,3 +175,24 @@ def test_two_real_studies(tiny_rooms, load_script, tmp_path, capsys):
     assert dataset["label"] == "10°, 20 cm"
     assert (dataset["reference_drop"], dataset["other_drop"]) == pytest.approx(drop)
     assert dataset["ratio"] == pytest.approx(drop[1] / drop[0]) and "| row | reference: drop |" in text
+    # A pooled score from the per-image statistics beside each study: its drop is the study's own
+    # row difference, and with the same draws (seed 0, 50 resamples) the same interval.
+    for measure, key in (("pacc", "pacc"), ("miou", "dataset_miou"), ("depth_absrel", "depth_absrel")):
+        paths = [tmp_path / name / "study_pose_noise.json" for name in ("a", "b")]
+        reports_read = [cs.read_study(path) for path in paths]
+        stats = [cs.read_study_stats(path, report) for path, report in zip(paths, reports_read)]
+        result = cs.compare_studies(reports_read[0], reports_read[1], resamples=50, measure=measure,
+                                    reference_stats=stats[:1], other_stats=stats[1:])
+        (row,) = result["rows"]
+        scale = 1.0 if measure == "depth_absrel" else 100.0
+        for side, name in (("reference", "a"), ("other", "b")):
+            own = reports[name]["rows"][1]["minus_reference"][key]
+            assert row[f"{side}_drop"] == pytest.approx(scale * own["difference"])
+            assert row[f"{side}_drop_interval"] == pytest.approx([scale * own["low"], scale * own["high"]])
+        assert result["images"] == 2 and result["measure_key"] == measure
+    assert cs.main(["--reference", str(paths[0]), "--other", str(paths[1]), "--measure", "pacc",
+                    "--resamples", "20"]) == 0
+    assert "- measure: pixel accuracy (%)" in capsys.readouterr().out
+    (tmp_path / "a" / "study_pose_noise_per_image.npz").unlink()
+    assert cs.main(["--reference", str(paths[0]), "--other", str(paths[1]), "--measure", "pacc"]) == 2
+    assert "has no per-image statistics beside it" in capsys.readouterr().err
