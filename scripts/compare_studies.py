@@ -203,9 +203,9 @@ def compare_studies(reference: dict | list[dict], other: dict | list[dict], resa
 
 
 def dataset_miou_drops(reference: dict | list[dict], other: dict | list[dict], ref: str) -> list[dict] | None:
-    """Each row's drop in dataset mIoU (%, from the studies' own row scores: point estimates,
-    as a study keeps no per-image confusion matrices), averaged over a side's studies, and the
-    ratio of the two sides' drops; None when a row of some study has no dataset mIoU."""
+    """Each row's drop in dataset mIoU (%, from the studies' own row scores: point estimates that
+    need no per-image statistics; ``measure="miou"`` resamples them), averaged over a side's
+    studies, and the ratio of the two sides' drops; None when a row of some study has none."""
     def scores(report: dict) -> dict[str, float] | None:
         values = {row["label"]: (row.get("scores") or {}).get("dataset_miou") for row in report["rows"]}
         return None if any(v is None for v in values.values()) else {k: 100.0 * v for k, v in values.items()}
@@ -265,14 +265,13 @@ def comparison_markdown(result: dict) -> str:
                      f"{_span(row['difference'], row['difference_interval'], digits)} | "
                      f"{_span(row['ratio'], row['ratio_interval'], sign='')} |")
     if seeds:
-        lines += ["", f"Each study's own drop ({result['measure']}), in the order given:", "",
+        lines += ["", f"Each study's own drop in {result['measure']}, in the order given:", "",
                   "| row | reference: drop per study | other: drop per study |", "|---|---|---|"]
         lines += [f"| {row['label']} | {', '.join(f'{d:+.{digits}f}' for d in row['reference_seed_drops'])} | "
                   f"{', '.join(f'{d:+.{digits}f}' for d in row['other_seed_drops'])} |" for row in result["rows"]]
     if result.get("dataset_miou") and result.get("measure_key") != "miou":
-        lines += ["", "Dataset mIoU (%), from each study's row scores: point estimates only (a study keeps no "
-                      "per-image confusion matrices to resample)" + ("; each side's drop is the mean over its "
-                                                                     "studies." if seeds else "."), "",
+        lines += ["", "Dataset mIoU (%), from each study's row scores: point estimates (`--measure miou` gives "
+                      "them intervals)" + ("; each side's drop is the mean over its studies." if seeds else "."), "",
                   "| row | reference: drop | other: drop | other / reference |", "|---|---|---|---|"]
         lines += [f"| {row['label']} | {row['reference_drop']:+.3f} | {row['other_drop']:+.3f} | {row['ratio']:.2f} |"
                   for row in result["dataset_miou"]]
