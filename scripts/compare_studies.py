@@ -64,9 +64,12 @@ def read_study_stats(path: str | Path, report: dict) -> dict[str, SegmentationEv
     if not stats_path.exists():
         raise ValueError(f"{path} has no per-image statistics beside it ({stats_path.name}; viewseg eval writes "
                          "them since 2026-12-06): evaluate again, or use --measure per_image_miou")
-    evaluators, index, _, _ = read_image_stats(stats_path)
+    evaluators, index, _, meta = read_image_stats(stats_path)
     if [int(i) for i in index] != [int(e["index"]) for e in report["per_example"]]:
         raise ValueError(f"{stats_path} holds other images than {path}")
+    if meta.get("checkpoint", "") != str(report.get("checkpoint", "")):
+        raise ValueError(f"{stats_path} is of checkpoint {meta.get('checkpoint')!r}, {path} of "
+                         f"{report.get('checkpoint')!r}: evaluate again")
     labels = [row["label"] for row in report["rows"]]
     if list(evaluators) != labels:
         raise ValueError(f"{stats_path} has rows {list(evaluators)}, {path} has {labels}")

@@ -193,6 +193,11 @@ def test_two_real_studies(tiny_rooms, load_script, tmp_path, capsys):
     assert cs.main(["--reference", str(paths[0]), "--other", str(paths[1]), "--measure", "pacc",
                     "--resamples", "20"]) == 0
     assert "- measure: pixel accuracy (%)" in capsys.readouterr().out
+    # statistics of another model's study beside this JSON are refused
+    (tmp_path / "a" / "study_pose_noise_per_image.npz").write_bytes(
+        (tmp_path / "b" / "study_pose_noise_per_image.npz").read_bytes())
+    assert cs.main(["--reference", str(paths[0]), "--other", str(paths[1]), "--measure", "pacc"]) == 2
+    assert "is of checkpoint" in capsys.readouterr().err
     (tmp_path / "a" / "study_pose_noise_per_image.npz").unlink()
     assert cs.main(["--reference", str(paths[0]), "--other", str(paths[1]), "--measure", "pacc"]) == 2
     assert "has no per-image statistics beside it" in capsys.readouterr().err
