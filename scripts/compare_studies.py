@@ -90,10 +90,9 @@ def per_image_scores(report: dict, source: str) -> tuple[list[str], np.ndarray, 
     return labels, np.asarray(scores, dtype=np.float64).reshape(len(identity), len(labels)), identity
 
 
-def _side(reports: dict | list[dict], name: str) -> tuple[list[str], np.ndarray, list[tuple]]:
+def _side(reports: list[dict], name: str) -> tuple[list[str], np.ndarray, list[tuple]]:
     """(row labels, [seeds, images, rows] per-image mIoU, image identity) of one side's studies,
     which must agree on rows and images."""
-    reports = [reports] if isinstance(reports, dict) else list(reports)
     if not reports:
         raise ValueError(f"no {name} study given")
     labels, scores, ids = per_image_scores(reports[0], f"{name} 1")
@@ -197,15 +196,13 @@ def compare_studies(reference: dict | list[dict], other: dict | list[dict], resa
     return {"study": reference["study"], "reference_row": ref, "measure": f"{title} ({unit})" if unit else title,
             "measure_key": measure, "dataset_miou": dataset_miou_drops(references, others, ref),
             "images": n, "images_left_out": int((~keep).sum()), "resamples": int(counts.shape[0]),
-            "level": level, "reference_checkpoint": references[0].get("checkpoint"),
-            "other_checkpoint": others[0].get("checkpoint"),
-            "reference_checkpoints": [r.get("checkpoint") for r in references],
+            "level": level, "reference_checkpoints": [r.get("checkpoint") for r in references],
             "other_checkpoints": [o.get("checkpoint") for o in others],
             "reference_scores": dict(zip(labels, map(float, a_scores[:, 0].mean(axis=0)))),
             "other_scores": dict(zip(labels, map(float, b_scores[:, 0].mean(axis=0)))), "rows": rows}
 
 
-def dataset_miou_drops(reference: dict | list[dict], other: dict | list[dict], ref: str) -> list[dict] | None:
+def dataset_miou_drops(references: list[dict], others: list[dict], ref: str) -> list[dict] | None:
     """Each row's drop in dataset mIoU (%, from the studies' own row scores: point estimates that
     need no per-image statistics; ``measure="miou"`` resamples them), averaged over a side's
     studies, and the ratio of the two sides' drops; None when a row of some study has none."""
@@ -214,8 +211,7 @@ def dataset_miou_drops(reference: dict | list[dict], other: dict | list[dict], r
         return None if any(v is None for v in values.values()) else {k: 100.0 * v for k, v in values.items()}
 
     sides = []
-    for reports in (reference, other):
-        reports = [reports] if isinstance(reports, dict) else list(reports)
+    for reports in (references, others):
         side = [scores(report) for report in reports]
         if any(s is None for s in side):
             return None

@@ -311,10 +311,7 @@ def paired_bootstrap(a: SegmentationEvaluator, b: SegmentationEvaluator,
         raise ValueError(f"paired_bootstrap: unknown score(s) {unknown}; known: {sorted(HIGHER_IS_BETTER)}")
     if counts is None:
         counts = bootstrap_counts(n, resamples, seed)
-    counts = np.asarray(counts, dtype=np.float64)
-    if counts.ndim != 2 or counts.shape[1] != n:
-        raise ValueError(f"counts must be [resamples, {n}], got {counts.shape}")
-    full = np.ones((1, n))
+    full = np.ones((1, n))  # resampled_scores checks counts against the n images
     stats = {key: (ev.resampled_scores(full, names)[0], ev.resampled_scores(counts, names))
              for key, ev in (("a", a), ("b", b))}
     diff_all = stats["a"][0] - stats["b"][0]
