@@ -53,7 +53,7 @@ import numpy as np
 from viewseg_core import cameras
 from viewseg_core.classes import IGNORE_LABEL, NYU40_NAMES, nyu40_to_classes
 from viewseg_core.data.records import View
-from viewseg_core.data.scene_folder import read_json, read_png
+from viewseg_core.data.scene_folder import read_json, read_npy, read_png
 from viewseg_core.data.source import CameraFrame
 
 REPLICA_CLASSES: tuple[str, ...] = (
@@ -197,10 +197,7 @@ def read_habitat_poses(folder: str | os.PathLike) -> list[np.ndarray]:
             raise ValueError(f"{txt}: each line must hold 16 numbers (a row-major 4x4 matrix): {e}") from e
         return mats
     if npy.is_file():
-        try:
-            arr = np.load(npy, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise ValueError(f"{npy}: not a readable .npy (corrupt or truncated): {e}") from e
+        arr = read_npy(npy)
         if arr.ndim != 3 or arr.shape[1:] != (4, 4):
             raise ValueError(f"{npy}: expected [N, 4, 4], got {arr.shape}")
         return [a.astype(np.float64) for a in arr]
@@ -363,10 +360,7 @@ class ReplicaScene:
         if p is None:
             return None
         if p.suffix == ".npy":
-            try:
-                ids = np.load(p, allow_pickle=False)
-            except (ValueError, OSError, EOFError) as e:
-                raise ValueError(f"{p}: not a readable .npy (corrupt or truncated): {e}") from e
+            ids = read_npy(p)
         else:
             ids = read_png(p, color=False)
         if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
@@ -393,10 +387,7 @@ class ReplicaScene:
         if p is None:
             return None
         if p.suffix == ".npy":
-            try:
-                depth = np.load(p, allow_pickle=False)
-            except (ValueError, OSError, EOFError) as e:
-                raise ValueError(f"{p}: not a readable .npy depth map (corrupt or truncated): {e}") from e
+            depth = read_npy(p, "depth map")
             if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.floating):
                 raise ValueError(f"{p}: depth must be [H, W] floating point, got {depth.shape} {depth.dtype}")
         else:

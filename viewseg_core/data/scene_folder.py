@@ -104,13 +104,19 @@ def write_png(path: str | os.PathLike, image: np.ndarray, *, compression: int = 
     write_bytes_atomic(path, buf.tobytes())
 
 
-def read_depth_npy(path: str | os.PathLike) -> np.ndarray:
-    """[H, W] float32 planar depth from ``.npy``."""
+def read_npy(path: str | os.PathLike, what: str = "") -> np.ndarray:
+    """An array from ``.npy`` (no pickles); a corrupt or truncated file is a ValueError that
+    names it (``what``: say what the file should hold, e.g. "depth map")."""
     path = Path(path)
     try:
-        depth = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise ValueError(f"{path}: not a readable .npy depth map (corrupt or truncated): {e}") from e
+        raise ValueError(f"{path}: not a readable .npy{' ' + what if what else ''} (corrupt or truncated): {e}") from e
+
+
+def read_depth_npy(path: str | os.PathLike) -> np.ndarray:
+    """[H, W] float32 planar depth from ``.npy``."""
+    depth = read_npy(path, "depth map")
     if depth.ndim != 2 or depth.dtype != np.float32:
         raise ValueError(f"{path}: depth must be [H, W] float32, got {depth.shape} {depth.dtype}")
     return depth

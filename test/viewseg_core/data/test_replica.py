@@ -129,6 +129,29 @@ def test_broken_folders_name_the_file(replica_folder):
         ReplicaScene(replica_folder)
 
 
+def test_corrupt_npy_files_name_the_file_and_what_they_hold(replica_folder):
+    """Depth, labels and poses as .npy: truncated, or a pickled object array (never unpickled)."""
+    sc = ReplicaScene(replica_folder)
+    depth = replica_folder / "depth" / "000000.npy"
+    (replica_folder / "depth" / "000000.png").unlink()
+    np.save(depth, np.full((6, 8), 2.0, np.float32))
+    assert np.allclose(ReplicaScene(replica_folder).load_view(0).depth, 2.0)
+    depth.write_bytes(depth.read_bytes()[:70])
+    with pytest.raises(ValueError, match=r"000000\.npy: not a readable \.npy depth map \(corrupt or truncated\)"):
+        ReplicaScene(replica_folder).load_view(0)
+    labels = replica_folder / "semantic" / "000001.npy"
+    np.save(labels, np.array([{"not": "ids"}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match=r"000001\.npy: not a readable \.npy \(corrupt or truncated\)"):
+        sc.load_view(1)
+    (replica_folder / "poses.txt").unlink()
+    poses = replica_folder / "poses.npy"
+    np.save(poses, np.stack([np.eye(4)] * 2))
+    assert len(ReplicaScene(replica_folder)) == 2
+    poses.write_bytes(poses.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"poses\.npy: not a readable \.npy"):
+        ReplicaScene(replica_folder)
+
+
 # --- no assumed field of view, no invented split (issue 18) -----------------------------------
 
 def test_missing_intrinsics_is_refused_unless_the_fov_is_given(replica_folder):
