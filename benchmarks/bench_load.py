@@ -20,12 +20,17 @@ Reported (and appended as a row of the "Load" section of docs/benchmarks.md):
 - latency p50 / p99 of the successful answers;
 - keyframe admission under load as a share of the idle rate (target >= 80%);
 - the node's RSS (from /proc) after warm-up (the first 10% of the load phase) and at the
-  end, and its drift (target: within 10% over 10 minutes, ``--duration 600``).
+  end, and its drift (target: within 10% over 10 minutes, ``--duration 600``);
+- the node's CPU time (user + system, from /proc) per second of each phase, in cores: what
+  keeping up with the camera costs a robot computer when nobody queries (per second of
+  frames sent), and under load (where renders take whatever is left). The executor comparison needs it: rclpy's executor
+  re-submits queued callbacks (viewseg_ros/executor.py), which costs CPU before it costs
+  served queries.
 
     python benchmarks/bench_load.py --quick            # ~40 s: 2 clients, 8 s of load
     python benchmarks/bench_load.py                    # 4 clients, 60 s
     python benchmarks/bench_load.py --duration 600     # the 10-minute RSS target
-    python benchmarks/bench_load.py --executor submit_once   # the node on viewseg_ros/executor.py
+    python benchmarks/bench_load.py --executor rclpy   # the node on rclpy's own MultiThreadedExecutor
 """
 from __future__ import annotations
 
@@ -51,13 +56,14 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(PROFILE))
 
-from report import append_rows, cpu_name, load_avg  # noqa: E402  (benchmarks/report.py)
+from report import append_rows, cpu_name, cpu_seconds, load_avg  # noqa: E402  (benchmarks/report.py)
 from viewseg_ros.executor import EXECUTORS  # noqa: E402
 
 SECTION = "## Load: concurrent clients while a 640x480 camera streams (issue 17)"
 TABLE_HEADER = ("| date | device | clients | load s | query | served | busy | refused | lost | p50 ms | p99 ms "
-                "| render p50 ms | admission vs idle | RSS after warm-up MB | RSS end MB | RSS drift | load avg |\n"
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+                "| render p50 ms | admission vs idle | RSS after warm-up MB | RSS end MB | RSS drift "
+                "| node CPU idle (cores) | node CPU load (cores) | load avg |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 INTRO = ("`python benchmarks/bench_load.py` (see its docstring). Node, camera and clients are three "
          "processes on the same machine with config/fastdds_large_images.xml. Targets: 0 lost, admission "
          ">= 80% of the idle rate, RSS drift within 10% over 10 minutes (`--duration 600`).\n\n")
@@ -110,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camera-size", default="640x480")
     parser.add_argument("--checkpoint", default="", help="model file (default: the demo checkpoint)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--executor", choices=EXECUTORS, default="rclpy",
-                        help="the node's executor parameter (rclpy: its default, rclpy's MultiThreadedExecutor; "
-                             "submit_once: viewseg_ros/executor.py)")
+    parser.add_argument("--executor", choices=EXECUTORS, default="submit_once",
+                        help="the node's executor parameter (submit_once: its default, viewseg_ros/executor.py; "
+                             "rclpy: rclpy's MultiThreadedExecutor as it is)")
     parser.add_argument("--quick", action="store_true", help="2 clients, 10 s of load, 8 s idle, 80x60 queries")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-record", action="store_true")
@@ -171,11 +177,15 @@ def main(argv: list[str] | None = None) -> int:
         # ---- idle phase
         idle_views = max(4, int(args.idle * 15.0 / args.frames_per_view))
         before = admitted()
+        cpu0 = cpu_seconds(server.pid)
         camera = Camera(0, idle_views, args.frames_per_view, cw, ch)
-        camera.finish()
+        streamed = camera.finish()
+        # Per second of frames (lead-in included), not of the camera process's start-up, which
+        # takes seconds and would dilute it.
+        idle_cpu = (cpu_seconds(server.pid) - cpu0) / (streamed["elapsed_s"] + streamed["lead_in_frames"] / 15.0)
         time.sleep(1.5)
         idle_rate = (admitted() - before) / idle_views
-        print(f"idle: {idle_rate:.0%} of {idle_views} views became keyframes")
+        print(f"idle: {idle_rate:.0%} of {idle_views} views became keyframes; the node used {idle_cpu:.2f} cores")
 
         # ---- load phase
         load_views = max(4, int(args.duration * 15.0 / args.frames_per_view))
@@ -224,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                     results.append((outcome, elapsed, render))
 
         threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(args.clients)]
-        load_start = time.monotonic()
+        load_start, load_cpu0 = time.monotonic(), cpu_seconds(server.pid)
         for thread in threads:
             thread.start()
         while camera.process.poll() is None:
@@ -234,9 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         for thread in threads:
             thread.join(timeout=timeout_s + 5)
         camera.finish()
+        load_s = time.monotonic() - load_start
+        load_cpu = (cpu_seconds(server.pid) - load_cpu0) / load_s
         time.sleep(1.5)
         load_rate = (admitted() - before) / load_views
-        load_s = time.monotonic() - load_start
     finally:
         server.terminate()
         try:
@@ -262,12 +273,13 @@ def main(argv: list[str] | None = None) -> int:
         print("refusals:", "; ".join(f"{n} x {why}" for why, n in reasons.most_common(3)))
     print(f"keyframe admission: {load_rate:.0%} under load vs {idle_rate:.0%} idle ({admission:.0%} of idle)")
     print(f"node RSS: {rss_start:.0f} MB after warm-up, {rss_end:.0f} MB at the end ({drift:+.1%})")
+    print(f"node CPU: {idle_cpu:.2f} cores idle (camera only), {load_cpu:.2f} under load")
     if not args.no_record:
-        device = f"{cpu_name()} ({args.device}" + (", executor submit_once)" if args.executor == "submit_once" else ")")
+        device = f"{cpu_name()} ({args.device}, executor {args.executor})"
         row = (f"| {_dt.date.today().isoformat()} | {device} | {args.clients} | {load_s:.0f} | "
                f"{qw}x{qh} | {counts['served']} | {counts['busy']} | {counts['refused']} | {counts['lost']} | "
                f"{p50:.0f} | {p99:.0f} | {render_p50:.0f} | {admission:.0%} | {rss_start:.0f} | {rss_end:.0f} | {drift:+.1%} | "
-               f"{load_avg():.1f} |\n")
+               f"{idle_cpu:.2f} | {load_cpu:.2f} | {load_avg():.1f} |\n")
         append_rows(args.output, SECTION, TABLE_HEADER, [row], INTRO)
         print(f"row appended to {args.output}")
     return 0 if counts["lost"] == 0 else 1

@@ -1,5 +1,5 @@
 """What every benchmark shares: naming the machine and appending dated rows to its
-section's table in docs/benchmarks.md."""
+section's table in docs/benchmarks.md, and what a benchmark reads of another process."""
 from __future__ import annotations
 
 import os
@@ -23,6 +23,17 @@ def load_avg() -> float:
     try:
         return os.getloadavg()[0]
     except OSError:
+        return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, in seconds (NaN once it is gone)."""
+    try:
+        # Fields after the command name (which may hold spaces, hence the split at ')'):
+        # utime and stime are the 12th and 13th (proc(5) fields 14 and 15), in clock ticks.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
         return float("nan")
 
 

@@ -9,9 +9,12 @@ keeping the GIL and a core busy. test_executor.py measures it on a saturated poo
 made thousands of pool submissions for a few dozen callbacks, this one about one each. Upstream:
 ros2/rclpy#1452 and ros2/rclpy#1547, which the pinned rclpy 9.1.2 does not have.
 
-``viewseg_node`` uses it when its parameter ``executor`` is ``submit_once``; the default stays
-``rclpy`` because the node-level comparison (``benchmarks/bench_load.py --executor``, a 640x480
-camera and 4 clients; docs/benchmarks.md, "Load") has not yet shown a clear difference.
+``viewseg_node`` uses it by default (parameter ``executor: submit_once``; ``rclpy`` selects
+rclpy's own). ``benchmarks/bench_load.py --executor`` (a 640x480 15 Hz camera, then clients;
+docs/benchmarks.md, "Load") found no difference in queries served, but the node needed about
+half the CPU while it took in the camera stream with nobody querying (0.16-0.17 cores against
+0.29-0.32 on 2 loaded cores). When the pinned rclpy has the upstream fix, measure again and
+drop this module.
 
 :class:`SubmitOnceExecutor` keeps the ids of the tasks it has queued. When the spin loop is
 handed one of them again, it waits (up to ``QUEUED_WAIT_S``, or until some worker starts a

@@ -158,9 +158,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "query.timeout_s": (30.0, "a query estimated to take longer is refused up front; a render that takes "
                               "longer is abandoned (success=false)"),
     "query.max_in_flight": (4, "queries served or waiting at once; more are answered 'busy' at once"),
-    "executor": ("rclpy", "rclpy (rclpy's MultiThreadedExecutor as it is; it re-submits callbacks still queued in "
-                          "its thread pool, spending CPU while the pool is busy) | submit_once (each ready callback "
-                          "handed to the pool once: viewseg_ros/executor.py; opt-in, docs/benchmarks.md 'Load')"),
+    "executor": ("submit_once", "submit_once (each ready callback handed to the thread pool once: "
+                                "viewseg_ros/executor.py; about half the CPU of rclpy's while a camera streams, "
+                                "docs/benchmarks.md 'Load') | rclpy (rclpy's MultiThreadedExecutor as it is: it "
+                                "re-submits callbacks still queued in its pool, spending CPU while the pool is busy)"),
     "query.prepared_cache": (2, "keyframe sets whose stacked source views and projected feature maps are kept for "
                                 "the next query that picks the same keyframes (0 = none; not counted in keyframes.max_bytes: "
                                 "diagnostics prepared_cache says hits and memory)"),

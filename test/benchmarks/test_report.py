@@ -34,3 +34,25 @@ def test_rows_go_above_notes_and_before_the_next_section(tmp_path):
     assert page.read_text() == ("# b\n\n## Bench\n\n" + HEADER + "| 1 | a |\n| 2 | b |\n\n"
                                 "A log below the table.\n\n## Next\n\nx\n")
     assert report.cpu_name()
+
+
+def test_cpu_seconds_of_a_process_from_proc():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    report = load_report()
+    own = report.cpu_seconds(os.getpid())
+    assert abs(own - time.process_time()) < 0.1       # the same clock, read from /proc
+    # A child that burns about 0.4 s of CPU, then waits to be read.
+    child = subprocess.Popen([sys.executable, "-c", "import sys, time\nt = time.process_time()\n"
+                              "while time.process_time() - t < 0.4: pass\nprint(flush=True)\nsys.stdin.read()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        child.stdout.readline()
+        used = report.cpu_seconds(child.pid)
+        assert 0.4 <= used < 2.0, used                  # its loop, plus starting Python
+    finally:
+        child.communicate("")
+    assert report.cpu_seconds(child.pid) != report.cpu_seconds(child.pid)   # reaped: NaN
