@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from viewseg_ros.conversions import make_camera_info, matrix_to_pose_stamped
+from viewseg_ros.executor import SubmitOnceExecutor
 
 
 def params(mapping: dict) -> list[Parameter]:
@@ -32,7 +32,8 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.02):
 
 
 class Graph:
-    """Nodes spinning in a background multi-threaded executor, plus a client node.
+    """Nodes spinning in a background multi-threaded executor, plus a client node. The
+    executor is the one ``viewseg_node`` runs on by default (viewseg_ros/executor.py).
 
     Entities made on the spun nodes (clients, test subscriptions and publishers) live until
     :meth:`close`: destroying one while the executor thread waits on it can kill that thread
@@ -44,7 +45,7 @@ class Graph:
         self.context = Context()
         self._clients = {}
         rclpy.init(context=self.context, domain_id=domain_id)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.executor = SubmitOnceExecutor(num_threads=4, context=self.context)
         self.client = Node("viewseg_test_client", context=self.context)
         self.executor.add_node(self.client)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
