@@ -1247,6 +1247,8 @@ def main(args: list[str] | None = None) -> int:
             return 2
         executor = (SubmitOnceExecutor if node.params["executor"] == "submit_once" else MultiThreadedExecutor)(
             num_threads=node.executor_threads)
+        node.get_logger().info(f"executor: {type(executor).__name__} ({node.params['executor']}), "
+                               f"{node.executor_threads} threads")
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -424,12 +424,15 @@ def test_bad_inputs_are_dropped_with_throttled_warnings(graph, checkpoint):
 
 
 # --------------------------------------------------------------------------- processes and launch
-def test_node_runs_as_a_module_with_the_params_file(checkpoint, ros_subprocess_env, rclpy_context):
+@pytest.mark.parametrize("node_executor", ["", "rclpy"])   # "": the params file's (submit_once)
+def test_node_runs_as_a_module_with_the_params_file(checkpoint, ros_subprocess_env, rclpy_context, node_executor):
     from viewseg_interfaces.srv import RenderView
 
     command = [sys.executable, "-m", "viewseg_ros.node", "--ros-args", "--params-file", str(REPO / "config" /
                                                                                            "viewseg.yaml")]
-    good = subprocess.Popen(command + ["-r", "__ns:=/cli", "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu"],
+    chosen = ["-p", f"executor:={node_executor}"] if node_executor else []
+    good = subprocess.Popen(command + ["-r", "__ns:=/cli", "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu",
+                                       *chosen],
                             env=ros_subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
     missing = subprocess.run(command + ["-r", "__ns:=/cli_missing", "-p", "checkpoint:=/nonexistent/model.pt"],
                              env=ros_subprocess_env, capture_output=True, text=True, timeout=60, cwd=REPO)
@@ -456,6 +459,8 @@ def test_node_runs_as_a_module_with_the_params_file(checkpoint, ros_subprocess_e
         good.wait(timeout=20)
     log = good.stdout.read().decode()
     assert "ready:" in log and "warm-up took" in log
+    expected = "MultiThreadedExecutor (rclpy)" if node_executor == "rclpy" else "SubmitOnceExecutor (submit_once)"
+    assert f"executor: {expected}" in log, log
 
 
 def test_launch_file():
