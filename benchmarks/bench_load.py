@@ -23,9 +23,9 @@ Reported (and appended as a row of the "Load" section of docs/benchmarks.md):
   end, and its drift (target: within 10% over 10 minutes, ``--duration 600``);
 - the node's CPU time (user + system, from /proc) per second of each phase, in cores: what
   keeping up with the camera costs a robot computer when nobody queries (per second of
-  frames sent), and under load (where renders take whatever is left). The executor comparison needs it: rclpy's executor
-  re-submits queued callbacks (viewseg_ros/executor.py), which costs CPU before it costs
-  served queries.
+  frames sent), and under load (where renders take whatever is left). The executor
+  comparison needs it: rclpy's executor re-submits queued callbacks
+  (viewseg_ros/executor.py), which costs CPU before it costs served queries.
 
     python benchmarks/bench_load.py --quick            # ~40 s: 2 clients, 8 s of load
     python benchmarks/bench_load.py                    # 4 clients, 60 s
@@ -278,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         device = f"{cpu_name()} ({args.device}, executor {args.executor})"
         row = (f"| {_dt.date.today().isoformat()} | {device} | {args.clients} | {load_s:.0f} | "
                f"{qw}x{qh} | {counts['served']} | {counts['busy']} | {counts['refused']} | {counts['lost']} | "
-               f"{p50:.0f} | {p99:.0f} | {render_p50:.0f} | {admission:.0%} | {rss_start:.0f} | {rss_end:.0f} | {drift:+.1%} | "
-               f"{idle_cpu:.2f} | {load_cpu:.2f} | {load_avg():.1f} |\n")
+               f"{p50:.0f} | {p99:.0f} | {render_p50:.0f} | {admission:.0%} | {rss_start:.0f} | {rss_end:.0f} | "
+               f"{drift:+.1%} | {idle_cpu:.2f} | {load_cpu:.2f} | {load_avg():.1f} |\n")
         append_rows(args.output, SECTION, TABLE_HEADER, [row], INTRO)
         print(f"row appended to {args.output}")
     return 0 if counts["lost"] == 0 else 1
