@@ -92,7 +92,10 @@ class SubmitOnceExecutor(MultiThreadedExecutor):
         Any other exception is logged as an error, since nothing else will see it."""
         finished = super().shutdown(timeout_sec, wait_for_threads=wait_for_threads)
         for task in [t for t in self._futures if t.done()]:
-            self._futures.remove(task)
+            try:
+                self._futures.remove(task)
+            except ValueError:
+                continue  # shut down from another thread: the spin loop, still returning, took it
             error = task.exception()
             if error is not None and not isinstance(error, InvalidHandle):
                 get_logger("viewseg_executor").error(
