@@ -51,13 +51,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when loaded by path
 
 PROFILE = ROOT / "config" / "fastdds_large_images.xml"
+CAMERA_HZ = 15.0  # the camera process's frame rate
 # Before rclpy creates this process's participant: the profile and a private loopback domain.
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(PROFILE))
 
 from report import append_rows, cpu_name, cpu_seconds, load_avg  # noqa: E402  (benchmarks/report.py)
-from viewseg_ros.executor import EXECUTORS  # noqa: E402
+from viewseg_ros.executor import DEFAULT_EXECUTOR, EXECUTORS  # noqa: E402
 
 SECTION = "## Load: concurrent clients while a 640x480 camera streams (issue 17)"
 TABLE_HEADER = ("| date | device | clients | load s | query | served | busy | refused | lost | p50 ms | p99 ms "
@@ -94,7 +95,7 @@ class Camera:
         self.first_view, self.views = first_view, views
         self.process = subprocess.Popen(
             [sys.executable, "-m", "viewseg_ros.camera_stream", "--ros-args", "-p", f"first_view:={first_view}",
-             "-p", f"views:={views}", "-p", f"frames_per_view:={frames_per_view}", "-p", "rate:=15.0",
+             "-p", f"views:={views}", "-p", f"frames_per_view:={frames_per_view}", "-p", f"rate:={CAMERA_HZ}",
              "-p", f"width:={width}", "-p", f"height:={height}", "-p", "start_delay_s:=0.5"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         self.started = time.monotonic()
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camera-size", default="640x480")
     parser.add_argument("--checkpoint", default="", help="model file (default: the demo checkpoint)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--executor", choices=EXECUTORS, default="submit_once",
+    parser.add_argument("--executor", choices=EXECUTORS, default=DEFAULT_EXECUTOR,
                         help="the node's executor parameter (submit_once: its default, viewseg_ros/executor.py; "
                              "rclpy: rclpy's MultiThreadedExecutor as it is)")
     parser.add_argument("--quick", action="store_true", help="2 clients, 10 s of load, 8 s idle, 80x60 queries")
@@ -175,20 +176,20 @@ def main(argv: list[str] | None = None) -> int:
             return int(diagnostics["keyframes_admitted"])
 
         # ---- idle phase
-        idle_views = max(4, int(args.idle * 15.0 / args.frames_per_view))
+        idle_views = max(4, int(args.idle * CAMERA_HZ / args.frames_per_view))
         before = admitted()
         cpu0 = cpu_seconds(server.pid)
         camera = Camera(0, idle_views, args.frames_per_view, cw, ch)
         streamed = camera.finish()
         # Per second of frames (lead-in included), not of the camera process's start-up, which
         # takes seconds and would dilute it.
-        idle_cpu = (cpu_seconds(server.pid) - cpu0) / (streamed["elapsed_s"] + streamed["lead_in_frames"] / 15.0)
+        idle_cpu = (cpu_seconds(server.pid) - cpu0) / (streamed["elapsed_s"] + streamed["lead_in_frames"] / CAMERA_HZ)
         time.sleep(1.5)
         idle_rate = (admitted() - before) / idle_views
         print(f"idle: {idle_rate:.0%} of {idle_views} views became keyframes; the node used {idle_cpu:.2f} cores")
 
         # ---- load phase
-        load_views = max(4, int(args.duration * 15.0 / args.frames_per_view))
+        load_views = max(4, int(args.duration * CAMERA_HZ / args.frames_per_view))
         first = idle_views + 10
         before = admitted()
         results: list[tuple[str, float, float]] = []  # (outcome, seconds end to end, node's render_time)

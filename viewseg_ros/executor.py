@@ -34,6 +34,8 @@ from rclpy.logging import get_logger
 
 # The node's ``executor`` parameter: rclpy's MultiThreadedExecutor as it is, or this module's.
 EXECUTORS = ("rclpy", "submit_once")
+# Its default: this module's (the CPU it saves: docs/benchmarks.md, "Load").
+DEFAULT_EXECUTOR = "submit_once"
 # Longest wait of the spin loop for a worker to start a task it queued earlier (seconds): short
 # enough that a message arriving meanwhile is taken promptly, long enough not to spin.
 QUEUED_WAIT_S = 0.005
@@ -103,4 +105,4 @@ class SubmitOnceExecutor(MultiThreadedExecutor):
         return finished
 
 
-__all__ = ["EXECUTORS", "QUEUED_WAIT_S", "SubmitOnceExecutor"]
+__all__ = ["DEFAULT_EXECUTOR", "EXECUTORS", "QUEUED_WAIT_S", "SubmitOnceExecutor"]

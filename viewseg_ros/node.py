@@ -79,7 +79,7 @@ from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage,
 from viewseg_ros.conversions import (COLOR_ENCODINGS, camera_info_to_K, depth_image_to_metres, image_to_numpy,
                                      make_camera_info,
                                      make_point_cloud, numpy_to_image, ns_to_time, pose_to_matrix, time_to_ns)
-from viewseg_ros.executor import EXECUTORS, SubmitOnceExecutor
+from viewseg_ros.executor import DEFAULT_EXECUTOR, EXECUTORS, SubmitOnceExecutor
 from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, pose_difference
 from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformBuffer, TransformError
 
@@ -158,7 +158,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "query.timeout_s": (30.0, "a query estimated to take longer is refused up front; a render that takes "
                               "longer is abandoned (success=false)"),
     "query.max_in_flight": (4, "queries served or waiting at once; more are answered 'busy' at once"),
-    "executor": ("submit_once", "submit_once (each ready callback handed to the thread pool once: "
+    "executor": (DEFAULT_EXECUTOR, "submit_once (each ready callback handed to the thread pool once: "
                                 "viewseg_ros/executor.py; about half the CPU of rclpy's while a camera streams, "
                                 "docs/benchmarks.md 'Load') | rclpy (rclpy's MultiThreadedExecutor as it is: it "
                                 "re-submits callbacks still queued in its pool, spending CPU while the pool is busy)"),
