@@ -90,7 +90,7 @@ class SubmitOnceExecutor(MultiThreadedExecutor):
         finished after spin() stopped looking. On SIGINT rclpy shuts the context down first, so
         a callback still queued then fails with InvalidHandle ("destruction was requested"):
         expected at exit, and dropped here. Unfetched, rclpy's Future prints it at interpreter
-        exit as "The following exception was never retrieved" (seen in about 1 of 8 Ctrl-Cs).
+        exit as "The following exception was never retrieved" (seen now and then on Ctrl-C).
         Any other exception is logged as an error, since nothing else will see it."""
         finished = super().shutdown(timeout_sec, wait_for_threads=wait_for_threads)
         for task in [t for t in self._futures if t.done()]:
