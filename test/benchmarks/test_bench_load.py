@@ -1,0 +1,80 @@
+"""benchmarks/bench_load.py: its memory accounting (RSS drift less the bounded stores, growth over
+the last half) by hand, and its --quick run end to end: three real processes, a row in the
+"Load" table, the JSON samples and the chart."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "bench_load.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_load", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # its dataclasses look their module up while being defined
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_memory_summary_separates_store_growth_from_the_rest():
+    bench = load_bench()
+    S = bench.MemorySample
+    samples = [S(0.0, 500.0, 2, 10.0, 0.0),      # warm-up (t < 10% of 100 s): not the start
+               S(10.0, 1000.0, 10, 100.0, 20.0),  # start
+               S(40.0, 1100.0, 30, 180.0, 20.0),
+               S(50.0, 1150.0, 40, 200.0, 20.0),  # first sample at half time
+               S(100.0, 1200.0, 64, 250.0, 30.0)]  # end
+    m = bench.memory_summary(samples, 100.0)
+    assert (m["rss_start"], m["rss_end"]) == (1000.0, 1200.0)
+    assert m["drift"] == pytest.approx(0.20)
+    assert (m["keyframes_start"], m["keyframes_end"]) == (10, 64)
+    assert m["bounded_growth_mb"] == pytest.approx(160.0)          # (250 + 30) - (100 + 20)
+    assert m["drift_unbounded"] == pytest.approx(40.0 / 1000.0)    # 200 MB of RSS, 160 of it the stores
+    assert m["last_half_growth"] == pytest.approx(50.0 / 1000.0)   # 1200 - 1150
+    empty = bench.memory_summary([], 10.0)
+    assert all(math.isnan(v) for v in empty.values())
+
+
+def test_stores_are_read_from_the_nodes_diagnostics_values():
+    bench = load_bench()
+    values = {"keyframes": "12", "keyframe_bytes": str(3 * 2**20),
+              "prepared_cache": "4 hits, 2 misses, 2 entries, 17.5 MiB"}
+    assert bench.stores_mb(values) == (12, 3.0, 17.5)
+    count, kf, cache = bench.stores_mb({})
+    assert (count, kf) == (0, 0.0) and math.isnan(cache)
+
+
+def test_quick_run_records_a_row_the_samples_and_the_chart(tmp_path, ros_subprocess_env):
+    import cv2
+
+    bench = load_bench()
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# viewseg benchmarks\n\n{bench.SECTION}\n\nintro\n\n{bench.TABLE_HEADER}\nNotes stay below.\n")
+    series, chart = tmp_path / "series.json", tmp_path / "rss.png"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--output", str(page), "--series", str(series),
+                           "--plot", str(chart)], cwd=REPO, env=dict(ros_subprocess_env, OMP_NUM_THREADS="1"),
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "less them" in done.stdout and "over the last half" in done.stdout
+    text = page.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| 20")]
+    assert len(rows) == 1 and text.index(rows[0]) < text.index("Notes stay below.")
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert len(cells) == bench.TABLE_HEADER.splitlines()[0].count("|") - 1
+    assert cells[8] == "0"                                       # lost
+    recorded = json.loads(series.read_text())
+    samples = recorded["samples"]
+    assert len(samples) >= 5 and all(s["rss_mb"] > 100 for s in samples)   # a node with torch and a model
+    assert all(s["keyframes"] >= 1 and s["keyframe_mb"] > 0 for s in samples[len(samples) // 2:])
+    image = cv2.imread(str(chart))
+    assert image is not None and image.shape == (400, 800, 3)
