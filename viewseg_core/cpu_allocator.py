@@ -19,6 +19,18 @@ peak working set, e.g. after a large query) instead of returning it at once. It 
 allocator alone with ``VIEWSEG_MALLOC=default``, when the glibc tunables
 ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` are set (the user's choice), and where
 the C library is not glibc.
+
+:func:`release_freed_memory` is the other half, for a process that lives for hours (the node):
+it hands the heap's free pages back to the kernel (glibc ``malloc_trim(0)``), and the node
+calls it after every render. Without it the heap only grows. A query's tensors have sizes
+that vary with the image, the rays and the samples each field call gets, and tensors up to
+the mmap threshold come from the heap (32 MiB with :func:`keep_freed_memory`; glibc's
+default threshold also climbs to 32 MiB once a freed mmap chunk raises it). Freed blocks of
+one query's sizes seldom fit the next query's tensors, so the heap grows around them. In
+docs/benchmarks.md ("Load") a node served 257 queries in 10 minutes and grew from 2.2 GB to
+5.8 GB, the same with ``VIEWSEG_MALLOC=default``. The trim costs the next query some page
+faults. The field calls within one query still reuse each other's memory, and that is where
+:func:`keep_freed_memory` gains.
 """
 from __future__ import annotations
 
@@ -80,9 +92,30 @@ def keep_freed_memory(mmap_threshold_mib: int = MMAP_THRESHOLD_MIB, trim_thresho
         return _status
 
 
+_libc_for_trim: list[ctypes.CDLL | None] = []   # looked up once; [None] where there is no glibc
+
+
+def release_freed_memory() -> bool:
+    """Return the free pages of every malloc arena to the kernel (glibc ``malloc_trim(0)``);
+    memory in use is untouched. True if glibc released any; False where it had nothing to
+    release or the C library is not glibc. Safe from any thread (glibc locks each arena).
+    Unlike :func:`keep_freed_memory` it ignores ``VIEWSEG_MALLOC``: it bounds memory, it does
+    not tune speed."""
+    with _lock:
+        if not _libc_for_trim:
+            libc = _glibc()
+            if libc is not None:
+                libc.malloc_trim.argtypes = [ctypes.c_size_t]
+                libc.malloc_trim.restype = ctypes.c_int
+            _libc_for_trim.append(libc)
+    libc = _libc_for_trim[0]
+    return libc is not None and libc.malloc_trim(0) == 1
+
+
 def status() -> str:
     """What :func:`keep_freed_memory` did in this process (or that it was not called)."""
     return _status
 
 
-__all__ = ["ENV", "GLIBC_TUNABLES", "MMAP_THRESHOLD_MIB", "TRIM_THRESHOLD_MIB", "keep_freed_memory", "status"]
+__all__ = ["ENV", "GLIBC_TUNABLES", "MMAP_THRESHOLD_MIB", "TRIM_THRESHOLD_MIB", "keep_freed_memory",
+           "release_freed_memory", "status"]

@@ -69,7 +69,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 
 from viewseg_core.cameras import K_from_camera_info, check_pinhole, resize_intrinsics
 from viewseg_core.classes import IGNORE_LABEL, PALETTE, colorize
-from viewseg_core.cpu_allocator import keep_freed_memory, status as cpu_allocator_status
+from viewseg_core.cpu_allocator import keep_freed_memory, release_freed_memory, status as cpu_allocator_status
 from viewseg_core.data.records import View
 from viewseg_core.model.fast import PRESETS, RenderCancelled, check_amp, render_query, render_query_stats, \
     trained_preset
@@ -902,6 +902,13 @@ class ViewSegNode(Node):
             labels, depth, confidence = out.labels, out.depth, out.confidence
             del out, sources, prepared
             self._sync()
+            if self.device.type == "cpu":
+                # Hand the render's freed heap back (cpu_allocator.release_freed_memory): without
+                # it the node's RSS grows with every query. Under the lock: no render is running.
+                # CPU only: a GPU render's tensors are not malloc's, and its latency is milliseconds.
+                t_release = time.perf_counter()
+                release_freed_memory()
+                timings["release_memory"] = time.perf_counter() - t_release
             self._record_cost(stats.coarse_points + stats.fine_points, len(chosen), time.perf_counter() - t_render,
                               stats.points_per_ray)
             self.field_impl, self.precision = _field_impl_text(stats), stats.precision

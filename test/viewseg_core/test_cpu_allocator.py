@@ -74,3 +74,42 @@ def test_a_bad_environment_value_warns_and_changes_nothing():
     out = _probe(call=True, VIEWSEG_MALLOC="sometimes")
     assert out["status"] == "process default (VIEWSEG_MALLOC='sometimes' is neither keep nor default)"
     assert out["mmapped_mib"] >= 8
+
+
+RELEASE_PROBE = """
+import json, sys
+import torch
+from viewseg_core import cpu_allocator
+def rss_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+cpu_allocator.keep_freed_memory()         # freed blocks up to 128 MiB stay in the heap
+base = rss_mib()
+big = [torch.ones(4 << 20, dtype=torch.uint8) for _ in range(32)]   # 128 MiB, touched
+pin = torch.ones(1024, dtype=torch.uint8)                          # above them: the heap cannot shrink from the top
+grown = rss_mib()
+del big
+freed = rss_mib()
+released = cpu_allocator.release_freed_memory()
+print(json.dumps({"grown": grown - base, "after_free": freed - base, "after_release": rss_mib() - base,
+                  "released": released}))
+"""
+
+
+@glibc
+def test_release_freed_memory_returns_the_heaps_free_pages():
+    full = {k: v for k, v in os.environ.items() if k not in (cpu_allocator.ENV, *cpu_allocator.GLIBC_TUNABLES)}
+    done = subprocess.run([sys.executable, "-c", RELEASE_PROBE], env=full, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    import json
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["grown"] >= 120, out                  # the 128 MiB became resident
+    assert out["after_free"] >= 120, out             # freed, but kept by the heap (and counted in RSS)
+    assert out["released"] is True
+    assert out["after_release"] <= out["after_free"] - 110, out   # handed back to the kernel
+
+
+def test_release_freed_memory_is_harmless_anywhere():
+    assert cpu_allocator.release_freed_memory() in (True, False)

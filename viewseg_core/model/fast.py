@@ -409,10 +409,48 @@ class FieldChoice:
 
     def _reference(self, field: SemanticField, points: torch.Tensor, directions: torch.Tensor,
                    prepared: PreparedSources) -> FieldOutput:
-        """The PyTorch field, from its ``weights_dtype`` copy where one is asked for."""
+        """The PyTorch field, from its ``weights_dtype`` copy where one is asked for (on the CPU
+        with its rays padded to :func:`ray_bucket`, see there)."""
         if self.weights_dtype is not None and not torch.is_grad_enabled():
             field = low_precision_field(field, self.weights_dtype)
+            if points.device.type == "cpu":
+                return padded_field_call(field, points, directions, prepared)
         return field(points, directions, prepared)
+
+
+def ray_bucket(rays: int) -> int:
+    """``rays`` rounded up to one of a few sizes: a multiple of 16 below 512, above that a
+    multiple of a 16th of the largest power of two not above it (at most 6.25% more rays; 56
+    sizes up to 1536).
+
+    Why: the CPU's bf16 GEMMs (oneDNN) keep memory for every distinct shape they have run,
+    outside the primitive cache that ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` bounds, and a query's
+    field calls have as many shapes as its chunks have ray counts. A node that rendered for
+    10 minutes grew by gigabytes (docs/benchmarks.md, "Load"); with the rays bucketed the
+    shapes repeat and its memory levels off. The price: such a call may hold a few more points
+    than the point budget (6.25% at most from 256 rays up, 15 rays below) and computes them
+    for nothing.
+    """
+    if rays < 1:
+        raise ValueError(f"ray_bucket: need at least one ray, got {rays}")
+    step = max(16, 1 << max(0, rays.bit_length() - 5))
+    return -(-rays // step) * step
+
+
+def padded_field_call(field: SemanticField, points: torch.Tensor, directions: torch.Tensor,
+                      prepared: PreparedSources) -> FieldOutput:
+    """``field(points, directions, prepared)`` on [B, R, S, 3] points with R padded to
+    :func:`ray_bucket` by repeating the last ray; the padding is cut off again, so the result
+    is the plain call's (every point is evaluated on its own)."""
+    rays = points.shape[1]
+    padded = ray_bucket(rays)
+    if padded == rays:
+        return field(points, directions, prepared)
+    extra = padded - rays
+    points = torch.cat([points, points[:, -1:].expand(-1, extra, -1, -1)], dim=1)
+    directions = torch.cat([directions, directions[:, -1:].expand(-1, extra, -1)], dim=1)
+    out = field(points, directions, prepared)
+    return FieldOutput(*(getattr(out, f.name)[:, :rays] for f in fields(FieldOutput)))
 
 
 # Devices where the compiled fused kernel failed at run time under ``auto`` (why): ``auto``
@@ -758,4 +796,5 @@ def render_query(model, K: torch.Tensor, c2w: torch.Tensor, height: int, width: 
 __all__ = ["QueryPreset", "QueryStats", "RenderCancelled", "PRESETS", "RAY_CHUNK_CALLS", "AMP_MODES", "FIELD_IMPLS", "FIELD_ENV",
            "FieldChoice", "check_amp", "choose_field", "cpu_weights_dtype", "low_precision_field", "requested_field_impl", "fused_failures", "render_query",
            "render_query_stats",
-           "occupied_samples", "explained_rays", "point_budget", "trained_preset", "EXPLAINED_BANDS"]
+           "occupied_samples", "explained_rays", "padded_field_call", "point_budget", "ray_bucket", "trained_preset",
+           "EXPLAINED_BANDS"]

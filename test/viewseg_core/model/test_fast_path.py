@@ -156,7 +156,9 @@ def test_batched_queries_equal_single_queries(make_config, box_room):
     B = 2
     batched = model.make_sources(sources.features.expand(B, -1, -1, -1, -1), sources.K.expand(B, -1, -1, -1),
                                  sources.c2w.expand(B, -1, -1, -1), H, W)
-    preset = QueryPreset("skip", 8, 8, skip_weight=1e-3, point_budget=300)
+    # float32: on a CPU with native bf16, amp=auto would pad each call's rays to a bucket
+    # (fast.ray_bucket), a few points past the budget by design.
+    preset = QueryPreset("skip", 8, 8, skip_weight=1e-3, point_budget=300, amp="off")
     sizes = []
     plain = SemanticField.forward
     try:
@@ -620,3 +622,62 @@ def test_cuda_fused_field_query_at_paper_widths(preset_name, monkeypatch):
                                   dataclasses.replace(preset, amp="off", field_impl="fused"))
     if preset.skip_weight == 0:   # (skipping may keep other samples where fp32 weights differ by rounding)
         assert _rel(exact.logits, ref.logits) < 1e-4
+
+
+def test_ray_bucket_rounds_up_to_few_sizes():
+    assert [fast.ray_bucket(n) for n in (1, 16, 17, 192, 511, 512, 513, 1023, 1025, 1536)] == \
+        [16, 16, 32, 192, 512, 512, 544, 1024, 1088, 1536]
+    sizes = {fast.ray_bucket(n) for n in range(1, 1537)}
+    assert len(sizes) == 56                                     # what a 1536-ray budget can produce
+    assert all(fast.ray_bucket(n) >= n for n in range(1, 5000))
+    assert max((fast.ray_bucket(n) - n) / n for n in range(256, 20000)) <= 1 / 16
+    with pytest.raises(ValueError, match="at least one ray"):
+        fast.ray_bucket(0)
+
+
+def test_padded_field_call_equals_the_plain_call(make_config, box_room):
+    """The bf16 CPU path pads each call's rays to a bucket (fast.ray_bucket): the real rays'
+    outputs are the plain call's, and the field saw the bucketed shape."""
+    model = _model(make_config)
+    sources = _sources(model, box_room)
+    field = low_precision_field(model.renderer.coarse, torch.bfloat16)
+    with torch.no_grad():
+        prepared = field.prepare(sources)
+        gen = torch.Generator().manual_seed(0)
+        rays, samples = 37, 5                                   # 37 -> 48 rays
+        points = torch.rand(1, rays, samples, 3, generator=gen) * 2 - 1
+        directions = torch.nn.functional.normalize(torch.randn(1, rays, 3, generator=gen), dim=-1)
+        seen = []
+        plain = SemanticField.forward
+        try:
+            SemanticField.forward = lambda self, p, *a: seen.append(p.shape) or plain(self, p, *a)
+            padded = fast.padded_field_call(field, points, directions, prepared)
+        finally:
+            SemanticField.forward = plain
+        reference = field(points, directions, prepared)
+    assert seen == [torch.Size([1, 48, samples, 3])]
+    for name in ("logits", "rgb", "density", "num_visible"):
+        got, want = getattr(padded, name), getattr(reference, name)
+        assert got.shape == want.shape, name
+        torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=2e-2 * float(want.float().abs().max()) + 1e-6)
+    assert torch.equal(padded.num_visible, reference.num_visible)
+
+
+def test_cpu_bf16_queries_pad_rays_and_float32_queries_do_not(make_config, box_room):
+    model = _model(make_config)
+    sources = _sources(model, box_room)
+    cfg = model.config
+    preset = QueryPreset("bf16", cfg.num_coarse, cfg.num_fine, amp="bf16")
+    shapes = []
+    plain = SemanticField.forward
+    try:
+        SemanticField.forward = lambda self, p, *a: shapes.append(p.shape[1]) or plain(self, p, *a)
+        # 23 x 31 = 713 rays: no bucket size, so only a padded call has a bucket's shape.
+        render_query(model, box_room.K, box_room.target_c2w[1], 23, 31, sources, preset)
+        bf16_rays, shapes[:] = list(shapes), []
+        render_query(model, box_room.K, box_room.target_c2w[1], 23, 31, sources, replace(preset, amp="off"))
+        f32_rays = list(shapes)
+    finally:
+        SemanticField.forward = plain
+    assert bf16_rays and all(n == fast.ray_bucket(n) for n in bf16_rays)
+    assert any(n != fast.ray_bucket(n) for n in f32_rays), f32_rays   # the float32 path runs them as they come
