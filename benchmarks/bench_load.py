@@ -25,8 +25,9 @@ Reported (and appended as a row of the "Load" section of docs/benchmarks.md):
   ``max_bytes`` and the prepared-source cache up to ``query.prepared_cache`` entries, both
   read from /diagnostics each second. So the drift is also given less their growth (what a
   leak would show), and the growth over the last half of the load phase (a leak keeps
-  growing; a cache that filled up does not). ``--series`` writes every sample as JSON and
-  ``--plot`` draws them (RSS, keyframes, cache over time) as a PNG;
+  growing; a cache that filled up does not). ``--series`` writes every sample as JSON,
+  ``--plot`` draws them (RSS, keyframes, cache over time) as a PNG, and ``--plot-with``
+  adds the RSS of earlier runs' series files to that chart;
 - the node's CPU time (user + system, from /proc) per second of each phase, in cores: what
   keeping up with the camera costs a robot computer when nobody queries (per second of
   frames sent), and under load (where renders take whatever is left). The executor
@@ -35,7 +36,9 @@ Reported (and appended as a row of the "Load" section of docs/benchmarks.md):
 
     python benchmarks/bench_load.py --quick            # ~40 s: 2 clients, 8 s of load
     python benchmarks/bench_load.py                    # 4 clients, 60 s
-    python benchmarks/bench_load.py --duration 600 --plot docs/images/bench_load_rss.png   # the 10-minute RSS target
+    python benchmarks/bench_load.py --duration 600     # the 10-minute RSS target
+    # its memory over time, beside an earlier run's (e.g. at another commit, written with --series):
+    python benchmarks/bench_load.py --duration 600 --plot rss.png --plot-with earlier.json
     python benchmarks/bench_load.py --executor rclpy   # the node on rclpy's own MultiThreadedExecutor
 """
 from __future__ import annotations
@@ -120,6 +123,18 @@ def stores_mb(diagnostics: dict[str, str]) -> tuple[int, float, float]:
             float(cache.group(1)) if cache else float("nan"))
 
 
+def git_commit() -> str:
+    """The short commit of this checkout, '+' when it has uncommitted changes ('' outside git)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return commit + ("+" if commit and dirty else "")
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size of a process in MiB (NaN once it is gone)."""
     try:
@@ -175,7 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--series", type=Path, help="write every memory sample of the load phase here (JSON)")
     parser.add_argument("--plot", type=Path, help="draw the memory samples here (PNG): RSS, keyframes, cache")
+    parser.add_argument("--plot-with", type=Path, nargs="*", default=[], metavar="SERIES",
+                        help="--series files of earlier runs (e.g. at another commit): their RSS in the same chart")
     args = parser.parse_args(argv)
+    earlier = []
+    for path in args.plot_with:
+        try:
+            earlier.append((path, json.loads(path.read_text())))
+        except (OSError, ValueError) as error:
+            parser.error(f"--plot-with {path}: not a --series file ({error})")
     if args.quick:
         args.clients, args.duration, args.idle, args.query_size = 2, 8.0, 6.0, "80x60"
     for name in ("clients", "duration", "idle", "frames_per_view"):
@@ -330,14 +353,20 @@ def main(argv: list[str] | None = None) -> int:
           f"{memory['last_half_growth']:+.1%} over the last half")
     if args.series:
         args.series.parent.mkdir(parents=True, exist_ok=True)
-        args.series.write_text(json.dumps({"load_s": load_s, "executor": args.executor,
+        args.series.write_text(json.dumps({"load_s": load_s, "executor": args.executor, "commit": git_commit(),
+                                           "date": _dt.date.today().isoformat(),
                                            "samples": [asdict(s) for s in samples]}, indent=1))
         print(f"memory samples written to {args.series}")
     if args.plot:
-        line_chart(args.plot, [s.t for s in samples],
-                   {"node RSS": [s.rss_mb for s in samples],
-                    "keyframes": [s.keyframe_mb for s in samples],
-                    "prepared cache": [s.cache_mb for s in samples]},
+        times = [s.t for s in samples]
+        xs = {f"node RSS at {git_commit()}": times, "keyframes": times, "prepared cache": times}
+        ys = {f"node RSS at {git_commit()}": [s.rss_mb for s in samples],
+              "keyframes": [s.keyframe_mb for s in samples], "prepared cache": [s.cache_mb for s in samples]}
+        for path, run in earlier:
+            name = f"node RSS at {run.get('commit') or path.stem}"
+            xs[name] = [sample["t"] for sample in run["samples"]]
+            ys[name] = [sample["rss_mb"] for sample in run["samples"]]
+        line_chart(args.plot, xs, ys,
                    f"viewseg_node memory, {args.clients} clients, camera {cw}x{ch} at {CAMERA_HZ:g} Hz "
                    f"({_dt.date.today().isoformat()}, {cpu_name()})", "seconds of load", "MiB")
         print(f"memory chart written to {args.plot}")

@@ -65,21 +65,25 @@ def append_rows(path: Path, section: str, table_header: str, rows: list[str], in
 CHART_COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14))  # RGB
 
 
-def line_chart(path: Path, x: list[float], series: dict[str, list[float]], title: str, xlabel: str, ylabel: str,
-               size: tuple[int, int] = (800, 400)) -> None:
-    """A PNG line chart of ``series`` (name -> y values, one per ``x``) over a shared y axis from
-    0, with its min/max ticks, a legend and axis labels. NaN values break a line. For the figures
-    a benchmark's numbers come from (memory over time), where the table gives only two points."""
+def line_chart(path: Path, x: list[float] | dict[str, list[float]], series: dict[str, list[float]], title: str,
+               xlabel: str, ylabel: str, size: tuple[int, int] = (800, 400)) -> None:
+    """A PNG line chart of ``series`` (name -> y values, one per ``x``; ``x`` may also map each
+    name to its own x values) over a shared y axis from 0, with its max tick, a legend under
+    the plot and axis labels. NaN values break a line. For the figures a benchmark's numbers
+    come from (memory over time), where the table gives only two points."""
     import cv2
     import numpy as np
 
+    xs = x if isinstance(x, dict) else {name: x for name in series}
     width, height = size
-    left, right, top, bottom = 70, 20, 40, 50
+    legend_rows = -(-len(series) // 3)
+    left, right, top, bottom = 70, 20, 40, 50 + 18 * legend_rows
     image = np.full((height, width, 3), 255, np.uint8)
     values = np.array([v for ys in series.values() for v in ys], dtype=float)
     finite = values[np.isfinite(values)]
     y_max = float(finite.max()) * 1.05 if finite.size and finite.max() > 0 else 1.0
-    x0, x1 = (min(x), max(x)) if x else (0.0, 1.0)
+    every_x = [v for name in series for v in xs[name]]
+    x0, x1 = (min(every_x), max(every_x)) if every_x else (0.0, 1.0)
     x1 = x1 if x1 > x0 else x0 + 1.0
 
     def to_pixel(xv: float, yv: float) -> tuple[int, int]:
@@ -94,23 +98,24 @@ def line_chart(path: Path, x: list[float], series: dict[str, list[float]], title
     for xv in (x0, x1):
         cv2.putText(image, f"{xv:.0f}", (to_pixel(xv, 0)[0] - 10, height - bottom + 15), font, 0.4, black, 1,
                     cv2.LINE_AA)
-    cv2.putText(image, xlabel, (width // 2 - 40, height - 12), font, 0.45, black, 1, cv2.LINE_AA)
+    cv2.putText(image, xlabel, (width // 2 - 40, height - bottom + 35), font, 0.45, black, 1, cv2.LINE_AA)
     cv2.putText(image, ylabel, (5, top - 8), font, 0.45, black, 1, cv2.LINE_AA)
     cv2.putText(image, title, (left, 20), font, 0.5, black, 1, cv2.LINE_AA)
     for index, (name, ys) in enumerate(series.items()):
         r, g, b = CHART_COLOURS[index % len(CHART_COLOURS)]
         colour = (b, g, r)   # OpenCV draws BGR
         run: list[tuple[int, int]] = []
-        for xv, yv in list(zip(x, ys)) + [(float("nan"), float("nan"))]:
+        for xv, yv in list(zip(xs[name], ys)) + [(float("nan"), float("nan"))]:
             if np.isfinite(yv):
                 run.append(to_pixel(xv, yv))
                 continue
             if len(run) > 1:
                 cv2.polylines(image, [np.array(run, np.int32)], False, colour, 2, cv2.LINE_AA)
             run = []
-        legend_y = top + 10 + 18 * index
-        cv2.line(image, (width - right - 190, legend_y), (width - right - 165, legend_y), colour, 2)
-        cv2.putText(image, name, (width - right - 160, legend_y + 4), font, 0.4, black, 1, cv2.LINE_AA)
+        legend_x = left + (index % 3) * (width - left - right) // 3
+        legend_y = height - bottom + 50 + 18 * (index // 3)
+        cv2.line(image, (legend_x, legend_y), (legend_x + 25, legend_y), colour, 2)
+        cv2.putText(image, name, (legend_x + 30, legend_y + 4), font, 0.4, black, 1, cv2.LINE_AA)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), image):
         raise OSError(f"could not write {path}")

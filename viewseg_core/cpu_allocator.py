@@ -20,17 +20,14 @@ allocator alone with ``VIEWSEG_MALLOC=default``, when the glibc tunables
 ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` are set (the user's choice), and where
 the C library is not glibc.
 
-:func:`release_freed_memory` is the other half, for a process that lives for hours (the node):
-it hands the heap's free pages back to the kernel (glibc ``malloc_trim(0)``), and the node
-calls it after every render. Without it the heap only grows. A query's tensors have sizes
-that vary with the image, the rays and the samples each field call gets, and tensors up to
-the mmap threshold come from the heap (32 MiB with :func:`keep_freed_memory`; glibc's
-default threshold also climbs to 32 MiB once a freed mmap chunk raises it). Freed blocks of
-one query's sizes seldom fit the next query's tensors, so the heap grows around them. In
-docs/benchmarks.md ("Load") a node served 257 queries in 10 minutes and grew from 2.2 GB to
-5.8 GB, the same with ``VIEWSEG_MALLOC=default``. The trim costs the next query some page
-faults. The field calls within one query still reuse each other's memory, and that is where
-:func:`keep_freed_memory` gains.
+:func:`release_freed_memory` is the other half, for a process that lives for hours (the
+node): it hands the heap's free pages back to the kernel (glibc ``malloc_trim(0)``), and
+:class:`HeapReleaser` calls it only once the process has grown by a set amount since the
+last release. The node asks it after every CPU render. Most of a query's growth is gone at
+its source (its field calls have bucketed shapes, ``viewseg_core.model.fast.ray_bucket``);
+the release bounds what is left, such as outputs of many different image sizes. Releasing
+after every query costs the next query its page faults again, and the cost was within the
+noise of a 2-core VM. The threshold keeps that rare anyway.
 """
 from __future__ import annotations
 
@@ -112,10 +109,47 @@ def release_freed_memory() -> bool:
     return libc is not None and libc.malloc_trim(0) == 1
 
 
+RELEASE_GROWTH_MIB = 256   # HeapReleaser's default: growth of the resident set that triggers a release
+
+
+def resident_mib() -> float:
+    """This process's resident set in MiB (/proc/self/statm; NaN where there is none)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+class HeapReleaser:
+    """Calls :func:`release_freed_memory` when the resident set has grown by ``growth_mib``
+    since the last release (or since it was made). ``maybe_release`` costs one read of
+    /proc/self/statm otherwise. Thread-safe."""
+
+    def __init__(self, growth_mib: float = RELEASE_GROWTH_MIB) -> None:
+        if not growth_mib > 0:
+            raise ValueError(f"HeapReleaser: growth_mib must be > 0, got {growth_mib}")
+        self.growth_mib = float(growth_mib)
+        self.releases = 0
+        self._lock = threading.Lock()
+        self._baseline = resident_mib()
+
+    def maybe_release(self) -> bool:
+        """Release if the process has grown past the threshold; True if it released."""
+        with self._lock:
+            now = resident_mib()
+            if not now > self._baseline + self.growth_mib:   # NaN (no /proc) never releases
+                return False
+            release_freed_memory()
+            self.releases += 1
+            self._baseline = resident_mib()
+            return True
+
+
 def status() -> str:
     """What :func:`keep_freed_memory` did in this process (or that it was not called)."""
     return _status
 
 
-__all__ = ["ENV", "GLIBC_TUNABLES", "MMAP_THRESHOLD_MIB", "TRIM_THRESHOLD_MIB", "keep_freed_memory",
-           "release_freed_memory", "status"]
+__all__ = ["ENV", "GLIBC_TUNABLES", "MMAP_THRESHOLD_MIB", "RELEASE_GROWTH_MIB", "TRIM_THRESHOLD_MIB", "HeapReleaser",
+           "keep_freed_memory", "release_freed_memory", "resident_mib", "status"]

@@ -69,7 +69,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 
 from viewseg_core.cameras import K_from_camera_info, check_pinhole, resize_intrinsics
 from viewseg_core.classes import IGNORE_LABEL, PALETTE, colorize
-from viewseg_core.cpu_allocator import keep_freed_memory, release_freed_memory, status as cpu_allocator_status
+from viewseg_core.cpu_allocator import HeapReleaser, keep_freed_memory, status as cpu_allocator_status
 from viewseg_core.data.records import View
 from viewseg_core.model.fast import PRESETS, RenderCancelled, check_amp, render_query, render_query_stats, \
     trained_preset
@@ -337,6 +337,7 @@ class ViewSegNode(Node):
         dense = coarse + (coarse + self.preset.num_fine if self.preset.num_fine else 0)
         self._points_per_ray = float(dense)
         self.prepared_cache = PreparedCache(p["query.prepared_cache"])
+        self.heap_releaser = HeapReleaser()
         self.keyframes = KeyframeBuffer(KeyframeConfig(
             min_translation=p["keyframes.min_translation"], min_rotation_deg=p["keyframes.min_rotation_deg"],
             min_interval_s=p["keyframes.min_interval_s"],
@@ -903,11 +904,11 @@ class ViewSegNode(Node):
             del out, sources, prepared
             self._sync()
             if self.device.type == "cpu":
-                # Hand the render's freed heap back (cpu_allocator.release_freed_memory): without
-                # it the node's RSS grows with every query. Under the lock: no render is running.
-                # CPU only: a GPU render's tensors are not malloc's, and its latency is milliseconds.
+                # Hand freed heap back once the node has grown by cpu_allocator.RELEASE_GROWTH_MIB
+                # (HeapReleaser), under the lock, so that no render is running. CPU only: a GPU
+                # render's tensors are not malloc's.
                 t_release = time.perf_counter()
-                release_freed_memory()
+                self.heap_releaser.maybe_release()
                 timings["release_memory"] = time.perf_counter() - t_release
             self._record_cost(stats.coarse_points + stats.fine_points, len(chosen), time.perf_counter() - t_render,
                               stats.points_per_ray)
@@ -1218,7 +1219,8 @@ class ViewSegNode(Node):
                   "last_overhead_ms": round((self.last_latency_s - self.last_render_s) * 1e3, 3),
                   "ns_per_point_view": round(self._seconds_per_point_view * 1e9, 3),
                   "field_impl": self.field_impl, "precision": self.precision, "sampling": self.preset.label,
-                  "cpu_allocator": cpu_allocator_status(), "prepared_cache": str(self.prepared_cache.stats()),
+                  "cpu_allocator": cpu_allocator_status(), "heap_releases": self.heap_releaser.releases,
+                  "prepared_cache": str(self.prepared_cache.stats()),
                   "last_unseen_share": round(self.last_unseen_share, 4)}
         values.update({f"received_{topic}": n for topic, n in received.items()})
         values.update({f"dropped_{kind}": n for kind, n in drops.items()})

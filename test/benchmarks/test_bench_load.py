@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.ros
@@ -24,6 +25,10 @@ def load_bench():
     sys.modules[spec.name] = module   # its dataclasses look their module up while being defined
     spec.loader.exec_module(module)
     return module
+
+
+def report_colours(bench):
+    return sys.modules["report"].CHART_COLOURS            # benchmarks/report.py, as bench_load imported it
 
 
 def test_memory_summary_separates_store_growth_from_the_rest():
@@ -60,9 +65,11 @@ def test_quick_run_records_a_row_the_samples_and_the_chart(tmp_path, ros_subproc
     bench = load_bench()
     page = tmp_path / "benchmarks.md"
     page.write_text(f"# viewseg benchmarks\n\n{bench.SECTION}\n\nintro\n\n{bench.TABLE_HEADER}\nNotes stay below.\n")
-    series, chart = tmp_path / "series.json", tmp_path / "rss.png"
+    series, chart, earlier = tmp_path / "series.json", tmp_path / "rss.png", tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"commit": "abc1234", "samples": [{"t": 0.0, "rss_mb": 900.0},
+                                                                    {"t": 8.0, "rss_mb": 1900.0}]}))
     done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--output", str(page), "--series", str(series),
-                           "--plot", str(chart)], cwd=REPO, env=dict(ros_subprocess_env, OMP_NUM_THREADS="1"),
+                           "--plot", str(chart), "--plot-with", str(earlier)], cwd=REPO, env=dict(ros_subprocess_env, OMP_NUM_THREADS="1"),
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "less them" in done.stdout and "over the last half" in done.stdout
@@ -73,8 +80,11 @@ def test_quick_run_records_a_row_the_samples_and_the_chart(tmp_path, ros_subproc
     assert len(cells) == bench.TABLE_HEADER.splitlines()[0].count("|") - 1
     assert cells[8] == "0"                                       # lost
     recorded = json.loads(series.read_text())
+    assert recorded["commit"] and recorded["executor"] == "submit_once"
     samples = recorded["samples"]
     assert len(samples) >= 5 and all(s["rss_mb"] > 100 for s in samples)   # a node with torch and a model
     assert all(s["keyframes"] >= 1 and s["keyframe_mb"] > 0 for s in samples[len(samples) // 2:])
     image = cv2.imread(str(chart))
     assert image is not None and image.shape == (400, 800, 3)
+    purple = np.array(report_colours(bench)[3][::-1])              # the earlier run's line (BGR)
+    assert (np.abs(image.astype(int) - purple).sum(-1) < 60).sum() > 200

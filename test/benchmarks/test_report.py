@@ -65,15 +65,26 @@ def test_line_chart_draws_each_series_at_its_height(tmp_path):
     report = load_report()
     chart = tmp_path / "sub" / "chart.png"
     x = [0.0, 5.0, 10.0]
-    # y from 0 to 1.05 x 100; the plot area is rows 40..350 of 400 (top and bottom margins).
-    report.line_chart(chart, x, {"flat": [50.0, 50.0, 50.0], "gap": [100.0, float("nan"), 100.0]},
+    # y from 0 to 1.05 x 100; the plot area is rows 40..332 of 400 (the bottom margin holds the
+    # axis label and one row of legend). "late" has x values of its own, from 5 on.
+    report.line_chart(chart, {"flat": x, "gap": x, "late": [5.0, 10.0]},
+                      {"flat": [50.0, 50.0, 50.0], "gap": [100.0, float("nan"), 100.0], "late": [25.0, 25.0]},
                       "title", "x", "y", size=(800, 400))
     image = cv2.imread(str(chart))[:, :, ::-1]                    # RGB
     assert image.shape == (400, 800, 3)
-    row = int(round(400 - 50 - 50.0 / 105.0 * (400 - 40 - 50)))
+    bottom = 400 - 50 - 18
+
+    def row_of(y):
+        return int(round(bottom - y / 105.0 * (bottom - 40)))
+
+    row = row_of(50.0)
     blue, red = np.array(report.CHART_COLOURS[0]), np.array(report.CHART_COLOURS[1])
     middle = image[row - 1:row + 2, 200:600].astype(int)          # the flat line, away from the legend
     assert (np.abs(middle - blue).sum(-1) < 60).any(axis=0).mean() > 0.95
-    top_row = int(round(400 - 50 - 100.0 / 105.0 * (400 - 40 - 50)))
+    top_row = row_of(100.0)
     # "gap" has no segment: NaN breaks the line, so nothing red is drawn at its height.
     assert not (np.abs(image[top_row - 2:top_row + 3, 100:600].astype(int) - red).sum(-1) < 60).any()
+    green = np.array(report.CHART_COLOURS[2])
+    late = (np.abs(image[row_of(25.0) - 1:row_of(25.0) + 2].astype(int) - green).sum(-1) < 60).any(axis=0)
+    middle_x = 70 + (800 - 70 - 20) // 2                          # x = 5 of 0..10
+    assert late[middle_x + 20:780].mean() > 0.95 and not late[80:middle_x - 20].any()

@@ -113,3 +113,32 @@ def test_release_freed_memory_returns_the_heaps_free_pages():
 
 def test_release_freed_memory_is_harmless_anywhere():
     assert cpu_allocator.release_freed_memory() in (True, False)
+
+
+def test_heap_releaser_releases_only_after_the_set_growth(monkeypatch):
+    rss = [1000.0]
+    released = []
+    monkeypatch.setattr(cpu_allocator, "resident_mib", lambda: rss[0])
+    monkeypatch.setattr(cpu_allocator, "release_freed_memory", lambda: released.append(rss[0]) or True)
+    releaser = cpu_allocator.HeapReleaser(growth_mib=256)
+    rss[0] = 1256.0
+    assert not releaser.maybe_release()            # grown by exactly the threshold: not past it
+    rss[0] = 1300.0
+    assert releaser.maybe_release() and released == [1300.0] and releaser.releases == 1
+    # The baseline is what is resident after the release (here unchanged: 1300), not 1000.
+    rss[0] = 1500.0
+    assert not releaser.maybe_release()
+    rss[0] = 1557.0
+    assert releaser.maybe_release() and releaser.releases == 2
+    rss[0] = float("nan")                          # no /proc: never releases
+    assert not releaser.maybe_release()
+    with pytest.raises(ValueError, match="growth_mib"):
+        cpu_allocator.HeapReleaser(0)
+
+
+def test_resident_mib_reads_this_process():
+    import torch
+    before = cpu_allocator.resident_mib()
+    block = torch.ones(64 << 20, dtype=torch.uint8)     # 64 MiB, touched
+    assert cpu_allocator.resident_mib() - before >= 60
+    del block

@@ -152,6 +152,9 @@ def test_render_view_follows_the_contract(graph):
     for kid, stamp in zip(ids, response.keyframe_stamps):
         assert kid in kept and time_to_ns(stamp) == kept[kid]
     assert 0 < response.render_time <= response.total_time
+    # A CPU render hands its freed heap back (cpu_allocator.release_freed_memory), inside the
+    # render's time: without it the node's RSS grows with every query (docs/benchmarks.md, "Load").
+    assert 0 <= node.last_timings["release_memory"] <= node.last_timings["render"]
 
 
 def test_render_view_is_the_library_render_with_the_query_preset(graph):

@@ -409,12 +409,14 @@ class FieldChoice:
 
     def _reference(self, field: SemanticField, points: torch.Tensor, directions: torch.Tensor,
                    prepared: PreparedSources) -> FieldOutput:
-        """The PyTorch field, from its ``weights_dtype`` copy where one is asked for (on the CPU
-        with its rays padded to :func:`ray_bucket`, see there)."""
-        if self.weights_dtype is not None and not torch.is_grad_enabled():
+        """The PyTorch field, from its ``weights_dtype`` copy where one is asked for; a CPU
+        inference call with its rays padded to :func:`ray_bucket` (see there)."""
+        if torch.is_grad_enabled():
+            return field(points, directions, prepared)
+        if self.weights_dtype is not None:
             field = low_precision_field(field, self.weights_dtype)
-            if points.device.type == "cpu":
-                return padded_field_call(field, points, directions, prepared)
+        if points.device.type == "cpu":
+            return padded_field_call(field, points, directions, prepared)
         return field(points, directions, prepared)
 
 
@@ -423,13 +425,15 @@ def ray_bucket(rays: int) -> int:
     multiple of a 16th of the largest power of two not above it (at most 6.25% more rays; 56
     sizes up to 1536).
 
-    Why: the CPU's bf16 GEMMs (oneDNN) keep memory for every distinct shape they have run,
-    outside the primitive cache that ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` bounds, and a query's
-    field calls have as many shapes as its chunks have ray counts. A node that rendered for
-    10 minutes grew by gigabytes (docs/benchmarks.md, "Load"); with the rays bucketed the
-    shapes repeat and its memory levels off. The price: such a call may hold a few more points
-    than the point budget (6.25% at most from 256 rays up, 15 rays below) and computes them
-    for nothing.
+    Why: a query's field calls have as many shapes as its chunks have ray counts, and on the
+    CPU every new shape costs memory that is never given back. oneDNN's bf16 GEMMs keep memory
+    for each shape they have run, outside the primitive cache that
+    ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` bounds. In float32, the freed tensors of one shape
+    seldom fit the next, so glibc's heap grows around them. A node that rendered for 10
+    minutes grew by gigabytes (docs/benchmarks.md, "Load"); with the rays bucketed the shapes
+    repeat and its memory levels off, at the same speed. The price: a call may hold a few more
+    points than the point budget (6.25% at most from 256 rays up, 15 rays below), computed for
+    nothing.
     """
     if rays < 1:
         raise ValueError(f"ray_bucket: need at least one ray, got {rays}")

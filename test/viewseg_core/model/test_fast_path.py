@@ -148,7 +148,7 @@ def test_auto_precision_on_cpu_follows_the_hardware(make_config, box_room, monke
     assert not torch.equal(runs["bf16"][0].logits, runs["off"][0].logits)
 
 
-def test_batched_queries_equal_single_queries(make_config, box_room):
+def test_batched_queries_equal_single_queries(make_config, box_room, monkeypatch):
     """B cameras in one call give each camera's image, and a field call holds at most the point
     budget in all, dense and packed (skipping) passes alike."""
     model = _model(make_config)
@@ -156,9 +156,10 @@ def test_batched_queries_equal_single_queries(make_config, box_room):
     B = 2
     batched = model.make_sources(sources.features.expand(B, -1, -1, -1, -1), sources.K.expand(B, -1, -1, -1),
                                  sources.c2w.expand(B, -1, -1, -1), H, W)
-    # float32: on a CPU with native bf16, amp=auto would pad each call's rays to a bucket
-    # (fast.ray_bucket), a few points past the budget by design.
-    preset = QueryPreset("skip", 8, 8, skip_weight=1e-3, point_budget=300, amp="off")
+    # CPU queries pad each call's rays to a bucket, a few points past the budget by design
+    # (fast.ray_bucket): switched off here, so that the budget is what is checked.
+    monkeypatch.setattr(fast, "ray_bucket", lambda rays: rays)
+    preset = QueryPreset("skip", 8, 8, skip_weight=1e-3, point_budget=300)
     sizes = []
     plain = SemanticField.forward
     try:
@@ -312,6 +313,7 @@ def test_ray_chunks_hold_several_calls_each_within_the_budget(make_config, box_r
     """A ray chunk spans RAY_CHUNK_CALLS budgets of dense samples, yet no field call exceeds the
     budget, and the image is the one that one-call chunks render (to float rounding: a call
     holds other rays, and a GEMM's rounding may follow its row count)."""
+    monkeypatch.setattr(fast, "ray_bucket", lambda rays: rays)   # CPU padding off: the budget is checked
     model = _model(make_config)
     sources = _sources(model, box_room)
     c2w = box_room.target_c2w[0]
@@ -663,7 +665,7 @@ def test_padded_field_call_equals_the_plain_call(make_config, box_room):
     assert torch.equal(padded.num_visible, reference.num_visible)
 
 
-def test_cpu_bf16_queries_pad_rays_and_float32_queries_do_not(make_config, box_room):
+def test_cpu_queries_pad_rays_in_either_precision_and_training_does_not(make_config, box_room):
     model = _model(make_config)
     sources = _sources(model, box_room)
     cfg = model.config
@@ -672,12 +674,18 @@ def test_cpu_bf16_queries_pad_rays_and_float32_queries_do_not(make_config, box_r
     plain = SemanticField.forward
     try:
         SemanticField.forward = lambda self, p, *a: shapes.append(p.shape[1]) or plain(self, p, *a)
-        # 23 x 31 = 713 rays: no bucket size, so only a padded call has a bucket's shape.
-        render_query(model, box_room.K, box_room.target_c2w[1], 23, 31, sources, preset)
-        bf16_rays, shapes[:] = list(shapes), []
-        render_query(model, box_room.K, box_room.target_c2w[1], 23, 31, sources, replace(preset, amp="off"))
-        f32_rays = list(shapes)
+        runs = {}
+        for amp in ("bf16", "off"):
+            # 23 x 31 = 713 rays: no bucket size, so only a padded call has a bucket's shape.
+            render_query(model, box_room.K, box_room.target_c2w[1], 23, 31, sources, replace(preset, amp=amp))
+            runs[amp], shapes[:] = list(shapes), []
+        points = torch.rand(1, 37, 5, 3) * 2 - 1                    # a training step's field call
+        directions = torch.nn.functional.normalize(torch.randn(1, 37, 3), dim=-1)
+        with torch.enable_grad():
+            fast.REFERENCE_FIELD(model.renderer.coarse, points, directions, model.renderer.coarse.prepare(sources))
+        trained = list(shapes)
     finally:
         SemanticField.forward = plain
-    assert bf16_rays and all(n == fast.ray_bucket(n) for n in bf16_rays)
-    assert any(n != fast.ray_bucket(n) for n in f32_rays), f32_rays   # the float32 path runs them as they come
+    for amp, rays in runs.items():
+        assert rays and all(n == fast.ray_bucket(n) for n in rays), (amp, rays)
+    assert trained == [37]
