@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memory chart written to {args.plot}")
     print(f"node CPU: {idle_cpu:.2f} cores idle (camera only), {load_cpu:.2f} under load")
     if not args.no_record:
-        device = f"{cpu_name()} ({args.device}, executor {args.executor})"
+        device = f"{cpu_name()} ({args.device}, executor {args.executor}, at {git_commit() or 'unknown commit'})"
         row = (f"| {_dt.date.today().isoformat()} | {device} | {args.clients} | {load_s:.0f} | "
                f"{qw}x{qh} | {counts['served']} | {counts['busy']} | {counts['refused']} | {counts['lost']} | "
                f"{p50:.0f} | {p99:.0f} | {render_p50:.0f} | {admission:.0%} | {rss_start:.0f} | {rss_end:.0f} | "
