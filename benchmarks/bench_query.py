@@ -45,7 +45,8 @@ may use fewer, ``--ref-repeats``: "n"); field points evaluated per ray; peak mem
 ``max_memory_allocated``; CPU: growth of the process's peak RSS during the runs, reset via
 /proc/self/clear_refs); GFLOP per query counted from the architecture (every matmul and
 convolution the path executes: see :func:`field_flops`; the fused kernel embeds the viewing
-direction per point, not per ray); achieved TFLOP/s and its share of the device's measured
+direction per point, not per ray; on the CPU the padding rays of ``fast.ray_bucket``, up to
+6.25% more, are not counted: they are no useful work); achieved TFLOP/s and its share of the device's measured
 dense matmul rate (a large square matmul in the path's dtype: bf16 for the fast and fused
 rows on CUDA); the
 "floor" = GFLOP / that rate; speed-up over the reference at the same samples and over the

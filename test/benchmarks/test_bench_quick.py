@@ -156,7 +156,7 @@ def test_interleaved_rows_are_timed_in_rounds(tmp_path):
 
 
 @pytest.mark.parametrize("pooling,source_rgb", [("mean", False), ("mean_var", False), ("mean_var", True)])
-def test_flop_counter_matches_torch_flop_counter(pooling, source_rgb):
+def test_flop_counter_matches_torch_flop_counter(pooling, source_rgb, monkeypatch):
     import dataclasses
 
     from torch.utils.flop_counter import FlopCounterMode
@@ -164,6 +164,11 @@ def test_flop_counter_matches_torch_flop_counter(pooling, source_rgb):
     from viewseg_core.model.fast import QueryPreset, render_query_stats
     from viewseg_core.model.viewseg import ViewSeg
 
+    from viewseg_core.model import fast
+
+    # CPU queries pad each field call's rays to a bucket (fast.ray_bucket); the estimate counts
+    # the useful work only, so the padding is switched off here (it adds up to 6.25%).
+    monkeypatch.setattr(fast, "ray_bucket", lambda rays: rays)
     bq = load("bench_query")
     torch.set_num_threads(1)
     model, _ = bq.build_bench_model("", quick=True)
