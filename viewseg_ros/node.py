@@ -903,16 +903,17 @@ class ViewSegNode(Node):
             labels, depth, confidence = out.labels, out.depth, out.confidence
             del out, sources, prepared
             self._sync()
+            self._record_cost(stats.coarse_points + stats.fine_points, len(chosen), time.perf_counter() - t_render,
+                              stats.points_per_ray)
+            self.field_impl, self.precision = _field_impl_text(stats), stats.precision
             if self.device.type == "cpu":
                 # Hand freed heap back once the node has grown by cpu_allocator.RELEASE_GROWTH_MIB
-                # (HeapReleaser), under the lock, so that no render is running. CPU only: a GPU
+                # (HeapReleaser), under the lock, so that no render is running, and
+                # after the cost model's reading, which it would skew. CPU only: a GPU
                 # render's tensors are not malloc's.
                 t_release = time.perf_counter()
                 self.heap_releaser.maybe_release()
                 timings["release_memory"] = time.perf_counter() - t_release
-            self._record_cost(stats.coarse_points + stats.fine_points, len(chosen), time.perf_counter() - t_render,
-                              stats.points_per_ray)
-            self.field_impl, self.precision = _field_impl_text(stats), stats.precision
         finally:
             self._render_lock.release()
         render_s = time.perf_counter() - t2
