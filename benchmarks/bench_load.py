@@ -351,16 +351,17 @@ def main(argv: list[str] | None = None) -> int:
           f"{memory['keyframes_start']:.0f} -> {memory['keyframes_end']:.0f}, keyframes + cache "
           f"{memory['bounded_growth_mb']:+.0f} MB, so {memory['drift_unbounded']:+.1%} less them; "
           f"{memory['last_half_growth']:+.1%} over the last half")
+    commit = git_commit()
     if args.series:
         args.series.parent.mkdir(parents=True, exist_ok=True)
-        args.series.write_text(json.dumps({"load_s": load_s, "executor": args.executor, "commit": git_commit(),
+        args.series.write_text(json.dumps({"load_s": load_s, "executor": args.executor, "commit": commit,
                                            "date": _dt.date.today().isoformat(),
                                            "samples": [asdict(s) for s in samples]}, indent=1))
         print(f"memory samples written to {args.series}")
     if args.plot:
-        times = [s.t for s in samples]
-        xs = {f"node RSS at {git_commit()}": times, "keyframes": times, "prepared cache": times}
-        ys = {f"node RSS at {git_commit()}": [s.rss_mb for s in samples],
+        times, this_run = [s.t for s in samples], f"node RSS at {commit}"
+        xs = {this_run: times, "keyframes": times, "prepared cache": times}
+        ys = {this_run: [s.rss_mb for s in samples],
               "keyframes": [s.keyframe_mb for s in samples], "prepared cache": [s.cache_mb for s in samples]}
         for path, run in earlier:
             name = f"node RSS at {run.get('commit') or path.stem}"
@@ -372,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memory chart written to {args.plot}")
     print(f"node CPU: {idle_cpu:.2f} cores idle (camera only), {load_cpu:.2f} under load")
     if not args.no_record:
-        device = f"{cpu_name()} ({args.device}, executor {args.executor}, at {git_commit() or 'unknown commit'})"
+        device = f"{cpu_name()} ({args.device}, executor {args.executor}, at {commit or 'unknown commit'})"
         row = (f"| {_dt.date.today().isoformat()} | {device} | {args.clients} | {load_s:.0f} | "
                f"{qw}x{qh} | {counts['served']} | {counts['busy']} | {counts['refused']} | {counts['lost']} | "
                f"{p50:.0f} | {p99:.0f} | {render_p50:.0f} | {admission:.0%} | {rss_start:.0f} | {rss_end:.0f} | "

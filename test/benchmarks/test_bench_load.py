@@ -3,7 +3,6 @@ the last half) by hand, and its --quick run end to end: three real processes, a 
 "Load" table, the JSON samples and the chart."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -19,20 +18,12 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "bench_load.py"
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_load", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # its dataclasses look their module up while being defined
-    spec.loader.exec_module(module)
-    return module
-
-
 def report_colours(bench):
     return sys.modules["report"].CHART_COLOURS            # benchmarks/report.py, as bench_load imported it
 
 
-def test_memory_summary_separates_store_growth_from_the_rest():
-    bench = load_bench()
+def test_memory_summary_separates_store_growth_from_the_rest(load_benchmark):
+    bench = load_benchmark("bench_load")
     S = bench.MemorySample
     samples = [S(0.0, 500.0, 2, 10.0, 0.0),      # warm-up (t < 10% of 100 s): not the start
                S(10.0, 1000.0, 10, 100.0, 20.0),  # start
@@ -50,8 +41,8 @@ def test_memory_summary_separates_store_growth_from_the_rest():
     assert all(math.isnan(v) for v in empty.values())
 
 
-def test_stores_are_read_from_the_nodes_diagnostics_values():
-    bench = load_bench()
+def test_stores_are_read_from_the_nodes_diagnostics_values(load_benchmark):
+    bench = load_benchmark("bench_load")
     values = {"keyframes": "12", "keyframe_bytes": str(3 * 2**20),
               "prepared_cache": "4 hits, 2 misses, 2 entries, 17.5 MiB"}
     assert bench.stores_mb(values) == (12, 3.0, 17.5)
@@ -59,10 +50,10 @@ def test_stores_are_read_from_the_nodes_diagnostics_values():
     assert (count, kf) == (0, 0.0) and math.isnan(cache)
 
 
-def test_quick_run_records_a_row_the_samples_and_the_chart(tmp_path, ros_subprocess_env):
+def test_quick_run_records_a_row_the_samples_and_the_chart(tmp_path, ros_subprocess_env, load_benchmark):
     import cv2
 
-    bench = load_bench()
+    bench = load_benchmark("bench_load")
     page = tmp_path / "benchmarks.md"
     page.write_text(f"# viewseg benchmarks\n\n{bench.SECTION}\n\nintro\n\n{bench.TABLE_HEADER}\nNotes stay below.\n")
     series, chart, earlier = tmp_path / "series.json", tmp_path / "rss.png", tmp_path / "earlier.json"

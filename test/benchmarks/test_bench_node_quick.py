@@ -2,7 +2,6 @@
 the "Node latency" table of a benchmarks page (not after the text that follows the table)."""
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -16,13 +15,6 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "bench_node.py"
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_node", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def table_rows(text: str, section: str) -> list[list[str]]:
     body = text[text.index(section):]
     body = body[:body.find("\n## ", 1)] if "\n## " in body[1:] else body
@@ -30,8 +22,8 @@ def table_rows(text: str, section: str) -> list[list[str]]:
     return [[cell.strip() for cell in ln.strip("|").split("|")] for ln in lines]
 
 
-def test_quick_run_prints_and_records_a_row(tmp_path, ros_subprocess_env):
-    bench = load_bench()
+def test_quick_run_prints_and_records_a_row(tmp_path, ros_subprocess_env, load_benchmark):
+    bench = load_benchmark("bench_node")
     page = tmp_path / "benchmarks.md"
     page.write_text(f"# viewseg benchmarks\n\n{bench.SECTION}\n\nintro\n\n{bench.TABLE_HEADER}\nLog: kept.\n\n"
                     "## Later section\n\n| a |\n")

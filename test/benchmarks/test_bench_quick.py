@@ -4,7 +4,6 @@ FlopCounterMode on a real render (reference path and fast path, with and without
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
 import os
 import subprocess
@@ -18,18 +17,6 @@ from viewseg_core.model.fast import PRESETS, cpu_has_native_bf16
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "benchmarks"
-
-
-def load(name: str):
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module          # dataclasses look their module up there
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 def table_rows(text: str, section: str) -> list[list[str]]:
@@ -68,8 +55,8 @@ def usage_error(*extra: str) -> str:
     return bad.stderr
 
 
-def test_quick_runs_record_their_tables(tmp_path):
-    bq, bt = load("bench_query"), load("bench_train_step")
+def test_quick_runs_record_their_tables(tmp_path, load_benchmark):
+    bq, bt = load_benchmark("bench_query"), load_benchmark("bench_train_step")
     page = tmp_path / "benchmarks.md"
     page.write_text("# viewseg benchmarks\n\n## Someone else's section\n\n| a |\n")
     out = run_quick("bench_query.py", page)
@@ -89,9 +76,9 @@ def test_quick_runs_record_their_tables(tmp_path):
     assert float(train[0][9]) > 0                                             # target rays/s
 
 
-def test_epilogue_rows_on_and_off(tmp_path):
+def test_epilogue_rows_on_and_off(tmp_path, load_benchmark):
     """--epilogues on,off: two fast rows per preset, named for what ran, with one reference."""
-    bq = load("bench_query")
+    bq = load_benchmark("bench_query")
     rows = query_rows(bq, tmp_path, "--epilogues", "on,off", "--no-encoder", "--presets", "2+2:off")
     assert [r["path"] for r in rows] == ["fast fp32 +epi", "fast fp32", "reference"]
     assert rows[0]["points/ray"] == rows[1]["points/ray"]
@@ -105,21 +92,21 @@ def test_epilogue_rows_on_and_off(tmp_path):
 
 
 @pytest.mark.parametrize("spec, named", [("fast,8s+4b", "'8s+4b'"), ("rgbd:fp8", "'rgbd:fp8'"), ("2+0@1.5", "'2+0@1.5'")])
-def test_a_bad_preset_is_a_usage_error_naming_it(spec, named):
+def test_a_bad_preset_is_a_usage_error_naming_it(spec, named, load_benchmark):
     """--presets is checked before anything loads: exit 2, one line naming the bad spec (a
     missing count, an unknown precision, a skip weight out of range), no traceback."""
-    bq = load("bench_query")
+    bq = load_benchmark("bench_query")
     assert bq.presets_arg(" rgbd , 8s+4b+4/free/unexplained:off") == " rgbd , 8s+4b+4/free/unexplained:off"
     assert bq.parse_preset("8s+4b+4@1e-3/free/unexplained:off") == dataclasses.replace(
         PRESETS["rgbd_fine"], name="", amp="off")
     assert f"argument --presets: preset {named}" in usage_error("--presets", spec)
 
 
-def test_kept_map_rows_beside_the_per_query_rows(tmp_path):
+def test_kept_map_rows_beside_the_per_query_rows(tmp_path, load_benchmark):
     """--prepared query,kept: a row that prepares the projected maps in every query and one that
     reuses maps prepared once (the node's PreparedCache), with the same points and the
     projection's FLOPs only in the first; a bad value is a usage error."""
-    bq = load("bench_query")
+    bq = load_benchmark("bench_query")
     rows = query_rows(bq, tmp_path, "--prepared", "query,kept", "--no-encoder", "--presets", "2+2:off")
     assert [r["path"] for r in rows] == ["fast fp32 +epi", "fast fp32 +epi kept-maps", "reference"]
     assert rows[0]["points/ray"] == rows[1]["points/ray"]
@@ -135,10 +122,10 @@ def test_kept_map_rows_beside_the_per_query_rows(tmp_path):
         with pytest.raises(Exception, match="--prepared takes query, kept or query,kept"):
             bq.prepared_arg(bad)
 
-def test_interleaved_rows_are_timed_in_rounds(tmp_path):
+def test_interleaved_rows_are_timed_in_rounds(tmp_path, load_benchmark):
     """--interleave: each round calls every fast row once, in order; each row keeps its own
     preset (the closures bind it) and its repeat count."""
-    bq = load("bench_query")
+    bq = load_benchmark("bench_query")
     calls = []
     fns = [lambda i=i: calls.append(i) for i in range(3)]
     times = bq.time_interleaved(fns, torch.device("cpu"), 4)
@@ -156,7 +143,7 @@ def test_interleaved_rows_are_timed_in_rounds(tmp_path):
 
 
 @pytest.mark.parametrize("pooling,source_rgb", [("mean", False), ("mean_var", False), ("mean_var", True)])
-def test_flop_counter_matches_torch_flop_counter(pooling, source_rgb, monkeypatch):
+def test_flop_counter_matches_torch_flop_counter(pooling, source_rgb, monkeypatch, load_benchmark):
     import dataclasses
 
     from torch.utils.flop_counter import FlopCounterMode
@@ -169,7 +156,7 @@ def test_flop_counter_matches_torch_flop_counter(pooling, source_rgb, monkeypatc
     # CPU queries pad each field call's rays to a bucket (fast.ray_bucket); the estimate counts
     # the useful work only, so the padding is switched off here (it adds up to 6.25%).
     monkeypatch.setattr(fast, "ray_bucket", lambda rays: rays)
-    bq = load("bench_query")
+    bq = load_benchmark("bench_query")
     torch.set_num_threads(1)
     model, _ = bq.build_bench_model("", quick=True)
     model = ViewSeg(dataclasses.replace(model.config, view_pooling=pooling, source_rgb=source_rgb)).eval()
@@ -206,8 +193,8 @@ def test_flop_counter_matches_torch_flop_counter(pooling, source_rgb, monkeypatc
     assert model.config.projected_features and "VIEWSEG_COMPOSITING" not in os.environ
 
 
-def test_parse_preset_and_size():
-    bq = load("bench_query")
+def test_parse_preset_and_size(load_benchmark):
+    bq = load_benchmark("bench_query")
     p = bq.parse_preset("32+16@1e-3")
     assert (p.num_coarse, p.num_fine, p.skip_weight, p.label) == (32, 16, 1e-3, "32+16 skip<0.001")
     assert bq.parse_preset("paper").num_fine == 128
@@ -220,13 +207,13 @@ def test_parse_preset_and_size():
     assert bq.parse_size("160x120") == (120, 160)
 
 
-def test_miou_mode_scores_presets_on_a_test_split(tmp_path):
+def test_miou_mode_scores_presets_on_a_test_split(tmp_path, load_benchmark):
     """--miou on a tiny synthetic split with a tiny model file and the run's config.yaml beside it."""
     from viewseg_core.data.synth.generate import SynthConfig, write_dataset
     from viewseg_core.model.viewseg import ModelConfig, ViewSeg
     from viewseg_core.model.weights import save_model
 
-    bq = load("bench_query")
+    bq = load_benchmark("bench_query")
     data = tmp_path / "data"
     write_dataset(data, 3, SynthConfig(views=12, height=30, width=40), seed=3, progress=False)
     run = tmp_path / "run"
@@ -257,12 +244,12 @@ def test_miou_mode_scores_presets_on_a_test_split(tmp_path):
             assert 0.0 <= float(r[col["depth δ<1.25"]]) <= 100.0 and float(r[col["depth AbsRel"]]) >= 0.0
 
 
-def test_fused_field_rows_are_gpu_only_on_cpu(tmp_path, monkeypatch, capsys):
+def test_fused_field_rows_are_gpu_only_on_cpu(tmp_path, monkeypatch, capsys, load_benchmark):
     """``--field reference,fused`` on CPU: the fused rows are dropped with a note (GPU-only);
     under TRITON_INTERPRET=1 they run in the interpreter (8x6, 2+2 samples: the whole fused
     query path, row and FLOP count included) and are printed, never recorded."""
     pytest.importorskip("triton")
-    bq = load("bench_query")
+    bq = load_benchmark("bench_query")
     monkeypatch.delenv("VIEWSEG_FIELD", raising=False)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert bq.fast_field_impls("reference,fused", torch.device("cpu")) == ["reference"]

@@ -1,23 +1,12 @@
 """benchmarks/report.py: rows land at the end of their own section's table, nowhere else."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-REPORT = Path(__file__).resolve().parents[2] / "benchmarks" / "report.py"
 SECTION = "## Bench"
 HEADER = "| date | v |\n|---|---|\n"
 
 
-def load_report():
-    spec = importlib.util.spec_from_file_location("bench_report", REPORT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_append_creates_section_then_appends_to_its_table(tmp_path):
-    report = load_report()
+def test_append_creates_section_then_appends_to_its_table(tmp_path, load_benchmark):
+    report = load_benchmark("report")
     page = tmp_path / "benchmarks.md"
     page.write_text("# viewseg benchmarks\n\n## Other\n\ntext\n")
     report.append_rows(page, SECTION, HEADER, ["| 1 | a |\n"], intro="How to run.\n\n")
@@ -26,8 +15,8 @@ def test_append_creates_section_then_appends_to_its_table(tmp_path):
                                 + HEADER + "| 1 | a |\n| 2 | b |\n")
 
 
-def test_rows_go_above_notes_and_before_the_next_section(tmp_path):
-    report = load_report()
+def test_rows_go_above_notes_and_before_the_next_section(tmp_path, load_benchmark):
+    report = load_benchmark("report")
     page = tmp_path / "benchmarks.md"
     page.write_text("# b\n\n## Bench\n\n" + HEADER + "| 1 | a |\n\nA log below the table.\n\n## Next\n\nx\n")
     report.append_rows(page, SECTION, HEADER, ["| 2 | b |\n"])
@@ -36,13 +25,13 @@ def test_rows_go_above_notes_and_before_the_next_section(tmp_path):
     assert report.cpu_name()
 
 
-def test_cpu_seconds_of_a_process_from_proc():
+def test_cpu_seconds_of_a_process_from_proc(load_benchmark):
     import os
     import subprocess
     import sys
     import time
 
-    report = load_report()
+    report = load_benchmark("report")
     own = report.cpu_seconds(os.getpid())
     assert abs(own - time.process_time()) < 0.1       # the same clock, read from /proc
     # A child that burns about 0.4 s of CPU, then waits to be read.
@@ -58,11 +47,11 @@ def test_cpu_seconds_of_a_process_from_proc():
     assert report.cpu_seconds(child.pid) != report.cpu_seconds(child.pid)   # reaped: NaN
 
 
-def test_line_chart_draws_each_series_at_its_height(tmp_path):
+def test_line_chart_draws_each_series_at_its_height(tmp_path, load_benchmark):
     import cv2
     import numpy as np
 
-    report = load_report()
+    report = load_benchmark("report")
     chart = tmp_path / "sub" / "chart.png"
     x = [0.0, 5.0, 10.0]
     # y from 0 to 1.05 x 100; the plot area is rows 40..332 of 400 (the bottom margin holds the
