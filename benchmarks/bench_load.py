@@ -194,11 +194,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="--series files of earlier runs (e.g. at another commit): their RSS in the same chart")
     args = parser.parse_args(argv)
     earlier = []
-    for path in args.plot_with:
+    for path in args.plot_with:   # checked now, not after a 10-minute run
         try:
-            earlier.append((path, json.loads(path.read_text())))
-        except (OSError, ValueError) as error:
-            parser.error(f"--plot-with {path}: not a --series file ({error})")
+            run = json.loads(path.read_text())
+            if not all(isinstance(s["t"], (int, float)) and isinstance(s["rss_mb"], (int, float))
+                       for s in run["samples"]):
+                raise ValueError("a sample without a numeric t and rss_mb")
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(f"--plot-with {path}: not a --series file ({type(error).__name__}: {error})")
+        earlier.append((path, run))
     if args.quick:
         args.clients, args.duration, args.idle, args.query_size = 2, 8.0, 6.0, "80x60"
     for name in ("clients", "duration", "idle", "frames_per_view"):

@@ -79,3 +79,15 @@ def test_quick_run_records_a_row_the_samples_and_the_chart(tmp_path, ros_subproc
     assert image is not None and image.shape == (400, 800, 3)
     purple = np.array(report_colours(bench)[3][::-1])              # the earlier run's line (BGR)
     assert (np.abs(image.astype(int) - purple).sum(-1) < 60).sum() > 200
+
+
+@pytest.mark.parametrize("content, why", [("not json", "JSONDecodeError"), ('{"commit": "x"}', "KeyError"),
+                                          ('{"samples": [{"t": 0}]}', "KeyError"),
+                                          ('{"samples": [{"t": "a", "rss_mb": 1}]}', "numeric t and rss_mb")])
+def test_a_bad_plot_with_file_is_refused_before_the_run(tmp_path, content, why):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    done = subprocess.run([sys.executable, str(SCRIPT), "--plot-with", str(bad),
+                           "--no-record"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"--plot-with {bad}: not a --series file" in done.stderr and why in done.stderr, done.stderr
