@@ -75,8 +75,9 @@ SECTION = "## Load: concurrent clients while a 640x480 camera streams (issue 17)
 TABLE_HEADER = ("| date | device | clients | load s | query | served | busy | refused | lost | p50 ms | p99 ms "
                 "| render p50 ms | admission vs idle | RSS after warm-up MB | RSS end MB | RSS drift "
                 "| keyframes (warm-up, end) | keyframes + cache growth MB | drift less keyframes + cache "
-                "| RSS growth, last half | node CPU idle (cores) | node CPU load (cores) | load avg |\n"
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+                "| RSS growth, last half | mean RSS, later vs earlier half | node CPU idle (cores) "
+                "| node CPU load (cores) | load avg |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 INTRO = ("`python benchmarks/bench_load.py` (see its docstring). Node, camera and clients are three "
          "processes on the same machine with config/fastdds_large_images.xml. Targets: 0 lost, admission "
          ">= 80% of the idle rate, RSS drift within 10% over 10 minutes (`--duration 600`).\n\n")
@@ -97,20 +98,28 @@ class MemorySample:
 def memory_summary(samples: list[MemorySample], load_s: float) -> dict[str, float]:
     """RSS drift from the end of warm-up (the first 10% of ``load_s``) to the last sample, the
     same drift less the growth of the keyframe store and the prepared cache (both bounded by
-    parameters), and the RSS growth over the last half of the load phase, each as a share of
-    the RSS after warm-up. NaN where there is no sample to read."""
+    parameters), the RSS growth over the last half of the load phase, and the mean RSS of the
+    later half of the time after warm-up against the mean of the earlier half (``mean_growth``:
+    a trend that a saw-tooth, such as the node's periodic heap release, does not decide by the
+    phase its last sample falls in), each as a share of the RSS after warm-up. NaN where there
+    is no sample to read."""
     warm = [s for s in samples if s.t >= 0.1 * load_s] or samples
     nan = float("nan")
     if not warm:
         return dict(rss_start=nan, rss_end=nan, drift=nan, keyframes_start=nan, keyframes_end=nan,
-                    bounded_growth_mb=nan, drift_unbounded=nan, last_half_growth=nan)
+                    bounded_growth_mb=nan, drift_unbounded=nan, last_half_growth=nan, mean_growth=nan)
     start, end = warm[0], warm[-1]
     half = next((s for s in warm if s.t >= 0.5 * load_s), end)
     bounded = (end.keyframe_mb + end.cache_mb) - (start.keyframe_mb + start.cache_mb)
+    middle = (start.t + end.t) / 2
+    earlier = [s.rss_mb for s in warm if s.t < middle]
+    later = [s.rss_mb for s in warm if s.t >= middle]
+    mean_growth = ((sum(later) / len(later) - sum(earlier) / len(earlier)) / start.rss_mb
+                   if earlier and later else nan)
     return dict(rss_start=start.rss_mb, rss_end=end.rss_mb, drift=(end.rss_mb - start.rss_mb) / start.rss_mb,
                 keyframes_start=start.keyframes, keyframes_end=end.keyframes, bounded_growth_mb=bounded,
                 drift_unbounded=(end.rss_mb - start.rss_mb - bounded) / start.rss_mb,
-                last_half_growth=(end.rss_mb - half.rss_mb) / start.rss_mb)
+                last_half_growth=(end.rss_mb - half.rss_mb) / start.rss_mb, mean_growth=mean_growth)
 
 
 CACHE_MIB = re.compile(r"([0-9.]+) MiB")
@@ -354,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"node RSS: {rss_start:.0f} MB after warm-up, {rss_end:.0f} MB at the end ({drift:+.1%}); keyframes "
           f"{memory['keyframes_start']:.0f} -> {memory['keyframes_end']:.0f}, keyframes + cache "
           f"{memory['bounded_growth_mb']:+.0f} MB, so {memory['drift_unbounded']:+.1%} less them; "
-          f"{memory['last_half_growth']:+.1%} over the last half")
+          f"{memory['last_half_growth']:+.1%} over the last half; mean RSS of the later half after warm-up "
+          f"{memory['mean_growth']:+.1%} against the earlier half")
     commit = git_commit()
     if args.series:
         args.series.parent.mkdir(parents=True, exist_ok=True)
@@ -383,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
                f"{p50:.0f} | {p99:.0f} | {render_p50:.0f} | {admission:.0%} | {rss_start:.0f} | {rss_end:.0f} | "
                f"{drift:+.1%} | {memory['keyframes_start']:.0f}, {memory['keyframes_end']:.0f} | "
                f"{memory['bounded_growth_mb']:+.0f} | {memory['drift_unbounded']:+.1%} | "
-               f"{memory['last_half_growth']:+.1%} | {idle_cpu:.2f} | {load_cpu:.2f} | {load_avg():.1f} |\n")
+               f"{memory['last_half_growth']:+.1%} | {memory['mean_growth']:+.1%} | {idle_cpu:.2f} | {load_cpu:.2f} | {load_avg():.1f} |\n")
         append_rows(args.output, SECTION, TABLE_HEADER, [row], INTRO)
         print(f"row appended to {args.output}")
     return 0 if counts["lost"] == 0 else 1

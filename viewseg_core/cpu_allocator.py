@@ -109,7 +109,10 @@ def release_freed_memory() -> bool:
     return libc is not None and libc.malloc_trim(0) == 1
 
 
-RELEASE_GROWTH_MIB = 256   # HeapReleaser's default: growth of the resident set that triggers a release
+# HeapReleaser's default growth of the resident set that triggers a release. 256 MiB left the
+# node in a 256 MiB saw-tooth over 10 minutes of load (docs/benchmarks.md, "Load"); 128 is
+# TRIM_THRESHOLD_MIB, the freed memory malloc itself would keep at the heap's top.
+RELEASE_GROWTH_MIB = 128
 
 
 def resident_mib() -> float:

@@ -20,6 +20,17 @@ than ``max_bytes`` (images, labels, depth and cached features), never the new ke
   distance ``d = |dt| / min_translation + angle / min_rotation`` (both thresholds count as
   1); ties go to the older one. This keeps coverage of the places seen while a robot
   dwells, where "oldest" would forget the start of a room once it has been left.
+
+The newest ``keep_recent`` keyframes (by admission) are the robot's surroundings and are
+evicted only when nothing older is left: "redundant" picks its victim among the older ones,
+by their distances to each other (against the window, each keyframe leaving it would be the
+most redundant and go at once, and the older set would freeze).
+Why: a camera that keeps moving on (a corridor, a long route) makes its newest keyframes
+the densest part of the buffer, every one a threshold away from the last, so without the
+window "redundant" thins exactly the place the planner asks about. Measured on a straight
+walk of 300 views, 0.5 m and 20 degrees apart, with 64 keyframes: without the window the
+buffer kept 1 of the newest 16 views and spread the rest over the whole walk
+(test/viewseg_ros/test_keyframes.py). ``keep_recent: 0`` is the pure coverage policy.
 """
 from __future__ import annotations
 
@@ -51,6 +62,8 @@ class KeyframeConfig:
     max_keyframes: int = 64
     max_bytes: int = 1 << 30  # 1 GiB: images + labels + depth + cached features
     eviction: str = "redundant"  # or "oldest"
+    # The newest keyframes evicted only when nothing older is left (see the module docstring).
+    keep_recent: int = 16
 
     def __post_init__(self) -> None:
         if not (self.min_translation >= 0 and self.min_rotation_deg >= 0 and self.min_interval_s >= 0):
@@ -59,6 +72,8 @@ class KeyframeConfig:
             raise ValueError(f"refresh_after_s must be > 0 or None, got {self.refresh_after_s}")
         if self.max_keyframes < 1 or self.max_bytes < 1:
             raise ValueError(f"max_keyframes and max_bytes must be >= 1: {self}")
+        if self.keep_recent < 0:
+            raise ValueError(f"keep_recent must be >= 0, got {self.keep_recent}")
         if self.eviction not in ("redundant", "oldest"):
             raise ValueError(f"eviction must be 'redundant' or 'oldest', got {self.eviction!r}")
 
@@ -244,19 +259,25 @@ class KeyframeBuffer:
             candidates = [k for k in self._keyframes.values() if k.id != protect]
             if not candidates:
                 break
-            self._remove(self._victim(candidates).id)
+            # Admission order is insertion order, whatever the stamps' clock did.
+            ordered = list(self._keyframes)
+            recent = set(ordered[len(ordered) - self.config.keep_recent:]) if self.config.keep_recent else set()
+            older = [k for k in candidates if k.id not in recent]
+            self._remove(self._victim(older or candidates, pool=older or list(self._keyframes.values())).id)
 
-    def _victim(self, candidates: list[Keyframe]) -> Keyframe:
-        if self.config.eviction == "oldest" or len(self._keyframes) < 2:
+    def _victim(self, candidates: list[Keyframe], pool: list[Keyframe]) -> Keyframe:
+        """The keyframe to evict among ``candidates``; "redundant" measures each one's nearest
+        neighbour within ``pool`` (the older keyframes among themselves, so that those leaving
+        the recent window, each a threshold from the next, do not all go at once)."""
+        if self.config.eviction == "oldest" or len(pool) < 2:
             return min(candidates, key=lambda k: (k.epoch, k.stamp_ns, k.id))
         cfg = self.config
         scale_t = cfg.min_translation or 1.0  # a zero threshold would divide by zero; metres then
         scale_r = cfg.min_rotation_deg or 1.0
-        everyone = list(self._keyframes.values())
 
         def nearest(k: Keyframe) -> float:
             distances = []
-            for other in everyone:
+            for other in pool:
                 if other.id != k.id:
                     translation, angle = pose_difference(k.c2w, other.c2w)
                     distances.append(translation / scale_t + angle / scale_r)

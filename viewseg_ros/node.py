@@ -129,6 +129,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "keyframes.max_keyframes": (64, "keyframes kept at most"),
     "keyframes.max_bytes": (1 << 30, "bytes kept at most: images + cached features"),
     "keyframes.eviction": ("redundant", "redundant | oldest"),
+    "keyframes.keep_recent": (16, "the newest keyframes, evicted only when nothing older is left (the robot's "
+                                  "surroundings; 0 = pure coverage)"),
     "keyframes.width": (0, "resize keyframes to this width (0 = the model's trained source size, "
                            "else as received)"),
     "keyframes.height": (0, "resize keyframes to this height (0 = the model's trained source size, "
@@ -343,7 +345,7 @@ class ViewSegNode(Node):
             min_interval_s=p["keyframes.min_interval_s"],
             refresh_after_s=p["keyframes.refresh_after_s"] or None,
             max_keyframes=p["keyframes.max_keyframes"], max_bytes=p["keyframes.max_bytes"],
-            eviction=p["keyframes.eviction"]))
+            eviction=p["keyframes.eviction"], keep_recent=p["keyframes.keep_recent"]))
         # 8 x 8 pixels x 6 depths (the library's default is 12 x 12 x 8): the cost grows with
         # keyframes x points, and at 64 keyframes this cuts selection from ~3.2 to ~1.5 ms on
         # one CPU core; the picked set differs only among near-tied views.

@@ -37,6 +37,13 @@ def test_memory_summary_separates_store_growth_from_the_rest(load_benchmark):
     assert m["bounded_growth_mb"] == pytest.approx(160.0)          # (250 + 30) - (100 + 20)
     assert m["drift_unbounded"] == pytest.approx(40.0 / 1000.0)    # 200 MB of RSS, 160 of it the stores
     assert m["last_half_growth"] == pytest.approx(50.0 / 1000.0)   # 1200 - 1150
+    # After warm-up, t = 10..100: earlier half (t < 55) 1000, 1100, 1150; later half 1200.
+    assert m["mean_growth"] == pytest.approx((1200.0 - 3250.0 / 3) / 1000.0)
+    # A saw-tooth with no trend reads 0 whichever phase it ends in; the two-point drift does not.
+    tooth = [S(float(t), 1000.0 + 100.0 * ((t - 10) % 4), 64, 5.0, 3.0) for t in range(10, 99)]
+    trough, peak = bench.memory_summary(tooth, 100.0), bench.memory_summary(tooth[:-1], 100.0)
+    assert trough["drift"] == pytest.approx(0.0) and peak["drift"] == pytest.approx(0.3)   # ends at 1000 / 1300
+    assert abs(trough["mean_growth"]) < 0.01 and abs(peak["mean_growth"]) < 0.01
     empty = bench.memory_summary([], 10.0)
     assert all(math.isnan(v) for v in empty.values())
 

@@ -76,6 +76,55 @@ def test_count_bound_redundant_keeps_coverage():
     assert [k.c2w[0, 3] for k in buffer] == [0.0, 5.0, 5.9]
 
 
+def _walk(keep_recent: int, views: int = 300) -> list[int]:
+    """Ids kept after a camera walked straight on: view i at x = 0.5 i m, turned 20 i degrees
+    (bench_load's camera), 64 keyframes, redundant eviction."""
+    buffer = KeyframeBuffer(KeyframeConfig(min_translation=0.25, min_rotation_deg=15.0, min_interval_s=0,
+                                           max_keyframes=64, eviction="redundant", keep_recent=keep_recent))
+    for i in range(views):
+        assert buffer.add(view(x=0.5 * i, yaw=20.0 * i), i * SEC).id == i  # every view is novel
+    return [k.id for k in buffer]
+
+
+def test_redundant_eviction_keeps_the_newest_window_on_a_walk():
+    kept = _walk(keep_recent=16)
+    assert len(kept) == 64 and kept[-16:] == list(range(284, 300))
+    # The 48 older ones still cover the whole earlier walk, thinned by redundancy, not dropped
+    # by age ("oldest" would keep only views 236-299): every third of it keeps at least 10.
+    assert np.histogram(kept[:-16], bins=[0, 95, 190, 284])[0].min() >= 10
+    # Without the window, "redundant" thins the newest part like any other (every new view is
+    # one threshold from the last): of the newest 16 views, 2 survived.
+    kept = _walk(keep_recent=0)
+    assert len(kept) == 64 and len(set(kept) & set(range(284, 300))) <= 2
+
+
+def test_keep_recent_window_and_redundancy_among_the_older():
+    # x = 0, 5, 9.6, 10, then 20 (max 4). Without a window the closest pair is 9.6 / 10 and
+    # its older member goes. With the newest two (10, 20) kept, the older three are compared
+    # among themselves: 5 and 9.6 are the closest pair (4.6 m), so 5 goes and 9.6 stays.
+    # A window as large as the buffer protects nothing (plain redundant, as without one).
+    def kept(keep_recent: int) -> list[float]:
+        buffer = KeyframeBuffer(KeyframeConfig(min_translation=0.25, min_rotation_deg=20.0, min_interval_s=0,
+                                               max_keyframes=4, eviction="redundant", keep_recent=keep_recent))
+        for i, x in enumerate((0.0, 5.0, 9.6, 10.0, 20.0)):
+            assert buffer.add(view(x=x), i * SEC) is not None
+        return [float(k.c2w[0, 3]) for k in buffer]
+
+    assert kept(0) == kept(16) == [0.0, 5.0, 10.0, 20.0]
+    assert kept(2) == [0.0, 9.6, 10.0, 20.0]
+
+
+def test_byte_bound_eviction_spares_the_window_when_an_old_keyframe_grows():
+    # Caching features on the OLDEST keyframe pushes the bytes over: it is protected (it is
+    # the one being cached) and the window (the newest 2) is spared, so the middle one goes.
+    one_view = 12 * 16 * 3
+    buffer = KeyframeBuffer(KeyframeConfig(**CFG, max_bytes=4 * one_view + 100, eviction="oldest", keep_recent=2))
+    for i in range(4):
+        buffer.add(view(x=float(i)), 2 * i * SEC)
+    buffer.set_features(0, torch.zeros(50))
+    assert [k.id for k in buffer] == [0, 2, 3]
+
+
 def test_byte_bound_and_feature_cache():
     one_view = 12 * 16 * 3  # bytes of one rgb image
     buffer = KeyframeBuffer(KeyframeConfig(**CFG, max_bytes=3 * one_view + 100, eviction="oldest"))
@@ -103,7 +152,7 @@ def test_shared_decision_function_and_config_errors():
     assert admission_decision(pose(1.5), 7 * SEC, kept, config).admit
     assert not admission_decision(pose(3.2), 7 * SEC, kept, config).admit
     for bad in (dict(min_translation=-1), dict(max_keyframes=0), dict(eviction="random"),
-                dict(refresh_after_s=0)):
+                dict(refresh_after_s=0), dict(keep_recent=-1)):
         with pytest.raises(ValueError):
             KeyframeConfig(**bad)
 
