@@ -31,7 +31,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from tqdm import tqdm
 
 from training.config_io import check_bounds
 from viewseg_core.data.dataset import POSE_NOISE_SPREADS, SOURCE_DEPTH_MODES, DatasetConfig, ViewSegDataset, collate
@@ -240,6 +242,30 @@ def build_dataset(cfg: DataConfig, split: str, seed: int = 0, full_target: bool 
     dataset.pairs_file = None if pairs_file is None else str(pairs_file)
     dataset.pairs_origin = pairs_origin
     return dataset
+
+
+# Views whose labels class balancing counts at most (spread evenly over the scenes' views): a
+# frequency estimate, seconds on any dataset.
+CLASS_BALANCE_VIEWS = 4096
+
+
+def label_counts(scenes: list[SceneSource], num_classes: int, max_views: int = CLASS_BALANCE_VIEWS) -> np.ndarray:
+    """[num_classes] int64 pixel counts of each class in the scenes' label images (labels
+    outside 0..num_classes-1 are not counted), over at most ``max_views`` views taken evenly
+    from all of them (every view when there are fewer)."""
+    views = [(scene, i) for scene in scenes for i in range(len(scene))]
+    if not views:
+        raise ValueError("label_counts: the scenes hold no views")
+    step = max(1, -(-len(views) // max_views))
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for scene, i in tqdm(views[::step], desc="class balance: counting labels", unit="view", leave=False):
+        labels = scene.load_view(i).labels
+        if labels is None:
+            continue
+        flat = np.asarray(labels).reshape(-1).astype(np.int64)
+        flat = flat[(flat >= 0) & (flat < num_classes)]
+        counts += np.bincount(flat, minlength=num_classes)
+    return counts
 
 
 def to_model_batch(batch: dict[str, Any], device: torch.device, model_cfg: ModelConfig):

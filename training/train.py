@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -40,9 +41,9 @@ from training import distributed
 from training.checkpoint import (FORMAT, FORMAT_VERSION, list_checkpoints, load_latest_readable, rng_state, save_atomic,
                                  set_rng_state)
 from training.config_io import check_bounds, load_config, to_dict
-from training.data import DataConfig, build_dataset, collate, to_model_batch
+from training.data import CLASS_BALANCE_VIEWS, DataConfig, build_dataset, collate, label_counts, to_model_batch
 from viewseg_core.atomic_io import ensure_dir, remove_stale_temps, write_text_atomic
-from viewseg_core.model.losses import LossConfig, viewseg_losses
+from viewseg_core.model.losses import LossConfig, class_weights_from_counts, viewseg_losses
 from viewseg_core.model.field import EVIDENCE_AT_INIT, NOOP_AT_INIT
 from viewseg_core.model.viewseg import ModelConfig, ViewSeg, build_model
 from viewseg_core.model.weights import (load_model, load_state_strict, model_checkpoint, require_encoder_weights,
@@ -91,7 +92,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # LossConfig lives with the losses; its weights are checked here, where configs are read.
-        check_bounds(self.loss, "loss", at_least={f.name: 0.0 for f in fields(self.loss)})
+        check_bounds(self.loss, "loss", at_least={f.name: 0.0 for f in fields(self.loss) if f.name != "class_weights"},
+                     above={"class_weight_max": 0.0})
+        weights = self.loss.class_weights
+        if weights is not None:
+            if not isinstance(weights, (list, tuple)) or not all(
+                    isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+                    for w in weights):
+                raise ValueError(f"config key loss.class_weights must be a list of finite numbers >= 0, got {weights!r}")
+            self.loss.class_weights = [float(w) for w in weights]
 
     def model_config(self) -> ModelConfig:
         model = {"source_size": list(self.data.image_size), **self.model}
@@ -174,6 +183,14 @@ def train(cfg: TrainConfig) -> Path:
     require_encoder_weights(model_cfg.encoder, model_cfg.encoder_weights)  # seconds before the data, not after
     # The pairs file sits in the run folder (a resume reads it back), never in the data root.
     dataset = build_dataset(cfg.data, split=cfg.data.train_split, seed=cfg.run.seed, pairs_dir=out_dir)
+    if cfg.loss.class_balance > 0 and cfg.loss.class_weights is None:
+        counts = label_counts(list(dataset.scenes.values()), model_cfg.num_classes, CLASS_BALANCE_VIEWS)
+        cfg.loss.class_weights = class_weights_from_counts(counts, cfg.loss.class_balance, cfg.loss.class_weight_max)
+        log(f"[train] class weights (loss.class_balance = {cfg.loss.class_balance}, from {int(counts.sum())} "
+            f"labelled pixels): {min(cfg.loss.class_weights):.2f} to {max(cfg.loss.class_weights):.2f}")
+    if cfg.loss.class_weights is not None and len(cfg.loss.class_weights) != model_cfg.num_classes:
+        raise ValueError(f"loss.class_weights has {len(cfg.loss.class_weights)} entries, the model "
+                         f"{model_cfg.num_classes} classes")
     sampler = distributed.ResumableDistributedSampler(len(dataset), info.world_size, info.rank, cfg.run.seed,
                                                       cfg.optim.batch_size)
     model = build_model(model_cfg).to(info.device)

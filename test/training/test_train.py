@@ -77,3 +77,42 @@ def test_torchrun_two_gloo_processes_stay_in_sync(tiny_synth, tmp_path):
     assert len(checksums) == 2 and checksums[0] == checksums[1]
     assert "2 replicas in sync" in result.stdout
     assert load_checkpoint(out / "checkpoints" / "step_3.pt")["step"] == 3
+
+
+def test_class_balance_counts_the_training_labels_and_keeps_the_weights(tiny_synth, tmp_path):
+    import numpy as np
+    import yaml
+    from PIL import Image
+
+    from training.data import label_counts, load_scenes
+    from viewseg_core.classes import NUM_CLASSES
+    from viewseg_core.model.losses import class_weights_from_counts
+
+    # label_counts against the label PNGs of the train scene, counted here by hand.
+    cfg = load_config(TrainConfig, CONFIG, _overrides(tiny_synth, tmp_path / "unused"))
+    scenes = load_scenes(cfg.data, "train")
+    by_hand = np.zeros(256, np.int64)
+    for scene in scenes:
+        for png in sorted((Path(tiny_synth) / scene.name / "labels").glob("*.png")):
+            by_hand += np.bincount(np.asarray(Image.open(png)).reshape(-1), minlength=256)
+    counts = label_counts(scenes, NUM_CLASSES)
+    assert counts.tolist() == by_hand[:NUM_CLASSES].tolist() and counts.sum() > 0
+    # Every other view (max_views below the total): about half the pixels.
+    views = sum(len(s) for s in scenes)
+    assert 0.3 < label_counts(scenes, NUM_CLASSES, max_views=views // 2).sum() / counts.sum() < 0.7
+
+    # A 2-step run resolves the weights once (from every view of the train split) and records
+    # them in config.yaml and its checkpoints; rarer classes weigh more.
+    out = tmp_path / "balanced"
+    train(load_config(TrainConfig, CONFIG, _overrides(tiny_synth, out, "run.max_steps=2", "loss.class_balance=0.5")))
+    weights = yaml.safe_load((out / "config.yaml").read_text())["loss"]["class_weights"]
+    assert len(weights) == NUM_CLASSES
+    assert weights == pytest.approx(class_weights_from_counts(counts.tolist(), 0.5, 10.0))
+    present = np.flatnonzero(counts)
+    rare, common = present[np.argmin(counts[present])], present[np.argmax(counts[present])]
+    assert weights[rare] > weights[common]
+    assert load_checkpoint(out / "checkpoints" / "step_2.pt")["config"]["loss"]["class_weights"] == weights
+    # Given weights of the wrong length are refused before training.
+    with pytest.raises(ValueError, match="class_weights"):
+        train(load_config(TrainConfig, CONFIG, _overrides(tiny_synth, tmp_path / "bad", "run.max_steps=1",
+                                                          "loss.class_weights=[1.0, 2.0]")))

@@ -16,6 +16,16 @@ known (finite and > 0). It is |d| - eps far from 0 (an L1: a few wrong depth lab
 edges, pull no harder than any other pixel) and d^2 / (2 eps) within a centimetre (smooth, so
 a ray that is right stops being pushed back and forth). ``depth_eps = 0`` is the plain L1.
 
+Class balance (``loss.class_balance`` = p > 0; off in the paper's configs): the cross-entropy
+of a ray labelled c is weighted by w_c proportional to f_c^-p, where f_c is class c's share of
+the training labels (:func:`class_weights_from_counts`; p = 0.5 is the inverse square root of
+the frequency, p = 1 the inverse frequency). Why: the mIoU averages classes, and a room's
+labels are 60% wall and floor while 20 of the 37 classes each hold under 0.5% of the pixels,
+so the unweighted loss barely sees them. The weights are normalised so that the average
+weight per labelled pixel of the training set is 1 (the loss keeps its scale against the RGB
+and depth terms), capped at ``class_weight_max``, and stored resolved in
+``loss.class_weights`` (the run's config.yaml and checkpoints), so a resume uses the same ones.
+
 The optional distortion term (mip-NeRF 360, Barron et al. 2022, Eq. 15; off by default, not
 in ViewSeg) needs no labels: for each ray it is
 
@@ -47,10 +57,43 @@ class LossConfig:
     distortion_weight: float = 0.0 # per metre (see the module docstring); 0 = the paper's losses
     source_weight: float = 1.0     # weight of the source-view ray terms relative to the target's
     coarse_weight: float = 1.0     # weight of the coarse pass relative to the fine pass
+    class_balance: float = 0.0     # p: class weights ~ training label frequency^-p (0 = unweighted, the paper)
+    class_weight_max: float = 10.0 # cap on any class weight (a class seen in a handful of pixels)
+    # The resolved per-class weights (filled by the trainer from the training labels when
+    # class_balance > 0; None = unweighted). Kept in the config so that a resume uses them.
+    class_weights: list[float] | None = None
 
 
-def semantic_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def class_weights_from_counts(counts, power: float, max_weight: float = 10.0) -> list[float]:
+    """Per-class cross-entropy weights from label pixel counts (see the module docstring).
+
+    w_c = f_c^-power / Z with Z such that sum_c f_c w_c = 1 (the mean weight per labelled
+    pixel), then capped at ``max_weight``; a class with no pixel gets 1 (it never occurs as
+    a label, so its weight changes nothing).
+
+    Args:
+        counts: [C] pixel counts per class (any sequence of numbers >= 0, not all 0).
+    Returns:
+        C floats.
+    """
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    if counts.ndim != 1 or counts.numel() == 0 or bool((counts < 0).any()) or not float(counts.sum()) > 0:
+        raise ValueError(f"class_weights_from_counts needs [C] counts >= 0 with some > 0, got {counts.tolist()}")
+    if not (power >= 0 and max_weight > 0):
+        raise ValueError(f"class balance power must be >= 0 and max_weight > 0, got {power}, {max_weight}")
+    freq = counts / counts.sum()
+    present = freq > 0
+    raw = torch.where(present, freq.clamp_min(1e-300) ** -power, 1.0)
+    raw = raw / (freq * raw).sum()
+    return torch.where(present, raw.clamp(max=max_weight), 1.0).tolist()
+
+
+def semantic_ce(logits: torch.Tensor, labels: torch.Tensor,
+                class_weights: torch.Tensor | list[float] | None = None) -> torch.Tensor:
     """Mean cross-entropy over labelled rays; 0 (with gradient) when no ray is labelled.
+
+    With ``class_weights`` [C] the weighted mean sum_r w_{y_r} nll_r / sum_r w_{y_r}
+    (``torch.nn.functional.cross_entropy``'s ``weight`` convention).
 
     Args: logits [..., C]; labels [...] integer, outside 0..C-1 = ignore.
     """
@@ -58,9 +101,16 @@ def semantic_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     labels = labels.to(logits.device).long()
     keep = (labels >= 0) & (labels < C)
     lse = torch.logsumexp(logits, dim=-1)
-    picked = logits.gather(-1, labels.clamp(0, C - 1)[..., None])[..., 0]
+    index = labels.clamp(0, C - 1)
+    picked = logits.gather(-1, index[..., None])[..., 0]
     nll = torch.where(keep, lse - picked, 0.0)
-    return nll.sum() / keep.sum().clamp(min=1)
+    if class_weights is None:
+        return nll.sum() / keep.sum().clamp(min=1)
+    weights = torch.as_tensor(class_weights, dtype=nll.dtype, device=nll.device)
+    if weights.shape != (C,):
+        raise ValueError(f"class_weights has {tuple(weights.shape)} entries, the logits {C} classes")
+    w = torch.where(keep, weights[index], 0.0)
+    return (w * nll).sum() / w.sum().clamp(min=torch.finfo(w.dtype).tiny)
 
 
 def photometric_mse(rgb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -116,7 +166,7 @@ def distortion(weights: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def _pass_terms(out: PassOutput, gt: Mapping[str, torch.Tensor], cfg: LossConfig) -> dict[str, torch.Tensor]:
-    terms = {"semantic": semantic_ce(out.logits, gt["labels"]),
+    terms = {"semantic": semantic_ce(out.logits, gt["labels"], cfg.class_weights),
              "rgb": photometric_mse(out.rgb, gt["rgb"])}
     if cfg.depth_weight > 0:
         if gt.get("depth") is None:

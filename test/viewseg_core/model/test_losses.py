@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from viewseg_core.classes import IGNORE_LABEL, LOSS_IGNORE_INDEX
-from viewseg_core.model.losses import (LossConfig, depth_l1, depth_robust_l1, distortion, photometric_mse, semantic_ce,
-                                       viewseg_losses)
+from viewseg_core.model.losses import (LossConfig, class_weights_from_counts, depth_l1, depth_robust_l1, distortion,
+                                       photometric_mse, semantic_ce, viewseg_losses)
 from viewseg_core.model.renderer import PassOutput, RayOutput
 
 
@@ -28,6 +28,53 @@ def test_all_ignored_is_zero_with_finite_gradient():
     loss = semantic_ce(logits, torch.full((2, 3), IGNORE_LABEL))
     loss.backward()
     assert loss.item() == 0.0 and torch.isfinite(logits.grad).all() and (logits.grad == 0).all()
+
+
+def test_class_weighted_ce_by_hand_and_against_torch():
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [5.0, 5.0, 5.0], [1.0, 2.0, 3.0]])
+    labels = torch.tensor([0, 2, IGNORE_LABEL, 2])
+    weights = [0.5, 7.0, 2.0]
+    nll = [math.log(math.exp(2) + 2) - 2.0, math.log(math.exp(1) + 2), math.log(math.exp(1) + math.exp(2) + math.exp(3)) - 3.0]
+    expected = (0.5 * nll[0] + 2.0 * nll[1] + 2.0 * nll[2]) / (0.5 + 2.0 + 2.0)   # class 1 never labelled
+    assert semantic_ce(logits, labels, weights).item() == pytest.approx(expected, rel=1e-6)
+    keep = labels != IGNORE_LABEL
+    torch.testing.assert_close(semantic_ce(logits, labels, weights),
+                               torch.nn.functional.cross_entropy(logits[keep], labels[keep], weight=torch.tensor(weights)))
+    assert semantic_ce(logits, labels, [1.0, 1.0, 1.0]).item() == pytest.approx(semantic_ce(logits, labels).item())
+    with pytest.raises(ValueError, match="2 classes|3 classes"):
+        semantic_ce(logits, labels, [1.0, 2.0])
+    # All rays ignored: 0, with a finite gradient, as without weights.
+    leaf = logits.clone().requires_grad_(True)
+    loss = semantic_ce(leaf, torch.full((4,), IGNORE_LABEL), weights)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(leaf.grad).all()
+
+
+def test_class_weights_from_counts_by_hand():
+    # Shares 0.64, 0.32, 0.04, 0 (absent). Power 0.5: raw 1/0.8, 1/sqrt(0.32), 1/0.2, then
+    # divided by Z = sum f raw = 0.64/0.8 + sqrt(0.32) + 0.04/0.2 = 1.0 + sqrt(0.32).
+    w = class_weights_from_counts([64, 32, 4, 0], power=0.5, max_weight=100.0)
+    z = 1.0 + math.sqrt(0.32)
+    assert w == pytest.approx([1.25 / z, 1 / math.sqrt(0.32) / z, 5.0 / z, 1.0])
+    assert sum(f * x for f, x in zip((0.64, 0.32, 0.04), w)) == pytest.approx(1.0)  # mean weight per pixel
+    assert class_weights_from_counts([64, 32, 4, 0], power=0.5, max_weight=2.0)[2] == 2.0   # capped
+    assert class_weights_from_counts([3, 1], power=0.0) == pytest.approx([1.0, 1.0])     # power 0: unweighted
+    # Inverse frequency: every present class carries the same total weight.
+    w = class_weights_from_counts([75, 25], power=1.0)
+    assert 0.75 * w[0] == pytest.approx(0.25 * w[1]) and 0.75 * w[0] + 0.25 * w[1] == pytest.approx(1.0)
+    for bad in ([0, 0], [], [-1, 5]):
+        with pytest.raises(ValueError, match="counts"):
+            class_weights_from_counts(bad, 0.5)
+
+
+def test_class_weights_enter_the_semantic_terms():
+    outputs = {"target": RayOutput(_pass(1.0, 0.0, 2.0), None)}
+    gt = {"labels": torch.tensor([[0, 1, 1]]), "rgb": torch.zeros(1, 3, 3)}
+    plain = viewseg_losses(outputs, {"target": gt}, LossConfig())["target/coarse/semantic"]
+    weighted = viewseg_losses(outputs, {"target": gt}, LossConfig(class_weights=[4.0, 1.0, 1.0, 1.0]))
+    ce0, ce1 = math.log(math.exp(1.0) + 3) - 1.0, math.log(math.exp(1.0) + 3)   # label 0 has logit 1
+    assert plain.item() == pytest.approx((ce0 + 2 * ce1) / 3, rel=1e-5)
+    assert weighted["target/coarse/semantic"].item() == pytest.approx((4 * ce0 + 2 * ce1) / 6, rel=1e-5)
 
 
 def test_mse_and_depth_by_hand():
