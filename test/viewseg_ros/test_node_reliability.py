@@ -57,7 +57,7 @@ def rig(tmp_path_factory):
             "query.num_sources": 2, "query.timeout_s": TIMEOUT_S, "query.max_in_flight": 2,
             "keyframes.min_translation": 0.1, "keyframes.min_rotation_deg": 10.0, "keyframes.min_interval_s": 0.0,
             "keyframes.width": W, "keyframes.height": H, "keyframes.teleport_distance": 2.0,
-            "diagnostics_period_s": 0.2, "camera_rate.window_s": 1.0})))
+            "keyframes.keep_recent": 7, "diagnostics_period_s": 0.2, "camera_rate.window_s": 1.0})))
         g.camera = PosedCamera(g, K, FRAME)
         from diagnostic_msgs.msg import DiagnosticArray
 
@@ -228,6 +228,11 @@ def test_topic_mode_publishes_a_point_cloud_that_matches_depth_and_K(rig):
     np.testing.assert_array_equal(cloud["label"], labels[v, u])
     np.testing.assert_allclose(cloud["confidence"], confidence[v, u])
     np.testing.assert_array_equal(unpack_rgb(cloud["rgb"]), colorize(labels[v, u]))
+
+
+def test_keyframe_parameters_reach_the_buffer(rig):
+    config = rig.node.keyframes.config
+    assert (config.keep_recent, config.eviction, config.min_translation, config.max_keyframes) == (7, "redundant", 0.1, 64)
 
 
 def test_frames_that_are_not_keyframes_are_counted_by_reason(rig):
