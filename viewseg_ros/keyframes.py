@@ -261,7 +261,7 @@ class KeyframeBuffer:
                 break
             # Admission order is insertion order, whatever the stamps' clock did.
             ordered = list(self._keyframes)
-            recent = set(ordered[len(ordered) - self.config.keep_recent:]) if self.config.keep_recent else set()
+            recent = set(ordered[max(0, len(ordered) - self.config.keep_recent):]) if self.config.keep_recent else set()
             older = [k for k in candidates if k.id not in recent]
             self._remove(self._victim(older or candidates, pool=older or list(self._keyframes.values())).id)
 
