@@ -37,6 +37,7 @@ Reported (and appended as a row of the "Load" section of docs/benchmarks.md):
     python benchmarks/bench_load.py --quick            # ~40 s: 2 clients, 8 s of load
     python benchmarks/bench_load.py                    # 4 clients, 60 s
     python benchmarks/bench_load.py --duration 600     # the 10-minute RSS target
+    python benchmarks/bench_load.py --depth            # an RGB-D camera (aligned depth) and demo_rgbd.pt
     # its memory over time, beside an earlier run's (e.g. at another commit, written with --series):
     python benchmarks/bench_load.py --duration 600 --plot rss.png --plot-with earlier.json
     python benchmarks/bench_load.py --executor rclpy   # the node on rclpy's own MultiThreadedExecutor
@@ -72,6 +73,7 @@ from report import append_rows, cpu_name, cpu_seconds, line_chart, load_avg  # n
 from viewseg_ros.executor import DEFAULT_EXECUTOR, EXECUTORS  # noqa: E402
 
 SECTION = "## Load: concurrent clients while a 640x480 camera streams (issue 17)"
+DEPTH_TOPIC = "depth"   # --depth: the stream's aligned depth topic, and the node's depth_topic
 TABLE_HEADER = ("| date | device | clients | load s | query | served | busy | refused | lost | p50 ms | p99 ms "
                 "| render p50 ms | admission vs idle | RSS after warm-up MB | RSS end MB | RSS drift "
                 "| keyframes (warm-up, end) | keyframes + cache growth MB | drift less keyframes + cache "
@@ -165,12 +167,14 @@ def percentile(values: list[float], q: float) -> float:
 class Camera:
     """The camera process: ``views`` views from ``first_view``, ``frames_per_view`` frames each, at 15 Hz."""
 
-    def __init__(self, first_view: int, views: int, frames_per_view: int, width: int, height: int):
+    def __init__(self, first_view: int, views: int, frames_per_view: int, width: int, height: int,
+                 depth_topic: str = ""):
         self.first_view, self.views = first_view, views
         self.process = subprocess.Popen(
             [sys.executable, "-m", "viewseg_ros.camera_stream", "--ros-args", "-p", f"first_view:={first_view}",
              "-p", f"views:={views}", "-p", f"frames_per_view:={frames_per_view}", "-p", f"rate:={CAMERA_HZ}",
-             "-p", f"width:={width}", "-p", f"height:={height}", "-p", "start_delay_s:=0.5"],
+             "-p", f"width:={width}", "-p", f"height:={height}", "-p", "start_delay_s:=0.5",
+             "-p", f"depth_topic:={depth_topic}"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         self.started = time.monotonic()
 
@@ -189,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--query-size", default="160x120", help="WIDTHxHEIGHT of each query")
     parser.add_argument("--frames-per-view", type=int, default=6)
     parser.add_argument("--camera-size", default="640x480")
-    parser.add_argument("--checkpoint", default="", help="model file (default: the demo checkpoint)")
+    parser.add_argument("--checkpoint", default="", help="model file (default: the demo checkpoint, "
+                                                         "checkpoints/demo_rgbd.pt with --depth)")
+    parser.add_argument("--depth", action="store_true",
+                        help="an RGB-D camera: the stream also publishes aligned 32FC1 depth on 'depth', which the "
+                             "node reads (depth_topic), and the node loads the RGB-D demo checkpoint")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--executor", choices=EXECUTORS, default=DEFAULT_EXECUTOR,
                         help="the node's executor parameter (submit_once: its default, viewseg_ros/executor.py; "
@@ -235,8 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     node_cmd = [sys.executable, "-m", "viewseg_ros.node", "--ros-args", "--params-file",
                 str(ROOT / "config" / "viewseg.yaml"), "-p", f"device:={args.device}",
                 "-p", "diagnostics_period_s:=0.5", "-p", f"executor:={args.executor}"]
-    if args.checkpoint:
-        node_cmd += ["-p", f"checkpoint:={args.checkpoint}"]
+    depth_topic = DEPTH_TOPIC if args.depth else ""
+    checkpoint = args.checkpoint or (str(ROOT / "checkpoints" / "demo_rgbd.pt") if args.depth else "")
+    if checkpoint:
+        node_cmd += ["-p", f"checkpoint:={checkpoint}"]
+    if depth_topic:
+        node_cmd += ["-p", f"depth_topic:={depth_topic}"]
     node_log = open(os.devnull, "w")
     server = subprocess.Popen(node_cmd, cwd=ROOT, stdout=node_log, stderr=subprocess.STDOUT)
     rclpy.init()
@@ -267,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         idle_views = max(4, int(args.idle * CAMERA_HZ / args.frames_per_view))
         before = admitted()
         cpu0 = cpu_seconds(server.pid)
-        camera = Camera(0, idle_views, args.frames_per_view, cw, ch)
+        camera = Camera(0, idle_views, args.frames_per_view, cw, ch, depth_topic)
         streamed = camera.finish()
         # Per second of frames (lead-in included), not of the camera process's start-up, which
         # takes seconds and would dilute it.
@@ -284,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         results_lock = threading.Lock()
         reasons: collections.Counter = collections.Counter()
         stop = threading.Event()
-        camera = Camera(first, load_views, args.frames_per_view, cw, ch)
+        camera = Camera(first, load_views, args.frames_per_view, cw, ch, depth_topic)
         samples: list[MemorySample] = []
 
         def client_loop(index: int) -> None:
@@ -360,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     if reasons:
         print("refusals:", "; ".join(f"{n} x {why}" for why, n in reasons.most_common(3)))
     print(f"keyframe admission: {load_rate:.0%} under load vs {idle_rate:.0%} idle ({admission:.0%} of idle)")
+    if args.depth:
+        print(f"depth: {diagnostics.get('keyframes_with_depth', '?')} keyframes with depth, "
+              f"{diagnostics.get('keyframes_without_depth', '?')} without; model reads depth: "
+              f"{diagnostics.get('model_reads_depth', '?')}; sampling {diagnostics.get('sampling', '?')}")
     print(f"node RSS: {rss_start:.0f} MB after warm-up, {rss_end:.0f} MB at the end ({drift:+.1%}); keyframes "
           f"{memory['keyframes_start']:.0f} -> {memory['keyframes_end']:.0f}, keyframes + cache "
           f"{memory['bounded_growth_mb']:+.0f} MB, so {memory['drift_unbounded']:+.1%} less them; "
@@ -387,7 +403,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memory chart written to {args.plot}")
     print(f"node CPU: {idle_cpu:.2f} cores idle (camera only), {load_cpu:.2f} under load")
     if not args.no_record:
-        device = f"{cpu_name()} ({args.device}, executor {args.executor}, at {commit or 'unknown commit'})"
+        camera_kind = ", RGB-D camera, demo_rgbd.pt" if args.depth and not args.checkpoint else (
+            ", RGB-D camera" if args.depth else "")
+        device = (f"{cpu_name()} ({args.device}, executor {args.executor}{camera_kind}, "
+                  f"at {commit or 'unknown commit'})")
         row = (f"| {_dt.date.today().isoformat()} | {device} | {args.clients} | {load_s:.0f} | "
                f"{qw}x{qh} | {counts['served']} | {counts['busy']} | {counts['refused']} | {counts['lost']} | "
                f"{p50:.0f} | {p99:.0f} | {render_p50:.0f} | {admission:.0%} | {rss_start:.0f} | {rss_end:.0f} | "

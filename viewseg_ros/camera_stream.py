@@ -8,8 +8,9 @@ picture, so each view is a cheap textured image (a fixed noise texture, shifted 
 View ``i`` puts ``camera_optical`` at x = i * ``spacing`` metres in ``fixed_frame``, turned
 ``turn_deg`` degrees per view about the vertical, so consecutive views differ by more than
 the node's default keyframe thresholds (0.25 m, 15 deg). Every frame publishes, in this
-order, ``fixed_frame -> camera_optical`` on ``/tf``, CameraInfo and Image, all with the
-frame's stamp. The stream starts once the image, CameraInfo and /tf publishers each have a
+order, ``fixed_frame -> camera_optical`` on ``/tf``, CameraInfo and Image (and, with
+``depth_topic``, a 32FC1 depth image registered to it: a wall ``depth_m`` metres ahead, the
+load an RGB-D camera's aligned depth puts on the node), all with the frame's stamp. The stream starts once the image, CameraInfo and /tf publishers each have a
 matched subscriber (best-effort writers drop what they publish before that, and a volatile
 reader never gets it), waits ``start_delay_s`` more, then repeats the first view (lead-in
 frames, not counted as stream frames) until every reliable reader has acknowledged one: a
@@ -51,6 +52,9 @@ PARAMETERS = {
     "ack_timeout_s": (5.0, "seconds to wait at the end for reliable readers to acknowledge every frame"),
     "fixed_frame": ("map", "parent frame of the camera on /tf"),
     "camera_frame": ("camera_optical", "the images' frame_id"),
+    "depth_topic": ("", "also publish 32FC1 depth registered to the colour image on this topic, same stamp and "
+                        "frame_id (empty = none)"),
+    "depth_m": (3.0, "planar depth in metres that the depth images show everywhere (a wall ahead)"),
 }
 
 
@@ -94,8 +98,10 @@ def main(args: list[str] | None = None) -> int:
         image_pub = node.create_publisher(Image, "image", qos)
         info_pub = node.create_publisher(CameraInfo, "camera_info", qos)
         tf_pub = node.create_publisher(TFMessage, "/tf", 100)
-        publishers = (image_pub, info_pub, tf_pub)
+        depth_pub = node.create_publisher(Image, p["depth_topic"], qos) if p["depth_topic"] else None
+        publishers = (image_pub, info_pub, tf_pub) + ((depth_pub,) if depth_pub is not None else ())
         width, height = int(p["width"]), int(p["height"])
+        depth = np.full((height, width), float(p["depth_m"]), dtype=np.float32)
         K = K_from_hfov(float(p["hfov_deg"]), width, height)
         texture = np.random.default_rng(0).integers(0, 256, (height + 512, width + 1024, 3), dtype=np.uint8)
         # A best-effort writer drops what it publishes before a reader has matched, and a
@@ -127,6 +133,8 @@ def main(args: list[str] | None = None) -> int:
                 c2w, p["fixed_frame"], p["camera_frame"], stamp)]))
             info_pub.publish(make_camera_info(K, width, height, frame_id=p["camera_frame"], stamp_ns=stamp))
             image_pub.publish(numpy_to_image(rgb, "rgb8", frame_id=p["camera_frame"], stamp_ns=stamp))
+            if depth_pub is not None:
+                depth_pub.publish(numpy_to_image(depth, "32FC1", frame_id=p["camera_frame"], stamp_ns=stamp))
             sent += 1
 
         first = int(p["first_view"])
