@@ -173,8 +173,8 @@ class Camera:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "viewseg_ros.camera_stream", "--ros-args", "-p", f"first_view:={first_view}",
              "-p", f"views:={views}", "-p", f"frames_per_view:={frames_per_view}", "-p", f"rate:={CAMERA_HZ}",
-             "-p", f"width:={width}", "-p", f"height:={height}", "-p", "start_delay_s:=0.5",
-             "-p", f"depth_topic:={depth_topic}"],
+             "-p", f"width:={width}", "-p", f"height:={height}", "-p", "start_delay_s:=0.5"]
+            + (["-p", f"depth_topic:={depth_topic}"] if depth_topic else []),   # ROS cannot parse an empty value
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         self.started = time.monotonic()
 

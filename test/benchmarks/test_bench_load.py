@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,16 @@ def test_a_bad_plot_with_file_is_refused_before_the_run(tmp_path, content, why):
                            "--no-record"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert f"--plot-with {bad}: not a --series file" in done.stderr and why in done.stderr, done.stderr
+
+
+def test_quick_run_with_an_rgbd_camera_serves_from_keyframes_with_depth(ros_subprocess_env):
+    # --depth: the stream publishes aligned 32FC1 depth, the node reads it (depth_topic) with
+    # the RGB-D demo checkpoint; every keyframe keeps its depth and the queries are served.
+    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--depth", "--no-record"], cwd=REPO,
+                          env=dict(ros_subprocess_env, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    depth = re.search(r"depth: (\d+) keyframes with depth, (\d+) without; model reads depth: True; sampling rgbd",
+                      done.stdout)
+    assert depth and int(depth.group(1)) > 0 and int(depth.group(2)) == 0, done.stdout[-2000:]
+    load = re.search(r"'served': (\d+), 'busy': \d+, 'refused': (\d+), 'lost': (\d+)", done.stdout)
+    assert load and int(load.group(1)) > 0 and int(load.group(3)) == 0, done.stdout[-2000:]
