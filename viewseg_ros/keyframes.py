@@ -263,7 +263,10 @@ class KeyframeBuffer:
             ordered = list(self._keyframes)
             recent = set(ordered[max(0, len(ordered) - self.config.keep_recent):]) if self.config.keep_recent else set()
             older = [k for k in candidates if k.id not in recent]
-            self._remove(self._victim(older or candidates, pool=older or list(self._keyframes.values())).id)
+            # Without a window (or with nothing older than it) the pool is every keyframe,
+            # the new one included: the pure coverage rule.
+            pool = older if recent and older else list(self._keyframes.values())
+            self._remove(self._victim(older or candidates, pool=pool).id)
 
     def _victim(self, candidates: list[Keyframe], pool: list[Keyframe]) -> Keyframe:
         """The keyframe to evict among ``candidates``; "redundant" measures each one's nearest
