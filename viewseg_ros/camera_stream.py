@@ -10,7 +10,8 @@ View ``i`` puts ``camera_optical`` at x = i * ``spacing`` metres in ``fixed_fram
 the node's default keyframe thresholds (0.25 m, 15 deg). Every frame publishes, in this
 order, ``fixed_frame -> camera_optical`` on ``/tf``, CameraInfo and Image (and, with
 ``depth_topic``, a 32FC1 depth image registered to it: a wall ``depth_m`` metres ahead, the
-load an RGB-D camera's aligned depth puts on the node), all with the frame's stamp. The stream starts once the image, CameraInfo and /tf publishers each have a
+load an RGB-D camera's aligned depth puts on the node), all with the frame's stamp. The
+stream starts once the image, CameraInfo and /tf publishers (and the depth one) each have a
 matched subscriber (best-effort writers drop what they publish before that, and a volatile
 reader never gets it), waits ``start_delay_s`` more, then repeats the first view (lead-in
 frames, not counted as stream frames) until every reliable reader has acknowledged one: a

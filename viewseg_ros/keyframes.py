@@ -263,10 +263,11 @@ class KeyframeBuffer:
             ordered = list(self._keyframes)
             recent = set(ordered[max(0, len(ordered) - self.config.keep_recent):]) if self.config.keep_recent else set()
             older = [k for k in candidates if k.id not in recent]
-            # Without a window (or with nothing older than it) the pool is every keyframe,
-            # the new one included: the pure coverage rule.
-            pool = older if recent and older else list(self._keyframes.values())
-            self._remove(self._victim(older or candidates, pool=pool).id)
+            if recent and older:   # the older keyframes thin among themselves
+                victim = self._victim(older, pool=older)
+            else:                  # no window, or nothing older than it: the pure coverage rule
+                victim = self._victim(candidates, pool=list(self._keyframes.values()))
+            self._remove(victim.id)
 
     def _victim(self, candidates: list[Keyframe], pool: list[Keyframe]) -> Keyframe:
         """The keyframe to evict among ``candidates``; "redundant" measures each one's nearest
