@@ -43,6 +43,7 @@ from training.checkpoint import (FORMAT, FORMAT_VERSION, list_checkpoints, load_
 from training.config_io import check_bounds, load_config, to_dict
 from training.data import CLASS_BALANCE_VIEWS, DataConfig, build_dataset, collate, label_counts, to_model_batch
 from viewseg_core.atomic_io import ensure_dir, remove_stale_temps, write_text_atomic
+from viewseg_core.classes import CLASS_NAMES
 from viewseg_core.model.losses import LossConfig, class_weights_from_counts, viewseg_losses
 from viewseg_core.model.field import EVIDENCE_AT_INIT, NOOP_AT_INIT
 from viewseg_core.model.viewseg import ModelConfig, ViewSeg, build_model
@@ -105,6 +106,16 @@ class TrainConfig:
     def model_config(self) -> ModelConfig:
         model = {"source_size": list(self.data.image_size), **self.model}
         return ModelConfig.from_dict(model, source="config 'model'")
+
+
+def label_shares(counts) -> str:
+    """One line on how the training labels spread over the classes (what class balancing is for)."""
+    share = counts / max(int(counts.sum()), 1)
+    top = sorted(range(len(counts)), key=lambda c: -share[c])[:2]
+    name = lambda c: CLASS_NAMES[c] if len(counts) == len(CLASS_NAMES) else f"class {c}"  # noqa: E731
+    rare = int(((share > 0) & (share < 0.005)).sum())
+    return (f"{int(counts.sum())} labelled pixels, {', '.join(f'{name(c)} {100 * share[c]:.1f}%' for c in top)}; "
+            f"{rare} of {len(counts)} classes under 0.5% each")
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, max_steps: int):
@@ -186,8 +197,8 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.loss.class_balance > 0 and cfg.loss.class_weights is None:
         counts = label_counts(list(dataset.scenes.values()), model_cfg.num_classes, CLASS_BALANCE_VIEWS)
         cfg.loss.class_weights = class_weights_from_counts(counts, cfg.loss.class_balance, cfg.loss.class_weight_max)
-        log(f"[train] class weights (loss.class_balance = {cfg.loss.class_balance}, from {int(counts.sum())} "
-            f"labelled pixels): {min(cfg.loss.class_weights):.2f} to {max(cfg.loss.class_weights):.2f}")
+        log(f"[train] class weights (loss.class_balance = {cfg.loss.class_balance}): "
+            f"{min(cfg.loss.class_weights):.2f} to {max(cfg.loss.class_weights):.2f}; {label_shares(counts)}")
     if cfg.loss.class_weights is not None and len(cfg.loss.class_weights) != model_cfg.num_classes:
         raise ValueError(f"loss.class_weights has {len(cfg.loss.class_weights)} entries, the model "
                          f"{model_cfg.num_classes} classes")

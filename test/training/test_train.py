@@ -112,6 +112,12 @@ def test_class_balance_counts_the_training_labels_and_keeps_the_weights(tiny_syn
     rare, common = present[np.argmin(counts[present])], present[np.argmax(counts[present])]
     assert weights[rare] > weights[common]
     assert load_checkpoint(out / "checkpoints" / "step_2.pt")["config"]["loss"]["class_weights"] == weights
+    # The log line's summary of the label shares, by hand (37 classes: names; otherwise numbers).
+    from training.train import label_shares
+    shares = np.zeros(NUM_CLASSES, np.int64)
+    shares[[0, 1, 5]] = [600, 396, 4]
+    assert label_shares(shares) == "1000 labelled pixels, wall 60.0%, floor 39.6%; 1 of 37 classes under 0.5% each"
+    assert label_shares(np.array([1, 3])) == "4 labelled pixels, class 1 75.0%, class 0 25.0%; 0 of 2 classes under 0.5% each"
     # Given weights of the wrong length are refused before training.
     with pytest.raises(ValueError, match="class_weights"):
         train(load_config(TrainConfig, CONFIG, _overrides(tiny_synth, tmp_path / "bad", "run.max_steps=1",

@@ -20,7 +20,7 @@ Class balance (``loss.class_balance`` = p > 0; off in the paper's configs): the 
 of a ray labelled c is weighted by w_c proportional to f_c^-p, where f_c is class c's share of
 the training labels (:func:`class_weights_from_counts`; p = 0.5 is the inverse square root of
 the frequency, p = 1 the inverse frequency). Why: the mIoU averages classes, and a room's
-labels are 60% wall and floor while 20 of the 37 classes each hold under 0.5% of the pixels,
+labels are 60% wall and floor while 18 of the 37 classes each hold under 0.5% of the pixels,
 so the unweighted loss barely sees them. The weights are normalised so that the average
 weight per labelled pixel of the training set is 1 (the loss keeps its scale against the RGB
 and depth terms), capped at ``class_weight_max``, and stored resolved in
