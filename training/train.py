@@ -19,6 +19,7 @@ Resuming:
   naming each change: the schedule continues at the new values, as ``config.yaml`` records.
   ``optim.grad_clip`` and ``optim.batch_size`` are read every step and apply as well.
   The model config cannot change on resume (an error; use a new ``run.out_dir``).
+* class weights (``loss.class_balance``) are the checkpoint's, not counted again from the data.
 """
 from __future__ import annotations
 
@@ -171,6 +172,25 @@ def _apply_schedule_changes(saved_config: dict, cfg: TrainConfig, optimizer: tor
     return changed
 
 
+def _resume_class_weights(saved: dict, cfg: "TrainConfig", log) -> None:
+    """A resumed class-balanced run keeps the weights its checkpoint trained with.
+
+    They were counted from the run's data at its start; counting again on resume would give
+    other weights wherever the data folder changed since, and the resumed steps would then
+    train a different loss from the one config.yaml records. Weights given explicitly on the
+    command line (``loss.class_weights=[...]``) still win, with a line saying so.
+    """
+    recorded = saved.get("loss", {}).get("class_weights")
+    if cfg.loss.class_balance <= 0 or recorded is None:
+        return
+    if cfg.loss.class_weights is None:
+        cfg.loss.class_weights = [float(w) for w in recorded]
+        log(f"[train] class weights from the checkpoint ({len(recorded)} classes, "
+            f"{min(recorded):.2f} to {max(recorded):.2f}), not recounted")
+    elif [float(w) for w in recorded] != cfg.loss.class_weights:
+        log("[train] loss.class_weights given on the command line replace the checkpoint's")
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train (or resume) and return the path of the final model file."""
     info = distributed.setup(cfg.run.device)
@@ -194,14 +214,6 @@ def train(cfg: TrainConfig) -> Path:
     require_encoder_weights(model_cfg.encoder, model_cfg.encoder_weights)  # seconds before the data, not after
     # The pairs file sits in the run folder (a resume reads it back), never in the data root.
     dataset = build_dataset(cfg.data, split=cfg.data.train_split, seed=cfg.run.seed, pairs_dir=out_dir)
-    if cfg.loss.class_balance > 0 and cfg.loss.class_weights is None:
-        counts = label_counts(list(dataset.scenes.values()), model_cfg.num_classes, CLASS_BALANCE_VIEWS)
-        cfg.loss.class_weights = class_weights_from_counts(counts, cfg.loss.class_balance, cfg.loss.class_weight_max)
-        log(f"[train] class weights (loss.class_balance = {cfg.loss.class_balance}): "
-            f"{min(cfg.loss.class_weights):.2f} to {max(cfg.loss.class_weights):.2f}; {label_shares(counts)}")
-    if cfg.loss.class_weights is not None and len(cfg.loss.class_weights) != model_cfg.num_classes:
-        raise ValueError(f"loss.class_weights has {len(cfg.loss.class_weights)} entries, the model "
-                         f"{model_cfg.num_classes} classes")
     sampler = distributed.ResumableDistributedSampler(len(dataset), info.world_size, info.rank, cfg.run.seed,
                                                       cfg.optim.batch_size)
     model = build_model(model_cfg).to(info.device)
@@ -224,6 +236,7 @@ def train(cfg: TrainConfig) -> Path:
         step = int(ckpt["step"])
         set_rng_state(ckpt["rng"][min(info.rank, len(ckpt["rng"]) - 1)])
         _apply_schedule_changes(ckpt.get("config", {}), cfg, optimizer, scheduler, step, log)
+        _resume_class_weights(ckpt.get("config", {}), cfg, log)
     elif cfg.run.init_from:
         # Fine-tuning: weights from another run (e.g. Hypersim -> Replica), fresh optimizer.
         # Layers that start as a no-op may be new (say, turning on model.source_rgb).
@@ -234,6 +247,14 @@ def train(cfg: TrainConfig) -> Path:
         if gained:
             log(f"[train] init_from {cfg.run.init_from}: {', '.join(gained)} start at their initial values "
                 f"and change the model's renders from the first step (model.depth_evidence)")
+    if cfg.loss.class_balance > 0 and cfg.loss.class_weights is None:
+        counts = label_counts(list(dataset.scenes.values()), model_cfg.num_classes, CLASS_BALANCE_VIEWS)
+        cfg.loss.class_weights = class_weights_from_counts(counts, cfg.loss.class_balance, cfg.loss.class_weight_max)
+        log(f"[train] class weights (loss.class_balance = {cfg.loss.class_balance}): "
+            f"{min(cfg.loss.class_weights):.2f} to {max(cfg.loss.class_weights):.2f}; {label_shares(counts)}")
+    if cfg.loss.class_weights is not None and len(cfg.loss.class_weights) != model_cfg.num_classes:
+        raise ValueError(f"loss.class_weights has {len(cfg.loss.class_weights)} entries, the model "
+                         f"{model_cfg.num_classes} classes")
     if info.distributed:
         model = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
 

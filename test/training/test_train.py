@@ -112,6 +112,19 @@ def test_class_balance_counts_the_training_labels_and_keeps_the_weights(tiny_syn
     rare, common = present[np.argmin(counts[present])], present[np.argmax(counts[present])]
     assert weights[rare] > weights[common]
     assert load_checkpoint(out / "checkpoints" / "step_2.pt")["config"]["loss"]["class_weights"] == weights
+    # Resumed on data that changed since (a train label image now all wall), the run keeps the
+    # weights it trained with: counted again they would differ.
+    png = sorted((Path(tiny_synth) / scenes[0].name / "labels").glob("*.png"))[0]
+    original = png.read_bytes()
+    try:
+        Image.fromarray(np.zeros_like(np.asarray(Image.open(png)))).save(png)
+        assert class_weights_from_counts(label_counts(load_scenes(cfg.data, "train"), NUM_CLASSES).tolist(),
+                                         0.5, 10.0) != pytest.approx(weights)
+        train(load_config(TrainConfig, CONFIG, _overrides(tiny_synth, out, "run.max_steps=3", "loss.class_balance=0.5")))
+    finally:
+        png.write_bytes(original)
+    assert yaml.safe_load((out / "config.yaml").read_text())["loss"]["class_weights"] == weights
+    assert load_checkpoint(out / "checkpoints" / "step_3.pt")["config"]["loss"]["class_weights"] == weights
     # The log line's summary of the label shares, by hand (37 classes: names; otherwise numbers).
     from training.train import label_shares
     shares = np.zeros(NUM_CLASSES, np.int64)
