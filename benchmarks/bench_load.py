@@ -3,8 +3,8 @@
 Three processes on one machine, as on a robot: the node (``python -m viewseg_ros.node`` with
 config/viewseg.yaml, the demo checkpoint), a camera (``python -m viewseg_ros.camera_stream``,
 640x480 rgb8 at 15 Hz, a new view every ``--frames-per-view`` frames) and this process, which
-runs ``--clients`` client threads that call ``/viewseg/render_view`` back to back at poses
-near the views streamed so far. All three use config/fastdds_large_images.xml.
+runs ``--clients`` client threads that call ``/viewseg/render_view`` back to back, each at
+one of the last 8 views the camera has passed (read from its /tf). All three use config/fastdds_large_images.xml.
 
 Two phases with the same stream:
 
@@ -237,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.node import Node
 
     from viewseg_interfaces.srv import RenderView
+    from tf2_msgs.msg import TFMessage
+
+    from viewseg_ros.camera_stream import PARAMETERS as CAMERA_PARAMETERS
     from viewseg_ros.camera_stream import view_pose
     from viewseg_ros.conversions import matrix_to_pose_stamped
 
@@ -256,6 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     diagnostics: dict[str, str] = {}
     client_node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diagnostics.update(
         {kv.key: kv.value for kv in m.status[0].values}), 10)
+    spacing, turn_deg = CAMERA_PARAMETERS["spacing"][0], CAMERA_PARAMETERS["turn_deg"][0]
+    camera_frame = CAMERA_PARAMETERS["camera_frame"][0]
+    camera_view = [-1]  # the view the camera is at now: view i sits at x = i * spacing
+
+    def on_tf(message) -> None:
+        for transform in message.transforms:
+            if transform.child_frame_id == camera_frame:
+                camera_view[0] = round(transform.transform.translation.x / spacing)
+    client_node.create_subscription(TFMessage, "/tf", on_tf, 100)
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(client_node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -304,15 +316,17 @@ def main(argv: list[str] | None = None) -> int:
             client.wait_for_service(timeout_sec=10.0)
             rng = random.Random(index)
             while not stop.is_set():
-                # Near the views the node has made keyframes of (the camera process takes a few
-                # seconds to start, so its clock says nothing about what has arrived).
-                kept = int(diagnostics["keyframes_admitted"]) - before
-                if kept < 1:
+                # One of the last 8 views the camera has passed, as a planner asks about the
+                # robot's surroundings (the camera process takes a few seconds to start, so its
+                # clock says nothing about where it is: its /tf does). Whether the node kept
+                # keyframes near them is what the bench measures, not what picks the view.
+                current = camera_view[0]
+                if current < first:
                     time.sleep(0.05)
                     continue
-                view = first + rng.randrange(max(0, kept - 8), kept)
+                view = rng.randrange(max(first, current - 7), current + 1)
                 request = RenderView.Request()
-                request.pose = matrix_to_pose_stamped(view_pose(view, 0.5, 20.0), "map")
+                request.pose = matrix_to_pose_stamped(view_pose(view, spacing, turn_deg), "map")
                 request.camera_info.width, request.camera_info.height = qw, qh
                 t0 = time.monotonic()
                 future = client.call_async(request)
