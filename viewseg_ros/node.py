@@ -7,7 +7,9 @@ Contract: design.md, "ROS 2 interface". In short:
   ``/tf_static``. Each image's optical-frame pose in ``fixed_frame`` is looked up at its stamp;
   an image whose TF has not arrived yet waits in a bounded queue (``tf_pending_max``) for up to
   ``tf_wait_s`` without blocking the images behind it (under heavy image traffic TF was
-  measured arriving ~1 s late). Frames that pass the keyframe rule
+  measured arriving ~1 s late). A camera whose CameraInfo has lens distortion is undistorted
+  onto the pinhole of its ``p`` first (``rectification``, :mod:`viewseg_core.rectify`; colour
+  bilinear, registered depth nearest). Frames that pass the keyframe rule
   (:mod:`viewseg_ros.keyframes`) are resized to the working size, encoded ONCE and kept with
   their encoder features: a query never re-encodes a keyframe. Encoding has its own lock:
   keyframe intake never waits for a render.
@@ -75,6 +77,7 @@ from viewseg_core.model.fast import PRESETS, RenderCancelled, check_amp, render_
     trained_preset
 from viewseg_core.model.prepared_cache import PreparedCache
 from viewseg_core.model.weights import load_model
+from viewseg_core.rectify import RECTIFICATION_MODES, Undistorter, resolve_camera
 from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
 from viewseg_ros.conversions import (COLOR_ENCODINGS, camera_info_to_K, depth_image_to_metres, image_to_numpy,
                                      make_camera_info,
@@ -105,6 +108,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                         "aligned_depth_to_color drivers publish; 32FC1 m or 16UC1 mm); empty = RGB only"),
     "depth_sync_tolerance_s": (0.02, "largest stamp difference pairing a depth image with a colour image"),
     "camera_info_topic": ("camera_info", "sensor_msgs/CameraInfo topic of the same camera"),
+    "rectification": ("auto", "auto (undistort images whose CameraInfo has distortion, except on an image_rect* "
+                              "topic: already rectified) | undistort | rectified (pinhole of CameraInfo.p) | none "
+                              "(CameraInfo.k, distortion ignored)"),
     "fixed_frame": ("map", "world frame of keyframe poses and rendering (map or odom)"),
     "checkpoint": ("", "viewseg-model file; empty = the demo checkpoint checkpoints/demo.pt"),
     "device": ("auto", "torch device: auto (cuda when available), cpu, cuda, cuda:1..."),
@@ -313,7 +319,10 @@ class ViewSegNode(Node):
         self.field_impl = "not yet rendered"
         self.precision = "not yet rendered"
         self.last_timings: dict[str, float] = {}
-        self._camera: tuple[np.ndarray, int, int, str] | None = None  # K, width, height, frame
+        # K (of the images as admitted), width, height, frame, undistortion (None: pinhole already)
+        self._camera: tuple[np.ndarray, int, int, str, Undistorter | None] | None = None
+        self._calibration: tuple | None = None   # the CameraInfo fields _camera was resolved from
+        self.rectification = "no CameraInfo yet"
         self._working_hw: tuple[int, int] | None = (
             (p["keyframes.height"], p["keyframes.width"]) if p["keyframes.width"] and p["keyframes.height"] else None)
         self.ready = False
@@ -439,6 +448,9 @@ class ViewSegNode(Node):
         if values["image_qos.reliability"] not in ("best_effort", "reliable"):
             raise ValueError(f"parameter image_qos.reliability must be best_effort or reliable, "
                              f"got {values['image_qos.reliability']!r}")
+        if values["rectification"] not in RECTIFICATION_MODES:
+            raise ValueError(f"parameter rectification must be one of {' | '.join(RECTIFICATION_MODES)}, "
+                             f"got {values['rectification']!r}")
         if values["query.unseen_pixels"] not in UNSEEN_PIXEL_MODES:
             raise ValueError(f"parameter query.unseen_pixels must be one of {UNSEEN_PIXEL_MODES}, "
                              f"got {values['query.unseen_pixels']!r}")
@@ -590,12 +602,26 @@ class ViewSegNode(Node):
     # ------------------------------------------------------------------ keyframes in
     def _on_camera_info(self, msg: Any) -> None:
         self._arrived("camera_info")
+        calibration = (tuple(msg.k), tuple(msg.d), msg.distortion_model, tuple(msg.p), int(msg.width),
+                       int(msg.height))
+        if calibration == self._calibration and self._camera is not None:  # 15 Hz of the same: maps kept
+            self._camera = (*self._camera[:3], msg.header.frame_id, self._camera[4])
+            return
         try:
             K = camera_info_to_K(msg, "camera_info")
+            resolved = resolve_camera(K, msg.d, msg.distortion_model, msg.p, int(msg.width), int(msg.height),
+                                      self.params["rectification"],
+                                      self.resolve_topic_name(self.params["image_topic"]))
         except ValueError as error:
-            self._drop("camera_info", str(error))
+            self._drop("camera_info", f"camera_info: {error}" if not str(error).startswith("camera_info")
+                       else str(error))
             return
-        self._camera = (K, int(msg.width), int(msg.height), msg.header.frame_id)
+        if resolved.description != self.rectification:
+            self.get_logger().info(f"camera {int(msg.width)}x{int(msg.height)}: {resolved.description} "
+                                   f"(parameter rectification: {self.params['rectification']})")
+        self.rectification = resolved.description
+        self._calibration = calibration
+        self._camera = (resolved.K, int(msg.width), int(msg.height), msg.header.frame_id, resolved.undistorter)
 
     def _arrived(self, topic: str) -> None:
         with self._stats_lock:
@@ -635,11 +661,13 @@ class ViewSegNode(Node):
                 topic = self.resolve_topic_name(self.params["camera_info_topic"])
                 self._drop("image", f"no valid CameraInfo yet on {topic} (only the latest image is held)")
             return
-        K, info_width, info_height, _ = camera
+        K, info_width, info_height, _, undistorter = camera
         if (info_width, info_height) != (rgb.shape[1], rgb.shape[0]):
             self._drop("image", f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
                                 f"{info_width}x{info_height}")
             return
+        if undistorter is not None:
+            rgb = undistorter.colour(rgb)
         newest = self._newest_image_ns
         if newest is not None and stamp_ns < newest - self.params["clock_jump_s"] * 1e9:
             self._on_clock_jump(self.resolve_topic_name(self.params["image_topic"]),
@@ -649,9 +677,9 @@ class ViewSegNode(Node):
         self._newest_image_ns = stamp_ns if newest is None else max(newest, stamp_ns)
         received_hw = rgb.shape[:2]
         rgb, K = self._to_working_size(rgb, K)
-        self._pending.append((time.monotonic(), rgb, K, frame, stamp_ns, "", received_hw))
+        self._pending.append((time.monotonic(), rgb, K, frame, stamp_ns, "", received_hw, undistorter))
         while len(self._pending) > self.params["tf_pending_max"]:
-            _, _, _, _, old_ns, error, _ = self._pending.popleft()
+            _, _, _, _, old_ns, error, _, _ = self._pending.popleft()
             self._drop("tf", f"no pose for image at {old_ns / 1e9:.3f} s: {self.params['tf_pending_max']} newer "
                              f"images wait for TF (tf_pending_max){'; ' + error if error else ''}")
         self._retry_pending()
@@ -668,7 +696,7 @@ class ViewSegNode(Node):
         fixed = self.params["fixed_frame"]
         wait_s = self.params["tf_wait_s"]
         while self._pending:
-            arrived, rgb, K, frame, stamp_ns, _, received_hw = self._pending[0]
+            arrived, rgb, K, frame, stamp_ns, _, received_hw, undistorter = self._pending[0]
             try:
                 c2w = self._lookup_now(fixed, frame, stamp_ns)
             except TransformError as error:
@@ -679,11 +707,11 @@ class ViewSegNode(Node):
                                      f"{time.monotonic() - arrived:.2f} s: {error}")
                     continue
                 # Images are stamped in order: if this one must wait, later ones must too.
-                self._pending[0] = (arrived, rgb, K, frame, stamp_ns, str(error), received_hw)
+                self._pending[0] = (arrived, rgb, K, frame, stamp_ns, str(error), received_hw, undistorter)
                 return
             depth = None
             if self.params["depth_topic"]:
-                depth, wait = self._match_depth(stamp_ns, frame, received_hw)
+                depth, wait = self._match_depth(stamp_ns, frame, received_hw, undistorter)
                 if depth is None and wait and time.monotonic() - arrived < wait_s:
                     return  # its depth image may still be on its way
             self._pending.popleft()
@@ -710,12 +738,13 @@ class ViewSegNode(Node):
             return
         self._depths.append((time_to_ns(msg.header.stamp), msg.header.frame_id, depth))
 
-    def _match_depth(self, stamp_ns: int, frame: str, received_hw: tuple[int, int]
-                     ) -> tuple[np.ndarray | None, bool]:
+    def _match_depth(self, stamp_ns: int, frame: str, received_hw: tuple[int, int],
+                     undistorter: Undistorter | None = None) -> tuple[np.ndarray | None, bool]:
         """(the depth image paired with a colour image, or None; whether a match may still come).
 
         Pairs by nearest stamp within depth_sync_tolerance_s. A pair whose frame or size differs
-        from the colour image is dropped and counted: depth must be registered to the colour camera.
+        from the colour image is dropped and counted: depth must be registered to the colour camera,
+        so it has the colour image's distortion and is undistorted with it.
         """
         tolerance = int(self.params["depth_sync_tolerance_s"] * 1e9)
         best = min(self._depths, key=lambda d: abs(d[0] - stamp_ns), default=None)
@@ -728,6 +757,8 @@ class ViewSegNode(Node):
                                 f" but its colour image is {frame!r} {received_hw[1]}x{received_hw[0]}: publish depth "
                                 f"registered to the colour camera (aligned_depth_to_color)")
             return None, False
+        if undistorter is not None:
+            depth = undistorter.depth(depth)
         if self._working_hw is not None and depth.shape != tuple(self._working_hw):
             height, width = self._working_hw
             # Nearest, not area: averaging would invent depths between a foreground edge and the wall.
@@ -1211,6 +1242,7 @@ class ViewSegNode(Node):
         window = self.params["camera_rate.window_s"]
         values = {"keyframes": count, "keyframes_admitted": self.keyframes.admitted,
                   "keyframe_bytes": self.keyframes.nbytes, "device": str(self.device),
+                  "rectification": self.rectification,
                   "checkpoint": str(self.checkpoint), "ready": self.ready, "queries": self.queries,
                   "in_flight": in_flight, "tf_pending": len(self._pending),
                   "image_rate_hz": round(images / window, 3), "camera_info_rate_hz": round(infos / window, 3),

@@ -178,9 +178,10 @@ class PosedCamera:
 
     def publish(self, c2w: np.ndarray, stamp_ns: int, K_info: np.ndarray | None = None,
                 depth: np.ndarray | None = None, depth_encoding: str = "32FC1", depth_frame: str | None = None,
-                depth_delay_s: float = 0.0) -> None:
-        """TF, CameraInfo and a random colour image at ``stamp_ns``; then ``depth`` (if given,
-        after ``depth_delay_s``) with the same stamp."""
+                depth_delay_s: float = 0.0, rgb: np.ndarray | None = None, info_fields: dict | None = None) -> None:
+        """TF, CameraInfo and a colour image (``rgb``, else random) at ``stamp_ns``; then ``depth``
+        (if given, after ``depth_delay_s``) with the same stamp. ``info_fields`` overrides
+        CameraInfo fields (``d``, ``distortion_model``, ``p``...)."""
         import time
 
         from tf2_msgs.msg import TFMessage
@@ -188,9 +189,13 @@ class PosedCamera:
         from viewseg_ros.conversions import matrix_to_transform_stamped, numpy_to_image
 
         self.tf.publish(TFMessage(transforms=[matrix_to_transform_stamped(c2w, "map", self.frame, stamp_ns)]))
-        self.info.publish(make_camera_info(self.K if K_info is None else K_info, self.width, self.height,
-                                           frame_id=self.frame, stamp_ns=stamp_ns))
-        rgb = self.rng.integers(0, 256, (self.height, self.width, 3), dtype=np.uint8)
+        info = make_camera_info(self.K if K_info is None else K_info, self.width, self.height,
+                                frame_id=self.frame, stamp_ns=stamp_ns)
+        for name, value in (info_fields or {}).items():
+            setattr(info, name, value)
+        self.info.publish(info)
+        if rgb is None:
+            rgb = self.rng.integers(0, 256, (self.height, self.width, 3), dtype=np.uint8)
         self.image.publish(numpy_to_image(rgb, "rgb8", frame_id=self.frame, stamp_ns=stamp_ns))
         if depth is not None:
             time.sleep(depth_delay_s)
