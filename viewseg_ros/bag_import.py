@@ -10,6 +10,9 @@ being assembled, never the whole bag:
    (:func:`viewseg_ros.keyframes.admission_decision`, same thresholds as the keyframe buffer).
 3. Images, semantic labels and depth of the admitted stamps are decoded, paired (nearest
    header stamp within ``--sync-tolerance``) and written with :class:`SceneFolderWriter`.
+   A camera whose CameraInfo has lens distortion is undistorted onto the pinhole of its ``p``
+   (colour bilinear; depth and labels, registered to it, nearest), as the node does
+   (``--rectification``, :mod:`viewseg_core.rectify`); the scene stores that pinhole.
 
 Labels come from ``--semantic-topic`` (class ids, or NYU40 ids with ``--semantic-format
 nyu40``). Without one, a 2D segmenter checkpoint (``--segmenter``, a ``viewseg-encoder``
@@ -39,6 +42,7 @@ import numpy as np
 from viewseg_core.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, nyu40_to_classes
 from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
+from viewseg_core.rectify import RECTIFICATION_MODES, ResolvedCamera, Undistorter, resolve_camera
 from viewseg_ros.conversions import camera_info_to_K, depth_image_to_metres, image_to_numpy, time_to_ns
 from viewseg_ros.keyframes import KeyframeConfig, admission_decision
 from viewseg_ros.tf_buffer import (
@@ -65,6 +69,7 @@ class BagImportConfig:
     tf_topic: str = "/tf"
     tf_static_topic: str = "/tf_static"
     sync_tolerance_s: float = 0.02  # pairing image <-> semantic/depth by header stamp
+    rectification: str = "auto"  # viewseg_core.rectify.RECTIFICATION_MODES, as the node's parameter
     keyframes: KeyframeConfig = field(default_factory=lambda: KeyframeConfig(max_keyframes=1 << 30,
                                                                              max_bytes=1 << 62))
     scene_name: str | None = None
@@ -73,6 +78,9 @@ class BagImportConfig:
     def __post_init__(self) -> None:
         if self.semantic_format not in ("classes", "nyu40"):
             raise ValueError(f"semantic_format must be 'classes' or 'nyu40', got {self.semantic_format!r}")
+        if self.rectification not in RECTIFICATION_MODES:
+            raise ValueError(f"rectification must be one of {', '.join(RECTIFICATION_MODES)}, "
+                             f"got {self.rectification!r}")
         if not self.sync_tolerance_s >= 0:
             raise ValueError(f"sync_tolerance_s must be >= 0, got {self.sync_tolerance_s}")
         if not self.semantic_topic and not self.segmenter and not self.no_labels:
@@ -124,9 +132,10 @@ class ImportReport:
 @dataclass
 class _CameraInfo:
     stamp_ns: int
-    K: np.ndarray
+    K: np.ndarray  # the pinhole of the images as written (after undistortion)
     width: int
     height: int
+    undistorter: Undistorter | None = None  # None: the images are pinholes already
 
 
 @dataclass
@@ -318,6 +327,11 @@ def _decode_keyframe(item: _Pending, config: BagImportConfig, report: ImportRepo
             raise _BadFrame(f"{name} image size differs from the colour image",
                             f"{what}: {name} is {image.shape[1]}x{image.shape[0]}, "
                             f"image is {rgb.shape[1]}x{rgb.shape[0]}")
+    undistorter = item.camera.undistorter
+    if undistorter is not None:  # depth and labels are registered to the raw colour image: the same map
+        rgb = undistorter.colour(rgb)
+        depth = None if depth is None else undistorter.depth(depth)
+        labels = None if labels is None else undistorter.labels(labels, IGNORE_LABEL)
     if labels is None and segmenter is not None:
         labels = segmenter(rgb)
     return View(rgb=rgb, K=item.camera.K, c2w=item.c2w, labels=labels, depth=depth,
@@ -401,6 +415,7 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
         # Pass 1: TF and camera calibration.
         buffer = TransformBuffer(cache_time_s=None, max_history=None)
         infos: list[_CameraInfo] = []
+        cameras: dict[tuple, ResolvedCamera] = {}
         for conn, log_ns, raw in _messages(reader, tf_conns + static_conns + info_conns, report, bag,
                                            "reading TF and CameraInfo"):
             msg = _deserialize(reader, conn, raw, report, bag, log_ns)
@@ -411,12 +426,21 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                     report.warn("dropped invalid TF transforms", f"at {log_ns / NS_PER_S:.3f} s: {problem}")
             else:
                 what = f"{bag}: {conn.topic} at {log_ns / NS_PER_S:.3f} s"
+                calibration = (tuple(msg.k), tuple(msg.d), msg.distortion_model, tuple(msg.p), int(msg.width),
+                               int(msg.height))
                 try:
-                    K = camera_info_to_K(msg, what)
+                    if calibration not in cameras:  # a bag repeats one calibration: the maps are made once
+                        K = camera_info_to_K(msg, what)
+                        cameras[calibration] = resolve_camera(K, msg.d, msg.distortion_model, msg.p, int(msg.width),
+                                                              int(msg.height), config.rectification,
+                                                              config.image_topic)
                 except ValueError as error:
-                    report.warn("dropped invalid CameraInfo", str(error))
+                    report.warn("dropped invalid CameraInfo", f"{what}: {error}" if what not in str(error)
+                                else str(error))
                     continue
-                infos.append(_CameraInfo(_header_ns(msg, log_ns, report), K, int(msg.width), int(msg.height)))
+                camera = cameras[calibration]
+                infos.append(_CameraInfo(_header_ns(msg, log_ns, report), camera.K, int(msg.width), int(msg.height),
+                                         camera.undistorter))
         if not infos:
             raise ValueError(f"{bag}: no valid CameraInfo on {config.camera_info_topic}")
         infos.sort(key=lambda info: info.stamp_ns)
@@ -558,6 +582,9 @@ def register(subparsers: Any) -> None:
                         help="keyframe threshold (s)")
     parser.add_argument("--sync-tolerance", type=nonnegative_float, default=0.02,
                         help="max stamp difference (s) pairing an image with its semantic/depth image")
+    parser.add_argument("--rectification", default="auto", choices=RECTIFICATION_MODES,
+                        help="lens distortion in the CameraInfo: auto (undistort, except on an image_rect* topic: "
+                             "already rectified) | undistort | rectified (pinhole of CameraInfo.p) | none (ignore it)")
     parser.add_argument("--tf-topic", default="/tf")
     parser.add_argument("--tf-static-topic", default="/tf_static")
     parser.add_argument("--scene-name", default=None, help="scene name (default: the bag's name)")
@@ -572,6 +599,7 @@ def run(args: argparse.Namespace) -> int:
         semantic_topic=args.semantic_topic, semantic_format=args.semantic_format, depth_topic=args.depth_topic,
         segmenter=args.segmenter, no_labels=args.no_labels, camera_frame=args.camera_frame,
         tf_topic=args.tf_topic, tf_static_topic=args.tf_static_topic, sync_tolerance_s=args.sync_tolerance,
+        rectification=args.rectification,
         keyframes=KeyframeConfig(min_translation=args.min_translation, min_rotation_deg=args.min_rotation,
                                  min_interval_s=args.min_interval, max_keyframes=1 << 30, max_bytes=1 << 62),
         scene_name=args.scene_name, device=args.device)

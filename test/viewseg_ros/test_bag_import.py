@@ -71,11 +71,13 @@ def _image(array: np.ndarray, encoding: str, t: float, pad: int = 0):
         is_bigendian=0, step=row + pad, data=rows.reshape(-1))
 
 
-def _camera_info(t: float):
+def _camera_info(t: float, d=None, new_K=None):
+    """A calibrated camera: pinhole K (d = 0, p = [K | 0]) unless ``d`` and ``new_K`` say otherwise."""
     types = TS.types
+    p = np.concatenate([K if new_K is None else new_K, np.zeros((3, 1))], 1).reshape(-1)
     return types["sensor_msgs/msg/CameraInfo"](
         header=_header(t, "camera_optical"), height=H, width=W, distortion_model="plumb_bob",
-        d=np.zeros(5), k=K.reshape(-1), r=np.eye(3).reshape(-1), p=np.concatenate([K, np.zeros((3, 1))], 1).reshape(-1),
+        d=np.zeros(5) if d is None else np.asarray(d, np.float64), k=K.reshape(-1), r=np.eye(3).reshape(-1), p=p,
         binning_x=0, binning_y=0,
         roi=types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
 
@@ -98,10 +100,11 @@ def _bad_image(kind: str, i: int, t: float):
 
 
 def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encoding="32FC1",
-              image_encoding="rgb8", bad: dict[int, str] | None = None) -> Path:
+              image_encoding="rgb8", bad: dict[int, str] | None = None, distortion=None, new_K=None) -> Path:
     """A small robot recording: /tf (10 Hz), /tf_static once, images + CameraInfo + labels + depth at 5 Hz.
 
-    ``bad``: image index -> kind of :func:`_bad_image` to record instead of that image."""
+    ``bad``: image index -> kind of :func:`_bad_image` to record instead of that image;
+    ``distortion``, ``new_K``: the CameraInfo's ``d`` and the pinhole of its ``p``."""
     with Writer(path, version=9, storage_plugin=storage) as writer:
         def conn(topic, msgtype):
             return writer.add_connection(topic, msgtype, typestore=TS)
@@ -120,7 +123,7 @@ def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encodi
             pixels = rgb[:, :, ::-1] if image_encoding == "bgr8" else rgb
             colour = _bad_image(bad[i], i, t) if bad and i in bad else _image(pixels, image_encoding, t, pad=3)
             events.append((t + 0.001, image, colour))
-            events.append((t + 0.001, info, _camera_info(t)))
+            events.append((t + 0.001, info, _camera_info(t, distortion, new_K)))
             if labels is not None:
                 ids = np.full((H, W), i % 37, np.uint8)
                 ids[0, :] = 255
@@ -143,6 +146,19 @@ def config(**changes) -> BagImportConfig:
     return BagImportConfig(**args)
 
 
+def expected_labels_of(i: int) -> np.ndarray:
+    ids = np.full((H, W), i % 37, np.uint8)
+    ids[0, :] = 255
+    ids[1, 0] = 255
+    return ids
+
+
+def expected_depth_of(i: int) -> np.ndarray:
+    metres = np.full((H, W), 1.0 + i, np.float32)
+    metres[2, 2] = np.nan
+    return metres
+
+
 @pytest.mark.parametrize("storage, depth_encoding, image_encoding", [
     (StoragePlugin.SQLITE3, "32FC1", "rgb8"), (StoragePlugin.MCAP, "16UC1", "bgr8")], ids=["sqlite3", "mcap"])
 def test_poses_labels_depth_round_trip(tmp_path, storage, depth_encoding, image_encoding):
@@ -160,14 +176,36 @@ def test_poses_labels_depth_round_trip(tmp_path, storage, depth_encoding, image_
         np.testing.assert_allclose(view.c2w, expected_c2w(IMAGE_TIMES[i]), atol=1e-9)
         np.testing.assert_array_equal(view.K, K)
         np.testing.assert_array_equal(view.rgb, rgb_of(i))
-        expected_labels = np.full((H, W), i % 37, np.uint8)
-        expected_labels[0, :] = 255
-        expected_labels[1, 0] = 255
-        np.testing.assert_array_equal(view.labels, expected_labels)
-        expected_depth = np.full((H, W), 1.0 + i, np.float32)
-        expected_depth[2, 2] = np.nan
-        np.testing.assert_allclose(view.depth, expected_depth, rtol=1e-6)
+        np.testing.assert_array_equal(view.labels, expected_labels_of(i))
+        np.testing.assert_allclose(view.depth, expected_depth_of(i), rtol=1e-6)
     assert "semantic ids >= 37 set to ignore" in report.summary()
+
+
+def test_a_camera_with_lens_distortion_is_undistorted_with_its_depth_and_labels(tmp_path):
+    from viewseg_core.rectify import make_undistorter
+
+    d = [-0.3, 0.1, 0.002, -0.001, 0.0]
+    new_K = np.array([[17.0, 0.0, 7.5], [0.0, 17.0, 5.5], [0.0, 0.0, 1.0]])
+    bag = write_bag(tmp_path / "bag", StoragePlugin.MCAP, distortion=d, new_K=new_K)
+    undistorter = make_undistorter(K, d, "plumb_bob", W, H, new_K)
+    report = import_bag(bag, tmp_path / "scene", config())
+    assert report.keyframes == 11
+    scene = SceneFolder(tmp_path / "scene")
+    for index in range(len(scene)):
+        i, view = index + 1, scene.load_view(index)
+        np.testing.assert_array_equal(view.K, new_K)
+        np.testing.assert_array_equal(view.rgb, undistorter.colour(rgb_of(i)))
+        np.testing.assert_array_equal(view.labels, undistorter.labels(expected_labels_of(i)))
+        np.testing.assert_array_equal(np.isnan(view.depth), np.isnan(undistorter.depth(expected_depth_of(i))))
+        np.testing.assert_allclose(view.depth, undistorter.depth(expected_depth_of(i)), rtol=1e-6)
+        assert not np.array_equal(view.rgb, rgb_of(i))
+    # --rectification none keeps the raw images and k, as before the option existed.
+    assert cli_main(["bag2scene", str(bag), "--out", str(tmp_path / "raw"), "--image-topic", "/camera/image",
+                     "--camera-info-topic", "/camera/camera_info", "--no-labels", "--min-translation", "0",
+                     "--min-rotation", "0", "--min-interval", "0", "--rectification", "none"]) == 0
+    raw = SceneFolder(tmp_path / "raw").load_view(0)
+    np.testing.assert_array_equal(raw.K, K)
+    np.testing.assert_array_equal(raw.rgb, rgb_of(1))
 
 
 def test_keyframe_thresholds_subsample(tmp_path):
