@@ -666,8 +666,6 @@ class ViewSegNode(Node):
             self._drop("image", f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
                                 f"{info_width}x{info_height}")
             return
-        if undistorter is not None:
-            rgb = undistorter.colour(rgb)
         newest = self._newest_image_ns
         if newest is not None and stamp_ns < newest - self.params["clock_jump_s"] * 1e9:
             self._on_clock_jump(self.resolve_topic_name(self.params["image_topic"]),
@@ -676,7 +674,8 @@ class ViewSegNode(Node):
             newest = None
         self._newest_image_ns = stamp_ns if newest is None else max(newest, stamp_ns)
         received_hw = rgb.shape[:2]
-        rgb, K = self._to_working_size(rgb, K)
+        if undistorter is None:  # shrink what waits for TF; undistortion (a full-size remap) waits for admission
+            rgb, K = self._to_working_size(rgb, K)
         self._pending.append((time.monotonic(), rgb, K, frame, stamp_ns, "", received_hw, undistorter))
         while len(self._pending) > self.params["tf_pending_max"]:
             _, _, _, _, old_ns, error, _, _ = self._pending.popleft()
@@ -711,12 +710,12 @@ class ViewSegNode(Node):
                 return
             depth = None
             if self.params["depth_topic"]:
-                depth, wait = self._match_depth(stamp_ns, frame, received_hw, undistorter)
+                depth, wait = self._match_depth(stamp_ns, frame, received_hw)
                 if depth is None and wait and time.monotonic() - arrived < wait_s:
                     return  # its depth image may still be on its way
             self._pending.popleft()
             try:
-                self._admit_posed(rgb, K, c2w, frame, stamp_ns, depth)
+                self._admit_posed(rgb, K, c2w, frame, stamp_ns, depth, undistorter)
             except Exception as error:  # one bad frame must not wedge the queue
                 self._drop("image", f"unexpected {type(error).__name__}: {error}")
 
@@ -738,13 +737,14 @@ class ViewSegNode(Node):
             return
         self._depths.append((time_to_ns(msg.header.stamp), msg.header.frame_id, depth))
 
-    def _match_depth(self, stamp_ns: int, frame: str, received_hw: tuple[int, int],
-                     undistorter: Undistorter | None = None) -> tuple[np.ndarray | None, bool]:
-        """(the depth image paired with a colour image, or None; whether a match may still come).
+    def _match_depth(self, stamp_ns: int, frame: str, received_hw: tuple[int, int]
+                     ) -> tuple[np.ndarray | None, bool]:
+        """(the depth image paired with a colour image, as received, or None; whether a match may
+        still come).
 
         Pairs by nearest stamp within depth_sync_tolerance_s. A pair whose frame or size differs
-        from the colour image is dropped and counted: depth must be registered to the colour camera,
-        so it has the colour image's distortion and is undistorted with it.
+        from the colour image is dropped and counted: depth must be registered to the colour camera
+        (so it has the colour image's distortion, and is undistorted with it: _admit_posed).
         """
         tolerance = int(self.params["depth_sync_tolerance_s"] * 1e9)
         best = min(self._depths, key=lambda d: abs(d[0] - stamp_ns), default=None)
@@ -757,16 +757,13 @@ class ViewSegNode(Node):
                                 f" but its colour image is {frame!r} {received_hw[1]}x{received_hw[0]}: publish depth "
                                 f"registered to the colour camera (aligned_depth_to_color)")
             return None, False
-        if undistorter is not None:
-            depth = undistorter.depth(depth)
-        if self._working_hw is not None and depth.shape != tuple(self._working_hw):
-            height, width = self._working_hw
-            # Nearest, not area: averaging would invent depths between a foreground edge and the wall.
-            depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_NEAREST)
         return depth, False
 
     def _admit_posed(self, rgb: np.ndarray, K: np.ndarray, c2w: np.ndarray, frame: str, stamp_ns: int,
-                     depth: np.ndarray | None = None) -> None:
+                     depth: np.ndarray | None = None, undistorter: Undistorter | None = None) -> None:
+        """Admit a posed frame if the keyframe rule takes it. ``rgb`` is at the working size
+        unless ``undistorter`` is given (then raw: undistorted and resized here, only once
+        admitted); ``depth`` is as received, registered to the raw colour image."""
         teleport = self.params["keyframes.teleport_distance"]
         previous, self._previous_pose = self._previous_pose, c2w
         if teleport > 0 and previous is not None:
@@ -780,6 +777,10 @@ class ViewSegNode(Node):
         if not decision.admit:  # decided from the pose alone: no encoder pass for a redundant frame
             self._not_admitted(decision)
             return
+        if undistorter is not None:
+            rgb, K = self._to_working_size(undistorter.colour(rgb), K)
+        if depth is not None:
+            depth = self._depth_to_working_size(depth if undistorter is None else undistorter.depth(depth))
         features = self._encode(rgb)
         view = View(rgb=rgb, K=K, c2w=c2w, depth=depth, view_id=f"{stamp_ns}", stamp=stamp_ns / 1e9,
                     meta={"frame_id": frame})
@@ -840,6 +841,13 @@ class ViewSegNode(Node):
             return rgb, K
         resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
         return resized, resize_intrinsics(K, rgb.shape[:2], (height, width))
+
+    def _depth_to_working_size(self, depth: np.ndarray) -> np.ndarray:
+        height, width = self._working_hw
+        if depth.shape == (height, width):
+            return depth
+        # Nearest, not area: averaging would invent depths between a foreground edge and the wall.
+        return cv2.resize(depth, (width, height), interpolation=cv2.INTER_NEAREST)
 
     @torch.no_grad()
     def _encode(self, rgb: np.ndarray) -> torch.Tensor:
