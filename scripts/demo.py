@@ -53,6 +53,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=5.0, help="simulated camera frame rate (Hz)")
     p.add_argument("--period", type=float, default=20.0,
                    help="seconds for the camera's walk through the room and back")
+    p.add_argument("--distortion", default="",
+                   help="plumb_bob coefficients 'k1,k2,p1,p2,k3' of the simulated camera's lens (e.g. "
+                        "'-0.3,0.1,0,0,0'): it then publishes raw, distorted frames with that CameraInfo")
+    p.add_argument("--rectification", default="auto", choices=("auto", "undistort", "rectified", "none"),
+                   help="the nodes' rectification parameter ('none': use CameraInfo.k and ignore the distortion)")
     p.add_argument("--queries", type=int, default=4)
     p.add_argument("--preset", default="fast", choices=("fast", "paper", "checkpoint"),
                    help="the node's query.preset (sampling per ray)")
@@ -121,19 +126,20 @@ def main(argv=None) -> int:
                                            "-p", f"seed:={args.seed}", "-p", f"rate:={args.rate}",
                                            "-p", f"width:={cam_w}", "-p", f"height:={cam_h}",
                                            "-p", f"render_scale:={args.render_scale}",
-                                           "-p", f"period_s:={args.period}", "-p", f"kind:={args.kind}"],
+                                           "-p", f"period_s:={args.period}", "-p", f"kind:={args.kind}",
+                                           "-p", f"distortion:='{args.distortion}'"],
                             logs, env),
         "viewseg": start("viewseg", [py, "-m", "viewseg_ros.node", "--ros-args", "--params-file",
                                      str(REPO / "config" / "viewseg.yaml"), "-p", f"checkpoint:={checkpoint}",
                                      "-p", f"device:={args.device}", "-p", f"query.preset:={preset}",
-                                     *depth_args], logs, env),
+                                     "-p", f"rectification:={args.rectification}", *depth_args], logs, env),
     }
     if not args.rgb_only:  # the RGB model beside, on the same camera
         procs["viewseg_rgb"] = start("viewseg_rgb", [
             py, "-m", "viewseg_ros.node", "--ros-args", "-r", "__ns:=/rgb", "-r", "image:=/image",
             "-r", "camera_info:=/camera_info", "--params-file", str(REPO / "config" / "viewseg.yaml"),
             "-p", f"checkpoint:={args.rgb_checkpoint}", "-p", f"device:={args.device}",
-            "-p", f"query.preset:={args.preset}"], logs, env)
+            "-p", f"query.preset:={args.preset}", "-p", f"rectification:={args.rectification}"], logs, env)
     print(f"demo: sim camera + viewseg node started (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {logs})")
     try:
         return run_client(args, procs, out, logs, (query_w, query_h))
@@ -202,6 +208,7 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
     world = SimWorld.create(args.seed, args.kind, args.period)  # the sim camera's room and walk
     scene = world.scene
     evaluators = {label: SegmentationEvaluator() for label in clients}
+    abs_rels: dict[str, list[float]] = {label: [] for label in clients}
     rows_all, ok = [], True
     print(f"{'query':>5} {'model':>5} {'mIoU':>6} {'AbsRel':>7} {'empty':>6} {'render ms':>10} {'service ms':>11} "
           f"{'round trip ms':>14}  keyframes")
@@ -235,6 +242,7 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
             abs_rel = (float(np.mean(np.abs(depth[both] - truth.depth[both]) / truth.depth[both])) if both.any()
                        else np.nan)
             empty = float(np.mean(~np.isfinite(depth) & np.isfinite(truth.depth)))
+            abs_rels[label].append(abs_rel)
             print(f"{i:>5} {label:>5} {miou:6.3f} {abs_rel:7.3f} {empty:6.1%} {response.render_time * 1e3:10.1f} "
                   f"{response.total_time * 1e3:11.1f} {round_trip * 1e3:14.1f}  {list(response.keyframe_ids)}")
             if response.message:
@@ -248,7 +256,8 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
         save_png(out / "demo.png", panel(rows_all, tile_height=120))
     for label, evaluator in evaluators.items():
         scores = evaluator.scores()
-        print(f"demo: {label}: mIoU over all queries {scores['miou']:.3f} (per image {scores['per_image_miou']:.3f})")
+        print(f"demo: {label}: mIoU over all queries {scores['miou']:.3f} (per image {scores['per_image_miou']:.3f}), "
+              f"AbsRel median {np.nanmedian(abs_rels[label]) if abs_rels[label] else np.nan:.3f}")
     print(f"demo: panels in {out}/")
     node.destroy_node()
     rclpy.try_shutdown()

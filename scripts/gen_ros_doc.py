@@ -51,6 +51,8 @@ SIM_CAMERA_DESCRIPTIONS = {
     "fixed_frame": "parent frame of the robot's pose on /tf",
     "base_frame": "the robot's body frame (child of fixed_frame)",
     "camera_frame": "optical frame of the camera (child of base_frame on /tf_static); images' frame_id",
+    "distortion": "lens distortion: empty = a pinhole; 'k1,k2,p1,p2,k3' (plumb_bob) = raw, distorted frames with "
+                  "that CameraInfo d, and p the pinhole of valid pixels (depth warped nearest)",
 }
 
 

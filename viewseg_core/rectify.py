@@ -133,6 +133,26 @@ def make_undistorter(K: np.ndarray, d, model: str, width: int, height: int, new_
     return Undistorter(K=new_K, map_x=map_x, map_y=map_y)
 
 
+def distortion_maps(K: np.ndarray, d, model: str, width: int, height: int, pinhole_K: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of :func:`make_undistorter`: per pixel of a raw ``width`` x ``height`` image
+    of (K, d, model), where it lies in a pinhole image of ``pinhole_K`` (float32 [H, W] x and y
+    maps for ``cv2.remap``). A simulated camera makes its raw, distorted frames with it."""
+    d = np.asarray(d, dtype=np.float64).reshape(-1)
+    if model not in DISTORTION_MODELS or d.size not in DISTORTION_MODELS[model]:
+        raise ValueError(f"distortion_maps: unsupported model {model!r} with {d.size} coefficients")
+    v, u = np.mgrid[0:height, 0:width].astype(np.float64)
+    raw = np.stack([u.reshape(-1), v.reshape(-1)], axis=-1)[:, None, :]
+    K, pinhole_K = np.asarray(K, np.float64), np.asarray(pinhole_K, np.float64)
+    if model == "equidistant":
+        points = cv2.fisheye.undistortPoints(raw, K, d, R=np.eye(3), P=pinhole_K)
+    else:
+        points = cv2.undistortPoints(raw, K, d, R=np.eye(3), P=pinhole_K,
+                                     criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-9))
+    points = points.reshape(height, width, 2).astype(np.float32)
+    return np.ascontiguousarray(points[..., 0]), np.ascontiguousarray(points[..., 1])
+
+
 def resolve_camera(K: np.ndarray, d, model: str, P, width: int, height: int, mode: str = "auto",
                    topic: str = "") -> ResolvedCamera:
     """The pinhole and undistortion for frames of one CameraInfo (see the module docstring).
@@ -165,4 +185,4 @@ def resolve_camera(K: np.ndarray, d, model: str, P, width: int, height: int, mod
 
 
 __all__ = ["RECTIFICATION_MODES", "DISTORTION_MODELS", "Undistorter", "ResolvedCamera", "has_distortion",
-           "rectified_K", "make_undistorter", "resolve_camera"]
+           "rectified_K", "make_undistorter", "distortion_maps", "resolve_camera"]

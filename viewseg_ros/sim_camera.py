@@ -19,6 +19,13 @@ camera_optical`` is static on ``/tf_static``: the camera at the walk's median he
 pitch, OpenCV optical axes. Images are rgb8 with ``header.frame_id = camera_optical``;
 CameraInfo carries the pinhole K of ``hfov_deg`` and no distortion.
 
+With ``distortion`` (plumb_bob coefficients "k1,k2,p1,p2,k3", e.g. "-0.3,0.1,0,0,0" for a
+wide-angle webcam) the camera is a raw, distorted one instead: K of ``hfov_deg`` with those
+coefficients, and CameraInfo ``p`` the pinhole that keeps only valid pixels (OpenCV's optimal
+new camera matrix at alpha 0, as camera calibration publishes). Each frame is rendered as a
+pinhole wide enough to cover the whole raw image and warped by the lens model
+(:func:`viewseg_core.rectify.distortion_maps`; depth nearest, so planar depth stays exact).
+
 Run: ``python -m viewseg_ros.sim_camera --ros-args -p seed:=0 -p rate:=5.0 -p width:=160 -p height:=120``
 (or the console script ``viewseg_sim_camera``).
 """
@@ -131,6 +138,20 @@ class SimWorld:
 
 
 # --------------------------------------------------------------------------- the node
+def parse_distortion(text: str) -> np.ndarray | None:
+    """The ``distortion`` parameter: "" (a pinhole) or five plumb_bob coefficients "k1,k2,p1,p2,k3"."""
+    if not text.strip():
+        return None
+    try:
+        d = np.array([float(v) for v in text.split(",")], dtype=np.float64)
+    except ValueError:
+        d = np.array([])
+    if d.size != 5 or not np.all(np.isfinite(d)):
+        raise ValueError(f"viewseg_sim_camera: distortion must be five plumb_bob coefficients 'k1,k2,p1,p2,k3', "
+                         f"got {text!r}")
+    return d if np.any(d) else None
+
+
 def _make_node_class():
     from rclpy.node import Node
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -142,6 +163,7 @@ def _make_node_class():
     from viewseg_core.cameras import resize_intrinsics
     from viewseg_core.data.depth_sensor import DepthSensorConfig, apply_sensor
     from viewseg_core.data.synth.render import render
+    from viewseg_core.rectify import distortion_maps
     from viewseg_ros.conversions import make_camera_info, matrix_to_transform_stamped, numpy_to_image
 
     class SimCameraNode(Node):
@@ -153,7 +175,7 @@ def _make_node_class():
                 ("seed", 0), ("rate", 5.0), ("width", 160), ("height", 120), ("render_scale", 1.0), ("hfov_deg", 70.0),
                 ("period_s", 30.0), ("kind", "human"), ("room_type", ""), ("fixed_frame", "map"),
                 ("publish_depth", True), ("depth_encoding", "16UC1"), ("depth_sensor", True),
-                ("base_frame", "base_link"), ("camera_frame", "camera_optical"))}
+                ("base_frame", "base_link"), ("camera_frame", "camera_optical"), ("distortion", ""))}
             if not (p["rate"] > 0 and p["width"] > 0 and p["height"] > 0 and p["period_s"] > 0):
                 raise ValueError(f"viewseg_sim_camera: rate, width, height and period_s must be positive: {p}")
             if not 0 < p["render_scale"] <= 1:
@@ -168,6 +190,15 @@ def _make_node_class():
             self.world = SimWorld.create(int(p["seed"]), p["kind"], float(p["period_s"]), p["room_type"])
             self.scene, self.mount = self.world.scene, self.world.mount
             self.K = K_from_hfov(float(p["hfov_deg"]), int(p["width"]), int(p["height"]))
+            self.d = parse_distortion(p["distortion"])
+            # The pinhole each frame is rendered with (K itself, or one covering the raw image) and
+            # CameraInfo's p; with distortion, the maps from the render to the raw image.
+            self.render_K, self.P_K, self.lens_maps = self.K, self.K, None
+            if self.d is not None:
+                size_wh = (int(p["width"]), int(p["height"]))
+                self.render_K = cv2.getOptimalNewCameraMatrix(self.K, self.d, size_wh, 1.0)[0]
+                self.P_K = cv2.getOptimalNewCameraMatrix(self.K, self.d, size_wh, 0.0)[0]
+                self.lens_maps = distortion_maps(self.K, self.d, "plumb_bob", *size_wh, self.render_K)
             self.image_pub = self.create_publisher(Image, "image", qos_profile_sensor_data)
             # Depth registered to the colour camera (same frame, size and stamp), as an RGB-D
             # driver's aligned_depth_to_color topic; through the depth sensor model by default.
@@ -200,15 +231,23 @@ def _make_node_class():
                 base, p["fixed_frame"], p["base_frame"], stamp_ns)]))
             size = (int(p["height"]), int(p["width"]))
             if self.render_hw == size:
-                frame = render(self.scene, self.K, base @ self.mount, *size)
+                frame = render(self.scene, self.render_K, base @ self.mount, *size)
                 rgb, depth = frame.rgb, frame.depth
             else:
-                small = render(self.scene, resize_intrinsics(self.K, size, self.render_hw), base @ self.mount,
+                small = render(self.scene, resize_intrinsics(self.render_K, size, self.render_hw), base @ self.mount,
                                *self.render_hw)
                 rgb = cv2.resize(small.rgb, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
                 depth = cv2.resize(small.depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
-            self.info_pub.publish(make_camera_info(self.K, int(p["width"]), int(p["height"]),
-                                                   frame_id=p["camera_frame"], stamp_ns=stamp_ns))
+            info = make_camera_info(self.K, int(p["width"]), int(p["height"]), frame_id=p["camera_frame"],
+                                    stamp_ns=stamp_ns)
+            if self.lens_maps is not None:
+                map_x, map_y = self.lens_maps
+                rgb = cv2.remap(rgb, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                depth = cv2.remap(depth.astype(np.float32), map_x, map_y, cv2.INTER_NEAREST,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
+                info.d = self.d.tolist()
+                info.p = np.concatenate([self.P_K, np.zeros((3, 1))], axis=1).reshape(-1).tolist()
+            self.info_pub.publish(info)
             self.image_pub.publish(numpy_to_image(rgb, "rgb8", frame_id=p["camera_frame"], stamp_ns=stamp_ns))
             if self.depth_pub is not None:
                 if p["depth_sensor"]:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from viewseg_core.rectify import has_distortion, make_undistorter, rectified_K, resolve_camera
+from viewseg_core.rectify import distortion_maps, has_distortion, make_undistorter, rectified_K, resolve_camera
 
 W, H = 160, 120
 K = np.array([[100.0, 0.0, 81.0], [0.0, 102.0, 58.5], [0.0, 0.0, 1.0]])
@@ -120,3 +120,30 @@ def test_distortion_it_cannot_remove_is_refused_by_name():
         resolve_camera(K, PLUMB_BOB, "plumb_bob", P, W, H, "rectify")
     # A model it cannot invert is fine when nothing needs inverting.
     assert resolve_camera(K, [0.0], "fov", P, W, H).undistorter is None
+
+
+@pytest.mark.parametrize("model, d, distort", [("plumb_bob", PLUMB_BOB, distort_plumb_bob),
+                                               ("equidistant", EQUIDISTANT, distort_equidistant)])
+def test_distortion_maps_invert_the_model(model, d, distort):
+    """A raw pixel's map entry is the pinhole pixel whose ray the model sends there."""
+    map_x, map_y = distortion_maps(K, d, model, W, H, NEW_K)
+    for x, y in [(0.0, 0.0), (0.3, 0.2), (-0.55, -0.4)]:
+        xd, yd = distort(x, y, d)
+        raw_u, raw_v = K[0, 0] * xd + K[0, 2], K[1, 1] * yd + K[1, 2]
+        # bilinear read of the maps at the (fractional) raw pixel
+        u0, v0 = int(math.floor(raw_u)), int(math.floor(raw_v))
+        fu, fv = raw_u - u0, raw_v - v0
+
+        def read(m):
+            return ((1 - fu) * (1 - fv) * m[v0, u0] + fu * (1 - fv) * m[v0, u0 + 1]
+                    + (1 - fu) * fv * m[v0 + 1, u0] + fu * fv * m[v0 + 1, u0 + 1])
+        assert read(map_x) == pytest.approx(NEW_K[0, 0] * x + NEW_K[0, 2], abs=0.05)
+        assert read(map_y) == pytest.approx(NEW_K[1, 1] * y + NEW_K[1, 2], abs=0.05)
+    # Distorting a pinhole image and undistorting it again gives it back where both cover it.
+    vv, uu = np.mgrid[0:H, 0:W]
+    smooth = (127 + 100 * np.sin(uu / 9.0) * np.cos(vv / 7.0)).astype(np.uint8)[..., None].repeat(3, axis=2)
+    import cv2
+    raw = cv2.remap(smooth, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    back = make_undistorter(K, d, model, W, H, NEW_K).colour(raw)
+    centre = (slice(H // 4, 3 * H // 4), slice(W // 4, 3 * W // 4))
+    assert np.abs(back[centre].astype(int) - smooth[centre].astype(int)).max() <= 6
