@@ -19,6 +19,9 @@ nyu40``). Without one, a 2D segmenter checkpoint (``--segmenter``, a ``viewseg-e
 file from ``viewseg pretrain-2d``) predicts PSEUDO-LABELS: the output and the scene's
 metadata say so, because training on them teaches the segmenter's mistakes.
 
+Colour may be recorded compressed (image_transport's ``compressed``: JPEG or PNG) and depth as
+``compressedDepth`` (PNG): both are decoded (:mod:`viewseg_ros.conversions`).
+
 A bad frame (an unsupported encoding, a malformed image, a size that does not match its
 CameraInfo) is skipped and counted, not fatal. A bag whose file ends early (a recorder killed
 mid-write, a copy cut short) is imported up to where it stops being readable, with a warning;
@@ -43,12 +46,14 @@ from viewseg_core.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, nyu40_t
 from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
 from viewseg_core.rectify import RECTIFICATION_MODES, ResolvedCamera, Undistorter, resolve_camera
-from viewseg_ros.conversions import camera_info_to_K, depth_image_to_metres, image_to_numpy, time_to_ns
+from viewseg_ros.conversions import (any_depth_to_metres, camera_info_to_K, colour_image_to_numpy, image_to_numpy,
+                                     is_compressed, time_to_ns)
 from viewseg_ros.keyframes import KeyframeConfig, admission_decision
 from viewseg_ros.tf_buffer import (
     NS_PER_S, ConnectivityError, ExtrapolationError, TransformBuffer, UnknownFrameError, add_tf_message)
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"  # image_transport's compressed / compressedDepth
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 TF_TYPE = "tf2_msgs/msg/TFMessage"
 
@@ -210,16 +215,16 @@ def _deserialize(reader, conn, raw: bytes, report: ImportReport, bag: Path, log_
         return None
 
 
-def _connections(reader, topic: str | None, msgtype: str, what: str, bag: Path) -> list:
+def _connections(reader, topic: str | None, msgtypes: tuple[str, ...], what: str, bag: Path) -> list:
     if not topic:
         return []
     found = [c for c in reader.connections if c.topic == topic]
     if not found:
         topics = ", ".join(f"{c.topic} ({c.msgtype})" for c in reader.connections)
         raise ValueError(f"{bag}: no topic {topic!r} for {what}; the bag has: {topics}")
-    wrong = [c.msgtype for c in found if c.msgtype != msgtype]
+    wrong = [c.msgtype for c in found if c.msgtype not in msgtypes]
     if wrong:
-        raise ValueError(f"{bag}: topic {topic!r} ({what}) has type {wrong[0]}, expected {msgtype}")
+        raise ValueError(f"{bag}: topic {topic!r} ({what}) has type {wrong[0]}, expected {' or '.join(msgtypes)}")
     return found
 
 
@@ -302,7 +307,7 @@ def _decode_keyframe(item: _Pending, config: BagImportConfig, report: ImportRepo
     """The scene-folder view of a complete keyframe; _BadFrame for anything frame-specific."""
     rgb_msg = item.parts["rgb"][1]
     try:
-        rgb = image_to_numpy(rgb_msg, what)
+        rgb = colour_image_to_numpy(rgb_msg, what)
     except ValueError as error:
         raise _BadFrame("malformed colour image", str(error)) from error
     if rgb.ndim == 2:
@@ -319,7 +324,7 @@ def _decode_keyframe(item: _Pending, config: BagImportConfig, report: ImportRepo
         raise _BadFrame("unusable semantic image", str(error)) from error
     try:
         if "depth" in item.parts:
-            depth = depth_image_to_metres(item.parts["depth"][1], what + " depth")
+            depth = any_depth_to_metres(item.parts["depth"][1], what + " depth")
     except ValueError as error:
         raise _BadFrame("unusable depth image", str(error)) from error
     for name, image in (("semantic", labels), ("depth", depth)):
@@ -402,10 +407,10 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
     staging = None
     try:
         staging = _staging_folder(out_dir)  # checks --out before the passes over the bag
-        image_conns = _connections(reader, config.image_topic, IMAGE_TYPE, "--image-topic", bag)
-        info_conns = _connections(reader, config.camera_info_topic, CAMERA_INFO_TYPE, "--camera-info-topic", bag)
-        semantic_conns = _connections(reader, config.semantic_topic, IMAGE_TYPE, "--semantic-topic", bag)
-        depth_conns = _connections(reader, config.depth_topic, IMAGE_TYPE, "--depth-topic", bag)
+        image_conns = _connections(reader, config.image_topic, (IMAGE_TYPE, COMPRESSED_TYPE), "--image-topic", bag)
+        info_conns = _connections(reader, config.camera_info_topic, (CAMERA_INFO_TYPE,), "--camera-info-topic", bag)
+        semantic_conns = _connections(reader, config.semantic_topic, (IMAGE_TYPE,), "--semantic-topic", bag)
+        depth_conns = _connections(reader, config.depth_topic, (IMAGE_TYPE, COMPRESSED_TYPE), "--depth-topic", bag)
         tf_conns = [c for c in reader.connections if c.topic == config.tf_topic and c.msgtype == TF_TYPE]
         static_conns = [c for c in reader.connections if c.topic == config.tf_static_topic and c.msgtype == TF_TYPE]
         if not tf_conns and not static_conns:
@@ -454,7 +459,7 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                 continue
             report.images += 1
             stamp_ns = _header_ns(msg, log_ns, report)
-            if msg.encoding not in COLOR_ENCODINGS:
+            if not is_compressed(msg) and msg.encoding not in COLOR_ENCODINGS:
                 # Before admission: a frame that cannot be decoded must not keep a good
                 # neighbour out as "too close to an earlier keyframe".
                 report.skip(f"unsupported colour encoding {msg.encoding!r} (supported: {', '.join(COLOR_ENCODINGS)})",
@@ -561,7 +566,8 @@ def register(subparsers: Any) -> None:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("bag", help="bag folder (with metadata.yaml) or its .db3/.mcap file")
     parser.add_argument("--out", required=True, help="scene folder to write")
-    parser.add_argument("--image-topic", required=True, help="sensor_msgs/Image colour topic")
+    parser.add_argument("--image-topic", required=True,
+                        help="colour topic: sensor_msgs/Image, or CompressedImage (JPEG/PNG, e.g. .../image_raw/compressed)")
     parser.add_argument("--camera-info-topic", required=True, help="sensor_msgs/CameraInfo topic of the images")
     parser.add_argument("--fixed-frame", default="map", help="world frame of the poses")
     parser.add_argument("--camera-frame", default=None, help="optical frame (default: the images' header.frame_id)")
@@ -569,7 +575,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--semantic-format", default="classes", choices=("classes", "nyu40"),
                         help="ids on --semantic-topic: viewseg's 37 classes or NYU40 ids")
     parser.add_argument("--depth-topic", default=None,
-                        help="depth images (32FC1 m or 16UC1 mm), registered to the images")
+                        help="depth registered to the images: Image (32FC1 m or 16UC1 mm) or compressedDepth "
+                             "CompressedImage (PNG)")
     parser.add_argument("--segmenter", default=None,
                         help="viewseg-encoder checkpoint for PSEUDO-LABELS when there is no --semantic-topic")
     parser.add_argument("--no-labels", action="store_true", help="write images (and depth) without labels")

@@ -3,6 +3,13 @@
 Readers are duck-typed: they take rclpy messages and rosbags messages alike (bag import
 uses them without rclpy). Writers build rclpy messages and import them lazily.
 
+Compressed images (sensor_msgs/CompressedImage, as image_transport records them in bags):
+the ``compressed`` transport (JPEG or PNG, ``format`` "rgb8; jpeg compressed bgr8") decodes
+to RGB uint8, and the ``compressedDepth`` transport (a 12-byte header of the format and two
+quantisation floats, then a 16-bit PNG: millimetres for 16UC1, quantised inverse depth
+``q`` with depth = A / (q - B) for 32FC1, 0 = unknown) to planar metres. RVL-coded depth is
+refused by name.
+
 Images: colour encodings always come out as RGB [H, W, 3] uint8 (alpha is dropped), mono8
 as [H, W] uint8, mono16/16UC1 as [H, W] uint16 and 32FC1 as [H, W] float32, all in native
 byte order, as fresh contiguous arrays (never views into the message buffer). ``step``
@@ -14,6 +21,7 @@ tolerance as the TF buffer (see :func:`viewseg_ros.tf_buffer.normalize_quaternio
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +103,90 @@ def image_to_numpy(msg: Any, what: str = "image") -> np.ndarray:
 
 
 DEPTH_ENCODINGS = ("32FC1", "16UC1", "mono16")
+
+
+# compressed_depth_image_transport's ConfigHeader: int32 format, float depthParam[2] (little endian).
+COMPRESSED_DEPTH_HEADER = struct.Struct("<iff")
+
+
+def is_compressed(msg: Any) -> bool:
+    """A sensor_msgs/CompressedImage (``format`` + ``data``, no ``encoding``)."""
+    return hasattr(msg, "format") and not hasattr(msg, "encoding")
+
+
+def _decode(payload: bytes, what: str, fmt: str) -> np.ndarray:
+    import cv2
+
+    if not payload:
+        raise ValueError(f"{what}: compressed image ({fmt!r}) has no data")
+    image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"{what}: compressed image ({fmt!r}, {len(payload)} bytes) could not be decoded")
+    if not (image.shape[0] <= MAX_IMAGE_SIDE and image.shape[1] <= MAX_IMAGE_SIDE):
+        raise ValueError(f"{what}: size {image.shape[1]}x{image.shape[0]} is outside 1..{MAX_IMAGE_SIDE} per side")
+    return image
+
+
+def compressed_image_to_rgb(msg: Any, what: str = "image") -> np.ndarray:
+    """sensor_msgs/CompressedImage of the ``compressed`` transport -> RGB [H, W, 3] uint8.
+
+    OpenCV stores colour as BGR; the transport encodes bgr8 (its ``format`` ends in the
+    encoding it compressed: "compressed bgr8"), unless it says rgb8. Mono becomes grey RGB,
+    alpha is dropped.
+    """
+    fmt = str(msg.format)
+    if "compresseddepth" in fmt.lower():
+        raise ValueError(f"{what}: format {fmt!r} is compressed depth, not a colour image")
+    image = _decode(bytes(_buffer(msg.data)), what, fmt)
+    if image.dtype != np.uint8:
+        raise ValueError(f"{what}: compressed colour image ({fmt!r}) decodes to {image.dtype}, expected 8 bits")
+    if image.ndim == 2:
+        return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
+    stored_rgb = fmt.replace(" ", "").lower().rsplit("compressed", 1)[-1].startswith("rgb")
+    rgb = image[:, :, :3] if stored_rgb else image[:, :, 2::-1]
+    return np.ascontiguousarray(rgb)
+
+
+def compressed_depth_to_metres(msg: Any, what: str = "depth") -> np.ndarray:
+    """sensor_msgs/CompressedImage of the ``compressedDepth`` transport -> [H, W] float32 planar
+    metres, NaN where unknown (see the module docstring)."""
+    fmt = str(msg.format)
+    lowered = fmt.lower()
+    if "compresseddepth" not in lowered:
+        raise ValueError(f"{what}: a depth topic of CompressedImage must use the compressedDepth transport "
+                         f"(lossless PNG), got format {fmt!r}")
+    if "rvl" in lowered:
+        raise ValueError(f"{what}: compressedDepth RVL is not supported (PNG only): format {fmt!r}")
+    encoding = fmt.split(";")[0].strip()
+    raw = bytes(_buffer(msg.data))
+    if len(raw) <= COMPRESSED_DEPTH_HEADER.size:
+        raise ValueError(f"{what}: compressedDepth data of {len(raw)} bytes is no longer than its "
+                         f"{COMPRESSED_DEPTH_HEADER.size}-byte header")
+    _, quant_a, quant_b = COMPRESSED_DEPTH_HEADER.unpack(raw[:COMPRESSED_DEPTH_HEADER.size])
+    q = _decode(raw[COMPRESSED_DEPTH_HEADER.size:], what, fmt)
+    if q.ndim != 2 or q.dtype != np.uint16:
+        raise ValueError(f"{what}: compressedDepth PNG must be one 16-bit channel, got {q.dtype} x "
+                         f"{1 if q.ndim == 2 else q.shape[2]}")
+    if encoding in ("16UC1", "mono16"):
+        depth = q.astype(np.float32) / 1000.0
+    elif encoding == "32FC1":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            depth = np.where(q > 0, np.float32(quant_a) / (q.astype(np.float32) - np.float32(quant_b)), np.nan)
+        depth = depth.astype(np.float32)
+    else:
+        raise ValueError(f"{what}: compressedDepth of {encoding!r}; expected 16UC1 (mm) or 32FC1 (m)")
+    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
+    return depth
+
+
+def colour_image_to_numpy(msg: Any, what: str = "image") -> np.ndarray:
+    """An Image (any colour or mono encoding, as :func:`image_to_numpy`) or a CompressedImage."""
+    return compressed_image_to_rgb(msg, what) if is_compressed(msg) else image_to_numpy(msg, what)
+
+
+def any_depth_to_metres(msg: Any, what: str = "depth") -> np.ndarray:
+    """A depth Image (:func:`depth_image_to_metres`) or a compressedDepth CompressedImage."""
+    return compressed_depth_to_metres(msg, what) if is_compressed(msg) else depth_image_to_metres(msg, what)
 
 
 def depth_image_to_metres(msg: Any, what: str = "depth") -> np.ndarray:
@@ -387,7 +479,8 @@ def point_cloud_to_numpy(msg: Any) -> np.ndarray:
 
 
 __all__ = [
-    "DEPTH_ENCODINGS", "depth_image_to_metres", "POINT_DTYPE", "pack_rgb", "unpack_rgb", "make_point_cloud", "point_cloud_to_numpy",
+    "DEPTH_ENCODINGS", "depth_image_to_metres", "COMPRESSED_DEPTH_HEADER", "is_compressed", "compressed_image_to_rgb",
+    "compressed_depth_to_metres", "colour_image_to_numpy", "any_depth_to_metres", "POINT_DTYPE", "pack_rgb", "unpack_rgb", "make_point_cloud", "point_cloud_to_numpy",
     "ENCODINGS", "COLOR_ENCODINGS", "MAX_IMAGE_SIDE", "image_to_numpy", "numpy_to_image",
     "camera_info_to_K", "make_camera_info", "pose_to_matrix", "matrix_to_pose",
     "matrix_to_pose_stamped", "matrix_to_transform", "matrix_to_transform_stamped",

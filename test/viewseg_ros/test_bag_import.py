@@ -82,6 +82,28 @@ def _camera_info(t: float, d=None, new_K=None):
         roi=types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
 
 
+def _compressed_image(rgb: np.ndarray, t: float):
+    """image_transport's ``compressed`` (PNG: lossless) of an RGB frame."""
+    import cv2
+
+    return TS.types["sensor_msgs/msg/CompressedImage"](
+        header=_header(t, "camera_optical"), format="rgb8; png compressed bgr8",
+        data=np.frombuffer(cv2.imencode(".png", rgb[:, :, ::-1])[1].tobytes(), np.uint8))
+
+
+def _compressed_depth(metres: np.ndarray, t: float):
+    """image_transport's ``compressedDepth`` of 16UC1 millimetres: its 12-byte header, then a 16-bit PNG."""
+    import struct
+
+    import cv2
+
+    mm = np.where(np.isfinite(metres) & (metres > 0), np.round(metres * 1000), 0).astype(np.uint16)
+    payload = struct.pack("<iff", 0, 0.0, 0.0) + cv2.imencode(".png", mm)[1].tobytes()
+    return TS.types["sensor_msgs/msg/CompressedImage"](header=_header(t, "camera_optical"),
+                                                      format="16UC1; compressedDepth png",
+                                                      data=np.frombuffer(payload, np.uint8))
+
+
 def rgb_of(i: int) -> np.ndarray:
     return ((np.arange(H * W * 3).reshape(H, W, 3) * (i + 1)) % 256).astype(np.uint8)
 
@@ -100,20 +122,23 @@ def _bad_image(kind: str, i: int, t: float):
 
 
 def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encoding="32FC1",
-              image_encoding="rgb8", bad: dict[int, str] | None = None, distortion=None, new_K=None) -> Path:
+              image_encoding="rgb8", bad: dict[int, str] | None = None, distortion=None, new_K=None,
+              compressed: bool = False) -> Path:
     """A small robot recording: /tf (10 Hz), /tf_static once, images + CameraInfo + labels + depth at 5 Hz.
 
     ``bad``: image index -> kind of :func:`_bad_image` to record instead of that image;
-    ``distortion``, ``new_K``: the CameraInfo's ``d`` and the pinhole of its ``p``."""
+    ``distortion``, ``new_K``: the CameraInfo's ``d`` and the pinhole of its ``p``; ``compressed``:
+    colour and depth as image_transport's compressed (PNG) and compressedDepth record them."""
     with Writer(path, version=9, storage_plugin=storage) as writer:
         def conn(topic, msgtype):
             return writer.add_connection(topic, msgtype, typestore=TS)
 
         tf, tf_static = conn("/tf", "tf2_msgs/msg/TFMessage"), conn("/tf_static", "tf2_msgs/msg/TFMessage")
-        image = conn("/camera/image", "sensor_msgs/msg/Image")
+        image_type = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
+        image = conn("/camera/image", image_type)
         info = conn("/camera/camera_info", "sensor_msgs/msg/CameraInfo")
         labels = conn("/camera/semantic", "sensor_msgs/msg/Image") if semantic else None
-        depth = conn("/camera/depth", "sensor_msgs/msg/Image")
+        depth = conn("/camera/depth", image_type)
         events = [(0.0, tf_static, TS.types["tf2_msgs/msg/TFMessage"](
             transforms=[_transform(CAMERA_IN_BASE, 0.0, "base_link", "camera_optical")]))]
         events += [(t, tf, TS.types["tf2_msgs/msg/TFMessage"](
@@ -122,6 +147,8 @@ def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encodi
             rgb = rgb_of(i)
             pixels = rgb[:, :, ::-1] if image_encoding == "bgr8" else rgb
             colour = _bad_image(bad[i], i, t) if bad and i in bad else _image(pixels, image_encoding, t, pad=3)
+            if compressed:
+                colour = _compressed_image(rgb, t)
             events.append((t + 0.001, image, colour))
             events.append((t + 0.001, info, _camera_info(t, distortion, new_K)))
             if labels is not None:
@@ -132,7 +159,8 @@ def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encodi
             metres = np.full((H, W), 1.0 + i, np.float32)
             metres[2, 2] = 0.0  # unknown
             raw = metres if depth_encoding == "32FC1" else (metres * 1000).astype(np.uint16)
-            events.append((t + 0.003, depth, _image(raw, depth_encoding, t + 0.004)))  # 4 ms off: paired
+            depth_msg = _compressed_depth(metres, t + 0.004) if compressed else _image(raw, depth_encoding, t + 0.004)
+            events.append((t + 0.003, depth, depth_msg))  # 4 ms off: paired
         for t, connection, msg in sorted(events, key=lambda e: e[0]):
             writer.write(connection, T0 + int(round(t * 1e9)), TS.serialize_cdr(msg, connection.msgtype))
     return path
@@ -179,6 +207,18 @@ def test_poses_labels_depth_round_trip(tmp_path, storage, depth_encoding, image_
         np.testing.assert_array_equal(view.labels, expected_labels_of(i))
         np.testing.assert_allclose(view.depth, expected_depth_of(i), rtol=1e-6)
     assert "semantic ids >= 37 set to ignore" in report.summary()
+
+
+def test_compressed_colour_and_depth_import_as_the_raw_topics_do(tmp_path):
+    bag = write_bag(tmp_path / "bag", StoragePlugin.MCAP, compressed=True)
+    report = import_bag(bag, tmp_path / "scene", config())
+    assert report.images == 12 and report.keyframes == 11
+    scene = SceneFolder(tmp_path / "scene")
+    for index in range(len(scene)):
+        i, view = index + 1, scene.load_view(index)
+        np.testing.assert_array_equal(view.rgb, rgb_of(i))
+        np.testing.assert_array_equal(view.labels, expected_labels_of(i))
+        np.testing.assert_allclose(view.depth, expected_depth_of(i), rtol=1e-6)
 
 
 def test_a_camera_with_lens_distortion_is_undistorted_with_its_depth_and_labels(tmp_path):

@@ -235,3 +235,81 @@ def test_time_helpers():
     assert sec_to_ns(0.3) == 300_000_000  # rounded, not truncated (0.3 * 1e9 = 299999999.99...)
     assert time_to_ns(sec_to_time(12.25)) == 12_250_000_000
     assert time_to_sec(SimpleNamespace(sec=3, nanosec=500_000_000)) == 3.5
+
+
+# --------------------------------------------------------------------------- compressed images
+def _compressed(fmt: str, payload: bytes):
+    """A rosbags sensor_msgs/CompressedImage, as bag import reads it."""
+    from rosbags.typesys import Stores, get_typestore
+
+    types = get_typestore(Stores.ROS2_KILTED).types
+    header = types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=1, nanosec=0),
+                                          frame_id="camera_optical")
+    return types["sensor_msgs/msg/CompressedImage"](header=header, format=fmt,
+                                                    data=np.frombuffer(payload, np.uint8))
+
+
+def _transport_depth(metres: np.ndarray, encoding: str, depth_max: float = 10.0, z0: float = 100.0) -> bytes:
+    """What compressed_depth_image_transport publishes: its 12-byte header, then a 16-bit PNG of
+    millimetres (16UC1) or of the quantised inverse depth A / d + B (32FC1), 0 = unknown."""
+    import struct
+
+    import cv2
+
+    known = np.isfinite(metres) & (metres > 0)
+    if encoding == "16UC1":
+        q, a, b = np.where(known, np.round(metres * 1000), 0).astype(np.uint16), 0.0, 0.0
+    else:
+        a = z0 * (z0 + 1.0)
+        b = 1.0 - a / depth_max
+        q = np.where(known & (metres < depth_max), np.round(a / np.where(known, metres, 1.0) + b), 0).astype(np.uint16)
+    ok, png = cv2.imencode(".png", q)
+    assert ok
+    return struct.pack("<iff", 0, a, b) + png.tobytes()
+
+
+def test_compressed_colour_decodes_to_rgb():
+    import cv2
+
+    from viewseg_ros.conversions import colour_image_to_numpy, compressed_image_to_rgb
+
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, np.arange(8) * 20, 30          # red-ish, a green ramp
+    png_bgr = cv2.imencode(".png", rgb[:, :, ::-1])[1].tobytes()
+    np.testing.assert_array_equal(compressed_image_to_rgb(_compressed("rgb8; png compressed bgr8", png_bgr)), rgb)
+    np.testing.assert_array_equal(colour_image_to_numpy(_compressed("png", png_bgr)), rgb)  # bare format: bgr
+    # A transport that compressed rgb8 stores red first.
+    png_rgb = cv2.imencode(".png", rgb)[1].tobytes()
+    np.testing.assert_array_equal(compressed_image_to_rgb(_compressed("rgb8; png compressed rgb8", png_rgb)), rgb)
+    jpeg = cv2.imencode(".jpg", np.repeat(rgb, 4, 0).repeat(4, 1)[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
+    decoded = compressed_image_to_rgb(_compressed("rgb8; jpeg compressed bgr8", jpeg.tobytes()))
+    assert decoded.shape == (24, 32, 3) and np.abs(decoded.astype(int) - np.repeat(rgb, 4, 0).repeat(4, 1)).mean() < 3
+    grey = compressed_image_to_rgb(_compressed("mono8; png compressed mono8", cv2.imencode(".png", rgb[..., 1])[1].tobytes()))
+    np.testing.assert_array_equal(grey, np.repeat(rgb[..., 1:2], 3, axis=2))
+    for fmt, payload, match in (("jpeg", b"", "no data"), ("jpeg", b"\xff\xd8 not a jpeg", "could not be decoded"),
+                                ("16UC1; compressedDepth png", png_bgr, "compressed depth, not a colour")):
+        with pytest.raises(ValueError, match=match):
+            compressed_image_to_rgb(_compressed(fmt, payload), "cam")
+
+
+def test_compressed_depth_decodes_to_metres():
+    from viewseg_ros.conversions import any_depth_to_metres, compressed_depth_to_metres
+
+    metres = np.array([[0.5, 1.234, 2.0, 7.9], [np.nan, 0.0, 3.3, 12.0]], np.float32)
+    mm = compressed_depth_to_metres(_compressed("16UC1; compressedDepth png", _transport_depth(metres, "16UC1")))
+    np.testing.assert_array_equal(np.isnan(mm), [[False] * 4, [True, True, False, False]])
+    np.testing.assert_allclose(mm[np.isfinite(mm)], [0.5, 1.234, 2.0, 7.9, 3.3, 12.0], atol=1e-6)
+    inverse = any_depth_to_metres(_compressed("32FC1; compressedDepth png", _transport_depth(metres, "32FC1")))
+    # Beyond depth_max (10 m) the transport writes 0: unknown, as NaN and 0 are.
+    np.testing.assert_array_equal(np.isnan(inverse), [[False] * 4, [True, True, False, True]])
+    # Quantised inverse depth: the step at d is d^2 / A (A = 10100), under 0.4% at 8 m.
+    finite = np.isfinite(inverse)
+    np.testing.assert_allclose(inverse[finite], metres[finite], rtol=0.5 * 8.0 / 10100 + 1e-6)
+    for fmt, payload, match in (
+            ("16UC1; compressedDepth rvl", _transport_depth(metres, "16UC1"), "RVL is not supported"),
+            ("16UC1; png compressed mono16", _transport_depth(metres, "16UC1"), "compressedDepth transport"),
+            ("16UC1; compressedDepth png", b"\x00" * 12, "no longer than its 12-byte header"),
+            ("8UC1; compressedDepth png", _transport_depth(metres, "16UC1"), "expected 16UC1"),
+            ("16UC1; compressedDepth png", b"\x00" * 12 + b"garbage", "could not be decoded")):
+        with pytest.raises(ValueError, match=match):
+            compressed_depth_to_metres(_compressed(fmt, payload), "depth")
