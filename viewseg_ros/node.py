@@ -79,8 +79,8 @@ from viewseg_core.model.prepared_cache import PreparedCache
 from viewseg_core.model.weights import load_model
 from viewseg_core.rectify import RECTIFICATION_MODES, Undistorter, resolve_camera
 from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
-from viewseg_ros.conversions import (COLOR_ENCODINGS, camera_info_to_K, depth_image_to_metres, image_to_numpy,
-                                     make_camera_info,
+from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, camera_info_to_K, colour_image_to_numpy,
+                                     is_compressed, make_camera_info,
                                      make_point_cloud, numpy_to_image, ns_to_time, pose_to_matrix, time_to_ns)
 from viewseg_ros.executor import DEFAULT_EXECUTOR, EXECUTORS, SubmitOnceExecutor
 from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, pose_difference
@@ -106,6 +106,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                             "the node's executor is busy wait here (30: 2 s of a 15 Hz camera)"),
     "depth_topic": ("", "sensor_msgs/Image depth registered to the colour camera (same frame_id and size, as "
                         "aligned_depth_to_color drivers publish; 32FC1 m or 16UC1 mm); empty = RGB only"),
+    "image_transport": ("raw", "raw (sensor_msgs/Image on image_topic) | compressed (CompressedImage, JPEG or PNG, "
+                               "on <image_topic>/compressed, as image_transport names it)"),
+    "depth_transport": ("raw", "raw (Image on depth_topic) | compressedDepth (CompressedImage, PNG, on "
+                               "<depth_topic>/compressedDepth)"),
     "depth_sync_tolerance_s": (0.02, "largest stamp difference pairing a depth image with a colour image"),
     "camera_info_topic": ("camera_info", "sensor_msgs/CameraInfo topic of the same camera"),
     "rectification": ("auto", "auto (undistort images whose CameraInfo has distortion, except on an image_rect* "
@@ -375,7 +379,7 @@ class ViewSegNode(Node):
         # behind an image that waits for TF, and a long render never blocks keyframes.
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseStamped
-        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
         from viewseg_interfaces.srv import RenderView
 
@@ -390,10 +394,12 @@ class ViewSegNode(Node):
         image_qos = QoSProfile(depth=p["image_qos.depth"], history=HistoryPolicy.KEEP_LAST,
                                reliability=ReliabilityPolicy.BEST_EFFORT
                                if p["image_qos.reliability"] == "best_effort" else ReliabilityPolicy.RELIABLE)
-        self.create_subscription(Image, p["image_topic"], self._on_image, image_qos,
+        self.create_subscription(CompressedImage if p["image_transport"] == "compressed" else Image,
+                                 self.image_subscription_topic, self._on_image, image_qos,
                                  callback_group=self._frames_group)
         if p["depth_topic"]:
-            self.create_subscription(Image, p["depth_topic"], self._on_depth, image_qos,
+            self.create_subscription(CompressedImage if p["depth_transport"] == "compressedDepth" else Image,
+                                     self.depth_subscription_topic, self._on_depth, image_qos,
                                      callback_group=self._frames_group)
         self.create_timer(0.02, self._retry_pending, callback_group=self._frames_group)
         self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_camera_info, qos_profile_sensor_data,
@@ -448,6 +454,9 @@ class ViewSegNode(Node):
         if values["image_qos.reliability"] not in ("best_effort", "reliable"):
             raise ValueError(f"parameter image_qos.reliability must be best_effort or reliable, "
                              f"got {values['image_qos.reliability']!r}")
+        for name, modes in (("image_transport", ("raw", "compressed")), ("depth_transport", ("raw", "compressedDepth"))):
+            if values[name] not in modes:
+                raise ValueError(f"parameter {name} must be one of {' | '.join(modes)}, got {values[name]!r}")
         if values["rectification"] not in RECTIFICATION_MODES:
             raise ValueError(f"parameter rectification must be one of {' | '.join(RECTIFICATION_MODES)}, "
                              f"got {values['rectification']!r}")
@@ -638,13 +647,24 @@ class ViewSegNode(Node):
         except Exception as error:  # a bad frame must never take the node down
             self._drop("image", f"unexpected {type(error).__name__}: {error}")
 
+    @property
+    def image_subscription_topic(self) -> str:
+        """The colour topic as subscribed: ``image_topic``, or its ``/compressed`` transport."""
+        topic = self.resolve_topic_name(self.params["image_topic"])
+        return topic + "/compressed" if self.params["image_transport"] == "compressed" else topic
+
+    @property
+    def depth_subscription_topic(self) -> str:
+        topic = self.resolve_topic_name(self.params["depth_topic"])
+        return topic + "/compressedDepth" if self.params["depth_transport"] == "compressedDepth" else topic
+
     def _admit_image(self, msg: Any) -> None:
-        if msg.encoding not in COLOR_ENCODINGS:
+        if not is_compressed(msg) and msg.encoding not in COLOR_ENCODINGS:
             self._drop("image", f"encoding {msg.encoding!r} is not a colour encoding "
                                 f"({', '.join(sorted(COLOR_ENCODINGS))})")
             return
         try:
-            rgb = image_to_numpy(msg, "image")
+            rgb = colour_image_to_numpy(msg, "image")
         except ValueError as error:
             self._drop("image", str(error))
             return
@@ -726,9 +746,9 @@ class ViewSegNode(Node):
 
     def _on_depth(self, msg: Any) -> None:
         self._arrived("depth")
-        what = f"depth on {self.resolve_topic_name(self.params['depth_topic'])}"
+        what = f"depth on {self.depth_subscription_topic}"
         try:
-            depth = depth_image_to_metres(msg, what)
+            depth = any_depth_to_metres(msg, what)
         except ValueError as error:
             self._drop("depth", str(error))
             return
@@ -1208,7 +1228,7 @@ class ViewSegNode(Node):
             infos = sum(1 for t in self._arrivals["camera_info"] if now - t <= window)
         if now - self._started < window:
             return images, infos, ""  # not a whole window yet
-        image_topic = self.resolve_topic_name(p["image_topic"])
+        image_topic = self.image_subscription_topic
         if infos >= 2 and images < p["camera_rate.min_ratio"] * infos:
             return images, infos, (
                 f"{image_topic} delivered {images} images in {window:g} s while its CameraInfo arrived {infos} times: "
