@@ -3,7 +3,8 @@
 Contract: design.md, "ROS 2 interface". In short:
 
 - Subscribes ``image`` (QoS from ``image_qos.*``; best effort by default, which matches
-  best-effort and reliable cameras) + ``camera_info`` (sensor-data QoS) and ``/tf`` +
+  best-effort and reliable cameras; or its ``/compressed`` transport, ``image_transport``)
+  + ``camera_info`` (sensor-data QoS) and ``/tf`` +
   ``/tf_static``. Each image's optical-frame pose in ``fixed_frame`` is looked up at its stamp;
   an image whose TF has not arrived yet waits in a bounded queue (``tf_pending_max``) for up to
   ``tf_wait_s`` without blocking the images behind it (under heavy image traffic TF was
