@@ -69,7 +69,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("checkpoint", default_value="",
                               description="viewseg-model file; empty = the demo checkpoint"),
         DeclareLaunchArgument("device", default_value="auto", description="auto, cpu, cuda or cuda:N"),
-        DeclareLaunchArgument("image_topic", default_value="image", description="camera image (rgb8/bgr8)"),
+        DeclareLaunchArgument("image_topic", default_value="image", description="camera image (rgb8/bgr8/rgba8/bgra8, YUV 4:2:2, 8-bit Bayer)"),
         DeclareLaunchArgument("camera_info_topic", default_value="camera_info",
                               description="CameraInfo of the same camera"),
         DeclareLaunchArgument("depth_topic", default_value="",

@@ -46,7 +46,7 @@ from viewseg_core.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, nyu40_t
 from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
 from viewseg_core.rectify import RECTIFICATION_MODES, ResolvedCamera, Undistorter, resolve_camera
-from viewseg_ros.conversions import (any_depth_to_metres, camera_info_to_K, colour_image_to_numpy, image_to_numpy,
+from viewseg_ros.conversions import (CAMERA_ENCODINGS, any_depth_to_metres, camera_info_to_K, colour_image_to_numpy, image_to_numpy,
                                      is_compressed, time_to_ns)
 from viewseg_ros.keyframes import KeyframeConfig, admission_decision
 from viewseg_ros.tf_buffer import (
@@ -291,7 +291,7 @@ class _Segmenter:
 
 
 # --------------------------------------------------------------------------- import
-COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1")
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", *CAMERA_ENCODINGS)
 
 
 class _BadFrame(ValueError):

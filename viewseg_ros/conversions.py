@@ -10,6 +10,9 @@ quantisation floats, then a 16-bit PNG: millimetres for 16UC1, quantised inverse
 ``q`` with depth = A / (q - B) for 32FC1, 0 = unknown) to planar metres. RVL-coded depth is
 refused by name.
 
+Raw camera formats (YUV 4:2:2 as UYVY or YUYV, 8-bit Bayer) are read, not written: they
+decode to RGB as cv_bridge decodes them.
+
 Images: colour encodings always come out as RGB [H, W, 3] uint8 (alpha is dropped), mono8
 as [H, W] uint8, mono16/16UC1 as [H, W] uint16 and 32FC1 as [H, W] float32, all in native
 byte order, as fresh contiguous arrays (never views into the message buffer). ``step``
@@ -52,7 +55,17 @@ ENCODINGS: dict[str, _Encoding] = {
     "16UC1": _Encoding(1, "u2", "mono"),
     "32FC1": _Encoding(1, "f4", "mono"),
 }
-COLOR_ENCODINGS = frozenset(name for name, enc in ENCODINGS.items() if enc.channels > 1)
+# Raw camera formats, read only (numpy_to_image does not write them): decoded to RGB with the
+# OpenCV conversion cv_bridge uses. name -> (bytes per pixel, cv2 COLOR_* code name). ROS's
+# "yuv422" is UYVY byte order, "yuv422_yuy2" YUYV; OpenCV names a Bayer pattern by its
+# second row and column, so RGGB is its BayerBG.
+CAMERA_ENCODINGS: dict[str, tuple[int, str]] = {
+    "yuv422": (2, "COLOR_YUV2RGB_UYVY"), "uyvy": (2, "COLOR_YUV2RGB_UYVY"),
+    "yuv422_yuy2": (2, "COLOR_YUV2RGB_YUY2"), "yuyv": (2, "COLOR_YUV2RGB_YUY2"),
+    "bayer_rggb8": (1, "COLOR_BayerBG2RGB"), "bayer_bggr8": (1, "COLOR_BayerRG2RGB"),
+    "bayer_gbrg8": (1, "COLOR_BayerGR2RGB"), "bayer_grbg8": (1, "COLOR_BayerGB2RGB"),
+}
+COLOR_ENCODINGS = frozenset([name for name, enc in ENCODINGS.items() if enc.channels > 1] + list(CAMERA_ENCODINGS))
 
 
 def _encoding(name: str, what: str) -> _Encoding:
@@ -79,6 +92,8 @@ def image_to_numpy(msg: Any, what: str = "image") -> np.ndarray:
     Raises ValueError naming ``what`` for an unknown encoding, zero or absurd sizes, a
     ``step`` shorter than a row, or a data length other than ``step * height``.
     """
+    if msg.encoding in CAMERA_ENCODINGS:
+        return _camera_format_to_rgb(msg, what)
     enc = _encoding(msg.encoding, what)
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if not (0 < height <= MAX_IMAGE_SIDE and 0 < width <= MAX_IMAGE_SIDE):
@@ -100,6 +115,31 @@ def image_to_numpy(msg: Any, what: str = "image") -> np.ndarray:
     if enc.order in ("bgr", "bgra"):
         return np.ascontiguousarray(pixels[:, :, 2::-1])
     return np.ascontiguousarray(pixels[:, :, :3])
+
+
+def _camera_format_to_rgb(msg: Any, what: str) -> np.ndarray:
+    """A YUV 4:2:2 or 8-bit Bayer image -> RGB [H, W, 3] uint8 (see CAMERA_ENCODINGS)."""
+    import cv2
+
+    bpp, code = CAMERA_ENCODINGS[msg.encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if not (0 < height <= MAX_IMAGE_SIDE and 0 < width <= MAX_IMAGE_SIDE):
+        raise ValueError(f"{what}: size {width}x{height} is outside 1..{MAX_IMAGE_SIDE} per side")
+    if bpp == 2 and width % 2:
+        raise ValueError(f"{what}: {msg.encoding} pairs pixels, so its width must be even, got {width}")
+    if bpp == 1 and (width < 2 or height < 2):
+        raise ValueError(f"{what}: a Bayer image needs at least 2x2 pixels, got {width}x{height}")
+    row_bytes = width * bpp
+    if step < row_bytes:
+        raise ValueError(f"{what}: step {step} is shorter than a row of {width} px x {bpp} B = {row_bytes} B "
+                         f"({msg.encoding})")
+    data = _buffer(msg.data)
+    if len(data) != step * height:
+        raise ValueError(f"{what}: data has {len(data)} B but step {step} x height {height} = "
+                         f"{step * height} B ({width}x{height} {msg.encoding})")
+    rows = np.ascontiguousarray(np.frombuffer(data, dtype=np.uint8).reshape(height, step)[:, :row_bytes])
+    packed = rows.reshape(height, width, 2) if bpp == 2 else rows
+    return np.ascontiguousarray(cv2.cvtColor(packed, getattr(cv2, code)))
 
 
 DEPTH_ENCODINGS = ("32FC1", "16UC1", "mono16")
@@ -481,7 +521,7 @@ def point_cloud_to_numpy(msg: Any) -> np.ndarray:
 __all__ = [
     "DEPTH_ENCODINGS", "depth_image_to_metres", "COMPRESSED_DEPTH_HEADER", "is_compressed", "compressed_image_to_rgb",
     "compressed_depth_to_metres", "colour_image_to_numpy", "any_depth_to_metres", "POINT_DTYPE", "pack_rgb", "unpack_rgb", "make_point_cloud", "point_cloud_to_numpy",
-    "ENCODINGS", "COLOR_ENCODINGS", "MAX_IMAGE_SIDE", "image_to_numpy", "numpy_to_image",
+    "ENCODINGS", "CAMERA_ENCODINGS", "COLOR_ENCODINGS", "MAX_IMAGE_SIDE", "image_to_numpy", "numpy_to_image",
     "camera_info_to_K", "make_camera_info", "pose_to_matrix", "matrix_to_pose",
     "matrix_to_pose_stamped", "matrix_to_transform", "matrix_to_transform_stamped",
     "time_to_ns", "time_to_sec", "ns_to_time", "sec_to_ns", "sec_to_time",

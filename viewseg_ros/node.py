@@ -100,7 +100,8 @@ COST_MODEL_TTL_S = 120.0
 
 # name -> (default, description). Numbers are coerced (a YAML "1" for a float is fine).
 PARAMETERS: dict[str, tuple[Any, str]] = {
-    "image_topic": ("image", "sensor_msgs/Image topic (rgb8/bgr8/rgba8/bgra8)"),
+    "image_topic": ("image", "sensor_msgs/Image topic (rgb8/bgr8/rgba8/bgra8; YUV 4:2:2 yuv422/uyvy and "
+                             "yuv422_yuy2/yuyv, 8-bit Bayer bayer_*8: converted to RGB as cv_bridge does)"),
     "image_qos.reliability": ("best_effort", "image and depth subscriptions: best_effort (receives from "
                                              "best-effort and reliable cameras) | reliable (reliable cameras only)"),
     "image_qos.depth": (30, "image and depth subscription queue depth (keep last): frames that arrive while "

@@ -13,7 +13,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from viewseg_core.cli import main as cli_main
 from viewseg_core.data.scene_folder import SceneFolder
-from viewseg_ros.bag_import import BagImportConfig, import_bag
+from viewseg_ros.bag_import import COLOR_ENCODINGS, BagImportConfig, import_bag
 from viewseg_ros.keyframes import KeyframeConfig
 
 TS = get_typestore(Stores.ROS2_KILTED)
@@ -104,16 +104,24 @@ def _compressed_depth(metres: np.ndarray, t: float):
                                                       data=np.frombuffer(payload, np.uint8))
 
 
+def bayer_rggb(rgb: np.ndarray) -> np.ndarray:
+    """[H, W] the raw sensor image of an RGGB Bayer camera that saw ``rgb``."""
+    mosaic = rgb[:, :, 1].copy()
+    mosaic[0::2, 0::2] = rgb[0::2, 0::2, 0]
+    mosaic[1::2, 1::2] = rgb[1::2, 1::2, 2]
+    return mosaic
+
+
 def rgb_of(i: int) -> np.ndarray:
     return ((np.arange(H * W * 3).reshape(H, W, 3) * (i + 1)) % 256).astype(np.uint8)
 
 
 def _bad_image(kind: str, i: int, t: float):
     """A colour image a real driver might emit that cannot be used: an encoding viewseg does not
-    decode (``yuv422``), or (``short``) fewer data bytes than step x height."""
+    decode (``nv21``), or (``short``) fewer data bytes than step x height."""
     msg = _image(rgb_of(i), "rgb8", t, pad=3)
-    if kind == "yuv422":
-        msg.encoding = "yuv422"
+    if kind == "nv21":
+        msg.encoding = "nv21"
         msg.step = W * 2
         msg.data = msg.data[: W * 2 * H]
     else:
@@ -145,7 +153,8 @@ def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encodi
             transforms=[_transform(base_in_map(t), t, "map", "base_link")])) for t in TF_TIMES]
         for i, t in enumerate(IMAGE_TIMES):
             rgb = rgb_of(i)
-            pixels = rgb[:, :, ::-1] if image_encoding == "bgr8" else rgb
+            pixels = rgb[:, :, ::-1] if image_encoding == "bgr8" else bayer_rggb(rgb) if image_encoding == "bayer_rggb8" \
+                else rgb
             colour = _bad_image(bad[i], i, t) if bad and i in bad else _image(pixels, image_encoding, t, pad=3)
             if compressed:
                 colour = _compressed_image(rgb, t)
@@ -207,6 +216,16 @@ def test_poses_labels_depth_round_trip(tmp_path, storage, depth_encoding, image_
         np.testing.assert_array_equal(view.labels, expected_labels_of(i))
         np.testing.assert_allclose(view.depth, expected_depth_of(i), rtol=1e-6)
     assert "semantic ids >= 37 set to ignore" in report.summary()
+
+
+def test_a_bayer_camera_imports_demosaiced(tmp_path):
+    import cv2
+
+    bag = write_bag(tmp_path / "bag", StoragePlugin.MCAP, image_encoding="bayer_rggb8")
+    report = import_bag(bag, tmp_path / "scene", config())
+    assert report.keyframes == 11 and not report.skipped.get(UNSUPPORTED)
+    view = SceneFolder(tmp_path / "scene").load_view(0)
+    np.testing.assert_array_equal(view.rgb, cv2.cvtColor(bayer_rggb(rgb_of(1)), cv2.COLOR_BayerBG2RGB))
 
 
 def test_compressed_colour_and_depth_import_as_the_raw_topics_do(tmp_path):
@@ -300,11 +319,11 @@ def test_errors(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- bad frames, partial output, damaged bags
-UNSUPPORTED = "unsupported colour encoding 'yuv422' (supported: rgb8, bgr8, rgba8, bgra8, mono8, 8UC1)"
+UNSUPPORTED = f"unsupported colour encoding 'nv21' (supported: {', '.join(COLOR_ENCODINGS)})"
 
 
 def test_bad_frames_are_skipped_and_counted(tmp_path):
-    bag = write_bag(tmp_path / "bag", StoragePlugin.SQLITE3, bad={3: "yuv422", 6: "short"})
+    bag = write_bag(tmp_path / "bag", StoragePlugin.SQLITE3, bad={3: "nv21", 6: "short"})
     report = import_bag(bag, tmp_path / "scene", config())
     # 12 images: 0 has no TF, 3 and 6 are bad: 9 keyframes, the others intact.
     assert report.images == 12 and report.keyframes == 9
@@ -323,7 +342,7 @@ def test_bad_frames_are_skipped_and_counted(tmp_path):
 def test_an_undecodable_frame_does_not_shadow_the_next_keyframe(tmp_path):
     # With a 0.3 m threshold the keyframes are images 1, 4, 7, 10 (see above). Image 4 cannot be
     # decoded: image 5 takes its place, and the rest shift to 8 and 11.
-    bag = write_bag(tmp_path / "bag", StoragePlugin.MCAP, bad={4: "yuv422"})
+    bag = write_bag(tmp_path / "bag", StoragePlugin.MCAP, bad={4: "nv21"})
     kf = KeyframeConfig(min_translation=0.3, min_rotation_deg=90.0, min_interval_s=0.0)
     report = import_bag(bag, tmp_path / "scene", config(keyframes=kf, depth_topic=None))
     scene = SceneFolder(tmp_path / "scene")
@@ -340,7 +359,7 @@ def test_output_folder_is_whole_or_absent(tmp_path, capsys):
     bag = write_bag(tmp_path / "bag", StoragePlugin.SQLITE3)
     out = tmp_path / "scene"
     # A failed import (every image unusable) leaves no folder under any name.
-    all_bad = write_bag(tmp_path / "all_bad", StoragePlugin.SQLITE3, bad={i: "yuv422" for i in range(12)})
+    all_bad = write_bag(tmp_path / "all_bad", StoragePlugin.SQLITE3, bad={i: "nv21" for i in range(12)})
     with pytest.raises(ValueError, match="no keyframes written"):
         import_bag(all_bad, out, config())
     assert not out.exists() and _hidden(tmp_path) == []

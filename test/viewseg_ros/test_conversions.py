@@ -78,7 +78,7 @@ def test_rosbags_style_numpy_data_and_rgba_with_alpha():
 
 
 @pytest.mark.parametrize("change, match", [
-    (dict(encoding="yuv422"), "unsupported encoding 'yuv422'"),
+    (dict(encoding="nv21"), "unsupported encoding 'nv21'"),
     (dict(step=W * 3 - 1), "step 20 is shorter than a row"),
     (dict(data=bytes(W * 3 * H - 1)), "data has 104 B but step 21 x height 5 = 105 B"),
     (dict(height=0, data=b""), "size 7x0 is outside"),
@@ -89,6 +89,44 @@ def test_image_errors(change, match):
     fields.update(change)
     with pytest.raises(ValueError, match=match):
         image_to_numpy(SimpleNamespace(**fields), what="test image")
+
+
+def _raw(encoding: str, width: int, height: int, data: bytes, step: int | None = None):
+    return SimpleNamespace(height=height, width=width, encoding=encoding, step=step or len(data) // height,
+                           is_bigendian=0, data=data)
+
+
+def test_yuv422_byte_orders_by_hand():
+    """Two pixels sharing U = V = 128 (no colour): a dark one (Y 50) and a bright one (Y 200).
+    ROS's yuv422 / uyvy are U Y0 V Y1; yuv422_yuy2 / yuyv are Y0 U Y1 V."""
+    for encoding, data in (("yuv422", [128, 50, 128, 200]), ("uyvy", [128, 50, 128, 200]),
+                           ("yuv422_yuy2", [50, 128, 200, 128]), ("yuyv", [50, 128, 200, 128])):
+        rgb = image_to_numpy(_raw(encoding, 2, 1, bytes(data)))
+        assert rgb.shape == (1, 2, 3) and rgb.dtype == np.uint8
+        dark, bright = rgb[0, 0].astype(int), rgb[0, 1].astype(int)
+        assert len(set(dark)) == 1 and len(set(bright)) == 1, (encoding, rgb)   # grey: R = G = B
+        assert abs(dark[0] - 50) <= 10 and abs(bright[0] - 200) <= 25, (encoding, rgb)
+    # V (red difference) high, U at 128: a red pixel pair; the wrong byte order reads other values.
+    red = image_to_numpy(_raw("yuv422", 2, 1, bytes([128, 100, 230, 100])))[0, 0].astype(int)
+    assert red[0] > red[1] + 80 and red[0] > red[2] + 80
+    # A padded row is read up to its pixels only.
+    padded = image_to_numpy(_raw("yuyv", 2, 2, bytes([50, 128, 200, 128, 9, 9] * 2), step=6))
+    np.testing.assert_array_equal(padded[0], padded[1])
+    with pytest.raises(ValueError, match="width must be even, got 3"):
+        image_to_numpy(_raw("yuv422", 3, 1, bytes(6)))
+    with pytest.raises(ValueError, match="data has 7 B"):
+        image_to_numpy(_raw("yuyv", 2, 1, bytes(7), step=4))
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+def test_bayer_patterns_demosaic_to_the_colour_they_sample(pattern):
+    """A uniform colour (R 200, G 100, B 50) sampled through each 2x2 pattern comes back."""
+    colour = {"r": 200, "g": 100, "b": 50}
+    tile = np.array([[colour[pattern[0]], colour[pattern[1]]], [colour[pattern[2]], colour[pattern[3]]]], np.uint8)
+    mosaic = np.tile(tile, (4, 5))                                   # 8x10
+    rgb = image_to_numpy(_raw(f"bayer_{pattern}8", 10, 8, mosaic.tobytes()))
+    interior = rgb[2:-2, 2:-2].reshape(-1, 3).astype(int)
+    assert np.abs(interior - [200, 100, 50]).max() <= 1, (pattern, interior[:3])
 
 
 def test_numpy_to_image_errors():

@@ -398,7 +398,7 @@ def test_bad_inputs_are_dropped_with_throttled_warnings(graph, checkpoint):
         (info_pub, zero_k, "camera_info", "all zeros"),
         (image_pub, image(step=SIM_W * 3 - 1), "image", "is shorter than a row"),
         (image_pub, image(height=SIM_H + 1), "image", "data has"),
-        (image_pub, image(encoding="yuv422_yuy2"), "image", "'yuv422_yuy2'"),
+        (image_pub, image(encoding="nv21"), "image", "'nv21'"),
         (image_pub, image("mono8"), "image", "not a colour encoding"),
         (image_pub, image(), "image", "no valid CameraInfo"),  # well formed, but zero K was dropped
     ]
