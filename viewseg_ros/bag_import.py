@@ -45,7 +45,8 @@ import numpy as np
 from viewseg_core.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, nyu40_to_classes
 from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
-from viewseg_core.rectify import RECTIFICATION_MODES, ResolvedCamera, Undistorter, resolve_camera
+from viewseg_core.depth_registration import register_depth
+from viewseg_core.rectify import RECTIFICATION_MODES, ResolvedCamera, Undistorter, has_distortion, resolve_camera
 from viewseg_ros.conversions import (CAMERA_ENCODINGS, any_depth_to_metres, camera_info_to_K, colour_image_to_numpy, image_to_numpy,
                                      is_compressed, time_to_ns)
 from viewseg_ros.keyframes import KeyframeConfig, admission_decision
@@ -68,6 +69,7 @@ class BagImportConfig:
     semantic_topic: str | None = None
     semantic_format: str = "classes"  # "classes": ids 0..36 (255 ignore); "nyu40": NYU40 ids
     depth_topic: str | None = None
+    depth_camera_info_topic: str | None = None  # depth NOT registered to the images: register it through TF
     segmenter: str | None = None  # viewseg-encoder checkpoint for pseudo-labels
     no_labels: bool = False  # write RGB + depth only (no labels at all)
     camera_frame: str | None = None  # overrides the images' header.frame_id
@@ -302,8 +304,32 @@ class _BadFrame(ValueError):
         self.reason = reason
 
 
+@dataclass
+class _Registration:
+    """What registering an unaligned depth camera needs: its pinhole and size, and TF."""
+
+    K: np.ndarray
+    width: int
+    height: int
+    buffer: TransformBuffer
+
+
+def _register(depth: np.ndarray, msg: Any, colour_frame: str, colour_K: np.ndarray, colour_hw: tuple[int, int],
+              registration: _Registration, what: str) -> np.ndarray:
+    if depth.shape != (registration.height, registration.width):
+        raise _BadFrame("depth image size differs from its CameraInfo",
+                        f"{what}: depth is {depth.shape[1]}x{depth.shape[0]}, its CameraInfo "
+                        f"{registration.width}x{registration.height}")
+    try:
+        colour_from_depth = registration.buffer.lookup(colour_frame, msg.header.frame_id, time_to_ns(msg.header.stamp))
+    except (ExtrapolationError, UnknownFrameError, ConnectivityError) as error:
+        raise _BadFrame("no TF between the depth and colour cameras",
+                        f"{what}: {msg.header.frame_id!r} -> {colour_frame!r}: {error}") from error
+    return register_depth(depth, registration.K, colour_K, colour_hw, colour_from_depth)
+
+
 def _decode_keyframe(item: _Pending, config: BagImportConfig, report: ImportReport, segmenter,
-                     what: str) -> View:
+                     what: str, registration: _Registration | None = None) -> View:
     """The scene-folder view of a complete keyframe; _BadFrame for anything frame-specific."""
     rgb_msg = item.parts["rgb"][1]
     try:
@@ -327,7 +353,7 @@ def _decode_keyframe(item: _Pending, config: BagImportConfig, report: ImportRepo
             depth = any_depth_to_metres(item.parts["depth"][1], what + " depth")
     except ValueError as error:
         raise _BadFrame("unusable depth image", str(error)) from error
-    for name, image in (("semantic", labels), ("depth", depth)):
+    for name, image in (("semantic", labels), ("depth", None if registration else depth)):
         if image is not None and image.shape != rgb.shape[:2]:
             raise _BadFrame(f"{name} image size differs from the colour image",
                             f"{what}: {name} is {image.shape[1]}x{image.shape[0]}, "
@@ -335,8 +361,12 @@ def _decode_keyframe(item: _Pending, config: BagImportConfig, report: ImportRepo
     undistorter = item.camera.undistorter
     if undistorter is not None:  # depth and labels are registered to the raw colour image: the same map
         rgb = undistorter.colour(rgb)
-        depth = None if depth is None else undistorter.depth(depth)
+        depth = None if depth is None or registration else undistorter.depth(depth)
         labels = None if labels is None else undistorter.labels(labels, IGNORE_LABEL)
+    if depth is not None and registration is not None:  # into the (undistorted) colour pinhole
+        colour_frame = config.camera_frame or rgb_msg.header.frame_id
+        depth = _register(depth, item.parts["depth"][1], colour_frame, item.camera.K, rgb.shape[:2], registration,
+                          what + " depth")
     if labels is None and segmenter is not None:
         labels = segmenter(rgb)
     return View(rgb=rgb, K=item.camera.K, c2w=item.c2w, labels=labels, depth=depth,
@@ -409,6 +439,8 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
         staging = _staging_folder(out_dir)  # checks --out before the passes over the bag
         image_conns = _connections(reader, config.image_topic, (IMAGE_TYPE, COMPRESSED_TYPE), "--image-topic", bag)
         info_conns = _connections(reader, config.camera_info_topic, (CAMERA_INFO_TYPE,), "--camera-info-topic", bag)
+        depth_info_conns = _connections(reader, config.depth_camera_info_topic if config.depth_topic else None,
+                                        (CAMERA_INFO_TYPE,), "--depth-camera-info-topic", bag)
         semantic_conns = _connections(reader, config.semantic_topic, (IMAGE_TYPE,), "--semantic-topic", bag)
         depth_conns = _connections(reader, config.depth_topic, (IMAGE_TYPE, COMPRESSED_TYPE), "--depth-topic", bag)
         tf_conns = [c for c in reader.connections if c.topic == config.tf_topic and c.msgtype == TF_TYPE]
@@ -421,12 +453,23 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
         buffer = TransformBuffer(cache_time_s=None, max_history=None)
         infos: list[_CameraInfo] = []
         cameras: dict[tuple, ResolvedCamera] = {}
-        for conn, log_ns, raw in _messages(reader, tf_conns + static_conns + info_conns, report, bag,
-                                           "reading TF and CameraInfo"):
+        registration = None
+        depth_info_ids = {c.id for c in depth_info_conns}
+        for conn, log_ns, raw in _messages(reader, tf_conns + static_conns + info_conns + depth_info_conns, report,
+                                           bag, "reading TF and CameraInfo"):
             msg = _deserialize(reader, conn, raw, report, bag, log_ns)
             if msg is None:
                 continue
-            if conn.msgtype == TF_TYPE:
+            if conn.id in depth_info_ids:
+                what = f"{bag}: {conn.topic} at {log_ns / NS_PER_S:.3f} s"
+                try:
+                    if has_distortion(msg.d):
+                        raise ValueError(f"{what}: the depth camera has {msg.distortion_model} distortion; "
+                                         f"registering it is not supported")
+                    registration = _Registration(camera_info_to_K(msg, what), int(msg.width), int(msg.height), buffer)
+                except ValueError as error:
+                    report.warn("dropped invalid depth CameraInfo", str(error))
+            elif conn.msgtype == TF_TYPE:
                 for problem in add_tf_message(buffer, msg, static=conn.topic == config.tf_static_topic):
                     report.warn("dropped invalid TF transforms", f"at {log_ns / NS_PER_S:.3f} s: {problem}")
             else:
@@ -448,6 +491,9 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                                          camera.undistorter))
         if not infos:
             raise ValueError(f"{bag}: no valid CameraInfo on {config.camera_info_topic}")
+        if depth_info_conns and registration is None:
+            raise ValueError(f"{bag}: no valid CameraInfo on {config.depth_camera_info_topic}: the depth camera's "
+                             f"intrinsics are needed to register its depth")
         infos.sort(key=lambda info: info.stamp_ns)
         info_stamps = [info.stamp_ns for info in infos]
 
@@ -512,7 +558,7 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                 report.skip(f"no {'/'.join(missing)} message within {config.sync_tolerance_s} s of the image")
                 return
             try:
-                view = _decode_keyframe(item, config, report, segmenter, what)
+                view = _decode_keyframe(item, config, report, segmenter, what, registration)
             except _BadFrame as bad:
                 report.skip(bad.reason, str(bad))
                 return
@@ -577,6 +623,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--depth-topic", default=None,
                         help="depth registered to the images: Image (32FC1 m or 16UC1 mm) or compressedDepth "
                              "CompressedImage (PNG)")
+    parser.add_argument("--depth-camera-info-topic", default=None,
+                        help="CameraInfo of the depth camera when --depth-topic is NOT registered to the images (its "
+                             "own frame and size): its depth is registered into the colour camera through the bag's TF")
     parser.add_argument("--segmenter", default=None,
                         help="viewseg-encoder checkpoint for PSEUDO-LABELS when there is no --semantic-topic")
     parser.add_argument("--no-labels", action="store_true", help="write images (and depth) without labels")
@@ -604,6 +653,7 @@ def run(args: argparse.Namespace) -> int:
     config = BagImportConfig(
         image_topic=args.image_topic, camera_info_topic=args.camera_info_topic, fixed_frame=args.fixed_frame,
         semantic_topic=args.semantic_topic, semantic_format=args.semantic_format, depth_topic=args.depth_topic,
+        depth_camera_info_topic=args.depth_camera_info_topic,
         segmenter=args.segmenter, no_labels=args.no_labels, camera_frame=args.camera_frame,
         tf_topic=args.tf_topic, tf_static_topic=args.tf_static_topic, sync_tolerance_s=args.sync_tolerance,
         rectification=args.rectification,

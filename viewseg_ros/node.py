@@ -74,11 +74,12 @@ from viewseg_core.cameras import K_from_camera_info, check_pinhole, resize_intri
 from viewseg_core.classes import IGNORE_LABEL, PALETTE, colorize
 from viewseg_core.cpu_allocator import HeapReleaser, keep_freed_memory, status as cpu_allocator_status
 from viewseg_core.data.records import View
+from viewseg_core.depth_registration import register_depth
 from viewseg_core.model.fast import PRESETS, RenderCancelled, check_amp, render_query, render_query_stats, \
     trained_preset
 from viewseg_core.model.prepared_cache import PreparedCache
 from viewseg_core.model.weights import load_model
-from viewseg_core.rectify import RECTIFICATION_MODES, Undistorter, resolve_camera
+from viewseg_core.rectify import RECTIFICATION_MODES, Undistorter, has_distortion, resolve_camera
 from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
 from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, camera_info_to_K, colour_image_to_numpy,
                                      is_compressed, make_camera_info,
@@ -112,6 +113,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                "on <image_topic>/compressed, as image_transport names it)"),
     "depth_transport": ("raw", "raw (Image on depth_topic) | compressedDepth (CompressedImage, PNG, on "
                                "<depth_topic>/compressedDepth)"),
+    "depth_camera_info_topic": ("", "CameraInfo of the depth camera when depth is NOT registered to the colour camera "
+                                    "(its own frame and size, e.g. a RealSense without align_depth): each keyframe's "
+                                    "depth is then registered into the colour camera through TF between the two "
+                                    "optical frames; empty = depth is registered already"),
     "depth_sync_tolerance_s": (0.02, "largest stamp difference pairing a depth image with a colour image"),
     "camera_info_topic": ("camera_info", "sensor_msgs/CameraInfo topic of the same camera"),
     "rectification": ("auto", "auto (undistort images whose CameraInfo has distortion, except on an image_rect* "
@@ -328,6 +333,7 @@ class ViewSegNode(Node):
         # K (of the images as admitted), width, height, frame, undistortion (None: pinhole already)
         self._camera: tuple[np.ndarray, int, int, str, Undistorter | None] | None = None
         self._calibration: tuple | None = None   # the CameraInfo fields _camera was resolved from
+        self._depth_camera: tuple[np.ndarray, int, int] | None = None  # K, width, height of an unaligned depth camera
         self.rectification = "no CameraInfo yet"
         self._working_hw: tuple[int, int] | None = (
             (p["keyframes.height"], p["keyframes.width"]) if p["keyframes.width"] and p["keyframes.height"] else None)
@@ -403,6 +409,9 @@ class ViewSegNode(Node):
             self.create_subscription(CompressedImage if p["depth_transport"] == "compressedDepth" else Image,
                                      self.depth_subscription_topic, self._on_depth, image_qos,
                                      callback_group=self._frames_group)
+        if p["depth_topic"] and p["depth_camera_info_topic"]:
+            self.create_subscription(CameraInfo, p["depth_camera_info_topic"], self._on_depth_camera_info,
+                                     qos_profile_sensor_data, callback_group=self._info_group)
         self.create_timer(0.02, self._retry_pending, callback_group=self._frames_group)
         self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_camera_info, qos_profile_sensor_data,
                                  callback_group=self._info_group)
@@ -634,6 +643,19 @@ class ViewSegNode(Node):
         self._calibration = calibration
         self._camera = (resolved.K, int(msg.width), int(msg.height), msg.header.frame_id, resolved.undistorter)
 
+    def _on_depth_camera_info(self, msg: Any) -> None:
+        what = f"depth camera_info on {self.resolve_topic_name(self.params['depth_camera_info_topic'])}"
+        try:
+            K = camera_info_to_K(msg, what)
+        except ValueError as error:
+            self._drop("depth", str(error))
+            return
+        if has_distortion(msg.d):
+            self._drop("depth", f"{what}: the depth camera has {msg.distortion_model} distortion; registering it is "
+                                f"not supported (register it with depth_image_proc, or use aligned depth)")
+            return
+        self._depth_camera = (K, int(msg.width), int(msg.height))
+
     def _arrived(self, topic: str) -> None:
         with self._stats_lock:
             self._arrivals[topic].append(time.monotonic())
@@ -730,14 +752,14 @@ class ViewSegNode(Node):
                 # Images are stamped in order: if this one must wait, later ones must too.
                 self._pending[0] = (arrived, rgb, K, frame, stamp_ns, str(error), received_hw, undistorter)
                 return
-            depth = None
+            depth, depth_frame = None, ""
             if self.params["depth_topic"]:
-                depth, wait = self._match_depth(stamp_ns, frame, received_hw)
+                depth, depth_frame, wait = self._match_depth(stamp_ns, frame, received_hw)
                 if depth is None and wait and time.monotonic() - arrived < wait_s:
                     return  # its depth image may still be on its way
             self._pending.popleft()
             try:
-                self._admit_posed(rgb, K, c2w, frame, stamp_ns, depth, undistorter)
+                self._admit_posed(rgb, K, c2w, frame, stamp_ns, depth, undistorter, depth_frame)
             except Exception as error:  # one bad frame must not wedge the queue
                 self._drop("image", f"unexpected {type(error).__name__}: {error}")
 
@@ -760,32 +782,50 @@ class ViewSegNode(Node):
         self._depths.append((time_to_ns(msg.header.stamp), msg.header.frame_id, depth))
 
     def _match_depth(self, stamp_ns: int, frame: str, received_hw: tuple[int, int]
-                     ) -> tuple[np.ndarray | None, bool]:
-        """(the depth image paired with a colour image, as received, or None; whether a match may
-        still come).
+                     ) -> tuple[np.ndarray | None, str, bool]:
+        """(the depth image paired with a colour image, as received, or None; its frame; whether a
+        match may still come).
 
-        Pairs by nearest stamp within depth_sync_tolerance_s. A pair whose frame or size differs
-        from the colour image is dropped and counted: depth must be registered to the colour camera
-        (so it has the colour image's distortion, and is undistorted with it: _admit_posed).
+        Pairs by nearest stamp within depth_sync_tolerance_s. Registered depth (no
+        depth_camera_info_topic) must have the colour image's frame and size, else the pair is
+        dropped and counted (it has the colour image's distortion, and is undistorted with it:
+        _admit_posed). Unaligned depth must have its CameraInfo's size; it is registered on
+        admission.
         """
         tolerance = int(self.params["depth_sync_tolerance_s"] * 1e9)
         best = min(self._depths, key=lambda d: abs(d[0] - stamp_ns), default=None)
         if best is None or abs(best[0] - stamp_ns) > tolerance:
             newest = max((d[0] for d in self._depths), default=None)
-            return None, newest is None or newest < stamp_ns + tolerance
+            return None, "", newest is None or newest < stamp_ns + tolerance
         depth_stamp, depth_frame, depth = best
+        if self.params["depth_camera_info_topic"]:
+            camera = self._depth_camera
+            topic = self.resolve_topic_name(self.params["depth_camera_info_topic"])
+            if camera is None:
+                self._drop("depth", f"depth at {depth_stamp / 1e9:.3f} s: no valid CameraInfo on {topic} yet, "
+                                    f"needed to register it")
+                return None, "", False
+            if depth.shape != (camera[2], camera[1]) or not depth_frame:
+                self._drop("depth", f"depth at {depth_stamp / 1e9:.3f} s is {depth_frame!r} "
+                                    f"{depth.shape[1]}x{depth.shape[0]} but {topic} says {camera[1]}x{camera[2]} "
+                                    f"(and a frame_id is needed for TF)")
+                return None, "", False
+            return depth, depth_frame, False
         if depth_frame != frame or depth.shape != tuple(received_hw):
             self._drop("depth", f"depth at {depth_stamp / 1e9:.3f} s is {depth_frame!r} {depth.shape[1]}x{depth.shape[0]}"
                                 f" but its colour image is {frame!r} {received_hw[1]}x{received_hw[0]}: publish depth "
-                                f"registered to the colour camera (aligned_depth_to_color)")
-            return None, False
-        return depth, False
+                                f"registered to the colour camera (aligned_depth_to_color), or set "
+                                f"depth_camera_info_topic to have the node register it")
+            return None, "", False
+        return depth, depth_frame, False
 
     def _admit_posed(self, rgb: np.ndarray, K: np.ndarray, c2w: np.ndarray, frame: str, stamp_ns: int,
-                     depth: np.ndarray | None = None, undistorter: Undistorter | None = None) -> None:
+                     depth: np.ndarray | None = None, undistorter: Undistorter | None = None,
+                     depth_frame: str = "") -> None:
         """Admit a posed frame if the keyframe rule takes it. ``rgb`` is at the working size
         unless ``undistorter`` is given (then raw: undistorted and resized here, only once
-        admitted); ``depth`` is as received, registered to the raw colour image."""
+        admitted); ``depth`` is as received: registered to the raw colour image, or (with
+        depth_camera_info_topic) the depth camera's own, registered here."""
         teleport = self.params["keyframes.teleport_distance"]
         previous, self._previous_pose = self._previous_pose, c2w
         if teleport > 0 and previous is not None:
@@ -801,7 +841,9 @@ class ViewSegNode(Node):
             return
         if undistorter is not None:
             rgb, K = self._to_working_size(undistorter.colour(rgb), K)
-        if depth is not None:
+        if depth is not None and self.params["depth_camera_info_topic"]:
+            depth = self._register_depth(depth, depth_frame, frame, stamp_ns, K)
+        elif depth is not None:
             depth = self._depth_to_working_size(depth if undistorter is None else undistorter.depth(depth))
         features = self._encode(rgb)
         view = View(rgb=rgb, K=K, c2w=c2w, depth=depth, view_id=f"{stamp_ns}", stamp=stamp_ns / 1e9,
@@ -863,6 +905,20 @@ class ViewSegNode(Node):
             return rgb, K
         resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
         return resized, resize_intrinsics(K, rgb.shape[:2], (height, width))
+
+    def _register_depth(self, depth: np.ndarray, depth_frame: str, frame: str, stamp_ns: int,
+                        K: np.ndarray) -> np.ndarray | None:
+        """Unaligned depth -> planar depth in the colour keyframe (working size, pinhole ``K``),
+        through TF from the depth optical frame to the colour one at the stamp; None (counted)
+        where TF cannot say."""
+        try:
+            colour_from_depth = self._lookup_now(frame, depth_frame, stamp_ns)
+        except TransformError as error:
+            self._drop("depth", f"depth at {stamp_ns / 1e9:.3f} s: no TF from {depth_frame!r} to {frame!r} to register "
+                                f"it: {error}")
+            return None
+        depth_K = self._depth_camera[0]
+        return register_depth(depth, depth_K, K, self._working_hw, colour_from_depth)
 
     def _depth_to_working_size(self, depth: np.ndarray) -> np.ndarray:
         height, width = self._working_hw

@@ -23,6 +23,10 @@ K = np.array([[20.0, 0.0, 7.5], [0.0, 20.0, 5.5], [0.0, 0.0, 1.0]])
 IMAGE_TIMES = [0.05 + 0.2 * i for i in range(12)]  # s; the first precedes any TF: skipped
 TF_TIMES = [0.1 * i for i in range(1, 31)]  # 10 Hz from 0.1 s to 3.0 s
 # base_link -> camera_optical: 10 cm ahead, 50 cm up, optical axes (z forward, x right, y down).
+DEPTH_FRAME = "depth_optical"
+DEPTH_K = np.array([[10.0, 0.0, 3.5], [0.0, 10.0, 2.5], [0.0, 0.0, 1.0]])  # 8x6
+COLOUR_FROM_DEPTH = np.eye(4)
+COLOUR_FROM_DEPTH[0, 3] = 0.05
 CAMERA_IN_BASE = np.array([[0, 0, 1, 0.1], [-1, 0, 0, 0], [0, -1, 0, 0.5], [0, 0, 0, 1]], float)
 
 
@@ -71,13 +75,14 @@ def _image(array: np.ndarray, encoding: str, t: float, pad: int = 0):
         is_bigendian=0, step=row + pad, data=rows.reshape(-1))
 
 
-def _camera_info(t: float, d=None, new_K=None):
+def _camera_info(t: float, d=None, new_K=None, K_override=None, size=(H, W), frame="camera_optical"):
     """A calibrated camera: pinhole K (d = 0, p = [K | 0]) unless ``d`` and ``new_K`` say otherwise."""
     types = TS.types
-    p = np.concatenate([K if new_K is None else new_K, np.zeros((3, 1))], 1).reshape(-1)
+    k = K if K_override is None else K_override
+    p = np.concatenate([k if new_K is None else new_K, np.zeros((3, 1))], 1).reshape(-1)
     return types["sensor_msgs/msg/CameraInfo"](
-        header=_header(t, "camera_optical"), height=H, width=W, distortion_model="plumb_bob",
-        d=np.zeros(5) if d is None else np.asarray(d, np.float64), k=K.reshape(-1), r=np.eye(3).reshape(-1), p=p,
+        header=_header(t, frame), height=size[0], width=size[1], distortion_model="plumb_bob",
+        d=np.zeros(5) if d is None else np.asarray(d, np.float64), k=k.reshape(-1), r=np.eye(3).reshape(-1), p=p,
         binning_x=0, binning_y=0,
         roi=types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
 
@@ -131,12 +136,14 @@ def _bad_image(kind: str, i: int, t: float):
 
 def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encoding="32FC1",
               image_encoding="rgb8", bad: dict[int, str] | None = None, distortion=None, new_K=None,
-              compressed: bool = False) -> Path:
+              compressed: bool = False, unaligned: bool = False) -> Path:
     """A small robot recording: /tf (10 Hz), /tf_static once, images + CameraInfo + labels + depth at 5 Hz.
 
     ``bad``: image index -> kind of :func:`_bad_image` to record instead of that image;
     ``distortion``, ``new_K``: the CameraInfo's ``d`` and the pinhole of its ``p``; ``compressed``:
-    colour and depth as image_transport's compressed (PNG) and compressedDepth record them."""
+    colour and depth as image_transport's compressed (PNG) and compressedDepth record them;
+    ``unaligned``: depth from a camera of its own (DEPTH_FRAME, DEPTH_K, 8x6, 5 cm to the right)
+    with its CameraInfo on /camera/depth/camera_info, as a RealSense without align_depth."""
     with Writer(path, version=9, storage_plugin=storage) as writer:
         def conn(topic, msgtype):
             return writer.add_connection(topic, msgtype, typestore=TS)
@@ -147,8 +154,11 @@ def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encodi
         info = conn("/camera/camera_info", "sensor_msgs/msg/CameraInfo")
         labels = conn("/camera/semantic", "sensor_msgs/msg/Image") if semantic else None
         depth = conn("/camera/depth", image_type)
-        events = [(0.0, tf_static, TS.types["tf2_msgs/msg/TFMessage"](
-            transforms=[_transform(CAMERA_IN_BASE, 0.0, "base_link", "camera_optical")]))]
+        statics = [_transform(CAMERA_IN_BASE, 0.0, "base_link", "camera_optical")]
+        if unaligned:
+            statics.append(_transform(COLOUR_FROM_DEPTH, 0.0, "camera_optical", DEPTH_FRAME))
+            depth_info = conn("/camera/depth/camera_info", "sensor_msgs/msg/CameraInfo")
+        events = [(0.0, tf_static, TS.types["tf2_msgs/msg/TFMessage"](transforms=statics))]
         events += [(t, tf, TS.types["tf2_msgs/msg/TFMessage"](
             transforms=[_transform(base_in_map(t), t, "map", "base_link")])) for t in TF_TIMES]
         for i, t in enumerate(IMAGE_TIMES):
@@ -165,10 +175,14 @@ def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encodi
                 ids[0, :] = 255
                 ids[1, 0] = 200  # not a class: becomes ignore
                 events.append((t + 0.002, labels, _image(ids, "mono8", t)))
-            metres = np.full((H, W), 1.0 + i, np.float32)
+            metres = np.full((6, 8) if unaligned else (H, W), 1.0 + i, np.float32)
             metres[2, 2] = 0.0  # unknown
             raw = metres if depth_encoding == "32FC1" else (metres * 1000).astype(np.uint16)
             depth_msg = _compressed_depth(metres, t + 0.004) if compressed else _image(raw, depth_encoding, t + 0.004)
+            if unaligned:
+                depth_msg.header.frame_id = DEPTH_FRAME
+                events.append((t + 0.001, depth_info, _camera_info(t, K_override=DEPTH_K, size=(6, 8),
+                                                                   frame=DEPTH_FRAME)))
             events.append((t + 0.003, depth, depth_msg))  # 4 ms off: paired
         for t, connection, msg in sorted(events, key=lambda e: e[0]):
             writer.write(connection, T0 + int(round(t * 1e9)), TS.serialize_cdr(msg, connection.msgtype))
@@ -226,6 +240,26 @@ def test_a_bayer_camera_imports_demosaiced(tmp_path):
     assert report.keyframes == 11 and not report.skipped.get(UNSUPPORTED)
     view = SceneFolder(tmp_path / "scene").load_view(0)
     np.testing.assert_array_equal(view.rgb, cv2.cvtColor(bayer_rggb(rgb_of(1)), cv2.COLOR_BayerBG2RGB))
+
+
+def test_unaligned_depth_is_registered_through_the_bags_tf(tmp_path):
+    from viewseg_core.depth_registration import register_depth
+
+    bag = write_bag(tmp_path / "bag", StoragePlugin.MCAP, unaligned=True)
+    # Read as registered depth, every frame is refused for its size.
+    with pytest.raises(ValueError, match="no keyframes written.*'depth image size differs from the colour image': 11"):
+        import_bag(bag, tmp_path / "refused", config())
+    report = import_bag(bag, tmp_path / "scene", config(depth_camera_info_topic="/camera/depth/camera_info"))
+    assert report.keyframes == 11, report.summary()
+    scene = SceneFolder(tmp_path / "scene")
+    for index in range(len(scene)):
+        i, view = index + 1, scene.load_view(index)
+        metres = np.full((6, 8), 1.0 + i, np.float32)
+        metres[2, 2] = np.nan
+        expected = register_depth(metres, DEPTH_K, K, (H, W), COLOUR_FROM_DEPTH)
+        np.testing.assert_array_equal(np.isnan(view.depth), np.isnan(expected))
+        np.testing.assert_allclose(view.depth[np.isfinite(expected)], expected[np.isfinite(expected)], rtol=1e-6)
+        assert np.isfinite(expected).mean() > 0.3
 
 
 def test_compressed_colour_and_depth_import_as_the_raw_topics_do(tmp_path):

@@ -1,0 +1,82 @@
+"""viewseg_core.depth_registration: depth of an unaligned depth camera in the colour camera,
+against projections worked out by hand."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from viewseg_core.depth_registration import register_depth
+
+DEPTH_K = np.array([[30.0, 0.0, 19.5], [0.0, 30.0, 14.5], [0.0, 0.0, 1.0]])    # 40x30
+COLOUR_K = np.array([[45.0, 0.0, 31.5], [0.0, 45.0, 23.5], [0.0, 0.0, 1.0]])   # 64x48
+BASELINE = 0.05  # the depth camera 5 cm to the colour camera's right (+x)
+
+
+def translation(x: float) -> np.ndarray:
+    T = np.eye(4)
+    T[0, 3] = x
+    return T
+
+
+def test_a_wall_keeps_its_planar_depth_and_the_baseline_shifts_the_covered_band():
+    out = register_depth(np.full((30, 40), 2.0, np.float32), DEPTH_K, COLOUR_K, (48, 64), translation(BASELINE))
+    assert out.shape == (48, 64) and out.dtype == np.float32
+    assert np.all(out[np.isfinite(out)] == np.float32(2.0))            # a lateral shift keeps planar depth
+    # Depth pixel centres u = 0..39 at 2 m land at u' = 45 (2 (u - 19.5) / 30 + 0.05) / 2 + 31.5,
+    # from 3.375 to 61.875; rows from 1.75 to 45.25; each fills its two nearest columns/rows.
+    assert np.isnan(out[:, :3]).all() and np.isnan(out[:, 63]).all()
+    assert np.isfinite(out[2:46, 4:62]).all()
+    assert np.isfinite(out[2:46, 62]).all() and np.isnan(out[10, 2])     # the band moved right by f b / z
+    assert np.isnan(out[0]).all() and np.isnan(out[47]).all()
+    unshifted = register_depth(np.full((30, 40), 2.0, np.float32), DEPTH_K, COLOUR_K, (48, 64), np.eye(4))
+    assert np.isfinite(unshifted[10, 2]) and np.isnan(unshifted[10, 62])
+
+
+def test_the_nearer_surface_wins_and_the_background_behind_it_is_unknown():
+    depth = np.full((30, 40), 3.0, np.float32)
+    depth[:, 18:22] = 1.0                                  # a post 1 m away, 4 depth pixels wide
+    depth[:, 0] = np.nan                                   # no return
+    out = register_depth(depth, DEPTH_K, COLOUR_K, (48, 64), translation(BASELINE))
+    values = set(np.unique(out[np.isfinite(out)]).tolist())
+    assert values == {1.0, 3.0}                            # nearest neighbour: no depth in between
+    # The post's centre (u = 19.5) lands at 45 (0 + 0.05) / 1 + 31.5 = 33.75: columns 33 and 34.
+    assert np.all(out[5:40, 33:35] == 1.0)
+    # Background beside it lands shifted by 45 b / 3 = 0.75 px only: left of the post a strip the
+    # depth camera could not see (it looked at the post there) stays unknown.
+    for row in range(5, 40):
+        assert np.isnan(out[row, 28:32]).any(), row
+
+
+def test_a_rotated_colour_camera_gets_the_point_depth_in_its_own_frame():
+    depth = np.full((30, 40), np.nan, np.float32)
+    depth[10, 25] = 2.5                                    # one measured pixel
+    angle = math.radians(10.0)
+    R = np.array([[math.cos(angle), 0.0, math.sin(angle)], [0.0, 1.0, 0.0], [-math.sin(angle), 0.0, math.cos(angle)]])
+    colour_from_depth = np.eye(4)
+    colour_from_depth[:3, :3], colour_from_depth[:3, 3] = R, [BASELINE, 0.01, 0.0]
+    out = register_depth(depth, DEPTH_K, COLOUR_K, (48, 64), colour_from_depth)
+    X = np.array([(25 - 19.5) / 30 * 2.5, (10 - 14.5) / 30 * 2.5, 2.5])
+    Xc = R @ X + [BASELINE, 0.01, 0.0]
+    u, v = 45 * Xc[0] / Xc[2] + 31.5, 45 * Xc[1] / Xc[2] + 23.5
+    cells = {(r, c) for r in (math.floor(v), math.floor(v) + 1) for c in (math.floor(u), math.floor(u) + 1)}
+    finite = {tuple(rc) for rc in np.argwhere(np.isfinite(out)).tolist()}
+    assert finite == cells
+    for r, c in cells:
+        assert out[r, c] == pytest.approx(Xc[2], abs=1e-5)
+
+
+def test_registering_into_a_coarser_image_uses_one_pixel_per_point():
+    small_K = np.array([[15.0, 0.0, 7.5], [0.0, 15.0, 5.5], [0.0, 0.0, 1.0]])      # 16x12, half the focal
+    out = register_depth(np.full((30, 40), 2.0, np.float32), DEPTH_K, small_K, (12, 16), np.eye(4))
+    assert np.isfinite(out[1:11, 1:15]).all() and np.all(out[np.isfinite(out)] == np.float32(2.0))
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="finite 4x4"):
+        register_depth(np.ones((3, 4), np.float32), DEPTH_K, COLOUR_K, (48, 64), np.eye(3))
+    with pytest.raises(ValueError, match="finite 4x4"):
+        register_depth(np.ones((3, 4), np.float32), DEPTH_K, COLOUR_K, (48, 64), np.full((4, 4), np.nan))
+    with pytest.raises(ValueError, match="must be \\[H, W\\]"):
+        register_depth(np.ones((3, 4, 1), np.float32), DEPTH_K, COLOUR_K, (48, 64), np.eye(4))

@@ -1,0 +1,58 @@
+"""Depth of one camera registered into another: what ``depth_image_proc/register`` and an
+``aligned_depth_to_color`` driver option do, for a depth camera that is not aligned.
+
+Most RGB-D cameras have their depth sensor a few centimetres from the colour sensor, with its
+own intrinsics and size (a RealSense publishes unaligned depth unless ``align_depth`` is on).
+Registration lifts every measured depth pixel to a 3D point with the depth camera's K, moves
+it into the colour camera's frame and z-buffers it into the colour image
+(:func:`viewseg_core.model.depth_guide.splat_depth`: per pixel, the nearest surface, read at
+the point of it that projects closest to the pixel centre). The result is planar depth in the
+colour camera, NaN where no depth pixel lands (the part of the colour view the depth camera
+does not see, and surfaces hidden from it).
+
+Footprint: where the colour image has more pixels per radian than the depth image, each point
+covers a 2x2 block so that neighbouring measurements meet; where it has fewer (registering
+into a small working size), every colour pixel collects several points and one pixel is enough.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from viewseg_core.model.depth_guide import focal_pixels, lift_source_depth, splat_depth
+
+
+def register_depth(depth: np.ndarray, depth_K: np.ndarray, colour_K: np.ndarray, colour_hw: tuple[int, int],
+                   colour_from_depth: np.ndarray) -> np.ndarray:
+    """Planar depth of the depth camera's measurements as the colour camera sees them.
+
+    Args:
+        depth: [H', W'] planar metres in the depth camera (NaN / <= 0 = unknown).
+        depth_K: [3, 3] of the depth image; colour_K: [3, 3] of the colour image of
+            ``colour_hw`` (height, width).
+        colour_from_depth: [4, 4] maps depth-camera coordinates to colour-camera coordinates
+            (the depth optical frame's pose in the colour optical frame, as TF gives it).
+    Returns:
+        [height, width] float32 planar metres in the colour camera, NaN where none landed.
+    Raises:
+        ValueError: shapes that do not fit, or a non-finite transform.
+    """
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim != 2 or min(depth.shape) < 1:
+        raise ValueError(f"register_depth: depth must be [H, W], got shape {depth.shape}")
+    transform = np.asarray(colour_from_depth, dtype=np.float64)
+    if transform.shape != (4, 4) or not np.all(np.isfinite(transform)):
+        raise ValueError(f"register_depth: colour_from_depth must be a finite 4x4 matrix, got {transform.tolist()}")
+    height, width = colour_hw
+    d = torch.from_numpy(depth)[None, None]
+    # The depth camera is the world frame; the colour camera sits at its pose in it.
+    points, known = lift_source_depth(d, torch.as_tensor(depth_K, dtype=torch.float32)[None, None],
+                                      torch.eye(4)[None, None], depth.shape[0], depth.shape[1])
+    c2w = torch.as_tensor(np.linalg.inv(transform), dtype=torch.float32)[None, None]
+    K = torch.as_tensor(colour_K, dtype=torch.float32)[None, None]
+    footprint = 2 if float(focal_pixels(K)) > float(focal_pixels(torch.as_tensor(depth_K)[None])) else 1
+    image = splat_depth(points, known, K, c2w, height, width, footprint=footprint)
+    return image[0, 0].numpy().astype(np.float32)
+
+
+__all__ = ["register_depth"]
