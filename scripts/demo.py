@@ -58,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "'-0.3,0.1,0,0,0'): it then publishes raw, distorted frames with that CameraInfo")
     p.add_argument("--rectification", default="auto", choices=("auto", "undistort", "rectified", "none"),
                    help="the nodes' rectification parameter ('none': use CameraInfo.k and ignore the distortion)")
+    p.add_argument("--unaligned-depth", action="store_true",
+                   help="the simulated depth camera is not registered to the colour one (5 cm beside it, 87 degrees, "
+                        "its own CameraInfo): the RGB-D node registers it (depth_camera_info_topic)")
     p.add_argument("--queries", type=int, default=4)
     p.add_argument("--preset", default="fast", choices=("fast", "paper", "checkpoint"),
                    help="the node's query.preset (sampling per ray)")
@@ -120,6 +123,9 @@ def main(argv=None) -> int:
     py = sys.executable
     # The RGB-D model reads the sim camera's depth and samples around it (query.preset rgbd).
     depth_args = [] if args.rgb_only else ["-p", "depth_topic:=depth"]
+    if args.unaligned_depth and not args.rgb_only:
+        depth_args += ["-p", "depth_camera_info_topic:=depth/camera_info"]
+    sim_depth_args = ["-p", "depth_baseline_m:=0.05", "-p", "depth_hfov_deg:=87.0"] if args.unaligned_depth else []
     preset = args.preset if args.rgb_only or args.preset != "fast" else "rgbd"
     procs = {
         "sim_camera": start("sim_camera", [py, "-m", "viewseg_ros.sim_camera", "--ros-args",
@@ -127,7 +133,7 @@ def main(argv=None) -> int:
                                            "-p", f"width:={cam_w}", "-p", f"height:={cam_h}",
                                            "-p", f"render_scale:={args.render_scale}",
                                            "-p", f"period_s:={args.period}", "-p", f"kind:={args.kind}",
-                                           "-p", f"distortion:='{args.distortion}'"],
+                                           "-p", f"distortion:='{args.distortion}'", *sim_depth_args],
                             logs, env),
         "viewseg": start("viewseg", [py, "-m", "viewseg_ros.node", "--ros-args", "--params-file",
                                      str(REPO / "config" / "viewseg.yaml"), "-p", f"checkpoint:={checkpoint}",

@@ -51,6 +51,10 @@ SIM_CAMERA_DESCRIPTIONS = {
     "fixed_frame": "parent frame of the robot's pose on /tf",
     "base_frame": "the robot's body frame (child of fixed_frame)",
     "camera_frame": "optical frame of the camera (child of base_frame on /tf_static); images' frame_id",
+    "depth_baseline_m": "0: depth registered to the image; > 0: depth from a camera of its own this far along the "
+                        "colour camera's +x (frame depth_frame on /tf_static, CameraInfo on depth/camera_info)",
+    "depth_hfov_deg": "horizontal field of view of that depth camera (0 = hfov_deg)",
+    "depth_frame": "optical frame of that depth camera",
     "distortion": "lens distortion: empty = a pinhole; 'k1,k2,p1,p2,k3' (plumb_bob) = raw, distorted frames with "
                   "that CameraInfo d, and p the pinhole of valid pixels (depth warped nearest)",
 }

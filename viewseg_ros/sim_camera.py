@@ -19,6 +19,11 @@ camera_optical`` is static on ``/tf_static``: the camera at the walk's median he
 pitch, OpenCV optical axes. Images are rgb8 with ``header.frame_id = camera_optical``;
 CameraInfo carries the pinhole K of ``hfov_deg`` and no distortion.
 
+With ``depth_baseline_m`` > 0 the depth is not registered to the image: it comes from a
+depth camera of its own (optical frame ``depth_frame``, that far along the colour camera's +x
+on ``/tf_static``, field of view ``depth_hfov_deg``, CameraInfo on ``depth/camera_info``), as
+a RealSense publishes without ``align_depth``.
+
 With ``distortion`` (plumb_bob coefficients "k1,k2,p1,p2,k3", e.g. "-0.3,0.1,0,0,0" for a
 wide-angle webcam) the camera is a raw, distorted one instead: K of ``hfov_deg`` with those
 coefficients, and CameraInfo ``p`` the pinhole that keeps only valid pixels (OpenCV's optimal
@@ -175,7 +180,8 @@ def _make_node_class():
                 ("seed", 0), ("rate", 5.0), ("width", 160), ("height", 120), ("render_scale", 1.0), ("hfov_deg", 70.0),
                 ("period_s", 30.0), ("kind", "human"), ("room_type", ""), ("fixed_frame", "map"),
                 ("publish_depth", True), ("depth_encoding", "16UC1"), ("depth_sensor", True),
-                ("base_frame", "base_link"), ("camera_frame", "camera_optical"), ("distortion", ""))}
+                ("base_frame", "base_link"), ("camera_frame", "camera_optical"), ("distortion", ""),
+                ("depth_baseline_m", 0.0), ("depth_hfov_deg", 0.0), ("depth_frame", "camera_depth_optical"))}
             if not (p["rate"] > 0 and p["width"] > 0 and p["height"] > 0 and p["period_s"] > 0):
                 raise ValueError(f"viewseg_sim_camera: rate, width, height and period_s must be positive: {p}")
             if not 0 < p["render_scale"] <= 1:
@@ -205,12 +211,25 @@ def _make_node_class():
             self.depth_pub = (self.create_publisher(Image, "depth", qos_profile_sensor_data)
                               if p["publish_depth"] else None)
             self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+            # An unaligned depth camera (depth_baseline_m > 0): its own optical frame, beside the
+            # colour one on /tf_static, its own K (depth_hfov_deg) and CameraInfo.
+            self.unaligned = self.depth_pub is not None and float(p["depth_baseline_m"]) > 0
+            self.depth_K = K_from_hfov(float(p["depth_hfov_deg"]) or float(p["hfov_deg"]), int(p["width"]),
+                                       int(p["height"]))
+            self.colour_from_depth = np.eye(4)
+            self.colour_from_depth[0, 3] = float(p["depth_baseline_m"])
+            self.depth_info_pub = (self.create_publisher(CameraInfo, "depth/camera_info", qos_profile_sensor_data)
+                                   if self.unaligned else None)
             self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
             static_qos = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                                     reliability=ReliabilityPolicy.RELIABLE)
             self.tf_static_pub = self.create_publisher(TFMessage, "/tf_static", static_qos)
-            self.tf_static_pub.publish(TFMessage(transforms=[matrix_to_transform_stamped(
-                self.mount, p["base_frame"], p["camera_frame"], self.get_clock().now().nanoseconds)]))
+            now_ns = self.get_clock().now().nanoseconds
+            statics = [matrix_to_transform_stamped(self.mount, p["base_frame"], p["camera_frame"], now_ns)]
+            if self.unaligned:
+                statics.append(matrix_to_transform_stamped(self.colour_from_depth, p["camera_frame"], p["depth_frame"],
+                                                           now_ns))
+            self.tf_static_pub.publish(TFMessage(transforms=statics))
             self.start_ns = self.get_clock().now().nanoseconds
             self.frames_published = 0
             self.timer = self.create_timer(1.0 / float(p["rate"]), self._tick)
@@ -249,13 +268,22 @@ def _make_node_class():
                 info.p = np.concatenate([self.P_K, np.zeros((3, 1))], axis=1).reshape(-1).tolist()
             self.info_pub.publish(info)
             self.image_pub.publish(numpy_to_image(rgb, "rgb8", frame_id=p["camera_frame"], stamp_ns=stamp_ns))
+            depth_frame = p["camera_frame"]
+            if self.unaligned:  # the depth camera's own view, beside the colour camera
+                depth_frame = p["depth_frame"]
+                depth_pose = base @ self.mount @ self.colour_from_depth
+                small = render(self.scene, resize_intrinsics(self.depth_K, size, self.render_hw), depth_pose,
+                               *self.render_hw)
+                depth = cv2.resize(small.depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+                self.depth_info_pub.publish(make_camera_info(self.depth_K, size[1], size[0], frame_id=depth_frame,
+                                                             stamp_ns=stamp_ns))
             if self.depth_pub is not None:
                 if p["depth_sensor"]:
                     depth = apply_sensor(depth, DepthSensorConfig(), np.random.default_rng(
                         [int(p["seed"]), self.frames_published]))
                 if p["depth_encoding"] == "16UC1":  # millimetres, 0 = no return (REP 118)
                     depth = np.where(np.isfinite(depth), np.round(depth * 1000.0), 0).clip(0, 65535).astype(np.uint16)
-                self.depth_pub.publish(numpy_to_image(depth, p["depth_encoding"], frame_id=p["camera_frame"],
+                self.depth_pub.publish(numpy_to_image(depth, p["depth_encoding"], frame_id=depth_frame,
                                                       stamp_ns=stamp_ns))
             self.frames_published += 1
 
