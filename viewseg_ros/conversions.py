@@ -86,6 +86,23 @@ def _buffer(data: Any) -> memoryview | np.ndarray:
 
 
 # --------------------------------------------------------------------------- images
+def _rows(msg: Any, what: str, pixel_bytes: int) -> np.ndarray:
+    """[height, width * pixel_bytes] uint8 view of an Image's pixel rows (row padding cut off),
+    after checking its size, ``step`` and data length (ValueError naming ``what``)."""
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if not (0 < height <= MAX_IMAGE_SIDE and 0 < width <= MAX_IMAGE_SIDE):
+        raise ValueError(f"{what}: size {width}x{height} is outside 1..{MAX_IMAGE_SIDE} per side")
+    row_bytes = width * pixel_bytes
+    if step < row_bytes:
+        raise ValueError(f"{what}: step {step} is shorter than a row of {width} px x {pixel_bytes} B = {row_bytes} B "
+                         f"({msg.encoding})")
+    data = _buffer(msg.data)
+    if len(data) != step * height:
+        raise ValueError(f"{what}: data has {len(data)} B but step {step} x height {height} = "
+                         f"{step * height} B ({width}x{height} {msg.encoding})")
+    return np.frombuffer(data, dtype=np.uint8).reshape(height, step)[:, :row_bytes]
+
+
 def image_to_numpy(msg: Any, what: str = "image") -> np.ndarray:
     """sensor_msgs/Image -> numpy (see the module docstring for shapes and dtypes).
 
@@ -95,19 +112,9 @@ def image_to_numpy(msg: Any, what: str = "image") -> np.ndarray:
     if msg.encoding in CAMERA_ENCODINGS:
         return _camera_format_to_rgb(msg, what)
     enc = _encoding(msg.encoding, what)
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if not (0 < height <= MAX_IMAGE_SIDE and 0 < width <= MAX_IMAGE_SIDE):
-        raise ValueError(f"{what}: size {width}x{height} is outside 1..{MAX_IMAGE_SIDE} per side")
     itemsize = np.dtype(enc.dtype).itemsize
-    row_bytes = width * enc.channels * itemsize
-    if step < row_bytes:
-        raise ValueError(f"{what}: step {step} is shorter than a row of {width} px x {enc.channels} ch "
-                         f"x {itemsize} B = {row_bytes} B ({msg.encoding})")
-    data = _buffer(msg.data)
-    if len(data) != step * height:
-        raise ValueError(f"{what}: data has {len(data)} B but step {step} x height {height} = "
-                         f"{step * height} B ({width}x{height} {msg.encoding})")
-    rows = np.frombuffer(data, dtype=np.uint8).reshape(height, step)[:, :row_bytes]
+    rows = _rows(msg, what, enc.channels * itemsize)
+    height, width = rows.shape[0], int(msg.width)
     dtype = np.dtype(enc.dtype).newbyteorder(">" if msg.is_bigendian else "<") if itemsize > 1 else np.dtype(enc.dtype)
     pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, enc.channels)
     if enc.order == "mono":
@@ -122,22 +129,12 @@ def _camera_format_to_rgb(msg: Any, what: str) -> np.ndarray:
     import cv2
 
     bpp, code = CAMERA_ENCODINGS[msg.encoding]
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if not (0 < height <= MAX_IMAGE_SIDE and 0 < width <= MAX_IMAGE_SIDE):
-        raise ValueError(f"{what}: size {width}x{height} is outside 1..{MAX_IMAGE_SIDE} per side")
+    height, width = int(msg.height), int(msg.width)
     if bpp == 2 and width % 2:
         raise ValueError(f"{what}: {msg.encoding} pairs pixels, so its width must be even, got {width}")
     if bpp == 1 and (width < 2 or height < 2):
         raise ValueError(f"{what}: a Bayer image needs at least 2x2 pixels, got {width}x{height}")
-    row_bytes = width * bpp
-    if step < row_bytes:
-        raise ValueError(f"{what}: step {step} is shorter than a row of {width} px x {bpp} B = {row_bytes} B "
-                         f"({msg.encoding})")
-    data = _buffer(msg.data)
-    if len(data) != step * height:
-        raise ValueError(f"{what}: data has {len(data)} B but step {step} x height {height} = "
-                         f"{step * height} B ({width}x{height} {msg.encoding})")
-    rows = np.ascontiguousarray(np.frombuffer(data, dtype=np.uint8).reshape(height, step)[:, :row_bytes])
+    rows = np.ascontiguousarray(_rows(msg, what, bpp))
     packed = rows.reshape(height, width, 2) if bpp == 2 else rows
     return np.ascontiguousarray(cv2.cvtColor(packed, getattr(cv2, code)))
 
