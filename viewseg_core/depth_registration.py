@@ -13,6 +13,10 @@ does not see, and surfaces hidden from it).
 Footprint: where the colour image has more pixels per radian than the depth image, each point
 covers a 2x2 block so that neighbouring measurements meet; where it has fewer (registering
 into a small working size), every colour pixel collects several points and one pixel is enough.
+Where it has far fewer (a 640x480 depth image into the model's 80x60), the depth image is
+first sampled every ``stride`` pixels so that about two depth pixels per colour pixel remain
+along each axis: the nearest-surface choice needs a few candidates per pixel, not 64, and the
+registration costs a sixteenth (docs/benchmarks.md, "Camera input").
 """
 from __future__ import annotations
 
@@ -44,13 +48,19 @@ def register_depth(depth: np.ndarray, depth_K: np.ndarray, colour_K: np.ndarray,
     if transform.shape != (4, 4) or not np.all(np.isfinite(transform)):
         raise ValueError(f"register_depth: colour_from_depth must be a finite 4x4 matrix, got {transform.tolist()}")
     height, width = colour_hw
+    K = torch.as_tensor(colour_K, dtype=torch.float32)[None, None]
+    colour_focal, depth_focal = float(focal_pixels(K)), float(focal_pixels(torch.as_tensor(depth_K)[None]))
+    stride = max(1, int(depth_focal // (2.0 * colour_focal)))
+    depth_K = np.asarray(depth_K, dtype=np.float64)
+    if stride > 1:  # pixel i of the sampled image is pixel stride * i of the full one
+        depth = np.ascontiguousarray(depth[::stride, ::stride])
+        depth_K = np.diag([1.0 / stride, 1.0 / stride, 1.0]) @ depth_K
     d = torch.from_numpy(depth)[None, None]
     # The depth camera is the world frame; the colour camera sits at its pose in it.
     points, known = lift_source_depth(d, torch.as_tensor(depth_K, dtype=torch.float32)[None, None],
                                       torch.eye(4)[None, None], depth.shape[0], depth.shape[1])
     c2w = torch.as_tensor(np.linalg.inv(transform), dtype=torch.float32)[None, None]
-    K = torch.as_tensor(colour_K, dtype=torch.float32)[None, None]
-    footprint = 2 if float(focal_pixels(K)) > float(focal_pixels(torch.as_tensor(depth_K)[None])) else 1
+    footprint = 2 if colour_focal > depth_focal else 1
     image = splat_depth(points, known, K, c2w, height, width, footprint=footprint)
     return image[0, 0].numpy().astype(np.float32)
 

@@ -80,3 +80,27 @@ def test_bad_input_is_refused():
         register_depth(np.ones((3, 4), np.float32), DEPTH_K, COLOUR_K, (48, 64), np.full((4, 4), np.nan))
     with pytest.raises(ValueError, match="must be \\[H, W\\]"):
         register_depth(np.ones((3, 4, 1), np.float32), DEPTH_K, COLOUR_K, (48, 64), np.eye(4))
+
+
+def test_a_much_coarser_colour_image_samples_the_depth_image_first():
+    """640x480 depth into 80x60 (the working size): sampled every 4th pixel, the result covers
+    the same pixels with the same surfaces as registering every pixel would."""
+    from viewseg_core.cameras import K_from_hfov
+    from viewseg_core.model.depth_guide import lift_source_depth, splat_depth
+    import torch
+
+    big_K, small_K = K_from_hfov(70.0, 640, 480), K_from_hfov(70.0, 80, 60)
+    v, u = np.mgrid[0:480, 0:640]
+    depth = np.where((u > 300) & (u < 340), 1.0, 2.0 + u / 640.0).astype(np.float32)   # a post before a slanted wall
+    out = register_depth(depth, big_K, small_K, (60, 80), translation(BASELINE))
+    # Every pixel of the full image, by the same splat: the reference.
+    points, known = lift_source_depth(torch.from_numpy(depth)[None, None], torch.as_tensor(big_K).float()[None, None],
+                                      torch.eye(4)[None, None], 480, 640)
+    c2w = torch.as_tensor(np.linalg.inv(translation(BASELINE))).float()[None, None]
+    full = splat_depth(points, known, torch.as_tensor(small_K).float()[None, None], c2w, 60, 80, footprint=1)[0, 0].numpy()
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(full))
+    both = np.isfinite(out)
+    # Only where the nearest surface is a close call, at the post's edges (columns 36-45 of 80),
+    # may the sampled image pick the other one: measured, one column of 60 pixels.
+    differ = (np.abs(out - full) > 0.02 * full) & both
+    assert differ.sum() <= 60 and set(np.argwhere(differ)[:, 1].tolist()) <= set(range(36, 46))

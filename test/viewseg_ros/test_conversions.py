@@ -351,3 +351,14 @@ def test_compressed_depth_decodes_to_metres():
             ("16UC1; compressedDepth png", b"\x00" * 12 + b"garbage", "could not be decoded")):
         with pytest.raises(ValueError, match=match):
             compressed_depth_to_metres(_compressed(fmt, payload), "depth")
+
+
+def test_decoded_images_never_share_the_message_buffer():
+    """The module's promise, for the one layout where a view would have been free: rgb8 without
+    row padding, from a bytes buffer (read-only) and from a writable one."""
+    rgb = RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    for data in (rgb.tobytes(), bytearray(rgb.tobytes())):
+        out = image_to_numpy(SimpleNamespace(height=H, width=W, encoding="rgb8", step=W * 3, is_bigendian=0, data=data))
+        assert out.flags.writeable and out.flags.owndata
+        out[0, 0, 0] ^= 0xFF
+        assert bytes(data)[0] == rgb[0, 0, 0]          # the message is untouched
