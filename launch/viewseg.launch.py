@@ -75,6 +75,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("depth_topic", default_value="",
                               description="depth registered to the colour camera (32FC1 m / 16UC1 mm) for an RGB-D "
                                           "checkpoint; empty = RGB only (with sim:=true, 'depth' is the sim's)"),
+        DeclareLaunchArgument("depth_camera_info_topic", default_value="",
+                              description="CameraInfo of an UNALIGNED depth camera (its own frame and size): the node "
+                                          "registers its depth through TF; empty = depth_topic is registered already"),
         DeclareLaunchArgument("sim", default_value="false", description="also start the simulated camera"),
         DeclareLaunchArgument("fastdds_profile",
                               default_value=PathJoinSubstitution([share, "config", "fastdds_large_images.xml"]),
@@ -87,7 +90,8 @@ def generate_launch_description() -> LaunchDescription:
         package=PACKAGE, executable="viewseg_node", name="viewseg", output="screen",
         parameters=[LaunchConfiguration("params_file"),
                     {"checkpoint": LaunchConfiguration("checkpoint"), "device": LaunchConfiguration("device"),
-                     "depth_topic": LaunchConfiguration("depth_topic")}],
+                     "depth_topic": LaunchConfiguration("depth_topic"),
+                     "depth_camera_info_topic": LaunchConfiguration("depth_camera_info_topic")}],
         remappings=remappings, on_exit=_required("viewseg_node"))
     sim_camera = Node(
         package=PACKAGE, executable="viewseg_sim_camera", name="viewseg_sim_camera", output="screen",
