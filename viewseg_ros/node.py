@@ -208,6 +208,21 @@ def _field_impl_text(stats) -> str:
     return f"{stats.field_impl} ({note})" if note else str(stats.field_impl)
 
 
+@dataclass
+class PendingImage:
+    """A colour frame waiting for its pose (and depth): at the working size with its pinhole
+    ``K``, or raw when ``undistorter`` is set (undistorted and resized once admitted)."""
+
+    arrived: float                 # time.monotonic() at arrival
+    rgb: np.ndarray
+    K: np.ndarray
+    frame: str
+    stamp_ns: int
+    received_hw: tuple[int, int]   # the size it arrived at (its depth must match)
+    undistorter: Undistorter | None = None
+    waiting_for: str = ""          # the last TF error, for the message when it is dropped
+
+
 class QueryError(ValueError):
     """A query the node refuses; the message goes to the client as is."""
 
@@ -314,7 +329,7 @@ class ViewSegNode(Node):
         self._newest_image_ns: int | None = None
         self._previous_pose: np.ndarray | None = None
         # Images whose TF has not arrived: (monotonic arrival, rgb, K, frame, stamp_ns, last error).
-        self._pending: collections.deque = collections.deque()
+        self._pending: collections.deque[PendingImage] = collections.deque()
         self._held_for_info: Any = None  # the latest image that came before any valid CameraInfo
         # Recent depth images (stamp_ns, frame_id, [H, W] metres), for pairing by stamp; only
         # touched from the images' callback group.
@@ -720,11 +735,11 @@ class ViewSegNode(Node):
         received_hw = rgb.shape[:2]
         if undistorter is None:  # shrink what waits for TF; undistortion (a full-size remap) waits for admission
             rgb, K = self._to_working_size(rgb, K)
-        self._pending.append((time.monotonic(), rgb, K, frame, stamp_ns, "", received_hw, undistorter))
+        self._pending.append(PendingImage(time.monotonic(), rgb, K, frame, stamp_ns, received_hw, undistorter))
         while len(self._pending) > self.params["tf_pending_max"]:
-            _, _, _, _, old_ns, error, _, _ = self._pending.popleft()
-            self._drop("tf", f"no pose for image at {old_ns / 1e9:.3f} s: {self.params['tf_pending_max']} newer "
-                             f"images wait for TF (tf_pending_max){'; ' + error if error else ''}")
+            old = self._pending.popleft()
+            self._drop("tf", f"no pose for image at {old.stamp_ns / 1e9:.3f} s: {self.params['tf_pending_max']} newer "
+                             f"images wait for TF (tf_pending_max){'; ' + old.waiting_for if old.waiting_for else ''}")
         self._retry_pending()
 
     def _retry_pending(self) -> None:
@@ -739,27 +754,27 @@ class ViewSegNode(Node):
         fixed = self.params["fixed_frame"]
         wait_s = self.params["tf_wait_s"]
         while self._pending:
-            arrived, rgb, K, frame, stamp_ns, _, received_hw, undistorter = self._pending[0]
+            image = self._pending[0]
             try:
-                c2w = self._lookup_now(fixed, frame, stamp_ns)
+                c2w = self._lookup_now(fixed, image.frame, image.stamp_ns)
             except TransformError as error:
                 never = isinstance(error, ExtrapolationError) and error.requested_ns < error.available_ns[0]
-                if never or time.monotonic() - arrived >= wait_s:
+                if never or time.monotonic() - image.arrived >= wait_s:
                     self._pending.popleft()
-                    self._drop("tf", f"no pose for image at {stamp_ns / 1e9:.3f} s after "
-                                     f"{time.monotonic() - arrived:.2f} s: {error}")
+                    self._drop("tf", f"no pose for image at {image.stamp_ns / 1e9:.3f} s after "
+                                     f"{time.monotonic() - image.arrived:.2f} s: {error}")
                     continue
                 # Images are stamped in order: if this one must wait, later ones must too.
-                self._pending[0] = (arrived, rgb, K, frame, stamp_ns, str(error), received_hw, undistorter)
+                image.waiting_for = str(error)
                 return
             depth, depth_frame = None, ""
             if self.params["depth_topic"]:
-                depth, depth_frame, wait = self._match_depth(stamp_ns, frame, received_hw)
-                if depth is None and wait and time.monotonic() - arrived < wait_s:
+                depth, depth_frame, wait = self._match_depth(image.stamp_ns, image.frame, image.received_hw)
+                if depth is None and wait and time.monotonic() - image.arrived < wait_s:
                     return  # its depth image may still be on its way
             self._pending.popleft()
             try:
-                self._admit_posed(rgb, K, c2w, frame, stamp_ns, depth, undistorter, depth_frame)
+                self._admit_posed(image, c2w, depth, depth_frame)
             except Exception as error:  # one bad frame must not wedge the queue
                 self._drop("image", f"unexpected {type(error).__name__}: {error}")
 
@@ -819,13 +834,12 @@ class ViewSegNode(Node):
             return None, "", False
         return depth, depth_frame, False
 
-    def _admit_posed(self, rgb: np.ndarray, K: np.ndarray, c2w: np.ndarray, frame: str, stamp_ns: int,
-                     depth: np.ndarray | None = None, undistorter: Undistorter | None = None,
+    def _admit_posed(self, image: PendingImage, c2w: np.ndarray, depth: np.ndarray | None = None,
                      depth_frame: str = "") -> None:
-        """Admit a posed frame if the keyframe rule takes it. ``rgb`` is at the working size
-        unless ``undistorter`` is given (then raw: undistorted and resized here, only once
-        admitted); ``depth`` is as received: registered to the raw colour image, or (with
-        depth_camera_info_topic) the depth camera's own, registered here."""
+        """Admit a posed frame if the keyframe rule takes it (see :class:`PendingImage` for its
+        colour); ``depth`` is as received: registered to the raw colour image, or (with
+        depth_camera_info_topic) the depth camera's own in ``depth_frame``, registered here."""
+        rgb, K, frame, stamp_ns, undistorter = image.rgb, image.K, image.frame, image.stamp_ns, image.undistorter
         teleport = self.params["keyframes.teleport_distance"]
         previous, self._previous_pose = self._previous_pose, c2w
         if teleport > 0 and previous is not None:
