@@ -61,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--unaligned-depth", action="store_true",
                    help="the simulated depth camera is not registered to the colour one (5 cm beside it, 87 degrees, "
                         "its own CameraInfo): the RGB-D node registers it (depth_camera_info_topic)")
+    p.add_argument("--compressed", action="store_true",
+                   help="the simulated camera publishes image_transport's compressed topics (JPEG colour, PNG depth) "
+                        "and the nodes read them (image_transport, depth_transport)")
     p.add_argument("--queries", type=int, default=4)
     p.add_argument("--preset", default="fast", choices=("fast", "paper", "checkpoint"),
                    help="the node's query.preset (sampling per ray)")
@@ -126,6 +129,11 @@ def main(argv=None) -> int:
     if args.unaligned_depth and not args.rgb_only:
         depth_args += ["-p", "depth_camera_info_topic:=depth/camera_info"]
     sim_depth_args = ["-p", "depth_baseline_m:=0.05", "-p", "depth_hfov_deg:=87.0"] if args.unaligned_depth else []
+    transport_args = ["-p", "image_transport:=compressed"] if args.compressed else []
+    if args.compressed:
+        sim_depth_args += ["-p", "transport:=compressed"]
+        if not args.rgb_only:
+            depth_args += ["-p", "depth_transport:=compressedDepth"]
     preset = args.preset if args.rgb_only or args.preset != "fast" else "rgbd"
     procs = {
         "sim_camera": start("sim_camera", [py, "-m", "viewseg_ros.sim_camera", "--ros-args",
@@ -138,14 +146,16 @@ def main(argv=None) -> int:
         "viewseg": start("viewseg", [py, "-m", "viewseg_ros.node", "--ros-args", "--params-file",
                                      str(REPO / "config" / "viewseg.yaml"), "-p", f"checkpoint:={checkpoint}",
                                      "-p", f"device:={args.device}", "-p", f"query.preset:={preset}",
-                                     "-p", f"rectification:={args.rectification}", *depth_args], logs, env),
+                                     "-p", f"rectification:={args.rectification}", *transport_args, *depth_args],
+                            logs, env),
     }
     if not args.rgb_only:  # the RGB model beside, on the same camera
         procs["viewseg_rgb"] = start("viewseg_rgb", [
             py, "-m", "viewseg_ros.node", "--ros-args", "-r", "__ns:=/rgb", "-r", "image:=/image",
             "-r", "camera_info:=/camera_info", "--params-file", str(REPO / "config" / "viewseg.yaml"),
             "-p", f"checkpoint:={args.rgb_checkpoint}", "-p", f"device:={args.device}",
-            "-p", f"query.preset:={args.preset}", "-p", f"rectification:={args.rectification}"], logs, env)
+            "-p", f"query.preset:={args.preset}", "-p", f"rectification:={args.rectification}", *transport_args],
+            logs, env)
     print(f"demo: sim camera + viewseg node started (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {logs})")
     try:
         return run_client(args, procs, out, logs, (query_w, query_h))

@@ -55,6 +55,9 @@ SIM_CAMERA_DESCRIPTIONS = {
                         "colour camera's +x (frame depth_frame on /tf_static, CameraInfo on depth/camera_info)",
     "depth_hfov_deg": "horizontal field of view of that depth camera (0 = hfov_deg)",
     "depth_frame": "optical frame of that depth camera",
+    "transport": "raw (Image on image and depth) | compressed (CompressedImage on image/compressed, JPEG, and "
+                 "depth/compressedDepth, PNG, as image_transport publishes them)",
+    "jpeg_quality": "JPEG quality of transport compressed (image_transport's default: 95)",
     "distortion": "lens distortion: empty = a pinhole; 'k1,k2,p1,p2,k3' (plumb_bob) = raw, distorted frames with "
                   "that CameraInfo d, and p the pinhole of valid pixels (depth warped nearest)",
 }

@@ -218,6 +218,45 @@ def compressed_depth_to_metres(msg: Any, what: str = "depth") -> np.ndarray:
     return depth
 
 
+def numpy_to_compressed_image(rgb: np.ndarray, codec: str = "jpeg", *, quality: int = 95, frame_id: str = "",
+                              stamp_ns: int = 0) -> Any:
+    """RGB [H, W, 3] uint8 -> sensor_msgs/CompressedImage (rclpy) as the ``compressed``
+    transport publishes it: bgr8 encoded as ``codec`` (jpeg at ``quality``, or png)."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    if codec not in ("jpeg", "png"):
+        raise ValueError(f"numpy_to_compressed_image: codec must be jpeg or png, got {codec!r}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"numpy_to_compressed_image needs [H, W, 3] RGB uint8, got {rgb.dtype} {rgb.shape}")
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if codec == "jpeg" else []
+    ok, payload = cv2.imencode(".jpg" if codec == "jpeg" else ".png", np.ascontiguousarray(rgb[:, :, ::-1]), params)
+    if not ok:
+        raise ValueError(f"numpy_to_compressed_image: OpenCV could not encode {codec}")
+    msg = CompressedImage(format=f"rgb8; {codec} compressed bgr8", data=payload.tobytes())
+    msg.header.frame_id, msg.header.stamp = frame_id, ns_to_time(stamp_ns)
+    return msg
+
+
+def numpy_to_compressed_depth(metres: np.ndarray, *, frame_id: str = "", stamp_ns: int = 0) -> Any:
+    """[H, W] planar metres (NaN / <= 0 unknown) -> sensor_msgs/CompressedImage (rclpy) of the
+    ``compressedDepth`` transport: 16UC1 millimetres (0 = unknown) in a 16-bit PNG after its
+    12-byte header."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    metres = np.asarray(metres, dtype=np.float64)
+    known = np.isfinite(metres) & (metres > 0)
+    mm = np.where(known, np.round(metres * 1000.0), 0).clip(0, 65535).astype(np.uint16)
+    ok, png = cv2.imencode(".png", mm)
+    if not ok:
+        raise ValueError("numpy_to_compressed_depth: OpenCV could not encode the PNG")
+    msg = CompressedImage(format="16UC1; compressedDepth png",
+                          data=COMPRESSED_DEPTH_HEADER.pack(0, 0.0, 0.0) + png.tobytes())
+    msg.header.frame_id, msg.header.stamp = frame_id, ns_to_time(stamp_ns)
+    return msg
+
+
 def colour_image_to_numpy(msg: Any, what: str = "image") -> np.ndarray:
     """An Image (any colour or mono encoding, as :func:`image_to_numpy`) or a CompressedImage."""
     return compressed_image_to_rgb(msg, what) if is_compressed(msg) else image_to_numpy(msg, what)
@@ -519,7 +558,8 @@ def point_cloud_to_numpy(msg: Any) -> np.ndarray:
 
 __all__ = [
     "DEPTH_ENCODINGS", "depth_image_to_metres", "COMPRESSED_DEPTH_HEADER", "is_compressed", "compressed_image_to_rgb",
-    "compressed_depth_to_metres", "colour_image_to_numpy", "any_depth_to_metres", "POINT_DTYPE", "pack_rgb", "unpack_rgb", "make_point_cloud", "point_cloud_to_numpy",
+    "compressed_depth_to_metres", "colour_image_to_numpy", "any_depth_to_metres", "numpy_to_compressed_image",
+    "numpy_to_compressed_depth", "POINT_DTYPE", "pack_rgb", "unpack_rgb", "make_point_cloud", "point_cloud_to_numpy",
     "ENCODINGS", "CAMERA_ENCODINGS", "COLOR_ENCODINGS", "MAX_IMAGE_SIDE", "image_to_numpy", "numpy_to_image",
     "camera_info_to_K", "make_camera_info", "pose_to_matrix", "matrix_to_pose",
     "matrix_to_pose_stamped", "matrix_to_transform", "matrix_to_transform_stamped",

@@ -24,6 +24,9 @@ depth camera of its own (optical frame ``depth_frame``, that far along the colou
 on ``/tf_static``, field of view ``depth_hfov_deg``, CameraInfo on ``depth/camera_info``), as
 a RealSense publishes without ``align_depth``.
 
+With ``transport: compressed`` it publishes image_transport's topics instead of the raw ones:
+``image/compressed`` (JPEG at ``jpeg_quality``) and ``depth/compressedDepth`` (PNG, 16UC1).
+
 With ``distortion`` (plumb_bob coefficients "k1,k2,p1,p2,k3", e.g. "-0.3,0.1,0,0,0" for a
 wide-angle webcam) the camera is a raw, distorted one instead: K of ``hfov_deg`` with those
 coefficients, and CameraInfo ``p`` the pinhole that keeps only valid pixels (OpenCV's optimal
@@ -160,7 +163,7 @@ def parse_distortion(text: str) -> np.ndarray | None:
 def _make_node_class():
     from rclpy.node import Node
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-    from sensor_msgs.msg import CameraInfo, Image
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
     from tf2_msgs.msg import TFMessage
 
     import cv2
@@ -169,7 +172,8 @@ def _make_node_class():
     from viewseg_core.data.depth_sensor import DepthSensorConfig, apply_sensor
     from viewseg_core.data.synth.render import render
     from viewseg_core.rectify import distortion_maps
-    from viewseg_ros.conversions import make_camera_info, matrix_to_transform_stamped, numpy_to_image
+    from viewseg_ros.conversions import (make_camera_info, matrix_to_transform_stamped, numpy_to_compressed_depth,
+                                         numpy_to_compressed_image, numpy_to_image)
 
     class SimCameraNode(Node):
         """Publishes ``image``, ``camera_info``, ``/tf`` and ``/tf_static`` (see the module docstring)."""
@@ -181,7 +185,8 @@ def _make_node_class():
                 ("period_s", 30.0), ("kind", "human"), ("room_type", ""), ("fixed_frame", "map"),
                 ("publish_depth", True), ("depth_encoding", "16UC1"), ("depth_sensor", True),
                 ("base_frame", "base_link"), ("camera_frame", "camera_optical"), ("distortion", ""),
-                ("depth_baseline_m", 0.0), ("depth_hfov_deg", 0.0), ("depth_frame", "camera_depth_optical"))}
+                ("depth_baseline_m", 0.0), ("depth_hfov_deg", 0.0), ("depth_frame", "camera_depth_optical"),
+                ("transport", "raw"), ("jpeg_quality", 95))}
             if not (p["rate"] > 0 and p["width"] > 0 and p["height"] > 0 and p["period_s"] > 0):
                 raise ValueError(f"viewseg_sim_camera: rate, width, height and period_s must be positive: {p}")
             if not 0 < p["render_scale"] <= 1:
@@ -205,11 +210,17 @@ def _make_node_class():
                 self.render_K = cv2.getOptimalNewCameraMatrix(self.K, self.d, size_wh, 1.0)[0]
                 self.P_K = cv2.getOptimalNewCameraMatrix(self.K, self.d, size_wh, 0.0)[0]
                 self.lens_maps = distortion_maps(self.K, self.d, "plumb_bob", *size_wh, self.render_K)
-            self.image_pub = self.create_publisher(Image, "image", qos_profile_sensor_data)
+            if p["transport"] not in ("raw", "compressed"):
+                raise ValueError(f"viewseg_sim_camera: transport must be raw or compressed, got {p['transport']!r}")
+            # transport compressed: image_transport's topics and messages (JPEG colour, PNG depth) instead
+            self.compressed = p["transport"] == "compressed"
+            self.image_pub = (self.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
+                              if self.compressed else self.create_publisher(Image, "image", qos_profile_sensor_data))
             # Depth registered to the colour camera (same frame, size and stamp), as an RGB-D
             # driver's aligned_depth_to_color topic; through the depth sensor model by default.
-            self.depth_pub = (self.create_publisher(Image, "depth", qos_profile_sensor_data)
-                              if p["publish_depth"] else None)
+            self.depth_pub = (None if not p["publish_depth"] else
+                              self.create_publisher(CompressedImage, "depth/compressedDepth", qos_profile_sensor_data)
+                              if self.compressed else self.create_publisher(Image, "depth", qos_profile_sensor_data))
             self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
             # An unaligned depth camera (depth_baseline_m > 0): its own optical frame, beside the
             # colour one on /tf_static, its own K (depth_hfov_deg) and CameraInfo.
@@ -267,7 +278,10 @@ def _make_node_class():
                 info.d = self.d.tolist()
                 info.p = np.concatenate([self.P_K, np.zeros((3, 1))], axis=1).reshape(-1).tolist()
             self.info_pub.publish(info)
-            self.image_pub.publish(numpy_to_image(rgb, "rgb8", frame_id=p["camera_frame"], stamp_ns=stamp_ns))
+            self.image_pub.publish(
+                numpy_to_compressed_image(rgb, "jpeg", quality=int(p["jpeg_quality"]), frame_id=p["camera_frame"],
+                                          stamp_ns=stamp_ns) if self.compressed else
+                numpy_to_image(rgb, "rgb8", frame_id=p["camera_frame"], stamp_ns=stamp_ns))
             depth_frame = p["camera_frame"]
             if self.unaligned:  # the depth camera's own view, beside the colour camera
                 depth_frame = p["depth_frame"]
@@ -281,10 +295,14 @@ def _make_node_class():
                 if p["depth_sensor"]:
                     depth = apply_sensor(depth, DepthSensorConfig(), np.random.default_rng(
                         [int(p["seed"]), self.frames_published]))
-                if p["depth_encoding"] == "16UC1":  # millimetres, 0 = no return (REP 118)
-                    depth = np.where(np.isfinite(depth), np.round(depth * 1000.0), 0).clip(0, 65535).astype(np.uint16)
-                self.depth_pub.publish(numpy_to_image(depth, p["depth_encoding"], frame_id=depth_frame,
-                                                      stamp_ns=stamp_ns))
+                if self.compressed:
+                    self.depth_pub.publish(numpy_to_compressed_depth(depth, frame_id=depth_frame, stamp_ns=stamp_ns))
+                else:
+                    if p["depth_encoding"] == "16UC1":  # millimetres, 0 = no return (REP 118)
+                        depth = np.where(np.isfinite(depth), np.round(depth * 1000.0), 0).clip(0, 65535).astype(
+                            np.uint16)
+                    self.depth_pub.publish(numpy_to_image(depth, p["depth_encoding"], frame_id=depth_frame,
+                                                          stamp_ns=stamp_ns))
             self.frames_published += 1
 
     return SimCameraNode

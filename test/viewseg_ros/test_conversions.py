@@ -362,3 +362,25 @@ def test_decoded_images_never_share_the_message_buffer():
         assert out.flags.writeable and out.flags.owndata
         out[0, 0, 0] ^= 0xFF
         assert bytes(data)[0] == rgb[0, 0, 0]          # the message is untouched
+
+
+def test_compressed_writers_round_trip_through_the_readers():
+    from viewseg_ros.conversions import (compressed_depth_to_metres, compressed_image_to_rgb, numpy_to_compressed_depth,
+                                         numpy_to_compressed_image)
+
+    v, u = np.mgrid[0:24, 0:32]
+    rgb = np.stack([u * 7, v * 9, (u + v) * 3], -1).astype(np.uint8)
+    png = numpy_to_compressed_image(rgb, "png", frame_id="cam", stamp_ns=2_000_000_001)
+    assert png.format == "rgb8; png compressed bgr8" and png.header.frame_id == "cam"
+    assert time_to_ns(png.header.stamp) == 2_000_000_001
+    np.testing.assert_array_equal(compressed_image_to_rgb(png), rgb)                      # lossless
+    jpeg = compressed_image_to_rgb(numpy_to_compressed_image(rgb, "jpeg", quality=95))
+    assert np.abs(jpeg.astype(int) - rgb).mean() < 3                                    # lossy, close
+    metres = np.array([[0.5, 1.2344, np.nan], [0.0, 7.0, 65.6]], np.float32)
+    back = compressed_depth_to_metres(numpy_to_compressed_depth(metres))
+    np.testing.assert_array_equal(np.isnan(back), [[False, False, True], [True, False, False]])
+    np.testing.assert_allclose(back[np.isfinite(back)], [0.5, 1.234, 7.0, 65.535], atol=1e-6)  # mm; clipped at 65.535
+    with pytest.raises(ValueError, match="codec must be jpeg or png"):
+        numpy_to_compressed_image(rgb, "webp")
+    with pytest.raises(ValueError, match="needs \\[H, W, 3\\] RGB uint8"):
+        numpy_to_compressed_image(rgb[..., 0], "png")

@@ -160,3 +160,36 @@ def test_an_unaligned_depth_camera_registers_onto_the_colour_cameras_truth():
     raw = depth_image_to_metres(depth_msg)
     both_raw = np.isfinite(raw) & np.isfinite(true)
     assert (np.abs(raw[both_raw] - true[both_raw]) <= 0.05 * true[both_raw]).mean() < 0.9
+
+
+def test_transport_compressed_publishes_image_transports_topics():
+    from sensor_msgs.msg import CompressedImage
+
+    from viewseg_core.data.synth.render import render
+    from viewseg_ros.conversions import compressed_depth_to_metres, compressed_image_to_rgb
+    from viewseg_ros.sim_camera import SimCameraNode
+
+    g = Graph()
+    try:
+        sim = g.add(SimCameraNode(context=g.context, namespace="sim_jpeg", parameter_overrides=params({
+            "seed": 2, "rate": 5.0, "width": W, "height": H, "depth_sensor": False, "transport": "compressed"})))
+        images, depths = [], []
+        g.client.create_subscription(CompressedImage, "/sim_jpeg/image/compressed", images.append, qos_profile_sensor_data)
+        g.client.create_subscription(CompressedImage, "/sim_jpeg/depth/compressedDepth", depths.append,
+                                     qos_profile_sensor_data)
+        stamps = lambda msgs: {time_to_ns(m.header.stamp) for m in msgs}  # noqa: E731
+        wait_for(lambda: stamps(images) & stamps(depths), 20.0, "a compressed image and depth of one frame")
+        sim.timer.cancel()
+    finally:
+        g.close()
+    stamp = min(stamps(images) & stamps(depths))
+    image = next(m for m in images if time_to_ns(m.header.stamp) == stamp)
+    depth_msg = next(m for m in depths if time_to_ns(m.header.stamp) == stamp)
+    assert image.format == "rgb8; jpeg compressed bgr8" and depth_msg.format == "16UC1; compressedDepth png"
+    frame = render(sim.scene, sim.K, sim.pose_at(stamp), H, W)
+    depth = compressed_depth_to_metres(depth_msg)
+    both = np.isfinite(depth) & np.isfinite(frame.depth) & (frame.depth < 65.0)
+    assert both.mean() > 0.9
+    np.testing.assert_allclose(depth[both], frame.depth[both], atol=0.0005 + 1e-6)     # lossless to the millimetre
+    rgb = compressed_image_to_rgb(image)
+    assert rgb.shape == (H, W, 3) and np.abs(rgb.astype(int) - frame.rgb).mean() < 8  # JPEG's error only
