@@ -83,3 +83,39 @@ def test_a_distortion_model_it_cannot_invert_is_dropped_and_named(rig):
     wait_for(lambda: node.drops["camera_info"] > drops, 5.0, "the CameraInfo with an unknown model dropped")
     reason = node.last_drop["camera_info"]
     assert "'fov'" in reason and "rectified" in reason and "\n" not in reason
+
+
+def test_an_image_rect_topic_is_read_with_p_and_not_undistorted_again(rig):
+    """image_proc publishes image_rect with the raw camera's CameraInfo (d non-zero): with
+    rectification auto, a node on such a topic reads its frames with p as they are."""
+    from viewseg_ros.node import ViewSegNode
+
+    checkpoint = rig.node.params["checkpoint"]
+    node = rig.add(ViewSegNode(context=rig.context, namespace="rect", parameter_overrides=params({
+        "checkpoint": checkpoint, "device": "cpu", "query.num_coarse": 8, "query.num_fine": 4,
+        "image_topic": "/lens/image_rect_color", "camera_info_topic": "/lens/camera_info",
+        "keyframes.width": W, "keyframes.height": H})))
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from viewseg_ros.conversions import numpy_to_image
+
+    rect_pub = rig.client.create_publisher(Image, "/lens/image_rect_color", QoSProfile(
+        depth=20, reliability=ReliabilityPolicy.RELIABLE))
+    wait_for(lambda: rect_pub.get_subscription_count() > 0, 10.0, "the image_rect subscription")
+    rgb = np.random.default_rng(4).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    sent = {}
+
+    def send(_attempt: int) -> None:
+        rig.index += 1
+        rig.stamp_ns += 10**9
+        sent["stamp"] = rig.stamp_ns
+        rig.camera.publish(view_pose(rig.index, 1.0, 0.0), rig.stamp_ns, info_fields=DISTORTED)  # TF + CameraInfo
+        rect_pub.publish(numpy_to_image(rgb, "rgb8", frame_id=FRAME, stamp_ns=rig.stamp_ns))
+
+    assert resend(send, lambda: any(k.stamp_ns == sent.get("stamp") for k in node.keyframes.snapshot()),
+                  "an image_rect frame to become a keyframe")
+    keyframe = next(k for k in node.keyframes.snapshot() if k.stamp_ns == sent["stamp"])
+    np.testing.assert_array_equal(keyframe.view.K, NEW_K)
+    np.testing.assert_array_equal(keyframe.view.rgb, rgb)        # not resampled
+    assert node.rectification == "rectified images (pinhole of p)"
