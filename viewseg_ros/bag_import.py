@@ -20,7 +20,9 @@ file from ``viewseg pretrain-2d``) predicts PSEUDO-LABELS: the output and the sc
 metadata say so, because training on them teaches the segmenter's mistakes.
 
 Colour may be recorded compressed (image_transport's ``compressed``: JPEG or PNG) and depth as
-``compressedDepth`` (PNG): both are decoded (:mod:`viewseg_ros.conversions`).
+``compressedDepth`` (PNG): both are decoded (:mod:`viewseg_ros.conversions`). Depth from a
+camera of its own (``--depth-camera-info-topic``: its frame, size and intrinsics) is
+registered into the colour camera through the bag's TF (:mod:`viewseg_core.depth_registration`).
 
 A bad frame (an unsupported encoding, a malformed image, a size that does not match its
 CameraInfo) is skipped and counted, not fatal. A bag whose file ends early (a recorder killed
@@ -47,8 +49,8 @@ from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
 from viewseg_core.depth_registration import register_depth
 from viewseg_core.rectify import RECTIFICATION_MODES, ResolvedCamera, Undistorter, has_distortion, resolve_camera
-from viewseg_ros.conversions import (CAMERA_ENCODINGS, any_depth_to_metres, camera_info_to_K, colour_image_to_numpy, image_to_numpy,
-                                     is_compressed, time_to_ns)
+from viewseg_ros.conversions import (CAMERA_ENCODINGS, any_depth_to_metres, camera_info_to_K, colour_image_to_numpy,
+                                     image_to_numpy, is_compressed, time_to_ns)
 from viewseg_ros.keyframes import KeyframeConfig, admission_decision
 from viewseg_ros.tf_buffer import (
     NS_PER_S, ConnectivityError, ExtrapolationError, TransformBuffer, UnknownFrameError, add_tf_message)
@@ -613,7 +615,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("bag", help="bag folder (with metadata.yaml) or its .db3/.mcap file")
     parser.add_argument("--out", required=True, help="scene folder to write")
     parser.add_argument("--image-topic", required=True,
-                        help="colour topic: sensor_msgs/Image, or CompressedImage (JPEG/PNG, e.g. .../image_raw/compressed)")
+                        help="colour topic: sensor_msgs/Image, or CompressedImage (JPEG/PNG, e.g. "
+                             ".../image_raw/compressed)")
     parser.add_argument("--camera-info-topic", required=True, help="sensor_msgs/CameraInfo topic of the images")
     parser.add_argument("--fixed-frame", default="map", help="world frame of the poses")
     parser.add_argument("--camera-frame", default=None, help="optical frame (default: the images' header.frame_id)")

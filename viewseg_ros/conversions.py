@@ -119,7 +119,8 @@ def image_to_numpy(msg: Any, what: str = "image") -> np.ndarray:
     pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, enc.channels)
     if enc.order == "mono":
         return pixels[:, :, 0].astype(dtype.newbyteorder("="), copy=True)
-    if enc.order in ("bgr", "bgra"):  # OpenCV: 0.03 ms at 640x480 where numpy's strided copy took 1.0 (bench_camera_input)
+    if enc.order in ("bgr", "bgra"):
+        # OpenCV's swap: 0.03 ms at 640x480, where numpy's strided copy took 1.0 (bench_camera_input)
         import cv2
 
         return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB if enc.order == "bgr" else cv2.COLOR_BGRA2RGB)

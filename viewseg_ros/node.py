@@ -480,7 +480,8 @@ class ViewSegNode(Node):
         if values["image_qos.reliability"] not in ("best_effort", "reliable"):
             raise ValueError(f"parameter image_qos.reliability must be best_effort or reliable, "
                              f"got {values['image_qos.reliability']!r}")
-        for name, modes in (("image_transport", ("raw", "compressed")), ("depth_transport", ("raw", "compressedDepth"))):
+        transports = (("image_transport", ("raw", "compressed")), ("depth_transport", ("raw", "compressedDepth")))
+        for name, modes in transports:
             if values[name] not in modes:
                 raise ValueError(f"parameter {name} must be one of {' | '.join(modes)}, got {values[name]!r}")
         if values["rectification"] not in RECTIFICATION_MODES:
