@@ -56,7 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--distortion", default="",
                    help="plumb_bob coefficients 'k1,k2,p1,p2,k3' of the simulated camera's lens (e.g. "
                         "'-0.3,0.1,0,0,0'): it then publishes raw, distorted frames with that CameraInfo")
-    p.add_argument("--rectification", default="auto", choices=("auto", "undistort", "rectified", "none"),
+    from viewseg_core.rectify import RECTIFICATION_MODES
+
+    p.add_argument("--rectification", default="auto", choices=RECTIFICATION_MODES,
                    help="the nodes' rectification parameter ('none': use CameraInfo.k and ignore the distortion)")
     p.add_argument("--unaligned-depth", action="store_true",
                    help="the simulated depth camera is not registered to the colour one (5 cm beside it, 87 degrees, "
@@ -128,10 +130,10 @@ def main(argv=None) -> int:
     depth_args = [] if args.rgb_only else ["-p", "depth_topic:=depth"]
     if args.unaligned_depth and not args.rgb_only:
         depth_args += ["-p", "depth_camera_info_topic:=depth/camera_info"]
-    sim_depth_args = ["-p", "depth_baseline_m:=0.05", "-p", "depth_hfov_deg:=87.0"] if args.unaligned_depth else []
+    sim_args = ["-p", "depth_baseline_m:=0.05", "-p", "depth_hfov_deg:=87.0"] if args.unaligned_depth else []
     transport_args = ["-p", "image_transport:=compressed"] if args.compressed else []
     if args.compressed:
-        sim_depth_args += ["-p", "transport:=compressed"]
+        sim_args += ["-p", "transport:=compressed"]
         if not args.rgb_only:
             depth_args += ["-p", "depth_transport:=compressedDepth"]
     preset = args.preset if args.rgb_only or args.preset != "fast" else "rgbd"
@@ -141,7 +143,7 @@ def main(argv=None) -> int:
                                            "-p", f"width:={cam_w}", "-p", f"height:={cam_h}",
                                            "-p", f"render_scale:={args.render_scale}",
                                            "-p", f"period_s:={args.period}", "-p", f"kind:={args.kind}",
-                                           "-p", f"distortion:='{args.distortion}'", *sim_depth_args],
+                                           "-p", f"distortion:='{args.distortion}'", *sim_args],
                             logs, env),
         "viewseg": start("viewseg", [py, "-m", "viewseg_ros.node", "--ros-args", "--params-file",
                                      str(REPO / "config" / "viewseg.yaml"), "-p", f"checkpoint:={checkpoint}",
