@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from report import append_rows, cpu_name  # noqa: E402  (benchmarks/report.py)
-from viewseg_core.cameras import K_from_hfov  # noqa: E402
+from viewseg_core.cameras import K_from_hfov, resize_intrinsics  # noqa: E402
 from viewseg_core.depth_registration import register_depth  # noqa: E402
 from viewseg_core.rectify import make_undistorter  # noqa: E402
 from viewseg_ros.conversions import any_depth_to_metres, colour_image_to_numpy  # noqa: E402
@@ -105,10 +105,7 @@ def measure(width: int, height: int, repeats: int) -> list[tuple[str, str, float
     undistorter = make_undistorter(K, [-0.3, 0.1, 0.0, 0.0, 0.0], "plumb_bob", width, height, K)
     colour_from_depth = np.eye(4)
     colour_from_depth[0, 3] = 0.05
-    small_K = K.copy()
-    small_K[:2] *= WORKING_SIZE[1] / width
-    small_K[0, 2] = (K[0, 2] + 0.5) * WORKING_SIZE[1] / width - 0.5
-    small_K[1, 2] = (K[1, 2] + 0.5) * WORKING_SIZE[0] / height - 0.5
+    small_K = resize_intrinsics(K, (height, width), WORKING_SIZE)
     messages = {"rgb8": _image(rgb, "rgb8"), "bgr8": _image(rgb[:, :, ::-1], "bgr8"),
                 "yuv422_yuy2": _image(packed, "yuv422_yuy2"), "bayer_rggb8": _image(bayer, "bayer_rggb8"),
                 "compressed jpeg": _compressed("rgb8; jpeg compressed bgr8", jpeg),

@@ -48,9 +48,10 @@ from viewseg_core.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, nyu40_t
 from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
 from viewseg_core.depth_registration import register_depth
-from viewseg_core.rectify import RECTIFICATION_MODES, ResolvedCamera, Undistorter, has_distortion, resolve_camera
-from viewseg_ros.conversions import (CAMERA_ENCODINGS, any_depth_to_metres, camera_info_to_K, colour_image_to_numpy,
-                                     image_to_numpy, is_compressed, time_to_ns)
+from viewseg_core.rectify import RECTIFICATION_MODES, ResolvedCamera, Undistorter
+from viewseg_ros.conversions import (CAMERA_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
+                                     colour_image_to_numpy, depth_camera_info_to_K, image_to_numpy, is_compressed,
+                                     time_to_ns)
 from viewseg_ros.keyframes import KeyframeConfig, admission_decision
 from viewseg_ros.tf_buffer import (
     NS_PER_S, ConnectivityError, ExtrapolationError, TransformBuffer, UnknownFrameError, add_tf_message)
@@ -465,10 +466,8 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
             if conn.id in depth_info_ids:
                 what = f"{bag}: {conn.topic} at {log_ns / NS_PER_S:.3f} s"
                 try:
-                    if has_distortion(msg.d):
-                        raise ValueError(f"{what}: the depth camera has {msg.distortion_model} distortion; "
-                                         f"registering it is not supported")
-                    registration = _Registration(camera_info_to_K(msg, what), int(msg.width), int(msg.height), buffer)
+                    registration = _Registration(depth_camera_info_to_K(msg, what), int(msg.width), int(msg.height),
+                                                 buffer)
                 except ValueError as error:
                     report.warn("dropped invalid depth CameraInfo", str(error))
             elif conn.msgtype == TF_TYPE:
@@ -476,17 +475,13 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                     report.warn("dropped invalid TF transforms", f"at {log_ns / NS_PER_S:.3f} s: {problem}")
             else:
                 what = f"{bag}: {conn.topic} at {log_ns / NS_PER_S:.3f} s"
-                calibration = (tuple(msg.k), tuple(msg.d), msg.distortion_model, tuple(msg.p), int(msg.width),
-                               int(msg.height))
+                calibration = calibration_key(msg)
                 try:
                     if calibration not in cameras:  # a bag repeats one calibration: the maps are made once
-                        K = camera_info_to_K(msg, what)
-                        cameras[calibration] = resolve_camera(K, msg.d, msg.distortion_model, msg.p, int(msg.width),
-                                                              int(msg.height), config.rectification,
-                                                              config.image_topic)
+                        cameras[calibration] = camera_info_to_pinhole(msg, config.rectification, config.image_topic,
+                                                                      what)
                 except ValueError as error:
-                    report.warn("dropped invalid CameraInfo", f"{what}: {error}" if what not in str(error)
-                                else str(error))
+                    report.warn("dropped invalid CameraInfo", str(error))
                     continue
                 camera = cameras[calibration]
                 infos.append(_CameraInfo(_header_ns(msg, log_ns, report), camera.K, int(msg.width), int(msg.height),

@@ -79,10 +79,10 @@ from viewseg_core.model.fast import PRESETS, RenderCancelled, check_amp, render_
     trained_preset
 from viewseg_core.model.prepared_cache import PreparedCache
 from viewseg_core.model.weights import load_model
-from viewseg_core.rectify import RECTIFICATION_MODES, Undistorter, has_distortion, resolve_camera
+from viewseg_core.rectify import RECTIFICATION_MODES, Undistorter
 from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
-from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, camera_info_to_K, colour_image_to_numpy,
-                                     is_compressed, make_camera_info,
+from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
+                                     colour_image_to_numpy, depth_camera_info_to_K, is_compressed, make_camera_info,
                                      make_point_cloud, numpy_to_image, ns_to_time, pose_to_matrix, time_to_ns)
 from viewseg_ros.executor import DEFAULT_EXECUTOR, EXECUTORS, SubmitOnceExecutor
 from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, pose_difference
@@ -638,19 +638,15 @@ class ViewSegNode(Node):
     # ------------------------------------------------------------------ keyframes in
     def _on_camera_info(self, msg: Any) -> None:
         self._arrived("camera_info")
-        calibration = (tuple(msg.k), tuple(msg.d), msg.distortion_model, tuple(msg.p), int(msg.width),
-                       int(msg.height))
+        calibration = calibration_key(msg)
         if calibration == self._calibration and self._camera is not None:  # 15 Hz of the same: maps kept
             self._camera = (*self._camera[:3], msg.header.frame_id, self._camera[4])
             return
         try:
-            K = camera_info_to_K(msg, "camera_info")
-            resolved = resolve_camera(K, msg.d, msg.distortion_model, msg.p, int(msg.width), int(msg.height),
-                                      self.params["rectification"],
-                                      self.resolve_topic_name(self.params["image_topic"]))
+            resolved = camera_info_to_pinhole(msg, self.params["rectification"],
+                                              self.resolve_topic_name(self.params["image_topic"]))
         except ValueError as error:
-            self._drop("camera_info", f"camera_info: {error}" if not str(error).startswith("camera_info")
-                       else str(error))
+            self._drop("camera_info", str(error))
             return
         if resolved.description != self.rectification:
             self.get_logger().info(f"camera {int(msg.width)}x{int(msg.height)}: {resolved.description} "
@@ -662,13 +658,9 @@ class ViewSegNode(Node):
     def _on_depth_camera_info(self, msg: Any) -> None:
         what = f"depth camera_info on {self.resolve_topic_name(self.params['depth_camera_info_topic'])}"
         try:
-            K = camera_info_to_K(msg, what)
+            K = depth_camera_info_to_K(msg, what)
         except ValueError as error:
             self._drop("depth", str(error))
-            return
-        if has_distortion(msg.d):
-            self._drop("depth", f"{what}: the depth camera has {msg.distortion_model} distortion; registering it is "
-                                f"not supported (register it with depth_image_proc, or use aligned depth)")
             return
         self._depth_camera = (K, int(msg.width), int(msg.height))
 

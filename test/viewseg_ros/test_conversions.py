@@ -384,3 +384,22 @@ def test_compressed_writers_round_trip_through_the_readers():
         numpy_to_compressed_image(rgb, "webp")
     with pytest.raises(ValueError, match="needs \\[H, W, 3\\] RGB uint8"):
         numpy_to_compressed_image(rgb[..., 0], "png")
+
+
+def test_camera_info_helpers_name_the_message_and_refuse_what_they_cannot_use():
+    from viewseg_ros.conversions import calibration_key, camera_info_to_pinhole, depth_camera_info_to_K
+
+    K = np.array([[50.0, 0.0, 31.5], [0.0, 50.0, 23.5], [0.0, 0.0, 1.0]])
+    info = make_camera_info(K, 64, 48, frame_id="cam")
+    np.testing.assert_array_equal(depth_camera_info_to_K(info), K)
+    assert camera_info_to_pinhole(info, "auto", "/cam/image").undistorter is None
+    same = make_camera_info(K, 64, 48, frame_id="other", stamp_ns=5)
+    assert calibration_key(same) == calibration_key(info)                 # frame and stamp do not matter
+    info.d = [-0.2, 0.05, 0.0, 0.0, 0.0]
+    assert calibration_key(same) != calibration_key(info)
+    assert camera_info_to_pinhole(info, "auto", "/cam/image").undistorter is not None
+    with pytest.raises(ValueError, match="^depth cam: the depth camera has plumb_bob distortion"):
+        depth_camera_info_to_K(info, "depth cam")
+    info.distortion_model = "fov"
+    with pytest.raises(ValueError, match="^cam info: distortion model 'fov'"):
+        camera_info_to_pinhole(info, "auto", "/cam/image", "cam info")
