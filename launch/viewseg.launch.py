@@ -8,6 +8,13 @@ Parameters come from ``params_file`` (default: the installed config/viewseg.yaml
 node's relative ``image`` / ``camera_info`` names. ``sim:=true`` also starts
 ``viewseg_sim_camera`` (a synthetic room on ``image``, ``camera_info`` and TF).
 
+Several cameras feed one node with ``cameras:=/front,/rear``: the topic arguments are then
+relative names that every camera publishes in its namespace, passed as the node's
+parameters (a remapping of ``image`` would not reach ``/front/image``)::
+
+    ros2 launch viewseg_ros viewseg.launch.py cameras:=/camera/front,/camera/rear \
+        image_topic:=color/image_raw camera_info_topic:=color/camera_info
+
 ``fastdds_profile`` (default: the installed config/fastdds_large_images.xml) is exported as
 ``FASTDDS_DEFAULT_PROFILES_FILE`` (and, for Fast DDS 2.x, ``FASTRTPS_DEFAULT_PROFILES_FILE``)
 to the nodes this file starts; ``fastdds_profile:=`` (empty) leaves the environment as it is.
@@ -61,6 +68,28 @@ def _required(executable: str):
     return on_exit
 
 
+def _viewseg_node(context):
+    """The viewseg node. One camera: the topic arguments remap its relative names. Several
+    (``cameras``): they are its parameters, resolved inside each camera's namespace."""
+    topics = {"depth_topic": LaunchConfiguration("depth_topic"),
+              "depth_camera_info_topic": LaunchConfiguration("depth_camera_info_topic")}
+    remappings = _remappings()
+    if LaunchConfiguration("cameras").perform(context).strip():
+        topics.update(image_topic=LaunchConfiguration("image_topic"),
+                      camera_info_topic=LaunchConfiguration("camera_info_topic"))
+        remappings = []
+    return [Node(
+        package=PACKAGE, executable="viewseg_node", name="viewseg", output="screen",
+        parameters=[LaunchConfiguration("params_file"),
+                    {"checkpoint": LaunchConfiguration("checkpoint"), "device": LaunchConfiguration("device"),
+                     "cameras": LaunchConfiguration("cameras"), **topics}],
+        remappings=remappings, on_exit=_required("viewseg_node"))]
+
+
+def _remappings() -> list:
+    return [("image", LaunchConfiguration("image_topic")), ("camera_info", LaunchConfiguration("camera_info_topic"))]
+
+
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare(PACKAGE)
     arguments = [
@@ -78,23 +107,19 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("depth_camera_info_topic", default_value="",
                               description="CameraInfo of an UNALIGNED depth camera (its own frame and size): the node "
                                           "registers its depth through TF; empty = depth_topic is registered already"),
+        DeclareLaunchArgument("cameras", default_value="",
+                              description="namespaces of several cameras feeding one keyframe buffer, comma-separated "
+                                          "(e.g. /front,/rear); the topic arguments are then relative names inside "
+                                          "each; empty = one camera"),
         DeclareLaunchArgument("sim", default_value="false", description="also start the simulated camera"),
         DeclareLaunchArgument("fastdds_profile",
                               default_value=PathJoinSubstitution([share, "config", "fastdds_large_images.xml"]),
                               description="Fast DDS XML profile for the started nodes "
                                           "(FASTDDS_DEFAULT_PROFILES_FILE); empty = leave the environment as it is"),
     ]
-    remappings = [("image", LaunchConfiguration("image_topic")),
-                  ("camera_info", LaunchConfiguration("camera_info_topic"))]
-    viewseg = Node(
-        package=PACKAGE, executable="viewseg_node", name="viewseg", output="screen",
-        parameters=[LaunchConfiguration("params_file"),
-                    {"checkpoint": LaunchConfiguration("checkpoint"), "device": LaunchConfiguration("device"),
-                     "depth_topic": LaunchConfiguration("depth_topic"),
-                     "depth_camera_info_topic": LaunchConfiguration("depth_camera_info_topic")}],
-        remappings=remappings, on_exit=_required("viewseg_node"))
     sim_camera = Node(
         package=PACKAGE, executable="viewseg_sim_camera", name="viewseg_sim_camera", output="screen",
-        remappings=remappings, condition=IfCondition(LaunchConfiguration("sim")),
+        remappings=_remappings(), condition=IfCondition(LaunchConfiguration("sim")),
         on_exit=_required("viewseg_sim_camera"))
-    return LaunchDescription(arguments + [OpaqueFunction(function=_fastdds_profile), viewseg, sim_camera])
+    return LaunchDescription(arguments + [OpaqueFunction(function=_fastdds_profile),
+                                          OpaqueFunction(function=_viewseg_node), sim_camera])

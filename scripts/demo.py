@@ -66,6 +66,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--compressed", action="store_true",
                    help="the simulated camera publishes image_transport's compressed topics (JPEG colour, PNG depth) "
                         "and the nodes read them (image_transport, depth_transport)")
+    p.add_argument("--second-camera", type=float, default=None, metavar="YAW",
+                   help="the robot carries a second camera turned YAW degrees from the first (180: looking back): "
+                        "the sim publishes both in namespaces /front and /rear, and the nodes read both "
+                        "(parameter cameras)")
+    p.add_argument("--query-yaw", type=float, default=0.0,
+                   help="turn every query pose this many degrees further (180: looking back along the walk, where "
+                        "the first camera never looked)")
     p.add_argument("--queries", type=int, default=4)
     p.add_argument("--preset", default="fast", choices=("fast", "paper", "checkpoint"),
                    help="the node's query.preset (sampling per ray)")
@@ -136,6 +143,10 @@ def main(argv=None) -> int:
         sim_args += ["-p", "transport:=compressed"]
         if not args.rgb_only:
             depth_args += ["-p", "depth_transport:=compressedDepth"]
+    camera_args = []
+    if args.second_camera is not None:
+        sim_args += ["-p", f"cameras:=front:0,rear:{args.second_camera:g}"]
+        camera_args = ["-p", "cameras:=/front,/rear"]
     preset = args.preset if args.rgb_only or args.preset != "fast" else "rgbd"
     procs = {
         "sim_camera": start("sim_camera", [py, "-m", "viewseg_ros.sim_camera", "--ros-args",
@@ -148,7 +159,8 @@ def main(argv=None) -> int:
         "viewseg": start("viewseg", [py, "-m", "viewseg_ros.node", "--ros-args", "--params-file",
                                      str(REPO / "config" / "viewseg.yaml"), "-p", f"checkpoint:={checkpoint}",
                                      "-p", f"device:={args.device}", "-p", f"query.preset:={preset}",
-                                     "-p", f"rectification:={args.rectification}", *transport_args, *depth_args],
+                                     "-p", f"rectification:={args.rectification}", *transport_args, *depth_args,
+                                     *camera_args],
                             logs, env),
     }
     if not args.rgb_only:  # the RGB model beside, on the same camera
@@ -156,7 +168,8 @@ def main(argv=None) -> int:
             py, "-m", "viewseg_ros.node", "--ros-args", "-r", "__ns:=/rgb", "-r", "image:=/image",
             "-r", "camera_info:=/camera_info", "--params-file", str(REPO / "config" / "viewseg.yaml"),
             "-p", f"checkpoint:={args.rgb_checkpoint}", "-p", f"device:={args.device}",
-            "-p", f"query.preset:={args.preset}", "-p", f"rectification:={args.rectification}", *transport_args],
+            "-p", f"query.preset:={args.preset}", "-p", f"rectification:={args.rectification}", *transport_args,
+            *camera_args],
             logs, env)
     print(f"demo: sim camera + viewseg node started (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {logs})")
     try:
@@ -227,10 +240,11 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
     scene = world.scene
     evaluators = {label: SegmentationEvaluator() for label in clients}
     abs_rels: dict[str, list[float]] = {label: [] for label in clients}
+    answered = {label: 0 for label in clients}
     rows_all, ok = [], True
     print(f"{'query':>5} {'model':>5} {'mIoU':>6} {'AbsRel':>7} {'empty':>6} {'render ms':>10} {'service ms':>11} "
           f"{'round trip ms':>14}  keyframes")
-    for i, c2w in enumerate(world.unseen_poses(args.queries)):
+    for i, c2w in enumerate(world.unseen_poses(args.queries, args.query_yaw)):
         truth, rows = None, []
         for label, query_client in clients.items():
             request = RenderView.Request()
@@ -245,6 +259,7 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
                 ok = False
                 print(f"{i:>5} {label:>5} failed: {response.message if response else 'no response'}")
                 continue
+            answered[label] += 1
             K = np.reshape(response.camera_info.k, (3, 3))
             w, h = query_size
             if truth is None:
@@ -273,8 +288,12 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
     if rows_all:
         save_png(out / "demo.png", panel(rows_all, tile_height=120))
     for label, evaluator in evaluators.items():
+        if not answered[label]:
+            print(f"demo: {label}: answered 0 of {args.queries} queries")
+            continue
         scores = evaluator.scores()
-        print(f"demo: {label}: mIoU over all queries {scores['miou']:.3f} (per image {scores['per_image_miou']:.3f}), "
+        print(f"demo: {label}: answered {answered[label]} of {args.queries} queries; mIoU over them {scores['miou']:.3f} "
+              f"(per image {scores['per_image_miou']:.3f}), "
               f"AbsRel median {np.nanmedian(abs_rels[label]) if abs_rels[label] else np.nan:.3f}")
     print(f"demo: panels in {out}/")
     node.destroy_node()

@@ -58,6 +58,9 @@ SIM_CAMERA_DESCRIPTIONS = {
     "transport": "raw (Image on image and depth) | compressed (CompressedImage on image/compressed, JPEG, and "
                  "depth/compressedDepth, PNG, as image_transport publishes them)",
     "jpeg_quality": "JPEG quality of transport compressed (image_transport's default: 95)",
+    "cameras": "several cameras on the robot: 'name:yaw_deg,...' (e.g. 'front:0,rear:180'; yaw counter-clockwise from "
+               "the heading), each publishing <name>/image, <name>/camera_info and <name>/depth with optical frame "
+               "<name>_<camera_frame>; empty = one camera on image, camera_info and depth",
     "distortion": "lens distortion: empty = a pinhole; 'k1,k2,p1,p2,k3' (plumb_bob) = raw, distorted frames with "
                   "that CameraInfo d, and p the pinhole of valid pixels (depth warped nearest)",
 }

@@ -3,9 +3,9 @@
 Pure Python + numpy (no rclpy) so it is unit-tested without ROS and shared with bag import.
 
 Admission (:meth:`KeyframeBuffer.should_admit`, thresholds in :class:`KeyframeConfig`):
-1. A frame stamped less than ``min_interval_s`` after the newest keyframe is refused (a rate
-   floor: every keyframe costs an encoder pass; the default 0.01 s is well below common frame
-   periods, so admission is decided by rule 2).
+1. A frame stamped less than ``min_interval_s`` after the newest keyframe of the same camera
+   is refused (a rate floor: every keyframe costs an encoder pass; the default 0.01 s is well
+   below common frame periods, so admission is decided by rule 2).
 2. Otherwise it is admitted when its pose is *novel*: for every kept keyframe, the camera
    centre moved at least ``min_translation`` metres OR the optical frame turned at least
    ``min_rotation_deg`` degrees. An empty buffer admits the first frame.
@@ -109,16 +109,21 @@ class Decision:
 
 
 def admission_decision(c2w: np.ndarray, stamp_ns: int, kept: Sequence[tuple[int, int, np.ndarray]],
-                       config: KeyframeConfig) -> Decision:
+                       config: KeyframeConfig, stream_stamps: Sequence[int] | None = None) -> Decision:
     """Rules 1-3 of the module docstring for a frame against ``kept`` = [(id, stamp_ns, c2w)].
+
+    ``stream_stamps``: the stamps of the kept keyframes from the frame's own camera (None: all
+    of ``kept`` are). Rule 1 is a rate floor per camera: two cameras triggered together stamp
+    their frames alike, and the second one's view is as new as the first's.
 
     Shared by :class:`KeyframeBuffer` and bag import, so a bag subsamples exactly as the
     node would.
     """
     if not kept:
         return Decision(True, "first keyframe", kind="first")
-    newest = max(stamp for _, stamp, _ in kept)
-    if stamp_ns - newest < config.min_interval_s * NS_PER_S:
+    own = [stamp for _, stamp, _ in kept] if stream_stamps is None else list(stream_stamps)
+    newest = max(own, default=None)
+    if newest is not None and stamp_ns - newest < config.min_interval_s * NS_PER_S:
         return Decision(False, f"{(stamp_ns - newest) / NS_PER_S:.3f} s after the newest keyframe "
                                f"(min_interval_s = {config.min_interval_s})", kind="too_soon")
     duplicates = [kept[i] for i in _duplicates(c2w, [pose for _, _, pose in kept], config)]
@@ -159,6 +164,7 @@ class Keyframe:
     features: Any = None
     nbytes: int = 0
     epoch: int = 0  # clock epoch (see KeyframeBuffer.reset_clock) the stamp belongs to
+    stream: str = ""  # the camera it came from (rule 1 is per camera)
 
     @property
     def c2w(self) -> np.ndarray:
@@ -199,24 +205,29 @@ class KeyframeBuffer:
             self.epoch += 1
 
     # ------------------------------------------------------------------ admission
-    def should_admit(self, c2w: np.ndarray, stamp_ns: int) -> Decision:
-        """Decide on a frame from its pose alone, before paying for image conversion/encoding."""
+    def should_admit(self, c2w: np.ndarray, stamp_ns: int, stream: str = "") -> Decision:
+        """Decide on a frame of camera ``stream`` from its pose alone, before paying for image
+        conversion/encoding. Novelty is against every keyframe, of any camera; the rate floor
+        (rule 1) against the same camera's."""
         with self._lock:
             kept = [(k.id, k.stamp_ns if k.epoch == self.epoch else _PREVIOUS_EPOCH_NS, k.c2w)
                     for k in self._keyframes.values()]
-        return admission_decision(c2w, stamp_ns, kept, self.config)
+            own = [stamp for (_, stamp, _), k in zip(kept, self._keyframes.values()) if k.stream == stream]
+        return admission_decision(c2w, stamp_ns, kept, self.config, stream_stamps=own)
 
-    def add(self, view: View, stamp_ns: int, features: Any = None, force: bool = False) -> Keyframe | None:
-        """Admit ``view`` if :meth:`should_admit` says so (or ``force``); evict to stay in bounds.
+    def add(self, view: View, stamp_ns: int, features: Any = None, force: bool = False,
+            stream: str = "") -> Keyframe | None:
+        """Admit ``view`` from camera ``stream`` if :meth:`should_admit` says so (or ``force``);
+        evict to stay in bounds.
 
         Returns the new keyframe, or None when refused. Raises ValueError when a single
         keyframe is larger than ``max_bytes`` (no eviction could make room for it).
         """
         with self._lock:
-            decision = self.should_admit(view.c2w, stamp_ns)
+            decision = self.should_admit(view.c2w, stamp_ns, stream)
             if not (decision.admit or force):
                 return None
-            keyframe = Keyframe(self._next_id, int(stamp_ns), view, features, epoch=self.epoch)
+            keyframe = Keyframe(self._next_id, int(stamp_ns), view, features, epoch=self.epoch, stream=stream)
             if keyframe.recount() > self.config.max_bytes:
                 raise ValueError(f"keyframe of {keyframe.nbytes} B exceeds max_bytes = {self.config.max_bytes}")
             self._next_id += 1

@@ -53,7 +53,6 @@ Run: ``python -m viewseg_ros.node --ros-args --params-file config/viewseg.yaml``
 """
 from __future__ import annotations
 
-import collections
 import math
 import sys
 import threading
@@ -79,11 +78,13 @@ from viewseg_core.model.fast import PRESETS, RenderCancelled, check_amp, render_
     trained_preset
 from viewseg_core.model.prepared_cache import PreparedCache
 from viewseg_core.model.weights import load_model
-from viewseg_core.rectify import RECTIFICATION_MODES, Undistorter
+from viewseg_core.rectify import RECTIFICATION_MODES
 from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
 from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
                                      colour_image_to_numpy, depth_camera_info_to_K, is_compressed, make_camera_info,
                                      make_point_cloud, numpy_to_image, ns_to_time, pose_to_matrix, time_to_ns)
+from viewseg_ros.camera_input import (STREAM_TOPICS, CameraInput, PendingImage, make_camera_inputs,
+                                     parse_camera_namespaces)
 from viewseg_ros.executor import DEFAULT_EXECUTOR, EXECUTORS, SubmitOnceExecutor
 from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, pose_difference
 from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformBuffer, TransformError
@@ -119,6 +120,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                     "optical frames; empty = depth is registered already"),
     "depth_sync_tolerance_s": (0.02, "largest stamp difference pairing a depth image with a colour image"),
     "camera_info_topic": ("camera_info", "sensor_msgs/CameraInfo topic of the same camera"),
+    "cameras": ("", "namespaces of several cameras feeding one keyframe buffer, comma-separated (e.g. /front,/rear; "
+                    "a YAML list also works): each camera's image_topic, camera_info_topic, depth_topic and "
+                    "depth_camera_info_topic are those relative names inside its namespace, each camera keeps its "
+                    "own calibration, and a query renders from the keyframes of any of them; empty = one camera, "
+                    "the topics as given"),
     "rectification": ("auto", "auto (undistort images whose CameraInfo has distortion, except on an image_rect* "
                               "topic: already rectified) | undistort | rectified (pinhole of CameraInfo.p) | none "
                               "(CameraInfo.k, distortion ignored)"),
@@ -206,21 +212,6 @@ def _field_impl_text(stats) -> str:
     """Which field implementation the last render used, with the reason ``auto`` fell back."""
     note = getattr(stats, "field_note", "")
     return f"{stats.field_impl} ({note})" if note else str(stats.field_impl)
-
-
-@dataclass
-class PendingImage:
-    """A colour frame waiting for its pose (and depth): at the working size with its pinhole
-    ``K``, or raw when ``undistorter`` is set (undistorted and resized once admitted)."""
-
-    arrived: float                 # time.monotonic() at arrival
-    rgb: np.ndarray
-    K: np.ndarray
-    frame: str
-    stamp_ns: int
-    received_hw: tuple[int, int]   # the size it arrived at (its depth must match)
-    undistorter: Undistorter | None = None
-    waiting_for: str = ""          # the last TF error, for the message when it is dropped
 
 
 class QueryError(ValueError):
@@ -326,18 +317,9 @@ class ViewSegNode(Node):
         self.queries = 0
         self.in_flight = 0
         self._last_clock_jump = -math.inf  # monotonic time of the last reset (TF and images both see one)
-        self._newest_image_ns: int | None = None
-        self._previous_pose: np.ndarray | None = None
-        # Images whose TF has not arrived: (monotonic arrival, rgb, K, frame, stamp_ns, last error).
-        self._pending: collections.deque[PendingImage] = collections.deque()
-        self._held_for_info: Any = None  # the latest image that came before any valid CameraInfo
-        # Recent depth images (stamp_ns, frame_id, [H, W] metres), for pairing by stamp; only
-        # touched from the images' callback group.
-        self._depths: collections.deque = collections.deque(maxlen=30)
         self.keyframes_without_depth = 0
         window = max(1, int(p["camera_rate.window_s"] * 200))  # arrival times, bounded at 200 Hz
-        self._arrivals = {topic: collections.deque(maxlen=window) for topic in ("image", "camera_info", "depth")}
-        self.received = {topic: 0 for topic in self._arrivals}  # since start: compare with what the camera sent
+        self.cameras: list[CameraInput] = make_camera_inputs(p["cameras"], p, self.resolve_topic_name, window)
         self._started = time.monotonic()
         self.last_latency_s = float("nan")
         self.last_render_s = float("nan")
@@ -345,11 +327,6 @@ class ViewSegNode(Node):
         self.field_impl = "not yet rendered"
         self.precision = "not yet rendered"
         self.last_timings: dict[str, float] = {}
-        # K (of the images as admitted), width, height, frame, undistortion (None: pinhole already)
-        self._camera: tuple[np.ndarray, int, int, str, Undistorter | None] | None = None
-        self._calibration: tuple | None = None   # the CameraInfo fields _camera was resolved from
-        self._depth_camera: tuple[np.ndarray, int, int] | None = None  # K, width, height of an unaligned depth camera
-        self.rectification = "no CameraInfo yet"
         self._working_hw: tuple[int, int] | None = (
             (p["keyframes.height"], p["keyframes.width"]) if p["keyframes.width"] and p["keyframes.height"] else None)
         self.ready = False
@@ -402,7 +379,7 @@ class ViewSegNode(Node):
         # behind an image that waits for TF, and a long render never blocks keyframes.
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseStamped
-        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
         from viewseg_interfaces.srv import RenderView
 
@@ -417,19 +394,9 @@ class ViewSegNode(Node):
         image_qos = QoSProfile(depth=p["image_qos.depth"], history=HistoryPolicy.KEEP_LAST,
                                reliability=ReliabilityPolicy.BEST_EFFORT
                                if p["image_qos.reliability"] == "best_effort" else ReliabilityPolicy.RELIABLE)
-        self.create_subscription(CompressedImage if p["image_transport"] == "compressed" else Image,
-                                 self.image_subscription_topic, self._on_image, image_qos,
-                                 callback_group=self._frames_group)
-        if p["depth_topic"]:
-            self.create_subscription(CompressedImage if p["depth_transport"] == "compressedDepth" else Image,
-                                     self.depth_subscription_topic, self._on_depth, image_qos,
-                                     callback_group=self._frames_group)
-        if p["depth_topic"] and p["depth_camera_info_topic"]:
-            self.create_subscription(CameraInfo, p["depth_camera_info_topic"], self._on_depth_camera_info,
-                                     qos_profile_sensor_data, callback_group=self._info_group)
+        for camera in self.cameras:
+            self._subscribe(camera, image_qos)
         self.create_timer(0.02, self._retry_pending, callback_group=self._frames_group)
-        self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_camera_info, qos_profile_sensor_data,
-                                 callback_group=self._info_group)
         service_qos = QoSProfile(depth=max(64, 4 * p["query.max_in_flight"]), history=HistoryPolicy.KEEP_LAST,
                                  reliability=ReliabilityPolicy.RELIABLE)
         self.create_service(RenderView, "~/render_view", self._on_render_view, qos_profile=service_qos,
@@ -447,7 +414,26 @@ class ViewSegNode(Node):
         self.get_logger().info(
             f"ready: {self.model.config.encoder} from {self.checkpoint} on {self.device}, "
             f"sampling {self.preset.label}, "
-            f"fixed frame {p['fixed_frame']!r}, images on {self.resolve_topic_name(p['image_topic'])}")
+            f"fixed frame {p['fixed_frame']!r}, images on {', '.join(c.image_subscription_topic for c in self.cameras)}")
+
+    def _subscribe(self, camera: CameraInput, image_qos: QoSProfile) -> None:
+        """The topics of one camera; every callback is told which camera it serves."""
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+        p = self.params
+        self.create_subscription(CompressedImage if p["image_transport"] == "compressed" else Image,
+                                 camera.image_subscription_topic, lambda msg: self._on_image(camera, msg), image_qos,
+                                 callback_group=self._frames_group)
+        if camera.depth_topic:
+            self.create_subscription(CompressedImage if p["depth_transport"] == "compressedDepth" else Image,
+                                     camera.depth_subscription_topic, lambda msg: self._on_depth(camera, msg),
+                                     image_qos, callback_group=self._frames_group)
+        if camera.depth_camera_info_topic:
+            self.create_subscription(CameraInfo, camera.depth_camera_info_topic,
+                                     lambda msg: self._on_depth_camera_info(camera, msg), qos_profile_sensor_data,
+                                     callback_group=self._info_group)
+        self.create_subscription(CameraInfo, camera.camera_info_topic, lambda msg: self._on_camera_info(camera, msg),
+                                 qos_profile_sensor_data, callback_group=self._info_group)
 
     # ------------------------------------------------------------------ setup
     def _read_parameters(self) -> dict[str, Any]:
@@ -459,6 +445,7 @@ class ViewSegNode(Node):
                 values[name] = type(default)(value) if not isinstance(default, bool) else bool(value)
             except (TypeError, ValueError):
                 raise ValueError(f"parameter {name}: expected a {type(default).__name__}, got {value!r}") from None
+        values["cameras"] = parse_camera_namespaces(self.get_parameter("cameras").value)
         positive = ("keyframes.max_keyframes", "keyframes.max_bytes", "query.num_sources", "query.max_width",
                     "query.max_height", "tf_wait_s", "diagnostics_period_s", "query.timeout_s", "query.max_in_flight",
                     "image_qos.depth", "tf_pending_max", "clock_jump_s", "camera_rate.window_s")
@@ -636,61 +623,60 @@ class ViewSegNode(Node):
             time.sleep(0.002)
 
     # ------------------------------------------------------------------ keyframes in
-    def _on_camera_info(self, msg: Any) -> None:
-        self._arrived("camera_info")
+    def _on_camera_info(self, camera: CameraInput, msg: Any) -> None:
+        self._arrived(camera, "camera_info")
         calibration = calibration_key(msg)
-        if calibration == self._calibration and self._camera is not None:  # 15 Hz of the same: maps kept
-            self._camera = (*self._camera[:3], msg.header.frame_id, self._camera[4])
+        if calibration == camera.calibration and camera.camera is not None:  # 15 Hz of the same: maps kept
+            camera.camera = (*camera.camera[:3], msg.header.frame_id, camera.camera[4])
             return
         try:
-            resolved = camera_info_to_pinhole(msg, self.params["rectification"],
-                                              self.resolve_topic_name(self.params["image_topic"]))
+            resolved = camera_info_to_pinhole(msg, self.params["rectification"], camera.image_topic)
         except ValueError as error:
             self._drop("camera_info", str(error))
             return
-        if resolved.description != self.rectification:
-            self.get_logger().info(f"camera {int(msg.width)}x{int(msg.height)}: {resolved.description} "
+        if resolved.description != camera.rectification:
+            self.get_logger().info(f"camera {camera.label} {int(msg.width)}x{int(msg.height)}: {resolved.description} "
                                    f"(parameter rectification: {self.params['rectification']})")
-        self.rectification = resolved.description
-        self._calibration = calibration
-        self._camera = (resolved.K, int(msg.width), int(msg.height), msg.header.frame_id, resolved.undistorter)
+        camera.rectification = resolved.description
+        camera.calibration = calibration
+        camera.camera = (resolved.K, int(msg.width), int(msg.height), msg.header.frame_id, resolved.undistorter)
 
-    def _on_depth_camera_info(self, msg: Any) -> None:
-        what = f"depth camera_info on {self.resolve_topic_name(self.params['depth_camera_info_topic'])}"
+    def _on_depth_camera_info(self, camera: CameraInput, msg: Any) -> None:
         try:
-            K = depth_camera_info_to_K(msg, what)
+            K = depth_camera_info_to_K(msg, f"depth camera_info on {camera.depth_camera_info_topic}")
         except ValueError as error:
             self._drop("depth", str(error))
             return
-        self._depth_camera = (K, int(msg.width), int(msg.height))
+        camera.depth_camera = (K, int(msg.width), int(msg.height))
 
-    def _arrived(self, topic: str) -> None:
+    def _arrived(self, camera: CameraInput, topic: str) -> None:
         with self._stats_lock:
-            self._arrivals[topic].append(time.monotonic())
-            self.received[topic] += 1
+            camera.arrived(topic)
 
-    def _on_image(self, msg: Any) -> None:
-        self._arrived("image")
-        self._admit_guarded(msg)
+    @property
+    def received(self) -> dict[str, int]:
+        """Messages taken since start per kind (image, camera_info, depth), all cameras together."""
+        with self._stats_lock:
+            return {topic: sum(c.received[topic] for c in self.cameras) for topic in STREAM_TOPICS}
 
-    def _admit_guarded(self, msg: Any) -> None:
+    @property
+    def rectification(self) -> str:
+        """How the images are read: CameraInfo ``k``, ``p``, or undistorted (per camera when several)."""
+        if len(self.cameras) == 1:
+            return self.cameras[0].rectification
+        return "; ".join(f"{c.label}: {c.rectification}" for c in self.cameras)
+
+    def _on_image(self, camera: CameraInput, msg: Any) -> None:
+        self._arrived(camera, "image")
+        self._admit_guarded(camera, msg)
+
+    def _admit_guarded(self, camera: CameraInput, msg: Any) -> None:
         try:
-            self._admit_image(msg)
+            self._admit_image(camera, msg)
         except Exception as error:  # a bad frame must never take the node down
             self._drop("image", f"unexpected {type(error).__name__}: {error}")
 
-    @property
-    def image_subscription_topic(self) -> str:
-        """The colour topic as subscribed: ``image_topic``, or its ``/compressed`` transport."""
-        topic = self.resolve_topic_name(self.params["image_topic"])
-        return topic + "/compressed" if self.params["image_transport"] == "compressed" else topic
-
-    @property
-    def depth_subscription_topic(self) -> str:
-        topic = self.resolve_topic_name(self.params["depth_topic"])
-        return topic + "/compressedDepth" if self.params["depth_transport"] == "compressedDepth" else topic
-
-    def _admit_image(self, msg: Any) -> None:
+    def _admit_image(self, camera: CameraInput, msg: Any) -> None:
         if not is_compressed(msg) and msg.encoding not in COLOR_ENCODINGS:
             self._drop("image", f"encoding {msg.encoding!r} is not a colour encoding "
                                 f"({', '.join(sorted(COLOR_ENCODINGS))})")
@@ -704,56 +690,61 @@ class ViewSegNode(Node):
         if not frame:
             self._drop("image", "header.frame_id is empty: the camera's optical frame is needed for its pose")
             return
-        camera = self._camera
-        if camera is None:
+        calibrated = camera.camera
+        if calibrated is None:
             # The first image of a stream often races its CameraInfo: keep the latest one
             # (bounded: one) and take it when a CameraInfo arrives; count the one it replaces.
-            held, self._held_for_info = self._held_for_info, msg
+            held, camera.held_for_info = camera.held_for_info, msg
             if held is not None:
-                topic = self.resolve_topic_name(self.params["camera_info_topic"])
-                self._drop("image", f"no valid CameraInfo yet on {topic} (only the latest image is held)")
+                self._drop("image", f"no valid CameraInfo yet on {camera.camera_info_topic} (only the latest image "
+                                    f"is held)")
             return
-        K, info_width, info_height, _, undistorter = camera
+        K, info_width, info_height, _, undistorter = calibrated
         if (info_width, info_height) != (rgb.shape[1], rgb.shape[0]):
-            self._drop("image", f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
-                                f"{info_width}x{info_height}")
+            self._drop("image", f"image on {camera.image_subscription_topic} is {rgb.shape[1]}x{rgb.shape[0]} but "
+                                f"CameraInfo says {info_width}x{info_height}")
             return
-        newest = self._newest_image_ns
+        newest = camera.newest_image_ns
         if newest is not None and stamp_ns < newest - self.params["clock_jump_s"] * 1e9:
-            self._on_clock_jump(self.resolve_topic_name(self.params["image_topic"]),
+            self._on_clock_jump(camera.image_topic,
                                 f"image stamped {stamp_ns / 1e9:.3f} s, {(newest - stamp_ns) / 1e9:.3f} s before the "
                                 f"newest", stamp_ns)
             newest = None
-        self._newest_image_ns = stamp_ns if newest is None else max(newest, stamp_ns)
+        camera.newest_image_ns = stamp_ns if newest is None else max(newest, stamp_ns)
         received_hw = rgb.shape[:2]
         if undistorter is None:  # shrink what waits for TF; undistortion (a full-size remap) waits for admission
             rgb, K = self._to_working_size(rgb, K)
-        self._pending.append(PendingImage(time.monotonic(), rgb, K, frame, stamp_ns, received_hw, undistorter))
-        while len(self._pending) > self.params["tf_pending_max"]:
-            old = self._pending.popleft()
+        camera.pending.append(PendingImage(time.monotonic(), rgb, K, frame, stamp_ns, received_hw, undistorter))
+        while len(camera.pending) > self.params["tf_pending_max"]:
+            old = camera.pending.popleft()
             self._drop("tf", f"no pose for image at {old.stamp_ns / 1e9:.3f} s: {self.params['tf_pending_max']} newer "
                              f"images wait for TF (tf_pending_max){'; ' + old.waiting_for if old.waiting_for else ''}")
-        self._retry_pending()
+        self._retry_camera(camera)
 
     def _retry_pending(self) -> None:
-        """Pose, and admit or refuse, the images waiting for TF, oldest first. An image leaves
-        the queue when its pose is known, when TF can never give it (a stamp older than the TF
-        history), or after tf_wait_s. Runs in the images' callback group: no lock needed."""
-        held = self._held_for_info
-        if held is not None and self._camera is not None:
-            self._held_for_info = None
-            self._admit_guarded(held)
+        """Every camera's images waiting for TF (the 20 ms timer)."""
+        for camera in self.cameras:
+            self._retry_camera(camera)
+
+    def _retry_camera(self, camera: CameraInput) -> None:
+        """Pose, and admit or refuse, one camera's images waiting for TF, oldest first. An image
+        leaves the queue when its pose is known, when TF can never give it (a stamp older than
+        the TF history), or after tf_wait_s. Runs in the images' callback group: no lock needed."""
+        held = camera.held_for_info
+        if held is not None and camera.camera is not None:
+            camera.held_for_info = None
+            self._admit_guarded(camera, held)
             return  # admitting it retried the queue
         fixed = self.params["fixed_frame"]
         wait_s = self.params["tf_wait_s"]
-        while self._pending:
-            image = self._pending[0]
+        while camera.pending:
+            image = camera.pending[0]
             try:
                 c2w = self._lookup_now(fixed, image.frame, image.stamp_ns)
             except TransformError as error:
                 never = isinstance(error, ExtrapolationError) and error.requested_ns < error.available_ns[0]
                 if never or time.monotonic() - image.arrived >= wait_s:
-                    self._pending.popleft()
+                    camera.pending.popleft()
                     self._drop("tf", f"no pose for image at {image.stamp_ns / 1e9:.3f} s after "
                                      f"{time.monotonic() - image.arrived:.2f} s: {error}")
                     continue
@@ -761,13 +752,13 @@ class ViewSegNode(Node):
                 image.waiting_for = str(error)
                 return
             depth, depth_frame = None, ""
-            if self.params["depth_topic"]:
-                depth, depth_frame, wait = self._match_depth(image.stamp_ns, image.frame, image.received_hw)
+            if camera.depth_topic:
+                depth, depth_frame, wait = self._match_depth(camera, image.stamp_ns, image.frame, image.received_hw)
                 if depth is None and wait and time.monotonic() - image.arrived < wait_s:
                     return  # its depth image may still be on its way
-            self._pending.popleft()
+            camera.pending.popleft()
             try:
-                self._admit_posed(image, c2w, depth, depth_frame)
+                self._admit_posed(camera, image, c2w, depth, depth_frame)
             except Exception as error:  # one bad frame must not wedge the queue
                 self._drop("image", f"unexpected {type(error).__name__}: {error}")
 
@@ -776,9 +767,9 @@ class ViewSegNode(Node):
             return np.eye(4)
         return self.tf.buffer.lookup_transform(target, source, stamp_ns).matrix
 
-    def _on_depth(self, msg: Any) -> None:
-        self._arrived("depth")
-        what = f"depth on {self.depth_subscription_topic}"
+    def _on_depth(self, camera: CameraInput, msg: Any) -> None:
+        self._arrived(camera, "depth")
+        what = f"depth on {camera.depth_subscription_topic}"
         try:
             depth = any_depth_to_metres(msg, what)
         except ValueError as error:
@@ -787,12 +778,12 @@ class ViewSegNode(Node):
         if not np.isfinite(depth).any():
             self._drop("depth", f"{what}: every pixel is unknown (0 or NaN)")
             return
-        self._depths.append((time_to_ns(msg.header.stamp), msg.header.frame_id, depth))
+        camera.depths.append((time_to_ns(msg.header.stamp), msg.header.frame_id, depth))
 
-    def _match_depth(self, stamp_ns: int, frame: str, received_hw: tuple[int, int]
+    def _match_depth(self, camera: CameraInput, stamp_ns: int, frame: str, received_hw: tuple[int, int]
                      ) -> tuple[np.ndarray | None, str, bool]:
-        """(the depth image paired with a colour image, as received, or None; its frame; whether a
-        match may still come).
+        """(the depth image paired with a colour image of ``camera``, as received, or None; its
+        frame; whether a match may still come).
 
         Pairs by nearest stamp within depth_sync_tolerance_s. Registered depth (no
         depth_camera_info_topic) must have the colour image's frame and size, else the pair is
@@ -801,22 +792,22 @@ class ViewSegNode(Node):
         admission.
         """
         tolerance = int(self.params["depth_sync_tolerance_s"] * 1e9)
-        best = min(self._depths, key=lambda d: abs(d[0] - stamp_ns), default=None)
+        best = min(camera.depths, key=lambda d: abs(d[0] - stamp_ns), default=None)
         if best is None or abs(best[0] - stamp_ns) > tolerance:
-            newest = max((d[0] for d in self._depths), default=None)
+            newest = max((d[0] for d in camera.depths), default=None)
             return None, "", newest is None or newest < stamp_ns + tolerance
         depth_stamp, depth_frame, depth = best
-        if self.params["depth_camera_info_topic"]:
-            camera = self._depth_camera
-            topic = self.resolve_topic_name(self.params["depth_camera_info_topic"])
-            if camera is None:
+        if camera.depth_camera_info_topic:
+            depth_camera = camera.depth_camera
+            topic = camera.depth_camera_info_topic
+            if depth_camera is None:
                 self._drop("depth", f"depth at {depth_stamp / 1e9:.3f} s: no valid CameraInfo on {topic} yet, "
                                     f"needed to register it")
                 return None, "", False
-            if depth.shape != (camera[2], camera[1]) or not depth_frame:
+            if depth.shape != (depth_camera[2], depth_camera[1]) or not depth_frame:
                 self._drop("depth", f"depth at {depth_stamp / 1e9:.3f} s is {depth_frame!r} "
-                                    f"{depth.shape[1]}x{depth.shape[0]} but {topic} says {camera[1]}x{camera[2]} "
-                                    f"(and a frame_id is needed for TF)")
+                                    f"{depth.shape[1]}x{depth.shape[0]} but {topic} says "
+                                    f"{depth_camera[1]}x{depth_camera[2]} (and a frame_id is needed for TF)")
                 return None, "", False
             return depth, depth_frame, False
         if depth_frame != frame or depth.shape != tuple(received_hw):
@@ -827,14 +818,15 @@ class ViewSegNode(Node):
             return None, "", False
         return depth, depth_frame, False
 
-    def _admit_posed(self, image: PendingImage, c2w: np.ndarray, depth: np.ndarray | None = None,
-                     depth_frame: str = "") -> None:
-        """Admit a posed frame if the keyframe rule takes it (see :class:`PendingImage` for its
-        colour); ``depth`` is as received: registered to the raw colour image, or (with
-        depth_camera_info_topic) the depth camera's own in ``depth_frame``, registered here."""
+    def _admit_posed(self, camera: CameraInput, image: PendingImage, c2w: np.ndarray,
+                     depth: np.ndarray | None = None, depth_frame: str = "") -> None:
+        """Admit a posed frame of ``camera`` if the keyframe rule takes it (see
+        :class:`PendingImage` for its colour); ``depth`` is as received: registered to the raw
+        colour image, or (with depth_camera_info_topic) the depth camera's own in
+        ``depth_frame``, registered here."""
         rgb, K, frame, stamp_ns, undistorter = image.rgb, image.K, image.frame, image.stamp_ns, image.undistorter
         teleport = self.params["keyframes.teleport_distance"]
-        previous, self._previous_pose = self._previous_pose, c2w
+        previous, camera.previous_pose = camera.previous_pose, c2w
         if teleport > 0 and previous is not None:
             moved, _ = pose_difference(previous, c2w)
             if moved > teleport:
@@ -842,31 +834,32 @@ class ViewSegNode(Node):
                            f"keyframes.teleport_distance = {teleport} m): a TF teleport or relocalisation?")
                 count = self._event("pose_jumps", message)
                 self._warn("pose_jump", f"{message} ({count} so far)")
-        decision = self.keyframes.should_admit(c2w, stamp_ns)
+        stream = camera.label
+        decision = self.keyframes.should_admit(c2w, stamp_ns, stream)
         if not decision.admit:  # decided from the pose alone: no encoder pass for a redundant frame
             self._not_admitted(decision)
             return
         if undistorter is not None:
             rgb, K = self._to_working_size(undistorter.colour(rgb), K)
-        if depth is not None and self.params["depth_camera_info_topic"]:
-            depth = self._register_depth(depth, depth_frame, frame, stamp_ns, K)
+        if depth is not None and camera.depth_camera_info_topic:
+            depth = self._register_depth(camera, depth, depth_frame, frame, stamp_ns, K)
         elif depth is not None:
             depth = self._depth_to_working_size(depth if undistorter is None else undistorter.depth(depth))
         features = self._encode(rgb)
         view = View(rgb=rgb, K=K, c2w=c2w, depth=depth, view_id=f"{stamp_ns}", stamp=stamp_ns / 1e9,
-                    meta={"frame_id": frame})
+                    meta={"frame_id": frame, "camera": stream})
         try:
-            keyframe = self.keyframes.add(view, stamp_ns, features=features)
+            keyframe = self.keyframes.add(view, stamp_ns, features=features, stream=stream)
         except ValueError as error:  # one keyframe larger than max_bytes
             self._drop("image", str(error))
             return
         if keyframe is None:  # another frame was admitted meanwhile and made this one redundant
-            self._not_admitted(self.keyframes.should_admit(c2w, stamp_ns))
-        if keyframe is not None and depth is None and self.params["depth_topic"]:
+            self._not_admitted(self.keyframes.should_admit(c2w, stamp_ns, stream))
+        if keyframe is not None and depth is None and camera.depth_topic:
             with self._stats_lock:
                 self.keyframes_without_depth += 1
         if keyframe is not None:
-            self.get_logger().debug(f"keyframe {keyframe.id} at {stamp_ns / 1e9:.3f} s "
+            self.get_logger().debug(f"keyframe {keyframe.id} from {stream} at {stamp_ns / 1e9:.3f} s "
                                     f"({len(self.keyframes)} kept)")
 
     def _not_admitted(self, decision: Any) -> None:
@@ -887,13 +880,16 @@ class ViewSegNode(Node):
         with the new one's first pose; nothing else changes yet, because images of the old
         timeline may still be queued. The image stream (in order, in one callback group) then
         notices the jump at its first new-timeline image (``stamp_ns``): the keyframes' time
-        state resets there, and TF is cleared only if it still holds the old timeline."""
+        state resets there, and TF is cleared only if it still holds the old timeline. Every
+        camera starts its new timeline then, so a second camera does not reset it again."""
         if stamp_ns is not None:
             newest_tf = self.tf.buffer.newest_dynamic_stamp()
             if newest_tf is not None and newest_tf > stamp_ns + self.params["clock_jump_s"] * 1e9:
                 self.tf.buffer.clear_dynamic()
             self.keyframes.reset_clock()
-            self._previous_pose = None
+            for camera in self.cameras:
+                camera.newest_image_ns = None
+                camera.previous_pose = None
         now = time.monotonic()
         with self._stats_lock:
             first = now - self._last_clock_jump > 2.0
@@ -913,7 +909,7 @@ class ViewSegNode(Node):
         resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
         return resized, resize_intrinsics(K, rgb.shape[:2], (height, width))
 
-    def _register_depth(self, depth: np.ndarray, depth_frame: str, frame: str, stamp_ns: int,
+    def _register_depth(self, camera: CameraInput, depth: np.ndarray, depth_frame: str, frame: str, stamp_ns: int,
                         K: np.ndarray) -> np.ndarray | None:
         """Unaligned depth -> planar depth in the colour keyframe (working size, pinhole ``K``),
         through TF from the depth optical frame to the colour one at the stamp; None (counted)
@@ -924,8 +920,7 @@ class ViewSegNode(Node):
             self._drop("depth", f"depth at {stamp_ns / 1e9:.3f} s: no TF from {depth_frame!r} to {frame!r} to register "
                                 f"it: {error}")
             return None
-        depth_K = self._depth_camera[0]
-        return register_depth(depth, depth_K, K, self._working_hw, colour_from_depth)
+        return register_depth(depth, camera.depth_camera[0], K, self._working_hw, colour_from_depth)
 
     def _depth_to_working_size(self, depth: np.ndarray) -> np.ndarray:
         height, width = self._working_hw
@@ -1275,25 +1270,21 @@ class ViewSegNode(Node):
         self._finish(result, t0)
 
     # ------------------------------------------------------------------ diagnostics
-    def _rate(self, topic: str, window: float) -> float:
-        now = time.monotonic()
-        with self._stats_lock:
-            return sum(1 for t in self._arrivals[topic] if now - t <= window) / window
-
-    def camera_delivery(self) -> tuple[int, int, str]:
-        """(images, CameraInfo messages) received in the last camera_rate.window_s, and a warning
-        ('' when none): a driver publishes one CameraInfo per image, and CameraInfo is small
-        enough to arrive when large images are lost in transport, so it stands for the camera's
-        publish rate."""
+    def camera_delivery(self, camera: CameraInput | None = None) -> tuple[int, int, str]:
+        """(images, CameraInfo messages) of ``camera`` (default: the first) received in the last
+        camera_rate.window_s, and a warning ('' when none): a driver publishes one CameraInfo per
+        image, and CameraInfo is small enough to arrive when large images are lost in
+        transport, so it stands for the camera's publish rate."""
+        camera = camera or self.cameras[0]
         p = self.params
         window = p["camera_rate.window_s"]
         now = time.monotonic()
         with self._stats_lock:
-            images = sum(1 for t in self._arrivals["image"] if now - t <= window)
-            infos = sum(1 for t in self._arrivals["camera_info"] if now - t <= window)
+            images = camera.count_since("image", window, now)
+            infos = camera.count_since("camera_info", window, now)
         if now - self._started < window:
             return images, infos, ""  # not a whole window yet
-        image_topic = self.image_subscription_topic
+        image_topic = camera.image_subscription_topic
         if infos >= 2 and images < p["camera_rate.min_ratio"] * infos:
             return images, infos, (
                 f"{image_topic} delivered {images} images in {window:g} s while its CameraInfo arrived {infos} times: "
@@ -1310,12 +1301,17 @@ class ViewSegNode(Node):
         from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
         count = len(self.keyframes)
-        images, infos, delivery = self.camera_delivery()
-        if delivery:
-            self._warn("camera_delivery", delivery)
+        window = self.params["camera_rate.window_s"]
+        deliveries = [self.camera_delivery(camera) for camera in self.cameras]
+        for camera, (_, _, warning) in zip(self.cameras, deliveries):
+            if warning:
+                self._warn(f"camera_delivery {camera.label}", warning)
+        delivery = "; ".join(warning for _, _, warning in deliveries if warning)
+        images, infos = sum(d[0] for d in deliveries), sum(d[1] for d in deliveries)
+        received = self.received
         with self._stats_lock:
             drops, events, in_flight = dict(self.drops), dict(self.events), self.in_flight
-            received = dict(self.received)
+            depth_counts = [c.count_since("depth", window) for c in self.cameras]
             recent_jump = time.monotonic() - self._last_clock_jump < 10.0
         status = DiagnosticStatus()
         status.name = f"{self.get_name()}: keyframes and queries"
@@ -1332,15 +1328,15 @@ class ViewSegNode(Node):
             else "") if text]
         status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
         status.message = "; ".join(problems) if problems else f"{count} keyframes"
-        window = self.params["camera_rate.window_s"]
+        keyframes = self.keyframes.snapshot()
         values = {"keyframes": count, "keyframes_admitted": self.keyframes.admitted,
                   "keyframe_bytes": self.keyframes.nbytes, "device": str(self.device),
                   "rectification": self.rectification,
                   "checkpoint": str(self.checkpoint), "ready": self.ready, "queries": self.queries,
-                  "in_flight": in_flight, "tf_pending": len(self._pending),
+                  "in_flight": in_flight, "tf_pending": sum(len(c.pending) for c in self.cameras),
                   "image_rate_hz": round(images / window, 3), "camera_info_rate_hz": round(infos / window, 3),
-                  "depth_rate_hz": round(self._rate("depth", window), 3),
-                  "keyframes_with_depth": sum(1 for k in self.keyframes.snapshot() if k.view.depth is not None),
+                  "depth_rate_hz": round(sum(depth_counts) / window, 3),
+                  "keyframes_with_depth": sum(1 for k in keyframes if k.view.depth is not None),
                   "keyframes_without_depth": self.keyframes_without_depth, "model_reads_depth": self.uses_depth,
                   "last_latency_ms": round(self.last_latency_s * 1e3, 3),
                   "last_render_ms": round(self.last_render_s * 1e3, 3),
@@ -1351,6 +1347,14 @@ class ViewSegNode(Node):
                   "prepared_cache": str(self.prepared_cache.stats()),
                   "last_unseen_share": round(self.last_unseen_share, 4)}
         values.update({f"received_{topic}": n for topic, n in received.items()})
+        if len(self.cameras) > 1:
+            values["cameras"] = len(self.cameras)
+            for camera, (camera_images, camera_infos, _), depth_count in zip(self.cameras, deliveries, depth_counts):
+                kept = sum(1 for k in keyframes if k.stream == camera.label)
+                values[f"camera {camera.label}"] = (
+                    f"{kept} keyframes; images {camera_images / window:.3g} Hz, camera_info {camera_infos / window:.3g} Hz"
+                    + (f", depth {depth_count / window:.3g} Hz" if camera.depth_topic else "")
+                    + f"; received {camera.received['image']} images; {camera.rectification}")
         values.update({f"dropped_{kind}": n for kind, n in drops.items()})
         values.update(events)
         with self._stats_lock:

@@ -34,6 +34,11 @@ new camera matrix at alpha 0, as camera calibration publishes). Each frame is re
 pinhole wide enough to cover the whole raw image and warped by the lens model
 (:func:`viewseg_core.rectify.distortion_maps`; depth nearest, so planar depth stays exact).
 
+With ``cameras`` ("front:0,rear:180": name and yaw in degrees, counter-clockwise from the
+robot's heading) the robot carries several such cameras at the same height and pitch: each
+publishes ``<name>/image``, ``<name>/camera_info`` and ``<name>/depth`` (and the rest above)
+with optical frame ``<name>_<camera_frame>``, as identical drivers launched in namespaces do.
+
 Run: ``python -m viewseg_ros.sim_camera --ros-args -p seed:=0 -p rate:=5.0 -p width:=160 -p height:=120``
 (or the console script ``viewseg_sim_camera``).
 """
@@ -42,6 +47,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -102,9 +108,13 @@ class SimWorld:
         x, y = (1.0 - a) * self.xy[i] + a * self.xy[i + 1]
         return planar_pose(x, y, (1.0 - a) * self.yaw[i] + a * self.yaw[i + 1])
 
-    def camera_pose(self, t: float) -> np.ndarray:
-        """c2w of ``camera_optical`` in ``map`` at ``t`` seconds."""
-        return self.base_pose(t) @ self.mount
+    def camera_pose(self, t: float, yaw_deg: float = 0.0) -> np.ndarray:
+        """c2w of ``camera_optical`` (of a camera turned ``yaw_deg`` on the robot) in ``map`` at ``t`` seconds."""
+        return self.base_pose(t) @ self.turned_mount(yaw_deg)
+
+    def turned_mount(self, yaw_deg: float) -> np.ndarray:
+        """T_base_link_camera_optical of a camera ``yaw_deg`` counter-clockwise from the heading."""
+        return planar_pose(0.0, 0.0, math.radians(yaw_deg)) @ self.mount
 
     def _median_depth(self, c2w: np.ndarray) -> float:
         from viewseg_core.cameras import K_from_hfov
@@ -114,10 +124,12 @@ class SimWorld:
         finite = depth[np.isfinite(depth)]
         return float(np.median(finite)) if finite.size else 0.0
 
-    def unseen_poses(self, count: int) -> list[np.ndarray]:
+    def unseen_poses(self, count: int, yaw_deg: float = 0.0) -> list[np.ndarray]:
         """``count`` camera poses the walk never takes: up to 0.3 m beside it (on free floor) and
         turned 10-30 degrees away from where the camera looked there, spread along the walk,
-        preferring poses whose view has a median depth of at least 1 m."""
+        preferring poses whose view has a median depth of at least 1 m. ``yaw_deg`` turns every
+        pose further (180: looking back along the walk, where a forward camera never looked)."""
+        mount = self.turned_mount(yaw_deg)
         free, centres = free_cells(self.scene, TrajectoryConfig())
         free_xy = centres[free]
         poses = []
@@ -133,7 +145,7 @@ class SimWorld:
                     moved = base @ planar_pose(0.0, sign * side, t)
                     if np.min(np.linalg.norm(free_xy - moved[:2, 3], axis=1)) > 0.1:
                         continue
-                    depth = self._median_depth(moved @ self.mount)
+                    depth = self._median_depth(moved @ mount)
                     if depth > best_depth:
                         best, best_depth = moved, depth
                     if depth >= 1.0:
@@ -141,11 +153,43 @@ class SimWorld:
                 if best_depth >= 1.0:
                     break
             chosen = best
-            poses.append((chosen if chosen is not None else base) @ self.mount)
+            poses.append((chosen if chosen is not None else base) @ mount)
         return poses
 
 
 # --------------------------------------------------------------------------- the node
+@dataclass
+class SimRig:
+    """One camera on the simulated robot: T_base_link_camera, its optical frames and publishers."""
+
+    name: str
+    mount: np.ndarray
+    frame: str
+    depth_frame: str
+    image_pub: Any
+    info_pub: Any
+    depth_pub: Any = None
+    depth_info_pub: Any = None
+
+
+def parse_cameras(text: str) -> list[tuple[str, float]]:
+    """The ``cameras`` parameter: "" (one camera, no namespace) or "name:yaw_deg,..." -> [(name, yaw)]."""
+    if not text.strip():
+        return [("", 0.0)]
+    cameras = []
+    for item in text.split(","):
+        name, _, yaw = item.strip().partition(":")
+        try:
+            cameras.append((name.strip(), float(yaw or 0.0)))
+        except ValueError:
+            raise ValueError(f"viewseg_sim_camera: cameras takes 'name:yaw_deg,...', got {item.strip()!r}") from None
+        if not name.strip() or "/" in name:
+            raise ValueError(f"viewseg_sim_camera: camera name {name.strip()!r} in {text!r} must be a plain name")
+    if len({name for name, _ in cameras}) != len(cameras):
+        raise ValueError(f"viewseg_sim_camera: a camera name repeats in {text!r}")
+    return cameras
+
+
 def parse_distortion(text: str) -> np.ndarray | None:
     """The ``distortion`` parameter: "" (a pinhole) or five plumb_bob coefficients "k1,k2,p1,p2,k3"."""
     if not text.strip():
@@ -186,7 +230,7 @@ def _make_node_class():
                 ("publish_depth", True), ("depth_encoding", "16UC1"), ("depth_sensor", True),
                 ("base_frame", "base_link"), ("camera_frame", "camera_optical"), ("distortion", ""),
                 ("depth_baseline_m", 0.0), ("depth_hfov_deg", 0.0), ("depth_frame", "camera_depth_optical"),
-                ("transport", "raw"), ("jpeg_quality", 95))}
+                ("transport", "raw"), ("jpeg_quality", 95), ("cameras", ""))}
             if not (p["rate"] > 0 and p["width"] > 0 and p["height"] > 0 and p["period_s"] > 0):
                 raise ValueError(f"viewseg_sim_camera: rate, width, height and period_s must be positive: {p}")
             if not 0 < p["render_scale"] <= 1:
@@ -214,32 +258,26 @@ def _make_node_class():
                 raise ValueError(f"viewseg_sim_camera: transport must be raw or compressed, got {p['transport']!r}")
             # transport compressed: image_transport's topics and messages (JPEG colour, PNG depth) instead
             self.compressed = p["transport"] == "compressed"
-            self.image_pub = (self.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
-                              if self.compressed else self.create_publisher(Image, "image", qos_profile_sensor_data))
-            # Depth registered to the colour camera (same frame, size and stamp), as an RGB-D
-            # driver's aligned_depth_to_color topic; through the depth sensor model by default.
-            self.depth_pub = (None if not p["publish_depth"] else
-                              self.create_publisher(CompressedImage, "depth/compressedDepth", qos_profile_sensor_data)
-                              if self.compressed else self.create_publisher(Image, "depth", qos_profile_sensor_data))
-            self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
             # An unaligned depth camera (depth_baseline_m > 0): its own optical frame, beside the
             # colour one on /tf_static, its own K (depth_hfov_deg) and CameraInfo.
-            self.unaligned = self.depth_pub is not None and float(p["depth_baseline_m"]) > 0
+            self.unaligned = bool(p["publish_depth"]) and float(p["depth_baseline_m"]) > 0
             self.depth_K = K_from_hfov(float(p["depth_hfov_deg"]) or float(p["hfov_deg"]), int(p["width"]),
                                        int(p["height"]))
             self.colour_from_depth = np.eye(4)
             self.colour_from_depth[0, 3] = float(p["depth_baseline_m"])
-            self.depth_info_pub = (self.create_publisher(CameraInfo, "depth/camera_info", qos_profile_sensor_data)
-                                   if self.unaligned else None)
+            self.rigs = [self._make_rig(name, yaw) for name, yaw in parse_cameras(p["cameras"])]
+            self.mount = self.rigs[0].mount
             self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
             static_qos = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                                     reliability=ReliabilityPolicy.RELIABLE)
             self.tf_static_pub = self.create_publisher(TFMessage, "/tf_static", static_qos)
             now_ns = self.get_clock().now().nanoseconds
-            statics = [matrix_to_transform_stamped(self.mount, p["base_frame"], p["camera_frame"], now_ns)]
-            if self.unaligned:
-                statics.append(matrix_to_transform_stamped(self.colour_from_depth, p["camera_frame"], p["depth_frame"],
-                                                           now_ns))
+            statics = []
+            for rig in self.rigs:
+                statics.append(matrix_to_transform_stamped(rig.mount, p["base_frame"], rig.frame, now_ns))
+                if self.unaligned:
+                    statics.append(matrix_to_transform_stamped(self.colour_from_depth, rig.frame, rig.depth_frame,
+                                                               now_ns))
             self.tf_static_pub.publish(TFMessage(transforms=statics))
             self.start_ns = self.get_clock().now().nanoseconds
             self.frames_published = 0
@@ -248,28 +286,53 @@ def _make_node_class():
                                    f"{p['width']}x{p['height']}, {p['rate']} Hz, one walk forth and back per "
                                    f"{p['period_s']} s")
 
-        def pose_at(self, stamp_ns: int) -> np.ndarray:
-            """c2w of the camera at a stamp this node published (or any stamp after its start)."""
-            return self.world.camera_pose((stamp_ns - self.start_ns) / 1e9)
+        def _make_rig(self, name: str, yaw_deg: float) -> SimRig:
+            """One camera of the robot: its mount and frames, and its publishers (in namespace
+            ``name`` when the robot has several)."""
+            p = self.params
+            prefix = f"{name}/" if name else ""
+            frame = f"{name}_{p['camera_frame']}" if name else p["camera_frame"]
+            depth_frame = f"{name}_{p['depth_frame']}" if name else p["depth_frame"]
+            image_pub = (self.create_publisher(CompressedImage, prefix + "image/compressed", qos_profile_sensor_data)
+                         if self.compressed else self.create_publisher(Image, prefix + "image", qos_profile_sensor_data))
+            # Depth registered to the colour camera (same frame, size and stamp), as an RGB-D
+            # driver's aligned_depth_to_color topic; through the depth sensor model by default.
+            depth_pub = (None if not p["publish_depth"] else
+                         self.create_publisher(CompressedImage, prefix + "depth/compressedDepth", qos_profile_sensor_data)
+                         if self.compressed else self.create_publisher(Image, prefix + "depth", qos_profile_sensor_data))
+            info_pub = self.create_publisher(CameraInfo, prefix + "camera_info", qos_profile_sensor_data)
+            depth_info_pub = (self.create_publisher(CameraInfo, prefix + "depth/camera_info", qos_profile_sensor_data)
+                              if self.unaligned else None)
+            return SimRig(name, self.world.turned_mount(yaw_deg), frame, depth_frame, image_pub, info_pub, depth_pub,
+                          depth_info_pub)
+
+        def pose_at(self, stamp_ns: int, camera: int = 0) -> np.ndarray:
+            """c2w of camera ``camera`` at a stamp this node published (or any stamp after its start)."""
+            return self.world.base_pose((stamp_ns - self.start_ns) / 1e9) @ self.rigs[camera].mount
 
         def _tick(self) -> None:
             p = self.params
             stamp_ns = self.get_clock().now().nanoseconds
             base = self.world.base_pose((stamp_ns - self.start_ns) / 1e9)
-            # TF and CameraInfo first: the node needs both the moment the image lands.
+            # TF first: the node needs it the moment the image lands.
             self.tf_pub.publish(TFMessage(transforms=[matrix_to_transform_stamped(
                 base, p["fixed_frame"], p["base_frame"], stamp_ns)]))
+            for rig in self.rigs:
+                self._publish_frame(rig, base, stamp_ns)
+            self.frames_published += 1
+
+        def _publish_frame(self, rig: SimRig, base: np.ndarray, stamp_ns: int) -> None:
+            p = self.params
             size = (int(p["height"]), int(p["width"]))
             if self.render_hw == size:
-                frame = render(self.scene, self.render_K, base @ self.mount, *size)
+                frame = render(self.scene, self.render_K, base @ rig.mount, *size)
                 rgb, depth = frame.rgb, frame.depth
             else:
-                small = render(self.scene, resize_intrinsics(self.render_K, size, self.render_hw), base @ self.mount,
+                small = render(self.scene, resize_intrinsics(self.render_K, size, self.render_hw), base @ rig.mount,
                                *self.render_hw)
                 rgb = cv2.resize(small.rgb, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
                 depth = cv2.resize(small.depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
-            info = make_camera_info(self.K, int(p["width"]), int(p["height"]), frame_id=p["camera_frame"],
-                                    stamp_ns=stamp_ns)
+            info = make_camera_info(self.K, int(p["width"]), int(p["height"]), frame_id=rig.frame, stamp_ns=stamp_ns)
             if self.lens_maps is not None:
                 map_x, map_y = self.lens_maps
                 rgb = cv2.remap(rgb, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -277,33 +340,35 @@ def _make_node_class():
                                   borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
                 info.d = self.d.tolist()
                 info.p = np.concatenate([self.P_K, np.zeros((3, 1))], axis=1).reshape(-1).tolist()
-            self.info_pub.publish(info)
-            self.image_pub.publish(
-                numpy_to_compressed_image(rgb, "jpeg", quality=int(p["jpeg_quality"]), frame_id=p["camera_frame"],
+            # CameraInfo before the image: the node needs both the moment the image lands.
+            rig.info_pub.publish(info)
+            rig.image_pub.publish(
+                numpy_to_compressed_image(rgb, "jpeg", quality=int(p["jpeg_quality"]), frame_id=rig.frame,
                                           stamp_ns=stamp_ns) if self.compressed else
-                numpy_to_image(rgb, "rgb8", frame_id=p["camera_frame"], stamp_ns=stamp_ns))
-            depth_frame = p["camera_frame"]
+                numpy_to_image(rgb, "rgb8", frame_id=rig.frame, stamp_ns=stamp_ns))
+            depth_frame = rig.frame
             if self.unaligned:  # the depth camera's own view, beside the colour camera
-                depth_frame = p["depth_frame"]
-                depth_pose = base @ self.mount @ self.colour_from_depth
+                depth_frame = rig.depth_frame
+                depth_pose = base @ rig.mount @ self.colour_from_depth
                 small = render(self.scene, resize_intrinsics(self.depth_K, size, self.render_hw), depth_pose,
                                *self.render_hw)
                 depth = cv2.resize(small.depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
-                self.depth_info_pub.publish(make_camera_info(self.depth_K, size[1], size[0], frame_id=depth_frame,
-                                                             stamp_ns=stamp_ns))
-            if self.depth_pub is not None:
+                rig.depth_info_pub.publish(make_camera_info(self.depth_K, size[1], size[0], frame_id=depth_frame,
+                                                            stamp_ns=stamp_ns))
+            if rig.depth_pub is not None:
                 if p["depth_sensor"]:
-                    depth = apply_sensor(depth, DepthSensorConfig(), np.random.default_rng(
-                        [int(p["seed"]), self.frames_published]))
+                    # One noise stream per camera and frame (the first camera's is the one-camera stream).
+                    index = self.rigs.index(rig)
+                    key = [int(p["seed"]), self.frames_published] + ([index] if index else [])
+                    depth = apply_sensor(depth, DepthSensorConfig(), np.random.default_rng(key))
                 if self.compressed:
-                    self.depth_pub.publish(numpy_to_compressed_depth(depth, frame_id=depth_frame, stamp_ns=stamp_ns))
+                    rig.depth_pub.publish(numpy_to_compressed_depth(depth, frame_id=depth_frame, stamp_ns=stamp_ns))
                 else:
                     if p["depth_encoding"] == "16UC1":  # millimetres, 0 = no return (REP 118)
                         depth = np.where(np.isfinite(depth), np.round(depth * 1000.0), 0).clip(0, 65535).astype(
                             np.uint16)
-                    self.depth_pub.publish(numpy_to_image(depth, p["depth_encoding"], frame_id=depth_frame,
-                                                          stamp_ns=stamp_ns))
-            self.frames_published += 1
+                    rig.depth_pub.publish(numpy_to_image(depth, p["depth_encoding"], frame_id=depth_frame,
+                                                         stamp_ns=stamp_ns))
 
     return SimCameraNode
 

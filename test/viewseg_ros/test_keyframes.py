@@ -49,6 +49,27 @@ def test_admission_rules():
     assert not buffer.should_admit(pose(0.1), 10 * SEC).admit
 
 
+def test_rate_floor_is_per_camera_and_novelty_is_across_cameras():
+    buffer = KeyframeBuffer(KeyframeConfig(**CFG))  # min_interval_s = 1 s
+    assert buffer.add(view(0.0), 10 * SEC, stream="front").id == 0
+    # Another camera at the same stamp (one trigger): its view is novel, so it is kept...
+    side = buffer.add(view(0.0, yaw=90.0), 10 * SEC, stream="side")
+    assert side is not None and side.stream == "side"
+    # ...but the same camera 0.5 s later is refused however novel its pose.
+    decision = buffer.should_admit(pose(5.0), 10 * SEC + SEC // 2, stream="front")
+    assert (decision.admit, decision.kind) == (False, "too_soon")
+    # Novelty counts every camera's keyframes: the side camera's view, seen again from the
+    # front camera 2 s later, is a duplicate.
+    decision = buffer.should_admit(pose(0.1, 85.0), 12 * SEC, stream="front")
+    assert (decision.admit, decision.kind) == (False, "duplicate")
+    assert "keyframe 1" in decision.reason
+    # A third camera with no keyframe yet has no rate floor against the others.
+    assert buffer.should_admit(pose(9.0), 10 * SEC, stream="rear").admit
+    # Without streams (bag import, one camera) rule 1 still reads every keyframe.
+    kept = [(k.id, k.stamp_ns, k.c2w) for k in buffer.snapshot()]
+    assert admission_decision(pose(9.0), 10 * SEC, kept, buffer.config).kind == "too_soon"
+
+
 def test_refresh_replaces_stale_duplicates():
     buffer = KeyframeBuffer(KeyframeConfig(**CFG, refresh_after_s=30.0))
     buffer.add(view(), 0)

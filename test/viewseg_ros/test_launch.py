@@ -306,6 +306,23 @@ def test_a_bad_checkpoint_fails_the_launch(tmp_path, kind):
     assert launch.leftovers() == []
 
 
+# --------------------------------------------------------------------------- several cameras
+@needs_launch
+def test_several_cameras_subscribe_in_their_namespaces(tmp_path):
+    """With ``cameras`` the topic arguments are relative names inside each camera's namespace
+    (parameters, not remappings: a remapping of ``image`` would not reach /front/image)."""
+    launch = Launch(["device:=cpu", "cameras:=/robot/front,/robot/rear", "image_topic:=color/image_raw",
+                     "camera_info_topic:=color/camera_info"], tmp_path, ros_env(), tmp_path / "launch.log")
+    try:
+        ready = launch.wait_for(r"\[viewseg\]: ready:.*")
+        assert "images on /robot/front/color/image_raw, /robot/rear/color/image_raw" in ready.group(0), ready.group(0)
+        status, _ = launch.interrupt()
+        assert status == 0, launch.output()
+    finally:
+        if launch.proc.poll() is None:
+            launch.kill()
+
+
 # --------------------------------------------------------------------------- colcon-style install
 @needs_launch
 def test_colcon_style_install_into_a_prefix_launches(tmp_path):

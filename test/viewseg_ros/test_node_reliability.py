@@ -255,7 +255,7 @@ def test_cameras_with_impossible_intrinsics_are_dropped(rig):
         assert reason in node.last_drop["camera_info"]
         assert "\n" not in node.last_drop["camera_info"]
     publish_next(rig, line_pose(30.0))  # a good CameraInfo again for the tests after this one
-    wait_for(lambda: node._camera is not None and node._camera[0][0, 0] > 0, 5.0, "a valid camera again")
+    wait_for(lambda: node.cameras[0].camera is not None and node.cameras[0].camera[0][0, 0] > 0, 5.0, "a valid camera again")
 
 
 def test_singular_query_intrinsics_are_refused_in_one_line(rig):
@@ -285,7 +285,7 @@ def test_a_clock_that_jumps_back_resets_and_intake_resumes(rig):
             wait_for(lambda: node.keyframes.admitted - before >= 4, 20.0, "4 of 5 views admitted")
         except AssertionError as error:
             raise AssertionError(f"pass {replay}: {error} (drops {node.drops}, {node.last_drop}, not admitted "
-                                 f"{node.not_admitted}, {len(node._pending)} waiting for TF, "
+                                 f"{node.not_admitted}, {len(node.cameras[0].pending)} waiting for TF, "
                                  f"events {node.events}, epoch {node.keyframes.epoch}, kept "
                                  f"{[(k.id, k.stamp_ns, k.epoch) for k in node.keyframes.snapshot()][-8:]}, "
                                  f"published up to {rig.stamp_ns})") from None

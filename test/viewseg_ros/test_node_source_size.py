@@ -46,9 +46,11 @@ def first_keyframe(context, checkpoint: Path, **overrides):
         K = K_from_hfov(70.0, CAMERA_W, CAMERA_H)
         # map -> camera_optical, static: the image's pose is this at any stamp.
         node.tf.buffer.add_transform("map", "camera_optical", 0, (1.0, 2.0, 0.5), (0.0, 0.0, 0.0, 1.0), static=True)
-        node._on_camera_info(make_camera_info(K, CAMERA_W, CAMERA_H, frame_id="camera_optical", stamp_ns=STAMP_NS))
+        camera = node.cameras[0]
+        node._on_camera_info(camera, make_camera_info(K, CAMERA_W, CAMERA_H, frame_id="camera_optical",
+                                                      stamp_ns=STAMP_NS))
         rgb = np.random.default_rng(0).integers(0, 256, (CAMERA_H, CAMERA_W, 3), dtype=np.uint8)
-        node._on_image(numpy_to_image(rgb, "rgb8", frame_id="camera_optical", stamp_ns=STAMP_NS))
+        node._on_image(camera, numpy_to_image(rgb, "rgb8", frame_id="camera_optical", stamp_ns=STAMP_NS))
         assert sum(node.drops.values()) == 0, node.last_drop
         (keyframe,) = node.keyframes.snapshot()
         return node, keyframe, K

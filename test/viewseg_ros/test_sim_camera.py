@@ -193,3 +193,55 @@ def test_transport_compressed_publishes_image_transports_topics():
     np.testing.assert_allclose(depth[both], frame.depth[both], atol=0.0005 + 1e-6)     # lossless to the millimetre
     rgb = compressed_image_to_rgb(image)
     assert rgb.shape == (H, W, 3) and np.abs(rgb.astype(int) - frame.rgb).mean() < 8  # JPEG's error only
+
+
+def test_a_robot_with_two_cameras_publishes_each_in_its_namespace():
+    """cameras 'front:0,rear:180': each camera on <name>/..., with its own optical frame, static
+    mount and picture; the rear camera looks the opposite way and sees its own truth."""
+    from sensor_msgs.msg import Image
+    from tf2_msgs.msg import TFMessage
+
+    from viewseg_core.data.synth.render import render
+    from viewseg_ros.tf_buffer import make_transform
+    from viewseg_ros.sim_camera import SimCameraNode, parse_cameras
+
+    assert parse_cameras("") == [("", 0.0)]
+    assert parse_cameras("front:0, rear:180") == [("front", 0.0), ("rear", 180.0)]
+    for bad in ("front:x", "a/b:0", "front:0,front:90"):
+        with pytest.raises(ValueError):
+            parse_cameras(bad)
+    g = Graph()
+    try:
+        sim = g.add(SimCameraNode(context=g.context, namespace="robot2", parameter_overrides=params({
+            "seed": 2, "rate": 5.0, "width": W, "height": H, "depth_sensor": False, "cameras": "front:0,rear:180"})))
+        got = {name: ([], []) for name in ("front", "rear")}
+        for name, (images, depths) in got.items():
+            g.client.create_subscription(Image, f"/robot2/{name}/image", images.append, qos_profile_sensor_data)
+            g.client.create_subscription(Image, f"/robot2/{name}/depth", depths.append, qos_profile_sensor_data)
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        statics = []
+        g.client.create_subscription(TFMessage, "/tf_static", statics.append, QoSProfile(
+            depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE))
+        wait_for(lambda: all(len(d) >= 2 for _, d in got.values()) and statics, 20.0, "frames from both cameras")
+        sim.timer.cancel()
+    finally:
+        g.close()
+    mounts = {t.child_frame_id: make_transform((t.transform.translation.x, t.transform.translation.y,
+                                                t.transform.translation.z),
+                                               (t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
+                                                t.transform.rotation.w))
+              for m in statics for t in m.transforms}
+    front, rear = mounts["front_camera_optical"], mounts["rear_camera_optical"]
+    np.testing.assert_allclose(front[:3, 3], rear[:3, 3], atol=1e-9)               # one place on the robot
+    np.testing.assert_allclose(rear[:3, 2] * [-1, -1, 1], front[:3, 2], atol=1e-9)  # optical axes opposite in x, y
+    for index, name in enumerate(("front", "rear")):
+        images, depths = got[name]
+        assert {m.header.frame_id for m in images + depths} == {f"{name}_camera_optical"}
+        depth_msg = depths[-1]
+        true = render(sim.scene, sim.K, sim.pose_at(time_to_ns(depth_msg.header.stamp), index), H, W).depth
+        measured = depth_image_to_metres(depth_msg)
+        both = np.isfinite(true) & (true < 65.0)
+        np.testing.assert_allclose(measured[both], true[both], atol=6e-4)  # millimetres
+    # The two cameras see different parts of the room.
+    assert not np.allclose(depth_image_to_metres(got["front"][1][-1]), depth_image_to_metres(got["rear"][1][-1]),
+                           equal_nan=True)

@@ -1,0 +1,64 @@
+"""The ``cameras`` parameter and per-camera topics (viewseg_ros/camera_input.py), without ROS:
+namespaces parsed from a string or a list, topics put in each namespace, and the settings that
+cannot work refused with the parameter named."""
+from __future__ import annotations
+
+import pytest
+
+from viewseg_ros.camera_input import camera_topic, make_camera_inputs, parse_camera_namespaces
+
+PARAMS = {"image_topic": "color/image_raw", "camera_info_topic": "color/camera_info",
+          "depth_topic": "aligned_depth_to_color/image_raw", "depth_camera_info_topic": "",
+          "image_transport": "compressed", "depth_transport": "raw"}
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("", [""]), ("  ", [""]), ([], [""]),
+    ("/front,/rear", ["/front", "/rear"]), ("front rear/", ["front", "rear"]),
+    (" /robot/cam_0 , /robot/cam_1 ", ["/robot/cam_0", "/robot/cam_1"]),
+    (["/front", "rear"], ["/front", "rear"]),
+])
+def test_namespaces_from_a_string_or_a_list(value, expected):
+    assert parse_camera_namespaces(value) == expected
+
+
+@pytest.mark.parametrize("value, message", [
+    ("/front,/front/", "/front listed twice"),
+    ("~/cam", "'~/cam' is not a camera namespace"),
+    ("/", "'/' is not a camera namespace"),
+])
+def test_bad_namespaces_are_refused(value, message):
+    with pytest.raises(ValueError, match=message):
+        parse_camera_namespaces(value)
+
+
+def test_topics_go_inside_each_namespace_and_the_node_resolves_them():
+    cameras = make_camera_inputs(["/front", "rear"], PARAMS, lambda name: name if name.startswith("/")
+                                 else "/robot/" + name, arrivals_kept=10)
+    front, rear = cameras
+    assert front.image_topic == "/front/color/image_raw"
+    assert front.image_subscription_topic == "/front/color/image_raw/compressed"
+    assert front.depth_topic == "/front/aligned_depth_to_color/image_raw"
+    assert front.depth_subscription_topic == front.depth_topic  # depth_transport raw
+    assert front.depth_camera_info_topic == ""
+    assert rear.camera_info_topic == "/robot/rear/color/camera_info"
+    assert (front.label, rear.label) == ("/front", "rear")
+    # One camera without a namespace: the topics as given, labelled by the image topic.
+    (only,) = make_camera_inputs([""], PARAMS, lambda name: "/" + name, arrivals_kept=10)
+    assert only.image_topic == "/color/image_raw" and only.label == "/color/image_raw"
+
+
+def test_absolute_topics_cannot_be_put_in_a_namespace():
+    assert camera_topic("", "/camera/image", "image_topic") == "/camera/image"
+    assert camera_topic("/front", "", "depth_topic") == ""
+    with pytest.raises(ValueError, match="parameter image_topic is '/camera/image'.*relative"):
+        camera_topic("/front", "/camera/image", "image_topic")
+
+
+def test_arrivals_are_counted_per_camera_within_the_window():
+    (camera,) = make_camera_inputs([""], PARAMS, str, arrivals_kept=3)
+    for t in (1.0, 2.0, 3.0, 4.0):
+        camera.arrived("image", now=t)
+    assert camera.received["image"] == 4          # since start
+    assert camera.count_since("image", 1.5, now=4.0) == 2
+    assert camera.count_since("image", 10.0, now=4.0) == 3  # only arrivals_kept are kept

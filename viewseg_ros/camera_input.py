@@ -1,0 +1,145 @@
+"""One camera feeding the node's keyframes: its topics and the state of its stream.
+
+A robot often carries several cameras (front and rear, or a ring of them). Parameter
+``cameras`` of the node lists their namespaces; each camera's topics are the node's
+``image_topic``, ``camera_info_topic``, ``depth_topic`` and ``depth_camera_info_topic``
+resolved in its namespace, as identical drivers launched under ``camera_namespace`` publish
+them. Every camera keeps its own calibration, TF queue, depth pairing and delivery counts;
+all of them feed one keyframe buffer, so a query renders from whichever keyframes see it.
+
+Pure Python (no rclpy): topic names are resolved by the node's ``resolve_topic_name``.
+"""
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from viewseg_core.rectify import Undistorter
+
+STREAM_TOPICS = ("image", "camera_info", "depth")
+DEPTH_QUEUE = 30  # recent depth images kept for pairing by stamp (2 s of a 15 Hz camera)
+
+
+@dataclass
+class PendingImage:
+    """A colour frame waiting for its pose (and depth): at the working size with its pinhole
+    ``K``, or raw when ``undistorter`` is set (undistorted and resized once admitted)."""
+
+    arrived: float                 # time.monotonic() at arrival
+    rgb: np.ndarray
+    K: np.ndarray
+    frame: str
+    stamp_ns: int
+    received_hw: tuple[int, int]   # the size it arrived at (its depth must match)
+    undistorter: Undistorter | None = None
+    waiting_for: str = ""          # the last TF error, for the message when it is dropped
+
+
+def parse_camera_namespaces(value: Any) -> list[str]:
+    """The ``cameras`` parameter: a comma- or space-separated string, or a YAML list of
+    strings, -> namespaces without a trailing slash; ``[""]`` (one camera, the topics as
+    given) when empty. Raises ValueError for a repeated or malformed namespace."""
+    items = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split()
+    names = [str(item).strip().rstrip("/") for item in items if str(item).strip()]
+    if not names:
+        return [""]
+    for name in names:
+        if not name or name.startswith("~") or any(c.isspace() for c in name):
+            raise ValueError(f"parameter cameras: {name or '/'!r} is not a camera namespace (e.g. /front or front)")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"parameter cameras: {', '.join(repeated)} listed twice")
+    return names
+
+
+def camera_topic(namespace: str, topic: str, parameter: str) -> str:
+    """``topic`` (the node's parameter ``parameter``) inside camera ``namespace``; unresolved
+    (the node resolves it against its own namespace). An absolute or private topic cannot be
+    put in a namespace: ValueError naming the parameter."""
+    if not namespace or not topic:
+        return topic
+    if topic.startswith(("/", "~")):
+        raise ValueError(f"parameter {parameter} is {topic!r}: with several cameras (parameter cameras) it must be "
+                         f"relative, e.g. color/image_raw, and is looked up in each camera's namespace")
+    return f"{namespace}/{topic}"
+
+
+@dataclass
+class CameraInput:
+    """One camera's topics (resolved) and stream state. The node's frames callback group
+    serialises every callback that touches the stream state; counters are guarded by the
+    node's stats lock."""
+
+    namespace: str                 # as listed in ``cameras``; "" = the node's own
+    image_topic: str
+    camera_info_topic: str
+    depth_topic: str               # "" = no depth
+    depth_camera_info_topic: str   # "" = depth registered to the colour camera already
+    image_transport: str = "raw"
+    depth_transport: str = "raw"
+    arrivals_kept: int = 1000      # arrival times kept per topic (the rate window)
+
+    # K (of the images as admitted), width, height, frame, undistortion (None: pinhole already)
+    camera: tuple[np.ndarray, int, int, str, Undistorter | None] | None = None
+    calibration: tuple | None = None  # the CameraInfo fields ``camera`` was resolved from
+    depth_camera: tuple[np.ndarray, int, int] | None = None  # K, width, height of an unaligned depth camera
+    rectification: str = "no CameraInfo yet"
+    pending: collections.deque = field(default_factory=collections.deque)  # PendingImage, oldest first
+    held_for_info: Any = None      # the latest image that came before any valid CameraInfo
+    depths: collections.deque = field(default_factory=lambda: collections.deque(maxlen=DEPTH_QUEUE))
+    newest_image_ns: int | None = None
+    previous_pose: np.ndarray | None = None
+    arrivals: dict[str, collections.deque] = field(default_factory=dict)
+    received: dict[str, int] = field(default_factory=dict)  # since start: compare with what the camera sent
+
+    def __post_init__(self) -> None:
+        self.arrivals = {topic: collections.deque(maxlen=self.arrivals_kept) for topic in STREAM_TOPICS}
+        self.received = {topic: 0 for topic in STREAM_TOPICS}
+
+    @property
+    def label(self) -> str:
+        """How messages and /diagnostics name the camera."""
+        return self.namespace or self.image_topic
+
+    @property
+    def image_subscription_topic(self) -> str:
+        """The colour topic as subscribed: ``image_topic``, or its ``/compressed`` transport."""
+        return self.image_topic + "/compressed" if self.image_transport == "compressed" else self.image_topic
+
+    @property
+    def depth_subscription_topic(self) -> str:
+        return self.depth_topic + "/compressedDepth" if self.depth_transport == "compressedDepth" else self.depth_topic
+
+    def arrived(self, topic: str, now: float | None = None) -> None:
+        self.arrivals[topic].append(time.monotonic() if now is None else now)
+        self.received[topic] += 1
+
+    def count_since(self, topic: str, window_s: float, now: float | None = None) -> int:
+        now = time.monotonic() if now is None else now
+        return sum(1 for t in self.arrivals[topic] if now - t <= window_s)
+
+
+def make_camera_inputs(namespaces: Sequence[str], params: dict[str, Any], resolve: Callable[[str], str],
+                       arrivals_kept: int) -> list[CameraInput]:
+    """One :class:`CameraInput` per namespace, its topics from the node's parameters ``params``
+    resolved by ``resolve`` (the node's ``resolve_topic_name``)."""
+    cameras = []
+    for namespace in namespaces:
+        def topic(name: str) -> str:
+            value = camera_topic(namespace, params[name], name)
+            return resolve(value) if value else ""
+
+        cameras.append(CameraInput(
+            namespace=namespace, image_topic=topic("image_topic"), camera_info_topic=topic("camera_info_topic"),
+            depth_topic=topic("depth_topic"),
+            depth_camera_info_topic=topic("depth_camera_info_topic") if params["depth_topic"] else "",
+            image_transport=params["image_transport"], depth_transport=params["depth_transport"],
+            arrivals_kept=arrivals_kept))
+    return cameras
+
+
+__all__ = ["CameraInput", "PendingImage", "camera_topic", "make_camera_inputs", "parse_camera_namespaces"]
