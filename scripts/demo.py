@@ -241,6 +241,7 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
     evaluators = {label: SegmentationEvaluator() for label in clients}
     abs_rels: dict[str, list[float]] = {label: [] for label in clients}
     answered = {label: 0 for label in clients}
+    empties: dict[str, list[float]] = {label: [] for label in clients}
     rows_all, ok = [], True
     print(f"{'query':>5} {'model':>5} {'mIoU':>6} {'AbsRel':>7} {'empty':>6} {'render ms':>10} {'service ms':>11} "
           f"{'round trip ms':>14}  keyframes")
@@ -276,6 +277,7 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
                        else np.nan)
             empty = float(np.mean(~np.isfinite(depth) & np.isfinite(truth.depth)))
             abs_rels[label].append(abs_rel)
+            empties[label].append(empty)
             print(f"{i:>5} {label:>5} {miou:6.3f} {abs_rel:7.3f} {empty:6.1%} {response.render_time * 1e3:10.1f} "
                   f"{response.total_time * 1e3:11.1f} {round_trip * 1e3:14.1f}  {list(response.keyframe_ids)}")
             if response.message:
@@ -294,7 +296,8 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
         scores = evaluator.scores()
         print(f"demo: {label}: answered {answered[label]} of {args.queries} queries; mIoU over them {scores['miou']:.3f} "
               f"(per image {scores['per_image_miou']:.3f}), "
-              f"AbsRel median {np.nanmedian(abs_rels[label]) if abs_rels[label] else np.nan:.3f}")
+              f"AbsRel median {np.nanmedian(abs_rels[label]) if abs_rels[label] else np.nan:.3f}, "
+              f"empty {np.mean(empties[label]):.1%} of the pixels with a true depth (mean)")
     print(f"demo: panels in {out}/")
     node.destroy_node()
     rclpy.try_shutdown()

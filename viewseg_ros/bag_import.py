@@ -24,6 +24,11 @@ Colour may be recorded compressed (image_transport's ``compressed``: JPEG or PNG
 camera of its own (``--depth-camera-info-topic``: its frame, size and intrinsics) is
 registered into the colour camera through the bag's TF (:mod:`viewseg_core.depth_registration`).
 
+A recording of several cameras (``--cameras /front,/rear``) imports into one scene: the topic
+flags are then relative names inside each camera's namespace, each camera keeps its own
+calibration, and keyframes are chosen as the node chooses them from several cameras (novel
+against every camera's keyframes, the rate floor per camera).
+
 A bad frame (an unsupported encoding, a malformed image, a size that does not match its
 CameraInfo) is skipped and counted, not fatal. A bag whose file ends early (a recorder killed
 mid-write, a copy cut short) is imported up to where it stops being readable, with a warning;
@@ -49,6 +54,7 @@ from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
 from viewseg_core.depth_registration import register_depth
 from viewseg_core.rectify import RECTIFICATION_MODES, ResolvedCamera, Undistorter
+from viewseg_ros.camera_input import camera_topic, parse_camera_namespaces
 from viewseg_ros.conversions import (CAMERA_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
                                      colour_image_to_numpy, depth_camera_info_to_K, image_to_numpy, is_compressed,
                                      time_to_ns)
@@ -84,8 +90,15 @@ class BagImportConfig:
                                                                              max_bytes=1 << 62))
     scene_name: str | None = None
     device: str = "cpu"  # for the segmenter
+    # Namespaces of several cameras ("" = one camera, the topics as given): the topics above are
+    # then relative names inside each.
+    cameras: list[str] = field(default_factory=lambda: [""])
 
     def __post_init__(self) -> None:
+        self.cameras = parse_camera_namespaces(self.cameras)
+        if len(self.cameras) > 1 and self.camera_frame:
+            raise ValueError("--camera-frame names one camera's frame: with several --cameras each image's "
+                             "header.frame_id is used")
         if self.semantic_format not in ("classes", "nyu40"):
             raise ValueError(f"semantic_format must be 'classes' or 'nyu40', got {self.semantic_format!r}")
         if self.rectification not in RECTIFICATION_MODES:
@@ -149,6 +162,34 @@ class _CameraInfo:
 
 
 @dataclass
+class _BagCamera:
+    """One camera of the bag: its topics (absolute), their connections, and its calibration."""
+
+    label: str  # namespace as given to --cameras; "" = the only camera
+    image_topic: str
+    camera_info_topic: str
+    semantic_topic: str | None
+    depth_topic: str | None
+    depth_camera_info_topic: str | None
+    connections: dict[str, list] = field(default_factory=dict)  # role -> rosbags connections
+    infos: list[_CameraInfo] = field(default_factory=list)  # sorted by stamp after pass 1
+    info_stamps: list[int] = field(default_factory=list)
+    registration: "_Registration | None" = None
+
+    @classmethod
+    def of(cls, namespace: str, config: "BagImportConfig") -> "_BagCamera":
+        root = "/" + namespace.strip("/") if namespace else ""
+
+        def topic(value: str | None, flag: str) -> str | None:
+            return camera_topic(root, value, flag) if value else value
+
+        return cls(namespace, topic(config.image_topic, "--image-topic"),
+                   topic(config.camera_info_topic, "--camera-info-topic"),
+                   topic(config.semantic_topic, "--semantic-topic"), topic(config.depth_topic, "--depth-topic"),
+                   topic(config.depth_camera_info_topic, "--depth-camera-info-topic") if config.depth_topic else None)
+
+
+@dataclass
 class _Pending:
     """A keyframe being assembled in pass 3."""
 
@@ -156,6 +197,7 @@ class _Pending:
     stamp_ns: int
     c2w: np.ndarray
     camera: _CameraInfo
+    source: int = 0  # index of its _BagCamera
     rgb: np.ndarray | None = None
     parts: dict[str, tuple[int, Any]] = field(default_factory=dict)  # topic role -> (|dt| ns, message)
 
@@ -372,9 +414,11 @@ def _decode_keyframe(item: _Pending, config: BagImportConfig, report: ImportRepo
                           what + " depth")
     if labels is None and segmenter is not None:
         labels = segmenter(rgb)
+    meta = {"stamp_ns": item.stamp_ns, "label_source": report.label_source}
+    if len(config.cameras) > 1:
+        meta["camera"] = config.cameras[item.source]
     return View(rgb=rgb, K=item.camera.K, c2w=item.c2w, labels=labels, depth=depth,
-                view_id=f"{item.index:06d}", stamp=item.stamp_ns / NS_PER_S,
-                meta={"stamp_ns": item.stamp_ns, "label_source": report.label_source})
+                view_id=f"{item.index:06d}", stamp=item.stamp_ns / NS_PER_S, meta=meta)
 
 
 def _staging_folder(out_dir: Path) -> Path:
@@ -440,63 +484,71 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
     staging = None
     try:
         staging = _staging_folder(out_dir)  # checks --out before the passes over the bag
-        image_conns = _connections(reader, config.image_topic, (IMAGE_TYPE, COMPRESSED_TYPE), "--image-topic", bag)
-        info_conns = _connections(reader, config.camera_info_topic, (CAMERA_INFO_TYPE,), "--camera-info-topic", bag)
-        depth_info_conns = _connections(reader, config.depth_camera_info_topic if config.depth_topic else None,
-                                        (CAMERA_INFO_TYPE,), "--depth-camera-info-topic", bag)
-        semantic_conns = _connections(reader, config.semantic_topic, (IMAGE_TYPE,), "--semantic-topic", bag)
-        depth_conns = _connections(reader, config.depth_topic, (IMAGE_TYPE, COMPRESSED_TYPE), "--depth-topic", bag)
+        sources = [_BagCamera.of(namespace, config) for namespace in config.cameras]
+        for cam in sources:
+            cam.connections = {
+                "rgb": _connections(reader, cam.image_topic, (IMAGE_TYPE, COMPRESSED_TYPE), "--image-topic", bag),
+                "info": _connections(reader, cam.camera_info_topic, (CAMERA_INFO_TYPE,), "--camera-info-topic", bag),
+                "depth_info": _connections(reader, cam.depth_camera_info_topic, (CAMERA_INFO_TYPE,),
+                                           "--depth-camera-info-topic", bag),
+                "semantic": _connections(reader, cam.semantic_topic, (IMAGE_TYPE,), "--semantic-topic", bag),
+                "depth": _connections(reader, cam.depth_topic, (IMAGE_TYPE, COMPRESSED_TYPE), "--depth-topic", bag)}
+        # rosbags connection id -> (camera index, role)
+        roles = {c.id: (index, role) for index, cam in enumerate(sources) for role, conns in cam.connections.items()
+                 for c in conns}
         tf_conns = [c for c in reader.connections if c.topic == config.tf_topic and c.msgtype == TF_TYPE]
         static_conns = [c for c in reader.connections if c.topic == config.tf_static_topic and c.msgtype == TF_TYPE]
         if not tf_conns and not static_conns:
             raise ValueError(f"{bag}: no {config.tf_topic} or {config.tf_static_topic} ({TF_TYPE}): "
                              f"camera poses come from the bag's TF")
 
+        def conns_of(*wanted: str) -> list:
+            return [c for cam in sources for role in wanted for c in cam.connections[role]]
+
         # Pass 1: TF and camera calibration.
         buffer = TransformBuffer(cache_time_s=None, max_history=None)
-        infos: list[_CameraInfo] = []
-        cameras: dict[tuple, ResolvedCamera] = {}
-        registration = None
-        depth_info_ids = {c.id for c in depth_info_conns}
-        for conn, log_ns, raw in _messages(reader, tf_conns + static_conns + info_conns + depth_info_conns, report,
+        resolved: dict[tuple, ResolvedCamera] = {}
+        for conn, log_ns, raw in _messages(reader, tf_conns + static_conns + conns_of("info", "depth_info"), report,
                                            bag, "reading TF and CameraInfo"):
             msg = _deserialize(reader, conn, raw, report, bag, log_ns)
             if msg is None:
                 continue
-            if conn.id in depth_info_ids:
-                what = f"{bag}: {conn.topic} at {log_ns / NS_PER_S:.3f} s"
-                try:
-                    registration = _Registration(depth_camera_info_to_K(msg, what), int(msg.width), int(msg.height),
-                                                 buffer)
-                except ValueError as error:
-                    report.warn("dropped invalid depth CameraInfo", str(error))
-            elif conn.msgtype == TF_TYPE:
+            if conn.msgtype == TF_TYPE:
                 for problem in add_tf_message(buffer, msg, static=conn.topic == config.tf_static_topic):
                     report.warn("dropped invalid TF transforms", f"at {log_ns / NS_PER_S:.3f} s: {problem}")
-            else:
-                what = f"{bag}: {conn.topic} at {log_ns / NS_PER_S:.3f} s"
-                calibration = calibration_key(msg)
+                continue
+            index, role = roles[conn.id]
+            cam = sources[index]
+            what = f"{bag}: {conn.topic} at {log_ns / NS_PER_S:.3f} s"
+            if role == "depth_info":
                 try:
-                    if calibration not in cameras:  # a bag repeats one calibration: the maps are made once
-                        cameras[calibration] = camera_info_to_pinhole(msg, config.rectification, config.image_topic,
-                                                                      what)
+                    cam.registration = _Registration(depth_camera_info_to_K(msg, what), int(msg.width),
+                                                     int(msg.height), buffer)
                 except ValueError as error:
-                    report.warn("dropped invalid CameraInfo", str(error))
-                    continue
-                camera = cameras[calibration]
-                infos.append(_CameraInfo(_header_ns(msg, log_ns, report), camera.K, int(msg.width), int(msg.height),
+                    report.warn("dropped invalid depth CameraInfo", str(error))
+                continue
+            key = (index, calibration_key(msg))
+            try:
+                if key not in resolved:  # a bag repeats one calibration: the maps are made once
+                    resolved[key] = camera_info_to_pinhole(msg, config.rectification, cam.image_topic, what)
+            except ValueError as error:
+                report.warn("dropped invalid CameraInfo", str(error))
+                continue
+            camera = resolved[key]
+            cam.infos.append(_CameraInfo(_header_ns(msg, log_ns, report), camera.K, int(msg.width), int(msg.height),
                                          camera.undistorter))
-        if not infos:
-            raise ValueError(f"{bag}: no valid CameraInfo on {config.camera_info_topic}")
-        if depth_info_conns and registration is None:
-            raise ValueError(f"{bag}: no valid CameraInfo on {config.depth_camera_info_topic}: the depth camera's "
-                             f"intrinsics are needed to register its depth")
-        infos.sort(key=lambda info: info.stamp_ns)
-        info_stamps = [info.stamp_ns for info in infos]
+        for cam in sources:
+            if not cam.infos:
+                raise ValueError(f"{bag}: no valid CameraInfo on {cam.camera_info_topic}")
+            if cam.connections["depth_info"] and cam.registration is None:
+                raise ValueError(f"{bag}: no valid CameraInfo on {cam.depth_camera_info_topic}: the depth camera's "
+                                 f"intrinsics are needed to register its depth")
+            cam.infos.sort(key=lambda info: info.stamp_ns)
+            cam.info_stamps = [info.stamp_ns for info in cam.infos]
 
         # Pass 2: poses at image stamps and keyframe subsampling (headers only; nothing decoded).
         candidates = []
-        for conn, log_ns, raw in _messages(reader, image_conns, report, bag, "reading image headers"):
+        for conn, log_ns, raw in _messages(reader, conns_of("rgb"), report, bag, "reading image headers"):
             msg = _deserialize(reader, conn, raw, report, bag, log_ns)
             if msg is None:
                 continue
@@ -508,16 +560,17 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                 report.skip(f"unsupported colour encoding {msg.encoding!r} (supported: {', '.join(COLOR_ENCODINGS)})",
                             f"{bag}: image at {stamp_ns / NS_PER_S:.9f} s")
                 continue
-            candidates.append((stamp_ns, config.camera_frame or msg.header.frame_id))
-        candidates.sort()
+            candidates.append((stamp_ns, roles[conn.id][0], config.camera_frame or msg.header.frame_id))
+        candidates.sort(key=lambda c: c[:2])
         kept: list[tuple[int, int, np.ndarray]] = []
-        pending: dict[int, _Pending] = {}
-        for stamp_ns, frame in candidates:
-            if stamp_ns in pending:
+        own_stamps: list[list[int]] = [[] for _ in sources]  # each camera's keyframe stamps (its rate floor)
+        pending: dict[tuple[int, int], _Pending] = {}  # (camera index, stamp) -> keyframe being assembled
+        for stamp_ns, source, frame in candidates:
+            if (source, stamp_ns) in pending:
                 report.skip("another image has the same stamp")
                 continue
             if not frame:
-                raise ValueError(f"{bag}: images on {config.image_topic} have no header.frame_id; "
+                raise ValueError(f"{bag}: images on {sources[source].image_topic} have no header.frame_id; "
                                  f"pass --camera-frame")
             try:
                 c2w = buffer.lookup(config.fixed_frame, frame, stamp_ns)
@@ -527,67 +580,75 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
             except (UnknownFrameError, ConnectivityError) as error:
                 raise ValueError(f"{bag}: cannot place camera frame {frame!r} in {config.fixed_frame!r}: "
                                  f"{error}") from error
-            if not admission_decision(c2w, stamp_ns, kept, kf_config).admit:
+            if not admission_decision(c2w, stamp_ns, kept, kf_config, stream_stamps=own_stamps[source]).admit:
                 report.skip("not a keyframe (too close in pose or time to an earlier one)")
                 continue
             index = len(kept)
             kept.append((index, stamp_ns, c2w))
-            pending[stamp_ns] = _Pending(index, stamp_ns, c2w, _nearest_camera_info(infos, info_stamps, stamp_ns))
-        keyframe_stamps = sorted(pending)
+            own_stamps[source].append(stamp_ns)
+            cam = sources[source]
+            pending[(source, stamp_ns)] = _Pending(index, stamp_ns, c2w,
+                                                   _nearest_camera_info(cam.infos, cam.info_stamps, stamp_ns), source)
+        keyframe_stamps = [sorted(s for c, s in pending if c == source) for source in range(len(sources))]
 
         # Pass 3: decode and pair the keyframes' images, labels and depth; write as they complete.
-        roles = {c.id: "rgb" for c in image_conns}
-        roles.update({c.id: "semantic" for c in semantic_conns})
-        roles.update({c.id: "depth" for c in depth_conns})
-        needed = sorted(set(roles.values()))
-        newest_seen = {role: -1 for role in needed}
+        needed = [sorted(role for role in ("rgb", "semantic", "depth") if cam.connections[role]) for cam in sources]
+        newest_seen = {(source, role): -1 for source in range(len(sources)) for role in needed[source]}
         meta = {"source": "rosbag2", "bag": str(bag), "fixed_frame": config.fixed_frame,
                 "image_topic": config.image_topic, "camera_info_topic": config.camera_info_topic,
                 "labels": report.label_source, "pseudo_labels": segmenter is not None,
                 "keyframes": asdict(kf_config)}
+        if len(sources) > 1:
+            meta["cameras"] = list(config.cameras)
         writer = SceneFolderWriter(staging, scene=config.scene_name or bag.stem, meta=meta)
 
         def finish(item: _Pending) -> None:
-            del pending[item.stamp_ns]
+            del pending[(item.source, item.stamp_ns)]
             what = f"{bag}: keyframe at {item.stamp_ns / NS_PER_S:.9f} s"
-            missing = [role for role in needed if role not in item.parts]
+            if len(sources) > 1:
+                what += f" of camera {sources[item.source].label}"
+            missing = [role for role in needed[item.source] if role not in item.parts]
             if missing:
                 report.skip(f"no {'/'.join(missing)} message within {config.sync_tolerance_s} s of the image")
                 return
             try:
-                view = _decode_keyframe(item, config, report, segmenter, what, registration)
+                view = _decode_keyframe(item, config, report, segmenter, what, sources[item.source].registration)
             except _BadFrame as bad:
                 report.skip(bad.reason, str(bad))
                 return
             writer.add(view)
             report.keyframes += 1
 
-        for conn, log_ns, raw in _messages(reader, image_conns + semantic_conns + depth_conns, report, bag,
+        def closed(source: int, stamp: int) -> bool:
+            """No topic of the camera can still bring a closer message (per-topic stamps only grow,
+            so a stamp past the window closes it)."""
+            return stamp + tolerance_ns < min(newest_seen[(source, role)] for role in needed[source])
+
+        for conn, log_ns, raw in _messages(reader, conns_of("rgb", "semantic", "depth"), report, bag,
                                            "reading images"):
             if not pending:
                 break
-            role = roles[conn.id]
+            source, role = roles[conn.id]
             msg = _deserialize(reader, conn, raw, report, bag, log_ns)
             if msg is None:
                 continue
             stamp_ns = _header_ns(msg, log_ns, report)
-            newest_seen[role] = max(newest_seen[role], stamp_ns)
-            # The keyframe nearest in stamp; a closer message later on the topic replaces it.
-            at = bisect.bisect_left(keyframe_stamps, stamp_ns)
-            near = [s for s in keyframe_stamps[max(at - 1, 0): at + 1] if s in pending]
+            newest_seen[(source, role)] = max(newest_seen[(source, role)], stamp_ns)
+            # The camera's keyframe nearest in stamp; a closer message later on the topic replaces it.
+            stamps = keyframe_stamps[source]
+            at = bisect.bisect_left(stamps, stamp_ns)
+            near = [s for s in stamps[max(at - 1, 0): at + 1] if (source, s) in pending]
             if near:
-                target = min(near, key=lambda s: abs(s - stamp_ns))
-                dt = abs(target - stamp_ns)
+                target = pending[(source, min(near, key=lambda s: abs(s - stamp_ns)))]
+                dt = abs(target.stamp_ns - stamp_ns)
                 limit = 0 if role == "rgb" else tolerance_ns  # the image itself: exact stamp
-                part = pending[target].parts.get(role)
+                part = target.parts.get(role)
                 if dt <= limit and (part is None or dt < part[0]):
-                    pending[target].parts[role] = (dt, msg)
-            # Finished: every part present, and no topic can still bring a closer message
-            # (per-topic stamps only grow, so a stamp past the window closes it).
-            for stamp in [s for s in pending if s + tolerance_ns < min(newest_seen.values())]:
-                finish(pending[stamp])
-        for stamp in sorted(pending):
-            finish(pending[stamp])
+                    target.parts[role] = (dt, msg)
+            for key in [k for k in pending if k[0] == source and closed(*k)]:
+                finish(pending[key])
+        for key in sorted(pending, key=lambda k: (k[1], k[0])):
+            finish(pending[key])
         if report.keyframes == 0:
             hint = " (the bag ends early: see the warning)" if report.truncated else ""
             raise ValueError(f"{bag}: no keyframes written ({report.images} images; skipped: "
@@ -613,6 +674,10 @@ def register(subparsers: Any) -> None:
                         help="colour topic: sensor_msgs/Image, or CompressedImage (JPEG/PNG, e.g. "
                              ".../image_raw/compressed)")
     parser.add_argument("--camera-info-topic", required=True, help="sensor_msgs/CameraInfo topic of the images")
+    parser.add_argument("--cameras", default="",
+                        help="namespaces of several cameras recorded together, comma-separated (e.g. /front,/rear): "
+                             "the topic flags are then relative names inside each, and every camera's keyframes go "
+                             "into the one scene")
     parser.add_argument("--fixed-frame", default="map", help="world frame of the poses")
     parser.add_argument("--camera-frame", default=None, help="optical frame (default: the images' header.frame_id)")
     parser.add_argument("--semantic-topic", default=None, help="class-id images (mono8/mono16/16UC1) at image stamps")
@@ -657,7 +722,7 @@ def run(args: argparse.Namespace) -> int:
         rectification=args.rectification,
         keyframes=KeyframeConfig(min_translation=args.min_translation, min_rotation_deg=args.min_rotation,
                                  min_interval_s=args.min_interval, max_keyframes=1 << 30, max_bytes=1 << 62),
-        scene_name=args.scene_name, device=args.device)
+        scene_name=args.scene_name, device=args.device, cameras=args.cameras)
     print(import_bag(args.bag, args.out, config).summary())
     return 0
 

@@ -56,15 +56,15 @@ def parse_camera_namespaces(value: Any) -> list[str]:
     return names
 
 
-def camera_topic(namespace: str, topic: str, parameter: str) -> str:
-    """``topic`` (the node's parameter ``parameter``) inside camera ``namespace``; unresolved
-    (the node resolves it against its own namespace). An absolute or private topic cannot be
-    put in a namespace: ValueError naming the parameter."""
+def camera_topic(namespace: str, topic: str, setting: str) -> str:
+    """``topic`` (given as ``setting``: "parameter image_topic", "--image-topic") inside camera
+    ``namespace``; unresolved (the node resolves it against its own namespace). An absolute or
+    private topic cannot be put in a namespace: ValueError naming the setting."""
     if not namespace or not topic:
         return topic
     if topic.startswith(("/", "~")):
-        raise ValueError(f"parameter {parameter} is {topic!r}: with several cameras (parameter cameras) it must be "
-                         f"relative, e.g. color/image_raw, and is looked up in each camera's namespace")
+        raise ValueError(f"{setting} is {topic!r}: with several cameras it must be relative, e.g. "
+                         f"color/image_raw, and is looked up in each camera's namespace")
     return f"{namespace}/{topic}"
 
 
@@ -130,7 +130,7 @@ def make_camera_inputs(namespaces: Sequence[str], params: dict[str, Any], resolv
     cameras = []
     for namespace in namespaces:
         def topic(name: str) -> str:
-            value = camera_topic(namespace, params[name], name)
+            value = camera_topic(namespace, params[name], f"parameter {name}")
             return resolve(value) if value else ""
 
         cameras.append(CameraInput(

@@ -352,6 +352,86 @@ def test_errors(tmp_path, capsys):
     assert code == 2 and "does not exist" in capsys.readouterr().err
 
 
+# --------------------------------------------------------------------------- several cameras
+REAR_IN_BASE = np.diag([-1.0, -1.0, 1.0, 1.0]) @ CAMERA_IN_BASE  # turned 180 degrees about base_link's z
+REAR_K = np.array([[14.0, 0.0, 4.5], [0.0, 14.0, 3.5], [0.0, 0.0, 1.0]])  # 10x8, another lens
+
+
+def write_two_camera_bag(path: Path) -> Path:
+    """A robot with a front and a rear camera on one trigger (identical stamps), each with labels
+    and depth in its namespace (/robot/front/..., /robot/rear/...), poses from /tf as above."""
+    rear_hw = (8, 10)
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        def conn(topic, msgtype):
+            return writer.add_connection(topic, msgtype, typestore=TS)
+
+        tf, tf_static = conn("/tf", "tf2_msgs/msg/TFMessage"), conn("/tf_static", "tf2_msgs/msg/TFMessage")
+        events = [(0.0, tf_static, TS.types["tf2_msgs/msg/TFMessage"](transforms=[
+            _transform(CAMERA_IN_BASE, 0.0, "base_link", "front_optical"),
+            _transform(REAR_IN_BASE, 0.0, "base_link", "rear_optical")]))]
+        events += [(t, tf, TS.types["tf2_msgs/msg/TFMessage"](
+            transforms=[_transform(base_in_map(t), t, "map", "base_link")])) for t in TF_TIMES]
+        for name, K_cam, hw in (("front", K, (H, W)), ("rear", REAR_K, rear_hw)):
+            topics = {kind: conn(f"/robot/{name}/{kind}", "sensor_msgs/msg/" + ("CameraInfo" if kind == "camera_info"
+                                                                                  else "Image"))
+                      for kind in ("image", "camera_info", "semantic", "depth")}
+            for i, t in enumerate(IMAGE_TIMES):
+                rgb, ids, metres = camera_frame_of(name, i, hw)
+                messages = {"image": _image(rgb, "rgb8", t), "semantic": _image(ids, "mono8", t),
+                            "depth": _image(metres, "32FC1", t + 0.004),
+                            "camera_info": _camera_info(t, K_override=K_cam, size=hw, frame=f"{name}_optical")}
+                for kind, msg in messages.items():
+                    msg.header.frame_id = f"{name}_optical"
+                    events.append((t + 0.001, topics[kind], msg))
+        for t, connection, msg in sorted(events, key=lambda e: e[0]):
+            writer.write(connection, T0 + int(round(t * 1e9)), TS.serialize_cdr(msg, connection.msgtype))
+    return path
+
+
+def camera_frame_of(name: str, i: int, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rgb, class ids, depth in metres) camera ``name`` recorded at image ``i``: different per camera."""
+    offset = 0 if name == "front" else 100
+    rgb = ((np.arange(hw[0] * hw[1] * 3).reshape(*hw, 3) * (i + 1) + offset) % 256).astype(np.uint8)
+    ids = np.full(hw, (i + (0 if name == "front" else 20)) % 37, np.uint8)
+    metres = np.full(hw, 1.0 + i + (0.0 if name == "front" else 0.5), np.float32)
+    return rgb, ids, metres
+
+
+def test_two_cameras_on_one_trigger_import_into_one_scene(tmp_path):
+    bag = write_two_camera_bag(tmp_path / "bag")
+    # A rate floor of 0.1 s: the rear camera's frames share the front's stamps, and would be
+    # refused as too soon if the floor were not per camera.
+    two = dict(cameras="/robot/front,/robot/rear", image_topic="image", camera_info_topic="camera_info",
+               semantic_topic="semantic", depth_topic="depth",
+               keyframes=KeyframeConfig(min_translation=0.0, min_rotation_deg=0.0, min_interval_s=0.1))
+    report = import_bag(bag, tmp_path / "scene", config(**two))
+    assert report.images == 24 and report.keyframes == 22, report.summary()  # image 0 of each: no TF yet
+    scene = SceneFolder(tmp_path / "scene")
+    assert scene.meta["cameras"] == ["/robot/front", "/robot/rear"]
+    seen = {"front": 0, "rear": 0}
+    for index in range(len(scene)):
+        view = scene.load_view(index)
+        name = view.meta["camera"].rsplit("/", 1)[-1]
+        seen[name] += 1
+        i = IMAGE_TIMES.index(min(IMAGE_TIMES, key=lambda t: abs(T0 / 1e9 + t - view.stamp)))
+        mount = CAMERA_IN_BASE if name == "front" else REAR_IN_BASE
+        np.testing.assert_allclose(view.c2w, base_in_map(IMAGE_TIMES[i]) @ mount, atol=1e-9)
+        np.testing.assert_array_equal(view.K, K if name == "front" else REAR_K)
+        rgb, ids, metres = camera_frame_of(name, i, view.rgb.shape[:2])
+        np.testing.assert_array_equal(view.rgb, rgb)
+        np.testing.assert_array_equal(view.labels, ids)
+        np.testing.assert_allclose(view.depth, metres)
+    assert seen == {"front": 11, "rear": 11}
+    # From the command line, and an absolute topic with --cameras is refused by name.
+    code = cli_main(["bag2scene", str(bag), "--out", str(tmp_path / "cli"), "--cameras", "/robot/front,/robot/rear",
+                     "--image-topic", "image", "--camera-info-topic", "camera_info", "--no-labels",
+                     "--min-translation", "0", "--min-rotation", "0", "--min-interval", "0.1"])
+    assert code == 0 and len(SceneFolder(tmp_path / "cli")) == 22
+    with pytest.raises(ValueError, match="--image-topic is '/robot/front/image': with several cameras it must be "
+                                         "relative"):
+        import_bag(bag, tmp_path / "bad", config(**{**two, "image_topic": "/robot/front/image"}))
+
+
 # --------------------------------------------------------------------------- bad frames, partial output, damaged bags
 UNSUPPORTED = f"unsupported colour encoding 'nv21' (supported: {', '.join(COLOR_ENCODINGS)})"
 

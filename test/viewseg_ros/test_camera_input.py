@@ -49,10 +49,10 @@ def test_topics_go_inside_each_namespace_and_the_node_resolves_them():
 
 
 def test_absolute_topics_cannot_be_put_in_a_namespace():
-    assert camera_topic("", "/camera/image", "image_topic") == "/camera/image"
-    assert camera_topic("/front", "", "depth_topic") == ""
+    assert camera_topic("", "/camera/image", "parameter image_topic") == "/camera/image"
+    assert camera_topic("/front", "", "parameter depth_topic") == ""
     with pytest.raises(ValueError, match="parameter image_topic is '/camera/image'.*relative"):
-        camera_topic("/front", "/camera/image", "image_topic")
+        camera_topic("/front", "/camera/image", "parameter image_topic")
 
 
 def test_arrivals_are_counted_per_camera_within_the_window():
