@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+SIM_HFOV_DEG = 70.0  # the sim camera's default: the node's query camera when a request gives no K
 sys.path.insert(0, str(REPO))  # runnable from a checkout without `pip install -e .`
 
 
@@ -185,7 +186,8 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
 
-    from viewseg_core.classes import colorize
+    from viewseg_core.cameras import K_from_hfov
+    from viewseg_core.classes import IGNORE_LABEL, colorize
     from viewseg_core.data.synth.render import render
     from viewseg_core.metrics import SegmentationEvaluator
     from viewseg_core.viz import colorize_depth, colorize_scalar, panel, save_png
@@ -256,14 +258,19 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
             executor.spin_until_future_complete(future, timeout_sec=300)
             round_trip = time.perf_counter() - t_call
             response = future.result()
+            w, h = query_size
             if response is None or not response.success:
                 ok = False
                 print(f"{i:>5} {label:>5} failed: {response.message if response else 'no response'}")
+                # A refused query knows nothing: every pixel counts as unknown in the totals.
+                if truth is None:
+                    truth = render(scene, K_from_hfov(SIM_HFOV_DEG, w, h), c2w, h, w)
+                evaluators[label].add(np.full(truth.labels.shape, IGNORE_LABEL, np.uint8), truth.labels)
+                empties[label].append(float(np.mean(np.isfinite(truth.depth))))
                 continue
             answered[label] += 1
             K = np.reshape(response.camera_info.k, (3, 3))
-            w, h = query_size
-            if truth is None:
+            if truth is None or not rows:
                 truth = render(scene, K, c2w, h, w)
                 max_depth = float(np.nanpercentile(truth.depth, 99)) if np.isfinite(truth.depth).any() else None
                 rows.append([("camera view (true)", truth.rgb), ("semantics: true", colorize(truth.labels)),
@@ -290,14 +297,14 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
     if rows_all:
         save_png(out / "demo.png", panel(rows_all, tile_height=120))
     for label, evaluator in evaluators.items():
-        if not answered[label]:
-            print(f"demo: {label}: answered 0 of {args.queries} queries")
+        if not empties[label]:
             continue
         scores = evaluator.scores()
-        print(f"demo: {label}: answered {answered[label]} of {args.queries} queries; mIoU over them {scores['miou']:.3f} "
-              f"(per image {scores['per_image_miou']:.3f}), "
-              f"AbsRel median {np.nanmedian(abs_rels[label]) if abs_rels[label] else np.nan:.3f}, "
-              f"empty {np.mean(empties[label]):.1%} of the pixels with a true depth (mean)")
+        finite = [value for value in abs_rels[label] if np.isfinite(value)]
+        print(f"demo: {label}: answered {answered[label]} of {args.queries} queries; mIoU over all queries "
+              f"{scores['miou']:.3f} (per image {scores['per_image_miou']:.3f}), AbsRel median "
+              f"{np.median(finite) if finite else np.nan:.3f}, empty {np.mean(empties[label]):.1%} "
+              f"(pixels with a true depth but none rendered, mean over all queries; a refused query renders none)")
     print(f"demo: panels in {out}/")
     node.destroy_node()
     rclpy.try_shutdown()

@@ -13,7 +13,9 @@ Contract: design.md, "ROS 2 interface". In short:
   bilinear, registered depth nearest). Frames that pass the keyframe rule
   (:mod:`viewseg_ros.keyframes`) are resized to the working size, encoded ONCE and kept with
   their encoder features: a query never re-encodes a keyframe. Encoding has its own lock:
-  keyframe intake never waits for a render.
+  keyframe intake never waits for a render. Several cameras (``cameras``: their namespaces,
+  :mod:`viewseg_ros.camera_input`) each get these subscriptions and their own calibration
+  and TF queue, and feed the one keyframe buffer.
 - Service ``~/render_view`` (viewseg_interfaces/srv/RenderView) and topic mode (``~/query``
   PoseStamped -> ``~/semantic``, ``~/semantic_color``, ``~/depth``, ``~/confidence``,
   ``~/camera_info``): transform the query pose into ``fixed_frame``, pick
@@ -135,7 +137,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "warmup": (True, "run one encode + render before reporting ready"),
     "tf_wait_s": (1.0, "how long an image is held (in a queue, not blocking intake) and a query waits for TF "
                        "at its stamp before giving up"),
-    "tf_pending_max": (30, "images held at most while they wait for TF (older ones are dropped, counted)"),
+    "tf_pending_max": (30, "images held at most while they wait for TF, per camera (older ones are dropped, counted)"),
     "clock_jump_s": (1.0, "a stamp on /tf or an image this many seconds before the newest one is a clock that "
                           "jumped back: TF history and keyframe time state are reset"),
     "camera_rate.window_s": (5.0, "diagnostics: window over which images are counted against CameraInfo"),
