@@ -56,7 +56,7 @@ from viewseg_core.depth_registration import register_depth
 from viewseg_core.rectify import RECTIFICATION_MODES, ResolvedCamera, Undistorter
 from viewseg_ros.camera_input import camera_topic, parse_camera_namespaces
 from viewseg_ros.conversions import (CAMERA_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
-                                     colour_image_to_numpy, depth_camera_info_to_K, image_to_numpy, is_compressed,
+                                     colour_image_to_numpy, image_to_numpy, is_compressed,
                                      time_to_ns)
 from viewseg_ros.keyframes import KeyframeConfig, admission_decision
 from viewseg_ros.tf_buffer import (
@@ -351,12 +351,14 @@ class _BadFrame(ValueError):
 
 @dataclass
 class _Registration:
-    """What registering an unaligned depth camera needs: its pinhole and size, and TF."""
+    """What registering an unaligned depth camera needs: its pinhole and size, TF, and the
+    undistortion of its raw images (None: pinholes already)."""
 
     K: np.ndarray
     width: int
     height: int
     buffer: TransformBuffer
+    undistorter: Undistorter | None = None
 
 
 def _register(depth: np.ndarray, msg: Any, colour_frame: str, colour_K: np.ndarray, colour_hw: tuple[int, int],
@@ -370,6 +372,8 @@ def _register(depth: np.ndarray, msg: Any, colour_frame: str, colour_K: np.ndarr
     except (ExtrapolationError, UnknownFrameError, ConnectivityError) as error:
         raise _BadFrame("no TF between the depth and colour cameras",
                         f"{what}: {msg.header.frame_id!r} -> {colour_frame!r}: {error}") from error
+    if registration.undistorter is not None:
+        depth = registration.undistorter.depth(depth)
     return register_depth(depth, registration.K, colour_K, colour_hw, colour_from_depth)
 
 
@@ -520,21 +524,19 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
             index, role = roles[conn.id]
             cam = sources[index]
             what = f"{bag}: {conn.topic} at {log_ns / NS_PER_S:.3f} s"
-            if role == "depth_info":
-                try:
-                    cam.registration = _Registration(depth_camera_info_to_K(msg, what), int(msg.width),
-                                                     int(msg.height), buffer)
-                except ValueError as error:
-                    report.warn("dropped invalid depth CameraInfo", str(error))
-                continue
-            key = (index, calibration_key(msg))
+            key = (index, role, calibration_key(msg))
             try:
                 if key not in resolved:  # a bag repeats one calibration: the maps are made once
-                    resolved[key] = camera_info_to_pinhole(msg, config.rectification, cam.image_topic, what)
+                    topic = cam.depth_topic if role == "depth_info" else cam.image_topic
+                    resolved[key] = camera_info_to_pinhole(msg, config.rectification, topic, what)
             except ValueError as error:
-                report.warn("dropped invalid CameraInfo", str(error))
+                report.warn("dropped invalid depth CameraInfo" if role == "depth_info" else "dropped invalid CameraInfo",
+                            str(error))
                 continue
             camera = resolved[key]
+            if role == "depth_info":
+                cam.registration = _Registration(camera.K, int(msg.width), int(msg.height), buffer, camera.undistorter)
+                continue
             cam.infos.append(_CameraInfo(_header_ns(msg, log_ns, report), camera.K, int(msg.width), int(msg.height),
                                          camera.undistorter))
         for cam in sources:

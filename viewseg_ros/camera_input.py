@@ -86,7 +86,9 @@ class CameraInput:
     # K (of the images as admitted), width, height, frame, undistortion (None: pinhole already)
     camera: tuple[np.ndarray, int, int, str, Undistorter | None] | None = None
     calibration: tuple | None = None  # the CameraInfo fields ``camera`` was resolved from
-    depth_camera: tuple[np.ndarray, int, int] | None = None  # K, width, height of an unaligned depth camera
+    # K (of the depth images once undistorted), width, height, undistortion: an unaligned depth camera
+    depth_camera: tuple[np.ndarray, int, int, Undistorter | None] | None = None
+    depth_calibration: tuple | None = None  # the CameraInfo fields ``depth_camera`` was resolved from
     rectification: str = "no CameraInfo yet"
     pending: collections.deque = field(default_factory=collections.deque)  # PendingImage, oldest first
     held_for_info: Any = None      # the latest image that came before any valid CameraInfo

@@ -375,18 +375,6 @@ def camera_info_to_pinhole(msg: Any, mode: str, image_topic: str, what: str = "c
         raise ValueError(f"{what}: {error}") from None
 
 
-def depth_camera_info_to_K(msg: Any, what: str = "depth camera_info") -> np.ndarray:
-    """The K of an unaligned depth camera's CameraInfo, to register its depth; ValueError naming
-    ``what`` for an unusable K or any distortion (registration lifts pixels with a pinhole)."""
-    from viewseg_core.rectify import has_distortion
-
-    K = camera_info_to_K(msg, what)
-    if has_distortion(msg.d):
-        raise ValueError(f"{what}: the depth camera has {msg.distortion_model} distortion; registering it is "
-                         f"not supported (register it with depth_image_proc, or use aligned depth)")
-    return K
-
-
 def make_camera_info(K: np.ndarray, width: int, height: int, *, frame_id: str = "", stamp_ns: int = 0) -> Any:
     """K [3, 3] + size -> sensor_msgs/CameraInfo (rclpy) of an undistorted camera (P = [K | 0])."""
     from sensor_msgs.msg import CameraInfo
@@ -595,7 +583,7 @@ __all__ = [
     "compressed_depth_to_metres", "colour_image_to_numpy", "any_depth_to_metres", "numpy_to_compressed_image",
     "numpy_to_compressed_depth", "POINT_DTYPE", "pack_rgb", "unpack_rgb", "make_point_cloud", "point_cloud_to_numpy",
     "ENCODINGS", "CAMERA_ENCODINGS", "COLOR_ENCODINGS", "MAX_IMAGE_SIDE", "image_to_numpy", "numpy_to_image",
-    "camera_info_to_K", "calibration_key", "camera_info_to_pinhole", "depth_camera_info_to_K", "make_camera_info", "pose_to_matrix", "matrix_to_pose",
+    "camera_info_to_K", "calibration_key", "camera_info_to_pinhole", "make_camera_info", "pose_to_matrix", "matrix_to_pose",
     "matrix_to_pose_stamped", "matrix_to_transform", "matrix_to_transform_stamped",
     "time_to_ns", "time_to_sec", "ns_to_time", "sec_to_ns", "sec_to_time",
 ]

@@ -83,7 +83,7 @@ from viewseg_core.model.weights import load_model
 from viewseg_core.rectify import RECTIFICATION_MODES
 from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
 from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
-                                     colour_image_to_numpy, depth_camera_info_to_K, is_compressed, make_camera_info,
+                                     colour_image_to_numpy, is_compressed, make_camera_info,
                                      make_point_cloud, numpy_to_image, ns_to_time, pose_to_matrix, time_to_ns)
 from viewseg_ros.camera_input import (STREAM_TOPICS, CameraInput, PendingImage, make_camera_inputs,
                                      parse_camera_namespaces)
@@ -644,12 +644,19 @@ class ViewSegNode(Node):
         camera.camera = (resolved.K, int(msg.width), int(msg.height), msg.header.frame_id, resolved.undistorter)
 
     def _on_depth_camera_info(self, camera: CameraInput, msg: Any) -> None:
+        """An unaligned depth camera's calibration; a lens with distortion (an Azure Kinect's
+        or Orbbec Femto's raw depth) is undistorted before registration, as colour is."""
+        calibration = calibration_key(msg)
+        if calibration == camera.depth_calibration and camera.depth_camera is not None:
+            return
         try:
-            K = depth_camera_info_to_K(msg, f"depth camera_info on {camera.depth_camera_info_topic}")
+            resolved = camera_info_to_pinhole(msg, self.params["rectification"], camera.depth_topic,
+                                              f"depth camera_info on {camera.depth_camera_info_topic}")
         except ValueError as error:
             self._drop("depth", str(error))
             return
-        camera.depth_camera = (K, int(msg.width), int(msg.height))
+        camera.depth_calibration = calibration
+        camera.depth_camera = (resolved.K, int(msg.width), int(msg.height), resolved.undistorter)
 
     def _arrived(self, camera: CameraInput, topic: str) -> None:
         with self._stats_lock:
@@ -922,7 +929,10 @@ class ViewSegNode(Node):
             self._drop("depth", f"depth at {stamp_ns / 1e9:.3f} s: no TF from {depth_frame!r} to {frame!r} to register "
                                 f"it: {error}")
             return None
-        return register_depth(depth, camera.depth_camera[0], K, self._working_hw, colour_from_depth)
+        depth_K, _, _, undistorter = camera.depth_camera
+        if undistorter is not None:
+            depth = undistorter.depth(depth)
+        return register_depth(depth, depth_K, K, self._working_hw, colour_from_depth)
 
     def _depth_to_working_size(self, depth: np.ndarray) -> np.ndarray:
         height, width = self._working_hw

@@ -136,14 +136,15 @@ def _bad_image(kind: str, i: int, t: float):
 
 def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encoding="32FC1",
               image_encoding="rgb8", bad: dict[int, str] | None = None, distortion=None, new_K=None,
-              compressed: bool = False, unaligned: bool = False) -> Path:
+              compressed: bool = False, unaligned: bool = False, depth_distortion=None, depth_new_K=None) -> Path:
     """A small robot recording: /tf (10 Hz), /tf_static once, images + CameraInfo + labels + depth at 5 Hz.
 
     ``bad``: image index -> kind of :func:`_bad_image` to record instead of that image;
     ``distortion``, ``new_K``: the CameraInfo's ``d`` and the pinhole of its ``p``; ``compressed``:
     colour and depth as image_transport's compressed (PNG) and compressedDepth record them;
     ``unaligned``: depth from a camera of its own (DEPTH_FRAME, DEPTH_K, 8x6, 5 cm to the right)
-    with its CameraInfo on /camera/depth/camera_info, as a RealSense without align_depth."""
+    with its CameraInfo on /camera/depth/camera_info, as a RealSense without align_depth;
+    ``depth_distortion``, ``depth_new_K``: that CameraInfo's ``d`` and ``p`` (an Azure Kinect's raw depth)."""
     with Writer(path, version=9, storage_plugin=storage) as writer:
         def conn(topic, msgtype):
             return writer.add_connection(topic, msgtype, typestore=TS)
@@ -181,8 +182,8 @@ def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encodi
             depth_msg = _compressed_depth(metres, t + 0.004) if compressed else _image(raw, depth_encoding, t + 0.004)
             if unaligned:
                 depth_msg.header.frame_id = DEPTH_FRAME
-                events.append((t + 0.001, depth_info, _camera_info(t, K_override=DEPTH_K, size=(6, 8),
-                                                                   frame=DEPTH_FRAME)))
+                events.append((t + 0.001, depth_info, _camera_info(t, depth_distortion, depth_new_K, K_override=DEPTH_K,
+                                                                   size=(6, 8), frame=DEPTH_FRAME)))
             events.append((t + 0.003, depth, depth_msg))  # 4 ms off: paired
         for t, connection, msg in sorted(events, key=lambda e: e[0]):
             writer.write(connection, T0 + int(round(t * 1e9)), TS.serialize_cdr(msg, connection.msgtype))
@@ -242,13 +243,18 @@ def test_a_bayer_camera_imports_demosaiced(tmp_path):
     np.testing.assert_array_equal(view.rgb, cv2.cvtColor(bayer_rggb(rgb_of(1)), cv2.COLOR_BayerBG2RGB))
 
 
-def test_unaligned_depth_is_registered_through_the_bags_tf(tmp_path):
+@pytest.mark.parametrize("lens", ["pinhole", "distorted"])
+def test_unaligned_depth_is_registered_through_the_bags_tf(tmp_path, lens):
     from viewseg_core.depth_registration import register_depth
+    from viewseg_core.rectify import make_undistorter
 
-    bag = write_bag(tmp_path / "bag", StoragePlugin.MCAP, unaligned=True)
-    # Read as registered depth, every frame is refused for its size.
-    with pytest.raises(ValueError, match="no keyframes written.*'depth image size differs from the colour image': 11"):
-        import_bag(bag, tmp_path / "refused", config())
+    d, new_K = ([-0.3, 0.09, 0.0, 0.0, 0.0], np.array([[8.0, 0.0, 3.5], [0.0, 8.0, 2.5], [0.0, 0.0, 1.0]])) \
+        if lens == "distorted" else (None, None)
+    bag = write_bag(tmp_path / "bag", StoragePlugin.MCAP, unaligned=True, depth_distortion=d, depth_new_K=new_K)
+    if lens == "pinhole":  # read as registered depth, every frame is refused for its size
+        with pytest.raises(ValueError, match="no keyframes written.*'depth image size differs from the colour "
+                                             "image': 11"):
+            import_bag(bag, tmp_path / "refused", config())
     report = import_bag(bag, tmp_path / "scene", config(depth_camera_info_topic="/camera/depth/camera_info"))
     assert report.keyframes == 11, report.summary()
     scene = SceneFolder(tmp_path / "scene")
@@ -256,7 +262,9 @@ def test_unaligned_depth_is_registered_through_the_bags_tf(tmp_path):
         i, view = index + 1, scene.load_view(index)
         metres = np.full((6, 8), 1.0 + i, np.float32)
         metres[2, 2] = np.nan
-        expected = register_depth(metres, DEPTH_K, K, (H, W), COLOUR_FROM_DEPTH)
+        if lens == "distorted":  # undistorted onto p's pinhole first, by nearest neighbour
+            metres = make_undistorter(DEPTH_K, d, "plumb_bob", 8, 6, new_K).depth(metres)
+        expected = register_depth(metres, DEPTH_K if new_K is None else new_K, K, (H, W), COLOUR_FROM_DEPTH)
         np.testing.assert_array_equal(np.isnan(view.depth), np.isnan(expected))
         np.testing.assert_allclose(view.depth[np.isfinite(expected)], expected[np.isfinite(expected)], rtol=1e-6)
         assert np.isfinite(expected).mean() > 0.3

@@ -387,19 +387,20 @@ def test_compressed_writers_round_trip_through_the_readers():
 
 
 def test_camera_info_helpers_name_the_message_and_refuse_what_they_cannot_use():
-    from viewseg_ros.conversions import calibration_key, camera_info_to_pinhole, depth_camera_info_to_K
+    from viewseg_ros.conversions import calibration_key, camera_info_to_pinhole
 
     K = np.array([[50.0, 0.0, 31.5], [0.0, 50.0, 23.5], [0.0, 0.0, 1.0]])
     info = make_camera_info(K, 64, 48, frame_id="cam")
-    np.testing.assert_array_equal(depth_camera_info_to_K(info), K)
+    np.testing.assert_array_equal(camera_info_to_pinhole(info, "auto", "/cam/depth/image_raw").K, K)
     assert camera_info_to_pinhole(info, "auto", "/cam/image").undistorter is None
     same = make_camera_info(K, 64, 48, frame_id="other", stamp_ns=5)
     assert calibration_key(same) == calibration_key(info)                 # frame and stamp do not matter
     info.d = [-0.2, 0.05, 0.0, 0.0, 0.0]
     assert calibration_key(same) != calibration_key(info)
     assert camera_info_to_pinhole(info, "auto", "/cam/image").undistorter is not None
-    with pytest.raises(ValueError, match="^depth cam: the depth camera has plumb_bob distortion"):
-        depth_camera_info_to_K(info, "depth cam")
+    # A raw depth topic is undistorted like colour; image_rect* (a RealSense's depth) is rectified already.
+    assert camera_info_to_pinhole(info, "auto", "/cam/depth/image_raw").undistorter is not None
+    assert camera_info_to_pinhole(info, "auto", "/cam/depth/image_rect_raw").undistorter is None
     info.distortion_model = "fov"
     with pytest.raises(ValueError, match="^cam info: distortion model 'fov'"):
         camera_info_to_pinhole(info, "auto", "/cam/image", "cam info")

@@ -90,3 +90,39 @@ def test_depth_in_a_frame_tf_does_not_know_is_dropped_and_the_keyframe_kept(rig)
     assert keyframe.view.depth is None
     wait_for(lambda: node.drops["depth"] > drops, 5.0, "the unplaceable depth counted")
     assert "no TF from 'nowhere_optical'" in node.last_drop["depth"]
+
+
+def test_a_depth_camera_with_lens_distortion_is_undistorted_before_registration(rig):
+    """An Azure Kinect-like raw depth stream: CameraInfo with distortion and the pinhole of p.
+    The node undistorts each admitted keyframe's depth onto p's pinhole (nearest), then registers."""
+    import cv2
+
+    from viewseg_core.rectify import make_undistorter
+
+    d = [-0.28, 0.08, 0.0, 0.0, 0.0]
+    new_K = cv2.getOptimalNewCameraMatrix(DEPTH_K, np.array(d), (40, 30), 0.0)[0]
+    pinhole_msg = rig.depth_info_msg
+    distorted = type(pinhole_msg)()
+    distorted.header, distorted.width, distorted.height = pinhole_msg.header, 40, 30
+    distorted.distortion_model, distorted.d, distorted.k = "plumb_bob", d, DEPTH_K.reshape(-1).tolist()
+    distorted.r = np.eye(3).reshape(-1).tolist()
+    distorted.p = np.concatenate([new_K, np.zeros((3, 1))], axis=1).reshape(-1).tolist()
+    depth = np.full((30, 40), 3.0, np.float32)
+    depth[:, 14:26] = 1.2                          # a post: its edges move when undistorted
+    rig.depth_info_msg = distorted
+    try:
+        camera = rig.node.cameras[0]
+        # The calibration first (best effort), so that the keyframe below is registered with it.
+        assert resend(lambda _: rig.depth_info.publish(distorted),
+                      lambda: camera.depth_camera is not None and camera.depth_camera[3] is not None,
+                      "the node to take the distorted depth CameraInfo")
+        np.testing.assert_allclose(camera.depth_camera[0], new_K)
+        keyframe = send_view(rig, depth, DEPTH_FRAME)
+        assert keyframe.view.depth is not None, rig.node.last_drop.get("depth")
+        undistorter = make_undistorter(DEPTH_K, d, "plumb_bob", 40, 30, new_K)
+        expected = register_depth(undistorter.depth(depth), new_K, keyframe.view.K, (H, W), COLOUR_FROM_DEPTH)
+        np.testing.assert_array_equal(keyframe.view.depth, expected)
+        naive = register_depth(depth, DEPTH_K, keyframe.view.K, (H, W), COLOUR_FROM_DEPTH)
+        assert not np.allclose(naive, expected, equal_nan=True)  # ignoring the lens would differ
+    finally:
+        rig.depth_info_msg = pinhole_msg
