@@ -43,7 +43,7 @@ def rig(tmp_path_factory):
         g.node = g.add(ViewSegNode(context=g.context, namespace="multi", parameter_overrides=params({
             "checkpoint": g.checkpoint, "device": "cpu", "query.num_coarse": 8, "query.num_fine": 4,
             "cameras": "front, side", "keyframes.width": W, "keyframes.height": H,
-            "diagnostics_period_s": 0.2, "query.min_coverage": 0.0})))
+            "diagnostics_period_s": 0.2, "query.min_coverage": 0.0, "camera_rate.window_s": 1.0})))
         g.front = PosedCamera(g, FRONT_K, "front_optical", namespace="multi/front")
         g.side = PosedCamera(g, SIDE_K, "side_optical", namespace="multi/side")
         g.diagnostics = []
@@ -121,6 +121,25 @@ def test_diagnostics_report_each_camera(rig):
     assert front.endswith("; pinhole (no distortion in CameraInfo)")  # each camera's own reading
     assert values["rectification"] == ("front: pinhole (no distortion in CameraInfo); "
                                        "side: pinhole (no distortion in CameraInfo)")
+
+
+def test_a_camera_whose_images_stop_is_named_in_the_warning(rig):
+    """The side camera's CameraInfo keeps coming but its images do not (lost in transport): the
+    transport warning names that camera's topic, not the other's."""
+    import time
+
+    from viewseg_ros.conversions import make_camera_info
+
+    stop = time.monotonic() + 4.0
+
+    def infos_only(values) -> bool:
+        rig.side.info.publish(make_camera_info(SIDE_K, 80, 60, frame_id="side_optical"))
+        return "/multi/side/image delivered 0 images" in values["message"] or time.monotonic() > stop
+
+    values = diagnostics_values(rig, rig.checkpoint, until=infos_only)
+    assert "/multi/side/image delivered 0 images" in values["message"], values["message"]
+    assert "/multi/front/image delivered" not in values["message"]  # the front camera's CameraInfo is not coming
+    assert values["level"] == 1  # WARN
 
 
 @pytest.mark.parametrize("overrides, expected", [
