@@ -984,10 +984,14 @@ class ViewSegNode(Node):
         keyframes = self.keyframes.snapshot()
         if not keyframes:
             raise QueryError("the keyframe buffer is empty: no posed image has been received yet (check "
-                             f"{self.resolve_topic_name(p['image_topic'])}, "
-                             f"{self.resolve_topic_name(p['camera_info_topic'])} and TF from "
+                             f"{', '.join(c.image_subscription_topic for c in self.cameras)}, "
+                             f"{', '.join(c.camera_info_topic for c in self.cameras)} and TF from "
                              f"{p['fixed_frame']!r} to the camera frame)")
-        K, width, height = self._query_camera(camera_info, keyframes[-1].view)
+        # The query camera a request leaves open is the first camera's: with several cameras of
+        # different lenses, "the newest keyframe's" would change with whichever camera admitted last.
+        first = self.cameras[0].label
+        reference = next((k for k in reversed(keyframes) if k.stream == first), keyframes[-1])
+        K, width, height = self._query_camera(camera_info, reference.view)
         timings["prepare"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()

@@ -97,6 +97,27 @@ def test_two_cameras_stamped_alike_both_become_keyframes_with_their_own_calibrat
     assert set(rig.front_side_ids) <= set(response.keyframe_ids)
 
 
+def test_a_query_that_leaves_the_camera_open_gets_the_first_cameras(rig):
+    """0x0 and K all zero: the first camera's keyframe camera, even when the other camera's
+    keyframe is the newest (its lens differs: SIDE_K resized is not FRONT_K)."""
+    node = rig.node
+    rig.stamp_ns += 10**9
+    front_stamp, side_stamp = rig.stamp_ns, rig.stamp_ns + 50_000_000
+    front_pose = view_pose(11, 1.0, 0.0)
+
+    def send(_attempt: int) -> None:
+        rig.front.publish(front_pose, front_stamp)
+        rig.side.publish(turned(view_pose(13, 1.0, 0.0), 40.0), side_stamp)
+
+    assert resend(send, lambda: {k.stamp_ns for k in node.keyframes.snapshot()} >= {front_stamp, side_stamp},
+                  "a front keyframe, then a newer side keyframe")
+    assert node.keyframes.snapshot()[-1].stream == "side"
+    response = rig.call("/multi/viewseg/render_view", render_request(front_pose, width=0, height=0))
+    assert response.success, response.message
+    assert (response.camera_info.width, response.camera_info.height) == (W, H)
+    np.testing.assert_allclose(np.reshape(response.camera_info.k, (3, 3)), FRONT_K)
+
+
 def test_the_same_camera_keeps_its_rate_floor(rig):
     node = rig.node
     rig.stamp_ns += 10**9
