@@ -41,6 +41,12 @@ Reported (and appended as a row of the "Load" section of docs/benchmarks.md):
     # its memory over time, beside an earlier run's (e.g. at another commit, written with --series):
     python benchmarks/bench_load.py --duration 600 --plot rss.png --plot-with earlier.json
     python benchmarks/bench_load.py --executor rclpy   # the node on rclpy's own MultiThreadedExecutor
+    python benchmarks/bench_load.py --cameras 2        # two such cameras into one node (parameter cameras)
+
+With ``--cameras N`` the node reads N camera streams (namespaces /cam0 ... /cam{N-1}, optical
+frames cam{k}_optical) at the same size and rate, each showing views of its own (camera k's
+are 10 km along the line from camera 0's, so every camera's views are new); the clients
+query camera 0's views; admission counts the keyframes of all cameras against all their views.
 """
 from __future__ import annotations
 
@@ -164,16 +170,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+VIEWS_APART = 20000  # view offset between cameras (10 km at 0.5 m a view): each camera's views are new
+
+
 class Camera:
-    """The camera process: ``views`` views from ``first_view``, ``frames_per_view`` frames each, at 15 Hz."""
+    """The camera process: ``views`` views from ``first_view``, ``frames_per_view`` frames each, at 15 Hz;
+    camera ``index`` of several publishes in namespace /cam{index} with frame cam{index}_optical."""
 
     def __init__(self, first_view: int, views: int, frames_per_view: int, width: int, height: int,
-                 depth_topic: str = ""):
+                 depth_topic: str = "", index: int | None = None):
         self.first_view, self.views = first_view, views
+        several = [] if index is None else ["-r", f"__ns:=/cam{index}", "-p", f"camera_frame:=cam{index}_optical"]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "viewseg_ros.camera_stream", "--ros-args", "-p", f"first_view:={first_view}",
              "-p", f"views:={views}", "-p", f"frames_per_view:={frames_per_view}", "-p", f"rate:={CAMERA_HZ}",
-             "-p", f"width:={width}", "-p", f"height:={height}", "-p", "start_delay_s:=0.5"]
+             "-p", f"width:={width}", "-p", f"height:={height}", "-p", "start_delay_s:=0.5", *several]
             + (["-p", f"depth_topic:={depth_topic}"] if depth_topic else []),   # ROS cannot parse an empty value
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         self.started = time.monotonic()
@@ -183,6 +194,15 @@ class Camera:
         if self.process.returncode != 0:
             raise RuntimeError(f"camera_stream failed: {err[-2000:]}")
         return json.loads(out.strip().splitlines()[-1])
+
+
+def start_cameras(count: int, first_view: int, views: int, frames_per_view: int, width: int, height: int,
+                  depth_topic: str) -> list[Camera]:
+    """One camera as before (its topics in the root namespace), or ``count`` in /cam0, /cam1, ..."""
+    if count == 1:
+        return [Camera(first_view, views, frames_per_view, width, height, depth_topic)]
+    return [Camera(first_view + k * VIEWS_APART, views, frames_per_view, width, height, depth_topic, index=k)
+            for k in range(count)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", action="store_true",
                         help="an RGB-D camera: the stream also publishes aligned 32FC1 depth on 'depth', which the "
                              "node reads (depth_topic), and the node loads the RGB-D demo checkpoint")
+    parser.add_argument("--cameras", type=int, default=1,
+                        help="camera streams into the one node (its parameter cameras: /cam0, /cam1, ...)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--executor", choices=EXECUTORS, default=DEFAULT_EXECUTOR,
                         help="the node's executor parameter (submit_once: its default, viewseg_ros/executor.py; "
@@ -222,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         earlier.append((path, run))
     if args.quick:
         args.clients, args.duration, args.idle, args.query_size = 2, 8.0, 6.0, "80x60"
-    for name in ("clients", "duration", "idle", "frames_per_view"):
+    for name in ("clients", "duration", "idle", "frames_per_view", "cameras"):
         if not getattr(args, name) > 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     try:
@@ -252,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         node_cmd += ["-p", f"checkpoint:={checkpoint}"]
     if depth_topic:
         node_cmd += ["-p", f"depth_topic:={depth_topic}"]
+    if args.cameras > 1:
+        node_cmd += ["-p", "cameras:=" + ",".join(f"/cam{k}" for k in range(args.cameras))]
     node_log = open(os.devnull, "w")
     server = subprocess.Popen(node_cmd, cwd=ROOT, stdout=node_log, stderr=subprocess.STDOUT)
     rclpy.init()
@@ -260,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     client_node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diagnostics.update(
         {kv.key: kv.value for kv in m.status[0].values}), 10)
     spacing, turn_deg = CAMERA_PARAMETERS["spacing"][0], CAMERA_PARAMETERS["turn_deg"][0]
-    camera_frame = CAMERA_PARAMETERS["camera_frame"][0]
+    camera_frame = CAMERA_PARAMETERS["camera_frame"][0] if args.cameras == 1 else "cam0_optical"
     camera_view = [-1]  # the view the camera is at now: view i sits at x = i * spacing
 
     def on_tf(message) -> None:
@@ -291,13 +315,13 @@ def main(argv: list[str] | None = None) -> int:
         idle_views = max(4, int(args.idle * CAMERA_HZ / args.frames_per_view))
         before = admitted()
         cpu0 = cpu_seconds(server.pid)
-        camera = Camera(0, idle_views, args.frames_per_view, cw, ch, depth_topic)
-        streamed = camera.finish()
+        cameras = start_cameras(args.cameras, 0, idle_views, args.frames_per_view, cw, ch, depth_topic)
+        streamed = max((camera.finish() for camera in cameras), key=lambda summary: summary["elapsed_s"])
         # Per second of frames (lead-in included), not of the camera process's start-up, which
         # takes seconds and would dilute it.
         idle_cpu = (cpu_seconds(server.pid) - cpu0) / (streamed["elapsed_s"] + streamed["lead_in_frames"] / CAMERA_HZ)
         time.sleep(1.5)
-        idle_rate = (admitted() - before) / idle_views
+        idle_rate = (admitted() - before) / (idle_views * args.cameras)
         print(f"idle: {idle_rate:.0%} of {idle_views} views became keyframes; the node used {idle_cpu:.2f} cores")
 
         # ---- load phase
@@ -308,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         results_lock = threading.Lock()
         reasons: collections.Counter = collections.Counter()
         stop = threading.Event()
-        camera = Camera(first, load_views, args.frames_per_view, cw, ch, depth_topic)
+        cameras = start_cameras(args.cameras, first, load_views, args.frames_per_view, cw, ch, depth_topic)
         samples: list[MemorySample] = []
 
         def client_loop(index: int) -> None:
@@ -352,17 +376,18 @@ def main(argv: list[str] | None = None) -> int:
         load_start, load_cpu0 = time.monotonic(), cpu_seconds(server.pid)
         for thread in threads:
             thread.start()
-        while camera.process.poll() is None:
+        while any(camera.process.poll() is None for camera in cameras):
             samples.append(MemorySample(time.monotonic() - load_start, rss_mb(server.pid), *stores_mb(diagnostics)))
             time.sleep(1.0)
         stop.set()
         for thread in threads:
             thread.join(timeout=timeout_s + 5)
-        camera.finish()
+        for camera in cameras:
+            camera.finish()
         load_s = time.monotonic() - load_start
         load_cpu = (cpu_seconds(server.pid) - load_cpu0) / load_s
         time.sleep(1.5)
-        load_rate = (admitted() - before) / load_views
+        load_rate = (admitted() - before) / (load_views * args.cameras)
     finally:
         server.terminate()
         try:
@@ -386,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     if reasons:
         print("refusals:", "; ".join(f"{n} x {why}" for why, n in reasons.most_common(3)))
     print(f"keyframe admission: {load_rate:.0%} under load vs {idle_rate:.0%} idle ({admission:.0%} of idle)")
+    if args.cameras > 1:   # /diagnostics "camera /camK": "N keyframes; images ... Hz, ..."
+        print("cameras: " + "; ".join(f"{key[len('camera '):]} {value.split(';')[0]}"
+                                      for key, value in sorted(diagnostics.items()) if key.startswith("camera ")))
     if args.depth:
         print(f"depth: {diagnostics.get('keyframes_with_depth', '?')} keyframes with depth, "
               f"{diagnostics.get('keyframes_without_depth', '?')} without; model reads depth: "
@@ -419,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_record:
         camera_kind = ", RGB-D camera, demo_rgbd.pt" if args.depth and not args.checkpoint else (
             ", RGB-D camera" if args.depth else "")
+        camera_kind += f", {args.cameras} cameras" if args.cameras > 1 else ""
         device = (f"{cpu_name()} ({args.device}, executor {args.executor}{camera_kind}, "
                   f"at {commit or 'unknown commit'})")
         row = (f"| {_dt.date.today().isoformat()} | {device} | {args.clients} | {load_s:.0f} | "

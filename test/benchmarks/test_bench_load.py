@@ -112,3 +112,15 @@ def test_quick_run_with_an_rgbd_camera_serves_from_keyframes_with_depth(ros_subp
     assert depth and int(depth.group(1)) > 0 and int(depth.group(2)) == 0, done.stdout[-2000:]
     load = re.search(r"'served': (\d+), 'busy': \d+, 'refused': (\d+), 'lost': (\d+)", done.stdout)
     assert load and int(load.group(1)) > 0 and int(load.group(3)) == 0, done.stdout[-2000:]
+
+
+def test_quick_run_with_two_cameras_keeps_keyframes_of_both(ros_subprocess_env):
+    # --cameras 2: two 640x480 streams in /cam0 and /cam1 into one node (parameter cameras);
+    # both cameras' views become keyframes and the queries are served.
+    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--cameras", "2", "--no-record"], cwd=REPO,
+                          env=dict(ros_subprocess_env, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    kept = re.search(r"cameras: /cam0 (\d+) keyframes; /cam1 (\d+) keyframes", done.stdout)
+    assert kept and int(kept.group(1)) > 0 and int(kept.group(2)) > 0, done.stdout[-2000:]
+    load = re.search(r"'served': (\d+), 'busy': \d+, 'refused': (\d+), 'lost': (\d+)", done.stdout)
+    assert load and int(load.group(1)) > 0 and int(load.group(3)) == 0, done.stdout[-2000:]
