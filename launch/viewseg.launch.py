@@ -4,8 +4,9 @@
         image_topic:=/camera/color/image_raw camera_info_topic:=/camera/color/camera_info
 
 Parameters come from ``params_file`` (default: the installed config/viewseg.yaml); the
-``checkpoint`` and ``device`` arguments override it, and the topic arguments remap the
-node's relative ``image`` / ``camera_info`` names. ``sim:=true`` also starts
+``checkpoint``, ``device``, ``depth_topic``, ``depth_camera_info_topic`` and ``cameras``
+arguments override it when given (left at their defaults, the file's values stand), and the
+topic arguments remap the node's relative ``image`` / ``camera_info`` names. ``sim:=true`` also starts
 ``viewseg_sim_camera`` (a synthetic room on ``image``, ``camera_info`` and TF).
 
 Several cameras feed one node with ``cameras:=/front,/rear``: the topic arguments are then
@@ -68,21 +69,25 @@ def _required(executable: str):
     return on_exit
 
 
+# Launch arguments that override the params file, and the value that means "not given".
+OVERRIDES = {"checkpoint": "", "device": "auto", "depth_topic": "", "depth_camera_info_topic": "", "cameras": ""}
+
+
 def _viewseg_node(context):
-    """The viewseg node. One camera: the topic arguments remap its relative names. Several
-    (``cameras``): they are its parameters, resolved inside each camera's namespace."""
-    topics = {"depth_topic": LaunchConfiguration("depth_topic"),
-              "depth_camera_info_topic": LaunchConfiguration("depth_camera_info_topic")}
+    """The viewseg node. The arguments of OVERRIDES replace the params file's values only when
+    given: a default would otherwise overwrite what the file says (a checkpoint set in the
+    file would silently become the demo's). One camera: the topic arguments remap its relative
+    names. Several (``cameras``): they are its parameters, resolved inside each camera's namespace."""
+    given = {name: value for name, unset in OVERRIDES.items()
+             if (value := LaunchConfiguration(name).perform(context).strip()) != unset}
     remappings = _remappings()
-    if LaunchConfiguration("cameras").perform(context).strip():
-        topics.update(image_topic=LaunchConfiguration("image_topic"),
-                      camera_info_topic=LaunchConfiguration("camera_info_topic"))
+    if given.get("cameras"):
+        given.update(image_topic=LaunchConfiguration("image_topic").perform(context),
+                     camera_info_topic=LaunchConfiguration("camera_info_topic").perform(context))
         remappings = []
     return [Node(
         package=PACKAGE, executable="viewseg_node", name="viewseg", output="screen",
-        parameters=[LaunchConfiguration("params_file"),
-                    {"checkpoint": LaunchConfiguration("checkpoint"), "device": LaunchConfiguration("device"),
-                     "cameras": LaunchConfiguration("cameras"), **topics}],
+        parameters=[LaunchConfiguration("params_file"), given] if given else [LaunchConfiguration("params_file")],
         remappings=remappings, on_exit=_required("viewseg_node"))]
 
 
@@ -96,21 +101,24 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("params_file", description="node parameters (YAML, viewseg: ros__parameters:)",
                               default_value=PathJoinSubstitution([share, "config", "viewseg.yaml"])),
         DeclareLaunchArgument("checkpoint", default_value="",
-                              description="viewseg-model file; empty = the demo checkpoint"),
-        DeclareLaunchArgument("device", default_value="auto", description="auto, cpu, cuda or cuda:N"),
+                              description="viewseg-model file; empty = the params file's (default: the demo "
+                                          "checkpoint)"),
+        DeclareLaunchArgument("device", default_value="auto",
+                              description="auto, cpu, cuda or cuda:N; auto = the params file's (default: auto)"),
         DeclareLaunchArgument("image_topic", default_value="image", description="camera image (rgb8/bgr8/rgba8/bgra8, YUV 4:2:2, 8-bit Bayer)"),
         DeclareLaunchArgument("camera_info_topic", default_value="camera_info",
                               description="CameraInfo of the same camera"),
         DeclareLaunchArgument("depth_topic", default_value="",
                               description="depth registered to the colour camera (32FC1 m / 16UC1 mm) for an RGB-D "
-                                          "checkpoint; empty = RGB only (with sim:=true, 'depth' is the sim's)"),
+                                          "checkpoint; empty = the params file's (default: RGB only; with sim:=true, "
+                                          "'depth' is the sim's)"),
         DeclareLaunchArgument("depth_camera_info_topic", default_value="",
                               description="CameraInfo of an UNALIGNED depth camera (its own frame and size): the node "
                                           "registers its depth through TF; empty = depth_topic is registered already"),
         DeclareLaunchArgument("cameras", default_value="",
                               description="namespaces of several cameras feeding one keyframe buffer, comma-separated "
                                           "(e.g. /front,/rear); the topic arguments are then relative names inside "
-                                          "each; empty = one camera"),
+                                          "each; empty = the params file's (default: one camera)"),
         DeclareLaunchArgument("sim", default_value="false", description="also start the simulated camera"),
         DeclareLaunchArgument("fastdds_profile",
                               default_value=PathJoinSubstitution([share, "config", "fastdds_large_images.xml"]),

@@ -323,6 +323,29 @@ def test_several_cameras_subscribe_in_their_namespaces(tmp_path):
             launch.kill()
 
 
+@needs_launch
+def test_a_params_file_keeps_what_the_arguments_leave_unset(tmp_path):
+    """Launch arguments left at their defaults do not overwrite the params file: its cameras
+    and topics stand (a default "" used to replace them, and a checkpoint set in the file alike)."""
+    params = tmp_path / "robot.yaml"
+    params.write_text(textwrap.dedent("""
+        viewseg:
+          ros__parameters:
+            cameras: "/robot/left,/robot/right"
+            image_topic: color/image_raw
+            camera_info_topic: color/camera_info
+    """))
+    launch = Launch(["device:=cpu", f"params_file:={params}"], tmp_path, ros_env(), tmp_path / "launch.log")
+    try:
+        ready = launch.wait_for(r"\[viewseg\]: ready:.*")
+        assert "images on /robot/left/color/image_raw, /robot/right/color/image_raw" in ready.group(0), ready.group(0)
+        status, _ = launch.interrupt()
+        assert status == 0, launch.output()
+    finally:
+        if launch.proc.poll() is None:
+            launch.kill()
+
+
 # --------------------------------------------------------------------------- colcon-style install
 @needs_launch
 def test_colcon_style_install_into_a_prefix_launches(tmp_path):
