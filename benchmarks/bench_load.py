@@ -440,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
             xs[name] = [sample["t"] for sample in run["samples"]]
             ys[name] = [sample["rss_mb"] for sample in run["samples"]]
         line_chart(args.plot, xs, ys,
-                   f"viewseg_node memory, {args.clients} clients, camera {cw}x{ch} at {CAMERA_HZ:g} Hz "
+                   f"viewseg_node memory, {args.clients} clients, "
+                   f"{'camera' if args.cameras == 1 else f'{args.cameras} cameras'} {cw}x{ch} at {CAMERA_HZ:g} Hz "
                    f"({_dt.date.today().isoformat()}, {cpu_name()})", "seconds of load", "MiB")
         print(f"memory chart written to {args.plot}")
     print(f"node CPU: {idle_cpu:.2f} cores idle (camera only), {load_cpu:.2f} under load")
