@@ -18,11 +18,14 @@ so depth and semantics land in the wrong place with nothing to say so.
   name starts with ``image_rect`` (image_pipeline's name for rectified images, which come with
   the raw camera's CameraInfo): ``rectified`` there; all-zero ``d``: ``k`` as it is.
 
-Only the distortion is removed: the rectification rotation ``r`` (non-identity for a stereo
-pair) is not applied, so a rectified image keeps the orientation of its ``header.frame_id``,
-the frame TF gives the pose of. Depth registered to the colour camera (planar metres) is
-resampled on the same map by nearest neighbour: without a rotation the planar depth of a
-surface point is the same in both images, and averaging would invent depths at edges.
+Undistortion removes the distortion only (OpenCV's map with no rotation), so an undistorted
+image keeps the orientation of its ``header.frame_id``, the frame TF gives the pose of. A
+*rectified* image of a stereo pair is also turned by the CameraInfo's rectification rotation
+``r`` (X_rect = r X_frame, so that epipolar lines are rows): its camera is the frame_id's
+turned by ``r``, and :attr:`ResolvedCamera.rotation` says so, for the pose to follow it. A
+monocular camera's ``r`` is the identity. Depth registered to the colour camera (planar
+metres) is resampled on the same map by nearest neighbour: without a rotation the planar depth
+of a surface point is the same in both images, and averaging would invent depths at edges.
 """
 from __future__ import annotations
 
@@ -79,18 +82,45 @@ class Undistorter:
 @dataclass(frozen=True)
 class ResolvedCamera:
     """What a frame of one CameraInfo is: the pinhole ``K`` the model should use, the
-    undistortion to apply first (None: the images are pinholes already) and a one-line
-    description for logs and diagnostics."""
+    undistortion to apply first (None: the images are pinholes already), a one-line
+    description for logs and diagnostics, and ``rotation``: [3, 3] the rectification rotation
+    of a rectified stereo image (X_image_camera = rotation X_frame_id; the image's camera-to-world
+    is the frame_id's times rotation^T), None when the image keeps its frame_id's orientation."""
 
     K: np.ndarray
     undistorter: Undistorter | None
     description: str
+    rotation: np.ndarray | None = None
+
+
+def rotated_frame(rotation: np.ndarray | None) -> np.ndarray:
+    """[4, 4] T_image_frame: coordinates in a frame_id -> in its rectified image's camera
+    (X_rect = rotation X_frame; the identity for None). The image's camera-to-world is then
+    ``frame_to_world @ inv(T)``, and a point in the frame_id goes into the image with ``T``."""
+    turn = np.eye(4)
+    if rotation is not None:
+        turn[:3, :3] = rotation
+    return turn
 
 
 def has_distortion(d) -> bool:
     """Some coefficient is non-zero (an empty ``d`` is none)."""
     d = np.asarray(d, dtype=np.float64).reshape(-1)
     return bool(d.size) and bool(np.any(d != 0))
+
+
+def rectification_rotation(R) -> np.ndarray | None:
+    """CameraInfo ``r`` as [3, 3] when it is a rotation other than the identity; None for the
+    identity or an unset (all-zero, empty) ``r``. ValueError for one that is not a rotation."""
+    R = np.asarray(R if R is not None else [], dtype=np.float64).reshape(-1)
+    if R.size == 0 or not np.any(R):
+        return None
+    if R.size != 9 or not np.all(np.isfinite(R)):
+        raise ValueError(f"CameraInfo.r must be 9 finite numbers (a rotation), got {R.tolist()}")
+    R = R.reshape(3, 3)
+    if not (np.allclose(R @ R.T, np.eye(3), atol=1e-4) and np.linalg.det(R) > 0):
+        raise ValueError(f"CameraInfo.r is not a rotation matrix: {R.tolist()}")
+    return None if np.allclose(R, np.eye(3), atol=1e-9) else R
 
 
 def rectified_K(P, K: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -154,16 +184,18 @@ def distortion_maps(K: np.ndarray, d, model: str, width: int, height: int, pinho
 
 
 def resolve_camera(K: np.ndarray, d, model: str, P, width: int, height: int, mode: str = "auto",
-                   topic: str = "") -> ResolvedCamera:
+                   topic: str = "", R=None) -> ResolvedCamera:
     """The pinhole and undistortion for frames of one CameraInfo (see the module docstring).
 
     Args:
-        K: [3, 3] the ``k`` of the CameraInfo (checked by the caller); d, model, P: its ``d``,
-            ``distortion_model`` and ``p``; width, height: its size.
+        K: [3, 3] the ``k`` of the CameraInfo (checked by the caller); d, model, P, R: its ``d``,
+            ``distortion_model``, ``p`` and ``r`` (``r`` matters for rectified images only);
+            width, height: its size.
         mode: one of :data:`RECTIFICATION_MODES`.
         topic: the image topic, for ``auto``'s ``image_rect`` rule.
     Raises:
-        ValueError: an unknown mode, or distortion that ``undistort`` cannot remove.
+        ValueError: an unknown mode, distortion that ``undistort`` cannot remove, or (for
+            rectified images) an ``r`` that is not a rotation.
     """
     if mode not in RECTIFICATION_MODES:
         raise ValueError(f"rectification must be one of {', '.join(RECTIFICATION_MODES)}, got {mode!r}")
@@ -177,7 +209,12 @@ def resolve_camera(K: np.ndarray, d, model: str, P, width: int, height: int, mod
     if mode == "none":
         return ResolvedCamera(K, None, "pinhole k" + (f" (ignoring {model} distortion)" if distorted else ""))
     if mode == "rectified":
-        return ResolvedCamera(rectified_K(P, K, width, height), None, "rectified images (pinhole of p)")
+        rotation = rectification_rotation(R)
+        if rotation is None:
+            return ResolvedCamera(rectified_K(P, K, width, height), None, "rectified images (pinhole of p)")
+        angle = np.degrees(np.arccos(np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0)))
+        return ResolvedCamera(rectified_K(P, K, width, height), None,
+                              f"rectified images (pinhole of p, turned {angle:.2f} deg by r)", rotation)
     if not distorted:
         return ResolvedCamera(K, None, "pinhole (no distortion in CameraInfo)")
     new_K = rectified_K(P, K, width, height)
@@ -185,4 +222,4 @@ def resolve_camera(K: np.ndarray, d, model: str, P, width: int, height: int, mod
 
 
 __all__ = ["RECTIFICATION_MODES", "DISTORTION_MODELS", "Undistorter", "ResolvedCamera", "has_distortion",
-           "rectified_K", "make_undistorter", "distortion_maps", "resolve_camera"]
+           "rectification_rotation", "rotated_frame", "rectified_K", "make_undistorter", "distortion_maps", "resolve_camera"]

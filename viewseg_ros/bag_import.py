@@ -53,7 +53,7 @@ from viewseg_core.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, nyu40_t
 from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
 from viewseg_core.depth_registration import register_depth
-from viewseg_core.rectify import RECTIFICATION_MODES, ResolvedCamera, Undistorter
+from viewseg_core.rectify import RECTIFICATION_MODES, ResolvedCamera, Undistorter, rotated_frame
 from viewseg_ros.camera_input import camera_topic, parse_camera_namespaces
 from viewseg_ros.conversions import (CAMERA_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
                                      colour_image_to_numpy, image_to_numpy, is_compressed,
@@ -159,6 +159,7 @@ class _CameraInfo:
     width: int
     height: int
     undistorter: Undistorter | None = None  # None: the images are pinholes already
+    rotation: np.ndarray | None = None  # a rectified stereo image's r (viewseg_core.rectify.ResolvedCamera)
 
 
 @dataclass
@@ -362,13 +363,14 @@ class _Registration:
 
 
 def _register(depth: np.ndarray, msg: Any, colour_frame: str, colour_K: np.ndarray, colour_hw: tuple[int, int],
-              registration: _Registration, what: str) -> np.ndarray:
+              registration: _Registration, what: str, rotation: np.ndarray | None = None) -> np.ndarray:
     if depth.shape != (registration.height, registration.width):
         raise _BadFrame("depth image size differs from its CameraInfo",
                         f"{what}: depth is {depth.shape[1]}x{depth.shape[0]}, its CameraInfo "
                         f"{registration.width}x{registration.height}")
     try:
-        colour_from_depth = registration.buffer.lookup(colour_frame, msg.header.frame_id, time_to_ns(msg.header.stamp))
+        colour_from_depth = rotated_frame(rotation) @ registration.buffer.lookup(colour_frame, msg.header.frame_id,
+                                                                                time_to_ns(msg.header.stamp))
     except (ExtrapolationError, UnknownFrameError, ConnectivityError) as error:
         raise _BadFrame("no TF between the depth and colour cameras",
                         f"{what}: {msg.header.frame_id!r} -> {colour_frame!r}: {error}") from error
@@ -415,7 +417,7 @@ def _decode_keyframe(item: _Pending, config: BagImportConfig, report: ImportRepo
     if depth is not None and registration is not None:  # into the (undistorted) colour pinhole
         colour_frame = config.camera_frame or rgb_msg.header.frame_id
         depth = _register(depth, item.parts["depth"][1], colour_frame, item.camera.K, rgb.shape[:2], registration,
-                          what + " depth")
+                          what + " depth", item.camera.rotation)
     if labels is None and segmenter is not None:
         labels = segmenter(rgb)
     meta = {"stamp_ns": item.stamp_ns, "label_source": report.label_source}
@@ -538,7 +540,7 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                 cam.registration = _Registration(camera.K, int(msg.width), int(msg.height), buffer, camera.undistorter)
                 continue
             cam.infos.append(_CameraInfo(_header_ns(msg, log_ns, report), camera.K, int(msg.width), int(msg.height),
-                                         camera.undistorter))
+                                         camera.undistorter, camera.rotation))
         for cam in sources:
             if not cam.infos:
                 raise ValueError(f"{bag}: no valid CameraInfo on {cam.camera_info_topic}")
@@ -582,15 +584,17 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
             except (UnknownFrameError, ConnectivityError) as error:
                 raise ValueError(f"{bag}: cannot place camera frame {frame!r} in {config.fixed_frame!r}: "
                                  f"{error}") from error
+            cam = sources[source]
+            info = _nearest_camera_info(cam.infos, cam.info_stamps, stamp_ns)
+            if info.rotation is not None:  # a rectified stereo image's camera is its frame turned by r
+                c2w = c2w @ np.linalg.inv(rotated_frame(info.rotation))
             if not admission_decision(c2w, stamp_ns, kept, kf_config, stream_stamps=own_stamps[source]).admit:
                 report.skip("not a keyframe (too close in pose or time to an earlier one)")
                 continue
             index = len(kept)
             kept.append((index, stamp_ns, c2w))
             own_stamps[source].append(stamp_ns)
-            cam = sources[source]
-            pending[(source, stamp_ns)] = _Pending(index, stamp_ns, c2w,
-                                                   _nearest_camera_info(cam.infos, cam.info_stamps, stamp_ns), source)
+            pending[(source, stamp_ns)] = _Pending(index, stamp_ns, c2w, info, source)
         keyframe_stamps = [sorted(s for c, s in pending if c == source) for source in range(len(sources))]
 
         # Pass 3: decode and pair the keyframes' images, labels and depth; write as they complete.

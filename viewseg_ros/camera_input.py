@@ -37,6 +37,7 @@ class PendingImage:
     received_hw: tuple[int, int]   # the size it arrived at (its depth must match)
     undistorter: Undistorter | None = None
     waiting_for: str = ""          # the last TF error, for the message when it is dropped
+    rotation: np.ndarray | None = None  # a rectified stereo image's r: its camera is the frame's turned by it
 
 
 def parse_camera_namespaces(value: Any) -> list[str]:
@@ -90,6 +91,7 @@ class CameraInput:
     depth_camera: tuple[np.ndarray, int, int, Undistorter | None] | None = None
     depth_calibration: tuple | None = None  # the CameraInfo fields ``depth_camera`` was resolved from
     rectification: str = "no CameraInfo yet"
+    rotation: np.ndarray | None = None  # r of rectified stereo images (rectify.ResolvedCamera.rotation)
     pending: collections.deque = field(default_factory=collections.deque)  # PendingImage, oldest first
     held_for_info: Any = None      # the latest image that came before any valid CameraInfo
     depths: collections.deque = field(default_factory=lambda: collections.deque(maxlen=DEPTH_QUEUE))

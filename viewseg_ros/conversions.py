@@ -357,7 +357,8 @@ def camera_info_to_K(msg: Any, what: str = "camera_info") -> np.ndarray:
 def calibration_key(msg: Any) -> tuple:
     """The CameraInfo fields its pinhole and undistortion depend on: equal keys, equal cameras
     (a driver repeats one calibration with every frame; the undistortion maps are made once)."""
-    return (tuple(msg.k), tuple(msg.d), msg.distortion_model, tuple(msg.p), int(msg.width), int(msg.height))
+    return (tuple(msg.k), tuple(msg.d), msg.distortion_model, tuple(msg.p), tuple(msg.r), int(msg.width),
+            int(msg.height))
 
 
 def camera_info_to_pinhole(msg: Any, mode: str, image_topic: str, what: str = "camera_info") -> Any:
@@ -370,7 +371,7 @@ def camera_info_to_pinhole(msg: Any, mode: str, image_topic: str, what: str = "c
     K = camera_info_to_K(msg, what)
     try:
         return resolve_camera(K, msg.d, msg.distortion_model, msg.p, int(msg.width), int(msg.height), mode,
-                              image_topic)
+                              image_topic, msg.r)
     except ValueError as error:
         raise ValueError(f"{what}: {error}") from None
 

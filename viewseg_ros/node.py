@@ -80,7 +80,7 @@ from viewseg_core.model.fast import PRESETS, RenderCancelled, check_amp, render_
     trained_preset
 from viewseg_core.model.prepared_cache import PreparedCache
 from viewseg_core.model.weights import load_model
-from viewseg_core.rectify import RECTIFICATION_MODES
+from viewseg_core.rectify import RECTIFICATION_MODES, rotated_frame
 from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
 from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
                                      colour_image_to_numpy, is_compressed, make_camera_info,
@@ -642,6 +642,7 @@ class ViewSegNode(Node):
         camera.rectification = resolved.description
         camera.calibration = calibration
         camera.camera = (resolved.K, int(msg.width), int(msg.height), msg.header.frame_id, resolved.undistorter)
+        camera.rotation = resolved.rotation
 
     def _on_depth_camera_info(self, camera: CameraInput, msg: Any) -> None:
         """An unaligned depth camera's calibration; a lens with distortion (an Azure Kinect's
@@ -723,7 +724,8 @@ class ViewSegNode(Node):
         received_hw = rgb.shape[:2]
         if undistorter is None:  # shrink what waits for TF; undistortion (a full-size remap) waits for admission
             rgb, K = self._to_working_size(rgb, K)
-        camera.pending.append(PendingImage(time.monotonic(), rgb, K, frame, stamp_ns, received_hw, undistorter))
+        camera.pending.append(PendingImage(time.monotonic(), rgb, K, frame, stamp_ns, received_hw, undistorter,
+                                           rotation=camera.rotation))
         while len(camera.pending) > self.params["tf_pending_max"]:
             old = camera.pending.popleft()
             self._drop("tf", f"no pose for image at {old.stamp_ns / 1e9:.3f} s: {self.params['tf_pending_max']} newer "
@@ -760,6 +762,8 @@ class ViewSegNode(Node):
                 # Images are stamped in order: if this one must wait, later ones must too.
                 image.waiting_for = str(error)
                 return
+            if image.rotation is not None:  # a rectified stereo image's camera is its frame turned by r
+                c2w = c2w @ np.linalg.inv(rotated_frame(image.rotation))
             depth, depth_frame = None, ""
             if camera.depth_topic:
                 depth, depth_frame, wait = self._match_depth(camera, image.stamp_ns, image.frame, image.received_hw)
@@ -851,7 +855,7 @@ class ViewSegNode(Node):
         if undistorter is not None:
             rgb, K = self._to_working_size(undistorter.colour(rgb), K)
         if depth is not None and camera.depth_camera_info_topic:
-            depth = self._register_depth(camera, depth, depth_frame, frame, stamp_ns, K)
+            depth = self._register_depth(camera, depth, depth_frame, frame, stamp_ns, K, image.rotation)
         elif depth is not None:
             depth = self._depth_to_working_size(depth if undistorter is None else undistorter.depth(depth))
         features = self._encode(rgb)
@@ -919,12 +923,12 @@ class ViewSegNode(Node):
         return resized, resize_intrinsics(K, rgb.shape[:2], (height, width))
 
     def _register_depth(self, camera: CameraInput, depth: np.ndarray, depth_frame: str, frame: str, stamp_ns: int,
-                        K: np.ndarray) -> np.ndarray | None:
-        """Unaligned depth -> planar depth in the colour keyframe (working size, pinhole ``K``),
-        through TF from the depth optical frame to the colour one at the stamp; None (counted)
-        where TF cannot say."""
+                        K: np.ndarray, rotation: np.ndarray | None = None) -> np.ndarray | None:
+        """Unaligned depth -> planar depth in the colour keyframe (working size, pinhole ``K``,
+        turned by ``rotation`` from ``frame`` for a rectified stereo image), through TF from the
+        depth optical frame to the colour one at the stamp; None (counted) where TF cannot say."""
         try:
-            colour_from_depth = self._lookup_now(frame, depth_frame, stamp_ns)
+            colour_from_depth = rotated_frame(rotation) @ self._lookup_now(frame, depth_frame, stamp_ns)
         except TransformError as error:
             self._drop("depth", f"depth at {stamp_ns / 1e9:.3f} s: no TF from {depth_frame!r} to {frame!r} to register "
                                 f"it: {error}")

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from viewseg_core.rectify import distortion_maps, has_distortion, make_undistorter, rectified_K, resolve_camera
+from viewseg_core.rectify import (distortion_maps, has_distortion, make_undistorter, rectification_rotation,
+                                   rectified_K, resolve_camera, rotated_frame)
 
 W, H = 160, 120
 K = np.array([[100.0, 0.0, 81.0], [0.0, 102.0, 58.5], [0.0, 0.0, 1.0]])
@@ -107,6 +108,34 @@ def test_modes_choose_the_pinhole():
     assert np.array_equal(resolve_camera(K, zero, "plumb_bob", np.zeros(12), W, H, "rectified").K, K)
     assert np.array_equal(rectified_K(-P, K, W, H), K)
     assert has_distortion([0, 0, 1e-9]) and not has_distortion([]) and not has_distortion([0.0, -0.0])
+
+
+def about_y(degrees: float) -> np.ndarray:
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def test_a_rectified_stereo_image_is_turned_by_r():
+    """A stereo pair's rectified image looks along r's rotated axis: X_rect = r X_frame. Only the
+    rectified reading turns the pose; undistortion (no rotation in its map) keeps the frame's."""
+    R = about_y(3.0)
+    assert rectification_rotation(np.eye(3).reshape(-1)) is None
+    assert rectification_rotation(np.zeros(9)) is None and rectification_rotation([]) is None
+    np.testing.assert_array_equal(rectification_rotation(R.reshape(-1)), R)
+    with pytest.raises(ValueError, match="not a rotation"):
+        rectification_rotation((2.0 * np.eye(3)).reshape(-1))
+    rect = resolve_camera(K, PLUMB_BOB, "plumb_bob", P, W, H, "auto", "/left/image_rect_color", R.reshape(-1))
+    np.testing.assert_array_equal(rect.rotation, R)
+    assert rect.undistorter is None and "turned 3.00 deg by r" in rect.description
+    raw = resolve_camera(K, PLUMB_BOB, "plumb_bob", P, W, H, "auto", "/left/image_raw", R.reshape(-1))
+    assert raw.rotation is None and raw.undistorter is not None
+    # The image's camera: a point straight ahead of it (on its optical axis) lies, in the
+    # frame_id, along r^T's z axis; its camera-to-world is the frame's times inv(T).
+    T = rotated_frame(R)
+    ahead_in_frame = np.linalg.inv(T) @ np.array([0.0, 0.0, 2.0, 1.0])
+    np.testing.assert_allclose(ahead_in_frame[:3], 2.0 * R.T[:, 2])
+    assert ahead_in_frame[0] == pytest.approx(-2.0 * math.sin(math.radians(3.0)))  # turned 3 degrees to the left
+    np.testing.assert_array_equal(rotated_frame(None), np.eye(4))
 
 
 def test_distortion_it_cannot_remove_is_refused_by_name():

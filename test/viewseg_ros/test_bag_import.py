@@ -75,14 +75,15 @@ def _image(array: np.ndarray, encoding: str, t: float, pad: int = 0):
         is_bigendian=0, step=row + pad, data=rows.reshape(-1))
 
 
-def _camera_info(t: float, d=None, new_K=None, K_override=None, size=(H, W), frame="camera_optical"):
+def _camera_info(t: float, d=None, new_K=None, K_override=None, size=(H, W), frame="camera_optical", rotation=None):
     """A calibrated camera: pinhole K (d = 0, p = [K | 0]) unless ``d`` and ``new_K`` say otherwise."""
     types = TS.types
     k = K if K_override is None else K_override
     p = np.concatenate([k if new_K is None else new_K, np.zeros((3, 1))], 1).reshape(-1)
     return types["sensor_msgs/msg/CameraInfo"](
         header=_header(t, frame), height=size[0], width=size[1], distortion_model="plumb_bob",
-        d=np.zeros(5) if d is None else np.asarray(d, np.float64), k=k.reshape(-1), r=np.eye(3).reshape(-1), p=p,
+        d=np.zeros(5) if d is None else np.asarray(d, np.float64), k=k.reshape(-1),
+        r=(np.eye(3) if rotation is None else np.asarray(rotation, np.float64)).reshape(-1), p=p,
         binning_x=0, binning_y=0,
         roi=types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
 
@@ -136,7 +137,8 @@ def _bad_image(kind: str, i: int, t: float):
 
 def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encoding="32FC1",
               image_encoding="rgb8", bad: dict[int, str] | None = None, distortion=None, new_K=None,
-              compressed: bool = False, unaligned: bool = False, depth_distortion=None, depth_new_K=None) -> Path:
+              compressed: bool = False, unaligned: bool = False, depth_distortion=None, depth_new_K=None,
+              rotation=None) -> Path:
     """A small robot recording: /tf (10 Hz), /tf_static once, images + CameraInfo + labels + depth at 5 Hz.
 
     ``bad``: image index -> kind of :func:`_bad_image` to record instead of that image;
@@ -144,7 +146,8 @@ def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encodi
     colour and depth as image_transport's compressed (PNG) and compressedDepth record them;
     ``unaligned``: depth from a camera of its own (DEPTH_FRAME, DEPTH_K, 8x6, 5 cm to the right)
     with its CameraInfo on /camera/depth/camera_info, as a RealSense without align_depth;
-    ``depth_distortion``, ``depth_new_K``: that CameraInfo's ``d`` and ``p`` (an Azure Kinect's raw depth)."""
+    ``depth_distortion``, ``depth_new_K``: that CameraInfo's ``d`` and ``p`` (an Azure Kinect's raw depth);
+    ``rotation``: the colour CameraInfo's ``r`` (a stereo pair's rectification rotation)."""
     with Writer(path, version=9, storage_plugin=storage) as writer:
         def conn(topic, msgtype):
             return writer.add_connection(topic, msgtype, typestore=TS)
@@ -170,7 +173,7 @@ def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encodi
             if compressed:
                 colour = _compressed_image(rgb, t)
             events.append((t + 0.001, image, colour))
-            events.append((t + 0.001, info, _camera_info(t, distortion, new_K)))
+            events.append((t + 0.001, info, _camera_info(t, distortion, new_K, rotation=rotation)))
             if labels is not None:
                 ids = np.full((H, W), i % 37, np.uint8)
                 ids[0, :] = 255
@@ -307,6 +310,23 @@ def test_a_camera_with_lens_distortion_is_undistorted_with_its_depth_and_labels(
     raw = SceneFolder(tmp_path / "raw").load_view(0)
     np.testing.assert_array_equal(raw.K, K)
     np.testing.assert_array_equal(raw.rgb, rgb_of(1))
+
+
+def test_a_rectified_stereo_image_takes_the_pose_turned_by_r(tmp_path):
+    from viewseg_core.rectify import rotated_frame
+
+    c, s = math.cos(math.radians(4.0)), math.sin(math.radians(4.0))
+    R = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+    bag = write_bag(tmp_path / "bag", StoragePlugin.SQLITE3, rotation=R)
+    import_bag(bag, tmp_path / "scene", config(rectification="rectified"))
+    scene = SceneFolder(tmp_path / "scene")
+    for index in range(len(scene)):
+        view = scene.load_view(index)
+        np.testing.assert_allclose(view.c2w, expected_c2w(IMAGE_TIMES[index + 1]) @ np.linalg.inv(rotated_frame(R)),
+                                   atol=1e-9)
+    # Undistorted (no rotation in the map), the same images keep their frame's pose.
+    import_bag(bag, tmp_path / "raw", config(rectification="undistort"))
+    np.testing.assert_allclose(SceneFolder(tmp_path / "raw").load_view(0).c2w, expected_c2w(IMAGE_TIMES[1]), atol=1e-9)
 
 
 def test_keyframe_thresholds_subsample(tmp_path):

@@ -119,3 +119,32 @@ def test_an_image_rect_topic_is_read_with_p_and_not_undistorted_again(rig):
     np.testing.assert_array_equal(keyframe.view.K, NEW_K)
     np.testing.assert_array_equal(keyframe.view.rgb, rgb)        # not resampled
     assert node.rectification == "rectified images (pinhole of p)"
+
+    # The same topic from a stereo pair's left camera: its CameraInfo's r turns the rectified
+    # image 4 degrees about y; the keyframe's pose is the frame's (TF) turned by r.
+    from viewseg_core.rectify import rotated_frame
+
+    c, s_ = np.cos(np.radians(4.0)), np.sin(np.radians(4.0))
+    R = np.array([[c, 0.0, s_], [0.0, 1.0, 0.0], [-s_, 0.0, c]])
+    stereo = {**DISTORTED, "r": R.reshape(-1).tolist()}
+
+    def send_stereo(_attempt: int) -> None:
+        rig.index += 1
+        rig.stamp_ns += 10**9
+        sent["stamp"], sent["pose"] = rig.stamp_ns, view_pose(rig.index, 1.0, 0.0)
+        rig.camera.publish(sent["pose"], rig.stamp_ns, info_fields=stereo)
+        rect_pub.publish(numpy_to_image(rgb, "rgb8", frame_id=FRAME, stamp_ns=rig.stamp_ns))
+
+    def send_calibration(_attempt: int) -> None:
+        rig.stamp_ns += 10**9
+        rig.camera.publish(view_pose(rig.index, 1.0, 0.0), rig.stamp_ns, info_fields=stereo)
+
+    # The calibration first, so that the frame below is read with it (CameraInfo and images
+    # are taken in separate callback groups).
+    assert resend(send_calibration, lambda: node.cameras[0].rotation is not None, "the stereo CameraInfo")
+    assert resend(send_stereo, lambda: any(k.stamp_ns == sent.get("stamp") for k in node.keyframes.snapshot()),
+                  "a stereo image_rect frame to become a keyframe")
+    keyframe = next(k for k in node.keyframes.snapshot() if k.stamp_ns == sent["stamp"])
+    np.testing.assert_allclose(keyframe.c2w, sent["pose"] @ np.linalg.inv(rotated_frame(R)), atol=1e-9)
+    assert not np.allclose(keyframe.c2w, sent["pose"], atol=1e-3)
+    assert node.rectification == "rectified images (pinhole of p, turned 4.00 deg by r)"
