@@ -307,20 +307,27 @@ def test_a_bad_checkpoint_fails_the_launch(tmp_path, kind):
 
 
 # --------------------------------------------------------------------------- several cameras
-@needs_launch
-def test_several_cameras_subscribe_in_their_namespaces(tmp_path):
-    """With ``cameras`` the topic arguments are relative names inside each camera's namespace
-    (parameters, not remappings: a remapping of ``image`` would not reach /front/image)."""
-    launch = Launch(["device:=cpu", "cameras:=/robot/front,/robot/rear", "image_topic:=color/image_raw",
-                     "camera_info_topic:=color/camera_info"], tmp_path, ros_env(), tmp_path / "launch.log")
+def assert_images_on(args: list[str], tmp_path: Path, topics: str) -> None:
+    """`ros2 launch ARGS`: the node's "ready:" line lists ``topics`` as its image subscriptions;
+    then Ctrl-C ends the launch with status 0."""
+    launch = Launch(["device:=cpu", *args], tmp_path, ros_env(), tmp_path / "launch.log")
     try:
         ready = launch.wait_for(r"\[viewseg\]: ready:.*")
-        assert "images on /robot/front/color/image_raw, /robot/rear/color/image_raw" in ready.group(0), ready.group(0)
+        assert f"images on {topics}" in ready.group(0), ready.group(0)
         status, _ = launch.interrupt()
         assert status == 0, launch.output()
     finally:
         if launch.proc.poll() is None:
             launch.kill()
+
+
+@needs_launch
+def test_several_cameras_subscribe_in_their_namespaces(tmp_path):
+    """With ``cameras`` the topic arguments are relative names inside each camera's namespace
+    (parameters, not remappings: a remapping of ``image`` would not reach /front/image)."""
+    assert_images_on(["cameras:=/robot/front,/robot/rear", "image_topic:=color/image_raw",
+                      "camera_info_topic:=color/camera_info"], tmp_path,
+                     "/robot/front/color/image_raw, /robot/rear/color/image_raw")
 
 
 @needs_launch
@@ -335,15 +342,7 @@ def test_a_params_file_keeps_what_the_arguments_leave_unset(tmp_path):
             image_topic: color/image_raw
             camera_info_topic: color/camera_info
     """))
-    launch = Launch(["device:=cpu", f"params_file:={params}"], tmp_path, ros_env(), tmp_path / "launch.log")
-    try:
-        ready = launch.wait_for(r"\[viewseg\]: ready:.*")
-        assert "images on /robot/left/color/image_raw, /robot/right/color/image_raw" in ready.group(0), ready.group(0)
-        status, _ = launch.interrupt()
-        assert status == 0, launch.output()
-    finally:
-        if launch.proc.poll() is None:
-            launch.kill()
+    assert_images_on([f"params_file:={params}"], tmp_path, "/robot/left/color/image_raw, /robot/right/color/image_raw")
 
 
 # --------------------------------------------------------------------------- colcon-style install
