@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import math
 import errno
 import os
 import sys
@@ -85,6 +86,7 @@ class BagImportConfig:
     tf_topic: str = "/tf"
     tf_static_topic: str = "/tf_static"
     sync_tolerance_s: float = 0.02  # pairing image <-> semantic/depth by header stamp
+    image_stamp_offset_s: float = 0.0  # header stamp -> exposure time, where the pose is looked up (the node's)
     rectification: str = "auto"  # viewseg_core.rectify.RECTIFICATION_MODES, as the node's parameter
     keyframes: KeyframeConfig = field(default_factory=lambda: KeyframeConfig(max_keyframes=1 << 30,
                                                                              max_bytes=1 << 62))
@@ -104,6 +106,8 @@ class BagImportConfig:
         if self.rectification not in RECTIFICATION_MODES:
             raise ValueError(f"rectification must be one of {', '.join(RECTIFICATION_MODES)}, "
                              f"got {self.rectification!r}")
+        if not math.isfinite(self.image_stamp_offset_s):
+            raise ValueError(f"image_stamp_offset_s must be a finite number, got {self.image_stamp_offset_s}")
         if not self.sync_tolerance_s >= 0:
             raise ValueError(f"sync_tolerance_s must be >= 0, got {self.sync_tolerance_s}")
         if not self.semantic_topic and not self.segmenter and not self.no_labels:
@@ -568,6 +572,7 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
         candidates.sort(key=lambda c: c[:2])
         kept: list[tuple[int, int, np.ndarray]] = []
         own_stamps: list[list[int]] = [[] for _ in sources]  # each camera's keyframe stamps (its rate floor)
+        offset_ns = int(round(config.image_stamp_offset_s * NS_PER_S))  # the pose at exposure
         pending: dict[tuple[int, int], _Pending] = {}  # (camera index, stamp) -> keyframe being assembled
         for stamp_ns, source, frame in candidates:
             if (source, stamp_ns) in pending:
@@ -577,7 +582,7 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                 raise ValueError(f"{bag}: images on {sources[source].image_topic} have no header.frame_id; "
                                  f"pass --camera-frame")
             try:
-                c2w = buffer.lookup(config.fixed_frame, frame, stamp_ns)
+                c2w = buffer.lookup(config.fixed_frame, frame, stamp_ns + offset_ns)
             except ExtrapolationError:
                 report.skip("no TF at the image stamp (before the first or after the last transform)")
                 continue
@@ -707,6 +712,9 @@ def register(subparsers: Any) -> None:
                         help="keyframe threshold (s)")
     parser.add_argument("--sync-tolerance", type=nonnegative_float, default=0.02,
                         help="max stamp difference (s) pairing an image with its semantic/depth image")
+    parser.add_argument("--image-stamp-offset", type=float, default=0.0,
+                        help="seconds from an image's header stamp to its exposure, where its pose is looked up (a "
+                             "driver that stamps on arrival stamps late: give its latency negative, e.g. -0.05)")
     parser.add_argument("--rectification", default="auto", choices=RECTIFICATION_MODES,
                         help="lens distortion in the CameraInfo: auto (undistort, except on an image_rect* topic: "
                              "already rectified) | undistort | rectified (pinhole of CameraInfo.p) | none (ignore it)")
@@ -725,7 +733,7 @@ def run(args: argparse.Namespace) -> int:
         depth_camera_info_topic=args.depth_camera_info_topic,
         segmenter=args.segmenter, no_labels=args.no_labels, camera_frame=args.camera_frame,
         tf_topic=args.tf_topic, tf_static_topic=args.tf_static_topic, sync_tolerance_s=args.sync_tolerance,
-        rectification=args.rectification,
+        rectification=args.rectification, image_stamp_offset_s=args.image_stamp_offset,
         keyframes=KeyframeConfig(min_translation=args.min_translation, min_rotation_deg=args.min_rotation,
                                  min_interval_s=args.min_interval, max_keyframes=1 << 30, max_bytes=1 << 62),
         scene_name=args.scene_name, device=args.device, cameras=args.cameras)

@@ -138,6 +138,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "tf_wait_s": (1.0, "how long an image is held (in a queue, not blocking intake) and a query waits for TF "
                        "at its stamp before giving up"),
     "tf_pending_max": (30, "images held at most while they wait for TF, per camera (older ones are dropped, counted)"),
+    "image_stamp_offset_s": (0.0, "seconds from an image's header stamp to the moment it was exposed, at which its pose "
+                                  "is looked up: a driver that stamps frames on arrival (many USB cameras) stamps "
+                                  "them late by its latency, so give that latency negative (e.g. -0.05); 0 = the "
+                                  "stamp is the exposure time (REP 7: drivers should stamp at acquisition)"),
     "clock_jump_s": (1.0, "a stamp on /tf or an image this many seconds before the newest one is a clock that "
                           "jumped back: TF history and keyframe time state are reset"),
     "camera_rate.window_s": (5.0, "diagnostics: window over which images are counted against CameraInfo"),
@@ -458,6 +462,8 @@ class ViewSegNode(Node):
                      "query.max_source_depth", "keyframes.teleport_distance", "query.prepared_cache"):
             if values[name] < 0:
                 raise ValueError(f"parameter {name} must be >= 0, got {values[name]}")
+        if not math.isfinite(values["image_stamp_offset_s"]):
+            raise ValueError(f"parameter image_stamp_offset_s must be a finite number, got {values['image_stamp_offset_s']}")
         if bool(values["keyframes.width"]) != bool(values["keyframes.height"]):
             raise ValueError("parameters keyframes.width and keyframes.height must both be 0 or both be set")
         if bool(values["query.width"]) != bool(values["query.height"]):
@@ -748,10 +754,12 @@ class ViewSegNode(Node):
             return  # admitting it retried the queue
         fixed = self.params["fixed_frame"]
         wait_s = self.params["tf_wait_s"]
+        offset_ns = int(round(self.params["image_stamp_offset_s"] * 1e9))
         while camera.pending:
             image = camera.pending[0]
             try:
-                c2w = self._lookup_now(fixed, image.frame, image.stamp_ns)
+                # The pose at exposure; stamps (depth pairing, keyframe stamps) stay the header's.
+                c2w = self._lookup_now(fixed, image.frame, image.stamp_ns + offset_ns)
             except TransformError as error:
                 never = isinstance(error, ExtrapolationError) and error.requested_ns < error.available_ns[0]
                 if never or time.monotonic() - image.arrived >= wait_s:

@@ -329,6 +329,20 @@ def test_a_rectified_stereo_image_takes_the_pose_turned_by_r(tmp_path):
     np.testing.assert_allclose(SceneFolder(tmp_path / "raw").load_view(0).c2w, expected_c2w(IMAGE_TIMES[1]), atol=1e-9)
 
 
+def test_a_stamp_offset_takes_the_pose_at_exposure(tmp_path):
+    """--image-stamp-offset -0.05: images stamped 50 ms after exposure get the pose of 50 ms
+    earlier (lerp + slerp reproduce the analytic motion exactly); their stamps stay the header's."""
+    bag = write_bag(tmp_path / "bag", StoragePlugin.SQLITE3)
+    import_bag(bag, tmp_path / "scene", config(image_stamp_offset_s=-0.05))
+    scene = SceneFolder(tmp_path / "scene")
+    for index in range(len(scene)):
+        i, view = index + 1, scene.load_view(index)
+        np.testing.assert_allclose(view.c2w, expected_c2w(IMAGE_TIMES[i] - 0.05), atol=1e-9)
+        assert view.stamp == pytest.approx(T0 / 1e9 + IMAGE_TIMES[i], abs=1e-6)
+    with pytest.raises(ValueError, match="image_stamp_offset_s must be a finite number"):
+        config(image_stamp_offset_s=float("nan"))
+
+
 def test_keyframe_thresholds_subsample(tmp_path):
     # Images are 0.2 s apart: the camera moves ~0.11 m (0.539 m/s plus its lever arm) and turns
     # 3.4 deg between images, so a 0.3 m threshold (90 deg: rotation never decides) keeps every
