@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-SIM_HFOV_DEG = 70.0  # the sim camera's default: the node's query camera when a request gives no K
+SIM_HFOV_DEG = 70.0  # the sim camera's; also the node's query camera, as a request here gives no K
 sys.path.insert(0, str(REPO))  # runnable from a checkout without `pip install -e .`
 
 
@@ -155,6 +155,7 @@ def main(argv=None) -> int:
                                            "-p", f"width:={cam_w}", "-p", f"height:={cam_h}",
                                            "-p", f"render_scale:={args.render_scale}",
                                            "-p", f"period_s:={args.period}", "-p", f"kind:={args.kind}",
+                                           "-p", f"hfov_deg:={SIM_HFOV_DEG}",
                                            "-p", f"distortion:='{args.distortion}'", *sim_args],
                             logs, env),
         "viewseg": start("viewseg", [py, "-m", "viewseg_ros.node", "--ros-args", "--params-file",

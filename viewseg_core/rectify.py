@@ -103,6 +103,14 @@ def rotated_frame(rotation: np.ndarray | None) -> np.ndarray:
     return turn
 
 
+def image_camera_to_world(frame_to_world: np.ndarray, rotation: np.ndarray | None) -> np.ndarray:
+    """[4, 4] camera-to-world of an image from its frame_id's (as TF gives it): the frame's own
+    for ``rotation`` None, else the frame turned by a rectified stereo image's ``r``."""
+    if rotation is None:
+        return frame_to_world
+    return frame_to_world @ np.linalg.inv(rotated_frame(rotation))
+
+
 def has_distortion(d) -> bool:
     """Some coefficient is non-zero (an empty ``d`` is none)."""
     d = np.asarray(d, dtype=np.float64).reshape(-1)
@@ -222,4 +230,4 @@ def resolve_camera(K: np.ndarray, d, model: str, P, width: int, height: int, mod
 
 
 __all__ = ["RECTIFICATION_MODES", "DISTORTION_MODELS", "Undistorter", "ResolvedCamera", "has_distortion",
-           "rectification_rotation", "rotated_frame", "rectified_K", "make_undistorter", "distortion_maps", "resolve_camera"]
+           "rectification_rotation", "rotated_frame", "image_camera_to_world", "rectified_K", "make_undistorter", "distortion_maps", "resolve_camera"]

@@ -54,7 +54,8 @@ from viewseg_core.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, nyu40_t
 from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
 from viewseg_core.depth_registration import register_depth
-from viewseg_core.rectify import RECTIFICATION_MODES, ResolvedCamera, Undistorter, rotated_frame
+from viewseg_core.rectify import (RECTIFICATION_MODES, ResolvedCamera, Undistorter, image_camera_to_world,
+                                  rotated_frame)
 from viewseg_ros.camera_input import camera_topic, parse_camera_namespaces
 from viewseg_ros.conversions import (CAMERA_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
                                      colour_image_to_numpy, image_to_numpy, is_compressed,
@@ -591,8 +592,7 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                                  f"{error}") from error
             cam = sources[source]
             info = _nearest_camera_info(cam.infos, cam.info_stamps, stamp_ns)
-            if info.rotation is not None:  # a rectified stereo image's camera is its frame turned by r
-                c2w = c2w @ np.linalg.inv(rotated_frame(info.rotation))
+            c2w = image_camera_to_world(c2w, info.rotation)
             if not admission_decision(c2w, stamp_ns, kept, kf_config, stream_stamps=own_stamps[source]).admit:
                 report.skip("not a keyframe (too close in pose or time to an earlier one)")
                 continue

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from viewseg_core.rectify import Undistorter
+from viewseg_core.rectify import ResolvedCamera, Undistorter
 
 STREAM_TOPICS = ("image", "camera_info", "depth")
 DEPTH_QUEUE = 30  # recent depth images kept for pairing by stamp (2 s of a 15 Hz camera)
@@ -84,14 +84,13 @@ class CameraInput:
     depth_transport: str = "raw"
     arrivals_kept: int = 1000      # arrival times kept per topic (the rate window)
 
-    # K (of the images as admitted), width, height, frame, undistortion (None: pinhole already)
-    camera: tuple[np.ndarray, int, int, str, Undistorter | None] | None = None
-    calibration: tuple | None = None  # the CameraInfo fields ``camera`` was resolved from
-    # K (of the depth images once undistorted), width, height, undistortion: an unaligned depth camera
-    depth_camera: tuple[np.ndarray, int, int, Undistorter | None] | None = None
-    depth_calibration: tuple | None = None  # the CameraInfo fields ``depth_camera`` was resolved from
-    rectification: str = "no CameraInfo yet"
-    rotation: np.ndarray | None = None  # r of rectified stereo images (rectify.ResolvedCamera.rotation)
+    # How its images are read (pinhole K, undistortion, stereo rotation) and the CameraInfo's
+    # width, height; one tuple, replaced whole, so the images' callbacks never see half of a new
+    # calibration. None: no valid CameraInfo yet.
+    calibrated: tuple[ResolvedCamera, int, int] | None = None
+    calibration: tuple | None = None  # the CameraInfo fields ``calibrated`` was resolved from
+    depth_calibrated: tuple[ResolvedCamera, int, int] | None = None  # the same, of an unaligned depth camera
+    depth_calibration: tuple | None = None
     pending: collections.deque = field(default_factory=collections.deque)  # PendingImage, oldest first
     held_for_info: Any = None      # the latest image that came before any valid CameraInfo
     depths: collections.deque = field(default_factory=lambda: collections.deque(maxlen=DEPTH_QUEUE))
@@ -103,6 +102,12 @@ class CameraInput:
     def __post_init__(self) -> None:
         self.arrivals = {topic: collections.deque(maxlen=self.arrivals_kept) for topic in STREAM_TOPICS}
         self.received = {topic: 0 for topic in STREAM_TOPICS}
+
+    @property
+    def rectification(self) -> str:
+        """How its images are read, for logs and /diagnostics."""
+        calibrated = self.calibrated
+        return calibrated[0].description if calibrated is not None else "no CameraInfo yet"
 
     @property
     def label(self) -> str:

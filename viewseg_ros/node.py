@@ -80,7 +80,7 @@ from viewseg_core.model.fast import PRESETS, RenderCancelled, check_amp, render_
     trained_preset
 from viewseg_core.model.prepared_cache import PreparedCache
 from viewseg_core.model.weights import load_model
-from viewseg_core.rectify import RECTIFICATION_MODES, rotated_frame
+from viewseg_core.rectify import RECTIFICATION_MODES, image_camera_to_world, rotated_frame
 from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
 from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
                                      colour_image_to_numpy, is_compressed, make_camera_info,
@@ -634,8 +634,7 @@ class ViewSegNode(Node):
     def _on_camera_info(self, camera: CameraInput, msg: Any) -> None:
         self._arrived(camera, "camera_info")
         calibration = calibration_key(msg)
-        if calibration == camera.calibration and camera.camera is not None:  # 15 Hz of the same: maps kept
-            camera.camera = (*camera.camera[:3], msg.header.frame_id, camera.camera[4])
+        if calibration == camera.calibration and camera.calibrated is not None:  # 15 Hz of the same: maps kept
             return
         try:
             resolved = camera_info_to_pinhole(msg, self.params["rectification"], camera.image_topic)
@@ -645,16 +644,14 @@ class ViewSegNode(Node):
         if resolved.description != camera.rectification:
             self.get_logger().info(f"camera {camera.label} {int(msg.width)}x{int(msg.height)}: {resolved.description} "
                                    f"(parameter rectification: {self.params['rectification']})")
-        camera.rectification = resolved.description
         camera.calibration = calibration
-        camera.camera = (resolved.K, int(msg.width), int(msg.height), msg.header.frame_id, resolved.undistorter)
-        camera.rotation = resolved.rotation
+        camera.calibrated = (resolved, int(msg.width), int(msg.height))
 
     def _on_depth_camera_info(self, camera: CameraInput, msg: Any) -> None:
         """An unaligned depth camera's calibration; a lens with distortion (an Azure Kinect's
         or Orbbec Femto's raw depth) is undistorted before registration, as colour is."""
         calibration = calibration_key(msg)
-        if calibration == camera.depth_calibration and camera.depth_camera is not None:
+        if calibration == camera.depth_calibration and camera.depth_calibrated is not None:
             return
         try:
             resolved = camera_info_to_pinhole(msg, self.params["rectification"], camera.depth_topic,
@@ -663,7 +660,7 @@ class ViewSegNode(Node):
             self._drop("depth", str(error))
             return
         camera.depth_calibration = calibration
-        camera.depth_camera = (resolved.K, int(msg.width), int(msg.height), resolved.undistorter)
+        camera.depth_calibrated = (resolved, int(msg.width), int(msg.height))
 
     def _arrived(self, camera: CameraInput, topic: str) -> None:
         with self._stats_lock:
@@ -706,7 +703,7 @@ class ViewSegNode(Node):
         if not frame:
             self._drop("image", "header.frame_id is empty: the camera's optical frame is needed for its pose")
             return
-        calibrated = camera.camera
+        calibrated = camera.calibrated
         if calibrated is None:
             # The first image of a stream often races its CameraInfo: keep the latest one
             # (bounded: one) and take it when a CameraInfo arrives; count the one it replaces.
@@ -715,7 +712,8 @@ class ViewSegNode(Node):
                 self._drop("image", f"no valid CameraInfo yet on {camera.camera_info_topic} (only the latest image "
                                     f"is held)")
             return
-        K, info_width, info_height, _, undistorter = calibrated
+        resolved, info_width, info_height = calibrated
+        K, undistorter = resolved.K, resolved.undistorter
         if (info_width, info_height) != (rgb.shape[1], rgb.shape[0]):
             self._drop("image", f"image on {camera.image_subscription_topic} is {rgb.shape[1]}x{rgb.shape[0]} but "
                                 f"CameraInfo says {info_width}x{info_height}")
@@ -731,7 +729,7 @@ class ViewSegNode(Node):
         if undistorter is None:  # shrink what waits for TF; undistortion (a full-size remap) waits for admission
             rgb, K = self._to_working_size(rgb, K)
         camera.pending.append(PendingImage(time.monotonic(), rgb, K, frame, stamp_ns, received_hw, undistorter,
-                                           rotation=camera.rotation))
+                                           rotation=resolved.rotation))
         while len(camera.pending) > self.params["tf_pending_max"]:
             old = camera.pending.popleft()
             self._drop("tf", f"no pose for image at {old.stamp_ns / 1e9:.3f} s: {self.params['tf_pending_max']} newer "
@@ -748,7 +746,7 @@ class ViewSegNode(Node):
         leaves the queue when its pose is known, when TF can never give it (a stamp older than
         the TF history), or after tf_wait_s. Runs in the images' callback group: no lock needed."""
         held = camera.held_for_info
-        if held is not None and camera.camera is not None:
+        if held is not None and camera.calibrated is not None:
             camera.held_for_info = None
             self._admit_guarded(camera, held)
             return  # admitting it retried the queue
@@ -770,8 +768,7 @@ class ViewSegNode(Node):
                 # Images are stamped in order: if this one must wait, later ones must too.
                 image.waiting_for = str(error)
                 return
-            if image.rotation is not None:  # a rectified stereo image's camera is its frame turned by r
-                c2w = c2w @ np.linalg.inv(rotated_frame(image.rotation))
+            c2w = image_camera_to_world(c2w, image.rotation)
             depth, depth_frame = None, ""
             if camera.depth_topic:
                 depth, depth_frame, wait = self._match_depth(camera, image.stamp_ns, image.frame, image.received_hw)
@@ -819,7 +816,7 @@ class ViewSegNode(Node):
             return None, "", newest is None or newest < stamp_ns + tolerance
         depth_stamp, depth_frame, depth = best
         if camera.depth_camera_info_topic:
-            depth_camera = camera.depth_camera
+            depth_camera = camera.depth_calibrated
             topic = camera.depth_camera_info_topic
             if depth_camera is None:
                 self._drop("depth", f"depth at {depth_stamp / 1e9:.3f} s: no valid CameraInfo on {topic} yet, "
@@ -941,10 +938,10 @@ class ViewSegNode(Node):
             self._drop("depth", f"depth at {stamp_ns / 1e9:.3f} s: no TF from {depth_frame!r} to {frame!r} to register "
                                 f"it: {error}")
             return None
-        depth_K, _, _, undistorter = camera.depth_camera
-        if undistorter is not None:
-            depth = undistorter.depth(depth)
-        return register_depth(depth, depth_K, K, self._working_hw, colour_from_depth)
+        depth_camera = camera.depth_calibrated[0]
+        if depth_camera.undistorter is not None:
+            depth = depth_camera.undistorter.depth(depth)
+        return register_depth(depth, depth_camera.K, K, self._working_hw, colour_from_depth)
 
     def _depth_to_working_size(self, depth: np.ndarray) -> np.ndarray:
         height, width = self._working_hw

@@ -108,9 +108,9 @@ class SimWorld:
         x, y = (1.0 - a) * self.xy[i] + a * self.xy[i + 1]
         return planar_pose(x, y, (1.0 - a) * self.yaw[i] + a * self.yaw[i + 1])
 
-    def camera_pose(self, t: float, yaw_deg: float = 0.0) -> np.ndarray:
-        """c2w of ``camera_optical`` (of a camera turned ``yaw_deg`` on the robot) in ``map`` at ``t`` seconds."""
-        return self.base_pose(t) @ self.turned_mount(yaw_deg)
+    def camera_pose(self, t: float) -> np.ndarray:
+        """c2w of ``camera_optical`` in ``map`` at ``t`` seconds."""
+        return self.base_pose(t) @ self.mount
 
     def turned_mount(self, yaw_deg: float) -> np.ndarray:
         """T_base_link_camera_optical of a camera ``yaw_deg`` counter-clockwise from the heading."""

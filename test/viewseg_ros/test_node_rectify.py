@@ -141,7 +141,8 @@ def test_an_image_rect_topic_is_read_with_p_and_not_undistorted_again(rig):
 
     # The calibration first, so that the frame below is read with it (CameraInfo and images
     # are taken in separate callback groups).
-    assert resend(send_calibration, lambda: node.cameras[0].rotation is not None, "the stereo CameraInfo")
+    assert resend(send_calibration, lambda: node.cameras[0].calibrated is not None
+                  and node.cameras[0].calibrated[0].rotation is not None, "the stereo CameraInfo")
     assert resend(send_stereo, lambda: any(k.stamp_ns == sent.get("stamp") for k in node.keyframes.snapshot()),
                   "a stereo image_rect frame to become a keyframe")
     keyframe = next(k for k in node.keyframes.snapshot() if k.stamp_ns == sent["stamp"])

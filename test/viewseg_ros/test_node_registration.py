@@ -114,9 +114,10 @@ def test_a_depth_camera_with_lens_distortion_is_undistorted_before_registration(
         camera = rig.node.cameras[0]
         # The calibration first (best effort), so that the keyframe below is registered with it.
         assert resend(lambda _: rig.depth_info.publish(distorted),
-                      lambda: camera.depth_camera is not None and camera.depth_camera[3] is not None,
+                      lambda: camera.depth_calibrated is not None
+                      and camera.depth_calibrated[0].undistorter is not None,
                       "the node to take the distorted depth CameraInfo")
-        np.testing.assert_allclose(camera.depth_camera[0], new_K)
+        np.testing.assert_allclose(camera.depth_calibrated[0].K, new_K)
         keyframe = send_view(rig, depth, DEPTH_FRAME)
         assert keyframe.view.depth is not None, rig.node.last_drop.get("depth")
         undistorter = make_undistorter(DEPTH_K, d, "plumb_bob", 40, 30, new_K)

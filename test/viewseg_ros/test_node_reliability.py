@@ -255,7 +255,8 @@ def test_cameras_with_impossible_intrinsics_are_dropped(rig):
         assert reason in node.last_drop["camera_info"]
         assert "\n" not in node.last_drop["camera_info"]
     publish_next(rig, line_pose(30.0))  # a good CameraInfo again for the tests after this one
-    wait_for(lambda: node.cameras[0].camera is not None and node.cameras[0].camera[0][0, 0] > 0, 5.0, "a valid camera again")
+    wait_for(lambda: node.cameras[0].calibrated is not None and node.cameras[0].calibrated[0].K[0, 0] > 0, 5.0,
+             "a valid camera again")
 
 
 def test_singular_query_intrinsics_are_refused_in_one_line(rig):
