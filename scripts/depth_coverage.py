@@ -20,7 +20,9 @@ source frustum (:func:`viewseg_core.source_selection.pixel_coverage`), with the 
 scores and empty share there. The measured part is split again at the true depth edges
 (:func:`depth_edges`: the true depths within one pixel span more than 10%, an object's
 silhouette), where the splat's footprint can hand a background ray a foreground candidate and
-the sensor model drops pixels. The row "rendered surface in no source's view" counts the
+the sensor model drops pixels; the last line says how often the candidate is off there, and
+for how many of those the silhouette layer (``model.guide_layers: 2``, the 1-pixel z-buffer of
+:func:`viewseg_core.model.depth_guide.splat_depth`) has the right surface. The row "rendered surface in no source's view" counts the
 pixels whose *rendered* surface lies outside every source frustum (the same test, the
 node's): the node answers those "unknown" unless ``query.unseen_pixels: extrapolated``,
 so the empty share a robot sees by default is that row's share plus the render's empties.
@@ -29,6 +31,7 @@ docs/results.md quotes this table for the RGB-D model.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -102,7 +105,7 @@ def depth_coverage(model, dataset, max_examples: int) -> dict:
     surfaces' own scores on the measured part; ``seen_share``: pixels some source sees. Scores
     ``max_examples`` examples spread evenly over the dataset (as ``viewseg eval``)."""
     model = model.float().eval()
-    pred, true, measured, guide, seen, outside, true_outside, edge = [], [], [], [], [], [], [], []
+    pred, true, measured, guide, second, seen, outside, true_outside, edge = [], [], [], [], [], [], [], [], []
     for i in example_indices(len(dataset), max_examples):
         ex = dataset[i]
         H, W = (int(x) for x in ex["target_size"])
@@ -113,15 +116,17 @@ def depth_coverage(model, dataset, max_examples: int) -> dict:
         rays = grid_rays(ex["target_K"][None].float(), ex["target_c2w"][None].float(), H, W,
                          near=model.config.near, far=model.config.far)
         depth_in = ex.get("source_depth_input")
-        cand = camera_guides(None if depth_in is None else depth_in[None].float(), ex["source_K"][None].float(),
-                             ex["source_c2w"][None].float(), H, W, ex["target_K"][None, None].float(),
-                             ex["target_c2w"][None, None].float(), H, W, rays.origins, rays.directions,
-                             model.config.guide_footprint)[0] * rays.z_axis[0]
+        layered = camera_guides(None if depth_in is None else depth_in[None].float(), ex["source_K"][None].float(),
+                                ex["source_c2w"][None].float(), H, W, ex["target_K"][None, None].float(),
+                                ex["target_c2w"][None, None].float(), H, W, rays.origins, rays.directions,
+                                model.config.guide_footprint, layers=2)[0] * rays.z_axis[0][:, None]
+        cand = layered[:, 0]
         t = ex["target_depth"].reshape(-1).float()
         known = torch.isfinite(t) & (t > 0)
         pred.append(out.depth.reshape(-1)[known])
         true.append(t[known])
         guide.append(cand[known])
+        second.append(layered[:, 1][known])
         measured.append(torch.isfinite(cand[known]))
         seen.append(seen_by_a_source(ex)[known])
         edge.append(depth_edges(ex["target_depth"].reshape(H, W).float()).reshape(-1)[known])
@@ -135,8 +140,8 @@ def depth_coverage(model, dataset, max_examples: int) -> dict:
         true_outside.append(in_no_view(ex["target_depth"].float()))
     if not pred:
         raise ValueError("depth_coverage: the split has no examples")
-    pred, true, guide, measured, seen, outside, true_outside, edge = (
-        torch.cat(x) for x in (pred, true, guide, measured, seen, outside, true_outside, edge))
+    pred, true, guide, second, measured, seen, outside, true_outside, edge = (
+        torch.cat(x) for x in (pred, true, guide, second, measured, seen, outside, true_outside, edge))
     masks = {"measured": measured, "measured, at a depth edge": measured & edge, "measured, elsewhere": measured & ~edge,
              "not measured": ~measured, "all": torch.ones_like(measured),
              "true surface in no source's view": true_outside, "rendered surface in no source's view": outside}
@@ -144,7 +149,16 @@ def depth_coverage(model, dataset, max_examples: int) -> dict:
     for part in ("measured", "measured, at a depth edge", "measured, elsewhere"):
         report[f"guide: {part}"] = _scores(guide[masks[part]], true[masks[part]])
     report["seen_share"] = float(seen.float().mean() * 100)
+    off = masks["measured, at a depth edge"] & ~_within(guide, true)
+    report["edge_candidate_off"] = float(off.float().mean() * 100)
+    report["edge_off_second_right"] = float(_within(second, true)[off].float().mean() * 100) if off.any() else math.nan
+    report["edge_off_render_right"] = float(_within(pred, true)[off].float().mean() * 100) if off.any() else math.nan
     return report
+
+
+def _within(depth: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Finite predictions within a factor 1.25 of the truth (δ<1.25 per pixel)."""
+    return torch.isfinite(depth) & (depth > 0) & (torch.maximum(depth / true, true / depth) < 1.25)
 
 
 def format_table(report: dict) -> str:
@@ -159,6 +173,9 @@ def format_table(report: dict) -> str:
         lines.append(f"| {part}: the candidate surface itself | {100 * n / max(total, 1):.1f}% | {d1:.1f} | "
                      f"{absrel:.3f} | |")
     lines.append(f"\ntrue surface seen by some source: {report['seen_share']:.1f}% of pixels")
+    lines.append(f"at a depth edge the candidate surface is off (δ>=1.25) for {report['edge_candidate_off']:.1f}% of "
+                 f"all pixels; of those, the silhouette layer (model.guide_layers 2) has the right surface for "
+                 f"{report['edge_off_second_right']:.1f}% and the render is right for {report['edge_off_render_right']:.1f}%")
     return "\n".join(lines)
 
 

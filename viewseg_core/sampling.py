@@ -12,7 +12,9 @@ cameras give a ray a candidate surface distance d (:mod:`viewseg_core.model.dept
 over [near, far] (so that space no source measured, such as an object hidden from every
 keyframe, is still probed); a ray without a candidate gets ``num_stratified + num_band``
 stratified samples instead (the RGB coarse pass at that count), so every ray has the same
-number of samples and the tensors stay rectangular.
+number of samples and the tensors stay rectangular. A ray with a second candidate behind the
+first (the silhouette layer of :func:`viewseg_core.model.depth_guide.splat_depth`) splits its
+band samples between the two, the first taking the odd one.
 """
 from __future__ import annotations
 
@@ -105,27 +107,42 @@ def guided_samples(rays: RayBundle, guide: torch.Tensor, num_stratified: int, nu
 
     Args:
         rays: RayBundle [...].
-        guide: [...] candidate surface distance per ray, NaN = none.
+        guide: [...] candidate surface distance per ray, NaN = none; or [..., 2], the
+            nearest candidate and a second one behind it (NaN = none).
         num_stratified: samples over [near, far] on every ray (>= 0; 0 = band only where
             there is a candidate).
-        num_band: samples in [guide - band, guide + band], clipped to [near, far].
+        num_band: samples in [guide - band, guide + band], clipped to [near, far]; split
+            ceil / floor between two candidates.
     Returns:
         t: [..., num_stratified + num_band] sorted distances in [near, far], no gradient.
     """
     if num_stratified < 0 or num_band <= 0:
         raise ValueError(f"guided_samples needs num_stratified >= 0 and num_band > 0, got "
                          f"{num_stratified}, {num_band}")
-    if guide.shape != rays.shape:
-        raise ValueError(f"guide {tuple(guide.shape)} must have the rays' shape {tuple(rays.shape)}")
+    layered = guide.ndim == len(rays.shape) + 1
+    if guide.shape[:len(rays.shape)] != rays.shape or (layered and guide.shape[-1] not in (1, 2)) \
+            or guide.ndim not in (len(rays.shape), len(rays.shape) + 1):
+        raise ValueError(f"guide {tuple(guide.shape)} must have the rays' shape {tuple(rays.shape)}, "
+                         f"or that shape plus 2 candidate layers")
     guide = guide.detach().to(rays.dtype)
+    second = guide[..., 1] if layered and guide.shape[-1] == 2 else None
+    guide = guide[..., 0] if layered else guide
     total = num_stratified + num_band
     fallback = stratified_samples(rays, total, perturb, generator, lindisp=lindisp)
     near, far = rays.near.detach()[..., None], rays.far.detach()[..., None]
     around = band_samples(torch.nan_to_num(guide, nan=0.0), num_band, band, perturb, generator)
+    if second is not None and num_band >= 2:
+        n_back = num_band // 2
+        split = torch.cat([band_samples(torch.nan_to_num(guide, nan=0.0), num_band - n_back, band, perturb,
+                                        generator),
+                           band_samples(torch.nan_to_num(second, nan=0.0), n_back, band, perturb, generator)], -1)
+        around = torch.where(has_guide(rays, second, band)[..., None], split, around)
     around = torch.minimum(torch.maximum(around, near), far)
     if num_stratified > 0:
         spread = stratified_samples(rays, num_stratified, perturb, generator, lindisp=lindisp)
-        around = torch.sort(torch.cat([spread, around], dim=-1), dim=-1).values
+        around = torch.cat([spread, around], dim=-1)
+    if num_stratified > 0 or second is not None:
+        around = torch.sort(around, dim=-1).values
     return torch.where(has_guide(rays, guide, band)[..., None], around, fallback)
 
 

@@ -1,6 +1,8 @@
 """scripts/depth_coverage.py on a tiny synthetic split: its rows against a direct computation."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -57,6 +59,13 @@ def test_parts_add_up_and_match_a_direct_computation(tmp_path, capsys, load_scri
     at_edge, elsewhere = report["measured, at a depth edge"], report["measured, elsewhere"]
     assert at_edge[0] + elsewhere[0] == report["measured"][0] and at_edge[0] > 0 and elsewhere[0] > 0
     assert report["guide: measured, at a depth edge"][0] == at_edge[0]
+    # The edge pixels whose candidate is off: the share of all pixels, and of those the shares the
+    # silhouette layer and the render get right.
+    edge_guide = report["guide: measured, at a depth edge"]
+    assert report["edge_candidate_off"] == pytest.approx(at_edge[0] * (100.0 - edge_guide[2]) / n, abs=1e-3)
+    for key in ("edge_off_second_right", "edge_off_render_right"):
+        assert math.isnan(report[key]) if report["edge_candidate_off"] == 0 else 0.0 <= report[key] <= 100.0
+    assert "silhouette layer" in dc.format_table(report)
     assert 0.0 < report["seen_share"] <= 100.0
     # The node's unknown pixels: filled by the render, outside every source frustum.
     unseen = report["rendered surface in no source's view"]

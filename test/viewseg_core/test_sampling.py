@@ -132,3 +132,35 @@ def test_guided_samples_without_a_candidate_are_stratified():
         guided_samples(_rays(1), torch.tensor([2.0], dtype=torch.float64), 2, 0, 0.1, perturb=False)
     with pytest.raises(ValueError, match="guide"):
         guided_samples(_rays(2), torch.tensor([2.0], dtype=torch.float64), 2, 2, 0.1, perturb=False)
+
+
+def test_guided_samples_split_the_band_between_two_candidates():
+    """Candidates at 3 m and 4 m, 5 band samples: 3 at the bin centres of [2.9, 3.1], 2 of
+    [3.9, 4.1], plus 2 stratified over [1, 5] (2 and 4 m); a ray whose second candidate is
+    NaN gets exactly the single-candidate samples."""
+    from viewseg_core.sampling import guided_samples
+    rays = _rays(2)
+    guide = torch.tensor([[3.0, 4.0], [3.0, float("nan")]], dtype=torch.float64)
+    t = guided_samples(rays, guide, num_stratified=2, num_band=5, band=0.1, perturb=False)
+    first = 3.0 + 0.1 * (2 * (torch.arange(3, dtype=torch.float64) + 0.5) / 3 - 1)
+    second = 4.0 + 0.1 * (2 * (torch.arange(2, dtype=torch.float64) + 0.5) / 2 - 1)
+    expect = torch.sort(torch.cat([torch.tensor([2.0, 4.0], dtype=torch.float64), first, second])).values
+    torch.testing.assert_close(t[0], expect)
+    single = guided_samples(rays, guide[:, 0], 2, 5, 0.1, perturb=False)
+    assert torch.equal(t[1], single[1])
+    # A layer dimension of 1 is the plain candidate.
+    assert torch.equal(guided_samples(rays, guide[:, :1], 2, 5, 0.1, perturb=False), single)
+    # Band samples only, overlapping bands: still sorted.
+    t = guided_samples(_rays(1), torch.tensor([[2.0, 2.05]], dtype=torch.float64), 0, 4, 0.1, perturb=False)
+    torch.testing.assert_close(t[0], torch.tensor([1.95, 2.0, 2.05, 2.1], dtype=torch.float64))
+    # Training: jittered, sorted, seeded, each candidate keeps its share inside its own band.
+    rays = _rays(100)
+    gen = torch.Generator().manual_seed(0)
+    front = 1.5 + 2.0 * torch.rand(100, generator=gen, dtype=torch.float64)
+    guide = torch.stack([front, front + 1.0], dim=-1)
+    t = guided_samples(rays, guide, 2, 8, 0.1, perturb=True, generator=torch.Generator().manual_seed(1))
+    assert bool((t[:, 1:] >= t[:, :-1]).all())
+    assert bool(((t - front[:, None]).abs() <= 0.1).sum(-1).ge(4).all())
+    assert bool(((t - front[:, None] - 1.0).abs() <= 0.1).sum(-1).ge(4).all())
+    with pytest.raises(ValueError, match="candidate layers"):
+        guided_samples(_rays(2), torch.full((2, 3), 2.0, dtype=torch.float64), 2, 2, 0.1, perturb=False)

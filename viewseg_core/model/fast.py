@@ -87,6 +87,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import threading
 import warnings
@@ -639,7 +640,7 @@ def _coarse_skipping_free(renderer: Renderer, prepared: PreparedSources, rays: R
     would render into background.
     """
     src, points, band = prepared.sources, rays.points(t), renderer.config.guide_band
-    behind = None if guide is None else t > (guide + band)[..., None]            # NaN guide: False
+    behind = None if guide is None else t > (farthest_candidate(guide, rays) + band)[..., None]  # NaN: False
     skip = measured_empty(points, src.depth, src.K, src.c2w, src.height, src.width, band, src.valid, behind,
                           extrapolate=renderer.coarse.config.unseen_points == "extrapolate")
     out = _eval_packed(renderer.coarse, prepared, points, rays.directions, ~skip, budget, stats,
@@ -703,12 +704,26 @@ def _where(mask: torch.Tensor, a, b):
     return type(a)(**{f.name: pick(getattr(a, f.name), getattr(b, f.name)) for f in fields(a)})
 
 
+def candidate_layers(guide: torch.Tensor, rays: RayBundle) -> torch.Tensor:
+    """Candidate distances [B, R] or [B, R, L] (:meth:`Renderer.guides`) -> [B, R, L]."""
+    return guide if guide.ndim == len(rays.shape) + 1 else guide[..., None]
+
+
+def farthest_candidate(guide: torch.Tensor, rays: RayBundle) -> torch.Tensor:
+    """[B, R]: each ray's farthest candidate surface distance (NaN: none)."""
+    layers = candidate_layers(guide, rays)
+    known = torch.isfinite(layers)
+    return torch.where(known.any(-1), torch.where(known, layers, -math.inf).amax(-1), math.nan)
+
+
 def explained_rays(coarse: PassOutput, rays: RayBundle, guide: torch.Tensor, tolerance: float) -> torch.Tensor:
     """Rays [B, R] whose coarse pass rendered a surface within ``tolerance`` metres (along the
-    ray) of the candidate surface ``guide`` [B, R] that the source depth put there (NaN: none,
-    never explained): the fine pass of ``fine_unexplained`` leaves them to the coarse pass."""
+    ray) of a candidate surface ``guide`` [B, R] or [B, R, L] that the source depth put there
+    (NaN: none, never explained): the fine pass of ``fine_unexplained`` leaves them to the
+    coarse pass."""
     distance = coarse.depth / rays.z_axis.to(coarse.depth.dtype)      # NaN where the ray is background
-    return torch.isfinite(guide) & ((distance - guide.to(distance.dtype)).abs() <= tolerance)
+    layers = candidate_layers(guide, rays).to(distance.dtype)
+    return (torch.isfinite(layers) & ((distance[..., None] - layers).abs() <= tolerance)).any(-1)
 
 
 @torch.no_grad()

@@ -49,6 +49,7 @@ class RendererConfig:
     guide_samples: int = 8         # band samples per ray (depth_guided)
     guide_band: float = 0.1        # band half-width, metres (depth_guided)
     guide_footprint: int = 2       # splat block width, pixels of the splat grid (depth_guided)
+    guide_layers: int = 1          # candidates per ray: 2 adds the surface behind a silhouette (depth_guided)
 
 
 @dataclass
@@ -145,11 +146,12 @@ class Renderer(nn.Module):
 
     def guides(self, sources: SourceViews, K: torch.Tensor, c2w: torch.Tensor, height: int, width: int,
                rays: RayBundle) -> torch.Tensor:
-        """Candidate surface distances [B, R] for rays [B, R] that start at C cameras
-        K [B, C, 3, 3], c2w [B, C, 4, 4] of images (height, width) (NaN = none)."""
+        """Candidate surface distances [B, R] ([B, R, 2] with ``guide_layers`` 2) for rays
+        [B, R] that start at C cameras K [B, C, 3, 3], c2w [B, C, 4, 4] of images (height,
+        width) (NaN = none)."""
         return camera_guides(sources.depth, sources.K, sources.c2w, sources.height, sources.width, K, c2w,
                              height, width, rays.origins, rays.directions, self.config.guide_footprint,
-                             sources.valid)
+                             sources.valid, layers=self.config.guide_layers)
 
     def _pass(self, field: SemanticField, prepared: PreparedSources, rays: RayBundle,
               t: torch.Tensor) -> PassOutput:
@@ -179,7 +181,7 @@ class Renderer(nn.Module):
             perturb: jitter the samples (training); False is deterministic.
             generator: seeds the jitter.
             prepared: from :meth:`prepare`, to reuse across chunks.
-            guide: [B, R] candidate surface distances (NaN = none; :meth:`guides`). Needed
+            guide: [B, R] or [B, R, 2] candidate surface distances (NaN = none; :meth:`guides`). Needed
                 by a ``depth_guided`` renderer whose sources have depth; without source
                 depth every ray is unguided (the dropout behaviour).
         Returns:

@@ -62,6 +62,7 @@ class ModelConfig:
     guide_samples: int = 8               # band samples per ray (depth_guided)
     guide_band: float = 0.1              # band half-width, metres (depth_guided)
     guide_footprint: int = 2             # splat block width in pixels (depth_guided)
+    guide_layers: int = 1                # candidates per ray; 2 adds the surface behind a silhouette (depth_guided)
     num_coarse: int = 64
     num_fine: int = 128
     lindisp: bool = False
@@ -88,6 +89,8 @@ class ModelConfig:
         if self.unseen_points not in UNSEEN_POINT_MODES:
             raise ValueError(f"ModelConfig.unseen_points must be one of {UNSEEN_POINT_MODES}, "
                              f"got {self.unseen_points!r}")
+        if self.guide_layers not in (1, 2):
+            raise ValueError(f"ModelConfig.guide_layers must be 1 or 2, got {self.guide_layers}")
         if self.norm not in NORM_MODES:
             raise ValueError(f"ModelConfig.norm must be one of {NORM_MODES}, got {self.norm!r}")
         if not 0 <= self.near < self.far:
@@ -120,7 +123,7 @@ class ModelConfig:
                               near=self.near, far=self.far, opacity_threshold=self.opacity_threshold,
                               chunk_size=self.chunk_size, depth_guided=self.depth_guided,
                               guide_samples=self.guide_samples, guide_band=self.guide_band,
-                              guide_footprint=self.guide_footprint)
+                              guide_footprint=self.guide_footprint, guide_layers=self.guide_layers)
 
     @property
     def reads_source_depth(self) -> bool:
@@ -226,7 +229,7 @@ class ViewSeg(nn.Module):
     @torch.no_grad()
     def _training_guides(self, batch: Mapping[str, Any], sources: SourceViews, target: RayBundle,
                          extra: RayBundle | None) -> torch.Tensor:
-        """Candidate distances [B, R (+ Rs)] for the target rays (splat into the target
+        """Candidate distances [B, R (+ Rs)] (or [B, R (+ Rs), 2] with two guide layers) for the target rays (splat into the target
         camera) and the source rays (splats into the source cameras they start from)."""
         missing = [k for k in ("target_K", "target_c2w", "target_size") if k not in batch]
         if missing:

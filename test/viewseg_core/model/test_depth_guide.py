@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from viewseg_core.model.depth_guide import (camera_guides, depth_pixel_centres, grid_scale, grid_size,
@@ -233,3 +234,49 @@ def test_padding_views_are_not_splatted():
     padded = camera_guides(depth, *args, footprint=1, valid=torch.tensor([[True, False]])) * rays.z_axis
     torch.testing.assert_close(both, torch.full_like(both, 1.0))
     torch.testing.assert_close(padded, torch.full_like(padded, 2.0))
+
+
+def _pole_and_wall() -> torch.Tensor:
+    """Source at the origin: a wall at 2 m, and a pole at 1 m in column 2 (every row)."""
+    depth = torch.full((H, W), 2.0, dtype=torch.float64)
+    depth[:, 2] = 1.0
+    return depth
+
+
+def test_silhouette_layer_by_hand():
+    """Query 0.375 m to the right: the wall moves 0.75 px left (column u to u - 0.75), the pole
+    1.5 px (column 2 to 0.5). The 2x2 block of the pole's point reaches cells 0 and 1, so both
+    take its 1 m (the nearest surface), although the points landing in cell 0 itself (the
+    1-pixel footprint) are the wall's: cell 0 gets the wall as its second candidate. Cell 1's
+    own point is the pole's (no second); the other cells see only the wall."""
+    one = _splat([_pole_and_wall()], [_pose()], _K(), _K(), _pose(0.375), footprint=2)
+    torch.testing.assert_close(one, _rows(1, 1, 2, 2, 2, 2))
+    depth = _pole_and_wall()[None, None]
+    pts, known = lift_source_depth(depth, _K()[None, None], _pose()[None, None], H, W)
+    two = splat_depth(pts, known, _K()[None, None], _pose(0.375)[None, None], H, W, footprint=2, layers=2)[0, 0]
+    assert two.shape == (H, W, 2)
+    assert torch.equal(two[..., 0], one)                                 # the first layer is unchanged
+    torch.testing.assert_close(two[..., 1], _rows(2, NAN, NAN, NAN, NAN, NAN), equal_nan=True)
+    # With a 1-pixel footprint the block and the cell are the same: never a second layer.
+    exact = splat_depth(pts, known, _K()[None, None], _pose(0.375)[None, None], H, W, footprint=1, layers=2)
+    assert torch.isnan(exact[..., 1]).all()
+
+
+def test_silhouette_layer_is_a_second_ray_candidate():
+    K, c2w = _K(), _pose(0.375)
+    rays = grid_rays(K[None], c2w[None], H, W)
+    args = (_pole_and_wall()[None, None], K.expand(1, 1, 3, 3), _pose().expand(1, 1, 4, 4), H, W, K[None, None],
+            c2w[None, None], H, W, rays.origins, rays.directions)
+    single = camera_guides(*args, footprint=2)
+    layered = camera_guides(*args, footprint=2, layers=2)
+    assert single.shape == (1, H * W) and layered.shape == (1, H * W, 2)
+    assert torch.equal(layered[..., 0], single)
+    planar = layered[0] * rays.z_axis[0, :, None]
+    column = torch.arange(W).repeat(H)
+    torch.testing.assert_close(planar[column == 0, 1], torch.full((H,), 2.0, dtype=torch.float64))
+    assert torch.isnan(planar[column != 0, 1]).all()
+    # No depth: no candidates, in the layered shape.
+    none = camera_guides(None, *args[1:], layers=2)
+    assert none.shape == (1, H * W, 2) and torch.isnan(none).all()
+    with pytest.raises(ValueError, match="layers must be 1 or 2"):
+        camera_guides(*args, layers=3)

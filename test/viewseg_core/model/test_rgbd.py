@@ -293,3 +293,59 @@ def test_explained_rays_by_hand():
                      z_axis=z_axis)
     got = explained_rays(coarse, rays, guide, tolerance=0.2)
     assert got.tolist() == [[True, True, False, False, False]]   # 0.1 off, 0.1 off (4.0 along the ray), NaN, NaN, 0.5
+
+
+def test_explained_rays_and_skipping_read_every_candidate_layer():
+    """With two candidates a ray is explained by either; the farthest bounds what lies behind."""
+    from viewseg_core.model.fast import explained_rays, farthest_candidate
+    from viewseg_core.model.renderer import PassOutput
+    from viewseg_core.rays import RayBundle
+    nan = float("nan")
+    depth = torch.tensor([[2.0, 3.0, 3.0, nan]])
+    guide = torch.tensor([[[2.1, 3.05], [2.0, 3.1], [2.0, nan], [2.0, 3.0]]])
+    zeros = torch.zeros(1, 4)
+    coarse = PassOutput(zeros[..., None], zeros[..., None], zeros[..., None].expand(1, 4, 3), depth, depth, zeros,
+                        zeros, torch.isfinite(depth))
+    rays = RayBundle(origins=torch.zeros(1, 4, 3), directions=torch.zeros(1, 4, 3), near=zeros, far=zeros + 10,
+                     z_axis=torch.ones(1, 4))
+    assert explained_rays(coarse, rays, guide, tolerance=0.2).tolist() == [[True, True, False, False]]
+    far = farthest_candidate(guide, rays)
+    torch.testing.assert_close(far, torch.tensor([[3.05, 3.1, 2.0, 3.0]]))
+    assert torch.isnan(farthest_candidate(torch.full((1, 4, 2), nan), rays)).all()
+    assert torch.equal(farthest_candidate(guide[..., 0], rays), guide[..., 0])
+
+
+def test_two_guide_layers_render_through_every_path(make_config, box_room):
+    """guide_layers 2: a config key that old checkpoints lack (they load with 1); the model's
+    own samples, the rgbd presets and a training step all take the layered candidates; rays
+    without a second candidate render as in the one-layer model, the others differently."""
+    from viewseg_core.model.fast import render_query
+    assert ModelConfig().guide_layers == 1
+    with pytest.raises(ValueError, match="guide_layers must be 1 or 2"):
+        ModelConfig(guide_layers=3)
+    model = extend_model(_rgb_model(make_config, num_coarse=8, num_fine=4), source_depth=True, depth_guided=True,
+                         guide_samples=4, depth_evidence=True)
+    ckpt = model_checkpoint(model)
+    del ckpt["config"]["guide_layers"]
+    assert model_from_checkpoint(ckpt, "old.pt").config.guide_layers == 1
+    layered = extend_model(model, guide_layers=2)
+    assert layered.renderer.config.guide_layers == 2
+    depth = _source_depth(box_room)
+    sources = _sources(model, box_room, depth)
+    H, W, K = box_room.height, box_room.width, box_room.K
+    c2w = box_room.target_c2w[0]
+    rays = grid_rays(K[None], c2w[None], H, W, near=model.config.near, far=model.config.far)
+    guide = layered.renderer.guides(sources, K[None, None], c2w[None, None], H, W, rays)
+    assert guide.shape == (1, H * W, 2)
+    second = torch.isfinite(guide[..., 1]).reshape(H, W)
+    assert 0 < int(second.sum()) < H * W // 4                          # the table's silhouette, not the walls
+    for render in (lambda m: m.render(K, c2w, H, W, sources), lambda m: render_query(m, K, c2w, H, W, sources, "rgbd"),
+                   lambda m: render_query(m, K, c2w, H, W, sources, "rgbd_fine")):
+        a, b = render(model), render(layered)
+        assert torch.isfinite(b.logits).all()
+        torch.testing.assert_close(b.depth[~second], a.depth[~second], rtol=1e-5, atol=1e-5, equal_nan=True)
+        assert not torch.allclose(b.depth[second], a.depth[second], equal_nan=True)
+    batch, _ = _training_batch(box_room)
+    out = layered.train()(batch, generator=torch.Generator().manual_seed(0))
+    assert out["target"].coarse.t.shape[-1] == 8 + 4
+    out["target"].coarse.logits.square().mean().backward()
