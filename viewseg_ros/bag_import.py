@@ -41,8 +41,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import math
-import errno
-import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,6 +51,7 @@ import numpy as np
 from viewseg_core.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, nyu40_to_classes
 from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
+from viewseg_core.data.scene_folder import publish_folder, staging_folder
 from viewseg_core.depth_registration import register_depth
 from viewseg_core.rectify import (RECTIFICATION_MODES, ResolvedCamera, Undistorter, image_camera_to_world,
                                   rotated_frame)
@@ -432,48 +431,6 @@ def _decode_keyframe(item: _Pending, config: BagImportConfig, report: ImportRepo
                 view_id=f"{item.index:06d}", stamp=item.stamp_ns / NS_PER_S, meta=meta)
 
 
-def _staging_folder(out_dir: Path) -> Path:
-    """A fresh hidden folder beside ``out_dir`` to assemble the scene in.
-
-    Checks ``out_dir`` first: replacing an earlier import is fine, replacing anything else is
-    not. Stale staging folders of a killed import into the same ``out_dir`` are removed.
-    """
-    import shutil
-    import tempfile
-
-    from viewseg_core.atomic_io import ensure_dir
-    from viewseg_core.data.scene_folder import is_scene_folder
-
-    if out_dir.exists() or out_dir.is_symlink():
-        if not out_dir.is_dir():
-            raise ValueError(f"--out {out_dir} exists and is not a folder")
-        if any(out_dir.iterdir()) and not is_scene_folder(out_dir):
-            raise ValueError(f"--out {out_dir} is a non-empty folder that is not a scene folder (no cameras.json); "
-                             f"refusing to replace it")
-    parent = ensure_dir(out_dir.parent)
-    for stale in parent.glob(f".{out_dir.name}.partial-*"):
-        print(f"viewseg bag2scene: removing {stale}, left by an import that did not finish", file=sys.stderr)
-        shutil.rmtree(stale, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
-
-
-def _publish(staging: Path, out_dir: Path) -> None:
-    """Move the finished scene in place of ``out_dir`` (an earlier import there is replaced)."""
-    import shutil
-
-    try:
-        os.rename(staging, out_dir)  # atomic; also replaces an empty folder
-        return
-    except OSError as error:
-        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
-    # An earlier import: move it aside, then in, so a crash leaves one of the two complete.
-    old = staging.with_name(staging.name.replace(".partial-", ".replaced-"))
-    os.rename(out_dir, old)
-    os.rename(staging, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) -> ImportReport:
     """Import ``bag`` into the scene folder ``out_dir`` (see the module docstring)."""
     import shutil
@@ -494,7 +451,8 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
     reader = _open(bag)
     staging = None
     try:
-        staging = _staging_folder(out_dir)  # checks --out before the passes over the bag
+        # Checks --out before the passes over the bag.
+        staging = staging_folder(out_dir, "--out", log=lambda line: print(f"viewseg bag2scene: {line}", file=sys.stderr))
         sources = [_BagCamera.of(namespace, config) for namespace in config.cameras]
         for cam in sources:
             cam.connections = {
@@ -665,7 +623,7 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
             raise ValueError(f"{bag}: no keyframes written ({report.images} images; skipped: "
                              f"{report.skipped}){hint}")
         writer.close()
-        _publish(staging, out_dir)
+        publish_folder(staging, out_dir)
         staging = None
     finally:
         reader.close()

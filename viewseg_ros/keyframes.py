@@ -237,6 +237,29 @@ class KeyframeBuffer:
             self._enforce_bounds(protect=keyframe.id)
             return keyframe
 
+    def restore(self, view: View, stamp_ns: int, features: Any = None, stream: str = "") -> Keyframe:
+        """Add a keyframe saved by an earlier run (:mod:`viewseg_ros.keyframe_store`), without
+        the admission rules (the saved set was chosen by them already). Its stamp is of another
+        run's clock, so it counts like a keyframe from before a clock reset: never the newest
+        (rule 1), always stale (rule 3: a live view of the same pose replaces it when
+        ``refresh_after_s`` is set), the oldest for eviction, and outside the ``keep_recent``
+        window (in admission order it goes after earlier restored keyframes and before every
+        live one). Bounds are enforced as for any admission, the restored keyframe included.
+
+        Raises ValueError when the keyframe alone is larger than ``max_bytes``.
+        """
+        with self._lock:
+            keyframe = Keyframe(self._next_id, int(stamp_ns), view, features, epoch=self.epoch - 1, stream=stream)
+            if keyframe.recount() > self.config.max_bytes:
+                raise ValueError(f"keyframe of {keyframe.nbytes} B exceeds max_bytes = {self.config.max_bytes}")
+            self._next_id += 1
+            order = list(self._keyframes.values())
+            at = next((i for i, k in enumerate(order) if k.epoch >= self.epoch), len(order))
+            order.insert(at, keyframe)   # after earlier restored ones, before every live one
+            self._keyframes = {k.id: k for k in order}
+            self._enforce_bounds(protect=-1)
+            return keyframe
+
     def set_features(self, keyframe_id: int, features: Any) -> None:
         """Cache encoder output for a keyframe (re-checks the byte bound; others may be evicted)."""
         with self._lock:

@@ -88,6 +88,7 @@ from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, calib
 from viewseg_ros.camera_input import (STREAM_TOPICS, CameraInput, PendingImage, make_camera_inputs,
                                      parse_camera_namespaces)
 from viewseg_ros.executor import DEFAULT_EXECUTOR, EXECUTORS, SubmitOnceExecutor
+from viewseg_ros.keyframe_store import read_keyframes, save_keyframes
 from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, pose_difference
 from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformBuffer, TransformError
 
@@ -160,6 +161,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "keyframes.eviction": ("redundant", "redundant | oldest"),
     "keyframes.keep_recent": (16, "the newest keyframes, evicted only when nothing older is left (the robot's "
                                   "surroundings; 0 = pure coverage)"),
+    "keyframes.load_path": ("", "a keyframe folder (~/save_keyframes, or bag2scene's output) to start with; "
+                                "its poses must be in fixed_frame (\"\" = start empty)"),
     "keyframes.width": (0, "resize keyframes to this width (0 = the model's trained source size, "
                            "else as received)"),
     "keyframes.height": (0, "resize keyframes to this height (0 = the model's trained source size, "
@@ -316,7 +319,9 @@ class ViewSegNode(Node):
         self.drops: dict[str, int] = {"image": 0, "camera_info": 0, "tf": 0, "query": 0, "depth": 0}
         self.last_drop: dict[str, str] = {}
         self.events: dict[str, int] = {"busy": 0, "timeouts": 0, "refused_budget": 0, "refused_coverage": 0,
-                                       "clock_jumps": 0, "pose_jumps": 0}
+                                       "clock_jumps": 0, "pose_jumps": 0, "keyframe_saves": 0, "keyframe_loads": 0,
+                                       "keyframe_clears": 0}
+        self.keyframes_restored = 0  # taken from keyframe folders since start
         self.last_event: dict[str, str] = {}
         self.not_admitted: dict[str, int] = {"too_soon": 0, "duplicate": 0}  # frames posed but not kept
         self.warnings_logged = 0
@@ -380,6 +385,12 @@ class ViewSegNode(Node):
         self._encode_lock = threading.Lock()
         if p["warmup"]:
             self._warm_up()
+        if p["keyframes.load_path"]:
+            try:
+                count, message = self.load_keyframes(p["keyframes.load_path"], replace=True)
+            except ValueError as error:
+                raise ValueError(f"parameter keyframes.load_path: {error}") from None
+            self.get_logger().info(message)
 
         # ROS interfaces, only once the model is ready. Callback groups: TF never waits
         # behind an image that waits for TF, and a long render never blocks keyframes.
@@ -387,7 +398,9 @@ class ViewSegNode(Node):
         from geometry_msgs.msg import PoseStamped
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-        from viewseg_interfaces.srv import RenderView
+        from std_srvs.srv import Trigger
+
+        from viewseg_interfaces.srv import LoadKeyframes, RenderView, SaveKeyframes
 
         self._tf_group = MutuallyExclusiveCallbackGroup()
         self._frames_group = MutuallyExclusiveCallbackGroup()
@@ -407,6 +420,14 @@ class ViewSegNode(Node):
                                  reliability=ReliabilityPolicy.RELIABLE)
         self.create_service(RenderView, "~/render_view", self._on_render_view, qos_profile=service_qos,
                             callback_group=self._query_group)
+        # Saving, loading and clearing keyframes: one at a time, never in the way of queries or intake.
+        self._keyframe_io_group = MutuallyExclusiveCallbackGroup()
+        self.create_service(SaveKeyframes, "~/save_keyframes", self._on_save_keyframes,
+                            callback_group=self._keyframe_io_group)
+        self.create_service(LoadKeyframes, "~/load_keyframes", self._on_load_keyframes,
+                            callback_group=self._keyframe_io_group)
+        self.create_service(Trigger, "~/clear_keyframes", self._on_clear_keyframes,
+                            callback_group=self._keyframe_io_group)
         latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(PoseStamped, "~/query", self._on_query, latest, callback_group=self._query_group)
         out_qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
@@ -959,6 +980,85 @@ class ViewSegNode(Node):
             self._sync()
         return features
 
+    # ------------------------------------------------------------------ keyframes on disk
+    def save_keyframes(self, path: str) -> tuple[int, str]:
+        """Write the keyframe buffer as the scene folder ``path`` (:mod:`viewseg_ros.keyframe_store`);
+        (keyframes written, message). ValueError says what is wrong; nothing is written then."""
+        if not path.strip():
+            raise ValueError("an empty path: name the folder to write")
+        keyframes = self.keyframes.snapshot()
+        written = save_keyframes(keyframes, path, self.params["fixed_frame"], self.get_fully_qualified_name())
+        message = f"saved {len(keyframes)} keyframes to {written}"
+        self._event("keyframe_saves", message)
+        return len(keyframes), message
+
+    def load_keyframes(self, path: str, replace: bool) -> tuple[int, str]:
+        """Restore the keyframes of the scene folder ``path`` (:meth:`KeyframeBuffer.restore`),
+        first dropping the current ones with ``replace``; (keyframes taken, message). The folder is
+        read whole first: ValueError (a missing or malformed folder, another fixed frame)
+        leaves the buffer as it was. Each image is resized to the working size and encoded once."""
+        if not path.strip():
+            raise ValueError("an empty path: name the folder to read")
+        stored, note = read_keyframes(path, self.params["fixed_frame"])
+        prepared = []
+        for item in stored:
+            view = item.view
+            rgb, K = self._to_working_size(view.rgb, view.K)
+            depth = None
+            if view.depth is not None and self.uses_depth:
+                depth = self._depth_to_working_size(view.depth)
+            prepared.append((View(rgb=rgb, K=K, c2w=view.c2w, depth=depth, view_id=view.view_id, stamp=view.stamp,
+                                  meta=view.meta), item))
+        if replace:
+            self.clear_keyframes(count_event=False)
+        taken = 0
+        for view, item in prepared:
+            try:
+                self.keyframes.restore(view, item.stamp_ns, features=self._encode(view.rgb), stream=item.camera)
+                taken += 1
+            except ValueError as error:  # one keyframe larger than max_bytes
+                self._drop("image", f"{path}: frame {view.view_id!r}: {error}")
+        with self._stats_lock:
+            self.keyframes_restored += taken
+        with_depth = sum(1 for view, _ in prepared if view.depth is not None)
+        message = (f"loaded {taken} keyframes ({with_depth} with depth) from {path}"
+                   + (", replacing the buffer" if replace else "")
+                   + f"; {len(self.keyframes)} keyframes now kept" + (f"; {note}" if note else ""))
+        self._event("keyframe_loads", message)
+        return taken, message
+
+    def clear_keyframes(self, count_event: bool = True) -> int:
+        """Drop every keyframe (and the prepared maps of recent keyframe sets); how many were kept."""
+        count = len(self.keyframes)
+        self.keyframes.clear()
+        self.prepared_cache.clear()
+        if count_event:
+            self._event("keyframe_clears", f"cleared {count} keyframes")
+        return count
+
+    def _on_save_keyframes(self, request: Any, response: Any) -> Any:
+        try:
+            response.count, response.message = self.save_keyframes(request.path)
+            response.success = True
+        except (ValueError, OSError) as error:
+            response.success, response.message = False, f"keyframes not saved: {error}"
+            self._warn("save_keyframes", response.message)
+        return response
+
+    def _on_load_keyframes(self, request: Any, response: Any) -> Any:
+        try:
+            response.count, response.message = self.load_keyframes(request.path, request.replace)
+            response.success = True
+        except (ValueError, OSError) as error:
+            response.success, response.message = False, f"keyframes not loaded: {error}"
+            self._warn("load_keyframes", response.message)
+        return response
+
+    def _on_clear_keyframes(self, request: Any, response: Any) -> Any:
+        response.success, response.message = True, f"cleared {self.clear_keyframes()} keyframes"
+        self.get_logger().info(response.message)
+        return response
+
     # ------------------------------------------------------------------ queries
     def render_query(self, pose: Any, camera_info: Any | None, deadline: float | None = None) -> QueryResult:
         """Render a PoseStamped (+ optional CameraInfo); QueryError says what is wrong with it.
@@ -991,6 +1091,9 @@ class ViewSegNode(Node):
         c2w = T_fixed_frame @ pose_matrix
 
         keyframes = self.keyframes.snapshot()
+        if not keyframes and self.events["keyframe_clears"] and self.keyframes.admitted:
+            raise QueryError(f"the keyframe buffer is empty: {self.last_event['keyframe_clears']} (~/clear_keyframes) "
+                             "and no posed image has become a keyframe since")
         if not keyframes:
             raise QueryError("the keyframe buffer is empty: no posed image has been received yet (check "
                              f"{', '.join(c.image_subscription_topic for c in self.cameras)}, "
@@ -1363,6 +1466,7 @@ class ViewSegNode(Node):
                   "depth_rate_hz": round(sum(depth_counts) / window, 3),
                   "keyframes_with_depth": sum(1 for k in keyframes if k.view.depth is not None),
                   "keyframes_without_depth": self.keyframes_without_depth, "model_reads_depth": self.uses_depth,
+                  "keyframes_restored": self.keyframes_restored,
                   "last_latency_ms": round(self.last_latency_s * 1e3, 3),
                   "last_render_ms": round(self.last_render_s * 1e3, 3),
                   "last_overhead_ms": round((self.last_latency_s - self.last_render_s) * 1e3, 3),

@@ -55,11 +55,12 @@ class Graph:
         self.executor.add_node(node)
         return node
 
-    def call(self, service: str, request, timeout: float = 30.0):
+    def call(self, service: str, request, timeout: float = 30.0, srv_type=None):
+        """Call ``service`` (of ``srv_type``, default viewseg_interfaces/RenderView) and wait."""
         from viewseg_interfaces.srv import RenderView
 
         if service not in self._clients:
-            self._clients[service] = self.client.create_client(RenderView, service)
+            self._clients[service] = self.client.create_client(srv_type or RenderView, service)
         client = self._clients[service]
         wait_for(client.service_is_ready, 10.0, f"service {service}")
         future = client.call_async(request)

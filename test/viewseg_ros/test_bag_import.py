@@ -525,7 +525,7 @@ def test_output_folder_is_whole_or_absent(tmp_path, capsys):
     (stale / "rgb").mkdir(parents=True)
     (stale / "rgb" / "000000.png").write_bytes(b"half")
     assert import_bag(bag, out, config()).keyframes == 11
-    assert f"removing {stale}, left by an import that did not finish" in capsys.readouterr().err
+    assert f"removing {stale}, left by a write that did not finish" in capsys.readouterr().err
     assert _hidden(tmp_path) == [] and len(SceneFolder(out)) == 11
 
     # Importing again replaces the earlier import entirely (no stale frames from it survive).

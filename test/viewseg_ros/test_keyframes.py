@@ -258,3 +258,28 @@ def test_reset_clock_redundant_eviction_ties_go_to_the_old_timeline():
     buffer.add(view(x=3.0), 1 * SEC)
     buffer.add(view(x=4.0), 2 * SEC)
     assert [k.c2w[0, 3] for k in buffer] == [1.0, 3.0, 4.0]
+
+
+def test_restored_keyframes_come_from_another_clock():
+    """restore(): no admission rule applies; the stamp never counts as the newest (rule 1)
+    and is always stale (rule 3); restored keyframes go before live ones in admission order
+    (so outside keep_recent) and are the oldest for eviction; bounds still hold."""
+    buf = KeyframeBuffer(KeyframeConfig(**CFG, refresh_after_s=5.0, max_keyframes=3, eviction="oldest"))
+    live = buf.add(view(x=0.0), 100 * SEC)
+    # The same pose as the live keyframe, and a stamp far in the "future" of this run's clock.
+    a = buf.restore(view(x=0.0), 10_000 * SEC, stream="front")
+    b = buf.restore(view(x=5.0), 20_000 * SEC, stream="front")
+    assert [k.id for k in buf.snapshot()] == [a.id, b.id, live.id]           # restored first, in their order
+    assert a.stream == "front" and a.stamp_ns == 10_000 * SEC
+    # Rule 1 against the live keyframe only: 1.5 s after it is admitted although the restored
+    # stamps are later (with them as the newest, 100.5 s would be "before" them).
+    assert buf.should_admit(pose(x=10.0), int(101.5 * SEC)).admit
+    # Rule 3: a frame duplicating the restored keyframe at x = 5 replaces it (stale),
+    # though its stamp is "older" than the restored one's.
+    decision = buf.should_admit(pose(x=5.0), int(101.5 * SEC))
+    assert decision.admit and decision.replaces == [b.id]
+    # Eviction "oldest": a fourth keyframe pushes out a restored one, never the live ones.
+    newer = buf.add(view(x=10.0), 102 * SEC)
+    assert len(buf) == 3 and a.id not in buf and {live.id, newer.id} <= {k.id for k in buf}
+    with pytest.raises(ValueError, match="exceeds max_bytes"):
+        KeyframeBuffer(KeyframeConfig(max_bytes=10)).restore(view(), 0)

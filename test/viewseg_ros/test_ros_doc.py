@@ -89,7 +89,7 @@ def test_every_declared_viewseg_parameter_topic_and_service_is_documented(rclpy_
     assert table["warmup"] == ("bool", "true") and table["fixed_frame"] == ("string", "map")
     assert interface == {"image", "camera_info", "/tf", "/tf_static", "~/query", "~/semantic",
                          "~/semantic_color", "~/depth", "~/confidence", "~/camera_info", "~/points", "/diagnostics",
-                         "~/render_view"}
+                         "~/render_view", "~/save_keyframes", "~/load_keyframes", "~/clear_keyframes"}
     for name in interface:
         assert f"`{name}`" in doc, name
 
@@ -121,3 +121,15 @@ def test_every_render_view_field_is_documented():
         assert f"| request `{name}` |" in doc, name
     for name in fields(response):
         assert f"| response `{name}` |" in doc, name
+
+
+def test_every_keyframe_store_field_is_documented():
+    """The save/load services' table names every request and response field."""
+    doc = DOC.read_text()
+    for service, srv in (("~/save_keyframes", "SaveKeyframes"), ("~/load_keyframes", "LoadKeyframes")):
+        text = (REPO / "interfaces" / "viewseg_interfaces" / "srv" / f"{srv}.srv").read_text()
+        request, response = text.split("---")
+        row = next(line for line in doc.splitlines() if line.startswith(f"| `{service}` |"))
+        for part in (request, response):
+            for name in [ln.split()[1] for ln in part.splitlines() if ln.strip() and not ln.startswith("#")]:
+                assert f"`{name}`" in row, (service, name)

@@ -31,13 +31,15 @@ name on read. Every malformed file raises ValueError naming the file.
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -410,6 +412,50 @@ def write_scene_folder(root: str | os.PathLike, views: Iterable[View], scene: st
     return writer.close()
 
 
+def staging_folder(out_dir: str | os.PathLike, what: str = "output folder",
+                   log: Callable[[str], None] | None = None) -> Path:
+    """A fresh hidden folder beside ``out_dir`` to assemble a scene folder in, for
+    :func:`publish_folder` to move in place.
+
+    Checks ``out_dir`` first: replacing an earlier scene folder is fine, replacing anything
+    else is not (ValueError naming ``what``). Stale staging folders of a writer killed while
+    writing to the same ``out_dir`` are removed (and named to ``log``).
+    """
+    import tempfile
+
+    from viewseg_core.atomic_io import ensure_dir
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() or out_dir.is_symlink():
+        if not out_dir.is_dir():
+            raise ValueError(f"{what} {out_dir} exists and is not a folder")
+        if any(out_dir.iterdir()) and not is_scene_folder(out_dir):
+            raise ValueError(f"{what} {out_dir} is a non-empty folder that is not a scene folder (no cameras.json); "
+                             f"refusing to replace it")
+    parent = ensure_dir(out_dir.parent)
+    for stale in parent.glob(f".{out_dir.name}.partial-*"):
+        if log is not None:
+            log(f"removing {stale}, left by a write that did not finish")
+        shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
+
+
+def publish_folder(staging: str | os.PathLike, out_dir: str | os.PathLike) -> None:
+    """Move a finished scene folder from :func:`staging_folder` in place of ``out_dir`` (an
+    earlier scene folder there is replaced; a crash midway leaves one of the two complete)."""
+    staging, out_dir = Path(staging), Path(out_dir)
+    try:
+        os.rename(staging, out_dir)  # atomic; also replaces an empty folder
+        return
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    old = staging.with_name(staging.name.replace(".partial-", ".replaced-"))
+    os.rename(out_dir, old)
+    os.rename(staging, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def _jsonable(obj):
     """Metadata -> plain JSON types (numpy scalars/arrays become numbers/lists)."""
     if isinstance(obj, dict):
@@ -426,5 +472,5 @@ def _jsonable(obj):
 
 
 __all__ = ["FORMAT_VERSION", "CAMERAS_FILE", "FrameEntry", "SceneFolder", "SceneFolderWriter",
-           "write_scene_folder", "is_scene_folder", "find_scene_folders", "read_png", "write_png",
+           "write_scene_folder", "staging_folder", "publish_folder", "is_scene_folder", "find_scene_folders", "read_png", "write_png",
            "read_depth_npy", "write_depth_npy", "read_json", "write_json"]

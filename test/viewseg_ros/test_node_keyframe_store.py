@@ -1,0 +1,178 @@
+"""Keeping keyframes across restarts (real rclpy nodes on loopback): ~/save_keyframes writes
+the buffer, ~/clear_keyframes empties it, ~/load_keyframes and ``keyframes.load_path`` bring it
+back, and a query afterwards renders the same images as before, bit for bit (the same images
+and depth, encoded again by the same encoder). Bad requests change nothing and say why."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+
+import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
+
+from viewseg_core.cameras import K_from_hfov  # noqa: E402
+from viewseg_ros.camera_stream import view_pose  # noqa: E402
+from viewseg_ros.conversions import image_to_numpy  # noqa: E402
+from ros_graph import Graph, PosedCamera, diagnostics_values, params, render_request, resend, \
+    tiny_checkpoint  # noqa: E402
+
+W, H = 32, 24
+K = K_from_hfov(70.0, W, H)
+FRAME = "store_optical"
+VIEWS = 4
+WALL_X = 6.0
+
+
+def pose(index: int) -> np.ndarray:
+    return view_pose(index, 1.0, 0.0)
+
+
+def wall_depth(index: int) -> np.ndarray:
+    depth = np.full((H, W), WALL_X - pose(index)[0, 3], np.float32)
+    depth[:3, -3:] = np.nan
+    return depth
+
+
+def node_params(checkpoint, **extra) -> list:
+    return params({"checkpoint": str(checkpoint), "device": "cpu", "depth_topic": "depth", "keyframes.width": W,
+                   "keyframes.height": H, "diagnostics_period_s": 0.2, "query.min_coverage": 0.0, **extra})
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from viewseg_ros.node import ViewSegNode
+
+    g = Graph()
+    try:
+        g.checkpoint = tiny_checkpoint(tmp_path_factory.mktemp("store") / "rgbd.pt", source_depth=True,
+                                       depth_guided=True, depth_evidence=True)
+        g.node = g.add(ViewSegNode(context=g.context, namespace="store", parameter_overrides=node_params(g.checkpoint)))
+        g.diagnostics = []
+        g.client.create_subscription(DiagnosticArray, "/diagnostics", g.diagnostics.append, 10)
+        g.camera = PosedCamera(g, K, FRAME, depth_topic="depth", namespace="store")
+        for index in range(1, VIEWS + 1):
+            assert resend(lambda attempt: g.camera.publish(pose(index), (100 * index + attempt) * 10**9,
+                                                           depth=wall_depth(index)),
+                          lambda: g.node.keyframes.admitted >= index, f"view {index} to become a keyframe",
+                          timeout=3.0), f"view {index} never became a keyframe (sent 3 times)"
+        yield g
+    finally:
+        g.close()
+
+
+def _images(response) -> dict[str, np.ndarray]:
+    assert response.success, response.message
+    return {name: image_to_numpy(getattr(response, name)) for name in ("semantic", "depth", "confidence")}
+
+
+def _query(g: Graph, namespace: str = "/store") -> dict[str, np.ndarray]:
+    return _images(g.call(f"{namespace}/viewseg/render_view", render_request(pose(2) @ _back(0.5), width=W, height=H)))
+
+
+def _back(metres: float) -> np.ndarray:
+    T = np.eye(4)
+    T[2, 3] = -metres
+    return T
+
+
+def _save(g: Graph, path, namespace: str = "/store"):
+    from viewseg_interfaces.srv import SaveKeyframes
+
+    return g.call(f"{namespace}/viewseg/save_keyframes", SaveKeyframes.Request(path=str(path)), srv_type=SaveKeyframes)
+
+
+def _load(g: Graph, path, replace: bool, namespace: str = "/store"):
+    from viewseg_interfaces.srv import LoadKeyframes
+
+    return g.call(f"{namespace}/viewseg/load_keyframes", LoadKeyframes.Request(path=str(path), replace=replace),
+                  srv_type=LoadKeyframes)
+
+
+def _clear(g: Graph, namespace: str = "/store"):
+    from std_srvs.srv import Trigger
+
+    return g.call(f"{namespace}/viewseg/clear_keyframes", Trigger.Request(), srv_type=Trigger)
+
+
+def _equal(a: dict, b: dict) -> None:
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_save_clear_load_renders_the_same_images(rig, tmp_path):
+    before = _query(rig)
+    kept = [(k.view.c2w.copy(), k.stamp_ns) for k in rig.node.keyframes.snapshot()]
+    response = _save(rig, tmp_path / "house")
+    assert response.success and response.count == VIEWS and f"saved {VIEWS} keyframes" in response.message
+    doc = json.loads((tmp_path / "house" / "cameras.json").read_text())
+    assert doc["meta"]["fixed_frame"] == "map" and len(doc["frames"]) == VIEWS
+    assert all(f["depth"] for f in doc["frames"])
+
+    response = _clear(rig)
+    assert response.success and response.message == f"cleared {VIEWS} keyframes" and len(rig.node.keyframes) == 0
+    empty = rig.call("/store/viewseg/render_view", render_request(pose(2), width=W, height=H))
+    assert not empty.success and f"cleared {VIEWS} keyframes (~/clear_keyframes)" in empty.message
+
+    response = _load(rig, tmp_path / "house", replace=True)
+    assert response.success and response.count == VIEWS, response.message
+    assert f"loaded {VIEWS} keyframes ({VIEWS} with depth)" in response.message
+    restored = rig.node.keyframes.snapshot()
+    for (c2w, stamp_ns), keyframe in zip(kept, restored):
+        np.testing.assert_array_equal(keyframe.view.c2w, c2w)
+        assert keyframe.stamp_ns == stamp_ns and keyframe.stream == rig.node.cameras[0].label
+    _equal(_query(rig), before)
+
+    # Loading again without replace adds the same views beside them (the bounds allow it).
+    response = _load(rig, tmp_path / "house", replace=False)
+    assert response.success and response.count == VIEWS and len(rig.node.keyframes) == 2 * VIEWS
+    values = diagnostics_values(rig, until=lambda v: v.get("keyframes_restored") == str(2 * VIEWS))
+    assert values["keyframe_saves"] == "1" and values["keyframe_loads"] == "2" and values["keyframe_clears"] == "1"
+    _load(rig, tmp_path / "house", replace=True)
+
+
+def test_bad_requests_leave_the_buffer_as_it_was(rig, tmp_path):
+    count = len(rig.node.keyframes)
+    assert count > 0
+    response = _load(rig, tmp_path / "nowhere", replace=True)
+    assert not response.success and "does not exist" in response.message and len(rig.node.keyframes) == count
+    odom = tmp_path / "odom_save"
+    assert _save(rig, odom).success
+    doc = json.loads((odom / "cameras.json").read_text())
+    doc["meta"]["fixed_frame"] = "odom"
+    (odom / "cameras.json").write_text(json.dumps(doc))
+    response = _load(rig, odom, replace=True)
+    assert not response.success and "'odom'" in response.message and len(rig.node.keyframes) == count
+    first = doc["frames"][0]["rgb"]
+    (odom / first).write_bytes(b"not a png")
+    doc["meta"]["fixed_frame"] = "map"
+    (odom / "cameras.json").write_text(json.dumps(doc))
+    response = _load(rig, odom, replace=True)
+    assert not response.success and first.split("/")[-1].split(".")[0] in response.message
+    assert len(rig.node.keyframes) == count
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder")
+    response = _save(rig, notes)
+    assert not response.success and "not a folder" in response.message and notes.read_text() == "not a folder"
+    for call in (lambda: _save(rig, ""), lambda: _load(rig, "  ", replace=True)):
+        response = call()
+        assert not response.success and "empty path" in response.message
+
+
+def test_a_new_node_starts_with_the_saved_keyframes(rig, tmp_path):
+    from viewseg_ros.node import ViewSegNode
+
+    before = _query(rig)
+    assert _save(rig, tmp_path / "house").success
+    restarted = rig.add(ViewSegNode(context=rig.context, namespace="restarted", parameter_overrides=node_params(
+        rig.checkpoint, **{"keyframes.load_path": str(tmp_path / "house")})))
+    assert len(restarted.keyframes) == len(rig.node.keyframes)
+    # No camera has published to it: the restored keyframes alone answer, as the first node did.
+    _equal(_query(rig, "/restarted"), before)
+    with pytest.raises(ValueError, match="keyframes.load_path: keyframe folder .* does not exist"):
+        ViewSegNode(context=rig.context, namespace="broken", parameter_overrides=node_params(
+            rig.checkpoint, **{"keyframes.load_path": str(tmp_path / "missing")}))
