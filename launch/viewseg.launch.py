@@ -4,8 +4,8 @@
         image_topic:=/camera/color/image_raw camera_info_topic:=/camera/color/camera_info
 
 Parameters come from ``params_file`` (default: the installed config/viewseg.yaml); the
-``checkpoint``, ``device``, ``depth_topic``, ``depth_camera_info_topic`` and ``cameras``
-arguments override it when given (left at their defaults, the file's values stand), and the
+``checkpoint``, ``device``, ``depth_topic``, ``depth_camera_info_topic``, ``cameras`` and
+``load_keyframes`` (the node's ``keyframes.load_path``) arguments override it when given (left at their defaults, the file's values stand), and the
 topic arguments remap the node's relative ``image`` / ``camera_info`` names. ``sim:=true`` also starts
 ``viewseg_sim_camera`` (a synthetic room on ``image``, ``camera_info`` and TF).
 
@@ -70,7 +70,10 @@ def _required(executable: str):
 
 
 # Launch arguments that override the params file, and the value that means "not given".
-OVERRIDES = {"checkpoint": "", "device": "auto", "depth_topic": "", "depth_camera_info_topic": "", "cameras": ""}
+OVERRIDES = {"checkpoint": "", "device": "auto", "depth_topic": "", "depth_camera_info_topic": "", "cameras": "",
+             "load_keyframes": ""}
+# The node parameter of an argument whose name differs from it.
+PARAMETER_OF = {"load_keyframes": "keyframes.load_path"}
 
 
 def _viewseg_node(context):
@@ -78,7 +81,7 @@ def _viewseg_node(context):
     given: a default would otherwise overwrite what the file says (a checkpoint set in the
     file would silently become the demo's). One camera: the topic arguments remap its relative
     names. Several (``cameras``): they are its parameters, resolved inside each camera's namespace."""
-    given = {name: value for name, unset in OVERRIDES.items()
+    given = {PARAMETER_OF.get(name, name): value for name, unset in OVERRIDES.items()
              if (value := LaunchConfiguration(name).perform(context).strip()) != unset}
     remappings = _remappings()
     if given.get("cameras"):
@@ -119,6 +122,9 @@ def generate_launch_description() -> LaunchDescription:
                               description="namespaces of several cameras feeding one keyframe buffer, comma-separated "
                                           "(e.g. /front,/rear); the topic arguments are then relative names inside "
                                           "each; empty = the params file's (default: one camera)"),
+        DeclareLaunchArgument("load_keyframes", default_value="",
+                              description="start with the keyframes of this folder (~/save_keyframes wrote it; "
+                                          "the node's keyframes.load_path)"),
         DeclareLaunchArgument("sim", default_value="false", description="also start the simulated camera"),
         DeclareLaunchArgument("fastdds_profile",
                               default_value=PathJoinSubstitution([share, "config", "fastdds_large_images.xml"]),

@@ -345,6 +345,35 @@ def test_a_params_file_keeps_what_the_arguments_leave_unset(tmp_path):
     assert_images_on([f"params_file:={params}"], tmp_path, "/robot/left/color/image_raw, /robot/right/color/image_raw")
 
 
+@needs_launch
+def test_load_keyframes_starts_the_node_with_a_saved_folder(tmp_path):
+    """``load_keyframes:=FOLDER`` reaches the node as keyframes.load_path: it logs the keyframes
+    it took before "ready"."""
+    import numpy as np
+
+    from viewseg_core.data.records import View
+    from viewseg_ros.keyframe_store import save_keyframes
+    from viewseg_ros.keyframes import Keyframe
+
+    K = np.array([[60.0, 0.0, 39.5], [0.0, 60.0, 29.5], [0.0, 0.0, 1.0]])
+    views = []
+    for i in range(2):
+        c2w = np.eye(4)
+        c2w[0, 3] = float(i)
+        views.append(Keyframe(i, i * 10**9, View(rgb=np.full((60, 80, 3), 40 * i, np.uint8), K=K, c2w=c2w)))
+    folder = save_keyframes(views, tmp_path / "house", "map")
+    launch = Launch(["device:=cpu", f"load_keyframes:={folder}"], tmp_path, ros_env(), tmp_path / "launch.log")
+    try:
+        loaded = launch.wait_for(r"\[viewseg\]: loaded \d+ keyframes .*")
+        assert f"loaded 2 keyframes (0 with depth) from {folder}, replacing the buffer" in loaded.group(0)
+        launch.wait_for(r"\[viewseg\]: ready:.*")
+        status, _ = launch.interrupt()
+        assert status == 0, launch.output()
+    finally:
+        if launch.proc.poll() is None:
+            launch.kill()
+
+
 # --------------------------------------------------------------------------- colcon-style install
 @needs_launch
 def test_colcon_style_install_into_a_prefix_launches(tmp_path):
