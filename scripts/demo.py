@@ -15,6 +15,10 @@
    ``out/demo/query_NN.png`` and prints the query's mIoU, depth error and latency (for
    RGB-D and RGB, side by side); all panels together go to ``out/demo/demo.png``.
 
+``--restart`` saves each node's keyframes once the walk is in (``~/save_keyframes``), stops
+the camera and the nodes, and runs the queries on nodes restarted from the saved folders
+(``keyframes.load_path``): what a robot gets after a reboot in a room it has mapped.
+
 Child logs: out/demo/logs/. Exit status 0 when every query succeeded.
 """
 from __future__ import annotations
@@ -74,6 +78,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--query-yaw", type=float, default=0.0,
                    help="turn every query pose this many degrees further (180: looking back along the walk, where "
                         "the first camera never looked)")
+    p.add_argument("--restart", action="store_true",
+                   help="once the walk is in, save each node's keyframes (~/save_keyframes), stop the camera and "
+                        "the nodes, and query nodes restarted from the saved folders (keyframes.load_path)")
     p.add_argument("--queries", type=int, default=4)
     p.add_argument("--preset", default="fast", choices=("fast", "paper", "checkpoint"),
                    help="the node's query.preset (sampling per ray)")
@@ -149,40 +156,38 @@ def main(argv=None) -> int:
         sim_args += ["-p", f"cameras:=front:0,rear:{args.second_camera:g}"]
         camera_args = ["-p", "cameras:=/front,/rear"]
     preset = args.preset if args.rgb_only or args.preset != "fast" else "rgbd"
-    procs = {
-        "sim_camera": start("sim_camera", [py, "-m", "viewseg_ros.sim_camera", "--ros-args",
+    commands = {
+        "sim_camera": [py, "-m", "viewseg_ros.sim_camera", "--ros-args",
                                            "-p", f"seed:={args.seed}", "-p", f"rate:={args.rate}",
                                            "-p", f"width:={cam_w}", "-p", f"height:={cam_h}",
                                            "-p", f"render_scale:={args.render_scale}",
                                            "-p", f"period_s:={args.period}", "-p", f"kind:={args.kind}",
                                            "-p", f"hfov_deg:={SIM_HFOV_DEG}",
-                                           "-p", f"distortion:='{args.distortion}'", *sim_args],
-                            logs, env),
-        "viewseg": start("viewseg", [py, "-m", "viewseg_ros.node", "--ros-args", "--params-file",
-                                     str(REPO / "config" / "viewseg.yaml"), "-p", f"checkpoint:={checkpoint}",
-                                     "-p", f"device:={args.device}", "-p", f"query.preset:={preset}",
-                                     "-p", f"rectification:={args.rectification}", *transport_args, *depth_args,
-                                     *camera_args],
-                            logs, env),
+                       "-p", f"distortion:='{args.distortion}'", *sim_args],
+        "viewseg": [py, "-m", "viewseg_ros.node", "--ros-args", "--params-file",
+                    str(REPO / "config" / "viewseg.yaml"), "-p", f"checkpoint:={checkpoint}",
+                    "-p", f"device:={args.device}", "-p", f"query.preset:={preset}",
+                    "-p", f"rectification:={args.rectification}", *transport_args, *depth_args, *camera_args],
     }
     if not args.rgb_only:  # the RGB model beside, on the same camera
-        procs["viewseg_rgb"] = start("viewseg_rgb", [
+        commands["viewseg_rgb"] = [
             py, "-m", "viewseg_ros.node", "--ros-args", "-r", "__ns:=/rgb", "-r", "image:=/image",
             "-r", "camera_info:=/camera_info", "--params-file", str(REPO / "config" / "viewseg.yaml"),
             "-p", f"checkpoint:={args.rgb_checkpoint}", "-p", f"device:={args.device}",
             "-p", f"query.preset:={args.preset}", "-p", f"rectification:={args.rectification}", *transport_args,
-            *camera_args],
-            logs, env)
+            *camera_args]
+    procs = {name: start(name, command, logs, env) for name, command in commands.items()}
     print(f"demo: sim camera + viewseg node started (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {logs})")
     try:
-        return run_client(args, procs, out, logs, (query_w, query_h))
+        return run_client(args, procs, out, logs, (query_w, query_h), commands, env)
     except KeyboardInterrupt:
         return 130
     finally:
         stop(procs)
 
 
-def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) -> int:
+def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int], commands: dict[str, list[str]],
+               env: dict) -> int:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -192,7 +197,7 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
     from viewseg_core.data.synth.render import render
     from viewseg_core.metrics import SegmentationEvaluator
     from viewseg_core.viz import colorize_depth, colorize_scalar, panel, save_png
-    from viewseg_interfaces.srv import RenderView
+    from viewseg_interfaces.srv import RenderView, SaveKeyframes
     from viewseg_ros.conversions import image_to_numpy, matrix_to_pose_stamped
     from viewseg_ros.sim_camera import SimWorld
 
@@ -238,6 +243,41 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int]) 
             raise SystemExit(f"demo: no keyframes after {args.timeout:.0f} s (keyframes: {count}); "
                              f"node log:\n{tail(logs / 'viewseg.log')}")
     print(f"demo: {status.get('keyframes')} keyframes on {status.get('device')}; querying {args.queries} unseen poses")
+    if args.restart:
+        # The node behind each service: save its keyframes, stop the camera and the nodes, and
+        # run the queries on nodes restarted from the saved folders with no camera at all, one
+        # after the other (two starting at once on a small CPU slow each other's start).
+        process_of = {"/viewseg/render_view": "viewseg", "/rgb/viewseg/render_view": "viewseg_rgb"}
+        folders = {}
+        for label, name in services.items():
+            saver = node.create_client(SaveKeyframes, name.replace("render_view", "save_keyframes"))
+            folder = out / f"keyframes_{label}"
+            future = saver.call_async(SaveKeyframes.Request(path=str(folder)))
+            executor.spin_until_future_complete(future, timeout_sec=60)
+            response = future.result()
+            if response is None or not response.success:
+                raise SystemExit(f"demo: saving the {label} node's keyframes failed: "
+                                 f"{response.message if response else 'no response'}")
+            print(f"demo: {label}: {response.message}")
+            folders[label] = folder
+        stop(procs)
+        procs.clear()
+        print("demo: camera and node(s) stopped")
+        for label, name in services.items():
+            process = process_of[name]
+            procs[process] = start(f"{process}_restarted", [*commands[process], "-p",
+                                                            f"keyframes.load_path:={folders[label]}"], logs, env)
+            t_restart = time.monotonic()
+            while not clients[label].service_is_ready():
+                alive()
+                executor.spin_once(timeout_sec=0.1)
+                if time.monotonic() - t_restart > args.timeout:
+                    raise SystemExit(f"demo: the restarted {label} node did not come up in {args.timeout:.0f} s; "
+                                     f"log:\n{tail(logs / f'{process}_restarted.log')}")
+            loaded = [line for line in tail(logs / f"{process}_restarted.log", 200).splitlines() if "loaded " in line]
+            print(f"demo: {label}: restarted without a camera, ready after {time.monotonic() - t_restart:.1f} s "
+                  f"(model load and warm-up included): "
+                  f"{loaded[-1].split(']: ')[-1] if loaded else '(no load line in its log)'}")
 
     world = SimWorld.create(args.seed, args.kind, args.period)  # the sim camera's room and walk
     scene = world.scene

@@ -165,6 +165,7 @@ class Keyframe:
     nbytes: int = 0
     epoch: int = 0  # clock epoch (see KeyframeBuffer.reset_clock) the stamp belongs to
     stream: str = ""  # the camera it came from (rule 1 is per camera)
+    restored: bool = False  # from a keyframe folder (KeyframeBuffer.restore), not seen in this run
 
     @property
     def c2w(self) -> np.ndarray:
@@ -213,7 +214,15 @@ class KeyframeBuffer:
             kept = [(k.id, k.stamp_ns if k.epoch == self.epoch else _PREVIOUS_EPOCH_NS, k.c2w)
                     for k in self._keyframes.values()]
             own = [stamp for (_, stamp, _), k in zip(kept, self._keyframes.values()) if k.stream == stream]
-        return admission_decision(c2w, stamp_ns, kept, self.config, stream_stamps=own)
+            restored = {k.id for k in self._keyframes.values() if k.restored}
+        decision = admission_decision(c2w, stamp_ns, kept, self.config, stream_stamps=own)
+        if decision.kind == "duplicate" and restored:
+            # A live view supersedes a saved one of the same pose: it shows the room as it is now.
+            duplicates = [kept[i][0] for i in _duplicates(c2w, [pose for _, _, pose in kept], self.config)]
+            if all(i in restored for i in duplicates):
+                return Decision(True, f"replaces {len(duplicates)} restored keyframe(s) with a live view", duplicates,
+                                kind="refresh")
+        return decision
 
     def add(self, view: View, stamp_ns: int, features: Any = None, force: bool = False,
             stream: str = "") -> Keyframe | None:
@@ -241,15 +250,17 @@ class KeyframeBuffer:
         """Add a keyframe saved by an earlier run (:mod:`viewseg_ros.keyframe_store`), without
         the admission rules (the saved set was chosen by them already). Its stamp is of another
         run's clock, so it counts like a keyframe from before a clock reset: never the newest
-        (rule 1), always stale (rule 3: a live view of the same pose replaces it when
-        ``refresh_after_s`` is set), the oldest for eviction, and outside the ``keep_recent``
+        (rule 1), always stale (rule 3), the oldest for eviction, and outside the ``keep_recent``
         window (in admission order it goes after earlier restored keyframes and before every
-        live one). Bounds are enforced as for any admission, the restored keyframe included.
+        live one). A live frame that duplicates only restored keyframes replaces them, whatever
+        ``refresh_after_s`` says: it shows the room as it is now, the saved view as it was.
+        Bounds are enforced as for any admission, the restored keyframe included.
 
         Raises ValueError when the keyframe alone is larger than ``max_bytes``.
         """
         with self._lock:
-            keyframe = Keyframe(self._next_id, int(stamp_ns), view, features, epoch=self.epoch - 1, stream=stream)
+            keyframe = Keyframe(self._next_id, int(stamp_ns), view, features, epoch=self.epoch - 1, stream=stream,
+                                restored=True)
             if keyframe.recount() > self.config.max_bytes:
                 raise ValueError(f"keyframe of {keyframe.nbytes} B exceeds max_bytes = {self.config.max_bytes}")
             self._next_id += 1

@@ -61,7 +61,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -89,7 +89,7 @@ from viewseg_ros.camera_input import (STREAM_TOPICS, CameraInput, PendingImage, 
                                      parse_camera_namespaces)
 from viewseg_ros.executor import DEFAULT_EXECUTOR, EXECUTORS, SubmitOnceExecutor
 from viewseg_ros.keyframe_store import read_keyframes, save_keyframes
-from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, pose_difference
+from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, is_novel, pose_difference
 from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformBuffer, TransformError
 
 NODE_NAME = "viewseg"
@@ -994,11 +994,13 @@ class ViewSegNode(Node):
 
     def load_keyframes(self, path: str, replace: bool) -> tuple[int, str]:
         """Restore the keyframes of the scene folder ``path`` (:meth:`KeyframeBuffer.restore`),
-        first dropping the current ones with ``replace``; (keyframes taken, message). The folder is
+        first dropping the current ones with ``replace`` (without it, a saved view of a pose a kept
+        keyframe has is skipped); (keyframes taken, message). The folder is
         read whole first: ValueError (a missing or malformed folder, another fixed frame)
         leaves the buffer as it was. Each image is resized to the working size and encoded once."""
         if not path.strip():
             raise ValueError("an empty path: name the folder to read")
+        t0 = time.perf_counter()
         stored, note = read_keyframes(path, self.params["fixed_frame"])
         prepared = []
         for item in stored:
@@ -1011,8 +1013,12 @@ class ViewSegNode(Node):
                                   meta=view.meta), item))
         if replace:
             self.clear_keyframes(count_event=False)
+        # Added to kept keyframes: a saved view of a pose a kept keyframe already has (within
+        # min_translation and min_rotation_deg) would only cost an encoder pass and memory.
+        kept_poses = [k.c2w for k in self.keyframes.snapshot()]
+        novel = [(view, item) for view, item in prepared if is_novel(view.c2w, kept_poses, self.keyframes.config)]
         taken = 0
-        for view, item in prepared:
+        for view, item in novel:
             try:
                 self.keyframes.restore(view, item.stamp_ns, features=self._encode(view.rgb), stream=item.camera)
                 taken += 1
@@ -1020,10 +1026,13 @@ class ViewSegNode(Node):
                 self._drop("image", f"{path}: frame {view.view_id!r}: {error}")
         with self._stats_lock:
             self.keyframes_restored += taken
-        with_depth = sum(1 for view, _ in prepared if view.depth is not None)
+        with_depth = sum(1 for view, _ in novel if view.depth is not None)
+        skipped = len(prepared) - len(novel)
         message = (f"loaded {taken} keyframes ({with_depth} with depth) from {path}"
                    + (", replacing the buffer" if replace else "")
-                   + f"; {len(self.keyframes)} keyframes now kept" + (f"; {note}" if note else ""))
+                   + (f" ({skipped} skipped: a kept keyframe has their pose)" if skipped else "")
+                   + f" in {time.perf_counter() - t0:.2f} s; {len(self.keyframes)} keyframes now kept"
+                   + (f"; {note}" if note else ""))
         self._event("keyframe_loads", message)
         return taken, message
 
@@ -1036,23 +1045,22 @@ class ViewSegNode(Node):
             self._event("keyframe_clears", f"cleared {count} keyframes")
         return count
 
-    def _on_save_keyframes(self, request: Any, response: Any) -> Any:
+    def _keyframe_io_response(self, response: Any, what: str, run: Callable[[], tuple[int, str]]) -> Any:
+        """Fill a save/load response from ``run``; a refusal (ValueError, OSError) becomes
+        ``success = false`` with the reason, and the node goes on."""
         try:
-            response.count, response.message = self.save_keyframes(request.path)
+            response.count, response.message = run()
             response.success = True
         except (ValueError, OSError) as error:
-            response.success, response.message = False, f"keyframes not saved: {error}"
-            self._warn("save_keyframes", response.message)
+            response.success, response.message = False, f"keyframes not {what}: {error}"
+            self._warn(f"keyframes {what}", response.message)
         return response
 
+    def _on_save_keyframes(self, request: Any, response: Any) -> Any:
+        return self._keyframe_io_response(response, "saved", lambda: self.save_keyframes(request.path))
+
     def _on_load_keyframes(self, request: Any, response: Any) -> Any:
-        try:
-            response.count, response.message = self.load_keyframes(request.path, request.replace)
-            response.success = True
-        except (ValueError, OSError) as error:
-            response.success, response.message = False, f"keyframes not loaded: {error}"
-            self._warn("load_keyframes", response.message)
-        return response
+        return self._keyframe_io_response(response, "loaded", lambda: self.load_keyframes(request.path, request.replace))
 
     def _on_clear_keyframes(self, request: Any, response: Any) -> Any:
         response.success, response.message = True, f"cleared {self.clear_keyframes()} keyframes"

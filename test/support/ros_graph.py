@@ -202,3 +202,42 @@ class PosedCamera:
             time.sleep(depth_delay_s)
             self.depth.publish(numpy_to_image(depth, depth_encoding, frame_id=depth_frame or self.frame,
                                               stamp_ns=stamp_ns))
+
+
+class WallWalk:
+    """A depth camera walking towards a wall (the RGB-D node tests): views 1 m apart along
+    their optical axis (+x), each one novel, a 32x24 camera with a 70 degree hfov, and the
+    wall across the path at x = WALL_X, facing them."""
+
+    W, H = 32, 24
+    WALL_X = 6.0
+
+    @classmethod
+    def K(cls) -> np.ndarray:
+        from viewseg_core.cameras import K_from_hfov
+
+        return K_from_hfov(70.0, cls.W, cls.H)
+
+    @staticmethod
+    def pose(index: int) -> np.ndarray:
+        from viewseg_ros.camera_stream import view_pose
+
+        return view_pose(index, 1.0, 0.0)
+
+    @classmethod
+    def depth(cls, index: int) -> np.ndarray:
+        """What view ``index``'s depth camera measures: the wall (planar depth WALL_X - x), with
+        a sensor hole."""
+        depth = np.full((cls.H, cls.W), cls.WALL_X - cls.pose(index)[0, 3], np.float32)
+        depth[:3, -3:] = np.nan
+        return depth
+
+    @classmethod
+    def feed(cls, g: Graph, views: int, depth: bool) -> None:
+        """Publish views 1..``views`` on ``g.camera`` (with the wall's depth when ``depth``) until
+        ``g.node`` has admitted each as a keyframe (each sent at most 3 times)."""
+        for index in range(1, views + 1):
+            assert resend(lambda attempt: g.camera.publish(cls.pose(index), (100 * index + attempt) * 10**9,
+                                                           depth=cls.depth(index) if depth else None),
+                          lambda: g.node.keyframes.admitted >= index, f"view {index} to become a keyframe",
+                          timeout=3.0), f"view {index} never became a keyframe (sent 3 times)"

@@ -261,10 +261,11 @@ def test_reset_clock_redundant_eviction_ties_go_to_the_old_timeline():
 
 
 def test_restored_keyframes_come_from_another_clock():
-    """restore(): no admission rule applies; the stamp never counts as the newest (rule 1)
-    and is always stale (rule 3); restored keyframes go before live ones in admission order
-    (so outside keep_recent) and are the oldest for eviction; bounds still hold."""
-    buf = KeyframeBuffer(KeyframeConfig(**CFG, refresh_after_s=5.0, max_keyframes=3, eviction="oldest"))
+    """restore(): no admission rule applies; the stamp never counts as the newest (rule 1);
+    a live view replaces restored keyframes of its pose; restored keyframes go before live
+    ones in admission order (so outside keep_recent) and are the oldest for eviction; bounds
+    still hold."""
+    buf = KeyframeBuffer(KeyframeConfig(**CFG, max_keyframes=3, eviction="oldest"))   # refresh_after_s unset
     live = buf.add(view(x=0.0), 100 * SEC)
     # The same pose as the live keyframe, and a stamp far in the "future" of this run's clock.
     a = buf.restore(view(x=0.0), 10_000 * SEC, stream="front")
@@ -274,10 +275,12 @@ def test_restored_keyframes_come_from_another_clock():
     # Rule 1 against the live keyframe only: 1.5 s after it is admitted although the restored
     # stamps are later (with them as the newest, 100.5 s would be "before" them).
     assert buf.should_admit(pose(x=10.0), int(101.5 * SEC)).admit
-    # Rule 3: a frame duplicating the restored keyframe at x = 5 replaces it (stale),
-    # though its stamp is "older" than the restored one's.
+    # A live frame duplicating only the restored keyframe at x = 5 replaces it, though
+    # refresh_after_s is unset and its stamp is "older" than the restored one's ...
     decision = buf.should_admit(pose(x=5.0), int(101.5 * SEC))
-    assert decision.admit and decision.replaces == [b.id]
+    assert decision.admit and decision.replaces == [b.id] and "restored" in decision.reason
+    # ... but one duplicating a live keyframe too (x = 0: the live one and restored a) is refused.
+    assert buf.should_admit(pose(x=0.1), int(101.5 * SEC)).kind == "duplicate"
     # Eviction "oldest": a fourth keyframe pushes out a restored one, never the live ones.
     newer = buf.add(view(x=10.0), 102 * SEC)
     assert len(buf) == 3 and a.id not in buf and {live.id, newer.id} <= {k.id for k in buf}

@@ -13,27 +13,15 @@ pytestmark = pytest.mark.ros
 
 import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 
-from viewseg_core.cameras import K_from_hfov  # noqa: E402
-from viewseg_ros.camera_stream import view_pose  # noqa: E402
 from viewseg_ros.conversions import image_to_numpy  # noqa: E402
-from ros_graph import Graph, PosedCamera, diagnostics_values, params, render_request, resend, \
+from ros_graph import Graph, PosedCamera, WallWalk, diagnostics_values, params, render_request, resend, \
     tiny_checkpoint  # noqa: E402
 
-W, H = 32, 24
-K = K_from_hfov(70.0, W, H)
+W, H = WallWalk.W, WallWalk.H
+K = WallWalk.K()
 FRAME = "store_optical"
 VIEWS = 4
-WALL_X = 6.0
-
-
-def pose(index: int) -> np.ndarray:
-    return view_pose(index, 1.0, 0.0)
-
-
-def wall_depth(index: int) -> np.ndarray:
-    depth = np.full((H, W), WALL_X - pose(index)[0, 3], np.float32)
-    depth[:3, -3:] = np.nan
-    return depth
+pose = WallWalk.pose
 
 
 def node_params(checkpoint, **extra) -> list:
@@ -55,11 +43,7 @@ def rig(tmp_path_factory):
         g.diagnostics = []
         g.client.create_subscription(DiagnosticArray, "/diagnostics", g.diagnostics.append, 10)
         g.camera = PosedCamera(g, K, FRAME, depth_topic="depth", namespace="store")
-        for index in range(1, VIEWS + 1):
-            assert resend(lambda attempt: g.camera.publish(pose(index), (100 * index + attempt) * 10**9,
-                                                           depth=wall_depth(index)),
-                          lambda: g.node.keyframes.admitted >= index, f"view {index} to become a keyframe",
-                          timeout=3.0), f"view {index} never became a keyframe (sent 3 times)"
+        WallWalk.feed(g, VIEWS, depth=True)
         yield g
     finally:
         g.close()
@@ -127,12 +111,13 @@ def test_save_clear_load_renders_the_same_images(rig, tmp_path):
         assert keyframe.stamp_ns == stamp_ns and keyframe.stream == rig.node.cameras[0].label
     _equal(_query(rig), before)
 
-    # Loading again without replace adds the same views beside them (the bounds allow it).
+    # Loading again without replace adds nothing: every saved pose is kept already.
     response = _load(rig, tmp_path / "house", replace=False)
-    assert response.success and response.count == VIEWS and len(rig.node.keyframes) == 2 * VIEWS
-    values = diagnostics_values(rig, until=lambda v: v.get("keyframes_restored") == str(2 * VIEWS))
-    assert values["keyframe_saves"] == "1" and values["keyframe_loads"] == "2" and values["keyframe_clears"] == "1"
-    _load(rig, tmp_path / "house", replace=True)
+    assert response.success and response.count == 0 and len(rig.node.keyframes) == VIEWS
+    assert f"({VIEWS} skipped: a kept keyframe has their pose)" in response.message
+    values = diagnostics_values(rig, until=lambda v: v.get("keyframe_loads") == "2")
+    assert values["keyframe_saves"] == "1" and values["keyframes_restored"] == str(VIEWS)
+    assert values["keyframe_clears"] == "1"
 
 
 def test_bad_requests_leave_the_buffer_as_it_was(rig, tmp_path):
@@ -176,3 +161,40 @@ def test_a_new_node_starts_with_the_saved_keyframes(rig, tmp_path):
     with pytest.raises(ValueError, match="keyframes.load_path: keyframe folder .* does not exist"):
         ViewSegNode(context=rig.context, namespace="broken", parameter_overrides=node_params(
             rig.checkpoint, **{"keyframes.load_path": str(tmp_path / "missing")}))
+
+
+def test_a_live_view_replaces_the_restored_keyframe_of_its_pose(rig, tmp_path):
+    """refresh_after_s is unset (0), yet a live frame at a restored keyframe's pose is admitted
+    and takes its place: the live image shows the room as it is now."""
+    assert _save(rig, tmp_path / "house").success
+    assert _load(rig, tmp_path / "house", replace=True).success
+    assert all(k.restored for k in rig.node.keyframes.snapshot()) and rig.node.params["keyframes.refresh_after_s"] == 0
+    old = next(k for k in rig.node.keyframes.snapshot() if np.allclose(k.c2w, pose(2)))
+    stamp = 5000 * 10**9
+    assert resend(lambda attempt: rig.camera.publish(pose(2), stamp + attempt * 10**9, depth=WallWalk.depth(2)),
+                  lambda: old.id not in rig.node.keyframes, "a live view to replace the restored one")
+    live = [k for k in rig.node.keyframes.snapshot() if not k.restored]
+    assert len(live) == 1 and np.allclose(live[0].c2w, pose(2)) and live[0].stamp_ns >= stamp
+    assert len(rig.node.keyframes) == VIEWS
+
+
+def test_a_folder_of_another_size_is_resized_to_the_working_size(rig, tmp_path):
+    """Keyframes saved at 64x48 (another node, or bag2scene at the camera's size) load at the
+    node's 32x24: colour by area, K scaled, depth nearest."""
+    from viewseg_core.cameras import resize_intrinsics
+    from viewseg_core.data.records import View
+    from viewseg_ros.keyframe_store import save_keyframes
+    from viewseg_ros.keyframes import Keyframe
+
+    big_K = WallWalk.K() * np.array([[2.0], [2.0], [1.0]])
+    big_K[:2, 2] = [31.5, 23.5]
+    depth = np.full((48, 64), 3.0, np.float32)
+    depth[:, 32:] = 5.0
+    c2w = pose(7)
+    folder = save_keyframes([Keyframe(0, 0, View(rgb=np.full((48, 64, 3), 90, np.uint8), K=big_K, c2w=c2w,
+                                                 depth=depth))], tmp_path / "big", "map")
+    assert _load(rig, folder, replace=False).success
+    keyframe = next(k for k in rig.node.keyframes.snapshot() if np.allclose(k.c2w, c2w))
+    assert keyframe.view.rgb.shape == (H, W, 3) and keyframe.view.depth.shape == (H, W)
+    np.testing.assert_allclose(keyframe.view.K, resize_intrinsics(big_K, (48, 64), (H, W)))
+    assert set(np.unique(keyframe.view.depth[:, :16])) == {3.0} and set(np.unique(keyframe.view.depth[:, 16:])) == {5.0}

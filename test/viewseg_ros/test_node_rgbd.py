@@ -15,32 +15,15 @@ pytestmark = pytest.mark.ros
 
 import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 
-from viewseg_core.cameras import K_from_hfov  # noqa: E402
-from viewseg_ros.camera_stream import view_pose  # noqa: E402
 from viewseg_ros.conversions import image_to_numpy  # noqa: E402
-from ros_graph import Graph, PosedCamera, diagnostics_values, params, render_request, resend, \
+from ros_graph import Graph, PosedCamera, WallWalk, diagnostics_values, params, render_request, \
     tiny_checkpoint  # noqa: E402
 
-W, H = 32, 24
-K = K_from_hfov(70.0, W, H)
+W, H, WALL_X = WallWalk.W, WallWalk.H, WallWalk.WALL_X
+K = WallWalk.K()
 FRAME = "rgbd_test_optical"
 VIEWS = 4
-
-
-WALL_X = 6.0  # a wall across the cameras' path, facing them
-
-
-def pose(index: int) -> np.ndarray:
-    """Views 1 m apart along their optical axis (+x), each one novel."""
-    return view_pose(index, 1.0, 0.0)
-
-
-def wall_depth(index: int) -> np.ndarray:
-    """What view ``index``'s depth camera measures: the wall (planar depth WALL_X - x), with a
-    sensor hole."""
-    depth = np.full((H, W), WALL_X - pose(index)[0, 3], np.float32)
-    depth[:3, -3:] = np.nan
-    return depth
+pose = WallWalk.pose
 
 
 def start(g: Graph, checkpoint, namespace: str, depth_topic: str) -> None:
@@ -55,11 +38,7 @@ def start(g: Graph, checkpoint, namespace: str, depth_topic: str) -> None:
     g.diagnostics = []  # never destroyed while spinning (see Graph)
     g.client.create_subscription(DiagnosticArray, "/diagnostics", g.diagnostics.append, 10)
     g.camera = PosedCamera(g, K, FRAME, depth_topic=depth_topic, namespace=namespace)
-    for index in range(1, VIEWS + 1):
-        assert resend(lambda attempt: g.camera.publish(pose(index), (100 * index + attempt) * 10**9,
-                                                       depth=wall_depth(index) if depth_topic else None),
-                      lambda: g.node.keyframes.admitted >= index, f"view {index} to become a keyframe",
-                      timeout=3.0), f"view {index} never became a keyframe (sent 3 times)"
+    WallWalk.feed(g, VIEWS, depth=bool(depth_topic))
 
 
 @pytest.fixture(scope="module")
