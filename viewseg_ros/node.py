@@ -163,6 +163,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                   "surroundings; 0 = pure coverage)"),
     "keyframes.load_path": ("", "a keyframe folder (~/save_keyframes, or bag2scene's output) to start with; "
                                 "its poses must be in fixed_frame (\"\" = start empty)"),
+    "keyframes.save_path": ("", "save the keyframes to this folder every keyframes.save_period_s while they change, "
+                                "and when the node stops (point keyframes.load_path at it to resume after a "
+                                "restart; \"\" = never)"),
+    "keyframes.save_period_s": (60.0, "seconds between saves to keyframes.save_path (0 = only when the node stops)"),
     "keyframes.width": (0, "resize keyframes to this width (0 = the model's trained source size, "
                            "else as received)"),
     "keyframes.height": (0, "resize keyframes to this height (0 = the model's trained source size, "
@@ -316,12 +320,14 @@ class ViewSegNode(Node):
         self._warned: dict[str, float] = {}
         # Counters are written from several executor threads: every update holds _stats_lock.
         self._stats_lock = threading.Lock()
-        self.drops: dict[str, int] = {"image": 0, "camera_info": 0, "tf": 0, "query": 0, "depth": 0}
+        self.drops: dict[str, int] = {"image": 0, "camera_info": 0, "tf": 0, "query": 0, "depth": 0,
+                                      "keyframe_save": 0}
         self.last_drop: dict[str, str] = {}
         self.events: dict[str, int] = {"busy": 0, "timeouts": 0, "refused_budget": 0, "refused_coverage": 0,
                                        "clock_jumps": 0, "pose_jumps": 0, "keyframe_saves": 0, "keyframe_loads": 0,
                                        "keyframe_clears": 0}
         self.keyframes_restored = 0  # taken from keyframe folders since start
+        self._autosaved: tuple[int, ...] | None = None  # keyframe ids of the last save to keyframes.save_path
         self.last_event: dict[str, str] = {}
         self.not_admitted: dict[str, int] = {"too_soon": 0, "duplicate": 0}  # frames posed but not kept
         self.warnings_logged = 0
@@ -428,6 +434,9 @@ class ViewSegNode(Node):
                             callback_group=self._keyframe_io_group)
         self.create_service(Trigger, "~/clear_keyframes", self._on_clear_keyframes,
                             callback_group=self._keyframe_io_group)
+        if p["keyframes.save_path"] and p["keyframes.save_period_s"] > 0:
+            self.create_timer(p["keyframes.save_period_s"], lambda: self.autosave("periodic"),
+                              callback_group=self._keyframe_io_group)
         latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(PoseStamped, "~/query", self._on_query, latest, callback_group=self._query_group)
         out_qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
@@ -480,6 +489,7 @@ class ViewSegNode(Node):
             if not values[name] > 0 and not (name == "tf_wait_s" and values[name] == 0):
                 raise ValueError(f"parameter {name} must be positive, got {values[name]}")
         for name in ("keyframes.width", "keyframes.height", "query.width", "query.height", "query.point_budget",
+                     "keyframes.save_period_s",
                      "query.max_source_depth", "keyframes.teleport_distance", "query.prepared_cache"):
             if values[name] < 0:
                 raise ValueError(f"parameter {name} must be >= 0, got {values[name]}")
@@ -1036,6 +1046,21 @@ class ViewSegNode(Node):
         self._event("keyframe_loads", message)
         return taken, message
 
+    def autosave(self, when: str) -> None:
+        """Save to ``keyframes.save_path`` when the kept keyframes changed since the last save
+        (an empty buffer is never saved: it would replace a good save with nothing); a failure
+        is logged and counted, and the node goes on."""
+        path = self.params["keyframes.save_path"]
+        ids = tuple(k.id for k in self.keyframes.snapshot())
+        if not path or not ids or ids == self._autosaved:
+            return
+        try:
+            _, message = self.save_keyframes(path)
+            self._autosaved = ids
+            self.get_logger().info(f"{message} ({when})")
+        except (ValueError, OSError) as error:
+            self._drop("keyframe_save", f"{when} save to keyframes.save_path {path}: {error}")
+
     def clear_keyframes(self, count_event: bool = True) -> int:
         """Drop every keyframe (and the prepared maps of recent keyframe sets); how many were kept."""
         count = len(self.keyframes)
@@ -1539,6 +1564,7 @@ def main(args: list[str] | None = None) -> int:
         if executor is not None:
             executor.shutdown()  # lets a render in flight finish before its node goes away
         if node is not None:
+            node.autosave("at stop")  # after the executor: no keyframe arrives during the save
             node.destroy_node()
         rclpy.try_shutdown()
     return 0

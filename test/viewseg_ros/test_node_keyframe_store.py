@@ -5,6 +5,10 @@ and depth, encoded again by the same encoder). Bad requests change nothing and s
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +19,7 @@ import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 
 from viewseg_ros.conversions import image_to_numpy  # noqa: E402
 from ros_graph import Graph, PosedCamera, WallWalk, diagnostics_values, params, render_request, resend, \
-    tiny_checkpoint  # noqa: E402
+    tiny_checkpoint, wait_for  # noqa: E402
 
 W, H = WallWalk.W, WallWalk.H
 K = WallWalk.K()
@@ -198,3 +202,59 @@ def test_a_folder_of_another_size_is_resized_to_the_working_size(rig, tmp_path):
     assert keyframe.view.rgb.shape == (H, W, 3) and keyframe.view.depth.shape == (H, W)
     np.testing.assert_allclose(keyframe.view.K, resize_intrinsics(big_K, (48, 64), (H, W)))
     assert set(np.unique(keyframe.view.depth[:, :16])) == {3.0} and set(np.unique(keyframe.view.depth[:, 16:])) == {5.0}
+
+
+def test_keyframes_are_saved_periodically_while_they_change(rig, tmp_path):
+    """keyframes.save_path: the node saves there while its keyframes change (here every 0.2 s,
+    starting with the keyframes it loaded), never an empty buffer over a good save."""
+    from viewseg_ros.node import ViewSegNode
+
+    assert _save(rig, tmp_path / "house").success
+    auto = tmp_path / "auto"
+    saving = rig.add(ViewSegNode(context=rig.context, namespace="autosave", parameter_overrides=node_params(
+        rig.checkpoint, **{"keyframes.load_path": str(tmp_path / "house"), "keyframes.save_path": str(auto),
+                           "keyframes.save_period_s": 0.2})))
+    count = len(saving.keyframes)
+
+    def saved() -> int:
+        try:
+            return len(json.loads((auto / "cameras.json").read_text())["frames"])
+        except (OSError, ValueError):
+            return -1
+
+    wait_for(lambda: saved() == count, 10.0, "the first periodic save")
+    assert _clear(rig, "/autosave").success and len(saving.keyframes) == 0
+    saves = saving.events["keyframe_saves"]
+    time.sleep(0.6)                                      # three periods with an empty buffer
+    assert saved() == count and saving.events["keyframe_saves"] == saves
+
+
+def test_the_node_saves_its_keyframes_when_it_stops(rig, tmp_path, ros_subprocess_env):
+    """The viewseg_node process: SIGINT after "ready" leaves keyframes.save_path holding the
+    keyframes it kept (here the ones it started with), with save_period_s 0 (only at stop)."""
+    assert _save(rig, tmp_path / "house").success
+    expected = len(json.loads((tmp_path / "house" / "cameras.json").read_text())["frames"])
+    out = tmp_path / "at_stop"
+    proc = subprocess.Popen([sys.executable, "-m", "viewseg_ros.node", "--ros-args", "-r", "__ns:=/stopping",
+                             "-p", f"checkpoint:={rig.checkpoint}", "-p", "device:=cpu", "-p", "depth_topic:=depth",
+                             "-p", f"keyframes.width:={W}", "-p", f"keyframes.height:={H}",
+                             "-p", f"keyframes.load_path:={tmp_path / 'house'}", "-p", f"keyframes.save_path:={out}",
+                             "-p", "keyframes.save_period_s:=0.0"],
+                            env=ros_subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 60
+        for line in proc.stdout:
+            lines.append(line)
+            if "ready:" in line or time.monotonic() > deadline:
+                break
+        assert any("ready:" in line for line in lines), "".join(lines)
+        assert not out.exists()                          # period 0: nothing saved while running
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, "".join(lines) + rest
+    assert f"saved {expected} keyframes to {out} (at stop)" in rest, rest
+    assert len(json.loads((out / "cameras.json").read_text())["frames"]) == expected
