@@ -1058,8 +1058,9 @@ class ViewSegNode(Node):
             _, message = self.save_keyframes(path)
             self._autosaved = ids
             self.get_logger().info(f"{message} ({when})")
-        except (ValueError, OSError) as error:
-            self._drop("keyframe_save", f"{when} save to keyframes.save_path {path}: {error}")
+        except Exception as error:  # a timer callback or the node's stop: never take the node down
+            reason = str(error) if isinstance(error, (ValueError, OSError)) else f"{type(error).__name__}: {error}"
+            self._drop("keyframe_save", f"{when} save to keyframes.save_path {path}: {reason}")
 
     def clear_keyframes(self, count_event: bool = True) -> int:
         """Drop every keyframe (and the prepared maps of recent keyframe sets); how many were kept."""
@@ -1071,13 +1072,15 @@ class ViewSegNode(Node):
         return count
 
     def _keyframe_io_response(self, response: Any, what: str, run: Callable[[], tuple[int, str]]) -> Any:
-        """Fill a save/load response from ``run``; a refusal (ValueError, OSError) becomes
-        ``success = false`` with the reason, and the node goes on."""
+        """Fill a save/load response from ``run``; a refusal (ValueError, OSError), or any other
+        error, becomes ``success = false`` with the reason in one line, and the node goes on."""
         try:
             response.count, response.message = run()
             response.success = True
-        except (ValueError, OSError) as error:
-            response.success, response.message = False, f"keyframes not {what}: {error}"
+        except Exception as error:  # never let a request take the node down
+            reason = str(error) if isinstance(error, (ValueError, OSError)) else \
+                f"internal error: {type(error).__name__}: {error}"
+            response.success, response.message = False, " ".join(f"keyframes not {what}: {reason}".split())
             self._warn(f"keyframes {what}", response.message)
         return response
 
