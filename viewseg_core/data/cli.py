@@ -1,4 +1,4 @@
-"""Dataset subcommands of ``viewseg``: ``synth``, ``inspect-hypersim`` and ``mine-pairs``."""
+"""Dataset subcommands of ``viewseg``: ``synth``, ``inspect-hypersim``, ``mine-pairs`` and ``show-scene``."""
 from __future__ import annotations
 
 import argparse
@@ -109,6 +109,32 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--workers", type=positive_int, default=1, help="processes mining scenes in parallel (same result)")
     p.set_defaults(func=_run_mine_pairs)
+    p = subparsers.add_parser("show-scene", help="a scene folder as pictures: its frames and a top-down map of "
+                                                 "its cameras (saved keyframes, bag imports, datasets)")
+    p.add_argument("folder", help="a scene folder (cameras.json)")
+    p.add_argument("--out", default="", help="folder for the PNGs (default: ./<scene>_sheet); never the scene folder")
+    p.add_argument("--max-frames", type=positive_int, default=24, help="frames on the contact sheet, spread evenly")
+    p.add_argument("--per-row", type=positive_int, default=4, help="frames per row of the contact sheet")
+    p.add_argument("--tile-height", type=positive_int, default=120, help="pixels per tile")
+    p.set_defaults(func=_run_show_scene)
+
+
+def _run_show_scene(args) -> int:
+    from pathlib import Path
+
+    from viewseg_core.data.scene_folder import SceneFolder
+    from viewseg_core.data.scene_sheet import contact_sheet, format_summary, scene_summary, top_down_map
+    from viewseg_core.viz import save_png
+
+    folder = SceneFolder(args.folder)
+    out = Path(args.out) if args.out else Path(f"{folder.name}_sheet")
+    if out.resolve() == folder.root.resolve() or folder.root.resolve() in out.resolve().parents:
+        raise ValueError(f"--out {out} is inside the scene folder {folder.root}: pictures never go into a dataset")
+    print(format_summary(folder, scene_summary(folder)))
+    frames = save_png(out / "frames.png", contact_sheet(folder, args.max_frames, args.per_row, args.tile_height))
+    cameras = save_png(out / "cameras.png", top_down_map(folder)[0])
+    print(f"pictures: {frames} (frames), {cameras} (cameras from above)")
+    return 0
 
 
 __all__ = ["register"]
