@@ -588,3 +588,22 @@ def test_a_bag_that_cannot_be_opened_fails_with_a_salvage_hint(storage, hint, tm
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"viewseg bag2scene: error: {cut}: cannot read as a ROS 2 bag: ") and hint in err
     assert not (tmp_path / "scene").exists() and _hidden(tmp_path) == []
+
+
+def test_an_imported_bag_loads_as_node_keyframes(tmp_path):
+    """A bag2scene folder is a keyframe folder (viewseg_ros/keyframe_store.py): it records its
+    fixed frame, so a node in that frame takes its views with their poses and exact stamps and
+    a node in another frame refuses it."""
+    from viewseg_ros.keyframe_store import read_keyframes
+
+    bag = write_bag(tmp_path / "bag", StoragePlugin.MCAP)
+    report = import_bag(bag, tmp_path / "scene", config())
+    stored, note = read_keyframes(tmp_path / "scene", "map")
+    assert note == "" and len(stored) == report.keyframes == 11
+    for index, item in enumerate(stored):
+        i = index + 1  # image 0 had no TF
+        assert item.stamp_ns == T0 + round(IMAGE_TIMES[i] * 1e9)
+        np.testing.assert_allclose(item.view.c2w, expected_c2w(IMAGE_TIMES[i]), atol=1e-9)
+        np.testing.assert_allclose(item.view.depth, expected_depth_of(i), rtol=1e-6)
+    with pytest.raises(ValueError, match="holds poses in 'map', but this node's fixed_frame is 'odom'"):
+        read_keyframes(tmp_path / "scene", "odom")
