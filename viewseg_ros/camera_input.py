@@ -7,6 +7,12 @@ resolved in its namespace, as identical drivers launched under ``camera_namespac
 them. Every camera keeps its own calibration, TF queue, depth pairing and delivery counts;
 all of them feed one keyframe buffer, so a query renders from whichever keyframes see it.
 
+Cameras of different makes differ in more than their namespace: a depth camera in front and
+a plain USB camera behind, one read through ``compressed``. Each setting of
+:data:`PER_CAMERA_SETTINGS` can therefore be set for one camera as ``camera.<name>.<setting>``
+(``<name>``: the last part of its namespace, e.g. ``camera.rear.depth_topic: ""``), as ROS 2
+plugins take their parameters; left unset it is the node's own.
+
 Pure Python (no rclpy): topic names are resolved by the node's ``resolve_topic_name``.
 """
 from __future__ import annotations
@@ -21,6 +27,9 @@ import numpy as np
 from viewseg_core.rectify import ResolvedCamera, Undistorter
 
 STREAM_TOPICS = ("image", "camera_info", "depth")
+# Node parameters a camera of several may override as ``camera.<name>.<setting>``.
+PER_CAMERA_SETTINGS = ("image_topic", "camera_info_topic", "depth_topic", "depth_camera_info_topic",
+                       "image_transport", "depth_transport", "rectification", "image_stamp_offset_s")
 DEPTH_QUEUE = 30  # recent depth images kept for pairing by stamp (2 s of a 15 Hz camera)
 
 
@@ -83,6 +92,8 @@ class CameraInput:
     image_transport: str = "raw"
     depth_transport: str = "raw"
     arrivals_kept: int = 1000      # arrival times kept per topic (the rate window)
+    rectification_mode: str = "auto"  # how its CameraInfo is read (the node's parameter rectification)
+    stamp_offset_s: float = 0.0       # header stamp -> exposure (the node's image_stamp_offset_s)
 
     # How its images are read (pinhole K, undistortion, stereo rotation) and the CameraInfo's
     # width, height; one tuple, replaced whole, so the images' callbacks never see half of a new
@@ -132,23 +143,52 @@ class CameraInput:
         return sum(1 for t in self.arrivals[topic] if now - t <= window_s)
 
 
+def camera_names(namespaces: Sequence[str]) -> list[str]:
+    """The ``<name>`` of each camera's ``camera.<name>.<setting>`` parameters: the last part of
+    its namespace ("" for the node's own camera, which has none). Raises ValueError when two
+    cameras share a name or a name is not a parameter name part."""
+    names = [namespace.rstrip("/").rsplit("/", 1)[-1] for namespace in namespaces]
+    for namespace, name in zip(namespaces, names):
+        if namespace and not (name.replace("_", "a").isalnum() and name.isascii()):
+            raise ValueError(f"parameter cameras: {namespace!r} ends in {name!r}, which cannot name its "
+                             f"camera.<name>.* parameters (letters, digits and _ only)")
+    repeated = sorted({name for name in names if name and names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"parameter cameras: several namespaces end in {', '.join(repeated)}; the last part of each "
+                         f"names its camera.<name>.* parameters and must differ")
+    return names
+
+
+def camera_settings(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """One camera's :data:`PER_CAMERA_SETTINGS`: its ``overrides`` (setting -> value, those set),
+    else the node's ``params``."""
+    return {name: overrides.get(name, params[name]) for name in PER_CAMERA_SETTINGS}
+
+
 def make_camera_inputs(namespaces: Sequence[str], params: dict[str, Any], resolve: Callable[[str], str],
-                       arrivals_kept: int) -> list[CameraInput]:
-    """One :class:`CameraInput` per namespace, its topics from the node's parameters ``params``
-    resolved by ``resolve`` (the node's ``resolve_topic_name``)."""
+                       arrivals_kept: int, overrides: dict[str, dict[str, Any]] | None = None) -> list[CameraInput]:
+    """One :class:`CameraInput` per namespace, its settings from the node's parameters ``params``
+    and the camera's ``overrides`` (camera name -> setting -> value, :func:`camera_settings`),
+    topics resolved by ``resolve`` (the node's ``resolve_topic_name``)."""
     cameras = []
-    for namespace in namespaces:
-        def topic(name: str) -> str:
-            value = camera_topic(namespace, params[name], f"parameter {name}")
+    for namespace, name in zip(namespaces, camera_names(namespaces)):
+        own = (overrides or {}).get(name, {}) if name else {}
+        settings = camera_settings(params, own)
+
+        def topic(setting: str) -> str:
+            named = f"parameter camera.{name}.{setting}" if setting in own else f"parameter {setting}"
+            value = camera_topic(namespace, settings[setting], named)
             return resolve(value) if value else ""
 
         cameras.append(CameraInput(
             namespace=namespace, image_topic=topic("image_topic"), camera_info_topic=topic("camera_info_topic"),
             depth_topic=topic("depth_topic"),
-            depth_camera_info_topic=topic("depth_camera_info_topic") if params["depth_topic"] else "",
-            image_transport=params["image_transport"], depth_transport=params["depth_transport"],
+            depth_camera_info_topic=topic("depth_camera_info_topic") if settings["depth_topic"] else "",
+            image_transport=settings["image_transport"], depth_transport=settings["depth_transport"],
+            rectification_mode=settings["rectification"], stamp_offset_s=float(settings["image_stamp_offset_s"]),
             arrivals_kept=arrivals_kept))
     return cameras
 
 
-__all__ = ["CameraInput", "PendingImage", "camera_topic", "make_camera_inputs", "parse_camera_namespaces"]
+__all__ = ["CameraInput", "PendingImage", "PER_CAMERA_SETTINGS", "camera_names", "camera_settings", "camera_topic",
+           "make_camera_inputs", "parse_camera_namespaces"]

@@ -85,8 +85,8 @@ from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage,
 from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
                                      colour_image_to_numpy, is_compressed, make_camera_info,
                                      make_point_cloud, numpy_to_image, ns_to_time, pose_to_matrix, time_to_ns)
-from viewseg_ros.camera_input import (STREAM_TOPICS, CameraInput, PendingImage, make_camera_inputs,
-                                     parse_camera_namespaces)
+from viewseg_ros.camera_input import (PER_CAMERA_SETTINGS, STREAM_TOPICS, CameraInput, PendingImage, camera_names,
+                                     make_camera_inputs, parse_camera_namespaces)
 from viewseg_ros.executor import DEFAULT_EXECUTOR, EXECUTORS, SubmitOnceExecutor
 from viewseg_ros.keyframe_store import read_keyframes, save_keyframes
 from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, is_novel, pose_difference
@@ -126,8 +126,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "cameras": ("", "namespaces of several cameras feeding one keyframe buffer, comma-separated (e.g. /front,/rear; "
                     "a YAML list also works): each camera's image_topic, camera_info_topic, depth_topic and "
                     "depth_camera_info_topic are those relative names inside its namespace, each camera keeps its "
-                    "own calibration, and a query renders from the keyframes of any of them; empty = one camera, "
-                    "the topics as given"),
+                    "own calibration, and a query renders from the keyframes of any of them; camera.<name>.<setting> "
+                    "sets one camera's topics, transports, rectification or stamp offset (<name>: the namespace's "
+                    "last part); empty = one camera, the topics as given"),
     "rectification": ("auto", "auto (undistort images whose CameraInfo has distortion, except on an image_rect* "
                               "topic: already rectified) | undistort | rectified (pinhole of CameraInfo.p) | none "
                               "(CameraInfo.k, distortion ignored)"),
@@ -336,7 +337,8 @@ class ViewSegNode(Node):
         self._last_clock_jump = -math.inf  # monotonic time of the last reset (TF and images both see one)
         self.keyframes_without_depth = 0
         window = max(1, int(p["camera_rate.window_s"] * 200))  # arrival times, bounded at 200 Hz
-        self.cameras: list[CameraInput] = make_camera_inputs(p["cameras"], p, self.resolve_topic_name, window)
+        self.cameras: list[CameraInput] = make_camera_inputs(p["cameras"], p, self.resolve_topic_name, window,
+                                                             p["camera_overrides"])
         self._started = time.monotonic()
         self.last_latency_s = float("nan")
         self.last_render_s = float("nan")
@@ -456,12 +458,11 @@ class ViewSegNode(Node):
         """The topics of one camera; every callback is told which camera it serves."""
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-        p = self.params
-        self.create_subscription(CompressedImage if p["image_transport"] == "compressed" else Image,
+        self.create_subscription(CompressedImage if camera.image_transport == "compressed" else Image,
                                  camera.image_subscription_topic, lambda msg: self._on_image(camera, msg), image_qos,
                                  callback_group=self._frames_group)
         if camera.depth_topic:
-            self.create_subscription(CompressedImage if p["depth_transport"] == "compressedDepth" else Image,
+            self.create_subscription(CompressedImage if camera.depth_transport == "compressedDepth" else Image,
                                      camera.depth_subscription_topic, lambda msg: self._on_depth(camera, msg),
                                      image_qos, callback_group=self._frames_group)
         if camera.depth_camera_info_topic:
@@ -482,6 +483,7 @@ class ViewSegNode(Node):
             except (TypeError, ValueError):
                 raise ValueError(f"parameter {name}: expected a {type(default).__name__}, got {value!r}") from None
         values["cameras"] = parse_camera_namespaces(self.get_parameter("cameras").value)
+        values["camera_overrides"] = self._read_camera_overrides(values)
         positive = ("keyframes.max_keyframes", "keyframes.max_bytes", "query.num_sources", "query.max_width",
                     "query.max_height", "tf_wait_s", "diagnostics_period_s", "query.timeout_s", "query.max_in_flight",
                     "image_qos.depth", "tf_pending_max", "clock_jump_s", "camera_rate.window_s")
@@ -521,6 +523,43 @@ class ViewSegNode(Node):
                 raise ValueError(f"parameter {name} must be in [0, 1], got {values[name]}")
         return values
 
+    def _read_camera_overrides(self, values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """``camera.<name>.<setting>`` of each of several cameras (:mod:`viewseg_ros.camera_input`),
+        declared with the node's own value as default: camera name -> the settings it changes.
+        Checked as the node's own are, with the parameter's full name in the error."""
+        overrides: dict[str, dict[str, Any]] = {}
+        names = camera_names(values["cameras"])
+        for name in names:
+            if not name:
+                continue
+            own = {}
+            for setting in PER_CAMERA_SETTINGS:
+                default = values[setting]
+                full = f"camera.{name}.{setting}"
+                descriptor = ParameterDescriptor(description=f"{setting} of camera {name} (default: the node's)",
+                                                 dynamic_typing=True)
+                value = self.declare_parameter(full, default, descriptor).value
+                try:
+                    value = type(default)(value)
+                except (TypeError, ValueError):
+                    raise ValueError(f"parameter {full}: expected a {type(default).__name__}, got {value!r}") from None
+                if value != default:
+                    self._check_camera_setting(full, setting, value)
+                    own[setting] = value
+            if own:
+                overrides[name] = own
+        return overrides
+
+    @staticmethod
+    def _check_camera_setting(full: str, setting: str, value: Any) -> None:
+        """The rules of the node-level parameter ``setting`` for its per-camera value ``full``."""
+        modes = {"image_transport": ("raw", "compressed"), "depth_transport": ("raw", "compressedDepth"),
+                 "rectification": tuple(RECTIFICATION_MODES)}
+        if setting in modes and value not in modes[setting]:
+            raise ValueError(f"parameter {full} must be one of {' | '.join(modes[setting])}, got {value!r}")
+        if setting == "image_stamp_offset_s" and not math.isfinite(value):
+            raise ValueError(f"parameter {full} must be a finite number, got {value}")
+
     @property
     def executor_threads(self) -> int:
         """Threads a MultiThreadedExecutor needs so that TF, images and a 'busy' answer always
@@ -532,7 +571,7 @@ class ViewSegNode(Node):
         p, renderer = self.params, self.model.renderer
         name = p["query.preset"]
         if name == "auto":  # the guided preset needs the depth the model was trained to sample around
-            name = "rgbd" if self.model.config.depth_guided and p["depth_topic"] else "fast"
+            name = "rgbd" if self.model.config.depth_guided and self.depth_topics else "fast"
         if name == "checkpoint":
             base = trained_preset(renderer)
         elif name in PRESETS:
@@ -668,13 +707,13 @@ class ViewSegNode(Node):
         if calibration == camera.calibration and camera.calibrated is not None:  # 15 Hz of the same: maps kept
             return
         try:
-            resolved = camera_info_to_pinhole(msg, self.params["rectification"], camera.image_topic)
+            resolved = camera_info_to_pinhole(msg, camera.rectification_mode, camera.image_topic)
         except ValueError as error:
             self._drop("camera_info", str(error))
             return
         if resolved.description != camera.rectification:
             self.get_logger().info(f"camera {camera.label} {int(msg.width)}x{int(msg.height)}: {resolved.description} "
-                                   f"(parameter rectification: {self.params['rectification']})")
+                                   f"(rectification: {camera.rectification_mode})")
         camera.calibration = calibration
         camera.calibrated = (resolved, int(msg.width), int(msg.height))
 
@@ -685,7 +724,7 @@ class ViewSegNode(Node):
         if calibration == camera.depth_calibration and camera.depth_calibrated is not None:
             return
         try:
-            resolved = camera_info_to_pinhole(msg, self.params["rectification"], camera.depth_topic,
+            resolved = camera_info_to_pinhole(msg, camera.rectification_mode, camera.depth_topic,
                                               f"depth camera_info on {camera.depth_camera_info_topic}")
         except ValueError as error:
             self._drop("depth", str(error))
@@ -702,6 +741,11 @@ class ViewSegNode(Node):
         """Messages taken since start per kind (image, camera_info, depth), all cameras together."""
         with self._stats_lock:
             return {topic: sum(c.received[topic] for c in self.cameras) for topic in STREAM_TOPICS}
+
+    @property
+    def depth_topics(self) -> list[str]:
+        """The depth topics of the cameras that have one (``depth_topic``, per camera when several)."""
+        return [c.depth_topic for c in self.cameras if c.depth_topic]
 
     @property
     def rectification(self) -> str:
@@ -783,7 +827,7 @@ class ViewSegNode(Node):
             return  # admitting it retried the queue
         fixed = self.params["fixed_frame"]
         wait_s = self.params["tf_wait_s"]
-        offset_ns = int(round(self.params["image_stamp_offset_s"] * 1e9))
+        offset_ns = int(round(camera.stamp_offset_s * 1e9))
         while camera.pending:
             image = camera.pending[0]
             try:
@@ -1288,7 +1332,7 @@ class ViewSegNode(Node):
         missing = sum(1 for k in chosen if k.view.depth is None)
         if not missing:
             return ""
-        why = ("parameter depth_topic is empty" if not self.params["depth_topic"]
+        why = ("parameter depth_topic is empty" if not self.depth_topics
                else "no depth image was paired with them")
         return (f"{missing} of {len(chosen)} source keyframes have no depth ({why}): rendered with the RGB-D "
                 f"model's no-depth behaviour, expect lower depth accuracy")
@@ -1481,9 +1525,9 @@ class ViewSegNode(Node):
         status.name = f"{self.get_name()}: keyframes and queries"
         status.hardware_id = str(self.device)
         depth_warning = ""
-        if self.uses_depth and not self.params["depth_topic"]:
+        if self.uses_depth and not self.depth_topics:
             depth_warning = "RGB-D checkpoint without depth_topic: every render runs on its no-depth behaviour"
-        elif self.params["depth_topic"] and self.keyframes_without_depth:
+        elif self.depth_topics and self.keyframes_without_depth:
             depth_warning = f"{self.keyframes_without_depth} keyframe(s) admitted without a paired depth image"
         problems = [text for text in (
             "" if count else "no keyframes yet", delivery, depth_warning,

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from viewseg_ros.camera_input import camera_topic, make_camera_inputs, parse_camera_namespaces
+from viewseg_ros.camera_input import camera_names, camera_topic, make_camera_inputs, parse_camera_namespaces
 
 PARAMS = {"image_topic": "color/image_raw", "camera_info_topic": "color/camera_info",
           "depth_topic": "aligned_depth_to_color/image_raw", "depth_camera_info_topic": "",
-          "image_transport": "compressed", "depth_transport": "raw"}
+          "image_transport": "compressed", "depth_transport": "raw", "rectification": "auto",
+          "image_stamp_offset_s": 0.0}
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -46,6 +47,26 @@ def test_topics_go_inside_each_namespace_and_the_node_resolves_them():
     # One camera without a namespace: the topics as given, labelled by the image topic.
     (only,) = make_camera_inputs([""], PARAMS, lambda name: "/" + name, arrivals_kept=10)
     assert only.image_topic == "/color/image_raw" and only.label == "/color/image_raw"
+
+
+def test_one_camera_overrides_its_own_settings_only():
+    """camera.<name>.<setting>: the namespace's last part names the camera; what it sets
+    replaces the node's value for it alone, and an error names the per-camera parameter."""
+    assert camera_names(["/robot/front", "rear", ""]) == ["front", "rear", ""]
+    front, rear = make_camera_inputs(["/robot/front", "/robot/rear"], PARAMS, str, arrivals_kept=10,
+                                     overrides={"rear": {"depth_topic": "", "image_transport": "raw",
+                                                         "rectification": "none", "image_stamp_offset_s": -0.04}})
+    assert front.depth_topic == "/robot/front/aligned_depth_to_color/image_raw" and rear.depth_topic == ""
+    assert front.image_subscription_topic.endswith("/compressed") and rear.image_subscription_topic == \
+        "/robot/rear/color/image_raw"
+    assert (front.rectification_mode, rear.rectification_mode) == ("auto", "none")
+    assert (front.stamp_offset_s, rear.stamp_offset_s) == (0.0, -0.04)
+    with pytest.raises(ValueError, match="parameter camera.rear.image_topic is '/abs'"):
+        make_camera_inputs(["/front", "/rear"], PARAMS, str, 10, overrides={"rear": {"image_topic": "/abs"}})
+    with pytest.raises(ValueError, match="several namespaces end in cam"):
+        camera_names(["/a/cam", "/b/cam"])
+    with pytest.raises(ValueError, match="cannot name its camera"):
+        camera_names(["/a/cam-1"])
 
 
 def test_absolute_topics_cannot_be_put_in_a_namespace():
