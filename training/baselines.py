@@ -25,16 +25,12 @@ source pixel seen from its own pose lands on itself only.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Mapping
-
 import numpy as np
 import torch
 
 from viewseg_core.cameras import pixels_to_rays, pixel_grid, project_points, ray_z_component
 from viewseg_core.classes import IGNORE_LABEL, NUM_CLASSES
-from viewseg_core.model.encoder import Encoder, build_encoder
-from viewseg_core.model.weights import ENCODER_FORMAT, load_encoder_weights, read_weights_file
+from viewseg_core.segmenter import load_segmenter, segment  # noqa: F401  (the baselines' 2D segmenter)
 
 # Metres of camera travel that count as much as one radian of rotation in pose_distance:
 # turning by 1 rad sweeps content at a typical 2 m indoor viewing distance about as far
@@ -44,54 +40,6 @@ DEFAULT_MAX_SPLAT = 8
 # Neighbouring source pixels whose depths differ by less than this factor are taken to lie
 # on one surface (their projections then give the footprint).
 SAME_SURFACE_RATIO = 1.1
-
-
-# --------------------------------------------------------------------------------------
-# 2D segmenter (from `viewseg pretrain-2d`)
-# --------------------------------------------------------------------------------------
-
-def load_segmenter(path: str | Path, device: torch.device | str = "cpu") -> Encoder:
-    """A ``viewseg-encoder`` checkpoint (``viewseg pretrain-2d``, or its float16 export
-    ``checkpoints/segmenter_small.pt`` from ``scripts/export_segmenter.py``) as an eval-mode
-    float32 segmenter.
-
-    The file is read with ``torch.load(weights_only=True)``; float16-stored tensors are cast
-    to the module's float32, so the segmenter computes in float32 either way.
-    Raises:
-        ValueError (one line) for a file that is not a 2D segmenter checkpoint.
-    """
-    obj = read_weights_file(path)
-    if not isinstance(obj, Mapping) or obj.get("format") != ENCODER_FORMAT:
-        found = f"a {obj['format']!r} file" if isinstance(obj, Mapping) and isinstance(obj.get("format"), str) \
-            else "no format=" + repr(ENCODER_FORMAT)
-        raise ValueError(f"{path} is not a 2D segmenter checkpoint ({found}; write one with "
-                         f"`viewseg pretrain-2d`, or use checkpoints/segmenter_small.pt)")
-    for key in ("encoder", "feature_dim", "num_classes"):
-        if key not in obj:
-            raise ValueError(f"{path}: segmenter checkpoint lacks {key!r}")
-    # sync_bn needs a process group; at evaluation it is plain BatchNorm with running stats.
-    norm = {"sync_bn": "bn"}.get(str(obj.get("norm", "bn")), str(obj.get("norm", "bn")))
-    try:
-        encoder = build_encoder(str(obj["encoder"]), feature_dim=int(obj["feature_dim"]),
-                                num_classes=int(obj["num_classes"]), norm=norm)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{path}: segmenter checkpoint describes no buildable encoder: {error}") from None
-    load_encoder_weights(encoder, path, include_head=True)
-    return encoder.float().to(device).eval()
-
-
-@torch.no_grad()
-def segment(encoder: Encoder, rgb: torch.Tensor) -> torch.Tensor:
-    """2D semantic labels.
-
-    Args:
-        rgb: [N, 3, H, W] float in [0, 1].
-    Returns:
-        [N, H, W] int64 argmax class ids (on rgb's device).
-    """
-    encoder.eval()
-    dev = next(encoder.parameters()).device
-    return encoder.segment(rgb.to(dev, torch.float32)).argmax(1).to(rgb.device)
 
 
 # --------------------------------------------------------------------------------------

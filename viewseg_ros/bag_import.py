@@ -48,13 +48,14 @@ from typing import Any
 
 import numpy as np
 
-from viewseg_core.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, nyu40_to_classes
+from viewseg_core.classes import IGNORE_LABEL, NUM_CLASSES, nyu40_to_classes
 from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
 from viewseg_core.data.scene_folder import publish_folder, staging_folder
 from viewseg_core.depth_registration import register_depth
 from viewseg_core.rectify import (RECTIFICATION_MODES, ResolvedCamera, Undistorter, image_camera_to_world,
                                   rotated_frame)
+from viewseg_core.segmenter import PseudoLabeler
 from viewseg_ros.camera_input import camera_topic, parse_camera_namespaces
 from viewseg_ros.conversions import (CAMERA_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
                                      colour_image_to_numpy, image_to_numpy, is_compressed,
@@ -310,38 +311,6 @@ def _labels(msg: Any, config: BagImportConfig, report: ImportReport, what: str) 
 
 
 
-class _Segmenter:
-    """A ``viewseg-encoder`` checkpoint's class head, for pseudo-labels in viewseg's classes."""
-
-    def __init__(self, path: str, device: str):
-        import torch
-
-        from viewseg_core.model.encoder import build_encoder
-        from viewseg_core.model.weights import ENCODER_FORMAT, load_encoder_weights, read_weights_file
-
-        device = resolve_device(device)  # before reading a checkpoint it could not use
-        ckpt = read_weights_file(path)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != ENCODER_FORMAT:
-            raise ValueError(f"{path}: --segmenter needs a {ENCODER_FORMAT!r} checkpoint "
-                             f"(written by `viewseg pretrain-2d`)")
-        self.encoder = build_encoder(ckpt["encoder"], feature_dim=int(ckpt.get("feature_dim", 256)),
-                                     num_classes=int(ckpt["num_classes"]))
-        load_encoder_weights(self.encoder, path)
-        self.encoder.eval().to(device)
-        self.device = device
-        names = list(ckpt.get("class_names") or CLASS_NAMES[: int(ckpt["num_classes"])])
-        # Checkpoint class index -> viewseg class id by name (255 for classes viewseg lacks).
-        self.lut = np.array([CLASS_NAMES.index(n) if n in CLASS_NAMES else IGNORE_LABEL for n in names], np.uint8)
-        self.torch = torch
-
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        torch = self.torch
-        with torch.inference_mode():
-            x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None].float() / 255.0
-            ids = self.encoder.segment(x).argmax(dim=1)[0].cpu().numpy()
-        return self.lut[ids]
-
-
 # --------------------------------------------------------------------------- import
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", *CAMERA_ENCODINGS)
 
@@ -441,7 +410,8 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
     report = ImportReport(out_dir)
     segmenter = None
     if not config.semantic_topic and not config.no_labels:
-        segmenter = _Segmenter(config.segmenter, config.device)  # fail before reading a big bag
+        # Before reading a big bag: the device, then the checkpoint.
+        segmenter = PseudoLabeler(config.segmenter, resolve_device(config.device))
         report.label_source = f"pseudo:{config.segmenter}"
     elif config.semantic_topic:
         report.label_source = f"topic:{config.semantic_topic}"

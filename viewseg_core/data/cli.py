@@ -1,4 +1,5 @@
-"""Dataset subcommands of ``viewseg``: ``synth``, ``inspect-hypersim``, ``mine-pairs`` and ``show-scene``."""
+"""Dataset subcommands of ``viewseg``: ``synth``, ``inspect-hypersim``, ``mine-pairs``, ``show-scene`` and
+``pseudo-label``."""
 from __future__ import annotations
 
 import argparse
@@ -118,6 +119,17 @@ def register(subparsers) -> None:
     p.add_argument("--tile-height", type=positive_int, default=120, help="pixels per tile")
     p.set_defaults(func=_run_show_scene)
 
+    p = subparsers.add_parser("pseudo-label", help="a copy of a scene folder with labels from a 2D segmenter "
+                                                   "(saved keyframes or unlabelled bags as training data)")
+    p.add_argument("folder", help="a scene folder (cameras.json); never modified")
+    p.add_argument("--segmenter", required=True, help="2D segmenter checkpoint (viewseg pretrain-2d, or "
+                                                      "checkpoints/segmenter_small.pt)")
+    p.add_argument("--out", required=True, help="the labelled copy (a new folder, or an earlier copy to replace)")
+    p.add_argument("--relabel", action="store_true", help="also replace labels the frames already have")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_pseudo_label)
+
 
 def _run_show_scene(args) -> int:
     from pathlib import Path
@@ -134,6 +146,18 @@ def _run_show_scene(args) -> int:
     frames = save_png(out / "frames.png", contact_sheet(folder, args.max_frames, args.per_row, args.tile_height))
     cameras = save_png(out / "cameras.png", top_down_map(folder)[0])
     print(f"pictures: {frames} (frames), {cameras} (cameras from above)")
+    return 0
+
+
+def _run_pseudo_label(args) -> int:
+    from viewseg_core.cli import resolve_device
+    from viewseg_core.data.pseudo_labels import pseudo_label_folder
+    from viewseg_core.segmenter import PseudoLabeler
+
+    labeler = PseudoLabeler(args.segmenter, resolve_device(args.device))
+    counts = pseudo_label_folder(args.folder, args.out, labeler, relabel=args.relabel, progress=not args.no_progress)
+    print(f"{args.out}: {counts['frames']} frames, {counts['predicted']} labelled by the segmenter {args.segmenter} "
+          f"(PSEUDO-LABELS), {counts['kept']} kept their own")
     return 0
 
 
