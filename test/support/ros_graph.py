@@ -139,6 +139,12 @@ def tiny_checkpoint(path: Path, **changes) -> Path:
     return save_model(model, path)
 
 
+def tiny_rgbd_checkpoint(path: Path) -> Path:
+    """:func:`tiny_checkpoint` as an RGB-D model: it reads source depth, samples around it and
+    lets it carve free space (the shipped RGB-D model's options)."""
+    return tiny_checkpoint(path, source_depth=True, depth_guided=True, depth_evidence=True)
+
+
 def render_request(c2w: np.ndarray, frame: str = "map", width: int = 40, height: int = 30, stamp_ns: int = 0,
                    K: np.ndarray | None = None, camera_frame: str = ""):
     from viewseg_interfaces.srv import RenderView

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.ros
 
 import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 
-from ros_graph import Graph, PosedCamera, WallWalk, params, resend, tiny_checkpoint, wait_for  # noqa: E402
+from ros_graph import Graph, PosedCamera, WallWalk, params, resend, tiny_rgbd_checkpoint, wait_for  # noqa: E402
 
 W, H = WallWalk.W, WallWalk.H
 
@@ -29,8 +29,7 @@ def rig(tmp_path_factory):
 
     g = Graph()
     try:
-        g.checkpoint = tiny_checkpoint(tmp_path_factory.mktemp("overrides") / "rgbd.pt", source_depth=True,
-                                       depth_guided=True, depth_evidence=True)
+        g.checkpoint = tiny_rgbd_checkpoint(tmp_path_factory.mktemp("overrides") / "rgbd.pt")
         g.node = g.add(ViewSegNode(context=g.context, namespace="mixed", parameter_overrides=node_params(g.checkpoint)))
         g.front = PosedCamera(g, WallWalk.K(), "front_optical", depth_topic="depth", namespace="mixed/front")
         g.rear = PosedCamera(g, WallWalk.K(), "rear_optical", namespace="mixed/rear")

@@ -19,7 +19,7 @@ import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 
 from viewseg_ros.conversions import image_to_numpy  # noqa: E402
 from ros_graph import Graph, PosedCamera, WallWalk, diagnostics_values, params, render_request, resend, \
-    tiny_checkpoint, wait_for  # noqa: E402
+    tiny_rgbd_checkpoint, wait_for  # noqa: E402
 
 W, H = WallWalk.W, WallWalk.H
 K = WallWalk.K()
@@ -41,8 +41,7 @@ def rig(tmp_path_factory):
 
     g = Graph()
     try:
-        g.checkpoint = tiny_checkpoint(tmp_path_factory.mktemp("store") / "rgbd.pt", source_depth=True,
-                                       depth_guided=True, depth_evidence=True)
+        g.checkpoint = tiny_rgbd_checkpoint(tmp_path_factory.mktemp("store") / "rgbd.pt")
         g.node = g.add(ViewSegNode(context=g.context, namespace="store", parameter_overrides=node_params(g.checkpoint)))
         g.diagnostics = []
         g.client.create_subscription(DiagnosticArray, "/diagnostics", g.diagnostics.append, 10)

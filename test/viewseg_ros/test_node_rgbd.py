@@ -17,7 +17,7 @@ import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 
 from viewseg_ros.conversions import image_to_numpy  # noqa: E402
 from ros_graph import Graph, PosedCamera, WallWalk, diagnostics_values, params, render_request, \
-    tiny_checkpoint  # noqa: E402
+    tiny_rgbd_checkpoint  # noqa: E402
 
 W, H, WALL_X = WallWalk.W, WallWalk.H, WallWalk.WALL_X
 K = WallWalk.K()
@@ -43,8 +43,7 @@ def start(g: Graph, checkpoint, namespace: str, depth_topic: str) -> None:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("rgbd") / "rgbd.pt", source_depth=True, depth_guided=True,
-                           depth_evidence=True)
+    return tiny_rgbd_checkpoint(tmp_path_factory.mktemp("rgbd") / "rgbd.pt")
 
 
 @pytest.fixture(scope="module")
