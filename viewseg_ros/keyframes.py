@@ -271,6 +271,23 @@ class KeyframeBuffer:
             self._enforce_bounds(protect=-1)
             return keyframe
 
+    def restore_all(self, items: Sequence[tuple[View, int, Any, str]], replace: bool = False
+                    ) -> tuple[list[Keyframe], list[str]]:
+        """:meth:`restore` every (view, stamp_ns, features, stream) of ``items`` under one hold
+        of the lock, first dropping every keyframe with ``replace``: a reader sees the old
+        buffer or the new one, never an empty one between. Returns the restored keyframes and,
+        for an item larger than ``max_bytes`` (skipped), why."""
+        kept, refused = [], []
+        with self._lock:
+            if replace:
+                self._keyframes.clear()
+            for index, (view, stamp_ns, features, stream) in enumerate(items):
+                try:
+                    kept.append(self.restore(view, stamp_ns, features, stream))
+                except ValueError as error:
+                    refused.append(f"item {index} ({view.view_id!r}): {error}")
+        return kept, refused
+
     def set_features(self, keyframe_id: int, features: Any) -> None:
         """Cache encoder output for a keyframe (re-checks the byte bound; others may be evicted)."""
         with self._lock:

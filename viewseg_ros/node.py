@@ -1065,19 +1065,19 @@ class ViewSegNode(Node):
                 depth = self._depth_to_working_size(view.depth)
             prepared.append((View(rgb=rgb, K=K, c2w=view.c2w, depth=depth, view_id=view.view_id, stamp=view.stamp,
                                   meta=view.meta), item))
-        if replace:
-            self.clear_keyframes(count_event=False)
         # Added to kept keyframes: a saved view of a pose a kept keyframe already has (within
         # min_translation and min_rotation_deg) would only cost an encoder pass and memory.
-        kept_poses = [k.c2w for k in self.keyframes.snapshot()]
+        kept_poses = [] if replace else [k.c2w for k in self.keyframes.snapshot()]
         novel = [(view, item) for view, item in prepared if is_novel(view.c2w, kept_poses, self.keyframes.config)]
-        taken = 0
-        for view, item in novel:
-            try:
-                self.keyframes.restore(view, item.stamp_ns, features=self._encode(view.rgb), stream=item.camera)
-                taken += 1
-            except ValueError as error:  # one keyframe larger than max_bytes
-                self._drop("image", f"{path}: frame {view.view_id!r}: {error}")
+        # Encoded before the buffer changes, then swapped in at once: queries meanwhile see the
+        # keyframes they saw before, never an empty buffer.
+        items = [(view, item.stamp_ns, self._encode(view.rgb), item.camera) for view, item in novel]
+        restored, refused = self.keyframes.restore_all(items, replace=replace)
+        if replace:
+            self.prepared_cache.clear()
+        for reason in refused:  # a keyframe larger than max_bytes
+            self._drop("image", f"{path}: {reason}")
+        taken = len(restored)
         with self._stats_lock:
             self.keyframes_restored += taken
         with_depth = sum(1 for view, _ in novel if view.depth is not None)
@@ -1106,13 +1106,12 @@ class ViewSegNode(Node):
             reason = str(error) if isinstance(error, (ValueError, OSError)) else f"{type(error).__name__}: {error}"
             self._drop("keyframe_save", f"{when} save to keyframes.save_path {path}: {reason}")
 
-    def clear_keyframes(self, count_event: bool = True) -> int:
+    def clear_keyframes(self) -> int:
         """Drop every keyframe (and the prepared maps of recent keyframe sets); how many were kept."""
         count = len(self.keyframes)
         self.keyframes.clear()
         self.prepared_cache.clear()
-        if count_event:
-            self._event("keyframe_clears", f"cleared {count} keyframes")
+        self._event("keyframe_clears", f"cleared {count} keyframes")
         return count
 
     def _keyframe_io_response(self, response: Any, what: str, run: Callable[[], tuple[int, str]]) -> Any:

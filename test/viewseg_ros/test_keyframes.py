@@ -286,3 +286,17 @@ def test_restored_keyframes_come_from_another_clock():
     assert len(buf) == 3 and a.id not in buf and {live.id, newer.id} <= {k.id for k in buf}
     with pytest.raises(ValueError, match="exceeds max_bytes"):
         KeyframeBuffer(KeyframeConfig(max_bytes=10)).restore(view(), 0)
+
+
+def test_restore_all_swaps_the_buffer_in_one_step():
+    """restore_all(replace=True): the old keyframes go and the saved ones come under one lock
+    (a reader never sees an empty buffer between); an item over max_bytes is skipped and named."""
+    buf = KeyframeBuffer(KeyframeConfig(**CFG, max_bytes=10_000))
+    live = buf.add(view(x=0.0), 100 * SEC)
+    big = View(rgb=np.zeros((100, 100, 3), np.uint8), K=K, c2w=pose(x=9.0), view_id="big")
+    kept, refused = buf.restore_all([(view(x=3.0), 5 * SEC, None, "front"), (big, 6 * SEC, None, "front"),
+                                     (view(x=6.0), 7 * SEC, None, "front")], replace=True)
+    assert [k.stamp_ns for k in kept] == [5 * SEC, 7 * SEC] and live.id not in buf and len(buf) == 2
+    assert len(refused) == 1 and "'big'" in refused[0] and "exceeds max_bytes" in refused[0]
+    kept, _ = buf.restore_all([(view(x=12.0), 8 * SEC, None, "")])             # replace=False adds
+    assert len(buf) == 3 and all(k.restored for k in buf.snapshot())
