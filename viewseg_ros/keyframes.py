@@ -275,8 +275,8 @@ class KeyframeBuffer:
                     ) -> tuple[list[Keyframe], list[str]]:
         """:meth:`restore` every (view, stamp_ns, features, stream) of ``items`` under one hold
         of the lock, first dropping every keyframe with ``replace``: a reader sees the old
-        buffer or the new one, never an empty one between. Returns the restored keyframes and,
-        for an item larger than ``max_bytes`` (skipped), why."""
+        buffer or the new one, never an empty one between. Returns the restored keyframes still
+        kept once the bounds thinned them, and, for an item larger than ``max_bytes`` (skipped), why."""
         kept, refused = [], []
         with self._lock:
             if replace:
@@ -286,6 +286,7 @@ class KeyframeBuffer:
                     kept.append(self.restore(view, stamp_ns, features, stream))
                 except ValueError as error:
                     refused.append(f"item {index} ({view.view_id!r}): {error}")
+            kept = [k for k in kept if k.id in self._keyframes]   # the bounds may have thinned them
         return kept, refused
 
     def set_features(self, keyframe_id: int, features: Any) -> None:

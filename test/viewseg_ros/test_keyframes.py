@@ -300,3 +300,7 @@ def test_restore_all_swaps_the_buffer_in_one_step():
     assert len(refused) == 1 and "'big'" in refused[0] and "exceeds max_bytes" in refused[0]
     kept, _ = buf.restore_all([(view(x=12.0), 8 * SEC, None, "")])             # replace=False adds
     assert len(buf) == 3 and all(k.restored for k in buf.snapshot())
+    # More than max_keyframes: the bounds thin them, and only those kept are returned.
+    small = KeyframeBuffer(KeyframeConfig(**CFG, max_keyframes=2))
+    kept, refused = small.restore_all([(view(x=3.0 * i), i * SEC, None, "") for i in range(4)])
+    assert len(small) == 2 and not refused and sorted(k.id for k in kept) == sorted(k.id for k in small.snapshot())
