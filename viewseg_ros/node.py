@@ -1047,7 +1047,7 @@ class ViewSegNode(Node):
         return len(keyframes), message
 
     def load_keyframes(self, path: str, replace: bool) -> tuple[int, str]:
-        """Restore the keyframes of the scene folder ``path`` (:meth:`KeyframeBuffer.restore`),
+        """Restore the keyframes of the scene folder ``path`` (:meth:`KeyframeBuffer.restore_all`),
         first dropping the current ones with ``replace`` (without it, a saved view of a pose a kept
         keyframe has is skipped); (keyframes taken, message). The folder is
         read whole first: ValueError (a missing or malformed folder, another fixed frame)
@@ -1080,7 +1080,7 @@ class ViewSegNode(Node):
         taken = len(restored)
         with self._stats_lock:
             self.keyframes_restored += taken
-        with_depth = sum(1 for view, _ in novel if view.depth is not None)
+        with_depth = sum(1 for k in restored if k.view.depth is not None)
         skipped = len(prepared) - len(novel)
         message = (f"loaded {taken} keyframes ({with_depth} with depth) from {path}"
                    + (", replacing the buffer" if replace else "")
