@@ -111,9 +111,7 @@ def read_keyframes(path: str | Path, fixed_frame: str) -> tuple[list[StoredKeyfr
         stamp_ns = meta.get("stamp_ns")
         if not isinstance(stamp_ns, int):
             stamp_ns = int(round(view.stamp * NS_PER_S)) if math.isfinite(view.stamp) else 0
-        stored.append(StoredKeyframe(View(rgb=view.rgb, K=view.K, c2w=view.c2w, depth=view.depth,
-                                          view_id=view.view_id, stamp=view.stamp, meta=dict(meta)),
-                                     stamp_ns, str(meta.get("camera", ""))))
+        stored.append(StoredKeyframe(view, stamp_ns, str(meta.get("camera", ""))))
     return stored, note
 
 

@@ -483,6 +483,8 @@ class ViewSegNode(Node):
             except (TypeError, ValueError):
                 raise ValueError(f"parameter {name}: expected a {type(default).__name__}, got {value!r}") from None
         values["cameras"] = parse_camera_namespaces(self.get_parameter("cameras").value)
+        for setting in PER_CAMERA_SETTINGS:  # the node's own values; a camera's are checked alike
+            self._check_setting(setting, setting, values[setting])
         values["camera_overrides"] = self._read_camera_overrides(values)
         positive = ("keyframes.max_keyframes", "keyframes.max_bytes", "query.num_sources", "query.max_width",
                     "query.max_height", "tf_wait_s", "diagnostics_period_s", "query.timeout_s", "query.max_in_flight",
@@ -495,8 +497,6 @@ class ViewSegNode(Node):
                      "query.max_source_depth", "keyframes.teleport_distance", "query.prepared_cache"):
             if values[name] < 0:
                 raise ValueError(f"parameter {name} must be >= 0, got {values[name]}")
-        if not math.isfinite(values["image_stamp_offset_s"]):
-            raise ValueError(f"parameter image_stamp_offset_s must be a finite number, got {values['image_stamp_offset_s']}")
         if bool(values["keyframes.width"]) != bool(values["keyframes.height"]):
             raise ValueError("parameters keyframes.width and keyframes.height must both be 0 or both be set")
         if bool(values["query.width"]) != bool(values["query.height"]):
@@ -508,13 +508,6 @@ class ViewSegNode(Node):
         if values["image_qos.reliability"] not in ("best_effort", "reliable"):
             raise ValueError(f"parameter image_qos.reliability must be best_effort or reliable, "
                              f"got {values['image_qos.reliability']!r}")
-        transports = (("image_transport", ("raw", "compressed")), ("depth_transport", ("raw", "compressedDepth")))
-        for name, modes in transports:
-            if values[name] not in modes:
-                raise ValueError(f"parameter {name} must be one of {' | '.join(modes)}, got {values[name]!r}")
-        if values["rectification"] not in RECTIFICATION_MODES:
-            raise ValueError(f"parameter rectification must be one of {' | '.join(RECTIFICATION_MODES)}, "
-                             f"got {values['rectification']!r}")
         if values["query.unseen_pixels"] not in UNSEEN_PIXEL_MODES:
             raise ValueError(f"parameter query.unseen_pixels must be one of {UNSEEN_PIXEL_MODES}, "
                              f"got {values['query.unseen_pixels']!r}")
@@ -544,21 +537,22 @@ class ViewSegNode(Node):
                 except (TypeError, ValueError):
                     raise ValueError(f"parameter {full}: expected a {type(default).__name__}, got {value!r}") from None
                 if value != default:
-                    self._check_camera_setting(full, setting, value)
+                    self._check_setting(full, setting, value)
                     own[setting] = value
             if own:
                 overrides[name] = own
         return overrides
 
     @staticmethod
-    def _check_camera_setting(full: str, setting: str, value: Any) -> None:
-        """The rules of the node-level parameter ``setting`` for its per-camera value ``full``."""
+    def _check_setting(name: str, setting: str, value: Any) -> None:
+        """The rules of a camera ``setting`` (:data:`PER_CAMERA_SETTINGS`) for the parameter
+        ``name`` that holds it: the node's own (``name == setting``) or ``camera.<name>.<setting>``."""
         modes = {"image_transport": ("raw", "compressed"), "depth_transport": ("raw", "compressedDepth"),
                  "rectification": tuple(RECTIFICATION_MODES)}
         if setting in modes and value not in modes[setting]:
-            raise ValueError(f"parameter {full} must be one of {' | '.join(modes[setting])}, got {value!r}")
+            raise ValueError(f"parameter {name} must be one of {' | '.join(modes[setting])}, got {value!r}")
         if setting == "image_stamp_offset_s" and not math.isfinite(value):
-            raise ValueError(f"parameter {full} must be a finite number, got {value}")
+            raise ValueError(f"parameter {name} must be a finite number, got {value}")
 
     @property
     def executor_threads(self) -> int:

@@ -307,18 +307,24 @@ def test_a_bad_checkpoint_fails_the_launch(tmp_path, kind):
 
 
 # --------------------------------------------------------------------------- several cameras
-def assert_images_on(args: list[str], tmp_path: Path, topics: str) -> None:
-    """`ros2 launch ARGS`: the node's "ready:" line lists ``topics`` as its image subscriptions;
-    then Ctrl-C ends the launch with status 0."""
+def launch_lines(args: list[str], tmp_path: Path, patterns: list[str]) -> list[str]:
+    """`ros2 launch device:=cpu ARGS`: the first output line matching each of ``patterns``, in
+    order; then Ctrl-C ends the launch with status 0."""
     launch = Launch(["device:=cpu", *args], tmp_path, ros_env(), tmp_path / "launch.log")
     try:
-        ready = launch.wait_for(r"\[viewseg\]: ready:.*")
-        assert f"images on {topics}" in ready.group(0), ready.group(0)
+        found = [launch.wait_for(pattern).group(0) for pattern in patterns]
         status, _ = launch.interrupt()
         assert status == 0, launch.output()
+        return found
     finally:
         if launch.proc.poll() is None:
             launch.kill()
+
+
+def assert_images_on(args: list[str], tmp_path: Path, topics: str) -> None:
+    """The node's "ready:" line lists ``topics`` as its image subscriptions."""
+    (ready,) = launch_lines(args, tmp_path, [r"\[viewseg\]: ready:.*"])
+    assert f"images on {topics}" in ready, ready
 
 
 @needs_launch
@@ -362,16 +368,9 @@ def test_load_keyframes_starts_the_node_with_a_saved_folder(tmp_path):
         c2w[0, 3] = float(i)
         views.append(Keyframe(i, i * 10**9, View(rgb=np.full((60, 80, 3), 40 * i, np.uint8), K=K, c2w=c2w)))
     folder = save_keyframes(views, tmp_path / "house", "map")
-    launch = Launch(["device:=cpu", f"load_keyframes:={folder}"], tmp_path, ros_env(), tmp_path / "launch.log")
-    try:
-        loaded = launch.wait_for(r"\[viewseg\]: loaded \d+ keyframes .*")
-        assert f"loaded 2 keyframes (0 with depth) from {folder}, replacing the buffer" in loaded.group(0)
-        launch.wait_for(r"\[viewseg\]: ready:.*")
-        status, _ = launch.interrupt()
-        assert status == 0, launch.output()
-    finally:
-        if launch.proc.poll() is None:
-            launch.kill()
+    loaded, _ = launch_lines([f"load_keyframes:={folder}"], tmp_path,
+                             [r"\[viewseg\]: loaded \d+ keyframes .*", r"\[viewseg\]: ready:.*"])
+    assert f"loaded 2 keyframes (0 with depth) from {folder}, replacing the buffer" in loaded
 
 
 # --------------------------------------------------------------------------- colcon-style install

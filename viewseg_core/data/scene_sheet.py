@@ -114,20 +114,16 @@ def contact_sheet(folder: SceneFolder, max_frames: int = 24, per_row: int = 4, t
     shown = [v.depth[np.isfinite(v.depth) & (v.depth > 0)] for v in views if v.depth is not None]
     shown = np.concatenate(shown) if shown else np.zeros(0)
     max_depth = float(np.percentile(shown, 95)) if shown.size else None
-    rows, row = [], []
+    tiles = []  # per frame: its colour, depth and label tiles
     for index, view in zip(chosen, views):
         camera = _camera_of(folder, index)
-        title = f"{view.view_id}" + (f" {camera}" if camera else "")
-        row.append((title, view.rgb))
+        frame = [(f"{view.view_id}" + (f" {camera}" if camera else ""), view.rgb)]
         if view.depth is not None:
-            row.append(("depth", colorize_depth(view.depth, max_depth)))
+            frame.append(("depth", colorize_depth(view.depth, max_depth)))
         if view.labels is not None:
-            row.append(("labels", colorize(view.labels)))
-        if len(row) >= per_row * (1 + (view.depth is not None) + (view.labels is not None)):
-            rows.append(row)
-            row = []
-    if row:
-        rows.append(row)
+            frame.append(("labels", colorize(view.labels)))
+        tiles.append(frame)
+    rows = [[tile for frame in tiles[i:i + per_row] for tile in frame] for i in range(0, len(tiles), per_row)]
     return panel(rows, tile_height=tile_height)
 
 
@@ -182,10 +178,11 @@ def top_down_map(folder: SceneFolder, size: int = 480, margin: int = 30) -> tupl
     centre_world = centres.mean(0)
     projection = MapProjection(origin=centre_world, axes=axes_px, scale=scale, offset=np.array([size / 2, size / 2]))
     # Recentre on the box of the centres, not their mean.
-    box_mid = projection(centres).min(0) / 2 + projection(centres).max(0) / 2
-    projection.offset = projection.offset + (np.array([size / 2, size / 2]) - box_mid)
-    image = np.full((size, size, 3), 255, np.uint8)
     pixels = projection(centres)
+    shift = np.array([size / 2, size / 2]) - (pixels.min(0) + pixels.max(0)) / 2
+    projection.offset = projection.offset + shift
+    pixels = pixels + shift
+    image = np.full((size, size, 3), 255, np.uint8)
     tips = projection(centres + 0.3 * c2w[:, :3, 2])
     as_point = lambda p: (int(round(p[0])), int(round(p[1])))  # noqa: E731
     for a, b in zip(pixels[:-1], pixels[1:]):
