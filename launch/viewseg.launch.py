@@ -4,8 +4,9 @@
         image_topic:=/camera/color/image_raw camera_info_topic:=/camera/color/camera_info
 
 Parameters come from ``params_file`` (default: the installed config/viewseg.yaml); the
-``checkpoint``, ``device``, ``depth_topic``, ``depth_camera_info_topic``, ``cameras`` and
-``load_keyframes`` (the node's ``keyframes.load_path``) arguments override it when given (left at their defaults, the file's values stand), and the
+``checkpoint``, ``device``, ``depth_topic``, ``depth_camera_info_topic``, ``cameras``,
+``load_keyframes`` (the node's ``keyframes.load_path``) and ``pose_graph_topic`` (its
+``pose_graph.topic``) arguments override it when given (left at their defaults, the file's values stand), and the
 topic arguments remap the node's relative ``image`` / ``camera_info`` names. ``sim:=true`` also starts
 ``viewseg_sim_camera`` (a synthetic room on ``image``, ``camera_info`` and TF).
 
@@ -71,9 +72,9 @@ def _required(executable: str):
 
 # Launch arguments that override the params file, and the value that means "not given".
 OVERRIDES = {"checkpoint": "", "device": "auto", "depth_topic": "", "depth_camera_info_topic": "", "cameras": "",
-             "load_keyframes": ""}
+             "load_keyframes": "", "pose_graph_topic": ""}
 # The node parameter of an argument whose name differs from it.
-PARAMETER_OF = {"load_keyframes": "keyframes.load_path"}
+PARAMETER_OF = {"load_keyframes": "keyframes.load_path", "pose_graph_topic": "pose_graph.topic"}
 
 
 def _viewseg_node(context):
@@ -125,6 +126,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("load_keyframes", default_value="",
                               description="start with the keyframes of this folder (~/save_keyframes wrote it; "
                                           "the node's keyframes.load_path)"),
+        DeclareLaunchArgument("pose_graph_topic", default_value="",
+                              description="nav_msgs/Path of the SLAM system's optimised trajectory (e.g. "
+                                          "/rtabmap/mapPath): loop closures re-pose the keyframes (the node's "
+                                          "pose_graph.topic; pose_graph.body_frame / odom_frame in the params file)"),
         DeclareLaunchArgument("sim", default_value="false", description="also start the simulated camera"),
         DeclareLaunchArgument("fastdds_profile",
                               default_value=PathJoinSubstitution([share, "config", "fastdds_large_images.xml"]),

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -166,6 +166,9 @@ class Keyframe:
     epoch: int = 0  # clock epoch (see KeyframeBuffer.reset_clock) the stamp belongs to
     stream: str = ""  # the camera it came from (rule 1 is per camera)
     restored: bool = False  # from a keyframe folder (KeyframeBuffer.restore), not seen in this run
+    # [4, 4] the camera's pose in the odometry frame at capture, for re-posing from a SLAM pose
+    # graph (viewseg_ros/pose_graph.py); None = not recorded.
+    odom_c2w: np.ndarray | None = None
 
     @property
     def c2w(self) -> np.ndarray:
@@ -225,9 +228,10 @@ class KeyframeBuffer:
         return decision
 
     def add(self, view: View, stamp_ns: int, features: Any = None, force: bool = False,
-            stream: str = "") -> Keyframe | None:
+            stream: str = "", odom_c2w: np.ndarray | None = None) -> Keyframe | None:
         """Admit ``view`` from camera ``stream`` if :meth:`should_admit` says so (or ``force``);
-        evict to stay in bounds.
+        evict to stay in bounds. ``odom_c2w``: the view's pose in the odometry frame, kept for
+        :meth:`repose`.
 
         Returns the new keyframe, or None when refused. Raises ValueError when a single
         keyframe is larger than ``max_bytes`` (no eviction could make room for it).
@@ -236,7 +240,8 @@ class KeyframeBuffer:
             decision = self.should_admit(view.c2w, stamp_ns, stream)
             if not (decision.admit or force):
                 return None
-            keyframe = Keyframe(self._next_id, int(stamp_ns), view, features, epoch=self.epoch, stream=stream)
+            keyframe = Keyframe(self._next_id, int(stamp_ns), view, features, epoch=self.epoch, stream=stream,
+                                odom_c2w=odom_c2w)
             if keyframe.recount() > self.config.max_bytes:
                 raise ValueError(f"keyframe of {keyframe.nbytes} B exceeds max_bytes = {self.config.max_bytes}")
             self._next_id += 1
@@ -288,6 +293,23 @@ class KeyframeBuffer:
                     refused.append(f"item {index} ({view.view_id!r}): {error}")
             kept = [k for k in kept if k.id in self._keyframes]   # the bounds may have thinned them
         return kept, refused
+
+    def repose(self, poses: dict[int, np.ndarray]) -> int:
+        """Give the keyframes with the ids of ``poses`` those camera-to-world poses (a SLAM
+        correction: viewseg_ros/pose_graph.py); ids no longer kept are skipped. Each one is
+        replaced by a new Keyframe with a new View, in its place in admission order, so a
+        query holding a snapshot renders from the poses it picked, and cached source views
+        keyed on the old View are not reused. Returns how many were re-posed."""
+        with self._lock:
+            count = 0
+            for keyframe_id, c2w in poses.items():
+                keyframe = self._keyframes.get(keyframe_id)
+                if keyframe is None:
+                    continue
+                view = replace(keyframe.view, c2w=np.array(c2w, dtype=np.float64))
+                self._keyframes[keyframe_id] = replace(keyframe, view=view)
+                count += 1
+            return count
 
     def set_features(self, keyframe_id: int, features: Any) -> None:
         """Cache encoder output for a keyframe (re-checks the byte bound; others may be evicted)."""

@@ -35,6 +35,10 @@ Contract: design.md, "ROS 2 interface". In short:
   guess a planner can tell from knowledge).
 - ``/diagnostics``: keyframe count and bytes, device, last latency, drop and refusal counters,
   image delivery against the camera's CameraInfo rate, clock jumps and pose jumps.
+- SLAM loop closures (``pose_graph.topic``, :mod:`viewseg_ros.pose_graph`): each keyframe also
+  keeps its pose in ``pose_graph.odom_frame``, and every optimised trajectory (nav_msgs/Path
+  of body poses in ``fixed_frame``) re-poses the keyframes it covers with the ``map -> odom``
+  it implies at their stamps.
 
 Output frame and stamp. The query pose is that of the query camera's optical frame, which
 has no name in TF of its own, so the output ``frame_id`` is, in order: the request's
@@ -90,6 +94,7 @@ from viewseg_ros.camera_input import (PER_CAMERA_SETTINGS, STREAM_TOPICS, Camera
 from viewseg_ros.executor import DEFAULT_EXECUTOR, EXECUTORS, SubmitOnceExecutor
 from viewseg_ros.keyframe_store import read_keyframes, save_keyframes
 from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, is_novel, pose_difference
+from viewseg_ros.pose_graph import OdometryUnavailable, PoseGraphCorrector, apply_pose_graph, nodes_from_path
 from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformBuffer, TransformError
 
 NODE_NAME = "viewseg"
@@ -168,6 +173,13 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                 "and when the node stops (point keyframes.load_path at it to resume after a "
                                 "restart; \"\" = never)"),
     "keyframes.save_period_s": (60.0, "seconds between saves to keyframes.save_path (0 = only when the node stops)"),
+    "pose_graph.topic": ("", "nav_msgs/Path of the SLAM system's optimised trajectory (body poses in fixed_frame, "
+                             "stamped, e.g. RTAB-Map's mapPath): after a loop closure it re-poses the keyframes "
+                             "it covers; empty = keyframes keep the pose TF gave them at admission"),
+    "pose_graph.body_frame": ("base_link", "the frame whose poses pose_graph.topic holds"),
+    "pose_graph.odom_frame": ("odom", "the odometry frame between fixed_frame and the robot (continuous, never "
+                                      "jumps): each keyframe's pose in it is kept for the pose graph"),
+    "pose_graph.max_gap_s": (5.0, "a keyframe farther than this (seconds) from every graph node keeps its pose"),
     "keyframes.width": (0, "resize keyframes to this width (0 = the model's trained source size, "
                            "else as received)"),
     "keyframes.height": (0, "resize keyframes to this height (0 = the model's trained source size, "
@@ -322,7 +334,7 @@ class ViewSegNode(Node):
         # Counters are written from several executor threads: every update holds _stats_lock.
         self._stats_lock = threading.Lock()
         self.drops: dict[str, int] = {"image": 0, "camera_info": 0, "tf": 0, "query": 0, "depth": 0,
-                                      "keyframe_save": 0}
+                                      "keyframe_save": 0, "pose_graph": 0}
         self.last_drop: dict[str, str] = {}
         self.events: dict[str, int] = {"busy": 0, "timeouts": 0, "refused_budget": 0, "refused_coverage": 0,
                                        "clock_jumps": 0, "pose_jumps": 0, "keyframe_saves": 0, "keyframe_loads": 0,
@@ -336,6 +348,12 @@ class ViewSegNode(Node):
         self.in_flight = 0
         self._last_clock_jump = -math.inf  # monotonic time of the last reset (TF and images both see one)
         self.keyframes_without_depth = 0
+        # SLAM corrections: the graph is read and applied under one lock (a clock jump resets it).
+        self.pose_graph = PoseGraphCorrector(p["pose_graph.max_gap_s"]) if p["pose_graph.topic"] else None
+        self._pose_graph_lock = threading.Lock()
+        self.pose_graph_updates = 0
+        self.last_pose_graph = "no graph received yet"
+        self.keyframes_without_odometry = 0
         window = max(1, int(p["camera_rate.window_s"] * 200))  # arrival times, bounded at 200 Hz
         self.cameras: list[CameraInput] = make_camera_inputs(p["cameras"], p, self.resolve_topic_name, window,
                                                              p["camera_overrides"])
@@ -440,6 +458,11 @@ class ViewSegNode(Node):
             self.create_timer(p["keyframes.save_period_s"], lambda: self.autosave("periodic"),
                               callback_group=self._keyframe_io_group)
         latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        if self.pose_graph is not None:
+            from nav_msgs.msg import Path as PathMessage
+
+            self.create_subscription(PathMessage, p["pose_graph.topic"], self._on_pose_graph, latest,
+                                     callback_group=MutuallyExclusiveCallbackGroup())
         self.create_subscription(PoseStamped, "~/query", self._on_query, latest, callback_group=self._query_group)
         out_qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
         self.pubs = {name: self.create_publisher(Image, f"~/{name}", out_qos)
@@ -452,7 +475,9 @@ class ViewSegNode(Node):
         self.get_logger().info(
             f"ready: {self.model.config.encoder} from {self.checkpoint} on {self.device}, "
             f"sampling {self.preset.label}, "
-            f"fixed frame {p['fixed_frame']!r}, images on {', '.join(c.image_subscription_topic for c in self.cameras)}")
+            f"fixed frame {p['fixed_frame']!r}, images on {', '.join(c.image_subscription_topic for c in self.cameras)}"
+            + (f", keyframes re-posed by the pose graph on {self.resolve_topic_name(p['pose_graph.topic'])} "
+               f"(odometry frame {p['pose_graph.odom_frame']!r})" if self.pose_graph is not None else ""))
 
     def _subscribe(self, camera: CameraInput, image_qos: QoSProfile) -> None:
         """The topics of one camera; every callback is told which camera it serves."""
@@ -503,6 +528,15 @@ class ViewSegNode(Node):
             raise ValueError("parameters query.width and query.height must both be 0 or both be set")
         if not values["fixed_frame"]:
             raise ValueError("parameter fixed_frame must not be empty")
+        if values["pose_graph.topic"]:
+            for name in ("pose_graph.body_frame", "pose_graph.odom_frame"):
+                if not values[name]:
+                    raise ValueError(f"parameter {name} must not be empty with pose_graph.topic set")
+            if values["pose_graph.odom_frame"] == values["fixed_frame"]:
+                raise ValueError(f"parameter pose_graph.odom_frame is fixed_frame ({values['fixed_frame']!r}): keyframes "
+                                 f"posed in the odometry frame move with it, a pose graph has nothing to correct")
+            if not values["pose_graph.max_gap_s"] > 0:
+                raise ValueError(f"parameter pose_graph.max_gap_s must be positive, got {values['pose_graph.max_gap_s']}")
         if values["executor"] not in EXECUTORS:
             raise ValueError(f"parameter executor must be one of {' | '.join(EXECUTORS)}, got {values['executor']!r}")
         if values["image_qos.reliability"] not in ("best_effort", "reliable"):
@@ -935,8 +969,9 @@ class ViewSegNode(Node):
         features = self._encode(rgb)
         view = View(rgb=rgb, K=K, c2w=c2w, depth=depth, view_id=f"{stamp_ns}", stamp=stamp_ns / 1e9,
                     meta={"frame_id": frame, "camera": stream})
+        odom_c2w = self._odometry_pose(camera, image) if self.pose_graph is not None else None
         try:
-            keyframe = self.keyframes.add(view, stamp_ns, features=features, stream=stream)
+            keyframe = self.keyframes.add(view, stamp_ns, features=features, stream=stream, odom_c2w=odom_c2w)
         except ValueError as error:  # one keyframe larger than max_bytes
             self._drop("image", str(error))
             return
@@ -948,6 +983,56 @@ class ViewSegNode(Node):
         if keyframe is not None:
             self.get_logger().debug(f"keyframe {keyframe.id} from {stream} at {stamp_ns / 1e9:.3f} s "
                                     f"({len(self.keyframes)} kept)")
+
+    def _odometry_pose(self, camera: CameraInput, image: PendingImage) -> np.ndarray | None:
+        """The image's camera pose in pose_graph.odom_frame (for :mod:`viewseg_ros.pose_graph`),
+        or None, counted and warned, when TF cannot give it."""
+        odom = self.params["pose_graph.odom_frame"]
+        stamp_ns = image.stamp_ns + int(round(camera.stamp_offset_s * 1e9))
+        try:
+            return image_camera_to_world(self._lookup_now(odom, image.frame, stamp_ns), image.rotation)
+        except TransformError as error:
+            with self._stats_lock:
+                self.keyframes_without_odometry += 1
+            self._warn("odometry_pose", f"keyframe at {image.stamp_ns / 1e9:.3f} s has no pose in {odom!r} "
+                                        f"(pose_graph.odom_frame): the pose graph cannot re-pose it: {error}")
+            return None
+
+    def _on_pose_graph(self, msg: Any) -> None:
+        """A SLAM system's optimised trajectory: re-pose the keyframes it covers
+        (:func:`viewseg_ros.pose_graph.apply_pose_graph`). A graph that cannot be read is
+        dropped whole, counted, and changes nothing."""
+        p = self.params
+        try:
+            nodes = nodes_from_path(msg, p["fixed_frame"])
+        except ValueError as error:
+            self._drop("pose_graph", f"pose graph on {p['pose_graph.topic']}: {error}")
+            return
+        odom, body = p["pose_graph.odom_frame"], p["pose_graph.body_frame"]
+
+        def odometry_at(stamp_ns: int) -> np.ndarray | None:
+            try:
+                return self._lookup_now(odom, body, stamp_ns)
+            except ExtrapolationError as error:
+                if error.requested_ns < error.available_ns[0]:
+                    raise OdometryUnavailable(str(error)) from None
+                return None   # newer than TF so far: asked again with the next graph
+            except TransformError:
+                return None
+
+        with self._pose_graph_lock:
+            self.pose_graph.update(nodes, odometry_at)
+            update = apply_pose_graph(self.keyframes, self.pose_graph)
+        summary = update.describe()
+        with self._stats_lock:
+            self.pose_graph_updates += 1
+            self.last_pose_graph = summary
+        if nodes and not update.nodes_with_odometry:
+            self._warn("pose_graph_odometry", f"pose graph on {p['pose_graph.topic']}: none of its {len(nodes)} "
+                                              f"nodes has a pose of {body!r} in {odom!r} in TF at its stamp "
+                                              f"(pose_graph.body_frame / odom_frame); keyframes keep their poses")
+        if update.max_shift_m > 0.05 or update.max_turn_deg > 1.0:
+            self.get_logger().info(f"pose graph: {summary}")
 
     def _not_admitted(self, decision: Any) -> None:
         """Count a frame that did not become a keyframe by reason; log each reason once (info)."""
@@ -974,6 +1059,9 @@ class ViewSegNode(Node):
             if newest_tf is not None and newest_tf > stamp_ns + self.params["clock_jump_s"] * 1e9:
                 self.tf.buffer.clear_dynamic()
             self.keyframes.reset_clock()
+            if self.pose_graph is not None:
+                with self._pose_graph_lock:
+                    self.pose_graph.reset()
             for camera in self.cameras:
                 camera.newest_image_ns = None
                 camera.previous_pose = None
@@ -1548,6 +1636,10 @@ class ViewSegNode(Node):
                   "cpu_allocator": cpu_allocator_status(), "heap_releases": self.heap_releaser.releases,
                   "prepared_cache": str(self.prepared_cache.stats()),
                   "last_unseen_share": round(self.last_unseen_share, 4)}
+        if self.pose_graph is not None:
+            with self._stats_lock:
+                values["pose_graph"] = f"{self.pose_graph_updates} graphs; last: {self.last_pose_graph}"
+                values["keyframes_without_odometry"] = self.keyframes_without_odometry
         values.update({f"received_{topic}": n for topic, n in received.items()})
         if len(self.cameras) > 1:
             values["cameras"] = len(self.cameras)

@@ -185,17 +185,18 @@ class PosedCamera:
 
     def publish(self, c2w: np.ndarray, stamp_ns: int, K_info: np.ndarray | None = None,
                 depth: np.ndarray | None = None, depth_encoding: str = "32FC1", depth_frame: str | None = None,
-                depth_delay_s: float = 0.0, rgb: np.ndarray | None = None, info_fields: dict | None = None) -> None:
-        """TF, CameraInfo and a colour image (``rgb``, else random) at ``stamp_ns``; then ``depth``
-        (if given, after ``depth_delay_s``) with the same stamp. ``info_fields`` overrides
-        CameraInfo fields (``d``, ``distortion_model``, ``p``...)."""
+                depth_delay_s: float = 0.0, rgb: np.ndarray | None = None, info_fields: dict | None = None,
+                parent: str = "map") -> None:
+        """TF (``parent`` -> the camera frame: ``c2w``), CameraInfo and a colour image (``rgb``,
+        else random) at ``stamp_ns``; then ``depth`` (if given, after ``depth_delay_s``) with the
+        same stamp. ``info_fields`` overrides CameraInfo fields (``d``, ``distortion_model``, ``p``...)."""
         import time
 
         from tf2_msgs.msg import TFMessage
 
         from viewseg_ros.conversions import matrix_to_transform_stamped, numpy_to_image
 
-        self.tf.publish(TFMessage(transforms=[matrix_to_transform_stamped(c2w, "map", self.frame, stamp_ns)]))
+        self.tf.publish(TFMessage(transforms=[matrix_to_transform_stamped(c2w, parent, self.frame, stamp_ns)]))
         info = make_camera_info(self.K if K_info is None else K_info, self.width, self.height,
                                 frame_id=self.frame, stamp_ns=stamp_ns)
         for name, value in (info_fields or {}).items():

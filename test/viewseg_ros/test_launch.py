@@ -373,6 +373,13 @@ def test_load_keyframes_starts_the_node_with_a_saved_folder(tmp_path):
     assert f"loaded 2 keyframes (0 with depth) from {folder}, replacing the buffer" in loaded
 
 
+@needs_launch
+def test_pose_graph_topic_reaches_the_node(tmp_path):
+    """``pose_graph_topic:=`` reaches the node as pose_graph.topic: its "ready:" line names the graph."""
+    (ready,) = launch_lines(["pose_graph_topic:=/rtabmap/mapPath"], tmp_path, [r"\[viewseg\]: ready:.*"])
+    assert "keyframes re-posed by the pose graph on /rtabmap/mapPath (odometry frame 'odom')" in ready, ready
+
+
 # --------------------------------------------------------------------------- colcon-style install
 @needs_launch
 def test_colcon_style_install_into_a_prefix_launches(tmp_path):

@@ -1,0 +1,220 @@
+"""Keyframe poses that follow a SLAM pose graph: loop closures move the keyframes with the map.
+
+Pure Python + numpy (no rclpy), like :mod:`viewseg_ros.keyframes`, so it is unit-tested
+without ROS.
+
+Why: a keyframe's pose is looked up in ``fixed_frame`` (``map``) once, when it is admitted.
+A SLAM system that closes a loop re-optimises its whole trajectory: the robot's past poses
+move, but TF only ever publishes the *current* ``map -> odom``, so the kept keyframes stay
+where the old estimate put them and a query renders from misplaced views. TF cannot say where
+the past poses went; the pose graph can. Many SLAM systems publish their optimised trajectory
+as a ``nav_msgs/Path`` of stamped body poses in ``map`` (RTAB-Map's ``mapPath``, Isaac ROS
+Visual SLAM's ``slam_path``), and this module re-poses keyframes from it.
+
+How, per keyframe (the correction SLAM itself publishes as ``map -> odom``, but taken at the
+keyframe's own time):
+1. At admission the node also records the keyframe's pose in the odometry frame,
+   ``A_k = T_odom_cam(t_k)``. Odometry drifts but never jumps, so ``A_k`` stays meaningful
+   whatever the map does later.
+2. For each graph node i (stamp ``t_i``, optimised body pose ``P_i = T_map_body(t_i)``) the
+   node looks up the body's odometry pose ``O_i = T_odom_body(t_i)`` from TF once, the first
+   time the node appears (TF keeps seconds of history; a graph republished every second or so
+   is well inside it). ``C_i = P_i O_i^-1`` is the ``map -> odom`` the latest optimisation
+   implies at ``t_i``.
+3. The keyframe's pose becomes ``C(t_k) A_k``, with ``C(t_k)`` interpolated between the nodes
+   on either side of ``t_k`` (translation linearly, rotation by slerp), or the nearest node's
+   ``C`` before the first or after the last node. A keyframe farther than ``max_gap_s`` from
+   every node with an odometry pose keeps its pose: the graph says nothing about it.
+
+Every update starts again from ``A_k`` and the newest graph, so corrections never accumulate.
+Keyframes without an odometry pose (restored from a folder, or admitted while TF had no
+``odom`` frame) keep their poses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from viewseg_ros.keyframes import KeyframeBuffer, pose_difference
+from viewseg_ros.tf_buffer import (NS_PER_S, invert_transform, make_transform, matrix_to_quaternion,
+                                   normalize_quaternion, quaternion_to_matrix, slerp)
+
+
+# A graph republished with the same poses re-poses nothing: re-posing a keyframe drops the
+# queries' prepared source views of the sets it is in (viewseg_core/model/prepared_cache.py).
+UNMOVED_M = 1e-4
+UNMOVED_DEG = 1e-3
+
+
+class OdometryUnavailable(LookupError):
+    """TF can never give the odometry pose at this stamp (older than its history)."""
+
+
+@dataclass
+class PoseGraphUpdate:
+    """What one pose graph message did (for the log and /diagnostics)."""
+
+    nodes: int = 0                # poses in the message
+    nodes_with_odometry: int = 0  # of those, with an odometry pose (usable)
+    covered: int = 0              # keyframes the graph gives a pose (within max_gap_s of a node)
+    moved: int = 0                # of those, re-posed (they moved more than a rounding error)
+    uncovered: int = 0            # keyframes with an odometry pose but no node within max_gap_s
+    unanchored: int = 0           # keyframes without an odometry pose (restored, or no odom frame)
+    max_shift_m: float = 0.0      # largest move of a keyframe's camera centre by this update
+    max_turn_deg: float = 0.0     # largest turn of a keyframe's optical frame by this update
+
+    def describe(self) -> str:
+        text = (f"{self.moved} of {self.covered} keyframes the graph covers re-posed (up to {self.max_shift_m:.3f} m, "
+                f"{self.max_turn_deg:.2f} deg) from {self.nodes_with_odometry} of {self.nodes} graph nodes")
+        if self.uncovered:
+            text += f"; {self.uncovered} with no node within max_gap_s kept their poses"
+        if self.unanchored:
+            text += f"; {self.unanchored} without an odometry pose (restored or unposed in odom) kept theirs"
+        return text
+
+
+def interpolate_transform(a: np.ndarray, b: np.ndarray, ratio: float) -> np.ndarray:
+    """The rigid transform ``ratio`` of the way from ``a`` to ``b`` (0 = a, 1 = b): translation
+    linearly, rotation along the shorter arc."""
+    out = np.eye(4)
+    out[:3, 3] = (1.0 - ratio) * a[:3, 3] + ratio * b[:3, 3]
+    out[:3, :3] = quaternion_to_matrix(slerp(matrix_to_quaternion(a[:3, :3]), matrix_to_quaternion(b[:3, :3]),
+                                             ratio))
+    return out
+
+
+def nodes_from_path(msg: Any, fixed_frame: str) -> list[tuple[int, np.ndarray]]:
+    """[(stamp_ns, T_fixed_body [4, 4])] of a nav_msgs/Path, sorted by stamp.
+
+    Raises ValueError, naming the problem, for a path in another frame than ``fixed_frame``,
+    a pose without a stamp or with a non-finite position or a non-normalised quaternion:
+    a graph that cannot be read is not half applied.
+    """
+    frame = msg.header.frame_id.lstrip("/")
+    if frame != fixed_frame:
+        raise ValueError(f"pose graph is in frame {msg.header.frame_id!r}, keyframes in fixed_frame "
+                         f"{fixed_frame!r}: publish the optimised path in {fixed_frame!r}")
+    nodes = []
+    for index, stamped in enumerate(msg.poses):
+        own = stamped.header.frame_id.lstrip("/")
+        if own and own != fixed_frame:
+            raise ValueError(f"pose graph node {index} is in frame {stamped.header.frame_id!r}, not {fixed_frame!r}")
+        stamp_ns = int(stamped.header.stamp.sec) * NS_PER_S + int(stamped.header.stamp.nanosec)
+        if stamp_ns <= 0:
+            raise ValueError(f"pose graph node {index} has no stamp: nodes are matched to keyframes by time")
+        p, q = stamped.pose.position, stamped.pose.orientation
+        position = np.array([p.x, p.y, p.z], dtype=np.float64)
+        if not np.all(np.isfinite(position)):
+            raise ValueError(f"pose graph node {index}: non-finite position {position.tolist()}")
+        quaternion = normalize_quaternion([q.x, q.y, q.z, q.w], f"pose graph node {index}")
+        nodes.append((stamp_ns, make_transform(position, quaternion)))
+    nodes.sort(key=lambda node: node[0])
+    return nodes
+
+
+class PoseGraphCorrector:
+    """The latest pose graph's ``map -> odom`` at any time (see the module docstring).
+
+    Not thread-safe: the node calls it from one callback group.
+    """
+
+    def __init__(self, max_gap_s: float = 5.0):
+        if not max_gap_s > 0:
+            raise ValueError(f"max_gap_s must be > 0, got {max_gap_s}")
+        self.max_gap_ns = int(max_gap_s * NS_PER_S)
+        # T_odom_body at each node stamp, looked up once; None = TF never had it.
+        self._odometry: dict[int, np.ndarray | None] = {}
+        self._stamps = np.zeros(0, dtype=np.int64)    # [N] nodes with an odometry pose, sorted
+        self._fixed_from_odom: list[np.ndarray] = []  # [N] C_i = P_i O_i^-1
+        self.nodes = 0
+
+    def reset(self) -> None:
+        """Forget the graph (the clock jumped back: node stamps no longer compare)."""
+        self.__init__(self.max_gap_ns / NS_PER_S)
+
+    @property
+    def usable_nodes(self) -> int:
+        return len(self._stamps)
+
+    def update(self, nodes: Sequence[tuple[int, np.ndarray]],
+               odometry_at: Callable[[int], np.ndarray | None]) -> None:
+        """Take a new graph: ``nodes`` = [(stamp_ns, T_fixed_body)] sorted by stamp (it replaces
+        the previous graph whole, as SLAM republishes it). ``odometry_at(stamp_ns)`` gives
+        T_odom_body, None when TF cannot say yet (asked again with the next graph), or raises
+        :class:`OdometryUnavailable` when it never will."""
+        odometry: dict[int, np.ndarray | None] = {}
+        stamps, fixed_from_odom = [], []
+        for stamp_ns, fixed_from_body in nodes:
+            if stamp_ns in self._odometry:
+                odom_from_body = self._odometry[stamp_ns]
+            else:
+                try:
+                    odom_from_body = odometry_at(stamp_ns)
+                except OdometryUnavailable:
+                    odom_from_body = None
+                else:
+                    if odom_from_body is None:
+                        continue  # not known yet: not remembered, so the next graph asks again
+            odometry[stamp_ns] = odom_from_body
+            if odom_from_body is not None and (not stamps or stamps[-1] != stamp_ns):
+                stamps.append(stamp_ns)
+                fixed_from_odom.append(fixed_from_body @ invert_transform(odom_from_body))
+        self._odometry = odometry  # nodes the graph dropped are forgotten
+        self._stamps = np.asarray(stamps, dtype=np.int64)
+        self._fixed_from_odom = fixed_from_odom
+        self.nodes = len(nodes)
+
+    def fixed_from_odom(self, stamp_ns: int) -> np.ndarray | None:
+        """The graph's ``map -> odom`` at ``stamp_ns``, or None when no node is within max_gap_s."""
+        stamps = self._stamps
+        if not len(stamps):
+            return None
+        after = int(np.searchsorted(stamps, stamp_ns, side="left"))
+        if after < len(stamps) and stamps[after] == stamp_ns:
+            return self._fixed_from_odom[after]
+        before = after - 1
+        gaps = [abs(stamp_ns - int(stamps[i])) for i in (before, after) if 0 <= i < len(stamps)]
+        if min(gaps) > self.max_gap_ns:
+            return None
+        if before < 0:
+            return self._fixed_from_odom[0]
+        if after >= len(stamps):
+            return self._fixed_from_odom[-1]
+        ratio = (stamp_ns - int(stamps[before])) / (int(stamps[after]) - int(stamps[before]))
+        return interpolate_transform(self._fixed_from_odom[before], self._fixed_from_odom[after], ratio)
+
+    def correct(self, stamp_ns: int, odom_from_camera: np.ndarray) -> np.ndarray | None:
+        """The keyframe's ``T_fixed_camera`` from the graph, or None when the graph does not cover it."""
+        fixed_from_odom = self.fixed_from_odom(stamp_ns)
+        return None if fixed_from_odom is None else fixed_from_odom @ odom_from_camera
+
+
+def apply_pose_graph(buffer: KeyframeBuffer, corrector: PoseGraphCorrector) -> PoseGraphUpdate:
+    """Re-pose every keyframe of the buffer's current clock epoch that has an odometry pose
+    from ``corrector``'s graph (:meth:`KeyframeBuffer.repose`: in-flight queries keep the
+    keyframes they picked). Keyframes from before a clock jump are counted as unanchored:
+    their stamps do not compare with the graph's."""
+    update = PoseGraphUpdate(nodes=corrector.nodes, nodes_with_odometry=corrector.usable_nodes)
+    poses = {}
+    for keyframe in buffer.snapshot():
+        if keyframe.odom_c2w is None or keyframe.epoch != buffer.epoch:
+            update.unanchored += 1
+            continue
+        corrected = corrector.correct(keyframe.stamp_ns, keyframe.odom_c2w)
+        if corrected is None:
+            update.uncovered += 1
+            continue
+        update.covered += 1
+        shift, turn = pose_difference(keyframe.c2w, corrected)
+        update.max_shift_m = max(update.max_shift_m, shift)
+        update.max_turn_deg = max(update.max_turn_deg, turn)
+        if shift > UNMOVED_M or turn > UNMOVED_DEG:
+            poses[keyframe.id] = corrected
+    update.moved = buffer.repose(poses)
+    return update
+
+
+__all__ = ["PoseGraphCorrector", "PoseGraphUpdate", "OdometryUnavailable", "nodes_from_path",
+           "interpolate_transform", "apply_pose_graph"]
