@@ -63,6 +63,13 @@ SIM_CAMERA_DESCRIPTIONS = {
                "<name>_<camera_frame>; empty = one camera on image, camera_info and depth",
     "distortion": "lens distortion: empty = a pinhole; 'k1,k2,p1,p2,k3' (plumb_bob) = raw, distorted frames with "
                   "that CameraInfo d, and p the pinhole of valid pixels (depth warped nearest)",
+    "odometry_drift": "empty = the true pose on TF (fixed_frame -> base_frame); 'T,R' = localised like SLAM on "
+                      "odometry that drifts T metres and R degrees per metre walked: odom_frame -> base_frame is the "
+                      "odometry, fixed_frame -> odom_frame SLAM's correction, renewed every pose_graph_period_s",
+    "odom_frame": "odometry frame between fixed_frame and base_frame (with odometry_drift)",
+    "pose_graph_period_s": "with odometry_drift: seconds between SLAM corrections, each publishing the optimised "
+                           "trajectory (the true base_frame pose once a second) on pose_graph, nav_msgs/Path in "
+                           "fixed_frame (0 = never: pure odometry)",
 }
 
 

@@ -138,6 +138,11 @@ class PoseGraphCorrector:
     def usable_nodes(self) -> int:
         return len(self._stamps)
 
+    @property
+    def usable_stamps(self) -> list[int]:
+        """Stamps of the current graph's nodes that have an odometry pose, sorted."""
+        return [int(stamp) for stamp in self._stamps]
+
     def update(self, nodes: Sequence[tuple[int, np.ndarray]],
                odometry_at: Callable[[int], np.ndarray | None]) -> None:
         """Take a new graph: ``nodes`` = [(stamp_ns, T_fixed_body)] sorted by stamp (it replaces

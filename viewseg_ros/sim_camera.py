@@ -39,6 +39,16 @@ robot's heading) the robot carries several such cameras at the same height and p
 publishes ``<name>/image``, ``<name>/camera_info`` and ``<name>/depth`` (and the rest above)
 with optical frame ``<name>_<camera_frame>``, as identical drivers launched in namespaces do.
 
+With ``odometry_drift`` ("T,R": T metres and R degrees of error per metre travelled) the robot
+localises like a SLAM system on drifting odometry: ``odom -> base_link`` is the odometry (the
+true pose seen through a drift that grows with the distance walked), and ``map -> odom`` is
+SLAM's correction, which it renews every ``pose_graph_period_s`` seconds (0 = never: pure
+odometry). At each renewal it also publishes its optimised trajectory on ``pose_graph``
+(nav_msgs/Path in ``fixed_frame``): the true ``base_frame`` pose once a second since the
+start, as RTAB-Map's ``mapPath`` does after a loop closure. Between renewals, TF's ``map``
+pose of the robot drifts away from the truth by the drift walked since the last one, and the
+keyframes a node admitted then are off by it until the graph re-poses them.
+
 Run: ``python -m viewseg_ros.sim_camera --ros-args -p seed:=0 -p rate:=5.0 -p width:=160 -p height:=120``
 (or the console script ``viewseg_sim_camera``).
 """
@@ -57,6 +67,7 @@ from viewseg_core.data.synth.scene import Scene
 from viewseg_core.data.synth.trajectory import TrajectoryConfig, free_cells, look_c2w, trajectory
 
 WALK_POSES = 60  # poses of the generator's walk; the camera interpolates between them
+GRAPH_NODES_MAX = 3600  # the simulated SLAM keeps this many trajectory nodes (an hour at one a second)
 
 
 def planar_pose(x: float, y: float, yaw: float, z: float = 0.0) -> np.ndarray:
@@ -107,6 +118,24 @@ class SimWorld:
         a = s - i
         x, y = (1.0 - a) * self.xy[i] + a * self.xy[i + 1]
         return planar_pose(x, y, (1.0 - a) * self.yaw[i] + a * self.yaw[i + 1])
+
+    def distance(self, t: float) -> float:
+        """Metres walked by ``t`` seconds (forth and back, period after period)."""
+        steps = np.linalg.norm(np.diff(self.xy, axis=0), axis=1)
+        along = np.concatenate([[0.0], np.cumsum(steps)])
+        periods, phase = divmod(max(t, 0.0) / self.period_s, 1.0)
+        s = (2.0 * phase if phase < 0.5 else 2.0 - 2.0 * phase) * (len(self.xy) - 1)
+        i = min(int(s), len(self.xy) - 2)
+        here = along[i] + (s - i) * steps[i]
+        return float(periods * 2.0 * along[-1] + (here if phase < 0.5 else 2.0 * along[-1] - here))
+
+    def odometry_drift(self, t: float, metres_per_m: float, degrees_per_m: float) -> np.ndarray:
+        """T_map_odom that makes the odometry's pose wrong by the drift walked by ``t``: a
+        translation of ``metres_per_m`` per metre (along the map's (1, 1) diagonal) and a turn
+        about z of ``degrees_per_m`` per metre. Odometry reports ``drift^-1 @ base_pose(t)``."""
+        d = self.distance(t)
+        step = metres_per_m * d / math.sqrt(2.0)
+        return planar_pose(step, step, math.radians(degrees_per_m * d))
 
     def camera_pose(self, t: float) -> np.ndarray:
         """c2w of ``camera_optical`` in ``map`` at ``t`` seconds."""
@@ -204,7 +233,22 @@ def parse_distortion(text: str) -> np.ndarray | None:
     return d if np.any(d) else None
 
 
+def parse_drift(text: str) -> tuple[float, float] | None:
+    """The ``odometry_drift`` parameter: "" (none) or "T,R" (metres and degrees per metre)."""
+    if not text.strip():
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 2 or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError(f"viewseg_sim_camera: odometry_drift must be 'metres_per_m,degrees_per_m' (both >= 0), "
+                         f"got {text!r}")
+    return values[0], values[1]
+
+
 def _make_node_class():
+    from nav_msgs.msg import Path as PathMessage
     from rclpy.node import Node
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -216,8 +260,8 @@ def _make_node_class():
     from viewseg_core.data.depth_sensor import DepthSensorConfig, apply_sensor
     from viewseg_core.data.synth.render import render
     from viewseg_core.rectify import distortion_maps
-    from viewseg_ros.conversions import (make_camera_info, matrix_to_transform_stamped, numpy_to_compressed_depth,
-                                         numpy_to_compressed_image, numpy_to_image)
+    from viewseg_ros.conversions import (make_camera_info, matrix_to_pose_stamped, matrix_to_transform_stamped,
+                                         numpy_to_compressed_depth, numpy_to_compressed_image, numpy_to_image)
 
     class SimCameraNode(Node):
         """Publishes ``image``, ``camera_info``, ``/tf`` and ``/tf_static`` (see the module docstring)."""
@@ -230,7 +274,8 @@ def _make_node_class():
                 ("publish_depth", True), ("depth_encoding", "16UC1"), ("depth_sensor", True),
                 ("base_frame", "base_link"), ("camera_frame", "camera_optical"), ("distortion", ""),
                 ("depth_baseline_m", 0.0), ("depth_hfov_deg", 0.0), ("depth_frame", "camera_depth_optical"),
-                ("transport", "raw"), ("jpeg_quality", 95), ("cameras", ""))}
+                ("transport", "raw"), ("jpeg_quality", 95), ("cameras", ""), ("odometry_drift", ""),
+                ("odom_frame", "odom"), ("pose_graph_period_s", 10.0))}
             if not (p["rate"] > 0 and p["width"] > 0 and p["height"] > 0 and p["period_s"] > 0):
                 raise ValueError(f"viewseg_sim_camera: rate, width, height and period_s must be positive: {p}")
             if not 0 < p["render_scale"] <= 1:
@@ -265,6 +310,16 @@ def _make_node_class():
                                        int(p["height"]))
             self.colour_from_depth = np.eye(4)
             self.colour_from_depth[0, 3] = float(p["depth_baseline_m"])
+            self.drift = parse_drift(p["odometry_drift"])
+            if not p["pose_graph_period_s"] >= 0:
+                raise ValueError(f"viewseg_sim_camera: pose_graph_period_s must be >= 0, got {p['pose_graph_period_s']}")
+            # The simulated SLAM: its current map -> odom, the stamps of its trajectory nodes
+            # (one a second) and when it last corrected.
+            self.map_from_odom = np.eye(4)
+            self.graph_stamps: list[int] = []
+            self.last_correction_ns = None
+            self.graph_pub = (self.create_publisher(PathMessage, "pose_graph", QoSProfile(
+                depth=1, reliability=ReliabilityPolicy.RELIABLE)) if self.drift is not None else None)
             self.rigs = [self._make_rig(name, yaw) for name, yaw in parse_cameras(p["cameras"])]
             self.mount = self.rigs[0].mount
             self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
@@ -315,11 +370,40 @@ def _make_node_class():
             stamp_ns = self.get_clock().now().nanoseconds
             base = self.world.base_pose((stamp_ns - self.start_ns) / 1e9)
             # TF first: the node needs it the moment the image lands.
-            self.tf_pub.publish(TFMessage(transforms=[matrix_to_transform_stamped(
-                base, p["fixed_frame"], p["base_frame"], stamp_ns)]))
+            if self.drift is None:
+                self.tf_pub.publish(TFMessage(transforms=[matrix_to_transform_stamped(
+                    base, p["fixed_frame"], p["base_frame"], stamp_ns)]))
+            else:
+                transforms, graph = self._localise(base, stamp_ns)
+                self.tf_pub.publish(TFMessage(transforms=transforms))
+                if graph is not None:  # after the TF of its newest node
+                    self.graph_pub.publish(graph)
             for rig in self.rigs:
                 self._publish_frame(rig, base, stamp_ns)
             self.frames_published += 1
+
+        def drift_at(self, stamp_ns: int) -> np.ndarray:
+            """The odometry's drift (T_map_odom that would make it right) at a stamp of this node."""
+            return self.world.odometry_drift((stamp_ns - self.start_ns) / 1e9, *self.drift)
+
+        def _localise(self, base: np.ndarray, stamp_ns: int) -> tuple[list, Any]:
+            """(TF of drifting odometry under the simulated SLAM, the optimised trajectory to
+            publish or None): every pose_graph_period_s the SLAM corrects (module docstring)."""
+            p = self.params
+            if not self.graph_stamps or stamp_ns - self.graph_stamps[-1] >= 1_000_000_000:
+                self.graph_stamps = (self.graph_stamps + [stamp_ns])[-GRAPH_NODES_MAX:]
+            period_ns, path = int(p["pose_graph_period_s"] * 1e9), None
+            if period_ns and stamp_ns - (self.last_correction_ns or self.start_ns) >= period_ns:
+                self.last_correction_ns = stamp_ns
+                self.map_from_odom = self.drift_at(stamp_ns)
+                path = PathMessage()
+                path.header.frame_id = p["fixed_frame"]
+                path.header.stamp = self.get_clock().now().to_msg()
+                path.poses = [matrix_to_pose_stamped(self.world.base_pose((t - self.start_ns) / 1e9),
+                                                     p["fixed_frame"], t) for t in self.graph_stamps]
+            odometry = np.linalg.inv(self.drift_at(stamp_ns)) @ base
+            return [matrix_to_transform_stamped(self.map_from_odom, p["fixed_frame"], p["odom_frame"], stamp_ns),
+                    matrix_to_transform_stamped(odometry, p["odom_frame"], p["base_frame"], stamp_ns)], path
 
         def _publish_frame(self, rig: SimRig, base: np.ndarray, stamp_ns: int) -> None:
             p = self.params

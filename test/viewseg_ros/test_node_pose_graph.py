@@ -154,3 +154,46 @@ def test_pose_graph_parameters_are_checked_at_start(rig):
         with pytest.raises(ValueError, match=match):
             ViewSegNode(context=rig.context, namespace="slam_bad", parameter_overrides=params({
                 "device": "cpu", "warmup": False, "pose_graph.topic": "pose_graph", **overrides}))
+
+
+def test_the_sim_cameras_slam_puts_drifted_keyframes_back_on_the_true_poses(tmp_path):
+    """End to end with the simulated robot: odometry that drifts 5 cm and 2 degrees per metre,
+    SLAM correcting every second and publishing its trajectory. Keyframes admitted under a
+    stale correction are off by the drift since; once a graph covers them they are on the
+    sim's true camera poses."""
+    from viewseg_ros.keyframes import pose_difference
+    from viewseg_ros.node import ViewSegNode
+    from viewseg_ros.sim_camera import SimCameraNode
+    from ros_graph import tiny_checkpoint
+
+    g = Graph()
+    try:
+        # The node first: it hears the sim's TF from the first frame, so every graph node is usable.
+        node = g.add(ViewSegNode(context=g.context, namespace="drifting", parameter_overrides=params({
+            "checkpoint": str(tiny_checkpoint(tmp_path / "rgb.pt")), "device": "cpu", "keyframes.width": 32,
+            "keyframes.height": 24, "keyframes.min_translation": 0.1, "keyframes.min_rotation_deg": 5.0,
+            "pose_graph.topic": "pose_graph"})))
+        sim = g.add(SimCameraNode(context=g.context, namespace="drifting", parameter_overrides=params({
+            "seed": 3, "rate": 5.0, "width": 32, "height": 24, "period_s": 12.0, "depth_sensor": False,
+            "odometry_drift": "0.05,2.0", "pose_graph_period_s": 1.0})))
+        wait_for(lambda: node.pose_graph_updates >= 3 and len(node.keyframes) >= 4, 30.0,
+                 "keyframes and three pose graphs")
+        sim.timer.cancel()
+        with node._pose_graph_lock:
+            nodes = node.pose_graph.usable_stamps
+            kept = node.keyframes.snapshot()
+    finally:
+        g.close()
+    # Between the graph's first and last usable nodes, and admitted well before the last graph came.
+    covered = [k for k in kept if nodes[0] <= k.stamp_ns < nodes[-1] - S // 2]
+    assert len(nodes) >= 3 and len(covered) >= 3, ([k.stamp_ns for k in kept], nodes)
+    drifted = 0.0
+    for keyframe in covered:
+        true_pose = sim.pose_at(keyframe.stamp_ns)
+        shift, turn = pose_difference(keyframe.c2w, true_pose)
+        assert shift < 0.01 and turn < 0.1, (shift, turn)
+        # Odometry alone has it off by the whole drift walked by then.
+        drifted = max(drifted, pose_difference(keyframe.odom_c2w, true_pose)[0])
+        np.testing.assert_allclose(sim.drift_at(keyframe.stamp_ns) @ keyframe.odom_c2w, true_pose, atol=1e-6)
+    assert drifted > 0.1
+    assert "re-posed" in node.last_pose_graph and node.drops["pose_graph"] == 0

@@ -245,3 +245,62 @@ def test_a_robot_with_two_cameras_publishes_each_in_its_namespace():
     # The two cameras see different parts of the room.
     assert not np.allclose(depth_image_to_metres(got["front"][1][-1]), depth_image_to_metres(got["rear"][1][-1]),
                            equal_nan=True)
+
+
+def test_drifting_odometry_under_a_simulated_slam_and_its_pose_graph():
+    """odometry_drift: odom -> base_link is the truth seen through the drift walked so far,
+    map -> odom is the SLAM correction of the last renewal, and each renewal publishes the true
+    trajectory, one node a second, on pose_graph."""
+    from nav_msgs.msg import Path
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from tf2_msgs.msg import TFMessage
+
+    from viewseg_ros.sim_camera import SimCameraNode, SimWorld, parse_drift
+    from viewseg_ros.tf_buffer import make_transform
+
+    assert parse_drift("") is None and parse_drift("0.05, 2") == (0.05, 2.0)
+    for bad in ("0.05", "a,b", "-1,0"):
+        with pytest.raises(ValueError, match="odometry_drift"):
+            parse_drift(bad)
+    world = SimWorld.create(2, period_s=10.0)
+    length = float(np.sum(np.linalg.norm(np.diff(world.xy, axis=0), axis=1)))
+    assert world.distance(0.0) == 0.0
+    assert world.distance(5.0) == pytest.approx(length) and world.distance(10.0) == pytest.approx(2 * length)
+    assert world.distance(12.5) == pytest.approx(2 * length + world.distance(2.5))
+    np.testing.assert_allclose(world.odometry_drift(5.0, 0.1, 0.0)[:2, 3], [0.1 * length / np.sqrt(2)] * 2)
+
+    g = Graph()
+    try:
+        sim = g.add(SimCameraNode(context=g.context, namespace="drift", parameter_overrides=params({
+            "seed": 2, "rate": 5.0, "width": 16, "height": 12, "period_s": 10.0, "publish_depth": False,
+            "odometry_drift": "0.05,2.0", "pose_graph_period_s": 1.0})))
+        tf, graphs = [], []
+        g.client.create_subscription(TFMessage, "/tf", tf.append, 100)
+        g.client.create_subscription(Path, "/drift/pose_graph", graphs.append,
+                                     QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+        wait_for(lambda: len(graphs) >= 2, 20.0, "two pose graphs")
+        sim.timer.cancel()
+        correction = sim.last_correction_ns
+    finally:
+        g.close()
+
+    def matrix(t):
+        return make_transform((t.transform.translation.x, t.transform.translation.y, t.transform.translation.z),
+                              (t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
+                               t.transform.rotation.w))
+
+    for message in tf:
+        by_child = {t.child_frame_id: t for t in message.transforms}
+        assert set(by_child) == {"odom", "base_link"} and by_child["odom"].header.frame_id == "map"
+        stamp = time_to_ns(by_child["base_link"].header.stamp)
+        truth_pose = sim.world.base_pose((stamp - sim.start_ns) / 1e9)
+        np.testing.assert_allclose(matrix(by_child["base_link"]), np.linalg.inv(sim.drift_at(stamp)) @ truth_pose,
+                                   atol=1e-6)
+    np.testing.assert_allclose(matrix(by_child["odom"]), sim.drift_at(correction), atol=1e-6)
+    assert np.linalg.norm(sim.drift_at(correction)[:3, 3]) > 0.01   # the robot walked: odometry drifted
+    nodes = graphs[-1].poses
+    stamps = [time_to_ns(p.header.stamp) for p in nodes]
+    assert len(nodes) >= 2 and all(b - a >= 10**9 for a, b in zip(stamps, stamps[1:]))
+    for node, stamp in zip(nodes, stamps):
+        truth_pose = sim.world.base_pose((stamp - sim.start_ns) / 1e9)
+        np.testing.assert_allclose([node.pose.position.x, node.pose.position.y], truth_pose[:2, 3], atol=1e-9)
