@@ -19,6 +19,11 @@
 the camera and the nodes, and runs the queries on nodes restarted from the saved folders
 (``keyframes.load_path``): what a robot gets after a reboot in a room it has mapped.
 
+``--drift T,R`` localises the simulated robot like SLAM on odometry that drifts T metres and
+R degrees per metre walked, correcting every ``--graph-period`` seconds and publishing its
+optimised trajectory; the nodes follow it (``pose_graph.topic``) unless ``--no-pose-graph``,
+in which case their keyframes keep the poses TF gave them at admission.
+
 Child logs: out/demo/logs/. Exit status 0 when every query succeeded.
 """
 from __future__ import annotations
@@ -81,6 +86,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--restart", action="store_true",
                    help="once the walk is in, save each node's keyframes (~/save_keyframes), stop the camera and "
                         "the nodes, and query nodes restarted from the saved folders (keyframes.load_path)")
+    p.add_argument("--drift", default="", metavar="T,R",
+                   help="odometry drift of the simulated robot, metres and degrees per metre walked (e.g. 0.02,1); "
+                        "the sim camera then corrects it like SLAM and publishes its pose graph")
+    p.add_argument("--graph-period", type=float, default=10.0,
+                   help="with --drift: seconds between the simulated SLAM's corrections (0 = never)")
+    p.add_argument("--no-pose-graph", action="store_true",
+                   help="with --drift: the nodes ignore the pose graph (keyframes keep their admission poses)")
     p.add_argument("--queries", type=int, default=4)
     p.add_argument("--preset", default="fast", choices=("fast", "paper", "checkpoint"),
                    help="the node's query.preset (sampling per ray)")
@@ -152,9 +164,13 @@ def main(argv=None) -> int:
         if not args.rgb_only:
             depth_args += ["-p", "depth_transport:=compressedDepth"]
     camera_args = []
+    if args.drift:
+        sim_args += ["-p", f"odometry_drift:={args.drift}", "-p", f"pose_graph_period_s:={args.graph_period}"]
+        if not args.no_pose_graph:
+            camera_args += ["-p", "pose_graph.topic:=/pose_graph"]
     if args.second_camera is not None:
         sim_args += ["-p", f"cameras:=front:0,rear:{args.second_camera:g}"]
-        camera_args = ["-p", "cameras:=/front,/rear"]
+        camera_args += ["-p", "cameras:=/front,/rear"]
     preset = args.preset if args.rgb_only or args.preset != "fast" else "rgbd"
     commands = {
         "sim_camera": [py, "-m", "viewseg_ros.sim_camera", "--ros-args",
@@ -346,6 +362,9 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int], 
               f"{scores['miou']:.3f} (per image {scores['per_image_miou']:.3f}), AbsRel median "
               f"{np.median(finite) if finite else np.nan:.3f}, empty {np.mean(empties[label]):.1%} "
               f"(pixels with a true depth but none rendered, mean over all queries; a refused query renders none)")
+    if args.drift:
+        executor.spin_once(timeout_sec=0.5)
+        print(f"demo: pose graph (one node's /diagnostics): {status.get('pose_graph', 'not followed (--no-pose-graph)')}")
     print(f"demo: panels in {out}/")
     node.destroy_node()
     rclpy.try_shutdown()
