@@ -26,6 +26,7 @@ SUBCOMMAND_MODULES: list[str] = [
     "training.evaluate",
     "training.export3d",
     "training.export_model",
+    "training.confidence",
 ]
 
 EXIT_USAGE = 2

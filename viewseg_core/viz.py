@@ -8,7 +8,7 @@ import numpy as np
 
 from viewseg_core.classes import colorize
 
-__all__ = ["colorize", "colorize_depth", "colorize_scalar", "panel", "save_png"]
+__all__ = ["colorize", "colorize_depth", "colorize_scalar", "panel", "save_png", "reliability_diagram"]
 
 
 def colorize_depth(depth: np.ndarray, max_depth: float | None = None) -> np.ndarray:
@@ -75,6 +75,44 @@ def panel(rows: list[list[tuple[str, np.ndarray]]], tile_height: int = 180) -> n
         filler = np.full((r.shape[0], width - r.shape[1], 3), 255, np.uint8)
         out += [np.concatenate([r, filler], axis=1), np.full((pad, width, 3), 255, np.uint8)]
     return np.concatenate(out[:-1], axis=0)
+
+
+def reliability_diagram(reliabilities: dict, size: int = 320) -> np.ndarray:
+    """Accuracy against confidence, one titled plot per :class:`viewseg_core.confidence.Reliability`
+    (e.g. {"raw": ..., "calibrated": ...}): a bar per bin at its accuracy, the diagonal where
+    confidence would be the probability of a right label, and under the bars a strip whose
+    darkness is the bin's share of the pixels (log scale). Returns [H, W, 3] uint8 RGB."""
+    margin, strip = 30, 14
+    tiles = []
+    for name, reliability in reliabilities.items():
+        canvas = np.full((size + strip + margin, size + margin, 3), 255, np.uint8)
+        x0, y0 = margin, size            # the origin; y grows down in the image
+
+        def at(x: float, y: float) -> tuple[int, int]:
+            return int(round(x0 + x * (size - 4))), int(round(y0 - y * (size - 4)))
+
+        bins = reliability.bins
+        for b, accuracy in enumerate(reliability.accuracy):
+            if np.isfinite(accuracy):
+                cv2.rectangle(canvas, at(b / bins, 0), at((b + 1) / bins, accuracy), (70, 110, 200), -1)
+                cv2.rectangle(canvas, at(b / bins, 0), at((b + 1) / bins, accuracy), (30, 50, 120), 1)
+        cv2.line(canvas, at(0, 0), at(1, 1), (200, 60, 60), 1, cv2.LINE_AA)
+        cv2.line(canvas, at(0, 0), at(1, 0), (0, 0, 0), 1)
+        cv2.line(canvas, at(0, 0), at(0, 1), (0, 0, 0), 1)
+        shares = reliability.count / max(reliability.answered, 1)
+        for b, share in enumerate(shares):
+            grey = int(255 * (1.0 - min(1.0, np.log10(1.0 + 99.0 * share) / 2.0)))
+            (left, _), (right, _) = at(b / bins, 0), at((b + 1) / bins, 0)
+            cv2.rectangle(canvas, (left, y0 + 4), (right, y0 + strip), (grey, grey, grey), -1)
+        for tick in (0.0, 0.5, 1.0):
+            x, _ = at(tick, 0)
+            cv2.putText(canvas, f"{tick:g}", (x - 6, y0 + strip + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1,
+                        cv2.LINE_AA)
+            _, y = at(0, tick)
+            cv2.putText(canvas, f"{tick:g}", (2, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+        title = f"{name}: ECE {reliability.ece():.3f}"
+        tiles.append([(f"{title} (x confidence, y accuracy)", canvas)])
+    return panel([[tile for row in tiles for tile in row]], tile_height=size + strip + margin)
 
 
 def save_png(path: str | Path, rgb: np.ndarray) -> Path:

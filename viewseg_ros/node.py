@@ -77,6 +77,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 
 from viewseg_core.cameras import K_from_camera_info, check_pinhole, resize_intrinsics
 from viewseg_core.classes import IGNORE_LABEL, PALETTE, colorize
+from viewseg_core.confidence import ConfidenceCalibration
 from viewseg_core.cpu_allocator import HeapReleaser, keep_freed_memory, status as cpu_allocator_status
 from viewseg_core.data.records import View
 from viewseg_core.depth_registration import register_depth
@@ -223,6 +224,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "query.unseen_pixels": ("unknown", "pixels whose rendered surface no selected keyframe sees: unknown (label "
                                       "unknown, depth NaN, confidence 0) | extrapolated (the model's label and depth, "
                                       "confidence 0; for checkpoints with model.unseen_points extrapolate)"),
+    "query.confidence_calibration": ("auto", "map from the confidence score to the probability that the label is "
+                                             "right (viewseg confidence --fit): auto (<checkpoint stem>.confidence.json "
+                                             "beside the checkpoint, when it exists and was fitted for it) | a file | "
+                                             "none (the raw score)"),
     "query.width": (0, "topic mode image width (0 = the keyframes')"),
     "query.height": (0, "topic mode image height (0 = the keyframes')"),
     "query.frame_id": ("viewseg_query_optical", "output frame_id when the request names none"),
@@ -380,6 +385,7 @@ class ViewSegNode(Node):
             self._working_hw = tuple(self.model.config.source_size)
         self._configure_sampling()
         self.max_source_depth = p["query.max_source_depth"] or float(self.model.renderer.config.far)
+        self.calibration, self.confidence_meaning = self._load_calibration(p["query.confidence_calibration"])
         # Seconds per (point x view) of the field and points per ray: the cost model that refuses
         # a query that cannot finish in time. Seeded by the warm-up, then a running average of
         # real renders (a render's fixed overhead makes it err on the slow side for small ones).
@@ -633,6 +639,32 @@ class ViewSegNode(Node):
             raise ValueError(f"parameters query.*: {error}") from None
 
     @torch.no_grad()
+    def _load_calibration(self, value: str) -> tuple[ConfidenceCalibration | None, str]:
+        """(the confidence calibration of ``query.confidence_calibration``, what the confidence
+        image means, for /diagnostics). A named file that is missing, malformed or fitted for
+        another checkpoint stops the node; with ``auto`` a stale file beside the checkpoint is
+        skipped with a warning."""
+        if value == "none":
+            return None, "raw score (query.confidence_calibration: none)"
+        path = self.checkpoint.with_name(f"{self.checkpoint.stem}.confidence.json") if value == "auto" else Path(value)
+        if value == "auto" and not path.is_file():
+            return None, f"raw score (no {path.name} beside the checkpoint)"
+        try:
+            calibration = ConfidenceCalibration.load(path)
+            calibration.check_checkpoint(self.checkpoint)
+        except (FileNotFoundError, ValueError) as error:
+            if value != "auto":
+                raise ValueError(f"parameter query.confidence_calibration: {error}") from None
+            self.get_logger().warning(f"{path} not used, confidence is the raw score: {error}")
+            return None, f"raw score ({path.name} not used: fitted for another checkpoint or unreadable)"
+        fitted = calibration.fitted_on
+        if fitted.get("preset") and fitted["preset"] != self.preset.label:
+            self.get_logger().warning(f"{path} was fitted with sampling {fitted['preset']}; this node renders with "
+                                      f"{self.preset.label}, whose confidence may be distributed otherwise")
+        return calibration, (f"probability of a right label, calibrated by {path} (fitted on {fitted.get('targets', '?')} "
+                             f"targets of {fitted.get('data', '?')} / {fitted.get('split', '?')}, "
+                             f"{fitted.get('preset', '?')})")
+
     def _warm_up(self) -> None:
         """One encode and one small render, so the first real query pays no first-call costs."""
         height, width = self._working_hw or (48, 64)
@@ -1346,6 +1378,8 @@ class ViewSegNode(Node):
         rendered = np.isfinite(depth)
         unseen_share = int((rendered & ~seen).sum()) / max(int(rendered.sum()), 1)
         confidence[~seen] = 0.0
+        if self.calibration is not None:
+            confidence = self.calibration(confidence)
         if p["query.unseen_pixels"] == "unknown":
             labels[~seen] = 65535 if labels.dtype == np.uint16 else IGNORE_LABEL
             depth[~seen] = np.nan
@@ -1635,7 +1669,7 @@ class ViewSegNode(Node):
                   "field_impl": self.field_impl, "precision": self.precision, "sampling": self.preset.label,
                   "cpu_allocator": cpu_allocator_status(), "heap_releases": self.heap_releaser.releases,
                   "prepared_cache": str(self.prepared_cache.stats()),
-                  "last_unseen_share": round(self.last_unseen_share, 4)}
+                  "last_unseen_share": round(self.last_unseen_share, 4), "confidence": self.confidence_meaning}
         if self.pose_graph is not None:
             with self._stats_lock:
                 values["pose_graph"] = f"{self.pose_graph_updates} graphs; last: {self.last_pose_graph}"
