@@ -24,7 +24,7 @@ setup(
         (f"share/{PACKAGE}/config", sorted(glob("config/*.yaml") + glob("config/*.xml"))),
         # The demo model, so an installed node runs without the source tree
         # (viewseg_ros.node.resolve_checkpoint looks in share/viewseg_ros/checkpoints).
-        (f"share/{PACKAGE}/checkpoints", glob("checkpoints/*.pt")),
+        (f"share/{PACKAGE}/checkpoints", glob("checkpoints/*.pt") + glob("checkpoints/*.confidence.json")),
     ],
     install_requires=["numpy", "torch", "torchvision", "opencv-python-headless", "h5py", "pyyaml",
                       "tqdm", "tensorboard", "rosbags"],

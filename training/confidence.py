@@ -55,9 +55,9 @@ def node_preset(model, name: str, has_depth: bool) -> QueryPreset:
 
 @torch.no_grad()
 def render_like_the_node(model, example: dict, preset: QueryPreset, device: torch.device
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """(labels [H, W] with IGNORE_LABEL where unknown, confidence [H, W]) of one full-target
-    example, as the node answers with ``query.unseen_pixels: unknown``."""
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels [H, W] with IGNORE_LABEL where unknown, raw confidence [H, W], unknown [H, W]
+    bool) of one full-target example, as the node answers with ``query.unseen_pixels: unknown``."""
     H, W = (int(x) for x in example["target_size"])
     rgb = example["source_rgb"][None].to(device)
     depth = example.get("source_depth_input")
@@ -76,7 +76,7 @@ def render_like_the_node(model, example: dict, preset: QueryPreset, device: torc
     unknown = ~seen | ~np.isfinite(rendered_depth)
     labels[unknown] = IGNORE_LABEL
     confidence[unknown] = 0.0
-    return labels, confidence
+    return labels, confidence, unknown
 
 
 def report_markdown(report: dict) -> str:
@@ -123,10 +123,10 @@ def run(args: argparse.Namespace) -> int:
         H, W = (int(x) for x in example["target_size"])
         truth = example["target_labels"].reshape(H, W).numpy().astype(np.int64)
         truth[truth < 0] = IGNORE_LABEL
-        labels, confidence = render_like_the_node(model, example, preset, device)
+        labels, confidence, unknown = render_like_the_node(model, example, preset, device)
         raw.add(confidence, labels, truth, IGNORE_LABEL)
-        if calibration is not None:
-            calibrated.add(calibration(confidence), labels, truth, IGNORE_LABEL)
+        if calibration is not None:   # as the node applies it: pixels no source sees stay at 0
+            calibrated.add(np.where(unknown, 0.0, calibration(confidence)), labels, truth, IGNORE_LABEL)
     report = {"checkpoint": str(args.checkpoint), "preset": preset.label, "data": str(data_cfg.root),
               "split": args.split, "targets": len(indices), "seconds": time.perf_counter() - t0,
               "raw": raw.to_dict()}

@@ -13,9 +13,11 @@ Conventions:
 - Only pixels with a true label and a predicted label count for reliability. A pixel the node
   answers "unknown" abstains: it has no label to be right about. It still counts in the
   coverage of a threshold (the share of labelled pixels a planner keeps).
-- Confidence 0 stays 0 under the map: it is the node's mark for "no keyframe sees this"
-  (with ``query.unseen_pixels: extrapolated``, a guess), which a planner must still be able
-  to tell apart, however often such guesses happen to be right.
+- The map applies to every answered pixel, a raw score of 0 included (a pixel some keyframe's
+  frustum holds whose opacity all came from points no view sees: such labels are right about
+  half the time). Pixels no keyframe sees get confidence 0 after the map, as before it: that
+  is the node's mark for "unknown" (with ``query.unseen_pixels: extrapolated``, a guess),
+  which a planner must still be able to tell apart.
 """
 from __future__ import annotations
 
@@ -146,7 +148,7 @@ class ConfidenceCalibration:
     """A monotone map from the confidence score to the probability of a right label.
 
     ``scores`` (strictly increasing, in (0, 1]) and ``probabilities`` (non-decreasing, in
-    [0, 1]) are its knots; between them it is linear, outside them flat; 0 maps to 0.
+    [0, 1]) are its knots; between them it is linear, outside them flat.
     ``fitted_on`` records what it was fitted for: the checkpoint file's SHA-256, its preset,
     data and pixel counts.
     """
@@ -180,14 +182,15 @@ class ConfidenceCalibration:
                              f"(of {reliability.answered} answered pixels)")
         scores = reliability.mean_confidence[keep]
         probabilities = isotonic(reliability.accuracy[keep], reliability.count[keep])
-        scores = np.maximum(scores, 1e-6)   # a bin of zeros would put a knot at 0, which maps to 0 anyway
+        scores = np.maximum(scores, 1e-6)   # a bin of zeros: the knot just above 0, flat below it
         return cls(scores, probabilities, dict(fitted_on or {}, pixels=reliability.answered))
 
     def __call__(self, confidence: np.ndarray) -> np.ndarray:
-        """Calibrated confidence, same shape and dtype; 0 (and below) stays 0, NaN stays NaN."""
+        """Calibrated confidence, same shape and dtype (NaN stays NaN). The caller sets the
+        pixels no keyframe sees to 0 afterwards (module docstring)."""
         confidence = np.asarray(confidence)
         mapped = np.interp(confidence, self.scores, self.probabilities)
-        mapped = np.where(confidence > 0, mapped, np.where(np.isnan(confidence), np.nan, 0.0))
+        mapped = np.where(np.isnan(confidence), np.nan, mapped)
         return mapped.astype(confidence.dtype if confidence.dtype.kind == "f" else np.float32)
 
     def save(self, path: str | Path) -> Path:

@@ -1377,9 +1377,9 @@ class ViewSegNode(Node):
                               [(k.view.height, k.view.width) for k in chosen], self.max_source_depth)
         rendered = np.isfinite(depth)
         unseen_share = int((rendered & ~seen).sum()) / max(int(rendered.sum()), 1)
-        confidence[~seen] = 0.0
         if self.calibration is not None:
             confidence = self.calibration(confidence)
+        confidence[~seen] = 0.0
         if p["query.unseen_pixels"] == "unknown":
             labels[~seen] = 65535 if labels.dtype == np.uint16 else IGNORE_LABEL
             depth[~seen] = np.nan

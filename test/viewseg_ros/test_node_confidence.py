@@ -1,6 +1,6 @@
 """The confidence calibration in the node (real rclpy nodes on loopback): the map beside the
-checkpoint is applied to every confidence image (0 stays 0, the mark of "no keyframe sees
-this"), /diagnostics says what the confidence means, and a map for another checkpoint is
+checkpoint is applied to every confidence image (pixels no keyframe sees keep 0, the mark of
+"unknown"), /diagnostics says what the confidence means, and a map for another checkpoint is
 refused when named and skipped when found beside it."""
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def rig(tmp_path_factory):
         g.close()
 
 
-def test_the_map_beside_the_checkpoint_is_applied_and_zero_stays_zero(rig):
+def test_the_map_beside_the_checkpoint_is_applied_and_unknown_pixels_keep_zero(rig):
     g = rig
     query = WallWalk.pose(2)
     query[0, 3] -= 0.5
