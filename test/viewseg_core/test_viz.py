@@ -35,3 +35,23 @@ def test_panel_layout_and_png_round_trip(tmp_path):
     path = save_png(tmp_path / "sub" / "p.png", out)
     back = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(back, out)
+
+
+def test_reliability_diagram_draws_each_bin_at_its_accuracy():
+    from viewseg_core.confidence import Reliability
+    from viewseg_core.viz import reliability_diagram
+
+    r = Reliability(bins=2)
+    # Bin 0 (confidence 0.25): 1 of 4 right; bin 1 (0.75): 4 of 4 right.
+    r.add(np.array([0.25] * 4 + [0.75] * 4), np.array([1, 2, 2, 2, 1, 1, 1, 1]), np.ones(8, int), 255)
+    image = reliability_diagram({"raw": r}, size=200)
+    title_h, margin, size = 18, 30, 200
+    bar = np.array([70, 110, 200])
+
+    def filled(x: float, y: float) -> bool:   # is the plot point (confidence x, accuracy y) inside a bar?
+        column, row = margin + int(x * (size - 4)), title_h + size - int(y * (size - 4))
+        return bool(np.all(image[row, column] == bar))
+
+    assert filled(0.25, 0.2) and not filled(0.25, 0.3)      # bin 0 up to 0.25
+    assert filled(0.75, 0.95) and filled(0.75, 0.3)         # bin 1 up to 1.0
+    assert image.shape[0] == title_h + size + 14 + margin and image.dtype == np.uint8
