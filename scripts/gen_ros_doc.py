@@ -90,9 +90,11 @@ def _table(rows: list[tuple[str, Any, str]]) -> str:
 
 
 def viewseg_parameters() -> str:
-    from viewseg_ros.node import PARAMETERS
+    """The node's parameters; those a running node takes (``LIVE_PARAMETERS``) marked "(live)"."""
+    from viewseg_ros.node import LIVE_PARAMETERS, PARAMETERS
 
-    return _table([(name, default, description) for name, (default, description) in PARAMETERS.items()])
+    return _table([(name, default, ("(live) " if name in LIVE_PARAMETERS else "") + description)
+                   for name, (default, description) in PARAMETERS.items()])
 
 
 def declared_parameters(node: Any) -> dict[str, Any]:

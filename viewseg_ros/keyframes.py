@@ -200,6 +200,13 @@ class KeyframeBuffer:
         self.evicted = 0
         self.epoch = 0
 
+    def reconfigure(self, config: KeyframeConfig) -> None:
+        """New admission rules and bounds (a runtime parameter change); tighter bounds evict
+        at once, by the eviction rule."""
+        with self._lock:
+            self.config = config
+            self._enforce_bounds(protect=-1)
+
     def reset_clock(self) -> None:
         """The stamp clock jumped back (a bag loop, a simulator restart): stamps of kept
         keyframes no longer compare with new ones. Kept keyframes stay (their poses and images

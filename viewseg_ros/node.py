@@ -81,7 +81,7 @@ from viewseg_core.confidence import ConfidenceCalibration
 from viewseg_core.cpu_allocator import HeapReleaser, keep_freed_memory, status as cpu_allocator_status
 from viewseg_core.data.records import View
 from viewseg_core.depth_registration import register_depth
-from viewseg_core.model.fast import PRESETS, RenderCancelled, check_amp, render_query, render_query_stats, \
+from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, check_amp, render_query, render_query_stats, \
     trained_preset
 from viewseg_core.model.prepared_cache import PreparedCache
 from viewseg_core.model.weights import load_model
@@ -238,6 +238,30 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
 
 UNSEEN_PIXEL_MODES = ("unknown", "extrapolated")
 
+# Parameters a running node takes from `ros2 param set` (or a parameter client); every other one
+# is read once at start, and a change to it is refused with that reason instead of being
+# accepted and ignored. Each of these is read at use, or rebuilds the one object made from it.
+SAMPLING_PARAMETERS = ("query.preset", "query.num_coarse", "query.num_fine", "query.skip_weight",
+                       "query.point_budget", "query.field_impl", "query.amp")
+SELECTION_PARAMETERS = ("query.num_sources", "query.selection_grid", "query.selection_depth_samples",
+                        "query.max_source_depth")
+KEYFRAME_RULE_PARAMETERS = ("keyframes.min_translation", "keyframes.min_rotation_deg", "keyframes.min_interval_s",
+                            "keyframes.refresh_after_s", "keyframes.max_keyframes", "keyframes.max_bytes",
+                            "keyframes.eviction", "keyframes.keep_recent")
+LIVE_PARAMETERS = frozenset(SAMPLING_PARAMETERS + SELECTION_PARAMETERS + KEYFRAME_RULE_PARAMETERS + (
+    "query.confidence_calibration", "query.min_coverage", "query.unseen_pixels", "query.timeout_s",
+    "query.max_width", "query.max_height", "query.width", "query.height", "query.frame_id", "points.on_service",
+    "keyframes.teleport_distance"))
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """``value`` as the type of the parameter's default (a YAML 1 for a double is fine)."""
+    default = PARAMETERS[name][0]
+    try:
+        return bool(value) if isinstance(default, bool) else type(default)(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"parameter {name}: expected a {type(default).__name__}, got {value!r}") from None
+
 
 def _field_impl_text(stats) -> str:
     """Which field implementation the last render used, with the reason ``auto`` fell back."""
@@ -383,34 +407,18 @@ class ViewSegNode(Node):
             # keyframes.width/height left at 0: the size the encoder was trained at, so that
             # features keep their trained scale (a camera of another size is resized to it).
             self._working_hw = tuple(self.model.config.source_size)
-        self._configure_sampling()
-        self.max_source_depth = p["query.max_source_depth"] or float(self.model.renderer.config.far)
+        self.preset = self._sampling_preset(p)
+        self.selection, self.max_source_depth = self._selection_config(p)
         self.calibration, self.confidence_meaning = self._load_calibration(p["query.confidence_calibration"])
         # Seconds per (point x view) of the field and points per ray: the cost model that refuses
         # a query that cannot finish in time. Seeded by the warm-up, then a running average of
         # real renders (a render's fixed overhead makes it err on the slow side for small ones).
         self._seconds_per_point_view = 0.0
         self._cost_updated = -math.inf  # monotonic time of the last update from a real render
-        coarse = self.preset.coarse_samples
-        dense = coarse + (coarse + self.preset.num_fine if self.preset.num_fine else 0)
-        self._points_per_ray = float(dense)
+        self._points_per_ray = self._dense_points_per_ray(self.preset)
         self.prepared_cache = PreparedCache(p["query.prepared_cache"])
         self.heap_releaser = HeapReleaser()
-        self.keyframes = KeyframeBuffer(KeyframeConfig(
-            min_translation=p["keyframes.min_translation"], min_rotation_deg=p["keyframes.min_rotation_deg"],
-            min_interval_s=p["keyframes.min_interval_s"],
-            refresh_after_s=p["keyframes.refresh_after_s"] or None,
-            max_keyframes=p["keyframes.max_keyframes"], max_bytes=p["keyframes.max_bytes"],
-            eviction=p["keyframes.eviction"], keep_recent=p["keyframes.keep_recent"]))
-        # 8 x 8 pixels x 6 depths (the library's default is 12 x 12 x 8): the cost grows with
-        # keyframes x points, and at 64 keyframes this cuts selection from ~3.2 to ~1.5 ms on
-        # one CPU core; the picked set differs only among near-tied views.
-        try:
-            self.selection = SourceSelectionConfig(num_sources=p["query.num_sources"], grid=p["query.selection_grid"],
-                                                   depth_samples=p["query.selection_depth_samples"],
-                                                   max_source_depth=self.max_source_depth)
-        except ValueError as error:
-            raise ValueError(f"parameters query.num_sources / query.selection_*: {error}") from None
+        self.keyframes = KeyframeBuffer(self._keyframe_config(p))
         # One render at a time (no oversubscribed CPU, bounded memory), and one encode at a
         # time; the two are separate so keyframe intake never waits behind a render.
         self._render_lock = threading.Lock()
@@ -477,6 +485,7 @@ class ViewSegNode(Node):
         self.points_pub = self.create_publisher(PointCloud2, "~/points", out_qos)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, callback_group=self._info_group)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.ready = True
         self.get_logger().info(
             f"ready: {self.model.config.encoder} from {self.checkpoint} on {self.device}, "
@@ -508,15 +517,17 @@ class ViewSegNode(Node):
         values = {}
         for name, (default, description) in PARAMETERS.items():
             descriptor = ParameterDescriptor(description=description, dynamic_typing=True)
-            value = self.declare_parameter(name, default, descriptor).value
-            try:
-                values[name] = type(default)(value) if not isinstance(default, bool) else bool(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"parameter {name}: expected a {type(default).__name__}, got {value!r}") from None
+            values[name] = _coerce(name, self.declare_parameter(name, default, descriptor).value)
         values["cameras"] = parse_camera_namespaces(self.get_parameter("cameras").value)
+        self._validate(values)
+        values["camera_overrides"] = self._read_camera_overrides(values)
+        return values
+
+    def _validate(self, values: dict[str, Any]) -> None:
+        """ValueError naming the first parameter of ``values`` (every node parameter) that is
+        out of range or inconsistent with another; at start and for every runtime change."""
         for setting in PER_CAMERA_SETTINGS:  # the node's own values; a camera's are checked alike
             self._check_setting(setting, setting, values[setting])
-        values["camera_overrides"] = self._read_camera_overrides(values)
         positive = ("keyframes.max_keyframes", "keyframes.max_bytes", "query.num_sources", "query.max_width",
                     "query.max_height", "tf_wait_s", "diagnostics_period_s", "query.timeout_s", "query.max_in_flight",
                     "image_qos.depth", "tf_pending_max", "clock_jump_s", "camera_rate.window_s")
@@ -554,7 +565,6 @@ class ViewSegNode(Node):
         for name in ("query.min_coverage", "camera_rate.min_ratio"):
             if not 0.0 <= values[name] <= 1.0:
                 raise ValueError(f"parameter {name} must be in [0, 1], got {values[name]}")
-        return values
 
     def _read_camera_overrides(self, values: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """``camera.<name>.<setting>`` of each of several cameras (:mod:`viewseg_ros.camera_input`),
@@ -600,9 +610,36 @@ class ViewSegNode(Node):
         find a free one while max_in_flight queries wait or render."""
         return self.params["query.max_in_flight"] + 4
 
-    def _configure_sampling(self) -> None:
+    @staticmethod
+    def _dense_points_per_ray(preset: QueryPreset) -> float:
+        """The cost model's points per ray before a render measures them: nothing skipped."""
+        coarse = preset.coarse_samples
+        return float(coarse + (coarse + preset.num_fine if preset.num_fine else 0))
+
+    def _selection_config(self, p: dict[str, Any]) -> tuple[SourceSelectionConfig, float]:
+        """(source selection settings, the depth up to which a keyframe sees) of parameters ``p``."""
+        max_source_depth = p["query.max_source_depth"] or float(self.model.renderer.config.far)
+        # 8 x 8 pixels x 6 depths (the library's default is 12 x 12 x 8): the cost grows with
+        # keyframes x points, and at 64 keyframes this cuts selection from ~3.2 to ~1.5 ms on
+        # one CPU core; the picked set differs only among near-tied views.
+        try:
+            return SourceSelectionConfig(num_sources=p["query.num_sources"], grid=p["query.selection_grid"],
+                                         depth_samples=p["query.selection_depth_samples"],
+                                         max_source_depth=max_source_depth), max_source_depth
+        except ValueError as error:
+            raise ValueError(f"parameters query.num_sources / query.selection_*: {error}") from None
+
+    @staticmethod
+    def _keyframe_config(p: dict[str, Any]) -> KeyframeConfig:
+        return KeyframeConfig(
+            min_translation=p["keyframes.min_translation"], min_rotation_deg=p["keyframes.min_rotation_deg"],
+            min_interval_s=p["keyframes.min_interval_s"], refresh_after_s=p["keyframes.refresh_after_s"] or None,
+            max_keyframes=p["keyframes.max_keyframes"], max_bytes=p["keyframes.max_bytes"],
+            eviction=p["keyframes.eviction"], keep_recent=p["keyframes.keep_recent"])
+
+    def _sampling_preset(self, p: dict[str, Any]) -> QueryPreset:
         """The QueryPreset every render uses: ``query.preset`` with the query.* overrides applied."""
-        p, renderer = self.params, self.model.renderer
+        renderer = self.model.renderer
         name = p["query.preset"]
         if name == "auto":  # the guided preset needs the depth the model was trained to sample around
             name = "rgbd" if self.model.config.depth_guided and self.depth_topics else "fast"
@@ -633,10 +670,63 @@ class ViewSegNode(Node):
         changes["field_impl"] = p["query.field_impl"]
         changes["amp"] = p["query.amp"]
         try:
-            self.preset = replace(base, **changes)
-            check_amp(self.preset, self.device)
+            preset = replace(base, **changes)
+            check_amp(preset, self.device)
         except ValueError as error:
             raise ValueError(f"parameters query.*: {error}") from None
+        return preset
+
+    def _on_set_parameters(self, parameters: list) -> Any:
+        """A runtime change (`ros2 param set`, a parameter client): parameters of
+        LIVE_PARAMETERS are checked as at start, then applied together; any other one of the
+        node's is refused, naming it, since the node reads it once at start. A refused request
+        changes nothing."""
+        from rcl_interfaces.msg import SetParametersResult
+
+        changes = {}
+        for parameter in parameters:
+            name = parameter.name
+            if name not in PARAMETERS and not name.startswith("camera."):
+                continue   # rclpy's own (use_sim_time, ...)
+            if name not in LIVE_PARAMETERS:
+                return SetParametersResult(successful=False, reason=(
+                    f"{name} is read once at start: restart the node to change it (changeable while running: "
+                    f"query.*, keyframe admission and bounds; docs/ros.md, 'Changing parameters while running')"))
+            try:
+                changes[name] = _coerce(name, parameter.value)
+            except ValueError as error:
+                return SetParametersResult(successful=False, reason=str(error))
+        if not changes:
+            return SetParametersResult(successful=True)
+        values = {**self.params, **changes}
+        try:
+            self._validate(values)
+            preset = self._sampling_preset(values) if set(changes) & set(SAMPLING_PARAMETERS) else self.preset
+            selection = self._selection_config(values) if set(changes) & set(SELECTION_PARAMETERS) else None
+            keyframe_config = (self._keyframe_config(values) if set(changes) & set(KEYFRAME_RULE_PARAMETERS)
+                               else None)
+            calibration = None
+            if "query.confidence_calibration" in changes:
+                previous, self.preset = self.preset, preset   # the map is checked against the new sampling
+                try:
+                    calibration = self._load_calibration(values["query.confidence_calibration"])
+                finally:
+                    self.preset = previous
+        except ValueError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        # Every new object is built: swap them in (a render in flight keeps what it took).
+        if preset is not self.preset:
+            self.preset, self._points_per_ray = preset, self._dense_points_per_ray(preset)
+        if selection is not None:
+            self.selection, self.max_source_depth = selection
+        if keyframe_config is not None:
+            self.keyframes.reconfigure(keyframe_config)
+        if calibration is not None:
+            self.calibration, self.confidence_meaning = calibration
+        self.params = values
+        self.get_logger().info("parameters changed: " + ", ".join(f"{k} = {v!r}" for k, v in changes.items())
+                               + (f"; sampling {self.preset.label}" if set(changes) & set(SAMPLING_PARAMETERS) else ""))
+        return SetParametersResult(successful=True)
 
     @torch.no_grad()
     def _load_calibration(self, value: str) -> tuple[ConfidenceCalibration | None, str]:
