@@ -3,6 +3,7 @@
 and RenderView requests. On ``sys.path`` through pytest.ini's ``pythonpath``."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -248,3 +249,30 @@ class WallWalk:
                                                            depth=cls.depth(index) if depth else None),
                           lambda: g.node.keyframes.admitted >= index, f"view {index} to become a keyframe",
                           timeout=3.0), f"view {index} never became a keyframe (sent 3 times)"
+
+    @classmethod
+    @contextlib.contextmanager
+    def rig(cls, folder: Path, namespace: str, views: int = 0, diagnostics: bool = False, **node_params):
+        """A Graph with an RGB-D ``viewseg`` node in ``namespace`` (a tiny RGB-D checkpoint in
+        ``folder``, keyframes at the walk's camera size, no coverage floor, ``node_params`` on
+        top) and its wall-walk camera (``g.camera``, frame ``<namespace>_optical``), fed
+        ``views`` views; with ``diagnostics``, ``g.diagnostics`` collects /diagnostics. Closed
+        on exit."""
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        from viewseg_ros.node import ViewSegNode
+
+        g = Graph()
+        try:
+            g.checkpoint = node_params.pop("checkpoint", None) or tiny_rgbd_checkpoint(Path(folder) / "rgbd.pt")
+            g.node = g.add(ViewSegNode(context=g.context, namespace=namespace, parameter_overrides=params({
+                "checkpoint": str(g.checkpoint), "device": "cpu", "depth_topic": "depth", "keyframes.width": cls.W,
+                "keyframes.height": cls.H, "query.min_coverage": 0.0, **node_params})))
+            if diagnostics:
+                g.diagnostics = []
+                g.client.create_subscription(DiagnosticArray, "/diagnostics", g.diagnostics.append, 10)
+            g.camera = PosedCamera(g, cls.K(), f"{namespace}_optical", depth_topic="depth", namespace=namespace)
+            cls.feed(g, views, depth=True)
+            yield g
+        finally:
+            g.close()

@@ -15,8 +15,8 @@ import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 
 from viewseg_core.confidence import ConfidenceCalibration, file_sha256  # noqa: E402
 from viewseg_ros.conversions import image_to_numpy  # noqa: E402
-from ros_graph import Graph, PosedCamera, WallWalk, diagnostics_values, params, render_request, \
-    tiny_checkpoint, tiny_rgbd_checkpoint  # noqa: E402
+from ros_graph import WallWalk, diagnostics_values, params, render_request, tiny_checkpoint, \
+    tiny_rgbd_checkpoint  # noqa: E402
 
 W, H = WallWalk.W, WallWalk.H
 
@@ -29,25 +29,13 @@ def constant_map(checkpoint, value: float) -> ConfidenceCalibration:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    from diagnostic_msgs.msg import DiagnosticArray
-
-    from viewseg_ros.node import ViewSegNode
-
-    g = Graph()
-    try:
-        folder = tmp_path_factory.mktemp("calibrated")
-        g.checkpoint = tiny_rgbd_checkpoint(folder / "rgbd.pt")
-        g.sidecar = constant_map(g.checkpoint, 0.5).save(folder / "rgbd.confidence.json")
-        g.node = g.add(ViewSegNode(context=g.context, namespace="calibrated", parameter_overrides=params({
-            "checkpoint": str(g.checkpoint), "device": "cpu", "depth_topic": "depth", "keyframes.width": W,
-            "keyframes.height": H, "diagnostics_period_s": 0.2, "query.min_coverage": 0.0})))
-        g.diagnostics = []
-        g.client.create_subscription(DiagnosticArray, "/diagnostics", g.diagnostics.append, 10)
-        g.camera = PosedCamera(g, WallWalk.K(), "calibrated_optical", depth_topic="depth", namespace="calibrated")
-        WallWalk.feed(g, 3, depth=True)
+    folder = tmp_path_factory.mktemp("calibrated")
+    checkpoint = tiny_rgbd_checkpoint(folder / "rgbd.pt")
+    sidecar = constant_map(checkpoint, 0.5).save(folder / "rgbd.confidence.json")
+    with WallWalk.rig(folder, "calibrated", views=3, diagnostics=True, checkpoint=checkpoint,
+                      diagnostics_period_s=0.2) as g:
+        g.sidecar = sidecar
         yield g
-    finally:
-        g.close()
 
 
 def test_the_map_beside_the_checkpoint_is_applied_and_unknown_pixels_keep_zero(rig):

@@ -18,12 +18,9 @@ pytestmark = pytest.mark.ros
 import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 
 from viewseg_ros.conversions import image_to_numpy  # noqa: E402
-from ros_graph import Graph, PosedCamera, WallWalk, diagnostics_values, params, render_request, resend, \
-    tiny_rgbd_checkpoint, wait_for  # noqa: E402
+from ros_graph import Graph, WallWalk, diagnostics_values, params, render_request, resend, wait_for  # noqa: E402
 
 W, H = WallWalk.W, WallWalk.H
-K = WallWalk.K()
-FRAME = "store_optical"
 VIEWS = 4
 pose = WallWalk.pose
 
@@ -35,21 +32,9 @@ def node_params(checkpoint, **extra) -> list:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    from diagnostic_msgs.msg import DiagnosticArray
-
-    from viewseg_ros.node import ViewSegNode
-
-    g = Graph()
-    try:
-        g.checkpoint = tiny_rgbd_checkpoint(tmp_path_factory.mktemp("store") / "rgbd.pt")
-        g.node = g.add(ViewSegNode(context=g.context, namespace="store", parameter_overrides=node_params(g.checkpoint)))
-        g.diagnostics = []
-        g.client.create_subscription(DiagnosticArray, "/diagnostics", g.diagnostics.append, 10)
-        g.camera = PosedCamera(g, K, FRAME, depth_topic="depth", namespace="store")
-        WallWalk.feed(g, VIEWS, depth=True)
+    with WallWalk.rig(tmp_path_factory.mktemp("store"), "store", views=VIEWS, diagnostics=True,
+                      diagnostics_period_s=0.2) as g:
         yield g
-    finally:
-        g.close()
 
 
 def _images(response) -> dict[str, np.ndarray]:

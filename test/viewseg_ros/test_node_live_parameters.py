@@ -12,7 +12,7 @@ pytestmark = pytest.mark.ros
 import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 from rclpy.parameter import Parameter  # noqa: E402
 
-from ros_graph import Graph, PosedCamera, WallWalk, params, render_request, tiny_rgbd_checkpoint  # noqa: E402
+from ros_graph import Graph, WallWalk, render_request  # noqa: E402
 
 W, H = WallWalk.W, WallWalk.H
 SERVICE = "/live/viewseg/set_parameters"
@@ -20,19 +20,8 @@ SERVICE = "/live/viewseg/set_parameters"
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    from viewseg_ros.node import ViewSegNode
-
-    g = Graph()
-    try:
-        checkpoint = tiny_rgbd_checkpoint(tmp_path_factory.mktemp("live") / "rgbd.pt")
-        g.node = g.add(ViewSegNode(context=g.context, namespace="live", parameter_overrides=params({
-            "checkpoint": str(checkpoint), "device": "cpu", "depth_topic": "depth", "keyframes.width": W,
-            "keyframes.height": H, "query.min_coverage": 0.0})))
-        g.camera = PosedCamera(g, WallWalk.K(), "live_optical", depth_topic="depth", namespace="live")
-        WallWalk.feed(g, 4, depth=True)
+    with WallWalk.rig(tmp_path_factory.mktemp("live"), "live", views=4) as g:
         yield g
-    finally:
-        g.close()
 
 
 def set_parameters(g: Graph, atomically: bool = False, **values):

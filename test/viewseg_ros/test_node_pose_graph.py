@@ -14,8 +14,7 @@ pytestmark = pytest.mark.ros
 import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 
 from viewseg_ros.conversions import image_to_numpy, matrix_to_transform_stamped  # noqa: E402
-from ros_graph import Graph, PosedCamera, WallWalk, diagnostics_values, params, render_request, resend, \
-    tiny_rgbd_checkpoint, wait_for  # noqa: E402
+from ros_graph import Graph, WallWalk, diagnostics_values, params, render_request, resend, wait_for  # noqa: E402
 
 W, H = WallWalk.W, WallWalk.H
 FRAME = "slam_optical"
@@ -34,28 +33,16 @@ def stamp_of(index: int, attempt: int = 0) -> int:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    from diagnostic_msgs.msg import DiagnosticArray
     from nav_msgs.msg import Path
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    from viewseg_ros.node import ViewSegNode
-
-    g = Graph()
-    try:
-        checkpoint = tiny_rgbd_checkpoint(tmp_path_factory.mktemp("slam") / "rgbd.pt")
-        g.node = g.add(ViewSegNode(context=g.context, namespace="slam", parameter_overrides=params({
-            "checkpoint": str(checkpoint), "device": "cpu", "depth_topic": "depth", "keyframes.width": W,
-            "keyframes.height": H, "diagnostics_period_s": 0.2, "query.min_coverage": 0.0,
-            "pose_graph.topic": "pose_graph", "pose_graph.body_frame": FRAME, "pose_graph.odom_frame": "odom"})))
-        g.diagnostics = []
-        g.client.create_subscription(DiagnosticArray, "/diagnostics", g.diagnostics.append, 10)
-        g.camera = PosedCamera(g, WallWalk.K(), FRAME, depth_topic="depth", namespace="slam")
-        g.graph = g.client.create_publisher(Path, "/slam/pose_graph", QoSProfile(depth=1,
-                                                                                 reliability=ReliabilityPolicy.RELIABLE))
+    with WallWalk.rig(tmp_path_factory.mktemp("slam"), "slam", diagnostics=True, diagnostics_period_s=0.2,
+                      **{"pose_graph.topic": "pose_graph", "pose_graph.body_frame": FRAME,
+                         "pose_graph.odom_frame": "odom"}) as g:
+        g.graph = g.client.create_publisher(Path, "/slam/pose_graph",
+                                            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
         wait_for(lambda: g.graph.get_subscription_count(), 10.0, "the node to subscribe to the pose graph")
         yield g
-    finally:
-        g.close()
 
 
 def feed(g: Graph, index: int, map_from_odom: np.ndarray) -> None:
