@@ -409,7 +409,8 @@ class ViewSegNode(Node):
             self._working_hw = tuple(self.model.config.source_size)
         self.preset = self._sampling_preset(p)
         self.selection, self.max_source_depth = self._selection_config(p)
-        self.calibration, self.confidence_meaning = self._load_calibration(p["query.confidence_calibration"])
+        self.calibration, self.confidence_meaning = self._load_calibration(p["query.confidence_calibration"],
+                                                                           self.preset)
         # Seconds per (point x view) of the field and points per ray: the cost model that refuses
         # a query that cannot finish in time. Seeded by the warm-up, then a running average of
         # real renders (a render's fixed overhead makes it err on the slow side for small ones).
@@ -691,7 +692,7 @@ class ViewSegNode(Node):
             if name not in LIVE_PARAMETERS:
                 return SetParametersResult(successful=False, reason=(
                     f"{name} is read once at start: restart the node to change it (changeable while running: "
-                    f"query.*, keyframe admission and bounds; docs/ros.md, 'Changing parameters while running')"))
+                    f"the parameters marked (live) in docs/ros.md, 'Parameters')"))
             try:
                 changes[name] = _coerce(name, parameter.value)
             except ValueError as error:
@@ -705,13 +706,8 @@ class ViewSegNode(Node):
             selection = self._selection_config(values) if set(changes) & set(SELECTION_PARAMETERS) else None
             keyframe_config = (self._keyframe_config(values) if set(changes) & set(KEYFRAME_RULE_PARAMETERS)
                                else None)
-            calibration = None
-            if "query.confidence_calibration" in changes:
-                previous, self.preset = self.preset, preset   # the map is checked against the new sampling
-                try:
-                    calibration = self._load_calibration(values["query.confidence_calibration"])
-                finally:
-                    self.preset = previous
+            calibration = (self._load_calibration(values["query.confidence_calibration"], preset)
+                           if "query.confidence_calibration" in changes else None)
         except ValueError as error:
             return SetParametersResult(successful=False, reason=str(error))
         # Every new object is built: swap them in (a render in flight keeps what it took).
@@ -728,12 +724,12 @@ class ViewSegNode(Node):
                                + (f"; sampling {self.preset.label}" if set(changes) & set(SAMPLING_PARAMETERS) else ""))
         return SetParametersResult(successful=True)
 
-    @torch.no_grad()
-    def _load_calibration(self, value: str) -> tuple[ConfidenceCalibration | None, str]:
+    def _load_calibration(self, value: str, preset: QueryPreset) -> tuple[ConfidenceCalibration | None, str]:
         """(the confidence calibration of ``query.confidence_calibration``, what the confidence
-        image means, for /diagnostics). A named file that is missing, malformed or fitted for
-        another checkpoint stops the node; with ``auto`` a stale file beside the checkpoint is
-        skipped with a warning."""
+        image means, for /diagnostics), for renders with ``preset``. A named file that is
+        missing, malformed or fitted for another checkpoint is refused (ValueError: at start
+        the node stops); with ``auto`` a stale file beside the checkpoint is skipped with a
+        warning."""
         if value == "none":
             return None, "raw score (query.confidence_calibration: none)"
         path = self.checkpoint.with_name(f"{self.checkpoint.stem}.confidence.json") if value == "auto" else Path(value)
@@ -748,13 +744,14 @@ class ViewSegNode(Node):
             self.get_logger().warning(f"{path} not used, confidence is the raw score: {error}")
             return None, f"raw score ({path.name} not used: fitted for another checkpoint or unreadable)"
         fitted = calibration.fitted_on
-        if fitted.get("preset") and fitted["preset"] != self.preset.label:
+        if fitted.get("preset") and fitted["preset"] != preset.label:
             self.get_logger().warning(f"{path} was fitted with sampling {fitted['preset']}; this node renders with "
-                                      f"{self.preset.label}, whose confidence may be distributed otherwise")
+                                      f"{preset.label}, whose confidence may be distributed otherwise")
         return calibration, (f"probability of a right label, calibrated by {path} (fitted on {fitted.get('targets', '?')} "
                              f"targets of {fitted.get('data', '?')} / {fitted.get('split', '?')}, "
                              f"{fitted.get('preset', '?')})")
 
+    @torch.no_grad()
     def _warm_up(self) -> None:
         """One encode and one small render, so the first real query pays no first-call costs."""
         height, width = self._working_hw or (48, 64)
