@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -444,6 +444,24 @@ def matrix_to_pose(matrix: np.ndarray) -> Any:
     return msg
 
 
+# REP 103 camera body (x forward, y left, z up) in the OpenCV optical frame (x right, y down,
+# z forward): RViz draws a pose's x axis, so a keyframe shown this way points where it looked.
+OPTICAL_FROM_BODY = np.array([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0, 0.0, 0.0, 0.0],
+                              [0.0, 0.0, 0.0, 1.0]])
+
+
+def camera_poses_to_pose_array(c2w: Sequence[np.ndarray], frame_id: str, stamp_ns: int = 0) -> Any:
+    """geometry_msgs/PoseArray of optical-frame camera poses [4, 4] in ``frame_id``, each turned
+    to the REP 103 body convention (x along the optical axis) for display."""
+    from geometry_msgs.msg import PoseArray
+
+    msg = PoseArray()
+    msg.header.frame_id = frame_id
+    msg.header.stamp = ns_to_time(stamp_ns)
+    msg.poses = [matrix_to_pose(np.asarray(pose, dtype=np.float64) @ OPTICAL_FROM_BODY) for pose in c2w]
+    return msg
+
+
 def matrix_to_pose_stamped(matrix: np.ndarray, frame_id: str, stamp_ns: int = 0) -> Any:
     from geometry_msgs.msg import PoseStamped
 
@@ -585,6 +603,6 @@ __all__ = [
     "numpy_to_compressed_depth", "POINT_DTYPE", "pack_rgb", "unpack_rgb", "make_point_cloud", "point_cloud_to_numpy",
     "ENCODINGS", "CAMERA_ENCODINGS", "COLOR_ENCODINGS", "MAX_IMAGE_SIDE", "image_to_numpy", "numpy_to_image",
     "camera_info_to_K", "calibration_key", "camera_info_to_pinhole", "make_camera_info", "pose_to_matrix", "matrix_to_pose",
-    "matrix_to_pose_stamped", "matrix_to_transform", "matrix_to_transform_stamped",
-    "time_to_ns", "time_to_sec", "ns_to_time", "sec_to_ns", "sec_to_time",
+    "matrix_to_pose_stamped", "matrix_to_transform", "matrix_to_transform_stamped", "camera_poses_to_pose_array",
+    "OPTICAL_FROM_BODY", "time_to_ns", "time_to_sec", "ns_to_time", "sec_to_ns", "sec_to_time",
 ]

@@ -88,6 +88,7 @@ from viewseg_core.model.weights import load_model
 from viewseg_core.rectify import RECTIFICATION_MODES, image_camera_to_world, rotated_frame
 from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
 from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
+                                     camera_poses_to_pose_array,
                                      colour_image_to_numpy, is_compressed, make_camera_info,
                                      make_point_cloud, numpy_to_image, ns_to_time, pose_to_matrix, time_to_ns)
 from viewseg_ros.camera_input import (PER_CAMERA_SETTINGS, STREAM_TOPICS, CameraInput, PendingImage, camera_names,
@@ -99,6 +100,7 @@ from viewseg_ros.pose_graph import OdometryUnavailable, PoseGraphCorrector, appl
 from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformBuffer, TransformError
 
 NODE_NAME = "viewseg"
+KEYFRAME_POSES_PERIOD_S = 0.5  # how often ~/keyframe_poses is brought up to date
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CHECKPOINT = Path("checkpoints") / "demo.pt"
 WARN_PERIOD_S = 5.0
@@ -436,7 +438,8 @@ class ViewSegNode(Node):
         # ROS interfaces, only once the model is ready. Callback groups: TF never waits
         # behind an image that waits for TF, and a long render never blocks keyframes.
         from diagnostic_msgs.msg import DiagnosticArray
-        from geometry_msgs.msg import PoseStamped
+        from geometry_msgs.msg import PoseArray, PoseStamped
+        from rclpy.qos import DurabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
         from std_srvs.srv import Trigger
@@ -486,6 +489,11 @@ class ViewSegNode(Node):
         self.points_pub = self.create_publisher(PointCloud2, "~/points", out_qos)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, callback_group=self._info_group)
+        # Latched, so that RViz started later still shows where the keyframes are.
+        self.keyframe_poses_pub = self.create_publisher(PoseArray, "~/keyframe_poses", QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self._shown_keyframes: list[tuple[int, View]] = []
+        self.create_timer(KEYFRAME_POSES_PERIOD_S, self.publish_keyframe_poses, callback_group=self._info_group)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.ready = True
         self.get_logger().info(
@@ -1706,6 +1714,17 @@ class ViewSegNode(Node):
                 return images, infos, (f"no image on {image_topic} for {window:g} s although {publishers} publisher(s) "
                                        f"exist (QoS mismatch? a reliable subscription ignores best-effort cameras)")
         return images, infos, ""
+
+    def publish_keyframe_poses(self) -> None:
+        """``~/keyframe_poses`` when the kept keyframes changed: admitted, evicted, re-posed by
+        the pose graph, loaded or cleared (a re-posed keyframe has a new View)."""
+        kept = [(k.id, k.view) for k in self.keyframes.snapshot()]
+        shown = self._shown_keyframes
+        if len(kept) == len(shown) and all(a == b and u is v for (a, u), (b, v) in zip(kept, shown)):
+            return
+        self.keyframe_poses_pub.publish(camera_poses_to_pose_array(
+            [view.c2w for _, view in kept], self.params["fixed_frame"], self.get_clock().now().nanoseconds))
+        self._shown_keyframes = kept
 
     def publish_diagnostics(self) -> None:
         from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue

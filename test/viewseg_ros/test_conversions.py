@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from viewseg_ros.conversions import (
-    ENCODINGS, camera_info_to_K, image_to_numpy, make_camera_info, matrix_to_pose, matrix_to_pose_stamped,
+    ENCODINGS, camera_info_to_K, camera_poses_to_pose_array, image_to_numpy, make_camera_info, matrix_to_pose, matrix_to_pose_stamped,
     matrix_to_transform, matrix_to_transform_stamped, ns_to_time, numpy_to_image, pose_to_matrix,
     sec_to_ns, sec_to_time, time_to_ns, time_to_sec)
 
@@ -239,6 +239,19 @@ def test_pose_by_hand():
     msg.orientation.z, msg.orientation.w = s, s  # +90 degrees about z
     expected = np.array([[0, -1, 0, 1], [1, 0, 0, 2], [0, 0, 1, 3], [0, 0, 0, 1]], float)
     np.testing.assert_allclose(pose_to_matrix(msg), expected, atol=1e-12)
+
+
+def test_keyframe_poses_point_their_x_axis_along_the_optical_axis():
+    # A camera 1 m up looking along world +y (optical z = +y, x = +x, y = -z).
+    c2w = np.array([[1, 0, 0, 0.5], [0, 0, 1, 2.0], [0, -1, 0, 1.0], [0, 0, 0, 1]], float)
+    msg = camera_poses_to_pose_array([c2w, np.eye(4)], "map", stamp_ns=3 * 10**9 + 7)
+    assert msg.header.frame_id == "map" and time_to_ns(msg.header.stamp) == 3 * 10**9 + 7 and len(msg.poses) == 2
+    shown = pose_to_matrix(msg.poses[0])
+    np.testing.assert_allclose(shown[:3, 3], [0.5, 2.0, 1.0])
+    np.testing.assert_allclose(shown[:3, 0], [0, 1, 0], atol=1e-12)    # x (RViz's arrow) = the optical axis
+    np.testing.assert_allclose(shown[:3, 2], [0, 0, 1], atol=1e-12)    # z up: the image's up
+    np.testing.assert_allclose(shown[:3, 1], [-1, 0, 0], atol=1e-12)   # y left: minus the image's right
+    assert camera_poses_to_pose_array([], "odom").poses == []
 
 
 def test_pose_errors_and_normalisation():

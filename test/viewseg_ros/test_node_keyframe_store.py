@@ -85,10 +85,18 @@ def test_save_clear_load_renders_the_same_images(rig, tmp_path):
     assert doc["meta"]["fixed_frame"] == "map" and len(doc["frames"]) == VIEWS
     assert all(f["depth"] for f in doc["frames"])
 
+    from geometry_msgs.msg import PoseArray
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    shown = []   # ~/keyframe_poses, latched: what RViz shows
+    rig.client.create_subscription(PoseArray, "/store/viewseg/keyframe_poses", shown.append, QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    wait_for(lambda: shown and len(shown[-1].poses) == VIEWS, 5.0, "the kept keyframes on ~/keyframe_poses")
     response = _clear(rig)
     assert response.success and response.message == f"cleared {VIEWS} keyframes" and len(rig.node.keyframes) == 0
     empty = rig.call("/store/viewseg/render_view", render_request(pose(2), width=W, height=H))
     assert not empty.success and f"cleared {VIEWS} keyframes (~/clear_keyframes)" in empty.message
+    wait_for(lambda: len(shown[-1].poses) == 0, 5.0, "an empty ~/keyframe_poses after the clear")
 
     response = _load(rig, tmp_path / "house", replace=True)
     assert response.success and response.count == VIEWS, response.message

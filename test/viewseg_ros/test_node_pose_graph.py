@@ -110,6 +110,17 @@ def test_a_loop_closure_moves_the_keyframes_and_the_renders_with_them(rig):
 
     values = diagnostics_values(g, until=lambda d: d.get("pose_graph", "").startswith("1 graphs"))
     assert values["keyframes_without_odometry"] == "0" and values["dropped_pose_graph"] == "0"
+    # ~/keyframe_poses (latched) shows the re-posed keyframes: a late subscriber gets them.
+    from geometry_msgs.msg import PoseArray
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    shown = []
+    g.client.create_subscription(PoseArray, "/slam/viewseg/keyframe_poses", shown.append, QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    expected = np.array([(CLOSURE @ WallWalk.pose(index_of(k.stamp_ns)))[:3, 3] for k in g.node.keyframes])
+    wait_for(lambda: shown and np.allclose([[p.position.x, p.position.y, p.position.z] for p in shown[-1].poses],
+                                           expected, atol=1e-9), 5.0, "the re-posed keyframes on ~/keyframe_poses")
+    assert shown[-1].header.frame_id == "map"
 
 
 def test_a_graph_that_agrees_with_tf_moves_nothing_and_a_bad_one_changes_nothing(rig):
