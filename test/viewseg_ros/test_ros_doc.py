@@ -89,7 +89,8 @@ def test_every_declared_viewseg_parameter_topic_and_service_is_documented(rclpy_
     assert table["warmup"] == ("bool", "true") and table["fixed_frame"] == ("string", "map")
     assert interface == {"image", "camera_info", "/tf", "/tf_static", "~/query", "~/semantic",
                          "~/semantic_color", "~/depth", "~/confidence", "~/camera_info", "~/points", "/diagnostics",
-                         "~/render_view", "~/save_keyframes", "~/load_keyframes", "~/clear_keyframes"}
+                         "~/keyframe_poses", "~/render_view", "~/save_keyframes", "~/load_keyframes",
+                         "~/clear_keyframes"}
     for name in interface:
         assert f"`{name}`" in doc, name
 
