@@ -96,11 +96,13 @@ from viewseg_ros.camera_input import (PER_CAMERA_SETTINGS, STREAM_TOPICS, Camera
 from viewseg_ros.executor import DEFAULT_EXECUTOR, EXECUTORS, SubmitOnceExecutor
 from viewseg_ros.keyframe_store import read_keyframes, save_keyframes
 from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, is_novel, pose_difference
-from viewseg_ros.pose_graph import OdometryUnavailable, PoseGraphCorrector, apply_pose_graph, nodes_from_path
+from viewseg_ros.pose_graph import (OdometryTrail, OdometryUnavailable, PoseGraphCorrector, apply_pose_graph,
+                                   nodes_from_path)
 from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformBuffer, TransformError
 
 NODE_NAME = "viewseg"
 KEYFRAME_POSES_PERIOD_S = 0.5  # how often ~/keyframe_poses is brought up to date
+ODOMETRY_TRAIL_PERIOD_S = 0.1  # how often the body's odometry pose is sampled for the pose graph
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CHECKPOINT = Path("checkpoints") / "demo.pt"
 WARN_PERIOD_S = 5.0
@@ -381,6 +383,7 @@ class ViewSegNode(Node):
         self.keyframes_without_depth = 0
         # SLAM corrections: the graph is read and applied under one lock (a clock jump resets it).
         self.pose_graph = PoseGraphCorrector(p["pose_graph.max_gap_s"]) if p["pose_graph.topic"] else None
+        self.odometry_trail = OdometryTrail()
         self._pose_graph_lock = threading.Lock()
         self.pose_graph_updates = 0
         self.last_pose_graph = "no graph received yet"
@@ -481,6 +484,7 @@ class ViewSegNode(Node):
 
             self.create_subscription(PathMessage, p["pose_graph.topic"], self._on_pose_graph, latest,
                                      callback_group=MutuallyExclusiveCallbackGroup())
+            self.create_timer(ODOMETRY_TRAIL_PERIOD_S, self._sample_odometry, callback_group=self._tf_group)
         self.create_subscription(PoseStamped, "~/query", self._on_query, latest, callback_group=self._query_group)
         out_qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
         self.pubs = {name: self.create_publisher(Image, f"~/{name}", out_qos)
@@ -1117,13 +1121,25 @@ class ViewSegNode(Node):
         odom = self.params["pose_graph.odom_frame"]
         stamp_ns = image.stamp_ns + int(round(camera.stamp_offset_s * 1e9))
         try:
-            return image_camera_to_world(self._lookup_now(odom, image.frame, stamp_ns), image.rotation)
+            pose = image_camera_to_world(self._lookup_now(odom, image.frame, stamp_ns), image.rotation)
+            self.odometry_trail.add(stamp_ns, self._lookup_now(odom, self.params["pose_graph.body_frame"], stamp_ns))
+            return pose
         except TransformError as error:
             with self._stats_lock:
                 self.keyframes_without_odometry += 1
             self._warn("odometry_pose", f"keyframe at {image.stamp_ns / 1e9:.3f} s has no pose in {odom!r} "
                                         f"(pose_graph.odom_frame): the pose graph cannot re-pose it: {error}")
             return None
+
+    def _sample_odometry(self) -> None:
+        """The body's latest odometry pose into the trail (for graph nodes older than TF's history)."""
+        try:
+            found = self.tf.buffer.lookup_transform(self.params["pose_graph.odom_frame"],
+                                                    self.params["pose_graph.body_frame"], 0)
+        except TransformError:
+            return
+        if found.stamp_ns:   # 0: an all-static chain has no time to sample
+            self.odometry_trail.add(found.stamp_ns, found.matrix)
 
     def _on_pose_graph(self, msg: Any) -> None:
         """A SLAM system's optimised trajectory: re-pose the keyframes it covers
@@ -1140,12 +1156,15 @@ class ViewSegNode(Node):
         def odometry_at(stamp_ns: int) -> np.ndarray | None:
             try:
                 return self._lookup_now(odom, body, stamp_ns)
-            except ExtrapolationError as error:
-                if error.requested_ns < error.available_ns[0]:
+            except TransformError as error:
+                kept = self.odometry_trail.at(stamp_ns)   # older than TF's history: the node's own
+                if kept is not None:
+                    return kept
+                first = self.odometry_trail.first_ns
+                if (isinstance(error, ExtrapolationError) and error.requested_ns < error.available_ns[0]
+                        and (first is None or stamp_ns < first)):
                     raise OdometryUnavailable(str(error)) from None
-                return None   # newer than TF so far: asked again with the next graph
-            except TransformError:
-                return None
+                return None   # newer than TF so far, or in a gap: asked again with the next graph
 
         with self._pose_graph_lock:
             self.pose_graph.update(nodes, odometry_at)
@@ -1189,6 +1208,7 @@ class ViewSegNode(Node):
             if self.pose_graph is not None:
                 with self._pose_graph_lock:
                     self.pose_graph.reset()
+                    self.odometry_trail.reset()
             for camera in self.cameras:
                 camera.newest_image_ns = None
                 camera.previous_pose = None

@@ -17,10 +17,11 @@ keyframe's own time):
    ``A_k = T_odom_cam(t_k)``. Odometry drifts but never jumps, so ``A_k`` stays meaningful
    whatever the map does later.
 2. For each graph node i (stamp ``t_i``, optimised body pose ``P_i = T_map_body(t_i)``) the
-   node looks up the body's odometry pose ``O_i = T_odom_body(t_i)`` from TF once, the first
-   time the node appears (TF keeps seconds of history; a graph republished every second or so
-   is well inside it). ``C_i = P_i O_i^-1`` is the ``map -> odom`` the latest optimisation
-   implies at ``t_i``.
+   node looks up the body's odometry pose ``O_i = T_odom_body(t_i)`` once, the first time the
+   node appears: from TF (seconds of history), else from the node's own :class:`OdometryTrail`
+   (the body's odometry pose sampled from TF ten times a second and at every keyframe's
+   stamp, and kept, so a graph published only now and then still finds its nodes). ``C_i = P_i O_i^-1`` is the
+   ``map -> odom`` the latest optimisation implies at ``t_i``.
 3. The keyframe's pose becomes ``C(t_k) A_k``, with ``C(t_k)`` interpolated between the nodes
    on either side of ``t_k`` (translation linearly, rotation by slerp), or the nearest node's
    ``C`` before the first or after the last node. A keyframe farther than ``max_gap_s`` from
@@ -32,6 +33,8 @@ Keyframes without an odometry pose (restored from a folder, or admitted while TF
 """
 from __future__ import annotations
 
+import bisect
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -83,6 +86,58 @@ def interpolate_transform(a: np.ndarray, b: np.ndarray, ratio: float) -> np.ndar
     out[:3, :3] = quaternion_to_matrix(slerp(matrix_to_quaternion(a[:3, :3]), matrix_to_quaternion(b[:3, :3]),
                                              ratio))
     return out
+
+
+class OdometryTrail:
+    """The body's odometry pose over time, sampled by the node, for graph nodes older than the
+    TF history. Between two samples at most ``max_step_s`` apart it interpolates (translation
+    linearly, rotation by slerp); across a longer gap (TF stalled) or outside the samples it
+    says None. Keeps the newest ``max_samples`` (an hour at 10 Hz by default). Thread-safe:
+    the node samples in one callback group and reads in another."""
+
+    def __init__(self, max_samples: int = 36_000, max_step_s: float = 1.0):
+        self.max_samples = max_samples
+        self.max_step_ns = int(max_step_s * NS_PER_S)
+        self._stamps: list[int] = []
+        self._poses: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._stamps)
+
+    def add(self, stamp_ns: int, odom_from_body: np.ndarray) -> None:
+        """A sample, in stamp order (a keyframe's may be older than the timer's latest); a stamp
+        held already is kept as it was (TF's latest had not moved on)."""
+        with self._lock:
+            index = bisect.bisect_left(self._stamps, stamp_ns)
+            if index < len(self._stamps) and self._stamps[index] == stamp_ns:
+                return
+            self._stamps.insert(index, int(stamp_ns))
+            self._poses.insert(index, np.asarray(odom_from_body, dtype=np.float64))
+            if len(self._stamps) > self.max_samples:
+                del self._stamps[0], self._poses[0]
+
+    @property
+    def first_ns(self) -> int | None:
+        with self._lock:
+            return self._stamps[0] if self._stamps else None
+
+    def at(self, stamp_ns: int) -> np.ndarray | None:
+        with self._lock:
+            index = bisect.bisect_left(self._stamps, stamp_ns)
+            if index < len(self._stamps) and self._stamps[index] == stamp_ns:
+                return self._poses[index]
+            if index == 0 or index >= len(self._stamps):
+                return None
+            t0, t1 = self._stamps[index - 1], self._stamps[index]
+            pose0, pose1 = self._poses[index - 1], self._poses[index]
+        if t1 - t0 > self.max_step_ns:
+            return None
+        return interpolate_transform(pose0, pose1, (stamp_ns - t0) / (t1 - t0))
+
+    def reset(self) -> None:
+        with self._lock:
+            self._stamps, self._poses = [], []
 
 
 def nodes_from_path(msg: Any, fixed_frame: str) -> list[tuple[int, np.ndarray]]:
@@ -221,5 +276,5 @@ def apply_pose_graph(buffer: KeyframeBuffer, corrector: PoseGraphCorrector) -> P
     return update
 
 
-__all__ = ["PoseGraphCorrector", "PoseGraphUpdate", "OdometryUnavailable", "nodes_from_path",
+__all__ = ["PoseGraphCorrector", "PoseGraphUpdate", "OdometryUnavailable", "OdometryTrail", "nodes_from_path",
            "interpolate_transform", "apply_pose_graph"]

@@ -59,17 +59,19 @@ def feed(g: Graph, index: int, map_from_odom: np.ndarray) -> None:
                   timeout=3.0), f"view {index} never became a keyframe"
 
 
-def publish_graph(g: Graph, map_from_odom: np.ndarray, frame: str = "map") -> None:
-    """The optimised trajectory: the camera's pose at every keyframe's stamp under ``map_from_odom``."""
+def publish_graph(g: Graph, map_from_odom, frame: str = "map", only_newest: bool = False) -> None:
+    """The optimised trajectory: the camera's pose at every keyframe's stamp (``only_newest``:
+    the newest keyframe's) under ``map_from_odom`` (a [4, 4], or a function of the view index)."""
     from nav_msgs.msg import Path
 
     from viewseg_ros.conversions import matrix_to_pose_stamped
 
     path = Path()
     path.header.frame_id = frame
-    for keyframe in g.node.keyframes:
-        odom_pose = WallWalk.pose(index_of(keyframe.stamp_ns))
-        path.poses.append(matrix_to_pose_stamped(map_from_odom @ odom_pose, frame, keyframe.stamp_ns))
+    for keyframe in g.node.keyframes.snapshot()[-1:] if only_newest else g.node.keyframes:
+        index = index_of(keyframe.stamp_ns)
+        correction = map_from_odom(index) if callable(map_from_odom) else map_from_odom
+        path.poses.append(matrix_to_pose_stamped(correction @ WallWalk.pose(index), frame, keyframe.stamp_ns))
     before = g.node.pose_graph_updates + g.node.drops["pose_graph"]
     g.graph.publish(path)
     wait_for(lambda: g.node.pose_graph_updates + g.node.drops["pose_graph"] > before, 10.0, "the graph to be read")
@@ -141,6 +143,41 @@ def test_a_graph_that_agrees_with_tf_moves_nothing_and_a_bad_one_changes_nothing
         np.testing.assert_array_equal(keyframe.c2w, poses[keyframe.id])
     values = diagnostics_values(g, until=lambda d: d.get("dropped_pose_graph") == str(dropped + 1))
     assert values["pose_graph"].startswith("2 graphs")
+
+
+def test_a_graph_whose_nodes_tf_has_forgotten_is_read_from_the_odometry_trail(rig):
+    """A SLAM system that publishes its graph only now and then: the nodes are older than TF's
+    10 s of history when it comes, and the node's own odometry trail poses them."""
+    from tf2_msgs.msg import TFMessage
+
+    g = rig
+    if g.node.pose_graph_updates < 2:
+        pytest.skip("needs the keyframes of the tests above")
+    # The graph forgets every node but the newest (so that the next one asks for them again) ...
+    publish_graph(g, CLOSURE, only_newest=True)
+    # ... and TF moves 30 s on: the keyframes' stamps leave its history.
+    later = stamp_of(5) + 30 * S
+    odom_pose = WallWalk.pose(5)
+    odom_pose[0, 3] += 3.0
+    g.camera.tf.publish(TFMessage(transforms=[matrix_to_transform_stamped(CLOSURE, "map", "odom", later),
+                                              matrix_to_transform_stamped(odom_pose, "odom", FRAME, later)]))
+    wait_for(lambda: g.node.odometry_trail.first_ns is not None and g.node.odometry_trail.at(later) is not None,
+             5.0, "the trail to sample the new TF")
+    assert not g.node.tf.buffer.can_transform("odom", FRAME, stamp_of(1))   # TF has forgotten the walk
+    # A second loop closure that moves each view by its own amount (5 cm more each): every
+    # keyframe follows its own node, which only the trail can pose (with the newest node alone,
+    # all of them would get its correction).
+    def correction(index: int) -> np.ndarray:
+        shift = np.eye(4)
+        shift[1, 3] = 0.05 * index
+        return shift @ CLOSURE
+
+    publish_graph(g, correction)
+    assert g.node.last_pose_graph.startswith("5 of 5 keyframes the graph covers re-posed"), g.node.last_pose_graph
+    assert g.node.last_pose_graph.endswith("from 5 of 5 graph nodes")
+    for keyframe in g.node.keyframes:
+        index = index_of(keyframe.stamp_ns)
+        np.testing.assert_allclose(keyframe.c2w, correction(index) @ WallWalk.pose(index), atol=1e-6)
 
 
 def test_pose_graph_parameters_are_checked_at_start(rig):

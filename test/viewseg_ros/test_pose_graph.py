@@ -193,3 +193,25 @@ def test_a_nav_msgs_path_reads_as_sorted_nodes_and_bad_ones_are_refused_whole():
         nodes_from_path(path, "map")
     with pytest.raises(ValueError, match="max_gap_s"):
         PoseGraphCorrector(max_gap_s=0.0)
+
+
+def test_the_odometry_trail_interpolates_between_samples_and_nowhere_else():
+    from viewseg_ros.pose_graph import OdometryTrail
+
+    trail = OdometryTrail(max_samples=3, max_step_s=1.5)
+    assert trail.at(0) is None and trail.first_ns is None
+    trail.add(1 * S, planar(0, 0, 0))
+    trail.add(2 * S, planar(1, 0, 90))
+    trail.add(2 * S, planar(9, 9, 0))          # a stamp held already: kept as it was
+    np.testing.assert_allclose(trail.at(int(1.5 * S)), planar(0.5, 0, 45), atol=1e-12)
+    np.testing.assert_allclose(trail.at(2 * S), planar(1, 0, 90), atol=1e-12)
+    assert trail.at(int(0.5 * S)) is None and trail.at(int(2.5 * S)) is None   # outside the samples
+    trail.add(4 * S, planar(3, 0, 90))         # 2 s after the last: a gap longer than max_step_s
+    assert trail.at(3 * S) is None
+    trail.add(5 * S, planar(4, 0, 90))         # a fourth sample: the oldest goes
+    assert len(trail) == 3 and trail.first_ns == 2 * S and trail.at(int(1.5 * S)) is None
+    trail.add(int(4.5 * S), planar(3.5, 0, 90))   # an older stamp than the newest goes in its place
+    np.testing.assert_allclose(trail.at(int(4.25 * S)), planar(3.25, 0, 90), atol=1e-12)
+    assert trail.first_ns == 4 * S
+    trail.reset()
+    assert len(trail) == 0
