@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from viewseg_ros.keyframes import KeyframeBuffer, pose_difference
-from viewseg_ros.tf_buffer import (NS_PER_S, invert_transform, make_transform, matrix_to_quaternion,
+from viewseg_ros.tf_buffer import (NS_PER_S, QUATERNION_NORMALIZATION_TOLERANCE, matrix_to_quaternion,
                                    normalize_quaternion, quaternion_to_matrix, slerp)
 
 
@@ -140,39 +140,94 @@ class OdometryTrail:
             self._stamps, self._poses = [], []
 
 
-def nodes_from_path(msg: Any, fixed_frame: str) -> list[tuple[int, np.ndarray]]:
-    """[(stamp_ns, T_fixed_body [4, 4])] of a nav_msgs/Path, sorted by stamp.
+@dataclass
+class GraphNodes:
+    """A pose graph's nodes: ``stamps`` [N] int64 ns, sorted, and ``poses`` [N, 4, 4] T_fixed_body."""
+
+    stamps: np.ndarray
+    poses: np.ndarray
+
+    @classmethod
+    def of(cls, nodes: Sequence[tuple[int, np.ndarray]]) -> "GraphNodes":
+        """From [(stamp_ns, T_fixed_body)], sorted here."""
+        order = sorted(range(len(nodes)), key=lambda i: nodes[i][0])
+        return cls(np.array([int(nodes[i][0]) for i in order], dtype=np.int64),
+                   np.array([nodes[i][1] for i in order], dtype=np.float64).reshape(-1, 4, 4))
+
+    def __len__(self) -> int:
+        return len(self.stamps)
+
+
+def _rotations(quaternions: np.ndarray) -> np.ndarray:
+    """[N, 4] unit quaternions (x, y, z, w) -> [N, 3, 3] rotation matrices."""
+    x, y, z, w = quaternions.T
+    return np.stack([np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+                     np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+                     np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], -2)
+
+
+def _rigid_inverse(transforms: np.ndarray) -> np.ndarray:
+    """[N, 4, 4] rigid transforms -> their inverses (R^T, -R^T t)."""
+    inverse = np.zeros_like(transforms)
+    rotation_t = np.swapaxes(transforms[:, :3, :3], 1, 2)
+    inverse[:, :3, :3] = rotation_t
+    inverse[:, :3, 3] = -np.einsum("nij,nj->ni", rotation_t, transforms[:, :3, 3])
+    inverse[:, 3, 3] = 1.0
+    return inverse
+
+
+def nodes_from_path(msg: Any, fixed_frame: str) -> GraphNodes:
+    """The nodes of a nav_msgs/Path, sorted by stamp.
 
     Raises ValueError, naming the problem, for a path in another frame than ``fixed_frame``,
-    a pose without a stamp or with a non-finite position or a non-normalised quaternion:
-    a graph that cannot be read is not half applied.
+    a pose without a stamp or with a non-finite position or a non-normalised quaternion (as
+    :func:`viewseg_ros.tf_buffer.normalize_quaternion` judges one): a graph that cannot be
+    read is not half applied. Reads field by field and checks in bulk: graphs of SLAM systems
+    hold thousands of nodes and come every second (benchmarks/bench_pose_graph.py).
     """
     frame = msg.header.frame_id.lstrip("/")
     if frame != fixed_frame:
         raise ValueError(f"pose graph is in frame {msg.header.frame_id!r}, keyframes in fixed_frame "
                          f"{fixed_frame!r}: publish the optimised path in {fixed_frame!r}")
-    nodes = []
+    count = len(msg.poses)
+    stamps = np.empty(count, dtype=np.int64)
+    values = np.empty((count, 7), dtype=np.float64)   # x, y, z, qx, qy, qz, qw
     for index, stamped in enumerate(msg.poses):
-        own = stamped.header.frame_id.lstrip("/")
-        if own and own != fixed_frame:
-            raise ValueError(f"pose graph node {index} is in frame {stamped.header.frame_id!r}, not {fixed_frame!r}")
-        stamp_ns = int(stamped.header.stamp.sec) * NS_PER_S + int(stamped.header.stamp.nanosec)
-        if stamp_ns <= 0:
-            raise ValueError(f"pose graph node {index} has no stamp: nodes are matched to keyframes by time")
-        p, q = stamped.pose.position, stamped.pose.orientation
-        position = np.array([p.x, p.y, p.z], dtype=np.float64)
-        if not np.all(np.isfinite(position)):
-            raise ValueError(f"pose graph node {index}: non-finite position {position.tolist()}")
-        quaternion = normalize_quaternion([q.x, q.y, q.z, q.w], f"pose graph node {index}")
-        nodes.append((stamp_ns, make_transform(position, quaternion)))
-    nodes.sort(key=lambda node: node[0])
-    return nodes
+        header, pose = stamped.header, stamped.pose
+        if header.frame_id and header.frame_id.lstrip("/") != fixed_frame:
+            raise ValueError(f"pose graph node {index} is in frame {header.frame_id!r}, not {fixed_frame!r}")
+        stamps[index] = header.stamp.sec * NS_PER_S + header.stamp.nanosec
+        p, q = pose.position, pose.orientation
+        values[index] = (p.x, p.y, p.z, q.x, q.y, q.z, q.w)
+
+    def first(bad: np.ndarray) -> int:
+        return int(np.flatnonzero(bad)[0])
+
+    if (stamps <= 0).any():
+        raise ValueError(f"pose graph node {first(stamps <= 0)} has no stamp: nodes are matched to keyframes by time")
+    finite = np.isfinite(values).all(axis=1)
+    if not finite.all():
+        index = first(~finite)
+        if not np.isfinite(values[index, :3]).all():
+            raise ValueError(f"pose graph node {index}: non-finite position {values[index, :3].tolist()}")
+        normalize_quaternion(values[index, 3:], f"pose graph node {index}")   # raises, naming it
+    norm2 = (values[:, 3:] ** 2).sum(axis=1)
+    off = np.abs(norm2 - 1.0) > QUATERNION_NORMALIZATION_TOLERANCE
+    if off.any():
+        normalize_quaternion(values[first(off), 3:], f"pose graph node {first(off)}")   # raises, naming it
+    order = np.argsort(stamps, kind="stable")
+    stamps, values = stamps[order], values[order]
+    poses = np.zeros((count, 4, 4))
+    poses[:, :3, :3] = _rotations(values[:, 3:] / np.sqrt(norm2[order])[:, None])
+    poses[:, :3, 3] = values[:, :3]
+    poses[:, 3, 3] = 1.0
+    return GraphNodes(stamps, poses)
 
 
 class PoseGraphCorrector:
     """The latest pose graph's ``map -> odom`` at any time (see the module docstring).
 
-    Not thread-safe: the node calls it from one callback group.
+    Not thread-safe: the node calls it under one lock.
     """
 
     def __init__(self, max_gap_s: float = 5.0):
@@ -181,8 +236,8 @@ class PoseGraphCorrector:
         self.max_gap_ns = int(max_gap_s * NS_PER_S)
         # T_odom_body at each node stamp, looked up once; None = TF never had it.
         self._odometry: dict[int, np.ndarray | None] = {}
-        self._stamps = np.zeros(0, dtype=np.int64)    # [N] nodes with an odometry pose, sorted
-        self._fixed_from_odom: list[np.ndarray] = []  # [N] C_i = P_i O_i^-1
+        self._stamps = np.zeros(0, dtype=np.int64)         # [N] nodes with an odometry pose, sorted
+        self._fixed_from_odom = np.zeros((0, 4, 4))         # [N] C_i = P_i O_i^-1
         self.nodes = 0
 
     def reset(self) -> None:
@@ -198,32 +253,40 @@ class PoseGraphCorrector:
         """Stamps of the current graph's nodes that have an odometry pose, sorted."""
         return [int(stamp) for stamp in self._stamps]
 
-    def update(self, nodes: Sequence[tuple[int, np.ndarray]],
+    def update(self, nodes: GraphNodes | Sequence[tuple[int, np.ndarray]],
                odometry_at: Callable[[int], np.ndarray | None]) -> None:
-        """Take a new graph: ``nodes`` = [(stamp_ns, T_fixed_body)] sorted by stamp (it replaces
-        the previous graph whole, as SLAM republishes it). ``odometry_at(stamp_ns)`` gives
+        """Take a new graph (:class:`GraphNodes`, or [(stamp_ns, T_fixed_body)]); it replaces
+        the previous graph whole, as SLAM republishes it. ``odometry_at(stamp_ns)`` gives
         T_odom_body, None when TF cannot say yet (asked again with the next graph), or raises
-        :class:`OdometryUnavailable` when it never will."""
+        :class:`OdometryUnavailable` when it never will. A stamp repeated in the graph counts
+        once (its first pose)."""
+        if not isinstance(nodes, GraphNodes):
+            nodes = GraphNodes.of(nodes)
         odometry: dict[int, np.ndarray | None] = {}
-        stamps, fixed_from_odom = [], []
-        for stamp_ns, fixed_from_body in nodes:
+        usable = np.zeros(len(nodes), dtype=bool)
+        odom_from_body = np.zeros((len(nodes), 4, 4))
+        previous = None
+        for index, stamp_ns in enumerate(nodes.stamps.tolist()):
+            if stamp_ns == previous:
+                continue
+            previous = stamp_ns
             if stamp_ns in self._odometry:
-                odom_from_body = self._odometry[stamp_ns]
+                pose = self._odometry[stamp_ns]
             else:
                 try:
-                    odom_from_body = odometry_at(stamp_ns)
+                    pose = odometry_at(stamp_ns)
                 except OdometryUnavailable:
-                    odom_from_body = None
+                    pose = None
                 else:
-                    if odom_from_body is None:
+                    if pose is None:
                         continue  # not known yet: not remembered, so the next graph asks again
-            odometry[stamp_ns] = odom_from_body
-            if odom_from_body is not None and (not stamps or stamps[-1] != stamp_ns):
-                stamps.append(stamp_ns)
-                fixed_from_odom.append(fixed_from_body @ invert_transform(odom_from_body))
+            odometry[stamp_ns] = pose
+            if pose is not None:
+                usable[index] = True
+                odom_from_body[index] = pose
         self._odometry = odometry  # nodes the graph dropped are forgotten
-        self._stamps = np.asarray(stamps, dtype=np.int64)
-        self._fixed_from_odom = fixed_from_odom
+        self._stamps = nodes.stamps[usable]
+        self._fixed_from_odom = nodes.poses[usable] @ _rigid_inverse(odom_from_body[usable])
         self.nodes = len(nodes)
 
     def fixed_from_odom(self, stamp_ns: int) -> np.ndarray | None:
@@ -276,5 +339,6 @@ def apply_pose_graph(buffer: KeyframeBuffer, corrector: PoseGraphCorrector) -> P
     return update
 
 
-__all__ = ["PoseGraphCorrector", "PoseGraphUpdate", "OdometryUnavailable", "OdometryTrail", "nodes_from_path",
+__all__ = ["PoseGraphCorrector", "PoseGraphUpdate", "OdometryUnavailable", "OdometryTrail", "GraphNodes",
+           "nodes_from_path",
            "interpolate_transform", "apply_pose_graph"]

@@ -170,8 +170,8 @@ def test_a_nav_msgs_path_reads_as_sorted_nodes_and_bad_ones_are_refused_whole():
     path.header.frame_id = "map"
     path.poses = [stamped(2 * S, planar(1, 2, 30)), stamped(1 * S + 5, planar(0, 0, 0), frame="")]
     nodes = nodes_from_path(path, "map")
-    assert [stamp for stamp, _ in nodes] == [1 * S + 5, 2 * S]
-    np.testing.assert_allclose(nodes[1][1], planar(1, 2, 30), atol=1e-12)
+    assert nodes.stamps.tolist() == [1 * S + 5, 2 * S]
+    np.testing.assert_allclose(nodes.poses, [planar(0, 0, 0), planar(1, 2, 30)], atol=1e-12)
     path.header.frame_id = "/map"
     assert len(nodes_from_path(path, "map")) == 2   # a leading slash is the same frame, as in TF
     with pytest.raises(ValueError, match="frame 'odom'.*fixed_frame 'map'"):
@@ -188,9 +188,15 @@ def test_a_nav_msgs_path_reads_as_sorted_nodes_and_bad_ones_are_refused_whole():
     path.poses = path.poses[:2] + [bad]
     with pytest.raises(ValueError, match="not normalised"):
         nodes_from_path(path, "map")
-    bad.pose.orientation.w, bad.pose.position.x = 1.0, float("nan")
-    with pytest.raises(ValueError, match="non-finite position"):
+    bad.pose.orientation.w = float("inf")
+    with pytest.raises(ValueError, match="node 2: non-finite quaternion"):
         nodes_from_path(path, "map")
+    bad.pose.orientation.w, bad.pose.position.x = 1.0, float("nan")
+    with pytest.raises(ValueError, match="node 2: non-finite position"):
+        nodes_from_path(path, "map")
+    # A slightly off quaternion (within tf2's tolerance) is normalised, as TF does.
+    bad.pose.position.x, bad.pose.orientation.w = 0.0, 1.004
+    np.testing.assert_allclose(nodes_from_path(path, "map").poses[2], np.eye(4), atol=1e-12)
     with pytest.raises(ValueError, match="max_gap_s"):
         PoseGraphCorrector(max_gap_s=0.0)
 
