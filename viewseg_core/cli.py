@@ -27,6 +27,7 @@ SUBCOMMAND_MODULES: list[str] = [
     "training.export3d",
     "training.export_model",
     "training.confidence",
+    "viewseg_ros.render_cli",
 ]
 
 EXIT_USAGE = 2

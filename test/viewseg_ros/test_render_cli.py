@@ -1,0 +1,67 @@
+"""`viewseg render-view`: the node's answer from a keyframe folder, without a robot. A synthetic
+room (a scene folder, as bag2scene writes) rendered by the shipped RGB-D model from one of its
+own views' poses must show that view's labels and depth; bad requests end in one line."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+
+import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
+
+from viewseg_core import cli  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+CHECKPOINT = REPO / "checkpoints" / "demo_rgbd.pt"
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory):
+    from viewseg_core.data.synth.generate import SynthConfig, write_dataset
+
+    root = tmp_path_factory.mktemp("render_room")
+    write_dataset(root, 1, SynthConfig(views=12, height=60, width=80), seed=5, progress=False, val_scenes=0,
+                  test_scenes=0)
+    (scene,) = [p for p in root.iterdir() if (p / "cameras.json").is_file()]
+    return scene
+
+
+def test_a_view_rendered_from_its_own_pose_shows_its_labels_and_depth(room, tmp_path, capsys):
+    from viewseg_core.data.scene_folder import SceneFolder
+
+    out = tmp_path / "out"
+    assert cli.main(["render-view", "--keyframes", str(room), "--checkpoint", str(CHECKPOINT), "--keyframe", "4",
+                     "--keyframe", "9", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "sampling rgbd" in printed and "view 01, keyframe 9" in printed
+    scene = SceneFolder(room)
+    for number, index in enumerate((4, 9)):
+        result = np.load(out / f"view_{number:02d}.npz")
+        view = scene.load_view(index)
+        np.testing.assert_allclose(result["c2w"], view.c2w)
+        labelled = view.labels != 255
+        answered = labelled & (result["labels"] != 255)
+        assert answered.sum() > 0.8 * labelled.sum()
+        assert (result["labels"] == view.labels)[answered].mean() > 0.7           # the demo model, on its own view
+        both = np.isfinite(result["depth"]) & np.isfinite(view.depth)
+        assert np.median(np.abs(result["depth"][both] - view.depth[both]) / view.depth[both]) < 0.1
+        assert (out / f"view_{number:02d}.png").stat().st_size > 0
+
+
+def test_bad_requests_end_in_one_line(room, tmp_path, capsys):
+    cases = [(["--keyframes", str(tmp_path / "missing")], "not a keyframe folder"),
+             (["--keyframes", str(room), "--pose", "1,2,3"], "--pose takes seven numbers"),
+             (["--keyframes", str(room), "--pose", "0,0,0,0,0,0,2"], "not normalised"),
+             (["--keyframes", str(room), "--keyframe", "99"], "holds views 0 to 11"),
+             (["--keyframes", str(room)], "nothing to render"),
+             (["--keyframes", str(room), "--keyframe", "0", "--param", "query.bogus=1"], "--param takes name=value"),
+             (["--keyframes", str(room), "--keyframe", "0", "--param", "query.preset=fastest"],
+              "query.preset must be one of")]
+    for extra, message in cases:
+        capsys.readouterr()
+        assert cli.main(["render-view", "--checkpoint", str(CHECKPOINT), "--out", str(tmp_path / "o"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (extra, err)

@@ -1,0 +1,158 @@
+"""``viewseg render-view``: what the node would answer, from a keyframe folder, without a robot.
+
+Starts the real ``viewseg`` node in this process, with no camera and nothing spinning, its
+``keyframes.load_path`` the folder (``~/save_keyframes`` or ``viewseg bag2scene`` wrote it),
+and renders each requested pose through the same call as ``~/render_view``
+(:meth:`viewseg_ros.node.ViewSegNode.render_query`): the same keyframe selection, sampling
+preset, unknown pixels and confidence calibration. So a planner's query can be replayed at a
+desk, a parameter tried (``--param query.preset=rgbd_fine``) and a model compared on the
+robot's own keyframes.
+
+Poses are of the query camera's optical frame (x right, y down, z forward) in the folder's
+fixed frame (``cameras.json`` ``meta.fixed_frame``, else ``map``):
+
+- ``--pose x,y,z,qx,qy,qz,qw`` (repeatable);
+- ``--keyframe I``: the pose of the folder's view I (0-based, in ``cameras.json`` order), so the
+  answer can be set beside the image the camera took there; ``--back M`` moves each such pose M
+  metres back along its optical axis.
+
+Writes for each pose N into ``--out``: ``view_NN.png`` (a panel: the keyframe's image with
+``--keyframe``, class colours, depth colormap, confidence), ``view_NN.npz`` (``labels``,
+``depth``, ``confidence``, ``K``, ``c2w``), and prints the keyframes used, the time and the
+node's message. Size: ``--size WxH`` (default the keyframes').
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from viewseg_core.cli import image_size, nonnegative_float
+
+
+def parse_pose(text: str) -> np.ndarray:
+    """'x,y,z,qx,qy,qz,qw' -> [4, 4] camera-to-world (the quaternion must be normalised)."""
+    from viewseg_ros.tf_buffer import make_transform, normalize_quaternion
+
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 7 or not np.all(np.isfinite(values)):
+        raise ValueError(f"--pose takes seven numbers x,y,z,qx,qy,qz,qw, got {text!r}")
+    return make_transform(values[:3], normalize_quaternion(values[3:], f"--pose {text}"))
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``name=value`` node parameters; the value is read as YAML (1 is an int, 1.5 a float)."""
+    import yaml
+
+    from viewseg_ros.node import PARAMETERS
+
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in PARAMETERS:
+            raise ValueError(f"--param takes name=value with a viewseg node parameter name (docs/ros.md), "
+                             f"got {item!r}")
+        params[name] = yaml.safe_load(value)
+    return params
+
+
+def run(args: argparse.Namespace) -> int:
+    folder = Path(args.keyframes).expanduser()
+    if not (folder / "cameras.json").is_file():
+        raise ValueError(f"{folder}: not a keyframe folder (no cameras.json); ~/save_keyframes or viewseg "
+                         f"bag2scene writes one")
+    from viewseg_core.data.scene_folder import SceneFolder
+
+    scene = SceneFolder(folder)
+    fixed_frame = (scene.meta.get("fixed_frame") if isinstance(scene.meta, dict) else None) or "map"
+    queries: list[tuple[str, np.ndarray, Any]] = [(f"--pose {text}", parse_pose(text), None) for text in args.pose]
+    for index in args.keyframe:
+        if not 0 <= index < len(scene):
+            raise ValueError(f"--keyframe {index}: {folder} holds views 0 to {len(scene) - 1}")
+        view = scene.load_view(index)
+        back = np.eye(4)
+        back[2, 3] = -args.back
+        queries.append((f"keyframe {index} ({view.view_id})", view.c2w @ back, view))
+    if not queries:
+        raise ValueError("nothing to render: give --pose or --keyframe")
+    overrides = {"checkpoint": args.checkpoint, "device": args.device, "keyframes.load_path": str(folder),
+                 "fixed_frame": fixed_frame, "query.timeout_s": 3600.0}
+    if len(scene) and scene.load_depth(0) is not None:
+        # Keyframes with depth: as a node that had a depth camera (query.preset auto picks rgbd
+        # for an RGB-D checkpoint, which reads the keyframes' depth). The topic itself stays silent.
+        overrides["depth_topic"] = "depth"
+    overrides.update(parse_params(args.param))
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")   # it talks to nobody
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.parameter import Parameter
+
+    from viewseg_core.viz import colorize_depth, colorize_scalar, panel, save_png
+    from viewseg_ros.conversions import make_camera_info, matrix_to_pose_stamped
+    from viewseg_ros.node import QueryError, ViewSegNode, colorize_fast
+
+    context = Context()
+    rclpy.init(context=context, args=[])
+    node = None
+    out = Path(args.out)
+    try:
+        node = ViewSegNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+        print(f"[render-view] {len(node.keyframes)} keyframes from {folder} (fixed frame {fixed_frame!r}); "
+              f"sampling {node.preset.label}; confidence: {node.confidence_meaning}")
+        failed = 0
+        for number, (what, c2w, view) in enumerate(queries):
+            info = None
+            if args.size:
+                info = make_camera_info(np.zeros((3, 3)), *args.size)
+            t0 = time.perf_counter()
+            try:
+                result = node.render_query(matrix_to_pose_stamped(c2w, fixed_frame), info)
+            except QueryError as error:
+                failed += 1
+                print(f"[render-view] view {number:02d}, {what}: refused: {error}")
+                continue
+            seconds = time.perf_counter() - t0
+            valid = np.isfinite(result.depth)
+            tiles = ([("keyframe image", view.rgb)] if view is not None else []) + [
+                ("semantics", colorize_fast(result.labels)), ("depth", colorize_depth(result.depth)),
+                ("confidence", colorize_scalar(result.confidence, valid | (result.confidence > 0)))]
+            save_png(out / f"view_{number:02d}.png", panel([tiles]))
+            np.savez_compressed(out / f"view_{number:02d}.npz", labels=result.labels, depth=result.depth,
+                                confidence=result.confidence, K=result.K, c2w=c2w)
+            print(f"[render-view] view {number:02d}, {what}: {result.width}x{result.height} in {seconds:.2f} s from "
+                  f"keyframes {result.keyframe_ids}; {100 * valid.mean():.1f}% of pixels with a depth"
+                  + (f"; {result.note}" if result.note else "") + (f"; {node.unseen_text(result)}"
+                                                                   if node.unseen_text(result) else ""))
+        print(f"[render-view] wrote {out}/view_NN.png and .npz")
+        return 1 if failed else 0
+    finally:
+        if node is not None:
+            node.destroy_node()
+        context.try_shutdown()
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("render-view", help="render poses from a keyframe folder as the node would answer",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--keyframes", required=True, help="keyframe folder (~/save_keyframes, viewseg bag2scene)")
+    p.add_argument("--checkpoint", default="", help="viewseg-model file (default: the node's, the demo model)")
+    p.add_argument("--pose", action="append", default=[], metavar="x,y,z,qx,qy,qz,qw",
+                   help="query camera pose (optical frame) in the folder's fixed frame; repeatable")
+    p.add_argument("--keyframe", action="append", default=[], type=int, metavar="I",
+                   help="render from the pose of the folder's view I; repeatable")
+    p.add_argument("--back", type=nonnegative_float, default=0.0,
+                   help="move each --keyframe pose this many metres back along its optical axis")
+    p.add_argument("--size", type=image_size, default=None, help="WxH of the query (default: the keyframes')")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a node parameter, e.g. query.preset=rgbd_fine; repeatable")
+    p.add_argument("--device", default="cpu", help="auto, cpu or cuda")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=run)
