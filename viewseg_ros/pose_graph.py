@@ -20,8 +20,8 @@ keyframe's own time):
    node looks up the body's odometry pose ``O_i = T_odom_body(t_i)`` once, the first time the
    node appears: from TF (seconds of history), else from the node's own :class:`OdometryTrail`
    (the body's odometry pose sampled from TF ten times a second and at every keyframe's
-   stamp, and kept, so a graph published only now and then still finds its nodes). ``C_i = P_i O_i^-1`` is the
-   ``map -> odom`` the latest optimisation implies at ``t_i``.
+   stamp, and kept, so a graph published only now and then still finds its nodes).
+   ``C_i = P_i O_i^-1`` is the ``map -> odom`` the latest optimisation implies at ``t_i``.
 3. The keyframe's pose becomes ``C(t_k) A_k``, with ``C(t_k)`` interpolated between the nodes
    on either side of ``t_k`` (translation linearly, rotation by slerp), or the nearest node's
    ``C`` before the first or after the last node. A keyframe farther than ``max_gap_s`` from
