@@ -34,6 +34,7 @@ buffer kept 1 of the newest 16 views and spread the rest over the whole walk
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from dataclasses import dataclass, field, replace
@@ -317,6 +318,23 @@ class KeyframeBuffer:
                 self._keyframes[keyframe_id] = replace(keyframe, view=view)
                 count += 1
             return count
+
+    @contextlib.contextmanager
+    def set_aside(self, ids: Sequence[int]) -> Iterator[list[Keyframe]]:
+        """Take the keyframes ``ids`` out for the ``with`` block and put them back in their
+        places after it: a leave-one-out query (``viewseg render-view --leave-out``) renders a
+        view from the other keyframes only. Yields the keyframes set aside."""
+        with self._lock:
+            before = list(self._keyframes)
+            aside = {i: self._keyframes.pop(i) for i in ids if i in self._keyframes}
+        try:
+            yield list(aside.values())
+        finally:
+            with self._lock:
+                now = self._keyframes
+                merged = {i: aside.get(i, now.get(i)) for i in before if i in aside or i in now}
+                merged.update((i, k) for i, k in now.items() if i not in merged)   # admitted meanwhile
+                self._keyframes = merged
 
     def set_features(self, keyframe_id: int, features: Any) -> None:
         """Cache encoder output for a keyframe (re-checks the byte bound; others may be evicted)."""

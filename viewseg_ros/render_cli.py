@@ -12,14 +12,21 @@ Poses are of the query camera's optical frame (x right, y down, z forward) in th
 fixed frame (``cameras.json`` ``meta.fixed_frame``, else ``map``):
 
 - ``--pose x,y,z,qx,qy,qz,qw`` (repeatable);
-- ``--keyframe I``: the pose of the folder's view I (0-based, in ``cameras.json`` order), so the
-  answer can be set beside the image the camera took there; ``--back M`` moves each such pose M
-  metres back along its optical axis.
+- ``--keyframe I``: the pose of the folder's view I (0-based, in ``cameras.json`` order;
+  ``all`` = every view), so the answer can be set beside the image the camera took there;
+  ``--back M`` moves each such pose M metres back along its optical axis.
+
+``--leave-out`` renders each ``--keyframe`` pose from the other keyframes only (the view itself
+set aside: :meth:`viewseg_ros.keyframes.KeyframeBuffer.set_aside`): a novel view of a room the
+robot saw. Where the folder has labels (a synthetic scene, ``viewseg pseudo-label``'s output)
+and depth, each such answer is scored against them, as ``viewseg eval`` scores (unknown
+pixels count as wrong), and the run ends with the totals: how well the model does in this
+robot's rooms.
 
 Writes for each pose N into ``--out``: ``view_NN.png`` (a panel: the keyframe's image with
 ``--keyframe``, class colours, depth colormap, confidence), ``view_NN.npz`` (``labels``,
-``depth``, ``confidence``, ``K``, ``c2w``), and prints the keyframes used, the time and the
-node's message. Size: ``--size WxH`` (default the keyframes').
+``depth``, ``confidence``, ``K``, ``c2w``, ``keyframe_ids``), and prints the keyframes used, the time and the
+node's message. Size: ``--size WxH`` (default the keyframes'). ``view_NN.npz`` also holds the ``keyframe_ids`` used.
 """
 from __future__ import annotations
 
@@ -64,6 +71,23 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
+def keyframe_indices(items: list[str], count: int, folder: Path) -> list[int]:
+    """The view indices of ``--keyframe`` values (integers, or ``all``)."""
+    indices: list[int] = []
+    for item in items:
+        if item.strip() == "all":
+            indices.extend(range(count))
+            continue
+        try:
+            index = int(item)
+        except ValueError:
+            raise ValueError(f"--keyframe takes a view index or 'all', got {item!r}") from None
+        if not 0 <= index < count:
+            raise ValueError(f"--keyframe {index}: {folder} holds views 0 to {count - 1}")
+        indices.append(index)
+    return indices
+
+
 def run(args: argparse.Namespace) -> int:
     folder = Path(args.keyframes).expanduser()
     if not (folder / "cameras.json").is_file():
@@ -74,15 +98,15 @@ def run(args: argparse.Namespace) -> int:
     scene = SceneFolder(folder)
     fixed_frame = (scene.meta.get("fixed_frame") if isinstance(scene.meta, dict) else None) or "map"
     queries: list[tuple[str, np.ndarray, Any]] = [(f"--pose {text}", parse_pose(text), None) for text in args.pose]
-    for index in args.keyframe:
-        if not 0 <= index < len(scene):
-            raise ValueError(f"--keyframe {index}: {folder} holds views 0 to {len(scene) - 1}")
+    for index in keyframe_indices(args.keyframe, len(scene), folder):
         view = scene.load_view(index)
         back = np.eye(4)
         back[2, 3] = -args.back
         queries.append((f"keyframe {index} ({view.view_id})", view.c2w @ back, view))
     if not queries:
         raise ValueError("nothing to render: give --pose or --keyframe")
+    if args.leave_out and args.pose:
+        raise ValueError("--leave-out sets aside the view of each --keyframe; --pose has none")
     overrides = {"checkpoint": args.checkpoint, "device": args.device, "keyframes.load_path": str(folder),
                  "fixed_frame": fixed_frame, "query.timeout_s": 3600.0}
     if len(scene) and scene.load_depth(0) is not None:
@@ -95,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from rclpy.context import Context
     from rclpy.parameter import Parameter
 
+    from viewseg_core.metrics import SegmentationEvaluator
     from viewseg_core.viz import colorize_depth, colorize_scalar, panel, save_png
     from viewseg_ros.conversions import make_camera_info, matrix_to_pose_stamped
     from viewseg_ros.node import QueryError, ViewSegNode, colorize_fast
@@ -108,13 +133,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"[render-view] {len(node.keyframes)} keyframes from {folder} (fixed frame {fixed_frame!r}); "
               f"sampling {node.preset.label}; confidence: {node.confidence_meaning}")
         failed = 0
+        evaluator = SegmentationEvaluator(num_classes=node.model.config.num_classes)
+        ids = {k.view.view_id: k.id for k in node.keyframes}
         for number, (what, c2w, view) in enumerate(queries):
             info = None
             if args.size:
                 info = make_camera_info(np.zeros((3, 3)), *args.size)
+            aside = [ids[view.view_id]] if args.leave_out and view.view_id in ids else []
             t0 = time.perf_counter()
             try:
-                result = node.render_query(matrix_to_pose_stamped(c2w, fixed_frame), info)
+                with node.keyframes.set_aside(aside):
+                    result = node.render_query(matrix_to_pose_stamped(c2w, fixed_frame), info)
             except QueryError as error:
                 failed += 1
                 print(f"[render-view] view {number:02d}, {what}: refused: {error}")
@@ -126,11 +155,27 @@ def run(args: argparse.Namespace) -> int:
                 ("confidence", colorize_scalar(result.confidence, valid | (result.confidence > 0)))]
             save_png(out / f"view_{number:02d}.png", panel([tiles]))
             np.savez_compressed(out / f"view_{number:02d}.npz", labels=result.labels, depth=result.depth,
-                                confidence=result.confidence, K=result.K, c2w=c2w)
+                                confidence=result.confidence, K=result.K, c2w=c2w,
+                                keyframe_ids=np.asarray(result.keyframe_ids, dtype=np.int64))
+            score = ""
+            if view is not None and view.labels is not None and not args.size and not args.back:
+                labels = result.labels.astype(np.int64)
+                labels[labels == (65535 if result.labels.dtype == np.uint16 else 255)] = 255
+                miou = evaluator.add(labels, view.labels, result.depth, view.depth)
+                labelled = view.labels != 255
+                score = (f"; against its labels: mIoU {miou:.3f}, pixels right "
+                         f"{100 * (labels == view.labels)[labelled].mean():.1f}%")
             print(f"[render-view] view {number:02d}, {what}: {result.width}x{result.height} in {seconds:.2f} s from "
-                  f"keyframes {result.keyframe_ids}; {100 * valid.mean():.1f}% of pixels with a depth"
+                  f"keyframes {result.keyframe_ids}" + (" (itself set aside)" if aside else "")
+                  + f"; {100 * valid.mean():.1f}% of pixels with a depth" + score
                   + (f"; {result.note}" if result.note else "") + (f"; {node.unseen_text(result)}"
                                                                    if node.unseen_text(result) else ""))
+        if evaluator.per_image_miou:
+            totals = evaluator.scores()
+            print(f"[render-view] {totals['num_images']} views scored against the folder's labels"
+                  f"{' (each rendered without itself)' if args.leave_out else ''}: mIoU {totals['miou']:.3f}, "
+                  f"per-image mIoU {totals['per_image_miou']:.3f}, pixel accuracy {totals['pacc']:.3f}, "
+                  f"depth AbsRel {totals['depth_absrel']:.3f}, delta<1.25 {totals['delta1']:.3f}")
         print(f"[render-view] wrote {out}/view_NN.png and .npz")
         return 1 if failed else 0
     finally:
@@ -146,8 +191,11 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint", default="", help="viewseg-model file (default: the node's, the demo model)")
     p.add_argument("--pose", action="append", default=[], metavar="x,y,z,qx,qy,qz,qw",
                    help="query camera pose (optical frame) in the folder's fixed frame; repeatable")
-    p.add_argument("--keyframe", action="append", default=[], type=int, metavar="I",
-                   help="render from the pose of the folder's view I; repeatable")
+    p.add_argument("--keyframe", action="append", default=[], metavar="I",
+                   help="render from the pose of the folder's view I (0-based; 'all' = every view); repeatable")
+    p.add_argument("--leave-out", action="store_true",
+                   help="render each --keyframe pose without that view among the sources (a novel view), and score "
+                        "it against the folder's labels and depth")
     p.add_argument("--back", type=nonnegative_float, default=0.0,
                    help="move each --keyframe pose this many metres back along its optical axis")
     p.add_argument("--size", type=image_size, default=None, help="WxH of the query (default: the keyframes')")

@@ -304,3 +304,17 @@ def test_restore_all_swaps_the_buffer_in_one_step():
     small = KeyframeBuffer(KeyframeConfig(**CFG, max_keyframes=2))
     kept, refused = small.restore_all([(view(x=3.0 * i), i * SEC, None, "") for i in range(4)])
     assert len(small) == 2 and not refused and sorted(k.id for k in kept) == sorted(k.id for k in small.snapshot())
+
+
+def test_set_aside_takes_keyframes_out_for_a_block_and_back_in_their_places():
+    buffer = KeyframeBuffer(KeyframeConfig(min_translation=0.1, keep_recent=0))
+    for index in range(4):
+        c2w = np.eye(4)
+        c2w[0, 3] = index
+        buffer.add(View(rgb=np.zeros((2, 2, 3), np.uint8), K=np.eye(3), c2w=c2w), (index + 1) * 10**9)
+    with buffer.set_aside([1, 2, 99]) as aside:
+        assert [k.id for k in aside] == [1, 2] and [k.id for k in buffer] == [0, 3]
+        late = np.eye(4)
+        late[0, 3] = 9
+        buffer.add(View(rgb=np.zeros((2, 2, 3), np.uint8), K=np.eye(3), c2w=late), 9 * 10**9)
+    assert [k.id for k in buffer] == [0, 1, 2, 3, 4] and buffer.get(1) is aside[0]

@@ -51,12 +51,28 @@ def test_a_view_rendered_from_its_own_pose_shows_its_labels_and_depth(room, tmp_
         assert (out / f"view_{number:02d}.png").stat().st_size > 0
 
 
+def test_leave_one_out_renders_each_view_from_the_others_and_scores_it(room, tmp_path, capsys):
+    out = tmp_path / "loo"
+    assert cli.main(["render-view", "--keyframes", str(room), "--checkpoint", str(CHECKPOINT), "--keyframe", "all",
+                     "--leave-out", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for index in range(12):   # the folder's views become keyframes 0..11, in order
+        used = np.load(out / f"view_{index:02d}.npz")["keyframe_ids"].tolist()
+        assert len(used) == 4 and index not in used
+    (totals,) = [line for line in printed.splitlines() if "views scored" in line]
+    assert totals.startswith("[render-view] 12 views scored against the folder's labels (each rendered without itself)")
+    scores = dict(part.rsplit(" ", 1) for part in totals.split(": ", 1)[1].split(", "))
+    assert float(scores["pixel accuracy"]) > 0.6 and float(scores["delta<1.25"]) > 0.8   # novel views of a room
+
+
 def test_bad_requests_end_in_one_line(room, tmp_path, capsys):
     cases = [(["--keyframes", str(tmp_path / "missing")], "not a keyframe folder"),
              (["--keyframes", str(room), "--pose", "1,2,3"], "--pose takes seven numbers"),
              (["--keyframes", str(room), "--pose", "0,0,0,0,0,0,2"], "not normalised"),
              (["--keyframes", str(room), "--keyframe", "99"], "holds views 0 to 11"),
              (["--keyframes", str(room)], "nothing to render"),
+             (["--keyframes", str(room), "--keyframe", "first"], "--keyframe takes a view index or 'all'"),
+             (["--keyframes", str(room), "--pose", "0,0,0,0,0,0,1", "--leave-out"], "--pose has none"),
              (["--keyframes", str(room), "--keyframe", "0", "--param", "query.bogus=1"], "--param takes name=value"),
              (["--keyframes", str(room), "--keyframe", "0", "--param", "query.preset=fastest"],
               "query.preset must be one of")]
