@@ -91,7 +91,7 @@ def _table(rows: list[tuple[str, Any, str]]) -> str:
 
 def viewseg_parameters() -> str:
     """The node's parameters; those a running node takes (``LIVE_PARAMETERS``) marked "(live)"."""
-    from viewseg_ros.node import LIVE_PARAMETERS, PARAMETERS
+    from viewseg_ros.node_parameters import LIVE_PARAMETERS, PARAMETERS
 
     return _table([(name, default, ("(live) " if name in LIVE_PARAMETERS else "") + description)
                    for name, (default, description) in PARAMETERS.items()])

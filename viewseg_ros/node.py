@@ -85,7 +85,7 @@ from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, check
     trained_preset
 from viewseg_core.model.prepared_cache import PreparedCache
 from viewseg_core.model.weights import load_model
-from viewseg_core.rectify import RECTIFICATION_MODES, image_camera_to_world, rotated_frame
+from viewseg_core.rectify import image_camera_to_world, rotated_frame
 from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
 from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
                                      camera_poses_to_pose_array,
@@ -93,9 +93,11 @@ from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, calib
                                      make_point_cloud, numpy_to_image, ns_to_time, pose_to_matrix, time_to_ns)
 from viewseg_ros.camera_input import (PER_CAMERA_SETTINGS, STREAM_TOPICS, CameraInput, PendingImage, camera_names,
                                      make_camera_inputs, parse_camera_namespaces)
-from viewseg_ros.executor import DEFAULT_EXECUTOR, EXECUTORS, SubmitOnceExecutor
+from viewseg_ros.executor import SubmitOnceExecutor
 from viewseg_ros.keyframe_store import read_keyframes, save_keyframes
 from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, is_novel, pose_difference
+from viewseg_ros.node_parameters import (KEYFRAME_RULE_PARAMETERS, LIVE_PARAMETERS, PARAMETERS, SAMPLING_PARAMETERS,
+                                         SELECTION_PARAMETERS, check_setting, coerce, validate)
 from viewseg_ros.pose_graph import (OdometryTrail, OdometryUnavailable, PoseGraphCorrector, apply_pose_graph,
                                    nodes_from_path)
 from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformBuffer, TransformError
@@ -112,160 +114,6 @@ MIN_COST_SAMPLE = 50_000  # point-views a render needs to update the cost model
 # it is abandoned at the deadline if it is really too slow, and either way updates the model,
 # so a wrong estimate can never lock a query size out for good.
 COST_MODEL_TTL_S = 120.0
-
-# name -> (default, description). Numbers are coerced (a YAML "1" for a float is fine).
-PARAMETERS: dict[str, tuple[Any, str]] = {
-    "image_topic": ("image", "sensor_msgs/Image topic (rgb8/bgr8/rgba8/bgra8; YUV 4:2:2 yuv422/uyvy and "
-                             "yuv422_yuy2/yuyv, 8-bit Bayer bayer_*8: converted to RGB as cv_bridge does)"),
-    "image_qos.reliability": ("best_effort", "image and depth subscriptions: best_effort (receives from "
-                                             "best-effort and reliable cameras) | reliable (reliable cameras only)"),
-    "image_qos.depth": (30, "image and depth subscription queue depth (keep last): frames that arrive while "
-                            "the node's executor is busy wait here (30: 2 s of a 15 Hz camera)"),
-    "depth_topic": ("", "sensor_msgs/Image depth registered to the colour camera (same frame_id and size, as "
-                        "aligned_depth_to_color drivers publish; 32FC1 m or 16UC1 mm); empty = RGB only"),
-    "image_transport": ("raw", "raw (sensor_msgs/Image on image_topic) | compressed (CompressedImage, JPEG or PNG, "
-                               "on <image_topic>/compressed, as image_transport names it)"),
-    "depth_transport": ("raw", "raw (Image on depth_topic) | compressedDepth (CompressedImage, PNG, on "
-                               "<depth_topic>/compressedDepth)"),
-    "depth_camera_info_topic": ("", "CameraInfo of the depth camera when depth is NOT registered to the colour camera "
-                                    "(its own frame and size, e.g. a RealSense without align_depth): each keyframe's "
-                                    "depth is then registered into the colour camera through TF between the two "
-                                    "optical frames; empty = depth is registered already"),
-    "depth_sync_tolerance_s": (0.02, "largest stamp difference pairing a depth image with a colour image"),
-    "camera_info_topic": ("camera_info", "sensor_msgs/CameraInfo topic of the same camera"),
-    "cameras": ("", "namespaces of several cameras feeding one keyframe buffer, comma-separated (e.g. /front,/rear; "
-                    "a YAML list also works): each camera's image_topic, camera_info_topic, depth_topic and "
-                    "depth_camera_info_topic are those relative names inside its namespace, each camera keeps its "
-                    "own calibration, and a query renders from the keyframes of any of them; camera.<name>.<setting> "
-                    "sets one camera's topics, transports, rectification or stamp offset (<name>: the namespace's "
-                    "last part); empty = one camera, the topics as given"),
-    "rectification": ("auto", "auto (undistort images whose CameraInfo has distortion, except on an image_rect* "
-                              "topic: already rectified) | undistort | rectified (pinhole of CameraInfo.p) | none "
-                              "(CameraInfo.k, distortion ignored)"),
-    "fixed_frame": ("map", "world frame of keyframe poses and rendering (map or odom)"),
-    "checkpoint": ("", "viewseg-model file; empty = the demo checkpoint checkpoints/demo.pt"),
-    "device": ("auto", "torch device: auto (cuda when available), cpu, cuda, cuda:1..."),
-    "num_threads": (0, "torch CPU threads (0 = torch's default)"),
-    "warmup": (True, "run one encode + render before reporting ready"),
-    "tf_wait_s": (1.0, "how long an image is held (in a queue, not blocking intake) and a query waits for TF "
-                       "at its stamp before giving up"),
-    "tf_pending_max": (30, "images held at most while they wait for TF, per camera (older ones are dropped, counted)"),
-    "image_stamp_offset_s": (0.0, "seconds from an image's header stamp to the moment it was exposed, at which its pose "
-                                  "is looked up: a driver that stamps frames on arrival (many USB cameras) stamps "
-                                  "them late by its latency, so give that latency negative (e.g. -0.05); 0 = the "
-                                  "stamp is the exposure time (REP 7: drivers should stamp at acquisition)"),
-    "clock_jump_s": (1.0, "a stamp on /tf or an image this many seconds before the newest one is a clock that "
-                          "jumped back: TF history and keyframe time state are reset"),
-    "camera_rate.window_s": (5.0, "diagnostics: window over which images are counted against CameraInfo"),
-    "camera_rate.min_ratio": (0.5, "diagnostics: warn when fewer than this share of the camera's frames "
-                                   "(counted by its CameraInfo) arrive as images"),
-    "diagnostics_period_s": (1.0, "period of /diagnostics"),
-    "keyframes.min_translation": (0.25, "metres between keyframe camera centres"),
-    "keyframes.min_rotation_deg": (15.0, "degrees between keyframe optical frames"),
-    "keyframes.min_interval_s": (0.01, "seconds between admitted keyframes at least (a floor: admission is by "
-                                       "pose novelty)"),
-    "keyframes.teleport_distance": (1.0, "flag in /diagnostics a camera pose that moved more than this many "
-                                         "metres since the previous frame (a TF teleport; 0 = off)"),
-    "keyframes.refresh_after_s": (0.0, "re-admit a seen pose when its keyframes are this old (0 = never)"),
-    "keyframes.max_keyframes": (64, "keyframes kept at most"),
-    "keyframes.max_bytes": (1 << 30, "bytes kept at most: images + cached features"),
-    "keyframes.eviction": ("redundant", "redundant | oldest"),
-    "keyframes.keep_recent": (16, "the newest keyframes, evicted only when nothing older is left (the robot's "
-                                  "surroundings; 0 = pure coverage)"),
-    "keyframes.load_path": ("", "a keyframe folder (~/save_keyframes, or bag2scene's output) to start with; "
-                                "its poses must be in fixed_frame (\"\" = start empty)"),
-    "keyframes.save_path": ("", "save the keyframes to this folder every keyframes.save_period_s while they change, "
-                                "and when the node stops (point keyframes.load_path at it to resume after a "
-                                "restart; \"\" = never)"),
-    "keyframes.save_period_s": (60.0, "seconds between saves to keyframes.save_path (0 = only when the node stops)"),
-    "pose_graph.topic": ("", "nav_msgs/Path of the SLAM system's optimised trajectory (body poses in fixed_frame, "
-                             "stamped, e.g. RTAB-Map's mapPath): after a loop closure it re-poses the keyframes "
-                             "it covers; empty = keyframes keep the pose TF gave them at admission"),
-    "pose_graph.body_frame": ("base_link", "the frame whose poses pose_graph.topic holds"),
-    "pose_graph.odom_frame": ("odom", "the odometry frame between fixed_frame and the robot (continuous, never "
-                                      "jumps): each keyframe's pose in it is kept for the pose graph"),
-    "pose_graph.max_gap_s": (5.0, "a keyframe farther than this (seconds) from every graph node keeps its pose"),
-    "keyframes.width": (0, "resize keyframes to this width (0 = the model's trained source size, "
-                           "else as received)"),
-    "keyframes.height": (0, "resize keyframes to this height (0 = the model's trained source size, "
-                            "else as received)"),
-    "query.num_sources": (4, "keyframes used per query"),
-    "query.selection_grid": (8, "source selection: query pixels sampled per image side"),
-    "query.selection_depth_samples": (6, "source selection: depths sampled per pixel"),
-    "query.preset": ("auto", "sampling: auto (rgbd for a depth-guided RGB-D checkpoint reading depth_topic, "
-                             "else fast) | fast (8+8 samples, fine pass skips empty space) | paper (64+128) | "
-                             "rgbd (8 stratified + 4 band samples around the keyframes' measured depth, skipping "
-                             "what it accounts for as empty) | rgbd_full (8 + 8 band, nothing skipped) | "
-                             "rgbd_fine (rgbd plus a 4-sample fine pass on the rays the measured depth does "
-                             "not explain) | "
-                             "checkpoint (the samples the model was trained with); see viewseg_core/model/fast.py"),
-    "query.num_coarse": (-1, "coarse samples per ray (-1 = the preset's)"),
-    "query.num_fine": (-1, "fine samples per ray (-1 = the preset's, 0 = coarse pass only)"),
-    "query.skip_weight": (-1.0, "fine-pass occupancy threshold (-1 = the preset's, 0 = evaluate every sample)"),
-    "query.field_impl": ("auto", "field implementation: auto (the fused Triton kernel on CUDA when it supports the "
-                                 "model, else PyTorch) | fused | reference (PyTorch); env VIEWSEG_FIELD overrides"),
-    "query.amp": ("auto", "MLP precision: auto (bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, else float32) "
-                          "| off (float32) | bf16 (CUDA: autocast; CPU: a bf16 copy of the field's weights); "
-                          "docs/benchmarks.md, \"CPU bf16\""),
-    "query.point_budget": (0, "points per field call (0 = from the device: a few MiB of activations on CPU, "
-                              "a share of free GPU memory on CUDA)"),
-    "query.max_width": (1280, "largest query width accepted"),
-    "query.max_height": (1024, "largest query height accepted"),
-    "query.timeout_s": (30.0, "a query estimated to take longer is refused up front; a render that takes "
-                              "longer is abandoned (success=false)"),
-    "query.max_in_flight": (4, "queries served or waiting at once; more are answered 'busy' at once"),
-    "executor": (DEFAULT_EXECUTOR, "submit_once (each ready callback handed to the thread pool once: "
-                                "viewseg_ros/executor.py; about half the CPU of rclpy's while a camera streams, "
-                                "docs/benchmarks.md 'Load') | rclpy (rclpy's MultiThreadedExecutor as it is: it "
-                                "re-submits callbacks still queued in its pool, spending CPU while the pool is busy)"),
-    "query.prepared_cache": (2, "keyframe sets whose stacked source views and projected feature maps are kept for "
-                                "the next query that picks the same keyframes (0 = none; not counted in keyframes.max_bytes: "
-                                "diagnostics prepared_cache says hits and memory)"),
-    "query.min_coverage": (0.05, "refuse a query when less than this share of its frustum is seen by the "
-                                 "selected keyframes"),
-    "query.max_source_depth": (0.0, "a keyframe sees points at most this deep, metres (0 = the model's far "
-                                    "plane)"),
-    "query.unseen_pixels": ("unknown", "pixels whose rendered surface no selected keyframe sees: unknown (label "
-                                      "unknown, depth NaN, confidence 0) | extrapolated (the model's label and depth, "
-                                      "confidence 0; for checkpoints with model.unseen_points extrapolate)"),
-    "query.confidence_calibration": ("auto", "map from the confidence score to the probability that the label is "
-                                             "right (viewseg confidence --fit): auto (<checkpoint stem>.confidence.json "
-                                             "beside the checkpoint, when it exists and was fitted for it) | a file | "
-                                             "none (the raw score)"),
-    "query.width": (0, "topic mode image width (0 = the keyframes')"),
-    "query.height": (0, "topic mode image height (0 = the keyframes')"),
-    "query.frame_id": ("viewseg_query_optical", "output frame_id when the request names none"),
-    "points.on_service": (False, "also publish ~/points (PointCloud2) for every answered render_view call "
-                                 "(topic-mode queries always publish it)"),
-}
-
-
-UNSEEN_PIXEL_MODES = ("unknown", "extrapolated")
-
-# Parameters a running node takes from `ros2 param set` (or a parameter client); every other one
-# is read once at start, and a change to it is refused with that reason instead of being
-# accepted and ignored. Each of these is read at use, or rebuilds the one object made from it.
-SAMPLING_PARAMETERS = ("query.preset", "query.num_coarse", "query.num_fine", "query.skip_weight",
-                       "query.point_budget", "query.field_impl", "query.amp")
-SELECTION_PARAMETERS = ("query.num_sources", "query.selection_grid", "query.selection_depth_samples",
-                        "query.max_source_depth")
-KEYFRAME_RULE_PARAMETERS = ("keyframes.min_translation", "keyframes.min_rotation_deg", "keyframes.min_interval_s",
-                            "keyframes.refresh_after_s", "keyframes.max_keyframes", "keyframes.max_bytes",
-                            "keyframes.eviction", "keyframes.keep_recent")
-LIVE_PARAMETERS = frozenset(SAMPLING_PARAMETERS + SELECTION_PARAMETERS + KEYFRAME_RULE_PARAMETERS + (
-    "query.confidence_calibration", "query.min_coverage", "query.unseen_pixels", "query.timeout_s",
-    "query.max_width", "query.max_height", "query.width", "query.height", "query.frame_id", "points.on_service",
-    "keyframes.teleport_distance"))
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """``value`` as the type of the parameter's default (a YAML 1 for a double is fine)."""
-    default = PARAMETERS[name][0]
-    try:
-        return bool(value) if isinstance(default, bool) else type(default)(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"parameter {name}: expected a {type(default).__name__}, got {value!r}") from None
-
 
 def _field_impl_text(stats) -> str:
     """Which field implementation the last render used, with the reason ``auto`` fell back."""
@@ -530,54 +378,11 @@ class ViewSegNode(Node):
         values = {}
         for name, (default, description) in PARAMETERS.items():
             descriptor = ParameterDescriptor(description=description, dynamic_typing=True)
-            values[name] = _coerce(name, self.declare_parameter(name, default, descriptor).value)
+            values[name] = coerce(name, self.declare_parameter(name, default, descriptor).value)
         values["cameras"] = parse_camera_namespaces(self.get_parameter("cameras").value)
-        self._validate(values)
+        validate(values)
         values["camera_overrides"] = self._read_camera_overrides(values)
         return values
-
-    def _validate(self, values: dict[str, Any]) -> None:
-        """ValueError naming the first parameter of ``values`` (every node parameter) that is
-        out of range or inconsistent with another; at start and for every runtime change."""
-        for setting in PER_CAMERA_SETTINGS:  # the node's own values; a camera's are checked alike
-            self._check_setting(setting, setting, values[setting])
-        positive = ("keyframes.max_keyframes", "keyframes.max_bytes", "query.num_sources", "query.max_width",
-                    "query.max_height", "tf_wait_s", "diagnostics_period_s", "query.timeout_s", "query.max_in_flight",
-                    "image_qos.depth", "tf_pending_max", "clock_jump_s", "camera_rate.window_s")
-        for name in positive:
-            if not values[name] > 0 and not (name == "tf_wait_s" and values[name] == 0):
-                raise ValueError(f"parameter {name} must be positive, got {values[name]}")
-        for name in ("keyframes.width", "keyframes.height", "query.width", "query.height", "query.point_budget",
-                     "keyframes.save_period_s",
-                     "query.max_source_depth", "keyframes.teleport_distance", "query.prepared_cache"):
-            if values[name] < 0:
-                raise ValueError(f"parameter {name} must be >= 0, got {values[name]}")
-        if bool(values["keyframes.width"]) != bool(values["keyframes.height"]):
-            raise ValueError("parameters keyframes.width and keyframes.height must both be 0 or both be set")
-        if bool(values["query.width"]) != bool(values["query.height"]):
-            raise ValueError("parameters query.width and query.height must both be 0 or both be set")
-        if not values["fixed_frame"]:
-            raise ValueError("parameter fixed_frame must not be empty")
-        if values["pose_graph.topic"]:
-            for name in ("pose_graph.body_frame", "pose_graph.odom_frame"):
-                if not values[name]:
-                    raise ValueError(f"parameter {name} must not be empty with pose_graph.topic set")
-            if values["pose_graph.odom_frame"] == values["fixed_frame"]:
-                raise ValueError(f"parameter pose_graph.odom_frame is fixed_frame ({values['fixed_frame']!r}): keyframes "
-                                 f"posed in the odometry frame move with it, a pose graph has nothing to correct")
-            if not values["pose_graph.max_gap_s"] > 0:
-                raise ValueError(f"parameter pose_graph.max_gap_s must be positive, got {values['pose_graph.max_gap_s']}")
-        if values["executor"] not in EXECUTORS:
-            raise ValueError(f"parameter executor must be one of {' | '.join(EXECUTORS)}, got {values['executor']!r}")
-        if values["image_qos.reliability"] not in ("best_effort", "reliable"):
-            raise ValueError(f"parameter image_qos.reliability must be best_effort or reliable, "
-                             f"got {values['image_qos.reliability']!r}")
-        if values["query.unseen_pixels"] not in UNSEEN_PIXEL_MODES:
-            raise ValueError(f"parameter query.unseen_pixels must be one of {UNSEEN_PIXEL_MODES}, "
-                             f"got {values['query.unseen_pixels']!r}")
-        for name in ("query.min_coverage", "camera_rate.min_ratio"):
-            if not 0.0 <= values[name] <= 1.0:
-                raise ValueError(f"parameter {name} must be in [0, 1], got {values[name]}")
 
     def _read_camera_overrides(self, values: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """``camera.<name>.<setting>`` of each of several cameras (:mod:`viewseg_ros.camera_input`),
@@ -600,22 +405,11 @@ class ViewSegNode(Node):
                 except (TypeError, ValueError):
                     raise ValueError(f"parameter {full}: expected a {type(default).__name__}, got {value!r}") from None
                 if value != default:
-                    self._check_setting(full, setting, value)
+                    check_setting(full, setting, value)
                     own[setting] = value
             if own:
                 overrides[name] = own
         return overrides
-
-    @staticmethod
-    def _check_setting(name: str, setting: str, value: Any) -> None:
-        """The rules of a camera ``setting`` (:data:`PER_CAMERA_SETTINGS`) for the parameter
-        ``name`` that holds it: the node's own (``name == setting``) or ``camera.<name>.<setting>``."""
-        modes = {"image_transport": ("raw", "compressed"), "depth_transport": ("raw", "compressedDepth"),
-                 "rectification": tuple(RECTIFICATION_MODES)}
-        if setting in modes and value not in modes[setting]:
-            raise ValueError(f"parameter {name} must be one of {' | '.join(modes[setting])}, got {value!r}")
-        if setting == "image_stamp_offset_s" and not math.isfinite(value):
-            raise ValueError(f"parameter {name} must be a finite number, got {value}")
 
     @property
     def executor_threads(self) -> int:
@@ -706,14 +500,14 @@ class ViewSegNode(Node):
                     f"{name} is read once at start: restart the node to change it (changeable while running: "
                     f"the parameters marked (live) in docs/ros.md, 'Parameters')"))
             try:
-                changes[name] = _coerce(name, parameter.value)
+                changes[name] = coerce(name, parameter.value)
             except ValueError as error:
                 return SetParametersResult(successful=False, reason=str(error))
         if not changes:
             return SetParametersResult(successful=True)
         values = {**self.params, **changes}
         try:
-            self._validate(values)
+            validate(values)
             preset = self._sampling_preset(values) if set(changes) & set(SAMPLING_PARAMETERS) else self.preset
             selection = self._selection_config(values) if set(changes) & set(SELECTION_PARAMETERS) else None
             keyframe_config = (self._keyframe_config(values) if set(changes) & set(KEYFRAME_RULE_PARAMETERS)

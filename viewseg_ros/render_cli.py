@@ -58,7 +58,7 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     """``name=value`` node parameters; the value is read as YAML (1 is an int, 1.5 a float)."""
     import yaml
 
-    from viewseg_ros.node import PARAMETERS
+    from viewseg_ros.node_parameters import PARAMETERS
 
     params = {}
     for item in items:
