@@ -515,7 +515,10 @@ class ViewSegNode(Node):
             calibration = (self._load_calibration(values["query.confidence_calibration"], preset)
                            if "query.confidence_calibration" in changes else None)
         except ValueError as error:
-            return SetParametersResult(successful=False, reason=str(error))
+            reason = str(error)
+            if "must both be" in reason:   # `ros2 param set` changes one at a time: say how to change both
+                reason += " (on a running node: set both in one set_parameters_atomically request)"
+            return SetParametersResult(successful=False, reason=reason)
         # Every new object is built: swap them in (a render in flight keeps what it took).
         if preset is not self.preset:
             self.preset, self._points_per_ray = preset, self._dense_points_per_ray(preset)

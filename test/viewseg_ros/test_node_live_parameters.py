@@ -70,6 +70,10 @@ def test_refused_changes_say_why_and_change_nothing(rig):
         results = set_parameters(g, **values)
         assert not any(r.successful for r in results), values
         assert reason in results[0].reason, (values, results[0].reason)
+    (result,) = set_parameters(g, query__width=64)   # query.height is 0: the pair changes together
+    assert not result.successful and "set both in one set_parameters_atomically request" in result.reason
+    (result,) = set_parameters(g, atomically=True, query__width=64, query__height=48)
+    assert result.successful and (g.node.params["query.width"], g.node.params["query.height"]) == (64, 48)
     # One request with a good and a bad value, atomically: nothing applied, not even the good one.
     (result,) = set_parameters(g, atomically=True, query__num_sources=3, query__timeout_s=-1.0)
     assert not result.successful and "query.timeout_s must be positive" in result.reason
