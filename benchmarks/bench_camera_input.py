@@ -43,7 +43,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from report import append_rows, cpu_name  # noqa: E402  (benchmarks/report.py)
+from report import add_record_arguments, append_rows, cpu_name  # noqa: E402  (benchmarks/report.py)
 from viewseg_core.cameras import K_from_hfov, resize_intrinsics  # noqa: E402
 from viewseg_core.depth_registration import register_depth  # noqa: E402
 from viewseg_core.rectify import make_undistorter  # noqa: E402
@@ -133,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="160x120, 3 repeats (for tests)")
     parser.add_argument("--size", default="640x480", help="frame WxH")
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
-    parser.add_argument("--no-record", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    add_record_arguments(parser)
     args = parser.parse_args(argv)
     width, height = (160, 120) if args.quick else (int(v) for v in args.size.lower().split("x"))
     repeats = 3 if args.quick else args.repeats

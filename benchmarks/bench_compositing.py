@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when loaded by path
 
 from viewseg_core.volrend import composite_fused, composite_reference  # noqa: E402
-from report import append_rows, cpu_name  # noqa: E402  (benchmarks/report.py)
+from report import add_record_arguments, append_rows, cpu_name  # noqa: E402  (benchmarks/report.py)
 
 NUM_CHANNELS = 37 + 3
 FULL_CASES = [("train coarse", 4096, 64), ("train fine", 4096, 192), ("query 240x320", 76800, 192)]
@@ -105,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (1 gives steadier numbers on a shared machine)")
-    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    add_record_arguments(parser)
     args = parser.parse_args(argv)
 
     if args.threads:

@@ -75,7 +75,7 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(PROFILE))
 
-from report import append_rows, cpu_name, cpu_seconds, line_chart, load_avg  # noqa: E402  (benchmarks/report.py)
+from report import add_record_arguments, append_rows, cpu_name, cpu_seconds, line_chart, load_avg  # noqa: E402  (benchmarks/report.py)
 from viewseg_ros.executor import DEFAULT_EXECUTOR, EXECUTORS  # noqa: E402
 
 SECTION = "## Load: concurrent clients while a 640x480 camera streams (issue 17)"
@@ -225,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the node's executor parameter (submit_once: its default, viewseg_ros/executor.py; "
                              "rclpy: rclpy's MultiThreadedExecutor as it is)")
     parser.add_argument("--quick", action="store_true", help="2 clients, 10 s of load, 8 s idle, 80x60 queries")
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
-    parser.add_argument("--no-record", action="store_true")
+    add_record_arguments(parser)
     parser.add_argument("--series", type=Path, help="write every memory sample of the load phase here (JSON)")
     parser.add_argument("--plot", type=Path, help="draw the memory samples here (PNG): RSS, keyframes, cache")
     parser.add_argument("--plot-with", type=Path, nargs="*", default=[], metavar="SERIES",

@@ -55,7 +55,7 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from report import append_rows, cpu_name, load_avg  # noqa: E402  (benchmarks/report.py)
+from report import add_record_arguments, append_rows, cpu_name, load_avg  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "## Node latency: what the render_view service adds to the render (issue 8, section 3)"
 TABLE_HEADER = ("| date | device | load avg | model | size | keyframes | calls | render p10 / median / p90 ms "
@@ -224,8 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="fast", help="node query.preset: fast, paper or checkpoint")
     parser.add_argument("--num-coarse", type=int, default=-1, help="node query.num_coarse (-1 = the preset's)")
     parser.add_argument("--num-fine", type=int, default=-1, help="node query.num_fine (-1 = the preset's)")
-    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    add_record_arguments(parser)
     args = parser.parse_args(argv)
     sizes = args.sizes or ([(80, 60)] if args.quick else [(160, 120), (320, 240)])
     counts = args.keyframes or ([8] if args.quick else [20, 64])

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when
 
 import numpy as np  # noqa: E402
 
-from report import append_rows, cpu_name  # noqa: E402  (benchmarks/report.py)
+from report import add_record_arguments, append_rows, cpu_name  # noqa: E402  (benchmarks/report.py)
 from viewseg_core.data.records import View  # noqa: E402
 from viewseg_ros.conversions import matrix_to_pose_stamped  # noqa: E402
 from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig  # noqa: E402
@@ -131,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="200 nodes, 2 repeats (for tests)")
     parser.add_argument("--nodes", default="1000,10000", help="graph sizes, comma-separated")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
-    parser.add_argument("--no-record", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    add_record_arguments(parser)
     args = parser.parse_args(argv)
     sizes = [200] if args.quick else [int(v) for v in args.nodes.split(",")]
     repeats = 2 if args.quick else args.repeats

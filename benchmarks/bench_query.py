@@ -105,7 +105,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when loaded by path
 
-from report import append_rows, cpu_name, load_avg  # noqa: E402  (benchmarks/report.py)
+from report import add_record_arguments, append_rows, cpu_name, load_avg  # noqa: E402  (benchmarks/report.py)
 
 from viewseg_core.model.fast import FIELD_ENV, FIELD_IMPLS, PRESETS, QueryPreset, render_query_stats, \
     trained_preset  # noqa: E402
@@ -816,8 +816,7 @@ def main(argv: list[str] | None = None) -> int:
                                                           "checkpoint's, or config.yaml beside it)")
     parser.add_argument("--miou-split", default="test")
     parser.add_argument("--miou-examples", type=int, default=0, help="targets to score (0 = the whole split)")
-    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
-    parser.add_argument("--output", type=Path, default=DOCS)
+    add_record_arguments(parser)
     args = parser.parse_args(argv)
     if args.malloc == "keep":   # as viewseg_node and the viewseg command run (viewseg_core/cpu_allocator.py)
         print(f"cpu allocator: {keep_freed_memory()}")

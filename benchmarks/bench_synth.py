@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when
 import torch  # noqa: E402
 
 from viewseg_core.data.synth import SynthConfig, make_scene, render, write_dataset  # noqa: E402
-from report import append_rows, cpu_name, load_avg  # noqa: E402  (benchmarks/report.py)
+from report import add_record_arguments, append_rows, cpu_name, load_avg  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "## Synthetic scenes (viewseg_core/data/synth)"
 INTRO = ("`python benchmarks/bench_synth.py [--quick]` measures views per second of the procedural "
@@ -91,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer views (~20 s on 2 cores)")
     parser.add_argument("--size", default="320x240", help="WIDTHxHEIGHT")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts for 'write'")
-    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    add_record_arguments(parser)
     args = parser.parse_args(argv)
     width, height = (int(x) for x in args.size.lower().split("x"))
     torch.set_num_threads(1)          # torch only builds camera rays here; threads just contend

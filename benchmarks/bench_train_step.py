@@ -44,7 +44,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_query as bq  # noqa: E402  (also puts the repository root on sys.path)
-from report import append_rows  # noqa: E402  (benchmarks/report.py)
+from report import add_record_arguments, append_rows  # noqa: E402  (benchmarks/report.py)
 from training.data import to_model_batch  # noqa: E402
 from viewseg_core.data.dataset import DatasetConfig, ViewSegDataset, collate  # noqa: E402
 from viewseg_core.data.pairs import PairEntry  # noqa: E402
@@ -129,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 3; quick 1)")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
-    parser.add_argument("--output", type=Path, default=bq.DOCS)
+    add_record_arguments(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -37,6 +37,16 @@ def cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
+BENCHMARKS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+
+
+def add_record_arguments(parser) -> None:
+    """``--output`` (the page rows go to, docs/benchmarks.md) and ``--no-record``: what every
+    benchmark that records rows takes."""
+    parser.add_argument("--output", type=Path, default=BENCHMARKS_PAGE, help="page to append the rows to")
+    parser.add_argument("--no-record", action="store_true", help="print only; leave docs/benchmarks.md alone")
+
+
 def append_rows(path: Path, section: str, table_header: str, rows: list[str], intro: str = "") -> None:
     """Insert ``rows`` at the end of ``table_header``'s table inside ``section`` of ``path``.
 
