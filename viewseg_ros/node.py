@@ -1428,10 +1428,14 @@ class ViewSegNode(Node):
         return f"busy ({limit} in flight, query.max_in_flight = {limit}; {count} busy answers so far): retry later"
 
     def points_of(self, result: QueryResult) -> Any:
-        """sensor_msgs/PointCloud2 of the pixels with a depth: x, y, z in the query camera's optical
-        frame (z = planar depth), the class colour, confidence and label; same header as the images."""
+        """sensor_msgs/PointCloud2 of the pixels with a depth and at least ``points.min_confidence``:
+        x, y, z in the query camera's optical frame (z = planar depth), the class colour,
+        confidence and label; same header as the images."""
         depth = result.depth
-        v, u = np.nonzero(np.isfinite(depth))
+        keep = np.isfinite(depth)
+        if self.params["points.min_confidence"] > 0:
+            keep &= result.confidence >= self.params["points.min_confidence"]
+        v, u = np.nonzero(keep)
         z = depth[v, u].astype(np.float64)
         rays = np.stack([u, v, np.ones_like(u)], axis=-1).astype(np.float64) @ np.linalg.inv(result.K).T
         labels = result.labels[v, u]

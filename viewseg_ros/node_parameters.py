@@ -136,6 +136,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "query.width": (0, "topic mode image width (0 = the keyframes')"),
     "query.height": (0, "topic mode image height (0 = the keyframes')"),
     "query.frame_id": ("viewseg_query_optical", "output frame_id when the request names none"),
+    "points.min_confidence": (0.0, "~/points holds only pixels of at least this confidence (a costmap fed from "
+                                   "~/points then sees no guesses; 0 = every pixel with a depth)"),
     "points.on_service": (False, "also publish ~/points (PointCloud2) for every answered render_view call "
                                  "(topic-mode queries always publish it)"),
 }
@@ -156,6 +158,7 @@ KEYFRAME_RULE_PARAMETERS = ("keyframes.min_translation", "keyframes.min_rotation
 LIVE_PARAMETERS = frozenset(SAMPLING_PARAMETERS + SELECTION_PARAMETERS + KEYFRAME_RULE_PARAMETERS + (
     "query.confidence_calibration", "query.min_coverage", "query.unseen_pixels", "query.timeout_s",
     "query.max_width", "query.max_height", "query.width", "query.height", "query.frame_id", "points.on_service",
+    "points.min_confidence",
     "keyframes.teleport_distance"))
 
 
@@ -218,7 +221,7 @@ def validate(values: dict[str, Any]) -> None:
     if values["query.unseen_pixels"] not in UNSEEN_PIXEL_MODES:
         raise ValueError(f"parameter query.unseen_pixels must be one of {UNSEEN_PIXEL_MODES}, "
                          f"got {values['query.unseen_pixels']!r}")
-    for name in ("query.min_coverage", "camera_rate.min_ratio"):
+    for name in ("query.min_coverage", "camera_rate.min_ratio", "points.min_confidence"):
         if not 0.0 <= values[name] <= 1.0:
             raise ValueError(f"parameter {name} must be in [0, 1], got {values[name]}")
 

@@ -89,3 +89,31 @@ def test_tighter_keyframe_bounds_evict_at_once(rig):
     assert len(g.node.keyframes) == 2 and g.node.keyframes.config.max_keyframes == 2
     # Views 1 m apart are equally redundant, and ties go to the older ones: the newest two stay.
     np.testing.assert_allclose([k.c2w[0, 3] for k in g.node.keyframes], [3.0, 4.0])
+
+
+def test_points_min_confidence_keeps_only_confident_pixels_in_the_cloud(rig):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import PointCloud2
+
+    from ros_graph import wait_for
+    from viewseg_ros.conversions import image_to_numpy, point_cloud_to_numpy
+
+    g = rig
+    clouds = []
+    g.client.create_subscription(PointCloud2, "/live/viewseg/points", clouds.append,
+                                 QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
+    threshold = 0.0
+    for _ in range(2):   # every pixel with a depth first; then the rendered pixels' median confidence
+        results = set_parameters(g, atomically=True, points__on_service=True, points__min_confidence=threshold)
+        assert results[0].successful, results[0].reason
+        before = len(clouds)
+        response = query(g)
+        wait_for(lambda: len(clouds) > before, 10.0, "~/points of the query")
+        cloud = point_cloud_to_numpy(clouds[-1])
+        depth, confidence = image_to_numpy(response.depth), image_to_numpy(response.confidence)
+        kept = np.isfinite(depth) & (confidence >= threshold)
+        assert len(cloud) == int(kept.sum()) > 0 and (cloud["confidence"] >= threshold).all()
+        threshold = float(np.median(confidence[np.isfinite(depth)]))
+    assert int(kept.sum()) < int(np.isfinite(depth).sum())   # the median left some rendered pixels out
+    (result,) = set_parameters(g, points__min_confidence=1.5)
+    assert not result.successful and "points.min_confidence must be in [0, 1]" in result.reason
