@@ -60,9 +60,32 @@ def test_leave_one_out_renders_each_view_from_the_others_and_scores_it(room, tmp
         used = np.load(out / f"view_{index:02d}.npz")["keyframe_ids"].tolist()
         assert len(used) == 4 and index not in used
     (totals,) = [line for line in printed.splitlines() if "views scored" in line]
-    assert totals.startswith("[render-view] 12 views scored against the folder's labels (each rendered without itself)")
-    scores = dict(part.rsplit(" ", 1) for part in totals.split(": ", 1)[1].split(", "))
+    assert totals.startswith(f"[render-view] {room.name}: 12 views scored against the folder's labels (each "
+                             f"rendered without itself): ")
+    scores = dict(part.rsplit(" ", 1) for part in totals.split("itself): ", 1)[1].split(", "))
     assert float(scores["pixel accuracy"]) > 0.6 and float(scores["delta<1.25"]) > 0.8   # novel views of a room
+
+
+def test_several_folders_in_turn_and_their_totals(room, tmp_path, capsys):
+    import shutil
+
+    twin = tmp_path / "twin"
+    shutil.copytree(room, twin)   # the same room again, under another name
+    out = tmp_path / "both"
+    assert cli.main(["render-view", "--keyframes", str(room), "--keyframes", str(twin), "--checkpoint",
+                     str(CHECKPOINT), "--keyframe", "2", "--keyframe", "7", "--leave-out", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert (out / room.name / "view_01.npz").is_file() and (out / "twin" / "view_01.npz").is_file()
+    lines = [line for line in printed.splitlines() if "views scored" in line]
+    assert [line.split(":")[0] for line in lines] == [f"[render-view] {room.name}", "[render-view] twin",
+                                                      "[render-view] 2 folders"]
+    assert "4 views scored" in lines[-1]
+    # The twin answers as its original did, from keyframes of its own: the second folder replaced
+    # the first one's (ids are never reused, so the twin's are 12 and up).
+    for name in ("view_00.npz", "view_01.npz"):
+        first, second = np.load(out / room.name / name), np.load(out / "twin" / name)
+        np.testing.assert_array_equal(first["labels"], second["labels"])
+        assert first["keyframe_ids"].max() < 12 <= second["keyframe_ids"].min()
 
 
 def test_bad_requests_end_in_one_line(room, tmp_path, capsys):
@@ -73,6 +96,8 @@ def test_bad_requests_end_in_one_line(room, tmp_path, capsys):
              (["--keyframes", str(room)], "nothing to render"),
              (["--keyframes", str(room), "--keyframe", "first"], "--keyframe takes a view index or 'all'"),
              (["--keyframes", str(room), "--pose", "0,0,0,0,0,0,1", "--leave-out"], "--pose has none"),
+             (["--keyframes", str(room), "--keyframes", str(room), "--pose", "0,0,0,0,0,0,1"],
+              "give one --keyframes with it"),
              (["--keyframes", str(room), "--keyframe", "0", "--param", "query.bogus=1"], "--param takes name=value"),
              (["--keyframes", str(room), "--keyframe", "0", "--param", "query.preset=fastest"],
               "query.preset must be one of")]
