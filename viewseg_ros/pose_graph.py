@@ -158,14 +158,6 @@ class GraphNodes:
         return len(self.stamps)
 
 
-def _rotations(quaternions: np.ndarray) -> np.ndarray:
-    """[N, 4] unit quaternions (x, y, z, w) -> [N, 3, 3] rotation matrices."""
-    x, y, z, w = quaternions.T
-    return np.stack([np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-                     np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-                     np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], -2)
-
-
 def _rigid_inverse(transforms: np.ndarray) -> np.ndarray:
     """[N, 4, 4] rigid transforms -> their inverses (R^T, -R^T t)."""
     inverse = np.zeros_like(transforms)
@@ -218,7 +210,7 @@ def nodes_from_path(msg: Any, fixed_frame: str) -> GraphNodes:
     order = np.argsort(stamps, kind="stable")
     stamps, values = stamps[order], values[order]
     poses = np.zeros((count, 4, 4))
-    poses[:, :3, :3] = _rotations(values[:, 3:] / np.sqrt(norm2[order])[:, None])
+    poses[:, :3, :3] = quaternion_to_matrix(values[:, 3:] / np.sqrt(norm2[order])[:, None])
     poses[:, :3, 3] = values[:, :3]
     poses[:, 3, 3] = 1.0
     return GraphNodes(stamps, poses)

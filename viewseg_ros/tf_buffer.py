@@ -82,14 +82,22 @@ def normalize_quaternion(q: Sequence[float], what: str = "quaternion") -> np.nda
     return q / math.sqrt(norm2)
 
 
-def quaternion_to_matrix(q: Sequence[float]) -> np.ndarray:
-    """Unit quaternion (x, y, z, w) -> [3, 3] rotation matrix (float64)."""
-    x, y, z, w = np.asarray(q, dtype=np.float64)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+def _rotation_entries(x, y, z, w) -> tuple:
+    """The rows of the rotation matrix of the quaternion (x, y, z, w): scalars, or arrays of them."""
+    return ((1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)),
+            (2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)),
+            (2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)))
+
+
+def quaternion_to_matrix(q: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Unit quaternion (x, y, z, w) -> [3, 3] rotation matrix (float64); a [..., 4] array of
+    them -> [..., 3, 3] (a pose graph's nodes at once). One quaternion is the TF lookups' hot
+    path, and stays a plain array build (stacking costs ~7x there)."""
+    q = np.asarray(q, dtype=np.float64)
+    if q.ndim == 1:
+        return np.array(_rotation_entries(*q))
+    rows = _rotation_entries(*np.moveaxis(q, -1, 0))
+    return np.stack([np.stack(row, axis=-1) for row in rows], axis=-2)
 
 
 def matrix_to_quaternion(rotation: np.ndarray) -> np.ndarray:
