@@ -41,8 +41,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from viewseg_ros.keyframes import KeyframeBuffer, pose_difference
-from viewseg_ros.tf_buffer import (NS_PER_S, QUATERNION_NORMALIZATION_TOLERANCE, matrix_to_quaternion,
-                                   normalize_quaternion, quaternion_to_matrix, slerp)
+from viewseg_ros.tf_buffer import (NS_PER_S, QUATERNION_NORMALIZATION_TOLERANCE, invert_transform,
+                                   matrix_to_quaternion, normalize_quaternion, quaternion_to_matrix, slerp)
 
 
 # A graph republished with the same poses re-poses nothing: re-posing a keyframe drops the
@@ -158,16 +158,6 @@ class GraphNodes:
         return len(self.stamps)
 
 
-def _rigid_inverse(transforms: np.ndarray) -> np.ndarray:
-    """[N, 4, 4] rigid transforms -> their inverses (R^T, -R^T t)."""
-    inverse = np.zeros_like(transforms)
-    rotation_t = np.swapaxes(transforms[:, :3, :3], 1, 2)
-    inverse[:, :3, :3] = rotation_t
-    inverse[:, :3, 3] = -np.einsum("nij,nj->ni", rotation_t, transforms[:, :3, 3])
-    inverse[:, 3, 3] = 1.0
-    return inverse
-
-
 def nodes_from_path(msg: Any, fixed_frame: str) -> GraphNodes:
     """The nodes of a nav_msgs/Path, sorted by stamp.
 
@@ -278,7 +268,7 @@ class PoseGraphCorrector:
                 odom_from_body[index] = pose
         self._odometry = odometry  # nodes the graph dropped are forgotten
         self._stamps = nodes.stamps[usable]
-        self._fixed_from_odom = nodes.poses[usable] @ _rigid_inverse(odom_from_body[usable])
+        self._fixed_from_odom = nodes.poses[usable] @ invert_transform(odom_from_body[usable])
         self.nodes = len(nodes)
 
     def fixed_from_odom(self, stamp_ns: int) -> np.ndarray | None:

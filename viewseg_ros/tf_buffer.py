@@ -147,7 +147,15 @@ def make_transform(translation: Sequence[float], quaternion: Sequence[float]) ->
 
 
 def invert_transform(matrix: np.ndarray) -> np.ndarray:
-    """Inverse of a rigid [4, 4] transform (uses R^T rather than a general inverse)."""
+    """Inverse of a rigid [4, 4] transform (uses R^T rather than a general inverse); of each of
+    an [N, 4, 4] batch too (a pose graph's nodes at once)."""
+    if matrix.ndim == 3:
+        inverse = np.zeros_like(matrix)
+        rotation_t = np.swapaxes(matrix[:, :3, :3], 1, 2)
+        inverse[:, :3, :3] = rotation_t
+        inverse[:, :3, 3] = -np.einsum("nij,nj->ni", rotation_t, matrix[:, :3, 3])
+        inverse[:, 3, 3] = 1.0
+        return inverse
     inverse = np.eye(4)
     rotation_t = matrix[:3, :3].T
     inverse[:3, :3] = rotation_t

@@ -365,3 +365,20 @@ def test_core_imports_no_rclpy():
     code = ("import sys, viewseg_ros.tf_buffer, viewseg_ros.keyframes, viewseg_ros.bag_import; "
             "sys.exit('rclpy' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_batched_rotations_and_inverses_equal_one_at_a_time():
+    from viewseg_ros.tf_buffer import invert_transform, make_transform
+
+    rng = np.random.default_rng(3)
+    q = rng.normal(size=(6, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    rotations = quaternion_to_matrix(q)
+    assert rotations.shape == (6, 3, 3)
+    for batch, one in zip(rotations, q):
+        np.testing.assert_array_equal(batch, quaternion_to_matrix(one))
+    transforms = np.stack([make_transform(rng.normal(size=3), one) for one in q])
+    inverses = invert_transform(transforms)
+    for transform, inverse in zip(transforms, inverses):
+        np.testing.assert_allclose(inverse, invert_transform(transform), atol=1e-15)
+        np.testing.assert_allclose(inverse @ transform, np.eye(4), atol=1e-12)
