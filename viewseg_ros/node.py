@@ -71,7 +71,7 @@ import cv2
 import numpy as np
 import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
@@ -204,13 +204,172 @@ def _is_identity(matrix: np.ndarray) -> bool:
     return bool(np.allclose(matrix, np.eye(4), atol=1e-9))
 
 
-class ViewSegNode(Node):
-    """See the module docstring. ``kwargs`` go to rclpy's Node (e.g. parameter_overrides)."""
+class ViewSegNode(LifecycleNode):
+    """See the module docstring. ``kwargs`` go to rclpy's Node (e.g. parameter_overrides).
+
+    A lifecycle node either way. With ``managed: false`` (the default) it configures and
+    activates itself here, raising what configuring raised (a bad parameter, a missing
+    checkpoint), so that it is serving when constructed. With ``managed: true`` it stays
+    unconfigured until a lifecycle manager asks: configure loads the model and keyframes and
+    creates every subscription, service and timer; activate admits keyframes and answers
+    queries; deactivate stops both (and waits for renders in flight); cleanup saves to
+    ``keyframes.save_path``, then frees the model and keyframes and destroys what configure made.
+    """
 
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
+        self._declared_defaults: dict[str, Any] = {}
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description, dynamic_typing=True))
+        # Read and checked now in both modes, so that a bad value stops the process at start;
+        # configure reads them again (a manager may have set some while unconfigured).
         self.params = self._read_parameters()
-        p = self.params
+        self.managed = self.params["managed"]
+        self.ready = False   # configured: model, keyframe buffer and ROS interfaces exist
+        self.active = False  # admitting keyframes and answering queries
+        self.lifecycle_state = "unconfigured"
+        self._configure_error: BaseException | None = None
+        self._configured_entities: list = []
+        self._parameter_callback = None
+        self._gate = threading.Lock()   # ready and the count of guarded callbacks running (_guarded)
+        self._gate_users = 0
+        if not self.managed:
+            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                error = self._configure_error
+                self._configure_error = None
+                raise error if error is not None else RuntimeError("configure failed")
+            self.trigger_activate()
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: Any) -> Any:
+        self._configure_error = None
+        before = self._entities()
+        try:
+            self.params = self._read_parameters()
+            self._configure(self.params)
+        except Exception as error:
+            self._configure_error = error
+            self._configured_entities = [e for e in self._entities() if id(e) not in {id(b) for b in before}]
+            self._release()
+            if self.managed:
+                self.get_logger().error(f"configure failed, still unconfigured: {error}")
+            return TransitionCallbackReturn.FAILURE
+        self._configured_entities = [e for e in self._entities() if id(e) not in {id(b) for b in before}]
+        self.lifecycle_state = "inactive"
+        if self.managed:
+            self.get_logger().info("configured (inactive): activate to admit keyframes and answer queries")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: Any) -> Any:
+        self.active = True
+        self.lifecycle_state = "active"
+        if self.managed:
+            self.get_logger().info("active: admitting keyframes and answering queries")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: Any) -> Any:
+        self._stop_serving()
+        self.lifecycle_state = "inactive"
+        self.get_logger().info("inactive: keyframe intake and queries stopped (kept keyframes stay)")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: Any) -> Any:
+        self.autosave("at cleanup")
+        self._release()
+        self.get_logger().info("cleaned up (unconfigured): model and keyframes freed")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: Any) -> Any:
+        if self.ready:
+            self._stop_serving()
+            self.autosave("at shutdown")
+            self._release()
+        self.lifecycle_state = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: Any) -> Any:
+        self.get_logger().error(f"a lifecycle transition from {state.label!r} failed: freeing the model and "
+                                f"keyframes, back to unconfigured")
+        self._stop_serving()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _guarded(self, callback: Callable, service: bool = False) -> Callable:
+        """``callback`` as configure registers it: it runs only while the node is configured, and
+        cleanup waits for the runs in progress before it frees what they use. A callback the
+        executor had already queued when cleanup destroyed its entity would otherwise meet a
+        freed model (an exception that stops the executor). A service is answered
+        ``success=false`` instead."""
+        def run(*args):
+            with self._gate:
+                if not self.ready:
+                    if service:
+                        response = args[-1]
+                        response.success = False
+                        response.message = f"not configured (lifecycle state {self.lifecycle_state!r})"
+                        return response
+                    return None
+                self._gate_users += 1
+            try:
+                return callback(*args)
+            finally:
+                with self._gate:
+                    self._gate_users -= 1
+        return run
+
+    def _entities(self) -> list:
+        return [*self.subscriptions, *self.publishers, *self.services, *self.timers, *self.clients]
+
+    def _stop_serving(self) -> None:
+        """No new keyframe or query from now; a render in flight is let finish (it has its
+        deadline), so that cleanup never frees a model under it."""
+        self.active = False
+        if not hasattr(self, "_stats_lock"):
+            return   # never configured
+        limit = time.monotonic() + self.params["query.timeout_s"] + 5.0
+        while time.monotonic() < limit:
+            with self._stats_lock:
+                if self.in_flight == 0:
+                    return
+            time.sleep(0.01)
+        self.get_logger().warning("stopped waiting for a render in flight")
+
+    def _release(self) -> None:
+        """Undo configure: the set-parameters check, every entity configure made, the model,
+        keyframes and caches. The declared parameters stay (configure reads them again)."""
+        self.active = False
+        with self._gate:
+            self.ready = False
+        self.lifecycle_state = "unconfigured"
+        waited = time.monotonic()
+        while True:
+            with self._gate:
+                if self._gate_users == 0:
+                    break
+            if time.monotonic() - waited > 5.0:
+                self.get_logger().info("cleanup waits for a callback in progress", throttle_duration_sec=5.0)
+            time.sleep(0.005)
+        if self._parameter_callback is not None:
+            self.remove_on_set_parameters_callback(self._parameter_callback)
+            self._parameter_callback = None
+        destroy = {"Subscription": self.destroy_subscription, "Publisher": self.destroy_publisher,
+                   "Service": self.destroy_service, "Timer": self.destroy_timer, "Client": self.destroy_client}
+        for entity in reversed(self._configured_entities):
+            for kind, method in destroy.items():
+                if any(cls.__name__ == kind for cls in type(entity).__mro__):
+                    method(entity)
+                    break
+        self._configured_entities = []
+        had_cuda = getattr(self, "device", None) is not None and self.device.type == "cuda"
+        for name in ("model", "keyframes", "prepared_cache", "tf", "pubs", "points_pub", "calibration"):
+            if hasattr(self, name):
+                setattr(self, name, None)
+        if had_cuda:
+            torch.cuda.empty_cache()
+
+    def _configure(self, p: dict[str, Any]) -> None:
+        """Everything the node serves with: the model, the keyframe buffer (and
+        ``keyframes.load_path``), and every subscription, service, publisher and timer."""
         self._warned: dict[str, float] = {}
         # Counters are written from several executor threads: every update holds _stats_lock.
         self._stats_lock = threading.Lock()
@@ -219,7 +378,7 @@ class ViewSegNode(Node):
         self.last_drop: dict[str, str] = {}
         self.events: dict[str, int] = {"busy": 0, "timeouts": 0, "refused_budget": 0, "refused_coverage": 0,
                                        "clock_jumps": 0, "pose_jumps": 0, "keyframe_saves": 0, "keyframe_loads": 0,
-                                       "keyframe_clears": 0}
+                                       "keyframe_clears": 0, "refused_inactive": 0}
         self.keyframes_restored = 0  # taken from keyframe folders since start
         self._autosaved: tuple[int, ...] | None = None  # keyframe ids of the last save to keyframes.save_path
         self.last_event: dict[str, str] = {}
@@ -248,7 +407,6 @@ class ViewSegNode(Node):
         self.last_timings: dict[str, float] = {}
         self._working_hw: tuple[int, int] | None = (
             (p["keyframes.height"], p["keyframes.width"]) if p["keyframes.width"] and p["keyframes.height"] else None)
-        self.ready = False
 
         # The model: loaded once, sample counts set once (never mutated while serving).
         if p["num_threads"] > 0:
@@ -304,50 +462,52 @@ class ViewSegNode(Node):
         # requests are taken off the middleware queue at once (a full queue loses them silently).
         self._query_group = ReentrantCallbackGroup()
         self.tf = TfListener(self, TransformBuffer(jump_back_s=p["clock_jump_s"]), callback_group=self._tf_group,
-                             on_time_jump=lambda what: self._on_clock_jump("/tf", what))
+                             on_time_jump=self._guarded(lambda what: self._on_clock_jump("/tf", what)))
         image_qos = QoSProfile(depth=p["image_qos.depth"], history=HistoryPolicy.KEEP_LAST,
                                reliability=ReliabilityPolicy.BEST_EFFORT
                                if p["image_qos.reliability"] == "best_effort" else ReliabilityPolicy.RELIABLE)
         for camera in self.cameras:
             self._subscribe(camera, image_qos)
-        self.create_timer(0.02, self._retry_pending, callback_group=self._frames_group)
+        self.create_timer(0.02, self._guarded(self._retry_pending), callback_group=self._frames_group)
         service_qos = QoSProfile(depth=max(64, 4 * p["query.max_in_flight"]), history=HistoryPolicy.KEEP_LAST,
                                  reliability=ReliabilityPolicy.RELIABLE)
-        self.create_service(RenderView, "~/render_view", self._on_render_view, qos_profile=service_qos,
+        self.create_service(RenderView, "~/render_view", self._guarded(self._on_render_view, service=True), qos_profile=service_qos,
                             callback_group=self._query_group)
         # Saving, loading and clearing keyframes: one at a time, never in the way of queries or intake.
         self._keyframe_io_group = MutuallyExclusiveCallbackGroup()
-        self.create_service(SaveKeyframes, "~/save_keyframes", self._on_save_keyframes,
+        self.create_service(SaveKeyframes, "~/save_keyframes", self._guarded(self._on_save_keyframes, service=True),
                             callback_group=self._keyframe_io_group)
-        self.create_service(LoadKeyframes, "~/load_keyframes", self._on_load_keyframes,
+        self.create_service(LoadKeyframes, "~/load_keyframes", self._guarded(self._on_load_keyframes, service=True),
                             callback_group=self._keyframe_io_group)
-        self.create_service(Trigger, "~/clear_keyframes", self._on_clear_keyframes,
+        self.create_service(Trigger, "~/clear_keyframes", self._guarded(self._on_clear_keyframes, service=True),
                             callback_group=self._keyframe_io_group)
         if p["keyframes.save_path"] and p["keyframes.save_period_s"] > 0:
-            self.create_timer(p["keyframes.save_period_s"], lambda: self.autosave("periodic"),
+            self.create_timer(p["keyframes.save_period_s"], self._guarded(lambda: self.autosave("periodic")),
                               callback_group=self._keyframe_io_group)
         latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         if self.pose_graph is not None:
             from nav_msgs.msg import Path as PathMessage
 
-            self.create_subscription(PathMessage, p["pose_graph.topic"], self._on_pose_graph, latest,
+            self.create_subscription(PathMessage, p["pose_graph.topic"], self._guarded(self._on_pose_graph), latest,
                                      callback_group=MutuallyExclusiveCallbackGroup())
-            self.create_timer(ODOMETRY_TRAIL_PERIOD_S, self._sample_odometry, callback_group=self._tf_group)
-        self.create_subscription(PoseStamped, "~/query", self._on_query, latest, callback_group=self._query_group)
+            self.create_timer(ODOMETRY_TRAIL_PERIOD_S, self._guarded(self._sample_odometry), callback_group=self._tf_group)
+        self.create_subscription(PoseStamped, "~/query", self._guarded(self._on_query), latest, callback_group=self._query_group)
         out_qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
         self.pubs = {name: self.create_publisher(Image, f"~/{name}", out_qos)
                      for name in ("semantic", "semantic_color", "depth", "confidence")}
         self.pubs["camera_info"] = self.create_publisher(CameraInfo, "~/camera_info", out_qos)
         self.points_pub = self.create_publisher(PointCloud2, "~/points", out_qos)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics, callback_group=self._info_group)
+        self.create_timer(p["diagnostics_period_s"], self._guarded(self.publish_diagnostics), callback_group=self._info_group)
         # Latched, so that RViz started later still shows where the keyframes are.
         self.keyframe_poses_pub = self.create_publisher(PoseArray, "~/keyframe_poses", QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self._shown_keyframes: list[tuple[int, View]] = []
-        self.create_timer(KEYFRAME_POSES_PERIOD_S, self.publish_keyframe_poses, callback_group=self._info_group)
+        self.create_timer(KEYFRAME_POSES_PERIOD_S, self._guarded(self.publish_keyframe_poses), callback_group=self._info_group)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.ready = True
+        self._parameter_callback = self._on_set_parameters
+        with self._gate:
+            self.ready = True
         self.get_logger().info(
             f"ready: {self.model.config.encoder} from {self.checkpoint} on {self.device}, "
             f"sampling {self.preset.label}, "
@@ -360,25 +520,23 @@ class ViewSegNode(Node):
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
         self.create_subscription(CompressedImage if camera.image_transport == "compressed" else Image,
-                                 camera.image_subscription_topic, lambda msg: self._on_image(camera, msg), image_qos,
+                                 camera.image_subscription_topic, self._guarded(lambda msg: self._on_image(camera, msg)), image_qos,
                                  callback_group=self._frames_group)
         if camera.depth_topic:
             self.create_subscription(CompressedImage if camera.depth_transport == "compressedDepth" else Image,
-                                     camera.depth_subscription_topic, lambda msg: self._on_depth(camera, msg),
+                                     camera.depth_subscription_topic, self._guarded(lambda msg: self._on_depth(camera, msg)),
                                      image_qos, callback_group=self._frames_group)
         if camera.depth_camera_info_topic:
             self.create_subscription(CameraInfo, camera.depth_camera_info_topic,
-                                     lambda msg: self._on_depth_camera_info(camera, msg), qos_profile_sensor_data,
+                                     self._guarded(lambda msg: self._on_depth_camera_info(camera, msg)), qos_profile_sensor_data,
                                      callback_group=self._info_group)
-        self.create_subscription(CameraInfo, camera.camera_info_topic, lambda msg: self._on_camera_info(camera, msg),
+        self.create_subscription(CameraInfo, camera.camera_info_topic, self._guarded(lambda msg: self._on_camera_info(camera, msg)),
                                  qos_profile_sensor_data, callback_group=self._info_group)
 
     # ------------------------------------------------------------------ setup
     def _read_parameters(self) -> dict[str, Any]:
-        values = {}
-        for name, (default, description) in PARAMETERS.items():
-            descriptor = ParameterDescriptor(description=description, dynamic_typing=True)
-            values[name] = coerce(name, self.declare_parameter(name, default, descriptor).value)
+        """The node's parameters, typed and checked (ValueError naming the first bad one)."""
+        values = {name: coerce(name, self.get_parameter(name).value) for name in PARAMETERS}
         values["cameras"] = parse_camera_namespaces(self.get_parameter("cameras").value)
         validate(values)
         values["camera_overrides"] = self._read_camera_overrides(values)
@@ -397,9 +555,15 @@ class ViewSegNode(Node):
             for setting in PER_CAMERA_SETTINGS:
                 default = values[setting]
                 full = f"camera.{name}.{setting}"
-                descriptor = ParameterDescriptor(description=f"{setting} of camera {name} (default: the node's)",
-                                                 dynamic_typing=True)
-                value = self.declare_parameter(full, default, descriptor).value
+                if self.has_parameter(full):
+                    value = self.get_parameter(full).value
+                    if value == self._declared_defaults.get(full):
+                        value = default   # never set: it follows the node's value, which may have changed
+                else:
+                    descriptor = ParameterDescriptor(description=f"{setting} of camera {name} (default: the node's)",
+                                                     dynamic_typing=True)
+                    value = self.declare_parameter(full, default, descriptor).value
+                    self._declared_defaults[full] = default
                 try:
                     value = type(default)(value)
                 except (TypeError, ValueError):
@@ -498,7 +662,8 @@ class ViewSegNode(Node):
             if name not in LIVE_PARAMETERS:
                 return SetParametersResult(successful=False, reason=(
                     f"{name} is read once at start: restart the node to change it (changeable while running: "
-                    f"the parameters marked (live) in docs/ros.md, 'Parameters')"))
+                    f"the parameters marked (live) in docs/ros.md, 'Parameters'; a managed node reads them all "
+                    f"again at configure: cleanup, set, configure)"))
             try:
                 changes[name] = coerce(name, parameter.value)
             except ValueError as error:
@@ -711,6 +876,8 @@ class ViewSegNode(Node):
         return "; ".join(f"{c.label}: {c.rectification}" for c in self.cameras)
 
     def _on_image(self, camera: CameraInput, msg: Any) -> None:
+        if not self.active:
+            return   # inactive (lifecycle): no keyframe intake
         self._arrived(camera, "image")
         self._admit_guarded(camera, msg)
 
@@ -769,6 +936,8 @@ class ViewSegNode(Node):
 
     def _retry_pending(self) -> None:
         """Every camera's images waiting for TF (the 20 ms timer)."""
+        if not self.active:
+            return
         for camera in self.cameras:
             self._retry_camera(camera)
 
@@ -817,6 +986,8 @@ class ViewSegNode(Node):
         return self.tf.buffer.lookup_transform(target, source, stamp_ns).matrix
 
     def _on_depth(self, camera: CameraInput, msg: Any) -> None:
+        if not self.active:
+            return
         self._arrived(camera, "depth")
         what = f"depth on {camera.depth_subscription_topic}"
         try:
@@ -1121,6 +1292,8 @@ class ViewSegNode(Node):
         (an empty buffer is never saved: it would replace a good save with nothing); a failure
         is logged and counted, and the node goes on."""
         path = self.params["keyframes.save_path"]
+        if not self.ready:
+            return   # unconfigured (lifecycle): no keyframes to save
         ids = tuple(k.id for k in self.keyframes.snapshot())
         if not path or not ids or ids == self._autosaved:
             return
@@ -1422,6 +1595,11 @@ class ViewSegNode(Node):
         with self._stats_lock:
             self.in_flight -= 1
 
+    def _inactive_message(self) -> str:
+        count = self._event("refused_inactive", "a query while inactive")
+        return (f"inactive: the node's lifecycle state is {self.lifecycle_state!r}; a lifecycle manager must "
+                f"activate it before it answers ({count} queries refused so)")
+
     def _busy_message(self) -> str:
         limit = self.params["query.max_in_flight"]
         count = self._event("busy", f"{limit} in flight")
@@ -1448,6 +1626,9 @@ class ViewSegNode(Node):
         deadline = time.monotonic() + self.params["query.timeout_s"]
         if self._enter() < 0:
             return self._fail(response, self._busy_message(), t0, count=False)
+        if not self.active:   # checked after taking the slot: deactivation waits for taken slots
+            self._leave()
+            return self._fail(response, self._inactive_message(), t0, count=False)
         try:
             result = self.render_query(request.pose, request.camera_info, deadline)
             t_images = time.perf_counter()
@@ -1490,6 +1671,11 @@ class ViewSegNode(Node):
         if self._enter() < 0:
             self._warn("topic_query_busy", f"query on {self.resolve_topic_name('~/query')} dropped: "
                                            f"{self._busy_message()}")
+            return
+        if not self.active:
+            self._leave()
+            self._warn("topic_query_inactive", f"query on {self.resolve_topic_name('~/query')} dropped: "
+                                               f"{self._inactive_message()}")
             return
         try:
             result = self.render_query(pose, None)
@@ -1576,13 +1762,17 @@ class ViewSegNode(Node):
             "clock jumped back in the last 10 s" if recent_jump else "",
             f"{events['pose_jumps']} pose jump(s): {self.last_event.get('pose_jumps', '')}" if events["pose_jumps"]
             else "") if text]
+        if not self.active:
+            # Images are not read while inactive, so delivery and keyframe warnings would mislead.
+            problems = [f"inactive (lifecycle state {self.lifecycle_state!r}): no keyframe intake, queries refused"]
         status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
         status.message = "; ".join(problems) if problems else f"{count} keyframes"
         keyframes = self.keyframes.snapshot()
         values = {"keyframes": count, "keyframes_admitted": self.keyframes.admitted,
                   "keyframe_bytes": self.keyframes.nbytes, "device": str(self.device),
                   "rectification": self.rectification,
-                  "checkpoint": str(self.checkpoint), "ready": self.ready, "queries": self.queries,
+                  "checkpoint": str(self.checkpoint), "ready": self.ready, "lifecycle": self.lifecycle_state,
+                  "queries": self.queries,
                   "in_flight": in_flight, "tf_pending": sum(len(c.pending) for c in self.cameras),
                   "image_rate_hz": round(images / window, 3), "camera_info_rate_hz": round(infos / window, 3),
                   "depth_rate_hz": round(sum(depth_counts) / window, 3),

@@ -48,6 +48,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "device": ("auto", "torch device: auto (cuda when available), cpu, cuda, cuda:1..."),
     "num_threads": (0, "torch CPU threads (0 = torch's default)"),
     "warmup": (True, "run one encode + render before reporting ready"),
+    "managed": (False, "a managed (lifecycle) node: start unconfigured and wait for a lifecycle manager "
+                       "(nav2_lifecycle_manager, `ros2 lifecycle set`) to configure and activate it; cleanup "
+                       "frees the model and keyframes, and configure reads the parameters again; false = "
+                       "configure and activate at start"),
     "tf_wait_s": (1.0, "how long an image is held (in a queue, not blocking intake) and a query waits for TF "
                        "at its stamp before giving up"),
     "tf_pending_max": (30, "images held at most while they wait for TF, per camera (older ones are dropped, counted)"),
@@ -165,6 +169,12 @@ LIVE_PARAMETERS = frozenset(SAMPLING_PARAMETERS + SELECTION_PARAMETERS + KEYFRAM
 def coerce(name: str, value: Any) -> Any:
     """``value`` as the type of the parameter's default (a YAML 1 for a double is fine)."""
     default = PARAMETERS[name][0]
+    if isinstance(default, bool) and isinstance(value, str):
+        # bool("false") is True: a bool that arrives as text (a launch argument, a YAML string)
+        # must say which.
+        if value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise ValueError(f"parameter {name}: expected a bool, got {value!r}")
     try:
         return bool(value) if isinstance(default, bool) else type(default)(value)
     except (TypeError, ValueError):
