@@ -5,8 +5,8 @@
 
 Parameters come from ``params_file`` (default: the installed config/viewseg.yaml); the
 ``checkpoint``, ``device``, ``depth_topic``, ``depth_camera_info_topic``, ``cameras``,
-``load_keyframes`` (the node's ``keyframes.load_path``) and ``pose_graph_topic`` (its
-``pose_graph.topic``) arguments override it when given (left at their defaults, the file's values stand), and the
+``load_keyframes`` (the node's ``keyframes.load_path``), ``pose_graph_topic`` (its
+``pose_graph.topic``) and ``managed`` (a lifecycle node that waits for its manager) arguments override it when given (left at their defaults, the file's values stand), and the
 topic arguments remap the node's relative ``image`` / ``camera_info`` names. ``sim:=true`` also starts
 ``viewseg_sim_camera`` (a synthetic room on ``image``, ``camera_info`` and TF).
 
@@ -72,7 +72,7 @@ def _required(executable: str):
 
 # Launch arguments that override the params file, and the value that means "not given".
 OVERRIDES = {"checkpoint": "", "device": "auto", "depth_topic": "", "depth_camera_info_topic": "", "cameras": "",
-             "load_keyframes": "", "pose_graph_topic": ""}
+             "load_keyframes": "", "pose_graph_topic": "", "managed": "false"}
 # The node parameter of an argument whose name differs from it.
 PARAMETER_OF = {"load_keyframes": "keyframes.load_path", "pose_graph_topic": "pose_graph.topic"}
 
@@ -130,6 +130,10 @@ def generate_launch_description() -> LaunchDescription:
                               description="nav_msgs/Path of the SLAM system's optimised trajectory (e.g. "
                                           "/rtabmap/mapPath): loop closures re-pose the keyframes (the node's "
                                           "pose_graph.topic; pose_graph.body_frame / odom_frame in the params file)"),
+        DeclareLaunchArgument("managed", default_value="false",
+                              description="true: a lifecycle node that starts unconfigured and waits for a lifecycle "
+                                          "manager (nav2_lifecycle_manager with node_names [viewseg]) to configure "
+                                          "and activate it; false = the params file's (default: serving at start)"),
         DeclareLaunchArgument("sim", default_value="false", description="also start the simulated camera"),
         DeclareLaunchArgument("fastdds_profile",
                               default_value=PathJoinSubstitution([share, "config", "fastdds_large_images.xml"]),

@@ -35,6 +35,9 @@ Contract: design.md, "ROS 2 interface". In short:
   guess a planner can tell from knowledge).
 - ``/diagnostics``: keyframe count and bytes, device, last latency, drop and refusal counters,
   image delivery against the camera's CameraInfo rate, clock jumps and pose jumps.
+- A lifecycle node (``managed``): unmanaged it configures and activates itself at start;
+  managed it waits for a lifecycle manager, admits keyframes and answers queries only while
+  active, and frees the model and keyframes at cleanup (docs/ros.md, "Lifecycle").
 - SLAM loop closures (``pose_graph.topic``, :mod:`viewseg_ros.pose_graph`): each keyframe also
   keeps its pose in ``pose_graph.odom_frame``, and every optimised trajectory (nav_msgs/Path
   of body poses in ``fixed_frame``) re-poses the keyframes it covers with the ``map -> odom``
@@ -233,7 +236,10 @@ class ViewSegNode(LifecycleNode):
         self._parameter_callback = None
         self._gate = threading.Lock()   # ready and the count of guarded callbacks running (_guarded)
         self._gate_users = 0
-        if not self.managed:
+        if self.managed:
+            self.get_logger().info("unconfigured (managed: true): waiting for a lifecycle manager to configure "
+                                   "and activate the node")
+        else:
             if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 error = self._configure_error
                 self._configure_error = None

@@ -416,3 +416,55 @@ def test_colcon_style_install_into_a_prefix_launches(tmp_path):
     assert_clean(launch)
     loaded = ready.group(1)
     assert loaded.startswith(str(prefix)), f"the node loaded {loaded}, not the installed checkpoint under {prefix}"
+
+
+LIFECYCLE_CLIENT = textwrap.dedent("""
+    import sys, time
+    import rclpy
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    rclpy.init()
+    node = rclpy.create_node("viewseg_lifecycle_test_client")
+    change = node.create_client(ChangeState, "/viewseg/change_state")
+    get = node.create_client(GetState, "/viewseg/get_state")
+    for client in (change, get):
+        if not client.wait_for_service(timeout_sec=float(sys.argv[1])):
+            sys.exit(f"no service {client.srv_name}")
+
+    def call(client, request):
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(node, future, timeout_sec=60.0)
+        return future.result()
+
+    print("state:", call(get, GetState.Request()).current_state.label, flush=True)
+    for label in ("configure", "activate"):
+        print(label + ":", call(change, ChangeState.Request(transition=Transition(label=label))).success, flush=True)
+    print("state:", call(get, GetState.Request()).current_state.label, flush=True)
+    node.destroy_node()
+    rclpy.try_shutdown()
+""")
+
+
+@needs_launch
+def test_managed_launch_waits_for_a_lifecycle_manager(tmp_path):
+    """``managed:=true``: the launched node starts unconfigured (no model loaded, no "ready:"
+    line) and serves once a separate process configures and activates it through its lifecycle
+    services, as nav2_lifecycle_manager does; Ctrl-C then ends the launch cleanly."""
+    launch = Launch(["device:=cpu", "managed:=true"], tmp_path, ros_env(), tmp_path / "launch.log")
+    try:
+        launch.wait_for(r"\[viewseg\]: unconfigured \(managed: true\)")
+        assert "ready:" not in launch.output()
+        client = subprocess.run([sys.executable, "-c", LIFECYCLE_CLIENT, "60"], env=launch.env, capture_output=True,
+                                text=True, timeout=120, cwd=tmp_path)
+        assert client.returncode == 0, f"client: {client.stdout}{client.stderr}\nlaunch:\n{launch.output()}"
+        assert client.stdout.split() == ["state:", "unconfigured", "configure:", "True", "activate:", "True",
+                                         "state:", "active"], client.stdout
+        launch.wait_for(r"\[viewseg\]: active: admitting keyframes and answering queries")
+        assert "ready:" in launch.output()
+        status, _ = launch.interrupt()
+        assert status == 0, launch.output()
+        assert_clean(launch)
+    finally:
+        if launch.proc.poll() is None:
+            launch.kill()

@@ -21,22 +21,23 @@ from ros_graph import Graph, PosedCamera, WallWalk, diagnostics_values, params, 
 W, H = WallWalk.W, WallWalk.H
 NS = "/lc"
 NAME = f"{NS}/viewseg"
+CYCLES = "/cycles/viewseg"   # a node of its own: the module's rig (finalized) still serves NAME
 
 
-def transition(g: Graph, label: str) -> bool:
+def transition(g: Graph, label: str, name: str = NAME) -> bool:
     """The node's ~/change_state with a transition label (configure, activate, deactivate,
     cleanup, shutdown): whether it succeeded."""
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState
 
     request = ChangeState.Request(transition=Transition(label=label))
-    return g.call(f"{NAME}/change_state", request, timeout=60.0, srv_type=ChangeState).success
+    return g.call(f"{name}/change_state", request, timeout=60.0, srv_type=ChangeState).success
 
 
-def state(g: Graph) -> str:
+def state(g: Graph, name: str = NAME) -> str:
     from lifecycle_msgs.srv import GetState
 
-    return g.call(f"{NAME}/get_state", GetState.Request(), srv_type=GetState).current_state.label
+    return g.call(f"{name}/get_state", GetState.Request(), srv_type=GetState).current_state.label
 
 
 def set_parameters(g: Graph, **values) -> list:
@@ -48,10 +49,10 @@ def set_parameters(g: Graph, **values) -> list:
     return g.call(f"{NAME}/set_parameters", request, srv_type=SetParameters).results
 
 
-def query(g: Graph):
+def query(g: Graph, name: str = NAME):
     pose = WallWalk.pose(2)
     pose[0, 3] -= 0.5
-    return g.call(f"{NAME}/render_view", render_request(pose, width=W, height=H))
+    return g.call(f"{name}/render_view", render_request(pose, width=W, height=H))
 
 
 def has_service(g: Graph, name: str) -> bool:
@@ -244,12 +245,12 @@ def test_cycles_under_traffic_leave_the_node_serving(tmp_path):
     stop = threading.Event()
     try:
         checkpoint = tiny_rgbd_checkpoint(tmp_path / "rgbd.pt")
-        g.node = g.add(ViewSegNode(context=g.context, namespace=NS, parameter_overrides=params({
+        g.node = g.add(ViewSegNode(context=g.context, namespace="/cycles", parameter_overrides=params({
             "managed": True, "checkpoint": str(checkpoint), "device": "cpu", "depth_topic": "depth",
             "keyframes.width": W, "keyframes.height": H, "query.min_coverage": 0.0, "warmup": False,
             "diagnostics_period_s": 0.02})))
-        assert transition(g, "configure") and transition(g, "activate")
-        g.camera = PosedCamera(g, WallWalk.K(), "lc_optical", depth_topic="depth", namespace=NS)
+        assert transition(g, "configure", CYCLES) and transition(g, "activate", CYCLES)
+        g.camera = PosedCamera(g, WallWalk.K(), "cycles_optical", depth_topic="depth", namespace="/cycles")
 
         def stream():
             stamp = 1000
@@ -264,12 +265,12 @@ def test_cycles_under_traffic_leave_the_node_serving(tmp_path):
         for _ in range(5):
             time.sleep(0.3)
             for label in ("deactivate", "cleanup", "configure", "activate"):
-                assert transition(g, label), label
+                assert transition(g, label, CYCLES), label
         wait_for(lambda: len(g.node.keyframes) >= 2, 10.0, "keyframes after the last activate")
         stop.set()
         streamer.join(timeout=5)
-        assert state(g) == "active"
-        response = query(g)
+        assert state(g, CYCLES) == "active"
+        response = query(g, CYCLES)
         assert response.success, response.message
     finally:
         stop.set()

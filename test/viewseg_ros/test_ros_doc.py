@@ -90,7 +90,8 @@ def test_every_declared_viewseg_parameter_topic_and_service_is_documented(rclpy_
     assert interface == {"image", "camera_info", "/tf", "/tf_static", "~/query", "~/semantic",
                          "~/semantic_color", "~/depth", "~/confidence", "~/camera_info", "~/points", "/diagnostics",
                          "~/keyframe_poses", "~/render_view", "~/save_keyframes", "~/load_keyframes",
-                         "~/clear_keyframes"}
+                         "~/clear_keyframes", "~/change_state", "~/get_state", "~/get_available_states",
+                         "~/get_available_transitions", "~/get_transition_graph"}
     for name in interface:
         assert f"`{name}`" in doc, name
 
