@@ -81,7 +81,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 from viewseg_core.cameras import K_from_camera_info, check_pinhole, resize_intrinsics
 from viewseg_core.classes import IGNORE_LABEL, PALETTE, colorize
 from viewseg_core.confidence import ConfidenceCalibration
-from viewseg_core.cpu_allocator import HeapReleaser, keep_freed_memory, status as cpu_allocator_status
+from viewseg_core.cpu_allocator import HeapReleaser, keep_freed_memory, release_freed_memory, \
+    status as cpu_allocator_status
 from viewseg_core.data.records import View
 from viewseg_core.depth_registration import register_depth
 from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, check_amp, render_query, render_query_stats, \
@@ -372,6 +373,12 @@ class ViewSegNode(LifecycleNode):
                 setattr(self, name, None)
         if had_cuda:
             torch.cuda.empty_cache()
+        # viewseg_node keeps freed memory for reuse (keep_freed_memory): hand it back, or the
+        # freed model and keyframes would stay in the resident set.
+        import gc
+
+        gc.collect()
+        release_freed_memory()
 
     def _configure(self, p: dict[str, Any]) -> None:
         """Everything the node serves with: the model, the keyframe buffer (and
