@@ -237,6 +237,13 @@ class ViewSegNode(LifecycleNode):
         self._parameter_callback = None
         self._gate = threading.Lock()   # ready and the count of guarded callbacks running (_guarded)
         self._gate_users = 0
+        # While not configured, /diagnostics still says so (the configured node's status has its own
+        # timer and publisher, made at configure).
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self._lifecycle_diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self.params["diagnostics_period_s"], self._publish_lifecycle_status,
+                          callback_group=MutuallyExclusiveCallbackGroup())
         if self.managed:
             self.get_logger().info("unconfigured (managed: true): waiting for a lifecycle manager to configure "
                                    "and activate the node")
@@ -323,6 +330,22 @@ class ViewSegNode(LifecycleNode):
                 with self._gate:
                     self._gate_users -= 1
         return run
+
+    def _publish_lifecycle_status(self) -> None:
+        """/diagnostics while unconfigured or finalized: level WARN, the lifecycle state (the
+        configured node publishes its full status instead)."""
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+        with self._gate:
+            if self.ready:
+                return
+        status = DiagnosticStatus(level=DiagnosticStatus.WARN, name=f"{self.get_name()}: keyframes and queries",
+                                  message=f"{self.lifecycle_state} (lifecycle): no model loaded, no keyframes, no "
+                                          f"queries; a lifecycle manager must configure and activate the node")
+        status.values = [KeyValue(key="lifecycle", value=self.lifecycle_state), KeyValue(key="ready", value="False")]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._lifecycle_diagnostics_pub.publish(array)
 
     def _entities(self) -> list:
         return [*self.subscriptions, *self.publishers, *self.services, *self.timers, *self.clients]

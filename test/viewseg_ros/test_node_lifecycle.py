@@ -106,6 +106,8 @@ def test_unconfigured_then_inactive_then_serving(rig):
     assert state(g) == "unconfigured"
     assert not g.node.ready and getattr(g.node, "model", None) is None
     assert not has_service(g, f"{NAME}/render_view")
+    values = diagnostics_values(g, until=lambda d: d.get("lifecycle") == "unconfigured")
+    assert values["level"] == 1 and values["message"].startswith("unconfigured (lifecycle)")
 
     assert transition(g, "configure")
     assert state(g) == "inactive" and g.node.ready and g.node.model is not None
@@ -156,6 +158,7 @@ def test_cleanup_saves_frees_and_configure_reads_parameters_again(rig):
     assert transition(g, "deactivate") and transition(g, "cleanup")
     assert state(g) == "unconfigured"
     assert not g.node.ready and g.node.model is None and g.node.keyframes is None
+    diagnostics_values(g, until=lambda d: d.get("lifecycle") == "unconfigured")   # said again after cleanup
     # Saved to keyframes.save_path on the way out, as a stop does.
     assert len(list((g.save_path / "rgb").glob("*.png"))) == kept
     # Its interfaces are gone: the camera's subscriptions and the render service.
