@@ -567,3 +567,21 @@ def test_colorize_fast_matches_the_palette():
     np.testing.assert_array_equal(colorize_fast(labels), colorize(labels))
     wide = np.array([[0, 36, 37, 65535]], np.uint16)
     np.testing.assert_array_equal(colorize_fast(wide), colorize(wide))
+
+
+def test_package_xml_declares_every_ros_package_the_code_imports():
+    """Every ROS interface package the node, sim camera, launch file and bag import use (``from
+    X.msg import``, ``X.srv``) is an exec_depend of package.xml, so that rosdep and colcon
+    install it on a robot (std_srvs, rcl_interfaces and lifecycle_msgs were used before they were declared)."""
+    import re
+
+    declared = set(re.findall(r"<exec_depend>([\w]+)</exec_depend>", (REPO / "package.xml").read_text()))
+    sources = [*(REPO / "viewseg_ros").glob("*.py"), *(REPO / "launch").glob("*.py")]
+    used = set()
+    for path in sources:
+        text = path.read_text()
+        used |= set(re.findall(r"^\s*(?:from|import) (\w+)\.(?:msg|srv|action)\b", text, re.M))
+        if re.search(r"^\s*from rclpy\.lifecycle import", text, re.M):
+            used.add("lifecycle_msgs")   # rclpy's lifecycle node serves lifecycle_msgs services
+    assert {"sensor_msgs", "lifecycle_msgs", "std_srvs", "viewseg_interfaces"} <= used   # the scan finds them
+    assert used - declared == set(), f"imported but not in package.xml: {sorted(used - declared)}"
