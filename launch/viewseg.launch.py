@@ -21,6 +21,12 @@ parameters (a remapping of ``image`` would not reach ``/front/image``)::
 ``FASTDDS_DEFAULT_PROFILES_FILE`` (and, for Fast DDS 2.x, ``FASTRTPS_DEFAULT_PROFILES_FILE``)
 to the nodes this file starts; ``fastdds_profile:=`` (empty) leaves the environment as it is.
 
+Several robots on one network: ``namespace:=robot1`` starts the nodes as /robot1/viewseg
+(and /robot1/viewseg_sim_camera), their relative topics inside the namespace, and
+``namespaced_tf:=true`` reads TF from /robot1/tf and /robot1/tf_static, as Nav2's multi-robot
+launch files remap it. The params file's ``viewseg:`` section is then applied to
+/robot1/viewseg (ROS would read it as /viewseg only).
+
 Both nodes are required: when either exits, the launch shuts down, and when it exits with an
 error (a missing checkpoint, a bad parameter) ``ros2 launch`` exits non-zero.
 """
@@ -89,14 +95,55 @@ def _viewseg_node(context):
         given.update(image_topic=LaunchConfiguration("image_topic").perform(context),
                      camera_info_topic=LaunchConfiguration("camera_info_topic").perform(context))
         remappings = []
+    params_file = _params_file_in_namespace(LaunchConfiguration("params_file").perform(context),
+                                            LaunchConfiguration("namespace").perform(context))
     return [Node(
         package=PACKAGE, executable="viewseg_node", name="viewseg", output="screen",
-        parameters=[LaunchConfiguration("params_file"), given] if given else [LaunchConfiguration("params_file")],
-        remappings=remappings, on_exit=_required("viewseg_node"))]
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[params_file, given] if given else [params_file],
+        remappings=remappings + _tf_remappings(context), on_exit=_required("viewseg_node"))]
+
+
+def _params_file_in_namespace(path: str, namespace: str) -> str:
+    """``path``, or with a ``namespace`` a copy of it whose ``viewseg:`` section is keyed
+    ``/<namespace>/viewseg``: ROS reads a plain ``viewseg:`` key as the node /viewseg, so in a
+    namespace the file would silently not apply (Nav2's launch files re-root theirs alike).
+    Other keys (``/**:``, ``/**/viewseg:``, ``/robot1/viewseg:``) already say which nodes they
+    mean and stay as they are."""
+    namespace = namespace.strip().strip("/")
+    if not namespace or not os.path.isfile(path):
+        return path   # a missing file: the node's own error names it
+    import tempfile
+
+    import yaml
+
+    with open(path) as stream:
+        data = yaml.safe_load(stream)
+    if not isinstance(data, dict) or not {"viewseg", "/viewseg"} & set(data):
+        return path
+    rooted = {(f"/{namespace}/viewseg" if key in ("viewseg", "/viewseg") else key): value for key, value in data.items()}
+    with tempfile.NamedTemporaryFile("w", prefix="viewseg_params_", suffix=".yaml", delete=False) as out:
+        yaml.safe_dump(rooted, out)
+    return out.name
 
 
 def _remappings() -> list:
     return [("image", LaunchConfiguration("image_topic")), ("camera_info", LaunchConfiguration("camera_info_topic"))]
+
+
+def _tf_remappings(context) -> list:
+    """With ``namespaced_tf``, /tf and /tf_static inside the namespace (/robot1/tf): the
+    multi-robot convention of Nav2's launch files, one TF tree per robot."""
+    if LaunchConfiguration("namespaced_tf").perform(context).strip().lower() not in ("true", "1", "yes"):
+        return []
+    return [("/tf", "tf"), ("/tf_static", "tf_static")]
+
+
+def _sim_camera(context):
+    return [Node(
+        package=PACKAGE, executable="viewseg_sim_camera", name="viewseg_sim_camera", output="screen",
+        namespace=LaunchConfiguration("namespace"), remappings=_remappings() + _tf_remappings(context),
+        condition=IfCondition(LaunchConfiguration("sim")), on_exit=_required("viewseg_sim_camera"))]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -134,15 +181,18 @@ def generate_launch_description() -> LaunchDescription:
                               description="true: a lifecycle node that starts unconfigured and waits for a lifecycle "
                                           "manager (nav2_lifecycle_manager with node_names [viewseg]) to configure "
                                           "and activate it; false = the params file's (default: serving at start)"),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="the robot's namespace (e.g. robot1): the node becomes /robot1/viewseg, its "
+                                          "services /robot1/viewseg/render_view, and relative topics (image, "
+                                          "camera_info) resolve inside it; empty = none"),
+        DeclareLaunchArgument("namespaced_tf", default_value="false",
+                              description="true: read TF from <namespace>/tf and <namespace>/tf_static (one TF tree "
+                                          "per robot, as Nav2's multi-robot launch files remap it); false = /tf"),
         DeclareLaunchArgument("sim", default_value="false", description="also start the simulated camera"),
         DeclareLaunchArgument("fastdds_profile",
                               default_value=PathJoinSubstitution([share, "config", "fastdds_large_images.xml"]),
                               description="Fast DDS XML profile for the started nodes "
                                           "(FASTDDS_DEFAULT_PROFILES_FILE); empty = leave the environment as it is"),
     ]
-    sim_camera = Node(
-        package=PACKAGE, executable="viewseg_sim_camera", name="viewseg_sim_camera", output="screen",
-        remappings=_remappings(), condition=IfCondition(LaunchConfiguration("sim")),
-        on_exit=_required("viewseg_sim_camera"))
     return LaunchDescription(arguments + [OpaqueFunction(function=_fastdds_profile),
-                                          OpaqueFunction(function=_viewseg_node), sim_camera])
+                                          OpaqueFunction(function=_viewseg_node), OpaqueFunction(function=_sim_camera)])

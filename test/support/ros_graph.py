@@ -161,11 +161,12 @@ def render_request(c2w: np.ndarray, frame: str = "map", width: int = 40, height:
 
 
 class PosedCamera:
-    """A camera driven by a test: publishes TF (map -> ``frame``), CameraInfo, Image and, with
-    ``depth_topic``, a depth image, at poses and stamps the test chooses, from the graph's
-    client node. Waits until the node under test subscribes to each."""
+    """A camera driven by a test: publishes TF (map -> ``frame``, on ``tf_topic``), CameraInfo,
+    Image and, with ``depth_topic``, a depth image, at poses and stamps the test chooses, from
+    the graph's client node. Waits until the node under test subscribes to each."""
 
-    def __init__(self, graph: Graph, K: np.ndarray, frame: str, depth_topic: str = "", namespace: str = ""):
+    def __init__(self, graph: Graph, K: np.ndarray, frame: str, depth_topic: str = "", namespace: str = "",
+                 tf_topic: str = "/tf"):
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
         from sensor_msgs.msg import CameraInfo, Image
         from tf2_msgs.msg import TFMessage
@@ -175,7 +176,7 @@ class PosedCamera:
         self.width, self.height = int(round(2 * (self.K[0, 2] + 0.5))), int(round(2 * (self.K[1, 2] + 0.5)))
         prefix = f"{namespace}/" if namespace else ""
         reliable = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
-        self.tf = node.create_publisher(TFMessage, "/tf", 100)
+        self.tf = node.create_publisher(TFMessage, tf_topic, 100)
         self.info = node.create_publisher(CameraInfo, prefix + "camera_info", qos_profile_sensor_data)
         self.image = node.create_publisher(Image, prefix + "image", reliable)
         self.depth = node.create_publisher(Image, prefix + depth_topic, reliable) if depth_topic else None

@@ -468,3 +468,56 @@ def test_managed_launch_waits_for_a_lifecycle_manager(tmp_path):
     finally:
         if launch.proc.poll() is None:
             launch.kill()
+
+
+@needs_launch
+def test_namespace_and_namespaced_tf_serve_one_robot(tmp_path):
+    """``namespace:=robot1 namespaced_tf:=true sim:=true``: both nodes start in /robot1, the sim
+    publishes its TF on /robot1/tf, the node reads it there, and a separate client's query to
+    /robot1/viewseg/render_view is answered from keyframes posed by it."""
+    # A robot's own params file, written for the node `viewseg` as usual: it must apply in the
+    # namespace too (ROS alone would read `viewseg:` as /viewseg and ignore it for /robot1/viewseg).
+    config = yaml.safe_load((REPO / "config" / "viewseg.yaml").read_text())
+    config["viewseg"]["ros__parameters"]["query"]["preset"] = "fast"   # the shipped file's is "auto"
+    params = tmp_path / "robot1.yaml"
+    params.write_text(yaml.safe_dump(config))
+    launch = Launch(["sim:=true", "device:=cpu", "namespace:=robot1", "namespaced_tf:=true", f"params_file:={params}"],
+                    tmp_path, ros_env(), tmp_path / "launch.log")
+    try:
+        ready = launch.wait_for(r"\[robot1\.viewseg\]: ready:.*").group(0)
+        assert "images on /robot1/image" in ready, ready
+        launch.wait_for(r"\[robot1\.viewseg_sim_camera\]: replaying")
+        client_code = CLIENT.replace('"/viewseg/', '"/robot1/viewseg/')
+        client = subprocess.run([sys.executable, "-c", client_code, "60"], env=launch.env, capture_output=True,
+                                text=True, timeout=90, cwd=tmp_path)
+        assert client.returncode == 0 and "success: 40x30" in client.stdout, (
+            f"client: {client.stdout}{client.stderr}\nlaunch:\n{launch.output()}")
+        assert "query.preset: fast" in client.stdout, client.stdout
+        graph = subprocess.run([sys.executable, "-c", TF_GRAPH], env=launch.env, capture_output=True, text=True,
+                               timeout=60, cwd=tmp_path)
+        # The sim publishes on /robot1/tf and viewseg reads it there; nothing on the global /tf.
+        assert graph.stdout.split() == ["/robot1/tf", "1", "1", "/tf", "0", "0"], graph.stdout + graph.stderr
+        status, _ = launch.interrupt()
+        assert status == 0, launch.output()
+        assert_clean(launch)
+    finally:
+        if launch.proc.poll() is None:
+            launch.kill()
+
+
+TF_GRAPH = textwrap.dedent("""
+    import time
+    import rclpy
+
+    rclpy.init()
+    node = rclpy.create_node("viewseg_tf_graph_probe")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (node.count_publishers("/robot1/tf") and
+                                               node.count_subscribers("/robot1/tf")):
+        rclpy.spin_once(node, timeout_sec=0.2)
+    time.sleep(1.0)   # discovery of anything on /tf as well
+    for topic in ("/robot1/tf", "/tf"):
+        print(topic, node.count_publishers(topic), node.count_subscribers(topic))
+    node.destroy_node()
+    rclpy.try_shutdown()
+""")
