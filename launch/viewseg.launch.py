@@ -78,7 +78,8 @@ def _required(executable: str):
 
 # Launch arguments that override the params file, and the value that means "not given".
 OVERRIDES = {"checkpoint": "", "device": "auto", "depth_topic": "", "depth_camera_info_topic": "", "cameras": "",
-             "load_keyframes": "", "pose_graph_topic": "", "managed": "false"}
+             "load_keyframes": "", "pose_graph_topic": "", "managed": "false", "use_sim_time": "false"}
+BOOL_ARGUMENTS = {"managed", "use_sim_time"}
 # The node parameter of an argument whose name differs from it.
 PARAMETER_OF = {"load_keyframes": "keyframes.load_path", "pose_graph_topic": "pose_graph.topic"}
 
@@ -88,7 +89,7 @@ def _viewseg_node(context):
     given: a default would otherwise overwrite what the file says (a checkpoint set in the
     file would silently become the demo's). One camera: the topic arguments remap its relative
     names. Several (``cameras``): they are its parameters, resolved inside each camera's namespace."""
-    given = {PARAMETER_OF.get(name, name): value for name, unset in OVERRIDES.items()
+    given = {PARAMETER_OF.get(name, name): _typed(name, value) for name, unset in OVERRIDES.items()
              if (value := LaunchConfiguration(name).perform(context).strip()) != unset}
     remappings = _remappings()
     if given.get("cameras"):
@@ -102,6 +103,16 @@ def _viewseg_node(context):
         namespace=LaunchConfiguration("namespace"),
         parameters=[params_file, given] if given else [params_file],
         remappings=remappings + _tf_remappings(context), on_exit=_required("viewseg_node"))]
+
+
+def _typed(argument: str, value: str):
+    """A launch argument's text as its parameter's type: launch hands parameters given in a dict
+    over as strings, and rclpy refuses the text "true" for a bool (use_sim_time)."""
+    if argument not in BOOL_ARGUMENTS:
+        return value
+    if value.lower() not in ("true", "false"):
+        raise ValueError(f"launch argument {argument}: expected true or false, got {value!r}")
+    return value.lower() == "true"
 
 
 def _params_file_in_namespace(path: str, namespace: str) -> str:
@@ -181,6 +192,9 @@ def generate_launch_description() -> LaunchDescription:
                               description="true: a lifecycle node that starts unconfigured and waits for a lifecycle "
                                           "manager (nav2_lifecycle_manager with node_names [viewseg]) to configure "
                                           "and activate it; false = the params file's (default: serving at start)"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="true: the node's clock follows /clock (Gazebo, Isaac Sim, a bag played "
+                                          "with --clock); false = the params file's (default: the system clock)"),
         DeclareLaunchArgument("namespace", default_value="",
                               description="the robot's namespace (e.g. robot1): the node becomes /robot1/viewseg, its "
                                           "services /robot1/viewseg/render_view, and relative topics (image, "

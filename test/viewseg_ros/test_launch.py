@@ -521,3 +521,41 @@ TF_GRAPH = textwrap.dedent("""
     node.destroy_node()
     rclpy.try_shutdown()
 """)
+
+
+PARAMETER_PROBE = textwrap.dedent("""
+    import sys
+    import rclpy
+    from rcl_interfaces.srv import GetParameters
+
+    rclpy.init()
+    node = rclpy.create_node("viewseg_parameter_probe")
+    client = node.create_client(GetParameters, "/viewseg/get_parameters")
+    if not client.wait_for_service(timeout_sec=30.0):
+        sys.exit("no /viewseg/get_parameters")
+    future = client.call_async(GetParameters.Request(names=sys.argv[1:]))
+    rclpy.spin_until_future_complete(node, future, timeout_sec=30.0)
+    for name, value in zip(sys.argv[1:], future.result().values):
+        print(name, value.type, value.bool_value)
+    node.destroy_node()
+    rclpy.try_shutdown()
+""")
+
+
+@needs_launch
+def test_use_sim_time_and_managed_reach_the_node_as_bools(tmp_path):
+    """``use_sim_time:=true`` (the node's clock follows /clock) and ``managed:=true`` arrive as
+    bool parameters (type 1), not as the text "true"."""
+    launch = Launch(["device:=cpu", "use_sim_time:=true", "managed:=true"], tmp_path, ros_env(),
+                    tmp_path / "launch.log")
+    try:
+        launch.wait_for(r"\[viewseg\]: unconfigured \(managed: true\)")
+        probe = subprocess.run([sys.executable, "-c", PARAMETER_PROBE, "use_sim_time", "managed"], env=launch.env,
+                               capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert probe.stdout.split() == ["use_sim_time", "1", "True", "managed", "1", "True"], (
+            probe.stdout + probe.stderr + launch.output())
+        status, _ = launch.interrupt()
+        assert status == 0, launch.output()
+    finally:
+        if launch.proc.poll() is None:
+            launch.kill()
