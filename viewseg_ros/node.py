@@ -288,6 +288,7 @@ class ViewSegNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: Any) -> Any:
+        self._close_gate()   # no callback runs from here on: the save below is the only one
         self.autosave("at cleanup")
         self._release()
         self.get_logger().info("cleaned up (unconfigured): model and keyframes freed")
@@ -296,6 +297,7 @@ class ViewSegNode(LifecycleNode):
     def on_shutdown(self, state: Any) -> Any:
         if self.ready:
             self._stop_serving()
+            self._close_gate()
             self.autosave("at shutdown")
             self._release()
         self.lifecycle_state = "finalized"
@@ -364,21 +366,27 @@ class ViewSegNode(LifecycleNode):
             time.sleep(0.01)
         self.get_logger().warning("stopped waiting for a render in flight")
 
-    def _release(self) -> None:
-        """Undo configure: the set-parameters check, every entity configure made, the model,
-        keyframes and caches. The declared parameters stay (configure reads them again)."""
+    def _close_gate(self) -> None:
+        """Not configured from now on for every guarded callback (:meth:`_guarded`); returns once
+        those already running have finished."""
         self.active = False
         with self._gate:
             self.ready = False
-        self.lifecycle_state = "unconfigured"
         waited = time.monotonic()
         while True:
             with self._gate:
                 if self._gate_users == 0:
-                    break
+                    return
             if time.monotonic() - waited > 5.0:
                 self.get_logger().info("cleanup waits for a callback in progress", throttle_duration_sec=5.0)
             time.sleep(0.005)
+
+    def _release(self) -> None:
+        """Undo configure: the set-parameters check, every entity configure made, the model,
+        keyframes, caches and camera queues. The declared parameters stay (configure reads
+        them again)."""
+        self._close_gate()
+        self.lifecycle_state = "unconfigured"
         if self._parameter_callback is not None:
             self.remove_on_set_parameters_callback(self._parameter_callback)
             self._parameter_callback = None
@@ -391,7 +399,8 @@ class ViewSegNode(LifecycleNode):
                     break
         self._configured_entities = []
         had_cuda = getattr(self, "device", None) is not None and self.device.type == "cuda"
-        for name in ("model", "keyframes", "prepared_cache", "tf", "pubs", "points_pub", "calibration"):
+        for name in ("model", "keyframes", "prepared_cache", "tf", "pubs", "points_pub", "calibration", "cameras",
+                     "odometry_trail", "pose_graph"):
             if hasattr(self, name):
                 setattr(self, name, None)
         if had_cuda:
@@ -1328,7 +1337,7 @@ class ViewSegNode(LifecycleNode):
         (an empty buffer is never saved: it would replace a good save with nothing); a failure
         is logged and counted, and the node goes on."""
         path = self.params["keyframes.save_path"]
-        if not self.ready:
+        if getattr(self, "keyframes", None) is None:
             return   # unconfigured (lifecycle): no keyframes to save
         ids = tuple(k.id for k in self.keyframes.snapshot())
         if not path or not ids or ids == self._autosaved:
