@@ -43,7 +43,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from report import add_record_arguments, append_rows, cpu_name  # noqa: E402  (benchmarks/report.py)
+from report import add_record_arguments, cpu_name, print_and_record  # noqa: E402  (benchmarks/report.py)
 from viewseg_core.cameras import K_from_hfov, resize_intrinsics  # noqa: E402
 from viewseg_core.depth_registration import register_depth  # noqa: E402
 from viewseg_core.rectify import make_undistorter  # noqa: E402
@@ -146,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     date, cpu = _dt.date.today().isoformat(), cpu_name()
     lines = [f"| {date} | {cpu} | {width}x{height} | {name} | {ms:.2f} | {ms / plain[kind]:.1f}x | "
              f"{ms * 15 / 1e3:.1%} |\n" for kind, name, ms in rows]
-    print(TABLE_HEADER + "".join(lines), end="")
-    if not args.no_record:
-        append_rows(args.output, SECTION, TABLE_HEADER, lines, intro=INTRO)
+    print_and_record(args, SECTION, TABLE_HEADER, lines, intro=INTRO)
     return 0
 
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py and bench_
 
 import torch  # noqa: E402
 
-from report import add_record_arguments, append_rows, cpu_name  # noqa: E402  (benchmarks/report.py)
+from report import add_record_arguments, cpu_name, print_and_record  # noqa: E402  (benchmarks/report.py)
 from viewseg_core.cpu_allocator import keep_freed_memory, release_freed_memory, resident_mib  # noqa: E402
 
 SECTION = "## Heap release (viewseg_core/cpu_allocator.py)"
@@ -95,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     row = (f"| {_dt.date.today().isoformat()} | {cpu_name()} | {args.threads} | {model_name} | {preset.label} | "
            f"{width}x{height} | {pairs} | {1e3 * median(release_s):.2f} | {median(released_mib):.0f} | "
            f"{1e3 * median(after):.0f} | {1e3 * median(without):.0f} | {median(after) / median(without):.2f} |\n")
-    print(TABLE_HEADER + row, end="")
-    if not args.no_record:
-        append_rows(args.output, SECTION, TABLE_HEADER, [row], intro=INTRO)
+    print_and_record(args, SECTION, TABLE_HEADER, [row], intro=INTRO)
     return 0
 
 

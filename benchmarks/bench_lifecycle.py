@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when
 
 import numpy as np  # noqa: E402
 
-from report import add_record_arguments, append_rows, cpu_name  # noqa: E402  (benchmarks/report.py)
+from report import add_record_arguments, cpu_name, print_and_record  # noqa: E402  (benchmarks/report.py)
 from viewseg_core.cpu_allocator import keep_freed_memory, resident_mib  # noqa: E402
 
 SECTION = "## Lifecycle (a managed node: configure and cleanup)"
@@ -136,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
            f"{np.median(out['configure_s']):.2f} | {np.median(out['cleanup_s']):.3f} | "
            f"{out['rss_unconfigured']:.0f} | {out['rss_configured']:.0f} | {out['rss_cleanup'][0]:.0f} | "
            f"{out['rss_cleanup'][-1]:.0f} |\n")
-    print(TABLE_HEADER + row, end="")
-    if not args.no_record:
-        append_rows(args.output, SECTION, TABLE_HEADER, [row], intro=INTRO)
+    print_and_record(args, SECTION, TABLE_HEADER, [row], intro=INTRO)
     return 0
 
 

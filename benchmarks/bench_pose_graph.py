@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when
 
 import numpy as np  # noqa: E402
 
-from report import add_record_arguments, append_rows, cpu_name  # noqa: E402  (benchmarks/report.py)
+from report import add_record_arguments, cpu_name, print_and_record  # noqa: E402  (benchmarks/report.py)
 from viewseg_core.data.records import View  # noqa: E402
 from viewseg_ros.conversions import matrix_to_pose_stamped  # noqa: E402
 from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig  # noqa: E402
@@ -143,9 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         read_ms, first_ms, next_ms = measure(nodes, repeats)
         lines.append(f"| {date} | {cpu} | {nodes} | {KEYFRAMES} | {read_ms:.1f} | {first_ms:.1f} | {next_ms:.1f} | "
                      f"{(read_ms + next_ms) / 1e3:.1%} |\n")
-    print(TABLE_HEADER + "".join(lines), end="")
-    if not args.no_record:
-        append_rows(args.output, SECTION, TABLE_HEADER, lines, intro=INTRO)
+    print_and_record(args, SECTION, TABLE_HEADER, lines, intro=INTRO)
     return 0
 
 

@@ -47,6 +47,14 @@ def add_record_arguments(parser) -> None:
     parser.add_argument("--no-record", action="store_true", help="print only; leave docs/benchmarks.md alone")
 
 
+def print_and_record(args, section: str, table_header: str, rows: list[str], intro: str = "") -> None:
+    """Print ``rows`` under ``table_header``; unless ``args.no_record``, append them to
+    ``args.output`` (:func:`add_record_arguments`) with :func:`append_rows`."""
+    print(table_header + "".join(rows), end="")
+    if not args.no_record:
+        append_rows(args.output, section, table_header, rows, intro=intro)
+
+
 def append_rows(path: Path, section: str, table_header: str, rows: list[str], intro: str = "") -> None:
     """Insert ``rows`` at the end of ``table_header``'s table inside ``section`` of ``path``.
 
