@@ -8,6 +8,7 @@ them they skip, saying so. Every launch gets its own random ROS_DOMAIN_ID on loo
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import random
@@ -134,6 +135,21 @@ def assert_clean(launch: Launch) -> None:
     for bad in ("Traceback", "KeyboardInterrupt", "[ERROR]", "process has died", "XMLPARSER"):
         assert bad not in text, f"{bad!r} in the launch output:\n{text}"
     assert launch.leftovers() == [], f"processes left behind:\n{launch.leftovers()}\n{text}"
+
+
+@contextlib.contextmanager
+def stopped_cleanly(args: list[str], tmp_path: Path):
+    """A Launch of ``args`` for the with-block; at its end Ctrl-C must stop it with status 0 and
+    nothing left behind (assert_clean). Killed if the block fails."""
+    launch = Launch(args, tmp_path, ros_env(), tmp_path / "launch.log")
+    try:
+        yield launch
+        status, _ = launch.interrupt()
+        assert status == 0, launch.output()
+        assert_clean(launch)
+    finally:
+        if launch.proc.poll() is None:
+            launch.kill()
 
 
 CLIENT = textwrap.dedent("""
@@ -451,8 +467,7 @@ def test_managed_launch_waits_for_a_lifecycle_manager(tmp_path):
     """``managed:=true``: the launched node starts unconfigured (no model loaded, no "ready:"
     line) and serves once a separate process configures and activates it through its lifecycle
     services, as nav2_lifecycle_manager does; Ctrl-C then ends the launch cleanly."""
-    launch = Launch(["device:=cpu", "managed:=true"], tmp_path, ros_env(), tmp_path / "launch.log")
-    try:
+    with stopped_cleanly(["device:=cpu", "managed:=true"], tmp_path) as launch:
         launch.wait_for(r"\[viewseg\]: unconfigured \(managed: true\)")
         assert "ready:" not in launch.output()
         client = subprocess.run([sys.executable, "-c", LIFECYCLE_CLIENT, "60"], env=launch.env, capture_output=True,
@@ -462,12 +477,6 @@ def test_managed_launch_waits_for_a_lifecycle_manager(tmp_path):
                                          "state:", "active"], client.stdout
         launch.wait_for(r"\[viewseg\]: active: admitting keyframes and answering queries")
         assert "ready:" in launch.output()
-        status, _ = launch.interrupt()
-        assert status == 0, launch.output()
-        assert_clean(launch)
-    finally:
-        if launch.proc.poll() is None:
-            launch.kill()
 
 
 @needs_launch
@@ -481,9 +490,8 @@ def test_namespace_and_namespaced_tf_serve_one_robot(tmp_path):
     config["viewseg"]["ros__parameters"]["query"]["preset"] = "fast"   # the shipped file's is "auto"
     params = tmp_path / "robot1.yaml"
     params.write_text(yaml.safe_dump(config))
-    launch = Launch(["sim:=true", "device:=cpu", "namespace:=robot1", "namespaced_tf:=true", f"params_file:={params}"],
-                    tmp_path, ros_env(), tmp_path / "launch.log")
-    try:
+    args = ["sim:=true", "device:=cpu", "namespace:=robot1", "namespaced_tf:=true", f"params_file:={params}"]
+    with stopped_cleanly(args, tmp_path) as launch:
         ready = launch.wait_for(r"\[robot1\.viewseg\]: ready:.*").group(0)
         assert "images on /robot1/image" in ready, ready
         launch.wait_for(r"\[robot1\.viewseg_sim_camera\]: replaying")
@@ -497,12 +505,6 @@ def test_namespace_and_namespaced_tf_serve_one_robot(tmp_path):
                                timeout=60, cwd=tmp_path)
         # The sim publishes on /robot1/tf and viewseg reads it there; nothing on the global /tf.
         assert graph.stdout.split() == ["/robot1/tf", "1", "1", "/tf", "0", "0"], graph.stdout + graph.stderr
-        status, _ = launch.interrupt()
-        assert status == 0, launch.output()
-        assert_clean(launch)
-    finally:
-        if launch.proc.poll() is None:
-            launch.kill()
 
 
 TF_GRAPH = textwrap.dedent("""
@@ -546,16 +548,9 @@ PARAMETER_PROBE = textwrap.dedent("""
 def test_use_sim_time_and_managed_reach_the_node_as_bools(tmp_path):
     """``use_sim_time:=true`` (the node's clock follows /clock) and ``managed:=true`` arrive as
     bool parameters (type 1), not as the text "true"."""
-    launch = Launch(["device:=cpu", "use_sim_time:=true", "managed:=true"], tmp_path, ros_env(),
-                    tmp_path / "launch.log")
-    try:
+    with stopped_cleanly(["device:=cpu", "use_sim_time:=true", "managed:=true"], tmp_path) as launch:
         launch.wait_for(r"\[viewseg\]: unconfigured \(managed: true\)")
         probe = subprocess.run([sys.executable, "-c", PARAMETER_PROBE, "use_sim_time", "managed"], env=launch.env,
                                capture_output=True, text=True, timeout=60, cwd=tmp_path)
         assert probe.stdout.split() == ["use_sim_time", "1", "True", "managed", "1", "True"], (
             probe.stdout + probe.stderr + launch.output())
-        status, _ = launch.interrupt()
-        assert status == 0, launch.output()
-    finally:
-        if launch.proc.poll() is None:
-            launch.kill()
