@@ -92,7 +92,8 @@ def rig(tmp_path_factory):
         g.node = g.add(ViewSegNode(context=g.context, namespace=NS, parameter_overrides=params({
             "managed": True, "checkpoint": str(g.checkpoint), "device": "cpu", "depth_topic": "depth",
             "keyframes.width": W, "keyframes.height": H, "query.min_coverage": 0.0,
-            "keyframes.save_path": str(g.save_path), "keyframes.save_period_s": 0.0})))
+            "keyframes.save_path": str(g.save_path), "keyframes.save_period_s": 0.0,
+            "pose_graph.topic": "/lc_slam/path"})))
         g.diagnostics = []
         g.client.create_subscription(DiagnosticArray, "/diagnostics", g.diagnostics.append, 10)
         yield g
@@ -163,6 +164,7 @@ def test_cleanup_saves_frees_and_configure_reads_parameters_again(rig):
     assert len(list((g.save_path / "rgb").glob("*.png"))) == kept
     # Its interfaces are gone: the camera's subscriptions and the render service.
     wait_for(lambda: g.camera.image.get_subscription_count() == 0, 10.0, "the image subscription to go")
+    wait_for(lambda: g.client.count_subscribers("/lc_slam/path") == 0, 10.0, "the pose graph subscription to go")
     wait_for(lambda: not has_service(g, f"{NAME}/render_view"), 10.0, "~/render_view to go")
 
     # Unconfigured, parameters the running node reads once are accepted and read at configure.
@@ -171,6 +173,7 @@ def test_cleanup_saves_frees_and_configure_reads_parameters_again(rig):
     assert transition(g, "configure") and transition(g, "activate")
     assert len(g.node.keyframes) == kept   # loaded from the folder cleanup saved
     wait_for(lambda: g.camera.image.get_subscription_count() > 0, 10.0, "the image subscription again")
+    wait_for(lambda: g.client.count_subscribers("/lc_slam/path") > 0, 10.0, "the pose graph subscription again")
     response = query(g)
     assert response.success, response.message
     assert len(response.keyframe_ids) == 2
