@@ -132,7 +132,8 @@ def _params_file_in_namespace(path: str, namespace: str) -> str:
         data = yaml.safe_load(stream)
     if not isinstance(data, dict) or not {"viewseg", "/viewseg"} & set(data):
         return path
-    rooted = {(f"/{namespace}/viewseg" if key in ("viewseg", "/viewseg") else key): value for key, value in data.items()}
+    rooted = {(f"/{namespace}/viewseg" if key in ("viewseg", "/viewseg") else key): value
+              for key, value in data.items()}
     with tempfile.NamedTemporaryFile("w", prefix="viewseg_params_", suffix=".yaml", delete=False) as out:
         yaml.safe_dump(rooted, out)
     return out.name
@@ -208,5 +209,5 @@ def generate_launch_description() -> LaunchDescription:
                               description="Fast DDS XML profile for the started nodes "
                                           "(FASTDDS_DEFAULT_PROFILES_FILE); empty = leave the environment as it is"),
     ]
-    return LaunchDescription(arguments + [OpaqueFunction(function=_fastdds_profile),
-                                          OpaqueFunction(function=_viewseg_node), OpaqueFunction(function=_sim_camera)])
+    return LaunchDescription(arguments + [OpaqueFunction(function=function)
+                                          for function in (_fastdds_profile, _viewseg_node, _sim_camera)])

@@ -516,8 +516,8 @@ class ViewSegNode(LifecycleNode):
         self.create_timer(0.02, self._guarded(self._retry_pending), callback_group=self._frames_group)
         service_qos = QoSProfile(depth=max(64, 4 * p["query.max_in_flight"]), history=HistoryPolicy.KEEP_LAST,
                                  reliability=ReliabilityPolicy.RELIABLE)
-        self.create_service(RenderView, "~/render_view", self._guarded(self._on_render_view, service=True), qos_profile=service_qos,
-                            callback_group=self._query_group)
+        self.create_service(RenderView, "~/render_view", self._guarded(self._on_render_view, service=True),
+                            qos_profile=service_qos, callback_group=self._query_group)
         # Saving, loading and clearing keyframes: one at a time, never in the way of queries or intake.
         self._keyframe_io_group = MutuallyExclusiveCallbackGroup()
         self.create_service(SaveKeyframes, "~/save_keyframes", self._guarded(self._on_save_keyframes, service=True),
@@ -535,20 +535,24 @@ class ViewSegNode(LifecycleNode):
 
             self.create_subscription(PathMessage, p["pose_graph.topic"], self._guarded(self._on_pose_graph), latest,
                                      callback_group=MutuallyExclusiveCallbackGroup())
-            self.create_timer(ODOMETRY_TRAIL_PERIOD_S, self._guarded(self._sample_odometry), callback_group=self._tf_group)
-        self.create_subscription(PoseStamped, "~/query", self._guarded(self._on_query), latest, callback_group=self._query_group)
+            self.create_timer(ODOMETRY_TRAIL_PERIOD_S, self._guarded(self._sample_odometry),
+                              callback_group=self._tf_group)
+        self.create_subscription(PoseStamped, "~/query", self._guarded(self._on_query), latest,
+                                 callback_group=self._query_group)
         out_qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
         self.pubs = {name: self.create_publisher(Image, f"~/{name}", out_qos)
                      for name in ("semantic", "semantic_color", "depth", "confidence")}
         self.pubs["camera_info"] = self.create_publisher(CameraInfo, "~/camera_info", out_qos)
         self.points_pub = self.create_publisher(PointCloud2, "~/points", out_qos)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(p["diagnostics_period_s"], self._guarded(self.publish_diagnostics), callback_group=self._info_group)
+        self.create_timer(p["diagnostics_period_s"], self._guarded(self.publish_diagnostics),
+                          callback_group=self._info_group)
         # Latched, so that RViz started later still shows where the keyframes are.
         self.keyframe_poses_pub = self.create_publisher(PoseArray, "~/keyframe_poses", QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self._shown_keyframes: list[tuple[int, View]] = []
-        self.create_timer(KEYFRAME_POSES_PERIOD_S, self._guarded(self.publish_keyframe_poses), callback_group=self._info_group)
+        self.create_timer(KEYFRAME_POSES_PERIOD_S, self._guarded(self.publish_keyframe_poses),
+                          callback_group=self._info_group)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._parameter_callback = self._on_set_parameters
         with self._gate:
@@ -564,18 +568,20 @@ class ViewSegNode(LifecycleNode):
         """The topics of one camera; every callback is told which camera it serves."""
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+        guarded = self._guarded
         self.create_subscription(CompressedImage if camera.image_transport == "compressed" else Image,
-                                 camera.image_subscription_topic, self._guarded(lambda msg: self._on_image(camera, msg)), image_qos,
-                                 callback_group=self._frames_group)
+                                 camera.image_subscription_topic, guarded(lambda msg: self._on_image(camera, msg)),
+                                 image_qos, callback_group=self._frames_group)
         if camera.depth_topic:
             self.create_subscription(CompressedImage if camera.depth_transport == "compressedDepth" else Image,
-                                     camera.depth_subscription_topic, self._guarded(lambda msg: self._on_depth(camera, msg)),
+                                     camera.depth_subscription_topic, guarded(lambda msg: self._on_depth(camera, msg)),
                                      image_qos, callback_group=self._frames_group)
         if camera.depth_camera_info_topic:
             self.create_subscription(CameraInfo, camera.depth_camera_info_topic,
-                                     self._guarded(lambda msg: self._on_depth_camera_info(camera, msg)), qos_profile_sensor_data,
-                                     callback_group=self._info_group)
-        self.create_subscription(CameraInfo, camera.camera_info_topic, self._guarded(lambda msg: self._on_camera_info(camera, msg)),
+                                     guarded(lambda msg: self._on_depth_camera_info(camera, msg)),
+                                     qos_profile_sensor_data, callback_group=self._info_group)
+        self.create_subscription(CameraInfo, camera.camera_info_topic,
+                                 guarded(lambda msg: self._on_camera_info(camera, msg)),
                                  qos_profile_sensor_data, callback_group=self._info_group)
 
     # ------------------------------------------------------------------ setup

@@ -73,7 +73,8 @@ def feed(g: Graph, first: int, last: int, stamp_base: int) -> None:
     """Views ``first``..``last``, each sent until the node admits it (at most 3 times)."""
     for index in range(first, last + 1):
         before = g.node.keyframes.admitted
-        assert resend(lambda attempt: g.camera.publish(WallWalk.pose(index), (stamp_base + 10 * index + attempt) * 10**9,
+        assert resend(lambda attempt: g.camera.publish(WallWalk.pose(index),
+                                                       (stamp_base + 10 * index + attempt) * 10**9,
                                                        depth=WallWalk.depth(index)),
                       lambda: g.node.keyframes.admitted > before, f"view {index} to become a keyframe", timeout=3.0)
 
