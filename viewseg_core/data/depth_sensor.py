@@ -18,6 +18,11 @@ have measured of a clean planar depth image.
    blob centre with probability ``q = 1 - (1 - hole_rate)^(1 / A)`` (``A`` = pixels of the
    disc), so a pixel is missed by all ``A`` centres that could cover it with probability
    exactly ``1 - hole_rate`` (borders included).
+6. **rows** (a sparse sensor, off by default): with ``row_stride`` s > 1 only image rows
+   0, s, 2s, ... return anything, as when a scanning LiDAR's beams are projected into the
+   camera (a rough stand-in: real beams fall on curves, not rows) or a sensor of lower
+   vertical resolution is upsampled. It draws nothing, so the kept rows are the s = 1 rows bit
+   for bit.
 
 Sizes are in pixels of the image the model is applied to (the dataset applies it after
 resizing views to ``data.image_size``). All randomness comes from the generator passed in:
@@ -51,6 +56,7 @@ class DepthSensorConfig:
         hole_radius_px: radius of a hole blob (a disc of the pixels within it), pixels.
         edge_threshold: relative depth jump to a 4-neighbour that marks a discontinuity.
         edge_dropout: probability that a pixel on a discontinuity returns nothing.
+        row_stride: only every row_stride-th row returns (1 = every row: a depth camera).
     """
 
     noise_k: float = 0.002
@@ -61,8 +67,11 @@ class DepthSensorConfig:
     hole_radius_px: float = 1.5
     edge_threshold: float = 0.1
     edge_dropout: float = 0.5
+    row_stride: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.row_stride, bool) or not isinstance(self.row_stride, int) or self.row_stride < 1:
+            raise ValueError(f"depth_sensor.row_stride must be an integer >= 1, got {self.row_stride!r}")
         for name in ("noise_k", "quantization_m", "min_range_m", "max_range_m", "hole_radius_px",
                      "edge_threshold"):
             value = getattr(self, name)
@@ -151,6 +160,8 @@ def _apply_one(depth: np.ndarray, cfg: DepthSensorConfig, rng: np.random.Generat
         if cfg.max_range_m > 0:
             drop |= z > cfg.max_range_m
     drop |= holes
+    if cfg.row_stride > 1:
+        drop[np.arange(d.shape[0]) % cfg.row_stride != 0] = True
     return np.where(drop, np.nan, z).astype(np.float32)
 
 

@@ -103,6 +103,19 @@ def test_same_seed_same_output_different_seed_different():
 
 def test_config_checks():
     for bad in (dict(noise_k=-1.0), dict(hole_rate=1.0), dict(edge_dropout=1.5), dict(max_range_m=0.2, min_range_m=0.5),
-                dict(quantization_m=float("nan"))):
+                dict(quantization_m=float("nan")), dict(row_stride=0), dict(row_stride=2.0), dict(row_stride=True)):
         with pytest.raises(ValueError, match="depth_sensor"):
             DepthSensorConfig(**bad)
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+def test_row_stride_keeps_every_nth_row_of_the_dense_measurement(stride):
+    """A sparse sensor: rows 0, s, 2s, ... are the dense sensor's rows bit for bit (the stride
+    draws nothing), every other row returns nothing."""
+    depth = np.broadcast_to(np.linspace(2.0, 4.0, 40, dtype=np.float32), (2, 30, 40)).copy()   # a slanted wall
+    dense = apply_sensor(depth, DepthSensorConfig(), 7)
+    sparse = apply_sensor(depth, DepthSensorConfig(row_stride=stride), 7)
+    kept = np.arange(30) % stride == 0
+    np.testing.assert_array_equal(sparse[:, kept], dense[:, kept])
+    assert np.isnan(sparse[:, ~kept]).all()
+    assert np.isfinite(sparse[:, kept]).mean() > 0.5   # the kept rows still hold measurements
