@@ -248,7 +248,11 @@ class ViewSegNode(LifecycleNode):
             self.get_logger().info("unconfigured (managed: true): waiting for a lifecycle manager to configure "
                                    "and activate the node")
         else:
-            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            # Judged by what the callbacks did, not by the transitions' result: a SIGINT during
+            # start (ros2 launch's Ctrl-C) makes the state machine's bookkeeping fail after a
+            # callback succeeded, and the node must then still exist to save its keyframes.
+            self.trigger_configure()
+            if not self.ready:
                 error = self._configure_error
                 self._configure_error = None
                 raise error if error is not None else RuntimeError("configure failed")
@@ -277,6 +281,7 @@ class ViewSegNode(LifecycleNode):
     def on_activate(self, state: Any) -> Any:
         self.active = True
         self.lifecycle_state = "active"
+        self._log_ready()
         if self.managed:
             self.get_logger().info("active: admitting keyframes and answering queries")
         return TransitionCallbackReturn.SUCCESS
@@ -557,6 +562,10 @@ class ViewSegNode(LifecycleNode):
         self._parameter_callback = self._on_set_parameters
         with self._gate:
             self.ready = True
+
+    def _log_ready(self) -> None:
+        """The "ready:" line, once the node serves (launch files and tests wait for it)."""
+        p = self.params
         self.get_logger().info(
             f"ready: {self.model.config.encoder} from {self.checkpoint} on {self.device}, "
             f"sampling {self.preset.label}, "

@@ -328,3 +328,40 @@ def test_cleanup_waits_for_a_callback_in_progress_and_later_ones_do_not_run(tmp_
         assert calls == [] and not response.success and "not configured" in response.message
     finally:
         g.close()
+
+
+def test_a_signal_right_after_configure_still_leaves_a_node_that_saves(tmp_path):
+    """ros2 launch's Ctrl-C during start shuts the context down between configure's callback and
+    the state machine's bookkeeping, which then fails. The unmanaged node is judged by what its
+    callbacks did: it is constructed, configured, and saves its keyframes at stop (a first
+    version raised "configure failed", and viewseg_node stopped without saving: seen in CI)."""
+    import numpy as np
+    from rclpy.context import Context
+
+    from viewseg_core.data.records import View
+    from viewseg_ros.keyframe_store import save_keyframes
+    from viewseg_ros.keyframes import Keyframe
+    from viewseg_ros.node import ViewSegNode
+
+    class SignalledDuringStart(ViewSegNode):
+        def on_configure(self, state):
+            result = super().on_configure(state)
+            self.context.handle.shutdown()   # what rclpy's SIGINT handler does (rcl_shutdown; nodes stay)
+            return result
+
+    frames = [Keyframe(i, (i + 1) * 10**9, View(rgb=np.full((H, W, 3), 60 * i, np.uint8), K=WallWalk.K(),
+                                                 c2w=WallWalk.pose(i + 1), depth=WallWalk.depth(i + 1)))
+              for i in range(2)]
+    folder = save_keyframes(frames, tmp_path / "house", "map")
+    context = Context()
+    rclpy.init(context=context)
+    node = SignalledDuringStart(context=context, parameter_overrides=params({
+        "checkpoint": str(tiny_rgbd_checkpoint(tmp_path / "rgbd.pt")), "device": "cpu", "warmup": False,
+        "keyframes.width": W, "keyframes.height": H, "keyframes.load_path": str(folder),
+        "keyframes.save_path": str(tmp_path / "at_stop"), "keyframes.save_period_s": 0.0}))
+    try:
+        assert not context.ok() and node.ready and len(node.keyframes) == 2
+        node.autosave("at stop")   # what viewseg_node's main does next
+        assert len(list((tmp_path / "at_stop" / "rgb").glob("*.png"))) == 2
+    finally:
+        node.destroy_node()
