@@ -237,11 +237,11 @@ class ViewSegNode(LifecycleNode):
         self._parameter_callback = None
         self._gate = threading.Lock()   # ready and the count of guarded callbacks running (_guarded)
         self._gate_users = 0
-        # While not configured, /diagnostics still says so (the configured node's status has its own
-        # timer and publisher, made at configure).
+        # One /diagnostics publisher for the node's life: while not configured it still says so (the
+        # configured node's status has its own timer, made at configure).
         from diagnostic_msgs.msg import DiagnosticArray
 
-        self._lifecycle_diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.params["diagnostics_period_s"], self._publish_lifecycle_status,
                           callback_group=MutuallyExclusiveCallbackGroup())
         if self.managed:
@@ -261,18 +261,19 @@ class ViewSegNode(LifecycleNode):
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: Any) -> Any:
         self._configure_error = None
-        before = self._entities()
+        before = {id(entity) for entity in self._entities()}
         try:
             self.params = self._read_parameters()
             self._configure(self.params)
         except Exception as error:
             self._configure_error = error
-            self._configured_entities = [e for e in self._entities() if id(e) not in {id(b) for b in before}]
+        # What configure made, all of it or up to a failure: cleanup (or the release below) destroys it.
+        self._configured_entities = [entity for entity in self._entities() if id(entity) not in before]
+        if self._configure_error is not None:
             self._release()
             if self.managed:
-                self.get_logger().error(f"configure failed, still unconfigured: {error}")
+                self.get_logger().error(f"configure failed, still unconfigured: {self._configure_error}")
             return TransitionCallbackReturn.FAILURE
-        self._configured_entities = [e for e in self._entities() if id(e) not in {id(b) for b in before}]
         self.lifecycle_state = "inactive"
         if self.managed:
             self.get_logger().info("configured (inactive): activate to admit keyframes and answer queries")
@@ -352,7 +353,7 @@ class ViewSegNode(LifecycleNode):
         status.values = [KeyValue(key="lifecycle", value=self.lifecycle_state), KeyValue(key="ready", value="False")]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
-        self._lifecycle_diagnostics_pub.publish(array)
+        self.diagnostics_pub.publish(array)
 
     def _entities(self) -> list:
         return [*self.subscriptions, *self.publishers, *self.services, *self.timers, *self.clients]
@@ -496,7 +497,6 @@ class ViewSegNode(LifecycleNode):
 
         # ROS interfaces, only once the model is ready. Callback groups: TF never waits
         # behind an image that waits for TF, and a long render never blocks keyframes.
-        from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseArray, PoseStamped
         from rclpy.qos import DurabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -549,7 +549,6 @@ class ViewSegNode(LifecycleNode):
                      for name in ("semantic", "semantic_color", "depth", "confidence")}
         self.pubs["camera_info"] = self.create_publisher(CameraInfo, "~/camera_info", out_qos)
         self.points_pub = self.create_publisher(PointCloud2, "~/points", out_qos)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(p["diagnostics_period_s"], self._guarded(self.publish_diagnostics),
                           callback_group=self._info_group)
         # Latched, so that RViz started later still shows where the keyframes are.
