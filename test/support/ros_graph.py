@@ -242,13 +242,16 @@ class WallWalk:
         return depth
 
     @classmethod
-    def feed(cls, g: Graph, views: int, depth: bool) -> None:
-        """Publish views 1..``views`` on ``g.camera`` (with the wall's depth when ``depth``) until
-        ``g.node`` has admitted each as a keyframe (each sent at most 3 times)."""
-        for index in range(1, views + 1):
-            assert resend(lambda attempt: g.camera.publish(cls.pose(index), (100 * index + attempt) * 10**9,
+    def feed(cls, g: Graph, views: int, depth: bool, first: int = 1, stamp_offset_s: int = 0) -> None:
+        """Publish views ``first``..``views`` on ``g.camera`` (with the wall's depth when ``depth``),
+        stamped ``stamp_offset_s + 100 * index`` s (+ the attempt), until ``g.node`` has admitted
+        each as a keyframe (each sent at most 3 times)."""
+        for index in range(first, views + 1):
+            before = g.node.keyframes.admitted
+            assert resend(lambda attempt: g.camera.publish(cls.pose(index),
+                                                           (stamp_offset_s + 100 * index + attempt) * 10**9,
                                                            depth=cls.depth(index) if depth else None),
-                          lambda: g.node.keyframes.admitted >= index, f"view {index} to become a keyframe",
+                          lambda: g.node.keyframes.admitted > before, f"view {index} to become a keyframe",
                           timeout=3.0), f"view {index} never became a keyframe (sent 3 times)"
 
     @classmethod

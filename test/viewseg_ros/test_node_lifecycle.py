@@ -15,7 +15,7 @@ pytestmark = pytest.mark.ros
 
 import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 
-from ros_graph import Graph, PosedCamera, WallWalk, diagnostics_values, params, render_request, resend, \
+from ros_graph import Graph, PosedCamera, WallWalk, diagnostics_values, params, render_request, \
     tiny_rgbd_checkpoint, wait_for  # noqa: E402
 
 W, H = WallWalk.W, WallWalk.H
@@ -69,16 +69,6 @@ def publish_views(g: Graph, first: int, last: int, stamp_base: int) -> None:
         time.sleep(0.05)
 
 
-def feed(g: Graph, first: int, last: int, stamp_base: int) -> None:
-    """Views ``first``..``last``, each sent until the node admits it (at most 3 times)."""
-    for index in range(first, last + 1):
-        before = g.node.keyframes.admitted
-        assert resend(lambda attempt: g.camera.publish(WallWalk.pose(index),
-                                                       (stamp_base + 10 * index + attempt) * 10**9,
-                                                       depth=WallWalk.depth(index)),
-                      lambda: g.node.keyframes.admitted > before, f"view {index} to become a keyframe", timeout=3.0)
-
-
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
     from diagnostic_msgs.msg import DiagnosticArray
@@ -129,7 +119,7 @@ def test_unconfigured_then_inactive_then_serving(rig):
 
     assert transition(g, "activate")
     assert state(g) == "active"
-    feed(g, 1, 4, stamp_base=100)
+    WallWalk.feed(g, 4, depth=True)
     response = query(g)
     assert response.success, response.message
     assert len(response.keyframe_ids) == 4
@@ -145,7 +135,7 @@ def test_deactivate_stops_intake_and_queries_and_keeps_keyframes(rig):
     assert state(g) == "inactive"
     response = query(g)
     assert not response.success and response.message.startswith("inactive:")
-    publish_views(g, 5, 7, stamp_base=200)   # novel views: an active node would admit them
+    publish_views(g, 5, 7, stamp_base=1000)   # novel views: an active node would admit them
     time.sleep(1.0)
     assert [k.id for k in g.node.keyframes.snapshot()] == kept
 
@@ -199,7 +189,7 @@ def test_bad_parameter_fails_configure_and_leaves_it_unconfigured(rig):
 def test_shutdown_saves_and_finalizes(rig):
     g = rig
     assert transition(g, "activate")
-    feed(g, 2, 4, stamp_base=300)
+    WallWalk.feed(g, 4, depth=True, first=2, stamp_offset_s=2000)
     kept = len(g.node.keyframes)
     assert kept == 3   # configured without keyframes.load_path (the last test): only these
     assert transition(g, "shutdown")
