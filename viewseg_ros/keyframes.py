@@ -170,6 +170,10 @@ class Keyframe:
     # [4, 4] the camera's pose in the odometry frame at capture, for re-posing from a SLAM pose
     # graph (viewseg_ros/pose_graph.py); None = not recorded.
     odom_c2w: np.ndarray | None = None
+    # The clock epoch the pose graph may compare the stamp in: ``epoch`` for a live keyframe; for
+    # a restored one the epoch it was restored in when its folder kept its odometry pose on the
+    # same clock (a graph node at its stamp is then the same instant), else None.
+    odom_epoch: int | None = None
 
     @property
     def c2w(self) -> np.ndarray:
@@ -249,7 +253,7 @@ class KeyframeBuffer:
             if not (decision.admit or force):
                 return None
             keyframe = Keyframe(self._next_id, int(stamp_ns), view, features, epoch=self.epoch, stream=stream,
-                                odom_c2w=odom_c2w)
+                                odom_c2w=odom_c2w, odom_epoch=self.epoch)
             if keyframe.recount() > self.config.max_bytes:
                 raise ValueError(f"keyframe of {keyframe.nbytes} B exceeds max_bytes = {self.config.max_bytes}")
             self._next_id += 1
@@ -259,7 +263,8 @@ class KeyframeBuffer:
             self._enforce_bounds(protect=keyframe.id)
             return keyframe
 
-    def restore(self, view: View, stamp_ns: int, features: Any = None, stream: str = "") -> Keyframe:
+    def restore(self, view: View, stamp_ns: int, features: Any = None, stream: str = "",
+                odom_c2w: np.ndarray | None = None) -> Keyframe:
         """Add a keyframe saved by an earlier run (:mod:`viewseg_ros.keyframe_store`), without
         the admission rules (the saved set was chosen by them already). Its stamp is of another
         run's clock, so it counts like a keyframe from before a clock reset: never the newest
@@ -269,11 +274,16 @@ class KeyframeBuffer:
         ``refresh_after_s`` says: it shows the room as it is now, the saved view as it was.
         Bounds are enforced as for any admission, the restored keyframe included.
 
+        ``odom_c2w``: the pose in the odometry frame the folder kept, given only when its stamp
+        is on this run's clock (the caller checks: viewseg_ros/keyframe_store.py); the pose graph
+        then re-poses the keyframe like a live one until the clock jumps.
+
         Raises ValueError when the keyframe alone is larger than ``max_bytes``.
         """
         with self._lock:
             keyframe = Keyframe(self._next_id, int(stamp_ns), view, features, epoch=self.epoch - 1, stream=stream,
-                                restored=True)
+                                restored=True, odom_c2w=odom_c2w,
+                                odom_epoch=None if odom_c2w is None else self.epoch)
             if keyframe.recount() > self.config.max_bytes:
                 raise ValueError(f"keyframe of {keyframe.nbytes} B exceeds max_bytes = {self.config.max_bytes}")
             self._next_id += 1
@@ -284,9 +294,8 @@ class KeyframeBuffer:
             self._enforce_bounds(protect=-1)
             return keyframe
 
-    def restore_all(self, items: Sequence[tuple[View, int, Any, str]], replace: bool = False
-                    ) -> tuple[list[Keyframe], list[str]]:
-        """:meth:`restore` every (view, stamp_ns, features, stream) of ``items`` under one hold
+    def restore_all(self, items: Sequence[tuple], replace: bool = False) -> tuple[list[Keyframe], list[str]]:
+        """:meth:`restore` every (view, stamp_ns, features, stream[, odom_c2w]) of ``items`` under one hold
         of the lock, first dropping every keyframe with ``replace``: a reader sees the old
         buffer or the new one, never an empty one between. Returns the restored keyframes still
         kept once the bounds thinned them, and, for an item larger than ``max_bytes`` (skipped), why."""
@@ -294,9 +303,9 @@ class KeyframeBuffer:
         with self._lock:
             if replace:
                 self._keyframes.clear()
-            for index, (view, stamp_ns, features, stream) in enumerate(items):
+            for index, (view, stamp_ns, features, stream, *odom) in enumerate(items):
                 try:
-                    kept.append(self.restore(view, stamp_ns, features, stream))
+                    kept.append(self.restore(view, stamp_ns, features, stream, *odom))
                 except ValueError as error:
                     refused.append(f"item {index} ({view.view_id!r}): {error}")
             kept = [k for k in kept if k.id in self._keyframes]   # the bounds may have thinned them

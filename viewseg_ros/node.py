@@ -98,8 +98,8 @@ from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, calib
 from viewseg_ros.camera_input import (PER_CAMERA_SETTINGS, STREAM_TOPICS, CameraInput, PendingImage, camera_names,
                                      make_camera_inputs, parse_camera_namespaces)
 from viewseg_ros.executor import SubmitOnceExecutor
-from viewseg_ros.keyframe_store import read_keyframes, save_keyframes
-from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, is_novel, pose_difference
+from viewseg_ros.keyframe_store import SavedOdometry, odometry_usable, read_keyframes, read_odometry, save_keyframes
+from viewseg_ros.keyframes import NS_PER_S, KeyframeBuffer, KeyframeConfig, is_novel, pose_difference
 from viewseg_ros.node_parameters import (KEYFRAME_RULE_PARAMETERS, LIVE_PARAMETERS, PARAMETERS, SAMPLING_PARAMETERS,
                                          SELECTION_PARAMETERS, check_setting, coerce, validate)
 from viewseg_ros.pose_graph import (OdometryTrail, OdometryUnavailable, PoseGraphCorrector, apply_pose_graph,
@@ -109,6 +109,10 @@ from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformBuffe
 NODE_NAME = "viewseg"
 KEYFRAME_POSES_PERIOD_S = 0.5  # how often ~/keyframe_poses is brought up to date
 ODOMETRY_TRAIL_PERIOD_S = 0.1  # how often the body's odometry pose is sampled for the pose graph
+# A keyframe folder keeps the odometry trail this much beyond pose_graph.max_gap_s around each
+# keyframe (a node up to max_gap_s away may need it, and the trail interpolates across 1 s).
+SAVED_ODOMETRY_MARGIN_S = 1.0
+SAVED_ODOMETRY_MAX_SAMPLES = 1_000_000
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CHECKPOINT = Path("checkpoints") / "demo.pt"
 WARN_PERIOD_S = 5.0
@@ -406,7 +410,7 @@ class ViewSegNode(LifecycleNode):
         self._configured_entities = []
         had_cuda = getattr(self, "device", None) is not None and self.device.type == "cuda"
         for name in ("model", "keyframes", "prepared_cache", "tf", "pubs", "points_pub", "calibration", "cameras",
-                     "odometry_trail", "pose_graph"):
+                     "odometry_trail", "saved_odometry", "pose_graph"):
             if hasattr(self, name):
                 setattr(self, name, None)
         if had_cuda:
@@ -442,6 +446,9 @@ class ViewSegNode(LifecycleNode):
         # SLAM corrections: the graph is read and applied under one lock (a clock jump resets it).
         self.pose_graph = PoseGraphCorrector(p["pose_graph.max_gap_s"]) if p["pose_graph.topic"] else None
         self.odometry_trail = OdometryTrail()
+        # The odometry trail loaded keyframe folders kept (their graph nodes are older than this
+        # run): apart from the live trail, whose hour-long window would push them out.
+        self.saved_odometry = OdometryTrail(max_samples=SAVED_ODOMETRY_MAX_SAMPLES)
         self._pose_graph_lock = threading.Lock()
         self.pose_graph_updates = 0
         self.last_pose_graph = "no graph received yet"
@@ -1185,6 +1192,8 @@ class ViewSegNode(LifecycleNode):
                 return self._lookup_now(odom, body, stamp_ns)
             except TransformError as error:
                 kept = self.odometry_trail.at(stamp_ns)   # older than TF's history: the node's own
+                if kept is None:
+                    kept = self.saved_odometry.at(stamp_ns)   # older than this run: a loaded folder's
                 if kept is not None:
                     return kept
                 first = self.odometry_trail.first_ns
@@ -1236,6 +1245,7 @@ class ViewSegNode(LifecycleNode):
                 with self._pose_graph_lock:
                     self.pose_graph.reset()
                     self.odometry_trail.reset()
+                    self.saved_odometry.reset()
             for camera in self.cameras:
                 camera.newest_image_ns = None
                 camera.previous_pose = None
@@ -1297,10 +1307,34 @@ class ViewSegNode(LifecycleNode):
         if not path.strip():
             raise ValueError("an empty path: name the folder to write")
         keyframes = self.keyframes.snapshot()
-        written = save_keyframes(keyframes, path, self.params["fixed_frame"], self.get_fully_qualified_name())
+        odometry = self._odometry_to_save(keyframes)
+        written = save_keyframes(keyframes, path, self.params["fixed_frame"], self.get_fully_qualified_name(),
+                                 odometry=odometry)
         message = f"saved {len(keyframes)} keyframes to {written}"
+        if odometry is not None:
+            message += (f" ({sum(k.odom_c2w is not None for k in keyframes)} with their odometry pose, "
+                        f"{len(odometry.stamps)} odometry samples: the pose graph re-poses them after a restart)")
         self._event("keyframe_saves", message)
         return len(keyframes), message
+
+    def _clock_kind(self) -> str:
+        """"sim" on a simulator's /clock (use_sim_time), else "system" (keyframe_store.CLOCKS)."""
+        return "sim" if self.get_clock().ros_time_is_active else "system"
+
+    def _odometry_to_save(self, keyframes: list) -> SavedOdometry | None:
+        """With a pose graph: the odometry frame, the clock and the trail samples (live and
+        loaded) within max_gap_s + a margin of the keyframes' stamps, for a keyframe folder."""
+        if self.pose_graph is None:
+            return None
+        p = self.params
+        stamps = [k.stamp_ns for k in keyframes if k.odom_c2w is not None]
+        window = int((p["pose_graph.max_gap_s"] + SAVED_ODOMETRY_MARGIN_S) * NS_PER_S)
+        with self._pose_graph_lock:
+            trail = OdometryTrail(max_samples=SAVED_ODOMETRY_MAX_SAMPLES)
+            for source in (self.saved_odometry, self.odometry_trail):   # live samples win a shared stamp
+                trail.merge(*source.samples_near(stamps, window))
+        trail_stamps, trail_poses = trail.samples_near(stamps, window)
+        return SavedOdometry(p["pose_graph.odom_frame"], self._clock_kind(), trail_stamps, trail_poses)
 
     def load_keyframes(self, path: str, replace: bool) -> tuple[int, str]:
         """Restore the keyframes of the scene folder ``path`` (:meth:`KeyframeBuffer.restore_all`),
@@ -1312,6 +1346,11 @@ class ViewSegNode(LifecycleNode):
             raise ValueError("an empty path: name the folder to read")
         t0 = time.perf_counter()
         stored, note = read_keyframes(path, self.params["fixed_frame"])
+        saved_odometry = read_odometry(path)
+        odometry_note = ""
+        if self.pose_graph is not None:
+            odometry_note = odometry_usable(saved_odometry, self.params["pose_graph.odom_frame"], self._clock_kind())
+        with_odometry = self.pose_graph is not None and not odometry_note
         prepared = []
         for item in stored:
             view = item.view
@@ -1327,7 +1366,12 @@ class ViewSegNode(LifecycleNode):
         novel = [(view, item) for view, item in prepared if is_novel(view.c2w, kept_poses, self.keyframes.config)]
         # Encoded before the buffer changes, then swapped in at once: queries meanwhile see the
         # keyframes they saw before, never an empty buffer.
-        items = [(view, item.stamp_ns, self._encode(view.rgb), item.camera) for view, item in novel]
+        items = [(view, item.stamp_ns, self._encode(view.rgb), item.camera, item.odom_c2w if with_odometry else None)
+                 for view, item in novel]
+        if with_odometry:
+            with self._pose_graph_lock:
+                self.saved_odometry.merge(saved_odometry.stamps, saved_odometry.poses)
+                self.pose_graph.forget_unavailable()   # nodes TF could never give: the folder may
         restored, refused = self.keyframes.restore_all(items, replace=replace)
         if replace:
             self.prepared_cache.clear()
@@ -1338,10 +1382,15 @@ class ViewSegNode(LifecycleNode):
             self.keyframes_restored += taken
         with_depth = sum(1 for k in restored if k.view.depth is not None)
         skipped = len(prepared) - len(novel)
+        if self.pose_graph is not None:
+            anchored = sum(1 for k in restored if k.odom_c2w is not None)
+            odometry_note = (f"{anchored} follow the pose graph" if with_odometry else
+                             f"they keep their poses under the pose graph: {odometry_note}")
         message = (f"loaded {taken} keyframes ({with_depth} with depth) from {path}"
                    + (", replacing the buffer" if replace else "")
                    + (f" ({skipped} skipped: a kept keyframe has their pose)" if skipped else "")
                    + f" in {time.perf_counter() - t0:.2f} s; {len(self.keyframes)} keyframes now kept"
+                   + (f"; {odometry_note}" if odometry_note else "")
                    + (f"; {note}" if note else ""))
         self._event("keyframe_loads", message)
         return taken, message

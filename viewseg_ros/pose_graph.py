@@ -28,8 +28,14 @@ keyframe's own time):
    every node with an odometry pose keeps its pose: the graph says nothing about it.
 
 Every update starts again from ``A_k`` and the newest graph, so corrections never accumulate.
-Keyframes without an odometry pose (restored from a folder, or admitted while TF had no
-``odom`` frame) keep their poses.
+Keyframes without an odometry pose (admitted while TF had no ``odom`` frame, or restored from
+a folder that did not keep theirs) keep their poses.
+
+Restarts. A saved keyframe folder (viewseg_ros/keyframe_store.py) keeps each keyframe's
+``A_k`` and the odometry trail around its stamp, so keyframes loaded after a restart of the
+node (or a lifecycle cleanup and configure) follow the graph too: TF no longer has the
+odometry at their nodes' stamps, the saved trail does. Only where stamps compare: both runs
+on the system clock (a simulator's clock restarts with it) and the same odometry frame.
 """
 from __future__ import annotations
 
@@ -74,7 +80,7 @@ class PoseGraphUpdate:
         if self.uncovered:
             text += f"; {self.uncovered} with no node within max_gap_s kept their poses"
         if self.unanchored:
-            text += f"; {self.unanchored} without an odometry pose (restored or unposed in odom) kept theirs"
+            text += f"; {self.unanchored} without an odometry pose on this clock (from a folder that kept none, from before a clock jump, or unposed in odom) kept theirs"
         return text
 
 
@@ -138,6 +144,27 @@ class OdometryTrail:
     def reset(self) -> None:
         with self._lock:
             self._stamps, self._poses = [], []
+
+    def samples_near(self, stamps_ns: Sequence[int], window_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """The samples within ``window_ns`` of any of ``stamps_ns``: stamps [N] int64 and poses
+        [N, 4, 4], sorted (what a keyframe folder keeps: the odometry its keyframes' graph nodes
+        will need after a restart)."""
+        with self._lock:
+            stamps = np.array(self._stamps, dtype=np.int64)
+            poses = np.array(self._poses, dtype=np.float64).reshape(-1, 4, 4)
+        keys = np.sort(np.asarray(list(stamps_ns), dtype=np.int64))
+        if not len(stamps) or not len(keys):
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 4, 4))
+        after = np.searchsorted(keys, stamps).clip(0, len(keys) - 1)
+        before = (after - 1).clip(0, len(keys) - 1)
+        gap = np.minimum(np.abs(keys[after] - stamps), np.abs(keys[before] - stamps))
+        near = gap <= window_ns
+        return stamps[near], poses[near]
+
+    def merge(self, stamps_ns: np.ndarray, poses: np.ndarray) -> None:
+        """Add saved samples (:meth:`samples_near` of an earlier run), keeping stamps held already."""
+        for stamp_ns, pose in zip(np.asarray(stamps_ns).tolist(), np.asarray(poses)):
+            self.add(int(stamp_ns), pose)
 
 
 @dataclass
@@ -226,6 +253,11 @@ class PoseGraphCorrector:
         """Forget the graph (the clock jumped back: node stamps no longer compare)."""
         self.__init__(self.max_gap_ns / NS_PER_S)
 
+    def forget_unavailable(self) -> None:
+        """Ask again for the odometry of nodes it was unavailable for (a keyframe folder's saved
+        trail has just been loaded: the next graph finds them there)."""
+        self._odometry = {stamp: pose for stamp, pose in self._odometry.items() if pose is not None}
+
     @property
     def usable_nodes(self) -> int:
         return len(self._stamps)
@@ -297,14 +329,15 @@ class PoseGraphCorrector:
 
 
 def apply_pose_graph(buffer: KeyframeBuffer, corrector: PoseGraphCorrector) -> PoseGraphUpdate:
-    """Re-pose every keyframe of the buffer's current clock epoch that has an odometry pose
-    from ``corrector``'s graph (:meth:`KeyframeBuffer.repose`: in-flight queries keep the
-    keyframes they picked). Keyframes from before a clock jump are counted as unanchored:
-    their stamps do not compare with the graph's."""
+    """Re-pose every keyframe that has an odometry pose on the buffer's current clock epoch
+    (``Keyframe.odom_epoch``: live ones, and restored ones whose folder kept it) from
+    ``corrector``'s graph (:meth:`KeyframeBuffer.repose`: in-flight queries keep the keyframes
+    they picked). Keyframes from before a clock jump are counted as unanchored: their stamps
+    do not compare with the graph's."""
     update = PoseGraphUpdate(nodes=corrector.nodes, nodes_with_odometry=corrector.usable_nodes)
     poses = {}
     for keyframe in buffer.snapshot():
-        if keyframe.odom_c2w is None or keyframe.epoch != buffer.epoch:
+        if keyframe.odom_c2w is None or keyframe.odom_epoch != buffer.epoch:
             update.unanchored += 1
             continue
         corrected = corrector.correct(keyframe.stamp_ns, keyframe.odom_c2w)

@@ -22,6 +22,16 @@ def params(mapping: dict) -> list[Parameter]:
     return [Parameter(name, value=value) for name, value in mapping.items()]
 
 
+def lifecycle_transition(g: "Graph", label: str, name: str) -> bool:
+    """Node ``name``'s ~/change_state with a transition label (configure, activate, deactivate,
+    cleanup, shutdown), as nav2_lifecycle_manager drives it: whether it succeeded."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    request = ChangeState.Request(transition=Transition(label=label))
+    return g.call(f"{name}/change_state", request, timeout=60.0, srv_type=ChangeState).success
+
+
 def wait_for(predicate, timeout: float, what: str, poll: float = 0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

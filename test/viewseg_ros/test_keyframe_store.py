@@ -89,3 +89,90 @@ def test_bad_folders_are_refused_whole(tmp_path):
     (path / "cameras.json").write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="not finite|finite"):
         read_keyframes(path, "map")
+
+
+def _odometry(n: int = 5):
+    from viewseg_ros.keyframe_store import SavedOdometry
+
+    poses = np.repeat(np.eye(4)[None], n, axis=0)
+    poses[:, 0, 3] = np.arange(n) * 0.25
+    return SavedOdometry("odom", "system", np.arange(n, dtype=np.int64) * 100_000_000 + 1_700_000_000_000_000_000, poses)
+
+
+def test_odometry_round_trips_exactly_and_only_with_a_pose_graph(tmp_path):
+    from viewseg_ros.keyframe_store import ODOMETRY_FILE, read_odometry
+
+    keyframes = _keyframes()
+    odom = np.eye(4)
+    odom[:3, :3] = [[0, -1, 0], [1, 0, 0], [0, 0, 1]]
+    odom[:3, 3] = (0.3, 1.0 / 7.0, -2.0)
+    keyframes[0].odom_c2w = odom                     # keyframes 1 and 2 have none (unposed in odom)
+    saved = _odometry()
+    path = save_keyframes(keyframes, tmp_path / "kf", "map", odometry=saved)
+    meta = json.loads((path / "cameras.json").read_text())["meta"]
+    assert meta["odometry"] == {"frame": "odom", "clock": "system", "samples": 5, "file": ODOMETRY_FILE}
+    stored, _ = read_keyframes(path, "map")
+    np.testing.assert_array_equal(stored[0].odom_c2w, odom)
+    assert stored[1].odom_c2w is None and stored[2].odom_c2w is None
+    back = read_odometry(path)
+    assert (back.frame, back.clock) == ("odom", "system")
+    np.testing.assert_array_equal(back.stamps, saved.stamps)
+    np.testing.assert_array_equal(back.poses, saved.poses)
+    # Saved again from the restored keyframes without a pose graph: no odometry of the old run is left over.
+    again = [Keyframe(id=i, stamp_ns=s.stamp_ns, view=s.view, odom_c2w=s.odom_c2w) for i, s in enumerate(stored)]
+    plain = save_keyframes(again, tmp_path / "plain", "map")
+    assert read_odometry(plain) is None and not (plain / ODOMETRY_FILE).exists()
+    assert all(s.odom_c2w is None for s in read_keyframes(plain, "map")[0])
+
+
+def test_odometry_is_used_only_where_stamps_compare():
+    from viewseg_ros.keyframe_store import SavedOdometry, odometry_usable
+
+    saved = _odometry()
+    assert odometry_usable(saved, "odom", "system") == ""
+    assert "kept no odometry" in odometry_usable(None, "odom", "system")
+    assert "in 'odom', this node's pose_graph.odom_frame is 'wheel_odom'" in odometry_usable(saved, "wheel_odom", "system")
+    assert "simulator's clock" in odometry_usable(saved, "odom", "sim")
+    sim = SavedOdometry("odom", "sim", saved.stamps, saved.poses)
+    assert "simulator's clock" in odometry_usable(sim, "odom", "system")
+
+
+@pytest.mark.parametrize("damage, match", [
+    ("no_file", "cannot read odometry_trail.npz"),
+    ("not_npz", "cannot read odometry_trail.npz"),
+    ("unsorted", "not strictly increasing"),
+    ("nan_pose", "finite odom_from_body"),
+    ("bad_clock", "must name a frame and a clock"),
+    ("bad_odom_c2w", "odom_c2w: not a rigid transform"),
+    ("short_odom_c2w", "odom_c2w: must be a finite 4x4 matrix"),
+])
+def test_malformed_odometry_is_refused_naming_it(tmp_path, damage, match):
+    from viewseg_ros.keyframe_store import ODOMETRY_FILE, read_odometry
+
+    keyframes = _keyframes(1)
+    keyframes[0].odom_c2w = np.eye(4)
+    path = save_keyframes(keyframes, tmp_path / "kf", "map", odometry=_odometry())
+    trail = path / ODOMETRY_FILE
+    cameras = json.loads((path / "cameras.json").read_text())
+    if damage == "no_file":
+        trail.unlink()
+    elif damage == "not_npz":
+        trail.write_bytes(b"not a zip file")
+    elif damage in ("unsorted", "nan_pose"):
+        saved = _odometry()
+        stamps, poses = saved.stamps.copy(), saved.poses.copy()
+        if damage == "unsorted":
+            stamps[[1, 2]] = stamps[[2, 1]]
+        else:
+            poses[3, 1, 3] = np.nan
+        np.savez(trail, stamps_ns=stamps, odom_from_body=poses)
+    elif damage == "bad_clock":
+        cameras["meta"]["odometry"]["clock"] = "gps"
+    elif damage == "bad_odom_c2w":
+        cameras["frames"][0]["meta"]["odom_c2w"] = (2 * np.eye(4)).tolist()
+    else:
+        cameras["frames"][0]["meta"]["odom_c2w"] = [[1, 0, 0, 0]]
+    (path / "cameras.json").write_text(json.dumps(cameras))
+    with pytest.raises(ValueError, match=match):
+        read_keyframes(path, "map")
+        read_odometry(path)

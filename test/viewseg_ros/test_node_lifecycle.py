@@ -15,8 +15,8 @@ pytestmark = pytest.mark.ros
 
 import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 
-from ros_graph import Graph, PosedCamera, WallWalk, diagnostics_values, params, render_request, \
-    tiny_rgbd_checkpoint, wait_for  # noqa: E402
+from ros_graph import Graph, PosedCamera, WallWalk, diagnostics_values, lifecycle_transition, params, \
+    render_request, tiny_rgbd_checkpoint, wait_for  # noqa: E402
 
 W, H = WallWalk.W, WallWalk.H
 NS = "/lc"
@@ -25,13 +25,7 @@ CYCLES = "/cycles/viewseg"   # a node of its own: the module's rig (finalized) s
 
 
 def transition(g: Graph, label: str, name: str = NAME) -> bool:
-    """The node's ~/change_state with a transition label (configure, activate, deactivate,
-    cleanup, shutdown): whether it succeeded."""
-    from lifecycle_msgs.msg import Transition
-    from lifecycle_msgs.srv import ChangeState
-
-    request = ChangeState.Request(transition=Transition(label=label))
-    return g.call(f"{name}/change_state", request, timeout=60.0, srv_type=ChangeState).success
+    return lifecycle_transition(g, label, name)
 
 
 def state(g: Graph, name: str = NAME) -> str:

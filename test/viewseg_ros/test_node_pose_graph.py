@@ -14,7 +14,8 @@ pytestmark = pytest.mark.ros
 import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 
 from viewseg_ros.conversions import image_to_numpy, matrix_to_transform_stamped  # noqa: E402
-from ros_graph import Graph, WallWalk, diagnostics_values, params, render_request, resend, wait_for  # noqa: E402
+from ros_graph import Graph, WallWalk, diagnostics_values, lifecycle_transition, params, render_request, resend, \
+    wait_for  # noqa: E402
 
 W, H = WallWalk.W, WallWalk.H
 FRAME = "slam_optical"
@@ -178,6 +179,71 @@ def test_a_graph_whose_nodes_tf_has_forgotten_is_read_from_the_odometry_trail(ri
     for keyframe in g.node.keyframes:
         index = index_of(keyframe.stamp_ns)
         np.testing.assert_allclose(keyframe.c2w, correction(index) @ WallWalk.pose(index), atol=1e-6)
+
+
+def test_keyframes_loaded_after_a_restart_follow_the_pose_graph(rig, tmp_path):
+    """A restart of the node (here a lifecycle cleanup and configure: the keyframes, the odometry
+    trail, TF and the graph are all gone) while SLAM runs on: the keyframes loaded from the saved
+    folder follow the next loop closure, from the odometry the folder kept. TF cannot give
+    it (the stamps are older than this run), and neither can the node's new trail."""
+    from viewseg_interfaces.srv import LoadKeyframes, SaveKeyframes
+
+    g = rig
+    if g.node.pose_graph_updates < 3:
+        pytest.skip("needs the keyframes of the tests above")
+    folder = tmp_path / "keyframes"
+    saved = g.call("/slam/viewseg/save_keyframes", SaveKeyframes.Request(path=str(folder)), srv_type=SaveKeyframes)
+    assert saved.success and "5 with their odometry pose" in saved.message, saved.message
+    for label in ("deactivate", "cleanup", "configure", "activate"):
+        assert lifecycle_transition(g, label, "/slam/viewseg"), label
+    assert len(g.node.keyframes) == 0 and len(g.node.odometry_trail) == 0
+    wait_for(lambda: g.graph.get_subscription_count(), 10.0, "the node to subscribe to the pose graph again")
+    loaded = g.call("/slam/viewseg/load_keyframes", LoadKeyframes.Request(path=str(folder), replace=True),
+                    srv_type=LoadKeyframes)
+    assert loaded.success and "5 follow the pose graph" in loaded.message, loaded.message
+    assert all(k.restored and k.odom_c2w is not None for k in g.node.keyframes)
+
+    def closure(index: int) -> np.ndarray:   # a third loop closure: 8 cm less along the walk per view
+        shift = np.eye(4)
+        shift[0, 3] = -0.08 * index
+        return shift @ CLOSURE
+
+    publish_graph(g, closure)
+    assert g.node.last_pose_graph.startswith("5 of 5 keyframes the graph covers re-posed"), g.node.last_pose_graph
+    for keyframe in g.node.keyframes:
+        index = index_of(keyframe.stamp_ns)
+        np.testing.assert_allclose(keyframe.c2w, closure(index) @ WallWalk.pose(index), atol=1e-6)
+
+
+def test_keyframes_from_a_folder_without_odometry_keep_their_poses(rig, tmp_path):
+    """The same folder with its odometry removed (a node without a pose graph saved it): loaded,
+    its keyframes stay where they are under a loop closure, and the load says why."""
+    import json
+    import shutil
+
+    from viewseg_interfaces.srv import LoadKeyframes, SaveKeyframes
+
+    from viewseg_ros.keyframe_store import ODOMETRY_FILE
+
+    g = rig
+    if not all(k.restored for k in g.node.keyframes) or not len(g.node.keyframes):
+        pytest.skip("needs the restored keyframes of the test above")
+    folder = tmp_path / "keyframes"
+    assert g.call("/slam/viewseg/save_keyframes", SaveKeyframes.Request(path=str(folder)),
+                  srv_type=SaveKeyframes).success
+    cameras = json.loads((folder / "cameras.json").read_text())
+    del cameras["meta"]["odometry"]
+    (folder / "cameras.json").write_text(json.dumps(cameras))
+    (folder / ODOMETRY_FILE).unlink()
+    loaded = g.call("/slam/viewseg/load_keyframes", LoadKeyframes.Request(path=str(folder), replace=True),
+                    srv_type=LoadKeyframes)
+    assert loaded.success and "keep their poses under the pose graph: the folder kept no odometry" in loaded.message
+    poses = {k.id: k.c2w.copy() for k in g.node.keyframes}
+    publish_graph(g, np.eye(4))
+    assert g.node.last_pose_graph.startswith("0 of 0 keyframes"), g.node.last_pose_graph
+    for keyframe in g.node.keyframes:
+        np.testing.assert_array_equal(keyframe.c2w, poses[keyframe.id])
+    shutil.rmtree(folder)
 
 
 def test_pose_graph_parameters_are_checked_at_start(rig):

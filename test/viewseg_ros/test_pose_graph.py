@@ -221,3 +221,59 @@ def test_the_odometry_trail_interpolates_between_samples_and_nowhere_else():
     assert trail.first_ns == 4 * S
     trail.reset()
     assert len(trail) == 0
+
+
+def test_the_trail_gives_the_samples_near_keyframes_and_takes_them_back():
+    """What a keyframe folder keeps of the trail (samples_near) and what a later run merges."""
+    from viewseg_ros.pose_graph import OdometryTrail
+
+    trail = OdometryTrail()
+    for tenth in range(0, 200):                       # 20 s at 10 Hz, 1 cm per sample
+        trail.add(tenth * S // 10, planar(0.01 * tenth, 0, 0))
+    stamps, poses = trail.samples_near([5 * S, int(15.05 * S)], window_ns=S)
+    expected = [t * S // 10 for t in range(40, 61)] + [t * S // 10 for t in range(141, 161)]
+    assert stamps.tolist() == expected and poses.shape == (len(expected), 4, 4)
+    np.testing.assert_allclose(poses[:, 0, 3], [0.01 * t for t in [*range(40, 61), *range(141, 161)]])
+    assert trail.samples_near([], S)[0].shape == (0,) and OdometryTrail().samples_near([S], S)[0].shape == (0,)
+    later = OdometryTrail()
+    later.add(5 * S, planar(7, 7, 0))                # a stamp the run has already: its own sample stays
+    later.merge(stamps, poses)
+    assert len(later) == len(expected)
+    np.testing.assert_allclose(later.at(5 * S), planar(7, 7, 0))
+    np.testing.assert_allclose(later.at(int(14.55 * S)), planar(1.455, 0, 0), atol=1e-12)
+    assert later.at(10 * S) is None                  # between the two windows: no sample within max_step_s
+
+
+def test_restored_keyframes_with_their_odometry_follow_the_graph_until_the_clock_jumps():
+    """A folder that kept the odometry: its keyframes are anchored (odom_epoch) like live ones;
+    one without it stays put; a clock jump unanchors both kinds."""
+    buffer = KeyframeBuffer(KeyframeConfig(min_translation=0.1, keep_recent=0))
+    rgb, K = np.zeros((4, 4, 3), np.uint8), np.eye(3)
+    anchored = buffer.restore(View(rgb=rgb, K=K, c2w=planar(1, 0, 0)), 1 * S, odom_c2w=planar(1, 0, 0))
+    loose = buffer.restore(View(rgb=rgb, K=K, c2w=planar(2, 0, 0)), 2 * S)
+    live = buffer.add(View(rgb=rgb, K=K, c2w=planar(3, 0, 0)), 3 * S, odom_c2w=planar(3, 0, 0))
+    assert (anchored.odom_epoch, loose.odom_epoch, live.odom_epoch) == (buffer.epoch, None, buffer.epoch)
+    graph = PoseGraphCorrector(max_gap_s=10.0)
+    graph.update([(1 * S, planar(1, 0.5, 0))], {1 * S: planar(1, 0, 0)}.get)   # map -> odom: 0.5 m along y
+    update = apply_pose_graph(buffer, graph)
+    assert (update.covered, update.moved, update.unanchored) == (2, 2, 1)
+    poses = {k.id: k.c2w[:3, 3].tolist() for k in buffer}
+    assert poses == {anchored.id: [1, 0.5, 0], loose.id: [2, 0, 0], live.id: [3, 0.5, 0]}
+    buffer.reset_clock()
+    assert apply_pose_graph(buffer, graph).unanchored == 3
+
+
+def test_nodes_whose_odometry_was_unavailable_are_asked_again_after_forget_unavailable():
+    graph = PoseGraphCorrector(max_gap_s=10.0)
+    asked = []
+
+    def never(stamp_ns):
+        asked.append(stamp_ns)
+        raise OdometryUnavailable("older than TF's history")
+
+    graph.update([(1 * S, planar(0, 0, 0))], never)
+    graph.update([(1 * S, planar(0, 0, 0))], never)
+    assert asked == [1 * S] and graph.usable_nodes == 0      # remembered as unavailable: asked once
+    graph.forget_unavailable()                                 # a saved trail was loaded
+    graph.update([(1 * S, planar(0, 1, 0))], {1 * S: np.eye(4)}.get)
+    assert graph.usable_nodes == 1 and graph.fixed_from_odom(1 * S)[1, 3] == pytest.approx(1.0)
