@@ -4,7 +4,7 @@
         image_topic:=/camera/color/image_raw camera_info_topic:=/camera/color/camera_info
 
 Parameters come from ``params_file`` (default: the installed config/viewseg.yaml); the
-``checkpoint``, ``device``, ``depth_topic``, ``depth_camera_info_topic``, ``cameras``,
+``checkpoint``, ``device``, ``depth_topic``, ``depth_camera_info_topic``, ``pointcloud_topic``, ``cameras``,
 ``load_keyframes`` (the node's ``keyframes.load_path``), ``pose_graph_topic`` (its
 ``pose_graph.topic``) and ``managed`` (a lifecycle node that waits for its manager) arguments override it when given (left at their defaults, the file's values stand), and the
 topic arguments remap the node's relative ``image`` / ``camera_info`` names. ``sim:=true`` also starts
@@ -77,7 +77,8 @@ def _required(executable: str):
 
 
 # Launch arguments that override the params file, and the value that means "not given".
-OVERRIDES = {"checkpoint": "", "device": "auto", "depth_topic": "", "depth_camera_info_topic": "", "cameras": "",
+OVERRIDES = {"checkpoint": "", "device": "auto", "depth_topic": "", "depth_camera_info_topic": "",
+             "pointcloud_topic": "", "cameras": "",
              "load_keyframes": "", "pose_graph_topic": "", "managed": "false", "use_sim_time": "false"}
 BOOL_ARGUMENTS = {"managed", "use_sim_time"}
 # The node parameter of an argument whose name differs from it.
@@ -178,6 +179,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("depth_camera_info_topic", default_value="",
                               description="CameraInfo of an UNALIGNED depth camera (its own frame and size): the node "
                                           "registers its depth through TF; empty = depth_topic is registered already"),
+        DeclareLaunchArgument("pointcloud_topic", default_value="",
+                              description="PointCloud2 (a LiDAR, or a depth camera's points, in any frame TF knows) "
+                                          "giving the keyframes' depth instead of depth_topic; empty = the params "
+                                          "file's (default: none)"),
         DeclareLaunchArgument("cameras", default_value="",
                               description="namespaces of several cameras feeding one keyframe buffer, comma-separated "
                                           "(e.g. /front,/rear); the topic arguments are then relative names inside "

@@ -19,6 +19,10 @@
 the camera and the nodes, and runs the queries on nodes restarted from the saved folders
 (``keyframes.load_path``): what a robot gets after a reboot in a room it has mapped.
 
+``--lidar BEAMS`` gives the simulated robot a spinning LiDAR (BEAMS channels) above its camera,
+and the RGB-D node reads its keyframes' depth from the point cloud (``pointcloud_topic``)
+instead of the depth camera: what a robot with a LiDAR and a plain camera gets.
+
 ``--drift T,R`` localises the simulated robot like SLAM on odometry that drifts T metres and
 R degrees per metre walked, correcting every ``--graph-period`` seconds and publishing its
 optimised trajectory; the nodes follow it (``pose_graph.topic``) unless ``--no-pose-graph``,
@@ -70,6 +74,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     p.add_argument("--rectification", default="auto", choices=RECTIFICATION_MODES,
                    help="the nodes' rectification parameter ('none': use CameraInfo.k and ignore the distortion)")
+    p.add_argument("--lidar", type=int, default=0, metavar="BEAMS",
+                   help="the robot also carries a spinning LiDAR with BEAMS channels (30 degrees vertical, 1 degree "
+                        "steps), and the RGB-D node takes its keyframes' depth from the point cloud "
+                        "(pointcloud_topic) instead of the depth camera")
     p.add_argument("--unaligned-depth", action="store_true",
                    help="the simulated depth camera is not registered to the colour one (5 cm beside it, 87 degrees, "
                         "its own CameraInfo): the RGB-D node registers it (depth_camera_info_topic)")
@@ -155,9 +163,13 @@ def main(argv=None) -> int:
     py = sys.executable
     # The RGB-D model reads the sim camera's depth and samples around it (query.preset rgbd).
     depth_args = [] if args.rgb_only else ["-p", "depth_topic:=depth"]
+    if args.lidar and not args.rgb_only:
+        depth_args = ["-p", "pointcloud_topic:=/points"]   # depth_topic stays the params file's ""
     if args.unaligned_depth and not args.rgb_only:
         depth_args += ["-p", "depth_camera_info_topic:=depth/camera_info"]
     sim_args = ["-p", "depth_baseline_m:=0.05", "-p", "depth_hfov_deg:=87.0"] if args.unaligned_depth else []
+    if args.lidar:
+        sim_args += ["-p", f"lidar_beams:={args.lidar}"]
     transport_args = ["-p", "image_transport:=compressed"] if args.compressed else []
     if args.compressed:
         sim_args += ["-p", "transport:=compressed"]

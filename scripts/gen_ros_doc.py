@@ -70,6 +70,13 @@ SIM_CAMERA_DESCRIPTIONS = {
     "pose_graph_period_s": "with odometry_drift: seconds between SLAM corrections, each publishing the optimised "
                            "trajectory (the true base_frame pose once a second) on pose_graph, nav_msgs/Path in "
                            "fixed_frame (0 = never: pure odometry)",
+    "lidar_beams": "0 = no LiDAR; > 0 = a spinning LiDAR with this many channels lidar_height_m above the camera, "
+                   "one sweep per frame on points (PointCloud2 in lidar_frame, x, y, z, the frame's stamp; 2 cm range "
+                   "noise)",
+    "lidar_vfov_deg": "the LiDAR's vertical field of view (degrees), its channels spread evenly over it",
+    "lidar_hres_deg": "degrees of azimuth between two firings of a channel (a full turn per sweep)",
+    "lidar_frame": "the LiDAR's frame (level, REP 103 axes; child of base_frame on /tf_static)",
+    "lidar_height_m": "how far above the (first) camera the LiDAR sits",
 }
 
 

@@ -17,6 +17,9 @@ Where it has far fewer (a 640x480 depth image into the model's 80x60), the depth
 first sampled every ``stride`` pixels so that about two depth pixels per colour pixel remain
 along each axis: the nearest-surface choice needs a few candidates per pixel, not 64, and the
 registration costs a sixteenth (docs/benchmarks.md, "Camera input").
+
+Point clouds (:func:`register_points`: a LiDAR, or a driver's ``depth/points``) take the same
+z-buffer with points given directly, one pixel each.
 """
 from __future__ import annotations
 
@@ -65,4 +68,34 @@ def register_depth(depth: np.ndarray, depth_K: np.ndarray, colour_K: np.ndarray,
     return image[0, 0].numpy().astype(np.float32)
 
 
-__all__ = ["register_depth"]
+def register_points(points: np.ndarray, colour_K: np.ndarray, colour_hw: tuple[int, int],
+                    colour_from_points: np.ndarray) -> np.ndarray:
+    """Planar depth of a point cloud (a LiDAR's, or a depth camera's points) as the colour
+    camera sees it: the points moved into the colour optical frame and z-buffered one pixel
+    each (:func:`viewseg_core.model.depth_guide.splat_depth`, footprint 1: a scan line's points
+    are not spread over the rows between the lines, where the sensor measured nothing).
+
+    Args:
+        points: [N, 3] metres in the cloud's frame (finite).
+        colour_K: [3, 3] of the colour image of ``colour_hw`` (height, width).
+        colour_from_points: [4, 4] maps the cloud's frame to the colour optical frame.
+    Returns:
+        [height, width] float32 planar metres, NaN where no point landed (and behind the camera).
+    Raises:
+        ValueError: a malformed point array or a non-finite transform.
+    """
+    points = np.asarray(points, dtype=np.float32)
+    if points.ndim != 2 or points.shape[1] != 3 or not np.isfinite(points).all():
+        raise ValueError(f"register_points: points must be finite [N, 3], got shape {points.shape}")
+    transform = np.asarray(colour_from_points, dtype=np.float64)
+    if transform.shape != (4, 4) or not np.all(np.isfinite(transform)):
+        raise ValueError(f"register_points: colour_from_points must be a finite 4x4 matrix, got {transform.tolist()}")
+    height, width = colour_hw
+    K = torch.as_tensor(colour_K, dtype=torch.float32)[None, None]
+    c2w = torch.as_tensor(np.linalg.inv(transform), dtype=torch.float32)[None, None]
+    pts = torch.from_numpy(points)[None]
+    image = splat_depth(pts, torch.ones(pts.shape[:2], dtype=torch.bool), K, c2w, height, width, footprint=1)
+    return image[0, 0].numpy().astype(np.float32)
+
+
+__all__ = ["register_depth", "register_points"]

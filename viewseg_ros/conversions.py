@@ -597,8 +597,77 @@ def point_cloud_to_numpy(msg: Any) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype, count=count)
 
 
+# A point cloud with more points than this is refused: a 128-beam LiDAR at 2048 columns sends
+# 262 144, an organised 1280x720 depth camera cloud 921 600.
+MAX_CLOUD_POINTS = 4_000_000
+_XYZ_DTYPES = {7: "<f4", 8: "<f8"}   # PointField FLOAT32, FLOAT64
+
+
+def make_xyz_cloud(points: np.ndarray, *, frame_id: str = "", stamp_ns: int = 0) -> Any:
+    """Unorganised sensor_msgs/PointCloud2 (rclpy) of [N, 3] points: x, y, z float32 only."""
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    xyz = np.ascontiguousarray(points, dtype="<f4").reshape(-1, 3)
+    msg = PointCloud2()
+    msg.header.frame_id = frame_id
+    msg.header.stamp = ns_to_time(stamp_ns)
+    msg.height, msg.width = 1, len(xyz)
+    msg.fields = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+                  for i, name in enumerate("xyz")]
+    msg.is_bigendian, msg.point_step, msg.row_step, msg.is_dense = False, 12, 12 * len(xyz), True
+    msg.data = xyz.tobytes()
+    return msg
+
+
+def point_cloud_xyz(msg: Any, what: str = "point cloud") -> np.ndarray:
+    """sensor_msgs/PointCloud2 -> [N, 3] float32 x, y, z of its finite points (metres, in
+    ``msg.header.frame_id``).
+
+    Reads only the x, y and z fields (FLOAT32 or FLOAT64, count 1), whatever else a driver puts
+    in a point (intensity, ring, time, rgb), organised (height > 1, rows ``row_step`` bytes
+    apart) or not. Points with a non-finite coordinate are dropped (an organised cloud's
+    missing returns). Raises ValueError, naming ``what``, for a missing or non-float x/y/z
+    field, a big-endian cloud, a field outside the point, a size that disagrees with the data,
+    or more than :data:`MAX_CLOUD_POINTS` points.
+    """
+    if msg.is_bigendian:
+        raise ValueError(f"{what}: big-endian data is not supported")
+    fields = {f.name: f for f in msg.fields}
+    formats, offsets = [], []
+    for name in ("x", "y", "z"):
+        f = fields.get(name)
+        if f is None:
+            raise ValueError(f"{what}: no {name!r} field (fields: {', '.join(fields) or 'none'})")
+        if f.datatype not in _XYZ_DTYPES or f.count != 1:
+            raise ValueError(f"{what}: field {name!r} must be FLOAT32 or FLOAT64 with count 1, got datatype "
+                             f"{f.datatype} x {f.count}")
+        fmt = np.dtype(_XYZ_DTYPES[f.datatype])
+        if f.offset + fmt.itemsize > msg.point_step:
+            raise ValueError(f"{what}: field {name!r} at offset {f.offset} lies outside the {msg.point_step}-byte point")
+        formats.append(fmt)
+        offsets.append(f.offset)
+    height, width, point_step, row_step = int(msg.height), int(msg.width), int(msg.point_step), int(msg.row_step)
+    count = height * width
+    if count > MAX_CLOUD_POINTS:
+        raise ValueError(f"{what}: {width}x{height} = {count} points, more than {MAX_CLOUD_POINTS}")
+    if count == 0:
+        return np.zeros((0, 3), np.float32)
+    if row_step < width * point_step:
+        raise ValueError(f"{what}: row_step {row_step} is less than width {width} x point_step {point_step}")
+    data = _buffer(msg.data)
+    if len(data) < (height - 1) * row_step + width * point_step:
+        raise ValueError(f"{what}: {len(data)} bytes for {height} rows of {row_step} B ({width} points of "
+                         f"{point_step} B each)")
+    dtype = np.dtype({"names": ["x", "y", "z"], "formats": formats, "offsets": offsets, "itemsize": point_step})
+    raw = np.frombuffer(data, dtype=np.uint8, count=(height - 1) * row_step + width * point_step)
+    rows = np.lib.stride_tricks.as_strided(raw, shape=(height, width * point_step), strides=(row_step, 1))
+    points = np.ascontiguousarray(rows).view(dtype).reshape(-1)
+    xyz = np.stack([points["x"], points["y"], points["z"]], axis=-1).astype(np.float32)
+    return xyz[np.isfinite(xyz).all(axis=1)]
+
+
 __all__ = [
-    "DEPTH_ENCODINGS", "depth_image_to_metres", "COMPRESSED_DEPTH_HEADER", "is_compressed", "compressed_image_to_rgb",
+    "point_cloud_xyz", "make_xyz_cloud", "MAX_CLOUD_POINTS", "DEPTH_ENCODINGS", "depth_image_to_metres", "COMPRESSED_DEPTH_HEADER", "is_compressed", "compressed_image_to_rgb",
     "compressed_depth_to_metres", "colour_image_to_numpy", "any_depth_to_metres", "numpy_to_compressed_image",
     "numpy_to_compressed_depth", "POINT_DTYPE", "pack_rgb", "unpack_rgb", "make_point_cloud", "point_cloud_to_numpy",
     "ENCODINGS", "CAMERA_ENCODINGS", "COLOR_ENCODINGS", "MAX_IMAGE_SIDE", "image_to_numpy", "numpy_to_image",

@@ -62,6 +62,7 @@ Run: ``python -m viewseg_ros.node --ros-args --params-file config/viewseg.yaml``
 """
 from __future__ import annotations
 
+import collections
 import math
 import sys
 import threading
@@ -84,7 +85,7 @@ from viewseg_core.confidence import ConfidenceCalibration
 from viewseg_core.cpu_allocator import HeapReleaser, keep_freed_memory, release_freed_memory, \
     status as cpu_allocator_status
 from viewseg_core.data.records import View
-from viewseg_core.depth_registration import register_depth
+from viewseg_core.depth_registration import register_depth, register_points
 from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, check_amp, render_query, render_query_stats, \
     trained_preset
 from viewseg_core.model.prepared_cache import PreparedCache
@@ -94,7 +95,8 @@ from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage,
 from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
                                      camera_poses_to_pose_array,
                                      colour_image_to_numpy, is_compressed, make_camera_info,
-                                     make_point_cloud, numpy_to_image, ns_to_time, pose_to_matrix, time_to_ns)
+                                     make_point_cloud, numpy_to_image, ns_to_time, point_cloud_xyz, pose_to_matrix,
+                                     time_to_ns)
 from viewseg_ros.camera_input import (PER_CAMERA_SETTINGS, STREAM_TOPICS, CameraInput, PendingImage, camera_names,
                                      make_camera_inputs, parse_camera_namespaces)
 from viewseg_ros.executor import SubmitOnceExecutor
@@ -108,6 +110,8 @@ from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformBuffe
 
 NODE_NAME = "viewseg"
 KEYFRAME_POSES_PERIOD_S = 0.5  # how often ~/keyframe_poses is brought up to date
+# Recent point clouds kept for pairing with images by stamp (2 s of a 10 Hz LiDAR).
+CLOUD_QUEUE = 20
 ODOMETRY_TRAIL_PERIOD_S = 0.1  # how often the body's odometry pose is sampled for the pose graph
 # A keyframe folder keeps the odometry trail this much beyond pose_graph.max_gap_s around each
 # keyframe (a node up to max_gap_s away may need it, and the trail interpolates across 1 s).
@@ -410,7 +414,7 @@ class ViewSegNode(LifecycleNode):
         self._configured_entities = []
         had_cuda = getattr(self, "device", None) is not None and self.device.type == "cuda"
         for name in ("model", "keyframes", "prepared_cache", "tf", "pubs", "points_pub", "calibration", "cameras",
-                     "odometry_trail", "saved_odometry", "pose_graph"):
+                     "odometry_trail", "saved_odometry", "pose_graph", "clouds"):
             if hasattr(self, name):
                 setattr(self, name, None)
         if had_cuda:
@@ -443,6 +447,9 @@ class ViewSegNode(LifecycleNode):
         self.in_flight = 0
         self._last_clock_jump = -math.inf  # monotonic time of the last reset (TF and images both see one)
         self.keyframes_without_depth = 0
+        # Point clouds (pointcloud_topic) for pairing by stamp: (stamp_ns, frame_id, [N, 3] xyz).
+        self.clouds: collections.deque = collections.deque(maxlen=CLOUD_QUEUE)
+        self.received_pointcloud = 0
         # SLAM corrections: the graph is read and applied under one lock (a clock jump resets it).
         self.pose_graph = PoseGraphCorrector(p["pose_graph.max_gap_s"]) if p["pose_graph.topic"] else None
         self.odometry_trail = OdometryTrail()
@@ -525,6 +532,9 @@ class ViewSegNode(LifecycleNode):
                                if p["image_qos.reliability"] == "best_effort" else ReliabilityPolicy.RELIABLE)
         for camera in self.cameras:
             self._subscribe(camera, image_qos)
+        if p["pointcloud_topic"]:   # one cloud for every camera: a LiDAR sees around the robot
+            self.create_subscription(PointCloud2, p["pointcloud_topic"], self._guarded(self._on_pointcloud), image_qos,
+                                     callback_group=self._frames_group)
         self.create_timer(0.02, self._guarded(self._retry_pending), callback_group=self._frames_group)
         service_qos = QoSProfile(depth=max(64, 4 * p["query.max_in_flight"]), history=HistoryPolicy.KEEP_LAST,
                                  reliability=ReliabilityPolicy.RELIABLE)
@@ -679,7 +689,7 @@ class ViewSegNode(LifecycleNode):
         renderer = self.model.renderer
         name = p["query.preset"]
         if name == "auto":  # the guided preset needs the depth the model was trained to sample around
-            name = "rgbd" if self.model.config.depth_guided and self.depth_topics else "fast"
+            name = "rgbd" if self.model.config.depth_guided and self.depth_sources else "fast"
         if name == "checkpoint":
             base = trained_preset(renderer)
         elif name in PRESETS:
@@ -935,6 +945,11 @@ class ViewSegNode(LifecycleNode):
         return [c.depth_topic for c in self.cameras if c.depth_topic]
 
     @property
+    def depth_sources(self) -> list[str]:
+        """Where keyframes get their depth: the depth topics and the ``pointcloud_topic``."""
+        return self.depth_topics + ([self.params["pointcloud_topic"]] if self.params["pointcloud_topic"] else [])
+
+    @property
     def rectification(self) -> str:
         """How the images are read: CameraInfo ``k``, ``p``, or undistorted (per camera when several)."""
         if len(self.cameras) == 1:
@@ -1035,14 +1050,18 @@ class ViewSegNode(LifecycleNode):
                 image.waiting_for = str(error)
                 return
             c2w = image_camera_to_world(c2w, image.rotation)
-            depth, depth_frame = None, ""
+            depth, depth_frame, cloud = None, "", None
             if camera.depth_topic:
                 depth, depth_frame, wait = self._match_depth(camera, image.stamp_ns, image.frame, image.received_hw)
                 if depth is None and wait and time.monotonic() - image.arrived < wait_s:
                     return  # its depth image may still be on its way
+            elif self.params["pointcloud_topic"]:
+                cloud, wait = self._match_cloud(image.stamp_ns)
+                if cloud is None and wait and time.monotonic() - image.arrived < wait_s:
+                    return  # its point cloud may still be on its way
             camera.pending.popleft()
             try:
-                self._admit_posed(camera, image, c2w, depth, depth_frame)
+                self._admit_posed(camera, image, c2w, depth, depth_frame, cloud)
             except Exception as error:  # one bad frame must not wedge the queue
                 self._drop("image", f"unexpected {type(error).__name__}: {error}")
 
@@ -1065,6 +1084,55 @@ class ViewSegNode(LifecycleNode):
             self._drop("depth", f"{what}: every pixel is unknown (0 or NaN)")
             return
         camera.depths.append((time_to_ns(msg.header.stamp), msg.header.frame_id, depth))
+
+    def _on_pointcloud(self, msg: Any) -> None:
+        if not self.active:
+            return
+        with self._stats_lock:
+            self.received_pointcloud += 1
+        what = f"point cloud on {self.params['pointcloud_topic']}"
+        try:
+            points = point_cloud_xyz(msg, what)
+        except ValueError as error:
+            self._drop("depth", str(error))
+            return
+        if not len(points):
+            self._drop("depth", f"{what}: no point with finite coordinates")
+            return
+        if not msg.header.frame_id:
+            self._drop("depth", f"{what}: an empty frame_id (TF must place the points)")
+            return
+        self.clouds.append((time_to_ns(msg.header.stamp), msg.header.frame_id, points))
+
+    def _match_cloud(self, stamp_ns: int) -> tuple[tuple[int, str, np.ndarray] | None, bool]:
+        """(the point cloud nearest ``stamp_ns`` within pointcloud_sync_tolerance_s as (stamp_ns,
+        frame_id, [N, 3]), or None; whether a match may still come)."""
+        tolerance = int(self.params["pointcloud_sync_tolerance_s"] * 1e9)
+        best = min(self.clouds, key=lambda c: abs(c[0] - stamp_ns), default=None)
+        if best is None or abs(best[0] - stamp_ns) > tolerance:
+            newest = max((c[0] for c in self.clouds), default=None)
+            return None, newest is None or newest < stamp_ns + tolerance
+        return best, False
+
+    def _register_cloud(self, cloud: tuple[int, str, np.ndarray], c2w: np.ndarray, K: np.ndarray) -> np.ndarray | None:
+        """A point cloud -> planar depth in the keyframe (working size, pinhole ``K``, pose ``c2w``
+        in fixed_frame), through TF at the cloud's own stamp: the robot may have moved between
+        the scan and the exposure, and both poses are in fixed_frame. None (counted) where TF
+        cannot place the cloud or none of its points lands in the image."""
+        stamp_ns, frame, points = cloud
+        fixed = self.params["fixed_frame"]
+        try:
+            fixed_from_cloud = self._lookup_now(fixed, frame, stamp_ns)
+        except TransformError as error:
+            self._drop("depth", f"point cloud at {stamp_ns / 1e9:.3f} s: no TF from {frame!r} to {fixed!r} at its "
+                                f"stamp: {error}")
+            return None
+        depth = register_points(points, K, self._working_hw, np.linalg.inv(c2w) @ fixed_from_cloud)
+        if not np.isfinite(depth).any():
+            self._drop("depth", f"point cloud at {stamp_ns / 1e9:.3f} s in {frame!r}: none of its {len(points)} "
+                                f"points lands in the camera's image")
+            return None
+        return depth
 
     def _match_depth(self, camera: CameraInput, stamp_ns: int, frame: str, received_hw: tuple[int, int]
                      ) -> tuple[np.ndarray | None, str, bool]:
@@ -1105,11 +1173,12 @@ class ViewSegNode(LifecycleNode):
         return depth, depth_frame, False
 
     def _admit_posed(self, camera: CameraInput, image: PendingImage, c2w: np.ndarray,
-                     depth: np.ndarray | None = None, depth_frame: str = "") -> None:
+                     depth: np.ndarray | None = None, depth_frame: str = "",
+                     cloud: tuple[int, str, np.ndarray] | None = None) -> None:
         """Admit a posed frame of ``camera`` if the keyframe rule takes it (see
         :class:`PendingImage` for its colour); ``depth`` is as received: registered to the raw
         colour image, or (with depth_camera_info_topic) the depth camera's own in
-        ``depth_frame``, registered here."""
+        ``depth_frame``, registered here; ``cloud`` (pointcloud_topic) is registered here too."""
         rgb, K, frame, stamp_ns, undistorter = image.rgb, image.K, image.frame, image.stamp_ns, image.undistorter
         teleport = self.params["keyframes.teleport_distance"]
         previous, camera.previous_pose = camera.previous_pose, c2w
@@ -1131,6 +1200,8 @@ class ViewSegNode(LifecycleNode):
             depth = self._register_depth(camera, depth, depth_frame, frame, stamp_ns, K, image.rotation)
         elif depth is not None:
             depth = self._depth_to_working_size(depth if undistorter is None else undistorter.depth(depth))
+        elif cloud is not None:
+            depth = self._register_cloud(cloud, c2w, K)
         features = self._encode(rgb)
         view = View(rgb=rgb, K=K, c2w=c2w, depth=depth, view_id=f"{stamp_ns}", stamp=stamp_ns / 1e9,
                     meta={"frame_id": frame, "camera": stream})
@@ -1142,7 +1213,7 @@ class ViewSegNode(LifecycleNode):
             return
         if keyframe is None:  # another frame was admitted meanwhile and made this one redundant
             self._not_admitted(self.keyframes.should_admit(c2w, stamp_ns, stream))
-        if keyframe is not None and depth is None and camera.depth_topic:
+        if keyframe is not None and depth is None and (camera.depth_topic or self.params["pointcloud_topic"]):
             with self._stats_lock:
                 self.keyframes_without_depth += 1
         if keyframe is not None:
@@ -1640,8 +1711,8 @@ class ViewSegNode(LifecycleNode):
         missing = sum(1 for k in chosen if k.view.depth is None)
         if not missing:
             return ""
-        why = ("parameter depth_topic is empty" if not self.depth_topics
-               else "no depth image was paired with them")
+        why = ("parameters depth_topic and pointcloud_topic are empty" if not self.depth_sources
+               else "no depth image or point cloud was paired with them")
         return (f"{missing} of {len(chosen)} source keyframes have no depth ({why}): rendered with the RGB-D "
                 f"model's no-depth behaviour, expect lower depth accuracy")
 
@@ -1861,10 +1932,11 @@ class ViewSegNode(LifecycleNode):
         status.name = f"{self.get_name()}: keyframes and queries"
         status.hardware_id = str(self.device)
         depth_warning = ""
-        if self.uses_depth and not self.depth_topics:
-            depth_warning = "RGB-D checkpoint without depth_topic: every render runs on its no-depth behaviour"
-        elif self.depth_topics and self.keyframes_without_depth:
-            depth_warning = f"{self.keyframes_without_depth} keyframe(s) admitted without a paired depth image"
+        if self.uses_depth and not self.depth_sources:
+            depth_warning = ("RGB-D checkpoint without depth_topic or pointcloud_topic: every render runs on its "
+                             "no-depth behaviour")
+        elif self.depth_sources and self.keyframes_without_depth:
+            depth_warning = f"{self.keyframes_without_depth} keyframe(s) admitted without a paired depth image or cloud"
         problems = [text for text in (
             "" if count else "no keyframes yet", delivery, depth_warning,
             "clock jumped back in the last 10 s" if recent_jump else "",
@@ -1886,6 +1958,7 @@ class ViewSegNode(LifecycleNode):
                   "depth_rate_hz": round(sum(depth_counts) / window, 3),
                   "keyframes_with_depth": sum(1 for k in keyframes if k.view.depth is not None),
                   "keyframes_without_depth": self.keyframes_without_depth, "model_reads_depth": self.uses_depth,
+                  "received_pointcloud": self.received_pointcloud,
                   "keyframes_restored": self.keyframes_restored,
                   "last_latency_ms": round(self.last_latency_s * 1e3, 3),
                   "last_render_ms": round(self.last_render_s * 1e3, 3),

@@ -33,6 +33,13 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                     "depth is then registered into the colour camera through TF between the two "
                                     "optical frames; empty = depth is registered already"),
     "depth_sync_tolerance_s": (0.02, "largest stamp difference pairing a depth image with a colour image"),
+    "pointcloud_topic": ("", "sensor_msgs/PointCloud2 giving the keyframes' depth instead of depth_topic (a LiDAR, "
+                             "or a depth camera's points; x, y, z in any frame TF knows): the cloud nearest each "
+                             "image's stamp is moved through TF into the camera (from the cloud's stamp to the "
+                             "image's) and z-buffered into the keyframe; one cloud serves every camera; "
+                             "empty = none"),
+    "pointcloud_sync_tolerance_s": (0.1, "largest stamp difference pairing a point cloud with a colour image "
+                                         "(a 10 Hz LiDAR's scans are 0.1 s apart)"),
     "camera_info_topic": ("camera_info", "sensor_msgs/CameraInfo topic of the same camera"),
     "cameras": ("", "namespaces of several cameras feeding one keyframe buffer, comma-separated (e.g. /front,/rear; "
                     "a YAML list also works): each camera's image_topic, camera_info_topic, depth_topic and "
@@ -199,7 +206,7 @@ def validate(values: dict[str, Any]) -> None:
         check_setting(setting, setting, values[setting])
     positive = ("keyframes.max_keyframes", "keyframes.max_bytes", "query.num_sources", "query.max_width",
                 "query.max_height", "tf_wait_s", "diagnostics_period_s", "query.timeout_s", "query.max_in_flight",
-                "image_qos.depth", "tf_pending_max", "clock_jump_s", "camera_rate.window_s")
+                "image_qos.depth", "tf_pending_max", "clock_jump_s", "camera_rate.window_s", "pointcloud_sync_tolerance_s")
     for name in positive:
         if not values[name] > 0 and not (name == "tf_wait_s" and values[name] == 0):
             raise ValueError(f"parameter {name} must be positive, got {values[name]}")

@@ -49,6 +49,12 @@ start, as RTAB-Map's ``mapPath`` does after a loop closure. Between renewals, TF
 pose of the robot drifts away from the truth by the drift walked since the last one, and the
 keyframes a node admitted then are off by it until the graph re-poses them.
 
+With ``lidar_beams`` > 0 the robot also carries a spinning LiDAR ``lidar_height_m`` above the
+camera (frame ``lidar_frame``, level, REP 103 axes, on ``/tf_static`` from ``base_frame``) and
+publishes one sweep per frame on ``points`` (sensor_msgs/PointCloud2, x, y, z, the frame's
+stamp): ``lidar_beams`` channels over ``lidar_vfov_deg``, one firing every ``lidar_hres_deg``,
+2 cm of range noise (:mod:`viewseg_core.data.synth.lidar`).
+
 Run: ``python -m viewseg_ros.sim_camera --ros-args -p seed:=0 -p rate:=5.0 -p width:=160 -p height:=120``
 (or the console script ``viewseg_sim_camera``).
 """
@@ -68,6 +74,7 @@ from viewseg_core.data.synth.trajectory import TrajectoryConfig, free_cells, loo
 
 WALK_POSES = 60  # poses of the generator's walk; the camera interpolates between them
 GRAPH_NODES_MAX = 3600  # the simulated SLAM keeps this many trajectory nodes (an hour at one a second)
+LIDAR_STREAM = 1000     # the LiDAR's range noise: its own random stream per frame, beside the depth camera's
 
 
 def planar_pose(x: float, y: float, yaw: float, z: float = 0.0) -> np.ndarray:
@@ -251,17 +258,19 @@ def _make_node_class():
     from nav_msgs.msg import Path as PathMessage
     from rclpy.node import Node
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
     from tf2_msgs.msg import TFMessage
 
     import cv2
 
     from viewseg_core.cameras import resize_intrinsics
     from viewseg_core.data.depth_sensor import DepthSensorConfig, apply_sensor
+    from viewseg_core.data.synth.lidar import LidarConfig, lidar_scan
     from viewseg_core.data.synth.render import render
     from viewseg_core.rectify import distortion_maps
-    from viewseg_ros.conversions import (make_camera_info, matrix_to_pose_stamped, matrix_to_transform_stamped,
-                                         numpy_to_compressed_depth, numpy_to_compressed_image, numpy_to_image)
+    from viewseg_ros.conversions import (make_camera_info, make_xyz_cloud, matrix_to_pose_stamped,
+                                         matrix_to_transform_stamped, numpy_to_compressed_depth,
+                                         numpy_to_compressed_image, numpy_to_image)
 
     class SimCameraNode(Node):
         """Publishes ``image``, ``camera_info``, ``/tf`` and ``/tf_static`` (see the module docstring)."""
@@ -275,7 +284,8 @@ def _make_node_class():
                 ("base_frame", "base_link"), ("camera_frame", "camera_optical"), ("distortion", ""),
                 ("depth_baseline_m", 0.0), ("depth_hfov_deg", 0.0), ("depth_frame", "camera_depth_optical"),
                 ("transport", "raw"), ("jpeg_quality", 95), ("cameras", ""), ("odometry_drift", ""),
-                ("odom_frame", "odom"), ("pose_graph_period_s", 10.0))}
+                ("odom_frame", "odom"), ("pose_graph_period_s", 10.0), ("lidar_beams", 0), ("lidar_vfov_deg", 30.0),
+                ("lidar_hres_deg", 1.0), ("lidar_frame", "lidar"), ("lidar_height_m", 0.15))}
             if not (p["rate"] > 0 and p["width"] > 0 and p["height"] > 0 and p["period_s"] > 0):
                 raise ValueError(f"viewseg_sim_camera: rate, width, height and period_s must be positive: {p}")
             if not 0 < p["render_scale"] <= 1:
@@ -322,6 +332,14 @@ def _make_node_class():
                 depth=1, reliability=ReliabilityPolicy.RELIABLE)) if self.drift is not None else None)
             self.rigs = [self._make_rig(name, yaw) for name, yaw in parse_cameras(p["cameras"])]
             self.mount = self.rigs[0].mount
+            self.lidar = None
+            if int(p["lidar_beams"]) > 0:
+                self.lidar = LidarConfig(beams=int(p["lidar_beams"]), vfov_deg=float(p["lidar_vfov_deg"]),
+                                         hres_deg=float(p["lidar_hres_deg"]))
+                # Level, above the (first) camera, REP 103 axes like base_frame's.
+                self.lidar_mount = np.eye(4)
+                self.lidar_mount[:3, 3] = self.mount[:3, 3] + (0.0, 0.0, float(p["lidar_height_m"]))
+                self.points_pub = self.create_publisher(PointCloud2, "points", qos_profile_sensor_data)
             self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
             static_qos = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                                     reliability=ReliabilityPolicy.RELIABLE)
@@ -333,6 +351,8 @@ def _make_node_class():
                 if self.unaligned:
                     statics.append(matrix_to_transform_stamped(self.colour_from_depth, rig.frame, rig.depth_frame,
                                                                now_ns))
+            if self.lidar is not None:
+                statics.append(matrix_to_transform_stamped(self.lidar_mount, p["base_frame"], p["lidar_frame"], now_ns))
             self.tf_static_pub.publish(TFMessage(transforms=statics))
             self.start_ns = self.get_clock().now().nanoseconds
             self.frames_published = 0
@@ -380,6 +400,10 @@ def _make_node_class():
                     self.graph_pub.publish(graph)
             for rig in self.rigs:
                 self._publish_frame(rig, base, stamp_ns)
+            if self.lidar is not None:
+                rng = np.random.default_rng([int(p["seed"]), self.frames_published, LIDAR_STREAM])
+                points = lidar_scan(self.scene, base @ self.lidar_mount, self.lidar, rng)
+                self.points_pub.publish(make_xyz_cloud(points, frame_id=p["lidar_frame"], stamp_ns=stamp_ns))
             self.frames_published += 1
 
         def drift_at(self, stamp_ns: int) -> np.ndarray:

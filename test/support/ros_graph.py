@@ -285,8 +285,9 @@ class WallWalk:
             if diagnostics:
                 g.diagnostics = []
                 g.client.create_subscription(DiagnosticArray, "/diagnostics", g.diagnostics.append, 10)
-            g.camera = PosedCamera(g, cls.K(), f"{namespace}_optical", depth_topic="depth", namespace=namespace)
-            cls.feed(g, views, depth=True)
+            g.camera = PosedCamera(g, cls.K(), f"{namespace}_optical", depth_topic=node_params.get("depth_topic", "depth"),
+                                   namespace=namespace)
+            cls.feed(g, views, depth=bool(node_params.get("depth_topic", "depth")))
             yield g
         finally:
             g.close()

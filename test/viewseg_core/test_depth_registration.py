@@ -141,3 +141,35 @@ def test_a_distorted_depth_camera_registers_once_undistorted_as_its_pinhole_woul
     both_naive = np.isfinite(naive) & np.isfinite(reference)
     naive_error = np.abs(naive[both_naive] - reference[both_naive]) / reference[both_naive]
     assert naive_error.max() > 0.1
+
+
+def test_points_land_one_pixel_each_where_the_pinhole_puts_them_the_nearest_winning():
+    """register_points by hand: the cloud's frame 0.1 m to the colour camera's left (its points
+    move +0.1 m in x in the camera), K = COLOUR_K (64x48)."""
+    from viewseg_core.depth_registration import register_points
+
+    points = np.array([
+        [0.0, 0.0, 2.0],     # -> x 0.1: u = 45 * 0.1 / 2 + 31.5 = 33.75 (col 34), v = 23.5 (row 24 of the 0.5 tie)
+        [-0.5, 0.4, 4.0],    # -> x -0.4: u = 45 * -0.4 / 4 + 31.5 = 27.0, v = 45 * 0.4 / 4 + 23.5 = 28.0
+        [-0.475, 0.5, 5.0],  # -> (-0.375, 0.5, 5): u = 28.125 (col 28), v = 28.0, hidden by the next one
+        [-0.4, 0.4, 4.0],    # -> (-0.3, 0.4, 4) on the same ray: the same pixel, and the nearer (4 m) wins
+        [0.0, 0.0, -1.0],    # behind the camera: nowhere
+        [30.0, 0.0, 1.0],    # outside the image: nowhere
+    ], np.float32)
+    out = register_points(points, COLOUR_K, (48, 64), np.linalg.inv(translation(-0.1)))
+    assert out.shape == (48, 64) and out.dtype == np.float32
+    filled = {(int(r), int(c)): float(out[r, c]) for r, c in zip(*np.nonzero(np.isfinite(out)))}
+    assert filled == {(24, 34): 2.0, (28, 27): 4.0, (28, 28): 4.0}, filled
+    empty = register_points(np.zeros((0, 3), np.float32), COLOUR_K, (48, 64), np.eye(4))
+    assert np.isnan(empty).all()
+
+
+def test_register_points_refuses_what_it_cannot_use():
+    from viewseg_core.depth_registration import register_points
+
+    with pytest.raises(ValueError, match="finite \\[N, 3\\]"):
+        register_points(np.array([[0.0, 0.0, np.nan]]), COLOUR_K, (48, 64), np.eye(4))
+    with pytest.raises(ValueError, match="finite \\[N, 3\\]"):
+        register_points(np.zeros((4, 2)), COLOUR_K, (48, 64), np.eye(4))
+    with pytest.raises(ValueError, match="colour_from_points must be a finite 4x4"):
+        register_points(np.zeros((4, 3)), COLOUR_K, (48, 64), np.full((4, 4), np.inf))

@@ -417,3 +417,75 @@ def test_camera_info_helpers_name_the_message_and_refuse_what_they_cannot_use():
     info.distortion_model = "fov"
     with pytest.raises(ValueError, match="^cam info: distortion model 'fov'"):
         camera_info_to_pinhole(info, "auto", "/cam/image", "cam info")
+
+
+def _cloud(points: np.ndarray, layout: np.dtype, *, height: int = 1, row_pad: int = 0, datatypes=None, drop=()):
+    """A PointCloud2 of ``points`` ([height * width, 3]) laid out as ``layout`` (x, y, z plus
+    whatever else), rows of width points each padded by ``row_pad`` bytes."""
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    n = len(points)
+    width = n // height
+    data = np.zeros(n, dtype=layout)
+    data["x"], data["y"], data["z"] = np.asarray(points).T
+    rows = data.tobytes()
+    step = width * layout.itemsize
+    padded = b"".join(rows[r * step:(r + 1) * step] + b"\xee" * row_pad for r in range(height))
+    codes = {"<f4": PointField.FLOAT32, "<f8": PointField.FLOAT64, "<u2": PointField.UINT16, "u1": PointField.UINT8,
+             "<i4": PointField.INT32}
+    msg = PointCloud2()
+    msg.height, msg.width = height, width
+    msg.fields = [PointField(name=name, offset=layout.fields[name][1],
+                             datatype=(datatypes or {}).get(name, codes[layout.fields[name][0].str.replace("|", "")]),
+                             count=1) for name in layout.names if name not in drop]
+    msg.is_bigendian, msg.point_step, msg.row_step = False, layout.itemsize, step + row_pad
+    msg.data = padded
+    return msg
+
+
+def test_point_cloud_xyz_reads_any_driver_layout():
+    from viewseg_ros.conversions import point_cloud_xyz
+
+    pts = RNG.normal(size=(12, 3)).astype(np.float32)
+    velodyne = np.dtype({"names": ["x", "y", "z", "intensity", "ring", "time"],
+                         "formats": ["<f4", "<f4", "<f4", "<f4", "<u2", "<f4"],
+                         "offsets": [0, 4, 8, 16, 20, 24], "itemsize": 32})
+    np.testing.assert_array_equal(point_cloud_xyz(_cloud(pts, velodyne)), pts)
+    # Organised (3 rows of 4) with 8 padding bytes after each row, float64 coordinates after a
+    # uint8 field, and a missing return (NaN) that is dropped.
+    ouster = np.dtype({"names": ["ring", "z", "y", "x"], "formats": ["u1", "<f8", "<f8", "<f8"],
+                       "offsets": [0, 8, 16, 24], "itemsize": 40})
+    holed = pts.astype(np.float64)
+    holed[5] = np.nan
+    out = point_cloud_xyz(_cloud(holed, ouster, height=3, row_pad=8))
+    np.testing.assert_array_equal(out, np.delete(pts, 5, axis=0))
+    assert out.dtype == np.float32 and point_cloud_xyz(_cloud(pts[:0], velodyne)).shape == (0, 3)
+
+
+@pytest.mark.parametrize("change, match", [
+    ("no_z", "no 'z' field"),
+    ("int_x", "field 'x' must be FLOAT32 or FLOAT64"),
+    ("short_data", "bytes for 1 rows"),
+    ("big_endian", "big-endian"),
+    ("outside", "lies outside the 12-byte point"),
+    ("huge", "more than 4000000"),
+    ("row_step", "row_step 4 is less than"),
+])
+def test_point_cloud_xyz_refuses_clouds_it_cannot_read(change, match):
+    from viewseg_ros.conversions import point_cloud_xyz
+
+    layout = np.dtype({"names": ["x", "y", "z"], "formats": ["<f4"] * 3, "offsets": [0, 4, 8], "itemsize": 12})
+    msg = _cloud(np.ones((4, 3), np.float32), layout, drop=("z",) if change == "no_z" else (),
+                 datatypes={"x": 5} if change == "int_x" else None)
+    if change == "short_data":
+        msg.data = msg.data[:-1]
+    elif change == "big_endian":
+        msg.is_bigendian = True
+    elif change == "outside":
+        msg.fields[2].offset = 10
+    elif change == "huge":
+        msg.width, msg.height = 4000, 1001
+    elif change == "row_step":
+        msg.row_step = 4
+    with pytest.raises(ValueError, match=match):
+        point_cloud_xyz(msg, "point cloud")

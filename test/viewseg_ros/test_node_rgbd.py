@@ -112,12 +112,12 @@ def test_without_a_depth_topic_the_response_says_the_model_runs_without_depth(ch
         response = g.call("/rgbd_no_depth/viewseg/render_view",
                           render_request(pose(2), width=W, height=H))
         assert response.success, response.message
-        assert f"{VIEWS} of {VIEWS} source keyframes have no depth (parameter depth_topic is empty)" \
+        assert f"{VIEWS} of {VIEWS} source keyframes have no depth (parameters depth_topic and pointcloud_topic are empty)" \
             in response.message
         assert all(k.view.depth is None for k in g.node.keyframes.snapshot())
         values = diagnostics_values(g, checkpoint=str(checkpoint))
         assert values["level"] == 1 and values["sampling"] == "fast (8+8 skip<0.001)"  # WARN
-        assert "RGB-D checkpoint without depth_topic: every render runs on its no-depth behaviour" \
+        assert "RGB-D checkpoint without depth_topic or pointcloud_topic: every render runs on its no-depth behaviour" \
             in values["message"]
     finally:
         g.close()

@@ -304,3 +304,46 @@ def test_drifting_odometry_under_a_simulated_slam_and_its_pose_graph():
     for node, stamp in zip(nodes, stamps):
         truth_pose = sim.world.base_pose((stamp - sim.start_ns) / 1e9)
         np.testing.assert_allclose([node.pose.position.x, node.pose.position.y], truth_pose[:2, 3], atol=1e-9)
+
+
+def test_a_lidar_above_the_camera_publishes_sweeps_that_register_onto_the_cameras_truth():
+    """``lidar_beams``: one sweep per frame on ``points`` in ``lidar`` (level, 15 cm above the
+    camera on /tf_static), which, moved into the camera and z-buffered as viewseg_node does,
+    gives the ray-cast depth of the camera's view on the scan lines."""
+    from sensor_msgs.msg import PointCloud2
+    from tf2_msgs.msg import TFMessage
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    from viewseg_core.data.synth.render import render
+    from viewseg_core.depth_registration import register_points
+    from viewseg_ros.conversions import point_cloud_xyz
+    from viewseg_ros.sim_camera import SimCameraNode
+    from viewseg_ros.tf_buffer import make_transform
+
+    g = Graph()
+    try:
+        sim = g.add(SimCameraNode(context=g.context, namespace="sim_lidar", parameter_overrides=params({
+            "seed": 2, "rate": 5.0, "width": W, "height": H, "lidar_beams": 16, "publish_depth": False})))
+        clouds, statics = [], []
+        g.client.create_subscription(PointCloud2, "/sim_lidar/points", clouds.append, qos_profile_sensor_data)
+        g.client.create_subscription(TFMessage, "/tf_static", statics.append, QoSProfile(
+            depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE))
+        wait_for(lambda: clouds and statics, 20.0, "a sweep and the static TF")
+        sim.timer.cancel()
+    finally:
+        g.close()
+    cloud = clouds[0]
+    assert cloud.header.frame_id == "lidar" and cloud.width > 16 * 300      # 16 x 360 firings, most return
+    mount = {t.child_frame_id: make_transform([t.transform.translation.x, t.transform.translation.y,
+                                               t.transform.translation.z],
+                                              [t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
+                                               t.transform.rotation.w]) for m in statics for t in m.transforms}
+    lidar_in_base = mount["lidar"]
+    np.testing.assert_allclose(lidar_in_base[:3, :3], np.eye(3))              # level, REP 103 like base_link
+    np.testing.assert_allclose(lidar_in_base[:3, 3], sim.mount[:3, 3] + [0, 0, 0.15], atol=1e-9)
+    stamp = time_to_ns(cloud.header.stamp)
+    depth = register_points(point_cloud_xyz(cloud), sim.K, (H, W), np.linalg.inv(sim.mount) @ lidar_in_base)
+    true = render(sim.scene, sim.K, sim.pose_at(stamp), H, W).depth
+    hit = np.isfinite(depth) & np.isfinite(true)
+    assert 0.05 < hit.mean() < 0.5                                            # scan lines, not an image
+    assert (np.abs(depth[hit] - true[hit]) <= 0.05 * true[hit]).mean() > 0.9

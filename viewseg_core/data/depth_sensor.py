@@ -22,7 +22,10 @@ have measured of a clean planar depth image.
    0, s, 2s, ... return anything, as when a scanning LiDAR's beams are projected into the
    camera (a rough stand-in: real beams fall on curves, not rows) or a sensor of lower
    vertical resolution is upsampled. It draws nothing, so the kept rows are the s = 1 rows bit
-   for bit.
+   for bit. ``row_strides`` (training a model for sensors of several densities) instead draws
+   each image's stride uniformly from a list (1 = every row) and its first kept row uniformly
+   from 0 .. s - 1, after every other draw of the image (an image drawn alone with the same seed
+   has the same noise, holes and edges without it).
 
 Sizes are in pixels of the image the model is applied to (the dataset applies it after
 resizing views to ``data.image_size``). All randomness comes from the generator passed in:
@@ -57,6 +60,8 @@ class DepthSensorConfig:
         edge_threshold: relative depth jump to a 4-neighbour that marks a discontinuity.
         edge_dropout: probability that a pixel on a discontinuity returns nothing.
         row_stride: only every row_stride-th row returns (1 = every row: a depth camera).
+        row_strides: when not empty, each image's row stride is drawn from these instead, with a
+            random first row (a mix of sensor densities in training); ``row_stride`` must then be 1.
     """
 
     noise_k: float = 0.002
@@ -68,10 +73,20 @@ class DepthSensorConfig:
     edge_threshold: float = 0.1
     edge_dropout: float = 0.5
     row_stride: int = 1
+    row_strides: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.row_stride, bool) or not isinstance(self.row_stride, int) or self.row_stride < 1:
             raise ValueError(f"depth_sensor.row_stride must be an integer >= 1, got {self.row_stride!r}")
+        if not isinstance(self.row_strides, (list, tuple)):
+            raise ValueError(f"depth_sensor.row_strides must be a list of integers >= 1, got {self.row_strides!r}")
+        object.__setattr__(self, "row_strides", tuple(self.row_strides))   # YAML gives a list
+        for stride in self.row_strides:
+            if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+                raise ValueError(f"depth_sensor.row_strides must be integers >= 1, got {self.row_strides!r}")
+        if self.row_strides and self.row_stride != 1:
+            raise ValueError(f"depth_sensor.row_stride ({self.row_stride}) and row_strides ({list(self.row_strides)}) "
+                             f"both set: row_strides draws each image's stride, set one of them")
         for name in ("noise_k", "quantization_m", "min_range_m", "max_range_m", "hole_radius_px",
                      "edge_threshold"):
             value = getattr(self, name)
@@ -160,8 +175,12 @@ def _apply_one(depth: np.ndarray, cfg: DepthSensorConfig, rng: np.random.Generat
         if cfg.max_range_m > 0:
             drop |= z > cfg.max_range_m
     drop |= holes
-    if cfg.row_stride > 1:
-        drop[np.arange(d.shape[0]) % cfg.row_stride != 0] = True
+    stride, first = cfg.row_stride, 0
+    if cfg.row_strides:   # drawn last: the draws above are those of the same seed without it
+        stride = int(cfg.row_strides[rng.integers(len(cfg.row_strides))])
+        first = int(rng.integers(stride))
+    if stride > 1:
+        drop[(np.arange(d.shape[0]) - first) % stride != 0] = True
     return np.where(drop, np.nan, z).astype(np.float32)
 
 

@@ -103,7 +103,9 @@ def test_same_seed_same_output_different_seed_different():
 
 def test_config_checks():
     for bad in (dict(noise_k=-1.0), dict(hole_rate=1.0), dict(edge_dropout=1.5), dict(max_range_m=0.2, min_range_m=0.5),
-                dict(quantization_m=float("nan")), dict(row_stride=0), dict(row_stride=2.0), dict(row_stride=True)):
+                dict(quantization_m=float("nan")), dict(row_stride=0), dict(row_stride=2.0), dict(row_stride=True),
+                dict(row_strides=(1, 0)), dict(row_strides=(2.0,)), dict(row_strides=4),
+                dict(row_strides=(1, 2), row_stride=2)):
         with pytest.raises(ValueError, match="depth_sensor"):
             DepthSensorConfig(**bad)
 
@@ -119,3 +121,26 @@ def test_row_stride_keeps_every_nth_row_of_the_dense_measurement(stride):
     np.testing.assert_array_equal(sparse[:, kept], dense[:, kept])
     assert np.isnan(sparse[:, ~kept]).all()
     assert np.isfinite(sparse[:, kept]).mean() > 0.5   # the kept rows still hold measurements
+
+
+def test_row_strides_draw_each_images_stride_and_first_row_after_its_other_draws():
+    """A mix of sensor densities: each image keeps the rows first, first + s, ... of the dense
+    measurement of the same seed (drawn after its noise, holes and edges), and over many images
+    every listed stride and every first row turns up about equally often."""
+    depth = np.broadcast_to(np.linspace(2.0, 4.0, 40, dtype=np.float32), (30, 40)).copy()
+    mixed_cfg = DepthSensorConfig(row_strides=(1, 2, 4))
+    counts: dict[tuple[int, int], int] = {}
+    for seed in range(600):
+        dense = apply_sensor(depth, DepthSensorConfig(), seed)
+        mixed = apply_sensor(depth, mixed_cfg, seed)
+        rows = np.flatnonzero(np.isfinite(mixed).any(axis=1))
+        stride = int(np.diff(rows).min()) if len(rows) > 1 else 1
+        first = int(rows[0]) % stride
+        kept = (np.arange(30) - first) % stride == 0
+        np.testing.assert_array_equal(mixed[kept], dense[kept])
+        assert np.isnan(mixed[~kept]).all()
+        counts[stride, first] = counts.get((stride, first), 0) + 1
+    assert set(counts) == {(1, 0), (2, 0), (2, 1), (4, 0), (4, 1), (4, 2), (4, 3)}
+    by_stride = {s: sum(n for (t, _), n in counts.items() if t == s) for s in (1, 2, 4)}
+    assert all(160 <= n <= 240 for n in by_stride.values()), by_stride            # 200 each expected
+    assert all(30 <= counts[4, f] <= 70 for f in range(4)), counts                  # 50 each expected

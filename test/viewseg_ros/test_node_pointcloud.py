@@ -1,0 +1,192 @@
+"""Keyframe depth from a point cloud (``pointcloud_topic``; real rclpy nodes on loopback): a
+LiDAR 25 cm above the camera scans the wall of the wall walk; the node pairs the scan nearest
+each image by stamp, moves it through TF from the LiDAR's pose at the scan's stamp into the
+camera's pose at the image's (the robot moved 20 cm in between), and z-buffers it into the
+keyframe. The registered depth is the wall's, to the millimetre, on the scan lines only.
+Malformed clouds, clouds in an unknown frame and clouds that miss the image are dropped and
+counted, and the node keeps answering."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+
+import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
+
+from ros_graph import WallWalk, diagnostics_values, render_request, resend, wait_for  # noqa: E402
+
+NS = "lidar_rig"
+LIDAR = f"{NS}_lidar"
+S = 1_000_000_000
+# The LiDAR's pose in the camera's optical frame: 25 cm above it (optical y points down) and
+# 5 cm ahead, axes as REP 103 (x forward = optical z, y left = optical -x, z up = optical -y).
+OPTICAL_FROM_LIDAR = np.array([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, -0.25], [1.0, 0.0, 0.0, 0.05],
+                               [0.0, 0.0, 0.0, 1.0]])
+ELEVATIONS_DEG = (-12.0, -6.0, 0.0, 6.0, 12.0)   # five beams
+SCAN_AHEAD_S = 0.03                              # the scan is stamped 30 ms before the image ...
+MOVED_M = 0.2                                    # ... when the robot stood 20 cm further back
+
+
+def scan_of_the_wall(map_from_lidar: np.ndarray) -> np.ndarray:
+    """[N, 3] in the LiDAR frame: where each beam (every 2 degrees of azimuth) meets the wall."""
+    rays = []
+    for elevation in np.radians(ELEVATIONS_DEG):
+        for azimuth in np.radians(np.arange(-50.0, 50.1, 2.0)):
+            rays.append((math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth),
+                         math.sin(elevation)))
+    directions = np.array(rays) @ map_from_lidar[:3, :3].T            # world
+    origin = map_from_lidar[:3, 3]
+    t = (WallWalk.WALL_X - origin[0]) / directions[:, 0]
+    world = origin + t[:, None] * directions
+    return (world - map_from_lidar[:3, 3]) @ map_from_lidar[:3, :3]   # back into the LiDAR frame
+
+
+def cloud_message(points: np.ndarray, frame: str, stamp_ns: int, drop_field: str = ""):
+    """A PointCloud2 laid out as a Velodyne driver's: x, y, z, intensity (float32), ring (uint16),
+    2 bytes of padding; ``drop_field`` leaves one field out."""
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    from viewseg_ros.conversions import ns_to_time
+
+    layout = np.dtype({"names": ["x", "y", "z", "intensity", "ring"], "formats": ["<f4"] * 4 + ["<u2"],
+                       "offsets": [0, 4, 8, 12, 16], "itemsize": 20})
+    data = np.zeros(len(points), dtype=layout)
+    data["x"], data["y"], data["z"] = np.asarray(points, np.float32).T
+    data["intensity"] = 100.0
+    data["ring"] = np.arange(len(points)) % len(ELEVATIONS_DEG)
+    msg = PointCloud2()
+    msg.header.frame_id = frame
+    msg.header.stamp = ns_to_time(stamp_ns)
+    msg.height, msg.width = 1, len(points)
+    msg.fields = [PointField(name=name, offset=layout.fields[name][1],
+                             datatype=PointField.UINT16 if name == "ring" else PointField.FLOAT32, count=1)
+                  for name in layout.names if name != drop_field]
+    msg.is_bigendian, msg.point_step, msg.row_step, msg.is_dense = False, 20, 20 * len(points), True
+    msg.data = data.tobytes()
+    return msg
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    from sensor_msgs.msg import PointCloud2
+
+    with WallWalk.rig(tmp_path_factory.mktemp("lidar"), NS, diagnostics=True, diagnostics_period_s=0.2,
+                      depth_topic="", pointcloud_topic="/lidar/points") as g:
+        g.lidar = g.client.create_publisher(PointCloud2, "/lidar/points", 10)
+        wait_for(lambda: g.lidar.get_subscription_count(), 10.0, "the node to subscribe to the point cloud")
+        yield g
+
+
+def feed(g, index: int, frame: str = LIDAR, cloud_of=None) -> None:
+    """View ``index`` with a scan ``SCAN_AHEAD_S`` before it, taken 20 cm further back along the
+    walk (TF has the LiDAR there at the scan's stamp, and with the camera at the image's), until
+    the node admits the view."""
+    from tf2_msgs.msg import TFMessage
+
+    from viewseg_ros.conversions import matrix_to_transform_stamped
+
+    pose = WallWalk.pose(index)
+    before = pose.copy()
+    before[0, 3] -= MOVED_M
+    before_admitted = g.node.keyframes.admitted
+
+    def send(attempt: int) -> None:
+        stamp = (100 * index + attempt) * S
+        scan_stamp = stamp - int(SCAN_AHEAD_S * S)
+        g.camera.tf.publish(TFMessage(transforms=[
+            matrix_to_transform_stamped(before @ OPTICAL_FROM_LIDAR, "map", LIDAR, scan_stamp),
+            matrix_to_transform_stamped(pose @ OPTICAL_FROM_LIDAR, "map", LIDAR, stamp)]))
+        points = scan_of_the_wall(before @ OPTICAL_FROM_LIDAR)
+        g.lidar.publish(cloud_message(points if cloud_of is None else cloud_of(points), frame, scan_stamp))
+        g.camera.publish(pose, stamp)
+
+    assert resend(send, lambda: g.node.keyframes.admitted > before_admitted, f"view {index} to become a keyframe",
+                  timeout=3.0), f"view {index} never became a keyframe"
+
+
+def test_the_scan_is_registered_into_the_keyframe_from_the_lidars_pose_at_its_own_stamp(rig):
+    g = rig
+    feed(g, 1)
+    keyframe = g.node.keyframes.snapshot()[-1]
+    depth = keyframe.view.depth
+    assert depth is not None and depth.shape == (WallWalk.H, WallWalk.W)
+    measured = np.isfinite(depth)
+    # Only where beams land: each of the five beams crosses every column (in one pixel, two where
+    # its curve steps to the next row), and the rows between the scan lines stay unknown.
+    per_column = measured.sum(axis=0)
+    assert per_column.min() == len(ELEVATIONS_DEG) and per_column.max() <= len(ELEVATIONS_DEG) + 1, per_column
+    assert measured.mean() < 0.3
+    # The wall's planar depth from the camera's pose at the image's stamp: 6 - 1 = 5 m, to the
+    # millimetre. Moved with the LiDAR's pose at the image's stamp instead, the scan (taken 20 cm
+    # further back) would put the wall at 5.2 m.
+    np.testing.assert_allclose(depth[measured], WallWalk.WALL_X - WallWalk.pose(1)[0, 3], atol=1e-3)
+    # The beams go where the geometry says: the level beam, 25 cm above the optical axis, meets
+    # the wall 5 m ahead 25 cm above the principal point, f * 0.25 / 5 rows up (the middle of
+    # the five beams in the centre column).
+    K = WallWalk.K()
+    level_row = K[1, 2] - K[1, 1] * 0.25 / (WallWalk.WALL_X - WallWalk.pose(1)[0, 3])
+    centre = np.flatnonzero(measured[:, WallWalk.W // 2])
+    assert centre[len(ELEVATIONS_DEG) // 2] == int(np.floor(level_row + 0.5)), (centre, level_row)
+
+
+def test_queries_render_from_keyframes_with_lidar_depth_and_say_nothing_is_missing(rig):
+    from viewseg_ros.conversions import image_to_numpy
+
+    g = rig
+    feed(g, 2)
+    assert all(k.view.depth is not None for k in g.node.keyframes)
+    response = g.call(f"/{NS}/viewseg/render_view", render_request(WallWalk.pose(2), width=WallWalk.W, height=WallWalk.H))
+    assert response.success, response.message
+    assert "no depth" not in response.message
+    assert image_to_numpy(response.depth).shape == (WallWalk.H, WallWalk.W)
+    values = diagnostics_values(g, until=lambda d: int(d.get("received_pointcloud", 0)) >= 2)
+    assert values["keyframes_with_depth"] == str(len(g.node.keyframes)) and values["dropped_depth"] == "0"
+    assert values["sampling"].startswith("rgbd")   # the depth-guided preset: the keyframes have depth
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("no_z_field", "no 'z' field"),
+    ("unknown_frame", "no TF from 'nowhere_lidar'"),
+    ("behind_the_camera", "none of its"),
+])
+def test_bad_clouds_are_dropped_and_counted_and_the_keyframe_is_kept_without_depth(rig, case, reason):
+    g = rig
+    index = {"no_z_field": 3, "unknown_frame": 4, "behind_the_camera": 5}[case]
+    dropped = g.node.drops["depth"]
+    without = g.node.keyframes_without_depth
+    if case == "no_z_field":
+        lidar = g.lidar
+        g.lidar = type("Dropping", (), {"publish": lambda self, msg: lidar.publish(_without_z(msg))})()
+        try:
+            feed(g, index)
+        finally:
+            g.lidar = lidar
+    elif case == "unknown_frame":
+        feed(g, index, frame="nowhere_lidar")
+    else:
+        feed(g, index, cloud_of=lambda points: points * np.array([-1.0, 1.0, 1.0]))   # mirrored: behind
+    wait_for(lambda: g.node.drops["depth"] > dropped, 5.0, "the cloud to be dropped")
+    assert reason in g.node.last_drop["depth"], g.node.last_drop["depth"]
+    assert g.node.keyframes.snapshot()[-1].view.depth is None
+    assert g.node.keyframes_without_depth == without + 1
+    response = g.call(f"/{NS}/viewseg/render_view", render_request(WallWalk.pose(index)))
+    assert response.success and "have no depth (no depth image or point cloud was paired with them)" \
+        in response.message, response.message
+
+
+def _without_z(msg):
+    msg.fields = [f for f in msg.fields if f.name != "z"]
+    return msg
+
+
+def test_pointcloud_parameters_are_checked_at_start(rig):
+    from ros_graph import params
+
+    from viewseg_ros.node import ViewSegNode
+
+    with pytest.raises(ValueError, match="pointcloud_sync_tolerance_s must be positive"):
+        ViewSegNode(context=rig.context, namespace="lidar_bad", parameter_overrides=params({
+            "device": "cpu", "warmup": False, "pointcloud_topic": "/lidar/points", "pointcloud_sync_tolerance_s": 0.0}))
