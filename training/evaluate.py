@@ -248,6 +248,15 @@ def resolve_data_config(train_config: Mapping | None, config_path: str = "", ove
                              f"was trained with: " + "; ".join("data.{} is {} in the checkpoint, {} in --config"
                                                               .format(k, *shown(a, b)) for k, a, b in differ)
                              + " (to evaluate differently on purpose, give data.key=value overrides)")
+    # A mix of sensor densities (depth_sensor.row_strides) is a training augmentation: evaluation
+    # measures one sensor, row_stride, unless the YAML or an override asks for the mix.
+    carried_strides = ((carried or {}).get("depth_sensor") or {}).get("row_strides") or []
+    asked = "row_strides" in (yaml_data.get("depth_sensor") or {}) or any(
+        o.strip().startswith("data.depth_sensor.row_strides") for o in overrides)
+    if carried_strides and not asked:
+        doc["data"]["depth_sensor"]["row_strides"] = []
+        if record is not None:
+            record["row_strides_dropped"] = list(carried_strides)
     apply_overrides(doc, overrides)
     cfg = from_dict(DataConfig, doc["data"], "data.")
     if data_root:
@@ -920,6 +929,11 @@ def evaluate(cfg: EvalConfig) -> dict:
                          f"(degrees, cm), a training augmentation: evaluating with exact source poses "
                          f"(--pose-noise to add noise)")
         data_cfg.pose_noise = (0.0, 0.0)
+    if data_record.get("row_strides_dropped"):
+        _notice(notices, f"the checkpoint was trained with depth_sensor.row_strides {data_record['row_strides_dropped']} "
+                         f"(a mix of sensor densities, a training augmentation): evaluating one sensor, "
+                         f"depth_sensor.row_stride {data_cfg.depth_sensor.row_stride} (data.depth_sensor.row_strides "
+                         f"to evaluate the mix)")
     if cfg.pose_noise:
         data_cfg.pose_noise = tuple(float(x) for x in cfg.pose_noise[0])
     if (cfg.pose_noise or any(data_cfg.pose_noise)) and data_cfg.pose_noise_spread != "fixed":

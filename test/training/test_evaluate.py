@@ -117,6 +117,23 @@ def test_checkpoint_layouts_and_data_settings(tiny_files, tiny_cfg):
         load_viewseg(tiny_files["segmenter"])
 
 
+def test_a_checkpoints_mix_of_sensor_densities_is_not_evaluated_unless_asked(tiny_cfg, tmp_path):
+    """depth_sensor.row_strides (a training augmentation) is dropped from the checkpoint's data
+    settings, so that eval measures one sensor and a row_stride override does not collide with
+    it; an override or a --config that names it keeps it."""
+    carried = to_dict(tiny_cfg)
+    carried["data"]["depth_sensor"]["row_strides"] = [1, 2, 4, 8]
+    record: dict = {}
+    data = resolve_data_config(carried, overrides=["data.depth_sensor.row_stride=4"], record=record)
+    assert data.depth_sensor.row_strides == () and data.depth_sensor.row_stride == 4
+    assert record["row_strides_dropped"] == [1, 2, 4, 8]
+    data = resolve_data_config(carried, overrides=["data.depth_sensor.row_strides=[2,8]"], record=(record := {}))
+    assert data.depth_sensor.row_strides == (2, 8) and "row_strides_dropped" not in record
+    config = tmp_path / "mix.yaml"
+    config.write_text("data:\n  depth_sensor:\n    row_strides: [1, 4]\n")
+    assert resolve_data_config(carried, str(config)).depth_sensor.row_strides == (1, 4)
+
+
 def test_truth_scores_one_and_abstaining_scores_zero(test_split):
     truth = lambda ctx: {"labels": ctx.truth["labels"], "depth": ctx.truth["depth"]}  # noqa: E731
     empty = lambda ctx: {"labels": np.full_like(ctx.truth["labels"], IGNORE_LABEL),  # noqa: E731
