@@ -29,6 +29,14 @@ import torch
 from viewseg_core.model.depth_guide import focal_pixels, lift_source_depth, splat_depth
 
 
+def _finite_transform(matrix: np.ndarray, what: str) -> np.ndarray:
+    """``matrix`` as a float64 [4, 4], or ValueError naming ``what``."""
+    transform = np.asarray(matrix, dtype=np.float64)
+    if transform.shape != (4, 4) or not np.all(np.isfinite(transform)):
+        raise ValueError(f"{what} must be a finite 4x4 matrix, got {transform.tolist()}")
+    return transform
+
+
 def register_depth(depth: np.ndarray, depth_K: np.ndarray, colour_K: np.ndarray, colour_hw: tuple[int, int],
                    colour_from_depth: np.ndarray) -> np.ndarray:
     """Planar depth of the depth camera's measurements as the colour camera sees them.
@@ -47,9 +55,7 @@ def register_depth(depth: np.ndarray, depth_K: np.ndarray, colour_K: np.ndarray,
     depth = np.asarray(depth, dtype=np.float32)
     if depth.ndim != 2 or min(depth.shape) < 1:
         raise ValueError(f"register_depth: depth must be [H, W], got shape {depth.shape}")
-    transform = np.asarray(colour_from_depth, dtype=np.float64)
-    if transform.shape != (4, 4) or not np.all(np.isfinite(transform)):
-        raise ValueError(f"register_depth: colour_from_depth must be a finite 4x4 matrix, got {transform.tolist()}")
+    transform = _finite_transform(colour_from_depth, "register_depth: colour_from_depth")
     height, width = colour_hw
     K = torch.as_tensor(colour_K, dtype=torch.float32)[None, None]
     colour_focal, depth_focal = float(focal_pixels(K)), float(focal_pixels(torch.as_tensor(depth_K)[None]))
@@ -87,9 +93,7 @@ def register_points(points: np.ndarray, colour_K: np.ndarray, colour_hw: tuple[i
     points = np.asarray(points, dtype=np.float32)
     if points.ndim != 2 or points.shape[1] != 3 or not np.isfinite(points).all():
         raise ValueError(f"register_points: points must be finite [N, 3], got shape {points.shape}")
-    transform = np.asarray(colour_from_points, dtype=np.float64)
-    if transform.shape != (4, 4) or not np.all(np.isfinite(transform)):
-        raise ValueError(f"register_points: colour_from_points must be a finite 4x4 matrix, got {transform.tolist()}")
+    transform = _finite_transform(colour_from_points, "register_points: colour_from_points")
     height, width = colour_hw
     K = torch.as_tensor(colour_K, dtype=torch.float32)[None, None]
     c2w = torch.as_tensor(np.linalg.inv(transform), dtype=torch.float32)[None, None]
