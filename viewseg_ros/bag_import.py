@@ -23,6 +23,10 @@ Colour may be recorded compressed (image_transport's ``compressed``: JPEG or PNG
 ``compressedDepth`` (PNG): both are decoded (:mod:`viewseg_ros.conversions`). Depth from a
 camera of its own (``--depth-camera-info-topic``: its frame, size and intrinsics) is
 registered into the colour camera through the bag's TF (:mod:`viewseg_core.depth_registration`).
+Depth from a point cloud (``--pointcloud-topic``: a LiDAR, or a depth camera's points; one cloud
+serves every camera) is paired within ``--pointcloud-sync-tolerance`` and registered the way
+the node registers it: through the bag's TF from the cloud's frame at the cloud's stamp into
+the camera at the image's pose, one pixel per point.
 
 A recording of several cameras (``--cameras /front,/rear``) imports into one scene: the topic
 flags are then relative names inside each camera's namespace, each camera keeps its own
@@ -52,13 +56,13 @@ from viewseg_core.classes import IGNORE_LABEL, NUM_CLASSES, nyu40_to_classes
 from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
 from viewseg_core.data.scene_folder import publish_folder, staging_folder
-from viewseg_core.depth_registration import register_depth
+from viewseg_core.depth_registration import register_depth, register_points
 from viewseg_core.rectify import (RECTIFICATION_MODES, ResolvedCamera, Undistorter, image_camera_to_world,
                                   rotated_frame)
 from viewseg_core.segmenter import PseudoLabeler
 from viewseg_ros.camera_input import camera_topic, parse_camera_namespaces
 from viewseg_ros.conversions import (CAMERA_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
-                                     colour_image_to_numpy, image_to_numpy, is_compressed,
+                                     colour_image_to_numpy, image_to_numpy, is_compressed, point_cloud_xyz,
                                      time_to_ns)
 from viewseg_ros.keyframes import KeyframeConfig, admission_decision
 from viewseg_ros.tf_buffer import (
@@ -67,6 +71,7 @@ from viewseg_ros.tf_buffer import (
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"  # image_transport's compressed / compressedDepth
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+POINT_CLOUD_TYPE = "sensor_msgs/msg/PointCloud2"
 TF_TYPE = "tf2_msgs/msg/TFMessage"
 
 
@@ -81,6 +86,8 @@ class BagImportConfig:
     semantic_format: str = "classes"  # "classes": ids 0..36 (255 ignore); "nyu40": NYU40 ids
     depth_topic: str | None = None
     depth_camera_info_topic: str | None = None  # depth NOT registered to the images: register it through TF
+    pointcloud_topic: str | None = None  # depth from a point cloud (a LiDAR) instead, registered through TF
+    pointcloud_sync_tolerance_s: float = 0.1  # pairing image <-> point cloud (a 10 Hz LiDAR's period)
     segmenter: str | None = None  # viewseg-encoder checkpoint for pseudo-labels
     no_labels: bool = False  # write RGB + depth only (no labels at all)
     camera_frame: str | None = None  # overrides the images' header.frame_id
@@ -111,6 +118,10 @@ class BagImportConfig:
             raise ValueError(f"image_stamp_offset_s must be a finite number, got {self.image_stamp_offset_s}")
         if not self.sync_tolerance_s >= 0:
             raise ValueError(f"sync_tolerance_s must be >= 0, got {self.sync_tolerance_s}")
+        if not self.pointcloud_sync_tolerance_s >= 0:
+            raise ValueError(f"pointcloud_sync_tolerance_s must be >= 0, got {self.pointcloud_sync_tolerance_s}")
+        if self.pointcloud_topic and self.depth_topic:
+            raise ValueError("--depth-topic and --pointcloud-topic both give the keyframes' depth: choose one")
         if not self.semantic_topic and not self.segmenter and not self.no_labels:
             raise ValueError("no labels: give --semantic-topic, or --segmenter CKPT to make pseudo-labels "
                              "with a 2D segmenter (viewseg pretrain-2d writes one), or --no-labels")
@@ -177,6 +188,7 @@ class _BagCamera:
     semantic_topic: str | None
     depth_topic: str | None
     depth_camera_info_topic: str | None
+    pointcloud_topic: str | None
     connections: dict[str, list] = field(default_factory=dict)  # role -> rosbags connections
     infos: list[_CameraInfo] = field(default_factory=list)  # sorted by stamp after pass 1
     info_stamps: list[int] = field(default_factory=list)
@@ -192,7 +204,8 @@ class _BagCamera:
         return cls(namespace, topic(config.image_topic, "--image-topic"),
                    topic(config.camera_info_topic, "--camera-info-topic"),
                    topic(config.semantic_topic, "--semantic-topic"), topic(config.depth_topic, "--depth-topic"),
-                   topic(config.depth_camera_info_topic, "--depth-camera-info-topic") if config.depth_topic else None)
+                   topic(config.depth_camera_info_topic, "--depth-camera-info-topic") if config.depth_topic else None,
+                   topic(config.pointcloud_topic, "--pointcloud-topic"))
 
 
 @dataclass
@@ -352,9 +365,31 @@ def _register(depth: np.ndarray, msg: Any, colour_frame: str, colour_K: np.ndarr
     return register_depth(depth, registration.K, colour_K, colour_hw, colour_from_depth)
 
 
+def _cloud_depth(msg: Any, item: _Pending, rgb_hw: tuple[int, int], config: BagImportConfig,
+                 buffer: TransformBuffer, what: str) -> np.ndarray:
+    """A point cloud registered into the keyframe's (undistorted) pinhole: through TF from the
+    cloud's frame at its stamp into fixed_frame, then into the camera at the image's pose (the
+    robot's motion between scan and exposure compensated), one pixel per point."""
+    try:
+        points = point_cloud_xyz(msg, what)
+    except ValueError as error:
+        raise _BadFrame("unusable point cloud", str(error)) from error
+    try:
+        fixed_from_cloud = buffer.lookup(config.fixed_frame, msg.header.frame_id, time_to_ns(msg.header.stamp))
+    except (ExtrapolationError, UnknownFrameError, ConnectivityError) as error:
+        raise _BadFrame("no TF for the point cloud at its stamp",
+                        f"{what}: {msg.header.frame_id!r} -> {config.fixed_frame!r}: {error}") from error
+    depth = register_points(points, item.camera.K, rgb_hw, np.linalg.inv(item.c2w) @ fixed_from_cloud)
+    if not np.isfinite(depth).any():
+        raise _BadFrame("no point of the point cloud lands in the image", f"{what}: {len(points)} points")
+    return depth
+
+
 def _decode_keyframe(item: _Pending, config: BagImportConfig, report: ImportReport, segmenter,
-                     what: str, registration: _Registration | None = None) -> View:
-    """The scene-folder view of a complete keyframe; _BadFrame for anything frame-specific."""
+                     what: str, registration: _Registration | None = None,
+                     buffer: TransformBuffer | None = None) -> View:
+    """The scene-folder view of a complete keyframe; _BadFrame for anything frame-specific.
+    ``buffer``: the bag's TF, for a point cloud."""
     rgb_msg = item.parts["rgb"][1]
     try:
         rgb = colour_image_to_numpy(rgb_msg, what)
@@ -391,6 +426,8 @@ def _decode_keyframe(item: _Pending, config: BagImportConfig, report: ImportRepo
         colour_frame = config.camera_frame or rgb_msg.header.frame_id
         depth = _register(depth, item.parts["depth"][1], colour_frame, item.camera.K, rgb.shape[:2], registration,
                           what + " depth", item.camera.rotation)
+    if "cloud" in item.parts:
+        depth = _cloud_depth(item.parts["cloud"][1], item, rgb.shape[:2], config, buffer, what + " point cloud")
     if labels is None and segmenter is not None:
         labels = segmenter(rgb)
     meta = {"stamp_ns": item.stamp_ns, "label_source": report.label_source}
@@ -431,18 +468,22 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                 "depth_info": _connections(reader, cam.depth_camera_info_topic, (CAMERA_INFO_TYPE,),
                                            "--depth-camera-info-topic", bag),
                 "semantic": _connections(reader, cam.semantic_topic, (IMAGE_TYPE,), "--semantic-topic", bag),
-                "depth": _connections(reader, cam.depth_topic, (IMAGE_TYPE, COMPRESSED_TYPE), "--depth-topic", bag)}
-        # rosbags connection id -> (camera index, role)
-        roles = {c.id: (index, role) for index, cam in enumerate(sources) for role, conns in cam.connections.items()
-                 for c in conns}
+                "depth": _connections(reader, cam.depth_topic, (IMAGE_TYPE, COMPRESSED_TYPE), "--depth-topic", bag),
+                "cloud": _connections(reader, cam.pointcloud_topic, (POINT_CLOUD_TYPE,), "--pointcloud-topic", bag)}
+        # rosbags connection id -> [(camera index, role)]: one LiDAR's cloud serves every camera
+        roles: dict[int, list[tuple[int, str]]] = {}
+        for index, cam in enumerate(sources):
+            for role, conns in cam.connections.items():
+                for c in conns:
+                    roles.setdefault(c.id, []).append((index, role))
         tf_conns = [c for c in reader.connections if c.topic == config.tf_topic and c.msgtype == TF_TYPE]
         static_conns = [c for c in reader.connections if c.topic == config.tf_static_topic and c.msgtype == TF_TYPE]
         if not tf_conns and not static_conns:
             raise ValueError(f"{bag}: no {config.tf_topic} or {config.tf_static_topic} ({TF_TYPE}): "
                              f"camera poses come from the bag's TF")
 
-        def conns_of(*wanted: str) -> list:
-            return [c for cam in sources for role in wanted for c in cam.connections[role]]
+        def conns_of(*wanted: str) -> list:   # once each: a shared topic (a LiDAR's) is every camera's
+            return list({c.id: c for cam in sources for role in wanted for c in cam.connections[role]}.values())
 
         # Pass 1: TF and camera calibration.
         buffer = TransformBuffer(cache_time_s=None, max_history=None)
@@ -456,7 +497,7 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                 for problem in add_tf_message(buffer, msg, static=conn.topic == config.tf_static_topic):
                     report.warn("dropped invalid TF transforms", f"at {log_ns / NS_PER_S:.3f} s: {problem}")
                 continue
-            index, role = roles[conn.id]
+            index, role = roles[conn.id][0]   # calibration topics are each one camera's
             cam = sources[index]
             what = f"{bag}: {conn.topic} at {log_ns / NS_PER_S:.3f} s"
             key = (index, role, calibration_key(msg))
@@ -497,7 +538,7 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                 report.skip(f"unsupported colour encoding {msg.encoding!r} (supported: {', '.join(COLOR_ENCODINGS)})",
                             f"{bag}: image at {stamp_ns / NS_PER_S:.9f} s")
                 continue
-            candidates.append((stamp_ns, roles[conn.id][0], config.camera_frame or msg.header.frame_id))
+            candidates.append((stamp_ns, roles[conn.id][0][0], config.camera_frame or msg.header.frame_id))
         candidates.sort(key=lambda c: c[:2])
         kept: list[tuple[int, int, np.ndarray]] = []
         own_stamps: list[list[int]] = [[] for _ in sources]  # each camera's keyframe stamps (its rate floor)
@@ -531,7 +572,10 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
         keyframe_stamps = [sorted(s for c, s in pending if c == source) for source in range(len(sources))]
 
         # Pass 3: decode and pair the keyframes' images, labels and depth; write as they complete.
-        needed = [sorted(role for role in ("rgb", "semantic", "depth") if cam.connections[role]) for cam in sources]
+        needed = [sorted(role for role in ("rgb", "semantic", "depth", "cloud") if cam.connections[role])
+                  for cam in sources]
+        cloud_tolerance_ns = int(round(config.pointcloud_sync_tolerance_s * NS_PER_S))
+        window = {"rgb": 0, "semantic": tolerance_ns, "depth": tolerance_ns, "cloud": cloud_tolerance_ns}
         newest_seen = {(source, role): -1 for source in range(len(sources)) for role in needed[source]}
         meta = {"source": "rosbag2", "bag": str(bag), "fixed_frame": config.fixed_frame,
                 "image_topic": config.image_topic, "camera_info_topic": config.camera_info_topic,
@@ -548,10 +592,14 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                 what += f" of camera {sources[item.source].label}"
             missing = [role for role in needed[item.source] if role not in item.parts]
             if missing:
-                report.skip(f"no {'/'.join(missing)} message within {config.sync_tolerance_s} s of the image")
+                names = {"cloud": "point cloud"}
+                report.skip(f"no {'/'.join(names.get(role, role) for role in missing)} message within "
+                            f"{config.pointcloud_sync_tolerance_s if missing == ['cloud'] else config.sync_tolerance_s}"
+                            f" s of the image")
                 return
             try:
-                view = _decode_keyframe(item, config, report, segmenter, what, sources[item.source].registration)
+                view = _decode_keyframe(item, config, report, segmenter, what, sources[item.source].registration,
+                                        buffer)
             except _BadFrame as bad:
                 report.skip(bad.reason, str(bad))
                 return
@@ -560,32 +608,31 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
 
         def closed(source: int, stamp: int) -> bool:
             """No topic of the camera can still bring a closer message (per-topic stamps only grow,
-            so a stamp past the window closes it)."""
-            return stamp + tolerance_ns < min(newest_seen[(source, role)] for role in needed[source])
+            so a stamp past a topic's pairing window closes it for that topic)."""
+            return all(stamp + max(window[role], tolerance_ns) < newest_seen[(source, role)] for role in needed[source])
 
-        for conn, log_ns, raw in _messages(reader, conns_of("rgb", "semantic", "depth"), report, bag,
+        for conn, log_ns, raw in _messages(reader, conns_of("rgb", "semantic", "depth", "cloud"), report, bag,
                                            "reading images"):
             if not pending:
                 break
-            source, role = roles[conn.id]
             msg = _deserialize(reader, conn, raw, report, bag, log_ns)
             if msg is None:
                 continue
             stamp_ns = _header_ns(msg, log_ns, report)
-            newest_seen[(source, role)] = max(newest_seen[(source, role)], stamp_ns)
-            # The camera's keyframe nearest in stamp; a closer message later on the topic replaces it.
-            stamps = keyframe_stamps[source]
-            at = bisect.bisect_left(stamps, stamp_ns)
-            near = [s for s in stamps[max(at - 1, 0): at + 1] if (source, s) in pending]
-            if near:
-                target = pending[(source, min(near, key=lambda s: abs(s - stamp_ns)))]
-                dt = abs(target.stamp_ns - stamp_ns)
-                limit = 0 if role == "rgb" else tolerance_ns  # the image itself: exact stamp
-                part = target.parts.get(role)
-                if dt <= limit and (part is None or dt < part[0]):
-                    target.parts[role] = (dt, msg)
-            for key in [k for k in pending if k[0] == source and closed(*k)]:
-                finish(pending[key])
+            for source, role in roles[conn.id]:
+                newest_seen[(source, role)] = max(newest_seen[(source, role)], stamp_ns)
+                # The camera's keyframe nearest in stamp; a closer message later on the topic replaces it.
+                stamps = keyframe_stamps[source]
+                at = bisect.bisect_left(stamps, stamp_ns)
+                near = [s for s in stamps[max(at - 1, 0): at + 1] if (source, s) in pending]
+                if near:
+                    target = pending[(source, min(near, key=lambda s: abs(s - stamp_ns)))]
+                    dt = abs(target.stamp_ns - stamp_ns)
+                    part = target.parts.get(role)
+                    if dt <= window[role] and (part is None or dt < part[0]):  # the image itself: exact stamp
+                        target.parts[role] = (dt, msg)
+                for key in [k for k in pending if k[0] == source and closed(*k)]:
+                    finish(pending[key])
         for key in sorted(pending, key=lambda k: (k[1], k[0])):
             finish(pending[key])
         if report.keyframes == 0:
@@ -628,6 +675,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--depth-camera-info-topic", default=None,
                         help="CameraInfo of the depth camera when --depth-topic is NOT registered to the images (its "
                              "own frame and size): its depth is registered into the colour camera through the bag's TF")
+    parser.add_argument("--pointcloud-topic", default=None,
+                        help="sensor_msgs/PointCloud2 giving the keyframes' depth instead of --depth-topic (a LiDAR, "
+                             "or a depth camera's points; x, y, z in any frame of the bag's TF): the cloud nearest "
+                             "each keyframe is moved through TF from its stamp into the camera at the image's and "
+                             "z-buffered, one pixel per point")
+    parser.add_argument("--pointcloud-sync-tolerance", type=nonnegative_float, default=0.1,
+                        help="max stamp difference (s) pairing an image with its point cloud")
     parser.add_argument("--segmenter", default=None,
                         help="viewseg-encoder checkpoint for PSEUDO-LABELS when there is no --semantic-topic")
     parser.add_argument("--no-labels", action="store_true", help="write images (and depth) without labels")
@@ -658,8 +712,8 @@ def run(args: argparse.Namespace) -> int:
     config = BagImportConfig(
         image_topic=args.image_topic, camera_info_topic=args.camera_info_topic, fixed_frame=args.fixed_frame,
         semantic_topic=args.semantic_topic, semantic_format=args.semantic_format, depth_topic=args.depth_topic,
-        depth_camera_info_topic=args.depth_camera_info_topic,
-        segmenter=args.segmenter, no_labels=args.no_labels, camera_frame=args.camera_frame,
+        depth_camera_info_topic=args.depth_camera_info_topic, pointcloud_topic=args.pointcloud_topic,
+        pointcloud_sync_tolerance_s=args.pointcloud_sync_tolerance, segmenter=args.segmenter, no_labels=args.no_labels, camera_frame=args.camera_frame,
         tf_topic=args.tf_topic, tf_static_topic=args.tf_static_topic, sync_tolerance_s=args.sync_tolerance,
         rectification=args.rectification, image_stamp_offset_s=args.image_stamp_offset,
         keyframes=KeyframeConfig(min_translation=args.min_translation, min_rotation_deg=args.min_rotation,
