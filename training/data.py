@@ -21,7 +21,8 @@ Source depth (RGB-D keyframes, issue 15): ``source_depth: none | clean | sensor`
 whether batches carry ``source_depth_input`` (what a depth camera measured of each source
 view: none = the paper's RGB-only input, clean = the true depth, sensor = the true depth
 through the ``depth_sensor`` model); ``source_depth_dropout`` drops a source view's whole
-depth with that probability in training (never in evaluation or panels). The true
+depth with that probability in training (never in evaluation or panels);
+``depth_completion: columns`` fills a sparse sensor's skipped rows first, as the node can. The true
 ``source_depth`` is always there as well (baselines, metrics).
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ from tqdm import tqdm
 from training.config_io import check_bounds
 from viewseg_core.data.dataset import POSE_NOISE_SPREADS, SOURCE_DEPTH_MODES, DatasetConfig, ViewSegDataset, collate
 from viewseg_core.data.depth_sensor import DepthSensorConfig
+from viewseg_core.depth_completion import DEPTH_COMPLETIONS
 from viewseg_core.data.pairs import PairConfig, mine_all, read_pairs, write_pairs
 from viewseg_core.data.source import SceneSource
 from viewseg_core.model.viewseg import ModelConfig
@@ -65,6 +67,7 @@ class DataConfig:
     source_depth: str = "none"             # none (the paper) | clean | sensor: source depth as a model input
     depth_sensor: DepthSensorConfig = field(default_factory=DepthSensorConfig)  # for source_depth: sensor
     source_depth_dropout: float = 0.0      # training: probability a source view's input depth is all NaN
+    depth_completion: str = "none"         # none | columns: fill a sparse sensor's skipped rows (depth_completion.py)
     pose_noise: tuple[float, float] = (0.0, 0.0)  # source pose noise sigma (degrees, cm); paper appendix D
     pose_noise_spread: str = "fixed"       # fixed | uniform: each source view's sigma scaled by U(0, 2)
     split_file: str = ""                   # scene_folders/replica: splits file instead of <root>/splits.json
@@ -80,6 +83,9 @@ class DataConfig:
         if not 0.0 <= self.source_depth_dropout <= 1.0:
             raise ValueError(f"config key data.source_depth_dropout must be in [0, 1], "
                              f"got {self.source_depth_dropout!r}")
+        if self.depth_completion not in DEPTH_COMPLETIONS:
+            raise ValueError(f"config key data.depth_completion: unknown mode {self.depth_completion!r} "
+                             f"({' | '.join(DEPTH_COMPLETIONS)})")
         if len(self.image_size) != 2 or min(self.image_size) < 1:
             raise ValueError(f"config key data.image_size must be [H, W] with both >= 1, got {self.image_size!r}")
         if len(self.pose_noise) != 2 or min(float(x) for x in self.pose_noise) < 0:
@@ -237,6 +243,7 @@ def build_dataset(cfg: DataConfig, split: str, seed: int = 0, full_target: bool 
                            resample_sources=not full_target, full_target=full_target, seed=seed,
                            source_depth=cfg.source_depth, depth_sensor=cfg.depth_sensor,
                            source_depth_dropout=0.0 if full_target else cfg.source_depth_dropout,
+                           depth_completion=cfg.depth_completion,
                            pose_noise=tuple(cfg.pose_noise), pose_noise_spread=cfg.pose_noise_spread)
     dataset = ViewSegDataset(scenes, pairs, ds_cfg)
     dataset.pairs_file = None if pairs_file is None else str(pairs_file)

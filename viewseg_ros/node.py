@@ -85,6 +85,7 @@ from viewseg_core.confidence import ConfidenceCalibration
 from viewseg_core.cpu_allocator import HeapReleaser, keep_freed_memory, release_freed_memory, \
     status as cpu_allocator_status
 from viewseg_core.data.records import View
+from viewseg_core.depth_completion import complete
 from viewseg_core.depth_registration import register_depth, register_points
 from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, check_amp, render_query, render_query_stats, \
     trained_preset
@@ -945,6 +946,16 @@ class ViewSegNode(LifecycleNode):
         return [c.depth_topic for c in self.cameras if c.depth_topic]
 
     @property
+    def depth_completion(self) -> str:
+        """``depth_completion`` resolved: auto fills the rows a point cloud's scan lines skip
+        (measured: docs/results.md, "How much source depth the RGB-D model needs") and leaves a
+        depth camera's depth as it is."""
+        mode = self.params["depth_completion"]
+        if mode == "auto":
+            return "columns" if self.params["pointcloud_topic"] else "none"
+        return mode
+
+    @property
     def depth_sources(self) -> list[str]:
         """Where keyframes get their depth: the depth topics and the ``pointcloud_topic``."""
         return self.depth_topics + ([self.params["pointcloud_topic"]] if self.params["pointcloud_topic"] else [])
@@ -1685,9 +1696,10 @@ class ViewSegNode(LifecycleNode):
         extra = {}
         if self.uses_depth:  # [1, V, H, W] metres; a keyframe without depth is all unknown
             height, width = chosen[0].view.height, chosen[0].view.width
-            extra["depth"] = torch.from_numpy(np.stack([
-                k.view.depth if k.view.depth is not None else np.full((height, width), np.nan, np.float32)
-                for k in chosen]))[None]
+            depth = np.stack([k.view.depth if k.view.depth is not None else np.full((height, width), np.nan, np.float32)
+                              for k in chosen])
+            depth = complete(depth, self.depth_completion)   # a sparse sensor's skipped rows
+            extra["depth"] = torch.from_numpy(depth)[None]
         return self.model.make_sources(features, source_K, source_c2w, chosen[0].view.height,
                                        chosen[0].view.width, rgb=rgb, **extra)
 

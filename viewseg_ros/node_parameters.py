@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from viewseg_core.depth_completion import DEPTH_COMPLETIONS
 from viewseg_core.rectify import RECTIFICATION_MODES
 from viewseg_ros.camera_input import PER_CAMERA_SETTINGS
 from viewseg_ros.executor import DEFAULT_EXECUTOR, EXECUTORS
@@ -38,6 +39,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                              "image's stamp is moved through TF into the camera (from the cloud's stamp to the "
                              "image's) and z-buffered into the keyframe; one cloud serves every camera; "
                              "empty = none"),
+    "depth_completion": ("auto", "auto (columns with a pointcloud_topic, else none) | none | columns: before the "
+                                 "model reads the keyframes' depth, fill the rows a sparse sensor skips (a LiDAR's "
+                                 "scan lines): per column, between two measurements at most 8 rows apart on one "
+                                 "surface, exact on planes, never across a depth edge "
+                                 "(viewseg_core/depth_completion.py); the kept depth is not changed"),
     "pointcloud_sync_tolerance_s": (0.1, "largest stamp difference pairing a point cloud with a colour image "
                                          "(a 10 Hz LiDAR's scans are 0.1 s apart)"),
     "camera_info_topic": ("camera_info", "sensor_msgs/CameraInfo topic of the same camera"),
@@ -235,6 +241,9 @@ def validate(values: dict[str, Any]) -> None:
     if values["image_qos.reliability"] not in ("best_effort", "reliable"):
         raise ValueError(f"parameter image_qos.reliability must be best_effort or reliable, "
                          f"got {values['image_qos.reliability']!r}")
+    if values["depth_completion"] not in ("auto", *DEPTH_COMPLETIONS):
+        raise ValueError(f"parameter depth_completion must be one of {' | '.join(('auto', *DEPTH_COMPLETIONS))}, "
+                         f"got {values['depth_completion']!r}")
     if values["query.unseen_pixels"] not in UNSEEN_PIXEL_MODES:
         raise ValueError(f"parameter query.unseen_pixels must be one of {UNSEEN_PIXEL_MODES}, "
                          f"got {values['query.unseen_pixels']!r}")

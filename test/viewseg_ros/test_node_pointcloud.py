@@ -2,7 +2,8 @@
 LiDAR 25 cm above the camera scans the wall of the wall walk; the node pairs the scan nearest
 each image by stamp, moves it through TF from the LiDAR's pose at the scan's stamp into the
 camera's pose at the image's (the robot moved 20 cm in between), and z-buffers it into the
-keyframe. The registered depth is the wall's, to the millimetre, on the scan lines only.
+keyframe. The registered depth is the wall's, to the millimetre, on the scan lines only; with
+``depth_completion`` (auto: columns for a point cloud) the model reads it on the rows between them too.
 Malformed clouds, clouds in an unknown frame and clouds that miss the image are dropped and
 counted, and the node keeps answering."""
 from __future__ import annotations
@@ -132,6 +133,24 @@ def test_the_scan_is_registered_into_the_keyframe_from_the_lidars_pose_at_its_ow
     assert centre[len(ELEVATIONS_DEG) // 2] == int(np.floor(level_row + 0.5)), (centre, level_row)
 
 
+def test_depth_completion_fills_the_rows_between_scan_lines_for_the_model_only(rig):
+    """``depth_completion: auto`` with a point cloud is ``columns``: the model reads the wall's depth on the rows between the
+    five scan lines too (a plane: filled exactly), while the keyframe keeps what the LiDAR
+    measured."""
+    g = rig
+    assert g.node.depth_completion == "columns"
+    keyframe = g.node.keyframes.snapshot()[0]
+    measured = np.isfinite(keyframe.view.depth)
+    given = g.node.keyframe_sources([keyframe]).depth[0, 0].numpy()
+    between = np.zeros_like(measured)
+    for column in range(WallWalk.W):
+        rows = np.flatnonzero(measured[:, column])
+        between[rows[0]:rows[-1] + 1, column] = True
+    assert np.isfinite(given[between]).all() and np.isnan(given[~between]).all()
+    np.testing.assert_allclose(given[between], WallWalk.WALL_X - WallWalk.pose(1)[0, 3], atol=1e-3)
+    assert between.sum() > 2 * measured.sum() and np.isfinite(keyframe.view.depth).sum() == measured.sum()
+
+
 def test_queries_render_from_keyframes_with_lidar_depth_and_say_nothing_is_missing(rig):
     from viewseg_ros.conversions import image_to_numpy
 
@@ -187,6 +206,8 @@ def test_pointcloud_parameters_are_checked_at_start(rig):
 
     from viewseg_ros.node import ViewSegNode
 
-    with pytest.raises(ValueError, match="pointcloud_sync_tolerance_s must be positive"):
-        ViewSegNode(context=rig.context, namespace="lidar_bad", parameter_overrides=params({
-            "device": "cpu", "warmup": False, "pointcloud_topic": "/lidar/points", "pointcloud_sync_tolerance_s": 0.0}))
+    for overrides, match in [({"pointcloud_sync_tolerance_s": 0.0}, "pointcloud_sync_tolerance_s must be positive"),
+                             ({"depth_completion": "fill"}, "depth_completion must be one of auto / none / columns")]:
+        with pytest.raises(ValueError, match=match.replace("/", "\\|")):
+            ViewSegNode(context=rig.context, namespace="lidar_bad", parameter_overrides=params({
+                "device": "cpu", "warmup": False, "pointcloud_topic": "/lidar/points", **overrides}))

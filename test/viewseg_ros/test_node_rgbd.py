@@ -64,6 +64,7 @@ def test_keyframe_depth_reaches_the_model_through_the_rgbd_preset(rig):
 
     node = rig.node
     assert node.uses_depth and node.preset == PRESETS["rgbd"]  # query.preset auto
+    assert node.depth_completion == "none"   # auto: a depth camera's depth goes to the model as measured
     c2w = pose(2)
     response = rig.call("/rgbd_model/viewseg/render_view", render_request(c2w, width=W, height=H))
     assert response.success, response.message

@@ -49,6 +49,9 @@ Source depth as a model input (RGB-D keyframes; ``DatasetConfig.source_depth``):
   (noise, millimetres, range, holes, edges). The measurement of a view is seeded by
   (seed, epoch, scene, view id): within an epoch a view measures the same whatever example
   it serves in; evaluation (epoch 0, one seed) always sees the same measurement.
+* ``depth_completion`` ``columns``: the measurement's skipped rows (a sparse sensor's, e.g.
+  ``depth_sensor.row_stride``) filled per column as viewseg_node's parameter of that name
+  fills them (:mod:`viewseg_core.depth_completion`), before the dropout below.
 * ``source_depth_dropout`` p: each source view's depth is dropped whole (all NaN) with
   probability p, seeded by (seed, epoch, index) (training only: the keyframe without depth).
 
@@ -82,6 +85,7 @@ from torch.utils.data import Dataset
 from viewseg_core import cameras
 from viewseg_core.classes import IGNORE_LABEL, LOSS_IGNORE_INDEX, NUM_CLASSES
 from viewseg_core.data.depth_sensor import DepthSensorConfig, apply_sensor
+from viewseg_core.depth_completion import DEPTH_COMPLETIONS, complete
 from viewseg_core.data.pairs import PairEntry
 from viewseg_core.data.records import View
 from viewseg_core.data.source import SceneSource, check_sources, index_by_id
@@ -121,6 +125,7 @@ class DatasetConfig:
     source_depth: str = "none"
     depth_sensor: DepthSensorConfig = field(default_factory=DepthSensorConfig)
     source_depth_dropout: float = 0.0
+    depth_completion: str = "none"
     pose_noise: tuple[float, float] = (0.0, 0.0)
     pose_noise_spread: str = "fixed"
 
@@ -138,6 +143,9 @@ class DatasetConfig:
                              f"got {self.source_depth!r}")
         if not 0.0 <= self.source_depth_dropout <= 1.0:
             raise ValueError(f"source_depth_dropout must be in [0, 1], got {self.source_depth_dropout!r}")
+        if self.depth_completion not in DEPTH_COMPLETIONS:
+            raise ValueError(f"depth_completion must be one of {' | '.join(DEPTH_COMPLETIONS)}, "
+                             f"got {self.depth_completion!r}")
 
 
 SOURCE_DEPTH_MODES = ("none", "clean", "sensor")
@@ -274,6 +282,8 @@ class ViewSegDataset(Dataset):
         cfg = self.config
         measured = torch.stack([measured_depth(d, cfg.source_depth, cfg.depth_sensor, scene, v, cfg.seed, self.epoch)
                                 for d, v in zip(depth, source_ids)])
+        if cfg.depth_completion != "none":   # a sparse sensor's skipped rows, filled as viewseg_node does
+            measured = torch.from_numpy(complete(measured.numpy(), cfg.depth_completion))
         if cfg.source_depth_dropout > 0:
             rng = np.random.default_rng([int(cfg.seed), self.epoch, int(index), _DROPOUT_TAG])
             drop = torch.from_numpy(rng.random(len(source_ids)) < cfg.source_depth_dropout)
