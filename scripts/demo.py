@@ -78,6 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the robot also carries a spinning LiDAR with BEAMS channels (30 degrees vertical, 1 degree "
                         "steps), and the RGB-D node takes its keyframes' depth from the point cloud "
                         "(pointcloud_topic) instead of the depth camera")
+    p.add_argument("--depth-completion", default="auto", choices=("auto", "none", "columns"),
+                   help="the RGB-D node's depth_completion (auto: columns with --lidar, else none)")
     p.add_argument("--unaligned-depth", action="store_true",
                    help="the simulated depth camera is not registered to the colour one (5 cm beside it, 87 degrees, "
                         "its own CameraInfo): the RGB-D node registers it (depth_camera_info_topic)")
@@ -165,6 +167,8 @@ def main(argv=None) -> int:
     depth_args = [] if args.rgb_only else ["-p", "depth_topic:=depth"]
     if args.lidar and not args.rgb_only:
         depth_args = ["-p", "pointcloud_topic:=/points"]   # depth_topic stays the params file's ""
+    if not args.rgb_only:
+        depth_args += ["-p", f"depth_completion:={args.depth_completion}"]
     if args.unaligned_depth and not args.rgb_only:
         depth_args += ["-p", "depth_camera_info_topic:=depth/camera_info"]
     sim_args = ["-p", "depth_baseline_m:=0.05", "-p", "depth_hfov_deg:=87.0"] if args.unaligned_depth else []
