@@ -1,0 +1,154 @@
+"""What a LiDAR's point clouds cost the node: reading each cloud, registering one into a keyframe,
+and filling the rows between its scan lines for a query.
+
+``viewseg_node`` with ``pointcloud_topic`` reads every cloud that arrives (in the callback group
+that also takes the images, so a slow read delays image intake): ``point_cloud_xyz`` decodes
+only x, y, z. It registers one cloud per admitted keyframe (``register_points``: through TF,
+z-buffered into the keyframe at its working size) and, with ``depth_completion``, fills the
+columns of the query's source depth (``fill_columns``, four keyframes). This times each on
+synthetic clouds laid out as a Velodyne driver publishes them (x, y, z, intensity, ring, time;
+32-byte points) with ``--beams`` channels of ``--columns`` firings over a full turn in a room of
+walls 2 to 8 m away; the camera sees about a fifth of the turn. Reference rows in the same run:
+the generic reader (``point_cloud_to_numpy``: every field decoded, then x, y, z taken), and a
+640x480 depth camera image registered into the same keyframe (``register_depth``, the
+unaligned-depth path).
+
+A dated row per cloud size, with the CPU name, is appended to the "Point clouds" section of
+docs/benchmarks.md (``--no-record`` to skip).
+
+    python benchmarks/bench_pointcloud.py --quick     # 16 x 64 points, a few repeats (seconds)
+    python benchmarks/bench_pointcloud.py              # 16, 64 and 128 beams x 2048, 160x120 keyframes
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when loaded by path
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from report import add_record_arguments, cpu_name, print_and_record  # noqa: E402  (benchmarks/report.py)
+
+SECTION = "## Point clouds (viewseg_ros/conversions.py, viewseg_core/depth_registration.py, depth_completion.py)"
+INTRO = ("`python benchmarks/bench_pointcloud.py [--quick]` times what a LiDAR on `pointcloud_topic` costs the "
+         "node, on synthetic Velodyne-layout clouds (32-byte points) of `beams` x `columns` firings in a room: "
+         "reading one cloud (`point_cloud_xyz`, x, y, z only; every cloud that arrives) against the generic "
+         "reader (`point_cloud_to_numpy`, every field), registering one into a keyframe (`register_points`; once "
+         "per admitted keyframe) against a 640x480 depth image registered into the same keyframe "
+         "(`register_depth`), and filling four keyframes' columns for a query (`fill_columns`); CPU, "
+         "`--threads` torch threads, medians.\n\n")
+TABLE_HEADER = ("| date | CPU | threads | cloud | points | in the keyframe | read xyz ms | read all fields "
+                "(reference) ms | ratio | register ms | depth image registered (reference) ms | keyframe | "
+                "fill 4 keyframes ms |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+VELODYNE = np.dtype({"names": ["x", "y", "z", "intensity", "ring", "time"],
+                     "formats": ["<f4", "<f4", "<f4", "<f4", "<u2", "<f4"],
+                     "offsets": [0, 4, 8, 16, 20, 24], "itemsize": 32})
+
+
+def room_scan(beams: int, columns: int, rng: np.random.Generator) -> np.ndarray:
+    """[beams * columns, 3] points of one sweep (30 degrees of elevation) in a box room whose
+    walls are 2-8 m away, LiDAR frame (x forward, z up)."""
+    elevation = np.radians(np.linspace(-15.0, 15.0, beams))[:, None]
+    azimuth = np.radians(np.linspace(0.0, 360.0, columns, endpoint=False))[None, :]
+    directions = np.stack(np.broadcast_arrays(np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
+                                              np.sin(elevation) + 0 * azimuth), axis=-1).reshape(-1, 3)
+    half = np.array([rng.uniform(2, 8), rng.uniform(2, 8), 1.5])             # half extents: x, y, z (up)
+    with np.errstate(divide="ignore"):
+        t = np.min(np.abs(half / np.where(directions == 0, 1e-12, directions)), axis=1)
+    return (directions * t[:, None]).astype(np.float32)
+
+
+def velodyne_cloud(points: np.ndarray, beams: int):
+    """sensor_msgs/PointCloud2 (rclpy) laid out as a Velodyne driver's, organised beams x columns."""
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    data = np.zeros(len(points), VELODYNE)
+    data["x"], data["y"], data["z"] = points.T
+    data["ring"] = np.repeat(np.arange(beams), len(points) // beams)
+    codes = {"<f4": PointField.FLOAT32, "<u2": PointField.UINT16}
+    msg = PointCloud2()
+    msg.header.frame_id = "lidar"
+    msg.height, msg.width = beams, len(points) // beams
+    msg.fields = [PointField(name=n, offset=VELODYNE.fields[n][1], datatype=codes[VELODYNE.fields[n][0].str], count=1)
+                  for n in VELODYNE.names]
+    msg.is_bigendian, msg.point_step, msg.row_step = False, VELODYNE.itemsize, VELODYNE.itemsize * msg.width
+    msg.data = data.tobytes()
+    return msg
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    """Median seconds of ``repeats`` calls after one warm-up, and the last result."""
+    result = fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="16 x 64 points, 40x30 keyframe, 3 repeats (for tests)")
+    parser.add_argument("--beams", default="16,64,128", help="comma-separated channel counts")
+    parser.add_argument("--columns", type=int, default=2048, help="firings per channel and turn")
+    parser.add_argument("--size", default="160x120", help="keyframe (working) size WxH")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    add_record_arguments(parser)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from viewseg_core.cameras import K_from_hfov
+    from viewseg_core.depth_completion import fill_columns
+    from viewseg_core.depth_registration import register_depth, register_points
+    from viewseg_ros.conversions import point_cloud_to_numpy, point_cloud_xyz
+
+    beams_list = [16] if args.quick else [int(b) for b in args.beams.split(",")]
+    columns = 64 if args.quick else args.columns
+    width, height = (int(v) for v in ("40x30" if args.quick else args.size).split("x"))
+    repeats = 3 if args.quick else args.repeats
+    if repeats < 1 or columns < 1 or min(beams_list) < 1:
+        parser.error("--repeats, --columns and --beams must be >= 1")
+    rng = np.random.default_rng(0)
+    K = K_from_hfov(70.0, width, height)
+    # The camera looks along the LiDAR's x (optical z = forward, x = -y, y = -z), 15 cm below it.
+    colour_from_lidar = np.array([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, -0.15], [1.0, 0.0, 0.0, 0.0],
+                                  [0.0, 0.0, 0.0, 1.0]])
+    big_K = K_from_hfov(87.0, 640, 480)
+    depth_image = rng.uniform(2.0, 8.0, (480, 640)).astype(np.float32)
+    depth_image_s, _ = timed(lambda: register_depth(depth_image, big_K, K, (height, width), np.eye(4)), repeats)
+    rows = []
+    for beams in beams_list:
+        points = room_scan(beams, columns, rng)
+        msg = velodyne_cloud(points, beams)
+        xyz_s, xyz = timed(lambda: point_cloud_xyz(msg), repeats)
+
+        def every_field():
+            cloud = point_cloud_to_numpy(msg)
+            stacked = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=-1)
+            return stacked[np.isfinite(stacked).all(axis=1)]
+
+        all_s, reference = timed(every_field, repeats)
+        assert np.array_equal(xyz, reference), "the two readers disagree"
+        register_s, depth = timed(lambda: register_points(xyz, K, (height, width), colour_from_lidar), repeats)
+        sources = np.stack([depth] * 4)
+        fill_s, _ = timed(lambda: fill_columns(sources), repeats)
+        rows.append(f"| {_dt.date.today().isoformat()} | {cpu_name()} | {args.threads} | {beams} x {columns} | "
+                    f"{len(xyz)} | {100 * np.isfinite(depth).mean():.1f}% | {1e3 * xyz_s:.2f} | {1e3 * all_s:.2f} | "
+                    f"{all_s / xyz_s:.2f}x | {1e3 * register_s:.2f} | {1e3 * depth_image_s:.2f} | {width}x{height} | "
+                    f"{1e3 * fill_s:.2f} |\n")
+    print_and_record(args, SECTION, TABLE_HEADER, rows, intro=INTRO)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

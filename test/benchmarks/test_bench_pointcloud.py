@@ -1,0 +1,30 @@
+"""benchmarks/bench_pointcloud.py cannot rot: its --quick run reads, registers and fills a
+synthetic Velodyne-layout cloud and lands one dated row in its own table."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_quick_run_records_a_row(tmp_path):
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# Benchmarks\n")
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_pointcloud.py"), "--quick",
+                           "--output", str(page)], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench_pointcloud
+
+    text = page.read_text()
+    assert bench_pointcloud.SECTION in text and bench_pointcloud.TABLE_HEADER in text
+    (row,) = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| 20")]
+    assert row[3] == "16 x 64" and row[4] == "1024" and row[11] == "40x30"
+    share = float(row[5].rstrip("%"))
+    xyz_ms, all_ms, ratio, register_ms, image_ms, fill_ms = (float(row[i].rstrip("x")) for i in (6, 7, 8, 9, 10, 12))
+    assert 5 < share < 60                                   # the camera sees part of the turn, on scan lines
+    assert min(xyz_ms, all_ms, register_ms, image_ms, fill_ms) > 0
+    # The ratio is of the two medians shown, which are rounded to 0.01 ms.
+    assert (all_ms - 0.005) / (xyz_ms + 0.005) - 0.01 <= ratio <= (all_ms + 0.005) / max(xyz_ms - 0.005, 1e-3) + 0.01
