@@ -587,6 +587,8 @@ class ViewSegNode(LifecycleNode):
             f"ready: {self.model.config.encoder} from {self.checkpoint} on {self.device}, "
             f"sampling {self.preset.label}, "
             f"fixed frame {p['fixed_frame']!r}, images on {', '.join(c.image_subscription_topic for c in self.cameras)}"
+            + (f", keyframe depth from point clouds on {self.resolve_topic_name(p['pointcloud_topic'])} "
+               f"(depth_completion {self.depth_completion})" if p["pointcloud_topic"] else "")
             + (f", keyframes re-posed by the pose graph on {self.resolve_topic_name(p['pose_graph.topic'])} "
                f"(odometry frame {p['pose_graph.odom_frame']!r})" if self.pose_graph is not None else ""))
 

@@ -396,6 +396,14 @@ def test_pose_graph_topic_reaches_the_node(tmp_path):
     assert "keyframes re-posed by the pose graph on /rtabmap/mapPath (odometry frame 'odom')" in ready, ready
 
 
+@needs_launch
+def test_pointcloud_topic_reaches_the_node(tmp_path):
+    """``pointcloud_topic:=`` reaches the node: its "ready:" line names the cloud and the depth
+    completion ``auto`` resolved to for it."""
+    (ready,) = launch_lines(["pointcloud_topic:=/lidar/points"], tmp_path, [r"\[viewseg\]: ready:.*"])
+    assert "keyframe depth from point clouds on /lidar/points (depth_completion columns)" in ready, ready
+
+
 # --------------------------------------------------------------------------- colcon-style install
 @needs_launch
 def test_colcon_style_install_into_a_prefix_launches(tmp_path):
