@@ -2,25 +2,9 @@
 synthetic Velodyne-layout cloud and lands one dated row in its own table."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def test_quick_run_records_a_row(tmp_path):
-    page = tmp_path / "benchmarks.md"
-    page.write_text("# Benchmarks\n")
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_pointcloud.py"), "--quick",
-                           "--output", str(page)], cwd=REPO, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stdout + done.stderr
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import bench_pointcloud
-
-    text = page.read_text()
-    assert bench_pointcloud.SECTION in text and bench_pointcloud.TABLE_HEADER in text
-    (row,) = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| 20")]
+def test_quick_run_records_a_row(tmp_path, quick_rows):
+    (row,) = quick_rows("bench_pointcloud", tmp_path)
     assert row[3] == "16 x 64" and row[4] == "1024" and row[11] == "40x30"
     share = float(row[5].rstrip("%"))
     xyz_ms, all_ms, ratio, register_ms, image_ms, fill_ms = (float(row[i].rstrip("x")) for i in (6, 7, 8, 9, 10, 12))
