@@ -579,9 +579,8 @@ def make_point_cloud(points: np.ndarray, rgb: np.ndarray, confidence: np.ndarray
 
 def point_cloud_to_numpy(msg: Any) -> np.ndarray:
     """sensor_msgs/PointCloud2 -> structured array with one field per PointField (count 1),
-    decoded from the message's own layout (offsets, datatypes, point_step)."""
-    if msg.is_bigendian:
-        raise ValueError("point cloud: big-endian data is not supported")
+    decoded from the message's own layout (offsets, datatypes, point_step, row_step), as
+    :func:`_cloud_records` reads it."""
     names, formats, offsets = [], [], []
     for f in msg.fields:
         if f.datatype not in _POINTFIELD_DTYPES or f.count != 1:
@@ -589,12 +588,7 @@ def point_cloud_to_numpy(msg: Any) -> np.ndarray:
         names.append(f.name)
         formats.append(_POINTFIELD_DTYPES[f.datatype])
         offsets.append(f.offset)
-    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
-    count = msg.width * msg.height
-    data = _buffer(msg.data)
-    if len(data) < count * msg.point_step:
-        raise ValueError(f"point cloud: {len(data)} bytes for {count} points of {msg.point_step} B")
-    return np.frombuffer(data, dtype=dtype, count=count)
+    return _cloud_records(msg, names, formats, offsets, "point cloud")
 
 
 # A point cloud with more points than this is refused: a 128-beam LiDAR at 2048 columns sends
@@ -619,6 +613,35 @@ def make_xyz_cloud(points: np.ndarray, *, frame_id: str = "", stamp_ns: int = 0)
     return msg
 
 
+def _cloud_records(msg: Any, names: list[str], formats: list, offsets: list[int], what: str) -> np.ndarray:
+    """The points of a PointCloud2 as a structured array [height * width] of the fields ``names``
+    (numpy ``formats`` at byte ``offsets`` within a point), read row by row (``row_step`` apart:
+    an organised cloud may pad its rows). Raises ValueError, naming ``what``, for a big-endian
+    cloud, a field outside the point, more than :data:`MAX_CLOUD_POINTS` points, or a size that
+    disagrees with the data."""
+    if msg.is_bigendian:
+        raise ValueError(f"{what}: big-endian data is not supported")
+    height, width, point_step, row_step = int(msg.height), int(msg.width), int(msg.point_step), int(msg.row_step)
+    for name, fmt, offset in zip(names, formats, offsets):
+        if offset + np.dtype(fmt).itemsize > point_step:
+            raise ValueError(f"{what}: field {name!r} at offset {offset} lies outside the {point_step}-byte point")
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step})
+    count = height * width
+    if count > MAX_CLOUD_POINTS:
+        raise ValueError(f"{what}: {width}x{height} = {count} points, more than {MAX_CLOUD_POINTS}")
+    if count == 0:
+        return np.zeros(0, dtype)
+    if row_step < width * point_step:
+        raise ValueError(f"{what}: row_step {row_step} is less than width {width} x point_step {point_step}")
+    data = _buffer(msg.data)
+    if len(data) < (height - 1) * row_step + width * point_step:
+        raise ValueError(f"{what}: {len(data)} bytes for {height} rows of {row_step} B ({width} points of "
+                         f"{point_step} B each)")
+    raw = np.frombuffer(data, dtype=np.uint8, count=(height - 1) * row_step + width * point_step)
+    rows = np.lib.stride_tricks.as_strided(raw, shape=(height, width * point_step), strides=(row_step, 1))
+    return np.ascontiguousarray(rows).view(dtype).reshape(-1)
+
+
 def point_cloud_xyz(msg: Any, what: str = "point cloud") -> np.ndarray:
     """sensor_msgs/PointCloud2 -> [N, 3] float32 x, y, z of its finite points (metres, in
     ``msg.header.frame_id``).
@@ -627,11 +650,8 @@ def point_cloud_xyz(msg: Any, what: str = "point cloud") -> np.ndarray:
     in a point (intensity, ring, time, rgb), organised (height > 1, rows ``row_step`` bytes
     apart) or not. Points with a non-finite coordinate are dropped (an organised cloud's
     missing returns). Raises ValueError, naming ``what``, for a missing or non-float x/y/z
-    field, a big-endian cloud, a field outside the point, a size that disagrees with the data,
-    or more than :data:`MAX_CLOUD_POINTS` points.
+    field, and for what :func:`_cloud_records` refuses.
     """
-    if msg.is_bigendian:
-        raise ValueError(f"{what}: big-endian data is not supported")
     fields = {f.name: f for f in msg.fields}
     formats, offsets = [], []
     for name in ("x", "y", "z"):
@@ -641,33 +661,16 @@ def point_cloud_xyz(msg: Any, what: str = "point cloud") -> np.ndarray:
         if f.datatype not in _XYZ_DTYPES or f.count != 1:
             raise ValueError(f"{what}: field {name!r} must be FLOAT32 or FLOAT64 with count 1, got datatype "
                              f"{f.datatype} x {f.count}")
-        fmt = np.dtype(_XYZ_DTYPES[f.datatype])
-        if f.offset + fmt.itemsize > msg.point_step:
-            raise ValueError(f"{what}: field {name!r} at offset {f.offset} lies outside the {msg.point_step}-byte point")
-        formats.append(fmt)
+        formats.append(_XYZ_DTYPES[f.datatype])
         offsets.append(f.offset)
-    height, width, point_step, row_step = int(msg.height), int(msg.width), int(msg.point_step), int(msg.row_step)
-    count = height * width
-    if count > MAX_CLOUD_POINTS:
-        raise ValueError(f"{what}: {width}x{height} = {count} points, more than {MAX_CLOUD_POINTS}")
-    if count == 0:
-        return np.zeros((0, 3), np.float32)
-    if row_step < width * point_step:
-        raise ValueError(f"{what}: row_step {row_step} is less than width {width} x point_step {point_step}")
-    data = _buffer(msg.data)
-    if len(data) < (height - 1) * row_step + width * point_step:
-        raise ValueError(f"{what}: {len(data)} bytes for {height} rows of {row_step} B ({width} points of "
-                         f"{point_step} B each)")
-    dtype = np.dtype({"names": ["x", "y", "z"], "formats": formats, "offsets": offsets, "itemsize": point_step})
-    raw = np.frombuffer(data, dtype=np.uint8, count=(height - 1) * row_step + width * point_step)
-    rows = np.lib.stride_tricks.as_strided(raw, shape=(height, width * point_step), strides=(row_step, 1))
-    points = np.ascontiguousarray(rows).view(dtype).reshape(-1)
-    xyz = np.stack([points["x"], points["y"], points["z"]], axis=-1).astype(np.float32)
+    points = _cloud_records(msg, ["x", "y", "z"], formats, offsets, what)
+    xyz = np.stack([points["x"], points["y"], points["z"]], axis=-1).astype(np.float32).reshape(-1, 3)
     return xyz[np.isfinite(xyz).all(axis=1)]
 
 
 __all__ = [
-    "point_cloud_xyz", "make_xyz_cloud", "MAX_CLOUD_POINTS", "DEPTH_ENCODINGS", "depth_image_to_metres", "COMPRESSED_DEPTH_HEADER", "is_compressed", "compressed_image_to_rgb",
+    "point_cloud_xyz", "make_xyz_cloud", "MAX_CLOUD_POINTS", "DEPTH_ENCODINGS", "depth_image_to_metres",
+    "COMPRESSED_DEPTH_HEADER", "is_compressed", "compressed_image_to_rgb",
     "compressed_depth_to_metres", "colour_image_to_numpy", "any_depth_to_metres", "numpy_to_compressed_image",
     "numpy_to_compressed_depth", "POINT_DTYPE", "pack_rgb", "unpack_rgb", "make_point_cloud", "point_cloud_to_numpy",
     "ENCODINGS", "CAMERA_ENCODINGS", "COLOR_ENCODINGS", "MAX_IMAGE_SIDE", "image_to_numpy", "numpy_to_image",
