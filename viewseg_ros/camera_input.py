@@ -49,6 +49,17 @@ class PendingImage:
     rotation: np.ndarray | None = None  # a rectified stereo image's r: its camera is the frame's turned by it
 
 
+def nearest_by_stamp(items: Sequence[tuple], stamp_ns: int, tolerance_ns: int) -> tuple[tuple | None, bool]:
+    """Pairing by stamp (depth images, point clouds): the item of ``items`` (tuples whose first
+    element is a stamp in ns) nearest ``stamp_ns`` if within ``tolerance_ns``, else None; and,
+    when None, whether a match may still come (nothing newer than the window has arrived yet)."""
+    best = min(items, key=lambda item: abs(item[0] - stamp_ns), default=None)
+    if best is None or abs(best[0] - stamp_ns) > tolerance_ns:
+        newest = max((item[0] for item in items), default=None)
+        return None, newest is None or newest < stamp_ns + tolerance_ns
+    return best, False
+
+
 def parse_camera_namespaces(value: Any) -> list[str]:
     """The ``cameras`` parameter: a comma- or space-separated string, or a YAML list of
     strings, -> namespaces without a trailing slash; ``[""]`` (one camera, the topics as
@@ -191,4 +202,4 @@ def make_camera_inputs(namespaces: Sequence[str], params: dict[str, Any], resolv
 
 
 __all__ = ["CameraInput", "PendingImage", "PER_CAMERA_SETTINGS", "camera_names", "camera_settings", "camera_topic",
-           "make_camera_inputs", "parse_camera_namespaces"]
+           "make_camera_inputs", "nearest_by_stamp", "parse_camera_namespaces"]

@@ -99,7 +99,7 @@ from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, calib
                                      make_point_cloud, numpy_to_image, ns_to_time, point_cloud_xyz, pose_to_matrix,
                                      time_to_ns)
 from viewseg_ros.camera_input import (PER_CAMERA_SETTINGS, STREAM_TOPICS, CameraInput, PendingImage, camera_names,
-                                     make_camera_inputs, parse_camera_namespaces)
+                                     make_camera_inputs, nearest_by_stamp, parse_camera_namespaces)
 from viewseg_ros.executor import SubmitOnceExecutor
 from viewseg_ros.keyframe_store import SavedOdometry, odometry_usable, read_keyframes, read_odometry, save_keyframes
 from viewseg_ros.keyframes import NS_PER_S, KeyframeBuffer, KeyframeConfig, is_novel, pose_difference
@@ -1120,12 +1120,7 @@ class ViewSegNode(LifecycleNode):
     def _match_cloud(self, stamp_ns: int) -> tuple[tuple[int, str, np.ndarray] | None, bool]:
         """(the point cloud nearest ``stamp_ns`` within pointcloud_sync_tolerance_s as (stamp_ns,
         frame_id, [N, 3]), or None; whether a match may still come)."""
-        tolerance = int(self.params["pointcloud_sync_tolerance_s"] * 1e9)
-        best = min(self.clouds, key=lambda c: abs(c[0] - stamp_ns), default=None)
-        if best is None or abs(best[0] - stamp_ns) > tolerance:
-            newest = max((c[0] for c in self.clouds), default=None)
-            return None, newest is None or newest < stamp_ns + tolerance
-        return best, False
+        return nearest_by_stamp(self.clouds, stamp_ns, int(self.params["pointcloud_sync_tolerance_s"] * 1e9))
 
     def _register_cloud(self, cloud: tuple[int, str, np.ndarray], c2w: np.ndarray, K: np.ndarray) -> np.ndarray | None:
         """A point cloud -> planar depth in the keyframe (working size, pinhole ``K``, pose ``c2w``
@@ -1158,11 +1153,9 @@ class ViewSegNode(LifecycleNode):
         _admit_posed). Unaligned depth must have its CameraInfo's size; it is registered on
         admission.
         """
-        tolerance = int(self.params["depth_sync_tolerance_s"] * 1e9)
-        best = min(camera.depths, key=lambda d: abs(d[0] - stamp_ns), default=None)
-        if best is None or abs(best[0] - stamp_ns) > tolerance:
-            newest = max((d[0] for d in camera.depths), default=None)
-            return None, "", newest is None or newest < stamp_ns + tolerance
+        best, may_come = nearest_by_stamp(camera.depths, stamp_ns, int(self.params["depth_sync_tolerance_s"] * 1e9))
+        if best is None:
+            return None, "", may_come
         depth_stamp, depth_frame, depth = best
         if camera.depth_camera_info_topic:
             depth_camera = camera.depth_calibrated

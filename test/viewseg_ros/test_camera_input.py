@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from viewseg_ros.camera_input import camera_names, camera_topic, make_camera_inputs, parse_camera_namespaces
+from viewseg_ros.camera_input import (camera_names, camera_topic, make_camera_inputs, nearest_by_stamp,
+                                     parse_camera_namespaces)
 
 PARAMS = {"image_topic": "color/image_raw", "camera_info_topic": "color/camera_info",
           "depth_topic": "aligned_depth_to_color/image_raw", "depth_camera_info_topic": "",
@@ -83,3 +84,12 @@ def test_arrivals_are_counted_per_camera_within_the_window():
     assert camera.received["image"] == 4          # since start
     assert camera.count_since("image", 1.5, now=4.0) == 2
     assert camera.count_since("image", 10.0, now=4.0) == 3  # only arrivals_kept are kept
+
+
+def test_nearest_by_stamp_pairs_within_the_tolerance_and_says_whether_to_wait():
+    items = [(100, "a"), (200, "b"), (260, "c")]
+    assert nearest_by_stamp(items, 210, 20) == ((200, "b"), False)       # the nearest, ties to neither
+    assert nearest_by_stamp(items, 240, 30) == ((260, "c"), False)
+    assert nearest_by_stamp(items, 150, 20) == (None, False)              # 260 arrived past the window: none will
+    assert nearest_by_stamp(items, 300, 20) == (None, True)               # nothing past 320 yet: it may still come
+    assert nearest_by_stamp([], 5, 1) == (None, True)
