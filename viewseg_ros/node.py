@@ -106,7 +106,7 @@ from viewseg_ros.keyframes import NS_PER_S, KeyframeBuffer, KeyframeConfig, is_n
 from viewseg_ros.node_parameters import (KEYFRAME_RULE_PARAMETERS, LIVE_PARAMETERS, PARAMETERS, SAMPLING_PARAMETERS,
                                          SELECTION_PARAMETERS, check_setting, coerce, validate)
 from viewseg_ros.pose_graph import (OdometryTrail, OdometryUnavailable, PoseGraphCorrector, apply_pose_graph,
-                                   nodes_from_path)
+                                   nodes_from_path, samples_near_all)
 from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformBuffer, TransformError
 
 NODE_NAME = "viewseg"
@@ -1406,11 +1406,8 @@ class ViewSegNode(LifecycleNode):
         p = self.params
         stamps = [k.stamp_ns for k in keyframes if k.odom_c2w is not None]
         window = int((p["pose_graph.max_gap_s"] + SAVED_ODOMETRY_MARGIN_S) * NS_PER_S)
-        with self._pose_graph_lock:
-            trail = OdometryTrail(max_samples=SAVED_ODOMETRY_MAX_SAMPLES)
-            for source in (self.saved_odometry, self.odometry_trail):   # live samples win a shared stamp
-                trail.merge(*source.samples_near(stamps, window))
-        trail_stamps, trail_poses = trail.samples_near(stamps, window)
+        with self._pose_graph_lock:   # a stamp in both trails: this run's sample
+            trail_stamps, trail_poses = samples_near_all((self.odometry_trail, self.saved_odometry), stamps, window)
         return SavedOdometry(p["pose_graph.odom_frame"], self._clock_kind(), trail_stamps, trail_poses)
 
     def load_keyframes(self, path: str, replace: bool) -> tuple[int, str]:

@@ -167,6 +167,17 @@ class OdometryTrail:
             self.add(int(stamp_ns), pose)
 
 
+def samples_near_all(trails: Sequence[OdometryTrail], stamps_ns: Sequence[int], window_ns: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`OdometryTrail.samples_near` of several trails together: stamps [N] sorted, one sample
+    per stamp (the earlier trail's where two share one), and poses [N, 4, 4]."""
+    parts = [trail.samples_near(stamps_ns, window_ns) for trail in trails]
+    stamps = np.concatenate([part[0] for part in parts])
+    poses = np.concatenate([part[1] for part in parts]).reshape(-1, 4, 4)
+    unique, first = np.unique(stamps, return_index=True)   # first occurrence: the earlier trail's
+    return unique, poses[first]
+
+
 @dataclass
 class GraphNodes:
     """A pose graph's nodes: ``stamps`` [N] int64 ns, sorted, and ``poses`` [N, 4, 4] T_fixed_body."""
@@ -354,6 +365,5 @@ def apply_pose_graph(buffer: KeyframeBuffer, corrector: PoseGraphCorrector) -> P
     return update
 
 
-__all__ = ["PoseGraphCorrector", "PoseGraphUpdate", "OdometryUnavailable", "OdometryTrail", "GraphNodes",
-           "nodes_from_path",
-           "interpolate_transform", "apply_pose_graph"]
+__all__ = ["PoseGraphCorrector", "PoseGraphUpdate", "OdometryUnavailable", "OdometryTrail", "samples_near_all",
+           "GraphNodes", "nodes_from_path", "interpolate_transform", "apply_pose_graph"]

@@ -242,6 +242,15 @@ def test_the_trail_gives_the_samples_near_keyframes_and_takes_them_back():
     np.testing.assert_allclose(later.at(5 * S), planar(7, 7, 0))
     np.testing.assert_allclose(later.at(int(14.55 * S)), planar(1.455, 0, 0), atol=1e-12)
     assert later.at(10 * S) is None                  # between the two windows: no sample within max_step_s
+    # What a keyframe folder keeps of two trails (this run's first): sorted, one sample per stamp,
+    # the first trail's where both hold one.
+    from viewseg_ros.pose_graph import samples_near_all
+
+    both_stamps, both_poses = samples_near_all((later, trail), [5 * S], S)
+    assert both_stamps.tolist() == [t * S // 10 for t in range(40, 61)]
+    np.testing.assert_allclose(both_poses[10], planar(7, 7, 0))      # 5 s: `later` holds its own sample there
+    np.testing.assert_allclose(both_poses[0], planar(0.4, 0, 0))
+    assert samples_near_all((OdometryTrail(), OdometryTrail()), [S], S)[1].shape == (0, 4, 4)
 
 
 def test_restored_keyframes_with_their_odometry_follow_the_graph_until_the_clock_jumps():
