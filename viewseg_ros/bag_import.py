@@ -57,12 +57,13 @@ from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
 from viewseg_core.data.scene_folder import publish_folder, staging_folder
 from viewseg_core.depth_registration import register_depth, register_points
+from viewseg_core.lidar_deskew import place_cloud
 from viewseg_core.rectify import (RECTIFICATION_MODES, ResolvedCamera, Undistorter, image_camera_to_world,
                                   rotated_frame)
 from viewseg_core.segmenter import PseudoLabeler
 from viewseg_ros.camera_input import camera_topic, parse_camera_namespaces
 from viewseg_ros.conversions import (CAMERA_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
-                                     colour_image_to_numpy, image_to_numpy, is_compressed, point_cloud_xyz,
+                                     colour_image_to_numpy, image_to_numpy, is_compressed, point_cloud_xyz, point_cloud_xyzt,
                                      time_to_ns)
 from viewseg_ros.keyframes import KeyframeConfig, admission_decision
 from viewseg_ros.tf_buffer import (
@@ -88,6 +89,8 @@ class BagImportConfig:
     depth_camera_info_topic: str | None = None  # depth NOT registered to the images: register it through TF
     pointcloud_topic: str | None = None  # depth from a point cloud (a LiDAR) instead, registered through TF
     pointcloud_sync_tolerance_s: float = 0.1  # pairing image <-> point cloud (a 10 Hz LiDAR's period)
+    pointcloud_time_field: str = "auto"  # per-point times for deskewing ("" = never; the node's parameter)
+    pointcloud_time_scale: float = 0.0  # seconds per unit of that field (0 = by its type)
     segmenter: str | None = None  # viewseg-encoder checkpoint for pseudo-labels
     no_labels: bool = False  # write RGB + depth only (no labels at all)
     camera_frame: str | None = None  # overrides the images' header.frame_id
@@ -120,6 +123,8 @@ class BagImportConfig:
             raise ValueError(f"sync_tolerance_s must be >= 0, got {self.sync_tolerance_s}")
         if not self.pointcloud_sync_tolerance_s >= 0:
             raise ValueError(f"pointcloud_sync_tolerance_s must be >= 0, got {self.pointcloud_sync_tolerance_s}")
+        if not self.pointcloud_time_scale >= 0 or not math.isfinite(self.pointcloud_time_scale):
+            raise ValueError(f"pointcloud_time_scale must be a finite number >= 0, got {self.pointcloud_time_scale}")
         if self.pointcloud_topic and self.depth_topic:
             raise ValueError("--depth-topic and --pointcloud-topic both give the keyframes' depth: choose one")
         if not self.semantic_topic and not self.segmenter and not self.no_labels:
@@ -366,20 +371,35 @@ def _register(depth: np.ndarray, msg: Any, colour_frame: str, colour_K: np.ndarr
 
 
 def _cloud_depth(msg: Any, item: _Pending, rgb_hw: tuple[int, int], config: BagImportConfig,
-                 buffer: TransformBuffer, what: str) -> np.ndarray:
+                 buffer: TransformBuffer, report: ImportReport, what: str) -> np.ndarray:
     """A point cloud registered into the keyframe's (undistorted) pinhole: through TF from the
-    cloud's frame at its stamp into fixed_frame, then into the camera at the image's pose (the
-    robot's motion between scan and exposure compensated), one pixel per point."""
+    cloud's frame into fixed_frame, at each point's time where the cloud has per-point times
+    (deskewed, :mod:`viewseg_core.lidar_deskew`; else at its stamp), then into the camera at
+    the image's pose (the robot's motion between scan and exposure compensated), one pixel per
+    point. A time field that cannot be read, or a sweep TF does not cover, is a warning: the
+    cloud is placed with its stamp's pose."""
+    stamp_ns, frame = time_to_ns(msg.header.stamp), msg.header.frame_id
+    offsets = None
     try:
-        points = point_cloud_xyz(msg, what)
+        points, sweep = point_cloud_xyzt(msg, what, config.pointcloud_time_field)
+        if sweep is not None:
+            offsets = sweep.offsets(stamp_ns, config.pointcloud_time_scale)
     except ValueError as error:
-        raise _BadFrame("unusable point cloud", str(error)) from error
+        try:
+            points = point_cloud_xyz(msg, what)
+        except ValueError as xyz_error:
+            raise _BadFrame("unusable point cloud", str(xyz_error)) from xyz_error
+        report.warn("point cloud not deskewed (per-point times unreadable)", str(error))
+    lookup_errors = (ExtrapolationError, UnknownFrameError, ConnectivityError)
     try:
-        fixed_from_cloud = buffer.lookup(config.fixed_frame, msg.header.frame_id, time_to_ns(msg.header.stamp))
-    except (ExtrapolationError, UnknownFrameError, ConnectivityError) as error:
+        placed, _, why = place_cloud(points, offsets, stamp_ns,
+                                     lambda t: buffer.lookup(config.fixed_frame, frame, t), lookup_errors)
+    except lookup_errors as error:
         raise _BadFrame("no TF for the point cloud at its stamp",
-                        f"{what}: {msg.header.frame_id!r} -> {config.fixed_frame!r}: {error}") from error
-    depth = register_points(points, item.camera.K, rgb_hw, np.linalg.inv(item.c2w) @ fixed_from_cloud)
+                        f"{what}: {frame!r} -> {config.fixed_frame!r}: {error}") from error
+    if why is not None:
+        report.warn("point cloud not deskewed (TF does not cover its sweep)", f"{what}: {why}")
+    depth = register_points(placed, item.camera.K, rgb_hw, np.linalg.inv(item.c2w))
     if not np.isfinite(depth).any():
         raise _BadFrame("no point of the point cloud lands in the image", f"{what}: {len(points)} points")
     return depth
@@ -427,7 +447,8 @@ def _decode_keyframe(item: _Pending, config: BagImportConfig, report: ImportRepo
         depth = _register(depth, item.parts["depth"][1], colour_frame, item.camera.K, rgb.shape[:2], registration,
                           what + " depth", item.camera.rotation)
     if "cloud" in item.parts:
-        depth = _cloud_depth(item.parts["cloud"][1], item, rgb.shape[:2], config, buffer, what + " point cloud")
+        depth = _cloud_depth(item.parts["cloud"][1], item, rgb.shape[:2], config, buffer, report,
+                             what + " point cloud")
     if labels is None and segmenter is not None:
         labels = segmenter(rgb)
     meta = {"stamp_ns": item.stamp_ns, "label_source": report.label_source}
@@ -682,6 +703,12 @@ def register(subparsers: Any) -> None:
                              "z-buffered, one pixel per point")
     parser.add_argument("--pointcloud-sync-tolerance", type=nonnegative_float, default=0.1,
                         help="max stamp difference (s) pairing an image with its point cloud")
+    parser.add_argument("--pointcloud-time-field", default="auto",
+                        help="per-point time field for deskewing (each 5 ms of a sweep moved with TF at its time): "
+                             "auto (the first of time, t, timestamp, time_stamp the cloud has) | a field name | '' = "
+                             "never deskew")
+    parser.add_argument("--pointcloud-time-scale", type=nonnegative_float, default=0.0,
+                        help="seconds per unit of the time field; 0 = by its type (integer: ns, float: s)")
     parser.add_argument("--segmenter", default=None,
                         help="viewseg-encoder checkpoint for PSEUDO-LABELS when there is no --semantic-topic")
     parser.add_argument("--no-labels", action="store_true", help="write images (and depth) without labels")
@@ -713,7 +740,9 @@ def run(args: argparse.Namespace) -> int:
         image_topic=args.image_topic, camera_info_topic=args.camera_info_topic, fixed_frame=args.fixed_frame,
         semantic_topic=args.semantic_topic, semantic_format=args.semantic_format, depth_topic=args.depth_topic,
         depth_camera_info_topic=args.depth_camera_info_topic, pointcloud_topic=args.pointcloud_topic,
-        pointcloud_sync_tolerance_s=args.pointcloud_sync_tolerance, segmenter=args.segmenter, no_labels=args.no_labels, camera_frame=args.camera_frame,
+        pointcloud_sync_tolerance_s=args.pointcloud_sync_tolerance,
+        pointcloud_time_field=args.pointcloud_time_field, pointcloud_time_scale=args.pointcloud_time_scale,
+        segmenter=args.segmenter, no_labels=args.no_labels, camera_frame=args.camera_frame,
         tf_topic=args.tf_topic, tf_static_topic=args.tf_static_topic, sync_tolerance_s=args.sync_tolerance,
         rectification=args.rectification, image_stamp_offset_s=args.image_stamp_offset,
         keyframes=KeyframeConfig(min_translation=args.min_translation, min_rotation_deg=args.min_rotation,

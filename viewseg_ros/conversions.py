@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from viewseg_core.lidar_deskew import TIME_FIELDS, SweepTimes
 from viewseg_ros.tf_buffer import NS_PER_S, matrix_to_quaternion, normalize_quaternion, quaternion_to_matrix
 
 # Largest accepted side: far beyond any camera, small enough that height*step cannot
@@ -597,19 +598,28 @@ MAX_CLOUD_POINTS = 4_000_000
 _XYZ_DTYPES = {7: "<f4", 8: "<f8"}   # PointField FLOAT32, FLOAT64
 
 
-def make_xyz_cloud(points: np.ndarray, *, frame_id: str = "", stamp_ns: int = 0) -> Any:
-    """Unorganised sensor_msgs/PointCloud2 (rclpy) of [N, 3] points: x, y, z float32 only."""
+def make_xyz_cloud(points: np.ndarray, *, frame_id: str = "", stamp_ns: int = 0,
+                   times: np.ndarray | None = None) -> Any:
+    """Unorganised sensor_msgs/PointCloud2 (rclpy) of [N, 3] points: x, y, z float32, and with
+    ``times`` [N] a float32 ``time`` field, seconds after ``stamp_ns`` (a Velodyne driver's)."""
     from sensor_msgs.msg import PointCloud2, PointField
 
     xyz = np.ascontiguousarray(points, dtype="<f4").reshape(-1, 3)
+    names = ["x", "y", "z"] + ([] if times is None else ["time"])
+    record = np.zeros(len(xyz), dtype=np.dtype([(name, "<f4") for name in names]))
+    for i, name in enumerate("xyz"):
+        record[name] = xyz[:, i]
+    if times is not None:
+        record["time"] = np.asarray(times, dtype="<f4").reshape(-1)
     msg = PointCloud2()
     msg.header.frame_id = frame_id
     msg.header.stamp = ns_to_time(stamp_ns)
     msg.height, msg.width = 1, len(xyz)
     msg.fields = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
-                  for i, name in enumerate("xyz")]
-    msg.is_bigendian, msg.point_step, msg.row_step, msg.is_dense = False, 12, 12 * len(xyz), True
-    msg.data = xyz.tobytes()
+                  for i, name in enumerate(names)]
+    step = 4 * len(names)
+    msg.is_bigendian, msg.point_step, msg.row_step, msg.is_dense = False, step, step * len(xyz), True
+    msg.data = record.tobytes()
     return msg
 
 
@@ -642,6 +652,20 @@ def _cloud_records(msg: Any, names: list[str], formats: list, offsets: list[int]
     return np.ascontiguousarray(rows).view(dtype).reshape(-1)
 
 
+# PointField INT8 .. FLOAT64: what a per-point time field may be.
+_TIME_DTYPES = {1: "i1", 2: "u1", 3: "<i2", 4: "<u2", 5: "<i4", 6: "<u4", 7: "<f4", 8: "<f8"}
+
+
+def time_field_of(msg: Any, time_field: str) -> str | None:
+    """The per-point time field of a PointCloud2 to read: ``time_field`` itself, or with
+    "auto" the first of :data:`viewseg_core.lidar_deskew.TIME_FIELDS` the cloud has (None:
+    none, or ``time_field`` empty)."""
+    if time_field != "auto":
+        return time_field or None
+    names = {f.name for f in msg.fields}
+    return next((name for name in TIME_FIELDS if name in names), None)
+
+
 def point_cloud_xyz(msg: Any, what: str = "point cloud") -> np.ndarray:
     """sensor_msgs/PointCloud2 -> [N, 3] float32 x, y, z of its finite points (metres, in
     ``msg.header.frame_id``).
@@ -652,9 +676,21 @@ def point_cloud_xyz(msg: Any, what: str = "point cloud") -> np.ndarray:
     missing returns). Raises ValueError, naming ``what``, for a missing or non-float x/y/z
     field, and for what :func:`_cloud_records` refuses.
     """
+    return point_cloud_xyzt(msg, what, "")[0]
+
+
+def point_cloud_xyzt(msg: Any, what: str = "point cloud", time_field: str = "auto"
+                     ) -> tuple[np.ndarray, SweepTimes | None]:
+    """:func:`point_cloud_xyz` and the same points' per-point times (for deskewing,
+    :mod:`viewseg_core.lidar_deskew`), read from the field :func:`time_field_of` picks
+    (any integer or float type, count 1); None when there is none.
+
+    Raises ValueError, naming ``what``, for what :func:`point_cloud_xyz` refuses, and for a
+    named ``time_field`` the cloud lacks or holds as a non-number.
+    """
     fields = {f.name: f for f in msg.fields}
-    formats, offsets = [], []
-    for name in ("x", "y", "z"):
+    names, formats, offsets = ["x", "y", "z"], [], []
+    for name in names:
         f = fields.get(name)
         if f is None:
             raise ValueError(f"{what}: no {name!r} field (fields: {', '.join(fields) or 'none'})")
@@ -663,13 +699,29 @@ def point_cloud_xyz(msg: Any, what: str = "point cloud") -> np.ndarray:
                              f"{f.datatype} x {f.count}")
         formats.append(_XYZ_DTYPES[f.datatype])
         offsets.append(f.offset)
-    points = _cloud_records(msg, ["x", "y", "z"], formats, offsets, what)
+    time_name = time_field_of(msg, time_field)
+    if time_name is not None:
+        f = fields.get(time_name)
+        if f is None:
+            raise ValueError(f"{what}: no per-point time field {time_name!r} (fields: {', '.join(fields) or 'none'})")
+        if f.datatype not in _TIME_DTYPES or f.count != 1:
+            raise ValueError(f"{what}: per-point time field {time_name!r} must be a number with count 1, got "
+                             f"datatype {f.datatype} x {f.count}")
+        names = names + [time_name]
+        formats.append(_TIME_DTYPES[f.datatype])
+        offsets.append(f.offset)
+    points = _cloud_records(msg, names, formats, offsets, what)
     xyz = np.stack([points["x"], points["y"], points["z"]], axis=-1).astype(np.float32).reshape(-1, 3)
-    return xyz[np.isfinite(xyz).all(axis=1)]
+    finite = np.isfinite(xyz).all(axis=1)
+    times = None
+    if time_name is not None:
+        f = fields[time_name]
+        times = SweepTimes(time_name, points[time_name][finite].astype(np.float64), integer=f.datatype <= 6)
+    return xyz[finite], times
 
 
 __all__ = [
-    "point_cloud_xyz", "make_xyz_cloud", "MAX_CLOUD_POINTS", "DEPTH_ENCODINGS", "depth_image_to_metres",
+    "point_cloud_xyz", "point_cloud_xyzt", "time_field_of", "make_xyz_cloud", "MAX_CLOUD_POINTS", "DEPTH_ENCODINGS", "depth_image_to_metres",
     "COMPRESSED_DEPTH_HEADER", "is_compressed", "compressed_image_to_rgb",
     "compressed_depth_to_metres", "colour_image_to_numpy", "any_depth_to_metres", "numpy_to_compressed_image",
     "numpy_to_compressed_depth", "POINT_DTYPE", "pack_rgb", "unpack_rgb", "make_point_cloud", "point_cloud_to_numpy",

@@ -87,6 +87,7 @@ from viewseg_core.cpu_allocator import HeapReleaser, keep_freed_memory, release_
 from viewseg_core.data.records import View
 from viewseg_core.depth_completion import complete
 from viewseg_core.depth_registration import register_depth, register_points
+from viewseg_core.lidar_deskew import offset_ns, place_cloud
 from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, check_amp, render_query, render_query_stats, \
     trained_preset
 from viewseg_core.model.prepared_cache import PreparedCache
@@ -96,7 +97,8 @@ from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage,
 from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
                                      camera_poses_to_pose_array,
                                      colour_image_to_numpy, is_compressed, make_camera_info,
-                                     make_point_cloud, numpy_to_image, ns_to_time, point_cloud_xyz, pose_to_matrix,
+                                     make_point_cloud, numpy_to_image, ns_to_time, point_cloud_xyz, point_cloud_xyzt,
+                                     pose_to_matrix,
                                      time_to_ns)
 from viewseg_ros.camera_input import (PER_CAMERA_SETTINGS, STREAM_TOPICS, CameraInput, PendingImage, camera_names,
                                      make_camera_inputs, nearest_by_stamp, parse_camera_namespaces)
@@ -438,7 +440,8 @@ class ViewSegNode(LifecycleNode):
         self.last_drop: dict[str, str] = {}
         self.events: dict[str, int] = {"busy": 0, "timeouts": 0, "refused_budget": 0, "refused_coverage": 0,
                                        "clock_jumps": 0, "pose_jumps": 0, "keyframe_saves": 0, "keyframe_loads": 0,
-                                       "keyframe_clears": 0, "refused_inactive": 0}
+                                       "keyframe_clears": 0, "refused_inactive": 0, "pointclouds_deskewed": 0,
+                                       "deskew_skipped": 0}
         self.keyframes_restored = 0  # taken from keyframe folders since start
         self._autosaved: tuple[int, ...] | None = None  # keyframe ids of the last save to keyframes.save_path
         self.last_event: dict[str, str] = {}
@@ -448,7 +451,8 @@ class ViewSegNode(LifecycleNode):
         self.in_flight = 0
         self._last_clock_jump = -math.inf  # monotonic time of the last reset (TF and images both see one)
         self.keyframes_without_depth = 0
-        # Point clouds (pointcloud_topic) for pairing by stamp: (stamp_ns, frame_id, [N, 3] xyz).
+        # Point clouds (pointcloud_topic) for pairing by stamp: (stamp_ns, frame_id, [N, 3] xyz,
+        # [N] seconds of each point after stamp_ns or None: lidar_deskew).
         self.clouds: collections.deque = collections.deque(maxlen=CLOUD_QUEUE)
         self.received_pointcloud = 0
         # SLAM corrections: the graph is read and applied under one lock (a clock jump resets it).
@@ -1070,8 +1074,9 @@ class ViewSegNode(LifecycleNode):
                     return  # its depth image may still be on its way
             elif self.params["pointcloud_topic"]:
                 cloud, wait = self._match_cloud(image.stamp_ns)
-                if cloud is None and wait and time.monotonic() - image.arrived < wait_s:
-                    return  # its point cloud may still be on its way
+                if (cloud is None and wait or cloud is not None and self._sweep_pending(cloud)) \
+                        and time.monotonic() - image.arrived < wait_s:
+                    return  # its point cloud, or TF to the end of the cloud's sweep, may still be on its way
             camera.pending.popleft()
             try:
                 self._admit_posed(camera, image, c2w, depth, depth_frame, cloud)
@@ -1104,38 +1109,81 @@ class ViewSegNode(LifecycleNode):
         with self._stats_lock:
             self.received_pointcloud += 1
         what = f"point cloud on {self.params['pointcloud_topic']}"
+        stamp_ns = time_to_ns(msg.header.stamp)
+        offsets = None
         try:
-            points = point_cloud_xyz(msg, what)
-        except ValueError as error:
-            self._drop("depth", str(error))
-            return
+            points, sweep = point_cloud_xyzt(msg, what, self.params["pointcloud_time_field"])
+            if sweep is not None:
+                offsets = sweep.offsets(stamp_ns, self.params["pointcloud_time_scale"])
+        except ValueError as error:  # a time field that cannot be read must not cost the points
+            try:
+                points = point_cloud_xyz(msg, what)
+            except ValueError as xyz_error:
+                self._drop("depth", str(xyz_error))
+                return
+            self._skip_deskew(f"{what}: {error}")
         if not len(points):
             self._drop("depth", f"{what}: no point with finite coordinates")
             return
         if not msg.header.frame_id:
             self._drop("depth", f"{what}: an empty frame_id (TF must place the points)")
             return
-        self.clouds.append((time_to_ns(msg.header.stamp), msg.header.frame_id, points))
+        self.clouds.append((stamp_ns, msg.header.frame_id, points, offsets))
 
-    def _match_cloud(self, stamp_ns: int) -> tuple[tuple[int, str, np.ndarray] | None, bool]:
+    def _skip_deskew(self, message: str) -> None:
+        count = self._event("deskew_skipped", message)
+        self._warn("deskew", f"point cloud placed with its stamp's pose only (not deskewed): {message} "
+                             f"({count} so far)")
+
+    def _match_cloud(self, stamp_ns: int) -> tuple[tuple | None, bool]:
         """(the point cloud nearest ``stamp_ns`` within pointcloud_sync_tolerance_s as (stamp_ns,
-        frame_id, [N, 3]), or None; whether a match may still come)."""
+        frame_id, [N, 3], offsets), or None; whether a match may still come)."""
         return nearest_by_stamp(self.clouds, stamp_ns, int(self.params["pointcloud_sync_tolerance_s"] * 1e9))
 
-    def _register_cloud(self, cloud: tuple[int, str, np.ndarray], c2w: np.ndarray, K: np.ndarray) -> np.ndarray | None:
+    def _sweep_pending(self, cloud: tuple) -> bool:
+        """Whether TF has yet to reach the end of a cloud's sweep (its last point's time), so
+        that the cloud can be deskewed once it does."""
+        stamp_ns, frame, _, offsets = cloud
+        if offsets is None or not len(offsets):
+            return False
+        try:
+            self._lookup_now(self.params["fixed_frame"], frame, stamp_ns + offset_ns(offsets.max()))
+        except ExtrapolationError as error:
+            return error.requested_ns > error.available_ns[1]
+        except TransformError:
+            return False
+        return False
+
+    def _cloud_in_fixed_frame(self, cloud: tuple) -> np.ndarray:
+        """[N, 3] points of a cloud in fixed_frame: deskewed (lidar_deskew.place_cloud) where
+        it has per-point times and TF covers its sweep, else (counted, warned where TF fell
+        short) with TF at its stamp. Raises TransformError when TF cannot place it at all."""
+        stamp_ns, frame, points, offsets = cloud
+        fixed = self.params["fixed_frame"]
+        placed, slices, why = place_cloud(points, offsets, stamp_ns, lambda t: self._lookup_now(fixed, frame, t),
+                                          (TransformError,))
+        if why is not None:
+            self._skip_deskew(f"point cloud at {stamp_ns / 1e9:.3f} s: no TF from {frame!r} to {fixed!r} across its "
+                              f"{float(offsets.max() - offsets.min()) * 1e3:.0f} ms sweep: {why}")
+        elif slices:
+            self._event("pointclouds_deskewed", f"point cloud at {stamp_ns / 1e9:.3f} s in {slices} slices")
+        return placed
+
+    def _register_cloud(self, cloud: tuple, c2w: np.ndarray, K: np.ndarray) -> np.ndarray | None:
         """A point cloud -> planar depth in the keyframe (working size, pinhole ``K``, pose ``c2w``
-        in fixed_frame), through TF at the cloud's own stamp: the robot may have moved between
-        the scan and the exposure, and both poses are in fixed_frame. None (counted) where TF
-        cannot place the cloud or none of its points lands in the image."""
-        stamp_ns, frame, points = cloud
+        in fixed_frame), through TF at the cloud's own stamp (or, deskewed, at each point's
+        time): the robot may have moved between the scan and the exposure, and both poses are
+        in fixed_frame. None (counted) where TF cannot place the cloud or none of its points
+        lands in the image."""
+        stamp_ns, frame, points, _ = cloud
         fixed = self.params["fixed_frame"]
         try:
-            fixed_from_cloud = self._lookup_now(fixed, frame, stamp_ns)
+            in_fixed = self._cloud_in_fixed_frame(cloud)
         except TransformError as error:
             self._drop("depth", f"point cloud at {stamp_ns / 1e9:.3f} s: no TF from {frame!r} to {fixed!r} at its "
                                 f"stamp: {error}")
             return None
-        depth = register_points(points, K, self._working_hw, np.linalg.inv(c2w) @ fixed_from_cloud)
+        depth = register_points(in_fixed, K, self._working_hw, np.linalg.inv(c2w))
         if not np.isfinite(depth).any():
             self._drop("depth", f"point cloud at {stamp_ns / 1e9:.3f} s in {frame!r}: none of its {len(points)} "
                                 f"points lands in the camera's image")
@@ -1180,7 +1228,7 @@ class ViewSegNode(LifecycleNode):
 
     def _admit_posed(self, camera: CameraInput, image: PendingImage, c2w: np.ndarray,
                      depth: np.ndarray | None = None, depth_frame: str = "",
-                     cloud: tuple[int, str, np.ndarray] | None = None) -> None:
+                     cloud: tuple | None = None) -> None:
         """Admit a posed frame of ``camera`` if the keyframe rule takes it (see
         :class:`PendingImage` for its colour); ``depth`` is as received: registered to the raw
         colour image, or (with depth_camera_info_topic) the depth camera's own in

@@ -46,6 +46,13 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                  "(viewseg_core/depth_completion.py); the kept depth is not changed"),
     "pointcloud_sync_tolerance_s": (0.1, "largest stamp difference pairing a point cloud with a colour image "
                                          "(a 10 Hz LiDAR's scans are 0.1 s apart)"),
+    "pointcloud_time_field": ("auto", "per-point time field of the point clouds, for deskewing (each 5 ms slice of a "
+                                      "sweep placed with TF at its own time, viewseg_core/lidar_deskew.py): auto (the "
+                                      "first of time, t, timestamp, time_stamp the cloud has; none: not deskewed) | a "
+                                      "field name | empty = never deskew"),
+    "pointcloud_time_scale": (0.0, "seconds per unit of pointcloud_time_field; 0 = by its type (integer: "
+                                   "nanoseconds, as Ouster's t; float: seconds, as Velodyne's time, or nanoseconds "
+                                   "above 1e12); relative to the cloud's stamp or absolute is told from the values"),
     "camera_info_topic": ("camera_info", "sensor_msgs/CameraInfo topic of the same camera"),
     "cameras": ("", "namespaces of several cameras feeding one keyframe buffer, comma-separated (e.g. /front,/rear; "
                     "a YAML list also works): each camera's image_topic, camera_info_topic, depth_topic and "
@@ -247,6 +254,9 @@ def validate(values: dict[str, Any]) -> None:
     if values["query.unseen_pixels"] not in UNSEEN_PIXEL_MODES:
         raise ValueError(f"parameter query.unseen_pixels must be one of {UNSEEN_PIXEL_MODES}, "
                          f"got {values['query.unseen_pixels']!r}")
+    if not values["pointcloud_time_scale"] >= 0 or not math.isfinite(values["pointcloud_time_scale"]):
+        raise ValueError(f"parameter pointcloud_time_scale must be a finite number >= 0, "
+                         f"got {values['pointcloud_time_scale']}")
     for name in ("query.min_coverage", "camera_rate.min_ratio", "points.min_confidence"):
         if not 0.0 <= values[name] <= 1.0:
             raise ValueError(f"parameter {name} must be in [0, 1], got {values[name]}")

@@ -419,20 +419,24 @@ def test_camera_info_helpers_name_the_message_and_refuse_what_they_cannot_use():
         camera_info_to_pinhole(info, "auto", "/cam/image", "cam info")
 
 
-def _cloud(points: np.ndarray, layout: np.dtype, *, height: int = 1, row_pad: int = 0, datatypes=None, drop=()):
+def _cloud(points: np.ndarray, layout: np.dtype, *, height: int = 1, row_pad: int = 0, datatypes=None, drop=(),
+           values=None):
     """A PointCloud2 of ``points`` ([height * width, 3]) laid out as ``layout`` (x, y, z plus
-    whatever else), rows of width points each padded by ``row_pad`` bytes."""
+    whatever else, ``values`` {field: [N]} filled, the rest 0), rows of width points each padded
+    by ``row_pad`` bytes."""
     from sensor_msgs.msg import PointCloud2, PointField
 
     n = len(points)
     width = n // height
     data = np.zeros(n, dtype=layout)
     data["x"], data["y"], data["z"] = np.asarray(points).T
+    for name, column in (values or {}).items():
+        data[name] = column
     rows = data.tobytes()
     step = width * layout.itemsize
     padded = b"".join(rows[r * step:(r + 1) * step] + b"\xee" * row_pad for r in range(height))
     codes = {"<f4": PointField.FLOAT32, "<f8": PointField.FLOAT64, "<u2": PointField.UINT16, "u1": PointField.UINT8,
-             "<i4": PointField.INT32}
+             "<i4": PointField.INT32, "<u4": PointField.UINT32}
     msg = PointCloud2()
     msg.height, msg.width = height, width
     msg.fields = [PointField(name=name, offset=layout.fields[name][1],
@@ -460,6 +464,52 @@ def test_point_cloud_xyz_reads_any_driver_layout():
     out = point_cloud_xyz(_cloud(holed, ouster, height=3, row_pad=8))
     np.testing.assert_array_equal(out, np.delete(pts, 5, axis=0))
     assert out.dtype == np.float32 and point_cloud_xyz(_cloud(pts[:0], velodyne)).shape == (0, 3)
+
+
+def test_point_cloud_xyzt_reads_each_drivers_per_point_times_beside_the_points():
+    from viewseg_ros.conversions import make_xyz_cloud, point_cloud_xyzt
+
+    pts = RNG.normal(size=(12, 3)).astype(np.float32)
+    times = np.linspace(0.0, 0.1, 12)
+    stamp_ns = 1_700_000_000_000_000_000
+    # Ouster: an organised cloud with a uint32 t in ns and padded rows; a missing return is
+    # dropped from the points and the times alike.
+    ouster = np.dtype({"names": ["x", "y", "z", "intensity", "t", "ring"], "formats": ["<f4"] * 4 + ["<u4", "<u2"],
+                       "offsets": [0, 4, 8, 16, 20, 24], "itemsize": 32})
+    holed = pts.copy()
+    holed[5] = np.nan
+    xyz, sweep = point_cloud_xyzt(_cloud(holed, ouster, height=3, row_pad=4,
+                                         values={"t": np.round(times * 1e9).astype(np.uint32)}))
+    np.testing.assert_array_equal(xyz, np.delete(pts, 5, axis=0))
+    assert sweep.field == "t" and sweep.integer
+    np.testing.assert_allclose(sweep.offsets(stamp_ns), np.delete(times, 5), atol=1e-7)
+    # Hesai: float64 absolute seconds in "timestamp".
+    hesai = np.dtype({"names": ["x", "y", "z", "intensity", "ring", "timestamp"],
+                      "formats": ["<f4", "<f4", "<f4", "<f4", "<u2", "<f8"],
+                      "offsets": [0, 4, 8, 12, 16, 24], "itemsize": 32})
+    _, sweep = point_cloud_xyzt(_cloud(pts, hesai, values={"timestamp": stamp_ns / 1e9 + times}))
+    assert sweep.field == "timestamp" and not sweep.integer
+    np.testing.assert_allclose(sweep.offsets(stamp_ns), times, atol=1e-6)
+    # What the simulator and the tests publish: a Velodyne-style float32 "time", round trip.
+    xyz, sweep = point_cloud_xyzt(make_xyz_cloud(pts, frame_id="lidar", stamp_ns=stamp_ns, times=times))
+    np.testing.assert_array_equal(xyz, pts)
+    np.testing.assert_allclose(sweep.offsets(stamp_ns), times, atol=1e-7)
+    # A field named explicitly wins over auto; "" reads no time; a cloud without one has none.
+    _, sweep = point_cloud_xyzt(_cloud(pts, ouster, values={"intensity": times}), time_field="intensity")
+    np.testing.assert_allclose(sweep.offsets(stamp_ns), times, atol=1e-7)
+    assert point_cloud_xyzt(_cloud(pts, ouster), time_field="")[1] is None
+    assert point_cloud_xyzt(make_xyz_cloud(pts))[1] is None
+
+
+def test_point_cloud_xyzt_refuses_a_named_time_field_it_cannot_read():
+    from viewseg_ros.conversions import make_xyz_cloud, point_cloud_xyzt
+
+    msg = make_xyz_cloud(np.ones((4, 3)), times=np.zeros(4))
+    with pytest.raises(ValueError, match="^cloud: no per-point time field 'stamp'"):
+        point_cloud_xyzt(msg, "cloud", time_field="stamp")
+    msg.fields[3].count = 2
+    with pytest.raises(ValueError, match="per-point time field 'time' must be a number with count 1"):
+        point_cloud_xyzt(msg, "cloud")
 
 
 @pytest.mark.parametrize("change, match", [

@@ -202,3 +202,136 @@ def test_pointcloud_parameters_are_checked_at_start(rig):
         with pytest.raises(ValueError, match=match.replace("/", "\\|")):
             ViewSegNode(context=rig.context, namespace="lidar_bad", parameter_overrides=params({
                 "device": "cpu", "warmup": False, "pointcloud_topic": "/lidar/points", **overrides}))
+
+
+# Deskewing: a sweep of SWEEP_S, stamped at its first firing (as Ouster and Velodyne drivers
+# do), while the LiDAR turns at YAW_RATE about its vertical axis; the image is taken at the
+# sweep's last firing, when the LiDAR has turned to the pose the other tests use.
+SWEEP_S, YAW_RATE = 0.1, 1.0
+FIRINGS = np.arange(-50.0, 50.1, 2.0)          # azimuth columns (deg), fired in this order, 2 ms apart
+
+
+def yawed(map_from_lidar: np.ndarray, angle: float) -> np.ndarray:
+    turn = np.eye(4)
+    turn[:2, :2] = [[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]
+    return map_from_lidar @ turn
+
+
+def turning_sweep(map_from_lidar_at_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """([N, 3] points in the LiDAR frame at each firing's own time, [N] their times after the
+    sweep's first firing) of a LiDAR that turns at YAW_RATE and ends at ``map_from_lidar_at_end``."""
+    points, times = [], []
+    for j, azimuth in enumerate(np.radians(FIRINGS)):
+        tau = SWEEP_S * j / (len(FIRINGS) - 1)
+        pose = yawed(map_from_lidar_at_end, YAW_RATE * (tau - SWEEP_S))
+        for elevation in np.radians(ELEVATIONS_DEG):
+            local = np.array([math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth),
+                              math.sin(elevation)])
+            direction = pose[:3, :3] @ local
+            t = (WallWalk.WALL_X - pose[0, 3]) / direction[0]
+            points.append(local * t)
+            times.append(tau)
+    return np.array(points), np.array(times)
+
+
+def feed_sweep(g, pose: np.ndarray, stamp: int, times_of=lambda times: times) -> None:
+    """A keyframe at ``pose`` (image stamped ``stamp``) with the turning sweep ending then;
+    TF has the LiDAR every 10 ms of the sweep. ``times_of`` changes the time field."""
+    from tf2_msgs.msg import TFMessage
+
+    from viewseg_ros.conversions import make_xyz_cloud, matrix_to_transform_stamped
+
+    end = pose @ OPTICAL_FROM_LIDAR
+    before_admitted = g.node.keyframes.admitted
+
+    def send(attempt: int) -> None:
+        image_stamp = stamp + attempt * S
+        sweep_stamp = image_stamp - int(SWEEP_S * S)
+        g.camera.tf.publish(TFMessage(transforms=[
+            matrix_to_transform_stamped(yawed(end, YAW_RATE * (k * 0.01 - SWEEP_S)), "map", LIDAR,
+                                        sweep_stamp + k * S // 100) for k in range(11)]))
+        points, times = turning_sweep(end)
+        g.lidar.publish(make_xyz_cloud(points, frame_id=LIDAR, stamp_ns=sweep_stamp, times=times_of(times)))
+        g.camera.publish(pose, image_stamp)
+
+    assert resend(send, lambda: g.node.keyframes.admitted > before_admitted, "the view to become a keyframe",
+                  timeout=3.0), "the view never became a keyframe"
+
+
+def test_an_image_waits_for_tf_to_reach_the_end_of_its_clouds_sweep(rig):
+    """TF for the second half of the sweep arrives after the image and the cloud: the image
+    waits in the TF queue (up to tf_wait_s) instead of giving up the deskew."""
+    import time
+
+    from tf2_msgs.msg import TFMessage
+
+    from viewseg_ros.conversions import make_xyz_cloud, matrix_to_transform_stamped
+
+    g = rig
+    pose = WallWalk.pose(0).copy()
+    pose[1, 3] -= 1.0
+    end = pose @ OPTICAL_FROM_LIDAR
+    image_stamp = 900 * S                  # stamps rise through the file: 900, 1000, 1100 s
+    sweep_stamp = image_stamp - int(SWEEP_S * S)
+    admitted, deskewed, skipped = g.node.keyframes.admitted, g.node.events["pointclouds_deskewed"], \
+        g.node.events["deskew_skipped"]
+
+    def tf(ks) -> None:
+        g.camera.tf.publish(TFMessage(transforms=[
+            matrix_to_transform_stamped(yawed(end, YAW_RATE * (k * 0.01 - SWEEP_S)), "map", LIDAR,
+                                        sweep_stamp + k * S // 100) for k in ks]))
+
+    tf(range(6))
+    points, times = turning_sweep(end)
+    g.lidar.publish(make_xyz_cloud(points, frame_id=LIDAR, stamp_ns=sweep_stamp, times=times))
+    wait_for(lambda: any(c[0] == sweep_stamp for c in list(g.node.clouds)), 5.0, "the node to take the cloud")
+    g.camera.publish(pose, image_stamp)
+    wait_for(lambda: any(p.stamp_ns == image_stamp for c in g.node.cameras for p in list(c.pending)), 5.0,
+             "the image to wait for TF")
+    time.sleep(0.2)
+    assert g.node.keyframes.admitted == admitted          # still waiting for the sweep's end
+    tf(range(6, 11))
+    wait_for(lambda: g.node.keyframes.admitted > admitted, 5.0, "the view to become a keyframe")
+    assert g.node.events["pointclouds_deskewed"] == deskewed + 1 and g.node.events["deskew_skipped"] == skipped
+    error = wall_depth_error(g.node.keyframes.snapshot()[-1].view.depth, pose)
+    assert error.max() < 0.02, error.max()
+
+
+def wall_depth_error(depth: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    measured = np.isfinite(depth)
+    assert measured.sum() > 50
+    return np.abs(depth[measured] - (WallWalk.WALL_X - pose[0, 3]))
+
+
+def test_a_sweep_taken_while_turning_is_deskewed_with_tf_at_each_points_time(rig):
+    """The LiDAR turns 0.1 rad during the sweep: placed with the pose at the cloud's stamp (the
+    sweep's start), the wall's points would land up to tens of centimetres off the wall. Each
+    5 ms slice placed with TF at its own time puts them on it to the slice's 2.5 ms of turn."""
+    g = rig
+    pose = WallWalk.pose(0)
+    deskewed = g.node.events["pointclouds_deskewed"]
+    feed_sweep(g, pose, 1000 * S)
+    assert g.node.events["pointclouds_deskewed"] > deskewed
+    error = wall_depth_error(g.node.keyframes.snapshot()[-1].view.depth, pose)
+    assert np.median(error) < 0.005 and error.max() < 0.02, (np.median(error), error.max())
+    # What one pose for the whole sweep would have given: the same scan placed rigidly at its start.
+    from viewseg_core.depth_registration import register_points
+
+    points, _ = turning_sweep(pose @ OPTICAL_FROM_LIDAR)
+    start = yawed(pose @ OPTICAL_FROM_LIDAR, -YAW_RATE * SWEEP_S)
+    rigid = register_points(points, WallWalk.K(), (WallWalk.H, WallWalk.W), np.linalg.inv(pose) @ start)
+    assert wall_depth_error(rigid, pose).max() > 0.3
+
+
+def test_a_time_field_that_is_not_one_sweeps_costs_the_deskew_not_the_points(rig):
+    """Per-point times spanning hours (a wrong unit) are refused with a warning and counted;
+    the cloud is placed with its stamp's pose, and the keyframe keeps its depth."""
+    g = rig
+    pose = WallWalk.pose(0).copy()
+    pose[1, 3] += 1.0                      # one metre beside the last view: a new keyframe
+    skipped, dropped = g.node.events["deskew_skipped"], g.node.drops["depth"]
+    feed_sweep(g, pose, 1100 * S, times_of=lambda times: times * 1e5)
+    assert g.node.events["deskew_skipped"] > skipped and g.node.drops["depth"] == dropped
+    assert "not the times of one sweep" in g.node.last_event["deskew_skipped"]
+    error = wall_depth_error(g.node.keyframes.snapshot()[-1].view.depth, pose)
+    assert error.max() > 0.3        # placed at the sweep's start: the turn is not undone, but nothing is lost
