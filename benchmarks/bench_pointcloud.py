@@ -1,5 +1,5 @@
 """What a LiDAR's point clouds cost the node: reading each cloud, registering one into a keyframe,
-and filling the rows between its scan lines for a query.
+deskewing it, and filling the rows between its scan lines for a query.
 
 ``viewseg_node`` with ``pointcloud_topic`` reads every cloud that arrives (in the callback group
 that also takes the images, so a slow read delays image intake): ``point_cloud_xyz`` decodes
@@ -11,7 +11,11 @@ synthetic clouds laid out as a Velodyne driver publishes them (x, y, z, intensit
 walls 2 to 8 m away; the camera sees about a fifth of the turn. Reference rows in the same run:
 the generic reader (``point_cloud_to_numpy``: every field decoded, then x, y, z taken), and a
 640x480 depth camera image registered into the same keyframe (``register_depth``, the
-unaligned-depth path).
+unaligned-depth path). A second table times deskewing (``viewseg_core/lidar_deskew.py``): reading
+the points with their times (``point_cloud_xyzt``; the sweep's 0.1 s spread over the columns),
+turning them into offsets, and placing the cloud in the fixed frame slice by slice with poses
+looked up in the node's ``TransformBuffer`` (a 100 Hz odometry edge), against placing it with
+the one pose at its stamp (``place_cloud`` without times: what the node did before).
 
 A dated row per cloud size, with the CPU name, is appended to the "Point clouds" section of
 docs/benchmarks.md (``--no-record`` to skip).
@@ -45,6 +49,9 @@ INTRO = ("`python benchmarks/bench_pointcloud.py [--quick]` times what a LiDAR o
          "per admitted keyframe) against a 640x480 depth image registered into the same keyframe "
          "(`register_depth`), and filling four keyframes' columns for a query (`fill_columns`); CPU, "
          "`--threads` torch threads, medians.\n\n")
+DESKEW_HEADER = ("| date | CPU | cloud | points | read xyz + times ms | offsets ms | slices | place, deskewed ms | "
+                 "place, one pose (reference) ms | ratio |\n"
+                 "|---|---|---|---|---|---|---|---|---|---|\n")
 TABLE_HEADER = ("| date | CPU | threads | cloud | points | in the keyframe | read xyz ms | read all fields "
                 "(reference) ms | ratio | register ms | depth image registered (reference) ms | keyframe | "
                 "fill 4 keyframes ms |\n"
@@ -52,6 +59,9 @@ TABLE_HEADER = ("| date | CPU | threads | cloud | points | in the keyframe | rea
 VELODYNE = np.dtype({"names": ["x", "y", "z", "intensity", "ring", "time"],
                      "formats": ["<f4", "<f4", "<f4", "<f4", "<u2", "<f4"],
                      "offsets": [0, 4, 8, 16, 20, 24], "itemsize": 32})
+
+
+SWEEP_S = 0.1   # a 10 Hz LiDAR's sweep
 
 
 def room_scan(beams: int, columns: int, rng: np.random.Generator) -> np.ndarray:
@@ -74,6 +84,8 @@ def velodyne_cloud(points: np.ndarray, beams: int):
     data = np.zeros(len(points), VELODYNE)
     data["x"], data["y"], data["z"] = points.T
     data["ring"] = np.repeat(np.arange(beams), len(points) // beams)
+    columns = len(points) // beams
+    data["time"] = np.tile(np.arange(columns) * (SWEEP_S / columns), beams)     # seconds after the stamp
     codes = {"<f4": PointField.FLOAT32, "<u2": PointField.UINT16}
     msg = PointCloud2()
     msg.header.frame_id = "lidar"
@@ -110,7 +122,18 @@ def main(argv: list[str] | None = None) -> int:
     from viewseg_core.cameras import K_from_hfov
     from viewseg_core.depth_completion import fill_columns
     from viewseg_core.depth_registration import register_depth, register_points
-    from viewseg_ros.conversions import point_cloud_to_numpy, point_cloud_xyz
+    from viewseg_core.lidar_deskew import place_cloud
+    from viewseg_ros.conversions import point_cloud_to_numpy, point_cloud_xyz, point_cloud_xyzt
+    from viewseg_ros.tf_buffer import TransformBuffer
+
+    # The LiDAR turning at 1 rad/s in map, on a 100 Hz odometry edge, as the node's TF holds it.
+    tf = TransformBuffer()
+    for k in range(30):
+        yaw = 0.01 * k
+        tf.add_transform("map", "lidar", k * 10_000_000, [0.01 * k, 0.0, 0.0],
+                         [0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)])
+    pose_at = lambda ns: tf.lookup("map", "lidar", ns)  # noqa: E731
+    stamp_ns = 50_000_000
 
     beams_list = [16] if args.quick else [int(b) for b in args.beams.split(",")]
     columns = 64 if args.quick else args.columns
@@ -126,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     big_K = K_from_hfov(87.0, 640, 480)
     depth_image = rng.uniform(2.0, 8.0, (480, 640)).astype(np.float32)
     depth_image_s, _ = timed(lambda: register_depth(depth_image, big_K, K, (height, width), np.eye(4)), repeats)
-    rows = []
+    rows, deskew_rows = [], []
     for beams in beams_list:
         points = room_scan(beams, columns, rng)
         msg = velodyne_cloud(points, beams)
@@ -142,11 +165,20 @@ def main(argv: list[str] | None = None) -> int:
         register_s, depth = timed(lambda: register_points(xyz, K, (height, width), colour_from_lidar), repeats)
         sources = np.stack([depth] * 4)
         fill_s, _ = timed(lambda: fill_columns(sources), repeats)
+        xyzt_s, (_, sweep) = timed(lambda: point_cloud_xyzt(msg), repeats)
+        offsets_s, offsets = timed(lambda: sweep.offsets(stamp_ns), repeats)
+        deskew_s, (_, slices, why) = timed(lambda: place_cloud(xyz, offsets, stamp_ns, pose_at), repeats)
+        assert why is None and slices > 1, why
+        rigid_s, _ = timed(lambda: place_cloud(xyz, None, stamp_ns, pose_at), repeats)
+        deskew_rows.append(f"| {_dt.date.today().isoformat()} | {cpu_name()} | {beams} x {columns} | {len(xyz)} | "
+                           f"{1e3 * xyzt_s:.2f} | {1e3 * offsets_s:.2f} | {slices} | {1e3 * deskew_s:.2f} | "
+                           f"{1e3 * rigid_s:.2f} | {deskew_s / rigid_s:.2f}x |\n")
         rows.append(f"| {_dt.date.today().isoformat()} | {cpu_name()} | {args.threads} | {beams} x {columns} | "
                     f"{len(xyz)} | {100 * np.isfinite(depth).mean():.1f}% | {1e3 * xyz_s:.2f} | {1e3 * all_s:.2f} | "
                     f"{all_s / xyz_s:.2f}x | {1e3 * register_s:.2f} | {1e3 * depth_image_s:.2f} | {width}x{height} | "
                     f"{1e3 * fill_s:.2f} |\n")
     print_and_record(args, SECTION, TABLE_HEADER, rows, intro=INTRO)
+    print_and_record(args, SECTION, DESKEW_HEADER, deskew_rows)
     return 0
 
 

@@ -21,7 +21,10 @@ the camera and the nodes, and runs the queries on nodes restarted from the saved
 
 ``--lidar BEAMS`` gives the simulated robot a spinning LiDAR (BEAMS channels) above its camera,
 and the RGB-D node reads its keyframes' depth from the point cloud (``pointcloud_topic``)
-instead of the depth camera: what a robot with a LiDAR and a plain camera gets.
+instead of the depth camera: what a robot with a LiDAR and a plain camera gets. With
+``--lidar-sweep 0.1`` each sweep takes a tenth of a second while the robot moves, its points
+carry their times, and the node deskews them (``--no-deskew``: it places each sweep with its
+stamp's pose).
 
 ``--drift T,R`` localises the simulated robot like SLAM on odometry that drifts T metres and
 R degrees per metre walked, correcting every ``--graph-period`` seconds and publishing its
@@ -78,6 +81,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the robot also carries a spinning LiDAR with BEAMS channels (30 degrees vertical, 1 degree "
                         "steps), and the RGB-D node takes its keyframes' depth from the point cloud "
                         "(pointcloud_topic) instead of the depth camera")
+    p.add_argument("--lidar-sweep", type=float, default=0.0, metavar="SECONDS",
+                   help="with --lidar: each sweep takes SECONDS (0.1: a 10 Hz sensor) while the robot moves, and its "
+                        "points carry their times (the sim's lidar_sweep_s); the RGB-D node deskews them")
+    p.add_argument("--no-deskew", action="store_true",
+                   help="the RGB-D node places each sweep with its stamp's pose (pointcloud_time_field '')")
     p.add_argument("--depth-completion", default="auto", choices=("auto", "none", "columns"),
                    help="the RGB-D node's depth_completion (auto: columns with --lidar, else none)")
     p.add_argument("--unaligned-depth", action="store_true",
@@ -173,7 +181,9 @@ def main(argv=None) -> int:
         depth_args += ["-p", "depth_camera_info_topic:=depth/camera_info"]
     sim_args = ["-p", "depth_baseline_m:=0.05", "-p", "depth_hfov_deg:=87.0"] if args.unaligned_depth else []
     if args.lidar:
-        sim_args += ["-p", f"lidar_beams:={args.lidar}"]
+        sim_args += ["-p", f"lidar_beams:={args.lidar}", "-p", f"lidar_sweep_s:={args.lidar_sweep}"]
+    if args.lidar and args.no_deskew and not args.rgb_only:
+        depth_args += ["-p", "pointcloud_time_field:=''"]
     transport_args = ["-p", "image_transport:=compressed"] if args.compressed else []
     if args.compressed:
         sim_args += ["-p", "transport:=compressed"]

@@ -77,6 +77,9 @@ SIM_CAMERA_DESCRIPTIONS = {
     "lidar_hres_deg": "degrees of azimuth between two firings of a channel (a full turn per sweep)",
     "lidar_frame": "the LiDAR's frame (level, REP 103 axes; child of base_frame on /tf_static)",
     "lidar_height_m": "how far above the (first) camera the LiDAR sits",
+    "lidar_sweep_s": "0 = each sweep in one instant; > 0 = a sweep takes this long from the frame's stamp, each column "
+                     "fired from the robot's pose at its time, with a float32 time field (seconds after the stamp) "
+                     "for the node to deskew",
 }
 
 

@@ -53,7 +53,10 @@ With ``lidar_beams`` > 0 the robot also carries a spinning LiDAR ``lidar_height_
 camera (frame ``lidar_frame``, level, REP 103 axes, on ``/tf_static`` from ``base_frame``) and
 publishes one sweep per frame on ``points`` (sensor_msgs/PointCloud2, x, y, z, the frame's
 stamp): ``lidar_beams`` channels over ``lidar_vfov_deg``, one firing every ``lidar_hres_deg``,
-2 cm of range noise (:mod:`viewseg_core.data.synth.lidar`).
+2 cm of range noise (:mod:`viewseg_core.data.synth.lidar`). With ``lidar_sweep_s`` > 0 a sweep
+takes that long from the frame's stamp, each column fired from the robot's pose at its time, and
+the cloud carries each point's time (a float32 ``time`` field, seconds after the stamp, as a
+Velodyne driver's): what a node must deskew.
 
 Run: ``python -m viewseg_ros.sim_camera --ros-args -p seed:=0 -p rate:=5.0 -p width:=160 -p height:=120``
 (or the console script ``viewseg_sim_camera``).
@@ -265,7 +268,7 @@ def _make_node_class():
 
     from viewseg_core.cameras import resize_intrinsics
     from viewseg_core.data.depth_sensor import DepthSensorConfig, apply_sensor
-    from viewseg_core.data.synth.lidar import LidarConfig, lidar_scan
+    from viewseg_core.data.synth.lidar import LidarConfig, lidar_sweep
     from viewseg_core.data.synth.render import render
     from viewseg_core.rectify import distortion_maps
     from viewseg_ros.conversions import (make_camera_info, make_xyz_cloud, matrix_to_pose_stamped,
@@ -285,7 +288,7 @@ def _make_node_class():
                 ("depth_baseline_m", 0.0), ("depth_hfov_deg", 0.0), ("depth_frame", "camera_depth_optical"),
                 ("transport", "raw"), ("jpeg_quality", 95), ("cameras", ""), ("odometry_drift", ""),
                 ("odom_frame", "odom"), ("pose_graph_period_s", 10.0), ("lidar_beams", 0), ("lidar_vfov_deg", 30.0),
-                ("lidar_hres_deg", 1.0), ("lidar_frame", "lidar"), ("lidar_height_m", 0.15))}
+                ("lidar_hres_deg", 1.0), ("lidar_frame", "lidar"), ("lidar_height_m", 0.15), ("lidar_sweep_s", 0.0))}
             if not (p["rate"] > 0 and p["width"] > 0 and p["height"] > 0 and p["period_s"] > 0):
                 raise ValueError(f"viewseg_sim_camera: rate, width, height and period_s must be positive: {p}")
             if not 0 < p["render_scale"] <= 1:
@@ -339,6 +342,9 @@ def _make_node_class():
                 # Level, above the (first) camera, REP 103 axes like base_frame's.
                 self.lidar_mount = np.eye(4)
                 self.lidar_mount[:3, 3] = self.mount[:3, 3] + (0.0, 0.0, float(p["lidar_height_m"]))
+                self.lidar_sweep_s = float(p["lidar_sweep_s"])
+                if not 0.0 <= self.lidar_sweep_s <= 1.0:
+                    raise ValueError(f"viewseg_sim_camera: lidar_sweep_s must be in [0, 1] s, got {self.lidar_sweep_s}")
                 self.points_pub = self.create_publisher(PointCloud2, "points", qos_profile_sensor_data)
             self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
             static_qos = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL,
@@ -402,8 +408,11 @@ def _make_node_class():
                 self._publish_frame(rig, base, stamp_ns)
             if self.lidar is not None:
                 rng = np.random.default_rng([int(p["seed"]), self.frames_published, LIDAR_STREAM])
-                points = lidar_scan(self.scene, base @ self.lidar_mount, self.lidar, rng)
-                self.points_pub.publish(make_xyz_cloud(points, frame_id=p["lidar_frame"], stamp_ns=stamp_ns))
+                start_s = (stamp_ns - self.start_ns) / 1e9
+                points, times = lidar_sweep(self.scene, lambda t: self.world.base_pose(start_s + t) @ self.lidar_mount,
+                                            self.lidar, rng, self.lidar_sweep_s)
+                self.points_pub.publish(make_xyz_cloud(points, frame_id=p["lidar_frame"], stamp_ns=stamp_ns,
+                                                       times=times if self.lidar_sweep_s > 0 else None))
             self.frames_published += 1
 
         def drift_at(self, stamp_ns: int) -> np.ndarray:

@@ -1,10 +1,10 @@
 """benchmarks/bench_pointcloud.py cannot rot: its --quick run reads, registers and fills a
-synthetic Velodyne-layout cloud and lands one dated row in its own table."""
+synthetic Velodyne-layout cloud, deskews it, and lands one dated row in each of its two tables."""
 from __future__ import annotations
 
 
 def test_quick_run_records_a_row(tmp_path, quick_rows):
-    (row,) = quick_rows("bench_pointcloud", tmp_path)
+    row, deskew = quick_rows("bench_pointcloud", tmp_path)
     assert row[3] == "16 x 64" and row[4] == "1024" and row[11] == "40x30"
     share = float(row[5].rstrip("%"))
     xyz_ms, all_ms, ratio, register_ms, image_ms, fill_ms = (float(row[i].rstrip("x")) for i in (6, 7, 8, 9, 10, 12))
@@ -12,3 +12,7 @@ def test_quick_run_records_a_row(tmp_path, quick_rows):
     assert min(xyz_ms, all_ms, register_ms, image_ms, fill_ms) > 0
     # The ratio is of the two medians shown, which are rounded to 0.01 ms.
     assert (all_ms - 0.005) / (xyz_ms + 0.005) - 0.01 <= ratio <= (all_ms + 0.005) / max(xyz_ms - 0.005, 1e-3) + 0.01
+    # Deskewing: the sweep's 0.1 s in 5 ms slices, each placed with a pose from the TF buffer.
+    assert deskew[2] == "16 x 64" and deskew[3] == "1024" and deskew[6] == "20"
+    xyzt_ms, offsets_ms, deskew_ms, rigid_ms, deskew_ratio = (float(deskew[i].rstrip("x")) for i in (4, 5, 7, 8, 9))
+    assert min(xyzt_ms, offsets_ms, deskew_ms) > 0 and rigid_ms >= 0 and deskew_ratio > 1

@@ -76,3 +76,34 @@ def test_config_checks():
     for bad in (dict(beams=0), dict(vfov_deg=180.0), dict(hres_deg=0.0), dict(max_range_m=0.0), dict(range_noise_m=-1)):
         with pytest.raises(ValueError, match="lidar"):
             LidarConfig(**bad)
+
+
+def test_a_sweep_over_time_fires_each_column_from_the_pose_of_its_time():
+    """``lidar_sweep``: column j fires at sweep_s * j / columns from the pose then (here turning
+    at 1 rad/s and driving at 1 m/s); each point is in the sensor frame of its own time, so
+    moved with that pose it lands on the room's boundary, and deskewed by
+    viewseg_core.lidar_deskew with the same poses it does too."""
+    from viewseg_core.data.synth.lidar import lidar_sweep
+    from viewseg_core.lidar_deskew import deskew_points, sweep_slices
+
+    config = LidarConfig(beams=4, vfov_deg=20.0, hres_deg=10.0)
+    moving = lambda t: pose(2.0 + 1.0 * t, 2.5, 1.2, math.degrees(1.0 * t))  # noqa: E731
+    points, times = lidar_sweep(empty_room(), moving, config, sweep_s=0.1)
+    assert points.shape == (4 * 36, 3) and times.dtype == np.float32
+    local = beam_directions(config)
+    np.testing.assert_allclose(times, 0.1 * (np.arange(4 * 36) % 36) / 36, atol=1e-7)
+    for tau in np.unique(times):
+        at = times == tau
+        world_pose = moving(float(tau))
+        np.testing.assert_allclose(np.linalg.norm(points[at], axis=1),
+                                   room_exit(world_pose[:3, 3], local[at] @ world_pose[:3, :3].T), rtol=1e-5)
+    slice_times, index = sweep_slices(times, step_s=1e-4)             # one slice per firing time
+    world = deskew_points(points, index, np.stack([moving(float(t)) for t in slice_times]))
+    on_boundary = np.min(np.abs(np.concatenate([world, np.array([W, D, H]) - world], axis=1)), axis=1)
+    assert on_boundary.max() < 1e-4
+    # In one instant (sweep_s 0) it is lidar_scan's sweep, every time 0.
+    still, zero = lidar_sweep(empty_room(), lambda t: moving(0.0), config, sweep_s=0.0)
+    np.testing.assert_array_equal(still, lidar_scan(empty_room(), moving(0.0), config))
+    assert not zero.any()
+    with pytest.raises(ValueError, match="sweep_s must be >= 0"):
+        lidar_sweep(empty_room(), moving, config, sweep_s=-1.0)

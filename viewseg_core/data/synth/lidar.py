@@ -5,13 +5,15 @@ channels spread evenly over ``vfov_deg`` of elevation, one firing every ``hres_d
 azimuth over the full turn, as a 16-channel spinning LiDAR) from the sensor's pose
 (:func:`viewseg_core.data.synth.raycast.cast_rays`) and returns the hits within ``max_range_m``
 in the sensor's frame (REP 103: x forward, y left, z up), each moved along its beam by Gaussian
-range noise of ``range_noise_m``. A sweep is one instant here: a real sensor's points are
-stamped over the tenth of a second it turns (the node's motion compensation between a cloud's
-stamp and an image's covers the robot's motion, not the sweep's).
+range noise of ``range_noise_m``, in one instant. ``lidar_sweep`` takes the sweep over
+``sweep_s`` instead (a real sensor turns for a tenth of a second), each azimuth column from the
+sensor's pose at its firing time, and returns each point's time, for deskewing
+(:mod:`viewseg_core.lidar_deskew`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -53,14 +55,38 @@ def lidar_scan(scene: Scene, world_from_lidar: np.ndarray, config: LidarConfig |
         world_from_lidar: [4, 4] the sensor's pose in the scene.
         rng: the range noise's generator (None: no noise).
     """
+    return lidar_sweep(scene, lambda _: world_from_lidar, config, rng, 0.0)[0]
+
+
+def lidar_sweep(scene: Scene, world_from_lidar_at: Callable[[float], np.ndarray], config: LidarConfig | None = None,
+                rng: np.random.Generator | None = None, sweep_s: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """One sweep that takes ``sweep_s`` while the sensor moves: azimuth column j fires at
+    ``sweep_s * j / columns`` seconds after the sweep's start, from the sensor's pose then, and
+    its points are in the sensor's frame at that time (what a driver that does not deskew
+    publishes, with per-point times).
+
+    Args:
+        world_from_lidar_at: seconds after the sweep's start -> [4, 4] the sensor's pose.
+        rng: the range noise's generator (None: no noise).
+    Returns:
+        points [N, 3] float32, times [N] float32 (seconds after the sweep's start).
+    """
     config = config or LidarConfig()
+    if not sweep_s >= 0:
+        raise ValueError(f"lidar: sweep_s must be >= 0, got {sweep_s}")
     local = beam_directions(config)
-    rotation, origin = world_from_lidar[:3, :3], world_from_lidar[:3, 3]
-    t, _ = cast_rays(scene, origin[None], local @ rotation.T)
+    columns = len(local) // config.beams
+    fired = sweep_s * (np.arange(len(local)) % columns) / columns       # beam by beam, column by column
+    origins, directions = np.empty_like(local), np.empty_like(local)
+    for tau in np.unique(fired):
+        pose = world_from_lidar_at(float(tau))
+        at = fired == tau
+        origins[at], directions[at] = pose[:3, 3], local[at] @ pose[:3, :3].T
+    t, _ = cast_rays(scene, origins, directions)
     if rng is not None and config.range_noise_m > 0:
         t = t + rng.normal(0.0, config.range_noise_m, t.shape)
     hit = np.isfinite(t) & (t > 0) & (t <= config.max_range_m)
-    return (local[hit] * t[hit, None]).astype(np.float32)
+    return (local[hit] * t[hit, None]).astype(np.float32), fired[hit].astype(np.float32)
 
 
-__all__ = ["LidarConfig", "beam_directions", "lidar_scan"]
+__all__ = ["LidarConfig", "beam_directions", "lidar_scan", "lidar_sweep"]
