@@ -248,11 +248,15 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int], 
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     status: dict[str, str] = {}
+    cloud_status: dict[str, str] = {}   # the node that reads the LiDAR (both nodes report as "viewseg")
 
     def on_diagnostics(msg):
         for s in msg.status:
             if s.name.startswith("viewseg:"):
-                status.update({kv.key: kv.value for kv in s.values})
+                values = {kv.key: kv.value for kv in s.values}
+                status.update(values)
+                if values.get("received_pointcloud", "0") != "0":
+                    cloud_status.update(values)
 
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     # label -> service: the demo's model, and (RGB-D demo) the RGB model beside it
@@ -285,6 +289,10 @@ def run_client(args, procs, out: Path, logs: Path, query_size: tuple[int, int], 
             raise SystemExit(f"demo: no keyframes after {args.timeout:.0f} s (keyframes: {count}); "
                              f"node log:\n{tail(logs / 'viewseg.log')}")
     print(f"demo: {status.get('keyframes')} keyframes on {status.get('device')}; querying {args.queries} unseen poses")
+    if args.lidar and not args.rgb_only:
+        print(f"demo: point clouds received {cloud_status.get('received_pointcloud')}, deskewed "
+              f"{cloud_status.get('pointclouds_deskewed')}, placed with their stamp's pose for want of TF or readable "
+              f"times {cloud_status.get('deskew_skipped')}")
     if args.restart:
         # The node behind each service: save its keyframes, stop the camera and the nodes, and
         # run the queries on nodes restarted from the saved folders with no camera at all, one

@@ -689,26 +689,23 @@ def point_cloud_xyzt(msg: Any, what: str = "point cloud", time_field: str = "aut
     named ``time_field`` the cloud lacks or holds as a non-number.
     """
     fields = {f.name: f for f in msg.fields}
-    names, formats, offsets = ["x", "y", "z"], [], []
-    for name in names:
-        f = fields.get(name)
-        if f is None:
-            raise ValueError(f"{what}: no {name!r} field (fields: {', '.join(fields) or 'none'})")
-        if f.datatype not in _XYZ_DTYPES or f.count != 1:
-            raise ValueError(f"{what}: field {name!r} must be FLOAT32 or FLOAT64 with count 1, got datatype "
-                             f"{f.datatype} x {f.count}")
-        formats.append(_XYZ_DTYPES[f.datatype])
-        offsets.append(f.offset)
+    names = ["x", "y", "z"]
     time_name = time_field_of(msg, time_field)
     if time_name is not None:
-        f = fields.get(time_name)
+        names.append(time_name)
+    formats, offsets = [], []
+    for name in names:
+        is_time = name == time_name
+        f = fields.get(name)
         if f is None:
-            raise ValueError(f"{what}: no per-point time field {time_name!r} (fields: {', '.join(fields) or 'none'})")
-        if f.datatype not in _TIME_DTYPES or f.count != 1:
-            raise ValueError(f"{what}: per-point time field {time_name!r} must be a number with count 1, got "
-                             f"datatype {f.datatype} x {f.count}")
-        names = names + [time_name]
-        formats.append(_TIME_DTYPES[f.datatype])
+            raise ValueError(f"{what}: no {'per-point time field ' if is_time else ''}{name!r}"
+                             f"{'' if is_time else ' field'} (fields: {', '.join(fields) or 'none'})")
+        allowed = _TIME_DTYPES if is_time else _XYZ_DTYPES
+        if f.datatype not in allowed or f.count != 1:
+            raise ValueError(f"{what}: {'per-point time field' if is_time else 'field'} {name!r} must be "
+                             f"{'a number' if is_time else 'FLOAT32 or FLOAT64'} with count 1, got datatype "
+                             f"{f.datatype} x {f.count}")
+        formats.append(allowed[f.datatype])
         offsets.append(f.offset)
     points = _cloud_records(msg, names, formats, offsets, what)
     xyz = np.stack([points["x"], points["y"], points["z"]], axis=-1).astype(np.float32).reshape(-1, 3)
