@@ -71,6 +71,16 @@ silent and the field is the RGB field. Unlike ``depth_embed`` this is not a no-o
 Measured in docs/results.md (issue 15): turned on over an RGB-D model without training, it
 took δ<1.25 from 61% to 82% (8 test targets).
 
+``occlusion_pooling=True`` (needs ``source_depth``; RGB-D keyframes) leaves out of the
+pooling (features, their variance and the source colours) every view whose measured depth
+hides the point: it lies more than ``EVIDENCE_FREE_SIGMAS`` tolerances behind the surface that
+view measured at its projection, so the features it samples there are the occluder's (a
+chair's for a point on the wall behind it), and the mean would blend them into the point's
+class. A point that every view pooling it hides keeps them all (the field needs inputs; its
+density is the depth evidence's to carve). IBRNet weighs views by a learned visibility; here
+the measured depth says it. No weights: it changes the function of a model it is switched on
+for, and the fused kernel does not implement it (``fused_field.field_reason`` refuses).
+
 Why the camera frame and not the world frame: the world frame is arbitrary (a dataset's
 origin, a robot's ``map`` or ``odom``), so world coordinates would tie the weights to one
 scene's layout; in the view frame the field sees "this far in front of camera v, along
@@ -144,6 +154,24 @@ def as_float_rgb(rgb: torch.Tensor) -> torch.Tensor:
     return rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb
 
 
+def unoccluded_views(pooled: torch.Tensor, known: torch.Tensor, diff: torch.Tensor,
+                     measured: torch.Tensor) -> torch.Tensor:
+    """``occlusion_pooling``: the pooled views [B, V, N] less those whose measured depth hides
+    the point (it lies more than EVIDENCE_FREE_SIGMAS tolerances behind the surface the view
+    measured at its projection: that view's features there are the occluder's), except where
+    that would leave a point no view (then all of them stay: the point is hidden from every
+    measuring view, and the field still needs its inputs).
+
+    Args:
+        known: [B, V, ...] with N elements per view; diff, measured: [B, V, N] (the depth cue).
+    """
+    B, V, N = pooled.shape
+    tolerance = torch.clamp(EVIDENCE_SIGMA_REL * measured, min=EVIDENCE_SIGMA_M)
+    hidden = known.reshape(B, V, N) & (diff > EVIDENCE_FREE_SIGMAS * tolerance)
+    kept = pooled & ~hidden
+    return torch.where(kept.any(dim=1, keepdim=True), kept, pooled)
+
+
 def masked_mean_var(values: torch.Tensor, visible: torch.Tensor, count: torch.Tensor,
                     variance: bool = True, overwrite: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Mean and (population) variance over the views that see each point.
@@ -187,6 +215,7 @@ class FieldConfig:
     view_direction: bool = True      # False: no gamma(d_v) input at all (the paper's "w/o view dir." ablation)
     depth_evidence: bool = False     # measured depth carves free space and adds surface density (see above)
     unseen_points: str = "empty"     # empty (density 0, paper) | extrapolate (from the image borders; see above)
+    occlusion_pooling: bool = False  # pool only the views whose measured depth does not hide the point (see above)
 
     def __post_init__(self) -> None:
         if self.view_pooling not in VIEW_POOLING_MODES:
@@ -197,6 +226,9 @@ class FieldConfig:
                              f"got {self.unseen_points!r}")
         if self.depth_evidence and not self.source_depth:
             raise ValueError("FieldConfig.depth_evidence needs source_depth: the evidence is read from the "
+                             "measured source depth")
+        if self.occlusion_pooling and not self.source_depth:
+            raise ValueError("FieldConfig.occlusion_pooling needs source_depth: occlusion is read from the "
                              "measured source depth")
 
 
@@ -581,6 +613,8 @@ class SemanticField(nn.Module):
         # of a feature pixel. Only the MLP below follows autocast.
         with torch.autocast(points.device.type, enabled=False):
             sampled, g_x, g_d, visible, colours, depth_cue, pooled = self._inputs(points, directions, prepared)
+            if self.config.occlusion_pooling:
+                pooled = unoccluded_views(pooled, *depth_cue[1:])
         # Inference in one dtype: the [B, V, R, S, hidden] tensors below are this call's own,
         # so the input layer's GEMMs accumulate into one of them and the pooling reuses it
         # (four fewer passes over it, and fewer fresh allocations, which on the CPU cost page

@@ -118,6 +118,8 @@ def field_reason(field: nn.Module) -> str | None:
         return f"unseen_points={cfg.unseen_points!r} is not fused"
     if field.depth_embed is not None and tuple(field.depth_embed.inv_scales.shape) != (len(DEPTH_FEATURE_SCALES),):
         return "a depth embedding with other scales is not fused"
+    if getattr(cfg, "occlusion_pooling", False):
+        return "occlusion_pooling (views hidden by their measured depth left out of the pooling) is not fused"
     if not getattr(cfg, "view_direction", True):
         return "view_direction=False (the no-direction ablation) is not fused"
     for name, child in field.named_children():

@@ -58,6 +58,7 @@ class ModelConfig:
     source_depth: bool = False           # the field also reads measured source depth (RGB-D, not the paper's)
     depth_evidence: bool = False         # measured depth carves free space, adds surface density (needs source_depth)
     unseen_points: str = "empty"         # empty (density 0, paper) | extrapolate (from the image borders, RGB-D)
+    occlusion_pooling: bool = False      # pool only views whose measured depth does not hide the point (RGB-D)
     depth_guided: bool = False           # coarse samples around the surfaces source depth measured (RGB-D)
     guide_samples: int = 8               # band samples per ray (depth_guided)
     guide_band: float = 0.1              # band half-width, metres (depth_guided)
@@ -83,6 +84,9 @@ class ModelConfig:
         if self.view_pooling not in VIEW_POOLING_MODES:
             raise ValueError(f"ModelConfig.view_pooling must be one of {VIEW_POOLING_MODES}, "
                              f"got {self.view_pooling!r}")
+        if self.occlusion_pooling and not self.source_depth:
+            raise ValueError("ModelConfig.occlusion_pooling needs source_depth: true (occlusion is read from the "
+                             "measured source depth)")
         if self.depth_evidence and not self.source_depth:
             raise ValueError("ModelConfig.depth_evidence needs source_depth: true (the evidence is the measured "
                              "source depth the field reads)")
@@ -116,7 +120,7 @@ class ModelConfig:
                            projected_features=self.projected_features, view_pooling=self.view_pooling,
                            source_rgb=self.source_rgb, source_depth=self.source_depth,
                            view_direction=self.view_direction, depth_evidence=self.depth_evidence,
-                           unseen_points=self.unseen_points)
+                           unseen_points=self.unseen_points, occlusion_pooling=self.occlusion_pooling)
 
     def renderer_config(self) -> RendererConfig:
         return RendererConfig(num_coarse=self.num_coarse, num_fine=self.num_fine, lindisp=self.lindisp,

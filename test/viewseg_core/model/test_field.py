@@ -599,3 +599,56 @@ def test_inference_forward_compiles_with_torch_compile():
     assert float((traced.logits - eager.logits).abs().max()) <= 1e-4 * scale
     torch.testing.assert_close(traced.density, eager.density, rtol=1e-4, atol=1e-5)
     assert torch.equal(traced.num_visible, eager.num_visible)
+
+
+def test_unoccluded_views_by_hand():
+    """A view whose measured depth hides the point (more than 3 tolerances behind it, the
+    tolerance max(2 cm, 2% of the measurement)) leaves the pooling; unknown depth, a point on
+    or in front of the surface, and a point every measuring view hides keep their views."""
+    from viewseg_core.model.field import unoccluded_views
+
+    pooled = torch.tensor([[[True, True, True, True, True], [True, True, True, True, False]]])    # [1, 2, 5]
+    measured = torch.tensor([[[2.0, 2.0, 2.0, 10.0, 2.0], [3.0, 3.0, 3.0, 3.0, 3.0]]])
+    known = torch.tensor([[[True, True, False, True, True], [True, True, True, True, True]]])
+    # point 0: hidden in view 0 (0.5 m behind), seen in view 1 -> view 1 only
+    # point 1: 0.11 m behind in view 0 (tolerance 0.04: 3 x = 0.12) -> both stay
+    # point 2: view 0 unknown, view 1 hides it -> view 0 only
+    # point 3: 10 m measured, 0.59 m behind (3 x 0.2 = 0.6: stays); view 1 hides it (1 m) -> view 0 only
+    # point 4: only view 0 pools it, and hides it -> it stays (no view would be left)
+    diff = torch.tensor([[[0.5, 0.11, 9.0, 0.59, 0.3], [-0.1, 0.0, 1.0, 1.0, 0.0]]])
+    kept = unoccluded_views(pooled, known, diff, measured)
+    assert kept[0, 0].tolist() == [False, True, True, True, True]
+    assert kept[0, 1].tolist() == [True, True, False, False, False]
+
+
+def test_occlusion_pooling_reads_only_the_views_that_see_the_point():
+    """View 0 measured a surface in front of every point (it is occluded there): with
+    occlusion_pooling the field's output is what it computes from views 1 and 2 alone, whatever
+    view 0's features; without it, view 0's features change the output."""
+    field = _field(source_depth=True, occlusion_pooling=True)
+    _randomise_depth_embed(field)
+    src, (pts, dirs) = _sources(CAMS), _points()
+    depth = torch.full((2, 3, H, W), float("nan"))
+    depth[:, 0] = 0.5                      # 0.5 m from cameras ~2.5-3 m from the points: they are hidden
+    out = field(pts, dirs, field.prepare(_with_depth(src, depth)))
+    others = SourceViews(src.features, src.K, src.c2w, H, W, torch.tensor([[False, True, True]] * 2), depth=depth)
+    alone = field(pts, dirs, field.prepare(others))
+    both = alone.num_visible > 0          # points views 1 and 2 see: view 0 is pooled out there
+    assert both.sum() > 10
+    torch.testing.assert_close(out.logits[both], alone.logits[both], rtol=1e-5, atol=1e-5)
+    noisy = SourceViews(src.features.clone(), src.K, src.c2w, H, W, depth=depth)
+    noisy.features[:, 0] = torch.randn_like(noisy.features[:, 0])
+    again = field(pts, dirs, field.prepare(noisy))
+    torch.testing.assert_close(again.logits[both], out.logits[both], rtol=1e-5, atol=1e-5)
+    field.config.occlusion_pooling = False
+    plain = field(pts, dirs, field.prepare(noisy))
+    assert (plain.logits[both] - again.logits[both]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="occlusion_pooling needs source_depth"):
+        FieldConfig(occlusion_pooling=True)
+
+
+def test_occlusion_pooling_is_refused_by_the_fused_kernel():
+    from viewseg_core.model.fused_field import field_reason
+
+    assert "occlusion_pooling" in field_reason(_field(source_depth=True, occlusion_pooling=True))
+    assert field_reason(_field(source_depth=True)) is None
