@@ -26,6 +26,8 @@ for how many of those the silhouette layer (``model.guide_layers: 2``, the 1-pix
 pixels whose *rendered* surface lies outside every source frustum (the same test, the
 node's): the node answers those "unknown" unless ``query.unseen_pixels: extrapolated``,
 so the empty share a robot sees by default is that row's share plus the render's empties.
+The last line counts, over the source views that see each pixel's true surface point, those
+whose measured (input) depth hides it: what ``model.occlusion_pooling`` leaves out.
 docs/results.md quotes this table for the RGB-D model.
 """
 from __future__ import annotations
@@ -47,6 +49,7 @@ from training.evaluate import SOURCE_DEPTH_CHOICES, example_indices, load_viewse
 from training.panels import source_depth_kwargs  # noqa: E402
 from viewseg_core.cameras import in_image, project_points  # noqa: E402
 from viewseg_core.model.depth_guide import camera_guides, lift_source_depth  # noqa: E402
+from viewseg_core.model.field import EVIDENCE_FREE_SIGMAS, EVIDENCE_SIGMA_M, EVIDENCE_SIGMA_REL  # noqa: E402
 from viewseg_core.rays import grid_rays  # noqa: E402
 from viewseg_core.source_selection import pixel_coverage  # noqa: E402
 
@@ -81,22 +84,42 @@ def depth_edges(depth: torch.Tensor, ratio: float = EDGE_RATIO, radius: int = ED
     return known & (hi > ratio * lo)
 
 
-def seen_by_a_source(example: dict) -> torch.Tensor:
-    """[H * W] bool: the target pixel's true surface point lies on some source's true depth map."""
+def _true_points_in_sources(example: dict, depth_key: str) -> tuple[torch.Tensor, ...]:
+    """The target pixels' true surface points in every source: (known [H * W]; inside,
+    planar depth z, and the source depth ``example[depth_key]`` at the nearest pixel of the
+    projection, each [V, H * W])."""
     H, W = (int(x) for x in example["target_size"])
     depth = example["target_depth"].reshape(1, 1, H, W).float()
     points, known = lift_source_depth(depth, example["target_K"][None, None].float(),
                                       example["target_c2w"][None, None].float(), H, W)
     V = example["source_K"].shape[0]
-    Hs, Ws = example["source_depth"].shape[-2:]
+    source_depth = example[depth_key].float()
+    Hs, Ws = source_depth.shape[-2:]
     uv, z, front = project_points(example["source_K"][None].float(), example["source_c2w"][None].float(),
                                   points[:, None].expand(1, V, -1, 3))
     inside = front & in_image(uv, H, W)
     col = torch.floor((uv[..., 0] + 0.5) * (Ws / W)).clamp(0, Ws - 1).long()
     row = torch.floor((uv[..., 1] + 0.5) * (Hs / H)).clamp(0, Hs - 1).long()
-    surface = example["source_depth"].float().reshape(1, V, Hs * Ws).gather(2, row * Ws + col)
+    surface = source_depth.reshape(1, V, Hs * Ws).gather(2, row * Ws + col)
+    return known[0], inside[0], z[0], surface[0]
+
+
+def seen_by_a_source(example: dict) -> torch.Tensor:
+    """[H * W] bool: the target pixel's true surface point lies on some source's true depth map."""
+    known, inside, z, surface = _true_points_in_sources(example, "source_depth")
     on_it = inside & torch.isfinite(surface) & ((z - surface).abs() <= SEEN_REL * surface + SEEN_ABS)
-    return (on_it.any(dim=1) & known)[0]
+    return on_it.any(dim=0) & known
+
+
+def hidden_views(example: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """([H * W] views that see the pixel's true surface point, [H * W] of them whose MEASURED
+    depth (the input the model reads) hides it: the views ``model.occlusion_pooling`` leaves
+    out of the pooling, by its rule, :func:`viewseg_core.model.field.unoccluded_views`)."""
+    known, inside, z, surface = _true_points_in_sources(example, "source_depth_input")
+    measured = torch.isfinite(surface) & (surface > 0)
+    hidden = inside & measured & (z - surface > EVIDENCE_FREE_SIGMAS * torch.clamp(
+        EVIDENCE_SIGMA_REL * surface, min=EVIDENCE_SIGMA_M))
+    return inside.sum(dim=0) * known, hidden.sum(dim=0) * known
 
 
 @torch.no_grad()
@@ -106,6 +129,7 @@ def depth_coverage(model, dataset, max_examples: int) -> dict:
     ``max_examples`` examples spread evenly over the dataset (as ``viewseg eval``)."""
     model = model.float().eval()
     pred, true, measured, guide, second, seen, outside, true_outside, edge = [], [], [], [], [], [], [], [], []
+    seeing, hiding = [], []
     for i in example_indices(len(dataset), max_examples):
         ex = dataset[i]
         H, W = (int(x) for x in ex["target_size"])
@@ -129,6 +153,10 @@ def depth_coverage(model, dataset, max_examples: int) -> dict:
         second.append(layered[:, 1][known])
         measured.append(torch.isfinite(cand[known]))
         seen.append(seen_by_a_source(ex)[known])
+        if ex.get("source_depth_input") is not None:
+            views, hidden = hidden_views(ex)
+            seeing.append(views[known])
+            hiding.append(hidden[known])
         edge.append(depth_edges(ex["target_depth"].reshape(H, W).float()).reshape(-1)[known])
         def in_no_view(depth: torch.Tensor) -> torch.Tensor:  # [H, W] -> [pixels with true depth]
             covered = pixel_coverage(ex["target_K"].numpy(), ex["target_c2w"].numpy(), depth.reshape(H, W).numpy(),
@@ -149,6 +177,10 @@ def depth_coverage(model, dataset, max_examples: int) -> dict:
     for part in ("measured", "measured, at a depth edge", "measured, elsewhere"):
         report[f"guide: {part}"] = _scores(guide[masks[part]], true[masks[part]])
     report["seen_share"] = float(seen.float().mean() * 100)
+    if seeing:
+        seeing, hiding = torch.cat(seeing), torch.cat(hiding)
+        report["hidden_view_share"] = float(hiding.sum() / seeing.sum().clamp(min=1) * 100)
+        report["pooling_changed_share"] = float(((hiding > 0) & (hiding < seeing)).float().mean() * 100)
     off = masks["measured, at a depth edge"] & ~_within(guide, true)
     report["edge_candidate_off"] = float(off.float().mean() * 100)
     report["edge_off_second_right"] = float(_within(second, true)[off].float().mean() * 100) if off.any() else math.nan
@@ -173,6 +205,10 @@ def format_table(report: dict) -> str:
         lines.append(f"| {part}: the candidate surface itself | {100 * n / max(total, 1):.1f}% | {d1:.1f} | "
                      f"{absrel:.3f} | |")
     lines.append(f"\ntrue surface seen by some source: {report['seen_share']:.1f}% of pixels")
+    if "hidden_view_share" in report:
+        lines.append(f"of the source views that see a pixel's true surface point, {report['hidden_view_share']:.1f}% "
+                     f"measured a surface in front of it (model.occlusion_pooling leaves them out); "
+                     f"{report['pooling_changed_share']:.1f}% of pixels have such a view and another that is not")
     lines.append(f"at a depth edge the candidate surface is off (δ>=1.25) for {report['edge_candidate_off']:.1f}% of "
                  f"all pixels; of those, the silhouette layer (model.guide_layers 2) has the right surface for "
                  f"{report['edge_off_second_right']:.1f}% and the render is right for {report['edge_off_render_right']:.1f}%")

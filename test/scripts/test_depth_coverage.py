@@ -67,6 +67,7 @@ def test_parts_add_up_and_match_a_direct_computation(tmp_path, capsys, load_scri
         assert math.isnan(report[key]) if report["edge_candidate_off"] == 0 else 0.0 <= report[key] <= 100.0
     assert "silhouette layer" in dc.format_table(report)
     assert 0.0 < report["seen_share"] <= 100.0
+    assert 0.0 <= report["hidden_view_share"] <= 100.0 and 0.0 <= report["pooling_changed_share"] <= 100.0
     # The node's unknown pixels: filled by the render, outside every source frustum.
     unseen = report["rendered surface in no source's view"]
     assert unseen[0] == int(torch.cat(outside).sum()) and unseen[1] == 0
@@ -115,3 +116,23 @@ def test_depth_edges_by_hand(load_script):
     assert not dc.depth_edges(torch.full((3, 3), 2.0)).any()
     slanted = torch.tensor([[1.0, 1.05, 1.1]])  # 5% per pixel: under the 10% ratio
     assert not dc.depth_edges(slanted).any() and dc.depth_edges(slanted, ratio=1.04).all()
+
+
+def test_hidden_views_by_hand(load_script):
+    """One target pixel row looking at a wall 2 m away; source 0 is the target camera itself
+    with the wall measured (it sees every point, none hidden); source 1 is the same camera
+    with a 1 m occluder measured over the left half (those points are hidden there) and
+    nothing measured in the last column (unknown: not hidden)."""
+    dc = load_script("depth_coverage")
+    H, W = 2, 4
+    K = torch.tensor([[2.0, 0.0, 2.0], [0.0, 2.0, 1.0], [0.0, 0.0, 1.0]])
+    wall = torch.full((H, W), 2.0)
+    measured = torch.stack([wall, wall.clone()])
+    measured[1, :, :2] = 1.0
+    measured[1, :, 3] = float("nan")
+    example = {"target_size": torch.tensor([H, W]), "target_depth": wall, "target_K": K, "target_c2w": torch.eye(4),
+               "source_K": K.expand(2, 3, 3), "source_c2w": torch.eye(4).expand(2, 4, 4),
+               "source_depth": torch.stack([wall, wall]), "source_depth_input": measured}
+    views, hidden = dc.hidden_views(example)
+    assert views.tolist() == [2] * (H * W)
+    assert hidden.reshape(H, W).tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
