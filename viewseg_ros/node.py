@@ -113,8 +113,11 @@ from viewseg_ros.tf_buffer import ExtrapolationError, TfListener, TransformBuffe
 
 NODE_NAME = "viewseg"
 KEYFRAME_POSES_PERIOD_S = 0.5  # how often ~/keyframe_poses is brought up to date
-# Recent point clouds kept for pairing with images by stamp (2 s of a 10 Hz LiDAR).
-CLOUD_QUEUE = 20
+# Recent point clouds are kept for pairing with images by stamp for this long (seconds, beyond
+# pointcloud_accumulate_s) ...
+CLOUD_HISTORY_S = 2.0
+# ... and at most this many of their points (the oldest go first; the newest cloud stays).
+CLOUD_HISTORY_POINTS = 4_000_000
 ODOMETRY_TRAIL_PERIOD_S = 0.1  # how often the body's odometry pose is sampled for the pose graph
 # A keyframe folder keeps the odometry trail this much beyond pose_graph.max_gap_s around each
 # keyframe (a node up to max_gap_s away may need it, and the trail interpolates across 1 s).
@@ -441,7 +444,7 @@ class ViewSegNode(LifecycleNode):
         self.events: dict[str, int] = {"busy": 0, "timeouts": 0, "refused_budget": 0, "refused_coverage": 0,
                                        "clock_jumps": 0, "pose_jumps": 0, "keyframe_saves": 0, "keyframe_loads": 0,
                                        "keyframe_clears": 0, "refused_inactive": 0, "pointclouds_deskewed": 0,
-                                       "deskew_skipped": 0}
+                                       "deskew_skipped": 0, "accumulated_clouds_unplaced": 0}
         self.keyframes_restored = 0  # taken from keyframe folders since start
         self._autosaved: tuple[int, ...] | None = None  # keyframe ids of the last save to keyframes.save_path
         self.last_event: dict[str, str] = {}
@@ -453,7 +456,10 @@ class ViewSegNode(LifecycleNode):
         self.keyframes_without_depth = 0
         # Point clouds (pointcloud_topic) for pairing by stamp: (stamp_ns, frame_id, [N, 3] xyz,
         # [N] seconds of each point after stamp_ns or None: lidar_deskew).
-        self.clouds: collections.deque = collections.deque(maxlen=CLOUD_QUEUE)
+        self.clouds: collections.deque = collections.deque()
+        # (stamp_ns, frame_id) -> [N, 3] a kept cloud's points in fixed_frame, once TF placed all of
+        # it (a cloud is placed once, whatever number of keyframes it serves).
+        self._placed_clouds: dict[tuple[int, str], np.ndarray] = {}
         self.received_pointcloud = 0
         # SLAM corrections: the graph is read and applied under one lock (a clock jump resets it).
         self.pose_graph = PoseGraphCorrector(p["pose_graph.max_gap_s"]) if p["pose_graph.topic"] else None
@@ -1129,6 +1135,13 @@ class ViewSegNode(LifecycleNode):
             self._drop("depth", f"{what}: an empty frame_id (TF must place the points)")
             return
         self.clouds.append((stamp_ns, msg.header.frame_id, points, offsets))
+        # Kept while within the window of the newest cloud's stamp (either side: after a clock
+        # jump back the old ones lie ahead of it) and the points budget (placed copies included).
+        keep_ns = int((CLOUD_HISTORY_S + self.params["pointcloud_accumulate_s"]) * 1e9)
+        held = sum(len(cloud[2]) for cloud in self.clouds) + sum(len(p) for p in self._placed_clouds.values())
+        while len(self.clouds) > 1 and (abs(self.clouds[0][0] - stamp_ns) > keep_ns or held > CLOUD_HISTORY_POINTS):
+            old = self.clouds.popleft()
+            held -= len(old[2]) + len(self._placed_clouds.pop((old[0], old[1]), ()))
 
     def _skip_deskew(self, message: str) -> None:
         count = self._event("deskew_skipped", message)
@@ -1159,15 +1172,31 @@ class ViewSegNode(LifecycleNode):
         it has per-point times and TF covers its sweep, else (counted, warned where TF fell
         short) with TF at its stamp. Raises TransformError when TF cannot place it at all."""
         stamp_ns, frame, points, offsets = cloud
+        cached = self._placed_clouds.get((stamp_ns, frame))
+        if cached is not None:
+            return cached
         fixed = self.params["fixed_frame"]
         placed, slices, why = place_cloud(points, offsets, stamp_ns, lambda t: self._lookup_now(fixed, frame, t),
                                           (TransformError,))
-        if why is not None:
+        if why is not None:   # not kept: TF may yet cover the sweep for the next keyframe it serves
             self._skip_deskew(f"point cloud at {stamp_ns / 1e9:.3f} s: no TF from {frame!r} to {fixed!r} across its "
                               f"{float(offsets.max() - offsets.min()) * 1e3:.0f} ms sweep: {why}")
-        elif slices:
+            return placed
+        if slices:
             self._event("pointclouds_deskewed", f"point cloud at {stamp_ns / 1e9:.3f} s in {slices} slices")
+        if any(c[0] == stamp_ns and c[1] == frame for c in self.clouds):
+            self._placed_clouds[(stamp_ns, frame)] = placed
         return placed
+
+    def _accumulated(self, cloud: tuple) -> np.ndarray | None:
+        """An accumulated cloud's points in fixed_frame, or None (counted) where TF cannot place
+        it: one of pointcloud_accumulate_s's clouds is a bonus, its loss costs the keyframe
+        nothing."""
+        try:
+            return self._cloud_in_fixed_frame(cloud)
+        except TransformError as error:
+            self._event("accumulated_clouds_unplaced", f"point cloud at {cloud[0] / 1e9:.3f} s: {error}")
+            return None
 
     def _register_cloud(self, cloud: tuple, c2w: np.ndarray, K: np.ndarray) -> np.ndarray | None:
         """A point cloud -> planar depth in the keyframe (working size, pinhole ``K``, pose ``c2w``
@@ -1183,6 +1212,11 @@ class ViewSegNode(LifecycleNode):
             self._drop("depth", f"point cloud at {stamp_ns / 1e9:.3f} s: no TF from {frame!r} to {fixed!r} at its "
                                 f"stamp: {error}")
             return None
+        window_ns = int(self.params["pointcloud_accumulate_s"] * 1e9)
+        if window_ns > 0:
+            others = [self._accumulated(other) for other in list(self.clouds)
+                      if other is not cloud and abs(other[0] - stamp_ns) <= window_ns]
+            in_fixed = np.concatenate([in_fixed] + [placed for placed in others if placed is not None])
         depth = register_points(in_fixed, K, self._working_hw, np.linalg.inv(c2w))
         if not np.isfinite(depth).any():
             self._drop("depth", f"point cloud at {stamp_ns / 1e9:.3f} s in {frame!r}: none of its {len(points)} "
@@ -1374,6 +1408,10 @@ class ViewSegNode(LifecycleNode):
             for camera in self.cameras:
                 camera.newest_image_ns = None
                 camera.previous_pose = None
+            # Clouds of the old timeline (same group as the clouds' callback: no race) must not
+            # pair with, or be accumulated into, keyframes of the new one.
+            self.clouds.clear()
+            self._placed_clouds.clear()
         now = time.monotonic()
         with self._stats_lock:
             first = now - self._last_clock_jump > 2.0

@@ -15,6 +15,9 @@ from viewseg_core.rectify import RECTIFICATION_MODES
 from viewseg_ros.camera_input import PER_CAMERA_SETTINGS
 from viewseg_ros.executor import DEFAULT_EXECUTOR, EXECUTORS
 
+# pointcloud_accumulate_s at most: the node's TF buffer keeps 10 s of each dynamic edge.
+MAX_ACCUMULATE_S = 8.0
+
 # name -> (default, description). Numbers are coerced (a YAML "1" for a float is fine).
 PARAMETERS: dict[str, tuple[Any, str]] = {
     "image_topic": ("image", "sensor_msgs/Image topic (rgb8/bgr8/rgba8/bgra8; YUV 4:2:2 yuv422/uyvy and "
@@ -46,6 +49,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                  "(viewseg_core/depth_completion.py); the kept depth is not changed"),
     "pointcloud_sync_tolerance_s": (0.1, "largest stamp difference pairing a point cloud with a colour image "
                                          "(a 10 Hz LiDAR's scans are 0.1 s apart)"),
+    "pointcloud_accumulate_s": (0.0, "seconds of other point clouds registered into each keyframe besides the one "
+                                     "paired with it (each placed through TF at its own time, deskewed): a "
+                                     "LiDAR's narrow vertical field then covers more of the camera's view, from "
+                                     "where the robot was; 0 = the paired cloud only; at most 8 (TF keeps 10 s); "
+                                     "clouds are kept for it up to 4 M points"),
     "pointcloud_time_field": ("auto", "per-point time field of the point clouds, for deskewing (each 5 ms slice of a "
                                       "sweep placed with TF at its own time, viewseg_core/lidar_deskew.py): auto (the "
                                       "first of time, t, timestamp, time_stamp the cloud has; none: not deskewed) | a "
@@ -183,7 +191,7 @@ LIVE_PARAMETERS = frozenset(SAMPLING_PARAMETERS + SELECTION_PARAMETERS + KEYFRAM
     "query.confidence_calibration", "query.min_coverage", "query.unseen_pixels", "query.timeout_s",
     "query.max_width", "query.max_height", "query.width", "query.height", "query.frame_id", "points.on_service",
     "points.min_confidence",
-    "keyframes.teleport_distance"))
+    "keyframes.teleport_distance", "pointcloud_accumulate_s"))
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -254,6 +262,9 @@ def validate(values: dict[str, Any]) -> None:
     if values["query.unseen_pixels"] not in UNSEEN_PIXEL_MODES:
         raise ValueError(f"parameter query.unseen_pixels must be one of {UNSEEN_PIXEL_MODES}, "
                          f"got {values['query.unseen_pixels']!r}")
+    if not 0.0 <= values["pointcloud_accumulate_s"] <= MAX_ACCUMULATE_S:
+        raise ValueError(f"parameter pointcloud_accumulate_s must be in [0, {MAX_ACCUMULATE_S:g}] s (TF keeps 10 s), "
+                         f"got {values['pointcloud_accumulate_s']}")
     if not values["pointcloud_time_scale"] >= 0 or not math.isfinite(values["pointcloud_time_scale"]):
         raise ValueError(f"parameter pointcloud_time_scale must be a finite number >= 0, "
                          f"got {values['pointcloud_time_scale']}")
@@ -262,5 +273,5 @@ def validate(values: dict[str, Any]) -> None:
             raise ValueError(f"parameter {name} must be in [0, 1], got {values[name]}")
 
 
-__all__ = ["PARAMETERS", "UNSEEN_PIXEL_MODES", "SAMPLING_PARAMETERS", "SELECTION_PARAMETERS",
+__all__ = ["PARAMETERS", "MAX_ACCUMULATE_S", "UNSEEN_PIXEL_MODES", "SAMPLING_PARAMETERS", "SELECTION_PARAMETERS",
            "KEYFRAME_RULE_PARAMETERS", "LIVE_PARAMETERS", "coerce", "check_setting", "validate"]

@@ -31,10 +31,10 @@ SCAN_AHEAD_S = 0.03                              # the scan is stamped 30 ms bef
 MOVED_M = 0.2                                    # ... when the robot stood 20 cm further back
 
 
-def scan_of_the_wall(map_from_lidar: np.ndarray) -> np.ndarray:
+def scan_of_the_wall(map_from_lidar: np.ndarray, elevations=ELEVATIONS_DEG) -> np.ndarray:
     """[N, 3] in the LiDAR frame: where each beam (every 2 degrees of azimuth) meets the wall."""
     rays = []
-    for elevation in np.radians(ELEVATIONS_DEG):
+    for elevation in np.radians(elevations):
         for azimuth in np.radians(np.arange(-50.0, 50.1, 2.0)):
             rays.append((math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth),
                          math.sin(elevation)))
@@ -335,3 +335,47 @@ def test_a_time_field_that_is_not_one_sweeps_costs_the_deskew_not_the_points(rig
     assert "not the times of one sweep" in g.node.last_event["deskew_skipped"]
     error = wall_depth_error(g.node.keyframes.snapshot()[-1].view.depth, pose)
     assert error.max() > 0.3        # placed at the sweep's start: the turn is not undone, but nothing is lost
+
+
+def test_clouds_around_the_image_are_accumulated_into_the_keyframe(rig):
+    """``pointcloud_accumulate_s`` (live): a scan taken half a second earlier, from a metre
+    further back and with its beams lower (another band of the wall), is placed through TF at
+    its own stamp and registered into the keyframe beside the paired scan: both bands land on
+    the wall to the millimetre. Set back to 0, a keyframe takes its paired scan only."""
+    from rclpy.parameter import Parameter
+    from tf2_msgs.msg import TFMessage
+
+    from viewseg_ros.conversions import matrix_to_transform_stamped
+
+    g = rig
+    assert g.node.set_parameters([Parameter("pointcloud_accumulate_s", value=1.0)])[0].successful
+    refused = g.node.set_parameters([Parameter("pointcloud_accumulate_s", value=9.0)])[0]
+    assert not refused.successful and "pointcloud_accumulate_s must be in [0, 8]" in refused.reason
+    pose = WallWalk.pose(0).copy()
+    pose[1, 3] += 2.0
+    earlier = pose.copy()
+    earlier[0, 3] -= 1.0
+    image_stamp, earlier_stamp = 1300 * S, 1300 * S - S // 2
+    low_band = (-26.0, -22.0, -18.0)      # below the paired scan's lowest beam (-12 degrees)
+
+    def publish(lidar_pose, stamp, elevations) -> None:
+        g.camera.tf.publish(TFMessage(transforms=[matrix_to_transform_stamped(lidar_pose, "map", LIDAR, stamp)]))
+        g.lidar.publish(cloud_message(scan_of_the_wall(lidar_pose, elevations), LIDAR, stamp))
+
+    try:
+        admitted = g.node.keyframes.admitted
+        publish(earlier @ OPTICAL_FROM_LIDAR, earlier_stamp, low_band)
+        wait_for(lambda: any(c[0] == earlier_stamp for c in list(g.node.clouds)), 5.0, "the node to take the early scan")
+        publish(pose @ OPTICAL_FROM_LIDAR, image_stamp, ELEVATIONS_DEG)
+        wait_for(lambda: any(c[0] == image_stamp for c in list(g.node.clouds)), 5.0, "the node to take the scan")
+        g.camera.publish(pose, image_stamp)
+        wait_for(lambda: g.node.keyframes.admitted > admitted, 5.0, "the view to become a keyframe")
+        depth = g.node.keyframes.snapshot()[-1].view.depth
+        measured = np.isfinite(depth)
+        np.testing.assert_allclose(depth[measured], WallWalk.WALL_X - pose[0, 3], atol=1e-3)
+        rows = np.flatnonzero(measured[:, WallWalk.W // 2])
+        K = WallWalk.K()
+        lowest_paired = K[1, 2] + K[1, 1] * (math.tan(math.radians(12.0)) * 6.0 - 0.25) / 6.0   # -12 deg beam, 6 m
+        assert len(rows) >= len(ELEVATIONS_DEG) + 2 and rows.max() > lowest_paired + 1, (rows, lowest_paired)
+    finally:
+        assert g.node.set_parameters([Parameter("pointcloud_accumulate_s", value=0.0)])[0].successful
