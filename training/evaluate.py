@@ -248,15 +248,17 @@ def resolve_data_config(train_config: Mapping | None, config_path: str = "", ove
                              f"was trained with: " + "; ".join("data.{} is {} in the checkpoint, {} in --config"
                                                               .format(k, *shown(a, b)) for k, a, b in differ)
                              + " (to evaluate differently on purpose, give data.key=value overrides)")
-    # A mix of sensor densities (depth_sensor.row_strides) is a training augmentation: evaluation
-    # measures one sensor, row_stride, unless the YAML or an override asks for the mix.
-    carried_strides = ((carried or {}).get("depth_sensor") or {}).get("row_strides") or []
-    asked = "row_strides" in (yaml_data.get("depth_sensor") or {}) or any(
-        o.strip().startswith("data.depth_sensor.row_strides") for o in overrides)
-    if carried_strides and not asked:
-        doc["data"]["depth_sensor"]["row_strides"] = []
-        if record is not None:
-            record["row_strides_dropped"] = list(carried_strides)
+    # A mix of sensor densities or fields of view (depth_sensor.row_strides, row_bands) is a
+    # training augmentation: evaluation measures one sensor (row_stride, row_band) unless the
+    # YAML or an override asks for the mix.
+    for mix in ("row_strides", "row_bands"):
+        carried_mix = ((carried or {}).get("depth_sensor") or {}).get(mix) or []
+        asked = mix in (yaml_data.get("depth_sensor") or {}) or any(
+            o.strip().startswith(f"data.depth_sensor.{mix}") for o in overrides)
+        if carried_mix and not asked:
+            doc["data"]["depth_sensor"][mix] = []
+            if record is not None:
+                record[f"{mix}_dropped"] = list(carried_mix)
     apply_overrides(doc, overrides)
     cfg = from_dict(DataConfig, doc["data"], "data.")
     if data_root:
@@ -933,6 +935,11 @@ def evaluate(cfg: EvalConfig) -> dict:
         _notice(notices, f"the checkpoint was trained with depth_sensor.row_strides {data_record['row_strides_dropped']} "
                          f"(a mix of sensor densities, a training augmentation): evaluating one sensor, "
                          f"depth_sensor.row_stride {data_cfg.depth_sensor.row_stride} (data.depth_sensor.row_strides "
+                         f"to evaluate the mix)")
+    if data_record.get("row_bands_dropped"):
+        _notice(notices, f"the checkpoint was trained with depth_sensor.row_bands {data_record['row_bands_dropped']} "
+                         f"(a mix of sensor fields of view, a training augmentation): evaluating one sensor, "
+                         f"depth_sensor.row_band {data_cfg.depth_sensor.row_band} (data.depth_sensor.row_bands "
                          f"to evaluate the mix)")
     if cfg.pose_noise:
         data_cfg.pose_noise = tuple(float(x) for x in cfg.pose_noise[0])

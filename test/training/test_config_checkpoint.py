@@ -165,7 +165,8 @@ def test_source_depth_data_keys():
         ("data.depth_sensor.hole_rate=1", "depth_sensor.hole_rate must be in [0, 1), got 1.0"),
         ("data.depth_sensor.noise=1", "unknown config key(s) data.depth_sensor.noise; valid keys under "
                                       "'data.depth_sensor.': edge_dropout, edge_threshold, hole_radius_px, hole_rate, "
-                                      "max_range_m, min_range_m, noise_k, quantization_m, row_stride, row_strides"),
+                                      "max_range_m, min_range_m, noise_k, quantization_m, row_band, row_bands, row_stride, "
+                                      "row_strides"),
         ("data.depth_sensor.row_stride=0", "depth_sensor.row_stride must be an integer >= 1, got 0"),
     ]:
         with pytest.raises(ValueError) as error:

@@ -132,6 +132,13 @@ def test_a_checkpoints_mix_of_sensor_densities_is_not_evaluated_unless_asked(tin
     config = tmp_path / "mix.yaml"
     config.write_text("data:\n  depth_sensor:\n    row_strides: [1, 4]\n")
     assert resolve_data_config(carried, str(config)).depth_sensor.row_strides == (1, 4)
+    # A mix of fields of view (row_bands) likewise.
+    carried["data"]["depth_sensor"]["row_bands"] = [1.0, 0.55]
+    data = resolve_data_config(carried, overrides=["data.depth_sensor.row_band=0.55"], record=(record := {}))
+    assert data.depth_sensor.row_bands == () and data.depth_sensor.row_band == 0.55
+    assert record["row_bands_dropped"] == [1.0, 0.55]
+    data = resolve_data_config(carried, overrides=["data.depth_sensor.row_bands=[0.5]"], record=(record := {}))
+    assert data.depth_sensor.row_bands == (0.5,) and "row_bands_dropped" not in record
 
 
 def test_truth_scores_one_and_abstaining_scores_zero(test_split):

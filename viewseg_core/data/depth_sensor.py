@@ -26,6 +26,11 @@ have measured of a clean planar depth image.
    each image's stride uniformly from a list (1 = every row) and its first kept row uniformly
    from 0 .. s - 1, after every other draw of the image (an image drawn alone with the same seed
    has the same noise, holes and edges without it).
+7. **band** (off by default): with ``row_band`` b < 1 only the central round(b H) rows return
+   (at least one), as a LiDAR whose vertical field is narrower than the camera's leaves the rows
+   above and below it without depth (a 30-degree LiDAR under a 55-degree camera: b about 0.55).
+   ``row_bands`` draws each image's band from a list (1 = every row) after every other draw,
+   row_strides' included.
 
 Sizes are in pixels of the image the model is applied to (the dataset applies it after
 resizing views to ``data.image_size``). All randomness comes from the generator passed in:
@@ -62,6 +67,10 @@ class DepthSensorConfig:
         row_stride: only every row_stride-th row returns (1 = every row: a depth camera).
         row_strides: when not empty, each image's row stride is drawn from these instead, with a
             random first row (a mix of sensor densities in training); ``row_stride`` must then be 1.
+        row_band: only the central row_band of the rows returns (1 = every row; a LiDAR's
+            vertical field under a wider camera's).
+        row_bands: when not empty, each image's band is drawn from these instead (training for
+            several fields of view); ``row_band`` must then be 1.
     """
 
     noise_k: float = 0.002
@@ -74,6 +83,8 @@ class DepthSensorConfig:
     edge_dropout: float = 0.5
     row_stride: int = 1
     row_strides: tuple[int, ...] = ()
+    row_band: float = 1.0
+    row_bands: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.row_stride, bool) or not isinstance(self.row_stride, int) or self.row_stride < 1:
@@ -84,6 +95,15 @@ class DepthSensorConfig:
         for stride in self.row_strides:
             if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
                 raise ValueError(f"depth_sensor.row_strides must be integers >= 1, got {self.row_strides!r}")
+        if not isinstance(self.row_bands, (list, tuple)):
+            raise ValueError(f"depth_sensor.row_bands must be a list of numbers in (0, 1], got {self.row_bands!r}")
+        object.__setattr__(self, "row_bands", tuple(self.row_bands))
+        for band in (self.row_band, *self.row_bands):
+            if isinstance(band, bool) or not isinstance(band, (int, float)) or not 0.0 < band <= 1.0:
+                raise ValueError(f"depth_sensor.row_band(s) must be numbers in (0, 1], got {band!r}")
+        if self.row_bands and self.row_band != 1.0:
+            raise ValueError(f"depth_sensor.row_band ({self.row_band}) and row_bands ({list(self.row_bands)}) both "
+                             f"set: row_bands draws each image's band, set one of them")
         if self.row_strides and self.row_stride != 1:
             raise ValueError(f"depth_sensor.row_stride ({self.row_stride}) and row_strides ({list(self.row_strides)}) "
                              f"both set: row_strides draws each image's stride, set one of them")
@@ -181,6 +201,15 @@ def _apply_one(depth: np.ndarray, cfg: DepthSensorConfig, rng: np.random.Generat
         first = int(rng.integers(stride))
     if stride > 1:
         drop[(np.arange(d.shape[0]) - first) % stride != 0] = True
+    band = cfg.row_band
+    if cfg.row_bands:     # drawn after the strides: the draws above stay those of the same seed
+        band = float(cfg.row_bands[rng.integers(len(cfg.row_bands))])
+    if band < 1.0:
+        height = d.shape[0]
+        keep = max(1, int(round(band * height)))
+        top = (height - keep) // 2
+        drop[:top] = True
+        drop[top + keep:] = True
     return np.where(drop, np.nan, z).astype(np.float32)
 
 

@@ -105,7 +105,8 @@ def test_config_checks():
     for bad in (dict(noise_k=-1.0), dict(hole_rate=1.0), dict(edge_dropout=1.5), dict(max_range_m=0.2, min_range_m=0.5),
                 dict(quantization_m=float("nan")), dict(row_stride=0), dict(row_stride=2.0), dict(row_stride=True),
                 dict(row_strides=(1, 0)), dict(row_strides=(2.0,)), dict(row_strides=4),
-                dict(row_strides=(1, 2), row_stride=2)):
+                dict(row_strides=(1, 2), row_stride=2), dict(row_band=0.0), dict(row_band=1.5),
+                dict(row_bands=(0.5, 0.0)), dict(row_bands=0.5), dict(row_bands=(0.5,), row_band=0.5)):
         with pytest.raises(ValueError, match="depth_sensor"):
             DepthSensorConfig(**bad)
 
@@ -144,3 +145,27 @@ def test_row_strides_draw_each_images_stride_and_first_row_after_its_other_draws
     by_stride = {s: sum(n for (t, _), n in counts.items() if t == s) for s in (1, 2, 4)}
     assert all(160 <= n <= 240 for n in by_stride.values()), by_stride            # 200 each expected
     assert all(30 <= counts[4, f] <= 70 for f in range(4)), counts                  # 50 each expected
+
+
+def test_row_band_keeps_the_central_rows_and_row_bands_draws_one_per_image_last():
+    """A LiDAR under a wider camera: with row_band 0.5 of 30 rows only rows 7..21 (15 rows,
+    centred) return, the dense measurement's bit for bit; row_bands draws each image's band
+    after every other draw (the strides' included), each listed band about equally often."""
+    depth = np.broadcast_to(np.linspace(2.0, 4.0, 40, dtype=np.float32), (30, 40)).copy()
+    dense = apply_sensor(depth, DepthSensorConfig(), 7)
+    band = apply_sensor(depth, DepthSensorConfig(row_band=0.5), 7)
+    kept = (np.arange(30) >= 7) & (np.arange(30) < 22)
+    np.testing.assert_array_equal(band[kept], dense[kept])
+    assert np.isnan(band[~kept]).all()
+    assert np.isfinite(apply_sensor(depth, DepthSensorConfig(row_band=0.001), 7)).any(axis=1).sum() == 1
+    counts = {1.0: 0, 0.5: 0}
+    for seed in range(400):
+        strided = apply_sensor(depth, DepthSensorConfig(row_strides=(1, 2)), seed)
+        mixed = apply_sensor(depth, DepthSensorConfig(row_strides=(1, 2), row_bands=(1.0, 0.5)), seed)
+        rows = np.flatnonzero(np.isfinite(mixed).any(axis=1))
+        drawn = 0.5 if rows.min() >= 7 and rows.max() < 22 else 1.0
+        inside = (np.arange(30) >= 7) & (np.arange(30) < 22) if drawn == 0.5 else np.ones(30, bool)
+        np.testing.assert_array_equal(mixed[inside], strided[inside])
+        assert np.isnan(mixed[~inside]).all()
+        counts[drawn] += 1
+    assert all(160 <= n <= 240 for n in counts.values()), counts          # 200 each expected
