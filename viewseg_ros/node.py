@@ -1167,10 +1167,11 @@ class ViewSegNode(LifecycleNode):
             return False
         return False
 
-    def _cloud_in_fixed_frame(self, cloud: tuple) -> np.ndarray:
+    def _cloud_in_fixed_frame(self, cloud: tuple, unskewed_ok: bool = True) -> np.ndarray | None:
         """[N, 3] points of a cloud in fixed_frame: deskewed (lidar_deskew.place_cloud) where
-        it has per-point times and TF covers its sweep, else (counted, warned where TF fell
-        short) with TF at its stamp. Raises TransformError when TF cannot place it at all."""
+        it has per-point times and TF covers its sweep, else with TF at its stamp (counted,
+        warned where TF fell short of the sweep; None then unless ``unskewed_ok``). Raises
+        TransformError when TF cannot place it at all."""
         stamp_ns, frame, points, offsets = cloud
         cached = self._placed_clouds.get((stamp_ns, frame))
         if cached is not None:
@@ -1179,6 +1180,8 @@ class ViewSegNode(LifecycleNode):
         placed, slices, why = place_cloud(points, offsets, stamp_ns, lambda t: self._lookup_now(fixed, frame, t),
                                           (TransformError,))
         if why is not None:   # not kept: TF may yet cover the sweep for the next keyframe it serves
+            if not unskewed_ok:
+                return None
             self._skip_deskew(f"point cloud at {stamp_ns / 1e9:.3f} s: no TF from {frame!r} to {fixed!r} across its "
                               f"{float(offsets.max() - offsets.min()) * 1e3:.0f} ms sweep: {why}")
             return placed
@@ -1190,13 +1193,17 @@ class ViewSegNode(LifecycleNode):
 
     def _accumulated(self, cloud: tuple) -> np.ndarray | None:
         """An accumulated cloud's points in fixed_frame, or None (counted) where TF cannot place
-        it: one of pointcloud_accumulate_s's clouds is a bonus, its loss costs the keyframe
-        nothing."""
+        it, or not across its whole sweep (a later cloud whose sweep TF has not reached yet):
+        one of pointcloud_accumulate_s's clouds is a bonus, its loss costs the keyframe nothing."""
         try:
-            return self._cloud_in_fixed_frame(cloud)
+            placed = self._cloud_in_fixed_frame(cloud, unskewed_ok=False)
         except TransformError as error:
-            self._event("accumulated_clouds_unplaced", f"point cloud at {cloud[0] / 1e9:.3f} s: {error}")
-            return None
+            placed, why = None, str(error)
+        else:
+            why = "TF does not cover its sweep yet"
+        if placed is None:
+            self._event("accumulated_clouds_unplaced", f"point cloud at {cloud[0] / 1e9:.3f} s: {why}")
+        return placed
 
     def _register_cloud(self, cloud: tuple, c2w: np.ndarray, K: np.ndarray) -> np.ndarray | None:
         """A point cloud -> planar depth in the keyframe (working size, pinhole ``K``, pose ``c2w``
