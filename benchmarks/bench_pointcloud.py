@@ -15,7 +15,9 @@ unaligned-depth path). A second table times deskewing (``viewseg_core/lidar_desk
 the points with their times (``point_cloud_xyzt``; the sweep's 0.1 s spread over the columns),
 turning them into offsets, and placing the cloud in the fixed frame slice by slice with poses
 looked up in the node's ``TransformBuffer`` (a 100 Hz odometry edge), against placing it with
-the one pose at its stamp (``place_cloud`` without times: what the node did before).
+the one pose at its stamp (``place_cloud`` without times: what the node did before). A third
+times ``pointcloud_accumulate_s``: registering the placed points of 10 and 20 clouds (1 and 2 s
+of a 10 Hz LiDAR) into one keyframe, against the paired cloud's alone.
 
 A dated row per cloud size, with the CPU name, is appended to the "Point clouds" section of
 docs/benchmarks.md (``--no-record`` to skip).
@@ -49,6 +51,10 @@ INTRO = ("`python benchmarks/bench_pointcloud.py [--quick]` times what a LiDAR o
          "per admitted keyframe) against a 640x480 depth image registered into the same keyframe "
          "(`register_depth`), and filling four keyframes' columns for a query (`fill_columns`); CPU, "
          "`--threads` torch threads, medians.\n\n")
+ACCUMULATE_HEADER = ("| date | CPU | threads | cloud | clouds | points | keyframe | register ms | paired cloud "
+                     "alone (reference) ms | ratio |\n"
+                     "|---|---|---|---|---|---|---|---|---|---|\n")
+ACCUMULATE_CLOUDS = (10, 20)
 DESKEW_HEADER = ("| date | CPU | cloud | points | read xyz + times ms | offsets ms | slices | place, deskewed ms | "
                  "place, one pose (reference) ms | ratio |\n"
                  "|---|---|---|---|---|---|---|---|---|---|\n")
@@ -149,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     big_K = K_from_hfov(87.0, 640, 480)
     depth_image = rng.uniform(2.0, 8.0, (480, 640)).astype(np.float32)
     depth_image_s, _ = timed(lambda: register_depth(depth_image, big_K, K, (height, width), np.eye(4)), repeats)
-    rows, deskew_rows = [], []
+    rows, deskew_rows, accumulate_rows = [], [], []
     for beams in beams_list:
         points = room_scan(beams, columns, rng)
         msg = velodyne_cloud(points, beams)
@@ -170,6 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         deskew_s, (_, slices, why) = timed(lambda: place_cloud(xyz, offsets, stamp_ns, pose_at), repeats)
         assert why is None and slices > 1, why
         rigid_s, _ = timed(lambda: place_cloud(xyz, None, stamp_ns, pose_at), repeats)
+        for clouds in ACCUMULATE_CLOUDS:
+            # Each earlier cloud from a pose 5 cm further back (the node's are in fixed_frame).
+            stacked = np.concatenate([xyz - np.float32([0.05 * k, 0.0, 0.0]) for k in range(clouds)])
+            many_s, _ = timed(lambda: register_points(stacked, K, (height, width), colour_from_lidar), repeats)
+            one_s, _ = timed(lambda: register_points(xyz, K, (height, width), colour_from_lidar), repeats)
+            accumulate_rows.append(f"| {_dt.date.today().isoformat()} | {cpu_name()} | {args.threads} | {beams} x "
+                                   f"{columns} | {clouds} | {len(stacked)} | {width}x{height} | {1e3 * many_s:.2f} | "
+                                   f"{1e3 * one_s:.2f} | {many_s / one_s:.2f}x |\n")
         deskew_rows.append(f"| {_dt.date.today().isoformat()} | {cpu_name()} | {beams} x {columns} | {len(xyz)} | "
                            f"{1e3 * xyzt_s:.2f} | {1e3 * offsets_s:.2f} | {slices} | {1e3 * deskew_s:.2f} | "
                            f"{1e3 * rigid_s:.2f} | {deskew_s / rigid_s:.2f}x |\n")
@@ -179,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{1e3 * fill_s:.2f} |\n")
     print_and_record(args, SECTION, TABLE_HEADER, rows, intro=INTRO)
     print_and_record(args, SECTION, DESKEW_HEADER, deskew_rows)
+    print_and_record(args, SECTION, ACCUMULATE_HEADER, accumulate_rows)
     return 0
 
 

@@ -1,10 +1,11 @@
 """benchmarks/bench_pointcloud.py cannot rot: its --quick run reads, registers and fills a
-synthetic Velodyne-layout cloud, deskews it, and lands one dated row in each of its two tables."""
+synthetic Velodyne-layout cloud, deskews it, registers 10 and 20 of them into one keyframe, and
+lands its dated rows in each of its three tables."""
 from __future__ import annotations
 
 
 def test_quick_run_records_a_row(tmp_path, quick_rows):
-    row, deskew = quick_rows("bench_pointcloud", tmp_path)
+    row, deskew, *accumulated = quick_rows("bench_pointcloud", tmp_path)
     assert row[3] == "16 x 64" and row[4] == "1024" and row[11] == "40x30"
     share = float(row[5].rstrip("%"))
     xyz_ms, all_ms, ratio, register_ms, image_ms, fill_ms = (float(row[i].rstrip("x")) for i in (6, 7, 8, 9, 10, 12))
@@ -16,3 +17,6 @@ def test_quick_run_records_a_row(tmp_path, quick_rows):
     assert deskew[2] == "16 x 64" and deskew[3] == "1024" and deskew[6] == "20"
     xyzt_ms, offsets_ms, deskew_ms, rigid_ms, deskew_ratio = (float(deskew[i].rstrip("x")) for i in (4, 5, 7, 8, 9))
     assert min(xyzt_ms, offsets_ms, deskew_ms) > 0 and rigid_ms >= 0 and deskew_ratio > 1
+    # Accumulation: 10 and 20 clouds' points (16 x 64 each) into one keyframe, against one cloud.
+    assert [(r[4], r[5]) for r in accumulated] == [("10", "10240"), ("20", "20480")]
+    assert all(float(r[7]) > 0 and float(r[8]) > 0 for r in accumulated)
