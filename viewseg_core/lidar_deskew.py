@@ -12,10 +12,12 @@ seconds for a float one (unless the values are too large for seconds, > 1e12: na
 or what ``scale`` says; the times are relative to the stamp or absolute, whichever puts the
 sweep's median nearer the stamp (a sweep lies within a fraction of a second of its stamp
 either way; this holds on simulated clocks that start at 0 too). :func:`sweep_slices` cuts a
-sweep into slices of at most ``step_s`` (5 ms: at 1 rad/s a point is then at most 2.5 mrad,
-under 1 cm at 3 m, from where one pose per slice puts it), and :func:`deskew_points` moves each
-slice with the sensor's pose at the slice's mean time, which the caller looks up (TF), into
-one fixed frame. Every pose costs one lookup: 20 for a 10 Hz sweep.
+sweep into slices of at most ``step_s`` (5 ms: at 1 rad/s a point with times spread evenly
+over its slice is then within 2.5 mrad, under 1 cm at 3 m, of where one pose per slice puts it),
+and :func:`deskew_points` moves each slice with the sensor's pose at the slice's mean time,
+which the caller looks up (TF), into one fixed frame. Every pose costs one lookup: 20 for a
+10 Hz sweep. :func:`place_cloud` does both, or places the cloud with its stamp's pose where the
+caller's lookup cannot give every slice's.
 """
 from __future__ import annotations
 
