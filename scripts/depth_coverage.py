@@ -49,7 +49,7 @@ from training.evaluate import SOURCE_DEPTH_CHOICES, example_indices, load_viewse
 from training.panels import source_depth_kwargs  # noqa: E402
 from viewseg_core.cameras import in_image, project_points  # noqa: E402
 from viewseg_core.model.depth_guide import camera_guides, lift_source_depth  # noqa: E402
-from viewseg_core.model.field import EVIDENCE_FREE_SIGMAS, EVIDENCE_SIGMA_M, EVIDENCE_SIGMA_REL  # noqa: E402
+from viewseg_core.model.field import hidden_behind  # noqa: E402
 from viewseg_core.rays import grid_rays  # noqa: E402
 from viewseg_core.source_selection import pixel_coverage  # noqa: E402
 
@@ -116,9 +116,7 @@ def hidden_views(example: dict) -> tuple[torch.Tensor, torch.Tensor]:
     depth (the input the model reads) hides it: the views ``model.occlusion_pooling`` leaves
     out of the pooling, by its rule, :func:`viewseg_core.model.field.unoccluded_views`)."""
     known, inside, z, surface = _true_points_in_sources(example, "source_depth_input")
-    measured = torch.isfinite(surface) & (surface > 0)
-    hidden = inside & measured & (z - surface > EVIDENCE_FREE_SIGMAS * torch.clamp(
-        EVIDENCE_SIGMA_REL * surface, min=EVIDENCE_SIGMA_M))
+    hidden = inside & hidden_behind(z - surface, surface, torch.isfinite(surface) & (surface > 0))
     return inside.sum(dim=0) * known, hidden.sum(dim=0) * known
 
 

@@ -154,6 +154,19 @@ def as_float_rgb(rgb: torch.Tensor) -> torch.Tensor:
     return rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb
 
 
+def evidence_tolerance(measured: torch.Tensor) -> torch.Tensor:
+    """The depth evidence's surface tolerance at a measured depth (metres, any shape):
+    max(EVIDENCE_SIGMA_M, EVIDENCE_SIGMA_REL * measured), growing with distance like the noise."""
+    return torch.clamp(EVIDENCE_SIGMA_REL * measured, min=EVIDENCE_SIGMA_M)
+
+
+def hidden_behind(diff: torch.Tensor, measured: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Where a view's measurement hides the point: the point lies more than
+    EVIDENCE_FREE_SIGMAS tolerances behind the measured depth (``diff`` = the point's planar
+    depth minus ``measured``; ``known``: the measurement exists). Same shapes in and out."""
+    return known & (diff > EVIDENCE_FREE_SIGMAS * evidence_tolerance(measured))
+
+
 def unoccluded_views(pooled: torch.Tensor, known: torch.Tensor, diff: torch.Tensor,
                      measured: torch.Tensor) -> torch.Tensor:
     """``occlusion_pooling``: the pooled views [B, V, N] less those whose measured depth hides
@@ -166,9 +179,7 @@ def unoccluded_views(pooled: torch.Tensor, known: torch.Tensor, diff: torch.Tens
         known: [B, V, ...] with N elements per view; diff, measured: [B, V, N] (the depth cue).
     """
     B, V, N = pooled.shape
-    tolerance = torch.clamp(EVIDENCE_SIGMA_REL * measured, min=EVIDENCE_SIGMA_M)
-    hidden = known.reshape(B, V, N) & (diff > EVIDENCE_FREE_SIGMAS * tolerance)
-    kept = pooled & ~hidden
+    kept = pooled & ~hidden_behind(diff, measured, known.reshape(B, V, N))
     return torch.where(kept.any(dim=1, keepdim=True), kept, pooled)
 
 
@@ -426,7 +437,7 @@ class DepthEvidence(nn.Module):
             known: [B, V, N] D_v is a measurement; visible: [B, V, N] view v sees x.
         """
         seen_known = visible & known
-        sigma = torch.clamp(EVIDENCE_SIGMA_REL * torch.where(seen_known, measured, 0.0), min=EVIDENCE_SIGMA_M)
+        sigma = evidence_tolerance(torch.where(seen_known, measured, 0.0))
         z = torch.where(seen_known, diff, 0.0) / sigma
         free = (seen_known & (z < -EVIDENCE_FREE_SIGMAS)).sum(dim=1)
         shell = seen_known & (z.abs() <= EVIDENCE_FREE_SIGMAS)
