@@ -63,7 +63,7 @@ from viewseg_core.rectify import (RECTIFICATION_MODES, ResolvedCamera, Undistort
 from viewseg_core.segmenter import PseudoLabeler
 from viewseg_ros.camera_input import camera_topic, parse_camera_namespaces
 from viewseg_ros.conversions import (CAMERA_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
-                                     colour_image_to_numpy, image_to_numpy, is_compressed, point_cloud_xyz, point_cloud_xyzt,
+                                     colour_image_to_numpy, image_to_numpy, is_compressed, point_cloud_sweep,
                                      time_to_ns)
 from viewseg_ros.keyframes import KeyframeConfig, admission_decision
 from viewseg_ros.tf_buffer import (
@@ -379,17 +379,13 @@ def _cloud_depth(msg: Any, item: _Pending, rgb_hw: tuple[int, int], config: BagI
     point. A time field that cannot be read, or a sweep TF does not cover, is a warning: the
     cloud is placed with its stamp's pose."""
     stamp_ns, frame = time_to_ns(msg.header.stamp), msg.header.frame_id
-    offsets = None
     try:
-        points, sweep = point_cloud_xyzt(msg, what, config.pointcloud_time_field)
-        if sweep is not None:
-            offsets = sweep.offsets(stamp_ns, config.pointcloud_time_scale)
+        points, offsets, unread = point_cloud_sweep(msg, what, config.pointcloud_time_field,
+                                                    config.pointcloud_time_scale)
     except ValueError as error:
-        try:
-            points = point_cloud_xyz(msg, what)
-        except ValueError as xyz_error:
-            raise _BadFrame("unusable point cloud", str(xyz_error)) from xyz_error
-        report.warn("point cloud not deskewed (per-point times unreadable)", str(error))
+        raise _BadFrame("unusable point cloud", str(error)) from error
+    if unread is not None:
+        report.warn("point cloud not deskewed (per-point times unreadable)", unread)
     lookup_errors = (ExtrapolationError, UnknownFrameError, ConnectivityError)
     try:
         placed, _, why = place_cloud(points, offsets, stamp_ns,

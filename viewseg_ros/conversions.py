@@ -717,8 +717,28 @@ def point_cloud_xyzt(msg: Any, what: str = "point cloud", time_field: str = "aut
     return xyz[finite], times
 
 
+def point_cloud_sweep(msg: Any, what: str, time_field: str = "auto", time_scale: float = 0.0
+                      ) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """What the node and bag import read of a point cloud: [N, 3] x, y, z (:func:`point_cloud_xyz`),
+    [N] seconds of each point after the stamp (:meth:`SweepTimes.offsets`; None without times)
+    and, where the cloud has times that cannot be read (a named field it lacks, a wrong unit),
+    why, with the points kept and no offsets: times cost the deskew, never the points.
+
+    Raises ValueError, naming ``what``, for what :func:`point_cloud_xyz` refuses."""
+    try:
+        points, sweep = point_cloud_xyzt(msg, what, time_field)
+    except ValueError as error:
+        return point_cloud_xyz(msg, what), None, str(error)
+    if sweep is None:
+        return points, None, None
+    try:
+        return points, sweep.offsets(time_to_ns(msg.header.stamp), time_scale), None
+    except ValueError as error:
+        return points, None, f"{what}: {error}"
+
+
 __all__ = [
-    "point_cloud_xyz", "point_cloud_xyzt", "time_field_of", "make_xyz_cloud", "MAX_CLOUD_POINTS", "DEPTH_ENCODINGS", "depth_image_to_metres",
+    "point_cloud_xyz", "point_cloud_xyzt", "point_cloud_sweep", "time_field_of", "make_xyz_cloud", "MAX_CLOUD_POINTS", "DEPTH_ENCODINGS", "depth_image_to_metres",
     "COMPRESSED_DEPTH_HEADER", "is_compressed", "compressed_image_to_rgb",
     "compressed_depth_to_metres", "colour_image_to_numpy", "any_depth_to_metres", "numpy_to_compressed_image",
     "numpy_to_compressed_depth", "POINT_DTYPE", "pack_rgb", "unpack_rgb", "make_point_cloud", "point_cloud_to_numpy",

@@ -97,7 +97,7 @@ from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage,
 from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
                                      camera_poses_to_pose_array,
                                      colour_image_to_numpy, is_compressed, make_camera_info,
-                                     make_point_cloud, numpy_to_image, ns_to_time, point_cloud_xyz, point_cloud_xyzt,
+                                     make_point_cloud, numpy_to_image, ns_to_time, point_cloud_sweep,
                                      pose_to_matrix,
                                      time_to_ns)
 from viewseg_ros.camera_input import (PER_CAMERA_SETTINGS, STREAM_TOPICS, CameraInput, PendingImage, camera_names,
@@ -1116,18 +1116,14 @@ class ViewSegNode(LifecycleNode):
             self.received_pointcloud += 1
         what = f"point cloud on {self.params['pointcloud_topic']}"
         stamp_ns = time_to_ns(msg.header.stamp)
-        offsets = None
         try:
-            points, sweep = point_cloud_xyzt(msg, what, self.params["pointcloud_time_field"])
-            if sweep is not None:
-                offsets = sweep.offsets(stamp_ns, self.params["pointcloud_time_scale"])
-        except ValueError as error:  # a time field that cannot be read must not cost the points
-            try:
-                points = point_cloud_xyz(msg, what)
-            except ValueError as xyz_error:
-                self._drop("depth", str(xyz_error))
-                return
-            self._skip_deskew(f"{what}: {error}")
+            points, offsets, unread = point_cloud_sweep(msg, what, self.params["pointcloud_time_field"],
+                                                        self.params["pointcloud_time_scale"])
+        except ValueError as error:
+            self._drop("depth", str(error))
+            return
+        if unread is not None:
+            self._skip_deskew(unread)
         if not len(points):
             self._drop("depth", f"{what}: no point with finite coordinates")
             return

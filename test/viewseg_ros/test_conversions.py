@@ -539,3 +539,24 @@ def test_point_cloud_xyz_refuses_clouds_it_cannot_read(change, match):
         msg.row_step = 4
     with pytest.raises(ValueError, match=match):
         point_cloud_xyz(msg, "point cloud")
+
+
+def test_point_cloud_sweep_keeps_the_points_when_their_times_cannot_be_read():
+    from viewseg_ros.conversions import make_xyz_cloud, point_cloud_sweep
+
+    pts = RNG.normal(size=(6, 3)).astype(np.float32)
+    msg = make_xyz_cloud(pts, frame_id="lidar", stamp_ns=5_000_000_000, times=np.linspace(0.0, 0.1, 6))
+    points, offsets, unread = point_cloud_sweep(msg, "cloud")
+    np.testing.assert_array_equal(points, pts)
+    np.testing.assert_allclose(offsets, np.linspace(0.0, 0.1, 6), atol=1e-7)
+    assert unread is None
+    points, offsets, unread = point_cloud_sweep(msg, "cloud", time_field="stamp")      # a field it lacks
+    np.testing.assert_array_equal(points, pts)
+    assert offsets is None and unread.startswith("cloud: no per-point time field 'stamp'")
+    points, offsets, unread = point_cloud_sweep(msg, "cloud", time_scale=1e3)          # a wrong unit
+    np.testing.assert_array_equal(points, pts)
+    assert offsets is None and unread.startswith("cloud: per-point time field 'time'") and "one sweep" in unread
+    assert point_cloud_sweep(make_xyz_cloud(pts), "cloud")[1:] == (None, None)
+    msg.fields = msg.fields[:2] + msg.fields[3:]                                         # no z: refused
+    with pytest.raises(ValueError, match="^cloud: no 'z' field"):
+        point_cloud_sweep(msg, "cloud")
