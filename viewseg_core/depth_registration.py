@@ -28,6 +28,10 @@ import torch
 
 from viewseg_core.model.depth_guide import focal_pixels, lift_source_depth, splat_depth
 
+# Seconds of point clouds around a keyframe's paired one registered into it, at most (the node's
+# pointcloud_accumulate_s, bag2scene's --pointcloud-accumulate): the node's TF keeps 10 s.
+MAX_ACCUMULATE_S = 8.0
+
 
 def _finite_transform(matrix: np.ndarray, what: str) -> np.ndarray:
     """``matrix`` as a float64 [4, 4], or ValueError naming ``what``."""
@@ -102,4 +106,4 @@ def register_points(points: np.ndarray, colour_K: np.ndarray, colour_hw: tuple[i
     return image[0, 0].numpy().astype(np.float32)
 
 
-__all__ = ["register_depth", "register_points"]
+__all__ = ["MAX_ACCUMULATE_S", "register_depth", "register_points"]

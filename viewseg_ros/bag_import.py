@@ -25,8 +25,11 @@ camera of its own (``--depth-camera-info-topic``: its frame, size and intrinsics
 registered into the colour camera through the bag's TF (:mod:`viewseg_core.depth_registration`).
 Depth from a point cloud (``--pointcloud-topic``: a LiDAR, or a depth camera's points; one cloud
 serves every camera) is paired within ``--pointcloud-sync-tolerance`` and registered the way
-the node registers it: through the bag's TF from the cloud's frame at the cloud's stamp into
-the camera at the image's pose, one pixel per point.
+the node registers it: through the bag's TF from the cloud's frame at the cloud's stamp (at
+each point's time where the cloud has per-point times: deskewed) into the camera at the
+image's pose, one pixel per point. ``--pointcloud-accumulate S`` registers the other clouds
+within S seconds of the paired one as well, as the node's ``pointcloud_accumulate_s`` does, so
+that a model trained on the import sees the keyframe depth the node will give it.
 
 A recording of several cameras (``--cameras /front,/rear``) imports into one scene: the topic
 flags are then relative names inside each camera's namespace, each camera keeps its own
@@ -56,7 +59,7 @@ from viewseg_core.classes import IGNORE_LABEL, NUM_CLASSES, nyu40_to_classes
 from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
 from viewseg_core.data.scene_folder import publish_folder, staging_folder
-from viewseg_core.depth_registration import register_depth, register_points
+from viewseg_core.depth_registration import MAX_ACCUMULATE_S, register_depth, register_points
 from viewseg_core.lidar_deskew import place_cloud
 from viewseg_core.rectify import (RECTIFICATION_MODES, ResolvedCamera, Undistorter, image_camera_to_world,
                                   rotated_frame)
@@ -91,6 +94,7 @@ class BagImportConfig:
     pointcloud_sync_tolerance_s: float = 0.1  # pairing image <-> point cloud (a 10 Hz LiDAR's period)
     pointcloud_time_field: str = "auto"  # per-point times for deskewing ("" = never; the node's parameter)
     pointcloud_time_scale: float = 0.0  # seconds per unit of that field (0 = by its type)
+    pointcloud_accumulate_s: float = 0.0  # other clouds within this of the paired one, registered too (the node's)
     segmenter: str | None = None  # viewseg-encoder checkpoint for pseudo-labels
     no_labels: bool = False  # write RGB + depth only (no labels at all)
     camera_frame: str | None = None  # overrides the images' header.frame_id
@@ -125,6 +129,11 @@ class BagImportConfig:
             raise ValueError(f"pointcloud_sync_tolerance_s must be >= 0, got {self.pointcloud_sync_tolerance_s}")
         if not self.pointcloud_time_scale >= 0 or not math.isfinite(self.pointcloud_time_scale):
             raise ValueError(f"pointcloud_time_scale must be a finite number >= 0, got {self.pointcloud_time_scale}")
+        if not 0.0 <= self.pointcloud_accumulate_s <= MAX_ACCUMULATE_S:
+            raise ValueError(f"pointcloud_accumulate_s must be in [0, {MAX_ACCUMULATE_S:g}] s (the node's limit), "
+                             f"got {self.pointcloud_accumulate_s}")
+        if self.pointcloud_accumulate_s and not self.pointcloud_topic:
+            raise ValueError("--pointcloud-accumulate needs --pointcloud-topic")
         if self.pointcloud_topic and self.depth_topic:
             raise ValueError("--depth-topic and --pointcloud-topic both give the keyframes' depth: choose one")
         if not self.semantic_topic and not self.segmenter and not self.no_labels:
@@ -224,6 +233,8 @@ class _Pending:
     source: int = 0  # index of its _BagCamera
     rgb: np.ndarray | None = None
     parts: dict[str, tuple[int, Any]] = field(default_factory=dict)  # topic role -> (|dt| ns, message)
+    # --pointcloud-accumulate: every cloud that may fall within the window of the paired one
+    nearby_clouds: list[tuple[int, Any]] = field(default_factory=list)  # (stamp ns, message)
 
 
 # --------------------------------------------------------------------------- reading
@@ -370,32 +381,74 @@ def _register(depth: np.ndarray, msg: Any, colour_frame: str, colour_K: np.ndarr
     return register_depth(depth, registration.K, colour_K, colour_hw, colour_from_depth)
 
 
-def _cloud_depth(msg: Any, item: _Pending, rgb_hw: tuple[int, int], config: BagImportConfig,
-                 buffer: TransformBuffer, report: ImportReport, what: str) -> np.ndarray:
+class _PlacedClouds:
+    """Point clouds placed in fixed_frame (deskewed where they carry per-point times), each once
+    however many keyframes it serves; the newest ``keep`` are remembered."""
+
+    def __init__(self, config: BagImportConfig, buffer: TransformBuffer, report: ImportReport, keep: int = 256):
+        self.config, self.buffer, self.report, self.keep = config, buffer, report, keep
+        self._placed: dict[tuple[int, str], tuple[np.ndarray | None, str | None]] = {}
+
+    def place(self, msg: Any, what: str, paired: bool) -> np.ndarray | None:
+        """[N, 3] points of ``msg`` in fixed_frame. The keyframe's paired cloud falls back to
+        its stamp's pose (a warning) where its times cannot be read or TF does not cover its
+        sweep, and raises _BadFrame where TF cannot place it at all; an accumulated cloud is
+        left out (None, a warning) in either case, as the node leaves it out."""
+        stamp_ns, frame = time_to_ns(msg.header.stamp), msg.header.frame_id
+        key = (stamp_ns, frame)
+        if key not in self._placed:
+            self._placed[key] = self._place(msg, what, stamp_ns, frame)
+            while len(self._placed) > self.keep:
+                del self._placed[next(iter(self._placed))]
+        placed, why = self._placed[key]
+        if why is None:
+            return placed
+        if not paired:
+            self.report.warn("accumulated point cloud left out (TF cannot place it across its sweep)", why)
+            return None
+        if placed is None:
+            raise _BadFrame("no TF for the point cloud at its stamp", why)
+        self.report.warn("point cloud not deskewed (TF does not cover its sweep)", why)
+        return placed
+
+    def _place(self, msg: Any, what: str, stamp_ns: int, frame: str) -> tuple[np.ndarray | None, str | None]:
+        """(points in fixed_frame or None, why they are not deskewed or not placed: None = all well)."""
+        config = self.config
+        try:
+            points, offsets, unread = point_cloud_sweep(msg, what, config.pointcloud_time_field,
+                                                        config.pointcloud_time_scale)
+        except ValueError as error:
+            raise _BadFrame("unusable point cloud", str(error)) from error
+        if unread is not None:
+            self.report.warn("point cloud not deskewed (per-point times unreadable)", unread)
+        lookup_errors = (ExtrapolationError, UnknownFrameError, ConnectivityError)
+        try:
+            placed, _, why = place_cloud(points, offsets, stamp_ns,
+                                         lambda t: self.buffer.lookup(config.fixed_frame, frame, t), lookup_errors)
+        except lookup_errors as error:
+            return None, f"{what}: {frame!r} -> {config.fixed_frame!r}: {error}"
+        return placed, None if why is None else f"{what}: {why}"
+
+
+def _cloud_depth(item: _Pending, rgb_hw: tuple[int, int], config: BagImportConfig, clouds: _PlacedClouds,
+                 what: str) -> np.ndarray:
     """A point cloud registered into the keyframe's (undistorted) pinhole: through TF from the
     cloud's frame into fixed_frame, at each point's time where the cloud has per-point times
     (deskewed, :mod:`viewseg_core.lidar_deskew`; else at its stamp), then into the camera at
     the image's pose (the robot's motion between scan and exposure compensated), one pixel per
-    point. A time field that cannot be read, or a sweep TF does not cover, is a warning: the
-    cloud is placed with its stamp's pose."""
-    stamp_ns, frame = time_to_ns(msg.header.stamp), msg.header.frame_id
-    try:
-        points, offsets, unread = point_cloud_sweep(msg, what, config.pointcloud_time_field,
-                                                    config.pointcloud_time_scale)
-    except ValueError as error:
-        raise _BadFrame("unusable point cloud", str(error)) from error
-    if unread is not None:
-        report.warn("point cloud not deskewed (per-point times unreadable)", unread)
-    lookup_errors = (ExtrapolationError, UnknownFrameError, ConnectivityError)
-    try:
-        placed, _, why = place_cloud(points, offsets, stamp_ns,
-                                     lambda t: buffer.lookup(config.fixed_frame, frame, t), lookup_errors)
-    except lookup_errors as error:
-        raise _BadFrame("no TF for the point cloud at its stamp",
-                        f"{what}: {frame!r} -> {config.fixed_frame!r}: {error}") from error
-    if why is not None:
-        report.warn("point cloud not deskewed (TF does not cover its sweep)", f"{what}: {why}")
-    depth = register_points(placed, item.camera.K, rgb_hw, np.linalg.inv(item.c2w))
+    point; with ``pointcloud_accumulate_s``, the other clouds within that many seconds of the
+    paired one's stamp too. A time field that cannot be read, or a sweep TF does not cover, is
+    a warning: the paired cloud is placed with its stamp's pose, an accumulated one left out."""
+    msg = item.parts["cloud"][1]
+    stamp_ns = time_to_ns(msg.header.stamp)
+    placed = [clouds.place(msg, what, paired=True)]
+    window_ns = int(round(config.pointcloud_accumulate_s * NS_PER_S))
+    for other_ns, other in item.nearby_clouds:
+        if other is not msg and abs(other_ns - stamp_ns) <= window_ns:
+            placed.append(clouds.place(other, f"{what} (accumulated cloud at {other_ns / NS_PER_S:.9f} s)",
+                                       paired=False))
+    points = np.concatenate([p for p in placed if p is not None])
+    depth = register_points(points, item.camera.K, rgb_hw, np.linalg.inv(item.c2w))
     if not np.isfinite(depth).any():
         raise _BadFrame("no point of the point cloud lands in the image", f"{what}: {len(points)} points")
     return depth
@@ -403,9 +456,9 @@ def _cloud_depth(msg: Any, item: _Pending, rgb_hw: tuple[int, int], config: BagI
 
 def _decode_keyframe(item: _Pending, config: BagImportConfig, report: ImportReport, segmenter,
                      what: str, registration: _Registration | None = None,
-                     buffer: TransformBuffer | None = None) -> View:
+                     clouds: _PlacedClouds | None = None) -> View:
     """The scene-folder view of a complete keyframe; _BadFrame for anything frame-specific.
-    ``buffer``: the bag's TF, for a point cloud."""
+    ``clouds``: point clouds placed through the bag's TF."""
     rgb_msg = item.parts["rgb"][1]
     try:
         rgb = colour_image_to_numpy(rgb_msg, what)
@@ -443,8 +496,7 @@ def _decode_keyframe(item: _Pending, config: BagImportConfig, report: ImportRepo
         depth = _register(depth, item.parts["depth"][1], colour_frame, item.camera.K, rgb.shape[:2], registration,
                           what + " depth", item.camera.rotation)
     if "cloud" in item.parts:
-        depth = _cloud_depth(item.parts["cloud"][1], item, rgb.shape[:2], config, buffer, report,
-                             what + " point cloud")
+        depth = _cloud_depth(item, rgb.shape[:2], config, clouds, what + " point cloud")
     if labels is None and segmenter is not None:
         labels = segmenter(rgb)
     meta = {"stamp_ns": item.stamp_ns, "label_source": report.label_source}
@@ -592,7 +644,12 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
         needed = [sorted(role for role in ("rgb", "semantic", "depth", "cloud") if cam.connections[role])
                   for cam in sources]
         cloud_tolerance_ns = int(round(config.pointcloud_sync_tolerance_s * NS_PER_S))
+        # A cloud within the accumulation window of the paired one lies within both of the image.
+        nearby_ns = cloud_tolerance_ns + int(round(config.pointcloud_accumulate_s * NS_PER_S))
         window = {"rgb": 0, "semantic": tolerance_ns, "depth": tolerance_ns, "cloud": cloud_tolerance_ns}
+        # How far past a keyframe's stamp each topic may still bring something it takes.
+        reach = dict(window, cloud=nearby_ns if config.pointcloud_accumulate_s else cloud_tolerance_ns)
+        clouds = _PlacedClouds(config, buffer, report)
         newest_seen = {(source, role): -1 for source in range(len(sources)) for role in needed[source]}
         meta = {"source": "rosbag2", "bag": str(bag), "fixed_frame": config.fixed_frame,
                 "image_topic": config.image_topic, "camera_info_topic": config.camera_info_topic,
@@ -600,6 +657,8 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                 "keyframes": asdict(kf_config)}
         if len(sources) > 1:
             meta["cameras"] = list(config.cameras)
+        if config.pointcloud_topic:
+            meta["pointcloud"] = {"topic": config.pointcloud_topic, "accumulate_s": config.pointcloud_accumulate_s}
         writer = SceneFolderWriter(staging, scene=config.scene_name or bag.stem, meta=meta)
 
         def finish(item: _Pending) -> None:
@@ -616,7 +675,7 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                 return
             try:
                 view = _decode_keyframe(item, config, report, segmenter, what, sources[item.source].registration,
-                                        buffer)
+                                        clouds)
             except _BadFrame as bad:
                 report.skip(bad.reason, str(bad))
                 return
@@ -626,7 +685,7 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
         def closed(source: int, stamp: int) -> bool:
             """No topic of the camera can still bring a closer message (per-topic stamps only grow,
             so a stamp past a topic's pairing window closes it for that topic)."""
-            return all(stamp + max(window[role], tolerance_ns) < newest_seen[(source, role)] for role in needed[source])
+            return all(stamp + max(reach[role], tolerance_ns) < newest_seen[(source, role)] for role in needed[source])
 
         for conn, log_ns, raw in _messages(reader, conns_of("rgb", "semantic", "depth", "cloud"), report, bag,
                                            "reading images"):
@@ -648,6 +707,11 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                     part = target.parts.get(role)
                     if dt <= window[role] and (part is None or dt < part[0]):  # the image itself: exact stamp
                         target.parts[role] = (dt, msg)
+                if role == "cloud" and config.pointcloud_accumulate_s:
+                    for s in stamps[bisect.bisect_left(stamps, stamp_ns - nearby_ns):
+                                    bisect.bisect_right(stamps, stamp_ns + nearby_ns)]:
+                        if (source, s) in pending:
+                            pending[(source, s)].nearby_clouds.append((stamp_ns, msg))
                 for key in [k for k in pending if k[0] == source and closed(*k)]:
                     finish(pending[key])
         for key in sorted(pending, key=lambda k: (k[1], k[0])):
@@ -705,6 +769,10 @@ def register(subparsers: Any) -> None:
                              "never deskew")
     parser.add_argument("--pointcloud-time-scale", type=nonnegative_float, default=0.0,
                         help="seconds per unit of the time field; 0 = by its type (integer: ns, float: s)")
+    parser.add_argument("--pointcloud-accumulate", type=nonnegative_float, default=0.0, metavar="S",
+                        help="also register the other point clouds within S seconds of each keyframe's paired "
+                             "one (each placed through TF at its own time), as viewseg_node's "
+                             f"pointcloud_accumulate_s does; 0 = the paired cloud only; at most {MAX_ACCUMULATE_S:g}")
     parser.add_argument("--segmenter", default=None,
                         help="viewseg-encoder checkpoint for PSEUDO-LABELS when there is no --semantic-topic")
     parser.add_argument("--no-labels", action="store_true", help="write images (and depth) without labels")
@@ -738,6 +806,7 @@ def run(args: argparse.Namespace) -> int:
         depth_camera_info_topic=args.depth_camera_info_topic, pointcloud_topic=args.pointcloud_topic,
         pointcloud_sync_tolerance_s=args.pointcloud_sync_tolerance,
         pointcloud_time_field=args.pointcloud_time_field, pointcloud_time_scale=args.pointcloud_time_scale,
+        pointcloud_accumulate_s=args.pointcloud_accumulate,
         segmenter=args.segmenter, no_labels=args.no_labels, camera_frame=args.camera_frame,
         tf_topic=args.tf_topic, tf_static_topic=args.tf_static_topic, sync_tolerance_s=args.sync_tolerance,
         rectification=args.rectification, image_stamp_offset_s=args.image_stamp_offset,

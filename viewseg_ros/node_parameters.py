@@ -11,12 +11,10 @@ import math
 from typing import Any
 
 from viewseg_core.depth_completion import DEPTH_COMPLETIONS
+from viewseg_core.depth_registration import MAX_ACCUMULATE_S
 from viewseg_core.rectify import RECTIFICATION_MODES
 from viewseg_ros.camera_input import PER_CAMERA_SETTINGS
 from viewseg_ros.executor import DEFAULT_EXECUTOR, EXECUTORS
-
-# pointcloud_accumulate_s at most: the node's TF buffer keeps 10 s of each dynamic edge.
-MAX_ACCUMULATE_S = 8.0
 
 # name -> (default, description). Numbers are coerced (a YAML "1" for a float is fine).
 PARAMETERS: dict[str, tuple[Any, str]] = {

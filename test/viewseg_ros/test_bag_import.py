@@ -341,6 +341,86 @@ def test_a_sweep_with_per_point_times_is_deskewed_through_the_bags_tf(tmp_path):
     assert errors["auto"] < 1e-5 and errors[""] > 0.01, errors
 
 
+WALL_X = 6.0   # m: the wall of write_wall_lidar_bag, the plane x = WALL_X of map
+
+
+def wall_points(c2w: np.ndarray, rows) -> np.ndarray:
+    """[N, 4] homogeneous points of map where the camera at ``c2w`` sees the wall x = WALL_X
+    through the centres of ``rows``' pixels."""
+    v, u = np.meshgrid(np.array(rows, float), np.arange(W, dtype=float), indexing="ij")
+    directions = (np.stack([u.ravel(), v.ravel(), np.ones(u.size)], axis=-1) @ np.linalg.inv(K).T) @ c2w[:3, :3].T
+    reach = (WALL_X - c2w[0, 3]) / directions[:, 0]
+    return np.concatenate([c2w[:3, 3] + reach[:, None] * directions, np.ones((len(reach), 1))], axis=1)
+
+
+def write_wall_lidar_bag(path: Path) -> tuple[Path, list[np.ndarray]]:
+    """write_lidar_bag's robot, images and TF, with scans of a fixed wall: scan i, SCAN_LAG_S
+    after image i and swept over SWEEP_TIMES_S, returns the wall where image i sees it on the
+    rows i % 3, i % 3 + 3, ... (each scan its own band, as a LiDAR's rings move over the wall
+    while the robot drives). Returns the bag and each scan's points in map, [N, 4]."""
+    scans = []
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        def conn(topic, msgtype):
+            return writer.add_connection(topic, msgtype, typestore=TS)
+
+        tf, tf_static = conn("/tf", "tf2_msgs/msg/TFMessage"), conn("/tf_static", "tf2_msgs/msg/TFMessage")
+        image, info = conn("/camera/image", "sensor_msgs/msg/Image"), conn("/camera/camera_info",
+                                                                          "sensor_msgs/msg/CameraInfo")
+        points = conn("/lidar/points", "sensor_msgs/msg/PointCloud2")
+        statics = [_transform(CAMERA_IN_BASE, 0.0, "base_link", "camera_optical"),
+                   _transform(LIDAR_IN_BASE, 0.0, "base_link", "lidar")]
+        events = [(0.0, tf_static, TS.types["tf2_msgs/msg/TFMessage"](transforms=statics))]
+        events += [(t, tf, TS.types["tf2_msgs/msg/TFMessage"](
+            transforms=[_transform(base_in_map(t), t, "map", "base_link")])) for t in TF_TIMES]
+        for i, t in enumerate(IMAGE_TIMES):
+            events.append((t + 0.001, image, _image(rgb_of(i), "rgb8", t)))
+            events.append((t + 0.001, info, _camera_info(t)))
+            world = wall_points(expected_c2w(t), range(i % 3, H, 3))
+            scans.append(world)
+            scan_t = t + SCAN_LAG_S
+            times = SWEEP_TIMES_S[np.arange(len(world)) % len(SWEEP_TIMES_S)]
+            in_lidar = np.stack([np.linalg.inv(base_in_map(scan_t + tau) @ LIDAR_IN_BASE) @ point
+                                 for point, tau in zip(world, times)])
+            events.append((scan_t, points, _cloud(in_lidar[:, :3], scan_t, "lidar",
+                                                  np.round(times * 1e9).astype(np.uint32))))
+        for t, connection, msg in sorted(events, key=lambda e: e[0]):
+            writer.write(connection, T0 + int(round(t * 1e9)), TS.serialize_cdr(msg, connection.msgtype))
+    return path, scans
+
+
+def test_accumulated_sweeps_are_registered_as_the_node_registers_them(tmp_path):
+    """--pointcloud-accumulate 0.25: each keyframe takes the scans 0.2 s before and after its
+    paired one besides it (0.4 s away: not), each deskewed through the bag's TF: the keyframe's
+    depth is exactly the z-buffer of those scans' true wall points seen from the image's pose,
+    three bands of rows instead of one. The first scan (before the first transform) is left
+    out of the keyframe beside it, with a warning."""
+    from viewseg_core.depth_registration import register_points
+
+    bag, scans = write_wall_lidar_bag(tmp_path / "bag")
+    out = tmp_path / "scene"
+    report = import_bag(bag, out, config(semantic_topic=None, depth_topic=None, no_labels=True,
+                                         pointcloud_topic="/lidar/points", pointcloud_accumulate_s=0.25))
+    assert report.keyframes == 11, report.summary()
+    assert list(report.warnings) == ["accumulated point cloud left out (TF cannot place it across its sweep)"]
+    assert report.warnings["accumulated point cloud left out (TF cannot place it across its sweep)"][0] == 1
+    scene = SceneFolder(out)
+    assert scene.meta["pointcloud"] == {"topic": "/lidar/points", "accumulate_s": 0.25}
+    for index in range(len(scene)):
+        view = scene.load_view(index)
+        i = index + 1   # image 0 precedes TF: skipped
+        taken = [k for k in (i - 1, i, i + 1) if 1 <= k < len(scans)]
+        expected = register_points(np.concatenate([scans[k][:, :3] for k in taken]), K, (H, W),
+                                   np.linalg.inv(expected_c2w(IMAGE_TIMES[i])))
+        np.testing.assert_array_equal(np.isfinite(view.depth), np.isfinite(expected))
+        np.testing.assert_allclose(view.depth[np.isfinite(expected)], expected[np.isfinite(expected)], atol=1e-4)
+        assert len(taken) >= 2 and np.isfinite(view.depth).sum() >= 1.5 * W * len(range(0, H, 3))   # one scan's
+    paired_only = import_bag(bag, tmp_path / "paired", config(semantic_topic=None, depth_topic=None, no_labels=True,
+                                                               pointcloud_topic="/lidar/points"))
+    assert paired_only.keyframes == 11 and not paired_only.warnings
+    assert max(np.isfinite(SceneFolder(tmp_path / "paired").load_view(j).depth).all(axis=1).sum()
+               for j in range(11)) == 4
+
+
 def test_point_cloud_import_refusals(tmp_path):
     bag = write_lidar_bag(tmp_path / "bag", frame="nowhere")
     with pytest.raises(ValueError, match="no keyframes written.*'no TF for the point cloud at its stamp': 11"):
@@ -352,6 +432,10 @@ def test_point_cloud_import_refusals(tmp_path):
             pointcloud_sync_tolerance_s=0.02))       # the scans are 30 ms off: none pairs
     with pytest.raises(ValueError, match="both give the keyframes' depth"):
         config(pointcloud_topic="/lidar/points")
+    with pytest.raises(ValueError, match="needs --pointcloud-topic"):
+        config(pointcloud_accumulate_s=1.0)
+    with pytest.raises(ValueError, match=r"pointcloud_accumulate_s must be in \[0, 8\] s"):
+        config(depth_topic=None, pointcloud_topic="/lidar/points", pointcloud_accumulate_s=9.0)
 
 
 def test_a_bayer_camera_imports_demosaiced(tmp_path):
