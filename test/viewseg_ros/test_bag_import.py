@@ -266,12 +266,13 @@ def _cloud(points: np.ndarray, t: float, frame: str = "lidar", times_ns: np.ndar
 SWEEP_TIMES_S = np.arange(11) * 0.01   # a swept scan's point times: 0 .. 0.1 s after its stamp
 
 
-def write_lidar_bag(path: Path, frame: str = "lidar", swept: bool = False) -> Path:
+def write_lidar_bag(path: Path, frame: str = "lidar", swept: bool = False, scan_of=None) -> Path:
     """TF, images and CameraInfo as write_bag (no labels, no depth image), and a LiDAR scan
     SCAN_LAG_S after each image whose points lie SCAN_DEPTH m ahead of the camera at the
-    IMAGE's pose, on the centres of the SCAN_ROWS pixels, given in the LiDAR's frame at the
-    SCAN's pose; ``swept``: each point taken at its own time after the scan's stamp
-    (SWEEP_TIMES_S in turn, in the LiDAR's frame then, with those times in the cloud)."""
+    IMAGE's pose, on the centres of the SCAN_ROWS pixels (``scan_of(i, t)``: instead these
+    [N, 4] points of map for image i at t), given in the LiDAR's frame at the SCAN's pose;
+    ``swept``: each point taken at its own time after the scan's stamp (SWEEP_TIMES_S in turn,
+    in the LiDAR's frame then, with those times in the cloud)."""
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         def conn(topic, msgtype):
             return writer.add_connection(topic, msgtype, typestore=TS)
@@ -292,7 +293,7 @@ def write_lidar_bag(path: Path, frame: str = "lidar", swept: bool = False) -> Pa
             events.append((t + 0.001, image, _image(rgb_of(i), "rgb8", t)))
             events.append((t + 0.001, info, _camera_info(t)))
             scan_t = t + SCAN_LAG_S
-            world = camera_points @ expected_c2w(t).T
+            world = camera_points @ expected_c2w(t).T if scan_of is None else scan_of(i, t)
             if not swept:
                 in_lidar = world @ np.linalg.inv(base_in_map(scan_t) @ LIDAR_IN_BASE).T
                 events.append((scan_t, points, _cloud(in_lidar[:, :3], scan_t, frame)))
@@ -354,38 +355,12 @@ def wall_points(c2w: np.ndarray, rows) -> np.ndarray:
 
 
 def write_wall_lidar_bag(path: Path) -> tuple[Path, list[np.ndarray]]:
-    """write_lidar_bag's robot, images and TF, with scans of a fixed wall: scan i, SCAN_LAG_S
-    after image i and swept over SWEEP_TIMES_S, returns the wall where image i sees it on the
-    rows i % 3, i % 3 + 3, ... (each scan its own band, as a LiDAR's rings move over the wall
-    while the robot drives). Returns the bag and each scan's points in map, [N, 4]."""
-    scans = []
-    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        def conn(topic, msgtype):
-            return writer.add_connection(topic, msgtype, typestore=TS)
-
-        tf, tf_static = conn("/tf", "tf2_msgs/msg/TFMessage"), conn("/tf_static", "tf2_msgs/msg/TFMessage")
-        image, info = conn("/camera/image", "sensor_msgs/msg/Image"), conn("/camera/camera_info",
-                                                                          "sensor_msgs/msg/CameraInfo")
-        points = conn("/lidar/points", "sensor_msgs/msg/PointCloud2")
-        statics = [_transform(CAMERA_IN_BASE, 0.0, "base_link", "camera_optical"),
-                   _transform(LIDAR_IN_BASE, 0.0, "base_link", "lidar")]
-        events = [(0.0, tf_static, TS.types["tf2_msgs/msg/TFMessage"](transforms=statics))]
-        events += [(t, tf, TS.types["tf2_msgs/msg/TFMessage"](
-            transforms=[_transform(base_in_map(t), t, "map", "base_link")])) for t in TF_TIMES]
-        for i, t in enumerate(IMAGE_TIMES):
-            events.append((t + 0.001, image, _image(rgb_of(i), "rgb8", t)))
-            events.append((t + 0.001, info, _camera_info(t)))
-            world = wall_points(expected_c2w(t), range(i % 3, H, 3))
-            scans.append(world)
-            scan_t = t + SCAN_LAG_S
-            times = SWEEP_TIMES_S[np.arange(len(world)) % len(SWEEP_TIMES_S)]
-            in_lidar = np.stack([np.linalg.inv(base_in_map(scan_t + tau) @ LIDAR_IN_BASE) @ point
-                                 for point, tau in zip(world, times)])
-            events.append((scan_t, points, _cloud(in_lidar[:, :3], scan_t, "lidar",
-                                                  np.round(times * 1e9).astype(np.uint32))))
-        for t, connection, msg in sorted(events, key=lambda e: e[0]):
-            writer.write(connection, T0 + int(round(t * 1e9)), TS.serialize_cdr(msg, connection.msgtype))
-    return path, scans
+    """write_lidar_bag's robot, images and TF, with swept scans of a fixed wall: scan i
+    returns the wall where image i sees it on the rows i % 3, i % 3 + 3, ... (each scan its own
+    band, as a LiDAR's rings move over the wall while the robot drives). Returns the bag and
+    each scan's points in map, [N, 4]."""
+    scans = [wall_points(expected_c2w(t), range(i % 3, H, 3)) for i, t in enumerate(IMAGE_TIMES)]
+    return write_lidar_bag(path, swept=True, scan_of=lambda i, t: scans[i]), scans
 
 
 def test_accumulated_sweeps_are_registered_as_the_node_registers_them(tmp_path):
