@@ -1,0 +1,41 @@
+"""scripts/lidar_depth_error.py: its counts against a hand computation, and a short run."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+
+def test_counts_by_hand(load_script):
+    lde = load_script("lidar_depth_error")
+    counts = lde.ErrorCounts()
+    truth = np.array([[2.0, 2.0, 4.0, np.nan]])
+    # measured: 2.0 right, 2.2 behind (+10%), 3.0 in front (-25%); the last pixel has no truth
+    counts.add(np.array([[2.0, 2.2, 3.0, 1.0]]), truth, tolerance=0.05)
+    counts.add(np.array([[np.nan, 2.02, np.nan, np.nan]]), truth, tolerance=0.05)   # 1% off: right
+    measured, behind, worst, in_front, median = counts.row()
+    assert measured == pytest.approx(100 * 4 / 8)
+    assert behind == pytest.approx(25.0) and in_front == pytest.approx(25.0)
+    assert worst == pytest.approx(100 / 3)          # the first keyframe: 1 of its 3 measurements
+    assert median == pytest.approx(np.median([0.0, 0.1, 0.25, 0.01]))
+
+
+def test_a_short_run_registers_more_with_earlier_sweeps(load_script, capsys):
+    """Two keyframes of room 0: the earlier second of sweeps adds measured pixels, most of
+    them right (the median error stays under 1%), and the table has a row per window and
+    completion."""
+    lde = load_script("lidar_depth_error")
+    args = lde.parse_args(["--seeds", "0", "--windows", "0,1", "--step", "12"])
+    counts = lde.measure(args)
+    alone, accumulated = counts[(0.0, "as registered")].row(), counts[(1.0, "as registered")].row()
+    assert accumulated[0] > 1.5 * alone[0] > 0
+    assert accumulated[4] < 0.01 and alone[4] < 0.01
+    filled = counts[(0.0, "columns filled")].row()
+    assert filled[0] > alone[0]                      # the rows between scan lines
+    assert lde.main(["--seeds", "0", "--windows", "0", "--step", "20"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and "the one taken with the image" in lines[2] and "columns filled" in lines[3]
+    assert all(math.isfinite(float(cell)) for cell in lines[2].split("|")[3:-1])
+    with pytest.raises(SystemExit):
+        lde.parse_args(["--windows", "-1"])
