@@ -381,13 +381,20 @@ def _register(depth: np.ndarray, msg: Any, colour_frame: str, colour_K: np.ndarr
     return register_depth(depth, registration.K, colour_K, colour_hw, colour_from_depth)
 
 
+# Points of placed clouds kept for the keyframes they may serve next (the node's budget).
+PLACED_POINTS_BUDGET = 4_000_000
+
+
 class _PlacedClouds:
     """Point clouds placed in fixed_frame (deskewed where they carry per-point times), each once
-    however many keyframes it serves; the newest ``keep`` are remembered."""
+    however many keyframes it serves; the newest are remembered up to ``max_points`` points
+    (the node's budget: a few seconds of a 128-beam LiDAR), a forgotten one is placed again."""
 
-    def __init__(self, config: BagImportConfig, buffer: TransformBuffer, report: ImportReport, keep: int = 256):
-        self.config, self.buffer, self.report, self.keep = config, buffer, report, keep
+    def __init__(self, config: BagImportConfig, buffer: TransformBuffer, report: ImportReport):
+        self.config, self.buffer, self.report = config, buffer, report
+        self.max_points = PLACED_POINTS_BUDGET
         self._placed: dict[tuple[int, str], tuple[np.ndarray | None, str | None]] = {}
+        self._points = 0
 
     def place(self, msg: Any, what: str, paired: bool) -> np.ndarray | None:
         """[N, 3] points of ``msg`` in fixed_frame. The keyframe's paired cloud falls back to
@@ -398,8 +405,11 @@ class _PlacedClouds:
         key = (stamp_ns, frame)
         if key not in self._placed:
             self._placed[key] = self._place(msg, what, stamp_ns, frame)
-            while len(self._placed) > self.keep:
-                del self._placed[next(iter(self._placed))]
+            self._points += self._size(key)
+            while self._points > self.max_points and len(self._placed) > 1:
+                oldest = next(iter(self._placed))
+                self._points -= self._size(oldest)
+                del self._placed[oldest]
         placed, why = self._placed[key]
         if why is None:
             return placed
@@ -410,6 +420,10 @@ class _PlacedClouds:
             raise _BadFrame("no TF for the point cloud at its stamp", why)
         self.report.warn("point cloud not deskewed (TF does not cover its sweep)", why)
         return placed
+
+    def _size(self, key: tuple[int, str]) -> int:
+        placed = self._placed[key][0]
+        return 0 if placed is None else len(placed)
 
     def _place(self, msg: Any, what: str, stamp_ns: int, frame: str) -> tuple[np.ndarray | None, str | None]:
         """(points in fixed_frame or None, why they are not deskewed or not placed: None = all well)."""

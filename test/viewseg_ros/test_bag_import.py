@@ -363,13 +363,19 @@ def write_wall_lidar_bag(path: Path) -> tuple[Path, list[np.ndarray]]:
     return write_lidar_bag(path, swept=True, scan_of=lambda i, t: scans[i]), scans
 
 
-def test_accumulated_sweeps_are_registered_as_the_node_registers_them(tmp_path):
+@pytest.mark.parametrize("budget", [None, 100])
+def test_accumulated_sweeps_are_registered_as_the_node_registers_them(tmp_path, monkeypatch, budget):
     """--pointcloud-accumulate 0.25: each keyframe takes the scans 0.2 s before and after its
     paired one besides it (0.4 s away: not), each deskewed through the bag's TF: the keyframe's
     depth is exactly the z-buffer of those scans' true wall points seen from the image's pose,
     three bands of rows instead of one. The first scan (before the first transform) is left
-    out of the keyframe beside it, with a warning."""
+    out of the keyframe beside it, with a warning. With a budget for placed clouds of one
+    scan's points (``budget``), clouds are placed again as needed, to the same result."""
     from viewseg_core.depth_registration import register_points
+    from viewseg_ros import bag_import
+
+    if budget is not None:
+        monkeypatch.setattr(bag_import, "PLACED_POINTS_BUDGET", budget)
 
     bag, scans = write_wall_lidar_bag(tmp_path / "bag")
     out = tmp_path / "scene"
