@@ -15,6 +15,9 @@ configs) is a robust L1, the Charbonnier penalty
 known (finite and > 0). It is |d| - eps far from 0 (an L1: a few wrong depth labels, say at
 edges, pull no harder than any other pixel) and d^2 / (2 eps) within a centimetre (smooth, so
 a ray that is right stops being pushed back and forth). ``depth_eps = 0`` is the plain L1.
+``loss.depth_relative: true`` takes rho of the relative error d / (true depth) instead (eps is
+then a share: 0.01 = 1%), the per-pixel error that AbsRel averages and that delta < 1.25 thresholds:
+in metres a far wall's error outweighs a near object's of the same share.
 
 Class balance (``loss.class_balance`` = p > 0; off in the paper's configs): the cross-entropy
 of a ray labelled c is weighted by w_c proportional to f_c^-p, where f_c is class c's share of
@@ -54,6 +57,7 @@ class LossConfig:
     rgb_weight: float = 1.0
     depth_weight: float = 0.0
     depth_eps: float = 0.01        # metres: the Charbonnier depth penalty's smooth core (0 = plain L1)
+    depth_relative: bool = False   # the penalty of (pred - true) / true instead of metres (AbsRel's error)
     distortion_weight: float = 0.0 # per metre (see the module docstring); 0 = the paper's losses
     source_weight: float = 1.0     # weight of the source-view ray terms relative to the target's
     coarse_weight: float = 1.0     # weight of the coarse pass relative to the fine pass
@@ -123,10 +127,11 @@ def depth_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return depth_robust_l1(pred, target, eps=0.0)
 
 
-def depth_robust_l1(pred: torch.Tensor, target: torch.Tensor, eps: float = 0.01) -> torch.Tensor:
-    """Mean Charbonnier penalty sqrt(d^2 + eps^2) - eps, d = pred - target, over the pixels
-    whose target is finite and positive and whose prediction is finite; 0 (with a zero,
-    finite gradient) when there are none. eps = 0 gives |d|.
+def depth_robust_l1(pred: torch.Tensor, target: torch.Tensor, eps: float = 0.01,
+                    relative: bool = False) -> torch.Tensor:
+    """Mean Charbonnier penalty sqrt(d^2 + eps^2) - eps, d = pred - target (``relative``:
+    (pred - target) / target), over the pixels whose target is finite and positive and whose
+    prediction is finite; 0 (with a zero, finite gradient) when there are none. eps = 0 gives |d|.
 
     Unknown pixels contribute neither value nor gradient, even where the prediction is NaN.
     Computed in (at least) float32: bf16 depth would step by 1.6 cm at 4 m, more than eps.
@@ -135,6 +140,8 @@ def depth_robust_l1(pred: torch.Tensor, target: torch.Tensor, eps: float = 0.01)
     target = target.to(pred)
     keep = torch.isfinite(target) & (target > 0) & torch.isfinite(pred)
     d = torch.where(keep, pred, 0.0) - torch.where(keep, target, 0.0)
+    if relative:
+        d = d / torch.where(keep, target, 1.0)
     if eps > 0:
         rho = torch.sqrt(d * d + eps * eps) - eps
     else:
@@ -171,7 +178,7 @@ def _pass_terms(out: PassOutput, gt: Mapping[str, torch.Tensor], cfg: LossConfig
     if cfg.depth_weight > 0:
         if gt.get("depth") is None:
             raise ValueError("LossConfig.depth_weight > 0 but the targets have no 'depth'")
-        terms["depth"] = depth_robust_l1(out.expected_depth, gt["depth"], cfg.depth_eps)
+        terms["depth"] = depth_robust_l1(out.expected_depth, gt["depth"], cfg.depth_eps, cfg.depth_relative)
     if cfg.distortion_weight > 0:
         if out.weights is None or out.t is None:
             raise ValueError("LossConfig.distortion_weight > 0 needs the render weights and samples")

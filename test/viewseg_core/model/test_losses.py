@@ -129,6 +129,28 @@ def test_depth_term_in_the_losses_is_the_robust_one_for_both_passes():
     assert (losses["total"] - plain["total"]).item() == pytest.approx(0.1 * (rho(0.5) + rho(1.0)), rel=1e-5)
 
 
+def test_relative_depth_penalises_the_error_as_a_share_of_the_true_depth():
+    """d / true instead of d: 0.5 m off at 1 m weighs what 2 m off at 4 m does (and four times
+    0.5 m off at 4 m); unknown pixels still count for nothing; the loss config reaches it."""
+    eps = 0.01
+    pred = torch.tensor([1.5, 6.0, 4.5, 9.0], requires_grad=True)
+    true = torch.tensor([1.0, 4.0, 4.0, float("nan")])
+    loss = depth_robust_l1(pred, true, eps, relative=True)
+    rho = lambda d: math.sqrt(d * d + eps * eps) - eps  # noqa: E731
+    assert loss.item() == pytest.approx((rho(0.5) + rho(0.5) + rho(0.125)) / 3, rel=1e-6)
+    loss.backward()
+    grads = [0.5 / math.sqrt(0.25 + eps ** 2) / 1.0 / 3, 0.5 / math.sqrt(0.25 + eps ** 2) / 4.0 / 3,
+             0.125 / math.sqrt(0.125 ** 2 + eps ** 2) / 4.0 / 3, 0.0]
+    torch.testing.assert_close(pred.grad, torch.tensor(grads), rtol=1e-5, atol=0)
+    assert depth_robust_l1(pred.detach(), true, 0.0, relative=True).item() == pytest.approx((0.5 + 0.5 + 0.125) / 3)
+    outputs = {"target": RayOutput(_pass(1.0, 0.2, 2.5), _pass(3.0, 0.4, 1.0))}
+    gt = {"labels": torch.zeros(1, 3, dtype=torch.long), "rgb": torch.zeros(1, 3, 3),
+          "depth": torch.tensor([[2.0, float("nan"), 0.0]])}
+    losses = viewseg_losses(outputs, {"target": gt}, LossConfig(depth_weight=0.1, depth_relative=True))
+    assert losses["target/coarse/depth"].item() == pytest.approx(rho(0.25), rel=1e-5)
+    assert losses["target/fine/depth"].item() == pytest.approx(rho(0.5), rel=1e-5)
+
+
 def _pass(logit_value: float, rgb_value: float, depth: float, R: int = 3) -> PassOutput:
     logits = torch.zeros(1, R, 4)
     logits[..., 0] = logit_value
