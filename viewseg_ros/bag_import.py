@@ -393,14 +393,16 @@ class _PlacedClouds:
     def __init__(self, config: BagImportConfig, buffer: TransformBuffer, report: ImportReport):
         self.config, self.buffer, self.report = config, buffer, report
         self.max_points = PLACED_POINTS_BUDGET
-        self._placed: dict[tuple[int, str], tuple[np.ndarray | None, str | None]] = {}
+        # (stamp ns, frame) -> (points or None, what went wrong or None, its _BadFrame reason or None)
+        self._placed: dict[tuple[int, str], tuple[np.ndarray | None, str | None, str | None]] = {}
         self._points = 0
 
     def place(self, msg: Any, what: str, paired: bool) -> np.ndarray | None:
         """[N, 3] points of ``msg`` in fixed_frame. The keyframe's paired cloud falls back to
         its stamp's pose (a warning) where its times cannot be read or TF does not cover its
-        sweep, and raises _BadFrame where TF cannot place it at all; an accumulated cloud is
-        left out (None, a warning) in either case, as the node leaves it out."""
+        sweep, and raises _BadFrame where it is unusable or TF cannot place it at all; an
+        accumulated cloud is left out (None, a warning) in each of those cases, as the node
+        leaves it out."""
         stamp_ns, frame = time_to_ns(msg.header.stamp), msg.header.frame_id
         key = (stamp_ns, frame)
         if key not in self._placed:
@@ -410,14 +412,14 @@ class _PlacedClouds:
                 oldest = next(iter(self._placed))
                 self._points -= self._size(oldest)
                 del self._placed[oldest]
-        placed, why = self._placed[key]
+        placed, why, bad = self._placed[key]
         if why is None:
             return placed
         if not paired:
-            self.report.warn("accumulated point cloud left out (TF cannot place it across its sweep)", why)
+            self.report.warn(f"accumulated point cloud left out ({bad or 'TF does not cover its sweep'})", why)
             return None
-        if placed is None:
-            raise _BadFrame("no TF for the point cloud at its stamp", why)
+        if bad is not None:
+            raise _BadFrame(bad, why)
         self.report.warn("point cloud not deskewed (TF does not cover its sweep)", why)
         return placed
 
@@ -425,14 +427,16 @@ class _PlacedClouds:
         placed = self._placed[key][0]
         return 0 if placed is None else len(placed)
 
-    def _place(self, msg: Any, what: str, stamp_ns: int, frame: str) -> tuple[np.ndarray | None, str | None]:
-        """(points in fixed_frame or None, why they are not deskewed or not placed: None = all well)."""
+    def _place(self, msg: Any, what: str, stamp_ns: int, frame: str
+               ) -> tuple[np.ndarray | None, str | None, str | None]:
+        """(points in fixed_frame or None, why they are not deskewed or not placed (None = all
+        well), and for a cloud that cannot be used at all the reason a keyframe is skipped)."""
         config = self.config
         try:
             points, offsets, unread = point_cloud_sweep(msg, what, config.pointcloud_time_field,
                                                         config.pointcloud_time_scale)
         except ValueError as error:
-            raise _BadFrame("unusable point cloud", str(error)) from error
+            return None, str(error), "unusable point cloud"
         if unread is not None:
             self.report.warn("point cloud not deskewed (per-point times unreadable)", unread)
         lookup_errors = (ExtrapolationError, UnknownFrameError, ConnectivityError)
@@ -440,8 +444,8 @@ class _PlacedClouds:
             placed, _, why = place_cloud(points, offsets, stamp_ns,
                                          lambda t: self.buffer.lookup(config.fixed_frame, frame, t), lookup_errors)
         except lookup_errors as error:
-            return None, f"{what}: {frame!r} -> {config.fixed_frame!r}: {error}"
-        return placed, None if why is None else f"{what}: {why}"
+            return None, f"{what}: {frame!r} -> {config.fixed_frame!r}: {error}", "no TF for the point cloud at its stamp"
+        return placed, None if why is None else f"{what}: {why}", None
 
 
 def _cloud_depth(item: _Pending, rgb_hw: tuple[int, int], config: BagImportConfig, clouds: _PlacedClouds,

@@ -266,13 +266,14 @@ def _cloud(points: np.ndarray, t: float, frame: str = "lidar", times_ns: np.ndar
 SWEEP_TIMES_S = np.arange(11) * 0.01   # a swept scan's point times: 0 .. 0.1 s after its stamp
 
 
-def write_lidar_bag(path: Path, frame: str = "lidar", swept: bool = False, scan_of=None) -> Path:
+def write_lidar_bag(path: Path, frame: str = "lidar", swept: bool = False, scan_of=None, broken=()) -> Path:
     """TF, images and CameraInfo as write_bag (no labels, no depth image), and a LiDAR scan
     SCAN_LAG_S after each image whose points lie SCAN_DEPTH m ahead of the camera at the
     IMAGE's pose, on the centres of the SCAN_ROWS pixels (``scan_of(i, t)``: instead these
     [N, 4] points of map for image i at t), given in the LiDAR's frame at the SCAN's pose;
     ``swept``: each point taken at its own time after the scan's stamp (SWEEP_TIMES_S in turn,
-    in the LiDAR's frame then, with those times in the cloud)."""
+    in the LiDAR's frame then, with those times in the cloud); the scans of the images in
+    ``broken`` lack their z field (a driver's bug)."""
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         def conn(topic, msgtype):
             return writer.add_connection(topic, msgtype, typestore=TS)
@@ -301,8 +302,10 @@ def write_lidar_bag(path: Path, frame: str = "lidar", swept: bool = False, scan_
             times = SWEEP_TIMES_S[np.arange(len(world)) % len(SWEEP_TIMES_S)]
             in_lidar = np.stack([np.linalg.inv(base_in_map(scan_t + tau) @ LIDAR_IN_BASE) @ point
                                  for point, tau in zip(world, times)])
-            events.append((scan_t, points, _cloud(in_lidar[:, :3], scan_t, frame,
-                                                  np.round(times * 1e9).astype(np.uint32))))
+            cloud = _cloud(in_lidar[:, :3], scan_t, frame, np.round(times * 1e9).astype(np.uint32))
+            if i in broken:
+                cloud.fields = [f for f in cloud.fields if f.name != "z"]
+            events.append((scan_t, points, cloud))
         for t, connection, msg in sorted(events, key=lambda e: e[0]):
             writer.write(connection, T0 + int(round(t * 1e9)), TS.serialize_cdr(msg, connection.msgtype))
     return path
@@ -354,13 +357,13 @@ def wall_points(c2w: np.ndarray, rows) -> np.ndarray:
     return np.concatenate([c2w[:3, 3] + reach[:, None] * directions, np.ones((len(reach), 1))], axis=1)
 
 
-def write_wall_lidar_bag(path: Path) -> tuple[Path, list[np.ndarray]]:
+def write_wall_lidar_bag(path: Path, broken=()) -> tuple[Path, list[np.ndarray]]:
     """write_lidar_bag's robot, images and TF, with swept scans of a fixed wall: scan i
     returns the wall where image i sees it on the rows i % 3, i % 3 + 3, ... (each scan its own
     band, as a LiDAR's rings move over the wall while the robot drives). Returns the bag and
     each scan's points in map, [N, 4]."""
     scans = [wall_points(expected_c2w(t), range(i % 3, H, 3)) for i, t in enumerate(IMAGE_TIMES)]
-    return write_lidar_bag(path, swept=True, scan_of=lambda i, t: scans[i]), scans
+    return write_lidar_bag(path, swept=True, scan_of=lambda i, t: scans[i], broken=broken), scans
 
 
 @pytest.mark.parametrize("budget", [None, 100])
@@ -382,8 +385,8 @@ def test_accumulated_sweeps_are_registered_as_the_node_registers_them(tmp_path, 
     report = import_bag(bag, out, config(semantic_topic=None, depth_topic=None, no_labels=True,
                                          pointcloud_topic="/lidar/points", pointcloud_accumulate_s=0.25))
     assert report.keyframes == 11, report.summary()
-    assert list(report.warnings) == ["accumulated point cloud left out (TF cannot place it across its sweep)"]
-    assert report.warnings["accumulated point cloud left out (TF cannot place it across its sweep)"][0] == 1
+    assert list(report.warnings) == ["accumulated point cloud left out (no TF for the point cloud at its stamp)"]
+    assert report.warnings["accumulated point cloud left out (no TF for the point cloud at its stamp)"][0] == 1
     scene = SceneFolder(out)
     assert scene.meta["pointcloud"] == {"topic": "/lidar/points", "accumulate_s": 0.25}
     for index in range(len(scene)):
@@ -400,6 +403,25 @@ def test_accumulated_sweeps_are_registered_as_the_node_registers_them(tmp_path, 
     assert paired_only.keyframes == 11 and not paired_only.warnings
     assert max(np.isfinite(SceneFolder(tmp_path / "paired").load_view(j).depth).all(axis=1).sum()
                for j in range(11)) == 4
+
+
+def test_a_broken_cloud_costs_its_own_keyframe_not_those_it_would_join(tmp_path):
+    """Scan 5 lacks z: keyframe 5, whose paired cloud it is, is skipped; keyframes 4 and 6
+    import without it (a warning each), their depth the z-buffer of the scans they keep."""
+    from viewseg_core.depth_registration import register_points
+
+    bag, scans = write_wall_lidar_bag(tmp_path / "bag", broken={5})
+    report = import_bag(bag, tmp_path / "scene", config(semantic_topic=None, depth_topic=None, no_labels=True,
+                                                        pointcloud_topic="/lidar/points", pointcloud_accumulate_s=0.25))
+    assert report.keyframes == 10 and report.skipped["unusable point cloud"] == 1, report.summary()
+    assert report.warnings["accumulated point cloud left out (unusable point cloud)"][0] == 2
+    scene = SceneFolder(tmp_path / "scene")
+    stamps = [round(scene.load_view(j).stamp - T0 / 1e9, 6) for j in range(len(scene))]
+    for i in (4, 6):
+        depth = scene.load_view(stamps.index(round(IMAGE_TIMES[i], 6))).depth
+        expected = register_points(np.concatenate([scans[k][:, :3] for k in (i - 1, i, i + 1) if k != 5]), K, (H, W),
+                                   np.linalg.inv(expected_c2w(IMAGE_TIMES[i])))
+        np.testing.assert_array_equal(np.isfinite(depth), np.isfinite(expected))
 
 
 def test_point_cloud_import_refusals(tmp_path):
