@@ -65,12 +65,13 @@ class SweepTimes:
             raise ValueError(f"a time scale must be a finite number >= 0, got {scale}")
         if scale == 0:
             scale = 1e-9 if self.integer or np.abs(values).max() > SECONDS_LIMIT else 1.0
-        relative = values * scale
         # Absolute times, as offsets: the stamp subtracted in the field's own unit keeps the
-        # precision of nanosecond integers.
-        absolute = (values - stamp_ns * (1e-9 / scale)) * scale
-        centre_rel, centre_abs = abs(float(np.median(relative))), abs(float(np.median(absolute)))
-        offsets = relative if centre_rel <= centre_abs else absolute
+        # precision of nanosecond integers. The two readings differ by a constant, so one median
+        # places both.
+        stamp_in_units = stamp_ns * (1e-9 / scale)
+        median = float(np.median(values))
+        centre_rel, centre_abs = abs(median * scale), abs((median - stamp_in_units) * scale)
+        offsets = values * scale if centre_rel <= centre_abs else (values - stamp_in_units) * scale
         span = float(offsets.max() - offsets.min())
         centre = min(centre_rel, centre_abs)
         if span > MAX_SWEEP_S or centre > MAX_SWEEP_S:
@@ -124,11 +125,14 @@ def deskew_points(points: np.ndarray, index: np.ndarray, fixed_from_sensor: np.n
     # A stable sort of 16-bit keys is a radix sort in numpy: linear in the points.
     order = np.argsort(index.astype(np.int16 if len(transforms) < 1 << 15 else np.int64), kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(index, minlength=len(transforms)))])
-    placed = np.empty(points.shape, np.float32)
+    # One gather into slice order and one scatter back: contiguous slices in between.
+    by_slice = np.take(points, order, axis=0)
     for k, pose in enumerate(transforms):
-        members = order[bounds[k]:bounds[k + 1]]
-        if len(members):
-            placed[members] = points[members] @ pose[:3, :3].T + pose[:3, 3]
+        part = by_slice[bounds[k]:bounds[k + 1]]
+        if len(part):
+            part[:] = part @ pose[:3, :3].T + pose[:3, 3]
+    placed = np.empty(points.shape, np.float32)
+    placed[order] = by_slice
     return placed
 
 
