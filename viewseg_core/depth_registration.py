@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from viewseg_core.model.depth_guide import focal_pixels, lift_source_depth, splat_depth
+from viewseg_core.model.depth_guide import MIN_SPLAT_DEPTH, focal_pixels, lift_source_depth, splat_depth
 
 # Seconds of point clouds around a keyframe's paired one registered into it, at most (the node's
 # pointcloud_accumulate_s, bag2scene's --pointcloud-accumulate): the node's TF keeps 10 s.
@@ -99,10 +99,20 @@ def register_points(points: np.ndarray, colour_K: np.ndarray, colour_hw: tuple[i
         raise ValueError(f"register_points: points must be finite [N, 3], got shape {points.shape}")
     transform = _finite_transform(colour_from_points, "register_points: colour_from_points")
     height, width = colour_hw
-    K = torch.as_tensor(colour_K, dtype=torch.float32)[None, None]
-    c2w = torch.as_tensor(np.linalg.inv(transform), dtype=torch.float32)[None, None]
-    pts = torch.from_numpy(points)[None]
-    image = splat_depth(pts, torch.ones(pts.shape[:2], dtype=torch.bool), K, c2w, height, width, footprint=1)
+    K = np.asarray(colour_K, dtype=np.float64)
+    # Into the camera, and only the points in front of it that project near the image: a
+    # spinning LiDAR's sweep is mostly elsewhere, and the z-buffer's cost grows with the points.
+    in_camera = points @ transform[:3, :3].T.astype(np.float32) + transform[:3, 3].astype(np.float32)
+    h = in_camera @ K.T.astype(np.float32)
+    z = in_camera[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u, v = h[:, 0] / h[:, 2], h[:, 1] / h[:, 2]
+    near = (z > MIN_SPLAT_DEPTH) & (u > -1.0) & (u < width) & (v > -1.0) & (v < height)
+    in_camera = np.compress(near, in_camera, axis=0)
+    pts = torch.from_numpy(np.ascontiguousarray(in_camera))[None]
+    image = splat_depth(pts, torch.ones(pts.shape[:2], dtype=torch.bool),
+                        torch.as_tensor(K, dtype=torch.float32)[None, None], torch.eye(4)[None, None],
+                        height, width, footprint=1)
     return image[0, 0].numpy().astype(np.float32)
 
 

@@ -202,10 +202,11 @@ def splat_depth(points: torch.Tensor, known: torch.Tensor, K: torch.Tensor, c2w:
         dist2 = (col - grid[..., 0]) ** 2 + (row - grid[..., 1]) ** 2
         return torch.where(inside, (cam * h + row) * w + col, dump).reshape(-1), dist2.reshape(-1)
 
+    block = [cells(du, dv) for du, dv in offsets]     # the three passes below share them
+
     def reduce(values_of) -> torch.Tensor:
         buf = torch.full((dump + 1,), math.inf, dtype=dtype, device=points.device)
-        for du, dv in offsets:
-            index, dist2 = cells(du, dv)
+        for index, dist2 in block:
             buf.scatter_reduce_(0, index, values_of(index, dist2), reduce="amin")
         return buf
 
