@@ -164,6 +164,32 @@ def test_points_land_one_pixel_each_where_the_pinhole_puts_them_the_nearest_winn
     assert np.isnan(empty).all()
 
 
+def test_register_points_equals_the_z_buffer_of_every_point():
+    """Culling the points the camera cannot see before the z-buffer changes nothing: a cloud
+    all around a turned, shifted camera (most of it behind or beside the image, some just past
+    its borders) registers exactly as splat_depth z-buffers all of it."""
+    import torch
+
+    from viewseg_core.depth_registration import register_points
+    from viewseg_core.model.depth_guide import splat_depth
+
+    rng = np.random.default_rng(3)
+    points = rng.uniform(-6.0, 6.0, size=(20000, 3)).astype(np.float32)
+    angle = 0.4
+    colour_from_points = np.eye(4)
+    colour_from_points[:3, :3] = [[math.cos(angle), 0, math.sin(angle)], [0, 1, 0],
+                                  [-math.sin(angle), 0, math.cos(angle)]]
+    colour_from_points[:3, 3] = [0.3, -0.2, 0.5]
+    out = register_points(points, COLOUR_K, (48, 64), colour_from_points)
+    every = splat_depth(torch.from_numpy(points)[None], torch.ones(1, len(points), dtype=torch.bool),
+                        torch.as_tensor(COLOUR_K, dtype=torch.float32)[None, None],
+                        torch.as_tensor(np.linalg.inv(colour_from_points), dtype=torch.float32)[None, None],
+                        48, 64, footprint=1)[0, 0].numpy()
+    np.testing.assert_array_equal(np.isfinite(out), np.isfinite(every))
+    np.testing.assert_allclose(out[np.isfinite(out)], every[np.isfinite(every)], rtol=1e-5)
+    assert 500 < np.isfinite(out).sum() < 48 * 64
+
+
 def test_register_points_refuses_what_it_cannot_use():
     from viewseg_core.depth_registration import register_points
 
