@@ -32,7 +32,8 @@ within S seconds of the paired one as well, as the node's ``pointcloud_accumulat
 that a model trained on the import sees the keyframe depth the node will give it.
 
 A recording of several cameras (``--cameras /front,/rear``) imports into one scene: the topic
-flags are then relative names inside each camera's namespace, each camera keeps its own
+flags are then relative names inside each camera's namespace (but ``--pointcloud-topic``, the
+robot's: one LiDAR serves every camera, as in the node), each camera keeps its own
 calibration, and keyframes are chosen as the node chooses them from several cameras (novel
 against every camera's keyframes, the rate floor per camera).
 
@@ -215,11 +216,13 @@ class _BagCamera:
         def topic(value: str | None, flag: str) -> str | None:
             return camera_topic(root, value, flag) if value else value
 
+        # The point cloud is the robot's, not a camera's (as viewseg_node subscribes to it once):
+        # taken as given, never looked up in a camera's namespace.
         return cls(namespace, topic(config.image_topic, "--image-topic"),
                    topic(config.camera_info_topic, "--camera-info-topic"),
                    topic(config.semantic_topic, "--semantic-topic"), topic(config.depth_topic, "--depth-topic"),
                    topic(config.depth_camera_info_topic, "--depth-camera-info-topic") if config.depth_topic else None,
-                   topic(config.pointcloud_topic, "--pointcloud-topic"))
+                   config.pointcloud_topic)
 
 
 @dataclass
@@ -761,8 +764,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--camera-info-topic", required=True, help="sensor_msgs/CameraInfo topic of the images")
     parser.add_argument("--cameras", default="",
                         help="namespaces of several cameras recorded together, comma-separated (e.g. /front,/rear): "
-                             "the topic flags are then relative names inside each, and every camera's keyframes go "
-                             "into the one scene")
+                             "the topic flags are then relative names inside each (but --pointcloud-topic, which "
+                             "serves every camera), and every camera's keyframes go into the one scene")
     parser.add_argument("--fixed-frame", default="map", help="world frame of the poses")
     parser.add_argument("--camera-frame", default=None, help="optical frame (default: the images' header.frame_id)")
     parser.add_argument("--semantic-topic", default=None, help="class-id images (mono8/mono16/16UC1) at image stamps")

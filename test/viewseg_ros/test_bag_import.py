@@ -604,9 +604,14 @@ REAR_IN_BASE = np.diag([-1.0, -1.0, 1.0, 1.0]) @ CAMERA_IN_BASE  # turned 180 de
 REAR_K = np.array([[14.0, 0.0, 4.5], [0.0, 14.0, 3.5], [0.0, 0.0, 1.0]])  # 10x8, another lens
 
 
-def write_two_camera_bag(path: Path) -> Path:
+LIDAR_RANGES = {"front": 2.0, "rear": 3.0}   # m: where write_two_camera_bag's scans meet each camera's axis
+
+
+def write_two_camera_bag(path: Path, lidar: bool = False) -> Path:
     """A robot with a front and a rear camera on one trigger (identical stamps), each with labels
-    and depth in its namespace (/robot/front/..., /robot/rear/...), poses from /tf as above."""
+    and depth in its namespace (/robot/front/..., /robot/rear/...), poses from /tf as above;
+    ``lidar``: also one LiDAR on /lidar/points, a scan with each image holding a point on each
+    camera's optical axis, LIDAR_RANGES ahead of it."""
     rear_hw = (8, 10)
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         def conn(topic, msgtype):
@@ -615,7 +620,15 @@ def write_two_camera_bag(path: Path) -> Path:
         tf, tf_static = conn("/tf", "tf2_msgs/msg/TFMessage"), conn("/tf_static", "tf2_msgs/msg/TFMessage")
         events = [(0.0, tf_static, TS.types["tf2_msgs/msg/TFMessage"](transforms=[
             _transform(CAMERA_IN_BASE, 0.0, "base_link", "front_optical"),
-            _transform(REAR_IN_BASE, 0.0, "base_link", "rear_optical")]))]
+            _transform(REAR_IN_BASE, 0.0, "base_link", "rear_optical"),
+            _transform(LIDAR_IN_BASE, 0.0, "base_link", "lidar")]))]
+        if lidar:
+            points = conn("/lidar/points", "sensor_msgs/msg/PointCloud2")
+            for t in IMAGE_TIMES:
+                on_axes = np.stack([base_in_map(t) @ mount @ [0.0, 0.0, LIDAR_RANGES[name], 1.0]
+                                    for name, mount in (("front", CAMERA_IN_BASE), ("rear", REAR_IN_BASE))])
+                in_lidar = on_axes @ np.linalg.inv(base_in_map(t) @ LIDAR_IN_BASE).T
+                events.append((t + 0.002, points, _cloud(in_lidar[:, :3], t)))
         events += [(t, tf, TS.types["tf2_msgs/msg/TFMessage"](
             transforms=[_transform(base_in_map(t), t, "map", "base_link")])) for t in TF_TIMES]
         for name, K_cam, hw in (("front", K, (H, W)), ("rear", REAR_K, rear_hw)):
@@ -677,6 +690,27 @@ def test_two_cameras_on_one_trigger_import_into_one_scene(tmp_path):
     with pytest.raises(ValueError, match="--image-topic is '/robot/front/image': with several cameras it must be "
                                          "relative"):
         import_bag(bag, tmp_path / "bad", config(**{**two, "image_topic": "/robot/front/image"}))
+
+
+def test_one_lidar_gives_every_camera_its_depth(tmp_path):
+    """With several --cameras the point cloud topic is the robot's, as the node's is: taken as
+    given (absolute), and each camera's keyframes get the scan's point on their own axis."""
+    bag = write_two_camera_bag(tmp_path / "bag", lidar=True)
+    report = import_bag(bag, tmp_path / "scene", config(
+        cameras="/robot/front,/robot/rear", image_topic="image", camera_info_topic="camera_info",
+        semantic_topic=None, depth_topic=None, no_labels=True, pointcloud_topic="/lidar/points",
+        keyframes=KeyframeConfig(min_translation=0.0, min_rotation_deg=0.0, min_interval_s=0.1)))
+    assert report.keyframes == 22, report.summary()
+    scene = SceneFolder(tmp_path / "scene")
+    for index in range(len(scene)):
+        view = scene.load_view(index)
+        name = view.meta["camera"].rsplit("/", 1)[-1]
+        known = np.isfinite(view.depth)
+        assert known.sum() == 1, (name, known.sum())             # the other camera's point is behind it
+        row, col = np.argwhere(known)[0]
+        cx, cy = view.K[0, 2], view.K[1, 2]
+        assert abs(row - cy) <= 0.5 and abs(col - cx) <= 0.5        # the principal point's pixel (or its tie)
+        assert view.depth[row, col] == pytest.approx(LIDAR_RANGES[name], abs=1e-5)
 
 
 # --------------------------------------------------------------------------- bad frames, partial output, damaged bags
