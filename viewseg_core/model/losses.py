@@ -18,6 +18,9 @@ a ray that is right stops being pushed back and forth). ``depth_eps = 0`` is the
 ``loss.depth_relative: true`` takes rho of the relative error d / (true depth) instead (eps is
 then a share: 0.01 = 1%), the per-pixel error that AbsRel averages and that delta < 1.25 thresholds:
 in metres a far wall's error outweighs a near object's of the same share.
+``loss.depth_unmeasured_weight`` w weighs the depth term of a ray that had no candidate surface
+splatted from measured source depth (depth-guided models) w times a measured ray's, in a
+weighted mean: where no keyframe measured, the model must find the surface on its own.
 
 Class balance (``loss.class_balance`` = p > 0; off in the paper's configs): the cross-entropy
 of a ray labelled c is weighted by w_c proportional to f_c^-p, where f_c is class c's share of
@@ -58,6 +61,7 @@ class LossConfig:
     depth_weight: float = 0.0
     depth_eps: float = 0.01        # metres: the Charbonnier depth penalty's smooth core (0 = plain L1)
     depth_relative: bool = False   # the penalty of (pred - true) / true instead of metres (AbsRel's error)
+    depth_unmeasured_weight: float = 1.0  # depth term weight of rays no measured source depth guided
     distortion_weight: float = 0.0 # per metre (see the module docstring); 0 = the paper's losses
     source_weight: float = 1.0     # weight of the source-view ray terms relative to the target's
     coarse_weight: float = 1.0     # weight of the coarse pass relative to the fine pass
@@ -128,10 +132,11 @@ def depth_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def depth_robust_l1(pred: torch.Tensor, target: torch.Tensor, eps: float = 0.01,
-                    relative: bool = False) -> torch.Tensor:
+                    relative: bool = False, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean Charbonnier penalty sqrt(d^2 + eps^2) - eps, d = pred - target (``relative``:
     (pred - target) / target), over the pixels whose target is finite and positive and whose
     prediction is finite; 0 (with a zero, finite gradient) when there are none. eps = 0 gives |d|.
+    ``weights`` (the shape of ``pred``, >= 0): a weighted mean over those pixels instead.
 
     Unknown pixels contribute neither value nor gradient, even where the prediction is NaN.
     Computed in (at least) float32: bf16 depth would step by 1.6 cm at 4 m, more than eps.
@@ -146,7 +151,10 @@ def depth_robust_l1(pred: torch.Tensor, target: torch.Tensor, eps: float = 0.01,
         rho = torch.sqrt(d * d + eps * eps) - eps
     else:
         rho = d.abs()
-    return torch.where(keep, rho, 0.0).sum() / keep.sum().clamp(min=1)
+    if weights is None:
+        return torch.where(keep, rho, 0.0).sum() / keep.sum().clamp(min=1)
+    w = torch.where(keep, weights.to(rho), 0.0)
+    return (w * torch.where(keep, rho, 0.0)).sum() / w.sum().clamp(min=1e-12)
 
 
 def distortion(weights: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -172,13 +180,17 @@ def distortion(weights: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (pairwise + self_term).mean()
 
 
-def _pass_terms(out: PassOutput, gt: Mapping[str, torch.Tensor], cfg: LossConfig) -> dict[str, torch.Tensor]:
+def _pass_terms(out: PassOutput, gt: Mapping[str, torch.Tensor], cfg: LossConfig,
+                measured: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     terms = {"semantic": semantic_ce(out.logits, gt["labels"], cfg.class_weights),
              "rgb": photometric_mse(out.rgb, gt["rgb"])}
     if cfg.depth_weight > 0:
         if gt.get("depth") is None:
             raise ValueError("LossConfig.depth_weight > 0 but the targets have no 'depth'")
-        terms["depth"] = depth_robust_l1(out.expected_depth, gt["depth"], cfg.depth_eps, cfg.depth_relative)
+        weights = None
+        if measured is not None and cfg.depth_unmeasured_weight != 1.0:
+            weights = torch.where(measured, 1.0, cfg.depth_unmeasured_weight)
+        terms["depth"] = depth_robust_l1(out.expected_depth, gt["depth"], cfg.depth_eps, cfg.depth_relative, weights)
     if cfg.distortion_weight > 0:
         if out.weights is None or out.t is None:
             raise ValueError("LossConfig.distortion_weight > 0 needs the render weights and samples")
@@ -208,7 +220,7 @@ def viewseg_losses(outputs: Mapping[str, RayOutput], targets: Mapping[str, Mappi
         split_w = 1.0 if split == "target" else cfg.source_weight
         for name, out in ray_out.passes().items():
             pass_w = cfg.coarse_weight if name == "coarse" else 1.0
-            for term, value in _pass_terms(out, targets[split], cfg).items():
+            for term, value in _pass_terms(out, targets[split], cfg, getattr(ray_out, "measured", None)).items():
                 losses[f"{split}/{name}/{term}"] = value
                 contrib = split_w * pass_w * weights[term] * value
                 total = contrib if total is None else total + contrib

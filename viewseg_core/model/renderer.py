@@ -92,10 +92,13 @@ class PassOutput:
 
 @dataclass
 class RayOutput:
-    """Both passes for a set of rays; ``fine`` is None when ``num_fine == 0``."""
+    """Both passes for a set of rays; ``fine`` is None when ``num_fine == 0``. ``measured``
+    [...] bool: the ray had a candidate surface splatted from measured source depth
+    (depth-guided models in training; None elsewhere)."""
 
     coarse: PassOutput
     fine: PassOutput | None
+    measured: torch.Tensor | None = None
 
     @property
     def final(self) -> PassOutput:

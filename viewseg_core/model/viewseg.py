@@ -223,12 +223,15 @@ class ViewSeg(nn.Module):
         rays = target if extra is None else RayBundle.cat([target, extra.to(target.dtype)], dim=1)
         out = self.renderer(rays.to(sources.features.device), sources, perturb=perturb, generator=generator,
                             guide=guide)
+        measured = None if guide is None else torch.isfinite(guide if guide.ndim == 2 else guide[..., 0])
         if extra is None:
-            return {"target": out}
+            return {"target": RayOutput(out.coarse, out.fine, measured)}
         n = target.shape[1]
         split = lambda p, sl: None if p is None else p.map(lambda x: x[:, sl])  # noqa: E731
-        return {"target": RayOutput(split(out.coarse, slice(0, n)), split(out.fine, slice(0, n))),
-                "source": RayOutput(split(out.coarse, slice(n, None)), split(out.fine, slice(n, None)))}
+        part = lambda sl: None if measured is None else measured[:, sl]  # noqa: E731
+        return {"target": RayOutput(split(out.coarse, slice(0, n)), split(out.fine, slice(0, n)), part(slice(0, n))),
+                "source": RayOutput(split(out.coarse, slice(n, None)), split(out.fine, slice(n, None)),
+                                    part(slice(n, None)))}
 
     @torch.no_grad()
     def _training_guides(self, batch: Mapping[str, Any], sources: SourceViews, target: RayBundle,

@@ -151,6 +151,47 @@ def test_relative_depth_penalises_the_error_as_a_share_of_the_true_depth():
     assert losses["target/fine/depth"].item() == pytest.approx(rho(0.5), rel=1e-5)
 
 
+def test_rays_no_measurement_guided_weigh_more_in_the_depth_term():
+    """depth_unmeasured_weight w: a weighted mean, w for the rays without a splatted candidate."""
+    eps = 0.01
+    rho = lambda d: math.sqrt(d * d + eps * eps) - eps  # noqa: E731
+    pred, true = torch.tensor([2.5, 3.0, 9.0]), torch.tensor([2.0, 2.0, float("nan")])
+    weighted = depth_robust_l1(pred, true, eps, weights=torch.tensor([1.0, 3.0, 3.0]))
+    assert weighted.item() == pytest.approx((rho(0.5) + 3 * rho(1.0)) / 4, rel=1e-6)   # the unknown ray counts nothing
+    outputs = {"target": RayOutput(_pass(1.0, 0.2, 2.5), _pass(3.0, 0.4, 1.0),
+                                   measured=torch.tensor([[True, False, True]]))}
+    gt = {"labels": torch.zeros(1, 3, dtype=torch.long), "rgb": torch.zeros(1, 3, 3),
+          "depth": torch.tensor([[2.0, 3.0, float("nan")]])}
+    plain = viewseg_losses(outputs, {"target": gt}, LossConfig(depth_weight=0.1))
+    assert plain["target/coarse/depth"].item() == pytest.approx((rho(0.5) + rho(0.5)) / 2, rel=1e-5)
+    losses = viewseg_losses(outputs, {"target": gt}, LossConfig(depth_weight=0.1, depth_unmeasured_weight=4.0))
+    # fine pass: ray 0 (measured) off by 1.0, ray 1 (unmeasured) off by 2.0
+    assert losses["target/fine/depth"].item() == pytest.approx((rho(1.0) + 4 * rho(2.0)) / 5, rel=1e-5)
+
+
+def test_the_training_forward_says_which_rays_measured_depth_guided():
+    """ViewSeg.forward marks, per target and source ray, whether a candidate was splatted."""
+    from viewseg_core.model.viewseg import ModelConfig, ViewSeg
+    from viewseg_core.rays import grid_rays
+
+    torch.manual_seed(0)
+    model = ViewSeg(ModelConfig(encoder="deeplabv3plus_resnet18", feature_dim=16, hidden_dim=16, n_blocks=1,
+                                n_head_blocks=1, n_harmonic_xyz=4, n_harmonic_dir=2, num_coarse=4, num_fine=0,
+                                far=8.0, source_depth=True, depth_guided=True, guide_samples=2)).eval()
+    H, W = 6, 8
+    K = torch.tensor([[8.0, 0.0, 4.0], [0.0, 8.0, 3.0], [0.0, 0.0, 1.0]])
+    c2w = torch.eye(4)
+    depth = torch.full((1, 1, H, W), 2.0)
+    depth[..., :, : W // 2] = float("nan")            # the source measured only its right half
+    rays = grid_rays(K[None], c2w[None], H, W)
+    batch = {"source_rgb": torch.rand(1, 1, 3, H, W), "source_K": K[None, None], "source_c2w": c2w[None, None],
+             "source_depth_input": depth, "target_rays": rays, "target_K": K[None], "target_c2w": c2w[None],
+             "target_size": torch.tensor([[H, W]])}
+    out = model(batch, perturb=False)["target"]
+    measured = out.measured.reshape(H, W)
+    assert measured[:, W // 2 + 1:].all() and not measured[:, : W // 2 - 1].any()
+
+
 def _pass(logit_value: float, rgb_value: float, depth: float, R: int = 3) -> PassOutput:
     logits = torch.zeros(1, R, 4)
     logits[..., 0] = logit_value
