@@ -170,6 +170,15 @@ def render_request(c2w: np.ndarray, frame: str = "map", width: int = 40, height:
     return request
 
 
+def turned(c2w: np.ndarray, yaw_deg: float) -> np.ndarray:
+    """``c2w`` turned ``yaw_deg`` about the world vertical through its own centre."""
+    yaw = np.radians(yaw_deg)
+    turn = np.array([[np.cos(yaw), -np.sin(yaw), 0.0], [np.sin(yaw), np.cos(yaw), 0.0], [0.0, 0.0, 1.0]])
+    out = c2w.copy()
+    out[:3, :3] = turn @ c2w[:3, :3]
+    return out
+
+
 class PosedCamera:
     """A camera driven by a test: publishes TF (map -> ``frame``, on ``tf_topic``), CameraInfo,
     Image and, with ``depth_topic``, a depth image, at poses and stamps the test chooses, from

@@ -14,20 +14,11 @@ import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 from viewseg_core.cameras import resize_intrinsics  # noqa: E402
 from viewseg_ros.camera_stream import view_pose  # noqa: E402
 from ros_graph import (Graph, PosedCamera, diagnostics_values, params, render_request, resend,  # noqa: E402
-                       tiny_checkpoint, wait_for)
+                       tiny_checkpoint, turned, wait_for)
 
 W, H = 64, 48
 FRONT_K = np.array([[50.0, 0.0, 31.5], [0.0, 50.0, 23.5], [0.0, 0.0, 1.0]])
 SIDE_K = np.array([[70.0, 0.0, 39.5], [0.0, 70.0, 29.5], [0.0, 0.0, 1.0]])  # 80x60, another lens
-
-
-def turned(c2w: np.ndarray, yaw_deg: float) -> np.ndarray:
-    """``c2w`` turned ``yaw_deg`` about the world vertical through its own centre."""
-    yaw = np.radians(yaw_deg)
-    turn = np.array([[np.cos(yaw), -np.sin(yaw), 0.0], [np.sin(yaw), np.cos(yaw), 0.0], [0.0, 0.0, 1.0]])
-    out = c2w.copy()
-    out[:3, :3] = turn @ c2w[:3, :3]
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -11,21 +11,12 @@ pytestmark = pytest.mark.ros
 import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 
 from viewseg_ros.camera_stream import view_pose  # noqa: E402
-from ros_graph import Graph, PosedCamera, params, resend, tiny_rgbd_checkpoint, wait_for  # noqa: E402
+from ros_graph import Graph, PosedCamera, params, resend, tiny_rgbd_checkpoint, turned, wait_for  # noqa: E402
 
 W, H = 32, 24
 FRONT_K = np.array([[25.0, 0.0, 15.5], [0.0, 25.0, 11.5], [0.0, 0.0, 1.0]])
 SIDE_K = np.array([[35.0, 0.0, 19.5], [0.0, 35.0, 14.5], [0.0, 0.0, 1.0]])  # 40x30, another lens
 AHEAD_M = {"front": 3.0, "side": 2.0}     # the scan's wall in front of each camera
-
-
-def turned(c2w: np.ndarray, yaw_deg: float) -> np.ndarray:
-    """``c2w`` turned ``yaw_deg`` about the world vertical through its own centre."""
-    yaw = np.radians(yaw_deg)
-    out = c2w.copy()
-    out[:3, :3] = np.array([[np.cos(yaw), -np.sin(yaw), 0.0], [np.sin(yaw), np.cos(yaw), 0.0],
-                            [0.0, 0.0, 1.0]]) @ c2w[:3, :3]
-    return out
 
 
 def grid_ahead(c2w: np.ndarray, K: np.ndarray, size: tuple[int, int], metres: float) -> np.ndarray:
