@@ -710,7 +710,7 @@ def point_cloud_xyzt(msg: Any, what: str = "point cloud", time_field: str = "aut
     points = _cloud_records(msg, names, formats, offsets, what)
     xyz = np.stack([points["x"], points["y"], points["z"]], axis=-1).astype(np.float32, copy=False)
     # Per column and by np.compress: numpy's row reduction (.all(axis=1)) and boolean row
-    # indexing of an [N, 3] array each cost about 15x more (docs/benchmarks.md, "Point clouds").
+    # indexing of an [N, 3] array were most of the reader's time (docs/benchmarks.md, "Point clouds").
     finite = np.isfinite(xyz[:, 0]) & np.isfinite(xyz[:, 1]) & np.isfinite(xyz[:, 2])
     all_finite = bool(finite.all())
     if not all_finite:
