@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,7 @@ class ErrorCounts:
     behind: int = 0
     in_front: int = 0
     worst_behind: float = 0.0   # the largest share of one keyframe's measurements behind, %
-    relative_errors: list | None = None
+    relative_errors: list = field(default_factory=list)   # one array per keyframe
 
     def add(self, depth: np.ndarray, truth: np.ndarray, tolerance: float) -> None:
         known = np.isfinite(depth) & np.isfinite(truth) & (truth > 0)
@@ -62,7 +62,7 @@ class ErrorCounts:
         self.behind += behind
         self.worst_behind = max(self.worst_behind, 100 * behind / max(len(ratio), 1))
         self.in_front += int((ratio < 1 / (1 + tolerance)).sum())
-        self.relative_errors = (self.relative_errors or []) + [np.abs(ratio - 1)]
+        self.relative_errors.append(np.abs(ratio - 1))
 
     def row(self) -> tuple[float, float, float, float, float]:
         """(measured % of pixels, behind % of measured, the worst keyframe's, in front % of
@@ -76,13 +76,12 @@ class ErrorCounts:
 def keyframe_depths(seed: int, windows: list[float], size: tuple[int, int], hfov_deg: float, step_s: float,
                     cloud_period_s: float, lidar_height_m: float, lidar: LidarConfig):
     """Yields (true depth, {window: registered depth}) for each keyframe of room ``seed``'s walk."""
-    from viewseg_ros.sim_camera import SimWorld
+    from viewseg_ros.sim_camera import SimWorld, lidar_mount
 
     height, width = size
     K = K_from_hfov(hfov_deg, width, height)
     world = SimWorld.create(seed)
-    mount = np.eye(4)
-    mount[:3, 3] = world.mount[:3, 3] + (0.0, 0.0, lidar_height_m)
+    mount = lidar_mount(world.mount, lidar_height_m)
     sweeps: dict[int, np.ndarray] = {}
 
     def sweep(k: int) -> np.ndarray:

@@ -89,6 +89,14 @@ def planar_pose(x: float, y: float, yaw: float, z: float = 0.0) -> np.ndarray:
     return pose
 
 
+def lidar_mount(camera_mount: np.ndarray, height_m: float) -> np.ndarray:
+    """T_base_link_lidar of the simulated LiDAR: level (REP 103 axes, like base_link's),
+    ``height_m`` above the camera mounted at ``camera_mount``."""
+    mount = np.eye(4)
+    mount[:3, 3] = camera_mount[:3, 3] + (0.0, 0.0, float(height_m))
+    return mount
+
+
 @dataclass
 class SimWorld:
     """The simulated room and the robot's motion through it.
@@ -339,9 +347,7 @@ def _make_node_class():
             if int(p["lidar_beams"]) > 0:
                 self.lidar = LidarConfig(beams=int(p["lidar_beams"]), vfov_deg=float(p["lidar_vfov_deg"]),
                                          hres_deg=float(p["lidar_hres_deg"]))
-                # Level, above the (first) camera, REP 103 axes like base_frame's.
-                self.lidar_mount = np.eye(4)
-                self.lidar_mount[:3, 3] = self.mount[:3, 3] + (0.0, 0.0, float(p["lidar_height_m"]))
+                self.lidar_mount = lidar_mount(self.mount, p["lidar_height_m"])   # above the (first) camera
                 self.lidar_sweep_s = float(p["lidar_sweep_s"])
                 if not 0.0 <= self.lidar_sweep_s <= 1.0:
                     raise ValueError(f"viewseg_sim_camera: lidar_sweep_s must be in [0, 1] s, got {self.lidar_sweep_s}")
@@ -532,7 +538,7 @@ def main(args: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["SimWorld", "planar_pose", "main", "WALK_POSES"]
+__all__ = ["SimWorld", "lidar_mount", "planar_pose", "main", "WALK_POSES"]
 
 if __name__ == "__main__":
     sys.exit(main())
