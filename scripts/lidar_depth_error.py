@@ -133,12 +133,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     def floats(text: str) -> list[float]:
         return [float(x) for x in text.split(",") if x]
 
+    def seeds(text: str) -> list[int]:
+        return [int(x) for x in text.split(",") if x]
+
     def size(text: str) -> tuple[int, int]:
         width, height = (int(x) for x in text.lower().split("x"))
         return height, width
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2], help="rooms")
+    p.add_argument("--seeds", type=seeds, default=[0, 1, 2], help="rooms, comma-separated")
     p.add_argument("--windows", type=floats, default=[0.0, 1.0, 2.0, 4.0], help="seconds of earlier sweeps")
     p.add_argument("--size", type=size, default=(60, 80), help="keyframe size WxH (the node's working size)")
     p.add_argument("--hfov", type=float, default=70.0, help="camera horizontal field of view (the sim's), degrees")
