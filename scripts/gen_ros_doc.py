@@ -80,6 +80,9 @@ SIM_CAMERA_DESCRIPTIONS = {
     "lidar_sweep_s": "0 = each sweep in one instant; > 0 = a sweep takes this long from the frame's stamp, each column "
                      "fired from the robot's pose at its time, with a float32 time field (seconds after the stamp) "
                      "for the node to deskew",
+    "walker_lead_s": "0 = a static room; > 0 = a person (a grey cylinder 0.5 m wide, 1.7 m tall, class person) walks "
+                     "the robot's walk this many seconds ahead of it, in the images, depth and LiDAR sweeps: something "
+                     "that moves; less than period_s",
 }
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from viewseg_core.model.depth_guide import MIN_SPLAT_DEPTH, focal_pixels, lift_source_depth, splat_depth
+from viewseg_core.stale_points import STALE_CELL_DEG, stale_points
 
 # Seconds of point clouds around a keyframe's paired one registered into it, at most (the node's
 # pointcloud_accumulate_s, bag2scene's --pointcloud-accumulate): the node's TF keeps 10 s.
@@ -78,6 +79,35 @@ def register_depth(depth: np.ndarray, depth_K: np.ndarray, colour_K: np.ndarray,
     return image[0, 0].numpy().astype(np.float32)
 
 
+def _near_the_image(points: np.ndarray, colour_K: np.ndarray, colour_hw: tuple[int, int],
+                    colour_from_points: np.ndarray, caller: str) -> tuple[np.ndarray, np.ndarray]:
+    """([N, 3] float32 points in the colour optical frame, [N] bool: in front of the camera and
+    projecting within a pixel of its image)."""
+    transform = _finite_transform(colour_from_points, f"{caller}: colour_from_points")
+    height, width = colour_hw
+    K = np.asarray(colour_K, dtype=np.float64)
+    # A spinning LiDAR's sweep is mostly elsewhere, and the z-buffer's cost grows with the points.
+    in_camera = points @ transform[:3, :3].T.astype(np.float32) + transform[:3, 3].astype(np.float32)
+    h = in_camera @ K.T.astype(np.float32)
+    z = in_camera[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u, v = h[:, 0] / h[:, 2], h[:, 1] / h[:, 2]
+    return in_camera, (z > MIN_SPLAT_DEPTH) & (u > -1.0) & (u < width) & (v > -1.0) & (v < height)
+
+
+def points_in_view(points: np.ndarray, colour_K: np.ndarray, colour_hw: tuple[int, int],
+                   colour_from_points: np.ndarray) -> np.ndarray:
+    """[N] bool: which of ``points`` (finite [N, 3]) :func:`register_points` would z-buffer into
+    the colour image (in front of the camera, projecting within a pixel of it): the only ones a
+    keyframe's depth depends on.
+
+    Raises:
+        ValueError: a non-finite transform.
+    """
+    return _near_the_image(np.asarray(points, dtype=np.float32), colour_K, colour_hw, colour_from_points,
+                           "points_in_view")[1]
+
+
 def register_points(points: np.ndarray, colour_K: np.ndarray, colour_hw: tuple[int, int],
                     colour_from_points: np.ndarray) -> np.ndarray:
     """Planar depth of a point cloud (a LiDAR's, or a depth camera's points) as the colour
@@ -97,18 +127,10 @@ def register_points(points: np.ndarray, colour_K: np.ndarray, colour_hw: tuple[i
     points = np.asarray(points, dtype=np.float32)
     if points.ndim != 2 or points.shape[1] != 3 or not np.isfinite(points).all():
         raise ValueError(f"register_points: points must be finite [N, 3], got shape {points.shape}")
-    transform = _finite_transform(colour_from_points, "register_points: colour_from_points")
+    in_camera, near = _near_the_image(points, colour_K, colour_hw, colour_from_points, "register_points")
+    in_camera = np.compress(near, in_camera, axis=0)
     height, width = colour_hw
     K = np.asarray(colour_K, dtype=np.float64)
-    # Into the camera, and only the points in front of it that project near the image: a
-    # spinning LiDAR's sweep is mostly elsewhere, and the z-buffer's cost grows with the points.
-    in_camera = points @ transform[:3, :3].T.astype(np.float32) + transform[:3, 3].astype(np.float32)
-    h = in_camera @ K.T.astype(np.float32)
-    z = in_camera[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u, v = h[:, 0] / h[:, 2], h[:, 1] / h[:, 2]
-    near = (z > MIN_SPLAT_DEPTH) & (u > -1.0) & (u < width) & (v > -1.0) & (v < height)
-    in_camera = np.compress(near, in_camera, axis=0)
     pts = torch.from_numpy(np.ascontiguousarray(in_camera))[None]
     image = splat_depth(pts, torch.ones(pts.shape[:2], dtype=torch.bool),
                         torch.as_tensor(K, dtype=torch.float32)[None, None], torch.eye(4)[None, None],
@@ -116,4 +138,32 @@ def register_points(points: np.ndarray, colour_K: np.ndarray, colour_hw: tuple[i
     return image[0, 0].numpy().astype(np.float32)
 
 
-__all__ = ["MAX_ACCUMULATE_S", "register_depth", "register_points"]
+def accumulated_points(paired: np.ndarray, others: np.ndarray, origin: np.ndarray | None, colour_K: np.ndarray,
+                       colour_hw: tuple[int, int], colour_from_points: np.ndarray,
+                       stale_cell_deg: float | None = STALE_CELL_DEG) -> tuple[np.ndarray, int]:
+    """The points a keyframe registers from its paired cloud and the clouds accumulated around
+    it (``pointcloud_accumulate_s``): the paired cloud's, and those of ``others`` that land in
+    the image, less those the paired cloud contradicts (:func:`viewseg_core.stale_points.
+    stale_points`, judged about the sensor's ``origin``; none left out where ``origin`` or
+    ``stale_cell_deg`` is None).
+
+    Args:
+        paired, others: [N, 3], [M, 3] finite points in the fixed frame.
+        origin: [3] the paired cloud's sensor position at the middle of its sweep, or None.
+    Returns:
+        ([K, 3] points for :func:`register_points`, how many of ``others`` were left out as stale).
+    """
+    others = np.asarray(others, dtype=np.float32)
+    if others.ndim != 2 or others.shape[1] != 3 or not np.isfinite(others).all():
+        raise ValueError(f"accumulated_points: others must be finite [M, 3], got shape {others.shape}")
+    # Only the points that land in the image matter, and the stale test costs per point.
+    others = others[points_in_view(others, colour_K, colour_hw, colour_from_points)]
+    stale = 0
+    if origin is not None and stale_cell_deg is not None and len(others):
+        contradicted = stale_points(others, paired, origin, cell_deg=stale_cell_deg)
+        stale = int(contradicted.sum())
+        others = others[~contradicted]
+    return np.concatenate([np.asarray(paired, dtype=np.float32), others]), stale
+
+
+__all__ = ["MAX_ACCUMULATE_S", "register_depth", "register_points", "points_in_view", "accumulated_points"]

@@ -29,7 +29,10 @@ the node registers it: through the bag's TF from the cloud's frame at the cloud'
 each point's time where the cloud has per-point times: deskewed) into the camera at the
 image's pose, one pixel per point. ``--pointcloud-accumulate S`` registers the other clouds
 within S seconds of the paired one as well, as the node's ``pointcloud_accumulate_s`` does, so
-that a model trained on the import sees the keyframe depth the node will give it.
+that a model trained on the import sees the keyframe depth the node will give it; the points
+the paired cloud contradicts (a trail of something that moved, a surface seen through a gap)
+are left out, as the node's ``pointcloud_drop_stale`` does (``--pointcloud-keep-stale`` keeps
+them).
 
 A recording of several cameras (``--cameras /front,/rear``) imports into one scene: the topic
 flags are then relative names inside each camera's namespace (but ``--pointcloud-topic``, the
@@ -60,11 +63,12 @@ from viewseg_core.classes import IGNORE_LABEL, NUM_CLASSES, nyu40_to_classes
 from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
 from viewseg_core.data.scene_folder import publish_folder, staging_folder
-from viewseg_core.depth_registration import MAX_ACCUMULATE_S, register_depth, register_points
-from viewseg_core.lidar_deskew import place_cloud
+from viewseg_core.depth_registration import MAX_ACCUMULATE_S, accumulated_points, register_depth, register_points
+from viewseg_core.lidar_deskew import place_cloud, sweep_origin
 from viewseg_core.rectify import (RECTIFICATION_MODES, ResolvedCamera, Undistorter, image_camera_to_world,
                                   rotated_frame)
 from viewseg_core.segmenter import PseudoLabeler
+from viewseg_core.stale_points import MAX_CELL_DEG, STALE_CELL_DEG
 from viewseg_ros.camera_input import camera_topic, parse_camera_namespaces
 from viewseg_ros.conversions import (CAMERA_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
                                      colour_image_to_numpy, image_to_numpy, is_compressed, point_cloud_sweep,
@@ -96,6 +100,8 @@ class BagImportConfig:
     pointcloud_time_field: str = "auto"  # per-point times for deskewing ("" = never; the node's parameter)
     pointcloud_time_scale: float = 0.0  # seconds per unit of that field (0 = by its type)
     pointcloud_accumulate_s: float = 0.0  # other clouds within this of the paired one, registered too (the node's)
+    pointcloud_drop_stale: bool = True  # leave out the accumulated points the paired cloud contradicts (the node's)
+    pointcloud_stale_cell_deg: float = STALE_CELL_DEG  # the stale-point test's cell (the node's)
     segmenter: str | None = None  # viewseg-encoder checkpoint for pseudo-labels
     no_labels: bool = False  # write RGB + depth only (no labels at all)
     camera_frame: str | None = None  # overrides the images' header.frame_id
@@ -133,6 +139,9 @@ class BagImportConfig:
         if not 0.0 <= self.pointcloud_accumulate_s <= MAX_ACCUMULATE_S:
             raise ValueError(f"pointcloud_accumulate_s must be in [0, {MAX_ACCUMULATE_S:g}] s (the node's limit), "
                              f"got {self.pointcloud_accumulate_s}")
+        if not 0.0 < self.pointcloud_stale_cell_deg <= MAX_CELL_DEG:
+            raise ValueError(f"pointcloud_stale_cell_deg must be in (0, {MAX_CELL_DEG:g}] degrees, "
+                             f"got {self.pointcloud_stale_cell_deg}")
         if self.pointcloud_accumulate_s and not self.pointcloud_topic:
             raise ValueError("--pointcloud-accumulate needs --pointcloud-topic")
         if self.pointcloud_topic and self.depth_topic:
@@ -152,6 +161,7 @@ class ImportReport:
     skip_examples: dict[str, str] = field(default_factory=dict)  # reason -> first example
     warnings: dict[str, list] = field(default_factory=dict)  # kind -> [count, first example]
     truncated: bool = False  # the bag stopped being readable part-way (see warnings)
+    stale_points: int = 0    # accumulated cloud points left out as stale (--pointcloud-accumulate)
 
     @property
     def pseudo_labels(self) -> bool:
@@ -178,6 +188,9 @@ class ImportReport:
         for reason, count in sorted(self.skipped.items()):
             first = self.skip_examples.get(reason)
             lines.append(f"skipped {count} image(s): {reason}" + (f" (first: {first})" if first else ""))
+        if self.stale_points:
+            lines.append(f"accumulated point cloud points left out as stale (contradicted by the keyframe's own "
+                         f"cloud): {self.stale_points}")
         lines.extend(f"warning: {kind} ({count}x), first: {example}"
                      for kind, (count, example) in self.warnings.items())
         return "\n".join(lines)
@@ -396,8 +409,9 @@ class _PlacedClouds:
     def __init__(self, config: BagImportConfig, buffer: TransformBuffer, report: ImportReport):
         self.config, self.buffer, self.report = config, buffer, report
         self.max_points = PLACED_POINTS_BUDGET
-        # (stamp ns, frame) -> (points or None, what went wrong or None, its _BadFrame reason or None)
-        self._placed: dict[tuple[int, str], tuple[np.ndarray | None, str | None, str | None]] = {}
+        # (stamp ns, frame) -> (points or None, what went wrong or None, its _BadFrame reason or
+        # None, the sensor's origin at mid-sweep or None)
+        self._placed: dict[tuple[int, str], tuple[np.ndarray | None, str | None, str | None, np.ndarray | None]] = {}
         self._points = 0
 
     def place(self, msg: Any, what: str, paired: bool) -> np.ndarray | None:
@@ -415,7 +429,7 @@ class _PlacedClouds:
                 oldest = next(iter(self._placed))
                 self._points -= self._size(oldest)
                 del self._placed[oldest]
-        placed, why, bad = self._placed[key]
+        placed, why, bad, _ = self._placed[key]
         if why is None:
             return placed
         if not paired:
@@ -426,29 +440,40 @@ class _PlacedClouds:
         self.report.warn("point cloud not deskewed (TF does not cover its sweep)", why)
         return placed
 
+    def origin(self, msg: Any) -> np.ndarray | None:
+        """[3] where a placed cloud's sensor was at the middle of its sweep, in fixed_frame (None:
+        TF could not say; call after :meth:`place`)."""
+        return self._placed.get((time_to_ns(msg.header.stamp), msg.header.frame_id), (None,) * 4)[3]
+
     def _size(self, key: tuple[int, str]) -> int:
         placed = self._placed[key][0]
         return 0 if placed is None else len(placed)
 
     def _place(self, msg: Any, what: str, stamp_ns: int, frame: str
-               ) -> tuple[np.ndarray | None, str | None, str | None]:
+               ) -> tuple[np.ndarray | None, str | None, str | None, np.ndarray | None]:
         """(points in fixed_frame or None, why they are not deskewed or not placed (None = all
-        well), and for a cloud that cannot be used at all the reason a keyframe is skipped)."""
+        well), for a cloud that cannot be used at all the reason a keyframe is skipped, and the
+        sensor's origin at mid-sweep for the stale-point test or None)."""
         config = self.config
         try:
             points, offsets, unread = point_cloud_sweep(msg, what, config.pointcloud_time_field,
                                                         config.pointcloud_time_scale)
         except ValueError as error:
-            return None, str(error), "unusable point cloud"
+            return None, str(error), "unusable point cloud", None
         if unread is not None:
             self.report.warn("point cloud not deskewed (per-point times unreadable)", unread)
         lookup_errors = (ExtrapolationError, UnknownFrameError, ConnectivityError)
+
+        def pose_at(t: int) -> np.ndarray:
+            return self.buffer.lookup(config.fixed_frame, frame, t)
+
         try:
-            placed, _, why = place_cloud(points, offsets, stamp_ns,
-                                         lambda t: self.buffer.lookup(config.fixed_frame, frame, t), lookup_errors)
+            placed, _, why = place_cloud(points, offsets, stamp_ns, pose_at, lookup_errors)
+            origin = sweep_origin(offsets, stamp_ns, pose_at, lookup_errors)
         except lookup_errors as error:
-            return None, f"{what}: {frame!r} -> {config.fixed_frame!r}: {error}", "no TF for the point cloud at its stamp"
-        return placed, None if why is None else f"{what}: {why}", None
+            return (None, f"{what}: {frame!r} -> {config.fixed_frame!r}: {error}", "no TF for the point cloud at its stamp",
+                    None)
+        return placed, None if why is None else f"{what}: {why}", None, origin
 
 
 def _cloud_depth(item: _Pending, rgb_hw: tuple[int, int], config: BagImportConfig, clouds: _PlacedClouds,
@@ -458,17 +483,24 @@ def _cloud_depth(item: _Pending, rgb_hw: tuple[int, int], config: BagImportConfi
     (deskewed, :mod:`viewseg_core.lidar_deskew`; else at its stamp), then into the camera at
     the image's pose (the robot's motion between scan and exposure compensated), one pixel per
     point; with ``pointcloud_accumulate_s``, the other clouds within that many seconds of the
-    paired one's stamp too. A time field that cannot be read, or a sweep TF does not cover, is
-    a warning: the paired cloud is placed with its stamp's pose, an accumulated one left out."""
+    paired one's stamp too, less the points the paired cloud contradicts
+    (``pointcloud_drop_stale``, :mod:`viewseg_core.stale_points`). A time field that cannot be
+    read, or a sweep TF does not cover, is a warning: the paired cloud is placed with its
+    stamp's pose, an accumulated one left out."""
     msg = item.parts["cloud"][1]
     stamp_ns = time_to_ns(msg.header.stamp)
-    placed = [clouds.place(msg, what, paired=True)]
+    paired = clouds.place(msg, what, paired=True)
+    origin = clouds.origin(msg)   # now: placing the others may forget the paired cloud
     window_ns = int(round(config.pointcloud_accumulate_s * NS_PER_S))
-    for other_ns, other in item.nearby_clouds:
-        if other is not msg and abs(other_ns - stamp_ns) <= window_ns:
-            placed.append(clouds.place(other, f"{what} (accumulated cloud at {other_ns / NS_PER_S:.9f} s)",
-                                       paired=False))
-    points = np.concatenate([p for p in placed if p is not None])
+    others = [clouds.place(other, f"{what} (accumulated cloud at {other_ns / NS_PER_S:.9f} s)", paired=False)
+              for other_ns, other in item.nearby_clouds if other is not msg and abs(other_ns - stamp_ns) <= window_ns]
+    others = [p for p in others if p is not None]
+    points = paired
+    if others:
+        points, stale = accumulated_points(paired, np.concatenate(others), origin if config.pointcloud_drop_stale else
+                                           None, item.camera.K, rgb_hw, np.linalg.inv(item.c2w),
+                                           config.pointcloud_stale_cell_deg)
+        clouds.report.stale_points += stale
     depth = register_points(points, item.camera.K, rgb_hw, np.linalg.inv(item.c2w))
     if not np.isfinite(depth).any():
         raise _BadFrame("no point of the point cloud lands in the image", f"{what}: {len(points)} points")
@@ -679,7 +711,9 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
         if len(sources) > 1:
             meta["cameras"] = list(config.cameras)
         if config.pointcloud_topic:
-            meta["pointcloud"] = {"topic": config.pointcloud_topic, "accumulate_s": config.pointcloud_accumulate_s}
+            meta["pointcloud"] = {"topic": config.pointcloud_topic, "accumulate_s": config.pointcloud_accumulate_s,
+                                  "drop_stale": config.pointcloud_drop_stale,
+                                  "stale_cell_deg": config.pointcloud_stale_cell_deg}
         writer = SceneFolderWriter(staging, scene=config.scene_name or bag.stem, meta=meta)
 
         def finish(item: _Pending) -> None:
@@ -794,6 +828,13 @@ def register(subparsers: Any) -> None:
                         help="also register the other point clouds within S seconds of each keyframe's paired "
                              "one (each placed through TF at its own time), as viewseg_node's "
                              f"pointcloud_accumulate_s does; 0 = the paired cloud only; at most {MAX_ACCUMULATE_S:g}")
+    parser.add_argument("--pointcloud-keep-stale", action="store_true",
+                        help="with --pointcloud-accumulate, keep the accumulated points the paired cloud contradicts "
+                             "(by default left out, as viewseg_node's pointcloud_drop_stale does: a trail of "
+                             "something that moved, a surface seen through a gap from elsewhere)")
+    parser.add_argument("--pointcloud-stale-cell", type=float, default=STALE_CELL_DEG, metavar="DEG",
+                        help="the stale-point test's cell in degrees (viewseg_node's pointcloud_stale_cell_deg): about "
+                             "the LiDAR's vertical beam spacing")
     parser.add_argument("--segmenter", default=None,
                         help="viewseg-encoder checkpoint for PSEUDO-LABELS when there is no --semantic-topic")
     parser.add_argument("--no-labels", action="store_true", help="write images (and depth) without labels")
@@ -827,7 +868,8 @@ def run(args: argparse.Namespace) -> int:
         depth_camera_info_topic=args.depth_camera_info_topic, pointcloud_topic=args.pointcloud_topic,
         pointcloud_sync_tolerance_s=args.pointcloud_sync_tolerance,
         pointcloud_time_field=args.pointcloud_time_field, pointcloud_time_scale=args.pointcloud_time_scale,
-        pointcloud_accumulate_s=args.pointcloud_accumulate,
+        pointcloud_accumulate_s=args.pointcloud_accumulate, pointcloud_drop_stale=not args.pointcloud_keep_stale,
+        pointcloud_stale_cell_deg=args.pointcloud_stale_cell,
         segmenter=args.segmenter, no_labels=args.no_labels, camera_frame=args.camera_frame,
         tf_topic=args.tf_topic, tf_static_topic=args.tf_static_topic, sync_tolerance_s=args.sync_tolerance,
         rectification=args.rectification, image_stamp_offset_s=args.image_stamp_offset,

@@ -86,8 +86,8 @@ from viewseg_core.cpu_allocator import HeapReleaser, keep_freed_memory, release_
     status as cpu_allocator_status
 from viewseg_core.data.records import View
 from viewseg_core.depth_completion import complete
-from viewseg_core.depth_registration import register_depth, register_points
-from viewseg_core.lidar_deskew import offset_ns, place_cloud
+from viewseg_core.depth_registration import accumulated_points, register_depth, register_points
+from viewseg_core.lidar_deskew import offset_ns, place_cloud, sweep_origin
 from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, check_amp, render_query, render_query_stats, \
     trained_preset
 from viewseg_core.model.prepared_cache import PreparedCache
@@ -444,7 +444,8 @@ class ViewSegNode(LifecycleNode):
         self.events: dict[str, int] = {"busy": 0, "timeouts": 0, "refused_budget": 0, "refused_coverage": 0,
                                        "clock_jumps": 0, "pose_jumps": 0, "keyframe_saves": 0, "keyframe_loads": 0,
                                        "keyframe_clears": 0, "refused_inactive": 0, "pointclouds_deskewed": 0,
-                                       "deskew_skipped": 0, "accumulated_clouds_unplaced": 0}
+                                       "deskew_skipped": 0, "accumulated_clouds_unplaced": 0,
+                                       "accumulated_points_stale": 0}
         self.keyframes_restored = 0  # taken from keyframe folders since start
         self._autosaved: tuple[int, ...] | None = None  # keyframe ids of the last save to keyframes.save_path
         self.last_event: dict[str, str] = {}
@@ -1201,6 +1202,19 @@ class ViewSegNode(LifecycleNode):
             self._event("accumulated_clouds_unplaced", f"point cloud at {cloud[0] / 1e9:.3f} s: {why}")
         return placed
 
+    def _paired_origin(self, cloud: tuple) -> np.ndarray | None:
+        """[3] where the paired ``cloud``'s sensor was at the middle of its sweep, in
+        fixed_frame, for pointcloud_drop_stale (viewseg_core/stale_points.py); None where that
+        is off or TF cannot say (every accumulated point is then kept)."""
+        if not self.params["pointcloud_drop_stale"]:
+            return None
+        stamp_ns, frame, _, offsets = cloud
+        fixed = self.params["fixed_frame"]
+        try:
+            return sweep_origin(offsets, stamp_ns, lambda t: self._lookup_now(fixed, frame, t), (TransformError,))
+        except TransformError:
+            return None
+
     def _register_cloud(self, cloud: tuple, c2w: np.ndarray, K: np.ndarray) -> np.ndarray | None:
         """A point cloud -> planar depth in the keyframe (working size, pinhole ``K``, pose ``c2w``
         in fixed_frame), through TF at the cloud's own stamp (or, deskewed, at each point's
@@ -1216,11 +1230,21 @@ class ViewSegNode(LifecycleNode):
                                 f"stamp: {error}")
             return None
         window_ns = int(self.params["pointcloud_accumulate_s"] * 1e9)
+        camera_from_fixed = np.linalg.inv(c2w)
         if window_ns > 0:
             others = [self._accumulated(other) for other in list(self.clouds)
                       if other is not cloud and abs(other[0] - stamp_ns) <= window_ns]
-            in_fixed = np.concatenate([in_fixed] + [placed for placed in others if placed is not None])
-        depth = register_points(in_fixed, K, self._working_hw, np.linalg.inv(c2w))
+            others = [placed for placed in others if placed is not None]
+            if others:
+                in_fixed, stale = accumulated_points(in_fixed, np.concatenate(others), self._paired_origin(cloud), K,
+                                                     self._working_hw, camera_from_fixed,
+                                                     self.params["pointcloud_stale_cell_deg"])
+                if stale:
+                    with self._stats_lock:
+                        self.events["accumulated_points_stale"] += stale
+                        self.last_event["accumulated_points_stale"] = (
+                            f"point cloud at {stamp_ns / 1e9:.3f} s: {stale} accumulated points contradicted by it")
+        depth = register_points(in_fixed, K, self._working_hw, camera_from_fixed)
         if not np.isfinite(depth).any():
             self._drop("depth", f"point cloud at {stamp_ns / 1e9:.3f} s in {frame!r}: none of its {len(points)} "
                                 f"points lands in the camera's image")

@@ -13,6 +13,7 @@ from typing import Any
 from viewseg_core.depth_completion import DEPTH_COMPLETIONS
 from viewseg_core.depth_registration import MAX_ACCUMULATE_S
 from viewseg_core.rectify import RECTIFICATION_MODES
+from viewseg_core.stale_points import MAX_CELL_DEG, STALE_CELL_DEG
 from viewseg_ros.camera_input import PER_CAMERA_SETTINGS
 from viewseg_ros.executor import DEFAULT_EXECUTOR, EXECUTORS
 
@@ -52,6 +53,13 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                      "LiDAR's narrow vertical field then covers more of the camera's view, from "
                                      "where the robot was; 0 = the paired cloud only; at most 8 (TF keeps 10 s); "
                                      "clouds are kept for it up to 4 M points"),
+    "pointcloud_drop_stale": (True, "with pointcloud_accumulate_s, leave out the accumulated points the keyframe's "
+                                    "paired cloud contradicts: in space its beams passed through (a trail of "
+                                    "something that moved) or behind every return around them (a surface seen "
+                                    "through a gap from elsewhere); viewseg_core/stale_points.py"),
+    "pointcloud_stale_cell_deg": (STALE_CELL_DEG, "the stale-point test's range-image cell in azimuth and "
+                                                  "elevation, degrees, in (0, 10]: about the LiDAR's vertical beam "
+                                                  "spacing (2 for 16 beams over 30 degrees)"),
     "pointcloud_time_field": ("auto", "per-point time field of the point clouds, for deskewing (each 5 ms slice of a "
                                       "sweep placed with TF at its own time, viewseg_core/lidar_deskew.py): auto (the "
                                       "first of time, t, timestamp, time_stamp the cloud has; none: not deskewed) | a "
@@ -189,7 +197,7 @@ LIVE_PARAMETERS = frozenset(SAMPLING_PARAMETERS + SELECTION_PARAMETERS + KEYFRAM
     "query.confidence_calibration", "query.min_coverage", "query.unseen_pixels", "query.timeout_s",
     "query.max_width", "query.max_height", "query.width", "query.height", "query.frame_id", "points.on_service",
     "points.min_confidence",
-    "keyframes.teleport_distance", "pointcloud_accumulate_s"))
+    "keyframes.teleport_distance", "pointcloud_accumulate_s", "pointcloud_drop_stale", "pointcloud_stale_cell_deg"))
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -263,6 +271,9 @@ def validate(values: dict[str, Any]) -> None:
     if not 0.0 <= values["pointcloud_accumulate_s"] <= MAX_ACCUMULATE_S:
         raise ValueError(f"parameter pointcloud_accumulate_s must be in [0, {MAX_ACCUMULATE_S:g}] s (TF keeps 10 s), "
                          f"got {values['pointcloud_accumulate_s']}")
+    if not 0.0 < values["pointcloud_stale_cell_deg"] <= MAX_CELL_DEG:
+        raise ValueError(f"parameter pointcloud_stale_cell_deg must be in (0, {MAX_CELL_DEG:g}] degrees, "
+                         f"got {values['pointcloud_stale_cell_deg']}")
     if not values["pointcloud_time_scale"] >= 0 or not math.isfinite(values["pointcloud_time_scale"]):
         raise ValueError(f"parameter pointcloud_time_scale must be a finite number >= 0, "
                          f"got {values['pointcloud_time_scale']}")

@@ -58,6 +58,11 @@ takes that long from the frame's stamp, each column fired from the robot's pose 
 the cloud carries each point's time (a float32 ``time`` field, seconds after the stamp, as a
 Velodyne driver's): what a node must deskew.
 
+With ``walker_lead_s`` > 0 a person (a grey cylinder 0.5 m wide and 1.7 m tall, class
+"person") walks the robot's walk that many seconds ahead of it, in the images, the depth and
+the LiDAR's sweeps alike: something that moves, for what keyframes and accumulated sweeps
+make of it (``SimWorld.scene_at``).
+
 Run: ``python -m viewseg_ros.sim_camera --ros-args -p seed:=0 -p rate:=5.0 -p width:=160 -p height:=120``
 (or the console script ``viewseg_sim_camera``).
 """
@@ -65,18 +70,21 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from viewseg_core.cameras import K_from_hfov
 from viewseg_core.data.synth.generate import SynthConfig, make_scene
-from viewseg_core.data.synth.scene import Scene
+from viewseg_core.classes import CLASS_NAMES
+from viewseg_core.data.synth.scene import CYLINDER, PLAIN, Scene
 from viewseg_core.data.synth.trajectory import TrajectoryConfig, free_cells, look_c2w, trajectory
 
 WALK_POSES = 60  # poses of the generator's walk; the camera interpolates between them
 GRAPH_NODES_MAX = 3600  # the simulated SLAM keeps this many trajectory nodes (an hour at one a second)
+WALKER_RADIUS_M = 0.25  # the walking person of SimWorld.walker_lead_s: a cylinder this wide ...
+WALKER_HEIGHT_M = 1.7   # ... and this tall
 LIDAR_STREAM = 1000     # the LiDAR's range noise: its own random stream per frame, beside the depth camera's
 
 
@@ -106,6 +114,8 @@ class SimWorld:
         xy: [N, 2] the walk's floor positions; yaw: [N] its headings (unwrapped, radians).
         mount: [4, 4] T_base_link_camera_optical (static).
         period_s: seconds for one walk forth and back.
+        walker_lead_s: > 0 puts a person in the room who walks the robot's walk this many
+            seconds ahead of it (:meth:`scene_at`); 0 = the room is static.
     """
 
     scene: Scene
@@ -113,6 +123,7 @@ class SimWorld:
     yaw: np.ndarray
     mount: np.ndarray
     period_s: float
+    walker_lead_s: float = 0.0
 
     @classmethod
     def create(cls, seed: int, kind: str = "human", period_s: float = 30.0, room_type: str | None = None
@@ -127,6 +138,31 @@ class SimWorld:
         pitch = float(np.median(np.arcsin(np.clip(forward[:, 2], -1.0, 1.0))))
         mount = look_c2w([0.0, 0.0, height], 0.0, pitch)  # the camera in base_link (yaw 0 = +x)
         return cls(scene, np.stack([p[:2, 3] for p in poses]), yaw, mount, float(period_s))
+
+    def walker_xy(self, t: float) -> np.ndarray | None:
+        """[2] where the walking person stands at ``t`` seconds (None: no walker)."""
+        return self.base_pose(t + self.walker_lead_s)[:2, 3] if self.walker_lead_s > 0 else None
+
+    def scene_at(self, t: float) -> Scene:
+        """The room at ``t`` seconds: ``scene``, with the walker (a "person" cylinder of
+        WALKER_RADIUS_M and WALKER_HEIGHT_M, plain grey) where it stands then."""
+        where = self.walker_xy(t)
+        if where is None:
+            return self.scene
+        scene = self.scene
+        material = len(scene.mat_color)
+        centre = np.array([[where[0], where[1], WALKER_HEIGHT_M / 2]])
+        half = np.array([[WALKER_RADIUS_M, WALKER_RADIUS_M, WALKER_HEIGHT_M / 2]])
+
+        def grown(array: np.ndarray, row) -> np.ndarray:
+            return np.concatenate([array, np.asarray(row, dtype=array.dtype).reshape((1,) + array.shape[1:])])
+
+        return replace(
+            scene, kind=grown(scene.kind, CYLINDER), center=grown(scene.center, centre), half=grown(scene.half, half),
+            yaw=grown(scene.yaw, 0.0), label=grown(scene.label, CLASS_NAMES.index("person")),
+            material=grown(scene.material, material), mat_color=grown(scene.mat_color, [0.35, 0.3, 0.3]),
+            mat_color2=grown(scene.mat_color2, [0.35, 0.3, 0.3]), mat_texture=grown(scene.mat_texture, PLAIN),
+            mat_scale=grown(scene.mat_scale, 1.0), mat_emissive=grown(scene.mat_emissive, 0.0))
 
     def base_pose(self, t: float) -> np.ndarray:
         """T_map_base_link at ``t`` seconds: along the walk in the first half period, back in the second."""
@@ -296,7 +332,8 @@ def _make_node_class():
                 ("depth_baseline_m", 0.0), ("depth_hfov_deg", 0.0), ("depth_frame", "camera_depth_optical"),
                 ("transport", "raw"), ("jpeg_quality", 95), ("cameras", ""), ("odometry_drift", ""),
                 ("odom_frame", "odom"), ("pose_graph_period_s", 10.0), ("lidar_beams", 0), ("lidar_vfov_deg", 30.0),
-                ("lidar_hres_deg", 1.0), ("lidar_frame", "lidar"), ("lidar_height_m", 0.15), ("lidar_sweep_s", 0.0))}
+                ("lidar_hres_deg", 1.0), ("lidar_frame", "lidar"), ("lidar_height_m", 0.15), ("lidar_sweep_s", 0.0),
+                ("walker_lead_s", 0.0))}
             if not (p["rate"] > 0 and p["width"] > 0 and p["height"] > 0 and p["period_s"] > 0):
                 raise ValueError(f"viewseg_sim_camera: rate, width, height and period_s must be positive: {p}")
             if not 0 < p["render_scale"] <= 1:
@@ -308,7 +345,10 @@ def _make_node_class():
             # upsample, so that the camera keeps a real camera's size AND its rate.
             self.render_hw = (max(1, round(p["height"] * p["render_scale"])),
                               max(1, round(p["width"] * p["render_scale"])))
-            self.world = SimWorld.create(int(p["seed"]), p["kind"], float(p["period_s"]), p["room_type"])
+            if not 0.0 <= p["walker_lead_s"] < p["period_s"]:
+                raise ValueError(f"viewseg_sim_camera: walker_lead_s must be in [0, period_s), got {p['walker_lead_s']}")
+            self.world = replace(SimWorld.create(int(p["seed"]), p["kind"], float(p["period_s"]), p["room_type"]),
+                                 walker_lead_s=float(p["walker_lead_s"]))
             self.scene, self.mount = self.world.scene, self.world.mount
             self.K = K_from_hfov(float(p["hfov_deg"]), int(p["width"]), int(p["height"]))
             self.d = parse_distortion(p["distortion"])
@@ -397,10 +437,15 @@ def _make_node_class():
             """c2w of camera ``camera`` at a stamp this node published (or any stamp after its start)."""
             return self.world.base_pose((stamp_ns - self.start_ns) / 1e9) @ self.rigs[camera].mount
 
+        def scene_at(self, stamp_ns: int) -> Scene:
+            """The room at a stamp this node published: with its walker then (walker_lead_s)."""
+            return self.world.scene_at((stamp_ns - self.start_ns) / 1e9)
+
         def _tick(self) -> None:
             p = self.params
             stamp_ns = self.get_clock().now().nanoseconds
             base = self.world.base_pose((stamp_ns - self.start_ns) / 1e9)
+            scene = self.scene_at(stamp_ns)
             # TF first: the node needs it the moment the image lands.
             if self.drift is None:
                 self.tf_pub.publish(TFMessage(transforms=[matrix_to_transform_stamped(
@@ -411,11 +456,11 @@ def _make_node_class():
                 if graph is not None:  # after the TF of its newest node
                     self.graph_pub.publish(graph)
             for rig in self.rigs:
-                self._publish_frame(rig, base, stamp_ns)
+                self._publish_frame(rig, scene, base, stamp_ns)
             if self.lidar is not None:
                 rng = np.random.default_rng([int(p["seed"]), self.frames_published, LIDAR_STREAM])
                 start_s = (stamp_ns - self.start_ns) / 1e9
-                points, times = lidar_sweep(self.scene, lambda t: self.world.base_pose(start_s + t) @ self.lidar_mount,
+                points, times = lidar_sweep(scene, lambda t: self.world.base_pose(start_s + t) @ self.lidar_mount,
                                             self.lidar, rng, self.lidar_sweep_s)
                 self.points_pub.publish(make_xyz_cloud(points, frame_id=p["lidar_frame"], stamp_ns=stamp_ns,
                                                        times=times if self.lidar_sweep_s > 0 else None))
@@ -444,14 +489,14 @@ def _make_node_class():
             return [matrix_to_transform_stamped(self.map_from_odom, p["fixed_frame"], p["odom_frame"], stamp_ns),
                     matrix_to_transform_stamped(odometry, p["odom_frame"], p["base_frame"], stamp_ns)], path
 
-        def _publish_frame(self, rig: SimRig, base: np.ndarray, stamp_ns: int) -> None:
+        def _publish_frame(self, rig: SimRig, scene: Scene, base: np.ndarray, stamp_ns: int) -> None:
             p = self.params
             size = (int(p["height"]), int(p["width"]))
             if self.render_hw == size:
-                frame = render(self.scene, self.render_K, base @ rig.mount, *size)
+                frame = render(scene, self.render_K, base @ rig.mount, *size)
                 rgb, depth = frame.rgb, frame.depth
             else:
-                small = render(self.scene, resize_intrinsics(self.render_K, size, self.render_hw), base @ rig.mount,
+                small = render(scene, resize_intrinsics(self.render_K, size, self.render_hw), base @ rig.mount,
                                *self.render_hw)
                 rgb = cv2.resize(small.rgb, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
                 depth = cv2.resize(small.depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
@@ -473,7 +518,7 @@ def _make_node_class():
             if self.unaligned:  # the depth camera's own view, beside the colour camera
                 depth_frame = rig.depth_frame
                 depth_pose = base @ rig.mount @ self.colour_from_depth
-                small = render(self.scene, resize_intrinsics(self.depth_K, size, self.render_hw), depth_pose,
+                small = render(scene, resize_intrinsics(self.depth_K, size, self.render_hw), depth_pose,
                                *self.render_hw)
                 depth = cv2.resize(small.depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
                 rig.depth_info_pub.publish(make_camera_info(self.depth_K, size[1], size[0], frame_id=depth_frame,

@@ -1,6 +1,6 @@
 """benchmarks/bench_pointcloud.py cannot rot: its --quick run reads, registers and fills a
 synthetic Velodyne-layout cloud, deskews it, registers 10 and 20 of them into one keyframe, and
-lands its dated rows in each of its three tables."""
+again with the stale points left out, and lands its dated rows in each of its four tables."""
 from __future__ import annotations
 
 
@@ -18,5 +18,7 @@ def test_quick_run_records_a_row(tmp_path, quick_rows):
     xyzt_ms, offsets_ms, deskew_ms, rigid_ms, deskew_ratio = (float(deskew[i].rstrip("x")) for i in (4, 5, 7, 8, 9))
     assert min(xyzt_ms, offsets_ms, deskew_ms) > 0 and rigid_ms >= 0 and deskew_ratio > 1
     # Accumulation: 10 and 20 clouds' points (16 x 64 each) into one keyframe, against one cloud.
-    assert [(r[4], r[5]) for r in accumulated] == [("10", "10240"), ("20", "20480")]
+    assert [(r[4], r[5]) for r in accumulated] == [("10", "10240"), ("20", "20480")] * 2
     assert all(float(r[7]) > 0 and float(r[8]) > 0 for r in accumulated)
+    # The stale rows' reference is the accumulation row's own figure, from the same run.
+    assert [r[8] for r in accumulated[2:]] == [r[7] for r in accumulated[:2]]

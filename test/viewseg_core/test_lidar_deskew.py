@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from viewseg_core.lidar_deskew import (DESKEW_STEP_S, SweepTimes, deskew_points, offset_ns, place_cloud,
+from viewseg_core.lidar_deskew import (DESKEW_STEP_S, SweepTimes, deskew_points, offset_ns, place_cloud, sweep_origin,
                                        sweep_slices)
 
 STAMP_NS = 1_700_000_000_123_456_789       # a system-clock stamp
@@ -133,6 +133,25 @@ def test_a_sweep_tf_does_not_cover_is_placed_with_the_stamps_pose_and_says_why()
     np.testing.assert_allclose(placed, points, atol=1e-6)          # the stamp's pose is the identity
     with pytest.raises(KeyError):                                   # an error that is not recoverable propagates
         place_cloud(points, times, 0, lambda ns: {}[ns], (LookupError,))
+
+
+def test_a_sweeps_origin_is_the_sensor_at_its_middle():
+    """1 m/s along x: a sweep whose times run 0-0.1 s has its origin where the sensor was at
+    their median (0.05 s: 5 cm along); without times, or where TF has no pose then, at its
+    stamp."""
+    pose_at = lambda ns: planar_motion(ns * 1e-9, 0.0, 1.0)  # noqa: E731
+    times = np.linspace(0.0, 0.1, 101)
+    np.testing.assert_allclose(sweep_origin(times, 0, pose_at), [0.05, 0.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(sweep_origin(None, 200_000_000, pose_at), [0.2, 0.0, 0.0], atol=1e-9)
+
+    def stamp_only(ns: int) -> np.ndarray:
+        if ns:
+            raise LookupError("only the stamp's pose")
+        return pose_at(ns)
+
+    np.testing.assert_allclose(sweep_origin(times, 0, stamp_only, (LookupError,)), [0.0, 0.0, 0.0])
+    with pytest.raises(LookupError):
+        sweep_origin(times, 1, stamp_only, (LookupError,))
 
 
 def test_deskew_points_refuses_mismatched_slices():

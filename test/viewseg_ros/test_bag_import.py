@@ -388,7 +388,9 @@ def test_accumulated_sweeps_are_registered_as_the_node_registers_them(tmp_path, 
     assert list(report.warnings) == ["accumulated point cloud left out (no TF for the point cloud at its stamp)"]
     assert report.warnings["accumulated point cloud left out (no TF for the point cloud at its stamp)"][0] == 1
     scene = SceneFolder(out)
-    assert scene.meta["pointcloud"] == {"topic": "/lidar/points", "accumulate_s": 0.25}
+    assert scene.meta["pointcloud"] == {"topic": "/lidar/points", "accumulate_s": 0.25, "drop_stale": True,
+                                        "stale_cell_deg": 2.0}
+    assert report.stale_points == 0      # one wall, seen from nearly one place: nothing contradicts it
     for index in range(len(scene)):
         view = scene.load_view(index)
         i = index + 1   # image 0 precedes TF: skipped
@@ -403,6 +405,46 @@ def test_accumulated_sweeps_are_registered_as_the_node_registers_them(tmp_path, 
     assert paired_only.keyframes == 11 and not paired_only.warnings
     assert max(np.isfinite(SceneFolder(tmp_path / "paired").load_view(j).depth).all(axis=1).sum()
                for j in range(11)) == 4
+
+
+def test_a_trail_in_an_accumulated_scan_is_left_out_as_the_node_leaves_it(tmp_path):
+    """Scan 5 also holds a ghost, half-way along each of scan 6's beams (what someone who
+    walked through left). Keyframe 6 accumulates scan 5, but its own scan 6 passed through
+    the ghost: its depth is the z-buffer of the three scans' true wall points, as without the
+    ghost, and the report counts the ghost's points left out. With --pointcloud-keep-stale the
+    ghost wins pixels of keyframe 6, metres in front of the wall."""
+    from viewseg_core.depth_registration import register_points
+    from viewseg_ros import bag_import
+
+    scans = [wall_points(expected_c2w(t), range(i % 3, H, 3)) for i, t in enumerate(IMAGE_TIMES)]
+    scan_t = IMAGE_TIMES[6] + SCAN_LAG_S + float(np.median(SWEEP_TIMES_S))   # scan 6's middle
+    origin = (base_in_map(scan_t) @ LIDAR_IN_BASE)[:, 3]
+    ghost = origin + 0.5 * (scans[6] - origin)
+    bag = write_lidar_bag(tmp_path / "bag", swept=True,
+                          scan_of=lambda i, t: np.concatenate([scans[i], ghost]) if i == 5 else scans[i])
+    expected = register_points(np.concatenate([scans[k][:, :3] for k in (5, 6, 7)]), K, (H, W),
+                               np.linalg.inv(expected_c2w(IMAGE_TIMES[6])))
+    depths = {}
+    for keep in (False, True):
+        out = tmp_path / f"scene_{keep}"
+        report = import_bag(bag, out, config(semantic_topic=None, depth_topic=None, no_labels=True,
+                                             pointcloud_topic="/lidar/points", pointcloud_accumulate_s=0.25,
+                                             pointcloud_drop_stale=not keep))
+        assert report.keyframes == 11, report.summary()
+        depths[keep] = SceneFolder(out).load_view(5).depth   # image 6 (image 0 precedes TF)
+        if keep:
+            assert report.stale_points == 0 and "stale" not in report.summary()
+        else:
+            assert report.stale_points >= len(ghost), report.summary()
+            assert f"left out as stale (contradicted by the keyframe's own cloud): {report.stale_points}" in \
+                report.summary()
+    np.testing.assert_array_equal(np.isfinite(depths[False]), np.isfinite(expected))
+    np.testing.assert_allclose(depths[False][np.isfinite(expected)], expected[np.isfinite(expected)], atol=1e-4)
+    nearer = depths[True] < np.nan_to_num(expected, nan=np.inf) - 1.0
+    assert nearer.sum() >= W, nearer.sum()
+    with pytest.raises(ValueError, match=r"pointcloud_stale_cell_deg must be in \(0, 10\]"):
+        config(depth_topic=None, pointcloud_topic="/lidar/points", pointcloud_stale_cell_deg=0.0)
+    assert bag_import.STALE_CELL_DEG == 2.0
 
 
 def test_a_broken_cloud_costs_its_own_keyframe_not_those_it_would_join(tmp_path):

@@ -379,3 +379,65 @@ def test_clouds_around_the_image_are_accumulated_into_the_keyframe(rig):
         assert len(rows) >= len(ELEVATIONS_DEG) + 2 and rows.max() > lowest_paired + 1, (rows, lowest_paired)
     finally:
         assert g.node.set_parameters([Parameter("pointcloud_accumulate_s", value=0.0)])[0].successful
+
+
+def test_an_accumulated_scans_trail_is_left_out_unless_asked(rig):
+    """``pointcloud_drop_stale`` (default true, live): the earlier scan, from a metre further
+    back, also holds a ghost half-way along the paired scan's beams within 20 degrees of
+    straight ahead (someone who walked through). The paired scan passed through it, so the
+    keyframe's depth is the wall's to the millimetre, and ``accumulated_points_stale`` counts
+    at least the ghost's points (also on /diagnostics). With it false the ghost wins pixels of
+    the next keyframe, metres in front of the wall. A cell of 0 degrees is refused."""
+    from rclpy.parameter import Parameter
+    from tf2_msgs.msg import TFMessage
+
+    from viewseg_ros.conversions import matrix_to_transform_stamped
+
+    g = rig
+    refused = g.node.set_parameters([Parameter("pointcloud_stale_cell_deg", value=0.0)])[0]
+    assert not refused.successful and "pointcloud_stale_cell_deg must be in (0, 10]" in refused.reason
+    assert g.node.set_parameters([Parameter("pointcloud_accumulate_s", value=1.0)])[0].successful
+
+    def publish(lidar_pose, stamp, points_in_lidar) -> None:
+        g.camera.tf.publish(TFMessage(transforms=[matrix_to_transform_stamped(lidar_pose, "map", LIDAR, stamp)]))
+        g.lidar.publish(cloud_message(points_in_lidar, LIDAR, stamp))
+
+    def keyframe_with_ghost(side_m: float, image_stamp: int) -> tuple[np.ndarray, float, int]:
+        """(the keyframe's depth, the wall's depth, the ghost's points) for a view ``side_m``
+        beside the walk's first."""
+        pose = WallWalk.pose(0).copy()
+        pose[1, 3] += side_m
+        earlier = pose.copy()
+        earlier[0, 3] -= 1.0
+        paired, before = pose @ OPTICAL_FROM_LIDAR, earlier @ OPTICAL_FROM_LIDAR
+        scan = scan_of_the_wall(paired)
+        ahead = np.abs(np.degrees(np.arctan2(scan[:, 1], scan[:, 0]))) <= 20.0
+        ghost_in_map = paired[:3, 3] + 0.5 * (scan[ahead] @ paired[:3, :3].T)
+        ghost_in_before = (ghost_in_map - before[:3, 3]) @ before[:3, :3]
+        earlier_stamp = image_stamp - S // 2
+        admitted = g.node.keyframes.admitted
+        publish(before, earlier_stamp, np.concatenate([scan_of_the_wall(before), ghost_in_before]))
+        wait_for(lambda: any(c[0] == earlier_stamp for c in list(g.node.clouds)), 5.0, "the node to take the early scan")
+        publish(paired, image_stamp, scan)
+        wait_for(lambda: any(c[0] == image_stamp for c in list(g.node.clouds)), 5.0, "the node to take the scan")
+        g.camera.publish(pose, image_stamp)
+        wait_for(lambda: g.node.keyframes.admitted > admitted, 5.0, "the view to become a keyframe")
+        return g.node.keyframes.snapshot()[-1].view.depth, WallWalk.WALL_X - pose[0, 3], int(ahead.sum())
+
+    try:
+        stale_before = g.node.events["accumulated_points_stale"]
+        depth, wall, ghosts = keyframe_with_ghost(3.0, 1500 * S)
+        measured = np.isfinite(depth)
+        assert measured.sum() > 2 * WallWalk.W
+        np.testing.assert_allclose(depth[measured], wall, atol=1e-3)
+        assert g.node.events["accumulated_points_stale"] - stale_before >= ghosts > 10
+        assert "accumulated points contradicted by it" in g.node.last_event["accumulated_points_stale"]
+        values = diagnostics_values(g, until=lambda v: int(v.get("accumulated_points_stale", 0)) >= stale_before + ghosts)
+        assert int(values["accumulated_points_stale"]) >= stale_before + ghosts
+
+        assert g.node.set_parameters([Parameter("pointcloud_drop_stale", value=False)])[0].successful
+        depth, wall, _ = keyframe_with_ghost(4.0, 1600 * S)
+        assert (depth < wall - 1.0).sum() >= 5
+    finally:
+        assert g.node.set_parameters([Parameter("pointcloud_accumulate_s", value=0.0),
+                                      Parameter("pointcloud_drop_stale", value=True)])[0].successful

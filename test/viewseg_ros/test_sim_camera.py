@@ -401,3 +401,37 @@ def test_a_lidar_sweep_over_time_carries_each_points_time_and_deskews_onto_the_t
                 "lidar_beams": 16, "lidar_sweep_s": 2.0})))
     finally:
         bad.close()
+
+
+def test_a_walker_ahead_of_the_robot_is_in_the_images_depth():
+    """``walker_lead_s``: a person walks the robot's walk 1.5 s ahead of it. Each frame's clean
+    depth is the ray-cast truth of the room with the person where it stood at the frame's
+    stamp (``scene_at``); in the first frames (the first 0.8 s of room 2's walk) the person is
+    in view, metres nearer than the wall behind it. A lead of at least period_s is refused."""
+    from viewseg_core.classes import CLASS_NAMES
+    from viewseg_core.data.synth.render import render
+    from viewseg_ros.sim_camera import WALKER_RADIUS_M, SimCameraNode
+
+    sim, pairs = frames_from(sensor=False, count=2, namespace="sim_walker", walker_lead_s=1.5)
+    assert pairs
+    in_view = 0
+    for _, depth_msg in pairs:
+        stamp = time_to_ns(depth_msg.header.stamp)
+        scene = sim.scene_at(stamp)
+        assert scene.num_primitives == sim.scene.num_primitives + 1
+        assert scene.label[-1] == CLASS_NAMES.index("person") and scene.half[-1, 0] == WALKER_RADIUS_M
+        measured = depth_image_to_metres(depth_msg)
+        true = render(scene, sim.K, sim.pose_at(stamp), H, W).depth
+        both = np.isfinite(true) & (true < 65.0)
+        np.testing.assert_allclose(measured[both], np.round(true[both] * 1000) / 1000, atol=1e-6)
+        empty_room = render(sim.scene, sim.K, sim.pose_at(stamp), H, W).depth
+        walker = both & (measured < empty_room - 0.5)
+        in_view += walker.mean() > 0.05
+    assert in_view, "the walker was in none of the first frames"
+    g = Graph()
+    try:
+        with pytest.raises(ValueError, match=r"walker_lead_s must be in \[0, period_s\)"):
+            SimCameraNode(context=g.context, namespace="sim_walker_bad", parameter_overrides=params({
+                "walker_lead_s": 30.0}))
+    finally:
+        g.close()
