@@ -36,22 +36,24 @@ STALE_CELL_DEG = 2.0     # about a 16-beam, 30-degree LiDAR's beam spacing
 STALE_MARGIN_M = 0.10    # a return must lie this far beyond (or before) a point to make it stale ...
 STALE_MARGIN_REL = 0.05  # ... or this share of the point's range, whichever is larger
 MAX_CELL_DEG = 10.0
-BORDER_RAD = 1e-6        # a point this close to a cell border (5 um at 5 m) counts as in both cells
+BORDER_RAD = 2e-6        # a point this close to a cell border (10 um at 5 m) counts as in both cells
 
 
 def _angles(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(azimuth + pi, elevation + pi / 2, range) of each offset [N, 3] from the origin."""
+    """(azimuth + pi, elevation + pi / 2, range) of each offset [N, 3] from the origin, float32
+    (a float32 angle is good to a microradian, the cost halves)."""
+    offsets = offsets.astype(np.float32)
     x, y, z = offsets[:, 0], offsets[:, 1], offsets[:, 2]
     horizontal = np.hypot(x, y)
-    return np.arctan2(y, x) + math.pi, np.arctan2(z, horizontal) + math.pi / 2, np.hypot(horizontal, z)
+    return (np.arctan2(y, x) + np.float32(math.pi), np.arctan2(z, horizontal) + np.float32(math.pi / 2),
+            np.hypot(horizontal, z))
 
 
-def _cell_of(azimuth: np.ndarray, elevation: np.ndarray, cell: float, columns: int, rows: int
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of angles from :func:`_angles`."""
+def _cell_of(azimuth: np.ndarray, elevation: np.ndarray, cell: float, columns: int, rows: int) -> np.ndarray:
+    """The flat cell index (row * columns + column) of angles from :func:`_angles`."""
     column = np.floor(azimuth / cell).astype(np.int64) % columns
     row = np.clip(np.floor(elevation / cell).astype(np.int64), 0, rows - 1)
-    return row, column
+    return row * columns + column
 
 
 def _around(image: np.ndarray, reduce: np.ufunc, empty: float) -> np.ndarray:
@@ -118,27 +120,29 @@ def stale_points(points: np.ndarray, reference: np.ndarray, origin: np.ndarray,
     cell = math.radians(cell_deg)
     columns, rows = math.ceil(2 * math.pi / cell), math.ceil(math.pi / cell) + 1
     azimuth, elevation, returned = _angles(reference - origin)
-    row, column = _cell_of(azimuth, elevation, cell, columns, rows)
-    flat = row * columns + column
-    nearest = np.full(rows * columns, np.inf)
+    flat = _cell_of(azimuth, elevation, cell, columns, rows)
+    nearest = np.full(rows * columns, np.inf, dtype=np.float32)
     np.minimum.at(nearest, flat, returned)
-    nearest = nearest.reshape(rows, columns)
     azimuth, elevation, distance = _angles(points - origin)
-    row, column = _cell_of(azimuth, elevation, cell, columns, rows)
-    margin = np.maximum(margin_m, margin_rel * distance)
+    cells = _cell_of(azimuth, elevation, cell, columns, rows)
+    margin = np.maximum(np.float32(margin_m), np.float32(margin_rel) * distance)
+    known = np.isfinite(nearest)
+    judged = _bracketed(known.reshape(rows, columns)).ravel()[cells]
     # A point on a cell's border (a beam on a whole multiple of the cell, and a point on that
     # beam) has its own cell on either side of it: rounding must not decide.
-    known = np.isfinite(nearest)
-    judged = _bracketed(known)[row, column]
+    border = BORDER_RAD / cell
+    on_border = np.flatnonzero((np.abs(azimuth / cell - np.round(azimuth / cell)) < border)
+                               | (np.abs(elevation / cell - np.round(elevation / cell)) < border))
     for nudge_azimuth in (-BORDER_RAD, BORDER_RAD):
         for nudge_elevation in (-BORDER_RAD, BORDER_RAD):
-            judged |= known[_cell_of(azimuth + nudge_azimuth, elevation + nudge_elevation, cell, columns, rows)]
-    stale = judged & (_around(nearest, np.minimum, np.inf)[row, column] > distance + margin)
+            judged[on_border] |= known[_cell_of(azimuth[on_border] + nudge_azimuth,
+                                                elevation[on_border] + nudge_elevation, cell, columns, rows)]
+    stale = judged & (_around(nearest.reshape(rows, columns), np.minimum, np.inf).ravel()[cells] > distance + margin)
     if hidden:
-        farthest = np.full(rows * columns, -np.inf)
+        farthest = np.full(rows * columns, -np.inf, dtype=np.float32)
         np.maximum.at(farthest, flat, returned)
-        farthest = farthest.reshape(rows, columns)
-        stale |= judged & (_around(farthest, np.maximum, -np.inf)[row, column] < distance - margin)
+        farthest_around = _around(farthest.reshape(rows, columns), np.maximum, -np.inf).ravel()[cells]
+        stale |= judged & (farthest_around < distance - margin)
     return stale
 
 
