@@ -25,7 +25,8 @@ instead of the depth camera: what a robot with a LiDAR and a plain camera gets. 
 ``--lidar-sweep 0.1`` each sweep takes a tenth of a second while the robot moves, its points
 carry their times, and the node deskews them (``--no-deskew``: it places each sweep with its
 stamp's pose). ``--lidar-accumulate S`` registers the clouds of S seconds around each
-keyframe's image into it, not only the paired one.
+keyframe's image into it, not only the paired one. ``--lidar-occlusion R`` drops the registered
+depth that a nearer measurement R pixels away hides (``pointcloud_occlusion_radius``).
 
 ``--drift T,R`` localises the simulated robot like SLAM on odometry that drifts T metres and
 R degrees per metre walked, correcting every ``--graph-period`` seconds and publishing its
@@ -88,6 +89,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lidar-accumulate", type=float, default=0.0, metavar="SECONDS",
                    help="with --lidar: the RGB-D node registers the clouds of SECONDS around each keyframe's image "
                         "into it, not only the paired one (pointcloud_accumulate_s)")
+    p.add_argument("--lidar-occlusion", type=int, default=0, metavar="PIXELS",
+                   help="with --lidar: the RGB-D node drops the registered depth a nearer measurement this many "
+                        "pixels away hides (pointcloud_occlusion_radius; 0 = keeps it)")
     p.add_argument("--no-deskew", action="store_true",
                    help="the RGB-D node places each sweep with its stamp's pose (pointcloud_time_field '')")
     p.add_argument("--depth-completion", default="auto", choices=("auto", "none", "columns"),
@@ -188,6 +192,8 @@ def main(argv=None) -> int:
         sim_args += ["-p", f"lidar_beams:={args.lidar}", "-p", f"lidar_sweep_s:={args.lidar_sweep}"]
     if args.lidar and args.lidar_accumulate and not args.rgb_only:
         depth_args += ["-p", f"pointcloud_accumulate_s:={args.lidar_accumulate}"]
+    if args.lidar and args.lidar_occlusion and not args.rgb_only:
+        depth_args += ["-p", f"pointcloud_occlusion_radius:={args.lidar_occlusion}"]
     if args.lidar and args.no_deskew and not args.rgb_only:
         depth_args += ["-p", "pointcloud_time_field:=''"]
     transport_args = ["-p", "image_transport:=compressed"] if args.compressed else []

@@ -44,7 +44,7 @@ from viewseg_core.cameras import K_from_hfov  # noqa: E402
 from viewseg_core.data.synth.lidar import LidarConfig, lidar_scan  # noqa: E402
 from viewseg_core.data.synth.render import render  # noqa: E402
 from viewseg_core.depth_completion import fill_columns  # noqa: E402
-from viewseg_core.depth_registration import accumulated_points, register_points  # noqa: E402
+from viewseg_core.depth_registration import accumulated_points, drop_occluded, register_points  # noqa: E402
 from viewseg_core.stale_points import MAX_CELL_DEG, STALE_CELL_DEG  # noqa: E402
 
 WALKER_CLEARANCE_M = 0.6   # keyframes with the walker nearer the camera than this are left out
@@ -136,6 +136,8 @@ def measure(args: argparse.Namespace) -> dict[tuple[float, bool, str], ErrorCoun
                                                  args.cloud_period, args.lidar_height, lidar, args.walker,
                                                  args.stale_cell, args.kind):
             for (window, dropped), depth in registered.items():
+                if args.occlusion_radius:
+                    depth = drop_occluded(depth, args.occlusion_radius)
                 counts[(window, dropped, "as registered")].add(depth, truth, args.tolerance)
                 counts[(window, dropped, "columns filled")].add(fill_columns(depth), truth, args.tolerance)
     return counts
@@ -181,10 +183,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "then sees the floor a metre or two out)")
     p.add_argument("--stale-cell", type=float, default=STALE_CELL_DEG, metavar="DEG",
                    help="the stale-point test's cell (the node's pointcloud_stale_cell_deg)")
+    p.add_argument("--occlusion-radius", type=int, default=0, metavar="PIXELS",
+                   help="drop the measurements a nearer one within this many pixels hides (the node's "
+                        "pointcloud_occlusion_radius); 0 = keep them")
     p.add_argument("--tolerance", type=float, default=0.05, help="relative depth error that counts as wrong")
     args = p.parse_args(argv)
     if any(w < 0 for w in args.windows) or args.step <= 0 or args.cloud_period <= 0 or args.walker < 0:
         p.error("windows and walker must be >= 0 and step, cloud-period > 0")
+    if not 0 <= args.occlusion_radius <= 8:
+        p.error("--occlusion-radius must be 0-8 pixels")
     if not 0 < args.stale_cell <= MAX_CELL_DEG:
         p.error(f"--stale-cell must be in (0, {MAX_CELL_DEG:g}] degrees")
     return args

@@ -138,6 +138,63 @@ def register_points(points: np.ndarray, colour_K: np.ndarray, colour_hw: tuple[i
     return image[0, 0].numpy().astype(np.float32)
 
 
+OCCLUSION_MARGIN_M = 0.10   # a neighbour nearer by this much, or by OCCLUSION_MARGIN_REL, hides a point
+OCCLUSION_MARGIN_REL = 0.05
+MAX_OCCLUSION_RADIUS = 8
+
+
+def _shifted(image: np.ndarray, dv: int, du: int, fill: float) -> np.ndarray:
+    """``image`` moved so that out[v, u] = image[v + dv, u + du] (``fill`` beyond the border)."""
+    height, width = image.shape
+    out = np.full_like(image, fill)
+    out[max(0, -dv):height - max(0, dv), max(0, -du):width - max(0, du)] = \
+        image[max(0, dv):height - max(0, -dv), max(0, du):width - max(0, -du)]
+    return out
+
+
+def drop_occluded(depth: np.ndarray, radius: int = 1) -> np.ndarray:
+    """``depth`` (a registered point cloud's [H, W], NaN = no point) without the pixels that a
+    nearer measurement within ``radius`` pixels hides: one more than max(OCCLUSION_MARGIN_M,
+    OCCLUSION_MARGIN_REL of its depth) nearer, unless the pixel lies on the surface through
+    that neighbour and the one opposite it (inverse depth midway between theirs to within
+    OCCLUSION_MARGIN_REL: a plane seen at a slant, a floor, has inverse depth linear in the
+    image).
+
+    A LiDAR beside the camera (above it, on most robots) sees past the top and sides of nearer
+    things, and the z-buffer keeps such a point wherever no nearer point of the sparse cloud
+    landed on its pixel, although the camera sees the nearer thing there. A nearer measurement
+    right beside it, not continued by the one across, is the sign. The cost: a true farther
+    surface within ``radius`` pixels of a nearer thing's silhouette goes too, and so does the
+    last measured pixel of a slanted surface, which has no pixel across (docs/ros.md, "Hidden
+    from the camera").
+
+    Raises:
+        ValueError: a depth that is not [H, W], or a radius that is not 1-MAX_OCCLUSION_RADIUS.
+    """
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim != 2:
+        raise ValueError(f"drop_occluded: depth must be [H, W], got shape {depth.shape}")
+    if not 1 <= int(radius) <= MAX_OCCLUSION_RADIUS or int(radius) != radius:
+        raise ValueError(f"drop_occluded: radius must be an integer 1-{MAX_OCCLUSION_RADIUS} pixels, got {radius}")
+    radius = int(radius)
+    measured = np.isfinite(depth)
+    inverse = np.where(measured, 1.0 / np.where(measured, depth, 1.0), np.nan).astype(np.float32)
+    hidden_below = np.where(measured, depth - np.maximum(OCCLUSION_MARGIN_M, OCCLUSION_MARGIN_REL * depth), -np.inf)
+    hidden = np.zeros(depth.shape, dtype=bool)
+    for dv in range(-radius, radius + 1):
+        for du in range(-radius, radius + 1):
+            if (dv, du) == (0, 0):
+                continue
+            neighbour = _shifted(depth, dv, du, np.nan)
+            nearer = neighbour < hidden_below                      # NaN compares False
+            if not nearer.any():
+                continue
+            across = _shifted(inverse, -dv, -du, np.nan)
+            on_slope = np.abs(2.0 * inverse - 1.0 / neighbour - across) <= OCCLUSION_MARGIN_REL * 2.0 * inverse
+            hidden |= nearer & ~on_slope                          # no pixel across: NaN, not on a slope
+    return np.where(hidden, np.float32(np.nan), depth)
+
+
 def accumulated_points(paired: np.ndarray, others: np.ndarray, origin: np.ndarray | None, colour_K: np.ndarray,
                        colour_hw: tuple[int, int], colour_from_points: np.ndarray,
                        stale_cell_deg: float | None = STALE_CELL_DEG) -> tuple[np.ndarray, int]:
@@ -166,4 +223,5 @@ def accumulated_points(paired: np.ndarray, others: np.ndarray, origin: np.ndarra
     return np.concatenate([np.asarray(paired, dtype=np.float32), others]), stale
 
 
-__all__ = ["MAX_ACCUMULATE_S", "register_depth", "register_points", "points_in_view", "accumulated_points"]
+__all__ = ["MAX_ACCUMULATE_S", "register_depth", "register_points", "points_in_view", "accumulated_points",
+           "drop_occluded", "MAX_OCCLUSION_RADIUS"]

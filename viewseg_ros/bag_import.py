@@ -63,7 +63,8 @@ from viewseg_core.classes import IGNORE_LABEL, NUM_CLASSES, nyu40_to_classes
 from viewseg_core.cli import nonnegative_float, resolve_device
 from viewseg_core.data.records import View
 from viewseg_core.data.scene_folder import publish_folder, staging_folder
-from viewseg_core.depth_registration import MAX_ACCUMULATE_S, accumulated_points, register_depth, register_points
+from viewseg_core.depth_registration import (MAX_ACCUMULATE_S, MAX_OCCLUSION_RADIUS, accumulated_points,
+                                             drop_occluded, register_depth, register_points)
 from viewseg_core.lidar_deskew import place_cloud, sweep_origin
 from viewseg_core.rectify import (RECTIFICATION_MODES, ResolvedCamera, Undistorter, image_camera_to_world,
                                   rotated_frame)
@@ -102,6 +103,7 @@ class BagImportConfig:
     pointcloud_accumulate_s: float = 0.0  # other clouds within this of the paired one, registered too (the node's)
     pointcloud_drop_stale: bool = True  # leave out the accumulated points the paired cloud contradicts (the node's)
     pointcloud_stale_cell_deg: float = STALE_CELL_DEG  # the stale-point test's cell (the node's)
+    pointcloud_occlusion_radius: int = 0  # drop depth a nearer measurement this many pixels away hides (the node's)
     segmenter: str | None = None  # viewseg-encoder checkpoint for pseudo-labels
     no_labels: bool = False  # write RGB + depth only (no labels at all)
     camera_frame: str | None = None  # overrides the images' header.frame_id
@@ -139,6 +141,9 @@ class BagImportConfig:
         if not 0.0 <= self.pointcloud_accumulate_s <= MAX_ACCUMULATE_S:
             raise ValueError(f"pointcloud_accumulate_s must be in [0, {MAX_ACCUMULATE_S:g}] s (the node's limit), "
                              f"got {self.pointcloud_accumulate_s}")
+        if not 0 <= self.pointcloud_occlusion_radius <= MAX_OCCLUSION_RADIUS:
+            raise ValueError(f"pointcloud_occlusion_radius must be 0-{MAX_OCCLUSION_RADIUS} pixels, "
+                             f"got {self.pointcloud_occlusion_radius}")
         if not 0.0 < self.pointcloud_stale_cell_deg <= MAX_CELL_DEG:
             raise ValueError(f"pointcloud_stale_cell_deg must be in (0, {MAX_CELL_DEG:g}] degrees, "
                              f"got {self.pointcloud_stale_cell_deg}")
@@ -502,6 +507,8 @@ def _cloud_depth(item: _Pending, rgb_hw: tuple[int, int], config: BagImportConfi
                                            config.pointcloud_stale_cell_deg)
         clouds.report.stale_points += stale
     depth = register_points(points, item.camera.K, rgb_hw, np.linalg.inv(item.c2w))
+    if config.pointcloud_occlusion_radius:
+        depth = drop_occluded(depth, config.pointcloud_occlusion_radius)
     if not np.isfinite(depth).any():
         raise _BadFrame("no point of the point cloud lands in the image", f"{what}: {len(points)} points")
     return depth
@@ -713,7 +720,8 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
         if config.pointcloud_topic:
             meta["pointcloud"] = {"topic": config.pointcloud_topic, "accumulate_s": config.pointcloud_accumulate_s,
                                   "drop_stale": config.pointcloud_drop_stale,
-                                  "stale_cell_deg": config.pointcloud_stale_cell_deg}
+                                  "stale_cell_deg": config.pointcloud_stale_cell_deg,
+                                  "occlusion_radius": config.pointcloud_occlusion_radius}
         writer = SceneFolderWriter(staging, scene=config.scene_name or bag.stem, meta=meta)
 
         def finish(item: _Pending) -> None:
@@ -835,6 +843,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--pointcloud-stale-cell", type=float, default=STALE_CELL_DEG, metavar="DEG",
                         help="the stale-point test's cell in degrees (viewseg_node's pointcloud_stale_cell_deg): about "
                              "the LiDAR's vertical beam spacing")
+    parser.add_argument("--pointcloud-occlusion-radius", type=int, default=0, metavar="PIXELS",
+                        help="drop the registered depth that a measurement this many pixels away hides by being "
+                             "nearer (a LiDAR above the camera sees past the top of things the camera sees), as "
+                             f"viewseg_node's pointcloud_occlusion_radius; 0 = keep it; at most {MAX_OCCLUSION_RADIUS}")
     parser.add_argument("--segmenter", default=None,
                         help="viewseg-encoder checkpoint for PSEUDO-LABELS when there is no --semantic-topic")
     parser.add_argument("--no-labels", action="store_true", help="write images (and depth) without labels")
@@ -869,7 +881,7 @@ def run(args: argparse.Namespace) -> int:
         pointcloud_sync_tolerance_s=args.pointcloud_sync_tolerance,
         pointcloud_time_field=args.pointcloud_time_field, pointcloud_time_scale=args.pointcloud_time_scale,
         pointcloud_accumulate_s=args.pointcloud_accumulate, pointcloud_drop_stale=not args.pointcloud_keep_stale,
-        pointcloud_stale_cell_deg=args.pointcloud_stale_cell,
+        pointcloud_stale_cell_deg=args.pointcloud_stale_cell, pointcloud_occlusion_radius=args.pointcloud_occlusion_radius,
         segmenter=args.segmenter, no_labels=args.no_labels, camera_frame=args.camera_frame,
         tf_topic=args.tf_topic, tf_static_topic=args.tf_static_topic, sync_tolerance_s=args.sync_tolerance,
         rectification=args.rectification, image_stamp_offset_s=args.image_stamp_offset,

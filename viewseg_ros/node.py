@@ -86,7 +86,7 @@ from viewseg_core.cpu_allocator import HeapReleaser, keep_freed_memory, release_
     status as cpu_allocator_status
 from viewseg_core.data.records import View
 from viewseg_core.depth_completion import complete
-from viewseg_core.depth_registration import accumulated_points, register_depth, register_points
+from viewseg_core.depth_registration import accumulated_points, drop_occluded, register_depth, register_points
 from viewseg_core.lidar_deskew import offset_ns, place_cloud, sweep_origin
 from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, check_amp, render_query, render_query_stats, \
     trained_preset
@@ -1245,6 +1245,8 @@ class ViewSegNode(LifecycleNode):
                         self.last_event["accumulated_points_stale"] = (
                             f"point cloud at {stamp_ns / 1e9:.3f} s: {stale} accumulated points contradicted by it")
         depth = register_points(in_fixed, K, self._working_hw, camera_from_fixed)
+        if self.params["pointcloud_occlusion_radius"]:
+            depth = drop_occluded(depth, self.params["pointcloud_occlusion_radius"])
         if not np.isfinite(depth).any():
             self._drop("depth", f"point cloud at {stamp_ns / 1e9:.3f} s in {frame!r}: none of its {len(points)} "
                                 f"points lands in the camera's image")

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from viewseg_core.depth_completion import DEPTH_COMPLETIONS
-from viewseg_core.depth_registration import MAX_ACCUMULATE_S
+from viewseg_core.depth_registration import MAX_ACCUMULATE_S, MAX_OCCLUSION_RADIUS
 from viewseg_core.rectify import RECTIFICATION_MODES
 from viewseg_core.stale_points import MAX_CELL_DEG, STALE_CELL_DEG
 from viewseg_ros.camera_input import PER_CAMERA_SETTINGS
@@ -57,6 +57,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                     "paired cloud contradicts: in space its beams passed through (a trail of "
                                     "something that moved) or behind every return around them (a surface seen "
                                     "through a gap from elsewhere); viewseg_core/stale_points.py"),
+    "pointcloud_occlusion_radius": (0, "drop the registered point cloud depth that a measurement this many pixels "
+                                       "away (at the working size) hides by being nearer (10 cm or 5%): what a LiDAR "
+                                       "above or beside the camera sees past the edge of something the camera sees "
+                                       "(viewseg_core/depth_registration.py drop_occluded); 0 = keep it; 1-8"),
     "pointcloud_stale_cell_deg": (STALE_CELL_DEG, "the stale-point test's range-image cell in azimuth and "
                                                   "elevation, degrees, in (0, 10]: about the LiDAR's vertical beam "
                                                   "spacing (2 for 16 beams over 30 degrees)"),
@@ -197,7 +201,8 @@ LIVE_PARAMETERS = frozenset(SAMPLING_PARAMETERS + SELECTION_PARAMETERS + KEYFRAM
     "query.confidence_calibration", "query.min_coverage", "query.unseen_pixels", "query.timeout_s",
     "query.max_width", "query.max_height", "query.width", "query.height", "query.frame_id", "points.on_service",
     "points.min_confidence",
-    "keyframes.teleport_distance", "pointcloud_accumulate_s", "pointcloud_drop_stale", "pointcloud_stale_cell_deg"))
+    "keyframes.teleport_distance", "pointcloud_accumulate_s", "pointcloud_drop_stale", "pointcloud_stale_cell_deg",
+    "pointcloud_occlusion_radius"))
 
 
 def coerce(name: str, value: Any) -> Any:
@@ -271,6 +276,9 @@ def validate(values: dict[str, Any]) -> None:
     if not 0.0 <= values["pointcloud_accumulate_s"] <= MAX_ACCUMULATE_S:
         raise ValueError(f"parameter pointcloud_accumulate_s must be in [0, {MAX_ACCUMULATE_S:g}] s (TF keeps 10 s), "
                          f"got {values['pointcloud_accumulate_s']}")
+    if not 0 <= values["pointcloud_occlusion_radius"] <= MAX_OCCLUSION_RADIUS:
+        raise ValueError(f"parameter pointcloud_occlusion_radius must be 0-{MAX_OCCLUSION_RADIUS} pixels, "
+                         f"got {values['pointcloud_occlusion_radius']}")
     if not 0.0 < values["pointcloud_stale_cell_deg"] <= MAX_CELL_DEG:
         raise ValueError(f"parameter pointcloud_stale_cell_deg must be in (0, {MAX_CELL_DEG:g}] degrees, "
                          f"got {values['pointcloud_stale_cell_deg']}")

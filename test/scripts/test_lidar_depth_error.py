@@ -55,3 +55,21 @@ def test_a_walkers_trail_is_mostly_dropped_as_stale(load_script):
     assert dropped[3] < kept[3] and dropped[1] < kept[1], (kept, dropped)
     assert dropped[1] + dropped[3] < 0.65 * (kept[1] + kept[3]), (kept, dropped)
     assert dropped[0] > 0.97 * kept[0], (kept, dropped)
+
+
+def test_an_occlusion_radius_drops_most_of_what_the_camera_cannot_see(load_script):
+    """A low robot in room 0 (``--kind robot``): the LiDAR 15 cm above the camera sees past
+    low furniture, so some of the paired sweep's measurements lie behind the surface the camera
+    sees; ``--occlusion-radius 1`` drops over half of those, and keeps over 80% of the
+    measurements."""
+    lde = load_script("lidar_depth_error")
+    rows = {}
+    for radius in ("0", "1"):
+        counts = lde.measure(lde.parse_args(["--seeds", "0", "--windows", "0", "--kind", "robot", "--step", "2.5",
+                                             "--occlusion-radius", radius]))
+        rows[radius] = counts[(0.0, False, "as registered")].row()
+    assert rows["0"][1] > 1.0, rows                      # behind by > 5%, % of measured
+    assert rows["1"][1] < 0.5 * rows["0"][1], rows
+    assert rows["1"][0] > 0.8 * rows["0"][0], rows
+    with pytest.raises(SystemExit):
+        lde.parse_args(["--occlusion-radius", "9"])

@@ -389,7 +389,7 @@ def test_accumulated_sweeps_are_registered_as_the_node_registers_them(tmp_path, 
     assert report.warnings["accumulated point cloud left out (no TF for the point cloud at its stamp)"][0] == 1
     scene = SceneFolder(out)
     assert scene.meta["pointcloud"] == {"topic": "/lidar/points", "accumulate_s": 0.25, "drop_stale": True,
-                                        "stale_cell_deg": 2.0}
+                                        "stale_cell_deg": 2.0, "occlusion_radius": 0}
     assert report.stale_points == 0      # one wall, seen from nearly one place: nothing contradicts it
     for index in range(len(scene)):
         view = scene.load_view(index)
@@ -444,6 +444,8 @@ def test_a_trail_in_an_accumulated_scan_is_left_out_as_the_node_leaves_it(tmp_pa
     assert nearer.sum() >= W, nearer.sum()
     with pytest.raises(ValueError, match=r"pointcloud_stale_cell_deg must be in \(0, 10\]"):
         config(depth_topic=None, pointcloud_topic="/lidar/points", pointcloud_stale_cell_deg=0.0)
+    with pytest.raises(ValueError, match=r"pointcloud_occlusion_radius must be 0-8 pixels"):
+        config(depth_topic=None, pointcloud_topic="/lidar/points", pointcloud_occlusion_radius=9)
     assert bag_import.STALE_CELL_DEG == 2.0
 
 
@@ -888,3 +890,34 @@ def test_an_imported_bag_loads_as_node_keyframes(tmp_path):
         np.testing.assert_allclose(item.view.depth, expected_depth_of(i), rtol=1e-6)
     with pytest.raises(ValueError, match="holds poses in 'map', but this node's fixed_frame is 'odom'"):
         read_keyframes(tmp_path / "scene", "odom")
+
+
+def test_an_occlusion_radius_drops_what_a_nearer_measurement_hides_as_the_node_does(tmp_path):
+    """--pointcloud-occlusion-radius 1 on scans of a wall that also hold a board 1 m away over
+    a few pixels of one scan line: each keyframe's depth is its --pointcloud-occlusion-radius
+    0 depth through drop_occluded (the node's order: register, then drop): the wall pixels
+    either side of the board on its scan line go (the next scan line is 3 rows away), and where
+    the robot has turned and sees the wall slanted, the last pixel of a scan line (the cost)."""
+    from viewseg_core.depth_registration import drop_occluded
+
+    def scan_of(i, t):
+        c2w = expected_c2w(t)
+        near = wall_points(c2w, [SCAN_ROWS[0]])[4:9]                 # five pixels of the first scan line
+        near[:, :3] = c2w[:3, 3] + (near[:, :3] - c2w[:3, 3]) * (1.0 / (WALL_X - c2w[0, 3]))
+        return np.concatenate([wall_points(c2w, SCAN_ROWS), near])
+
+    bag = write_lidar_bag(tmp_path / "bag", scan_of=scan_of)
+    depths = {}
+    for radius in (0, 1):
+        out = tmp_path / f"scene_{radius}"
+        report = import_bag(bag, out, config(semantic_topic=None, depth_topic=None, no_labels=True,
+                                             pointcloud_topic="/lidar/points", pointcloud_occlusion_radius=radius))
+        assert report.keyframes == 11, report.summary()
+        assert SceneFolder(out).meta["pointcloud"]["occlusion_radius"] == radius
+        depths[radius] = [SceneFolder(out).load_view(j).depth for j in range(11)]
+    for kept, dropped in zip(depths[0], depths[1]):
+        np.testing.assert_array_equal(dropped, drop_occluded(kept, 1))
+        gone = np.isfinite(kept) & ~np.isfinite(dropped)
+        assert gone[SCAN_ROWS[0], [3, 9]].all()               # the wall either side of the board
+        gone[SCAN_ROWS[0], [3, 9]] = False
+        assert not gone[:, 1:-1].any()                         # else only a slanted wall's last pixel

@@ -441,3 +441,55 @@ def test_an_accumulated_scans_trail_is_left_out_unless_asked(rig):
     finally:
         assert g.node.set_parameters([Parameter("pointcloud_accumulate_s", value=0.0),
                                       Parameter("pointcloud_drop_stale", value=True)])[0].successful
+
+
+def test_depth_a_nearer_measurement_hides_is_dropped_with_an_occlusion_radius(rig):
+    """``pointcloud_occlusion_radius`` (live, default 0): a scan with the wall 6 m away on two
+    rows and a board 3 m away over six pixels of the upper row (as a LiDAR above the camera
+    sees past the board's edge onto the wall the camera sees the board in front of). With 0,
+    the keyframe keeps every point; with 1, the wall points within a pixel of the board go and
+    the rest of the wall and the board stay. 9 is refused."""
+    from rclpy.parameter import Parameter
+    from tf2_msgs.msg import TFMessage
+
+    from viewseg_ros.conversions import matrix_to_transform_stamped
+
+    g = rig
+    refused = g.node.set_parameters([Parameter("pointcloud_occlusion_radius", value=9)])[0]
+    assert not refused.successful and "pointcloud_occlusion_radius must be 0-8" in refused.reason
+    K, row = WallWalk.K(), WallWalk.H // 2
+    board = range(5, 11)
+
+    def pixel_points(v: int, columns, z: float) -> np.ndarray:
+        # 0.3 px into each pixel: the same pixel whether projections are floored or rounded.
+        uv1 = np.stack([np.asarray(list(columns), float) + 0.3, np.full(len(columns), v + 0.3), np.ones(len(columns))],
+                       axis=-1)
+        return z * uv1 @ np.linalg.inv(K).T
+
+    in_camera = np.concatenate([pixel_points(row, [u for u in range(WallWalk.W) if u not in board], 6.0),
+                                pixel_points(row, board, 3.0), pixel_points(row + 1, range(WallWalk.W), 6.0)])
+    lidar_from_camera = np.linalg.inv(OPTICAL_FROM_LIDAR)
+    in_lidar = in_camera @ lidar_from_camera[:3, :3].T + lidar_from_camera[:3, 3]
+    depths = {}
+    try:
+        for radius, side_m, stamp in ((0, 5.0, 1700 * S), (1, 6.0, 1800 * S)):
+            assert g.node.set_parameters([Parameter("pointcloud_occlusion_radius", value=radius)])[0].successful
+            pose = WallWalk.pose(0).copy()
+            pose[1, 3] += side_m
+            admitted = g.node.keyframes.admitted
+            g.camera.tf.publish(TFMessage(transforms=[
+                matrix_to_transform_stamped(pose @ OPTICAL_FROM_LIDAR, "map", LIDAR, stamp)]))
+            g.lidar.publish(cloud_message(in_lidar, LIDAR, stamp))
+            wait_for(lambda: any(c[0] == stamp for c in list(g.node.clouds)), 5.0, "the node to take the scan")
+            g.camera.publish(pose, stamp)
+            wait_for(lambda: g.node.keyframes.admitted > admitted, 5.0, "the view to become a keyframe")
+            depths[radius] = g.node.keyframes.snapshot()[-1].view.depth
+    finally:
+        assert g.node.set_parameters([Parameter("pointcloud_occlusion_radius", value=0)])[0].successful
+    expected = np.full((WallWalk.H, WallWalk.W), np.nan, np.float32)
+    expected[row:row + 2] = 6.0
+    expected[row, list(board)] = 3.0
+    np.testing.assert_allclose(depths[0], expected, atol=1e-3)
+    expected[row + 1, board.start - 1:board.stop + 1] = np.nan     # below the board and a pixel either side
+    expected[row, [board.start - 1, board.stop]] = np.nan           # beside it on its own row
+    np.testing.assert_allclose(depths[1], expected, atol=1e-3)
