@@ -21,10 +21,12 @@ than ``max_bytes`` (images, labels, depth and cached features), never the new ke
   1); ties go to the older one. This keeps coverage of the places seen while a robot
   dwells, where "oldest" would forget the start of a room once it has been left.
 
-The newest ``keep_recent`` keyframes (by admission) are the robot's surroundings and are
-evicted only when nothing older is left: "redundant" picks its victim among the older ones,
-by their distances to each other (against the window, each keyframe leaving it would be the
-most redundant and go at once, and the older set would freeze).
+The newest ``keep_recent`` keyframes (by admission) of each camera are the robot's
+surroundings and are evicted only when nothing older is left (per camera, so that a front
+camera on a long route does not push out the rear camera's view of what is behind):
+"redundant" picks its victim among the older ones, by their distances to each other (against
+the window, each keyframe leaving it would be the most redundant and go at once, and the older
+set would freeze).
 Why: a camera that keeps moving on (a corridor, a long route) makes its newest keyframes
 the densest part of the buffer, every one a threshold away from the last, so without the
 window "redundant" thins exactly the place the planner asks about. Measured on a straight
@@ -378,15 +380,23 @@ class KeyframeBuffer:
             candidates = [k for k in self._keyframes.values() if k.id != protect]
             if not candidates:
                 break
-            # Admission order is insertion order, whatever the stamps' clock did.
-            ordered = list(self._keyframes)
-            recent = set(ordered[max(0, len(ordered) - self.config.keep_recent):]) if self.config.keep_recent else set()
+            recent = self._recent_window()
             older = [k for k in candidates if k.id not in recent]
             if recent and older:   # the older keyframes thin among themselves
                 victim = self._victim(older, pool=older)
             else:                  # no window, or nothing older than it: the pure coverage rule
                 victim = self._victim(candidates, pool=list(self._keyframes.values()))
             self._remove(victim.id)
+
+    def _recent_window(self) -> set[int]:
+        """Ids of each camera's newest ``keep_recent`` keyframes (admission order is insertion
+        order, whatever the stamps' clock did)."""
+        if not self.config.keep_recent:
+            return set()
+        by_stream: dict[str, list[int]] = {}
+        for keyframe in self._keyframes.values():
+            by_stream.setdefault(keyframe.stream, []).append(keyframe.id)
+        return {i for ids in by_stream.values() for i in ids[-self.config.keep_recent:]}
 
     def _victim(self, candidates: list[Keyframe], pool: list[Keyframe]) -> Keyframe:
         """The keyframe to evict among ``candidates``; "redundant" measures each one's nearest

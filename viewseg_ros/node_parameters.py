@@ -113,8 +113,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "keyframes.max_keyframes": (64, "keyframes kept at most"),
     "keyframes.max_bytes": (1 << 30, "bytes kept at most: images + cached features"),
     "keyframes.eviction": ("redundant", "redundant | oldest"),
-    "keyframes.keep_recent": (16, "the newest keyframes, evicted only when nothing older is left (the robot's "
-                                  "surroundings; 0 = pure coverage)"),
+    "keyframes.keep_recent": (16, "the newest keyframes of each camera, evicted only when nothing older is left "
+                                  "(the robot's surroundings; 0 = pure coverage)"),
     "keyframes.load_path": ("", "a keyframe folder (~/save_keyframes, or bag2scene's output) to start with; "
                                 "its poses must be in fixed_frame (\"\" = start empty)"),
     "keyframes.save_path": ("", "save the keyframes to this folder every keyframes.save_period_s while they change, "

@@ -318,3 +318,20 @@ def test_set_aside_takes_keyframes_out_for_a_block_and_back_in_their_places():
         late[0, 3] = 9
         buffer.add(View(rgb=np.zeros((2, 2, 3), np.uint8), K=np.eye(3), c2w=late), 9 * 10**9)
     assert [k.id for k in buffer] == [0, 1, 2, 3, 4] and buffer.get(1) is aside[0]
+
+
+@pytest.mark.parametrize("eviction", ["oldest", "redundant"])
+def test_keep_recent_keeps_each_cameras_newest(eviction):
+    """Two cameras: the rear one admits two keyframes (then sees nothing new), the front one a
+    new view every second. With keep_recent 2 and room for 5, the rear camera's two stay (what
+    is behind the robot now) beside the front's newest three. Counted over both cameras, the
+    window would hold only front keyframes, and the rear ones, the oldest and the closest pair,
+    would go first."""
+    buffer = KeyframeBuffer(KeyframeConfig(min_translation=0.25, min_rotation_deg=20.0, min_interval_s=0,
+                                           max_keyframes=5, eviction=eviction, keep_recent=2))
+    for i, x in enumerate((-10.0, -10.3)):        # 0.3 m apart: the buffer's most redundant pair
+        assert buffer.add(view(x=x), i * SEC, stream="rear") is not None
+    for i in range(10):
+        assert buffer.add(view(x=float(i)), (2 + i) * SEC, stream="front") is not None
+    kept = {(k.stream, float(k.c2w[0, 3])) for k in buffer}
+    assert {("rear", -10.0), ("rear", -10.3), ("front", 8.0), ("front", 9.0)} <= kept and len(kept) == 5
