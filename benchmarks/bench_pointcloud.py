@@ -21,7 +21,8 @@ of a 10 Hz LiDAR) into one keyframe, against the paired cloud's alone. A fourth 
 with the stale points left out first (``pointcloud_drop_stale``, the node's default with
 accumulation: ``depth_registration.accumulated_points``, the earlier clouds culled to the image
 and judged against the paired cloud, :mod:`viewseg_core.stale_points`), against registering
-them all (the third table's figure).
+them all (the third table's figure). A fifth times ``pointcloud_occlusion_radius``
+(``depth_registration.drop_occluded`` on the keyframe one cloud registers, radius 1 and 2).
 
 A dated row per cloud size, with the CPU name, is appended to the "Point clouds" section of
 docs/benchmarks.md (``--no-record`` to skip).
@@ -59,6 +60,8 @@ ACCUMULATE_HEADER = ("| date | CPU | threads | cloud | clouds | points | keyfram
                      "alone (reference) ms | ratio |\n"
                      "|---|---|---|---|---|---|---|---|---|---|\n")
 ACCUMULATE_CLOUDS = (10, 20)
+OCCLUSION_HEADER = ("| date | CPU | cloud | keyframe | measured pixels | drop occluded, radius 1 ms | radius 2 ms |\n"
+                    "|---|---|---|---|---|---|---|\n")
 STALE_HEADER = ("| date | CPU | threads | cloud | clouds | points | keyframe | drop stale + register ms "
                 "| register all (reference) ms | ratio |\n"
                 "|---|---|---|---|---|---|---|---|---|---|\n")
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from viewseg_core.cameras import K_from_hfov
     from viewseg_core.depth_completion import fill_columns
-    from viewseg_core.depth_registration import accumulated_points, register_depth, register_points
+    from viewseg_core.depth_registration import accumulated_points, drop_occluded, register_depth, register_points
     from viewseg_core.lidar_deskew import place_cloud
     from viewseg_ros.conversions import point_cloud_to_numpy, point_cloud_xyz, point_cloud_xyzt
     from viewseg_ros.tf_buffer import TransformBuffer
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     big_K = K_from_hfov(87.0, 640, 480)
     depth_image = rng.uniform(2.0, 8.0, (480, 640)).astype(np.float32)
     depth_image_s, _ = timed(lambda: register_depth(depth_image, big_K, K, (height, width), np.eye(4)), repeats)
-    rows, deskew_rows, accumulate_rows, stale_rows = [], [], [], []
+    rows, deskew_rows, accumulate_rows, stale_rows, occlusion_rows = [], [], [], [], []
     for beams in beams_list:
         points = room_scan(beams, columns, rng)
         msg = velodyne_cloud(points, beams)
@@ -176,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         all_s, reference = timed(every_field, repeats)
         assert np.array_equal(xyz, reference), "the two readers disagree"
         register_s, depth = timed(lambda: register_points(xyz, K, (height, width), colour_from_lidar), repeats)
+        occluded_s = [timed(lambda: drop_occluded(depth, radius), repeats)[0] for radius in (1, 2)]
+        occlusion_rows.append(f"| {_dt.date.today().isoformat()} | {cpu_name()} | {beams} x {columns} | "
+                              f"{width}x{height} | {int(np.isfinite(depth).sum())} | {1e3 * occluded_s[0]:.2f} | "
+                              f"{1e3 * occluded_s[1]:.2f} |\n")
         sources = np.stack([depth] * 4)
         fill_s, _ = timed(lambda: fill_columns(sources), repeats)
         xyzt_s, (_, sweep) = timed(lambda: point_cloud_xyzt(msg), repeats)
@@ -214,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     print_and_record(args, SECTION, DESKEW_HEADER, deskew_rows)
     print_and_record(args, SECTION, ACCUMULATE_HEADER, accumulate_rows)
     print_and_record(args, SECTION, STALE_HEADER, stale_rows)
+    print_and_record(args, SECTION, OCCLUSION_HEADER, occlusion_rows)
     return 0
 
 

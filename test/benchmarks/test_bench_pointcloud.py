@@ -1,11 +1,12 @@
 """benchmarks/bench_pointcloud.py cannot rot: its --quick run reads, registers and fills a
 synthetic Velodyne-layout cloud, deskews it, registers 10 and 20 of them into one keyframe, and
-again with the stale points left out, and lands its dated rows in each of its four tables."""
+again with the stale points left out, drops occluded depth, and lands its dated rows in each of
+its five tables."""
 from __future__ import annotations
 
 
 def test_quick_run_records_a_row(tmp_path, quick_rows):
-    row, deskew, *accumulated = quick_rows("bench_pointcloud", tmp_path)
+    row, deskew, *accumulated, occlusion = quick_rows("bench_pointcloud", tmp_path)
     assert row[3] == "16 x 64" and row[4] == "1024" and row[11] == "40x30"
     share = float(row[5].rstrip("%"))
     xyz_ms, all_ms, ratio, register_ms, image_ms, fill_ms = (float(row[i].rstrip("x")) for i in (6, 7, 8, 9, 10, 12))
@@ -22,3 +23,6 @@ def test_quick_run_records_a_row(tmp_path, quick_rows):
     assert all(float(r[7]) > 0 and float(r[8]) > 0 for r in accumulated)
     # The stale rows' reference is the accumulation row's own figure, from the same run.
     assert [r[8] for r in accumulated[2:]] == [r[7] for r in accumulated[:2]]
+    # Occlusion: the keyframe of the first table's registration, radius 1 and 2.
+    assert occlusion[2] == "16 x 64" and occlusion[3] == "40x30" and int(occlusion[4]) > 0
+    assert float(occlusion[5]) > 0 and float(occlusion[6]) > 0
