@@ -13,12 +13,14 @@ nearer hides every point behind it. :func:`stale_points` finds the points of the
 that lie in such space, in a range image of the reference sweep about its sensor's origin
 (cells of ``cell_deg`` in azimuth and elevation, as a spinning LiDAR sees).
 
-The test is conservative, because a beam only samples its own direction: a point is stale
-only where the reference sweep has returns in the 3 x 3 cells around the point's cell and
-every one lies more than the margin beyond it (seen through), or every one lies more than the
-margin before it (hidden). So a point beside a depth edge of the reference sweep (a
-silhouette, a floor at a grazing angle) stays, and a cell without a return (no beam there,
-or a beam that returned nothing) is no evidence. Cells about as tall as the LiDAR's beam
+The test is conservative, because a beam only samples its own direction: a point is judged
+only where the reference sweep has a return in the point's own cell, or in two opposite cells
+of the 8 around it (above and below, left and right, or a diagonal pair: returns on one side
+only could be a surface slanting towards the point, a floor below the lowest beam); and it is
+stale only where every return in those 3 x 3 cells lies more than the margin beyond it (seen
+through), or every one more than the margin before it (hidden). So a point beside a depth edge
+of the reference sweep (a silhouette, a floor at a grazing angle) stays, and a cell without a
+return (no beam there, or a beam that returned nothing) is no evidence. Cells about as tall as the LiDAR's beam
 spacing make the 3 x 3 cells reach the beams above and below a point between them (and a
 point on a cell's border is judged the same from either side); much smaller cells leave most
 points between beams with no evidence, much larger ones only judge open space.
@@ -102,14 +104,15 @@ def stale_points(points: np.ndarray, reference: np.ndarray, origin: np.ndarray,
     Returns:
         [M] bool, True for a point to drop.
     Raises:
-        ValueError: malformed arrays, a non-finite origin, or a cell or margin out of range.
+        ValueError: malformed or non-finite arrays, a non-finite origin, or a cell or margin out
+            of range.
     """
     points = np.asarray(points, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
     origin = np.asarray(origin, dtype=np.float64)
     for name, array in (("points", points), ("reference", reference)):
-        if array.ndim != 2 or array.shape[1] != 3:
-            raise ValueError(f"stale_points: {name} must be [N, 3], got shape {array.shape}")
+        if array.ndim != 2 or array.shape[1] != 3 or not np.isfinite(array).all():
+            raise ValueError(f"stale_points: {name} must be finite [N, 3], got shape {array.shape}")
     if origin.shape != (3,) or not np.isfinite(origin).all():
         raise ValueError(f"stale_points: origin must be 3 finite numbers, got {origin!r}")
     if not 0.0 < cell_deg <= MAX_CELL_DEG or not margin_m >= 0.0 or not margin_rel >= 0.0:

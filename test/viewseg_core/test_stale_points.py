@@ -88,8 +88,10 @@ def test_empty_inputs_and_bad_arguments():
     reference = sweep(lambda a, e: 5.0)
     assert stale_points(np.zeros((0, 3)), reference, np.zeros(3)).shape == (0,)
     np.testing.assert_array_equal(stale_points(np.ones((2, 3)), np.zeros((0, 3)), np.zeros(3)), [False, False])
-    with pytest.raises(ValueError, match="points must be"):
+    with pytest.raises(ValueError, match="points must be finite"):
         stale_points(np.ones((2, 2)), reference, np.zeros(3))
+    with pytest.raises(ValueError, match="reference must be finite"):
+        stale_points(np.ones((2, 3)), np.full((4, 3), np.inf), np.zeros(3))
     with pytest.raises(ValueError, match="origin must be 3 finite"):
         stale_points(np.ones((2, 3)), reference, np.array([0.0, np.nan, 0.0]))
     with pytest.raises(ValueError, match="cell_deg"):
