@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,45 @@ def test_against_compares_two_evaluations_of_the_same_images(tiny_eval_inputs, l
     assert cm.main(["--stats", str(root / "a" / "per_image_stats.npz"),
                     "--against", str(root / "three" / "per_image_stats.npz")]) == 2
     assert "other images" in capsys.readouterr().err
+
+
+def test_target_meta_keeps_the_images_whose_target_has_it(tiny_eval_inputs, load_script, capsys):
+    """--target-meta trajectory=robot / =human: the rows whose target frame (through the
+    evaluation's pairs file) has that trajectory in its scene folder; the two subsets split
+    the images between them, each is scored as the same rows taken by hand, and the header
+    says which. A bad KEY=VALUE or a value no target has is refused."""
+    import json
+
+    import numpy as np
+
+    from training.evaluate import read_image_stats
+    from viewseg_core.data.pairs import read_pairs
+
+    cm = load_script("compare_methods")
+    root, config = tiny_eval_inputs
+    stats = root / "full" / "per_image_stats.npz"
+    if not stats.exists():
+        _evaluate(root, config, "full", 0)
+    evaluators, index, _, meta = read_image_stats(stats)
+    pairs = read_pairs(root / "full" / f"pairs_{meta['split']}.json")
+    data = meta["data"]
+    kinds = []
+    for i in index:
+        doc = json.loads((Path(data) / pairs[int(i)].scene / "cameras.json").read_text())
+        kinds.append({f["id"]: f["meta"]["trajectory"] for f in doc["frames"]}[pairs[int(i)].target])
+    counts = {kind: kinds.count(kind) for kind in ("robot", "human")}
+    assert sum(counts.values()) == len(index) and all(counts.values()), counts
+    for kind, count in counts.items():
+        if not count:
+            continue
+        report = cm.compare(stats, resamples=50, target_meta=("trajectory", kind))
+        assert report["num_examples"] == count and f"targets with trajectory={kind}" in report["split"]
+        rows = [r for r, k in enumerate(kinds) if k == kind]
+        conf = sum(evaluators["viewseg"].image_arrays()["conf"][r] for r in rows)
+        assert (cm.take_rows(evaluators, rows)["viewseg"].conf == conf).all()
+        assert report["methods"]["viewseg"]["num_images"] == count
+    for bad in ("trajectory", "=robot"):
+        with pytest.raises(SystemExit):
+            cm.main(["--stats", str(stats), "--target-meta", bad])
+    assert cm.main(["--stats", str(stats), "--target-meta", "trajectory=drone", "--resamples", "10"]) == 2
+    assert "no scored image has a target with trajectory=drone" in capsys.readouterr().err
