@@ -117,7 +117,6 @@ def test_target_meta_keeps_the_images_whose_target_has_it(tiny_eval_inputs, load
     says which. A bad KEY=VALUE or a value no target has is refused."""
     import json
 
-
     from training.evaluate import read_image_stats
     from viewseg_core.data.pairs import read_pairs
 
