@@ -73,6 +73,9 @@ class DataConfig:
     split_file: str = ""                   # scene_folders/replica: splits file instead of <root>/splits.json
     #                                        ("all": every scene in every split)
     replica_hfov_deg: float | None = None  # replica: hfov (degrees) of scenes without intrinsics.json (None: refuse)
+    # Training: each pair whose target frame's meta has KEY=VALUE comes N times an epoch, e.g.
+    # {"trajectory=robot": 2} (scene folders only: their cameras.json frame meta).
+    repeat_targets: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -96,6 +99,11 @@ class DataConfig:
             raise ValueError(f"config key data.pose_noise_spread: unknown spread {self.pose_noise_spread!r} "
                              f"({' | '.join(POSE_NOISE_SPREADS)})")
         check_bounds(self, "data", at_least={"num_sources": 1, "target_rays": 1, "source_rays": 0, "num_workers": 0})
+        for rule, times in dict(self.repeat_targets).items():
+            key, sep, _ = str(rule).partition("=")
+            if not sep or not key or not isinstance(times, int) or isinstance(times, bool) or times < 1:
+                raise ValueError(f"config key data.repeat_targets: each entry must be 'KEY=VALUE': N with N an "
+                                 f"integer >= 1, got {rule!r}: {times!r}")
 
 
 SPLIT_SHAPE = '{"splits": {"train": [scene folder names], "val": [...], "test": [...]}}'
@@ -249,6 +257,29 @@ def build_dataset(cfg: DataConfig, split: str, seed: int = 0, full_target: bool 
     dataset.pairs_file = None if pairs_file is None else str(pairs_file)
     dataset.pairs_origin = pairs_origin
     return dataset
+
+
+def repeat_targets(dataset: ViewSegDataset, rules: dict) -> ViewSegDataset:
+    """``dataset`` with each pair whose target frame's meta has KEY=VALUE (a key of ``rules``)
+    repeated ``rules[KEY=VALUE]`` times (the largest where several match); the order is kept,
+    the repeats follow their pair. Raises ValueError for a scene without frame meta (only scene
+    folders keep it)."""
+    if not rules:
+        return dataset
+    wanted = [(str(rule).partition("=")[0], str(rule).partition("=")[2], int(times)) for rule, times in rules.items()]
+    meta_of: dict[str, dict[str, dict]] = {}
+    pairs = []
+    for pair in dataset.pairs:
+        if pair.scene not in meta_of:
+            frames = getattr(dataset.scenes[pair.scene], "frames", None)
+            if frames is None:
+                raise ValueError(f"data.repeat_targets: scene {pair.scene!r} keeps no frame meta (scene folders do)")
+            meta_of[pair.scene] = {f.camera.view_id: f.meta for f in frames}
+        meta = meta_of[pair.scene][pair.target]
+        pairs += [pair] * max([times for key, value, times in wanted if str(meta.get(key)) == value], default=1)
+    repeated = ViewSegDataset(list(dataset.scenes.values()), pairs, dataset.config)
+    repeated.pairs_file, repeated.pairs_origin = dataset.pairs_file, dataset.pairs_origin
+    return repeated
 
 
 # Views whose labels class balancing counts at most (spread evenly over the scenes' views): a

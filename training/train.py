@@ -42,7 +42,8 @@ from training import distributed
 from training.checkpoint import (FORMAT, FORMAT_VERSION, list_checkpoints, load_latest_readable, rng_state, save_atomic,
                                  set_rng_state)
 from training.config_io import check_bounds, load_config, to_dict
-from training.data import CLASS_BALANCE_VIEWS, DataConfig, build_dataset, collate, label_counts, to_model_batch
+from training.data import (CLASS_BALANCE_VIEWS, DataConfig, build_dataset, collate, label_counts, repeat_targets,
+                           to_model_batch)
 from viewseg_core.atomic_io import ensure_dir, remove_stale_temps, write_text_atomic
 from viewseg_core.classes import CLASS_NAMES
 from viewseg_core.model.losses import LossConfig, class_weights_from_counts, viewseg_losses
@@ -214,6 +215,10 @@ def train(cfg: TrainConfig) -> Path:
     require_encoder_weights(model_cfg.encoder, model_cfg.encoder_weights)  # seconds before the data, not after
     # The pairs file sits in the run folder (a resume reads it back), never in the data root.
     dataset = build_dataset(cfg.data, split=cfg.data.train_split, seed=cfg.run.seed, pairs_dir=out_dir)
+    if cfg.data.repeat_targets:
+        mined = len(dataset)
+        dataset = repeat_targets(dataset, cfg.data.repeat_targets)
+        log(f"[train] data.repeat_targets {dict(cfg.data.repeat_targets)}: {mined} pairs -> {len(dataset)} an epoch")
     sampler = distributed.ResumableDistributedSampler(len(dataset), info.world_size, info.rank, cfg.run.seed,
                                                       cfg.optim.batch_size)
     model = build_model(model_cfg).to(info.device)

@@ -135,3 +135,37 @@ def test_class_balance_counts_the_training_labels_and_keeps_the_weights(tiny_syn
     with pytest.raises(ValueError, match="class_weights"):
         train(load_config(TrainConfig, CONFIG, _overrides(tiny_synth, tmp_path / "bad", "run.max_steps=1",
                                                           "loss.class_weights=[1.0, 2.0]")))
+
+
+def test_repeat_targets_sees_the_chosen_targets_more_often(tiny_synth, tmp_path, capsys):
+    """data.repeat_targets {trajectory=robot: 3}: each training pair whose target frame is a
+    robot's (cameras.json meta, counted here by hand) comes three times, right after itself,
+    the others once; a 1-step run logs the epoch's new length. Bad rules are refused, and a
+    scene without frame meta cannot be filtered."""
+    from training.data import DataConfig, build_dataset, repeat_targets
+
+    cfg = load_config(TrainConfig, CONFIG, _overrides(tiny_synth, tmp_path / "pairs"))
+    dataset = build_dataset(cfg.data, split="train", pairs_dir=tmp_path)
+    kinds = {}
+    for scene in {p.scene for p in dataset.pairs}:
+        doc = json.loads((Path(tiny_synth) / scene / "cameras.json").read_text())
+        kinds[scene] = {f["id"]: f["meta"]["trajectory"] for f in doc["frames"]}
+    robot = [p for p in dataset.pairs if kinds[p.scene][p.target] == "robot"]
+    assert 0 < len(robot) < len(dataset)
+    repeated = repeat_targets(dataset, {"trajectory=robot": 3})
+    assert len(repeated) == len(dataset) + 2 * len(robot)
+    expected = [p for p in dataset.pairs for _ in range(3 if kinds[p.scene][p.target] == "robot" else 1)]
+    assert repeated.pairs == expected
+    assert repeat_targets(dataset, {}) is dataset
+    assert len(repeat_targets(dataset, {"trajectory=drone": 4})) == len(dataset)
+
+    out = tmp_path / "run"
+    train(load_config(TrainConfig, CONFIG, _overrides(tiny_synth, out, "run.max_steps=1",
+                                                     'data.repeat_targets={"trajectory=robot": 3}')))
+    assert f"{len(dataset)} pairs -> {len(repeated)} an epoch" in capsys.readouterr().err
+    for bad in ({"trajectory": 2}, {"trajectory=robot": 0}, {"=robot": 2}, {"trajectory=robot": 1.5}):
+        with pytest.raises(ValueError, match="data.repeat_targets"):
+            DataConfig(repeat_targets=bad)
+    dataset.scenes = {name: object() for name in dataset.scenes}
+    with pytest.raises(ValueError, match="keeps no frame meta"):
+        repeat_targets(dataset, {"trajectory=robot": 2})
