@@ -28,7 +28,7 @@ depth with that probability in training (never in evaluation or panels);
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
