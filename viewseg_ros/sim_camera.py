@@ -61,7 +61,9 @@ Velodyne driver's): what a node must deskew.
 With ``walker_lead_s`` > 0 a person (a grey cylinder 0.5 m wide and 1.7 m tall, class
 "person") walks the robot's walk that many seconds ahead of it, in the images, the depth and
 the LiDAR's sweeps alike: something that moves, for what keyframes and accumulated sweeps
-make of it (``SimWorld.scene_at``).
+make of it (``SimWorld.scene_at``). Where the walk turns back, the person walks back through
+the robot: for about twice the lead, around each turn, it passes close to or over the camera
+(scripts/lidar_depth_error.py leaves such keyframes out).
 
 Run: ``python -m viewseg_ros.sim_camera --ros-args -p seed:=0 -p rate:=5.0 -p width:=160 -p height:=120``
 (or the console script ``viewseg_sim_camera``).
