@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 
 from training.evaluate import example_indices, metrics_markdown, read_image_stats, score_methods  # noqa: E402
 from viewseg_core.data.pairs import read_pairs  # noqa: E402
-from viewseg_core.data.scene_folder import SceneFolder  # noqa: E402
+from viewseg_core.data.scene_folder import SceneFolder, frame_meta, meta_match  # noqa: E402
 from viewseg_core.metrics import SegmentationEvaluator  # noqa: E402
 
 
@@ -73,8 +73,7 @@ def rows_with_target_meta(stats: str | Path, key: str, value: str, meta: dict, i
             raise ValueError(f"{stats}: dataset index {int(i)} is not in {pairs_path} ({len(pairs)} entries)")
         entry = pairs[int(i)]
         if entry.scene not in frames:
-            folder = SceneFolder(root / entry.scene)
-            frames[entry.scene] = {f.camera.view_id: f.meta for f in folder.frames}
+            frames[entry.scene] = frame_meta(SceneFolder(root / entry.scene))
         if str(frames[entry.scene][entry.target].get(key)) == value:
             rows.append(row)
     return rows
@@ -141,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--resamples must be >= 0, got {args.resamples}")
     target_meta = None
     if args.target_meta:
-        key, sep, value = args.target_meta.partition("=")
-        if not sep or not key:
-            parser.error(f"--target-meta must be KEY=VALUE, got {args.target_meta!r}")
-        target_meta = (key, value)
+        try:
+            target_meta = meta_match(args.target_meta)
+        except ValueError as error:
+            parser.error(f"--target-meta: {error}")
     try:
         report = compare(args.stats, args.max_examples, args.resamples, args.seed, args.against or None,
                          target_meta, args.data or None)

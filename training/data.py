@@ -41,6 +41,7 @@ from viewseg_core.data.dataset import POSE_NOISE_SPREADS, SOURCE_DEPTH_MODES, Da
 from viewseg_core.data.depth_sensor import DepthSensorConfig
 from viewseg_core.depth_completion import DEPTH_COMPLETIONS
 from viewseg_core.data.pairs import PairConfig, mine_all, read_pairs, write_pairs
+from viewseg_core.data.scene_folder import frame_meta, meta_match
 from viewseg_core.data.source import SceneSource
 from viewseg_core.model.viewseg import ModelConfig
 from viewseg_core.rays import rays_at_pixels
@@ -100,8 +101,12 @@ class DataConfig:
                              f"({' | '.join(POSE_NOISE_SPREADS)})")
         check_bounds(self, "data", at_least={"num_sources": 1, "target_rays": 1, "source_rays": 0, "num_workers": 0})
         for rule, times in dict(self.repeat_targets).items():
-            key, sep, _ = str(rule).partition("=")
-            if not sep or not key or not isinstance(times, int) or isinstance(times, bool) or times < 1:
+            try:
+                meta_match(rule)
+                valid = isinstance(times, int) and not isinstance(times, bool) and times >= 1
+            except ValueError:
+                valid = False
+            if not valid:
                 raise ValueError(f"config key data.repeat_targets: each entry must be 'KEY=VALUE': N with N an "
                                  f"integer >= 1, got {rule!r}: {times!r}")
 
@@ -266,15 +271,15 @@ def repeat_targets(dataset: ViewSegDataset, rules: dict) -> ViewSegDataset:
     folders keep it)."""
     if not rules:
         return dataset
-    wanted = [(str(rule).partition("=")[0], str(rule).partition("=")[2], int(times)) for rule, times in rules.items()]
+    wanted = [(*meta_match(rule), int(times)) for rule, times in rules.items()]
     meta_of: dict[str, dict[str, dict]] = {}
     pairs = []
     for pair in dataset.pairs:
         if pair.scene not in meta_of:
-            frames = getattr(dataset.scenes[pair.scene], "frames", None)
-            if frames is None:
-                raise ValueError(f"data.repeat_targets: scene {pair.scene!r} keeps no frame meta (scene folders do)")
-            meta_of[pair.scene] = {f.camera.view_id: f.meta for f in frames}
+            try:
+                meta_of[pair.scene] = frame_meta(dataset.scenes[pair.scene])
+            except ValueError as error:
+                raise ValueError(f"data.repeat_targets: {error}") from None
         meta = meta_of[pair.scene][pair.target]
         pairs += [pair] * max([times for key, value, times in wanted if str(meta.get(key)) == value], default=1)
     repeated = ViewSegDataset(list(dataset.scenes.values()), pairs, dataset.config)

@@ -58,12 +58,18 @@ def _cell_of(azimuth: np.ndarray, elevation: np.ndarray, cell: float, columns: i
     return row * columns + column
 
 
+def _padded(image: np.ndarray, fill) -> np.ndarray:
+    """``image`` [rows, columns] grown by one cell on every side: a row of ``fill`` beyond each
+    pole (elevation does not wrap) and the opposite column at each end (azimuth does)."""
+    padded = np.pad(image, ((1, 1), (0, 0)), constant_values=fill)
+    return np.concatenate([padded[:, -1:], padded, padded[:, :1]], axis=1)
+
+
 def _around(image: np.ndarray, reduce: np.ufunc, empty: float) -> np.ndarray:
-    """``reduce`` (np.minimum or np.maximum) over each cell's 3 x 3 neighbourhood: azimuth
-    wraps, elevation does not (a row of ``empty`` beyond each pole adds nothing)."""
+    """``reduce`` (np.minimum or np.maximum) over each cell's 3 x 3 neighbourhood (:func:`_padded`:
+    the row of ``empty`` beyond each pole adds nothing)."""
     rows, columns = image.shape
-    padded = np.pad(image, ((1, 1), (0, 0)), constant_values=empty)
-    padded = np.concatenate([padded[:, -1:], padded, padded[:, :1]], axis=1)
+    padded = _padded(image, empty)
     out = np.full_like(image, empty)
     for dr in range(3):
         for dc in range(3):
@@ -74,8 +80,7 @@ def _around(image: np.ndarray, reduce: np.ufunc, empty: float) -> np.ndarray:
 def _bracketed(known: np.ndarray) -> np.ndarray:
     """[rows, columns] bool: the cell has a return, or two opposite cells of its 8 neighbours
     (above and below, left and right, or a diagonal pair) both have one (azimuth wraps)."""
-    padded = np.pad(known, ((1, 1), (0, 0)), constant_values=False)
-    padded = np.concatenate([padded[:, -1:], padded, padded[:, :1]], axis=1)
+    padded = _padded(known, False)
     rows, columns = known.shape
 
     def at(dr: int, dc: int) -> np.ndarray:

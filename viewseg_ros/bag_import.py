@@ -458,7 +458,7 @@ class _PlacedClouds:
                ) -> tuple[np.ndarray | None, str | None, str | None, np.ndarray | None]:
         """(points in fixed_frame or None, why they are not deskewed or not placed (None = all
         well), for a cloud that cannot be used at all the reason a keyframe is skipped, and the
-        sensor's origin at mid-sweep for the stale-point test or None)."""
+        sensor's origin at mid-sweep for the stale-point test, or None where no test needs it)."""
         config = self.config
         try:
             points, offsets, unread = point_cloud_sweep(msg, what, config.pointcloud_time_field,
@@ -474,7 +474,9 @@ class _PlacedClouds:
 
         try:
             placed, _, why = place_cloud(points, offsets, stamp_ns, pose_at, lookup_errors)
-            origin = sweep_origin(offsets, stamp_ns, pose_at, lookup_errors)
+            # Only a paired cloud with others accumulated around it is judged from its origin.
+            origin = (sweep_origin(offsets, stamp_ns, pose_at, lookup_errors)
+                      if config.pointcloud_accumulate_s and config.pointcloud_drop_stale else None)
         except lookup_errors as error:
             return (None, f"{what}: {frame!r} -> {config.fixed_frame!r}: {error}", "no TF for the point cloud at its stamp",
                     None)
@@ -502,9 +504,9 @@ def _cloud_depth(item: _Pending, rgb_hw: tuple[int, int], config: BagImportConfi
     others = [p for p in others if p is not None]
     points = paired
     if others:
-        points, stale = accumulated_points(paired, np.concatenate(others), origin if config.pointcloud_drop_stale else
-                                           None, item.camera.K, rgb_hw, np.linalg.inv(item.c2w),
-                                           config.pointcloud_stale_cell_deg)
+        # origin is None with --pointcloud-keep-stale (_PlacedClouds does not look it up): all kept.
+        points, stale = accumulated_points(paired, np.concatenate(others), origin, item.camera.K, rgb_hw,
+                                           np.linalg.inv(item.c2w), config.pointcloud_stale_cell_deg)
         clouds.report.stale_points += stale
     depth = register_points(points, item.camera.K, rgb_hw, np.linalg.inv(item.c2w))
     if config.pointcloud_occlusion_radius:

@@ -883,9 +883,9 @@ class ViewSegNode(LifecycleNode):
             count = self.drops[kind]
         self._warn(kind, f"dropped {kind}: {message} ({count} dropped so far)")
 
-    def _event(self, kind: str, message: str) -> int:
+    def _event(self, kind: str, message: str, count: int = 1) -> int:
         with self._stats_lock:
-            self.events[kind] += 1
+            self.events[kind] += count
             self.last_event[kind] = message
             return self.events[kind]
 
@@ -1240,10 +1240,9 @@ class ViewSegNode(LifecycleNode):
                                                      self._working_hw, camera_from_fixed,
                                                      self.params["pointcloud_stale_cell_deg"])
                 if stale:
-                    with self._stats_lock:
-                        self.events["accumulated_points_stale"] += stale
-                        self.last_event["accumulated_points_stale"] = (
-                            f"point cloud at {stamp_ns / 1e9:.3f} s: {stale} accumulated points contradicted by it")
+                    self._event("accumulated_points_stale",
+                                f"point cloud at {stamp_ns / 1e9:.3f} s: {stale} accumulated points contradicted by it",
+                                stale)
         depth = register_points(in_fixed, K, self._working_hw, camera_from_fixed)
         if self.params["pointcloud_occlusion_radius"]:
             depth = drop_occluded(depth, self.params["pointcloud_occlusion_radius"])

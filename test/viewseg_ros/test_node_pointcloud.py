@@ -109,6 +109,26 @@ def feed(g, index: int, frame: str = LIDAR, cloud_of=None, drop_field: str = "")
                   timeout=3.0), f"view {index} never became a keyframe"
 
 
+def publish_scan(g, map_from_lidar: np.ndarray, stamp: int, points_in_lidar: np.ndarray) -> None:
+    """TF of the LiDAR at ``stamp`` and its scan of those points; returns once the node holds
+    the scan (so that a later image may pair with it, or accumulate it)."""
+    from tf2_msgs.msg import TFMessage
+
+    from viewseg_ros.conversions import matrix_to_transform_stamped
+
+    g.camera.tf.publish(TFMessage(transforms=[matrix_to_transform_stamped(map_from_lidar, "map", LIDAR, stamp)]))
+    g.lidar.publish(cloud_message(points_in_lidar, LIDAR, stamp))
+    wait_for(lambda: any(c[0] == stamp for c in list(g.node.clouds)), 5.0, f"the node to take the scan at {stamp}")
+
+
+def admit(g, pose: np.ndarray, stamp: int) -> np.ndarray:
+    """The depth of the keyframe the view at ``pose`` (image stamped ``stamp``) becomes."""
+    admitted = g.node.keyframes.admitted
+    g.camera.publish(pose, stamp)
+    wait_for(lambda: g.node.keyframes.admitted > admitted, 5.0, "the view to become a keyframe")
+    return g.node.keyframes.snapshot()[-1].view.depth
+
+
 def test_the_scan_is_registered_into_the_keyframe_from_the_lidars_pose_at_its_own_stamp(rig):
     g = rig
     feed(g, 1)
@@ -343,9 +363,6 @@ def test_clouds_around_the_image_are_accumulated_into_the_keyframe(rig):
     its own stamp and registered into the keyframe beside the paired scan: both bands land on
     the wall to the millimetre. Set back to 0, a keyframe takes its paired scan only."""
     from rclpy.parameter import Parameter
-    from tf2_msgs.msg import TFMessage
-
-    from viewseg_ros.conversions import matrix_to_transform_stamped
 
     g = rig
     assert g.node.set_parameters([Parameter("pointcloud_accumulate_s", value=1.0)])[0].successful
@@ -358,19 +375,11 @@ def test_clouds_around_the_image_are_accumulated_into_the_keyframe(rig):
     image_stamp, earlier_stamp = 1300 * S, 1300 * S - S // 2
     low_band = (-26.0, -22.0, -18.0)      # below the paired scan's lowest beam (-12 degrees)
 
-    def publish(lidar_pose, stamp, elevations) -> None:
-        g.camera.tf.publish(TFMessage(transforms=[matrix_to_transform_stamped(lidar_pose, "map", LIDAR, stamp)]))
-        g.lidar.publish(cloud_message(scan_of_the_wall(lidar_pose, elevations), LIDAR, stamp))
-
     try:
-        admitted = g.node.keyframes.admitted
-        publish(earlier @ OPTICAL_FROM_LIDAR, earlier_stamp, low_band)
-        wait_for(lambda: any(c[0] == earlier_stamp for c in list(g.node.clouds)), 5.0, "the node to take the early scan")
-        publish(pose @ OPTICAL_FROM_LIDAR, image_stamp, ELEVATIONS_DEG)
-        wait_for(lambda: any(c[0] == image_stamp for c in list(g.node.clouds)), 5.0, "the node to take the scan")
-        g.camera.publish(pose, image_stamp)
-        wait_for(lambda: g.node.keyframes.admitted > admitted, 5.0, "the view to become a keyframe")
-        depth = g.node.keyframes.snapshot()[-1].view.depth
+        before = earlier @ OPTICAL_FROM_LIDAR
+        publish_scan(g, before, earlier_stamp, scan_of_the_wall(before, low_band))
+        publish_scan(g, pose @ OPTICAL_FROM_LIDAR, image_stamp, scan_of_the_wall(pose @ OPTICAL_FROM_LIDAR))
+        depth = admit(g, pose, image_stamp)
         measured = np.isfinite(depth)
         np.testing.assert_allclose(depth[measured], WallWalk.WALL_X - pose[0, 3], atol=1e-3)
         rows = np.flatnonzero(measured[:, WallWalk.W // 2])
@@ -389,18 +398,11 @@ def test_an_accumulated_scans_trail_is_left_out_unless_asked(rig):
     at least the ghost's points (also on /diagnostics). With it false the ghost wins pixels of
     the next keyframe, metres in front of the wall. A cell of 0 degrees is refused."""
     from rclpy.parameter import Parameter
-    from tf2_msgs.msg import TFMessage
-
-    from viewseg_ros.conversions import matrix_to_transform_stamped
 
     g = rig
     refused = g.node.set_parameters([Parameter("pointcloud_stale_cell_deg", value=0.0)])[0]
     assert not refused.successful and "pointcloud_stale_cell_deg must be in (0, 10]" in refused.reason
     assert g.node.set_parameters([Parameter("pointcloud_accumulate_s", value=1.0)])[0].successful
-
-    def publish(lidar_pose, stamp, points_in_lidar) -> None:
-        g.camera.tf.publish(TFMessage(transforms=[matrix_to_transform_stamped(lidar_pose, "map", LIDAR, stamp)]))
-        g.lidar.publish(cloud_message(points_in_lidar, LIDAR, stamp))
 
     def keyframe_with_ghost(side_m: float, image_stamp: int) -> tuple[np.ndarray, float, int]:
         """(the keyframe's depth, the wall's depth, the ghost's points) for a view ``side_m``
@@ -414,15 +416,9 @@ def test_an_accumulated_scans_trail_is_left_out_unless_asked(rig):
         ahead = np.abs(np.degrees(np.arctan2(scan[:, 1], scan[:, 0]))) <= 20.0
         ghost_in_map = paired[:3, 3] + 0.5 * (scan[ahead] @ paired[:3, :3].T)
         ghost_in_before = (ghost_in_map - before[:3, 3]) @ before[:3, :3]
-        earlier_stamp = image_stamp - S // 2
-        admitted = g.node.keyframes.admitted
-        publish(before, earlier_stamp, np.concatenate([scan_of_the_wall(before), ghost_in_before]))
-        wait_for(lambda: any(c[0] == earlier_stamp for c in list(g.node.clouds)), 5.0, "the node to take the early scan")
-        publish(paired, image_stamp, scan)
-        wait_for(lambda: any(c[0] == image_stamp for c in list(g.node.clouds)), 5.0, "the node to take the scan")
-        g.camera.publish(pose, image_stamp)
-        wait_for(lambda: g.node.keyframes.admitted > admitted, 5.0, "the view to become a keyframe")
-        return g.node.keyframes.snapshot()[-1].view.depth, WallWalk.WALL_X - pose[0, 3], int(ahead.sum())
+        publish_scan(g, before, image_stamp - S // 2, np.concatenate([scan_of_the_wall(before), ghost_in_before]))
+        publish_scan(g, paired, image_stamp, scan)
+        return admit(g, pose, image_stamp), WallWalk.WALL_X - pose[0, 3], int(ahead.sum())
 
     try:
         stale_before = g.node.events["accumulated_points_stale"]
@@ -450,9 +446,6 @@ def test_depth_a_nearer_measurement_hides_is_dropped_with_an_occlusion_radius(ri
     the keyframe keeps every point; with 1, the wall points within a pixel of the board go and
     the rest of the wall and the board stay. 9 is refused."""
     from rclpy.parameter import Parameter
-    from tf2_msgs.msg import TFMessage
-
-    from viewseg_ros.conversions import matrix_to_transform_stamped
 
     g = rig
     refused = g.node.set_parameters([Parameter("pointcloud_occlusion_radius", value=9)])[0]
@@ -476,14 +469,8 @@ def test_depth_a_nearer_measurement_hides_is_dropped_with_an_occlusion_radius(ri
             assert g.node.set_parameters([Parameter("pointcloud_occlusion_radius", value=radius)])[0].successful
             pose = WallWalk.pose(0).copy()
             pose[1, 3] += side_m
-            admitted = g.node.keyframes.admitted
-            g.camera.tf.publish(TFMessage(transforms=[
-                matrix_to_transform_stamped(pose @ OPTICAL_FROM_LIDAR, "map", LIDAR, stamp)]))
-            g.lidar.publish(cloud_message(in_lidar, LIDAR, stamp))
-            wait_for(lambda: any(c[0] == stamp for c in list(g.node.clouds)), 5.0, "the node to take the scan")
-            g.camera.publish(pose, stamp)
-            wait_for(lambda: g.node.keyframes.admitted > admitted, 5.0, "the view to become a keyframe")
-            depths[radius] = g.node.keyframes.snapshot()[-1].view.depth
+            publish_scan(g, pose @ OPTICAL_FROM_LIDAR, stamp, in_lidar)
+            depths[radius] = admit(g, pose, stamp)
     finally:
         assert g.node.set_parameters([Parameter("pointcloud_occlusion_radius", value=0)])[0].successful
     expected = np.full((WallWalk.H, WallWalk.W), np.nan, np.float32)

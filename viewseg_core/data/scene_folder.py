@@ -471,6 +471,25 @@ def _jsonable(obj):
     return obj
 
 
-__all__ = ["FORMAT_VERSION", "CAMERAS_FILE", "FrameEntry", "SceneFolder", "SceneFolderWriter",
+def meta_match(text: str) -> tuple[str, str]:
+    """("key", "value") of a frame-meta selector ``KEY=VALUE`` (e.g. ``trajectory=robot``);
+    ValueError when there is no '=' or no key."""
+    key, sep, value = str(text).partition("=")
+    if not sep or not key:
+        raise ValueError(f"a frame meta selector must be KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def frame_meta(source) -> dict[str, dict]:
+    """{view id: its frame's ``meta``} of a scene (``cameras.json``'s per-frame meta, e.g. the
+    synthetic rooms' ``trajectory``); ValueError for a scene source that keeps none (only
+    scene folders do)."""
+    frames = getattr(source, "frames", None)
+    if frames is None:
+        raise ValueError(f"scene {getattr(source, 'name', source)!r} keeps no frame meta (scene folders do)")
+    return {f.camera.view_id: f.meta for f in frames}
+
+
+__all__ = ["FORMAT_VERSION", "CAMERAS_FILE", "FrameEntry", "SceneFolder", "SceneFolderWriter", "frame_meta", "meta_match",
            "write_scene_folder", "staging_folder", "publish_folder", "is_scene_folder", "find_scene_folders", "read_png", "write_png",
            "read_depth_npy", "write_depth_npy", "read_json", "write_json"]
