@@ -118,6 +118,7 @@ class CameraInput:
     depths: collections.deque = field(default_factory=lambda: collections.deque(maxlen=DEPTH_QUEUE))
     newest_image_ns: int | None = None
     previous_pose: np.ndarray | None = None
+    last_change_check_ns: int | None = None  # the stamp of the last refused frame checked for a scene change
     arrivals: dict[str, collections.deque] = field(default_factory=dict)
     received: dict[str, int] = field(default_factory=dict)  # since start: compare with what the camera sent
 

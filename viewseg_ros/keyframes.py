@@ -33,6 +33,16 @@ window "redundant" thins exactly the place the planner asks about. Measured on a
 walk of 300 views, 0.5 m and 20 degrees apart, with 64 keyframes: without the window the
 buffer kept 1 of the newest 16 views and spread the rest over the whole walk
 (test/viewseg_ros/test_keyframes.py). ``keep_recent: 0`` is the pure coverage policy.
+
+Scene change (``change_share`` > 0; :mod:`viewseg_core.scene_change`): a keyframe is a snapshot,
+and a person who stood in it stays there for every later query. A new keyframe with depth that
+saw through what an older one shows (the person walked away), in at least ``change_share`` of
+the older one's measured points, evicts it (:meth:`KeyframeBuffer.evict_changed`), whatever the ``keep_recent`` window: it shows
+the room as it was. A camera that stands still takes no new keyframe by rule 2; the node
+checks such a frame against the keyframes it repeats (``Decision.duplicates``,
+:meth:`KeyframeBuffer.changed_keyframes`) every so often and admits it when it shows a change.
+Keyframes without depth are never judged: an RGB camera's keyframes wait for
+``refresh_after_s``.
 """
 from __future__ import annotations
 
@@ -45,6 +55,8 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from viewseg_core.data.records import View
+from viewseg_core.scene_change import CHANGE_CELL_DEG, scene_change
+from viewseg_core.stale_points import MAX_CELL_DEG
 
 NS_PER_S = 1_000_000_000
 # The stamp a keyframe from before a clock reset counts with: older than anything, so it is
@@ -67,6 +79,10 @@ class KeyframeConfig:
     eviction: str = "redundant"  # or "oldest"
     # The newest keyframes evicted only when nothing older is left (see the module docstring).
     keep_recent: int = 16
+    # A keyframe with depth evicts the older ones it shows changed in at least this share of
+    # their measured points (see "Scene change" in the module docstring); 0 = never.
+    change_share: float = 0.0
+    change_cell_deg: float = CHANGE_CELL_DEG
 
     def __post_init__(self) -> None:
         if not (self.min_translation >= 0 and self.min_rotation_deg >= 0 and self.min_interval_s >= 0):
@@ -79,6 +95,10 @@ class KeyframeConfig:
             raise ValueError(f"keep_recent must be >= 0, got {self.keep_recent}")
         if self.eviction not in ("redundant", "oldest"):
             raise ValueError(f"eviction must be 'redundant' or 'oldest', got {self.eviction!r}")
+        if not 0.0 <= self.change_share <= 1.0:
+            raise ValueError(f"change_share must be in [0, 1] (0 = off), got {self.change_share}")
+        if not 0.0 < self.change_cell_deg <= MAX_CELL_DEG:
+            raise ValueError(f"change_cell_deg must be in (0, {MAX_CELL_DEG:g}], got {self.change_cell_deg}")
 
 
 def pose_difference(c2w_a: np.ndarray, c2w_b: np.ndarray) -> tuple[float, float]:
@@ -109,6 +129,7 @@ class Decision:
     reason: str
     replaces: list[int] = field(default_factory=list)  # ids of stale duplicates (rule 3)
     kind: str = ""  # first | novel | refresh (admitted); too_soon | duplicate (refused)
+    duplicates: list[int] = field(default_factory=list)  # ids of the keyframes a refused duplicate repeats
 
 
 def admission_decision(c2w: np.ndarray, stamp_ns: int, kept: Sequence[tuple[int, int, np.ndarray]],
@@ -137,7 +158,7 @@ def admission_decision(c2w: np.ndarray, stamp_ns: int, kept: Sequence[tuple[int,
         return Decision(True, f"refreshes {len(duplicates)} stale keyframe(s)", [i for i, _, _ in duplicates],
                         kind="refresh")
     return Decision(False, f"within {config.min_translation} m and {config.min_rotation_deg} deg "
-                           f"of keyframe {duplicates[0][0]}", kind="duplicate")
+                           f"of keyframe {duplicates[0][0]}", kind="duplicate", duplicates=[i for i, _, _ in duplicates])
 
 
 def nbytes_of(value: Any) -> int:
@@ -205,6 +226,7 @@ class KeyframeBuffer:
         self._next_id = 0
         self._lock = threading.RLock()
         self.evicted = 0
+        self.changed = 0   # of those evicted, for a newer keyframe showing the scene changed
         self.epoch = 0
 
     def reconfigure(self, config: KeyframeConfig) -> None:
@@ -366,6 +388,48 @@ class KeyframeBuffer:
             for keyframe in self._keyframes.values():
                 keyframe.features = None
                 keyframe.recount()
+
+    # ------------------------------------------------------------------ scene change
+    def changed_keyframes(self, view: View, stamp_ns: int, among: Sequence[int] | None = None,
+                          epoch: int | None = None) -> list[tuple[int, float]]:
+        """(id, changed share) of the kept keyframes older than ``view`` (taken at ``stamp_ns``
+        in clock ``epoch``, default the current one) that it shows changed: at least
+        ``change_share`` of their measured points seen through (:func:`viewseg_core.scene_change.scene_change`); only keyframes with
+        depth, and only those of ``among`` when given. Empty when the check is off or ``view``
+        has no depth. Runs without the lock held (a few ms a keyframe): a keyframe evicted
+        meanwhile may still be named."""
+        config = self.config
+        if not config.change_share or view.depth is None:
+            return []
+        with self._lock:
+            when = (self.epoch if epoch is None else epoch, stamp_ns)
+            candidates = [k for k in self._keyframes.values()
+                          if k.view.depth is not None and (among is None or k.id in among)
+                          and (k.epoch, k.stamp_ns) < when]
+        newer = (view.depth, view.K, view.c2w)
+        changed = []
+        for keyframe in candidates:
+            older = keyframe.view
+            share = scene_change((older.depth, older.K, older.c2w), newer, config.change_cell_deg).share
+            if share >= config.change_share:
+                changed.append((keyframe.id, share))
+        return changed
+
+    def evict_changed(self, keyframe: Keyframe) -> list[tuple[int, float]]:
+        """Drop the kept keyframes older than ``keyframe`` that it shows changed
+        (:meth:`changed_keyframes`, whatever the ``keep_recent`` window: they show the room as
+        it was). Returns the (id, changed share) of those dropped."""
+        changed = self.changed_keyframes(keyframe.view, keyframe.stamp_ns, epoch=keyframe.epoch)
+        dropped = []
+        with self._lock:
+            if keyframe.id not in self._keyframes:   # itself evicted meanwhile: its view is no evidence kept
+                return []
+            for keyframe_id, share in changed:
+                if keyframe_id in self._keyframes:
+                    self._remove(keyframe_id)
+                    self.changed += 1
+                    dropped.append((keyframe_id, share))
+        return dropped
 
     # ------------------------------------------------------------------ eviction
     def _remove(self, keyframe_id: int) -> None:

@@ -445,7 +445,8 @@ class ViewSegNode(LifecycleNode):
                                        "clock_jumps": 0, "pose_jumps": 0, "keyframe_saves": 0, "keyframe_loads": 0,
                                        "keyframe_clears": 0, "refused_inactive": 0, "pointclouds_deskewed": 0,
                                        "deskew_skipped": 0, "accumulated_clouds_unplaced": 0,
-                                       "accumulated_points_stale": 0}
+                                       "accumulated_points_stale": 0, "keyframes_changed": 0,
+                                       "keyframes_admitted_for_change": 0}
         self.keyframes_restored = 0  # taken from keyframe folders since start
         self._autosaved: tuple[int, ...] | None = None  # keyframe ids of the last save to keyframes.save_path
         self.last_event: dict[str, str] = {}
@@ -696,7 +697,8 @@ class ViewSegNode(LifecycleNode):
             min_translation=p["keyframes.min_translation"], min_rotation_deg=p["keyframes.min_rotation_deg"],
             min_interval_s=p["keyframes.min_interval_s"], refresh_after_s=p["keyframes.refresh_after_s"] or None,
             max_keyframes=p["keyframes.max_keyframes"], max_bytes=p["keyframes.max_bytes"],
-            eviction=p["keyframes.eviction"], keep_recent=p["keyframes.keep_recent"])
+            eviction=p["keyframes.eviction"], keep_recent=p["keyframes.keep_recent"],
+            change_share=p["keyframes.change_share"])
 
     def _sampling_preset(self, p: dict[str, Any]) -> QueryPreset:
         """The QueryPreset every render uses: ``query.preset`` with the query.* overrides applied."""
@@ -1295,7 +1297,7 @@ class ViewSegNode(LifecycleNode):
         :class:`PendingImage` for its colour); ``depth`` is as received: registered to the raw
         colour image, or (with depth_camera_info_topic) the depth camera's own in
         ``depth_frame``, registered here; ``cloud`` (pointcloud_topic) is registered here too."""
-        rgb, K, frame, stamp_ns, undistorter = image.rgb, image.K, image.frame, image.stamp_ns, image.undistorter
+        frame, stamp_ns = image.frame, image.stamp_ns
         teleport = self.params["keyframes.teleport_distance"]
         previous, camera.previous_pose = camera.previous_pose, c2w
         if teleport > 0 and previous is not None:
@@ -1307,23 +1309,27 @@ class ViewSegNode(LifecycleNode):
                 self._warn("pose_jump", f"{message} ({count} so far)")
         stream = camera.label
         decision = self.keyframes.should_admit(c2w, stamp_ns, stream)
-        if not decision.admit:  # decided from the pose alone: no encoder pass for a redundant frame
+        changed_check = not decision.admit and self._change_check_due(camera, decision, stamp_ns)
+        if not (decision.admit or changed_check):  # decided from the pose alone: no encoder pass for a redundant frame
             self._not_admitted(decision)
             return
-        if undistorter is not None:
-            rgb, K = self._to_working_size(undistorter.colour(rgb), K)
-        if depth is not None and camera.depth_camera_info_topic:
-            depth = self._register_depth(camera, depth, depth_frame, frame, stamp_ns, K, image.rotation)
-        elif depth is not None:
-            depth = self._depth_to_working_size(depth if undistorter is None else undistorter.depth(depth))
-        elif cloud is not None:
-            depth = self._register_cloud(cloud, c2w, K)
+        rgb, K, depth = self._working_frame(camera, image, c2w, depth, depth_frame, cloud)
+        if changed_check:
+            # A camera that stands still: is what its kept views show still there?
+            probe = View(rgb=rgb, K=K, c2w=c2w, depth=depth, view_id=f"{stamp_ns}", stamp=stamp_ns / 1e9)
+            if depth is None or not self.keyframes.changed_keyframes(probe, stamp_ns, among=decision.duplicates):
+                self._not_admitted(decision)
+                return
+            self._event("keyframes_admitted_for_change",
+                        f"a frame of {stream!r} at {stamp_ns / 1e9:.3f} s repeats keyframe(s) {decision.duplicates} "
+                        f"but shows the scene changed")
         features = self._encode(rgb)
         view = View(rgb=rgb, K=K, c2w=c2w, depth=depth, view_id=f"{stamp_ns}", stamp=stamp_ns / 1e9,
                     meta={"frame_id": frame, "camera": stream})
         odom_c2w = self._odometry_pose(camera, image) if self.pose_graph is not None else None
         try:
-            keyframe = self.keyframes.add(view, stamp_ns, features=features, stream=stream, odom_c2w=odom_c2w)
+            keyframe = self.keyframes.add(view, stamp_ns, features=features, stream=stream, odom_c2w=odom_c2w,
+                                          force=changed_check)
         except ValueError as error:  # one keyframe larger than max_bytes
             self._drop("image", str(error))
             return
@@ -1333,8 +1339,49 @@ class ViewSegNode(LifecycleNode):
             with self._stats_lock:
                 self.keyframes_without_depth += 1
         if keyframe is not None:
+            self._evict_changed(keyframe)
             self.get_logger().debug(f"keyframe {keyframe.id} from {stream} at {stamp_ns / 1e9:.3f} s "
                                     f"({len(self.keyframes)} kept)")
+
+    def _working_frame(self, camera: CameraInput, image: PendingImage, c2w: np.ndarray, depth: np.ndarray | None,
+                       depth_frame: str, cloud: tuple | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(rgb, K, depth) of a posed frame at the working size, rectified, its depth registered to
+        it (see :meth:`_admit_posed` for the arguments)."""
+        rgb, K, undistorter = image.rgb, image.K, image.undistorter
+        if undistorter is not None:
+            rgb, K = self._to_working_size(undistorter.colour(rgb), K)
+        if depth is not None and camera.depth_camera_info_topic:
+            depth = self._register_depth(camera, depth, depth_frame, image.frame, image.stamp_ns, K, image.rotation)
+        elif depth is not None:
+            depth = self._depth_to_working_size(depth if undistorter is None else undistorter.depth(depth))
+        elif cloud is not None:
+            depth = self._register_cloud(cloud, c2w, K)
+        return rgb, K, depth
+
+    def _change_check_due(self, camera: CameraInput, decision: Any, stamp_ns: int) -> bool:
+        """Whether a refused frame that repeats kept poses is checked for a scene change now
+        (keyframes.change_share, at most every keyframes.change_check_s per camera; cameras with
+        depth or a point cloud only)."""
+        every_s = self.params["keyframes.change_check_s"]
+        if (decision.kind != "duplicate" or not self.params["keyframes.change_share"] or not every_s
+                or not (camera.depth_topic or self.params["pointcloud_topic"])):
+            return False
+        last = camera.last_change_check_ns
+        if last is not None and 0 <= stamp_ns - last < every_s * 1e9:
+            return False
+        camera.last_change_check_ns = stamp_ns
+        return True
+
+    def _evict_changed(self, keyframe: Any) -> None:
+        """Drop the older keyframes the new one shows changed (keyframes.change_share); counted
+        as keyframes_changed in /diagnostics."""
+        dropped = self.keyframes.evict_changed(keyframe)
+        if dropped:
+            shares = ", ".join(f"{keyframe_id} ({100 * share:.0f}%)" for keyframe_id, share in dropped)
+            message = (f"keyframe {keyframe.id} ({keyframe.stream!r}, {keyframe.stamp:.3f} s) shows the scene changed: "
+                       f"dropped keyframe(s) {shares} (the share of their measured points it saw through)")
+            count = self._event("keyframes_changed", message, count=len(dropped))
+            self.get_logger().info(f"{message}; {count} so far", throttle_duration_sec=5.0)
 
     def _odometry_pose(self, camera: CameraInput, image: PendingImage) -> np.ndarray | None:
         """The image's camera pose in pose_graph.odom_frame (for :mod:`viewseg_ros.pose_graph`),

@@ -115,6 +115,13 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "keyframes.eviction": ("redundant", "redundant | oldest"),
     "keyframes.keep_recent": (16, "the newest keyframes of each camera, evicted only when nothing older is left "
                                   "(the robot's surroundings; 0 = pure coverage)"),
+    "keyframes.change_share": (0.02, "a new keyframe with depth (a depth camera or point cloud) drops the older "
+                                     "keyframes it shows changed: a surface they show that its depth sees through "
+                                     "(a person who walked on), in at least this share of their measured points "
+                                     "(0 = never; keyframes without depth are never judged)"),
+    "keyframes.change_check_s": (1.0, "a camera standing still (its frames repeat kept poses) has one frame this "
+                                      "often checked for a change against the keyframes it repeats, and admitted "
+                                      "when it shows one (0 = only new poses are checked)"),
     "keyframes.load_path": ("", "a keyframe folder (~/save_keyframes, or bag2scene's output) to start with; "
                                 "its poses must be in fixed_frame (\"\" = start empty)"),
     "keyframes.save_path": ("", "save the keyframes to this folder every keyframes.save_period_s while they change, "
@@ -196,12 +203,12 @@ SELECTION_PARAMETERS = ("query.num_sources", "query.selection_grid", "query.sele
                         "query.max_source_depth")
 KEYFRAME_RULE_PARAMETERS = ("keyframes.min_translation", "keyframes.min_rotation_deg", "keyframes.min_interval_s",
                             "keyframes.refresh_after_s", "keyframes.max_keyframes", "keyframes.max_bytes",
-                            "keyframes.eviction", "keyframes.keep_recent")
+                            "keyframes.eviction", "keyframes.keep_recent", "keyframes.change_share")
 LIVE_PARAMETERS = frozenset(SAMPLING_PARAMETERS + SELECTION_PARAMETERS + KEYFRAME_RULE_PARAMETERS + (
     "query.confidence_calibration", "query.min_coverage", "query.unseen_pixels", "query.timeout_s",
     "query.max_width", "query.max_height", "query.width", "query.height", "query.frame_id", "points.on_service",
     "points.min_confidence",
-    "keyframes.teleport_distance", "pointcloud_accumulate_s", "pointcloud_drop_stale", "pointcloud_stale_cell_deg",
+    "keyframes.teleport_distance", "keyframes.change_check_s", "pointcloud_accumulate_s", "pointcloud_drop_stale", "pointcloud_stale_cell_deg",
     "pointcloud_occlusion_radius"))
 
 
@@ -244,7 +251,8 @@ def validate(values: dict[str, Any]) -> None:
             raise ValueError(f"parameter {name} must be positive, got {values[name]}")
     for name in ("keyframes.width", "keyframes.height", "query.width", "query.height", "query.point_budget",
                  "keyframes.save_period_s",
-                 "query.max_source_depth", "keyframes.teleport_distance", "query.prepared_cache"):
+                 "query.max_source_depth", "keyframes.teleport_distance", "query.prepared_cache",
+                 "keyframes.change_check_s"):
         if values[name] < 0:
             raise ValueError(f"parameter {name} must be >= 0, got {values[name]}")
     if bool(values["keyframes.width"]) != bool(values["keyframes.height"]):
@@ -285,7 +293,7 @@ def validate(values: dict[str, Any]) -> None:
     if not values["pointcloud_time_scale"] >= 0 or not math.isfinite(values["pointcloud_time_scale"]):
         raise ValueError(f"parameter pointcloud_time_scale must be a finite number >= 0, "
                          f"got {values['pointcloud_time_scale']}")
-    for name in ("query.min_coverage", "camera_rate.min_ratio", "points.min_confidence"):
+    for name in ("query.min_coverage", "camera_rate.min_ratio", "points.min_confidence", "keyframes.change_share"):
         if not 0.0 <= values[name] <= 1.0:
             raise ValueError(f"parameter {name} must be in [0, 1], got {values[name]}")
 

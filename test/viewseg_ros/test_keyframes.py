@@ -11,6 +11,8 @@ import torch
 from viewseg_core.data.records import View
 from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig, admission_decision, nbytes_of, pose_difference
 
+import wall_scene  # test/support
+
 SEC = 1_000_000_000
 K = np.array([[20.0, 0, 8], [0, 20.0, 6], [0, 0, 1]])
 
@@ -335,3 +337,70 @@ def test_keep_recent_keeps_each_cameras_newest(eviction):
         assert buffer.add(view(x=float(i)), (2 + i) * SEC, stream="front") is not None
     kept = {(k.stream, float(k.c2w[0, 3])) for k in buffer}
     assert {("rear", -10.0), ("rear", -10.3), ("front", 8.0), ("front", 9.0)} <= kept and len(kept) == 5
+
+
+# ---------------------------------------------------------------------- scene change
+W_DEPTH, H_DEPTH = 16, 12   # view()'s size, K's principal point at its centre
+PERSON_BLOCK = (slice(3, 9), slice(6, 10))   # 24 of the 192 pixels: 12.5%
+
+
+def depth_view(yaw: float = 0.0, person: bool = False, x: float = 0.0) -> View:
+    """view() with the depth of a wall 4 m ahead (wall_scene), and a person in front of it."""
+    c2w = wall_scene.yawed(yaw, centre=(x, 0.0, 0.0))
+    depth = wall_scene.wall_depth(c2w, K, W_DEPTH, H_DEPTH)
+    if person:
+        depth = wall_scene.with_person(depth, *PERSON_BLOCK)
+    return View(rgb=np.zeros((H_DEPTH, W_DEPTH, 3), np.uint8), K=K, c2w=c2w, depth=depth)
+
+
+def test_a_new_keyframe_that_sees_through_an_older_ones_person_evicts_it():
+    buffer = KeyframeBuffer(KeyframeConfig(**CFG, change_share=0.1))
+    with_person = buffer.add(depth_view(person=True), 0)
+    rgb_only = buffer.add(view(x=-1.0), 2 * SEC)                      # no depth: never judged
+    newer = buffer.add(depth_view(x=0.6), 4 * SEC)                    # novel: 0.6 m to the right
+    assert buffer.changed_keyframes(newer.view, newer.stamp_ns) == [(with_person.id, pytest.approx(24 / 192))]
+    assert buffer.evict_changed(newer) == [(with_person.id, pytest.approx(24 / 192))]
+    assert [k.id for k in buffer] == [rgb_only.id, newer.id]
+    assert buffer.changed == 1 and buffer.evicted == 1
+    # Nothing else to evict: the wall it shows is still there.
+    assert buffer.evict_changed(newer) == []
+
+
+def test_the_change_check_needs_a_share_and_looks_only_at_older_keyframes():
+    # 12.5% of the older keyframe's points are gone: below a 20% share nothing is evicted.
+    buffer = KeyframeBuffer(KeyframeConfig(**CFG, change_share=0.2))
+    buffer.add(depth_view(person=True), 0)
+    newer = buffer.add(depth_view(x=0.6), 4 * SEC)
+    assert buffer.evict_changed(newer) == [] and len(buffer) == 2
+    # Off (the default): no check at all.
+    buffer = KeyframeBuffer(KeyframeConfig(**CFG))
+    buffer.add(depth_view(person=True), 0)
+    assert buffer.evict_changed(buffer.add(depth_view(x=0.6), 4 * SEC)) == [] and len(buffer) == 2
+    # A keyframe stamped after the one admitted (another camera's late frame) is newer: not judged by it.
+    buffer = KeyframeBuffer(KeyframeConfig(**CFG, change_share=0.1))
+    buffer.add(depth_view(person=True), 10 * SEC, stream="front")
+    late = buffer.add(depth_view(x=0.6), 9 * SEC, stream="side")
+    assert buffer.evict_changed(late) == [] and len(buffer) == 2
+
+
+def test_a_camera_standing_still_checks_the_keyframes_it_repeats():
+    buffer = KeyframeBuffer(KeyframeConfig(**CFG, change_share=0.1))
+    with_person = buffer.add(depth_view(person=True), 0)
+    elsewhere = buffer.add(depth_view(person=True, x=3.0), 2 * SEC)
+    decision = buffer.should_admit(depth_view().c2w, 4 * SEC)
+    assert (decision.admit, decision.kind, decision.duplicates) == (False, "duplicate", [with_person.id])
+    # The person walked away: the same pose now sees the wall.
+    assert buffer.changed_keyframes(depth_view(), 4 * SEC, among=decision.duplicates) == \
+        [(with_person.id, pytest.approx(24 / 192))]
+    # Still there: nothing changed. And the keyframe 3 m away is not among those it repeats.
+    assert buffer.changed_keyframes(depth_view(person=True), 4 * SEC, among=decision.duplicates) == []
+    forced = buffer.add(depth_view(), 4 * SEC, force=True)
+    assert buffer.evict_changed(forced) == [(with_person.id, pytest.approx(24 / 192))]
+    assert [k.id for k in buffer] == [elsewhere.id, forced.id]
+
+
+def test_change_config_errors():
+    with pytest.raises(ValueError, match="change_share"):
+        KeyframeConfig(change_share=1.5)
+    with pytest.raises(ValueError, match="change_cell_deg"):
+        KeyframeConfig(change_cell_deg=0.0)

@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""What the node's keyframes show that is no longer there, with and without scene-change eviction.
+
+    python scripts/keyframe_change.py --seeds 0,1,2 --walker 3 --shares 0,0.01,0.02,0.05
+    python scripts/keyframe_change.py --seeds 0,1,2 --walker 0 --shares 0,0.01,0.02,0.05 --pose-noise 1,2
+
+For each room (``viewseg_sim_camera``'s walk, ``--seed``; two walks forth and back), a depth
+camera at ``--rate`` frames a second offers every frame to the node's keyframe buffer
+(:class:`viewseg_ros.keyframes.KeyframeBuffer`, the node's defaults) as the node does: a novel
+pose is admitted and then evicts the older keyframes it shows changed
+(``keyframes.change_share``, :mod:`viewseg_core.scene_change`); a frame that repeats kept poses is
+checked against them every ``--check-every`` seconds and admitted when it shows a change
+(``keyframes.change_check_s``). Depth goes through the sensor model (noise, holes, edge
+dropout), and ``--pose-noise DEG,CM`` puts a random localisation error on every frame, so a
+static room (``--walker 0``) measures false alarms. ``--walker LEAD_S`` puts a person in the
+room, walking the robot's walk that many seconds ahead of it (``SimWorld.walker_lead_s``).
+
+Every ``--eval-every`` seconds, against the truth at that moment (ray-cast, noise-free):
+- **ghost**: the share of the kept keyframes' pixels that show a surface nearer than what is
+  there now (by more than max(10 cm, 5%)): a person who has walked on;
+- **keyframes with a ghost**: the share of kept keyframes with a ghost in at least 1% of their
+  pixels;
+- **query pixels with a ghost in front**: ``--probes`` query poses the walk never takes
+  (``SimWorld.unseen_poses``); the share of their pixels where a kept keyframe's ghost lands in
+  front of what is there now (what a render from those keyframes could show as a phantom);
+- **query pixels shown right**: the same query poses; the share of their pixels whose surface, as it is now, some kept
+  keyframe shows (it projects into the keyframe, and the keyframe's depth there was within the
+  margin of it). Eviction that removes a ghost raises it; eviction that removes coverage lowers it;
+- the keyframes kept, on average, and how many the change check evicted.
+docs/ros.md ("People in keyframes") quotes it.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from viewseg_core.cameras import K_from_hfov  # noqa: E402
+from viewseg_core.data.depth_sensor import apply_sensor  # noqa: E402
+from viewseg_core.data.records import View  # noqa: E402
+from viewseg_core.data.synth.render import render  # noqa: E402
+from viewseg_core.scene_change import CHANGE_CELL_DEG  # noqa: E402
+from viewseg_core.stale_points import MAX_CELL_DEG  # noqa: E402
+from viewseg_ros.keyframes import NS_PER_S, KeyframeBuffer, KeyframeConfig  # noqa: E402
+
+MARGIN_M, MARGIN_REL = 0.10, 0.05   # a depth off by more than max(these) is a different surface
+GHOST_KEYFRAME_SHARE = 0.01         # a keyframe "has a ghost" from this share of its pixels
+
+
+def _off(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Where depth ``a`` is nearer than ``b`` by more than the margin (NaN compares False)."""
+    with np.errstate(invalid="ignore"):
+        return a < b - np.maximum(MARGIN_M, MARGIN_REL * b)
+
+
+def _jitter(c2w: np.ndarray, degrees: float, cm: float, rng: np.random.Generator) -> np.ndarray:
+    """``c2w`` turned ``degrees`` about a random axis and moved ``cm`` in a random direction."""
+    if not degrees and not cm:
+        return c2w
+    axis, step = rng.normal(size=3), rng.normal(size=3)
+    axis, step = axis / np.linalg.norm(axis), step / np.linalg.norm(step)
+    angle = math.radians(degrees)
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    turn = np.eye(3) + math.sin(angle) * cross + (1 - math.cos(angle)) * cross @ cross
+    out = c2w.copy()
+    out[:3, :3] = turn @ c2w[:3, :3]
+    out[:3, 3] += step * cm / 100.0
+    return out
+
+
+@dataclass
+class Tally:
+    """Sums over the evaluations of one setting."""
+
+    evaluations: int = 0
+    keyframe_pixels: int = 0
+    ghost_pixels: int = 0
+    keyframes: int = 0
+    keyframes_with_ghost: int = 0
+    probe_pixels: int = 0
+    probe_shown: int = 0
+    probe_haunted: int = 0
+    admitted: int = 0
+    evicted_changed: int = 0
+    admitted_changed: int = 0
+
+    def row(self) -> tuple[float, float, float, float, float, int, int, int]:
+        return (100 * self.ghost_pixels / max(self.keyframe_pixels, 1),
+                100 * self.keyframes_with_ghost / max(self.keyframes, 1),
+                100 * self.probe_haunted / max(self.probe_pixels, 1),
+                100 * self.probe_shown / max(self.probe_pixels, 1),
+                self.keyframes / max(self.evaluations, 1), self.admitted, self.evicted_changed,
+                self.admitted_changed)
+
+
+class Room:
+    """One room's walk, its frames and truth renders (cached: every setting sees the same frames)."""
+
+    def __init__(self, seed: int, args: argparse.Namespace):
+        from viewseg_ros.sim_camera import SimWorld
+
+        self.world = replace(SimWorld.create(seed, kind=args.kind), walker_lead_s=args.walker)
+        self.height, self.width = args.size
+        self.K = K_from_hfov(args.hfov, self.width, self.height)
+        self.args = args
+        self.seed = seed
+        self.times = np.arange(0.0, 2 * self.world.period_s, 1.0 / args.rate)
+        self.probes = self.world.unseen_poses(args.probes)
+        self._truth: dict[tuple[str, int, int], np.ndarray] = {}
+        self._frames: dict[int, View] = {}
+
+    def truth(self, what: str, index: int, at: int) -> np.ndarray:
+        """The true depth of frame ``index`` (what="frame") or probe ``index`` ("probe") at frame time ``at``."""
+        key = (what, index, at)
+        if key not in self._truth:
+            pose = self.world.camera_pose(self.times[index]) if what == "frame" else self.probes[index]
+            self._truth[key] = render(self.world.scene_at(self.times[at]), self.K, pose, self.height, self.width).depth
+        return self._truth[key]
+
+    def frame(self, index: int) -> View:
+        """Frame ``index`` as the node receives it: sensor depth, and the pose with its localisation error."""
+        if index not in self._frames:
+            rng = np.random.default_rng([self.seed, index, 0xC4A])
+            depth = apply_sensor(self.truth("frame", index, index), rng=rng)
+            c2w = _jitter(self.world.camera_pose(self.times[index]), *self.args.pose_noise, rng)
+            self._frames[index] = View(rgb=np.zeros((self.height, self.width, 3), np.uint8), K=self.K, c2w=c2w,
+                                       depth=depth, view_id=str(index), stamp=float(self.times[index]))
+        return self._frames[index]
+
+    def _project(self, world: np.ndarray, c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(pixel rows, pixel columns, inside [N] bool, ...) of world points [N, 3] in camera ``c2w``,
+        with their depth along its axis: (rows, cols, inside, z)."""
+        camera = (world - c2w[:3, 3]) @ c2w[:3, :3]
+        z = camera[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            uv = camera @ self.K.T
+            u, v = np.round(uv[:, 0] / uv[:, 2]), np.round(uv[:, 1] / uv[:, 2])
+        inside = (z > 0.05) & (u >= 0) & (u < self.width) & (v >= 0) & (v < self.height)
+        return np.where(inside, v, 0).astype(int), np.where(inside, u, 0).astype(int), inside, z
+
+    def _lift(self, depth: np.ndarray, c2w: np.ndarray, where: np.ndarray) -> np.ndarray:
+        """World points [N, 3] of the pixels ``where`` ([H, W] bool) of ``depth`` seen from ``c2w``."""
+        rows, cols = np.nonzero(where)
+        rays = np.stack([cols, rows, np.ones_like(rows)], axis=1) @ np.linalg.inv(self.K).T
+        return (rays * depth[rows, cols][:, None]) @ c2w[:3, :3].T + c2w[:3, 3]
+
+    def probe_pixels(self, probe: int, at: int, kept: list[int]) -> tuple[int, int, int]:
+        """For query ``probe`` at frame time ``at``: (pixels whose surface as it is then one of the
+        ``kept`` frames showed, pixels where one of them shows a ghost in front of it, its pixels
+        with a surface)."""
+        depth = self.truth("probe", probe, at)
+        known = np.isfinite(depth)
+        world = self._lift(depth, self.probes[probe], known)
+        seen = np.zeros(len(world), dtype=bool)
+        haunted = np.zeros(depth.shape, dtype=bool)
+        for index in kept:
+            c2w = self.world.camera_pose(self.times[index])
+            captured_depth = self.truth("frame", index, index)
+            rows, cols, inside, z = self._project(world, c2w)
+            captured = np.where(inside, captured_depth[rows, cols], np.nan)
+            with np.errstate(invalid="ignore"):
+                seen |= inside & (np.abs(captured - z) <= np.maximum(MARGIN_M, MARGIN_REL * z))
+            ghosts = _off(captured_depth, self.truth("frame", index, at))
+            if ghosts.any():   # where the keyframe's ghost lands in the query, in front of what is there
+                rows, cols, inside, z = self._project(self._lift(captured_depth, c2w, ghosts), self.probes[probe])
+                haunted[rows[inside], cols[inside]] |= _off(z[inside], depth[rows[inside], cols[inside]])
+        return int(seen.sum()), int(haunted.sum()), len(world)
+
+
+def run_setting(room: Room, share: float, tally: Tally) -> None:
+    args = room.args
+    buffer = KeyframeBuffer(KeyframeConfig(change_share=share, change_cell_deg=args.cell))
+    eval_every = max(1, round(args.eval_every * args.rate))
+    check_every = max(1, round(args.check_every * args.rate)) if args.check_every > 0 else 0
+    last_check = -(1 << 30)
+    index_of: dict[int, int] = {}   # keyframe id -> frame index
+    for index in range(len(room.times)):
+        view = room.frame(index)
+        stamp_ns = int(round(room.times[index] * NS_PER_S))
+        decision = buffer.should_admit(view.c2w, stamp_ns)
+        force = False
+        if (not decision.admit and decision.kind == "duplicate" and share and check_every
+                and index - last_check >= check_every):
+            last_check = index
+            force = bool(buffer.changed_keyframes(view, stamp_ns, among=decision.duplicates))
+        if decision.admit or force:
+            keyframe = buffer.add(view, stamp_ns, force=force)
+            if keyframe is not None:
+                index_of[keyframe.id] = index
+                tally.admitted += 1
+                tally.admitted_changed += int(force)
+                tally.evicted_changed += len(buffer.evict_changed(keyframe))
+        if index % eval_every or index < eval_every:
+            continue
+        kept = [index_of[k.id] for k in buffer.snapshot()]
+        tally.evaluations += 1
+        for frame in kept:
+            ghost = int(_off(room.truth("frame", frame, frame), room.truth("frame", frame, index)).sum())
+            tally.keyframe_pixels += room.height * room.width
+            tally.ghost_pixels += ghost
+            tally.keyframes += 1
+            tally.keyframes_with_ghost += int(ghost >= GHOST_KEYFRAME_SHARE * room.height * room.width)
+        for probe in range(len(room.probes)):
+            shown, haunted, pixels = room.probe_pixels(probe, index, kept)
+            tally.probe_shown += shown
+            tally.probe_haunted += haunted
+            tally.probe_pixels += pixels
+
+
+def table(tallies: dict[float, Tally]) -> str:
+    lines = ["| keyframes.change_share | ghost (% of keyframe pixels) | keyframes with a ghost (%) | "
+             "query pixels with a ghost in front (%) | query pixels shown right (%) | keyframes kept (mean) | "
+             "admitted | evicted for a change | admitted for a change |", "|---|---|---|---|---|---|---|---|---|"]
+    for share, tally in tallies.items():
+        ghost, with_ghost, haunted, shown, kept, admitted, evicted, forced = tally.row()
+        lines.append(f"| {share:g}{' (off)' if not share else ''} | {ghost:.2f} | {with_ghost:.1f} | {haunted:.2f} | "
+                     f"{shown:.1f} | "
+                     f"{kept:.1f} | {admitted} | {evicted} | {forced} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    def floats(text: str) -> list[float]:
+        return [float(x) for x in text.split(",") if x]
+
+    def size(text: str) -> tuple[int, int]:
+        width, height = (int(x) for x in text.lower().split("x"))
+        return height, width
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=lambda text: [int(x) for x in text.split(",") if x], default=[0, 1, 2])
+    p.add_argument("--shares", type=floats, default=[0.0, 0.01, 0.02, 0.05], help="keyframes.change_share values")
+    p.add_argument("--walker", type=float, default=3.0, metavar="LEAD_S",
+                   help="a person walks the robot's walk this many seconds ahead of it (0 = a static room)")
+    p.add_argument("--cell", type=float, default=CHANGE_CELL_DEG, metavar="DEG",
+                   help="the change test's range-image cell (keyframes.change_cell_deg)")
+    p.add_argument("--kind", choices=("human", "robot"), default="human", help="the walk's camera height")
+    p.add_argument("--pose-noise", type=floats, default=[0.0, 0.0], metavar="DEG,CM",
+                   help="a random localisation error on every frame: a turn of DEG about a random axis, CM of shift")
+    p.add_argument("--size", type=size, default=(60, 80), help="keyframe size WxH (the demo model's working size)")
+    p.add_argument("--hfov", type=float, default=70.0, help="camera horizontal field of view (the sim's), degrees")
+    p.add_argument("--rate", type=float, default=5.0, help="frames a second offered to the buffer")
+    p.add_argument("--check-every", type=float, default=1.0, metavar="S",
+                   help="a repeated pose is checked for a change at most this often (keyframes.change_check_s; 0 = never)")
+    p.add_argument("--eval-every", type=float, default=1.0, metavar="S", help="seconds between evaluations")
+    p.add_argument("--probes", type=int, default=8, help="query poses the walk never takes")
+    args = p.parse_args(argv)
+    if len(args.pose_noise) != 2 or min(args.pose_noise) < 0:
+        p.error("--pose-noise takes DEG,CM, both >= 0")
+    if args.walker < 0 or args.rate <= 0 or args.eval_every <= 0 or args.check_every < 0 or args.probes < 1:
+        p.error("--walker and --check-every must be >= 0; --rate, --eval-every and --probes > 0")
+    if any(not 0 <= share <= 1 for share in args.shares):
+        p.error("--shares must be in [0, 1]")
+    if not 0 < args.cell <= MAX_CELL_DEG:
+        p.error(f"--cell must be in (0, {MAX_CELL_DEG:g}] degrees")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    tallies = {share: Tally() for share in args.shares}
+    for seed in args.seeds:
+        room = Room(seed, args)
+        for share in args.shares:
+            run_setting(room, share, tallies[share])
+    print(table(tallies))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""Scene change between two depth keyframes: what one shows that the other's depth sees through.
+
+A keyframe is a snapshot. A person who stood in front of the camera when it was taken stays
+in it, and a query rendered later from that keyframe shows them where they no longer are (a
+phantom obstacle for a planner). A newer keyframe with depth says what is there now: its
+depth camera (or LiDAR) saw past every point in front of its measurements. So a point of the
+older keyframe that lies in space the newer one saw through is gone.
+
+The converse, a point of the newer keyframe in space the older one saw through (someone walked
+in), is not counted: the older keyframe then misses a person but shows nothing false, and a
+person who stays in view would make every new keyframe evict the one before it (measured:
+scripts/keyframe_change.py, docs/ros.md "People in keyframes").
+
+:func:`scene_change` counts the gone points, with the seen-through test of :mod:`viewseg_core.stale_points`
+(a range image of one keyframe's measured points about its camera centre, with the camera's
+axis on the image's equator; a point is judged
+only where that image has returns in its own cell or two opposite neighbours, and is seen
+through only where every return in the 3 x 3 cells around it lies more than the margin beyond
+it). A surface one keyframe shows and the other cannot see (hidden behind something nearer,
+or outside its view) is no evidence, so an ordinary change of viewpoint never counts as a
+change of the scene.
+
+What the test cannot see: keyframes without depth (an RGB camera), and changes no keyframe
+with depth has looked at since.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from viewseg_core.depth_registration import points_in_view
+from viewseg_core.stale_points import MAX_CELL_DEG, stale_points
+
+CHANGE_CELL_DEG = 2.0     # a degree of pose error between keyframes shifts a point by half a cell
+MIN_CELL_PIXELS = 2.0     # ... and never under two pixels of the camera that saw through (see scene_change)
+MAX_CHANGE_PIXELS = 20_000  # a larger depth image is read on a pixel grid of this many at most (cost)
+
+
+def grid_stride(height: int, width: int, max_pixels: int = MAX_CHANGE_PIXELS) -> int:
+    """The smallest pixel stride whose grid over an image [height, width] has at most ``max_pixels``."""
+    return max(1, math.ceil(math.sqrt(height * width / max_pixels)))
+
+
+def measured_points(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, stride: int = 1) -> np.ndarray:
+    """[N, 3] world points of the pixels of ``depth`` with a measurement (finite, > 0).
+
+    Args:
+        depth: [H, W] planar depth in metres along the optical axis, NaN or 0 = unknown.
+        K: [3, 3] pixels from the optical frame (:class:`viewseg_core.data.records.View`).
+        c2w: [4, 4] camera-to-world pose of the optical frame.
+        stride: read every ``stride``-th row and column only.
+    """
+    depth = np.asarray(depth)
+    if depth.ndim != 2:
+        raise ValueError(f"measured_points: depth must be [H, W], got shape {depth.shape}")
+    grid = depth[::stride, ::stride]
+    rows, cols = np.nonzero(np.isfinite(grid) & (grid > 0))
+    pixels = np.stack([cols * stride, rows * stride, np.ones_like(rows)], axis=1).astype(np.float64)
+    rays = pixels @ np.linalg.inv(np.asarray(K, dtype=np.float64)).T
+    camera = rays / rays[:, 2:3] * grid[rows, cols].astype(np.float64)[:, None]
+    c2w = np.asarray(c2w, dtype=np.float64)
+    return camera @ c2w[:3, :3].T + c2w[:3, 3]
+
+
+@dataclass(frozen=True)
+class ChangeEvidence:
+    """What a newer keyframe with depth says about an older one (points on the pixel grid)."""
+
+    gone: int     # points of the older keyframe in space the newer one saw through
+    points: int   # the older keyframe's measured points
+
+    @property
+    def share(self) -> float:
+        """The share of the older keyframe's measured points that are gone."""
+        return self.gone / max(self.points, 1)
+
+
+Keyframe = tuple[np.ndarray, np.ndarray, np.ndarray]   # (depth [H, W], K [3, 3], c2w [4, 4])
+
+
+def _level(points: np.ndarray, c2w: np.ndarray) -> np.ndarray:
+    """``points`` [N, 3] (world) in the camera ``c2w``'s frame, with axes (forward, left, up): the
+    image then lies about the range image's equator, far from its poles (where the azimuth cells
+    shrink to nothing), however the camera is turned."""
+    camera = (points - c2w[:3, 3]) @ c2w[:3, :3]
+    return np.stack([camera[:, 2], -camera[:, 0], -camera[:, 1]], axis=1)
+
+
+def _seen_through(points: np.ndarray, seer: np.ndarray, seer_view: Keyframe, cell_deg: float, stride: int) -> int:
+    """How many of ``points`` the measured points ``seer`` (read every ``stride`` pixels) of the
+    keyframe ``seer_view`` saw through (only those in its view are tested: no other point can be)."""
+    depth, K, c2w = seer_view
+    in_view = points_in_view(points, K, depth.shape, np.linalg.inv(c2w))
+    if not in_view.any() or not len(seer):
+        return 0
+    pitch_deg = math.degrees(stride / min(abs(K[0, 0]), abs(K[1, 1])))   # one grid pixel at the image centre
+    cell = min(max(cell_deg, MIN_CELL_PIXELS * pitch_deg), MAX_CELL_DEG)
+    return int(stale_points(_level(points[in_view], c2w), _level(seer, c2w), np.zeros(3), cell, hidden=False).sum())
+
+
+def scene_change(older: Keyframe, newer: Keyframe, cell_deg: float = CHANGE_CELL_DEG,
+                 max_pixels: int = MAX_CHANGE_PIXELS) -> ChangeEvidence:
+    """How much of what ``older`` shows ``newer`` saw through (module docstring).
+
+    Args:
+        older, newer: (depth [H, W], K [3, 3], c2w [4, 4]) of each keyframe, as in
+            :func:`measured_points`.
+        cell_deg: the range image's cell, in (0, 10] degrees (:func:`stale_points`); grown to
+            two pixels of the newer camera's grid where those are wider (a point needs returns
+            in its own cell or two opposite ones to be judged).
+        max_pixels: a depth image is read on a pixel grid of at most this many pixels
+            (:func:`grid_stride`).
+    Raises:
+        ValueError: malformed depth, a non-finite pose or a cell out of range.
+    """
+    if not 0.0 < cell_deg <= MAX_CELL_DEG:
+        raise ValueError(f"scene_change: cell_deg must be in (0, {MAX_CELL_DEG:g}], got {cell_deg}")
+    views, points, strides = [], [], []
+    for name, (depth, K, c2w) in (("older", older), ("newer", newer)):
+        depth, c2w = np.asarray(depth), np.asarray(c2w, dtype=np.float64)
+        if c2w.shape != (4, 4) or not np.isfinite(c2w).all():
+            raise ValueError(f"scene_change: the {name} keyframe's pose must be a finite 4x4 matrix")
+        views.append((depth, np.asarray(K, dtype=np.float64), c2w))
+        strides.append(grid_stride(*depth.shape[:2], max_pixels))
+        points.append(measured_points(depth, K, c2w, strides[-1]))
+    return ChangeEvidence(gone=_seen_through(points[0], points[1], views[1], cell_deg, strides[1]),
+                          points=len(points[0]))
+
+
+__all__ = ["ChangeEvidence", "CHANGE_CELL_DEG", "MAX_CHANGE_PIXELS", "grid_stride", "measured_points",
+           "scene_change"]
