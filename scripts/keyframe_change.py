@@ -11,7 +11,8 @@ pose is admitted and then evicts the older keyframes it shows changed
 (``keyframes.change_share``, :mod:`viewseg_core.scene_change`); a frame that repeats kept poses is
 checked against them every ``--check-every`` seconds and admitted when it shows a change
 (``keyframes.change_check_s``). Depth goes through the sensor model (noise, holes, edge
-dropout), and ``--pose-noise DEG,CM`` puts a random localisation error on every frame, so a
+dropout), or with ``--lidar BEAMS`` is the simulated LiDAR's sweep registered into the
+keyframe (sparse: the node's keyframes keep it so), and ``--pose-noise DEG,CM`` puts a random localisation error on every frame, so a
 static room (``--walker 0``) measures false alarms. ``--walker LEAD_S`` puts a person in the
 room, walking the robot's walk that many seconds ahead of it (``SimWorld.walker_lead_s``).
 
@@ -46,13 +47,16 @@ if str(REPO) not in sys.path:
 from viewseg_core.cameras import K_from_hfov  # noqa: E402
 from viewseg_core.data.depth_sensor import apply_sensor  # noqa: E402
 from viewseg_core.data.records import View  # noqa: E402
+from viewseg_core.data.synth.lidar import LidarConfig, lidar_scan  # noqa: E402
 from viewseg_core.data.synth.render import render  # noqa: E402
+from viewseg_core.depth_registration import register_points  # noqa: E402
 from viewseg_core.scene_change import CHANGE_CELL_DEG  # noqa: E402
 from viewseg_core.stale_points import MAX_CELL_DEG  # noqa: E402
 from viewseg_ros.keyframes import NS_PER_S, KeyframeBuffer, KeyframeConfig  # noqa: E402
 
 MARGIN_M, MARGIN_REL = 0.10, 0.05   # a depth off by more than max(these) is a different surface
 GHOST_KEYFRAME_SHARE = 0.01         # a keyframe "has a ghost" from this share of its pixels
+LIDAR_HEIGHT_M = 0.15               # the simulator's LiDAR above its camera
 
 
 def _off(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -105,7 +109,7 @@ class Room:
     """One room's walk, its frames and truth renders (cached: every setting sees the same frames)."""
 
     def __init__(self, seed: int, args: argparse.Namespace):
-        from viewseg_ros.sim_camera import SimWorld
+        from viewseg_ros.sim_camera import SimWorld, lidar_mount
 
         self.world = replace(SimWorld.create(seed, kind=args.kind), walker_lead_s=args.walker)
         self.height, self.width = args.size
@@ -115,6 +119,8 @@ class Room:
         self.times = np.arange(0.0, 2 * self.world.period_s, 1.0 / args.rate)
         self.probes = self.world.unseen_poses(args.probes)
         self._truth: dict[tuple[str, int, int], np.ndarray] = {}
+        self.lidar = LidarConfig(beams=args.lidar) if args.lidar else None
+        self.lidar_mount = lidar_mount(self.world.mount, LIDAR_HEIGHT_M)
         self._frames: dict[int, View] = {}
 
     def truth(self, what: str, index: int, at: int) -> np.ndarray:
@@ -126,11 +132,19 @@ class Room:
         return self._truth[key]
 
     def frame(self, index: int) -> View:
-        """Frame ``index`` as the node receives it: sensor depth, and the pose with its localisation error."""
+        """Frame ``index`` as the node receives it: sensor depth (or the LiDAR's sweep registered into
+        it), and the pose with its localisation error."""
         if index not in self._frames:
             rng = np.random.default_rng([self.seed, index, 0xC4A])
-            depth = apply_sensor(self.truth("frame", index, index), rng=rng)
-            c2w = _jitter(self.world.camera_pose(self.times[index]), *self.args.pose_noise, rng)
+            true_c2w = self.world.camera_pose(self.times[index])
+            if self.args.lidar:
+                lidar_pose = self.world.base_pose(self.times[index]) @ self.lidar_mount
+                points = lidar_scan(self.world.scene_at(self.times[index]), lidar_pose, self.lidar)
+                points = points @ lidar_pose[:3, :3].T + lidar_pose[:3, 3]
+                depth = register_points(points, self.K, (self.height, self.width), np.linalg.inv(true_c2w))
+            else:
+                depth = apply_sensor(self.truth("frame", index, index), rng=rng)
+            c2w = _jitter(true_c2w, *self.args.pose_noise, rng)
             self._frames[index] = View(rgb=np.zeros((self.height, self.width, 3), np.uint8), K=self.K, c2w=c2w,
                                        depth=depth, view_id=str(index), stamp=float(self.times[index]))
         return self._frames[index]
@@ -243,6 +257,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cell", type=float, default=CHANGE_CELL_DEG, metavar="DEG",
                    help="the change test's range-image cell (keyframes.change_cell_deg)")
     p.add_argument("--kind", choices=("human", "robot"), default="human", help="the walk's camera height")
+    p.add_argument("--lidar", type=int, default=0, metavar="BEAMS",
+                   help="keyframe depth from a LiDAR of this many beams, 15 cm above the camera (its sweep at the "
+                        "frame's time registered into the keyframe, noise-free); 0 = the depth camera")
     p.add_argument("--pose-noise", type=floats, default=[0.0, 0.0], metavar="DEG,CM",
                    help="a random localisation error on every frame: a turn of DEG about a random axis, CM of shift")
     p.add_argument("--size", type=size, default=(60, 80), help="keyframe size WxH (the demo model's working size)")
@@ -255,6 +272,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if len(args.pose_noise) != 2 or min(args.pose_noise) < 0:
         p.error("--pose-noise takes DEG,CM, both >= 0")
+    if args.lidar < 0:
+        p.error("--lidar must be >= 0 beams")
     if args.walker < 0 or args.rate <= 0 or args.eval_every <= 0 or args.check_every < 0 or args.probes < 1:
         p.error("--walker and --check-every must be >= 0; --rate, --eval-every and --probes > 0")
     if any(not 0 <= share <= 1 for share in args.shares):

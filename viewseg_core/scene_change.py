@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -35,7 +36,8 @@ from viewseg_core.stale_points import MAX_CELL_DEG, stale_points
 
 CHANGE_CELL_DEG = 2.0     # a degree of pose error between keyframes shifts a point by half a cell
 MIN_CELL_PIXELS = 2.0     # ... and never under two pixels of the camera that saw through (see scene_change)
-MAX_CHANGE_PIXELS = 20_000  # a larger depth image is read on a pixel grid of this many at most (cost)
+MAX_CHANGE_PIXELS = 20_000  # a larger depth image is read on a pixel grid of this many at most (cost) ...
+MAX_TESTED_PIXELS = 2_500   # ... and an older keyframe's points tested on one of this many (a 2% share is 50 points)
 
 
 def grid_stride(height: int, width: int, max_pixels: int = MAX_CHANGE_PIXELS) -> int:
@@ -69,7 +71,7 @@ class ChangeEvidence:
     """What a newer keyframe with depth says about an older one (points on the pixel grid)."""
 
     gone: int     # points of the older keyframe in space the newer one saw through
-    points: int   # the older keyframe's measured points
+    points: int   # the older keyframe's measured points (both on its grid: scene_changes' max_tested)
 
     @property
     def share(self) -> float:
@@ -88,46 +90,64 @@ def _level(points: np.ndarray, c2w: np.ndarray) -> np.ndarray:
     return np.stack([camera[:, 2], -camera[:, 0], -camera[:, 1]], axis=1)
 
 
-def _seen_through(points: np.ndarray, seer: np.ndarray, seer_view: Keyframe, cell_deg: float, stride: int) -> int:
-    """How many of ``points`` the measured points ``seer`` (read every ``stride`` pixels) of the
-    keyframe ``seer_view`` saw through (only those in its view are tested: no other point can be)."""
-    depth, K, c2w = seer_view
-    in_view = points_in_view(points, K, depth.shape, np.linalg.inv(c2w))
-    if not in_view.any() or not len(seer):
-        return 0
-    pitch_deg = math.degrees(stride / min(abs(K[0, 0]), abs(K[1, 1])))   # one grid pixel at the image centre
-    cell = min(max(cell_deg, MIN_CELL_PIXELS * pitch_deg), MAX_CELL_DEG)
-    return int(stale_points(_level(points[in_view], c2w), _level(seer, c2w), np.zeros(3), cell, hidden=False).sum())
+def _checked(view: Keyframe, name: str, max_pixels: int) -> tuple[Keyframe, np.ndarray, int]:
+    """((depth, K, c2w) as arrays, its measured points on the grid, the grid's stride)."""
+    depth, K, c2w = view
+    depth, K, c2w = np.asarray(depth), np.asarray(K, dtype=np.float64), np.asarray(c2w, dtype=np.float64)
+    if c2w.shape != (4, 4) or not np.isfinite(c2w).all():
+        raise ValueError(f"scene_change: the {name} keyframe's pose must be a finite 4x4 matrix")
+    stride = grid_stride(*depth.shape[:2], max_pixels) if depth.ndim == 2 else 1
+    return (depth, K, c2w), measured_points(depth, K, c2w, stride), stride
 
 
-def scene_change(older: Keyframe, newer: Keyframe, cell_deg: float = CHANGE_CELL_DEG,
-                 max_pixels: int = MAX_CHANGE_PIXELS) -> ChangeEvidence:
-    """How much of what ``older`` shows ``newer`` saw through (module docstring).
+def scene_changes(olders: Sequence[Keyframe], newer: Keyframe, cell_deg: float = CHANGE_CELL_DEG,
+                  max_pixels: int = MAX_CHANGE_PIXELS, max_tested: int = MAX_TESTED_PIXELS) -> list[ChangeEvidence]:
+    """How much of what each of ``olders`` shows ``newer`` saw through (module docstring), in one
+    pass: every older keyframe's points in the newer one's view are judged against the one range
+    image of its measured points.
 
     Args:
-        older, newer: (depth [H, W], K [3, 3], c2w [4, 4]) of each keyframe, as in
+        olders, newer: (depth [H, W], K [3, 3], c2w [4, 4]) of each keyframe, as in
             :func:`measured_points`.
         cell_deg: the range image's cell, in (0, 10] degrees (:func:`stale_points`); grown to
             two pixels of the newer camera's grid where those are wider (a point needs returns
             in its own cell or two opposite ones to be judged).
-        max_pixels: a depth image is read on a pixel grid of at most this many pixels
-            (:func:`grid_stride`).
+        max_pixels: the newer keyframe's depth is read on a pixel grid of at most this many
+            pixels (:func:`grid_stride`) ...
+        max_tested: ... and each older keyframe's on one of at most this many: the share of
+            its points that are gone is estimated from a sample.
+    Returns:
+        one :class:`ChangeEvidence` per older keyframe, in order.
     Raises:
         ValueError: malformed depth, a non-finite pose or a cell out of range.
     """
     if not 0.0 < cell_deg <= MAX_CELL_DEG:
         raise ValueError(f"scene_change: cell_deg must be in (0, {MAX_CELL_DEG:g}], got {cell_deg}")
-    views, points, strides = [], [], []
-    for name, (depth, K, c2w) in (("older", older), ("newer", newer)):
-        depth, c2w = np.asarray(depth), np.asarray(c2w, dtype=np.float64)
-        if c2w.shape != (4, 4) or not np.isfinite(c2w).all():
-            raise ValueError(f"scene_change: the {name} keyframe's pose must be a finite 4x4 matrix")
-        views.append((depth, np.asarray(K, dtype=np.float64), c2w))
-        strides.append(grid_stride(*depth.shape[:2], max_pixels))
-        points.append(measured_points(depth, K, c2w, strides[-1]))
-    return ChangeEvidence(gone=_seen_through(points[0], points[1], views[1], cell_deg, strides[1]),
-                          points=len(points[0]))
+    if max_pixels < 1 or max_tested < 1:
+        raise ValueError(f"scene_change: max_pixels and max_tested must be >= 1, got {max_pixels}, {max_tested}")
+    (depth, K, c2w), seer, stride = _checked(newer, "newer", max_pixels)
+    w2c = np.linalg.inv(c2w)
+    tested, owner, counts = [], [], []
+    for index, older in enumerate(olders):
+        _, points, _ = _checked(older, "older", max_tested)
+        counts.append(len(points))
+        in_view = points[points_in_view(points, K, depth.shape, w2c)]   # no other point can be seen through
+        tested.append(in_view)
+        owner.append(np.full(len(in_view), index))
+    gone = np.zeros(len(olders), dtype=np.int64)
+    if len(seer) and sum(map(len, tested)):
+        pitch_deg = math.degrees(stride / min(abs(K[0, 0]), abs(K[1, 1])))   # one grid pixel at the image centre
+        cell = min(max(cell_deg, MIN_CELL_PIXELS * pitch_deg), MAX_CELL_DEG)
+        through = stale_points(_level(np.concatenate(tested), c2w), _level(seer, c2w), np.zeros(3), cell, hidden=False)
+        gone = np.bincount(np.concatenate(owner)[through], minlength=len(olders))
+    return [ChangeEvidence(gone=int(g), points=n) for g, n in zip(gone, counts)]
 
 
-__all__ = ["ChangeEvidence", "CHANGE_CELL_DEG", "MAX_CHANGE_PIXELS", "grid_stride", "measured_points",
-           "scene_change"]
+def scene_change(older: Keyframe, newer: Keyframe, cell_deg: float = CHANGE_CELL_DEG,
+                 max_pixels: int = MAX_CHANGE_PIXELS, max_tested: int = MAX_TESTED_PIXELS) -> ChangeEvidence:
+    """:func:`scene_changes` of one older keyframe."""
+    return scene_changes([older], newer, cell_deg, max_pixels, max_tested)[0]
+
+
+__all__ = ["ChangeEvidence", "CHANGE_CELL_DEG", "MAX_CHANGE_PIXELS", "MAX_TESTED_PIXELS", "grid_stride", "measured_points",
+           "scene_change", "scene_changes"]

@@ -55,7 +55,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from viewseg_core.data.records import View
-from viewseg_core.scene_change import CHANGE_CELL_DEG, scene_change
+from viewseg_core.scene_change import CHANGE_CELL_DEG, scene_changes
 from viewseg_core.stale_points import MAX_CELL_DEG
 
 NS_PER_S = 1_000_000_000
@@ -396,8 +396,8 @@ class KeyframeBuffer:
         in clock ``epoch``, default the current one) that it shows changed: at least
         ``change_share`` of their measured points seen through (:func:`viewseg_core.scene_change.scene_change`); only keyframes with
         depth, and only those of ``among`` when given. Empty when the check is off or ``view``
-        has no depth. Runs without the lock held (a few ms a keyframe): a keyframe evicted
-        meanwhile may still be named."""
+        has no depth. Runs without the lock held (one range image of ``view``, every older
+        keyframe's points judged against it): a keyframe evicted meanwhile may still be named."""
         config = self.config
         if not config.change_share or view.depth is None:
             return []
@@ -406,14 +406,9 @@ class KeyframeBuffer:
             candidates = [k for k in self._keyframes.values()
                           if k.view.depth is not None and (among is None or k.id in among)
                           and (k.epoch, k.stamp_ns) < when]
-        newer = (view.depth, view.K, view.c2w)
-        changed = []
-        for keyframe in candidates:
-            older = keyframe.view
-            share = scene_change((older.depth, older.K, older.c2w), newer, config.change_cell_deg).share
-            if share >= config.change_share:
-                changed.append((keyframe.id, share))
-        return changed
+        evidence = scene_changes([(k.view.depth, k.view.K, k.view.c2w) for k in candidates],
+                                 (view.depth, view.K, view.c2w), config.change_cell_deg)
+        return [(k.id, e.share) for k, e in zip(candidates, evidence) if e.share >= config.change_share]
 
     def evict_changed(self, keyframe: Keyframe) -> list[tuple[int, float]]:
         """Drop the kept keyframes older than ``keyframe`` that it shows changed

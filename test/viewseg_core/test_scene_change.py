@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from viewseg_core.cameras import K_from_hfov
-from viewseg_core.scene_change import ChangeEvidence, grid_stride, measured_points, scene_change
+from viewseg_core.scene_change import ChangeEvidence, grid_stride, measured_points, scene_change, scene_changes
 
 import wall_scene  # test/support
 from wall_scene import yawed
@@ -28,46 +28,51 @@ def with_person(depth: np.ndarray) -> np.ndarray:
     return wall_scene.with_person(depth, *PERSON)
 
 
+def full_change(older, newer, *args):
+    """scene_change with every point of an 80x60 older keyframe tested (no subsample)."""
+    return scene_change(older, newer, *args, max_tested=H * W)
+
+
 PERSON_PIXELS = 24 * 10
 
 
 def test_a_person_who_walked_away_is_gone_from_the_same_pose():
     pose = yawed(0.0)
     older, newer = (with_person(wall_depth(pose)), K, pose), (wall_depth(pose), K, pose)
-    assert scene_change(older, newer) == ChangeEvidence(gone=PERSON_PIXELS, points=H * W)
-    assert scene_change(older, newer).share == pytest.approx(PERSON_PIXELS / (H * W))
+    assert full_change(older, newer) == ChangeEvidence(gone=PERSON_PIXELS, points=H * W)
+    assert full_change(older, newer).share == pytest.approx(PERSON_PIXELS / (H * W))
     # The other way round the person walked in: the older keyframe misses them but shows nothing
     # that is gone (the newer one's person hides the older one's wall there).
-    assert scene_change(newer, older) == ChangeEvidence(gone=0, points=H * W)
+    assert full_change(newer, older) == ChangeEvidence(gone=0, points=H * W)
 
 
 def test_a_turned_camera_sees_through_the_person_it_overlaps():
     """The newer camera is turned 20 degrees right: the person (centre of the older image, some
     10 degrees right of its axis) lies inside its view, before the wall it measures."""
     older_pose, newer_pose = yawed(0.0), yawed(20.0)
-    evidence = scene_change((with_person(wall_depth(older_pose)), K, older_pose), (wall_depth(newer_pose), K, newer_pose))
+    evidence = full_change((with_person(wall_depth(older_pose)), K, older_pose), (wall_depth(newer_pose), K, newer_pose))
     assert evidence == ChangeEvidence(gone=PERSON_PIXELS, points=H * W)
 
 
 def test_a_static_wall_from_two_poses_shows_no_change_and_a_hidden_surface_is_no_evidence():
     older_pose, newer_pose = yawed(0.0), yawed(-25.0, centre=(0.5, 0.0, 1.0))
-    assert scene_change((wall_depth(older_pose), K, older_pose), (wall_depth(newer_pose), K, newer_pose)) == \
+    assert full_change((wall_depth(older_pose), K, older_pose), (wall_depth(newer_pose), K, newer_pose)) == \
         ChangeEvidence(0, H * W)
     # A person in front of the newer camera hides the wall it stands before: the older
     # keyframe's wall there is hidden, not seen through.
-    assert scene_change((wall_depth(older_pose), K, older_pose),
+    assert full_change((wall_depth(older_pose), K, older_pose),
                         (with_person(wall_depth(newer_pose)), K, newer_pose)) == ChangeEvidence(0, H * W)
 
 
 def test_no_measurement_is_no_evidence():
     pose = yawed(0.0)
     blind = np.full((H, W), np.nan, np.float32)
-    assert scene_change((with_person(wall_depth(pose)), K, pose), (blind, K, pose)) == ChangeEvidence(0, H * W)
+    assert full_change((with_person(wall_depth(pose)), K, pose), (blind, K, pose)) == ChangeEvidence(0, H * W)
     # Unknown where the person was (a depth camera's hole): nothing to see through there, and the
     # two opposite neighbours a point needs are missing inside the hole.
     holed = wall_depth(pose)
     holed[14:50, 24:46] = 0.0   # the person's pixels and 6 around them (more than a 2-degree cell and its neighbours)
-    assert scene_change((with_person(wall_depth(pose)), K, pose), (holed, K, pose)).gone == 0
+    assert full_change((with_person(wall_depth(pose)), K, pose), (holed, K, pose)).gone == 0
 
 
 def test_a_simulated_room_seen_from_two_poses_shows_no_change():
@@ -79,7 +84,22 @@ def test_a_simulated_room_seen_from_two_poses_shows_no_change():
     for t in (2.0, 3.0):
         c2w = world.camera_pose(t)
         views.append((render(world.scene, K, c2w, H, W).depth, K, c2w))
-    assert scene_change(*views) == ChangeEvidence(0, H * W)
+    assert full_change(*views) == ChangeEvidence(0, H * W)
+
+
+def test_one_pass_over_several_older_keyframes_matches_each_pair():
+    newer_pose = yawed(10.0, centre=(0.4, 0.0, 0.0))
+    newer = (wall_depth(newer_pose), K, newer_pose)
+    olders = []
+    for degrees, x, person in ((0.0, 0.0, True), (0.0, 0.0, False), (-5.0, 0.3, True), (180.0, 0.0, True)):
+        pose = yawed(degrees, centre=(x, 0.0, 0.0))
+        depth = with_person(wall_depth(pose)) if person else wall_depth(pose)
+        if degrees == 180.0:   # facing away: its "wall" is behind the newer camera, out of its view
+            depth = np.full((H, W), 3.0, np.float32)
+        olders.append((depth, K, pose))
+    together = scene_changes(olders, newer, max_tested=H * W)
+    assert together == [full_change(older, newer) for older in olders]
+    assert [e.gone > 0 for e in together] == [True, False, True, False]
 
 
 def test_measured_points_lie_on_their_pixels_rays_and_the_grid_strides():
@@ -105,10 +125,19 @@ def test_a_large_image_is_read_on_a_grid_of_at_most_max_pixels():
     assert grid_stride(120, 160) == 1 and grid_stride(480, 640) == 4 and grid_stride(240, 320) == 2
     big_K = K_from_hfov(70.0, 640, 480)
     pose = yawed(0.0)
-    assert scene_change((with_person(wall_depth(pose)), K, pose), (wall_depth(pose, 640, 480, big_K), big_K, pose)) \
+    assert full_change((with_person(wall_depth(pose)), K, pose), (wall_depth(pose, 640, 480, big_K), big_K, pose)) \
         == ChangeEvidence(gone=PERSON_PIXELS, points=H * W)
+    # An older keyframe is tested on a coarser grid (max_tested): 2 500 pixels at most by default.
     assert scene_change((wall_depth(pose, 640, 480, big_K), big_K, pose), (wall_depth(pose), K, pose)).points \
-        == 160 * 120
+        == len(range(0, 480, 12)) * len(range(0, 640, 12))
+
+
+def test_the_default_subsample_estimates_the_same_share():
+    """80x60 is read every second pixel (1 200 points): the person's 24 x 10 block is 12 x 5 of them."""
+    pose = yawed(0.0)
+    older, newer = (with_person(wall_depth(pose)), K, pose), (wall_depth(pose), K, pose)
+    assert scene_change(older, newer) == ChangeEvidence(gone=60, points=1200)
+    assert scene_change(older, newer).share == full_change(older, newer).share
 
 
 @pytest.mark.parametrize("change, message", [
