@@ -28,6 +28,13 @@ Every ``--eval-every`` seconds, against the truth at that moment (ray-cast, nois
   keyframe shows (it projects into the keyframe, and the keyframe's depth there was within the
   margin of it). Eviction that removes a ghost raises it; eviction that removes coverage lowers it;
 - the keyframes kept, on average, and how many the change check evicted.
+
+With ``--model CHECKPOINT``, every ``--query-every``-th evaluation also renders the probes with
+the model from the kept keyframes as the node does (its source selection, cached encoder
+features, the checkpoint's preset) and scores them against the truth of that moment: mIoU,
+depth AbsRel and delta < 1.25, and the share of pixels rendered nearer than the true surface (a
+phantom, or the model's own error); each setting minus the check off, with paired bootstrap
+intervals over the queries (1000 resamples).
 docs/ros.md ("People in keyframes") quotes it.
 """
 from __future__ import annotations
@@ -35,8 +42,9 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -95,6 +103,17 @@ class Tally:
     admitted: int = 0
     evicted_changed: int = 0
     admitted_changed: int = 0
+    # --model: the queries rendered from the kept keyframes against the truth at that moment
+    # (a SegmentationEvaluator), and per query its pixels with a true surface and those rendered nearer
+    evaluator: Any = None
+    query_pixels: list = field(default_factory=list)
+    query_nearer: list = field(default_factory=list)
+
+    def model_row(self) -> tuple[float, float, float, float, int]:
+        """(mIoU %, depth AbsRel, delta < 1.25 %, pixels rendered nearer than the truth %, queries)."""
+        scores = self.evaluator.scores()
+        return (100 * scores["miou"], scores["depth_absrel"], 100 * scores["delta1"],
+                100 * sum(self.query_nearer) / max(sum(self.query_pixels), 1), len(self.query_pixels))
 
     def row(self) -> tuple[float, float, float, float, float, int, int, int]:
         return (100 * self.ghost_pixels / max(self.keyframe_pixels, 1),
@@ -118,18 +137,23 @@ class Room:
         self.seed = seed
         self.times = np.arange(0.0, 2 * self.world.period_s, 1.0 / args.rate)
         self.probes = self.world.unseen_poses(args.probes)
-        self._truth: dict[tuple[str, int, int], np.ndarray] = {}
+        self._truth: dict[tuple[str, int, int], Any] = {}
         self.lidar = LidarConfig(beams=args.lidar) if args.lidar else None
         self.lidar_mount = lidar_mount(self.world.mount, LIDAR_HEIGHT_M)
         self._frames: dict[int, View] = {}
 
-    def truth(self, what: str, index: int, at: int) -> np.ndarray:
-        """The true depth of frame ``index`` (what="frame") or probe ``index`` ("probe") at frame time ``at``."""
+    def rendering(self, what: str, index: int, at: int):
+        """The ray-cast truth (:class:`Rendering`) of frame ``index`` (what="frame") or probe ``index``
+        ("probe") at frame time ``at``."""
         key = (what, index, at)
         if key not in self._truth:
             pose = self.world.camera_pose(self.times[index]) if what == "frame" else self.probes[index]
-            self._truth[key] = render(self.world.scene_at(self.times[at]), self.K, pose, self.height, self.width).depth
+            self._truth[key] = render(self.world.scene_at(self.times[at]), self.K, pose, self.height, self.width)
         return self._truth[key]
+
+    def truth(self, what: str, index: int, at: int) -> np.ndarray:
+        """The true depth of :meth:`rendering`."""
+        return self.rendering(what, index, at).depth
 
     def frame(self, index: int) -> View:
         """Frame ``index`` as the node receives it: sensor depth (or the LiDAR's sweep registered into
@@ -145,7 +169,7 @@ class Room:
             else:
                 depth = apply_sensor(self.truth("frame", index, index), rng=rng)
             c2w = _jitter(true_c2w, *self.args.pose_noise, rng)
-            self._frames[index] = View(rgb=np.zeros((self.height, self.width, 3), np.uint8), K=self.K, c2w=c2w,
+            self._frames[index] = View(rgb=self.rendering("frame", index, index).rgb, K=self.K, c2w=c2w,
                                        depth=depth, view_id=str(index), stamp=float(self.times[index]))
         return self._frames[index]
 
@@ -189,7 +213,81 @@ class Room:
         return int(seen.sum()), int(haunted.sum()), len(world)
 
 
-def run_setting(room: Room, share: float, tally: Tally) -> None:
+class QueryModel:
+    """The node's query path on the kept keyframes: its source selection (query.num_sources = 4,
+    its 8 x 8 x 6 grid), cached encoder features, source depth completed as the node would
+    (columns for a LiDAR), and the checkpoint's own preset (``rgbd`` for an RGB-D model)."""
+
+    def __init__(self, checkpoint: Path, lidar: bool):
+        import torch
+
+        from viewseg_core.model.weights import load_model
+        from viewseg_core.source_selection import SourceSelectionConfig
+
+        torch.set_num_threads(2)
+        self.model = load_model(checkpoint).eval()
+        self.uses_depth = bool(getattr(self.model.config, "source_depth", False))
+        self.preset = "rgbd" if self.uses_depth else "fast"
+        self.completion = "columns" if lidar else "none"
+        self.selection = SourceSelectionConfig(num_sources=4, grid=8, depth_samples=6,
+                                               max_source_depth=float(self.model.renderer.config.far))
+        self._features: dict[tuple[int, int], Any] = {}
+
+    def features(self, room: "Room", index: int):
+        import torch
+
+        key = (room.seed, index)
+        if key not in self._features:
+            image = torch.from_numpy(room.frame(index).rgb).permute(2, 0, 1)[None, None]
+            with torch.no_grad():
+                self._features[key] = self.model.encode_sources(image)[0, 0]
+        return self._features[key]
+
+    def render(self, room: "Room", kept: list[int], probe: int) -> tuple[np.ndarray, np.ndarray]:
+        """(class ids [H, W], planar depth [H, W], NaN = background) of query ``probe`` from the ``kept`` frames."""
+        import torch
+
+        from viewseg_core.depth_completion import complete
+        from viewseg_core.model.fast import render_query
+        from viewseg_core.source_selection import select_views
+
+        views = [room.frame(i) for i in kept]
+        pose = room.probes[probe]
+        chosen = select_views(room.K, pose, (room.height, room.width), views, self.selection).indices
+        features = torch.stack([self.features(room, kept[i]) for i in chosen])[None]
+        extra = {}
+        if self.uses_depth:
+            depth = np.stack([views[i].depth for i in chosen])
+            extra["depth"] = torch.from_numpy(complete(depth, self.completion))[None]
+        rgb = None
+        if self.model.config.source_rgb:
+            rgb = torch.from_numpy(np.stack([views[i].rgb for i in chosen])).permute(0, 3, 1, 2)[None]
+        sources = self.model.make_sources(features, torch.as_tensor(np.stack([views[i].K for i in chosen]))[None],
+                                          torch.as_tensor(np.stack([views[i].c2w for i in chosen]))[None],
+                                          room.height, room.width, rgb=rgb, **extra)
+        with torch.no_grad():
+            out = render_query(self.model, torch.as_tensor(room.K), torch.as_tensor(pose), room.height, room.width,
+                               sources, self.preset)
+        labels = out.logits.argmax(-1).numpy()
+        return np.where(out.valid.numpy(), labels, -1), out.depth.numpy()
+
+
+def score_queries(room: "Room", model: QueryModel, kept: list[int], at: int, tally: Tally) -> None:
+    """Render every probe from the ``kept`` frames and score it against the truth at frame time ``at``."""
+    from viewseg_core.metrics import SegmentationEvaluator
+
+    if tally.evaluator is None:
+        tally.evaluator = SegmentationEvaluator()
+    for probe in range(len(room.probes)):
+        truth = room.rendering("probe", probe, at)
+        labels, depth = model.render(room, kept, probe)
+        tally.evaluator.add(labels, truth.labels, depth, truth.depth)
+        known = np.isfinite(truth.depth)
+        tally.query_pixels.append(int(known.sum()))
+        tally.query_nearer.append(int((known & _off(depth, truth.depth)).sum()))
+
+
+def run_setting(room: Room, share: float, tally: Tally, model: QueryModel | None = None) -> None:
     args = room.args
     buffer = KeyframeBuffer(KeyframeConfig(change_share=share, change_cell_deg=args.cell))
     eval_every = max(1, round(args.eval_every * args.rate))
@@ -227,6 +325,48 @@ def run_setting(room: Room, share: float, tally: Tally) -> None:
             tally.probe_shown += shown
             tally.probe_haunted += haunted
             tally.probe_pixels += pixels
+        if model is not None and tally.evaluations % args.query_every == 0:
+            score_queries(room, model, kept, index, tally)
+
+
+def model_table(tallies: dict[float, Tally], resamples: int = 1000) -> str:
+    """The queries' scores per setting; with the check off among them, every other setting minus
+    it, with paired bootstrap intervals over the queries (the same probes at the same moments)."""
+    from viewseg_core.metrics import bootstrap_counts, paired_bootstrap, percentile_interval
+
+    lines = ["| keyframes.change_share | queries | mIoU against the truth of the moment (%) | depth AbsRel | "
+             "delta < 1.25 (%) | query pixels rendered nearer than the true surface by > max(10 cm, 5%) (%) |",
+             "|---|---|---|---|---|---|"]
+    for share, tally in tallies.items():
+        miou, absrel, delta, nearer, queries = tally.model_row()
+        lines.append(f"| {share:g}{' (off)' if not share else ''} | {queries} | {miou:.1f} | {absrel:.3f} | "
+                     f"{delta:.1f} | {nearer:.2f} |")
+    off = tallies.get(0.0)
+    if off is None:
+        return "\n".join(lines)
+    lines += ["", "| keyframes.change_share minus off | mIoU | depth AbsRel | delta < 1.25 | pixels rendered nearer |",
+              "|---|---|---|---|---|"]
+    counts = bootstrap_counts(len(off.query_pixels), resamples)
+    for share, tally in tallies.items():
+        if share == 0.0:
+            continue
+        diff = paired_bootstrap(tally.evaluator, off.evaluator, ("miou", "depth_absrel", "delta1"), counts=counts)
+
+        def nearer(t: Tally) -> np.ndarray:
+            return 100 * (counts @ np.asarray(t.query_nearer, float)) / (counts @ np.asarray(t.query_pixels, float))
+
+        gap = nearer(tally) - nearer(off)
+        low, high = percentile_interval(gap)
+        whole = tally.model_row()[3] - off.model_row()[3]
+        cells = [f"{100 * diff['miou']['difference']:+.1f} [{100 * diff['miou']['low']:+.1f}, "
+                 f"{100 * diff['miou']['high']:+.1f}]",
+                 f"{diff['depth_absrel']['difference']:+.3f} [{diff['depth_absrel']['low']:+.3f}, "
+                 f"{diff['depth_absrel']['high']:+.3f}]",
+                 f"{100 * diff['delta1']['difference']:+.1f} [{100 * diff['delta1']['low']:+.1f}, "
+                 f"{100 * diff['delta1']['high']:+.1f}]",
+                 f"{whole:+.2f} [{low:+.2f}, {high:+.2f}]"]
+        lines.append(f"| {share:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def table(tallies: dict[float, Tally]) -> str:
@@ -269,11 +409,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="a repeated pose is checked for a change at most this often (keyframes.change_check_s; 0 = never)")
     p.add_argument("--eval-every", type=float, default=1.0, metavar="S", help="seconds between evaluations")
     p.add_argument("--probes", type=int, default=8, help="query poses the walk never takes")
+    p.add_argument("--model", type=Path, default=None, metavar="CHECKPOINT",
+                   help="also render the probes with this model from the kept keyframes, as the node would "
+                        "(e.g. checkpoints/demo_rgbd.pt), and score them against the truth of the moment")
+    p.add_argument("--query-every", type=int, default=5, metavar="N",
+                   help="with --model: render the probes at every N-th evaluation")
     args = p.parse_args(argv)
     if len(args.pose_noise) != 2 or min(args.pose_noise) < 0:
         p.error("--pose-noise takes DEG,CM, both >= 0")
     if args.lidar < 0:
         p.error("--lidar must be >= 0 beams")
+    if args.query_every < 1:
+        p.error("--query-every must be >= 1")
     if args.walker < 0 or args.rate <= 0 or args.eval_every <= 0 or args.check_every < 0 or args.probes < 1:
         p.error("--walker and --check-every must be >= 0; --rate, --eval-every and --probes > 0")
     if any(not 0 <= share <= 1 for share in args.shares):
@@ -286,11 +433,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tallies = {share: Tally() for share in args.shares}
+    model = QueryModel(args.model, bool(args.lidar)) if args.model is not None else None
     for seed in args.seeds:
         room = Room(seed, args)
         for share in args.shares:
-            run_setting(room, share, tallies[share])
+            run_setting(room, share, tallies[share], model)
     print(table(tallies))
+    if model is not None:
+        print()
+        print(model_table(tallies))
     return 0
 
 
