@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import statistics
 import struct
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -43,7 +41,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from report import add_record_arguments, cpu_name, print_and_record  # noqa: E402  (benchmarks/report.py)
+from report import add_record_arguments, cpu_name, median_ms, print_and_record  # noqa: E402  (benchmarks/report.py)
 from viewseg_core.cameras import K_from_hfov, resize_intrinsics  # noqa: E402
 from viewseg_core.depth_registration import register_depth  # noqa: E402
 from viewseg_core.rectify import make_undistorter  # noqa: E402
@@ -71,16 +69,6 @@ def _image(array: np.ndarray, encoding: str) -> SimpleNamespace:
 
 def _compressed(fmt: str, payload: bytes) -> SimpleNamespace:
     return SimpleNamespace(format=fmt, data=payload)
-
-
-def _median_ms(fn, repeats: int) -> float:
-    fn()  # first-call costs (imports, OpenCV's lazy init) are not per frame
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def measure(width: int, height: int, repeats: int) -> list[tuple[str, str, float]]:
@@ -111,20 +99,20 @@ def measure(width: int, height: int, repeats: int) -> list[tuple[str, str, float
                 "compressed jpeg": _compressed("rgb8; jpeg compressed bgr8", jpeg),
                 "compressed png": _compressed("rgb8; png compressed bgr8", png)}
     working_wh = (WORKING_SIZE[1], WORKING_SIZE[0])
-    rows = [("colour", "plain: rgb8 + resize", _median_ms(lambda: cv2.resize(
+    rows = [("colour", "plain: rgb8 + resize", median_ms(lambda: cv2.resize(
         colour_image_to_numpy(messages["rgb8"]), working_wh, interpolation=cv2.INTER_AREA), repeats))]
-    rows += [("colour", name, _median_ms(lambda m=msg: colour_image_to_numpy(m), repeats))
+    rows += [("colour", name, median_ms(lambda m=msg: colour_image_to_numpy(m), repeats))
              for name, msg in messages.items()]
-    rows.append(("depth", "plain: 16UC1 + resize", _median_ms(lambda: cv2.resize(
+    rows.append(("depth", "plain: 16UC1 + resize", median_ms(lambda: cv2.resize(
         any_depth_to_metres(_image(mm, "16UC1")), working_wh, interpolation=cv2.INTER_NEAREST), repeats)))
     rows.append(("depth", "compressedDepth png",
-                 _median_ms(lambda: any_depth_to_metres(_compressed("16UC1; compressedDepth png", depth_png)), repeats)))
-    rows.append(("colour", "undistort colour", _median_ms(lambda: undistorter.colour(rgb), repeats)))
-    rows.append(("depth", "undistort depth", _median_ms(lambda: undistorter.depth(metres), repeats)))
+                 median_ms(lambda: any_depth_to_metres(_compressed("16UC1; compressedDepth png", depth_png)), repeats)))
+    rows.append(("colour", "undistort colour", median_ms(lambda: undistorter.colour(rgb), repeats)))
+    rows.append(("depth", "undistort depth", median_ms(lambda: undistorter.depth(metres), repeats)))
     rows.append(("depth", f"register depth -> {WORKING_SIZE[1]}x{WORKING_SIZE[0]}",
-                 _median_ms(lambda: register_depth(metres, K, small_K, WORKING_SIZE, colour_from_depth), repeats)))
+                 median_ms(lambda: register_depth(metres, K, small_K, WORKING_SIZE, colour_from_depth), repeats)))
     rows.append(("depth", f"register depth -> {width}x{height}",
-                 _median_ms(lambda: register_depth(metres, K, K, (height, width), colour_from_depth), repeats)))
+                 median_ms(lambda: register_depth(metres, K, K, (height, width), colour_from_depth), repeats)))
     return rows
 
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from report import add_record_arguments, cpu_name, print_and_record  # noqa: E402  (benchmarks/report.py)
+from report import add_record_arguments, cpu_name, median_ms, print_and_record  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "## Scene change (viewseg_core/scene_change.py, keyframes.change_share)"
 INTRO = ("`python benchmarks/bench_keyframe_change.py [--quick]` times the check a keyframe admitted with depth "
@@ -41,16 +39,6 @@ INTRO = ("`python benchmarks/bench_keyframe_change.py [--quick]` times the check
          "threads, medians.\n\n")
 TABLE_HEADER = ("| date | CPU | threads | keyframe | keyframes checked | one pair ms | whole check ms | encoder pass "
           "(reference) ms | check / encoder |\n|---|---|---|---|---|---|---|---|---|\n")
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()   # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def measure(width: int, height: int, keyframes: int, repeats: int, model) -> tuple[float, float, float]:
