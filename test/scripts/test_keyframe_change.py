@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from viewseg_core.classes import CLASS_NAMES
+
 
 def test_nearer_by_the_margin_and_the_pose_error_by_hand(load_script):
     kc = load_script("keyframe_change")
@@ -58,10 +60,23 @@ def test_the_models_queries_are_scored(load_script):
     tallies = {0.0: kc.Tally(), 0.5: kc.Tally()}
     for share, tally in tallies.items():
         kc.run_setting(room, share, tally, model)
-    miou, absrel, delta, nearer, queries = tallies[0.0].model_row()
+    miou, absrel, delta, absrel_away, delta_away, nearer, queries = tallies[0.0].model_row()
     assert queries == tallies[0.0].evaluations == 2
-    assert 0 < miou <= 100 and 0 < absrel < 1 and 0 < delta <= 100 and 0 <= nearer <= 100
+    assert 0 < miou <= 100 and 0 < absrel and 0 < delta <= 100 and 0 <= nearer <= 100
+    assert 0 < absrel_away and 0 < delta_away <= 100
     lines = kc.model_table(tallies, resamples=50).splitlines()
     assert lines[2].startswith("| 0 (off) | 2 |") and lines[3].startswith("| 0.5 | 2 |")
     # The paired differences: the second setting minus the first, with an interval around each.
-    assert lines[-1].startswith("| 0.5 | ") and lines[-1].count("[") == 4
+    assert lines[-1].startswith("| 0.5 | ") and lines[-1].count("[") == 6
+
+
+def test_the_person_is_the_primitive_after_the_rooms(load_script):
+    """score_queries leaves out the pixels of primitive len(scene.kind): the walker SimWorld.scene_at adds."""
+    kc = load_script("keyframe_change")
+    room = kc.Room(0, kc.parse_args(["--seeds", "0", "--walker", "3", "--probes", "1"]))
+    walker = len(room.world.scene.kind)
+    # The camera follows the person's walk 3 s behind: it sees them at some frame of the first seconds.
+    seen = [int((room.rendering("frame", i, i).primitive == walker).sum()) for i in range(0, 50, 5)]
+    assert max(seen) > 0
+    first = room.rendering("frame", int(np.argmax(seen)) * 5, int(np.argmax(seen)) * 5)
+    assert (first.labels[first.primitive == walker] == CLASS_NAMES.index("person")).all()
