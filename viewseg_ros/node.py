@@ -1320,9 +1320,6 @@ class ViewSegNode(LifecycleNode):
             if depth is None or not self.keyframes.changed_keyframes(probe, stamp_ns, among=decision.duplicates):
                 self._not_admitted(decision)
                 return
-            self._event("keyframes_admitted_for_change",
-                        f"a frame of {stream!r} at {stamp_ns / 1e9:.3f} s repeats keyframe(s) {decision.duplicates} "
-                        f"but shows the scene changed")
         features = self._encode(rgb)
         view = View(rgb=rgb, K=K, c2w=c2w, depth=depth, view_id=f"{stamp_ns}", stamp=stamp_ns / 1e9,
                     meta={"frame_id": frame, "camera": stream})
@@ -1339,6 +1336,10 @@ class ViewSegNode(LifecycleNode):
             with self._stats_lock:
                 self.keyframes_without_depth += 1
         if keyframe is not None:
+            if changed_check:
+                self._event("keyframes_admitted_for_change",
+                            f"a frame of {stream!r} at {stamp_ns / 1e9:.3f} s repeats keyframe(s) "
+                            f"{decision.duplicates} but shows the scene changed")
             self._evict_changed(keyframe)
             self.get_logger().debug(f"keyframe {keyframe.id} from {stream} at {stamp_ns / 1e9:.3f} s "
                                     f"({len(self.keyframes)} kept)")
