@@ -3,10 +3,11 @@ the older keyframes with depth (``keyframes.change_share``, :mod:`viewseg_core.s
 
 Times, per keyframe size: one pair (``scene_change``: the older keyframe's points against the
 newer one's range image), and the whole check of one new keyframe against a buffer of
-``--keyframes`` older ones along the simulator's walk (``KeyframeBuffer.changed_keyframes``; only
-the views that overlap it cost a range image). Reference in the same run: the keyframe's
+``--keyframes`` older ones along the simulator's walk (``KeyframeBuffer.changed_keyframes``: one
+range image of the new keyframe, and each older keyframe's points in its view tested on a grid
+of at most 2 500). Reference in the same run: the keyframe's
 encoder pass (``encode_sources`` of ``--checkpoint``, the demo RGB-D model), which every
-admission pays anyway. Depth larger than 20 000 pixels is read on a grid of at most that many
+admission pays anyway. The new keyframe's depth is read on a grid of at most 20 000 pixels
 (``grid_stride``), so the cost stops growing past 160x120.
 
 A dated row per size, with the CPU name, is appended to the "Scene change" section of
@@ -34,9 +35,9 @@ from report import add_record_arguments, cpu_name, median_ms, print_and_record  
 SECTION = "## Scene change (viewseg_core/scene_change.py, keyframes.change_share)"
 INTRO = ("`python benchmarks/bench_keyframe_change.py [--quick]` times the check a keyframe admitted with depth "
          "makes against the older keyframes with depth: one pair, and one new keyframe against a buffer of "
-         "keyframes along the simulator's walk (those whose view overlaps it cost a range image), against the "
-         "keyframe's encoder pass (the demo RGB-D model) that every admission pays; CPU, `--threads` torch "
-         "threads, medians.\n\n")
+         "keyframes along the simulator's walk (one range image of the new keyframe; each older keyframe's points "
+         "in its view tested on a grid of at most 2 500), against the keyframe's encoder pass (the demo RGB-D "
+         "model) that every admission pays; CPU, `--threads` torch threads, medians.\n\n")
 TABLE_HEADER = ("| date | CPU | threads | keyframe | keyframes checked | one pair ms | whole check ms | encoder pass "
           "(reference) ms | check / encoder |\n|---|---|---|---|---|---|---|---|---|\n")
 
