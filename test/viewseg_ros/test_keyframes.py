@@ -404,3 +404,12 @@ def test_change_config_errors():
         KeyframeConfig(change_share=1.5)
     with pytest.raises(ValueError, match="change_cell_deg"):
         KeyframeConfig(change_cell_deg=0.0)
+
+
+def test_a_live_keyframe_drops_a_restored_one_whose_scene_changed():
+    """A keyframe folder saved earlier (another run's clock) counts as older than any live view."""
+    buffer = KeyframeBuffer(KeyframeConfig(**CFG, change_share=0.1))
+    restored = buffer.restore(depth_view(person=True), 10**6 * SEC)   # a stamp far ahead of this run's
+    live = buffer.add(depth_view(x=0.6), 5 * SEC)
+    assert buffer.evict_changed(live) == [(restored.id, pytest.approx(24 / 192))]
+    assert [k.id for k in buffer] == [live.id]
