@@ -91,15 +91,18 @@ def test_one_pass_over_several_older_keyframes_matches_each_pair():
     newer_pose = yawed(10.0, centre=(0.4, 0.0, 0.0))
     newer = (wall_depth(newer_pose), K, newer_pose)
     olders = []
-    for degrees, x, person in ((0.0, 0.0, True), (0.0, 0.0, False), (-5.0, 0.3, True), (180.0, 0.0, True)):
+    # (yaw, x, the person's rows): two people of different sizes, so that a count given to the
+    # wrong keyframe shows
+    for degrees, x, rows in ((0.0, 0.0, slice(20, 44)), (0.0, 0.0, None), (-5.0, 0.3, slice(20, 30)),
+                             (180.0, 0.0, slice(20, 44))):
         pose = yawed(degrees, centre=(x, 0.0, 0.0))
-        depth = with_person(wall_depth(pose)) if person else wall_depth(pose)
+        depth = wall_depth(pose) if rows is None else wall_scene.with_person(wall_depth(pose), rows, PERSON[1])
         if degrees == 180.0:   # facing away: its "wall" is behind the newer camera, out of its view
             depth = np.full((H, W), 3.0, np.float32)
         olders.append((depth, K, pose))
     together = scene_changes(olders, newer, max_tested=H * W)
     assert together == [full_change(older, newer) for older in olders]
-    assert [e.gone > 0 for e in together] == [True, False, True, False]
+    assert [e.gone for e in together] == [240, 0, 100, 0]
 
 
 def test_measured_points_lie_on_their_pixels_rays_and_the_grid_strides():
