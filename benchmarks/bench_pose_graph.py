@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import math
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when
 
 import numpy as np  # noqa: E402
 
-from report import add_record_arguments, cpu_name, print_and_record  # noqa: E402  (benchmarks/report.py)
+from report import add_record_arguments, cpu_name, median_ms, print_and_record  # noqa: E402  (benchmarks/report.py)
 from viewseg_core.data.records import View  # noqa: E402
 from viewseg_ros.conversions import matrix_to_pose_stamped  # noqa: E402
 from viewseg_ros.keyframes import KeyframeBuffer, KeyframeConfig  # noqa: E402
@@ -98,23 +96,15 @@ def measure(nodes: int, repeats: int) -> tuple[float, float, float]:
     def lookup(stamp_ns: int) -> np.ndarray:
         return tf.lookup("odom", "base_link", stamp_ns)
 
-    def timed(fn) -> float:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return 1e3 * statistics.median(times)
-
     graph_nodes = nodes_from_path(path, "map")
-    read_ms = timed(lambda: nodes_from_path(path, "map"))
+    read_ms = median_ms(lambda: nodes_from_path(path, "map"), repeats)
 
     def first() -> None:
         graph = PoseGraphCorrector(max_gap_s=5.0)
         graph.update(graph_nodes, lookup)
         apply_pose_graph(buffer, graph)
 
-    first_ms = timed(first)
+    first_ms = median_ms(first, repeats)
     graph = PoseGraphCorrector(max_gap_s=5.0)
     graph.update(graph_nodes, lookup)
 
@@ -122,7 +112,7 @@ def measure(nodes: int, repeats: int) -> tuple[float, float, float]:
         graph.update(graph_nodes, lookup)
         apply_pose_graph(buffer, graph)
 
-    next_ms = timed(next_graph)
+    next_ms = median_ms(next_graph, repeats)
     return read_ms, first_ms, next_ms
 
 
