@@ -36,8 +36,8 @@ depth AbsRel and delta < 1.25, the same two with the pixels where the person sta
 moment left out (no keyframe can show where someone is now: the check acts on where someone
 was), and, there too, the share of pixels rendered nearer than the true surface (a phantom, or
 the model's own error); each setting minus the check off, with paired bootstrap intervals over
-the queries (1000 resamples). ``--panel PNG`` draws the three queries the check changed the
-most.
+the queries (1000 resamples). ``--panel PNG`` draws the three query poses the check changed the
+most (each at its moment of the largest change).
 docs/ros.md ("People in keyframes") quotes it.
 """
 from __future__ import annotations
@@ -115,7 +115,7 @@ class Tally:
     evaluator_away: Any = None
     query_pixels: list = field(default_factory=list)
     query_nearer: list = field(default_factory=list)
-    answers: list = field(default_factory=list)   # per query: (truth Rendering, labels, depth), for --panel
+    answers: list = field(default_factory=list)   # per query: ((room, probe), truth Rendering, labels, depth), --panel
 
     def model_row(self) -> tuple[float, float, float, float, float, float, int]:
         """(mIoU %, depth AbsRel, delta < 1.25 %, the same two away from the person, pixels
@@ -299,7 +299,7 @@ def score_queries(room: "Room", model: QueryModel, kept: list[int], at: int, tal
         known = np.isfinite(truth.depth) & ~person_now
         tally.query_pixels.append(int(known.sum()))
         tally.query_nearer.append(int((known & _off(depth, truth.depth)).sum()))
-        tally.answers.append((truth, labels, depth))
+        tally.answers.append(((room.seed, probe), truth, labels, depth))
 
 
 def run_setting(room: Room, share: float, tally: Tally, model: QueryModel | None = None) -> None:
@@ -388,25 +388,31 @@ def model_table(tallies: dict[float, Tally], resamples: int = 1000) -> str:
 
 
 def panel_of(tallies: dict[float, Tally], count: int = 3) -> np.ndarray:
-    """A picture of the ``count`` queries whose pixels rendered nearer than the truth fell the most
-    from the check off to the first setting with it on (an illustration, chosen for the change):
-    per row the truth of the moment (colour, semantics, depth) and each setting's answer."""
+    """A picture of ``count`` queries, each of another query pose, whose pixels rendered nearer
+    than the truth fell the most from the check off to the first setting with it on (an
+    illustration, chosen for the change): per row the truth of the moment (colour, semantics,
+    depth) and each setting's answer."""
     from viewseg_core.viz import colorize, colorize_depth, panel
 
     off = tallies[0.0]
     on_share, on = next((share, t) for share, t in tallies.items() if share)
     fell = np.asarray(off.query_nearer) - np.asarray(on.query_nearer)
-    rows = []
-    for q in np.argsort(-fell, kind="stable")[:count]:
-        truth, off_labels, off_depth = off.answers[q]
-        _, on_labels, on_depth = on.answers[q]
+    rows, shown = [], set()
+    for q in np.argsort(-fell, kind="stable"):
+        where, truth, off_labels, off_depth = off.answers[q]
+        if where in shown:
+            continue
+        shown.add(where)
+        _, _, on_labels, on_depth = on.answers[q]
         far = float(np.nanpercentile(truth.depth, 99))
-        rows.append([("truth now", truth.rgb), ("true semantics", colorize(truth.labels)),
+        rows.append([(f"room {where[0]}, query {where[1]}: now", truth.rgb), ("true semantics", colorize(truth.labels)),
                      ("true depth", colorize_depth(truth.depth, far)),
                      ("check off: semantics", colorize(np.where(off_labels < 0, 255, off_labels))),
                      ("check off: depth", colorize_depth(off_depth, far)),
-                     (f"change_share {on_share:g}: semantics", colorize(np.where(on_labels < 0, 255, on_labels))),
-                     (f"change_share {on_share:g}: depth", colorize_depth(on_depth, far))])
+                     (f"share {on_share:g}: semantics", colorize(np.where(on_labels < 0, 255, on_labels))),
+                     (f"share {on_share:g}: depth", colorize_depth(on_depth, far))])
+        if len(rows) == count:
+            break
     return panel(rows, tile_height=120)
 
 
@@ -456,8 +462,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--query-every", type=int, default=5, metavar="N",
                    help="with --model: render the probes at every N-th evaluation")
     p.add_argument("--panel", type=Path, default=None, metavar="PNG",
-                   help="with --model and --shares holding 0 and another share: a picture of the three queries "
-                        "the check changed the most (truth, then each setting's semantics and depth)")
+                   help="with --model and --shares holding 0 and another share: a picture of the three query "
+                        "poses the check changed the most (truth, then each setting's semantics and depth)")
     args = p.parse_args(argv)
     if len(args.pose_noise) != 2 or min(args.pose_noise) < 0:
         p.error("--pose-noise takes DEG,CM, both >= 0")

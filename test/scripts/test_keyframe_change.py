@@ -68,9 +68,11 @@ def test_the_models_queries_are_scored(load_script):
     assert lines[2].startswith("| 0 (off) | 2 |") and lines[3].startswith("| 0.5 | 2 |")
     # The paired differences: the second setting minus the first, with an interval around each.
     assert lines[-1].startswith("| 0.5 | ") and lines[-1].count("[") == 6
-    # The picture: three rows of seven 120-pixel tiles at most; two queries here, so two rows.
+    # The picture: a row of seven 120-pixel tiles per query pose; the two queries here are of one
+    # pose (room 0, probe 0) at two moments, so one row.
+    assert [where for where, *_ in tallies[0.0].answers] == [(0, 0), (0, 0)]
     picture = kc.panel_of(tallies)
-    assert picture.dtype == np.uint8 and picture.shape[2] == 3 and 2 * 120 < picture.shape[0] < 3 * 120
+    assert picture.dtype == np.uint8 and picture.shape[2] == 3 and 120 < picture.shape[0] < 2 * 120
     with pytest.raises(SystemExit):
         kc.parse_args(["--panel", "x.png", "--shares", "0,0.02"])   # no --model
 
