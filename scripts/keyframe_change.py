@@ -9,8 +9,8 @@ camera at ``--rate`` frames a second offers every frame to the node's keyframe b
 (:class:`viewseg_ros.keyframes.KeyframeBuffer`, the node's defaults) as the node does: a novel
 pose is admitted and then evicts the older keyframes it shows changed
 (``keyframes.change_share``, :mod:`viewseg_core.scene_change`); a frame that repeats kept poses is
-checked against them every ``--check-every`` seconds and admitted in their place when it shows a
-change either way (``keyframes.change_check_s``). Depth goes through the sensor model (noise, holes, edge
+checked against them every ``--check-every`` seconds and admitted when it shows a change
+(``keyframes.change_check_s``). Depth goes through the sensor model (noise, holes, edge
 dropout), or with ``--lidar BEAMS`` is the simulated LiDAR's sweep registered into the
 keyframe (sparse: the node's keyframes keep it so), and ``--pose-noise DEG,CM`` puts a random localisation error on every frame, so a
 static room (``--walker 0``) measures false alarms. ``--walker LEAD_S`` puts a person in the
@@ -313,18 +313,18 @@ def run_setting(room: Room, share: float, tally: Tally, model: QueryModel | None
         view = room.frame(index)
         stamp_ns = int(round(room.times[index] * NS_PER_S))
         decision = buffer.should_admit(view.c2w, stamp_ns)
-        replaced = []
+        force = False
         if (not decision.admit and decision.kind == "duplicate" and share and check_every
                 and index - last_check >= check_every):
             last_check = index
-            replaced = buffer.changed_keyframes(view, stamp_ns, among=decision.duplicates, both_ways=True)
-        if decision.admit or replaced:
-            keyframe = buffer.add(view, stamp_ns, force=bool(replaced))
+            force = bool(buffer.changed_keyframes(view, stamp_ns, among=decision.duplicates))
+        if decision.admit or force:
+            keyframe = buffer.add(view, stamp_ns, force=force)
             if keyframe is not None:
                 index_of[keyframe.id] = index
                 tally.admitted += 1
-                tally.admitted_changed += int(bool(replaced))
-                tally.evicted_changed += len(buffer.evict_changed(keyframe, replaced))
+                tally.admitted_changed += int(force)
+                tally.evicted_changed += len(buffer.evict_changed(keyframe))
         if index % eval_every or index < eval_every:
             continue
         kept = [index_of[k.id] for k in buffer.snapshot()]

@@ -40,11 +40,7 @@ saw through what an older one shows (the person walked away), in at least ``chan
 the older one's measured points, evicts it (:meth:`KeyframeBuffer.evict_changed`), whatever the ``keep_recent`` window: it shows
 the room as it was. A camera that stands still takes no new keyframe by rule 2; the node
 checks such a frame against the keyframes it repeats (``Decision.duplicates``,
-:meth:`KeyframeBuffer.changed_keyframes` with ``both_ways``) every so often and admits it in
-their place when it shows a change either way: someone walked off, or someone walked in (the
-same view, so replacing it loses nothing). A new pose does not drop an older keyframe for
-someone who walked in: that one then misses a person but shows nothing that is not there, and a
-person who stays in view would make every new keyframe drop the one before it.
+:meth:`KeyframeBuffer.changed_keyframes`) every so often and admits it when it shows a change.
 Keyframes without depth are never judged: an RGB camera's keyframes wait for
 ``refresh_after_s``.
 """
@@ -59,7 +55,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from viewseg_core.data.records import View
-from viewseg_core.scene_change import CHANGE_CELL_DEG, scene_change, scene_changes
+from viewseg_core.scene_change import CHANGE_CELL_DEG, scene_changes
 from viewseg_core.stale_points import MAX_CELL_DEG
 
 NS_PER_S = 1_000_000_000
@@ -395,17 +391,13 @@ class KeyframeBuffer:
 
     # ------------------------------------------------------------------ scene change
     def changed_keyframes(self, view: View, stamp_ns: int, among: Sequence[int] | None = None,
-                          epoch: int | None = None, both_ways: bool = False) -> list[tuple[int, float]]:
+                          epoch: int | None = None) -> list[tuple[int, float]]:
         """(id, changed share) of the kept keyframes older than ``view`` (taken at ``stamp_ns``
         in clock ``epoch``, default the current one) that it shows changed: at least
-        ``change_share`` of their measured points seen through
-        (:func:`viewseg_core.scene_change.scene_changes`); with ``both_ways`` also where at least
-        that share of ``view``'s own points lie in space they saw through (someone walked in:
-        for the keyframes a standing camera repeats, whose view it replaces at no cost in
-        coverage). Only keyframes with depth, and only those of ``among`` when given. Empty when
-        the check is off or ``view`` has no depth. Runs without the lock held (one range image
-        of ``view``, every older keyframe's points judged against it): a keyframe evicted
-        meanwhile may still be named."""
+        ``change_share`` of their measured points seen through (:func:`viewseg_core.scene_change.scene_change`); only keyframes with
+        depth, and only those of ``among`` when given. Empty when the check is off or ``view``
+        has no depth. Runs without the lock held (one range image of ``view``, every older
+        keyframe's points judged against it): a keyframe evicted meanwhile may still be named."""
         config = self.config
         if not config.change_share or view.depth is None:
             return []
@@ -414,29 +406,21 @@ class KeyframeBuffer:
             candidates = [k for k in self._keyframes.values()
                           if k.view.depth is not None and (among is None or k.id in among)
                           and (k.epoch, k.stamp_ns) < when]
-        newer = (view.depth, view.K, view.c2w)
-        shares = [e.share for e in scene_changes([(k.view.depth, k.view.K, k.view.c2w) for k in candidates], newer,
-                                                 config.change_cell_deg)]
-        if both_ways:
-            shares = [max(share, scene_change(newer, (k.view.depth, k.view.K, k.view.c2w), config.change_cell_deg).share)
-                      for share, k in zip(shares, candidates)]
-        return [(k.id, share) for k, share in zip(candidates, shares) if share >= config.change_share]
+        evidence = scene_changes([(k.view.depth, k.view.K, k.view.c2w) for k in candidates],
+                                 (view.depth, view.K, view.c2w), config.change_cell_deg)
+        return [(k.id, e.share) for k, e in zip(candidates, evidence) if e.share >= config.change_share]
 
-    def evict_changed(self, keyframe: Keyframe, replaced: Sequence[tuple[int, float]] = ()) -> list[tuple[int, float]]:
+    def evict_changed(self, keyframe: Keyframe) -> list[tuple[int, float]]:
         """Drop the kept keyframes older than ``keyframe`` that it shows changed
         (:meth:`changed_keyframes`, whatever the ``keep_recent`` window: they show the room as
-        it was), and those of ``replaced`` ((id, share) the caller's own check found: the
-        keyframes a standing camera's frame repeats). Returns the (id, changed share) of those
-        dropped."""
-        changed = dict(self.changed_keyframes(keyframe.view, keyframe.stamp_ns, epoch=keyframe.epoch))
-        for keyframe_id, share in replaced:
-            changed[keyframe_id] = max(share, changed.get(keyframe_id, 0.0))
+        it was). Returns the (id, changed share) of those dropped."""
+        changed = self.changed_keyframes(keyframe.view, keyframe.stamp_ns, epoch=keyframe.epoch)
         dropped = []
         with self._lock:
             if keyframe.id not in self._keyframes:   # itself evicted meanwhile: its view is no evidence kept
                 return []
-            for keyframe_id, share in changed.items():
-                if keyframe_id in self._keyframes and keyframe_id != keyframe.id:
+            for keyframe_id, share in changed:
+                if keyframe_id in self._keyframes:
                     self._remove(keyframe_id)
                     self.changed += 1
                     dropped.append((keyframe_id, share))

@@ -1314,13 +1314,10 @@ class ViewSegNode(LifecycleNode):
             self._not_admitted(decision)
             return
         rgb, K, depth = self._working_frame(camera, image, c2w, depth, depth_frame, cloud)
-        replaced = []
         if changed_check:
-            # A camera that stands still: do its kept views still show the room as it is?
+            # A camera that stands still: is what its kept views show still there?
             probe = View(rgb=rgb, K=K, c2w=c2w, depth=depth, view_id=f"{stamp_ns}", stamp=stamp_ns / 1e9)
-            if depth is not None:
-                replaced = self.keyframes.changed_keyframes(probe, stamp_ns, among=decision.duplicates, both_ways=True)
-            if not replaced:
+            if depth is None or not self.keyframes.changed_keyframes(probe, stamp_ns, among=decision.duplicates):
                 self._not_admitted(decision)
                 return
         features = self._encode(rgb)
@@ -1343,7 +1340,7 @@ class ViewSegNode(LifecycleNode):
                 self._event("keyframes_admitted_for_change",
                             f"a frame of {stream!r} at {stamp_ns / 1e9:.3f} s repeats keyframe(s) "
                             f"{decision.duplicates} but shows the scene changed")
-            self._evict_changed(keyframe, replaced)
+            self._evict_changed(keyframe)
             self.get_logger().debug(f"keyframe {keyframe.id} from {stream} at {stamp_ns / 1e9:.3f} s "
                                     f"({len(self.keyframes)} kept)")
 
@@ -1376,16 +1373,14 @@ class ViewSegNode(LifecycleNode):
         camera.last_change_check_ns = stamp_ns
         return True
 
-    def _evict_changed(self, keyframe: Any, replaced: list) -> None:
-        """Drop the older keyframes the new one shows changed (keyframes.change_share), and the
-        ``replaced`` ones a standing camera's check found; counted as keyframes_changed in
-        /diagnostics."""
-        dropped = self.keyframes.evict_changed(keyframe, replaced)
+    def _evict_changed(self, keyframe: Any) -> None:
+        """Drop the older keyframes the new one shows changed (keyframes.change_share); counted
+        as keyframes_changed in /diagnostics."""
+        dropped = self.keyframes.evict_changed(keyframe)
         if dropped:
             shares = ", ".join(f"{keyframe_id} ({100 * share:.0f}%)" for keyframe_id, share in dropped)
             message = (f"keyframe {keyframe.id} ({keyframe.stream!r}, {keyframe.stamp:.3f} s) shows the scene changed: "
-                       f"dropped keyframe(s) {shares} (the share of their measured points it saw through, or of its own they "
-                       f"saw through)")
+                       f"dropped keyframe(s) {shares} (the share of their measured points it saw through)")
             count = self._event("keyframes_changed", message, count=len(dropped))
             self.get_logger().info(f"{message}; {count} so far", throttle_duration_sec=5.0)
 
