@@ -11,12 +11,11 @@ in), is not counted: the older keyframe then misses a person but shows nothing f
 person who stays in view would make every new keyframe evict the one before it (measured:
 scripts/keyframe_change.py, docs/ros.md "People in keyframes").
 
-:func:`scene_change` counts the gone points, with the seen-through test of :mod:`viewseg_core.stale_points`
-(a range image of one keyframe's measured points about its camera centre, with the camera's
-axis on the image's equator; a point is judged
-only where that image has returns in its own cell or two opposite neighbours, and is seen
-through only where every return in the 3 x 3 cells around it lies more than the margin beyond
-it). A surface one keyframe shows and the other cannot see (hidden behind something nearer,
+:func:`scene_changes` counts the gone points with the seen-through test of
+:mod:`viewseg_core.stale_points`: a range image of the newer keyframe's measured points about
+its camera centre, with the camera's axis on the image's equator; a point is judged only where
+that image has returns in its own cell or two opposite neighbours, and is seen through only
+where every return in the 3 x 3 cells around it lies more than the margin beyond it. A surface one keyframe shows and the other cannot see (hidden behind something nearer,
 or outside its view) is no evidence, so an ordinary change of viewpoint never counts as a
 change of the scene.
 

@@ -34,11 +34,12 @@ walk of 300 views, 0.5 m and 20 degrees apart, with 64 keyframes: without the wi
 buffer kept 1 of the newest 16 views and spread the rest over the whole walk
 (test/viewseg_ros/test_keyframes.py). ``keep_recent: 0`` is the pure coverage policy.
 
-Scene change (``change_share`` > 0; :mod:`viewseg_core.scene_change`): a keyframe is a snapshot,
-and a person who stood in it stays there for every later query. A new keyframe with depth that
-saw through what an older one shows (the person walked away), in at least ``change_share`` of
-the older one's measured points, evicts it (:meth:`KeyframeBuffer.evict_changed`), whatever the ``keep_recent`` window: it shows
-the room as it was. A camera that stands still takes no new keyframe by rule 2; the node
+Scene change (``change_share`` > 0; :mod:`viewseg_core.scene_change`): a keyframe is a
+snapshot, and a person who stood in it stays there for every later query. A new keyframe with
+depth that saw through what an older one shows (the person walked away), in at least
+``change_share`` of the older one's measured points, evicts it
+(:meth:`KeyframeBuffer.evict_changed`), whatever the ``keep_recent`` window: it shows the room
+as it was. A camera that stands still takes no new keyframe by rule 2; the node
 checks such a frame against the keyframes it repeats (``Decision.duplicates``,
 :meth:`KeyframeBuffer.changed_keyframes`) every so often and admits it when it shows a change.
 Keyframes without depth are never judged: an RGB camera's keyframes wait for
@@ -394,8 +395,9 @@ class KeyframeBuffer:
                           epoch: int | None = None) -> list[tuple[int, float]]:
         """(id, changed share) of the kept keyframes older than ``view`` (taken at ``stamp_ns``
         in clock ``epoch``, default the current one) that it shows changed: at least
-        ``change_share`` of their measured points seen through (:func:`viewseg_core.scene_change.scene_change`); only keyframes with
-        depth, and only those of ``among`` when given. Empty when the check is off or ``view``
+        ``change_share`` of their measured points seen through
+        (:func:`viewseg_core.scene_change.scene_changes`); only keyframes with depth, and only
+        those of ``among`` when given. Empty when the check is off or ``view``
         has no depth. Runs without the lock held (one range image of ``view``, every older
         keyframe's points judged against it): a keyframe evicted meanwhile may still be named."""
         config = self.config
