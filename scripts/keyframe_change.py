@@ -62,7 +62,7 @@ from viewseg_core.data.records import View  # noqa: E402
 from viewseg_core.data.synth.lidar import LidarConfig, lidar_scan  # noqa: E402
 from viewseg_core.data.synth.render import render  # noqa: E402
 from viewseg_core.depth_registration import register_points  # noqa: E402
-from viewseg_core.scene_change import CHANGE_CELL_DEG  # noqa: E402
+from viewseg_core.scene_change import CHANGE_CELL_DEG, measured_points  # noqa: E402
 from viewseg_core.stale_points import MAX_CELL_DEG  # noqa: E402
 from viewseg_ros.keyframes import NS_PER_S, KeyframeBuffer, KeyframeConfig  # noqa: E402
 
@@ -194,19 +194,12 @@ class Room:
         inside = (z > 0.05) & (u >= 0) & (u < self.width) & (v >= 0) & (v < self.height)
         return np.where(inside, v, 0).astype(int), np.where(inside, u, 0).astype(int), inside, z
 
-    def _lift(self, depth: np.ndarray, c2w: np.ndarray, where: np.ndarray) -> np.ndarray:
-        """World points [N, 3] of the pixels ``where`` ([H, W] bool) of ``depth`` seen from ``c2w``."""
-        rows, cols = np.nonzero(where)
-        rays = np.stack([cols, rows, np.ones_like(rows)], axis=1) @ np.linalg.inv(self.K).T
-        return (rays * depth[rows, cols][:, None]) @ c2w[:3, :3].T + c2w[:3, 3]
-
     def probe_pixels(self, probe: int, at: int, kept: list[int]) -> tuple[int, int, int]:
         """For query ``probe`` at frame time ``at``: (pixels whose surface as it is then one of the
         ``kept`` frames showed, pixels where one of them shows a ghost in front of it, its pixels
         with a surface)."""
         depth = self.truth("probe", probe, at)
-        known = np.isfinite(depth)
-        world = self._lift(depth, self.probes[probe], known)
+        world = measured_points(depth, self.K, self.probes[probe])
         seen = np.zeros(len(world), dtype=bool)
         haunted = np.zeros(depth.shape, dtype=bool)
         for index in kept:
@@ -218,7 +211,8 @@ class Room:
                 seen |= inside & (np.abs(captured - z) <= np.maximum(MARGIN_M, MARGIN_REL * z))
             ghosts = _off(captured_depth, self.truth("frame", index, at))
             if ghosts.any():   # where the keyframe's ghost lands in the query, in front of what is there
-                rows, cols, inside, z = self._project(self._lift(captured_depth, c2w, ghosts), self.probes[probe])
+                ghost_points = measured_points(np.where(ghosts, captured_depth, np.nan), self.K, c2w)
+                rows, cols, inside, z = self._project(ghost_points, self.probes[probe])
                 haunted[rows[inside], cols[inside]] |= _off(z[inside], depth[rows[inside], cols[inside]])
         return int(seen.sum()), int(haunted.sum()), len(world)
 
@@ -236,8 +230,7 @@ class QueryModel:
 
         torch.set_num_threads(2)
         self.model = load_model(checkpoint).eval()
-        self.uses_depth = bool(getattr(self.model.config, "source_depth", False))
-        self.preset = "rgbd" if self.uses_depth else "fast"
+        self.preset = "rgbd" if getattr(self.model.config, "source_depth", False) else "fast"
         self.completion = "columns" if lidar else "none"
         self.selection = SourceSelectionConfig(num_sources=4, grid=8, depth_samples=6,
                                                max_source_depth=float(self.model.renderer.config.far))
@@ -257,24 +250,14 @@ class QueryModel:
         """(class ids [H, W], planar depth [H, W], NaN = background) of query ``probe`` from the ``kept`` frames."""
         import torch
 
-        from viewseg_core.depth_completion import complete
         from viewseg_core.model.fast import render_query
         from viewseg_core.source_selection import select_views
 
         views = [room.frame(i) for i in kept]
         pose = room.probes[probe]
         chosen = select_views(room.K, pose, (room.height, room.width), views, self.selection).indices
-        features = torch.stack([self.features(room, kept[i]) for i in chosen])[None]
-        extra = {}
-        if self.uses_depth:
-            depth = np.stack([views[i].depth for i in chosen])
-            extra["depth"] = torch.from_numpy(complete(depth, self.completion))[None]
-        rgb = None
-        if self.model.config.source_rgb:
-            rgb = torch.from_numpy(np.stack([views[i].rgb for i in chosen])).permute(0, 3, 1, 2)[None]
-        sources = self.model.make_sources(features, torch.as_tensor(np.stack([views[i].K for i in chosen]))[None],
-                                          torch.as_tensor(np.stack([views[i].c2w for i in chosen]))[None],
-                                          room.height, room.width, rgb=rgb, **extra)
+        sources = self.model.sources_of_views([self.features(room, kept[i]) for i in chosen],
+                                              [views[i] for i in chosen], self.completion)
         with torch.no_grad():
             out = render_query(self.model, torch.as_tensor(room.K), torch.as_tensor(pose), room.height, room.width,
                                sources, self.preset)

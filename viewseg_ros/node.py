@@ -85,7 +85,6 @@ from viewseg_core.confidence import ConfidenceCalibration
 from viewseg_core.cpu_allocator import HeapReleaser, keep_freed_memory, release_freed_memory, \
     status as cpu_allocator_status
 from viewseg_core.data.records import View
-from viewseg_core.depth_completion import complete
 from viewseg_core.depth_registration import accumulated_points, drop_occluded, register_depth, register_points
 from viewseg_core.lidar_deskew import offset_ns, place_cloud, sweep_origin
 from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, check_amp, render_query, render_query_stats, \
@@ -1839,23 +1838,10 @@ class ViewSegNode(LifecycleNode):
         return sources, prepared
 
     def keyframe_sources(self, chosen: list) -> Any:
-        """SourceViews (batch 1) of kept keyframes, from their cached encoder features (and
-        their images, for a model that reads source colours)."""
-        features = torch.stack([k.features for k in chosen])[None]  # [1, V, C, h, w]
-        source_K = torch.as_tensor(np.stack([k.view.K for k in chosen]))[None]
-        source_c2w = torch.as_tensor(np.stack([k.c2w for k in chosen]))[None]
-        rgb = None
-        if self.model.config.source_rgb:  # [1, V, 3, H, W] uint8; the field converts
-            rgb = torch.from_numpy(np.stack([k.view.rgb for k in chosen])).permute(0, 3, 1, 2)[None]
-        extra = {}
-        if self.uses_depth:  # [1, V, H, W] metres; a keyframe without depth is all unknown
-            height, width = chosen[0].view.height, chosen[0].view.width
-            depth = np.stack([k.view.depth if k.view.depth is not None else np.full((height, width), np.nan, np.float32)
-                              for k in chosen])
-            depth = complete(depth, self.depth_completion)   # a sparse sensor's skipped rows
-            extra["depth"] = torch.from_numpy(depth)[None]
-        return self.model.make_sources(features, source_K, source_c2w, chosen[0].view.height,
-                                       chosen[0].view.width, rgb=rgb, **extra)
+        """SourceViews (batch 1) of kept keyframes, from their cached encoder features
+        (:meth:`ViewSeg.sources_of_views`)."""
+        return self.model.sources_of_views([k.features for k in chosen], [k.view for k in chosen],
+                                           self.depth_completion)
 
     @property
     def uses_depth(self) -> bool:

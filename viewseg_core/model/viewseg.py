@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from viewseg_core.classes import NUM_CLASSES
+from viewseg_core.data.records import View
+from viewseg_core.depth_completion import complete
 from viewseg_core.model.encoder import ENCODER_NAMES, NORM_MODES, build_encoder
 from viewseg_core.model.field import UNSEEN_POINT_MODES, VIEW_POOLING_MODES, FieldConfig, SourceViews, as_float_rgb
 from viewseg_core.model.renderer import PassOutput, Renderer, RendererConfig, RayOutput
@@ -184,6 +187,27 @@ class ViewSeg(nn.Module):
                            int(height), int(width), None if valid is None else valid.to(features.device),
                            None if rgb is None else rgb.to(features.device),
                            None if depth is None else depth.to(features.device, torch.float32))
+
+    def sources_of_views(self, features: Sequence[torch.Tensor], views: Sequence[View],
+                         depth_completion: str = "none") -> SourceViews:
+        """SourceViews (batch 1) of posed views from their cached encoder features [C, h, w], as
+        the node renders from its keyframes: with their images [1, V, 3, H, W] uint8 for a model
+        that reads source colours, and their depth [1, V, H, W] metres for one that reads source
+        depth (all unknown for a view without; then ``depth_completion``,
+        :func:`viewseg_core.depth_completion.complete`: a sparse sensor's skipped rows)."""
+        stacked = torch.stack(list(features))[None]  # [1, V, C, h, w]
+        K = torch.as_tensor(np.stack([v.K for v in views]))[None]
+        c2w = torch.as_tensor(np.stack([v.c2w for v in views]))[None]
+        height, width = views[0].height, views[0].width
+        rgb = None
+        if self.config.source_rgb:   # the field converts uint8
+            rgb = torch.from_numpy(np.stack([v.rgb for v in views])).permute(0, 3, 1, 2)[None]
+        extra = {}
+        if getattr(self.config, "source_depth", False):
+            depth = np.stack([v.depth if v.depth is not None else np.full((height, width), np.nan, np.float32)
+                              for v in views])
+            extra["depth"] = torch.from_numpy(complete(depth, depth_completion))[None]
+        return self.make_sources(stacked, K, c2w, height, width, rgb=rgb, **extra)
 
     def forward(self, batch: Mapping[str, Any], *, perturb: bool | None = None,
                 generator: torch.Generator | None = None) -> dict[str, RayOutput]:
