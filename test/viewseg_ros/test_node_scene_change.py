@@ -16,13 +16,10 @@ pytestmark = pytest.mark.ros
 
 import rclpy  # noqa: E402,F401  (a missing rclpy must fail, not skip)
 
-from viewseg_core.cameras import K_from_hfov  # noqa: E402
-from ros_graph import Graph, PosedCamera, diagnostics_values, params, resend, tiny_checkpoint, wait_for  # noqa: E402
+from ros_graph import Graph, WallWalk, diagnostics_values, params, resend, wait_for  # noqa: E402
 import wall_scene  # noqa: E402  (test/support)
 
-W, H = 32, 24
-K = K_from_hfov(70.0, W, H)
-FRAME = "change_test_optical"
+W, H, K = WallWalk.W, WallWalk.H, WallWalk.K()   # the RGB-D node tests' camera; the wall here is wall_scene's
 PERSON = (slice(6, 18), slice(18, 24))   # right of centre: inside the view of a camera 1 m to the right
 
 
@@ -33,25 +30,10 @@ def depth(c2w: np.ndarray, person: bool) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    from diagnostic_msgs.msg import DiagnosticArray
-
-    from viewseg_ros.node import ViewSegNode
-
-    checkpoint = tiny_checkpoint(tmp_path_factory.mktemp("change") / "tiny.pt")
-    g = Graph()
-    try:
-        g.node = g.add(ViewSegNode(context=g.context, namespace="change", parameter_overrides=params({
-            "checkpoint": str(checkpoint), "device": "cpu", "query.num_coarse": 8, "query.num_fine": 4,
-            "depth_topic": "depth", "image_topic": "image", "camera_info_topic": "camera_info",
-            "keyframes.width": W, "keyframes.height": H, "tf_wait_s": 1.0,
-            "keyframes.change_check_s": 2.0, "diagnostics_period_s": 0.2})))
-        g.camera = PosedCamera(g, K, FRAME, depth_topic="depth", namespace="change")
-        g.diagnostics = []
-        g.client.create_subscription(DiagnosticArray, "/diagnostics", g.diagnostics.append, 10)
+    with WallWalk.rig(tmp_path_factory.mktemp("change"), "change", diagnostics=True,
+                      **{"tf_wait_s": 1.0, "keyframes.change_check_s": 2.0, "diagnostics_period_s": 0.2}) as g:
         g.stamp_ns = 700 * 10**9
         yield g
-    finally:
-        g.close()
 
 
 def send_until(g: Graph, c2w: np.ndarray, person: bool, arrived, what: str) -> None:
