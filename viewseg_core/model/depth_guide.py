@@ -20,7 +20,12 @@ misses pixels); a 2x2 block (the four pixel centres around the projection) close
 to a magnification of 2. Where the query camera has more pixels per radian than the depth
 maps (a 320x240 query of 160x120 keyframes), the splat is done on a proportionally coarser
 grid (``grid_scale``) and each ray reads the grid cell its pixel falls in, so the footprint
-keeps its meaning whatever the query resolution. Why the closest projection and not the
+keeps its meaning whatever the query resolution. A query much closer to a surface than the
+source was (a low robot camera beside furniture that keyframes saw from across the room)
+magnifies it beyond 2 and the cracks come back; the adaptive footprint (``max_footprint``:
+:func:`block_widths`) widens each point's block to its measurement spacing as the query sees
+it, ceil(spacing f / z), so a point covers the cells up to its neighbours', and stays at
+``footprint`` where nothing is magnified. Why the closest projection and not the
 plain minimum: a block collects points up to a pixel away, and on a slanted surface (a
 floor seen at a grazing angle) the nearest of them lies in front of the pixel's own surface
 point; the minimum put candidates up to a band width in front (on the 80x60 box room, 87%
@@ -143,8 +148,46 @@ def grid_size(height: int, width: int, scale: float) -> tuple[int, int]:
     return max(1, math.ceil(height * scale)), max(1, math.ceil(width * scale))
 
 
+def depth_spacing(depth: torch.Tensor, K: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """How far apart a depth map's adjacent measurements lie on a surface facing the camera.
+
+    A depth pixel spans 1 / f' of the normalised image plane (f' the depth map's focal length
+    in its own pixels), so at planar depth z neighbours lie z / f' apart.
+
+    Args:
+        depth: [B, V, H', W'] planar metres covering images of (height, width) that ``K``
+            [B, V, 3, 3] refers to.
+    Returns:
+        [B, V * H' * W'] metres, in :func:`lift_source_depth`'s point order (unknown pixels
+        give NaN or values that the splat ignores with them).
+    """
+    B, V, Hd, Wd = depth.shape
+    dtype = torch.promote_types(depth.dtype, torch.float32)
+    depth_focal = focal_pixels(K).to(dtype) * math.sqrt(Hd * Wd / (height * width))          # [B, V]
+    return (depth.to(dtype) / depth_focal[..., None, None]).reshape(B, V * Hd * Wd)
+
+
+def block_widths(z: torch.Tensor, ok: torch.Tensor, K: torch.Tensor, scale: float, footprint: int,
+                 spacing: torch.Tensor | None, max_footprint: int) -> torch.Tensor | None:
+    """Each point's splat block width in grid pixels: its measurement spacing as the camera
+    sees it, ceil(spacing f s / z), at least ``footprint`` and at most ``max_footprint``
+    (None where the footprint is fixed: ``max_footprint`` <= ``footprint``).
+
+    Args:
+        z: [B, C, N] planar depth of the points in C cameras, ok: [B, C, N] splatted at all;
+        K: [B, C, 3, 3]; scale: grid / image size; spacing: [B, N] metres (:func:`depth_spacing`).
+    """
+    if max_footprint <= footprint:
+        return None
+    grid_focal = focal_pixels(K).to(z.dtype) * scale                                    # [B, C]
+    magnification = spacing.to(z.dtype)[:, None] * grid_focal[..., None] / z.clamp_min(MIN_SPLAT_DEPTH)
+    widths = torch.ceil(torch.nan_to_num(magnification, nan=0.0, posinf=float(max_footprint)))
+    return torch.where(ok, widths.clamp(footprint, max_footprint), footprint).long()
+
+
 def splat_depth(points: torch.Tensor, known: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor,
-                height: int, width: int, footprint: int = 2, scale: float = 1.0, layers: int = 1) -> torch.Tensor:
+                height: int, width: int, footprint: int = 2, scale: float = 1.0, layers: int = 1,
+                spacing: torch.Tensor | None = None, max_footprint: int = 0) -> torch.Tensor:
     """Z-buffer world points into cameras: per grid pixel, the planar depth of the nearest
     surface, read at the point of it that projects closest to the cell centre.
 
@@ -166,6 +209,10 @@ def splat_depth(points: torch.Tensor, known: torch.Tensor, K: torch.Tensor, c2w:
         layers: 1, or 2 for a second candidate behind the first (the module docstring's
             "Silhouettes": the nearest surface of a 1-pixel footprint where it lies more than
             ``SAME_SURFACE`` behind the first layer; NaN elsewhere).
+        spacing: [B, N] metres between each point and its neighbours (:func:`depth_spacing`),
+            needed where ``max_footprint`` > ``footprint``.
+        max_footprint: <= ``footprint``: every block ``footprint`` wide; else each point's
+            block widens with its magnification up to this (:func:`block_widths`).
     Returns:
         [B, C, h, w] planar depth in each camera (metres), NaN where no point lands;
         (h, w) = :func:`grid_size` (height, width, scale). With ``layers=2``
@@ -175,8 +222,11 @@ def splat_depth(points: torch.Tensor, known: torch.Tensor, K: torch.Tensor, c2w:
         raise ValueError(f"splat footprint must be >= 1 pixel, got {footprint}")
     if layers not in (1, 2):
         raise ValueError(f"splat layers must be 1 or 2, got {layers}")
+    if max_footprint > footprint and spacing is None:
+        raise ValueError("an adaptive splat footprint (max_footprint > footprint) needs the points' spacing")
     if layers == 2:
-        front = splat_depth(points, known, K, c2w, height, width, footprint, scale)
+        front = splat_depth(points, known, K, c2w, height, width, footprint, scale, spacing=spacing,
+                            max_footprint=max_footprint)
         # A 1-pixel footprint's cells lie inside the block's, so it lands only where the block did.
         exact = splat_depth(points, known, K, c2w, height, width, 1, scale)
         behind = torch.where(exact > front * (1.0 + SAME_SURFACE), exact, math.nan)
@@ -189,34 +239,54 @@ def splat_depth(points: torch.Tensor, known: torch.Tensor, K: torch.Tensor, c2w:
     uv, z, _ = project_points(K.to(dtype), c2w.to(dtype), pts)                  # [B, C, N, 2], [B, C, N]
     ok = known[:, None] & torch.isfinite(z) & (z > MIN_SPLAT_DEPTH) & torch.isfinite(uv).all(-1)
     grid = (torch.where(ok[..., None], uv, 0.0) + 0.5) * scale - 0.5
-    start = torch.floor(grid + 1.0 - footprint / 2.0).long()                    # [B, C, N, 2]
-    cam = torch.arange(B * C, device=points.device).reshape(B, C, 1)
+    widths = block_widths(z, ok, K, scale, footprint, spacing, max_footprint)  # [B, C, N] or None
+    half = footprint / 2.0 if widths is None else widths[..., None] / 2.0
+    start = torch.floor(grid + 1.0 - half).long().reshape(-1, 2)                # [B*C*N, 2]
+    cam = torch.arange(B * C, device=points.device).reshape(B, C, 1).expand(B, C, N).reshape(-1)
+    grid, ok = grid.reshape(-1, 2), ok.reshape(-1)
     dump = B * C * h * w                     # one extra slot takes everything that misses
-    offsets = [(du, dv) for dv in range(footprint) for du in range(footprint)]
+    flat_z = z.reshape(-1)
 
-    def cells(du: int, dv: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flat cell index [B*C*N] of every point's (du, dv) block cell (``dump`` where it
-        misses) and the squared distance from the cell centre to the projection."""
-        col, row = start[..., 0] + du, start[..., 1] + dv
-        inside = ok & (col >= 0) & (col < w) & (row >= 0) & (row < h)
-        dist2 = (col - grid[..., 0]) ** 2 + (row - grid[..., 1]) ** 2
-        return torch.where(inside, (cam * h + row) * w + col, dump).reshape(-1), dist2.reshape(-1)
+    def cells(points_of, du: int, dv: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For the points ``points_of`` = (start, grid, ok, cam, z), each one's planar depth, the
+        flat cell index of its (du, dv) block cell (``dump`` where it misses) and the squared
+        distance from the cell centre to its projection."""
+        first, g, inside, camera, depth = points_of
+        col, row = first[:, 0] + du, first[:, 1] + dv
+        inside = inside & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+        dist2 = (col - g[:, 0]) ** 2 + (row - g[:, 1]) ** 2
+        return depth, torch.where(inside, (camera * h + row) * w + col, dump), dist2
 
-    block = [cells(du, dv) for du, dv in offsets]     # the three passes below share them
+    everyone = (start, grid, ok, cam, flat_z)
+    # The three passes below share the cells.
+    block = [cells(everyone, du, dv) for dv in range(footprint) for du in range(footprint)]
+    if widths is not None:
+        # Cells beyond the fixed block belong to the magnified points only: sorted by width,
+        # the points wider than k are a suffix, so a wide block costs in proportion to the
+        # points that need it.
+        flat_widths = widths.reshape(-1)
+        wide = (flat_widths > footprint).nonzero().squeeze(1)
+        wide = wide[torch.argsort(flat_widths[wide], stable=True)]
+        sorted_widths = flat_widths[wide]
+        for k in range(footprint, int(sorted_widths.max()) if wide.numel() else footprint):
+            chosen = wide[int(torch.searchsorted(sorted_widths, k, right=True)):]      # width > k
+            subset = tuple(x[chosen] for x in everyone)
+            # The cells of the (k+1)-wide block not in the k-wide one: column k and row k.
+            block += [cells(subset, k, dv) for dv in range(k + 1)]
+            block += [cells(subset, du, k) for du in range(k)]
 
     def reduce(values_of) -> torch.Tensor:
         buf = torch.full((dump + 1,), math.inf, dtype=dtype, device=points.device)
-        for index, dist2 in block:
-            buf.scatter_reduce_(0, index, values_of(index, dist2), reduce="amin")
+        for zs, index, dist2 in block:
+            buf.scatter_reduce_(0, index, values_of(zs, index, dist2), reduce="amin")
         return buf
 
-    flat_z = z.reshape(-1)
     # 1. the nearest surface per cell; 2. on it (within SAME_SURFACE of the nearest depth),
     # the point projecting closest to the cell centre; 3. that point's depth.
-    zmin = reduce(lambda index, dist2: flat_z)
-    front = lambda index: flat_z <= zmin[index] * (1.0 + SAME_SURFACE)  # noqa: E731
-    dmin = reduce(lambda index, dist2: torch.where(front(index), dist2, math.inf))
-    zbuf = reduce(lambda index, dist2: torch.where(front(index) & (dist2 <= dmin[index]), flat_z, math.inf))
+    zmin = reduce(lambda zs, index, dist2: zs)
+    front = lambda zs, index: zs <= zmin[index] * (1.0 + SAME_SURFACE)  # noqa: E731
+    dmin = reduce(lambda zs, index, dist2: torch.where(front(zs, index), dist2, math.inf))
+    zbuf = reduce(lambda zs, index, dist2: torch.where(front(zs, index) & (dist2 <= dmin[index]), zs, math.inf))
     zbuf = zbuf[:dump].reshape(B, C, h, w)
     return torch.where(torch.isinf(zbuf), math.nan, zbuf)
 
@@ -263,7 +333,8 @@ def ray_guides(images: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, height:
 def camera_guides(depth: torch.Tensor | None, source_K: torch.Tensor, source_c2w: torch.Tensor,
                   source_height: int, source_width: int, K: torch.Tensor, c2w: torch.Tensor,
                   height: int, width: int, origins: torch.Tensor, directions: torch.Tensor,
-                  footprint: int = 2, valid: torch.Tensor | None = None, layers: int = 1) -> torch.Tensor:
+                  footprint: int = 2, valid: torch.Tensor | None = None, layers: int = 1,
+                  max_footprint: int = 0) -> torch.Tensor:
     """Lift, splat into C cameras and look up rays, in one call (see the module docstring).
 
     Args:
@@ -274,6 +345,8 @@ def camera_guides(depth: torch.Tensor | None, source_K: torch.Tensor, source_c2w
             (height, width); origins, directions: [B, R, 3].
         valid: optional [B, V] bool, False = a padding view (its depth is not splatted).
         layers: candidates per ray (1, or 2 with the silhouette layer: :func:`splat_depth`).
+        max_footprint: <= ``footprint`` (every block ``footprint`` wide), or the widest
+            block of the adaptive footprint (:func:`block_widths`).
     Returns:
         [B, R] candidate ray distances, NaN = none; [B, R, 2] with ``layers=2`` (the
         nearest first).
@@ -286,7 +359,8 @@ def camera_guides(depth: torch.Tensor | None, source_K: torch.Tensor, source_c2w
     if valid is not None:
         known = known & valid.to(known.device).repeat_interleave(depth.shape[-2] * depth.shape[-1], dim=1)
     scale = grid_scale(K, source_K, height, width, depth.shape[-2], depth.shape[-1])
-    images = splat_depth(points, known, K, c2w, height, width, footprint, scale, layers)
+    spacing = depth_spacing(depth, source_K, source_height, source_width) if max_footprint > footprint else None
+    images = splat_depth(points, known, K, c2w, height, width, footprint, scale, layers, spacing, max_footprint)
     return ray_guides(images, K, c2w, height, width, scale, origins, directions)
 
 
@@ -349,6 +423,6 @@ def measured_empty(points: torch.Tensor, depth: torch.Tensor | None, K: torch.Te
     return (unseen | (~keep & empty)).reshape(shape)
 
 
-__all__ = ["measured_empty", "known_depth", "lift_source_depth", "splat_depth", "ray_guides", "camera_guides",
+__all__ = ["measured_empty", "known_depth", "lift_source_depth", "depth_spacing", "block_widths", "splat_depth", "ray_guides", "camera_guides",
            "grid_scale", "grid_size", "depth_pixel_centres", "focal_pixels", "MIN_SPLAT_DEPTH", "ORIGIN_TOLERANCE",
            "SAME_SURFACE"]

@@ -50,6 +50,7 @@ class RendererConfig:
     guide_band: float = 0.1        # band half-width, metres (depth_guided)
     guide_footprint: int = 2       # splat block width, pixels of the splat grid (depth_guided)
     guide_layers: int = 1          # candidates per ray: 2 adds the surface behind a silhouette (depth_guided)
+    guide_max_footprint: int = 4   # blocks widen with magnification up to this; 0: fixed (depth_guided)
 
 
 @dataclass
@@ -154,7 +155,8 @@ class Renderer(nn.Module):
         width) (NaN = none)."""
         return camera_guides(sources.depth, sources.K, sources.c2w, sources.height, sources.width, K, c2w,
                              height, width, rays.origins, rays.directions, self.config.guide_footprint,
-                             sources.valid, layers=self.config.guide_layers)
+                             sources.valid, layers=self.config.guide_layers,
+                             max_footprint=self.config.guide_max_footprint)
 
     def _pass(self, field: SemanticField, prepared: PreparedSources, rays: RayBundle,
               t: torch.Tensor) -> PassOutput:

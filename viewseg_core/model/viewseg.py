@@ -67,6 +67,7 @@ class ModelConfig:
     guide_band: float = 0.1              # band half-width, metres (depth_guided)
     guide_footprint: int = 2             # splat block width in pixels (depth_guided)
     guide_layers: int = 1                # candidates per ray; 2 adds the surface behind a silhouette (depth_guided)
+    guide_max_footprint: int = 4         # blocks widen with magnification up to this; <= footprint: fixed
     num_coarse: int = 64
     num_fine: int = 128
     lindisp: bool = False
@@ -98,6 +99,9 @@ class ModelConfig:
                              f"got {self.unseen_points!r}")
         if self.guide_layers not in (1, 2):
             raise ValueError(f"ModelConfig.guide_layers must be 1 or 2, got {self.guide_layers}")
+        if self.guide_max_footprint < 0:
+            raise ValueError(f"ModelConfig.guide_max_footprint must be >= 0 (0 or <= guide_footprint: fixed "
+                             f"blocks), got {self.guide_max_footprint}")
         if self.norm not in NORM_MODES:
             raise ValueError(f"ModelConfig.norm must be one of {NORM_MODES}, got {self.norm!r}")
         if not 0 <= self.near < self.far:
@@ -130,7 +134,8 @@ class ModelConfig:
                               near=self.near, far=self.far, opacity_threshold=self.opacity_threshold,
                               chunk_size=self.chunk_size, depth_guided=self.depth_guided,
                               guide_samples=self.guide_samples, guide_band=self.guide_band,
-                              guide_footprint=self.guide_footprint, guide_layers=self.guide_layers)
+                              guide_footprint=self.guide_footprint, guide_layers=self.guide_layers,
+                              guide_max_footprint=self.guide_max_footprint)
 
     @property
     def reads_source_depth(self) -> bool:

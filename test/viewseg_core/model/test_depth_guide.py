@@ -11,8 +11,8 @@ import math
 import pytest
 import torch
 
-from viewseg_core.model.depth_guide import (camera_guides, depth_pixel_centres, grid_scale, grid_size,
-                                            lift_source_depth, ray_guides, splat_depth)
+from viewseg_core.model.depth_guide import (block_widths, camera_guides, depth_pixel_centres, depth_spacing,
+                                            grid_scale, grid_size, lift_source_depth, ray_guides, splat_depth)
 from viewseg_core.rays import grid_rays
 
 from .conftest import BoxRoom
@@ -280,3 +280,49 @@ def test_silhouette_layer_is_a_second_ray_candidate():
     assert none.shape == (1, H * W, 2) and torch.isnan(none).all()
     with pytest.raises(ValueError, match="layers must be 1 or 2"):
         camera_guides(*args, layers=3)
+
+
+def test_depth_spacing_by_hand():
+    """A 2x3 depth map covering a 4x6 image with f = 4 image px: its own focal length is 2 px,
+    so neighbours at planar depth z lie z / 2 apart."""
+    depth = torch.tensor([[[[2.0, 4.0, NAN], [1.0, 3.0, 0.5]]]], dtype=torch.float64)
+    spacing = depth_spacing(depth, _K()[None, None], 4, 6)
+    torch.testing.assert_close(spacing[0], torch.tensor([1.0, 2.0, NAN, 0.5, 1.5, 0.25], dtype=torch.float64),
+                               equal_nan=True)
+
+
+def test_block_widths_follow_the_magnification():
+    """A point 0.5 m apart from its neighbours at planar depth 1, 0.5, 0.25 in a camera with
+    f = 4: it spans 2, 4 and 8 pixels there, clamped to [footprint, max_footprint]."""
+    z = torch.tensor([[[1.0, 0.5, 0.25, 4.0]]], dtype=torch.float64)
+    ok = torch.tensor([[[True, True, True, False]]])
+    spacing = torch.full((1, 4), 0.5, dtype=torch.float64)
+    K = _K()[None, None]
+    widths = block_widths(z, ok, K, 1.0, 2, spacing, 6)
+    assert widths.tolist() == [[[2, 4, 6, 2]]]
+    # A coarser grid (scale 0.5) halves the magnification; max_footprint <= footprint: fixed blocks.
+    assert block_widths(z, ok, K, 0.5, 2, spacing, 6).tolist() == [[[2, 2, 4, 2]]]
+    assert block_widths(z, ok, K, 1.0, 2, spacing, 2) is None
+
+
+def test_adaptive_footprint_closes_cracks_a_fixed_block_leaves():
+    """A plane 4 m from the source seen from 3 m closer: magnification 4. The 2x2 block leaves
+    cracks; blocks as wide as the magnification cover every pixel with the plane's 1 m."""
+    h, w = 8, 8
+    K8 = _K(cx=3.5, cy=3.5)
+    plane = torch.full((1, 1, h, w), 4.0, dtype=torch.float64)
+    pts, known = lift_source_depth(plane, K8[None, None], _pose()[None, None], h, w)
+    spacing = depth_spacing(plane, K8[None, None], h, w)
+    query = (K8[None, None], _pose(tz=3.0)[None, None], h, w)
+    fixed = splat_depth(pts, known, *query, footprint=2)[0, 0]
+    adaptive = splat_depth(pts, known, *query, footprint=2, spacing=spacing, max_footprint=4)[0, 0]
+    # The points 1 m apart land at u = 1.5 and 5.5 (4 px apart): 2x2 blocks fill columns 1-2
+    # and 5-6 only; 4-wide blocks fill 0-3 and 4-7.
+    expect = torch.full((w,), NAN, dtype=torch.float64)
+    expect[[1, 2, 5, 6]] = 1.0
+    torch.testing.assert_close(fixed[1], expect, equal_nan=True)
+    torch.testing.assert_close(adaptive, torch.full((h, w), 1.0, dtype=torch.float64))
+    # Where nothing is magnified the adaptive splat is the fixed one.
+    same = (K8[None, None], _pose()[None, None], h, w)
+    torch.testing.assert_close(splat_depth(pts, known, *same, footprint=2, spacing=spacing, max_footprint=4),
+                               splat_depth(pts, known, *same, footprint=2), equal_nan=True)
