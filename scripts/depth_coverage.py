@@ -45,7 +45,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from training.data import build_dataset  # noqa: E402
-from training.evaluate import SOURCE_DEPTH_CHOICES, example_indices, load_viewseg, resolve_data_config  # noqa: E402
+from training.evaluate import (SOURCE_DEPTH_CHOICES, example_indices, load_viewseg, resolve_data_config,  # noqa: E402
+                               set_guide_max_footprint)
 from training.panels import source_depth_kwargs  # noqa: E402
 from viewseg_core.cameras import in_image, project_points  # noqa: E402
 from viewseg_core.model.depth_guide import camera_guides, lift_source_depth  # noqa: E402
@@ -141,7 +142,8 @@ def depth_coverage(model, dataset, max_examples: int) -> dict:
         layered = camera_guides(None if depth_in is None else depth_in[None].float(), ex["source_K"][None].float(),
                                 ex["source_c2w"][None].float(), H, W, ex["target_K"][None, None].float(),
                                 ex["target_c2w"][None, None].float(), H, W, rays.origins, rays.directions,
-                                model.config.guide_footprint, layers=2)[0] * rays.z_axis[0][:, None]
+                                model.config.guide_footprint, layers=2,
+                                max_footprint=model.config.guide_max_footprint)[0] * rays.z_axis[0][:, None]
         cand = layered[:, 0]
         t = ex["target_depth"].reshape(-1).float()
         known = torch.isfinite(t) & (t > 0)
@@ -223,10 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-examples", type=int, default=24)
     ap.add_argument("--source-depth", choices=[c for c in SOURCE_DEPTH_CHOICES if c != "auto"], default="sensor")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--guide-max-footprint", type=int, default=-1, help="the depth guide's widest splat block "
+                                                                        "(0: fixed; default: the model's own)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     model, train_config = load_viewseg(args.checkpoint)
+    if args.guide_max_footprint >= 0:
+        set_guide_max_footprint(model, args.guide_max_footprint)
     data = resolve_data_config(train_config, args.config, args.overrides, source=args.checkpoint)
     data.source_depth = args.source_depth
     with tempfile.TemporaryDirectory() as pairs_dir:  # mined pairs, if any, never go into the data or model folder

@@ -790,6 +790,7 @@ class EvalConfig:
     rgb_checkpoint: str = ""         # an RGB-only ViewSeg scored beside (method viewseg_rgb)
     num_sources: tuple[int, ...] = ()  # --num-sources study: ViewSeg with each N on the same targets
     pose_noise: tuple[tuple[float, float], ...] = ()  # --pose-noise levels (degrees, cm); 2+ = a study
+    guide_max_footprint: int = -1    # RGB-D sampling: the splat's widest block (-1: the model's own)
 
 
 def source_counts(text: str) -> tuple[int, ...]:
@@ -901,6 +902,16 @@ def study_kind(cfg: "EvalConfig") -> str | None:
     return kind
 
 
+def set_guide_max_footprint(model: ViewSeg, max_footprint: int) -> None:
+    """Where a depth-guided model's band samples go: the splat's widest block
+    (:func:`viewseg_core.model.depth_guide.block_widths`). Sampling only, no weights: models
+    trained before the adaptive footprint existed (fixed 2x2 blocks) take either."""
+    if max_footprint < 0:
+        raise ValueError(f"--guide-max-footprint must be >= 0, got {max_footprint}")
+    model.config.guide_max_footprint = int(max_footprint)
+    model.renderer.config.guide_max_footprint = int(max_footprint)
+
+
 def _notice(notices: list[str], text: str) -> None:
     notices.append(text)
     print(f"[eval] {text}", file=sys.stderr)
@@ -923,6 +934,10 @@ def evaluate(cfg: EvalConfig) -> dict:
     model = model.to(device).eval()
     chunk = set_render_chunk(model, cfg.chunk_size, device)
     notices: list[str] = []
+    if cfg.guide_max_footprint >= 0:
+        set_guide_max_footprint(model, cfg.guide_max_footprint)
+        _notice(notices, f"the depth guide's splat blocks widen up to {cfg.guide_max_footprint} pixels "
+                         f"(--guide-max-footprint; <= model.guide_footprint {model.config.guide_footprint}: fixed)")
     data_record: dict = {}
     data_cfg = resolve_data_config(train_config, cfg.config, cfg.overrides, cfg.data, source=str(cfg.checkpoint),
                                    record=data_record)
@@ -1263,6 +1278,9 @@ def register(subparsers) -> None:
                         "only, seeded per view. One level: a normal evaluation with noisy sources (baselines "
                         "too). Several: a study of ViewSeg only on the same targets, each level minus the first; "
                         "writes study_pose_noise.json/.md. Not with --num-sources")
+    p.add_argument("--guide-max-footprint", type=nonnegative_int, default=-1, metavar="N",
+                   help="RGB-D models: the widest block of the depth guide's adaptive splat (0: fixed "
+                        "model.guide_footprint blocks, as before 2026-12-07; default: the model's own, 6)")
     p.add_argument("overrides", nargs="*", help="data.key=value overrides, e.g. data.image_size=[60,80]")
     p.set_defaults(func=_run)
 
@@ -1279,7 +1297,8 @@ def _run(args: argparse.Namespace) -> int:
                      device=args.device, threads=args.threads, rotation_weight=args.rotation_weight,
                      max_splat=args.max_splat, chunk_size=args.chunk_size, bootstrap=args.bootstrap,
                      source_depth=args.source_depth, rgb_checkpoint=args.rgb_checkpoint,
-                     num_sources=tuple(args.num_sources), pose_noise=pose_noise)
+                     num_sources=tuple(args.num_sources), pose_noise=pose_noise,
+                     guide_max_footprint=args.guide_max_footprint)
     report = evaluate(cfg)
     if "study" in report:
         print(study_markdown(report).rstrip())

@@ -23,9 +23,11 @@ grid (``grid_scale``) and each ray reads the grid cell its pixel falls in, so th
 keeps its meaning whatever the query resolution. A query much closer to a surface than the
 source was (a low robot camera beside furniture that keyframes saw from across the room)
 magnifies it beyond 2 and the cracks come back; the adaptive footprint (``max_footprint``:
-:func:`block_widths`) widens each point's block to its measurement spacing as the query sees
-it, ceil(spacing f / z), so a point covers the cells up to its neighbours', and stays at
-``footprint`` where nothing is magnified. Why the closest projection and not the
+:func:`block_widths`) widens each point's block to reach halfway to where its neighbours in
+its own depth map land in the query, so a magnified surface is covered without a crack. A
+neighbour across a silhouette (depth more than ``SAME_SURFACE`` apart) does not widen it, so
+an object's block does not spill further over the background than a fixed block does, and
+where nothing is magnified the block stays ``footprint`` wide. Why the closest projection and not the
 plain minimum: a block collects points up to a pixel away, and on a slanted surface (a
 floor seen at a grazing angle) the nearest of them lies in front of the pixel's own surface
 point; the minimum put candidates up to a band width in front (on the 80x60 box room, 87%
@@ -148,46 +150,46 @@ def grid_size(height: int, width: int, scale: float) -> tuple[int, int]:
     return max(1, math.ceil(height * scale)), max(1, math.ceil(width * scale))
 
 
-def depth_spacing(depth: torch.Tensor, K: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """How far apart a depth map's adjacent measurements lie on a surface facing the camera.
-
-    A depth pixel spans 1 / f' of the normalised image plane (f' the depth map's focal length
-    in its own pixels), so at planar depth z neighbours lie z / f' apart.
+def block_widths(grid: torch.Tensor, z: torch.Tensor, ok: torch.Tensor, layout: tuple[int, int, int],
+                 footprint: int, max_footprint: int) -> torch.Tensor | None:
+    """Each point's splat block width in grid pixels: ceil of the farthest any of its four
+    neighbours in its depth map (left, right, up, down) lands from it in this camera (max of
+    |du|, |dv|), so that blocks meet halfway between neighbours; at least ``footprint``, at most
+    ``max_footprint``. None where blocks are fixed (``max_footprint`` <= ``footprint``).
 
     Args:
-        depth: [B, V, H', W'] planar metres covering images of (height, width) that ``K``
-            [B, V, 3, 3] refers to.
+        grid: [B, C, N, 2] grid positions of the points in C cameras; z: [B, C, N] planar
+            depth there; ok: [B, C, N] splatted; layout: (V, H', W') with N = V * H' * W'
+            in :func:`lift_source_depth`'s order. Neighbours whose depths differ by more than
+            ``SAME_SURFACE`` (a silhouette) or that are not splatted do not widen a block.
     Returns:
-        [B, V * H' * W'] metres, in :func:`lift_source_depth`'s point order (unknown pixels
-        give NaN or values that the splat ignores with them).
-    """
-    B, V, Hd, Wd = depth.shape
-    dtype = torch.promote_types(depth.dtype, torch.float32)
-    depth_focal = focal_pixels(K).to(dtype) * math.sqrt(Hd * Wd / (height * width))          # [B, V]
-    return (depth.to(dtype) / depth_focal[..., None, None]).reshape(B, V * Hd * Wd)
-
-
-def block_widths(z: torch.Tensor, ok: torch.Tensor, K: torch.Tensor, scale: float, footprint: int,
-                 spacing: torch.Tensor | None, max_footprint: int) -> torch.Tensor | None:
-    """Each point's splat block width in grid pixels: its measurement spacing as the camera
-    sees it, ceil(spacing f s / z), at least ``footprint`` and at most ``max_footprint``
-    (None where the footprint is fixed: ``max_footprint`` <= ``footprint``).
-
-    Args:
-        z: [B, C, N] planar depth of the points in C cameras, ok: [B, C, N] splatted at all;
-        K: [B, C, 3, 3]; scale: grid / image size; spacing: [B, N] metres (:func:`depth_spacing`).
+        [B, C, N] long.
     """
     if max_footprint <= footprint:
         return None
-    grid_focal = focal_pixels(K).to(z.dtype) * scale                                    # [B, C]
-    magnification = spacing.to(z.dtype)[:, None] * grid_focal[..., None] / z.clamp_min(MIN_SPLAT_DEPTH)
-    widths = torch.ceil(torch.nan_to_num(magnification, nan=0.0, posinf=float(max_footprint)))
-    return torch.where(ok, widths.clamp(footprint, max_footprint), footprint).long()
+    B, C, N = z.shape
+    g = grid.reshape(B, C, *layout, 2)
+    zz = z.reshape(B, C, *layout)
+    okk = ok.reshape(B, C, *layout)
+    extent = torch.zeros_like(zz)
+
+    def widen(a: tuple, b: tuple) -> None:
+        reach = (g[a] - g[b]).abs().amax(-1)
+        same = okk[a] & okk[b] & ((zz[a] - zz[b]).abs() <= SAME_SURFACE * torch.minimum(zz[a], zz[b]))
+        reach = torch.where(same, reach, 0.0)
+        extent[a] = torch.maximum(extent[a], reach)
+        extent[b] = torch.maximum(extent[b], reach)
+
+    every = slice(None)
+    widen((every, every, every, every, slice(1, None)), (every, every, every, every, slice(None, -1)))
+    widen((every, every, every, slice(1, None), every), (every, every, every, slice(None, -1), every))
+    widths = torch.ceil(extent).clamp(footprint, max_footprint).reshape(B, C, N)
+    return torch.where(ok, widths, footprint).long()
 
 
 def splat_depth(points: torch.Tensor, known: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor,
                 height: int, width: int, footprint: int = 2, scale: float = 1.0, layers: int = 1,
-                spacing: torch.Tensor | None = None, max_footprint: int = 0) -> torch.Tensor:
+                max_footprint: int = 0, layout: tuple[int, int, int] | None = None) -> torch.Tensor:
     """Z-buffer world points into cameras: per grid pixel, the planar depth of the nearest
     surface, read at the point of it that projects closest to the cell centre.
 
@@ -209,10 +211,10 @@ def splat_depth(points: torch.Tensor, known: torch.Tensor, K: torch.Tensor, c2w:
         layers: 1, or 2 for a second candidate behind the first (the module docstring's
             "Silhouettes": the nearest surface of a 1-pixel footprint where it lies more than
             ``SAME_SURFACE`` behind the first layer; NaN elsewhere).
-        spacing: [B, N] metres between each point and its neighbours (:func:`depth_spacing`),
-            needed where ``max_footprint`` > ``footprint``.
         max_footprint: <= ``footprint``: every block ``footprint`` wide; else each point's
-            block widens with its magnification up to this (:func:`block_widths`).
+            block widens to reach its neighbours' projections, up to this (:func:`block_widths`).
+        layout: (V, H', W'), the depth maps the points were lifted from
+            (:func:`lift_source_depth`'s order); needed where ``max_footprint`` > ``footprint``.
     Returns:
         [B, C, h, w] planar depth in each camera (metres), NaN where no point lands;
         (h, w) = :func:`grid_size` (height, width, scale). With ``layers=2``
@@ -222,11 +224,12 @@ def splat_depth(points: torch.Tensor, known: torch.Tensor, K: torch.Tensor, c2w:
         raise ValueError(f"splat footprint must be >= 1 pixel, got {footprint}")
     if layers not in (1, 2):
         raise ValueError(f"splat layers must be 1 or 2, got {layers}")
-    if max_footprint > footprint and spacing is None:
-        raise ValueError("an adaptive splat footprint (max_footprint > footprint) needs the points' spacing")
+    if max_footprint > footprint and (layout is None or math.prod(layout) != points.shape[1]):
+        raise ValueError(f"an adaptive splat footprint (max_footprint > footprint) needs the depth maps' layout "
+                         f"(V, H', W') of the {points.shape[1]} points, got {layout}")
     if layers == 2:
-        front = splat_depth(points, known, K, c2w, height, width, footprint, scale, spacing=spacing,
-                            max_footprint=max_footprint)
+        front = splat_depth(points, known, K, c2w, height, width, footprint, scale,
+                            max_footprint=max_footprint, layout=layout)
         # A 1-pixel footprint's cells lie inside the block's, so it lands only where the block did.
         exact = splat_depth(points, known, K, c2w, height, width, 1, scale)
         behind = torch.where(exact > front * (1.0 + SAME_SURFACE), exact, math.nan)
@@ -239,7 +242,7 @@ def splat_depth(points: torch.Tensor, known: torch.Tensor, K: torch.Tensor, c2w:
     uv, z, _ = project_points(K.to(dtype), c2w.to(dtype), pts)                  # [B, C, N, 2], [B, C, N]
     ok = known[:, None] & torch.isfinite(z) & (z > MIN_SPLAT_DEPTH) & torch.isfinite(uv).all(-1)
     grid = (torch.where(ok[..., None], uv, 0.0) + 0.5) * scale - 0.5
-    widths = block_widths(z, ok, K, scale, footprint, spacing, max_footprint)  # [B, C, N] or None
+    widths = block_widths(grid, z, ok, layout, footprint, max_footprint)        # [B, C, N] or None
     half = footprint / 2.0 if widths is None else widths[..., None] / 2.0
     start = torch.floor(grid + 1.0 - half).long().reshape(-1, 2)                # [B*C*N, 2]
     cam = torch.arange(B * C, device=points.device).reshape(B, C, 1).expand(B, C, N).reshape(-1)
@@ -359,8 +362,8 @@ def camera_guides(depth: torch.Tensor | None, source_K: torch.Tensor, source_c2w
     if valid is not None:
         known = known & valid.to(known.device).repeat_interleave(depth.shape[-2] * depth.shape[-1], dim=1)
     scale = grid_scale(K, source_K, height, width, depth.shape[-2], depth.shape[-1])
-    spacing = depth_spacing(depth, source_K, source_height, source_width) if max_footprint > footprint else None
-    images = splat_depth(points, known, K, c2w, height, width, footprint, scale, layers, spacing, max_footprint)
+    images = splat_depth(points, known, K, c2w, height, width, footprint, scale, layers, max_footprint,
+                         layout=tuple(depth.shape[1:]))
     return ray_guides(images, K, c2w, height, width, scale, origins, directions)
 
 
@@ -423,6 +426,6 @@ def measured_empty(points: torch.Tensor, depth: torch.Tensor | None, K: torch.Te
     return (unseen | (~keep & empty)).reshape(shape)
 
 
-__all__ = ["measured_empty", "known_depth", "lift_source_depth", "depth_spacing", "block_widths", "splat_depth", "ray_guides", "camera_guides",
+__all__ = ["measured_empty", "known_depth", "lift_source_depth", "block_widths", "splat_depth", "ray_guides", "camera_guides",
            "grid_scale", "grid_size", "depth_pixel_centres", "focal_pixels", "MIN_SPLAT_DEPTH", "ORIGIN_TOLERANCE",
            "SAME_SURFACE"]

@@ -50,7 +50,7 @@ class RendererConfig:
     guide_band: float = 0.1        # band half-width, metres (depth_guided)
     guide_footprint: int = 2       # splat block width, pixels of the splat grid (depth_guided)
     guide_layers: int = 1          # candidates per ray: 2 adds the surface behind a silhouette (depth_guided)
-    guide_max_footprint: int = 4   # blocks widen with magnification up to this; 0: fixed (depth_guided)
+    guide_max_footprint: int = 6   # blocks widen to reach their neighbours, up to this; <= footprint: fixed
 
 
 @dataclass

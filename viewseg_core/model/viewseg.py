@@ -67,7 +67,7 @@ class ModelConfig:
     guide_band: float = 0.1              # band half-width, metres (depth_guided)
     guide_footprint: int = 2             # splat block width in pixels (depth_guided)
     guide_layers: int = 1                # candidates per ray; 2 adds the surface behind a silhouette (depth_guided)
-    guide_max_footprint: int = 4         # blocks widen with magnification up to this; <= footprint: fixed
+    guide_max_footprint: int = 6         # blocks widen to reach their neighbours, up to this; <= footprint: fixed
     num_coarse: int = 64
     num_fine: int = 128
     lindisp: bool = False

@@ -11,8 +11,8 @@ import math
 import pytest
 import torch
 
-from viewseg_core.model.depth_guide import (block_widths, camera_guides, depth_pixel_centres, depth_spacing,
-                                            grid_scale, grid_size, lift_source_depth, ray_guides, splat_depth)
+from viewseg_core.model.depth_guide import (block_widths, camera_guides, depth_pixel_centres, grid_scale,
+                                            grid_size, lift_source_depth, ray_guides, splat_depth)
 from viewseg_core.rays import grid_rays
 
 from .conftest import BoxRoom
@@ -282,27 +282,30 @@ def test_silhouette_layer_is_a_second_ray_candidate():
         camera_guides(*args, layers=3)
 
 
-def test_depth_spacing_by_hand():
-    """A 2x3 depth map covering a 4x6 image with f = 4 image px: its own focal length is 2 px,
-    so neighbours at planar depth z lie z / 2 apart."""
-    depth = torch.tensor([[[[2.0, 4.0, NAN], [1.0, 3.0, 0.5]]]], dtype=torch.float64)
-    spacing = depth_spacing(depth, _K()[None, None], 4, 6)
-    torch.testing.assert_close(spacing[0], torch.tensor([1.0, 2.0, NAN, 0.5, 1.5, 0.25], dtype=torch.float64),
-                               equal_nan=True)
-
-
-def test_block_widths_follow_the_magnification():
-    """A point 0.5 m apart from its neighbours at planar depth 1, 0.5, 0.25 in a camera with
-    f = 4: it spans 2, 4 and 8 pixels there, clamped to [footprint, max_footprint]."""
-    z = torch.tensor([[[1.0, 0.5, 0.25, 4.0]]], dtype=torch.float64)
-    ok = torch.tensor([[[True, True, True, False]]])
-    spacing = torch.full((1, 4), 0.5, dtype=torch.float64)
-    K = _K()[None, None]
-    widths = block_widths(z, ok, K, 1.0, 2, spacing, 6)
-    assert widths.tolist() == [[[2, 4, 6, 2]]]
-    # A coarser grid (scale 0.5) halves the magnification; max_footprint <= footprint: fixed blocks.
-    assert block_widths(z, ok, K, 0.5, 2, spacing, 6).tolist() == [[[2, 2, 4, 2]]]
-    assert block_widths(z, ok, K, 1.0, 2, spacing, 2) is None
+def test_block_widths_reach_the_neighbours_projections():
+    """One 2x3 depth map: row 0's points land at u = 0, 3 and 4.5, row 1's 0.5 below each.
+    A block is as wide as the farthest same-surface neighbour is far (ceil), within
+    [footprint, max_footprint]; a neighbour across a silhouette or not splatted does not count."""
+    u = torch.tensor([0.0, 3.0, 4.5, 0.0, 3.0, 4.5], dtype=torch.float64)
+    v = torch.tensor([0.0, 0.0, 0.0, 0.5, 0.5, 0.5], dtype=torch.float64)
+    grid = torch.stack([u, v], dim=-1)[None, None]                     # [1, 1, 6, 2]
+    z = torch.ones(1, 1, 6, dtype=torch.float64)
+    ok = torch.ones(1, 1, 6, dtype=torch.bool)
+    widths = block_widths(grid, z, ok, (1, 2, 3), 2, 8)
+    assert widths.tolist() == [[[3, 3, 2, 3, 3, 2]]]                   # 3, max(3, 1.5), 1.5 -> 2
+    assert block_widths(grid, z, ok, (1, 2, 3), 2, 2) is None           # fixed blocks
+    # Point 0 at 1.5 m: more than SAME_SURFACE from its neighbours, so neither widens the other.
+    z_edge = z.clone()
+    z_edge[0, 0, 0] = 1.5
+    assert block_widths(grid, z_edge, ok, (1, 2, 3), 2, 8).tolist() == [[[2, 2, 2, 3, 3, 2]]]
+    # Row 1's middle point not splatted: it keeps the footprint and widens nobody.
+    ok_hole = ok.clone()
+    ok_hole[0, 0, 4] = False
+    assert block_widths(grid, z, ok_hole, (1, 2, 3), 2, 8).tolist() == [[[3, 3, 2, 2, 2, 2]]]
+    # The widest block is max_footprint.
+    far = grid.clone()
+    far[..., 0] *= 10.0
+    assert block_widths(far, z, ok, (1, 2, 3), 2, 6).tolist() == [[[6, 6, 6, 6, 6, 6]]]
 
 
 def test_adaptive_footprint_closes_cracks_a_fixed_block_leaves():
@@ -312,10 +315,9 @@ def test_adaptive_footprint_closes_cracks_a_fixed_block_leaves():
     K8 = _K(cx=3.5, cy=3.5)
     plane = torch.full((1, 1, h, w), 4.0, dtype=torch.float64)
     pts, known = lift_source_depth(plane, K8[None, None], _pose()[None, None], h, w)
-    spacing = depth_spacing(plane, K8[None, None], h, w)
     query = (K8[None, None], _pose(tz=3.0)[None, None], h, w)
     fixed = splat_depth(pts, known, *query, footprint=2)[0, 0]
-    adaptive = splat_depth(pts, known, *query, footprint=2, spacing=spacing, max_footprint=4)[0, 0]
+    adaptive = splat_depth(pts, known, *query, footprint=2, max_footprint=4, layout=(1, h, w))[0, 0]
     # The points 1 m apart land at u = 1.5 and 5.5 (4 px apart): 2x2 blocks fill columns 1-2
     # and 5-6 only; 4-wide blocks fill 0-3 and 4-7.
     expect = torch.full((w,), NAN, dtype=torch.float64)
@@ -324,5 +326,9 @@ def test_adaptive_footprint_closes_cracks_a_fixed_block_leaves():
     torch.testing.assert_close(adaptive, torch.full((h, w), 1.0, dtype=torch.float64))
     # Where nothing is magnified the adaptive splat is the fixed one.
     same = (K8[None, None], _pose()[None, None], h, w)
-    torch.testing.assert_close(splat_depth(pts, known, *same, footprint=2, spacing=spacing, max_footprint=4),
+    torch.testing.assert_close(splat_depth(pts, known, *same, footprint=2, max_footprint=4, layout=(1, h, w)),
                                splat_depth(pts, known, *same, footprint=2), equal_nan=True)
+    with pytest.raises(ValueError, match="layout"):
+        splat_depth(pts, known, *query, footprint=2, max_footprint=4)
+    with pytest.raises(ValueError, match="layout"):
+        splat_depth(pts, known, *query, footprint=2, max_footprint=4, layout=(1, h, w + 1))
