@@ -363,3 +363,25 @@ def test_source_depth_choices_and_model_inputs(test_split):
     depth = source_depth_kwargs(Stub(True), ex, "cpu", batch=3)["depth"]
     V, H, W = ex["source_depth"].shape
     assert depth.shape == (3, V, H, W) and torch.equal(depth[2].nan_to_num(-1), ex["source_depth"].nan_to_num(-1))
+
+
+def test_guide_max_footprint_reaches_the_renderer():
+    """--guide-max-footprint sets where a depth-guided model's band samples go (both configs the
+    renderer and a saved model read); the parser takes it; a negative width is refused."""
+    import argparse
+
+    from training.evaluate import register, set_guide_max_footprint
+    from viewseg_core.model.viewseg import ModelConfig, ViewSeg
+
+    model = ViewSeg(ModelConfig(encoder="deeplabv3plus_resnet18", feature_dim=8, hidden_dim=8, n_blocks=1,
+                                n_head_blocks=1, num_coarse=4, num_fine=0, source_depth=True, depth_guided=True))
+    assert model.config.guide_max_footprint == model.renderer.config.guide_max_footprint == 6  # the default
+    set_guide_max_footprint(model, 0)
+    assert model.config.guide_max_footprint == model.renderer.config.guide_max_footprint == 0
+    with pytest.raises(ValueError, match="must be >= 0"):
+        set_guide_max_footprint(model, -1)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["eval", "--checkpoint", "m.pt", "--out", "o", "--guide-max-footprint", "0"])
+    assert args.guide_max_footprint == 0
+    assert parser.parse_args(["eval", "--checkpoint", "m.pt", "--out", "o"]).guide_max_footprint == -1

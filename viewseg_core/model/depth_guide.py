@@ -24,7 +24,8 @@ keeps its meaning whatever the query resolution. A query much closer to a surfac
 source was (a low robot camera beside furniture that keyframes saw from across the room)
 magnifies it beyond 2 and the cracks come back; the adaptive footprint (``max_footprint``:
 :func:`block_widths`) widens each point's block to reach halfway to where its neighbours in
-its own depth map land in the query, so a magnified surface is covered without a crack. A
+its own depth map land in the query, along each image axis, so a magnified surface is
+covered without a crack and a slanted one is not smeared along its depth gradient. A
 neighbour across a silhouette (depth more than ``SAME_SURFACE`` apart) does not widen it, so
 an object's block does not spill further over the background than a fixed block does, and
 where nothing is magnified the block stays ``footprint`` wide. Why the closest projection and not the
@@ -152,18 +153,21 @@ def grid_size(height: int, width: int, scale: float) -> tuple[int, int]:
 
 def block_widths(grid: torch.Tensor, z: torch.Tensor, ok: torch.Tensor, layout: tuple[int, int, int],
                  footprint: int, max_footprint: int) -> torch.Tensor | None:
-    """Each point's splat block width in grid pixels: ceil of the farthest any of its four
-    neighbours in its depth map (left, right, up, down) lands from it in this camera (max of
-    |du|, |dv|), so that blocks meet halfway between neighbours; at least ``footprint``, at most
-    ``max_footprint``. None where blocks are fixed (``max_footprint`` <= ``footprint``).
+    """Each point's splat block size in grid pixels, (columns, rows): ceil of how far any of
+    its four neighbours in its depth map (left, right, up, down) lands from it in this camera,
+    along each image axis, so that blocks meet halfway between neighbours; at least
+    ``footprint``, at most ``max_footprint``. Per axis, because a surface seen at a slant is
+    magnified along one axis only: a square block would spill along the other, where the
+    depth changes fastest. None where blocks are fixed (``max_footprint`` <= ``footprint``).
 
     Args:
-        grid: [B, C, N, 2] grid positions of the points in C cameras; z: [B, C, N] planar
-            depth there; ok: [B, C, N] splatted; layout: (V, H', W') with N = V * H' * W'
-            in :func:`lift_source_depth`'s order. Neighbours whose depths differ by more than
-            ``SAME_SURFACE`` (a silhouette) or that are not splatted do not widen a block.
+        grid: [B, C, N, 2] grid positions (u, v) of the points in C cameras; z: [B, C, N]
+            planar depth there; ok: [B, C, N] splatted; layout: (V, H', W') with
+            N = V * H' * W' in :func:`lift_source_depth`'s order. Neighbours whose depths
+            differ by more than ``SAME_SURFACE`` (a silhouette) or that are not splatted do
+            not widen a block.
     Returns:
-        [B, C, N] long.
+        [B, C, N, 2] long (columns, rows).
     """
     if max_footprint <= footprint:
         return None
@@ -171,20 +175,20 @@ def block_widths(grid: torch.Tensor, z: torch.Tensor, ok: torch.Tensor, layout: 
     g = grid.reshape(B, C, *layout, 2)
     zz = z.reshape(B, C, *layout)
     okk = ok.reshape(B, C, *layout)
-    extent = torch.zeros_like(zz)
+    extent = torch.zeros_like(g)
 
     def widen(a: tuple, b: tuple) -> None:
-        reach = (g[a] - g[b]).abs().amax(-1)
+        reach = (g[a] - g[b]).abs()
         same = okk[a] & okk[b] & ((zz[a] - zz[b]).abs() <= SAME_SURFACE * torch.minimum(zz[a], zz[b]))
-        reach = torch.where(same, reach, 0.0)
+        reach = torch.where(same[..., None], reach, 0.0)
         extent[a] = torch.maximum(extent[a], reach)
         extent[b] = torch.maximum(extent[b], reach)
 
     every = slice(None)
     widen((every, every, every, every, slice(1, None)), (every, every, every, every, slice(None, -1)))
     widen((every, every, every, slice(1, None), every), (every, every, every, slice(None, -1), every))
-    widths = torch.ceil(extent).clamp(footprint, max_footprint).reshape(B, C, N)
-    return torch.where(ok, widths, footprint).long()
+    widths = torch.ceil(extent).clamp(footprint, max_footprint).reshape(B, C, N, 2)
+    return torch.where(ok[..., None], widths, footprint).long()
 
 
 def splat_depth(points: torch.Tensor, known: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor,
@@ -242,8 +246,8 @@ def splat_depth(points: torch.Tensor, known: torch.Tensor, K: torch.Tensor, c2w:
     uv, z, _ = project_points(K.to(dtype), c2w.to(dtype), pts)                  # [B, C, N, 2], [B, C, N]
     ok = known[:, None] & torch.isfinite(z) & (z > MIN_SPLAT_DEPTH) & torch.isfinite(uv).all(-1)
     grid = (torch.where(ok[..., None], uv, 0.0) + 0.5) * scale - 0.5
-    widths = block_widths(grid, z, ok, layout, footprint, max_footprint)        # [B, C, N] or None
-    half = footprint / 2.0 if widths is None else widths[..., None] / 2.0
+    widths = block_widths(grid, z, ok, layout, footprint, max_footprint)        # [B, C, N, 2] or None
+    half = footprint / 2.0 if widths is None else widths / 2.0
     start = torch.floor(grid + 1.0 - half).long().reshape(-1, 2)                # [B*C*N, 2]
     cam = torch.arange(B * C, device=points.device).reshape(B, C, 1).expand(B, C, N).reshape(-1)
     grid, ok = grid.reshape(-1, 2), ok.reshape(-1)
@@ -251,30 +255,34 @@ def splat_depth(points: torch.Tensor, known: torch.Tensor, K: torch.Tensor, c2w:
     flat_z = z.reshape(-1)
 
     def cells(points_of, du: int, dv: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """For the points ``points_of`` = (start, grid, ok, cam, z), each one's planar depth, the
-        flat cell index of its (du, dv) block cell (``dump`` where it misses) and the squared
-        distance from the cell centre to its projection."""
-        first, g, inside, camera, depth = points_of
+        """For the points ``points_of`` = (start, grid, ok, cam, z, block widths or None), each
+        one's planar depth, the flat cell index of its (du, dv) block cell (``dump`` where it
+        misses or its block is narrower) and the squared distance from the cell centre to its
+        projection."""
+        first, g, inside, camera, depth, sizes = points_of
         col, row = first[:, 0] + du, first[:, 1] + dv
         inside = inside & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+        if sizes is not None:
+            inside = inside & (sizes[:, 0] > du) & (sizes[:, 1] > dv)
         dist2 = (col - g[:, 0]) ** 2 + (row - g[:, 1]) ** 2
         return depth, torch.where(inside, (camera * h + row) * w + col, dump), dist2
 
-    everyone = (start, grid, ok, cam, flat_z)
     # The three passes below share the cells.
-    block = [cells(everyone, du, dv) for dv in range(footprint) for du in range(footprint)]
+    block = [cells((start, grid, ok, cam, flat_z, None), du, dv) for dv in range(footprint) for du in range(footprint)]
     if widths is not None:
-        # Cells beyond the fixed block belong to the magnified points only: sorted by width,
-        # the points wider than k are a suffix, so a wide block costs in proportion to the
-        # points that need it.
-        flat_widths = widths.reshape(-1)
-        wide = (flat_widths > footprint).nonzero().squeeze(1)
-        wide = wide[torch.argsort(flat_widths[wide], stable=True)]
-        sorted_widths = flat_widths[wide]
-        for k in range(footprint, int(sorted_widths.max()) if wide.numel() else footprint):
-            chosen = wide[int(torch.searchsorted(sorted_widths, k, right=True)):]      # width > k
-            subset = tuple(x[chosen] for x in everyone)
-            # The cells of the (k+1)-wide block not in the k-wide one: column k and row k.
+        # Cells beyond the fixed block belong to the magnified points only: sorted by their
+        # wider side, the points wider than k are a suffix, so a wide block costs in
+        # proportion to the points that need it.
+        flat_widths = widths.reshape(-1, 2)
+        widest = flat_widths.amax(-1)
+        wide = (widest > footprint).nonzero().squeeze(1)
+        wide = wide[torch.argsort(widest[wide], stable=True)]
+        sorted_widest = widest[wide]
+        for k in range(footprint, int(sorted_widest.max()) if wide.numel() else footprint):
+            chosen = wide[int(torch.searchsorted(sorted_widest, k, right=True)):]      # wider than k
+            subset = tuple(x[chosen] for x in (start, grid, ok, cam, flat_z, flat_widths))
+            # The cells of the (k+1)-wide block not in the k-wide one: column k and row k
+            # (each point's block is its own width by its own height within them).
             block += [cells(subset, k, dv) for dv in range(k + 1)]
             block += [cells(subset, du, k) for du in range(k)]
 

@@ -180,6 +180,16 @@ def test_true_depth_guides_land_on_the_true_surface():
         assert float(has.float().mean()) > 0.98
         assert float(err.median()) < 0.01
         assert float((err < 0.1).float().mean()) > 0.96
+        # Blocks widened to the neighbours' projections (the models' default): no fewer candidates,
+        # and as many on the true surface.
+        wide = camera_guides(depth, room.K.expand(1, 4, 3, 3), room.source_c2w[None], room.height, room.width,
+                             room.K[None, None], c2w_t[None, None], room.height, room.width, rays.origins,
+                             rays.directions, footprint=2, max_footprint=6)
+        wide_planar = (wide * rays.z_axis)[0]
+        wide_has = ~torch.isnan(wide_planar)
+        assert bool((wide_has | ~has).all())
+        wide_err = (wide_planar[wide_has] - truth[wide_has]).abs()
+        assert float((wide_err < 0.1).float().mean()) > 0.96
 
 
 def test_measured_empty_by_hand():
@@ -283,29 +293,55 @@ def test_silhouette_layer_is_a_second_ray_candidate():
 
 
 def test_block_widths_reach_the_neighbours_projections():
-    """One 2x3 depth map: row 0's points land at u = 0, 3 and 4.5, row 1's 0.5 below each.
-    A block is as wide as the farthest same-surface neighbour is far (ceil), within
-    [footprint, max_footprint]; a neighbour across a silhouette or not splatted does not count."""
+    """One 2x3 depth map: row 0's points land at u = 0, 3 and 4.5, row 1's 2.5 below each.
+    A block is as wide (tall) as the farthest same-surface neighbour is far along u (v), ceil,
+    within [footprint, max_footprint]; a neighbour across a silhouette or not splatted does not
+    count."""
     u = torch.tensor([0.0, 3.0, 4.5, 0.0, 3.0, 4.5], dtype=torch.float64)
-    v = torch.tensor([0.0, 0.0, 0.0, 0.5, 0.5, 0.5], dtype=torch.float64)
+    v = torch.tensor([0.0, 0.0, 0.0, 2.5, 2.5, 2.5], dtype=torch.float64)
     grid = torch.stack([u, v], dim=-1)[None, None]                     # [1, 1, 6, 2]
     z = torch.ones(1, 1, 6, dtype=torch.float64)
     ok = torch.ones(1, 1, 6, dtype=torch.bool)
-    widths = block_widths(grid, z, ok, (1, 2, 3), 2, 8)
-    assert widths.tolist() == [[[3, 3, 2, 3, 3, 2]]]                   # 3, max(3, 1.5), 1.5 -> 2
+
+    def sizes(*args):
+        return [tuple(x) for x in block_widths(*args)[0, 0].tolist()]
+
+    # Columns: 3, max(3, 1.5), 1.5 -> 2; rows: 2.5 -> 3 for every point.
+    assert sizes(grid, z, ok, (1, 2, 3), 2, 8) == [(3, 3), (3, 3), (2, 3)] * 2
     assert block_widths(grid, z, ok, (1, 2, 3), 2, 2) is None           # fixed blocks
     # Point 0 at 1.5 m: more than SAME_SURFACE from its neighbours, so neither widens the other.
     z_edge = z.clone()
     z_edge[0, 0, 0] = 1.5
-    assert block_widths(grid, z_edge, ok, (1, 2, 3), 2, 8).tolist() == [[[2, 2, 2, 3, 3, 2]]]
+    assert sizes(grid, z_edge, ok, (1, 2, 3), 2, 8) == [(2, 2), (2, 3), (2, 3), (3, 2), (3, 3), (2, 3)]
     # Row 1's middle point not splatted: it keeps the footprint and widens nobody.
     ok_hole = ok.clone()
     ok_hole[0, 0, 4] = False
-    assert block_widths(grid, z, ok_hole, (1, 2, 3), 2, 8).tolist() == [[[3, 3, 2, 2, 2, 2]]]
+    assert sizes(grid, z, ok_hole, (1, 2, 3), 2, 8) == [(3, 3), (3, 2), (2, 3), (2, 3), (2, 2), (2, 3)]
     # The widest block is max_footprint.
-    far = grid.clone()
-    far[..., 0] *= 10.0
-    assert block_widths(far, z, ok, (1, 2, 3), 2, 6).tolist() == [[[6, 6, 6, 6, 6, 6]]]
+    far = grid * 10.0
+    assert sizes(far, z, ok, (1, 2, 3), 2, 6) == [(6, 6)] * 6
+
+
+def test_a_slanted_surface_widens_its_blocks_along_one_axis_only():
+    """A 1-row depth map whose points land 4 px apart along u and on one row: 4-wide, 2-tall
+    blocks fill the row between them and leave the rows above and below alone."""
+    h, w = 5, 12
+    grid = torch.tensor([[[[1.5, 2.0], [5.5, 2.0], [9.5, 2.0]]]], dtype=torch.float64)
+    z = torch.ones(1, 1, 3, dtype=torch.float64)
+    ok = torch.ones(1, 1, 3, dtype=torch.bool)
+    assert block_widths(grid, z, ok, (1, 1, 3), 2, 6)[0, 0].tolist() == [[4, 2], [4, 2], [4, 2]]
+    # The same through splat_depth: camera at the origin with f = 1 and the principal point
+    # at 0, points at planar depth 2 with image positions (u, v) = grid.
+    K = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    points = torch.cat([grid[0, 0] * 2.0, torch.full((3, 1), 2.0, dtype=torch.float64)], dim=-1)[None]
+    image = splat_depth(points, torch.ones(1, 3, dtype=torch.bool), K[None, None], _pose()[None, None], h, w,
+                        footprint=2, max_footprint=6, layout=(1, 1, 3))[0, 0]
+    filled = ~torch.isnan(image)
+    # A 2-tall block at v = 2 starts at row floor(2 + 1 - 1) = 2: rows 2 and 3; the 4-wide blocks
+    # at u = 1.5, 5.5, 9.5 start at columns 0, 4 and 8: columns 0-11 without a gap.
+    assert filled.nonzero()[:, 0].unique().tolist() == [2, 3]
+    assert bool(filled[2:4, 0:12].all())
+    torch.testing.assert_close(image[filled], torch.full((24,), 2.0, dtype=torch.float64))
 
 
 def test_adaptive_footprint_closes_cracks_a_fixed_block_leaves():
