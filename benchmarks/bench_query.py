@@ -78,6 +78,9 @@ samples.
 
     python benchmarks/bench_query.py --model checkpoints/demo.pt --size 160x120 --threads 2 --rgbd --presets fast,rgbd
 
+``--guide-max-footprint N`` sets the depth guide's widest splat block (0: the fixed 2x2 blocks of
+the rows before 2026-12-07; the model column then says ``[guide blocks fixed]``).
+
 ``--miou CHECKPOINT`` measures the other half of the trade: dataset mIoU of each preset on
 the checkpoint's test split (its training data config), and its depth (δ<1.25, AbsRel, empty
 pixels), beside the checkpoint's own sample counts, and appends those rows to the "Fast
@@ -537,6 +540,17 @@ class Result:
     gflop: float
 
 
+def guide_blocks(model, max_footprint: int) -> str:
+    """``--guide-max-footprint``: set the depth guide's widest splat block of ``model`` (-1: keep
+    the model's own); returns what the model column adds (nothing when kept)."""
+    if max_footprint < 0:
+        return ""
+    from training.evaluate import set_guide_max_footprint
+    set_guide_max_footprint(model, max_footprint)
+    return f" [guide blocks <= {max_footprint}]" if max_footprint > model.config.guide_footprint \
+        else " [guide blocks fixed]"
+
+
 def run_latency(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     height, width = args.size
@@ -547,6 +561,7 @@ def run_latency(args: argparse.Namespace) -> int:
         from viewseg_core.model.weights import extend_model
         model = extend_model(model, source_depth=True, depth_guided=True).eval()
         model_desc += " +RGB-D (no-op init)"
+    model_desc += guide_blocks(model, args.guide_max_footprint)
     model = model.to(device)
     presets = [parse_preset(p.strip()) for p in args.presets.split(",")]
     field_impls = fast_field_impls(args.field, device)
@@ -717,6 +732,7 @@ def run_miou(args: argparse.Namespace) -> int:
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, train_config = load_viewseg(args.miou)
+    label_suffix = guide_blocks(model, args.guide_max_footprint)
     model = model.to(device).eval()
     config_path = args.miou_config
     beside = Path(args.miou).parent / "config.yaml"     # a run folder's model.pt has its config there
@@ -754,7 +770,7 @@ def run_miou(args: argparse.Namespace) -> int:
     report = run_evaluation(dataset, {p.label: method(p) for p in presets}, indices=indices, model=model,
                             device=device, progress=not args.quick)
     today = _dt.date.today().isoformat()
-    ckpt = f"{Path(args.miou).parent.name}/{Path(args.miou).name} ({replace(trained, name='').label})"
+    ckpt = f"{Path(args.miou).parent.name}/{Path(args.miou).name} ({replace(trained, name='').label}){label_suffix}"
     print(f"checkpoint {ckpt}   {data_cfg.root} / {args.miou_split}   {len(indices)} examples")
     print(f"{'sampling':<30} {'pts/ray':>8} {'mIoU':>7} {'img mIoU':>9} {'pACC':>7} {'same labels':>12} "
           f"{'δ<1.25':>7} {'AbsRel':>7} {'empty':>7}")
@@ -810,6 +826,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="source depth handed to the model (read by RGB-D models and guided presets)")
     parser.add_argument("--rgbd", action="store_true", help="make the model RGB-D (source_depth + depth_guided, "
                                                             "new layers as no-ops)")
+    parser.add_argument("--guide-max-footprint", type=int, default=-1, help="depth-guided models: the widest "
+                        "block of the depth guide's adaptive splat (0: fixed 2x2 blocks, as before 2026-12-07; "
+                        "default: the model's own)")
     parser.add_argument("--miou", default="", help="checkpoint: measure the presets' mIoU on its test split")
     parser.add_argument("--miou-data", default="", help="data root for --miou (default: the checkpoint's)")
     parser.add_argument("--miou-config", default="", help="YAML with the data section for --miou (default: the "
