@@ -268,7 +268,8 @@ def splat_depth(points: torch.Tensor, known: torch.Tensor, K: torch.Tensor, c2w:
         return depth, torch.where(inside, (camera * h + row) * w + col, dump), dist2
 
     # The three passes below share the cells.
-    block = [cells((start, grid, ok, cam, flat_z, None), du, dv) for dv in range(footprint) for du in range(footprint)]
+    everyone = (start, grid, ok, cam, flat_z, None)
+    block = [cells(everyone, du, dv) for dv in range(footprint) for du in range(footprint)]
     if widths is not None:
         # Cells beyond the fixed block belong to the magnified points only: sorted by their
         # wider side, the points wider than k are a suffix, so a wide block costs in
@@ -434,6 +435,6 @@ def measured_empty(points: torch.Tensor, depth: torch.Tensor | None, K: torch.Te
     return (unseen | (~keep & empty)).reshape(shape)
 
 
-__all__ = ["measured_empty", "known_depth", "lift_source_depth", "block_widths", "splat_depth", "ray_guides", "camera_guides",
-           "grid_scale", "grid_size", "depth_pixel_centres", "focal_pixels", "MIN_SPLAT_DEPTH", "ORIGIN_TOLERANCE",
-           "SAME_SURFACE"]
+__all__ = ["measured_empty", "known_depth", "lift_source_depth", "block_widths", "splat_depth", "ray_guides",
+           "camera_guides", "grid_scale", "grid_size", "depth_pixel_centres", "focal_pixels", "MIN_SPLAT_DEPTH",
+           "ORIGIN_TOLERANCE", "SAME_SURFACE"]
