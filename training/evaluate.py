@@ -936,8 +936,12 @@ def evaluate(cfg: EvalConfig) -> dict:
     notices: list[str] = []
     if cfg.guide_max_footprint >= 0:
         set_guide_max_footprint(model, cfg.guide_max_footprint)
-        _notice(notices, f"the depth guide's splat blocks widen up to {cfg.guide_max_footprint} pixels "
-                         f"(--guide-max-footprint; <= model.guide_footprint {model.config.guide_footprint}: fixed)")
+    if model.config.depth_guided:
+        widest, footprint = model.config.guide_max_footprint, model.config.guide_footprint
+        blocks = (f"{footprint}x{footprint} px, widening to reach their neighbours up to {widest} px" if widest > footprint
+                  else f"fixed {footprint}x{footprint} px")
+        source = "--guide-max-footprint" if cfg.guide_max_footprint >= 0 else "the model's guide_max_footprint"
+        _notice(notices, f"depth guide: splat blocks {blocks} ({source})")
     data_record: dict = {}
     data_cfg = resolve_data_config(train_config, cfg.config, cfg.overrides, cfg.data, source=str(cfg.checkpoint),
                                    record=data_record)

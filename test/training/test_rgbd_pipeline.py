@@ -181,3 +181,6 @@ def test_bag_to_scene_to_rgbd_training_to_eval(tmp_path, capsys):
     # CloudSeg lifting the recorded depth puts its points on the recorded surfaces
     assert report["methods"]["cloudseg_input"]["delta1"] > 0.9
     assert "| ViewSeg RGB-D |" in (eval_out / "metrics.md").read_text()
+    # where its samples went is on record: the model's depth guide, blocks to the neighbours
+    assert "note: depth guide: splat blocks 2x2 px, widening to reach their neighbours up to 6 px (the model's " \
+        "guide_max_footprint)" in (eval_out / "metrics.md").read_text()
