@@ -6,7 +6,8 @@ surface. The sources' measured depth gives it directly:
 1. **lift** every source depth pixel with a measurement to a world point
    (:func:`lift_source_depth`);
 2. **splat** the points into the query camera with a z-buffer: each point fills a small
-   ``footprint`` x ``footprint`` block of pixels around its projection; every pixel finds
+   ``footprint`` x ``footprint`` block of pixels around its projection (wider where the query
+   magnifies the surface: "Footprint and grid" below); every pixel finds
    the nearest surface among the points that reach it and keeps the planar depth of the
    point on that surface that projects closest to its centre (:func:`splat_depth`: three
    ``scatter_reduce`` amin passes, pure PyTorch, no gradient: sample positions are not
