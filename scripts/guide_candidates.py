@@ -102,9 +102,11 @@ def tally(dataset, max_footprints: list[int], footprint: int, max_examples: int,
 def format_table(counts: dict, times_ms: dict, footprint: int) -> str:
     lines = ["| widest block | targets | pixels | share | " + " | ".join(BINS) + " | splat ms (median) |",
              "|---|---|---|---|" + "---|" * len(BINS) + "---|"]
-    for (m, group, kind), c in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
-        total = int(c.sum())
-        all_of_setting = sum(int(v.sum()) for (m2, _, _), v in counts.items() if m2 == m)
+    per_setting: dict[int, int] = {}
+    for (m, _, _), c in counts.items():
+        per_setting[m] = per_setting.get(m, 0) + int(c.sum())
+    for (m, group, kind), c in sorted(counts.items()):
+        total, all_of_setting = int(c.sum()), per_setting[m]
         widest = f"{m}" if m > footprint else f"{footprint} (fixed)"
         shares = " | ".join(f"{100 * int(x) / max(total, 1):.1f}%" for x in c)
         lines.append(f"| {widest} | {group} | {kind} | {100 * total / max(all_of_setting, 1):.1f}% | {shares} | "
