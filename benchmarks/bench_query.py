@@ -837,6 +837,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--miou-examples", type=int, default=0, help="targets to score (0 = the whole split)")
     add_record_arguments(parser)
     args = parser.parse_args(argv)
+    if args.guide_max_footprint < -1:
+        parser.error(f"--guide-max-footprint must be >= 0 (or -1, the model's own), got {args.guide_max_footprint}")
     if args.malloc == "keep":   # as viewseg_node and the viewseg command run (viewseg_core/cpu_allocator.py)
         print(f"cpu allocator: {keep_freed_memory()}")
     if args.threads:

@@ -228,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--guide-max-footprint", type=int, default=-1, help="the depth guide's widest splat block "
                                                                         "(0: fixed; default: the model's own)")
     args = ap.parse_args(argv)
+    if args.guide_max_footprint < -1:
+        ap.error(f"--guide-max-footprint must be >= 0 (or -1, the model's own), got {args.guide_max_footprint}")
     if args.threads:
         torch.set_num_threads(args.threads)
     model, train_config = load_viewseg(args.checkpoint)

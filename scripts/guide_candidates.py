@@ -83,7 +83,11 @@ def tally(dataset, max_footprints: list[int], footprint: int, max_examples: int,
         if group_by:
             if ex["scene"] not in metas:
                 metas[ex["scene"]] = frame_meta(SceneFolder(data_root / ex["scene"]))
-            group = str(metas[ex["scene"]][ex["target_id"]].get(group_by))
+            meta = metas[ex["scene"]][ex["target_id"]]
+            if group_by not in meta:
+                raise ValueError(f"--group-by {group_by!r}: target {ex['target_id']} of {ex['scene']} has no such "
+                                 f"meta key (it has {sorted(meta)})")
+            group = str(meta[group_by])
         truth = ex["target_depth"].reshape(-1).float()
         known = torch.isfinite(truth) & (truth > 0)
         is_thing = torch.isin(ex["target_labels"].reshape(-1), things)
@@ -129,15 +133,21 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    max_footprints = [int(x) for x in args.max_footprints.split(",")]
+    try:
+        max_footprints = [int(x) for x in args.max_footprints.split(",")]
+    except ValueError:
+        ap.error(f"--max-footprints takes comma-separated integers, e.g. 0,6; got {args.max_footprints!r}")
     if any(m < 0 for m in max_footprints) or args.footprint < 1:
         ap.error("--footprint must be >= 1 and --max-footprints >= 0")
     data = resolve_data_config(None, args.config, args.overrides, config_flag="--config")
     data.source_depth = args.source_depth
     with tempfile.TemporaryDirectory() as pairs_dir:  # mined pairs never go into the data folder
         dataset = build_dataset(data, args.split, seed=0, full_target=True, pairs_dir=pairs_dir)
-        counts, times_ms = tally(dataset, max_footprints, args.footprint, args.max_examples, args.group_by,
-                                 Path(data.root))
+        try:
+            counts, times_ms = tally(dataset, max_footprints, args.footprint, args.max_examples, args.group_by,
+                                     Path(data.root))
+        except ValueError as error:     # no source depth, an unknown --group-by key
+            ap.error(str(error))
     print(format_table(counts, times_ms, args.footprint))
     return 0
 

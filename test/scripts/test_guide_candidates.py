@@ -43,6 +43,8 @@ def test_counts_cover_every_pixel_with_true_depth(tmp_path, capsys, load_script,
     assert fixed[right] > 0.8 * (fixed.sum() - fixed[none])
     table = gc.format_table(counts, times, 2)
     assert "| 2 (fixed) | all | things |" in table and "| 6 | all | stuff |" in table
+    with pytest.raises(ValueError, match="--group-by 'no_such_key'.*has no such meta key"):
+        gc.tally(dataset, [0], 2, 1, "no_such_key", root)
     with pytest.raises(ValueError, match="source depth"):
         data.source_depth = "none"
         gc.tally(build_dataset(data, "test", seed=0, full_target=True, pairs_dir=tmp_path), [0], 2, 1, "", root)
