@@ -89,8 +89,10 @@ from viewseg_core.depth_registration import accumulated_points, drop_occluded, r
 from viewseg_core.lidar_deskew import offset_ns, place_cloud, sweep_origin
 from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, check_amp, render_query, render_query_stats, \
     trained_preset
+from viewseg_core.model.depth_guide import observed_free_share
 from viewseg_core.model.prepared_cache import PreparedCache
 from viewseg_core.model.weights import load_model
+from viewseg_core.rays import grid_rays
 from viewseg_core.rectify import image_camera_to_world, rotated_frame
 from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
 from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
@@ -161,6 +163,21 @@ class QueryResult:
     timings: dict = field(default_factory=dict)
     note: str = ""  # a success with a caveat (an RGB-D model without some source depth)
     unseen_share: float = 0.0  # of the rendered pixels, those whose surface no selected keyframe sees
+    unverified_share: float = 0.0  # of the rendered pixels, those query.min_free_path left without depth
+
+
+def free_path_share(depth: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, sources: Any) -> np.ndarray:
+    """[H, W] share of each pixel's path to its rendered surface (planar ``depth`` [H, W], NaN:
+    none) that the keyframes' depth saw free (:func:`observed_free_share`; NaN where no depth):
+    ``query.min_free_path``. ``sources``: the query's SourceViews (batch 1)."""
+    height, width = depth.shape
+    dev = depth.device
+    rays = grid_rays(K.to(dev, torch.float32)[None], c2w.to(dev, torch.float32)[None], height, width)
+    distance = depth.reshape(1, -1).float() / rays.z_axis
+    with torch.no_grad():
+        share = observed_free_share(rays.origins, rays.directions, distance, sources.depth, sources.K, sources.c2w,
+                                    sources.height, sources.width, valid=sources.valid)
+    return share.reshape(height, width).cpu().numpy()
 
 
 def resolve_checkpoint(value: str) -> Path:
@@ -479,6 +496,7 @@ class ViewSegNode(LifecycleNode):
         self.last_latency_s = float("nan")
         self.last_render_s = float("nan")
         self.last_unseen_share = float("nan")
+        self.last_unverified_share = float("nan")
         self.field_impl = "not yet rendered"
         self.precision = "not yet rendered"
         self.last_timings: dict[str, float] = {}
@@ -1771,6 +1789,9 @@ class ViewSegNode(LifecycleNode):
             # The argmax is part of rendering semantics (on the model's device); freeing the
             # [H, W, C] logits and probabilities is the render's cost too (tens of MB at 320x240).
             labels, depth, confidence = out.labels, out.depth, out.confidence
+            free_path = None
+            if p["query.min_free_path"] > 0:
+                free_path = free_path_share(depth, torch.as_tensor(K), torch.as_tensor(c2w), sources)
             del out, sources, prepared
             self._sync()
             self._record_cost(stats.coarse_points + stats.fine_points, len(chosen), time.perf_counter() - t_render,
@@ -1811,6 +1832,11 @@ class ViewSegNode(LifecycleNode):
         if p["query.unseen_pixels"] == "unknown":
             labels[~seen] = 65535 if labels.dtype == np.uint16 else IGNORE_LABEL
             depth[~seen] = np.nan
+        unverified_share = 0.0
+        if free_path is not None:
+            unverified = np.isfinite(depth) & ~(free_path >= p["query.min_free_path"])
+            unverified_share = int(unverified.sum()) / max(int(rendered.sum()), 1)
+            depth[unverified] = np.nan
         if camera_info is not None and camera_info.header.frame_id:
             out_frame = camera_info.header.frame_id
         elif _is_identity(pose_matrix):
@@ -1821,7 +1847,7 @@ class ViewSegNode(LifecycleNode):
         timings["outputs"] = time.perf_counter() - t3
         return QueryResult(labels, depth, confidence, K, width, height, out_frame, out_stamp,
                            [k.id for k in chosen], [k.stamp_ns for k in chosen], render_s, timings=timings,
-                           note=note, unseen_share=unseen_share)
+                           note=note, unseen_share=unseen_share, unverified_share=unverified_share)
 
     def prepared_sources(self, chosen: list) -> tuple[Any, Any]:
         """(SourceViews, both fields' prepared maps) of the picked keyframes, from
@@ -1855,6 +1881,13 @@ class ViewSegNode(LifecycleNode):
             return ""
         return f"{100 * result.unseen_share:.1f}% of the rendered pixels extrapolate past every keyframe's view " \
                f"(confidence 0)"
+
+    def unverified_text(self, result: QueryResult) -> str:
+        """'' or, under ``query.min_free_path``, how much of the depth it withheld."""
+        if result.unverified_share <= 0:
+            return ""
+        return f"{100 * result.unverified_share:.1f}% of the rendered pixels have no depth: keyframe depth saw less " \
+               f"than {self.params['query.min_free_path']:g} of their path to the surface free (query.min_free_path)"
 
     def depth_note(self, chosen: list) -> str:
         """'' or why an RGB-D model rendered without some source depth (it never does so silently)."""
@@ -1900,6 +1933,7 @@ class ViewSegNode(LifecycleNode):
             self.queries += 1
         self.last_latency_s, self.last_render_s = result.total_s, result.render_s
         self.last_unseen_share = result.unseen_share
+        self.last_unverified_share = result.unverified_share
         self.last_timings = dict(result.timings, render=result.render_s, total=result.total_s)
 
     def images_of(self, result: QueryResult) -> dict[str, Any]:
@@ -1974,7 +2008,8 @@ class ViewSegNode(LifecycleNode):
         t_respond = time.perf_counter()
         for name, msg in images.items():
             setattr(response, name, msg)
-        response.success, response.message = True, "; ".join(filter(None, [result.note, self.unseen_text(result)]))
+        response.success, response.message = True, "; ".join(filter(None, [result.note, self.unseen_text(result),
+                                                                         self.unverified_text(result)]))
         if self.params["points.on_service"]:
             try:  # the answer must go out whatever happens to the extra cloud
                 self.points_pub.publish(self.points_of(result))
@@ -2119,7 +2154,8 @@ class ViewSegNode(LifecycleNode):
                   "field_impl": self.field_impl, "precision": self.precision, "sampling": self.preset.label,
                   "cpu_allocator": cpu_allocator_status(), "heap_releases": self.heap_releaser.releases,
                   "prepared_cache": str(self.prepared_cache.stats()),
-                  "last_unseen_share": round(self.last_unseen_share, 4), "confidence": self.confidence_meaning}
+                  "last_unseen_share": round(self.last_unseen_share, 4),
+                  "last_unverified_share": round(self.last_unverified_share, 4), "confidence": self.confidence_meaning}
         if self.pose_graph is not None:
             with self._stats_lock:
                 values["pose_graph"] = f"{self.pose_graph_updates} graphs; last: {self.last_pose_graph}"

@@ -178,6 +178,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "query.unseen_pixels": ("unknown", "pixels whose rendered surface no selected keyframe sees: unknown (label "
                                       "unknown, depth NaN, confidence 0) | extrapolated (the model's label and depth, "
                                       "confidence 0; for checkpoints with model.unseen_points extrapolate)"),
+    "query.min_free_path": (0.0, "depth pixels whose path from the camera to the rendered surface the selected "
+                                 "keyframes' depth saw free for less than this share are unknown (depth NaN, left "
+                                 "out of ~/points): an object no keyframe measured may stand on that path "
+                                 "(0 = off; keyframes without depth see nothing free)"),
     "query.confidence_calibration": ("auto", "map from the confidence score to the probability that the label is "
                                              "right (viewseg confidence --fit): auto (<checkpoint stem>.confidence.json "
                                              "beside the checkpoint, when it exists and was fitted for it) | a file | "
@@ -205,7 +209,8 @@ KEYFRAME_RULE_PARAMETERS = ("keyframes.min_translation", "keyframes.min_rotation
                             "keyframes.refresh_after_s", "keyframes.max_keyframes", "keyframes.max_bytes",
                             "keyframes.eviction", "keyframes.keep_recent", "keyframes.change_share")
 LIVE_PARAMETERS = frozenset(SAMPLING_PARAMETERS + SELECTION_PARAMETERS + KEYFRAME_RULE_PARAMETERS + (
-    "query.confidence_calibration", "query.min_coverage", "query.unseen_pixels", "query.timeout_s",
+    "query.confidence_calibration", "query.min_coverage", "query.unseen_pixels", "query.min_free_path",
+    "query.timeout_s",
     "query.max_width", "query.max_height", "query.width", "query.height", "query.frame_id", "points.on_service",
     "points.min_confidence",
     "keyframes.teleport_distance", "keyframes.change_check_s", "pointcloud_accumulate_s", "pointcloud_drop_stale", "pointcloud_stale_cell_deg",
@@ -293,7 +298,8 @@ def validate(values: dict[str, Any]) -> None:
     if not values["pointcloud_time_scale"] >= 0 or not math.isfinite(values["pointcloud_time_scale"]):
         raise ValueError(f"parameter pointcloud_time_scale must be a finite number >= 0, "
                          f"got {values['pointcloud_time_scale']}")
-    for name in ("query.min_coverage", "camera_rate.min_ratio", "points.min_confidence", "keyframes.change_share"):
+    for name in ("query.min_coverage", "camera_rate.min_ratio", "points.min_confidence", "keyframes.change_share",
+                 "query.min_free_path"):
         if not 0.0 <= values[name] <= 1.0:
             raise ValueError(f"parameter {name} must be in [0, 1], got {values[name]}")
 

@@ -122,3 +122,58 @@ def test_without_a_depth_topic_the_response_says_the_model_runs_without_depth(ch
             in values["message"]
     finally:
         g.close()
+
+
+def test_min_free_path_withholds_depth_whose_path_no_keyframe_saw(rig):
+    """query.min_free_path (live): from view 2 the keyframes' depth saw its whole path to the
+    wall free; from 2 m behind the origin, the first 3 m of every path lie behind every keyframe
+    camera. The withheld pixels are exactly those whose share of the path seen free (the
+    library's, for the depth the node answers with the parameter off) is under the threshold, and
+    the response and /diagnostics say how many."""
+    import torch
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    from viewseg_core.model.depth_guide import observed_free_share
+    from viewseg_core.rays import grid_rays
+
+    node, service = rig.node, "/rgbd_model/viewseg/render_view"
+
+    def set_min_free_path(value: float):
+        request = SetParameters.Request(parameters=[Parameter("query.min_free_path", value=value).to_parameter_msg()])
+        (result,) = rig.call("/rgbd_model/viewseg/set_parameters", request, srv_type=SetParameters).results
+        return result
+
+    withheld = {}
+    try:
+        for name, c2w in (("inside", pose(2)), ("behind", pose(-2))):
+            off = rig.call(service, render_request(c2w, width=W, height=H))
+            assert off.success and off.message == "", off.message
+            assert set_min_free_path(0.8).successful
+            on = rig.call(service, render_request(c2w, width=W, height=H))
+            assert set_min_free_path(0.0).successful
+            assert on.success and list(on.keyframe_ids) == list(off.keyframe_ids)
+            depth = image_to_numpy(off.depth)
+            sources = node.keyframe_sources([node.keyframes.get(i) for i in off.keyframe_ids])
+            rays = grid_rays(torch.as_tensor(K, dtype=torch.float32)[None],
+                             torch.as_tensor(c2w, dtype=torch.float32)[None], H, W)
+            share = observed_free_share(rays.origins, rays.directions,
+                                        torch.as_tensor(depth).reshape(1, -1) / rays.z_axis, sources.depth,
+                                        sources.K, sources.c2w, sources.height, sources.width).reshape(H, W).numpy()
+            want = np.where(share >= 0.8, depth, np.nan)
+            np.testing.assert_array_equal(image_to_numpy(on.depth), want)
+            # Labels and confidence are the label's business: unchanged.
+            np.testing.assert_array_equal(image_to_numpy(on.semantic), image_to_numpy(off.semantic))
+            rendered = np.isfinite(depth)
+            withheld[name] = float((rendered & ~(share >= 0.8)).sum() / rendered.sum())
+            if withheld[name] > 0:
+                assert on.message == f"{100 * withheld[name]:.1f}% of the rendered pixels have no depth: keyframe " \
+                                     f"depth saw less than 0.8 of their path to the surface free (query.min_free_path)"
+            assert node.last_unverified_share == pytest.approx(withheld[name])
+        assert withheld["inside"] < 0.2 and withheld["behind"] > 0.8, withheld
+        values = diagnostics_values(rig, checkpoint=str(node.checkpoint))
+        assert float(values["last_unverified_share"]) == pytest.approx(withheld["behind"], abs=1e-4)
+        refused = set_min_free_path(1.5)
+        assert not refused.successful and "query.min_free_path must be in [0, 1]" in refused.reason
+    finally:
+        set_min_free_path(0.0)

@@ -77,6 +77,8 @@ MIN_SPLAT_DEPTH = 1e-4
 # Points within this fraction of a cell's nearest depth count as the same surface (the splat
 # then takes the one projecting closest to the cell centre, see splat_depth).
 SAME_SURFACE = 0.1
+# Points along a ray's path that observed_free_share puts to the sources.
+FREE_PATH_SAMPLES = 32
 # A ray belongs to the camera whose centre is within this distance of its origin (metres).
 ORIGIN_TOLERANCE = 1e-4
 
@@ -409,26 +411,12 @@ def measured_empty(points: torch.Tensor, depth: torch.Tensor | None, K: torch.Te
         [B, ...] bool, True = skip.
     """
 
-    B, V = K.shape[:2]
     shape = points.shape[:-1]
-    dtype = torch.promote_types(points.dtype, torch.float32)
-    pts = points.to(dtype).reshape(B, 1, -1, 3)
-    uv, z, in_front = project_points(K.to(dtype), c2w.to(dtype), pts)                 # [B, V, N, ...]
-    if valid is not None:
-        in_front = in_front & valid[:, :, None]
-    seen = in_front & in_image(uv, height, width)
+    B = K.shape[0]
+    in_front, seen, free, hidden = source_verdicts(points, depth, K, c2w, height, width, margin, valid)
     unseen = ~(in_front if extrapolate else seen).any(dim=1)
     if depth is None:
         return unseen.reshape(shape)
-    Hd, Wd = depth.shape[-2:]
-    uv = torch.nan_to_num(uv, nan=0.0, posinf=0.0, neginf=0.0)
-    col = torch.floor((uv[..., 0] + 0.5) * (Wd / width)).clamp(0, Wd - 1).long()
-    row = torch.floor((uv[..., 1] + 0.5) * (Hd / height)).clamp(0, Hd - 1).long()
-    measured = depth.to(dtype).reshape(B, V, Hd * Wd).gather(2, row * Wd + col)     # [B, V, N]
-    known = known_depth(measured)
-    m = torch.clamp(0.05 * measured, min=margin)
-    free = seen & known & (z < measured - m)
-    hidden = seen & known & (z > measured + m)
     keep = (seen & ~free & ~hidden).any(dim=1)                                       # surface or unknown
     empty = free.any(dim=1)
     if behind is not None:
@@ -436,6 +424,105 @@ def measured_empty(points: torch.Tensor, depth: torch.Tensor | None, K: torch.Te
     return (unseen | (~keep & empty)).reshape(shape)
 
 
-__all__ = ["measured_empty", "known_depth", "lift_source_depth", "block_widths", "splat_depth", "ray_guides",
+def source_verdicts(points: torch.Tensor, depth: torch.Tensor | None, K: torch.Tensor, c2w: torch.Tensor,
+                    height: int, width: int, margin: float, valid: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, ...]:
+    """What each source view says about each point (the rule of :func:`measured_empty`).
+
+    Args: as :func:`measured_empty` (``points`` [B, ..., 3]).
+    Returns:
+        in_front, seen, free, hidden: [B, V, N] bool, N the points flattened. ``seen``: in
+        front of view v and inside its image; ``free``: seen, v measured depth D there and the
+        point lies more than m = max(margin, 5% of D) in front of it; ``hidden``: more than m
+        behind it. ``free`` and ``hidden`` are all False without ``depth``.
+    """
+    B = K.shape[0]
+    dtype = torch.promote_types(points.dtype, torch.float32)
+    uv, z, in_front = project_points(K.to(dtype), c2w.to(dtype), points.to(dtype).reshape(B, 1, -1, 3))
+    return _verdicts(uv, z, in_front, depth, height, width, margin, valid)
+
+
+def _verdicts(uv: torch.Tensor, z: torch.Tensor, in_front: torch.Tensor, depth: torch.Tensor | None,
+              height: int, width: int, margin: float, valid: torch.Tensor | None
+              ) -> tuple[torch.Tensor, ...]:
+    """:func:`source_verdicts` of points already projected: uv [B, V, N, 2], z and in_front [B, V, N]."""
+    B, V = z.shape[:2]
+    if valid is not None:
+        in_front = in_front & valid[:, :, None]
+    seen = in_front & in_image(uv, height, width)
+    if depth is None:
+        return in_front, seen, torch.zeros_like(seen), torch.zeros_like(seen)
+    Hd, Wd = depth.shape[-2:]
+    uv = torch.nan_to_num(uv, nan=0.0, posinf=0.0, neginf=0.0)
+    col = torch.floor((uv[..., 0] + 0.5) * (Wd / width)).clamp(0, Wd - 1).long()
+    row = torch.floor((uv[..., 1] + 0.5) * (Hd / height)).clamp(0, Hd - 1).long()
+    measured = depth.to(z.dtype).reshape(B, V, Hd * Wd).gather(2, row * Wd + col)     # [B, V, N]
+    known = known_depth(measured)
+    m = torch.clamp(0.05 * measured, min=margin)
+    return in_front, seen, seen & known & (z < measured - m), seen & known & (z > measured + m)
+
+
+def observed_free_share(origins: torch.Tensor, directions: torch.Tensor, distance: torch.Tensor,
+                        depth: torch.Tensor | None, K: torch.Tensor, c2w: torch.Tensor, height: int, width: int,
+                        margin: float = 0.1, samples: int = FREE_PATH_SAMPLES, valid: torch.Tensor | None = None,
+                        chunk: int = 4096) -> torch.Tensor:
+    """How much of each ray's path to its surface some source depth camera saw through.
+
+    The path is the ray from its origin to ``1 - SAME_SURFACE`` of ``distance`` (the
+    surface's own neighbourhood is not path); ``samples`` points at its interval midpoints are
+    put to the sources (the rule of :func:`source_verdicts`) and the share of them some view
+    calls free is returned. A share near 1 means the sources' depth vouches that nothing
+    stands between the camera and the surface; a low share means part of the path is
+    unobserved (outside every source frustum, behind what the sources measured, or where they
+    measured nothing), so an object there could be missing from the render
+    (docs/results.md, "Where the remaining depth error lies").
+
+    A ray's points are affine in their distance t in every source's homogeneous image
+    coordinates, ``K R^T (o - c) + t K R^T d``, so each (ray, view) pair is transformed once and
+    its samples cost a multiply-add each (no per-point matrix product).
+
+    Args:
+        origins, directions: [B, R, 3] world rays; distance: [B, R] ray distance of the surface
+            (NaN: none). depth, K, c2w, height, width, margin, valid: the sources, as
+            :func:`measured_empty` (``margin``: metres; the depth guide's band by default).
+    Returns:
+        [B, R] share in [0, 1], NaN where ``distance`` is not finite and positive.
+    """
+    if samples < 1:
+        raise ValueError(f"observed_free_share needs samples >= 1, got {samples}")
+    B, R = distance.shape
+    dtype = torch.promote_types(origins.dtype, torch.float32)
+    dev = origins.device
+    fractions = (torch.arange(samples, device=dev, dtype=dtype) + 0.5) / samples * (1 - SAME_SURFACE)
+    share = torch.full((B, R), math.nan, device=dev, dtype=dtype)
+    K, c2w = K.to(dev, dtype), c2w.to(dev, dtype)
+    w2c_rot = c2w[..., :3, :3].transpose(-1, -2)                                          # [B, V, 3, 3]
+    to_image = K @ w2c_rot                                                                # K R^T
+    centre = c2w[..., :3, 3]                                                              # [B, V, 3]
+    for start in range(0, R, chunk):
+        sl = slice(start, start + chunk)
+        d = distance[:, sl].to(dtype)
+        ok = torch.isfinite(d) & (d > 0)
+        t = torch.where(ok, d, torch.zeros_like(d))[..., None] * fractions                   # [B, r, S]
+        rel = origins[:, None, sl].to(dtype) - centre[:, :, None]                           # [B, V, r, 3]
+        h0 = torch.einsum("bvij,bvrj->bvri", to_image, rel)                                  # [B, V, r, 3]
+        dh = torch.einsum("bvij,brj->bvri", to_image, directions[:, sl].to(dtype))
+        z0 = torch.einsum("bvj,bvrj->bvr", w2c_rot[..., 2, :], rel)                           # camera z
+        dz = torch.einsum("bvj,brj->bvr", w2c_rot[..., 2, :], directions[:, sl].to(dtype))
+        h = h0[..., None, :] + t[:, None, ..., None] * dh[..., None, :]                     # [B, V, r, S, 3]
+        z = z0[..., None] + t[:, None] * dz[..., None]                                      # [B, V, r, S]
+        w = h[..., 2]
+        w = torch.where(w.abs() < 1e-9, torch.full_like(w, 1e-9), w)    # as project_points: finite, masked anyway
+        uv = h[..., :2] / w[..., None]
+        V = uv.shape[1]
+        _, _, free, _ = _verdicts(uv.reshape(B, V, -1, 2), z.reshape(B, V, -1), z.reshape(B, V, -1) > 0, depth,
+                                  height, width, margin, valid)
+        seen_free = free.any(dim=1).reshape(B, -1, samples).to(dtype).mean(dim=-1)
+        share[:, sl] = torch.where(ok, seen_free, torch.full_like(seen_free, math.nan))
+    return share
+
+
+__all__ = ["measured_empty", "source_verdicts", "observed_free_share", "FREE_PATH_SAMPLES",
+           "known_depth", "lift_source_depth", "block_widths", "splat_depth", "ray_guides",
            "camera_guides", "grid_scale", "grid_size", "depth_pixel_centres", "focal_pixels", "MIN_SPLAT_DEPTH",
            "ORIGIN_TOLERANCE", "SAME_SURFACE"]

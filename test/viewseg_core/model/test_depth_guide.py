@@ -233,6 +233,47 @@ def test_measured_empty_needs_every_view_to_agree():
     assert measured_empty(pts, depth, K, poses, H, W, margin=0.1)[0].tolist() == [False, True, False]
 
 
+def test_observed_free_share_by_hand():
+    """Camera A at the origin looking down +z measured 2 m everywhere but a hole (NaN) in
+    columns 0-1. The path of a ray is its first 90% (1 - SAME_SURFACE) to the surface, put to
+    A at 32 midpoints; A calls a point free when it lies more than max(0.1 m, 5%) in front of
+    the 2 m it measured, i.e. at z < 1.9."""
+    from viewseg_core.model.depth_guide import FREE_PATH_SAMPLES, observed_free_share
+    assert FREE_PATH_SAMPLES == 32
+    K = _K()[None, None].float()
+    depth = torch.full((1, 1, H, W), 2.0)
+    depth[..., :2] = NAN
+    pose = _pose()[None, None].float()
+    through = lambda u, v: torch.tensor([(u - 2.5) / 4, (v - 1.5) / 4, 1.0])  # noqa: E731
+
+    def ray(origin, direction):
+        d = torch.as_tensor(direction, dtype=torch.float32)
+        return torch.as_tensor(origin, dtype=torch.float32), d / d.norm()
+
+    rays = [ray([0, 0, 0], through(3, 1)),       # to A's wall: all of the path seen free
+            ray([0, 0, 0], through(0, 1)),       # through the hole: nothing known
+            ray([0, 0, -2], [0, 0, 1]),          # starts 2 m behind A: only the part past A is seen
+            ray([0, 0, 0], [0, 0, 1]),           # to a surface behind A's wall: the part beyond is hidden
+            ray([0, 0, 0], [0, 0, 1])]           # no surface: no path
+    origins = torch.stack([o for o, _ in rays])[None]
+    directions = torch.stack([d for _, d in rays])[None]
+    wall = 2.0 * float(through(3, 1).norm())     # A's wall along the first ray
+    distance = torch.tensor([[wall, 2.0, 4.0, 3.0, NAN]])
+    share = observed_free_share(origins, directions, distance, depth, K, pose, H, W)[0]
+    t = lambda k, d: (k + 0.5) / 32 * 0.9 * d     # noqa: E731  (the k-th path point's distance)
+    behind_a = sum(t(k, 4.0) - 2.0 > 0 for k in range(32)) / 32                    # z = t - 2 > 0: 14 of 32
+    before_wall = sum(t(k, 3.0) < 1.9 for k in range(32)) / 32                      # 23 of 32
+    assert (behind_a, before_wall) == (14 / 32, 23 / 32)
+    assert share[:4].tolist() == pytest.approx([1.0, 0.0, behind_a, before_wall])
+    assert math.isnan(float(share[4]))
+    # Without depth nothing is ever seen free; chunks of rays give the same answer.
+    assert observed_free_share(origins, directions, distance, None, K, pose, H, W)[0, :4].tolist() == [0.0] * 4
+    chunked = observed_free_share(origins, directions, distance, depth, K, pose, H, W, chunk=2)
+    assert torch.equal(torch.nan_to_num(chunked, nan=-1.0), torch.nan_to_num(share[None], nan=-1.0))
+    with pytest.raises(ValueError, match="samples >= 1"):
+        observed_free_share(origins, directions, distance, depth, K, pose, H, W, samples=0)
+
+
 def test_padding_views_are_not_splatted():
     plane = torch.full((H, W), 2.0, dtype=torch.float64)
     near = torch.full((H, W), 1.0, dtype=torch.float64)
@@ -368,3 +409,26 @@ def test_adaptive_footprint_closes_cracks_a_fixed_block_leaves():
         splat_depth(pts, known, *query, footprint=2, max_footprint=4)
     with pytest.raises(ValueError, match="layout"):
         splat_depth(pts, known, *query, footprint=2, max_footprint=4, layout=(1, h, w + 1))
+
+
+def test_observed_free_share_matches_the_pointwise_rule():
+    """The per-(ray, view) affine projection gives the share that projecting each path point
+    and asking source_verdicts gives, for random rays and three posed sources with holes."""
+    from viewseg_core.model.depth_guide import SAME_SURFACE, observed_free_share, source_verdicts
+    g = torch.Generator().manual_seed(3)
+    V, R, S = 3, 200, 16
+    K = _K().expand(1, V, 3, 3).float()
+    poses = torch.stack([_pose(0.0), _pose(0.4, 0.1), _pose(-0.3, 0.0, 0.5)])[None].float()
+    depth = 1.0 + 3.0 * torch.rand(1, V, H, W, generator=g)
+    depth[torch.rand(1, V, H, W, generator=g) < 0.2] = NAN
+    origins = torch.randn(1, R, 3, generator=g) * 0.5
+    directions = torch.nn.functional.normalize(torch.randn(1, R, 3, generator=g) * 0.4 + torch.tensor([0, 0, 1.0]),
+                                               dim=-1)
+    distance = 0.5 + 4.0 * torch.rand(1, R, generator=g)
+    share = observed_free_share(origins, directions, distance, depth, K, poses, H, W, samples=S, chunk=64)
+    t = (torch.arange(S) + 0.5) / S * (1 - SAME_SURFACE) * distance[..., None]            # [1, R, S]
+    points = origins[:, :, None] + directions[:, :, None] * t[..., None]
+    _, _, free, _ = source_verdicts(points, depth, K, poses, H, W, margin=0.1)
+    want = free.any(dim=1).reshape(1, R, S).float().mean(dim=-1)
+    assert torch.allclose(share, want, atol=1e-6)
+    assert 0.05 < float(share.mean()) < 0.95       # the case is not all-free or all-unknown
