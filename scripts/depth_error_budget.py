@@ -17,8 +17,10 @@ and of its δ misses the part carries (what fixing that part alone could win):
   unobserved, an object there may be missing from the render;
 - **by true distance.**
 
-The last lines say how concentrated the AbsRel is (the share of its sum on the worst 1, 2 and
-5% of pixels).
+A fourth table keeps the depth only where at least 0.5, 0.75 or 0.9 of the path was seen free
+(what the node's ``query.min_free_path`` does) and, beside it, as many pixels kept by the
+render's confidence: which of the two picks the depth a planner can trust. The last lines say
+how concentrated the AbsRel is (the share of its sum on the worst 1, 2 and 5% of pixels).
 
 ``--oracle-candidates`` is a diagnosis, never a result: it hands the renderer the TRUE surface
 as the candidate of some rays (``behind``: the rays whose candidate lies behind the truth;
@@ -54,6 +56,7 @@ ORACLES = ("off", "behind", "missing", "all")
 FREE_PARTS = ((0.9, 1.01, "at least 90%"), (0.75, 0.9, "75-90%"), (0.5, 0.75, "50-75%"), (0.0, 0.5, "under 50%"))
 DISTANCES = ((0.0, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, float("inf")))
 WORST = (1, 2, 5)   # percent of pixels
+KEEP_FREE = (0.5, 0.75, 0.9)   # query.min_free_path values compared with confidence
 
 
 def oracle_guides(renderer, truth_distance: torch.Tensor, mode: str):
@@ -80,10 +83,10 @@ def oracle_guides(renderer, truth_distance: torch.Tensor, mode: str):
 def collect(model, dataset, max_examples: int, oracle: str = "off") -> dict[str, torch.Tensor]:
     """Per pixel with true depth, over ``max_examples`` examples spread over the dataset (0: all):
     ``true``, ``pred`` (NaN: empty), ``bin`` (index into BINS), ``free`` (observed free share
-    of the path to the rendered surface, NaN where empty)."""
+    of the path to the rendered surface, NaN where empty), ``confidence`` (the render's raw score)."""
     model = model.float().eval()
     cfg = model.config
-    out: dict[str, list[torch.Tensor]] = {"true": [], "pred": [], "bin": [], "free": []}
+    out: dict[str, list[torch.Tensor]] = {"true": [], "pred": [], "bin": [], "free": [], "confidence": []}
     for i in example_indices(len(dataset), max_examples):
         ex = dataset[i]
         if ex.get("source_depth_input") is None:
@@ -100,9 +103,10 @@ def collect(model, dataset, max_examples: int, oracle: str = "off") -> dict[str,
             truth_distance = torch.where(known, true / rays.z_axis[0], torch.full_like(true, float("nan")))
             model.renderer.guides = oracle_guides(model.renderer, truth_distance, oracle)
         try:
-            pred = model.render(ex["target_K"], ex["target_c2w"], H, W, sources).depth.reshape(-1).float()
+            rendered = model.render(ex["target_K"], ex["target_c2w"], H, W, sources)
         finally:
             model.renderer.__dict__.pop("guides", None)
+        pred = rendered.depth.reshape(-1).float()
         candidate = planar_candidates(ex, cfg.guide_footprint, cfg.guide_max_footprint, cfg.near, cfg.far)
         depth = ex["source_depth_input"][None].float()
         free = observed_free_share(rays.origins, rays.directions, (pred / rays.z_axis[0])[None], depth,
@@ -112,6 +116,7 @@ def collect(model, dataset, max_examples: int, oracle: str = "off") -> dict[str,
         out["pred"].append(pred[known])
         out["bin"].append(candidate_bins(candidate, true)[known])
         out["free"].append(free[known])
+        out["confidence"].append(rendered.confidence.reshape(-1).float()[known])
     if not out["true"]:
         raise ValueError("depth_error_budget: the split has no examples")
     return {k: torch.cat(v) for k, v in out.items()}
@@ -143,13 +148,31 @@ def budget(pixels: dict[str, torch.Tensor]) -> dict:
         "distance": {f"{lo:g}-{hi:g} m" if hi != float("inf") else f"{lo:g} m and more":
                      row((true >= lo) & (true < hi)) for lo, hi in DISTANCES},
         "worst": {},
+        "keep": {},
     }
+    # Depth kept where the path was seen free (the node's query.min_free_path), against keeping
+    # as many pixels by the render's confidence.
+    confidence = pixels["confidence"].nan_to_num(0.0)
+    for threshold in KEEP_FREE:
+        kept = filled & (free >= threshold)
+        by_confidence = torch.zeros_like(kept)
+        by_confidence[torch.argsort(torch.where(filled, confidence, torch.full_like(confidence, -1.0)),
+                                    descending=True)[:int(kept.sum())]] = True
+        report["keep"][threshold] = tuple(x for mask in (kept, by_confidence) for x in _kept(mask, rel, miss, n))
     ordered = torch.sort(rel, descending=True).values
     for p in WORST:
         k = max(1, int(round(n * p / 100)))
         report["worst"][p] = (100 * float(ordered[:k].sum()) / max(rel_sum, 1e-12),
                               float(ordered[k:].sum()) / max(n - k, 1))
     return report
+
+
+def _kept(mask: torch.Tensor, rel: torch.Tensor, miss: torch.Tensor, n: int) -> tuple[float, float, float]:
+    """(share of all pixels %, δ<1.25 %, AbsRel) of the filled pixels ``mask`` keeps."""
+    k = int(mask.sum())
+    if k == 0:
+        return 0.0, float("nan"), float("nan")
+    return 100 * k / n, 100 * (1 - int(miss[mask].sum()) / k), float(rel[mask].mean())
 
 
 def format_report(report: dict) -> str:
@@ -164,6 +187,11 @@ def format_report(report: dict) -> str:
         for name, (share, d1, absrel, rel_share, miss_share) in report[key].items():
             lines.append(f"| {name} | {share:.1f}% | {d1:.1f} | {absrel:.3f} | {rel_share:.1f}% | {miss_share:.1f}% |")
         lines.append("")
+    lines += ["| depth kept where the path was seen free for at least | kept | δ<1.25 | AbsRel | "
+              "as many kept by confidence: δ<1.25 | AbsRel |", "|---|---|---|---|---|---|"]
+    for threshold, (kept, d1, absrel, _, c_d1, c_absrel) in report["keep"].items():
+        lines.append(f"| {threshold:g} | {kept:.1f}% | {d1:.1f} | {absrel:.3f} | {c_d1:.1f} | {c_absrel:.3f} |")
+    lines.append("")
     for p, (share, rest) in report["worst"].items():
         lines.append(f"the worst {p}% of pixels carry {share:.1f}% of the AbsRel sum; AbsRel over the rest {rest:.3f}")
     return "\n".join(lines)

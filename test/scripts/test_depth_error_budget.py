@@ -19,7 +19,8 @@ def test_budget_by_hand(load_script):
     pixels = {"true": torch.tensor([1.0, 1.0, 2.0, 2.0, 4.0]),
               "pred": torch.tensor([1.0, 2.0, 2.0, NAN, 3.0]),
               "bin": torch.tensor([3, 2, 0, 0, 1]),
-              "free": torch.tensor([1.0, 0.3, 0.95, NAN, 0.6])}
+              "free": torch.tensor([1.0, 0.3, 0.95, NAN, 0.6]),
+              "confidence": torch.tensor([0.9, 0.8, 0.1, 0.0, 0.95])}
     report = eb.budget(pixels)
     # As viewseg eval, δ and AbsRel are over the 4 filled pixels: AbsRel sum 1.25, δ misses the
     # behind pixel and the 4/3 one; the empty pixel counts in the shares of pixels only.
@@ -38,7 +39,13 @@ def test_budget_by_hand(load_script):
     assert report["distance"]["4 m and more"] == pytest.approx((20.0, 0.0, 0.25, 20.0, 50.0))
     # The worst 1% of 5 pixels is the one behind: 80% of the sum, the rest's AbsRel 0.25 / 4.
     assert report["worst"][1] == pytest.approx((80.0, 0.0625))
+    # Depth kept where at least half the path was seen free: pixels 0, 2 and 4 (one δ miss);
+    # the three most confident filled pixels are 4, 0 and 1 (two misses).
+    assert report["keep"][0.5] == pytest.approx((60.0, 200 / 3, 0.25 / 3, 60.0, 100 / 3, 1.25 / 3))
+    assert report["keep"][0.75] == pytest.approx((40.0, 100.0, 0.0, 40.0, 50.0, 0.125))
+    assert report["keep"][0.9] == report["keep"][0.75]
     text = eb.format_report(report)
+    assert "| 0.5 | 60.0% | 66.7 | 0.083 | 33.3 | 0.417 |" in text
     assert "| behind | 20.0% | 0.0 | 1.000 | 80.0% | 50.0% |" in text
     assert "the worst 1% of pixels carry 80.0% of the AbsRel sum" in text
 
