@@ -84,7 +84,10 @@ the rows before 2026-12-07; the model column then says ``[guide blocks fixed]``)
 ``--miou CHECKPOINT`` measures the other half of the trade: dataset mIoU of each preset on
 the checkpoint's test split (its training data config), and its depth (δ<1.25, AbsRel, empty
 pixels), beside the checkpoint's own sample counts, and appends those rows to the "Fast
-preset quality" section.
+preset quality" section. With ``--min-free-path X`` each preset also gets a row
+``[free path >= X]``: the same render with the depth of the pixels whose path to the surface the
+sources' depth saw free for less than X withheld, as the node's ``query.min_free_path`` does
+(labels kept; the withheld pixels count as empty).
 """
 from __future__ import annotations
 
@@ -113,6 +116,7 @@ from report import add_record_arguments, append_rows, cpu_name, load_avg  # noqa
 from viewseg_core.model.fast import FIELD_ENV, FIELD_IMPLS, PRESETS, QueryPreset, render_query_stats, \
     trained_preset  # noqa: E402
 from viewseg_core.cpu_allocator import keep_freed_memory  # noqa: E402
+from viewseg_core.model.depth_guide import free_path_image  # noqa: E402
 from viewseg_core.model import cpu_linear  # noqa: E402
 from viewseg_core.model.field import SemanticField  # noqa: E402
 from viewseg_core.model.fused_field import FusedFieldUnsupported  # noqa: E402
@@ -747,27 +751,58 @@ def run_miou(args: argparse.Namespace) -> int:
     points: dict[str, list[float]] = {p.label: [] for p in presets}
     labels: dict[str, list[np.ndarray]] = {p.label: [] for p in presets}
 
+    def render_once(preset: QueryPreset, ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(labels, depth, free path share or None) of ``preset`` on ``ctx``'s example, rendered once
+        for the preset and its --min-free-path row (kept on the example's context)."""
+        done = ctx.__dict__.setdefault("_bench_renders", {})
+        if preset.label in done:
+            return done[preset.label]
+        ex = ctx.example
+        H, W = (int(x) for x in ex["target_size"])
+        with torch.no_grad():
+            rgb = ex["source_rgb"][None].to(device)
+            depth = ex.get("source_depth_input")  # data.source_depth: clean | sensor (RGB-D)
+            sources = model.make_sources(model.encode_sources(rgb), ex["source_K"][None].to(device),
+                                         ex["source_c2w"][None].to(device), H, W, rgb=rgb,
+                                         depth=None if depth is None else depth[None].to(device))
+            out, stats = render_query_stats(model, ex["target_K"].to(device), ex["target_c2w"].to(device),
+                                            H, W, sources, preset)
+            free = None
+            if args.min_free_path > 0:   # what the node's query.min_free_path compares
+                free = free_path_image(out.depth, ex["target_K"], ex["target_c2w"], sources).cpu().numpy()
+        points[preset.label].append(stats.points_per_ray)
+        lab = out.labels.cpu().numpy().astype(np.int64)
+        depth = out.depth.float().cpu().numpy()
+        lab[~np.isfinite(depth)] = 255
+        done[preset.label] = lab, depth, free
+        return done[preset.label]
+
     def method(preset: QueryPreset):
         def run(ctx) -> dict:
-            ex = ctx.example
-            H, W = (int(x) for x in ex["target_size"])
-            with torch.no_grad():
-                rgb = ex["source_rgb"][None].to(device)
-                depth = ex.get("source_depth_input")  # data.source_depth: clean | sensor (RGB-D)
-                sources = model.make_sources(model.encode_sources(rgb), ex["source_K"][None].to(device),
-                                             ex["source_c2w"][None].to(device), H, W, rgb=rgb,
-                                             depth=None if depth is None else depth[None].to(device))
-                out, stats = render_query_stats(model, ex["target_K"].to(device), ex["target_c2w"].to(device),
-                                                H, W, sources, preset)
-            points[preset.label].append(stats.points_per_ray)
-            lab = out.labels.cpu().numpy().astype(np.int64)
-            depth = out.depth.float().cpu().numpy()
-            lab[~np.isfinite(depth)] = 255
+            lab, depth, _ = render_once(preset, ctx)
             labels[preset.label].append(lab)
             return {"labels": lab, "depth": depth}
         return run
 
-    report = run_evaluation(dataset, {p.label: method(p) for p in presets}, indices=indices, model=model,
+    def withheld(preset: QueryPreset):
+        """The preset's render with the depth of paths seen free for less than --min-free-path
+        withheld, labels kept (the node's query.min_free_path)."""
+        def run(ctx) -> dict:
+            lab, depth, free = render_once(preset, ctx)
+            labels[free_label(preset)].append(lab)
+            return {"labels": lab, "depth": np.where(free >= args.min_free_path, depth, np.nan)}
+        return run
+
+    def free_label(preset: QueryPreset) -> str:
+        return f"{preset.label} [free path >= {args.min_free_path:g}]"
+
+    methods = {}
+    for p in presets:
+        methods[p.label] = method(p)
+        if args.min_free_path > 0:
+            methods[free_label(p)] = withheld(p)
+            labels[free_label(p)], points[free_label(p)] = [], points[p.label]
+    report = run_evaluation(dataset, methods, indices=indices, model=model,
                             device=device, progress=not args.quick)
     today = _dt.date.today().isoformat()
     ckpt = f"{Path(args.miou).parent.name}/{Path(args.miou).name} ({replace(trained, name='').label}){label_suffix}"
@@ -775,14 +810,14 @@ def run_miou(args: argparse.Namespace) -> int:
     print(f"{'sampling':<30} {'pts/ray':>8} {'mIoU':>7} {'img mIoU':>9} {'pACC':>7} {'same labels':>12} "
           f"{'δ<1.25':>7} {'AbsRel':>7} {'empty':>7}")
     rows = []
-    for p in presets:
-        s = report["methods"][p.label]
-        same = np.mean([np.mean(a == b) for a, b in zip(labels[p.label], labels[trained.label])])
-        pts = float(np.mean(points[p.label]))
+    for label in methods:
+        s = report["methods"][label]
+        same = np.mean([np.mean(a == b) for a, b in zip(labels[label], labels[trained.label])])
+        pts = float(np.mean(points[label]))
         d1, absrel, empty = 100 * s["delta1"], s["depth_absrel"], 100 * s["depth_missing_fraction"]
-        print(f"{p.label:<30} {pts:>8.1f} {100 * s['dataset_miou']:>7.2f} {100 * s['per_image_miou']:>9.2f} "
+        print(f"{label:<30} {pts:>8.1f} {100 * s['dataset_miou']:>7.2f} {100 * s['per_image_miou']:>9.2f} "
               f"{100 * s['pacc']:>7.2f} {100 * same:>11.2f}% {d1:>7.2f} {absrel:>7.4f} {empty:>6.2f}%")
-        rows.append(f"| {today} | {ckpt} | {data_cfg.root} / {args.miou_split} | {len(indices)} | {p.label} "
+        rows.append(f"| {today} | {ckpt} | {data_cfg.root} / {args.miou_split} | {len(indices)} | {label} "
                     f"| {pts:.1f} | {100 * s['dataset_miou']:.2f} | {100 * s['per_image_miou']:.2f} "
                     f"| {100 * s['pacc']:.2f} | {100 * same:.2f}% | {d1:.2f} | {absrel:.4f} | {empty:.2f}% |\n")
     if not args.no_record:
@@ -835,10 +870,17 @@ def main(argv: list[str] | None = None) -> int:
                                                           "checkpoint's, or config.yaml beside it)")
     parser.add_argument("--miou-split", default="test")
     parser.add_argument("--miou-examples", type=int, default=0, help="targets to score (0 = the whole split)")
+    parser.add_argument("--min-free-path", type=float, default=0.0, help="--miou: also score each preset with the "
+                        "depth of paths the sources' depth saw free for less than this share withheld (the node's "
+                        "query.min_free_path; 0 = no such rows)")
     add_record_arguments(parser)
     args = parser.parse_args(argv)
     if args.guide_max_footprint < -1:
         parser.error(f"--guide-max-footprint must be >= 0 (or -1, the model's own), got {args.guide_max_footprint}")
+    if not 0.0 <= args.min_free_path <= 1.0:
+        parser.error(f"--min-free-path must be in [0, 1], got {args.min_free_path}")
+    if args.min_free_path > 0 and not args.miou:
+        parser.error("--min-free-path scores depth: it needs --miou")
     if args.malloc == "keep":   # as viewseg_node and the viewseg command run (viewseg_core/cpu_allocator.py)
         print(f"cpu allocator: {keep_freed_memory()}")
     if args.threads:

@@ -89,10 +89,9 @@ from viewseg_core.depth_registration import accumulated_points, drop_occluded, r
 from viewseg_core.lidar_deskew import offset_ns, place_cloud, sweep_origin
 from viewseg_core.model.fast import PRESETS, QueryPreset, RenderCancelled, check_amp, render_query, render_query_stats, \
     trained_preset
-from viewseg_core.model.depth_guide import observed_free_share
+from viewseg_core.model.depth_guide import free_path_image
 from viewseg_core.model.prepared_cache import PreparedCache
 from viewseg_core.model.weights import load_model
-from viewseg_core.rays import grid_rays
 from viewseg_core.rectify import image_camera_to_world, rotated_frame
 from viewseg_core.source_selection import SourceSelectionConfig, pixel_coverage, select_views
 from viewseg_ros.conversions import (COLOR_ENCODINGS, any_depth_to_metres, calibration_key, camera_info_to_pinhole,
@@ -164,20 +163,6 @@ class QueryResult:
     note: str = ""  # a success with a caveat (an RGB-D model without some source depth)
     unseen_share: float = 0.0  # of the rendered pixels, those whose surface no selected keyframe sees
     unverified_share: float = 0.0  # of the rendered pixels, those query.min_free_path left without depth
-
-
-def free_path_share(depth: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, sources: Any) -> np.ndarray:
-    """[H, W] share of each pixel's path to its rendered surface (planar ``depth`` [H, W], NaN:
-    none) that the keyframes' depth saw free (:func:`observed_free_share`; NaN where no depth):
-    ``query.min_free_path``. ``sources``: the query's SourceViews (batch 1)."""
-    height, width = depth.shape
-    dev = depth.device
-    rays = grid_rays(K.to(dev, torch.float32)[None], c2w.to(dev, torch.float32)[None], height, width)
-    distance = depth.reshape(1, -1).float() / rays.z_axis
-    with torch.no_grad():
-        share = observed_free_share(rays.origins, rays.directions, distance, sources.depth, sources.K, sources.c2w,
-                                    sources.height, sources.width, valid=sources.valid)
-    return share.reshape(height, width).cpu().numpy()
 
 
 def resolve_checkpoint(value: str) -> Path:
@@ -1791,7 +1776,7 @@ class ViewSegNode(LifecycleNode):
             labels, depth, confidence = out.labels, out.depth, out.confidence
             free_path = None
             if p["query.min_free_path"] > 0:
-                free_path = free_path_share(depth, torch.as_tensor(K), torch.as_tensor(c2w), sources)
+                free_path = free_path_image(depth, torch.as_tensor(K), torch.as_tensor(c2w), sources).cpu().numpy()
             del out, sources, prepared
             self._sync()
             self._record_cost(stats.coarse_points + stats.fine_points, len(chosen), time.perf_counter() - t_render,

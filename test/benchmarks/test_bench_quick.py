@@ -244,6 +244,46 @@ def test_miou_mode_scores_presets_on_a_test_split(tmp_path, load_benchmark):
             assert 0.0 <= float(r[col["depth δ<1.25"]]) <= 100.0 and float(r[col["depth AbsRel"]]) >= 0.0
 
 
+def test_miou_mode_scores_the_free_path_check(tmp_path, load_benchmark):
+    """--miou --min-free-path on an RGB-D tiny model with clean source depth: each preset gets a
+    second row, the same labels with the depth of paths its sources never saw free withheld
+    (counted as empty); without --miou the option is refused."""
+    from viewseg_core.data.synth.generate import SynthConfig, write_dataset
+    from viewseg_core.model.viewseg import ModelConfig, ViewSeg
+    from viewseg_core.model.weights import save_model
+
+    bq = load_benchmark("bench_query")
+    data = tmp_path / "data"
+    write_dataset(data, 3, SynthConfig(views=12, height=30, width=40), seed=3, progress=False)
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    config = dict(bq.QUICK_CONFIG, num_coarse=8, num_fine=0, source_depth=True, depth_guided=True,
+                  depth_evidence=True, guide_samples=4)
+    save_model(ViewSeg(ModelConfig(**config)), run / "model.pt")
+    (run / "config.yaml").write_text(
+        f"data:\n  root: {data}\n  image_size: [30, 40]\n  num_sources: 4\n  source_depth: clean\n"
+        "  pairs: {min_rotation_deg: 10.0, min_baseline: 0.2, min_overlap: 0.05}\n")
+    page = tmp_path / "benchmarks.md"
+    command = [sys.executable, str(BENCH / "bench_query.py"), "--miou", str(run / "model.pt"), "--miou-examples",
+               "2", "--presets", "rgbd", "--threads", "1", "--device", "cpu", "--output", str(page)]
+    done = subprocess.run(command + ["--min-free-path", "0.5"], cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = table_rows(page.read_text(), bq.QUALITY_SECTION)
+    assert [r[4] for r in rows] == ["trained (8s+4b+0)", "trained (8s+4b+0) [free path >= 0.5]",
+                                    "rgbd (8s+4b+0 free-skip)", "rgbd (8s+4b+0 free-skip) [free path >= 0.5]"]
+    header = [c.strip() for c in bq.QUALITY_HEADER.splitlines()[0].strip("|").split("|")]
+    col = {name: header.index(name) for name in ("points/ray", "dataset mIoU", "labels equal to trained sampling",
+                                                 "depth empty")}
+    for plain, checked in (rows[0:2], rows[2:4]):
+        for name in ("points/ray", "dataset mIoU", "labels equal to trained sampling"):
+            assert checked[col[name]] == plain[col[name]], name       # the same render, the same labels
+        assert float(checked[col["depth empty"]].rstrip("%")) > float(plain[col["depth empty"]].rstrip("%"))
+    refused = subprocess.run([sys.executable, str(BENCH / "bench_query.py"), "--min-free-path", "0.5", "--quick"],
+                             cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "--min-free-path scores depth: it needs --miou" in refused.stderr
+
+
 def test_fused_field_rows_are_gpu_only_on_cpu(tmp_path, monkeypatch, capsys, load_benchmark):
     """``--field reference,fused`` on CPU: the fused rows are dropped with a note (GPU-only);
     under TRITON_INTERPRET=1 they run in the interpreter (8x6, 2+2 samples: the whole fused

@@ -70,6 +70,7 @@ import math
 import torch
 
 from viewseg_core.cameras import in_image, project_points
+from viewseg_core.rays import grid_rays
 
 # Points closer to a camera than this (metres, planar) are not splatted into it: the
 # projection divides by the depth.
@@ -522,7 +523,22 @@ def observed_free_share(origins: torch.Tensor, directions: torch.Tensor, distanc
     return share
 
 
-__all__ = ["measured_empty", "source_verdicts", "observed_free_share", "FREE_PATH_SAMPLES",
+def free_path_image(depth: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, sources) -> torch.Tensor:
+    """:func:`observed_free_share` of every pixel of a rendered image: planar ``depth`` [H, W]
+    (NaN: none) seen by a pinhole camera ``K`` [3, 3], ``c2w`` [4, 4]; ``sources`` the
+    SourceViews (batch 1) it was rendered from. -> [H, W] share (NaN where no depth): what
+    the node's ``query.min_free_path`` compares."""
+    height, width = depth.shape
+    dev = depth.device
+    rays = grid_rays(K.to(dev, torch.float32)[None], c2w.to(dev, torch.float32)[None], height, width)
+    distance = depth.reshape(1, -1).float() / rays.z_axis
+    with torch.no_grad():
+        share = observed_free_share(rays.origins, rays.directions, distance, sources.depth, sources.K, sources.c2w,
+                                    sources.height, sources.width, valid=sources.valid)
+    return share.reshape(height, width)
+
+
+__all__ = ["measured_empty", "source_verdicts", "observed_free_share", "free_path_image", "FREE_PATH_SAMPLES",
            "known_depth", "lift_source_depth", "block_widths", "splat_depth", "ray_guides",
            "camera_guides", "grid_scale", "grid_size", "depth_pixel_centres", "focal_pixels", "MIN_SPLAT_DEPTH",
            "ORIGIN_TOLERANCE", "SAME_SURFACE"]
