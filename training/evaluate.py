@@ -8,7 +8,9 @@ Every method predicts the full target image of every (sources, target) pair of t
 the same :class:`~viewseg_core.metrics.SegmentationEvaluator` scores each one:
 
 * ``dataset_miou``: mIoU from one confusion matrix summed over the whole split (detectron2's
-  definition, what ViewSeg reported), with fwIoU, pixel accuracy, mean class accuracy, the
+  definition, what ViewSeg reported), ``miou_in_truth`` (the same over the classes the
+  split's ground truth has: a class it never shows counts IoU 0 in ``dataset_miou`` once a
+  method predicts one pixel of it), with fwIoU, pixel accuracy, mean class accuracy, the
   things / stuff (wall, floor, ceiling) per-class means (``miou_things``, ``miou_stuff``) and
   the paper's IoU_T / IoU_S (``iou_t_merged``, ``iou_s_merged``: every thing class merged into
   one class, wall/floor/ceiling into another, the IoU of each merged class);
@@ -579,7 +581,7 @@ def read_image_stats(path: str | Path) -> tuple[dict[str, SegmentationEvaluator]
 
 
 # Scores compared between ViewSeg and each baseline (see paired_bootstrap).
-COMPARED_SCORES = ("miou", "pacc", "iou_t_merged", "iou_s_merged", "depth_l1", "depth_absrel", "depth_l1_stuff",
+COMPARED_SCORES = ("miou", "miou_in_truth", "pacc", "iou_t_merged", "iou_s_merged", "depth_l1", "depth_absrel", "depth_l1_stuff",
                    "delta1", "delta2", "delta3")
 
 
@@ -623,6 +625,8 @@ def _num(v, digits: int = 3) -> str:
 
 IOU_T_TITLE, IOU_S_TITLE = "IoU_T (paper: things merged)", "IoU_S (paper: stuff merged)"
 MIOU_THINGS_TITLE, MIOU_STUFF_TITLE = "mIoU things (per-class mean)", "mIoU stuff (per-class mean)"
+# The dataset mIoU over the classes that occur in the split's ground truth only (miou_in_truth).
+MIOU_IN_TRUTH_TITLE = "mIoU (classes in the truth)"
 MERGED_NOTE = ("IoU_T / IoU_S are the paper's: every thing class merged into one class \"thing\" and wall, floor "
                "and ceiling into one class \"stuff\", then the IoU of each (a chair called a table is right "
                "there); the per-class means average the IoU of each thing (stuff) class.")
@@ -664,17 +668,20 @@ def metrics_markdown(report: dict) -> str:
              f"- examples (target images): {report['num_examples']}",
              *_settings_lines(report), "",
              "mIoU (dataset) is computed from one confusion matrix over the whole split; mIoU (per image) "
-             "averages each image's own mIoU (Semantic-NeRF / S-Ray protocol). Pixels a method leaves "
+             "averages each image's own mIoU (Semantic-NeRF / S-Ray protocol); mIoU (classes in the truth) "
+             "is the dataset mIoU over the classes the split's ground truth has (a class it never shows "
+             "counts 0 in mIoU (dataset) once a method predicts a pixel of it). Pixels a method leaves "
              "empty count as wrong. Semantic scores are percentages; depth errors are in metres "
              "(AbsRel unitless) over pixels that have a prediction, and 'empty' is the share of pixels "
              "with true depth that got none.", "",
              MERGED_NOTE, "",
              "## Semantics", "",
-             "| method | mIoU (dataset) | mIoU (per image) | fwIoU | pixel acc. | mean class acc. "
-             f"| {IOU_T_TITLE} | {IOU_S_TITLE} | {MIOU_THINGS_TITLE} | {MIOU_STUFF_TITLE} |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"| method | mIoU (dataset) | mIoU (per image) | {MIOU_IN_TRUTH_TITLE} | fwIoU | pixel acc. "
+             f"| mean class acc. | {IOU_T_TITLE} | {IOU_S_TITLE} | {MIOU_THINGS_TITLE} | {MIOU_STUFF_TITLE} |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for n, s in methods.items():
         lines.append(f"| {titles[n]} | {_pct(s['dataset_miou'])} | {_pct(s['per_image_miou'])} | "
+                     f"{_pct(s.get('miou_in_truth'))} | "
                      f"{_pct(s['fwiou'])} | {_pct(s['pacc'])} | {_pct(s['macc'])} | "
                      f"{_pct(s.get('iou_t_merged'))} | {_pct(s.get('iou_s_merged'))} | "
                      f"{_pct(s['miou_things'])} | {_pct(s['miou_stuff'])} |")
@@ -718,7 +725,8 @@ def metrics_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-_COMPARED_TITLES = {"miou": ("mIoU (dataset)", "points"), "pacc": ("pixel acc.", "points"),
+_COMPARED_TITLES = {"miou": ("mIoU (dataset)", "points"), "miou_in_truth": (MIOU_IN_TRUTH_TITLE, "points"),
+                    "pacc": ("pixel acc.", "points"),
                     "iou_t_merged": (IOU_T_TITLE, "points"), "iou_s_merged": (IOU_S_TITLE, "points"),
                     "depth_l1": ("depth L1", "m"), "depth_absrel": ("AbsRel", ""),
                     "depth_l1_stuff": ("depth L1 stuff", "m"), "delta1": ("δ<1.25", "points"),

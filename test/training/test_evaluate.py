@@ -42,12 +42,19 @@ def test_eval_cli_writes_every_artefact(tiny_synth, tiny_files, tmp_path):
     report = json.loads((out / "metrics.json").read_text())  # strict JSON: NaN became null
     assert report["num_examples"] == 3 and len(report["per_example"]) == 3
     assert list(report["methods"]) == ["viewseg", "cloudseg_pred", "cloudseg_true", "nearest_view", "oracle"]
+    from viewseg_core.classes import CLASS_NAMES
+    true_pixels = np.load(out / "per_image_stats.npz")["viewseg/conf"].sum(axis=(0, 2))   # [37] per true class
+    classes_in_truth = {CLASS_NAMES[c] for c in np.flatnonzero(true_pixels)}
     for name, s in report["methods"].items():
         for key in ("dataset_miou", "per_image_miou", "fwiou", "pacc", "macc", "miou_things", "miou_stuff",
                     "depth_l1", "depth_absrel", "depth_l1_things", "depth_l1_stuff", "depth_absrel_things",
                     "depth_absrel_stuff", "delta1", "delta2", "delta3", "depth_missing_fraction"):
             assert key in s, (name, key)
         assert 0.0 <= s["pacc"] <= 1.0 and len(s["iou_per_class"]) == 37
+        # mIoU over the classes in the truth: the dataset mIoU without the classes no target shows.
+        shown = [name for name, v in s["iou_per_class"].items() if v is not None]
+        truth_iou = [s["iou_per_class"][c] for c in shown if c in classes_in_truth]
+        assert s["miou_in_truth"] == pytest.approx(float(np.mean(truth_iou)), abs=1e-12)
         # per-image mIoU is the mean of the per-example values
         images = [row["image_miou"][name] for row in report["per_example"]]
         images = [v for v in images if v is not None]

@@ -28,6 +28,8 @@ def test_semantic_scores_by_hand():
     scores = semantic_scores(confusion_matrix(PRED, GT))
     # IoU: wall 2/3, floor 2/3, cabinet 1/2, bed 0, sofa 0 (predicted, absent from GT).
     assert scores["miou"] == pytest.approx((2 / 3 + 2 / 3 + 1 / 2 + 0 + 0) / 5)
+    # Over the classes in the truth only, the sofa nobody has drops out.
+    assert scores["miou_in_truth"] == pytest.approx((2 / 3 + 2 / 3 + 1 / 2 + 0) / 4)
     assert scores["pacc"] == pytest.approx(5 / 8)
     assert scores["macc"] == pytest.approx((2 / 3 + 1 + 1 / 2 + 0) / 4)
     assert scores["fwiou"] == pytest.approx((3 * 2 / 3 + 2 * 2 / 3 + 2 * 1 / 2 + 1 * 0) / 8)
