@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py and bench_
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench_splat import scene  # noqa: E402
-from report import add_record_arguments, cpu_name, median_ms, print_and_record  # noqa: E402
+from bench_splat import device_label, scene, synced  # noqa: E402
+from report import add_record_arguments, median_ms, print_and_record  # noqa: E402
 
 SECTION = "## Free path check (viewseg_core/model/depth_guide.py observed_free_share, query.min_free_path)"
 INTRO = ("`python benchmarks/bench_free_path.py [--quick]` times the share of each query pixel's path to its "
@@ -38,13 +38,15 @@ INTRO = ("`python benchmarks/bench_free_path.py [--quick]` times the share of ea
          "(each (ray, keyframe) pair transformed once, its path points stepped along it), against the "
          "reference (every path point projected into every keyframe on its own), person-height keyframes of "
          "the simulator's room and a low robot camera's query of the same size (its true depth as the "
-         "surface); CPU, `--threads` torch threads, medians; the last two columns describe the scene.\n\n")
-TABLE_HEADER = ("| date | CPU | threads | size | keyframes | path points | pointwise ms (reference) | free path ms | "
+         "surface); `--device` (CPU: `--threads` torch threads), medians; the last two columns describe the "
+         "scene.\n\n")
+TABLE_HEADER = ("| date | device | threads | size | keyframes | path points | pointwise ms (reference) | free path ms | "
                 "reference / free path | mean share seen free | pixels under 0.5 |\n"
                 "|---|---|---|---|---|---|---|---|---|---|---|\n")
 
 
-def measure(width: int, height: int, keyframes: int, samples: int, repeats: int) -> tuple[float, ...]:
+def measure(width: int, height: int, keyframes: int, samples: int, repeats: int,
+            device: torch.device = torch.device("cpu")) -> tuple[float, ...]:
     from viewseg_core.data.synth.render import render
     from viewseg_core.model.depth_guide import SAME_SURFACE, observed_free_share, source_verdicts
     from viewseg_core.rays import grid_rays
@@ -53,8 +55,9 @@ def measure(width: int, height: int, keyframes: int, samples: int, repeats: int)
     depth, K, c2w, qK, qc2w = scene(width, height, keyframes, 0.2)
     truth = render(SimWorld.create(0, kind="robot").scene, qK.double().numpy(), qc2w.double().numpy(), height,
                    width).depth
+    depth, K, c2w, qK, qc2w = (x.to(device) for x in (depth, K, c2w, qK, qc2w))
     rays = grid_rays(qK[None], qc2w[None], height, width, near=0.1, far=20.0)
-    distance = torch.as_tensor(np.asarray(truth), dtype=torch.float32).reshape(1, -1) / rays.z_axis
+    distance = torch.as_tensor(np.asarray(truth), dtype=torch.float32, device=device).reshape(1, -1) / rays.z_axis
 
     def fast() -> torch.Tensor:
         return observed_free_share(rays.origins, rays.directions, distance, depth, K, c2w, height, width,
@@ -62,7 +65,8 @@ def measure(width: int, height: int, keyframes: int, samples: int, repeats: int)
 
     def pointwise() -> torch.Tensor:
         ok = torch.isfinite(distance) & (distance > 0)
-        t = (torch.arange(samples) + 0.5) / samples * (1 - SAME_SURFACE) * distance.nan_to_num(0.0)[..., None]
+        fractions = (torch.arange(samples, device=device) + 0.5) / samples * (1 - SAME_SURFACE)
+        t = fractions * distance.nan_to_num(0.0)[..., None]
         points = rays.origins[:, :, None] + rays.directions[:, :, None] * t[..., None]
         _, _, free, _ = source_verdicts(points, depth, K, c2w, height, width, margin=0.1)
         share = free.any(dim=1).reshape(1, -1, samples).float().mean(dim=-1)
@@ -73,8 +77,8 @@ def measure(width: int, height: int, keyframes: int, samples: int, repeats: int)
     if not torch.allclose(share.nan_to_num(-1.0), reference.nan_to_num(-1.0), atol=1e-6):
         raise AssertionError("the free path share and its pointwise reference disagree")
     known = torch.isfinite(share)
-    return (median_ms(pointwise, repeats), median_ms(fast, repeats), float(share[known].mean()),
-            float((share[known] < 0.5).float().mean() * 100))
+    return (median_ms(synced(pointwise, device), repeats), median_ms(synced(fast, device), repeats),
+            float(share[known].mean()), float((share[known] < 0.5).float().mean() * 100))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,19 +89,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keyframes", type=int, default=4, help="depth keyframes the paths are put to")
     p.add_argument("--samples", type=int, default=FREE_PATH_SAMPLES, help="points along each path")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (the GPU rows of scripts/gpu_session.sh)")
     p.add_argument("--repeats", type=int, default=10)
     add_record_arguments(p)
     args = p.parse_args(argv)
     if args.samples < 1 or args.keyframes < 1:
         p.error("--samples and --keyframes must be >= 1")
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     sizes = [(80, 60)] if args.quick else [(80, 60), (160, 120), (320, 240)]
     repeats = 3 if args.quick else args.repeats
-    date, cpu = _dt.date.today().isoformat(), cpu_name()
+    date, name = _dt.date.today().isoformat(), device_label(device)
     rows = []
     for width, height in sizes:
-        reference, fast, mean_share, under_half = measure(width, height, args.keyframes, args.samples, repeats)
-        rows.append(f"| {date} | {cpu} | {args.threads} | {width}x{height} | {args.keyframes} | {args.samples} | "
+        reference, fast, mean_share, under_half = measure(width, height, args.keyframes, args.samples, repeats,
+                                                          device)
+        rows.append(f"| {date} | {name} | {args.threads} | {width}x{height} | {args.keyframes} | {args.samples} | "
                     f"{reference:.1f} | {fast:.1f} | {reference / fast:.2f} | {mean_share:.2f} | "
                     f"{under_half:.1f}% |\n")
     print_and_record(args, SECTION, TABLE_HEADER, rows, intro=INTRO)

@@ -36,11 +36,11 @@ SECTION = "## Depth guide splat (viewseg_core/model/depth_guide.py, model.guide_
 INTRO = ("`python benchmarks/bench_splat.py [--quick]` times the depth guide's splat of a depth-guided query "
          "(lift the keyframes' depth, z-buffer it into the query camera, look up every ray) with fixed 2x2 "
          "blocks (the reference) and with blocks that widen to reach their neighbours' projections (adaptive), "
-         "person-height keyframes of the simulator's room and a low robot camera's query of the same size; CPU, "
-         "`--threads` torch threads, medians; 'no candidate' is the share of query pixels each leaves without "
-         "a candidate surface.\n\n")
-TABLE_HEADER = ("| date | CPU | threads | size | keyframes | widest block | fixed 2x2 ms (reference) | adaptive ms | "
-                "adaptive / fixed | no candidate, fixed | no candidate, adaptive |\n"
+         "person-height keyframes of the simulator's room and a low robot camera's query of the same size; "
+         "`--device` (CPU: `--threads` torch threads), medians; 'no candidate' is the share of query pixels "
+         "each leaves without a candidate surface.\n\n")
+TABLE_HEADER = ("| date | device | threads | size | keyframes | widest block | fixed 2x2 ms (reference) "
+                "| adaptive ms | adaptive / fixed | no candidate, fixed | no candidate, adaptive |\n"
                 "|---|---|---|---|---|---|---|---|---|---|---|\n")
 
 
@@ -60,19 +60,35 @@ def scene(width: int, height: int, keyframes: int, query_time: float):
     return (t(depth)[None], t(K).expand(1, keyframes, 3, 3), t(np.stack(poses))[None], t(K), t(query))
 
 
-def measure(width: int, height: int, keyframes: int, max_footprint: int, repeats: int) -> tuple[float, ...]:
+def device_label(device: torch.device) -> str:
+    """The device column of a row: the GPU's name, or the CPU's."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+
+
+def synced(fn, device: torch.device):
+    """``fn`` followed by a wait for the device, so that a timer around it times the work."""
+    def run():
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return out
+    return run
+
+
+def measure(width: int, height: int, keyframes: int, max_footprint: int, repeats: int,
+            device: torch.device = torch.device("cpu")) -> tuple[float, ...]:
     from viewseg_core.model.depth_guide import camera_guides
     from viewseg_core.rays import grid_rays
 
-    depth, K, c2w, qK, qc2w = scene(width, height, keyframes, 0.2)
+    depth, K, c2w, qK, qc2w = (x.to(device) for x in scene(width, height, keyframes, 0.2))
     rays = grid_rays(qK[None], qc2w[None], height, width, near=0.1, far=20.0)
 
     def guides(widest: int) -> torch.Tensor:
         return camera_guides(depth, K, c2w, height, width, qK[None, None], qc2w[None, None], height, width,
                              rays.origins, rays.directions, 2, max_footprint=widest)
 
-    fixed = median_ms(lambda: guides(0), repeats)
-    adaptive = median_ms(lambda: guides(max_footprint), repeats)
+    fixed = median_ms(synced(lambda: guides(0), device), repeats)
+    adaptive = median_ms(synced(lambda: guides(max_footprint), device), repeats)
     empty_fixed = float(torch.isnan(guides(0)).float().mean() * 100)
     empty_adaptive = float(torch.isnan(guides(max_footprint)).float().mean() * 100)
     return fixed, adaptive, empty_fixed, empty_adaptive
@@ -87,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-footprint", type=int, default=ModelConfig.guide_max_footprint,
                    help="widest adaptive block (default: the models' default)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (the GPU rows of scripts/gpu_session.sh)")
     p.add_argument("--repeats", type=int, default=20)
     add_record_arguments(p)
     args = p.parse_args(argv)
@@ -95,12 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     sizes = [(80, 60)] if args.quick else [(80, 60), (160, 120), (320, 240), (640, 480)]
     repeats = 3 if args.quick else args.repeats
-    date, cpu = _dt.date.today().isoformat(), cpu_name()
+    device = torch.device(args.device)
+    date, name = _dt.date.today().isoformat(), device_label(device)
     rows = []
     for width, height in sizes:
         fixed, adaptive, empty_fixed, empty_adaptive = measure(width, height, args.keyframes, args.max_footprint,
-                                                               repeats)
-        rows.append(f"| {date} | {cpu} | {args.threads} | {width}x{height} | {args.keyframes} | {args.max_footprint} | "
+                                                               repeats, device)
+        rows.append(f"| {date} | {name} | {args.threads} | {width}x{height} | {args.keyframes} | {args.max_footprint} | "
                     f"{fixed:.1f} | {adaptive:.1f} | {adaptive / fixed:.2f} | {empty_fixed:.1f}% | "
                     f"{empty_adaptive:.1f}% |\n")
     print_and_record(args, SECTION, TABLE_HEADER, rows, intro=INTRO)

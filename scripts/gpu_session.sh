@@ -2,7 +2,8 @@
 # A short GPU lease, used in order of value. Stages (any subset, in this order):
 #   fused     issue 19, the fused Triton field: its CUDA tests, bench_query at 320x240 from 4 sources
 #             (paper and fast presets; fast path with the PyTorch field vs the fused field, and the
-#             reference path), bench_fused_field (launch sweep, both poolings, --record), and
+#             reference path), the RGB-D query and depth guide rows (bench_splat, bench_free_path:
+#             seconds each), bench_fused_field (launch sweep, both poolings, --record), and
 #             bench_train_step as in `checks` (capped at 9.5 min in all; estimated, not yet run)
 #   checks    the CUDA tests and the GPU benchmark rows (2.5 min on an H200)
 #   cuda      the CUDA tests only (pytest -m gpu; under a minute)
@@ -95,6 +96,9 @@ if wants fused; then
   stage "RGB-D query (issue 15's GPU target: rgbd preset at 320x240 <= 15 ms): demo_rgbd.pt, PyTorch vs fused field, maps per query vs kept (the node's cache, issue 19 item 3)"
   timeout 120 $PY benchmarks/bench_query.py --model checkpoints/demo_rgbd.pt --size 320x240 --presets rgbd,fast \
     --source-depth sensor --field reference,fused --prepared query,kept --no-reference --repeats 10
+  stage "RGB-D depth guide on the GPU: the adaptive splat (host syncs) and the node's free path check"
+  timeout 40 $PY benchmarks/bench_splat.py --device cuda --repeats 10
+  timeout 40 $PY benchmarks/bench_free_path.py --device cuda --repeats 10
   stage "fused field: bench_fused_field (sweep, mean and mean_var, recorded)"
   timeout 200 $PY benchmarks/bench_fused_field.py --pooling both --record --json "$LOGS/bench_fused_field.json"
   stage "training step (the PyTorch field: no fused backward)"
