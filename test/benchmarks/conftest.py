@@ -32,13 +32,14 @@ def load_benchmark():
     return load_benchmark_module
 
 
-def run_quick(name: str, tmp_path: Path, timeout: float = 180.0, env: dict | None = None) -> list[list[str]]:
-    """Run ``benchmarks/NAME.py --quick`` recording into a fresh page under ``tmp_path``; check it
+def run_quick(name: str, tmp_path: Path, timeout: float = 180.0, env: dict | None = None,
+              args: tuple[str, ...] = ()) -> list[list[str]]:
+    """Run ``benchmarks/NAME.py --quick [args]`` recording into a fresh page under ``tmp_path``; check it
     succeeded and that the page holds its SECTION and TABLE_HEADER; return the dated rows it
     recorded, as lists of cell texts."""
     page = tmp_path / "benchmarks.md"
     page.write_text("# Benchmarks\n")
-    done = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--quick", "--output", str(page)],
+    done = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--quick", "--output", str(page), *args],
                           cwd=BENCH.parent, capture_output=True, text=True, timeout=timeout,
                           env=None if env is None else {**os.environ, **env})
     assert done.returncode == 0, done.stdout + done.stderr

@@ -3,6 +3,8 @@ pointwise reference on the simulator's room (the run itself fails if the two dis
 dated row whose ratio is of the figures beside it."""
 from __future__ import annotations
 
+import pytest
+
 
 def test_quick_run_records_a_row(tmp_path, quick_rows):
     (row,) = quick_rows("bench_free_path", tmp_path)
@@ -13,3 +15,13 @@ def test_quick_run_records_a_row(tmp_path, quick_rows):
     # A low robot camera among person-height keyframes: part of most paths is seen free, part not.
     mean_share, under_half = float(row[9]), float(row[10].rstrip("%"))
     assert 0.0 < mean_share < 1.0 and 0.0 < under_half < 100.0
+
+
+@pytest.mark.gpu
+def test_quick_run_on_cuda_names_the_card(tmp_path, quick_rows):
+    """--device cuda (scripts/gpu_session.sh): the check and its reference agree on the GPU too
+    (the run fails otherwise), and the row names the card."""
+    import torch
+
+    (row,) = quick_rows("bench_free_path", tmp_path, args=("--device", "cuda"))
+    assert row[1] == torch.cuda.get_device_name() and float(row[7]) > 0

@@ -3,6 +3,8 @@ adaptive blocks on the simulator's room, and lands a dated row whose ratio is of
 and whose adaptive splat leaves no more pixels without a candidate than the fixed one."""
 from __future__ import annotations
 
+import pytest
+
 
 def test_quick_run_records_a_row(tmp_path, quick_rows):
     (row,) = quick_rows("bench_splat", tmp_path)
@@ -13,4 +15,15 @@ def test_quick_run_records_a_row(tmp_path, quick_rows):
     empty_fixed, empty_adaptive = (float(row[i].rstrip("%")) for i in (9, 10))
     # The low query of this room sees surfaces the keyframes measured from farther away: the
     # wider blocks fill cracks the 2x2 blocks leave, and never open new ones.
+    assert 0.0 < empty_adaptive < empty_fixed < 100.0
+
+
+@pytest.mark.gpu
+def test_quick_run_on_cuda_names_the_card(tmp_path, quick_rows):
+    """--device cuda (scripts/gpu_session.sh): the same comparison on the GPU, the row naming the card."""
+    import torch
+
+    (row,) = quick_rows("bench_splat", tmp_path, args=("--device", "cuda"))
+    assert row[1] == torch.cuda.get_device_name()
+    empty_fixed, empty_adaptive = (float(row[i].rstrip("%")) for i in (9, 10))
     assert 0.0 < empty_adaptive < empty_fixed < 100.0
