@@ -123,7 +123,7 @@ def collect(model, dataset, max_examples: int, oracle: str = "off") -> dict[str,
 
 
 def budget(pixels: dict[str, torch.Tensor]) -> dict:
-    """Rows of the three tables and the concentration of the AbsRel sum (see the module docstring)."""
+    """Rows of the four tables and the concentration of the AbsRel sum (see the module docstring)."""
     true, pred = pixels["true"], pixels["pred"]
     filled = torch.isfinite(pred) & (pred > 0)
     rel = torch.where(filled, (pred - true).abs() / true, torch.zeros_like(true))
