@@ -21,6 +21,8 @@ A fourth table keeps the depth only where at least 0.5, 0.75 or 0.9 of the path 
 (what the node's ``query.min_free_path`` does) and, beside it, as many pixels kept by the
 render's confidence: which of the two picks the depth a planner can trust. The last lines say
 how concentrated the AbsRel is (the share of its sum on the worst 1, 2 and 5% of pixels).
+``--group-by KEY`` prints the tables again for each value of a target frame meta key
+(``trajectory``: the synthetic rooms' robot and person camera heights).
 
 ``--oracle-candidates`` is a diagnosis, never a result: it hands the renderer the TRUE surface
 as the candidate of some rays (``behind``: the rays whose candidate lies behind the truth;
@@ -43,7 +45,7 @@ for path in (REPO, Path(__file__).resolve().parent):  # the repository; guide_ca
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from guide_candidates import BINS, RIGHT_RATIO, candidate_bins, planar_candidates  # noqa: E402
+from guide_candidates import BINS, RIGHT_RATIO, candidate_bins, planar_candidates, target_group  # noqa: E402
 from training.data import build_dataset  # noqa: E402
 from training.evaluate import (SOURCE_DEPTH_CHOICES, example_indices, load_viewseg, resolve_data_config,  # noqa: E402
                                set_guide_max_footprint)
@@ -80,15 +82,22 @@ def oracle_guides(renderer, truth_distance: torch.Tensor, mode: str):
 
 
 @torch.no_grad()
-def collect(model, dataset, max_examples: int, oracle: str = "off") -> dict[str, torch.Tensor]:
+def collect(model, dataset, max_examples: int, oracle: str = "off", group_by: str = "",
+            data_root: Path | None = None) -> dict[str, torch.Tensor]:
     """Per pixel with true depth, over ``max_examples`` examples spread over the dataset (0: all):
     ``true``, ``pred`` (NaN: empty), ``bin`` (index into BINS), ``free`` (observed free share
-    of the path to the rendered surface, NaN where empty), ``confidence`` (the render's raw score)."""
+    of the path to the rendered surface, NaN where empty), ``confidence`` (the render's raw score);
+    and ``groups``, the target frames' ``group_by`` meta values (guide_candidates.target_group,
+    read from the scene folders under ``data_root``; "all" without a key) of each pixel by index
+    into the sorted list ``pixels["group_names"]``."""
     model = model.float().eval()
     cfg = model.config
     out: dict[str, list[torch.Tensor]] = {"true": [], "pred": [], "bin": [], "free": [], "confidence": []}
+    groups: list[str] = []
+    metas: dict = {}
     for i in example_indices(len(dataset), max_examples):
         ex = dataset[i]
+        group = target_group(ex, group_by, Path(data_root or "."), metas)
         if ex.get("source_depth_input") is None:
             raise ValueError("the examples carry no source depth: set --source-depth sensor or clean")
         H, W = (int(x) for x in ex["target_size"])
@@ -117,9 +126,20 @@ def collect(model, dataset, max_examples: int, oracle: str = "off") -> dict[str,
         out["bin"].append(candidate_bins(candidate, true)[known])
         out["free"].append(free[known])
         out["confidence"].append(rendered.confidence.reshape(-1).float()[known])
+        groups += [group] * int(known.sum())
     if not out["true"]:
         raise ValueError("depth_error_budget: the split has no examples")
-    return {k: torch.cat(v) for k, v in out.items()}
+    pixels = {k: torch.cat(v) for k, v in out.items()}
+    names = sorted(set(groups))
+    pixels["groups"] = torch.tensor([names.index(g) for g in groups], dtype=torch.long)
+    pixels["group_names"] = names
+    return pixels
+
+
+def group_pixels(pixels: dict, name: str) -> dict[str, torch.Tensor]:
+    """The pixels of one group (collect's ``groups``)."""
+    keep = pixels["groups"] == pixels["group_names"].index(name)
+    return {k: v[keep] for k, v in pixels.items() if isinstance(v, torch.Tensor) and k != "groups"}
 
 
 def budget(pixels: dict[str, torch.Tensor]) -> dict:
@@ -209,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                     default="sensor")
     ap.add_argument("--oracle-candidates", choices=ORACLES, default="off",
                     help="diagnosis only: the true surface as the candidate of these rays (module docstring)")
+    ap.add_argument("--group-by", default="", help="also print the tables for each value of this target frame "
+                                                   "meta key (e.g. trajectory: robot or human camera height)")
     ap.add_argument("--guide-max-footprint", type=int, default=-1, help="the depth guide's widest splat block "
                                                                         "(0: fixed; default: the model's own)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -229,11 +251,19 @@ def main(argv: list[str] | None = None) -> int:
     data.source_depth = args.source_depth
     with tempfile.TemporaryDirectory() as pairs_dir:  # mined pairs never go into the data or model folder
         dataset = build_dataset(data, args.split, seed=0, full_target=True, pairs_dir=pairs_dir)
-        pixels = collect(model, dataset, args.max_examples, args.oracle_candidates)
+        try:
+            pixels = collect(model, dataset, args.max_examples, args.oracle_candidates, args.group_by,
+                             Path(data.root))
+        except ValueError as error:     # no source depth, an unknown --group-by key
+            ap.error(str(error))
     if args.oracle_candidates != "off":
         print(f"DIAGNOSIS, not a result: the true surface is the candidate of the rays "
               f"'{args.oracle_candidates}' names\n")
     print(format_report(budget(pixels)))
+    if args.group_by:
+        for name in pixels["group_names"]:
+            print(f"\n## targets with {args.group_by} = {name}\n")
+            print(format_report(budget(group_pixels(pixels, name))))
     return 0
 
 

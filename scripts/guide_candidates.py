@@ -67,6 +67,21 @@ def planar_candidates(example: dict, footprint: int, max_footprint: int, near: f
     return t * rays.z_axis[0]
 
 
+def target_group(example: dict, group_by: str, data_root: Path, metas: dict) -> str:
+    """The value of the example's target frame meta key ``group_by`` in its scene folder's
+    ``cameras.json`` ("all" without a key); ``metas`` caches each scene's frame metas.
+    ValueError naming the keys there when the frame has no such key."""
+    if not group_by:
+        return "all"
+    if example["scene"] not in metas:
+        metas[example["scene"]] = frame_meta(SceneFolder(data_root / example["scene"]))
+    meta = metas[example["scene"]][example["target_id"]]
+    if group_by not in meta:
+        raise ValueError(f"--group-by {group_by!r}: target {example['target_id']} of {example['scene']} has no such "
+                         f"meta key (it has {sorted(meta)})")
+    return str(meta[group_by])
+
+
 def tally(dataset, max_footprints: list[int], footprint: int, max_examples: int, group_by: str,
           data_root: Path) -> tuple[dict, dict]:
     """Pixel counts per (max_footprint, group, things|stuff) and bin, and the splat's median
@@ -79,15 +94,7 @@ def tally(dataset, max_footprints: list[int], footprint: int, max_examples: int,
         ex = dataset[i]
         if ex.get("source_depth_input") is None:
             raise ValueError("the examples carry no source depth: set --source-depth sensor or clean")
-        group = "all"
-        if group_by:
-            if ex["scene"] not in metas:
-                metas[ex["scene"]] = frame_meta(SceneFolder(data_root / ex["scene"]))
-            meta = metas[ex["scene"]][ex["target_id"]]
-            if group_by not in meta:
-                raise ValueError(f"--group-by {group_by!r}: target {ex['target_id']} of {ex['scene']} has no such "
-                                 f"meta key (it has {sorted(meta)})")
-            group = str(meta[group_by])
+        group = target_group(ex, group_by, data_root, metas)
         truth = ex["target_depth"].reshape(-1).float()
         known = torch.isfinite(truth) & (truth > 0)
         is_thing = torch.isin(ex["target_labels"].reshape(-1), things)

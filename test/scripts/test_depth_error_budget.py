@@ -124,6 +124,12 @@ def test_collect_agrees_with_depth_coverage_and_guide_candidates(tmp_path, capsy
     oracle = eb.collect(model, dataset, 2, oracle="all")
     assert torch.equal(oracle["bin"], pixels["bin"]) and torch.equal(oracle["true"], pixels["true"])
     assert "guides" not in model.renderer.__dict__      # the renderer is itself again
+    # By the target frames' trajectory (robot or person height): the same pixels, split.
+    grouped = eb.collect(model, dataset, 2, group_by="trajectory", data_root=data.root)
+    assert torch.equal(grouped["true"], pixels["true"]) and set(grouped["group_names"]) <= {"robot", "human"}
+    parts = [eb.group_pixels(grouped, name) for name in grouped["group_names"]]
+    assert sum(p["true"].numel() for p in parts) == pixels["true"].numel()
+    assert pixels["group_names"] == ["all"] and bool((pixels["groups"] == 0).all())
 
     from training.config_io import load_config, to_dict
     from training.train import TrainConfig
@@ -139,6 +145,12 @@ def test_collect_agrees_with_depth_coverage_and_guide_candidates(tmp_path, capsy
     with pytest.raises(SystemExit):
         eb.main(["--checkpoint", str(rgb_only), "--config", str(config), "--max-examples", "1"])
     assert "not a depth-guided RGB-D model" in capsys.readouterr().err
+    assert eb.main(args + ["--group-by", "trajectory"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("## targets with trajectory = ") == len(grouped["group_names"])
+    with pytest.raises(SystemExit):
+        eb.main(args + ["--group-by", "no_such_key"])
+    assert "--group-by 'no_such_key'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         eb.main(args + ["--max-examples", "-1"])
     assert "--max-examples must be >= 0" in capsys.readouterr().err
