@@ -13,8 +13,8 @@ and of its δ misses the part carries (what fixing that part alone could win):
 - **by the depth guide's candidate** against the truth (the bins of
   ``scripts/guide_candidates.py``: none, in front, behind, right);
 - **by how much of the path to the rendered surface the sources saw through**
-  (:func:`viewseg_core.model.depth_guide.observed_free_share`): where part of it is
-  unobserved, an object there may be missing from the render;
+  (:func:`viewseg_core.model.depth_guide.free_path_image`, as the node computes it): where part
+  of it is unobserved, an object there may be missing from the render;
 - **by true distance.**
 
 A fourth table keeps the depth only where at least 0.5, 0.75 or 0.9 of the path was seen free
@@ -50,7 +50,7 @@ from training.data import build_dataset  # noqa: E402
 from training.evaluate import (SOURCE_DEPTH_CHOICES, example_indices, load_viewseg, resolve_data_config,  # noqa: E402
                                set_guide_max_footprint)
 from training.panels import source_depth_kwargs  # noqa: E402
-from viewseg_core.model.depth_guide import observed_free_share  # noqa: E402
+from viewseg_core.model.depth_guide import free_path_image  # noqa: E402
 from viewseg_core.rays import grid_rays  # noqa: E402
 
 ORACLES = ("off", "behind", "missing", "all")
@@ -101,14 +101,13 @@ def collect(model, dataset, max_examples: int, oracle: str = "off", group_by: st
         if ex.get("source_depth_input") is None:
             raise ValueError("the examples carry no source depth: set --source-depth sensor or clean")
         H, W = (int(x) for x in ex["target_size"])
-        K, c2w = ex["target_K"][None].float(), ex["target_c2w"][None].float()
-        rays = grid_rays(K, c2w, H, W, near=cfg.near, far=cfg.far)
         true = ex["target_depth"].reshape(-1).float()
         known = torch.isfinite(true) & (true > 0)
         rgb = ex["source_rgb"][None]
         sources = model.make_sources(model.encode_sources(rgb), ex["source_K"][None], ex["source_c2w"][None], H, W,
                                      rgb=rgb, **source_depth_kwargs(model, ex, torch.device("cpu")))
         if oracle != "off":
+            rays = grid_rays(ex["target_K"][None].float(), ex["target_c2w"][None].float(), H, W)
             truth_distance = torch.where(known, true / rays.z_axis[0], torch.full_like(true, float("nan")))
             model.renderer.guides = oracle_guides(model.renderer, truth_distance, oracle)
         try:
@@ -117,10 +116,9 @@ def collect(model, dataset, max_examples: int, oracle: str = "off", group_by: st
             model.renderer.__dict__.pop("guides", None)
         pred = rendered.depth.reshape(-1).float()
         candidate = planar_candidates(ex, cfg.guide_footprint, cfg.guide_max_footprint, cfg.near, cfg.far)
-        depth = ex["source_depth_input"][None].float()
-        free = observed_free_share(rays.origins, rays.directions, (pred / rays.z_axis[0])[None], depth,
-                                   ex["source_K"][None].float(), ex["source_c2w"][None].float(),
-                                   *ex["source_rgb"].shape[-2:])[0]
+        # What the node's query.min_free_path compares, from the sources the model read.
+        free = free_path_image(rendered.depth.reshape(H, W).float(), ex["target_K"], ex["target_c2w"],
+                               sources).reshape(-1)
         out["true"].append(true[known])
         out["pred"].append(pred[known])
         out["bin"].append(candidate_bins(candidate, true)[known])
