@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py and bench_
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench_splat import device_label, scene, synced  # noqa: E402
-from report import add_record_arguments, median_ms, print_and_record  # noqa: E402
+from bench_splat import scene  # noqa: E402
+from report import add_record_arguments, device_label, median_ms, print_and_record  # noqa: E402
 
 SECTION = "## Free path check (viewseg_core/model/depth_guide.py observed_free_share, query.min_free_path)"
 INTRO = ("`python benchmarks/bench_free_path.py [--quick]` times the share of each query pixel's path to its "
@@ -77,7 +77,7 @@ def measure(width: int, height: int, keyframes: int, samples: int, repeats: int,
     if not torch.allclose(share.nan_to_num(-1.0), reference.nan_to_num(-1.0), atol=1e-6):
         raise AssertionError("the free path share and its pointwise reference disagree")
     known = torch.isfinite(share)
-    return (median_ms(synced(pointwise, device), repeats), median_ms(synced(fast, device), repeats),
+    return (median_ms(pointwise, repeats, device), median_ms(fast, repeats, device),
             float(share[known].mean()), float((share[known] < 0.5).float().mean() * 100))
 
 

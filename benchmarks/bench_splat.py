@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # report.py, also when
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from report import add_record_arguments, cpu_name, median_ms, print_and_record  # noqa: E402  (benchmarks/report.py)
+from report import add_record_arguments, device_label, median_ms, print_and_record  # noqa: E402  (benchmarks/report.py)
 
 SECTION = "## Depth guide splat (viewseg_core/model/depth_guide.py, model.guide_max_footprint)"
 INTRO = ("`python benchmarks/bench_splat.py [--quick]` times the depth guide's splat of a depth-guided query "
@@ -60,21 +60,6 @@ def scene(width: int, height: int, keyframes: int, query_time: float):
     return (t(depth)[None], t(K).expand(1, keyframes, 3, 3), t(np.stack(poses))[None], t(K), t(query))
 
 
-def device_label(device: torch.device) -> str:
-    """The device column of a row: the GPU's name, or the CPU's."""
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-
-
-def synced(fn, device: torch.device):
-    """``fn`` followed by a wait for the device, so that a timer around it times the work."""
-    def run():
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return out
-    return run
-
-
 def measure(width: int, height: int, keyframes: int, max_footprint: int, repeats: int,
             device: torch.device = torch.device("cpu")) -> tuple[float, ...]:
     from viewseg_core.model.depth_guide import camera_guides
@@ -87,8 +72,8 @@ def measure(width: int, height: int, keyframes: int, max_footprint: int, repeats
         return camera_guides(depth, K, c2w, height, width, qK[None, None], qc2w[None, None], height, width,
                              rays.origins, rays.directions, 2, max_footprint=widest)
 
-    fixed = median_ms(synced(lambda: guides(0), device), repeats)
-    adaptive = median_ms(synced(lambda: guides(max_footprint), device), repeats)
+    fixed = median_ms(lambda: guides(0), repeats, device)
+    adaptive = median_ms(lambda: guides(max_footprint), repeats, device)
     empty_fixed = float(torch.isnan(guides(0)).float().mean() * 100)
     empty_adaptive = float(torch.isnan(guides(max_footprint)).float().mean() * 100)
     return fixed, adaptive, empty_fixed, empty_adaptive

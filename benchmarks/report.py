@@ -39,16 +39,31 @@ def cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
-def median_ms(fn, repeats: int) -> float:
+def median_ms(fn, repeats: int, device=None) -> float:
     """Median milliseconds of ``repeats`` calls of ``fn``, after one call not timed (first-call
-    costs: imports, lazy initialisation, caches)."""
-    fn()
+    costs: imports, lazy initialisation, caches). On a CUDA ``device`` (a torch.device) each
+    call is waited for, so that the timer times the work and not its launch."""
+    def call():
+        fn()
+        if device is not None and device.type == "cuda":
+            import torch
+            torch.cuda.synchronize(device)
+    call()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
+        call()
         times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
+
+
+def device_label(device) -> str:
+    """A row's device column: the GPU's name on a CUDA ``device`` (a torch.device), else the CPU's
+    (the threads go in a column of their own)."""
+    if device.type == "cuda":
+        import torch
+        return torch.cuda.get_device_name(device)
+    return cpu_name()
 
 
 BENCHMARKS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
