@@ -1774,10 +1774,11 @@ class ViewSegNode(LifecycleNode):
             # The argmax is part of rendering semantics (on the model's device); freeing the
             # [H, W, C] logits and probabilities is the render's cost too (tens of MB at 320x240).
             labels, depth, confidence = out.labels, out.depth, out.confidence
-            free_path = None
-            if p["query.min_free_path"] > 0:
-                free_path = free_path_image(depth, torch.as_tensor(K), torch.as_tensor(c2w), sources).cpu().numpy()
-            del out, sources, prepared
+            # The free path check (query.min_free_path) reads only the sources' depth and poses, so it
+            # runs after the lock is released (below): the next render need not wait for it.
+            if p["query.min_free_path"] <= 0:
+                sources = None
+            del out, prepared
             self._sync()
             self._record_cost(stats.coarse_points + stats.fine_points, len(chosen), time.perf_counter() - t_render,
                               stats.points_per_ray)
@@ -1818,10 +1819,15 @@ class ViewSegNode(LifecycleNode):
             labels[~seen] = 65535 if labels.dtype == np.uint16 else IGNORE_LABEL
             depth[~seen] = np.nan
         unverified_share = 0.0
-        if free_path is not None:
+        if sources is not None:
+            t_free = time.perf_counter()
+            free_path = free_path_image(torch.from_numpy(depth).to(self.device), torch.as_tensor(K),
+                                        torch.as_tensor(c2w), sources).cpu().numpy()
+            del sources
             unverified = np.isfinite(depth) & ~(free_path >= p["query.min_free_path"])
             unverified_share = int(unverified.sum()) / max(int(rendered.sum()), 1)
             depth[unverified] = np.nan
+            timings["free_path"] = time.perf_counter() - t_free
         if camera_info is not None and camera_info.header.frame_id:
             out_frame = camera_info.header.frame_id
         elif _is_identity(pose_matrix):

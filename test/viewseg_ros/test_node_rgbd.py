@@ -149,8 +149,11 @@ def test_min_free_path_withholds_depth_whose_path_no_keyframe_saw(rig):
         for name, c2w in (("inside", pose(2)), ("behind", pose(-2))):
             off = rig.call(service, render_request(c2w, width=W, height=H))
             assert off.success and off.message == "", off.message
+            assert "free_path" not in node.last_timings    # off: the check does not run
             assert set_min_free_path(0.8).successful
             on = rig.call(service, render_request(c2w, width=W, height=H))
+            # It runs after the render lock is released, timed on its own.
+            assert 0 < node.last_timings["free_path"] < node.last_timings["total"]
             assert set_min_free_path(0.0).successful
             assert on.success and list(on.keyframe_ids) == list(off.keyframe_ids)
             depth = image_to_numpy(off.depth)

@@ -532,9 +532,14 @@ def free_path_image(depth: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, sou
     dev = depth.device
     rays = grid_rays(K.to(dev, torch.float32)[None], c2w.to(dev, torch.float32)[None], height, width)
     distance = depth.reshape(1, -1).float() / rays.z_axis
+    # Only the pixels with a depth are put to the sources: the node has already cleared those no
+    # keyframe sees (query.unseen_pixels), often a tenth of the image.
+    keep = (torch.isfinite(distance) & (distance > 0))[0].nonzero().squeeze(-1)
+    share = torch.full((height * width,), math.nan, device=dev, dtype=torch.float32)
     with torch.no_grad():
-        share = observed_free_share(rays.origins, rays.directions, distance, sources.depth, sources.K, sources.c2w,
-                                    sources.height, sources.width, valid=sources.valid)
+        share[keep] = observed_free_share(rays.origins[:, keep], rays.directions[:, keep], distance[:, keep],
+                                          sources.depth, sources.K, sources.c2w, sources.height, sources.width,
+                                          valid=sources.valid)[0].float()
     return share.reshape(height, width)
 
 

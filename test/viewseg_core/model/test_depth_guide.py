@@ -274,6 +274,35 @@ def test_observed_free_share_by_hand():
         observed_free_share(origins, directions, distance, depth, K, pose, H, W, samples=0)
 
 
+def test_free_path_image_by_hand():
+    """The node's per-pixel check (query.min_free_path) with A of the test above as both the
+    source and the query camera: A's own 2 m wall is all seen free, the hole (columns 0-1)
+    nothing, a surface 3 m away behind the wall its first 23 of 32 path points (as above, the
+    planar depth scales every point of a ray alike), and a pixel without depth stays NaN and
+    is never put to the sources."""
+    from types import SimpleNamespace
+
+    from viewseg_core.model.depth_guide import free_path_image, observed_free_share
+    K, pose = _K()[None, None].float(), _pose()[None, None].float()
+    source_depth = torch.full((1, 1, H, W), 2.0)
+    source_depth[..., :2] = NAN
+    sources = SimpleNamespace(depth=source_depth, K=K, c2w=pose, height=H, width=W, valid=None)
+    rendered = torch.full((H, W), 2.0)
+    rendered[1, 3] = 3.0
+    rendered[2, 4] = NAN
+    share = free_path_image(rendered, K[0, 0], pose[0, 0], sources)
+    expected = torch.ones(H, W)
+    expected[:, :2] = 0.0
+    expected[1, 3] = 23 / 32
+    expected[2, 4] = NAN
+    assert torch.allclose(share, expected, equal_nan=True)
+    # The same as putting every pixel's ray to observed_free_share.
+    rays = grid_rays(K[0], pose[0], H, W)
+    full = observed_free_share(rays.origins, rays.directions, rendered.reshape(1, -1) / rays.z_axis, source_depth,
+                               K, pose, H, W)
+    assert torch.allclose(share, full.reshape(H, W), equal_nan=True)
+
+
 def test_padding_views_are_not_splatted():
     plane = torch.full((H, W), 2.0, dtype=torch.float64)
     near = torch.full((H, W), 1.0, dtype=torch.float64)
