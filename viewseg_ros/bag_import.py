@@ -34,6 +34,11 @@ the paired cloud contradicts (a trail of something that moved, a surface seen th
 are left out, as the node's ``pointcloud_drop_stale`` does (``--pointcloud-keep-stale`` keeps
 them).
 
+``--change-share S`` (0 = off, the default) applies the node's scene-change rule
+(``keyframes.change_share``) once every keyframe is written: in stamp order, each keyframe with
+depth drops the earlier kept ones in which it saw through at least S of the measured points
+(someone who walked away), so that no training pair shows the room in two states.
+
 A recording of several cameras (``--cameras /front,/rear``) imports into one scene: the topic
 flags are then relative names inside each camera's namespace (but ``--pointcloud-topic``, the
 robot's: one LiDAR serves every camera, as in the node), each camera keeps its own
@@ -68,6 +73,7 @@ from viewseg_core.depth_registration import (MAX_ACCUMULATE_S, MAX_OCCLUSION_RAD
 from viewseg_core.lidar_deskew import place_cloud, sweep_origin
 from viewseg_core.rectify import (RECTIFICATION_MODES, ResolvedCamera, Undistorter, image_camera_to_world,
                                   rotated_frame)
+from viewseg_core.scene_change import MAX_TESTED_PIXELS, grid_stride, scene_changes
 from viewseg_core.segmenter import PseudoLabeler
 from viewseg_core.stale_points import MAX_CELL_DEG, STALE_CELL_DEG
 from viewseg_ros.camera_input import camera_topic, parse_camera_namespaces
@@ -167,6 +173,7 @@ class ImportReport:
     warnings: dict[str, list] = field(default_factory=dict)  # kind -> [count, first example]
     truncated: bool = False  # the bag stopped being readable part-way (see warnings)
     stale_points: int = 0    # accumulated cloud points left out as stale (--pointcloud-accumulate)
+    changed: list = field(default_factory=list)  # (stamp s, share) of keyframes a later one showed changed
 
     @property
     def pseudo_labels(self) -> bool:
@@ -193,6 +200,11 @@ class ImportReport:
         for reason, count in sorted(self.skipped.items()):
             first = self.skip_examples.get(reason)
             lines.append(f"skipped {count} image(s): {reason}" + (f" (first: {first})" if first else ""))
+        if self.changed:
+            first = ", ".join(f"{stamp:.3f} s ({100 * share:.0f}%)" for stamp, share in self.changed[:3])
+            lines.append(f"dropped {len(self.changed)} keyframe(s) that a later keyframe's depth showed changed "
+                         f"(--change-share: the share of their measured points it saw through; the node's "
+                         f"keyframes.change_share rule): {first}{', ...' if len(self.changed) > 3 else ''}")
         if self.stale_points:
             lines.append(f"accumulated point cloud points left out as stale (contradicted by the keyframe's own "
                          f"cloud): {self.stale_points}")
@@ -781,6 +793,8 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
                     finish(pending[key])
         for key in sorted(pending, key=lambda k: (k[1], k[0])):
             finish(pending[key])
+        if kf_config.change_share:
+            _drop_changed(writer, kf_config, report)
         if report.keyframes == 0:
             hint = " (the bag ends early: see the warning)" if report.truncated else ""
             raise ValueError(f"{bag}: no keyframes written ({report.images} images; skipped: "
@@ -793,6 +807,42 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
         if staging is not None:  # failed: nothing half-written is left under any name
             shutil.rmtree(staging, ignore_errors=True)
     return report
+
+
+def _decimated(depth: np.ndarray, K: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """(every ``stride``-th row and column of ``depth``, the pinhole of that grid): the same
+    points as :func:`viewseg_core.scene_change.measured_points` at ``stride``, at 1/stride^2 of
+    the memory."""
+    scale = np.diag([1.0 / stride, 1.0 / stride, 1.0])
+    return np.ascontiguousarray(depth[::stride, ::stride]), scale @ K
+
+
+def _drop_changed(writer: Any, config: KeyframeConfig, report: ImportReport) -> None:
+    """The node's scene-change rule (``keyframes.change_share``, :meth:`KeyframeBuffer.evict_changed`)
+    over the written keyframes in stamp order: each keyframe with depth drops the earlier kept
+    ones it shows changed (at least ``change_share`` of their measured points seen through:
+    someone who walked away, a chair moved), so that no training pair shows the room in two
+    states. Each depth is read back once; an earlier keyframe is kept as the grid that
+    :func:`scene_changes` tests (at most ``MAX_TESTED_PIXELS`` pixels)."""
+    from viewseg_core.data.scene_folder import read_depth_npy
+
+    frames = sorted((entry for entry in writer.frames if entry["depth"]), key=lambda entry: entry["stamp"])
+    kept: list[tuple[dict, tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
+    for entry in frames:
+        depth = read_depth_npy(writer.root / entry["depth"])
+        K, c2w = np.asarray(entry["K"], dtype=np.float64), np.asarray(entry["c2w"], dtype=np.float64)
+        olders = [(i, view) for i, (older, view) in enumerate(kept) if older["stamp"] < entry["stamp"]]
+        if olders:
+            largest = max(view[0].size for _, view in olders)   # each older grid read whole: the node's points
+            evidence = scene_changes([view for _, view in olders], (depth, K, c2w), config.change_cell_deg,
+                                     max_tested=largest)
+            gone = {i: e.share for (i, _), e in zip(olders, evidence) if e.share >= config.change_share}
+            for i, share in gone.items():
+                writer.remove(kept[i][0]["id"])
+                report.changed.append((kept[i][0]["stamp"], share))
+                report.keyframes -= 1
+            kept = [item for i, item in enumerate(kept) if i not in gone]
+        kept.append((entry, (*_decimated(depth, K, grid_stride(*depth.shape, MAX_TESTED_PIXELS)), c2w)))
 
 
 # --------------------------------------------------------------------------- CLI
@@ -859,6 +909,10 @@ def register(subparsers: Any) -> None:
                         help="keyframe threshold (deg)")
     parser.add_argument("--min-interval", type=nonnegative_float, default=defaults.min_interval_s,
                         help="keyframe threshold (s)")
+    parser.add_argument("--change-share", type=nonnegative_float, default=0.0, metavar="SHARE",
+                        help="drop a keyframe once a later keyframe's depth saw through at least this share of its "
+                             "measured points (someone walked away, a chair moved), as the node's "
+                             "keyframes.change_share (its default: 0.02); 0 = keep every keyframe (default)")
     parser.add_argument("--sync-tolerance", type=nonnegative_float, default=0.02,
                         help="max stamp difference (s) pairing an image with its semantic/depth image")
     parser.add_argument("--image-stamp-offset", type=float, default=0.0,
@@ -888,7 +942,8 @@ def run(args: argparse.Namespace) -> int:
         tf_topic=args.tf_topic, tf_static_topic=args.tf_static_topic, sync_tolerance_s=args.sync_tolerance,
         rectification=args.rectification, image_stamp_offset_s=args.image_stamp_offset,
         keyframes=KeyframeConfig(min_translation=args.min_translation, min_rotation_deg=args.min_rotation,
-                                 min_interval_s=args.min_interval, max_keyframes=1 << 30, max_bytes=1 << 62),
+                                 min_interval_s=args.min_interval, max_keyframes=1 << 30, max_bytes=1 << 62,
+                                 change_share=args.change_share),
         scene_name=args.scene_name, device=args.device, cameras=args.cameras)
     print(import_bag(args.bag, args.out, config).summary())
     return 0

@@ -138,7 +138,7 @@ def _bad_image(kind: str, i: int, t: float):
 def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encoding="32FC1",
               image_encoding="rgb8", bad: dict[int, str] | None = None, distortion=None, new_K=None,
               compressed: bool = False, unaligned: bool = False, depth_distortion=None, depth_new_K=None,
-              rotation=None) -> Path:
+              rotation=None, depth_of: dict[int, np.ndarray] | None = None) -> Path:
     """A small robot recording: /tf (10 Hz), /tf_static once, images + CameraInfo + labels + depth at 5 Hz.
 
     ``bad``: image index -> kind of :func:`_bad_image` to record instead of that image;
@@ -147,7 +147,8 @@ def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encodi
     ``unaligned``: depth from a camera of its own (DEPTH_FRAME, DEPTH_K, 8x6, 5 cm to the right)
     with its CameraInfo on /camera/depth/camera_info, as a RealSense without align_depth;
     ``depth_distortion``, ``depth_new_K``: that CameraInfo's ``d`` and ``p`` (an Azure Kinect's raw depth);
-    ``rotation``: the colour CameraInfo's ``r`` (a stereo pair's rectification rotation)."""
+    ``rotation``: the colour CameraInfo's ``r`` (a stereo pair's rectification rotation);
+    ``depth_of``: image index -> [H, W] metres recorded instead of the flat 1 + i."""
     with Writer(path, version=9, storage_plugin=storage) as writer:
         def conn(topic, msgtype):
             return writer.add_connection(topic, msgtype, typestore=TS)
@@ -181,6 +182,8 @@ def write_bag(path: Path, storage: StoragePlugin, *, semantic=True, depth_encodi
                 events.append((t + 0.002, labels, _image(ids, "mono8", t)))
             metres = np.full((6, 8) if unaligned else (H, W), 1.0 + i, np.float32)
             metres[2, 2] = 0.0  # unknown
+            if depth_of is not None:
+                metres = depth_of[i]
             raw = metres if depth_encoding == "32FC1" else (metres * 1000).astype(np.uint16)
             depth_msg = _compressed_depth(metres, t + 0.004) if compressed else _image(raw, depth_encoding, t + 0.004)
             if unaligned:
@@ -921,3 +924,60 @@ def test_an_occlusion_radius_drops_what_a_nearer_measurement_hides_as_the_node_d
         assert gone[SCAN_ROWS[0], [3, 9]].all()               # the wall either side of the board
         gone[SCAN_ROWS[0], [3, 9]] = False
         assert not gone[:, 1:-1].any()                         # else only a slanted wall's last pixel
+
+
+# --------------------------------------------------------------------------- scene change
+WALL_X = 5.0                                       # m: a wall across the room, ahead of the robot
+PERSON = dict(x=3.5, y=(-0.2, 1.2), z=(0.0, 1.0))  # a panel 1.5 m in front of it, where someone stands
+PERSON_IMAGES = (3, 4, 5)                          # the images taken while they stood there
+
+
+def room_depth(c2w: np.ndarray, person: bool) -> np.ndarray:
+    """[H, W] planar depth of the wall (and the person) ray-cast from the camera ``c2w``."""
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+    rays = np.stack([u, v, np.ones_like(u)], axis=-1) @ np.linalg.inv(K).T      # planar: z = 1
+    world = rays @ c2w[:3, :3].T
+    origin = c2w[:3, 3]
+    depth = (WALL_X - origin[0]) / world[..., 0]
+    if person:
+        t = (PERSON["x"] - origin[0]) / world[..., 0]
+        hit = origin + t[..., None] * world
+        inside = ((hit[..., 1] >= PERSON["y"][0]) & (hit[..., 1] <= PERSON["y"][1]) & (hit[..., 2] >= PERSON["z"][0])
+                  & (hit[..., 2] <= PERSON["z"][1]) & (t > 0))
+        depth = np.where(inside, t, depth)
+    return depth.astype(np.float32)
+
+
+def test_a_keyframe_a_later_one_shows_changed_is_dropped_as_the_node_drops_it(tmp_path, capsys):
+    """Someone stands in front of the wall in images 3-5 and has left by image 6, whose depth sees
+    the wall through where they stood: --change-share drops those three keyframes (and their
+    files), as the node's keyframes.change_share evicts them, and no other; 0 keeps all."""
+    depth_of = {i: room_depth(expected_c2w(t), i in PERSON_IMAGES) for i, t in enumerate(IMAGE_TIMES)}
+    person_share = [float((depth_of[i] < WALL_X - 1).mean()) for i in PERSON_IMAGES]
+    assert min(person_share) > 0.05, person_share          # the person is in view of every one of them
+    bag = write_bag(tmp_path / "bag", StoragePlugin.MCAP, depth_of=depth_of)
+    kept_all = import_bag(bag, tmp_path / "all", config())
+    assert kept_all.keyframes == 11 and not kept_all.changed
+    args = ["bag2scene", str(bag), "--image-topic", "/camera/image", "--camera-info-topic", "/camera/camera_info",
+            "--fixed-frame", "map", "--semantic-topic", "/camera/semantic", "--depth-topic", "/camera/depth",
+            "--min-translation", "0", "--min-rotation", "0", "--min-interval", "0"]
+    assert cli_main(args + ["--out", str(tmp_path / "scene"), "--change-share", "0.02"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 8 keyframes (of 12 images)" in out and "dropped 3 keyframe(s) that a later keyframe's depth" in out
+    scene = SceneFolder(tmp_path / "scene")
+    kept = [int(round((scene.frames[j].stamp - T0 / 1e9 - 0.05) / 0.2)) for j in range(len(scene))]
+    assert kept == [1, 2, 6, 7, 8, 9, 10, 11]
+    assert scene.meta["keyframes"]["change_share"] == 0.02
+    assert len(list((tmp_path / "scene" / "depth").iterdir())) == 8      # the dropped frames' files are gone
+    for j, i in enumerate(kept):
+        np.testing.assert_allclose(scene.load_depth(j), depth_of[i], rtol=1e-6)
+    # The node's keyframe buffer, handed the same keyframes, keeps the same ones.
+    from viewseg_ros.keyframes import KeyframeBuffer
+    buffer = KeyframeBuffer(KeyframeConfig(min_translation=0.0, min_rotation_deg=0.0, min_interval_s=0.0,
+                                           change_share=0.02))
+    every = SceneFolder(tmp_path / "all")
+    for j in range(len(every)):
+        buffer.evict_changed(buffer.add(every.load_view(j), int(round(every.frames[j].stamp * 1e9))))
+    assert [int(round((k.stamp_ns / 1e9 - T0 / 1e9 - 0.05) / 0.2)) for k in buffer.snapshot()] == kept
+    assert cli_main(args + ["--out", str(tmp_path / "bad"), "--change-share", "1.5"]) == 2
+    assert "change_share must be in [0, 1]" in capsys.readouterr().err

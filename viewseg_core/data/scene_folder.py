@@ -388,6 +388,22 @@ class SceneFolderWriter:
             write_depth_npy(self.root / entry["depth"], view.depth)
         self._frames.append(entry)
 
+    @property
+    def frames(self) -> list[dict]:
+        """The ``cameras.json`` entries written so far (copies), in the order added."""
+        return [dict(entry) for entry in self._frames]
+
+    def remove(self, view_id: str) -> None:
+        """Take a frame added earlier out of the folder: its entry and its files. Its id stays taken."""
+        matches = [entry for entry in self._frames if entry["id"] == view_id]
+        if not matches:
+            raise KeyError(f"{self.root}: no frame {view_id!r} was added")
+        entry = matches[0]
+        self._frames.remove(entry)
+        for key in ("rgb", "labels", "depth"):
+            if entry[key]:
+                (self.root / entry[key]).unlink(missing_ok=True)
+
     def close(self) -> SceneFolder:
         doc = {"format_version": FORMAT_VERSION, "scene": self.scene,
                "classes": {"names": list(CLASS_NAMES), "ignore_label": IGNORE_LABEL},

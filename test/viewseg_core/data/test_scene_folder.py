@@ -137,3 +137,24 @@ def test_writer_rejects_duplicate_and_unsafe_ids(tmp_path):
     bad = View(rgb=v.rgb, K=v.K, c2w=v.c2w, view_id="../x")
     with pytest.raises(ValueError, match="file name"):
         write_scene_folder(tmp_path / "b", [bad])
+
+
+def test_writer_removes_a_frame_with_its_files(tmp_path):
+    from viewseg_core.data.scene_folder import SceneFolderWriter
+
+    views = _views()
+    writer = SceneFolderWriter(tmp_path / "scene", scene="s")
+    for view in views:
+        writer.add(view)
+    writer.remove("f001")
+    assert [entry["id"] for entry in writer.frames] == ["f000", "f002"]
+    assert not (tmp_path / "scene" / "rgb" / "f001.png").exists()
+    assert not (tmp_path / "scene" / "labels" / "f001.png").exists()
+    assert not (tmp_path / "scene" / "depth" / "f001.npy").exists()
+    with pytest.raises(KeyError, match="no frame 'f001'"):
+        writer.remove("f001")
+    with pytest.raises(ValueError, match="duplicate view id"):   # its id stays taken
+        writer.add(views[1])
+    back = writer.close()
+    assert back.view_ids == ["f000", "f002"]
+    np.testing.assert_array_equal(back.load_view(1).depth, views[2].depth)
