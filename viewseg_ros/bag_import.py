@@ -796,6 +796,8 @@ def import_bag(bag: str | Path, out_dir: str | Path, config: BagImportConfig) ->
             finish(pending[key])
         if kf_config.change_share:
             _drop_changed(writer, kf_config, report)
+            writer.meta["changed_keyframes"] = [{"stamp": stamp, "share": round(share, 4)}
+                                                for stamp, share in report.changed]
         if report.keyframes == 0:
             hint = " (the bag ends early: see the warning)" if report.truncated else ""
             raise ValueError(f"{bag}: no keyframes written ({report.images} images; skipped: "

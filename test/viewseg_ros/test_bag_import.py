@@ -968,6 +968,9 @@ def test_a_keyframe_a_later_one_shows_changed_is_dropped_as_the_node_drops_it(tm
     kept = [int(round((scene.frames[j].stamp - T0 / 1e9 - 0.05) / 0.2)) for j in range(len(scene))]
     assert kept == [1, 2, 6, 7, 8, 9, 10, 11]
     assert scene.meta["keyframes"]["change_share"] == 0.02
+    dropped = scene.meta["changed_keyframes"]                            # what was dropped, and why
+    assert [round((d["stamp"] - T0 / 1e9 - 0.05) / 0.2) for d in dropped] == list(PERSON_IMAGES)
+    assert all(0.3 < d["share"] <= 1 for d in dropped), dropped
     assert len(list((tmp_path / "scene" / "depth").iterdir())) == 8      # the dropped frames' files are gone
     for j, i in enumerate(kept):
         np.testing.assert_allclose(scene.load_depth(j), depth_of[i], rtol=1e-6)
