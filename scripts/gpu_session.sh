@@ -16,7 +16,10 @@
 #             source off by sigma ~ U(0, 2) x 10 deg / 10 cm (the recipe that was most robust at the
 #             CPU's stage-1 scale, docs/results.md "Noisy source poses"); each scored at 0, 2, 5 and
 #             10 deg on the test split, then compared by scripts/compare_studies.py (estimated 8 min on
-#             an H100/H200 at the measured 11.3 steps/s; not yet run on one)
+#             an H100/H200 at the measured 11.3 steps/s; not yet run on one). The same steps, tiny, on
+#             the 2-core CPU (data/synthetic_medium linked in as data/synthetic_large: 5.6 min):
+#               STAGES=pose POSE_STEPS=2 DEVICE=cpu TIME_SCALE=20 TEST_EXAMPLES=2 PYTHON=.venv/bin/python \
+#                 OUT=out/pose_smoke bash scripts/gpu_session.sh
 #
 #   STAGES="checks train eval" OUT=out/gpu_session bash scripts/gpu_session.sh
 #   STAGES=fused OUT=out/gpu_session bash scripts/gpu_session.sh      # one 10-minute call
