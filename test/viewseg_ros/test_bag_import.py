@@ -1008,3 +1008,23 @@ def test_the_change_check_reads_only_keyframes_within_reach():
     box = _reach_box(measured_points(wall, K, c2w), c2w)
     gone = measured_points(nearer, K, c2w)
     assert np.all((gone >= box[0]) & (gone <= box[1]))
+
+
+def test_an_earlier_keyframe_is_kept_as_the_grid_the_change_check_reads():
+    """_decimated keeps every stride-th row and column with the pinhole of that grid: its
+    measured points are those scene_change reads from the full image at that stride (the
+    grid of a 640x480 camera is every 12th pixel), at 1/stride^2 of the memory."""
+    from viewseg_core.scene_change import MAX_TESTED_PIXELS, grid_stride, measured_points
+    from viewseg_ros.bag_import import _decimated
+
+    rng = np.random.default_rng(3)
+    depth = rng.uniform(0.5, 6.0, (480, 640)).astype(np.float32)
+    depth[rng.random(depth.shape) < 0.2] = np.nan
+    camera = np.array([[520.0, 0.0, 319.5], [0.0, 515.0, 241.0], [0.0, 0.0, 1.0]])
+    c2w = expected_c2w(1.0)
+    stride = grid_stride(480, 640, MAX_TESTED_PIXELS)
+    assert stride == 12
+    grid, grid_K = _decimated(depth, camera, stride)
+    assert grid.shape == (40, 54) and grid.size <= MAX_TESTED_PIXELS
+    np.testing.assert_allclose(measured_points(grid, grid_K, c2w), measured_points(depth, camera, c2w, stride),
+                               rtol=1e-12, atol=1e-12)
