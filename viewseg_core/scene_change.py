@@ -142,6 +142,20 @@ def scene_changes(olders: Sequence[Keyframe], newer: Keyframe, cell_deg: float =
     return [ChangeEvidence(gone=int(g), points=n) for g, n in zip(gone, counts)]
 
 
+def reach_box(points: np.ndarray, c2w: np.ndarray) -> np.ndarray | None:
+    """[2, 3] (low, high) corners of a box holding every point a keyframe's measured ``points``
+    ([N, 3] world, :func:`measured_points`; camera ``c2w``) can show seen through in
+    :func:`scene_changes` (None: it measured nothing): the box of the camera centre and those
+    points, grown by half their largest range. The seen-through test compares a point with the
+    returns of range-image cells at most about two cells of MAX_CELL_DEG away, 20 degrees, and
+    sin(20 deg) < 0.5: an older keyframe none of whose points lies in the box shows no change."""
+    if not len(points):
+        return None
+    centre = c2w[:3, 3]
+    grow = 0.5 * float(np.linalg.norm(points - centre, axis=1).max())
+    return np.stack([np.minimum(points.min(0), centre) - grow, np.maximum(points.max(0), centre) + grow])
+
+
 def scene_change(older: Keyframe, newer: Keyframe, cell_deg: float = CHANGE_CELL_DEG,
                  max_pixels: int = MAX_CHANGE_PIXELS, max_tested: int = MAX_TESTED_PIXELS) -> ChangeEvidence:
     """:func:`scene_changes` of one older keyframe."""
@@ -149,4 +163,5 @@ def scene_change(older: Keyframe, newer: Keyframe, cell_deg: float = CHANGE_CELL
 
 
 __all__ = ["ChangeEvidence", "CHANGE_CELL_DEG", "MAX_CHANGE_PIXELS", "MAX_TESTED_PIXELS", "grid_stride", "measured_points",
+           "reach_box",
            "scene_change", "scene_changes"]

@@ -74,7 +74,7 @@ from viewseg_core.lidar_deskew import place_cloud, sweep_origin
 from viewseg_core.rectify import (RECTIFICATION_MODES, ResolvedCamera, Undistorter, image_camera_to_world,
                                   rotated_frame)
 from viewseg_core.scene_change import (MAX_CHANGE_PIXELS, MAX_TESTED_PIXELS, grid_stride, measured_points,
-                                      scene_changes)
+                                      reach_box, scene_changes)
 from viewseg_core.segmenter import PseudoLabeler
 from viewseg_core.stale_points import MAX_CELL_DEG, STALE_CELL_DEG
 from viewseg_ros.camera_input import camera_topic, parse_camera_namespaces
@@ -835,7 +835,7 @@ def _drop_changed(writer: Any, config: KeyframeConfig, report: ImportReport) -> 
     for entry in frames:
         depth = read_depth_npy(writer.root / entry["depth"])
         K, c2w = np.asarray(entry["K"], dtype=np.float64), np.asarray(entry["c2w"], dtype=np.float64)
-        reach = _reach_box(measured_points(depth, K, c2w, grid_stride(*depth.shape, MAX_CHANGE_PIXELS)), c2w)
+        reach = reach_box(measured_points(depth, K, c2w, grid_stride(*depth.shape, MAX_CHANGE_PIXELS)), c2w)
         # An older keyframe none of whose points lies within the newer one's reach cannot be
         # seen through (it keeps the check's cost to the keyframes around each place on a long drive).
         olders = [(i, view) for i, (older, view, box) in enumerate(kept)
@@ -854,19 +854,6 @@ def _drop_changed(writer: Any, config: KeyframeConfig, report: ImportReport) -> 
         grid, grid_K = _decimated(depth, K, grid_stride(*depth.shape, MAX_TESTED_PIXELS))
         points = measured_points(grid, grid_K, c2w)
         kept.append((entry, (grid, grid_K, c2w), np.stack([points.min(0), points.max(0)]) if len(points) else None))
-
-
-def _reach_box(points: np.ndarray, c2w: np.ndarray) -> np.ndarray | None:
-    """[2, 3] (low, high) corners of a box holding every point a keyframe's depth ``points``
-    ([N, 3] world) can show seen through (None: it measured nothing): the box of the camera
-    centre and those points, grown by half their largest range, since the seen-through test
-    compares a point with the returns of neighbouring range-image cells up to about 20 degrees
-    away (:func:`viewseg_core.stale_points.stale_points`, cells of at most MAX_CELL_DEG)."""
-    if not len(points):
-        return None
-    centre = c2w[:3, 3]
-    grow = 0.5 * float(np.linalg.norm(points - centre, axis=1).max())
-    return np.stack([np.minimum(points.min(0), centre) - grow, np.maximum(points.max(0), centre) + grow])
 
 
 # --------------------------------------------------------------------------- CLI

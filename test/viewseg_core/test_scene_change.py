@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from viewseg_core.cameras import K_from_hfov
-from viewseg_core.scene_change import ChangeEvidence, grid_stride, measured_points, scene_change, scene_changes
+from viewseg_core.scene_change import (ChangeEvidence, grid_stride, measured_points, reach_box, scene_change,
+                                      scene_changes)
 
 import wall_scene  # test/support
 from wall_scene import yawed
@@ -154,3 +155,24 @@ def test_bad_input_is_refused_with_a_reason(change, message):
     older, newer, cell = change(view, view)
     with pytest.raises(ValueError, match=message):
         scene_change(older, newer, cell)
+
+
+def test_every_point_seen_through_lies_in_the_newer_keyframes_reach_box():
+    """reach_box, by hand: a camera at the origin that measured two points 2 m ahead, one 1 m to
+    the side, reaches the box of the centre and the points grown by half the largest range
+    (sqrt(5) / 2); and a wall 1 m nearer than the one a newer keyframe measured, seen through
+    nearly everywhere, lies inside the newer keyframe's box (bag2scene skips the earlier
+    keyframes outside it)."""
+    import math
+
+    points = np.array([[0.0, 0.0, 2.0], [1.0, 0.0, 2.0]])
+    grow = math.sqrt(5) / 2
+    np.testing.assert_allclose(reach_box(points, np.eye(4)), [[-grow, -grow, -grow], [1 + grow, grow, 2 + grow]])
+    assert reach_box(np.zeros((0, 3)), np.eye(4)) is None
+    pose = yawed(20.0)
+    wall = wall_depth(pose)
+    nearer = np.where(np.isfinite(wall), wall - 1.0, np.nan).astype(np.float32)
+    assert full_change((nearer, K, pose), (wall, K, pose)).share > 0.9
+    box = reach_box(measured_points(wall, K, pose), pose)
+    gone = measured_points(nearer, K, pose)
+    assert np.all((gone >= box[0]) & (gone <= box[1]))

@@ -986,30 +986,6 @@ def test_a_keyframe_a_later_one_shows_changed_is_dropped_as_the_node_drops_it(tm
     assert "change_share must be in [0, 1]" in capsys.readouterr().err
 
 
-def test_the_change_check_reads_only_keyframes_within_reach():
-    """_reach_box, by hand: a camera at the origin that measured two points 2 m ahead, one 1 m to
-    the side, reaches the box of the centre and the points grown by half the largest range
-    (sqrt(5) / 2); the rule a far keyframe is skipped by is exact for the seen-through test,
-    which compares points with returns no more than about 20 degrees away."""
-    from viewseg_core.scene_change import measured_points, scene_change
-    from viewseg_ros.bag_import import _reach_box
-
-    points = np.array([[0.0, 0.0, 2.0], [1.0, 0.0, 2.0]])
-    grow = math.sqrt(5) / 2
-    np.testing.assert_allclose(_reach_box(points, np.eye(4)), [[-grow, -grow, -grow], [1 + grow, grow, 2 + grow]])
-    assert _reach_box(np.zeros((0, 3)), np.eye(4)) is None
-    # Every point a newer keyframe sees through lies in its box: a wall 3 m ahead seen through
-    # everywhere a keyframe 1 m ahead had measured, at any angle within the view.
-    c2w = expected_c2w(IMAGE_TIMES[6])
-    wall = room_depth(c2w, person=False)
-    nearer = np.where(np.isfinite(wall), wall - 1.0, np.nan).astype(np.float32)
-    evidence = scene_change((nearer, K, c2w), (wall, K, c2w))
-    assert evidence.share > 0.9
-    box = _reach_box(measured_points(wall, K, c2w), c2w)
-    gone = measured_points(nearer, K, c2w)
-    assert np.all((gone >= box[0]) & (gone <= box[1]))
-
-
 def test_an_earlier_keyframe_is_kept_as_the_grid_the_change_check_reads():
     """_decimated keeps every stride-th row and column with the pinhole of that grid: its
     measured points are those scene_change reads from the full image at that stride (the
