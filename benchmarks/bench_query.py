@@ -455,7 +455,16 @@ def parse_preset(spec: str) -> QueryPreset:
     ``NSs+NBb+NF[@SKIP]`` (e.g. ``4s+8b+0``: 4 stratified + 8 band samples, no fine pass), with
     ``/free`` at the end for ``skip_free`` (e.g. ``8s+8b+0/free``), then ``/unexplained`` for
     ``fine_unexplained`` (e.g. ``8s+4b+4@1e-3/free/unexplained``, the ``rgbd_fine`` preset); ``:AMP`` after any of them
-    sets the MLP precision (e.g. ``rgbd:bf16``; the presets' own is ``auto``)."""
+    sets the MLP precision (e.g. ``rgbd:bf16``; the presets' own is ``auto``), and ``/budget=N``
+    at the very end sets the points per field call (``QueryPreset.point_budget``; e.g.
+    ``rgbd/budget=3072`` or ``fast:off/budget=3072``; default: the device's)."""
+    head, sep, budget = spec.rpartition("/budget=")
+    if sep:
+        try:
+            points = int(budget)
+            return replace(parse_preset(head), point_budget=points)
+        except ValueError as exc:
+            raise ValueError(f"preset {spec!r}: /budget= takes a whole number of points >= 0 ({exc})") from exc
     spec, _, amp = spec.partition(":")
     if amp:
         preset = parse_preset(spec)

@@ -204,6 +204,13 @@ def test_parse_preset_and_size(load_benchmark):
     with pytest.raises(ValueError, match="amp must be one of"):
         bq.parse_preset("fast:int8")
     assert bq.parse_preset("8s+4b+4@1e-3/free/unexplained") == dataclasses.replace(PRESETS["rgbd_fine"], name="")
+    p = bq.parse_preset("fast:off/budget=3072")   # points per field call: the budget rows of docs/benchmarks.md
+    assert p == dataclasses.replace(PRESETS["fast"], amp="off", point_budget=3072)
+    assert p.label == "fast (8+8 skip<0.001 off 3072/call)"
+    assert bq.parse_preset("rgbd/budget=0") == PRESETS["rgbd"]
+    for bad in ("rgbd/budget=x", "rgbd/budget=-5"):
+        with pytest.raises(ValueError, match="/budget= takes a whole number"):
+            bq.parse_preset(bad)
     assert bq.parse_size("160x120") == (120, 160)
 
 
