@@ -224,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executor", choices=EXECUTORS, default=DEFAULT_EXECUTOR,
                         help="the node's executor parameter (submit_once: its default, viewseg_ros/executor.py; "
                              "rclpy: rclpy's MultiThreadedExecutor as it is)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="one more node parameter, as ros2 run's -p takes it (repeatable; e.g. "
+                             "query.point_budget:=12288); the recorded row names it")
     parser.add_argument("--quick", action="store_true", help="2 clients, 10 s of load, 8 s idle, 80x60 queries")
     add_record_arguments(parser)
     parser.add_argument("--series", type=Path, help="write every memory sample of the load phase here (JSON)")
@@ -241,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, KeyError, TypeError) as error:
             parser.error(f"--plot-with {path}: not a --series file ({type(error).__name__}: {error})")
         earlier.append((path, run))
+    for param in args.param:
+        name, sep, value = param.partition(":=")
+        if not (sep and name.strip() and value.strip()) or " " in name:
+            parser.error(f"--param {param!r}: use NAME:=VALUE, e.g. query.point_budget:=12288")
     if args.quick:
         args.clients, args.duration, args.idle, args.query_size = 2, 8.0, 6.0, "80x60"
     for name in ("clients", "duration", "idle", "frames_per_view", "cameras"):
@@ -275,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         node_cmd += ["-p", f"depth_topic:={depth_topic}"]
     if args.cameras > 1:
         node_cmd += ["-p", "cameras:=" + ",".join(f"/cam{k}" for k in range(args.cameras))]
+    for param in args.param:
+        node_cmd += ["-p", param]
     node_log = open(os.devnull, "w")
     server = subprocess.Popen(node_cmd, cwd=ROOT, stdout=node_log, stderr=subprocess.STDOUT)
     rclpy.init()
@@ -448,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         camera_kind = ", RGB-D camera, demo_rgbd.pt" if args.depth and not args.checkpoint else (
             ", RGB-D camera" if args.depth else "")
         camera_kind += f", {args.cameras} cameras" if args.cameras > 1 else ""
+        camera_kind += "".join(f", {param}" for param in args.param)
         device = (f"{cpu_name()} ({args.device}, executor {args.executor}{camera_kind}, "
                   f"at {commit or 'unknown commit'})")
         row = (f"| {_dt.date.today().isoformat()} | {device} | {args.clients} | {load_s:.0f} | "

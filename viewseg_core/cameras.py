@@ -108,8 +108,13 @@ def project_points(K: torch.Tensor, c2w: torch.Tensor,
         depth [..., N] planar depth (camera-frame z),
         in_front [..., N] bool, depth > 0.
     """
-    X = world_to_camera(c2w, points)
-    h = torch.einsum("...ij,...nj->...ni", K.to(points.dtype), X)
+    return project_camera_points(K, world_to_camera(c2w, points))
+
+
+def project_camera_points(K: torch.Tensor, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`project_points` for points already in the camera frame, X [..., N, 3] (a caller
+    that needs the camera-frame points too transforms them once)."""
+    h = torch.einsum("...ij,...nj->...ni", K.to(X.dtype), X)
     w = h[..., 2:3]
     # Keep the division finite for points on the principal plane; they are masked anyway.
     w = torch.where(w.abs() < _HOMOGENEOUS_EPS, torch.full_like(w, _HOMOGENEOUS_EPS), w)
@@ -402,7 +407,7 @@ def planar_depth_to_distance(depth, K) -> np.ndarray:
 
 __all__ = [
     "pixel_grid", "camera_directions", "pixels_to_rays", "world_to_camera", "project_points",
-    "in_image", "uv_to_grid", "ray_z_component", "scale_intrinsics", "resize_intrinsics", "crop_intrinsics",
+    "project_camera_points", "in_image", "uv_to_grid", "ray_z_component", "scale_intrinsics", "resize_intrinsics", "crop_intrinsics",
     "K_from_camera_info", "camera_info_k_from_K", "check_pinhole", "PRINCIPAL_POINT_MARGIN", "K_from_hfov", "hypersim_K",
     "hypersim_M_cam_from_uv", "hypersim_c2w", "opencv_c2w_to_hypersim",
     "habitat_c2w_to_opencv", "opencv_c2w_to_habitat", "pytorch3d_RT_to_opencv_c2w",

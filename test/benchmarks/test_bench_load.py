@@ -68,7 +68,8 @@ def test_quick_run_records_a_row_the_samples_and_the_chart(tmp_path, ros_subproc
     earlier.write_text(json.dumps({"commit": "abc1234", "samples": [{"t": 0.0, "rss_mb": 900.0},
                                                                     {"t": 8.0, "rss_mb": 1900.0}]}))
     done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--output", str(page), "--series", str(series),
-                           "--plot", str(chart), "--plot-with", str(earlier)], cwd=REPO, env=dict(ros_subprocess_env, OMP_NUM_THREADS="1"),
+                           "--plot", str(chart), "--plot-with", str(earlier),
+                           "--param", "query.point_budget:=4096"], cwd=REPO, env=dict(ros_subprocess_env, OMP_NUM_THREADS="1"),
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "less them" in done.stdout and "over the last half" in done.stdout
@@ -78,6 +79,7 @@ def test_quick_run_records_a_row_the_samples_and_the_chart(tmp_path, ros_subproc
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     assert len(cells) == bench.TABLE_HEADER.splitlines()[0].count("|") - 1
     assert cells[8] == "0"                                       # lost
+    assert cells[1].endswith(", query.point_budget:=4096, at " + cells[1].rsplit(" at ", 1)[1])  # --param named
     recorded = json.loads(series.read_text())
     assert recorded["commit"] and recorded["executor"] == "submit_once"
     samples = recorded["samples"]
@@ -99,6 +101,13 @@ def test_a_bad_plot_with_file_is_refused_before_the_run(tmp_path, content, why):
                            "--no-record"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert f"--plot-with {bad}: not a --series file" in done.stderr and why in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("param", ["query.point_budget", "query.point_budget=5", ":=5", "query.point_budget:="])
+def test_a_malformed_param_is_refused_before_the_run(param):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--param", param, "--no-record"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and f"--param {param!r}: use NAME:=VALUE" in done.stderr, done.stderr
 
 
 def test_quick_run_with_an_rgbd_camera_serves_from_keyframes_with_depth(ros_subprocess_env):

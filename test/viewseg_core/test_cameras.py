@@ -53,6 +53,12 @@ def test_pinhole_projection_hand_computed():
     assert uv[0, 0].tolist() == pytest.approx([500 * 0.5 + 319.5, 480 * -0.25 + 239.5])
     assert depth[0].tolist() == [2.0, -1.0]
     assert front[0].tolist() == [True, False]
+    # The same from camera-frame points: a camera 1 m behind the origin sees them 1 m farther.
+    c2w[2, 3] = -1.0
+    uv_c, depth_c, front_c = C.project_camera_points(K, C.world_to_camera(c2w, pts))
+    assert depth_c[0].tolist() == [3.0, 0.0] and front_c[0].tolist() == [True, False]
+    assert uv_c[0, 0].tolist() == pytest.approx([500 * 1 / 3 + 319.5, 480 * -0.5 / 3 + 239.5])
+    assert all(torch.equal(a, b) for a, b in zip((uv_c, depth_c, front_c), C.project_points(K, c2w, pts)))
 
 
 @pytest.mark.parametrize("model", list(_camera_models()))

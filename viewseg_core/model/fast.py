@@ -16,17 +16,15 @@ reference path by ``benchmarks/bench_query.py`` (see docs/benchmarks.md):
    coarse one saw none); its mIoU cost is measured. ``skip_weight = 0`` evaluates every
    sample and matches :meth:`Renderer.render_image` to float rounding.
 3. **Chunks are sized by a memory budget** (points per field call), not by a fixed ray
-   count: on CPU, :data:`CPU_BUDGET_BYTES` (12 MiB) of one [points, views, hidden]
-   activation in the MLP's own dtype (24576 points of 4 views at hidden 64 with bf16
-   weights, 12288 in float32), and a share of the free memory on CUDA (1/32 per
-   [points, views, hidden] float32 tensor; untuned: no GPU was available), so chunks follow
-   the device instead of the original fixed 6000 rays. The CPU budget was 3 MiB of float32
-   until 2026-12-07: the 2-core development machine had run 128-ray chunks 2.4x faster than
-   2048-ray ones when elementwise passes and fresh, page-faulting tensors dominated. Since
-   the field's inference forward works in place, its GEMMs carry their epilogues and the
-   process keeps its freed memory (:mod:`viewseg_core.cpu_allocator`), larger calls win:
-   the ``rgbd`` query in 0.8x the time, the float32 fast preset in 0.9x, the same image bit
-   for bit (docs/benchmarks.md, "CPU point budget"). The rays of one chunk (sampling,
+   count: on CPU, :data:`CPU_BUDGET_BYTES` (3 MiB) of one [points, views, hidden] float32
+   activation (3072 points of 4 views at hidden 64), and a share of the free memory on CUDA
+   (1/32 per [points, views, hidden] float32 tensor; untuned: no GPU was available), so
+   chunks follow the device instead of the original fixed 6000 rays. On the 2-core
+   development machine 128-ray chunks once ran 2.4x faster than 2048-ray ones. Larger CPU
+   calls are faster today (12288 or 24576 points: the ``rgbd`` query in 0.73-0.80x the time,
+   the same image bit for bit), but a node under load then grew its memory for minutes
+   instead of levelling off, so the default stays; ``query.point_budget`` trades memory for
+   speed (docs/benchmarks.md, "CPU point budget"). The rays of one chunk (sampling,
    packing, compositing) are :data:`RAY_CHUNK_CALLS` field calls' worth of dense samples:
    a field call stays within the budget (dense passes are split by rays, packed ones by
    points), while the many small per-chunk operations run a few times per image instead of
@@ -114,12 +112,12 @@ from viewseg_core.volrend import render_weights
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 FIELD_IMPLS = ("auto", "fused", "reference")
 FIELD_ENV = "VIEWSEG_FIELD"   # overrides QueryPreset.field_impl (benchmarks, tests)
-# Default per-call budget: bytes of one [points, views, hidden] activation in the MLP's dtype
-# (module docstring, item 3; docs/benchmarks.md, "CPU point budget").
-CPU_BUDGET_BYTES = 12 << 20
+# Default per-call budget: bytes of one [points, views, hidden] float32 activation (module
+# docstring, item 3; docs/benchmarks.md, "CPU point budget").
+CPU_BUDGET_BYTES = 3 << 20
 CUDA_FREE_MEMORY_SHARE = 1 / 32   # the field holds ~10 such tensors at its peak
 # Dense samples per ray chunk, in field calls (module docstring, item 3). A cancelled render
-# stops before its next field call, not at the end of a chunk.
+# stops before its next field call, not at the end of a chunk (about 0.1 s at 8 on the 2-core CPU).
 RAY_CHUNK_CALLS = 8
 
 
@@ -277,17 +275,11 @@ class QueryStats:
         return (self.coarse_points + self.fine_points) / max(1, self.rays_done)
 
 
-def point_budget(preset: QueryPreset, field: SemanticField, num_views: int, device: torch.device,
-                 element_bytes: int = 4) -> int:
-    """Points per field call: ``preset.point_budget`` or the device default (>= 1).
-
-    ``element_bytes``: the size of one activation element on CPU (2 for the bf16 weights of
-    :func:`cpu_weights_dtype`), so that the budget counts the bytes the MLP really moves; on
-    CUDA the share of free memory is counted in float32."""
+def point_budget(preset: QueryPreset, field: SemanticField, num_views: int, device: torch.device) -> int:
+    """Points per field call: ``preset.point_budget`` or the device default (>= 1)."""
     if preset.point_budget:
         return preset.point_budget
-    per_point = max(1, num_views) * field.config.hidden_dim
-    per_point *= element_bytes if device.type == "cpu" else 4
+    per_point = 4 * max(1, num_views) * field.config.hidden_dim
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         budget = int(free * CUDA_FREE_MEMORY_SHARE)
@@ -767,8 +759,7 @@ def render_query_stats(model, K: torch.Tensor, c2w: torch.Tensor, height: int, w
         prepared = renderer.prepare(sources)
     evaluate = replace(choose_field(renderer, preset, dev, prepared, dtype), should_stop=should_stop,
                        weights_dtype=cpu_weights_dtype(preset) if dev.type == "cpu" else None)
-    budget = point_budget(preset, renderer.coarse, sources.num_views, dev,
-                          element_bytes=evaluate.weights_dtype.itemsize if evaluate.weights_dtype else 4)
+    budget = point_budget(preset, renderer.coarse, sources.num_views, dev)
     # Rays per chunk (over the whole batch): RAY_CHUNK_CALLS budgets of the densest pass's
     # samples; every pass splits its field calls to the budget (module docstring, item 3).
     dense = preset.coarse_samples + (0 if preset.skip_weight > 0 else preset.num_fine)

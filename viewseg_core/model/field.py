@@ -117,7 +117,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from viewseg_core.cameras import in_image, project_points, world_to_camera
+from viewseg_core.cameras import in_image, project_camera_points, world_to_camera
 from viewseg_core.classes import NUM_CLASSES
 from viewseg_core.model import cpu_linear
 from viewseg_core.model.depth_guide import known_depth
@@ -568,7 +568,8 @@ class SemanticField(nn.Module):
 
         # Projection and visibility of every point in every view: [B, V, N].
         pts = points.reshape(B, 1, N, 3).expand(B, V, N, 3)
-        uv, _, in_front = project_points(K, c2w, pts)
+        x_cam = world_to_camera(c2w, pts)                                   # [B, V, N, 3]
+        uv, _, in_front = project_camera_points(K, x_cam)
         if src.valid is not None:
             in_front = in_front & src.valid[:, :, None]
         visible = in_front & in_image(uv, src.height, src.width)
@@ -589,9 +590,8 @@ class SemanticField(nn.Module):
                                     padding_mode="border", align_corners=False)  # [B*V, 3, N, 1]
             colours = colours.reshape(B, V, 3, R, S).permute(0, 1, 3, 4, 2)
 
-        # Point and direction in each source camera's frame: x_cam = R^T (x - t), d_cam = R^T d.
+        # Direction in each source camera's frame: d_cam = R^T d (x_cam = R^T (x - t) above).
         rot = prepared.rotation
-        x_cam = world_to_camera(c2w, pts)                                   # [B, V, N, 3]
         d_cam = directions[:, None] @ rot.to(gdtype)                        # [B, V, R, 3]
         wdtype = self.lin_in.weight.dtype
         g_x = self.embed_xyz(x_cam).reshape(B, V, R, S, self.xyz_dim).to(wdtype)
