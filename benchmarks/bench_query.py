@@ -460,9 +460,9 @@ def parse_preset(spec: str) -> QueryPreset:
     ``rgbd/budget=3072`` or ``fast:off/budget=3072``; default: the device's)."""
     head, sep, budget = spec.rpartition("/budget=")
     if sep:
+        preset = parse_preset(head)   # a bad preset before the budget says so itself
         try:
-            points = int(budget)
-            return replace(parse_preset(head), point_budget=points)
+            return replace(preset, point_budget=int(budget))
         except ValueError as exc:
             raise ValueError(f"preset {spec!r}: /budget= takes a whole number of points >= 0 ({exc})") from exc
     spec, _, amp = spec.partition(":")

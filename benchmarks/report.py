@@ -43,11 +43,15 @@ def median_ms(fn, repeats: int, device=None) -> float:
     """Median milliseconds of ``repeats`` calls of ``fn``, after one call not timed (first-call
     costs: imports, lazy initialisation, caches). On a CUDA ``device`` (a torch.device) each
     call is waited for, so that the timer times the work and not its launch."""
+    sync = None
+    if device is not None and device.type == "cuda":
+        import torch
+        sync = torch.cuda.synchronize
+
     def call():
         fn()
-        if device is not None and device.type == "cuda":
-            import torch
-            torch.cuda.synchronize(device)
+        if sync is not None:
+            sync(device)
     call()
     times = []
     for _ in range(repeats):

@@ -211,6 +211,8 @@ def test_parse_preset_and_size(load_benchmark):
     for bad in ("rgbd/budget=x", "rgbd/budget=-5"):
         with pytest.raises(ValueError, match="/budget= takes a whole number"):
             bq.parse_preset(bad)
+    with pytest.raises(ValueError, match="preset 'rgbx': use one of"):   # the preset's fault, not the budget's
+        bq.parse_preset("rgbx/budget=3072")
     assert bq.parse_size("160x120") == (120, 160)
 
 
