@@ -425,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.depth:
         print(f"depth: {diagnostics.get('keyframes_with_depth', '?')} keyframes with depth, "
               f"{diagnostics.get('keyframes_without_depth', '?')} without; model reads depth: "
-              f"{diagnostics.get('model_reads_depth', '?')}; sampling {diagnostics.get('sampling', '?')}")
+              f"{diagnostics.get('model_reads_depth', '?')}; sampling {diagnostics.get('sampling', '?')}; "
+              f"{diagnostics.get('keyframes_changed', '?')} dropped as the scene changed (the stream's world is "
+              "static: any is a false drop)")
     print(f"node RSS: {rss_start:.0f} MB after warm-up, {rss_end:.0f} MB at the end ({drift:+.1%}); keyframes "
           f"{memory['keyframes_start']:.0f} -> {memory['keyframes_end']:.0f}, keyframes + cache "
           f"{memory['bounded_growth_mb']:+.0f} MB, so {memory['drift_unbounded']:+.1%} less them; "

@@ -9,8 +9,12 @@ View ``i`` puts ``camera_optical`` at x = i * ``spacing`` metres in ``fixed_fram
 ``turn_deg`` degrees per view about the vertical, so consecutive views differ by more than
 the node's default keyframe thresholds (0.25 m, 15 deg). Every frame publishes, in this
 order, ``fixed_frame -> camera_optical`` on ``/tf``, CameraInfo and Image (and, with
-``depth_topic``, a 32FC1 depth image registered to it: a wall ``depth_m`` metres ahead, the
-load an RGB-D camera's aligned depth puts on the node), all with the frame's stamp. The
+``depth_topic``, a 32FC1 depth image registered to it: the load an RGB-D camera's aligned
+depth puts on the node), all with the frame's stamp. The depth is of one static world seen
+from every view (:func:`corridor_depth`: a floor and a ceiling, no return beyond a range), so
+the node's scene-change check finds nothing changed, as in a room nobody walks through. A
+wall at the same depth ahead of every view would not be one world: each new keyframe would
+see through the walls of the ones before it, and the node would rightly drop them. The
 stream starts once the image, CameraInfo and /tf publishers (and the depth one) each have a
 matched subscriber (best-effort writers drop what they publish before that, and a volatile
 reader never gets it), waits ``start_delay_s`` more, then repeats the first view (lead-in
@@ -34,6 +38,8 @@ import numpy as np
 
 from viewseg_core.cameras import K_from_hfov
 
+CAMERA_HEIGHT_M = 1.2  # every view's camera centre above the floor (view_pose)
+
 PARAMETERS = {
     "views": (40, "distinct views"),
     "first_view": (0, "index of the first view (streams with disjoint ranges show disjoint views)"),
@@ -55,8 +61,33 @@ PARAMETERS = {
     "camera_frame": ("camera_optical", "the images' frame_id"),
     "depth_topic": ("", "also publish 32FC1 depth registered to the colour image on this topic, same stamp and "
                         "frame_id (empty = none)"),
-    "depth_m": (3.0, "planar depth in metres that the depth images show everywhere (a wall ahead)"),
+    "ceiling_m": (2.5, "height of the ceiling the depth images show (the floor is at 0, the camera at "
+                       f"{CAMERA_HEIGHT_M:g} m)"),
+    "depth_range_m": (8.0, "depth images have no return (NaN) beyond this planar depth"),
 }
+
+
+def corridor_depth(K: np.ndarray, height: int, width: int, camera_height: float = CAMERA_HEIGHT_M,
+                   ceiling: float = 2.5, max_range: float = 8.0) -> np.ndarray:
+    """[height, width] float32 planar depth of an endless floor (z = 0) and ceiling (z =
+    ``ceiling``) seen by a camera ``camera_height`` metres up with its optical axis horizontal
+    (every :func:`view_pose`), NaN (no return) beyond ``max_range`` and at the horizon row.
+
+    A pixel row v below the principal point meets the floor where its ray has dropped
+    ``camera_height``: z = camera_height * fy / (v - cy); above it, the ceiling at
+    z = (ceiling - camera_height) * fy / (cy - v). The image does not depend on where the
+    camera stands or which way it turns, and every measured point lies on the floor or the
+    ceiling, where any other view's ray to it ends too: one static world from every view.
+    """
+    if not 0.0 < camera_height < ceiling or not max_range > 0.0:
+        raise ValueError(f"corridor_depth: need 0 < camera_height < ceiling and max_range > 0, got "
+                         f"{camera_height}, {ceiling}, {max_range}")
+    fy, cy = float(K[1, 1]), float(K[1, 2])
+    below = np.arange(height, dtype=np.float64) - cy   # row r's centre is v = r; + = down (optical y)
+    with np.errstate(divide="ignore"):
+        rows = np.where(below > 0, camera_height * fy / below, (ceiling - camera_height) * fy / -below)
+    rows = np.where(np.isfinite(rows) & (rows > 0) & (rows <= max_range), rows, np.nan)
+    return np.ascontiguousarray(np.broadcast_to(rows[:, None], (height, width)), dtype=np.float32)
 
 
 def view_pose(index: int, spacing: float, turn_deg: float) -> np.ndarray:
@@ -67,7 +98,7 @@ def view_pose(index: int, spacing: float, turn_deg: float) -> np.ndarray:
     right = np.cross(down, forward)
     c2w = np.eye(4)
     c2w[:3, 0], c2w[:3, 1], c2w[:3, 2] = right, down, forward
-    c2w[:3, 3] = (index * spacing, 0.0, 1.2)
+    c2w[:3, 3] = (index * spacing, 0.0, CAMERA_HEIGHT_M)
     return c2w
 
 
@@ -102,8 +133,13 @@ def main(args: list[str] | None = None) -> int:
         depth_pub = node.create_publisher(Image, p["depth_topic"], qos) if p["depth_topic"] else None
         publishers = (image_pub, info_pub, tf_pub) + ((depth_pub,) if depth_pub is not None else ())
         width, height = int(p["width"]), int(p["height"])
-        depth = np.full((height, width), float(p["depth_m"]), dtype=np.float32)
         K = K_from_hfov(float(p["hfov_deg"]), width, height)
+        try:
+            depth = corridor_depth(K, height, width, ceiling=float(p["ceiling_m"]),
+                                   max_range=float(p["depth_range_m"]))
+        except ValueError as error:
+            print(f"camera_stream: {error}", file=sys.stderr)
+            return 2
         texture = np.random.default_rng(0).integers(0, 256, (height + 512, width + 1024, 3), dtype=np.uint8)
         # A best-effort writer drops what it publishes before a reader has matched, and a
         # volatile /tf reader never gets what came before its match; on a loaded machine
