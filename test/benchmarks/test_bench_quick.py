@@ -153,9 +153,9 @@ def test_flop_counter_matches_torch_flop_counter(pooling, source_rgb, monkeypatc
 
     from viewseg_core.model import fast
 
-    # CPU queries pad each field call's rays to a bucket (fast.ray_bucket); the estimate counts
+    # CPU queries pad each field call's rays to a bucket (fast.call_bucket); the estimate counts
     # the useful work only, so the padding is switched off here (it adds up to 6.25%).
-    monkeypatch.setattr(fast, "ray_bucket", lambda rays: rays)
+    monkeypatch.setattr(fast, "call_bucket", lambda rays, per_call=0: rays)
     bq = load_benchmark("bench_query")
     torch.set_num_threads(1)
     model, _ = bq.build_bench_model("", quick=True)

@@ -119,6 +119,9 @@ CUDA_FREE_MEMORY_SHARE = 1 / 32   # the field holds ~10 such tensors at its peak
 # Dense samples per ray chunk, in field calls (module docstring, item 3). A cancelled render
 # stops before its next field call, not at the end of a chunk (about 0.1 s at 8 on the 2-core CPU).
 RAY_CHUNK_CALLS = 8
+# A CPU field call of more than an eighth of its pass's most rays per call is padded to one of
+# this many sizes (call_bucket; 0: ray_bucket's finer steps only).
+LARGE_CALL_SIZES = 8
 
 
 class RenderCancelled(RuntimeError):
@@ -389,11 +392,13 @@ class FieldChoice:
     weights_dtype: torch.dtype | None = None
 
     def __call__(self, field: SemanticField, points: torch.Tensor, directions: torch.Tensor,
-                 prepared: PreparedSources) -> FieldOutput:
+                 prepared: PreparedSources, per_call: int = 0) -> FieldOutput:
+        """``per_call``: the most rays the calling pass puts in one call (CPU padding,
+        :func:`call_bucket`; 0 = unknown)."""
         if self.should_stop is not None and self.should_stop():
             raise _StopAsked
         if self.impl != "fused" or self.failure:
-            return self._reference(field, points, directions, prepared)
+            return self._reference(field, points, directions, prepared, per_call)
         if self.requested != "auto":
             return fused_field_forward(field, points, directions, prepared, precision=self.precision,
                                        interpret=self.interpret)
@@ -404,7 +409,7 @@ class FieldChoice:
             raise
         except FusedFieldUnsupported as exc:  # this query's inputs (not the device): this query only
             self.failure.append(f"{type(exc).__name__}: {exc}")
-            return self._reference(field, points, directions, prepared)
+            return self._reference(field, points, directions, prepared, per_call)
         except Exception as exc:  # noqa: BLE001 - auto must not take a query down with the kernel
             why = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
             self.failure.append(why)
@@ -412,18 +417,18 @@ class FieldChoice:
                 _fused_failed[str(points.device)] = why
             warnings.warn(f"fused field kernel failed on {points.device} ({why}); field_impl=auto uses the "
                           "PyTorch field there from now on", RuntimeWarning, stacklevel=2)
-            return self._reference(field, points, directions, prepared)
+            return self._reference(field, points, directions, prepared, per_call)
 
     def _reference(self, field: SemanticField, points: torch.Tensor, directions: torch.Tensor,
-                   prepared: PreparedSources) -> FieldOutput:
+                   prepared: PreparedSources, per_call: int = 0) -> FieldOutput:
         """The PyTorch field, from its ``weights_dtype`` copy where one is asked for; a CPU
-        inference call with its rays padded to :func:`ray_bucket` (see there)."""
+        inference call with its rays padded to :func:`call_bucket` (see there)."""
         if torch.is_grad_enabled():
             return field(points, directions, prepared)
         if self.weights_dtype is not None:
             field = low_precision_field(field, self.weights_dtype)
         if points.device.type == "cpu":
-            return padded_field_call(field, points, directions, prepared)
+            return padded_field_call(field, points, directions, prepared, per_call)
         return field(points, directions, prepared)
 
 
@@ -433,7 +438,8 @@ def ray_bucket(rays: int) -> int:
     sizes up to 1536).
 
     Why: a query's field calls have as many shapes as its chunks have ray counts, and on the
-    CPU every new shape costs memory that is never given back. oneDNN's bf16 GEMMs keep memory
+    CPU every new shape costs memory that is never given back (:func:`call_bucket` pads the
+    large calls coarser still). oneDNN's bf16 GEMMs keep memory
     for each shape they have run, outside the primitive cache that
     ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` bounds. In float32, the freed tensors of one shape
     seldom fit the next, so glibc's heap grows around them. A node that rendered for 10
@@ -448,13 +454,33 @@ def ray_bucket(rays: int) -> int:
     return -(-rays // step) * step
 
 
+def call_bucket(rays: int, per_call: int = 0) -> int:
+    """The rays a CPU field call of ``rays`` is padded to, in a pass that puts at most
+    ``per_call`` rays in one call (0: unknown): above an eighth of ``per_call``
+    (:data:`LARGE_CALL_SIZES`), the next multiple of that eighth, never past ``per_call``;
+    below it, :func:`ray_bucket`.
+
+    Why: :func:`ray_bucket`'s 6.25% steps give a pass of a large budget many large shapes
+    (about 40 from 512 rays to 12288), and oneDNN's bf16 GEMMs keep memory for each shape
+    they have run; this gives the large calls 8 shapes whatever the budget, for at most an
+    eighth of a call computed for nothing at the end of a pass (docs/benchmarks.md, "CPU
+    point budget").
+    """
+    if per_call > 0 and LARGE_CALL_SIZES > 0:
+        step = -(-per_call // LARGE_CALL_SIZES)
+        if rays > step:
+            return min(-(-rays // step) * step, max(per_call, rays))
+    return ray_bucket(rays)
+
+
 def padded_field_call(field: SemanticField, points: torch.Tensor, directions: torch.Tensor,
-                      prepared: PreparedSources) -> FieldOutput:
+                      prepared: PreparedSources, per_call: int = 0) -> FieldOutput:
     """``field(points, directions, prepared)`` on [B, R, S, 3] points with R padded to
-    :func:`ray_bucket` by repeating the last ray; the padding is cut off again, so the result
-    is the plain call's (every point is evaluated on its own)."""
+    :func:`call_bucket` (``per_call``: the pass's most rays in one call) by repeating the last
+    ray; the padding is cut off again, so the result is the plain call's (every point is
+    evaluated on its own)."""
     rays = points.shape[1]
-    padded = ray_bucket(rays)
+    padded = call_bucket(rays, per_call)
     if padded == rays:
         return field(points, directions, prepared)
     extra = padded - rays
@@ -570,7 +596,7 @@ def _evaluate_in_calls(evaluate: FieldChoice, field: SemanticField, prepared: Pr
     outs = []
     for start in range(0, R, rays_per_call):
         sl = slice(start, start + rays_per_call)
-        outs.append(evaluate(field, points[:, sl], directions[:, sl], prepared))
+        outs.append(evaluate(field, points[:, sl], directions[:, sl], prepared, per_call=rays_per_call))
         stats.field_calls += 1
     if len(outs) == 1:
         return outs[0]
@@ -821,5 +847,5 @@ def render_query(model, K: torch.Tensor, c2w: torch.Tensor, height: int, width: 
 __all__ = ["QueryPreset", "QueryStats", "RenderCancelled", "PRESETS", "RAY_CHUNK_CALLS", "AMP_MODES", "FIELD_IMPLS", "FIELD_ENV",
            "FieldChoice", "check_amp", "choose_field", "cpu_weights_dtype", "low_precision_field", "requested_field_impl", "fused_failures", "render_query",
            "render_query_stats",
-           "occupied_samples", "explained_rays", "padded_field_call", "point_budget", "ray_bucket", "trained_preset",
+           "occupied_samples", "explained_rays", "call_bucket", "padded_field_call", "point_budget", "ray_bucket", "trained_preset",
            "EXPLAINED_BANDS"]

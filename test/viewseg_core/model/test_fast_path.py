@@ -157,8 +157,8 @@ def test_batched_queries_equal_single_queries(make_config, box_room, monkeypatch
     batched = model.make_sources(sources.features.expand(B, -1, -1, -1, -1), sources.K.expand(B, -1, -1, -1),
                                  sources.c2w.expand(B, -1, -1, -1), H, W)
     # CPU queries pad each call's rays to a bucket, a few points past the budget by design
-    # (fast.ray_bucket): switched off here, so that the budget is what is checked.
-    monkeypatch.setattr(fast, "ray_bucket", lambda rays: rays)
+    # (fast.call_bucket): switched off here, so that the budget is what is checked.
+    monkeypatch.setattr(fast, "call_bucket", lambda rays, per_call=0: rays)
     preset = QueryPreset("skip", 8, 8, skip_weight=1e-3, point_budget=300)
     sizes = []
     plain = SemanticField.forward
@@ -313,7 +313,7 @@ def test_ray_chunks_hold_several_calls_each_within_the_budget(make_config, box_r
     """A ray chunk spans RAY_CHUNK_CALLS budgets of dense samples, yet no field call exceeds the
     budget, and the image is the one that one-call chunks render (to float rounding: a call
     holds other rays, and a GEMM's rounding may follow its row count)."""
-    monkeypatch.setattr(fast, "ray_bucket", lambda rays: rays)   # CPU padding off: the budget is checked
+    monkeypatch.setattr(fast, "call_bucket", lambda rays, per_call=0: rays)   # CPU padding off: the budget is checked
     model = _model(make_config)
     sources = _sources(model, box_room)
     c2w = box_room.target_c2w[0]
@@ -648,8 +648,26 @@ def test_ray_bucket_rounds_up_to_few_sizes():
         fast.ray_bucket(0)
 
 
+def test_call_bucket_gives_large_calls_eight_sizes_within_the_pass_cap():
+    # 12288 rays per call: an eighth is 1536; above it, multiples of 1536 up to the cap.
+    assert [fast.call_bucket(n, 12288) for n in (1, 1536, 1537, 3000, 3073, 12000, 12288)] == \
+        [16, 1536, 3072, 3072, 4608, 12288, 12288]
+    sizes = {fast.call_bucket(n, 12288) for n in range(1, 12289)}
+    large = sorted(x for x in sizes if x > 1536)
+    assert large == [1536 * k for k in range(2, 9)]             # 7 above the eighth, 1536 itself below
+    assert len(sizes) == 8 + len({fast.ray_bucket(n) for n in range(1, 1537)}) - 1
+    # ray_bucket alone gives this pass some 100 sizes.
+    assert len({fast.ray_bucket(n) for n in range(1, 12289)}) > 100
+    # Never below the call, never past the cap (a cap not divisible by 8 included).
+    for cap in (12288, 1000, 7, 1):
+        assert all(n <= fast.call_bucket(n, cap) <= max(cap, fast.ray_bucket(n) if n <= -(-cap // 8) else cap)
+                   for n in range(1, cap + 1))
+    assert fast.call_bucket(900, 1000) == 1000 and fast.call_bucket(126, 1000) == 250
+    assert fast.call_bucket(3000) == fast.ray_bucket(3000)     # no cap known: ray_bucket
+
+
 def test_padded_field_call_equals_the_plain_call(make_config, box_room):
-    """The bf16 CPU path pads each call's rays to a bucket (fast.ray_bucket): the real rays'
+    """The bf16 CPU path pads each call's rays to a bucket (fast.call_bucket): the real rays'
     outputs are the plain call's, and the field saw the bucketed shape."""
     model = _model(make_config)
     sources = _sources(model, box_room)
@@ -676,7 +694,11 @@ def test_padded_field_call_equals_the_plain_call(make_config, box_room):
     assert torch.equal(padded.num_visible, reference.num_visible)
 
 
-def test_cpu_queries_pad_rays_in_either_precision_and_training_does_not(make_config, box_room):
+def test_cpu_queries_pad_rays_in_either_precision_and_training_does_not(make_config, box_room, monkeypatch):
+    bucketed = []
+    plain_bucket = fast.call_bucket
+    monkeypatch.setattr(fast, "call_bucket", lambda rays, per_call=0: bucketed.append(plain_bucket(rays, per_call))
+                        or bucketed[-1])
     model = _model(make_config)
     sources = _sources(model, box_room)
     cfg = model.config
@@ -697,6 +719,6 @@ def test_cpu_queries_pad_rays_in_either_precision_and_training_does_not(make_con
         trained = list(shapes)
     finally:
         SemanticField.forward = plain
-    for amp, rays in runs.items():
-        assert rays and all(n == fast.ray_bucket(n) for n in rays), (amp, rays)
+    for amp, rays in runs.items():   # every call the field saw had call_bucket's size
+        assert rays and set(rays) <= set(bucketed), (amp, rays, bucketed)
     assert trained == [37]
