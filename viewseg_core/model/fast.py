@@ -22,11 +22,11 @@ reference path by ``benchmarks/bench_query.py`` (see docs/benchmarks.md):
    chunks follow the device instead of the original fixed 6000 rays. On the 2-core
    development machine 128-ray chunks once ran 2.4x faster than 2048-ray ones; since the
    field's forward works in place and the process keeps its freed memory, larger calls are
-   faster (12288 points against 3072: the ``rgbd`` query in 0.73-0.83x the time, the same
+   faster (12288 points against 3072: the ``rgbd`` query in 0.73-0.89x the time, the same
    image bit for bit). CPU calls are padded to a few sizes (:func:`call_bucket`), because
    oneDNN keeps memory for every shape it has run: with the finer padding of before, a node
-   under load grew for ten minutes at 12288 points; with it, its memory levels off within
-   three (docs/benchmarks.md, "CPU point budget"). The rays of one chunk (sampling,
+   under load grew for ten minutes at 12288 points; with it, its memory stays in a band that
+   rose some 5% in twenty minutes (docs/benchmarks.md, "CPU point budget"). The rays of one chunk (sampling,
    packing, compositing) are :data:`RAY_CHUNK_CALLS` field calls' worth of dense samples:
    a field call stays within the budget (dense passes are split by rays, packed ones by
    points), while the many small per-chunk operations run a few times per image instead of
@@ -463,7 +463,7 @@ def call_bucket(rays: int, per_call: int = 0) -> int:
     below it, :func:`ray_bucket`.
 
     Why: :func:`ray_bucket`'s 6.25% steps give a pass of a large budget many large shapes
-    (about 40 from 512 rays to 12288), and oneDNN's bf16 GEMMs keep memory for each shape
+    (72 from 512 rays to 12288), and oneDNN's bf16 GEMMs keep memory for each shape
     they have run; this gives the large calls 8 shapes whatever the budget, for at most an
     eighth of a call computed for nothing at the end of a pass (docs/benchmarks.md, "CPU
     point budget").
