@@ -157,11 +157,12 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "query.amp": ("auto", "MLP precision: auto (bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, else float32) "
                           "| off (float32) | bf16 (CUDA: autocast; CPU: a bf16 copy of the field's weights); "
                           "docs/benchmarks.md, \"CPU bf16\""),
-    "query.point_budget": (0, "points per field call (0 = from the device: 12 MiB of one [points, views, hidden] "
-                              "float32 activation on CPU, 12288 points at 4 views; a share of free GPU memory on "
-                              "CUDA); on CPU a quarter of that keeps about 100 MB less under load and renders in "
-                              "about 1.2x the time (docs/benchmarks.md, \"CPU point budget\"); a cancelled or "
-                              "timed-out render stops at the next call"),
+    "query.point_budget": (0, "points per field call (0 = from the device: 3 MiB of one [points, views, hidden] "
+                              "float32 activation on CPU, 3072 points at 4 views; a share of free GPU memory on "
+                              "CUDA); on CPU 12288 renders the rgbd preset in 0.83-0.89x the time for about 100 MB "
+                              "more under load, but an RGB model's node drifted +11% in 10 minutes with it "
+                              "(docs/benchmarks.md, \"CPU point budget\"); a cancelled or timed-out render stops "
+                              "at the next call"),
     "query.max_width": (1280, "largest query width accepted"),
     "query.max_height": (1024, "largest query height accepted"),
     "query.timeout_s": (30.0, "a query estimated to take longer is refused up front; a render that takes "

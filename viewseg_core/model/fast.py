@@ -16,17 +16,18 @@ reference path by ``benchmarks/bench_query.py`` (see docs/benchmarks.md):
    coarse one saw none); its mIoU cost is measured. ``skip_weight = 0`` evaluates every
    sample and matches :meth:`Renderer.render_image` to float rounding.
 3. **Chunks are sized by a memory budget** (points per field call), not by a fixed ray
-   count: on CPU, :data:`CPU_BUDGET_BYTES` (12 MiB) of one [points, views, hidden] float32
-   activation (12288 points of 4 views at hidden 64), and a share of the free memory on CUDA
+   count: on CPU, :data:`CPU_BUDGET_BYTES` (3 MiB) of one [points, views, hidden] float32
+   activation (3072 points of 4 views at hidden 64), and a share of the free memory on CUDA
    (1/32 per [points, views, hidden] float32 tensor; untuned: no GPU was available), so
    chunks follow the device instead of the original fixed 6000 rays. On the 2-core
    development machine 128-ray chunks once ran 2.4x faster than 2048-ray ones; since the
    field's forward works in place and the process keeps its freed memory, larger calls are
    faster (12288 points against 3072: the ``rgbd`` query in 0.73-0.89x the time, the same
    image bit for bit). CPU calls are padded to a few sizes (:func:`call_bucket`), because
-   oneDNN keeps memory for every shape it has run: with the finer padding of before, a node
-   under load grew for ten minutes at 12288 points; with it, its memory stays in a band that
-   rose some 5% in twenty minutes (docs/benchmarks.md, "CPU point budget"). The rays of one chunk (sampling,
+   oneDNN keeps memory for every shape it has run. With that, an RGB-D node at 12288 points
+   stayed within a band under twenty minutes of load, but a node of the RGB model drifted
+   +11% in ten, so the default stays at 3 MiB and ``query.point_budget: 12288`` is the
+   opt-in (docs/benchmarks.md, "CPU point budget"). The rays of one chunk (sampling,
    packing, compositing) are :data:`RAY_CHUNK_CALLS` field calls' worth of dense samples:
    a field call stays within the budget (dense passes are split by rays, packed ones by
    points), while the many small per-chunk operations run a few times per image instead of
@@ -116,7 +117,7 @@ FIELD_IMPLS = ("auto", "fused", "reference")
 FIELD_ENV = "VIEWSEG_FIELD"   # overrides QueryPreset.field_impl (benchmarks, tests)
 # Default per-call budget: bytes of one [points, views, hidden] float32 activation (module
 # docstring, item 3; docs/benchmarks.md, "CPU point budget").
-CPU_BUDGET_BYTES = 12 << 20
+CPU_BUDGET_BYTES = 3 << 20
 CUDA_FREE_MEMORY_SHARE = 1 / 32   # the field holds ~10 such tensors at its peak
 # Dense samples per ray chunk, in field calls (module docstring, item 3). A cancelled render
 # stops before its next field call, not at the end of a chunk (about 0.1 s at 8 on the 2-core CPU).

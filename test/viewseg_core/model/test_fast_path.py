@@ -345,11 +345,11 @@ def test_ray_chunks_hold_several_calls_each_within_the_budget(make_config, box_r
 
 def test_cpu_point_budget_holds_one_activation_within_the_byte_budget():
     """The CPU default: as many points as fit one [points, views, hidden] float32 activation in
-    CPU_BUDGET_BYTES (12 MiB: 12288 points of 4 views at hidden 64); a preset's own budget wins."""
+    CPU_BUDGET_BYTES (3 MiB: 3072 points of 4 views at hidden 64); a preset's own budget wins."""
     field = SemanticField(16, FieldConfig(hidden_dim=64))
     cpu = torch.device("cpu")
-    assert fast.point_budget(PRESETS["rgbd"], field, 4, cpu) == fast.CPU_BUDGET_BYTES // (4 * 4 * 64) == 12288
-    assert fast.point_budget(PRESETS["rgbd"], field, 8, cpu) == 6144
+    assert fast.point_budget(PRESETS["rgbd"], field, 4, cpu) == fast.CPU_BUDGET_BYTES // (4 * 4 * 64) == 3072
+    assert fast.point_budget(PRESETS["rgbd"], field, 8, cpu) == 1536
     assert fast.point_budget(replace(PRESETS["rgbd"], point_budget=97), field, 4, cpu) == 97
     assert fast.point_budget(PRESETS["rgbd"], field, 10**9, cpu) == 1
 
